@@ -1,0 +1,178 @@
+//! Which configuration keys Pyrite implements, and which ones upstream Prometheus knows.
+//!
+//! Walking the YAML before typed deserialization lets every refused key be named precisely:
+//! "supported by Prometheus, not by Pyrite yet" reads differently from a typo.
+
+use serde_yaml::Value;
+
+use super::ConfigError;
+
+struct Section {
+    supported: &'static [&'static str],
+    upstream_only: &'static [&'static str],
+}
+
+const TOP: Section = Section {
+    supported: &["global", "scrape_configs"],
+    upstream_only: &[
+        "rule_files",
+        "scrape_config_files",
+        "alerting",
+        "remote_write",
+        "remote_read",
+        "storage",
+        "tracing",
+        "otlp",
+        "runtime",
+    ],
+};
+
+const GLOBAL: Section = Section {
+    supported: &["scrape_interval", "scrape_timeout", "evaluation_interval", "external_labels"],
+    upstream_only: &[
+        "scrape_protocols",
+        "rule_query_offset",
+        "query_log_file",
+        "scrape_failure_log_file",
+        "body_size_limit",
+        "sample_limit",
+        "label_limit",
+        "label_name_length_limit",
+        "label_value_length_limit",
+        "target_limit",
+        "keep_dropped_targets",
+        "metric_name_validation_scheme",
+        "metric_name_escaping_scheme",
+        "scrape_classic_histograms",
+        "always_scrape_classic_histograms",
+        "convert_classic_histograms_to_nhcb",
+        "scrape_native_histograms",
+        "extra_scrape_metrics",
+        "fallback_scrape_protocol",
+    ],
+};
+
+const SCRAPE: Section = Section {
+    supported: &[
+        "job_name",
+        "scrape_interval",
+        "scrape_timeout",
+        "metrics_path",
+        "scheme",
+        "honor_labels",
+        "static_configs",
+    ],
+    upstream_only: &[
+        "honor_timestamps",
+        "track_timestamps_staleness",
+        "params",
+        "relabel_configs",
+        "metric_relabel_configs",
+        "scrape_protocols",
+        "fallback_scrape_protocol",
+        "scrape_classic_histograms",
+        "always_scrape_classic_histograms",
+        "convert_classic_histograms_to_nhcb",
+        "scrape_native_histograms",
+        "enable_compression",
+        "body_size_limit",
+        "sample_limit",
+        "label_limit",
+        "label_name_length_limit",
+        "label_value_length_limit",
+        "target_limit",
+        "keep_dropped_targets",
+        "native_histogram_bucket_limit",
+        "native_histogram_min_bucket_factor",
+        "metric_name_validation_scheme",
+        "metric_name_escaping_scheme",
+        "scrape_failure_log_file",
+        "extra_scrape_metrics",
+        // HTTP client options
+        "basic_auth",
+        "authorization",
+        "bearer_token",
+        "bearer_token_file",
+        "oauth2",
+        "tls_config",
+        "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "follow_redirects",
+        "enable_http2",
+        "http_headers",
+        // service discovery
+        "file_sd_configs",
+        "dns_sd_configs",
+        "http_sd_configs",
+        "kubernetes_sd_configs",
+        "consul_sd_configs",
+        "ec2_sd_configs",
+        "ecs_sd_configs",
+        "azure_sd_configs",
+        "gce_sd_configs",
+        "digitalocean_sd_configs",
+        "docker_sd_configs",
+        "dockerswarm_sd_configs",
+        "eureka_sd_configs",
+        "hetzner_sd_configs",
+        "ionos_sd_configs",
+        "kuma_sd_configs",
+        "lightsail_sd_configs",
+        "linode_sd_configs",
+        "marathon_sd_configs",
+        "nerve_sd_configs",
+        "nomad_sd_configs",
+        "openstack_sd_configs",
+        "ovhcloud_sd_configs",
+        "puppetdb_sd_configs",
+        "scaleway_sd_configs",
+        "serverset_sd_configs",
+        "triton_sd_configs",
+        "uyuni_sd_configs",
+        "vultr_sd_configs",
+        "stackit_sd_configs",
+    ],
+};
+
+const STATIC: Section = Section { supported: &["targets", "labels"], upstream_only: &[] };
+
+fn check_mapping(value: &Value, section: &Section, path: &str, file: &str) -> Result<(), ConfigError> {
+    let Value::Mapping(map) = value else {
+        return Ok(()); // a type error; typed deserialization reports it with its path
+    };
+    for key in map.keys() {
+        let Some(key) = key.as_str() else { continue };
+        let at = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+        if section.supported.contains(&key) {
+            continue;
+        }
+        return Err(if section.upstream_only.contains(&key) {
+            ConfigError::Unsupported { file: file.into(), path: at }
+        } else {
+            ConfigError::Unknown { file: file.into(), path: at }
+        });
+    }
+    Ok(())
+}
+
+/// Refuses any key outside what Pyrite implements, naming it.
+pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
+    check_mapping(root, &TOP, "", file)?;
+    if let Some(global) = root.get("global") {
+        check_mapping(global, &GLOBAL, "global", file)?;
+    }
+    if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {
+        for (i, sc) in scs.iter().enumerate() {
+            let path = format!("scrape_configs[{i}]");
+            check_mapping(sc, &SCRAPE, &path, file)?;
+            if let Some(Value::Sequence(statics)) = sc.get("static_configs") {
+                for (j, st) in statics.iter().enumerate() {
+                    check_mapping(st, &STATIC, &format!("{path}.static_configs[{j}]"), file)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

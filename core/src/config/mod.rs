@@ -1,0 +1,286 @@
+//! The `prometheus.yml` model: parsing, defaults and validation.
+//!
+//! Pyrite accepts a subset of upstream's configuration and says so: a key that upstream knows but
+//! Pyrite does not implement yet is refused with an error naming the key path and the file,
+//! rather than silently ignored; a key upstream does not know either is refused as unknown. Type
+//! errors also carry the key path (`scrape_configs[0].scrape_interval: ...`).
+
+pub mod duration;
+mod keys;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use duration::Duration;
+
+use crate::labels::{is_valid_label_name, Labels};
+
+/// A configuration file that could not be used. `path` is the key path inside the file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {path}: {message}")]
+    Invalid { file: String, path: String, message: String },
+    #[error("{file}: {path}: key is valid in Prometheus but not supported by Pyrite yet")]
+    Unsupported { file: String, path: String },
+    #[error("{file}: {path}: unknown key")]
+    Unknown { file: String, path: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: GlobalConfig,
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub evaluation_interval: Duration,
+    pub external_labels: Labels,
+}
+
+/// One `scrape_configs` entry with global defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub honor_labels: bool,
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: RawGlobal,
+    #[serde(default)]
+    scrape_configs: Vec<RawScrapeConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    scrape_interval: Option<Duration>,
+    scrape_timeout: Option<Duration>,
+    evaluation_interval: Option<Duration>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrapeConfig {
+    job_name: String,
+    scrape_interval: Option<Duration>,
+    scrape_timeout: Option<Duration>,
+    metrics_path: Option<String>,
+    scheme: Option<String>,
+    #[serde(default)]
+    honor_labels: bool,
+    #[serde(default)]
+    static_configs: Vec<StaticConfig>,
+}
+
+impl Config {
+    /// Parses and validates a configuration; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let value: serde_yaml::Value = if text.trim().is_empty() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?
+        };
+        keys::check(&value, file)?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
+            file: file.into(),
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        raw.validate(file)
+    }
+}
+
+impl RawConfig {
+    fn validate(self, file: &str) -> Result<Config, ConfigError> {
+        let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
+        let scrape_interval = self.global.scrape_interval.unwrap_or(Duration::from_secs(60));
+        let mut scrape_timeout = self.global.scrape_timeout.unwrap_or(Duration::from_secs(10));
+        if self.global.scrape_timeout.is_none() && scrape_timeout > scrape_interval {
+            scrape_timeout = scrape_interval;
+        }
+        if scrape_timeout > scrape_interval {
+            return Err(invalid(
+                "global.scrape_timeout".into(),
+                "global scrape timeout greater than scrape interval".into(),
+            ));
+        }
+        check_label_names(&self.global.external_labels, "global.external_labels", &invalid)?;
+        let global = GlobalConfig {
+            scrape_interval,
+            scrape_timeout,
+            evaluation_interval: self.global.evaluation_interval.unwrap_or(Duration::from_secs(60)),
+            external_labels: Labels::from_pairs(self.global.external_labels),
+        };
+        let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
+        for (i, sc) in self.scrape_configs.into_iter().enumerate() {
+            let at = |key: &str| format!("scrape_configs[{i}].{key}");
+            if sc.job_name.is_empty() {
+                return Err(invalid(at("job_name"), "job_name is empty".into()));
+            }
+            if scrape_configs.iter().any(|c| c.job_name == sc.job_name) {
+                return Err(invalid(
+                    at("job_name"),
+                    format!("found multiple scrape configs with job name {:?}", sc.job_name),
+                ));
+            }
+            let interval = sc.scrape_interval.unwrap_or(global.scrape_interval);
+            let timeout = match sc.scrape_timeout {
+                Some(t) => t,
+                None => global.scrape_timeout.min(interval),
+            };
+            if timeout > interval {
+                return Err(invalid(
+                    at("scrape_timeout"),
+                    format!(
+                        "scrape timeout greater than scrape interval for scrape config with job name {:?}",
+                        sc.job_name
+                    ),
+                ));
+            }
+            if interval.millis() <= 0 {
+                return Err(invalid(at("scrape_interval"), "scrape interval must be positive".into()));
+            }
+            let scheme = sc.scheme.unwrap_or_else(|| "http".into());
+            match scheme.as_str() {
+                "http" => {}
+                "https" => return Err(ConfigError::Unsupported { file: file.into(), path: at("scheme: https") }),
+                other => return Err(invalid(at("scheme"), format!("unknown scheme {other:?}, must be http or https"))),
+            }
+            let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
+            if !metrics_path.starts_with('/') {
+                return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
+            }
+            for (j, st) in sc.static_configs.iter().enumerate() {
+                let here = at(&format!("static_configs[{j}]"));
+                for t in &st.targets {
+                    validate_target(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
+                }
+                check_label_names(&st.labels, &format!("{here}.labels"), &invalid)?;
+            }
+            scrape_configs.push(ScrapeConfig {
+                job_name: sc.job_name,
+                scrape_interval: interval,
+                scrape_timeout: timeout,
+                metrics_path,
+                scheme,
+                honor_labels: sc.honor_labels,
+                static_configs: sc.static_configs,
+            });
+        }
+        Ok(Config { global, scrape_configs })
+    }
+}
+
+fn check_label_names(
+    labels: &BTreeMap<String, String>,
+    path: &str,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    match labels.keys().find(|n| !is_valid_label_name(n)) {
+        Some(bad) => Err(invalid(path.into(), format!("{bad:?} is not a valid label name"))),
+        None => Ok(()),
+    }
+}
+
+/// A static target is `host:port` (an IPv6 host in brackets), with no scheme or path.
+fn validate_target(t: &str) -> Result<(), String> {
+    if t.contains('/') {
+        return Err(format!("{t:?} is not a valid hostname: it must be host:port, without scheme or path"));
+    }
+    let (host, port) = t.rsplit_once(':').ok_or_else(|| format!("target {t:?} has no port"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("target {t:?} must be host:port with a port number"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_from_global() {
+        let c = Config::parse(
+            "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['localhost:9100']\n        labels: {env: prod}\n",
+            "p.yml",
+        )
+        .unwrap();
+        let sc = &c.scrape_configs[0];
+        assert_eq!(sc.scrape_interval, Duration::from_secs(15));
+        assert_eq!(sc.scrape_timeout, Duration::from_secs(10));
+        assert_eq!(sc.metrics_path, "/metrics");
+        assert_eq!(sc.static_configs[0].labels["env"], "prod");
+        assert_eq!(c.global.evaluation_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn timeout_defaults_to_interval_when_shorter() {
+        let c = Config::parse("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n", "p.yml").unwrap();
+        assert_eq!(c.scrape_configs[0].scrape_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let e = Config::parse("rule_files: [a.yml]\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: rule_files: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n    relabel_configs: []\n", "p.yml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "p.yml: scrape_configs[0].relabel_configs: key is valid in Prometheus but not supported by Pyrite yet"
+        );
+        let e = Config::parse("global:\n  scrape_intervl: 1m\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: global.scrape_intervl: unknown key");
+        let e = Config::parse("global:\n  scrape_interval: 1x\n", "p.yml").unwrap_err().to_string();
+        assert!(e.starts_with("p.yml: global.scrape_interval: not a valid duration string"), "{e}");
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n",
+            "p.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("scrape_configs[0].scrape_timeout"), "{e}");
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n  - job_name: a\n", "p.yml").unwrap_err().to_string();
+        assert!(e.contains("multiple scrape configs"), "{e}");
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['http://x:1/']}]\n",
+            "p.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("static_configs[0].targets"), "{e}");
+        assert!(Config::parse("global: [", "p.yml").unwrap_err().to_string().starts_with("p.yml: "));
+    }
+
+    #[test]
+    fn empty_file_is_valid() {
+        assert!(Config::parse("", "p.yml").unwrap().scrape_configs.is_empty());
+    }
+}

@@ -1,0 +1,408 @@
+//! Parser for the Prometheus text exposition format, version 0.0.4.
+//!
+//! The parser is a pull iterator over lines. A sample line is split into its raw series text
+//! (`name{labels}`), value and optional timestamp *without* parsing the labels: the scrape cache
+//! looks the raw series text up first, and only a series it has not seen is handed to
+//! [`parse_series`]. Everything else on the line is validated, so a malformed body is detected
+//! before anything of it is stored.
+//!
+//! Grammar (per line, after leading blanks): `# HELP name text`, `# TYPE name type`, any other
+//! `#` comment, an empty line, or `name[{l="v",...}] value [timestamp]`. Label values use the
+//! escapes `\\`, `\"` and `\n`; values are Go floats (`NaN`, `+Inf`, `-Inf`, exponents).
+
+use thiserror::Error;
+
+use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
+
+/// A parse error, with the 1-based line it was found on.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("text format parsing error in line {line}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// The metric types a `# TYPE` line may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+}
+
+impl MetricType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" => MetricType::Untyped,
+            _ => return None,
+        })
+    }
+}
+
+/// One meaningful line of an exposition body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    Help {
+        metric: &'a str,
+        text: String,
+    },
+    Type {
+        metric: &'a str,
+        kind: MetricType,
+    },
+    /// A sample. `series` is the raw `name{labels}` text, trailing blanks removed; pass it to
+    /// [`parse_series`] to get its labels.
+    Sample {
+        series: &'a str,
+        value: f64,
+        timestamp: Option<i64>,
+    },
+}
+
+/// Pull parser over a whole exposition body.
+pub struct TextParser<'a> {
+    rest: &'a str,
+    line: usize,
+}
+
+impl<'a> TextParser<'a> {
+    pub fn new(body: &'a str) -> Self {
+        TextParser { rest: body, line: 0 }
+    }
+
+    /// The 1-based number of the line last returned.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    fn error(&self, message: impl Into<String>) -> ParseError {
+        ParseError { line: self.line, message: message.into() }
+    }
+
+    fn parse_line(&self, line: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
+        let line = line.trim_start_matches([' ', '\t']);
+        if line.is_empty() {
+            return Ok(None);
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            return self.parse_comment(comment);
+        }
+        let series_end = series_end(line).map_err(|m| self.error(m))?;
+        let series = line[..series_end].trim_end_matches([' ', '\t']);
+        if series_end == line.len() || !line[series_end..].starts_with([' ', '\t']) {
+            return Err(self.error(format!("expected value after metric, got {:?}", &line[series_end..])));
+        }
+        let mut fields = line[series_end..].split([' ', '\t']).filter(|f| !f.is_empty());
+        let value_text = fields.next().ok_or_else(|| self.error("expected value after metric"))?;
+        let value = parse_float(value_text)
+            .ok_or_else(|| self.error(format!("expected float as value, got {value_text:?}")))?;
+        let timestamp = match fields.next() {
+            None => None,
+            Some(ts) => {
+                Some(ts.parse::<i64>().map_err(|_| self.error(format!("expected integer as timestamp, got {ts:?}")))?)
+            }
+        };
+        if let Some(extra) = fields.next() {
+            return Err(self.error(format!("unexpected {extra:?} after timestamp")));
+        }
+        Ok(Some(Entry::Sample { series, value, timestamp }))
+    }
+
+    fn parse_comment(&self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
+        let comment = comment.trim_start_matches([' ', '\t']);
+        let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
+        if keyword != "HELP" && keyword != "TYPE" {
+            return Ok(None); // an ordinary comment
+        }
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let (metric, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+        if !is_valid_metric_name(metric) {
+            return Err(self.error(format!("invalid metric name in comment: {metric:?}")));
+        }
+        if keyword == "HELP" {
+            let text = unescape(text, false).map_err(|m| self.error(m))?;
+            Ok(Some(Entry::Help { metric, text }))
+        } else {
+            let kind_text = text.trim_matches([' ', '\t']);
+            let kind =
+                MetricType::parse(kind_text).ok_or_else(|| self.error(format!("unknown metric type {kind_text:?}")))?;
+            Ok(Some(Entry::Type { metric, kind }))
+        }
+    }
+}
+
+impl<'a> Iterator for TextParser<'a> {
+    type Item = Result<Entry<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            let (line, rest) = match self.rest.find('\n') {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, ""),
+            };
+            self.rest = rest;
+            self.line += 1;
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            match self.parse_line(line) {
+                Ok(None) => continue,
+                Ok(Some(entry)) => return Some(Ok(entry)),
+                Err(e) => {
+                    self.rest = "";
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Byte offset just past the series part of a sample line (the name and the `{...}` block, if
+/// any), found without decoding labels; quotes and escapes inside label values are respected.
+fn series_end(line: &str) -> Result<usize, String> {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'{') {
+        i += 1;
+    }
+    if i == 0 && bytes.first() != Some(&b'{') {
+        return Err(format!("expected metric name, got {:?}", line));
+    }
+    let mut j = i;
+    while j < bytes.len() && matches!(bytes[j], b' ' | b'\t') {
+        j += 1;
+    }
+    if bytes.get(j) != Some(&b'{') {
+        return Ok(i);
+    }
+    let mut in_quotes = false;
+    let mut k = j + 1;
+    while k < bytes.len() {
+        match bytes[k] {
+            b'\\' if in_quotes => k += 1,
+            b'"' => in_quotes = !in_quotes,
+            b'}' if !in_quotes => return Ok(k + 1),
+            _ => {}
+        }
+        k += 1;
+    }
+    Err("unterminated label set: missing '}'".to_string())
+}
+
+/// Parses a Go float as the text format allows: decimal, exponent, `NaN`, `+Inf`, `-Inf`, `Inf`.
+pub fn parse_float(s: &str) -> Option<f64> {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let negative = s.starts_with('-');
+    match unsigned.to_ascii_lowercase().as_str() {
+        "nan" => return Some(f64::NAN),
+        "inf" | "infinity" => return Some(if negative { f64::NEG_INFINITY } else { f64::INFINITY }),
+        _ => {}
+    }
+    // Rust's parser accepts the same decimal forms Go does, but also "infinity"/"nan" spellings
+    // handled above, and rejects hex floats and underscores like the text format.
+    if unsigned.is_empty()
+        || !unsigned.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Decodes the escapes of a label value (`\\`, `\"`, `\n`) or HELP text (`\\`, `\n`). Unknown
+/// escapes are kept literally, as upstream's parser does.
+fn unescape(s: &str, quotes: bool) -> Result<String, String> {
+    if !s.contains('\\') {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if quotes => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => return Err("escape character at end of text".to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the raw series text of a sample line into its labels, the metric name included as
+/// `__name__`. Rejects invalid names, duplicate label names and malformed quoting.
+pub fn parse_series(series: &str) -> Result<Labels, String> {
+    let (name, rest) = match series.find('{') {
+        Some(i) => (series[..i].trim_end_matches([' ', '\t']), &series[i..]),
+        None => (series, ""),
+    };
+    if !is_valid_metric_name(name) {
+        return Err(format!("invalid metric name {name:?}"));
+    }
+    let mut pairs: Vec<(String, String)> = vec![("__name__".to_string(), name.to_string())];
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .ok_or_else(|| "malformed label set".to_string())?;
+        let mut cursor = inner.trim_start_matches([' ', '\t']);
+        while !cursor.is_empty() {
+            let eq = cursor.find('=').ok_or_else(|| format!("expected '=' after label name in {cursor:?}"))?;
+            let lname = cursor[..eq].trim_matches([' ', '\t']);
+            if !is_valid_label_name(lname) {
+                return Err(format!("invalid label name {lname:?}"));
+            }
+            let after = cursor[eq + 1..].trim_start_matches([' ', '\t']);
+            let body = after
+                .strip_prefix('"')
+                .ok_or_else(|| format!("expected '\"' to start the value of label {lname:?}"))?;
+            let close = closing_quote(body).ok_or_else(|| format!("unterminated value of label {lname:?}"))?;
+            let value = unescape(&body[..close], true)?;
+            if pairs.iter().any(|(n, _)| n == lname) {
+                return Err(format!("duplicate label name {lname:?}"));
+            }
+            pairs.push((lname.to_string(), value));
+            cursor = body[close + 1..].trim_start_matches([' ', '\t']);
+            match cursor.strip_prefix(',') {
+                Some(r) => cursor = r.trim_start_matches([' ', '\t']),
+                None if cursor.is_empty() => {}
+                None => return Err(format!("expected ',' or '}}' after label {lname:?}, got {cursor:?}")),
+            }
+        }
+    }
+    Ok(Labels::from_pairs(pairs))
+}
+
+/// Index of the first unescaped `"` in `s`.
+fn closing_quote(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(body: &str) -> Vec<(String, f64, Option<i64>)> {
+        TextParser::new(body)
+            .filter_map(|e| match e.unwrap() {
+                Entry::Sample { series, value, timestamp } => {
+                    Some((parse_series(series).unwrap().to_string(), value, timestamp))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_typical_body() {
+        let body = "# HELP http_requests_total The total.\n# TYPE http_requests_total counter\n\
+                    http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n\
+                    http_requests_total{method=\"post\",code=\"400\"}    3 1395066363000\n\
+                    \n# A normal comment\nmetric_without_timestamp_and_labels 12.47\n";
+        let s = samples(body);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].0, r#"{__name__="http_requests_total", code="200", method="post"}"#);
+        assert_eq!(s[0].2, Some(1395066363000));
+        assert_eq!(s[2], ("{__name__=\"metric_without_timestamp_and_labels\"}".into(), 12.47, None));
+    }
+
+    #[test]
+    fn help_and_type_are_reported() {
+        let entries: Vec<_> = TextParser::new("# HELP a Some \\n help\n# TYPE a gauge\n").map(Result::unwrap).collect();
+        assert_eq!(entries[0], Entry::Help { metric: "a", text: "Some \n help".into() });
+        assert_eq!(entries[1], Entry::Type { metric: "a", kind: MetricType::Gauge });
+    }
+
+    #[test]
+    fn special_values_and_exponents() {
+        let s = samples("a NaN\nb +Inf\nc -Inf\nd 1.5e3\ne -2E-2\nf Inf\n");
+        assert!(s[0].1.is_nan());
+        assert_eq!(s[1].1, f64::INFINITY);
+        assert_eq!(s[2].1, f64::NEG_INFINITY);
+        assert_eq!(s[3].1, 1500.0);
+        assert_eq!(s[4].1, -0.02);
+        assert_eq!(s[5].1, f64::INFINITY);
+    }
+
+    #[test]
+    fn escapes_in_label_values_and_braces_inside_quotes() {
+        let s = samples("msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\",x=\"}{\"} 1.458255915e9\n");
+        assert_eq!(
+            s[0].0,
+            r#"{__name__="msdos_file_access_time_seconds", error="Cannot find file:\n\"FILE.TXT\"", path="C:\\DIR\\FILE.TXT", x="}{"}"#
+        );
+    }
+
+    #[test]
+    fn trailing_comma_crlf_and_tabs_are_accepted() {
+        let s = samples("a{b=\"1\",}\t2\r\n");
+        assert_eq!(s[0].0, r#"{__name__="a", b="1"}"#);
+        assert_eq!(s[0].1, 2.0);
+    }
+
+    fn error_of(body: &str) -> ParseError {
+        for entry in TextParser::new(body) {
+            match entry {
+                Err(e) => return e,
+                Ok(Entry::Sample { series, .. }) => {
+                    if let Err(m) = parse_series(series) {
+                        return ParseError { line: 0, message: m };
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        panic!("no error in {body:?}");
+    }
+
+    #[test]
+    fn malformed_lines_name_their_line() {
+        assert_eq!(error_of("a 1\nb\n").line, 2);
+        assert_eq!(error_of("a 1\nb abc\n").message, "expected float as value, got \"abc\"");
+        assert_eq!(error_of("a 1 2 3\n").line, 1);
+        assert_eq!(error_of("a{b=\"1\" 2\n").line, 1);
+        assert_eq!(error_of("# TYPE a foo\n").message, "unknown metric type \"foo\"");
+        assert_eq!(error_of("a 1 1.5\n").message, "expected integer as timestamp, got \"1.5\"");
+        assert!(error_of("a{1b=\"x\"} 1\n").message.contains("invalid label name"));
+        assert!(error_of("a{b=\"x\",b=\"y\"} 1\n").message.contains("duplicate"));
+        assert!(error_of("a{b=x} 1\n").message.contains("expected '\"'"));
+        assert!(error_of("a 0x10\n").message.contains("expected float"));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for body in ["<html>", "{}", "\u{0}\u{1}", "a{", "a{\"", "}{ 1", "# TYPE", "a{b=\"\\"] {
+            let result: Result<Vec<_>, _> = TextParser::new(body)
+                .map(|e| {
+                    e.and_then(|e| match e {
+                        Entry::Sample { series, .. } => {
+                            parse_series(series).map(|_| ()).map_err(|m| ParseError { line: 0, message: m })
+                        }
+                        _ => Ok(()),
+                    })
+                })
+                .collect();
+            assert!(result.is_err(), "{body:?} should not parse");
+        }
+    }
+}

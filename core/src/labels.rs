@@ -1,0 +1,250 @@
+//! Label sets and label matchers.
+//!
+//! A [`Labels`] is a set of (name, value) pairs kept sorted by name, with no empty values and no
+//! duplicate names: the canonical form of a series identity. Its [`Labels::hash`] decides which
+//! shard owns the series, so it must stay stable for a given label set.
+//!
+//! A [`Matcher`] is one `name op "value"` term of a selector. Regular expressions are fully
+//! anchored and `.` matches newlines, as in Prometheus 3.x.
+
+use std::fmt;
+
+use regex::Regex;
+use thiserror::Error;
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One name/value pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+/// A sorted set of labels with unique names and non-empty values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// Builds a label set from pairs in any order. Empty values are dropped; for duplicate names
+    /// the last pair wins.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut labels: Vec<Label> =
+            pairs.into_iter().map(|(n, v)| Label { name: n.into(), value: v.into() }).collect();
+        // Stable sort keeps the input order of equal names, so "last wins" below holds.
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out: Vec<Label> = Vec::with_capacity(labels.len());
+        for l in labels {
+            match out.last_mut() {
+                Some(prev) if prev.name == l.name => *prev = l,
+                _ => out.push(l),
+            }
+        }
+        out.retain(|l| !l.value.is_empty());
+        Labels(out)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `name`, or "" when the label is absent (Prometheus's convention).
+    pub fn get(&self, name: &str) -> &str {
+        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Ok(i) => &self.0[i].value,
+            Err(_) => "",
+        }
+    }
+
+    pub fn metric_name(&self) -> &str {
+        self.get(METRIC_NAME)
+    }
+
+    /// A copy without the metric name.
+    pub fn without_metric_name(&self) -> Labels {
+        self.filtered(|name| name != METRIC_NAME)
+    }
+
+    /// A copy keeping only the labels for which `keep(name)` is true.
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
+        Labels(self.0.iter().filter(|l| keep(&l.name)).cloned().collect())
+    }
+
+    /// Stable 64-bit hash of the label set; decides the owning shard.
+    pub fn hash(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for l in &self.0 {
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xff]);
+        }
+        h.digest()
+    }
+
+    /// The index of the shard that owns this series among `shards`.
+    pub fn owner(&self, shards: usize) -> usize {
+        (self.hash() % shards.max(1) as u64) as usize
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `{a="1", b="2"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, l) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Whether `s` is a valid legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `s` is a valid legacy metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// The comparison a matcher makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    Regex,
+    NotRegex,
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("invalid regular expression {pattern:?}: {source}")]
+pub struct RegexError {
+    pattern: String,
+    #[source]
+    source: Box<regex::Error>,
+}
+
+/// One label matcher, e.g. `job=~"api|web"`.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
+impl Matcher {
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, RegexError> {
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                Regex::new(&format!("^(?s:{value})$"))
+                    .map_err(|e| RegexError { pattern: value.clone(), source: Box::new(e) })?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher { name: name.into(), op, value, regex })
+    }
+
+    /// An equality matcher; cannot fail.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), regex: None }
+    }
+
+    /// Whether a label value (or "" for an absent label) satisfies the matcher.
+    pub fn matches(&self, v: &str) -> bool {
+        match (self.op, &self.regex) {
+            (MatchOp::Equal, _) => v == self.value,
+            (MatchOp::NotEqual, _) => v != self.value,
+            (MatchOp::Regex, Some(re)) => re.is_match(v),
+            (MatchOp::NotRegex, Some(re)) => !re.is_match(v),
+            (_, None) => unreachable!("regex matchers always carry a compiled regex"),
+        }
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.op, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_deduplicated_and_drop_empty_values() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
+        assert_eq!(l.to_string(), r#"{a="3", b="2"}"#);
+        assert_eq!(l.get("c"), "");
+        assert_eq!(l.get("b"), "2");
+    }
+
+    #[test]
+    fn hash_is_order_independent_and_separates_names_from_values() {
+        let a = Labels::from_pairs([("a", "1"), ("b", "2")]);
+        let b = Labels::from_pairs([("b", "2"), ("a", "1")]);
+        assert_eq!(a.hash(), b.hash());
+        let c = Labels::from_pairs([("a", "1b"), ("", "2")]);
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn regex_matchers_are_anchored_and_dot_matches_newline() {
+        let m = Matcher::new("job", MatchOp::Regex, "api|web").unwrap();
+        assert!(m.matches("api"));
+        assert!(!m.matches("api2"));
+        assert!(!m.matches("xapi"));
+        let dot = Matcher::new("x", MatchOp::Regex, "a.b").unwrap();
+        assert!(dot.matches("a\nb"));
+        let nre = Matcher::new("job", MatchOp::NotRegex, "").unwrap();
+        assert!(nre.matches("x"));
+        assert!(!nre.matches(""));
+        assert!(Matcher::new("x", MatchOp::Regex, "(").is_err());
+    }
+
+    #[test]
+    fn name_validation() {
+        assert!(is_valid_label_name("_a1"));
+        assert!(!is_valid_label_name("1a"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(is_valid_metric_name("a:b_c"));
+        assert!(!is_valid_metric_name(""));
+    }
+}

@@ -1,0 +1,18 @@
+//! # pyrite-core
+//!
+//! Everything Pyrite computes, with no I/O, threads or clocks of its own ("sans-I/O"): the
+//! exposition-format parser, the chunk codec, postings, the in-memory head, the PromQL parser,
+//! planner and evaluator, the remote-write wire messages and the configuration model.
+//!
+//! The daemon crate wires these pieces to sockets, files, timers and shard threads. Keeping them
+//! here means every behaviour that matters for correctness is tested with plain `#[test]`s and
+//! benchmarked deterministically, without a runtime in the way.
+
+pub mod config;
+pub mod exposition;
+pub mod labels;
+pub mod promql;
+pub mod remote;
+pub mod scrape;
+pub mod tsdb;
+pub mod value;

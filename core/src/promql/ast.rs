@@ -1,0 +1,367 @@
+//! The PromQL syntax tree produced by the parser and consumed by the planner and evaluator.
+//!
+//! Times and durations are milliseconds. `Display` prints an expression back in PromQL, which
+//! `explain` output and error messages use.
+
+use std::fmt;
+
+use super::functions::Function;
+use crate::labels::Matcher;
+
+/// The four value types of PromQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Scalar,
+    Vector,
+    Matrix,
+    String,
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueType::Scalar => "scalar",
+            ValueType::Vector => "instant vector",
+            ValueType::Matrix => "range vector",
+            ValueType::String => "string",
+        })
+    }
+}
+
+/// An `@` modifier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum At {
+    Timestamp(i64),
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorSelector {
+    /// The metric name if written before the braces (it is also among `matchers`).
+    pub name: Option<String>,
+    pub matchers: Vec<Matcher>,
+    pub offset: i64,
+    pub at: Option<At>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Or,
+    And,
+    Unless,
+    Eql,
+    Neq,
+    Lte,
+    Lss,
+    Gte,
+    Gtr,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Atan2,
+    Pow,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinaryOp::Eql | BinaryOp::Neq | BinaryOp::Lte | BinaryOp::Lss | BinaryOp::Gte | BinaryOp::Gtr)
+    }
+
+    pub fn is_set(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Unless)
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "or",
+            BinaryOp::And => "and",
+            BinaryOp::Unless => "unless",
+            BinaryOp::Eql => "==",
+            BinaryOp::Neq => "!=",
+            BinaryOp::Lte => "<=",
+            BinaryOp::Lss => "<",
+            BinaryOp::Gte => ">=",
+            BinaryOp::Gtr => ">",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Mod => "%",
+            BinaryOp::Atan2 => "atan2",
+            BinaryOp::Pow => "^",
+        }
+    }
+}
+
+/// Which labels identify matching series across a binary operation's sides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatchOn {
+    On(Vec<String>),
+    Ignoring(Vec<String>),
+}
+
+/// `group_left`/`group_right` with their extra labels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grouping {
+    Left(Vec<String>),
+    Right(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BinaryModifiers {
+    pub return_bool: bool,
+    pub matching: Option<MatchOn>,
+    pub group: Option<Grouping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateOp {
+    Sum,
+    Avg,
+    Count,
+    Min,
+    Max,
+    Group,
+    Stddev,
+    Stdvar,
+    Topk,
+    Bottomk,
+    CountValues,
+    Quantile,
+    Limitk,
+    LimitRatio,
+}
+
+impl AggregateOp {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "sum" => AggregateOp::Sum,
+            "avg" => AggregateOp::Avg,
+            "count" => AggregateOp::Count,
+            "min" => AggregateOp::Min,
+            "max" => AggregateOp::Max,
+            "group" => AggregateOp::Group,
+            "stddev" => AggregateOp::Stddev,
+            "stdvar" => AggregateOp::Stdvar,
+            "topk" => AggregateOp::Topk,
+            "bottomk" => AggregateOp::Bottomk,
+            "count_values" => AggregateOp::CountValues,
+            "quantile" => AggregateOp::Quantile,
+            "limitk" => AggregateOp::Limitk,
+            "limit_ratio" => AggregateOp::LimitRatio,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateOp::Sum => "sum",
+            AggregateOp::Avg => "avg",
+            AggregateOp::Count => "count",
+            AggregateOp::Min => "min",
+            AggregateOp::Max => "max",
+            AggregateOp::Group => "group",
+            AggregateOp::Stddev => "stddev",
+            AggregateOp::Stdvar => "stdvar",
+            AggregateOp::Topk => "topk",
+            AggregateOp::Bottomk => "bottomk",
+            AggregateOp::CountValues => "count_values",
+            AggregateOp::Quantile => "quantile",
+            AggregateOp::Limitk => "limitk",
+            AggregateOp::LimitRatio => "limit_ratio",
+        }
+    }
+
+    /// The type of the parameter this aggregation takes, if any.
+    pub fn param_type(self) -> Option<ValueType> {
+        match self {
+            AggregateOp::Topk
+            | AggregateOp::Bottomk
+            | AggregateOp::Quantile
+            | AggregateOp::Limitk
+            | AggregateOp::LimitRatio => Some(ValueType::Scalar),
+            AggregateOp::CountValues => Some(ValueType::String),
+            _ => None,
+        }
+    }
+}
+
+/// `by (...)` or `without (...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateGrouping {
+    By(Vec<String>),
+    Without(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Number(f64),
+    String(String),
+    VectorSelector(VectorSelector),
+    MatrixSelector { selector: VectorSelector, range: i64 },
+    Subquery { expr: Box<Expr>, range: i64, step: Option<i64>, offset: i64, at: Option<At> },
+    Neg(Box<Expr>),
+    Paren(Box<Expr>),
+    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr>, modifiers: BinaryModifiers },
+    Aggregate { op: AggregateOp, expr: Box<Expr>, param: Option<Box<Expr>>, grouping: AggregateGrouping },
+    Call { func: &'static Function, args: Vec<Expr> },
+}
+
+impl Expr {
+    /// The type this expression evaluates to.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Expr::Number(_) => ValueType::Scalar,
+            Expr::String(_) => ValueType::String,
+            Expr::VectorSelector(_) | Expr::Aggregate { .. } => ValueType::Vector,
+            Expr::MatrixSelector { .. } | Expr::Subquery { .. } => ValueType::Matrix,
+            Expr::Neg(e) | Expr::Paren(e) => e.value_type(),
+            Expr::Binary { lhs, rhs, .. } => {
+                if lhs.value_type() == ValueType::Scalar && rhs.value_type() == ValueType::Scalar {
+                    ValueType::Scalar
+                } else {
+                    ValueType::Vector
+                }
+            }
+            Expr::Call { func, .. } => func.returns,
+        }
+    }
+
+    /// The expression with parentheses removed.
+    pub fn unparen(&self) -> &Expr {
+        match self {
+            Expr::Paren(e) => e.unparen(),
+            e => e,
+        }
+    }
+}
+
+pub(crate) fn format_duration(ms: i64) -> String {
+    if ms < 0 {
+        return format!("-{}", crate::config::Duration(-ms));
+    }
+    crate::config::Duration(ms).to_string()
+}
+
+fn write_labels(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
+    write!(f, "({})", labels.join(", "))
+}
+
+fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
+    match at {
+        Some(At::Timestamp(t)) => write!(f, " @ {}", crate::value::format_timestamp(*t))?,
+        Some(At::Start) => f.write_str(" @ start()")?,
+        Some(At::End) => f.write_str(" @ end()")?,
+        None => {}
+    }
+    if offset != 0 {
+        write!(f, " offset {}", format_duration(offset))?;
+    }
+    Ok(())
+}
+
+/// Writes an operator with its `bool`, `on`/`ignoring` and `group_*` modifiers.
+pub(crate) fn write_binary_op(f: &mut fmt::Formatter<'_>, op: BinaryOp, modifiers: &BinaryModifiers) -> fmt::Result {
+    f.write_str(op.symbol())?;
+    if modifiers.return_bool {
+        f.write_str(" bool")?;
+    }
+    match &modifiers.matching {
+        Some(MatchOn::On(l)) => {
+            f.write_str(" on")?;
+            write_labels(f, l)?;
+        }
+        Some(MatchOn::Ignoring(l)) => {
+            f.write_str(" ignoring")?;
+            write_labels(f, l)?;
+        }
+        None => {}
+    }
+    match &modifiers.group {
+        Some(Grouping::Left(l)) => {
+            f.write_str(" group_left")?;
+            write_labels(f, l)
+        }
+        Some(Grouping::Right(l)) => {
+            f.write_str(" group_right")?;
+            write_labels(f, l)
+        }
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for VectorSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: Vec<String> = self
+            .matchers
+            .iter()
+            .filter(|m| {
+                !(self.name.is_some() && m.name == crate::labels::METRIC_NAME && m.op == crate::labels::MatchOp::Equal)
+            })
+            .map(|m| m.to_string())
+            .collect();
+        if let Some(name) = &self.name {
+            f.write_str(name)?;
+        }
+        if !shown.is_empty() || self.name.is_none() {
+            write!(f, "{{{}}}", shown.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Number(n) => f.write_str(&crate::value::format_value(*n)),
+            Expr::String(s) => write!(f, "{s:?}"),
+            Expr::VectorSelector(vs) => {
+                write!(f, "{vs}")?;
+                write_modifiers(f, vs.offset, &vs.at)
+            }
+            Expr::MatrixSelector { selector, range } => {
+                write!(f, "{selector}[{}]", format_duration(*range))?;
+                write_modifiers(f, selector.offset, &selector.at)
+            }
+            Expr::Subquery { expr, range, step, offset, at } => {
+                let step = step.map(format_duration).unwrap_or_default();
+                write!(f, "{expr}[{}:{step}]", format_duration(*range))?;
+                write_modifiers(f, *offset, at)
+            }
+            Expr::Neg(e) => write!(f, "-{e}"),
+            Expr::Paren(e) => write!(f, "({e})"),
+            Expr::Binary { op, lhs, rhs, modifiers } => {
+                write!(f, "{lhs} ")?;
+                write_binary_op(f, *op, modifiers)?;
+                write!(f, " {rhs}")
+            }
+            Expr::Aggregate { op, expr, param, grouping } => {
+                f.write_str(op.name())?;
+                match grouping {
+                    AggregateGrouping::By(l) if !l.is_empty() => {
+                        f.write_str(" by ")?;
+                        write_labels(f, l)?;
+                        f.write_str(" ")?;
+                    }
+                    AggregateGrouping::Without(l) => {
+                        f.write_str(" without ")?;
+                        write_labels(f, l)?;
+                        f.write_str(" ")?;
+                    }
+                    AggregateGrouping::By(_) => {}
+                }
+                match param {
+                    Some(p) => write!(f, "({p}, {expr})"),
+                    None => write!(f, "({expr})"),
+                }
+            }
+            Expr::Call { func, args } => {
+                let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                write!(f, "{}({})", func.name, args.join(", "))
+            }
+        }
+    }
+}

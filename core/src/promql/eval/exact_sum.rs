@@ -1,0 +1,122 @@
+//! Exactly rounded floating-point summation (Shewchuk's algorithm, as in Python's `fsum`).
+//!
+//! A sum is kept as a short list of non-overlapping partials whose exact total is the true sum
+//! of everything added; the result is that total rounded once. Because the exact total does
+//! not depend on the order of additions, partial sums from any number of shards merge into the
+//! same answer: a query gives identical results on 1 and on N shards.
+
+/// An exact running sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExactSum {
+    partials: Vec<f64>,
+    /// Sum of the non-finite inputs (0 when there were none): they dominate the result.
+    special: f64,
+}
+
+impl ExactSum {
+    pub fn add(&mut self, value: f64) {
+        if !value.is_finite() {
+            self.special += value;
+            return;
+        }
+        let mut x = value;
+        let mut kept = 0;
+        for j in 0..self.partials.len() {
+            let mut y = self.partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            if hi.is_infinite() {
+                // Overflow: the exact total is beyond f64; let it dominate like an infinity.
+                self.special += hi;
+                self.partials.clear();
+                return;
+            }
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                self.partials[kept] = lo;
+                kept += 1;
+            }
+            x = hi;
+        }
+        self.partials.truncate(kept);
+        self.partials.push(x);
+    }
+
+    pub fn merge(&mut self, other: &ExactSum) {
+        self.special += other.special;
+        for &p in &other.partials {
+            self.add(p);
+        }
+    }
+
+    /// The exact sum, correctly rounded (round half to even).
+    pub fn value(&self) -> f64 {
+        if self.special != 0.0 || self.special.is_nan() {
+            return self.special;
+        }
+        let p = &self.partials;
+        let mut n = p.len();
+        if n == 0 {
+            return 0.0;
+        }
+        n -= 1;
+        let mut hi = p[n];
+        let mut lo = 0.0;
+        while n > 0 {
+            let x = hi;
+            let y = p[n - 1];
+            n -= 1;
+            hi = x + y;
+            lo = y - (hi - x);
+            if lo != 0.0 {
+                break;
+            }
+        }
+        if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
+            let y = lo * 2.0;
+            let x = hi + y;
+            if y == x - hi {
+                hi = x;
+            }
+        }
+        hi
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(values: &[f64]) -> f64 {
+        let mut s = ExactSum::default();
+        values.iter().for_each(|&v| s.add(v));
+        s.value()
+    }
+
+    #[test]
+    fn exact_where_naive_summation_is_not() {
+        assert_eq!(sum(&[0.1; 10]), 1.0);
+        assert_eq!(sum(&[1e100, 1.0, -1e100]), 1.0);
+        assert_eq!(sum(&[]), 0.0);
+        assert_eq!(sum(&[1.0, f64::INFINITY]), f64::INFINITY);
+        assert!(sum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
+        assert!(sum(&[1.0, f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn merging_in_any_split_gives_the_same_result() {
+        let values: Vec<f64> = (1..200).map(|i| 1.0 / i as f64 * if i % 3 == 0 { -1e5 } else { 1.0 }).collect();
+        let whole = sum(&values);
+        for split in [1, 7, 50, 198] {
+            let (a, b) = values.split_at(split);
+            let mut left = ExactSum::default();
+            a.iter().for_each(|&v| left.add(v));
+            let mut right = ExactSum::default();
+            b.iter().for_each(|&v| right.add(v));
+            right.merge(&left);
+            assert_eq!(right.value().to_bits(), whole.to_bits(), "split at {split}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Evaluator tests: known answers, and identical answers on 1 and on several shards.
+
+use super::*;
+use crate::promql::{parse, plan};
+
+/// Loads `series` (labels, samples) into `shards` heads, each series on its owner.
+fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Head> {
+    let mut heads: Vec<Head> = (0..shards).map(|_| Head::new()).collect();
+    for (labels, samples) in series {
+        let head = &mut heads[labels.owner(shards)];
+        let (id, _) = head.get_or_create(labels);
+        for &(t, v) in samples {
+            head.append(id, t, v).unwrap();
+        }
+    }
+    heads
+}
+
+fn run(heads: &[Head], query: &str, params: EvalParams) -> Result<Value, EvalError> {
+    let p = plan(&parse(query).unwrap())?;
+    let outputs = heads
+        .iter()
+        .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<Vec<_>, _>>()?;
+    p.finish(&params, outputs)
+}
+
+fn lbl(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+/// Counters `http_requests_total{job, instance}` growing at `rate` per second, every 15 s for 1 h.
+fn counters() -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let mut out = Vec::new();
+    for (job, n) in [("api", 7), ("web", 5)] {
+        for i in 0..n {
+            let instance = format!("host{i}:9100");
+            let rate = (i + 1) as f64;
+            let samples = (0..240).map(|k| (k * 15_000, rate * 15.0 * k as f64)).collect();
+            out.push((lbl(&[("__name__", "http_requests_total"), ("job", job), ("instance", &instance)]), samples));
+        }
+        let gauge = (0..240).map(|k| (k * 15_000, (k % 7) as f64 + 0.1)).collect();
+        out.push((lbl(&[("__name__", "temperature"), ("job", job)]), gauge));
+    }
+    out
+}
+
+fn scalar_of(v: &Value) -> Vec<(Labels, Vec<Option<f64>>)> {
+    match v {
+        Value::Vector(s) => s.iter().map(|s| (s.labels.clone(), s.values.clone())).collect(),
+        other => panic!("expected a vector, got {other:?}"),
+    }
+}
+
+#[test]
+fn rate_of_a_steady_counter_is_its_slope() {
+    let h = heads(&counters(), 1);
+    let v = run(
+        &h,
+        "rate(http_requests_total{job=\"api\",instance=\"host2:9100\"}[5m])",
+        EvalParams::instant(1_800_000, 300_000),
+    )
+    .unwrap();
+    let s = scalar_of(&v);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].0, lbl(&[("job", "api"), ("instance", "host2:9100")]), "rate drops the metric name");
+    assert!((s[0].1[0].unwrap() - 3.0).abs() < 1e-9, "{:?}", s[0].1);
+}
+
+#[test]
+fn increase_extrapolates_and_handles_resets() {
+    let samples: Vec<(i64, f64)> = vec![(0, 0.0), (15_000, 10.0), (30_000, 20.0), (45_000, 5.0), (60_000, 15.0)];
+    let h = heads(&[(lbl(&[("__name__", "c")]), samples)], 1);
+    let v = run(&h, "increase(c[1m])", EvalParams::instant(60_000, 300_000)).unwrap();
+    // Window (0, 60s]: samples at 15..60s: 10,20,5,15 → raw increase (15-10)+20 = 25 over 45 s.
+    // The 15 s gap to the window start is under 1.1× the 15 s spacing, so it is extrapolated in
+    // full (the zero point, 18 s back, is further): 25 × 60 / 45.
+    let got = scalar_of(&v)[0].1[0].unwrap();
+    assert!((got - 25.0 * 60.0 / 45.0).abs() < 1e-9, "{got}");
+}
+
+#[test]
+fn irate_uses_the_last_two_samples() {
+    let samples = vec![(0, 0.0), (10_000, 100.0), (20_000, 150.0)];
+    let h = heads(&[(lbl(&[("__name__", "c")]), samples)], 1);
+    let v = run(&h, "irate(c[1m])", EvalParams::instant(20_000, 300_000)).unwrap();
+    assert_eq!(scalar_of(&v)[0].1[0], Some(5.0));
+}
+
+#[test]
+fn lookback_offset_at_and_staleness() {
+    let samples = vec![(0, 1.0), (60_000, 2.0), (120_000, crate::value::stale_nan())];
+    let h = heads(&[(lbl(&[("__name__", "g")]), samples)], 1);
+    let params = EvalParams { start: 0, end: 480_000, step: 60_000, lookback: 300_000 };
+    let v = run(&h, "g", params).unwrap();
+    assert_eq!(scalar_of(&v)[0].1, vec![Some(1.0), Some(2.0), None, None, None, None, None, None, None]);
+    let v = run(&h, "g offset 1m", params).unwrap();
+    assert_eq!(scalar_of(&v)[0].1[..4], [None, Some(1.0), Some(2.0), None]);
+    let v = run(&h, "g @ 60", params).unwrap();
+    assert!(scalar_of(&v)[0].1.iter().all(|x| *x == Some(2.0)));
+    let v = run(&h, "g @ end()", params).unwrap();
+    assert!(scalar_of(&v).is_empty(), "stale at the end");
+    // Lookback: a sample older than 5m is not seen.
+    let h = heads(&[(lbl(&[("__name__", "g")]), vec![(0, 1.0)])], 1);
+    let v = run(&h, "g", EvalParams { start: 0, end: 360_000, step: 60_000, lookback: 300_000 }).unwrap();
+    assert_eq!(scalar_of(&v)[0].1, vec![Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0), None, None]);
+}
+
+#[test]
+fn aggregations_and_arithmetic() {
+    let h = heads(&counters(), 1);
+    let p = EvalParams::instant(1_800_000, 300_000);
+    let v = run(&h, "sum by (job) (rate(http_requests_total[5m]))", p).unwrap();
+    let s = scalar_of(&v);
+    assert_eq!(s[0].0, lbl(&[("job", "api")]));
+    assert!((s[0].1[0].unwrap() - 28.0).abs() < 1e-9);
+    assert!((s[1].1[0].unwrap() - 15.0).abs() < 1e-9);
+    let v = run(&h, "count without (instance) (http_requests_total)", p).unwrap();
+    assert_eq!(scalar_of(&v)[0], (lbl(&[("job", "api")]), vec![Some(7.0)]));
+    let v = run(&h, "max(http_requests_total) - min(http_requests_total)", p).unwrap();
+    assert_eq!(scalar_of(&v)[0].1[0], Some(7.0 * 15.0 * 120.0 - 15.0 * 120.0));
+    let v = run(&h, "avg(temperature) * 2", p).unwrap();
+    assert_eq!(scalar_of(&v)[0].1[0], Some(2.0 * (1.0 + 0.1)));
+    let v = run(&h, "2 ^ 3 ^ 2", p).unwrap();
+    assert_eq!(v, Value::Scalar(vec![512.0]));
+    let v = run(&h, "-2 ^ 2", p).unwrap();
+    assert_eq!(v, Value::Scalar(vec![-4.0]));
+}
+
+#[test]
+fn comparisons_filter_or_return_bool() {
+    let h = heads(&counters(), 1);
+    let p = EvalParams::instant(1_800_000, 300_000);
+    let v = run(&h, "temperature > 1", p).unwrap();
+    assert_eq!(scalar_of(&v).len(), 2);
+    assert_eq!(scalar_of(&v)[0].0.metric_name(), "temperature", "a filter keeps the name");
+    let v = run(&h, "temperature > bool 100", p).unwrap();
+    assert_eq!(scalar_of(&v)[0], (lbl(&[("job", "api")]), vec![Some(0.0)]));
+    let v = run(&h, "5 < temperature", p).unwrap();
+    assert!(scalar_of(&v).is_empty());
+    assert_eq!(run(&h, "1 < bool 2", p).unwrap(), Value::Scalar(vec![1.0]));
+}
+
+#[test]
+fn one_to_one_vector_matching() {
+    let h = heads(&counters(), 1);
+    let p = EvalParams::instant(1_800_000, 300_000);
+    let v = run(&h, "http_requests_total / on(job) group by (job) (temperature)", p);
+    assert!(v.is_err(), "group is not supported yet");
+    let v = run(&h, "sum by (job) (http_requests_total) / on(job) sum by (job) (temperature)", p).unwrap();
+    assert_eq!(scalar_of(&v).len(), 2);
+    let v = run(&h, "http_requests_total + ignoring(instance) temperature", p).unwrap_err();
+    assert!(v.to_string().starts_with("multiple matches for labels"), "{v}");
+    let v = run(&h, "temperature + ignoring(instance) http_requests_total", p).unwrap_err();
+    assert!(v.to_string().starts_with("found duplicate series for the match group"), "{v}");
+    let v = run(&h, "rate(http_requests_total[5m]) * on(job, instance) http_requests_total", p).unwrap();
+    assert_eq!(scalar_of(&v).len(), 12);
+    assert_eq!(scalar_of(&v)[0].0.len(), 2, "on() keeps only the matching labels");
+}
+
+#[test]
+fn duplicate_label_sets_after_dropping_the_name_are_an_error() {
+    let h = heads(&counters(), 1);
+    let v = run(&h, "rate({job=\"api\",instance=\"\"}[5m])", EvalParams::instant(1_800_000, 300_000)).unwrap();
+    assert_eq!(scalar_of(&v).len(), 1);
+    let series = vec![
+        (lbl(&[("__name__", "a"), ("x", "1")]), vec![(0, 1.0)]),
+        (lbl(&[("__name__", "b"), ("x", "1")]), vec![(0, 2.0)]),
+    ];
+    let h = heads(&series, 3);
+    let e = run(&h, "-{x=\"1\"}", EvalParams::instant(0, 300_000)).unwrap_err();
+    assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+}
+
+#[test]
+fn instant_matrix_selection_returns_raw_samples() {
+    let h = heads(&counters(), 1);
+    let v = run(&h, "temperature{job=\"web\"}[1m]", EvalParams::instant(60_000, 300_000)).unwrap();
+    let Value::Matrix(m) = v else { panic!("expected a matrix") };
+    assert_eq!(
+        m[0].samples.iter().map(|s| s.t).collect::<Vec<_>>(),
+        vec![15_000, 30_000, 45_000, 60_000],
+        "left-open window"
+    );
+}
+
+#[test]
+fn answers_are_identical_on_one_and_many_shards() {
+    let series = counters();
+    let one = heads(&series, 1);
+    let params = EvalParams { start: 600_000, end: 3_000_000, step: 60_000, lookback: 300_000 };
+    for query in [
+        "http_requests_total",
+        "sum(rate(http_requests_total[5m]))",
+        "sum by (job) (rate(http_requests_total[5m]))",
+        "avg without (instance) (increase(http_requests_total[10m]))",
+        "max(irate(http_requests_total[1m])) / count(http_requests_total)",
+        "sum(http_requests_total * 0.1) + sum by (job) (temperature)",
+        "min by (job) (-temperature)",
+        "rate(http_requests_total[5m]) > 3",
+    ] {
+        let expected = run(&one, query, params).unwrap();
+        for shards in [2, 3, 5] {
+            let got = run(&heads(&series, shards), query, params).unwrap();
+            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{query} on {shards} shards");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! PromQL: parse → plan → execute, as separate layers.
+//!
+//! * [`parser`] turns text into an [`ast::Expr`] and type-checks it like upstream.
+//! * [`plan`] splits the expression into *fragments* that every shard can evaluate on its own
+//!   series (selectors, range functions, partial aggregations) and a coordinator part.
+//! * [`eval`] evaluates nodes over all steps at once: shards run fragments against their head,
+//!   the coordinator merges fragment outputs and evaluates the rest.
+//!
+//! The same query gives the same answer whatever the number of shards: fragments are chosen so
+//! that merging is exact (concatenation of disjoint series, or order-independent partial
+//! aggregates with exactly rounded sums).
+
+pub mod ast;
+pub mod eval;
+pub mod functions;
+pub mod parser;
+pub mod plan;
+
+pub use ast::{Expr, ValueType};
+pub use eval::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, SeriesSource, StepSeries, Value};
+pub use parser::{parse, parse_with, ParseError, ParseOptions};
+pub use plan::{plan, Fragment, Plan};

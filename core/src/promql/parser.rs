@@ -1,0 +1,772 @@
+//! PromQL text → [`Expr`], with upstream's type checks.
+//!
+//! pest recognises the syntax (grammar.pest); a Pratt parser folds operators by precedence
+//! (`or` < `and`/`unless` < comparisons < `+ -` < `* / % atan2` < unary `-`/`+` < `^`, all
+//! left-associative except `^`); then each node is checked the way upstream's parser checks it,
+//! with upstream's messages, so that an invalid query fails at parse time as a `bad_data` error.
+//! Errors carry a `line:column` position.
+
+use std::sync::OnceLock;
+
+use pest::iterators::{Pair, Pairs};
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser as _;
+use thiserror::Error;
+
+use super::ast::*;
+use super::functions::{self, Variadic};
+use crate::config::Duration;
+use crate::labels::{MatchOp, Matcher, METRIC_NAME};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "promql/grammar.pest"]
+struct Grammar;
+
+/// A query that does not parse or does not type-check.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("{line}:{column}: parse error: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Switches that change what the parser accepts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions {
+    /// `--enable-feature=promql-experimental-functions`.
+    pub experimental_functions: bool,
+}
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+fn error_at(pair: &Pair<Rule>, message: impl Into<String>) -> ParseError {
+    let (line, column) = pair.as_span().start_pos().line_col();
+    ParseError { line, column, message: message.into() }
+}
+
+fn pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::op_or, Assoc::Left))
+            .op(Op::infix(Rule::op_and, Assoc::Left) | Op::infix(Rule::op_unless, Assoc::Left))
+            .op(Op::infix(Rule::op_eql, Assoc::Left)
+                | Op::infix(Rule::op_neq, Assoc::Left)
+                | Op::infix(Rule::op_lte, Assoc::Left)
+                | Op::infix(Rule::op_lss, Assoc::Left)
+                | Op::infix(Rule::op_gte, Assoc::Left)
+                | Op::infix(Rule::op_gtr, Assoc::Left))
+            .op(Op::infix(Rule::op_add, Assoc::Left) | Op::infix(Rule::op_sub, Assoc::Left))
+            .op(Op::infix(Rule::op_mul, Assoc::Left)
+                | Op::infix(Rule::op_div, Assoc::Left)
+                | Op::infix(Rule::op_mod, Assoc::Left)
+                | Op::infix(Rule::op_atan2, Assoc::Left))
+            .op(Op::prefix(Rule::neg) | Op::prefix(Rule::pos))
+            .op(Op::infix(Rule::op_pow, Assoc::Right))
+            .op(Op::postfix(Rule::range_suffix) | Op::postfix(Rule::offset_mod) | Op::postfix(Rule::at_mod))
+    })
+}
+
+/// Human names for grammar rules in "expected ..." messages.
+fn rule_name(rule: &Rule) -> String {
+    match rule {
+        Rule::EOI => "end of input",
+        Rule::expr | Rule::primary | Rule::operand => "expression",
+        Rule::number | Rule::number_literal | Rule::signed_number => "number",
+        Rule::string => "string",
+        Rule::duration | Rule::signed_duration => "duration",
+        Rule::label_name => "label name",
+        Rule::metric_name | Rule::vector_selector => "metric name",
+        Rule::match_op => "label matching operator",
+        Rule::label_matcher => "label matcher",
+        Rule::range_suffix => "\"[\"",
+        Rule::offset_mod | Rule::offset_kw => "offset",
+        Rule::label_matchers => "\"{\"",
+        Rule::at_mod => "\"@\"",
+        Rule::grouping => "by/without",
+        Rule::bin_mod | Rule::bool_kw => "bool",
+        Rule::matching => "on/ignoring",
+        Rule::label_list => "label list",
+        Rule::function_call | Rule::function_name => "function call",
+        Rule::aggregation | Rule::agg_op => "aggregation",
+        Rule::paren_expr => "\"(\"",
+        r if format!("{r:?}").starts_with("op_") || format!("{r:?}").starts_with("kw_") => "binary operator",
+        other => return format!("{other:?}"),
+    }
+    .to_string()
+}
+
+/// Parses a PromQL query with default options.
+pub fn parse(input: &str) -> Result<Expr> {
+    parse_with(input, ParseOptions::default())
+}
+
+/// Parses and type-checks a PromQL query.
+pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr> {
+    if input.trim().is_empty() {
+        return Err(ParseError { line: 1, column: 1, message: "no expression found in input".into() });
+    }
+    let mut pairs = Grammar::parse(Rule::query, input).map_err(|e| {
+        let (line, column) = match e.line_col {
+            pest::error::LineColLocation::Pos(p) | pest::error::LineColLocation::Span(p, _) => p,
+        };
+        let message = match &e.variant {
+            pest::error::ErrorVariant::ParsingError { positives, .. } => {
+                let mut expected: Vec<String> = positives.iter().map(rule_name).collect();
+                expected.sort();
+                expected.dedup();
+                let found = input.lines().nth(line - 1).and_then(|l| l.chars().nth(column - 1));
+                let found = match found {
+                    Some(c) => format!("unexpected character {c:?}"),
+                    None => "unexpected end of input".to_string(),
+                };
+                if expected.is_empty() {
+                    found
+                } else {
+                    format!("{found}, expected {}", expected.join(" or "))
+                }
+            }
+            pest::error::ErrorVariant::CustomError { message } => message.clone(),
+        };
+        ParseError { line, column, message }
+    })?;
+    let query = pairs.next().expect("the query rule always yields one pair");
+    let expr_pair = query.into_inner().next().expect("a query holds one expression");
+    let b = Builder { options };
+    b.expr(expr_pair)
+}
+
+struct Builder {
+    options: ParseOptions,
+}
+
+impl Builder {
+    fn expr(&self, pair: Pair<Rule>) -> Result<Expr> {
+        self.fold(pair.into_inner())
+    }
+
+    fn fold(&self, pairs: Pairs<Rule>) -> Result<Expr> {
+        pratt()
+            .map_primary(|p| self.primary(p))
+            .map_prefix(|op, operand| self.prefix(op, operand?))
+            .map_postfix(|operand, op| self.postfix(operand?, op))
+            .map_infix(|lhs, op, rhs| self.infix(lhs?, op, rhs?))
+            .parse(pairs)
+    }
+
+    fn primary(&self, pair: Pair<Rule>) -> Result<Expr> {
+        match pair.as_rule() {
+            Rule::number_literal => Ok(Expr::Number(parse_number(pair.into_inner().as_str()))),
+            Rule::string => Ok(Expr::String(unquote(&pair)?)),
+            Rule::paren_expr => {
+                let inner = pair.into_inner().next().expect("parens hold an expression");
+                Ok(Expr::Paren(Box::new(self.expr(inner)?)))
+            }
+            Rule::aggregation => self.aggregation(pair),
+            Rule::function_call => self.call(pair),
+            Rule::vector_selector => self.selector(pair),
+            other => unreachable!("not a primary: {other:?}"),
+        }
+    }
+
+    fn prefix(&self, op: Pair<Rule>, operand: Expr) -> Result<Expr> {
+        let t = operand.value_type();
+        if t != ValueType::Scalar && t != ValueType::Vector {
+            return Err(error_at(
+                &op,
+                format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    t.to_string()
+                ),
+            ));
+        }
+        Ok(match (op.as_rule(), operand) {
+            (Rule::pos, e) => e,
+            (_, Expr::Number(n)) => Expr::Number(-n),
+            (_, e) => Expr::Neg(Box::new(e)),
+        })
+    }
+
+    fn postfix(&self, operand: Expr, op: Pair<Rule>) -> Result<Expr> {
+        match op.as_rule() {
+            Rule::range_suffix => {
+                let mut inner = op.clone().into_inner();
+                let range = parse_duration(&inner.next().expect("a range has a duration"))?;
+                if range <= 0 {
+                    return Err(error_at(&op, "duration must be greater than 0"));
+                }
+                if inner.next().is_some() {
+                    let step = inner.next().map(|p| parse_duration(&p)).transpose()?;
+                    if step.is_some_and(|s| s <= 0) {
+                        return Err(error_at(&op, "subquery step must be greater than 0"));
+                    }
+                    if operand.value_type() != ValueType::Vector {
+                        return Err(error_at(
+                            &op,
+                            format!("subquery is only allowed on instant vector, got {} instead", operand.value_type()),
+                        ));
+                    }
+                    return Ok(Expr::Subquery { expr: Box::new(operand), range, step, offset: 0, at: None });
+                }
+                match operand {
+                    Expr::VectorSelector(selector) => Ok(Expr::MatrixSelector { selector, range }),
+                    _ => Err(error_at(&op, "ranges only allowed for vector selectors")),
+                }
+            }
+            Rule::offset_mod => {
+                let d = op.clone().into_inner().nth(1).expect("offset has a duration");
+                let negative = d.as_str().starts_with('-');
+                let dur = parse_duration(&d.into_inner().last().expect("a signed duration holds a duration"))?;
+                let offset = if negative { -dur } else { dur };
+                let e = modifiable(operand, &op, "offset")?;
+                set_modifier(e, &op, |o, _| {
+                    if *o != 0 {
+                        return Err("offset may not be set multiple times");
+                    }
+                    *o = offset;
+                    Ok(())
+                })
+            }
+            Rule::at_mod => {
+                let inner = op.clone().into_inner().next().expect("@ has an argument");
+                let at = match inner.as_rule() {
+                    Rule::at_start => At::Start,
+                    Rule::at_end => At::End,
+                    _ => {
+                        let secs = parse_signed_number(inner.as_str());
+                        let ms = (secs * 1000.0).round();
+                        if !ms.is_finite() || ms.abs() > i64::MAX as f64 {
+                            return Err(error_at(&op, "timestamp out of bounds for @ modifier"));
+                        }
+                        At::Timestamp(ms as i64)
+                    }
+                };
+                let e = modifiable(operand, &op, "@")?;
+                set_modifier(e, &op, |_, a| {
+                    if a.is_some() {
+                        return Err("@ <timestamp> may not be set multiple times");
+                    }
+                    *a = Some(at);
+                    Ok(())
+                })
+            }
+            other => unreachable!("not a postfix operator: {other:?}"),
+        }
+    }
+
+    fn infix(&self, lhs: Expr, op: Pair<Rule>, rhs: Expr) -> Result<Expr> {
+        let bop = match op.as_rule() {
+            Rule::op_or => BinaryOp::Or,
+            Rule::op_and => BinaryOp::And,
+            Rule::op_unless => BinaryOp::Unless,
+            Rule::op_eql => BinaryOp::Eql,
+            Rule::op_neq => BinaryOp::Neq,
+            Rule::op_lte => BinaryOp::Lte,
+            Rule::op_lss => BinaryOp::Lss,
+            Rule::op_gte => BinaryOp::Gte,
+            Rule::op_gtr => BinaryOp::Gtr,
+            Rule::op_add => BinaryOp::Add,
+            Rule::op_sub => BinaryOp::Sub,
+            Rule::op_mul => BinaryOp::Mul,
+            Rule::op_div => BinaryOp::Div,
+            Rule::op_mod => BinaryOp::Mod,
+            Rule::op_atan2 => BinaryOp::Atan2,
+            Rule::op_pow => BinaryOp::Pow,
+            other => unreachable!("not an infix operator: {other:?}"),
+        };
+        let mut modifiers = BinaryModifiers::default();
+        let bin_mod =
+            op.clone().into_inner().find(|p| p.as_rule() == Rule::bin_mod).expect("every operator has modifiers");
+        for m in bin_mod.into_inner() {
+            match m.as_rule() {
+                Rule::bool_kw => modifiers.return_bool = true,
+                Rule::matching => {
+                    let mut parts = m.into_inner();
+                    let kw = parts.next().expect("matching keyword");
+                    let labels = label_list(parts.next().expect("matching labels"))?;
+                    modifiers.matching =
+                        Some(if kw.as_rule() == Rule::on_kw { MatchOn::On(labels) } else { MatchOn::Ignoring(labels) });
+                }
+                Rule::group_mod => {
+                    let mut parts = m.into_inner();
+                    let kw = parts.next().expect("group keyword");
+                    let labels = parts.next().map(label_list).transpose()?.unwrap_or_default();
+                    modifiers.group = Some(if kw.as_rule() == Rule::group_left_kw {
+                        Grouping::Left(labels)
+                    } else {
+                        Grouping::Right(labels)
+                    });
+                }
+                other => unreachable!("not a binary modifier: {other:?}"),
+            }
+        }
+        check_binary(bop, &lhs, &rhs, &modifiers).map_err(|m| error_at(&op, m))?;
+        Ok(Expr::Binary { op: bop, lhs: Box::new(lhs), rhs: Box::new(rhs), modifiers })
+    }
+
+    fn aggregation(&self, pair: Pair<Rule>) -> Result<Expr> {
+        let mut op = None;
+        let mut grouping = AggregateGrouping::By(Vec::new());
+        let mut args: Vec<Expr> = Vec::new();
+        let mut args_pair = None;
+        for p in pair.clone().into_inner() {
+            match p.as_rule() {
+                Rule::agg_op => op = AggregateOp::parse(p.as_str()),
+                Rule::grouping => {
+                    let mut parts = p.into_inner();
+                    let kw = parts.next().expect("grouping keyword");
+                    let labels = label_list(parts.next().expect("grouping labels"))?;
+                    grouping = if kw.as_rule() == Rule::by_kw {
+                        AggregateGrouping::By(labels)
+                    } else {
+                        AggregateGrouping::Without(labels)
+                    };
+                }
+                Rule::agg_args => {
+                    args_pair = Some(p.clone());
+                    for a in p.into_inner() {
+                        args.push(self.expr(a)?);
+                    }
+                }
+                other => unreachable!("not part of an aggregation: {other:?}"),
+            }
+        }
+        let op = op.expect("agg_op only matches known aggregations");
+        let args_pair = args_pair.expect("aggregations have arguments");
+        if matches!(op, AggregateOp::Limitk | AggregateOp::LimitRatio) && !self.options.experimental_functions {
+            return Err(error_at(
+                &pair,
+                format!(
+                    "limit and limit_ratio are not enabled: {:?} needs --enable-feature=promql-experimental-functions",
+                    op.name()
+                ),
+            ));
+        }
+        let expected = if op.param_type().is_some() { 2 } else { 1 };
+        if args.len() != expected {
+            return Err(error_at(
+                &args_pair,
+                format!(
+                    "wrong number of arguments for aggregate expression provided, expected {expected}, got {}",
+                    args.len()
+                ),
+            ));
+        }
+        let expr = args.pop().expect("arity checked above");
+        if expr.value_type() != ValueType::Vector {
+            return Err(error_at(
+                &args_pair,
+                format!("expected type instant vector in aggregation expression, got {}", expr.value_type()),
+            ));
+        }
+        let param = args.pop();
+        if let (Some(p), Some(t)) = (&param, op.param_type()) {
+            if p.value_type() != t {
+                return Err(error_at(
+                    &args_pair,
+                    format!("expected type {t} in aggregation parameter, got {}", p.value_type()),
+                ));
+            }
+        }
+        Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping })
+    }
+
+    fn call(&self, pair: Pair<Rule>) -> Result<Expr> {
+        let mut inner = pair.clone().into_inner();
+        let name = inner.next().expect("a call has a name");
+        let func = functions::lookup(name.as_str())
+            .ok_or_else(|| error_at(&name, format!("unknown function with name {:?}", name.as_str())))?;
+        if func.experimental && !self.options.experimental_functions {
+            return Err(error_at(&name, format!("function {:?} is not enabled", func.name)));
+        }
+        let args: Vec<Expr> = inner.map(|a| self.expr(a)).collect::<Result<_>>()?;
+        func.check_arity(args.len()).map_err(|m| error_at(&pair, m))?;
+        for (i, a) in args.iter().enumerate() {
+            let want = func.arg_type(i);
+            if a.value_type() != want {
+                return Err(error_at(
+                    &pair,
+                    format!("expected type {want} in call to function {:?}, got {}", func.name, a.value_type()),
+                ));
+            }
+        }
+        debug_assert!(func.variadic != Variadic::None || args.len() == func.args.len());
+        Ok(Expr::Call { func, args })
+    }
+
+    fn selector(&self, pair: Pair<Rule>) -> Result<Expr> {
+        let mut name: Option<String> = None;
+        let mut matchers: Vec<Matcher> = Vec::new();
+        for p in pair.clone().into_inner() {
+            match p.as_rule() {
+                Rule::metric_name => name = Some(p.as_str().to_string()),
+                Rule::label_matchers => {
+                    for item in p.into_inner() {
+                        match item.as_rule() {
+                            Rule::quoted_metric_name => {
+                                let n = unquote(&item.into_inner().next().expect("a quoted name holds a string"))?;
+                                if let Some(prev) = &name {
+                                    return Err(error_at(
+                                        &pair,
+                                        format!("metric name must not be set twice: {prev:?} or {n:?}"),
+                                    ));
+                                }
+                                name = Some(n);
+                            }
+                            Rule::label_matcher => matchers.push(self.matcher(item)?),
+                            other => unreachable!("not a matcher: {other:?}"),
+                        }
+                    }
+                }
+                other => unreachable!("not part of a selector: {other:?}"),
+            }
+        }
+        if let Some(n) = &name {
+            if let Some(m) = matchers.iter().find(|m| m.name == METRIC_NAME) {
+                return Err(error_at(&pair, format!("metric name must not be set twice: {n:?} or {:?}", m.value)));
+            }
+            matchers.insert(0, Matcher::equal(METRIC_NAME, n.clone()));
+        }
+        if matchers.iter().all(|m| m.matches("")) {
+            return Err(error_at(&pair, "vector selector must contain at least one non-empty matcher"));
+        }
+        Ok(Expr::VectorSelector(VectorSelector { name, matchers, offset: 0, at: None }))
+    }
+
+    fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {
+        let mut parts = pair.clone().into_inner();
+        let name_pair = parts.next().expect("matcher name");
+        let name = match name_pair.as_rule() {
+            Rule::string => unquote(&name_pair)?,
+            _ => name_pair.as_str().to_string(),
+        };
+        let op = match parts.next().expect("matcher op").as_str() {
+            "=" => MatchOp::Equal,
+            "!=" => MatchOp::NotEqual,
+            "=~" => MatchOp::Regex,
+            _ => MatchOp::NotRegex,
+        };
+        let value = unquote(&parts.next().expect("matcher value"))?;
+        Matcher::new(name, op, value).map_err(|e| error_at(&pair, e.to_string()))
+    }
+}
+
+/// Checks that `operand` may carry an offset or `@` modifier.
+fn modifiable(operand: Expr, op: &Pair<Rule>, what: &str) -> Result<Expr> {
+    match operand {
+        Expr::VectorSelector(_) | Expr::MatrixSelector { .. } | Expr::Subquery { .. } => Ok(operand),
+        _ => Err(error_at(
+            op,
+            format!(
+                "{what} modifier must be preceded by an instant vector selector or range vector selector or a subquery"
+            ),
+        )),
+    }
+}
+
+/// Applies an offset/@ change to the selector or subquery inside `e`.
+fn set_modifier(
+    mut e: Expr,
+    op: &Pair<Rule>,
+    set: impl FnOnce(&mut i64, &mut Option<At>) -> std::result::Result<(), &'static str>,
+) -> Result<Expr> {
+    let r = match &mut e {
+        Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => set(&mut vs.offset, &mut vs.at),
+        Expr::Subquery { offset, at, .. } => set(offset, at),
+        _ => unreachable!("checked by modifiable()"),
+    };
+    r.map_err(|m| error_at(op, m))?;
+    Ok(e)
+}
+
+/// Upstream's checks on a binary expression.
+fn check_binary(op: BinaryOp, lhs: &Expr, rhs: &Expr, m: &BinaryModifiers) -> std::result::Result<(), String> {
+    let (lt, rt) = (lhs.value_type(), rhs.value_type());
+    let operand_ok = |t: ValueType| t == ValueType::Scalar || t == ValueType::Vector;
+    if !operand_ok(lt) || !operand_ok(rt) {
+        return Err("binary expression must contain only scalar and instant vector types".into());
+    }
+    if m.return_bool && !op.is_comparison() {
+        return Err("bool modifier can only be used on comparison operators".into());
+    }
+    let both_scalar = lt == ValueType::Scalar && rt == ValueType::Scalar;
+    if op.is_comparison() && both_scalar && !m.return_bool {
+        return Err("comparisons between scalars must use BOOL modifier".into());
+    }
+    if op.is_set() && (lt == ValueType::Scalar || rt == ValueType::Scalar) {
+        return Err(format!("set operator {:?} not allowed in binary scalar expression", op.symbol()));
+    }
+    if (m.matching.is_some() || m.group.is_some()) && (lt != ValueType::Vector || rt != ValueType::Vector) {
+        return Err("vector matching only allowed between instant vectors".into());
+    }
+    if op.is_set() && m.group.is_some() {
+        return Err(format!("no grouping allowed for {:?} operation", op.symbol()));
+    }
+    if let (Some(MatchOn::On(on)), Some(Grouping::Left(g) | Grouping::Right(g))) = (&m.matching, &m.group) {
+        if let Some(l) = g.iter().find(|l| on.contains(l)) {
+            return Err(format!("label {l:?} must not occur in ON and GROUP clause at once"));
+        }
+    }
+    Ok(())
+}
+
+fn label_list(pair: Pair<Rule>) -> Result<Vec<String>> {
+    pair.into_inner()
+        .map(|p| match p.as_rule() {
+            Rule::string => unquote(&p),
+            _ => Ok(p.as_str().to_string()),
+        })
+        .collect()
+}
+
+fn parse_number(s: &str) -> f64 {
+    let lower = s.to_ascii_lowercase();
+    if let Some(hex) = lower.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).map(|v| v as f64).unwrap_or(f64::INFINITY);
+    }
+    match lower.as_str() {
+        "inf" => f64::INFINITY,
+        "nan" => f64::NAN,
+        _ => s.parse().expect("the grammar only admits valid decimals"),
+    }
+}
+
+fn parse_signed_number(s: &str) -> f64 {
+    match s.strip_prefix('-') {
+        Some(rest) => -parse_number(rest.trim_start()),
+        None => parse_number(s.trim_start_matches('+').trim_start()),
+    }
+}
+
+/// A duration in ms: unit syntax, or a plain number of seconds.
+fn parse_duration(pair: &Pair<Rule>) -> Result<i64> {
+    let s = pair.as_str();
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = s.parse().map_err(|_| error_at(pair, format!("invalid duration {s:?}")))?;
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    Duration::parse(s).map(|d| d.millis()).map_err(|m| error_at(pair, m))
+}
+
+/// The value of a string literal, with Go's escapes decoded (raw for backquotes).
+fn unquote(pair: &Pair<Rule>) -> Result<String> {
+    let text = pair.as_str();
+    let body = &text[1..text.len() - 1];
+    if text.starts_with('`') {
+        return Ok(body.to_string());
+    }
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars().peekable();
+    let bad = |m: &str| error_at(pair, m.to_string());
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next().ok_or_else(|| bad("escape sequence not terminated"))?;
+        match e {
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'f' => out.push('\x0c'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\x0b'),
+            '\\' | '"' | '\'' => out.push(e),
+            'x' | 'u' | 'U' => {
+                let n = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let hex: String = (0..n).filter_map(|_| chars.next()).collect();
+                let code = u32::from_str_radix(&hex, 16).map_err(|_| bad("invalid escape sequence"))?;
+                out.push(char::from_u32(code).ok_or_else(|| bad("escape sequence is an invalid Unicode code point"))?);
+            }
+            '0'..='7' => {
+                let mut code = e.to_digit(8).expect("octal digit");
+                for _ in 0..2 {
+                    let d = chars.next().and_then(|c| c.to_digit(8)).ok_or_else(|| bad("invalid octal escape"))?;
+                    code = code * 8 + d;
+                }
+                out.push(char::from_u32(code).ok_or_else(|| bad("invalid octal escape"))?);
+            }
+            _ => return Err(bad("unknown escape sequence")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses and prints back; the printer is canonical PromQL.
+    fn round(q: &str) -> String {
+        parse_with(q, ParseOptions { experimental_functions: true })
+            .map(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+
+    fn err(q: &str) -> ParseError {
+        parse(q).expect_err(q)
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(parse("1").unwrap(), Expr::Number(1.0));
+        assert_eq!(parse(".5").unwrap(), Expr::Number(0.5));
+        assert_eq!(parse("1e3").unwrap(), Expr::Number(1000.0));
+        assert_eq!(parse("0x1F").unwrap(), Expr::Number(31.0));
+        assert_eq!(parse("-Inf").unwrap(), Expr::Number(f64::NEG_INFINITY));
+        assert!(matches!(parse("NaN").unwrap(), Expr::Number(n) if n.is_nan()));
+        assert_eq!(parse(r#""a\n\"b\x41\u00e9""#).unwrap(), Expr::String("a\n\"bAé".into()));
+        assert_eq!(parse("'it''s'").ok(), None);
+        assert_eq!(parse("`raw\\n`").unwrap(), Expr::String("raw\\n".into()));
+    }
+
+    #[test]
+    fn selectors() {
+        assert_eq!(round("foo"), "foo");
+        assert_eq!(round("foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\",}"), "foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\"}");
+        assert_eq!(round("{__name__=~\"a.*\"}"), "{__name__=~\"a.*\"}");
+        assert_eq!(round("{\"my.metric\", \"a.b\"=\"x\"}"), "my.metric{a.b=\"x\"}");
+        assert_eq!(round("foo:bar:rate5m"), "foo:bar:rate5m");
+        assert_eq!(round("foo[5m]"), "foo[5m]");
+        assert_eq!(round("foo[1h30m]"), "foo[1h30m]");
+        assert_eq!(round("foo[90]"), "foo[1m30s]");
+        assert_eq!(round("foo offset 5m"), "foo offset 5m");
+        assert_eq!(round("foo offset -5m"), "foo offset -5m");
+        assert_eq!(round("foo[5m] offset 1h"), "foo[5m] offset 1h");
+        assert_eq!(round("foo @ 1609746000"), "foo @ 1609746000");
+        assert_eq!(round("foo @ start()"), "foo @ start()");
+        assert_eq!(round("foo[5m] @ end() offset 1m"), "foo[5m] @ end() offset 1m");
+        assert_eq!(round("foo offset 1m @ 10.5"), "foo @ 10.5 offset 1m");
+        // Keywords are fine as metric names where no operator can stand.
+        assert_eq!(round("on"), "on");
+        assert_eq!(round("sum_total"), "sum_total");
+        assert_eq!(round("Infinity"), "Infinity");
+    }
+
+    #[test]
+    fn subqueries() {
+        assert_eq!(round("rate(foo[5m])[30m:1m]"), "rate(foo[5m])[30m:1m]");
+        assert_eq!(round("foo[30m:]"), "foo[30m:]");
+        assert_eq!(round("(a + b)[1h:5m] offset 1d"), "(a + b)[1h:5m] offset 1d");
+        assert_eq!(round("max_over_time(rate(x[1m])[5m:] @ 100)"), "max_over_time(rate(x[1m])[5m:] @ 100)");
+    }
+
+    #[test]
+    fn operators_precedence_and_modifiers() {
+        let p = |q: &str| {
+            let e = parse(q).unwrap();
+            fn shape(e: &Expr) -> String {
+                match e {
+                    Expr::Binary { op, lhs, rhs, .. } => format!("({} {} {})", shape(lhs), op.symbol(), shape(rhs)),
+                    Expr::Neg(x) => format!("(-{})", shape(x)),
+                    Expr::Paren(x) => shape(x),
+                    other => other.to_string(),
+                }
+            }
+            shape(&e)
+        };
+        assert_eq!(p("a + b * c"), "(a + (b * c))");
+        assert_eq!(p("a - b - c"), "((a - b) - c)");
+        assert_eq!(p("a ^ b ^ c"), "(a ^ (b ^ c))");
+        assert_eq!(p("-a ^ b"), "(-(a ^ b))");
+        assert_eq!(p("-a * b"), "((-a) * b)");
+        assert_eq!(p("a or b and c unless d"), "(a or ((b and c) unless d))");
+        assert_eq!(p("a > b + c"), "(a > (b + c))");
+        assert_eq!(p("a == b != c"), "((a == b) != c)");
+        assert_eq!(p("a atan2 b % c"), "((a atan2 b) % c)");
+        assert_eq!(p("a < b <= c >= d > e"), "((((a < b) <= c) >= d) > e)");
+        assert_eq!(p("a - -b"), "(a - (-b))");
+        assert_eq!(p("1 - -1"), "(1 - -1)");
+        assert_eq!(round("a > bool 1"), "a > bool 1");
+        assert_eq!(round("a + on(x, y) b"), "a + on(x, y) b");
+        assert_eq!(round("a * ignoring(x) group_left(y) b"), "a * ignoring(x) group_left(y) b");
+        assert_eq!(round("a / on() group_right b"), "a / on() group_right() b");
+        assert_eq!(round("a AND on(x) b"), "a and on(x) b");
+        assert_eq!(round("a == bool on(x) b"), "a == bool on(x) b");
+    }
+
+    #[test]
+    fn aggregations_and_calls() {
+        assert_eq!(round("sum(foo)"), "sum(foo)");
+        assert_eq!(round("sum by (a, b) (foo)"), "sum by (a, b) (foo)");
+        assert_eq!(round("sum(foo) by (a)"), "sum by (a) (foo)");
+        assert_eq!(round("avg without (a) (foo)"), "avg without (a) (foo)");
+        assert_eq!(round("SUM BY (group) (foo)"), "sum by (group) (foo)");
+        assert_eq!(round("topk(5, foo)"), "topk(5, foo)");
+        assert_eq!(round("count_values(\"v\", foo)"), "count_values(\"v\", foo)");
+        assert_eq!(round("quantile by (x) (0.9, foo)"), "quantile by (x) (0.9, foo)");
+        assert_eq!(round("sum by () (foo)"), "sum(foo)");
+        assert_eq!(round("rate(foo[5m])"), "rate(foo[5m])");
+        assert_eq!(round("round(foo, 5)"), "round(foo, 5)");
+        assert_eq!(round("round(foo)"), "round(foo)");
+        assert_eq!(round("time()"), "time()");
+        assert_eq!(
+            round("label_join(foo, \"d\", \",\", \"a\", \"b\", \"c\")"),
+            "label_join(foo, \"d\", \",\", \"a\", \"b\", \"c\")"
+        );
+        assert_eq!(
+            round("histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"),
+            "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"
+        );
+        assert_eq!(round("limitk(2, foo)"), "limitk(2, foo)");
+        assert_eq!(round("foo # a comment\n + 1"), "foo + 1");
+    }
+
+    #[test]
+    fn errors_have_positions_and_upstream_messages() {
+        let e = err("foo{a=~\"(\"}");
+        assert_eq!((e.line, e.column), (1, 5));
+        assert!(e.message.contains("invalid regular expression"), "{e}");
+        let e = err("sum(foo");
+        assert_eq!((e.line, e.column), (1, 8));
+        assert_eq!(e.to_string().split(':').take(2).collect::<Vec<_>>(), ["1", "8"]);
+        assert_eq!(err("").message, "no expression found in input");
+        assert_eq!(err("foo(bar)").message, "unknown function with name \"foo\"");
+        assert_eq!(
+            err("rate(foo)").message,
+            "expected type range vector in call to function \"rate\", got instant vector"
+        );
+        assert_eq!(err("abs(foo, bar)").message, "expected 1 argument(s) in call to \"abs\", got 2");
+        assert_eq!(err("sum(1)").message, "expected type instant vector in aggregation expression, got scalar");
+        assert_eq!(
+            err("topk(foo)").message,
+            "wrong number of arguments for aggregate expression provided, expected 2, got 1"
+        );
+        assert_eq!(err("{}").message, "vector selector must contain at least one non-empty matcher");
+        assert_eq!(err("{a=\"\"}").message, "vector selector must contain at least one non-empty matcher");
+        assert_eq!(err("foo{__name__=\"bar\"}").message, "metric name must not be set twice: \"foo\" or \"bar\"");
+        assert_eq!(err("1 > 2").message, "comparisons between scalars must use BOOL modifier");
+        assert_eq!(err("a + bool b").message, "bool modifier can only be used on comparison operators");
+        assert_eq!(err("1 and foo").message, "set operator \"and\" not allowed in binary scalar expression");
+        assert_eq!(err("a and on(x) group_left b").message, "no grouping allowed for \"and\" operation");
+        assert_eq!(
+            err("a + on(x) group_left(x) b").message,
+            "label \"x\" must not occur in ON and GROUP clause at once"
+        );
+        assert_eq!(err("1 + on(x) foo").message, "vector matching only allowed between instant vectors");
+        assert_eq!(err("(foo)[5m]").message, "ranges only allowed for vector selectors");
+        assert_eq!(err("foo offset 1m offset 2m").message, "offset may not be set multiple times");
+        assert_eq!(err("foo @ 1 @ 2").message, "@ <timestamp> may not be set multiple times");
+        assert_eq!(
+            err("sum(foo) offset 1m").message,
+            "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery"
+        );
+        assert_eq!(err("foo[5m] + 1").message, "binary expression must contain only scalar and instant vector types");
+        assert_eq!(
+            err("-\"a\"").message,
+            "unary expression only allowed on expressions of type scalar or instant vector, got \"string\""
+        );
+        assert_eq!(err("mad_over_time(foo[5m])").message, "function \"mad_over_time\" is not enabled");
+        assert_eq!(err("foo[0s]").message, "duration must be greater than 0");
+        assert_eq!(err("foo[5m:0s]").message, "subquery step must be greater than 0");
+        assert!(err("foo bar").message.starts_with("unexpected character 'b'"), "{}", err("foo bar"));
+        let e = err("sum(foo)\n  + bar{");
+        assert_eq!((e.line, e.column), (2, 9));
+    }
+}

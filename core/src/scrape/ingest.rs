@@ -1,0 +1,320 @@
+//! One target's scrape state: the scrape cache, staleness tracking and report series.
+//!
+//! The cache maps the raw series text of a line (`name{labels}` exactly as the target wrote it)
+//! to the series' owner shard and id there. A steady-state scrape therefore does one hash-map
+//! lookup per line and no label parsing or label hashing. A line not in the cache is parsed,
+//! merged with the target labels, hashed to its owner shard and sent as a *new* series; the
+//! owner answers with the id, which [`TargetIngest::resolve`] records.
+//!
+//! Staleness: a series present in the previous successful scrape and absent from this one gets
+//! a staleness marker at this scrape's timestamp; when a scrape fails, every series of the last
+//! successful scrape does. Series exposed with explicit timestamps get none, as upstream.
+//!
+//! A body that fails to parse stores nothing: [`TargetIngest::ingest`] returns the error before
+//! any batch leaves, and the caller reports the scrape as failed.
+
+use std::collections::HashMap;
+
+use crate::exposition::{parse_series, Entry, ParseError, TextParser};
+use crate::labels::Labels;
+use crate::value::stale_nan;
+
+/// A series known to its owner shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRef {
+    pub shard: usize,
+    pub id: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    series: SeriesRef,
+    /// The scrape generation that last saw this series.
+    seen: u64,
+    explicit_timestamp: bool,
+}
+
+/// What one shard must append for one scrape.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ShardBatch {
+    /// Samples of series the shard already knows: (id, t, v).
+    pub known: Vec<(u32, i64, f64)>,
+    /// Samples of series the shard may not know yet; it answers with their ids, in order.
+    pub new: Vec<(Labels, i64, f64)>,
+}
+
+impl ShardBatch {
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty() && self.new.is_empty()
+    }
+}
+
+/// What a successful scrape produced, besides the batches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeCounts {
+    pub samples: usize,
+    pub new_series: usize,
+    pub duplicates: usize,
+}
+
+/// The cache key of a new series, waiting for its id from the owner shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingKey {
+    key: Box<str>,
+    explicit_timestamp: bool,
+}
+
+/// Per-shard batches plus, for each shard, the cache keys of its `new` entries (None for
+/// report series, which are not cached).
+#[derive(Debug)]
+pub struct Ingest {
+    pub batches: Vec<ShardBatch>,
+    pub pending: Vec<Vec<Option<PendingKey>>>,
+    pub counts: ScrapeCounts,
+}
+
+/// The scrape cache and staleness state of one target.
+#[derive(Debug)]
+pub struct TargetIngest {
+    target_labels: Labels,
+    honor_labels: bool,
+    shards: usize,
+    cache: HashMap<Box<str>, CacheEntry>,
+    generation: u64,
+}
+
+impl TargetIngest {
+    pub fn new(target_labels: Labels, honor_labels: bool, shards: usize) -> Self {
+        TargetIngest { target_labels, honor_labels, shards: shards.max(1), cache: HashMap::new(), generation: 0 }
+    }
+
+    pub fn cached_series(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn empty_ingest(&self) -> Ingest {
+        Ingest {
+            batches: vec![ShardBatch::default(); self.shards],
+            pending: vec![Vec::new(); self.shards],
+            counts: ScrapeCounts::default(),
+        }
+    }
+
+    /// Final labels of a scraped series: scraped labels merged with the target's. Without
+    /// `honor_labels`, a clashing scraped label is kept as `exported_<name>`; with it, the
+    /// scraped value wins.
+    fn merge_labels(&self, scraped: Labels) -> Labels {
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
+        for l in scraped.iter() {
+            let clashes = !self.target_labels.get(&l.name).is_empty();
+            if clashes && !self.honor_labels {
+                pairs.push((format!("exported_{}", l.name), l.value.clone()));
+            } else {
+                pairs.push((l.name.clone(), l.value.clone()));
+            }
+        }
+        for t in self.target_labels.iter() {
+            if self.honor_labels && !scraped.get(&t.name).is_empty() {
+                continue;
+            }
+            pairs.push((t.name.clone(), t.value.clone()));
+        }
+        Labels::from_pairs(pairs)
+    }
+
+    /// Turns a scraped body at time `t` into batches. On a parse error the scrape counts as
+    /// failed: the caller must then emit [`TargetIngest::ingest_failure`] instead, which also
+    /// resets the cache.
+    pub fn ingest(&mut self, body: &str, t: i64) -> Result<Ingest, ParseError> {
+        self.generation += 1;
+        let generation = self.generation;
+        let mut out = self.empty_ingest();
+        let mut fresh: HashMap<&str, ()> = HashMap::new();
+        let mut parser = TextParser::new(body);
+        while let Some(entry) = parser.next() {
+            let Entry::Sample { series, value, timestamp } = entry? else { continue };
+            out.counts.samples += 1;
+            let ts = timestamp.unwrap_or(t);
+            if let Some(e) = self.cache.get_mut(series) {
+                if e.seen == generation {
+                    out.counts.duplicates += 1;
+                    continue;
+                }
+                e.seen = generation;
+                out.batches[e.series.shard].known.push((e.series.id, ts, value));
+                continue;
+            }
+            if fresh.insert(series, ()).is_some() {
+                out.counts.duplicates += 1;
+                continue;
+            }
+            let labels = parse_series(series).map_err(|message| ParseError { line: parser.line(), message })?;
+            let labels = self.merge_labels(labels);
+            let shard = labels.owner(self.shards);
+            out.batches[shard].new.push((labels, ts, value));
+            out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: timestamp.is_some() }));
+            out.counts.new_series += 1;
+        }
+        // Series seen last time but not now have ended.
+        self.cache.retain(|_, e| {
+            if e.seen == generation {
+                return true;
+            }
+            if !e.explicit_timestamp {
+                out.batches[e.series.shard].known.push((e.series.id, t, stale_nan()));
+            }
+            false
+        });
+        Ok(out)
+    }
+
+    /// The batches for a failed scrape at `t`: staleness markers for every cached series, and
+    /// an empty cache.
+    pub fn ingest_failure(&mut self, t: i64) -> Ingest {
+        let mut out = self.empty_ingest();
+        for (_, e) in self.cache.drain() {
+            if !e.explicit_timestamp {
+                out.batches[e.series.shard].known.push((e.series.id, t, stale_nan()));
+            }
+        }
+        out
+    }
+
+    /// Records the ids the owner shard gave to the new series of a batch, in the order sent.
+    pub fn resolve(&mut self, shard: usize, keys: Vec<Option<PendingKey>>, ids: &[u32]) {
+        for (pending, &id) in keys.into_iter().zip(ids) {
+            if let Some(PendingKey { key, explicit_timestamp }) = pending {
+                let series = SeriesRef { shard, id };
+                self.cache.insert(key, CacheEntry { series, seen: self.generation, explicit_timestamp });
+            }
+        }
+    }
+
+    /// Adds the report series (`up`, `scrape_duration_seconds`, ...) for this scrape to `ingest`.
+    pub fn add_report(&self, ingest: &mut Ingest, t: i64, report: &Report) {
+        let samples = [
+            ("up", if report.up { 1.0 } else { 0.0 }),
+            ("scrape_duration_seconds", report.duration_seconds),
+            ("scrape_samples_scraped", report.samples_scraped as f64),
+            ("scrape_samples_post_metric_relabeling", report.samples_post_relabeling as f64),
+            ("scrape_series_added", report.series_added as f64),
+        ];
+        for (name, v) in samples {
+            let mut pairs: Vec<(String, String)> =
+                self.target_labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            pairs.push(("__name__".into(), name.into()));
+            let labels = Labels::from_pairs(pairs);
+            let shard = labels.owner(self.shards);
+            ingest.batches[shard].new.push((labels, t, v));
+            ingest.pending[shard].push(None);
+        }
+    }
+}
+
+/// The figures a scrape reports about itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    pub up: bool,
+    pub duration_seconds: f64,
+    pub samples_scraped: usize,
+    pub samples_post_relabeling: usize,
+    pub series_added: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::is_stale_nan;
+
+    fn target() -> TargetIngest {
+        TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), false, 2)
+    }
+
+    /// Feeds a scrape and answers its new series with ids 100, 101, ... per shard.
+    fn scrape(ti: &mut TargetIngest, body: &str, t: i64) -> Ingest {
+        let ingest = ti.ingest(body, t).unwrap();
+        for (shard, keys) in ingest.pending.iter().enumerate() {
+            let ids: Vec<u32> = (0..keys.len() as u32).map(|i| 100 + i).collect();
+            ti.resolve(shard, keys.clone(), &ids);
+        }
+        ingest
+    }
+
+    fn all_known(i: &Ingest) -> Vec<(u32, i64, f64)> {
+        i.batches.iter().flat_map(|b| b.known.clone()).collect()
+    }
+
+    #[test]
+    fn steady_state_scrapes_hit_the_cache() {
+        let mut ti = target();
+        let first = scrape(&mut ti, "a 1\nb{x=\"1\"} 2\n", 1000);
+        assert_eq!(first.counts.new_series, 2);
+        let second = scrape(&mut ti, "a 3\nb{x=\"1\"} 4\n", 2000);
+        assert_eq!(second.counts.new_series, 0);
+        assert_eq!(all_known(&second).len(), 2);
+        assert!(second.batches.iter().all(|b| b.new.is_empty()));
+    }
+
+    #[test]
+    fn vanished_series_and_failed_scrapes_get_staleness_markers() {
+        let mut ti = target();
+        scrape(&mut ti, "a 1\nb 2\n", 1000);
+        let second = scrape(&mut ti, "a 1\n", 2000);
+        let stale: Vec<_> = all_known(&second).into_iter().filter(|s| is_stale_nan(s.2)).collect();
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].1, 2000);
+        let failed = ti.ingest_failure(3000);
+        assert_eq!(all_known(&failed).len(), 1, "only `a` was still live");
+        assert!(all_known(&failed).iter().all(|s| is_stale_nan(s.2)));
+        assert_eq!(ti.cached_series(), 0);
+    }
+
+    #[test]
+    fn explicit_timestamps_get_no_staleness_marker() {
+        let mut ti = target();
+        scrape(&mut ti, "a 1 500\n", 1000);
+        assert!(all_known(&scrape(&mut ti, "", 2000)).is_empty());
+    }
+
+    #[test]
+    fn labels_merge_with_target_labels() {
+        let mut ti = target();
+        let i = scrape(&mut ti, "a{job=\"inner\",z=\"1\"} 1\n", 1000);
+        let labels: Vec<String> = i.batches.iter().flat_map(|b| b.new.iter().map(|n| n.0.to_string())).collect();
+        assert_eq!(labels, vec![r#"{__name__="a", exported_job="inner", instance="h:1", job="app", z="1"}"#]);
+        let mut honor = TargetIngest::new(Labels::from_pairs([("job", "app")]), true, 1);
+        let i = scrape(&mut honor, "a{job=\"inner\"} 1\n", 1000);
+        assert_eq!(i.batches[0].new[0].0.to_string(), r#"{__name__="a", job="inner"}"#);
+    }
+
+    #[test]
+    fn duplicate_lines_are_counted_once() {
+        let mut ti = target();
+        let i = scrape(&mut ti, "a 1\na 2\n", 1000);
+        assert_eq!(i.counts.duplicates, 1);
+        let i = scrape(&mut ti, "a 1\na 2\n", 2000);
+        assert_eq!(i.counts.duplicates, 1);
+        assert_eq!(all_known(&i).len(), 1);
+    }
+
+    #[test]
+    fn malformed_body_is_an_error() {
+        let mut ti = target();
+        scrape(&mut ti, "a 1\n", 1000);
+        let e = ti.ingest("a 1\nb{ 2\n", 2000).unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn report_series_carry_target_labels() {
+        let ti = target();
+        let mut i = ti.empty_ingest();
+        let report =
+            Report { up: true, duration_seconds: 0.5, samples_scraped: 3, samples_post_relabeling: 3, series_added: 1 };
+        ti.add_report(&mut i, 1000, &report);
+        let up: Vec<_> = i.batches.iter().flat_map(|b| b.new.iter()).filter(|n| n.0.metric_name() == "up").collect();
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].0.to_string(), r#"{__name__="up", instance="h:1", job="app"}"#);
+        assert_eq!(up[0].2, 1.0);
+    }
+}

@@ -1,0 +1,11 @@
+//! Turning scrape configs into targets, and scrape bodies into samples for the shards.
+//!
+//! [`target`] resolves a scrape config into concrete targets with their final labels;
+//! [`ingest`] keeps each target's scrape cache and turns one scrape (or a failed one) into
+//! per-shard append batches, including report series and staleness markers.
+
+pub mod ingest;
+pub mod target;
+
+pub use ingest::{Ingest, PendingKey, Report, ShardBatch, TargetIngest};
+pub use target::{targets_from_config, Target};

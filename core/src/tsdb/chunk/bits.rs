@@ -1,0 +1,104 @@
+//! Bit-level writer and reader over a byte vector, most significant bit first.
+
+/// Appends bits to a growing byte buffer.
+#[derive(Debug, Clone, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits still free in the last byte (0..=7; 0 means a new byte is needed).
+    free: u8,
+}
+
+impl BitWriter {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn write_bit(&mut self, bit: bool) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        self.free -= 1;
+        if bit {
+            *self.bytes.last_mut().expect("a byte was pushed above") |= 1 << self.free;
+        }
+    }
+
+    /// Writes the low `n` bits of `value`, most significant first (`n` ≤ 64).
+    pub fn write_bits(&mut self, value: u64, mut n: u8) {
+        while n > 0 {
+            if self.free == 0 {
+                self.bytes.push(0);
+                self.free = 8;
+            }
+            let take = n.min(self.free);
+            let shift = n - take;
+            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            self.free -= take;
+            *self.bytes.last_mut().expect("a byte was pushed above") |= chunk << self.free;
+            n -= take;
+        }
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+    }
+}
+
+/// Reads bits from a byte slice; every read past the end returns `None`.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, pos: 0 }
+    }
+
+    pub fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.bytes.get(self.pos / 8)?;
+        let bit = (byte >> (7 - self.pos % 8)) & 1 == 1;
+        self.pos += 1;
+        Some(bit)
+    }
+
+    /// Reads `n` bits (≤ 64) as the low bits of the result.
+    pub fn read_bits(&mut self, mut n: u8) -> Option<u64> {
+        if self.pos + n as usize > self.bytes.len() * 8 {
+            return None;
+        }
+        let mut out = 0u64;
+        while n > 0 {
+            let byte = self.bytes[self.pos / 8];
+            let avail = 8 - (self.pos % 8) as u8;
+            let take = n.min(avail);
+            let shift = avail - take;
+            let chunk = (byte >> shift) as u64 & ((1u64 << take) - 1);
+            out = (out << take) | chunk;
+            self.pos += take as usize;
+            n -= take;
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_mixed_widths() {
+        let mut w = BitWriter::default();
+        let items: [(u64, u8); 6] = [(1, 1), (0b101, 3), (u64::MAX, 64), (0x1234, 14), (0, 5), (7, 3)];
+        for (v, n) in items {
+            w.write_bits(v, n);
+        }
+        let mut r = BitReader::new(w.bytes());
+        for (v, n) in items {
+            assert_eq!(r.read_bits(n), Some(v), "width {n}");
+        }
+        assert_eq!(r.read_bits(8), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! The inverted index: label name → label value → the series that carry that pair.
+//!
+//! Series ids are the head's dense `u32` ids, kept in roaring bitmaps so that intersections of
+//! large postings lists are cheap. Names and values are symbol ids of the head's
+//! [`Symbols`](super::symbols::Symbols) table.
+//!
+//! Matcher semantics follow Prometheus: a matcher is applied to the label's value, or to "" when
+//! the series lacks the label, so `job!=""` selects series that have a `job` and `job=~".*"`
+//! selects every series.
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+
+use super::symbols::Symbols;
+use crate::labels::{MatchOp, Matcher};
+
+#[derive(Debug, Default)]
+pub struct Postings {
+    by_name: HashMap<u32, HashMap<u32, RoaringBitmap>>,
+    all: RoaringBitmap,
+}
+
+impl Postings {
+    pub fn add(&mut self, series: u32, labels: &[(u32, u32)]) {
+        self.all.insert(series);
+        for &(name, value) in labels {
+            self.by_name.entry(name).or_default().entry(value).or_default().insert(series);
+        }
+    }
+
+    /// Every series in the index.
+    pub fn all(&self) -> &RoaringBitmap {
+        &self.all
+    }
+
+    /// The series matching all matchers (every series when there are none).
+    pub fn select(&self, symbols: &Symbols, matchers: &[Matcher]) -> RoaringBitmap {
+        // Cheap, selective matchers first: equality on a non-empty value is a single lookup.
+        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
+        ordered.sort_by_key(|m| match m.op {
+            MatchOp::Equal if !m.value.is_empty() => 0,
+            MatchOp::Regex => 1,
+            _ => 2,
+        });
+        let mut result: Option<RoaringBitmap> = None;
+        for m in ordered {
+            let set = self.matching(symbols, m);
+            result = Some(match result {
+                None => set,
+                Some(acc) => acc & set,
+            });
+            if result.as_ref().is_some_and(|r| r.is_empty()) {
+                break;
+            }
+        }
+        result.unwrap_or_else(|| self.all.clone())
+    }
+
+    /// The series whose value for `m.name` (or "" if absent) satisfies `m`.
+    fn matching(&self, symbols: &Symbols, m: &Matcher) -> RoaringBitmap {
+        let values = symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n));
+        if m.op == MatchOp::Equal && !m.value.is_empty() {
+            return symbols
+                .lookup(&m.value)
+                .and_then(|v| values.and_then(|vals| vals.get(&v)))
+                .cloned()
+                .unwrap_or_default();
+        }
+        let mut with_label = RoaringBitmap::new();
+        let mut matched = RoaringBitmap::new();
+        for (&value, series) in values.into_iter().flatten() {
+            with_label |= series;
+            if m.matches(symbols.resolve(value)) {
+                matched |= series;
+            }
+        }
+        if m.matches("") {
+            matched |= &self.all - &with_label;
+        }
+        matched
+    }
+
+    /// The label names (symbol ids) carried by at least one series in `series`.
+    pub fn label_names(&self, series: &RoaringBitmap) -> Vec<u32> {
+        self.by_name
+            .iter()
+            .filter(|(_, values)| values.values().any(|s| !s.is_disjoint(series)))
+            .map(|(&name, _)| name)
+            .collect()
+    }
+
+    /// The values (symbol ids) of `name` among `series`.
+    pub fn label_values(&self, name: u32, series: &RoaringBitmap) -> Vec<u32> {
+        self.by_name
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .filter(|(_, s)| !s.is_disjoint(series))
+            .map(|(&value, _)| value)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(series: &[&[(&str, &str)]]) -> (Symbols, Postings) {
+        let mut symbols = Symbols::default();
+        let mut postings = Postings::default();
+        for (id, labels) in series.iter().enumerate() {
+            let pairs: Vec<(u32, u32)> = labels.iter().map(|(n, v)| (symbols.intern(n), symbols.intern(v))).collect();
+            postings.add(id as u32, &pairs);
+        }
+        (symbols, postings)
+    }
+
+    fn ids(p: &Postings, s: &Symbols, ms: &[Matcher]) -> Vec<u32> {
+        p.select(s, ms).iter().collect()
+    }
+
+    #[test]
+    fn matchers_follow_prometheus_semantics() {
+        let (s, p) = index(&[
+            &[("__name__", "up"), ("job", "api")],
+            &[("__name__", "up"), ("job", "web")],
+            &[("__name__", "up")],
+            &[("__name__", "down"), ("job", "api")],
+        ]);
+        let m = |n: &str, op, v: &str| Matcher::new(n, op, v).unwrap();
+        assert_eq!(ids(&p, &s, &[m("__name__", MatchOp::Equal, "up")]), vec![0, 1, 2]);
+        assert_eq!(ids(&p, &s, &[m("__name__", MatchOp::Equal, "up"), m("job", MatchOp::NotEqual, "api")]), vec![1, 2]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::Equal, "")]), vec![2]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::NotEqual, "")]), vec![0, 1, 3]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::Regex, "a.*")]), vec![0, 3]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::Regex, "a.*|")]), vec![0, 2, 3]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::NotRegex, "a.*")]), vec![1, 2]);
+        assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Equal, "x")]), Vec::<u32>::new());
+        assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Regex, ".*")]), vec![0, 1, 2, 3]);
+        assert_eq!(ids(&p, &s, &[m("job", MatchOp::Equal, "never-interned")]), Vec::<u32>::new());
+    }
+}

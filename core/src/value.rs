@@ -1,0 +1,82 @@
+//! Sample values and the conventions Prometheus attaches to them.
+//!
+//! Timestamps are milliseconds since the Unix epoch (`i64`), values are `f64`. A staleness marker
+//! is one particular NaN bit pattern: it is stored like any sample but tells queries that the
+//! series ended, so lookback stops at it.
+
+/// The bit pattern of Prometheus's staleness marker (a signalling-free NaN).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The staleness marker as a value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is the staleness marker (and not just any NaN).
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One sample of a float series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t: i64,
+    pub v: f64,
+}
+
+/// Formats a value the way Prometheus's JSON API does (Go's `FormatFloat(v, 'f', -1, 64)`):
+/// shortest round-trip decimal, never an exponent, and `NaN`, `+Inf`, `-Inf`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Formats a millisecond timestamp as the API's float seconds (`1435781451.781`).
+pub fn format_timestamp(t_ms: i64) -> String {
+    let sign = if t_ms < 0 { "-" } else { "" };
+    let abs = t_ms.unsigned_abs();
+    let (secs, ms) = (abs / 1000, abs % 1000);
+    if ms == 0 {
+        format!("{sign}{secs}")
+    } else {
+        let frac = format!("{ms:03}");
+        format!("{sign}{secs}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_format_like_go() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(1e-7), "0.0000001");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn timestamps_format_as_float_seconds() {
+        assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_timestamp(1_000), "1");
+        assert_eq!(format_timestamp(1_500), "1.5");
+        assert_eq!(format_timestamp(-1_500), "-1.5");
+    }
+
+    #[test]
+    fn only_the_marker_is_stale() {
+        assert!(is_stale_nan(stale_nan()));
+        assert!(!is_stale_nan(f64::NAN));
+    }
+}
