@@ -1,0 +1,168 @@
+//! Handlers of the query and metadata endpoints of `/api/v1`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use pyrite_core::labels::{is_valid_label_name, Matcher};
+use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
+
+use super::params::Params;
+use super::response::{instant_result, labels_object, range_result, success, success_json, ApiError};
+use super::ApiState;
+use crate::clock::now_ms;
+use crate::shard::Request;
+
+/// Upstream's cap on points per series in a range query.
+const MAX_POINTS: i64 = 11_000;
+/// The widest time range a metadata request covers when it names none.
+const MIN_TIME: i64 = i64::MIN / 2;
+const MAX_TIME: i64 = i64::MAX / 2;
+
+type ApiResult = Result<Response, ApiError>;
+
+fn parse_query(params: &Params) -> Result<Expr, ApiError> {
+    let text = params.get("query").unwrap_or("");
+    promql::parse(text).map_err(|e| ApiError::bad_param("query", e))
+}
+
+/// Plans and runs `expr` on the local shard as coordinator.
+async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::Value, ApiError> {
+    let plan = Arc::new(promql::plan(expr)?);
+    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, reply });
+    let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
+    let label = if result.is_ok() { "success" } else { "error" };
+    s.ctx.metrics.queries.get_or_create(&vec![("result", label.to_string())]).inc();
+    Ok(result?)
+}
+
+pub async fn query(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    let expr = parse_query(&params)?;
+    let t = params.time_or("time", now_ms())?;
+    let value = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
+    Ok(success(instant_result(&value, t)))
+}
+
+pub async fn query_range(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    let expr = parse_query(&params)?;
+    let start = params.time("start")?;
+    let end = params.time("end")?;
+    if end < start {
+        return Err(ApiError::bad_param("end", "end timestamp must not be before start time"));
+    }
+    let step = params.duration("step")?;
+    if step <= 0 {
+        return Err(ApiError::bad_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step >= MAX_POINTS {
+        return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+    }
+    if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
+        return Err(ApiError::bad_data(format!(
+            "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+            expr.value_type().to_string()
+        )));
+    }
+    let eval = EvalParams { start, end, step, lookback: s.ctx.lookback.millis() };
+    let value = evaluate(&s, &expr, eval).await?;
+    Ok(success(range_result(&value, |i| eval.ts(i))))
+}
+
+/// The `match[]` selectors of a request, as matcher lists.
+fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    params
+        .all("match[]")
+        .into_iter()
+        .map(|m| match promql::parse(m) {
+            Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
+            Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),
+            Err(e) => Err(ApiError::bad_param("match[]", e)),
+        })
+        .collect()
+}
+
+fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
+}
+
+pub async fn series(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    let matchers = selectors(&params)?;
+    if matchers.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (mint, maxt) = time_range(&params)?;
+    let per_shard = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::Series { matchers: matchers.clone(), mint, maxt, reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let all: BTreeSet<_> = per_shard.into_iter().flatten().collect();
+    let items: Vec<String> = all.iter().map(labels_object).collect();
+    Ok(success(format!("[{}]", items.join(","))))
+}
+
+pub async fn labels(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    let matchers = selectors(&params)?;
+    let (mint, maxt) = time_range(&params)?;
+    let per_shard = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::LabelNames { matchers: matchers.clone(), mint, maxt, reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let names: BTreeSet<String> = per_shard.into_iter().flatten().collect();
+    Ok(success_json(serde_json::json!(names)))
+}
+
+pub async fn label_values(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    if !is_valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    let matchers = selectors(&params)?;
+    let (mint, maxt) = time_range(&params)?;
+    let per_shard = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::LabelValues { name: name.clone(), matchers: matchers.clone(), mint, maxt, reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let values: BTreeSet<String> = per_shard.into_iter().flatten().collect();
+    Ok(success_json(serde_json::json!(values)))
+}
+
+/// The version Pyrite reports: a Prometheus-style semver, so that clients that gate features on
+/// the Prometheus version (Grafana) treat Pyrite as a 3.x server; Pyrite's own version follows
+/// as a pre-release tag.
+pub async fn buildinfo() -> Response {
+    success_json(serde_json::json!({
+        "version": format!("3.0.0-pyrite.{}", env!("CARGO_PKG_VERSION")),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}

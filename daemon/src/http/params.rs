@@ -1,0 +1,151 @@
+//! Request parameters as Prometheus's API reads them: from the query string and, for POST, from
+//! an `application/x-www-form-urlencoded` body; times as RFC 3339 or Unix seconds; durations as
+//! Prometheus durations or seconds.
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap};
+use pyrite_core::config::Duration;
+
+use super::response::ApiError;
+
+/// All parameters of a request, in order, repeated keys kept (`match[]`).
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn from_request(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Params {
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            pairs.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        }
+        Params(pairs)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// A required timestamp parameter, in ms.
+    pub fn time(&self, key: &str) -> Result<i64, ApiError> {
+        let v = self.get(key).unwrap_or("");
+        parse_time(v).ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid timestamp")))
+    }
+
+    /// An optional timestamp parameter, in ms, with a default.
+    pub fn time_or(&self, key: &str, default: i64) -> Result<i64, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(_) => self.time(key),
+        }
+    }
+
+    /// A required duration parameter, in ms.
+    pub fn duration(&self, key: &str) -> Result<i64, ApiError> {
+        let v = self.get(key).unwrap_or("");
+        parse_duration(v).ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid duration")))
+    }
+}
+
+/// Unix seconds (float) or RFC 3339, to ms.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let ms = (secs * 1000.0).round();
+        return (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64);
+    }
+    parse_rfc3339(s)
+}
+
+/// Seconds (float) or a Prometheus duration, to ms.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let ms = (secs * 1000.0).round();
+        return (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64);
+    }
+    Duration::parse(s).ok().map(Duration::millis)
+}
+
+/// `2015-07-01T20:10:51.781Z` or with a `±hh:mm` offset, to ms since the epoch.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let scaled = format!("{:0<3}", &frac[..digits.min(3)]);
+        millis = scaled.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1435781451.781"), Some(1_435_781_451_781));
+        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Some(1_435_781_451_781));
+        assert_eq!(parse_time("2015-07-01T22:10:51.781+02:00"), Some(1_435_781_451_781));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2015-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15"), Some(15_000));
+        assert_eq!(parse_duration("0.5"), Some(500));
+        assert_eq!(parse_duration("1m30s"), Some(90_000));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

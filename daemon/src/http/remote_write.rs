@@ -1,0 +1,66 @@
+//! `POST /api/v1/write`: the remote-write receiver (protocol 1.0, snappy + protobuf).
+//!
+//! A request is decoded and validated whole before anything is stored, so a malformed one
+//! stores nothing. Valid series go to their owner shards. Samples the heads refuse (out of
+//! order, duplicate timestamps) are counted and reported with 400, as upstream reports them,
+//! so that senders do not retry them; the request's other samples are kept.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pyrite_core::remote::{decode_write_request, WriteSeries};
+
+use super::ApiState;
+use crate::shard::Request;
+
+/// Largest decompressed request accepted.
+const MAX_DECODED_BYTES: usize = 256 << 20;
+
+fn reply(s: &ApiState, status: StatusCode, message: String) -> Response {
+    s.ctx.metrics.remote_write_requests.get_or_create(&vec![("code", status.as_u16().to_string())]).inc();
+    (status, message).into_response()
+}
+
+pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
+    if !s.ctx.remote_write_receiver {
+        return reply(
+            &s,
+            StatusCode::NOT_FOUND,
+            "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n".into(),
+        );
+    }
+    let series = match decode_write_request(&body, MAX_DECODED_BYTES) {
+        Ok(series) => series,
+        Err(e) => return reply(&s, StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let shards = s.ctx.shards.len();
+    let mut per_shard: Vec<Vec<WriteSeries>> = (0..shards).map(|_| Vec::new()).collect();
+    for ws in series {
+        per_shard[ws.labels.owner(shards)].push(ws);
+    }
+    let receivers: Vec<_> = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, series)| !series.is_empty())
+        .map(|(i, series)| s.ctx.shards.ask(i, |reply| Request::Write { series, reply }))
+        .collect();
+    let (mut out_of_order, mut duplicates) = (0, 0);
+    for rx in receivers {
+        match rx.recv_async().await {
+            Ok(r) => {
+                out_of_order += r.out_of_order;
+                duplicates += r.duplicates;
+            }
+            Err(_) => return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
+        }
+    }
+    if out_of_order + duplicates > 0 {
+        return reply(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("out of order sample: {out_of_order} out of order, {duplicates} duplicate sample(s) for their timestamp refused\n"),
+        );
+    }
+    reply(&s, StatusCode::NO_CONTENT, String::new())
+}

@@ -1,0 +1,187 @@
+//! Prometheus's API envelope: `{"status":"success","data":...}` or
+//! `{"status":"error","errorType":...,"error":...}` with upstream's status codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pyrite_core::labels::Labels;
+use pyrite_core::promql::{EvalError, StepSeries, Value};
+use pyrite_core::tsdb::head::SeriesSamples;
+use pyrite_core::value::{format_timestamp, format_value};
+
+/// An API error with its Prometheus error type.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: &'static str,
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        ApiError { kind: "bad_data", status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+
+    pub fn bad_param(param: &str, message: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter {param:?}: {message}"))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError { kind: "internal", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+}
+
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        let (kind, status) = match e {
+            EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            EvalError::Unsupported(_) | EvalError::Execution(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
+        };
+        ApiError { kind, status, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = String::from("{\"status\":\"error\",\"errorType\":");
+        json_str(&mut body, self.kind);
+        body.push_str(",\"error\":");
+        json_str(&mut body, &self.message);
+        body.push('}');
+        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// A success envelope around pre-rendered JSON `data`.
+pub fn success(data: String) -> Response {
+    let body = format!("{{\"status\":\"success\",\"data\":{data}}}");
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub fn success_json(data: serde_json::Value) -> Response {
+    success(data.to_string())
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("strings always serialise"));
+}
+
+fn metric(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_str(out, &l.name);
+        out.push(':');
+        json_str(out, &l.value);
+    }
+    out.push('}');
+}
+
+fn point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    out.push_str(&format_timestamp(t));
+    out.push_str(",\"");
+    out.push_str(&format_value(v));
+    out.push_str("\"]");
+}
+
+/// A label set as a JSON object.
+pub fn labels_object(labels: &Labels) -> String {
+    let mut out = String::new();
+    metric(&mut out, labels);
+    out
+}
+
+/// The `data` of an instant query evaluated at `t`.
+pub fn instant_result(value: &Value, t: i64) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Scalar(v) => {
+            out.push_str("{\"resultType\":\"scalar\",\"result\":");
+            point(&mut out, t, v[0]);
+        }
+        Value::String(s) => {
+            out.push_str("{\"resultType\":\"string\",\"result\":[");
+            out.push_str(&format_timestamp(t));
+            out.push(',');
+            json_str(&mut out, s);
+            out.push(']');
+        }
+        Value::Vector(series) => {
+            out.push_str("{\"resultType\":\"vector\",\"result\":[");
+            let mut first = true;
+            for s in series {
+                let Some(v) = s.values[0] else { continue };
+                if !std::mem::take(&mut first) {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                metric(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                point(&mut out, t, v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => matrix_samples(&mut out, series),
+    }
+    out.push('}');
+    out
+}
+
+fn matrix_samples(out: &mut String, series: &[SeriesSamples]) {
+    out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":");
+        metric(out, &s.labels);
+        out.push_str(",\"values\":[");
+        for (j, x) in s.samples.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            point(out, x.t, x.v);
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+}
+
+/// The `data` of a range query with steps `ts(i)`.
+pub fn range_result(value: &Value, ts: impl Fn(usize) -> i64) -> String {
+    let series: Vec<StepSeries> = match value {
+        Value::Scalar(v) => {
+            vec![StepSeries { labels: Labels::default(), values: v.iter().map(|x| Some(*x)).collect() }]
+        }
+        Value::Vector(series) => series.clone(),
+        // The handler refuses other types before evaluating.
+        _ => Vec::new(),
+    };
+    let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
+    let mut first = true;
+    for s in &series {
+        if s.values.iter().all(Option::is_none) {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":");
+        metric(&mut out, &s.labels);
+        out.push_str(",\"values\":[");
+        let mut first_point = true;
+        for (i, v) in s.values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if !std::mem::take(&mut first_point) {
+                out.push(',');
+            }
+            point(&mut out, ts(i), *v);
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    out
+}

@@ -1,0 +1,89 @@
+//! Pyrite's own metrics, served on `/metrics` (prometheus-client).
+//!
+//! Every metric is an atomic, so shard threads update them without locks or messages.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set of the metrics below.
+pub type MetricLabels = Vec<(&'static str, String)>;
+type Labels = MetricLabels;
+
+pub struct Metrics {
+    registry: Registry,
+    pub samples_appended: Family<Labels, Counter>,
+    pub out_of_order: Family<Labels, Counter>,
+    pub duplicates: Family<Labels, Counter>,
+    pub head_series: Family<Labels, Gauge>,
+    pub driver: Family<Labels, Gauge>,
+    pub scrapes: Family<Labels, Counter>,
+    pub scrape_duration: Histogram,
+    pub remote_write_requests: Family<Labels, Counter>,
+    pub queries: Family<Labels, Counter>,
+}
+
+pub fn shard_label(shard: usize) -> Labels {
+    vec![("shard", shard.to_string())]
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pyrite");
+        let m = Metrics {
+            samples_appended: Family::default(),
+            out_of_order: Family::default(),
+            duplicates: Family::default(),
+            head_series: Family::default(),
+            driver: Family::default(),
+            scrapes: Family::default(),
+            scrape_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            remote_write_requests: Family::default(),
+            queries: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "head_samples_appended",
+            "Samples appended to the head, per shard",
+            m.samples_appended.clone(),
+        );
+        registry.register(
+            "head_out_of_order_samples",
+            "Samples refused as out of order, per shard",
+            m.out_of_order.clone(),
+        );
+        registry.register(
+            "head_duplicate_samples",
+            "Samples refused as duplicates for their timestamp, per shard",
+            m.duplicates.clone(),
+        );
+        registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
+        registry.register("runtime_driver", "The I/O driver each shard runs (1 for the one in use)", m.driver.clone());
+        registry.register("scrapes", "Scrapes by result", m.scrapes.clone());
+        registry.register(
+            "scrape_duration_seconds",
+            "Time from scrape start to samples handed to the shards",
+            m.scrape_duration.clone(),
+        );
+        registry.register(
+            "remote_write_requests",
+            "Remote-write requests by HTTP status code",
+            m.remote_write_requests.clone(),
+        );
+        registry.register("queries", "PromQL queries by result", m.queries.clone());
+        let build = Family::<Labels, Gauge>::default();
+        build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
+        registry.register("build_info", "Pyrite's version", build);
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,131 @@
+//! The scrape HTTP client: hyper 1.x over the shard's monoio runtime.
+//!
+//! One GET per scrape on a fresh connection, with upstream's headers (`Accept` for the text
+//! format, `Accept-Encoding: gzip`, `X-Prometheus-Scrape-Timeout-Seconds`), the whole exchange
+//! bounded by the scrape timeout and the body by [`MAX_BODY_BYTES`] (after decompression too).
+
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header;
+use monoio::io::IntoPollIo;
+use monoio_compat::hyper::MonoioIo;
+use pyrite_core::scrape::Target;
+use thiserror::Error;
+
+/// Largest scrape body accepted, compressed or not.
+const MAX_BODY_BYTES: usize = 256 << 20;
+
+/// Prometheus's `Accept` header when only the 0.0.4 text format is enabled.
+const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
+
+#[derive(Debug, Error)]
+pub enum ScrapeError {
+    #[error("context deadline exceeded")]
+    Timeout,
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Http(String),
+    #[error("server returned HTTP status {0}")]
+    Status(hyper::StatusCode),
+    #[error("body exceeds {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("invalid gzip body: {0}")]
+    Gzip(std::io::Error),
+    #[error("body is not valid UTF-8")]
+    Utf8,
+}
+
+pub struct ScrapeClient {
+    address: String,
+    path: String,
+    user_agent: String,
+}
+
+impl ScrapeClient {
+    pub fn new(target: &Target) -> Self {
+        ScrapeClient {
+            address: target.address.clone(),
+            path: target.metrics_path.clone(),
+            user_agent: format!("Pyrite/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    fn resolve(&self) -> Result<SocketAddr, ScrapeError> {
+        self.address
+            .to_socket_addrs()
+            .map_err(|e| ScrapeError::Resolve(format!("{}: {e}", self.address)))?
+            .next()
+            .ok_or_else(|| ScrapeError::Resolve(self.address.clone()))
+    }
+
+    /// Fetches the target's body, decompressed and checked to be UTF-8.
+    pub async fn fetch(&self, timeout: Duration) -> Result<String, ScrapeError> {
+        match monoio::time::timeout(timeout, self.fetch_inner(timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(ScrapeError::Timeout),
+        }
+    }
+
+    async fn fetch_inner(&self, timeout: Duration) -> Result<String, ScrapeError> {
+        let addr = self.resolve()?;
+        let stream = monoio::net::TcpStream::connect(addr).await.map_err(ScrapeError::Connect)?;
+        let io = MonoioIo::new(stream.into_poll_io().map_err(ScrapeError::Connect)?);
+        // hyper's HTTP/1 client builder takes no timer: the whole exchange is bounded by the
+        // monoio timeout in `fetch` instead.
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, Empty<Bytes>>(io)
+            .await
+            .map_err(|e| ScrapeError::Http(e.to_string()))?;
+        monoio::spawn(async move {
+            let _ = conn.await;
+        });
+        let request = hyper::Request::get(&self.path)
+            .header(header::HOST, &self.address)
+            .header(header::ACCEPT, ACCEPT)
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .header(header::USER_AGENT, &self.user_agent)
+            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()))
+            .body(Empty::new())
+            .map_err(|e| ScrapeError::Http(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| ScrapeError::Http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ScrapeError::Status(response.status()));
+        }
+        let gzipped = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ScrapeError::TooLarge
+                } else {
+                    ScrapeError::Http(e.to_string())
+                }
+            })?
+            .to_bytes();
+        let bytes = if gzipped { gunzip(&body)? } else { body.to_vec() };
+        String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)
+    }
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, ScrapeError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(ScrapeError::Gzip)?;
+    if out.len() > MAX_BODY_BYTES {
+        return Err(ScrapeError::TooLarge);
+    }
+    Ok(out)
+}

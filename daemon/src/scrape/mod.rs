@@ -1,0 +1,96 @@
+//! The scrape loop of one target: fetch on schedule, ingest, hand samples to their owner shards.
+//!
+//! Each target is scraped by exactly one shard. The parsing and the scrape cache live in
+//! `pyrite_core::scrape`; this module adds the clock, the HTTP fetch and the messages.
+
+mod client;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyrite_core::scrape::ingest::Report;
+use pyrite_core::scrape::{Ingest, Target, TargetIngest};
+
+use crate::clock::now_ms;
+use crate::context::Context;
+use crate::shard::Request;
+
+/// A target's first scrape is offset within its interval by a hash of its identity, so that
+/// targets spread over the interval instead of all firing at once (as upstream does).
+fn start_offset(target: &Target) -> Duration {
+    let interval = target.interval.millis().max(1) as u64;
+    Duration::from_millis(target.labels.hash() % interval)
+}
+
+pub async fn run_target(target: Target, ctx: Arc<Context>, shard: usize) {
+    let mut ingest = TargetIngest::new(target.labels.clone(), target.honor_labels, ctx.shards.len());
+    let client = client::ScrapeClient::new(&target);
+    let interval = target.interval.as_std();
+    monoio::time::sleep(start_offset(&target)).await;
+    let mut next = Instant::now();
+    loop {
+        let t = now_ms();
+        let started = Instant::now();
+        let result = client
+            .fetch(target.timeout.as_std())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string()));
+        let (mut batches, report) = match result {
+            Ok(batches) => {
+                let counts = batches.counts;
+                let report = Report {
+                    up: true,
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                    samples_scraped: counts.samples,
+                    samples_post_relabeling: counts.samples,
+                    series_added: counts.new_series,
+                };
+                ctx.metrics.scrapes.get_or_create(&vec![("result", "success".to_string())]).inc();
+                (batches, report)
+            }
+            Err(error) => {
+                tracing::warn!(shard, target = %target.url(), job = target.job(), %error, "scrape failed");
+                ctx.metrics.scrapes.get_or_create(&vec![("result", "failure".to_string())]).inc();
+                let report = Report {
+                    up: false,
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                    samples_scraped: 0,
+                    samples_post_relabeling: 0,
+                    series_added: 0,
+                };
+                (ingest.ingest_failure(t), report)
+            }
+        };
+        ingest.add_report(&mut batches, t, &report);
+        deliver(&ctx, &mut ingest, batches).await;
+        ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
+
+        // Keep to the schedule; if a scrape overran, skip the ticks it missed.
+        next += interval;
+        let now = Instant::now();
+        while next <= now {
+            next += interval;
+        }
+        monoio::time::sleep_until(monoio::time::Instant::from_std(next)).await;
+    }
+}
+
+/// Sends each shard its batch, waits for all answers, and records the ids of new series.
+async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) {
+    let Ingest { batches, pending, .. } = batches;
+    let mut waiting = Vec::new();
+    for (shard, (batch, keys)) in batches.into_iter().zip(pending).enumerate() {
+        if batch.is_empty() {
+            continue;
+        }
+        let rx = ctx.shards.ask(shard, |reply| Request::Append { batch, reply });
+        waiting.push((shard, keys, rx));
+    }
+    for (shard, keys, rx) in waiting {
+        match rx.recv_async().await {
+            Ok(reply) => ingest.resolve(shard, keys, &reply.ids),
+            Err(_) => tracing::error!(shard, "shard stopped answering appends"),
+        }
+    }
+}
