@@ -1,0 +1,98 @@
+//! The series a synthetic target exposes, rendered in the text format 0.0.4.
+
+use std::fmt::Write;
+
+const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+const STATUSES: [&str; 5] = ["200", "201", "400", "404", "500"];
+const BUCKETS: [&str; 10] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+/// Series per histogram: the buckets, `_sum` and `_count`.
+const HISTOGRAM_SERIES: usize = BUCKETS.len() + 2;
+
+/// How a target's series split into counters, gauges and histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesMix {
+    pub counters: usize,
+    pub gauges: usize,
+    pub histograms: usize,
+}
+
+impl SeriesMix {
+    /// About half counters, a fifth gauges, the rest histograms (12 series each); whatever does
+    /// not fill a histogram becomes counters. The total is exactly `series`.
+    pub fn for_series(series: usize) -> Self {
+        let gauges = series / 5;
+        let histograms = (series * 3 / 10) / HISTOGRAM_SERIES;
+        let counters = series - gauges - histograms * HISTOGRAM_SERIES;
+        SeriesMix { counters, gauges, histograms }
+    }
+
+    pub fn total(&self) -> usize {
+        self.counters + self.gauges + self.histograms * HISTOGRAM_SERIES
+    }
+}
+
+/// Per-second increase of counter `i`.
+fn counter_rate(i: usize) -> f64 {
+    1.0 + (i % 5) as f64
+}
+
+/// The sum over one target's counters of their per-second rates.
+pub fn counter_rate_sum(series: usize) -> f64 {
+    (0..SeriesMix::for_series(series).counters).map(counter_rate).sum()
+}
+
+/// The exposition body of a target with `series` series, `elapsed` seconds after start.
+/// `target` varies the gauges between targets.
+pub fn render(series: usize, target: usize, elapsed: f64) -> String {
+    let mix = SeriesMix::for_series(series);
+    let mut out = String::with_capacity(series * 90);
+    out.push_str("# HELP loadgen_http_requests_total Requests served.\n# TYPE loadgen_http_requests_total counter\n");
+    for i in 0..mix.counters {
+        let value = (counter_rate(i) * elapsed).floor();
+        let _ = writeln!(
+            out,
+            "loadgen_http_requests_total{{method=\"{}\",status=\"{}\",handler=\"/api/v1/item{}\"}} {value}",
+            METHODS[i % 4],
+            STATUSES[(i / 4) % 5],
+            i / 20
+        );
+    }
+    out.push_str("# HELP loadgen_memory_usage_bytes Memory in use.\n# TYPE loadgen_memory_usage_bytes gauge\n");
+    for i in 0..mix.gauges {
+        let value = (1e6 * (1.5 + (elapsed / 60.0 + (i + target) as f64).sin())).round();
+        let _ = writeln!(out, "loadgen_memory_usage_bytes{{pool=\"pool{i}\"}} {value}");
+    }
+    out.push_str(
+        "# HELP loadgen_request_duration_seconds Request latency.\n# TYPE loadgen_request_duration_seconds histogram\n",
+    );
+    for h in 0..mix.histograms {
+        let count = (10.0 * elapsed).floor();
+        for (j, le) in BUCKETS.iter().enumerate() {
+            let in_bucket = (count * (j + 1) as f64 / BUCKETS.len() as f64).floor();
+            let _ =
+                writeln!(out, "loadgen_request_duration_seconds_bucket{{handler=\"/h{h}\",le=\"{le}\"}} {in_bucket}");
+        }
+        let _ = writeln!(out, "loadgen_request_duration_seconds_sum{{handler=\"/h{h}\"}} {}", count * 0.12);
+        let _ = writeln!(out, "loadgen_request_duration_seconds_count{{handler=\"/h{h}\"}} {count}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_adds_up_and_series_are_unique() {
+        for n in [1, 13, 200, 1000] {
+            assert_eq!(SeriesMix::for_series(n).total(), n);
+            let body = render(n, 0, 10.0);
+            let mut keys: Vec<&str> =
+                body.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+            assert_eq!(keys.len(), n);
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "duplicate series for {n}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Serving synthetic targets: one listener per target on loopback, all on one monoio thread.
+//!
+//! `GET /metrics` returns the target's body; `POST /-/vanish` makes the target answer 503 from
+//! then on, which a test uses to watch a target go down and its series go stale.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use monoio::io::IntoPollIo;
+use monoio::net::{ListenerOpts, TcpListener};
+use monoio_compat::hyper::{MonoioIo, MonoioTimer};
+
+use crate::exposition::render;
+
+/// Binds `targets` listeners on `ip` (ephemeral ports) and returns them with their addresses.
+pub fn bind(ip: &str, targets: usize) -> std::io::Result<Vec<(TcpListener, SocketAddr)>> {
+    (0..targets)
+        .map(|_| {
+            let listener = TcpListener::bind_with_config(format!("{ip}:0"), &ListenerOpts::new().reuse_port(false))?;
+            let addr = listener.local_addr()?;
+            Ok((listener, addr))
+        })
+        .collect()
+}
+
+/// Serves every listener forever. Call inside a monoio runtime.
+pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, series: usize) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (index, (listener, _)) in listeners.into_iter().enumerate() {
+        tasks.push(monoio::spawn(serve_target(listener, index, series, started)));
+    }
+    for t in tasks {
+        t.await;
+    }
+}
+
+async fn serve_target(listener: TcpListener, index: usize, series: usize, started: Instant) {
+    let vanished = Rc::new(Cell::new(false));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok(io) = stream.into_poll_io() else { continue };
+        let vanished = vanished.clone();
+        monoio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let vanished = vanished.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &vanished, index, series, started)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(MonoioTimer)
+                .serve_connection(MonoioIo::new(io), service)
+                .await;
+        });
+    }
+}
+
+fn respond(
+    req: &Request<hyper::body::Incoming>,
+    vanished: &Cell<bool>,
+    index: usize,
+    series: usize,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/-/vanish") => {
+            vanished.set(true);
+            reply(StatusCode::OK, "vanished\n".into())
+        }
+        (_, "/metrics") if vanished.get() => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, "this target has vanished\n".into())
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = reply(StatusCode::OK, render(series, index, started.elapsed().as_secs_f64()));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8".parse().expect("valid header"),
+            );
+            r
+        }
+        _ => reply(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
