@@ -1,1 +1,289 @@
+//! # pyrite-tests
+//!
+//! Harness for end-to-end tests: starts the real `pyrite` and `pyrite-loadgen` binaries on
+//! loopback, talks to them over HTTP, and stops them when dropped. Every wait is bounded.
+//!
+//! The binaries are taken from the same target directory as the test executable, so the test
+//! command builds them first (`cargo build --release --bins`, see `scripts/test`).
 
+pub mod seccomp;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of a binary built next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --release --bins` first", path.display());
+    path
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("ephemeral port").port()
+}
+
+/// A temporary directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("pyrite-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed when dropped.
+pub struct Process {
+    child: Child,
+}
+
+impl Process {
+    /// Whether the process has exited, with its stderr if so.
+    pub fn exited(&mut self) -> Option<(std::process::ExitStatus, String)> {
+        let status = self.child.try_wait().ok()??;
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        Some((status, err))
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(done) = self.exited() {
+                return done;
+            }
+            assert!(Instant::now() < deadline, "process did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start a pyrite.
+#[derive(Clone, Default)]
+pub struct PyriteOpts {
+    /// prometheus.yml contents; None for the embedded default.
+    pub config: Option<String>,
+    pub shards: Option<usize>,
+    /// `auto`, `io_uring` or `epoll`.
+    pub driver: Option<&'static str>,
+    pub seccomp: Option<seccomp::Block>,
+    pub extra_args: Vec<String>,
+    /// Use this port instead of a fresh one.
+    pub port: Option<u16>,
+    /// Use this data directory instead of a fresh one.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running pyrite server.
+pub struct Pyrite {
+    pub process: Process,
+    pub url: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    _dirs: TempDir,
+}
+
+impl Pyrite {
+    /// Starts pyrite without waiting for it.
+    pub fn spawn(opts: PyriteOpts) -> Pyrite {
+        let dirs = TempDir::new("pyrite");
+        let port = opts.port.unwrap_or_else(free_port);
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| dirs.0.join("data"));
+        let mut cmd = Command::new(bin("pyrite"));
+        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn");
+        if let Some(config) = &opts.config {
+            let path = dirs.0.join("prometheus.yml");
+            std::fs::write(&path, config).expect("write config");
+            cmd.arg(format!("--config.file={}", path.display()));
+        }
+        if let Some(n) = opts.shards {
+            cmd.arg(format!("--shards={n}"));
+        }
+        if let Some(d) = opts.driver {
+            cmd.arg(format!("--runtime.driver={d}"));
+        }
+        cmd.args(&opts.extra_args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        if let Some(block) = opts.seccomp {
+            let filter = seccomp::Filter::new(block);
+            // SAFETY: the closure runs between fork and exec and only makes two prctl system
+            // calls on a filter built before the fork; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || filter.install());
+            }
+        }
+        let child = cmd.spawn().expect("start pyrite");
+        Pyrite { process: Process { child }, url: format!("http://127.0.0.1:{port}"), port, data_dir, _dirs: dirs }
+    }
+
+    /// Starts pyrite and waits until `/-/ready` answers 200.
+    pub fn start(opts: PyriteOpts) -> Pyrite {
+        let mut p = Pyrite::spawn(opts);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((status, err)) = p.process.exited() {
+                panic!("pyrite exited during start-up ({status}):\n{err}");
+            }
+            if http_get(&format!("{}/-/ready", p.url)).map(|(s, _)| s == 200).unwrap_or(false) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "pyrite was not ready within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.url)).expect("HTTP request to pyrite")
+    }
+
+    /// `data.result` of an instant query at `time` (seconds; None for now); panics on an error.
+    pub fn query(&self, q: &str, time: Option<f64>) -> Value {
+        let mut path = format!("/api/v1/query?query={}", encode(q));
+        if let Some(t) = time {
+            path.push_str(&format!("&time={t}"));
+        }
+        self.data(&path)["result"].clone()
+    }
+
+    /// `data.result` of a range query; panics on an error.
+    pub fn query_range(&self, q: &str, start: f64, end: f64, step: f64) -> Value {
+        self.data(&format!("/api/v1/query_range?query={}&start={start}&end={end}&step={step}", encode(q)))["result"]
+            .clone()
+    }
+
+    /// The `data` of a successful API call.
+    pub fn data(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        let v = json(&body);
+        assert_eq!((status, v["status"].as_str()), (200, Some("success")), "{path}: {body}");
+        v["data"].clone()
+    }
+
+    /// Remote-writes series; returns the status and body.
+    pub fn remote_write(&self, body: Vec<u8>) -> (u16, String) {
+        let r = ureq::post(&format!("{}/api/v1/write", self.url))
+            .set("Content-Encoding", "snappy")
+            .set("Content-Type", "application/x-protobuf")
+            .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .send_bytes(&body);
+        response(r).expect("remote write request")
+    }
+}
+
+/// Percent-encodes a query parameter.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn response(r: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), String> {
+    match r {
+        Ok(resp) => Ok((resp.status(), resp.into_string().map_err(|e| e.to_string())?)),
+        Err(ureq::Error::Status(code, resp)) => Ok((code, resp.into_string().map_err(|e| e.to_string())?)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// GET with a 10 s timeout; Err only if no HTTP answer came.
+pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    response(ureq::get(url).timeout(Duration::from_secs(10)).call())
+}
+
+/// POST a form body.
+pub fn http_post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, String), String> {
+    response(ureq::post(url).timeout(Duration::from_secs(10)).send_form(form))
+}
+
+/// Parses JSON with simd-json.
+pub fn json(body: &str) -> Value {
+    let mut bytes = body.as_bytes().to_vec();
+    simd_json::serde::from_slice(&mut bytes).unwrap_or_else(|e| panic!("invalid JSON ({e}): {body}"))
+}
+
+/// Polls `check` every 100 ms until it returns Some or `limit` passes.
+pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running pyrite-loadgen.
+pub struct Loadgen {
+    pub process: Process,
+    /// `host:port` of each target.
+    pub targets: Vec<String>,
+}
+
+impl Loadgen {
+    pub fn start(targets: usize, series: usize) -> Loadgen {
+        let mut child = Command::new(bin("pyrite-loadgen"))
+            .args(["--targets", &targets.to_string(), "--series", &series.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pyrite-loadgen");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut addrs = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("loadgen output");
+            if line == "ready" {
+                break;
+            }
+            addrs.push(line);
+        }
+        assert_eq!(addrs.len(), targets, "loadgen did not report its targets");
+        Loadgen { process: Process { child }, targets: addrs }
+    }
+
+    /// A scrape config for these targets.
+    pub fn scrape_config(&self, job: &str, interval: &str) -> String {
+        let list: Vec<String> = self.targets.iter().map(|t| format!("\"{t}\"")).collect();
+        format!(
+            "global:\n  scrape_interval: {interval}\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        )
+    }
+}
