@@ -1,0 +1,77 @@
+//! The I/O driver choice under a seccomp filter, and refusing a second server.
+
+use std::time::Duration;
+
+use pyrite_tests::seccomp::Block;
+use pyrite_tests::{Pyrite, PyriteOpts};
+
+fn driver_of(p: &Pyrite) -> String {
+    let metrics = p.get("/metrics").1;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("pyrite_runtime_driver{shard=\"0\""))
+        .unwrap_or_else(|| panic!("no driver metric in:\n{metrics}"))
+        .to_string()
+}
+
+fn assert_serves_queries(p: &Pyrite) {
+    let r = p.query("1 + 1", None);
+    assert_eq!(r[1], "2");
+}
+
+#[test]
+fn blocked_io_uring_falls_back_to_epoll() {
+    let p = Pyrite::start(PyriteOpts { seccomp: Some(Block::AllIoUring), shards: Some(2), ..Default::default() });
+    assert!(driver_of(&p).contains("driver=\"epoll\""), "{}", driver_of(&p));
+    assert_serves_queries(&p);
+}
+
+#[test]
+fn blocked_io_uring_enter_is_caught_by_the_self_test() {
+    let p = Pyrite::start(PyriteOpts { seccomp: Some(Block::EnterOnly), shards: Some(2), ..Default::default() });
+    assert!(driver_of(&p).contains("driver=\"epoll\""), "{}", driver_of(&p));
+    assert_serves_queries(&p);
+}
+
+#[test]
+fn forcing_io_uring_where_it_is_blocked_is_refused() {
+    let mut p =
+        Pyrite::spawn(PyriteOpts { seccomp: Some(Block::AllIoUring), driver: Some("io_uring"), ..Default::default() });
+    let (status, err) = p.process.wait_exit(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(err.contains("--runtime.driver=io_uring, but io_uring does not work here"), "{err}");
+}
+
+#[test]
+fn unrestricted_auto_picks_io_uring() {
+    let p = Pyrite::start(PyriteOpts::default());
+    assert!(driver_of(&p).contains("driver=\"io_uring\""), "{}", driver_of(&p));
+}
+
+#[test]
+fn a_second_server_on_the_same_port_or_data_directory_is_refused() {
+    let first = Pyrite::start(PyriteOpts::default());
+    let mut same_port = Pyrite::spawn(PyriteOpts { port: Some(first.port), ..Default::default() });
+    let (status, err) = same_port.process.wait_exit(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(err.contains(&format!("listen tcp 127.0.0.1:{}: bind", first.port)) && err.contains("in use"), "{err}");
+
+    let mut same_dir = Pyrite::spawn(PyriteOpts { data_dir: Some(first.data_dir.clone()), ..Default::default() });
+    let (status, err) = same_dir.process.wait_exit(Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(err.contains("is in use by another process"), "{err}");
+    // The first one is unharmed.
+    assert_serves_queries(&first);
+}
+
+#[test]
+fn default_config_scrapes_the_server_itself() {
+    let p = Pyrite::start(PyriteOpts { shards: Some(2), ..Default::default() });
+    let up = pyrite_tests::eventually(Duration::from_secs(20), || {
+        let r = p.query("up{job=\"pyrite\"}", None);
+        (r.as_array()?.len() == 1).then(|| r[0].clone())
+    })
+    .expect("the default config scrapes pyrite itself within one 15 s interval");
+    assert_eq!(up["metric"]["instance"], format!("127.0.0.1:{}", p.port));
+    assert_eq!(up["value"][1], "1");
+}
