@@ -86,7 +86,7 @@ fn bad_remote_write_bodies_get_400_and_store_nothing() {
     assert_eq!(status, 400, "{body}");
     assert!(p.query("rw_good", Some(1.0)).as_array().expect("vector").is_empty());
     // Out-of-order samples are refused with 400 and counted; the server keeps the in-order data.
-    assert_eq!(p.remote_write(encode_write_request(&[good.clone()])).0, 204);
+    assert_eq!(p.remote_write(encode_write_request(std::slice::from_ref(&good))).0, 204);
     let old = WriteSeries { samples: vec![Sample { t: 500, v: 2.0 }], ..good };
     let (status, body) = p.remote_write(encode_write_request(&[old]));
     assert_eq!(status, 400, "{body}");
