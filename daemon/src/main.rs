@@ -32,6 +32,13 @@ use crate::context::Context;
 use crate::shard::{ShardStart, Shards};
 
 fn main() -> ExitCode {
+    // A shard that panics would leave a server that answers some requests and hangs others;
+    // take the whole process down instead, so that a supervisor restarts it.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(101);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::IoUringSelftest) => runtime::io_uring_selftest_main().map_err(anyhow::Error::from),

@@ -1,7 +1,8 @@
 //! Serving synthetic targets: one listener per target on loopback, all on one monoio thread.
 //!
-//! `GET /metrics` returns the target's body; `POST /-/vanish` makes the target answer 503 from
-//! then on, which a test uses to watch a target go down and its series go stale.
+//! `GET /metrics` returns the target's body, gzip-compressed when the client accepts it (as real
+//! exporters do); `POST /-/vanish` makes the target answer 503 from then on, which a test uses
+//! to watch a target go down and its series go stale.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -81,13 +82,29 @@ fn respond(
             reply(StatusCode::SERVICE_UNAVAILABLE, "this target has vanished\n".into())
         }
         (&Method::GET, "/metrics") => {
-            let mut r = reply(StatusCode::OK, render(series, index, started.elapsed().as_secs_f64()));
-            r.headers_mut().insert(
+            let body = render(series, index, started.elapsed().as_secs_f64());
+            let gzip = req
+                .headers()
+                .get(hyper::header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+            let mut r = Response::new(Full::new(if gzip { gzip_bytes(body.as_bytes()) } else { Bytes::from(body) }));
+            let headers = r.headers_mut();
+            headers.insert(
                 hyper::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8".parse().expect("valid header"),
             );
+            if gzip {
+                headers.insert(hyper::header::CONTENT_ENCODING, "gzip".parse().expect("valid header"));
+            }
             r
         }
         _ => reply(StatusCode::NOT_FOUND, "not found\n".into()),
     }
+}
+
+fn gzip_bytes(data: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, data).expect("writing to a Vec cannot fail");
+    Bytes::from(encoder.finish().expect("finishing a Vec cannot fail"))
 }

@@ -38,16 +38,19 @@ fn garbage_and_hanging_targets_are_down_with_the_server_still_serving() {
     let malformed_line = fake_target(Some(
         "HTTP/1.1 200 OK\r\nContent-Length: 24\r\nConnection: close\r\n\r\ngood 1\nbad{ 2\nworse 3\n\n",
     ));
+    let bad_gzip = fake_target(Some(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot gzip\n",
+    ));
     let hanging = fake_target(None);
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: bad\n    static_configs:\n      - targets: [\"{garbage}\", \"{malformed_line}\", \"{hanging}\"]\n"
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: bad\n    static_configs:\n      - targets: [\"{garbage}\", \"{malformed_line}\", \"{bad_gzip}\", \"{hanging}\"]\n"
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
     let down = eventually(Duration::from_secs(10), || {
         let r = p.query("up == 0", None);
-        (r.as_array()?.len() == 3).then_some(())
+        (r.as_array()?.len() == 4).then_some(())
     });
-    assert!(down.is_some(), "all three bad targets should be down: {}", p.query("up", None));
+    assert!(down.is_some(), "all four bad targets should be down: {}", p.query("up", None));
     // Nothing of the malformed body was stored, not even its valid first line.
     assert!(p.query("good", None).as_array().expect("vector").is_empty());
     // The hanging target's scrape was cut at the timeout.

@@ -1,12 +1,13 @@
-//! The foundation's end-to-end check: loadgen targets scraped by the real binary, a
-//! remote-written series read back exactly, and the same answers with io_uring and epoll, on
-//! one shard and on several.
+//! The foundation's end-to-end check: loadgen targets scraped by the real binary (gzip bodies),
+//! a remote-written series read back exactly, and the same answers with io_uring, with forced
+//! epoll, and with io_uring blocked by a seccomp filter, on one shard and on several.
 
 use std::time::Duration;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
+use pyrite_tests::seccomp::Block;
 use pyrite_tests::{eventually, http_post_form, Loadgen, Pyrite, PyriteOpts};
 use serde_json::Value;
 
@@ -61,17 +62,28 @@ const DETERMINISTIC_QUERIES: &[&str] = &[
     "min(rw_temperature) - max(rw_temperature)",
 ];
 
+/// One way of running the server.
+struct Setup {
+    /// `--runtime.driver`.
+    driver: &'static str,
+    shards: usize,
+    seccomp: Option<Block>,
+    /// The driver the shards must end up with.
+    expect: &'static str,
+}
+
 /// Runs the whole scenario on one configuration; returns the deterministic answers.
-fn scenario(driver: &'static str, shards: usize) -> Vec<String> {
+fn scenario(setup: &Setup) -> Vec<String> {
     let loadgen = Loadgen::start(TARGETS, SERIES);
     let pyrite = Pyrite::start(PyriteOpts {
         config: Some(loadgen.scrape_config("app", "1s")),
-        shards: Some(shards),
-        driver: Some(driver),
+        shards: Some(setup.shards),
+        driver: Some(setup.driver),
+        seccomp: setup.seccomp,
         ..Default::default()
     });
     let metrics = pyrite.get("/metrics").1;
-    let driver_line = format!("pyrite_runtime_driver{{shard=\"0\",driver=\"{driver}\"}} 1");
+    let driver_line = format!("pyrite_runtime_driver{{shard=\"0\",driver=\"{}\"}} 1", setup.expect);
     assert!(metrics.contains(&driver_line), "{driver_line} not in /metrics:\n{metrics}");
 
     // All targets up after a couple of scrape intervals.
@@ -131,12 +143,22 @@ fn scenario(driver: &'static str, shards: usize) -> Vec<String> {
 
 #[test]
 fn scrape_remote_write_and_query_give_one_answer_on_every_driver_and_shard_count() {
-    let reference = scenario("io_uring", 1);
+    let setup = |driver, shards, seccomp, expect| Setup { driver, shards, seccomp, expect };
+    let reference = scenario(&setup("io_uring", 1, None, "io_uring"));
     assert!(reference.iter().all(|a| !a.ends_with("[]")), "every deterministic query returns data: {reference:#?}");
-    for (driver, shards) in [("io_uring", 3), ("epoll", 1), ("epoll", 3)] {
-        let answers = scenario(driver, shards);
+    for s in [
+        setup("io_uring", 3, None, "io_uring"),
+        setup("epoll", 1, None, "epoll"),
+        setup("epoll", 3, None, "epoll"),
+        setup("auto", 2, Some(Block::AllIoUring), "epoll"),
+    ] {
+        let answers = scenario(&s);
         for (want, got) in reference.iter().zip(&answers) {
-            assert_eq!(got, want, "{driver} with {shards} shards differs from io_uring with 1 shard");
+            assert_eq!(
+                got, want,
+                "--runtime.driver={} with {} shards ({:?}) differs from io_uring on 1 shard",
+                s.driver, s.shards, s.seccomp
+            );
         }
     }
 }

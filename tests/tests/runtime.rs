@@ -75,3 +75,18 @@ fn default_config_scrapes_the_server_itself() {
     assert_eq!(up["metric"]["instance"], format!("127.0.0.1:{}", p.port));
     assert_eq!(up["value"][1], "1");
 }
+
+#[test]
+fn explain_shows_what_runs_on_the_shards() {
+    let out = std::process::Command::new(pyrite_tests::bin("pyrite"))
+        .args(["explain", "sum by (job) (rate(http_requests_total[5m])) / 2"])
+        .output()
+        .expect("run pyrite explain");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("coordinator: ($fragment0) / (2)\n"), "{text}");
+    assert!(text.contains("$fragment0 on every shard, partial sum by (job)"), "{text}");
+    let bad = std::process::Command::new(pyrite_tests::bin("pyrite")).args(["explain", "sum("]).output().expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("parse error"));
+}

@@ -12,6 +12,7 @@ pub mod server;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -35,7 +36,10 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
-        .route("/api/v1/write", axum::routing::post(remote_write::write))
+        .route(
+            "/api/v1/write",
+            axum::routing::post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)),
+        )
         .route("/-/healthy", get(|| async { "Pyrite Server is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))

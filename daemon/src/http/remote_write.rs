@@ -14,6 +14,8 @@ use pyrite_core::remote::{decode_write_request, WriteSeries};
 use super::ApiState;
 use crate::shard::Request;
 
+/// Largest compressed request accepted (axum's default of 2 MiB is too small for batches).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Largest decompressed request accepted.
 const MAX_DECODED_BYTES: usize = 256 << 20;
 
