@@ -98,35 +98,39 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
 }
 
-pub async fn series(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
-    let matchers = selectors(&params)?;
-    if matchers.is_empty() {
-        return Err(ApiError::bad_data("no match[] parameter provided"));
-    }
-    let (mint, maxt) = time_range(&params)?;
+/// Asks every shard about the series matching the request's `match[]` selectors (all series if
+/// there are none) in its time range, and merges the answers into one sorted set.
+async fn gather<T: Ord>(
+    s: &ApiState,
+    params: &Params,
+    make: impl Fn(Vec<Vec<Matcher>>, i64, i64, flume::Sender<Vec<T>>) -> Request,
+) -> Result<BTreeSet<T>, ApiError> {
+    let matchers = selectors(params)?;
+    let (mint, maxt) = time_range(params)?;
     let per_shard = s
         .ctx
         .shards
-        .ask_all(|reply| Request::Series { matchers: matchers.clone(), mint, maxt, reply })
+        .ask_all(|reply| make(matchers.clone(), mint, maxt, reply))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let all: BTreeSet<_> = per_shard.into_iter().flatten().collect();
+    Ok(per_shard.into_iter().flatten().collect())
+}
+
+pub async fn series(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    if params.get("match[]").is_none() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let all =
+        gather(&s, &params, |matchers, mint, maxt, reply| Request::Series { matchers, mint, maxt, reply }).await?;
     let items: Vec<String> = all.iter().map(labels_object).collect();
     Ok(success(format!("[{}]", items.join(","))))
 }
 
 pub async fn labels(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
     let params = Params::from_request(q.as_deref(), &headers, &body);
-    let matchers = selectors(&params)?;
-    let (mint, maxt) = time_range(&params)?;
-    let per_shard = s
-        .ctx
-        .shards
-        .ask_all(|reply| Request::LabelNames { matchers: matchers.clone(), mint, maxt, reply })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let names: BTreeSet<String> = per_shard.into_iter().flatten().collect();
+    let names =
+        gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelNames { matchers, mint, maxt, reply }).await?;
     Ok(success_json(serde_json::json!(names)))
 }
 
@@ -141,15 +145,14 @@ pub async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let params = Params::from_request(q.as_deref(), &headers, &body);
-    let matchers = selectors(&params)?;
-    let (mint, maxt) = time_range(&params)?;
-    let per_shard = s
-        .ctx
-        .shards
-        .ask_all(|reply| Request::LabelValues { name: name.clone(), matchers: matchers.clone(), mint, maxt, reply })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let values: BTreeSet<String> = per_shard.into_iter().flatten().collect();
+    let values = gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelValues {
+        name: name.clone(),
+        matchers,
+        mint,
+        maxt,
+        reply,
+    })
+    .await?;
     Ok(success_json(serde_json::json!(values)))
 }
 

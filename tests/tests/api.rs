@@ -1,0 +1,74 @@
+//! The metadata endpoints and response shapes of the HTTP API, on remote-written data.
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
+use pyrite_tests::{http_post_form, json, Pyrite, PyriteOpts};
+use serde_json::json;
+
+fn series(name: &str, job: &str, t: i64) -> WriteSeries {
+    WriteSeries { labels: Labels::from_pairs([("__name__", name), ("job", job)]), samples: vec![Sample { t, v: 1.0 }] }
+}
+
+fn loaded() -> Pyrite {
+    let p = Pyrite::start(PyriteOpts { shards: Some(3), ..Default::default() });
+    let data = [series("a_total", "api", 10_000), series("a_total", "web", 10_000), series("b", "db", 100_000)];
+    assert_eq!(p.remote_write(encode_write_request(&data)).0, 204);
+    p
+}
+
+#[test]
+fn series_labels_and_values_merge_every_shard_and_honour_time_ranges() {
+    let p = loaded();
+    assert_eq!(
+        p.data("/api/v1/series?match[]=a_total&start=0&end=200"),
+        json!([{"__name__": "a_total", "job": "api"}, {"__name__": "a_total", "job": "web"}])
+    );
+    assert_eq!(
+        p.data("/api/v1/series?match[]=a_total&match[]={job=\"db\"}&start=50&end=200"),
+        json!([{"__name__": "b", "job": "db"}]),
+        "a_total has no sample after 50 s"
+    );
+    assert_eq!(p.data("/api/v1/label/job/values?start=0&end=200"), json!(["api", "db", "web"]));
+    assert_eq!(p.data("/api/v1/label/job/values?match[]=b&start=0&end=200"), json!(["db"]));
+    assert_eq!(p.data("/api/v1/label/nope/values"), json!([]));
+    let names = p.data("/api/v1/labels?start=0&end=200");
+    assert_eq!(names, json!(["__name__", "job"]));
+    let (status, body) =
+        http_post_form(&format!("{}/api/v1/series", p.url), &[("match[]", "b"), ("start", "0"), ("end", "200")])
+            .expect("POST");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["data"], json!([{"__name__": "b", "job": "db"}]));
+}
+
+#[test]
+fn query_results_have_prometheus_shapes() {
+    let p = loaded();
+    assert_eq!(
+        p.query("a_total{job=\"api\"}", Some(20.0)),
+        json!([{"metric": {"__name__": "a_total", "job": "api"}, "value": [20, "1"]}])
+    );
+    assert_eq!(
+        p.query("a_total{job=\"api\"}[30s]", Some(20.5)),
+        json!([{"metric": {"__name__": "a_total", "job": "api"}, "values": [[10, "1"]]}])
+    );
+    assert_eq!(p.data("/api/v1/query?query=2.5&time=1.5"), json!({"resultType": "scalar", "result": [1.5, "2.5"]}));
+    assert_eq!(p.data("/api/v1/query?query=%22hi%22&time=3"), json!({"resultType": "string", "result": [3, "hi"]}));
+    assert_eq!(p.data("/api/v1/query?query=1%2F0&time=3")["result"][1], "+Inf");
+    assert_eq!(
+        p.query_range("sum(a_total)", 0.0, 20.0, 10.0),
+        json!([{"metric": {}, "values": [[10, "2"], [20, "2"]]}])
+    );
+    let v = p.data("/api/v1/query?query=b&time=2015-07-01T20:10:51.781Z");
+    assert_eq!(v["result"], json!([]), "RFC 3339 times are accepted");
+}
+
+#[test]
+fn buildinfo_reports_a_prometheus_style_version() {
+    let p = Pyrite::start(PyriteOpts::default());
+    let v = p.data("/api/v1/status/buildinfo");
+    let version = v["version"].as_str().expect("version");
+    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).expect("semver");
+    assert!(major >= 3, "{version}");
+    assert!(v.get("features").is_none(), "no `features` field, so Grafana sees a Prometheus");
+}
