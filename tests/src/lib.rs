@@ -6,6 +6,7 @@
 //! The binaries are taken from the same target directory as the test executable, so the test
 //! command builds them first (`cargo build --release --bins`, see `scripts/test`).
 
+pub mod promqltest;
 pub mod seccomp;
 
 use std::io::{BufRead, BufReader, Read};

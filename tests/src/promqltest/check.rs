@@ -1,0 +1,115 @@
+//! Comparing a result with an eval's expectations (§5.3, §7, §8).
+
+use pyrite_core::labels::Labels;
+use pyrite_core::promql::{EvalError, Value};
+use pyrite_core::value::is_stale_nan;
+
+use super::script::{Eval, Fail, SeriesPoints};
+
+/// `almost.Equal` with ε = 1e-6 (§8).
+pub fn almost_equal(a: f64, b: f64) -> bool {
+    const EPSILON: f64 = 0.000001;
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    if is_stale_nan(a) || is_stale_nan(b) {
+        return is_stale_nan(a) && is_stale_nan(b);
+    }
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    let sum = a.abs() + b.abs();
+    if a == 0.0 || b == 0.0 || sum < MIN_NORMAL {
+        return diff < EPSILON * MIN_NORMAL;
+    }
+    diff / sum.min(f64::MAX) < EPSILON
+}
+
+/// Checks an outcome against what the eval expects of its failure.
+pub fn check_failure(eval: &Eval, outcome: &Result<Value, EvalError>) -> Result<bool, String> {
+    match (&eval.fail, outcome) {
+        (None, Err(e)) => Err(format!("unexpected error: {e}")),
+        (Some(_), Ok(_)) => Err("expected an error, got a result".into()),
+        (Some(Fail::Any), Err(_)) => Ok(true),
+        (Some(Fail::Message(m)), Err(e)) => {
+            if e.to_string() == *m {
+                Ok(true)
+            } else {
+                Err(format!("expected error {m:?}, got {:?}", e.to_string()))
+            }
+        }
+        (Some(Fail::Regex(r)), Err(e)) => match regex::Regex::new(r) {
+            Ok(re) if re.is_match(&e.to_string()) => Ok(true),
+            Ok(_) => Err(format!("error {:?} does not match /{r}/", e.to_string())),
+            Err(x) => Err(format!("bad regex in script: {x}")),
+        },
+        (None, Ok(_)) => Ok(false),
+    }
+}
+
+/// Compares an instant vector (label set → value) with the expected series.
+pub fn check_vector(eval: &Eval, got: &[(Labels, f64)]) -> Result<(), String> {
+    if eval.scalar.is_some() {
+        return Err("expected a scalar, got a vector".into());
+    }
+    if got.len() != eval.series.len() {
+        return Err(format!("expected {} series, got {}: {}", eval.series.len(), got.len(), show(got)));
+    }
+    for (i, (labels, value)) in got.iter().enumerate() {
+        let position = if eval.ordered {
+            (eval.series[i].0 == *labels).then_some(i)
+        } else {
+            eval.series.iter().position(|(l, _)| l == labels)
+        };
+        let Some(pos) = position else {
+            return Err(format!("unexpected series {labels} = {value} (ordered: {})", eval.ordered));
+        };
+        match eval.series[pos].1.as_slice() {
+            [Some(want)] if almost_equal(*want, *value) => {}
+            want => return Err(format!("{labels}: expected {want:?}, got {value}")),
+        }
+    }
+    Ok(())
+}
+
+/// Compares a matrix (series → points at step timestamps) with the expected series, whose value
+/// `i` belongs to `from + i * step`.
+pub fn check_matrix(eval: &Eval, got: &[SeriesPoints], from: i64, step: i64) -> Result<(), String> {
+    if eval.scalar.is_some() {
+        return Err("expected a scalar, got a matrix".into());
+    }
+    if got.windows(2).any(|w| w[0].0 > w[1].0) {
+        return Err("matrix series are not sorted by labels".into());
+    }
+    if got.len() != eval.series.len() {
+        let names: Vec<String> = got.iter().map(|(l, _)| l.to_string()).collect();
+        return Err(format!("expected {} series, got {}: {names:?}", eval.series.len(), got.len()));
+    }
+    for (labels, points) in got {
+        let Some((_, want)) = eval.series.iter().find(|(l, _)| l == labels) else {
+            return Err(format!("unexpected series {labels}"));
+        };
+        let expected: Vec<(i64, f64)> =
+            want.iter().enumerate().filter_map(|(i, v)| v.map(|v| (from + i as i64 * step, v))).collect();
+        if expected.len() != points.len()
+            || expected.iter().zip(points).any(|(e, g)| e.0 != g.0 || !almost_equal(e.1, g.1))
+        {
+            return Err(format!("{labels}: expected {expected:?}, got {points:?}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_scalar(eval: &Eval, got: f64) -> Result<(), String> {
+    match eval.scalar {
+        Some(want) if almost_equal(want, got) => Ok(()),
+        Some(want) => Err(format!("expected scalar {want}, got {got}")),
+        None => Err(format!("expected a vector, got scalar {got}")),
+    }
+}
+
+fn show(v: &[(Labels, f64)]) -> String {
+    v.iter().map(|(l, x)| format!("{l} {x}")).collect::<Vec<_>>().join("; ")
+}

@@ -1,0 +1,419 @@
+//! Reading promqltest scripts (`../shared/conformance/promqltest/FORMAT.md`).
+//!
+//! Parsing is per command: a block Pyrite cannot represent (native-histogram values, start
+//! timestamps) is kept with a note instead of failing the whole file, because the evals that
+//! depend on it are skipped by category anyway.
+
+use pyrite_core::labels::{Labels, MatchOp};
+use pyrite_core::promql::{self, Expr};
+
+/// A series with its samples (or points) as (timestamp in ms, value).
+pub type SeriesPoints = (Labels, Vec<(i64, f64)>);
+
+/// One command of a script.
+#[derive(Debug)]
+pub enum Command {
+    Load { series: Vec<SeriesPoints> },
+    Clear,
+    Eval(Box<Eval>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EvalKind {
+    Instant { at: i64 },
+    Range { from: i64, to: i64, step: i64 },
+}
+
+/// An expected failure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fail {
+    Any,
+    Message(String),
+    Regex(String),
+}
+
+/// Expectations about warn or info annotations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    pub required: bool,
+    pub forbidden: bool,
+}
+
+#[derive(Debug)]
+pub struct Eval {
+    /// 1-based line of the eval header.
+    pub line: usize,
+    pub expr: String,
+    pub kind: EvalKind,
+    pub fail: Option<Fail>,
+    pub warn: Annotations,
+    pub info: Annotations,
+    pub ordered: bool,
+    /// `expect range vector from S to E step P`.
+    pub range_vector: Option<(i64, i64, i64)>,
+    pub string: Option<String>,
+    /// Expected series with one optional value per position.
+    pub series: Vec<(Labels, Vec<Option<f64>>)>,
+    pub scalar: Option<f64>,
+    /// Something in the body Pyrite cannot represent (e.g. an expected native histogram).
+    pub unsupported: Option<String>,
+}
+
+fn err<T>(line: usize, m: impl Into<String>) -> Result<T, String> {
+    Err(format!("line {line}: {}", m.into()))
+}
+
+/// A Prometheus duration as the scripts write it, in ms.
+pub fn duration(s: &str) -> Option<i64> {
+    pyrite_core::config::Duration::parse(s).ok().map(|d| d.millis())
+}
+
+/// Splits `name{labels} rest` into the series text and the rest.
+fn split_series(line: &str) -> (&str, &str) {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'{') {
+        i += 1;
+    }
+    if bytes.get(i) == Some(&b'{') {
+        let mut quote: Option<u8> = None;
+        while i < bytes.len() {
+            match (bytes[i], quote) {
+                (b'\\', Some(_)) => i += 1,
+                (b'"' | b'\'' | b'`', None) => quote = Some(bytes[i]),
+                (q, Some(open)) if q == open => quote = None,
+                (b'}', None) => {
+                    i += 1;
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    (line[..i].trim(), line[i..].trim())
+}
+
+/// A series description (`name{a="x"}`, `{__name__="n"}`, `{}`) as labels.
+pub fn series_labels(text: &str) -> Result<Labels, String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact == "{}" {
+        return Ok(Labels::default());
+    }
+    match promql::parse(text) {
+        Ok(Expr::VectorSelector(vs)) => {
+            let mut pairs = Vec::new();
+            for m in vs.matchers {
+                if m.op != MatchOp::Equal {
+                    return Err(format!("series description {text:?} may only use '='"));
+                }
+                pairs.push((m.name, m.value));
+            }
+            Ok(Labels::from_pairs(pairs))
+        }
+        Ok(_) => Err(format!("{text:?} is not a series description")),
+        Err(e) => Err(format!("series description {text:?}: {e}")),
+    }
+}
+
+/// Go's ParseFloat for the notation's numbers (decimal, exponent, Inf, NaN, signs, `_`).
+fn number(s: &str) -> Option<f64> {
+    let s = s.replace('_', "");
+    let unsigned = s.trim_start_matches(['+', '-']);
+    match unsigned.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => return Some(if s.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY }),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if let Some(hex) = unsigned.strip_prefix("0x").or_else(|| unsigned.strip_prefix("0X")) {
+        let v = i64::from_str_radix(hex, 16).ok()? as f64;
+        return Some(if s.starts_with('-') { -v } else { v });
+    }
+    s.parse().ok()
+}
+
+/// One position of a value list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Point {
+    Gap,
+    Value(f64),
+}
+
+/// Expands a value list (§6). Err(None) marks a native histogram (not representable).
+fn values(text: &str) -> Result<Vec<Point>, Option<String>> {
+    let mut out = Vec::new();
+    for tok in text.split_whitespace() {
+        if tok.starts_with("{{") {
+            return Err(None);
+        }
+        if tok == "_" {
+            out.push(Point::Gap);
+            continue;
+        }
+        if tok == "stale" {
+            out.push(Point::Value(pyrite_core::value::stale_nan()));
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| Some(format!("bad gap repetition {tok:?}")))?;
+            out.extend(std::iter::repeat_n(Point::Gap, n));
+            continue;
+        }
+        // <a>, <a>xN, <a>+<b>xN, <a>-<b>xN
+        let (body, times) = match tok.rfind('x') {
+            Some(i) if tok[i + 1..].bytes().all(|b| b.is_ascii_digit()) && i + 1 < tok.len() => {
+                (&tok[..i], Some(tok[i + 1..].parse::<usize>().map_err(|_| Some(format!("bad repetition {tok:?}")))?))
+            }
+            _ => (tok, None),
+        };
+        let split = body
+            .char_indices()
+            .skip(1)
+            .find(|&(i, c)| (c == '+' || c == '-') && !matches!(body.as_bytes()[i - 1], b'e' | b'E'))
+            .map(|(i, _)| i);
+        let (start, delta) = match (split, times) {
+            (Some(i), Some(_)) => {
+                let a = number(&body[..i]).ok_or_else(|| Some(format!("bad number in {tok:?}")))?;
+                let b = number(&body[i + 1..]).ok_or_else(|| Some(format!("bad number in {tok:?}")))?;
+                (a, if &body[i..i + 1] == "-" { -b } else { b })
+            }
+            _ => (number(body).ok_or_else(|| Some(format!("bad value {tok:?}")))?, 0.0),
+        };
+        let mut v = start;
+        out.push(Point::Value(v));
+        for _ in 0..times.unwrap_or(0) {
+            v += delta;
+            out.push(Point::Value(v));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_load(lines: &[(usize, &str)], interval: i64) -> Result<Vec<SeriesPoints>, String> {
+    let mut series: Vec<SeriesPoints> = Vec::new();
+    for &(n, line) in lines {
+        let (desc, rest) = split_series(line);
+        if desc.ends_with("@st") || rest.starts_with("@st") {
+            continue; // start timestamps: the evals that need them are skipped
+        }
+        let labels = series_labels(desc).map_err(|e| format!("line {n}: {e}"))?;
+        let points = match values(rest) {
+            Ok(p) => p,
+            Err(None) => continue, // native histograms: their evals are skipped
+            Err(Some(e)) => return err(n, e),
+        };
+        let samples: Vec<(i64, f64)> = points
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Point::Value(v) => Some((i as i64 * interval, v)),
+                Point::Gap => None,
+            })
+            .collect();
+        series.retain(|(l, _)| *l != labels);
+        series.push((labels, samples));
+    }
+    Ok(series)
+}
+
+fn parse_expect(eval: &mut Eval, n: usize, rest: &str) -> Result<(), String> {
+    let (kind, cond) = rest.split_once(' ').map(|(k, c)| (k, c.trim())).unwrap_or((rest, ""));
+    let condition = || -> Fail {
+        if let Some(m) = cond.strip_prefix("msg:") {
+            Fail::Message(m.trim().to_string())
+        } else if let Some(r) = cond.strip_prefix("regex:") {
+            Fail::Regex(r.trim().to_string())
+        } else {
+            Fail::Any
+        }
+    };
+    match kind {
+        "fail" => eval.fail = Some(condition()),
+        // Annotation texts are not compared: Pyrite does not emit annotations yet, so any
+        // required annotation fails the eval and a forbidden one always holds.
+        "warn" => eval.warn.required = true,
+        "info" => eval.info.required = true,
+        "no_warn" => eval.warn.forbidden = true,
+        "no_info" => eval.info.forbidden = true,
+        "ordered" => eval.ordered = true,
+        "range" => {
+            // range vector from S to E step P
+            let w: Vec<&str> = cond.split_whitespace().collect();
+            match w.as_slice() {
+                ["vector", "from", s, "to", e, "step", p] => {
+                    let d = |x: &str| duration(x).ok_or_else(|| format!("line {n}: bad duration {x:?}"));
+                    eval.range_vector = Some((d(s)?, d(e)?, d(p)?));
+                }
+                _ => return err(n, format!("bad expect range line {rest:?}")),
+            }
+        }
+        "string" => eval.string = Some(unquote_go(cond).ok_or_else(|| format!("line {n}: bad string {cond:?}"))?),
+        other => return err(n, format!("unknown expectation {other:?}")),
+    }
+    Ok(())
+}
+
+/// A Go quoted string literal.
+fn unquote_go(s: &str) -> Option<String> {
+    match promql::parse(s) {
+        Ok(Expr::String(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn parse_eval(header: (usize, &str), body: &[(usize, &str)]) -> Result<Eval, String> {
+    let (n, h) = header;
+    let (head, rest) = h.split_once(' ').ok_or_else(|| format!("line {n}: bad eval header"))?;
+    let mut eval = Eval {
+        line: n,
+        expr: String::new(),
+        kind: EvalKind::Instant { at: 0 },
+        fail: None,
+        warn: Annotations::default(),
+        info: Annotations::default(),
+        ordered: false,
+        range_vector: None,
+        string: None,
+        series: Vec::new(),
+        scalar: None,
+        unsupported: None,
+    };
+    match head {
+        "eval" => {}
+        "eval_fail" => eval.fail = Some(Fail::Any),
+        "eval_ordered" => eval.ordered = true,
+        "eval_warn" => eval.warn.required = true,
+        "eval_info" => eval.info.required = true,
+        other => return err(n, format!("unknown command {other:?}")),
+    }
+    let words: Vec<&str> = rest.splitn(6, ' ').collect();
+    match words.as_slice() {
+        ["instant", "at", t, expr @ ..] => {
+            eval.kind = EvalKind::Instant { at: duration(t).ok_or_else(|| format!("line {n}: bad time {t:?}"))? };
+            eval.expr = expr.join(" ");
+        }
+        ["range", "from", f, "to", t, tail] => {
+            let (step_kw, tail) = tail.split_once(' ').ok_or_else(|| format!("line {n}: bad range header"))?;
+            let (step, expr) = tail.split_once(' ').ok_or_else(|| format!("line {n}: bad range header"))?;
+            if step_kw != "step" {
+                return err(n, "range eval without step");
+            }
+            let d = |x: &str| duration(x).ok_or_else(|| format!("line {n}: bad duration {x:?}"));
+            eval.kind = EvalKind::Range { from: d(f)?, to: d(t)?, step: d(step)? };
+            eval.expr = expr.to_string();
+        }
+        _ => return err(n, format!("bad eval header {h:?}")),
+    }
+    for &(ln, line) in body {
+        if let Some(rest) = line.strip_prefix("expect ") {
+            parse_expect(&mut eval, ln, rest.trim())?;
+            continue;
+        }
+        if let Some(m) = line.strip_prefix("expected_fail_message ") {
+            eval.fail = Some(Fail::Message(m.trim().to_string()));
+            continue;
+        }
+        if let Some(r) = line.strip_prefix("expected_fail_regexp ") {
+            eval.fail = Some(Fail::Regex(r.trim().to_string()));
+            continue;
+        }
+        if !line.contains(char::is_whitespace) {
+            if let Some(v) = number(line) {
+                eval.scalar = Some(v);
+                continue;
+            }
+        }
+        let (desc, rest) = split_series(line);
+        let labels = series_labels(desc).map_err(|e| format!("line {ln}: {e}"))?;
+        match values(rest) {
+            Ok(points) => eval.series.push((
+                labels,
+                points
+                    .into_iter()
+                    .map(|p| match p {
+                        Point::Value(v) => Some(v),
+                        Point::Gap => None,
+                    })
+                    .collect(),
+            )),
+            Err(None) => eval.unsupported = Some("expects a native histogram".into()),
+            Err(Some(e)) => return err(ln, e),
+        }
+    }
+    Ok(eval)
+}
+
+/// Parses a whole script into commands.
+pub fn parse(text: &str) -> Result<Vec<Command>, String> {
+    // Lines are trimmed; comments become empty lines and so end blocks (§1).
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let l = l.trim_matches([' ', '\t']);
+            (i + 1, if l.starts_with('#') { "" } else { l })
+        })
+        .collect();
+    let mut commands = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let (n, line) = lines[i];
+        i += 1;
+        if line.is_empty() {
+            continue;
+        }
+        let mut body = Vec::new();
+        let word = line.split_whitespace().next().unwrap_or("");
+        if word.eq_ignore_ascii_case("clear") {
+            commands.push(Command::Clear);
+            continue;
+        }
+        while i < lines.len() && !lines[i].1.is_empty() {
+            let is_scalar = !lines[i].1.contains(char::is_whitespace) && number(lines[i].1).is_some();
+            let ends = is_scalar || lines[i].1.starts_with("expected_fail_");
+            body.push(lines[i]);
+            i += 1;
+            if word.starts_with("eval") && ends {
+                break; // a bare number (or deprecated fail line) ends the body (§5.2)
+            }
+        }
+        match word {
+            "load" | "load_with_nhcb" => {
+                let d = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(duration)
+                    .ok_or_else(|| format!("line {n}: bad load interval"))?;
+                commands.push(Command::Load { series: parse_load(&body, d)? });
+            }
+            w if w.starts_with("eval") => commands.push(Command::Eval(Box::new(parse_eval((n, line), &body)?))),
+            other => return err(n, format!("unknown command {other:?}")),
+        }
+    }
+    Ok(commands)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_notation() {
+        let v = |s: &str| values(s).unwrap();
+        assert_eq!(v("1x3").len(), 4);
+        assert_eq!(v("_x3"), vec![Point::Gap; 3]);
+        assert_eq!(v("0+10x2"), vec![Point::Value(0.0), Point::Value(10.0), Point::Value(20.0)]);
+        assert_eq!(v("5-1x1 _ -2"), vec![Point::Value(5.0), Point::Value(4.0), Point::Gap, Point::Value(-2.0)]);
+        assert_eq!(v("1e+3"), vec![Point::Value(1000.0)]);
+        assert_eq!(v("-1e-3+1e-3x1"), vec![Point::Value(-0.001), Point::Value(0.0)]);
+        assert!(values("{{schema:0 sum:1}}").is_err());
+    }
+
+    #[test]
+    fn series_descriptions() {
+        assert_eq!(series_labels("{}").unwrap(), Labels::default());
+        assert_eq!(series_labels("a{b='c'}").unwrap().to_string(), r#"{__name__="a", b="c"}"#);
+        let (d, r) = split_series("{job=\"a b\", x=\"}\"}\t1 2");
+        assert_eq!((d, r), ("{job=\"a b\", x=\"}\"}", "1 2"));
+    }
+}
