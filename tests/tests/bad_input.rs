@@ -105,7 +105,12 @@ fn invalid_queries_get_bad_data_and_unsupported_ones_execution_errors() {
         ("/api/v1/query?query=sum(", 400, "bad_data", "invalid parameter \"query\": 1:5: parse error"),
         ("/api/v1/query?query=", 400, "bad_data", "no expression found in input"),
         ("/api/v1/query?query=up&time=yesterday", 400, "bad_data", "invalid parameter \"time\""),
-        ("/api/v1/query?query=abs(up)", 422, "execution", "not supported yet: function \"abs\""),
+        (
+            "/api/v1/query?query=histogram_count(up)",
+            422,
+            "execution",
+            "not supported yet: function \"histogram_count\"",
+        ),
         (
             "/api/v1/query_range?query=up&start=10&end=5&step=1",
             400,

@@ -250,7 +250,7 @@ fn write_labels(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
     write!(f, "({})", labels.join(", "))
 }
 
-fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
+pub(crate) fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
     match at {
         Some(At::Timestamp(t)) => write!(f, " @ {}", crate::value::format_timestamp(*t))?,
         Some(At::Start) => f.write_str(" @ start()")?,

@@ -2,11 +2,16 @@
 //!
 //! A *series-local* expression computes each output series from exactly one input series, so
 //! every shard can evaluate it on the series it owns and the coordinator only concatenates:
-//! selectors, range functions over a selector, unary minus, and arithmetic or comparison with a
-//! constant scalar. A decomposable aggregation (`sum`, `avg`, `count`, `min`, `max`) over a
-//! series-local expression becomes a fragment too: shards return partial states per group and
-//! step, the coordinator merges them. Everything else runs on the coordinator over merged
-//! fragment outputs.
+//! selectors, functions applied series by series (`rate`, `abs`, `*_over_time`,
+//! `label_replace`, ...), subqueries of series-local expressions, and arithmetic or comparison
+//! with a scalar that needs no storage. A decomposable aggregation (`sum`, `avg`, `count`,
+//! `min`, `max`, `group`, `stddev`, `stdvar`) over a series-local expression becomes a fragment
+//! too: shards return partial states per group and step, the coordinator merges them.
+//! Everything else runs on the coordinator over merged fragment outputs.
+//!
+//! A fragment inside a subquery is evaluated in the subquery's time frame: it records the
+//! [`Frame`]s between it and the query so that shards derive the same steps the coordinator
+//! will ask for.
 //!
 //! Lowering also decides what is not evaluated yet: such a query fails here with an `execution`
 //! error naming the feature, never with a wrong answer.
@@ -14,50 +19,36 @@
 use std::fmt;
 
 use super::ast::{
-    write_binary_op, AggregateGrouping, AggregateOp, BinaryModifiers, BinaryOp, Expr, ValueType, VectorSelector,
+    format_duration, write_binary_op, write_modifiers, AggregateGrouping, AggregateOp, At, BinaryModifiers, BinaryOp,
+    Expr, ValueType, VectorSelector,
 };
 use super::eval::EvalError;
+use super::functions::Function;
 
-/// The range functions the evaluator implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeFunction {
-    Rate,
-    Irate,
-    Increase,
-}
-
-impl RangeFunction {
-    fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "rate" => RangeFunction::Rate,
-            "irate" => RangeFunction::Irate,
-            "increase" => RangeFunction::Increase,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RangeFunction::Rate => "rate",
-            RangeFunction::Irate => "irate",
-            RangeFunction::Increase => "increase",
-        }
-    }
-}
-
-/// An evaluable node. Storage leaves (`Select`, `MatrixSelect`, `Range`) appear only inside
-/// fragments; `Fragment` appears only in the coordinator's tree.
+/// An evaluable node. Storage leaves (`Select`, `MatrixSelect`) appear only inside fragments;
+/// `Fragment` appears only in the coordinator's tree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Number(f64),
     String(String),
     Select(VectorSelector),
     MatrixSelect { selector: VectorSelector, range: i64 },
-    Range { func: RangeFunction, selector: VectorSelector, range: i64 },
+    Subquery { expr: Box<Node>, frame: Frame },
+    Call { func: &'static Function, args: Vec<Node> },
     Neg(Box<Node>),
     Binary { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, modifiers: BinaryModifiers },
-    Aggregate { op: AggregateOp, expr: Box<Node>, grouping: AggregateGrouping },
+    Aggregate { op: AggregateOp, expr: Box<Node>, param: Option<Box<Node>>, grouping: AggregateGrouping },
     Fragment(usize),
+}
+
+/// A subquery's time frame relative to the enclosing evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame {
+    pub range: i64,
+    /// The resolution; `None` uses the default subquery step.
+    pub step: Option<i64>,
+    pub offset: i64,
+    pub at: Option<At>,
 }
 
 /// How the coordinator combines the shards' outputs of a fragment.
@@ -74,6 +65,8 @@ pub enum Merge {
 pub struct Fragment {
     pub node: Node,
     pub merge: Merge,
+    /// Subquery frames from the query down to this fragment, outermost first.
+    pub frames: Vec<Frame>,
 }
 
 /// A planned query: the coordinator's tree and the fragments it refers to.
@@ -85,26 +78,62 @@ pub struct Plan {
 
 /// Plans an expression for evaluation across shards.
 pub fn plan(expr: &Expr) -> Result<Plan, EvalError> {
-    let mut fragments = Vec::new();
-    let root = lower(expr, &mut fragments)?;
-    Ok(Plan { root, fragments })
+    let mut planner = Planner { fragments: Vec::new(), frames: Vec::new() };
+    let root = planner.lower(expr)?;
+    Ok(Plan { root, fragments: planner.fragments })
 }
 
 fn unsupported(what: impl Into<String>) -> EvalError {
     EvalError::Unsupported(what.into())
 }
 
+/// Aggregations whose partial states merge exactly.
 fn is_decomposable(op: AggregateOp) -> bool {
-    matches!(op, AggregateOp::Sum | AggregateOp::Avg | AggregateOp::Count | AggregateOp::Min | AggregateOp::Max)
+    matches!(
+        op,
+        AggregateOp::Sum
+            | AggregateOp::Avg
+            | AggregateOp::Count
+            | AggregateOp::Min
+            | AggregateOp::Max
+            | AggregateOp::Group
+            | AggregateOp::Stddev
+            | AggregateOp::Stdvar
+    )
 }
 
-/// Whether `e` is a scalar computable without storage.
-fn is_constant_scalar(e: &Expr) -> bool {
+/// Functions that need every series of their argument at once (or none), so they cannot run
+/// series by series on the shards.
+fn is_cross_series(func: &Function) -> bool {
+    matches!(
+        func.name,
+        "absent"
+            | "absent_over_time"
+            | "scalar"
+            | "vector"
+            | "sort"
+            | "sort_desc"
+            | "sort_by_label"
+            | "sort_by_label_desc"
+            | "histogram_quantile"
+            | "histogram_fraction"
+            | "info"
+    )
+}
+
+/// Whether `e` is a scalar that needs no storage (literals, `time()`, `pi()`, arithmetic).
+fn is_storage_free_scalar(e: &Expr) -> bool {
+    e.value_type() == ValueType::Scalar && !reads_storage(e)
+}
+
+fn reads_storage(e: &Expr) -> bool {
     match e {
-        Expr::Number(_) => true,
-        Expr::Paren(x) | Expr::Neg(x) => is_constant_scalar(x),
-        Expr::Binary { lhs, rhs, .. } => is_constant_scalar(lhs) && is_constant_scalar(rhs),
-        _ => false,
+        Expr::Number(_) | Expr::String(_) => false,
+        Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => true,
+        Expr::Subquery { expr, .. } | Expr::Neg(expr) | Expr::Paren(expr) => reads_storage(expr),
+        Expr::Binary { lhs, rhs, .. } => reads_storage(lhs) || reads_storage(rhs),
+        Expr::Aggregate { expr, param, .. } => reads_storage(expr) || param.as_deref().is_some_and(reads_storage),
+        Expr::Call { args, .. } => args.iter().any(reads_storage),
     }
 }
 
@@ -112,96 +141,123 @@ fn is_constant_scalar(e: &Expr) -> bool {
 fn is_series_local(e: &Expr) -> bool {
     match e {
         Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => true,
+        Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => is_series_local(expr),
         Expr::Call { func, args } => {
-            RangeFunction::from_name(func.name).is_some()
-                && matches!(args.first().map(Expr::unparen), Some(Expr::MatrixSelector { .. }))
+            !is_cross_series(func)
+                && args.iter().any(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix))
+                && args.iter().all(|a| match a.value_type() {
+                    ValueType::Vector | ValueType::Matrix => is_series_local(a),
+                    ValueType::Scalar => is_storage_free_scalar(a),
+                    ValueType::String => true,
+                })
         }
-        Expr::Paren(x) | Expr::Neg(x) => x.value_type() == ValueType::Vector && is_series_local(x),
         Expr::Binary { op, lhs, rhs, modifiers } => {
             !op.is_set()
                 && modifiers.matching.is_none()
-                && ((is_series_local(lhs) && lhs.value_type() == ValueType::Vector && is_constant_scalar(rhs))
-                    || (is_series_local(rhs) && rhs.value_type() == ValueType::Vector && is_constant_scalar(lhs)))
+                && ((lhs.value_type() == ValueType::Vector && is_series_local(lhs) && is_storage_free_scalar(rhs))
+                    || (rhs.value_type() == ValueType::Vector && is_series_local(rhs) && is_storage_free_scalar(lhs)))
         }
-        _ => false,
+        Expr::Number(_) | Expr::String(_) | Expr::Aggregate { .. } => false,
     }
 }
 
-fn lower(e: &Expr, fragments: &mut Vec<Fragment>) -> Result<Node, EvalError> {
-    let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
-    if vector_like && is_series_local(e) {
-        fragments.push(Fragment { node: lower_local(e)?, merge: Merge::Concat });
-        return Ok(Node::Fragment(fragments.len() - 1));
+struct Planner {
+    fragments: Vec<Fragment>,
+    frames: Vec<Frame>,
+}
+
+impl Planner {
+    fn fragment(&mut self, node: Node, merge: Merge) -> Node {
+        self.fragments.push(Fragment { node, merge, frames: self.frames.clone() });
+        Node::Fragment(self.fragments.len() - 1)
     }
-    match e {
-        Expr::Number(n) => Ok(Node::Number(*n)),
-        Expr::String(s) => Ok(Node::String(s.clone())),
-        Expr::Paren(x) => lower(x, fragments),
-        Expr::Neg(x) => Ok(Node::Neg(Box::new(lower(x, fragments)?))),
-        Expr::Aggregate { op, expr, grouping, .. } => {
-            if !is_decomposable(*op) {
-                return Err(unsupported(format!("aggregation {:?}", op.name())));
-            }
-            if is_series_local(expr) {
-                let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
-                fragments.push(Fragment { node: lower_local(expr)?, merge });
-                return Ok(Node::Fragment(fragments.len() - 1));
-            }
-            Ok(Node::Aggregate { op: *op, expr: Box::new(lower(expr, fragments)?), grouping: grouping.clone() })
+
+    fn lower(&mut self, e: &Expr) -> Result<Node, EvalError> {
+        let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
+        if vector_like && is_series_local(e) {
+            let node = lower_local(e)?;
+            return Ok(self.fragment(node, Merge::Concat));
         }
-        Expr::Binary { op, lhs, rhs, modifiers } => {
-            check_binary_supported(*op, modifiers)?;
-            Ok(Node::Binary {
+        Ok(match e {
+            Expr::Number(n) => Node::Number(*n),
+            Expr::String(s) => Node::String(s.clone()),
+            Expr::Paren(x) => self.lower(x)?,
+            Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
+            Expr::Aggregate { op, expr, param, grouping } => {
+                check_aggregate_supported(*op)?;
+                if is_decomposable(*op) && is_series_local(expr) {
+                    let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
+                    let node = lower_local(expr)?;
+                    return Ok(self.fragment(node, merge));
+                }
+                Node::Aggregate {
+                    op: *op,
+                    expr: Box::new(self.lower(expr)?),
+                    param: param.as_deref().map(|p| self.lower(p)).transpose()?.map(Box::new),
+                    grouping: grouping.clone(),
+                }
+            }
+            Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
                 op: *op,
-                lhs: Box::new(lower(lhs, fragments)?),
-                rhs: Box::new(lower(rhs, fragments)?),
+                lhs: Box::new(self.lower(lhs)?),
+                rhs: Box::new(self.lower(rhs)?),
                 modifiers: modifiers.clone(),
-            })
-        }
-        Expr::Call { func, .. } => Err(unsupported(format!("function {:?}", func.name))),
-        Expr::Subquery { .. } => Err(unsupported("subqueries")),
-        Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => unreachable!("selectors are series-local"),
+            },
+            Expr::Call { func, args } => {
+                check_function_supported(func)?;
+                Node::Call { func, args: args.iter().map(|a| self.lower(a)).collect::<Result<_, _>>()? }
+            }
+            Expr::Subquery { expr, range, step, offset, at } => {
+                let frame = Frame { range: *range, step: *step, offset: *offset, at: *at };
+                self.frames.push(frame);
+                let inner = self.lower(expr);
+                self.frames.pop();
+                Node::Subquery { expr: Box::new(inner?), frame }
+            }
+            Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => unreachable!("selectors are series-local"),
+        })
     }
 }
 
-fn check_binary_supported(op: BinaryOp, modifiers: &BinaryModifiers) -> Result<(), EvalError> {
-    if op.is_set() {
-        return Err(unsupported(format!("set operator {:?}", op.symbol())));
+fn check_aggregate_supported(op: AggregateOp) -> Result<(), EvalError> {
+    match op {
+        AggregateOp::Limitk | AggregateOp::LimitRatio => Err(unsupported(format!("aggregation {:?}", op.name()))),
+        _ => Ok(()),
     }
-    if modifiers.group.is_some() {
-        return Err(unsupported("group_left/group_right (many-to-one matching)"));
+}
+
+fn check_function_supported(func: &Function) -> Result<(), EvalError> {
+    if super::eval::is_implemented(func.name) {
+        Ok(())
+    } else {
+        Err(unsupported(format!("function {:?}", func.name)))
     }
-    Ok(())
 }
 
 /// Lowers a series-local expression for evaluation on a shard.
 fn lower_local(e: &Expr) -> Result<Node, EvalError> {
     Ok(match e {
         Expr::Number(n) => Node::Number(*n),
+        Expr::String(s) => Node::String(s.clone()),
         Expr::VectorSelector(vs) => Node::Select(vs.clone()),
         Expr::MatrixSelector { selector, range } => Node::MatrixSelect { selector: selector.clone(), range: *range },
         Expr::Call { func, args } => {
-            let f =
-                RangeFunction::from_name(func.name).ok_or_else(|| unsupported(format!("function {:?}", func.name)))?;
-            match args.first().map(Expr::unparen) {
-                Some(Expr::MatrixSelector { selector, range }) => {
-                    Node::Range { func: f, selector: selector.clone(), range: *range }
-                }
-                _ => return Err(unsupported(format!("{} over anything but a range selector", func.name))),
-            }
+            check_function_supported(func)?;
+            Node::Call { func, args: args.iter().map(lower_local).collect::<Result<_, _>>()? }
         }
+        Expr::Subquery { expr, range, step, offset, at } => Node::Subquery {
+            expr: Box::new(lower_local(expr)?),
+            frame: Frame { range: *range, step: *step, offset: *offset, at: *at },
+        },
         Expr::Paren(x) => lower_local(x)?,
         Expr::Neg(x) => Node::Neg(Box::new(lower_local(x)?)),
-        Expr::Binary { op, lhs, rhs, modifiers } => {
-            check_binary_supported(*op, modifiers)?;
-            Node::Binary {
-                op: *op,
-                lhs: Box::new(lower_local(lhs)?),
-                rhs: Box::new(lower_local(rhs)?),
-                modifiers: modifiers.clone(),
-            }
-        }
-        other => unreachable!("not series-local: {other}"),
+        Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
+            op: *op,
+            lhs: Box::new(lower_local(lhs)?),
+            rhs: Box::new(lower_local(rhs)?),
+            modifiers: modifiers.clone(),
+        },
+        Expr::Aggregate { .. } => unreachable!("aggregations are never series-local"),
     })
 }
 
@@ -214,8 +270,18 @@ impl fmt::Display for Node {
             Node::MatrixSelect { selector, range } => {
                 write!(f, "{}", Expr::MatrixSelector { selector: selector.clone(), range: *range })
             }
-            Node::Range { func, selector, range } => {
-                write!(f, "{}({})", func.name(), Expr::MatrixSelector { selector: selector.clone(), range: *range })
+            Node::Subquery { expr, frame } => {
+                write!(
+                    f,
+                    "({expr})[{}:{}]",
+                    format_duration(frame.range),
+                    frame.step.map(format_duration).unwrap_or_default()
+                )?;
+                write_modifiers(f, frame.offset, &frame.at)
+            }
+            Node::Call { func, args } => {
+                let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                write!(f, "{}({})", func.name, args.join(", "))
             }
             Node::Neg(x) => write!(f, "-{x}"),
             Node::Binary { op, lhs, rhs, modifiers } => {
@@ -223,10 +289,13 @@ impl fmt::Display for Node {
                 write_binary_op(f, *op, modifiers)?;
                 write!(f, " ({rhs})")
             }
-            Node::Aggregate { op, expr, grouping } => {
+            Node::Aggregate { op, expr, param, grouping } => {
                 write!(f, "{}", op.name())?;
                 write_grouping(f, grouping)?;
-                write!(f, "({expr})")
+                match param {
+                    Some(p) => write!(f, "({p}, {expr})"),
+                    None => write!(f, "({expr})"),
+                }
             }
             Node::Fragment(i) => write!(f, "$fragment{i}"),
         }
@@ -246,10 +315,15 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "coordinator: {}", self.root)?;
         for (i, frag) in self.fragments.iter().enumerate() {
+            let within = if frag.frames.is_empty() {
+                String::new()
+            } else {
+                format!(" (within {} subquery frame(s))", frag.frames.len())
+            };
             match &frag.merge {
-                Merge::Concat => writeln!(f, "$fragment{i} on every shard, concatenated: {}", frag.node)?,
+                Merge::Concat => writeln!(f, "$fragment{i} on every shard{within}, concatenated: {}", frag.node)?,
                 Merge::Aggregate { op, grouping } => {
-                    write!(f, "$fragment{i} on every shard, partial {}", op.name())?;
+                    write!(f, "$fragment{i} on every shard{within}, partial {}", op.name())?;
                     write_grouping(f, grouping)?;
                     writeln!(f, " merged on the coordinator: {}", frag.node)?;
                 }
@@ -269,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn selectors_and_range_functions_run_on_shards() {
+    fn selectors_and_series_functions_run_on_shards() {
         assert_eq!(
             explain("rate(foo[5m])"),
             "coordinator: $fragment0\n$fragment0 on every shard, concatenated: rate(foo[5m])\n"
@@ -277,6 +351,10 @@ mod tests {
         assert_eq!(
             explain("foo * 2"),
             "coordinator: $fragment0\n$fragment0 on every shard, concatenated: (foo) * (2)\n"
+        );
+        assert_eq!(
+            explain("abs(max_over_time(rate(x[1m])[5m:1m]))"),
+            "coordinator: $fragment0\n$fragment0 on every shard, concatenated: abs(max_over_time((rate(x[1m]))[5m:1m]))\n"
         );
     }
 
@@ -290,14 +368,28 @@ mod tests {
             explain("sum(a + b)"),
             "coordinator: sum(($fragment0) + ($fragment1))\n$fragment0 on every shard, concatenated: a\n$fragment1 on every shard, concatenated: b\n"
         );
+        assert_eq!(
+            explain("max_over_time(sum(a)[5m:])"),
+            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator: a\n"
+        );
+    }
+
+    #[test]
+    fn cross_series_work_runs_on_the_coordinator() {
+        assert_eq!(
+            explain("topk(3, a)"),
+            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated: a\n"
+        );
+        assert_eq!(
+            explain("absent(a)"),
+            "coordinator: absent($fragment0)\n$fragment0 on every shard, concatenated: a\n"
+        );
     }
 
     #[test]
     fn unsupported_features_are_refused_at_plan_time() {
-        assert_eq!(explain("a and b"), "not supported yet: set operator \"and\"");
-        assert_eq!(explain("abs(a)"), "not supported yet: function \"abs\"");
-        assert_eq!(explain("rate(a[5m:1m])"), "not supported yet: function \"rate\"");
-        assert_eq!(explain("topk(3, a)"), "not supported yet: aggregation \"topk\"");
-        assert_eq!(explain("a[5m:1m]"), "not supported yet: subqueries");
+        let options = crate::promql::ParseOptions { experimental_functions: true };
+        let expr = crate::promql::parse_with("limitk(1, a)", options).unwrap();
+        assert_eq!(plan(&expr).unwrap_err().to_string(), "not supported yet: aggregation \"limitk\"");
     }
 }

@@ -124,7 +124,7 @@ pub fn instant_result(value: &Value, t: i64) -> String {
             }
             out.push(']');
         }
-        Value::Matrix(series) => matrix_samples(&mut out, series),
+        Value::Range(range) => matrix_samples(&mut out, &range.clone().first_window()),
     }
     out.push('}');
     out

@@ -137,9 +137,13 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     let value = outcome.map_err(|e| e.to_string())?;
     let fingerprint = format!("{value:?}");
     match (&value, &eval.range_vector, &eval.string) {
-        (Value::Matrix(m), Some((from, _, step)), _) => {
-            let got: Vec<SeriesPoints> =
-                m.iter().map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect();
+        (Value::Range(r), Some((from, _, step)), _) => {
+            let got: Vec<SeriesPoints> = r
+                .clone()
+                .first_window()
+                .iter()
+                .map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v)).collect()))
+                .collect();
             return check_matrix(eval, &got, *from, *step).map(|_| fingerprint);
         }
         (Value::String(s), _, Some(want)) => {

@@ -1,37 +1,50 @@
-//! Aggregations as mergeable partial states.
+//! Aggregation operators.
 //!
-//! `sum`, `avg`, `count`, `min` and `max` decompose: each shard folds its series into one state
-//! per (group, step), states from several shards merge, and the coordinator finalises. Every
-//! merge is order-independent (sums are exact, see [`ExactSum`]), so the result does not depend
-//! on how series are spread over shards. The same code aggregates on the coordinator when the
-//! input is not shard-local: one "shard" holds everything.
+//! `sum`, `avg`, `count`, `min`, `max`, `group`, `stddev` and `stdvar` decompose: each shard folds
+//! its series into one [`PartialAggregate`] state per (group, step), states from several shards
+//! merge, and the coordinator finalises. Every merge is order-independent — sums and sums of
+//! squares are exact (see [`ExactSum`]) — so results do not depend on how series are spread
+//! over shards. `topk`, `bottomk`, `quantile` and `count_values` need every series of a group
+//! at once and run on the coordinator.
 
 use std::collections::HashMap;
 
 use super::exact_sum::ExactSum;
-use super::StepSeries;
-use crate::labels::{Labels, METRIC_NAME};
+use super::range_functions::quantile;
+use super::{EvalError, StepSeries, Value};
+use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
+use crate::value::format_value;
 
 #[derive(Debug, Clone, PartialEq)]
 struct State {
     count: u64,
     sum: ExactSum,
+    /// Exact sum of squares; kept only for `stddev`/`stdvar`.
+    sum_sq: Option<ExactSum>,
     min: f64,
     max: f64,
 }
 
 impl State {
-    fn new(v: f64) -> Self {
+    fn new(op: AggregateOp, v: f64) -> Self {
         let mut sum = ExactSum::default();
         sum.add(v);
-        State { count: 1, sum, min: v, max: v }
+        let sum_sq = matches!(op, AggregateOp::Stddev | AggregateOp::Stdvar).then(|| {
+            let mut sq = ExactSum::default();
+            sq.add_product(v, v);
+            sq
+        });
+        State { count: 1, sum, sum_sq, min: v, max: v }
     }
 
     /// Folds in another state. NaN loses to any number in `min`/`max`, as upstream.
     fn merge(&mut self, other: &State) {
         self.count += other.count;
         self.sum.merge(&other.sum);
+        if let (Some(a), Some(b)) = (self.sum_sq.as_mut(), other.sum_sq.as_ref()) {
+            a.merge(b);
+        }
         if self.min.is_nan() || other.min < self.min {
             self.min = other.min;
         }
@@ -39,9 +52,42 @@ impl State {
             self.max = other.max;
         }
     }
+
+    /// Population variance `Σ(v - m)² / n` around the rounded mean `m`, with the sum of squares
+    /// expanded and accumulated exactly, so it is accurate and order-independent.
+    fn variance(&self) -> f64 {
+        let n = self.count as f64;
+        let mean = self.sum.value() / n;
+        let Some(mut acc) = self.sum_sq.clone() else { return f64::NAN };
+        if !mean.is_finite() {
+            return f64::NAN;
+        }
+        for &p in self.sum.partials() {
+            acc.add_product(-2.0 * mean, p);
+        }
+        let sq_hi = mean * mean;
+        let sq_lo = mean.mul_add(mean, -sq_hi);
+        acc.add_product(n, sq_hi);
+        acc.add_product(n, sq_lo);
+        (acc.value() / n).max(0.0)
+    }
+
+    fn finish(&self, op: AggregateOp) -> f64 {
+        match op {
+            AggregateOp::Sum => self.sum.value(),
+            AggregateOp::Avg => self.sum.value() / self.count as f64,
+            AggregateOp::Count => self.count as f64,
+            AggregateOp::Min => self.min,
+            AggregateOp::Max => self.max,
+            AggregateOp::Group => 1.0,
+            AggregateOp::Stdvar => self.variance(),
+            AggregateOp::Stddev => self.variance().sqrt(),
+            other => unreachable!("{} is not decomposable", other.name()),
+        }
+    }
 }
 
-/// Per-group, per-step partial states of one aggregation.
+/// Per-group, per-step partial states of one decomposable aggregation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartialAggregate {
     op: AggregateOp,
@@ -69,8 +115,8 @@ impl PartialAggregate {
             for (slot, v) in states.iter_mut().zip(&s.values) {
                 let Some(v) = *v else { continue };
                 match slot {
-                    Some(state) => state.merge(&State::new(v)),
-                    None => *slot = Some(State::new(v)),
+                    Some(state) => state.merge(&State::new(op, v)),
+                    None => *slot = Some(State::new(op, v)),
                 }
             }
         }
@@ -97,27 +143,146 @@ impl PartialAggregate {
         }
     }
 
-    /// The aggregated vector.
-    pub fn finish(self) -> Vec<StepSeries> {
+    /// The aggregated vector over `steps` steps.
+    pub fn finish(self, steps: usize) -> Vec<StepSeries> {
         let op = self.op;
         self.groups
             .into_iter()
-            .map(|(labels, states)| StepSeries {
-                labels,
-                values: states
-                    .into_iter()
-                    .map(|s| {
-                        s.map(|s| match op {
-                            AggregateOp::Sum => s.sum.value(),
-                            AggregateOp::Avg => s.sum.value() / s.count as f64,
-                            AggregateOp::Count => s.count as f64,
-                            AggregateOp::Min => s.min,
-                            AggregateOp::Max => s.max,
-                            other => unreachable!("{} is not decomposable; the planner refuses it", other.name()),
-                        })
-                    })
-                    .collect(),
+            .map(|(labels, states)| {
+                let mut values: Vec<Option<f64>> = states.iter().map(|s| s.as_ref().map(|s| s.finish(op))).collect();
+                values.resize(steps, None);
+                StepSeries { labels, values }
             })
             .collect()
     }
+}
+
+/// Evaluates an aggregation on the coordinator (or wherever all input series are at hand).
+pub(super) fn evaluate(
+    op: AggregateOp,
+    grouping: &AggregateGrouping,
+    param: Option<Value>,
+    series: Vec<StepSeries>,
+    steps: usize,
+) -> Result<Value, EvalError> {
+    Ok(Value::Vector(match op {
+        AggregateOp::Topk | AggregateOp::Bottomk => {
+            let k = param.ok_or_else(|| EvalError::Execution("topk/bottomk need a parameter".into()))?.into_scalar()?;
+            top_k(op == AggregateOp::Topk, &k, grouping, series, steps)
+        }
+        AggregateOp::Quantile => {
+            let q = param.ok_or_else(|| EvalError::Execution("quantile needs a parameter".into()))?.into_scalar()?;
+            per_group(grouping, &series, steps, |members, i| {
+                let values: Vec<f64> = members.iter().filter_map(|s| s.values[i]).collect();
+                (!values.is_empty()).then(|| quantile(q[i], values))
+            })
+        }
+        AggregateOp::CountValues => {
+            let Some(Value::String(label)) = param else {
+                return Err(EvalError::Execution("count_values needs a label name".into()));
+            };
+            count_values(&label, grouping, series, steps)?
+        }
+        AggregateOp::Limitk | AggregateOp::LimitRatio => {
+            return Err(EvalError::Unsupported(format!("aggregation {:?}", op.name())))
+        }
+        _ => PartialAggregate::from_series(op, grouping, series, steps).finish(steps),
+    }))
+}
+
+/// Applies `f` to each group's members at every step.
+fn per_group(
+    grouping: &AggregateGrouping,
+    series: &[StepSeries],
+    steps: usize,
+    f: impl Fn(&[&StepSeries], usize) -> Option<f64>,
+) -> Vec<StepSeries> {
+    let mut groups: HashMap<Labels, Vec<&StepSeries>> = HashMap::new();
+    for s in series {
+        groups.entry(group_labels(&s.labels, grouping)).or_default().push(s);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(labels, members)| {
+            let values: Vec<Option<f64>> = (0..steps).map(|i| f(&members, i)).collect();
+            values.iter().any(Option::is_some).then_some(StepSeries { labels, values })
+        })
+        .collect()
+}
+
+/// `topk`/`bottomk`: per group and step, the k series with the largest (smallest) values; the
+/// selected series keep all their labels. NaN ranks below every number. For a single step the
+/// result is ordered by value, as upstream returns it.
+fn top_k(
+    largest: bool,
+    k: &[f64],
+    grouping: &AggregateGrouping,
+    series: Vec<StepSeries>,
+    steps: usize,
+) -> Vec<StepSeries> {
+    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in series.iter().enumerate() {
+        groups.entry(group_labels(&s.labels, grouping)).or_default().push(i);
+    }
+    let mut keep: Vec<Vec<bool>> = vec![vec![false; steps]; series.len()];
+    let better = |a: f64, b: f64| -> std::cmp::Ordering {
+        // Descending "goodness": NaN last.
+        match (a.is_nan(), b.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ if largest => b.total_cmp(&a),
+            _ => a.total_cmp(&b),
+        }
+    };
+    for members in groups.values() {
+        for (step, keep_k) in k.iter().enumerate().take(steps) {
+            let want = if keep_k.is_nan() || *keep_k < 1.0 { 0 } else { keep_k.min(members.len() as f64) as usize };
+            let mut present: Vec<usize> =
+                members.iter().copied().filter(|&i| series[i].values[step].is_some()).collect();
+            present.sort_by(|&a, &b| {
+                better(series[a].values[step].unwrap_or(f64::NAN), series[b].values[step].unwrap_or(f64::NAN))
+            });
+            for &i in present.iter().take(want) {
+                keep[i][step] = true;
+            }
+        }
+    }
+    let mut out: Vec<StepSeries> = series
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(s, keep)| {
+            let values: Vec<Option<f64>> = s.values.iter().zip(&keep).map(|(v, k)| v.filter(|_| *k)).collect();
+            values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+        })
+        .collect();
+    if steps == 1 {
+        out.sort_by(|a, b| better(a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN)));
+    }
+    out
+}
+
+/// `count_values("label", v)`: per group and step, how many series have each value.
+fn count_values(
+    label: &str,
+    grouping: &AggregateGrouping,
+    series: Vec<StepSeries>,
+    steps: usize,
+) -> Result<Vec<StepSeries>, EvalError> {
+    if !is_valid_label_name(label) {
+        return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+    }
+    let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
+    for s in &series {
+        let group = group_labels(&s.labels, grouping);
+        for (i, v) in s.values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let mut pairs: Vec<(String, String)> =
+                group.iter().filter(|l| l.name != label).map(|l| (l.name.clone(), l.value.clone())).collect();
+            pairs.push((label.to_string(), format_value(*v)));
+            let slot = &mut out.entry(Labels::from_pairs(pairs)).or_insert_with(|| vec![None; steps])[i];
+            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+        }
+    }
+    Ok(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())
 }

@@ -1,16 +1,16 @@
-//! Binary operators between scalars and vectors, with one-to-one vector matching.
+//! Binary operators between scalars and vectors: arithmetic, comparisons, set operators, and
+//! vector matching (one-to-one, `group_left`, `group_right`).
 //!
 //! Semantics follow upstream: arithmetic drops the metric name; a comparison filters (keeping
-//! the vector side's value) unless `bool` turns it into 0/1, which also drops the name. For
-//! vector/vector operations, series are matched per step on their signature (all labels but
-//! the name, or only `on(...)`, or all but `ignoring(...)`); each side must be unique per
-//! signature at a step.
+//! a value from the left-hand side, or the vector side against a scalar) unless `bool` turns it
+//! into 0/1, which also drops the name. Vector/vector operations match series per step on
+//! their signature: all labels but the name, or only `on(...)`, or all but `ignoring(...)`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{EvalError, StepSeries, Value};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::promql::ast::{BinaryModifiers, BinaryOp, MatchOn};
+use crate::promql::ast::{BinaryModifiers, BinaryOp, Grouping, MatchOn};
 
 /// The value of `l op r`, and whether a comparison holds (always true for arithmetic).
 fn operate(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
@@ -28,7 +28,18 @@ fn operate(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
         BinaryOp::Lss => (l, l < r),
         BinaryOp::Gte => (l, l >= r),
         BinaryOp::Lte => (l, l <= r),
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => unreachable!("set operators are refused by the planner"),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => unreachable!("set operators are handled separately"),
+    }
+}
+
+/// The result of one element-wise operation: `Some` value to output, or `None` when a
+/// comparison filters it out.
+fn element(op: BinaryOp, return_bool: bool, l: f64, r: f64, keep_from: f64) -> Option<f64> {
+    let (value, holds) = operate(op, l, r);
+    match (op.is_comparison(), return_bool) {
+        (true, true) => Some(if holds { 1.0 } else { 0.0 }),
+        (true, false) => holds.then_some(keep_from),
+        (false, _) => Some(value),
     }
 }
 
@@ -44,26 +55,12 @@ pub(super) fn apply(
     steps: usize,
 ) -> Result<Value, EvalError> {
     match (lhs, rhs) {
-        (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(
-            l.iter()
-                .zip(&r)
-                .map(|(&a, &b)| {
-                    let (v, keep) = operate(op, a, b);
-                    if op.is_comparison() {
-                        // Only reachable with `bool` (the parser insists on it).
-                        if keep {
-                            1.0
-                        } else {
-                            0.0
-                        }
-                    } else {
-                        v
-                    }
-                })
-                .collect(),
-        )),
+        (Value::Scalar(l), Value::Scalar(r)) => {
+            Ok(Value::Scalar(l.iter().zip(&r).map(|(&a, &b)| element(op, true, a, b, a).unwrap_or(f64::NAN)).collect()))
+        }
         (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(op, m.return_bool, v, &s, false))),
         (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, m.return_bool, v, &s, true))),
+        (Value::Vector(l), Value::Vector(r)) if op.is_set() => Ok(Value::Vector(set_operation(op, m, l, r, steps))),
         (Value::Vector(l), Value::Vector(r)) => vector_vector(op, m, l, r, steps).map(Value::Vector),
         (l, r) => {
             Err(EvalError::Execution(format!("binary operation between {} and {}", l.type_name(), r.type_name())))
@@ -88,13 +85,9 @@ fn vector_scalar(
                 .zip(scalar)
                 .map(|(&v, &k)| {
                     let v = v?;
-                    let (value, keep) = if swapped { operate(op, k, v) } else { operate(op, v, k) };
-                    match (op.is_comparison(), return_bool) {
-                        (true, true) => Some(if keep { 1.0 } else { 0.0 }),
-                        // A comparison keeps the vector's value, whichever side it is on.
-                        (true, false) => keep.then_some(v),
-                        (false, _) => Some(value),
-                    }
+                    let (l, r) = if swapped { (k, v) } else { (v, k) };
+                    // A comparison keeps the vector's value, whichever side it is on.
+                    element(op, return_bool, l, r, v)
                 })
                 .collect();
             let labels = if drops_name(op, return_bool) { s.labels.without_metric_name() } else { s.labels };
@@ -112,13 +105,71 @@ fn signature(labels: &Labels, matching: &Option<MatchOn>) -> Labels {
     }
 }
 
-/// The labels of a one-to-one result series.
-fn result_labels(lhs: &Labels, op: BinaryOp, m: &BinaryModifiers) -> Labels {
-    let base = if drops_name(op, m.return_bool) { lhs.without_metric_name() } else { lhs.clone() };
-    match &m.matching {
-        Some(MatchOn::On(on)) => base.filtered(|n| on.iter().any(|o| o == n)),
-        Some(MatchOn::Ignoring(ign)) => base.filtered(|n| !ign.iter().any(|i| i == n)),
-        None => base,
+/// `and`, `or`, `unless`, evaluated per step.
+fn set_operation(
+    op: BinaryOp,
+    m: &BinaryModifiers,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    steps: usize,
+) -> Vec<StepSeries> {
+    let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
+    let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
+    let present_at = |series: &[StepSeries], sigs: &[Labels], i: usize| -> HashSet<Labels> {
+        series.iter().zip(sigs).filter(|(s, _)| s.values[i].is_some()).map(|(_, sig)| sig.clone()).collect()
+    };
+    let mut out: Vec<StepSeries> =
+        lhs.iter().map(|s| StepSeries { labels: s.labels.clone(), values: vec![None; steps] }).collect();
+    let mut extra: Vec<StepSeries> = Vec::new();
+    for i in 0..steps {
+        let right = present_at(&rhs, &rsig, i);
+        for (j, s) in lhs.iter().enumerate() {
+            let Some(v) = s.values[i] else { continue };
+            let matched = right.contains(&lsig[j]);
+            let keep = match op {
+                BinaryOp::And => matched,
+                BinaryOp::Unless => !matched,
+                _ => true,
+            };
+            if keep {
+                out[j].values[i] = Some(v);
+            }
+        }
+        if op == BinaryOp::Or {
+            let left = present_at(&lhs, &lsig, i);
+            for (j, s) in rhs.iter().enumerate() {
+                if s.values[i].is_some() && !left.contains(&rsig[j]) {
+                    if extra.len() <= j {
+                        extra.resize_with(rhs.len(), || StepSeries { labels: Labels::default(), values: Vec::new() });
+                    }
+                    if extra[j].values.is_empty() {
+                        extra[j] = StepSeries { labels: s.labels.clone(), values: vec![None; steps] };
+                    }
+                    extra[j].values[i] = s.values[i];
+                }
+            }
+        }
+    }
+    out.extend(extra);
+    out.retain(|s| s.values.iter().any(Option::is_some));
+    out
+}
+
+/// The labels of a result series built from the "many" side `many` and the "one" side `one`.
+fn result_labels(many: &Labels, one: &Labels, op: BinaryOp, m: &BinaryModifiers) -> Labels {
+    let base = if drops_name(op, m.return_bool) { many.without_metric_name() } else { many.clone() };
+    match &m.group {
+        None => match &m.matching {
+            Some(MatchOn::On(on)) => base.filtered(|n| on.iter().any(|o| o == n)),
+            Some(MatchOn::Ignoring(ign)) => base.filtered(|n| !ign.iter().any(|i| i == n)),
+            None => base,
+        },
+        Some(Grouping::Left(include) | Grouping::Right(include)) => {
+            let mut pairs: Vec<(String, String)> =
+                base.iter().filter(|l| !include.contains(&l.name)).map(|l| (l.name.clone(), l.value.clone())).collect();
+            pairs.extend(include.iter().map(|n| (n.clone(), one.get(n).to_string())));
+            Labels::from_pairs(pairs)
+        }
     }
 }
 
@@ -129,49 +180,56 @@ fn vector_vector(
     rhs: Vec<StepSeries>,
     steps: usize,
 ) -> Result<Vec<StepSeries>, EvalError> {
-    let mut rhs_by_sig: HashMap<Labels, Vec<&StepSeries>> = HashMap::new();
-    for r in &rhs {
-        rhs_by_sig.entry(signature(&r.labels, &m.matching)).or_default().push(r);
-    }
-    let mut lhs_by_sig: HashMap<Labels, Vec<&StepSeries>> = HashMap::new();
-    for l in &lhs {
-        lhs_by_sig.entry(signature(&l.labels, &m.matching)).or_default().push(l);
-    }
-    let mut out: HashMap<Labels, StepSeries> = HashMap::new();
-    for (sig, lefts) in &lhs_by_sig {
-        let Some(rights) = rhs_by_sig.get(sig) else { continue };
-        for step in 0..steps {
-            let present_right: Vec<&&StepSeries> = rights.iter().filter(|r| r.values[step].is_some()).collect();
-            let Some(right) = present_right.first() else { continue };
-            if present_right.len() > 1 {
+    // With group_right the right side is the "many" side; swap so that `many` is iterated and
+    // `one` is looked up, and swap the operands back when computing.
+    let right_is_many = matches!(m.group, Some(Grouping::Right(_)));
+    let (many, one) = if right_is_many { (&rhs, &lhs) } else { (&lhs, &rhs) };
+    let one_side = if right_is_many { "left" } else { "right" };
+    let many_sig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, &m.matching)).collect();
+    let one_sig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, &m.matching)).collect();
+    let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
+    for i in 0..steps {
+        let mut one_by_sig: HashMap<&Labels, usize> = HashMap::new();
+        for (j, s) in one.iter().enumerate() {
+            if s.values[i].is_none() {
+                continue;
+            }
+            if let Some(&prev) = one_by_sig.get(&one_sig[j]) {
                 return Err(EvalError::Execution(format!(
-                    "found duplicate series for the match group {sig} on the right hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    present_right[0].labels, present_right[1].labels
+                    "found duplicate series for the match group {} on the {one_side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    one_sig[j], one[prev].labels, s.labels
                 )));
             }
-            let present_left: Vec<&&StepSeries> = lefts.iter().filter(|l| l.values[step].is_some()).collect();
-            if present_left.len() > 1 {
+            one_by_sig.insert(&one_sig[j], j);
+        }
+        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
+        for (j, s) in many.iter().enumerate() {
+            let Some(v) = s.values[i] else { continue };
+            let Some(&k) = one_by_sig.get(&many_sig[j]) else { continue };
+            let w = one[k].values[i].expect("present at this step");
+            let (l, r) = if right_is_many { (w, v) } else { (v, w) };
+            let labels = result_labels(&s.labels, &one[k].labels, op, m);
+            let seen = matched.entry(&many_sig[j]).or_default();
+            if m.group.is_none() {
+                if !seen.is_empty() {
+                    return Err(EvalError::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                            .into(),
+                    ));
+                }
+            } else if seen.contains(&labels) {
                 return Err(EvalError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                        .into(),
+                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
                 ));
             }
-            let Some(left) = present_left.first() else { continue };
-            let (lv, rv) = (left.values[step].expect("filtered"), right.values[step].expect("filtered"));
-            let (value, keep) = operate(op, lv, rv);
-            let value = match (op.is_comparison(), m.return_bool) {
-                (true, true) => Some(if keep { 1.0 } else { 0.0 }),
-                (true, false) => keep.then_some(value),
-                (false, _) => Some(value),
-            };
-            let Some(value) = value else { continue };
-            let labels = result_labels(&left.labels, op, m);
-            let entry = out.entry(labels.clone()).or_insert_with(|| StepSeries { labels, values: vec![None; steps] });
-            if entry.values[step].is_some() {
+            seen.insert(labels.clone());
+            let Some(value) = element(op, m.return_bool, l, r, l) else { continue };
+            let slot = &mut out.entry(labels).or_insert_with(|| vec![None; steps])[i];
+            if slot.is_some() {
                 return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
             }
-            entry.values[step] = Some(value);
+            *slot = Some(value);
         }
     }
-    Ok(out.into_values().collect())
+    Ok(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())
 }

@@ -44,6 +44,22 @@ impl ExactSum {
         self.partials.push(x);
     }
 
+    /// Adds the exact product `a * b` (split into two doubles with a fused multiply-add).
+    pub fn add_product(&mut self, a: f64, b: f64) {
+        let hi = a * b;
+        if !hi.is_finite() {
+            self.add(hi);
+            return;
+        }
+        self.add(hi);
+        self.add(a.mul_add(b, -hi));
+    }
+
+    /// The partials whose exact total is the sum (non-finite inputs aside).
+    pub fn partials(&self) -> &[f64] {
+        &self.partials
+    }
+
     pub fn merge(&mut self, other: &ExactSum) {
         self.special += other.special;
         for &p in &other.partials {
@@ -103,6 +119,16 @@ mod tests {
         assert_eq!(sum(&[1.0, f64::INFINITY]), f64::INFINITY);
         assert!(sum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
         assert!(sum(&[1.0, f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn products_are_exact() {
+        let mut s = ExactSum::default();
+        let a = 1.0 + f64::EPSILON;
+        s.add_product(a, a);
+        s.add(-1.0);
+        s.add(-2.0 * f64::EPSILON);
+        assert_eq!(s.value(), f64::EPSILON * f64::EPSILON);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Evaluation of planned nodes, vectorised over steps.
 //!
 //! Every value is computed for all steps of the query at once: a vector is a list of series,
-//! each with one optional value per step; a scalar is one value per step. An instant query is a
-//! range query with a single step.
+//! each with one optional value per step; a scalar is one value per step; a range vector keeps
+//! each series' samples with, per step, the end of its window. An instant query is a range
+//! query with a single step.
 //!
 //! Shards evaluate fragments with [`evaluate_fragment`] against their own storage (any
 //! [`SeriesSource`]); the coordinator merges the outputs and evaluates the rest with
@@ -11,18 +12,22 @@
 mod aggregate;
 mod binary;
 mod exact_sum;
+mod functions;
+mod range_functions;
 mod selector;
 
 use std::collections::HashSet;
 
 use thiserror::Error;
 
-use super::ast::{At, VectorSelector};
-use super::plan::{Merge, Node, Plan};
+use super::ast::At;
+use super::plan::{Frame, Merge, Node, Plan};
 use crate::labels::{Labels, Matcher};
 use crate::tsdb::head::{Head, SeriesSamples};
+use crate::value::Sample;
 
 pub use aggregate::PartialAggregate;
+pub use functions::is_implemented;
 
 /// Why a query could not be evaluated. Each maps onto an API error type.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -37,6 +42,9 @@ pub enum EvalError {
     #[error("query timed out in {0}")]
     Timeout(String),
 }
+
+/// Default resolution of a subquery without a step (upstream: the global evaluation interval).
+pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
 /// The time frame of an evaluation, all in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,8 +61,13 @@ impl EvalParams {
         EvalParams { start: t, end: t, step: 1, lookback }
     }
 
+    /// Number of steps; 0 for an empty frame (a subquery window with no aligned step).
     pub fn steps(&self) -> usize {
-        ((self.end - self.start) / self.step) as usize + 1
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step) as usize + 1
+        }
     }
 
     /// Timestamp of step `i`.
@@ -62,15 +75,32 @@ impl EvalParams {
         self.start + i as i64 * self.step
     }
 
-    /// The evaluation time of step `i` for a selector with these modifiers.
-    fn selector_time(&self, i: usize, offset: i64, at: Option<At>) -> i64 {
-        let t = match at {
-            None => self.ts(i),
-            Some(At::Timestamp(t)) => t,
-            Some(At::Start) => self.start,
-            Some(At::End) => self.end,
-        };
-        t - offset
+    fn resolve_at(&self, at: At) -> i64 {
+        match at {
+            At::Timestamp(t) => t,
+            At::Start => self.start,
+            At::End => self.end,
+        }
+    }
+
+    /// The evaluation time of step `i` for something with these modifiers.
+    fn shifted_time(&self, i: usize, offset: i64, at: Option<At>) -> i64 {
+        at.map(|a| self.resolve_at(a)).unwrap_or_else(|| self.ts(i)) - offset
+    }
+
+    /// The frame a subquery's inner expression is evaluated in: steps aligned to multiples of
+    /// the subquery step, from the first one after the earliest window start to the latest end.
+    pub fn subquery(&self, frame: &Frame) -> EvalParams {
+        let step = frame.step.unwrap_or(DEFAULT_SUBQUERY_STEP);
+        let steps = self.steps().max(1);
+        let first = self.shifted_time(0, frame.offset, frame.at);
+        let last = self.shifted_time(steps - 1, frame.offset, frame.at);
+        let lo = first.min(last) - frame.range;
+        let mut start = lo.div_euclid(step) * step;
+        if start < lo {
+            start += step;
+        }
+        EvalParams { start, end: first.max(last), step, lookback: self.lookback }
     }
 }
 
@@ -81,6 +111,37 @@ pub struct StepSeries {
     pub values: Vec<Option<f64>>,
 }
 
+/// A range vector over all steps: each series' samples, and per step the end of the window
+/// `(end - range, end]` that the step sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeVector {
+    pub series: Vec<SeriesSamples>,
+    pub range: i64,
+    pub ends: Vec<i64>,
+}
+
+impl RangeVector {
+    /// The samples of `s` in the window of step `i`.
+    pub fn window<'a>(&self, s: &'a SeriesSamples, i: usize) -> &'a [Sample] {
+        let end = self.ends[i];
+        let lo = s.samples.partition_point(|x| x.t <= end - self.range);
+        let hi = s.samples.partition_point(|x| x.t <= end);
+        &s.samples[lo..hi]
+    }
+
+    /// The samples each series has in the first step's window (an instant query's result).
+    pub fn first_window(self) -> Vec<SeriesSamples> {
+        let mut out = Vec::new();
+        for s in &self.series {
+            let w = self.window(s, 0);
+            if !w.is_empty() {
+                out.push(SeriesSamples { labels: s.labels.clone(), samples: w.to_vec() });
+            }
+        }
+        out
+    }
+}
+
 /// The result of evaluating a node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -89,8 +150,8 @@ pub enum Value {
     String(String),
     /// Series with a value per step.
     Vector(Vec<StepSeries>),
-    /// Raw samples per series: only an instant query's range-selector result.
-    Matrix(Vec<SeriesSamples>),
+    /// A range vector (argument of range functions; an instant query's range result).
+    Range(RangeVector),
 }
 
 impl Value {
@@ -99,7 +160,7 @@ impl Value {
             Value::Scalar(_) => "scalar",
             Value::String(_) => "string",
             Value::Vector(_) => "instant vector",
-            Value::Matrix(_) => "range vector",
+            Value::Range(_) => "range vector",
         }
     }
 
@@ -107,8 +168,22 @@ impl Value {
     pub fn sort(&mut self) {
         match self {
             Value::Vector(v) => v.sort_by(|a, b| a.labels.cmp(&b.labels)),
-            Value::Matrix(m) => m.sort_by(|a, b| a.labels.cmp(&b.labels)),
+            Value::Range(r) => r.series.sort_by(|a, b| a.labels.cmp(&b.labels)),
             _ => {}
+        }
+    }
+
+    pub(crate) fn into_vector(self) -> Result<Vec<StepSeries>, EvalError> {
+        match self {
+            Value::Vector(v) => Ok(v),
+            other => Err(EvalError::Execution(format!("expected an instant vector, got a {}", other.type_name()))),
+        }
+    }
+
+    pub(crate) fn into_scalar(self) -> Result<Vec<f64>, EvalError> {
+        match self {
+            Value::Scalar(v) => Ok(v),
+            other => Err(EvalError::Execution(format!("expected a scalar, got a {}", other.type_name()))),
         }
     }
 }
@@ -132,6 +207,11 @@ pub enum FragmentOutput {
     Partial(PartialAggregate),
 }
 
+/// The frame a fragment evaluates in: the query's, narrowed by each enclosing subquery.
+fn fragment_params(params: &EvalParams, frames: &[Frame]) -> EvalParams {
+    frames.iter().fold(*params, |p, f| p.subquery(f))
+}
+
 /// Evaluates fragment `index` of `plan` on one shard's storage.
 pub fn evaluate_fragment(
     plan: &Plan,
@@ -140,22 +220,24 @@ pub fn evaluate_fragment(
     source: &dyn SeriesSource,
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
-    let ev = Evaluator { params, source: Some(source), fragments: &[] };
+    let params = fragment_params(params, &fragment.frames);
+    let ev = Evaluator { params: &params, source: Some(source), fragments: &[] };
     let value = ev.eval(&fragment.node)?;
     match &fragment.merge {
         Merge::Concat => Ok(FragmentOutput::Value(value)),
-        Merge::Aggregate { op, grouping } => {
-            let Value::Vector(series) = value else {
-                return Err(EvalError::Execution(format!("aggregation over a {}", value.type_name())));
-            };
-            Ok(FragmentOutput::Partial(PartialAggregate::from_series(*op, grouping, series, params.steps())))
-        }
+        Merge::Aggregate { op, grouping } => Ok(FragmentOutput::Partial(PartialAggregate::from_series(
+            *op,
+            grouping,
+            value.into_vector()?,
+            params.steps(),
+        ))),
     }
 }
 
 impl Plan {
     /// Merges every shard's fragment outputs (`outputs[shard][fragment]`) and evaluates the
-    /// coordinator's part. The result's series are sorted by labels.
+    /// coordinator's part. The result's series are sorted by labels, unless the query ends in
+    /// a sort function whose order must be kept.
     pub fn finish(&self, params: &EvalParams, outputs: Vec<Vec<FragmentOutput>>) -> Result<Value, EvalError> {
         let mut per_fragment: Vec<Vec<FragmentOutput>> = (0..self.fragments.len()).map(|_| Vec::new()).collect();
         for shard in outputs {
@@ -167,53 +249,68 @@ impl Plan {
             .fragments
             .iter()
             .zip(per_fragment)
-            .map(|(fragment, outs)| merge(&fragment.merge, outs))
+            .map(|(fragment, outs)| merge(&fragment.merge, outs, &fragment_params(params, &fragment.frames)))
             .collect::<Result<_, _>>()?;
         let ev = Evaluator { params, source: None, fragments: &merged };
         let mut value = ev.eval(&self.root)?;
-        value.sort();
+        if params.steps() > 1 || !functions::keeps_order(&self.root) {
+            value.sort();
+        }
         Ok(value)
     }
 }
 
-fn merge(how: &Merge, outputs: Vec<FragmentOutput>) -> Result<Value, EvalError> {
+fn merge(how: &Merge, outputs: Vec<FragmentOutput>, params: &EvalParams) -> Result<Value, EvalError> {
     match how {
         Merge::Concat => {
-            let mut vector: Option<Vec<StepSeries>> = None;
-            let mut matrix: Option<Vec<SeriesSamples>> = None;
+            let mut merged: Option<Value> = None;
             for out in outputs {
-                match out {
-                    FragmentOutput::Value(Value::Vector(v)) => vector.get_or_insert_with(Vec::new).extend(v),
-                    FragmentOutput::Value(Value::Matrix(m)) => matrix.get_or_insert_with(Vec::new).extend(m),
-                    other => return Err(EvalError::Execution(format!("cannot concatenate {other:?}"))),
-                }
+                let FragmentOutput::Value(v) = out else {
+                    return Err(EvalError::Execution("expected series from a shard, got a partial aggregate".into()));
+                };
+                merged = Some(match (merged, v) {
+                    (None, v) => v,
+                    (Some(Value::Vector(mut a)), Value::Vector(b)) => {
+                        a.extend(b);
+                        Value::Vector(a)
+                    }
+                    (Some(Value::Range(mut a)), Value::Range(b)) => {
+                        a.series.extend(b.series);
+                        Value::Range(a)
+                    }
+                    (Some(a), b) => {
+                        return Err(EvalError::Execution(format!(
+                            "cannot merge a {} with a {}",
+                            a.type_name(),
+                            b.type_name()
+                        )))
+                    }
+                });
             }
-            match (vector, matrix) {
-                (Some(v), None) => {
-                    check_unique_labels(&v)?;
-                    Ok(Value::Vector(v))
-                }
-                (None, Some(m)) => Ok(Value::Matrix(m)),
-                (None, None) => Ok(Value::Vector(Vec::new())),
-                (Some(_), Some(_)) => Err(EvalError::Execution("shards returned mixed value types".into())),
+            let merged = merged.unwrap_or(Value::Vector(Vec::new()));
+            if let Value::Vector(v) = &merged {
+                check_unique_labels(v)?;
             }
+            Ok(merged)
         }
         Merge::Aggregate { op, .. } => {
             let mut acc = PartialAggregate::empty(*op);
             for out in outputs {
                 match out {
                     FragmentOutput::Partial(p) => acc.merge(p),
-                    other => return Err(EvalError::Execution(format!("expected a partial aggregate, got {other:?}"))),
+                    FragmentOutput::Value(_) => {
+                        return Err(EvalError::Execution("expected a partial aggregate from a shard".into()))
+                    }
                 }
             }
-            Ok(Value::Vector(acc.finish()))
+            Ok(Value::Vector(acc.finish(params.steps())))
         }
     }
 }
 
 /// Upstream refuses a vector in which two series share a label set at the same step (e.g. after
 /// `rate()` dropped the metric names of two otherwise equal series).
-fn check_unique_labels(series: &[StepSeries]) -> Result<(), EvalError> {
+pub(crate) fn check_unique_labels(series: &[StepSeries]) -> Result<(), EvalError> {
     let mut seen: HashSet<&Labels> = HashSet::with_capacity(series.len());
     let mut duplicates: Vec<&StepSeries> = Vec::new();
     for s in series {
@@ -241,8 +338,13 @@ struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    fn source(&self) -> &dyn SeriesSource {
-        self.source.expect("storage leaves are only evaluated on shards")
+    fn source(&self) -> Result<&dyn SeriesSource, EvalError> {
+        self.source.ok_or_else(|| EvalError::Execution("storage read outside a shard fragment".into()))
+    }
+
+    /// The same evaluator in another time frame (a subquery's).
+    fn with_params<'b>(&'b self, params: &'b EvalParams) -> Evaluator<'b> {
+        Evaluator { params, source: self.source, fragments: self.fragments }
     }
 
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
@@ -250,14 +352,13 @@ impl Evaluator<'_> {
         Ok(match node {
             Node::Number(n) => Value::Scalar(vec![*n; steps]),
             Node::String(s) => Value::String(s.clone()),
-            Node::Select(vs) => Value::Vector(selector::instant(self.source(), vs, self.params)),
+            Node::Select(vs) => Value::Vector(selector::instant(self.source()?, vs, self.params)),
             Node::MatrixSelect { selector: vs, range } => {
-                Value::Matrix(selector::matrix(self.source(), vs, *range, self.params))
+                Value::Range(selector::range(self.source()?, vs, *range, self.params))
             }
-            Node::Range { func, selector: vs, range } => {
-                Value::Vector(selector::range_function(self.source(), *func, vs, *range, self.params))
-            }
+            Node::Subquery { expr, frame } => Value::Range(self.subquery(expr, frame)?),
             Node::Fragment(i) => self.fragments[*i].clone(),
+            Node::Call { func, args } => functions::call(self, func, args)?,
             Node::Neg(x) => match self.eval(x)? {
                 Value::Scalar(v) => Value::Scalar(v.into_iter().map(|x| -x).collect()),
                 Value::Vector(series) => Value::Vector(
@@ -274,21 +375,39 @@ impl Evaluator<'_> {
             Node::Binary { op, lhs, rhs, modifiers } => {
                 binary::apply(*op, modifiers, self.eval(lhs)?, self.eval(rhs)?, steps)?
             }
-            Node::Aggregate { op, expr, grouping } => match self.eval(expr)? {
-                Value::Vector(series) => {
-                    Value::Vector(PartialAggregate::from_series(*op, grouping, series, steps).finish())
-                }
-                other => return Err(EvalError::Execution(format!("aggregation over a {}", other.type_name()))),
-            },
+            Node::Aggregate { op, expr, param, grouping } => {
+                let param = param.as_deref().map(|p| self.eval(p)).transpose()?;
+                aggregate::evaluate(*op, grouping, param, self.eval(expr)?.into_vector()?, steps)?
+            }
         })
     }
-}
 
-/// Time range of samples a selector needs for all steps, widened by `window` before each step.
-fn selector_range(params: &EvalParams, vs: &VectorSelector, window: i64) -> (i64, i64) {
-    let first = params.selector_time(0, vs.offset, vs.at);
-    let last = params.selector_time(params.steps() - 1, vs.offset, vs.at);
-    (first.min(last) - window, first.max(last))
+    /// Evaluates a subquery's inner expression in its own frame and presents the result as a
+    /// range vector over this frame's steps.
+    fn subquery(&self, expr: &Node, frame: &Frame) -> Result<RangeVector, EvalError> {
+        let inner = self.params.subquery(frame);
+        let ends: Vec<i64> =
+            (0..self.params.steps()).map(|i| self.params.shifted_time(i, frame.offset, frame.at)).collect();
+        if inner.steps() == 0 {
+            return Ok(RangeVector { series: Vec::new(), range: frame.range, ends });
+        }
+        let series = self
+            .with_params(&inner)
+            .eval(expr)?
+            .into_vector()?
+            .into_iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels,
+                samples: s
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| Sample { t: inner.ts(i), v }))
+                    .collect(),
+            })
+            .collect();
+        Ok(RangeVector { series, range: frame.range, ends })
+    }
 }
 
 #[cfg(test)]

@@ -145,8 +145,8 @@ fn comparisons_filter_or_return_bool() {
 fn one_to_one_vector_matching() {
     let h = heads(&counters(), 1);
     let p = EvalParams::instant(1_800_000, 300_000);
-    let v = run(&h, "http_requests_total / on(job) group by (job) (temperature)", p);
-    assert!(v.is_err(), "group is not supported yet");
+    let v = run(&h, "http_requests_total / on(job) group_left group by (job) (temperature)", p).unwrap();
+    assert_eq!(scalar_of(&v).len(), 12, "group_left keeps every series of the many side");
     let v = run(&h, "sum by (job) (http_requests_total) / on(job) sum by (job) (temperature)", p).unwrap();
     assert_eq!(scalar_of(&v).len(), 2);
     let v = run(&h, "http_requests_total + ignoring(instance) temperature", p).unwrap_err();
@@ -176,7 +176,8 @@ fn duplicate_label_sets_after_dropping_the_name_are_an_error() {
 fn instant_matrix_selection_returns_raw_samples() {
     let h = heads(&counters(), 1);
     let v = run(&h, "temperature{job=\"web\"}[1m]", EvalParams::instant(60_000, 300_000)).unwrap();
-    let Value::Matrix(m) = v else { panic!("expected a matrix") };
+    let Value::Range(r) = v else { panic!("expected a range vector") };
+    let m = r.first_window();
     assert_eq!(
         m[0].samples.iter().map(|s| s.t).collect::<Vec<_>>(),
         vec![15_000, 30_000, 45_000, 60_000],

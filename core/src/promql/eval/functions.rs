@@ -1,0 +1,573 @@
+//! Function calls: argument evaluation and every function that is not over a range window.
+//!
+//! Range-vector functions are in [`super::range_functions`]; this module evaluates their
+//! arguments and hands over. Element-wise functions drop the metric name, as upstream; label
+//! and sort functions keep it.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::range_functions;
+use super::{selector, EvalError, Evaluator, StepSeries, Value};
+use crate::labels::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
+use crate::promql::functions::Function;
+use crate::promql::plan::Node;
+
+/// Whether the evaluator implements `name` (the planner refuses the rest).
+pub fn is_implemented(name: &str) -> bool {
+    range_functions::handles(name)
+        || elementwise(name).is_some()
+        || matches!(
+            name,
+            "time"
+                | "pi"
+                | "vector"
+                | "scalar"
+                | "absent"
+                | "absent_over_time"
+                | "timestamp"
+                | "clamp"
+                | "clamp_min"
+                | "clamp_max"
+                | "round"
+                | "label_replace"
+                | "label_join"
+                | "sort"
+                | "sort_desc"
+                | "sort_by_label"
+                | "sort_by_label_desc"
+                | "histogram_quantile"
+                | "histogram_fraction"
+                | "day_of_month"
+                | "day_of_week"
+                | "day_of_year"
+                | "days_in_month"
+                | "hour"
+                | "minute"
+                | "month"
+                | "year"
+        )
+}
+
+/// Whether the instant-vector result of `root` has an order that sorting by labels would
+/// destroy (sort functions, `topk`, `bottomk`).
+pub(super) fn keeps_order(root: &Node) -> bool {
+    match root {
+        Node::Call { func, .. } => matches!(func.name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"),
+        Node::Aggregate { op, .. } => {
+            matches!(op, crate::promql::ast::AggregateOp::Topk | crate::promql::ast::AggregateOp::Bottomk)
+        }
+        _ => false,
+    }
+}
+
+/// A value-to-value function applied element by element.
+fn elementwise(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => f64::to_degrees,
+        "rad" => f64::to_radians,
+        "sgn" => |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
+        _ => return None,
+    })
+}
+
+/// Applies `f(value, step)` to every value, dropping the metric name.
+fn map_vector(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Vec<StepSeries> {
+    series
+        .into_iter()
+        .map(|s| StepSeries {
+            labels: s.labels.without_metric_name(),
+            values: s.values.iter().enumerate().map(|(i, v)| v.map(|v| f(v, i))).collect(),
+        })
+        .collect()
+}
+
+fn string_arg(ev: &Evaluator, node: &Node) -> Result<String, EvalError> {
+    match ev.eval(node)? {
+        Value::String(s) => Ok(s),
+        _ => Err(EvalError::Execution("expected a string argument".into())),
+    }
+}
+
+pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Result<Value, EvalError> {
+    let steps = ev.params.steps();
+    let name = func.name;
+    if range_functions::handles(name) {
+        let mut rest = Vec::new();
+        let mut range = None;
+        for a in args {
+            match ev.eval(a)? {
+                Value::Range(r) => range = Some(r),
+                v => rest.push(v.into_scalar()?),
+            }
+        }
+        let range = range.ok_or_else(|| EvalError::Execution(format!("{name} needs a range vector")))?;
+        return Ok(Value::Vector(range_functions::apply(name, range, &rest, ev.params)?));
+    }
+    if let Some(f) = elementwise(name) {
+        return Ok(Value::Vector(map_vector(ev.eval(&args[0])?.into_vector()?, |v, _| f(v))));
+    }
+    Ok(match name {
+        "time" => Value::Scalar((0..steps).map(|i| ev.params.ts(i) as f64 / 1000.0).collect()),
+        "pi" => Value::Scalar(vec![std::f64::consts::PI; steps]),
+        "vector" => Value::Vector(vec![StepSeries {
+            labels: Labels::default(),
+            values: ev.eval(&args[0])?.into_scalar()?.into_iter().map(Some).collect(),
+        }]),
+        "scalar" => {
+            let series = ev.eval(&args[0])?.into_vector()?;
+            Value::Scalar(
+                (0..steps)
+                    .map(|i| {
+                        let mut present = series.iter().filter_map(|s| s.values[i]);
+                        match (present.next(), present.next()) {
+                            (Some(v), None) => v,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        "timestamp" => match &args[0] {
+            Node::Select(vs) => Value::Vector(selector::timestamps(ev.source()?, vs, ev.params)),
+            other => Value::Vector(map_vector(ev.eval(other)?.into_vector()?, |_, i| ev.params.ts(i) as f64 / 1000.0)),
+        },
+        "absent" | "absent_over_time" => Value::Vector(absent(ev, name, &args[0])?),
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let series = ev.eval(&args[0])?.into_vector()?;
+            let bounds: Vec<Vec<f64>> =
+                args[1..].iter().map(|a| ev.eval(a)?.into_scalar()).collect::<Result<_, _>>()?;
+            let clamp = |v: f64, i: usize| match name {
+                "clamp_min" => v.max(bounds[0][i]),
+                "clamp_max" => v.min(bounds[0][i]),
+                _ => v.max(bounds[0][i]).min(bounds[1][i]),
+            };
+            if name == "clamp" {
+                // min > max yields nothing at that step.
+                let series = series
+                    .into_iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.without_metric_name(),
+                        values: s
+                            .values
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| v.filter(|_| bounds[0][i] <= bounds[1][i]).map(|v| clamp(v, i)))
+                            .collect(),
+                    })
+                    .filter(|s| s.values.iter().any(Option::is_some))
+                    .collect();
+                Value::Vector(series)
+            } else {
+                Value::Vector(map_vector(series, clamp))
+            }
+        }
+        "round" => {
+            let series = ev.eval(&args[0])?.into_vector()?;
+            let to = match args.get(1) {
+                Some(a) => ev.eval(a)?.into_scalar()?,
+                None => vec![1.0; steps],
+            };
+            // Upstream rounds half up, in units of `to_nearest`, via its inverse.
+            Value::Vector(map_vector(series, |v, i| {
+                let inverse = 1.0 / to[i];
+                (v * inverse + 0.5).floor() / inverse
+            }))
+        }
+        "label_replace" => Value::Vector(label_replace(ev, args)?),
+        "label_join" => Value::Vector(label_join(ev, args)?),
+        "sort" | "sort_desc" => {
+            let mut series = ev.eval(&args[0])?.into_vector()?;
+            let desc = name == "sort_desc";
+            // NaN sorts last either way, as upstream.
+            series.sort_by(|a, b| {
+                let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                match (x.is_nan(), y.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if desc => y.total_cmp(&x),
+                    _ => x.total_cmp(&y),
+                }
+            });
+            Value::Vector(series)
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut series = ev.eval(&args[0])?.into_vector()?;
+            let keys: Vec<String> = args[1..].iter().map(|a| string_arg(ev, a)).collect::<Result<_, _>>()?;
+            series.sort_by(|a, b| {
+                let by_keys = keys.iter().map(|k| natural_cmp(a.labels.get(k), b.labels.get(k))).find(|o| o.is_ne());
+                let o = by_keys.unwrap_or_else(|| a.labels.cmp(&b.labels));
+                if name == "sort_by_label_desc" {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            Value::Vector(series)
+        }
+        "histogram_quantile" => {
+            let q = ev.eval(&args[0])?.into_scalar()?;
+            Value::Vector(buckets(ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
+        }
+        "histogram_fraction" => {
+            let lo = ev.eval(&args[0])?.into_scalar()?;
+            let hi = ev.eval(&args[1])?.into_scalar()?;
+            Value::Vector(buckets(ev.eval(&args[2])?.into_vector()?, steps, |b, i| bucket_fraction(lo[i], hi[i], b))?)
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
+            let series = match args.first() {
+                Some(a) => ev.eval(a)?.into_vector()?,
+                None => vec![StepSeries {
+                    labels: Labels::default(),
+                    values: (0..steps).map(|i| Some(ev.params.ts(i) as f64 / 1000.0)).collect(),
+                }],
+            };
+            Value::Vector(map_vector(series, |v, _| date_part(name, v)))
+        }
+        other => return Err(EvalError::Unsupported(format!("function {other:?}"))),
+    })
+}
+
+/// `absent(v)` / `absent_over_time(m)`: 1 at steps where the argument has no series, labelled
+/// with the equality matchers of its selector.
+fn absent(ev: &Evaluator, name: &str, arg: &Node) -> Result<Vec<StepSeries>, EvalError> {
+    let steps = ev.params.steps();
+    let present: Vec<bool> = match ev.eval(arg)? {
+        Value::Vector(series) => (0..steps).map(|i| series.iter().any(|s| s.values[i].is_some())).collect(),
+        Value::Range(r) => (0..steps).map(|i| r.series.iter().any(|s| !r.window(s, i).is_empty())).collect(),
+        _ => return Err(EvalError::Execution(format!("{name} needs a vector"))),
+    };
+    let labels = absent_labels(arg);
+    let values: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
+    Ok(if values.iter().any(Option::is_some) { vec![StepSeries { labels, values }] } else { Vec::new() })
+}
+
+/// The labels `absent` reports: from a plain selector argument, its equality matchers on names
+/// that are matched only once (the metric name excluded).
+fn absent_labels(arg: &Node) -> Labels {
+    let selector = match arg {
+        Node::Select(vs) | Node::MatrixSelect { selector: vs, .. } => Some(vs),
+        Node::Fragment(_) | Node::Subquery { .. } | Node::Call { .. } => None,
+        _ => None,
+    };
+    let Some(vs) = selector else { return Labels::default() };
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    vs.matchers.iter().for_each(|m| *counts.entry(&m.name).or_default() += 1);
+    Labels::from_pairs(
+        vs.matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME && counts[m.name.as_str()] == 1)
+            .map(|m| (m.name.clone(), m.value.clone())),
+    )
+}
+
+fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalError> {
+    let series = ev.eval(&args[0])?.into_vector()?;
+    let dst = string_arg(ev, &args[1])?;
+    let replacement = string_arg(ev, &args[2])?;
+    let src = string_arg(ev, &args[3])?;
+    let pattern = string_arg(ev, &args[4])?;
+    let re = Regex::new(&format!("^(?s:{pattern})$"))
+        .map_err(|e| EvalError::Execution(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
+    if !is_valid_label_name(&dst) {
+        return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+    }
+    let out: Vec<StepSeries> = series
+        .into_iter()
+        .map(|s| {
+            let value = s.labels.get(&src).to_string();
+            let labels = match re.captures(&value) {
+                Some(caps) => {
+                    let mut expanded = String::new();
+                    // Rust's `$1`/`${name}` expansion reads names as Go's does (`$1x` is group `1x`).
+                    caps.expand(&replacement, &mut expanded);
+                    with_label(&s.labels, &dst, expanded)
+                }
+                None => s.labels,
+            };
+            StepSeries { labels, values: s.values }
+        })
+        .collect();
+    super::check_unique_labels(&out)?;
+    Ok(out)
+}
+
+fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalError> {
+    let series = ev.eval(&args[0])?.into_vector()?;
+    let dst = string_arg(ev, &args[1])?;
+    let sep = string_arg(ev, &args[2])?;
+    let srcs: Vec<String> = args[3..].iter().map(|a| string_arg(ev, a)).collect::<Result<_, _>>()?;
+    if !is_valid_label_name(&dst) {
+        return Err(EvalError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+    }
+    let out: Vec<StepSeries> = series
+        .into_iter()
+        .map(|s| {
+            let joined = srcs.iter().map(|src| s.labels.get(src)).collect::<Vec<_>>().join(&sep);
+            StepSeries { labels: with_label(&s.labels, &dst, joined), values: s.values }
+        })
+        .collect();
+    super::check_unique_labels(&out)?;
+    Ok(out)
+}
+
+/// A copy of `labels` with `name` set to `value` (removed if empty).
+fn with_label(labels: &Labels, name: &str, value: String) -> Labels {
+    let mut pairs: Vec<(String, String)> =
+        labels.iter().filter(|l| l.name != name).map(|l| (l.name.clone(), l.value.clone())).collect();
+    pairs.push((name.to_string(), value));
+    Labels::from_pairs(pairs)
+}
+
+/// Natural ("version") order of two label values: digit runs compare as numbers.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.chars().peekable(), b.chars().peekable());
+    loop {
+        match (x.peek().copied(), y.peek().copied()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let take = |it: &mut std::iter::Peekable<std::str::Chars>| {
+                    let mut n = String::new();
+                    while let Some(c) = it.peek().copied().filter(char::is_ascii_digit) {
+                        n.push(c);
+                        it.next();
+                    }
+                    n
+                };
+                let (m, n) = (take(&mut x), take(&mut y));
+                let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
+                let o = m.len().cmp(&n.len()).then_with(|| m.cmp(n));
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(&d);
+                }
+                x.next();
+                y.next();
+            }
+        }
+    }
+}
+
+/// Groups classic-histogram bucket series (same labels but `le`) and applies `f` to each
+/// group's `(upper bound, cumulative count)` buckets at every step. The output drops the metric
+/// name, so two histograms that differ only by name collide and are refused, as upstream.
+fn buckets(
+    series: Vec<StepSeries>,
+    steps: usize,
+    f: impl Fn(&mut Vec<(f64, f64)>, usize) -> f64,
+) -> Result<Vec<StepSeries>, EvalError> {
+    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
+    for s in &series {
+        let Ok(le) = crate::exposition::text::parse_float(s.labels.get("le")).ok_or(()) else { continue };
+        groups.entry(s.labels.filtered(|n| n != "le")).or_default().push((le, s));
+    }
+    let mut out = Vec::new();
+    for (labels, members) in groups {
+        let values: Vec<Option<f64>> = (0..steps)
+            .map(|i| {
+                let mut b: Vec<(f64, f64)> = members.iter().filter_map(|(le, s)| Some((*le, s.values[i]?))).collect();
+                (!b.is_empty()).then(|| f(&mut b, i))
+            })
+            .collect();
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries { labels: labels.without_metric_name(), values });
+        }
+    }
+    super::check_unique_labels(&out)?;
+    Ok(out)
+}
+
+/// Sorts buckets by bound, merges equal bounds, and makes counts monotonic (upstream's fixes
+/// for buckets scraped at slightly different times).
+fn normalise(b: &mut Vec<(f64, f64)>) {
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    b.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+    let mut max = f64::NEG_INFINITY;
+    for x in b.iter_mut() {
+        if x.1 < max {
+            x.1 = max;
+        }
+        max = x.1;
+    }
+}
+
+/// `histogram_quantile` over classic buckets, as upstream's `BucketQuantile`.
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    normalise(b);
+    if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
+        return f64::NAN;
+    }
+    let total = b[b.len() - 1].1;
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let idx = b[..b.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == b.len() - 1 {
+        return b[b.len() - 2].0;
+    }
+    if idx == 0 && b[0].0 <= 0.0 {
+        return b[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
+    if idx > 0 {
+        start = b[idx - 1].0;
+        count -= b[idx - 1].1;
+        rank -= b[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+/// `histogram_fraction(lower, upper, buckets)`: the estimated share of observations between the
+/// two values, interpolating linearly inside buckets, as upstream's `BucketFraction`.
+fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    normalise(b);
+    if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
+        return f64::NAN;
+    }
+    let total = b[b.len() - 1].1;
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, None, None);
+    for (i, &(bound, count)) in b.iter().enumerate() {
+        // The first bucket starts at 0 if its bound is positive (observations are assumed
+        // non-negative there), at -Inf otherwise.
+        let start = if i > 0 {
+            b[i - 1].0
+        } else if bound > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interpolate = |v: f64| {
+            if start == f64::NEG_INFINITY || bound == f64::INFINITY {
+                rank
+            } else {
+                rank + (count - rank) * (v - start) / (bound - start)
+            }
+        };
+        if lower_rank.is_none() && start >= lower {
+            lower_rank = Some(rank);
+        }
+        if upper_rank.is_none() && start >= upper {
+            upper_rank = Some(rank);
+        }
+        if lower_rank.is_none() && start < lower && bound > lower {
+            lower_rank = Some(interpolate(lower));
+        }
+        if upper_rank.is_none() && start < upper && bound > upper {
+            upper_rank = Some(interpolate(upper));
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = count;
+    }
+    let lower_rank = lower_rank.unwrap_or(total).min(total);
+    let upper_rank = upper_rank.unwrap_or(total).min(total);
+    (upper_rank - lower_rank) / total
+}
+
+/// Calendar fields of a Unix time in UTC.
+fn date_part(name: &str, secs: f64) -> f64 {
+    if !secs.is_finite() {
+        return f64::NAN;
+    }
+    let t = secs.floor() as i64;
+    let days = t.div_euclid(86_400);
+    let secs_of_day = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    match name {
+        "hour" => (secs_of_day / 3600) as f64,
+        "minute" => (secs_of_day % 3600 / 60) as f64,
+        "day_of_month" => d as f64,
+        "day_of_week" => (days + 4).rem_euclid(7) as f64,
+        "month" => m as f64,
+        "year" => y as f64,
+        "day_of_year" => (days - days_from_civil(y, 1, 1) + 1) as f64,
+        "days_in_month" => {
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            (days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)) as f64
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// Proleptic Gregorian date of a day number (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}

@@ -1,0 +1,261 @@
+//! Functions over range vectors: for every series and step, a value from the samples in the
+//! step's window.
+//!
+//! Semantics follow upstream's `promql/functions.go`; sums use exact summation instead of Kahan
+//! summation (the results agree within the conformance tolerance and do not depend on order).
+
+use super::exact_sum::ExactSum;
+use super::{EvalError, EvalParams, RangeVector, StepSeries};
+use crate::value::Sample;
+
+/// Whether `name` is a function this module evaluates.
+pub(super) fn handles(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "changes"
+            | "resets"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "count_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
+            | "double_exponential_smoothing"
+    )
+}
+
+/// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per step.
+pub(super) fn apply(
+    name: &str,
+    range: RangeVector,
+    scalars: &[Vec<f64>],
+    params: &EvalParams,
+) -> Result<Vec<StepSeries>, EvalError> {
+    let keeps_name = matches!(name, "last_over_time" | "first_over_time");
+    let steps = range.ends.len();
+    let mut out = Vec::with_capacity(range.series.len());
+    for s in &range.series {
+        let mut values = Vec::with_capacity(steps);
+        for i in 0..steps {
+            let w = range.window(s, i);
+            let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);
+            let end = range.ends[i];
+            values.push(if w.is_empty() { None } else { one(name, w, end - range.range, end, params.ts(i), &arg)? });
+        }
+        if values.iter().any(Option::is_some) {
+            let labels = if keeps_name { s.labels.clone() } else { s.labels.without_metric_name() };
+            out.push(StepSeries { labels, values });
+        }
+    }
+    Ok(out)
+}
+
+/// One function on one window `(start, end]` evaluated at step time `t`.
+fn one(
+    name: &str,
+    w: &[Sample],
+    start: i64,
+    end: i64,
+    t: i64,
+    arg: &dyn Fn(usize) -> f64,
+) -> Result<Option<f64>, EvalError> {
+    let values = || w.iter().map(|s| s.v);
+    Ok(match name {
+        "rate" => extrapolated_rate(w, start, end, true, true),
+        "increase" => extrapolated_rate(w, start, end, true, false),
+        "delta" => extrapolated_rate(w, start, end, false, false),
+        "irate" => instant_value(w, true),
+        "idelta" => instant_value(w, false),
+        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+        "predict_linear" => (w.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(w, t);
+            intercept + slope * arg(0)
+        }),
+        "changes" => {
+            Some(w.windows(2).filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())).count() as f64)
+        }
+        "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+        "avg_over_time" => Some(sum(values()) / w.len() as f64),
+        "sum_over_time" => Some(sum(values())),
+        "min_over_time" => Some(values().fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })),
+        "max_over_time" => Some(values().fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })),
+        "count_over_time" => Some(w.len() as f64),
+        "last_over_time" => Some(w[w.len() - 1].v),
+        "first_over_time" => Some(w[0].v),
+        "present_over_time" => Some(1.0),
+        "stdvar_over_time" => Some(variance(w)),
+        "stddev_over_time" => Some(variance(w).sqrt()),
+        "quantile_over_time" => Some(quantile(arg(0), values().collect())),
+        "mad_over_time" => {
+            let median = quantile(0.5, values().collect());
+            Some(quantile(0.5, values().map(|v| (v - median).abs()).collect()))
+        }
+        "ts_of_min_over_time" => extreme_time(w, |v, best| v < best),
+        "ts_of_max_over_time" => extreme_time(w, |v, best| v > best),
+        "ts_of_first_over_time" => Some(w[0].t as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(w[w.len() - 1].t as f64 / 1000.0),
+        "double_exponential_smoothing" => double_exponential_smoothing(w, arg(0), arg(1))?,
+        other => return Err(EvalError::Execution(format!("{other:?} is not a range function"))),
+    })
+}
+
+fn sum(values: impl Iterator<Item = f64>) -> f64 {
+    let mut s = ExactSum::default();
+    values.for_each(|v| s.add(v));
+    s.value()
+}
+
+/// Population variance, computed around the exact mean.
+pub(super) fn variance(w: &[Sample]) -> f64 {
+    let mean = sum(w.iter().map(|s| s.v)) / w.len() as f64;
+    sum(w.iter().map(|s| (s.v - mean) * (s.v - mean))) / w.len() as f64
+}
+
+/// Upstream's quantile: linear interpolation between the closest ranks; φ outside [0, 1] gives
+/// ∓Inf, NaN gives NaN.
+pub(super) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = ((rank.floor() + 1.0).min(n - 1.0)) as usize;
+    let weight = rank - rank.floor();
+    values[lower] * (1.0 - weight) + values[upper] * weight
+}
+
+/// The time (seconds) of the last sample that beats all earlier ones under `better`; NaN samples
+/// only win when nothing else does.
+fn extreme_time(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> Option<f64> {
+    let mut best = w[0];
+    for s in &w[1..] {
+        if better(s.v, best.v) || (best.v.is_nan() && !s.v.is_nan()) || (s.v == best.v) {
+            best = *s;
+        }
+    }
+    Some(best.t as f64 / 1000.0)
+}
+
+/// `rate`/`increase` (counters) and `delta` over the samples of one window `(start, end]`,
+/// extrapolated towards the window's edges as Prometheus does.
+pub(super) fn extrapolated_rate(w: &[Sample], start: i64, end: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.v - first.v;
+    if is_counter {
+        // A drop means the counter was reset: add back what it had reached.
+        let mut prev = first.v;
+        for s in &w[1..] {
+            if s.v < prev {
+                result += prev;
+            }
+            prev = s.v;
+        }
+    }
+    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
+    let average_between_samples = sampled_interval / (w.len() - 1) as f64;
+    let threshold = average_between_samples * 1.1;
+    let mut to_start = (first.t - start) as f64 / 1000.0;
+    let mut to_end = (end - last.t) as f64 / 1000.0;
+    if to_start >= threshold {
+        to_start = average_between_samples / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        // A counter cannot have been below zero: do not extrapolate past that point.
+        let to_zero = sampled_interval * (first.v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_between_samples / 2.0;
+    }
+    let mut factor = (sampled_interval + to_start + to_end) / sampled_interval;
+    if is_rate {
+        factor /= (end - start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` (per second, counter-aware) or `idelta` over the last two samples.
+fn instant_value(w: &[Sample], is_rate: bool) -> Option<f64> {
+    let [.., prev, last] = w else { return None };
+    let interval = (last.t - prev.t) as f64 / 1000.0;
+    if interval == 0.0 {
+        return None;
+    }
+    if !is_rate {
+        return Some(last.v - prev.v);
+    }
+    let increase = if last.v < prev.v { last.v } else { last.v - prev.v };
+    Some(increase / interval)
+}
+
+/// Least-squares slope and intercept (at `intercept_time`) of the samples.
+fn linear_regression(w: &[Sample], intercept_time: i64) -> (f64, f64) {
+    let first = w[0].v;
+    if w.iter().all(|s| s.v == first) {
+        return if first.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, first) };
+    }
+    let n = w.len() as f64;
+    let x = |s: &Sample| (s.t - intercept_time) as f64 / 1000.0;
+    let sum_x = sum(w.iter().map(x));
+    let sum_y = sum(w.iter().map(|s| s.v));
+    let sum_xy = sum(w.iter().map(|s| x(s) * s.v));
+    let sum_x2 = sum(w.iter().map(|s| x(s) * x(s)));
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    (slope, sum_y / n - slope * sum_x / n)
+}
+
+fn double_exponential_smoothing(w: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, EvalError> {
+    if !(sf > 0.0 && sf < 1.0) {
+        return Err(EvalError::Execution(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}")));
+    }
+    if !(tf > 0.0 && tf < 1.0) {
+        return Err(EvalError::Execution(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf}")));
+    }
+    if w.len() < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, sample) in w.iter().enumerate().skip(1) {
+        let x = sf * sample.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
