@@ -157,7 +157,7 @@ impl Builder {
 
     fn primary(&self, pair: Pair<Rule>) -> Result<Expr> {
         match pair.as_rule() {
-            Rule::number_literal => Ok(Expr::Number(parse_number(pair.into_inner().as_str()))),
+            Rule::number_literal => Ok(Expr::Number(literal_value(&pair.into_inner().next().expect("a literal"))?)),
             Rule::string => Ok(Expr::String(unquote(&pair)?)),
             Rule::paren_expr => {
                 let inner = pair.into_inner().next().expect("parens hold an expression");
@@ -234,7 +234,13 @@ impl Builder {
                     Rule::at_start => At::Start,
                     Rule::at_end => At::End,
                     _ => {
-                        let secs = parse_signed_number(inner.as_str());
+                        let mut parts = inner.clone().into_inner();
+                        let first = parts.next().expect("a signed number has a body");
+                        let (negative, body) = match first.as_rule() {
+                            Rule::sign => (first.as_str() == "-", parts.next().expect("a number after the sign")),
+                            _ => (false, first),
+                        };
+                        let secs = literal_value(&body)? * if negative { -1.0 } else { 1.0 };
                         let ms = (secs * 1000.0).round();
                         if !ms.is_finite() || ms.abs() > i64::MAX as f64 {
                             return Err(error_at(&op, "timestamp out of bounds for @ modifier"));
@@ -532,10 +538,11 @@ fn parse_number(s: &str) -> f64 {
     }
 }
 
-fn parse_signed_number(s: &str) -> f64 {
-    match s.strip_prefix('-') {
-        Some(rest) => -parse_number(rest.trim_start()),
-        None => parse_number(s.trim_start_matches('+').trim_start()),
+/// The value of a number or duration literal (a duration counts its seconds).
+fn literal_value(pair: &Pair<Rule>) -> Result<f64> {
+    match pair.as_rule() {
+        Rule::duration_literal => Ok(parse_duration(pair)? as f64 / 1000.0),
+        _ => Ok(parse_number(pair.as_str())),
     }
 }
 
@@ -640,6 +647,9 @@ mod tests {
         assert_eq!(round("foo offset -5m"), "foo offset -5m");
         assert_eq!(round("foo[5m] offset 1h"), "foo[5m] offset 1h");
         assert_eq!(round("foo @ 1609746000"), "foo @ 1609746000");
+        assert_eq!(round("foo @ 1m40s"), "foo @ 100");
+        assert_eq!(round("foo @ -10s"), "foo @ -10");
+        assert_eq!(round("predict_linear(foo[5m], 1h)"), "predict_linear(foo[5m], 3600)");
         assert_eq!(round("foo @ start()"), "foo @ start()");
         assert_eq!(round("foo[5m] @ end() offset 1m"), "foo[5m] @ end() offset 1m");
         assert_eq!(round("foo offset 1m @ 10.5"), "foo @ 10.5 offset 1m");

@@ -24,6 +24,7 @@ use super::ast::{
 };
 use super::eval::EvalError;
 use super::functions::Function;
+use crate::labels::{Labels, MatchOp, METRIC_NAME};
 
 /// An evaluable node. Storage leaves (`Select`, `MatrixSelect`) appear only inside fragments;
 /// `Fragment` appears only in the coordinator's tree.
@@ -32,12 +33,37 @@ pub enum Node {
     Number(f64),
     String(String),
     Select(VectorSelector),
-    MatrixSelect { selector: VectorSelector, range: i64 },
-    Subquery { expr: Box<Node>, frame: Frame },
-    Call { func: &'static Function, args: Vec<Node> },
+    MatrixSelect {
+        selector: VectorSelector,
+        range: i64,
+    },
+    Subquery {
+        expr: Box<Node>,
+        frame: Frame,
+    },
+    Call {
+        func: &'static Function,
+        args: Vec<Node>,
+    },
     Neg(Box<Node>),
-    Binary { op: BinaryOp, lhs: Box<Node>, rhs: Box<Node>, modifiers: BinaryModifiers },
-    Aggregate { op: AggregateOp, expr: Box<Node>, param: Option<Box<Node>>, grouping: AggregateGrouping },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        modifiers: BinaryModifiers,
+    },
+    Aggregate {
+        op: AggregateOp,
+        expr: Box<Node>,
+        param: Option<Box<Node>>,
+        grouping: AggregateGrouping,
+    },
+    /// `absent(expr)` / `absent_over_time(expr)` with the labels its result carries, derived from
+    /// the query text as upstream does (the argument may be a fragment by the time it runs).
+    Absent {
+        expr: Box<Node>,
+        labels: Labels,
+    },
     Fragment(usize),
 }
 
@@ -144,6 +170,7 @@ fn is_series_local(e: &Expr) -> bool {
         Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => is_series_local(expr),
         Expr::Call { func, args } => {
             !is_cross_series(func)
+                && !matches!(func.name, "absent" | "absent_over_time")
                 && args.iter().any(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix))
                 && args.iter().all(|a| match a.value_type() {
                     ValueType::Vector | ValueType::Matrix => is_series_local(a),
@@ -203,6 +230,9 @@ impl Planner {
                 rhs: Box::new(self.lower(rhs)?),
                 modifiers: modifiers.clone(),
             },
+            Expr::Call { func, args } if matches!(func.name, "absent" | "absent_over_time") => {
+                Node::Absent { expr: Box::new(self.lower(&args[0])?), labels: absent_labels(&args[0]) }
+            }
             Expr::Call { func, args } => {
                 check_function_supported(func)?;
                 Node::Call { func, args: args.iter().map(|a| self.lower(a)).collect::<Result<_, _>>()? }
@@ -217,6 +247,21 @@ impl Planner {
             Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => unreachable!("selectors are series-local"),
         })
     }
+}
+
+/// The labels `absent` reports: the equality matchers of a selector argument on names matched
+/// only once, the metric name excluded.
+fn absent_labels(arg: &Expr) -> Labels {
+    let (Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. }) = arg.unparen() else {
+        return Labels::default();
+    };
+    let once = |name: &str| vs.matchers.iter().filter(|m| m.name == name).count() == 1;
+    Labels::from_pairs(
+        vs.matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME && once(&m.name))
+            .map(|m| (m.name.clone(), m.value.clone())),
+    )
 }
 
 fn check_aggregate_supported(op: AggregateOp) -> Result<(), EvalError> {
@@ -297,6 +342,7 @@ impl fmt::Display for Node {
                     None => write!(f, "({expr})"),
                 }
             }
+            Node::Absent { expr, .. } => write!(f, "absent({expr})"),
             Node::Fragment(i) => write!(f, "$fragment{i}"),
         }
     }

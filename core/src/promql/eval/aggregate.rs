@@ -56,6 +56,9 @@ impl State {
     /// Population variance `Σ(v - m)² / n` around the rounded mean `m`, with the sum of squares
     /// expanded and accumulated exactly, so it is accurate and order-independent.
     fn variance(&self) -> f64 {
+        if self.min == self.max && self.min.is_finite() {
+            return 0.0; // identical finite values: exactly no spread
+        }
         let n = self.count as f64;
         let mean = self.sum.value() / n;
         let Some(mut acc) = self.sum_sq.clone() else { return f64::NAN };
@@ -168,6 +171,9 @@ pub(super) fn evaluate(
     Ok(Value::Vector(match op {
         AggregateOp::Topk | AggregateOp::Bottomk => {
             let k = param.ok_or_else(|| EvalError::Execution("topk/bottomk need a parameter".into()))?.into_scalar()?;
+            if k.iter().any(|k| k.is_nan()) {
+                return Err(EvalError::Execution("Parameter value is NaN".into()));
+            }
             top_k(op == AggregateOp::Topk, &k, grouping, series, steps)
         }
         AggregateOp::Quantile => {

@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::range_functions;
 use super::{selector, EvalError, Evaluator, StepSeries, Value};
-use crate::labels::{is_valid_label_name, Labels, MatchOp, METRIC_NAME};
+use crate::labels::{is_valid_label_name, Labels};
 use crate::promql::functions::Function;
 use crate::promql::plan::Node;
 
@@ -161,7 +161,6 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
             Node::Select(vs) => Value::Vector(selector::timestamps(ev.source()?, vs, ev.params)),
             other => Value::Vector(map_vector(ev.eval(other)?.into_vector()?, |_, i| ev.params.ts(i) as f64 / 1000.0)),
         },
-        "absent" | "absent_over_time" => Value::Vector(absent(ev, name, &args[0])?),
         "clamp" | "clamp_min" | "clamp_max" => {
             let series = ev.eval(&args[0])?.into_vector()?;
             let bounds: Vec<Vec<f64>> =
@@ -258,37 +257,19 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
     })
 }
 
-/// `absent(v)` / `absent_over_time(m)`: 1 at steps where the argument has no series, labelled
-/// with the equality matchers of its selector.
-fn absent(ev: &Evaluator, name: &str, arg: &Node) -> Result<Vec<StepSeries>, EvalError> {
-    let steps = ev.params.steps();
-    let present: Vec<bool> = match ev.eval(arg)? {
+/// `absent`/`absent_over_time`: 1, with `labels`, at the steps where `value` has no series.
+pub(super) fn absent(value: Value, labels: &Labels, steps: usize) -> Result<Vec<StepSeries>, EvalError> {
+    let present: Vec<bool> = match value {
         Value::Vector(series) => (0..steps).map(|i| series.iter().any(|s| s.values[i].is_some())).collect(),
         Value::Range(r) => (0..steps).map(|i| r.series.iter().any(|s| !r.window(s, i).is_empty())).collect(),
-        _ => return Err(EvalError::Execution(format!("{name} needs a vector"))),
+        _ => return Err(EvalError::Execution("absent needs a vector".into())),
     };
-    let labels = absent_labels(arg);
     let values: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
-    Ok(if values.iter().any(Option::is_some) { vec![StepSeries { labels, values }] } else { Vec::new() })
-}
-
-/// The labels `absent` reports: from a plain selector argument, its equality matchers on names
-/// that are matched only once (the metric name excluded).
-fn absent_labels(arg: &Node) -> Labels {
-    let selector = match arg {
-        Node::Select(vs) | Node::MatrixSelect { selector: vs, .. } => Some(vs),
-        Node::Fragment(_) | Node::Subquery { .. } | Node::Call { .. } => None,
-        _ => None,
-    };
-    let Some(vs) = selector else { return Labels::default() };
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    vs.matchers.iter().for_each(|m| *counts.entry(&m.name).or_default() += 1);
-    Labels::from_pairs(
-        vs.matchers
-            .iter()
-            .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME && counts[m.name.as_str()] == 1)
-            .map(|m| (m.name.clone(), m.value.clone())),
-    )
+    Ok(if values.iter().any(Option::is_some) {
+        vec![StepSeries { labels: labels.clone(), values }]
+    } else {
+        Vec::new()
+    })
 }
 
 fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalError> {
@@ -302,7 +283,7 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
     if !is_valid_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
-    let out: Vec<StepSeries> = series
+    let out = series
         .into_iter()
         .map(|s| {
             let value = s.labels.get(&src).to_string();
@@ -318,7 +299,6 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
             StepSeries { labels, values: s.values }
         })
         .collect();
-    super::check_unique_labels(&out)?;
     Ok(out)
 }
 
@@ -330,14 +310,13 @@ fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalErro
     if !is_valid_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
-    let out: Vec<StepSeries> = series
+    let out = series
         .into_iter()
         .map(|s| {
             let joined = srcs.iter().map(|src| s.labels.get(src)).collect::<Vec<_>>().join(&sep);
             StepSeries { labels: with_label(&s.labels, &dst, joined), values: s.values }
         })
         .collect();
-    super::check_unique_labels(&out)?;
     Ok(out)
 }
 
@@ -409,7 +388,6 @@ fn buckets(
             out.push(StepSeries { labels: labels.without_metric_name(), values });
         }
     }
-    super::check_unique_labels(&out)?;
     Ok(out)
 }
 
@@ -495,8 +473,12 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
         } else {
             f64::NEG_INFINITY
         };
+        // No interpolation inside a bucket of infinite width: the lowest bucket counts as
+        // wholly below any value in it, the +Inf bucket as wholly above.
         let interpolate = |v: f64| {
-            if start == f64::NEG_INFINITY || bound == f64::INFINITY {
+            if start == f64::NEG_INFINITY {
+                count
+            } else if bound == f64::INFINITY {
                 rank
             } else {
                 rank + (count - rank) * (v - start) / (bound - start)

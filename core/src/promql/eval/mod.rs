@@ -16,7 +16,7 @@ mod functions;
 mod range_functions;
 mod selector;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use thiserror::Error;
 
@@ -287,11 +287,10 @@ fn merge(how: &Merge, outputs: Vec<FragmentOutput>, params: &EvalParams) -> Resu
                     }
                 });
             }
-            let merged = merged.unwrap_or(Value::Vector(Vec::new()));
-            if let Value::Vector(v) = &merged {
-                check_unique_labels(v)?;
+            match merged.unwrap_or(Value::Vector(Vec::new())) {
+                Value::Vector(v) => Ok(Value::Vector(merge_equal_labels(v)?)),
+                other => Ok(other),
             }
-            Ok(merged)
         }
         Merge::Aggregate { op, .. } => {
             let mut acc = PartialAggregate::empty(*op);
@@ -308,25 +307,33 @@ fn merge(how: &Merge, outputs: Vec<FragmentOutput>, params: &EvalParams) -> Resu
     }
 }
 
-/// Upstream refuses a vector in which two series share a label set at the same step (e.g. after
-/// `rate()` dropped the metric names of two otherwise equal series).
-pub(crate) fn check_unique_labels(series: &[StepSeries]) -> Result<(), EvalError> {
-    let mut seen: HashSet<&Labels> = HashSet::with_capacity(series.len());
-    let mut duplicates: Vec<&StepSeries> = Vec::new();
+/// Merges series with equal label sets (e.g. after `rate()` dropped the metric names of two
+/// otherwise equal series) into one, as upstream's range evaluation does; two values at the
+/// same step are an error, as upstream reports it.
+pub(crate) fn merge_equal_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
     for s in series {
-        if !seen.insert(&s.labels) {
-            duplicates.push(s);
+        match index.get(&s.labels) {
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+            Some(&i) => {
+                for (slot, v) in out[i].values.iter_mut().zip(s.values) {
+                    if v.is_some() {
+                        if slot.is_some() {
+                            return Err(EvalError::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        *slot = v;
+                    }
+                }
+            }
         }
     }
-    for dup in duplicates {
-        let clash = series.iter().filter(|s| s.labels == dup.labels).any(|s| {
-            !std::ptr::eq(s, dup) && s.values.iter().zip(&dup.values).any(|(a, b)| a.is_some() && b.is_some())
-        });
-        if clash {
-            return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
-        }
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// The recursive evaluator. On a shard it has a `source`; on the coordinator it has merged
@@ -347,7 +354,15 @@ impl Evaluator<'_> {
         Evaluator { params, source: self.source, fragments: self.fragments }
     }
 
+    /// Evaluates `node`; series that ended up with equal label sets are merged into one.
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
+        match self.eval_node(node)? {
+            Value::Vector(v) => Ok(Value::Vector(merge_equal_labels(v)?)),
+            other => Ok(other),
+        }
+    }
+
+    fn eval_node(&self, node: &Node) -> Result<Value, EvalError> {
         let steps = self.params.steps();
         Ok(match node {
             Node::Number(n) => Value::Scalar(vec![*n; steps]),
@@ -358,6 +373,7 @@ impl Evaluator<'_> {
             }
             Node::Subquery { expr, frame } => Value::Range(self.subquery(expr, frame)?),
             Node::Fragment(i) => self.fragments[*i].clone(),
+            Node::Absent { expr, labels } => Value::Vector(functions::absent(self.eval(expr)?, labels, steps)?),
             Node::Call { func, args } => functions::call(self, func, args)?,
             Node::Neg(x) => match self.eval(x)? {
                 Value::Scalar(v) => Value::Scalar(v.into_iter().map(|x| -x).collect()),
