@@ -107,10 +107,10 @@ fn head_and_query(c: &mut Criterion) {
 
     let head = loaded_head(SERIES, 240);
     let expr = parse("sum by (job) (rate(http_requests_total[5m]))").expect("valid query");
-    let p = plan(&expr).expect("plannable");
+    let instant = EvalParams::instant(3_000_000, 300_000);
+    let p = plan(&expr, &instant).expect("plannable");
     let mut g = c.benchmark_group("query_1000_series");
     g.sample_size(20);
-    let instant = EvalParams::instant(3_000_000, 300_000);
     g.bench_function("sum_rate_instant", |b| b.iter(|| evaluate_fragment(&p, 0, &instant, &head).expect("evaluates")));
     let range = EvalParams { start: 300_000, end: 3_585_000, step: 15_000, lookback: 300_000 };
     g.throughput(Throughput::Elements((SERIES * range.steps()) as u64));

@@ -56,7 +56,8 @@ fn main() -> ExitCode {
 
 fn explain(query: &str) -> anyhow::Result<()> {
     let expr = pyrite_core::promql::parse(query)?;
-    print!("{}", pyrite_core::promql::plan(&expr)?);
+    let now = pyrite_core::promql::EvalParams::instant(0, 300_000);
+    print!("{}", pyrite_core::promql::plan(&expr, &now)?);
     Ok(())
 }
 

@@ -36,6 +36,84 @@ pub enum At {
     End,
 }
 
+/// A duration that depends on the query (3.x duration expressions using `step()` or
+/// `range()`). Values are seconds; durations that do not depend on the query are folded to
+/// milliseconds when parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DurationExpr {
+    Seconds(f64),
+    /// The query's step (0 for an instant query).
+    Step,
+    /// The query's range, end minus start (0 for an instant query).
+    Range,
+    Neg(Box<DurationExpr>),
+    Binary(BinaryOp, Box<DurationExpr>, Box<DurationExpr>),
+    MinOf(Box<DurationExpr>, Box<DurationExpr>),
+    MaxOf(Box<DurationExpr>, Box<DurationExpr>),
+}
+
+impl DurationExpr {
+    /// The value in seconds for a query with this step and range (seconds).
+    pub fn seconds(&self, step: f64, range: f64) -> f64 {
+        let v = |e: &DurationExpr| e.seconds(step, range);
+        match self {
+            DurationExpr::Seconds(s) => *s,
+            DurationExpr::Step => step,
+            DurationExpr::Range => range,
+            DurationExpr::Neg(e) => -v(e),
+            DurationExpr::MinOf(a, b) => v(a).min(v(b)),
+            DurationExpr::MaxOf(a, b) => v(a).max(v(b)),
+            DurationExpr::Binary(op, a, b) => {
+                let (a, b) = (v(a), v(b));
+                match op {
+                    BinaryOp::Add => a + b,
+                    BinaryOp::Sub => a - b,
+                    BinaryOp::Mul => a * b,
+                    BinaryOp::Div => a / b,
+                    BinaryOp::Mod => a % b,
+                    BinaryOp::Pow => a.powf(b),
+                    _ => f64::NAN,
+                }
+            }
+        }
+    }
+
+    /// Whether the value depends on the query.
+    pub fn is_dynamic(&self) -> bool {
+        match self {
+            DurationExpr::Seconds(_) => false,
+            DurationExpr::Step | DurationExpr::Range => true,
+            DurationExpr::Neg(e) => e.is_dynamic(),
+            DurationExpr::Binary(_, a, b) | DurationExpr::MinOf(a, b) | DurationExpr::MaxOf(a, b) => {
+                a.is_dynamic() || b.is_dynamic()
+            }
+        }
+    }
+}
+
+impl fmt::Display for DurationExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationExpr::Seconds(s) => write!(f, "{}", crate::value::format_value(*s)),
+            DurationExpr::Step => f.write_str("step()"),
+            DurationExpr::Range => f.write_str("range()"),
+            DurationExpr::Neg(e) => write!(f, "-{e}"),
+            DurationExpr::Binary(op, a, b) => write!(f, "({a} {} {b})", op.symbol()),
+            DurationExpr::MinOf(a, b) => write!(f, "min_of({a}, {b})"),
+            DurationExpr::MaxOf(a, b) => write!(f, "max_of({a}, {b})"),
+        }
+    }
+}
+
+/// Durations of a selector or subquery that are only known once the query's step and range
+/// are (see [`DurationExpr`]); the planner resolves them into the plain millisecond fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DynamicDurations {
+    pub range: Option<DurationExpr>,
+    pub step: Option<DurationExpr>,
+    pub offset: Option<DurationExpr>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorSelector {
     /// The metric name if written before the braces (it is also among `matchers`).
@@ -43,6 +121,8 @@ pub struct VectorSelector {
     pub matchers: Vec<Matcher>,
     pub offset: i64,
     pub at: Option<At>,
+    /// Offset and (for a range selector) range that depend on the query, if any.
+    pub dynamic: Option<Box<DynamicDurations>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,13 +281,36 @@ pub enum Expr {
     Number(f64),
     String(String),
     VectorSelector(VectorSelector),
-    MatrixSelector { selector: VectorSelector, range: i64 },
-    Subquery { expr: Box<Expr>, range: i64, step: Option<i64>, offset: i64, at: Option<At> },
+    MatrixSelector {
+        selector: VectorSelector,
+        range: i64,
+    },
+    Subquery {
+        expr: Box<Expr>,
+        range: i64,
+        step: Option<i64>,
+        offset: i64,
+        at: Option<At>,
+        dynamic: Option<Box<DynamicDurations>>,
+    },
     Neg(Box<Expr>),
     Paren(Box<Expr>),
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr>, modifiers: BinaryModifiers },
-    Aggregate { op: AggregateOp, expr: Box<Expr>, param: Option<Box<Expr>>, grouping: AggregateGrouping },
-    Call { func: &'static Function, args: Vec<Expr> },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+        modifiers: BinaryModifiers,
+    },
+    Aggregate {
+        op: AggregateOp,
+        expr: Box<Expr>,
+        param: Option<Box<Expr>>,
+        grouping: AggregateGrouping,
+    },
+    Call {
+        func: &'static Function,
+        args: Vec<Expr>,
+    },
 }
 
 impl Expr {
@@ -248,6 +351,25 @@ pub(crate) fn format_duration(ms: i64) -> String {
 
 fn write_labels(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
     write!(f, "({})", labels.join(", "))
+}
+
+fn show_duration(ms: i64, dynamic: Option<&DurationExpr>) -> String {
+    dynamic.map(|e| e.to_string()).unwrap_or_else(|| format_duration(ms))
+}
+
+fn write_modifiers_with(
+    f: &mut fmt::Formatter<'_>,
+    offset: i64,
+    dynamic: Option<&DurationExpr>,
+    at: &Option<At>,
+) -> fmt::Result {
+    match dynamic {
+        Some(e) => {
+            write_modifiers(f, 0, at)?;
+            write!(f, " offset {e}")
+        }
+        None => write_modifiers(f, offset, at),
+    }
 }
 
 pub(crate) fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
@@ -320,16 +442,22 @@ impl fmt::Display for Expr {
             Expr::String(s) => write!(f, "{s:?}"),
             Expr::VectorSelector(vs) => {
                 write!(f, "{vs}")?;
-                write_modifiers(f, vs.offset, &vs.at)
+                write_modifiers_with(f, vs.offset, vs.dynamic.as_deref().and_then(|d| d.offset.as_ref()), &vs.at)
             }
             Expr::MatrixSelector { selector, range } => {
-                write!(f, "{selector}[{}]", format_duration(*range))?;
-                write_modifiers(f, selector.offset, &selector.at)
+                let d = selector.dynamic.as_deref();
+                write!(f, "{selector}[{}]", show_duration(*range, d.and_then(|d| d.range.as_ref())))?;
+                write_modifiers_with(f, selector.offset, d.and_then(|d| d.offset.as_ref()), &selector.at)
             }
-            Expr::Subquery { expr, range, step, offset, at } => {
-                let step = step.map(format_duration).unwrap_or_default();
-                write!(f, "{expr}[{}:{step}]", format_duration(*range))?;
-                write_modifiers(f, *offset, at)
+            Expr::Subquery { expr, range, step, offset, at, dynamic } => {
+                let d = dynamic.as_deref();
+                let step = match (d.and_then(|d| d.step.as_ref()), step) {
+                    (Some(e), _) => e.to_string(),
+                    (None, Some(s)) => format_duration(*s),
+                    (None, None) => String::new(),
+                };
+                write!(f, "{expr}[{}:{step}]", show_duration(*range, d.and_then(|d| d.range.as_ref())))?;
+                write_modifiers_with(f, *offset, d.and_then(|d| d.offset.as_ref()), at)
             }
             Expr::Neg(e) => write!(f, "-{e}"),
             Expr::Paren(e) => write!(f, "({e})"),

@@ -68,6 +68,83 @@ fn pratt() -> &'static PrattParser<Rule> {
     })
 }
 
+fn duration_pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::dur_add, Assoc::Left) | Op::infix(Rule::dur_sub, Assoc::Left))
+            .op(Op::infix(Rule::dur_mul, Assoc::Left)
+                | Op::infix(Rule::dur_div, Assoc::Left)
+                | Op::infix(Rule::dur_mod, Assoc::Left))
+            .op(Op::prefix(Rule::dur_sign))
+            .op(Op::infix(Rule::dur_pow, Assoc::Right))
+    })
+}
+
+/// A duration as written: fixed (ms) or depending on the query.
+enum ParsedDuration {
+    Fixed(i64),
+    Dynamic(DurationExpr),
+}
+
+/// Folds a duration expression that does not depend on the query into milliseconds.
+fn fold_duration(e: DurationExpr, pair: &Pair<Rule>) -> Result<ParsedDuration> {
+    if e.is_dynamic() {
+        return Ok(ParsedDuration::Dynamic(e));
+    }
+    let ms = (e.seconds(0.0, 0.0) * 1000.0).round();
+    if !ms.is_finite() || ms.abs() > 9.2e18 {
+        return Err(error_at(pair, format!("duration {e} is out of range")));
+    }
+    Ok(ParsedDuration::Fixed(ms as i64))
+}
+
+/// A `dur_expr` pair as an expression tree.
+fn duration_expr(pair: Pair<Rule>) -> Result<DurationExpr> {
+    duration_pratt()
+        .map_primary(duration_atom)
+        .map_prefix(|op, e| Ok(if op.as_str() == "-" { DurationExpr::Neg(Box::new(e?)) } else { e? }))
+        .map_infix(|a, op, b| {
+            let bop = match op.as_rule() {
+                Rule::dur_add => BinaryOp::Add,
+                Rule::dur_sub => BinaryOp::Sub,
+                Rule::dur_mul => BinaryOp::Mul,
+                Rule::dur_div => BinaryOp::Div,
+                Rule::dur_mod => BinaryOp::Mod,
+                _ => BinaryOp::Pow,
+            };
+            Ok(DurationExpr::Binary(bop, Box::new(a?), Box::new(b?)))
+        })
+        .parse(pair.into_inner())
+}
+
+/// One `dur_atom`: a literal (duration or seconds), parentheses, or a duration function.
+fn duration_atom(atom: Pair<Rule>) -> Result<DurationExpr> {
+    let inner = atom.into_inner().next().expect("an atom holds one alternative");
+    Ok(match inner.as_rule() {
+        Rule::dur_literal => {
+            let lit = inner.into_inner().next().expect("a literal");
+            match lit.as_rule() {
+                Rule::duration => DurationExpr::Seconds(parse_duration(&lit)? as f64 / 1000.0),
+                _ => DurationExpr::Seconds(parse_number(lit.as_str())),
+            }
+        }
+        Rule::dur_paren => duration_expr(inner.into_inner().next().expect("parens hold an expression"))?,
+        Rule::dur_step => DurationExpr::Step,
+        Rule::dur_range => DurationExpr::Range,
+        rule => {
+            let mut args = inner.into_inner();
+            let a = Box::new(duration_expr(args.next().expect("first argument"))?);
+            let b = Box::new(duration_expr(args.next().expect("second argument"))?);
+            if rule == Rule::dur_min {
+                DurationExpr::MinOf(a, b)
+            } else {
+                DurationExpr::MaxOf(a, b)
+            }
+        }
+    })
+}
+
 /// Human names for grammar rules in "expected ..." messages.
 fn rule_name(rule: &Rule) -> String {
     match rule {
@@ -75,7 +152,7 @@ fn rule_name(rule: &Rule) -> String {
         Rule::expr | Rule::primary | Rule::operand => "expression",
         Rule::number | Rule::number_literal | Rule::signed_number => "number",
         Rule::string => "string",
-        Rule::duration | Rule::signed_duration => "duration",
+        Rule::duration | Rule::dur_expr | Rule::dur_atom | Rule::dur_literal => "duration",
         Rule::label_name => "label name",
         Rule::metric_name | Rule::vector_selector => "metric name",
         Rule::match_op => "label matching operator",
@@ -192,14 +269,20 @@ impl Builder {
         match op.as_rule() {
             Rule::range_suffix => {
                 let mut inner = op.clone().into_inner();
-                let range = parse_duration(&inner.next().expect("a range has a duration"))?;
-                if range <= 0 {
-                    return Err(error_at(&op, "duration must be greater than 0"));
+                let range_pair = inner.next().expect("a range has a duration");
+                let range = fold_duration(duration_expr(range_pair.clone())?, &range_pair)?;
+                if let ParsedDuration::Fixed(ms) = range {
+                    if ms <= 0 {
+                        return Err(error_at(&op, "duration must be greater than 0"));
+                    }
                 }
+                let (range_ms, range_dyn) = split(range);
                 if inner.next().is_some() {
-                    let step = inner.next().map(|p| parse_duration(&p)).transpose()?;
-                    if step.is_some_and(|s| s <= 0) {
-                        return Err(error_at(&op, "subquery step must be greater than 0"));
+                    let step = inner.next().map(|p| fold_duration(duration_expr(p.clone())?, &p)).transpose()?;
+                    if let Some(ParsedDuration::Fixed(ms)) = step {
+                        if ms <= 0 {
+                            return Err(error_at(&op, "subquery step must be greater than 0"));
+                        }
                     }
                     if operand.value_type() != ValueType::Vector {
                         return Err(error_at(
@@ -207,26 +290,53 @@ impl Builder {
                             format!("subquery is only allowed on instant vector, got {} instead", operand.value_type()),
                         ));
                     }
-                    return Ok(Expr::Subquery { expr: Box::new(operand), range, step, offset: 0, at: None });
+                    let (step_ms, step_dyn) = match step {
+                        None => (None, None),
+                        Some(s) => {
+                            let (ms, d) = split(s);
+                            (d.is_none().then_some(ms), d)
+                        }
+                    };
+                    let dynamic = (range_dyn.is_some() || step_dyn.is_some())
+                        .then(|| Box::new(DynamicDurations { range: range_dyn, step: step_dyn, offset: None }));
+                    return Ok(Expr::Subquery {
+                        expr: Box::new(operand),
+                        range: range_ms,
+                        step: step_ms,
+                        offset: 0,
+                        at: None,
+                        dynamic,
+                    });
                 }
                 match operand {
-                    Expr::VectorSelector(selector) => Ok(Expr::MatrixSelector { selector, range }),
+                    Expr::VectorSelector(mut selector) => {
+                        if let Some(d) = range_dyn {
+                            selector.dynamic.get_or_insert_with(Default::default).range = Some(d);
+                        }
+                        Ok(Expr::MatrixSelector { selector, range: range_ms })
+                    }
                     _ => Err(error_at(&op, "ranges only allowed for vector selectors")),
                 }
             }
             Rule::offset_mod => {
-                let d = op.clone().into_inner().nth(1).expect("offset has a duration");
-                let negative = d.as_str().starts_with('-');
-                let dur = parse_duration(&d.into_inner().last().expect("a signed duration holds a duration"))?;
-                let offset = if negative { -dur } else { dur };
-                let e = modifiable(operand, &op, "offset")?;
-                set_modifier(e, &op, |o, _| {
-                    if *o != 0 {
-                        return Err("offset may not be set multiple times");
-                    }
-                    *o = offset;
-                    Ok(())
-                })
+                let mut parts = op.clone().into_inner().skip(1).peekable();
+                let negative = parts.next_if(|p| p.as_rule() == Rule::dur_sign).is_some_and(|p| p.as_str() == "-");
+                let atom = parts.next().expect("offset has a duration");
+                let mut duration = duration_atom(atom.clone())?;
+                if negative {
+                    duration = DurationExpr::Neg(Box::new(duration));
+                }
+                let parsed = fold_duration(duration, &atom)?;
+                let mut e = modifiable(operand, &op, "offset")?;
+                let (offset, dynamic, _) = modifier_slots(&mut e);
+                if *offset != 0 || dynamic.as_ref().is_some_and(|d| d.offset.is_some()) {
+                    return Err(error_at(&op, "offset may not be set multiple times"));
+                }
+                match parsed {
+                    ParsedDuration::Fixed(ms) => *offset = ms,
+                    ParsedDuration::Dynamic(d) => dynamic.get_or_insert_with(Default::default).offset = Some(d),
+                }
+                Ok(e)
             }
             Rule::at_mod => {
                 let inner = op.clone().into_inner().next().expect("@ has an argument");
@@ -248,14 +358,13 @@ impl Builder {
                         At::Timestamp(ms as i64)
                     }
                 };
-                let e = modifiable(operand, &op, "@")?;
-                set_modifier(e, &op, |_, a| {
-                    if a.is_some() {
-                        return Err("@ <timestamp> may not be set multiple times");
-                    }
-                    *a = Some(at);
-                    Ok(())
-                })
+                let mut e = modifiable(operand, &op, "@")?;
+                let (_, _, slot) = modifier_slots(&mut e);
+                if slot.is_some() {
+                    return Err(error_at(&op, "@ <timestamp> may not be set multiple times"));
+                }
+                *slot = Some(at);
+                Ok(e)
             }
             other => unreachable!("not a postfix operator: {other:?}"),
         }
@@ -437,7 +546,7 @@ impl Builder {
         if matchers.iter().all(|m| m.matches("")) {
             return Err(error_at(&pair, "vector selector must contain at least one non-empty matcher"));
         }
-        Ok(Expr::VectorSelector(VectorSelector { name, matchers, offset: 0, at: None }))
+        Ok(Expr::VectorSelector(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None }))
     }
 
     fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {
@@ -471,19 +580,23 @@ fn modifiable(operand: Expr, op: &Pair<Rule>, what: &str) -> Result<Expr> {
     }
 }
 
-/// Applies an offset/@ change to the selector or subquery inside `e`.
-fn set_modifier(
-    mut e: Expr,
-    op: &Pair<Rule>,
-    set: impl FnOnce(&mut i64, &mut Option<At>) -> std::result::Result<(), &'static str>,
-) -> Result<Expr> {
-    let r = match &mut e {
-        Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => set(&mut vs.offset, &mut vs.at),
-        Expr::Subquery { offset, at, .. } => set(offset, at),
+/// The offset, dynamic durations and `@` of the selector or subquery `e`.
+fn modifier_slots(e: &mut Expr) -> (&mut i64, &mut Option<Box<DynamicDurations>>, &mut Option<At>) {
+    match e {
+        Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => {
+            (&mut vs.offset, &mut vs.dynamic, &mut vs.at)
+        }
+        Expr::Subquery { offset, dynamic, at, .. } => (offset, dynamic, at),
         _ => unreachable!("checked by modifiable()"),
-    };
-    r.map_err(|m| error_at(op, m))?;
-    Ok(e)
+    }
+}
+
+/// A parsed duration as (fixed ms, or 0 with the dynamic expression).
+fn split(d: ParsedDuration) -> (i64, Option<DurationExpr>) {
+    match d {
+        ParsedDuration::Fixed(ms) => (ms, None),
+        ParsedDuration::Dynamic(e) => (0, Some(e)),
+    }
 }
 
 /// Upstream's checks on a binary expression.
@@ -665,6 +778,23 @@ mod tests {
         assert_eq!(round("foo[30m:]"), "foo[30m:]");
         assert_eq!(round("(a + b)[1h:5m] offset 1d"), "(a + b)[1h:5m] offset 1d");
         assert_eq!(round("max_over_time(rate(x[1m])[5m:] @ 100)"), "max_over_time(rate(x[1m])[5m:] @ 100)");
+    }
+
+    #[test]
+    fn duration_expressions() {
+        assert_eq!(round("foo[26m+4m]"), "foo[30m]");
+        assert_eq!(round("foo[2m*(10+5)]"), "foo[30m]");
+        assert_eq!(round("foo[1h30m % 1h]"), "foo[30m]");
+        assert_eq!(round("foo[60*30]"), "foo[30m]");
+        assert_eq!(round("foo[29s+1s:5s+5s]"), "foo[30s:10s]");
+        assert_eq!(round("foo offset (2 * 2)"), "foo offset 4s");
+        assert_eq!(round("foo[step()]"), "foo[step()]");
+        assert_eq!(round("foo offset -step()"), "foo offset -step()");
+        assert_eq!(round("foo[max_of(min_of(step()+1,1h),1ms)]"), "foo[max_of(min_of((step() + 1), 3600), 0.001)]");
+        // After `offset` only one term belongs to the duration.
+        let e = parse("foo offset 100 + 2").unwrap();
+        assert!(matches!(e, Expr::Binary { op: BinaryOp::Add, .. }), "{e:?}");
+        assert_eq!(err("foo[5m-5m]").message, "duration must be greater than 0");
     }
 
     #[test]

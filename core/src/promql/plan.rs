@@ -20,9 +20,9 @@ use std::fmt;
 
 use super::ast::{
     format_duration, write_binary_op, write_modifiers, AggregateGrouping, AggregateOp, At, BinaryModifiers, BinaryOp,
-    Expr, ValueType, VectorSelector,
+    DurationExpr, DynamicDurations, Expr, ValueType, VectorSelector,
 };
-use super::eval::EvalError;
+use super::eval::{EvalError, EvalParams};
 use super::functions::Function;
 use crate::labels::{Labels, MatchOp, METRIC_NAME};
 
@@ -102,9 +102,15 @@ pub struct Plan {
     pub fragments: Vec<Fragment>,
 }
 
-/// Plans an expression for evaluation across shards.
-pub fn plan(expr: &Expr) -> Result<Plan, EvalError> {
-    let mut planner = Planner { fragments: Vec::new(), frames: Vec::new() };
+/// Plans an expression for evaluation across shards, for a query over `params` (which gives
+/// `step()` and `range()` in duration expressions their values).
+pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
+    let mut planner = Planner {
+        fragments: Vec::new(),
+        frames: Vec::new(),
+        step: params.step as f64 / 1000.0,
+        range: (params.end - params.start) as f64 / 1000.0,
+    };
     let root = planner.lower(expr)?;
     Ok(Plan { root, fragments: planner.fragments })
 }
@@ -191,9 +197,59 @@ fn is_series_local(e: &Expr) -> bool {
 struct Planner {
     fragments: Vec<Fragment>,
     frames: Vec<Frame>,
+    /// The query's step and range in seconds, for `step()` and `range()`.
+    step: f64,
+    range: f64,
 }
 
 impl Planner {
+    /// A duration in ms: `ms`, or the value of its dynamic expression for this query.
+    fn resolve(&self, ms: i64, dynamic: Option<&DurationExpr>) -> i64 {
+        dynamic.map(|e| (e.seconds(self.step, self.range) * 1000.0).round() as i64).unwrap_or(ms)
+    }
+
+    fn positive(&self, ms: i64, dynamic: Option<&DurationExpr>) -> Result<i64, EvalError> {
+        let v = self.resolve(ms, dynamic);
+        if v <= 0 {
+            return Err(EvalError::Execution(format!("duration must be greater than 0, got {}", format_duration(v))));
+        }
+        Ok(v)
+    }
+
+    /// A selector with its dynamic offset resolved.
+    fn selector(&self, vs: &VectorSelector) -> VectorSelector {
+        let dynamic = vs.dynamic.as_deref();
+        VectorSelector {
+            offset: self.resolve(vs.offset, dynamic.and_then(|d| d.offset.as_ref())),
+            dynamic: None,
+            ..vs.clone()
+        }
+    }
+
+    fn range_of(&self, vs: &VectorSelector, range: i64) -> Result<i64, EvalError> {
+        self.positive(range, vs.dynamic.as_deref().and_then(|d| d.range.as_ref()))
+    }
+
+    fn frame(
+        &self,
+        range: i64,
+        step: Option<i64>,
+        offset: i64,
+        at: Option<At>,
+        dynamic: Option<&DynamicDurations>,
+    ) -> Result<Frame, EvalError> {
+        let step = match dynamic.and_then(|d| d.step.as_ref()) {
+            Some(e) => Some(self.positive(0, Some(e))?),
+            None => step,
+        };
+        Ok(Frame {
+            range: self.positive(range, dynamic.and_then(|d| d.range.as_ref()))?,
+            step,
+            offset: self.resolve(offset, dynamic.and_then(|d| d.offset.as_ref())),
+            at,
+        })
+    }
+
     fn fragment(&mut self, node: Node, merge: Merge) -> Node {
         self.fragments.push(Fragment { node, merge, frames: self.frames.clone() });
         Node::Fragment(self.fragments.len() - 1)
@@ -202,7 +258,7 @@ impl Planner {
     fn lower(&mut self, e: &Expr) -> Result<Node, EvalError> {
         let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
         if vector_like && is_series_local(e) {
-            let node = lower_local(e)?;
+            let node = self.lower_local(e)?;
             return Ok(self.fragment(node, Merge::Concat));
         }
         Ok(match e {
@@ -214,7 +270,7 @@ impl Planner {
                 check_aggregate_supported(*op)?;
                 if is_decomposable(*op) && is_series_local(expr) {
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
-                    let node = lower_local(expr)?;
+                    let node = self.lower_local(expr)?;
                     return Ok(self.fragment(node, merge));
                 }
                 Node::Aggregate {
@@ -237,8 +293,8 @@ impl Planner {
                 check_function_supported(func)?;
                 Node::Call { func, args: args.iter().map(|a| self.lower(a)).collect::<Result<_, _>>()? }
             }
-            Expr::Subquery { expr, range, step, offset, at } => {
-                let frame = Frame { range: *range, step: *step, offset: *offset, at: *at };
+            Expr::Subquery { expr, range, step, offset, at, dynamic } => {
+                let frame = self.frame(*range, *step, *offset, *at, dynamic.as_deref())?;
                 self.frames.push(frame);
                 let inner = self.lower(expr);
                 self.frames.pop();
@@ -279,31 +335,35 @@ fn check_function_supported(func: &Function) -> Result<(), EvalError> {
     }
 }
 
-/// Lowers a series-local expression for evaluation on a shard.
-fn lower_local(e: &Expr) -> Result<Node, EvalError> {
-    Ok(match e {
-        Expr::Number(n) => Node::Number(*n),
-        Expr::String(s) => Node::String(s.clone()),
-        Expr::VectorSelector(vs) => Node::Select(vs.clone()),
-        Expr::MatrixSelector { selector, range } => Node::MatrixSelect { selector: selector.clone(), range: *range },
-        Expr::Call { func, args } => {
-            check_function_supported(func)?;
-            Node::Call { func, args: args.iter().map(lower_local).collect::<Result<_, _>>()? }
-        }
-        Expr::Subquery { expr, range, step, offset, at } => Node::Subquery {
-            expr: Box::new(lower_local(expr)?),
-            frame: Frame { range: *range, step: *step, offset: *offset, at: *at },
-        },
-        Expr::Paren(x) => lower_local(x)?,
-        Expr::Neg(x) => Node::Neg(Box::new(lower_local(x)?)),
-        Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
-            op: *op,
-            lhs: Box::new(lower_local(lhs)?),
-            rhs: Box::new(lower_local(rhs)?),
-            modifiers: modifiers.clone(),
-        },
-        Expr::Aggregate { .. } => unreachable!("aggregations are never series-local"),
-    })
+impl Planner {
+    /// Lowers a series-local expression for evaluation on a shard.
+    fn lower_local(&self, e: &Expr) -> Result<Node, EvalError> {
+        Ok(match e {
+            Expr::Number(n) => Node::Number(*n),
+            Expr::String(s) => Node::String(s.clone()),
+            Expr::VectorSelector(vs) => Node::Select(self.selector(vs)),
+            Expr::MatrixSelector { selector, range } => {
+                Node::MatrixSelect { selector: self.selector(selector), range: self.range_of(selector, *range)? }
+            }
+            Expr::Call { func, args } => {
+                check_function_supported(func)?;
+                Node::Call { func, args: args.iter().map(|a| self.lower_local(a)).collect::<Result<_, _>>()? }
+            }
+            Expr::Subquery { expr, range, step, offset, at, dynamic } => Node::Subquery {
+                expr: Box::new(self.lower_local(expr)?),
+                frame: self.frame(*range, *step, *offset, *at, dynamic.as_deref())?,
+            },
+            Expr::Paren(x) => self.lower_local(x)?,
+            Expr::Neg(x) => Node::Neg(Box::new(self.lower_local(x)?)),
+            Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
+                op: *op,
+                lhs: Box::new(self.lower_local(lhs)?),
+                rhs: Box::new(self.lower_local(rhs)?),
+                modifiers: modifiers.clone(),
+            },
+            Expr::Aggregate { .. } => unreachable!("aggregations are never series-local"),
+        })
+    }
 }
 
 impl fmt::Display for Node {
@@ -385,7 +445,8 @@ mod tests {
     use crate::promql::parse;
 
     fn explain(q: &str) -> String {
-        plan(&parse(q).unwrap()).map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())
+        let params = EvalParams::instant(0, 300_000);
+        plan(&parse(q).unwrap(), &params).map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -436,6 +497,7 @@ mod tests {
     fn unsupported_features_are_refused_at_plan_time() {
         let options = crate::promql::ParseOptions { experimental_functions: true };
         let expr = crate::promql::parse_with("limitk(1, a)", options).unwrap();
-        assert_eq!(plan(&expr).unwrap_err().to_string(), "not supported yet: aggregation \"limitk\"");
+        let params = EvalParams::instant(0, 300_000);
+        assert_eq!(plan(&expr, &params).unwrap_err().to_string(), "not supported yet: aggregation \"limitk\"");
     }
 }

@@ -31,7 +31,7 @@ fn parse_query(params: &Params) -> Result<Expr, ApiError> {
 
 /// Plans and runs `expr` on the local shard as coordinator.
 async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::Value, ApiError> {
-    let plan = Arc::new(promql::plan(expr)?);
+    let plan = Arc::new(promql::plan(expr, &params)?);
     let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };

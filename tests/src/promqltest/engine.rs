@@ -41,7 +41,7 @@ impl Engine {
     }
 
     pub fn eval(&self, expr: &Expr, params: EvalParams) -> Result<Value, EvalError> {
-        let plan = promql::plan(expr)?;
+        let plan = promql::plan(expr, &params)?;
         let outputs = self
             .heads
             .iter()

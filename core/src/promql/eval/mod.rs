@@ -51,20 +51,22 @@ pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 pub struct EvalParams {
     pub start: i64,
     pub end: i64,
-    /// Distance between steps (> 0); irrelevant when `start == end`.
+    /// Distance between steps; 0 for an instant query.
     pub step: i64,
     pub lookback: i64,
 }
 
 impl EvalParams {
     pub fn instant(t: i64, lookback: i64) -> Self {
-        EvalParams { start: t, end: t, step: 1, lookback }
+        EvalParams { start: t, end: t, step: 0, lookback }
     }
 
     /// Number of steps; 0 for an empty frame (a subquery window with no aligned step).
     pub fn steps(&self) -> usize {
         if self.end < self.start {
             0
+        } else if self.step == 0 {
+            1
         } else {
             ((self.end - self.start) / self.step) as usize + 1
         }

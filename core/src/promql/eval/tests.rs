@@ -17,7 +17,7 @@ fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Head> {
 }
 
 fn run(heads: &[Head], query: &str, params: EvalParams) -> Result<Value, EvalError> {
-    let p = plan(&parse(query).unwrap())?;
+    let p = plan(&parse(query).unwrap(), &params)?;
     let outputs = heads
         .iter()
         .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect::<Result<Vec<_>, _>>())
