@@ -60,12 +60,14 @@ impl State {
             return 0.0; // identical finite values: exactly no spread
         }
         let n = self.count as f64;
-        let mean = self.sum.value() / n;
-        let Some(mut acc) = self.sum_sq.clone() else { return f64::NAN };
+        let mean = self.sum.mean(n);
+        let (Some(mut acc), Some(partials)) = (self.sum_sq.clone(), self.sum.unscaled_partials()) else {
+            return f64::NAN;
+        };
         if !mean.is_finite() {
             return f64::NAN;
         }
-        for &p in self.sum.partials() {
+        for &p in partials {
             acc.add_product(-2.0 * mean, p);
         }
         let sq_hi = mean * mean;
@@ -78,7 +80,7 @@ impl State {
     fn finish(&self, op: AggregateOp) -> f64 {
         match op {
             AggregateOp::Sum => self.sum.value(),
-            AggregateOp::Avg => self.sum.value() / self.count as f64,
+            AggregateOp::Avg => self.sum.mean(self.count as f64),
             AggregateOp::Count => self.count as f64,
             AggregateOp::Min => self.min,
             AggregateOp::Max => self.max,

@@ -11,7 +11,15 @@ pub struct ExactSum {
     partials: Vec<f64>,
     /// Sum of the non-finite inputs (0 when there were none): they dominate the result.
     special: f64,
+    /// Whether partials hold values times [`SCALE`], which sums near `f64::MAX` switch to so that
+    /// no partial overflows (scaling by a power of two is exact).
+    scaled: bool,
 }
+
+/// 2^-64.
+const SCALE: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+/// Above this a partial could overflow when added to.
+const SAFE: f64 = f64::MAX / 4.0;
 
 impl ExactSum {
     pub fn add(&mut self, value: f64) {
@@ -19,7 +27,20 @@ impl ExactSum {
             self.special += value;
             return;
         }
-        let mut x = value;
+        if !self.scaled && (value.abs() > SAFE || self.partials.last().is_some_and(|p| p.abs() > SAFE)) {
+            self.scale();
+        }
+        self.add_partial(if self.scaled { value * SCALE } else { value });
+    }
+
+    /// Switches to scaled partials.
+    fn scale(&mut self) {
+        self.scaled = true;
+        self.partials.iter_mut().for_each(|p| *p *= SCALE);
+    }
+
+    /// Shewchuk's step: adds `x` to the non-overlapping partials, keeping them exact.
+    fn add_partial(&mut self, mut x: f64) {
         let mut kept = 0;
         for j in 0..self.partials.len() {
             let mut y = self.partials[j];
@@ -27,12 +48,6 @@ impl ExactSum {
                 std::mem::swap(&mut x, &mut y);
             }
             let hi = x + y;
-            if hi.is_infinite() {
-                // Overflow: the exact total is beyond f64; let it dominate like an infinity.
-                self.special += hi;
-                self.partials.clear();
-                return;
-            }
             let lo = y - (hi - x);
             if lo != 0.0 {
                 self.partials[kept] = lo;
@@ -55,15 +70,39 @@ impl ExactSum {
         self.add(a.mul_add(b, -hi));
     }
 
-    /// The partials whose exact total is the sum (non-finite inputs aside).
-    pub fn partials(&self) -> &[f64] {
-        &self.partials
+    /// The partials whose exact total is the sum, unless the sum is scaled (near `f64::MAX`).
+    pub fn unscaled_partials(&self) -> Option<&[f64]> {
+        (!self.scaled).then_some(&self.partials[..])
     }
 
     pub fn merge(&mut self, other: &ExactSum) {
         self.special += other.special;
+        if other.scaled && !self.scaled {
+            self.scale();
+        }
         for &p in &other.partials {
-            self.add(p);
+            if self.scaled && !other.scaled {
+                self.add_partial(p * SCALE);
+            } else if !self.scaled && p.abs() > SAFE {
+                self.scale();
+                self.add_partial(p * SCALE);
+            } else {
+                self.add_partial(p);
+            }
+        }
+    }
+
+    /// The exact sum divided by `n`, correctly rounded at each of the two steps; finite even
+    /// where the sum itself would overflow.
+    pub fn mean(&self, n: f64) -> f64 {
+        if self.special != 0.0 || self.special.is_nan() {
+            return self.special;
+        }
+        let total = self.rounded_partials();
+        if self.scaled {
+            total / n / SCALE
+        } else {
+            total / n
         }
     }
 
@@ -72,6 +111,16 @@ impl ExactSum {
         if self.special != 0.0 || self.special.is_nan() {
             return self.special;
         }
+        let total = self.rounded_partials();
+        if self.scaled {
+            total / SCALE
+        } else {
+            total
+        }
+    }
+
+    /// The partials' exact total, rounded once (Python's `fsum` ending).
+    fn rounded_partials(&self) -> f64 {
         let p = &self.partials;
         let mut n = p.len();
         if n == 0 {
@@ -119,6 +168,18 @@ mod tests {
         assert_eq!(sum(&[1.0, f64::INFINITY]), f64::INFINITY);
         assert!(sum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
         assert!(sum(&[1.0, f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn sums_near_the_largest_double_do_not_overflow() {
+        let big = f64::MAX * 0.9;
+        let mut s = ExactSum::default();
+        [big, big, -big, big].iter().for_each(|&v| s.add(v));
+        assert_eq!(s.mean(4.0), big / 2.0);
+        assert_eq!(s.value(), f64::INFINITY, "the sum itself is beyond f64");
+        let mut z = ExactSum::default();
+        [big, big, -big, -big, 1.0].iter().for_each(|&v| z.add(v));
+        assert_eq!(z.value(), 1.0);
     }
 
     #[test]

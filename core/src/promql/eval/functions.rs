@@ -452,7 +452,7 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
 /// two values, interpolating linearly inside buckets, as upstream's `BucketFraction`.
 fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     normalise(b);
-    if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
+    if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
         return f64::NAN;
     }
     let total = b[b.len() - 1].1;

@@ -92,7 +92,7 @@ fn one(
             Some(w.windows(2).filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())).count() as f64)
         }
         "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-        "avg_over_time" => Some(sum(values()) / w.len() as f64),
+        "avg_over_time" => Some(mean(values(), w.len())),
         "sum_over_time" => Some(sum(values())),
         "min_over_time" => Some(values().fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })),
         "max_over_time" => Some(values().fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })),
@@ -116,15 +116,26 @@ fn one(
     })
 }
 
-fn sum(values: impl Iterator<Item = f64>) -> f64 {
+fn exact(values: impl Iterator<Item = f64>) -> ExactSum {
     let mut s = ExactSum::default();
     values.for_each(|v| s.add(v));
-    s.value()
+    s
 }
 
-/// Population variance, computed around the exact mean.
+fn sum(values: impl Iterator<Item = f64>) -> f64 {
+    exact(values).value()
+}
+
+fn mean(values: impl Iterator<Item = f64>, n: usize) -> f64 {
+    exact(values).mean(n as f64)
+}
+
+/// Population variance, computed around the exact mean; exactly 0 for identical finite values.
 pub(super) fn variance(w: &[Sample]) -> f64 {
-    let mean = sum(w.iter().map(|s| s.v)) / w.len() as f64;
+    if w.iter().all(|s| s.v == w[0].v && s.v.is_finite()) {
+        return 0.0;
+    }
+    let mean = mean(w.iter().map(|s| s.v), w.len());
     sum(w.iter().map(|s| (s.v - mean) * (s.v - mean))) / w.len() as f64
 }
 
