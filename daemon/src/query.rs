@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan, Value};
+use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
 
 use crate::context::Context;
 use crate::shard::Request;
@@ -14,7 +14,7 @@ pub async fn coordinate(
     ctx: Arc<Context>,
     plan: Arc<Plan>,
     params: EvalParams,
-    reply: flume::Sender<Result<Value, EvalError>>,
+    reply: flume::Sender<Result<QueryResult, EvalError>>,
 ) {
     let work = async {
         let answers = ctx

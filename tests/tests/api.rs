@@ -64,6 +64,23 @@ fn query_results_have_prometheus_shapes() {
 }
 
 #[test]
+fn annotations_come_back_as_warnings_and_infos() {
+    let p = loaded();
+    let (status, body) = p.get("/api/v1/query?query=quantile(2%2C%20a_total)&time=20");
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["warnings"], json!(["PromQL warning: quantile value should be between 0 and 1, got 2"]));
+    assert!(v.get("infos").is_none());
+    let (_, body) = p.get("/api/v1/query_range?query=sort(a_total)&start=0&end=20&step=10");
+    assert_eq!(
+        json(&body)["warnings"],
+        json!(["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"])
+    );
+    let (_, body) = p.get("/api/v1/query?query=a_total&time=20");
+    assert!(json(&body).get("warnings").is_none(), "no warnings key without warnings: {body}");
+}
+
+#[test]
 fn buildinfo_reports_a_prometheus_style_version() {
     let p = Pyrite::start(PyriteOpts::default());
     let v = p.data("/api/v1/status/buildinfo");

@@ -17,6 +17,9 @@ pub mod parser;
 pub mod plan;
 
 pub use ast::{Expr, ValueType};
-pub use eval::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, SeriesSource, StepSeries, Value};
+pub use eval::{
+    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, QueryResult, RangeVector, SeriesSource,
+    StepSeries, Value,
+};
 pub use parser::{parse, parse_with, ParseError, ParseOptions};
 pub use plan::{plan, Fragment, Plan};

@@ -11,7 +11,9 @@ use pyrite_core::labels::{is_valid_label_name, Matcher};
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
 
 use super::params::Params;
-use super::response::{instant_result, labels_object, range_result, success, success_json, ApiError};
+use super::response::{
+    instant_result, labels_object, range_result, success, success_annotated, success_json, ApiError,
+};
 use super::ApiState;
 use crate::clock::now_ms;
 use crate::shard::Request;
@@ -30,7 +32,7 @@ fn parse_query(params: &Params) -> Result<Expr, ApiError> {
 }
 
 /// Plans and runs `expr` on the local shard as coordinator.
-async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::Value, ApiError> {
+async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::QueryResult, ApiError> {
     let plan = Arc::new(promql::plan(expr, &params)?);
     let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
@@ -43,8 +45,8 @@ pub async fn query(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: He
     let params = Params::from_request(q.as_deref(), &headers, &body);
     let expr = parse_query(&params)?;
     let t = params.time_or("time", now_ms())?;
-    let value = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
-    Ok(success(instant_result(&value, t)))
+    let result = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
+    Ok(success_annotated(instant_result(&result.value, t), &result.annotations))
 }
 
 pub async fn query_range(
@@ -77,8 +79,8 @@ pub async fn query_range(
         )));
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.lookback.millis() };
-    let value = evaluate(&s, &expr, eval).await?;
-    Ok(success(range_result(&value, |i| eval.ts(i))))
+    let result = evaluate(&s, &expr, eval).await?;
+    Ok(success_annotated(range_result(&result.value, |i| eval.ts(i)), &result.annotations))
 }
 
 /// The `match[]` selectors of a request, as matcher lists.

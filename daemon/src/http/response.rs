@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{EvalError, StepSeries, Value};
+use pyrite_core::promql::{Annotations, EvalError, StepSeries, Value};
 use pyrite_core::tsdb::head::SeriesSamples;
 use pyrite_core::value::{format_timestamp, format_value};
 
@@ -53,7 +53,18 @@ impl IntoResponse for ApiError {
 
 /// A success envelope around pre-rendered JSON `data`.
 pub fn success(data: String) -> Response {
-    let body = format!("{{\"status\":\"success\",\"data\":{data}}}");
+    success_annotated(data, &Annotations::default())
+}
+
+/// A success envelope with the query's `warnings` and `infos`, when there are any.
+pub fn success_annotated(data: String, annotations: &Annotations) -> Response {
+    let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
+    for (key, list) in [("warnings", &annotations.warnings), ("infos", &annotations.infos)] {
+        if !list.is_empty() {
+            body.push_str(&format!(",\"{key}\":{}", serde_json::json!(list)));
+        }
+    }
+    body.push('}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

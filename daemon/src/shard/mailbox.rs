@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pyrite_core::labels::{Labels, Matcher};
-use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, Value};
+use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::tsdb::head::{AppendError, Head};
@@ -44,7 +44,7 @@ pub enum Request {
     Query {
         plan: Arc<Plan>,
         params: EvalParams,
-        reply: flume::Sender<Result<Value, EvalError>>,
+        reply: flume::Sender<Result<QueryResult, EvalError>>,
     },
     Series {
         matchers: Vec<Vec<Matcher>>,

@@ -1,10 +1,12 @@
 //! Comparing a result with an eval's expectations (§5.3, §7, §8).
 
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{EvalError, Value};
+use pyrite_core::promql::EvalError;
 use pyrite_core::value::is_stale_nan;
 
-use super::script::{Eval, Fail, SeriesPoints};
+use std::collections::BTreeSet;
+
+use super::script::{Annotations, Eval, Fail, SeriesPoints};
 
 /// `almost.Equal` with ε = 1e-6 (§8).
 pub fn almost_equal(a: f64, b: f64) -> bool {
@@ -27,8 +29,39 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
     diff / sum.min(f64::MAX) < EPSILON
 }
 
+fn matches(cond: &Fail, text: &str) -> Result<bool, String> {
+    Ok(match cond {
+        Fail::Any => true,
+        Fail::Message(m) => text == m,
+        Fail::Regex(r) => regex::Regex::new(r).map_err(|e| format!("bad regex in script: {e}"))?.is_match(text),
+    })
+}
+
+/// Checks the annotations of one kind against the eval's expectations (§7.2).
+pub fn check_annotations(kind: &str, want: &Annotations, got: &BTreeSet<String>) -> Result<(), String> {
+    if want.forbidden && !got.is_empty() {
+        return Err(format!("expected no {kind} annotations, got {got:?}"));
+    }
+    if (want.any || !want.expected.is_empty()) && got.is_empty() {
+        return Err(format!("expected {kind} annotations, got none"));
+    }
+    for cond in &want.expected {
+        if !got.iter().try_fold(false, |found, g| Ok::<_, String>(found || matches(cond, g)?))? {
+            return Err(format!("no {kind} annotation matches {cond:?}; got {got:?}"));
+        }
+    }
+    if !want.expected.is_empty() {
+        for g in got {
+            if !want.expected.iter().try_fold(false, |found, c| Ok::<_, String>(found || matches(c, g)?))? {
+                return Err(format!("unexpected {kind} annotation {g:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks an outcome against what the eval expects of its failure.
-pub fn check_failure(eval: &Eval, outcome: &Result<Value, EvalError>) -> Result<bool, String> {
+pub fn check_failure<T>(eval: &Eval, outcome: &Result<T, EvalError>) -> Result<bool, String> {
     match (&eval.fail, outcome) {
         (None, Err(e)) => Err(format!("unexpected error: {e}")),
         (Some(_), Ok(_)) => Err("expected an error, got a result".into()),

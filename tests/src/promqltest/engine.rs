@@ -1,7 +1,7 @@
 //! The engine the scripts run against: `pyrite_core`'s planner and evaluator over N in-memory
 //! heads, each series on its owner shard, exactly as the server splits them.
 
-use pyrite_core::promql::{self, evaluate_fragment, EvalError, EvalParams, Expr, ParseOptions, Value};
+use pyrite_core::promql::{self, evaluate_fragment, EvalError, EvalParams, Expr, ParseOptions, QueryResult};
 use pyrite_core::tsdb::head::Head;
 
 use super::script::SeriesPoints;
@@ -40,7 +40,7 @@ impl Engine {
         promql::parse_with(text, ParseOptions { experimental_functions: true }).map_err(|e| e.to_string())
     }
 
-    pub fn eval(&self, expr: &Expr, params: EvalParams) -> Result<Value, EvalError> {
+    pub fn eval(&self, expr: &Expr, params: EvalParams) -> Result<QueryResult, EvalError> {
         let plan = promql::plan(expr, &params)?;
         let outputs = self
             .heads

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::ast::At;
-use pyrite_core::promql::{EvalParams, Expr, Value};
+use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryResult, Value};
 
 use check::{check_failure, check_matrix, check_scalar, check_vector};
 use engine::{Engine, LOOKBACK_MS};
@@ -119,11 +119,9 @@ fn matrix_points(value: Value, from: i64, step: i64) -> Result<Vec<SeriesPoints>
     }
 }
 
-fn check_annotations(eval: &Eval) -> Result<(), String> {
-    if eval.warn.required || eval.info.required {
-        return Err("expects warn/info annotations, which Pyrite does not emit yet".into());
-    }
-    Ok(())
+fn check_annotations(eval: &Eval, got: &Annotations) -> Result<(), String> {
+    check::check_annotations("warn", &eval.warn, &got.warnings)?;
+    check::check_annotations("info", &eval.info, &got.infos)
 }
 
 /// One instant run at `t` with its range-mode cross-check; returns a fingerprint of the result.
@@ -133,8 +131,8 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     if check_failure(eval, &outcome)? {
         return Ok("expected failure".into());
     }
-    check_annotations(eval)?;
-    let value = outcome.map_err(|e| e.to_string())?;
+    let QueryResult { value, annotations } = outcome.map_err(|e| e.to_string())?;
+    check_annotations(eval, &annotations)?;
     let fingerprint = format!("{value:?}");
     match (&value, &eval.range_vector, &eval.string) {
         (Value::Range(r), Some((from, _, step)), _) => {
@@ -166,7 +164,8 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     }
     let range = engine
         .eval(expr, EvalParams { start: t - 60_000, end: t + 60_000, step: 60_000, lookback: LOOKBACK_MS })
-        .map_err(|e| format!("range-mode cross-check failed: {e}"))?;
+        .map_err(|e| format!("range-mode cross-check failed: {e}"))?
+        .value;
     if eval.ordered {
         return Ok(fingerprint);
     }
@@ -194,8 +193,8 @@ fn run_eval(engine: &Engine, eval: &Eval) -> Result<String, String> {
             if check_failure(eval, &outcome)? {
                 return Ok("expected failure".into());
             }
-            check_annotations(eval)?;
-            let value = outcome.map_err(|e| e.to_string())?;
+            let QueryResult { value, annotations } = outcome.map_err(|e| e.to_string())?;
+            check_annotations(eval, &annotations)?;
             let fingerprint = format!("{value:?}");
             check_matrix(eval, &matrix_points(value, from, step)?, from, step)?;
             Ok(fingerprint)

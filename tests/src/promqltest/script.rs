@@ -24,7 +24,7 @@ pub enum EvalKind {
     Range { from: i64, to: i64, step: i64 },
 }
 
-/// An expected failure.
+/// A condition on an error or annotation text: any, exactly this, or matching this regex.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fail {
     Any,
@@ -32,10 +32,13 @@ pub enum Fail {
     Regex(String),
 }
 
-/// Expectations about warn or info annotations.
+/// Expectations about warn or info annotations (§7.2).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
-    pub required: bool,
+    /// One entry per `expect warn` (or `info`) line.
+    pub expected: Vec<Fail>,
+    /// `eval_warn`/`eval_info`: at least one, texts not checked.
+    pub any: bool,
     pub forbidden: bool,
 }
 
@@ -229,10 +232,8 @@ fn parse_expect(eval: &mut Eval, n: usize, rest: &str) -> Result<(), String> {
     };
     match kind {
         "fail" => eval.fail = Some(condition()),
-        // Annotation texts are not compared: Pyrite does not emit annotations yet, so any
-        // required annotation fails the eval and a forbidden one always holds.
-        "warn" => eval.warn.required = true,
-        "info" => eval.info.required = true,
+        "warn" => eval.warn.expected.push(condition()),
+        "info" => eval.info.expected.push(condition()),
         "no_warn" => eval.warn.forbidden = true,
         "no_info" => eval.info.forbidden = true,
         "ordered" => eval.ordered = true,
@@ -282,8 +283,8 @@ fn parse_eval(header: (usize, &str), body: &[(usize, &str)]) -> Result<Eval, Str
         "eval" => {}
         "eval_fail" => eval.fail = Some(Fail::Any),
         "eval_ordered" => eval.ordered = true,
-        "eval_warn" => eval.warn.required = true,
-        "eval_info" => eval.info.required = true,
+        "eval_warn" => eval.warn.any = true,
+        "eval_info" => eval.info.any = true,
         other => return err(n, format!("unknown command {other:?}")),
     }
     let words: Vec<&str> = rest.splitn(6, ' ').collect();

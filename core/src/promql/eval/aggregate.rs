@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use super::exact_sum::ExactSum;
-use super::range_functions::quantile;
-use super::{EvalError, StepSeries, Value};
+use super::range_functions::{check_quantile, quantile};
+use super::{EvalError, Evaluator, StepSeries, Value};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
 use crate::value::format_value;
@@ -164,6 +164,7 @@ impl PartialAggregate {
 
 /// Evaluates an aggregation on the coordinator (or wherever all input series are at hand).
 pub(super) fn evaluate(
+    ev: &Evaluator,
     op: AggregateOp,
     grouping: &AggregateGrouping,
     param: Option<Value>,
@@ -180,6 +181,7 @@ pub(super) fn evaluate(
         }
         AggregateOp::Quantile => {
             let q = param.ok_or_else(|| EvalError::Execution("quantile needs a parameter".into()))?.into_scalar()?;
+            q.iter().for_each(|&q| check_quantile(ev, q));
             per_group(grouping, &series, steps, |members, i| {
                 let values: Vec<f64> = members.iter().filter_map(|s| s.values[i]).collect();
                 (!values.is_empty()).then(|| quantile(q[i], values))

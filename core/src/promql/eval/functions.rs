@@ -14,6 +14,8 @@ use crate::labels::{is_valid_label_name, Labels};
 use crate::promql::functions::Function;
 use crate::promql::plan::Node;
 
+const SORT_IN_RANGE_QUERY: &str = "sort is ineffective for range queries since results are always ordered by labels";
+
 /// Whether the evaluator implements `name` (the planner refuses the rest).
 pub fn is_implemented(name: &str) -> bool {
     range_functions::handles(name)
@@ -131,7 +133,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
             }
         }
         let range = range.ok_or_else(|| EvalError::Execution(format!("{name} needs a range vector")))?;
-        return Ok(Value::Vector(range_functions::apply(name, range, &rest, ev.params)?));
+        return Ok(Value::Vector(range_functions::apply(ev, name, range, &rest)?));
     }
     if let Some(f) = elementwise(name) {
         return Ok(Value::Vector(map_vector(ev.eval(&args[0])?.into_vector()?, |v, _| f(v))));
@@ -204,6 +206,14 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         }
         "label_replace" => Value::Vector(label_replace(ev, args)?),
         "label_join" => Value::Vector(label_join(ev, args)?),
+        "sort" | "sort_desc" if ev.params.step != 0 => {
+            ev.warn(SORT_IN_RANGE_QUERY);
+            ev.eval(&args[0])?
+        }
+        "sort_by_label" | "sort_by_label_desc" if ev.params.step != 0 => {
+            ev.warn(SORT_IN_RANGE_QUERY);
+            ev.eval(&args[0])?
+        }
         "sort" | "sort_desc" => {
             let mut series = ev.eval(&args[0])?.into_vector()?;
             let desc = name == "sort_desc";
@@ -236,12 +246,15 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         }
         "histogram_quantile" => {
             let q = ev.eval(&args[0])?.into_scalar()?;
-            Value::Vector(buckets(ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
+            q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
+            Value::Vector(buckets(ev, true, ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
         }
         "histogram_fraction" => {
             let lo = ev.eval(&args[0])?.into_scalar()?;
             let hi = ev.eval(&args[1])?.into_scalar()?;
-            Value::Vector(buckets(ev.eval(&args[2])?.into_vector()?, steps, |b, i| bucket_fraction(lo[i], hi[i], b))?)
+            Value::Vector(buckets(ev, false, ev.eval(&args[2])?.into_vector()?, steps, |b, i| {
+                bucket_fraction(lo[i], hi[i], b)
+            })?)
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
             let series = match args.first() {
@@ -364,23 +377,39 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Groups classic-histogram bucket series (same labels but `le`) and applies `f` to each
-/// group's `(upper bound, cumulative count)` buckets at every step. The output drops the metric
+/// group's `(upper bound, cumulative count)` buckets at every step. Series without a valid `le`
+/// are left out with a warning; `report_monotonicity` adds histogram_quantile's info when counts
+/// had to be fixed. The output drops the metric
 /// name, so two histograms that differ only by name collide and are refused, as upstream.
 fn buckets(
+    ev: &Evaluator,
+    report_monotonicity: bool,
     series: Vec<StepSeries>,
     steps: usize,
     f: impl Fn(&mut Vec<(f64, f64)>, usize) -> f64,
 ) -> Result<Vec<StepSeries>, EvalError> {
     let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
     for s in &series {
-        let Ok(le) = crate::exposition::text::parse_float(s.labels.get("le")).ok_or(()) else { continue };
-        groups.entry(s.labels.filtered(|n| n != "le")).or_default().push((le, s));
+        let le_text = s.labels.get("le");
+        match crate::exposition::text::parse_float(le_text).filter(|le| !le.is_nan()) {
+            Some(le) => groups.entry(s.labels.filtered(|n| n != "le")).or_default().push((le, s)),
+            None => ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {le_text:?} for metric name {:?}",
+                s.labels.metric_name()
+            )),
+        }
     }
     let mut out = Vec::new();
     for (labels, members) in groups {
         let values: Vec<Option<f64>> = (0..steps)
             .map(|i| {
                 let mut b: Vec<(f64, f64)> = members.iter().filter_map(|(le, s)| Some((*le, s.values[i]?))).collect();
+                if report_monotonicity && !is_monotonic(&mut b) {
+                    ev.info(format!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                        labels.metric_name()
+                    ));
+                }
                 (!b.is_empty()).then(|| f(&mut b, i))
             })
             .collect();
@@ -389,6 +418,12 @@ fn buckets(
         }
     }
     Ok(out)
+}
+
+/// Whether cumulative counts never decrease with the bound (sorting `b` by bound).
+fn is_monotonic(b: &mut [(f64, f64)]) -> bool {
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    b.windows(2).all(|w| w[1].1 >= w[0].1 || w[1].0 == w[0].0)
 }
 
 /// Sorts buckets by bound, merges equal bounds, and makes counts monotonic (upstream's fixes

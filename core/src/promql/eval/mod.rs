@@ -16,7 +16,8 @@ mod functions;
 mod range_functions;
 mod selector;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 use thiserror::Error;
 
@@ -41,6 +42,36 @@ pub enum EvalError {
     /// The query ran past its deadline (`timeout`).
     #[error("query timed out in {0}")]
     Timeout(String),
+}
+
+/// Warnings and infos a query produced, as upstream words them (`PromQL warning: ...`,
+/// `PromQL info: ...`); sets, so repeats across steps and shards collapse.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    pub warnings: BTreeSet<String>,
+    pub infos: BTreeSet<String>,
+}
+
+impl Annotations {
+    pub fn warn(&mut self, message: impl std::fmt::Display) {
+        self.warnings.insert(format!("PromQL warning: {message}"));
+    }
+
+    pub fn info(&mut self, message: impl std::fmt::Display) {
+        self.infos.insert(format!("PromQL info: {message}"));
+    }
+
+    pub fn extend(&mut self, other: Annotations) {
+        self.warnings.extend(other.warnings);
+        self.infos.extend(other.infos);
+    }
+}
+
+/// A finished query: its value and its annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    pub annotations: Annotations,
 }
 
 /// Default resolution of a subquery without a step (upstream: the global evaluation interval).
@@ -202,11 +233,18 @@ impl SeriesSource for Head {
     }
 }
 
-/// A shard's output for one fragment.
+/// What a shard computed for one fragment.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FragmentOutput {
+pub enum FragmentResult {
     Value(Value),
     Partial(PartialAggregate),
+}
+
+/// A shard's output for one fragment, with the annotations its evaluation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FragmentOutput {
+    pub result: FragmentResult,
+    pub annotations: Annotations,
 }
 
 /// The frame a fragment evaluates in: the query's, narrowed by each enclosing subquery.
@@ -223,28 +261,28 @@ pub fn evaluate_fragment(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let ev = Evaluator { params: &params, source: Some(source), fragments: &[] };
+    let ev = Evaluator::new(&params, Some(source), &[]);
     let value = ev.eval(&fragment.node)?;
-    match &fragment.merge {
-        Merge::Concat => Ok(FragmentOutput::Value(value)),
-        Merge::Aggregate { op, grouping } => Ok(FragmentOutput::Partial(PartialAggregate::from_series(
-            *op,
-            grouping,
-            value.into_vector()?,
-            params.steps(),
-        ))),
-    }
+    let result = match &fragment.merge {
+        Merge::Concat => FragmentResult::Value(value),
+        Merge::Aggregate { op, grouping } => {
+            FragmentResult::Partial(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps()))
+        }
+    };
+    Ok(FragmentOutput { result, annotations: ev.annotations.into_inner() })
 }
 
 impl Plan {
     /// Merges every shard's fragment outputs (`outputs[shard][fragment]`) and evaluates the
     /// coordinator's part. The result's series are sorted by labels, unless the query ends in
     /// a sort function whose order must be kept.
-    pub fn finish(&self, params: &EvalParams, outputs: Vec<Vec<FragmentOutput>>) -> Result<Value, EvalError> {
-        let mut per_fragment: Vec<Vec<FragmentOutput>> = (0..self.fragments.len()).map(|_| Vec::new()).collect();
+    pub fn finish(&self, params: &EvalParams, outputs: Vec<Vec<FragmentOutput>>) -> Result<QueryResult, EvalError> {
+        let mut annotations = Annotations::default();
+        let mut per_fragment: Vec<Vec<FragmentResult>> = (0..self.fragments.len()).map(|_| Vec::new()).collect();
         for shard in outputs {
             for (i, out) in shard.into_iter().enumerate() {
-                per_fragment[i].push(out);
+                annotations.extend(out.annotations);
+                per_fragment[i].push(out.result);
             }
         }
         let merged: Vec<Value> = self
@@ -253,21 +291,22 @@ impl Plan {
             .zip(per_fragment)
             .map(|(fragment, outs)| merge(&fragment.merge, outs, &fragment_params(params, &fragment.frames)))
             .collect::<Result<_, _>>()?;
-        let ev = Evaluator { params, source: None, fragments: &merged };
+        let ev = Evaluator::new(params, None, &merged);
         let mut value = ev.eval(&self.root)?;
         if params.steps() > 1 || !functions::keeps_order(&self.root) {
             value.sort();
         }
-        Ok(value)
+        annotations.extend(ev.annotations.into_inner());
+        Ok(QueryResult { value, annotations })
     }
 }
 
-fn merge(how: &Merge, outputs: Vec<FragmentOutput>, params: &EvalParams) -> Result<Value, EvalError> {
+fn merge(how: &Merge, outputs: Vec<FragmentResult>, params: &EvalParams) -> Result<Value, EvalError> {
     match how {
         Merge::Concat => {
             let mut merged: Option<Value> = None;
             for out in outputs {
-                let FragmentOutput::Value(v) = out else {
+                let FragmentResult::Value(v) = out else {
                     return Err(EvalError::Execution("expected series from a shard, got a partial aggregate".into()));
                 };
                 merged = Some(match (merged, v) {
@@ -298,8 +337,8 @@ fn merge(how: &Merge, outputs: Vec<FragmentOutput>, params: &EvalParams) -> Resu
             let mut acc = PartialAggregate::empty(*op);
             for out in outputs {
                 match out {
-                    FragmentOutput::Partial(p) => acc.merge(p),
-                    FragmentOutput::Value(_) => {
+                    FragmentResult::Partial(p) => acc.merge(p),
+                    FragmentResult::Value(_) => {
                         return Err(EvalError::Execution("expected a partial aggregate from a shard".into()))
                     }
                 }
@@ -344,16 +383,32 @@ struct Evaluator<'a> {
     params: &'a EvalParams,
     source: Option<&'a dyn SeriesSource>,
     fragments: &'a [Value],
+    annotations: RefCell<Annotations>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
+    fn new(params: &'a EvalParams, source: Option<&'a dyn SeriesSource>, fragments: &'a [Value]) -> Self {
+        Evaluator { params, source, fragments, annotations: RefCell::default() }
+    }
+
+    fn warn(&self, message: impl std::fmt::Display) {
+        self.annotations.borrow_mut().warn(message);
+    }
+
+    fn info(&self, message: impl std::fmt::Display) {
+        self.annotations.borrow_mut().info(message);
+    }
+
     fn source(&self) -> Result<&dyn SeriesSource, EvalError> {
         self.source.ok_or_else(|| EvalError::Execution("storage read outside a shard fragment".into()))
     }
 
-    /// The same evaluator in another time frame (a subquery's).
-    fn with_params<'b>(&'b self, params: &'b EvalParams) -> Evaluator<'b> {
-        Evaluator { params, source: self.source, fragments: self.fragments }
+    /// Evaluates `node` in another time frame (a subquery's), keeping its annotations.
+    fn eval_in(&self, params: &EvalParams, node: &Node) -> Result<Value, EvalError> {
+        let inner = Evaluator::new(params, self.source, self.fragments);
+        let value = inner.eval(node);
+        self.annotations.borrow_mut().extend(inner.annotations.into_inner());
+        value
     }
 
     /// Evaluates `node`; series that ended up with equal label sets are merged into one.
@@ -395,7 +450,7 @@ impl Evaluator<'_> {
             }
             Node::Aggregate { op, expr, param, grouping } => {
                 let param = param.as_deref().map(|p| self.eval(p)).transpose()?;
-                aggregate::evaluate(*op, grouping, param, self.eval(expr)?.into_vector()?, steps)?
+                aggregate::evaluate(self, *op, grouping, param, self.eval(expr)?.into_vector()?, steps)?
             }
         })
     }
@@ -410,8 +465,7 @@ impl Evaluator<'_> {
             return Ok(RangeVector { series: Vec::new(), range: frame.range, ends });
         }
         let series = self
-            .with_params(&inner)
-            .eval(expr)?
+            .eval_in(&inner, expr)?
             .into_vector()?
             .into_iter()
             .map(|s| SeriesSamples {

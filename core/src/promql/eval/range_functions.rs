@@ -5,7 +5,7 @@
 //! summation (the results agree within the conformance tolerance and do not depend on order).
 
 use super::exact_sum::ExactSum;
-use super::{EvalError, EvalParams, RangeVector, StepSeries};
+use super::{EvalError, Evaluator, RangeVector, StepSeries};
 use crate::value::Sample;
 
 /// Whether `name` is a function this module evaluates.
@@ -43,11 +43,15 @@ pub(super) fn handles(name: &str) -> bool {
 
 /// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per step.
 pub(super) fn apply(
+    ev: &Evaluator,
     name: &str,
     range: RangeVector,
     scalars: &[Vec<f64>],
-    params: &EvalParams,
 ) -> Result<Vec<StepSeries>, EvalError> {
+    let params = ev.params;
+    if name == "quantile_over_time" {
+        scalars[0].iter().for_each(|&q| check_quantile(ev, q));
+    }
     let keeps_name = matches!(name, "last_over_time" | "first_over_time");
     let steps = range.ends.len();
     let mut out = Vec::with_capacity(range.series.len());
@@ -137,6 +141,13 @@ pub(super) fn variance(w: &[Sample]) -> f64 {
     }
     let mean = mean(w.iter().map(|s| s.v), w.len());
     sum(w.iter().map(|s| (s.v - mean) * (s.v - mean))) / w.len() as f64
+}
+
+/// Warns, as upstream, about a quantile outside [0, 1].
+pub(super) fn check_quantile(ev: &Evaluator, q: f64) {
+    if !(0.0..=1.0).contains(&q) {
+        ev.warn(format!("quantile value should be between 0 and 1, got {}", crate::value::format_value(q)));
+    }
 }
 
 /// Upstream's quantile: linear interpolation between the closest ranks; φ outside [0, 1] gives

@@ -22,7 +22,7 @@ fn run(heads: &[Head], query: &str, params: EvalParams) -> Result<Value, EvalErr
         .iter()
         .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect::<Result<Vec<_>, _>>())
         .collect::<Result<Vec<_>, _>>()?;
-    p.finish(&params, outputs)
+    p.finish(&params, outputs).map(|r| r.value)
 }
 
 fn lbl(pairs: &[(&str, &str)]) -> Labels {
