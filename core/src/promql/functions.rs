@@ -68,13 +68,15 @@ pub static FUNCTIONS: &[Function] = &[
     f("delta", &[M], Exact, V),
     f("deriv", &[M], Exact, V),
     x("double_exponential_smoothing", &[M, S, S], Exact, V),
+    x("end", &[], Exact, S),
     f("exp", &[V], Exact, V),
-    x("first_over_time", &[M], Exact, V),
+    f("first_over_time", &[M], Exact, V),
     f("floor", &[V], Exact, V),
     f("histogram_avg", &[V], Exact, V),
     f("histogram_count", &[V], Exact, V),
     f("histogram_fraction", &[S, S, V], Exact, V),
     f("histogram_quantile", &[S, V], Exact, V),
+    x("histogram_quantiles", &[V, Str, S], Rep, V),
     f("histogram_stddev", &[V], Exact, V),
     f("histogram_stdvar", &[V], Exact, V),
     f("histogram_sum", &[V], Exact, V),
@@ -90,7 +92,9 @@ pub static FUNCTIONS: &[Function] = &[
     f("log10", &[V], Exact, V),
     f("log2", &[V], Exact, V),
     x("mad_over_time", &[M], Exact, V),
+    x("max_of", &[S, S], Exact, S),
     f("max_over_time", &[M], Exact, V),
+    x("min_of", &[S, S], Exact, S),
     f("min_over_time", &[M], Exact, V),
     f("minute", &[V], Opt, V),
     f("month", &[V], Opt, V),
@@ -99,6 +103,7 @@ pub static FUNCTIONS: &[Function] = &[
     f("present_over_time", &[M], Exact, V),
     f("quantile_over_time", &[S, M], Exact, V),
     f("rad", &[V], Exact, V),
+    x("range", &[], Exact, S),
     f("rate", &[M], Exact, V),
     f("resets", &[M], Exact, V),
     f("round", &[V, S], Opt, V),
@@ -111,8 +116,10 @@ pub static FUNCTIONS: &[Function] = &[
     x("sort_by_label_desc", &[V, Str], Rep, V),
     f("sort_desc", &[V], Exact, V),
     f("sqrt", &[V], Exact, V),
+    x("start", &[], Exact, S),
     f("stddev_over_time", &[M], Exact, V),
     f("stdvar_over_time", &[M], Exact, V),
+    x("step", &[], Exact, S),
     f("sum_over_time", &[M], Exact, V),
     f("tan", &[V], Exact, V),
     f("tanh", &[V], Exact, V),
@@ -169,8 +176,9 @@ mod tests {
         sorted.dedup();
         assert_eq!(names, sorted);
         // Prometheus 2.42's 70, less `holt_winters` (experimental `double_exponential_smoothing`
-        // in 3.x), plus histogram_avg, histogram_stddev and histogram_stdvar.
-        assert_eq!(FUNCTIONS.iter().filter(|f| !f.experimental).count(), 70 - 1 + 3);
+        // in 3.x), plus histogram_avg, histogram_stddev, histogram_stdvar and (3.14)
+        // first_over_time.
+        assert_eq!(FUNCTIONS.iter().filter(|f| !f.experimental).count(), 70 - 1 + 4);
     }
 
     #[test]

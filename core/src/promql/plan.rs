@@ -108,6 +108,8 @@ pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
     let mut planner = Planner {
         fragments: Vec::new(),
         frames: Vec::new(),
+        start: params.start as f64 / 1000.0,
+        end: params.end as f64 / 1000.0,
         step: params.step as f64 / 1000.0,
         range: (params.end - params.start) as f64 / 1000.0,
     };
@@ -197,12 +199,27 @@ fn is_series_local(e: &Expr) -> bool {
 struct Planner {
     fragments: Vec<Fragment>,
     frames: Vec<Frame>,
-    /// The query's step and range in seconds, for `step()` and `range()`.
+    /// The query's start, end, step and range in seconds, for `start()`, `end()`, `step()`,
+    /// `range()` in functions and duration expressions.
+    start: f64,
+    end: f64,
     step: f64,
     range: f64,
 }
 
 impl Planner {
+    /// The value of `start()`, `end()`, `step()` or `range()`: properties of the query, so
+    /// they are constants of the plan (and the same inside subqueries).
+    fn query_constant(&self, func: &Function) -> Option<f64> {
+        match func.name {
+            "start" => Some(self.start),
+            "end" => Some(self.end),
+            "step" => Some(self.step),
+            "range" => Some(self.range),
+            _ => None,
+        }
+    }
+
     /// A duration in ms: `ms`, or the value of its dynamic expression for this query.
     fn resolve(&self, ms: i64, dynamic: Option<&DurationExpr>) -> i64 {
         dynamic.map(|e| (e.seconds(self.step, self.range) * 1000.0).round() as i64).unwrap_or(ms)
@@ -286,6 +303,9 @@ impl Planner {
                 rhs: Box::new(self.lower(rhs)?),
                 modifiers: modifiers.clone(),
             },
+            Expr::Call { func, .. } if self.query_constant(func).is_some() => {
+                Node::Number(self.query_constant(func).expect("checked by the guard"))
+            }
             Expr::Call { func, args } if matches!(func.name, "absent" | "absent_over_time") => {
                 Node::Absent { expr: Box::new(self.lower(&args[0])?), labels: absent_labels(&args[0]) }
             }
@@ -342,6 +362,9 @@ impl Planner {
             Expr::Number(n) => Node::Number(*n),
             Expr::String(s) => Node::String(s.clone()),
             Expr::VectorSelector(vs) => Node::Select(self.selector(vs)),
+            Expr::Call { func, .. } if self.query_constant(func).is_some() => {
+                Node::Number(self.query_constant(func).expect("checked by the guard"))
+            }
             Expr::MatrixSelector { selector, range } => {
                 Node::MatrixSelect { selector: self.selector(selector), range: self.range_of(selector, *range)? }
             }

@@ -24,6 +24,9 @@ pub fn is_implemented(name: &str) -> bool {
             name,
             "time"
                 | "pi"
+                | "min_of"
+                | "max_of"
+                | "histogram_quantiles"
                 | "vector"
                 | "scalar"
                 | "absent"
@@ -141,6 +144,11 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
     Ok(match name {
         "time" => Value::Scalar((0..steps).map(|i| ev.params.ts(i) as f64 / 1000.0).collect()),
         "pi" => Value::Scalar(vec![std::f64::consts::PI; steps]),
+        "min_of" | "max_of" => {
+            let a = ev.eval(&args[0])?.into_scalar()?;
+            let b = ev.eval(&args[1])?.into_scalar()?;
+            Value::Scalar(a.iter().zip(&b).map(|(&a, &b)| if name == "min_of" { a.min(b) } else { a.max(b) }).collect())
+        }
         "vector" => Value::Vector(vec![StepSeries {
             labels: Labels::default(),
             values: ev.eval(&args[0])?.into_scalar()?.into_iter().map(Some).collect(),
@@ -249,6 +257,32 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
             q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
             Value::Vector(buckets(ev, true, ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
         }
+        "histogram_quantiles" => {
+            let series = ev.eval(&args[0])?.into_vector()?;
+            let label = string_arg(ev, &args[1])?;
+            if !is_valid_label_name(&label) {
+                return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+            }
+            if let Some(s) = series.iter().find(|s| !s.labels.get(&label).is_empty()) {
+                return Err(EvalError::Execution(format!(
+                    "label {label:?} of histogram_quantiles() conflicts with a label of {}",
+                    s.labels
+                )));
+            }
+            let mut out = Vec::new();
+            for arg in &args[2..] {
+                let q = ev.eval(arg)?.into_scalar()?;
+                q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
+                let text = quantile_label(q[0]);
+                let computed = buckets(ev, true, series.clone(), steps, |b, i| bucket_quantile(q[i], b))?;
+                out.extend(
+                    computed
+                        .into_iter()
+                        .map(|s| StepSeries { labels: with_label(&s.labels, &label, text.clone()), values: s.values }),
+                );
+            }
+            Value::Vector(out)
+        }
         "histogram_fraction" => {
             let lo = ev.eval(&args[0])?.into_scalar()?;
             let hi = ev.eval(&args[1])?.into_scalar()?;
@@ -331,6 +365,17 @@ fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalErro
         })
         .collect();
     Ok(out)
+}
+
+/// How `histogram_quantiles` writes a quantile into its label: always with a decimal point
+/// (`0.0`, `0.25`, `1.0`), as upstream.
+fn quantile_label(q: f64) -> String {
+    let text = crate::value::format_value(q);
+    if q.is_finite() && !text.contains('.') {
+        format!("{text}.0")
+    } else {
+        text
+    }
 }
 
 /// A copy of `labels` with `name` set to `value` (removed if empty).

@@ -107,6 +107,7 @@ fn one(
         "stdvar_over_time" => Some(variance(w)),
         "stddev_over_time" => Some(variance(w).sqrt()),
         "quantile_over_time" => Some(quantile(arg(0), values().collect())),
+        "mad_over_time" if w.iter().any(|s| s.v.is_nan()) => Some(f64::NAN),
         "mad_over_time" => {
             let median = quantile(0.5, values().collect());
             Some(quantile(0.5, values().map(|v| (v - median).abs()).collect()))
