@@ -150,6 +150,7 @@ fn is_cross_series(func: &Function) -> bool {
             | "sort_by_label"
             | "sort_by_label_desc"
             | "histogram_quantile"
+            | "histogram_quantiles"
             | "histogram_fraction"
             | "info"
     )
@@ -178,7 +179,6 @@ fn is_series_local(e: &Expr) -> bool {
         Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => is_series_local(expr),
         Expr::Call { func, args } => {
             !is_cross_series(func)
-                && !matches!(func.name, "absent" | "absent_over_time")
                 && args.iter().any(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix))
                 && args.iter().all(|a| match a.value_type() {
                     ValueType::Vector | ValueType::Matrix => is_series_local(a),

@@ -147,7 +147,13 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         "min_of" | "max_of" => {
             let a = ev.eval(&args[0])?.into_scalar()?;
             let b = ev.eval(&args[1])?.into_scalar()?;
-            Value::Scalar(a.iter().zip(&b).map(|(&a, &b)| if name == "min_of" { a.min(b) } else { a.max(b) }).collect())
+            // NaN wins, unlike f64::min/max.
+            let pick = |a: f64, b: f64| match (a.is_nan() || b.is_nan(), name == "min_of") {
+                (true, _) => f64::NAN,
+                (false, true) => a.min(b),
+                (false, false) => a.max(b),
+            };
+            Value::Scalar(a.iter().zip(&b).map(|(&a, &b)| pick(a, b)).collect())
         }
         "vector" => Value::Vector(vec![StepSeries {
             labels: Labels::default(),
