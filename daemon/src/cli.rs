@@ -68,6 +68,15 @@ pub struct ServerFlags {
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration)]
     pub query_timeout: Duration,
+    /// Maximum number of samples a single query may load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+    /// Maximum number of queries evaluated at once; more wait for a slot.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
+    /// Comma-separated feature flags to enable: promql-experimental-functions.
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    pub enable_feature: Vec<String>,
     /// Number of shard threads; default: the CPUs this process may use (cgroup quota and affinity).
     #[arg(long = "shards")]
     pub shards: Option<usize>,

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyrite_core::config::Duration;
+use pyrite_core::promql::ParseOptions;
 
 use crate::metrics::Metrics;
 use crate::shard::Shards;
@@ -16,7 +17,23 @@ pub struct Context {
     pub query_timeout: Duration,
     pub retention: Duration,
     pub remote_write_receiver: bool,
+    pub max_samples: usize,
+    /// How PromQL is parsed (feature flags).
+    pub parse_options: ParseOptions,
+    /// Query slots: a query takes a token and gives it back when done.
+    query_slots: (flume::Sender<()>, flume::Receiver<()>),
     ready_shards: AtomicUsize,
+}
+
+/// A query slot, given back when dropped.
+pub struct QuerySlot {
+    release: flume::Sender<()>,
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        let _ = self.release.send(());
+    }
 }
 
 impl Context {
@@ -28,8 +45,24 @@ impl Context {
             query_timeout: flags.query_timeout,
             retention: flags.retention_time,
             remote_write_receiver: flags.enable_remote_write_receiver,
+            max_samples: flags.query_max_samples,
+            parse_options: ParseOptions {
+                experimental_functions: flags.enable_feature.iter().any(|f| f == "promql-experimental-functions"),
+            },
+            query_slots: {
+                let slots = flags.query_max_concurrency.max(1);
+                let (tx, rx) = flume::bounded(slots);
+                (0..slots).for_each(|_| tx.send(()).expect("the channel has room for every slot"));
+                (tx, rx)
+            },
             ready_shards: AtomicUsize::new(0),
         }
+    }
+
+    /// Waits for a free query slot (`--query.max-concurrency`).
+    pub async fn query_slot(&self) -> QuerySlot {
+        let _ = self.query_slots.1.recv_async().await;
+        QuerySlot { release: self.query_slots.0.clone() }
     }
 
     pub fn mark_shard_ready(&self) {

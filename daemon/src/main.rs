@@ -132,6 +132,9 @@ fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
     init_logging(&flags)?;
     let config = load_config(&flags)?;
     let shard_count = runtime::shard_count(flags.shards);
+    for feature in flags.enable_feature.iter().filter(|f| f.as_str() != "promql-experimental-functions") {
+        tracing::warn!(feature, "unknown option for --enable-feature, ignored");
+    }
     let (driver, why) = runtime::select_driver(flags.driver)?;
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
     let _lock = datadir::lock(&flags.storage_path)?;

@@ -81,6 +81,62 @@ fn annotations_come_back_as_warnings_and_infos() {
 }
 
 #[test]
+fn format_and_parse_query_answer_in_upstream_shapes() {
+    let p = Pyrite::start(PyriteOpts::default());
+    assert_eq!(
+        p.data("/api/v1/format_query?query=sum(rate(foo%7Bjob%3D%22a%22%7D%5B5m%5D))by(job)"),
+        json!("sum by (job) (rate(foo{job=\"a\"}[5m]))")
+    );
+    let tree = p.data("/api/v1/parse_query?query=foo%20%2B%20on(x)%20bar%20offset%201m");
+    assert_eq!(tree["type"], "binaryExpr");
+    assert_eq!(tree["op"], "+");
+    assert_eq!(tree["matching"], json!({"card": "one-to-one", "labels": ["x"], "on": true, "include": []}));
+    assert_eq!(
+        tree["rhs"],
+        json!({"type": "vectorSelector", "name": "bar", "offset": 60000, "matchers": [{"type": "=", "name": "__name__", "value": "bar"}], "timestamp": null, "startOrEnd": null})
+    );
+    let (status, body) = p.get("/api/v1/parse_query?query=foo%7B");
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn experimental_functions_need_the_feature_flag() {
+    let plain = Pyrite::start(PyriteOpts::default());
+    let (status, body) = plain.get("/api/v1/query?query=mad_over_time(up%5B5m%5D)");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        json(&body)["error"].as_str().unwrap_or("").ends_with("function \"mad_over_time\" is not enabled"),
+        "{body}"
+    );
+    let enabled = Pyrite::start(PyriteOpts {
+        extra_args: vec!["--enable-feature=promql-experimental-functions".into()],
+        ..Default::default()
+    });
+    let (status, body) = enabled.get("/api/v1/query?query=mad_over_time(up%5B5m%5D)");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn max_samples_refuses_a_query_that_would_load_too_much() {
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        extra_args: vec!["--query.max-samples=100".into()],
+        ..Default::default()
+    });
+    let series: Vec<WriteSeries> = (0..10)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "many".to_string()), ("i", i.to_string())]),
+            samples: (0..20).map(|k| Sample { t: k * 1000, v: k as f64 }).collect(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    let (status, body) = p.get("/api/v1/query?query=sum(count_over_time(many%5B1m%5D))&time=20");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("query processing would load too many samples into memory in query execution"), "{body}");
+    assert_eq!(p.query("count(many)", Some(19.0))[0]["value"][1], "10", "a small query still runs");
+}
+
+#[test]
 fn buildinfo_reports_a_prometheus_style_version() {
     let p = Pyrite::start(PyriteOpts::default());
     let v = p.data("/api/v1/status/buildinfo");

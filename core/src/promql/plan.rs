@@ -100,6 +100,8 @@ pub struct Fragment {
 pub struct Plan {
     pub root: Node,
     pub fragments: Vec<Fragment>,
+    /// `--query.max-samples`: the most samples the query may load, over all shards.
+    pub max_samples: usize,
 }
 
 /// Plans an expression for evaluation across shards, for a query over `params` (which gives
@@ -114,7 +116,7 @@ pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
         range: (params.end - params.start) as f64 / 1000.0,
     };
     let root = planner.lower(expr)?;
-    Ok(Plan { root, fragments: planner.fragments })
+    Ok(Plan { root, fragments: planner.fragments, max_samples: usize::MAX })
 }
 
 fn unsupported(what: impl Into<String>) -> EvalError {

@@ -26,14 +26,17 @@ const MAX_TIME: i64 = i64::MAX / 2;
 
 type ApiResult = Result<Response, ApiError>;
 
-fn parse_query(params: &Params) -> Result<Expr, ApiError> {
+fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
-    promql::parse(text).map_err(|e| ApiError::bad_param("query", e))
+    promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))
 }
 
 /// Plans and runs `expr` on the local shard as coordinator.
 async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::QueryResult, ApiError> {
-    let plan = Arc::new(promql::plan(expr, &params)?);
+    let mut plan = promql::plan(expr, &params)?;
+    plan.max_samples = s.ctx.max_samples;
+    let plan = Arc::new(plan);
+    let _slot = s.ctx.query_slot().await;
     let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };
@@ -43,7 +46,7 @@ async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promq
 
 pub async fn query(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
     let params = Params::from_request(q.as_deref(), &headers, &body);
-    let expr = parse_query(&params)?;
+    let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
     let result = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
     Ok(success_annotated(instant_result(&result.value, t), &result.annotations))
@@ -56,7 +59,7 @@ pub async fn query_range(
     body: Bytes,
 ) -> ApiResult {
     let params = Params::from_request(q.as_deref(), &headers, &body);
-    let expr = parse_query(&params)?;
+    let expr = parse_query(&s, &params)?;
     let start = params.time("start")?;
     let end = params.time("end")?;
     if end < start {
@@ -98,6 +101,28 @@ fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
+}
+
+/// `/api/v1/format_query`: the query in canonical form.
+pub async fn format_query(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    Ok(success_json(serde_json::json!(parse_query(&s, &params)?.to_string())))
+}
+
+/// `/api/v1/parse_query`: the syntax tree as JSON.
+pub async fn parse_query_endpoint(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let params = Params::from_request(q.as_deref(), &headers, &body);
+    Ok(success_json(super::ast_json::translate(&parse_query(&s, &params)?)))
 }
 
 /// Asks every shard about the series matching the request's `match[]` selectors (all series if

@@ -5,6 +5,7 @@
 //! received it (`local`).
 
 mod api;
+mod ast_json;
 mod params;
 mod remote_write;
 mod response;
@@ -32,6 +33,8 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
     Router::new()
         .route("/api/v1/query", get(api::query).post(api::query))
         .route("/api/v1/query_range", get(api::query_range).post(api::query_range))
+        .route("/api/v1/format_query", get(api::format_query).post(api::format_query))
+        .route("/api/v1/parse_query", get(api::parse_query_endpoint).post(api::parse_query_endpoint))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))

@@ -34,7 +34,9 @@ impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         let (kind, status) = match e {
             EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
-            EvalError::Unsupported(_) | EvalError::Execution(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
+            EvalError::Unsupported(_) | EvalError::Execution(_) | EvalError::TooManySamples => {
+                ("execution", StatusCode::UNPROCESSABLE_ENTITY)
+            }
         };
         ApiError { kind, status, message: e.to_string() }
     }

@@ -42,6 +42,9 @@ pub enum EvalError {
     /// The query ran past its deadline (`timeout`).
     #[error("query timed out in {0}")]
     Timeout(String),
+    /// The query would load more samples than `--query.max-samples` allows (`execution`).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
 }
 
 /// Warnings and infos a query produced, as upstream words them (`PromQL warning: ...`,
@@ -240,11 +243,13 @@ pub enum FragmentResult {
     Partial(PartialAggregate),
 }
 
-/// A shard's output for one fragment, with the annotations its evaluation produced.
+/// A shard's output for one fragment, with the annotations its evaluation produced and the
+/// number of samples it loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FragmentOutput {
     pub result: FragmentResult,
     pub annotations: Annotations,
+    pub samples: usize,
 }
 
 /// The frame a fragment evaluates in: the query's, narrowed by each enclosing subquery.
@@ -261,7 +266,7 @@ pub fn evaluate_fragment(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let ev = Evaluator::new(&params, Some(source), &[]);
+    let ev = Evaluator::new(&params, Some(source), &[], plan.max_samples);
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(value),
@@ -269,7 +274,7 @@ pub fn evaluate_fragment(
             FragmentResult::Partial(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps()))
         }
     };
-    Ok(FragmentOutput { result, annotations: ev.annotations.into_inner() })
+    Ok(FragmentOutput { result, annotations: ev.annotations.into_inner(), samples: ev.samples.get() })
 }
 
 impl Plan {
@@ -278,10 +283,12 @@ impl Plan {
     /// a sort function whose order must be kept.
     pub fn finish(&self, params: &EvalParams, outputs: Vec<Vec<FragmentOutput>>) -> Result<QueryResult, EvalError> {
         let mut annotations = Annotations::default();
+        let mut samples = 0usize;
         let mut per_fragment: Vec<Vec<FragmentResult>> = (0..self.fragments.len()).map(|_| Vec::new()).collect();
         for shard in outputs {
             for (i, out) in shard.into_iter().enumerate() {
                 annotations.extend(out.annotations);
+                samples = samples.saturating_add(out.samples);
                 per_fragment[i].push(out.result);
             }
         }
@@ -291,7 +298,10 @@ impl Plan {
             .zip(per_fragment)
             .map(|(fragment, outs)| merge(&fragment.merge, outs, &fragment_params(params, &fragment.frames)))
             .collect::<Result<_, _>>()?;
-        let ev = Evaluator::new(params, None, &merged);
+        if samples > self.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        let ev = Evaluator::new(params, None, &merged, self.max_samples - samples);
         let mut value = ev.eval(&self.root)?;
         if params.steps() > 1 || !functions::keeps_order(&self.root) {
             value.sort();
@@ -384,11 +394,36 @@ struct Evaluator<'a> {
     source: Option<&'a dyn SeriesSource>,
     fragments: &'a [Value],
     annotations: RefCell<Annotations>,
+    /// Samples loaded so far, and the most allowed.
+    samples: std::cell::Cell<usize>,
+    max_samples: usize,
 }
 
 impl<'a> Evaluator<'a> {
-    fn new(params: &'a EvalParams, source: Option<&'a dyn SeriesSource>, fragments: &'a [Value]) -> Self {
-        Evaluator { params, source, fragments, annotations: RefCell::default() }
+    fn new(
+        params: &'a EvalParams,
+        source: Option<&'a dyn SeriesSource>,
+        fragments: &'a [Value],
+        max_samples: usize,
+    ) -> Self {
+        Evaluator {
+            params,
+            source,
+            fragments,
+            annotations: RefCell::default(),
+            samples: Default::default(),
+            max_samples,
+        }
+    }
+
+    /// Counts `n` loaded samples against the query's limit.
+    fn charge(&self, n: usize) -> Result<(), EvalError> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(())
     }
 
     fn warn(&self, message: impl std::fmt::Display) {
@@ -405,9 +440,11 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `node` in another time frame (a subquery's), keeping its annotations.
     fn eval_in(&self, params: &EvalParams, node: &Node) -> Result<Value, EvalError> {
-        let inner = Evaluator::new(params, self.source, self.fragments);
+        let budget = self.max_samples.saturating_sub(self.samples.get());
+        let inner = Evaluator::new(params, self.source, self.fragments, budget);
         let value = inner.eval(node);
         self.annotations.borrow_mut().extend(inner.annotations.into_inner());
+        self.charge(inner.samples.get())?;
         value
     }
 
@@ -424,9 +461,15 @@ impl<'a> Evaluator<'a> {
         Ok(match node {
             Node::Number(n) => Value::Scalar(vec![*n; steps]),
             Node::String(s) => Value::String(s.clone()),
-            Node::Select(vs) => Value::Vector(selector::instant(self.source()?, vs, self.params)),
+            Node::Select(vs) => {
+                let series = selector::instant(self.source()?, vs, self.params);
+                self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
+                Value::Vector(series)
+            }
             Node::MatrixSelect { selector: vs, range } => {
-                Value::Range(selector::range(self.source()?, vs, *range, self.params))
+                let range = selector::range(self.source()?, vs, *range, self.params);
+                self.charge(range.series.iter().map(|s| s.samples.len()).sum())?;
+                Value::Range(range)
             }
             Node::Subquery { expr, frame } => Value::Range(self.subquery(expr, frame)?),
             Node::Fragment(i) => self.fragments[*i].clone(),

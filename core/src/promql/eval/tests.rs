@@ -207,3 +207,28 @@ fn answers_are_identical_on_one_and_many_shards() {
         }
     }
 }
+
+#[test]
+fn max_samples_stops_a_query_that_loads_too_much() {
+    let series = counters();
+    let params = EvalParams { start: 600_000, end: 3_000_000, step: 60_000, lookback: 300_000 };
+    let query = "sum(rate(http_requests_total[10m]))";
+    for shards in [1, 3] {
+        let heads = heads(&series, shards);
+        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+        // 12 series x 200 samples in the selected range: 2400 loaded in all.
+        p.max_samples = 2_000;
+        let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> = heads
+            .iter()
+            .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect())
+            .collect();
+        let result = outputs.and_then(|o| p.finish(&params, o));
+        assert_eq!(result.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
+        p.max_samples = 5_000;
+        let outputs: Vec<Vec<FragmentOutput>> = heads
+            .iter()
+            .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h).unwrap()).collect())
+            .collect();
+        assert!(p.finish(&params, outputs).is_ok(), "{shards} shards");
+    }
+}
