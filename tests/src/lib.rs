@@ -193,12 +193,7 @@ impl Pyrite {
 
     /// Remote-writes series; returns the status and body.
     pub fn remote_write(&self, body: Vec<u8>) -> (u16, String) {
-        let r = ureq::post(&format!("{}/api/v1/write", self.url))
-            .set("Content-Encoding", "snappy")
-            .set("Content-Type", "application/x-protobuf")
-            .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .send_bytes(&body);
-        response(r).expect("remote write request")
+        remote_write_to(&self.url, &body)
     }
 }
 
@@ -248,6 +243,58 @@ pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> O
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A running upstream Prometheus (Debian's `prometheus` package), for differential tests.
+pub struct Upstream {
+    pub process: Process,
+    pub url: String,
+    _dir: TempDir,
+}
+
+impl Upstream {
+    /// Starts `prometheus` on loopback with an empty configuration, its own data directory and
+    /// the remote-write receiver on; waits until it is ready.
+    pub fn start() -> Upstream {
+        let dir = TempDir::new("upstream");
+        let config = dir.0.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start upstream prometheus (installed by scripts/test: apt-get install prometheus)");
+        let mut process = Process { child };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((status, err)) = process.exited() {
+                panic!("upstream prometheus exited during start-up ({status}):\n{err}");
+            }
+            if http_get(&format!("{url}/-/ready")).map(|(s, _)| s == 200).unwrap_or(false) {
+                return Upstream { process, url, _dir: dir };
+            }
+            assert!(Instant::now() < deadline, "upstream prometheus was not ready within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Remote-writes a snappy-compressed protobuf body to a server at `url`.
+pub fn remote_write_to(url: &str, body: &[u8]) -> (u16, String) {
+    let r = ureq::post(&format!("{url}/api/v1/write"))
+        .set("Content-Encoding", "snappy")
+        .set("Content-Type", "application/x-protobuf")
+        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .send_bytes(body);
+    response(r).expect("remote write request")
 }
 
 /// A running pyrite-loadgen.

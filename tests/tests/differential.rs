@@ -1,0 +1,204 @@
+//! Pyrite against upstream Prometheus (Debian's 2.42) on the same data, loaded by remote write
+//! into both, compared query by query.
+//!
+//! Prometheus 2.x selects closed windows (`[t-5m, t]`), 3.x left-open ones (`(t-5m, t]`). Every
+//! evaluation time here lies half a sample interval off the 15 s sample grid, so no sample
+//! ever sits on a window's edge and both semantics select the same samples. Values are compared
+//! with upstream's test tolerance (relative 1e-6).
+
+use std::collections::BTreeMap;
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
+use pyrite_tests::{encode, http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
+use serde_json::Value;
+
+/// Start of the data: 2023-11-14T22:13:20Z, in ms.
+const T0: i64 = 1_700_000_000_000;
+const STEP_MS: i64 = 15_000;
+const POINTS: i64 = 160; // 40 minutes
+
+fn series(pairs: &[(&str, &str)], values: impl Fn(i64) -> Option<f64>) -> WriteSeries {
+    WriteSeries {
+        labels: Labels::from_pairs(pairs.iter().copied()),
+        samples: (0..POINTS).filter_map(|k| values(k).map(|v| Sample { t: T0 + k * STEP_MS, v })).collect(),
+    }
+}
+
+/// Counters (with resets), gauges (one that stops), and classic histograms.
+fn data() -> Vec<WriteSeries> {
+    let mut out = Vec::new();
+    for (i, job) in ["api", "api", "api", "web", "web", "db"].iter().enumerate() {
+        let instance = format!("10.0.0.{i}:9100");
+        let rate = 0.5 + i as f64;
+        out.push(series(
+            &[("__name__", "http_requests_total"), ("job", job), ("instance", &instance), ("code", "200")],
+            |k| {
+                let v = rate * (k as f64) * 15.0;
+                Some(if i == 2 && k >= 90 { v - rate * 90.0 * 15.0 } else { v })
+            },
+        ));
+        out.push(series(
+            &[("__name__", "http_requests_total"), ("job", job), ("instance", &instance), ("code", "500")],
+            |k| Some((k / 7) as f64 * (i + 1) as f64),
+        ));
+        out.push(series(&[("__name__", "memory_bytes"), ("job", job), ("instance", &instance)], |k| {
+            (i != 4 || k < 100).then(|| 1e6 * (1.0 + ((k as f64) / 9.0 + i as f64).sin()) + (k * 37 % 11) as f64)
+        }));
+        for (j, le) in ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"].iter().enumerate() {
+            out.push(series(
+                &[("__name__", "request_seconds_bucket"), ("job", job), ("instance", &instance), ("le", le)],
+                |k| Some((k as f64) * (j as f64 + 1.0) * (i as f64 + 1.0)),
+            ));
+        }
+    }
+    out.push(series(&[("__name__", "info_metric"), ("job", "api"), ("version", "1.2.3")], |_| Some(1.0)));
+    out
+}
+
+/// Evaluation times: half a step off the sample grid, inside the data.
+fn at(offset_steps: i64) -> f64 {
+    (T0 + offset_steps * STEP_MS + STEP_MS / 2) as f64 / 1000.0
+}
+
+const QUERIES: &[&str] = &[
+    "http_requests_total",
+    "http_requests_total{job=~\"a.*|w.b\", code!=\"500\"}",
+    "rate(http_requests_total[5m])",
+    "irate(http_requests_total[2m])",
+    "increase(http_requests_total[10m])",
+    "delta(memory_bytes[5m])",
+    "deriv(memory_bytes[10m])",
+    "predict_linear(memory_bytes[10m], 600)",
+    "resets(http_requests_total[30m])",
+    "changes(http_requests_total[10m])",
+    "avg_over_time(memory_bytes[5m])",
+    "max_over_time(memory_bytes[5m]) - min_over_time(memory_bytes[5m])",
+    "quantile_over_time(0.9, memory_bytes[10m])",
+    "stddev_over_time(memory_bytes[10m])",
+    "count_over_time(memory_bytes[7m])",
+    "last_over_time(memory_bytes[5m])",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "sum without (instance) (rate(http_requests_total[5m]))",
+    "avg by (code) (increase(http_requests_total[5m]))",
+    "max by (job) (memory_bytes)",
+    "min(memory_bytes)",
+    "count by (job) (memory_bytes)",
+    "stddev by (job) (memory_bytes)",
+    "stdvar(memory_bytes)",
+    "group by (job) (memory_bytes)",
+    "topk(2, memory_bytes)",
+    "bottomk by (job) (1, memory_bytes)",
+    "quantile by (job) (0.75, memory_bytes)",
+    "count_values(\"code\", http_requests_total > 1000)",
+    "histogram_quantile(0.9, sum by (le, job) (rate(request_seconds_bucket[5m])))",
+    "histogram_quantile(0.5, rate(request_seconds_bucket[10m]))",
+    "rate(http_requests_total{code=\"500\"}[5m]) / ignoring(code) rate(http_requests_total{code=\"200\"}[5m])",
+    "sum by (job) (rate(http_requests_total[5m])) / on(job) group_left count by (job) (memory_bytes)",
+    "memory_bytes * on(job) group_left(version) info_metric",
+    "memory_bytes > 1500000",
+    "memory_bytes > bool 1500000",
+    "http_requests_total{code=\"500\"} and on(instance) memory_bytes > 1e6",
+    "memory_bytes or http_requests_total{code=\"500\"}",
+    "memory_bytes unless on(job) info_metric",
+    "abs(deriv(memory_bytes[5m]))",
+    "clamp(memory_bytes, 5e5, 1.5e6)",
+    "round(memory_bytes / 1000, 5)",
+    "sqrt(memory_bytes) + ln(memory_bytes) - log2(memory_bytes) * 2",
+    "label_replace(memory_bytes, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "label_join(memory_bytes, \"id\", \"/\", \"job\", \"instance\")",
+    "absent(nonexistent{job=\"x\"})",
+    "absent_over_time(memory_bytes{job=\"web\"}[1m])",
+    "timestamp(memory_bytes)",
+    "scalar(sum(memory_bytes)) / 1e6",
+    "vector(time())",
+    "hour(vector(time())) + minute(vector(time()))",
+    "memory_bytes offset 5m",
+    "rate(http_requests_total[5m] offset 10m)",
+    "memory_bytes @ 1700000907.5",
+    "max_over_time(rate(http_requests_total[2m])[10m:1m])",
+    "avg_over_time(sum by (job) (memory_bytes)[15m:30s])",
+    "-memory_bytes",
+    "2 ^ 3 ^ 2",
+    "1 - 2 * 3 % 4 / 5",
+];
+
+/// A query's result as (label set → points), comparable across servers.
+fn result_points(body: &str, what: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let v = json(body);
+    assert_eq!(v["status"], "success", "{what}: {body}");
+    let data = &v["data"];
+    let parse =
+        |p: &Value| (p[0].as_f64().unwrap_or(f64::NAN), p[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN));
+    let mut out = BTreeMap::new();
+    match data["resultType"].as_str() {
+        Some("scalar") => {
+            out.insert("scalar".into(), vec![parse(&data["result"])]);
+        }
+        Some("vector") | Some("matrix") => {
+            for s in data["result"].as_array().expect("result list") {
+                let points = match (s.get("value"), s.get("values")) {
+                    (Some(p), _) => vec![parse(p)],
+                    (None, Some(ps)) => ps.as_array().expect("points").iter().map(parse).collect(),
+                    _ => Vec::new(),
+                };
+                out.insert(s["metric"].to_string(), points);
+            }
+        }
+        other => panic!("{what}: unexpected result type {other:?}"),
+    }
+    out
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-6
+}
+
+fn compare(
+    what: &str,
+    ours: &BTreeMap<String, Vec<(f64, f64)>>,
+    theirs: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> Option<String> {
+    if ours.keys().ne(theirs.keys()) {
+        return Some(format!(
+            "{what}: series differ\n  pyrite:     {:?}\n  prometheus: {:?}",
+            ours.keys(),
+            theirs.keys()
+        ));
+    }
+    for (labels, points) in ours {
+        let other = &theirs[labels];
+        let same =
+            points.len() == other.len() && points.iter().zip(other).all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1));
+        if !same {
+            return Some(format!("{what}: {labels} differs\n  pyrite:     {points:?}\n  prometheus: {other:?}"));
+        }
+    }
+    None
+}
+
+#[test]
+fn pyrite_answers_like_upstream_prometheus() {
+    let upstream = Upstream::start();
+    let pyrite = Pyrite::start(PyriteOpts { shards: Some(3), ..Default::default() });
+    let body = encode_write_request(&data());
+    let (status, text) = remote_write_to(&upstream.url, &body);
+    assert!(status == 204 || status == 200, "upstream refused the data: {status} {text}");
+    assert_eq!(pyrite.remote_write(body).0, 204);
+
+    let mut differences = Vec::new();
+    for q in QUERIES {
+        for t in [at(40), at(100), at(150)] {
+            let path = format!("/api/v1/query?query={}&time={t}", encode(q));
+            let ours = result_points(&http_get(&format!("{}{path}", pyrite.url)).expect("pyrite").1, q);
+            let theirs = result_points(&http_get(&format!("{}{path}", upstream.url)).expect("upstream").1, q);
+            differences.extend(compare(&format!("{q} at {t}"), &ours, &theirs));
+        }
+        let path = format!("/api/v1/query_range?query={}&start={}&end={}&step=60", encode(q), at(30), at(155));
+        let ours = result_points(&http_get(&format!("{}{path}", pyrite.url)).expect("pyrite").1, q);
+        let theirs = result_points(&http_get(&format!("{}{path}", upstream.url)).expect("upstream").1, q);
+        differences.extend(compare(&format!("{q} over a range"), &ours, &theirs));
+    }
+    assert!(differences.is_empty(), "{} differences from upstream:\n{}", differences.len(), differences.join("\n"));
+}
