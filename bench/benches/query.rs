@@ -43,13 +43,23 @@ fn head(series: usize, shard: usize, shards: usize) -> Head {
             for s in 0..10 {
                 let status = format!("{}{:02}", 2 + s / 3, s);
                 add(
-                    vec![("__name__", "http_requests_total".into()), ("instance", instance.clone()), ("handler", format!("/api/{h}")), ("status", status)],
+                    vec![
+                        ("__name__", "http_requests_total".into()),
+                        ("instance", instance.clone()),
+                        ("handler", format!("/api/{h}")),
+                        ("status", status),
+                    ],
                     1.0 + (s + h) as f64,
                 );
             }
             for (j, le) in BUCKETS.iter().enumerate() {
                 add(
-                    vec![("__name__", "http_request_duration_seconds_bucket".into()), ("instance", instance.clone()), ("handler", format!("/api/{h}")), ("le", le.to_string())],
+                    vec![
+                        ("__name__", "http_request_duration_seconds_bucket".into()),
+                        ("instance", instance.clone()),
+                        ("handler", format!("/api/{h}")),
+                        ("le", le.to_string()),
+                    ],
                     (j + 1) as f64 * 3.0,
                 );
             }
@@ -101,7 +111,8 @@ impl Shards {
                 rx
             })
             .collect();
-        let outputs: Vec<Vec<FragmentOutput>> = replies.into_iter().map(|rx| rx.recv().expect("shard answered")).collect();
+        let outputs: Vec<Vec<FragmentOutput>> =
+            replies.into_iter().map(|rx| rx.recv().expect("shard answered")).collect();
         match p.finish(params, outputs).expect("finishes").value {
             pyrite_core::promql::Value::Vector(v) => v.len(),
             _ => 1,

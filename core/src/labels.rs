@@ -45,6 +45,14 @@ impl Labels {
         Labels(out)
     }
 
+    /// Builds a label set from labels already sorted by name, unique and non-empty (as a head
+    /// stores them); checked in debug builds only.
+    pub fn from_sorted(labels: Vec<Label>) -> Self {
+        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
+        debug_assert!(labels.iter().all(|l| !l.value.is_empty()));
+        Labels(labels)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
         self.0.iter()
     }

@@ -122,11 +122,17 @@ impl Head {
 
     /// The labels of series `id`.
     pub fn labels(&self, id: u32) -> Labels {
-        let pairs = self.series[id as usize].labels.iter().map(|&(n, v)| Label {
-            name: self.symbols.resolve(n).to_string(),
-            value: self.symbols.resolve(v).to_string(),
-        });
-        Labels::from_pairs(pairs.map(|l| (l.name, l.value)))
+        // Stored in the order they were given, which is a Labels' sorted order.
+        Labels::from_sorted(
+            self.series[id as usize]
+                .labels
+                .iter()
+                .map(|&(n, v)| Label {
+                    name: self.symbols.resolve(n).to_string(),
+                    value: self.symbols.resolve(v).to_string(),
+                })
+                .collect(),
+        )
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.

@@ -38,6 +38,21 @@ impl State {
         State { count: 1, sum, sum_sq, min: v, max: v }
     }
 
+    /// Folds in one more value (cheaper than merging a one-value state).
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.sum.add(v);
+        if let Some(sq) = self.sum_sq.as_mut() {
+            sq.add_product(v, v);
+        }
+        if self.min.is_nan() || v < self.min {
+            self.min = v;
+        }
+        if self.max.is_nan() || v > self.max {
+            self.max = v;
+        }
+    }
+
     /// Folds in another state. NaN loses to any number in `min`/`max`, as upstream.
     fn merge(&mut self, other: &State) {
         self.count += other.count;
@@ -120,7 +135,7 @@ impl PartialAggregate {
             for (slot, v) in states.iter_mut().zip(&s.values) {
                 let Some(v) = *v else { continue };
                 match slot {
-                    Some(state) => state.merge(&State::new(op, v)),
+                    Some(state) => state.add(v),
                     None => *slot = Some(State::new(op, v)),
                 }
             }

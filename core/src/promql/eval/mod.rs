@@ -362,6 +362,11 @@ fn merge(how: &Merge, outputs: Vec<FragmentResult>, params: &EvalParams) -> Resu
 /// otherwise equal series) into one, as upstream's range evaluation does; two values at the
 /// same step are an error, as upstream reports it.
 pub(crate) fn merge_equal_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+    // Usually there is nothing to merge: check with 64-bit hashes before touching label sets.
+    let mut hashes = std::collections::HashSet::with_capacity(series.len());
+    if series.iter().all(|s| hashes.insert(s.labels.hash())) {
+        return Ok(series);
+    }
     let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
     let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
     for s in series {
