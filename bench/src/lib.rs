@@ -1,8 +1,11 @@
 //! # pyrite-bench
 //!
-//! Criterion micro-benchmarks of Pyrite's core (`benches/core.rs`): exposition parsing, the
-//! steady-state scrape path, the chunk codec, head appends and query evaluation, each on data
-//! shaped like production load (loadgen's series mix). Run with `cargo bench -p pyrite-bench`.
+//! Pyrite's measuring instruments:
+//! * criterion micro-benchmarks of the core (`benches/core.rs`: parsing, the scrape path, chunk
+//!   codec, head appends) and of dashboard queries fanned out over shards (`benches/query.rs`);
+//! * the `pyrite-bench` binary, which runs the same load against Pyrite and the servers users
+//!   would pick instead, on loopback in the same run, and reports ratios.
 //!
-//! The side-by-side comparison against upstream Prometheus and VictoriaMetrics joins this crate
-//! with the benchmarks issue.
+//! This library holds what both share: the dashboard data set and queries.
+
+pub mod dashboard;

@@ -18,11 +18,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Path of a binary built next to the test executable.
+/// Path of a binary built next to the running executable (a test in `target/<profile>/deps/`,
+/// or a tool in `target/<profile>/`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let exe = std::env::current_exe().expect("executable path");
+    let mut dir = exe.parent().expect("executable directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
     let path = dir.join(name);
     assert!(path.exists(), "{} is not built; run `cargo build --release --bins` first", path.display());
     path

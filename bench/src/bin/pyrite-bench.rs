@@ -1,0 +1,116 @@
+//! `pyrite-bench`: Pyrite side by side with upstream servers on the same load, on loopback.
+//!
+//! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
+//! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
+//! medians and the pyrite / prometheus ratio as a markdown table.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use pyrite_bench::dashboard::{for_each_series, QUERIES, SAMPLES, STEP_MS};
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
+
+#[derive(Parser)]
+#[command(name = "pyrite-bench", about = "Pyrite side by side with upstream servers")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
+    QueryLatency {
+        /// Series in the data set (one hour at 15 s each).
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Runs of each query per server; the median is reported.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Pyrite's shards (default: all CPUs).
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+}
+
+fn load(url: &str, batches: &[Vec<u8>]) {
+    for body in batches {
+        let (status, text) = remote_write_to(url, body);
+        assert!(status / 100 == 2, "{url} refused a remote-write batch: {status} {text}");
+    }
+}
+
+/// Median wall time of `runs` runs of a query, and its result size in bytes.
+fn time(url: &str, path: &str, runs: usize) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(runs);
+    let mut size = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let (status, body) = pyrite_tests::http_get(&format!("{url}{path}")).expect("query");
+        times.push(started.elapsed());
+        assert_eq!(status, 200, "{url}{path}: {body}");
+        size = body.len();
+    }
+    times.sort();
+    (times[runs / 2], size)
+}
+
+fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let start = (now - SAMPLES * STEP_MS) / STEP_MS * STEP_MS;
+    let end = start + (SAMPLES - 1) * STEP_MS;
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    for_each_series(series, start, |labels, samples| {
+        batch.push(WriteSeries { labels, samples: samples.collect() });
+        if batch.len() == 500 {
+            batches.push(encode_write_request(&std::mem::take(&mut batch)));
+        }
+    });
+    if !batch.is_empty() {
+        batches.push(encode_write_request(&batch));
+    }
+    let upstream = Upstream::start();
+    let pyrite = Pyrite::start(PyriteOpts { shards, ..Default::default() });
+    let t = Instant::now();
+    load(&pyrite.url, &batches);
+    let pyrite_load = t.elapsed();
+    let t = Instant::now();
+    load(&upstream.url, &batches);
+    let upstream_load = t.elapsed();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "query latency, {series} series x {SAMPLES} samples, median of {runs} runs, {cpus} CPUs, pyrite shards: {}",
+        shards.unwrap_or(cpus)
+    );
+    println!(
+        "remote-write load: pyrite {:.1} s, prometheus {:.1} s\n",
+        pyrite_load.as_secs_f64(),
+        upstream_load.as_secs_f64()
+    );
+    println!("| query | pyrite | prometheus | pyrite / prometheus |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, query, is_range) in QUERIES {
+        let end_s = end as f64 / 1000.0;
+        let path = if is_range {
+            format!("/api/v1/query_range?query={}&start={}&end={end_s}&step=15", encode(query), end_s - 3300.0)
+        } else {
+            format!("/api/v1/query?query={}&time={end_s}", encode(query))
+        };
+        let (ours, _) = time(&pyrite.url, &path, runs);
+        let (theirs, _) = time(&upstream.url, &path, runs);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.2} |",
+            ours.as_secs_f64() * 1e3,
+            theirs.as_secs_f64() * 1e3,
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    match Args::parse().command {
+        Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
+    }
+}
