@@ -1,10 +1,11 @@
 //! Functions over range vectors: for every series and step, a value from the samples in the
 //! step's window.
 //!
-//! Semantics follow upstream's `promql/functions.go`; sums use exact summation instead of Kahan
-//! summation (the results agree within the conformance tolerance and do not depend on order).
+//! Semantics follow upstream's `promql/functions.go`, numerics included: a window belongs to one
+//! series on one shard, so there is no merge to keep order-independent, and these functions use
+//! upstream's compensated (Kahan-Neumaier) sums to give upstream's results to the last bit where
+//! it matters (values across hundreds of orders of magnitude).
 
-use super::exact_sum::ExactSum;
 use super::{EvalError, Evaluator, RangeVector, StepSeries};
 use crate::value::Sample;
 
@@ -96,16 +97,16 @@ fn one(
             Some(w.windows(2).filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())).count() as f64)
         }
         "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-        "avg_over_time" => Some(mean(values(), w.len())),
-        "sum_over_time" => Some(sum(values())),
+        "avg_over_time" => Some(average(w)),
+        "sum_over_time" => Some(values().fold(Compensated::default(), Compensated::add).value()),
         "min_over_time" => Some(values().fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })),
         "max_over_time" => Some(values().fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })),
         "count_over_time" => Some(w.len() as f64),
         "last_over_time" => Some(w[w.len() - 1].v),
         "first_over_time" => Some(w[0].v),
         "present_over_time" => Some(1.0),
-        "stdvar_over_time" => Some(variance(w)),
-        "stddev_over_time" => Some(variance(w).sqrt()),
+        "stdvar_over_time" => Some(welford_variance(w)),
+        "stddev_over_time" => Some(welford_variance(w).sqrt()),
         "quantile_over_time" => Some(quantile(arg(0), values().collect())),
         "mad_over_time" if w.iter().any(|s| s.v.is_nan()) => Some(f64::NAN),
         "mad_over_time" => {
@@ -121,27 +122,85 @@ fn one(
     })
 }
 
-fn exact(values: impl Iterator<Item = f64>) -> ExactSum {
-    let mut s = ExactSum::default();
-    values.for_each(|v| s.add(v));
-    s
+/// A sum with Neumaier's compensation, as upstream's `kahanSumInc` keeps it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Compensated {
+    sum: f64,
+    c: f64,
 }
 
-fn sum(values: impl Iterator<Item = f64>) -> f64 {
-    exact(values).value()
-}
-
-fn mean(values: impl Iterator<Item = f64>, n: usize) -> f64 {
-    exact(values).mean(n as f64)
-}
-
-/// Population variance, computed around the exact mean; exactly 0 for identical finite values.
-pub(super) fn variance(w: &[Sample]) -> f64 {
-    if w.iter().all(|s| s.v == w[0].v && s.v.is_finite()) {
-        return 0.0;
+impl Compensated {
+    fn add(self, inc: f64) -> Compensated {
+        let t = self.sum + inc;
+        let c = if t.is_infinite() {
+            0.0
+        } else if self.sum.abs() >= inc.abs() {
+            self.c + ((self.sum - t) + inc)
+        } else {
+            self.c + ((inc - t) + self.sum)
+        };
+        Compensated { sum: t, c }
     }
-    let mean = mean(w.iter().map(|s| s.v), w.len());
-    sum(w.iter().map(|s| (s.v - mean) * (s.v - mean))) / w.len() as f64
+
+    fn value(self) -> f64 {
+        if self.sum.is_infinite() {
+            self.sum
+        } else {
+            self.sum + self.c
+        }
+    }
+}
+
+/// `avg_over_time`: a compensated sum divided by the count, switching to an incremental mean
+/// if the sum would overflow (upstream's algorithm).
+fn average(w: &[Sample]) -> f64 {
+    let mut sum = Compensated::default();
+    let mut mean = Compensated::default();
+    let mut incremental = false;
+    for (i, s) in w.iter().enumerate() {
+        let count = (i + 1) as f64;
+        if !incremental {
+            let next = sum.add(s.v);
+            // The first value always goes into the sum, even ±Inf, so that the count is never 0.
+            if count == 1.0 || !next.sum.is_infinite() {
+                sum = next;
+                continue;
+            }
+            incremental = true;
+            mean = Compensated { sum: sum.sum / (count - 1.0), c: sum.c / (count - 1.0) };
+        }
+        if mean.sum.is_infinite() {
+            if s.v.is_infinite() && (mean.sum > 0.0) == (s.v > 0.0) {
+                continue; // Inf of the same sign: the mean is right already
+            }
+            if s.v.is_finite() {
+                continue; // a finite value cannot move an infinite mean
+            }
+        }
+        let corrected = mean.sum + mean.c;
+        mean = mean.add(s.v / count - corrected / count);
+    }
+    if incremental {
+        mean.sum + mean.c
+    } else {
+        (sum.sum + sum.c) / w.len() as f64
+    }
+}
+
+/// Population variance by Welford's method with compensated sums (upstream's algorithm).
+fn welford_variance(w: &[Sample]) -> f64 {
+    let (mut mean, mut aux) = (Compensated::default(), Compensated::default());
+    for (i, s) in w.iter().enumerate() {
+        let delta = s.v - (mean.sum + mean.c);
+        mean = mean.add(delta / (i + 1) as f64);
+        aux = aux.add(delta * (s.v - (mean.sum + mean.c)));
+    }
+    (aux.sum + aux.c) / w.len() as f64
+}
+
+/// Least-squares sums, compensated like upstream's.
+fn sum(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(Compensated::default(), Compensated::add).value()
 }
 
 /// Warns, as upstream, about a quantile outside [0, 1].
