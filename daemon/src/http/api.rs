@@ -3,9 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use pyrite_core::labels::{is_valid_label_name, Matcher};
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
@@ -44,21 +42,14 @@ async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promq
     Ok(result?)
 }
 
-pub async fn query(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn query(State(s): State<ApiState>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
     let result = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
     Ok(success_annotated(instant_result(&result.value, t), &result.annotations))
 }
 
-pub async fn query_range(
-    State(s): State<ApiState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let start = params.time("start")?;
     let end = params.time("end")?;
@@ -104,24 +95,12 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
 }
 
 /// `/api/v1/format_query`: the query in canonical form.
-pub async fn format_query(
-    State(s): State<ApiState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn format_query(State(s): State<ApiState>, params: Params) -> ApiResult {
     Ok(success_json(serde_json::json!(parse_query(&s, &params)?.to_string())))
 }
 
 /// `/api/v1/parse_query`: the syntax tree as JSON.
-pub async fn parse_query_endpoint(
-    State(s): State<ApiState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> ApiResult {
     Ok(success_json(super::ast_json::translate(&parse_query(&s, &params)?)))
 }
 
@@ -143,8 +122,7 @@ async fn gather<T: Ord>(
     Ok(per_shard.into_iter().flatten().collect())
 }
 
-pub async fn series(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
@@ -154,24 +132,16 @@ pub async fn series(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: H
     Ok(success(format!("[{}]", items.join(","))))
 }
 
-pub async fn labels(State(s): State<ApiState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = Params::from_request(q.as_deref(), &headers, &body);
+pub async fn labels(State(s): State<ApiState>, params: Params) -> ApiResult {
     let names =
         gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelNames { matchers, mint, maxt, reply }).await?;
     Ok(success_json(serde_json::json!(names)))
 }
 
-pub async fn label_values(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+pub async fn label_values(State(s): State<ApiState>, Path(name): Path<String>, params: Params) -> ApiResult {
     if !is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let params = Params::from_request(q.as_deref(), &headers, &body);
     let values = gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelValues {
         name: name.clone(),
         matchers,

@@ -3,6 +3,7 @@
 //! Prometheus durations or seconds.
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
 use pyrite_core::config::Duration;
 
@@ -52,6 +53,18 @@ impl Params {
     pub fn duration(&self, key: &str) -> Result<i64, ApiError> {
         let v = self.get(key).unwrap_or("");
         parse_duration(v).ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid duration")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    /// Reads the query string and, for a form POST, the body.
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_data(e.body_text()))?;
+        Ok(Params::from_request(query.as_deref(), &headers, &body))
     }
 }
 
