@@ -165,6 +165,28 @@ impl RangeVector {
         &s.samples[lo..hi]
     }
 
+    /// The samples a step-by-step evaluation holds at once, as upstream's `--query.max-samples`
+    /// counts them: per series the largest window, summed (an upper bound of any one step's).
+    pub fn peak_samples(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| {
+                let (mut lo, mut hi, mut peak) = (0, 0, 0);
+                for &end in &self.ends {
+                    // Window ends never decrease, so both edges only move forward.
+                    while hi < s.samples.len() && s.samples[hi].t <= end {
+                        hi += 1;
+                    }
+                    while lo < hi && s.samples[lo].t <= end - self.range {
+                        lo += 1;
+                    }
+                    peak = peak.max(hi - lo);
+                }
+                peak
+            })
+            .sum()
+    }
+
     /// The samples each series has in the first step's window (an instant query's result).
     pub fn first_window(self) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
@@ -473,7 +495,7 @@ impl<'a> Evaluator<'a> {
             }
             Node::MatrixSelect { selector: vs, range } => {
                 let range = selector::range(self.source()?, vs, *range, self.params);
-                self.charge(range.series.iter().map(|s| s.samples.len()).sum())?;
+                self.charge(range.peak_samples())?;
                 Value::Range(range)
             }
             Node::Subquery { expr, frame } => Value::Range(self.subquery(expr, frame)?),

@@ -216,15 +216,15 @@ fn max_samples_stops_a_query_that_loads_too_much() {
     for shards in [1, 3] {
         let heads = heads(&series, shards);
         let mut p = plan(&parse(query).unwrap(), &params).unwrap();
-        // 12 series x 200 samples in the selected range: 2400 loaded in all.
-        p.max_samples = 2_000;
+        // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all.
+        p.max_samples = 400;
         let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> = heads
             .iter()
             .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect())
             .collect();
         let result = outputs.and_then(|o| p.finish(&params, o));
         assert_eq!(result.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
-        p.max_samples = 5_000;
+        p.max_samples = 500;
         let outputs: Vec<Vec<FragmentOutput>> = heads
             .iter()
             .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h).unwrap()).collect())
