@@ -220,7 +220,12 @@ fn response(r: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), Str
 
 /// GET with a 10 s timeout; Err only if no HTTP answer came.
 pub fn http_get(url: &str) -> Result<(u16, String), String> {
-    response(ureq::get(url).timeout(Duration::from_secs(10)).call())
+    http_get_within(url, Duration::from_secs(10))
+}
+
+/// GET with the given timeout; Err only if no HTTP answer came.
+pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    response(ureq::get(url).timeout(timeout).call())
 }
 
 /// POST a form body.
@@ -259,6 +264,11 @@ impl Upstream {
     /// Starts `prometheus` on loopback with an empty configuration, its own data directory and
     /// the remote-write receiver on; waits until it is ready.
     pub fn start() -> Upstream {
+        Upstream::start_with(&[])
+    }
+
+    /// [`Upstream::start`] with extra flags.
+    pub fn start_with(extra_args: &[&str]) -> Upstream {
         let dir = TempDir::new("upstream");
         let config = dir.0.join("prometheus.yml");
         std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write config");
@@ -269,6 +279,7 @@ impl Upstream {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
             .arg("--log.level=warn")
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

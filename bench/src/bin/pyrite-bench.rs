@@ -47,7 +47,8 @@ fn time(url: &str, path: &str, runs: usize) -> (Duration, usize) {
     let mut size = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let (status, body) = pyrite_tests::http_get(&format!("{url}{path}")).expect("query");
+        let (status, body) =
+            pyrite_tests::http_get_within(&format!("{url}{path}"), Duration::from_secs(600)).expect("query");
         times.push(started.elapsed());
         assert_eq!(status, 200, "{url}{path}: {body}");
         size = body.len();
@@ -71,8 +72,11 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     if !batch.is_empty() {
         batches.push(encode_write_request(&batch));
     }
-    let upstream = Upstream::start();
-    let pyrite = Pyrite::start(PyriteOpts { shards, ..Default::default() });
+    // Both servers count samples differently against --query.max-samples (upstream also counts
+    // every output point of a range query); lift the limit on both so that all queries run.
+    const NO_SAMPLE_LIMIT: &str = "--query.max-samples=2000000000";
+    let upstream = Upstream::start_with(&[NO_SAMPLE_LIMIT]);
+    let pyrite = Pyrite::start(PyriteOpts { shards, extra_args: vec![NO_SAMPLE_LIMIT.into()], ..Default::default() });
     let t = Instant::now();
     load(&pyrite.url, &batches);
     let pyrite_load = t.elapsed();

@@ -349,6 +349,7 @@ fn check_aggregate_supported(op: AggregateOp) -> Result<(), EvalError> {
     }
 }
 
+/// `absent` and `absent_over_time` are planned as [`Node::Absent`] before this check.
 fn check_function_supported(func: &Function) -> Result<(), EvalError> {
     if super::eval::is_implemented(func.name) {
         Ok(())

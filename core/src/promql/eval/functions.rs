@@ -29,8 +29,6 @@ pub fn is_implemented(name: &str) -> bool {
                 | "histogram_quantiles"
                 | "vector"
                 | "scalar"
-                | "absent"
-                | "absent_over_time"
                 | "timestamp"
                 | "clamp"
                 | "clamp_min"
