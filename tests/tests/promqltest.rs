@@ -61,12 +61,12 @@ fn upstream_promqltest_scripts() {
             totals[slot] += 1;
             by_category.entry(category).or_default()[slot] += 1;
         }
-        report.push_str(&format!("{name}: {} passed, {} failed, {} skipped\n", counts[0], counts[1], counts[2]));
+        report.push_str(&format!("{name}: pass {}, fail {}, skip {}\n", counts[0], counts[1], counts[2]));
     }
     for (category, c) in &by_category {
-        report.push_str(&format!("category {category}: {} passed, {} failed, {} skipped\n", c[0], c[1], c[2]));
+        report.push_str(&format!("category {category}: pass {}, fail {}, skip {}\n", c[0], c[1], c[2]));
     }
-    report.push_str(&format!("promqltest: {} passed, {} failed, {} skipped\n", totals[0], totals[1], totals[2]));
+    report.push_str(&format!("all evals: pass {}, fail {}, skip {}\n", totals[0], totals[1], totals[2]));
     let mut details = String::new();
     for (key, why) in &failures {
         details.push_str(&format!("FAIL {key}: {why}\n"));
