@@ -35,14 +35,6 @@ impl Symbols {
     pub fn resolve(&self, id: u32) -> &str {
         &self.strings[id as usize]
     }
-
-    pub fn len(&self) -> usize {
-        self.strings.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
-use super::{EvalError, Evaluator, StepSeries, Value};
+use super::{nan_last, EvalError, Evaluator, StepSeries, Value};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
 use crate::value::format_value;
@@ -250,16 +250,8 @@ fn top_k(
         groups.entry(group_labels(&s.labels, grouping)).or_default().push(i);
     }
     let mut keep: Vec<Vec<bool>> = vec![vec![false; steps]; series.len()];
-    let better = |a: f64, b: f64| -> std::cmp::Ordering {
-        // Descending "goodness": NaN last.
-        match (a.is_nan(), b.is_nan()) {
-            (true, true) => std::cmp::Ordering::Equal,
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ if largest => b.total_cmp(&a),
-            _ => a.total_cmp(&b),
-        }
-    };
+    // Best first: largest (topk) or smallest (bottomk), NaN last.
+    let better = |a: f64, b: f64| nan_last(a, b, largest);
     for members in groups.values() {
         for (step, keep_k) in k.iter().enumerate().take(steps) {
             let want = if keep_k.is_nan() || *keep_k < 1.0 { 0 } else { keep_k.min(members.len() as f64) as usize };

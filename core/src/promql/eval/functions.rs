@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use regex::Regex;
 
 use super::range_functions;
-use super::{selector, EvalError, Evaluator, StepSeries, Value};
+use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::labels::{is_valid_label_name, Labels};
 use crate::promql::functions::Function;
 use crate::promql::plan::Node;
@@ -218,28 +218,14 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         }
         "label_replace" => Value::Vector(label_replace(ev, args)?),
         "label_join" => Value::Vector(label_join(ev, args)?),
-        "sort" | "sort_desc" if ev.params.step != 0 => {
-            ev.warn(SORT_IN_RANGE_QUERY);
-            ev.eval(&args[0])?
-        }
-        "sort_by_label" | "sort_by_label_desc" if ev.params.step != 0 => {
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if ev.params.step != 0 => {
             ev.warn(SORT_IN_RANGE_QUERY);
             ev.eval(&args[0])?
         }
         "sort" | "sort_desc" => {
             let mut series = ev.eval(&args[0])?.into_vector()?;
             let desc = name == "sort_desc";
-            // NaN sorts last either way, as upstream.
-            series.sort_by(|a, b| {
-                let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
-                match (x.is_nan(), y.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if desc => y.total_cmp(&x),
-                    _ => x.total_cmp(&y),
-                }
-            });
+            series.sort_by(|a, b| nan_last(a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN), desc));
             Value::Vector(series)
         }
         "sort_by_label" | "sort_by_label_desc" => {

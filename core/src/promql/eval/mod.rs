@@ -380,6 +380,19 @@ fn merge(how: &Merge, outputs: Vec<FragmentResult>, params: &EvalParams) -> Resu
     }
 }
 
+/// Orders values ascending (or descending), NaN last either way: the order of `sort`,
+/// `sort_desc`, `topk` and `bottomk`.
+pub(crate) fn nan_last(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if descending => b.total_cmp(&a),
+        _ => a.total_cmp(&b),
+    }
+}
+
 /// Merges series with equal label sets (e.g. after `rate()` dropped the metric names of two
 /// otherwise equal series) into one, as upstream's range evaluation does; two values at the
 /// same step are an error, as upstream reports it.
