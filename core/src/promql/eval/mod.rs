@@ -489,9 +489,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates `node`; series that ended up with equal label sets are merged into one.
+    /// Selectors, aggregations, `absent` and (already merged) fragments cannot produce such
+    /// series, so their results are not checked.
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
+        let unique = matches!(node, Node::Select(_) | Node::Aggregate { .. } | Node::Absent { .. } | Node::Fragment(_));
         match self.eval_node(node)? {
-            Value::Vector(v) => Ok(Value::Vector(merge_equal_labels(v)?)),
+            Value::Vector(v) if !unique => Ok(Value::Vector(merge_equal_labels(v)?)),
             other => Ok(other),
         }
     }
