@@ -191,13 +191,16 @@ impl TargetIngest {
     }
 
     /// Adds the report series (`up`, `scrape_duration_seconds`, ...) for this scrape to `ingest`.
-    pub fn add_report(&self, ingest: &mut Ingest, t: i64, report: &Report) {
+    /// The counts come from `ingest` (zero for a failed scrape); with no metric relabeling yet,
+    /// the samples after relabeling are the samples scraped.
+    pub fn add_report(&self, ingest: &mut Ingest, t: i64, up: bool, duration_seconds: f64) {
+        let counts = ingest.counts;
         let samples = [
-            ("up", if report.up { 1.0 } else { 0.0 }),
-            ("scrape_duration_seconds", report.duration_seconds),
-            ("scrape_samples_scraped", report.samples_scraped as f64),
-            ("scrape_samples_post_metric_relabeling", report.samples_post_relabeling as f64),
-            ("scrape_series_added", report.series_added as f64),
+            ("up", if up { 1.0 } else { 0.0 }),
+            ("scrape_duration_seconds", duration_seconds),
+            ("scrape_samples_scraped", counts.samples as f64),
+            ("scrape_samples_post_metric_relabeling", counts.samples as f64),
+            ("scrape_series_added", counts.new_series as f64),
         ];
         for (name, v) in samples {
             let mut pairs: Vec<(String, String)> =
@@ -209,16 +212,6 @@ impl TargetIngest {
             ingest.pending[shard].push(None);
         }
     }
-}
-
-/// The figures a scrape reports about itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Report {
-    pub up: bool,
-    pub duration_seconds: f64,
-    pub samples_scraped: usize,
-    pub samples_post_relabeling: usize,
-    pub series_added: usize,
 }
 
 #[cfg(test)]
@@ -306,15 +299,31 @@ mod tests {
     }
 
     #[test]
-    fn report_series_carry_target_labels() {
-        let ti = target();
-        let mut i = ti.empty_ingest();
-        let report =
-            Report { up: true, duration_seconds: 0.5, samples_scraped: 3, samples_post_relabeling: 3, series_added: 1 };
-        ti.add_report(&mut i, 1000, &report);
-        let up: Vec<_> = i.batches.iter().flat_map(|b| b.new.iter()).filter(|n| n.0.metric_name() == "up").collect();
-        assert_eq!(up.len(), 1);
-        assert_eq!(up[0].0.to_string(), r#"{__name__="up", instance="h:1", job="app"}"#);
-        assert_eq!(up[0].2, 1.0);
+    fn report_series_carry_target_labels_and_the_scrape_counts() {
+        let mut ti = target();
+        let mut i = ti.ingest("a 1\nb 2\na 3\n", 1000).unwrap();
+        ti.add_report(&mut i, 1000, true, 0.5);
+        let value = |name: &str| -> Vec<(String, f64)> {
+            i.batches
+                .iter()
+                .flat_map(|b| b.new.iter())
+                .filter(|n| n.0.metric_name() == name)
+                .map(|n| (n.0.to_string(), n.2))
+                .collect()
+        };
+        assert_eq!(value("up"), vec![(r#"{__name__="up", instance="h:1", job="app"}"#.to_string(), 1.0)]);
+        assert_eq!(value("scrape_samples_scraped")[0].1, 3.0);
+        assert_eq!(value("scrape_series_added")[0].1, 2.0);
+        assert_eq!(value("scrape_duration_seconds")[0].1, 0.5);
+        let mut failed = ti.ingest_failure(2000);
+        ti.add_report(&mut failed, 2000, false, 0.1);
+        let up: Vec<f64> = failed
+            .batches
+            .iter()
+            .flat_map(|b| b.new.iter())
+            .filter(|n| n.0.metric_name() == "up")
+            .map(|n| n.2)
+            .collect();
+        assert_eq!(up, vec![0.0]);
     }
 }

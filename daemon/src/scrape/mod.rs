@@ -8,7 +8,6 @@ mod client;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyrite_core::scrape::ingest::Report;
 use pyrite_core::scrape::{Ingest, Target, TargetIngest};
 
 use crate::clock::now_ms;
@@ -36,33 +35,14 @@ pub async fn run_target(target: Target, ctx: Arc<Context>, shard: usize) {
             .await
             .map_err(|e| e.to_string())
             .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string()));
-        let (mut batches, report) = match result {
-            Ok(batches) => {
-                let counts = batches.counts;
-                let report = Report {
-                    up: true,
-                    duration_seconds: started.elapsed().as_secs_f64(),
-                    samples_scraped: counts.samples,
-                    samples_post_relabeling: counts.samples,
-                    series_added: counts.new_series,
-                };
-                ctx.metrics.scrapes.get_or_create(&vec![("result", "success".to_string())]).inc();
-                (batches, report)
-            }
-            Err(error) => {
-                tracing::warn!(shard, target = %target.url(), job = target.job(), %error, "scrape failed");
-                ctx.metrics.scrapes.get_or_create(&vec![("result", "failure".to_string())]).inc();
-                let report = Report {
-                    up: false,
-                    duration_seconds: started.elapsed().as_secs_f64(),
-                    samples_scraped: 0,
-                    samples_post_relabeling: 0,
-                    series_added: 0,
-                };
-                (ingest.ingest_failure(t), report)
-            }
-        };
-        ingest.add_report(&mut batches, t, &report);
+        let up = result.is_ok();
+        let mut batches = result.unwrap_or_else(|error| {
+            tracing::warn!(shard, target = %target.url(), job = target.job(), %error, "scrape failed");
+            ingest.ingest_failure(t)
+        });
+        let outcome = if up { "success" } else { "failure" };
+        ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
+        ingest.add_report(&mut batches, t, up, started.elapsed().as_secs_f64());
         deliver(&ctx, &mut ingest, batches).await;
         ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
 
