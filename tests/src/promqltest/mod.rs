@@ -124,15 +124,24 @@ fn check_annotations(eval: &Eval, got: &Annotations) -> Result<(), String> {
     check::check_annotations("info", &eval.info, &got.infos)
 }
 
-/// One instant run at `t` with its range-mode cross-check; returns a fingerprint of the result.
-fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<String, String> {
-    let at = eval.range_vector.map(|(_, end, _)| end).unwrap_or(t);
-    let outcome = engine.eval(expr, EvalParams::instant(at, LOOKBACK_MS));
+/// Runs the query and checks its failure and annotation expectations; `None` when it failed as
+/// the eval expects (nothing more is checked then).
+fn run_checked(engine: &Engine, eval: &Eval, expr: &Expr, params: EvalParams) -> Result<Option<Value>, String> {
+    let outcome = engine.eval(expr, params);
     if check_failure(eval, &outcome)? {
-        return Ok("expected failure".into());
+        return Ok(None);
     }
     let QueryResult { value, annotations } = outcome.map_err(|e| e.to_string())?;
     check_annotations(eval, &annotations)?;
+    Ok(Some(value))
+}
+
+/// One instant run at `t` with its range-mode cross-check; returns a fingerprint of the result.
+fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<String, String> {
+    let at = eval.range_vector.map(|(_, end, _)| end).unwrap_or(t);
+    let Some(value) = run_checked(engine, eval, expr, EvalParams::instant(at, LOOKBACK_MS))? else {
+        return Ok("expected failure".into());
+    };
     let fingerprint = format!("{value:?}");
     match (&value, &eval.range_vector, &eval.string) {
         (Value::Range(r), Some((from, _, step)), _) => {
@@ -189,12 +198,10 @@ fn run_eval(engine: &Engine, eval: &Eval) -> Result<String, String> {
     let expr = Engine::parse(&eval.expr)?;
     match eval.kind {
         EvalKind::Range { from, to, step } => {
-            let outcome = engine.eval(&expr, EvalParams { start: from, end: to, step, lookback: LOOKBACK_MS });
-            if check_failure(eval, &outcome)? {
+            let params = EvalParams { start: from, end: to, step, lookback: LOOKBACK_MS };
+            let Some(value) = run_checked(engine, eval, &expr, params)? else {
                 return Ok("expected failure".into());
-            }
-            let QueryResult { value, annotations } = outcome.map_err(|e| e.to_string())?;
-            check_annotations(eval, &annotations)?;
+            };
             let fingerprint = format!("{value:?}");
             check_matrix(eval, &matrix_points(value, from, step)?, from, step)?;
             Ok(fingerprint)
