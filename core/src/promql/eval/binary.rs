@@ -120,7 +120,13 @@ fn set_operation(
     };
     let mut out: Vec<StepSeries> =
         lhs.iter().map(|s| StepSeries { labels: s.labels.clone(), values: vec![None; steps] }).collect();
-    let mut extra: Vec<StepSeries> = Vec::new();
+    // `or`: right-hand series at the steps where no left-hand series matches them.
+    let mut extra: Vec<StepSeries> = match op {
+        BinaryOp::Or => {
+            rhs.iter().map(|s| StepSeries { labels: s.labels.clone(), values: vec![None; steps] }).collect()
+        }
+        _ => Vec::new(),
+    };
     for i in 0..steps {
         let right = present_at(&rhs, &rsig, i);
         for (j, s) in lhs.iter().enumerate() {
@@ -139,12 +145,6 @@ fn set_operation(
             let left = present_at(&lhs, &lsig, i);
             for (j, s) in rhs.iter().enumerate() {
                 if s.values[i].is_some() && !left.contains(&rsig[j]) {
-                    if extra.len() <= j {
-                        extra.resize_with(rhs.len(), || StepSeries { labels: Labels::default(), values: Vec::new() });
-                    }
-                    if extra[j].values.is_empty() {
-                        extra[j] = StepSeries { labels: s.labels.clone(), values: vec![None; steps] };
-                    }
                     extra[j].values[i] = s.values[i];
                 }
             }
