@@ -137,7 +137,7 @@ pub fn instant_result(value: &Value, t: i64) -> String {
             }
             out.push(']');
         }
-        Value::Range(range) => matrix_samples(&mut out, &range.clone().first_window()),
+        Value::Range(range) => matrix_samples(&mut out, &range.first_window()),
     }
     out.push('}');
     out
@@ -165,17 +165,20 @@ fn matrix_samples(out: &mut String, series: &[SeriesSamples]) {
 
 /// The `data` of a range query with steps `ts(i)`.
 pub fn range_result(value: &Value, ts: impl Fn(usize) -> i64) -> String {
-    let series: Vec<StepSeries> = match value {
+    // A scalar renders as one series with no labels.
+    let scalar: Vec<StepSeries>;
+    let series: &[StepSeries] = match value {
         Value::Scalar(v) => {
-            vec![StepSeries { labels: Labels::default(), values: v.iter().map(|x| Some(*x)).collect() }]
+            scalar = vec![StepSeries { labels: Labels::default(), values: v.iter().map(|x| Some(*x)).collect() }];
+            &scalar
         }
-        Value::Vector(series) => series.clone(),
+        Value::Vector(series) => series,
         // The handler refuses other types before evaluating.
-        _ => Vec::new(),
+        _ => &[],
     };
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
     let mut first = true;
-    for s in &series {
+    for s in series {
         if s.values.iter().all(Option::is_none) {
             continue;
         }

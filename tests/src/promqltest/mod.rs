@@ -146,7 +146,6 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     match (&value, &eval.range_vector, &eval.string) {
         (Value::Range(r), Some((from, _, step)), _) => {
             let got: Vec<SeriesPoints> = r
-                .clone()
                 .first_window()
                 .iter()
                 .map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v)).collect()))

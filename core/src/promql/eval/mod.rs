@@ -188,7 +188,7 @@ impl RangeVector {
     }
 
     /// The samples each series has in the first step's window (an instant query's result).
-    pub fn first_window(self) -> Vec<SeriesSamples> {
+    pub fn first_window(&self) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
         for s in &self.series {
             let w = self.window(s, 0);
