@@ -495,7 +495,10 @@ impl Builder {
         if func.experimental && !self.options.experimental_functions {
             return Err(error_at(&name, format!("function {:?} is not enabled", func.name)));
         }
-        let args: Vec<Expr> = inner.map(|a| self.expr(a)).collect::<Result<_>>()?;
+        let args: Vec<Expr> = inner
+            .enumerate()
+            .map(|(i, a)| if func.name == "info" && i == 1 { self.info_label_selector(a) } else { self.expr(a) })
+            .collect::<Result<_>>()?;
         func.check_arity(args.len()).map_err(|m| error_at(&pair, m))?;
         for (i, a) in args.iter().enumerate() {
             let want = func.arg_type(i);
@@ -510,7 +513,27 @@ impl Builder {
         Ok(Expr::Call { func, args })
     }
 
+    /// `info`'s second argument: label matchers naming info metrics and data labels. Unlike a
+    /// selector it may match the empty string (`{data=~".*"}`: enrich where possible).
+    fn info_label_selector(&self, arg: Pair<Rule>) -> Result<Expr> {
+        let mut inner = arg.clone().into_inner();
+        match (inner.next(), inner.next()) {
+            (Some(p), None) if p.as_rule() == Rule::vector_selector => {
+                Ok(Expr::VectorSelector(self.selector_unchecked(p)?))
+            }
+            _ => Err(error_at(&arg, "expected label selectors as the second argument to info function")),
+        }
+    }
+
     fn selector(&self, pair: Pair<Rule>) -> Result<Expr> {
+        let vs = self.selector_unchecked(pair.clone())?;
+        if vs.matchers.iter().all(|m| m.matches("")) {
+            return Err(error_at(&pair, "vector selector must contain at least one non-empty matcher"));
+        }
+        Ok(Expr::VectorSelector(vs))
+    }
+
+    fn selector_unchecked(&self, pair: Pair<Rule>) -> Result<VectorSelector> {
         let mut name: Option<String> = None;
         let mut matchers: Vec<Matcher> = Vec::new();
         for p in pair.clone().into_inner() {
@@ -543,10 +566,7 @@ impl Builder {
             }
             matchers.insert(0, Matcher::equal(METRIC_NAME, n.clone()));
         }
-        if matchers.iter().all(|m| m.matches("")) {
-            return Err(error_at(&pair, "vector selector must contain at least one non-empty matcher"));
-        }
-        Ok(Expr::VectorSelector(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None }))
+        Ok(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None })
     }
 
     fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {

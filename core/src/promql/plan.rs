@@ -22,7 +22,7 @@ use super::ast::{
     format_duration, write_binary_op, write_modifiers, AggregateGrouping, AggregateOp, At, BinaryModifiers, BinaryOp,
     DurationExpr, DynamicDurations, Expr, ValueType, VectorSelector,
 };
-use super::eval::{EvalError, EvalParams};
+use super::eval::{EvalError, EvalParams, InfoMatchers};
 use super::functions::Function;
 use crate::labels::{Labels, MatchOp, METRIC_NAME};
 
@@ -33,6 +33,9 @@ pub enum Node {
     Number(f64),
     String(String),
     Select(VectorSelector),
+    /// The time, in seconds, of the sample an instant selector picks at every step, labels
+    /// kept: how `info` tells the newest of conflicting info series.
+    SampleTimes(VectorSelector),
     MatrixSelect {
         selector: VectorSelector,
         range: i64,
@@ -63,6 +66,12 @@ pub enum Node {
     Absent {
         expr: Box<Node>,
         labels: Labels,
+    },
+    /// `info(base, ...)` with its candidate info series (sample times) already selected.
+    Info {
+        base: Box<Node>,
+        infos: Box<Node>,
+        matchers: InfoMatchers,
     },
     Fragment(usize),
 }
@@ -198,6 +207,21 @@ fn is_series_local(e: &Expr) -> bool {
     }
 }
 
+/// The first selector in `e`, depth first: its offset and `@` say when `info` looks for info
+/// series.
+fn first_selector(e: &Expr) -> Option<&VectorSelector> {
+    match e {
+        Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => Some(vs),
+        Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => first_selector(expr),
+        Expr::Binary { lhs, rhs, .. } => first_selector(lhs).or_else(|| first_selector(rhs)),
+        Expr::Aggregate { expr, param, .. } => {
+            first_selector(expr).or_else(|| param.as_deref().and_then(first_selector))
+        }
+        Expr::Call { args, .. } => args.iter().find_map(first_selector),
+        Expr::Number(_) | Expr::String(_) => None,
+    }
+}
+
 struct Planner {
     fragments: Vec<Fragment>,
     frames: Vec<Frame>,
@@ -286,7 +310,6 @@ impl Planner {
             Expr::Paren(x) => self.lower(x)?,
             Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
             Expr::Aggregate { op, expr, param, grouping } => {
-                check_aggregate_supported(*op)?;
                 if is_decomposable(*op) && is_series_local(expr) {
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
                     let node = self.lower_local(expr)?;
@@ -308,6 +331,7 @@ impl Planner {
             Expr::Call { func, .. } if self.query_constant(func).is_some() => {
                 Node::Number(self.query_constant(func).expect("checked by the guard"))
             }
+            Expr::Call { func, args } if func.name == "info" => self.info(args)?,
             Expr::Call { func, args } if matches!(func.name, "absent" | "absent_over_time") => {
                 Node::Absent { expr: Box::new(self.lower(&args[0])?), labels: absent_labels(&args[0]) }
             }
@@ -327,6 +351,22 @@ impl Planner {
     }
 }
 
+impl Planner {
+    /// `info(base, {matchers})`: the base on its own; the candidate info series as a fragment
+    /// selected at the times the base's first selector reads.
+    fn info(&mut self, args: &[Expr]) -> Result<Node, EvalError> {
+        let matchers = match args.get(1) {
+            Some(Expr::VectorSelector(vs)) => InfoMatchers::new(&vs.matchers),
+            _ => InfoMatchers::new(&[]),
+        };
+        let base = self.lower(&args[0])?;
+        let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
+        let selector = VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None };
+        let infos = self.fragment(Node::SampleTimes(selector), Merge::Concat);
+        Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })
+    }
+}
+
 /// The labels `absent` reports: the equality matchers of a selector argument on names matched
 /// only once, the metric name excluded.
 fn absent_labels(arg: &Expr) -> Labels {
@@ -340,13 +380,6 @@ fn absent_labels(arg: &Expr) -> Labels {
             .filter(|m| m.op == MatchOp::Equal && m.name != METRIC_NAME && once(&m.name))
             .map(|m| (m.name.clone(), m.value.clone())),
     )
-}
-
-fn check_aggregate_supported(op: AggregateOp) -> Result<(), EvalError> {
-    match op {
-        AggregateOp::Limitk | AggregateOp::LimitRatio => Err(unsupported(format!("aggregation {:?}", op.name()))),
-        _ => Ok(()),
-    }
 }
 
 /// `absent` and `absent_over_time` are planned as [`Node::Absent`] before this check.
@@ -398,6 +431,7 @@ impl fmt::Display for Node {
             Node::Number(n) => write!(f, "{}", Expr::Number(*n)),
             Node::String(s) => write!(f, "{s:?}"),
             Node::Select(vs) => write!(f, "{}", Expr::VectorSelector(vs.clone())),
+            Node::SampleTimes(vs) => write!(f, "sample times of {}", Expr::VectorSelector(vs.clone())),
             Node::MatrixSelect { selector, range } => {
                 write!(f, "{}", Expr::MatrixSelector { selector: selector.clone(), range: *range })
             }
@@ -429,6 +463,7 @@ impl fmt::Display for Node {
                 }
             }
             Node::Absent { expr, .. } => write!(f, "absent({expr})"),
+            Node::Info { base, infos, .. } => write!(f, "info({base}, {infos})"),
             Node::Fragment(i) => write!(f, "$fragment{i}"),
         }
     }
@@ -468,11 +503,12 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::parse;
+    use crate::promql::ParseOptions;
 
     fn explain(q: &str) -> String {
         let params = EvalParams::instant(0, 300_000);
-        plan(&parse(q).unwrap(), &params).map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())
+        let expr = crate::promql::parse_with(q, ParseOptions { experimental_functions: true }).unwrap();
+        plan(&expr, &params).map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -517,13 +553,18 @@ mod tests {
             explain("absent(a)"),
             "coordinator: absent($fragment0)\n$fragment0 on every shard, concatenated: a\n"
         );
+        assert_eq!(
+            explain("info(rate(a[5m] offset 1m))"),
+            "coordinator: info($fragment0, $fragment1)\n$fragment0 on every shard, concatenated: rate(a[5m] offset 1m)\n\
+             $fragment1 on every shard, concatenated: sample times of {__name__=\"target_info\"} offset 1m\n"
+        );
     }
 
     #[test]
     fn unsupported_features_are_refused_at_plan_time() {
-        let options = crate::promql::ParseOptions { experimental_functions: true };
-        let expr = crate::promql::parse_with("limitk(1, a)", options).unwrap();
+        let options = ParseOptions { experimental_functions: true };
+        let expr = crate::promql::parse_with("histogram_count(a)", options).unwrap();
         let params = EvalParams::instant(0, 300_000);
-        assert_eq!(plan(&expr, &params).unwrap_err().to_string(), "not supported yet: aggregation \"limitk\"");
+        assert_eq!(plan(&expr, &params).unwrap_err().to_string(), "not supported yet: function \"histogram_count\"");
     }
 }

@@ -4,8 +4,8 @@
 //! its series into one [`PartialAggregate`] state per (group, step), states from several shards
 //! merge, and the coordinator finalises. Every merge is order-independent — sums and sums of
 //! squares are exact (see [`ExactSum`]) — so results do not depend on how series are spread
-//! over shards. `topk`, `bottomk`, `quantile` and `count_values` need every series of a group
-//! at once and run on the coordinator.
+//! over shards. `topk`, `bottomk`, `limitk`, `limit_ratio`, `quantile` and `count_values` need
+//! every series of a group at once and run on the coordinator.
 
 use std::collections::HashMap;
 
@@ -208,8 +208,20 @@ pub(super) fn evaluate(
             };
             count_values(&label, grouping, series, steps)?
         }
-        AggregateOp::Limitk | AggregateOp::LimitRatio => {
-            return Err(EvalError::Unsupported(format!("aggregation {:?}", op.name())))
+        AggregateOp::Limitk => {
+            let k = param.ok_or_else(|| EvalError::Execution("limitk needs a parameter".into()))?.into_scalar()?;
+            if k.iter().any(|k| k.is_nan()) {
+                return Err(EvalError::Execution("Parameter value is NaN".into()));
+            }
+            limit_k(&k, grouping, series, steps)
+        }
+        AggregateOp::LimitRatio => {
+            let r = param.ok_or_else(|| EvalError::Execution("limit_ratio needs a parameter".into()))?.into_scalar()?;
+            if r.iter().any(|r| r.is_nan()) {
+                return Err(EvalError::Execution("Ratio value is NaN".into()));
+            }
+            let r: Vec<f64> = r.into_iter().map(|r| capped_ratio(ev, r)).collect();
+            limit_ratio(&r, series)
         }
         _ => PartialAggregate::from_series(op, grouping, series, steps).finish(steps),
     }))
@@ -253,8 +265,8 @@ fn top_k(
     // Best first: largest (topk) or smallest (bottomk), NaN last.
     let better = |a: f64, b: f64| nan_last(a, b, largest);
     for members in groups.values() {
-        for (step, keep_k) in k.iter().enumerate().take(steps) {
-            let want = if keep_k.is_nan() || *keep_k < 1.0 { 0 } else { keep_k.min(members.len() as f64) as usize };
+        for (step, &keep_k) in k.iter().enumerate().take(steps) {
+            let want = wanted(keep_k, members.len());
             let mut present: Vec<usize> =
                 members.iter().copied().filter(|&i| series[i].values[step].is_some()).collect();
             present.sort_by(|&a, &b| {
@@ -265,18 +277,93 @@ fn top_k(
             }
         }
     }
-    let mut out: Vec<StepSeries> = series
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(s, keep)| {
-            let values: Vec<Option<f64>> = s.values.iter().zip(&keep).map(|(v, k)| v.filter(|_| *k)).collect();
-            values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
-        })
-        .collect();
+    let mut out = keep_values(series, |i, step| keep[i][step]);
     if steps == 1 {
         out.sort_by(|a, b| better(a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN)));
     }
     out
+}
+
+/// How many of `n` candidates a `topk`/`bottomk`/`limitk` parameter keeps (below 1: none).
+fn wanted(k: f64, n: usize) -> usize {
+    if k.is_nan() || k < 1.0 {
+        0
+    } else {
+        k.min(n as f64) as usize
+    }
+}
+
+/// Keeps, per step, the values of the series whose flag in `keep` is set; drops series left
+/// without any value.
+fn keep_values(series: Vec<StepSeries>, keep: impl Fn(usize, usize) -> bool) -> Vec<StepSeries> {
+    series
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let values: Vec<Option<f64>> =
+                s.values.iter().enumerate().map(|(step, v)| v.filter(|_| keep(i, step))).collect();
+            values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+        })
+        .collect()
+}
+
+/// `limitk`: per group and step, the first k series that have a value, in label order (so the
+/// choice is the same on any number of shards); the series keep all their labels.
+fn limit_k(k: &[f64], grouping: &AggregateGrouping, mut series: Vec<StepSeries>, steps: usize) -> Vec<StepSeries> {
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut keep: Vec<Vec<bool>> = vec![vec![false; steps]; series.len()];
+    let mut taken: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in series.iter().enumerate() {
+        let taken = taken.entry(group_labels(&s.labels, grouping)).or_insert_with(|| vec![0; steps]);
+        for (step, v) in s.values.iter().enumerate() {
+            if v.is_some() && taken[step] < wanted(k[step], usize::MAX) {
+                taken[step] += 1;
+                keep[i][step] = true;
+            }
+        }
+    }
+    keep_values(series, |i, step| keep[i][step])
+}
+
+/// A `limit_ratio` parameter outside [-1, 1], capped with upstream's warning.
+fn capped_ratio(ev: &Evaluator, r: f64) -> f64 {
+    let capped = r.clamp(-1.0, 1.0);
+    if capped != r {
+        ev.warn(format!(
+            "ratio value should be between -1 and 1, got {}, capping to {}",
+            format_value(r),
+            format_value(capped)
+        ));
+    }
+    capped
+}
+
+/// `limit_ratio(r, v)`: each series is kept or not by where its label hash falls in [0, 1) —
+/// below `r` for a positive ratio, at or above `1 + r` for a negative one — so `limit_ratio(r)`
+/// and `limit_ratio(r - 1)` are complements. The hash is upstream's (XXH64 of the labels), so
+/// Pyrite picks the same series as Prometheus.
+fn limit_ratio(r: &[f64], series: Vec<StepSeries>) -> Vec<StepSeries> {
+    let offsets: Vec<f64> = series.iter().map(|s| upstream_hash(&s.labels) as f64 / u64::MAX as f64).collect();
+    keep_values(series, |i, step| {
+        let r = r[step];
+        if r >= 0.0 {
+            offsets[i] < r
+        } else {
+            offsets[i] >= 1.0 + r
+        }
+    })
+}
+
+/// Prometheus's `Labels.Hash`: XXH64 over every name and value, each followed by 0xff.
+fn upstream_hash(labels: &Labels) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for l in labels.iter() {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
 }
 
 /// `count_values("label", v)`: per group and step, how many series have each value.

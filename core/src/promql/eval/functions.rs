@@ -172,7 +172,12 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
             )
         }
         "timestamp" => match &args[0] {
-            Node::Select(vs) => Value::Vector(selector::timestamps(ev.source()?, vs, ev.params)),
+            Node::Select(vs) => Value::Vector(
+                selector::sample_times(ev.source()?, vs, ev.params)
+                    .into_iter()
+                    .map(|s| StepSeries { labels: s.labels.without_metric_name(), values: s.values })
+                    .collect(),
+            ),
             other => Value::Vector(map_vector(ev.eval(other)?.into_vector()?, |_, i| ev.params.ts(i) as f64 / 1000.0)),
         },
         "clamp" | "clamp_min" | "clamp_max" => {

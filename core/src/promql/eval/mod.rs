@@ -13,6 +13,7 @@ mod aggregate;
 mod binary;
 mod exact_sum;
 mod functions;
+mod info;
 mod range_functions;
 mod selector;
 
@@ -29,6 +30,7 @@ use crate::value::Sample;
 
 pub use aggregate::PartialAggregate;
 pub use functions::is_implemented;
+pub use info::InfoMatchers;
 
 /// Why a query could not be evaluated. Each maps onto an API error type.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -492,7 +494,15 @@ impl<'a> Evaluator<'a> {
     /// Selectors, aggregations, `absent` and (already merged) fragments cannot produce such
     /// series, so their results are not checked.
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
-        let unique = matches!(node, Node::Select(_) | Node::Aggregate { .. } | Node::Absent { .. } | Node::Fragment(_));
+        let unique = matches!(
+            node,
+            Node::Select(_)
+                | Node::SampleTimes(_)
+                | Node::Aggregate { .. }
+                | Node::Absent { .. }
+                | Node::Info { .. }
+                | Node::Fragment(_)
+        );
         match self.eval_node(node)? {
             Value::Vector(v) if !unique => Ok(Value::Vector(merge_equal_labels(v)?)),
             other => Ok(other),
@@ -509,6 +519,11 @@ impl<'a> Evaluator<'a> {
                 self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
                 Value::Vector(series)
             }
+            Node::SampleTimes(vs) => {
+                let series = selector::sample_times(self.source()?, vs, self.params);
+                self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
+                Value::Vector(series)
+            }
             Node::MatrixSelect { selector: vs, range } => {
                 let range = selector::range(self.source()?, vs, *range, self.params);
                 self.charge(range.peak_samples())?;
@@ -517,6 +532,10 @@ impl<'a> Evaluator<'a> {
             Node::Subquery { expr, frame } => Value::Range(self.subquery(expr, frame)?),
             Node::Fragment(i) => self.fragments[*i].clone(),
             Node::Absent { expr, labels } => Value::Vector(functions::absent(self.eval(expr)?, labels, steps)?),
+            Node::Info { base, infos, matchers } => {
+                let base = self.eval(base)?.into_vector()?;
+                Value::Vector(info::enrich(base, self.eval(infos)?.into_vector()?, matchers, steps)?)
+            }
             Node::Call { func, args } => functions::call(self, func, args)?,
             Node::Neg(x) => match self.eval(x)? {
                 Value::Scalar(v) => Value::Scalar(v.into_iter().map(|x| -x).collect()),

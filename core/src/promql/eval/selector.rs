@@ -46,12 +46,13 @@ pub(super) fn instant(source: &dyn SeriesSource, vs: &VectorSelector, params: &E
         .collect()
 }
 
-/// `timestamp(vs)`: the time of the sample picked at every step, in seconds; the name is dropped.
-pub(super) fn timestamps(source: &dyn SeriesSource, vs: &VectorSelector, params: &EvalParams) -> Vec<StepSeries> {
+/// The time of the sample picked at every step, in seconds (`timestamp(vs)`, which then drops
+/// the name, and `info`'s newest-series rule).
+pub(super) fn sample_times(source: &dyn SeriesSource, vs: &VectorSelector, params: &EvalParams) -> Vec<StepSeries> {
     pick(source, vs, params)
         .into_iter()
         .map(|(labels, picked)| StepSeries {
-            labels: labels.without_metric_name(),
+            labels,
             values: picked.iter().map(|p| p.map(|s| s.t as f64 / 1000.0)).collect(),
         })
         .collect()

@@ -1,7 +1,7 @@
 //! Evaluator tests: known answers, and identical answers on 1 and on several shards.
 
 use super::*;
-use crate::promql::{parse, plan};
+use crate::promql::{parse, parse_with, plan, ParseOptions};
 
 /// Loads `series` (labels, samples) into `shards` heads, each series on its owner.
 fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Head> {
@@ -16,13 +16,19 @@ fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Head> {
     heads
 }
 
-fn run(heads: &[Head], query: &str, params: EvalParams) -> Result<Value, EvalError> {
-    let p = plan(&parse(query).unwrap(), &params)?;
+/// Runs `query` (experimental functions enabled) across `heads`, one head per shard.
+fn query(heads: &[Head], query: &str, params: EvalParams) -> Result<QueryResult, EvalError> {
+    let expr = parse_with(query, ParseOptions { experimental_functions: true }).unwrap();
+    let p = plan(&expr, &params)?;
     let outputs = heads
         .iter()
         .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect::<Result<Vec<_>, _>>())
         .collect::<Result<Vec<_>, _>>()?;
-    p.finish(&params, outputs).map(|r| r.value)
+    p.finish(&params, outputs)
+}
+
+fn run(heads: &[Head], q: &str, params: EvalParams) -> Result<Value, EvalError> {
+    query(heads, q, params).map(|r| r.value)
 }
 
 fn lbl(pairs: &[(&str, &str)]) -> Labels {
@@ -206,6 +212,47 @@ fn answers_are_identical_on_one_and_many_shards() {
             assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{query} on {shards} shards");
         }
     }
+}
+
+#[test]
+fn limitk_takes_the_first_series_in_label_order_on_any_shard_count() {
+    let series = counters();
+    let p = EvalParams::instant(1_800_000, 300_000);
+    for shards in [1, 3] {
+        let h = heads(&series, shards);
+        let v = run(&h, "limitk by (job) (2, http_requests_total)", p).unwrap();
+        let mut instances: Vec<String> =
+            scalar_of(&v).iter().map(|(l, _)| format!("{}/{}", l.get("job"), l.get("instance"))).collect();
+        instances.sort();
+        assert_eq!(instances, ["api/host0:9100", "api/host1:9100", "web/host0:9100", "web/host1:9100"]);
+        assert_eq!(scalar_of(&v)[0].0.metric_name(), "http_requests_total", "limitk keeps the name");
+        assert!(scalar_of(&run(&h, "limitk(0, http_requests_total)", p).unwrap()).is_empty());
+        let e = run(&h, "limitk(NaN, http_requests_total)", p).unwrap_err();
+        assert_eq!(e.to_string(), "Parameter value is NaN");
+    }
+}
+
+#[test]
+fn limit_ratio_splits_series_into_complements() {
+    let h = heads(&counters(), 3);
+    let p = EvalParams { start: 600_000, end: 1_200_000, step: 60_000, lookback: 300_000 };
+    let count = |q: &str| scalar_of(&run(&h, &format!("count({q})"), p).unwrap()).first().map(|s| s.1[0]);
+    for r in [0.2, 0.5, 0.8] {
+        let (a, b) = (
+            format!("limit_ratio({r}, http_requests_total)"),
+            format!("limit_ratio({}, http_requests_total)", r - 1.0),
+        );
+        assert_eq!(count(&format!("{a} or {b}")), Some(Some(12.0)), "ratio {r}: together all series");
+        assert_eq!(count(&format!("{a} and {b}")), None, "ratio {r}: no series in both");
+    }
+    assert_eq!(count("limit_ratio(0, http_requests_total)"), None);
+    let capped = query(&h, "count(limit_ratio(1.5, http_requests_total))", p).unwrap();
+    assert_eq!(scalar_of(&capped.value)[0].1[0], Some(12.0));
+    assert_eq!(
+        capped.annotations.warnings.iter().collect::<Vec<_>>(),
+        ["PromQL warning: ratio value should be between -1 and 1, got 1.5, capping to 1"]
+    );
+    assert_eq!(run(&h, "limit_ratio(NaN, temperature)", p).unwrap_err().to_string(), "Ratio value is NaN");
 }
 
 #[test]
