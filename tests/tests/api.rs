@@ -81,6 +81,24 @@ fn annotations_come_back_as_warnings_and_infos() {
 }
 
 #[test]
+fn at_most_ten_infos_are_listed_and_the_rest_counted() {
+    let p = Pyrite::start(PyriteOpts { shards: Some(2), ..Default::default() });
+    let gauges: Vec<WriteSeries> = (0..13)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", format!("gauge_{i:02}")), ("i", i.to_string())]),
+            samples: vec![Sample { t: 5_000, v: 1.0 }, Sample { t: 15_000, v: 2.0 }],
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&gauges)).0, 204);
+    let (status, body) = p.get("/api/v1/query?query=rate(%7B__name__%3D~%22gauge_.*%22%7D%5B1m%5D)&time=20");
+    assert_eq!(status, 200, "{body}");
+    let infos = json(&body)["infos"].as_array().unwrap_or_else(|| panic!("no infos: {body}")).clone();
+    assert_eq!(infos.len(), 11, "{body}");
+    assert!(infos[0].as_str().unwrap().starts_with("PromQL info: metric might not be a counter"), "{body}");
+    assert_eq!(infos[10], "3 more info annotations omitted");
+}
+
+#[test]
 fn format_and_parse_query_answer_in_upstream_shapes() {
     let p = Pyrite::start(PyriteOpts::default());
     assert_eq!(

@@ -58,13 +58,22 @@ pub fn success(data: String) -> Response {
     success_annotated(data, &Annotations::default())
 }
 
-/// A success envelope with the query's `warnings` and `infos`, when there are any.
+/// At most this many warnings, and as many infos, go into a response (as upstream's API).
+const MAX_ANNOTATIONS: usize = 10;
+
+/// A success envelope with the query's `warnings` and `infos`, when there are any; beyond
+/// [`MAX_ANNOTATIONS`] of a kind, one entry says how many were left out.
 pub fn success_annotated(data: String, annotations: &Annotations) -> Response {
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
-    for (key, list) in [("warnings", &annotations.warnings), ("infos", &annotations.infos)] {
-        if !list.is_empty() {
-            body.push_str(&format!(",\"{key}\":{}", serde_json::json!(list)));
+    for (key, kind, set) in [("warnings", "warning", &annotations.warnings), ("infos", "info", &annotations.infos)] {
+        if set.is_empty() {
+            continue;
         }
+        let mut list: Vec<String> = set.iter().take(MAX_ANNOTATIONS).cloned().collect();
+        if set.len() > MAX_ANNOTATIONS {
+            list.push(format!("{} more {kind} annotations omitted", set.len() - MAX_ANNOTATIONS));
+        }
+        body.push_str(&format!(",\"{key}\":{}", serde_json::json!(list)));
     }
     body.push('}');
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()

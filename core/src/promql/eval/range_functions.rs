@@ -65,11 +65,22 @@ pub(super) fn apply(
             values.push(if w.is_empty() { None } else { one(name, w, end - range.range, end, params.ts(i), &arg)? });
         }
         if values.iter().any(Option::is_some) {
+            if matches!(name, "rate" | "increase") {
+                check_counter_name(ev, s.labels.metric_name());
+            }
             let labels = if keeps_name { s.labels.clone() } else { s.labels.without_metric_name() };
             out.push(StepSeries { labels, values });
         }
     }
     Ok(out)
+}
+
+/// Upstream's hint that `rate`/`increase` was applied to something named like a gauge.
+fn check_counter_name(ev: &Evaluator, name: &str) {
+    let counter_like = ["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s));
+    if !name.is_empty() && !counter_like {
+        ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"));
+    }
 }
 
 /// One function on one window `(start, end]` evaluated at step time `t`.

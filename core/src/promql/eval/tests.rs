@@ -86,6 +86,19 @@ fn increase_extrapolates_and_handles_resets() {
 }
 
 #[test]
+fn rate_of_a_gauge_name_carries_upstreams_info() {
+    let h = heads(&counters(), 2);
+    let p = EvalParams::instant(1_800_000, 300_000);
+    let infos = |q: &str| query(&h, q, p).unwrap().annotations.infos.into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        infos("sum(rate(temperature[5m]))"),
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"temperature\""]
+    );
+    assert!(infos("rate(http_requests_total[5m])").is_empty());
+    assert!(infos("irate(temperature[5m])").is_empty(), "only rate and increase");
+}
+
+#[test]
 fn irate_uses_the_last_two_samples() {
     let samples = vec![(0, 0.0), (10_000, 100.0), (20_000, 150.0)];
     let h = heads(&[(lbl(&[("__name__", "c")]), samples)], 1);
