@@ -250,7 +250,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         "histogram_quantile" => {
             let q = ev.eval(&args[0])?.into_scalar()?;
             q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
-            Value::Vector(buckets(ev, true, ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
+            Value::Vector(buckets(ev, ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
         }
         "histogram_quantiles" => {
             let series = ev.eval(&args[0])?.into_vector()?;
@@ -269,7 +269,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
                 let q = ev.eval(arg)?.into_scalar()?;
                 q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
                 let text = quantile_label(q[0]);
-                let computed = buckets(ev, true, series.clone(), steps, |b, i| bucket_quantile(q[i], b))?;
+                let computed = buckets(ev, series.clone(), steps, |b, i| bucket_quantile(q[i], b))?;
                 out.extend(
                     computed
                         .into_iter()
@@ -281,8 +281,8 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         "histogram_fraction" => {
             let lo = ev.eval(&args[0])?.into_scalar()?;
             let hi = ev.eval(&args[1])?.into_scalar()?;
-            Value::Vector(buckets(ev, false, ev.eval(&args[2])?.into_vector()?, steps, |b, i| {
-                bucket_fraction(lo[i], hi[i], b)
+            Value::Vector(buckets(ev, ev.eval(&args[2])?.into_vector()?, steps, |b, i| {
+                (bucket_fraction(lo[i], hi[i], b), false)
             })?)
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
@@ -418,15 +418,14 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Groups classic-histogram bucket series (same labels but `le`) and applies `f` to each
 /// group's `(upper bound, cumulative count)` buckets at every step. Series without a valid `le`
-/// are left out with a warning; `report_monotonicity` adds histogram_quantile's info when counts
-/// had to be fixed. The output drops the metric
-/// name, so two histograms that differ only by name collide and are refused, as upstream.
+/// are left out with a warning. `f` also says whether it had to force the counts to be
+/// monotonic, which histogram_quantile reports as an info. The output drops the metric name, so
+/// two histograms that differ only by name collide and are refused, as upstream.
 fn buckets(
     ev: &Evaluator,
-    report_monotonicity: bool,
     series: Vec<StepSeries>,
     steps: usize,
-    f: impl Fn(&mut Vec<(f64, f64)>, usize) -> f64,
+    f: impl Fn(&mut Vec<(f64, f64)>, usize) -> (f64, bool),
 ) -> Result<Vec<StepSeries>, EvalError> {
     let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
     for s in &series {
@@ -444,13 +443,17 @@ fn buckets(
         let values: Vec<Option<f64>> = (0..steps)
             .map(|i| {
                 let mut b: Vec<(f64, f64)> = members.iter().filter_map(|(le, s)| Some((*le, s.values[i]?))).collect();
-                if report_monotonicity && !is_monotonic(&mut b) {
+                if b.is_empty() {
+                    return None;
+                }
+                let (value, forced_monotonic) = f(&mut b, i);
+                if forced_monotonic {
                     ev.info(format!(
                         "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
                         labels.metric_name()
                     ));
                 }
-                (!b.is_empty()).then(|| f(&mut b, i))
+                Some(value)
             })
             .collect();
         if values.iter().any(Option::is_some) {
@@ -460,15 +463,12 @@ fn buckets(
     Ok(out)
 }
 
-/// Whether cumulative counts never decrease with the bound (sorting `b` by bound).
-fn is_monotonic(b: &mut [(f64, f64)]) -> bool {
-    b.sort_by(|x, y| x.0.total_cmp(&y.0));
-    b.windows(2).all(|w| w[1].1 >= w[0].1 || w[1].0 == w[0].0)
-}
+/// Relative difference under which upstream treats two bucket counts as equal: float noise,
+/// e.g. from summing rates in a different order.
+const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
 
-/// Sorts buckets by bound, merges equal bounds, and makes counts monotonic (upstream's fixes
-/// for buckets scraped at slightly different times).
-fn normalise(b: &mut Vec<(f64, f64)>) {
+/// Sorts buckets by bound and merges equal bounds.
+fn coalesce(b: &mut Vec<(f64, f64)>) {
     b.sort_by(|x, y| x.0.total_cmp(&y.0));
     b.dedup_by(|later, earlier| {
         if later.0 == earlier.0 {
@@ -478,41 +478,71 @@ fn normalise(b: &mut Vec<(f64, f64)>) {
             false
         }
     });
-    let mut max = f64::NEG_INFINITY;
-    for x in b.iter_mut() {
-        if x.1 < max {
-            x.1 = max;
+}
+
+/// Makes cumulative counts monotonic, as upstream does for buckets scraped at slightly
+/// different times: a count within [`SMALL_DELTA_TOLERANCE`] of the previous one is set equal
+/// to it silently, a real decrease is raised to it. Returns whether a real decrease was fixed.
+fn force_monotonic(b: &mut [(f64, f64)]) -> bool {
+    let mut forced = false;
+    let Some(mut prev) = b.first().map(|x| x.1) else { return false };
+    for x in b.iter_mut().skip(1) {
+        if x.1 == prev {
+            continue;
         }
-        max = x.1;
+        if almost_equal(prev, x.1, SMALL_DELTA_TOLERANCE) {
+            x.1 = prev;
+        } else if x.1 < prev {
+            x.1 = prev;
+            forced = true;
+        } else {
+            prev = x.1;
+        }
     }
+    forced
+}
+
+/// Upstream's `almost.Equal`: equal, or within a relative difference of `epsilon`.
+fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    let abs_sum = a.abs() + b.abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < epsilon * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
 }
 
 /// `histogram_quantile` over classic buckets, as upstream's `BucketQuantile`.
-fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+/// Also says whether the counts had to be forced monotonic.
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
-    normalise(b);
-    if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
-        return f64::NAN;
+    coalesce(b);
+    if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
+        return (f64::NAN, false);
     }
+    let forced = force_monotonic(b);
     let total = b[b.len() - 1].1;
-    if total == 0.0 {
-        return f64::NAN;
+    if b.len() < 2 || total == 0.0 {
+        return (f64::NAN, false);
     }
     let mut rank = q * total;
     let idx = b[..b.len() - 1].partition_point(|x| x.1 < rank);
     if idx == b.len() - 1 {
-        return b[b.len() - 2].0;
+        return (b[b.len() - 2].0, forced);
     }
     if idx == 0 && b[0].0 <= 0.0 {
-        return b[0].0;
+        return (b[0].0, forced);
     }
     let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
     if idx > 0 {
@@ -520,13 +550,14 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
         count -= b[idx - 1].1;
         rank -= b[idx - 1].1;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), forced)
 }
 
 /// `histogram_fraction(lower, upper, buckets)`: the estimated share of observations between the
 /// two values, interpolating linearly inside buckets, as upstream's `BucketFraction`.
 fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
-    normalise(b);
+    coalesce(b);
+    force_monotonic(b);
     if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
         return f64::NAN;
     }

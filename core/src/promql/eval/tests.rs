@@ -99,6 +99,24 @@ fn rate_of_a_gauge_name_carries_upstreams_info() {
 }
 
 #[test]
+fn histogram_quantile_ignores_float_noise_but_reports_real_decreases() {
+    let p = EvalParams::instant(0, 300_000);
+    let run_with = |second: f64| {
+        let series: Vec<(Labels, Vec<(i64, f64)>)> = [("1", 10.0), ("2", second), ("+Inf", 20.0)]
+            .iter()
+            .map(|&(le, v)| (lbl(&[("__name__", "b_bucket"), ("le", le)]), vec![(0, v)]))
+            .collect();
+        query(&heads(&series, 1), "histogram_quantile(0.5, b_bucket)", p).unwrap()
+    };
+    let noisy = run_with(10.0 * (1.0 - 1e-15));
+    assert_eq!(scalar_of(&noisy.value)[0].1[0], Some(1.0));
+    assert!(noisy.annotations.infos.is_empty(), "{:?}", noisy.annotations);
+    let decreasing = run_with(9.0);
+    assert_eq!(scalar_of(&decreasing.value)[0].1[0], Some(1.0));
+    assert_eq!(decreasing.annotations.infos.len(), 1, "{:?}", decreasing.annotations);
+}
+
+#[test]
 fn irate_uses_the_last_two_samples() {
     let samples = vec![(0, 0.0), (10_000, 100.0), (20_000, 150.0)];
     let h = heads(&[(lbl(&[("__name__", "c")]), samples)], 1);
