@@ -69,12 +69,14 @@ fn annotations_come_back_as_warnings_and_infos() {
     let (status, body) = p.get("/api/v1/query?query=quantile(2%2C%20a_total)&time=20");
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
-    assert_eq!(v["warnings"], json!(["PromQL warning: quantile value should be between 0 and 1, got 2"]));
+    assert_eq!(v["warnings"], json!(["PromQL warning: quantile value should be between 0 and 1, got 2 (1:10)"]));
     assert!(v.get("infos").is_none());
     let (_, body) = p.get("/api/v1/query_range?query=sort(a_total)&start=0&end=20&step=10");
     assert_eq!(
         json(&body)["warnings"],
-        json!(["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"])
+        json!([
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"
+        ])
     );
     let (_, body) = p.get("/api/v1/query?query=a_total&time=20");
     assert!(json(&body).get("warnings").is_none(), "no warnings key without warnings: {body}");
@@ -94,7 +96,10 @@ fn at_most_ten_infos_are_listed_and_the_rest_counted() {
     assert_eq!(status, 200, "{body}");
     let infos = json(&body)["infos"].as_array().unwrap_or_else(|| panic!("no infos: {body}")).clone();
     assert_eq!(infos.len(), 11, "{body}");
-    assert!(infos[0].as_str().unwrap().starts_with("PromQL info: metric might not be a counter"), "{body}");
+    assert_eq!(
+        infos[0],
+        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"gauge_00\" (1:6)"
+    );
     assert_eq!(infos[10], "3 more info annotations omitted");
 }
 

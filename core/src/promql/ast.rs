@@ -306,11 +306,29 @@ pub enum Expr {
         expr: Box<Expr>,
         param: Option<Box<Expr>>,
         grouping: AggregateGrouping,
+        /// Where the parameter starts in the query text (byte offset; 0 without one).
+        param_pos: usize,
     },
     Call {
         func: &'static Function,
         args: Vec<Expr>,
+        pos: CallPositions,
     },
+}
+
+/// Where a call and each of its arguments start in the query text (byte offsets), so that
+/// annotations can point at them as upstream's do (`... (1:6)`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallPositions {
+    pub call: usize,
+    pub args: Vec<usize>,
+}
+
+impl CallPositions {
+    /// Where argument `i` starts (the call's start if there is no such argument).
+    pub fn arg(&self, i: usize) -> usize {
+        self.args.get(i).copied().unwrap_or(self.call)
+    }
 }
 
 impl Expr {
@@ -466,7 +484,7 @@ impl fmt::Display for Expr {
                 write_binary_op(f, *op, modifiers)?;
                 write!(f, " {rhs}")
             }
-            Expr::Aggregate { op, expr, param, grouping } => {
+            Expr::Aggregate { op, expr, param, grouping, .. } => {
                 f.write_str(op.name())?;
                 match grouping {
                     AggregateGrouping::By(l) if !l.is_empty() => {
@@ -486,7 +504,7 @@ impl fmt::Display for Expr {
                     None => write!(f, "({expr})"),
                 }
             }
-            Expr::Call { func, args } => {
+            Expr::Call { func, args, .. } => {
                 let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
                 write!(f, "{}({})", func.name, args.join(", "))
             }

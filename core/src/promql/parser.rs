@@ -424,6 +424,7 @@ impl Builder {
         let mut op = None;
         let mut grouping = AggregateGrouping::By(Vec::new());
         let mut args: Vec<Expr> = Vec::new();
+        let mut arg_starts: Vec<usize> = Vec::new();
         let mut args_pair = None;
         for p in pair.clone().into_inner() {
             match p.as_rule() {
@@ -441,6 +442,7 @@ impl Builder {
                 Rule::agg_args => {
                     args_pair = Some(p.clone());
                     for a in p.into_inner() {
+                        arg_starts.push(a.as_span().start());
                         args.push(self.expr(a)?);
                     }
                 }
@@ -484,7 +486,8 @@ impl Builder {
                 ));
             }
         }
-        Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping })
+        let param_pos = if param.is_some() { arg_starts[0] } else { 0 };
+        Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping, param_pos })
     }
 
     fn call(&self, pair: Pair<Rule>) -> Result<Expr> {
@@ -495,6 +498,8 @@ impl Builder {
         if func.experimental && !self.options.experimental_functions {
             return Err(error_at(&name, format!("function {:?} is not enabled", func.name)));
         }
+        let pos =
+            CallPositions { call: pair.as_span().start(), args: inner.clone().map(|a| a.as_span().start()).collect() };
         let args: Vec<Expr> = inner
             .enumerate()
             .map(|(i, a)| if func.name == "info" && i == 1 { self.info_label_selector(a) } else { self.expr(a) })
@@ -510,7 +515,7 @@ impl Builder {
             }
         }
         debug_assert!(func.variadic != Variadic::None || args.len() == func.args.len());
-        Ok(Expr::Call { func, args })
+        Ok(Expr::Call { func, args, pos })
     }
 
     /// `info`'s second argument: label matchers naming info metrics and data labels. Unlike a

@@ -20,7 +20,7 @@ use std::fmt;
 
 use super::ast::{
     format_duration, write_binary_op, write_modifiers, AggregateGrouping, AggregateOp, At, BinaryModifiers, BinaryOp,
-    DurationExpr, DynamicDurations, Expr, ValueType, VectorSelector,
+    CallPositions, DurationExpr, DynamicDurations, Expr, ValueType, VectorSelector,
 };
 use super::eval::{EvalError, EvalParams, InfoMatchers};
 use super::functions::Function;
@@ -47,6 +47,7 @@ pub enum Node {
     Call {
         func: &'static Function,
         args: Vec<Node>,
+        pos: CallPositions,
     },
     Neg(Box<Node>),
     Binary {
@@ -60,6 +61,7 @@ pub enum Node {
         expr: Box<Node>,
         param: Option<Box<Node>>,
         grouping: AggregateGrouping,
+        param_pos: usize,
     },
     /// `absent(expr)` / `absent_over_time(expr)` with the labels its result carries, derived from
     /// the query text as upstream does (the argument may be a fragment by the time it runs).
@@ -188,7 +190,7 @@ fn is_series_local(e: &Expr) -> bool {
     match e {
         Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => true,
         Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => is_series_local(expr),
-        Expr::Call { func, args } => {
+        Expr::Call { func, args, .. } => {
             !is_cross_series(func)
                 && args.iter().any(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix))
                 && args.iter().all(|a| match a.value_type() {
@@ -309,7 +311,7 @@ impl Planner {
             Expr::String(s) => Node::String(s.clone()),
             Expr::Paren(x) => self.lower(x)?,
             Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
-            Expr::Aggregate { op, expr, param, grouping } => {
+            Expr::Aggregate { op, expr, param, grouping, param_pos } => {
                 if is_decomposable(*op) && is_series_local(expr) {
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
                     let node = self.lower_local(expr)?;
@@ -320,6 +322,7 @@ impl Planner {
                     expr: Box::new(self.lower(expr)?),
                     param: param.as_deref().map(|p| self.lower(p)).transpose()?.map(Box::new),
                     grouping: grouping.clone(),
+                    param_pos: *param_pos,
                 }
             }
             Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
@@ -331,13 +334,17 @@ impl Planner {
             Expr::Call { func, .. } if self.query_constant(func).is_some() => {
                 Node::Number(self.query_constant(func).expect("checked by the guard"))
             }
-            Expr::Call { func, args } if func.name == "info" => self.info(args)?,
-            Expr::Call { func, args } if matches!(func.name, "absent" | "absent_over_time") => {
+            Expr::Call { func, args, .. } if func.name == "info" => self.info(args)?,
+            Expr::Call { func, args, .. } if matches!(func.name, "absent" | "absent_over_time") => {
                 Node::Absent { expr: Box::new(self.lower(&args[0])?), labels: absent_labels(&args[0]) }
             }
-            Expr::Call { func, args } => {
+            Expr::Call { func, args, pos } => {
                 check_function_supported(func)?;
-                Node::Call { func, args: args.iter().map(|a| self.lower(a)).collect::<Result<_, _>>()? }
+                Node::Call {
+                    func,
+                    args: args.iter().map(|a| self.lower(a)).collect::<Result<_, _>>()?,
+                    pos: pos.clone(),
+                }
             }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => {
                 let frame = self.frame(*range, *step, *offset, *at, dynamic.as_deref())?;
@@ -404,9 +411,13 @@ impl Planner {
             Expr::MatrixSelector { selector, range } => {
                 Node::MatrixSelect { selector: self.selector(selector), range: self.range_of(selector, *range)? }
             }
-            Expr::Call { func, args } => {
+            Expr::Call { func, args, pos } => {
                 check_function_supported(func)?;
-                Node::Call { func, args: args.iter().map(|a| self.lower_local(a)).collect::<Result<_, _>>()? }
+                Node::Call {
+                    func,
+                    args: args.iter().map(|a| self.lower_local(a)).collect::<Result<_, _>>()?,
+                    pos: pos.clone(),
+                }
             }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => Node::Subquery {
                 expr: Box::new(self.lower_local(expr)?),
@@ -444,7 +455,7 @@ impl fmt::Display for Node {
                 )?;
                 write_modifiers(f, frame.offset, &frame.at)
             }
-            Node::Call { func, args } => {
+            Node::Call { func, args, .. } => {
                 let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
                 write!(f, "{}({})", func.name, args.join(", "))
             }
@@ -454,7 +465,7 @@ impl fmt::Display for Node {
                 write_binary_op(f, *op, modifiers)?;
                 write!(f, " ({rhs})")
             }
-            Node::Aggregate { op, expr, param, grouping } => {
+            Node::Aggregate { op, expr, param, grouping, .. } => {
                 write!(f, "{}", op.name())?;
                 write_grouping(f, grouping)?;
                 match param {

@@ -46,7 +46,7 @@ pub async fn query(State(s): State<ApiState>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
     let result = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
-    Ok(success_annotated(instant_result(&result.value, t), &result.annotations))
+    Ok(success_annotated(instant_result(&result.value, t), &result.annotations, params.get("query").unwrap_or("")))
 }
 
 pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult {
@@ -74,7 +74,8 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.lookback.millis() };
     let result = evaluate(&s, &expr, eval).await?;
-    Ok(success_annotated(range_result(&result.value, |i| eval.ts(i)), &result.annotations))
+    let query = params.get("query").unwrap_or("");
+    Ok(success_annotated(range_result(&result.value, |i| eval.ts(i)), &result.annotations, query))
 }
 
 /// The `match[]` selectors of a request, as matcher lists.

@@ -93,7 +93,7 @@ pub fn translate(e: &Expr) -> Value {
                 "bool": modifiers.return_bool,
             })
         }
-        Expr::Aggregate { op, expr, param, grouping } => {
+        Expr::Aggregate { op, expr, param, grouping, .. } => {
             let (labels, without) = match grouping {
                 AggregateGrouping::By(l) => (l.clone(), false),
                 AggregateGrouping::Without(l) => (l.clone(), true),
@@ -107,7 +107,7 @@ pub fn translate(e: &Expr) -> Value {
                 "without": without,
             })
         }
-        Expr::Call { func, args } => json!({
+        Expr::Call { func, args, .. } => json!({
             "type": "call",
             "func": {
                 "name": func.name,

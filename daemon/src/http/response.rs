@@ -55,21 +55,23 @@ impl IntoResponse for ApiError {
 
 /// A success envelope around pre-rendered JSON `data`.
 pub fn success(data: String) -> Response {
-    success_annotated(data, &Annotations::default())
+    success_annotated(data, &Annotations::default(), "")
 }
 
 /// At most this many warnings, and as many infos, go into a response (as upstream's API).
 const MAX_ANNOTATIONS: usize = 10;
 
-/// A success envelope with the query's `warnings` and `infos`, when there are any; beyond
-/// [`MAX_ANNOTATIONS`] of a kind, one entry says how many were left out.
-pub fn success_annotated(data: String, annotations: &Annotations) -> Response {
+/// A success envelope with the `warnings` and `infos` of `query`, when there are any, each with
+/// the position it points at; beyond [`MAX_ANNOTATIONS`] of a kind, one entry says how many
+/// were left out.
+pub fn success_annotated(data: String, annotations: &Annotations, query: &str) -> Response {
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     for (key, kind, set) in [("warnings", "warning", &annotations.warnings), ("infos", "info", &annotations.infos)] {
         if set.is_empty() {
             continue;
         }
-        let mut list: Vec<String> = set.iter().take(MAX_ANNOTATIONS).cloned().collect();
+        let mut list = Annotations::rendered(set, query);
+        list.truncate(MAX_ANNOTATIONS);
         if set.len() > MAX_ANNOTATIONS {
             list.push(format!("{} more {kind} annotations omitted", set.len() - MAX_ANNOTATIONS));
         }

@@ -4,7 +4,7 @@ use pyrite_core::labels::Labels;
 use pyrite_core::promql::EvalError;
 use pyrite_core::value::is_stale_nan;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::script::{Annotations, Eval, Fail, SeriesPoints};
 
@@ -38,7 +38,9 @@ fn matches(cond: &Fail, text: &str) -> Result<bool, String> {
 }
 
 /// Checks the annotations of one kind against the eval's expectations (§7.2).
-pub fn check_annotations(kind: &str, want: &Annotations, got: &BTreeSet<String>) -> Result<(), String> {
+/// `got` maps each annotation's message to its position, which the v3.14 scripts do not check.
+pub fn check_annotations(kind: &str, want: &Annotations, got: &BTreeMap<String, usize>) -> Result<(), String> {
+    let got: Vec<&String> = got.keys().collect();
     if want.forbidden && !got.is_empty() {
         return Err(format!("expected no {kind} annotations, got {got:?}"));
     }
@@ -46,12 +48,12 @@ pub fn check_annotations(kind: &str, want: &Annotations, got: &BTreeSet<String>)
         return Err(format!("expected {kind} annotations, got none"));
     }
     for cond in &want.expected {
-        if !got.iter().try_fold(false, |found, g| Ok::<_, String>(found || matches(cond, g)?))? {
+        if !got.iter().try_fold(false, |found, &g| Ok::<_, String>(found || matches(cond, g)?))? {
             return Err(format!("no {kind} annotation matches {cond:?}; got {got:?}"));
         }
     }
     if !want.expected.is_empty() {
-        for g in got {
+        for &g in &got {
             if !want.expected.iter().try_fold(false, |found, c| Ok::<_, String>(found || matches(c, g)?))? {
                 return Err(format!("unexpected {kind} annotation {g:?}"));
             }

@@ -65,7 +65,7 @@ const TIME_DEPENDENT: [&str; 15] = [
 
 fn calls_any(e: &Expr, names: &[&str]) -> bool {
     match e {
-        Expr::Call { func, args } => names.contains(&func.name) || args.iter().any(|a| calls_any(a, names)),
+        Expr::Call { func, args, .. } => names.contains(&func.name) || args.iter().any(|a| calls_any(a, names)),
         Expr::Neg(x) | Expr::Paren(x) => calls_any(x, names),
         Expr::Subquery { expr, .. } => calls_any(expr, names),
         Expr::Binary { lhs, rhs, .. } => calls_any(lhs, names) || calls_any(rhs, names),

@@ -178,25 +178,37 @@ impl PartialAggregate {
 }
 
 /// Evaluates an aggregation on the coordinator (or wherever all input series are at hand).
+/// `param` is the parameter's value with where it starts in the query.
 pub(super) fn evaluate(
     ev: &Evaluator,
     op: AggregateOp,
     grouping: &AggregateGrouping,
-    param: Option<Value>,
+    param: Option<(Value, usize)>,
     series: Vec<StepSeries>,
     steps: usize,
 ) -> Result<Value, EvalError> {
+    let (param, pos) = match param {
+        Some((v, pos)) => (Some(v), pos),
+        None => (None, 0),
+    };
+    let scalar = |param: Option<Value>| {
+        param.ok_or_else(|| EvalError::Execution(format!("{} needs a parameter", op.name())))?.into_scalar()
+    };
+    // The k of topk, bottomk and limitk.
+    let count = |param: Option<Value>| {
+        let k = scalar(param)?;
+        match k.iter().any(|k| k.is_nan()) {
+            true => Err(EvalError::Execution("Parameter value is NaN".into())),
+            false => Ok(k),
+        }
+    };
     Ok(Value::Vector(match op {
         AggregateOp::Topk | AggregateOp::Bottomk => {
-            let k = param.ok_or_else(|| EvalError::Execution("topk/bottomk need a parameter".into()))?.into_scalar()?;
-            if k.iter().any(|k| k.is_nan()) {
-                return Err(EvalError::Execution("Parameter value is NaN".into()));
-            }
-            top_k(op == AggregateOp::Topk, &k, grouping, series, steps)
+            top_k(op == AggregateOp::Topk, &count(param)?, grouping, series, steps)
         }
         AggregateOp::Quantile => {
-            let q = param.ok_or_else(|| EvalError::Execution("quantile needs a parameter".into()))?.into_scalar()?;
-            q.iter().for_each(|&q| check_quantile(ev, q));
+            let q = scalar(param)?;
+            q.iter().for_each(|&q| check_quantile(ev, q, pos));
             per_group(grouping, &series, steps, |members, i| {
                 let values: Vec<f64> = members.iter().filter_map(|s| s.values[i]).collect();
                 (!values.is_empty()).then(|| quantile(q[i], values))
@@ -208,19 +220,13 @@ pub(super) fn evaluate(
             };
             count_values(&label, grouping, series, steps)?
         }
-        AggregateOp::Limitk => {
-            let k = param.ok_or_else(|| EvalError::Execution("limitk needs a parameter".into()))?.into_scalar()?;
-            if k.iter().any(|k| k.is_nan()) {
-                return Err(EvalError::Execution("Parameter value is NaN".into()));
-            }
-            limit_k(&k, grouping, series, steps)
-        }
+        AggregateOp::Limitk => limit_k(&count(param)?, grouping, series, steps),
         AggregateOp::LimitRatio => {
-            let r = param.ok_or_else(|| EvalError::Execution("limit_ratio needs a parameter".into()))?.into_scalar()?;
+            let r = scalar(param)?;
             if r.iter().any(|r| r.is_nan()) {
                 return Err(EvalError::Execution("Ratio value is NaN".into()));
             }
-            let r: Vec<f64> = r.into_iter().map(|r| capped_ratio(ev, r)).collect();
+            let r: Vec<f64> = r.into_iter().map(|r| capped_ratio(ev, r, pos)).collect();
             limit_ratio(&r, series)
         }
         _ => PartialAggregate::from_series(op, grouping, series, steps).finish(steps),
@@ -326,14 +332,17 @@ fn limit_k(k: &[f64], grouping: &AggregateGrouping, mut series: Vec<StepSeries>,
 }
 
 /// A `limit_ratio` parameter outside [-1, 1], capped with upstream's warning.
-fn capped_ratio(ev: &Evaluator, r: f64) -> f64 {
+fn capped_ratio(ev: &Evaluator, r: f64, pos: usize) -> f64 {
     let capped = r.clamp(-1.0, 1.0);
     if capped != r {
-        ev.warn(format!(
-            "ratio value should be between -1 and 1, got {}, capping to {}",
-            format_value(r),
-            format_value(capped)
-        ));
+        ev.warn(
+            format!(
+                "ratio value should be between -1 and 1, got {}, capping to {}",
+                format_value(r),
+                format_value(capped)
+            ),
+            pos,
+        );
     }
     capped
 }

@@ -11,6 +11,7 @@ use regex::Regex;
 use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::labels::{is_valid_label_name, Labels};
+use crate::promql::ast::CallPositions;
 use crate::promql::functions::Function;
 use crate::promql::plan::Node;
 
@@ -121,7 +122,12 @@ fn string_arg(ev: &Evaluator, node: &Node) -> Result<String, EvalError> {
     }
 }
 
-pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Result<Value, EvalError> {
+pub(super) fn call(
+    ev: &Evaluator,
+    func: &'static Function,
+    args: &[Node],
+    pos: &CallPositions,
+) -> Result<Value, EvalError> {
     let steps = ev.params.steps();
     let name = func.name;
     if range_functions::handles(name) {
@@ -134,7 +140,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
             }
         }
         let range = range.ok_or_else(|| EvalError::Execution(format!("{name} needs a range vector")))?;
-        return Ok(Value::Vector(range_functions::apply(ev, name, range, &rest)?));
+        return Ok(Value::Vector(range_functions::apply(ev, name, range, &rest, pos.arg(0))?));
     }
     if let Some(f) = elementwise(name) {
         return Ok(Value::Vector(map_vector(ev.eval(&args[0])?.into_vector()?, |v, _| f(v))));
@@ -224,7 +230,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         "label_replace" => Value::Vector(label_replace(ev, args)?),
         "label_join" => Value::Vector(label_join(ev, args)?),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if ev.params.step != 0 => {
-            ev.warn(SORT_IN_RANGE_QUERY);
+            ev.warn(SORT_IN_RANGE_QUERY, pos.call);
             ev.eval(&args[0])?
         }
         "sort" | "sort_desc" => {
@@ -249,8 +255,9 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         }
         "histogram_quantile" => {
             let q = ev.eval(&args[0])?.into_scalar()?;
-            q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
-            Value::Vector(buckets(ev, ev.eval(&args[1])?.into_vector()?, steps, |b, i| bucket_quantile(q[i], b))?)
+            q.iter().for_each(|&q| range_functions::check_quantile(ev, q, pos.arg(0)));
+            let series = ev.eval(&args[1])?.into_vector()?;
+            Value::Vector(buckets(ev, series, pos.arg(1), steps, |b, i| bucket_quantile(q[i], b))?)
         }
         "histogram_quantiles" => {
             let series = ev.eval(&args[0])?.into_vector()?;
@@ -265,11 +272,11 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
                 )));
             }
             let mut out = Vec::new();
-            for arg in &args[2..] {
+            for (arg, arg_pos) in args.iter().zip(&pos.args).skip(2) {
                 let q = ev.eval(arg)?.into_scalar()?;
-                q.iter().for_each(|&q| range_functions::check_quantile(ev, q));
+                q.iter().for_each(|&q| range_functions::check_quantile(ev, q, *arg_pos));
                 let text = quantile_label(q[0]);
-                let computed = buckets(ev, series.clone(), steps, |b, i| bucket_quantile(q[i], b))?;
+                let computed = buckets(ev, series.clone(), pos.arg(0), steps, |b, i| bucket_quantile(q[i], b))?;
                 out.extend(
                     computed
                         .into_iter()
@@ -281,7 +288,7 @@ pub(super) fn call(ev: &Evaluator, func: &'static Function, args: &[Node]) -> Re
         "histogram_fraction" => {
             let lo = ev.eval(&args[0])?.into_scalar()?;
             let hi = ev.eval(&args[1])?.into_scalar()?;
-            Value::Vector(buckets(ev, ev.eval(&args[2])?.into_vector()?, steps, |b, i| {
+            Value::Vector(buckets(ev, ev.eval(&args[2])?.into_vector()?, pos.arg(2), steps, |b, i| {
                 (bucket_fraction(lo[i], hi[i], b), false)
             })?)
         }
@@ -419,11 +426,13 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// Groups classic-histogram bucket series (same labels but `le`) and applies `f` to each
 /// group's `(upper bound, cumulative count)` buckets at every step. Series without a valid `le`
 /// are left out with a warning. `f` also says whether it had to force the counts to be
-/// monotonic, which histogram_quantile reports as an info. The output drops the metric name, so
-/// two histograms that differ only by name collide and are refused, as upstream.
+/// monotonic, which histogram_quantile reports as an info; both annotations point at `pos`, the
+/// bucket argument. The output drops the metric name, so two histograms that differ only by
+/// name collide and are refused, as upstream.
 fn buckets(
     ev: &Evaluator,
     series: Vec<StepSeries>,
+    pos: usize,
     steps: usize,
     f: impl Fn(&mut Vec<(f64, f64)>, usize) -> (f64, bool),
 ) -> Result<Vec<StepSeries>, EvalError> {
@@ -432,10 +441,13 @@ fn buckets(
         let le_text = s.labels.get("le");
         match crate::exposition::text::parse_float(le_text).filter(|le| !le.is_nan()) {
             Some(le) => groups.entry(s.labels.filtered(|n| n != "le")).or_default().push((le, s)),
-            None => ev.warn(format!(
-                "bucket label \"le\" is missing or has a malformed value of {le_text:?} for metric name {:?}",
-                s.labels.metric_name()
-            )),
+            None => ev.warn(
+                format!(
+                    "bucket label \"le\" is missing or has a malformed value of {le_text:?} for metric name {:?}",
+                    s.labels.metric_name()
+                ),
+                pos,
+            ),
         }
     }
     let mut out = Vec::new();
@@ -448,10 +460,13 @@ fn buckets(
                 }
                 let (value, forced_monotonic) = f(&mut b, i);
                 if forced_monotonic {
-                    ev.info(format!(
-                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                        labels.metric_name()
-                    ));
+                    ev.info(
+                        format!(
+                            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                            labels.metric_name()
+                        ),
+                        pos,
+                    );
                 }
                 Some(value)
             })

@@ -18,7 +18,7 @@ mod range_functions;
 mod selector;
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use thiserror::Error;
 
@@ -50,25 +50,45 @@ pub enum EvalError {
 }
 
 /// Warnings and infos a query produced, as upstream words them (`PromQL warning: ...`,
-/// `PromQL info: ...`); sets, so repeats across steps and shards collapse.
+/// `PromQL info: ...`), each with where in the query it points (a byte offset). Keyed by
+/// message, so repeats across steps and shards collapse; the leftmost position is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
-    pub warnings: BTreeSet<String>,
-    pub infos: BTreeSet<String>,
+    pub warnings: BTreeMap<String, usize>,
+    pub infos: BTreeMap<String, usize>,
+}
+
+fn note(into: &mut BTreeMap<String, usize>, message: String, pos: usize) {
+    let slot = into.entry(message).or_insert(pos);
+    *slot = (*slot).min(pos);
 }
 
 impl Annotations {
-    pub fn warn(&mut self, message: impl std::fmt::Display) {
-        self.warnings.insert(format!("PromQL warning: {message}"));
+    pub fn warn(&mut self, message: impl std::fmt::Display, pos: usize) {
+        note(&mut self.warnings, format!("PromQL warning: {message}"), pos);
     }
 
-    pub fn info(&mut self, message: impl std::fmt::Display) {
-        self.infos.insert(format!("PromQL info: {message}"));
+    pub fn info(&mut self, message: impl std::fmt::Display, pos: usize) {
+        note(&mut self.infos, format!("PromQL info: {message}"), pos);
     }
 
     pub fn extend(&mut self, other: Annotations) {
-        self.warnings.extend(other.warnings);
-        self.infos.extend(other.infos);
+        other.warnings.into_iter().for_each(|(m, pos)| note(&mut self.warnings, m, pos));
+        other.infos.into_iter().for_each(|(m, pos)| note(&mut self.infos, m, pos));
+    }
+
+    /// Messages as upstream's API renders them for `query`: each followed by the line and
+    /// column (1-based, in bytes) it points at, e.g. `... (1:6)`.
+    pub fn rendered(messages: &BTreeMap<String, usize>, query: &str) -> Vec<String> {
+        messages
+            .iter()
+            .map(|(message, &pos)| {
+                let before = query.get(..pos.min(query.len())).unwrap_or(query);
+                let line = before.matches('\n').count() + 1;
+                let column = pos - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{message} ({line}:{column})")
+            })
+            .collect()
     }
 }
 
@@ -468,12 +488,14 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn warn(&self, message: impl std::fmt::Display) {
-        self.annotations.borrow_mut().warn(message);
+    /// Records a warning about the part of the query that starts at byte `pos`.
+    fn warn(&self, message: impl std::fmt::Display, pos: usize) {
+        self.annotations.borrow_mut().warn(message, pos);
     }
 
-    fn info(&self, message: impl std::fmt::Display) {
-        self.annotations.borrow_mut().info(message);
+    /// Records an info about the part of the query that starts at byte `pos`.
+    fn info(&self, message: impl std::fmt::Display, pos: usize) {
+        self.annotations.borrow_mut().info(message, pos);
     }
 
     fn source(&self) -> Result<&dyn SeriesSource, EvalError> {
@@ -536,7 +558,7 @@ impl<'a> Evaluator<'a> {
                 let base = self.eval(base)?.into_vector()?;
                 Value::Vector(info::enrich(base, self.eval(infos)?.into_vector()?, matchers, steps)?)
             }
-            Node::Call { func, args } => functions::call(self, func, args)?,
+            Node::Call { func, args, pos } => functions::call(self, func, args, pos)?,
             Node::Neg(x) => match self.eval(x)? {
                 Value::Scalar(v) => Value::Scalar(v.into_iter().map(|x| -x).collect()),
                 Value::Vector(series) => Value::Vector(
@@ -553,8 +575,8 @@ impl<'a> Evaluator<'a> {
             Node::Binary { op, lhs, rhs, modifiers } => {
                 binary::apply(*op, modifiers, self.eval(lhs)?, self.eval(rhs)?, steps)?
             }
-            Node::Aggregate { op, expr, param, grouping } => {
-                let param = param.as_deref().map(|p| self.eval(p)).transpose()?;
+            Node::Aggregate { op, expr, param, grouping, param_pos } => {
+                let param = param.as_deref().map(|p| self.eval(p)).transpose()?.map(|v| (v, *param_pos));
                 aggregate::evaluate(self, *op, grouping, param, self.eval(expr)?.into_vector()?, steps)?
             }
         })

@@ -42,16 +42,18 @@ pub(super) fn handles(name: &str) -> bool {
     )
 }
 
-/// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per step.
+/// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per
+/// step; `first_arg` is where the first argument starts in the query (for annotations).
 pub(super) fn apply(
     ev: &Evaluator,
     name: &str,
     range: RangeVector,
     scalars: &[Vec<f64>],
+    first_arg: usize,
 ) -> Result<Vec<StepSeries>, EvalError> {
     let params = ev.params;
     if name == "quantile_over_time" {
-        scalars[0].iter().for_each(|&q| check_quantile(ev, q));
+        scalars[0].iter().for_each(|&q| check_quantile(ev, q, first_arg));
     }
     let keeps_name = matches!(name, "last_over_time" | "first_over_time");
     let steps = range.ends.len();
@@ -66,7 +68,7 @@ pub(super) fn apply(
         }
         if values.iter().any(Option::is_some) {
             if matches!(name, "rate" | "increase") {
-                check_counter_name(ev, s.labels.metric_name());
+                check_counter_name(ev, s.labels.metric_name(), first_arg);
             }
             let labels = if keeps_name { s.labels.clone() } else { s.labels.without_metric_name() };
             out.push(StepSeries { labels, values });
@@ -76,10 +78,13 @@ pub(super) fn apply(
 }
 
 /// Upstream's hint that `rate`/`increase` was applied to something named like a gauge.
-fn check_counter_name(ev: &Evaluator, name: &str) {
+fn check_counter_name(ev: &Evaluator, name: &str, pos: usize) {
     let counter_like = ["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s));
     if !name.is_empty() && !counter_like {
-        ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"));
+        ev.info(
+            format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"),
+            pos,
+        );
     }
 }
 
@@ -215,9 +220,9 @@ fn sum(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Warns, as upstream, about a quantile outside [0, 1].
-pub(super) fn check_quantile(ev: &Evaluator, q: f64) {
+pub(super) fn check_quantile(ev: &Evaluator, q: f64, pos: usize) {
     if !(0.0..=1.0).contains(&q) {
-        ev.warn(format!("quantile value should be between 0 and 1, got {}", crate::value::format_value(q)));
+        ev.warn(format!("quantile value should be between 0 and 1, got {}", crate::value::format_value(q)), pos);
     }
 }
 

@@ -89,10 +89,15 @@ fn increase_extrapolates_and_handles_resets() {
 fn rate_of_a_gauge_name_carries_upstreams_info() {
     let h = heads(&counters(), 2);
     let p = EvalParams::instant(1_800_000, 300_000);
-    let infos = |q: &str| query(&h, q, p).unwrap().annotations.infos.into_iter().collect::<Vec<_>>();
+    let infos = |q: &str| Annotations::rendered(&query(&h, q, p).unwrap().annotations.infos, q);
     assert_eq!(
         infos("sum(rate(temperature[5m]))"),
-        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"temperature\""]
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"temperature\" (1:10)"]
+    );
+    assert_eq!(
+        infos("rate(http_requests_total[5m])\n + rate(temperature[1m])\n + rate(temperature[5m])"),
+        ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"temperature\" (2:9)"],
+        "one info for both, pointing at the first"
     );
     assert!(infos("rate(http_requests_total[5m])").is_empty());
     assert!(infos("irate(temperature[5m])").is_empty(), "only rate and increase");
@@ -277,11 +282,12 @@ fn limit_ratio_splits_series_into_complements() {
         assert_eq!(count(&format!("{a} and {b}")), None, "ratio {r}: no series in both");
     }
     assert_eq!(count("limit_ratio(0, http_requests_total)"), None);
-    let capped = query(&h, "count(limit_ratio(1.5, http_requests_total))", p).unwrap();
+    let q = "count(limit_ratio(1.5, http_requests_total))";
+    let capped = query(&h, q, p).unwrap();
     assert_eq!(scalar_of(&capped.value)[0].1[0], Some(12.0));
     assert_eq!(
-        capped.annotations.warnings.iter().collect::<Vec<_>>(),
-        ["PromQL warning: ratio value should be between -1 and 1, got 1.5, capping to 1"]
+        Annotations::rendered(&capped.annotations.warnings, q),
+        ["PromQL warning: ratio value should be between -1 and 1, got 1.5, capping to 1 (1:19)"]
     );
     assert_eq!(run(&h, "limit_ratio(NaN, temperature)", p).unwrap_err().to_string(), "Ratio value is NaN");
 }
