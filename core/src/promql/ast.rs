@@ -367,8 +367,28 @@ pub(crate) fn format_duration(ms: i64) -> String {
     crate::config::Duration(ms).to_string()
 }
 
+/// `(a, b)`; names that are not plain identifiers are quoted, as upstream prints them.
 fn write_labels(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
-    write!(f, "({})", labels.join(", "))
+    f.write_str("(")?;
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        match crate::labels::is_valid_metric_name(l) {
+            true => f.write_str(l)?,
+            false => write!(f, "{l:?}")?,
+        }
+    }
+    f.write_str(")")
+}
+
+/// Displays whatever a closure writes: lets the pretty-printer reuse the `write_*` helpers.
+struct Show<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(F);
+
+impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Show<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.0)(f)
+    }
 }
 
 fn show_duration(ms: i64, dynamic: Option<&DurationExpr>) -> String {
@@ -392,7 +412,11 @@ fn write_modifiers_with(
 
 pub(crate) fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
     match at {
-        Some(At::Timestamp(t)) => write!(f, " @ {}", crate::value::format_timestamp(*t))?,
+        // Seconds with three decimals, as upstream prints them.
+        Some(At::Timestamp(t)) => {
+            let sign = if *t < 0 { "-" } else { "" };
+            write!(f, " @ {sign}{}.{:03}", t.unsigned_abs() / 1000, t.unsigned_abs() % 1000)?
+        }
         Some(At::Start) => f.write_str(" @ start()")?,
         Some(At::End) => f.write_str(" @ end()")?,
         None => {}
@@ -403,39 +427,111 @@ pub(crate) fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Opti
     Ok(())
 }
 
-/// Writes an operator with its `bool`, `on`/`ignoring` and `group_*` modifiers.
+/// Writes an operator with its `bool`, `on`/`ignoring` and `group_*` modifiers, as upstream:
+/// `+ on (a) group_left (b)`; an empty `ignoring ()` without a group modifier is left out.
 pub(crate) fn write_binary_op(f: &mut fmt::Formatter<'_>, op: BinaryOp, modifiers: &BinaryModifiers) -> fmt::Result {
     f.write_str(op.symbol())?;
     if modifiers.return_bool {
         f.write_str(" bool")?;
     }
-    match &modifiers.matching {
-        Some(MatchOn::On(l)) => {
-            f.write_str(" on")?;
-            write_labels(f, l)?;
-        }
-        Some(MatchOn::Ignoring(l)) => {
-            f.write_str(" ignoring")?;
-            write_labels(f, l)?;
-        }
-        None => {}
+    let (tag, labels) = match &modifiers.matching {
+        Some(MatchOn::On(l)) => ("on", l),
+        Some(MatchOn::Ignoring(l)) => ("ignoring", l),
+        None => return Ok(()),
+    };
+    if tag == "ignoring" && labels.is_empty() && modifiers.group.is_none() {
+        return Ok(());
     }
-    match &modifiers.group {
-        Some(Grouping::Left(l)) => {
-            f.write_str(" group_left")?;
-            write_labels(f, l)
+    write!(f, " {tag} ")?;
+    write_labels(f, labels)?;
+    let (side, include) = match &modifiers.group {
+        Some(Grouping::Left(l)) => ("left", l),
+        Some(Grouping::Right(l)) => ("right", l),
+        None => return Ok(()),
+    };
+    write!(f, " group_{side} ")?;
+    write_labels(f, include)
+}
+
+/// Writes an aggregation's operator and grouping: `sum`, `sum by (job) `.
+fn write_aggregate_head(f: &mut fmt::Formatter<'_>, op: AggregateOp, grouping: &AggregateGrouping) -> fmt::Result {
+    f.write_str(op.name())?;
+    let (keyword, labels) = match grouping {
+        AggregateGrouping::By(l) if l.is_empty() => return Ok(()),
+        AggregateGrouping::By(l) => ("by", l),
+        AggregateGrouping::Without(l) => ("without", l),
+    };
+    write!(f, " {keyword} ")?;
+    write_labels(f, labels)?;
+    f.write_str(" ")
+}
+
+/// Writes what follows a subquery's expression: `[5m:1m] offset 1m`.
+fn write_subquery_suffix(
+    f: &mut fmt::Formatter<'_>,
+    range: i64,
+    step: Option<i64>,
+    offset: i64,
+    at: &Option<At>,
+    dynamic: Option<&DynamicDurations>,
+) -> fmt::Result {
+    let step = match (dynamic.and_then(|d| d.step.as_ref()), step) {
+        (Some(e), _) => e.to_string(),
+        (None, Some(s)) => format_duration(s),
+        (None, None) => String::new(),
+    };
+    write!(f, "[{}:{step}]", show_duration(range, dynamic.and_then(|d| d.range.as_ref())))?;
+    write_modifiers_with(f, offset, dynamic.and_then(|d| d.offset.as_ref()), at)
+}
+
+/// Longest single-line form an expression keeps when pretty-printed (upstream's limit).
+const MAX_LINE: usize = 100;
+
+impl Expr {
+    /// Upstream's `Pretty`: the single-line form when it fits in 100 characters, otherwise
+    /// the operands of aggregations, calls, binary operators and parentheses on lines of their
+    /// own, indented two spaces per `level`.
+    pub fn pretty(&self, level: usize) -> String {
+        let indent = "  ".repeat(level);
+        let single = self.to_string();
+        if single.len() <= MAX_LINE {
+            return match self {
+                // Upstream prints a short subquery without its indent.
+                Expr::Subquery { .. } => single,
+                _ => format!("{indent}{single}"),
+            };
         }
-        Some(Grouping::Right(l)) => {
-            f.write_str(" group_right")?;
-            write_labels(f, l)
+        match self {
+            Expr::Aggregate { op, expr, param, grouping, .. } => {
+                let head = Show(|f| write_aggregate_head(f, *op, grouping));
+                let param = param.as_ref().map(|p| format!("{},\n", p.pretty(level + 1))).unwrap_or_default();
+                format!("{indent}{head}(\n{param}{}\n{indent})", expr.pretty(level + 1))
+            }
+            Expr::Binary { op, lhs, rhs, modifiers } => {
+                let op = Show(|f| write_binary_op(f, *op, modifiers));
+                format!("{}\n{indent}{op}\n{}", lhs.pretty(level + 1), rhs.pretty(level + 1))
+            }
+            Expr::Call { func, args, .. } => {
+                let args: Vec<String> = args.iter().map(|a| a.pretty(level + 1)).collect();
+                format!("{indent}{}(\n{}\n{indent})", func.name, args.join(",\n"))
+            }
+            Expr::Paren(e) => format!("{indent}(\n{}\n{indent})", e.pretty(level + 1)),
+            Expr::Subquery { expr, range, step, offset, at, dynamic } => {
+                let suffix = Show(|f| write_subquery_suffix(f, *range, *step, *offset, at, dynamic.as_deref()));
+                format!("{}{suffix}", expr.pretty(level))
+            }
+            Expr::Neg(e) => format!("{indent}-{}", e.pretty(level).trim()),
+            Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => {
+                format!("{indent}{single}")
+            }
         }
-        None => Ok(()),
     }
 }
 
 impl fmt::Display for VectorSelector {
+    /// As upstream prints it: the name, then the other matchers sorted as text, comma-separated.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: Vec<String> = self
+        let mut shown: Vec<String> = self
             .matchers
             .iter()
             .filter(|m| {
@@ -443,11 +539,12 @@ impl fmt::Display for VectorSelector {
             })
             .map(|m| m.to_string())
             .collect();
+        shown.sort();
         if let Some(name) = &self.name {
             f.write_str(name)?;
         }
         if !shown.is_empty() || self.name.is_none() {
-            write!(f, "{{{}}}", shown.join(", "))?;
+            write!(f, "{{{}}}", shown.join(","))?;
         }
         Ok(())
     }
@@ -468,14 +565,8 @@ impl fmt::Display for Expr {
                 write_modifiers_with(f, selector.offset, d.and_then(|d| d.offset.as_ref()), &selector.at)
             }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => {
-                let d = dynamic.as_deref();
-                let step = match (d.and_then(|d| d.step.as_ref()), step) {
-                    (Some(e), _) => e.to_string(),
-                    (None, Some(s)) => format_duration(*s),
-                    (None, None) => String::new(),
-                };
-                write!(f, "{expr}[{}:{step}]", show_duration(*range, d.and_then(|d| d.range.as_ref())))?;
-                write_modifiers_with(f, *offset, d.and_then(|d| d.offset.as_ref()), at)
+                write!(f, "{expr}")?;
+                write_subquery_suffix(f, *range, *step, *offset, at, dynamic.as_deref())
             }
             Expr::Neg(e) => write!(f, "-{e}"),
             Expr::Paren(e) => write!(f, "({e})"),
@@ -485,20 +576,7 @@ impl fmt::Display for Expr {
                 write!(f, " {rhs}")
             }
             Expr::Aggregate { op, expr, param, grouping, .. } => {
-                f.write_str(op.name())?;
-                match grouping {
-                    AggregateGrouping::By(l) if !l.is_empty() => {
-                        f.write_str(" by ")?;
-                        write_labels(f, l)?;
-                        f.write_str(" ")?;
-                    }
-                    AggregateGrouping::Without(l) => {
-                        f.write_str(" without ")?;
-                        write_labels(f, l)?;
-                        f.write_str(" ")?;
-                    }
-                    AggregateGrouping::By(_) => {}
-                }
+                write_aggregate_head(f, *op, grouping)?;
                 match param {
                     Some(p) => write!(f, "({p}, {expr})"),
                     None => write!(f, "({expr})"),

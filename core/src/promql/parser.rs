@@ -774,7 +774,8 @@ mod tests {
     #[test]
     fn selectors() {
         assert_eq!(round("foo"), "foo");
-        assert_eq!(round("foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\",}"), "foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\"}");
+        assert_eq!(round("foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\",}"), "foo{a=\"1\",b!=\"2\",c=~\"3\",d!~\"4\"}");
+        assert_eq!(round("foo{z=\"1\", a=~\"x\"}"), "foo{a=~\"x\",z=\"1\"}", "sorted as upstream prints them");
         assert_eq!(round("{__name__=~\"a.*\"}"), "{__name__=~\"a.*\"}");
         assert_eq!(round("{\"my.metric\", \"a.b\"=\"x\"}"), "my.metric{a.b=\"x\"}");
         assert_eq!(round("foo:bar:rate5m"), "foo:bar:rate5m");
@@ -784,13 +785,13 @@ mod tests {
         assert_eq!(round("foo offset 5m"), "foo offset 5m");
         assert_eq!(round("foo offset -5m"), "foo offset -5m");
         assert_eq!(round("foo[5m] offset 1h"), "foo[5m] offset 1h");
-        assert_eq!(round("foo @ 1609746000"), "foo @ 1609746000");
-        assert_eq!(round("foo @ 1m40s"), "foo @ 100");
-        assert_eq!(round("foo @ -10s"), "foo @ -10");
+        assert_eq!(round("foo @ 1609746000"), "foo @ 1609746000.000");
+        assert_eq!(round("foo @ 1m40s"), "foo @ 100.000");
+        assert_eq!(round("foo @ -10.5"), "foo @ -10.500");
         assert_eq!(round("predict_linear(foo[5m], 1h)"), "predict_linear(foo[5m], 3600)");
         assert_eq!(round("foo @ start()"), "foo @ start()");
         assert_eq!(round("foo[5m] @ end() offset 1m"), "foo[5m] @ end() offset 1m");
-        assert_eq!(round("foo offset 1m @ 10.5"), "foo @ 10.5 offset 1m");
+        assert_eq!(round("foo offset 1m @ 10.5"), "foo @ 10.500 offset 1m");
         // Keywords are fine as metric names where no operator can stand.
         assert_eq!(round("on"), "on");
         assert_eq!(round("sum_total"), "sum_total");
@@ -802,7 +803,7 @@ mod tests {
         assert_eq!(round("rate(foo[5m])[30m:1m]"), "rate(foo[5m])[30m:1m]");
         assert_eq!(round("foo[30m:]"), "foo[30m:]");
         assert_eq!(round("(a + b)[1h:5m] offset 1d"), "(a + b)[1h:5m] offset 1d");
-        assert_eq!(round("max_over_time(rate(x[1m])[5m:] @ 100)"), "max_over_time(rate(x[1m])[5m:] @ 100)");
+        assert_eq!(round("max_over_time(rate(x[1m])[5m:] @ 100)"), "max_over_time(rate(x[1m])[5m:] @ 100.000)");
     }
 
     #[test]
@@ -849,11 +850,13 @@ mod tests {
         assert_eq!(p("a - -b"), "(a - (-b))");
         assert_eq!(p("1 - -1"), "(1 - -1)");
         assert_eq!(round("a > bool 1"), "a > bool 1");
-        assert_eq!(round("a + on(x, y) b"), "a + on(x, y) b");
-        assert_eq!(round("a * ignoring(x) group_left(y) b"), "a * ignoring(x) group_left(y) b");
-        assert_eq!(round("a / on() group_right b"), "a / on() group_right() b");
-        assert_eq!(round("a AND on(x) b"), "a and on(x) b");
-        assert_eq!(round("a == bool on(x) b"), "a == bool on(x) b");
+        assert_eq!(round("a + on(x, y) b"), "a + on (x, y) b");
+        assert_eq!(round("a * ignoring(x) group_left(y) b"), "a * ignoring (x) group_left (y) b");
+        assert_eq!(round("a / on() group_right b"), "a / on () group_right () b");
+        assert_eq!(round("a AND on(x) b"), "a and on (x) b");
+        assert_eq!(round("a == bool on(x) b"), "a == bool on (x) b");
+        assert_eq!(round("a - ignoring() b"), "a - b", "an empty ignoring() is left out, as upstream");
+        assert_eq!(round("sum by (\"ü\", job) (a)"), "sum by (\"ü\", job) (a)");
     }
 
     #[test]

@@ -95,9 +95,10 @@ fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
 }
 
-/// `/api/v1/format_query`: the query in canonical form.
+/// `/api/v1/format_query`: the query in canonical form, split over lines as upstream does when
+/// longer than 100 characters.
 pub async fn format_query(State(s): State<ApiState>, params: Params) -> ApiResult {
-    Ok(success_json(serde_json::json!(parse_query(&s, &params)?.to_string())))
+    Ok(success_json(serde_json::json!(parse_query(&s, &params)?.pretty(0))))
 }
 
 /// `/api/v1/parse_query`: the syntax tree as JSON.
