@@ -1,4 +1,6 @@
-//! The series a synthetic target exposes, rendered in the text format 0.0.4.
+//! The `uniform` profile: every target exposes the same HTTP-service shape (request counters,
+//! memory gauges, latency histograms) with exactly known counter rates, rendered in the text
+//! format 0.0.4.
 
 use std::fmt::Write;
 

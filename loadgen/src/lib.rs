@@ -1,11 +1,14 @@
 //! # pyrite-loadgen
 //!
-//! Synthetic scrape targets for tests and benchmarks. Each target exposes a fixed set of series
-//! shaped like a real HTTP service: request counters by method/status/handler, memory gauges by
-//! pool, and classic request-duration histograms. Values are pure functions of time since the
-//! generator started, so a test can compute what `rate()` must return instead of hard-coding
-//! it ([`counter_rate_sum`]), and values move every scrape so compression is realistic.
+//! Synthetic load for tests and benchmarks: scrape targets on loopback ([`server`]) serving
+//! either the `uniform` profile ([`exposition`]: one HTTP-service shape with exactly known
+//! counter rates, so a test can compute what `rate()` must return, [`counter_rate_sum`]) or
+//! the `mixed` profile ([`exporters`]: service, node and Redis exporters with moving values and
+//! optional pod churn); and client load ([`drive`]): dashboard queries and remote writes at
+//! fixed rates.
 
+pub mod drive;
+pub mod exporters;
 pub mod exposition;
 pub mod server;
 

@@ -17,7 +17,38 @@ use monoio::io::IntoPollIo;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
 
-use crate::exposition::render;
+use crate::exporters::{self, Churn};
+use crate::exposition;
+
+/// Which bodies targets serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// One shape for all targets with exactly known counter rates: what tests assert on.
+    Uniform,
+    /// Service, node and Redis exporters with moving values: what benchmarks load.
+    Mixed,
+}
+
+/// What every target serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    pub targets: usize,
+    /// Series per target.
+    pub series: usize,
+    pub profile: Profile,
+    /// Pod churn (mixed profile only).
+    pub churn: Option<Churn>,
+}
+
+impl Load {
+    /// The body of target `index`, `elapsed` seconds after start.
+    pub fn body(&self, index: usize, elapsed: f64) -> String {
+        match self.profile {
+            Profile::Uniform => exposition::render(self.series, index, elapsed),
+            Profile::Mixed => exporters::render(self.series, index, self.targets, elapsed, self.churn),
+        }
+    }
+}
 
 /// Binds `targets` listeners on `ip` (ephemeral ports) and returns them with their addresses.
 pub fn bind(ip: &str, targets: usize) -> std::io::Result<Vec<(TcpListener, SocketAddr)>> {
@@ -31,18 +62,18 @@ pub fn bind(ip: &str, targets: usize) -> std::io::Result<Vec<(TcpListener, Socke
 }
 
 /// Serves every listener forever. Call inside a monoio runtime.
-pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, series: usize) {
+pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, load: Load) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, (listener, _)) in listeners.into_iter().enumerate() {
-        tasks.push(monoio::spawn(serve_target(listener, index, series, started)));
+        tasks.push(monoio::spawn(serve_target(listener, index, load, started)));
     }
     for t in tasks {
         t.await;
     }
 }
 
-async fn serve_target(listener: TcpListener, index: usize, series: usize, started: Instant) {
+async fn serve_target(listener: TcpListener, index: usize, load: Load, started: Instant) {
     let vanished = Rc::new(Cell::new(false));
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
@@ -51,7 +82,7 @@ async fn serve_target(listener: TcpListener, index: usize, series: usize, starte
         monoio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let vanished = vanished.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &vanished, index, series, started)) }
+                async move { Ok::<_, Infallible>(respond(&req, &vanished, index, &load, started)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(MonoioTimer)
@@ -65,7 +96,7 @@ fn respond(
     req: &Request<hyper::body::Incoming>,
     vanished: &Cell<bool>,
     index: usize,
-    series: usize,
+    load: &Load,
     started: Instant,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
@@ -82,7 +113,7 @@ fn respond(
             reply(StatusCode::SERVICE_UNAVAILABLE, "this target has vanished\n".into())
         }
         (&Method::GET, "/metrics") => {
-            let body = render(series, index, started.elapsed().as_secs_f64());
+            let body = load.body(index, started.elapsed().as_secs_f64());
             let gzip = req
                 .headers()
                 .get(hyper::header::ACCEPT_ENCODING)
