@@ -15,7 +15,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams, FragmentOutput, Plan};
 use pyrite_core::tsdb::head::Head;
 
-use pyrite_bench::dashboard::{for_each_series, QUERIES, SAMPLES, STEP_MS};
+use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
+use pyrite_loadgen::drive::DASHBOARD;
 
 const END: i64 = SAMPLES * STEP_MS;
 
@@ -97,7 +98,7 @@ fn dashboard(c: &mut Criterion) {
         g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
         for shards in [1, all] {
             let cluster = Shards::start(series, shards);
-            for (name, query, is_range) in QUERIES {
+            for (name, query, is_range) in DASHBOARD {
                 let params = if is_range {
                     EvalParams { start: END - 3_600_000 + 300_000, end: END, step: STEP_MS, lookback: 300_000 }
                 } else {

@@ -1,5 +1,7 @@
-//! The dashboard data set and queries: an HTTP service's request counters by instance, handler
-//! and status, and classic request-duration histograms, one hour at a 15 s interval.
+//! The dashboard data set: an HTTP service's request counters by instance, handler and status,
+//! and classic request-duration histograms, one hour at a 15 s interval, for loading by remote
+//! write. The queries are [`pyrite_loadgen::drive::DASHBOARD`], which also run over scraped
+//! `mixed` targets.
 
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Sample;
@@ -10,17 +12,6 @@ pub const STEP_MS: i64 = 15_000;
 const BUCKETS: [&str; 8] = ["0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
 /// Series per instance: 40 counters (4 handlers x 10 statuses) and 4 histograms of 8 buckets.
 const PER_INSTANCE: usize = 40 + 4 * BUCKETS.len();
-
-/// Dashboard queries as (name, query, is_range): instant ones at the end of the hour, range
-/// ones over the whole hour at 15 s steps.
-pub const QUERIES: [(&str, &str, bool); 6] = [
-    ("sum_rate_by_status", "sum by (status) (rate(http_requests_total[5m]))", false),
-    ("histogram_p99", "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))", false),
-    ("topk_10", "topk(10, rate(http_requests_total[5m]))", false),
-    ("regex_selection", "sum(rate(http_requests_total{handler=~\"/api/[12]\", status=~\"5..\"}[5m]))", false),
-    ("count_all", "count({__name__=~\".+\"})", false),
-    ("range_1h_sum_rate", "sum by (handler) (rate(http_requests_total[5m]))", true),
-];
 
 /// Calls `f` with the labels and samples (starting at `start_ms`) of about `series` series.
 pub fn for_each_series(series: usize, start_ms: i64, mut f: impl FnMut(Labels, &mut dyn Iterator<Item = Sample>)) {

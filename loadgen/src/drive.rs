@@ -8,15 +8,16 @@ use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
 
-/// The dashboard over the `mixed` profile: (name, query, whether it is a range query over the
-/// last hour at 15 s steps).
+/// The dashboard every benchmark runs, over the HTTP-service series of the `mixed` profile
+/// and of the benchmarks' remote-written data set alike: (name, query, whether it is a range
+/// query over an hour at 15 s steps).
 pub const DASHBOARD: [(&str, &str, bool); 6] = [
     ("sum_rate_by_status", "sum by (status) (rate(http_requests_total[5m]))", false),
     ("histogram_p99", "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))", false),
     ("topk_10", "topk(10, rate(http_requests_total[5m]))", false),
-    ("regex_selection", r#"http_requests_total{handler=~"/api/v1/item1.*",status=~"5.."}"#, false),
-    ("count_all", r#"count({__name__=~".+"})"#, false),
-    ("range_1h_sum_rate", "sum by (status) (rate(http_requests_total[5m]))", true),
+    ("regex_selection", "sum(rate(http_requests_total{handler=~\"/api/[12]\", status=~\"5..\"}[5m]))", false),
+    ("count_all", "count({__name__=~\".+\"})", false),
+    ("range_1h_sum_rate", "sum by (handler) (rate(http_requests_total[5m]))", true),
 ];
 
 /// Seconds since the epoch.

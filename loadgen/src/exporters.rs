@@ -114,7 +114,7 @@ fn service(b: &mut Body, pod: &str, t: f64) {
                 let share = if *status == "200" { 1.0 } else { 0.05 };
                 b.line(
                     "http_requests_total",
-                    format_args!("handler=\"/api/v1/item{h}\",method=\"{method}\",pod=\"{pod}\",status=\"{status}\""),
+                    format_args!("handler=\"/api/{h}\",method=\"{method}\",pod=\"{pod}\",status=\"{status}\""),
                     (counter(seed, t) * share).floor(),
                 );
             }
@@ -123,7 +123,7 @@ fn service(b: &mut Body, pod: &str, t: f64) {
     b.help("http_request_duration_seconds", "histogram");
     for h in 0..handlers {
         let count = counter(b.seed(1_000_000 + h as u64), t).floor();
-        let labels = format!("handler=\"/api/v1/item{h}\",method=\"GET\",pod=\"{pod}\"");
+        let labels = format!("handler=\"/api/{h}\",method=\"GET\",pod=\"{pod}\"");
         for le in BUCKETS {
             let share = 1.0 - (-le / 0.15).exp();
             b.line(
@@ -141,7 +141,7 @@ fn service(b: &mut Body, pod: &str, t: f64) {
         let seed = b.seed(2_000_000 + h as u64);
         b.line(
             "http_requests_in_flight",
-            format_args!("handler=\"/api/v1/item{h}\",pod=\"{pod}\""),
+            format_args!("handler=\"/api/{h}\",pod=\"{pod}\""),
             gauge(seed, t, 20.0),
         );
     }

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use pyrite_bench::dashboard::{for_each_series, QUERIES, SAMPLES, STEP_MS};
+use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
+use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
 
@@ -95,7 +96,7 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     );
     println!("| query | pyrite | prometheus | pyrite / prometheus |");
     println!("| --- | ---: | ---: | ---: |");
-    for (name, query, is_range) in QUERIES {
+    for (name, query, is_range) in DASHBOARD {
         let end_s = end as f64 / 1000.0;
         let path = if is_range {
             format!("/api/v1/query_range?query={}&start={}&end={end_s}&step=15", encode(query), end_s - 3300.0)
