@@ -55,14 +55,18 @@ fn every(period: Duration, mut tick: impl FnMut() + Send + 'static) -> JoinHandl
 /// each. Errors are reported, not fatal: the load must go on.
 pub fn query_load(urls: Vec<String>, per_second: f64) -> JoinHandle<()> {
     let mut next = 0usize;
+    let mut failed = vec![false; urls.len()];
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
     every(Duration::from_secs_f64(1.0 / per_second.max(1e-3)), move || {
         let (_, query, range) = DASHBOARD[next % DASHBOARD.len()];
         next += 1;
         let path = query_path(query, range, now_secs());
-        for url in &urls {
+        for (url, failed) in urls.iter().zip(&mut failed) {
+            // Servers may start after the load; report only the first failure of each.
             if let Err(e) = agent.get(&format!("{url}{path}")).call() {
-                eprintln!("pyrite-loadgen: query to {url} failed: {e}");
+                if !std::mem::replace(failed, true) {
+                    eprintln!("pyrite-loadgen: a query to {url} failed ({e}); further failures are not shown");
+                }
             }
         }
     })

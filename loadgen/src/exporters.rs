@@ -139,11 +139,7 @@ fn service(b: &mut Body, pod: &str, t: f64) {
     b.help("http_requests_in_flight", "gauge");
     for h in 0..handlers {
         let seed = b.seed(2_000_000 + h as u64);
-        b.line(
-            "http_requests_in_flight",
-            format_args!("handler=\"/api/{h}\",pod=\"{pod}\""),
-            gauge(seed, t, 20.0),
-        );
+        b.line("http_requests_in_flight", format_args!("handler=\"/api/{h}\",pod=\"{pod}\""), gauge(seed, t, 20.0));
     }
     b.help("app_cache_entries", "gauge");
     for c in 0.. {

@@ -320,8 +320,14 @@ pub struct Loadgen {
 
 impl Loadgen {
     pub fn start(targets: usize, series: usize) -> Loadgen {
+        Loadgen::start_with(targets, series, &[])
+    }
+
+    /// [`Loadgen::start`] with more flags (profile, churn, client load).
+    pub fn start_with(targets: usize, series: usize, extra_args: &[String]) -> Loadgen {
         let mut child = Command::new(bin("pyrite-loadgen"))
             .args(["--targets", &targets.to_string(), "--series", &series.to_string()])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

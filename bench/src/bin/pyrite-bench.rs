@@ -1,5 +1,8 @@
 //! `pyrite-bench`: Pyrite side by side with upstream servers on the same load, on loopback.
 //!
+//! `pyrite-bench compare` scrapes one load with Pyrite, Prometheus and VictoriaMetrics and
+//! appends a table of every figure to `bench/RESULTS.md` (see [`pyrite_bench::compare`]).
+//!
 //! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
 //! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
 //! medians and the pyrite / prometheus ratio as a markdown table.
@@ -8,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
-use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
 
 #[derive(Parser)]
@@ -21,6 +24,25 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Scrapes one load with Pyrite, Prometheus and VictoriaMetrics and compares every figure.
+    Compare {
+        /// `tiny` (4 targets x 200 series every 1 s, seconds: a smoke test), `quick` (100k series
+        /// every 15 s) or `large` (1M series every 15 s).
+        #[arg(long, default_value = "quick")]
+        size: String,
+        /// Length of the measurement window, seconds (default by size: 5, 180, 600).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Fraction of service targets whose pods are replaced every 15 minutes.
+        #[arg(long, default_value_t = 0.1)]
+        churn: f64,
+        /// Dashboard queries per second sent to each server during the run.
+        #[arg(long, default_value_t = 0.2)]
+        query_rate: f64,
+        /// Markdown file the result is appended to.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
+        results: std::path::PathBuf,
+    },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
         /// Series in the data set (one hour at 15 s each).
@@ -116,6 +138,36 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
 
 fn main() {
     match Args::parse().command {
+        Command::Compare { size, duration, churn, query_rate, results } => {
+            let (targets, series, interval, default_duration, runs) = match size.as_str() {
+                "tiny" => (4, 200, 1, 5, 2),
+                "quick" => (100, 1000, 15, 180, 5),
+                "large" => (1000, 1000, 15, 600, 5),
+                other => {
+                    eprintln!("pyrite-bench: unknown size {other:?} (tiny, quick or large)");
+                    std::process::exit(2);
+                }
+            };
+            let duration = Duration::from_secs(duration.unwrap_or(default_duration));
+            let opts = pyrite_bench::compare::Options {
+                size,
+                targets,
+                series,
+                interval,
+                duration,
+                runs,
+                churn,
+                query_rate,
+                results,
+            };
+            match pyrite_bench::compare::run(&opts) {
+                Ok(section) => print!("{section}"),
+                Err(e) => {
+                    eprintln!("pyrite-bench compare: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
     }
 }

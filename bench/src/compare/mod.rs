@@ -1,0 +1,267 @@
+//! `pyrite-bench compare`: Pyrite, Prometheus and VictoriaMetrics side by side on one load.
+//!
+//! One `pyrite-loadgen` (mixed exporters, optional pod churn, the dashboard queries at a fixed
+//! rate against all three servers) is scraped by the three servers at the same interval, each
+//! with its own data directory on loopback. After a warm-up that creates every series, a
+//! measurement window records, from each server's own counters and from `/proc`: samples per
+//! second sustained, active series, resident memory (steady and peak), CPU per million samples;
+//! then dashboard query latencies, bytes on disk per sample (as is, and after a forced flush),
+//! and the time to ready after a clean restart and after `kill -9`. The result is a dated
+//! markdown section, appended to `bench/RESULTS.md` unless told otherwise.
+
+mod report;
+mod servers;
+mod usage;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pyrite_loadgen::drive::{now_secs, query_path, DASHBOARD};
+use pyrite_tests::{http_get_within, Loadgen, TempDir};
+use report::{bytes, integer, mib, millis, seconds, table, two_decimals, yes_no, Row};
+use servers::{disk_bytes, Kind, Server};
+
+/// Series every scrape adds per target besides the target's own (`up`, `scrape_*`).
+const REPORT_SERIES: usize = 5;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A name for the load in the report (`tiny`, `quick`, `large`).
+    pub size: String,
+    pub targets: usize,
+    /// Series per target.
+    pub series: usize,
+    /// Scrape interval, seconds.
+    pub interval: u64,
+    /// Length of the measurement window.
+    pub duration: Duration,
+    /// Runs of each dashboard query per server.
+    pub runs: usize,
+    /// Fraction of service targets whose pods churn every 15 minutes.
+    pub churn: f64,
+    /// Dashboard queries per second sent to each server during the run.
+    pub query_rate: f64,
+    /// Markdown file to append the result to.
+    pub results: PathBuf,
+}
+
+/// Installs the peers from Debian packages if they are missing (needs root, as the test
+/// script runs).
+fn ensure_packages() -> Result<(), String> {
+    for (binary, package) in [("prometheus", "prometheus"), ("victoria-metrics", "victoria-metrics")] {
+        let present = Command::new("sh").args(["-c", &format!("command -v {binary}")]).output();
+        if present.is_ok_and(|o| o.status.success()) {
+            continue;
+        }
+        eprintln!("installing the Debian package {package}");
+        let ok = Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(format!("{binary} is missing and `apt-get install {package}` failed (run as root)"));
+        }
+    }
+    Ok(())
+}
+
+/// A Debian package's name and version (the peers' binaries do not all report theirs).
+fn package_version(package: &str) -> String {
+    let out = Command::new("dpkg-query").args(["-W", "-f=${Version}", package]).output();
+    let version = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    format!("{package} {}", if version.is_empty() { "(version unknown)" } else { &version })
+}
+
+/// Starts the load generator: mixed exporters, churn, and the dashboard queries against
+/// `query_urls`.
+fn start_loadgen(opts: &Options, query_urls: &[String]) -> Loadgen {
+    let mut args: Vec<String> = ["--profile", "mixed", "--churn", &opts.churn.to_string()].map(String::from).to_vec();
+    args.extend(["--query-rate".into(), opts.query_rate.to_string()]);
+    for url in query_urls {
+        args.extend(["--query-url".into(), url.clone()]);
+    }
+    Loadgen::start_with(opts.targets, opts.series, &args)
+}
+
+fn scrape_config(targets: &[String], interval: u64) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "global:\n  scrape_interval: {interval}s\n  scrape_timeout: {}s\nscrape_configs:\n  - job_name: loadgen\n    static_configs:\n      - targets: [{}]\n",
+        interval.min(10),
+        list.join(", ")
+    )
+}
+
+/// Median and 90th percentile of `times`.
+fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// Per server: one value, or None for a server where it does not apply.
+type PerServer = [Option<f64>; 3];
+
+fn each(servers: &[Server], f: impl Fn(&Server) -> Option<f64>) -> PerServer {
+    [f(&servers[0]), f(&servers[1]), f(&servers[2])]
+}
+
+/// Runs the comparison and returns its markdown section (also appended to `opts.results`).
+pub fn run(opts: &Options) -> Result<String, String> {
+    ensure_packages()?;
+    let dir = TempDir::new("compare");
+    let config = dir.0.join("prometheus.yml");
+    let mut servers: Vec<Server> = Kind::ALL.iter().map(|&k| Server::new(k, &dir.0, &config)).collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let loadgen = start_loadgen(opts, &urls);
+    std::fs::write(&config, scrape_config(&loadgen.targets, opts.interval)).map_err(|e| e.to_string())?;
+
+    let mut rows = Vec::new();
+    let mut cold = [None; 3];
+    for (i, s) in servers.iter_mut().enumerate() {
+        cold[i] = Some(s.start()?.as_secs_f64());
+    }
+    let warmup = Duration::from_secs(2 * opts.interval + 10);
+    eprintln!("compare: warming up for {warmup:?}, then measuring for {:?}", opts.duration);
+    std::thread::sleep(warmup);
+
+    // The measurement window.
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid().expect("started")).collect();
+    let before: Vec<_> = pids.iter().map(|&p| usage::usage(p)).collect();
+    let samples_before = each(&servers, |s| Some(s.samples()));
+    let t0 = Instant::now();
+    let mut rss: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    while t0.elapsed() < opts.duration {
+        std::thread::sleep(Duration::from_secs(5).min(opts.duration.saturating_sub(t0.elapsed())));
+        for (i, &p) in pids.iter().enumerate() {
+            rss[i].extend(usage::usage(p).map(|u| u.rss));
+        }
+    }
+    let window = t0.elapsed().as_secs_f64();
+    let after: Vec<_> = pids.iter().map(|&p| usage::usage(p)).collect();
+    let samples_after = each(&servers, |s| Some(s.samples()));
+    let ingested: PerServer = std::array::from_fn(|i| Some(samples_after[i]? - samples_before[i]?));
+    let series = each(&servers, |s| Some(s.series()));
+    let expected = (opts.targets * (opts.series + REPORT_SERIES)) as f64 / opts.interval as f64;
+    let rate: PerServer = std::array::from_fn(|i| Some(ingested[i]? / window));
+    // Steady state: the median reading of the window's second half.
+    let steady: PerServer = std::array::from_fn(|i| {
+        let mut second_half = rss[i][rss[i].len() / 2..].to_vec();
+        second_half.sort_unstable();
+        second_half.get(second_half.len() / 2).map(|&b| b as f64)
+    });
+    let cpu: PerServer = std::array::from_fn(|i| {
+        let used = after[i]?.cpu_secs - before[i]?.cpu_secs;
+        Some(used / (ingested[i]? / 1e6))
+    });
+    rows.push(Row::new("active series", series, integer));
+    rows.push(Row::new(format!("samples ingested in {window:.0} s"), ingested, integer));
+    rows.push(Row::new(format!("samples/s (offered ≈ {})", integer(expected)), rate, integer));
+    let keeps_up = rate.map(|r| r.map(|r| f64::from(r >= 0.97 * expected)));
+    rows.push(Row { ratios: false, ..Row::new("keeps up (≥ 97 % of offered)", keeps_up, yes_no) });
+    rows.push(Row::new("RSS, steady", steady, mib));
+    rows.push(Row::new("RSS, peak", std::array::from_fn(|i| Some(after[i]?.peak_rss as f64)), mib));
+    rows.push(Row::new("RSS per active series", std::array::from_fn(|i| Some(steady[i]? / series[i]?)), bytes));
+    rows.push(Row::new("CPU seconds per million samples", cpu, two_decimals));
+
+    // Dashboard queries, interleaving the servers run by run.
+    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 3]; DASHBOARD.len()];
+    for _ in 0..opts.runs {
+        for (q, (_, query, range)) in DASHBOARD.iter().enumerate() {
+            let path = query_path(query, *range, now_secs());
+            for (i, s) in servers.iter().enumerate() {
+                let started = Instant::now();
+                let answered = http_get_within(&format!("{}{path}", s.url), Duration::from_secs(300));
+                if answered.is_ok_and(|(status, _)| status == 200) {
+                    times[q][i].push(started.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    for (q, (name, _, _)) in DASHBOARD.iter().enumerate() {
+        let p: Vec<Option<(f64, f64)>> =
+            times[q].iter().map(|t| (!t.is_empty()).then(|| percentiles(t.clone()))).collect();
+        rows.push(Row::new(format!("query {name}, median"), std::array::from_fn(|i| Some(p[i]?.0)), millis));
+        rows.push(Row::new(format!("query {name}, p90"), std::array::from_fn(|i| Some(p[i]?.1)), millis));
+    }
+
+    // Disk: everything the data directory holds (with the WAL), then the flushed form.
+    let total = each(&servers, |s| Some(s.samples()));
+    let on_disk = each(&servers, |s| match s.kind {
+        Kind::Pyrite => None,
+        _ => Some(disk_bytes(&s.data) as f64),
+    });
+    rows.push(Row::new(
+        "bytes per sample on disk, with WAL",
+        std::array::from_fn(|i| Some(on_disk[i]? / total[i]?)),
+        two_decimals,
+    ));
+    let flushed = each(&servers, |s| s.flushed_bytes().map(|b| b as f64));
+    rows.push(Row::new(
+        "bytes per sample after flush",
+        std::array::from_fn(|i| Some(flushed[i]? / total[i]?)),
+        two_decimals,
+    ));
+
+    // Restarts with the data directory as it is.
+    let mut restart = [None; 3];
+    let mut crash = [None; 3];
+    for (i, s) in servers.iter_mut().enumerate() {
+        s.stop(false);
+        restart[i] = Some(s.start()?.as_secs_f64());
+        s.stop(true);
+        crash[i] = Some(s.start()?.as_secs_f64());
+    }
+    rows.push(Row::new("start to ready, empty", cold, seconds));
+    rows.push(Row::new("restart to ready (SIGTERM)", restart, seconds));
+    rows.push(Row::new("restart to ready after kill -9", crash, seconds));
+    drop(servers);
+
+    let section = render(opts, &table(&rows));
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&opts.results).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut file, section.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(section)
+}
+
+/// The dated section: machine, versions, load, command, and the table.
+fn render(opts: &Options, table: &str) -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let date =
+        Command::new("date").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    format!(
+        "\n## {} — compare, {} load: {} targets × {} series every {} s\n\n\
+         Machine: {cpus} CPUs, {memory} RAM, Linux {}. Versions: {}; {}; {}.\n\
+         Load: `pyrite-loadgen --profile mixed` (services, node and Redis exporters, values moving every scrape), \
+         pod churn {:.0} % of services every 15 min, the dashboard queries at {} per second against each server. \
+         Figures from each server's own counters and `/proc`, over a {} s window after a warm-up that creates every \
+         series; query times are medians and 90th percentiles of {} runs while the load continues. Pyrite keeps \
+         samples in memory only so far, so it has no disk figures. \
+         Command: `./target/release/pyrite-bench compare --size {} --duration {}`.\n\n{table}",
+        date.unwrap_or_default(),
+        opts.size,
+        integer(opts.targets as f64),
+        integer(opts.series as f64),
+        opts.interval,
+        kernel.trim(),
+        format!("pyrite {} ({cpus} shards)", env!("CARGO_PKG_VERSION")),
+        package_version("prometheus"),
+        package_version("victoria-metrics"),
+        opts.churn * 100.0,
+        opts.query_rate,
+        opts.duration.as_secs(),
+        opts.runs,
+        opts.size,
+        opts.duration.as_secs(),
+    )
+}

@@ -1,0 +1,230 @@
+//! The three servers a comparison runs — Pyrite, Prometheus and VictoriaMetrics — started on
+//! loopback with their own data directories, scraping the same targets, and what each says
+//! about itself: readiness, its own sample and series counters, and a forced flush to disk.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pyrite_tests::{bin, free_port, http_get_within};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pyrite,
+    Prometheus,
+    VictoriaMetrics,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Pyrite, Kind::Prometheus, Kind::VictoriaMetrics];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pyrite => "pyrite",
+            Kind::Prometheus => "prometheus",
+            Kind::VictoriaMetrics => "victoriametrics",
+        }
+    }
+
+    fn ready_path(self) -> &'static str {
+        match self {
+            Kind::VictoriaMetrics => "/health",
+            _ => "/-/ready",
+        }
+    }
+}
+
+/// One server: how to start it, and the running process if any.
+pub struct Server {
+    pub kind: Kind,
+    pub url: String,
+    port: u16,
+    pub data: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// A server of `kind` that will scrape with `config` and keep its data under `dir`.
+    pub fn new(kind: Kind, dir: &Path, config: &Path) -> Server {
+        let port = free_port();
+        Server {
+            kind,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            data: dir.join(format!("{}-data", kind.name())),
+            config: config.to_path_buf(),
+            child: None,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut cmd = match self.kind {
+            Kind::Pyrite => {
+                let mut c = Command::new(bin("pyrite"));
+                c.arg(format!("--config.file={}", self.config.display()))
+                    .arg(format!("--storage.tsdb.path={}", self.data.display()))
+                    .arg(format!("--web.listen-address={listen}"))
+                    .args(["--web.enable-remote-write-receiver", "--log.level=warn"]);
+                c
+            }
+            Kind::Prometheus => {
+                let mut c = Command::new("prometheus");
+                c.arg(format!("--config.file={}", self.config.display()))
+                    .arg(format!("--storage.tsdb.path={}", self.data.display()))
+                    .arg(format!("--web.listen-address={listen}"))
+                    .args(["--web.enable-remote-write-receiver", "--web.enable-admin-api", "--log.level=warn"]);
+                c
+            }
+            Kind::VictoriaMetrics => {
+                let mut c = Command::new("victoria-metrics");
+                c.arg(format!("-storageDataPath={}", self.data.display()))
+                    .arg(format!("-httpListenAddr={listen}"))
+                    .arg(format!("-promscrape.config={}", self.config.display()))
+                    .args(["-loggerLevel=ERROR", "-retentionPeriod=1y"]);
+                c
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Starts the server and returns how long it took to become ready.
+    pub fn start(&mut self) -> Result<Duration, String> {
+        let started = Instant::now();
+        let child = self.command().spawn().map_err(|e| format!("cannot start {}: {e}", self.kind.name()))?;
+        self.child = Some(child);
+        let ready = format!("{}{}", self.url, self.kind.ready_path());
+        let deadline = started + Duration::from_secs(600);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(format!("{} exited during start-up: {status}", self.kind.name()));
+            }
+            if http_get_within(&ready, Duration::from_secs(2)).is_ok_and(|(s, _)| s == 200) {
+                return Ok(started.elapsed());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} was not ready within 10 minutes", self.kind.name()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server: SIGTERM and a wait of up to two minutes, or SIGKILL (`kill -9`).
+    pub fn stop(&mut self, kill: bool) {
+        let Some(mut child) = self.child.take() else { return };
+        let signal = if kill { libc::SIGKILL } else { libc::SIGTERM };
+        // SAFETY: signalling a child we spawned and have not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The server's own `/metrics`.
+    fn metrics(&self) -> String {
+        http_get_within(&format!("{}/metrics", self.url), Duration::from_secs(30)).map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// Samples ingested so far, by the server's own counter.
+    pub fn samples(&self) -> f64 {
+        let m = self.metrics();
+        match self.kind {
+            Kind::Pyrite => metric_sum(&m, "pyrite_head_samples_appended_total", ""),
+            Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_samples_appended_total", ""),
+            Kind::VictoriaMetrics => {
+                metric_sum(&m, "vm_rows_inserted_total", "type=\"promscrape\"")
+                    + metric_sum(&m, "vm_rows_inserted_total", "type=\"promremotewrite\"")
+            }
+        }
+    }
+
+    /// Active series, by the server's own gauge (VictoriaMetrics: series seen this hour).
+    pub fn series(&self) -> f64 {
+        let m = self.metrics();
+        match self.kind {
+            Kind::Pyrite => metric_sum(&m, "pyrite_head_series", ""),
+            Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_series", ""),
+            Kind::VictoriaMetrics => match metric_sum(&m, "vm_cache_entries", "type=\"storage/hour_metric_ids\"") {
+                0.0 => metric_sum(&m, "vm_new_timeseries_created_total", ""),
+                n => n,
+            },
+        }
+    }
+
+    /// Writes what the server holds in memory to disk where it can be asked to, and returns
+    /// the bytes the flushed form takes: Prometheus's snapshot (the head written as a block),
+    /// VictoriaMetrics's data directory after a forced flush. Pyrite keeps samples in memory
+    /// only (persistence is the storage issue's), so it has nothing to flush.
+    pub fn flushed_bytes(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Pyrite => None,
+            Kind::Prometheus => {
+                let r = ureq::post(&format!("{}/api/v1/admin/tsdb/snapshot", self.url))
+                    .timeout(Duration::from_secs(600))
+                    .call()
+                    .ok()?;
+                let body: serde_json::Value = serde_json::from_str(&r.into_string().ok()?).ok()?;
+                let name = body["data"]["name"].as_str()?;
+                let snapshot = self.data.join("snapshots").join(name);
+                let bytes = disk_bytes(&snapshot);
+                let _ = std::fs::remove_dir_all(&snapshot);
+                Some(bytes)
+            }
+            Kind::VictoriaMetrics => {
+                http_get_within(&format!("{}/internal/force_flush", self.url), Duration::from_secs(600)).ok()?;
+                Some(disk_bytes(&self.data))
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
+
+/// The sum of every sample of metric `name` whose line contains `filter`, in the text format.
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, as `du` counts).
+pub fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_adds_matching_lines_only() {
+        let text = "# HELP a_total x\na_total{type=\"x\"} 2\na_total{type=\"y\"} 3\na_total_other 100\na_total 5\n";
+        assert_eq!(metric_sum(text, "a_total", ""), 10.0);
+        assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
+        assert_eq!(metric_sum(text, "missing", ""), 0.0);
+    }
+}
