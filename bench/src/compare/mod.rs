@@ -237,6 +237,7 @@ fn render(opts: &Options, table: &str) -> String {
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
         .unwrap_or_default();
+    let pyrite = format!("pyrite {} ({cpus} shards)", env!("CARGO_PKG_VERSION"));
     let date =
         Command::new("date").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     format!(
@@ -254,7 +255,7 @@ fn render(opts: &Options, table: &str) -> String {
         integer(opts.series as f64),
         opts.interval,
         kernel.trim(),
-        format!("pyrite {} ({cpus} shards)", env!("CARGO_PKG_VERSION")),
+        pyrite,
         package_version("prometheus"),
         package_version("victoria-metrics"),
         opts.churn * 100.0,
