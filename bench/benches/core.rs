@@ -1,13 +1,19 @@
 //! Micro-benchmarks of the core hot paths. Throughput is reported in bytes (parsing) or
-//! elements (samples) per second, so results read as MiB/s and samples/s.
+//! elements (samples, series) per second, so results read as MiB/s and samples/s.
+//!
+//! Inputs are shaped like production data: exposition bodies from loadgen's `mixed` profile
+//! (a node exporter, and a high-cardinality HTTP service), chunks of counters, gauges,
+//! histogram buckets and constant series, and an index of 1M series.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyrite_core::exposition::{parse_series, Entry, TextParser};
-use pyrite_core::labels::Labels;
+use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams};
 use pyrite_core::scrape::TargetIngest;
 use pyrite_core::tsdb::chunk::XorChunk;
 use pyrite_core::tsdb::head::Head;
+use pyrite_core::tsdb::postings::Postings;
+use pyrite_core::tsdb::symbols::Symbols;
 
 const SERIES: usize = 1000;
 
@@ -15,25 +21,42 @@ fn body() -> String {
     pyrite_loadgen::render(SERIES, 0, 3600.0)
 }
 
-fn exposition(c: &mut Criterion) {
-    let body = body();
-    let mut g = c.benchmark_group("exposition");
-    g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("scan_lines", |b| {
-        b.iter(|| TextParser::new(black_box(&body)).filter(|e| matches!(e, Ok(Entry::Sample { .. }))).count())
-    });
-    g.bench_function("scan_and_parse_labels", |b| {
-        b.iter(|| {
-            TextParser::new(black_box(&body))
-                .filter_map(|e| match e {
-                    Ok(Entry::Sample { series, .. }) => parse_series(series).ok(),
-                    _ => None,
-                })
-                .count()
-        })
-    });
-    g.finish();
+/// Counts the samples of a body, validating every line (what a scrape does first).
+fn scan(body: &str) -> usize {
+    TextParser::new(body).filter(|e| matches!(e, Ok(Entry::Sample { .. }))).count()
+}
 
+fn exposition(c: &mut Criterion) {
+    // Target 3 of the mixed profile is a node exporter, target 0 an HTTP service whose series
+    // carry handler, method, status and pod labels.
+    let bodies = [
+        ("uniform", body()),
+        ("node_exporter", pyrite_loadgen::exporters::render(SERIES, 3, 5, 3600.0, None)),
+        ("high_cardinality_service", pyrite_loadgen::exporters::render(SERIES, 0, 5, 3600.0, None)),
+    ];
+    for (what, unit) in [("MiB", "bytes"), ("samples", "samples")] {
+        let mut g = c.benchmark_group(format!("exposition_{unit}"));
+        for (name, body) in &bodies {
+            g.throughput(match what {
+                "MiB" => Throughput::Bytes(body.len() as u64),
+                _ => Throughput::Elements(scan(body) as u64),
+            });
+            g.bench_function(format!("scan_lines/{name}"), |b| b.iter(|| scan(black_box(body))));
+            g.bench_function(format!("scan_and_parse_labels/{name}"), |b| {
+                b.iter(|| {
+                    TextParser::new(black_box(body))
+                        .filter_map(|e| match e {
+                            Ok(Entry::Sample { series, .. }) => parse_series(series).ok(),
+                            _ => None,
+                        })
+                        .count()
+                })
+            });
+        }
+        g.finish();
+    }
+
+    let body = body();
     let mut g = c.benchmark_group("scrape_ingest");
     g.throughput(Throughput::Elements(SERIES as u64));
     g.bench_function("steady_state_cached", |b| {
@@ -52,23 +75,76 @@ fn exposition(c: &mut Criterion) {
     g.finish();
 }
 
+/// 120 samples (30 minutes at 15 s, with scrape jitter) of series shaped like production ones.
+fn chunk_inputs() -> Vec<(&'static str, Vec<(i64, f64)>)> {
+    let t = |i: i64| 1_700_000_000_000 + i * 15_000 + (i * 7919 % 13) - 6;
+    let counter = (0..120).map(|i| (t(i), (i * 37 + (i * i) % 11) as f64)).collect();
+    let gauge = (0..120)
+        .map(|i| (t(i), (1.2e9 * (1.0 + 0.3 * (i as f64 / 20.0).sin()) + (i * 7919 % 1000) as f64).round()))
+        .collect();
+    let bucket = (0..120).map(|i| (t(i), (i / 3 * 2) as f64)).collect();
+    let constant = (0..120).map(|i| (t(i), 1.0)).collect();
+    vec![("counter", counter), ("gauge", gauge), ("histogram_bucket", bucket), ("constant", constant)]
+}
+
 fn chunks(c: &mut Criterion) {
-    let samples: Vec<(i64, f64)> =
-        (0..120).map(|i| (1_700_000_000_000 + i * 15_000, (i * 37 % 1000) as f64 * 1.5)).collect();
     let mut g = c.benchmark_group("xor_chunk");
-    g.throughput(Throughput::Elements(samples.len() as u64));
-    g.bench_function("append_120", |b| {
-        b.iter(|| {
-            let mut chunk = XorChunk::new();
-            for &(t, v) in &samples {
-                chunk.append(t, v);
-            }
-            chunk
-        })
-    });
-    let mut chunk = XorChunk::new();
-    samples.iter().for_each(|&(t, v)| chunk.append(t, v));
-    g.bench_function("decode_120", |b| b.iter(|| black_box(&chunk).iter().map(|(_, v)| v).sum::<f64>()));
+    for (name, samples) in chunk_inputs() {
+        let mut chunk = XorChunk::new();
+        samples.iter().for_each(|&(t, v)| chunk.append(t, v));
+        println!("xor_chunk/{name}: {:.2} bytes/sample", chunk.byte_len() as f64 / samples.len() as f64);
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_function(format!("encode_120/{name}"), |b| {
+            b.iter(|| {
+                let mut chunk = XorChunk::new();
+                for &(t, v) in &samples {
+                    chunk.append(t, v);
+                }
+                chunk
+            })
+        });
+        g.bench_function(format!("decode_120/{name}"), |b| {
+            b.iter(|| black_box(&chunk).iter().map(|(_, v)| v).sum::<f64>())
+        });
+    }
+    g.finish();
+}
+
+/// An index of 1M series: 50 metric names, 20 jobs, 10,000 instances, 5 status codes.
+fn index() -> (Symbols, Postings) {
+    let (mut symbols, mut postings) = (Symbols::default(), Postings::default());
+    for s in 0..1_000_000u32 {
+        let pairs = [
+            ("__name__", format!("metric_{}", s % 50)),
+            ("instance", format!("host{}:9100", s / 100)),
+            ("job", format!("job{}", s % 20)),
+            ("status", format!("{}", 200 + (s / 7) % 5 * 100)),
+        ];
+        let labels: Vec<(u32, u32)> = pairs.iter().map(|(n, v)| (symbols.intern(n), symbols.intern(v))).collect();
+        postings.add(s, &labels);
+    }
+    (symbols, postings)
+}
+
+fn postings(c: &mut Criterion) {
+    let (symbols, postings) = index();
+    let m = |n: &str, op: MatchOp, v: &str| Matcher::new(n, op, v).expect("valid matcher");
+    let cases = [
+        ("name_and_job", vec![m("__name__", MatchOp::Equal, "metric_7"), m("job", MatchOp::Equal, "job7")]),
+        ("name_and_not_status", vec![m("__name__", MatchOp::Equal, "metric_7"), m("status", MatchOp::NotEqual, "500")]),
+        (
+            "name_and_instance_regex",
+            vec![m("__name__", MatchOp::Equal, "metric_7"), m("instance", MatchOp::Regex, "host1[0-9]{2}:.*")],
+        ),
+        ("job_alternation_regex", vec![m("job", MatchOp::Regex, "job1|job2|job3")]),
+        ("all_names_regex", vec![m("__name__", MatchOp::Regex, ".+")]),
+    ];
+    let mut g = c.benchmark_group("postings_1m_series");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(1_000_000));
+    for (name, matchers) in cases {
+        g.bench_function(name, |b| b.iter(|| postings.select(&symbols, black_box(&matchers)).len()));
+    }
     g.finish();
 }
 
@@ -120,5 +196,5 @@ fn head_and_query(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exposition, chunks, head_and_query);
+criterion_group!(benches, exposition, chunks, postings, head_and_query);
 criterion_main!(benches);
