@@ -82,7 +82,9 @@ impl Server {
                 c.arg(format!("-storageDataPath={}", self.data.display()))
                     .arg(format!("-httpListenAddr={listen}"))
                     .arg(format!("-promscrape.config={}", self.config.display()))
-                    .args(["-loggerLevel=ERROR", "-retentionPeriod=1y"]);
+                    // Its default limit of 300,000 series per query refuses count_all and the
+                    // histogram query at 1M series, which the other two answer.
+                    .args(["-loggerLevel=ERROR", "-retentionPeriod=1y", "-search.maxUniqueTimeseries=100000000"]);
                 c
             }
         };
@@ -162,8 +164,8 @@ impl Server {
 
     /// Writes what the server holds in memory to disk where it can be asked to, and returns
     /// the bytes the flushed form takes: Prometheus's snapshot (the head written as a block),
-    /// VictoriaMetrics's data directory after a forced flush. Pyrite keeps samples in memory
-    /// only (persistence is the storage issue's), so it has nothing to flush.
+    /// VictoriaMetrics's data directory after a forced flush. Pyrite has only its write-ahead
+    /// log so far (blocks are the storage issue's), so it has nothing to flush.
     pub fn flushed_bytes(&self) -> Option<u64> {
         match self.kind {
             Kind::Pyrite => None,
