@@ -45,6 +45,28 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
+/// A size in bytes, with Prometheus's units: `B`, `KB`, `MB`, `GB`, `TB`, `PB`, `EB`, powers of
+/// 1024 as upstream reads them (`KiB`, `MiB`, ... are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+fn byte_size(s: &str) -> Result<ByteSize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("invalid size {s:?}: expected a number and a unit, as 128MB"))?;
+    let power = match unit.trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 1,
+        "M" => 2,
+        "G" => 3,
+        "T" => 4,
+        "P" => 5,
+        "E" => 6,
+        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB, PB, EB)")),
+    };
+    n.checked_mul(1u64 << (10 * power)).map(ByteSize).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServerFlags {
     /// Prometheus configuration file; without one, an embedded default that scrapes this server.
@@ -59,9 +81,26 @@ pub struct ServerFlags {
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,
-    /// How long to keep samples (in memory for now).
+    /// How long to keep samples (in memory and in the write-ahead log, until blocks land).
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration)]
     pub retention_time: Duration,
+    /// Snappy-compress write-ahead log records.
+    #[arg(
+        long = "storage.tsdb.wal-compression",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub wal_compression: bool,
+    /// Size of a write-ahead log segment file.
+    #[arg(long = "storage.tsdb.wal-segment-size", default_value = "128MB", value_parser = byte_size)]
+    pub wal_segment_size: ByteSize,
+    /// Fsync the write-ahead log this often (Pyrite's own flag). 0s, the default, fsyncs as
+    /// Prometheus does: when a segment is full and at shutdown. A process crash never loses
+    /// acknowledged samples; a power loss can lose what came after the last fsync.
+    #[arg(long = "storage.tsdb.wal-fsync-interval", default_value = "0s", value_parser = duration)]
+    pub wal_fsync_interval: Duration,
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
     pub lookback_delta: Duration,
@@ -89,4 +128,20 @@ pub struct ServerFlags {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_prometheus_reads_them() {
+        assert_eq!(byte_size("128MB"), Ok(ByteSize(128 << 20)));
+        assert_eq!(byte_size("10GB"), Ok(ByteSize(10 << 30)));
+        assert_eq!(byte_size("512KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(byte_size("4096"), Ok(ByteSize(4096)));
+        assert!(byte_size("10XB").unwrap_err().contains("unknown unit"));
+        assert!(byte_size("MB").is_err());
+        assert!(byte_size("99999999999EB").unwrap_err().contains("too large"));
+    }
 }

@@ -8,7 +8,7 @@ use pyrite_core::config::Duration;
 use pyrite_core::promql::ParseOptions;
 
 use crate::metrics::Metrics;
-use crate::shard::Shards;
+use crate::shard::{Shards, WalOptions};
 
 pub struct Context {
     pub shards: Shards,
@@ -18,6 +18,11 @@ pub struct Context {
     pub retention: Duration,
     pub remote_write_receiver: bool,
     pub max_samples: usize,
+    /// `--storage.tsdb.path`; each shard keeps its write-ahead log in `wal/<shard>/` under it.
+    pub storage_path: std::path::PathBuf,
+    pub wal: WalOptions,
+    /// Fsync the write-ahead log this often; None: when a segment is full and at shutdown.
+    pub wal_fsync_interval: Option<std::time::Duration>,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
     /// Query slots: a query takes a token and gives it back when done.
@@ -46,6 +51,10 @@ impl Context {
             retention: flags.retention_time,
             remote_write_receiver: flags.enable_remote_write_receiver,
             max_samples: flags.query_max_samples,
+            storage_path: flags.storage_path.clone(),
+            wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
+            wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
+                .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
             parse_options: ParseOptions {
                 experimental_functions: flags.enable_feature.iter().any(|f| f == "promql-experimental-functions"),
             },

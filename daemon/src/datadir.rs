@@ -1,8 +1,12 @@
-//! The data directory and its lock.
+//! The data directory, its lock, and its shard layout.
 //!
 //! Two servers writing one directory would corrupt it, so the directory is locked with an
 //! advisory `flock` on `<dir>/lock` for the life of the process; a second Pyrite on the same
 //! directory is refused at start with the holder's pid.
+//!
+//! Each shard owns the series whose label hash falls to it, and logs them in `wal/<shard>/`;
+//! `wal/shards` records how many shards wrote the log. Replaying it with another shard count
+//! would put series on shards that do not own them, so that is refused with the count to use.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -43,4 +47,32 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
     file.rewind()?;
     writeln!(file, "{}", std::process::id())?;
     Ok(DataDirLock { _file: file })
+}
+
+/// Checks that the write-ahead log under `dir` was written by `shards` shards, and records
+/// the count for a new log.
+pub fn check_shard_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
+    let wal = dir.join("wal");
+    fs::create_dir_all(&wal).with_context(|| format!("cannot create {}", wal.display()))?;
+    let record = wal.join("shards");
+    match fs::read_to_string(&record) {
+        Ok(text) => {
+            let written: usize = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} does not hold a shard count: {:?}", record.display(), text.trim()))?;
+            if written != shards {
+                bail!(
+                    "the data in {} was written by {written} shards; start with --shards={written} \
+                     (changing the shard count of existing data is not supported yet)",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::write(&record, format!("{shards}\n")).with_context(|| format!("cannot write {}", record.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", record.display())),
+    }
 }

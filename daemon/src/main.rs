@@ -138,6 +138,7 @@ fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
     let (driver, why) = runtime::select_driver(flags.driver)?;
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
     let _lock = datadir::lock(&flags.storage_path)?;
+    datadir::check_shard_layout(&flags.storage_path, shard_count)?;
     let listener = http::server::bind(&flags.listen_address)?;
     tracing::info!(address = %flags.listen_address, "listening");
 
@@ -166,6 +167,21 @@ fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
     }
     drop(listener);
     let sig = wait_for_signal(&signals);
-    tracing::info!(signal = sig, "received termination signal, exiting");
+    tracing::info!(signal = sig, "received termination signal, syncing storage");
+    shut_down(&ctx.shards);
+    tracing::info!("exiting");
     Ok(())
+}
+
+/// Asks every shard to make its storage durable and stop appending; waits at most 20 s in
+/// all (Fargate allows 30 s between SIGTERM and SIGKILL).
+fn shut_down(shards: &Shards) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let receivers: Vec<_> =
+        (0..shards.len()).map(|i| shards.ask(i, |reply| shard::Request::Shutdown { reply })).collect();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        if rx.recv_deadline(deadline).is_err() {
+            tracing::warn!(shard = i, "shard did not finish syncing its storage in time");
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub out_of_order: Family<Labels, Counter>,
     pub duplicates: Family<Labels, Counter>,
     pub head_series: Family<Labels, Gauge>,
+    pub wal_write_failures: Family<Labels, Counter>,
+    pub wal_corruptions: Family<Labels, Counter>,
     pub driver: Family<Labels, Gauge>,
     pub scrapes: Family<Labels, Counter>,
     pub scrape_duration: Histogram,
@@ -38,6 +40,8 @@ impl Metrics {
             out_of_order: Family::default(),
             duplicates: Family::default(),
             head_series: Family::default(),
+            wal_write_failures: Family::default(),
+            wal_corruptions: Family::default(),
             driver: Family::default(),
             scrapes: Family::default(),
             scrape_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -61,6 +65,16 @@ impl Metrics {
             m.duplicates.clone(),
         );
         registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
+        registry.register(
+            "wal_write_failures",
+            "Append batches whose write-ahead log write failed (not durable), per shard",
+            m.wal_write_failures.clone(),
+        );
+        registry.register(
+            "wal_corruptions",
+            "Damaged stretches of the write-ahead log found at replay, per shard",
+            m.wal_corruptions.clone(),
+        );
         registry.register("runtime_driver", "The I/O driver each shard runs (1 for the one in use)", m.driver.clone());
         registry.register("scrapes", "Scrapes by result", m.scrapes.clone());
         registry.register(

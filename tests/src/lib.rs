@@ -61,6 +61,12 @@ pub struct Process {
 }
 
 impl Process {
+    /// Sends `signal` (e.g. `libc::SIGTERM`, `libc::SIGKILL`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling a child this handle spawned and has not reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// Whether the process has exited, with its stderr if so.
     pub fn exited(&mut self) -> Option<(std::process::ExitStatus, String)> {
         let status = self.child.try_wait().ok()??;

@@ -77,9 +77,11 @@ fn package_version(package: &str) -> String {
 }
 
 /// Starts the load generator: mixed exporters, churn, and the dashboard queries against
-/// `query_urls`.
+/// `query_urls`. Its targets listen on 127.0.0.2, so that their thousands of ephemeral ports
+/// cannot take a port already chosen for a server on 127.0.0.1.
 fn start_loadgen(opts: &Options, query_urls: &[String]) -> Loadgen {
-    let mut args: Vec<String> = ["--profile", "mixed", "--churn", &opts.churn.to_string()].map(String::from).to_vec();
+    let mut args: Vec<String> =
+        ["--ip", "127.0.0.2", "--profile", "mixed", "--churn", &opts.churn.to_string()].map(String::from).to_vec();
     args.extend(["--query-rate".into(), opts.query_rate.to_string()]);
     for url in query_urls {
         args.extend(["--query-url".into(), url.clone()]);
@@ -191,10 +193,7 @@ pub fn run(opts: &Options) -> Result<String, String> {
 
     // Disk: everything the data directory holds (with the WAL), then the flushed form.
     let total = each(&servers, |s| Some(s.samples()));
-    let on_disk = each(&servers, |s| match s.kind {
-        Kind::Pyrite => None,
-        _ => Some(disk_bytes(&s.data) as f64),
-    });
+    let on_disk = each(&servers, |s| Some(disk_bytes(&s.data) as f64));
     rows.push(Row::new(
         "bytes per sample on disk, with WAL",
         std::array::from_fn(|i| Some(on_disk[i]? / total[i]?)),
@@ -246,8 +245,8 @@ fn render(opts: &Options, table: &str) -> String {
          Load: `pyrite-loadgen --profile mixed` (services, node and Redis exporters, values moving every scrape), \
          pod churn {:.0} % of services every 15 min, the dashboard queries at {} per second against each server. \
          Figures from each server's own counters and `/proc`, over a {} s window after a warm-up that creates every \
-         series; query times are medians and 90th percentiles of {} runs while the load continues. Pyrite keeps \
-         samples in memory only so far, so it has no disk figures. \
+         series; query times are medians and 90th percentiles of {} runs while the load continues. Pyrite has a \
+         write-ahead log but no blocks yet, so nothing to flush or compact. \
          Command: `./target/release/pyrite-bench compare --size {} --duration {}`.\n\n{table}",
         date.unwrap_or_default(),
         opts.size,

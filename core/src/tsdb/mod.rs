@@ -1,9 +1,11 @@
 //! The time-series database, one instance per shard.
 //!
-//! For now everything lives in memory: the [`head::Head`] keeps series, their postings and
-//! their compressed chunks. Persistence (WAL, blocks) arrives with the storage issue.
+//! The [`head::Head`] keeps series, their postings and their compressed chunks in memory; the
+//! [`wal`] records appends so that a head can be rebuilt after a restart (the daemon owns the
+//! files). Blocks on disk are still to come.
 
 pub mod chunk;
 pub mod head;
 pub mod postings;
 pub mod symbols;
+pub mod wal;

@@ -47,15 +47,20 @@ pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
         .filter(|(_, series)| !series.is_empty())
         .map(|(i, series)| s.ctx.shards.ask(i, |reply| Request::Write { series, reply }))
         .collect();
-    let (mut out_of_order, mut duplicates) = (0, 0);
+    let (mut out_of_order, mut duplicates, mut storage_error) = (0, 0, None);
     for rx in receivers {
         match rx.recv_async().await {
             Ok(r) => {
                 out_of_order += r.out_of_order;
                 duplicates += r.duplicates;
+                storage_error = storage_error.or(r.storage_error);
             }
             Err(_) => return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
         }
+    }
+    // Not durable: a server error, so that the sender retries later.
+    if let Some(e) = storage_error {
+        return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     if out_of_order + duplicates > 0 {
         return reply(

@@ -1,4 +1,4 @@
-//! Messages to a shard, and the loop that applies them to its head.
+//! Messages to a shard, and the loop that applies them to its storage.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,20 +8,11 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::tsdb::head::{AppendError, Head};
+use pyrite_core::tsdb::head::Head;
 
+use super::storage::{AppendReply, Storage};
 use crate::context::Context;
-use crate::metrics::shard_label;
-
-/// The outcome of an append batch.
-#[derive(Debug, Default)]
-pub struct AppendReply {
-    /// Ids of the batch's `new` series, in order.
-    pub ids: Vec<u32>,
-    pub appended: usize,
-    pub out_of_order: usize,
-    pub duplicates: usize,
-}
+use crate::metrics::{shard_label, MetricLabels};
 
 /// A message to a shard. Replies travel on the enclosed channels.
 pub enum Request {
@@ -65,6 +56,10 @@ pub enum Request {
         maxt: i64,
         reply: flume::Sender<Vec<String>>,
     },
+    /// Make the write-ahead log durable and stop taking appends: the process is exiting.
+    Shutdown {
+        reply: flume::Sender<()>,
+    },
 }
 
 /// `Send` handles to every shard's mailbox.
@@ -106,40 +101,6 @@ impl Shards {
 #[error("a shard stopped answering")]
 pub struct ShardGone;
 
-impl AppendReply {
-    fn tally(&mut self, result: Result<(), AppendError>) {
-        match result {
-            Ok(()) => self.appended += 1,
-            Err(AppendError::OutOfOrder) => self.out_of_order += 1,
-            Err(AppendError::Duplicate) => self.duplicates += 1,
-        }
-    }
-}
-
-fn apply_append(head: &mut Head, batch: ShardBatch) -> AppendReply {
-    let mut reply = AppendReply::default();
-    for (id, t, v) in batch.known {
-        reply.tally(head.append(id, t, v));
-    }
-    for (labels, t, v) in batch.new {
-        let (id, _) = head.get_or_create(&labels);
-        reply.tally(head.append(id, t, v));
-        reply.ids.push(id);
-    }
-    reply
-}
-
-fn apply_write(head: &mut Head, series: Vec<WriteSeries>) -> AppendReply {
-    let mut reply = AppendReply::default();
-    for ws in series {
-        let (id, _) = head.get_or_create(&ws.labels);
-        for x in ws.samples {
-            reply.tally(head.append(id, x.t, x.v));
-        }
-    }
-    reply
-}
-
 fn union_matching<T>(head: &Head, matchers: &[Vec<Matcher>], f: impl Fn(&Head, &[Matcher]) -> Vec<T>) -> Vec<T> {
     if matchers.is_empty() {
         return f(head, &[]);
@@ -147,60 +108,84 @@ fn union_matching<T>(head: &Head, matchers: &[Vec<Matcher>], f: impl Fn(&Head, &
     matchers.iter().flat_map(|m| f(head, m)).collect()
 }
 
-/// Applies requests to the head until every sender is gone.
-pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, head: Rc<RefCell<Head>>, ctx: Arc<Context>) {
+/// Applies requests to the storage until every sender is gone or the process shuts down.
+pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
     let shard = shard_label(index);
     while let Ok(request) = mailbox.recv_async().await {
         match request {
             Request::Append { batch, reply } => {
-                let mut h = head.borrow_mut();
-                let r = apply_append(&mut h, batch);
-                record_append(&ctx, &shard, &h, &r);
+                let mut s = storage.borrow_mut();
+                let r = s.append(batch);
+                record_append(&ctx, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
             Request::Write { series, reply } => {
-                let mut h = head.borrow_mut();
-                let r = apply_write(&mut h, series);
-                record_append(&ctx, &shard, &h, &r);
+                let mut s = storage.borrow_mut();
+                let r = s.write(series);
+                record_append(&ctx, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
+            Request::Shutdown { reply } => {
+                if let Err(e) = storage.borrow_mut().sync() {
+                    tracing::error!(shard = index, error = %e, "cannot sync the write-ahead log at shutdown");
+                }
+                let _ = reply.send(());
+                return;
+            }
             Request::Fragments { plan, params, reply } => {
-                let h = head.borrow();
-                let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &*h)).collect();
+                let s = storage.borrow();
+                let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &s.head)).collect();
                 let _ = reply.send(out);
             }
             Request::Query { plan, params, reply } => {
                 monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, reply));
             }
             Request::Series { matchers, mint, maxt, reply } => {
-                let _ = reply.send(union_matching(&head.borrow(), &matchers, |h, m| h.series(m, mint, maxt)));
+                let _ = reply.send(union_matching(&storage.borrow().head, &matchers, |h, m| h.series(m, mint, maxt)));
             }
             Request::LabelNames { matchers, mint, maxt, reply } => {
-                let _ = reply.send(union_matching(&head.borrow(), &matchers, |h, m| h.label_names(m, mint, maxt)));
+                let head = &storage.borrow().head;
+                let _ = reply.send(union_matching(head, &matchers, |h, m| h.label_names(m, mint, maxt)));
             }
             Request::LabelValues { name, matchers, mint, maxt, reply } => {
-                let _ =
-                    reply.send(union_matching(&head.borrow(), &matchers, |h, m| h.label_values(&name, m, mint, maxt)));
+                let head = &storage.borrow().head;
+                let _ = reply.send(union_matching(head, &matchers, |h, m| h.label_values(&name, m, mint, maxt)));
             }
         }
     }
 }
 
-fn record_append(ctx: &Context, shard: &crate::metrics::MetricLabels, head: &Head, r: &AppendReply) {
+fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendReply) {
     ctx.metrics.samples_appended.get_or_create(shard).inc_by(r.appended as u64);
     ctx.metrics.out_of_order.get_or_create(shard).inc_by(r.out_of_order as u64);
     ctx.metrics.duplicates.get_or_create(shard).inc_by(r.duplicates as u64);
     ctx.metrics.head_series.get_or_create(shard).set(head.num_series() as i64);
+    if let Some(e) = &r.storage_error {
+        ctx.metrics.wal_write_failures.get_or_create(shard).inc();
+        tracing::error!(error = e.as_str(), "appended samples are not durable");
+    }
 }
 
-/// Drops chunks older than the retention period once a minute.
-pub async fn retention_loop(head: Rc<RefCell<Head>>, ctx: Arc<Context>) {
+/// Drops data older than the retention period once a minute.
+pub async fn retention_loop(storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
     loop {
         monoio::time::sleep(std::time::Duration::from_secs(60)).await;
         let cutoff = crate::clock::now_ms() - ctx.retention.millis();
-        let dropped = head.borrow_mut().truncate_before(cutoff);
-        if dropped > 0 {
-            tracing::debug!(dropped, "retention dropped chunks");
+        let (chunks, segments) = storage.borrow_mut().truncate_before(cutoff);
+        match segments {
+            Ok(segments) if chunks + segments > 0 => tracing::debug!(chunks, segments, "retention dropped old data"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot drop old write-ahead log segments"),
+        }
+    }
+}
+
+/// Fsyncs the write-ahead log every `interval` (`--storage.tsdb.wal-fsync-interval`).
+pub async fn sync_loop(storage: Rc<RefCell<Storage>>, interval: std::time::Duration) {
+    loop {
+        monoio::time::sleep(interval).await;
+        if let Err(e) = storage.borrow_mut().sync() {
+            tracing::error!(error = %e, "cannot sync the write-ahead log");
         }
     }
 }

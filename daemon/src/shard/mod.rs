@@ -6,6 +6,8 @@
 //! to it, and coordinates the queries its HTTP handlers receive.
 
 mod mailbox;
+mod storage;
+mod wal;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,7 +15,8 @@ use std::sync::Arc;
 
 pub use mailbox::{Request, Shards};
 use pyrite_core::scrape::Target;
-use pyrite_core::tsdb::head::Head;
+use storage::Storage;
+pub use wal::WalOptions;
 
 use crate::context::Context;
 
@@ -25,8 +28,40 @@ pub struct ShardStart {
     pub targets: Vec<Target>,
 }
 
-/// The shard's main future: serves HTTP, scrapes, and answers its mailbox until the process ends.
+/// Opens the shard's storage, replaying its write-ahead log; exits the process if it cannot.
+fn open_storage(index: usize, ctx: &Context) -> Storage {
+    let dir = ctx.storage_path.join("wal").join(index.to_string());
+    let started = std::time::Instant::now();
+    let (storage, replayed) = Storage::open(&dir, ctx.wal).unwrap_or_else(|e| {
+        tracing::error!(shard = index, dir = %dir.display(), error = %e, "cannot open the write-ahead log");
+        std::process::exit(1);
+    });
+    for (file, damage) in &replayed.damage {
+        let what = if damage.at_end { "torn tail truncated" } else { "corruption skipped" };
+        tracing::warn!(shard = index, file = %file.display(), offset = damage.offset, bytes_lost = damage.skipped, "write-ahead log {what}");
+    }
+    if replayed.orphaned > 0 {
+        tracing::warn!(shard = index, samples = replayed.orphaned, "samples of series lost to log damage were dropped");
+    }
+    let shard = crate::metrics::shard_label(index);
+    ctx.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
+    ctx.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
+    tracing::info!(
+        shard = index,
+        segments = replayed.segments,
+        bytes = replayed.bytes,
+        series = replayed.series,
+        samples = replayed.samples,
+        seconds = started.elapsed().as_secs_f64(),
+        "write-ahead log replayed"
+    );
+    storage
+}
+
+/// The shard's main future: replays its storage, then serves HTTP, scrapes, and answers its
+/// mailbox until the process shuts down.
 pub async fn run(start: ShardStart, ctx: Arc<Context>) {
+    let storage = Rc::new(RefCell::new(open_storage(start.index, &ctx)));
     let driver = if monoio::utils::is_legacy() { "epoll" } else { "io_uring" };
     ctx.metrics.driver.get_or_create(&vec![("shard", start.index.to_string()), ("driver", driver.to_string())]).set(1);
     tracing::info!(shard = start.index, driver, targets = start.targets.len(), "shard started");
@@ -40,8 +75,10 @@ pub async fn run(start: ShardStart, ctx: Arc<Context>) {
     for target in start.targets {
         monoio::spawn(crate::scrape::run_target(target, ctx.clone(), start.index));
     }
-    let head = Rc::new(RefCell::new(Head::new()));
-    monoio::spawn(mailbox::retention_loop(head.clone(), ctx.clone()));
+    monoio::spawn(mailbox::retention_loop(storage.clone(), ctx.clone()));
+    if let Some(interval) = ctx.wal_fsync_interval {
+        monoio::spawn(mailbox::sync_loop(storage.clone(), interval));
+    }
     ctx.mark_shard_ready();
-    mailbox::serve(start.index, start.mailbox, head, ctx).await;
+    mailbox::serve(start.index, start.mailbox, storage, ctx).await;
 }
