@@ -42,6 +42,22 @@ fn series_labels_and_values_merge_every_shard_and_honour_time_ranges() {
 }
 
 #[test]
+fn status_tsdb_counts_over_every_shard() {
+    let p = loaded();
+    let v = p.data("/api/v1/status/tsdb");
+    assert_eq!(
+        v["headStats"],
+        json!({"numSeries": 3, "numLabelPairs": 5, "chunkCount": 3, "minTime": 10_000, "maxTime": 100_000})
+    );
+    assert_eq!(v["seriesCountByMetricName"], json!([{"name": "a_total", "value": 2}, {"name": "b", "value": 1}]));
+    assert_eq!(v["labelValueCountByLabelName"], json!([{"name": "job", "value": 3}, {"name": "__name__", "value": 2}]));
+    assert_eq!(v["memoryInBytesByLabelName"], json!([{"name": "__name__", "value": 8}, {"name": "job", "value": 8}]));
+    let top2 = p.data("/api/v1/status/tsdb?limit=2")["seriesCountByLabelValuePair"].clone();
+    assert_eq!(top2, json!([{"name": "__name__=a_total", "value": 2}, {"name": "__name__=b", "value": 1}]));
+    assert_eq!(p.get("/api/v1/status/tsdb?limit=0").0, 400);
+}
+
+#[test]
 fn query_results_have_prometheus_shapes() {
     let p = loaded();
     assert_eq!(

@@ -46,6 +46,34 @@ impl MemSeries {
     }
 }
 
+/// What `/api/v1/status/tsdb` reports of a head (one shard's; [`HeadStats::merge`] adds up
+/// several).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeadStats {
+    pub series: u64,
+    pub chunks: u64,
+    /// Oldest and newest sample times, if there are samples.
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    /// Series per label name and value.
+    pub pairs: HashMap<String, HashMap<String, u64>>,
+}
+
+impl HeadStats {
+    pub fn merge(&mut self, other: HeadStats) {
+        self.series += other.series;
+        self.chunks += other.chunks;
+        self.min_time = self.min_time.into_iter().chain(other.min_time).min();
+        self.max_time = self.max_time.max(other.max_time);
+        for (name, values) in other.pairs {
+            let mine = self.pairs.entry(name).or_default();
+            for (value, n) in values {
+                *mine.entry(value).or_default() += n;
+            }
+        }
+    }
+}
+
 /// The samples of one series within a queried time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
@@ -183,6 +211,26 @@ impl Head {
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
+    /// Counts of series, chunks and label pairs, and the time range held.
+    pub fn stats(&self) -> HeadStats {
+        let mut stats = HeadStats { series: self.series.len() as u64, ..HeadStats::default() };
+        for s in &self.series {
+            stats.chunks += s.chunks.len() as u64;
+            let mut held = s.chunks.iter().filter(|c| !c.is_empty());
+            if let Some(first) = held.next() {
+                stats.min_time = stats.min_time.into_iter().chain([first.min_time()]).min();
+            }
+            if let Some(last) = s.chunks.iter().rev().find(|c| !c.is_empty()) {
+                stats.max_time = stats.max_time.max(Some(last.max_time()));
+            }
+        }
+        for (name, value, n) in self.postings.pair_counts() {
+            let name = self.symbols.resolve(name).to_string();
+            stats.pairs.entry(name).or_default().insert(self.symbols.resolve(value).to_string(), n);
+        }
+        stats
+    }
+
     /// Drops every chunk that ends before `t` (in-memory retention). Series stay indexed.
     pub fn truncate_before(&mut self, t: i64) -> usize {
         let mut dropped = 0;
@@ -233,6 +281,25 @@ mod tests {
         assert_eq!(h.append(id, 2000, 1.0), Ok(()), "identical duplicate is a no-op");
         assert_eq!(h.append(id, 2000, 5.0), Err(AppendError::Duplicate));
         assert_eq!(h.select(&[], 0, 3000)[0].samples.len(), 1);
+    }
+
+    #[test]
+    fn stats_count_series_chunks_pairs_and_merge_across_heads() {
+        let mut a = Head::new();
+        for (job, t) in [("api", 1000), ("web", 5000)] {
+            let (id, _) = a.get_or_create(&up(job));
+            a.append(id, t, 1.0).unwrap();
+        }
+        let mut b = Head::new();
+        let (id, _) = b.get_or_create(&up("api2"));
+        b.append(id, 500, 1.0).unwrap();
+        b.get_or_create(&Labels::from_pairs([("__name__", "idle")]));
+        let mut stats = a.stats();
+        stats.merge(b.stats());
+        assert_eq!((stats.series, stats.chunks), (4, 3));
+        assert_eq!((stats.min_time, stats.max_time), (Some(500), Some(5000)));
+        assert_eq!(stats.pairs["__name__"]["up"], 3);
+        assert_eq!(stats.pairs["job"].len(), 3);
     }
 
     #[test]

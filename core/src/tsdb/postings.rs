@@ -81,6 +81,13 @@ impl Postings {
         matched
     }
 
+    /// Every (name, value) pair with the number of series that carry it.
+    pub fn pair_counts(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.by_name
+            .iter()
+            .flat_map(|(&name, values)| values.iter().map(move |(&value, series)| (name, value, series.len())))
+    }
+
     /// The label names (symbol ids) carried by at least one series in `series`.
     pub fn label_names(&self, series: &RoaringBitmap) -> Vec<u32> {
         self.by_name

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use pyrite_core::labels::{is_valid_label_name, Matcher};
+use pyrite_core::labels::{is_valid_label_name, Matcher, METRIC_NAME};
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
+use pyrite_core::tsdb::head::HeadStats;
 
 use super::params::Params;
 use super::response::{
@@ -153,6 +154,56 @@ pub async fn label_values(State(s): State<ApiState>, Path(name): Path<String>, p
     })
     .await?;
     Ok(success_json(serde_json::json!(values)))
+}
+
+/// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,
+/// label names and label pairs by series and by distinct values, over every shard.
+pub async fn status_tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
+    let limit = match params.get("limit") {
+        None => 10,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| ApiError::bad_param("limit", "limit must be a positive number"))?,
+    };
+    let per_shard = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::TsdbStats { reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut stats = HeadStats::default();
+    per_shard.into_iter().for_each(|shard| stats.merge(shard));
+    // Largest first, then by name, as many as asked for.
+    let top = |mut items: Vec<(String, u64)>| {
+        items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        items.truncate(limit);
+        items.into_iter().map(|(name, value)| serde_json::json!({"name": name, "value": value})).collect::<Vec<_>>()
+    };
+    let by_name = |f: fn(&std::collections::HashMap<String, u64>) -> u64| {
+        top(stats.pairs.iter().map(|(name, values)| (name.clone(), f(values))).collect())
+    };
+    let pairs: Vec<(String, u64)> = stats
+        .pairs
+        .iter()
+        .flat_map(|(name, values)| values.iter().map(move |(value, n)| (format!("{name}={value}"), *n)))
+        .collect();
+    let metric_names =
+        stats.pairs.get(METRIC_NAME).map(|v| v.iter().map(|(k, n)| (k.clone(), *n)).collect()).unwrap_or_default();
+    Ok(success_json(serde_json::json!({
+        "headStats": {
+            "numSeries": stats.series,
+            "numLabelPairs": pairs.len(),
+            "chunkCount": stats.chunks,
+            "minTime": stats.min_time.unwrap_or(i64::MAX),
+            "maxTime": stats.max_time.unwrap_or(i64::MIN),
+        },
+        "seriesCountByMetricName": top(metric_names),
+        "labelValueCountByLabelName": by_name(|values| values.len() as u64),
+        "memoryInBytesByLabelName": by_name(|values| values.keys().map(|v| v.len() as u64).sum()),
+        "seriesCountByLabelValuePair": top(pairs),
+    })))
 }
 
 /// The version Pyrite reports: a Prometheus-style semver, so that clients that gate features on

@@ -39,6 +39,7 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .route("/api/v1/status/tsdb", get(api::status_tsdb))
         .route(
             "/api/v1/write",
             axum::routing::post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)),

@@ -8,7 +8,7 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::tsdb::head::Head;
+use pyrite_core::tsdb::head::{Head, HeadStats};
 
 use super::storage::{AppendReply, Storage};
 use crate::context::Context;
@@ -55,6 +55,10 @@ pub enum Request {
         mint: i64,
         maxt: i64,
         reply: flume::Sender<Vec<String>>,
+    },
+    /// Counts for `/api/v1/status/tsdb`.
+    TsdbStats {
+        reply: flume::Sender<HeadStats>,
     },
     /// Make the write-ahead log durable and stop taking appends: the process is exiting.
     Shutdown {
@@ -139,6 +143,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
             }
             Request::Query { plan, params, reply } => {
                 monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, reply));
+            }
+            Request::TsdbStats { reply } => {
+                let _ = reply.send(storage.borrow().head.stats());
             }
             Request::Series { matchers, mint, maxt, reply } => {
                 let _ = reply.send(union_matching(&storage.borrow().head, &matchers, |h, m| h.series(m, mint, maxt)));
