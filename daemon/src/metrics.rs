@@ -19,6 +19,7 @@ pub struct Metrics {
     pub out_of_order: Family<Labels, Counter>,
     pub duplicates: Family<Labels, Counter>,
     pub head_series: Family<Labels, Gauge>,
+    pub head_chunks: Family<Labels, Gauge>,
     pub wal_write_failures: Family<Labels, Counter>,
     pub wal_corruptions: Family<Labels, Counter>,
     pub driver: Family<Labels, Gauge>,
@@ -40,6 +41,7 @@ impl Metrics {
             out_of_order: Family::default(),
             duplicates: Family::default(),
             head_series: Family::default(),
+            head_chunks: Family::default(),
             wal_write_failures: Family::default(),
             wal_corruptions: Family::default(),
             driver: Family::default(),
@@ -65,6 +67,7 @@ impl Metrics {
             m.duplicates.clone(),
         );
         registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
+        registry.register("head_chunks", "Chunks in the head, per shard (updated every minute)", m.head_chunks.clone());
         registry.register(
             "wal_write_failures",
             "Append batches whose write-ahead log write failed (not durable), per shard",

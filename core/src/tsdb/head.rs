@@ -211,11 +211,16 @@ impl Head {
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
+    /// Chunks held, open and sealed.
+    pub fn num_chunks(&self) -> usize {
+        self.series.iter().map(|s| s.chunks.len()).sum()
+    }
+
     /// Counts of series, chunks and label pairs, and the time range held.
     pub fn stats(&self) -> HeadStats {
-        let mut stats = HeadStats { series: self.series.len() as u64, ..HeadStats::default() };
+        let mut stats =
+            HeadStats { series: self.series.len() as u64, chunks: self.num_chunks() as u64, ..HeadStats::default() };
         for s in &self.series {
-            stats.chunks += s.chunks.len() as u64;
             let mut held = s.chunks.iter().filter(|c| !c.is_empty());
             if let Some(first) = held.next() {
                 stats.min_time = stats.min_time.into_iter().chain([first.min_time()]).min();

@@ -173,12 +173,14 @@ fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendRep
     }
 }
 
-/// Drops data older than the retention period once a minute.
-pub async fn retention_loop(storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
+/// Drops data older than the retention period once a minute, and updates the chunk gauge.
+pub async fn retention_loop(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
+    let shard = shard_label(index);
     loop {
         monoio::time::sleep(std::time::Duration::from_secs(60)).await;
         let cutoff = crate::clock::now_ms() - ctx.retention.millis();
         let (chunks, segments) = storage.borrow_mut().truncate_before(cutoff);
+        ctx.metrics.head_chunks.get_or_create(&shard).set(storage.borrow().head.num_chunks() as i64);
         match segments {
             Ok(segments) if chunks + segments > 0 => tracing::debug!(chunks, segments, "retention dropped old data"),
             Ok(_) => {}

@@ -46,6 +46,7 @@ fn open_storage(index: usize, ctx: &Context) -> Storage {
     let shard = crate::metrics::shard_label(index);
     ctx.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
     ctx.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
+    ctx.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
     tracing::info!(
         shard = index,
         segments = replayed.segments,
@@ -75,7 +76,7 @@ pub async fn run(start: ShardStart, ctx: Arc<Context>) {
     for target in start.targets {
         monoio::spawn(crate::scrape::run_target(target, ctx.clone(), start.index));
     }
-    monoio::spawn(mailbox::retention_loop(storage.clone(), ctx.clone()));
+    monoio::spawn(mailbox::retention_loop(start.index, storage.clone(), ctx.clone()));
     if let Some(interval) = ctx.wal_fsync_interval {
         monoio::spawn(mailbox::sync_loop(storage.clone(), interval));
     }
