@@ -23,7 +23,7 @@ const END: i64 = SAMPLES * STEP_MS;
 /// Loads shard `shard`'s share (of `shards`) of the dashboard series into a head.
 fn head(series: usize, shard: usize, shards: usize) -> Head {
     let mut head = Head::new();
-    for_each_series(series, 0, |labels, samples| {
+    for_each_series(series, 0..SAMPLES, 0, |labels, samples| {
         if labels.owner(shards) != shard {
             return;
         }

@@ -4,6 +4,7 @@
 //! `mixed` targets.
 
 use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
 
 /// Samples per series, 15 s apart.
@@ -13,12 +14,40 @@ const BUCKETS: [&str; 8] = ["0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+
 /// Series per instance: 40 counters (4 handlers x 10 statuses) and 4 histograms of 8 buckets.
 const PER_INSTANCE: usize = 40 + 4 * BUCKETS.len();
 
-/// Calls `f` with the labels and samples (starting at `start_ms`) of about `series` series.
-pub fn for_each_series(series: usize, start_ms: i64, mut f: impl FnMut(Labels, &mut dyn Iterator<Item = Sample>)) {
+/// The data set as remote-write request bodies of 500 series each: about `series` series of
+/// `samples` samples each, from `start_ms`. Requests go in time order, 10 minutes of every
+/// series before the next 10 minutes, as a server that only accepts recent samples
+/// (Prometheus's head takes the last hour) needs them.
+pub fn write_requests(series: usize, samples: i64, start_ms: i64) -> Vec<Vec<u8>> {
+    let mut requests = Vec::new();
+    let mut batch = Vec::new();
+    const SLICE: i64 = 40;
+    for from in (0..samples).step_by(SLICE as usize) {
+        for_each_series(series, from..(from + SLICE).min(samples), start_ms, |labels, samples| {
+            batch.push(WriteSeries { labels, samples: samples.collect() });
+            if batch.len() == 500 {
+                requests.push(encode_write_request(&std::mem::take(&mut batch)));
+            }
+        });
+    }
+    if !batch.is_empty() {
+        requests.push(encode_write_request(&batch));
+    }
+    requests
+}
+
+/// Calls `f` with the labels and samples number `ks` (sample `k` at `start_ms + k * 15 s`) of
+/// about `series` series.
+pub fn for_each_series(
+    series: usize,
+    ks: std::ops::Range<i64>,
+    start_ms: i64,
+    mut f: impl FnMut(Labels, &mut dyn Iterator<Item = Sample>),
+) {
     for i in 0..series.div_ceil(PER_INSTANCE) {
         let instance = format!("10.{}.{}.{}:8080", i / 65536, (i / 256) % 256, i % 256);
         let mut emit = |pairs: Vec<(&str, String)>, slope: f64| {
-            let mut samples = (0..SAMPLES).map(|k| Sample { t: start_ms + k * STEP_MS, v: (slope * k as f64).floor() });
+            let mut samples = ks.clone().map(|k| Sample { t: start_ms + k * STEP_MS, v: (slope * k as f64).floor() });
             f(Labels::from_pairs(pairs), &mut samples);
         };
         for h in 0..4 {

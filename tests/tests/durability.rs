@@ -138,7 +138,7 @@ fn acknowledged_samples_survive_kill_9_at_random_moments() {
 }
 
 #[test]
-fn a_clean_restart_keeps_everything() {
+fn a_clean_restart_loads_a_snapshot_and_a_crash_after_it_loses_nothing() {
     let dir = TempDir::new("durability-restart");
     let data = dir.0.join("data");
     let t0 = start_ms();
@@ -150,8 +150,23 @@ fn a_clean_restart_keeps_everything() {
     let (status, _) = p.process.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "SIGTERM should end the server cleanly: {status}");
     drop(p);
+    for shard in 0..3 {
+        let files: Vec<String> = std::fs::read_dir(data.join("wal").join(shard.to_string()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(files.iter().any(|f| f.starts_with("snapshot.")), "shard {shard} wrote no snapshot: {files:?}");
+    }
     let p = start(&data, 3);
     check(&stored(&p, t0), &(0..20).collect(), 20, t0);
+    // More writes on top of the snapshot, then a crash: the snapshot and the new log together.
+    for k in 20..30 {
+        assert!(send(&p.url, &batch(k, t0)));
+    }
+    p.process.signal(libc::SIGKILL);
+    drop(p);
+    let p = start(&data, 3);
+    check(&stored(&p, t0), &(0..30).collect(), 30, t0);
 }
 
 /// The newest segment of shard `shard`'s log.

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
-use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_bench::compare::{Kind, Server};
+use pyrite_bench::dashboard::{write_requests, SAMPLES, STEP_MS};
 use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
 
@@ -42,6 +42,16 @@ enum Command {
         /// Markdown file the result is appended to.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
         results: std::path::PathBuf,
+    },
+    /// Loads the dashboard data set by remote write and times restarts to ready: after kill -9
+    /// (log replay) and after SIGTERM (Pyrite: a head snapshot), Pyrite against Prometheus.
+    Restart {
+        /// Series in the data set.
+        #[arg(long, default_value_t = 1_000_000)]
+        series: usize,
+        /// Hours of data at 15 s.
+        #[arg(long, default_value_t = 2.0)]
+        hours: f64,
     },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
@@ -84,17 +94,7 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     let start = (now - SAMPLES * STEP_MS) / STEP_MS * STEP_MS;
     let end = start + (SAMPLES - 1) * STEP_MS;
-    let mut batches = Vec::new();
-    let mut batch = Vec::new();
-    for_each_series(series, start, |labels, samples| {
-        batch.push(WriteSeries { labels, samples: samples.collect() });
-        if batch.len() == 500 {
-            batches.push(encode_write_request(&std::mem::take(&mut batch)));
-        }
-    });
-    if !batch.is_empty() {
-        batches.push(encode_write_request(&batch));
-    }
+    let batches = write_requests(series, SAMPLES, start);
     // Both servers count samples differently against --query.max-samples (upstream also counts
     // every output point of a range query); lift the limit on both so that all queries run.
     const NO_SAMPLE_LIMIT: &str = "--query.max-samples=2000000000";
@@ -136,8 +136,54 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     }
 }
 
+/// Loads the data set into each server, then restarts it after kill -9 and after SIGTERM.
+fn restart(series: usize, hours: f64) {
+    let samples = (hours * 3600.0 * 1000.0) as i64 / STEP_MS;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let requests = write_requests(series, samples, (now - samples * STEP_MS) / STEP_MS * STEP_MS);
+    let dir = pyrite_tests::TempDir::new("restart");
+    let config = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:
+  scrape_interval: 1h
+",
+    )
+    .expect("write config");
+    println!(
+        "restart to ready, {series} series x {samples} samples ({hours} h at 15 s), loaded by remote write
+"
+    );
+    println!("| server | load | bytes on disk | ready after kill -9 | ready after SIGTERM |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for kind in [Kind::Pyrite, Kind::Prometheus] {
+        let mut server = Server::new(kind, &dir.0, &config);
+        server.start().unwrap_or_else(|e| panic!("{e}"));
+        let t = Instant::now();
+        load(&server.url, &requests);
+        let loaded = t.elapsed();
+        let held = server.series();
+        server.stop(true);
+        let bytes = pyrite_bench::compare::disk_bytes(&server.data);
+        let crash = server.start().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(server.series(), held, "{} lost series over kill -9", kind.name());
+        server.stop(false);
+        let clean = server.start().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(server.series(), held, "{} lost series over a restart", kind.name());
+        println!(
+            "| {} | {:.1} s | {:.2} GiB | {:.1} s | {:.1} s |",
+            kind.name(),
+            loaded.as_secs_f64(),
+            bytes as f64 / (1u64 << 30) as f64,
+            crash.as_secs_f64(),
+            clean.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     match Args::parse().command {
+        Command::Restart { series, hours } => restart(series, hours),
         Command::Compare { size, duration, churn, query_rate, results } => {
             let (targets, series, interval, default_duration, runs) = match size.as_str() {
                 "tiny" => (4, 200, 1, 5, 2),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use pyrite_loadgen::drive::{now_secs, query_path, DASHBOARD};
 use pyrite_tests::{http_get_within, Loadgen, TempDir};
 use report::{bytes, integer, mib, millis, seconds, table, two_decimals, yes_no, Row};
-use servers::{disk_bytes, Kind, Server};
+pub use servers::{disk_bytes, Kind, Server};
 
 /// Series every scrape adds per target besides the target's own (`up`, `scrape_*`).
 const REPORT_SERIES: usize = 5;

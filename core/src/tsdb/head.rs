@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use thiserror::Error;
 
-use super::chunk::XorChunk;
+use super::chunk::{XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
 use crate::labels::{Label, Labels, Matcher};
@@ -72,6 +72,16 @@ impl HeadStats {
             }
         }
     }
+}
+
+/// A series as a head snapshot keeps it: its labels, its chunks, and the time and value bits
+/// of its last sample (what the next append is checked against).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSnapshot {
+    pub labels: Labels,
+    pub chunks: Vec<XorState>,
+    pub last_t: i64,
+    pub last_v: u64,
 }
 
 /// The samples of one series within a queried time range.
@@ -209,6 +219,29 @@ impl Head {
         };
         let ids = self.matching_ids(matchers, mint, maxt);
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
+    }
+
+    /// Series `id` as a snapshot keeps it.
+    pub fn snapshot_series(&self, id: u32) -> SeriesSnapshot {
+        let s = &self.series[id as usize];
+        SeriesSnapshot {
+            labels: self.labels(id),
+            chunks: s.chunks.iter().map(XorChunk::state).collect(),
+            last_t: s.last_t,
+            last_v: s.last_v,
+        }
+    }
+
+    /// Brings back a series from its snapshot and returns its id; a series the head already
+    /// holds keeps its own data. None if a chunk state is invalid.
+    pub fn restore_series(&mut self, snapshot: SeriesSnapshot) -> Option<u32> {
+        let chunks: Vec<XorChunk> = snapshot.chunks.into_iter().map(XorChunk::from_state).collect::<Option<_>>()?;
+        let (id, created) = self.get_or_create(&snapshot.labels);
+        if created {
+            let s = &mut self.series[id as usize];
+            (s.chunks, s.last_t, s.last_v) = (chunks, snapshot.last_t, snapshot.last_v);
+        }
+        Some(id)
     }
 
     /// Chunks held, open and sealed.

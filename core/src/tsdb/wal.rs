@@ -3,25 +3,32 @@
 //!
 //! A log is a sequence of frames, each `[kind: u8][length: u32 LE][crc32c: u32 LE][payload]`.
 //! The CRC (Castagnoli) covers the kind byte and the payload, so a flipped bit anywhere is
-//! caught. Kinds are [`SERIES`] and [`SAMPLES`], with [`SNAPPY`] or-ed in when the payload is
-//! snappy-compressed (when that makes it smaller).
+//! caught. Kinds are [`SERIES`], [`SAMPLES`] and [`CHUNKS`], with [`SNAPPY`] or-ed in when the
+//! payload is snappy-compressed (when that makes it smaller).
 //!
 //! * A series record lists `(id, labels)` for series created since the last record: the ids are
 //!   the writer's head ids, which a replay maps onto its own.
 //! * A samples record lists `(id, t, v)`: ids and timestamps as zig-zag varint deltas from the
 //!   previous sample, values as the 8 bytes of the float, so staleness markers survive bit for
 //!   bit.
+//! * A chunks record (only in head snapshots) holds whole series: id, labels, the last sample's
+//!   time and value bits, and every chunk's encoder state and bytes, so that a restart loads
+//!   chunks instead of re-appending samples.
 //!
 //! [`read_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
 
+use super::chunk::XorState;
+use super::head::SeriesSnapshot;
 use crate::labels::{Label, Labels};
 
 /// Frame kind of a series record.
 pub const SERIES: u8 = 1;
 /// Frame kind of a samples record.
 pub const SAMPLES: u8 = 2;
+/// Frame kind of a chunks record (head snapshots).
+pub const CHUNKS: u8 = 3;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -37,6 +44,7 @@ const MAX_PAYLOAD: usize = 4 << 20;
 pub enum Record {
     Series(Vec<(u32, Labels)>),
     Samples(Vec<(u32, i64, f64)>),
+    Chunks(Vec<(u32, SeriesSnapshot)>),
 }
 
 /// Where a log was damaged and how many bytes could not be read.
@@ -95,16 +103,20 @@ fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8], compress: bool) {
     out.extend_from_slice(body);
 }
 
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    put_varint(out, labels.len() as u64);
+    for l in labels.iter() {
+        put_bytes(out, l.name.as_bytes());
+        put_bytes(out, l.value.as_bytes());
+    }
+}
+
 /// Appends series records for `series` to `out` (several frames if they are many).
 pub fn encode_series<'a>(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, &'a Labels)>, compress: bool) {
     let mut payload = Vec::new();
     for (id, labels) in series {
         put_varint(&mut payload, u64::from(id));
-        put_varint(&mut payload, labels.len() as u64);
-        for l in labels.iter() {
-            put_bytes(&mut payload, l.name.as_bytes());
-            put_bytes(&mut payload, l.value.as_bytes());
-        }
+        put_labels(&mut payload, labels);
         if payload.len() >= TARGET_PAYLOAD {
             put_frame(out, SERIES, &payload, compress);
             payload.clear();
@@ -132,6 +144,34 @@ pub fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)], compress: 
     }
     if !payload.is_empty() {
         put_frame(out, SAMPLES, &payload, compress);
+    }
+}
+
+/// Appends chunks records for `series` to `out` (several frames if they are many).
+pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, SeriesSnapshot)>, compress: bool) {
+    let mut payload = Vec::new();
+    for (id, s) in series {
+        put_varint(&mut payload, u64::from(id));
+        put_labels(&mut payload, &s.labels);
+        put_varint(&mut payload, zigzag(s.last_t));
+        payload.extend_from_slice(&s.last_v.to_le_bytes());
+        put_varint(&mut payload, s.chunks.len() as u64);
+        for c in &s.chunks {
+            put_varint(&mut payload, u64::from(c.count));
+            for t in [c.first_t, c.last_t, c.last_delta] {
+                put_varint(&mut payload, zigzag(t));
+            }
+            payload.extend_from_slice(&c.last_v.to_bits().to_le_bytes());
+            payload.extend_from_slice(&[c.leading, c.trailing, c.free]);
+            put_bytes(&mut payload, &c.bytes);
+        }
+        if payload.len() >= TARGET_PAYLOAD {
+            put_frame(out, CHUNKS, &payload, compress);
+            payload.clear();
+        }
+    }
+    if !payload.is_empty() {
+        put_frame(out, CHUNKS, &payload, compress);
     }
 }
 
@@ -171,10 +211,38 @@ impl<'a> Cursor<'a> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
     }
 
-    fn f64(&mut self) -> Option<f64> {
+    fn u64(&mut self) -> Option<u64> {
         let b = self.buf.get(self.pos..self.pos + 8)?;
         self.pos += 8;
-        Some(f64::from_bits(u64::from_le_bytes(b.try_into().ok()?)))
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        self.u64().map(f64::from_bits)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.varint().map(unzigzag)
+    }
+
+    /// Labels as `put_labels` wrote them; sorted, unique and non-empty, or None.
+    fn labels(&mut self) -> Option<Labels> {
+        let n = self.varint()?;
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            labels.push(Label { name: self.string()?, value: self.string()? });
+        }
+        // Written from a Labels, so sorted and unique; re-checked, since this is input.
+        if !labels.windows(2).all(|w| w[0].name < w[1].name) || labels.iter().any(|l| l.value.is_empty()) {
+            return None;
+        }
+        Some(Labels::from_sorted(labels))
     }
 }
 
@@ -183,18 +251,31 @@ fn decode_series(payload: &[u8]) -> Option<Record> {
     let mut out = Vec::new();
     while !c.done() {
         let id = u32::try_from(c.varint()?).ok()?;
-        let n = c.varint()?;
-        let mut labels = Vec::new();
-        for _ in 0..n {
-            labels.push(Label { name: c.string()?, value: c.string()? });
-        }
-        // Written from a Labels, so sorted and unique; re-checked, since this is input.
-        if !labels.windows(2).all(|w| w[0].name < w[1].name) || labels.iter().any(|l| l.value.is_empty()) {
-            return None;
-        }
-        out.push((id, Labels::from_sorted(labels)));
+        out.push((id, c.labels()?));
     }
     Some(Record::Series(out))
+}
+
+fn decode_chunks(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    while !c.done() {
+        let id = u32::try_from(c.varint()?).ok()?;
+        let labels = c.labels()?;
+        let (last_t, last_v) = (c.i64()?, c.u64()?);
+        let n = c.varint()?;
+        let mut chunks = Vec::new();
+        for _ in 0..n {
+            let count = u16::try_from(c.varint()?).ok()?;
+            let (first_t, last_t, last_delta) = (c.i64()?, c.i64()?, c.i64()?);
+            let last_v = c.f64()?;
+            let (leading, trailing, free) = (c.u8()?, c.u8()?, c.u8()?);
+            let bytes = c.bytes()?.to_vec();
+            chunks.push(XorState { bytes, free, count, first_t, last_t, last_delta, last_v, leading, trailing });
+        }
+        out.push((id, SeriesSnapshot { labels, chunks, last_t, last_v }));
+    }
+    Some(Record::Chunks(out))
 }
 
 fn decode_samples(payload: &[u8]) -> Option<Record> {
@@ -215,7 +296,7 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     let kind = header[0];
     let len = u32::from_le_bytes(header[1..5].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[5..9].try_into().ok()?);
-    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES) {
+    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS) {
         return None;
     }
     let body = buf.get(pos + HEADER..pos + HEADER + len)?;
@@ -231,7 +312,8 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     };
     let record = match kind & !SNAPPY {
         SERIES => decode_series(payload)?,
-        _ => decode_samples(payload)?,
+        SAMPLES => decode_samples(payload)?,
+        _ => decode_chunks(payload)?,
     };
     Some((record, pos + HEADER + len))
 }
@@ -357,6 +439,33 @@ mod tests {
             })
             .collect();
         assert_eq!(back, samples);
+    }
+
+    #[test]
+    fn a_head_snapshot_in_chunks_records_restores_the_head_exactly() {
+        use crate::tsdb::head::Head;
+        let mut head = Head::new();
+        for s in 0..30 {
+            let (id, _) = head.get_or_create(&lbl(&[("__name__", "m"), ("s", &s.to_string())]));
+            for k in 0..(s * 11) {
+                head.append(id, k as i64 * 15_000, (k * s) as f64 / 7.0).unwrap();
+            }
+        }
+        let mut buf = Vec::new();
+        encode_chunks(&mut buf, (0..30).map(|id| (id, head.snapshot_series(id))), true);
+        let mut restored = Head::new();
+        for record in read_frames(&buf).records {
+            let Record::Chunks(series) = record else { panic!("{record:?}") };
+            for (id, s) in series {
+                assert_eq!(restored.restore_series(s), Some(id), "ids come back in order");
+            }
+        }
+        for id in 0..30 {
+            assert_eq!(restored.snapshot_series(id), head.snapshot_series(id));
+        }
+        // Appending continues where the snapshot stood, and the same appends are refused.
+        assert!(restored.append(29, 0, 0.0).is_err(), "older than the last sample");
+        restored.append(29, 10_000_000, 1.0).unwrap();
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub enum Request {
     TsdbStats {
         reply: flume::Sender<HeadStats>,
     },
-    /// Make the write-ahead log durable and stop taking appends: the process is exiting.
+    /// Snapshot the head (or at least sync the log) and stop taking appends: the process is
+    /// exiting.
     Shutdown {
         reply: flume::Sender<()>,
     },
@@ -130,8 +131,16 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 let _ = reply.send(r);
             }
             Request::Shutdown { reply } => {
-                if let Err(e) = storage.borrow_mut().sync() {
-                    tracing::error!(shard = index, error = %e, "cannot sync the write-ahead log at shutdown");
+                let started = std::time::Instant::now();
+                let mut s = storage.borrow_mut();
+                match s.sync().and_then(|()| s.snapshot()) {
+                    Ok(()) => tracing::info!(
+                        shard = index,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "head snapshot written"
+                    ),
+                    // The log is still complete; the next start replays it.
+                    Err(e) => tracing::error!(shard = index, error = %e, "cannot write the head snapshot at shutdown"),
                 }
                 let _ = reply.send(());
                 return;

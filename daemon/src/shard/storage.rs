@@ -107,6 +107,11 @@ impl Storage {
         self.wal.sync()
     }
 
+    /// Writes the head as a snapshot, so that the next start loads it instead of replaying.
+    pub fn snapshot(&mut self) -> io::Result<()> {
+        self.wal.snapshot(&self.head)
+    }
+
     /// Drops data older than `cutoff`: chunks from the head, whole segments from the log.
     /// Returns the chunks and segments dropped.
     pub fn truncate_before(&mut self, cutoff: i64) -> (usize, io::Result<usize>) {

@@ -10,6 +10,9 @@
 //!   bytes lost. Writing then continues in a fresh segment.
 //! * When retention no longer needs the oldest segments, a checkpoint of every series the head
 //!   holds is written (samples stay in the newer segments) and the old segments are deleted.
+//! * At shutdown the whole head is written as a snapshot (chunks records) covering every
+//!   segment so far, which are then deleted: the next start loads chunks instead of replaying
+//!   samples. A replay starts from the newest snapshot or checkpoint, whichever covers more.
 //! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
 //!   half is never followed by more frames in the same file.
 
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use pyrite_core::labels::Labels;
 use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::wal::{encode_samples, encode_series, read_frames, Damage, Record};
+use pyrite_core::tsdb::wal::{encode_chunks, encode_samples, encode_series, read_frames, Damage, Record};
 
 /// Series ids a replay accepts: far beyond any real shard, and a bound on the id map's size.
 const MAX_SERIES_ID: u32 = 1 << 28;
@@ -72,19 +75,44 @@ fn checkpoint_name(index: u64) -> String {
     format!("checkpoint.{index:08}")
 }
 
-/// The numbered segments and the newest checkpoint in `dir`.
-fn list(dir: &Path) -> io::Result<(Vec<u64>, Option<u64>)> {
-    let (mut segments, mut checkpoint) = (Vec::new(), None);
+fn snapshot_name(index: u64) -> String {
+    format!("snapshot.{index:08}")
+}
+
+/// What a log directory holds: numbered segments, and the indexes of checkpoints and
+/// snapshots (each covers the segments up to its index).
+#[derive(Debug, Default)]
+struct Listing {
+    segments: Vec<u64>,
+    checkpoints: Vec<u64>,
+    snapshots: Vec<u64>,
+}
+
+fn list(dir: &Path) -> io::Result<Listing> {
+    let mut l = Listing::default();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().to_string();
+        let index = |prefix: &str| name.strip_prefix(prefix).and_then(|s| s.parse::<u64>().ok());
         if let Ok(i) = name.parse::<u64>() {
-            segments.push(i);
-        } else if let Some(i) = name.strip_prefix("checkpoint.").and_then(|s| s.parse::<u64>().ok()) {
-            checkpoint = checkpoint.max(Some(i));
+            l.segments.push(i);
+        } else if let Some(i) = index("checkpoint.") {
+            l.checkpoints.push(i);
+        } else if let Some(i) = index("snapshot.") {
+            l.snapshots.push(i);
         }
     }
-    segments.sort_unstable();
-    Ok((segments, checkpoint))
+    l.segments.sort_unstable();
+    Ok(l)
+}
+
+/// Writes `buf` to `name` in `dir` atomically and durably: a temporary file, fsynced, renamed.
+fn write_durably(dir: &Path, name: &str, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    write(&mut file)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
 }
 
 /// Applies replayed records to the head, mapping the log's series ids onto the head's.
@@ -95,6 +123,15 @@ struct Replayer<'a> {
 }
 
 impl Replayer<'_> {
+    /// Records that the log's series `wal_id` is the head's `id`.
+    fn map(&mut self, wal_id: u32, id: u32) {
+        let slot = wal_id as usize;
+        if self.ids.len() <= slot {
+            self.ids.resize(slot + 1, u32::MAX);
+        }
+        self.ids[slot] = id;
+    }
+
     /// Replays one file; returns its newest sample time and the length of its intact prefix.
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
         let buf = fs::read(path)?;
@@ -112,12 +149,23 @@ impl Replayer<'_> {
                             continue;
                         }
                         let (id, _) = self.head.get_or_create(&labels);
-                        let slot = wal_id as usize;
-                        if self.ids.len() <= slot {
-                            self.ids.resize(slot + 1, u32::MAX);
-                        }
-                        self.ids[slot] = id;
+                        self.map(wal_id, id);
                         self.stats.series += 1;
+                    }
+                }
+                Record::Chunks(series) => {
+                    for (wal_id, snapshot) in series {
+                        let samples: usize = snapshot.chunks.iter().map(|c| usize::from(c.count)).sum();
+                        let newest_here = snapshot.chunks.last().map(|c| c.last_t);
+                        match self.head.restore_series(snapshot) {
+                            Some(id) if wal_id < MAX_SERIES_ID => {
+                                self.map(wal_id, id);
+                                self.stats.series += 1;
+                                self.stats.samples += samples;
+                                newest = newest.max(newest_here);
+                            }
+                            _ => self.stats.orphaned += samples,
+                        }
                     }
                 }
                 Record::Samples(samples) => {
@@ -144,13 +192,27 @@ impl Wal {
     /// Opens the log in `dir` (creating it), replays it into `head`, and starts a new segment.
     pub fn open(dir: &Path, options: WalOptions, head: &mut Head) -> io::Result<(Wal, Replayed)> {
         fs::create_dir_all(dir)?;
-        let (segments, checkpoint) = list(dir)?;
+        let listing = list(dir)?;
+        let segments = listing.segments;
+        let checkpoint = listing.checkpoints.into_iter().max();
+        let snapshot = listing.snapshots.into_iter().max();
         let mut replayer = Replayer { head, ids: Vec::new(), stats: Replayed::default() };
-        if let Some(c) = checkpoint {
-            replayer.file(&dir.join(checkpoint_name(c)))?;
-        }
+        // Start from whichever covers more: a snapshot holds the whole head, a checkpoint
+        // only series (its samples are in the segments after it).
+        let base = match snapshot.filter(|&s| checkpoint.is_none_or(|c| s >= c)) {
+            Some(s) => {
+                replayer.file(&dir.join(snapshot_name(s)))?;
+                Some(s)
+            }
+            None => {
+                if let Some(c) = checkpoint {
+                    replayer.file(&dir.join(checkpoint_name(c)))?;
+                }
+                checkpoint
+            }
+        };
         let mut finished = BTreeMap::new();
-        let live: Vec<u64> = segments.iter().copied().filter(|&i| checkpoint.is_none_or(|c| i > c)).collect();
+        let live: Vec<u64> = segments.iter().copied().filter(|&i| base.is_none_or(|b| i > b)).collect();
         for (n, &i) in live.iter().enumerate() {
             let path = dir.join(segment_name(i));
             let (newest, valid_len, torn) = replayer.file(&path)?;
@@ -160,7 +222,7 @@ impl Wal {
             }
             finished.insert(i, newest);
         }
-        let index = segments.last().map_or(0, |i| i + 1).max(checkpoint.map_or(0, |c| c + 1));
+        let index = segments.last().map_or(0, |i| i + 1).max(base.map_or(0, |b| b + 1));
         let file = Self::create_segment(dir, index)?;
         let wal = Wal {
             dir: dir.to_path_buf(),
@@ -244,24 +306,47 @@ impl Wal {
         let mut buf = Vec::new();
         let labels: Vec<(u32, Labels)> = (0..head.num_series() as u32).map(|id| (id, head.labels(id))).collect();
         encode_series(&mut buf, labels.iter().map(|(id, l)| (*id, l)), self.options.compress);
-        let tmp = self.dir.join(format!("{}.tmp", checkpoint_name(last)));
-        let mut file = File::create(&tmp)?;
-        file.write_all(&buf)?;
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join(checkpoint_name(last)))?;
-        File::open(&self.dir)?.sync_all()?;
-        for i in &old {
-            fs::remove_file(self.dir.join(segment_name(*i)))?;
-            self.finished.remove(i);
-        }
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name().to_string_lossy().to_string();
-            let older = name.strip_prefix("checkpoint.").and_then(|s| s.parse::<u64>().ok()).is_some_and(|c| c < last);
-            if older {
-                fs::remove_file(self.dir.join(name))?;
-            }
-        }
+        write_durably(&self.dir, &checkpoint_name(last), |f| f.write_all(&buf))?;
+        self.remove_covered(last, false)?;
         Ok(old.len())
+    }
+
+    /// Deletes what a new base file at `index` (a snapshot if `snapshot`, else a checkpoint)
+    /// makes redundant: the segments up to `index`, and every other checkpoint and snapshot up
+    /// to it.
+    fn remove_covered(&mut self, index: u64, snapshot: bool) -> io::Result<()> {
+        let listing = list(&self.dir)?;
+        for i in listing.segments.into_iter().filter(|&i| i <= index) {
+            fs::remove_file(self.dir.join(segment_name(i)))?;
+            self.finished.remove(&i);
+        }
+        for c in listing.checkpoints.into_iter().filter(|&c| c < index || (snapshot && c == index)) {
+            fs::remove_file(self.dir.join(checkpoint_name(c)))?;
+        }
+        for s in listing.snapshots.into_iter().filter(|&s| s < index || (!snapshot && s == index)) {
+            fs::remove_file(self.dir.join(snapshot_name(s)))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole head as a snapshot covering every segment written so far, and deletes
+    /// what it makes redundant. Writing continues in a new segment.
+    pub fn snapshot(&mut self, head: &Head) -> io::Result<()> {
+        self.rotate()?;
+        let covered = self.index - 1;
+        let compress = self.options.compress;
+        write_durably(&self.dir, &snapshot_name(covered), |file| {
+            let mut out = io::BufWriter::with_capacity(1 << 20, file);
+            let mut buf = Vec::new();
+            let ids: Vec<u32> = (0..head.num_series() as u32).collect();
+            for batch in ids.chunks(10_000) {
+                buf.clear();
+                encode_chunks(&mut buf, batch.iter().map(|&id| (id, head.snapshot_series(id))), compress);
+                out.write_all(&buf)?;
+            }
+            out.flush()
+        })?;
+        self.remove_covered(covered, true)
     }
 }
 
@@ -321,7 +406,7 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         fill(&mut wal, &mut head, 50, 0, 40);
         drop(wal);
-        assert!(list(&dir).unwrap().0.len() > 3, "small segments rotate");
+        assert!(list(&dir).unwrap().segments.len() > 3, "small segments rotate");
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
         assert_eq!((replayed.series, replayed.samples, replayed.orphaned), (50, 2000, 0));
@@ -353,6 +438,26 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_replaces_the_segments_and_later_writes_replay_on_top() {
+        let dir = temp_dir("snapshot");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        fill(&mut wal, &mut head, 30, 0, 40);
+        wal.snapshot(&head).unwrap();
+        let listing = list(&dir).unwrap();
+        assert_eq!(listing.snapshots.len(), 1);
+        assert_eq!(listing.segments, vec![wal.index], "only the new segment is left");
+        fill(&mut wal, &mut head, 35, 40, 5);
+        drop(wal); // a crash after more writes
+        let mut again = Head::new();
+        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
+        assert_eq!((replayed.series, replayed.orphaned), (35, 0));
+        assert_eq!(replayed.samples, 30 * 40 + 35 * 5);
+        assert_eq!(dump(&again), dump(&head));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn dropping_old_segments_keeps_the_series_of_newer_samples() {
         let dir = temp_dir("checkpoint");
         let mut head = Head::new();
@@ -362,7 +467,7 @@ mod tests {
         let dropped = wal.drop_before(1000 * 1000, &head).unwrap();
         assert!(dropped > 0);
         drop(wal);
-        assert!(list(&dir).unwrap().1.is_some(), "a checkpoint was written");
+        assert_eq!(list(&dir).unwrap().checkpoints.len(), 1, "a checkpoint was written");
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
         assert_eq!(replayed.orphaned, 0, "every kept sample has its series");

@@ -9,8 +9,19 @@ pub struct BitWriter {
 }
 
 impl BitWriter {
+    /// A writer continuing after `bytes`, whose last byte has `free` unused low bits; None if
+    /// that is impossible.
+    pub fn from_parts(bytes: Vec<u8>, free: u8) -> Option<BitWriter> {
+        (free <= 7 && (free == 0 || !bytes.is_empty())).then_some(BitWriter { bytes, free })
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Unused low bits of the last byte.
+    pub fn free(&self) -> u8 {
+        self.free
     }
 
     pub fn write_bit(&mut self, bit: bool) {

@@ -5,4 +5,4 @@
 pub mod bits;
 pub mod xor;
 
-pub use xor::{XorChunk, XorIter};
+pub use xor::{XorChunk, XorIter, XorState};

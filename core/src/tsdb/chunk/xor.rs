@@ -29,9 +29,55 @@ pub struct XorChunk {
     trailing: u8,
 }
 
+/// Everything a chunk is made of, for a head snapshot: a chunk rebuilt from its state
+/// continues appending exactly where the original stood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XorState {
+    pub bytes: Vec<u8>,
+    /// Unused low bits of the last byte.
+    pub free: u8,
+    pub count: u16,
+    pub first_t: i64,
+    pub last_t: i64,
+    pub last_delta: i64,
+    pub last_v: f64,
+    pub leading: u8,
+    pub trailing: u8,
+}
+
 impl XorChunk {
     pub fn new() -> Self {
         XorChunk { leading: 0xff, ..Default::default() }
+    }
+
+    pub fn state(&self) -> XorState {
+        XorState {
+            bytes: self.bits.bytes().to_vec(),
+            free: self.bits.free(),
+            count: self.count,
+            first_t: self.first_t,
+            last_t: self.last_t,
+            last_delta: self.last_delta,
+            last_v: self.last_v,
+            leading: self.leading,
+            trailing: self.trailing,
+        }
+    }
+
+    /// The chunk a state describes; None if the state is not one a chunk can be in.
+    pub fn from_state(s: XorState) -> Option<XorChunk> {
+        let plausible =
+            (s.leading <= 31 || s.leading == 0xff) && s.trailing <= 64 && (s.count == 0) == s.bytes.is_empty();
+        Some(XorChunk {
+            bits: plausible.then(|| BitWriter::from_parts(s.bytes, s.free)).flatten()?,
+            count: s.count,
+            first_t: s.first_t,
+            last_t: s.last_t,
+            last_delta: s.last_delta,
+            last_v: s.last_v,
+            leading: s.leading,
+            trailing: s.trailing,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -251,6 +297,23 @@ mod tests {
             assert_eq!(a.1.to_bits(), b.1.to_bits(), "value at t={}", a.0);
         }
         c
+    }
+
+    #[test]
+    fn a_chunk_rebuilt_from_its_state_continues_appending_exactly() {
+        let samples: Vec<(i64, f64)> = (0..60).map(|i| (i * 15_003 + i % 3, (i * i) as f64 * 0.37)).collect();
+        let mut original = XorChunk::new();
+        samples[..30].iter().for_each(|&(t, v)| original.append(t, v));
+        let mut restored = XorChunk::from_state(original.state()).expect("a valid state");
+        for &(t, v) in &samples[30..] {
+            original.append(t, v);
+            restored.append(t, v);
+        }
+        assert_eq!(restored.state(), original.state());
+        assert_eq!(restored.iter().collect::<Vec<_>>(), samples);
+        assert!(XorChunk::from_state(XorState { free: 9, ..original.state() }).is_none());
+        assert!(XorChunk::from_state(XorState { count: 0, ..original.state() }).is_none());
+        assert!(XorChunk::from_state(XorChunk::new().state()).is_some(), "an empty chunk");
     }
 
     #[test]
