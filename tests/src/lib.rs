@@ -200,10 +200,25 @@ impl Pyrite {
         v["data"].clone()
     }
 
+    /// The sum of metric `name` in this server's `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_sum(&self.get("/metrics").1, name, "")
+    }
+
     /// Remote-writes series; returns the status and body.
     pub fn remote_write(&self, body: Vec<u8>) -> (u16, String) {
         remote_write_to(&self.url, &body)
     }
+}
+
+/// The sum of every sample of metric `name` whose line contains `filter`, in a text-format
+/// exposition (a server's `/metrics`).
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Percent-encodes a query parameter.
@@ -359,5 +374,18 @@ impl Loadgen {
             "global:\n  scrape_interval: {interval}\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
             list.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_adds_matching_lines_only() {
+        let text = "# HELP a_total x\na_total{type=\"x\"} 2\na_total{type=\"y\"} 3\na_total_other 100\na_total 5\n";
+        assert_eq!(metric_sum(text, "a_total", ""), 10.0);
+        assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
+        assert_eq!(metric_sum(text, "missing", ""), 0.0);
     }
 }

@@ -52,6 +52,9 @@ enum Command {
         /// Hours of data at 15 s.
         #[arg(long, default_value_t = 2.0)]
         hours: f64,
+        /// Measure Pyrite only.
+        #[arg(long)]
+        pyrite_only: bool,
     },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
@@ -137,7 +140,7 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
 }
 
 /// Loads the data set into each server, then restarts it after kill -9 and after SIGTERM.
-fn restart(series: usize, hours: f64) {
+fn restart(series: usize, hours: f64, pyrite_only: bool) {
     let samples = (hours * 3600.0 * 1000.0) as i64 / STEP_MS;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     let requests = write_requests(series, samples, (now - samples * STEP_MS) / STEP_MS * STEP_MS);
@@ -156,7 +159,8 @@ fn restart(series: usize, hours: f64) {
     );
     println!("| server | load | bytes on disk | ready after kill -9 | ready after SIGTERM |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for kind in [Kind::Pyrite, Kind::Prometheus] {
+    let kinds: &[Kind] = if pyrite_only { &[Kind::Pyrite] } else { &[Kind::Pyrite, Kind::Prometheus] };
+    for &kind in kinds {
         let mut server = Server::new(kind, &dir.0, &config);
         server.start().unwrap_or_else(|e| panic!("{e}"));
         let t = Instant::now();
@@ -183,7 +187,7 @@ fn restart(series: usize, hours: f64) {
 
 fn main() {
     match Args::parse().command {
-        Command::Restart { series, hours } => restart(series, hours),
+        Command::Restart { series, hours, pyrite_only } => restart(series, hours, pyrite_only),
         Command::Compare { size, duration, churn, query_rate, results } => {
             let (targets, series, interval, default_duration, runs) = match size.as_str() {
                 "tiny" => (4, 200, 1, 5, 2),

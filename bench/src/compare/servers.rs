@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pyrite_tests::{bin, free_port, http_get_within};
+use pyrite_tests::{bin, free_port, http_get_within, metric_sum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -195,15 +195,6 @@ impl Drop for Server {
     }
 }
 
-/// The sum of every sample of metric `name` whose line contains `filter`, in the text format.
-pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
-        .filter(|l| l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Bytes the files under `dir` occupy on disk (allocated blocks, as `du` counts).
 pub fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -216,17 +207,4 @@ pub fn disk_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_sum_adds_matching_lines_only() {
-        let text = "# HELP a_total x\na_total{type=\"x\"} 2\na_total{type=\"y\"} 3\na_total_other 100\na_total 5\n";
-        assert_eq!(metric_sum(text, "a_total", ""), 10.0);
-        assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
-        assert_eq!(metric_sum(text, "missing", ""), 0.0);
-    }
 }

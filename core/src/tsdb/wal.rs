@@ -15,7 +15,7 @@
 //!   time and value bits, and every chunk's encoder state and bytes, so that a restart loads
 //!   chunks instead of re-appending samples.
 //!
-//! [`read_frames`] never fails: it returns every intact record, and where it met damage it
+//! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
 
@@ -58,10 +58,9 @@ pub struct Damage {
     pub at_end: bool,
 }
 
-/// What [`read_frames`] found in one log file.
+/// What [`scan_frames`] found in one log file besides its records.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Frames {
-    pub records: Vec<Record>,
+pub struct Scan {
     /// Every damaged stretch, in order.
     pub damage: Vec<Damage>,
     /// Length of the prefix that ends with the last intact frame: where a writer may continue.
@@ -111,68 +110,87 @@ fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
     }
 }
 
-/// Appends series records for `series` to `out` (several frames if they are many).
-pub fn encode_series<'a>(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, &'a Labels)>, compress: bool) {
-    let mut payload = Vec::new();
-    for (id, labels) in series {
-        put_varint(&mut payload, u64::from(id));
-        put_labels(&mut payload, labels);
-        if payload.len() >= TARGET_PAYLOAD {
-            put_frame(out, SERIES, &payload, compress);
-            payload.clear();
+/// Collects the payload of one kind of record and cuts it into frames of about
+/// [`TARGET_PAYLOAD`] bytes.
+struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    kind: u8,
+    compress: bool,
+    payload: Vec<u8>,
+}
+
+impl<'a> FrameWriter<'a> {
+    fn new(out: &'a mut Vec<u8>, kind: u8, compress: bool) -> Self {
+        FrameWriter { out, kind, compress, payload: Vec::new() }
+    }
+
+    /// Ends the current frame if it is big enough; returns whether it did (a new frame starts
+    /// its deltas afresh).
+    fn cut(&mut self) -> bool {
+        let full = self.payload.len() >= TARGET_PAYLOAD;
+        if full {
+            put_frame(self.out, self.kind, &self.payload, self.compress);
+            self.payload.clear();
+        }
+        full
+    }
+
+    fn finish(self) {
+        if !self.payload.is_empty() {
+            put_frame(self.out, self.kind, &self.payload, self.compress);
         }
     }
-    if !payload.is_empty() {
-        put_frame(out, SERIES, &payload, compress);
+}
+
+/// Appends series records for `series` to `out` (several frames if they are many).
+pub fn encode_series<'a>(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, &'a Labels)>, compress: bool) {
+    let mut w = FrameWriter::new(out, SERIES, compress);
+    for (id, labels) in series {
+        put_varint(&mut w.payload, u64::from(id));
+        put_labels(&mut w.payload, labels);
+        w.cut();
     }
+    w.finish();
 }
 
 /// Appends samples records for `samples` to `out` (several frames if they are many).
 pub fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)], compress: bool) {
-    let mut payload = Vec::with_capacity((samples.len() * 12).min(TARGET_PAYLOAD + 32));
+    let mut w = FrameWriter::new(out, SAMPLES, compress);
     let (mut prev_id, mut prev_t) = (0i64, 0i64);
     for &(id, t, v) in samples {
-        put_varint(&mut payload, zigzag(i64::from(id) - prev_id));
-        put_varint(&mut payload, zigzag(t.wrapping_sub(prev_t)));
-        payload.extend_from_slice(&v.to_bits().to_le_bytes());
+        put_varint(&mut w.payload, zigzag(i64::from(id) - prev_id));
+        put_varint(&mut w.payload, zigzag(t.wrapping_sub(prev_t)));
+        w.payload.extend_from_slice(&v.to_bits().to_le_bytes());
         (prev_id, prev_t) = (i64::from(id), t);
-        if payload.len() >= TARGET_PAYLOAD {
-            put_frame(out, SAMPLES, &payload, compress);
-            payload.clear();
+        if w.cut() {
             (prev_id, prev_t) = (0, 0);
         }
     }
-    if !payload.is_empty() {
-        put_frame(out, SAMPLES, &payload, compress);
-    }
+    w.finish();
 }
 
 /// Appends chunks records for `series` to `out` (several frames if they are many).
 pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, SeriesSnapshot)>, compress: bool) {
-    let mut payload = Vec::new();
+    let mut w = FrameWriter::new(out, CHUNKS, compress);
     for (id, s) in series {
-        put_varint(&mut payload, u64::from(id));
-        put_labels(&mut payload, &s.labels);
-        put_varint(&mut payload, zigzag(s.last_t));
+        let payload = &mut w.payload;
+        put_varint(payload, u64::from(id));
+        put_labels(payload, &s.labels);
+        put_varint(payload, zigzag(s.last_t));
         payload.extend_from_slice(&s.last_v.to_le_bytes());
-        put_varint(&mut payload, s.chunks.len() as u64);
+        put_varint(payload, s.chunks.len() as u64);
         for c in &s.chunks {
-            put_varint(&mut payload, u64::from(c.count));
+            put_varint(payload, u64::from(c.count));
             for t in [c.first_t, c.last_t, c.last_delta] {
-                put_varint(&mut payload, zigzag(t));
+                put_varint(payload, zigzag(t));
             }
             payload.extend_from_slice(&c.last_v.to_bits().to_le_bytes());
             payload.extend_from_slice(&[c.leading, c.trailing, c.free]);
-            put_bytes(&mut payload, &c.bytes);
+            put_bytes(payload, &c.bytes);
         }
-        if payload.len() >= TARGET_PAYLOAD {
-            put_frame(out, CHUNKS, &payload, compress);
-            payload.clear();
-        }
+        w.cut();
     }
-    if !payload.is_empty() {
-        put_frame(out, CHUNKS, &payload, compress);
-    }
+    w.finish();
 }
 
 /// A cursor over a payload; every read fails softly on truncation.
@@ -318,30 +336,44 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     Some((record, pos + HEADER + len))
 }
 
-/// Reads every intact frame of `buf`, skipping over damage (see the module docs).
-pub fn read_frames(buf: &[u8]) -> Frames {
-    let mut frames = Frames::default();
+/// Hands every intact record of `buf` to `on_record`, in order, as it decodes them (a replay
+/// never holds a whole file's records at once), skipping over damage (see the module docs).
+pub fn scan_frames(buf: &[u8], mut on_record: impl FnMut(Record)) -> Scan {
+    let mut scan = Scan::default();
     let mut pos = 0;
     while pos < buf.len() {
         if let Some((record, end)) = frame_at(buf, pos) {
-            frames.records.push(record);
-            frames.valid_len = end;
+            on_record(record);
+            scan.valid_len = end;
             pos = end;
             continue;
         }
         // Damage: find the next offset where a whole frame checks out.
         let resume = (pos + 1..buf.len()).find(|&p| frame_at(buf, p).is_some());
         let end = resume.unwrap_or(buf.len());
-        frames.damage.push(Damage { offset: pos, skipped: end - pos, at_end: resume.is_none() });
+        scan.damage.push(Damage { offset: pos, skipped: end - pos, at_end: resume.is_none() });
         pos = end;
     }
-    frames
+    scan
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::value::stale_nan;
+
+    /// Every record of `buf`, and what the scan found.
+    fn read_frames(buf: &[u8]) -> Frames {
+        let mut records = Vec::new();
+        let scan = scan_frames(buf, |r| records.push(r));
+        Frames { records, damage: scan.damage, valid_len: scan.valid_len }
+    }
+
+    struct Frames {
+        records: Vec<Record>,
+        damage: Vec<Damage>,
+        valid_len: usize,
+    }
 
     fn lbl(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())

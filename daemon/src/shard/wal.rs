@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use pyrite_core::labels::Labels;
 use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::wal::{encode_chunks, encode_samples, encode_series, read_frames, Damage, Record};
+use pyrite_core::tsdb::wal::{encode_chunks, encode_samples, encode_series, scan_frames, Damage, Record};
 
 /// Series ids a replay accepts: far beyond any real shard, and a bound on the id map's size.
 const MAX_SERIES_ID: u32 = 1 << 28;
@@ -132,59 +132,62 @@ impl Replayer<'_> {
         self.ids[slot] = id;
     }
 
-    /// Replays one file; returns its newest sample time and the length of its intact prefix.
+    /// Replays one file; returns its newest sample time, the length of its intact prefix, and
+    /// whether it ends in a torn frame.
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
         let buf = fs::read(path)?;
-        let frames = read_frames(&buf);
+        let mut newest = None;
+        let scan = scan_frames(&buf, |record| self.apply(record, &mut newest));
         self.stats.segments += 1;
         self.stats.bytes += buf.len() as u64;
-        let torn = frames.damage.last().is_some_and(|d| d.at_end);
-        self.stats.damage.extend(frames.damage.into_iter().map(|d| (path.to_path_buf(), d)));
-        let mut newest = None;
-        for record in frames.records {
-            match record {
-                Record::Series(series) => {
-                    for (wal_id, labels) in series {
-                        if wal_id >= MAX_SERIES_ID {
-                            continue;
+        let torn = scan.damage.last().is_some_and(|d| d.at_end);
+        self.stats.damage.extend(scan.damage.into_iter().map(|d| (path.to_path_buf(), d)));
+        Ok((newest, scan.valid_len, torn))
+    }
+
+    /// Applies one record to the head, raising `newest` to its newest sample time.
+    fn apply(&mut self, record: Record, newest: &mut Option<i64>) {
+        match record {
+            Record::Series(series) => {
+                for (wal_id, labels) in series {
+                    if wal_id >= MAX_SERIES_ID {
+                        continue;
+                    }
+                    let (id, _) = self.head.get_or_create(&labels);
+                    self.map(wal_id, id);
+                    self.stats.series += 1;
+                }
+            }
+            Record::Chunks(series) => {
+                for (wal_id, snapshot) in series {
+                    let samples: usize = snapshot.chunks.iter().map(|c| usize::from(c.count)).sum();
+                    let newest_here = snapshot.chunks.last().map(|c| c.last_t);
+                    match self.head.restore_series(snapshot) {
+                        Some(id) if wal_id < MAX_SERIES_ID => {
+                            self.map(wal_id, id);
+                            self.stats.series += 1;
+                            self.stats.samples += samples;
+                            *newest = (*newest).max(newest_here);
                         }
-                        let (id, _) = self.head.get_or_create(&labels);
-                        self.map(wal_id, id);
-                        self.stats.series += 1;
+                        _ => self.stats.orphaned += samples,
                     }
                 }
-                Record::Chunks(series) => {
-                    for (wal_id, snapshot) in series {
-                        let samples: usize = snapshot.chunks.iter().map(|c| usize::from(c.count)).sum();
-                        let newest_here = snapshot.chunks.last().map(|c| c.last_t);
-                        match self.head.restore_series(snapshot) {
-                            Some(id) if wal_id < MAX_SERIES_ID => {
-                                self.map(wal_id, id);
-                                self.stats.series += 1;
-                                self.stats.samples += samples;
-                                newest = newest.max(newest_here);
+            }
+            Record::Samples(samples) => {
+                for (wal_id, t, v) in samples {
+                    match self.ids.get(wal_id as usize) {
+                        Some(&id) if id != u32::MAX => {
+                            // A sample the head refuses was refused when it was written too.
+                            if self.head.append(id, t, v).is_ok() {
+                                self.stats.samples += 1;
                             }
-                            _ => self.stats.orphaned += samples,
+                            *newest = (*newest).max(Some(t));
                         }
-                    }
-                }
-                Record::Samples(samples) => {
-                    for (wal_id, t, v) in samples {
-                        match self.ids.get(wal_id as usize) {
-                            Some(&id) if id != u32::MAX => {
-                                // A sample the head refuses was refused when it was written too.
-                                if self.head.append(id, t, v).is_ok() {
-                                    self.stats.samples += 1;
-                                }
-                                newest = newest.max(Some(t));
-                            }
-                            _ => self.stats.orphaned += 1,
-                        }
+                        _ => self.stats.orphaned += 1,
                     }
                 }
             }
         }
-        Ok((newest, frames.valid_len, torn))
     }
 }
 
