@@ -84,6 +84,10 @@ pub struct ServerFlags {
     /// How long to keep samples (in memory and in the write-ahead log, until blocks land).
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration)]
     pub retention_time: Duration,
+    /// The most bytes the data directory may hold, 0 for no limit; beyond it the oldest data
+    /// goes first. Counts the write-ahead log and head snapshot (there are no blocks yet).
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = byte_size)]
+    pub retention_size: ByteSize,
     /// Snappy-compress write-ahead log records.
     #[arg(
         long = "storage.tsdb.wal-compression",

@@ -16,6 +16,8 @@ pub struct Context {
     pub lookback: Duration,
     pub query_timeout: Duration,
     pub retention: Duration,
+    /// `--storage.tsdb.retention.size` divided among the shards (each keeps its own log).
+    pub retention_size_per_shard: Option<u64>,
     pub remote_write_receiver: bool,
     pub max_samples: usize,
     /// `--storage.tsdb.path`; each shard keeps its write-ahead log in `wal/<shard>/` under it.
@@ -43,12 +45,14 @@ impl Drop for QuerySlot {
 
 impl Context {
     pub fn new(shards: Shards, flags: &crate::cli::ServerFlags) -> Self {
+        let shard_count = shards.len().max(1) as u64;
         Context {
             shards,
             metrics: Metrics::new(),
             lookback: flags.lookback_delta,
             query_timeout: flags.query_timeout,
             retention: flags.retention_time,
+            retention_size_per_shard: (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count),
             remote_write_receiver: flags.enable_remote_write_receiver,
             max_samples: flags.query_max_samples,
             storage_path: flags.storage_path.clone(),

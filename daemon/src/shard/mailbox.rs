@@ -182,12 +182,23 @@ fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendRep
     }
 }
 
-/// Drops data older than the retention period once a minute, and updates the chunk gauge.
+/// Once a minute drops data older than the retention period, and the oldest data beyond the
+/// size budget, and updates the chunk gauge.
 pub async fn retention_loop(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
     let shard = shard_label(index);
     loop {
         monoio::time::sleep(std::time::Duration::from_secs(60)).await;
-        let cutoff = crate::clock::now_ms() - ctx.retention.millis();
+        let mut cutoff = crate::clock::now_ms() - ctx.retention.millis();
+        if let Some(budget) = ctx.retention_size_per_shard {
+            match storage.borrow().size_cutoff(budget) {
+                Ok(Some(by_size)) if by_size > cutoff => {
+                    tracing::info!(shard = index, budget, cutoff = by_size, "size retention drops the oldest data");
+                    cutoff = by_size;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(shard = index, error = %e, "cannot measure the write-ahead log"),
+            }
+        }
         let (chunks, segments) = storage.borrow_mut().truncate_before(cutoff);
         ctx.metrics.head_chunks.get_or_create(&shard).set(storage.borrow().head.num_chunks() as i64);
         match segments {

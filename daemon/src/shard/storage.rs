@@ -112,6 +112,11 @@ impl Storage {
         self.wal.snapshot(&self.head)
     }
 
+    /// The cutoff time that would bring the log under `budget` bytes, if it is over.
+    pub fn size_cutoff(&self, budget: u64) -> io::Result<Option<i64>> {
+        self.wal.size_cutoff(budget)
+    }
+
     /// Drops data older than `cutoff`: chunks from the head, whole segments from the log.
     /// Returns the chunks and segments dropped.
     pub fn truncate_before(&mut self, cutoff: i64) -> (usize, io::Result<usize>) {
