@@ -150,6 +150,9 @@ impl Head {
             if let Some(full) = s.chunks.last_mut() {
                 full.seal();
             }
+            // Exact growth: most series hold a handful of chunks, and doubling would leave room
+            // for as many again in every one of millions of series.
+            s.chunks.reserve_exact(1);
             s.chunks.push(XorChunk::new());
         }
         s.chunks.last_mut().expect("a chunk was pushed above").append(t, v);

@@ -8,7 +8,20 @@ pub struct BitWriter {
     free: u8,
 }
 
+/// Bytes a writer grows by when full: small steps rather than doubling, so that the open chunk
+/// of each of millions of series wastes at most this much.
+const GROWTH: usize = 32;
+
 impl BitWriter {
+    /// Appends a zero byte, growing the buffer by [`GROWTH`] bytes when it is full.
+    fn push_byte(&mut self) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact(GROWTH);
+        }
+        self.bytes.push(0);
+        self.free = 8;
+    }
+
     /// A writer continuing after `bytes`, whose last byte has `free` unused low bits; None if
     /// that is impossible.
     pub fn from_parts(bytes: Vec<u8>, free: u8) -> Option<BitWriter> {
@@ -26,8 +39,7 @@ impl BitWriter {
 
     pub fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.bytes.push(0);
-            self.free = 8;
+            self.push_byte();
         }
         self.free -= 1;
         if bit {
@@ -39,8 +51,7 @@ impl BitWriter {
     pub fn write_bits(&mut self, value: u64, mut n: u8) {
         while n > 0 {
             if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
+                self.push_byte();
             }
             let take = n.min(self.free);
             let shift = n - take;
