@@ -122,7 +122,6 @@ pub fn run(opts: &Options) -> Result<String, String> {
     let loadgen = start_loadgen(opts, &urls);
     std::fs::write(&config, scrape_config(&loadgen.targets, opts.interval)).map_err(|e| e.to_string())?;
 
-    let mut rows = Vec::new();
     let mut cold = [None; 3];
     for (i, s) in servers.iter_mut().enumerate() {
         cold[i] = Some(s.start()?.as_secs_f64());
@@ -131,10 +130,27 @@ pub fn run(opts: &Options) -> Result<String, String> {
     eprintln!("compare: warming up for {warmup:?}, then measuring for {:?}", opts.duration);
     std::thread::sleep(warmup);
 
-    // The measurement window.
+    let mut rows = measure_window(&servers, opts);
+    rows.extend(query_rows(&servers, opts.runs));
+    rows.extend(disk_rows(&servers));
+    rows.push(Row::new("start to ready, empty", cold, seconds));
+    rows.extend(restart_rows(&mut servers)?);
+    drop(servers);
+    drop(loadgen);
+
+    let section = render(opts, &table(&rows));
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&opts.results).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut file, section.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(section)
+}
+
+/// The measurement window: ingestion, memory and CPU, from each server's counters and `/proc`.
+fn measure_window(servers: &[Server], opts: &Options) -> Vec<Row> {
+    let mut rows = Vec::new();
     let pids: Vec<u32> = servers.iter().map(|s| s.pid().expect("started")).collect();
     let before: Vec<_> = pids.iter().map(|&p| usage::usage(p)).collect();
-    let samples_before = each(&servers, |s| Some(s.samples()));
+    let samples_before = each(servers, |s| Some(s.samples()));
     let t0 = Instant::now();
     let mut rss: Vec<Vec<u64>> = vec![Vec::new(); 3];
     while t0.elapsed() < opts.duration {
@@ -145,9 +161,9 @@ pub fn run(opts: &Options) -> Result<String, String> {
     }
     let window = t0.elapsed().as_secs_f64();
     let after: Vec<_> = pids.iter().map(|&p| usage::usage(p)).collect();
-    let samples_after = each(&servers, |s| Some(s.samples()));
+    let samples_after = each(servers, |s| Some(s.samples()));
     let ingested: PerServer = std::array::from_fn(|i| Some(samples_after[i]? - samples_before[i]?));
-    let series = each(&servers, |s| Some(s.series()));
+    let series = each(servers, |s| Some(s.series()));
     let expected = (opts.targets * (opts.series + REPORT_SERIES)) as f64 / opts.interval as f64;
     let rate: PerServer = std::array::from_fn(|i| Some(ingested[i]? / window));
     // Steady state: the median reading of the window's second half.
@@ -169,10 +185,14 @@ pub fn run(opts: &Options) -> Result<String, String> {
     rows.push(Row::new("RSS, peak", std::array::from_fn(|i| Some(after[i]?.peak_rss as f64)), mib));
     rows.push(Row::new("RSS per active series", std::array::from_fn(|i| Some(steady[i]? / series[i]?)), bytes));
     rows.push(Row::new("CPU seconds per million samples", cpu, two_decimals));
+    rows
+}
 
-    // Dashboard queries, interleaving the servers run by run.
+/// The dashboard queries' median and 90th percentile, interleaving the servers run by run.
+fn query_rows(servers: &[Server], runs: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
     let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 3]; DASHBOARD.len()];
-    for _ in 0..opts.runs {
+    for _ in 0..runs {
         for (q, (_, query, range)) in DASHBOARD.iter().enumerate() {
             let path = query_path(query, *range, now_secs());
             for (i, s) in servers.iter().enumerate() {
@@ -190,41 +210,42 @@ pub fn run(opts: &Options) -> Result<String, String> {
         rows.push(Row::new(format!("query {name}, median"), std::array::from_fn(|i| Some(p[i]?.0)), millis));
         rows.push(Row::new(format!("query {name}, p90"), std::array::from_fn(|i| Some(p[i]?.1)), millis));
     }
+    rows
+}
 
-    // Disk: everything the data directory holds (with the WAL), then the flushed form.
-    let total = each(&servers, |s| Some(s.samples()));
-    let on_disk = each(&servers, |s| Some(disk_bytes(&s.data) as f64));
+/// Bytes per sample: everything the data directory holds (with the WAL), then the flushed form.
+fn disk_rows(servers: &[Server]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let total = each(servers, |s| Some(s.samples()));
+    let on_disk = each(servers, |s| Some(disk_bytes(&s.data) as f64));
     rows.push(Row::new(
         "bytes per sample on disk, with WAL",
         std::array::from_fn(|i| Some(on_disk[i]? / total[i]?)),
         two_decimals,
     ));
-    let flushed = each(&servers, |s| s.flushed_bytes().map(|b| b as f64));
+    let flushed = each(servers, |s| s.flushed_bytes().map(|b| b as f64));
     rows.push(Row::new(
         "bytes per sample after flush",
         std::array::from_fn(|i| Some(flushed[i]? / total[i]?)),
         two_decimals,
     ));
+    rows
+}
 
-    // Restarts with the data directory as it is.
-    let mut restart = [None; 3];
-    let mut crash = [None; 3];
+/// Restarts with the data directory as it is: first after `kill -9` (a log replay), then
+/// after SIGTERM (whatever the server writes at shutdown to start faster).
+fn restart_rows(servers: &mut [Server]) -> Result<Vec<Row>, String> {
+    let (mut crash, mut clean) = ([None; 3], [None; 3]);
     for (i, s) in servers.iter_mut().enumerate() {
-        s.stop(false);
-        restart[i] = Some(s.start()?.as_secs_f64());
         s.stop(true);
         crash[i] = Some(s.start()?.as_secs_f64());
+        s.stop(false);
+        clean[i] = Some(s.start()?.as_secs_f64());
     }
-    rows.push(Row::new("start to ready, empty", cold, seconds));
-    rows.push(Row::new("restart to ready (SIGTERM)", restart, seconds));
-    rows.push(Row::new("restart to ready after kill -9", crash, seconds));
-    drop(servers);
-
-    let section = render(opts, &table(&rows));
-    let mut file =
-        std::fs::OpenOptions::new().create(true).append(true).open(&opts.results).map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut file, section.as_bytes()).map_err(|e| e.to_string())?;
-    Ok(section)
+    Ok(vec![
+        Row::new("restart to ready after kill -9", crash, seconds),
+        Row::new("restart to ready after SIGTERM", clean, seconds),
+    ])
 }
 
 /// The dated section: machine, versions, load, command, and the table.

@@ -247,6 +247,11 @@ impl Head {
         Some(id)
     }
 
+    /// The newest sample time held, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        self.series.iter().filter_map(|s| s.chunks.iter().rev().find(|c| !c.is_empty())).map(XorChunk::max_time).max()
+    }
+
     /// Chunks held, open and sealed.
     pub fn num_chunks(&self) -> usize {
         self.series.iter().map(|s| s.chunks.len()).sum()
@@ -256,15 +261,9 @@ impl Head {
     pub fn stats(&self) -> HeadStats {
         let mut stats =
             HeadStats { series: self.series.len() as u64, chunks: self.num_chunks() as u64, ..HeadStats::default() };
-        for s in &self.series {
-            let mut held = s.chunks.iter().filter(|c| !c.is_empty());
-            if let Some(first) = held.next() {
-                stats.min_time = stats.min_time.into_iter().chain([first.min_time()]).min();
-            }
-            if let Some(last) = s.chunks.iter().rev().find(|c| !c.is_empty()) {
-                stats.max_time = stats.max_time.max(Some(last.max_time()));
-            }
-        }
+        stats.min_time =
+            self.series.iter().filter_map(|s| s.chunks.iter().find(|c| !c.is_empty())).map(XorChunk::min_time).min();
+        stats.max_time = self.max_time();
         for (name, value, n) in self.postings.pair_counts() {
             let name = self.symbols.resolve(name).to_string();
             stats.pairs.entry(name).or_default().insert(self.symbols.resolve(value).to_string(), n);

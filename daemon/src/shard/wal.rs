@@ -12,7 +12,7 @@
 //!   holds is written (samples stay in the newer segments) and the old segments are deleted.
 //! * At shutdown the whole head is written as a snapshot (chunks records) covering every
 //!   segment so far, which are then deleted: the next start loads chunks instead of replaying
-//!   samples. A replay starts from the newest snapshot or checkpoint, whichever covers more.
+//!   samples. A replay loads the snapshot, then a newer checkpoint, then the segments after.
 //! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
 //!   half is never followed by more frames in the same file.
 
@@ -59,6 +59,11 @@ pub struct Wal {
     written: u64,
     /// Newest sample time of every finished segment (none: no samples).
     finished: BTreeMap<u64, Option<i64>>,
+    /// The snapshot in the directory, if any: its index and newest sample time. It is deleted
+    /// only when a newer snapshot replaces it or retention no longer needs any of its samples
+    /// (a checkpoint does not supersede it: segments written after a restart may hold older,
+    /// backfilled samples than the snapshot).
+    snapshot: Option<(u64, Option<i64>)>,
     newest: Option<i64>,
     /// Written since the last fsync.
     dirty: bool,
@@ -195,25 +200,29 @@ impl Wal {
     /// Opens the log in `dir` (creating it), replays it into `head`, and starts a new segment.
     pub fn open(dir: &Path, options: WalOptions, head: &mut Head) -> io::Result<(Wal, Replayed)> {
         fs::create_dir_all(dir)?;
+        // A checkpoint or snapshot cut short by a crash never got its final name.
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(path)?;
+            }
+        }
         let listing = list(dir)?;
         let segments = listing.segments;
         let checkpoint = listing.checkpoints.into_iter().max();
         let snapshot = listing.snapshots.into_iter().max();
         let mut replayer = Replayer { head, ids: Vec::new(), stats: Replayed::default() };
-        // Start from whichever covers more: a snapshot holds the whole head, a checkpoint
-        // only series (its samples are in the segments after it).
-        let base = match snapshot.filter(|&s| checkpoint.is_none_or(|c| s >= c)) {
-            Some(s) => {
-                replayer.file(&dir.join(snapshot_name(s)))?;
-                Some(s)
-            }
-            None => {
-                if let Some(c) = checkpoint {
-                    replayer.file(&dir.join(checkpoint_name(c)))?;
-                }
-                checkpoint
-            }
+        // The snapshot holds the head as it was; a newer checkpoint adds the series of the
+        // segments after it. Replay continues after whichever is newer.
+        let snapshot = match snapshot {
+            Some(s) => Some((s, replayer.file(&dir.join(snapshot_name(s)))?.0)),
+            None => None,
         };
+        let checkpoint = checkpoint.filter(|&c| snapshot.is_none_or(|(s, _)| c > s));
+        if let Some(c) = checkpoint {
+            replayer.file(&dir.join(checkpoint_name(c)))?;
+        }
+        let base = checkpoint.or(snapshot.map(|(s, _)| s));
         let mut finished = BTreeMap::new();
         let live: Vec<u64> = segments.iter().copied().filter(|&i| base.is_none_or(|b| i > b)).collect();
         for (n, &i) in live.iter().enumerate() {
@@ -234,6 +243,7 @@ impl Wal {
             index,
             written: 0,
             finished,
+            snapshot,
             newest: None,
             dirty: false,
             broken: false,
@@ -325,7 +335,8 @@ impl Wal {
 
     /// Deletes the finished segments whose samples are all older than `cutoff`, after writing
     /// a checkpoint of every series in `head` so that the newer segments' samples keep their
-    /// series. Returns how many segments were deleted.
+    /// series, and the snapshot once all its samples are older too. Returns how many segments
+    /// were deleted.
     pub fn drop_before(&mut self, cutoff: i64, head: &Head) -> io::Result<usize> {
         // Only a prefix can go: replay needs every segment after the checkpoint.
         let old: Vec<u64> =
@@ -336,12 +347,18 @@ impl Wal {
         encode_series(&mut buf, labels.iter().map(|(id, l)| (*id, l)), self.options.compress);
         write_durably(&self.dir, &checkpoint_name(last), |f| f.write_all(&buf))?;
         self.remove_covered(last, false)?;
+        if let Some((s, newest)) = self.snapshot {
+            if newest.is_none_or(|t| t < cutoff) {
+                fs::remove_file(self.dir.join(snapshot_name(s)))?;
+                self.snapshot = None;
+            }
+        }
         Ok(old.len())
     }
 
-    /// Deletes what a new base file at `index` (a snapshot if `snapshot`, else a checkpoint)
-    /// makes redundant: the segments up to `index`, and every other checkpoint and snapshot up
-    /// to it.
+    /// Deletes what a new base file at `index` makes redundant: the segments up to `index`
+    /// and older checkpoints; a new snapshot also replaces older snapshots and a checkpoint at
+    /// its own index. (A checkpoint never replaces a snapshot: see [`Wal::drop_before`].)
     fn remove_covered(&mut self, index: u64, snapshot: bool) -> io::Result<()> {
         let listing = list(&self.dir)?;
         for i in listing.segments.into_iter().filter(|&i| i <= index) {
@@ -351,7 +368,7 @@ impl Wal {
         for c in listing.checkpoints.into_iter().filter(|&c| c < index || (snapshot && c == index)) {
             fs::remove_file(self.dir.join(checkpoint_name(c)))?;
         }
-        for s in listing.snapshots.into_iter().filter(|&s| s < index || (!snapshot && s == index)) {
+        for s in listing.snapshots.into_iter().filter(|&s| snapshot && s < index) {
             fs::remove_file(self.dir.join(snapshot_name(s)))?;
         }
         Ok(())
@@ -374,6 +391,7 @@ impl Wal {
             }
             out.flush()
         })?;
+        self.snapshot = Some((covered, head.max_time()));
         self.remove_covered(covered, true)
     }
 }
@@ -482,6 +500,37 @@ mod tests {
         assert_eq!((replayed.series, replayed.orphaned), (35, 0));
         assert_eq!(replayed.samples, 30 * 40 + 35 * 5);
         assert_eq!(dump(&again), dump(&head));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retention_of_backfilled_segments_keeps_a_snapshot_with_newer_samples() {
+        let dir = temp_dir("backfill");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        fill(&mut wal, &mut head, 10, 1000, 10); // recent: t = 1,000,000 .. 1,009,000
+        wal.snapshot(&head).unwrap();
+        drop(wal);
+        // After a restart, old samples are backfilled into new series and retention runs.
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        let old = Labels::from_pairs([("__name__", "old")]);
+        let (id, _) = head.get_or_create(&old);
+        wal.log(&[(id, &old)], &[]).unwrap();
+        for k in 0..200 {
+            head.append(id, k * 1000, 1.0).unwrap();
+            wal.log(&[], &[(id, k * 1000, 1.0)]).unwrap();
+        }
+        wal.rotate().unwrap();
+        head.truncate_before(500_000);
+        assert!(wal.drop_before(500_000, &head).unwrap() > 0, "the backfilled segments go");
+        assert_eq!(list(&dir).unwrap().snapshots.len(), 1, "the snapshot's samples are newer: it stays");
+        drop(wal);
+        let mut again = Head::new();
+        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
+        assert_eq!(replayed.orphaned, 0);
+        let recent = dump(&again).into_iter().filter(|(l, _)| l.metric_name() == "m").count();
+        assert_eq!(recent, 10, "the snapshot's series and samples are all back");
         let _ = fs::remove_dir_all(&dir);
     }
 
