@@ -10,7 +10,7 @@ use pyrite_core::exposition::{parse_series, Entry, TextParser};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams};
 use pyrite_core::scrape::TargetIngest;
-use pyrite_core::tsdb::chunk::XorChunk;
+use pyrite_core::tsdb::chunk::{packed, XorChunk};
 use pyrite_core::tsdb::head::Head;
 use pyrite_core::tsdb::postings::Postings;
 use pyrite_core::tsdb::symbols::Symbols;
@@ -84,7 +84,18 @@ fn chunk_inputs() -> Vec<(&'static str, Vec<(i64, f64)>)> {
         .collect();
     let bucket = (0..120).map(|i| (t(i), (i / 3 * 2) as f64)).collect();
     let constant = (0..120).map(|i| (t(i), 1.0)).collect();
-    vec![("counter", counter), ("gauge", gauge), ("histogram_bucket", bucket), ("constant", constant)]
+    // node_cpu_seconds_total: centisecond resolution.
+    let cpu_seconds = (0..120).map(|i| (t(i), (123_456_78 + i * 1_490 + i * 7919 % 20) as f64 / 100.0)).collect();
+    // A computed ratio: arbitrary floats.
+    let ratio = (0..120).map(|i| (t(i), 0.5 + 0.25 * (i as f64 / 7.0).sin())).collect();
+    vec![
+        ("counter", counter),
+        ("gauge", gauge),
+        ("histogram_bucket", bucket),
+        ("constant", constant),
+        ("cpu_seconds", cpu_seconds),
+        ("float_ratio", ratio),
+    ]
 }
 
 fn chunks(c: &mut Criterion) {
@@ -105,6 +116,30 @@ fn chunks(c: &mut Criterion) {
         });
         g.bench_function(format!("decode_120/{name}"), |b| {
             b.iter(|| black_box(&chunk).iter().map(|(_, v)| v).sum::<f64>())
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("packed_chunk");
+    for (name, samples) in chunk_inputs() {
+        let mut bytes = Vec::new();
+        packed::encode(&samples, &mut bytes);
+        println!("packed_chunk/{name}: {:.2} bytes/sample", bytes.len() as f64 / samples.len() as f64);
+        g.throughput(Throughput::Elements(samples.len() as u64));
+        g.bench_function(format!("encode_120/{name}"), |b| {
+            let mut out = Vec::with_capacity(2048);
+            b.iter(|| {
+                out.clear();
+                packed::encode(black_box(&samples), &mut out);
+                out.len()
+            })
+        });
+        let mut out = Vec::with_capacity(packed::MAX_SAMPLES);
+        g.bench_function(format!("decode_120/{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                packed::decode(black_box(&bytes), &mut out).expect("decodes");
+                out.iter().map(|&(_, v)| v).sum::<f64>()
+            })
         });
     }
     g.finish();

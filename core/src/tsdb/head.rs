@@ -5,7 +5,8 @@
 //! * Each series' samples are strictly increasing in time. An append at an earlier time is
 //!   rejected as out of order; one at the same time is accepted only if the value is bit-for-bit
 //!   the same (a no-op), otherwise rejected as a duplicate — Prometheus's rules.
-//! * Chunks hold at most [`CHUNK_SAMPLES`] samples; only the last chunk of a series is open.
+//! * Chunks hold at most [`CHUNK_SAMPLES`] samples. Each series appends to one open XOR chunk;
+//!   a full one is transcoded into a [`packed`] chunk (smaller, bulk-decodable) and sealed.
 //!
 //! The head is owned by one shard thread and is neither `Send` nor shared.
 
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use thiserror::Error;
 
-use super::chunk::{XorChunk, XorState};
+use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
 use crate::labels::{Label, Labels, Matcher};
@@ -32,17 +33,81 @@ pub enum AppendError {
     Duplicate,
 }
 
+/// A full chunk in the packed format, with its time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub bytes: Box<[u8]>,
+}
+
+impl SealedChunk {
+    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_t <= maxt && self.max_t >= mint
+    }
+}
+
 #[derive(Debug)]
 struct MemSeries {
     labels: Box<[(u32, u32)]>,
-    chunks: Vec<XorChunk>,
+    /// In time order, all before the open chunk.
+    sealed: Vec<SealedChunk>,
+    open: XorChunk,
     last_t: i64,
     last_v: u64,
 }
 
 impl MemSeries {
+    fn open_overlaps(&self, mint: i64, maxt: i64) -> bool {
+        !self.open.is_empty() && self.open.min_time() <= maxt && self.open.max_time() >= mint
+    }
+
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
-        self.chunks.iter().any(|c| !c.is_empty() && c.min_time() <= maxt && c.max_time() >= mint)
+        self.open_overlaps(mint, maxt) || self.sealed.iter().any(|c| c.overlaps(mint, maxt))
+    }
+
+    fn min_time(&self) -> Option<i64> {
+        self.sealed.first().map(|c| c.min_t).or((!self.open.is_empty()).then(|| self.open.min_time()))
+    }
+
+    fn max_time(&self) -> Option<i64> {
+        if self.open.is_empty() {
+            self.sealed.last().map(|c| c.max_t)
+        } else {
+            Some(self.open.max_time())
+        }
+    }
+
+    fn num_chunks(&self) -> usize {
+        self.sealed.len() + usize::from(!self.open.is_empty())
+    }
+
+    /// Transcodes the full open chunk into a sealed one.
+    fn seal(&mut self) {
+        let samples: Vec<(i64, f64)> = self.open.iter().collect();
+        let mut bytes = Vec::new();
+        packed::encode(&samples, &mut bytes);
+        let chunk = SealedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), bytes: bytes.into() };
+        // Exact growth: most series hold a handful of chunks, and doubling would leave room
+        // for as many again in every one of millions of series.
+        self.sealed.reserve_exact(1);
+        self.sealed.push(chunk);
+        self.open = XorChunk::new();
+    }
+
+    /// Appends the samples in `[mint, maxt]` to `out`.
+    fn samples_in(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let mut decoded = Vec::with_capacity(packed::MAX_SAMPLES);
+        for c in self.sealed.iter().filter(|c| c.overlaps(mint, maxt)) {
+            decoded.clear();
+            // Sealed in this process (or restored from a checksummed snapshot): decodable.
+            if packed::decode(&c.bytes, &mut decoded).is_ok() {
+                out.extend(decoded.iter().filter(|&&(t, _)| t >= mint && t <= maxt).map(|&(t, v)| Sample { t, v }));
+            }
+        }
+        if self.open_overlaps(mint, maxt) {
+            out.extend(self.open.iter().filter(|&(t, _)| t >= mint && t <= maxt).map(|(t, v)| Sample { t, v }));
+        }
     }
 }
 
@@ -74,12 +139,13 @@ impl HeadStats {
     }
 }
 
-/// A series as a head snapshot keeps it: its labels, its chunks, and the time and value bits
-/// of its last sample (what the next append is checked against).
+/// A series as a head snapshot keeps it: its labels, its sealed chunks, its open chunk, and
+/// the time and value bits of its last sample (what the next append is checked against).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSnapshot {
     pub labels: Labels,
-    pub chunks: Vec<XorState>,
+    pub sealed: Vec<SealedChunk>,
+    pub open: XorState,
     pub last_t: i64,
     pub last_v: u64,
 }
@@ -123,7 +189,13 @@ impl Head {
         let pairs: Box<[(u32, u32)]> =
             labels.iter().map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value))).collect();
         self.postings.add(id, &pairs);
-        self.series.push(MemSeries { labels: pairs, chunks: Vec::new(), last_t: i64::MIN, last_v: 0 });
+        self.series.push(MemSeries {
+            labels: pairs,
+            sealed: Vec::new(),
+            open: XorChunk::new(),
+            last_t: i64::MIN,
+            last_v: 0,
+        });
         self.by_hash.entry(hash).or_default().push(id);
         (id, true)
     }
@@ -146,16 +218,10 @@ impl Head {
         if t == s.last_t {
             return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
         }
-        if s.chunks.last().is_none_or(|c| c.len() >= CHUNK_SAMPLES) {
-            if let Some(full) = s.chunks.last_mut() {
-                full.seal();
-            }
-            // Exact growth: most series hold a handful of chunks, and doubling would leave room
-            // for as many again in every one of millions of series.
-            s.chunks.reserve_exact(1);
-            s.chunks.push(XorChunk::new());
+        if s.open.len() >= CHUNK_SAMPLES {
+            s.seal();
         }
-        s.chunks.last_mut().expect("a chunk was pushed above").append(t, v);
+        s.open.append(t, v);
         s.last_t = t;
         s.last_v = v.to_bits();
         Ok(())
@@ -190,15 +256,8 @@ impl Head {
         self.matching_ids(matchers, mint, maxt)
             .iter()
             .map(|id| {
-                let s = &self.series[id as usize];
-                let samples = s
-                    .chunks
-                    .iter()
-                    .filter(|c| c.min_time() <= maxt && c.max_time() >= mint)
-                    .flat_map(|c| c.iter())
-                    .filter(|&(t, _)| t >= mint && t <= maxt)
-                    .map(|(t, v)| Sample { t, v })
-                    .collect();
+                let mut samples = Vec::new();
+                self.series[id as usize].samples_in(mint, maxt, &mut samples);
                 SeriesSamples { labels: self.labels(id), samples }
             })
             .collect()
@@ -229,40 +288,40 @@ impl Head {
         let s = &self.series[id as usize];
         SeriesSnapshot {
             labels: self.labels(id),
-            chunks: s.chunks.iter().map(XorChunk::state).collect(),
+            sealed: s.sealed.clone(),
+            open: s.open.state(),
             last_t: s.last_t,
             last_v: s.last_v,
         }
     }
 
     /// Brings back a series from its snapshot and returns its id; a series the head already
-    /// holds keeps its own data. None if a chunk state is invalid.
+    /// holds keeps its own data. None if the open chunk's state is invalid.
     pub fn restore_series(&mut self, snapshot: SeriesSnapshot) -> Option<u32> {
-        let chunks: Vec<XorChunk> = snapshot.chunks.into_iter().map(XorChunk::from_state).collect::<Option<_>>()?;
+        let open = XorChunk::from_state(snapshot.open)?;
         let (id, created) = self.get_or_create(&snapshot.labels);
         if created {
             let s = &mut self.series[id as usize];
-            (s.chunks, s.last_t, s.last_v) = (chunks, snapshot.last_t, snapshot.last_v);
+            (s.sealed, s.open, s.last_t, s.last_v) = (snapshot.sealed, open, snapshot.last_t, snapshot.last_v);
         }
         Some(id)
     }
 
     /// The newest sample time held, if any.
     pub fn max_time(&self) -> Option<i64> {
-        self.series.iter().filter_map(|s| s.chunks.iter().rev().find(|c| !c.is_empty())).map(XorChunk::max_time).max()
+        self.series.iter().filter_map(MemSeries::max_time).max()
     }
 
     /// Chunks held, open and sealed.
     pub fn num_chunks(&self) -> usize {
-        self.series.iter().map(|s| s.chunks.len()).sum()
+        self.series.iter().map(MemSeries::num_chunks).sum()
     }
 
     /// Counts of series, chunks and label pairs, and the time range held.
     pub fn stats(&self) -> HeadStats {
         let mut stats =
             HeadStats { series: self.series.len() as u64, chunks: self.num_chunks() as u64, ..HeadStats::default() };
-        stats.min_time =
-            self.series.iter().filter_map(|s| s.chunks.iter().find(|c| !c.is_empty())).map(XorChunk::min_time).min();
+        stats.min_time = self.series.iter().filter_map(MemSeries::min_time).min();
         stats.max_time = self.max_time();
         for (name, value, n) in self.postings.pair_counts() {
             let name = self.symbols.resolve(name).to_string();
@@ -275,12 +334,10 @@ impl Head {
     pub fn truncate_before(&mut self, t: i64) -> usize {
         let mut dropped = 0;
         for s in &mut self.series {
-            let before = s.chunks.len();
             // The open chunk is kept even if old: appends continue into it.
-            let open = s.chunks.pop();
-            s.chunks.retain(|c| c.max_time() >= t);
-            dropped += before - s.chunks.len() - usize::from(open.is_some());
-            s.chunks.extend(open);
+            let before = s.sealed.len();
+            s.sealed.retain(|c| c.max_t >= t);
+            dropped += before - s.sealed.len();
         }
         dropped
     }

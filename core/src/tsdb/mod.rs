@@ -5,6 +5,7 @@
 //! files). Blocks on disk are still to come.
 
 pub mod chunk;
+mod encoding;
 pub mod head;
 pub mod postings;
 pub mod symbols;

@@ -12,16 +12,18 @@
 //!   previous sample, values as the 8 bytes of the float, so staleness markers survive bit for
 //!   bit.
 //! * A chunks record (only in head snapshots) holds whole series: id, labels, the last sample's
-//!   time and value bits, and every chunk's encoder state and bytes, so that a restart loads
-//!   chunks instead of re-appending samples.
+//!   time and value bits, the sealed (packed) chunks with their time ranges, and the open
+//!   chunk's encoder state and bytes, so that a restart loads chunks instead of re-appending
+//!   samples.
 //!
 //! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
 
 use super::chunk::XorState;
-use super::head::SeriesSnapshot;
-use crate::labels::{Label, Labels};
+use super::encoding::{put_bytes, put_labels, put_varint, unzigzag, zigzag, Cursor};
+use super::head::{SealedChunk, SeriesSnapshot};
+use crate::labels::Labels;
 
 /// Frame kind of a series record.
 pub const SERIES: u8 = 1;
@@ -67,27 +69,6 @@ pub struct Scan {
     pub valid_len: usize,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    (v >> 1) as i64 ^ -((v & 1) as i64)
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
 /// Appends one frame of `kind` holding `payload` (compressed if `compress` and it pays).
 fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8], compress: bool) {
     let compressed = compress.then(|| snap::raw::Encoder::new().compress_vec(payload).ok()).flatten();
@@ -100,14 +81,6 @@ fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8], compress: bool) {
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(body);
-}
-
-fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
-    put_varint(out, labels.len() as u64);
-    for l in labels.iter() {
-        put_bytes(out, l.name.as_bytes());
-        put_bytes(out, l.value.as_bytes());
-    }
 }
 
 /// Collects the payload of one kind of record and cuts it into frames of about
@@ -178,90 +151,23 @@ pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, S
         put_labels(payload, &s.labels);
         put_varint(payload, zigzag(s.last_t));
         payload.extend_from_slice(&s.last_v.to_le_bytes());
-        put_varint(payload, s.chunks.len() as u64);
-        for c in &s.chunks {
-            put_varint(payload, u64::from(c.count));
-            for t in [c.first_t, c.last_t, c.last_delta] {
-                put_varint(payload, zigzag(t));
-            }
-            payload.extend_from_slice(&c.last_v.to_bits().to_le_bytes());
-            payload.extend_from_slice(&[c.leading, c.trailing, c.free]);
+        put_varint(payload, s.sealed.len() as u64);
+        for c in &s.sealed {
+            put_varint(payload, zigzag(c.min_t));
+            put_varint(payload, zigzag(c.max_t));
             put_bytes(payload, &c.bytes);
         }
+        let o = &s.open;
+        put_varint(payload, u64::from(o.count));
+        for t in [o.first_t, o.last_t, o.last_delta] {
+            put_varint(payload, zigzag(t));
+        }
+        payload.extend_from_slice(&o.last_v.to_bits().to_le_bytes());
+        payload.extend_from_slice(&[o.leading, o.trailing, o.free]);
+        put_bytes(payload, &o.bytes);
         w.cut();
     }
     w.finish();
-}
-
-/// A cursor over a payload; every read fails softly on truncation.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos)?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.varint()?).ok()?;
-        let end = self.pos.checked_add(n)?;
-        let b = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(b)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.buf.get(self.pos..self.pos + 8)?;
-        self.pos += 8;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    }
-
-    fn f64(&mut self) -> Option<f64> {
-        self.u64().map(f64::from_bits)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        self.varint().map(unzigzag)
-    }
-
-    /// Labels as `put_labels` wrote them; sorted, unique and non-empty, or None.
-    fn labels(&mut self) -> Option<Labels> {
-        let n = self.varint()?;
-        let mut labels = Vec::new();
-        for _ in 0..n {
-            labels.push(Label { name: self.string()?, value: self.string()? });
-        }
-        // Written from a Labels, so sorted and unique; re-checked, since this is input.
-        if !labels.windows(2).all(|w| w[0].name < w[1].name) || labels.iter().any(|l| l.value.is_empty()) {
-            return None;
-        }
-        Some(Labels::from_sorted(labels))
-    }
 }
 
 fn decode_series(payload: &[u8]) -> Option<Record> {
@@ -282,16 +188,28 @@ fn decode_chunks(payload: &[u8]) -> Option<Record> {
         let labels = c.labels()?;
         let (last_t, last_v) = (c.i64()?, c.u64()?);
         let n = c.varint()?;
-        let mut chunks = Vec::new();
+        let mut sealed = Vec::new();
         for _ in 0..n {
-            let count = u16::try_from(c.varint()?).ok()?;
-            let (first_t, last_t, last_delta) = (c.i64()?, c.i64()?, c.i64()?);
-            let last_v = c.f64()?;
-            let (leading, trailing, free) = (c.u8()?, c.u8()?, c.u8()?);
-            let bytes = c.bytes()?.to_vec();
-            chunks.push(XorState { bytes, free, count, first_t, last_t, last_delta, last_v, leading, trailing });
+            let (min_t, max_t) = (c.i64()?, c.i64()?);
+            sealed.push(SealedChunk { min_t, max_t, bytes: c.bytes()?.into() });
         }
-        out.push((id, SeriesSnapshot { labels, chunks, last_t, last_v }));
+        let count = u16::try_from(c.varint()?).ok()?;
+        let (first_t, open_last_t, last_delta) = (c.i64()?, c.i64()?, c.i64()?);
+        let open_last_v = c.f64()?;
+        let (leading, trailing, free) = (c.u8()?, c.u8()?, c.u8()?);
+        let bytes = c.bytes()?.to_vec();
+        let open = XorState {
+            bytes,
+            free,
+            count,
+            first_t,
+            last_t: open_last_t,
+            last_delta,
+            last_v: open_last_v,
+            leading,
+            trailing,
+        };
+        out.push((id, SeriesSnapshot { labels, sealed, open, last_t, last_v }));
     }
     Some(Record::Chunks(out))
 }

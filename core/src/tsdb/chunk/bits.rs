@@ -61,10 +61,6 @@ impl BitWriter {
             n -= take;
         }
     }
-
-    pub fn shrink_to_fit(&mut self) {
-        self.bytes.shrink_to_fit();
-    }
 }
 
 /// Reads bits from a byte slice; every read past the end returns `None`.

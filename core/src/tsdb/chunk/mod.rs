@@ -1,8 +1,10 @@
 //! Chunk codecs: how a run of samples of one series is compressed.
 //!
-//! Only the streaming XOR codec exists yet; it is what open head chunks use.
+//! Two codecs: the streaming XOR chunk that open head chunks append to, and the packed chunk
+//! a chunk is transcoded into when it is sealed (bulk-decodable, usually smaller).
 
 pub mod bits;
+pub mod packed;
 pub mod xor;
 
 pub use xor::{XorChunk, XorIter, XorState};

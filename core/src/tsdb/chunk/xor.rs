@@ -24,9 +24,7 @@ pub struct XorChunk {
     first_t: i64,
     last_t: i64,
     last_delta: i64,
-    last_v: f64,
-    leading: u8,
-    trailing: u8,
+    values: XorValues,
 }
 
 /// Everything a chunk is made of, for a head snapshot: a chunk rebuilt from its state
@@ -47,7 +45,7 @@ pub struct XorState {
 
 impl XorChunk {
     pub fn new() -> Self {
-        XorChunk { leading: 0xff, ..Default::default() }
+        XorChunk { values: XorValues::new(0.0), ..Default::default() }
     }
 
     pub fn state(&self) -> XorState {
@@ -58,9 +56,9 @@ impl XorChunk {
             first_t: self.first_t,
             last_t: self.last_t,
             last_delta: self.last_delta,
-            last_v: self.last_v,
-            leading: self.leading,
-            trailing: self.trailing,
+            last_v: f64::from_bits(self.values.last),
+            leading: self.values.leading,
+            trailing: self.values.trailing,
         }
     }
 
@@ -74,9 +72,7 @@ impl XorChunk {
             first_t: s.first_t,
             last_t: s.last_t,
             last_delta: s.last_delta,
-            last_v: s.last_v,
-            leading: s.leading,
-            trailing: s.trailing,
+            values: XorValues { last: s.last_v.to_bits(), leading: s.leading, trailing: s.trailing },
         })
     }
 
@@ -101,63 +97,29 @@ impl XorChunk {
         self.bits.bytes().len()
     }
 
-    /// Releases spare capacity once the chunk is full.
-    pub fn seal(&mut self) {
-        self.bits.shrink_to_fit();
-    }
-
     pub fn append(&mut self, t: i64, v: f64) {
         match self.count {
             0 => {
                 self.bits.write_bits(t as u64, 64);
                 self.bits.write_bits(v.to_bits(), 64);
                 self.first_t = t;
+                self.values = XorValues::new(v);
             }
             1 => {
                 let delta = t - self.last_t;
                 write_dod(&mut self.bits, delta);
-                self.write_value(v);
+                self.values.write(&mut self.bits, v);
                 self.last_delta = delta;
             }
             _ => {
                 let delta = t - self.last_t;
                 write_dod(&mut self.bits, delta - self.last_delta);
-                self.write_value(v);
+                self.values.write(&mut self.bits, v);
                 self.last_delta = delta;
             }
         }
         self.last_t = t;
-        self.last_v = v;
         self.count += 1;
-    }
-
-    fn write_value(&mut self, v: f64) {
-        let xor = v.to_bits() ^ self.last_v.to_bits();
-        if xor == 0 {
-            self.bits.write_bit(false);
-            return;
-        }
-        self.bits.write_bit(true);
-        let mut leading = xor.leading_zeros() as u8;
-        let trailing = xor.trailing_zeros() as u8;
-        // Five bits hold the leading-zero count.
-        if leading >= 32 {
-            leading = 31;
-        }
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.bits.write_bit(false);
-            let sig = 64 - self.leading - self.trailing;
-            self.bits.write_bits(xor >> self.trailing, sig);
-            return;
-        }
-        self.leading = leading;
-        self.trailing = trailing;
-        self.bits.write_bit(true);
-        self.bits.write_bits(leading as u64, 5);
-        let sig = 64 - leading - trailing;
-        // 64 significant bits do not fit in 6 bits; 0 stands for 64 (it cannot occur otherwise).
-        self.bits.write_bits((sig & 63) as u64, 6);
-        self.bits.write_bits(xor >> trailing, sig);
     }
 
     pub fn iter(&self) -> XorIter<'_> {
@@ -167,10 +129,72 @@ impl XorChunk {
             read: 0,
             t: 0,
             delta: 0,
-            v: 0.0,
-            leading: 0,
-            trailing: 0,
+            values: XorValues::new(0.0),
         }
+    }
+}
+
+/// The value half of the XOR codec: each value XORed with the previous one, written as `0`
+/// when equal, `10` + the significant bits when they fit the previous leading/trailing-zero
+/// window, `11` + 5 bits of leading zeros + 6 bits of length (0 for 64) + the bits otherwise.
+/// Shared by the streaming chunk and the packed chunk's fallback for values that are not
+/// decimals.
+#[derive(Debug, Clone, Default)]
+pub(super) struct XorValues {
+    /// Bits of the previous value.
+    last: u64,
+    /// The current window; `leading == 0xff` until the first non-zero XOR.
+    leading: u8,
+    trailing: u8,
+}
+
+impl XorValues {
+    /// A coder whose previous value is `first` (stored outside the XOR stream).
+    pub(super) fn new(first: f64) -> XorValues {
+        XorValues { last: first.to_bits(), leading: 0xff, trailing: 0 }
+    }
+
+    pub(super) fn write(&mut self, bits: &mut BitWriter, v: f64) {
+        let xor = v.to_bits() ^ self.last;
+        self.last = v.to_bits();
+        if xor == 0 {
+            bits.write_bit(false);
+            return;
+        }
+        bits.write_bit(true);
+        // Five bits hold the leading-zero count.
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            bits.write_bit(false);
+            bits.write_bits(xor >> self.trailing, 64 - self.leading - self.trailing);
+            return;
+        }
+        (self.leading, self.trailing) = (leading, trailing);
+        bits.write_bit(true);
+        bits.write_bits(leading as u64, 5);
+        let sig = 64 - leading - trailing;
+        // 64 significant bits do not fit in 6 bits; 0 stands for 64 (it cannot occur otherwise).
+        bits.write_bits((sig & 63) as u64, 6);
+        bits.write_bits(xor >> trailing, sig);
+    }
+
+    pub(super) fn read(&mut self, reader: &mut BitReader) -> Option<f64> {
+        if reader.read_bit()? {
+            if reader.read_bit()? {
+                self.leading = reader.read_bits(5)? as u8;
+                let sig = match reader.read_bits(6)? as u8 {
+                    0 => 64,
+                    sig => sig,
+                };
+                self.trailing = 64u8.checked_sub(self.leading + sig)?;
+            } else if self.leading == 0xff {
+                return None;
+            }
+            let bits = reader.read_bits(64 - self.leading - self.trailing)?;
+            self.last ^= bits << self.trailing;
+        }
+        Some(f64::from_bits(self.last))
     }
 }
 
@@ -210,9 +234,7 @@ pub struct XorIter<'a> {
     read: u16,
     t: i64,
     delta: i64,
-    v: f64,
-    leading: u8,
-    trailing: u8,
+    values: XorValues,
 }
 
 impl XorIter<'_> {
@@ -230,42 +252,27 @@ impl XorIter<'_> {
         })
     }
 
-    fn read_value(&mut self) -> Option<f64> {
-        if !self.reader.read_bit()? {
-            return Some(self.v);
-        }
-        if self.reader.read_bit()? {
-            self.leading = self.reader.read_bits(5)? as u8;
-            let mut sig = self.reader.read_bits(6)? as u8;
-            if sig == 0 {
-                sig = 64;
-            }
-            self.trailing = 64 - self.leading - sig;
-        }
-        let sig = 64 - self.leading - self.trailing;
-        let bits = self.reader.read_bits(sig)?;
-        Some(f64::from_bits(self.v.to_bits() ^ (bits << self.trailing)))
-    }
-
     fn decode_next(&mut self) -> Option<(i64, f64)> {
-        match self.read {
+        let v = match self.read {
             0 => {
                 self.t = self.reader.read_bits(64)? as i64;
-                self.v = f64::from_bits(self.reader.read_bits(64)?);
+                let v = f64::from_bits(self.reader.read_bits(64)?);
+                self.values = XorValues::new(v);
+                v
             }
             1 => {
                 self.delta = self.read_dod()?;
                 self.t += self.delta;
-                self.v = self.read_value()?;
+                self.values.read(&mut self.reader)?
             }
             _ => {
                 self.delta += self.read_dod()?;
                 self.t += self.delta;
-                self.v = self.read_value()?;
+                self.values.read(&mut self.reader)?
             }
-        }
+        };
         self.read += 1;
-        Some((self.t, self.v))
+        Some((self.t, v))
     }
 }
 

@@ -1,0 +1,324 @@
+//! The packed chunk: the format of sealed chunks, in the head and in blocks.
+//!
+//! A sealed chunk never changes, so unlike the streaming XOR chunk it can be laid out for bulk
+//! decoding: timestamps and, where the data allows, values are stored as arrays of small
+//! integers bit-packed 128 at a time with the `bitpacking` crate, whose `BitPacker4x` unpacks
+//! with SSE where the CPU has it (detected at run time) and scalar code otherwise, both giving
+//! the same bytes. The byte layout is specified in `docs/format/chunks.md`:
+//!
+//! ```text
+//! count u8 (1..=128) | values u8 (kind | exponent << 4) | t0 i64 LE | v0 u64 LE
+//! [count ≥ 2] first delta: zig-zag varint
+//! [count ≥ 3] timestamp width u8, then 16 × width bytes: the zig-zag delta-of-deltas of
+//!             samples 2.. packed (width 0xff: one zig-zag varint each instead)
+//! values, XOR:     the XOR stream of samples 1.. (see `xor.rs`), to the end
+//! values, DECIMAL: [count ≥ 2] minimum delta zig-zag varint, width u8, 16 × width bytes: the
+//!                  deltas of samples 1.. between the values scaled by 10^exponent, minus the
+//!                  minimum, packed
+//! ```
+//!
+//! Integer-valued series (counters, most gauges) are decimals with exponent 0; values such as
+//! `0.25` or `12.7` find the smallest exponent (up to 9) at which every value of the chunk is an
+//! integer that divides back to the same bits. Anything else (NaN, infinities, staleness
+//! markers, arbitrary floats) uses the XOR stream.
+
+use bitpacking::{BitPacker, BitPacker4x};
+use thiserror::Error;
+
+use super::bits::{BitReader, BitWriter};
+use super::xor::XorValues;
+use crate::tsdb::encoding::{put_varint, unzigzag, zigzag, Cursor};
+
+/// Most samples a packed chunk holds: one bit-packed block.
+pub const MAX_SAMPLES: usize = BitPacker4x::BLOCK_LEN;
+
+const XOR: u8 = 0;
+const DECIMAL: u8 = 1;
+/// Timestamp width meaning "varints, not packed" (a delta-of-delta beyond 32 bits).
+const VARINT_WIDTH: u8 = 0xff;
+/// Integers up to 2^53 convert to and from f64 exactly.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// A packed chunk that cannot be decoded (read from a damaged file).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid packed chunk: {0}")]
+pub struct PackedError(&'static str);
+
+/// Encodes 1..=[`MAX_SAMPLES`] samples, in strictly increasing time order, onto `out`.
+pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
+    assert!((1..=MAX_SAMPLES).contains(&samples.len()), "a packed chunk holds 1 to 128 samples");
+    let decimal = decimal_exponent(samples);
+    out.push(samples.len() as u8);
+    out.push(match decimal {
+        Some(e) => DECIMAL | (e << 4),
+        None => XOR,
+    });
+    let (t0, v0) = samples[0];
+    out.extend_from_slice(&t0.to_le_bytes());
+    match decimal {
+        Some(e) => out.extend_from_slice(&scaled(v0, e).to_le_bytes()),
+        None => out.extend_from_slice(&v0.to_bits().to_le_bytes()),
+    }
+    encode_times(samples, out);
+    match decimal {
+        Some(e) => encode_decimals(samples, e, out),
+        None => encode_xor(samples, out),
+    }
+}
+
+fn scaled(v: f64, e: u8) -> i64 {
+    (v * POW10[e as usize]).round() as i64
+}
+
+fn unscaled(x: i64, e: u8) -> f64 {
+    x as f64 / POW10[e as usize]
+}
+
+/// The smallest exponent at which every value is an exact decimal whose scaled deltas fit the
+/// packed width, if there is one.
+fn decimal_exponent(samples: &[(i64, f64)]) -> Option<u8> {
+    let exact = |e: u8| {
+        samples.iter().all(|&(_, v)| {
+            let x = v * POW10[e as usize];
+            x.is_finite() && x.abs() < EXACT && unscaled(x.round() as i64, e).to_bits() == v.to_bits()
+        })
+    };
+    let e = (0..POW10.len() as u8).find(|&e| exact(e))?;
+    let deltas = samples.windows(2).map(|w| scaled(w[1].1, e) - scaled(w[0].1, e));
+    let (min, max) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+    (samples.len() < 2 || max.abs_diff(min) <= u64::from(u32::MAX)).then_some(e)
+}
+
+/// Packs `values` (at most 128) into one block: width byte, then the block.
+fn put_packed(values: &[u32], out: &mut Vec<u8>) {
+    let mut block = [0u32; MAX_SAMPLES];
+    block[..values.len()].copy_from_slice(values);
+    let packer = BitPacker4x::new();
+    let width = packer.num_bits(&block);
+    out.push(width);
+    let start = out.len();
+    out.resize(start + packed_len(width), 0);
+    packer.compress(&block, &mut out[start..], width);
+}
+
+fn packed_len(width: u8) -> usize {
+    width as usize * MAX_SAMPLES / 8
+}
+
+fn encode_times(samples: &[(i64, f64)], out: &mut Vec<u8>) {
+    if samples.len() < 2 {
+        return;
+    }
+    put_varint(out, zigzag(samples[1].0 - samples[0].0));
+    if samples.len() < 3 {
+        return;
+    }
+    let dods: Vec<u64> = samples.windows(3).map(|w| zigzag((w[2].0 - w[1].0) - (w[1].0 - w[0].0))).collect();
+    match dods.iter().map(|&d| u32::try_from(d)).collect::<Result<Vec<u32>, _>>() {
+        Ok(small) => put_packed(&small, out),
+        Err(_) => {
+            out.push(VARINT_WIDTH);
+            dods.into_iter().for_each(|d| put_varint(out, d));
+        }
+    }
+}
+
+fn encode_decimals(samples: &[(i64, f64)], e: u8, out: &mut Vec<u8>) {
+    if samples.len() < 2 {
+        return;
+    }
+    let deltas: Vec<i64> = samples.windows(2).map(|w| scaled(w[1].1, e) - scaled(w[0].1, e)).collect();
+    let min = *deltas.iter().min().expect("two samples or more");
+    put_varint(out, zigzag(min));
+    // `decimal_exponent` checked that every offset fits.
+    let offsets: Vec<u32> = deltas.iter().map(|&d| d.abs_diff(min) as u32).collect();
+    put_packed(&offsets, out);
+}
+
+fn encode_xor(samples: &[(i64, f64)], out: &mut Vec<u8>) {
+    let mut bits = BitWriter::default();
+    let mut values = XorValues::new(samples[0].1);
+    for &(_, v) in &samples[1..] {
+        values.write(&mut bits, v);
+    }
+    out.extend_from_slice(bits.bytes());
+}
+
+/// Reads one bit-packed block written by `put_packed`.
+fn take_packed(c: &mut Cursor, block: &mut [u32; MAX_SAMPLES]) -> Result<(), PackedError> {
+    let width = c.u8().ok_or(PackedError("truncated block width"))?;
+    if width > 32 {
+        return Err(PackedError("block width over 32 bits"));
+    }
+    let end = c.pos + packed_len(width);
+    let bytes = c.buf.get(c.pos..end).ok_or(PackedError("truncated block"))?;
+    BitPacker4x::new().decompress(bytes, block, width);
+    c.pos = end;
+    Ok(())
+}
+
+/// Appends the samples of a packed chunk to `out`.
+pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError> {
+    let mut c = Cursor { buf: bytes, pos: 0 };
+    let n = c.u8().ok_or(PackedError("empty"))? as usize;
+    let kind = c.u8().ok_or(PackedError("truncated header"))?;
+    let (t0, v0) =
+        (c.u64().ok_or(PackedError("truncated header"))? as i64, c.u64().ok_or(PackedError("truncated header"))?);
+    if n == 0 || n > MAX_SAMPLES {
+        return Err(PackedError("sample count out of range"));
+    }
+    let start = out.len();
+    out.reserve(n);
+    out.push((t0, 0.0));
+    let mut block = [0u32; MAX_SAMPLES];
+    if n >= 2 {
+        let mut delta = c.i64().ok_or(PackedError("truncated first delta"))?;
+        let mut t = t0.wrapping_add(delta);
+        out.push((t, 0.0));
+        if n >= 3 {
+            if c.buf.get(c.pos) == Some(&VARINT_WIDTH) {
+                c.pos += 1;
+                for _ in 2..n {
+                    delta = delta.wrapping_add(c.i64().ok_or(PackedError("truncated timestamps"))?);
+                    t = t.wrapping_add(delta);
+                    out.push((t, 0.0));
+                }
+            } else {
+                take_packed(&mut c, &mut block)?;
+                for &dod in &block[..n - 2] {
+                    delta = delta.wrapping_add(unzigzag(u64::from(dod)));
+                    t = t.wrapping_add(delta);
+                    out.push((t, 0.0));
+                }
+            }
+        }
+    }
+    let samples = &mut out[start..];
+    match (kind & 0x0f, kind >> 4) {
+        (DECIMAL, e) if (e as usize) < POW10.len() => {
+            let mut x = v0 as i64;
+            samples[0].1 = unscaled(x, e);
+            if n >= 2 {
+                let min = c.i64().ok_or(PackedError("truncated minimum delta"))?;
+                take_packed(&mut c, &mut block)?;
+                for (s, &offset) in samples[1..].iter_mut().zip(&block) {
+                    x = x.wrapping_add(min.wrapping_add(i64::from(offset)));
+                    s.1 = unscaled(x, e);
+                }
+            }
+        }
+        (XOR, 0) => {
+            let mut reader = BitReader::new(&c.buf[c.pos..]);
+            let mut values = XorValues::new(f64::from_bits(v0));
+            samples[0].1 = f64::from_bits(v0);
+            for s in &mut samples[1..] {
+                s.1 = values.read(&mut reader).ok_or(PackedError("truncated values"))?;
+            }
+        }
+        _ => return Err(PackedError("unknown value encoding")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(samples: &[(i64, f64)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode(samples, &mut bytes);
+        let mut back = Vec::new();
+        decode(&bytes, &mut back).expect("decodes");
+        assert_eq!(back.len(), samples.len());
+        for (a, b) in back.iter().zip(samples) {
+            assert_eq!(a.0, b.0);
+            assert_eq!(a.1.to_bits(), b.1.to_bits(), "value at t={}: {} vs {}", a.0, a.1, b.1);
+        }
+        bytes
+    }
+
+    fn times(n: i64) -> impl Iterator<Item = i64> {
+        (0..n).map(|i| 1_700_000_000_000 + i * 15_000 + (i * 7919) % 13)
+    }
+
+    #[test]
+    fn counters_pack_smaller_than_xor() {
+        // A counter growing by 90..110 per scrape, scraped with a few milliseconds of jitter.
+        let samples: Vec<(i64, f64)> =
+            times(120).enumerate().map(|(i, t)| (t, (i * 100 + (i * 31) % 21) as f64)).collect();
+        let bytes = round_trip(&samples);
+        assert_eq!(bytes[1], DECIMAL, "integers use exponent 0");
+        let mut xor = super::super::XorChunk::new();
+        samples.iter().for_each(|&(t, v)| xor.append(t, v));
+        assert!(bytes.len() * 3 < xor.byte_len() * 2, "{} bytes packed, {} as XOR", bytes.len(), xor.byte_len());
+    }
+
+    #[test]
+    fn decimals_find_the_smallest_exponent() {
+        let samples: Vec<(i64, f64)> = times(100).enumerate().map(|(i, t)| (t, 0.25 * i as f64 - 3.5)).collect();
+        assert_eq!(round_trip(&samples)[1], DECIMAL | (2 << 4));
+        let samples: Vec<(i64, f64)> = times(50).enumerate().map(|(i, t)| (t, 12.7 + i as f64 / 10.0)).collect();
+        round_trip(&samples);
+    }
+
+    #[test]
+    fn special_values_fall_back_to_xor() {
+        let specials =
+            [0.0, -0.0, f64::NAN, crate::value::stale_nan(), f64::INFINITY, 1e300, f64::from_bits(1), 0.1 + 0.2];
+        for special in specials {
+            let samples: Vec<(i64, f64)> = times(10).map(|t| (t, 1.0)).chain([(1_800_000_000_000, special)]).collect();
+            let bytes = round_trip(&samples);
+            if special.to_bits() != 0 {
+                assert_eq!(bytes[1], XOR, "{special}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_length_and_irregular_times_round_trip() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut samples = Vec::new();
+        let mut t = -5_000_000i64;
+        for _ in 0..MAX_SAMPLES {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t += 1 + (x % 100_000) as i64;
+            samples.push((t, (x % 1000) as f64));
+        }
+        for n in 1..=MAX_SAMPLES {
+            round_trip(&samples[..n]);
+        }
+        // Gaps whose delta-of-delta needs more than 32 bits take the varint path.
+        samples[60].0 = samples[59].0 + (1 << 40);
+        for s in &mut samples[61..] {
+            s.0 += 1 << 41;
+        }
+        round_trip(&samples);
+        // Values whose scaled deltas exceed 32 bits stay exact through XOR.
+        let wide: Vec<(i64, f64)> = (0..10).map(|i| (i, if i % 2 == 0 { 0.0 } else { 1e15 })).collect();
+        assert_eq!(round_trip(&wide)[1], XOR);
+    }
+
+    #[test]
+    fn damaged_chunks_are_errors_not_panics() {
+        let samples: Vec<(i64, f64)> = times(120).map(|t| (t, (t % 1000) as f64 * 0.37)).collect();
+        let mut bytes = Vec::new();
+        encode(&samples, &mut bytes);
+        let mut out = Vec::new();
+        for len in 0..bytes.len() {
+            let _ = decode(&bytes[..len], &mut out);
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                out.clear();
+                let _ = decode(&flipped, &mut out);
+            }
+        }
+        assert!(decode(&[0, 0], &mut out).is_err());
+        assert!(decode(&[5, 0x71, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &mut out).is_err());
+    }
+}
