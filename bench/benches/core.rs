@@ -85,7 +85,7 @@ fn chunk_inputs() -> Vec<(&'static str, Vec<(i64, f64)>)> {
     let bucket = (0..120).map(|i| (t(i), (i / 3 * 2) as f64)).collect();
     let constant = (0..120).map(|i| (t(i), 1.0)).collect();
     // node_cpu_seconds_total: centisecond resolution.
-    let cpu_seconds = (0..120).map(|i| (t(i), (123_456_78 + i * 1_490 + i * 7919 % 20) as f64 / 100.0)).collect();
+    let cpu_seconds = (0..120).map(|i| (t(i), (12_345_678 + i * 1_490 + i * 7919 % 20) as f64 / 100.0)).collect();
     // A computed ratio: arbitrary floats.
     let ratio = (0..120).map(|i| (t(i), 0.5 + 0.25 * (i as f64 / 7.0).sin())).collect();
     vec![
