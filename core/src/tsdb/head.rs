@@ -7,6 +7,10 @@
 //!   the same (a no-op), otherwise rejected as a duplicate — Prometheus's rules.
 //! * Chunks hold at most [`CHUNK_SAMPLES`] samples. Each series appends to one open XOR chunk;
 //!   a full one is transcoded into a [`packed`] chunk (smaller, bulk-decodable) and sealed.
+//!   A chunk is also sealed where a block boundary (a multiple of the block range) falls, so
+//!   cutting a block takes whole chunks and re-encodes nothing.
+//! * Samples before `min_valid` (the end of the newest block) belong to blocks: appends there
+//!   are refused as out of bounds and queries do not read them from the head.
 //!
 //! The head is owned by one shard thread and is neither `Send` nor shared.
 
@@ -15,6 +19,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use thiserror::Error;
 
+use super::block::BlockChunk;
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
@@ -31,7 +36,12 @@ pub enum AppendError {
     OutOfOrder,
     #[error("duplicate sample for timestamp")]
     Duplicate,
+    #[error("out of bounds")]
+    OutOfBounds,
 }
+
+/// Default block range: `--storage.tsdb.min-block-duration`'s default, 2h.
+pub const DEFAULT_BLOCK_RANGE: i64 = 2 * 3600 * 1000;
 
 /// A full chunk in the packed format, with its time range.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +74,35 @@ impl MemSeries {
 
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         self.open_overlaps(mint, maxt) || self.sealed.iter().any(|c| c.overlaps(mint, maxt))
+    }
+
+    /// The chunks of `[mint, maxt)` for a block: sealed chunks inside the range as they are,
+    /// anything straddling its ends (the open chunk, chunks cut under another block range)
+    /// re-encoded.
+    fn block_chunks(&self, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
+        let mut out = Vec::new();
+        let mut straddling = Vec::new();
+        for c in self.sealed.iter().filter(|c| c.overlaps(mint, maxt - 1)) {
+            if c.min_t >= mint && c.max_t < maxt {
+                out.push(BlockChunk { min_t: c.min_t, max_t: c.max_t, bytes: (&*c.bytes).into() });
+            } else {
+                straddling.push(c);
+            }
+        }
+        let mut samples = Vec::new();
+        for c in straddling {
+            let mut decoded = Vec::new();
+            if packed::decode(&c.bytes, &mut decoded).is_ok() {
+                samples.extend(decoded.into_iter().filter(|&(t, _)| t >= mint && t < maxt));
+            }
+        }
+        if self.open_overlaps(mint, maxt - 1) {
+            samples.extend(self.open.iter().filter(|&(t, _)| t >= mint && t < maxt));
+        }
+        samples.sort_by_key(|&(t, _)| t);
+        out.extend(BlockChunk::pack(&samples));
+        out.sort_by_key(|c| c.min_t);
+        out
     }
 
     fn min_time(&self) -> Option<i64> {
@@ -150,6 +189,23 @@ pub struct SeriesSnapshot {
     pub last_v: u64,
 }
 
+impl SeriesSnapshot {
+    /// Samples held (a packed chunk's first byte is its sample count).
+    pub fn num_samples(&self) -> usize {
+        self.sealed.iter().map(|c| usize::from(c.bytes.first().copied().unwrap_or(0))).sum::<usize>()
+            + usize::from(self.open.count)
+    }
+
+    /// The newest sample time held, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        if self.open.count > 0 {
+            Some(self.open.last_t)
+        } else {
+            self.sealed.last().map(|c| c.max_t)
+        }
+    }
+}
+
 /// The samples of one series within a queried time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
@@ -157,17 +213,46 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Head {
     symbols: Symbols,
     series: Vec<MemSeries>,
     by_hash: HashMap<u64, Vec<u32>>,
     postings: Postings,
+    block_range: i64,
+    min_valid: i64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head::with_block_range(DEFAULT_BLOCK_RANGE)
+    }
 }
 
 impl Head {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A head whose chunks are cut at multiples of `block_range` (ms, positive).
+    pub fn with_block_range(block_range: i64) -> Self {
+        Head {
+            symbols: Symbols::default(),
+            series: Vec::new(),
+            by_hash: HashMap::new(),
+            postings: Postings::default(),
+            block_range: block_range.max(1),
+            min_valid: i64::MIN,
+        }
+    }
+
+    /// Samples before `t` are in blocks from now on (it never moves back).
+    pub fn set_min_valid(&mut self, t: i64) {
+        self.min_valid = self.min_valid.max(t);
+    }
+
+    pub fn min_valid(&self) -> i64 {
+        self.min_valid
     }
 
     pub fn num_series(&self) -> usize {
@@ -211,6 +296,10 @@ impl Head {
 
     /// Appends a sample to series `id` (which must come from [`Head::get_or_create`]).
     pub fn append(&mut self, id: u32, t: i64, v: f64) -> Result<(), AppendError> {
+        if t < self.min_valid {
+            return Err(AppendError::OutOfBounds);
+        }
+        let block_range = self.block_range;
         let s = &mut self.series[id as usize];
         if t < s.last_t {
             return Err(AppendError::OutOfOrder);
@@ -218,7 +307,8 @@ impl Head {
         if t == s.last_t {
             return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
         }
-        if s.open.len() >= CHUNK_SAMPLES {
+        let boundary = |t0: i64| (t0.div_euclid(block_range) + 1).saturating_mul(block_range);
+        if s.open.len() >= CHUNK_SAMPLES || (!s.open.is_empty() && t >= boundary(s.open.min_time())) {
             s.seal();
         }
         s.open.append(t, v);
@@ -244,6 +334,7 @@ impl Head {
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
     fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
+        let mint = mint.max(self.min_valid);
         self.postings
             .select(&self.symbols, matchers)
             .iter()
@@ -253,6 +344,7 @@ impl Head {
 
     /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let mint = mint.max(self.min_valid);
         self.matching_ids(matchers, mint, maxt)
             .iter()
             .map(|id| {
@@ -281,6 +373,27 @@ impl Head {
         };
         let ids = self.matching_ids(matchers, mint, maxt);
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
+    }
+
+    /// Every label name and value the head has seen.
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        (0..self.symbols.len() as u32).map(|i| self.symbols.resolve(i))
+    }
+
+    /// Ids of the series with samples in `[mint, maxt)`, in label order (a block's order).
+    pub fn ids_in_label_order(&self, mint: i64, maxt: i64) -> Vec<u32> {
+        let mut ids: Vec<u32> =
+            (0..self.series.len() as u32).filter(|&id| self.series[id as usize].overlaps(mint, maxt - 1)).collect();
+        let strings = |id: u32| {
+            self.series[id as usize].labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v)))
+        };
+        ids.sort_unstable_by(|&a, &b| strings(a).cmp(strings(b)));
+        ids
+    }
+
+    /// Series `id`'s chunks of `[mint, maxt)`, for a block.
+    pub fn block_chunks(&self, id: u32, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
+        self.series[id as usize].block_chunks(mint, maxt)
     }
 
     /// Series `id` as a snapshot keeps it.

@@ -29,6 +29,12 @@ impl Postings {
         }
     }
 
+    /// Adds a whole postings list for one pair (an index read from disk).
+    pub fn insert(&mut self, name: u32, value: u32, series: RoaringBitmap) {
+        self.all |= &series;
+        *self.by_name.entry(name).or_default().entry(value).or_default() |= series;
+    }
+
     /// Every series in the index.
     pub fn all(&self) -> &RoaringBitmap {
         &self.all

@@ -31,6 +31,15 @@ impl Symbols {
         self.ids.get(s).copied()
     }
 
+    /// Number of strings interned.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+
     /// The string behind an id handed out by this table.
     pub fn resolve(&self, id: u32) -> &str {
         &self.strings[id as usize]

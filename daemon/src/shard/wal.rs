@@ -165,8 +165,8 @@ impl Replayer<'_> {
             }
             Record::Chunks(series) => {
                 for (wal_id, snapshot) in series {
-                    let samples: usize = snapshot.chunks.iter().map(|c| usize::from(c.count)).sum();
-                    let newest_here = snapshot.chunks.last().map(|c| c.last_t);
+                    let samples = snapshot.num_samples();
+                    let newest_here = snapshot.max_time();
                     match self.head.restore_series(snapshot) {
                         Some(id) if wal_id < MAX_SERIES_ID => {
                             self.map(wal_id, id);

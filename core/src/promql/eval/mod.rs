@@ -26,6 +26,7 @@ use super::ast::At;
 use super::plan::{Frame, Merge, Node, Plan};
 use crate::labels::{Labels, Matcher};
 use crate::tsdb::head::{Head, SeriesSamples};
+use crate::tsdb::querier::Querier;
 use crate::value::Sample;
 
 pub use aggregate::PartialAggregate;
@@ -47,6 +48,9 @@ pub enum EvalError {
     /// The query would load more samples than `--query.max-samples` allows (`execution`).
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
+    /// Stored data could not be read (a damaged block); upstream's `internal`.
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// Warnings and infos a query produced, as upstream words them (`PromQL warning: ...`,
@@ -271,12 +275,18 @@ impl Value {
 /// Where a shard's fragments read samples from.
 pub trait SeriesSource {
     /// Matching series with their samples in `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError>;
 }
 
 impl SeriesSource for Head {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        Head::select(self, matchers, mint, maxt)
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        Ok(Head::select(self, matchers, mint, maxt))
+    }
+}
+
+impl SeriesSource for Querier<'_> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        Querier::select(self, matchers, mint, maxt).map_err(|e| EvalError::Storage(e.to_string()))
     }
 }
 
@@ -537,17 +547,17 @@ impl<'a> Evaluator<'a> {
             Node::Number(n) => Value::Scalar(vec![*n; steps]),
             Node::String(s) => Value::String(s.clone()),
             Node::Select(vs) => {
-                let series = selector::instant(self.source()?, vs, self.params);
+                let series = selector::instant(self.source()?, vs, self.params)?;
                 self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
                 Value::Vector(series)
             }
             Node::SampleTimes(vs) => {
-                let series = selector::sample_times(self.source()?, vs, self.params);
+                let series = selector::sample_times(self.source()?, vs, self.params)?;
                 self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
                 Value::Vector(series)
             }
             Node::MatrixSelect { selector: vs, range } => {
-                let range = selector::range(self.source()?, vs, *range, self.params);
+                let range = selector::range(self.source()?, vs, *range, self.params)?;
                 self.charge(range.peak_samples())?;
                 Value::Range(range)
             }

@@ -1,0 +1,110 @@
+//! Compaction: which blocks to merge, and merging them into one.
+//!
+//! Ranges grow by a factor of three from the head's block duration (2h, 6h, 18h, …, as
+//! upstream's defaults), capped by the caller (upstream: a tenth of the retention, at most
+//! 31 days). Blocks that fall inside one aligned window of a larger range are merged once the
+//! window is complete (a newer block exists past its end) or fully covered. The output lists
+//! its inputs as parents, so a start that finds both (a crash between the rename and the
+//! deletions) deletes the parents instead of serving their data twice.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{Block, BlockChunk, BlockError, BlockMeta, BlockRef, BlockWriter, Compaction};
+use crate::labels::Labels;
+use crate::tsdb::chunk::packed;
+
+/// The block ranges compaction builds, from `base` (the head's block duration) up to `max`.
+pub fn ranges(base: i64, max: i64) -> Vec<i64> {
+    std::iter::successors(Some(base), |r| r.checked_mul(3)).take_while(|&r| r <= max.max(base)).collect()
+}
+
+/// Indices (into `metas`, sorted by min time) of blocks to compact together, if any.
+pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
+    let newest = metas.iter().map(|m| m.max_time).max()?;
+    for &range in ranges.iter().skip(1) {
+        let mut i = 0;
+        while i < metas.len() {
+            let start = metas[i].min_time.div_euclid(range) * range;
+            let end = start + range;
+            let group: Vec<usize> = (i..metas.len()).take_while(|&j| metas[j].max_time <= end).collect();
+            let covered = group.len() > 1
+                && metas[group[0]].min_time == start
+                && metas[*group.last().expect("non-empty")].max_time == end;
+            if group.len() > 1 && (newest > end || covered) {
+                return Some(group);
+            }
+            i += group.len().max(1);
+        }
+    }
+    None
+}
+
+/// Why a compaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error("cannot write the compacted block: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Merges `blocks` (sorted by min time) into a new block `ulid` under `parent`, applying their
+/// tombstones. The inputs are left in place; the caller deletes them.
+pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockMeta, PathBuf), CompactError> {
+    let mut writer = BlockWriter::create(parent, ulid.clone(), blocks.iter().flat_map(|b| b.symbols()))?;
+    // Each block's series are numbered in label order: a k-way merge by labels.
+    let mut cursors: Vec<(usize, u32)> = (0..blocks.len()).map(|b| (b, 0)).collect();
+    let mut heads: Vec<Option<(Labels, Vec<BlockChunk>)>> =
+        blocks.iter().map(|b| next_series(b, 0)).collect::<Result<_, _>>()?;
+    loop {
+        let Some(smallest) = heads.iter().flatten().map(|(l, _)| l).min().cloned() else { break };
+        let mut chunks = Vec::new();
+        for (b, head) in heads.iter_mut().enumerate() {
+            if head.as_ref().is_some_and(|(l, _)| *l == smallest) {
+                chunks.extend(head.take().expect("checked above").1);
+                cursors[b].1 += 1;
+                *head = next_series(blocks[b], cursors[b].1)?;
+            }
+        }
+        writer.add(&smallest, &in_order(chunks))?;
+    }
+    let min_time = blocks.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
+    let max_time = blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
+    let mut sources: Vec<String> = blocks.iter().flat_map(|b| b.meta().compaction.sources.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    let compaction = Compaction {
+        level: blocks.iter().map(|b| b.meta().compaction.level).max().unwrap_or(0) + 1,
+        sources,
+        parents: blocks
+            .iter()
+            .map(|b| BlockRef { ulid: b.meta().ulid.clone(), min_time: b.meta().min_time, max_time: b.meta().max_time })
+            .collect(),
+    };
+    Ok(writer.finish(min_time, max_time, compaction)?)
+}
+
+fn next_series(block: &Block, id: u32) -> Result<Option<(Labels, Vec<BlockChunk<'_>>)>, BlockError> {
+    if id as usize >= block.num_series() {
+        return Ok(None);
+    }
+    block.series_chunks(id).map(Some)
+}
+
+/// Chunks in time order; chunks that overlap (blocks that overlapped) are decoded, merged
+/// with the first of duplicate timestamps kept, and re-packed.
+fn in_order(mut chunks: Vec<BlockChunk>) -> Vec<BlockChunk> {
+    chunks.sort_by_key(|c| c.min_t);
+    if chunks.windows(2).all(|w| w[0].max_t < w[1].min_t) {
+        return chunks;
+    }
+    let mut samples = Vec::new();
+    for c in &chunks {
+        // Chunks reaching here were checked when read.
+        let _ = packed::decode(&c.bytes, &mut samples);
+    }
+    samples.sort_by_key(|&(t, _)| t);
+    samples.dedup_by_key(|&mut (t, _)| t);
+    BlockChunk::pack(&samples)
+}

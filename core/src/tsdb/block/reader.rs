@@ -1,0 +1,259 @@
+//! Reading a block: opened once (meta, index checked and parsed, files mapped), then queried
+//! like a head.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use roaring::RoaringBitmap;
+
+use super::index::{self, SeriesEntry};
+use super::writer::CHUNKS_MAGIC;
+use super::{BlockChunk, BlockError, BlockMeta, Interval, Tombstones, CHUNKS_FILE, INDEX_FILE, META_FILE};
+use crate::labels::{Label, Labels, Matcher};
+use crate::tsdb::chunk::packed;
+use crate::tsdb::head::SeriesSamples;
+use crate::tsdb::postings::Postings;
+use crate::tsdb::symbols::Symbols;
+use crate::value::Sample;
+
+/// An open block.
+pub struct Block {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: Mmap,
+    chunks: Mmap,
+    symbols: Symbols,
+    postings: Postings,
+    /// Offset of each series' entry in `index`.
+    series: Vec<u32>,
+    tombstones: Tombstones,
+    /// Bytes on disk.
+    size: u64,
+}
+
+/// Maps a whole file read-only.
+fn map(path: &Path) -> Result<Mmap, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: block files are immutable once renamed into place and only ever deleted whole
+    // (unlinking keeps the mapping valid); nothing in Pyrite writes to them, and the data
+    // directory is locked against other instances. Exercised by the block tests.
+    unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))
+}
+
+impl Block {
+    /// Opens the block in `dir`, checking its meta and index; the error names what is wrong.
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let err = |reason: String| BlockError::new(dir, reason);
+        let meta_bytes = fs::read(dir.join(META_FILE)).map_err(|e| err(format!("cannot read meta.json: {e}")))?;
+        let meta: BlockMeta = serde_json::from_slice(&meta_bytes).map_err(|e| err(format!("meta.json: {e}")))?;
+        if meta.version != 1 || meta.min_time >= meta.max_time {
+            return Err(err(format!("meta.json: unsupported version {} or empty time range", meta.version)));
+        }
+        let index = map(&dir.join(INDEX_FILE)).map_err(err)?;
+        let chunks = map(&dir.join(CHUNKS_FILE)).map_err(err)?;
+        if chunks.get(..CHUNKS_MAGIC.len()) != Some(CHUNKS_MAGIC) {
+            return Err(err("chunks: bad magic".into()));
+        }
+        let parsed = index::parse(&index).map_err(|e| err(e.into()))?;
+        let mut symbols = Symbols::default();
+        for s in &parsed.symbols {
+            symbols.intern(s);
+        }
+        let mut postings = Postings::default();
+        for (name, value, set) in parsed.postings {
+            postings.insert(name, value, set);
+        }
+        let tombstones = Tombstones::read(dir).map_err(err)?;
+        let size = fs::read_dir(dir)
+            .map_err(|e| err(format!("cannot list: {e}")))?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            index,
+            chunks,
+            symbols,
+            postings,
+            series: parsed.series,
+            tombstones,
+            size,
+        })
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes on disk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
+    }
+
+    /// Whether the block holds data in `[mint, maxt]`.
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_time <= maxt && self.meta.max_time > mint
+    }
+
+    fn error(&self, reason: impl Into<String>) -> BlockError {
+        BlockError::new(&self.dir, reason)
+    }
+
+    fn entry(&self, series: u32) -> Result<SeriesEntry, BlockError> {
+        index::series_entry(&self.index, self.series[series as usize], self.symbols.len())
+            .ok_or_else(|| self.error(format!("index: series {series} is malformed")))
+    }
+
+    fn labels(&self, entry: &SeriesEntry) -> Labels {
+        Labels::from_sorted(
+            entry
+                .labels
+                .iter()
+                .map(|&(n, v)| Label {
+                    name: self.symbols.resolve(n).to_string(),
+                    value: self.symbols.resolve(v).to_string(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The bytes of a chunk, checked against its CRC.
+    fn chunk_bytes(&self, c: &index::ChunkRef) -> Result<&[u8], BlockError> {
+        let start = usize::try_from(c.offset).unwrap_or(usize::MAX);
+        let bytes = start
+            .checked_add(4 + c.len as usize)
+            .and_then(|end| self.chunks.get(start..end))
+            .ok_or_else(|| self.error(format!("chunks: chunk at {} is past the end of the file", c.offset)))?;
+        let (crc, data) = bytes.split_at(4);
+        if crc32c::crc32c(data).to_le_bytes() != crc {
+            return Err(self.error(format!("chunks: checksum mismatch in the chunk at offset {}", c.offset)));
+        }
+        Ok(data)
+    }
+
+    /// Decodes the samples of `entry` in `[mint, maxt]` that no tombstone deletes.
+    fn samples(
+        &self,
+        entry: &SeriesEntry,
+        deleted: &[Interval],
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
+        let mut decoded = Vec::with_capacity(packed::MAX_SAMPLES);
+        for c in entry.chunks.iter().filter(|c| c.min_t <= maxt && c.max_t >= mint) {
+            decoded.clear();
+            packed::decode(self.chunk_bytes(c)?, &mut decoded).map_err(|e| self.error(format!("chunks: {e}")))?;
+            out.extend(
+                decoded
+                    .iter()
+                    .filter(|&&(t, _)| t >= mint && t <= maxt && !Tombstones::covers(deleted, t))
+                    .map(|&(t, v)| Sample { t, v }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Series numbers matching `matchers`.
+    fn matching(&self, matchers: &[Matcher]) -> RoaringBitmap {
+        self.postings.select(&self.symbols, matchers)
+    }
+
+    /// Every matching series with its samples in `[mint, maxt]`, if it has any.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, BlockError> {
+        let mut out = Vec::new();
+        for id in &self.matching(matchers) {
+            let entry = self.entry(id)?;
+            let mut samples = Vec::new();
+            self.samples(&entry, self.tombstones.get(id), mint, maxt, &mut samples)?;
+            if !samples.is_empty() {
+                out.push(SeriesSamples { labels: self.labels(&entry), samples });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label sets of matching series with chunks in `[mint, maxt]` (tombstones are not
+    /// consulted, as upstream's series API does not).
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, BlockError> {
+        let mut out = Vec::new();
+        for id in &self.matching(matchers) {
+            let entry = self.entry(id)?;
+            if entry.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint) {
+                out.push(self.labels(&entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label names on matching series.
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let ids = self.matching(matchers);
+        self.postings.label_names(&ids).into_iter().map(|n| self.symbols.resolve(n).to_string()).collect()
+    }
+
+    /// Values of `name` on matching series.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let Some(name_id) = self.symbols.lookup(name) else { return Vec::new() };
+        let ids = self.matching(matchers);
+        self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
+    }
+
+    /// The symbol table (every label name and value in the block).
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        (0..self.symbols.len() as u32).map(|i| self.symbols.resolve(i))
+    }
+
+    /// Series `id` (numbered in label order) with its chunks, tombstones applied: chunks a
+    /// tombstone touches are re-encoded without the deleted samples.
+    pub fn series_chunks(&self, id: u32) -> Result<(Labels, Vec<BlockChunk<'_>>), BlockError> {
+        let entry = self.entry(id)?;
+        let deleted = self.tombstones.get(id);
+        let mut chunks = Vec::with_capacity(entry.chunks.len());
+        for c in &entry.chunks {
+            if deleted.iter().any(|&(a, b)| a <= c.max_t && b >= c.min_t) {
+                let mut samples = Vec::new();
+                self.samples(&entry, deleted, c.min_t, c.max_t, &mut samples)?;
+                let pairs: Vec<(i64, f64)> = samples.iter().map(|s| (s.t, s.v)).collect();
+                chunks.extend(BlockChunk::pack(&pairs));
+            } else {
+                let bytes = self.chunk_bytes(c)?;
+                chunks.push(BlockChunk { min_t: c.min_t, max_t: c.max_t, bytes: bytes.into() });
+            }
+        }
+        Ok((self.labels(&entry), chunks))
+    }
+
+    /// Marks the samples of matching series in `[mint, maxt]` deleted and saves the
+    /// tombstones; returns how many series were touched.
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<usize, BlockError> {
+        let mut next = self.tombstones.clone();
+        let mut touched = 0;
+        for id in &self.matching(matchers) {
+            let entry = self.entry(id)?;
+            if entry.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint) {
+                next.add(id, (mint, maxt));
+                touched += 1;
+            }
+        }
+        if touched > 0 {
+            next.write(&self.dir).map_err(|e| self.error(format!("cannot write tombstones: {e}")))?;
+            self.tombstones = next;
+        }
+        Ok(touched)
+    }
+}

@@ -1,0 +1,146 @@
+use std::fs;
+use std::path::PathBuf;
+
+use super::*;
+use crate::labels::{Labels, MatchOp, Matcher};
+use crate::tsdb::head::Head;
+use crate::tsdb::querier::Querier;
+
+const H: i64 = 3600 * 1000;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pyrite-block-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn labels(i: usize) -> Labels {
+    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("job", if i % 2 == 0 { "even" } else { "odd" })])
+}
+
+/// A head holding 20 series with a sample every 15 s from 0 to 5h.
+fn head() -> Head {
+    let mut head = Head::new();
+    for i in 0..20 {
+        let (id, _) = head.get_or_create(&labels(i));
+        for k in 0..(5 * 240) {
+            head.append(id, k * 15_000, (k * i as i64) as f64 / 4.0).unwrap();
+        }
+    }
+    head
+}
+
+/// Cuts `[mint, maxt)` of `head` into a block under `dir` the way a shard does.
+fn cut(head: &Head, dir: &std::path::Path, mint: i64, maxt: i64) -> Block {
+    let mut w = BlockWriter::create(dir, new_ulid(maxt), head.symbols()).unwrap();
+    for id in head.ids_in_label_order(mint, maxt) {
+        w.add(&head.labels(id), &head.block_chunks(id, mint, maxt)).unwrap();
+    }
+    let (meta, path) = w.finish(mint, maxt, Compaction { level: 1, sources: vec![], parents: vec![] }).unwrap();
+    assert_eq!(meta.stats.num_series, 20);
+    Block::open(&path).unwrap()
+}
+
+fn m(name: &str, op: MatchOp, value: &str) -> Matcher {
+    Matcher::new(name, op, value).unwrap()
+}
+
+#[test]
+fn blocks_and_head_read_as_the_head_alone() {
+    let dir = temp_dir("merge");
+    let full = head();
+    let mut cut_head = head();
+    let blocks = vec![cut(&cut_head, &dir, 0, 2 * H), cut(&cut_head, &dir, 2 * H, 4 * H)];
+    assert_eq!(blocks[0].meta().stats.num_samples, 20 * 480);
+    cut_head.set_min_valid(4 * H);
+    cut_head.truncate_before(4 * H);
+    let q = Querier { blocks: &blocks, head: &cut_head };
+    for matchers in [vec![], vec![m("job", MatchOp::Equal, "odd")], vec![m("i", MatchOp::Regex, "1.")]] {
+        for (mint, maxt) in [(0, 5 * H), (H, 3 * H), (2 * H - 1, 2 * H), (4 * H - 15_000, 4 * H + 15_000)] {
+            let mut want = full.select(&matchers, mint, maxt);
+            want.sort_by(|a, b| a.labels.cmp(&b.labels));
+            assert!(q.select(&matchers, mint, maxt).unwrap() == want, "{matchers:?} {mint}..{maxt}");
+        }
+    }
+    assert_eq!(q.series(&[], 0, 5 * H).unwrap().len(), 20);
+    assert_eq!(q.label_values("job", &[], 0, H), vec!["even", "odd"]);
+    assert!(q.label_names(&[], 0, H).contains(&"i".to_string()));
+    // The head refuses what belongs to blocks now.
+    assert_eq!(cut_head.append(0, 4 * H - 1, 1.0), Err(crate::tsdb::head::AppendError::OutOfBounds));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compaction_merges_blocks_and_applies_tombstones() {
+    let dir = temp_dir("compact");
+    let head = head();
+    let mut a = cut(&head, &dir, 0, 2 * H);
+    let mut b = cut(&head, &dir, 2 * H, 4 * H);
+    let metas = vec![a.meta().clone(), b.meta().clone()];
+    assert_eq!(plan_compaction(&metas, &ranges(2 * H, 18 * H)), None, "6h window still open");
+    let c = cut(&head, &dir, 4 * H, 6 * H);
+    let metas = vec![a.meta().clone(), b.meta().clone(), c.meta().clone()];
+    assert_eq!(plan_compaction(&metas, &ranges(2 * H, 18 * H)), Some(vec![0, 1, 2]), "6h window covered");
+    for block in [&mut a, &mut b] {
+        assert_eq!(block.delete(&[m("i", MatchOp::Equal, "3")], H, 3 * H).unwrap(), 1);
+    }
+    assert_eq!(Block::open(a.dir()).unwrap().tombstones().len(), 1, "tombstones are persisted");
+    let (meta, path) = compact(&dir, new_ulid(0), &[&a, &b, &c]).unwrap();
+    assert_eq!((meta.min_time, meta.max_time, meta.compaction.level), (0, 6 * H, 2));
+    assert_eq!(meta.compaction.parents.len(), 3);
+    let merged = Block::open(&path).unwrap();
+    let want: Vec<_> = head
+        .select(&[], 0, 5 * H)
+        .into_iter()
+        .map(|mut s| {
+            if s.labels == labels(3) {
+                s.samples.retain(|x| x.t < H || x.t > 3 * H);
+            }
+            s
+        })
+        .collect();
+    let mut got = merged.select(&[], 0, 5 * H).unwrap();
+    got.sort_by(|x, y| x.labels.cmp(&y.labels));
+    let mut want = want;
+    want.sort_by(|x, y| x.labels.cmp(&y.labels));
+    let count = |v: &[crate::tsdb::head::SeriesSamples]| v.iter().map(|s| s.samples.len()).sum::<usize>();
+    assert!(got == want, "merged block differs: {} vs {} samples", count(&got), count(&want));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn damaged_blocks_are_refused_or_reported_not_panics() {
+    let dir = temp_dir("damage");
+    let head = head();
+    let block = cut(&head, &dir, 0, 2 * H);
+    let path = block.dir().to_path_buf();
+    drop(block);
+    let index = fs::read(path.join(INDEX_FILE)).unwrap();
+    for at in [9, index.len() / 2, index.len() - 1] {
+        let mut bad = index.clone();
+        bad[at] ^= 0x10;
+        fs::write(path.join(INDEX_FILE), &bad).unwrap();
+        let err = Block::open(&path).err().expect("a damaged index is refused");
+        assert!(err.to_string().contains("index: checksum mismatch"), "{err}");
+    }
+    fs::write(path.join(INDEX_FILE), &index).unwrap();
+    let mut chunks = fs::read(path.join(CHUNKS_FILE)).unwrap();
+    let mid = chunks.len() / 2;
+    chunks[mid] ^= 0x01;
+    fs::write(path.join(CHUNKS_FILE), &chunks).unwrap();
+    let block = Block::open(&path).expect("chunks are checked when read");
+    let err = block.select(&[], 0, 2 * H).err().expect("the damaged chunk is reported");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    fs::write(path.join(META_FILE), b"{").unwrap();
+    assert!(Block::open(&path).err().unwrap().to_string().contains("meta.json"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ulids_sort_by_time_and_differ() {
+    let (a, b) = (new_ulid(1_700_000_000_000), new_ulid(1_700_000_000_001));
+    assert_eq!(a.len(), 26);
+    assert!(a < b);
+    assert_ne!(new_ulid(5), new_ulid(5));
+}

@@ -1,0 +1,132 @@
+//! Writing a block: series in label order, their chunks streamed to `chunks`, then the index,
+//! `meta.json`, fsyncs and the rename that makes the block exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use roaring::RoaringBitmap;
+
+use super::index::{self, ChunkRef, SeriesEntry};
+use super::{BlockChunk, BlockMeta, BlockStats, Compaction, CHUNKS_FILE, INDEX_FILE, META_FILE, TMP_SUFFIX};
+use crate::labels::Labels;
+
+/// Magic at the start of a `chunks` file.
+pub(super) const CHUNKS_MAGIC: &[u8; 8] = b"PYRCHK\x00\x01";
+
+/// A block being written into `<parent>/<ulid>.tmp`.
+pub struct BlockWriter {
+    parent: PathBuf,
+    ulid: String,
+    tmp: PathBuf,
+    chunks: BufWriter<File>,
+    offset: u64,
+    symbols: Vec<String>,
+    symbol_ids: HashMap<String, u32>,
+    series: Vec<SeriesEntry>,
+    last_labels: Option<Labels>,
+    stats: BlockStats,
+}
+
+impl BlockWriter {
+    /// Starts a block named `ulid` under `parent`; `symbols` must include every label name and
+    /// value that will be added (more is harmless).
+    pub fn create<'a>(
+        parent: &Path,
+        ulid: String,
+        symbols: impl IntoIterator<Item = &'a str>,
+    ) -> io::Result<BlockWriter> {
+        let strings: BTreeSet<&str> = symbols.into_iter().collect();
+        let symbols: Vec<String> = strings.into_iter().map(str::to_string).collect();
+        let symbol_ids = symbols.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let tmp = parent.join(format!("{ulid}{TMP_SUFFIX}"));
+        fs::create_dir_all(&tmp)?;
+        let mut chunks = BufWriter::with_capacity(1 << 20, File::create(tmp.join(CHUNKS_FILE))?);
+        chunks.write_all(CHUNKS_MAGIC)?;
+        Ok(BlockWriter {
+            parent: parent.to_path_buf(),
+            ulid,
+            tmp,
+            chunks,
+            offset: CHUNKS_MAGIC.len() as u64,
+            symbols,
+            symbol_ids,
+            series: Vec::new(),
+            last_labels: None,
+            stats: BlockStats::default(),
+        })
+    }
+
+    /// Adds a series and its chunks (time-ordered). Series must come in strictly increasing
+    /// label order, and their names and values must have been given to
+    /// [`BlockWriter::create`]. A series without chunks is left out.
+    pub fn add(&mut self, labels: &Labels, chunks: &[BlockChunk]) -> io::Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        assert!(self.last_labels.as_ref().is_none_or(|l| l < labels), "series added out of label order");
+        let sym = |s: &str| *self.symbol_ids.get(s).expect("symbols were given to create");
+        let mut entry = SeriesEntry {
+            labels: labels.iter().map(|l| (sym(&l.name), sym(&l.value))).collect(),
+            chunks: Vec::with_capacity(chunks.len()),
+        };
+        for c in chunks {
+            self.chunks.write_all(&crc32c::crc32c(&c.bytes).to_le_bytes())?;
+            self.chunks.write_all(&c.bytes)?;
+            entry.chunks.push(ChunkRef {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                offset: self.offset,
+                len: c.bytes.len() as u32,
+            });
+            self.offset += 4 + c.bytes.len() as u64;
+            self.stats.num_samples += u64::from(c.bytes[0]);
+        }
+        self.stats.num_chunks += chunks.len() as u64;
+        self.stats.num_series += 1;
+        self.series.push(entry);
+        self.last_labels = Some(labels.clone());
+        Ok(())
+    }
+
+    /// Writes the index and `meta.json`, syncs everything and renames the block into place.
+    /// Returns its meta and directory.
+    pub fn finish(mut self, min_time: i64, max_time: i64, compaction: Compaction) -> io::Result<(BlockMeta, PathBuf)> {
+        self.chunks.flush()?;
+        self.chunks.get_ref().sync_all()?;
+        let mut pairs: HashMap<(u32, u32), RoaringBitmap> = HashMap::new();
+        for (i, s) in self.series.iter().enumerate() {
+            for &pair in &s.labels {
+                pairs.entry(pair).or_default().insert(i as u32);
+            }
+        }
+        let mut postings: Vec<(u32, u32, RoaringBitmap)> = pairs.into_iter().map(|((n, v), set)| (n, v, set)).collect();
+        postings.sort_unstable_by_key(|&(n, v, _)| (n, v));
+        let mut out = index::MAGIC.to_vec();
+        index::put_symbols(&mut out, &self.symbols);
+        crate::tsdb::encoding::put_varint(&mut out, self.series.len() as u64);
+        for s in &self.series {
+            index::put_series_entry(&mut out, s);
+        }
+        index::put_postings(&mut out, &postings);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        write_synced(&self.tmp.join(INDEX_FILE), &out)?;
+        let meta = BlockMeta { ulid: self.ulid.clone(), min_time, max_time, stats: self.stats, compaction, version: 1 };
+        let json = serde_json::to_vec_pretty(&meta).expect("a meta serializes");
+        write_synced(&self.tmp.join(META_FILE), &json)?;
+        File::open(&self.tmp)?.sync_all()?;
+        let dir = self.parent.join(&self.ulid);
+        fs::rename(&self.tmp, &dir)?;
+        File::open(&self.parent)?.sync_all()?;
+        Ok((meta, dir))
+    }
+}
+
+/// Writes `bytes` to `path` and fsyncs it.
+pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

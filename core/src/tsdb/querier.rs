@@ -1,0 +1,75 @@
+//! Reading a shard's storage as one: its blocks and its head, merged series by series.
+//!
+//! Blocks cover disjoint time ranges before the head's `min_valid`, and the head answers only
+//! from `min_valid` on, so a series' samples are the concatenation of what each block and the
+//! head hold for it, in time order. Should blocks overlap anyway, samples are sorted and
+//! duplicate timestamps dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::block::{Block, BlockError};
+use super::head::{Head, SeriesSamples};
+use crate::labels::{Labels, Matcher};
+
+/// A read view over one shard: its blocks, sorted by min time, and its head.
+#[derive(Clone, Copy)]
+pub struct Querier<'a> {
+    pub blocks: &'a [Block],
+    pub head: &'a Head,
+}
+
+impl Querier<'_> {
+    fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Block> {
+        self.blocks.iter().filter(move |b| b.overlaps(mint, maxt))
+    }
+
+    /// Every matching series with its samples in `[mint, maxt]`, in label order.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, BlockError> {
+        let mut merged: BTreeMap<Labels, Vec<_>> = BTreeMap::new();
+        let mut parts = Vec::new();
+        for block in self.blocks_in(mint, maxt) {
+            parts.push(block.select(matchers, mint, maxt)?);
+        }
+        parts.push(self.head.select(matchers, mint, maxt));
+        for s in parts.into_iter().flatten() {
+            merged.entry(s.labels).or_default().extend(s.samples);
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+                    samples.sort_by_key(|s| s.t);
+                    samples.dedup_by_key(|s| s.t);
+                }
+                SeriesSamples { labels, samples }
+            })
+            .collect())
+    }
+
+    /// Label sets of the matching series with data in `[mint, maxt]`, each once.
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, BlockError> {
+        let mut out: BTreeSet<Labels> = self.head.series(matchers, mint, maxt).into_iter().collect();
+        for block in self.blocks_in(mint, maxt) {
+            out.extend(block.series(matchers, mint, maxt)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Label names on matching series (blocks are consulted whole if they overlap the range).
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        let mut out: BTreeSet<String> = self.head.label_names(matchers, mint, maxt).into_iter().collect();
+        for block in self.blocks_in(mint, maxt) {
+            out.extend(block.label_names(matchers));
+        }
+        out.into_iter().collect()
+    }
+
+    /// Values of `name` on matching series.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        let mut out: BTreeSet<String> = self.head.label_values(name, matchers, mint, maxt).into_iter().collect();
+        for block in self.blocks_in(mint, maxt) {
+            out.extend(block.label_values(name, matchers));
+        }
+        out.into_iter().collect()
+    }
+}
