@@ -57,8 +57,7 @@ pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockM
     let mut cursors: Vec<(usize, u32)> = (0..blocks.len()).map(|b| (b, 0)).collect();
     let mut heads: Vec<Option<(Labels, Vec<BlockChunk>)>> =
         blocks.iter().map(|b| next_series(b, 0)).collect::<Result<_, _>>()?;
-    loop {
-        let Some(smallest) = heads.iter().flatten().map(|(l, _)| l).min().cloned() else { break };
+    while let Some(smallest) = heads.iter().flatten().map(|(l, _)| l).min().cloned() {
         let mut chunks = Vec::new();
         for (b, head) in heads.iter_mut().enumerate() {
             if head.as_ref().is_some_and(|(l, _)| *l == smallest) {

@@ -16,7 +16,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn labels(i: usize) -> Labels {
-    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("job", if i % 2 == 0 { "even" } else { "odd" })])
+    Labels::from_pairs([
+        ("__name__", "m"),
+        ("i", &i.to_string()),
+        ("job", if i.is_multiple_of(2) { "even" } else { "odd" }),
+    ])
 }
 
 /// A head holding 20 series with a sample every 15 s from 0 to 5h.
