@@ -134,7 +134,7 @@ fn damaged_blocks_are_refused_or_reported_not_panics() {
     chunks[mid] ^= 0x01;
     fs::write(path.join(CHUNKS_FILE), &chunks).unwrap();
     let block = Block::open(&path).expect("chunks are checked when read");
-    let err = block.select(&[], 0, 2 * H).err().expect("the damaged chunk is reported");
+    let err = block.select(&[], 0, 2 * H).expect_err("the damaged chunk is reported");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     fs::write(path.join(META_FILE), b"{").unwrap();
     assert!(Block::open(&path).err().unwrap().to_string().contains("meta.json"));
