@@ -81,13 +81,23 @@ pub struct ServerFlags {
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,
-    /// How long to keep samples (in memory and in the write-ahead log, until blocks land).
+    /// How long to keep samples; blocks entirely older are deleted.
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration)]
     pub retention_time: Duration,
-    /// The most bytes the data directory may hold, 0 for no limit; beyond it the oldest data
-    /// goes first. Counts the write-ahead log and head snapshot (there are no blocks yet).
+    /// The most bytes the data directory may hold, 0 for no limit; beyond it the oldest blocks
+    /// go first. Counts blocks, the write-ahead log and the head snapshot.
     #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = byte_size)]
     pub retention_size: ByteSize,
+    /// Time range of the blocks the head is cut into.
+    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = duration)]
+    pub min_block_duration: Duration,
+    /// Largest time range compaction merges blocks into; default a tenth of the retention
+    /// time, at most 31 days.
+    #[arg(long = "storage.tsdb.max-block-duration", value_parser = duration)]
+    pub max_block_duration: Option<Duration>,
+    /// Serve the admin endpoints (/api/v1/admin/tsdb/delete_series, clean_tombstones).
+    #[arg(long = "web.enable-admin-api")]
+    pub enable_admin_api: bool,
     /// Snappy-compress write-ahead log records.
     #[arg(
         long = "storage.tsdb.wal-compression",

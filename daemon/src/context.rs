@@ -16,6 +16,12 @@ pub struct Context {
     pub lookback: Duration,
     pub query_timeout: Duration,
     pub retention: Duration,
+    /// `--storage.tsdb.min-block-duration` in ms: the head is cut into blocks of this range.
+    pub block_range: i64,
+    /// `--storage.tsdb.max-block-duration` in ms: compaction builds blocks up to this range.
+    pub max_block_range: i64,
+    /// `--web.enable-admin-api`.
+    pub admin_api: bool,
     /// `--storage.tsdb.retention.size` divided among the shards (each keeps its own log).
     pub retention_size_per_shard: Option<u64>,
     pub remote_write_receiver: bool,
@@ -52,6 +58,13 @@ impl Context {
             lookback: flags.lookback_delta,
             query_timeout: flags.query_timeout,
             retention: flags.retention_time,
+            block_range: flags.min_block_duration.millis().max(1),
+            max_block_range: flags.max_block_duration.map_or_else(
+                // Upstream's default: a tenth of the retention, at most 31 days.
+                || (flags.retention_time.millis() / 10).min(31 * 24 * 3600 * 1000),
+                |d| d.millis(),
+            ),
+            admin_api: flags.enable_admin_api,
             retention_size_per_shard: (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count),
             remote_write_receiver: flags.enable_remote_write_receiver,
             max_samples: flags.query_max_samples,

@@ -18,10 +18,19 @@ pub struct Metrics {
     pub samples_appended: Family<Labels, Counter>,
     pub out_of_order: Family<Labels, Counter>,
     pub duplicates: Family<Labels, Counter>,
+    pub out_of_bounds: Family<Labels, Counter>,
     pub head_series: Family<Labels, Gauge>,
     pub head_chunks: Family<Labels, Gauge>,
     pub wal_write_failures: Family<Labels, Counter>,
     pub wal_corruptions: Family<Labels, Counter>,
+    pub compactions: Family<Labels, Counter>,
+    pub compactions_failed: Family<Labels, Counter>,
+    pub compaction_duration: Histogram,
+    pub blocks_loaded: Family<Labels, Gauge>,
+    pub blocks_refused: Family<Labels, Counter>,
+    pub blocks_bytes: Family<Labels, Gauge>,
+    pub time_retentions: Family<Labels, Counter>,
+    pub size_retentions: Family<Labels, Counter>,
     pub driver: Family<Labels, Gauge>,
     pub scrapes: Family<Labels, Counter>,
     pub scrape_duration: Histogram,
@@ -40,10 +49,19 @@ impl Metrics {
             samples_appended: Family::default(),
             out_of_order: Family::default(),
             duplicates: Family::default(),
+            out_of_bounds: Family::default(),
             head_series: Family::default(),
             head_chunks: Family::default(),
             wal_write_failures: Family::default(),
             wal_corruptions: Family::default(),
+            compactions: Family::default(),
+            compactions_failed: Family::default(),
+            compaction_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            blocks_loaded: Family::default(),
+            blocks_refused: Family::default(),
+            blocks_bytes: Family::default(),
+            time_retentions: Family::default(),
+            size_retentions: Family::default(),
             driver: Family::default(),
             scrapes: Family::default(),
             scrape_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -66,6 +84,11 @@ impl Metrics {
             "Samples refused as duplicates for their timestamp, per shard",
             m.duplicates.clone(),
         );
+        registry.register(
+            "head_out_of_bounds_samples",
+            "Samples refused as older than the newest block's end, per shard",
+            m.out_of_bounds.clone(),
+        );
         registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
         registry.register("head_chunks", "Chunks in the head, per shard (updated every minute)", m.head_chunks.clone());
         registry.register(
@@ -77,6 +100,38 @@ impl Metrics {
             "wal_corruptions",
             "Damaged stretches of the write-ahead log found at replay, per shard",
             m.wal_corruptions.clone(),
+        );
+        registry.register(
+            "tsdb_compactions",
+            "Blocks written, per shard, by kind: head (cut from the head) or blocks (merged)",
+            m.compactions.clone(),
+        );
+        registry.register(
+            "tsdb_compactions_failed",
+            "Block cuts and compactions that failed, per shard",
+            m.compactions_failed.clone(),
+        );
+        registry.register(
+            "tsdb_compaction_duration_seconds",
+            "Time to write a block (a head cut or a compaction)",
+            m.compaction_duration.clone(),
+        );
+        registry.register("tsdb_blocks_loaded", "Blocks served, per shard", m.blocks_loaded.clone());
+        registry.register(
+            "tsdb_blocks_refused",
+            "Blocks refused at start because they could not be read, per shard",
+            m.blocks_refused.clone(),
+        );
+        registry.register("tsdb_storage_blocks_bytes", "Bytes of blocks on disk, per shard", m.blocks_bytes.clone());
+        registry.register(
+            "tsdb_time_retentions",
+            "Blocks deleted because they were past the retention time, per shard",
+            m.time_retentions.clone(),
+        );
+        registry.register(
+            "tsdb_size_retentions",
+            "Deletions (blocks, or the log's oldest segments) to stay under the retention size, per shard",
+            m.size_retentions.clone(),
         );
         registry.register("runtime_driver", "The I/O driver each shard runs (1 for the one in use)", m.driver.clone());
         registry.register("scrapes", "Scrapes by result", m.scrapes.clone());

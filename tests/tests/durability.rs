@@ -1,6 +1,7 @@
-//! Durability: every remote-written sample that was acknowledged survives `kill -9`, a clean
-//! restart, a torn or bit-flipped write-ahead log; nothing comes back twice; a data directory
-//! written with another shard count is refused with the count to use.
+//! Durability: every remote-written sample that was acknowledged survives `kill -9` (also in
+//! the middle of block cuts and compactions), a clean restart, a torn or bit-flipped
+//! write-ahead log; nothing comes back twice; a data directory written with another shard
+//! count is refused with the count to use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,12 @@ fn start(data: &Path, shards: usize) -> Pyrite {
     Pyrite::start(opts(data, shards))
 }
 
+/// One-second blocks: the writes below (a millisecond apart) are cut into blocks and
+/// compacted every second, so kills land in the middle of both.
+fn start_with_small_blocks(data: &Path, shards: usize) -> Pyrite {
+    Pyrite::start(PyriteOpts { extra_args: vec!["--storage.tsdb.min-block-duration=1s".into()], ..opts(data, shards) })
+}
+
 /// Every stored sample, per series label, as (t, v) in time order (a query per series keeps
 /// each answer small).
 fn stored(p: &Pyrite, t0: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
@@ -98,23 +105,23 @@ fn check(stored: &BTreeMap<String, Vec<(i64, f64)>>, acked: &BTreeSet<i64>, sent
     }
 }
 
-#[test]
-fn acknowledged_samples_survive_kill_9_at_random_moments() {
-    let dir = TempDir::new("durability-kill");
-    let data: PathBuf = dir.0.join("data");
+/// Writes from another thread and kills the server at a random moment within `kill_within`
+/// (after 50 ms), `rounds` times, then
+/// checks every acknowledged sample on a last start; returns that server.
+fn kill_rounds(data: &Path, rounds: u64, kill_within: Duration, start: fn(&Path, usize) -> Pyrite) -> Pyrite {
     let t0 = start_ms();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     eprintln!("kill timing seed {seed}");
     let (mut acked, mut next) = (BTreeSet::new(), 0i64);
-    for round in 0..4u64 {
-        let p = start(&data, 2);
+    for round in 0..rounds {
+        let p = start(data, 2);
         let url = p.url.clone();
         let first = next;
         // Write as fast as acknowledgements come back, from another thread, until the kill.
         let writer = std::thread::spawn(move || {
             let mut acks = Vec::new();
             let mut k = first;
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + kill_within + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if !send(&url, &batch(k, t0)) {
                     break;
@@ -124,7 +131,8 @@ fn acknowledged_samples_survive_kill_9_at_random_moments() {
             }
             (acks, k + 1)
         });
-        let wait = 50 + (seed.wrapping_mul(round * 2 + 1).wrapping_mul(0x9e37_79b9) >> 20) % 400;
+        let wait =
+            50 + (seed.wrapping_mul(round * 2 + 1).wrapping_mul(0x9e37_79b9) >> 20) % kill_within.as_millis() as u64;
         std::thread::sleep(Duration::from_millis(wait));
         p.process.signal(libc::SIGKILL);
         let (acks, sent) = writer.join().expect("writer");
@@ -133,8 +141,25 @@ fn acknowledged_samples_survive_kill_9_at_random_moments() {
         next = sent;
         drop(p);
     }
-    let p = start(&data, 2);
+    let p = start(data, 2);
     check(&stored(&p, t0), &acked, next, t0);
+    p
+}
+
+#[test]
+fn acknowledged_samples_survive_kill_9_at_random_moments() {
+    let dir = TempDir::new("durability-kill");
+    kill_rounds(&dir.0.join("data"), 4, Duration::from_millis(400), start);
+}
+
+#[test]
+fn acknowledged_samples_survive_kill_9_during_block_cuts_and_compactions() {
+    let dir = TempDir::new("durability-blocks");
+    let data: PathBuf = dir.0.join("data");
+    let p = kill_rounds(&data, 6, Duration::from_millis(3000), start_with_small_blocks);
+    let blocks = |shard: usize| std::fs::read_dir(data.join("blocks").join(shard.to_string())).unwrap().count();
+    assert!(blocks(0) + blocks(1) > 0, "no block was written");
+    assert!(p.metric("pyrite_tsdb_blocks_loaded") > 0.0);
 }
 
 #[test]

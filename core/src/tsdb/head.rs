@@ -121,6 +121,31 @@ impl MemSeries {
         self.sealed.len() + usize::from(!self.open.is_empty())
     }
 
+    /// Appends a sample known to be newer than the last, sealing the open chunk first if it is
+    /// full or the sample crosses a block boundary.
+    fn push(&mut self, t: i64, v: f64, block_range: i64) {
+        let boundary = |t0: i64| (t0.div_euclid(block_range) + 1).saturating_mul(block_range);
+        if self.open.len() >= CHUNK_SAMPLES || (!self.open.is_empty() && t >= boundary(self.open.min_time())) {
+            self.seal();
+        }
+        self.open.append(t, v);
+    }
+
+    /// Drops the samples in `[mint, maxt]`, re-encoding the chunks; false if there were none.
+    fn delete(&mut self, mint: i64, maxt: i64, block_range: i64) -> bool {
+        if !self.overlaps(mint, maxt) {
+            return false;
+        }
+        let mut kept = Vec::new();
+        self.samples_in(i64::MIN, i64::MAX, &mut kept);
+        kept.retain(|s| s.t < mint || s.t > maxt);
+        (self.sealed, self.open) = (Vec::new(), XorChunk::new());
+        for s in kept {
+            self.push(s.t, s.v, block_range);
+        }
+        true
+    }
+
     /// Transcodes the full open chunk into a sealed one.
     fn seal(&mut self) {
         let samples: Vec<(i64, f64)> = self.open.iter().collect();
@@ -299,7 +324,6 @@ impl Head {
         if t < self.min_valid {
             return Err(AppendError::OutOfBounds);
         }
-        let block_range = self.block_range;
         let s = &mut self.series[id as usize];
         if t < s.last_t {
             return Err(AppendError::OutOfOrder);
@@ -307,11 +331,7 @@ impl Head {
         if t == s.last_t {
             return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
         }
-        let boundary = |t0: i64| (t0.div_euclid(block_range) + 1).saturating_mul(block_range);
-        if s.open.len() >= CHUNK_SAMPLES || (!s.open.is_empty() && t >= boundary(s.open.min_time())) {
-            s.seal();
-        }
-        s.open.append(t, v);
+        s.push(t, v, self.block_range);
         s.last_t = t;
         s.last_v = v.to_bits();
         Ok(())
@@ -375,6 +395,20 @@ impl Head {
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
+    /// Deletes the samples in `[mint, maxt]` of the matching series; returns the ids of the
+    /// series that had any.
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<u32> {
+        let ids = self.postings.select(&self.symbols, matchers);
+        ids.iter().filter(|&id| self.delete_series(id, mint, maxt)).collect()
+    }
+
+    /// Deletes the samples of series `id` in `[mint, maxt]` (a replayed deletion); false if
+    /// it had none or does not exist.
+    pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
+        let block_range = self.block_range;
+        self.series.get_mut(id as usize).is_some_and(|s| s.delete(mint, maxt, block_range))
+    }
+
     /// Every label name and value the head has seen.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         (0..self.symbols.len() as u32).map(|i| self.symbols.resolve(i))
@@ -425,6 +459,11 @@ impl Head {
         self.series.iter().filter_map(MemSeries::max_time).max()
     }
 
+    /// The oldest sample time held, if any.
+    pub fn min_time(&self) -> Option<i64> {
+        self.series.iter().filter_map(MemSeries::min_time).min()
+    }
+
     /// Chunks held, open and sealed.
     pub fn num_chunks(&self) -> usize {
         self.series.iter().map(MemSeries::num_chunks).sum()
@@ -434,7 +473,7 @@ impl Head {
     pub fn stats(&self) -> HeadStats {
         let mut stats =
             HeadStats { series: self.series.len() as u64, chunks: self.num_chunks() as u64, ..HeadStats::default() };
-        stats.min_time = self.series.iter().filter_map(MemSeries::min_time).min();
+        stats.min_time = self.min_time();
         stats.max_time = self.max_time();
         for (name, value, n) in self.postings.pair_counts() {
             let name = self.symbols.resolve(name).to_string();
@@ -443,14 +482,17 @@ impl Head {
         stats
     }
 
-    /// Drops every chunk that ends before `t` (in-memory retention). Series stay indexed.
+    /// Drops every chunk that ends before `t` (retention, or data now in a block). Series stay
+    /// indexed, and appends continue after their last sample.
     pub fn truncate_before(&mut self, t: i64) -> usize {
         let mut dropped = 0;
         for s in &mut self.series {
-            // The open chunk is kept even if old: appends continue into it.
-            let before = s.sealed.len();
+            let before = s.num_chunks();
             s.sealed.retain(|c| c.max_t >= t);
-            dropped += before - s.sealed.len();
+            if !s.open.is_empty() && s.open.max_time() < t {
+                s.open = XorChunk::new();
+            }
+            dropped += before - s.num_chunks();
         }
         dropped
     }

@@ -16,6 +16,9 @@
 //!   chunk's encoder state and bytes, so that a restart loads chunks instead of re-appending
 //!   samples.
 //!
+//! * A tombstones record lists `(id, mint, maxt)`: samples deleted through the admin API, so
+//!   that a replay deletes them again at the same point.
+//!
 //! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
@@ -31,6 +34,8 @@ pub const SERIES: u8 = 1;
 pub const SAMPLES: u8 = 2;
 /// Frame kind of a chunks record (head snapshots).
 pub const CHUNKS: u8 = 3;
+/// Frame kind of a deletion record.
+pub const TOMBSTONES: u8 = 4;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -47,6 +52,8 @@ pub enum Record {
     Series(Vec<(u32, Labels)>),
     Samples(Vec<(u32, i64, f64)>),
     Chunks(Vec<(u32, SeriesSnapshot)>),
+    /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
+    Tombstones(Vec<(u32, i64, i64)>),
 }
 
 /// Where a log was damaged and how many bytes could not be read.
@@ -226,13 +233,34 @@ fn decode_samples(payload: &[u8]) -> Option<Record> {
     Some(Record::Samples(out))
 }
 
+/// Appends deletion records: series `id` lost its samples in `[mint, maxt]`.
+pub fn encode_tombstones(out: &mut Vec<u8>, deleted: &[(u32, i64, i64)], compress: bool) {
+    let mut w = FrameWriter::new(out, TOMBSTONES, compress);
+    for &(id, mint, maxt) in deleted {
+        put_varint(&mut w.payload, u64::from(id));
+        put_varint(&mut w.payload, zigzag(mint));
+        put_varint(&mut w.payload, zigzag(maxt));
+        w.cut();
+    }
+    w.finish();
+}
+
+fn decode_tombstones(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    while !c.done() {
+        out.push((u32::try_from(c.varint()?).ok()?, c.i64()?, c.i64()?));
+    }
+    Some(Record::Tombstones(out))
+}
+
 /// The frame starting at `pos`, checked: its record and its end offset.
 fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     let header = buf.get(pos..pos + HEADER)?;
     let kind = header[0];
     let len = u32::from_le_bytes(header[1..5].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[5..9].try_into().ok()?);
-    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS) {
+    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES) {
         return None;
     }
     let body = buf.get(pos + HEADER..pos + HEADER + len)?;
@@ -249,6 +277,7 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     let record = match kind & !SNAPPY {
         SERIES => decode_series(payload)?,
         SAMPLES => decode_samples(payload)?,
+        TOMBSTONES => decode_tombstones(payload)?,
         _ => decode_chunks(payload)?,
     };
     Some((record, pos + HEADER + len))

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use pyrite_core::labels::{is_valid_label_name, Matcher, METRIC_NAME};
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
 use pyrite_core::tsdb::head::HeadStats;
@@ -112,7 +112,7 @@ pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> 
 async fn gather<T: Ord>(
     s: &ApiState,
     params: &Params,
-    make: impl Fn(Vec<Vec<Matcher>>, i64, i64, flume::Sender<Vec<T>>) -> Request,
+    make: impl Fn(Vec<Vec<Matcher>>, i64, i64, flume::Sender<Result<Vec<T>, String>>) -> Request,
 ) -> Result<BTreeSet<T>, ApiError> {
     let matchers = selectors(params)?;
     let (mint, maxt) = time_range(params)?;
@@ -122,7 +122,45 @@ async fn gather<T: Ord>(
         .ask_all(|reply| make(matchers.clone(), mint, maxt, reply))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(per_shard.into_iter().flatten().collect())
+    let mut out = BTreeSet::new();
+    for answer in per_shard {
+        out.extend(answer.map_err(ApiError::internal)?);
+    }
+    Ok(out)
+}
+
+/// Upstream's answer to an admin endpoint without `--web.enable-admin-api`.
+fn require_admin(s: &ApiState) -> Result<(), ApiError> {
+    if s.ctx.admin_api {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable("admin APIs disabled"))
+    }
+}
+
+/// Collects the shards' answers to an admin request; 204 if all succeeded.
+async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), String>>) -> Request) -> ApiResult {
+    let answers = s.ctx.shards.ask_all(make).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    answers.into_iter().collect::<Result<(), String>>().map_err(ApiError::internal)?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `/api/v1/admin/tsdb/delete_series`: deletes the samples of the `match[]` series between
+/// `start` and `end` (default: all time). Blocks get tombstones; the head drops the samples.
+pub async fn delete_series(State(s): State<ApiState>, params: Params) -> ApiResult {
+    require_admin(&s)?;
+    if params.get("match[]").is_none() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let matchers = selectors(&params)?;
+    let (mint, maxt) = time_range(&params)?;
+    admin(&s, |reply| Request::Delete { matchers: matchers.clone(), mint, maxt, reply }).await
+}
+
+/// `/api/v1/admin/tsdb/clean_tombstones`: rewrites the blocks that have tombstones.
+pub async fn clean_tombstones(State(s): State<ApiState>) -> ApiResult {
+    require_admin(&s)?;
+    admin(&s, |reply| Request::CleanTombstones { reply }).await
 }
 
 pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {

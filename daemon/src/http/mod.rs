@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::context::Context;
@@ -40,10 +40,9 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/status/tsdb", get(api::status_tsdb))
-        .route(
-            "/api/v1/write",
-            axum::routing::post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)),
-        )
+        .route("/api/v1/admin/tsdb/delete_series", post(api::delete_series).put(api::delete_series))
+        .route("/api/v1/admin/tsdb/clean_tombstones", post(api::clean_tombstones).put(api::clean_tombstones))
+        .route("/api/v1/write", post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
         .route("/-/healthy", get(|| async { "Pyrite Server is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))

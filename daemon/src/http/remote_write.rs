@@ -47,12 +47,13 @@ pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
         .filter(|(_, series)| !series.is_empty())
         .map(|(i, series)| s.ctx.shards.ask(i, |reply| Request::Write { series, reply }))
         .collect();
-    let (mut out_of_order, mut duplicates, mut storage_error) = (0, 0, None);
+    let (mut out_of_order, mut duplicates, mut out_of_bounds, mut storage_error) = (0, 0, 0, None);
     for rx in receivers {
         match rx.recv_async().await {
             Ok(r) => {
                 out_of_order += r.out_of_order;
                 duplicates += r.duplicates;
+                out_of_bounds += r.out_of_bounds;
                 storage_error = storage_error.or(r.storage_error);
             }
             Err(_) => return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
@@ -61,6 +62,13 @@ pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
     // Not durable: a server error, so that the sender retries later.
     if let Some(e) = storage_error {
         return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+    }
+    if out_of_bounds > 0 {
+        return reply(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("out of bounds: {out_of_bounds} sample(s) older than the data already cut into blocks refused\n"),
+        );
     }
     if out_of_order + duplicates > 0 {
         return reply(

@@ -25,6 +25,10 @@ impl ApiError {
         Self::bad_data(format!("invalid parameter {param:?}: {message}"))
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError { kind: "unavailable", status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError { kind: "internal", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }

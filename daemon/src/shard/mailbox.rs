@@ -41,20 +41,31 @@ pub enum Request {
         matchers: Vec<Vec<Matcher>>,
         mint: i64,
         maxt: i64,
-        reply: flume::Sender<Vec<Labels>>,
+        reply: flume::Sender<Result<Vec<Labels>, String>>,
     },
     LabelNames {
         matchers: Vec<Vec<Matcher>>,
         mint: i64,
         maxt: i64,
-        reply: flume::Sender<Vec<String>>,
+        reply: flume::Sender<Result<Vec<String>, String>>,
     },
     LabelValues {
         name: String,
         matchers: Vec<Vec<Matcher>>,
         mint: i64,
         maxt: i64,
-        reply: flume::Sender<Vec<String>>,
+        reply: flume::Sender<Result<Vec<String>, String>>,
+    },
+    /// Delete the matching series' samples in `[mint, maxt]` (admin API).
+    Delete {
+        matchers: Vec<Vec<Matcher>>,
+        mint: i64,
+        maxt: i64,
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// Rewrite blocks without their deleted samples (admin API).
+    CleanTombstones {
+        reply: flume::Sender<Result<(), String>>,
     },
     /// Counts for `/api/v1/status/tsdb`.
     TsdbStats {
@@ -106,11 +117,19 @@ impl Shards {
 #[error("a shard stopped answering")]
 pub struct ShardGone;
 
-fn union_matching<T>(head: &Head, matchers: &[Vec<Matcher>], f: impl Fn(&Head, &[Matcher]) -> Vec<T>) -> Vec<T> {
+/// `f` applied to each `match[]` selector (or to none), results concatenated.
+fn union_matching<T, E: ToString>(
+    matchers: &[Vec<Matcher>],
+    f: impl Fn(&[Matcher]) -> Result<Vec<T>, E>,
+) -> Result<Vec<T>, String> {
     if matchers.is_empty() {
-        return f(head, &[]);
+        return f(&[]).map_err(|e| e.to_string());
     }
-    matchers.iter().flat_map(|m| f(head, m)).collect()
+    let mut out = Vec::new();
+    for m in matchers {
+        out.extend(f(m).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 /// Applies requests to the storage until every sender is gone or the process shuts down.
@@ -147,7 +166,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
             }
             Request::Fragments { plan, params, reply } => {
                 let s = storage.borrow();
-                let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &s.head)).collect();
+                let querier = s.querier();
+                let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
                 let _ = reply.send(out);
             }
             Request::Query { plan, params, reply } => {
@@ -157,15 +177,33 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 let _ = reply.send(storage.borrow().head.stats());
             }
             Request::Series { matchers, mint, maxt, reply } => {
-                let _ = reply.send(union_matching(&storage.borrow().head, &matchers, |h, m| h.series(m, mint, maxt)));
+                let s = storage.borrow();
+                let q = s.querier();
+                let _ = reply.send(union_matching(&matchers, |m| q.series(m, mint, maxt)));
             }
             Request::LabelNames { matchers, mint, maxt, reply } => {
-                let head = &storage.borrow().head;
-                let _ = reply.send(union_matching(head, &matchers, |h, m| h.label_names(m, mint, maxt)));
+                let s = storage.borrow();
+                let q = s.querier();
+                let _ = reply.send(union_matching(&matchers, |m| Ok::<_, String>(q.label_names(m, mint, maxt))));
             }
             Request::LabelValues { name, matchers, mint, maxt, reply } => {
-                let head = &storage.borrow().head;
-                let _ = reply.send(union_matching(head, &matchers, |h, m| h.label_values(&name, m, mint, maxt)));
+                let s = storage.borrow();
+                let q = s.querier();
+                let _ =
+                    reply.send(union_matching(&matchers, |m| Ok::<_, String>(q.label_values(&name, m, mint, maxt))));
+            }
+            Request::Delete { matchers, mint, maxt, reply } => {
+                let mut s = storage.borrow_mut();
+                let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)));
+            }
+            Request::CleanTombstones { reply } => {
+                let mut s = storage.borrow_mut();
+                let cleaned = s.blocks.clean_tombstones(crate::clock::now_ms());
+                let _ = reply.send(
+                    cleaned
+                        .map(|n| tracing::info!(shard = index, blocks = n, "tombstones cleaned"))
+                        .map_err(|e| e.to_string()),
+                );
             }
         }
     }
@@ -175,37 +213,11 @@ fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendRep
     ctx.metrics.samples_appended.get_or_create(shard).inc_by(r.appended as u64);
     ctx.metrics.out_of_order.get_or_create(shard).inc_by(r.out_of_order as u64);
     ctx.metrics.duplicates.get_or_create(shard).inc_by(r.duplicates as u64);
+    ctx.metrics.out_of_bounds.get_or_create(shard).inc_by(r.out_of_bounds as u64);
     ctx.metrics.head_series.get_or_create(shard).set(head.num_series() as i64);
     if let Some(e) = &r.storage_error {
         ctx.metrics.wal_write_failures.get_or_create(shard).inc();
         tracing::error!(error = e.as_str(), "appended samples are not durable");
-    }
-}
-
-/// Once a minute drops data older than the retention period, and the oldest data beyond the
-/// size budget, and updates the chunk gauge.
-pub async fn retention_loop(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
-    let shard = shard_label(index);
-    loop {
-        monoio::time::sleep(std::time::Duration::from_secs(60)).await;
-        let mut cutoff = crate::clock::now_ms() - ctx.retention.millis();
-        if let Some(budget) = ctx.retention_size_per_shard {
-            match storage.borrow().size_cutoff(budget) {
-                Ok(Some(by_size)) if by_size > cutoff => {
-                    tracing::info!(shard = index, budget, cutoff = by_size, "size retention drops the oldest data");
-                    cutoff = by_size;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(shard = index, error = %e, "cannot measure the write-ahead log"),
-            }
-        }
-        let (chunks, segments) = storage.borrow_mut().truncate_before(cutoff);
-        ctx.metrics.head_chunks.get_or_create(&shard).set(storage.borrow().head.num_chunks() as i64);
-        match segments {
-            Ok(segments) if chunks + segments > 0 => tracing::debug!(chunks, segments, "retention dropped old data"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot drop old write-ahead log segments"),
-        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! connections accepted on the shared listener, runs the scrape loops of the targets assigned
 //! to it, and coordinates the queries its HTTP handlers receive.
 
+mod blocks;
+mod housekeeping;
 mod mailbox;
 mod storage;
 mod wal;
@@ -28,14 +30,23 @@ pub struct ShardStart {
     pub targets: Vec<Target>,
 }
 
-/// Opens the shard's storage, replaying its write-ahead log; exits the process if it cannot.
+/// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
+/// if it cannot.
 fn open_storage(index: usize, ctx: &Context) -> Storage {
     let dir = ctx.storage_path.join("wal").join(index.to_string());
+    let blocks_dir = ctx.storage_path.join("blocks").join(index.to_string());
     let started = std::time::Instant::now();
-    let (storage, replayed) = Storage::open(&dir, ctx.wal).unwrap_or_else(|e| {
-        tracing::error!(shard = index, dir = %dir.display(), error = %e, "cannot open the write-ahead log");
-        std::process::exit(1);
-    });
+    let (storage, replayed, opened) =
+        Storage::open(&dir, &blocks_dir, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
+            tracing::error!(shard = index, dir = %dir.display(), blocks = %blocks_dir.display(), error = %e, "cannot open the storage");
+            std::process::exit(1);
+        });
+    for refused in &opened.refused {
+        tracing::error!(shard = index, error = %refused, "block refused: it is left on disk and not served");
+    }
+    for removed in &opened.removed {
+        tracing::info!(shard = index, dir = %removed.display(), "removed an interrupted write or a compacted block's parent");
+    }
     for (file, damage) in &replayed.damage {
         let what = if damage.at_end { "torn tail truncated" } else { "corruption skipped" };
         tracing::warn!(shard = index, file = %file.display(), offset = damage.offset, bytes_lost = damage.skipped, "write-ahead log {what}");
@@ -47,8 +58,12 @@ fn open_storage(index: usize, ctx: &Context) -> Storage {
     ctx.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
     ctx.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
     ctx.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
+    ctx.metrics.blocks_refused.get_or_create(&shard).inc_by(opened.refused.len() as u64);
+    ctx.metrics.blocks_loaded.get_or_create(&shard).set(storage.blocks.list().len() as i64);
+    ctx.metrics.blocks_bytes.get_or_create(&shard).set(storage.blocks.size() as i64);
     tracing::info!(
         shard = index,
+        blocks = storage.blocks.list().len(),
         segments = replayed.segments,
         bytes = replayed.bytes,
         series = replayed.series,
@@ -76,7 +91,7 @@ pub async fn run(start: ShardStart, ctx: Arc<Context>) {
     for target in start.targets {
         monoio::spawn(crate::scrape::run_target(target, ctx.clone(), start.index));
     }
-    monoio::spawn(mailbox::retention_loop(start.index, storage.clone(), ctx.clone()));
+    monoio::spawn(housekeeping::run(start.index, storage.clone(), ctx.clone()));
     if let Some(interval) = ctx.wal_fsync_interval {
         monoio::spawn(mailbox::sync_loop(storage.clone(), interval));
     }

@@ -1,15 +1,20 @@
-//! One shard's storage: its head, and the write-ahead log that makes the head's appends
-//! survive a crash. Every append goes through here: the head takes what it accepts, the log
-//! records exactly that (and any series it created), and only then is the batch answered.
+//! One shard's storage: its head, the write-ahead log that makes the head's appends survive a
+//! crash, and its blocks. Every append goes through here: the head takes what it accepts, the
+//! log records exactly that (and any series it created), and only then is the batch answered.
+//! Every block range the head's oldest data is cut into a block, after which the head and the
+//! log let it go.
 
 use std::io;
 use std::path::Path;
 
-use pyrite_core::labels::Labels;
+use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
+use pyrite_core::tsdb::block::BlockMeta;
 use pyrite_core::tsdb::head::{AppendError, Head};
+use pyrite_core::tsdb::querier::Querier;
 
+use super::blocks::{Blocks, CutError, Opened};
 use super::wal::{Replayed, Wal, WalOptions};
 
 /// The outcome of an append batch.
@@ -20,6 +25,8 @@ pub struct AppendReply {
     pub appended: usize,
     pub out_of_order: usize,
     pub duplicates: usize,
+    /// Older than the newest block's end.
+    pub out_of_bounds: usize,
     /// The log could not be written: the samples are in memory but not durable.
     pub storage_error: Option<String>,
 }
@@ -30,6 +37,7 @@ impl AppendReply {
             Ok(()) => self.appended += 1,
             Err(AppendError::OutOfOrder) => self.out_of_order += 1,
             Err(AppendError::Duplicate) => self.duplicates += 1,
+            Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
         }
         result.is_ok()
     }
@@ -37,6 +45,7 @@ impl AppendReply {
 
 pub struct Storage {
     pub head: Head,
+    pub blocks: Blocks,
     wal: Wal,
     /// Reused between batches: the samples the head accepted, and the series it created.
     accepted: Vec<(u32, i64, f64)>,
@@ -44,11 +53,63 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the shard's log in `dir` and replays it into a new head.
-    pub fn open(dir: &Path, options: WalOptions) -> io::Result<(Storage, Replayed)> {
-        let mut head = Head::new();
-        let (wal, replayed) = Wal::open(dir, options, &mut head)?;
-        Ok((Storage { head, wal, accepted: Vec::new(), created: Vec::new() }, replayed))
+    /// Opens the shard's blocks in `blocks_dir` and its log in `wal_dir`, and replays the log
+    /// into a new head whose chunks are cut at multiples of `block_range`.
+    pub fn open(
+        wal_dir: &Path,
+        blocks_dir: &Path,
+        options: WalOptions,
+        block_range: i64,
+    ) -> io::Result<(Storage, Replayed, Opened)> {
+        let (blocks, opened) = Blocks::open(blocks_dir)?;
+        let mut head = Head::with_block_range(block_range);
+        if let Some(t) = blocks.max_time() {
+            // What the log holds before this is in blocks already; the replay skips it.
+            head.set_min_valid(t);
+        }
+        let (wal, replayed) = Wal::open(wal_dir, options, &mut head)?;
+        Ok((Storage { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
+    }
+
+    /// Blocks and head, read as one.
+    pub fn querier(&self) -> Querier<'_> {
+        Querier { blocks: self.blocks.list(), head: &self.head }
+    }
+
+    /// Cuts the head's oldest block range into a block once the head spans one and a half
+    /// ranges (upstream's rule: the newest half range stays for late samples), then lets the
+    /// head and the log drop what the block holds. Returns the blocks written.
+    pub fn cut_blocks(&mut self, range: i64, now_ms: i64) -> Result<Vec<BlockMeta>, CutError> {
+        let mut cut = Vec::new();
+        while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
+            let min = min.max(self.head.min_valid());
+            if max - min <= range / 2 * 3 {
+                break;
+            }
+            let start = min.div_euclid(range) * range;
+            let end = start + range;
+            if let Some(block) = self.blocks.cut(&self.head, start, end, now_ms)? {
+                cut.push(block.meta().clone());
+            }
+            self.head.set_min_valid(end);
+            self.head.truncate_before(end);
+            self.wal.drop_before(end, &self.head)?;
+        }
+        Ok(cut)
+    }
+
+    /// Deletes the samples of matching series in `[mint, maxt]`: tombstones in the blocks,
+    /// re-encoded chunks in the head, and a log record so that a replay deletes them again.
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<(), String> {
+        self.blocks.delete(matchers, mint, maxt).map_err(|e| e.to_string())?;
+        let ids = self.head.delete(matchers, mint, maxt);
+        let records: Vec<(u32, i64, i64)> = ids.into_iter().map(|id| (id, mint, maxt)).collect();
+        self.wal.log_deletions(&records).map_err(|e| format!("cannot write the write-ahead log: {e}"))
+    }
+
+    /// Bytes the log and the blocks take on disk.
+    pub fn disk_bytes(&self) -> io::Result<u64> {
+        Ok(self.wal.disk_bytes()? + self.blocks.size())
     }
 
     fn series_id(&mut self, labels: &Labels) -> u32 {
@@ -112,15 +173,35 @@ impl Storage {
         self.wal.snapshot(&self.head)
     }
 
-    /// The cutoff time that would bring the log under `budget` bytes, if it is over.
-    pub fn size_cutoff(&self, budget: u64) -> io::Result<Option<i64>> {
-        self.wal.size_cutoff(budget)
+    /// Applies retention: blocks entirely older than `cutoff` go, then, while the data on disk
+    /// is over `budget` bytes, the oldest blocks, then the oldest log segments (and the head's
+    /// chunks they held); the head and the log drop what is older than the cutoff.
+    pub fn apply_retention(&mut self, mut cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
+        let mut r = Retained { blocks_by_time: self.blocks.delete_before(cutoff)?, ..Retained::default() };
+        if let Some(budget) = budget {
+            while self.disk_bytes()? > budget && self.blocks.delete_oldest()? {
+                r.blocks_by_size += 1;
+            }
+            if let Some(by_size) = self.wal.size_cutoff(budget.saturating_sub(self.blocks.size()))? {
+                if by_size > cutoff {
+                    r.log_by_size = true;
+                    cutoff = by_size;
+                }
+            }
+        }
+        r.chunks = self.head.truncate_before(cutoff);
+        r.segments = self.wal.drop_before(cutoff, &self.head)?;
+        Ok(r)
     }
+}
 
-    /// Drops data older than `cutoff`: chunks from the head, whole segments from the log.
-    /// Returns the chunks and segments dropped.
-    pub fn truncate_before(&mut self, cutoff: i64) -> (usize, io::Result<usize>) {
-        let chunks = self.head.truncate_before(cutoff);
-        (chunks, self.wal.drop_before(cutoff, &self.head))
-    }
+/// What a retention pass deleted.
+#[derive(Debug, Default)]
+pub struct Retained {
+    pub blocks_by_time: usize,
+    pub blocks_by_size: usize,
+    /// The log alone was over the size budget: its oldest data went.
+    pub log_by_size: bool,
+    pub chunks: usize,
+    pub segments: usize,
 }

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use pyrite_core::labels::Labels;
 use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::wal::{encode_chunks, encode_samples, encode_series, scan_frames, Damage, Record};
+use pyrite_core::tsdb::wal::{
+    encode_chunks, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
+};
 
 /// Series ids a replay accepts: far beyond any real shard, and a bound on the id map's size.
 const MAX_SERIES_ID: u32 = 1 << 28;
@@ -178,6 +180,13 @@ impl Replayer<'_> {
                     }
                 }
             }
+            Record::Tombstones(deleted) => {
+                for (wal_id, mint, maxt) in deleted {
+                    if let Some(&id) = self.ids.get(wal_id as usize).filter(|&&id| id != u32::MAX) {
+                        self.head.delete_series(id, mint, maxt);
+                    }
+                }
+            }
             Record::Samples(samples) => {
                 for (wal_id, t, v) in samples {
                     match self.ids.get(wal_id as usize) {
@@ -279,23 +288,41 @@ impl Wal {
         if new_series.is_empty() && samples.is_empty() {
             return Ok(());
         }
+        let compress = self.options.compress;
+        self.write(samples.iter().map(|s| s.1).max(), |buf| {
+            if !new_series.is_empty() {
+                encode_series(buf, new_series.iter().map(|&(id, l)| (id, l)), compress);
+            }
+            if !samples.is_empty() {
+                encode_samples(buf, samples, compress);
+            }
+        })
+    }
+
+    /// Logs deletions (series id, first and last deleted time).
+    pub fn log_deletions(&mut self, deleted: &[(u32, i64, i64)]) -> io::Result<()> {
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let compress = self.options.compress;
+        self.write(None, |buf| encode_tombstones(buf, deleted, compress))
+    }
+
+    /// Writes what `encode` puts in the buffer with one `write(2)`, rotating first if the
+    /// segment is full or a write failed.
+    fn write(&mut self, newest: Option<i64>, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         if self.broken || self.written >= self.options.segment_size {
             self.rotate()?;
         }
         self.buf.clear();
-        if !new_series.is_empty() {
-            encode_series(&mut self.buf, new_series.iter().map(|&(id, l)| (id, l)), self.options.compress);
-        }
-        if !samples.is_empty() {
-            encode_samples(&mut self.buf, samples, self.options.compress);
-        }
+        encode(&mut self.buf);
         if let Err(e) = self.file.write_all(&self.buf) {
             self.broken = true;
             return Err(e);
         }
         self.written += self.buf.len() as u64;
         self.dirty = true;
-        self.newest = self.newest.max(samples.iter().map(|s| s.1).max());
+        self.newest = self.newest.max(newest);
         Ok(())
     }
 
@@ -309,7 +336,7 @@ impl Wal {
     }
 
     /// Bytes the log takes on disk: segments, checkpoints and snapshots.
-    fn disk_bytes(&self) -> io::Result<u64> {
+    pub fn disk_bytes(&self) -> io::Result<u64> {
         let mut total = 0;
         for entry in fs::read_dir(&self.dir)? {
             total += entry?.metadata()?.len();

@@ -32,6 +32,17 @@ pub struct Block {
     size: u64,
 }
 
+/// Reads and checks a block's `meta.json`.
+pub fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
+    let err = |reason: String| BlockError::new(dir, reason);
+    let bytes = fs::read(dir.join(META_FILE)).map_err(|e| err(format!("cannot read meta.json: {e}")))?;
+    let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| err(format!("meta.json: {e}")))?;
+    if meta.version != 1 || meta.min_time >= meta.max_time {
+        return Err(err(format!("meta.json: unsupported version {} or empty time range", meta.version)));
+    }
+    Ok(meta)
+}
+
 /// Maps a whole file read-only.
 fn map(path: &Path) -> Result<Mmap, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -45,11 +56,7 @@ impl Block {
     /// Opens the block in `dir`, checking its meta and index; the error names what is wrong.
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let err = |reason: String| BlockError::new(dir, reason);
-        let meta_bytes = fs::read(dir.join(META_FILE)).map_err(|e| err(format!("cannot read meta.json: {e}")))?;
-        let meta: BlockMeta = serde_json::from_slice(&meta_bytes).map_err(|e| err(format!("meta.json: {e}")))?;
-        if meta.version != 1 || meta.min_time >= meta.max_time {
-            return Err(err(format!("meta.json: unsupported version {} or empty time range", meta.version)));
-        }
+        let meta = read_meta(dir)?;
         let index = map(&dir.join(INDEX_FILE)).map_err(err)?;
         let chunks = map(&dir.join(CHUNKS_FILE)).map_err(err)?;
         if chunks.get(..CHUNKS_MAGIC.len()) != Some(CHUNKS_MAGIC) {

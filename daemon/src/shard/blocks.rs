@@ -1,0 +1,192 @@
+//! A shard's blocks on disk, under `<data>/blocks/<shard>/`: opening them at start, cutting the
+//! head into new ones, compacting, deleting by retention, and tombstones.
+//!
+//! Every change is made on disk first (a block renamed into place, a directory renamed to
+//! `.tmp` before it is removed) and then to the in-memory list, so a crash at any point leaves
+//! a directory a start can make sense of: `.tmp` directories are deleted, and a block that a
+//! newer block lists as its parent is deleted (a compaction finished but its inputs were not
+//! removed yet). A block that cannot be read is refused with its reason and left on disk; the
+//! others are served.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use pyrite_core::labels::Matcher;
+use pyrite_core::tsdb::block::{self, Block, BlockError, BlockWriter, Compaction, TMP_SUFFIX};
+use pyrite_core::tsdb::head::Head;
+
+pub struct Blocks {
+    dir: PathBuf,
+    /// Sorted by min time.
+    list: Vec<Block>,
+}
+
+/// What opening found besides the blocks it serves.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub refused: Vec<BlockError>,
+    /// Parents of a newer block, and leftovers of interrupted writes, deleted.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Removes a block directory: renamed to `.tmp` first, so a crash halfway leaves something
+/// the next start deletes rather than a damaged block.
+fn remove_block(dir: &Path) -> io::Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let doomed = dir.with_file_name(format!("{name}{TMP_SUFFIX}"));
+    fs::rename(dir, &doomed)?;
+    fs::remove_dir_all(&doomed)
+}
+
+impl Blocks {
+    /// Opens every block in `dir` (created if missing).
+    pub fn open(dir: &Path) -> io::Result<(Blocks, Opened)> {
+        fs::create_dir_all(dir)?;
+        let mut opened = Opened::default();
+        let mut list = Vec::new();
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        entries.sort();
+        entries.retain(|p| p.is_dir());
+        for path in entries.iter().filter(|p| p.to_string_lossy().ends_with(TMP_SUFFIX)) {
+            fs::remove_dir_all(path)?;
+            opened.removed.push(path.clone());
+        }
+        entries.retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX));
+        // Parents of a block that exists are superseded whatever state they are in.
+        let parents: Vec<String> = entries
+            .iter()
+            .filter_map(|p| block::read_meta(p).ok())
+            .flat_map(|m| m.compaction.parents.into_iter().map(|p| p.ulid))
+            .collect();
+        for path in entries {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if parents.contains(&name) {
+                remove_block(&path)?;
+                opened.removed.push(path);
+                continue;
+            }
+            match Block::open(&path) {
+                Ok(b) => list.push(b),
+                Err(e) => opened.refused.push(e),
+            }
+        }
+        let mut blocks = Blocks { dir: dir.to_path_buf(), list };
+        blocks.sort();
+        Ok((blocks, opened))
+    }
+
+    fn sort(&mut self) {
+        self.list.sort_by_key(|b| b.meta().min_time);
+    }
+
+    pub fn list(&self) -> &[Block] {
+        &self.list
+    }
+
+    /// End of the newest block: where the head's data begins.
+    pub fn max_time(&self) -> Option<i64> {
+        self.list.iter().map(|b| b.meta().max_time).max()
+    }
+
+    /// Bytes on disk.
+    pub fn size(&self) -> u64 {
+        self.list.iter().map(Block::size).sum()
+    }
+
+    /// Writes `[mint, maxt)` of the head as a new level-1 block. None if the head has no data
+    /// there.
+    pub fn cut(&mut self, head: &Head, mint: i64, maxt: i64, now_ms: i64) -> Result<Option<&Block>, CutError> {
+        let ids = head.ids_in_label_order(mint, maxt);
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let ulid = block::new_ulid(now_ms);
+        let mut writer = BlockWriter::create(&self.dir, ulid.clone(), head.symbols())?;
+        for id in ids {
+            writer.add(&head.labels(id), &head.block_chunks(id, mint, maxt))?;
+        }
+        let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
+        self.list.push(Block::open(&path)?);
+        self.sort();
+        Ok(self.list.iter().find(|b| b.dir() == path))
+    }
+
+    /// Compacts one group of blocks if the plan has one; returns the new block's meta.
+    pub fn compact_once(&mut self, ranges: &[i64], now_ms: i64) -> Result<Option<block::BlockMeta>, CutError> {
+        let metas: Vec<block::BlockMeta> = self.list.iter().map(|b| b.meta().clone()).collect();
+        let Some(group) = block::plan_compaction(&metas, ranges) else { return Ok(None) };
+        let inputs: Vec<&Block> = group.iter().map(|&i| &self.list[i]).collect();
+        let (meta, path) = block::compact(&self.dir, block::new_ulid(now_ms), &inputs)?;
+        let merged = Block::open(&path)?;
+        let parents: Vec<PathBuf> = inputs.iter().map(|b| b.dir().to_path_buf()).collect();
+        self.list.retain(|b| !parents.iter().any(|p| p == b.dir()));
+        self.list.push(merged);
+        self.sort();
+        for p in parents {
+            remove_block(&p)?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// Deletes the blocks entirely before `t`; returns how many.
+    pub fn delete_before(&mut self, t: i64) -> io::Result<usize> {
+        let mut deleted = 0;
+        while self.list.first().is_some_and(|b| b.meta().max_time <= t) {
+            let b = self.list.remove(0);
+            remove_block(b.dir())?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest block; false if there is none.
+    pub fn delete_oldest(&mut self) -> io::Result<bool> {
+        if self.list.is_empty() {
+            return Ok(false);
+        }
+        let b = self.list.remove(0);
+        remove_block(b.dir())?;
+        Ok(true)
+    }
+
+    /// Adds tombstones for the matching series' samples in `[mint, maxt]` to every block.
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<usize, BlockError> {
+        let mut touched = 0;
+        for b in self.list.iter_mut().filter(|b| b.overlaps(mint, maxt)) {
+            touched += b.delete(matchers, mint, maxt)?;
+        }
+        Ok(touched)
+    }
+
+    /// Rewrites every block that has tombstones without the deleted samples; returns how many.
+    pub fn clean_tombstones(&mut self, now_ms: i64) -> Result<usize, CutError> {
+        let mut cleaned = 0;
+        for i in 0..self.list.len() {
+            if self.list[i].tombstones().is_empty() {
+                continue;
+            }
+            let old = &self.list[i];
+            let (_, path) = block::compact(&self.dir, block::new_ulid(now_ms), &[old])?;
+            let rewritten = Block::open(&path)?;
+            let old_dir = old.dir().to_path_buf();
+            // Same range, one level up, the old block as parent: a crash before the removal
+            // below still ends with one copy.
+            self.list[i] = rewritten;
+            remove_block(&old_dir)?;
+            cleaned += 1;
+        }
+        Ok(cleaned)
+    }
+}
+
+/// Writing a block failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CutError {
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error(transparent)]
+    Compact(#[from] block::CompactError),
+    #[error("cannot write a block: {0}")]
+    Io(#[from] io::Error),
+}

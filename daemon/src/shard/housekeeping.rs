@@ -1,0 +1,102 @@
+//! A shard's periodic storage work: cutting the head into blocks, compacting blocks, and
+//! retention by time and size. It runs on the shard's thread (the head is not shared), every
+//! minute or every quarter block range if that is shorter.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::storage::Storage;
+use crate::context::Context;
+use crate::metrics::shard_label;
+
+/// How often housekeeping runs for a block range of `block_range` ms.
+pub fn interval(block_range: i64) -> Duration {
+    Duration::from_millis((block_range / 4).clamp(1000, 60_000) as u64)
+}
+
+pub async fn run(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
+    let ranges = pyrite_core::tsdb::block::ranges(ctx.block_range, ctx.max_block_range);
+    loop {
+        monoio::time::sleep(interval(ctx.block_range)).await;
+        let mut s = storage.borrow_mut();
+        pass(index, &mut s, &ctx, &ranges);
+    }
+}
+
+/// One round: cut, compact, retain, update the gauges.
+fn pass(index: usize, s: &mut Storage, ctx: &Context, ranges: &[i64]) {
+    let shard = shard_label(index);
+    let m = &ctx.metrics;
+    let started = Instant::now();
+    match s.cut_blocks(ctx.block_range, crate::clock::now_ms()) {
+        Ok(cut) => {
+            for meta in &cut {
+                m.compactions.get_or_create(&kind(index, "head")).inc();
+                tracing::info!(
+                    shard = index,
+                    ulid = meta.ulid.as_str(),
+                    min_time = meta.min_time,
+                    max_time = meta.max_time,
+                    series = meta.stats.num_series,
+                    samples = meta.stats.num_samples,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "head cut into a block"
+                );
+            }
+            if !cut.is_empty() {
+                m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        Err(e) => {
+            m.compactions_failed.get_or_create(&shard).inc();
+            tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
+        }
+    }
+    let started = Instant::now();
+    match s.blocks.compact_once(ranges, crate::clock::now_ms()) {
+        Ok(Some(meta)) => {
+            m.compactions.get_or_create(&kind(index, "blocks")).inc();
+            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                shard = index,
+                ulid = meta.ulid.as_str(),
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                parents = meta.compaction.parents.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "blocks compacted"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            m.compactions_failed.get_or_create(&shard).inc();
+            tracing::error!(shard = index, error = %e, "compaction failed; the blocks stay as they are");
+        }
+    }
+    let cutoff = crate::clock::now_ms() - ctx.retention.millis();
+    match s.apply_retention(cutoff, ctx.retention_size_per_shard) {
+        Ok(r) => {
+            m.time_retentions.get_or_create(&shard).inc_by(r.blocks_by_time as u64);
+            m.size_retentions.get_or_create(&shard).inc_by(r.blocks_by_size as u64 + u64::from(r.log_by_size));
+            if r.blocks_by_time + r.blocks_by_size > 0 || r.log_by_size {
+                tracing::info!(
+                    shard = index,
+                    blocks_by_time = r.blocks_by_time,
+                    blocks_by_size = r.blocks_by_size,
+                    log_by_size = r.log_by_size,
+                    "retention deleted the oldest data"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(shard = index, error = %e, "retention could not delete old data"),
+    }
+    m.head_chunks.get_or_create(&shard).set(s.head.num_chunks() as i64);
+    m.blocks_loaded.get_or_create(&shard).set(s.blocks.list().len() as i64);
+    m.blocks_bytes.get_or_create(&shard).set(s.blocks.size() as i64);
+}
+
+fn kind(index: usize, kind: &str) -> crate::metrics::MetricLabels {
+    vec![("shard", index.to_string()), ("kind", kind.to_string())]
+}

@@ -1,0 +1,247 @@
+//! Blocks end to end: the head is cut into blocks and compacted while queries see one
+//! continuous series; deletion through the admin API (tombstones, surviving a crash, cleaned
+//! away); a corrupted block is refused with a clear message and the rest served; retention by
+//! time and by size deletes whole blocks.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
+use pyrite_tests::{eventually, http_post_form, json, Pyrite, PyriteOpts, TempDir};
+
+const SERIES: usize = 10;
+/// 40 s of samples, 20 ms apart.
+const SAMPLES: i64 = 2000;
+const STEP: i64 = 20;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn value(i: usize, j: i64) -> f64 {
+    (j * (i as i64 + 1)) as f64 / 4.0
+}
+
+/// Writes every sample, in time order, 100 per series per request.
+fn write_all(p: &Pyrite, t0: i64) {
+    for chunk in 0..SAMPLES / 100 {
+        let series: Vec<WriteSeries> = (0..SERIES)
+            .map(|i| WriteSeries {
+                labels: Labels::from_pairs([("__name__", "blocky".to_string()), ("i", i.to_string())]),
+                samples: (chunk * 100..(chunk + 1) * 100)
+                    .map(|j| Sample { t: t0 + j * STEP, v: value(i, j) })
+                    .collect(),
+            })
+            .collect();
+        let (status, body) = p.remote_write(encode_write_request(&series));
+        assert_eq!(status, 204, "{body}");
+    }
+}
+
+fn start(data: &Path, extra: &[&str]) -> Pyrite {
+    let mut args = vec!["--storage.tsdb.min-block-duration=2s".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        data_dir: Some(data.to_path_buf()),
+        config: Some("global:\n  scrape_interval: 1h\n".into()),
+        extra_args: args,
+        ..Default::default()
+    })
+}
+
+/// Series `i`'s stored samples as (t, v).
+fn stored(p: &Pyrite, i: usize, t0: i64) -> Vec<(i64, f64)> {
+    let at = (t0 + SAMPLES * STEP) as f64 / 1000.0;
+    let result = p.query(&format!("blocky{{i=\"{i}\"}}[1h]"), Some(at));
+    result
+        .as_array()
+        .expect("a matrix")
+        .iter()
+        .flat_map(|s| s["values"].as_array().expect("values").clone())
+        .map(|p| ((p[0].as_f64().unwrap() * 1000.0).round() as i64, p[1].as_str().unwrap().parse().unwrap()))
+        .collect()
+}
+
+fn expected(i: usize, t0: i64, deleted: Option<(i64, i64)>) -> Vec<(i64, f64)> {
+    (0..SAMPLES)
+        .map(|j| (t0 + j * STEP, value(i, j)))
+        .filter(|&(t, _)| deleted.is_none_or(|(lo, hi)| t < lo || t > hi))
+        .collect()
+}
+
+/// Every block's meta.json under the data dir.
+fn metas(data: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for shard in 0..2 {
+        let Ok(dir) = std::fs::read_dir(data.join("blocks").join(shard.to_string())) else { continue };
+        for block in dir.flatten() {
+            if let Ok(bytes) = std::fs::read(block.path().join("meta.json")) {
+                out.push(json(&String::from_utf8(bytes).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until the head has been cut and blocks compacted (level 2 or more).
+fn wait_for_compaction(p: &Pyrite) {
+    let done = eventually(Duration::from_secs(30), || {
+        let text = p.get("/metrics").1;
+        let merged = pyrite_tests::metric_sum(&text, "pyrite_tsdb_compactions_total", "kind=\"blocks\"");
+        (merged > 0.0).then_some(())
+    });
+    assert!(done.is_some(), "no compaction within 30 s");
+}
+
+#[test]
+fn the_head_is_cut_into_blocks_and_compacted_and_queries_see_one_series() {
+    let dir = TempDir::new("blocks-cut");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &[]);
+    write_all(&p, t0);
+    wait_for_compaction(&p);
+    for i in 0..SERIES {
+        assert!(stored(&p, i, t0) == expected(i, t0, None), "series {i} differs after cuts and compactions");
+    }
+    let metas = metas(&data);
+    assert!(metas.iter().any(|m| m["compaction"]["level"].as_u64() >= Some(2)), "{metas:?}");
+    for m in &metas {
+        assert_eq!(m["ulid"].as_str().map(str::len), Some(26));
+        assert!(m["minTime"].as_i64() < m["maxTime"].as_i64());
+        assert!(m["stats"]["numSamples"].as_u64() > Some(0));
+    }
+    // Samples older than the newest block's end are refused, as upstream's "out of bounds".
+    let old = vec![WriteSeries {
+        labels: Labels::from_pairs([("__name__", "blocky"), ("i", "0")]),
+        samples: vec![Sample { t: t0 + 1, v: 1.0 }],
+    }];
+    let (status, body) = p.remote_write(encode_write_request(&old));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("out of bounds"), "{body}");
+    // After a restart the same data comes from blocks, snapshot and log.
+    p.process.signal(libc::SIGKILL);
+    drop(p);
+    let p = start(&data, &[]);
+    for i in 0..SERIES {
+        assert!(stored(&p, i, t0) == expected(i, t0, None), "series {i} differs after a restart");
+    }
+}
+
+#[test]
+fn deletion_uses_tombstones_survives_a_crash_and_is_cleaned() {
+    let dir = TempDir::new("blocks-delete");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &[]);
+    let (status, body) =
+        http_post_form(&format!("{}/api/v1/admin/tsdb/delete_series", p.url), &[("match[]", "blocky")])
+            .expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("admin APIs disabled"), "{body}");
+    drop(p);
+
+    let p = start(&data, &["--web.enable-admin-api"]);
+    write_all(&p, t0);
+    wait_for_compaction(&p);
+    // From inside the blocks to the newest data, which is still in the head.
+    let (lo, hi) = (t0 + 5_000, t0 + SAMPLES * STEP - 500);
+    let form = [
+        ("match[]", "blocky{i=\"3\"}"),
+        ("start", &format!("{}", lo as f64 / 1000.0)),
+        ("end", &format!("{}", hi as f64 / 1000.0)),
+    ];
+    let (status, body) = http_post_form(&format!("{}/api/v1/admin/tsdb/delete_series", p.url), &form).unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert!(stored(&p, 3, t0) == expected(3, t0, Some((lo, hi))), "deleted samples still served");
+    assert!(stored(&p, 4, t0) == expected(4, t0, None), "another series lost samples");
+    let (status, body) = http_post_form(&format!("{}/api/v1/admin/tsdb/delete_series", p.url), &[]).unwrap();
+    assert_eq!((status, json(&body)["error"].as_str()), (400, Some("no match[] parameter provided")));
+
+    p.process.signal(libc::SIGKILL);
+    drop(p);
+    let p = start(&data, &["--web.enable-admin-api"]);
+    assert!(stored(&p, 3, t0) == expected(3, t0, Some((lo, hi))), "deleted samples came back after a crash");
+    let tombstone_files = || {
+        (0..2)
+            .flat_map(|s| std::fs::read_dir(data.join("blocks").join(s.to_string())).unwrap().flatten())
+            .filter(|b| b.path().join("tombstones").exists())
+            .count()
+    };
+    assert!(tombstone_files() > 0, "blocks should hold tombstones");
+    let (status, body) =
+        http_post_form(&format!("{}/api/v1/admin/tsdb/clean_tombstones", p.url), &[]).expect("an answer");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(tombstone_files(), 0, "clean_tombstones rewrites the blocks");
+    assert!(stored(&p, 3, t0) == expected(3, t0, Some((lo, hi))));
+    assert!(stored(&p, 4, t0) == expected(4, t0, None));
+}
+
+#[test]
+fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
+    let dir = TempDir::new("blocks-corrupt");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &[]);
+    write_all(&p, t0);
+    wait_for_compaction(&p);
+    let mut p = p;
+    p.process.signal(libc::SIGTERM);
+    let (status, _) = p.process.wait_exit(Duration::from_secs(30));
+    assert!(status.success());
+    drop(p);
+    // Damage the index of the oldest block of shard 0.
+    let shard0 = data.join("blocks").join("0");
+    let blocks: Vec<_> = std::fs::read_dir(&shard0).unwrap().flatten().map(|e| e.path()).collect();
+    let min_time =
+        |b: &std::path::PathBuf| json(&std::fs::read_to_string(b.join("meta.json")).unwrap())["minTime"].as_i64();
+    let victim = blocks.iter().min_by_key(|b| min_time(b)).expect("a block").clone();
+    let index = victim.join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&index, bytes).unwrap();
+
+    let mut p = start(&data, &[]);
+    assert_eq!(p.metric("pyrite_tsdb_blocks_refused_total"), 1.0);
+    // Series of shard 1 are whole; every series still has its newest samples.
+    let whole = (0..SERIES).filter(|&i| stored(&p, i, t0) == expected(i, t0, None)).count();
+    assert!(whole > 0 && whole < SERIES, "{whole} of {SERIES} series whole");
+    for i in 0..SERIES {
+        assert_eq!(stored(&p, i, t0).last(), expected(i, t0, None).last(), "series {i}");
+    }
+    p.process.signal(libc::SIGTERM);
+    let (_, stderr) = p.process.wait_exit(Duration::from_secs(30));
+    assert!(stderr.contains("block refused") && stderr.contains("index: checksum mismatch"), "{stderr}");
+    assert!(victim.exists(), "a refused block stays on disk for the operator");
+}
+
+#[test]
+fn retention_deletes_whole_blocks_by_time_and_by_size() {
+    let dir = TempDir::new("blocks-retention");
+    let data = dir.0.join("data");
+    // Two hours old: past a one-hour retention.
+    let t0 = (now_ms() - 7_200_000) / 1000 * 1000;
+    let p = start(&data, &["--storage.tsdb.retention.time=1h"]);
+    write_all(&p, t0);
+    let gone = eventually(Duration::from_secs(30), || {
+        (p.metric("pyrite_tsdb_time_retentions_total") > 0.0 && stored(&p, 0, t0).is_empty()).then_some(())
+    });
+    assert!(gone.is_some(), "blocks past retention were not deleted");
+    drop(p);
+
+    let dir = TempDir::new("blocks-retention-size");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &["--storage.tsdb.retention.size=64KB"]);
+    write_all(&p, t0);
+    let trimmed =
+        eventually(Duration::from_secs(30), || (p.metric("pyrite_tsdb_size_retentions_total") > 0.0).then_some(()));
+    assert!(trimmed.is_some(), "size retention never deleted anything");
+    let oldest = stored(&p, 0, t0).first().map(|s| s.0);
+    assert!(oldest > Some(t0), "the oldest data should be gone: {oldest:?}");
+    assert_eq!(stored(&p, 0, t0).last(), expected(0, t0, None).last(), "the newest data stays");
+}
