@@ -6,7 +6,9 @@
 //!   rejected as out of order; one at the same time is accepted only if the value is bit-for-bit
 //!   the same (a no-op), otherwise rejected as a duplicate — Prometheus's rules.
 //! * Chunks hold at most [`CHUNK_SAMPLES`] samples. Each series appends to one open XOR chunk;
-//!   a full one is transcoded into a [`packed`] chunk (smaller, bulk-decodable) and sealed.
+//!   a full one is transcoded into a [`packed`] chunk (smaller, bulk-decodable) and sealed
+//!   into the head's [`ChunkStore`] (memory-mapped files in a server), which keeps only a
+//!   reference and the time range per sealed chunk in anonymous memory.
 //!   A chunk is also sealed where a block boundary (a multiple of the block range) falls, so
 //!   cutting a block takes whole chunks and re-encodes nothing.
 //! * Samples before `min_valid` (the end of the newest block) belong to blocks: appends there
@@ -20,6 +22,7 @@ use roaring::RoaringBitmap;
 use thiserror::Error;
 
 use super::block::BlockChunk;
+use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
@@ -43,7 +46,7 @@ pub enum AppendError {
 /// Default block range: `--storage.tsdb.min-block-duration`'s default, 2h.
 pub const DEFAULT_BLOCK_RANGE: i64 = 2 * 3600 * 1000;
 
-/// A full chunk in the packed format, with its time range.
+/// A full chunk in the packed format, with its time range, as a snapshot carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedChunk {
     pub min_t: i64,
@@ -51,7 +54,15 @@ pub struct SealedChunk {
     pub bytes: Box<[u8]>,
 }
 
-impl SealedChunk {
+/// A sealed chunk as the head holds it: its time range and where the store keeps its bytes.
+#[derive(Debug, Clone, Copy)]
+struct HeadChunk {
+    min_t: i64,
+    max_t: i64,
+    at: ChunkRef,
+}
+
+impl HeadChunk {
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         self.min_t <= maxt && self.max_t >= mint
     }
@@ -61,7 +72,7 @@ impl SealedChunk {
 struct MemSeries {
     labels: Box<[(u32, u32)]>,
     /// In time order, all before the open chunk.
-    sealed: Vec<SealedChunk>,
+    sealed: Vec<HeadChunk>,
     open: XorChunk,
     last_t: i64,
     last_v: u64,
@@ -79,12 +90,12 @@ impl MemSeries {
     /// The chunks of `[mint, maxt)` for a block: sealed chunks inside the range as they are,
     /// anything straddling its ends (the open chunk, chunks cut under another block range)
     /// re-encoded.
-    fn block_chunks(&self, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
+    fn block_chunks<'a>(&self, store: &'a ChunkStore, mint: i64, maxt: i64) -> Vec<BlockChunk<'a>> {
         let mut out = Vec::new();
         let mut straddling = Vec::new();
         for c in self.sealed.iter().filter(|c| c.overlaps(mint, maxt - 1)) {
             if c.min_t >= mint && c.max_t < maxt {
-                out.push(BlockChunk { min_t: c.min_t, max_t: c.max_t, bytes: (&*c.bytes).into() });
+                out.push(BlockChunk { min_t: c.min_t, max_t: c.max_t, bytes: store.get(c.at).into() });
             } else {
                 straddling.push(c);
             }
@@ -92,7 +103,7 @@ impl MemSeries {
         let mut samples = Vec::new();
         for c in straddling {
             let mut decoded = Vec::new();
-            if packed::decode(&c.bytes, &mut decoded).is_ok() {
+            if packed::decode(store.get(c.at), &mut decoded).is_ok() {
                 samples.extend(decoded.into_iter().filter(|&(t, _)| t >= mint && t < maxt));
             }
         }
@@ -123,49 +134,54 @@ impl MemSeries {
 
     /// Appends a sample known to be newer than the last, sealing the open chunk first if it is
     /// full or the sample crosses a block boundary.
-    fn push(&mut self, t: i64, v: f64, block_range: i64) {
+    fn push(&mut self, store: &mut ChunkStore, t: i64, v: f64, block_range: i64) {
         let boundary = |t0: i64| (t0.div_euclid(block_range) + 1).saturating_mul(block_range);
         if self.open.len() >= CHUNK_SAMPLES || (!self.open.is_empty() && t >= boundary(self.open.min_time())) {
-            self.seal();
+            self.seal(store);
         }
         self.open.append(t, v);
     }
 
     /// Drops the samples in `[mint, maxt]`, re-encoding the chunks; false if there were none.
-    fn delete(&mut self, mint: i64, maxt: i64, block_range: i64) -> bool {
+    /// (The old chunks' bytes stay in the store until their segment is released.)
+    fn delete(&mut self, store: &mut ChunkStore, mint: i64, maxt: i64, block_range: i64) -> bool {
         if !self.overlaps(mint, maxt) {
             return false;
         }
         let mut kept = Vec::new();
-        self.samples_in(i64::MIN, i64::MAX, &mut kept);
+        self.samples_in(store, i64::MIN, i64::MAX, &mut kept);
         kept.retain(|s| s.t < mint || s.t > maxt);
         (self.sealed, self.open) = (Vec::new(), XorChunk::new());
         for s in kept {
-            self.push(s.t, s.v, block_range);
+            self.push(store, s.t, s.v, block_range);
         }
         true
     }
 
+    /// Adds a sealed chunk at the end, growing the list exactly: most series hold a handful
+    /// of chunks, and doubling would leave room for as many again in every one of millions.
+    fn add_sealed(&mut self, store: &mut ChunkStore, min_t: i64, max_t: i64, bytes: &[u8]) {
+        let at = store.push(bytes, max_t);
+        self.sealed.reserve_exact(1);
+        self.sealed.push(HeadChunk { min_t, max_t, at });
+    }
+
     /// Transcodes the full open chunk into a sealed one.
-    fn seal(&mut self) {
+    fn seal(&mut self, store: &mut ChunkStore) {
         let samples: Vec<(i64, f64)> = self.open.iter().collect();
         let mut bytes = Vec::new();
         packed::encode(&samples, &mut bytes);
-        let chunk = SealedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), bytes: bytes.into() };
-        // Exact growth: most series hold a handful of chunks, and doubling would leave room
-        // for as many again in every one of millions of series.
-        self.sealed.reserve_exact(1);
-        self.sealed.push(chunk);
+        self.add_sealed(store, self.open.min_time(), self.open.max_time(), &bytes);
         self.open = XorChunk::new();
     }
 
     /// Appends the samples in `[mint, maxt]` to `out`.
-    fn samples_in(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    fn samples_in(&self, store: &ChunkStore, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let mut decoded = Vec::with_capacity(packed::MAX_SAMPLES);
         for c in self.sealed.iter().filter(|c| c.overlaps(mint, maxt)) {
             decoded.clear();
             // Sealed in this process (or restored from a checksummed snapshot): decodable.
-            if packed::decode(&c.bytes, &mut decoded).is_ok() {
+            if packed::decode(store.get(c.at), &mut decoded).is_ok() {
                 out.extend(decoded.iter().filter(|&&(t, _)| t >= mint && t <= maxt).map(|&(t, v)| Sample { t, v }));
             }
         }
@@ -244,6 +260,7 @@ pub struct Head {
     series: Vec<MemSeries>,
     by_hash: HashMap<u64, Vec<u32>>,
     postings: Postings,
+    store: ChunkStore,
     block_range: i64,
     min_valid: i64,
 }
@@ -259,16 +276,28 @@ impl Head {
         Self::default()
     }
 
-    /// A head whose chunks are cut at multiples of `block_range` (ms, positive).
+    /// A head whose chunks are cut at multiples of `block_range` (ms, positive), keeping
+    /// sealed chunks in anonymous memory.
     pub fn with_block_range(block_range: i64) -> Self {
+        Head::with_store(block_range, ChunkStore::in_memory())
+    }
+
+    /// The same, with sealed chunks in `store`.
+    pub fn with_store(block_range: i64, store: ChunkStore) -> Self {
         Head {
             symbols: Symbols::default(),
             series: Vec::new(),
             by_hash: HashMap::new(),
             postings: Postings::default(),
+            store,
             block_range: block_range.max(1),
             min_valid: i64::MIN,
         }
+    }
+
+    /// Where sealed chunks are kept.
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
     }
 
     /// Samples before `t` are in blocks from now on (it never moves back).
@@ -331,7 +360,7 @@ impl Head {
         if t == s.last_t {
             return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
         }
-        s.push(t, v, self.block_range);
+        s.push(&mut self.store, t, v, self.block_range);
         s.last_t = t;
         s.last_v = v.to_bits();
         Ok(())
@@ -369,7 +398,7 @@ impl Head {
             .iter()
             .map(|id| {
                 let mut samples = Vec::new();
-                self.series[id as usize].samples_in(mint, maxt, &mut samples);
+                self.series[id as usize].samples_in(&self.store, mint, maxt, &mut samples);
                 SeriesSamples { labels: self.labels(id), samples }
             })
             .collect()
@@ -406,7 +435,7 @@ impl Head {
     /// it had none or does not exist.
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
-        self.series.get_mut(id as usize).is_some_and(|s| s.delete(mint, maxt, block_range))
+        self.series.get_mut(id as usize).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
     }
 
     /// Every label name and value the head has seen.
@@ -427,7 +456,7 @@ impl Head {
 
     /// Series `id`'s chunks of `[mint, maxt)`, for a block.
     pub fn block_chunks(&self, id: u32, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
-        self.series[id as usize].block_chunks(mint, maxt)
+        self.series[id as usize].block_chunks(&self.store, mint, maxt)
     }
 
     /// Series `id` as a snapshot keeps it.
@@ -435,7 +464,11 @@ impl Head {
         let s = &self.series[id as usize];
         SeriesSnapshot {
             labels: self.labels(id),
-            sealed: s.sealed.clone(),
+            sealed: s
+                .sealed
+                .iter()
+                .map(|c| SealedChunk { min_t: c.min_t, max_t: c.max_t, bytes: self.store.get(c.at).into() })
+                .collect(),
             open: s.open.state(),
             last_t: s.last_t,
             last_v: s.last_v,
@@ -449,7 +482,10 @@ impl Head {
         let (id, created) = self.get_or_create(&snapshot.labels);
         if created {
             let s = &mut self.series[id as usize];
-            (s.sealed, s.open, s.last_t, s.last_v) = (snapshot.sealed, open, snapshot.last_t, snapshot.last_v);
+            for c in &snapshot.sealed {
+                s.add_sealed(&mut self.store, c.min_t, c.max_t, &c.bytes);
+            }
+            (s.open, s.last_t, s.last_v) = (open, snapshot.last_t, snapshot.last_v);
         }
         Some(id)
     }
@@ -494,6 +530,7 @@ impl Head {
             }
             dropped += before - s.num_chunks();
         }
+        self.store.release_before(t);
         dropped
     }
 }

@@ -92,6 +92,9 @@ fn pass(index: usize, s: &mut Storage, ctx: &Context, ranges: &[i64]) {
         }
         Err(e) => tracing::warn!(shard = index, error = %e, "retention could not delete old data"),
     }
+    if let Some(e) = &s.head.store().last_error {
+        tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
+    }
     m.head_chunks.get_or_create(&shard).set(s.head.num_chunks() as i64);
     m.blocks_loaded.get_or_create(&shard).set(s.blocks.list().len() as i64);
     m.blocks_bytes.get_or_create(&shard).set(s.blocks.size() as i64);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub use mailbox::{Request, Shards};
 use pyrite_core::scrape::Target;
-use storage::Storage;
+use storage::{Storage, StorageDirs};
 pub use wal::WalOptions;
 
 use crate::context::Context;
@@ -33,14 +33,12 @@ pub struct ShardStart {
 /// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
 /// if it cannot.
 fn open_storage(index: usize, ctx: &Context) -> Storage {
-    let dir = ctx.storage_path.join("wal").join(index.to_string());
-    let blocks_dir = ctx.storage_path.join("blocks").join(index.to_string());
+    let dirs = StorageDirs::of_shard(&ctx.storage_path, index);
     let started = std::time::Instant::now();
-    let (storage, replayed, opened) =
-        Storage::open(&dir, &blocks_dir, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
-            tracing::error!(shard = index, dir = %dir.display(), blocks = %blocks_dir.display(), error = %e, "cannot open the storage");
-            std::process::exit(1);
-        });
+    let (storage, replayed, opened) = Storage::open(&dirs, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
+        tracing::error!(shard = index, data = %ctx.storage_path.display(), error = %e, "cannot open the storage");
+        std::process::exit(1);
+    });
     for refused in &opened.refused {
         tracing::error!(shard = index, error = %refused, "block refused: it is left on disk and not served");
     }

@@ -5,12 +5,13 @@
 //! log let it go.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::tsdb::block::BlockMeta;
+use pyrite_core::tsdb::chunk::store::ChunkStore;
 use pyrite_core::tsdb::head::{AppendError, Head};
 use pyrite_core::tsdb::querier::Querier;
 
@@ -43,6 +44,26 @@ impl AppendReply {
     }
 }
 
+/// Where a shard keeps its files.
+pub struct StorageDirs {
+    pub wal: PathBuf,
+    pub blocks: PathBuf,
+    /// Scratch space for the head's sealed chunks, emptied at every start.
+    pub chunks: PathBuf,
+}
+
+impl StorageDirs {
+    /// The directories of shard `index` under the data directory.
+    pub fn of_shard(data: &Path, index: usize) -> StorageDirs {
+        let shard = index.to_string();
+        StorageDirs {
+            wal: data.join("wal").join(&shard),
+            blocks: data.join("blocks").join(&shard),
+            chunks: data.join("chunks_head").join(&shard),
+        }
+    }
+}
+
 pub struct Storage {
     pub head: Head,
     pub blocks: Blocks,
@@ -53,21 +74,17 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the shard's blocks in `blocks_dir` and its log in `wal_dir`, and replays the log
-    /// into a new head whose chunks are cut at multiples of `block_range`.
-    pub fn open(
-        wal_dir: &Path,
-        blocks_dir: &Path,
-        options: WalOptions,
-        block_range: i64,
-    ) -> io::Result<(Storage, Replayed, Opened)> {
-        let (blocks, opened) = Blocks::open(blocks_dir)?;
-        let mut head = Head::with_block_range(block_range);
+    /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
+    /// log into a new head whose chunks are cut at multiples of `block_range` and sealed into
+    /// mapped files in `dirs.chunks`.
+    pub fn open(dirs: &StorageDirs, options: WalOptions, block_range: i64) -> io::Result<(Storage, Replayed, Opened)> {
+        let (blocks, opened) = Blocks::open(&dirs.blocks)?;
+        let mut head = Head::with_store(block_range, ChunkStore::mapped(&dirs.chunks)?);
         if let Some(t) = blocks.max_time() {
             // What the log holds before this is in blocks already; the replay skips it.
             head.set_min_valid(t);
         }
-        let (wal, replayed) = Wal::open(wal_dir, options, &mut head)?;
+        let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
         Ok((Storage { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
     }
 

@@ -5,6 +5,7 @@
 
 pub mod bits;
 pub mod packed;
+pub mod store;
 pub mod xor;
 
 pub use xor::{XorChunk, XorIter, XorState};

@@ -1,0 +1,230 @@
+//! Where a head keeps its sealed chunks: fixed-size segment files mapped into memory, so that
+//! the head's anonymous memory holds only labels, postings, open chunks and a 24-byte
+//! reference per sealed chunk, and the kernel may write sealed chunks out and drop them from
+//! memory under pressure (they are file-backed pages, not swap).
+//!
+//! The files are scratch space, not a durability mechanism: the write-ahead log and the head
+//! snapshot rebuild every chunk after a restart, so a store starts by deleting whatever its
+//! directory holds. Each segment is allocated in full with `posix_fallocate` before it is
+//! mapped, so a full disk shows up as an error at allocation (and the store falls back to
+//! anonymous memory) rather than as a SIGBUS when a page is first written. A store without a
+//! directory (tests, tools) uses anonymous memory throughout.
+//!
+//! A chunk is stored as `[length u16 LE][bytes]` and named by a [`ChunkRef`]: segment number
+//! and offset. Segments are freed whole, once the head has dropped every chunk in them.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+/// Bytes per segment.
+const SEGMENT_BYTES: usize = 16 << 20;
+
+/// A chunk's place in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef(u64);
+
+impl ChunkRef {
+    fn new(segment: u32, offset: u32) -> ChunkRef {
+        ChunkRef(u64::from(segment) << 32 | u64::from(offset))
+    }
+
+    fn segment(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    fn offset(self) -> usize {
+        self.0 as u32 as usize
+    }
+}
+
+enum Backing {
+    Mapped(MmapMut),
+    Memory(Vec<u8>),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Memory(v) => v,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Memory(v) => v,
+        }
+    }
+}
+
+struct Segment {
+    backing: Backing,
+    used: usize,
+    /// Newest sample time of any chunk written here.
+    max_t: i64,
+}
+
+/// A head's sealed chunks.
+pub struct ChunkStore {
+    dir: Option<PathBuf>,
+    segments: BTreeMap<u32, Segment>,
+    next: u32,
+    /// Why the last file segment could not be made (the store uses memory meanwhile).
+    pub last_error: Option<String>,
+}
+
+impl std::fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStore").field("dir", &self.dir).field("segments", &self.segments.len()).finish()
+    }
+}
+
+impl Default for ChunkStore {
+    fn default() -> Self {
+        ChunkStore::in_memory()
+    }
+}
+
+/// Creates a segment file of `SEGMENT_BYTES`, allocated on disk, and maps it.
+fn map_segment(path: &Path) -> io::Result<MmapMut> {
+    let file: File = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    // SAFETY: posix_fallocate on a file descriptor this function owns, for a length that fits
+    // in off_t; it only reserves blocks.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, SEGMENT_BYTES as libc::off_t) };
+    if rc != 0 {
+        let _ = fs::remove_file(path);
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: the file was created by this store in its private directory under the locked
+    // data directory; nothing else maps or writes it, and it is never truncated while mapped
+    // (a segment is unmapped before its file is deleted). Exercised by the store's tests.
+    unsafe { MmapMut::map_mut(&file) }
+}
+
+impl ChunkStore {
+    /// A store in anonymous memory.
+    pub fn in_memory() -> ChunkStore {
+        ChunkStore { dir: None, segments: BTreeMap::new(), next: 0, last_error: None }
+    }
+
+    /// A store of mapped files in `dir`, which is emptied first.
+    pub fn mapped(dir: &Path) -> io::Result<ChunkStore> {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+        fs::create_dir_all(dir)?;
+        Ok(ChunkStore { dir: Some(dir.to_path_buf()), ..ChunkStore::in_memory() })
+    }
+
+    fn segment_path(&self, n: u32) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{n:08}")))
+    }
+
+    fn new_segment(&mut self) -> u32 {
+        let n = self.next;
+        self.next += 1;
+        let backing = match self.segment_path(n).map(|p| map_segment(&p)) {
+            Some(Ok(map)) => {
+                self.last_error = None;
+                Backing::Mapped(map)
+            }
+            Some(Err(e)) => {
+                self.last_error = Some(format!("cannot map a head chunk segment, using memory: {e}"));
+                Backing::Memory(vec![0; SEGMENT_BYTES])
+            }
+            None => Backing::Memory(vec![0; SEGMENT_BYTES]),
+        };
+        self.segments.insert(n, Segment { backing, used: 0, max_t: i64::MIN });
+        n
+    }
+
+    /// Stores a chunk whose newest sample is at `max_t`.
+    pub fn push(&mut self, chunk: &[u8], max_t: i64) -> ChunkRef {
+        let need = 2 + chunk.len();
+        assert!(chunk.len() <= usize::from(u16::MAX), "a packed chunk is at most a few KiB");
+        let n = match self.segments.last_key_value() {
+            Some((&n, s)) if s.used + need <= SEGMENT_BYTES => n,
+            _ => self.new_segment(),
+        };
+        let s = self.segments.get_mut(&n).expect("the segment exists");
+        let at = s.used;
+        let bytes = s.backing.bytes_mut();
+        bytes[at..at + 2].copy_from_slice(&(chunk.len() as u16).to_le_bytes());
+        bytes[at + 2..at + need].copy_from_slice(chunk);
+        s.used += need;
+        s.max_t = s.max_t.max(max_t);
+        ChunkRef::new(n, at as u32)
+    }
+
+    /// The bytes of a stored chunk; empty if its segment was released.
+    pub fn get(&self, r: ChunkRef) -> &[u8] {
+        let Some(s) = self.segments.get(&r.segment()) else { return &[] };
+        let bytes = &s.backing.bytes()[..s.used];
+        let at = r.offset();
+        let Some(len) = bytes.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]]))) else {
+            return &[];
+        };
+        bytes.get(at + 2..at + 2 + len).unwrap_or(&[])
+    }
+
+    /// Frees the segments whose chunks all end before `t` (the head has dropped them),
+    /// except the one being written.
+    pub fn release_before(&mut self, t: i64) {
+        let current = self.segments.last_key_value().map(|(&n, _)| n);
+        let doomed: Vec<u32> =
+            self.segments.iter().filter(|&(&n, s)| Some(n) != current && s.max_t < t).map(|(&n, _)| n).collect();
+        for n in doomed {
+            let segment = self.segments.remove(&n);
+            // Unmapped before the file goes.
+            drop(segment);
+            if let Some(path) = self.segment_path(n) {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Segments held, and how many of them are mapped files.
+    pub fn segments(&self) -> (usize, usize) {
+        let mapped = self.segments.values().filter(|s| matches!(s.backing, Backing::Mapped(_))).count();
+        (self.segments.len(), mapped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(mut store: ChunkStore) -> ChunkStore {
+        let chunk = |i: usize| vec![(i % 251) as u8; 100 + i % 900];
+        let refs: Vec<ChunkRef> = (0..60_000).map(|i| store.push(&chunk(i), i as i64)).collect();
+        assert!(store.segments().0 > 1, "spans segments");
+        for (i, &r) in refs.iter().enumerate() {
+            assert_eq!(store.get(r), chunk(i).as_slice(), "chunk {i}");
+        }
+        store.release_before(40_000);
+        assert!(store.get(refs[0]).is_empty(), "released");
+        assert_eq!(store.get(refs[59_999]), chunk(59_999).as_slice(), "kept");
+        store
+    }
+
+    #[test]
+    fn chunks_round_trip_in_memory_and_in_mapped_files() {
+        exercise(ChunkStore::in_memory());
+        let dir = std::env::temp_dir().join(format!("pyrite-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("leftover"), b"x").unwrap();
+        let store = exercise(ChunkStore::mapped(&dir).unwrap());
+        let (held, mapped) = store.segments();
+        assert_eq!(held, mapped, "every segment is a mapped file");
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(files, held, "released segments' files are deleted, leftovers cleared");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
