@@ -19,11 +19,16 @@ const PER_INSTANCE: usize = 40 + 4 * BUCKETS.len();
 /// series before the next 10 minutes, as a server that only accepts recent samples
 /// (Prometheus's head takes the last hour) needs them.
 pub fn write_requests(series: usize, samples: i64, start_ms: i64) -> Vec<Vec<u8>> {
+    write_requests_of(series, 0..samples, start_ms)
+}
+
+/// The same for samples number `ks` only (a continuation of an earlier load).
+pub fn write_requests_of(series: usize, ks: std::ops::Range<i64>, start_ms: i64) -> Vec<Vec<u8>> {
     let mut requests = Vec::new();
     let mut batch = Vec::new();
     const SLICE: i64 = 40;
-    for from in (0..samples).step_by(SLICE as usize) {
-        for_each_series(series, from..(from + SLICE).min(samples), start_ms, |labels, samples| {
+    for from in ks.clone().step_by(SLICE as usize) {
+        for_each_series(series, from..(from + SLICE).min(ks.end), start_ms, |labels, samples| {
             batch.push(WriteSeries { labels, samples: samples.collect() });
             if batch.len() == 500 {
                 requests.push(encode_write_request(&std::mem::take(&mut batch)));

@@ -8,6 +8,7 @@
 //! here means every behaviour that matters for correctness is tested with plain `#[test]`s and
 //! benchmarked deterministically, without a runtime in the way.
 
+pub mod calendar;
 pub mod config;
 pub mod exposition;
 pub mod labels;

@@ -115,6 +115,11 @@ pub struct ServerFlags {
     /// acknowledged samples; a power loss can lose what came after the last fsync.
     #[arg(long = "storage.tsdb.wal-fsync-interval", default_value = "0s", value_parser = duration)]
     pub wal_fsync_interval: Duration,
+    /// Write the whole head as a snapshot this often (Pyrite's own flag; 0s: only at
+    /// shutdown), so that a restart after a crash loads it and replays only the log written
+    /// since, instead of the whole log.
+    #[arg(long = "storage.tsdb.head-snapshot-interval", default_value = "10m", value_parser = duration)]
+    pub head_snapshot_interval: Duration,
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
     pub lookback_delta: Duration,

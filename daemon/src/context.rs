@@ -31,6 +31,8 @@ pub struct Context {
     pub wal: WalOptions,
     /// Fsync the write-ahead log this often; None: when a segment is full and at shutdown.
     pub wal_fsync_interval: Option<std::time::Duration>,
+    /// Snapshot the head this often (ms); None: only at shutdown.
+    pub head_snapshot_interval: Option<i64>,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
     /// Query slots: a query takes a token and gives it back when done.
@@ -70,6 +72,8 @@ impl Context {
             max_samples: flags.query_max_samples,
             storage_path: flags.storage_path.clone(),
             wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
+            head_snapshot_interval: (flags.head_snapshot_interval.millis() > 0)
+                .then(|| flags.head_snapshot_interval.millis()),
             wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
                 .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
             parse_options: ParseOptions {

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub wal_write_failures: Family<Labels, Counter>,
     pub wal_corruptions: Family<Labels, Counter>,
     pub compactions: Family<Labels, Counter>,
+    pub head_snapshots: Family<Labels, Counter>,
     pub compactions_failed: Family<Labels, Counter>,
     pub compaction_duration: Histogram,
     pub blocks_loaded: Family<Labels, Gauge>,
@@ -55,6 +56,7 @@ impl Metrics {
             wal_write_failures: Family::default(),
             wal_corruptions: Family::default(),
             compactions: Family::default(),
+            head_snapshots: Family::default(),
             compactions_failed: Family::default(),
             compaction_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             blocks_loaded: Family::default(),
@@ -105,6 +107,11 @@ impl Metrics {
             "tsdb_compactions",
             "Blocks written, per shard, by kind: head (cut from the head) or blocks (merged)",
             m.compactions.clone(),
+        );
+        registry.register(
+            "head_snapshots",
+            "Head snapshots written while running (--storage.tsdb.head-snapshot-interval), per shard",
+            m.head_snapshots.clone(),
         );
         registry.register(
             "tsdb_compactions_failed",

@@ -245,3 +245,33 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     assert!(oldest > Some(t0), "the oldest data should be gone: {oldest:?}");
     assert_eq!(stored(&p, 0, t0).last(), expected(0, t0, None).last(), "the newest data stays");
 }
+
+#[test]
+fn an_admin_snapshot_holds_every_block_and_the_head_as_one_more() {
+    let dir = TempDir::new("blocks-snapshot");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &["--web.enable-admin-api"]);
+    write_all(&p, t0);
+    wait_for_compaction(&p);
+    let samples_in = |skip_head: &str| {
+        let (status, body) =
+            http_post_form(&format!("{}/api/v1/admin/tsdb/snapshot", p.url), &[("skip_head", skip_head)]).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let name = json(&body)["data"]["name"].as_str().expect("a name").to_string();
+        let mut samples = 0;
+        for shard in std::fs::read_dir(data.join("snapshots").join(&name)).unwrap().flatten() {
+            for block in std::fs::read_dir(shard.path()).unwrap().flatten() {
+                let meta = json(&std::fs::read_to_string(block.path().join("meta.json")).unwrap());
+                samples += meta["stats"]["numSamples"].as_i64().unwrap();
+            }
+        }
+        samples
+    };
+    assert_eq!(samples_in("false"), SERIES as i64 * SAMPLES, "blocks and head together hold every sample once");
+    let without_head = samples_in("true");
+    assert!(without_head > 0 && without_head < SERIES as i64 * SAMPLES, "{without_head}");
+    let (status, body) =
+        http_post_form(&format!("{}/api/v1/admin/tsdb/snapshot", p.url), &[("skip_head", "maybe")]).unwrap();
+    assert_eq!(status, 400, "{body}");
+}

@@ -59,10 +59,17 @@ fn start(data: &Path, shards: usize) -> Pyrite {
     Pyrite::start(opts(data, shards))
 }
 
-/// One-second blocks: the writes below (a millisecond apart) are cut into blocks and
-/// compacted every second, so kills land in the middle of both.
+/// One-second blocks and head snapshots every second: the writes below (a millisecond apart)
+/// are cut into blocks, compacted and snapshotted every second, so kills land in the middle of
+/// each.
 fn start_with_small_blocks(data: &Path, shards: usize) -> Pyrite {
-    Pyrite::start(PyriteOpts { extra_args: vec!["--storage.tsdb.min-block-duration=1s".into()], ..opts(data, shards) })
+    Pyrite::start(PyriteOpts {
+        extra_args: vec![
+            "--storage.tsdb.min-block-duration=1s".into(),
+            "--storage.tsdb.head-snapshot-interval=1s".into(),
+        ],
+        ..opts(data, shards)
+    })
 }
 
 /// Every stored sample, per series label, as (t, v) in time order (a query per series keeps
@@ -153,13 +160,20 @@ fn acknowledged_samples_survive_kill_9_at_random_moments() {
 }
 
 #[test]
-fn acknowledged_samples_survive_kill_9_during_block_cuts_and_compactions() {
+fn acknowledged_samples_survive_kill_9_during_block_cuts_compactions_and_snapshots() {
     let dir = TempDir::new("durability-blocks");
     let data: PathBuf = dir.0.join("data");
     let p = kill_rounds(&data, 6, Duration::from_millis(3000), start_with_small_blocks);
     let blocks = |shard: usize| std::fs::read_dir(data.join("blocks").join(shard.to_string())).unwrap().count();
     assert!(blocks(0) + blocks(1) > 0, "no block was written");
     assert!(p.metric("pyrite_tsdb_blocks_loaded") > 0.0);
+    let snapshots = |shard: usize| {
+        std::fs::read_dir(data.join("wal").join(shard.to_string()))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshot."))
+            .count()
+    };
+    assert!(snapshots(0) + snapshots(1) > 0, "no periodic head snapshot was written");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use pyrite_bench::compare::{Kind, Server};
-use pyrite_bench::dashboard::{write_requests, SAMPLES, STEP_MS};
+use pyrite_bench::dashboard::{write_requests, write_requests_of, SAMPLES, STEP_MS};
 use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
 
@@ -139,33 +139,48 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     }
 }
 
-/// Loads the data set into each server, then restarts it after kill -9 and after SIGTERM.
+/// Loads the data set into each server, then restarts it after kill -9 (the whole log to
+/// replay), after SIGTERM, and after kill -9 ten minutes of data past a periodic head snapshot
+/// (Pyrite's steady state with `--storage.tsdb.head-snapshot-interval`; Prometheus replays its
+/// log as always).
 fn restart(series: usize, hours: f64, pyrite_only: bool) {
     let samples = (hours * 3600.0 * 1000.0) as i64 / STEP_MS;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let requests = write_requests(series, samples, (now - samples * STEP_MS) / STEP_MS * STEP_MS);
+    let start = (now - samples * STEP_MS) / STEP_MS * STEP_MS;
+    let requests = write_requests(series, samples, start);
+    // Ten more minutes, written after the snapshot.
+    let later = write_requests_of(series, samples..samples + 40, start);
     let dir = pyrite_tests::TempDir::new("restart");
     let config = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        "global:
-  scrape_interval: 1h
-",
-    )
-    .expect("write config");
-    println!(
-        "restart to ready, {series} series x {samples} samples ({hours} h at 15 s), loaded by remote write
-"
-    );
-    println!("| server | load | bytes on disk | ready after kill -9 | ready after SIGTERM |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write config");
+    println!("restart to ready, {series} series x {samples} samples ({hours} h at 15 s), loaded by remote write\n");
+    println!("| server | load | bytes on disk | ready after kill -9 | ready after SIGTERM | ready after kill -9, 10 min past a head snapshot |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let kinds: &[Kind] = if pyrite_only { &[Kind::Pyrite] } else { &[Kind::Pyrite, Kind::Prometheus] };
+    let mut cuts = Vec::new();
     for &kind in kinds {
         let mut server = Server::new(kind, &dir.0, &config);
+        let snapshots = |interval: &str| vec![format!("--storage.tsdb.head-snapshot-interval={interval}")];
+        if kind == Kind::Pyrite {
+            // No periodic snapshot yet: the first kill -9 replays the whole log.
+            server.extra_args = snapshots("0s");
+        }
         server.start().unwrap_or_else(|e| panic!("{e}"));
         let t = Instant::now();
         load(&server.url, &requests);
         let loaded = t.elapsed();
+        // Past 3 h both cut the oldest 2 h into a block within a minute or two.
+        if hours > 3.0 {
+            let cut = pyrite_tests::eventually(Duration::from_secs(600), || {
+                let (n, _) = server.head_compactions();
+                // Every Pyrite shard cuts its own block; the blocks directory has one per shard.
+                let want = if kind == Kind::Pyrite { server.blocks_dirs() } else { 1 };
+                (n >= want as f64).then_some(())
+            });
+            assert!(cut.is_some(), "{} cut no block within 10 minutes", kind.name());
+            let (blocks, samples, bytes) = server.blocks();
+            cuts.push((kind, blocks, samples, bytes, server.head_compactions().1));
+        }
         let held = server.series();
         server.stop(true);
         let bytes = pyrite_bench::compare::disk_bytes(&server.data);
@@ -174,14 +189,39 @@ fn restart(series: usize, hours: f64, pyrite_only: bool) {
         server.stop(false);
         let clean = server.start().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(server.series(), held, "{} lost series over a restart", kind.name());
+        if kind == Kind::Pyrite {
+            server.stop(false);
+            server.extra_args = snapshots("1m");
+            server.start().unwrap_or_else(|e| panic!("{e}"));
+            let snapshot = pyrite_tests::eventually(Duration::from_secs(180), || {
+                (server.head_snapshots() >= server.blocks_dirs() as f64).then_some(())
+            });
+            assert!(snapshot.is_some(), "no periodic head snapshot within 3 minutes");
+        }
+        load(&server.url, &later);
+        server.stop(true);
+        let past_snapshot = server.start().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(server.series(), held, "{} lost series over kill -9", kind.name());
         println!(
-            "| {} | {:.1} s | {:.2} GiB | {:.1} s | {:.1} s |",
+            "| {} | {:.1} s | {:.2} GiB | {:.1} s | {:.1} s | {:.1} s |",
             kind.name(),
             loaded.as_secs_f64(),
             bytes as f64 / (1u64 << 30) as f64,
             crash.as_secs_f64(),
-            clean.as_secs_f64()
+            clean.as_secs_f64(),
+            past_snapshot.as_secs_f64()
         );
+    }
+    if !cuts.is_empty() {
+        println!("\n| server | blocks cut | samples in blocks | bytes per sample in blocks | time writing blocks |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for (kind, blocks, samples, bytes, seconds) in cuts {
+            println!(
+                "| {} | {blocks} | {samples} | {:.2} | {seconds:.1} s |",
+                kind.name(),
+                bytes as f64 / samples.max(1) as f64
+            );
+        }
     }
 }
 

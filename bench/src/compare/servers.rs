@@ -41,6 +41,8 @@ pub struct Server {
     port: u16,
     pub data: PathBuf,
     config: PathBuf,
+    /// Flags added to the command line.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -54,6 +56,7 @@ impl Server {
             port,
             data: dir.join(format!("{}-data", kind.name())),
             config: config.to_path_buf(),
+            extra_args: Vec::new(),
             child: None,
         }
     }
@@ -66,7 +69,7 @@ impl Server {
                 c.arg(format!("--config.file={}", self.config.display()))
                     .arg(format!("--storage.tsdb.path={}", self.data.display()))
                     .arg(format!("--web.listen-address={listen}"))
-                    .args(["--web.enable-remote-write-receiver", "--log.level=warn"]);
+                    .args(["--web.enable-remote-write-receiver", "--web.enable-admin-api", "--log.level=warn"]);
                 c
             }
             Kind::Prometheus => {
@@ -88,6 +91,7 @@ impl Server {
                 c
             }
         };
+        cmd.args(&self.extra_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
         cmd
     }
@@ -162,14 +166,61 @@ impl Server {
         }
     }
 
+    /// Blocks on disk: how many, the samples their `meta.json` counts, and their bytes
+    /// (Pyrite's `blocks/<shard>/<ULID>/`, Prometheus's `<ULID>/`).
+    pub fn blocks(&self) -> (usize, u64, u64) {
+        let parents = match self.kind {
+            Kind::Pyrite => std::fs::read_dir(self.data.join("blocks"))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default(),
+            _ => vec![self.data.clone()],
+        };
+        let mut out = (0, 0, 0);
+        for parent in parents {
+            for dir in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                let Ok(meta) = std::fs::read_to_string(dir.path().join("meta.json")) else { continue };
+                let meta: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
+                out.0 += 1;
+                out.1 += meta["stats"]["numSamples"].as_u64().unwrap_or(0);
+                out.2 += disk_bytes(&dir.path());
+            }
+        }
+        out
+    }
+
+    /// Pyrite's per-shard block directories (one per shard once it has started).
+    pub fn blocks_dirs(&self) -> usize {
+        std::fs::read_dir(self.data.join("blocks")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Head snapshots Pyrite has written while running.
+    pub fn head_snapshots(&self) -> f64 {
+        metric_sum(&self.metrics(), "pyrite_head_snapshots_total", "")
+    }
+
+    /// Blocks written from the head so far, and the seconds spent writing blocks (the
+    /// servers' own compaction counters).
+    pub fn head_compactions(&self) -> (f64, f64) {
+        let m = self.metrics();
+        match self.kind {
+            Kind::Pyrite => (
+                metric_sum(&m, "pyrite_tsdb_compactions_total", "kind=\"head\""),
+                metric_sum(&m, "pyrite_tsdb_compaction_duration_seconds_sum", ""),
+            ),
+            _ => (
+                metric_sum(&m, "prometheus_tsdb_compactions_total", ""),
+                metric_sum(&m, "prometheus_tsdb_compaction_duration_seconds_sum", ""),
+            ),
+        }
+    }
+
     /// Writes what the server holds in memory to disk where it can be asked to, and returns
-    /// the bytes the flushed form takes: Prometheus's snapshot (the head written as a block),
-    /// VictoriaMetrics's data directory after a forced flush. Pyrite has only its write-ahead
-    /// log so far (blocks are the storage issue's), so it has nothing to flush.
+    /// the bytes the flushed form takes: Pyrite's and Prometheus's admin snapshots (their
+    /// blocks, and the head written as a block), VictoriaMetrics's data directory after a
+    /// forced flush.
     pub fn flushed_bytes(&self) -> Option<u64> {
         match self.kind {
-            Kind::Pyrite => None,
-            Kind::Prometheus => {
+            Kind::Pyrite | Kind::Prometheus => {
                 let r = ureq::post(&format!("{}/api/v1/admin/tsdb/snapshot", self.url))
                     .timeout(Duration::from_secs(600))
                     .call()

@@ -76,6 +76,9 @@ struct MemSeries {
     open: XorChunk,
     last_t: i64,
     last_v: u64,
+    /// The block boundary after the open chunk's first sample: a sample there or later
+    /// seals the chunk.
+    open_end: i64,
 }
 
 impl MemSeries {
@@ -135,9 +138,11 @@ impl MemSeries {
     /// Appends a sample known to be newer than the last, sealing the open chunk first if it is
     /// full or the sample crosses a block boundary.
     fn push(&mut self, store: &mut ChunkStore, t: i64, v: f64, block_range: i64) {
-        let boundary = |t0: i64| (t0.div_euclid(block_range) + 1).saturating_mul(block_range);
-        if self.open.len() >= CHUNK_SAMPLES || (!self.open.is_empty() && t >= boundary(self.open.min_time())) {
+        if self.open.len() >= CHUNK_SAMPLES || (!self.open.is_empty() && t >= self.open_end) {
             self.seal(store);
+        }
+        if self.open.is_empty() {
+            self.open_end = (t.div_euclid(block_range) + 1).saturating_mul(block_range);
         }
         self.open.append(t, v);
     }
@@ -166,13 +171,13 @@ impl MemSeries {
         self.sealed.push(HeadChunk { min_t, max_t, at });
     }
 
-    /// Transcodes the full open chunk into a sealed one.
+    /// Transcodes the full open chunk into a sealed one, and empties it for the next.
     fn seal(&mut self, store: &mut ChunkStore) {
-        let samples: Vec<(i64, f64)> = self.open.iter().collect();
-        let mut bytes = Vec::new();
-        packed::encode(&samples, &mut bytes);
-        self.add_sealed(store, self.open.min_time(), self.open.max_time(), &bytes);
-        self.open = XorChunk::new();
+        let (min_t, max_t) = (self.open.min_time(), self.open.max_time());
+        let at = store.pack(self.open.iter(), max_t);
+        self.sealed.reserve_exact(1);
+        self.sealed.push(HeadChunk { min_t, max_t, at });
+        self.open.reset();
     }
 
     /// Appends the samples in `[mint, maxt]` to `out`.
@@ -334,6 +339,7 @@ impl Head {
             open: XorChunk::new(),
             last_t: i64::MIN,
             last_v: 0,
+            open_end: i64::MAX,
         });
         self.by_hash.entry(hash).or_default().push(id);
         (id, true)
@@ -485,6 +491,7 @@ impl Head {
             for c in &snapshot.sealed {
                 s.add_sealed(&mut self.store, c.min_t, c.max_t, &c.bytes);
             }
+            s.open_end = (open.min_time().div_euclid(self.block_range) + 1).saturating_mul(self.block_range);
             (s.open, s.last_t, s.last_v) = (open, snapshot.last_t, snapshot.last_v);
         }
         Some(id)

@@ -157,6 +157,37 @@ pub async fn delete_series(State(s): State<ApiState>, params: Params) -> ApiResu
     admin(&s, |reply| Request::Delete { matchers: matchers.clone(), mint, maxt, reply }).await
 }
 
+/// `/api/v1/admin/tsdb/snapshot`: a copy of every block, and (unless `skip_head=true`) the
+/// head written as a block, under `<data>/snapshots/<name>/<shard>/`, for backups.
+pub async fn snapshot(State(s): State<ApiState>, params: Params) -> ApiResult {
+    require_admin(&s)?;
+    let skip_head = match params.get("skip_head") {
+        None | Some("") => false,
+        Some(v) => v.parse::<bool>().map_err(|_| {
+            ApiError::bad_data(format!("unable to parse boolean 'skip_head' argument: invalid syntax {v:?}"))
+        })?,
+    };
+    let now = now_ms();
+    let name = format!(
+        "{}-{:016x}",
+        pyrite_core::calendar::utc_compact(now),
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), now)
+    );
+    let dir = s.ctx.storage_path.join("snapshots").join(&name);
+    let dirs: Vec<std::path::PathBuf> = (0..s.ctx.shards.len()).map(|i| dir.join(i.to_string())).collect();
+    let answers = s
+        .ctx
+        .shards
+        .ask_all_indexed(|i, reply| Request::Snapshot { dir: dirs[i].clone(), skip_head, reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    answers
+        .into_iter()
+        .collect::<Result<(), String>>()
+        .map_err(|e| ApiError::internal(format!("create snapshot: {e}")))?;
+    Ok(success_json(serde_json::json!({ "name": name })))
+}
+
 /// `/api/v1/admin/tsdb/clean_tombstones`: rewrites the blocks that have tombstones.
 pub async fn clean_tombstones(State(s): State<ApiState>) -> ApiResult {
     require_admin(&s)?;

@@ -41,6 +41,7 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/status/tsdb", get(api::status_tsdb))
         .route("/api/v1/admin/tsdb/delete_series", post(api::delete_series).put(api::delete_series))
+        .route("/api/v1/admin/tsdb/snapshot", post(api::snapshot).put(api::snapshot))
         .route("/api/v1/admin/tsdb/clean_tombstones", post(api::clean_tombstones).put(api::clean_tombstones))
         .route("/api/v1/write", post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
         .route("/-/healthy", get(|| async { "Pyrite Server is Healthy.\n" }))

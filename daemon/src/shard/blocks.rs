@@ -97,16 +97,7 @@ impl Blocks {
     /// Writes `[mint, maxt)` of the head as a new level-1 block. None if the head has no data
     /// there.
     pub fn cut(&mut self, head: &Head, mint: i64, maxt: i64, now_ms: i64) -> Result<Option<&Block>, CutError> {
-        let ids = head.ids_in_label_order(mint, maxt);
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        let ulid = block::new_ulid(now_ms);
-        let mut writer = BlockWriter::create(&self.dir, ulid.clone(), head.symbols())?;
-        for id in ids {
-            writer.add(&head.labels(id), &head.block_chunks(id, mint, maxt))?;
-        }
-        let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
+        let Some(path) = write_head_block(&self.dir, head, mint, maxt, now_ms)? else { return Ok(None) };
         self.list.push(Block::open(&path)?);
         self.sort();
         Ok(self.list.iter().find(|b| b.dir() == path))
@@ -178,6 +169,28 @@ impl Blocks {
         }
         Ok(cleaned)
     }
+}
+
+/// Writes `[mint, maxt)` of `head` as a level-1 block under `dir`; returns its directory, or
+/// None if the head has no data there.
+pub fn write_head_block(
+    dir: &Path,
+    head: &Head,
+    mint: i64,
+    maxt: i64,
+    now_ms: i64,
+) -> Result<Option<PathBuf>, CutError> {
+    let ids = head.ids_in_label_order(mint, maxt);
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let ulid = block::new_ulid(now_ms);
+    let mut writer = BlockWriter::create(dir, ulid.clone(), head.symbols())?;
+    for id in ids {
+        writer.add(&head.labels(id), &head.block_chunks(id, mint, maxt))?;
+    }
+    let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
+    Ok(Some(path))
 }
 
 /// Writing a block failed.

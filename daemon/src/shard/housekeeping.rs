@@ -1,5 +1,6 @@
-//! A shard's periodic storage work: cutting the head into blocks, compacting blocks, and
-//! retention by time and size. It runs on the shard's thread (the head is not shared), every
+//! A shard's periodic storage work: cutting the head into blocks, compacting blocks,
+//! retention by time and size, and head snapshots (so that a crash replays only the log
+//! written since the last one). It runs on the shard's thread (the head is not shared), every
 //! minute or every quarter block range if that is shorter.
 
 use std::cell::RefCell;
@@ -18,10 +19,30 @@ pub fn interval(block_range: i64) -> Duration {
 
 pub async fn run(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
     let ranges = pyrite_core::tsdb::block::ranges(ctx.block_range, ctx.max_block_range);
+    let mut last_snapshot = crate::clock::now_ms();
     loop {
         monoio::time::sleep(interval(ctx.block_range)).await;
         let mut s = storage.borrow_mut();
         pass(index, &mut s, &ctx, &ranges);
+        let now = crate::clock::now_ms();
+        if ctx.head_snapshot_interval.is_some_and(|every| now - last_snapshot >= every) {
+            snapshot(index, &mut s, &ctx);
+            last_snapshot = now;
+        }
+    }
+}
+
+/// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
+fn snapshot(index: usize, s: &mut Storage, ctx: &Context) {
+    let started = Instant::now();
+    match s.snapshot() {
+        Ok(()) => {
+            ctx.metrics.head_snapshots.get_or_create(&shard_label(index)).inc();
+            tracing::info!(shard = index, seconds = started.elapsed().as_secs_f64(), "head snapshot written");
+        }
+        Err(e) => {
+            tracing::warn!(shard = index, error = %e, "cannot write a head snapshot; a crash replays the whole log")
+        }
     }
 }
 

@@ -63,6 +63,12 @@ pub enum Request {
         maxt: i64,
         reply: flume::Sender<Result<(), String>>,
     },
+    /// Copy the shard's blocks, and the head as a block, into `dir` (admin API).
+    Snapshot {
+        dir: std::path::PathBuf,
+        skip_head: bool,
+        reply: flume::Sender<Result<(), String>>,
+    },
     /// Rewrite blocks without their deleted samples (admin API).
     CleanTombstones {
         reply: flume::Sender<Result<(), String>>,
@@ -103,7 +109,15 @@ impl Shards {
 
     /// Asks every shard and collects the answers in shard order.
     pub async fn ask_all<T>(&self, make: impl Fn(flume::Sender<T>) -> Request) -> Result<Vec<T>, ShardGone> {
-        let receivers: Vec<_> = (0..self.len()).map(|i| self.ask(i, &make)).collect();
+        self.ask_all_indexed(|_, reply| make(reply)).await
+    }
+
+    /// The same, with a request that depends on the shard's index.
+    pub async fn ask_all_indexed<T>(
+        &self,
+        make: impl Fn(usize, flume::Sender<T>) -> Request,
+    ) -> Result<Vec<T>, ShardGone> {
+        let receivers: Vec<_> = (0..self.len()).map(|i| self.ask(i, |reply| make(i, reply))).collect();
         let mut out = Vec::with_capacity(receivers.len());
         for rx in receivers {
             out.push(rx.recv_async().await.map_err(|_| ShardGone)?);
@@ -152,7 +166,7 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
             Request::Shutdown { reply } => {
                 let started = std::time::Instant::now();
                 let mut s = storage.borrow_mut();
-                match s.sync().and_then(|()| s.snapshot()) {
+                match s.snapshot() {
                     Ok(()) => tracing::info!(
                         shard = index,
                         seconds = started.elapsed().as_secs_f64(),
@@ -195,6 +209,11 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
             Request::Delete { matchers, mint, maxt, reply } => {
                 let mut s = storage.borrow_mut();
                 let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)));
+            }
+            Request::Snapshot { dir, skip_head, reply } => {
+                let s = storage.borrow();
+                let _ =
+                    reply.send(s.snapshot_blocks(&dir, skip_head, crate::clock::now_ms()).map_err(|e| e.to_string()));
             }
             Request::CleanTombstones { reply } => {
                 let mut s = storage.borrow_mut();

@@ -4,6 +4,7 @@
 //! Every block range the head's oldest data is cut into a block, after which the head and the
 //! log let it go.
 
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use pyrite_core::tsdb::chunk::store::ChunkStore;
 use pyrite_core::tsdb::head::{AppendError, Head};
 use pyrite_core::tsdb::querier::Querier;
 
-use super::blocks::{Blocks, CutError, Opened};
+use super::blocks::{write_head_block, Blocks, CutError, Opened};
 use super::wal::{Replayed, Wal, WalOptions};
 
 /// The outcome of an append batch.
@@ -124,6 +125,24 @@ impl Storage {
         self.wal.log_deletions(&records).map_err(|e| format!("cannot write the write-ahead log: {e}"))
     }
 
+    /// Writes a copy of the shard's data into `dir` for a backup (the admin snapshot): its
+    /// blocks hard-linked, and unless `skip_head`, the head written as one more block.
+    pub fn snapshot_blocks(&self, dir: &Path, skip_head: bool, now_ms: i64) -> Result<(), CutError> {
+        fs::create_dir_all(dir)?;
+        for block in self.blocks.list() {
+            let target = dir.join(&block.meta().ulid);
+            fs::create_dir_all(&target)?;
+            for file in fs::read_dir(block.dir())? {
+                let file = file?;
+                fs::hard_link(file.path(), target.join(file.file_name()))?;
+            }
+        }
+        if let (false, Some(min), Some(max)) = (skip_head, self.head.min_time(), self.head.max_time()) {
+            write_head_block(dir, &self.head, min.max(self.head.min_valid()), max + 1, now_ms)?;
+        }
+        Ok(())
+    }
+
     /// Bytes the log and the blocks take on disk.
     pub fn disk_bytes(&self) -> io::Result<u64> {
         Ok(self.wal.disk_bytes()? + self.blocks.size())
@@ -185,8 +204,10 @@ impl Storage {
         self.wal.sync()
     }
 
-    /// Writes the head as a snapshot, so that the next start loads it instead of replaying.
+    /// Syncs the log and writes the head as a snapshot, so that the next start loads it and
+    /// replays only what is logged after it.
     pub fn snapshot(&mut self) -> io::Result<()> {
+        self.wal.sync()?;
         self.wal.snapshot(&self.head)
     }
 

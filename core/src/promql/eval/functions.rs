@@ -10,6 +10,7 @@ use regex::Regex;
 
 use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
+use crate::calendar::{civil_from_days, days_from_civil};
 use crate::labels::{is_valid_label_name, Labels};
 use crate::promql::ast::CallPositions;
 use crate::promql::functions::Function;
@@ -650,27 +651,4 @@ fn date_part(name: &str, secs: f64) -> f64 {
         }
         _ => f64::NAN,
     }
-}
-
-/// Proleptic Gregorian date of a day number (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }

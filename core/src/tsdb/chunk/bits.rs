@@ -28,6 +28,12 @@ impl BitWriter {
         (free <= 7 && (free == 0 || !bytes.is_empty())).then_some(BitWriter { bytes, free })
     }
 
+    /// Empties the writer, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.free = 0;
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -49,16 +55,25 @@ impl BitWriter {
 
     /// Writes the low `n` bits of `value`, most significant first (`n` ≤ 64).
     pub fn write_bits(&mut self, value: u64, mut n: u8) {
-        while n > 0 {
-            if self.free == 0 {
-                self.push_byte();
-            }
+        let value = if n < 64 { value & ((1u64 << n) - 1) } else { value };
+        // Top up the last byte, then whole bytes, then the start of a new byte.
+        if self.free > 0 && n > 0 {
             let take = n.min(self.free);
-            let shift = n - take;
-            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            let bits = (value >> (n - take)) as u8 & ((1u16 << take) - 1) as u8;
             self.free -= take;
-            *self.bytes.last_mut().expect("a byte was pushed above") |= chunk << self.free;
+            *self.bytes.last_mut().expect("free bits are in the last byte") |= bits << self.free;
             n -= take;
+        }
+        while n >= 8 {
+            n -= 8;
+            self.push_byte();
+            *self.bytes.last_mut().expect("a byte was pushed above") = (value >> n) as u8;
+            self.free = 0;
+        }
+        if n > 0 {
+            self.push_byte();
+            self.free = 8 - n;
+            *self.bytes.last_mut().expect("a byte was pushed above") = ((value << self.free) & 0xff) as u8;
         }
     }
 }
@@ -83,22 +98,28 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits (≤ 64) as the low bits of the result.
-    pub fn read_bits(&mut self, mut n: u8) -> Option<u64> {
+    pub fn read_bits(&mut self, n: u8) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
         if self.pos + n as usize > self.bytes.len() * 8 {
             return None;
         }
-        let mut out = 0u64;
-        while n > 0 {
-            let byte = self.bytes[self.pos / 8];
-            let avail = 8 - (self.pos % 8) as u8;
-            let take = n.min(avail);
-            let shift = avail - take;
-            let chunk = (byte >> shift) as u64 & ((1u64 << take) - 1);
-            out = (out << take) | chunk;
-            self.pos += take as usize;
-            n -= take;
-        }
-        Some(out)
+        // The 16 bytes from the current one hold the bits wanted (at most 7 + 64 of them);
+        // past the end of the buffer they are zero-padded.
+        let at = self.pos / 8;
+        let window = match self.bytes.get(at..at + 16) {
+            Some(b) => u128::from_be_bytes(b.try_into().expect("16 bytes")),
+            None => {
+                let mut padded = [0u8; 16];
+                let tail = &self.bytes[at..];
+                padded[..tail.len()].copy_from_slice(tail);
+                u128::from_be_bytes(padded)
+            }
+        };
+        let v = (window << (self.pos % 8)) >> (128 - u32::from(n));
+        self.pos += n as usize;
+        Some(v as u64)
     }
 }
 

@@ -48,7 +48,10 @@ pub struct PackedError(&'static str);
 /// Encodes 1..=[`MAX_SAMPLES`] samples, in strictly increasing time order, onto `out`.
 pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     assert!((1..=MAX_SAMPLES).contains(&samples.len()), "a packed chunk holds 1 to 128 samples");
-    let decimal = decimal_exponent(samples);
+    // Room for the header, both blocks and their widths and varints: one allocation at most.
+    out.reserve(18 + 2 * (10 + 1 + packed_len(32)));
+    let mut scaled = [0i64; MAX_SAMPLES];
+    let decimal = decimal_exponent(samples, &mut scaled);
     out.push(samples.len() as u8);
     out.push(match decimal {
         Some(e) => DECIMAL | (e << 4),
@@ -57,18 +60,14 @@ pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     let (t0, v0) = samples[0];
     out.extend_from_slice(&t0.to_le_bytes());
     match decimal {
-        Some(e) => out.extend_from_slice(&scaled(v0, e).to_le_bytes()),
+        Some(_) => out.extend_from_slice(&scaled[0].to_le_bytes()),
         None => out.extend_from_slice(&v0.to_bits().to_le_bytes()),
     }
     encode_times(samples, out);
     match decimal {
-        Some(e) => encode_decimals(samples, e, out),
+        Some(_) => encode_deltas(&scaled[..samples.len()], out),
         None => encode_xor(samples, out),
     }
-}
-
-fn scaled(v: f64, e: u8) -> i64 {
-    (v * POW10[e as usize]).round() as i64
 }
 
 fn unscaled(x: i64, e: u8) -> f64 {
@@ -76,30 +75,37 @@ fn unscaled(x: i64, e: u8) -> f64 {
 }
 
 /// The smallest exponent at which every value is an exact decimal whose scaled deltas fit the
-/// packed width, if there is one.
-fn decimal_exponent(samples: &[(i64, f64)]) -> Option<u8> {
-    let exact = |e: u8| {
-        samples.iter().all(|&(_, v)| {
+/// packed width, if there is one; `scaled` receives the scaled values.
+fn decimal_exponent(samples: &[(i64, f64)], scaled: &mut [i64; MAX_SAMPLES]) -> Option<u8> {
+    if samples.iter().any(|&(_, v)| !v.is_finite()) {
+        return None;
+    }
+    'exponent: for e in 0..POW10.len() as u8 {
+        for (slot, &(_, v)) in scaled.iter_mut().zip(samples) {
             let x = v * POW10[e as usize];
-            x.is_finite() && x.abs() < EXACT && unscaled(x.round() as i64, e).to_bits() == v.to_bits()
-        })
-    };
-    let e = (0..POW10.len() as u8).find(|&e| exact(e))?;
-    let deltas = samples.windows(2).map(|w| scaled(w[1].1, e) - scaled(w[0].1, e));
-    let (min, max) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
-    (samples.len() < 2 || max.abs_diff(min) <= u64::from(u32::MAX)).then_some(e)
+            if x.abs() >= EXACT {
+                return None;
+            }
+            *slot = x.round() as i64;
+            if unscaled(*slot, e).to_bits() != v.to_bits() {
+                continue 'exponent;
+            }
+        }
+        let deltas = scaled[..samples.len()].windows(2).map(|w| w[1] - w[0]);
+        let (min, max) = deltas.fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        return (samples.len() < 2 || max.abs_diff(min) <= u64::from(u32::MAX)).then_some(e);
+    }
+    None
 }
 
-/// Packs `values` (at most 128) into one block: width byte, then the block.
-fn put_packed(values: &[u32], out: &mut Vec<u8>) {
-    let mut block = [0u32; MAX_SAMPLES];
-    block[..values.len()].copy_from_slice(values);
+/// Packs one block of 128 (zero beyond the samples): width byte, then the block.
+fn put_packed(block: &[u32; MAX_SAMPLES], out: &mut Vec<u8>) {
     let packer = BitPacker4x::new();
-    let width = packer.num_bits(&block);
+    let width = packer.num_bits(block);
     out.push(width);
     let start = out.len();
     out.resize(start + packed_len(width), 0);
-    packer.compress(&block, &mut out[start..], width);
+    packer.compress(block, &mut out[start..], width);
 }
 
 fn packed_len(width: u8) -> usize {
@@ -114,26 +120,35 @@ fn encode_times(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     if samples.len() < 3 {
         return;
     }
-    let dods: Vec<u64> = samples.windows(3).map(|w| zigzag((w[2].0 - w[1].0) - (w[1].0 - w[0].0))).collect();
-    match dods.iter().map(|&d| u32::try_from(d)).collect::<Result<Vec<u32>, _>>() {
-        Ok(small) => put_packed(&small, out),
-        Err(_) => {
-            out.push(VARINT_WIDTH);
-            dods.into_iter().for_each(|d| put_varint(out, d));
-        }
+    let dod = |w: &[(i64, f64)]| zigzag((w[2].0 - w[1].0) - (w[1].0 - w[0].0));
+    let mut block = [0u32; MAX_SAMPLES];
+    let mut fits = true;
+    for (slot, w) in block.iter_mut().zip(samples.windows(3)) {
+        let d = dod(w);
+        fits &= d <= u64::from(u32::MAX);
+        *slot = d as u32;
+    }
+    if fits {
+        put_packed(&block, out);
+    } else {
+        out.push(VARINT_WIDTH);
+        samples.windows(3).for_each(|w| put_varint(out, dod(w)));
     }
 }
 
-fn encode_decimals(samples: &[(i64, f64)], e: u8, out: &mut Vec<u8>) {
-    if samples.len() < 2 {
+/// The deltas of the scaled values, offset by their minimum (`decimal_exponent` checked that
+/// every offset fits 32 bits).
+fn encode_deltas(scaled: &[i64], out: &mut Vec<u8>) {
+    if scaled.len() < 2 {
         return;
     }
-    let deltas: Vec<i64> = samples.windows(2).map(|w| scaled(w[1].1, e) - scaled(w[0].1, e)).collect();
-    let min = *deltas.iter().min().expect("two samples or more");
+    let min = scaled.windows(2).map(|w| w[1] - w[0]).min().expect("two samples or more");
     put_varint(out, zigzag(min));
-    // `decimal_exponent` checked that every offset fits.
-    let offsets: Vec<u32> = deltas.iter().map(|&d| d.abs_diff(min) as u32).collect();
-    put_packed(&offsets, out);
+    let mut block = [0u32; MAX_SAMPLES];
+    for (slot, w) in block.iter_mut().zip(scaled.windows(2)) {
+        *slot = (w[1] - w[0]).abs_diff(min) as u32;
+    }
+    put_packed(&block, out);
 }
 
 fn encode_xor(samples: &[(i64, f64)], out: &mut Vec<u8>) {

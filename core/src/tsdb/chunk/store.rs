@@ -77,6 +77,8 @@ pub struct ChunkStore {
     next: u32,
     /// Why the last file segment could not be made (the store uses memory meanwhile).
     pub last_error: Option<String>,
+    /// Buffers for sealing a chunk (its samples, its encoding), reused from seal to seal.
+    scratch: (Vec<(i64, f64)>, Vec<u8>),
 }
 
 impl std::fmt::Debug for ChunkStore {
@@ -110,7 +112,7 @@ fn map_segment(path: &Path) -> io::Result<MmapMut> {
 impl ChunkStore {
     /// A store in anonymous memory.
     pub fn in_memory() -> ChunkStore {
-        ChunkStore { dir: None, segments: BTreeMap::new(), next: 0, last_error: None }
+        ChunkStore { dir: None, segments: BTreeMap::new(), next: 0, last_error: None, scratch: Default::default() }
     }
 
     /// A store of mapped files in `dir`, which is emptied first.
@@ -187,6 +189,19 @@ impl ChunkStore {
                 let _ = fs::remove_file(path);
             }
         }
+    }
+
+    /// Encodes `samples` (time-ordered, at most 128, the newest at `max_t`) as a packed chunk
+    /// and stores it, reusing the store's buffers.
+    pub fn pack(&mut self, samples: impl Iterator<Item = (i64, f64)>, max_t: i64) -> ChunkRef {
+        let (mut decoded, mut encoded) = std::mem::take(&mut self.scratch);
+        decoded.clear();
+        decoded.extend(samples);
+        encoded.clear();
+        super::packed::encode(&decoded, &mut encoded);
+        let at = self.push(&encoded, max_t);
+        self.scratch = (decoded, encoded);
+        at
     }
 
     /// Segments held, and how many of them are mapped files.

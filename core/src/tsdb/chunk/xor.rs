@@ -48,6 +48,14 @@ impl XorChunk {
         XorChunk { values: XorValues::new(0.0), ..Default::default() }
     }
 
+    /// Empties the chunk for reuse, keeping its buffer (the next chunk of a series grows to
+    /// about the same size).
+    pub fn reset(&mut self) {
+        let mut bits = std::mem::take(&mut self.bits);
+        bits.clear();
+        *self = XorChunk { bits, ..XorChunk::new() };
+    }
+
     pub fn state(&self) -> XorState {
         XorState {
             bytes: self.bits.bytes().to_vec(),
