@@ -184,6 +184,11 @@ fn measure_window(servers: &[Server], opts: &Options) -> Vec<Row> {
     rows.push(Row::new("RSS, steady", steady, mib));
     rows.push(Row::new("RSS, peak", std::array::from_fn(|i| Some(after[i]?.peak_rss as f64)), mib));
     rows.push(Row::new("RSS per active series", std::array::from_fn(|i| Some(steady[i]? / series[i]?)), bytes));
+    rows.push(Row::new(
+        "anonymous RSS per active series, at the end",
+        std::array::from_fn(|i| Some(after[i]?.anon as f64 / series[i]?)),
+        bytes,
+    ));
     rows.push(Row::new("CPU seconds per million samples", cpu, two_decimals));
     rows
 }
@@ -266,8 +271,9 @@ fn render(opts: &Options, table: &str) -> String {
          Load: `pyrite-loadgen --profile mixed` (services, node and Redis exporters, values moving every scrape), \
          pod churn {:.0} % of services every 15 min, the dashboard queries at {} per second against each server. \
          Figures from each server's own counters and `/proc`, over a {} s window after a warm-up that creates every \
-         series; query times are medians and 90th percentiles of {} runs while the load continues. Pyrite has a \
-         write-ahead log but no blocks yet, so nothing to flush or compact. \
+         series; query times are medians and 90th percentiles of {} runs while the load continues. \
+         \"After flush\": Pyrite's and Prometheus's admin snapshots (the head written as a block), \
+         VictoriaMetrics after a forced flush. \
          Command: `./target/release/pyrite-bench compare --size {} --duration {}`.\n\n{table}",
         date.unwrap_or_default(),
         opts.size,

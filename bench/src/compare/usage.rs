@@ -7,6 +7,9 @@ pub struct Usage {
     pub rss: u64,
     /// Highest resident set size so far, bytes (`VmHWM`).
     pub peak_rss: u64,
+    /// Resident anonymous memory, bytes (`RssAnon`): RSS without file-backed pages such as
+    /// memory-mapped chunk files, which the kernel can write out and drop.
+    pub anon: u64,
     /// User plus system CPU time, seconds.
     pub cpu_secs: f64,
 }
@@ -26,7 +29,7 @@ pub fn usage(pid: u32) -> Option<Usage> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(Usage { rss: kib("VmRSS:")?, peak_rss: kib("VmHWM:")?, cpu_secs: ticks / hz })
+    Some(Usage { rss: kib("VmRSS:")?, peak_rss: kib("VmHWM:")?, anon: kib("RssAnon:")?, cpu_secs: ticks / hz })
 }
 
 #[cfg(test)]

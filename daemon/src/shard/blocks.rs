@@ -20,6 +20,8 @@ pub struct Blocks {
     dir: PathBuf,
     /// Sorted by min time.
     list: Vec<Block>,
+    /// A compaction is reading some of these blocks on another thread: deletions wait.
+    compacting: bool,
 }
 
 /// What opening found besides the blocks it serves.
@@ -71,7 +73,7 @@ impl Blocks {
                 Err(e) => opened.refused.push(e),
             }
         }
-        let mut blocks = Blocks { dir: dir.to_path_buf(), list };
+        let mut blocks = Blocks { dir: dir.to_path_buf(), list, compacting: false };
         blocks.sort();
         Ok((blocks, opened))
     }
@@ -103,21 +105,36 @@ impl Blocks {
         Ok(self.list.iter().find(|b| b.dir() == path))
     }
 
-    /// Compacts one group of blocks if the plan has one; returns the new block's meta.
-    pub fn compact_once(&mut self, ranges: &[i64], now_ms: i64) -> Result<Option<block::BlockMeta>, CutError> {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn compacting(&self) -> bool {
+        self.compacting
+    }
+
+    /// Marks a compaction as running (deletions wait) or done.
+    pub fn set_compacting(&mut self, running: bool) {
+        self.compacting = running;
+    }
+
+    /// The directories of the next group of blocks to compact, if the plan has one.
+    pub fn plan(&self, ranges: &[i64]) -> Option<Vec<PathBuf>> {
         let metas: Vec<block::BlockMeta> = self.list.iter().map(|b| b.meta().clone()).collect();
-        let Some(group) = block::plan_compaction(&metas, ranges) else { return Ok(None) };
-        let inputs: Vec<&Block> = group.iter().map(|&i| &self.list[i]).collect();
-        let (meta, path) = block::compact(&self.dir, block::new_ulid(now_ms), &inputs)?;
-        let merged = Block::open(&path)?;
-        let parents: Vec<PathBuf> = inputs.iter().map(|b| b.dir().to_path_buf()).collect();
+        let group = block::plan_compaction(&metas, ranges)?;
+        Some(group.iter().map(|&i| self.list[i].dir().to_path_buf()).collect())
+    }
+
+    /// Serves the compacted block at `path` in place of its `parents`, and deletes them.
+    pub fn install(&mut self, path: &Path, parents: &[PathBuf]) -> Result<(), CutError> {
+        let merged = Block::open(path)?;
         self.list.retain(|b| !parents.iter().any(|p| p == b.dir()));
         self.list.push(merged);
         self.sort();
         for p in parents {
-            remove_block(&p)?;
+            remove_block(p)?;
         }
-        Ok(Some(meta))
+        Ok(())
     }
 
     /// Deletes the blocks entirely before `t`; returns how many.
@@ -191,6 +208,14 @@ pub fn write_head_block(
     }
     let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
     Ok(Some(path))
+}
+
+/// Merges the blocks in `inputs` into a new block under `dir`. Opens its own readers, so it
+/// can run on any thread while the shard keeps serving the inputs.
+pub fn compact_paths(dir: &Path, inputs: &[PathBuf], ulid: String) -> Result<(block::BlockMeta, PathBuf), CutError> {
+    let blocks: Vec<Block> = inputs.iter().map(|p| Block::open(p)).collect::<Result<_, _>>()?;
+    let refs: Vec<&Block> = blocks.iter().collect();
+    Ok(block::compact(dir, ulid, &refs)?)
 }
 
 /// Writing a block failed.

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::blocks::{compact_paths, CutError};
 use super::storage::Storage;
 use crate::context::Context;
 use crate::metrics::shard_label;
@@ -22,8 +23,10 @@ pub async fn run(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>)
     let mut last_snapshot = crate::clock::now_ms();
     loop {
         monoio::time::sleep(interval(ctx.block_range)).await;
+        cut(index, &mut storage.borrow_mut(), &ctx);
+        compact(index, &storage, &ctx, &ranges).await;
         let mut s = storage.borrow_mut();
-        pass(index, &mut s, &ctx, &ranges);
+        retain(index, &mut s, &ctx);
         let now = crate::clock::now_ms();
         if ctx.head_snapshot_interval.is_some_and(|every| now - last_snapshot >= every) {
             snapshot(index, &mut s, &ctx);
@@ -46,8 +49,8 @@ fn snapshot(index: usize, s: &mut Storage, ctx: &Context) {
     }
 }
 
-/// One round: cut, compact, retain, update the gauges.
-fn pass(index: usize, s: &mut Storage, ctx: &Context, ranges: &[i64]) {
+/// Cuts the head's oldest range into a block if it is due.
+fn cut(index: usize, s: &mut Storage, ctx: &Context) {
     let shard = shard_label(index);
     let m = &ctx.metrics;
     let started = Instant::now();
@@ -75,9 +78,35 @@ fn pass(index: usize, s: &mut Storage, ctx: &Context, ranges: &[i64]) {
             tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
         }
     }
+}
+
+/// Compacts the next group of blocks, if any, on a thread of its own: the shard keeps
+/// appending and answering queries from the input blocks until the output replaces them.
+async fn compact(index: usize, storage: &Rc<RefCell<Storage>>, ctx: &Context, ranges: &[i64]) {
+    let Some(inputs) = storage.borrow().blocks.plan(ranges) else { return };
+    let dir = storage.borrow().blocks.dir().to_path_buf();
+    let ulid = pyrite_core::tsdb::block::new_ulid(crate::clock::now_ms());
+    storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
-    match s.blocks.compact_once(ranges, crate::clock::now_ms()) {
-        Ok(Some(meta)) => {
+    let (tx, rx) = flume::bounded(1);
+    let spawned = std::thread::Builder::new().name(format!("compact-{index}")).spawn({
+        let inputs = inputs.clone();
+        move || {
+            let _ = tx.send(compact_paths(&dir, &inputs, ulid));
+        }
+    });
+    let result = match spawned {
+        Ok(_) => rx
+            .recv_async()
+            .await
+            .unwrap_or_else(|_| Err(CutError::Io(std::io::Error::other("the compaction thread stopped")))),
+        Err(e) => Err(CutError::Io(e)),
+    };
+    let mut s = storage.borrow_mut();
+    s.blocks.set_compacting(false);
+    let m = &ctx.metrics;
+    match result.and_then(|(meta, path)| s.blocks.install(&path, &inputs).map(|()| meta)) {
+        Ok(meta) => {
             m.compactions.get_or_create(&kind(index, "blocks")).inc();
             m.compaction_duration.observe(started.elapsed().as_secs_f64());
             tracing::info!(
@@ -90,12 +119,17 @@ fn pass(index: usize, s: &mut Storage, ctx: &Context, ranges: &[i64]) {
                 "blocks compacted"
             );
         }
-        Ok(None) => {}
         Err(e) => {
-            m.compactions_failed.get_or_create(&shard).inc();
+            m.compactions_failed.get_or_create(&shard_label(index)).inc();
             tracing::error!(shard = index, error = %e, "compaction failed; the blocks stay as they are");
         }
     }
+}
+
+/// Applies retention and updates the storage gauges.
+fn retain(index: usize, s: &mut Storage, ctx: &Context) {
+    let shard = shard_label(index);
+    let m = &ctx.metrics;
     let cutoff = crate::clock::now_ms() - ctx.retention.millis();
     match s.apply_retention(cutoff, ctx.retention_size_per_shard) {
         Ok(r) => {

@@ -207,8 +207,12 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                     reply.send(union_matching(&matchers, |m| Ok::<_, String>(q.label_values(&name, m, mint, maxt))));
             }
             Request::Delete { matchers, mint, maxt, reply } => {
-                let mut s = storage.borrow_mut();
-                let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)));
+                let storage = storage.clone();
+                monoio::spawn(async move {
+                    blocks_idle(&storage).await;
+                    let mut s = storage.borrow_mut();
+                    let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)));
+                });
             }
             Request::Snapshot { dir, skip_head, reply } => {
                 let s = storage.borrow();
@@ -216,15 +220,27 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                     reply.send(s.snapshot_blocks(&dir, skip_head, crate::clock::now_ms()).map_err(|e| e.to_string()));
             }
             Request::CleanTombstones { reply } => {
-                let mut s = storage.borrow_mut();
-                let cleaned = s.blocks.clean_tombstones(crate::clock::now_ms());
-                let _ = reply.send(
-                    cleaned
-                        .map(|n| tracing::info!(shard = index, blocks = n, "tombstones cleaned"))
-                        .map_err(|e| e.to_string()),
-                );
+                let storage = storage.clone();
+                monoio::spawn(async move {
+                    blocks_idle(&storage).await;
+                    let mut s = storage.borrow_mut();
+                    let cleaned = s.blocks.clean_tombstones(crate::clock::now_ms());
+                    let _ = reply.send(
+                        cleaned
+                            .map(|n| tracing::info!(shard = index, blocks = n, "tombstones cleaned"))
+                            .map_err(|e| e.to_string()),
+                    );
+                });
             }
         }
+    }
+}
+
+/// Waits until no compaction is reading the blocks (a deletion made meanwhile would be lost
+/// in its output).
+async fn blocks_idle(storage: &RefCell<Storage>) {
+    while storage.borrow().blocks.compacting() {
+        monoio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
