@@ -193,6 +193,14 @@ impl Server {
         std::fs::read_dir(self.data.join("blocks")).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// How much time the head holds, by `/api/v1/status/tsdb` (Pyrite and Prometheus).
+    pub fn head_span_ms(&self) -> Option<i64> {
+        let (_, body) = http_get_within(&format!("{}/api/v1/status/tsdb", self.url), Duration::from_secs(30)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let head = &v["data"]["headStats"];
+        Some(head["maxTime"].as_i64()? - head["minTime"].as_i64()?)
+    }
+
     /// Head snapshots Pyrite has written while running.
     pub fn head_snapshots(&self) -> f64 {
         metric_sum(&self.metrics(), "pyrite_head_snapshots_total", "")

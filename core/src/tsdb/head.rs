@@ -26,7 +26,7 @@ use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Labels, Matcher};
 use crate::value::Sample;
 
 /// Samples per chunk before a new one is cut (as Prometheus).
@@ -375,16 +375,7 @@ impl Head {
     /// The labels of series `id`.
     pub fn labels(&self, id: u32) -> Labels {
         // Stored in the order they were given, which is a Labels' sorted order.
-        Labels::from_sorted(
-            self.series[id as usize]
-                .labels
-                .iter()
-                .map(|&(n, v)| Label {
-                    name: self.symbols.resolve(n).to_string(),
-                    value: self.symbols.resolve(v).to_string(),
-                })
-                .collect(),
-        )
+        self.symbols.labels(&self.series[id as usize].labels)
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
@@ -446,7 +437,7 @@ impl Head {
 
     /// Every label name and value the head has seen.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        (0..self.symbols.len() as u32).map(|i| self.symbols.resolve(i))
+        self.symbols.iter()
     }
 
     /// Ids of the series with samples in `[mint, maxt)`, in label order (a block's order).

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::labels::{Label, Labels};
+
 /// A per-shard symbol table. Not `Send`: it belongs to one shard thread.
 #[derive(Debug, Default)]
 pub struct Symbols {
@@ -38,6 +40,21 @@ impl Symbols {
 
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty()
+    }
+
+    /// Every string, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.strings.iter().map(|s| &**s)
+    }
+
+    /// The label set behind `(name, value)` id pairs stored in label order.
+    pub fn labels(&self, pairs: &[(u32, u32)]) -> Labels {
+        Labels::from_sorted(
+            pairs
+                .iter()
+                .map(|&(n, v)| Label { name: self.resolve(n).to_string(), value: self.resolve(v).to_string() })
+                .collect(),
+        )
     }
 
     /// The string behind an id handed out by this table.

@@ -66,7 +66,7 @@ pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockM
                 *head = next_series(blocks[b], cursors[b].1)?;
             }
         }
-        writer.add(&smallest, &in_order(chunks))?;
+        writer.add(smallest, &in_order(chunks))?;
     }
     let min_time = blocks.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
     let max_time = blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(0);

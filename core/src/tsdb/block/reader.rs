@@ -10,7 +10,7 @@ use roaring::RoaringBitmap;
 use super::index::{self, SeriesEntry};
 use super::writer::CHUNKS_MAGIC;
 use super::{BlockChunk, BlockError, BlockMeta, Interval, Tombstones, CHUNKS_FILE, INDEX_FILE, META_FILE};
-use crate::labels::{Label, Labels, Matcher};
+use crate::labels::{Labels, Matcher};
 use crate::tsdb::chunk::packed;
 use crate::tsdb::head::SeriesSamples;
 use crate::tsdb::postings::Postings;
@@ -126,16 +126,7 @@ impl Block {
     }
 
     fn labels(&self, entry: &SeriesEntry) -> Labels {
-        Labels::from_sorted(
-            entry
-                .labels
-                .iter()
-                .map(|&(n, v)| Label {
-                    name: self.symbols.resolve(n).to_string(),
-                    value: self.symbols.resolve(v).to_string(),
-                })
-                .collect(),
-        )
+        self.symbols.labels(&entry.labels)
     }
 
     /// The bytes of a chunk, checked against its CRC.
@@ -222,7 +213,7 @@ impl Block {
 
     /// The symbol table (every label name and value in the block).
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        (0..self.symbols.len() as u32).map(|i| self.symbols.resolve(i))
+        self.symbols.iter()
     }
 
     /// Series `id` (numbered in label order) with its chunks, tombstones applied: chunks a

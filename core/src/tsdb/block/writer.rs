@@ -27,6 +27,17 @@ pub struct BlockWriter {
     series: Vec<SeriesEntry>,
     last_labels: Option<Labels>,
     stats: BlockStats,
+    /// Renamed into place; until then, dropping the writer removes the `.tmp` directory (a
+    /// failed write, e.g. on a full disk, leaves nothing behind).
+    done: bool,
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 impl BlockWriter {
@@ -55,17 +66,18 @@ impl BlockWriter {
             series: Vec::new(),
             last_labels: None,
             stats: BlockStats::default(),
+            done: false,
         })
     }
 
     /// Adds a series and its chunks (time-ordered). Series must come in strictly increasing
     /// label order, and their names and values must have been given to
     /// [`BlockWriter::create`]. A series without chunks is left out.
-    pub fn add(&mut self, labels: &Labels, chunks: &[BlockChunk]) -> io::Result<()> {
+    pub fn add(&mut self, labels: Labels, chunks: &[BlockChunk]) -> io::Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        assert!(self.last_labels.as_ref().is_none_or(|l| l < labels), "series added out of label order");
+        assert!(self.last_labels.as_ref().is_none_or(|l| *l < labels), "series added out of label order");
         let sym = |s: &str| *self.symbol_ids.get(s).expect("symbols were given to create");
         let mut entry = SeriesEntry {
             labels: labels.iter().map(|l| (sym(&l.name), sym(&l.value))).collect(),
@@ -86,7 +98,7 @@ impl BlockWriter {
         self.stats.num_chunks += chunks.len() as u64;
         self.stats.num_series += 1;
         self.series.push(entry);
-        self.last_labels = Some(labels.clone());
+        self.last_labels = Some(labels);
         Ok(())
     }
 
@@ -113,12 +125,14 @@ impl BlockWriter {
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         write_synced(&self.tmp.join(INDEX_FILE), &out)?;
-        let meta = BlockMeta { ulid: self.ulid.clone(), min_time, max_time, stats: self.stats, compaction, version: 1 };
+        let stats = std::mem::take(&mut self.stats);
+        let meta = BlockMeta { ulid: self.ulid.clone(), min_time, max_time, stats, compaction, version: 1 };
         let json = serde_json::to_vec_pretty(&meta).expect("a meta serializes");
         write_synced(&self.tmp.join(META_FILE), &json)?;
         File::open(&self.tmp)?.sync_all()?;
         let dir = self.parent.join(&self.ulid);
         fs::rename(&self.tmp, &dir)?;
+        self.done = true;
         File::open(&self.parent)?.sync_all()?;
         Ok((meta, dir))
     }
