@@ -22,7 +22,7 @@
 //! integer that divides back to the same bits. Anything else (NaN, infinities, staleness
 //! markers, arbitrary floats) uses the XOR stream.
 
-use bitpacking::{BitPacker, BitPacker4x};
+use bitpacking::{BitPacker, BitPacker1x, BitPacker4x};
 use thiserror::Error;
 
 use super::bits::{BitReader, BitWriter};
@@ -49,7 +49,7 @@ pub struct PackedError(&'static str);
 pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     assert!((1..=MAX_SAMPLES).contains(&samples.len()), "a packed chunk holds 1 to 128 samples");
     // Room for the header, both blocks and their widths and varints: one allocation at most.
-    out.reserve(18 + 2 * (10 + 1 + packed_len(32)));
+    out.reserve(18 + 2 * (10 + 1 + packed_len(32, MAX_SAMPLES)));
     let mut scaled = [0i64; MAX_SAMPLES];
     let decimal = decimal_exponent(samples, &mut scaled);
     out.push(samples.len() as u8);
@@ -98,18 +98,37 @@ fn decimal_exponent(samples: &[(i64, f64)], scaled: &mut [i64; MAX_SAMPLES]) -> 
     None
 }
 
-/// Packs one block of 128 (zero beyond the samples): width byte, then the block.
-fn put_packed(block: &[u32; MAX_SAMPLES], out: &mut Vec<u8>) {
-    let packer = BitPacker4x::new();
-    let width = packer.num_bits(block);
+/// Values a short chunk packs in 32-value blocks instead of one 128-value block.
+const SHORT: usize = 96;
+const SHORT_BLOCK: usize = BitPacker1x::BLOCK_LEN;
+
+/// Packs the first `count` values of `block` (zero beyond): the width byte, then one
+/// 128-value SIMD block if `count` is over [`SHORT`], else `ceil(count / 32)` 32-value blocks,
+/// so that a short chunk does not pay for 128 slots.
+fn put_packed(block: &[u32; MAX_SAMPLES], count: usize, out: &mut Vec<u8>) {
+    if count > SHORT {
+        let packer = BitPacker4x::new();
+        let width = packer.num_bits(block);
+        out.push(width);
+        let start = out.len();
+        out.resize(start + packed_len(width, MAX_SAMPLES), 0);
+        packer.compress(block, &mut out[start..], width);
+        return;
+    }
+    let packer = BitPacker1x::new();
+    let blocks = &block[..count.div_ceil(SHORT_BLOCK) * SHORT_BLOCK];
+    let width = blocks.chunks(SHORT_BLOCK).map(|b| packer.num_bits(b)).max().unwrap_or(0);
     out.push(width);
-    let start = out.len();
-    out.resize(start + packed_len(width), 0);
-    packer.compress(block, &mut out[start..], width);
+    for b in blocks.chunks(SHORT_BLOCK) {
+        let start = out.len();
+        out.resize(start + packed_len(width, SHORT_BLOCK), 0);
+        packer.compress(b, &mut out[start..], width);
+    }
 }
 
-fn packed_len(width: u8) -> usize {
-    width as usize * MAX_SAMPLES / 8
+/// Bytes `values` values of `width` bits take.
+fn packed_len(width: u8, values: usize) -> usize {
+    width as usize * values / 8
 }
 
 fn encode_times(samples: &[(i64, f64)], out: &mut Vec<u8>) {
@@ -129,7 +148,7 @@ fn encode_times(samples: &[(i64, f64)], out: &mut Vec<u8>) {
         *slot = d as u32;
     }
     if fits {
-        put_packed(&block, out);
+        put_packed(&block, samples.len() - 2, out);
     } else {
         out.push(VARINT_WIDTH);
         samples.windows(3).for_each(|w| put_varint(out, dod(w)));
@@ -148,7 +167,7 @@ fn encode_deltas(scaled: &[i64], out: &mut Vec<u8>) {
     for (slot, w) in block.iter_mut().zip(scaled.windows(2)) {
         *slot = (w[1] - w[0]).abs_diff(min) as u32;
     }
-    put_packed(&block, out);
+    put_packed(&block, scaled.len() - 1, out);
 }
 
 fn encode_xor(samples: &[(i64, f64)], out: &mut Vec<u8>) {
@@ -160,16 +179,24 @@ fn encode_xor(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     out.extend_from_slice(bits.bytes());
 }
 
-/// Reads one bit-packed block written by `put_packed`.
-fn take_packed(c: &mut Cursor, block: &mut [u32; MAX_SAMPLES]) -> Result<(), PackedError> {
+/// Reads `count` values packed by `put_packed`.
+fn take_packed(c: &mut Cursor, block: &mut [u32; MAX_SAMPLES], count: usize) -> Result<(), PackedError> {
     let width = c.u8().ok_or(PackedError("truncated block width"))?;
     if width > 32 {
         return Err(PackedError("block width over 32 bits"));
     }
-    let end = c.pos + packed_len(width);
-    let bytes = c.buf.get(c.pos..end).ok_or(PackedError("truncated block"))?;
-    BitPacker4x::new().decompress(bytes, block, width);
-    c.pos = end;
+    let (per_block, blocks) = if count > SHORT { (MAX_SAMPLES, 1) } else { (SHORT_BLOCK, count.div_ceil(SHORT_BLOCK)) };
+    let len = packed_len(width, per_block);
+    for (i, out) in block.chunks_mut(per_block).take(blocks).enumerate() {
+        let at = c.pos + i * len;
+        let bytes = c.buf.get(at..at + len).ok_or(PackedError("truncated block"))?;
+        if count > SHORT {
+            BitPacker4x::new().decompress(bytes, out, width);
+        } else {
+            BitPacker1x::new().decompress(bytes, out, width);
+        }
+    }
+    c.pos += blocks * len;
     Ok(())
 }
 
@@ -200,7 +227,7 @@ pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError
                     out.push((t, 0.0));
                 }
             } else {
-                take_packed(&mut c, &mut block)?;
+                take_packed(&mut c, &mut block, n - 2)?;
                 for &dod in &block[..n - 2] {
                     delta = delta.wrapping_add(unzigzag(u64::from(dod)));
                     t = t.wrapping_add(delta);
@@ -216,7 +243,7 @@ pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError
             samples[0].1 = unscaled(x, e);
             if n >= 2 {
                 let min = c.i64().ok_or(PackedError("truncated minimum delta"))?;
-                take_packed(&mut c, &mut block)?;
+                take_packed(&mut c, &mut block, n - 1)?;
                 for (s, &offset) in samples[1..].iter_mut().zip(&block) {
                     x = x.wrapping_add(min.wrapping_add(i64::from(offset)));
                     s.1 = unscaled(x, e);
@@ -264,9 +291,17 @@ mod tests {
             times(120).enumerate().map(|(i, t)| (t, (i * 100 + (i * 31) % 21) as f64)).collect();
         let bytes = round_trip(&samples);
         assert_eq!(bytes[1], DECIMAL, "integers use exponent 0");
-        let mut xor = super::super::XorChunk::new();
-        samples.iter().for_each(|&(t, v)| xor.append(t, v));
-        assert!(bytes.len() * 3 < xor.byte_len() * 2, "{} bytes packed, {} as XOR", bytes.len(), xor.byte_len());
+        let xor_len = |samples: &[(i64, f64)]| {
+            let mut xor = super::super::XorChunk::new();
+            samples.iter().for_each(|&(t, v)| xor.append(t, v));
+            xor.byte_len()
+        };
+        assert!(bytes.len() * 3 < xor_len(&samples) * 2, "{} bytes packed, {} as XOR", bytes.len(), xor_len(&samples));
+        // A short chunk (the newest of a series, a flushed head) packs 32 values at a time:
+        // about XOR's size, where 128 slots would take three times as much.
+        let short = round_trip(&samples[..16]);
+        let xor = xor_len(&samples[..16]);
+        assert!(short.len() * 4 < xor * 5, "{} bytes packed, {xor} as XOR", short.len());
     }
 
     #[test]
