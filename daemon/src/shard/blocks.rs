@@ -55,22 +55,31 @@ impl Blocks {
             opened.removed.push(path.clone());
         }
         entries.retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX));
-        // Parents of a block that exists are superseded whatever state they are in.
-        let parents: Vec<String> = entries
-            .iter()
-            .filter_map(|p| block::read_meta(p).ok())
-            .flat_map(|m| m.compaction.parents.into_iter().map(|p| p.ulid))
-            .collect();
+        let mut refused = Vec::new();
         for path in entries {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if parents.contains(&name) {
-                remove_block(&path)?;
-                opened.removed.push(path);
-                continue;
-            }
             match Block::open(&path) {
                 Ok(b) => list.push(b),
-                Err(e) => opened.refused.push(e),
+                Err(e) => refused.push((path, e)),
+            }
+        }
+        // Parents of a block that opens are superseded, whatever state they are in (a parent
+        // of a damaged block is kept: it may be the only good copy).
+        let parents: Vec<String> =
+            list.iter().flat_map(|b| b.meta().compaction.parents.iter().map(|p| p.ulid.clone())).collect();
+        let is_parent =
+            |p: &Path| p.file_name().is_some_and(|n| parents.iter().any(|ulid| n.to_string_lossy() == *ulid));
+        let (stale, keep): (Vec<Block>, Vec<Block>) = list.into_iter().partition(|b| is_parent(b.dir()));
+        list = keep;
+        for b in stale {
+            remove_block(b.dir())?;
+            opened.removed.push(b.dir().to_path_buf());
+        }
+        for (path, e) in refused {
+            if is_parent(&path) {
+                remove_block(&path)?;
+                opened.removed.push(path);
+            } else {
+                opened.refused.push(e);
             }
         }
         let mut blocks = Blocks { dir: dir.to_path_buf(), list, compacting: false };

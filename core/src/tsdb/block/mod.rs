@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use compact::{compact, plan_compaction, ranges, CompactError};
-pub use reader::{read_meta, Block};
+pub use reader::Block;
 pub use tombstones::{Interval, Tombstones};
 pub use writer::BlockWriter;
 

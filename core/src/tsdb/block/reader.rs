@@ -33,7 +33,7 @@ pub struct Block {
 }
 
 /// Reads and checks a block's `meta.json`.
-pub fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
+fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
     let err = |reason: String| BlockError::new(dir, reason);
     let bytes = fs::read(dir.join(META_FILE)).map_err(|e| err(format!("cannot read meta.json: {e}")))?;
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| err(format!("meta.json: {e}")))?;
