@@ -310,10 +310,6 @@ impl Head {
         self.min_valid = self.min_valid.max(t);
     }
 
-    pub fn min_valid(&self) -> i64 {
-        self.min_valid
-    }
-
     pub fn num_series(&self) -> usize {
         self.series.len()
     }
@@ -496,6 +492,15 @@ impl Head {
     /// The oldest sample time held, if any.
     pub fn min_time(&self) -> Option<i64> {
         self.series.iter().filter_map(MemSeries::min_time).min()
+    }
+
+    /// The oldest and newest sample times queries can see (none before `min_valid`), in one
+    /// pass over the series; None if the head is empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let (min, max) = self.series.iter().fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), s| {
+            (lo.into_iter().chain(s.min_time()).min(), hi.max(s.max_time()))
+        });
+        Some((min?.max(self.min_valid), max?))
     }
 
     /// Chunks held, open and sealed.

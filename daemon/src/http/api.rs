@@ -138,10 +138,18 @@ fn require_admin(s: &ApiState) -> Result<(), ApiError> {
     }
 }
 
-/// Collects the shards' answers to an admin request; 204 if all succeeded.
+/// Sends an admin request (built for each shard's index) to every shard; the first failure.
+async fn on_every_shard(
+    s: &ApiState,
+    make: impl Fn(usize, flume::Sender<Result<(), String>>) -> Request,
+) -> Result<(), String> {
+    let answers = s.ctx.shards.ask_all_indexed(make).await.map_err(|e| e.to_string())?;
+    answers.into_iter().collect()
+}
+
+/// Runs an admin request on every shard; 204 if all succeeded.
 async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), String>>) -> Request) -> ApiResult {
-    let answers = s.ctx.shards.ask_all(make).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    answers.into_iter().collect::<Result<(), String>>().map_err(ApiError::internal)?;
+    on_every_shard(s, |_, reply| make(reply)).await.map_err(ApiError::internal)?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -175,15 +183,8 @@ pub async fn snapshot(State(s): State<ApiState>, params: Params) -> ApiResult {
     );
     let dir = s.ctx.storage_path.join("snapshots").join(&name);
     let dirs: Vec<std::path::PathBuf> = (0..s.ctx.shards.len()).map(|i| dir.join(i.to_string())).collect();
-    let answers = s
-        .ctx
-        .shards
-        .ask_all_indexed(|i, reply| Request::Snapshot { dir: dirs[i].clone(), skip_head, reply })
+    on_every_shard(&s, |i, reply| Request::Snapshot { dir: dirs[i].clone(), skip_head, reply })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    answers
-        .into_iter()
-        .collect::<Result<(), String>>()
         .map_err(|e| ApiError::internal(format!("create snapshot: {e}")))?;
     Ok(success_json(serde_json::json!({ "name": name })))
 }

@@ -99,8 +99,7 @@ impl Storage {
     /// head and the log drop what the block holds. Returns the blocks written.
     pub fn cut_blocks(&mut self, range: i64, now_ms: i64) -> Result<Vec<BlockMeta>, CutError> {
         let mut cut = Vec::new();
-        while let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) {
-            let min = min.max(self.head.min_valid());
+        while let Some((min, max)) = self.head.time_range() {
             if max - min <= range / 2 * 3 {
                 break;
             }
@@ -137,8 +136,8 @@ impl Storage {
                 fs::hard_link(file.path(), target.join(file.file_name()))?;
             }
         }
-        if let (false, Some(min), Some(max)) = (skip_head, self.head.min_time(), self.head.max_time()) {
-            write_head_block(dir, &self.head, min.max(self.head.min_valid()), max + 1, now_ms)?;
+        if let (false, Some((min, max))) = (skip_head, self.head.time_range()) {
+            write_head_block(dir, &self.head, min, max + 1, now_ms)?;
         }
         Ok(())
     }

@@ -73,12 +73,6 @@ pub struct BlockStats {
     pub num_samples: u64,
     pub num_series: u64,
     pub num_chunks: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub num_tombstones: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// A block's lineage: level 1 is cut from the head; a compaction's output is one level above

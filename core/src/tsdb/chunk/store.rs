@@ -205,7 +205,8 @@ impl ChunkStore {
     }
 
     /// Segments held, and how many of them are mapped files.
-    pub fn segments(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn segments(&self) -> (usize, usize) {
         let mapped = self.segments.values().filter(|s| matches!(s.backing, Backing::Mapped(_))).count();
         (self.segments.len(), mapped)
     }
