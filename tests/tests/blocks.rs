@@ -193,12 +193,28 @@ fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
     let (status, _) = p.process.wait_exit(Duration::from_secs(30));
     assert!(status.success());
     drop(p);
-    // Damage the index of the oldest block of shard 0.
+    // Damage the index of the oldest block of shard 0 that holds the only copy of its samples:
+    // a compaction that SIGTERM interrupted may leave its output and its parents side by side,
+    // or a half-written `.tmp` directory that the next start removes.
     let shard0 = data.join("blocks").join("0");
-    let blocks: Vec<_> = std::fs::read_dir(&shard0).unwrap().flatten().map(|e| e.path()).collect();
-    let min_time =
-        |b: &std::path::PathBuf| json(&std::fs::read_to_string(b.join("meta.json")).unwrap())["minTime"].as_i64();
-    let victim = blocks.iter().min_by_key(|b| min_time(b)).expect("a block").clone();
+    let metas: Vec<_> = std::fs::read_dir(&shard0)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| Some((e.path(), json(&std::fs::read_to_string(e.path().join("meta.json")).ok()?))))
+        .collect();
+    let parents_of = |m: &serde_json::Value| -> Vec<String> {
+        let parents = m["compaction"]["parents"].as_array().cloned().unwrap_or_default();
+        parents.iter().filter_map(|p| p["ulid"].as_str().map(str::to_string)).collect()
+    };
+    let on_disk: Vec<String> = metas.iter().filter_map(|(_, m)| m["ulid"].as_str().map(str::to_string)).collect();
+    let all_parents: Vec<String> = metas.iter().flat_map(|(_, m)| parents_of(m)).collect();
+    let (victim, _) = metas
+        .iter()
+        .filter(|(_, m)| !all_parents.iter().any(|p| m["ulid"].as_str() == Some(p)))
+        .filter(|(_, m)| !parents_of(m).iter().any(|p| on_disk.contains(p)))
+        .min_by_key(|(_, m)| m["minTime"].as_i64())
+        .expect("a block");
+    let victim = victim.clone();
     let index = victim.join("index");
     let mut bytes = std::fs::read(&index).unwrap();
     let mid = bytes.len() / 2;
