@@ -25,12 +25,25 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `t` (Unix ms) as upstream stamps snapshot names: `YYYYMMDDThhmmssZ`.
-pub fn utc_compact(t_ms: i64) -> String {
+/// `t` (Unix ms) as (year, month, day, hour, minute, second, millisecond), UTC.
+fn utc_fields(t_ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let secs = t_ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s % 3600 / 60, s % 60)
+    (y, m, d, s / 3600, s % 3600 / 60, s % 60, t_ms.rem_euclid(1000))
+}
+
+/// `t` (Unix ms) as upstream stamps snapshot names: `YYYYMMDDThhmmssZ`.
+pub fn utc_compact(t_ms: i64) -> String {
+    let (y, m, d, h, min, s, _) = utc_fields(t_ms);
+    format!("{y:04}{m:02}{d:02}T{h:02}{min:02}{s:02}Z")
+}
+
+/// `t` (Unix ms) in RFC 3339 with milliseconds, UTC: `2026-11-22T07:12:31.123Z`, as the API's
+/// times (a target's `lastScrape`) are written.
+pub fn rfc3339(t_ms: i64) -> String {
+    let (y, m, d, h, min, s, ms) = utc_fields(t_ms);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
 }
 
 #[cfg(test)]
@@ -45,5 +58,6 @@ mod tests {
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(utc_compact(1_616_431_606_000), "20210322T164646Z");
+        assert_eq!(rfc3339(1_435_781_451_781), "2015-07-01T20:10:51.781Z");
     }
 }

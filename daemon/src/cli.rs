@@ -21,6 +21,76 @@ pub enum Command {
     IoUringSelftest,
     /// Parses a PromQL expression and prints how it runs across shards.
     Explain { query: String },
+    /// Queries a Prometheus-compatible server, printing as `promtool query` does.
+    #[command(subcommand)]
+    Query(QueryCommand),
+}
+
+/// `pyrite query ...`: promtool's query subcommands, for scripts.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// An instant query.
+    Instant {
+        /// The server, e.g. http://localhost:9090 (with its path prefix, if any).
+        server: String,
+        expr: String,
+        /// Evaluation time (RFC 3339 or Unix seconds); default now.
+        #[arg(long)]
+        time: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: OutputFormat,
+    },
+    /// A range query.
+    Range {
+        server: String,
+        expr: String,
+        /// Start time (RFC 3339 or Unix seconds); default five minutes before the end.
+        #[arg(long)]
+        start: Option<String>,
+        /// End time (RFC 3339 or Unix seconds); default now.
+        #[arg(long)]
+        end: Option<String>,
+        /// Resolution step (duration or seconds); default a 250th of the range, at least 1s.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: OutputFormat,
+    },
+    /// The series matching selectors.
+    Series {
+        server: String,
+        /// A series selector; repeat for several.
+        #[arg(long = "match", required = true)]
+        matches: Vec<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: OutputFormat,
+    },
+    /// The values of a label.
+    Labels {
+        server: String,
+        name: String,
+        /// A series selector to restrict the series looked at; repeat for several.
+        #[arg(long = "match")]
+        matches: Vec<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+        format: OutputFormat,
+    },
+}
+
+/// How `pyrite query` prints results: like promtool's `-o promql` (text) or `-o json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Promql,
+    Json,
 }
 
 /// How the shards do I/O.
@@ -75,6 +145,16 @@ pub struct ServerFlags {
     /// Address to listen on for the API, UI and telemetry.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     pub listen_address: String,
+    /// The URL under which Pyrite is reached from outside (behind a reverse proxy or load
+    /// balancer); its path becomes the route prefix. Default: http://<hostname>:<port>.
+    #[arg(long = "web.external-url")]
+    pub external_url: Option<String>,
+    /// Path prefix of every route; default: the path of --web.external-url.
+    #[arg(long = "web.route-prefix")]
+    pub route_prefix: Option<String>,
+    /// Serve /-/reload and /-/quit (shutdown and reload over HTTP).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Accept remote-write requests on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     pub enable_remote_write_receiver: bool,

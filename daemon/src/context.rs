@@ -1,18 +1,33 @@
-//! What every shard and handler shares: shard handles, settings, metrics, readiness.
+//! What every shard and handler shares: shard handles, settings, metrics, readiness, the live
+//! configuration and the scraped targets.
 //!
-//! Everything here is immutable after start-up or atomic, so it is shared as `Arc<Context>`.
+//! Everything here is immutable after start-up, atomic, or behind a short lock, so it is shared
+//! as `Arc<Context>`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyrite_core::config::Duration;
 use pyrite_core::promql::ParseOptions;
 
+use crate::http::prefix::WebPaths;
 use crate::metrics::Metrics;
+use crate::reload::LiveConfig;
+use crate::scrape::ScrapeManager;
 use crate::shard::{Shards, WalOptions};
 
 pub struct Context {
     pub shards: Shards,
     pub metrics: Metrics,
+    pub config: LiveConfig,
+    pub scrape: ScrapeManager,
+    /// Every command-line flag and its value, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
+    pub web: WebPaths,
+    /// `--web.enable-lifecycle`.
+    pub lifecycle_api: bool,
+    /// Unix ms at start-up.
+    pub started: i64,
+    pub replay: ReplayCounts,
     pub lookback: Duration,
     pub query_timeout: Duration,
     pub retention: Duration,
@@ -40,6 +55,13 @@ pub struct Context {
     ready_shards: AtomicUsize,
 }
 
+/// What the shards' log replays found, summed (`/api/v1/status/runtimeinfo` and `walreplay`).
+#[derive(Default)]
+pub struct ReplayCounts {
+    pub segments: std::sync::atomic::AtomicU64,
+    pub corruptions: std::sync::atomic::AtomicU64,
+}
+
 /// A query slot, given back when dropped.
 pub struct QuerySlot {
     release: flume::Sender<()>,
@@ -52,11 +74,24 @@ impl Drop for QuerySlot {
 }
 
 impl Context {
-    pub fn new(shards: Shards, flags: &crate::cli::ServerFlags) -> Self {
+    pub fn new(
+        shards: Shards,
+        flags: &crate::cli::ServerFlags,
+        flag_values: Vec<(String, String)>,
+        config: LiveConfig,
+        web: WebPaths,
+    ) -> Self {
         let shard_count = shards.len().max(1) as u64;
         Context {
             shards,
             metrics: Metrics::new(),
+            config,
+            scrape: ScrapeManager::default(),
+            flags: flag_values,
+            web,
+            lifecycle_api: flags.enable_lifecycle,
+            started: crate::clock::now_ms(),
+            replay: ReplayCounts::default(),
             lookback: flags.lookback_delta,
             query_timeout: flags.query_timeout,
             retention: flags.retention_time,

@@ -6,15 +6,18 @@
 //! self-test, epoll otherwise), lock the data directory, bind the listening socket once, then
 //! start one pinned thread per shard. Each shard runs a monoio runtime that owns one head,
 //! serves HTTP on the shared socket, scrapes its share of the targets and answers messages from
-//! the other shards. The main thread then only waits for SIGINT/SIGTERM.
+//! the other shards. The main thread then only waits for signals: SIGHUP reloads the
+//! configuration, SIGINT and SIGTERM shut down.
 
 mod cli;
+mod client;
 mod clock;
 mod context;
 mod datadir;
 mod http;
 mod metrics;
 mod query;
+mod reload;
 mod runtime;
 mod scrape;
 mod shard;
@@ -23,12 +26,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
-use pyrite_core::config::Config;
-use pyrite_core::scrape::{targets_from_config, Target};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, LogFormat, ServerFlags};
 use crate::context::Context;
+use crate::http::prefix::WebPaths;
+use crate::reload::{ConfigSource, LiveConfig};
 use crate::shard::{ShardStart, Shards};
 
 fn main() -> ExitCode {
@@ -39,11 +42,16 @@ fn main() -> ExitCode {
         report(info);
         std::process::exit(101);
     }));
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Some(Command::IoUringSelftest) => runtime::io_uring_selftest_main().map_err(anyhow::Error::from),
         Some(Command::Explain { query }) => explain(&query),
-        None => run_server(cli.server),
+        Some(Command::Query(q)) => client::run(q),
+        None => run_server(cli.server, flag_values(&matches)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,50 +80,35 @@ fn init_logging(flags: &ServerFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configuration from the file, or the embedded default pointed at this server's own
-/// address.
-fn load_config(flags: &ServerFlags) -> anyhow::Result<Config> {
-    let (text, name) = match &flags.config_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            (text, path.display().to_string())
-        }
-        None => {
-            let addr = http::server::parse_listen_address(&flags.listen_address)?;
-            let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
-            let own = if addr.is_ipv6() && host != "localhost" {
-                format!("[{host}]:{}", addr.port())
-            } else {
-                format!("{host}:{}", addr.port())
+/// Every server flag with its value (defaults included), as `/api/v1/status/flags` lists them.
+fn flag_values(matches: &ArgMatches) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Cli::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let id = arg.get_id().as_str();
+            let value = match matches.get_raw(id) {
+                Some(values) => values.map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(","),
+                None => String::new(),
             };
-            (
-                include_str!("default_config.yml").replace("SELF_ADDRESS", &own),
-                "the embedded default configuration".into(),
-            )
-        }
-    };
-    Ok(Config::parse(&text, &name)?)
-}
-
-/// Deals targets out to shards round-robin in a stable order.
-fn assign_targets(mut targets: Vec<Target>, shards: usize) -> Vec<Vec<Target>> {
-    targets.sort_by(|a, b| a.labels.cmp(&b.labels));
-    let mut out: Vec<Vec<Target>> = (0..shards).map(|_| Vec::new()).collect();
-    for (i, t) in targets.into_iter().enumerate() {
-        out[i % shards].push(t);
-    }
+            Some((long.to_string(), value))
+        })
+        .filter(|(name, _)| name != "help" && name != "version")
+        .collect();
+    out.sort();
     out
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and so in the shard threads it starts), so that
-/// the main thread can wait for them with `sigwait`.
-fn block_termination_signals() -> libc::sigset_t {
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in the shard threads it starts),
+/// so that the main thread can wait for them with `sigwait`.
+fn block_handled_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only read/write it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -123,14 +116,21 @@ fn block_termination_signals() -> libc::sigset_t {
 
 fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     let mut sig: libc::c_int = 0;
-    // SAFETY: `set` was built by block_termination_signals; `sig` is a valid out-pointer.
+    // SAFETY: `set` was built by block_handled_signals; `sig` is a valid out-pointer.
     unsafe { libc::sigwait(set, &mut sig) };
     sig
 }
 
-fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
+fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow::Result<()> {
     init_logging(&flags)?;
-    let config = load_config(&flags)?;
+    let web =
+        WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address)?;
+    let source = ConfigSource {
+        file: flags.config_file.clone(),
+        listen_address: flags.listen_address.clone(),
+        metrics_path: web.route("/metrics"),
+    };
+    let config = source.load()?;
     let shard_count = runtime::shard_count(flags.shards);
     for feature in flags.enable_feature.iter().filter(|f| f.as_str() != "promql-experimental-functions") {
         tracing::warn!(feature, "unknown option for --enable-feature, ignored");
@@ -142,14 +142,16 @@ fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
     let listener = http::server::bind(&flags.listen_address)?;
     tracing::info!(address = %flags.listen_address, "listening");
 
-    let signals = block_termination_signals();
+    let signals = block_handled_signals();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
-    let ctx = Arc::new(Context::new(Shards::new(senders), &flags));
-    let targets = assign_targets(targets_from_config(&config), shard_count);
+    let live = LiveConfig::new(source, config);
+    let ctx = Arc::new(Context::new(Shards::new(senders), &flags, flag_values, live, web));
+    // Queued in the mailboxes; each shard starts its targets' loops once it runs.
+    reload::apply_initial(&ctx);
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
-    for (index, (mailbox, targets)) in receivers.into_iter().zip(targets).enumerate() {
-        let start = ShardStart { index, mailbox, listener: listener.try_clone()?, targets };
+    for (index, mailbox) in receivers.into_iter().enumerate() {
+        let start = ShardStart { index, mailbox, listener: listener.try_clone()? };
         let ctx = ctx.clone();
         let cpu = (shard_count <= cpus.len()).then(|| cpus[index]);
         let thread = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
@@ -166,8 +168,17 @@ fn run_server(flags: ServerFlags) -> anyhow::Result<()> {
         threads.push(thread);
     }
     drop(listener);
-    let sig = wait_for_signal(&signals);
-    tracing::info!(signal = sig, "received termination signal, syncing storage");
+    loop {
+        match wait_for_signal(&signals) {
+            libc::SIGHUP => {
+                let _ = reload::reload(&ctx);
+            }
+            sig => {
+                tracing::info!(signal = sig, "received termination signal, syncing storage");
+                break;
+            }
+        }
+    }
     shut_down(&ctx.shards);
     tracing::info!("exiting");
     Ok(())

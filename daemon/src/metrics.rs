@@ -37,6 +37,9 @@ pub struct Metrics {
     pub scrape_duration: Histogram,
     pub remote_write_requests: Family<Labels, Counter>,
     pub queries: Family<Labels, Counter>,
+    pub config_reload_successful: Gauge,
+    pub config_reload_success_time: Gauge,
+    pub active_targets: Gauge,
 }
 
 pub fn shard_label(shard: usize) -> Labels {
@@ -69,6 +72,9 @@ impl Metrics {
             scrape_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             remote_write_requests: Family::default(),
             queries: Family::default(),
+            config_reload_successful: Gauge::default(),
+            config_reload_success_time: Gauge::default(),
+            active_targets: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +159,17 @@ impl Metrics {
             m.remote_write_requests.clone(),
         );
         registry.register("queries", "PromQL queries by result", m.queries.clone());
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration (re)load succeeded (1) or was refused (0)",
+            m.config_reload_successful.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration (re)load that succeeded",
+            m.config_reload_success_time.clone(),
+        );
+        registry.register("scrape_targets_active", "Targets being scraped", m.active_targets.clone());
         let build = Family::<Labels, Gauge>::default();
         build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
         registry.register("build_info", "Pyrite's version", build);

@@ -14,6 +14,7 @@ pub async fn coordinate(
     ctx: Arc<Context>,
     plan: Arc<Plan>,
     params: EvalParams,
+    timeout: std::time::Duration,
     reply: flume::Sender<Result<QueryResult, EvalError>>,
 ) {
     let work = async {
@@ -25,7 +26,7 @@ pub async fn coordinate(
         let outputs: Vec<Vec<FragmentOutput>> = answers.into_iter().collect::<Result<_, _>>()?;
         plan.finish(&params, outputs)
     };
-    let result = match monoio::time::timeout(ctx.query_timeout.as_std(), work).await {
+    let result = match monoio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(EvalError::Timeout("query execution".into())),
     };

@@ -137,7 +137,11 @@ fn invalid_queries_get_bad_data_and_unsupported_ones_execution_errors() {
         ),
         ("/api/v1/series", 400, "bad_data", "no match[] parameter provided"),
         ("/api/v1/series?match[]=rate(up[5m])", 400, "bad_data", "is not a series selector"),
-        ("/api/v1/label/1bad/values", 400, "bad_data", "invalid label name"),
+        ("/api/v1/label/job/values?limit=-1", 400, "bad_data", "limit must be non-negative"),
+        ("/api/v1/labels?limit=x", 400, "bad_data", "invalid parameter \"limit\""),
+        ("/api/v1/query?query=up&timeout=soon", 400, "bad_data", "invalid parameter \"timeout\""),
+        ("/api/v1/query_exemplars?query=up{&start=1&end=2", 400, "bad_data", "invalid parameter \"query\""),
+        ("/api/v1/no_such_endpoint", 404, "not_found", "not found"),
     ];
     for (path, status, kind, message) in cases {
         let (got_status, body) = http_get(&format!("{}{path}", p.url)).expect("request");

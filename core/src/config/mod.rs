@@ -7,6 +7,7 @@
 
 pub mod duration;
 mod keys;
+mod render;
 
 use std::collections::BTreeMap;
 

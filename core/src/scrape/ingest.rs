@@ -10,14 +10,27 @@
 //! a staleness marker at this scrape's timestamp; when a scrape fails, every series of the last
 //! successful scrape does. Series exposed with explicit timestamps get none, as upstream.
 //!
+//! Metadata: the `# HELP` and `# TYPE` of each metric family in the last successful scrape, kept
+//! beside the cache for `/api/v1/metadata`; a scrape reports whether it changed, so readers copy
+//! it only then.
+//!
 //! A body that fails to parse stores nothing: [`TargetIngest::ingest`] returns the error before
 //! any batch leaves, and the caller reports the scrape as failed.
 
 use std::collections::HashMap;
 
-use crate::exposition::{parse_series, Entry, ParseError, TextParser};
+use crate::exposition::{parse_series, Entry, MetricType, ParseError, TextParser};
 use crate::labels::Labels;
 use crate::value::stale_nan;
+
+/// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
 
 /// A series known to its owner shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +68,32 @@ pub struct ScrapeCounts {
     pub samples: usize,
     pub new_series: usize,
     pub duplicates: usize,
+    /// Whether the metric families' HELP or TYPE differ from the previous scrape's.
+    pub metadata_changed: bool,
+}
+
+/// A metric family's `# TYPE` and `# HELP`, as `/api/v1/metadata` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricMetadata {
+    /// `counter`, `gauge`, `histogram`, `summary`, or `unknown` (untyped or not declared).
+    pub kind: &'static str,
+    pub help: String,
+}
+
+#[derive(Debug, Clone)]
+struct MetadataEntry {
+    metadata: MetricMetadata,
+    seen: u64,
+}
+
+fn kind_name(kind: MetricType) -> &'static str {
+    match kind {
+        MetricType::Counter => "counter",
+        MetricType::Gauge => "gauge",
+        MetricType::Histogram => "histogram",
+        MetricType::Summary => "summary",
+        MetricType::Untyped => "unknown",
+    }
 }
 
 /// The cache key of a new series, waiting for its id from the owner shard.
@@ -80,12 +119,41 @@ pub struct TargetIngest {
     honor_labels: bool,
     shards: usize,
     cache: HashMap<Box<str>, CacheEntry>,
+    metadata: HashMap<Box<str>, MetadataEntry>,
     generation: u64,
 }
 
 impl TargetIngest {
     pub fn new(target_labels: Labels, honor_labels: bool, shards: usize) -> Self {
-        TargetIngest { target_labels, honor_labels, shards: shards.max(1), cache: HashMap::new(), generation: 0 }
+        TargetIngest {
+            target_labels,
+            honor_labels,
+            shards: shards.max(1),
+            cache: HashMap::new(),
+            metadata: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// The metadata of the last successful scrape, by metric family name, sorted.
+    pub fn metadata(&self) -> Vec<(String, MetricMetadata)> {
+        let mut out: Vec<_> = self.metadata.iter().map(|(k, e)| (k.to_string(), e.metadata.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Records a HELP or TYPE line; true if it changed what was known.
+    fn note_metadata(&mut self, metric: &str, update: impl FnOnce(&mut MetricMetadata)) -> bool {
+        let generation = self.generation;
+        let entry = self.metadata.entry(metric.into()).or_insert_with(|| MetadataEntry {
+            metadata: MetricMetadata { kind: "unknown", help: String::new() },
+            seen: 0,
+        });
+        let new = entry.seen == 0;
+        let before = entry.metadata.clone();
+        update(&mut entry.metadata);
+        entry.seen = generation;
+        new || entry.metadata != before
     }
 
     pub fn cached_series(&self) -> usize {
@@ -132,7 +200,17 @@ impl TargetIngest {
         let mut fresh: HashMap<&str, ()> = HashMap::new();
         let mut parser = TextParser::new(body);
         while let Some(entry) = parser.next() {
-            let Entry::Sample { series, value, timestamp } = entry? else { continue };
+            let (series, value, timestamp) = match entry? {
+                Entry::Sample { series, value, timestamp } => (series, value, timestamp),
+                Entry::Help { metric, text } => {
+                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.help = text);
+                    continue;
+                }
+                Entry::Type { metric, kind } => {
+                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.kind = kind_name(kind));
+                    continue;
+                }
+            };
             out.counts.samples += 1;
             let ts = timestamp.unwrap_or(t);
             if let Some(e) = self.cache.get_mut(series) {
@@ -165,6 +243,9 @@ impl TargetIngest {
             }
             false
         });
+        let before = self.metadata.len();
+        self.metadata.retain(|_, e| e.seen == generation);
+        out.counts.metadata_changed |= self.metadata.len() != before;
         Ok(out)
     }
 
@@ -195,22 +276,36 @@ impl TargetIngest {
     /// the samples after relabeling are the samples scraped.
     pub fn add_report(&self, ingest: &mut Ingest, t: i64, up: bool, duration_seconds: f64) {
         let counts = ingest.counts;
-        let samples = [
-            ("up", if up { 1.0 } else { 0.0 }),
-            ("scrape_duration_seconds", duration_seconds),
-            ("scrape_samples_scraped", counts.samples as f64),
-            ("scrape_samples_post_metric_relabeling", counts.samples as f64),
-            ("scrape_series_added", counts.new_series as f64),
+        let values = [
+            if up { 1.0 } else { 0.0 },
+            duration_seconds,
+            counts.samples as f64,
+            counts.samples as f64,
+            counts.new_series as f64,
         ];
-        for (name, v) in samples {
-            let mut pairs: Vec<(String, String)> =
-                self.target_labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
-            pairs.push(("__name__".into(), name.into()));
-            let labels = Labels::from_pairs(pairs);
-            let shard = labels.owner(self.shards);
-            ingest.batches[shard].new.push((labels, t, v));
-            ingest.pending[shard].push(None);
+        for (name, v) in REPORT_SERIES.into_iter().zip(values) {
+            self.push_report(ingest, name, t, v);
         }
+    }
+
+    /// The batches for a target that is no longer scraped (a reload removed it): staleness
+    /// markers for every series of its last scrape and for its report series.
+    pub fn ingest_end(&mut self, t: i64) -> Ingest {
+        let mut out = self.ingest_failure(t);
+        for name in REPORT_SERIES {
+            self.push_report(&mut out, name, t, stale_nan());
+        }
+        out
+    }
+
+    fn push_report(&self, ingest: &mut Ingest, name: &str, t: i64, v: f64) {
+        let mut pairs: Vec<(String, String)> =
+            self.target_labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+        pairs.push(("__name__".into(), name.into()));
+        let labels = Labels::from_pairs(pairs);
+        let shard = labels.owner(self.shards);
+        ingest.batches[shard].new.push((labels, t, v));
+        ingest.pending[shard].push(None);
     }
 }
 
@@ -325,5 +420,30 @@ mod tests {
             .map(|n| n.2)
             .collect();
         assert_eq!(up, vec![0.0]);
+    }
+
+    #[test]
+    fn metadata_follows_the_last_scrape_and_reports_changes() {
+        let mut ti = target();
+        let body = "# HELP a The a.\n# TYPE a counter\na 1\n# TYPE b untyped\nb 2\n";
+        assert!(scrape(&mut ti, body, 1000).counts.metadata_changed);
+        let meta = ti.metadata();
+        assert_eq!(meta[0], ("a".to_string(), MetricMetadata { kind: "counter", help: "The a.".into() }));
+        assert_eq!(meta[1], ("b".to_string(), MetricMetadata { kind: "unknown", help: String::new() }));
+        assert!(!scrape(&mut ti, body, 2000).counts.metadata_changed);
+        let changed = scrape(&mut ti, "# HELP a Other.\n# TYPE a counter\na 1\n", 3000);
+        assert!(changed.counts.metadata_changed);
+        assert_eq!(ti.metadata().len(), 1, "b is gone");
+    }
+
+    #[test]
+    fn an_ended_target_marks_its_series_and_report_series_stale() {
+        let mut ti = target();
+        scrape(&mut ti, "a 1\nb 2\n", 1000);
+        let end = ti.ingest_end(2000);
+        assert_eq!(all_known(&end).len(), 2);
+        let report: Vec<_> = end.batches.iter().flat_map(|b| b.new.clone()).collect();
+        assert_eq!(report.len(), REPORT_SERIES.len());
+        assert!(report.iter().all(|(_, t, v)| *t == 2000 && is_stale_nan(*v)));
     }
 }

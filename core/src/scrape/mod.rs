@@ -7,5 +7,5 @@
 pub mod ingest;
 pub mod target;
 
-pub use ingest::{Ingest, PendingKey, ShardBatch, TargetIngest};
+pub use ingest::{Ingest, MetricMetadata, PendingKey, ShardBatch, TargetIngest};
 pub use target::{targets_from_config, Target};

@@ -13,8 +13,13 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub honor_labels: bool,
+    /// The `job_name` of the scrape config it comes from.
+    pub scrape_pool: String,
     /// The labels every series of this target gets: `job`, `instance` and static labels.
     pub labels: Labels,
+    /// The labels service discovery gave it, before relabeling (`__address__`, `__scheme__`,
+    /// `__metrics_path__`, `__scrape_interval__`, `__scrape_timeout__`, `job`, static labels).
+    pub discovered: Labels,
 }
 
 impl Target {
@@ -43,6 +48,15 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
                 let mut pairs: Vec<(String, String)> =
                     vec![("job".into(), sc.job_name.clone()), ("instance".into(), address.clone())];
                 pairs.extend(st.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let mut discovered: Vec<(String, String)> = vec![
+                    ("__address__".into(), address.clone()),
+                    ("__metrics_path__".into(), sc.metrics_path.clone()),
+                    ("__scheme__".into(), sc.scheme.clone()),
+                    ("__scrape_interval__".into(), sc.scrape_interval.to_string()),
+                    ("__scrape_timeout__".into(), sc.scrape_timeout.to_string()),
+                    ("job".into(), sc.job_name.clone()),
+                ];
+                discovered.extend(st.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 let target = Target {
                     address: address.clone(),
                     scheme: sc.scheme.clone(),
@@ -50,7 +64,9 @@ pub fn targets_from_config(config: &Config) -> Vec<Target> {
                     interval: sc.scrape_interval,
                     timeout: sc.scrape_timeout,
                     honor_labels: sc.honor_labels,
+                    scrape_pool: sc.job_name.clone(),
                     labels: Labels::from_pairs(pairs),
+                    discovered: Labels::from_pairs(discovered),
                 };
                 if !out.iter().any(|t| t.labels == target.labels && t.url() == target.url()) {
                     out.push(target);
@@ -76,5 +92,8 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].labels.to_string(), r#"{env="prod", instance="a:1", job="node"}"#);
         assert_eq!(t[1].url(), "http://b:2/metrics");
+        assert_eq!(t[0].discovered.get("__address__"), "a:1");
+        assert_eq!(t[0].discovered.get("__scrape_interval__"), "1m");
+        assert_eq!(t[0].scrape_pool, "node");
     }
 }

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::labels::{is_valid_label_name, Matcher, METRIC_NAME};
+use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
-use pyrite_core::tsdb::head::HeadStats;
 
 use super::params::Params;
 use super::response::{
-    instant_result, labels_object, range_result, success, success_annotated, success_json, ApiError,
+    instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError,
 };
 use super::ApiState;
 use crate::clock::now_ms;
@@ -30,24 +29,125 @@ fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))
 }
 
+/// The options every query takes: `timeout`, `limit`, `stats` and `lookback_delta`.
+struct QueryOptions {
+    timeout: std::time::Duration,
+    /// Most series in the result; 0 for no limit.
+    limit: usize,
+    stats: bool,
+    lookback: i64,
+}
+
+impl QueryOptions {
+    fn of(s: &ApiState, params: &Params) -> Result<Self, ApiError> {
+        let server = s.ctx.query_timeout.as_std();
+        let timeout = match params.get("timeout") {
+            None | Some("") => server,
+            Some(_) => std::time::Duration::from_millis(params.duration("timeout")?.max(0) as u64).min(server),
+        };
+        let lookback = match params.get("lookback_delta") {
+            None | Some("") => s.ctx.lookback.millis(),
+            Some(_) => params.duration("lookback_delta")?,
+        };
+        Ok(QueryOptions {
+            timeout,
+            limit: limit(params)?,
+            stats: params.get("stats").is_some_and(|v| !v.is_empty()),
+            lookback,
+        })
+    }
+}
+
+/// The `limit` parameter (0, the default, for none), as upstream parses it.
+fn limit(params: &Params) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None | Some("") => Ok(0),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n as usize),
+            Ok(_) => Err(ApiError::bad_param("limit", "limit must be non-negative")),
+            Err(_) => Err(ApiError::bad_param("limit", format!("strconv.Atoi: parsing {v:?}: invalid syntax"))),
+        },
+    }
+}
+
+/// Upstream's warning when a `limit` cut a result short.
+const TRUNCATED: &str = "results truncated due to limit";
+
 /// Plans and runs `expr` on the local shard as coordinator.
-async fn evaluate(s: &ApiState, expr: &Expr, params: EvalParams) -> Result<promql::QueryResult, ApiError> {
+async fn evaluate(
+    s: &ApiState,
+    expr: &Expr,
+    params: EvalParams,
+    timeout: std::time::Duration,
+) -> Result<promql::QueryResult, ApiError> {
     let mut plan = promql::plan(expr, &params)?;
     plan.max_samples = s.ctx.max_samples;
     let plan = Arc::new(plan);
     let _slot = s.ctx.query_slot().await;
-    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, reply });
+    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, timeout, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };
     s.ctx.metrics.queries.get_or_create(&vec![("result", label.to_string())]).inc();
     Ok(result?)
 }
 
+/// Keeps the first `limit` series of a result that has any (0: all); true if some were cut.
+fn truncate(value: &mut promql::Value, limit: usize) -> bool {
+    let cut = |len: usize| limit > 0 && len > limit;
+    match value {
+        promql::Value::Vector(series) => {
+            series.retain(|s| s.values.iter().any(Option::is_some));
+            let cut = cut(series.len());
+            series.truncate(if cut { limit } else { series.len() });
+            cut
+        }
+        promql::Value::Range(range) => {
+            let cut = cut(range.series.len());
+            range.series.truncate(if cut { limit } else { range.series.len() });
+            cut
+        }
+        promql::Value::Scalar(_) | promql::Value::String(_) => false,
+    }
+}
+
+/// Runs a query and renders its result with `render`, its annotations, the limit's warning and,
+/// if asked for, timing statistics.
+async fn run_query(
+    s: &ApiState,
+    params: &Params,
+    expr: &Expr,
+    eval: EvalParams,
+    render: impl FnOnce(&promql::Value) -> String,
+) -> ApiResult {
+    let options = QueryOptions::of(s, params)?;
+    let eval = EvalParams { lookback: options.lookback, ..eval };
+    let started = std::time::Instant::now();
+    let mut result = evaluate(s, expr, eval, options.timeout).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let extra = if truncate(&mut result.value, options.limit) { vec![TRUNCATED.to_string()] } else { Vec::new() };
+    let mut data = render(&result.value);
+    if options.stats {
+        // Spliced into the rendered object: `{"resultType":...,"result":...,"stats":{...}}`.
+        data.pop();
+        let timings = serde_json::json!({
+            "timings": {
+                "evalTotalTime": elapsed,
+                "resultSortTime": 0.0,
+                "queryPreparationTime": 0.0,
+                "innerEvalTime": elapsed,
+                "execQueueTime": 0.0,
+                "execTotalTime": elapsed,
+            }
+        });
+        data.push_str(&format!(",\"stats\":{timings}}}"));
+    }
+    Ok(success_annotated(data, &result.annotations, params.get("query").unwrap_or(""), &extra))
+}
+
 pub async fn query(State(s): State<ApiState>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
-    let result = evaluate(&s, &expr, EvalParams::instant(t, s.ctx.lookback.millis())).await?;
-    Ok(success_annotated(instant_result(&result.value, t), &result.annotations, params.get("query").unwrap_or("")))
+    run_query(&s, &params, &expr, EvalParams::instant(t, s.ctx.lookback.millis()), |v| instant_result(v, t)).await
 }
 
 pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult {
@@ -74,13 +174,11 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
         )));
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.lookback.millis() };
-    let result = evaluate(&s, &expr, eval).await?;
-    let query = params.get("query").unwrap_or("");
-    Ok(success_annotated(range_result(&result.value, |i| eval.ts(i)), &result.annotations, query))
+    run_query(&s, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
 }
 
 /// The `match[]` selectors of a request, as matcher lists.
-fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     params
         .all("match[]")
         .into_iter()
@@ -195,26 +293,73 @@ pub async fn clean_tombstones(State(s): State<ApiState>) -> ApiResult {
     admin(&s, |reply| Request::CleanTombstones { reply }).await
 }
 
+/// The first `limit` items (0: all), and upstream's warning if that cut some.
+fn limited<T>(items: BTreeSet<T>, limit: usize) -> (Vec<T>, Vec<String>) {
+    let cut = limit > 0 && items.len() > limit;
+    let kept = items.into_iter().take(if cut { limit } else { usize::MAX }).collect();
+    (kept, if cut { vec![TRUNCATED.to_string()] } else { Vec::new() })
+}
+
 pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
+    let limit = limit(&params)?;
     let all =
         gather(&s, &params, |matchers, mint, maxt, reply| Request::Series { matchers, mint, maxt, reply }).await?;
+    let (all, warnings) = limited(all, limit);
     let items: Vec<String> = all.iter().map(labels_object).collect();
-    Ok(success(format!("[{}]", items.join(","))))
+    Ok(success_warned(format!("[{}]", items.join(",")), &warnings))
 }
 
 pub async fn labels(State(s): State<ApiState>, params: Params) -> ApiResult {
+    let limit = limit(&params)?;
     let names =
         gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelNames { matchers, mint, maxt, reply }).await?;
-    Ok(success_json(serde_json::json!(names)))
+    let (names, warnings) = limited(names, limit);
+    Ok(success_warned(serde_json::json!(names).to_string(), &warnings))
+}
+
+/// Decodes a label name that a client escaped for the URL path (`U__` followed by the name with
+/// `_` as `__` and any other character outside `[a-zA-Z0-9]` as `_<hex code point>_`), as
+/// Grafana does for UTF-8 names. A name that is not a valid escape stays as it is.
+fn unescape_label_name(name: &str) -> String {
+    let Some(escaped) = name.strip_prefix("U__") else { return name.to_string() };
+    let mut out = String::new();
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        let mut code = String::new();
+        loop {
+            match chars.next() {
+                Some('_') if code.is_empty() => {
+                    out.push('_');
+                    break;
+                }
+                Some('_') => match u32::from_str_radix(&code, 16).ok().and_then(char::from_u32) {
+                    Some(decoded) => {
+                        out.push(decoded);
+                        break;
+                    }
+                    None => return name.to_string(),
+                },
+                Some(h) if h.is_ascii_hexdigit() && code.len() < 6 => code.push(h),
+                _ => return name.to_string(),
+            }
+        }
+    }
+    out
 }
 
 pub async fn label_values(State(s): State<ApiState>, Path(name): Path<String>, params: Params) -> ApiResult {
-    if !is_valid_label_name(&name) {
+    let name = unescape_label_name(&name);
+    if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
+    let limit = limit(&params)?;
     let values = gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelValues {
         name: name.clone(),
         matchers,
@@ -223,69 +368,21 @@ pub async fn label_values(State(s): State<ApiState>, Path(name): Path<String>, p
         reply,
     })
     .await?;
-    Ok(success_json(serde_json::json!(values)))
+    let (values, warnings) = limited(values, limit);
+    Ok(success_warned(serde_json::json!(values).to_string(), &warnings))
 }
 
-/// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,
-/// label names and label pairs by series and by distinct values, over every shard.
-pub async fn status_tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
-    let limit = match params.get("limit") {
-        None => 10,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|&l| l > 0)
-            .ok_or_else(|| ApiError::bad_param("limit", "limit must be a positive number"))?,
-    };
-    let per_shard = s
-        .ctx
-        .shards
-        .ask_all(|reply| Request::TsdbStats { reply })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut stats = HeadStats::default();
-    per_shard.into_iter().for_each(|shard| stats.merge(shard));
-    // Largest first, then by name, as many as asked for.
-    let top = |mut items: Vec<(String, u64)>| {
-        items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        items.truncate(limit);
-        items.into_iter().map(|(name, value)| serde_json::json!({"name": name, "value": value})).collect::<Vec<_>>()
-    };
-    let by_name = |f: fn(&std::collections::HashMap<String, u64>) -> u64| {
-        top(stats.pairs.iter().map(|(name, values)| (name.clone(), f(values))).collect())
-    };
-    let pairs: Vec<(String, u64)> = stats
-        .pairs
-        .iter()
-        .flat_map(|(name, values)| values.iter().map(move |(value, n)| (format!("{name}={value}"), *n)))
-        .collect();
-    let metric_names =
-        stats.pairs.get(METRIC_NAME).map(|v| v.iter().map(|(k, n)| (k.clone(), *n)).collect()).unwrap_or_default();
-    Ok(success_json(serde_json::json!({
-        "headStats": {
-            "numSeries": stats.series,
-            "numLabelPairs": pairs.len(),
-            "chunkCount": stats.chunks,
-            "minTime": stats.min_time.unwrap_or(i64::MAX),
-            "maxTime": stats.max_time.unwrap_or(i64::MIN),
-        },
-        "seriesCountByMetricName": top(metric_names),
-        "labelValueCountByLabelName": by_name(|values| values.len() as u64),
-        "memoryInBytesByLabelName": by_name(|values| values.keys().map(|v| v.len() as u64).sum()),
-        "seriesCountByLabelValuePair": top(pairs),
-    })))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The version Pyrite reports: a Prometheus-style semver, so that clients that gate features on
-/// the Prometheus version (Grafana) treat Pyrite as a 3.x server; Pyrite's own version follows
-/// as a pre-release tag.
-pub async fn buildinfo() -> Response {
-    success_json(serde_json::json!({
-        "version": format!("3.0.0-pyrite.{}", env!("CARGO_PKG_VERSION")),
-        "revision": "",
-        "branch": "",
-        "buildUser": "",
-        "buildDate": "",
-        "goVersion": "",
-    }))
+    #[test]
+    fn escaped_label_names_decode_as_upstream_decodes_them() {
+        assert_eq!(unescape_label_name("U__http_2e_status"), "http.status");
+        assert_eq!(unescape_label_name("U__a__b"), "a_b");
+        assert_eq!(unescape_label_name("U___1f525_"), "\u{1f525}");
+        assert_eq!(unescape_label_name("job"), "job");
+        assert_eq!(unescape_label_name("U__bad_zz_"), "U__bad_zz_", "invalid escapes stay");
+        assert_eq!(unescape_label_name("U__open_2e"), "U__open_2e");
+    }
 }

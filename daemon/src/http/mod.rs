@@ -1,4 +1,5 @@
-//! The HTTP surface: Prometheus's API, health endpoints, `/metrics`, remote write.
+//! The HTTP surface: Prometheus's API, federation, health and lifecycle endpoints, `/metrics`,
+//! remote write, all under the route prefix.
 //!
 //! Every shard serves the same [`router`]; its handlers are `Send` and reach storage only through
 //! [`Shards`](crate::shard::Shards) messages. A query is coordinated by the shard whose connection
@@ -6,10 +7,15 @@
 
 mod api;
 mod ast_json;
-mod params;
+mod federate;
+mod lifecycle;
+pub mod params;
+pub mod prefix;
 mod remote_write;
 mod response;
 pub mod server;
+mod status;
+mod targets;
 
 use std::sync::Arc;
 
@@ -29,33 +35,61 @@ pub struct ApiState {
     pub local: usize,
 }
 
+/// Every route, under `--web.route-prefix`; with a prefix, `/` redirects to it.
 pub fn router(ctx: Arc<Context>, local: usize) -> Router {
-    Router::new()
-        .route("/api/v1/query", get(api::query).post(api::query))
-        .route("/api/v1/query_range", get(api::query_range).post(api::query_range))
-        .route("/api/v1/format_query", get(api::format_query).post(api::format_query))
-        .route("/api/v1/parse_query", get(api::parse_query_endpoint).post(api::parse_query_endpoint))
-        .route("/api/v1/series", get(api::series).post(api::series))
-        .route("/api/v1/labels", get(api::labels).post(api::labels))
-        .route("/api/v1/label/{name}/values", get(api::label_values))
-        .route("/api/v1/status/buildinfo", get(api::buildinfo))
-        .route("/api/v1/status/tsdb", get(api::status_tsdb))
-        .route("/api/v1/admin/tsdb/delete_series", post(api::delete_series).put(api::delete_series))
-        .route("/api/v1/admin/tsdb/snapshot", post(api::snapshot).put(api::snapshot))
-        .route("/api/v1/admin/tsdb/clean_tombstones", post(api::clean_tombstones).put(api::clean_tombstones))
-        .route("/api/v1/write", post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
-        .route("/-/healthy", get(|| async { "Pyrite Server is Healthy.\n" }))
-        .route("/-/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .with_state(ApiState { ctx, local })
+    let prefix = ctx.web.route_prefix.clone();
+    let routes = routes().fallback(not_found).with_state(ApiState { ctx, local });
+    if prefix == "/" {
+        return routes;
+    }
+    let target = prefix.clone();
+    let to_prefix = move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) };
+    Router::new().route("/", get(to_prefix)).nest(&prefix, routes)
 }
 
-async fn ready(axum::extract::State(s): axum::extract::State<ApiState>) -> impl IntoResponse {
-    if s.ctx.ready() {
-        (StatusCode::OK, "Pyrite Server is Ready.\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+fn routes() -> Router<ApiState> {
+    let v1 = |path: &str| format!("/api/v1{path}");
+    Router::new()
+        .route(&v1("/query"), get(api::query).post(api::query))
+        .route(&v1("/query_range"), get(api::query_range).post(api::query_range))
+        .route(&v1("/query_exemplars"), get(status::query_exemplars).post(status::query_exemplars))
+        .route(&v1("/format_query"), get(api::format_query).post(api::format_query))
+        .route(&v1("/parse_query"), get(api::parse_query_endpoint).post(api::parse_query_endpoint))
+        .route(&v1("/series"), get(api::series).post(api::series))
+        .route(&v1("/labels"), get(api::labels).post(api::labels))
+        .route(&v1("/label/{name}/values"), get(api::label_values))
+        .route(&v1("/metadata"), get(targets::metadata))
+        .route(&v1("/targets"), get(targets::targets))
+        .route(&v1("/targets/metadata"), get(targets::targets_metadata))
+        .route(&v1("/scrape_pools"), get(targets::scrape_pools))
+        .route(&v1("/rules"), get(status::rules))
+        .route(&v1("/alerts"), get(status::alerts))
+        .route(&v1("/alertmanagers"), get(status::alertmanagers))
+        .route(&v1("/status/config"), get(status::config))
+        .route(&v1("/status/flags"), get(status::flags))
+        .route(&v1("/status/runtimeinfo"), get(status::runtimeinfo))
+        .route(&v1("/status/buildinfo"), get(status::buildinfo))
+        .route(&v1("/status/tsdb"), get(status::tsdb))
+        .route(&v1("/status/walreplay"), get(status::walreplay))
+        .route(&v1("/admin/tsdb/delete_series"), post(api::delete_series).put(api::delete_series))
+        .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
+        .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
+        .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
+        .route("/federate", get(federate::federate))
+        .route("/-/healthy", get(lifecycle::healthy).head(lifecycle::healthy))
+        .route("/-/ready", get(lifecycle::ready).head(lifecycle::ready))
+        .route("/-/reload", post(lifecycle::reload).put(lifecycle::reload).get(lifecycle::wrong_method))
+        .route("/-/quit", post(lifecycle::quit).put(lifecycle::quit).get(lifecycle::wrong_method))
+        .route("/metrics", get(metrics))
+}
+
+/// Unknown paths: 404 as upstream, with a JSON error under the API.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().contains("/api/v1/") {
+        let body = r#"{"status":"error","errorType":"not_found","error":"not found"}"#;
+        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<ApiState>) -> impl IntoResponse {

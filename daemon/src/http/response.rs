@@ -60,25 +60,32 @@ impl IntoResponse for ApiError {
 
 /// A success envelope around pre-rendered JSON `data`.
 pub fn success(data: String) -> Response {
-    success_annotated(data, &Annotations::default(), "")
+    success_annotated(data, &Annotations::default(), "", &[])
+}
+
+/// A success envelope with `warnings` that point at no position (a truncated result).
+pub fn success_warned(data: String, warnings: &[String]) -> Response {
+    success_annotated(data, &Annotations::default(), "", warnings)
 }
 
 /// At most this many warnings, and as many infos, go into a response (as upstream's API).
 const MAX_ANNOTATIONS: usize = 10;
 
 /// A success envelope with the `warnings` and `infos` of `query`, when there are any, each with
-/// the position it points at; beyond [`MAX_ANNOTATIONS`] of a kind, one entry says how many
-/// were left out.
-pub fn success_annotated(data: String, annotations: &Annotations, query: &str) -> Response {
+/// the position it points at, then `extra` warnings; beyond [`MAX_ANNOTATIONS`] of a kind, one
+/// entry says how many were left out.
+pub fn success_annotated(data: String, annotations: &Annotations, query: &str, extra: &[String]) -> Response {
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     for (key, kind, set) in [("warnings", "warning", &annotations.warnings), ("infos", "info", &annotations.infos)] {
-        if set.is_empty() {
+        let extra = if key == "warnings" { extra } else { &[] };
+        if set.is_empty() && extra.is_empty() {
             continue;
         }
         let mut list = Annotations::rendered(set, query);
+        list.extend_from_slice(extra);
         list.truncate(MAX_ANNOTATIONS);
-        if set.len() > MAX_ANNOTATIONS {
-            list.push(format!("{} more {kind} annotations omitted", set.len() - MAX_ANNOTATIONS));
+        if set.len() + extra.len() > MAX_ANNOTATIONS {
+            list.push(format!("{} more {kind} annotations omitted", set.len() + extra.len() - MAX_ANNOTATIONS));
         }
         body.push_str(&format!(",\"{key}\":{}", serde_json::json!(list)));
     }

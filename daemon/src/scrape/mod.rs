@@ -1,13 +1,16 @@
 //! The scrape loop of one target: fetch on schedule, ingest, hand samples to their owner shards.
 //!
-//! Each target is scraped by exactly one shard. The parsing and the scrape cache live in
-//! `pyrite_core::scrape`; this module adds the clock, the HTTP fetch and the messages.
+//! Each target is scraped by exactly one shard, until the [`ScrapeManager`] removes it. The
+//! parsing and the scrape cache live in `pyrite_core::scrape`; this module adds the clock, the
+//! HTTP fetch, the messages and the status the API shows.
 
 mod client;
+mod manager;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use manager::{ActiveTarget, ScrapeManager, ScrapeStatus};
 use pyrite_core::scrape::{Ingest, Target, TargetIngest};
 
 use crate::clock::now_ms;
@@ -21,13 +24,18 @@ fn start_offset(target: &Target) -> Duration {
     Duration::from_millis(target.labels.hash() % interval)
 }
 
-pub async fn run_target(target: Target, ctx: Arc<Context>, shard: usize) {
+/// Scrapes `active` on its schedule until it is removed; then marks its series stale.
+pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
+    let target = &active.target;
     let mut ingest = TargetIngest::new(target.labels.clone(), target.honor_labels, ctx.shards.len());
-    let client = client::ScrapeClient::new(&target);
+    let client = client::ScrapeClient::new(target);
     let interval = target.interval.as_std();
-    monoio::time::sleep(start_offset(&target)).await;
-    let mut next = Instant::now();
+    let mut next = Instant::now() + start_offset(target);
     loop {
+        monoio::select! {
+            _ = monoio::time::sleep_until(monoio::time::Instant::from_std(next)) => {}
+            _ = active.stopped() => break,
+        }
         let t = now_ms();
         let started = Instant::now();
         let result = client
@@ -35,14 +43,27 @@ pub async fn run_target(target: Target, ctx: Arc<Context>, shard: usize) {
             .await
             .map_err(|e| e.to_string())
             .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string()));
-        let up = result.is_ok();
-        let mut batches = result.unwrap_or_else(|error| {
-            tracing::warn!(shard, target = %target.url(), job = target.job(), %error, "scrape failed");
-            ingest.ingest_failure(t)
+        let duration = started.elapsed().as_secs_f64();
+        let (mut batches, last_error) = match result {
+            Ok(batches) => (batches, String::new()),
+            Err(error) => {
+                tracing::warn!(shard = active.shard, target = %target.url(), job = target.job(), %error, "scrape failed");
+                (ingest.ingest_failure(t), error)
+            }
+        };
+        let up = last_error.is_empty();
+        if batches.counts.metadata_changed {
+            active.set_metadata(ingest.metadata());
+        }
+        active.set_status(ScrapeStatus {
+            up: Some(up),
+            last_error,
+            last_scrape: Some(t),
+            last_duration_seconds: duration,
         });
         let outcome = if up { "success" } else { "failure" };
         ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
-        ingest.add_report(&mut batches, t, up, started.elapsed().as_secs_f64());
+        ingest.add_report(&mut batches, t, up, duration);
         deliver(&ctx, &mut ingest, batches).await;
         ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
 
@@ -52,8 +73,9 @@ pub async fn run_target(target: Target, ctx: Arc<Context>, shard: usize) {
         while next <= now {
             next += interval;
         }
-        monoio::time::sleep_until(monoio::time::Instant::from_std(next)).await;
     }
+    let ended = ingest.ingest_end(now_ms());
+    deliver(&ctx, &mut ingest, ended).await;
 }
 
 /// Sends each shard its batch, waits for all answers, and records the ids of new series.

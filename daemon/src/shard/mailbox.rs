@@ -9,6 +9,7 @@ use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutp
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::tsdb::head::{Head, HeadStats};
+use pyrite_core::value::{is_stale_nan, Sample};
 
 use super::storage::{AppendReply, Storage};
 use crate::context::Context;
@@ -35,6 +36,8 @@ pub enum Request {
     Query {
         plan: Arc<Plan>,
         params: EvalParams,
+        /// The query's deadline: `--query.timeout`, or the request's `timeout` if shorter.
+        timeout: std::time::Duration,
         reply: flume::Sender<Result<QueryResult, EvalError>>,
     },
     Series {
@@ -56,6 +59,14 @@ pub enum Request {
         maxt: i64,
         reply: flume::Sender<Result<Vec<String>, String>>,
     },
+    /// The newest sample in `[mint, maxt]` of each matching series, unless it is a staleness
+    /// marker (`/federate`).
+    Latest {
+        matchers: Vec<Vec<Matcher>>,
+        mint: i64,
+        maxt: i64,
+        reply: flume::Sender<Result<Vec<(Labels, Sample)>, String>>,
+    },
     /// Delete the matching series' samples in `[mint, maxt]` (admin API).
     Delete {
         matchers: Vec<Vec<Matcher>>,
@@ -76,6 +87,10 @@ pub enum Request {
     /// Counts for `/api/v1/status/tsdb`.
     TsdbStats {
         reply: flume::Sender<HeadStats>,
+    },
+    /// Start scraping a target on this shard (its loop runs here until the target is removed).
+    Scrape {
+        target: Arc<crate::scrape::ActiveTarget>,
     },
     /// Snapshot the head (or at least sync the log) and stop taking appends: the process is
     /// exiting.
@@ -103,8 +118,13 @@ impl Shards {
     /// receiving end. A shard that has stopped answers nothing: its receiver reports disconnect.
     pub fn ask<T>(&self, i: usize, make: impl FnOnce(flume::Sender<T>) -> Request) -> flume::Receiver<T> {
         let (tx, rx) = flume::bounded(1);
-        let _ = self.mailboxes[i].send(make(tx));
+        self.tell(i, make(tx));
         rx
+    }
+
+    /// Sends shard `i` a request that needs no answer.
+    pub fn tell(&self, i: usize, request: Request) {
+        let _ = self.mailboxes[i].send(request);
     }
 
     /// Asks every shard and collects the answers in shard order.
@@ -163,6 +183,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 record_append(&ctx, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
+            Request::Scrape { target } => {
+                monoio::spawn(crate::scrape::run_target(target, ctx.clone()));
+            }
             Request::Shutdown { reply } => {
                 let started = std::time::Instant::now();
                 let mut s = storage.borrow_mut();
@@ -184,8 +207,23 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
                 let _ = reply.send(out);
             }
-            Request::Query { plan, params, reply } => {
-                monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, reply));
+            Request::Query { plan, params, timeout, reply } => {
+                monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, timeout, reply));
+            }
+            Request::Latest { matchers, mint, maxt, reply } => {
+                let s = storage.borrow();
+                let q = s.querier();
+                let latest = union_matching(&matchers, |m| {
+                    q.select(m, mint, maxt).map(|all| {
+                        all.into_iter()
+                            .filter_map(|s| {
+                                let last = *s.samples.last()?;
+                                (!is_stale_nan(last.v)).then_some((s.labels, last))
+                            })
+                            .collect()
+                    })
+                });
+                let _ = reply.send(latest);
             }
             Request::TsdbStats { reply } => {
                 let _ = reply.send(storage.borrow().head.stats());

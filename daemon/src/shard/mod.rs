@@ -16,7 +16,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use mailbox::{Request, Shards};
-use pyrite_core::scrape::Target;
 use storage::{Storage, StorageDirs};
 pub use wal::WalOptions;
 
@@ -27,7 +26,6 @@ pub struct ShardStart {
     pub index: usize,
     pub mailbox: flume::Receiver<Request>,
     pub listener: std::net::TcpListener,
-    pub targets: Vec<Target>,
 }
 
 /// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
@@ -54,6 +52,8 @@ fn open_storage(index: usize, ctx: &Context) -> Storage {
     }
     let shard = crate::metrics::shard_label(index);
     ctx.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
+    ctx.replay.corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    ctx.replay.segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
     ctx.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
     ctx.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
     ctx.metrics.blocks_refused.get_or_create(&shard).inc_by(opened.refused.len() as u64);
@@ -78,16 +78,13 @@ pub async fn run(start: ShardStart, ctx: Arc<Context>) {
     let storage = Rc::new(RefCell::new(open_storage(start.index, &ctx)));
     let driver = if monoio::utils::is_legacy() { "epoll" } else { "io_uring" };
     ctx.metrics.driver.get_or_create(&vec![("shard", start.index.to_string()), ("driver", driver.to_string())]).set(1);
-    tracing::info!(shard = start.index, driver, targets = start.targets.len(), "shard started");
+    tracing::info!(shard = start.index, driver, "shard started");
 
     match monoio::net::TcpListener::from_std(start.listener) {
         Ok(listener) => {
             monoio::spawn(crate::http::server::serve(listener, crate::http::router(ctx.clone(), start.index)));
         }
         Err(e) => tracing::error!(shard = start.index, error = %e, "cannot serve HTTP on this shard"),
-    }
-    for target in start.targets {
-        monoio::spawn(crate::scrape::run_target(target, ctx.clone(), start.index));
     }
     monoio::spawn(housekeeping::run(start.index, storage.clone(), ctx.clone()));
     if let Some(interval) = ctx.wal_fsync_interval {

@@ -1,0 +1,120 @@
+//! The configuration: loaded at start, applied again on SIGHUP or `/-/reload`.
+//!
+//! A reload reads and validates the whole file before touching anything. An invalid file is
+//! refused with its reason, the running configuration stays in force, and
+//! `pyrite_config_last_reload_successful` drops to 0. A valid one replaces the scraped targets
+//! through the [`ScrapeManager`](crate::scrape::ScrapeManager): unchanged targets keep their
+//! schedule, removed ones go stale.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use pyrite_core::config::Config;
+use pyrite_core::scrape::targets_from_config;
+
+use crate::clock::now_ms;
+use crate::context::Context;
+
+/// Where the configuration comes from: the file, or the embedded default pointed at this
+/// server's own address and `/metrics` under its route prefix.
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub listen_address: String,
+    pub metrics_path: String,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let (text, name) = match &self.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                (text, path.display().to_string())
+            }
+            None => {
+                let addr = crate::http::server::parse_listen_address(&self.listen_address)?;
+                let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+                let own = if addr.is_ipv6() && host != "localhost" {
+                    format!("[{host}]:{}", addr.port())
+                } else {
+                    format!("{host}:{}", addr.port())
+                };
+                (
+                    include_str!("default_config.yml")
+                        .replace("SELF_ADDRESS", &own)
+                        .replace("SELF_METRICS_PATH", &self.metrics_path),
+                    "the embedded default configuration".into(),
+                )
+            }
+        };
+        Ok(Config::parse(&text, &name)?)
+    }
+}
+
+/// The configuration in force and how the last reload went.
+pub struct LiveConfig {
+    source: ConfigSource,
+    current: Mutex<Arc<Config>>,
+    /// (whether the last load succeeded, Unix ms of the last success).
+    last: Mutex<(bool, i64)>,
+    /// Serialises reloads (SIGHUP and `/-/reload` may come together).
+    reloading: Mutex<()>,
+}
+
+impl LiveConfig {
+    pub fn new(source: ConfigSource, config: Config) -> Self {
+        LiveConfig {
+            source,
+            current: Mutex::new(Arc::new(config)),
+            last: Mutex::new((true, now_ms())),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Config> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the last (re)load succeeded, and when the last success was (Unix ms).
+    pub fn last_reload(&self) -> (bool, i64) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, ctx: &Context, ok: bool) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.0 = ok;
+        if ok {
+            last.1 = now_ms();
+        }
+        ctx.metrics.config_reload_successful.set(i64::from(ok));
+        ctx.metrics.config_reload_success_time.set(last.1 / 1000);
+    }
+}
+
+/// Starts scraping the targets of the configuration in force (at start-up).
+pub fn apply_initial(ctx: &Context) {
+    let config = ctx.config.current();
+    ctx.scrape.apply(&ctx.shards, targets_from_config(&config));
+    ctx.config.record(ctx, true);
+    ctx.metrics.active_targets.set(ctx.scrape.active().len() as i64);
+}
+
+/// Reads the configuration again and applies it; on error the running one stays in force.
+pub fn reload(ctx: &Context) -> Result<(), String> {
+    let live = &ctx.config;
+    let _one_at_a_time = live.reloading.lock().unwrap_or_else(|p| p.into_inner());
+    let config = match live.source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            live.record(ctx, false);
+            tracing::error!(error = %format!("{e:#}"), "configuration refused; the previous one stays in force");
+            return Err(format!("{e:#}"));
+        }
+    };
+    let applied = ctx.scrape.apply(&ctx.shards, targets_from_config(&config));
+    *live.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    live.record(ctx, true);
+    ctx.metrics.active_targets.set(ctx.scrape.active().len() as i64);
+    tracing::info!(kept = applied.kept, started = applied.started, stopped = applied.stopped, "configuration reloaded");
+    Ok(())
+}
