@@ -24,7 +24,14 @@ pub fn run(command: QueryCommand) -> anyhow::Result<()> {
     let (server, path, params, format) = request(command)?;
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let answer = match ureq::post(&url).timeout(TIMEOUT).send_form(&form) {
+    // Label values are GET-only upstream; everything else is sent as a POST form.
+    let sent = if path.contains("/label/") {
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+        ureq::get(&format!("{url}?{query}")).timeout(TIMEOUT).call()
+    } else {
+        ureq::post(&url).timeout(TIMEOUT).send_form(&form)
+    };
+    let answer = match sent {
         Ok(r) => r.into_string()?,
         Err(ureq::Error::Status(_, r)) => r.into_string()?,
         Err(e) => bail!("query error: {e}"),
@@ -104,9 +111,7 @@ fn request(command: QueryCommand) -> anyhow::Result<Request> {
         QueryCommand::Labels { server, name, matches, start, end, format } => {
             let mut params: Vec<_> = matches.into_iter().map(|m| ("match[]", m)).collect();
             params.extend(range(start, end)?);
-            // Label values are GET-only upstream; send the form as a query string.
-            let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
-            (server, format!("/api/v1/label/{name}/values?{query}"), Vec::new(), format)
+            (server, format!("/api/v1/label/{name}/values"), params, format)
         }
     })
 }

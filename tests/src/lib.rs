@@ -116,6 +116,7 @@ pub struct PyriteOpts {
 /// A running pyrite server.
 pub struct Pyrite {
     pub process: Process,
+    /// Its base URL, with the route prefix if `--web.route-prefix` was given.
     pub url: String,
     pub port: u16,
     pub data_dir: PathBuf,
@@ -154,7 +155,14 @@ impl Pyrite {
             }
         }
         let child = cmd.spawn().expect("start pyrite");
-        Pyrite { process: Process { child }, url: format!("http://127.0.0.1:{port}"), port, data_dir, _dirs: dirs }
+        // The route prefix: the flag's, or the path of the external URL.
+        let flag = |name: &str| opts.extra_args.iter().find_map(|a| a.strip_prefix(name));
+        let url_path = flag("--web.external-url=")
+            .and_then(|u| u.split_once("://"))
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+        let prefix = flag("--web.route-prefix=").or(url_path).unwrap_or("").trim_end_matches('/');
+        let url = format!("http://127.0.0.1:{port}{prefix}");
+        Pyrite { process: Process { child }, url, port, data_dir, _dirs: dirs }
     }
 
     /// Starts pyrite and waits until `/-/ready` answers 200.
@@ -290,9 +298,20 @@ impl Upstream {
 
     /// [`Upstream::start`] with extra flags.
     pub fn start_with(extra_args: &[&str]) -> Upstream {
+        Upstream::start_configured("global:\n  scrape_interval: 1h\n", extra_args)
+    }
+
+    /// [`Upstream::start`] with this configuration and extra flags; a `--web.route-prefix` flag
+    /// becomes part of `url`.
+    pub fn start_configured(config_text: &str, extra_args: &[&str]) -> Upstream {
         let dir = TempDir::new("upstream");
         let config = dir.0.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write config");
+        std::fs::write(&config, config_text).expect("write config");
+        let prefix = extra_args
+            .iter()
+            .find_map(|a| a.strip_prefix("--web.route-prefix="))
+            .map(|p| p.trim_end_matches('/').to_string())
+            .unwrap_or_default();
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -307,7 +326,7 @@ impl Upstream {
             .spawn()
             .expect("start upstream prometheus (installed by scripts/test: apt-get install prometheus)");
         let mut process = Process { child };
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("http://127.0.0.1:{port}{prefix}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some((status, err)) = process.exited() {

@@ -141,7 +141,6 @@ fn invalid_queries_get_bad_data_and_unsupported_ones_execution_errors() {
         ("/api/v1/labels?limit=x", 400, "bad_data", "invalid parameter \"limit\""),
         ("/api/v1/query?query=up&timeout=soon", 400, "bad_data", "invalid parameter \"timeout\""),
         ("/api/v1/query_exemplars?query=up{&start=1&end=2", 400, "bad_data", "invalid parameter \"query\""),
-        ("/api/v1/no_such_endpoint", 404, "not_found", "not found"),
     ];
     for (path, status, kind, message) in cases {
         let (got_status, body) = http_get(&format!("{}{path}", p.url)).expect("request");

@@ -35,10 +35,14 @@ pub struct ApiState {
     pub local: usize,
 }
 
+/// Largest form body the API reads, as Go's `ParseForm` (larger: 400 `bad_data`).
+const MAX_FORM_BYTES: usize = 10 << 20;
+
 /// Every route, under `--web.route-prefix`; with a prefix, `/` redirects to it.
 pub fn router(ctx: Arc<Context>, local: usize) -> Router {
     let prefix = ctx.web.route_prefix.clone();
-    let routes = routes().fallback(not_found).with_state(ApiState { ctx, local });
+    let routes =
+        routes().fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(ApiState { ctx, local });
     if prefix == "/" {
         return routes;
     }
@@ -83,13 +87,9 @@ fn routes() -> Router<ApiState> {
         .route("/metrics", get(metrics))
 }
 
-/// Unknown paths: 404 as upstream, with a JSON error under the API.
-async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
-    if uri.path().contains("/api/v1/") {
-        let body = r#"{"status":"error","errorType":"not_found","error":"not found"}"#;
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    }
-    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+/// Unknown paths, under the API too: 404 as upstream's router answers it.
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "404 page not found\n")
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<ApiState>) -> impl IntoResponse {

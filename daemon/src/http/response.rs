@@ -25,8 +25,10 @@ impl ApiError {
         Self::bad_data(format!("invalid parameter {param:?}: {message}"))
     }
 
+    /// Upstream's `unavailable` (admin APIs disabled), which its status mapping answers with
+    /// 500.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError { kind: "unavailable", status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }
+        ApiError { kind: "unavailable", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
