@@ -193,6 +193,9 @@ enum Method {
     Post,
 }
 
+/// One request: method, path under the server's base URL, form parameters.
+type Call<'a> = (Method, &'a str, Vec<(&'a str, String)>);
+
 fn send(base: &str, method: &Method, path: &str, form: &[(&str, String)]) -> (u16, String) {
     let url = format!("{base}{path}");
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -235,7 +238,7 @@ fn grafanas_request_sequence_gets_the_same_answers_as_from_prometheus() {
         let (start_ms, end_ms) =
             (format!("{:.3}", p.t0 as f64 / 1000.0 + 0.123), format!("{:.3}", now_ms() as f64 / 1000.0));
         let sel = || "http_requests_total{job=\"api\"}".to_string();
-        let steps: Vec<(Method, &str, Vec<(&str, String)>)> = vec![
+        let steps: Vec<Call> = vec![
             // Health check: `1+1` at time 4.
             (Method::Get, "/api/v1/query", vec![("query", "1+1".into()), ("time", "4".into())]),
             (Method::Get, "/api/v1/status/buildinfo", vec![]),
@@ -309,7 +312,7 @@ fn bad_requests_get_upstreams_status_and_error_type() {
         let p = pair(prefix);
         let q = |v: &[(&'static str, &str)]| v.iter().map(|(k, v)| (*k, v.to_string())).collect::<Vec<_>>();
         let huge = "x".repeat(11 << 20);
-        let cases: Vec<(Method, &str, Vec<(&str, String)>)> = vec![
+        let cases: Vec<Call> = vec![
             (Method::Get, "/api/v1/query", q(&[("query", "up"), ("time", "yesterday")])),
             (Method::Get, "/api/v1/query", q(&[("query", "up"), ("time", "2023-13-45T00:00:00Z")])),
             (Method::Get, "/api/v1/query", q(&[("query", "sum(")])),
