@@ -8,6 +8,7 @@
 
 pub mod promqltest;
 pub mod seccomp;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

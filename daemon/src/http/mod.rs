@@ -16,6 +16,7 @@ mod response;
 pub mod server;
 mod status;
 mod targets;
+mod ui;
 
 use std::sync::Arc;
 
@@ -40,19 +41,22 @@ const MAX_FORM_BYTES: usize = 10 << 20;
 
 /// Every route, under `--web.route-prefix`; with a prefix, `/` redirects to it.
 pub fn router(ctx: Arc<Context>, local: usize) -> Router {
-    let prefix = ctx.web.route_prefix.clone();
-    let routes =
-        routes().fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(ApiState { ctx, local });
-    if prefix == "/" {
-        return routes;
+    let base = match ctx.web.route_prefix.as_str() {
+        "/" => String::new(),
+        prefix => prefix.to_string(),
+    };
+    let mut router = routes(&base).merge(ui::routes(&base));
+    if !base.is_empty() {
+        let target = base.clone();
+        router = router.route("/", get(move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }));
     }
-    let target = prefix.clone();
-    let to_prefix = move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) };
-    Router::new().route("/", get(to_prefix)).nest(&prefix, routes)
+    router.fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(ApiState { ctx, local })
 }
 
-fn routes() -> Router<ApiState> {
-    let v1 = |path: &str| format!("/api/v1{path}");
+/// The API, federation, lifecycle and telemetry routes, under `base` (`""` or `/prefix`).
+fn routes(base: &str) -> Router<ApiState> {
+    let v1 = |path: &str| format!("{base}/api/v1{path}");
+    let at = |path: &str| format!("{base}{path}");
     Router::new()
         .route(&v1("/query"), get(api::query).post(api::query))
         .route(&v1("/query_range"), get(api::query_range).post(api::query_range))
@@ -79,12 +83,12 @@ fn routes() -> Router<ApiState> {
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
-        .route("/federate", get(federate::federate))
-        .route("/-/healthy", get(lifecycle::healthy).head(lifecycle::healthy))
-        .route("/-/ready", get(lifecycle::ready).head(lifecycle::ready))
-        .route("/-/reload", post(lifecycle::reload).put(lifecycle::reload).get(lifecycle::wrong_method))
-        .route("/-/quit", post(lifecycle::quit).put(lifecycle::quit).get(lifecycle::wrong_method))
-        .route("/metrics", get(metrics))
+        .route(&at("/federate"), get(federate::federate))
+        .route(&at("/-/healthy"), get(lifecycle::healthy).head(lifecycle::healthy))
+        .route(&at("/-/ready"), get(lifecycle::ready).head(lifecycle::ready))
+        .route(&at("/-/reload"), post(lifecycle::reload).put(lifecycle::reload).get(lifecycle::wrong_method))
+        .route(&at("/-/quit"), post(lifecycle::quit).put(lifecycle::quit).get(lifecycle::wrong_method))
+        .route(&at("/metrics"), get(metrics))
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.
