@@ -1,0 +1,108 @@
+//! Reloading and stopping a running server: `/-/reload` and SIGHUP apply a new configuration
+//! (unchanged targets keep their loop, removed ones go stale, new ones start), an invalid file is
+//! refused with the old configuration kept, the lifecycle endpoints answer 403 without
+//! `--web.enable-lifecycle`, and `/-/quit` shuts down cleanly.
+
+use std::time::Duration;
+
+use pyrite_tests::{eventually, http_post_form, json, Loadgen, Pyrite, PyriteOpts};
+use serde_json::Value;
+
+fn config(targets: &[&String]) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n", list.join(", "))
+}
+
+fn active(p: &Pyrite) -> Vec<Value> {
+    p.data("/api/v1/targets")["activeTargets"].as_array().cloned().unwrap_or_default()
+}
+
+fn instances(p: &Pyrite) -> Vec<String> {
+    let mut out: Vec<String> =
+        active(p).iter().filter_map(|t| t["labels"]["instance"].as_str().map(str::to_string)).collect();
+    out.sort();
+    out
+}
+
+/// The series a target's scrape loops have added over the last minute (all of this test): a
+/// loop adds its series on its first scrape only, so a restarted loop adds them again.
+fn series_added(p: &Pyrite, instance: &str) -> Option<f64> {
+    let r = p.query(&format!("sum_over_time(scrape_series_added{{instance=\"{instance}\"}}[1m])"), None);
+    r[0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn reload_applies_a_new_config_keeps_unchanged_targets_and_refuses_a_bad_one() {
+    let loadgen = Loadgen::start(3, 10);
+    let [a, b, c] = [&loadgen.targets[0], &loadgen.targets[1], &loadgen.targets[2]];
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        config: Some(config(&[a, b])),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..PyriteOpts::default()
+    });
+    let config_file = p.data_dir.parent().unwrap().join("prometheus.yml");
+    let both_up = eventually(Duration::from_secs(10), || {
+        (active(&p).iter().filter(|t| t["health"] == "up").count() == 2).then_some(())
+    });
+    assert!(both_up.is_some(), "two targets up: {:?}", active(&p));
+    let added = series_added(&p, a).expect("a's report series");
+    assert!(added > 0.0);
+
+    // Keep a, drop b, add c.
+    std::fs::write(&config_file, config(&[a, c])).unwrap();
+    let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!((status, body.as_str()), (200, ""));
+    let mut expected = vec![a.clone(), c.clone()];
+    expected.sort();
+    assert_eq!(instances(&p), expected);
+    let settled = eventually(Duration::from_secs(10), || {
+        let c_up = active(&p).iter().any(|t| t["labels"]["instance"] == c.as_str() && t["health"] == "up");
+        let b_stale = p.query(&format!("up{{instance=\"{b}\"}}"), None).as_array().is_some_and(Vec::is_empty);
+        (c_up && b_stale).then_some(())
+    });
+    assert!(settled.is_some(), "c scraped and b's series stale after the reload");
+    // a kept its loop and its scrape cache: no scrape of a added series since.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(series_added(&p, a), Some(added), "the unchanged target was restarted");
+    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 1.0);
+
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(&config_file, "scrape_configs:\n  - job_name: app\n    scrape_interval: often\n").unwrap();
+    let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 500);
+    assert!(body.starts_with("failed to reload config: ") && body.contains("scrape_interval"), "{body}");
+    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 0.0);
+    assert_eq!(instances(&p), expected);
+    assert!(p.data("/api/v1/status/config")["yaml"].as_str().unwrap().contains(c.as_str()));
+    assert_eq!(p.data("/api/v1/status/runtimeinfo")["reloadConfigSuccess"], false);
+
+    // SIGHUP applies a valid file.
+    std::fs::write(&config_file, config(&[b])).unwrap();
+    p.process.signal(libc::SIGHUP);
+    let applied = eventually(Duration::from_secs(10), || (instances(&p) == vec![b.clone()]).then_some(()));
+    assert!(applied.is_some(), "SIGHUP did not apply the new configuration: {:?}", instances(&p));
+    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 1.0);
+    assert_eq!(p.data("/api/v1/scrape_pools")["scrapePools"], serde_json::json!(["app"]));
+
+    // /-/quit shuts down as SIGTERM does.
+    let (status, body) = http_post_form(&format!("{}/-/quit", p.url), &[]).unwrap();
+    assert_eq!((status, body.as_str()), (200, "Requesting termination... Goodbye!"));
+    let mut p = p;
+    let (exit, _) = p.process.wait_exit(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}");
+}
+
+#[test]
+fn lifecycle_endpoints_are_forbidden_unless_enabled() {
+    let p = Pyrite::start(PyriteOpts::default());
+    for path in ["/-/reload", "/-/quit"] {
+        let (status, body) = http_post_form(&format!("{}{path}", p.url), &[]).unwrap();
+        assert_eq!((status, body.as_str()), (403, "Lifecycle API is not enabled."), "{path}");
+    }
+    let (status, _) = p.get("/-/reload");
+    assert_eq!(status, 405);
+    assert_eq!(json(&p.get("/api/v1/status/flags").1)["data"]["web.enable-lifecycle"], "false");
+    let mut p = p;
+    assert!(p.process.exited().is_none(), "a refused /-/quit stopped the server");
+}
