@@ -397,3 +397,45 @@ fn an_upstream_prometheus_federates_from_pyrite() {
     assert_eq!(query("build_info").len(), 1);
     assert!(query("http_requests_total{job=\"db\"}").is_empty(), "unmatched series were federated");
 }
+
+#[test]
+fn metadata_from_scrapes_matches_prometheus() {
+    let loadgen = pyrite_tests::Loadgen::start(2, 20);
+    let config = loadgen.scrape_config("app", "1s");
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config.clone()), ..PyriteOpts::default() });
+    let upstream = Upstream::start_configured(&config, &[]);
+    for base in [&pyrite.url, &upstream.url] {
+        let scraped = eventually(Duration::from_secs(15), || {
+            let body = send(base, &Method::Get, "/api/v1/targets", &[]).1;
+            let targets = json(&body)["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+            (targets.len() == 2 && targets.iter().all(|t| t["health"] == "up")).then_some(())
+        });
+        assert!(scraped.is_some(), "{base} did not scrape both targets");
+    }
+    let target = format!("{{instance=\"{}\"}}", loadgen.targets[0]);
+    let requests: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("/api/v1/metadata", vec![]),
+        ("/api/v1/metadata", vec![("metric", "loadgen_http_requests_total".into())]),
+        ("/api/v1/targets/metadata", vec![("match_target", target.clone())]),
+        ("/api/v1/targets/metadata", vec![("match_target", target), ("metric", "loadgen_memory_usage_bytes".into())]),
+    ];
+    // Entries sorted, since neither server promises an order across targets.
+    let data = |base: &str, path: &str, form: &[(&str, String)]| {
+        let body = json(&send(base, &Method::Get, path, form).1);
+        match body["data"].clone() {
+            Value::Array(mut items) => {
+                items.sort_by_key(|v| v.to_string());
+                Value::Array(items)
+            }
+            other => other,
+        }
+    };
+    for (path, form) in &requests {
+        let ours = data(&pyrite.url, path, form);
+        assert_eq!(ours, data(&upstream.url, path, form), "{path} {form:?}");
+        assert!(
+            ours.as_array().map_or(ours.as_object().is_some_and(|o| !o.is_empty()), |a| !a.is_empty()),
+            "{path}: {ours}"
+        );
+    }
+}

@@ -137,6 +137,34 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
             ours.as_secs_f64() / theirs.as_secs_f64()
         );
     }
+    // What Grafana's query editor and an upstream federating server ask, over the last hour.
+    let range = format!("start={}&end={}", start as f64 / 1000.0, end as f64 / 1000.0);
+    let api: [(&str, String); 6] = [
+        ("labels", format!("/api/v1/labels?{range}")),
+        ("label values: __name__", format!("/api/v1/label/__name__/values?{range}")),
+        ("label values: instance", format!("/api/v1/label/instance/values?{range}")),
+        (
+            "label values: handler, match[] one metric",
+            format!("/api/v1/label/handler/values?match[]=http_requests_total&{range}"),
+        ),
+        (
+            "series of one instance",
+            format!("/api/v1/series?match[]={}&{range}", encode("{instance=\"10.0.0.7:8080\"}")),
+        ),
+        ("federate one metric", "/federate?match[]=http_requests_total".to_string()),
+    ];
+    println!("\n| API request | pyrite | prometheus | pyrite / prometheus | answer bytes (pyrite, prometheus) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, path) in api {
+        let (ours, our_size) = time(&pyrite.url, &path, runs);
+        let (theirs, their_size) = time(&upstream.url, &path, runs);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.2} | {our_size}, {their_size} |",
+            ours.as_secs_f64() * 1e3,
+            theirs.as_secs_f64() * 1e3,
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
 }
 
 /// Loads the data set into each server, then restarts it after kill -9 (the whole log to

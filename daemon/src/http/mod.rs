@@ -20,9 +20,10 @@ mod ui;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -45,18 +46,39 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         "/" => String::new(),
         prefix => prefix.to_string(),
     };
-    let mut router = routes(&base).merge(ui::routes(&base));
+    let state = ApiState { ctx, local };
+    let gated = data_routes(&base).route_layer(middleware::from_fn_with_state(state.clone(), until_ready));
+    let mut router = gated.merge(service_routes(&base)).merge(ui::routes(&base));
     if !base.is_empty() {
         let target = base.clone();
         router = router.route("/", get(move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }));
     }
-    router.fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(ApiState { ctx, local })
+    router.fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(state)
 }
 
-/// The API, federation, lifecycle and telemetry routes, under `base` (`""` or `/prefix`).
-fn routes(base: &str) -> Router<ApiState> {
-    let v1 = |path: &str| format!("{base}/api/v1{path}");
+/// As upstream: the API and federation answer 503 until every shard has opened its storage.
+async fn until_ready(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    if s.ctx.ready() {
+        next.run(request).await
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    }
+}
+
+/// The health, lifecycle and telemetry routes, which answer from the start.
+fn service_routes(base: &str) -> Router<ApiState> {
     let at = |path: &str| format!("{base}{path}");
+    Router::new()
+        .route(&at("/-/healthy"), get(lifecycle::healthy).head(lifecycle::healthy))
+        .route(&at("/-/ready"), get(lifecycle::ready).head(lifecycle::ready))
+        .route(&at("/-/reload"), post(lifecycle::reload).put(lifecycle::reload).get(lifecycle::wrong_method))
+        .route(&at("/-/quit"), post(lifecycle::quit).put(lifecycle::quit).get(lifecycle::wrong_method))
+        .route(&at("/metrics"), get(metrics))
+}
+
+/// The API and federation routes, under `base` (`""` or `/prefix`).
+fn data_routes(base: &str) -> Router<ApiState> {
+    let v1 = |path: &str| format!("{base}/api/v1{path}");
     Router::new()
         .route(&v1("/query"), get(api::query).post(api::query))
         .route(&v1("/query_range"), get(api::query_range).post(api::query_range))
@@ -83,12 +105,7 @@ fn routes(base: &str) -> Router<ApiState> {
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
-        .route(&at("/federate"), get(federate::federate))
-        .route(&at("/-/healthy"), get(lifecycle::healthy).head(lifecycle::healthy))
-        .route(&at("/-/ready"), get(lifecycle::ready).head(lifecycle::ready))
-        .route(&at("/-/reload"), post(lifecycle::reload).put(lifecycle::reload).get(lifecycle::wrong_method))
-        .route(&at("/-/quit"), post(lifecycle::quit).put(lifecycle::quit).get(lifecycle::wrong_method))
-        .route(&at("/metrics"), get(metrics))
+        .route(&format!("{base}/federate"), get(federate::federate))
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.
