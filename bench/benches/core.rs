@@ -9,7 +9,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use pyrite_core::exposition::{parse_series, Entry, TextParser};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams};
-use pyrite_core::scrape::TargetIngest;
+use pyrite_core::scrape::{IngestOptions, TargetIngest};
 use pyrite_core::tsdb::chunk::{packed, XorChunk};
 use pyrite_core::tsdb::head::Head;
 use pyrite_core::tsdb::postings::Postings;
@@ -60,7 +60,8 @@ fn exposition(c: &mut Criterion) {
     let mut g = c.benchmark_group("scrape_ingest");
     g.throughput(Throughput::Elements(SERIES as u64));
     g.bench_function("steady_state_cached", |b| {
-        let mut ingest = TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), false, 2);
+        let mut ingest =
+            TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), IngestOptions::default(), 2);
         let first = ingest.ingest(&body, 0).expect("valid body");
         for (shard, keys) in first.pending.into_iter().enumerate() {
             let ids: Vec<u32> = (0..keys.len() as u32).collect();

@@ -10,9 +10,11 @@
 
 pub mod calendar;
 pub mod config;
+pub mod discovery;
 pub mod exposition;
 pub mod labels;
 pub mod promql;
+pub mod relabel;
 pub mod remote;
 pub mod scrape;
 pub mod tsdb;

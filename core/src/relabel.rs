@@ -82,13 +82,19 @@ impl RawRule {
     /// Validates the rule as upstream does; the error says what is wrong.
     pub fn build(self) -> Result<Rule, String> {
         let action = self.action.unwrap_or(Action::Replace);
-        let name = format!("{action:?}").to_lowercase();
+        let name = action.name();
         let regex_text = self.regex.clone().unwrap_or_else(|| "(.*)".to_string());
-        let regex = Regex::new(&format!("^(?:{regex_text})$")).map_err(|e| format!("invalid regex {regex_text:?}: {e}"))?;
+        let regex =
+            Regex::new(&format!("^(?:{regex_text})$")).map_err(|e| format!("invalid regex {regex_text:?}: {e}"))?;
         let target = self.target_label.clone().unwrap_or_default();
         let needs_target = matches!(
             action,
-            Action::Replace | Action::HashMod | Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+            Action::Replace
+                | Action::HashMod
+                | Action::Lowercase
+                | Action::Uppercase
+                | Action::KeepEqual
+                | Action::DropEqual
         );
         if needs_target && target.is_empty() {
             return Err(format!("relabel configuration for {name} action requires 'target_label' value"));
@@ -96,13 +102,19 @@ impl RawRule {
         if action == Action::Replace && !is_valid_replace_target(&target) {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));
         }
-        if matches!(action, Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual | Action::HashMod)
-            && !is_valid_label_name(&target)
+        if matches!(
+            action,
+            Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual | Action::HashMod
+        ) && !is_valid_label_name(&target)
         {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));
         }
+        // As upstream, fields written out with their default values count as not set.
+        let custom_separator = self.separator.as_deref().is_some_and(|s| s != ";");
+        let custom_replacement = self.replacement.as_deref().is_some_and(|r| r != "$1");
+        let custom_modulus = self.modulus.is_some_and(|m| m != 0);
         if matches!(action, Action::KeepEqual | Action::DropEqual)
-            && (self.regex.is_some() || self.modulus.is_some() || self.separator.is_some() || self.replacement.is_some())
+            && (regex_text != "(.*)" || custom_modulus || custom_separator || custom_replacement)
         {
             return Err(format!("{name} action requires only 'source_labels' and `target_label`, and no other fields"));
         }
@@ -111,10 +123,10 @@ impl RawRule {
         }
         if matches!(action, Action::LabelDrop | Action::LabelKeep)
             && (!self.source_labels.is_empty()
-                || self.target_label.is_some()
-                || self.modulus.is_some()
-                || self.separator.is_some()
-                || self.replacement.is_some())
+                || !target.is_empty()
+                || custom_modulus
+                || custom_separator
+                || custom_replacement)
         {
             return Err(format!("{name} action requires only 'regex', and no other fields"));
         }
@@ -128,6 +140,48 @@ impl RawRule {
             replacement: self.replacement.unwrap_or_else(|| "$1".to_string()),
             action,
         })
+    }
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Replace => "replace",
+            Action::Keep => "keep",
+            Action::Drop => "drop",
+            Action::KeepEqual => "keepequal",
+            Action::DropEqual => "dropequal",
+            Action::HashMod => "hashmod",
+            Action::LabelMap => "labelmap",
+            Action::LabelDrop => "labeldrop",
+            Action::LabelKeep => "labelkeep",
+            Action::Lowercase => "lowercase",
+            Action::Uppercase => "uppercase",
+        }
+    }
+}
+
+impl Rule {
+    /// The rule with its defaults written out, as upstream renders it in `/api/v1/status/config`.
+    pub fn to_yaml(&self) -> serde_yaml::Value {
+        let mut m = serde_yaml::Mapping::new();
+        let mut put = |k: &str, v: serde_yaml::Value| {
+            m.insert(k.into(), v);
+        };
+        if !self.source_labels.is_empty() {
+            put("source_labels", self.source_labels.iter().map(|s| serde_yaml::Value::from(s.as_str())).collect());
+        }
+        put("separator", self.separator.as_str().into());
+        if !self.target_label.is_empty() {
+            put("target_label", self.target_label.as_str().into());
+        }
+        put("regex", self.regex_text.as_str().into());
+        if self.modulus != 0 {
+            put("modulus", self.modulus.into());
+        }
+        put("replacement", self.replacement.as_str().into());
+        put("action", self.action.name().into());
+        serde_yaml::Value::Mapping(m)
     }
 }
 
@@ -220,14 +274,16 @@ mod tests {
     #[test]
     fn replace_expands_groups_and_anchors_the_regex() {
         let r = rule("source_labels: [__address__]\nregex: '(.*):\\d+'\ntarget_label: host\nreplacement: 'h-$1'");
-        let out = relabel(&[r.clone()], &labels(&[("__address__", "web:80")])).unwrap();
+        let out = relabel(std::slice::from_ref(&r), &labels(&[("__address__", "web:80")])).unwrap();
         assert_eq!(out.get("host"), "h-web");
         // Anchored: a partial match does nothing.
         let r2 = rule("source_labels: [a]\nregex: 'b'\ntarget_label: c");
         assert_eq!(relabel(&[r2], &labels(&[("a", "abc")])).unwrap().get("c"), "");
-        // `${1}x` is group 1 then x; `$1x` is the (missing) group named 1x.
-        let r3 = rule("source_labels: [a]\nregex: '(.)(.)'\ntarget_label: c\nreplacement: '${1}x$2y'");
+        // `${1}x` is group 1 then x; `$2y` is the (missing) group named 2y, as in Go.
+        let r3 = rule("source_labels: [a]\nregex: '(.)(.)'\ntarget_label: c\nreplacement: '${1}x${2}y'");
         assert_eq!(relabel(&[r3], &labels(&[("a", "pq")])).unwrap().get("c"), "pxqy");
+        let r3 = rule("source_labels: [a]\nregex: '(.)(.)'\ntarget_label: c\nreplacement: '${1}x$2y'");
+        assert_eq!(relabel(&[r3], &labels(&[("a", "pq")])).unwrap().get("c"), "px");
         let r4 = rule("source_labels: [a]\nregex: '(.)'\ntarget_label: c\nreplacement: '$1x'");
         assert_eq!(relabel(&[r4], &labels(&[("a", "p"), ("c", "old")])).unwrap().get("c"), "", "empty deletes");
     }
@@ -235,12 +291,12 @@ mod tests {
     #[test]
     fn keep_drop_and_equality_actions_filter() {
         let keep = rule("source_labels: [job]\nregex: 'node|app'\naction: keep");
-        assert!(relabel(&[keep.clone()], &labels(&[("job", "app")])).is_some());
+        assert!(relabel(std::slice::from_ref(&keep), &labels(&[("job", "app")])).is_some());
         assert!(relabel(&[keep], &labels(&[("job", "db")])).is_none());
         let drop = rule("source_labels: [a, b]\nseparator: '-'\nregex: '1-2'\naction: drop");
         assert!(relabel(&[drop], &labels(&[("a", "1"), ("b", "2")])).is_none());
         let eq = rule("source_labels: [a]\ntarget_label: b\naction: keepequal");
-        assert!(relabel(&[eq.clone()], &labels(&[("a", "1"), ("b", "1")])).is_some());
+        assert!(relabel(std::slice::from_ref(&eq), &labels(&[("a", "1"), ("b", "1")])).is_some());
         assert!(relabel(&[eq], &labels(&[("a", "1"), ("b", "2")])).is_none());
         let neq = rule("source_labels: [a]\ntarget_label: b\naction: dropequal");
         assert!(relabel(&[neq], &labels(&[("a", "1"), ("b", "1")])).is_none());

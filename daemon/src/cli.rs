@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pyrite_core::config::Duration;
+use pyrite_core::config::{ByteSize, Duration};
 
 #[derive(Debug, Parser)]
 #[command(name = "pyrite", version, about = "A Prometheus-compatible monitoring server, thread per core")]
@@ -24,6 +24,20 @@ pub enum Command {
     /// Queries a Prometheus-compatible server, printing as `promtool query` does.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Checks files as `promtool check` does.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+/// `pyrite check ...`.
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Validates configuration files: exit 0 if all are valid, 1 otherwise, naming the file,
+    /// the key path and the problem.
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `pyrite query ...`: promtool's query subcommands, for scripts.
@@ -115,28 +129,6 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
-/// A size in bytes, with Prometheus's units: `B`, `KB`, `MB`, `GB`, `TB`, `PB`, `EB`, powers of
-/// 1024 as upstream reads them (`KiB`, `MiB`, ... are accepted too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-fn byte_size(s: &str) -> Result<ByteSize, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("invalid size {s:?}: expected a number and a unit, as 128MB"))?;
-    let power = match unit.trim_end_matches("iB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 1,
-        "M" => 2,
-        "G" => 3,
-        "T" => 4,
-        "P" => 5,
-        "E" => 6,
-        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB, PB, EB)")),
-    };
-    n.checked_mul(1u64 << (10 * power)).map(ByteSize).ok_or_else(|| format!("size {s:?} is too large"))
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ServerFlags {
     /// Prometheus configuration file; without one, an embedded default that scrapes this server.
@@ -166,7 +158,7 @@ pub struct ServerFlags {
     pub retention_time: Duration,
     /// The most bytes the data directory may hold, 0 for no limit; beyond it the oldest blocks
     /// go first. Counts blocks, the write-ahead log and the head snapshot.
-    #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = byte_size)]
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = ByteSize::parse)]
     pub retention_size: ByteSize,
     /// Time range of the blocks the head is cut into.
     #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = duration)]
@@ -188,7 +180,7 @@ pub struct ServerFlags {
     )]
     pub wal_compression: bool,
     /// Size of a write-ahead log segment file.
-    #[arg(long = "storage.tsdb.wal-segment-size", default_value = "128MB", value_parser = byte_size)]
+    #[arg(long = "storage.tsdb.wal-segment-size", default_value = "128MB", value_parser = ByteSize::parse)]
     pub wal_segment_size: ByteSize,
     /// Fsync the write-ahead log this often (Pyrite's own flag). 0s, the default, fsyncs as
     /// Prometheus does: when a segment is full and at shutdown. A process crash never loses
@@ -227,20 +219,4 @@ pub struct ServerFlags {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_as_prometheus_reads_them() {
-        assert_eq!(byte_size("128MB"), Ok(ByteSize(128 << 20)));
-        assert_eq!(byte_size("10GB"), Ok(ByteSize(10 << 30)));
-        assert_eq!(byte_size("512KiB"), Ok(ByteSize(512 << 10)));
-        assert_eq!(byte_size("4096"), Ok(ByteSize(4096)));
-        assert!(byte_size("10XB").unwrap_err().contains("unknown unit"));
-        assert!(byte_size("MB").is_err());
-        assert!(byte_size("99999999999EB").unwrap_err().contains("too large"));
-    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pyrite_core::config::Duration;
 use pyrite_core::promql::ParseOptions;
 
+use crate::discovery::Discovery;
 use crate::http::prefix::WebPaths;
 use crate::metrics::Metrics;
 use crate::reload::LiveConfig;
@@ -20,6 +21,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub config: LiveConfig,
     pub scrape: ScrapeManager,
+    pub discovery: Discovery,
     /// Every command-line flag and its value, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
     pub web: WebPaths,
@@ -87,6 +89,7 @@ impl Context {
             metrics: Metrics::new(),
             config,
             scrape: ScrapeManager::default(),
+            discovery: Discovery::default(),
             flags: flag_values,
             web,
             lifecycle_api: flags.enable_lifecycle,

@@ -9,11 +9,13 @@
 //! the other shards. The main thread then only waits for signals: SIGHUP reloads the
 //! configuration, SIGINT and SIGTERM shut down.
 
+mod check;
 mod cli;
 mod client;
 mod clock;
 mod context;
 mod datadir;
+mod discovery;
 mod http;
 mod metrics;
 mod query;
@@ -51,6 +53,9 @@ fn main() -> ExitCode {
         Some(Command::IoUringSelftest) => runtime::io_uring_selftest_main().map_err(anyhow::Error::from),
         Some(Command::Explain { query }) => explain(&query),
         Some(Command::Query(q)) => client::run(q),
+        Some(Command::Check(cli::CheckCommand::Config { files })) => {
+            return if check::config_files(&files) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
         None => run_server(cli.server, flag_values(&matches)),
     };
     match result {
@@ -148,6 +153,10 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     let ctx = Arc::new(Context::new(Shards::new(senders), &flags, flag_values, live, web));
     // Queued in the mailboxes; each shard starts its targets' loops once it runs.
     reload::apply_initial(&ctx);
+    std::thread::Builder::new().name("discovery".into()).spawn({
+        let ctx = ctx.clone();
+        move || discovery::run(ctx)
+    })?;
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
     for (index, mailbox) in receivers.into_iter().enumerate() {

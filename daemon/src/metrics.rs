@@ -40,6 +40,7 @@ pub struct Metrics {
     pub config_reload_successful: Gauge,
     pub config_reload_success_time: Gauge,
     pub active_targets: Gauge,
+    pub discovery_failures: Counter,
 }
 
 pub fn shard_label(shard: usize) -> Labels {
@@ -75,6 +76,7 @@ impl Metrics {
             config_reload_successful: Gauge::default(),
             config_reload_success_time: Gauge::default(),
             active_targets: Gauge::default(),
+            discovery_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +172,11 @@ impl Metrics {
             m.config_reload_success_time.clone(),
         );
         registry.register("scrape_targets_active", "Targets being scraped", m.active_targets.clone());
+        registry.register(
+            "sd_refresh_failures",
+            "Service discovery reads (files, HTTP) that failed; the last good targets stay",
+            m.discovery_failures.clone(),
+        );
         let build = Family::<Labels, Gauge>::default();
         build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
         registry.register("build_info", "Pyrite's version", build);

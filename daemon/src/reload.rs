@@ -15,6 +15,7 @@ use pyrite_core::scrape::targets_from_config;
 
 use crate::clock::now_ms;
 use crate::context::Context;
+use crate::scrape::Applied;
 
 /// Where the configuration comes from: the file, or the embedded default pointed at this
 /// server's own address and `/metrics` under its route prefix.
@@ -93,10 +94,27 @@ impl LiveConfig {
 
 /// Starts scraping the targets of the configuration in force (at start-up).
 pub fn apply_initial(ctx: &Context) {
-    let config = ctx.config.current();
-    ctx.scrape.apply(&ctx.shards, targets_from_config(&config));
+    apply(ctx, &ctx.config.current());
     ctx.config.record(ctx, true);
+}
+
+/// Applies the configuration in force again with the groups service discovery has just found.
+pub fn apply_discovered(ctx: &Context) {
+    let _one_at_a_time = ctx.config.reloading.lock().unwrap_or_else(|p| p.into_inner());
+    let applied = apply(ctx, &ctx.config.current());
+    tracing::info!(
+        kept = applied.kept,
+        started = applied.started,
+        stopped = applied.stopped,
+        "discovered targets applied"
+    );
+}
+
+/// Makes `config`'s targets (static and discovered) the scraped ones.
+fn apply(ctx: &Context, config: &Config) -> Applied {
+    let applied = ctx.scrape.apply(&ctx.shards, targets_from_config(config, &ctx.discovery.groups()));
     ctx.metrics.active_targets.set(ctx.scrape.active().len() as i64);
+    applied
 }
 
 /// Reads the configuration again and applies it; on error the running one stays in force.
@@ -111,10 +129,11 @@ pub fn reload(ctx: &Context) -> Result<(), String> {
             return Err(format!("{e:#}"));
         }
     };
-    let applied = ctx.scrape.apply(&ctx.shards, targets_from_config(&config));
-    *live.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    let config = Arc::new(config);
+    *live.current.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
+    let applied = apply(ctx, &config);
     live.record(ctx, true);
-    ctx.metrics.active_targets.set(ctx.scrape.active().len() as i64);
+    ctx.discovery.reconfigure();
     tracing::info!(kept = applied.kept, started = applied.started, stopped = applied.stopped, "configuration reloaded");
     Ok(())
 }

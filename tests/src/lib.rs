@@ -62,6 +62,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Takes ownership of a started child: it is killed when this is dropped.
+    pub fn new(child: Child) -> Process {
+        Process { child }
+    }
+
     /// Sends `signal` (e.g. `libc::SIGTERM`, `libc::SIGKILL`) to the process.
     pub fn signal(&self, signal: i32) {
         // SAFETY: signalling a child this handle spawned and has not reaped.

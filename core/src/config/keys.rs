@@ -28,18 +28,23 @@ const TOP: Section = Section {
 };
 
 const GLOBAL: Section = Section {
-    supported: &["scrape_interval", "scrape_timeout", "evaluation_interval", "external_labels"],
-    upstream_only: &[
-        "scrape_protocols",
-        "rule_query_offset",
-        "query_log_file",
-        "scrape_failure_log_file",
+    supported: &[
+        "scrape_interval",
+        "scrape_timeout",
+        "evaluation_interval",
+        "external_labels",
         "body_size_limit",
         "sample_limit",
         "label_limit",
         "label_name_length_limit",
         "label_value_length_limit",
         "target_limit",
+    ],
+    upstream_only: &[
+        "scrape_protocols",
+        "rule_query_offset",
+        "query_log_file",
+        "scrape_failure_log_file",
         "keep_dropped_targets",
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
@@ -60,14 +65,22 @@ const SCRAPE: Section = Section {
         "metrics_path",
         "scheme",
         "honor_labels",
-        "static_configs",
-    ],
-    upstream_only: &[
         "honor_timestamps",
-        "track_timestamps_staleness",
         "params",
         "relabel_configs",
         "metric_relabel_configs",
+        "static_configs",
+        "file_sd_configs",
+        "http_sd_configs",
+        "body_size_limit",
+        "sample_limit",
+        "label_limit",
+        "label_name_length_limit",
+        "label_value_length_limit",
+        "target_limit",
+    ],
+    upstream_only: &[
+        "track_timestamps_staleness",
         "scrape_protocols",
         "fallback_scrape_protocol",
         "scrape_classic_histograms",
@@ -75,12 +88,6 @@ const SCRAPE: Section = Section {
         "convert_classic_histograms_to_nhcb",
         "scrape_native_histograms",
         "enable_compression",
-        "body_size_limit",
-        "sample_limit",
-        "label_limit",
-        "label_name_length_limit",
-        "label_value_length_limit",
-        "target_limit",
         "keep_dropped_targets",
         "native_histogram_bucket_limit",
         "native_histogram_min_bucket_factor",
@@ -103,9 +110,7 @@ const SCRAPE: Section = Section {
         "enable_http2",
         "http_headers",
         // service discovery
-        "file_sd_configs",
         "dns_sd_configs",
-        "http_sd_configs",
         "kubernetes_sd_configs",
         "consul_sd_configs",
         "ec2_sd_configs",
@@ -138,6 +143,25 @@ const SCRAPE: Section = Section {
 
 const STATIC: Section = Section { supported: &["targets", "labels"], upstream_only: &[] };
 
+const FILE_SD: Section = Section { supported: &["files", "refresh_interval"], upstream_only: &[] };
+
+const HTTP_SD: Section = Section {
+    supported: &["url", "refresh_interval"],
+    upstream_only: &[
+        "basic_auth",
+        "authorization",
+        "oauth2",
+        "tls_config",
+        "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "follow_redirects",
+        "enable_http2",
+        "http_headers",
+    ],
+};
+
 fn check_mapping(value: &Value, section: &Section, path: &str, file: &str) -> Result<(), ConfigError> {
     let Value::Mapping(map) = value else {
         return Ok(()); // a type error; typed deserialization reports it with its path
@@ -167,9 +191,13 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         for (i, sc) in scs.iter().enumerate() {
             let path = format!("scrape_configs[{i}]");
             check_mapping(sc, &SCRAPE, &path, file)?;
-            if let Some(Value::Sequence(statics)) = sc.get("static_configs") {
-                for (j, st) in statics.iter().enumerate() {
-                    check_mapping(st, &STATIC, &format!("{path}.static_configs[{j}]"), file)?;
+            for (key, section) in
+                [("static_configs", &STATIC), ("file_sd_configs", &FILE_SD), ("http_sd_configs", &HTTP_SD)]
+            {
+                if let Some(Value::Sequence(items)) = sc.get(key) {
+                    for (j, item) in items.iter().enumerate() {
+                        check_mapping(item, section, &format!("{path}.{key}[{j}]"), file)?;
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@
 pub mod duration;
 mod keys;
 mod render;
+mod size;
 
 use std::collections::BTreeMap;
 
@@ -15,8 +16,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use duration::Duration;
+pub use size::ByteSize;
 
 use crate::labels::{is_valid_label_name, Labels};
+use crate::relabel::{RawRule, Rule};
 
 /// A configuration file that could not be used. `path` is the key path inside the file.
 #[derive(Debug, Error)]
@@ -43,6 +46,22 @@ pub struct GlobalConfig {
     pub scrape_timeout: Duration,
     pub evaluation_interval: Duration,
     pub external_labels: Labels,
+    pub limits: ScrapeLimits,
+}
+
+/// The limits a scrape config sets or inherits from `global`; 0 means no limit, as upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeLimits {
+    /// A scrape with more samples (after metric relabeling) fails whole.
+    pub sample_limit: u64,
+    /// A series with more labels fails the scrape.
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    /// More targets (after relabeling) than this fails every target of the config.
+    pub target_limit: u64,
+    /// A larger (uncompressed) body fails the scrape.
+    pub body_size_limit: ByteSize,
 }
 
 /// One `scrape_configs` entry with global defaults applied.
@@ -54,7 +73,48 @@ pub struct ScrapeConfig {
     pub metrics_path: String,
     pub scheme: String,
     pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    /// URL query parameters of every scrape.
+    pub params: BTreeMap<String, Vec<String>>,
+    pub relabel_configs: Vec<Rule>,
+    pub metric_relabel_configs: Vec<Rule>,
+    pub limits: ScrapeLimits,
     pub static_configs: Vec<StaticConfig>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub http_sd_configs: Vec<HttpSdConfig>,
+}
+
+/// `file_sd_configs`: files (the last path element may be a glob) of target groups, re-read
+/// when they change and every `refresh_interval`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    #[serde(default = "five_minutes")]
+    pub refresh_interval: Duration,
+}
+
+/// `http_sd_configs`: a URL answering target groups as JSON, fetched every `refresh_interval`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HttpSdConfig {
+    pub url: String,
+    #[serde(default = "one_minute")]
+    pub refresh_interval: Duration,
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Upstream's rule for a `file_sd_configs` pattern: a literal path whose last element may hold
+/// `*`, ending in `.json`, `.yml` or `.yaml`.
+fn valid_sd_file(pattern: &str) -> bool {
+    let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    !dir.contains(['*', '?', '[']) && matches!(extension.as_deref(), Some("json" | "yml" | "yaml"))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,18 +135,45 @@ struct RawConfig {
     scrape_configs: Vec<RawScrapeConfig>,
 }
 
+/// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
+/// `deny_unknown_fields`).
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawGlobal {
     scrape_interval: Option<Duration>,
     scrape_timeout: Option<Duration>,
     evaluation_interval: Option<Duration>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    limits: RawLimits,
+}
+
+/// The limit keys, in `global` and in each scrape config.
+#[derive(Deserialize, Default)]
+struct RawLimits {
+    sample_limit: Option<u64>,
+    label_limit: Option<u64>,
+    label_name_length_limit: Option<u64>,
+    label_value_length_limit: Option<u64>,
+    target_limit: Option<u64>,
+    body_size_limit: Option<ByteSize>,
+}
+
+impl RawLimits {
+    /// These limits, each defaulting to `base`'s.
+    fn over(&self, base: ScrapeLimits) -> ScrapeLimits {
+        ScrapeLimits {
+            sample_limit: self.sample_limit.unwrap_or(base.sample_limit),
+            label_limit: self.label_limit.unwrap_or(base.label_limit),
+            label_name_length_limit: self.label_name_length_limit.unwrap_or(base.label_name_length_limit),
+            label_value_length_limit: self.label_value_length_limit.unwrap_or(base.label_value_length_limit),
+            target_limit: self.target_limit.unwrap_or(base.target_limit),
+            body_size_limit: self.body_size_limit.unwrap_or(base.body_size_limit),
+        }
+    }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawScrapeConfig {
     job_name: String,
     scrape_interval: Option<Duration>,
@@ -95,8 +182,21 @@ struct RawScrapeConfig {
     scheme: Option<String>,
     #[serde(default)]
     honor_labels: bool,
+    honor_timestamps: Option<bool>,
+    #[serde(default)]
+    params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    relabel_configs: Vec<RawRule>,
+    #[serde(default)]
+    metric_relabel_configs: Vec<RawRule>,
     #[serde(default)]
     static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    http_sd_configs: Vec<HttpSdConfig>,
+    #[serde(flatten)]
+    limits: RawLimits,
 }
 
 impl Config {
@@ -137,6 +237,7 @@ impl RawConfig {
             scrape_timeout,
             evaluation_interval: self.global.evaluation_interval.unwrap_or(Duration::from_secs(60)),
             external_labels: Labels::from_pairs(self.global.external_labels),
+            limits: self.global.limits.over(ScrapeLimits::default()),
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
@@ -184,14 +285,39 @@ impl RawConfig {
                 }
                 check_label_names(&st.labels, &format!("{here}.labels"), &invalid)?;
             }
+            for (j, fsd) in sc.file_sd_configs.iter().enumerate() {
+                if let Some(bad) = fsd.files.iter().find(|f| !valid_sd_file(f)) {
+                    let message = format!("path name {bad:?} is not valid for file discovery");
+                    return Err(invalid(at(&format!("file_sd_configs[{j}].files")), message));
+                }
+            }
+            for (j, hsd) in sc.http_sd_configs.iter().enumerate() {
+                if !(hsd.url.starts_with("http://") || hsd.url.starts_with("https://")) {
+                    let message = format!("URL scheme must be 'http' or 'https': {:?}", hsd.url);
+                    return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
+                }
+            }
+            let rules = |key: &str, raw: Vec<RawRule>| -> Result<Vec<Rule>, ConfigError> {
+                raw.into_iter()
+                    .enumerate()
+                    .map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m)))
+                    .collect()
+            };
             scrape_configs.push(ScrapeConfig {
-                job_name: sc.job_name,
                 scrape_interval: interval,
                 scrape_timeout: timeout,
                 metrics_path,
                 scheme,
                 honor_labels: sc.honor_labels,
+                honor_timestamps: sc.honor_timestamps.unwrap_or(true),
+                params: sc.params,
+                relabel_configs: rules("relabel_configs", sc.relabel_configs)?,
+                metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,
+                limits: sc.limits.over(global.limits),
                 static_configs: sc.static_configs,
+                file_sd_configs: sc.file_sd_configs,
+                http_sd_configs: sc.http_sd_configs,
+                job_name: sc.job_name,
             });
         }
         Ok(Config { global, scrape_configs })
@@ -250,12 +376,17 @@ mod tests {
     fn errors_name_the_file_and_key() {
         let e = Config::parse("rule_files: [a.yml]\n", "p.yml").unwrap_err().to_string();
         assert_eq!(e, "p.yml: rule_files: key is valid in Prometheus but not supported by Pyrite yet");
-        let e = Config::parse("scrape_configs:\n  - job_name: a\n    relabel_configs: []\n", "p.yml")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n    oauth2: {}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: scrape_configs[0].oauth2: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs: [{action: hashmod, target_label: x}]\n",
+            "p.yml",
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             e,
-            "p.yml: scrape_configs[0].relabel_configs: key is valid in Prometheus but not supported by Pyrite yet"
+            "p.yml: scrape_configs[0].relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"
         );
         let e = Config::parse("global:\n  scrape_intervl: 1m\n", "p.yml").unwrap_err().to_string();
         assert_eq!(e, "p.yml: global.scrape_intervl: unknown key");

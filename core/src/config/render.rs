@@ -3,7 +3,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{Config, ScrapeConfig, StaticConfig};
+use super::{Config, ScrapeConfig, ScrapeLimits, StaticConfig};
 use crate::labels::Labels;
 
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
@@ -14,16 +14,59 @@ fn labels(l: &Labels) -> Value {
     Value::Mapping(l.iter().map(|l| (Value::from(l.name.as_str()), Value::from(l.value.as_str()))).collect())
 }
 
+/// The limit keys and their values, in upstream's order.
+fn limits(l: &ScrapeLimits) -> [(&'static str, Value); 6] {
+    [
+        ("body_size_limit", l.body_size_limit.to_string().into()),
+        ("sample_limit", l.sample_limit.into()),
+        ("label_limit", l.label_limit.into()),
+        ("label_name_length_limit", l.label_name_length_limit.into()),
+        ("label_value_length_limit", l.label_value_length_limit.into()),
+        ("target_limit", l.target_limit.into()),
+    ]
+}
+
 fn scrape_config(sc: &ScrapeConfig) -> Value {
-    map([
+    let mut out = map([
         ("job_name", sc.job_name.as_str().into()),
         ("honor_labels", sc.honor_labels.into()),
+        ("honor_timestamps", sc.honor_timestamps.into()),
         ("scrape_interval", sc.scrape_interval.to_string().into()),
         ("scrape_timeout", sc.scrape_timeout.to_string().into()),
         ("metrics_path", sc.metrics_path.as_str().into()),
         ("scheme", sc.scheme.as_str().into()),
-        ("static_configs", Value::Sequence(sc.static_configs.iter().map(static_config).collect())),
-    ])
+    ]);
+    let Value::Mapping(m) = &mut out else { return out };
+    m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
+    if !sc.params.is_empty() {
+        let params = sc
+            .params
+            .iter()
+            .map(|(k, vs)| (Value::from(k.as_str()), vs.iter().map(|v| Value::from(v.as_str())).collect()));
+        m.insert("params".into(), Value::Mapping(params.collect()));
+    }
+    for (key, rules) in
+        [("relabel_configs", &sc.relabel_configs), ("metric_relabel_configs", &sc.metric_relabel_configs)]
+    {
+        if !rules.is_empty() {
+            m.insert(key.into(), Value::Sequence(rules.iter().map(|r| r.to_yaml()).collect()));
+        }
+    }
+    m.insert("static_configs".into(), Value::Sequence(sc.static_configs.iter().map(static_config).collect()));
+    if !sc.file_sd_configs.is_empty() {
+        let files = sc.file_sd_configs.iter().map(|f| {
+            let files = f.files.iter().map(|p| Value::from(p.as_str())).collect();
+            map([("files", Value::Sequence(files)), ("refresh_interval", f.refresh_interval.to_string().into())])
+        });
+        m.insert("file_sd_configs".into(), Value::Sequence(files.collect()));
+    }
+    if !sc.http_sd_configs.is_empty() {
+        let urls = sc.http_sd_configs.iter().map(|h| {
+            map([("url", h.url.as_str().into()), ("refresh_interval", h.refresh_interval.to_string().into())])
+        });
+        m.insert("http_sd_configs".into(), Value::Sequence(urls.collect()));
+    }
+    out
 }
 
 fn static_config(st: &StaticConfig) -> Value {
@@ -44,8 +87,9 @@ impl Config {
             ("scrape_timeout", g.scrape_timeout.to_string().into()),
             ("evaluation_interval", g.evaluation_interval.to_string().into()),
         ]);
-        if !g.external_labels.is_empty() {
-            if let Value::Mapping(m) = &mut global {
+        if let Value::Mapping(m) = &mut global {
+            m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
+            if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));
             }
         }
@@ -66,11 +110,12 @@ mod tests {
 
     #[test]
     fn rendering_fills_defaults_and_parses_back_to_the_same_config() {
-        let text = "global:\n  scrape_interval: 15s\n  external_labels: {dc: eu}\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['a:1']\n        labels: {env: prod}\n";
+        let text = "global:\n  scrape_interval: 15s\n  sample_limit: 5000\n  external_labels: {dc: eu}\nscrape_configs:\n  - job_name: node\n    params: {module: [a, b]}\n    body_size_limit: 10MB\n    relabel_configs:\n      - {source_labels: [__address__], regex: '(.*):.*', target_label: host}\n      - {action: hashmod, source_labels: [host], modulus: 4, target_label: shard}\n    metric_relabel_configs: [{action: labeldrop, regex: tmp_.*}]\n    static_configs:\n      - targets: ['a:1']\n        labels: {env: prod}\n";
         let config = Config::parse(text, "p.yml").unwrap();
         let yaml = config.to_yaml();
         assert!(yaml.contains("scrape_timeout: 10s"), "{yaml}");
         assert!(yaml.contains("metrics_path: /metrics"), "{yaml}");
+        assert!(yaml.contains("sample_limit: 5000") && yaml.contains("replacement: $1"), "{yaml}");
         assert_eq!(Config::parse(&yaml, "rendered").unwrap(), config);
     }
 }

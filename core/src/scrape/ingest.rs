@@ -19,8 +19,13 @@
 
 use std::collections::HashMap;
 
+use thiserror::Error;
+
+use crate::config::ScrapeLimits;
 use crate::exposition::{parse_series, Entry, MetricType, ParseError, TextParser};
 use crate::labels::Labels;
+use crate::relabel::{relabel, Rule};
+use crate::scrape::Target;
 use crate::value::stale_nan;
 
 /// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills.
@@ -41,7 +46,8 @@ pub struct SeriesRef {
 
 #[derive(Debug, Clone, Copy)]
 struct CacheEntry {
-    series: SeriesRef,
+    /// None for a series that `metric_relabel_configs` drops: it is skipped on sight.
+    series: Option<SeriesRef>,
     /// The scrape generation that last saw this series.
     seen: u64,
     explicit_timestamp: bool,
@@ -66,6 +72,8 @@ impl ShardBatch {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ScrapeCounts {
     pub samples: usize,
+    /// Samples left after `metric_relabel_configs`.
+    pub kept: usize,
     pub new_series: usize,
     pub duplicates: usize,
     /// Whether the metric families' HELP or TYPE differ from the previous scrape's.
@@ -112,11 +120,79 @@ pub struct Ingest {
     pub counts: ScrapeCounts,
 }
 
+/// How a target's samples are taken in: label merging, timestamps, metric relabeling, limits.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    pub honor_labels: bool,
+    /// Keep the timestamps the target exposes (else every sample gets the scrape's time).
+    pub honor_timestamps: bool,
+    pub metric_relabel_configs: Vec<Rule>,
+    pub limits: ScrapeLimits,
+}
+
+impl IngestOptions {
+    pub fn of(target: &Target) -> Self {
+        IngestOptions {
+            honor_labels: target.honor_labels,
+            honor_timestamps: target.honor_timestamps,
+            metric_relabel_configs: target.metric_relabel_configs.clone(),
+            limits: target.limits,
+        }
+    }
+}
+
+/// Why a scrape body was refused whole.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("sample limit exceeded")]
+    SampleLimit,
+    /// A label limit, with upstream's wording.
+    #[error("{0}")]
+    LabelLimit(String),
+}
+
+/// The first 50 characters of `s`, as upstream's `%.50s` shows names in limit errors.
+fn first50(s: &str) -> &str {
+    s.char_indices().nth(50).map_or(s, |(i, _)| &s[..i])
+}
+
+/// Upstream's label limit checks on a new series' final labels.
+fn check_label_limits(labels: &Labels, limits: &ScrapeLimits) -> Result<(), IngestError> {
+    let metric = first50(labels.get("__name__"));
+    if limits.label_limit > 0 && labels.len() as u64 > limits.label_limit {
+        let (n, limit) = (labels.len(), limits.label_limit);
+        return Err(IngestError::LabelLimit(format!(
+            "label_limit exceeded (metric: {metric}, number of labels: {n}, limit: {limit})"
+        )));
+    }
+    for l in labels.iter() {
+        let (name_limit, value_limit) = (limits.label_name_length_limit, limits.label_value_length_limit);
+        if name_limit > 0 && l.name.len() as u64 > name_limit {
+            return Err(IngestError::LabelLimit(format!(
+                "label_name_length_limit exceeded (metric: {metric}, label name: {}, length: {}, limit: {name_limit})",
+                first50(&l.name),
+                l.name.len()
+            )));
+        }
+        if value_limit > 0 && l.value.len() as u64 > value_limit {
+            return Err(IngestError::LabelLimit(format!(
+                "label_value_length_limit exceeded (metric: {metric}, label name: {}, value: {:?}, length: {}, limit: {value_limit})",
+                first50(&l.name),
+                first50(&l.value),
+                l.value.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The scrape cache and staleness state of one target.
 #[derive(Debug)]
 pub struct TargetIngest {
     target_labels: Labels,
-    honor_labels: bool,
+    options: IngestOptions,
     shards: usize,
     cache: HashMap<Box<str>, CacheEntry>,
     metadata: HashMap<Box<str>, MetadataEntry>,
@@ -124,10 +200,10 @@ pub struct TargetIngest {
 }
 
 impl TargetIngest {
-    pub fn new(target_labels: Labels, honor_labels: bool, shards: usize) -> Self {
+    pub fn new(target_labels: Labels, options: IngestOptions, shards: usize) -> Self {
         TargetIngest {
             target_labels,
-            honor_labels,
+            options,
             shards: shards.max(1),
             cache: HashMap::new(),
             metadata: HashMap::new(),
@@ -175,14 +251,14 @@ impl TargetIngest {
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
         for l in scraped.iter() {
             let clashes = !self.target_labels.get(&l.name).is_empty();
-            if clashes && !self.honor_labels {
+            if clashes && !self.options.honor_labels {
                 pairs.push((format!("exported_{}", l.name), l.value.clone()));
             } else {
                 pairs.push((l.name.clone(), l.value.clone()));
             }
         }
         for t in self.target_labels.iter() {
-            if self.honor_labels && !scraped.get(&t.name).is_empty() {
+            if self.options.honor_labels && !scraped.get(&t.name).is_empty() {
                 continue;
             }
             pairs.push((t.name.clone(), t.value.clone()));
@@ -190,10 +266,10 @@ impl TargetIngest {
         Labels::from_pairs(pairs)
     }
 
-    /// Turns a scraped body at time `t` into batches. On a parse error the scrape counts as
-    /// failed: the caller must then emit [`TargetIngest::ingest_failure`] instead, which also
-    /// resets the cache.
-    pub fn ingest(&mut self, body: &str, t: i64) -> Result<Ingest, ParseError> {
+    /// Turns a scraped body at time `t` into batches. On a parse error or a limit the scrape
+    /// counts as failed: the caller must then emit [`TargetIngest::ingest_failure`] instead,
+    /// which also resets the cache.
+    pub fn ingest(&mut self, body: &str, t: i64) -> Result<Ingest, IngestError> {
         self.generation += 1;
         let generation = self.generation;
         let mut out = self.empty_ingest();
@@ -212,6 +288,7 @@ impl TargetIngest {
                 }
             };
             out.counts.samples += 1;
+            let timestamp = timestamp.filter(|_| self.options.honor_timestamps);
             let ts = timestamp.unwrap_or(t);
             if let Some(e) = self.cache.get_mut(series) {
                 if e.seen == generation {
@@ -219,7 +296,10 @@ impl TargetIngest {
                     continue;
                 }
                 e.seen = generation;
-                out.batches[e.series.shard].known.push((e.series.id, ts, value));
+                if let Some(s) = e.series {
+                    out.batches[s.shard].known.push((s.id, ts, value));
+                    out.counts.kept += 1;
+                }
                 continue;
             }
             if fresh.insert(series, ()).is_some() {
@@ -227,19 +307,29 @@ impl TargetIngest {
                 continue;
             }
             let labels = parse_series(series).map_err(|message| ParseError { line: parser.line(), message })?;
-            let labels = self.merge_labels(labels);
+            let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
+                let dropped = CacheEntry { series: None, seen: generation, explicit_timestamp: false };
+                self.cache.insert(series.into(), dropped);
+                continue;
+            };
+            check_label_limits(&labels, &self.options.limits)?;
             let shard = labels.owner(self.shards);
             out.batches[shard].new.push((labels, ts, value));
             out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: timestamp.is_some() }));
             out.counts.new_series += 1;
+            out.counts.kept += 1;
+        }
+        let limit = self.options.limits.sample_limit;
+        if limit > 0 && out.counts.kept as u64 > limit {
+            return Err(IngestError::SampleLimit);
         }
         // Series seen last time but not now have ended.
         self.cache.retain(|_, e| {
             if e.seen == generation {
                 return true;
             }
-            if !e.explicit_timestamp {
-                out.batches[e.series.shard].known.push((e.series.id, t, stale_nan()));
+            if let (Some(s), false) = (e.series, e.explicit_timestamp) {
+                out.batches[s.shard].known.push((s.id, t, stale_nan()));
             }
             false
         });
@@ -254,8 +344,8 @@ impl TargetIngest {
     pub fn ingest_failure(&mut self, t: i64) -> Ingest {
         let mut out = self.empty_ingest();
         for (_, e) in self.cache.drain() {
-            if !e.explicit_timestamp {
-                out.batches[e.series.shard].known.push((e.series.id, t, stale_nan()));
+            if let (Some(s), false) = (e.series, e.explicit_timestamp) {
+                out.batches[s.shard].known.push((s.id, t, stale_nan()));
             }
         }
         out
@@ -265,7 +355,7 @@ impl TargetIngest {
     pub fn resolve(&mut self, shard: usize, keys: Vec<Option<PendingKey>>, ids: &[u32]) {
         for (pending, &id) in keys.into_iter().zip(ids) {
             if let Some(PendingKey { key, explicit_timestamp }) = pending {
-                let series = SeriesRef { shard, id };
+                let series = Some(SeriesRef { shard, id });
                 self.cache.insert(key, CacheEntry { series, seen: self.generation, explicit_timestamp });
             }
         }
@@ -280,7 +370,7 @@ impl TargetIngest {
             if up { 1.0 } else { 0.0 },
             duration_seconds,
             counts.samples as f64,
-            counts.samples as f64,
+            counts.kept as f64,
             counts.new_series as f64,
         ];
         for (name, v) in REPORT_SERIES.into_iter().zip(values) {
@@ -315,7 +405,8 @@ mod tests {
     use crate::value::is_stale_nan;
 
     fn target() -> TargetIngest {
-        TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), false, 2)
+        let options = IngestOptions { honor_timestamps: true, ..IngestOptions::default() };
+        TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), options, 2)
     }
 
     /// Feeds a scrape and answers its new series with ids 100, 101, ... per shard.
@@ -370,7 +461,8 @@ mod tests {
         let i = scrape(&mut ti, "a{job=\"inner\",z=\"1\"} 1\n", 1000);
         let labels: Vec<String> = i.batches.iter().flat_map(|b| b.new.iter().map(|n| n.0.to_string())).collect();
         assert_eq!(labels, vec![r#"{__name__="a", exported_job="inner", instance="h:1", job="app", z="1"}"#]);
-        let mut honor = TargetIngest::new(Labels::from_pairs([("job", "app")]), true, 1);
+        let options = IngestOptions { honor_labels: true, honor_timestamps: true, ..IngestOptions::default() };
+        let mut honor = TargetIngest::new(Labels::from_pairs([("job", "app")]), options, 1);
         let i = scrape(&mut honor, "a{job=\"inner\"} 1\n", 1000);
         assert_eq!(i.batches[0].new[0].0.to_string(), r#"{__name__="a", job="inner"}"#);
     }
@@ -390,7 +482,57 @@ mod tests {
         let mut ti = target();
         scrape(&mut ti, "a 1\n", 1000);
         let e = ti.ingest("a 1\nb{ 2\n", 2000).unwrap_err();
-        assert_eq!(e.line, 2);
+        assert!(matches!(e, IngestError::Parse(ParseError { line: 2, .. })), "{e:?}");
+    }
+
+    fn with(options: IngestOptions) -> TargetIngest {
+        TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), options, 2)
+    }
+
+    fn rules(yaml: &str) -> Vec<Rule> {
+        let raw: Vec<crate::relabel::RawRule> = serde_yaml::from_str(yaml).unwrap();
+        raw.into_iter().map(|r| r.build().unwrap()).collect()
+    }
+
+    #[test]
+    fn metric_relabeling_drops_and_rewrites_new_series_once() {
+        let mut ti = with(IngestOptions {
+            metric_relabel_configs: rules(
+                "[{source_labels: [__name__], regex: 'go_.*', action: drop}, {regex: 'pod', action: labeldrop}]",
+            ),
+            ..IngestOptions::default()
+        });
+        let body = "go_goroutines 5\nhttp_total{pod=\"x\"} 1\n";
+        let first = scrape(&mut ti, body, 1000);
+        assert_eq!((first.counts.samples, first.counts.kept), (2, 1));
+        let new: Vec<_> = first.batches.iter().flat_map(|b| b.new.clone()).collect();
+        assert_eq!(new[0].0.to_string(), r#"{__name__="http_total", instance="h:1", job="app"}"#);
+        // The dropped series is cached as dropped: no new series, no sample, no staleness.
+        let second = scrape(&mut ti, body, 2000);
+        assert_eq!((second.counts.new_series, second.counts.kept), (0, 1));
+        assert_eq!(all_known(&second).len(), 1);
+    }
+
+    #[test]
+    fn limits_fail_the_scrape_whole() {
+        let limits = ScrapeLimits { sample_limit: 2, ..ScrapeLimits::default() };
+        let mut ti = with(IngestOptions { limits, ..IngestOptions::default() });
+        assert_eq!(ti.ingest("a 1\nb 2\nc 3\n", 1000).unwrap_err(), IngestError::SampleLimit);
+        assert!(ti.ingest("a 1\nb 2\n", 1000).is_ok());
+        let limits = ScrapeLimits { label_limit: 3, ..ScrapeLimits::default() };
+        let e = with(IngestOptions { limits, ..IngestOptions::default() }).ingest("a{x=\"1\"} 1\n", 1000).unwrap_err();
+        assert_eq!(e.to_string(), "label_limit exceeded (metric: a, number of labels: 4, limit: 3)");
+        let limits = ScrapeLimits { label_value_length_limit: 2, ..ScrapeLimits::default() };
+        let e =
+            with(IngestOptions { limits, ..IngestOptions::default() }).ingest("a{x=\"long\"} 1\n", 1000).unwrap_err();
+        assert!(e.to_string().starts_with("label_value_length_limit exceeded (metric: a, label name: instance"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_are_dropped_unless_honored() {
+        let mut ti = with(IngestOptions::default());
+        let i = scrape(&mut ti, "a 1 5000\n", 9000);
+        assert_eq!(i.batches.iter().flat_map(|b| b.new.clone()).next().unwrap().1, 9000);
     }
 
     #[test]

@@ -7,5 +7,5 @@
 pub mod ingest;
 pub mod target;
 
-pub use ingest::{Ingest, MetricMetadata, PendingKey, ShardBatch, TargetIngest};
-pub use target::{targets_from_config, Target};
+pub use ingest::{Ingest, IngestError, IngestOptions, MetricMetadata, PendingKey, ShardBatch, TargetIngest};
+pub use target::{add_resolved, discovered_labels, targets_from_config, DroppedTarget, Target, TargetSet};

@@ -1,7 +1,19 @@
-//! Scrape targets and their labels.
+//! Scrape targets: from discovered label sets, through `relabel_configs`, to what a scrape loop
+//! needs, as upstream's target labelling does.
+//!
+//! A discovered target is a label set: `__address__`, the service discovery's `__meta_*` labels
+//! and the group's labels. To it come `job`, `__scheme__`, `__metrics_path__`,
+//! `__scrape_interval__`, `__scrape_timeout__` and `__param_<name>` from the scrape config
+//! (unless discovery set them). Relabeling may rewrite any of them or drop the target. Then
+//! `instance` defaults to `__address__`, the `__param_*` labels become URL parameters, and every
+//! label starting with `__` is removed from the target's labels.
 
-use crate::config::{Config, Duration};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, Duration, ScrapeConfig, ScrapeLimits};
+use crate::discovery::TargetGroup;
 use crate::labels::Labels;
+use crate::relabel::{relabel, Rule};
 
 /// One endpoint to scrape, with everything the scrape loop needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,21 +22,38 @@ pub struct Target {
     pub address: String,
     pub scheme: String,
     pub metrics_path: String,
+    /// URL query parameters, in order.
+    pub params: Vec<(String, String)>,
     pub interval: Duration,
     pub timeout: Duration,
     pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub limits: ScrapeLimits,
+    pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
     pub scrape_pool: String,
-    /// The labels every series of this target gets: `job`, `instance` and static labels.
+    /// The labels every series of this target gets: `job`, `instance` and the rest that
+    /// relabeling left.
     pub labels: Labels,
-    /// The labels service discovery gave it, before relabeling (`__address__`, `__scheme__`,
-    /// `__metrics_path__`, `__scrape_interval__`, `__scrape_timeout__`, `job`, static labels).
+    /// The labels before relabeling.
     pub discovered: Labels,
+    /// Why every scrape of this target fails without being tried (its config's `target_limit`).
+    pub refused: Option<String>,
 }
 
 impl Target {
     pub fn url(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.address, self.metrics_path)
+        format!("{}://{}{}", self.scheme, self.address, self.path_and_query())
+    }
+
+    /// The metrics path with the URL parameters.
+    pub fn path_and_query(&self) -> String {
+        if self.params.is_empty() {
+            return self.metrics_path.clone();
+        }
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.params).finish();
+        let sep = if self.metrics_path.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{query}", self.metrics_path)
     }
 
     pub fn job(&self) -> &str {
@@ -36,64 +65,212 @@ impl Target {
     }
 }
 
-/// Every target of every scrape config. Targets whose final labels are identical within a job
-/// are kept once, as upstream does.
-pub fn targets_from_config(config: &Config) -> Vec<Target> {
-    let mut out: Vec<Target> = Vec::new();
-    for sc in &config.scrape_configs {
-        for st in &sc.static_configs {
-            for address in &st.targets {
-                // Static labels first, so that an explicit `job` or `instance` label wins over
-                // the defaults only where upstream lets it (static labels override both).
-                let mut pairs: Vec<(String, String)> =
-                    vec![("job".into(), sc.job_name.clone()), ("instance".into(), address.clone())];
-                pairs.extend(st.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let mut discovered: Vec<(String, String)> = vec![
-                    ("__address__".into(), address.clone()),
-                    ("__metrics_path__".into(), sc.metrics_path.clone()),
-                    ("__scheme__".into(), sc.scheme.clone()),
-                    ("__scrape_interval__".into(), sc.scrape_interval.to_string()),
-                    ("__scrape_timeout__".into(), sc.scrape_timeout.to_string()),
-                    ("job".into(), sc.job_name.clone()),
-                ];
-                discovered.extend(st.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let target = Target {
-                    address: address.clone(),
-                    scheme: sc.scheme.clone(),
-                    metrics_path: sc.metrics_path.clone(),
-                    interval: sc.scrape_interval,
-                    timeout: sc.scrape_timeout,
-                    honor_labels: sc.honor_labels,
-                    scrape_pool: sc.job_name.clone(),
-                    labels: Labels::from_pairs(pairs),
-                    discovered: Labels::from_pairs(discovered),
-                };
-                if !out.iter().any(|t| t.labels == target.labels && t.url() == target.url()) {
-                    out.push(target);
-                }
+/// A target that relabeling dropped, kept for `/api/v1/targets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedTarget {
+    pub scrape_pool: String,
+    pub discovered: Labels,
+}
+
+/// Every target of a configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetSet {
+    pub active: Vec<Target>,
+    pub dropped: Vec<DroppedTarget>,
+    /// Targets that could not be built (no address, a bad interval after relabeling), with
+    /// the reason, for the log.
+    pub invalid: Vec<String>,
+}
+
+/// What relabeling made of one discovered target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Active(Box<Target>),
+    Dropped(DroppedTarget),
+    Invalid(String),
+}
+
+/// The discovered labels of a target at `address` in a group with `group_labels`, completed
+/// with the scrape config's defaults.
+pub fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<String, String>) -> Labels {
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    labels.insert("job".into(), sc.job_name.clone());
+    labels.insert("__address__".into(), address.to_string());
+    labels.insert("__scheme__".into(), sc.scheme.clone());
+    labels.insert("__metrics_path__".into(), sc.metrics_path.clone());
+    labels.insert("__scrape_interval__".into(), sc.scrape_interval.to_string());
+    labels.insert("__scrape_timeout__".into(), sc.scrape_timeout.to_string());
+    for (name, values) in &sc.params {
+        if let Some(first) = values.first() {
+            labels.insert(format!("__param_{name}"), first.clone());
+        }
+    }
+    labels.extend(group_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Labels::from_pairs(labels)
+}
+
+/// Relabels a discovered target and builds what its scrape loop needs.
+pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
+    let Some(labels) = relabel(&sc.relabel_configs, &discovered) else {
+        return Resolution::Dropped(DroppedTarget { scrape_pool: sc.job_name.clone(), discovered });
+    };
+    let address = labels.get("__address__").to_string();
+    if address.is_empty() {
+        return Resolution::Invalid(format!("{discovered}: no address"));
+    }
+    let duration = |name: &str| {
+        Duration::parse(labels.get(name)).map_err(|e| format!("{discovered}: {name} {:?}: {e}", labels.get(name)))
+    };
+    let (interval, timeout) = match (duration("__scrape_interval__"), duration("__scrape_timeout__")) {
+        (Ok(i), Ok(t)) if i.millis() > 0 && t <= i => (i, t),
+        (Ok(_), Ok(_)) => return Resolution::Invalid(format!("{discovered}: scrape timeout greater than interval")),
+        (Err(e), _) | (_, Err(e)) => return Resolution::Invalid(e),
+    };
+    let scheme = labels.get("__scheme__").to_string();
+    if scheme != "http" && scheme != "https" {
+        return Resolution::Invalid(format!("{discovered}: unknown scheme {scheme:?}"));
+    }
+    // As upstream: a `__param_<name>` label replaces the first value of that parameter (or
+    // adds it); the query string is sorted by name.
+    let mut by_name = sc.params.clone();
+    for l in labels.iter() {
+        if let Some(name) = l.name.strip_prefix("__param_") {
+            let values = by_name.entry(name.to_string()).or_default();
+            match values.first_mut() {
+                Some(first) => *first = l.value.clone(),
+                None => values.push(l.value.clone()),
             }
         }
     }
-    out
+    let params: Vec<(String, String)> =
+        by_name.into_iter().flat_map(|(name, values)| values.into_iter().map(move |v| (name.clone(), v))).collect();
+    let mut kept: Vec<(String, String)> =
+        labels.iter().filter(|l| !l.name.starts_with("__")).map(|l| (l.name.clone(), l.value.clone())).collect();
+    if labels.get("instance").is_empty() {
+        kept.push(("instance".into(), address.clone()));
+    }
+    Resolution::Active(Box::new(Target {
+        address,
+        scheme,
+        metrics_path: labels.get("__metrics_path__").to_string(),
+        params,
+        interval,
+        timeout,
+        honor_labels: sc.honor_labels,
+        honor_timestamps: sc.honor_timestamps,
+        limits: sc.limits,
+        metric_relabel_configs: sc.metric_relabel_configs.clone(),
+        scrape_pool: sc.job_name.clone(),
+        labels: Labels::from_pairs(kept),
+        discovered,
+        refused: None,
+    }))
+}
+
+/// Resolves discovered targets of one scrape config into `set`, applying its `target_limit`.
+/// Targets whose final labels are identical within a config are kept once, as upstream does.
+pub fn add_resolved(set: &mut TargetSet, sc: &ScrapeConfig, discovered: impl IntoIterator<Item = Labels>) {
+    let first = set.active.len();
+    for d in discovered {
+        match resolve(sc, d) {
+            Resolution::Active(t) => {
+                if !set.active[first..].iter().any(|o| o.labels == t.labels && o.url() == t.url()) {
+                    set.active.push(*t);
+                }
+            }
+            Resolution::Dropped(d) => set.dropped.push(d),
+            Resolution::Invalid(reason) => set.invalid.push(format!("{}: {reason}", sc.job_name)),
+        }
+    }
+    let count = set.active.len() - first;
+    let limit = sc.limits.target_limit;
+    if limit > 0 && count as u64 > limit {
+        let reason = format!("target_limit exceeded (number of targets: {count}, limit: {limit})");
+        for t in &mut set.active[first..] {
+            t.refused = Some(reason.clone());
+        }
+    }
+}
+
+/// Every target of every scrape config: its static configs, and the groups service discovery
+/// found for it (by job name; their labels carry the `__meta_*` labels).
+pub fn targets_from_config(config: &Config, discovered: &BTreeMap<String, Vec<TargetGroup>>) -> TargetSet {
+    let mut set = TargetSet::default();
+    for sc in &config.scrape_configs {
+        let statics = sc.static_configs.iter().map(|st| (&st.targets, &st.labels));
+        let found = discovered.get(&sc.job_name).into_iter().flatten().map(|g| (&g.targets, &g.labels));
+        let labels: Vec<Labels> = statics
+            .chain(found)
+            .flat_map(|(targets, labels)| targets.iter().map(move |address| discovered_labels(sc, address, labels)))
+            .collect();
+        add_resolved(&mut set, sc, labels);
+    }
+    set
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn set(yaml: &str) -> TargetSet {
+        targets_from_config(&Config::parse(yaml, "p.yml").unwrap(), &BTreeMap::new())
+    }
+
     #[test]
     fn targets_get_job_instance_and_static_labels() {
-        let c = Config::parse(
+        let t = set(
             "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['a:1', 'b:2', 'a:1']\n        labels: {env: prod}\n",
-            "p.yml",
         )
-        .unwrap();
-        let t = targets_from_config(&c);
+        .active;
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].labels.to_string(), r#"{env="prod", instance="a:1", job="node"}"#);
         assert_eq!(t[1].url(), "http://b:2/metrics");
         assert_eq!(t[0].discovered.get("__address__"), "a:1");
         assert_eq!(t[0].discovered.get("__scrape_interval__"), "1m");
         assert_eq!(t[0].scrape_pool, "node");
+    }
+
+    #[test]
+    fn relabeling_rewrites_address_path_params_and_drops_targets() {
+        let s = set(concat!(
+            "scrape_configs:\n  - job_name: blackbox\n    metrics_path: /probe\n    params: {module: [http_2xx]}\n",
+            "    relabel_configs:\n",
+            "      - {source_labels: [__address__], target_label: __param_target}\n",
+            "      - {source_labels: [__param_target], target_label: instance}\n",
+            "      - {target_label: __address__, replacement: 'exporter:9115'}\n",
+            "      - {source_labels: [instance], regex: 'skip.*', action: drop}\n",
+            "      - {source_labels: [__meta_none], target_label: __tmp_x, replacement: x}\n",
+            "    static_configs:\n      - targets: ['example.com:443', 'skip.me:80']\n",
+        ));
+        assert_eq!(s.active.len(), 1);
+        let t = &s.active[0];
+        assert_eq!(t.url(), "http://exporter:9115/probe?module=http_2xx&target=example.com%3A443");
+        assert_eq!(t.labels.to_string(), r#"{instance="example.com:443", job="blackbox"}"#);
+        assert_eq!(s.dropped.len(), 1);
+        assert_eq!(s.dropped[0].discovered.get("__address__"), "skip.me:80");
+    }
+
+    #[test]
+    fn relabeled_intervals_apply_and_bad_ones_are_reported() {
+        let s = set(concat!(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n",
+            "      - {source_labels: [__address__], regex: 'fast:.*', target_label: __scrape_interval__, replacement: 5s}\n",
+            "      - {source_labels: [__address__], regex: 'fast:.*', target_label: __scrape_timeout__, replacement: 2s}\n",
+            "      - {source_labels: [__address__], regex: 'bad:.*', target_label: __scrape_interval__, replacement: soon}\n",
+            "    static_configs:\n      - targets: ['fast:1', 'bad:1', 'plain:1']\n",
+        ));
+        assert_eq!(s.active.len(), 2);
+        assert_eq!(s.active[0].interval, Duration::from_secs(5));
+        assert_eq!(s.active[1].interval, Duration::from_secs(60));
+        assert_eq!(s.invalid.len(), 1, "{:?}", s.invalid);
+    }
+
+    #[test]
+    fn target_limit_refuses_every_target_of_the_config() {
+        let s = set("scrape_configs:\n  - job_name: a\n    target_limit: 1\n    static_configs:\n      - targets: ['x:1', 'y:1']\n");
+        assert!(s
+            .active
+            .iter()
+            .all(|t| t.refused.as_deref() == Some("target_limit exceeded (number of targets: 2, limit: 1)")));
     }
 }

@@ -44,8 +44,8 @@ fn active_json(a: &ActiveTarget) -> Value {
     })
 }
 
-/// `/api/v1/targets?state=active|dropped|any&scrapePool=...`. Nothing is dropped until
-/// relabeling can drop targets, so `droppedTargets` is empty and each pool counts 0.
+/// `/api/v1/targets?state=active|dropped|any&scrapePool=...`: active targets, and the ones
+/// relabeling dropped with their discovered labels and a count per pool.
 pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Response, ApiError> {
     let state = params.get("state").unwrap_or("").to_ascii_lowercase();
     let pool = params.get("scrapePool").filter(|p| !p.is_empty());
@@ -56,9 +56,25 @@ pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Respon
         data.insert("activeTargets".into(), active.iter().filter(in_pool).map(|a| active_json(a)).collect());
     }
     if matches!(state.as_str(), "" | "any" | "dropped") {
-        data.insert("droppedTargets".into(), Value::Array(Vec::new()));
-        let pools: BTreeSet<&str> = active.iter().filter(in_pool).map(|a| a.target.scrape_pool.as_str()).collect();
-        data.insert("droppedTargetCounts".into(), pools.into_iter().map(|p| (p.to_string(), json!(0))).collect());
+        let dropped = s.ctx.scrape.dropped();
+        let shown: Vec<Value> = dropped
+            .iter()
+            .filter(|d| pool.is_none_or(|p| d.scrape_pool == p))
+            .map(|d| json!({ "discoveredLabels": labels_json(&d.discovered), "scrapePool": d.scrape_pool }))
+            .collect();
+        data.insert("droppedTargets".into(), Value::Array(shown));
+        let config = s.ctx.config.current();
+        let mut counts: BTreeMap<&str, u64> = config
+            .scrape_configs
+            .iter()
+            .map(|sc| sc.job_name.as_str())
+            .filter(|name| pool.is_none_or(|p| p == *name))
+            .map(|name| (name, 0))
+            .collect();
+        for d in dropped.iter() {
+            counts.entry(d.scrape_pool.as_str()).and_modify(|n| *n += 1);
+        }
+        data.insert("droppedTargetCounts".into(), json!(counts));
     }
     Ok(success_json(Value::Object(data)))
 }

@@ -34,7 +34,8 @@ pub enum ScrapeError {
     Http(String),
     #[error("server returned HTTP status {0}")]
     Status(hyper::StatusCode),
-    #[error("body exceeds {MAX_BODY_BYTES} bytes")]
+    /// Upstream's wording; the limit is `body_size_limit`, or [`MAX_BODY_BYTES`].
+    #[error("body size limit exceeded")]
     TooLarge,
     #[error("invalid gzip body: {0}")]
     Gzip(std::io::Error),
@@ -44,16 +45,21 @@ pub enum ScrapeError {
 
 pub struct ScrapeClient {
     address: String,
+    /// The metrics path and query string.
     path: String,
     user_agent: String,
+    /// Largest body taken, compressed or not.
+    body_limit: usize,
 }
 
 impl ScrapeClient {
     pub fn new(target: &Target) -> Self {
+        let configured = target.limits.body_size_limit.0;
         ScrapeClient {
             address: target.address.clone(),
-            path: target.metrics_path.clone(),
+            path: target.path_and_query(),
             user_agent: format!("Pyrite/{}", env!("CARGO_PKG_VERSION")),
+            body_limit: if configured > 0 { (configured as usize).min(MAX_BODY_BYTES) } else { MAX_BODY_BYTES },
         }
     }
 
@@ -102,7 +108,7 @@ impl ScrapeClient {
             .headers()
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+        let body = Limited::new(response.into_body(), self.body_limit)
             .collect()
             .await
             .map_err(|e| {
@@ -113,18 +119,15 @@ impl ScrapeClient {
                 }
             })?
             .to_bytes();
-        let bytes = if gzipped { gunzip(&body)? } else { body.to_vec() };
+        let bytes = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
         String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)
     }
 }
 
-fn gunzip(body: &[u8]) -> Result<Vec<u8>, ScrapeError> {
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ScrapeError> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(ScrapeError::Gzip)?;
-    if out.len() > MAX_BODY_BYTES {
+    flate2::read::GzDecoder::new(body).take(limit as u64 + 1).read_to_end(&mut out).map_err(ScrapeError::Gzip)?;
+    if out.len() > limit {
         return Err(ScrapeError::TooLarge);
     }
     Ok(out)

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyrite_core::scrape::{MetricMetadata, Target};
+use pyrite_core::scrape::{DroppedTarget, MetricMetadata, Target, TargetSet};
 
 use crate::shard::{Request, Shards};
 
@@ -70,10 +70,12 @@ impl ActiveTarget {
     }
 }
 
-/// Every active target; the API reads it, [`ScrapeManager::apply`] changes it.
+/// Every active target, and the ones relabeling dropped; the API reads them,
+/// [`ScrapeManager::apply`] changes them.
 #[derive(Default)]
 pub struct ScrapeManager {
     active: Mutex<Vec<Arc<ActiveTarget>>>,
+    dropped: Mutex<Arc<[DroppedTarget]>>,
 }
 
 /// What an [`ScrapeManager::apply`] did, for the log.
@@ -90,9 +92,19 @@ impl ScrapeManager {
         lock(&self.active).clone()
     }
 
-    /// Makes `targets` the scraped set: keeps identical running targets, starts new ones on the
+    /// The targets relabeling dropped, with their discovered labels.
+    pub fn dropped(&self) -> Arc<[DroppedTarget]> {
+        lock(&self.dropped).clone()
+    }
+
+    /// Makes `set` the scraped set: keeps identical running targets, starts new ones on the
     /// least-loaded shard, stops the rest.
-    pub fn apply(&self, shards: &Shards, targets: Vec<Target>) -> Applied {
+    pub fn apply(&self, shards: &Shards, set: TargetSet) -> Applied {
+        for reason in &set.invalid {
+            tracing::warn!(%reason, "target skipped");
+        }
+        *lock(&self.dropped) = set.dropped.into();
+        let targets = set.active;
         let mut active = lock(&self.active);
         let mut previous: Vec<Option<Arc<ActiveTarget>>> = active.drain(..).map(Some).collect();
         let matched: Vec<(Target, Option<Arc<ActiveTarget>>)> = targets

@@ -10,8 +10,8 @@ mod manager;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use manager::{ActiveTarget, ScrapeManager, ScrapeStatus};
-use pyrite_core::scrape::{Ingest, Target, TargetIngest};
+pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
+use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest};
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -27,7 +27,7 @@ fn start_offset(target: &Target) -> Duration {
 /// Scrapes `active` on its schedule until it is removed; then marks its series stale.
 pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
     let target = &active.target;
-    let mut ingest = TargetIngest::new(target.labels.clone(), target.honor_labels, ctx.shards.len());
+    let mut ingest = TargetIngest::new(target.labels.clone(), IngestOptions::of(target), ctx.shards.len());
     let client = client::ScrapeClient::new(target);
     let interval = target.interval.as_std();
     let mut next = Instant::now() + start_offset(target);
@@ -38,11 +38,14 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
         }
         let t = now_ms();
         let started = Instant::now();
-        let result = client
-            .fetch(target.timeout.as_std())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string()));
+        let result = match &target.refused {
+            Some(reason) => Err(reason.clone()),
+            None => client
+                .fetch(target.timeout.as_std())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string())),
+        };
         let duration = started.elapsed().as_secs_f64();
         let (mut batches, last_error) = match result {
             Ok(batches) => (batches, String::new()),

@@ -1,0 +1,110 @@
+//! Service discovery's common currency: target groups, and the file and HTTP formats that
+//! carry them (`file_sd_configs` files, `http_sd_configs` answers), parsed and checked as
+//! upstream does. Fetching and watching is the daemon's; this is the sans-I/O part.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::labels::is_valid_label_name;
+
+/// Targets sharing labels, from one source (a file, a URL, a DNS name).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Where the group came from; not part of the formats.
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl TargetGroup {
+    /// The group's label set for one of its targets: its labels plus the source's meta label.
+    pub fn labels_with(&self, meta: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut out = self.labels.clone();
+        for (k, v) in meta {
+            out.insert(k.to_string(), v.to_string());
+        }
+        out
+    }
+}
+
+/// The groups of a `file_sd_configs` file (`.json`, `.yml` or `.yaml`), or of an
+/// `http_sd_configs` answer (JSON), each tagged with `source`.
+pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGroup>, String> {
+    let mut groups: Vec<TargetGroup> = if json {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    } else if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())?
+    };
+    for (i, g) in groups.iter_mut().enumerate() {
+        if let Some(bad) = g.labels.keys().find(|n| !is_valid_label_name(n)) {
+            return Err(format!("group {i}: invalid label name {bad:?}"));
+        }
+        if let Some(empty) = g.targets.iter().position(String::is_empty) {
+            return Err(format!("group {i}: target {empty} is empty"));
+        }
+        g.source = format!("{source}:{i}");
+    }
+    Ok(groups)
+}
+
+/// Whether `name` matches a glob pattern of `*`, `?` and literal characters, as a
+/// `file_sd_configs` file pattern's last path element.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Classic two-pointer wildcard matching with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_parse_in_both_formats_and_bad_groups_are_refused() {
+        let yaml = "- targets: ['a:1', 'b:2']\n  labels: {env: prod}\n- targets: ['c:3']\n";
+        let g = parse_groups(yaml, false, "f.yml").unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].labels["env"], "prod");
+        assert_eq!(g[1].source, "f.yml:1");
+        let json = r#"[{"targets": ["a:1"], "labels": {"zone": "eu"}}]"#;
+        assert_eq!(parse_groups(json, true, "f.json").unwrap()[0].targets, vec!["a:1"]);
+        assert!(parse_groups("- targets: [a]\n  labels: {'1x': y}\n", false, "f")
+            .unwrap_err()
+            .contains("invalid label name"));
+        assert!(parse_groups("- target: [a]\n", false, "f").is_err());
+        assert!(parse_groups("", false, "f").unwrap().is_empty());
+    }
+
+    #[test]
+    fn globs_match_like_filepath_match() {
+        assert!(glob_match("*.json", "targets.json"));
+        assert!(glob_match("node-?.yml", "node-1.yml"));
+        assert!(!glob_match("*.json", "targets.yml"));
+        assert!(glob_match("*", "x"));
+        assert!(!glob_match("a*b", "acbd"));
+    }
+}

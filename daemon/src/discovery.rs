@@ -1,0 +1,265 @@
+//! Service discovery: a thread that reads `file_sd_configs` files (when inotify says they
+//! changed, and every `refresh_interval`) and fetches `http_sd_configs` URLs (every
+//! `refresh_interval`), and hands the target groups found to the scrape manager whenever they
+//! change. Targets appear and vanish without a restart; a vanished target's series go stale.
+//!
+//! A source that fails keeps its last good groups (as upstream does), with a warning and a
+//! counted failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyrite_core::config::Config;
+use pyrite_core::discovery::{glob_match, parse_groups, TargetGroup};
+
+use crate::context::Context;
+
+/// How often the thread looks for a new configuration, at the least.
+const TICK: Duration = Duration::from_secs(1);
+/// Largest `http_sd_configs` answer read.
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
+/// The groups found so far, by job name, and the thread's wake-up line.
+pub struct Discovery {
+    groups: Mutex<Arc<BTreeMap<String, Vec<TargetGroup>>>>,
+    config_changed: (flume::Sender<()>, flume::Receiver<()>),
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery { groups: Mutex::new(Arc::default()), config_changed: flume::bounded(1) }
+    }
+}
+
+impl Discovery {
+    /// The target groups discovered for each job.
+    pub fn groups(&self) -> Arc<BTreeMap<String, Vec<TargetGroup>>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Tells the thread that the configuration changed, so it refreshes every source now.
+    pub fn reconfigure(&self) {
+        let _ = self.config_changed.0.try_send(());
+    }
+}
+
+/// One source of groups of a job, with when it is next due.
+struct Source {
+    job: String,
+    kind: SourceKind,
+    every: Duration,
+    due: Instant,
+    /// The last groups read successfully.
+    last: Vec<TargetGroup>,
+}
+
+enum SourceKind {
+    Files(Vec<String>),
+    Http(String),
+}
+
+fn sources(config: &Config) -> Vec<Source> {
+    let now = Instant::now();
+    let mut out = Vec::new();
+    for sc in &config.scrape_configs {
+        for f in &sc.file_sd_configs {
+            let every = f.refresh_interval.as_std();
+            out.push(Source {
+                job: sc.job_name.clone(),
+                kind: SourceKind::Files(f.files.clone()),
+                every,
+                due: now,
+                last: Vec::new(),
+            });
+        }
+        for h in &sc.http_sd_configs {
+            let every = h.refresh_interval.as_std();
+            out.push(Source {
+                job: sc.job_name.clone(),
+                kind: SourceKind::Http(h.url.clone()),
+                every,
+                due: now,
+                last: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// The files a pattern names now: a literal path, or the matches of a glob in its last element.
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?']) {
+        return vec![path.to_path_buf()];
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every group of the files matching `patterns`, each with `__meta_filepath`. A missing file
+/// holds no groups; a malformed one is an error.
+fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
+    let mut groups = Vec::new();
+    for file in patterns.iter().flat_map(|p| expand(p)) {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        let name = file.display().to_string();
+        let json = name.to_ascii_lowercase().ends_with(".json");
+        let found = parse_groups(&text, json, &name).map_err(|e| format!("{name}: {e}"))?;
+        groups.extend(found.into_iter().map(|mut g| {
+            g.labels.insert("__meta_filepath".into(), name.clone());
+            g
+        }));
+    }
+    Ok(groups)
+}
+
+/// The groups an `http_sd_configs` URL answers, each with `__meta_url`.
+fn fetch(url: &str, timeout: Duration) -> Result<Vec<TargetGroup>, String> {
+    let response = ureq::get(url)
+        .timeout(timeout)
+        .set("X-Prometheus-Refresh-Interval-Seconds", &timeout.as_secs().to_string())
+        .call()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(response.into_reader(), MAX_ANSWER_BYTES), &mut text)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let groups = parse_groups(&text, true, url).map_err(|e| format!("{url}: {e}"))?;
+    Ok(groups
+        .into_iter()
+        .map(|mut g| {
+            g.labels.insert("__meta_url".into(), url.to_string());
+            g
+        })
+        .collect())
+}
+
+/// Watches the directories of file patterns with inotify, so that a changed file is re-read
+/// at once rather than at the next refresh.
+struct Watcher {
+    fd: i32,
+}
+
+impl Watcher {
+    fn new(sources: &[Source]) -> Option<Watcher> {
+        // SAFETY: plain system calls on a descriptor this struct owns and closes on drop.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        let mask = libc::IN_CREATE | libc::IN_DELETE | libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM;
+        let dirs: std::collections::BTreeSet<PathBuf> = sources
+            .iter()
+            .filter_map(|s| match &s.kind {
+                SourceKind::Files(patterns) => Some(patterns),
+                SourceKind::Http(_) => None,
+            })
+            .flatten()
+            .map(|p| {
+                Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
+            })
+            .collect();
+        for dir in dirs {
+            let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { continue };
+            // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+            unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+        }
+        Some(Watcher { fd })
+    }
+
+    /// Waits up to `timeout` for a change; true if one came (its events are drained).
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; a buffer read into with its own length.
+        unsafe {
+            if libc::poll(&mut pfd, 1, timeout.as_millis() as i32) <= 0 {
+                return false;
+            }
+            let mut buf = [0u8; 4096];
+            while libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+        }
+        true
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// The discovery thread's loop; runs until the process ends.
+pub fn run(ctx: Arc<Context>) {
+    let mut config = ctx.config.current();
+    let mut sources = sources(&config);
+    let mut watcher = Watcher::new(&sources);
+    // The first pass, and the first after a new configuration, apply even if nothing was found.
+    let mut changed = true;
+    loop {
+        let now = Instant::now();
+        for source in sources.iter_mut().filter(|s| s.due <= now) {
+            source.due = now + source.every;
+            let found = match &source.kind {
+                SourceKind::Files(patterns) => read_files(patterns),
+                SourceKind::Http(url) => fetch(url, source.every.min(Duration::from_secs(30))),
+            };
+            match found {
+                Ok(groups) if groups != source.last => {
+                    source.last = groups;
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    ctx.metrics.discovery_failures.inc();
+                    tracing::warn!(job = source.job.as_str(), %error, "service discovery failed; keeping the last targets");
+                }
+            }
+        }
+        if changed {
+            let mut by_job: BTreeMap<String, Vec<TargetGroup>> = BTreeMap::new();
+            for s in &sources {
+                by_job.entry(s.job.clone()).or_default().extend(s.last.iter().cloned());
+            }
+            *ctx.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
+            crate::reload::apply_discovered(&ctx);
+            changed = false;
+        }
+        let next_due =
+            sources.iter().map(|s| s.due).min().map_or(TICK, |d| d.saturating_duration_since(Instant::now()));
+        let wait = next_due.min(TICK);
+        let files_changed = match &watcher {
+            Some(w) => w.wait(wait),
+            None => {
+                std::thread::sleep(wait);
+                false
+            }
+        };
+        if files_changed {
+            sources.iter_mut().filter(|s| matches!(s.kind, SourceKind::Files(_))).for_each(|s| s.due = Instant::now());
+        }
+        if ctx.discovery.config_changed.1.try_recv().is_ok() {
+            let fresh = ctx.config.current();
+            if !Arc::ptr_eq(&fresh, &config) {
+                config = fresh;
+                sources = self::sources(&config);
+                watcher = Watcher::new(&sources);
+                changed = true;
+            }
+        }
+    }
+}

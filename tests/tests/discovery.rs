@@ -1,0 +1,152 @@
+//! Service discovery end to end: `file_sd_configs` files written, changed, broken and emptied
+//! while Pyrite runs (inotify picks changes up long before the hour-long refresh interval);
+//! `http_sd_configs` from a small loopback server whose answer changes; and
+//! `pyrite check config` on a good and a bad file.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyrite_tests::{bin, eventually, Loadgen, Pyrite, PyriteOpts, TempDir};
+use serde_json::Value;
+
+fn active(p: &Pyrite) -> Vec<Value> {
+    p.data("/api/v1/targets")["activeTargets"].as_array().cloned().unwrap_or_default()
+}
+
+fn up_instances(p: &Pyrite) -> Vec<String> {
+    let mut out: Vec<String> = active(p)
+        .iter()
+        .filter(|t| t["health"] == "up")
+        .filter_map(|t| t["labels"]["instance"].as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_for_instances(p: &Pyrite, want: &[&String], what: &str) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let ok = eventually(Duration::from_secs(15), || (up_instances(p) == want).then_some(()));
+    assert!(ok.is_some(), "{what}: want {want:?}, have {:?}", active(p));
+}
+
+#[test]
+fn file_sd_follows_its_files() {
+    let loadgen = Loadgen::start(2, 5);
+    let [a, b] = [&loadgen.targets[0], &loadgen.targets[1]];
+    let dir = TempDir::new("file-sd");
+    let write = |name: &str, text: &str| {
+        // Written beside and renamed, as tools that write these files do.
+        let tmp = dir.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.0.join(name)).unwrap();
+    };
+    write("a.json", &format!(r#"[{{"targets": ["{a}"], "labels": {{"team": "a"}}}}]"#));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: files\n    file_sd_configs:\n      - files: ['{}/*.json', '{}/*.yml']\n        refresh_interval: 1h\n",
+        dir.0.display(),
+        dir.0.display()
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    wait_for_instances(&p, &[a], "the first file's target");
+    let t = &active(&p)[0];
+    assert_eq!(t["labels"]["team"], "a");
+    assert_eq!(t["discoveredLabels"]["__meta_filepath"], dir.0.join("a.json").display().to_string());
+
+    write("b.yml", &format!("- targets: ['{b}']\n  labels: {{team: b}}\n"));
+    wait_for_instances(&p, &[a, b], "a second file added");
+
+    // A broken file keeps the last good targets and is counted.
+    write("c.json", "{ not json");
+    let counted =
+        eventually(Duration::from_secs(10), || (p.metric("pyrite_sd_refresh_failures_total") > 0.0).then_some(()));
+    assert!(counted.is_some(), "the broken file was not reported");
+    assert_eq!(up_instances(&p).len(), 2);
+    std::fs::remove_file(dir.0.join("c.json")).unwrap();
+
+    // Emptying a file removes its target, whose series go stale.
+    write("a.json", "[]");
+    wait_for_instances(&p, &[b], "a's file emptied");
+    let stale = eventually(Duration::from_secs(10), || {
+        p.query(&format!("up{{instance=\"{a}\"}}"), None).as_array().is_some_and(Vec::is_empty).then_some(())
+    });
+    assert!(stale.is_some(), "the removed target's series did not go stale");
+}
+
+/// A loopback HTTP server answering every request with the current `body`.
+fn http_sd_server(body: Arc<Mutex<String>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/targets", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let text = body.lock().unwrap().clone();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn http_sd_follows_its_answers() {
+    let loadgen = Loadgen::start(2, 5);
+    let [a, b] = [&loadgen.targets[0], &loadgen.targets[1]];
+    let body = Arc::new(Mutex::new(format!(r#"[{{"targets": ["{a}"], "labels": {{"zone": "eu"}}}}]"#)));
+    let url = http_sd_server(body.clone());
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: http\n    http_sd_configs:\n      - url: {url}\n        refresh_interval: 1s\n"
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    wait_for_instances(&p, &[a], "the first answer's target");
+    let t = &active(&p)[0];
+    assert_eq!(
+        (t["labels"]["zone"].as_str(), t["discoveredLabels"]["__meta_url"].as_str()),
+        (Some("eu"), Some(url.as_str()))
+    );
+    *body.lock().unwrap() = format!(r#"[{{"targets": ["{b}"]}}]"#);
+    wait_for_instances(&p, &[b], "the changed answer's target");
+}
+
+#[test]
+fn check_config_validates_like_promtool() {
+    let dir = TempDir::new("check-config");
+    let good = dir.0.join("good.yml");
+    std::fs::write(
+        &good,
+        "scrape_configs:\n  - job_name: a\n    relabel_configs: [{source_labels: [__address__], target_label: host}]\n    static_configs: [{targets: ['x:1']}]\n",
+    )
+    .unwrap();
+    let bad = dir.0.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "scrape_configs:\n  - job_name: a\n    relabel_configs: [{action: hashmod, target_label: s}]\n",
+    )
+    .unwrap();
+    let run = |files: &[&std::path::Path]| {
+        let out = std::process::Command::new(bin("pyrite")).arg("check").arg("config").args(files).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = run(&[&good]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!(" SUCCESS: {} is valid prometheus config file syntax", good.display())),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&[&good, &bad]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains(&format!("Checking {}", bad.display())), "{stdout}");
+    let expected = format!("  FAILED: {}: scrape_configs[0].relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus", bad.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+}
