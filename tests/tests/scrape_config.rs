@@ -119,3 +119,98 @@ fn relabeling_and_limits_match_prometheus_on_a_node_exporter() {
     assert!(series(&pyrite.url, "limited").iter().all(|s| !s.contains("node_")), "a failed scrape stores nothing");
     assert_eq!(pyrite.query("up{job=\"limited\"}", None)[0]["value"][1], "0");
 }
+
+/// A loopback exporter that wants `Authorization: <expected>`, and redirects `/old` to
+/// `/metrics`.
+fn guarded_exporter(expected: &'static [&'static str]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut authorization = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
+                    authorization = v.trim().to_string();
+                }
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+            let answer = if path == "/old" {
+                "HTTP/1.1 302 Found\r\nLocation: /metrics\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            } else if expected.contains(&authorization.as_str()) {
+                let body = "guarded_ok 1\n";
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            let mut stream = stream;
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+#[test]
+fn basic_auth_bearer_tokens_and_redirects() {
+    // "Basic dTpw" is u:p; the bearer token comes from a file beside the configuration.
+    let exporter = guarded_exporter(&["Basic dTpw", "Bearer s3cret"]);
+    let dir = pyrite_tests::TempDir::new("auth");
+    std::fs::write(dir.0.join("password"), "p\n").unwrap();
+    std::fs::write(dir.0.join("token"), "s3cret\n").unwrap();
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: basic
+    basic_auth: {{username: u, password_file: {dir}/password}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: bearer
+    metrics_path: /old
+    authorization: {{credentials_file: {dir}/token}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: wrong
+    basic_auth: {{username: u, password: nope}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: no_redirects
+    metrics_path: /old
+    follow_redirects: false
+    authorization: {{credentials: s3cret}}
+    static_configs: [{{targets: ['{exporter}']}}]
+"#,
+        dir = dir.0.display()
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    let health = |p: &Pyrite| -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+                (s("scrapePool"), s("health"), s("lastError"))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let settled =
+        eventually(Duration::from_secs(10), || health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
+    assert!(settled.is_some(), "{:?}", health(&p));
+    let h = health(&p);
+    assert_eq!(h[0], ("basic".into(), "up".into(), String::new()));
+    assert_eq!(h[1], ("bearer".into(), "up".into(), String::new()), "token read from its file, redirect followed");
+    assert_eq!(h[2].1, "down");
+    assert!(h[2].2.contains("follow_redirects"), "{h:?}");
+    assert_eq!(h[3], ("wrong".into(), "down".into(), "server returned HTTP status 401 Unauthorized".into()));
+    // The secrets do not show in the configuration the API serves.
+    let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
+    assert!(shown.contains("password: <secret>") && !shown.contains("nope"), "{shown}");
+}

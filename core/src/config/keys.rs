@@ -72,6 +72,10 @@ const SCRAPE: Section = Section {
         "static_configs",
         "file_sd_configs",
         "http_sd_configs",
+        "basic_auth",
+        "authorization",
+        "follow_redirects",
+        "enable_http2",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -96,8 +100,6 @@ const SCRAPE: Section = Section {
         "scrape_failure_log_file",
         "extra_scrape_metrics",
         // HTTP client options
-        "basic_auth",
-        "authorization",
         "bearer_token",
         "bearer_token_file",
         "oauth2",
@@ -106,8 +108,6 @@ const SCRAPE: Section = Section {
         "no_proxy",
         "proxy_from_environment",
         "proxy_connect_header",
-        "follow_redirects",
-        "enable_http2",
         "http_headers",
         // service discovery
         "dns_sd_configs",
@@ -140,6 +140,11 @@ const SCRAPE: Section = Section {
         "stackit_sd_configs",
     ],
 };
+
+const BASIC_AUTH: Section =
+    Section { supported: &["username", "username_file", "password", "password_file"], upstream_only: &[] };
+
+const AUTHORIZATION: Section = Section { supported: &["type", "credentials", "credentials_file"], upstream_only: &[] };
 
 const STATIC: Section = Section { supported: &["targets", "labels"], upstream_only: &[] };
 
@@ -191,6 +196,11 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         for (i, sc) in scs.iter().enumerate() {
             let path = format!("scrape_configs[{i}]");
             check_mapping(sc, &SCRAPE, &path, file)?;
+            for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION)] {
+                if let Some(value) = sc.get(key) {
+                    check_mapping(value, section, &format!("{path}.{key}"), file)?;
+                }
+            }
             for (key, section) in
                 [("static_configs", &STATIC), ("file_sd_configs", &FILE_SD), ("http_sd_configs", &HTTP_SD)]
             {

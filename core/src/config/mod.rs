@@ -6,6 +6,7 @@
 //! errors also carry the key path (`scrape_configs[0].scrape_interval: ...`).
 
 pub mod duration;
+mod http;
 mod keys;
 mod render;
 mod size;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use duration::Duration;
+pub use http::{Authorization, BasicAuth, HttpClientConfig};
 pub use size::ByteSize;
 
 use crate::labels::{is_valid_label_name, Labels};
@@ -79,6 +81,7 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<Rule>,
     pub metric_relabel_configs: Vec<Rule>,
     pub limits: ScrapeLimits,
+    pub http: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub http_sd_configs: Vec<HttpSdConfig>,
@@ -197,10 +200,16 @@ struct RawScrapeConfig {
     http_sd_configs: Vec<HttpSdConfig>,
     #[serde(flatten)]
     limits: RawLimits,
+    basic_auth: Option<BasicAuth>,
+    authorization: Option<Authorization>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
 }
 
 impl Config {
     /// Parses and validates a configuration; `file` names it in errors.
+    /// Relative paths in it (secret files, `file_sd_configs` files) are taken relative to the
+    /// directory of `file`.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let value: serde_yaml::Value = if text.trim().is_empty() {
             serde_yaml::Value::Mapping(Default::default())
@@ -285,7 +294,22 @@ impl RawConfig {
                 }
                 check_label_names(&st.labels, &format!("{here}.labels"), &invalid)?;
             }
-            for (j, fsd) in sc.file_sd_configs.iter().enumerate() {
+            let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+            let mut http = HttpClientConfig {
+                basic_auth: sc.basic_auth,
+                authorization: sc.authorization,
+                follow_redirects: sc.follow_redirects.unwrap_or(true),
+                enable_http2: sc.enable_http2.unwrap_or(true),
+            };
+            http.validate().map_err(|(key, message)| invalid(at(key), message))?;
+            http.resolve_paths(dir);
+            let mut file_sd_configs = sc.file_sd_configs;
+            for pattern in file_sd_configs.iter_mut().flat_map(|f| f.files.iter_mut()) {
+                if std::path::Path::new(pattern.as_str()).is_relative() {
+                    *pattern = dir.join(pattern.as_str()).display().to_string();
+                }
+            }
+            for (j, fsd) in file_sd_configs.iter().enumerate() {
                 if let Some(bad) = fsd.files.iter().find(|f| !valid_sd_file(f)) {
                     let message = format!("path name {bad:?} is not valid for file discovery");
                     return Err(invalid(at(&format!("file_sd_configs[{j}].files")), message));
@@ -315,7 +339,8 @@ impl RawConfig {
                 metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,
                 limits: sc.limits.over(global.limits),
                 static_configs: sc.static_configs,
-                file_sd_configs: sc.file_sd_configs,
+                http,
+                file_sd_configs,
                 http_sd_configs: sc.http_sd_configs,
                 job_name: sc.job_name,
             });

@@ -38,6 +38,30 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     ]);
     let Value::Mapping(m) = &mut out else { return out };
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
+    m.insert("follow_redirects".into(), sc.http.follow_redirects.into());
+    m.insert("enable_http2".into(), sc.http.enable_http2.into());
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));
+    let secret = |s: &Option<String>| s.as_ref().map(|_| Value::from("<secret>"));
+    let present = |pairs: Vec<(&str, Option<Value>)>| {
+        Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
+    };
+    if let Some(b) = &sc.http.basic_auth {
+        let fields = vec![
+            ("username", b.username.as_deref().map(Value::from)),
+            ("username_file", path(&b.username_file)),
+            ("password", secret(&b.password)),
+            ("password_file", path(&b.password_file)),
+        ];
+        m.insert("basic_auth".into(), present(fields));
+    }
+    if let Some(a) = &sc.http.authorization {
+        let fields = vec![
+            ("type", Some(Value::from(a.kind.as_deref().unwrap_or("Bearer")))),
+            ("credentials", secret(&a.credentials)),
+            ("credentials_file", path(&a.credentials_file)),
+        ];
+        m.insert("authorization".into(), present(fields));
+    }
     if !sc.params.is_empty() {
         let params = sc
             .params

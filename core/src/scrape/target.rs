@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, Duration, ScrapeConfig, ScrapeLimits};
+use crate::config::{Config, Duration, HttpClientConfig, ScrapeConfig, ScrapeLimits};
 use crate::discovery::TargetGroup;
 use crate::labels::Labels;
 use crate::relabel::{relabel, Rule};
@@ -29,6 +29,7 @@ pub struct Target {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub limits: ScrapeLimits,
+    pub http: HttpClientConfig,
     pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
     pub scrape_pool: String,
@@ -159,6 +160,7 @@ pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
         limits: sc.limits,
+        http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         scrape_pool: sc.job_name.clone(),
         labels: Labels::from_pairs(kept),

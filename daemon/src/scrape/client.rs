@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header;
 use monoio::io::IntoPollIo;
 use monoio_compat::hyper::MonoioIo;
+use pyrite_core::config::HttpClientConfig;
 use pyrite_core::scrape::Target;
 use thiserror::Error;
 
@@ -41,9 +42,22 @@ pub enum ScrapeError {
     Gzip(std::io::Error),
     #[error("body is not valid UTF-8")]
     Utf8,
+    /// A secret file could not be read.
+    #[error("{0}")]
+    Secret(String),
 }
 
+/// What one request got: a body, or a redirect to follow.
+enum Answer {
+    Body(String),
+    Redirect(String),
+}
+
+/// Redirects followed at most, as Go's HTTP client.
+const MAX_REDIRECTS: usize = 10;
+
 pub struct ScrapeClient {
+    http: HttpClientConfig,
     address: String,
     /// The metrics path and query string.
     path: String,
@@ -56,6 +70,7 @@ impl ScrapeClient {
     pub fn new(target: &Target) -> Self {
         let configured = target.limits.body_size_limit.0;
         ScrapeClient {
+            http: target.http.clone(),
             address: target.address.clone(),
             path: target.path_and_query(),
             user_agent: format!("Pyrite/{}", env!("CARGO_PKG_VERSION")),
@@ -63,12 +78,12 @@ impl ScrapeClient {
         }
     }
 
-    fn resolve(&self) -> Result<SocketAddr, ScrapeError> {
-        self.address
+    fn resolve(address: &str) -> Result<SocketAddr, ScrapeError> {
+        address
             .to_socket_addrs()
-            .map_err(|e| ScrapeError::Resolve(format!("{}: {e}", self.address)))?
+            .map_err(|e| ScrapeError::Resolve(format!("{address}: {e}")))?
             .next()
-            .ok_or_else(|| ScrapeError::Resolve(self.address.clone()))
+            .ok_or_else(|| ScrapeError::Resolve(address.to_string()))
     }
 
     /// Fetches the target's body, decompressed and checked to be UTF-8.
@@ -79,8 +94,40 @@ impl ScrapeClient {
         }
     }
 
+    /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer.
     async fn fetch_inner(&self, timeout: Duration) -> Result<String, ScrapeError> {
-        let addr = self.resolve()?;
+        let authorization = self.http.authorization_header().map_err(ScrapeError::Secret)?;
+        let (mut address, mut path) = (self.address.clone(), self.path.clone());
+        for _ in 0..=MAX_REDIRECTS {
+            match self.exchange(&address, &path, authorization.as_deref(), timeout).await? {
+                Answer::Body(body) => return Ok(body),
+                Answer::Redirect(location) if self.http.follow_redirects => {
+                    (address, path) = match location.strip_prefix("http://") {
+                        Some(rest) => match rest.find('/') {
+                            Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
+                            None => (rest.to_string(), "/".to_string()),
+                        },
+                        None if location.starts_with('/') => (address, location),
+                        None => return Err(ScrapeError::Http(format!("unsupported redirect to {location:?}"))),
+                    };
+                }
+                Answer::Redirect(_) => {
+                    return Err(ScrapeError::Http("server returned a redirect, and follow_redirects is off".into()))
+                }
+            }
+        }
+        Err(ScrapeError::Http(format!("stopped after {MAX_REDIRECTS} redirects")))
+    }
+
+    /// One request to `address` for `path`.
+    async fn exchange(
+        &self,
+        address: &str,
+        path: &str,
+        authorization: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Answer, ScrapeError> {
+        let addr = Self::resolve(address)?;
         let stream = monoio::net::TcpStream::connect(addr).await.map_err(ScrapeError::Connect)?;
         let io = MonoioIo::new(stream.into_poll_io().map_err(ScrapeError::Connect)?);
         // hyper's HTTP/1 client builder takes no timer: the whole exchange is bounded by the
@@ -92,15 +139,21 @@ impl ScrapeClient {
         monoio::spawn(async move {
             let _ = conn.await;
         });
-        let request = hyper::Request::get(&self.path)
-            .header(header::HOST, &self.address)
+        let mut request = hyper::Request::get(path)
+            .header(header::HOST, address)
             .header(header::ACCEPT, ACCEPT)
             .header(header::ACCEPT_ENCODING, "gzip")
             .header(header::USER_AGENT, &self.user_agent)
-            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()))
-            .body(Empty::new())
-            .map_err(|e| ScrapeError::Http(e.to_string()))?;
+            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()));
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let request = request.body(Empty::new()).map_err(|e| ScrapeError::Http(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| ScrapeError::Http(e.to_string()))?;
+        if response.status().is_redirection() {
+            let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok());
+            return Ok(Answer::Redirect(location.unwrap_or("").to_string()));
+        }
         if !response.status().is_success() {
             return Err(ScrapeError::Status(response.status()));
         }
@@ -120,7 +173,7 @@ impl ScrapeClient {
             })?
             .to_bytes();
         let bytes = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
-        String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)
+        String::from_utf8(bytes).map(Answer::Body).map_err(|_| ScrapeError::Utf8)
     }
 }
 

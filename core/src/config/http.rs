@@ -1,0 +1,170 @@
+//! A scrape config's HTTP client settings: `basic_auth`, `authorization`, `follow_redirects`
+//! and `enable_http2`, checked as upstream checks them. Secrets read from files are read at
+//! each scrape, so a rotated credential applies without a reload.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: Option<String>,
+    pub username_file: Option<PathBuf>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// How a target is reached over HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpClientConfig {
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    /// Follow 3xx answers (up to 10), as upstream's default.
+    pub follow_redirects: bool,
+    /// Accepted for compatibility; scrapes speak HTTP/1.1.
+    pub enable_http2: bool,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        HttpClientConfig { basic_auth: None, authorization: None, follow_redirects: true, enable_http2: true }
+    }
+}
+
+/// A secret given inline or in a file (read now, trailing newline removed).
+fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
+    match (inline, file) {
+        (Some(value), _) => Ok(value.clone()),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("unable to read {}: {e}", path.display())),
+        (None, None) => Ok(String::new()),
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl HttpClientConfig {
+    /// Upstream's checks: the key path under the scrape config, and the problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(b) = &self.basic_auth {
+            if b.username.is_some() && b.username_file.is_some() {
+                return Err((
+                    "basic_auth",
+                    "at most one of basic_auth username & username_file must be configured".into(),
+                ));
+            }
+            if b.password.is_some() && b.password_file.is_some() {
+                return Err((
+                    "basic_auth",
+                    "at most one of basic_auth password & password_file must be configured".into(),
+                ));
+            }
+        }
+        if let Some(a) = &self.authorization {
+            if self.basic_auth.is_some() {
+                return Err((
+                    "authorization",
+                    "at most one of basic_auth, oauth2 & authorization must be configured".into(),
+                ));
+            }
+            if a.credentials.is_some() && a.credentials_file.is_some() {
+                return Err((
+                    "authorization",
+                    "at most one of authorization credentials & credentials_file must be configured".into(),
+                ));
+            }
+            if a.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("basic")) {
+                return Err((
+                    "authorization.type",
+                    r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves secret file paths relative to the configuration file's directory.
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        let resolve = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
+                *path = dir.join(&*path);
+            }
+        };
+        if let Some(b) = &mut self.basic_auth {
+            resolve(&mut b.username_file);
+            resolve(&mut b.password_file);
+        }
+        if let Some(a) = &mut self.authorization {
+            resolve(&mut a.credentials_file);
+        }
+    }
+
+    /// The `Authorization` header a request carries, if any, with secret files read now.
+    pub fn authorization_header(&self) -> Result<Option<String>, String> {
+        if let Some(b) = &self.basic_auth {
+            let user = secret(&b.username, &b.username_file)?;
+            let password = secret(&b.password, &b.password_file)?;
+            return Ok(Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))));
+        }
+        if let Some(a) = &self.authorization {
+            let kind = a.kind.clone().unwrap_or_else(|| "Bearer".to_string());
+            return Ok(Some(format!("{kind} {}", secret(&a.credentials, &a.credentials_file)?)));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_as_upstream_sends_them() {
+        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        let c = HttpClientConfig {
+            basic_auth: Some(BasicAuth {
+                username: Some("u".into()),
+                username_file: None,
+                password: Some("p".into()),
+                password_file: None,
+            }),
+            ..HttpClientConfig::default()
+        };
+        assert_eq!(c.authorization_header().unwrap().as_deref(), Some("Basic dTpw"));
+        let c = HttpClientConfig {
+            authorization: Some(Authorization { kind: None, credentials: Some("t0k".into()), credentials_file: None }),
+            ..HttpClientConfig::default()
+        };
+        assert_eq!(c.authorization_header().unwrap().as_deref(), Some("Bearer t0k"));
+        let bad = Authorization { kind: Some("Basic".into()), credentials: None, credentials_file: None };
+        let c = HttpClientConfig { authorization: Some(bad), ..HttpClientConfig::default() };
+        assert!(c.validate().unwrap_err().1.contains("use \"basic_auth\""));
+    }
+}
