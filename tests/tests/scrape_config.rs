@@ -214,3 +214,158 @@ scrape_configs:
     let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("password: <secret>") && !shown.contains("nope"), "{shown}");
 }
+
+/// Runs openssl; panics with its output on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for localhost and 127.0.0.1, and a client certificate, in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=pyrite-test-ca"],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (key, csr, crt, ext) =
+            (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"));
+        openssl(dir, &[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat());
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// An HTTPS exporter on loopback that wants a client certificate signed by the test CA.
+fn tls_exporter(dir: &std::path::Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("server.crt")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut request = [0u8; 4096];
+                if tls.read(&mut request).is_err() {
+                    return;
+                }
+                let body = "tls_ok 1\n";
+                let answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = tls.write_all(answer.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn https_targets_with_client_certificates() {
+    let dir = pyrite_tests::TempDir::new("tls");
+    certificates(&dir.0);
+    let exporter = tls_exporter(&dir.0);
+    let port = exporter.rsplit_once(':').unwrap().1;
+    let d = dir.0.display();
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: mutual
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.crt, cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: by_name
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.crt, cert_file: {d}/client.crt, key_file: {d}/client.key, server_name: localhost}}
+    static_configs: [{{targets: ['localhost:{port}']}}]
+  - job_name: insecure
+    scheme: https
+    tls_config: {{insecure_skip_verify: true, cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: no_client_cert
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.crt}}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: unknown_ca
+    scheme: https
+    tls_config: {{cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    static_configs: [{{targets: ['{exporter}']}}]
+"#
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    let health = || -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+                (s("scrapePool"), s("health"), s("lastError"))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let settled = eventually(Duration::from_secs(10), || health().iter().all(|(_, h, _)| h != "unknown").then_some(()));
+    assert!(settled.is_some(), "{:?}", health());
+    let h = health();
+    let by_pool = |pool: &str| h.iter().find(|(p, _, _)| p == pool).cloned().unwrap();
+    for pool in ["mutual", "by_name", "insecure"] {
+        assert_eq!(by_pool(pool).1, "up", "{:?}", by_pool(pool));
+    }
+    assert_eq!(by_pool("no_client_cert").1, "down");
+    let unknown = by_pool("unknown_ca");
+    assert!(unknown.1 == "down" && unknown.2.contains("UnknownIssuer"), "{unknown:?}");
+    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(3));
+}

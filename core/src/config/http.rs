@@ -24,9 +24,25 @@ pub struct Authorization {
     pub credentials_file: Option<PathBuf>,
 }
 
+/// `tls_config`: how the server is verified and how the client proves itself.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The CA bundle that signs the server's certificate; default the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key, for servers that want one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name to verify the server's certificate for; default the target's host.
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
 /// How a target is reached over HTTP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpClientConfig {
+    pub tls: TlsConfig,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
     /// Follow 3xx answers (up to 10), as upstream's default.
@@ -37,7 +53,13 @@ pub struct HttpClientConfig {
 
 impl Default for HttpClientConfig {
     fn default() -> Self {
-        HttpClientConfig { basic_auth: None, authorization: None, follow_redirects: true, enable_http2: true }
+        HttpClientConfig {
+            tls: TlsConfig::default(),
+            basic_auth: None,
+            authorization: None,
+            follow_redirects: true,
+            enable_http2: true,
+        }
     }
 }
 
@@ -86,6 +108,9 @@ impl HttpClientConfig {
                 ));
             }
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(("tls_config", "client cert file and client key file must both be specified".into()));
+        }
         if let Some(a) = &self.authorization {
             if self.basic_auth.is_some() {
                 return Err((
@@ -123,6 +148,9 @@ impl HttpClientConfig {
         if let Some(a) = &mut self.authorization {
             resolve(&mut a.credentials_file);
         }
+        resolve(&mut self.tls.ca_file);
+        resolve(&mut self.tls.cert_file);
+        resolve(&mut self.tls.key_file);
     }
 
     /// The `Authorization` header a request carries, if any, with secret files read now.

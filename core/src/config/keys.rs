@@ -76,6 +76,7 @@ const SCRAPE: Section = Section {
         "authorization",
         "follow_redirects",
         "enable_http2",
+        "tls_config",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -103,7 +104,6 @@ const SCRAPE: Section = Section {
         "bearer_token",
         "bearer_token_file",
         "oauth2",
-        "tls_config",
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
@@ -145,6 +145,11 @@ const BASIC_AUTH: Section =
     Section { supported: &["username", "username_file", "password", "password_file"], upstream_only: &[] };
 
 const AUTHORIZATION: Section = Section { supported: &["type", "credentials", "credentials_file"], upstream_only: &[] };
+
+const TLS: Section = Section {
+    supported: &["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"],
+    upstream_only: &["ca", "cert", "key", "ca_ref", "cert_ref", "key_ref", "min_version", "max_version"],
+};
 
 const STATIC: Section = Section { supported: &["targets", "labels"], upstream_only: &[] };
 
@@ -196,7 +201,8 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         for (i, sc) in scs.iter().enumerate() {
             let path = format!("scrape_configs[{i}]");
             check_mapping(sc, &SCRAPE, &path, file)?;
-            for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION)] {
+            for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)]
+            {
                 if let Some(value) = sc.get(key) {
                     check_mapping(value, section, &format!("{path}.{key}"), file)?;
                 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use duration::Duration;
-pub use http::{Authorization, BasicAuth, HttpClientConfig};
+pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use size::ByteSize;
 
 use crate::labels::{is_valid_label_name, Labels};
@@ -204,6 +204,8 @@ struct RawScrapeConfig {
     authorization: Option<Authorization>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
+    #[serde(default)]
+    tls_config: TlsConfig,
 }
 
 impl Config {
@@ -280,7 +282,7 @@ impl RawConfig {
             let scheme = sc.scheme.unwrap_or_else(|| "http".into());
             match scheme.as_str() {
                 "http" => {}
-                "https" => return Err(ConfigError::Unsupported { file: file.into(), path: at("scheme: https") }),
+                "https" => {}
                 other => return Err(invalid(at("scheme"), format!("unknown scheme {other:?}, must be http or https"))),
             }
             let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
@@ -296,6 +298,7 @@ impl RawConfig {
             }
             let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
             let mut http = HttpClientConfig {
+                tls: sc.tls_config,
                 basic_auth: sc.basic_auth,
                 authorization: sc.authorization,
                 follow_redirects: sc.follow_redirects.unwrap_or(true),

@@ -45,6 +45,15 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     let present = |pairs: Vec<(&str, Option<Value>)>| {
         Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
     };
+    let t = &sc.http.tls;
+    let tls = vec![
+        ("ca_file", path(&t.ca_file)),
+        ("cert_file", path(&t.cert_file)),
+        ("key_file", path(&t.key_file)),
+        ("server_name", t.server_name.as_deref().map(Value::from)),
+        ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),
+    ];
+    m.insert("tls_config".into(), present(tls));
     if let Some(b) = &sc.http.basic_auth {
         let fields = vec![
             ("username", b.username.as_deref().map(Value::from)),

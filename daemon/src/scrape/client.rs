@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +16,10 @@ use monoio::io::IntoPollIo;
 use monoio_compat::hyper::MonoioIo;
 use pyrite_core::config::HttpClientConfig;
 use pyrite_core::scrape::Target;
+use rustls::pki_types::ServerName;
 use thiserror::Error;
+
+use super::tls;
 
 /// Largest scrape body accepted, compressed or not.
 const MAX_BODY_BYTES: usize = 256 << 20;
@@ -45,6 +49,8 @@ pub enum ScrapeError {
     /// A secret file could not be read.
     #[error("{0}")]
     Secret(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What one request got: a body, or a redirect to follow.
@@ -58,6 +64,10 @@ const MAX_REDIRECTS: usize = 10;
 
 pub struct ScrapeClient {
     http: HttpClientConfig,
+    /// `http://` or `https://`: where a redirect may lead.
+    scheme_prefix: String,
+    /// For an `https` target: the TLS configuration and the name to verify, or why there is none.
+    tls: Option<Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String>>,
     address: String,
     /// The metrics path and query string.
     path: String,
@@ -69,8 +79,14 @@ pub struct ScrapeClient {
 impl ScrapeClient {
     pub fn new(target: &Target) -> Self {
         let configured = target.limits.body_size_limit.0;
+        let tls = (target.scheme == "https").then(|| {
+            let config = tls::client_config(&target.http.tls)?;
+            Ok((config, tls::server_name(&target.http.tls, &target.address)?))
+        });
         ScrapeClient {
             http: target.http.clone(),
+            scheme_prefix: format!("{}://", target.scheme),
+            tls,
             address: target.address.clone(),
             path: target.path_and_query(),
             user_agent: format!("Pyrite/{}", env!("CARGO_PKG_VERSION")),
@@ -102,7 +118,7 @@ impl ScrapeClient {
             match self.exchange(&address, &path, authorization.as_deref(), timeout).await? {
                 Answer::Body(body) => return Ok(body),
                 Answer::Redirect(location) if self.http.follow_redirects => {
-                    (address, path) = match location.strip_prefix("http://") {
+                    (address, path) = match location.strip_prefix(self.scheme_prefix.as_str()) {
                         Some(rest) => match rest.find('/') {
                             Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
                             None => (rest.to_string(), "/".to_string()),
@@ -119,7 +135,7 @@ impl ScrapeClient {
         Err(ScrapeError::Http(format!("stopped after {MAX_REDIRECTS} redirects")))
     }
 
-    /// One request to `address` for `path`.
+    /// One request to `address` for `path`, over TLS for an `https` target.
     async fn exchange(
         &self,
         address: &str,
@@ -129,7 +145,28 @@ impl ScrapeClient {
     ) -> Result<Answer, ScrapeError> {
         let addr = Self::resolve(address)?;
         let stream = monoio::net::TcpStream::connect(addr).await.map_err(ScrapeError::Connect)?;
-        let io = MonoioIo::new(stream.into_poll_io().map_err(ScrapeError::Connect)?);
+        let stream = stream.into_poll_io().map_err(ScrapeError::Connect)?;
+        let Some(tls) = &self.tls else {
+            return self.request(MonoioIo::new(stream), address, path, authorization, timeout).await;
+        };
+        let (config, name) = tls.as_ref().map_err(|e| ScrapeError::Tls(e.clone()))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let stream = connector.connect(name.clone(), stream).await.map_err(|e| ScrapeError::Tls(e.to_string()))?;
+        self.request(MonoioIo::new(stream), address, path, authorization, timeout).await
+    }
+
+    /// The HTTP/1.1 exchange over an open connection.
+    async fn request<IO>(
+        &self,
+        io: IO,
+        address: &str,
+        path: &str,
+        authorization: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Answer, ScrapeError>
+    where
+        IO: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    {
         // hyper's HTTP/1 client builder takes no timer: the whole exchange is bounded by the
         // monoio timeout in `fetch` instead.
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
