@@ -11,6 +11,7 @@
 pub mod calendar;
 pub mod config;
 pub mod discovery;
+pub mod dns;
 pub mod exposition;
 pub mod labels;
 pub mod promql;

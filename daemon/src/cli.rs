@@ -144,6 +144,10 @@ pub struct ServerFlags {
     /// Path prefix of every route; default: the path of --web.external-url.
     #[arg(long = "web.route-prefix")]
     pub route_prefix: Option<String>,
+    /// DNS server (host:port) for dns_sd_configs; default: the first nameserver of
+    /// /etc/resolv.conf.
+    #[arg(long = "discovery.dns-server")]
+    pub dns_server: Option<String>,
     /// Serve /-/reload and /-/quit (shutdown and reload over HTTP).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,

@@ -27,6 +27,8 @@ pub struct Context {
     pub web: WebPaths,
     /// `--web.enable-lifecycle`.
     pub lifecycle_api: bool,
+    /// `--discovery.dns-server`.
+    pub dns_server: Option<String>,
     /// Unix ms at start-up.
     pub started: i64,
     pub replay: ReplayCounts,
@@ -93,6 +95,7 @@ impl Context {
             flags: flag_values,
             web,
             lifecycle_api: flags.enable_lifecycle,
+            dns_server: flags.dns_server.clone(),
             started: crate::clock::now_ms(),
             replay: ReplayCounts::default(),
             lookback: flags.lookback_delta,

@@ -150,3 +150,51 @@ fn check_config_validates_like_promtool() {
     let expected = format!("  FAILED: {}: scrape_configs[0].relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus", bad.display());
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+/// dnsmasq on a loopback port serving the given records (dnsmasq options), until dropped.
+fn dnsmasq(records: &[String]) -> (pyrite_tests::Process, String) {
+    let port = pyrite_tests::free_port();
+    // Debian puts it in /usr/sbin, which a non-root PATH may lack.
+    let program = if std::path::Path::new("/usr/sbin/dnsmasq").exists() { "/usr/sbin/dnsmasq" } else { "dnsmasq" };
+    let child = std::process::Command::new(program)
+        .args(["--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg("--user=root")
+        .arg("--pid-file=")
+        .args(records)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dnsmasq (installed by scripts/test: apt-get install dnsmasq-base)");
+    std::thread::sleep(Duration::from_millis(300));
+    (pyrite_tests::Process::new(child), format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn dns_sd_finds_srv_and_a_records() {
+    let loadgen = Loadgen::start(2, 5);
+    let [a, b] = [&loadgen.targets[0], &loadgen.targets[1]];
+    let (a_port, b_port) = (a.rsplit_once(':').unwrap().1, b.rsplit_once(':').unwrap().1);
+    // As AWS Cloud Map registers an ECS service: an SRV record per task, pointing at a name
+    // with an A record; and a plain A record for a second job.
+    let (_dns, server) = dnsmasq(&[
+        format!("--srv-host=_app._tcp.pyrite.test,task-1.pyrite.test,{a_port}"),
+        "--host-record=task-1.pyrite.test,127.0.0.1".to_string(),
+        "--host-record=b.pyrite.test,127.0.0.1".to_string(),
+    ]);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: srv\n    dns_sd_configs:\n      - names: [_app._tcp.pyrite.test]\n        refresh_interval: 1s\n    relabel_configs:\n      - {{source_labels: [__meta_dns_srv_record_target], target_label: task}}\n      - {{source_labels: [__meta_dns_srv_record_port], target_label: __address__, replacement: '127.0.0.1:$1'}}\n  - job_name: a\n    dns_sd_configs:\n      - names: [b.pyrite.test]\n        type: A\n        port: {b_port}\n        refresh_interval: 1s\n"
+    );
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config),
+        extra_args: vec![format!("--discovery.dns-server={server}")],
+        ..PyriteOpts::default()
+    });
+    wait_for_instances(&p, &[a, b], "the SRV and A records' targets");
+    let srv = active(&p).into_iter().find(|t| t["scrapePool"] == "srv").unwrap();
+    assert_eq!(srv["labels"]["task"], "task-1.pyrite.test");
+    assert_eq!(srv["discoveredLabels"]["__meta_dns_name"], "_app._tcp.pyrite.test");
+    let a_target = active(&p).into_iter().find(|t| t["scrapePool"] == "a").unwrap();
+    assert_eq!(a_target["discoveredLabels"]["__address__"], format!("127.0.0.1:{b_port}"));
+}

@@ -72,6 +72,7 @@ const SCRAPE: Section = Section {
         "static_configs",
         "file_sd_configs",
         "http_sd_configs",
+        "dns_sd_configs",
         "basic_auth",
         "authorization",
         "follow_redirects",
@@ -110,7 +111,6 @@ const SCRAPE: Section = Section {
         "proxy_connect_header",
         "http_headers",
         // service discovery
-        "dns_sd_configs",
         "kubernetes_sd_configs",
         "consul_sd_configs",
         "ec2_sd_configs",
@@ -150,6 +150,8 @@ const TLS: Section = Section {
     supported: &["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"],
     upstream_only: &["ca", "cert", "key", "ca_ref", "cert_ref", "key_ref", "min_version", "max_version"],
 };
+
+const DNS_SD: Section = Section { supported: &["names", "type", "port", "refresh_interval"], upstream_only: &[] };
 
 const STATIC: Section = Section { supported: &["targets", "labels"], upstream_only: &[] };
 
@@ -207,9 +209,12 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
                     check_mapping(value, section, &format!("{path}.{key}"), file)?;
                 }
             }
-            for (key, section) in
-                [("static_configs", &STATIC), ("file_sd_configs", &FILE_SD), ("http_sd_configs", &HTTP_SD)]
-            {
+            for (key, section) in [
+                ("static_configs", &STATIC),
+                ("file_sd_configs", &FILE_SD),
+                ("http_sd_configs", &HTTP_SD),
+                ("dns_sd_configs", &DNS_SD),
+            ] {
                 if let Some(Value::Sequence(items)) = sc.get(key) {
                     for (j, item) in items.iter().enumerate() {
                         check_mapping(item, section, &format!("{path}.{key}[{j}]"), file)?;

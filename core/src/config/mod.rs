@@ -85,6 +85,27 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub http_sd_configs: Vec<HttpSdConfig>,
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+}
+
+/// `dns_sd_configs`: names looked up every `refresh_interval`; SRV records give host and
+/// port, A and AAAA records an address to which `port` is added.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DnsSdConfig {
+    pub names: Vec<String>,
+    #[serde(rename = "type", default = "srv")]
+    pub kind: String,
+    pub port: Option<u16>,
+    #[serde(default = "thirty_seconds")]
+    pub refresh_interval: Duration,
+}
+
+fn srv() -> String {
+    "SRV".into()
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `file_sd_configs`: files (the last path element may be a glob) of target groups, re-read
@@ -198,6 +219,8 @@ struct RawScrapeConfig {
     file_sd_configs: Vec<FileSdConfig>,
     #[serde(default)]
     http_sd_configs: Vec<HttpSdConfig>,
+    #[serde(default)]
+    dns_sd_configs: Vec<DnsSdConfig>,
     #[serde(flatten)]
     limits: RawLimits,
     basic_auth: Option<BasicAuth>,
@@ -318,6 +341,24 @@ impl RawConfig {
                     return Err(invalid(at(&format!("file_sd_configs[{j}].files")), message));
                 }
             }
+            for (j, dsd) in sc.dns_sd_configs.iter().enumerate() {
+                let here = |key: &str| at(&format!("dns_sd_configs[{j}].{key}"));
+                if dsd.names.is_empty() {
+                    return Err(invalid(
+                        here("names"),
+                        "DNS-SD config must contain at least one SRV record name".into(),
+                    ));
+                }
+                match crate::dns::RecordType::parse(&dsd.kind) {
+                    None => return Err(invalid(here("type"), format!("invalid DNS-SD records type {}", dsd.kind))),
+                    Some(crate::dns::RecordType::Srv) => {}
+                    Some(_) if dsd.port.is_none() => {
+                        let message = "a port is required in DNS-SD configs for all record types except SRV";
+                        return Err(invalid(here("port"), message.into()));
+                    }
+                    Some(_) => {}
+                }
+            }
             for (j, hsd) in sc.http_sd_configs.iter().enumerate() {
                 if !(hsd.url.starts_with("http://") || hsd.url.starts_with("https://")) {
                     let message = format!("URL scheme must be 'http' or 'https': {:?}", hsd.url);
@@ -345,6 +386,7 @@ impl RawConfig {
                 http,
                 file_sd_configs,
                 http_sd_configs: sc.http_sd_configs,
+                dns_sd_configs: sc.dns_sd_configs,
                 job_name: sc.job_name,
             });
         }

@@ -93,6 +93,21 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         });
         m.insert("file_sd_configs".into(), Value::Sequence(files.collect()));
     }
+    if !sc.dns_sd_configs.is_empty() {
+        let dns = sc.dns_sd_configs.iter().map(|d| {
+            let names = d.names.iter().map(|n| Value::from(n.as_str())).collect();
+            let mut entry = map([
+                ("names", Value::Sequence(names)),
+                ("type", d.kind.as_str().into()),
+                ("refresh_interval", d.refresh_interval.to_string().into()),
+            ]);
+            if let (Value::Mapping(e), Some(port)) = (&mut entry, d.port) {
+                e.insert("port".into(), port.into());
+            }
+            entry
+        });
+        m.insert("dns_sd_configs".into(), Value::Sequence(dns.collect()));
+    }
     if !sc.http_sd_configs.is_empty() {
         let urls = sc.http_sd_configs.iter().map(|h| {
             map([("url", h.url.as_str().into()), ("refresh_interval", h.refresh_interval.to_string().into())])

@@ -94,12 +94,19 @@ impl ScrapeClient {
         }
     }
 
-    fn resolve(address: &str) -> Result<SocketAddr, ScrapeError> {
-        address
-            .to_socket_addrs()
-            .map_err(|e| ScrapeError::Resolve(format!("{address}: {e}")))?
-            .next()
-            .ok_or_else(|| ScrapeError::Resolve(address.to_string()))
+    /// Connects to the first of `address`'s resolved addresses that answers (`localhost` may
+    /// resolve to `::1` first while the target listens on `127.0.0.1`).
+    async fn connect(address: &str) -> Result<monoio::net::TcpStream, ScrapeError> {
+        let addrs: Vec<SocketAddr> =
+            address.to_socket_addrs().map_err(|e| ScrapeError::Resolve(format!("{address}: {e}")))?.collect();
+        let mut last = ScrapeError::Resolve(address.to_string());
+        for addr in addrs {
+            match monoio::net::TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = ScrapeError::Connect(e),
+            }
+        }
+        Err(last)
     }
 
     /// Fetches the target's body, decompressed and checked to be UTF-8.
@@ -143,8 +150,7 @@ impl ScrapeClient {
         authorization: Option<&str>,
         timeout: Duration,
     ) -> Result<Answer, ScrapeError> {
-        let addr = Self::resolve(address)?;
-        let stream = monoio::net::TcpStream::connect(addr).await.map_err(ScrapeError::Connect)?;
+        let stream = Self::connect(address).await?;
         let stream = stream.into_poll_io().map_err(ScrapeError::Connect)?;
         let Some(tls) = &self.tls else {
             return self.request(MonoioIo::new(stream), address, path, authorization, timeout).await;

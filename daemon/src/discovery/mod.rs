@@ -1,7 +1,8 @@
 //! Service discovery: a thread that reads `file_sd_configs` files (when inotify says they
-//! changed, and every `refresh_interval`) and fetches `http_sd_configs` URLs (every
-//! `refresh_interval`), and hands the target groups found to the scrape manager whenever they
-//! change. Targets appear and vanish without a restart; a vanished target's series go stale.
+//! changed, and every `refresh_interval`), fetches `http_sd_configs` URLs and looks up
+//! `dns_sd_configs` names (SRV, A, AAAA, MX, NS: how ECS tasks registered in AWS Cloud Map are
+//! found) every `refresh_interval`, and hands the target groups found to the scrape manager
+//! whenever they change. Targets appear and vanish without a restart; a vanished target's series go stale.
 //!
 //! A source that fails keeps its last good groups (as upstream does), with a warning and a
 //! counted failure.
@@ -13,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use pyrite_core::config::Config;
 use pyrite_core::discovery::{glob_match, parse_groups, TargetGroup};
+use pyrite_core::dns::RecordType;
 
 use crate::context::Context;
+
+mod dns;
 
 /// How often the thread looks for a new configuration, at the least.
 const TICK: Duration = Duration::from_secs(1);
@@ -58,31 +62,22 @@ struct Source {
 enum SourceKind {
     Files(Vec<String>),
     Http(String),
+    Dns { names: Vec<String>, kind: RecordType, port: u16 },
 }
 
 fn sources(config: &Config) -> Vec<Source> {
-    let now = Instant::now();
     let mut out = Vec::new();
     for sc in &config.scrape_configs {
-        for f in &sc.file_sd_configs {
-            let every = f.refresh_interval.as_std();
-            out.push(Source {
-                job: sc.job_name.clone(),
-                kind: SourceKind::Files(f.files.clone()),
-                every,
-                due: now,
-                last: Vec::new(),
-            });
-        }
-        for h in &sc.http_sd_configs {
-            let every = h.refresh_interval.as_std();
-            out.push(Source {
-                job: sc.job_name.clone(),
-                kind: SourceKind::Http(h.url.clone()),
-                every,
-                due: now,
-                last: Vec::new(),
-            });
+        let files = sc.file_sd_configs.iter().map(|f| (SourceKind::Files(f.files.clone()), f.refresh_interval));
+        let urls = sc.http_sd_configs.iter().map(|h| (SourceKind::Http(h.url.clone()), h.refresh_interval));
+        let names = sc.dns_sd_configs.iter().map(|d| {
+            // The configuration was validated: the type is known.
+            let kind = RecordType::parse(&d.kind).unwrap_or(RecordType::Srv);
+            (SourceKind::Dns { names: d.names.clone(), kind, port: d.port.unwrap_or(0) }, d.refresh_interval)
+        });
+        for (kind, every) in files.chain(urls).chain(names) {
+            let (job, every, due) = (sc.job_name.clone(), every.as_std(), Instant::now());
+            out.push(Source { job, kind, every, due, last: Vec::new() });
         }
     }
     out
@@ -166,7 +161,7 @@ impl Watcher {
             .iter()
             .filter_map(|s| match &s.kind {
                 SourceKind::Files(patterns) => Some(patterns),
-                SourceKind::Http(_) => None,
+                SourceKind::Http(_) | SourceKind::Dns { .. } => None,
             })
             .flatten()
             .map(|p| {
@@ -217,6 +212,7 @@ pub fn run(ctx: Arc<Context>) {
             let found = match &source.kind {
                 SourceKind::Files(patterns) => read_files(patterns),
                 SourceKind::Http(url) => fetch(url, source.every.min(Duration::from_secs(30))),
+                SourceKind::Dns { names, kind, port } => dns::discover(ctx.dns_server.as_deref(), names, *kind, *port),
             };
             match found {
                 Ok(groups) if groups != source.last => {
