@@ -6,7 +6,7 @@
 //! histogram buckets and constant series, and an index of 1M series.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pyrite_core::exposition::{parse_series, Entry, TextParser};
+use pyrite_core::exposition::{parse_series, Entry, Format, TextParser};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams};
 use pyrite_core::scrape::{IngestOptions, TargetIngest};
@@ -62,7 +62,7 @@ fn exposition(c: &mut Criterion) {
     g.bench_function("steady_state_cached", |b| {
         let mut ingest =
             TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), IngestOptions::default(), 2);
-        let first = ingest.ingest(&body, 0).expect("valid body");
+        let first = ingest.ingest(&body, Format::Text, 0).expect("valid body");
         for (shard, keys) in first.pending.into_iter().enumerate() {
             let ids: Vec<u32> = (0..keys.len() as u32).collect();
             ingest.resolve(shard, keys, &ids);
@@ -70,7 +70,7 @@ fn exposition(c: &mut Criterion) {
         let mut t = 0;
         b.iter(|| {
             t += 15_000;
-            ingest.ingest(black_box(&body), t).expect("valid body").counts
+            ingest.ingest(black_box(&body), Format::Text, t).expect("valid body").counts
         })
     });
     g.finish();

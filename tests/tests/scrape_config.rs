@@ -369,3 +369,70 @@ scrape_configs:
     assert!(unknown.1 == "down" && unknown.2.contains("UnknownIssuer"), "{unknown:?}");
     assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(3));
 }
+
+/// An exporter that answers OpenMetrics when asked for it (with a unit, `_created`, an
+/// exemplar, info and stateset families) and the text format otherwise.
+fn openmetrics_exporter() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut accept = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with("accept:") {
+                    accept = line;
+                }
+            }
+            let (content_type, body) = if accept.contains("application/openmetrics-text") {
+                (
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    "# TYPE job_seconds counter\n# UNIT job_seconds seconds\n# HELP job_seconds Time working.\njob_seconds_total{queue=\"a\"} 17 # {trace_id=\"4bf92f\"} 1.0\njob_seconds_created{queue=\"a\"} 1.7e9\n# TYPE build info\nbuild_info{version=\"1.2.3\"} 1\n# TYPE door stateset\ndoor{door=\"open\"} 1\ndoor{door=\"shut\"} 0\n# EOF\n",
+                )
+            } else {
+                ("text/plain; version=0.0.4", "# TYPE job_seconds_total counter\njob_seconds_total{queue=\"a\"} 17\n")
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = stream;
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+#[test]
+fn openmetrics_is_negotiated_and_parsed_as_prometheus_does() {
+    let exporter = openmetrics_exporter();
+    let om = format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: om\n    static_configs: [{{targets: ['{exporter}']}}]\n");
+    // Debian's Prometheus 2.42 predates `scrape_protocols`: only Pyrite gets the text-only job.
+    let with_text = format!("{om}  - job_name: text\n    scrape_protocols: [PrometheusText0.0.4]\n    static_configs: [{{targets: ['{exporter}']}}]\n");
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(with_text), ..PyriteOpts::default() });
+    let upstream = Upstream::start_configured(&om, &[]);
+    for base in [&pyrite.url, &upstream.url] {
+        let scraped = eventually(Duration::from_secs(15), || (series(base, "om").len() >= 4).then_some(()));
+        assert!(scraped.is_some(), "{base}: {}", targets(base));
+    }
+    assert_eq!(series(&pyrite.url, "om"), series(&upstream.url, "om"));
+    let text = series(&pyrite.url, "text");
+    assert!(
+        text.iter().any(|s| s.contains("job_seconds_total")) && !text.iter().any(|s| s.contains("door")),
+        "{text:?}"
+    );
+    let ours = series(&pyrite.url, "om");
+    assert!(
+        ours.iter().any(|s| s.contains(r#""door":"shut""#)) && ours.iter().any(|s| s.contains("job_seconds_created")),
+        "{ours:?}"
+    );
+    let meta =
+        |base: &str| json(&http_get(&format!("{base}/api/v1/metadata?metric=job_seconds")).unwrap().1)["data"].clone();
+    assert_eq!(meta(&pyrite.url), meta(&upstream.url));
+    assert_eq!(meta(&pyrite.url)["job_seconds"][0]["unit"], "seconds");
+}

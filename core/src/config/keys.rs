@@ -39,9 +39,9 @@ const GLOBAL: Section = Section {
         "label_name_length_limit",
         "label_value_length_limit",
         "target_limit",
+        "scrape_protocols",
     ],
     upstream_only: &[
-        "scrape_protocols",
         "rule_query_offset",
         "query_log_file",
         "scrape_failure_log_file",
@@ -84,10 +84,10 @@ const SCRAPE: Section = Section {
         "label_name_length_limit",
         "label_value_length_limit",
         "target_limit",
+        "scrape_protocols",
     ],
     upstream_only: &[
         "track_timestamps_staleness",
-        "scrape_protocols",
         "fallback_scrape_protocol",
         "scrape_classic_histograms",
         "always_scrape_classic_histograms",

@@ -49,6 +49,48 @@ pub struct GlobalConfig {
     pub evaluation_interval: Duration,
     pub external_labels: Labels,
     pub limits: ScrapeLimits,
+    pub scrape_protocols: Vec<String>,
+}
+
+/// The protocols a scrape may ask for, with the media type each stands for in `Accept`.
+const SCRAPE_PROTOCOLS: [(&str, &str); 4] = [
+    ("OpenMetricsText1.0.0", "application/openmetrics-text;version=1.0.0"),
+    ("OpenMetricsText0.0.1", "application/openmetrics-text;version=0.0.1"),
+    ("PrometheusText1.0.0", "text/plain;version=1.0.0;escaping=allow-utf-8"),
+    ("PrometheusText0.0.4", "text/plain;version=0.0.4"),
+];
+
+/// Upstream's default preference (without native histograms).
+fn default_protocols() -> Vec<String> {
+    ["OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText0.0.4"].map(String::from).to_vec()
+}
+
+/// Checks protocol names: the error says which is unknown or unsupported.
+fn check_protocols(protocols: &[String]) -> Result<(), String> {
+    for p in protocols {
+        if p == "PrometheusProto" {
+            return Err("PrometheusProto is not supported by Pyrite yet; use the text protocols".into());
+        }
+        if !SCRAPE_PROTOCOLS.iter().any(|(name, _)| name == p) {
+            let known: Vec<&str> = SCRAPE_PROTOCOLS.iter().map(|(n, _)| *n).collect();
+            return Err(format!("unknown scrape protocol {p}, supported: {}", known.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// The `Accept` header for `protocols`, weighted in order as upstream weighs them.
+pub fn accept_header(protocols: &[String]) -> String {
+    let mut weight = SCRAPE_PROTOCOLS.len() + 2;
+    let mut parts = Vec::new();
+    for p in protocols {
+        if let Some((_, media)) = SCRAPE_PROTOCOLS.iter().find(|(name, _)| name == p) {
+            parts.push(format!("{media};q=0.{weight}"));
+            weight -= 1;
+        }
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    parts.join(",")
 }
 
 /// The limits a scrape config sets or inherits from `global`; 0 means no limit, as upstream.
@@ -81,6 +123,7 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<Rule>,
     pub metric_relabel_configs: Vec<Rule>,
     pub limits: ScrapeLimits,
+    pub scrape_protocols: Vec<String>,
     pub http: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
@@ -170,6 +213,7 @@ struct RawGlobal {
     external_labels: BTreeMap<String, String>,
     #[serde(flatten)]
     limits: RawLimits,
+    scrape_protocols: Option<Vec<String>>,
 }
 
 /// The limit keys, in `global` and in each scrape config.
@@ -229,6 +273,7 @@ struct RawScrapeConfig {
     enable_http2: Option<bool>,
     #[serde(default)]
     tls_config: TlsConfig,
+    scrape_protocols: Option<Vec<String>>,
 }
 
 impl Config {
@@ -272,7 +317,9 @@ impl RawConfig {
             evaluation_interval: self.global.evaluation_interval.unwrap_or(Duration::from_secs(60)),
             external_labels: Labels::from_pairs(self.global.external_labels),
             limits: self.global.limits.over(ScrapeLimits::default()),
+            scrape_protocols: self.global.scrape_protocols.unwrap_or_else(default_protocols),
         };
+        check_protocols(&global.scrape_protocols).map_err(|m| invalid("global.scrape_protocols".into(), m))?;
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
             let at = |key: &str| format!("scrape_configs[{i}].{key}");
@@ -365,6 +412,8 @@ impl RawConfig {
                     return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
                 }
             }
+            let scrape_protocols = sc.scrape_protocols.unwrap_or_else(|| global.scrape_protocols.clone());
+            check_protocols(&scrape_protocols).map_err(|m| invalid(at("scrape_protocols"), m))?;
             let rules = |key: &str, raw: Vec<RawRule>| -> Result<Vec<Rule>, ConfigError> {
                 raw.into_iter()
                     .enumerate()
@@ -382,6 +431,7 @@ impl RawConfig {
                 relabel_configs: rules("relabel_configs", sc.relabel_configs)?,
                 metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,
                 limits: sc.limits.over(global.limits),
+                scrape_protocols,
                 static_configs: sc.static_configs,
                 http,
                 file_sd_configs,
@@ -479,6 +529,23 @@ mod tests {
         .to_string();
         assert!(e.contains("static_configs[0].targets"), "{e}");
         assert!(Config::parse("global: [", "p.yml").unwrap_err().to_string().starts_with("p.yml: "));
+    }
+
+    #[test]
+    fn scrape_protocols_make_upstreams_accept_header() {
+        let c = Config::parse("scrape_configs:\n  - job_name: a\n", "p.yml").unwrap();
+        assert_eq!(
+            accept_header(&c.scrape_configs[0].scrape_protocols),
+            "application/openmetrics-text;version=1.0.0;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3"
+        );
+        let c = Config::parse(
+            "global:\n  scrape_protocols: [PrometheusText0.0.4]\nscrape_configs:\n  - job_name: a\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(accept_header(&c.scrape_configs[0].scrape_protocols), "text/plain;version=0.0.4;q=0.6,*/*;q=0.5");
+        let e = Config::parse("scrape_configs:\n  - job_name: a\n    scrape_protocols: [Proto]\n", "p").unwrap_err();
+        assert!(e.to_string().contains("scrape_configs[0].scrape_protocols: unknown scrape protocol Proto"), "{e}");
     }
 
     #[test]

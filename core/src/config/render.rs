@@ -38,6 +38,8 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     ]);
     let Value::Mapping(m) = &mut out else { return out };
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
+    let protocols = sc.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
+    m.insert("scrape_protocols".into(), Value::Sequence(protocols));
     m.insert("follow_redirects".into(), sc.http.follow_redirects.into());
     m.insert("enable_http2".into(), sc.http.enable_http2.into());
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));
@@ -136,6 +138,8 @@ impl Config {
             ("evaluation_interval", g.evaluation_interval.to_string().into()),
         ]);
         if let Value::Mapping(m) = &mut global {
+            let protocols = g.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
+            m.insert("scrape_protocols".into(), Value::Sequence(protocols));
             m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
             if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));

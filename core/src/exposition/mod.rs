@@ -6,5 +6,5 @@
 pub mod text;
 pub mod writer;
 
-pub use text::{parse_series, Entry, MetricType, ParseError, TextParser};
+pub use text::{parse_series, Entry, Format, MetricType, ParseError, TextParser};
 pub use writer::write_text;

@@ -1,4 +1,4 @@
-//! Parser for the Prometheus text exposition format, version 0.0.4.
+//! Parser for the Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
 //!
 //! The parser is a pull iterator over lines. A sample line is split into its raw series text
 //! (`name{labels}`), value and optional timestamp *without* parsing the labels: the scrape cache
@@ -9,6 +9,12 @@
 //! Grammar (per line, after leading blanks): `# HELP name text`, `# TYPE name type`, any other
 //! `#` comment, an empty line, or `name[{l="v",...}] value [timestamp]`. Label values use the
 //! escapes `\\`, `\"` and `\n`; values are Go floats (`NaN`, `+Inf`, `-Inf`, exponents).
+//!
+//! OpenMetrics ([`Format::OpenMetrics`]) differs: timestamps are seconds (a float), `# UNIT`
+//! lines and the `info`, `stateset`, `gaugehistogram` and `unknown` types exist, a sample may
+//! carry an exemplar (`# {labels} value [timestamp]`, checked and dropped: Pyrite does not
+//! store exemplars yet), and the body must end with `# EOF`. `_created` samples are kept as
+//! series, as upstream does unless its created-timestamp feature is on.
 
 use thiserror::Error;
 
@@ -29,19 +35,46 @@ pub enum MetricType {
     Gauge,
     Histogram,
     Summary,
+    /// `untyped` in the text format, `unknown` in OpenMetrics.
     Untyped,
+    Info,
+    StateSet,
+    GaugeHistogram,
 }
 
 impl MetricType {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "counter" => MetricType::Counter,
-            "gauge" => MetricType::Gauge,
-            "histogram" => MetricType::Histogram,
-            "summary" => MetricType::Summary,
-            "untyped" => MetricType::Untyped,
+    fn parse(s: &str, format: Format) -> Option<Self> {
+        Some(match (s, format) {
+            ("counter", _) => MetricType::Counter,
+            ("gauge", _) => MetricType::Gauge,
+            ("histogram", _) => MetricType::Histogram,
+            ("summary", _) => MetricType::Summary,
+            ("untyped", Format::Text) | ("unknown", Format::OpenMetrics) => MetricType::Untyped,
+            ("info", Format::OpenMetrics) => MetricType::Info,
+            ("stateset", Format::OpenMetrics) => MetricType::StateSet,
+            ("gaugehistogram", Format::OpenMetrics) => MetricType::GaugeHistogram,
             _ => return None,
         })
+    }
+}
+
+/// The exposition format of a body, from the scrape answer's `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `text/plain; version=0.0.4` (and anything not OpenMetrics).
+    #[default]
+    Text,
+    /// `application/openmetrics-text`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn of_content_type(content_type: &str) -> Format {
+        if content_type.trim_start().to_ascii_lowercase().starts_with("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
     }
 }
 
@@ -56,6 +89,11 @@ pub enum Entry<'a> {
         metric: &'a str,
         kind: MetricType,
     },
+    /// OpenMetrics' `# UNIT`.
+    Unit {
+        metric: &'a str,
+        unit: &'a str,
+    },
     /// A sample. `series` is the raw `name{labels}` text, trailing blanks removed; pass it to
     /// [`parse_series`] to get its labels.
     Sample {
@@ -69,11 +107,18 @@ pub enum Entry<'a> {
 pub struct TextParser<'a> {
     rest: &'a str,
     line: usize,
+    format: Format,
+    /// OpenMetrics: whether `# EOF` was seen.
+    ended: bool,
 }
 
 impl<'a> TextParser<'a> {
     pub fn new(body: &'a str) -> Self {
-        TextParser { rest: body, line: 0 }
+        Self::with_format(body, Format::Text)
+    }
+
+    pub fn with_format(body: &'a str, format: Format) -> Self {
+        TextParser { rest: body, line: 0, format, ended: false }
     }
 
     /// The 1-based number of the line last returned.
@@ -85,8 +130,11 @@ impl<'a> TextParser<'a> {
         ParseError { line: self.line, message: message.into() }
     }
 
-    fn parse_line(&self, line: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
+    fn parse_line(&mut self, line: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
         let line = line.trim_start_matches([' ', '\t']);
+        if self.ended {
+            return Err(self.error("unexpected data after # EOF"));
+        }
         if line.is_empty() {
             return Ok(None);
         }
@@ -102,6 +150,9 @@ impl<'a> TextParser<'a> {
         let value_text = fields.next().ok_or_else(|| self.error("expected value after metric"))?;
         let value = parse_float(value_text)
             .ok_or_else(|| self.error(format!("expected float as value, got {value_text:?}")))?;
+        if self.format == Format::OpenMetrics {
+            return self.openmetrics_rest(series, value, &line[series_end..]);
+        }
         let timestamp = match fields.next() {
             None => None,
             Some(ts) => {
@@ -114,10 +165,66 @@ impl<'a> TextParser<'a> {
         Ok(Some(Entry::Sample { series, value, timestamp }))
     }
 
-    fn parse_comment(&self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
+    /// The rest of an OpenMetrics sample line after its series: value, an optional timestamp
+    /// in seconds, an optional exemplar.
+    fn openmetrics_rest(&self, series: &'a str, value: f64, rest: &str) -> Result<Option<Entry<'a>>, ParseError> {
+        let (sample, exemplar) = match rest.find(" # ") {
+            Some(i) => (&rest[..i], Some(&rest[i + 3..])),
+            None => (rest, None),
+        };
+        let mut fields = sample.split(' ').filter(|f| !f.is_empty()).skip(1);
+        let timestamp = match fields.next() {
+            None => None,
+            Some(ts) => Some(seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid timestamp {ts:?}")))?),
+        };
+        if let Some(extra) = fields.next() {
+            return Err(self.error(format!("unexpected {extra:?} after timestamp")));
+        }
+        if let Some(exemplar) = exemplar {
+            self.check_exemplar(exemplar)?;
+        }
+        Ok(Some(Entry::Sample { series, value, timestamp }))
+    }
+
+    /// An exemplar: `{labels} value [timestamp]`, the labels at most 128 UTF-8 characters.
+    fn check_exemplar(&self, text: &str) -> Result<(), ParseError> {
+        let end = series_end(text).map_err(|m| self.error(format!("invalid exemplar: {m}")))?;
+        if !text.starts_with('{') {
+            return Err(self.error("invalid exemplar: expected '{'"));
+        }
+        let labels = parse_series(&format!("exemplar{}", &text[..end]))
+            .map_err(|m| self.error(format!("invalid exemplar labels: {m}")))?;
+        let length: usize = labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| l.name.chars().count() + l.value.chars().count())
+            .sum();
+        if length > 128 {
+            return Err(
+                self.error(format!("exemplar labels have {length} UTF-8 characters, exceeding the limit of 128"))
+            );
+        }
+        let mut fields = text[end..].split(' ').filter(|f| !f.is_empty());
+        let value = fields.next().ok_or_else(|| self.error("invalid exemplar: no value"))?;
+        parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {value:?}")))?;
+        if let Some(ts) = fields.next() {
+            seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {ts:?}")))?;
+        }
+        match fields.next() {
+            Some(extra) => Err(self.error(format!("unexpected {extra:?} after exemplar"))),
+            None => Ok(()),
+        }
+    }
+
+    fn parse_comment(&mut self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
         let comment = comment.trim_start_matches([' ', '\t']);
         let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
-        if keyword != "HELP" && keyword != "TYPE" {
+        if self.format == Format::OpenMetrics && comment == "EOF" {
+            self.ended = true;
+            return Ok(None);
+        }
+        let known = keyword == "HELP" || keyword == "TYPE" || (keyword == "UNIT" && self.format == Format::OpenMetrics);
+        if !known {
             return Ok(None); // an ordinary comment
         }
         let rest = rest.trim_start_matches([' ', '\t']);
@@ -125,14 +232,24 @@ impl<'a> TextParser<'a> {
         if !is_valid_metric_name(metric) {
             return Err(self.error(format!("invalid metric name in comment: {metric:?}")));
         }
-        if keyword == "HELP" {
-            let text = unescape(text, false).map_err(|m| self.error(m))?;
-            Ok(Some(Entry::Help { metric, text }))
-        } else {
-            let kind_text = text.trim_matches([' ', '\t']);
-            let kind =
-                MetricType::parse(kind_text).ok_or_else(|| self.error(format!("unknown metric type {kind_text:?}")))?;
-            Ok(Some(Entry::Type { metric, kind }))
+        match keyword {
+            "HELP" => {
+                let text = unescape(text, false).map_err(|m| self.error(m))?;
+                Ok(Some(Entry::Help { metric, text }))
+            }
+            "UNIT" => {
+                let unit = text.trim_matches([' ', '\t']);
+                if !unit.is_empty() && !metric.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_')) {
+                    return Err(self.error(format!("unit {unit:?} not a suffix of metric {metric:?}")));
+                }
+                Ok(Some(Entry::Unit { metric, unit }))
+            }
+            _ => {
+                let kind_text = text.trim_matches([' ', '\t']);
+                let kind = MetricType::parse(kind_text, self.format)
+                    .ok_or_else(|| self.error(format!("unknown metric type {kind_text:?}")))?;
+                Ok(Some(Entry::Type { metric, kind }))
+            }
         }
     }
 }
@@ -154,12 +271,24 @@ impl<'a> Iterator for TextParser<'a> {
                 Ok(Some(entry)) => return Some(Ok(entry)),
                 Err(e) => {
                     self.rest = "";
+                    self.ended = true;
                     return Some(Err(e));
                 }
             }
         }
+        if self.format == Format::OpenMetrics && !self.ended {
+            self.ended = true;
+            return Some(Err(self.error("data does not end with # EOF")));
+        }
         None
     }
+}
+
+/// An OpenMetrics timestamp (seconds, possibly fractional) in milliseconds.
+fn seconds_to_ms(text: &str) -> Option<i64> {
+    let seconds = parse_float(text).filter(|s| s.is_finite())?;
+    let ms = (seconds * 1000.0).round();
+    (ms.abs() < 9.2e18).then_some(ms as i64)
 }
 
 /// Byte offset just past the series part of a sample line (the name and the `{...}` block, if
@@ -404,5 +533,51 @@ mod tests {
                 .collect();
             assert!(result.is_err(), "{body:?} should not parse");
         }
+    }
+
+    fn openmetrics(body: &str) -> Result<Vec<Entry<'_>>, ParseError> {
+        TextParser::with_format(body, Format::OpenMetrics).collect()
+    }
+
+    #[test]
+    fn openmetrics_bodies_parse_with_units_exemplars_and_eof() {
+        let body = "# TYPE http_requests counter\n# UNIT http_requests requests\n# HELP http_requests Requests.\n\
+                    http_requests_total{code=\"200\"} 1027 1520879607.789 # {trace_id=\"abc\"} 1.0 1520879607.7\n\
+                    http_requests_created{code=\"200\"} 1520430000.123\n\
+                    # TYPE build info\nbuild_info{version=\"1.2\"} 1\n\
+                    # TYPE door stateset\ndoor{door=\"open\"} 1\ndoor{door=\"shut\"} 0\n# EOF\n";
+        let entries = openmetrics(body).unwrap();
+        let samples: Vec<_> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Sample { series, value, timestamp } => Some((*series, *value, *timestamp)),
+                _ => None,
+            })
+            .collect();
+        // Timestamps are seconds; the _created sample is a sample like any other.
+        assert_eq!(samples[0], ("http_requests_total{code=\"200\"}", 1027.0, Some(1_520_879_607_789)));
+        assert_eq!(samples[1].1, 1_520_430_000.123);
+        assert_eq!(samples.len(), 5);
+        assert!(entries.contains(&Entry::Unit { metric: "http_requests", unit: "requests" }));
+        assert!(entries.contains(&Entry::Type { metric: "door", kind: MetricType::StateSet }));
+    }
+
+    #[test]
+    fn openmetrics_refuses_what_the_spec_refuses() {
+        let error = |body: &str| openmetrics(body).unwrap_err().message;
+        assert_eq!(error("a 1\n"), "data does not end with # EOF");
+        assert_eq!(error("a 1\n# EOF\nb 2\n"), "unexpected data after # EOF");
+        assert!(error("a 1 # {x=\"1\"}\n# EOF\n").contains("no value"));
+        let long = "x".repeat(130);
+        assert!(error(&format!("a 1 # {{t=\"{long}\"}} 1\n# EOF\n")).contains("limit of 128"));
+        assert!(error("# TYPE a untyped\n# EOF\n").contains("unknown metric type"));
+        assert!(error("# UNIT jobs jobs\n# EOF\n").contains("not a suffix"));
+        // The text format knows none of it.
+        assert!(TextParser::new("# TYPE a info\n").next().unwrap().is_err());
+        assert_eq!(
+            Format::of_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::of_content_type("text/plain; version=0.0.4"), Format::Text);
     }
 }

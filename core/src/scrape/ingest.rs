@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 use crate::config::ScrapeLimits;
-use crate::exposition::{parse_series, Entry, MetricType, ParseError, TextParser};
+use crate::exposition::{parse_series, Entry, Format, MetricType, ParseError, TextParser};
 use crate::labels::Labels;
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
@@ -86,6 +86,8 @@ pub struct MetricMetadata {
     /// `counter`, `gauge`, `histogram`, `summary`, or `unknown` (untyped or not declared).
     pub kind: &'static str,
     pub help: String,
+    /// OpenMetrics' `# UNIT`; empty otherwise.
+    pub unit: String,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +103,9 @@ fn kind_name(kind: MetricType) -> &'static str {
         MetricType::Histogram => "histogram",
         MetricType::Summary => "summary",
         MetricType::Untyped => "unknown",
+        MetricType::Info => "info",
+        MetricType::StateSet => "stateset",
+        MetricType::GaugeHistogram => "gaugehistogram",
     }
 }
 
@@ -222,7 +227,7 @@ impl TargetIngest {
     fn note_metadata(&mut self, metric: &str, update: impl FnOnce(&mut MetricMetadata)) -> bool {
         let generation = self.generation;
         let entry = self.metadata.entry(metric.into()).or_insert_with(|| MetadataEntry {
-            metadata: MetricMetadata { kind: "unknown", help: String::new() },
+            metadata: MetricMetadata { kind: "unknown", help: String::new(), unit: String::new() },
             seen: 0,
         });
         let new = entry.seen == 0;
@@ -269,12 +274,12 @@ impl TargetIngest {
     /// Turns a scraped body at time `t` into batches. On a parse error or a limit the scrape
     /// counts as failed: the caller must then emit [`TargetIngest::ingest_failure`] instead,
     /// which also resets the cache.
-    pub fn ingest(&mut self, body: &str, t: i64) -> Result<Ingest, IngestError> {
+    pub fn ingest(&mut self, body: &str, format: Format, t: i64) -> Result<Ingest, IngestError> {
         self.generation += 1;
         let generation = self.generation;
         let mut out = self.empty_ingest();
         let mut fresh: HashMap<&str, ()> = HashMap::new();
-        let mut parser = TextParser::new(body);
+        let mut parser = TextParser::with_format(body, format);
         while let Some(entry) = parser.next() {
             let (series, value, timestamp) = match entry? {
                 Entry::Sample { series, value, timestamp } => (series, value, timestamp),
@@ -284,6 +289,10 @@ impl TargetIngest {
                 }
                 Entry::Type { metric, kind } => {
                     out.counts.metadata_changed |= self.note_metadata(metric, |m| m.kind = kind_name(kind));
+                    continue;
+                }
+                Entry::Unit { metric, unit } => {
+                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.unit = unit.to_string());
                     continue;
                 }
             };
@@ -411,7 +420,7 @@ mod tests {
 
     /// Feeds a scrape and answers its new series with ids 100, 101, ... per shard.
     fn scrape(ti: &mut TargetIngest, body: &str, t: i64) -> Ingest {
-        let ingest = ti.ingest(body, t).unwrap();
+        let ingest = ti.ingest(body, Format::Text, t).unwrap();
         for (shard, keys) in ingest.pending.iter().enumerate() {
             let ids: Vec<u32> = (0..keys.len() as u32).map(|i| 100 + i).collect();
             ti.resolve(shard, keys.clone(), &ids);
@@ -481,7 +490,7 @@ mod tests {
     fn malformed_body_is_an_error() {
         let mut ti = target();
         scrape(&mut ti, "a 1\n", 1000);
-        let e = ti.ingest("a 1\nb{ 2\n", 2000).unwrap_err();
+        let e = ti.ingest("a 1\nb{ 2\n", Format::Text, 2000).unwrap_err();
         assert!(matches!(e, IngestError::Parse(ParseError { line: 2, .. })), "{e:?}");
     }
 
@@ -517,14 +526,17 @@ mod tests {
     fn limits_fail_the_scrape_whole() {
         let limits = ScrapeLimits { sample_limit: 2, ..ScrapeLimits::default() };
         let mut ti = with(IngestOptions { limits, ..IngestOptions::default() });
-        assert_eq!(ti.ingest("a 1\nb 2\nc 3\n", 1000).unwrap_err(), IngestError::SampleLimit);
-        assert!(ti.ingest("a 1\nb 2\n", 1000).is_ok());
+        assert_eq!(ti.ingest("a 1\nb 2\nc 3\n", Format::Text, 1000).unwrap_err(), IngestError::SampleLimit);
+        assert!(ti.ingest("a 1\nb 2\n", Format::Text, 1000).is_ok());
         let limits = ScrapeLimits { label_limit: 3, ..ScrapeLimits::default() };
-        let e = with(IngestOptions { limits, ..IngestOptions::default() }).ingest("a{x=\"1\"} 1\n", 1000).unwrap_err();
+        let e = with(IngestOptions { limits, ..IngestOptions::default() })
+            .ingest("a{x=\"1\"} 1\n", Format::Text, 1000)
+            .unwrap_err();
         assert_eq!(e.to_string(), "label_limit exceeded (metric: a, number of labels: 4, limit: 3)");
         let limits = ScrapeLimits { label_value_length_limit: 2, ..ScrapeLimits::default() };
-        let e =
-            with(IngestOptions { limits, ..IngestOptions::default() }).ingest("a{x=\"long\"} 1\n", 1000).unwrap_err();
+        let e = with(IngestOptions { limits, ..IngestOptions::default() })
+            .ingest("a{x=\"long\"} 1\n", Format::Text, 1000)
+            .unwrap_err();
         assert!(e.to_string().starts_with("label_value_length_limit exceeded (metric: a, label name: instance"), "{e}");
     }
 
@@ -538,7 +550,7 @@ mod tests {
     #[test]
     fn report_series_carry_target_labels_and_the_scrape_counts() {
         let mut ti = target();
-        let mut i = ti.ingest("a 1\nb 2\na 3\n", 1000).unwrap();
+        let mut i = ti.ingest("a 1\nb 2\na 3\n", Format::Text, 1000).unwrap();
         ti.add_report(&mut i, 1000, true, 0.5);
         let value = |name: &str| -> Vec<(String, f64)> {
             i.batches
@@ -570,8 +582,14 @@ mod tests {
         let body = "# HELP a The a.\n# TYPE a counter\na 1\n# TYPE b untyped\nb 2\n";
         assert!(scrape(&mut ti, body, 1000).counts.metadata_changed);
         let meta = ti.metadata();
-        assert_eq!(meta[0], ("a".to_string(), MetricMetadata { kind: "counter", help: "The a.".into() }));
-        assert_eq!(meta[1], ("b".to_string(), MetricMetadata { kind: "unknown", help: String::new() }));
+        assert_eq!(
+            meta[0],
+            ("a".to_string(), MetricMetadata { kind: "counter", help: "The a.".into(), unit: String::new() })
+        );
+        assert_eq!(
+            meta[1],
+            ("b".to_string(), MetricMetadata { kind: "unknown", help: String::new(), unit: String::new() })
+        );
         assert!(!scrape(&mut ti, body, 2000).counts.metadata_changed);
         let changed = scrape(&mut ti, "# HELP a Other.\n# TYPE a counter\na 1\n", 3000);
         assert!(changed.counts.metadata_changed);

@@ -29,6 +29,8 @@ pub struct Target {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub limits: ScrapeLimits,
+    /// The `Accept` header of its scrapes, from `scrape_protocols`.
+    pub accept: String,
     pub http: HttpClientConfig,
     pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
@@ -160,6 +162,7 @@ pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
         limits: sc.limits,
+        accept: crate::config::accept_header(&sc.scrape_protocols),
         http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         scrape_pool: sc.job_name.clone(),

@@ -121,7 +121,7 @@ pub async fn targets_metadata(State(s): State<ApiState>, params: Params) -> Resu
                 continue;
             }
             let mut entry =
-                json!({ "target": labels_json(&a.target.labels), "type": m.kind, "help": m.help, "unit": "" });
+                json!({ "target": labels_json(&a.target.labels), "type": m.kind, "help": m.help, "unit": m.unit });
             if metric.is_none() {
                 entry["metric"] = json!(name);
             }
@@ -146,7 +146,7 @@ pub async fn metadata(State(s): State<ApiState>, params: Params) -> Result<Respo
             if metric.is_some_and(|want| want != name) {
                 continue;
             }
-            let entry = json!({ "type": m.kind, "help": m.help, "unit": "" });
+            let entry = json!({ "type": m.kind, "help": m.help, "unit": m.unit });
             let list = by_name.entry(name.clone()).or_default();
             if !list.contains(&entry) && per_metric.is_none_or(|n| list.len() < n) {
                 list.push(entry);

@@ -1,8 +1,10 @@
 //! The scrape HTTP client: hyper 1.x over the shard's monoio runtime.
 //!
-//! One GET per scrape on a fresh connection, with upstream's headers (`Accept` for the text
-//! format, `Accept-Encoding: gzip`, `X-Prometheus-Scrape-Timeout-Seconds`), the whole exchange
-//! bounded by the scrape timeout and the body by [`MAX_BODY_BYTES`] (after decompression too).
+//! One GET per scrape on a fresh connection (TLS for `https`), with upstream's headers (`Accept`
+//! from `scrape_protocols`, `Accept-Encoding: gzip`, `X-Prometheus-Scrape-Timeout-Seconds`,
+//! `Authorization`), redirects followed, the whole exchange bounded by the scrape timeout and
+//! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
+//! `Content-Type` says whether it is OpenMetrics or the text format.
 
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,6 +17,7 @@ use hyper::header;
 use monoio::io::IntoPollIo;
 use monoio_compat::hyper::MonoioIo;
 use pyrite_core::config::HttpClientConfig;
+use pyrite_core::exposition::Format;
 use pyrite_core::scrape::Target;
 use rustls::pki_types::ServerName;
 use thiserror::Error;
@@ -23,9 +26,6 @@ use super::tls;
 
 /// Largest scrape body accepted, compressed or not.
 const MAX_BODY_BYTES: usize = 256 << 20;
-
-/// Prometheus's `Accept` header when only the 0.0.4 text format is enabled.
-const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
 
 #[derive(Debug, Error)]
 pub enum ScrapeError {
@@ -53,9 +53,9 @@ pub enum ScrapeError {
     Tls(String),
 }
 
-/// What one request got: a body, or a redirect to follow.
+/// What one request got: a body in its format, or a redirect to follow.
 enum Answer {
-    Body(String),
+    Body(String, Format),
     Redirect(String),
 }
 
@@ -64,6 +64,8 @@ const MAX_REDIRECTS: usize = 10;
 
 pub struct ScrapeClient {
     http: HttpClientConfig,
+    /// The `Accept` header, from the config's `scrape_protocols`.
+    accept: String,
     /// `http://` or `https://`: where a redirect may lead.
     scheme_prefix: String,
     /// For an `https` target: the TLS configuration and the name to verify, or why there is none.
@@ -85,6 +87,7 @@ impl ScrapeClient {
         });
         ScrapeClient {
             http: target.http.clone(),
+            accept: target.accept.clone(),
             scheme_prefix: format!("{}://", target.scheme),
             tls,
             address: target.address.clone(),
@@ -110,7 +113,7 @@ impl ScrapeClient {
     }
 
     /// Fetches the target's body, decompressed and checked to be UTF-8.
-    pub async fn fetch(&self, timeout: Duration) -> Result<String, ScrapeError> {
+    pub async fn fetch(&self, timeout: Duration) -> Result<(String, Format), ScrapeError> {
         match monoio::time::timeout(timeout, self.fetch_inner(timeout)).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeError::Timeout),
@@ -118,12 +121,12 @@ impl ScrapeClient {
     }
 
     /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer.
-    async fn fetch_inner(&self, timeout: Duration) -> Result<String, ScrapeError> {
+    async fn fetch_inner(&self, timeout: Duration) -> Result<(String, Format), ScrapeError> {
         let authorization = self.http.authorization_header().map_err(ScrapeError::Secret)?;
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
             match self.exchange(&address, &path, authorization.as_deref(), timeout).await? {
-                Answer::Body(body) => return Ok(body),
+                Answer::Body(body, format) => return Ok((body, format)),
                 Answer::Redirect(location) if self.http.follow_redirects => {
                     (address, path) = match location.strip_prefix(self.scheme_prefix.as_str()) {
                         Some(rest) => match rest.find('/') {
@@ -184,7 +187,7 @@ impl ScrapeClient {
         });
         let mut request = hyper::Request::get(path)
             .header(header::HOST, address)
-            .header(header::ACCEPT, ACCEPT)
+            .header(header::ACCEPT, &self.accept)
             .header(header::ACCEPT_ENCODING, "gzip")
             .header(header::USER_AGENT, &self.user_agent)
             .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()));
@@ -200,6 +203,8 @@ impl ScrapeClient {
         if !response.status().is_success() {
             return Err(ScrapeError::Status(response.status()));
         }
+        let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let format = Format::of_content_type(content_type.unwrap_or(""));
         let gzipped = response
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -216,7 +221,8 @@ impl ScrapeClient {
             })?
             .to_bytes();
         let bytes = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
-        String::from_utf8(bytes).map(Answer::Body).map_err(|_| ScrapeError::Utf8)
+        let body = String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)?;
+        Ok(Answer::Body(body, format))
     }
 }
 

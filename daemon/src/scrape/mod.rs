@@ -45,7 +45,7 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
                 .fetch(target.timeout.as_std())
                 .await
                 .map_err(|e| e.to_string())
-                .and_then(|body| ingest.ingest(&body, t).map_err(|e| e.to_string())),
+                .and_then(|(body, format)| ingest.ingest(&body, format, t).map_err(|e| e.to_string())),
         };
         let duration = started.elapsed().as_secs_f64();
         let (mut batches, last_error) = match result {
