@@ -66,6 +66,7 @@ const SCRAPE: Section = Section {
         "scheme",
         "honor_labels",
         "honor_timestamps",
+        "track_timestamps_staleness",
         "params",
         "relabel_configs",
         "metric_relabel_configs",
@@ -87,7 +88,6 @@ const SCRAPE: Section = Section {
         "scrape_protocols",
     ],
     upstream_only: &[
-        "track_timestamps_staleness",
         "fallback_scrape_protocol",
         "scrape_classic_histograms",
         "always_scrape_classic_histograms",

@@ -118,6 +118,8 @@ pub struct ScrapeConfig {
     pub scheme: String,
     pub honor_labels: bool,
     pub honor_timestamps: bool,
+    /// Series exposed with their own timestamps get staleness markers too when they vanish.
+    pub track_timestamps_staleness: bool,
     /// URL query parameters of every scrape.
     pub params: BTreeMap<String, Vec<String>>,
     pub relabel_configs: Vec<Rule>,
@@ -251,6 +253,8 @@ struct RawScrapeConfig {
     #[serde(default)]
     honor_labels: bool,
     honor_timestamps: Option<bool>,
+    #[serde(default)]
+    track_timestamps_staleness: bool,
     #[serde(default)]
     params: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -427,6 +431,7 @@ impl RawConfig {
                 scheme,
                 honor_labels: sc.honor_labels,
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
+                track_timestamps_staleness: sc.track_timestamps_staleness,
                 params: sc.params,
                 relabel_configs: rules("relabel_configs", sc.relabel_configs)?,
                 metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,

@@ -31,6 +31,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         ("job_name", sc.job_name.as_str().into()),
         ("honor_labels", sc.honor_labels.into()),
         ("honor_timestamps", sc.honor_timestamps.into()),
+        ("track_timestamps_staleness", sc.track_timestamps_staleness.into()),
         ("scrape_interval", sc.scrape_interval.to_string().into()),
         ("scrape_timeout", sc.scrape_timeout.to_string().into()),
         ("metrics_path", sc.metrics_path.as_str().into()),

@@ -131,6 +131,8 @@ pub struct IngestOptions {
     pub honor_labels: bool,
     /// Keep the timestamps the target exposes (else every sample gets the scrape's time).
     pub honor_timestamps: bool,
+    /// Mark vanished series stale even when they carried their own timestamps.
+    pub track_timestamps_staleness: bool,
     pub metric_relabel_configs: Vec<Rule>,
     pub limits: ScrapeLimits,
 }
@@ -140,6 +142,7 @@ impl IngestOptions {
         IngestOptions {
             honor_labels: target.honor_labels,
             honor_timestamps: target.honor_timestamps,
+            track_timestamps_staleness: target.track_timestamps_staleness,
             metric_relabel_configs: target.metric_relabel_configs.clone(),
             limits: target.limits,
         }
@@ -298,6 +301,8 @@ impl TargetIngest {
             };
             out.counts.samples += 1;
             let timestamp = timestamp.filter(|_| self.options.honor_timestamps);
+            // Whether the series is exempt from staleness markers.
+            let explicit = timestamp.is_some() && !self.options.track_timestamps_staleness;
             let ts = timestamp.unwrap_or(t);
             if let Some(e) = self.cache.get_mut(series) {
                 if e.seen == generation {
@@ -324,7 +329,7 @@ impl TargetIngest {
             check_label_limits(&labels, &self.options.limits)?;
             let shard = labels.owner(self.shards);
             out.batches[shard].new.push((labels, ts, value));
-            out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: timestamp.is_some() }));
+            out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: explicit }));
             out.counts.new_series += 1;
             out.counts.kept += 1;
         }
@@ -462,6 +467,14 @@ mod tests {
         let mut ti = target();
         scrape(&mut ti, "a 1 500\n", 1000);
         assert!(all_known(&scrape(&mut ti, "", 2000)).is_empty());
+        let mut tracked = with(IngestOptions {
+            honor_timestamps: true,
+            track_timestamps_staleness: true,
+            ..IngestOptions::default()
+        });
+        scrape(&mut tracked, "a 1 500\n", 1000);
+        let ended = all_known(&scrape(&mut tracked, "", 2000));
+        assert!(ended.len() == 1 && is_stale_nan(ended[0].2), "track_timestamps_staleness marks it stale");
     }
 
     #[test]

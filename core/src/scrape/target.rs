@@ -28,6 +28,7 @@ pub struct Target {
     pub timeout: Duration,
     pub honor_labels: bool,
     pub honor_timestamps: bool,
+    pub track_timestamps_staleness: bool,
     pub limits: ScrapeLimits,
     /// The `Accept` header of its scrapes, from `scrape_protocols`.
     pub accept: String,
@@ -161,6 +162,7 @@ pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         timeout,
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
+        track_timestamps_staleness: sc.track_timestamps_staleness,
         limits: sc.limits,
         accept: crate::config::accept_header(&sc.scrape_protocols),
         http: sc.http.clone(),
