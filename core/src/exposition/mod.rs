@@ -3,6 +3,7 @@
 //! Only the Prometheus text format 0.0.4 is parsed and written for now; OpenMetrics joins it
 //! later.
 
+mod scan;
 pub mod text;
 pub mod writer;
 

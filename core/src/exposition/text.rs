@@ -18,6 +18,7 @@
 
 use thiserror::Error;
 
+use super::scan::find3;
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
 
 /// A parse error, with the 1-based line it was found on.
@@ -293,12 +294,11 @@ fn seconds_to_ms(text: &str) -> Option<i64> {
 
 /// Byte offset just past the series part of a sample line (the name and the `{...}` block, if
 /// any), found without decoding labels; quotes and escapes inside label values are respected.
+/// The delimiters are found with [`find3`] (SIMD).
 fn series_end(line: &str) -> Result<usize, String> {
+    const UNTERMINATED: &str = "unterminated label set: missing '}'";
     let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'{') {
-        i += 1;
-    }
+    let i = find3(bytes, b' ', b'\t', b'{').unwrap_or(bytes.len());
     if i == 0 && bytes.first() != Some(&b'{') {
         return Err(format!("expected metric name, got {:?}", line));
     }
@@ -309,28 +309,75 @@ fn series_end(line: &str) -> Result<usize, String> {
     if bytes.get(j) != Some(&b'{') {
         return Ok(i);
     }
-    let mut in_quotes = false;
     let mut k = j + 1;
-    while k < bytes.len() {
-        match bytes[k] {
-            b'\\' if in_quotes => k += 1,
-            b'"' => in_quotes = !in_quotes,
-            b'}' if !in_quotes => return Ok(k + 1),
-            _ => {}
+    loop {
+        // Outside quotes: the next quote opens a value, the next brace closes the set.
+        let at = k + find3(&bytes[k..], b'"', b'}', b'}').ok_or(UNTERMINATED)?;
+        if bytes[at] == b'}' {
+            return Ok(at + 1);
         }
-        k += 1;
+        // Inside quotes: the next unescaped quote closes the value.
+        let mut q = at + 1;
+        loop {
+            let hit = q + find3(bytes.get(q..).unwrap_or_default(), b'"', b'\\', b'"').ok_or(UNTERMINATED)?;
+            if bytes[hit] == b'"' {
+                k = hit + 1;
+                break;
+            }
+            q = hit + 2;
+        }
     }
-    Err("unterminated label set: missing '}'".to_string())
+}
+
+/// Powers of ten a double holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// The common case, without allocating or the general algorithm: `[+-]digits[.digits]` whose
+/// digits form an integer below 2^53 with at most 22 after the point. The quotient of two exact
+/// doubles is correctly rounded, so this equals the general parse (Clinger's fast path).
+fn parse_simple_decimal(s: &[u8]) -> Option<f64> {
+    let (negative, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (mut mantissa, mut count, mut after_point, mut point) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                if count == 19 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                after_point += usize::from(point);
+            }
+            b'.' if !point => point = true,
+            _ => return None,
+        }
+    }
+    if count == 0 || mantissa > 1 << 53 || after_point >= EXACT_POWERS_OF_TEN.len() {
+        return None;
+    }
+    let value = mantissa as f64 / EXACT_POWERS_OF_TEN[after_point];
+    Some(if negative { -value } else { value })
 }
 
 /// Parses a Go float as the text format allows: decimal, exponent, `NaN`, `+Inf`, `-Inf`, `Inf`.
 pub fn parse_float(s: &str) -> Option<f64> {
+    if let Some(v) = parse_simple_decimal(s.as_bytes()) {
+        return Some(v);
+    }
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     let negative = s.starts_with('-');
-    match unsigned.to_ascii_lowercase().as_str() {
-        "nan" => return Some(f64::NAN),
-        "inf" | "infinity" => return Some(if negative { f64::NEG_INFINITY } else { f64::INFINITY }),
-        _ => {}
+    if unsigned.eq_ignore_ascii_case("nan") {
+        return Some(f64::NAN);
+    }
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Some(if negative { f64::NEG_INFINITY } else { f64::INFINITY });
     }
     // Rust's parser accepts the same decimal forms Go does, but also "infinity"/"nan" spellings
     // handled above, and rejects hex floats and underscores like the text format.
@@ -579,5 +626,45 @@ mod tests {
             Format::OpenMetrics
         );
         assert_eq!(Format::of_content_type("text/plain; version=0.0.4"), Format::Text);
+    }
+
+    #[test]
+    fn the_decimal_fast_path_equals_the_general_parse() {
+        let cases = [
+            "0",
+            "-0",
+            "1",
+            "12345.678",
+            "0.1",
+            "-3.14159",
+            "9007199254740992",
+            "9007199254740993",
+            "1.0000000000000002",
+            "123456789012345678",
+            "0.0000000000000000000001",
+            "00012.500",
+            "+7",
+            "1.",
+            ".5",
+            "1e3",
+            "-",
+            ".",
+            "1..2",
+        ];
+        for c in cases {
+            let general = c.parse::<f64>().ok();
+            if let Some(fast) = parse_simple_decimal(c.as_bytes()) {
+                assert_eq!(Some(fast.to_bits()), general.map(f64::to_bits), "{c}");
+            }
+            assert_eq!(parse_float(c).map(f64::to_bits), general.map(f64::to_bits), "{c}");
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = format!("{}.{:0width$}", x % 10_000_000, (x >> 24) % 1000, width = (x % 7) as usize);
+            assert_eq!(parse_float(&text).map(f64::to_bits), text.parse::<f64>().ok().map(f64::to_bits), "{text}");
+        }
     }
 }
