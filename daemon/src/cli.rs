@@ -77,12 +77,8 @@ pub enum QueryCommand {
         /// A series selector; repeat for several.
         #[arg(long = "match", required = true)]
         matches: Vec<String>,
-        #[arg(long)]
-        start: Option<String>,
-        #[arg(long)]
-        end: Option<String>,
-        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
-        format: OutputFormat,
+        #[command(flatten)]
+        range: TimeRange,
     },
     /// The values of a label.
     Labels {
@@ -91,13 +87,22 @@ pub enum QueryCommand {
         /// A series selector to restrict the series looked at; repeat for several.
         #[arg(long = "match")]
         matches: Vec<String>,
-        #[arg(long)]
-        start: Option<String>,
-        #[arg(long)]
-        end: Option<String>,
-        #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
-        format: OutputFormat,
+        #[command(flatten)]
+        range: TimeRange,
     },
+}
+
+/// The optional time range and output format of `pyrite query series` and `labels`.
+#[derive(Debug, clap::Args)]
+pub struct TimeRange {
+    /// Start time (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// End time (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub end: Option<String>,
+    #[arg(short = 'o', long = "format", value_enum, default_value = "promql")]
+    pub format: OutputFormat,
 }
 
 /// How `pyrite query` prints results: like promtool's `-o promql` (text) or `-o json`.

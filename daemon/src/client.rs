@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::cli::{OutputFormat, QueryCommand};
+use crate::cli::{OutputFormat, QueryCommand, TimeRange};
 use crate::clock::now_ms;
 use crate::http::params::{parse_duration, parse_time};
 
@@ -67,15 +67,15 @@ fn request(command: QueryCommand) -> anyhow::Result<Request> {
         };
         Ok(seconds(ms))
     };
-    let range = |start: Option<String>, end: Option<String>| -> anyhow::Result<Vec<(&'static str, String)>> {
+    let range = |r: TimeRange| -> anyhow::Result<(Vec<(&'static str, String)>, OutputFormat)> {
         let mut params = Vec::new();
-        if let Some(s) = start {
+        if let Some(s) = r.start {
             params.push(("start", time("start", Some(s), 0)?));
         }
-        if let Some(e) = end {
+        if let Some(e) = r.end {
             params.push(("end", time("end", Some(e), 0)?));
         }
-        Ok(params)
+        Ok((params, r.format))
     };
     Ok(match command {
         QueryCommand::Instant { server, expr, time: t, format } => {
@@ -103,14 +103,16 @@ fn request(command: QueryCommand) -> anyhow::Result<Request> {
             ];
             (server, "/api/v1/query_range".into(), params, format)
         }
-        QueryCommand::Series { server, matches, start, end, format } => {
+        QueryCommand::Series { server, matches, range: r } => {
             let mut params: Vec<_> = matches.into_iter().map(|m| ("match[]", m)).collect();
-            params.extend(range(start, end)?);
+            let (times, format) = range(r)?;
+            params.extend(times);
             (server, "/api/v1/series".into(), params, format)
         }
-        QueryCommand::Labels { server, name, matches, start, end, format } => {
+        QueryCommand::Labels { server, name, matches, range: r } => {
             let mut params: Vec<_> = matches.into_iter().map(|m| ("match[]", m)).collect();
-            params.extend(range(start, end)?);
+            let (times, format) = range(r)?;
+            params.extend(times);
             (server, format!("/api/v1/label/{name}/values"), params, format)
         }
     })

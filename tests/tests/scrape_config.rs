@@ -120,6 +120,22 @@ fn relabeling_and_limits_match_prometheus_on_a_node_exporter() {
     assert_eq!(pyrite.query("up{job=\"limited\"}", None)[0]["value"][1], "0");
 }
 
+/// (scrape pool, health, last error) of each active target, sorted.
+fn target_health(p: &Pyrite) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+            (s("scrapePool"), s("health"), s("lastError"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// A loopback exporter that wants `Authorization: <expected>`, and redirects `/old` to
 /// `/metrics`.
 fn guarded_exporter(expected: &'static [&'static str]) -> String {
@@ -187,24 +203,10 @@ scrape_configs:
         dir = dir.0.display()
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
-    let health = |p: &Pyrite| -> Vec<(String, String, String)> {
-        let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|t| {
-                let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-                (s("scrapePool"), s("health"), s("lastError"))
-            })
-            .collect();
-        out.sort();
-        out
-    };
     let settled =
-        eventually(Duration::from_secs(10), || health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
-    assert!(settled.is_some(), "{:?}", health(&p));
-    let h = health(&p);
+        eventually(Duration::from_secs(10), || target_health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
+    assert!(settled.is_some(), "{:?}", target_health(&p));
+    let h = target_health(&p);
     assert_eq!(h[0], ("basic".into(), "up".into(), String::new()));
     assert_eq!(h[1], ("bearer".into(), "up".into(), String::new()), "token read from its file, redirect followed");
     assert_eq!(h[2].1, "down");
@@ -343,23 +345,10 @@ scrape_configs:
 "#
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
-    let health = || -> Vec<(String, String, String)> {
-        let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|t| {
-                let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-                (s("scrapePool"), s("health"), s("lastError"))
-            })
-            .collect();
-        out.sort();
-        out
-    };
-    let settled = eventually(Duration::from_secs(10), || health().iter().all(|(_, h, _)| h != "unknown").then_some(()));
-    assert!(settled.is_some(), "{:?}", health());
-    let h = health();
+    let settled =
+        eventually(Duration::from_secs(10), || target_health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
+    assert!(settled.is_some(), "{:?}", target_health(&p));
+    let h = target_health(&p);
     let by_pool = |pool: &str| h.iter().find(|(p, _, _)| p == pool).cloned().unwrap();
     for pool in ["mutual", "by_name", "insecure"] {
         assert_eq!(by_pool(pool).1, "up", "{:?}", by_pool(pool));
@@ -435,4 +424,151 @@ fn openmetrics_is_negotiated_and_parsed_as_prometheus_does() {
         |base: &str| json(&http_get(&format!("{base}/api/v1/metadata?metric=job_seconds")).unwrap().1)["data"].clone();
     assert_eq!(meta(&pyrite.url), meta(&upstream.url));
     assert_eq!(meta(&pyrite.url)["job_seconds"][0]["unit"], "seconds");
+}
+
+/// A forward HTTP proxy on loopback: absolute-form requests are passed on, `CONNECT` opens a
+/// tunnel. Each request's first line and `Proxy-Authorization` are recorded.
+fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut headers = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    headers.push(line);
+                }
+                let auth = headers.iter().find(|h| h.to_ascii_lowercase().starts_with("proxy-authorization:"));
+                seen.lock().unwrap().push(format!("{} | {}", first.trim(), auth.map_or("", |a| a.trim())));
+                let mut parts = first.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let mut client = client;
+                if method == "CONNECT" {
+                    let Ok(upstream) = TcpStream::connect(target) else { return };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || std::io::copy(&mut u2, &mut c2));
+                    let (mut c1, mut u1) = (client, upstream);
+                    let _ = std::io::copy(&mut c1, &mut u1);
+                    return;
+                }
+                let Some(rest) = target.strip_prefix("http://") else { return };
+                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let Ok(mut upstream) = TcpStream::connect(host) else { return };
+                let mut request = format!("{method} {path} HTTP/1.1\r\n");
+                headers
+                    .iter()
+                    .filter(|h| !h.to_ascii_lowercase().starts_with("proxy-"))
+                    .for_each(|h| request.push_str(h));
+                request.push_str("\r\n");
+                let _ = upstream.write_all(request.as_bytes());
+                let _ = std::io::copy(&mut upstream, &mut client);
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn scrapes_go_through_an_http_proxy() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = forward_proxy(seen.clone());
+    let exporter = guarded_exporter(&[""]);
+    let dir = pyrite_tests::TempDir::new("proxy-tls");
+    certificates(&dir.0);
+    let tls = tls_exporter(&dir.0);
+    let d = dir.0.display();
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: plain
+    proxy_url: http://scraper:pw@{proxy}
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: tunneled
+    scheme: https
+    proxy_url: http://{proxy}
+    tls_config: {{ca_file: {d}/ca.crt, cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    static_configs: [{{targets: ['{tls}']}}]
+"#
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    let up = eventually(Duration::from_secs(10), || target_health(&p).iter().all(|(_, h, _)| h == "up").then_some(()));
+    assert!(up.is_some(), "{:?}", target_health(&p));
+    let seen = seen.lock().unwrap().clone();
+    // "Basic c2NyYXBlcjpwdw==" is scraper:pw.
+    let plain = format!("GET http://{exporter}/metrics HTTP/1.1 | proxy-authorization: Basic c2NyYXBlcjpwdw==");
+    assert!(seen.iter().any(|s| s.eq_ignore_ascii_case(&plain)), "{seen:?}");
+    assert!(seen.iter().any(|s| s.starts_with(&format!("CONNECT {tls} HTTP/1.1"))), "{seen:?}");
+    let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
+    assert!(shown.contains("proxy_url: http://<secret>@") && !shown.contains("pw@"), "{shown}");
+}
+
+/// A program from a Debian package, started on loopback and stopped when dropped.
+fn spawn(program: &str, args: &[String]) -> Process {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program} (installed by scripts/test): {e}"));
+    Process::new(child)
+}
+
+#[test]
+fn a_redis_exporter_is_scraped_as_prometheus_scrapes_it() {
+    let redis_port = free_port();
+    let _redis = spawn(
+        "redis-server",
+        &["--port".into(), redis_port.to_string(), "--bind".into(), "127.0.0.1".into(), "--save".into(), String::new()],
+    );
+    let exporter_port = free_port();
+    let _exporter = spawn(
+        "prometheus-redis-exporter",
+        &[
+            format!("-redis.addr=redis://127.0.0.1:{redis_port}"),
+            format!("-web.listen-address=127.0.0.1:{exporter_port}"),
+        ],
+    );
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: redis
+    static_configs: [{{targets: ['127.0.0.1:{exporter_port}'], labels: {{role: cache}}}}]
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'redis_(up|connected_clients|commands_processed_total|db_keys|memory_used_bytes)'
+        action: keep
+"#
+    );
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config.clone()), ..PyriteOpts::default() });
+    let upstream = Upstream::start_configured(&config, &[]);
+    let redis_up = |base: &str| {
+        let body = json(&http_get(&format!("{base}/api/v1/query?query=redis_up")).unwrap().1);
+        body["data"]["result"][0]["value"][1] == "1"
+    };
+    for base in [&pyrite.url, &upstream.url] {
+        let ready = eventually(Duration::from_secs(20), || redis_up(base).then_some(()));
+        assert!(ready.is_some(), "{base}: redis_up is not 1: {}", targets(base));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let ours = series(&pyrite.url, "redis");
+    assert_eq!(ours, series(&upstream.url, "redis"));
+    assert!(ours.iter().any(|s| s.contains("redis_connected_clients") && s.contains(r#""role":"cache""#)), "{ours:?}");
+    assert!(
+        !ours.iter().any(|s| s.contains("redis_uptime_in_seconds")),
+        "metric relabeling kept only the listed series"
+    );
 }

@@ -128,14 +128,7 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
         } else {
             format!("/api/v1/query?query={}&time={end_s}", encode(query))
         };
-        let (ours, _) = time(&pyrite.url, &path, runs);
-        let (theirs, _) = time(&upstream.url, &path, runs);
-        println!(
-            "| {name} | {:.1} ms | {:.1} ms | {:.2} |",
-            ours.as_secs_f64() * 1e3,
-            theirs.as_secs_f64() * 1e3,
-            ours.as_secs_f64() / theirs.as_secs_f64()
-        );
+        println!("| {name} | {} |", compared(&pyrite.url, &upstream.url, &path, runs).0);
     }
     // What Grafana's query editor and an upstream federating server ask, over the last hour.
     let range = format!("start={}&end={}", start as f64 / 1000.0, end as f64 / 1000.0);
@@ -156,15 +149,23 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     println!("\n| API request | pyrite | prometheus | pyrite / prometheus | answer bytes (pyrite, prometheus) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (name, path) in api {
-        let (ours, our_size) = time(&pyrite.url, &path, runs);
-        let (theirs, their_size) = time(&upstream.url, &path, runs);
-        println!(
-            "| {name} | {:.1} ms | {:.1} ms | {:.2} | {our_size}, {their_size} |",
-            ours.as_secs_f64() * 1e3,
-            theirs.as_secs_f64() * 1e3,
-            ours.as_secs_f64() / theirs.as_secs_f64()
-        );
+        let (cells, (our_size, their_size)) = compared(&pyrite.url, &upstream.url, &path, runs);
+        println!("| {name} | {cells} | {our_size}, {their_size} |");
     }
+}
+
+/// Times `path` on both servers: the table cells (pyrite, prometheus, ratio) and both answers'
+/// sizes.
+fn compared(pyrite: &str, upstream: &str, path: &str, runs: usize) -> (String, (usize, usize)) {
+    let (ours, our_size) = time(pyrite, path, runs);
+    let (theirs, their_size) = time(upstream, path, runs);
+    let cells = format!(
+        "{:.1} ms | {:.1} ms | {:.2}",
+        ours.as_secs_f64() * 1e3,
+        theirs.as_secs_f64() * 1e3,
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+    (cells, (our_size, their_size))
 }
 
 /// Loads the data set into each server, then restarts it after kill -9 (the whole log to

@@ -45,6 +45,9 @@ pub struct HttpClientConfig {
     pub tls: TlsConfig,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
+    /// An HTTP proxy (`http://[user:password@]host:port`): plain requests go to it in absolute
+    /// form, TLS ones through a `CONNECT` tunnel.
+    pub proxy_url: Option<String>,
     /// Follow 3xx answers (up to 10), as upstream's default.
     pub follow_redirects: bool,
     /// Accepted for compatibility; scrapes speak HTTP/1.1.
@@ -57,6 +60,7 @@ impl Default for HttpClientConfig {
             tls: TlsConfig::default(),
             basic_auth: None,
             authorization: None,
+            proxy_url: None,
             follow_redirects: true,
             enable_http2: true,
         }
@@ -91,7 +95,24 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// The `Basic` credentials header value for `user` and `password`.
+pub fn basic_credentials(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
 impl HttpClientConfig {
+    /// The proxy's `host:port`, and its `Proxy-Authorization` value if it has credentials.
+    pub fn proxy(&self) -> Option<(String, Option<String>)> {
+        let rest = self.proxy_url.as_deref()?.strip_prefix("http://")?.trim_end_matches('/');
+        Some(match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                (host.to_string(), Some(basic_credentials(user, password)))
+            }
+            None => (rest.to_string(), None),
+        })
+    }
+
     /// Upstream's checks: the key path under the scrape config, and the problem.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(b) = &self.basic_auth {
@@ -106,6 +127,14 @@ impl HttpClientConfig {
                     "basic_auth",
                     "at most one of basic_auth password & password_file must be configured".into(),
                 ));
+            }
+        }
+        if let Some(proxy) = &self.proxy_url {
+            let rest = proxy
+                .strip_prefix("http://")
+                .ok_or(("proxy_url", format!("{proxy:?}: only http:// proxies are supported")))?;
+            if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains('/') {
+                return Err(("proxy_url", format!("{proxy:?}: expected http://[user:password@]host:port")));
             }
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
@@ -158,7 +187,7 @@ impl HttpClientConfig {
         if let Some(b) = &self.basic_auth {
             let user = secret(&b.username, &b.username_file)?;
             let password = secret(&b.password, &b.password_file)?;
-            return Ok(Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))));
+            return Ok(Some(basic_credentials(&user, &password)));
         }
         if let Some(a) = &self.authorization {
             let kind = a.kind.clone().unwrap_or_else(|| "Bearer".to_string());

@@ -275,6 +275,7 @@ struct RawScrapeConfig {
     authorization: Option<Authorization>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
+    proxy_url: Option<String>,
     #[serde(default)]
     tls_config: TlsConfig,
     scrape_protocols: Option<Vec<String>>,
@@ -375,6 +376,7 @@ impl RawConfig {
                 tls: sc.tls_config,
                 basic_auth: sc.basic_auth,
                 authorization: sc.authorization,
+                proxy_url: sc.proxy_url,
                 follow_redirects: sc.follow_redirects.unwrap_or(true),
                 enable_http2: sc.enable_http2.unwrap_or(true),
             };

@@ -41,6 +41,14 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
     let protocols = sc.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
     m.insert("scrape_protocols".into(), Value::Sequence(protocols));
+    if let Some(proxy) = &sc.http.proxy_url {
+        // Credentials in the URL stay secret.
+        let shown = match proxy.rsplit_once('@') {
+            Some((_, host)) => format!("http://<secret>@{host}"),
+            None => proxy.clone(),
+        };
+        m.insert("proxy_url".into(), shown.into());
+    }
     m.insert("follow_redirects".into(), sc.http.follow_redirects.into());
     m.insert("enable_http2".into(), sc.http.enable_http2.into());
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));

@@ -153,15 +153,25 @@ impl ScrapeClient {
         authorization: Option<&str>,
         timeout: Duration,
     ) -> Result<Answer, ScrapeError> {
-        let stream = Self::connect(address).await?;
-        let stream = stream.into_poll_io().map_err(ScrapeError::Connect)?;
+        let proxy = self.http.proxy();
+        let mut stream = Self::connect(proxy.as_ref().map_or(address, |(host, _)| host.as_str())).await?;
         let Some(tls) = &self.tls else {
-            return self.request(MonoioIo::new(stream), address, path, authorization, timeout).await;
+            let stream = MonoioIo::new(stream.into_poll_io().map_err(ScrapeError::Connect)?);
+            // Through a proxy, the request names the whole URL (absolute form).
+            let Some((_, proxy_auth)) = proxy else {
+                return self.request(stream, address, path, None, authorization, timeout).await;
+            };
+            let url = format!("http://{address}{path}");
+            return self.request(stream, address, &url, proxy_auth.as_deref(), authorization, timeout).await;
         };
+        if let Some((_, proxy_auth)) = &proxy {
+            tunnel(&mut stream, address, proxy_auth.as_deref()).await?;
+        }
+        let stream = stream.into_poll_io().map_err(ScrapeError::Connect)?;
         let (config, name) = tls.as_ref().map_err(|e| ScrapeError::Tls(e.clone()))?;
         let connector = tokio_rustls::TlsConnector::from(config.clone());
         let stream = connector.connect(name.clone(), stream).await.map_err(|e| ScrapeError::Tls(e.to_string()))?;
-        self.request(MonoioIo::new(stream), address, path, authorization, timeout).await
+        self.request(MonoioIo::new(stream), address, path, None, authorization, timeout).await
     }
 
     /// The HTTP/1.1 exchange over an open connection.
@@ -170,6 +180,7 @@ impl ScrapeClient {
         io: IO,
         address: &str,
         path: &str,
+        proxy_authorization: Option<&str>,
         authorization: Option<&str>,
         timeout: Duration,
     ) -> Result<Answer, ScrapeError>
@@ -193,6 +204,9 @@ impl ScrapeClient {
             .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()));
         if let Some(value) = authorization {
             request = request.header(header::AUTHORIZATION, value);
+        }
+        if let Some(value) = proxy_authorization {
+            request = request.header(header::PROXY_AUTHORIZATION, value);
         }
         let request = request.body(Empty::new()).map_err(|e| ScrapeError::Http(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| ScrapeError::Http(e.to_string()))?;
@@ -223,6 +237,39 @@ impl ScrapeClient {
         let bytes = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
         let body = String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)?;
         Ok(Answer::Body(body, format))
+    }
+}
+
+/// Opens a `CONNECT` tunnel to `address` through the proxy `stream` is connected to.
+async fn tunnel(
+    stream: &mut monoio::net::TcpStream,
+    address: &str,
+    proxy_authorization: Option<&str>,
+) -> Result<(), ScrapeError> {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let mut request = format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n");
+    if let Some(value) = proxy_authorization {
+        request.push_str(&format!("Proxy-Authorization: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let (written, _) = stream.write_all(request.into_bytes()).await;
+    written.map_err(ScrapeError::Connect)?;
+    // The proxy's answer head, up to its blank line.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 {
+            return Err(ScrapeError::Http("proxy answer head too long".into()));
+        }
+        let (read, byte) = stream.read(Vec::with_capacity(1)).await;
+        if read.map_err(ScrapeError::Connect)? == 0 {
+            return Err(ScrapeError::Http("proxy closed the connection".into()));
+        }
+        head.extend_from_slice(&byte);
+    }
+    let status = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+    match status.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(ScrapeError::Http(format!("proxy refused CONNECT: {status}"))),
     }
 }
 
