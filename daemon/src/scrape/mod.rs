@@ -100,3 +100,29 @@ async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use pyrite_core::config::Config;
+    use pyrite_core::scrape::targets_from_config;
+
+    use super::start_offset;
+
+    #[test]
+    fn thousands_of_targets_spread_over_the_interval() {
+        let targets: Vec<String> = (0..3000).map(|i| format!("'10.0.{}.{}:9100'", i / 250, i % 250)).collect();
+        let yaml = format!(
+            "scrape_configs:\n  - job_name: node\n    scrape_interval: 15s\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let set = targets_from_config(&Config::parse(&yaml, "p.yml").unwrap(), &BTreeMap::new());
+        // 3,000 targets in 15 one-second slots: 200 each on average; none far off.
+        let mut slots = [0usize; 15];
+        for t in &set.active {
+            slots[start_offset(t).as_secs() as usize] += 1;
+        }
+        assert!(slots.iter().all(|&n| (140..=260).contains(&n)), "{slots:?}");
+    }
+}
