@@ -120,12 +120,15 @@ impl ScrapeClient {
         }
     }
 
-    /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer.
+    /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
+    /// Go's client, credentials go only to the target's own host.
     async fn fetch_inner(&self, timeout: Duration) -> Result<(String, Format), ScrapeError> {
         let authorization = self.http.authorization_header().map_err(ScrapeError::Secret)?;
+        let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
-            match self.exchange(&address, &path, authorization.as_deref(), timeout).await? {
+            let credentials = authorization.as_deref().filter(|_| host(&address) == host(&self.address));
+            match self.exchange(&address, &path, credentials, timeout).await? {
                 Answer::Body(body, format) => return Ok((body, format)),
                 Answer::Redirect(location) if self.http.follow_redirects => {
                     (address, path) = match location.strip_prefix(self.scheme_prefix.as_str()) {
