@@ -120,6 +120,30 @@ fn relabeling_and_limits_match_prometheus_on_a_node_exporter() {
     assert_eq!(pyrite.query("up{job=\"limited\"}", None)[0]["value"][1], "0");
 }
 
+/// The request line and header lines (with their line ends) of a request on `stream`.
+fn request_head(stream: &std::net::TcpStream) -> (String, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    let _ = reader.read_line(&mut first);
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        headers.push(line);
+    }
+    (first, headers)
+}
+
+/// The value of header `name` (any case) among `headers`, or "".
+fn header(headers: &[String], name: &str) -> String {
+    let prefix = format!("{name}:");
+    let line = headers.iter().find(|h| h.to_ascii_lowercase().starts_with(&prefix));
+    line.map_or(String::new(), |h| h[prefix.len()..].trim().to_string())
+}
+
 /// (scrape pool, health, last error) of each active target, sorted.
 fn target_health(p: &Pyrite) -> Vec<(String, String, String)> {
     let mut out: Vec<_> = p.data("/api/v1/targets")["activeTargets"]
@@ -139,24 +163,13 @@ fn target_health(p: &Pyrite) -> Vec<(String, String, String)> {
 /// A loopback exporter that wants `Authorization: <expected>`, and redirects `/old` to
 /// `/metrics`.
 fn guarded_exporter(expected: &'static [&'static str]) -> String {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let mut authorization = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
-                    authorization = v.trim().to_string();
-                }
-            }
+            let (request_line, headers) = request_head(&stream);
+            let authorization = header(&headers, "authorization");
             let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
             let answer = if path == "/old" {
                 "HTTP/1.1 302 Found\r\nLocation: /metrics\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
@@ -362,22 +375,12 @@ scrape_configs:
 /// An exporter that answers OpenMetrics when asked for it (with a unit, `_created`, an
 /// exemplar, info and stateset families) and the text format otherwise.
 fn openmetrics_exporter() -> String {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut accept = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if line.to_ascii_lowercase().starts_with("accept:") {
-                    accept = line;
-                }
-            }
+            let accept = header(&request_head(&stream).1, "accept");
             let (content_type, body) = if accept.contains("application/openmetrics-text") {
                 (
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -429,7 +432,7 @@ fn openmetrics_is_negotiated_and_parsed_as_prometheus_does() {
 /// A forward HTTP proxy on loopback: absolute-form requests are passed on, `CONNECT` opens a
 /// tunnel. Each request's first line and `Proxy-Authorization` are recorded.
 fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     use std::net::TcpStream;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -437,17 +440,7 @@ fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String 
         for client in listener.incoming().flatten() {
             let seen = seen.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                let mut first = String::new();
-                let _ = reader.read_line(&mut first);
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    headers.push(line);
-                }
+                let (first, headers) = request_head(&client);
                 let auth = headers.iter().find(|h| h.to_ascii_lowercase().starts_with("proxy-authorization:"));
                 seen.lock().unwrap().push(format!("{} | {}", first.trim(), auth.map_or("", |a| a.trim())));
                 let mut parts = first.split(' ');
