@@ -17,6 +17,7 @@ pub mod labels;
 pub mod promql;
 pub mod relabel;
 pub mod remote;
+pub mod rules;
 pub mod scrape;
 pub mod tsdb;
 pub mod value;

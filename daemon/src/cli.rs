@@ -38,6 +38,12 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validates rule files: exit 0 if all are valid, 1 otherwise, naming the file, the group,
+    /// the rule and the problem.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `pyrite query ...`: promtool's query subcommands, for scripts.

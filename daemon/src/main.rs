@@ -53,8 +53,12 @@ fn main() -> ExitCode {
         Some(Command::IoUringSelftest) => runtime::io_uring_selftest_main().map_err(anyhow::Error::from),
         Some(Command::Explain { query }) => explain(&query),
         Some(Command::Query(q)) => client::run(q),
-        Some(Command::Check(cli::CheckCommand::Config { files })) => {
-            return if check::config_files(&files) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        Some(Command::Check(check)) => {
+            let valid = match check {
+                cli::CheckCommand::Config { files } => check::config_files(&files),
+                cli::CheckCommand::Rules { files } => check::rule_files(&files),
+            };
+            return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
         None => run_server(cli.server, flag_values(&matches)),
     };

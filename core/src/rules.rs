@@ -1,0 +1,176 @@
+//! Rule files: recording and alerting rule groups as upstream's `rulefmt` reads and checks
+//! them. `pyrite check rules` uses this; evaluating the rules is the rules issue's work.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::Duration;
+use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use crate::promql::{parse_with, ParseOptions};
+
+/// A rule file that cannot be used: the file, and where in it, and why.
+#[derive(Debug, Error, PartialEq)]
+pub enum RuleFileError {
+    #[error("{file}: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {message}")]
+    Group { file: String, message: String },
+    /// Upstream's wording: `group "g", rule 2, "name": reason`.
+    #[error("{file}: group {group:?}, rule {index}, {name:?}: {message}")]
+    Rule { file: String, group: String, index: usize, name: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub groups: Vec<RuleGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroup {
+    pub name: String,
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub limit: u64,
+    pub query_offset: Option<Duration>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub record: Option<String>,
+    pub alert: Option<String>,
+    #[serde(default)]
+    pub expr: String,
+    #[serde(rename = "for")]
+    pub for_: Option<Duration>,
+    pub keep_firing_for: Option<Duration>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// The record or alert name.
+    pub fn name(&self) -> &str {
+        self.record.as_deref().or(self.alert.as_deref()).unwrap_or("")
+    }
+
+    /// Upstream's checks of one rule; the reason if it fails.
+    fn check(&self, options: ParseOptions) -> Result<(), String> {
+        match (&self.record, &self.alert) {
+            (Some(_), Some(_)) => return Err("only one of 'record' and 'alert' must be set".into()),
+            (None, None) => return Err("one of 'record' or 'alert' must be set".into()),
+            _ => {}
+        }
+        if self.expr.trim().is_empty() {
+            return Err("field 'expr' must be set in rule".into());
+        }
+        parse_with(&self.expr, options).map_err(|e| format!("could not parse expression: {e}"))?;
+        if let Some(record) = &self.record {
+            if !self.annotations.is_empty() {
+                return Err("invalid field 'annotations' in recording rule".into());
+            }
+            if self.for_.is_some() {
+                return Err("invalid field 'for' in recording rule".into());
+            }
+            if self.keep_firing_for.is_some() {
+                return Err("invalid field 'keep_firing_for' in recording rule".into());
+            }
+            if !is_valid_metric_name(record) {
+                return Err(format!("invalid recording rule name: {record}"));
+            }
+        }
+        if let Some(bad) = self.labels.keys().find(|k| !is_valid_label_name(k) || *k == "__name__") {
+            return Err(format!("invalid label name: {bad}"));
+        }
+        if let Some(bad) = self.annotations.keys().find(|k| !is_valid_label_name(k)) {
+            return Err(format!("invalid annotation name: {bad}"));
+        }
+        Ok(())
+    }
+}
+
+impl RuleFile {
+    /// Parses and checks a rule file; `file` names it in errors.
+    pub fn parse(text: &str, file: &str, options: ParseOptions) -> Result<RuleFile, RuleFileError> {
+        let parsed: RuleFile = if text.trim().is_empty() {
+            RuleFile { groups: Vec::new() }
+        } else {
+            serde_yaml::from_str(text).map_err(|e| RuleFileError::Yaml { file: file.into(), message: e.to_string() })?
+        };
+        let mut names: Vec<&str> = Vec::new();
+        for group in &parsed.groups {
+            let group_error = |message: String| RuleFileError::Group { file: file.into(), message };
+            if group.name.is_empty() {
+                return Err(group_error("Groupname must not be empty".into()));
+            }
+            if names.contains(&group.name.as_str()) {
+                return Err(group_error(format!("groupname: {:?} is repeated in the same file", group.name)));
+            }
+            names.push(&group.name);
+            if let Some(bad) = group.labels.keys().find(|k| !is_valid_label_name(k) || *k == "__name__") {
+                return Err(group_error(format!("group {:?}: invalid label name: {bad}", group.name)));
+            }
+            for (i, rule) in group.rules.iter().enumerate() {
+                rule.check(options).map_err(|message| RuleFileError::Rule {
+                    file: file.into(),
+                    group: group.name.clone(),
+                    index: i + 1,
+                    name: rule.name().to_string(),
+                    message,
+                })?;
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.groups.iter().map(|g| g.rules.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<RuleFile, String> {
+        RuleFile::parse(text, "r.yml", ParseOptions::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_typical_file_parses() {
+        let text = "groups:\n  - name: api\n    interval: 30s\n    rules:\n      - record: job:http_requests:rate5m\n        expr: sum by (job) (rate(http_requests_total[5m]))\n      - alert: HighErrorRate\n        expr: job:http_errors:ratio > 0.05\n        for: 10m\n        labels: {severity: page}\n        annotations: {summary: 'Error rate {{ $value | humanizePercentage }}'}\n";
+        let file = check(text).unwrap();
+        assert_eq!(file.rule_count(), 2);
+        assert_eq!(file.groups[0].rules[1].for_, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_upstreams_reasons() {
+        let rule = |body: &str| check(&format!("groups:\n  - name: g\n    rules:\n      - {body}\n")).unwrap_err();
+        assert_eq!(
+            rule("{record: 'a:b', expr: 'sum('}").split(": could not parse").next(),
+            Some(r#"r.yml: group "g", rule 1, "a:b""#)
+        );
+        assert!(rule("{alert: A, record: b, expr: up}").contains("only one of 'record' and 'alert'"));
+        assert!(rule("{expr: up}").contains("one of 'record' or 'alert' must be set"));
+        assert!(rule("{alert: A}").contains("field 'expr' must be set"));
+        assert!(rule("{record: 'bad name', expr: up}").contains("invalid recording rule name"));
+        assert!(rule("{record: a, expr: up, for: 1m}").contains("invalid field 'for'"));
+        assert!(rule("{alert: A, expr: up, labels: {'1x': y}}").contains("invalid label name: 1x"));
+        assert!(rule("{alert: A, expr: up, unknown: 1}").contains("unknown field"));
+        let repeated = check("groups:\n  - {name: g, rules: []}\n  - {name: g, rules: []}\n").unwrap_err();
+        assert_eq!(repeated, r#"r.yml: groupname: "g" is repeated in the same file"#);
+        assert!(check("groups: [").unwrap_err().starts_with("r.yml: "));
+    }
+}
