@@ -33,8 +33,19 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A port nobody listens on right now.
+/// A port free at the time of the call, below the kernel's ephemeral range (32768 and up), so
+/// that connections and port-0 listeners of other tests do not take it before its server binds:
+/// each call tries the next port of a sequence that starts at a place drawn from the process id.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("ephemeral port").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % 20_000;
+    loop {
+        let port = 10_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 20_000;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 /// A temporary directory, removed when dropped.
@@ -172,11 +183,19 @@ impl Pyrite {
     }
 
     /// Starts pyrite and waits until `/-/ready` answers 200.
+    /// A port another process took between [`free_port`] and the bind means another try on
+    /// a fresh port, when the caller did not ask for a port.
     pub fn start(opts: PyriteOpts) -> Pyrite {
-        let mut p = Pyrite::spawn(opts);
+        let mut p = Pyrite::spawn(opts.clone());
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut tries = 0;
         loop {
             if let Some((status, err)) = p.process.exited() {
+                if err.contains("Address already in use") && opts.port.is_none() && tries < 3 {
+                    tries += 1;
+                    p = Pyrite::spawn(opts.clone());
+                    continue;
+                }
                 panic!("pyrite exited during start-up ({status}):\n{err}");
             }
             if http_get(&format!("{}/-/ready", p.url)).map(|(s, _)| s == 200).unwrap_or(false) {
