@@ -7,19 +7,20 @@ use pyrite_core::config::Config;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::RuleFile;
 
-/// Checks each rule file; returns whether every one is valid.
-pub fn rule_files(files: &[PathBuf]) -> bool {
+/// Checks each file with `check` (text, name → the success line, or the failure); prints
+/// promtool's report and returns whether every file is valid.
+fn check_files(files: &[PathBuf], check: impl Fn(&str, &str) -> Result<String, String>) -> bool {
     let mut all_valid = true;
     for file in files {
         let name = file.display().to_string();
         println!("Checking {name}");
-        let checked = std::fs::read_to_string(file)
-            .map_err(|e| format!("{name}: {e}"))
-            .and_then(|text| RuleFile::parse(&text, &name, ParseOptions::default()).map_err(|e| e.to_string()));
-        match checked {
-            Ok(rules) => println!("  SUCCESS: {} rules found", rules.rule_count()),
-            Err(e) => {
-                eprintln!("  FAILED:\n{e}");
+        match std::fs::read_to_string(file)
+            .map_err(|e| format!("  FAILED: {name}: {e}"))
+            .and_then(|text| check(&text, &name))
+        {
+            Ok(success) => println!("{success}"),
+            Err(failure) => {
+                eprintln!("{failure}");
                 all_valid = false;
             }
         }
@@ -28,27 +29,19 @@ pub fn rule_files(files: &[PathBuf]) -> bool {
     all_valid
 }
 
-/// Checks each file; the report goes to stdout (successes) and stderr (failures). Returns
-/// whether every file is valid.
 pub fn config_files(files: &[PathBuf]) -> bool {
-    let mut all_valid = true;
-    for file in files {
-        let name = file.display().to_string();
-        println!("Checking {name}");
-        let checked = std::fs::read_to_string(file)
-            .map_err(|e| format!("{name}: {e}"))
-            .and_then(|text| Config::parse(&text, &name).map_err(|e| e.to_string()));
-        match checked {
-            Ok(config) => {
-                let jobs = config.scrape_configs.len();
-                println!(" SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)");
-            }
-            Err(e) => {
-                eprintln!("  FAILED: {e}");
-                all_valid = false;
-            }
+    check_files(files, |text, name| match Config::parse(text, name) {
+        Ok(config) => {
+            let jobs = config.scrape_configs.len();
+            Ok(format!(" SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)"))
         }
-        println!();
-    }
-    all_valid
+        Err(e) => Err(format!("  FAILED: {e}")),
+    })
+}
+
+pub fn rule_files(files: &[PathBuf]) -> bool {
+    check_files(files, |text, name| match RuleFile::parse(text, name, ParseOptions::default()) {
+        Ok(rules) => Ok(format!("  SUCCESS: {} rules found", rules.rule_count())),
+        Err(e) => Err(format!("  FAILED:\n{e}")),
+    })
 }
