@@ -21,17 +21,6 @@ pub struct TargetGroup {
     pub source: String,
 }
 
-impl TargetGroup {
-    /// The group's label set for one of its targets: its labels plus the source's meta label.
-    pub fn labels_with(&self, meta: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut out = self.labels.clone();
-        for (k, v) in meta {
-            out.insert(k.to_string(), v.to_string());
-        }
-        out
-    }
-}
-
 /// The groups of a `file_sd_configs` file (`.json`, `.yml` or `.yaml`), or of an
 /// `http_sd_configs` answer (JSON), each tagged with `source`.
 pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGroup>, String> {

@@ -8,4 +8,4 @@ pub mod ingest;
 pub mod target;
 
 pub use ingest::{Ingest, IngestError, IngestOptions, MetricMetadata, PendingKey, ShardBatch, TargetIngest};
-pub use target::{add_resolved, discovered_labels, targets_from_config, DroppedTarget, Target, TargetSet};
+pub use target::{targets_from_config, DroppedTarget, Target, TargetSet};

@@ -88,7 +88,7 @@ pub struct TargetSet {
 
 /// What relabeling made of one discovered target.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Resolution {
+enum Resolution {
     Active(Box<Target>),
     Dropped(DroppedTarget),
     Invalid(String),
@@ -96,7 +96,7 @@ pub enum Resolution {
 
 /// The discovered labels of a target at `address` in a group with `group_labels`, completed
 /// with the scrape config's defaults.
-pub fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<String, String>) -> Labels {
+fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<String, String>) -> Labels {
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     labels.insert("job".into(), sc.job_name.clone());
     labels.insert("__address__".into(), address.to_string());
@@ -114,7 +114,7 @@ pub fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeM
 }
 
 /// Relabels a discovered target and builds what its scrape loop needs.
-pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
+fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
     let Some(labels) = relabel(&sc.relabel_configs, &discovered) else {
         return Resolution::Dropped(DroppedTarget { scrape_pool: sc.job_name.clone(), discovered });
     };
@@ -176,7 +176,7 @@ pub fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
 
 /// Resolves discovered targets of one scrape config into `set`, applying its `target_limit`.
 /// Targets whose final labels are identical within a config are kept once, as upstream does.
-pub fn add_resolved(set: &mut TargetSet, sc: &ScrapeConfig, discovered: impl IntoIterator<Item = Labels>) {
+fn add_resolved(set: &mut TargetSet, sc: &ScrapeConfig, discovered: impl IntoIterator<Item = Labels>) {
     let first = set.active.len();
     for d in discovered {
         match resolve(sc, d) {
