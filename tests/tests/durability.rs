@@ -165,7 +165,9 @@ fn acknowledged_samples_survive_kill_9_during_block_cuts_compactions_and_snapsho
     let data: PathBuf = dir.0.join("data");
     let p = kill_rounds(&data, 6, Duration::from_millis(3000), start_with_small_blocks);
     let blocks = |shard: usize| std::fs::read_dir(data.join("blocks").join(shard.to_string())).unwrap().count();
-    assert!(blocks(0) + blocks(1) > 0, "no block was written");
+    // A loaded machine may have killed every round before a cut; the last server cuts soon.
+    let cut = pyrite_tests::eventually(Duration::from_secs(20), || (blocks(0) + blocks(1) > 0).then_some(()));
+    assert!(cut.is_some(), "no block was written");
     assert!(p.metric("pyrite_tsdb_blocks_loaded") > 0.0);
     let snapshots = |shard: usize| {
         std::fs::read_dir(data.join("wal").join(shard.to_string()))

@@ -5,6 +5,7 @@
 //! one starts on the shard with the fewest targets (targets stay balanced and never move); a
 //! removed one is told to stop, and marks its series stale as it goes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyrite_core::scrape::{DroppedTarget, MetricMetadata, Target, TargetSet};
@@ -107,11 +108,18 @@ impl ScrapeManager {
         let targets = set.active;
         let mut active = lock(&self.active);
         let mut previous: Vec<Option<Arc<ActiveTarget>>> = active.drain(..).map(Some).collect();
+        // Running targets by URL and labels, so that matching stays linear in the target count.
+        let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, running) in previous.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_ref()?))) {
+            let t = &running.target;
+            by_key.entry((t.url(), t.labels.to_string())).or_default().push(i);
+        }
         let matched: Vec<(Target, Option<Arc<ActiveTarget>>)> = targets
             .into_iter()
             .map(|target| {
-                let same = previous.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.target == target));
-                let running = same.and_then(Option::take);
+                let candidates = by_key.get(&(target.url(), target.labels.to_string())).map_or(&[][..], Vec::as_slice);
+                let same = candidates.iter().find(|&&i| previous[i].as_ref().is_some_and(|p| p.target == target));
+                let running = same.and_then(|&i| previous[i].take());
                 (target, running)
             })
             .collect();
