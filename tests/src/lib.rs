@@ -78,6 +78,19 @@ impl Process {
         Process { child }
     }
 
+    /// Starts a program from a Debian package the test script installs, with no input and its
+    /// output discarded; it is killed when dropped.
+    pub fn quiet(program: &str, args: &[String]) -> Process {
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program} (installed by scripts/test): {e}"));
+        Process { child }
+    }
+
     /// Sends `signal` (e.g. `libc::SIGTERM`, `libc::SIGKILL`) to the process.
     pub fn signal(&self, signal: i32) {
         // SAFETY: signalling a child this handle spawned and has not reaped.

@@ -2,7 +2,6 @@
 //! HTTP protocol (W3C WebDriver), for the UI tests. No browser is downloaded; the test script
 //! installs the `chromium` and `chromium-driver` packages.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -33,14 +32,7 @@ impl Browser {
     /// networking (this machine's network is closed).
     pub fn start() -> Browser {
         let port = free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver (installed by scripts/test: apt-get install chromium-driver)");
-        let driver = Process { child };
+        let driver = Process::quiet("chromedriver", &[format!("--port={port}")]);
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !crate::http_get(&format!("{base}/status")).is_ok_and(|(s, _)| s == 200) {

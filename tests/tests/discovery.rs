@@ -156,19 +156,21 @@ fn dnsmasq(records: &[String]) -> (pyrite_tests::Process, String) {
     let port = pyrite_tests::free_port();
     // Debian puts it in /usr/sbin, which a non-root PATH may lack.
     let program = if std::path::Path::new("/usr/sbin/dnsmasq").exists() { "/usr/sbin/dnsmasq" } else { "dnsmasq" };
-    let child = std::process::Command::new(program)
-        .args(["--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1"])
-        .arg(format!("--port={port}"))
-        .arg("--user=root")
-        .arg("--pid-file=")
-        .args(records)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start dnsmasq (installed by scripts/test: apt-get install dnsmasq-base)");
+    let fixed = [
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--user=root",
+        "--pid-file=",
+    ];
+    let mut args: Vec<String> = fixed.iter().map(|a| a.to_string()).collect();
+    args.push(format!("--port={port}"));
+    args.extend_from_slice(records);
+    let dns = pyrite_tests::Process::quiet(program, &args);
     std::thread::sleep(Duration::from_millis(300));
-    (pyrite_tests::Process::new(child), format!("127.0.0.1:{port}"))
+    (dns, format!("127.0.0.1:{port}"))
 }
 
 #[test]

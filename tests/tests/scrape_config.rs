@@ -4,7 +4,7 @@
 //! metric relabeling, and limits, compared series for series and error for error.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use pyrite_tests::{eventually, free_port, http_get, json, Process, Pyrite, PyriteOpts, Upstream};
@@ -13,17 +13,11 @@ use serde_json::Value;
 /// Debian's node exporter on a loopback port.
 fn node_exporter() -> (Process, String) {
     let port = free_port();
-    let child = Command::new("prometheus-node-exporter")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus-node-exporter (installed by scripts/test)");
+    let exporter = Process::quiet("prometheus-node-exporter", &[format!("--web.listen-address=127.0.0.1:{port}")]);
     let address = format!("127.0.0.1:{port}");
     let up = eventually(Duration::from_secs(10), || http_get(&format!("http://{address}/metrics")).ok());
     assert!(up.is_some(), "node exporter did not answer");
-    (Process::new(child), address)
+    (exporter, address)
 }
 
 fn config(node: &str) -> String {
@@ -507,27 +501,15 @@ scrape_configs:
     assert!(shown.contains("proxy_url: http://<secret>@") && !shown.contains("pw@"), "{shown}");
 }
 
-/// A program from a Debian package, started on loopback and stopped when dropped.
-fn spawn(program: &str, args: &[String]) -> Process {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {program} (installed by scripts/test): {e}"));
-    Process::new(child)
-}
-
 #[test]
 fn a_redis_exporter_is_scraped_as_prometheus_scrapes_it() {
     let redis_port = free_port();
-    let _redis = spawn(
+    let _redis = Process::quiet(
         "redis-server",
         &["--port".into(), redis_port.to_string(), "--bind".into(), "127.0.0.1".into(), "--save".into(), String::new()],
     );
     let exporter_port = free_port();
-    let _exporter = spawn(
+    let _exporter = Process::quiet(
         "prometheus-redis-exporter",
         &[
             format!("-redis.addr=redis://127.0.0.1:{redis_port}"),
