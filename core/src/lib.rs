@@ -19,5 +19,6 @@ pub mod relabel;
 pub mod remote;
 pub mod rules;
 pub mod scrape;
+pub mod series_notation;
 pub mod tsdb;
 pub mod value;

@@ -19,7 +19,7 @@ use pyrite_core::promql::ast::At;
 use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryResult, Value};
 
 use check::{check_failure, check_matrix, check_scalar, check_vector};
-use engine::{Engine, LOOKBACK_MS};
+use engine::{parse, Engine, LOOKBACK_MS};
 use script::{Command, Eval, EvalKind, SeriesPoints};
 
 /// The outcome of one eval.
@@ -194,7 +194,7 @@ fn run_eval(engine: &Engine, eval: &Eval) -> Result<String, String> {
     if let Some(why) = &eval.unsupported {
         return Err(why.clone());
     }
-    let expr = Engine::parse(&eval.expr)?;
+    let expr = parse(&eval.expr)?;
     match eval.kind {
         EvalKind::Range { from, to, step } => {
             let params = EvalParams { start: from, end: to, step, lookback: LOOKBACK_MS };
