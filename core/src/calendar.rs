@@ -46,6 +46,14 @@ pub fn rfc3339(t_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
 }
 
+/// `t` (Unix ms) as Go prints a UTC `time.Time`: `2026-11-22 07:12:31.123 +0000 UTC`, the
+/// fraction without trailing zeros and left out when zero (templates' `humanizeTimestamp`).
+pub fn go_utc(t_ms: i64) -> String {
+    let (y, m, d, h, min, s, ms) = utc_fields(t_ms);
+    let fraction = if ms == 0 { String::new() } else { format!(".{ms:03}").trim_end_matches('0').to_string() };
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}{fraction} +0000 UTC")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +66,8 @@ mod tests {
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(utc_compact(1_616_431_606_000), "20210322T164646Z");
+        assert_eq!(go_utc(1_616_431_606_500), "2021-03-22 16:46:46.5 +0000 UTC");
+        assert_eq!(go_utc(0), "1970-01-01 00:00:00 +0000 UTC");
         assert_eq!(rfc3339(1_435_781_451_781), "2015-07-01T20:10:51.781Z");
     }
 }

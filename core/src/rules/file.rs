@@ -1,5 +1,5 @@
 //! Rule files: recording and alerting rule groups as upstream's `rulefmt` reads and checks
-//! them. `pyrite check rules` uses this; evaluating the rules is the rules issue's work.
+//! them, templates included.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::config::Duration;
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use super::template;
 use crate::promql::{parse_with, ParseOptions};
 
 /// A rule file that cannot be used: the file, and where in it, and why.
@@ -96,6 +97,14 @@ impl Rule {
         if let Some(bad) = self.annotations.keys().find(|k| !is_valid_label_name(k)) {
             return Err(format!("invalid annotation name: {bad}"));
         }
+        if let Some(alert) = &self.alert {
+            let name = format!("__alert_{alert}");
+            for (kind, map) in [("label", &self.labels), ("annotation", &self.annotations)] {
+                for (key, text) in map {
+                    template::check(&name, text).map_err(|e| format!("{kind} {key:?}: {e}"))?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -169,6 +178,8 @@ mod tests {
         assert!(rule("{record: a, expr: up, for: 1m}").contains("invalid field 'for'"));
         assert!(rule("{alert: A, expr: up, labels: {'1x': y}}").contains("invalid label name: 1x"));
         assert!(rule("{alert: A, expr: up, unknown: 1}").contains("unknown field"));
+        let template = rule("{alert: A, expr: up, annotations: {summary: '{{ $value | humanise }}'}}");
+        assert!(template.contains(r#"annotation "summary": error parsing template __alert_A: function "humanise" not defined"#), "{template}");
         let repeated = check("groups:\n  - {name: g, rules: []}\n  - {name: g, rules: []}\n").unwrap_err();
         assert_eq!(repeated, r#"r.yml: groupname: "g" is repeated in the same file"#);
         assert!(check("groups: [").unwrap_err().starts_with("r.yml: "));

@@ -1,0 +1,614 @@
+//! Alert templates: Go's text/template language, as Prometheus uses it in alert labels and
+//! annotations, through the `gotmpl` crate, with Prometheus's variables (`$labels`,
+//! `$externalLabels`, `$externalURL`, `$value`) and functions (`humanize*`, `query`, `first`, …).
+//!
+//! Two Go behaviours gotmpl does not share are restored with a final `goPrint` stage added to
+//! every printing action: a float prints as Go's `%v` (`1e+06`, not `1000000`), and a missing
+//! label prints empty (Prometheus runs templates with `missingkey=zero` on string maps).
+
+use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc};
+
+use gotmpl::parse::{CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
+use gotmpl::{MissingKey, Template, Value, ValueFunc};
+use regex::Regex;
+use thiserror::Error;
+
+use crate::calendar::go_utc;
+use crate::config::Duration;
+use crate::labels::Labels;
+
+/// What a template sees: the alert's labels and value, the server's external labels and URL.
+pub struct TemplateData<'a> {
+    pub labels: &'a Labels,
+    pub external_labels: &'a Labels,
+    pub external_url: &'a str,
+    pub value: f64,
+}
+
+/// Runs `query "…"` calls: an instant query at the evaluation time.
+pub type QueryFn<'a> = dyn FnMut(&str) -> Result<Vec<(Labels, f64)>, String> + 'a;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum TemplateError {
+    #[error("error parsing template {name}: {message}")]
+    Parse { name: String, message: String },
+    #[error("error executing template {name}: {message}")]
+    Execute { name: String, message: String },
+}
+
+/// Upstream defines the variables ahead of every alert template.
+const PREAMBLE: &str =
+    "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
+
+/// Parses a template as upstream checks rule files (`pyrite check rules`, reloads).
+pub fn check(name: &str, text: &str) -> Result<(), TemplateError> {
+    parse(name, text, 0, "", None).map(|_| ())
+}
+
+/// Expands `text` with `data` at evaluation time `t_ms`.
+pub fn expand(
+    name: &str,
+    text: &str,
+    data: &TemplateData,
+    t_ms: i64,
+    query: &mut QueryFn,
+) -> Result<String, TemplateError> {
+    let value = data_value(data);
+    if !text.contains("query") {
+        let template = parse(name, text, t_ms, data.external_url, None)?;
+        return execute(name, &template, &value);
+    }
+    // gotmpl's functions must be `Send + Sync + 'static`, and the storage behind `query` is
+    // neither: the template runs on a scoped thread and sends its queries back here.
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<QueryRequest>();
+        let url = data.external_url;
+        let worker = scope.spawn(move || execute(name, &parse(name, text, t_ms, url, Some(tx))?, &value));
+        for (q, reply) in rx {
+            let _ = reply.send(query(&q));
+        }
+        worker.join().unwrap_or_else(|_| {
+            Err(TemplateError::Execute { name: name.into(), message: "the template panicked".into() })
+        })
+    })
+}
+
+type QueryReply = Result<Vec<(Labels, f64)>, String>;
+type QueryRequest = (String, mpsc::Sender<QueryReply>);
+
+fn execute(name: &str, template: &Template, data: &Value) -> Result<String, TemplateError> {
+    template
+        .execute_template_to_string(name, data).map_err(|e| TemplateError::Execute { name: name.into(), message: e.to_string() })
+}
+
+fn parse(
+    name: &str,
+    text: &str,
+    t_ms: i64,
+    external_url: &str,
+    query: Option<mpsc::Sender<QueryRequest>>,
+) -> Result<Template, TemplateError> {
+    let parse_error = |e: gotmpl::TemplateError| TemplateError::Parse { name: name.into(), message: e.to_string() };
+    let funcs: gotmpl::FuncMap =
+        functions(t_ms, external_url, query).into_iter().map(|(n, f)| (n.to_string(), f)).collect();
+    let known = |f: &str| funcs.contains_key(f) || GO_BUILTINS.contains(&f);
+    let mut undefined = None;
+    let mut template = Template::new(name)
+        .missing_key(MissingKey::ZeroValue)
+        .funcs(funcs.clone())
+        .parse(&format!("{PREAMBLE}{text}"))
+        .map_err(parse_error)?;
+    let names: Vec<String> = template.templates().into_iter().map(String::from).collect();
+    for tree_name in names {
+        if let Some(tree) = template.lookup(&tree_name) {
+            let mut tree = tree.clone();
+            rewrite(&mut tree, &mut |f| {
+                if !known(f) {
+                    undefined.get_or_insert_with(|| f.to_string());
+                }
+            });
+            template = template.add_parse_tree(&tree_name, tree);
+        }
+    }
+    match undefined {
+        Some(f) => Err(TemplateError::Parse { name: name.into(), message: format!("function {f:?} not defined") }),
+        None => Ok(template),
+    }
+}
+
+/// Go's own template functions (gotmpl registers them; Go's parser knows them).
+const GO_BUILTINS: [&str; 19] = [
+    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println", "urlquery", "eq",
+    "ge", "gt", "le", "lt", "ne",
+];
+
+/// Adds the `goPrint` stage to every action that prints, and reports each function called.
+fn rewrite(list: &mut ListNode, called: &mut dyn FnMut(&str)) {
+    for node in &mut list.nodes {
+        match node {
+            Node::Action(action) => {
+                visit_pipe(&action.pipe, called);
+                if action.pipe.decl.is_empty() {
+                    let pos = action.pos;
+                    let print = CommandNode { pos, args: vec![Expr::Identifier(pos, SmolStr::new("goPrint"))] };
+                    action.pipe.commands.push(print);
+                }
+            }
+            Node::List(inner) => rewrite(inner, called),
+            Node::If(b) | Node::Range(b) | Node::With(b) => {
+                visit_pipe(&b.pipe, called);
+                rewrite(&mut b.body, called);
+                if let Some(e) = &mut b.else_body {
+                    rewrite(e, called);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn visit_pipe(pipe: &PipeNode, called: &mut dyn FnMut(&str)) {
+    for arg in pipe.commands.iter().flat_map(|c| &c.args) {
+        visit_expr(arg, called);
+    }
+}
+
+fn visit_expr(e: &Expr, called: &mut dyn FnMut(&str)) {
+    match e {
+        Expr::Identifier(_, f) => called(f),
+        Expr::Pipe(_, p) => visit_pipe(p, called),
+        Expr::Chain(_, inner, _) => visit_expr(inner, called),
+        _ => {}
+    }
+}
+
+fn key(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
+
+fn map(entries: impl IntoIterator<Item = (Arc<str>, Value)>) -> Value {
+    Value::Map(Arc::new(entries.into_iter().collect::<BTreeMap<_, _>>()))
+}
+
+fn labels_value(labels: &Labels) -> Value {
+    map(labels.iter().map(|l| (key(&l.name), Value::String(key(&l.value)))))
+}
+
+fn data_value(data: &TemplateData) -> Value {
+    map([
+        (key("Labels"), labels_value(data.labels)),
+        (key("ExternalLabels"), labels_value(data.external_labels)),
+        (key("ExternalURL"), Value::String(key(data.external_url))),
+        (key("Value"), Value::Float(data.value)),
+    ])
+}
+
+fn sample_value(labels: &Labels, v: f64) -> Value {
+    map([(key("Labels"), labels_value(labels)), (key("Value"), Value::Float(v))])
+}
+
+fn fail(message: impl Into<String>) -> gotmpl::TemplateError {
+    gotmpl::TemplateError::Exec(message.into())
+}
+
+fn arity(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(fail(format!("wrong number of args for {name}: want {n} got {}", args.len())))
+    }
+}
+
+fn string_arg(name: &str, v: &Value) -> gotmpl::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.to_string()),
+        Value::Nil => Ok(String::new()),
+        other => Err(fail(format!("{name}: expected a string, got {}", other.type_name()))),
+    }
+}
+
+/// Upstream's `convertToFloat`: numbers, and strings that parse as one.
+fn float_arg(v: &Value) -> gotmpl::Result<f64> {
+    match v {
+        Value::Float(f) => Ok(*f),
+        Value::Int(i) => Ok(*i as f64),
+        Value::Uint(u) => Ok(*u as f64),
+        Value::String(s) => crate::series_notation::number(s).ok_or_else(|| fail(format!("can't convert {s:?} to float"))),
+        other => Err(fail(format!("can't convert {} to float", other.type_name()))),
+    }
+}
+
+fn sample_field<'v>(v: &'v Value, field: &str) -> Option<&'v Value> {
+    match v {
+        Value::Map(m) => m.get(field),
+        _ => None,
+    }
+}
+
+fn label_of(sample: &Value, name: &str) -> Value {
+    sample_field(sample, "Labels").and_then(|l| sample_field(l, name)).cloned().unwrap_or(Value::String(key("")))
+}
+
+fn one_float(name: &'static str, f: impl Fn(f64) -> String + Send + Sync + 'static) -> ValueFunc {
+    Arc::new(move |args: &[Value]| {
+        arity(name, args, 1)?;
+        Ok(Value::String(key(&f(float_arg(&args[0])?))))
+    })
+}
+
+fn one_string(name: &'static str, f: impl Fn(&str) -> String + Send + Sync + 'static) -> ValueFunc {
+    Arc::new(move |args: &[Value]| {
+        arity(name, args, 1)?;
+        Ok(Value::String(key(&f(&string_arg(name, &args[0])?))))
+    })
+}
+
+fn compile(pattern: &str) -> gotmpl::Result<Regex> {
+    Regex::new(pattern).map_err(|e| fail(format!("error parsing regexp: {e}")))
+}
+
+/// Prometheus's template functions (upstream's `template.go`), plus `goPrint`.
+fn functions(t_ms: i64, external_url: &str, query: Option<mpsc::Sender<QueryRequest>>) -> Vec<(&'static str, ValueFunc)> {
+    let url = external_url.to_string();
+    let path = url.split_once("://").map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..])).to_string();
+    let query = std::sync::Mutex::new(query);
+    let link = |tab: u8| {
+        move |expr: &str| {
+            let escaped: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+            format!("/graph?g0.expr={escaped}&g0.tab={tab}")
+        }
+    };
+    vec![
+        (
+            "goPrint",
+            Arc::new(|args: &[Value]| {
+                Ok(match args.last() {
+                    Some(Value::Float(f)) => Value::String(key(&go_float(*f, None))),
+                    Some(Value::Nil) | None => Value::String(key("")),
+                    Some(other) => other.clone(),
+                })
+            }),
+        ),
+        (
+            "query",
+            Arc::new(move |args: &[Value]| {
+                arity("query", args, 1)?;
+                let q = string_arg("query", &args[0])?;
+                let (reply_tx, reply_rx) = mpsc::channel();
+                let sent = query
+                    .lock()
+                    .map_err(|_| fail("query: poisoned"))?
+                    .as_ref()
+                    .is_some_and(|tx| tx.send((q.clone(), reply_tx)).is_ok());
+                if !sent {
+                    return Err(fail("query: no storage to query"));
+                }
+                let result = reply_rx.recv().map_err(|_| fail("query: no answer"))?.map_err(fail)?;
+                Ok(Value::List(result.iter().map(|(l, v)| sample_value(l, *v)).collect()))
+            }),
+        ),
+        (
+            "first",
+            Arc::new(|args: &[Value]| {
+                arity("first", args, 1)?;
+                match &args[0] {
+                    Value::List(items) if !items.is_empty() => Ok(items[0].clone()),
+                    _ => Err(fail("first() called on vector with no elements")),
+                }
+            }),
+        ),
+        (
+            "label",
+            Arc::new(|args: &[Value]| {
+                arity("label", args, 2)?;
+                Ok(label_of(&args[1], &string_arg("label", &args[0])?))
+            }),
+        ),
+        (
+            "value",
+            Arc::new(|args: &[Value]| {
+                arity("value", args, 1)?;
+                Ok(sample_field(&args[0], "Value").cloned().unwrap_or(Value::Float(0.0)))
+            }),
+        ),
+        (
+            "strvalue",
+            Arc::new(|args: &[Value]| {
+                arity("strvalue", args, 1)?;
+                Ok(label_of(&args[0], "__value__"))
+            }),
+        ),
+        (
+            "args",
+            Arc::new(|args: &[Value]| Ok(map(args.iter().enumerate().map(|(i, a)| (key(&format!("arg{i}")), a.clone()))))),
+        ),
+        (
+            "reReplaceAll",
+            Arc::new(|args: &[Value]| {
+                arity("reReplaceAll", args, 3)?;
+                let re = compile(&string_arg("reReplaceAll", &args[0])?)?;
+                let (repl, text) = (string_arg("reReplaceAll", &args[1])?, string_arg("reReplaceAll", &args[2])?);
+                Ok(Value::String(key(&re.replace_all(&text, repl.as_str()))))
+            }),
+        ),
+        (
+            "match",
+            Arc::new(|args: &[Value]| {
+                arity("match", args, 2)?;
+                Ok(Value::Bool(compile(&string_arg("match", &args[0])?)?.is_match(&string_arg("match", &args[1])?)))
+            }),
+        ),
+        (
+            "sortByLabel",
+            Arc::new(|args: &[Value]| {
+                arity("sortByLabel", args, 2)?;
+                let label = string_arg("sortByLabel", &args[0])?;
+                let Value::List(items) = &args[1] else { return Err(fail("sortByLabel: expected a query result")) };
+                let mut sorted = items.to_vec();
+                sorted.sort_by_key(|s| label_of(s, &label).to_string());
+                Ok(Value::List(sorted.into()))
+            }),
+        ),
+        ("safeHtml", one_string("safeHtml", str::to_string)),
+        ("title", one_string("title", title)),
+        ("toUpper", one_string("toUpper", str::to_uppercase)),
+        ("toLower", one_string("toLower", str::to_lowercase)),
+        ("stripPort", one_string("stripPort", strip_port)),
+        ("stripDomain", one_string("stripDomain", strip_domain)),
+        ("graphLink", one_string("graphLink", link(0))),
+        ("tableLink", one_string("tableLink", link(1))),
+        (
+            "parseDuration",
+            Arc::new(|args: &[Value]| {
+                arity("parseDuration", args, 1)?;
+                let d = Duration::parse(&string_arg("parseDuration", &args[0])?).map_err(fail)?;
+                Ok(Value::Float(d.millis() as f64 / 1000.0))
+            }),
+        ),
+        ("humanize", one_float("humanize", humanize)),
+        ("humanize1024", one_float("humanize1024", humanize1024)),
+        ("humanizeDuration", one_float("humanizeDuration", humanize_duration)),
+        ("humanizePercentage", one_float("humanizePercentage", |v| format!("{}%", go_float(v * 100.0, Some(4))))),
+        ("humanizeTimestamp", one_float("humanizeTimestamp", humanize_timestamp)),
+        ("toTime", one_float("toTime", humanize_timestamp)),
+        ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(t_ms as f64 / 1000.0)))),
+        ("pathPrefix", Arc::new(move |_: &[Value]| Ok(Value::String(key(&path))))),
+        ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&url))))),
+    ]
+}
+
+fn g4(v: f64) -> String {
+    go_float(v, Some(4))
+}
+
+fn scaled(mut v: f64, up: &[&str], down: &[&str], base: f64) -> String {
+    let mut prefix = "";
+    if v.abs() >= 1.0 {
+        for p in up {
+            if v.abs() < base {
+                break;
+            }
+            prefix = p;
+            v /= base;
+        }
+    } else {
+        for p in down {
+            if v.abs() >= 1.0 {
+                break;
+            }
+            prefix = p;
+            v *= base;
+        }
+    }
+    format!("{}{prefix}", g4(v))
+}
+
+const SMALL: [&str; 8] = ["m", "u", "n", "p", "f", "a", "z", "y"];
+
+fn humanize(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return g4(v);
+    }
+    scaled(v, &["k", "M", "G", "T", "P", "E", "Z", "Y"], &SMALL, 1000.0)
+}
+
+fn humanize1024(v: f64) -> String {
+    if v.abs() <= 1.0 || !v.is_finite() {
+        return g4(v);
+    }
+    scaled(v, &["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"], &[], 1024.0)
+}
+
+fn humanize_duration(v: f64) -> String {
+    if !v.is_finite() {
+        return g4(v);
+    }
+    if v == 0.0 {
+        return format!("{}s", g4(v));
+    }
+    if v.abs() < 1.0 {
+        return format!("{}s", scaled(v, &[], &SMALL, 1000.0));
+    }
+    let sign = if v < 0.0 { "-" } else { "" };
+    let whole = v.abs() as i64;
+    let (days, hours, minutes, seconds) = (whole / 86_400, whole / 3600 % 24, whole / 60 % 60, whole % 60);
+    if days != 0 {
+        format!("{sign}{days}d {hours}h {minutes}m {seconds}s")
+    } else if hours != 0 {
+        format!("{sign}{hours}h {minutes}m {seconds}s")
+    } else if minutes != 0 {
+        format!("{sign}{minutes}m {seconds}s")
+    } else {
+        format!("{sign}{}s", g4(v.abs()))
+    }
+}
+
+fn humanize_timestamp(v: f64) -> String {
+    if !v.is_finite() {
+        return g4(v);
+    }
+    go_utc((v * 1000.0) as i64)
+}
+
+/// Go's deprecated `strings.Title`: upper-cases each letter that follows a non-letter.
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut after_letter = false;
+    for c in s.chars() {
+        if !after_letter {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        after_letter = c.is_alphanumeric() || c == '_' || c == '\'';
+    }
+    out
+}
+
+/// `host:port` → host, as Go's `net.SplitHostPort` (brackets of IPv6 removed); anything else
+/// unchanged.
+fn strip_port(s: &str) -> String {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once("]:") {
+            if !port.contains(':') {
+                return host.to_string();
+            }
+        }
+        return s.to_string();
+    }
+    match s.rsplit_once(':') {
+        Some((host, _)) if !host.contains(':') => host.to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// `host.domain:port` → `host:port`; IP addresses unchanged.
+fn strip_domain(s: &str) -> String {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (s, None),
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || s.starts_with('[') {
+        return s.to_string();
+    }
+    let short = host.split('.').next().unwrap_or(host);
+    port.map_or_else(|| short.to_string(), |p| format!("{short}:{p}"))
+}
+
+/// A float as Go's `fmt` prints it: `%v` (shortest, `None`) or `%.Ng` (`Some(N)`).
+pub fn go_float(v: f64, precision: Option<usize>) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let sci = match precision {
+        None => format!("{:e}", v.abs()),
+        Some(p) => format!("{:.*e}", p.max(1) - 1, v.abs()),
+    };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let nd = digits.len() as i32;
+    let dp = if v == 0.0 { 1 } else { exp + 1 };
+    let eprec = match precision {
+        None => 6,
+        Some(p) if (p as i32) > nd && nd >= dp => nd,
+        Some(p) => p.max(1) as i32,
+    };
+    let sign = if v.is_sign_negative() && v != 0.0 { "-" } else { "" };
+    let x = dp - 1;
+    if x < -4 || x >= eprec {
+        let frac = &digits[1..];
+        let dot = if frac.is_empty() { "" } else { "." };
+        let esign = if x < 0 { '-' } else { '+' };
+        return format!("{sign}{}{dot}{frac}e{esign}{:02}", &digits[..1], x.abs());
+    }
+    let body = if dp <= 0 {
+        format!("0.{}{digits}", "0".repeat((-dp) as usize))
+    } else if dp >= nd {
+        format!("{digits}{}", "0".repeat((dp - nd) as usize))
+    } else {
+        format!("{}.{}", &digits[..dp as usize], &digits[dp as usize..])
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, value: f64) -> String {
+        let labels = Labels::from_pairs([("instance", "web-1.example.com:9100"), ("job", "node")]);
+        let external = Labels::from_pairs([("cluster", "eu")]);
+        let data =
+            TemplateData { labels: &labels, external_labels: &external, external_url: "http://prom:9090/prometheus", value };
+        let mut query = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
+            match q {
+                "up" => Ok(vec![(Labels::from_pairs([("job", "b")]), 1.0), (Labels::from_pairs([("job", "a")]), 0.0)]),
+                _ => Err(format!("no such query {q}")),
+            }
+        };
+        expand("__alert_test", text, &data, 1_700_000_000_000, &mut query).unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn floats_print_as_go_prints_them() {
+        let cases = [
+            (1e6, None, "1e+06"),
+            (123456.0, None, "123456"),
+            (1234567.0, None, "1.234567e+06"),
+            (0.1, None, "0.1"),
+            (1.5e-7, None, "1.5e-07"),
+            (-2.5, None, "-2.5"),
+            (0.0, None, "0"),
+            (12345.0, Some(4), "1.234e+04"),
+            (1234.0, Some(4), "1234"),
+            (0.5, Some(4), "0.5"),
+            (0.0001234, Some(4), "0.0001234"),
+            (0.00001234, Some(4), "1.234e-05"),
+            (100.0, Some(4), "100"),
+            (f64::INFINITY, Some(4), "+Inf"),
+        ];
+        for (v, p, want) in cases {
+            assert_eq!(go_float(v, p), want, "{v} {p:?}");
+        }
+    }
+
+    #[test]
+    fn prometheus_variables_and_functions() {
+        assert_eq!(run("{{ $labels.instance }} {{ $value }} [{{ $labels.missing }}]", 1e6), "web-1.example.com:9100 1e+06 []");
+        assert_eq!(run("{{ $externalLabels.cluster }} {{ $externalURL }} {{ pathPrefix }}", 0.0), "eu http://prom:9090/prometheus /prometheus");
+        assert_eq!(run("{{ $value | humanizePercentage }}", 0.123456), "12.35%");
+        assert_eq!(run("{{ humanize $value }}", 1234567.0), "1.235M");
+        assert_eq!(run("{{ humanize $value }}", 0.00123), "1.23m");
+        assert_eq!(run("{{ humanize1024 $value }}", 1048576.0), "1Mi");
+        assert_eq!(run("{{ humanizeDuration $value }}", 90061.0), "1d 1h 1m 1s");
+        assert_eq!(run("{{ humanizeDuration $value }}", 0.25), "250ms");
+        assert_eq!(run("{{ humanizeDuration $value }}", 12.3456), "12.35s");
+        assert_eq!(run("{{ humanizeTimestamp $value }}", 1_435_065_584.128), "2015-06-23 13:19:44.128 +0000 UTC");
+        assert_eq!(run("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
+        assert_eq!(run("{{ if gt $value 10.0 }}high{{ else }}low{{ end }}", 11.0), "high");
+        assert_eq!(run("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0), "instance=web-1.example.com:9100;job=node;");
+        assert_eq!(run("{{ $labels.job | toUpper }} {{ title \"hello world\" }} {{ toLower \"AB\" }}", 0.0), "NODE Hello World ab");
+        assert_eq!(run("{{ stripPort $labels.instance }} {{ stripDomain $labels.instance }}", 0.0), "web-1.example.com web-1:9100");
+        assert_eq!(run("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }} {{ match \"^web\" $labels.instance }}", 0.0), "web-1.example.com true");
+        assert_eq!(run("{{ with query \"up\" }}{{ . | first | value }} {{ . | first | label \"job\" }}{{ end }}", 0.0), "1 b");
+        assert_eq!(run("{{ range query \"up\" | sortByLabel \"job\" }}{{ .Labels.job }}={{ .Value }} {{ end }}", 0.0), "a=0 b=1 ");
+        assert_eq!(run("{{ template \"x\" args 1 \"two\" }}{{ define \"x\" }}{{ .arg1 }}{{ .arg0 }}{{ end }}", 0.0), "two1");
+        assert_eq!(run("{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0.0), "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0");
+    }
+
+    #[test]
+    fn errors_name_the_template() {
+        assert!(run("{{ first (query \"nothing\") }}", 0.0).contains("no such query nothing"));
+        assert!(run("{{ query \"up\" | first | value | humanize }} {{ first (query \"up\" | sortByLabel \"x\") | value }}", 0.0).starts_with("1 "));
+        let e = check("__alert_A", "{{ $labels.instance ").unwrap_err();
+        assert!(e.to_string().starts_with("error parsing template __alert_A: "), "{e}");
+        assert!(check("__alert_A", "{{ nosuchfunction 1 }}").is_err());
+    }
+}
