@@ -1,7 +1,11 @@
 //! Recording and alerting rules: rule files as upstream's `rulefmt` reads them, the templates of
 //! alert labels and annotations, and the evaluation of groups with their alert state.
 
+mod alert;
 mod file;
+mod group;
 pub mod template;
 
+pub use alert::{Alert, AlertState};
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
+pub use group::{GroupState, Health, RuleSettings, RuleState, RuleStorage};

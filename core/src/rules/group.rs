@@ -1,0 +1,361 @@
+//! Evaluating one rule group: its rules in order at one timestamp, each seeing what the rules
+//! before it wrote; recorded series and `ALERTS`/`ALERTS_FOR_STATE` written back, with stale
+//! markers for series a rule no longer produces; alert states kept between evaluations.
+//!
+//! Storage is behind [`RuleStorage`], so the server (its shards) and `pyrite test rules` (an
+//! in-memory engine) run the same evaluation.
+
+use std::collections::HashSet;
+
+use super::alert::{ActiveAlerts, Alert, AlertState, Match};
+use super::template::{self, TemplateData};
+use super::{Rule, RuleGroup};
+use crate::labels::Labels;
+use crate::promql::{parse_with, Expr, ParseOptions, Value};
+use crate::value::stale_nan;
+
+/// What evaluating rules needs from the storage.
+pub trait RuleStorage {
+    /// An instant query at `t` (Unix ms).
+    fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String>;
+    /// Stores samples at `t`; later queries see them.
+    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String>;
+}
+
+/// Server-wide settings the rules see.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSettings {
+    pub external_labels: Labels,
+    pub external_url: String,
+    /// `--rules.alert.resend-delay` in ms.
+    pub resend_delay: i64,
+    pub parse: ParseOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Ok,
+    Err,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Ok => "ok",
+            Health::Err => "err",
+        }
+    }
+}
+
+/// One rule with its parsed expression and what its evaluations left.
+pub struct RuleState {
+    pub rule: Rule,
+    pub expr: Expr,
+    pub health: Health,
+    pub last_error: Option<String>,
+    /// Unix ms of the last evaluation and how long it took (seconds).
+    pub last_evaluation: Option<i64>,
+    pub evaluation_seconds: f64,
+    /// Alerting rules only.
+    pub alerts: ActiveAlerts,
+    /// Series written by the last evaluation, to mark stale when they disappear.
+    written: HashSet<Labels>,
+}
+
+impl RuleState {
+    pub fn is_alerting(&self) -> bool {
+        self.rule.alert.is_some()
+    }
+}
+
+pub struct GroupState {
+    pub name: String,
+    pub file: String,
+    /// ms.
+    pub interval: i64,
+    pub query_offset: i64,
+    pub limit: usize,
+    pub labels: Labels,
+    pub rules: Vec<RuleState>,
+    pub last_evaluation: Option<i64>,
+    pub evaluation_seconds: f64,
+    /// ALERTS samples are written only once `for` state has been restored (or was not needed).
+    pub restored: bool,
+}
+
+impl GroupState {
+    /// A group ready to evaluate; the rules were checked when the file was read.
+    pub fn new(group: &RuleGroup, file: &str, default_interval: i64, options: ParseOptions) -> Result<Self, String> {
+        let rules = group
+            .rules
+            .iter()
+            .map(|rule| {
+                let expr = parse_with(&rule.expr, options).map_err(|e| format!("{}: {e}", rule.name()))?;
+                Ok(RuleState {
+                    rule: rule.clone(),
+                    expr,
+                    health: Health::Unknown,
+                    last_error: None,
+                    last_evaluation: None,
+                    evaluation_seconds: 0.0,
+                    alerts: ActiveAlerts::default(),
+                    written: HashSet::new(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(GroupState {
+            name: group.name.clone(),
+            file: file.to_string(),
+            interval: group.interval.map_or(default_interval, |d| d.millis()).max(1),
+            query_offset: group.query_offset.map_or(0, |d| d.millis()),
+            limit: group.limit as usize,
+            labels: Labels::from_pairs(group.labels.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            rules,
+            last_evaluation: None,
+            evaluation_seconds: 0.0,
+            restored: true,
+        })
+    }
+
+    /// Identifies a group across reloads (upstream's key: file and name).
+    pub fn key(&self) -> (String, String) {
+        (self.file.clone(), self.name.clone())
+    }
+
+    /// The first evaluation time at or after `now`: a multiple of the interval shifted by a
+    /// per-group offset, so groups spread over the interval and keep their phase across restarts.
+    pub fn next_evaluation(&self, now: i64) -> i64 {
+        let offset = (xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{}", self.file, self.name).as_bytes())
+            % self.interval as u64) as i64;
+        let base = (now - offset).div_euclid(self.interval) * self.interval + offset;
+        if base < now {
+            base + self.interval
+        } else {
+            base
+        }
+    }
+
+    /// Takes over the alert states and health of the rules of `old` with the same name,
+    /// expression and settings, as upstream does across a reload.
+    pub fn carry_over(&mut self, old: &mut GroupState) {
+        for rule in &mut self.rules {
+            if let Some(prev) = old.rules.iter_mut().find(|r| r.rule == rule.rule) {
+                rule.alerts = std::mem::take(&mut prev.alerts);
+                rule.health = prev.health;
+                rule.last_error = prev.last_error.take();
+                rule.last_evaluation = prev.last_evaluation;
+                rule.evaluation_seconds = prev.evaluation_seconds;
+                rule.written = std::mem::take(&mut prev.written);
+            }
+        }
+        self.last_evaluation = old.last_evaluation;
+        self.evaluation_seconds = old.evaluation_seconds;
+        self.restored = old.restored;
+    }
+
+    /// Evaluates every rule at `t`; returns the alerts to send to Alertmanager.
+    pub fn evaluate(&mut self, t: i64, storage: &mut dyn RuleStorage, settings: &RuleSettings) -> Vec<Alert> {
+        let started = std::time::Instant::now();
+        let at = t - self.query_offset;
+        let mut to_send = Vec::new();
+        for rule in &mut self.rules {
+            let rule_started = std::time::Instant::now();
+            let outcome = if rule.is_alerting() {
+                evaluate_alerting(rule, t, at, &self.labels, self.limit, self.restored, storage, settings)
+            } else {
+                evaluate_recording(rule, at, &self.labels, self.limit, storage)
+            };
+            let written = outcome.and_then(|samples| {
+                let now: HashSet<Labels> = samples.iter().map(|(l, _)| l.clone()).collect();
+                let mut out = samples;
+                out.extend(rule.written.iter().filter(|l| !now.contains(*l)).map(|l| (l.clone(), stale_nan())));
+                storage.append(at, &out)?;
+                Ok(now)
+            });
+            match written {
+                Ok(now) => {
+                    rule.written = now;
+                    rule.health = Health::Ok;
+                    rule.last_error = None;
+                }
+                Err(e) => {
+                    rule.health = Health::Err;
+                    rule.last_error = Some(e);
+                }
+            }
+            if rule.is_alerting() {
+                to_send.extend(rule.alerts.to_send(t, settings.resend_delay, self.interval));
+            }
+            rule.last_evaluation = Some(t);
+            rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+        }
+        self.last_evaluation = Some(t);
+        self.evaluation_seconds = started.elapsed().as_secs_f64();
+        to_send
+    }
+
+    /// Upstream's `RestoreForState`, run once after the first evaluation since start: each
+    /// active alert of a rule with `for` takes back its `activeAt` from the newest
+    /// `ALERTS_FOR_STATE` sample within `outage_tolerance`, shifted by the downtime, and with at
+    /// least `grace` left before it fires.
+    pub fn restore_for_state(&mut self, now: i64, storage: &mut dyn RuleStorage, outage_tolerance: i64, grace: i64) {
+        for rule in self.rules.iter_mut().filter(|r| r.is_alerting()) {
+            let hold = rule.rule.for_.map_or(0, |d| d.millis());
+            if hold == 0 || rule.alerts.alerts.is_empty() {
+                continue;
+            }
+            let name = rule.rule.name().replace('\\', "\\\\").replace('"', "\\\"");
+            let selector = format!("ALERTS_FOR_STATE{{alertname=\"{name}\"}}[{}ms]", outage_tolerance.max(1));
+            let Ok(expr) = parse_with(&selector, ParseOptions::default()) else { continue };
+            let Ok(Value::Range(range)) = storage.query(&expr, now) else { continue };
+            for series in range.first_window() {
+                let Some(&last) = series.samples.last() else { continue };
+                let labels = series.labels.without_metric_name();
+                let Some(alert) = rule.alerts.alerts.get_mut(&labels) else { continue };
+                if alert.state == AlertState::Inactive {
+                    continue;
+                }
+                let down_at = last.t / 1000 * 1000;
+                let mut active_at = last.v as i64 * 1000;
+                let remaining = hold - (down_at - active_at);
+                if remaining <= 0 {
+                    // It was firing: it fires again at once.
+                } else if remaining < grace {
+                    active_at = now - hold + grace;
+                } else {
+                    active_at += now - down_at;
+                }
+                alert.active_at = active_at;
+            }
+        }
+        self.restored = true;
+    }
+}
+
+/// An instant vector of `(labels, value)` from a rule's result.
+fn vector(value: Value) -> Result<Vec<(Labels, f64)>, String> {
+    match value {
+        Value::Vector(series) => Ok(series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect()),
+        Value::Scalar(v) => Ok(v.first().map(|&x| vec![(Labels::default(), x)]).unwrap_or_default()),
+        Value::String(_) => Err("rule result is a string, not a vector or scalar".into()),
+        Value::Range(_) => Err("rule result is a range vector, not an instant vector or scalar".into()),
+    }
+}
+
+/// `base` with `extra` set over it (an empty value removes the label).
+fn with_labels(base: &Labels, extra: impl IntoIterator<Item = (String, String)>) -> Labels {
+    let mut pairs: Vec<(String, String)> = base.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+    for (k, v) in extra {
+        pairs.retain(|(n, _)| *n != k);
+        if !v.is_empty() {
+            pairs.push((k, v));
+        }
+    }
+    Labels::from_pairs(pairs)
+}
+
+/// Group labels, overridden by the rule's own.
+fn rule_labels(rule: &Rule, group: &Labels) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = group.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+    for (k, v) in &rule.labels {
+        out.retain(|(n, _)| n != k);
+        out.push((k.clone(), v.clone()));
+    }
+    out
+}
+
+fn check_unique(samples: &[(Labels, f64)], what: &str) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    if samples.iter().all(|(l, _)| seen.insert(l)) {
+        Ok(())
+    } else {
+        Err(format!("vector contains metrics with the same labelset after applying {what} labels"))
+    }
+}
+
+fn evaluate_recording(
+    rule: &RuleState,
+    at: i64,
+    group_labels: &Labels,
+    limit: usize,
+    storage: &mut dyn RuleStorage,
+) -> Result<Vec<(Labels, f64)>, String> {
+    let result = vector(storage.query(&rule.expr, at)?)?;
+    let record = rule.rule.record.clone().unwrap_or_default();
+    let extra = rule_labels(&rule.rule, group_labels);
+    let samples: Vec<(Labels, f64)> = result
+        .into_iter()
+        .map(|(l, v)| {
+            let named = with_labels(&l, [("__name__".to_string(), record.clone())]);
+            (with_labels(&named, extra.iter().cloned()), v)
+        })
+        .collect();
+    check_unique(&samples, "rule")?;
+    if limit > 0 && samples.len() > limit {
+        return Err(format!("exceeded limit of {limit} with {} series", samples.len()));
+    }
+    Ok(samples)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_alerting(
+    rule: &mut RuleState,
+    t: i64,
+    at: i64,
+    group_labels: &Labels,
+    limit: usize,
+    restored: bool,
+    storage: &mut dyn RuleStorage,
+    settings: &RuleSettings,
+) -> Result<Vec<(Labels, f64)>, String> {
+    let result = vector(storage.query(&rule.expr, at)?)?;
+    let name = rule.rule.name().to_string();
+    let template_name = format!("__alert_{name}");
+    let extra = rule_labels(&rule.rule, group_labels);
+    let mut matches = Vec::with_capacity(result.len());
+    for (labels, value) in result {
+        let data = TemplateData {
+            labels: &labels,
+            external_labels: &settings.external_labels,
+            external_url: &settings.external_url,
+            value,
+        };
+        let mut query = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
+            let expr = parse_with(q, settings.parse).map_err(|e| e.to_string())?;
+            vector(storage.query(&expr, at)?)
+        };
+        let mut expand = |text: &str| {
+            template::expand(&template_name, text, &data, t, &mut query)
+                .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        };
+        let expanded: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), expand(v))).collect();
+        let annotations = Labels::from_pairs(rule.rule.annotations.iter().map(|(k, v)| (k.clone(), expand(v))));
+        let alert_labels = with_labels(
+            &labels.without_metric_name(),
+            expanded.into_iter().chain([("alertname".to_string(), name.clone())]),
+        );
+        matches.push(Match { labels: alert_labels, annotations, value });
+    }
+    let unique: Vec<(Labels, f64)> = matches.iter().map(|m| (m.labels.clone(), 0.0)).collect();
+    check_unique(&unique, "alert")?;
+    let hold = rule.rule.for_.map_or(0, |d| d.millis());
+    let keep_firing_for = rule.rule.keep_firing_for.map_or(0, |d| d.millis());
+    let active = rule.alerts.update(t, matches, hold, keep_firing_for);
+    if limit > 0 && active > limit {
+        rule.alerts.alerts.clear();
+        return Err(format!("exceeded limit of {limit} with {active} alerts"));
+    }
+    if !restored {
+        return Ok(Vec::new());
+    }
+    let mut samples = Vec::new();
+    for alert in rule.alerts.active() {
+        let state = ("alertstate".to_string(), alert.state.as_str().to_string());
+        samples.push((with_labels(&alert.labels, [("__name__".to_string(), "ALERTS".to_string()), state]), 1.0));
+        let for_state = with_labels(&alert.labels, [("__name__".to_string(), "ALERTS_FOR_STATE".to_string())]);
+        samples.push((for_state, (alert.active_at / 1000) as f64));
+    }
+    Ok(samples)
+}
