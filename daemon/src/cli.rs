@@ -27,6 +27,25 @@ pub enum Command {
     /// Checks files as `promtool check` does.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Runs unit tests as `promtool test` does.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+/// `pyrite test ...`.
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Runs rule unit tests (promtool's format): exit 0 if all pass, 1 otherwise.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Runs only the test groups whose name matches one of these regular expressions.
+        #[arg(long)]
+        run: Vec<String>,
+        /// Ignores keys of rule files that upstream does not know.
+        #[arg(long)]
+        ignore_unknown_fields: bool,
+    },
 }
 
 /// `pyrite check ...`.

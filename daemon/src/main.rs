@@ -23,6 +23,7 @@ mod reload;
 mod runtime;
 mod scrape;
 mod shard;
+mod test_rules;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -59,6 +60,10 @@ fn main() -> ExitCode {
                 cli::CheckCommand::Rules { files } => check::rule_files(&files),
             };
             return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+        Some(Command::Test(cli::TestCommand::Rules { files, run, ignore_unknown_fields })) => {
+            let passed = test_rules::run(&files, &test_rules::Options { run, ignore_unknown_fields });
+            return if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
         None => run_server(cli.server, flag_values(&matches)),
     };

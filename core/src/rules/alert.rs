@@ -130,7 +130,7 @@ impl ActiveAlerts {
     }
 
     /// The alerts to send at `t` (marked sent), valid for four resend periods.
-    pub fn to_send(&mut self, t: i64, resend_delay: i64, interval: i64) -> Vec<Alert> {
+    pub fn take_due(&mut self, t: i64, resend_delay: i64, interval: i64) -> Vec<Alert> {
         let valid_for = 4 * resend_delay.max(interval);
         let mut out: Vec<Alert> = self
             .alerts
@@ -172,18 +172,18 @@ mod tests {
         let min = 60_000;
         assert_eq!(alerts.update(0, matching(1.0), 2 * min, 0), 1);
         assert_eq!(state(&alerts), Some(AlertState::Pending));
-        assert!(alerts.to_send(0, min, min).is_empty(), "pending alerts are not sent");
+        assert!(alerts.take_due(0, min, min).is_empty(), "pending alerts are not sent");
         alerts.update(min, matching(2.0), 2 * min, 0);
         assert_eq!(state(&alerts), Some(AlertState::Pending));
         alerts.update(2 * min, matching(3.0), 2 * min, 0);
         assert_eq!(state(&alerts), Some(AlertState::Firing));
-        let sent = alerts.to_send(2 * min, min, min);
+        let sent = alerts.take_due(2 * min, min, min);
         assert_eq!((sent.len(), sent[0].value, sent[0].valid_until), (1, 3.0, 6 * min));
-        assert!(alerts.to_send(2 * min + 30_000, min, min).is_empty(), "resent only after the resend delay");
-        assert_eq!(alerts.to_send(3 * min + 1, min, min).len(), 1);
+        assert!(alerts.take_due(2 * min + 30_000, min, min).is_empty(), "resent only after the resend delay");
+        assert_eq!(alerts.take_due(3 * min + 1, min, min).len(), 1);
         assert_eq!(alerts.update(4 * min, vec![], 2 * min, 0), 0);
         assert_eq!(state(&alerts), Some(AlertState::Inactive));
-        assert_eq!(alerts.to_send(4 * min, min, min)[0].resolved_at, Some(4 * min), "resolution is sent at once");
+        assert_eq!(alerts.take_due(4 * min, min, min)[0].resolved_at, Some(4 * min), "resolution is sent at once");
         alerts.update(20 * min, vec![], 2 * min, 0);
         assert_eq!(state(&alerts), None, "forgotten 15 minutes after resolution");
     }

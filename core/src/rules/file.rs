@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::template;
 use crate::config::Duration;
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
-use super::template;
 use crate::promql::{parse_with, ParseOptions};
 
 /// A rule file that cannot be used: the file, and where in it, and why.
@@ -143,6 +143,26 @@ impl RuleFile {
         Ok(parsed)
     }
 
+    /// The file with keys upstream does not know removed from groups and rules (promtool's
+    /// `--ignore-unknown-fields`); unchanged if it is not YAML.
+    pub fn without_unknown_fields(text: &str) -> String {
+        const GROUP_KEYS: [&str; 6] = ["name", "interval", "limit", "query_offset", "labels", "rules"];
+        const RULE_KEYS: [&str; 7] = ["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"];
+        let Ok(mut doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return text.to_string() };
+        let keep = |map: &mut serde_yaml::Mapping, known: &[&str]| {
+            map.retain(|k, _| k.as_str().is_some_and(|k| known.contains(&k)));
+        };
+        if let Some(groups) = doc.get_mut("groups").and_then(|g| g.as_sequence_mut()) {
+            for group in groups.iter_mut().filter_map(|g| g.as_mapping_mut()) {
+                keep(group, &GROUP_KEYS);
+                if let Some(rules) = group.get_mut("rules").and_then(|r| r.as_sequence_mut()) {
+                    rules.iter_mut().filter_map(|r| r.as_mapping_mut()).for_each(|r| keep(r, &RULE_KEYS));
+                }
+            }
+        }
+        serde_yaml::to_string(&doc).unwrap_or_else(|_| text.to_string())
+    }
+
     pub fn rule_count(&self) -> usize {
         self.groups.iter().map(|g| g.rules.len()).sum()
     }
@@ -179,7 +199,11 @@ mod tests {
         assert!(rule("{alert: A, expr: up, labels: {'1x': y}}").contains("invalid label name: 1x"));
         assert!(rule("{alert: A, expr: up, unknown: 1}").contains("unknown field"));
         let template = rule("{alert: A, expr: up, annotations: {summary: '{{ $value | humanise }}'}}");
-        assert!(template.contains(r#"annotation "summary": error parsing template __alert_A: function "humanise" not defined"#), "{template}");
+        assert!(
+            template
+                .contains(r#"annotation "summary": error parsing template __alert_A: function "humanise" not defined"#),
+            "{template}"
+        );
         let repeated = check("groups:\n  - {name: g, rules: []}\n  - {name: g, rules: []}\n").unwrap_err();
         assert_eq!(repeated, r#"r.yml: groupname: "g" is repeated in the same file"#);
         assert!(check("groups: [").unwrap_err().starts_with("r.yml: "));

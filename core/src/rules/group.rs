@@ -186,7 +186,7 @@ impl GroupState {
                 }
             }
             if rule.is_alerting() {
-                to_send.extend(rule.alerts.to_send(t, settings.resend_delay, self.interval));
+                to_send.extend(rule.alerts.take_due(t, settings.resend_delay, self.interval));
             }
             rule.last_evaluation = Some(t);
             rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();
@@ -237,7 +237,9 @@ impl GroupState {
 /// An instant vector of `(labels, value)` from a rule's result.
 fn vector(value: Value) -> Result<Vec<(Labels, f64)>, String> {
     match value {
-        Value::Vector(series) => Ok(series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect()),
+        Value::Vector(series) => {
+            Ok(series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect())
+        }
         Value::Scalar(v) => Ok(v.first().map(|&x| vec![(Labels::default(), x)]).unwrap_or_default()),
         Value::String(_) => Err("rule result is a string, not a vector or scalar".into()),
         Value::Range(_) => Err("rule result is a range vector, not an instant vector or scalar".into()),

@@ -79,7 +79,8 @@ type QueryRequest = (String, mpsc::Sender<QueryReply>);
 
 fn execute(name: &str, template: &Template, data: &Value) -> Result<String, TemplateError> {
     template
-        .execute_template_to_string(name, data).map_err(|e| TemplateError::Execute { name: name.into(), message: e.to_string() })
+        .execute_template_to_string(name, data)
+        .map_err(|e| TemplateError::Execute { name: name.into(), message: e.to_string() })
 }
 
 fn parse(
@@ -214,7 +215,9 @@ fn float_arg(v: &Value) -> gotmpl::Result<f64> {
         Value::Float(f) => Ok(*f),
         Value::Int(i) => Ok(*i as f64),
         Value::Uint(u) => Ok(*u as f64),
-        Value::String(s) => crate::series_notation::number(s).ok_or_else(|| fail(format!("can't convert {s:?} to float"))),
+        Value::String(s) => {
+            crate::series_notation::number(s).ok_or_else(|| fail(format!("can't convert {s:?} to float")))
+        }
         other => Err(fail(format!("can't convert {} to float", other.type_name()))),
     }
 }
@@ -249,7 +252,11 @@ fn compile(pattern: &str) -> gotmpl::Result<Regex> {
 }
 
 /// Prometheus's template functions (upstream's `template.go`), plus `goPrint`.
-fn functions(t_ms: i64, external_url: &str, query: Option<mpsc::Sender<QueryRequest>>) -> Vec<(&'static str, ValueFunc)> {
+fn functions(
+    t_ms: i64,
+    external_url: &str,
+    query: Option<mpsc::Sender<QueryRequest>>,
+) -> Vec<(&'static str, ValueFunc)> {
     let url = external_url.to_string();
     let path = url.split_once("://").map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..])).to_string();
     let query = std::sync::Mutex::new(query);
@@ -321,7 +328,9 @@ fn functions(t_ms: i64, external_url: &str, query: Option<mpsc::Sender<QueryRequ
         ),
         (
             "args",
-            Arc::new(|args: &[Value]| Ok(map(args.iter().enumerate().map(|(i, a)| (key(&format!("arg{i}")), a.clone()))))),
+            Arc::new(|args: &[Value]| {
+                Ok(map(args.iter().enumerate().map(|(i, a)| (key(&format!("arg{i}")), a.clone()))))
+            }),
         ),
         (
             "reReplaceAll",
@@ -545,8 +554,12 @@ mod tests {
     fn run(text: &str, value: f64) -> String {
         let labels = Labels::from_pairs([("instance", "web-1.example.com:9100"), ("job", "node")]);
         let external = Labels::from_pairs([("cluster", "eu")]);
-        let data =
-            TemplateData { labels: &labels, external_labels: &external, external_url: "http://prom:9090/prometheus", value };
+        let data = TemplateData {
+            labels: &labels,
+            external_labels: &external,
+            external_url: "http://prom:9090/prometheus",
+            value,
+        };
         let mut query = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
             match q {
                 "up" => Ok(vec![(Labels::from_pairs([("job", "b")]), 1.0), (Labels::from_pairs([("job", "a")]), 0.0)]),
@@ -581,8 +594,14 @@ mod tests {
 
     #[test]
     fn prometheus_variables_and_functions() {
-        assert_eq!(run("{{ $labels.instance }} {{ $value }} [{{ $labels.missing }}]", 1e6), "web-1.example.com:9100 1e+06 []");
-        assert_eq!(run("{{ $externalLabels.cluster }} {{ $externalURL }} {{ pathPrefix }}", 0.0), "eu http://prom:9090/prometheus /prometheus");
+        assert_eq!(
+            run("{{ $labels.instance }} {{ $value }} [{{ $labels.missing }}]", 1e6),
+            "web-1.example.com:9100 1e+06 []"
+        );
+        assert_eq!(
+            run("{{ $externalLabels.cluster }} {{ $externalURL }} {{ pathPrefix }}", 0.0),
+            "eu http://prom:9090/prometheus /prometheus"
+        );
         assert_eq!(run("{{ $value | humanizePercentage }}", 0.123456), "12.35%");
         assert_eq!(run("{{ humanize $value }}", 1234567.0), "1.235M");
         assert_eq!(run("{{ humanize $value }}", 0.00123), "1.23m");
@@ -591,22 +610,50 @@ mod tests {
         assert_eq!(run("{{ humanizeDuration $value }}", 0.25), "250ms");
         assert_eq!(run("{{ humanizeDuration $value }}", 12.3456), "12.35s");
         assert_eq!(run("{{ humanizeTimestamp $value }}", 1_435_065_584.128), "2015-06-23 13:19:44.128 +0000 UTC");
-        assert_eq!(run("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
+        assert_eq!(run("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(run("{{ if gt $value 10.0 }}high{{ else }}low{{ end }}", 11.0), "high");
-        assert_eq!(run("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0), "instance=web-1.example.com:9100;job=node;");
-        assert_eq!(run("{{ $labels.job | toUpper }} {{ title \"hello world\" }} {{ toLower \"AB\" }}", 0.0), "NODE Hello World ab");
-        assert_eq!(run("{{ stripPort $labels.instance }} {{ stripDomain $labels.instance }}", 0.0), "web-1.example.com web-1:9100");
-        assert_eq!(run("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }} {{ match \"^web\" $labels.instance }}", 0.0), "web-1.example.com true");
-        assert_eq!(run("{{ with query \"up\" }}{{ . | first | value }} {{ . | first | label \"job\" }}{{ end }}", 0.0), "1 b");
-        assert_eq!(run("{{ range query \"up\" | sortByLabel \"job\" }}{{ .Labels.job }}={{ .Value }} {{ end }}", 0.0), "a=0 b=1 ");
-        assert_eq!(run("{{ template \"x\" args 1 \"two\" }}{{ define \"x\" }}{{ .arg1 }}{{ .arg0 }}{{ end }}", 0.0), "two1");
-        assert_eq!(run("{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0.0), "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0");
+        assert_eq!(
+            run("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0),
+            "instance=web-1.example.com:9100;job=node;"
+        );
+        assert_eq!(
+            run("{{ $labels.job | toUpper }} {{ title \"hello world\" }} {{ toLower \"AB\" }}", 0.0),
+            "NODE Hello World ab"
+        );
+        assert_eq!(
+            run("{{ stripPort $labels.instance }} {{ stripDomain $labels.instance }}", 0.0),
+            "web-1.example.com web-1:9100"
+        );
+        assert_eq!(
+            run("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }} {{ match \"^web\" $labels.instance }}", 0.0),
+            "web-1.example.com true"
+        );
+        assert_eq!(
+            run("{{ with query \"up\" }}{{ . | first | value }} {{ . | first | label \"job\" }}{{ end }}", 0.0),
+            "1 b"
+        );
+        assert_eq!(
+            run("{{ range query \"up\" | sortByLabel \"job\" }}{{ .Labels.job }}={{ .Value }} {{ end }}", 0.0),
+            "a=0 b=1 "
+        );
+        assert_eq!(
+            run("{{ template \"x\" args 1 \"two\" }}{{ define \"x\" }}{{ .arg1 }}{{ .arg0 }}{{ end }}", 0.0),
+            "two1"
+        );
+        assert_eq!(
+            run("{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0.0),
+            "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0"
+        );
     }
 
     #[test]
     fn errors_name_the_template() {
         assert!(run("{{ first (query \"nothing\") }}", 0.0).contains("no such query nothing"));
-        assert!(run("{{ query \"up\" | first | value | humanize }} {{ first (query \"up\" | sortByLabel \"x\") | value }}", 0.0).starts_with("1 "));
+        assert!(run(
+            "{{ query \"up\" | first | value | humanize }} {{ first (query \"up\" | sortByLabel \"x\") | value }}",
+            0.0
+        )
+        .starts_with("1 "));
         let e = check("__alert_A", "{{ $labels.instance ").unwrap_err();
         assert!(e.to_string().starts_with("error parsing template __alert_A: "), "{e}");
         assert!(check("__alert_A", "{{ nosuchfunction 1 }}").is_err());

@@ -84,7 +84,7 @@ fn sources(config: &Config) -> Vec<Source> {
 }
 
 /// The files a pattern names now: a literal path, or the matches of a glob in its last element.
-fn expand(pattern: &str) -> Vec<PathBuf> {
+pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
     let path = Path::new(pattern);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.contains(['*', '?']) {
@@ -106,7 +106,7 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
 /// holds no groups; a malformed one is an error.
 fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
     let mut groups = Vec::new();
-    for file in patterns.iter().flat_map(|p| expand(p)) {
+    for file in patterns.iter().flat_map(|p| expand_glob(p)) {
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
