@@ -226,6 +226,18 @@ pub struct ServerFlags {
     /// since, instead of the whole log.
     #[arg(long = "storage.tsdb.head-snapshot-interval", default_value = "10m", value_parser = duration)]
     pub head_snapshot_interval: Duration,
+    /// How long a `for` alert's state is kept across an outage (restored from `ALERTS_FOR_STATE`).
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = duration)]
+    pub for_outage_tolerance: Duration,
+    /// Least time left before a restored `for` alert fires.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = duration)]
+    pub for_grace_period: Duration,
+    /// Least time between two sends of the same firing alert to Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = duration)]
+    pub resend_delay: Duration,
+    /// Alerts waiting to be sent; beyond it the oldest are dropped.
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = 10_000)]
+    pub notification_queue_capacity: usize,
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration)]
     pub lookback_delta: Duration,
@@ -253,4 +265,13 @@ pub struct ServerFlags {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+}
+
+impl ServerFlags {
+    /// How PromQL is parsed, from `--enable-feature`.
+    pub fn parse_options(&self) -> pyrite_core::promql::ParseOptions {
+        pyrite_core::promql::ParseOptions {
+            experimental_functions: self.enable_feature.iter().any(|f| f == "promql-experimental-functions"),
+        }
+    }
 }

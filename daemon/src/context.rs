@@ -12,7 +12,9 @@ use pyrite_core::promql::ParseOptions;
 use crate::discovery::Discovery;
 use crate::http::prefix::WebPaths;
 use crate::metrics::Metrics;
+use crate::notifier::Notifier;
 use crate::reload::LiveConfig;
+use crate::rules::{AlertingFlags, RuleManager};
 use crate::scrape::ScrapeManager;
 use crate::shard::{Shards, WalOptions};
 
@@ -22,6 +24,9 @@ pub struct Context {
     pub config: LiveConfig,
     pub scrape: ScrapeManager,
     pub discovery: Discovery,
+    pub rules: RuleManager,
+    pub notifier: Notifier,
+    pub alerting: AlertingFlags,
     /// Every command-line flag and its value, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
     pub web: WebPaths,
@@ -92,6 +97,13 @@ impl Context {
             config,
             scrape: ScrapeManager::default(),
             discovery: Discovery::default(),
+            rules: RuleManager::default(),
+            notifier: Notifier::new(flags.notification_queue_capacity),
+            alerting: AlertingFlags {
+                resend_delay: flags.resend_delay.millis(),
+                for_outage_tolerance: flags.for_outage_tolerance.millis(),
+                for_grace_period: flags.for_grace_period.millis(),
+            },
             flags: flag_values,
             web,
             lifecycle_api: flags.enable_lifecycle,
@@ -117,9 +129,7 @@ impl Context {
                 .then(|| flags.head_snapshot_interval.millis()),
             wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
                 .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
-            parse_options: ParseOptions {
-                experimental_functions: flags.enable_feature.iter().any(|f| f == "promql-experimental-functions"),
-            },
+            parse_options: flags.parse_options(),
             query_slots: {
                 let slots = flags.query_max_concurrency.max(1);
                 let (tx, rx) = flume::bounded(slots);

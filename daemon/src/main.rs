@@ -18,8 +18,10 @@ mod datadir;
 mod discovery;
 mod http;
 mod metrics;
+mod notifier;
 mod query;
 mod reload;
+mod rules;
 mod runtime;
 mod scrape;
 mod shard;
@@ -144,7 +146,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
         listen_address: flags.listen_address.clone(),
         metrics_path: web.route("/metrics"),
     };
-    let config = source.load()?;
+    let loaded = source.load(flags.parse_options())?;
     let shard_count = runtime::shard_count(flags.shards);
     for feature in flags.enable_feature.iter().filter(|f| f.as_str() != "promql-experimental-functions") {
         tracing::warn!(feature, "unknown option for --enable-feature, ignored");
@@ -158,13 +160,21 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
 
     let signals = block_handled_signals();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
-    let live = LiveConfig::new(source, config);
+    let live = LiveConfig::new(source, loaded);
     let ctx = Arc::new(Context::new(Shards::new(senders), &flags, flag_values, live, web));
     // Queued in the mailboxes; each shard starts its targets' loops once it runs.
-    reload::apply_initial(&ctx);
+    reload::apply_initial(&ctx).map_err(|e| anyhow::anyhow!(e))?;
     std::thread::Builder::new().name("discovery".into()).spawn({
         let ctx = ctx.clone();
         move || discovery::run(ctx)
+    })?;
+    std::thread::Builder::new().name("rules".into()).spawn({
+        let ctx = ctx.clone();
+        move || rules::run(ctx)
+    })?;
+    std::thread::Builder::new().name("notifier".into()).spawn({
+        let ctx = ctx.clone();
+        move || notifier::run(ctx)
     })?;
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();

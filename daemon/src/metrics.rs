@@ -41,6 +41,11 @@ pub struct Metrics {
     pub config_reload_success_time: Gauge,
     pub active_targets: Gauge,
     pub discovery_failures: Counter,
+    pub rule_evaluations: Family<Labels, Counter>,
+    pub notifications_sent: Family<Labels, Counter>,
+    pub notifications_errors: Family<Labels, Counter>,
+    pub notifications_dropped: Counter,
+    pub notification_queue_length: Gauge,
 }
 
 pub fn shard_label(shard: usize) -> Labels {
@@ -77,6 +82,11 @@ impl Metrics {
             config_reload_success_time: Gauge::default(),
             active_targets: Gauge::default(),
             discovery_failures: Counter::default(),
+            rule_evaluations: Family::default(),
+            notifications_sent: Family::default(),
+            notifications_errors: Family::default(),
+            notifications_dropped: Counter::default(),
+            notification_queue_length: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -176,6 +186,23 @@ impl Metrics {
             "sd_refresh_failures",
             "Service discovery reads (files, HTTP) that failed; the last good targets stay",
             m.discovery_failures.clone(),
+        );
+        registry.register("rule_evaluations", "Rule evaluations by outcome", m.rule_evaluations.clone());
+        registry.register("notifications_sent", "Alerts sent, per Alertmanager", m.notifications_sent.clone());
+        registry.register(
+            "notifications_errors",
+            "Alerts that could not be sent, per Alertmanager",
+            m.notifications_errors.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Alerts dropped because the notification queue was full",
+            m.notifications_dropped.clone(),
+        );
+        registry.register(
+            "notifications_queue_length",
+            "Alerts waiting to be sent",
+            m.notification_queue_length.clone(),
         );
         let build = Family::<Labels, Gauge>::default();
         build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);

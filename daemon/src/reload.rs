@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use pyrite_core::config::Config;
+use pyrite_core::promql::ParseOptions;
+use pyrite_core::rules::RuleFile;
 use pyrite_core::scrape::targets_from_config;
 
 use crate::clock::now_ms;
@@ -25,8 +27,22 @@ pub struct ConfigSource {
     pub metrics_path: String,
 }
 
+/// A configuration and the rule files it names, both valid.
+pub struct Loaded {
+    pub config: Config,
+    pub rules: Vec<(String, RuleFile)>,
+}
+
 impl ConfigSource {
-    pub fn load(&self) -> anyhow::Result<Config> {
+    /// Reads and checks the configuration and its rule files.
+    pub fn load(&self, options: ParseOptions) -> anyhow::Result<Loaded> {
+        let config = self.load_config()?;
+        let rules = crate::rules::load_rule_files(&config.rule_files, options)
+            .map_err(|e| anyhow::anyhow!("error loading rules: {e}"))?;
+        Ok(Loaded { config, rules })
+    }
+
+    fn load_config(&self) -> anyhow::Result<Config> {
         let (text, name) = match &self.file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -55,6 +71,8 @@ impl ConfigSource {
 /// The configuration in force and how the last reload went.
 pub struct LiveConfig {
     source: ConfigSource,
+    /// The rule files read at start, until they are applied.
+    initial_rules: Mutex<Vec<(String, RuleFile)>>,
     current: Mutex<Arc<Config>>,
     /// (whether the last load succeeded, Unix ms of the last success).
     last: Mutex<(bool, i64)>,
@@ -63,9 +81,11 @@ pub struct LiveConfig {
 }
 
 impl LiveConfig {
-    pub fn new(source: ConfigSource, config: Config) -> Self {
+    pub fn new(source: ConfigSource, loaded: Loaded) -> Self {
+        let Loaded { config, rules } = loaded;
         LiveConfig {
             source,
+            initial_rules: Mutex::new(rules),
             current: Mutex::new(Arc::new(config)),
             last: Mutex::new((true, now_ms())),
             reloading: Mutex::new(()),
@@ -92,10 +112,19 @@ impl LiveConfig {
     }
 }
 
-/// Starts scraping the targets of the configuration in force (at start-up).
-pub fn apply_initial(ctx: &Context) {
-    apply(ctx, &ctx.config.current());
+/// Starts scraping the targets of the configuration in force and evaluating its rules (at
+/// start-up).
+pub fn apply_initial(ctx: &Context) -> Result<(), String> {
+    let config = ctx.config.current();
+    apply(ctx, &config);
+    let rules = std::mem::take(&mut *ctx.config.initial_rules.lock().unwrap_or_else(|p| p.into_inner()));
+    apply_rules(ctx, &config, &rules)?;
     ctx.config.record(ctx, true);
+    Ok(())
+}
+
+fn apply_rules(ctx: &Context, config: &Config, rules: &[(String, RuleFile)]) -> Result<(), String> {
+    ctx.rules.apply(rules, config.global.evaluation_interval.millis(), ctx.parse_options)
 }
 
 /// Applies the configuration in force again with the groups service discovery has just found.
@@ -121,14 +150,19 @@ fn apply(ctx: &Context, config: &Config) -> Applied {
 pub fn reload(ctx: &Context) -> Result<(), String> {
     let live = &ctx.config;
     let _one_at_a_time = live.reloading.lock().unwrap_or_else(|p| p.into_inner());
-    let config = match live.source.load() {
-        Ok(config) => config,
+    let Loaded { config, rules } = match live.source.load(ctx.parse_options) {
+        Ok(loaded) => loaded,
         Err(e) => {
             live.record(ctx, false);
             tracing::error!(error = %format!("{e:#}"), "configuration refused; the previous one stays in force");
             return Err(format!("{e:#}"));
         }
     };
+    if let Err(e) = apply_rules(ctx, &config, &rules) {
+        live.record(ctx, false);
+        tracing::error!(error = %e, "rules refused; the previous configuration stays in force");
+        return Err(e);
+    }
     let config = Arc::new(config);
     *live.current.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
     let applied = apply(ctx, &config);

@@ -13,18 +13,8 @@ struct Section {
 }
 
 const TOP: Section = Section {
-    supported: &["global", "scrape_configs"],
-    upstream_only: &[
-        "rule_files",
-        "scrape_config_files",
-        "alerting",
-        "remote_write",
-        "remote_read",
-        "storage",
-        "tracing",
-        "otlp",
-        "runtime",
-    ],
+    supported: &["global", "scrape_configs", "rule_files", "alerting"],
+    upstream_only: &["scrape_config_files", "remote_write", "remote_read", "storage", "tracing", "otlp", "runtime"],
 };
 
 const GLOBAL: Section = Section {
@@ -141,6 +131,43 @@ const SCRAPE: Section = Section {
     ],
 };
 
+const ALERTING: Section = Section { supported: &["alert_relabel_configs", "alertmanagers"], upstream_only: &[] };
+
+const ALERTMANAGER: Section = Section {
+    supported: &[
+        "scheme",
+        "path_prefix",
+        "timeout",
+        "api_version",
+        "static_configs",
+        "file_sd_configs",
+        "http_sd_configs",
+        "dns_sd_configs",
+        "relabel_configs",
+        "alert_relabel_configs",
+        "basic_auth",
+        "authorization",
+        "tls_config",
+        "proxy_url",
+        "follow_redirects",
+        "enable_http2",
+    ],
+    upstream_only: &[
+        "sigv4",
+        "oauth2",
+        "bearer_token",
+        "bearer_token_file",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "http_headers",
+        "kubernetes_sd_configs",
+        "consul_sd_configs",
+        "ec2_sd_configs",
+        "ecs_sd_configs",
+    ],
+};
+
 const BASIC_AUTH: Section =
     Section { supported: &["username", "username_file", "password", "password_file"], upstream_only: &[] };
 
@@ -199,26 +226,40 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     if let Some(global) = root.get("global") {
         check_mapping(global, &GLOBAL, "global", file)?;
     }
+    let mut clients: Vec<(&Value, String)> = Vec::new();
     if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {
         for (i, sc) in scs.iter().enumerate() {
             let path = format!("scrape_configs[{i}]");
             check_mapping(sc, &SCRAPE, &path, file)?;
-            for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)]
-            {
-                if let Some(value) = sc.get(key) {
-                    check_mapping(value, section, &format!("{path}.{key}"), file)?;
-                }
+            clients.push((sc, path));
+        }
+    }
+    if let Some(alerting) = root.get("alerting") {
+        check_mapping(alerting, &ALERTING, "alerting", file)?;
+        if let Some(Value::Sequence(ams)) = alerting.get("alertmanagers") {
+            for (i, am) in ams.iter().enumerate() {
+                let path = format!("alerting.alertmanagers[{i}]");
+                check_mapping(am, &ALERTMANAGER, &path, file)?;
+                clients.push((am, path));
             }
-            for (key, section) in [
-                ("static_configs", &STATIC),
-                ("file_sd_configs", &FILE_SD),
-                ("http_sd_configs", &HTTP_SD),
-                ("dns_sd_configs", &DNS_SD),
-            ] {
-                if let Some(Value::Sequence(items)) = sc.get(key) {
-                    for (j, item) in items.iter().enumerate() {
-                        check_mapping(item, section, &format!("{path}.{key}[{j}]"), file)?;
-                    }
+        }
+    }
+    // Each scrape config and Alertmanager set: its HTTP client and target sources.
+    for (sc, path) in clients {
+        for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)] {
+            if let Some(value) = sc.get(key) {
+                check_mapping(value, section, &format!("{path}.{key}"), file)?;
+            }
+        }
+        for (key, section) in [
+            ("static_configs", &STATIC),
+            ("file_sd_configs", &FILE_SD),
+            ("http_sd_configs", &HTTP_SD),
+            ("dns_sd_configs", &DNS_SD),
+        ] {
+            if let Some(Value::Sequence(items)) = sc.get(key) {
+                for (j, item) in items.iter().enumerate() {
+                    check_mapping(item, section, &format!("{path}.{key}[{j}]"), file)?;
                 }
             }
         }

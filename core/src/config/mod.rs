@@ -5,6 +5,7 @@
 //! rather than silently ignored; a key upstream does not know either is refused as unknown. Type
 //! errors also carry the key path (`scrape_configs[0].scrape_interval: ...`).
 
+mod alerting;
 pub mod duration;
 mod http;
 mod keys;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use thiserror::Error;
 
+pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use size::ByteSize;
@@ -40,6 +42,9 @@ pub enum ConfigError {
 pub struct Config {
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// Rule file patterns (the last element may be a glob), relative to the config file's directory.
+    pub rule_files: Vec<String>,
+    pub alerting: AlertingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +207,10 @@ struct RawConfig {
     global: RawGlobal,
     #[serde(default)]
     scrape_configs: Vec<RawScrapeConfig>,
+    #[serde(default)]
+    rule_files: Vec<String>,
+    #[serde(default)]
+    alerting: alerting::RawAlerting,
 }
 
 /// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
@@ -364,14 +373,14 @@ impl RawConfig {
             if !metrics_path.starts_with('/') {
                 return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
             }
-            for (j, st) in sc.static_configs.iter().enumerate() {
-                let here = at(&format!("static_configs[{j}]"));
-                for t in &st.targets {
-                    validate_target(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
-                }
-                check_label_names(&st.labels, &format!("{here}.labels"), &invalid)?;
-            }
             let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+            let mut sd = Discovery {
+                static_configs: sc.static_configs,
+                file_sd_configs: sc.file_sd_configs,
+                http_sd_configs: sc.http_sd_configs,
+                dns_sd_configs: sc.dns_sd_configs,
+            };
+            sd.validate(dir, &at, &invalid)?;
             let mut http = HttpClientConfig {
                 tls: sc.tls_config,
                 basic_auth: sc.basic_auth,
@@ -382,42 +391,6 @@ impl RawConfig {
             };
             http.validate().map_err(|(key, message)| invalid(at(key), message))?;
             http.resolve_paths(dir);
-            let mut file_sd_configs = sc.file_sd_configs;
-            for pattern in file_sd_configs.iter_mut().flat_map(|f| f.files.iter_mut()) {
-                if std::path::Path::new(pattern.as_str()).is_relative() {
-                    *pattern = dir.join(pattern.as_str()).display().to_string();
-                }
-            }
-            for (j, fsd) in file_sd_configs.iter().enumerate() {
-                if let Some(bad) = fsd.files.iter().find(|f| !valid_sd_file(f)) {
-                    let message = format!("path name {bad:?} is not valid for file discovery");
-                    return Err(invalid(at(&format!("file_sd_configs[{j}].files")), message));
-                }
-            }
-            for (j, dsd) in sc.dns_sd_configs.iter().enumerate() {
-                let here = |key: &str| at(&format!("dns_sd_configs[{j}].{key}"));
-                if dsd.names.is_empty() {
-                    return Err(invalid(
-                        here("names"),
-                        "DNS-SD config must contain at least one SRV record name".into(),
-                    ));
-                }
-                match crate::dns::RecordType::parse(&dsd.kind) {
-                    None => return Err(invalid(here("type"), format!("invalid DNS-SD records type {}", dsd.kind))),
-                    Some(crate::dns::RecordType::Srv) => {}
-                    Some(_) if dsd.port.is_none() => {
-                        let message = "a port is required in DNS-SD configs for all record types except SRV";
-                        return Err(invalid(here("port"), message.into()));
-                    }
-                    Some(_) => {}
-                }
-            }
-            for (j, hsd) in sc.http_sd_configs.iter().enumerate() {
-                if !(hsd.url.starts_with("http://") || hsd.url.starts_with("https://")) {
-                    let message = format!("URL scheme must be 'http' or 'https': {:?}", hsd.url);
-                    return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
-                }
-            }
             let scrape_protocols = sc.scrape_protocols.unwrap_or_else(|| global.scrape_protocols.clone());
             check_protocols(&scrape_protocols).map_err(|m| invalid(at("scrape_protocols"), m))?;
             let rules = |key: &str, raw: Vec<RawRule>| -> Result<Vec<Rule>, ConfigError> {
@@ -439,15 +412,86 @@ impl RawConfig {
                 metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,
                 limits: sc.limits.over(global.limits),
                 scrape_protocols,
-                static_configs: sc.static_configs,
+                static_configs: sd.static_configs,
                 http,
-                file_sd_configs,
-                http_sd_configs: sc.http_sd_configs,
-                dns_sd_configs: sc.dns_sd_configs,
+                file_sd_configs: sd.file_sd_configs,
+                http_sd_configs: sd.http_sd_configs,
+                dns_sd_configs: sd.dns_sd_configs,
                 job_name: sc.job_name,
             });
         }
-        Ok(Config { global, scrape_configs })
+        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+        let rule_files = self
+            .rule_files
+            .iter()
+            .map(|p| if std::path::Path::new(p).is_relative() { dir.join(p).display().to_string() } else { p.clone() })
+            .collect();
+        let alerting = self.alerting.validate(dir, &invalid)?;
+        Ok(Config { global, scrape_configs, rule_files, alerting })
+    }
+}
+
+/// The target sources of a scrape config or of an `alertmanagers` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovery {
+    pub static_configs: Vec<StaticConfig>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub http_sd_configs: Vec<HttpSdConfig>,
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+}
+
+/// Builds a config error from a key path and a message.
+type Invalid<'a> = &'a dyn Fn(String, String) -> ConfigError;
+
+impl Discovery {
+    /// Upstream's checks; relative `file_sd_configs` paths are made relative to `dir`. `at`
+    /// gives the key path of a key of the enclosing section.
+    fn validate(
+        &mut self,
+        dir: &std::path::Path,
+        at: &dyn Fn(&str) -> String,
+        invalid: Invalid,
+    ) -> Result<(), ConfigError> {
+        for (j, st) in self.static_configs.iter().enumerate() {
+            let here = at(&format!("static_configs[{j}]"));
+            for t in &st.targets {
+                validate_target(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
+            }
+            check_label_names(&st.labels, &format!("{here}.labels"), invalid)?;
+        }
+        for pattern in self.file_sd_configs.iter_mut().flat_map(|f| f.files.iter_mut()) {
+            if std::path::Path::new(pattern.as_str()).is_relative() {
+                *pattern = dir.join(pattern.as_str()).display().to_string();
+            }
+        }
+        for (j, fsd) in self.file_sd_configs.iter().enumerate() {
+            if let Some(bad) = fsd.files.iter().find(|f| !valid_sd_file(f)) {
+                let message = format!("path name {bad:?} is not valid for file discovery");
+                return Err(invalid(at(&format!("file_sd_configs[{j}].files")), message));
+            }
+        }
+        for (j, dsd) in self.dns_sd_configs.iter().enumerate() {
+            let here = |key: &str| at(&format!("dns_sd_configs[{j}].{key}"));
+            if dsd.names.is_empty() {
+                return Err(invalid(here("names"), "DNS-SD config must contain at least one SRV record name".into()));
+            }
+            match crate::dns::RecordType::parse(&dsd.kind) {
+                None => return Err(invalid(here("type"), format!("invalid DNS-SD records type {}", dsd.kind))),
+                Some(crate::dns::RecordType::Srv) => {}
+                Some(_) if dsd.port.is_none() => {
+                    let message = "a port is required in DNS-SD configs for all record types except SRV";
+                    return Err(invalid(here("port"), message.into()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (j, hsd) in self.http_sd_configs.iter().enumerate() {
+            if !(hsd.url.starts_with("http://") || hsd.url.starts_with("https://")) {
+                let message = format!("URL scheme must be 'http' or 'https': {:?}", hsd.url);
+                return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -501,8 +545,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("rule_files: [a.yml]\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: rule_files: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("remote_read: []\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: remote_read: key is valid in Prometheus but not supported by Pyrite yet");
+        let text =
+            "alerting:\n  alertmanagers:\n    - api_version: v1\n      static_configs: [{targets: ['am:9093']}]\n";
+        let e = Config::parse(text, "p.yml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("p.yml: alerting.alertmanagers[0].api_version: expected Alertmanager api version"),
+            "{e}"
+        );
+        let e = Config::parse("alerting:\n  alertmanagers:\n    - sigv4: {}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "p.yml: alerting.alertmanagers[0].sigv4: key is valid in Prometheus but not supported by Pyrite yet"
+        );
+        let text = "rule_files: [rules/*.yml]\nalerting:\n  alertmanagers:\n    - path_prefix: /am/\n      static_configs: [{targets: ['am:9093']}]\n";
+        let c = Config::parse(text, "/etc/p.yml").unwrap();
+        assert_eq!(
+            (c.rule_files[0].as_str(), c.alerting.alertmanagers[0].path_prefix.as_str()),
+            ("/etc/rules/*.yml", "/am")
+        );
         let e = Config::parse("scrape_configs:\n  - job_name: a\n    oauth2: {}\n", "p.yml").unwrap_err().to_string();
         assert_eq!(e, "p.yml: scrape_configs[0].oauth2: key is valid in Prometheus but not supported by Pyrite yet");
         let e = Config::parse(

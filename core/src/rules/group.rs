@@ -49,6 +49,12 @@ impl Health {
     }
 }
 
+/// An alert to send now, with its rule's expression (for the generator URL).
+pub struct DueAlert {
+    pub alert: Alert,
+    pub expr: String,
+}
+
 /// One rule with its parsed expression and what its evaluations left.
 pub struct RuleState {
     pub rule: Rule,
@@ -156,7 +162,7 @@ impl GroupState {
     }
 
     /// Evaluates every rule at `t`; returns the alerts to send to Alertmanager.
-    pub fn evaluate(&mut self, t: i64, storage: &mut dyn RuleStorage, settings: &RuleSettings) -> Vec<Alert> {
+    pub fn evaluate(&mut self, t: i64, storage: &mut dyn RuleStorage, settings: &RuleSettings) -> Vec<DueAlert> {
         let started = std::time::Instant::now();
         let at = t - self.query_offset;
         let mut to_send = Vec::new();
@@ -186,7 +192,8 @@ impl GroupState {
                 }
             }
             if rule.is_alerting() {
-                to_send.extend(rule.alerts.take_due(t, settings.resend_delay, self.interval));
+                let due = rule.alerts.take_due(t, settings.resend_delay, self.interval);
+                to_send.extend(due.into_iter().map(|alert| DueAlert { alert, expr: rule.rule.expr.clone() }));
             }
             rule.last_evaluation = Some(t);
             rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyrite_core::config::Config;
+use pyrite_core::config::{Config, DnsSdConfig, FileSdConfig, HttpSdConfig};
 use pyrite_core::discovery::{glob_match, parse_groups, TargetGroup};
 use pyrite_core::dns::RecordType;
 
@@ -25,15 +25,20 @@ const TICK: Duration = Duration::from_secs(1);
 /// Largest `http_sd_configs` answer read.
 const MAX_ANSWER_BYTES: u64 = 16 << 20;
 
-/// The groups found so far, by job name, and the thread's wake-up line.
+/// The groups found so far, by job name and by Alertmanager set, and the thread's wake-up line.
 pub struct Discovery {
     groups: Mutex<Arc<BTreeMap<String, Vec<TargetGroup>>>>,
+    alertmanager_groups: Mutex<Arc<BTreeMap<usize, Vec<TargetGroup>>>>,
     config_changed: (flume::Sender<()>, flume::Receiver<()>),
 }
 
 impl Default for Discovery {
     fn default() -> Self {
-        Discovery { groups: Mutex::new(Arc::default()), config_changed: flume::bounded(1) }
+        Discovery {
+            groups: Mutex::new(Arc::default()),
+            alertmanager_groups: Mutex::new(Arc::default()),
+            config_changed: flume::bounded(1),
+        }
     }
 }
 
@@ -43,15 +48,27 @@ impl Discovery {
         self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The groups discovered for each `alerting.alertmanagers` entry, by its index.
+    pub fn alertmanager_groups(&self) -> Arc<BTreeMap<usize, Vec<TargetGroup>>> {
+        self.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Tells the thread that the configuration changed, so it refreshes every source now.
     pub fn reconfigure(&self) {
         let _ = self.config_changed.0.try_send(());
     }
 }
 
-/// One source of groups of a job, with when it is next due.
+/// Whose targets a source finds.
+#[derive(Debug, Clone, PartialEq)]
+enum Owner {
+    Job(String),
+    Alertmanagers(usize),
+}
+
+/// One source of groups of a job or Alertmanager set, with when it is next due.
 struct Source {
-    job: String,
+    owner: Owner,
     kind: SourceKind,
     every: Duration,
     due: Instant,
@@ -67,18 +84,25 @@ enum SourceKind {
 
 fn sources(config: &Config) -> Vec<Source> {
     let mut out = Vec::new();
-    for sc in &config.scrape_configs {
-        let files = sc.file_sd_configs.iter().map(|f| (SourceKind::Files(f.files.clone()), f.refresh_interval));
-        let urls = sc.http_sd_configs.iter().map(|h| (SourceKind::Http(h.url.clone()), h.refresh_interval));
-        let names = sc.dns_sd_configs.iter().map(|d| {
+    let mut add = |owner: Owner, files: &[FileSdConfig], urls: &[HttpSdConfig], names: &[DnsSdConfig]| {
+        let files = files.iter().map(|f| (SourceKind::Files(f.files.clone()), f.refresh_interval));
+        let urls = urls.iter().map(|h| (SourceKind::Http(h.url.clone()), h.refresh_interval));
+        let names = names.iter().map(|d| {
             // The configuration was validated: the type is known.
             let kind = RecordType::parse(&d.kind).unwrap_or(RecordType::Srv);
             (SourceKind::Dns { names: d.names.clone(), kind, port: d.port.unwrap_or(0) }, d.refresh_interval)
         });
         for (kind, every) in files.chain(urls).chain(names) {
-            let (job, every, due) = (sc.job_name.clone(), every.as_std(), Instant::now());
-            out.push(Source { job, kind, every, due, last: Vec::new() });
+            let (owner, every, due) = (owner.clone(), every.as_std(), Instant::now());
+            out.push(Source { owner, kind, every, due, last: Vec::new() });
         }
+    };
+    for sc in &config.scrape_configs {
+        add(Owner::Job(sc.job_name.clone()), &sc.file_sd_configs, &sc.http_sd_configs, &sc.dns_sd_configs);
+    }
+    for (i, am) in config.alerting.alertmanagers.iter().enumerate() {
+        let d = &am.discovery;
+        add(Owner::Alertmanagers(i), &d.file_sd_configs, &d.http_sd_configs, &d.dns_sd_configs);
     }
     out
 }
@@ -222,16 +246,22 @@ pub fn run(ctx: Arc<Context>) {
                 Ok(_) => {}
                 Err(error) => {
                     ctx.metrics.discovery_failures.inc();
-                    tracing::warn!(job = source.job.as_str(), %error, "service discovery failed; keeping the last targets");
+                    tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
                 }
             }
         }
         if changed {
             let mut by_job: BTreeMap<String, Vec<TargetGroup>> = BTreeMap::new();
+            let mut by_set: BTreeMap<usize, Vec<TargetGroup>> = BTreeMap::new();
             for s in &sources {
-                by_job.entry(s.job.clone()).or_default().extend(s.last.iter().cloned());
+                let found = s.last.iter().cloned();
+                match &s.owner {
+                    Owner::Job(job) => by_job.entry(job.clone()).or_default().extend(found),
+                    Owner::Alertmanagers(i) => by_set.entry(*i).or_default().extend(found),
+                }
             }
             *ctx.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
+            *ctx.discovery.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_set);
             crate::reload::apply_discovered(&ctx);
             changed = false;
         }

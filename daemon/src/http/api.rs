@@ -4,13 +4,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
 
 use super::params::Params;
 use super::response::{
-    instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError,
+    instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError, ApiResult,
 };
 use super::ApiState;
 use crate::clock::now_ms;
@@ -21,8 +21,6 @@ const MAX_POINTS: i64 = 11_000;
 /// The widest time range a metadata request covers when it names none.
 const MIN_TIME: i64 = i64::MIN / 2;
 const MAX_TIME: i64 = i64::MAX / 2;
-
-type ApiResult = Result<Response, ApiError>;
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");

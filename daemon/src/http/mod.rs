@@ -13,6 +13,7 @@ pub mod params;
 pub mod prefix;
 mod remote_write;
 mod response;
+mod rules;
 pub mod server;
 mod status;
 mod targets;
@@ -92,9 +93,9 @@ fn data_routes(base: &str) -> Router<ApiState> {
         .route(&v1("/targets"), get(targets::targets))
         .route(&v1("/targets/metadata"), get(targets::targets_metadata))
         .route(&v1("/scrape_pools"), get(targets::scrape_pools))
-        .route(&v1("/rules"), get(status::rules))
-        .route(&v1("/alerts"), get(status::alerts))
-        .route(&v1("/alertmanagers"), get(status::alertmanagers))
+        .route(&v1("/rules"), get(rules::rules))
+        .route(&v1("/alerts"), get(rules::alerts))
+        .route(&v1("/alertmanagers"), get(rules::alertmanagers))
         .route(&v1("/status/config"), get(status::config))
         .route(&v1("/status/flags"), get(status::flags))
         .route(&v1("/status/runtimeinfo"), get(status::runtimeinfo))

@@ -95,6 +95,9 @@ pub fn success_annotated(data: String, annotations: &Annotations, query: &str, e
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// What an API handler that can fail returns.
+pub type ApiResult = Result<Response, ApiError>;
+
 pub fn success_json(data: serde_json::Value) -> Response {
     success(data.to_string())
 }

@@ -1,5 +1,5 @@
-//! The status endpoints (`/api/v1/status/*`), and the rule, alert, Alertmanager and exemplar
-//! endpoints that answer empty until Pyrite evaluates rules and stores exemplars.
+//! The status endpoints (`/api/v1/status/*`), and the exemplar endpoint, which answers empty
+//! since Pyrite stores no exemplars.
 
 use std::sync::atomic::Ordering;
 
@@ -11,12 +11,10 @@ use pyrite_core::tsdb::head::HeadStats;
 use serde_json::json;
 
 use super::params::Params;
-use super::response::{success_json, ApiError};
+use super::response::{success_json, ApiError, ApiResult};
 use super::ApiState;
 use crate::clock::now_ms;
 use crate::shard::Request;
-
-type ApiResult = Result<Response, ApiError>;
 
 /// `/api/v1/status/config`: the configuration in force, defaults filled in.
 pub async fn config(State(s): State<ApiState>) -> Response {
@@ -66,21 +64,6 @@ pub async fn runtimeinfo(State(s): State<ApiState>) -> Response {
 pub async fn walreplay(State(s): State<ApiState>) -> Response {
     let segments = s.ctx.replay.segments.load(Ordering::Relaxed);
     success_json(json!({ "min": 0, "max": segments, "current": segments }))
-}
-
-/// `/api/v1/rules`: no rule groups until rule evaluation exists.
-pub async fn rules() -> Response {
-    success_json(json!({ "groups": [] }))
-}
-
-/// `/api/v1/alerts`: no alerts until rule evaluation exists.
-pub async fn alerts() -> Response {
-    success_json(json!({ "alerts": [] }))
-}
-
-/// `/api/v1/alertmanagers`: none until alerting is configured.
-pub async fn alertmanagers() -> Response {
-    success_json(json!({ "activeAlertmanagers": [], "droppedAlertmanagers": [] }))
 }
 
 /// `/api/v1/query_exemplars`: the parameters are checked as upstream checks them; the answer is

@@ -6,7 +6,7 @@
 
 mod client;
 mod manager;
-mod tls;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

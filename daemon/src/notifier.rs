@@ -1,0 +1,208 @@
+//! Sending alerts to Alertmanager: a bounded queue filled by rule evaluation and drained by the
+//! `notifier` thread in batches of up to 256, posted (API v2) to every Alertmanager of every
+//! `alerting.alertmanagers` set.
+//!
+//! Alerts get the external labels and `alert_relabel_configs` when queued, and each set's own
+//! `alert_relabel_configs` when sent. A full queue drops its oldest alerts and counts them; a
+//! failed post is counted and not retried (firing alerts are sent again every resend delay).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use pyrite_core::config::{AlertmanagerConfig, Config};
+use pyrite_core::labels::Labels;
+use pyrite_core::relabel::relabel;
+use pyrite_core::rules::DueAlert;
+use serde_json::{json, Map, Value};
+
+use crate::context::Context;
+
+/// Largest batch posted at once (upstream's).
+const MAX_BATCH: usize = 256;
+
+/// One alert as Alertmanager's API takes it (times in Unix ms).
+#[derive(Debug, Clone)]
+struct Notification {
+    labels: Labels,
+    annotations: Labels,
+    starts_at: i64,
+    ends_at: i64,
+    generator_url: String,
+}
+
+/// An Alertmanager found for a set, or dropped by its relabeling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alertmanager {
+    pub url: String,
+    pub set: usize,
+}
+
+pub struct Notifier {
+    queue: Mutex<VecDeque<Notification>>,
+    capacity: usize,
+    wake: (flume::Sender<()>, flume::Receiver<()>),
+}
+
+impl Notifier {
+    pub fn new(capacity: usize) -> Self {
+        Notifier { queue: Mutex::new(VecDeque::new()), capacity: capacity.max(1), wake: flume::bounded(1) }
+    }
+
+    /// The Alertmanagers alerts go to, and the URLs relabeling dropped (`/api/v1/alertmanagers`).
+    pub fn alertmanagers(&self, ctx: &Context) -> (Vec<Alertmanager>, Vec<String>) {
+        resolve(&ctx.config.current(), &ctx.discovery.alertmanager_groups())
+    }
+
+    /// Queues due alerts (never blocks on the network).
+    pub fn queue(&self, ctx: &Context, due: Vec<DueAlert>) {
+        let config = ctx.config.current();
+        if due.is_empty() || config.alerting.alertmanagers.is_empty() {
+            return;
+        }
+        let external = &config.global.external_labels;
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for DueAlert { alert, expr } in due {
+            let mut pairs: Vec<(String, String)> =
+                alert.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            for l in external.iter() {
+                if alert.labels.get(&l.name).is_empty() {
+                    pairs.push((l.name.clone(), l.value.clone()));
+                }
+            }
+            let Some(labels) = relabel(&config.alerting.alert_relabel_configs, &Labels::from_pairs(pairs)) else {
+                continue;
+            };
+            let escaped: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+            queue.push_back(Notification {
+                labels,
+                annotations: alert.annotations,
+                starts_at: alert.fired_at.unwrap_or(alert.active_at),
+                ends_at: alert.resolved_at.unwrap_or(alert.valid_until),
+                generator_url: format!("{}/graph?g0.expr={escaped}&g0.tab=1", ctx.web.external_url),
+            });
+        }
+        let overflow = queue.len().saturating_sub(self.capacity);
+        if overflow > 0 {
+            queue.drain(..overflow);
+            ctx.metrics.notifications_dropped.inc_by(overflow as u64);
+            tracing::warn!(dropped = overflow, "alert notification queue full, oldest alerts dropped");
+        }
+        ctx.metrics.notification_queue_length.set(queue.len() as i64);
+        let _ = self.wake.0.try_send(());
+    }
+
+    fn take_batch(&self) -> Vec<Notification> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+}
+
+/// The Alertmanagers of every set: static and discovered targets through the set's relabeling.
+fn resolve(
+    config: &Config,
+    discovered: &std::collections::BTreeMap<usize, Vec<pyrite_core::discovery::TargetGroup>>,
+) -> (Vec<Alertmanager>, Vec<String>) {
+    let (mut active, mut dropped) = (Vec::new(), Vec::new());
+    for (set, am) in config.alerting.alertmanagers.iter().enumerate() {
+        let statics = am.discovery.static_configs.iter().map(|s| (&s.targets, &s.labels));
+        let found = discovered.get(&set).into_iter().flatten().map(|g| (&g.targets, &g.labels));
+        for (targets, labels) in statics.chain(found) {
+            for target in targets {
+                let mut pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                pairs.push(("__address__".into(), target.clone()));
+                pairs.push(("__scheme__".into(), am.scheme.clone()));
+                pairs.push(("__alertmanager_path__".into(), format!("{}/api/v2/alerts", am.path_prefix)));
+                let url = |l: &Labels| {
+                    format!("{}://{}{}", l.get("__scheme__"), l.get("__address__"), l.get("__alertmanager_path__"))
+                };
+                let labels = Labels::from_pairs(pairs);
+                match relabel(&am.relabel_configs, &labels) {
+                    Some(kept) => active.push(Alertmanager { url: url(&kept), set }),
+                    None => dropped.push(url(&labels)),
+                }
+            }
+        }
+    }
+    active.dedup();
+    (active, dropped)
+}
+
+fn rfc3339(ms: i64) -> String {
+    pyrite_core::calendar::rfc3339(ms)
+}
+
+fn labels_json(labels: &Labels) -> Value {
+    Value::Object(labels.iter().map(|l| (l.name.clone(), Value::String(l.value.clone()))).collect::<Map<_, _>>())
+}
+
+/// The JSON body of a batch for one set (its `alert_relabel_configs` applied); None if empty.
+fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
+    let alerts: Vec<Value> = batch
+        .iter()
+        .filter_map(|n| {
+            let labels = relabel(&set.alert_relabel_configs, &n.labels)?;
+            Some(json!({
+                "labels": labels_json(&labels),
+                "annotations": labels_json(&n.annotations),
+                "startsAt": rfc3339(n.starts_at),
+                "endsAt": rfc3339(n.ends_at),
+                "generatorURL": n.generator_url,
+            }))
+        })
+        .collect();
+    (!alerts.is_empty()).then(|| Value::Array(alerts).to_string())
+}
+
+fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
+    let mut agent = ureq::AgentBuilder::new().timeout(set.timeout.as_std()).redirects(if set.http.follow_redirects {
+        10
+    } else {
+        0
+    });
+    if url.starts_with("https://") {
+        agent = agent.tls_config(crate::scrape::tls::client_config(&set.http.tls)?);
+    }
+    if let Some(proxy) = &set.http.proxy_url {
+        agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
+    }
+    let mut request = agent.build().post(url).set("Content-Type", "application/json");
+    if let Some(auth) = set.http.authorization_header()? {
+        request = request.set("Authorization", &auth);
+    }
+    match request.send_string(body) {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::Status(code, _)) => Err(format!("bad response status {code}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The notifier thread's loop; runs until the process ends.
+pub fn run(ctx: Arc<Context>) {
+    loop {
+        let _ = ctx.notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
+        loop {
+            let batch = ctx.notifier.take_batch();
+            ctx.metrics.notification_queue_length.set(ctx.notifier.queue.lock().map_or(0, |q| q.len() as i64));
+            if batch.is_empty() {
+                break;
+            }
+            let config = ctx.config.current();
+            let (active, _) = ctx.notifier.alertmanagers(&ctx);
+            for am in active {
+                let Some(set) = config.alerting.alertmanagers.get(am.set) else { continue };
+                let Some(body) = body(&batch, set) else { continue };
+                let labels = vec![("alertmanager", am.url.clone())];
+                match post(&am.url, &body, set) {
+                    Ok(()) => {
+                        ctx.metrics.notifications_sent.get_or_create(&labels).inc_by(batch.len() as u64);
+                    }
+                    Err(error) => {
+                        ctx.metrics.notifications_errors.get_or_create(&labels).inc_by(batch.len() as u64);
+                        tracing::warn!(alertmanager = am.url.as_str(), %error, count = batch.len(), "error sending alerts");
+                    }
+                }
+            }
+        }
+    }
+}
