@@ -43,19 +43,25 @@ pub fn counter_rate_sum(series: usize) -> f64 {
     (0..SeriesMix::for_series(series).counters).map(counter_rate).sum()
 }
 
-/// The exposition body of a target with `series` series, `elapsed` seconds after start.
-/// `target` varies the gauges between targets.
-pub fn render(series: usize, target: usize, elapsed: f64) -> String {
+/// How many times faster `status="500"` counters grow during an incident.
+pub const INCIDENT_ERROR_FACTOR: f64 = 10.0;
+
+/// The exposition body of a target with `series` series, `elapsed` seconds after start, of
+/// which `incident` seconds were spent in an incident. `target` varies the gauges between
+/// targets.
+pub fn render(series: usize, target: usize, elapsed: f64, incident: f64) -> String {
+    let error_elapsed = elapsed + (INCIDENT_ERROR_FACTOR - 1.0) * incident;
     let mix = SeriesMix::for_series(series);
     let mut out = String::with_capacity(series * 90);
     out.push_str("# HELP loadgen_http_requests_total Requests served.\n# TYPE loadgen_http_requests_total counter\n");
     for i in 0..mix.counters {
-        let value = (counter_rate(i) * elapsed).floor();
+        let status = STATUSES[(i / 4) % 5];
+        let value = (counter_rate(i) * if status == "500" { error_elapsed } else { elapsed }).floor();
         let _ = writeln!(
             out,
             "loadgen_http_requests_total{{method=\"{}\",status=\"{}\",handler=\"/api/v1/item{}\"}} {value}",
             METHODS[i % 4],
-            STATUSES[(i / 4) % 5],
+            status,
             i / 20
         );
     }
@@ -88,7 +94,7 @@ mod tests {
     fn mix_adds_up_and_series_are_unique() {
         for n in [1, 13, 200, 1000] {
             assert_eq!(SeriesMix::for_series(n).total(), n);
-            let body = render(n, 0, 10.0);
+            let body = render(n, 0, 10.0, 0.0);
             let mut keys: Vec<&str> =
                 body.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
             assert_eq!(keys.len(), n);
@@ -96,5 +102,15 @@ mod tests {
             keys.dedup();
             assert_eq!(keys.len(), n, "duplicate series for {n}");
         }
+    }
+
+    #[test]
+    fn an_incident_speeds_up_only_the_errors() {
+        let value = |body: &str, status: &str| -> f64 {
+            body.lines().find(|l| l.contains(&format!("status=\"{status}\""))).unwrap().rsplit_once(' ').unwrap().1.parse().unwrap()
+        };
+        let (calm, incident) = (render(200, 0, 100.0, 0.0), render(200, 0, 100.0, 10.0));
+        assert_eq!(value(&calm, "200"), value(&incident, "200"));
+        assert!(value(&incident, "500") > value(&calm, "500") * 1.5);
     }
 }

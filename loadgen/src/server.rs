@@ -2,7 +2,9 @@
 //!
 //! `GET /metrics` returns the target's body, gzip-compressed when the client accepts it (as real
 //! exporters do); `POST /-/vanish` makes the target answer 503 from then on, which a test uses
-//! to watch a target go down and its series go stale.
+//! to watch a target go down and its series go stale; `POST /-/incident/start` and
+//! `/-/incident/stop` make its `status="500"` request counters grow ten times faster in between,
+//! which an alerting test uses to cross an error-ratio threshold and come back.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -41,10 +43,11 @@ pub struct Load {
 }
 
 impl Load {
-    /// The body of target `index`, `elapsed` seconds after start.
-    pub fn body(&self, index: usize, elapsed: f64) -> String {
+    /// The body of target `index`, `elapsed` seconds after start, `incident` of them in an
+    /// incident.
+    pub fn body(&self, index: usize, elapsed: f64, incident: f64) -> String {
         match self.profile {
-            Profile::Uniform => exposition::render(self.series, index, elapsed),
+            Profile::Uniform => exposition::render(self.series, index, elapsed, incident),
             Profile::Mixed => exporters::render(self.series, index, self.targets, elapsed, self.churn),
         }
     }
@@ -73,16 +76,31 @@ pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, load: Load) {
     }
 }
 
+/// A target's switches: vanished, and its incidents.
+#[derive(Default)]
+struct TargetState {
+    vanished: Cell<bool>,
+    /// Seconds spent in incidents that ended, and when the current one started.
+    incident_seconds: Cell<f64>,
+    incident_since: Cell<Option<Instant>>,
+}
+
+impl TargetState {
+    fn incident(&self) -> f64 {
+        self.incident_seconds.get() + self.incident_since.get().map_or(0.0, |s| s.elapsed().as_secs_f64())
+    }
+}
+
 async fn serve_target(listener: TcpListener, index: usize, load: Load, started: Instant) {
-    let vanished = Rc::new(Cell::new(false));
+    let state = Rc::new(TargetState::default());
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let Ok(io) = stream.into_poll_io() else { continue };
-        let vanished = vanished.clone();
+        let state = state.clone();
         monoio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let vanished = vanished.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &vanished, index, &load, started)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &state, index, &load, started)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(MonoioTimer)
@@ -94,7 +112,7 @@ async fn serve_target(listener: TcpListener, index: usize, load: Load, started: 
 
 fn respond(
     req: &Request<hyper::body::Incoming>,
-    vanished: &Cell<bool>,
+    state: &TargetState,
     index: usize,
     load: &Load,
     started: Instant,
@@ -106,14 +124,25 @@ fn respond(
     };
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/-/vanish") => {
-            vanished.set(true);
+            state.vanished.set(true);
             reply(StatusCode::OK, "vanished\n".into())
         }
-        (_, "/metrics") if vanished.get() => {
+        (&Method::POST, "/-/incident/start") => {
+            if state.incident_since.get().is_none() {
+                state.incident_since.set(Some(Instant::now()));
+            }
+            reply(StatusCode::OK, "incident started\n".into())
+        }
+        (&Method::POST, "/-/incident/stop") => {
+            state.incident_seconds.set(state.incident());
+            state.incident_since.set(None);
+            reply(StatusCode::OK, "incident stopped\n".into())
+        }
+        (_, "/metrics") if state.vanished.get() => {
             reply(StatusCode::SERVICE_UNAVAILABLE, "this target has vanished\n".into())
         }
         (&Method::GET, "/metrics") => {
-            let body = load.body(index, started.elapsed().as_secs_f64());
+            let body = load.body(index, started.elapsed().as_secs_f64(), state.incident());
             let gzip = req
                 .headers()
                 .get(hyper::header::ACCEPT_ENCODING)
