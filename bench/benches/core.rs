@@ -18,7 +18,7 @@ use pyrite_core::tsdb::symbols::Symbols;
 const SERIES: usize = 1000;
 
 fn body() -> String {
-    pyrite_loadgen::render(SERIES, 0, 3600.0)
+    pyrite_loadgen::render(SERIES, 0, 3600.0, 0.0)
 }
 
 /// Counts the samples of a body, validating every line (what a scrape does first).

@@ -14,20 +14,28 @@ use std::sync::{Arc, Mutex};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{plan, EvalParams, Expr, ParseOptions, Value};
 use pyrite_core::remote::WriteSeries;
-use pyrite_core::rules::{GroupState, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{GroupState, GroupStatus, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::value::Sample;
 
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::shard::Request;
 
-/// The rule files in force: their groups, each behind its own lock (the API reads them while
-/// the thread evaluates others).
+/// The rule files in force. The `rules` thread owns the groups and their alert state; the API
+/// reads a copy of each group's status published after every evaluation, and a reload hands
+/// the thread new groups through a channel. No lock is held while the thread waits for the
+/// shards, so a shard serving the API (or a reload) can never wait for the thread waiting for it.
 pub struct RuleManager {
-    groups: Mutex<Vec<Arc<Mutex<GroupState>>>>,
-    /// Whether `for` state still has to be restored (true until the first rule files are applied).
-    started: Mutex<bool>,
-    changed: (flume::Sender<()>, flume::Receiver<()>),
+    statuses: Mutex<Arc<Vec<GroupStatus>>>,
+    updates: (flume::Sender<Vec<GroupState>>, flume::Receiver<Vec<GroupState>>),
+    /// Whether rule files were applied before: groups loaded at start restore `for` state.
+    applied_before: Mutex<bool>,
+}
+
+impl Default for RuleManager {
+    fn default() -> Self {
+        RuleManager { statuses: Mutex::default(), updates: flume::unbounded(), applied_before: Mutex::new(false) }
+    }
 }
 
 /// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
@@ -43,55 +51,49 @@ pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec
     Ok(out)
 }
 
-impl Default for RuleManager {
-    fn default() -> Self {
-        RuleManager { groups: Mutex::default(), started: Mutex::new(false), changed: flume::bounded(1) }
-    }
-}
-
 impl RuleManager {
-    pub fn groups(&self) -> Vec<Arc<Mutex<GroupState>>> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Each group's status after its last evaluation.
+    pub fn statuses(&self) -> Arc<Vec<GroupStatus>> {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Makes `files` the rules in force. Rules that are unchanged keep their alerts; at start,
-    /// groups restore `for` state from `ALERTS_FOR_STATE` after their first evaluation.
+    /// Makes `files` the rules in force (the thread takes them over at once, keeping the alerts
+    /// of unchanged rules).
     pub fn apply(
         &self,
         files: &[(String, RuleFile)],
         default_interval: i64,
         options: ParseOptions,
     ) -> Result<(), String> {
+        let mut applied_before = self.applied_before.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = Vec::new();
         for (name, file) in files {
             for group in &file.groups {
-                fresh.push(GroupState::new(group, name, default_interval, options)?);
+                let mut g = GroupState::new(group, name, default_interval, options)?;
+                g.restored = *applied_before;
+                fresh.push(g);
             }
         }
-        let mut first = self.started.lock().unwrap_or_else(|p| p.into_inner());
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let mut old: HashMap<(String, String), Arc<Mutex<GroupState>>> = groups
-            .drain(..)
-            .map(|g| {
-                let key = g.lock().unwrap_or_else(|p| p.into_inner()).key();
-                (key, g)
-            })
-            .collect();
-        for mut group in fresh {
-            match old.remove(&group.key()) {
-                Some(prev) => group.carry_over(&mut prev.lock().unwrap_or_else(|p| p.into_inner())),
-                None => group.restored = *first,
-            }
-            groups.push(Arc::new(Mutex::new(group)));
-        }
-        *first = true;
-        let _ = self.changed.0.try_send(());
+        self.publish(&fresh);
+        let _ = self.updates.0.send(fresh);
+        *applied_before = true;
         Ok(())
     }
 
-    /// Tells the thread to look at the groups again now.
-    fn wait_for_change(&self, timeout: std::time::Duration) {
-        let _ = self.changed.1.recv_timeout(timeout);
+    fn publish(&self, groups: &[GroupState]) {
+        let statuses = Arc::new(groups.iter().map(GroupState::status).collect());
+        *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
+    }
+
+    /// Publishes one group's status after its evaluation.
+    fn publish_one(&self, group: &GroupState) {
+        let status = group.status();
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) =
+            Arc::make_mut(&mut statuses).iter_mut().find(|s| s.file == status.file && s.name == status.name)
+        {
+            *slot = status;
+        }
     }
 }
 
@@ -157,9 +159,8 @@ fn settings(ctx: &Context) -> RuleSettings {
 }
 
 /// Evaluates one group at `t`, restores its `for` state if due, and queues its alerts.
-fn evaluate(ctx: &Context, group: &Mutex<GroupState>, t: i64) {
+fn evaluate(ctx: &Context, g: &mut GroupState, t: i64) {
     let mut storage = Shards { ctx };
-    let mut g = group.lock().unwrap_or_else(|p| p.into_inner());
     let due = g.evaluate(t, &mut storage, &settings(ctx));
     if !g.restored {
         let a = &ctx.alerting;
@@ -169,36 +170,49 @@ fn evaluate(ctx: &Context, group: &Mutex<GroupState>, t: i64) {
         let outcome = if rule.last_error.is_some() { "failed" } else { "ok" };
         ctx.metrics.rule_evaluations.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
     }
-    drop(g);
     ctx.notifier.queue(ctx, due);
+}
+
+/// Replaces `groups` with `fresh`, carrying over the state of groups with the same file and name.
+fn take_over(groups: &mut Vec<GroupState>, fresh: Vec<GroupState>) {
+    let mut old: HashMap<(String, String), GroupState> = groups.drain(..).map(|g| (g.key(), g)).collect();
+    for mut group in fresh {
+        if let Some(mut prev) = old.remove(&group.key()) {
+            group.carry_over(&mut prev);
+        }
+        groups.push(group);
+    }
 }
 
 /// The rules thread's loop; runs until the process ends.
 pub fn run(ctx: Arc<Context>) {
+    let manager = &ctx.rules;
+    let mut groups: Vec<GroupState> = Vec::new();
     let mut next: HashMap<(String, String), i64> = HashMap::new();
+    let mut wait = std::time::Duration::ZERO;
     loop {
-        let groups = ctx.rules.groups();
-        let mut keys = Vec::with_capacity(groups.len());
+        if let Ok(fresh) = manager.updates.1.recv_timeout(wait) {
+            take_over(&mut groups, fresh);
+            while let Ok(newer) = manager.updates.1.try_recv() {
+                take_over(&mut groups, newer);
+            }
+            next.retain(|k, _| groups.iter().any(|g| g.key() == *k));
+            manager.publish(&groups);
+        }
         let mut wake = now_ms() + 1000;
-        for group in &groups {
-            let (key, interval, first) = {
-                let g = group.lock().unwrap_or_else(|p| p.into_inner());
-                (g.key(), g.interval, g.next_evaluation(now_ms()))
-            };
-            let due = *next.entry(key.clone()).or_insert(first);
-            let now = now_ms();
-            if due <= now {
+        for group in &mut groups {
+            let key = group.key();
+            let due = *next.entry(key.clone()).or_insert_with(|| group.next_evaluation(now_ms()));
+            if due <= now_ms() {
                 evaluate(&ctx, group, due);
                 // Missed iterations are skipped.
-                let missed = (now_ms() - due) / interval;
-                next.insert(key.clone(), due + (missed + 1) * interval);
+                let missed = (now_ms() - due) / group.interval;
+                next.insert(key.clone(), due + (missed + 1) * group.interval);
+                manager.publish_one(group);
             }
             wake = wake.min(next[&key]);
-            keys.push(key);
         }
-        next.retain(|k, _| keys.contains(k));
-        let wait = (wake - now_ms()).clamp(1, 1000) as u64;
-        ctx.rules.wait_for_change(std::time::Duration::from_millis(wait));
+        wait = std::time::Duration::from_millis((wake - now_ms()).clamp(1, 1000) as u64);
     }
 }
 

@@ -107,7 +107,14 @@ mod tests {
     #[test]
     fn an_incident_speeds_up_only_the_errors() {
         let value = |body: &str, status: &str| -> f64 {
-            body.lines().find(|l| l.contains(&format!("status=\"{status}\""))).unwrap().rsplit_once(' ').unwrap().1.parse().unwrap()
+            body.lines()
+                .find(|l| l.contains(&format!("status=\"{status}\"")))
+                .unwrap()
+                .rsplit_once(' ')
+                .unwrap()
+                .1
+                .parse()
+                .unwrap()
         };
         let (calm, incident) = (render(200, 0, 100.0, 0.0), render(200, 0, 100.0, 10.0));
         assert_eq!(value(&calm, "200"), value(&incident, "200"));

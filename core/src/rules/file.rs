@@ -131,7 +131,14 @@ impl RuleFile {
                 return Err(group_error(format!("group {:?}: invalid label name: {bad}", group.name)));
             }
             for (i, rule) in group.rules.iter().enumerate() {
-                rule.check(options).map_err(|message| RuleFileError::Rule {
+                let duplicate =
+                    group.rules[..i].iter().position(|r| r.name() == rule.name() && r.labels == rule.labels);
+                let checked = match duplicate {
+                    // Two rules writing (or alerting on) the same series cannot both be right.
+                    Some(first) => Err(format!("duplicate rule: same name and labels as rule {}", first + 1)),
+                    None => rule.check(options),
+                };
+                checked.map_err(|message| RuleFileError::Rule {
                     file: file.into(),
                     group: group.name.clone(),
                     index: i + 1,
@@ -204,6 +211,15 @@ mod tests {
                 .contains(r#"annotation "summary": error parsing template __alert_A: function "humanise" not defined"#),
             "{template}"
         );
+        let twice = check(
+            "groups:\n  - name: g\n    rules:\n      - {record: a, expr: up}\n      - {record: a, expr: up * 2}\n",
+        );
+        assert_eq!(
+            twice.unwrap_err(),
+            r#"r.yml: group "g", rule 2, "a": duplicate rule: same name and labels as rule 1"#
+        );
+        let severities = "groups:\n  - name: g\n    rules:\n      - {alert: A, expr: up > 1, labels: {severity: warn}}\n      - {alert: A, expr: up > 2, labels: {severity: page}}\n";
+        assert!(check(severities).is_ok(), "the same alert at two severities is a common, valid pattern");
         let repeated = check("groups:\n  - {name: g, rules: []}\n  - {name: g, rules: []}\n").unwrap_err();
         assert_eq!(repeated, r#"r.yml: groupname: "g" is repeated in the same file"#);
         assert!(check("groups: [").unwrap_err().starts_with("r.yml: "));

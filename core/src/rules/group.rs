@@ -49,6 +49,39 @@ impl Health {
     }
 }
 
+/// What the API shows of a rule: a copy taken after an evaluation, so readers never wait for
+/// one in progress.
+#[derive(Debug, Clone)]
+pub struct RuleStatus {
+    pub rule: Rule,
+    /// The expression as Pyrite prints it.
+    pub query: String,
+    pub health: Health,
+    pub last_error: Option<String>,
+    pub last_evaluation: Option<i64>,
+    pub evaluation_seconds: f64,
+    /// Pending and firing alerts, sorted by labels.
+    pub alerts: Vec<Alert>,
+}
+
+impl RuleStatus {
+    pub fn is_alerting(&self) -> bool {
+        self.rule.alert.is_some()
+    }
+}
+
+/// What the API shows of a group.
+#[derive(Debug, Clone)]
+pub struct GroupStatus {
+    pub name: String,
+    pub file: String,
+    pub interval: i64,
+    pub limit: usize,
+    pub last_evaluation: Option<i64>,
+    pub evaluation_seconds: f64,
+    pub rules: Vec<RuleStatus>,
+}
+
 /// An alert to send now, with its rule's expression (for the generator URL).
 pub struct DueAlert {
     pub alert: Alert,
@@ -123,6 +156,31 @@ impl GroupState {
             evaluation_seconds: 0.0,
             restored: true,
         })
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| RuleStatus {
+                rule: r.rule.clone(),
+                query: r.expr.to_string(),
+                health: r.health,
+                last_error: r.last_error.clone(),
+                last_evaluation: r.last_evaluation,
+                evaluation_seconds: r.evaluation_seconds,
+                alerts: r.alerts.active().into_iter().cloned().collect(),
+            })
+            .collect();
+        GroupStatus {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            interval: self.interval,
+            limit: self.limit,
+            last_evaluation: self.last_evaluation,
+            evaluation_seconds: self.evaluation_seconds,
+            rules,
+        }
     }
 
     /// Identifies a group across reloads (upstream's key: file and name).

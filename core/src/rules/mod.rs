@@ -8,4 +8,4 @@ pub mod template;
 
 pub use alert::{Alert, AlertState};
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
-pub use group::{DueAlert, GroupState, Health, RuleSettings, RuleState, RuleStorage};
+pub use group::{DueAlert, GroupState, GroupStatus, Health, RuleSettings, RuleState, RuleStatus, RuleStorage};

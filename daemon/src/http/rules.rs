@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
 use pyrite_core::labels::Labels;
-use pyrite_core::rules::{Alert, AlertState, GroupState, RuleState};
+use pyrite_core::rules::{Alert, AlertState, GroupStatus, RuleStatus};
 use serde_json::{json, Map, Value};
 
 use super::params::Params;
@@ -58,11 +58,11 @@ fn seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
-fn rule_json(rule: &RuleState, with_alerts: bool) -> Value {
+fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     let r = &rule.rule;
     let mut out = json!({
         "name": r.name(),
-        "query": rule.expr.to_string(),
+        "query": rule.query,
         "labels": map_json(&r.labels),
         "health": rule.health.as_str(),
         "evaluationTime": rule.evaluation_seconds,
@@ -75,7 +75,7 @@ fn rule_json(rule: &RuleState, with_alerts: bool) -> Value {
         out["type"] = "recording".into();
         return out;
     }
-    let alerts = rule.alerts.active();
+    let alerts = &rule.alerts;
     let state = alerts.iter().map(|a| a.state).max_by_key(|s| *s as u8).unwrap_or(AlertState::Inactive);
     out["type"] = "alerting".into();
     out["state"] = state.as_str().into();
@@ -83,7 +83,7 @@ fn rule_json(rule: &RuleState, with_alerts: bool) -> Value {
     out["keepFiringFor"] = json!(seconds(r.keep_firing_for.map_or(0, |d| d.millis())));
     out["annotations"] = map_json(&r.annotations);
     if with_alerts {
-        out["alerts"] = Value::Array(alerts.into_iter().map(alert_json).collect());
+        out["alerts"] = Value::Array(alerts.iter().map(alert_json).collect());
     }
     out
 }
@@ -101,14 +101,13 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
     };
     let (names, groups, files) = (params.all("rule_name[]"), params.all("rule_group[]"), params.all("file[]"));
     let filtered = !kind.is_empty() || !names.is_empty() || !groups.is_empty() || !files.is_empty();
-    let wanted = |g: &GroupState| {
+    let wanted = |g: &GroupStatus| {
         (groups.is_empty() || groups.contains(&g.name.as_str()))
             && (files.is_empty() || files.contains(&g.file.as_str()))
     };
     let mut out = Vec::new();
-    for group in s.ctx.rules.groups() {
-        let g = group.lock().unwrap_or_else(|p| p.into_inner());
-        if !wanted(&g) {
+    for g in s.ctx.rules.statuses().iter() {
+        if !wanted(g) {
             continue;
         }
         let rules: Vec<Value> = g
@@ -141,10 +140,9 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
 /// `/api/v1/alerts`: every pending and firing alert.
 pub async fn alerts(State(s): State<ApiState>) -> Response {
     let mut alerts = Vec::new();
-    for group in s.ctx.rules.groups() {
-        let g = group.lock().unwrap_or_else(|p| p.into_inner());
+    for g in s.ctx.rules.statuses().iter() {
         for rule in g.rules.iter().filter(|r| r.is_alerting()) {
-            alerts.extend(rule.alerts.active().into_iter().map(alert_json));
+            alerts.extend(rule.alerts.iter().map(alert_json));
         }
     }
     success_json(json!({ "alerts": alerts }))

@@ -1,0 +1,363 @@
+//! Rules and alerting end to end, against the real peers: a loadgen target whose error ratio
+//! rises (an incident) and falls again, the same alerting rule file on Pyrite and on upstream
+//! Prometheus (Debian's 2.42), both sending to a real Alertmanager (Debian's) that calls a
+//! webhook receiver this test runs.
+//!
+//! Also: recorded series equal their expression evaluated directly, bad rule files are refused
+//! at reload with the old rules kept, and an Alertmanager that never answers does not hold up
+//! rule evaluation.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyrite_tests::{eventually, free_port, http_get, json, Loadgen, Process, Pyrite, PyriteOpts, TempDir, Upstream};
+use serde_json::Value;
+
+const ALERT_RULES: &str = r#"groups:
+  - name: loadgen-alerts
+    interval: 1s
+    rules:
+      - record: job:loadgen_errors:ratio_rate10s
+        expr: sum by (job) (rate(loadgen_http_requests_total{status="500"}[10s])) / sum by (job) (rate(loadgen_http_requests_total[10s]))
+      - alert: HighErrorRate
+        expr: job:loadgen_errors:ratio_rate10s > 0.5
+        for: 3s
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.job }} error ratio {{ $value | humanizePercentage }}"
+          description: "{{ if gt $value 0.9 }}almost everything{{ else }}most requests{{ end }} failing on {{ $externalLabels.source }}"
+"#;
+
+/// A rule group only Pyrite gets: upstream 2.42 predates `query_offset`.
+const RECORDING_RULES: &str = r#"groups:
+  - name: loadgen-recorded
+    interval: 1s
+    query_offset: 3s
+    rules:
+      - record: job:loadgen_requests:rate5s
+        expr: sum by (job, status) (rate(loadgen_http_requests_total[5s]))
+"#;
+
+/// Alertmanager's configuration: every alert to the test's webhook, at once.
+fn alertmanager_config(webhook_port: u16) -> String {
+    format!(
+        "route:\n  receiver: hook\n  group_by: [alertname, source]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{webhook_port}/hook\n        send_resolved: true\n"
+    )
+}
+
+/// The webhook receiver: records the JSON body of every POST.
+fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+    let port = listener.local_addr().expect("address").port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    store.lock().unwrap().push(v);
+                }
+            }
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, received)
+}
+
+struct Alertmanager {
+    _process: Process,
+    url: String,
+    _dir: TempDir,
+}
+
+fn start_alertmanager(webhook_port: u16) -> Alertmanager {
+    let dir = TempDir::new("alertmanager");
+    let config = dir.0.join("alertmanager.yml");
+    std::fs::write(&config, alertmanager_config(webhook_port)).unwrap();
+    let port = free_port();
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.0.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--cluster.listen-address=".to_string(),
+    ];
+    let process = Process::quiet("prometheus-alertmanager", &args);
+    let url = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(20), || http_get(&format!("{url}/-/ready")).ok().filter(|(s, _)| *s == 200))
+        .expect("alertmanager ready");
+    Alertmanager { _process: process, url, _dir: dir }
+}
+
+fn server_config(target: &str, source: &str, rule_files: &[String], alertmanager: &str) -> String {
+    let files: Vec<String> = rule_files.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels: {{source: {source}}}\nrule_files: [{}]\nalerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{}']}}]\nscrape_configs:\n  - job_name: loadgen\n    static_configs: [{{targets: ['{target}']}}]\n",
+        files.join(", "),
+        alertmanager.trim_start_matches("http://")
+    )
+}
+
+/// The HighErrorRate alert a server reports now: (state, annotations), or None.
+fn alert_now(url: &str) -> Option<(String, Value)> {
+    let (_, body) = http_get(&format!("{url}/api/v1/alerts")).ok()?;
+    let alerts = json(&body)["data"]["alerts"].as_array()?.clone();
+    let a = alerts.into_iter().find(|a| a["labels"]["alertname"] == "HighErrorRate")?;
+    Some((a["state"].as_str()?.to_string(), a["annotations"].clone()))
+}
+
+/// Records each server's sequence of states ("pending", "firing", "inactive" once it is gone)
+/// until `done` says the sequence is complete or `limit` passes.
+fn watch(urls: &[&str], limit: Duration, done: impl Fn(&[Vec<String>]) -> bool) -> (Vec<Vec<String>>, Vec<Value>) {
+    let mut states: Vec<Vec<String>> = vec![Vec::new(); urls.len()];
+    let mut annotations = vec![Value::Null; urls.len()];
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && !done(&states) {
+        for (i, url) in urls.iter().enumerate() {
+            let state = match alert_now(url) {
+                Some((state, a)) => {
+                    if state == "firing" {
+                        annotations[i] = a;
+                    }
+                    state
+                }
+                None => "inactive".to_string(),
+            };
+            if states[i].last() != Some(&state) && !(states[i].is_empty() && state == "inactive") {
+                states[i].push(state);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (states, annotations)
+}
+
+/// `12.34%` → 12.34: the number in a `humanizePercentage` summary.
+fn percentage(summary: &str) -> f64 {
+    let text = summary.rsplit(' ').next().unwrap_or("").trim_end_matches('%');
+    text.parse().unwrap_or_else(|_| panic!("no percentage in {summary:?}"))
+}
+
+fn webhook_alerts(received: &Mutex<Vec<Value>>, source: &str, status: &str) -> Vec<Value> {
+    let received = received.lock().unwrap();
+    received
+        .iter()
+        .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["source"] == source && a["status"] == status)
+        .collect()
+}
+
+#[test]
+fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
+    let loadgen = Loadgen::start(1, 40);
+    let target = &loadgen.targets[0];
+    let (webhook_port, received) = webhook();
+    let am = start_alertmanager(webhook_port);
+    let rules = TempDir::new("rules");
+    let alert_file = rules.0.join("alerts.yml").display().to_string();
+    let recording_file = rules.0.join("recorded.yml").display().to_string();
+    std::fs::write(&alert_file, ALERT_RULES).unwrap();
+    std::fs::write(&recording_file, RECORDING_RULES).unwrap();
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(server_config(target, "pyrite", &[alert_file.clone(), recording_file], &am.url)),
+        ..Default::default()
+    });
+    let upstream = Upstream::start_configured(&server_config(target, "prometheus", &[alert_file], &am.url), &[]);
+    let urls = [pyrite.url.as_str(), upstream.url.as_str()];
+
+    // Calm: about 23% of requests fail; no alert on either server.
+    std::thread::sleep(Duration::from_secs(12));
+    for url in urls {
+        assert_eq!(alert_now(url), None, "{url} alerts before the incident");
+    }
+    let ratio = pyrite.query("job:loadgen_errors:ratio_rate10s", None);
+    let calm: f64 = ratio[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!((0.15..0.35).contains(&calm), "calm error ratio {calm}");
+
+    // The incident: errors grow ten times faster, the ratio passes 50%: pending, then firing.
+    let incident = |what: &str| ureq::post(&format!("http://{target}/-/incident/{what}")).call().expect("loadgen");
+    incident("start");
+    let (states, annotations) =
+        watch(&urls, Duration::from_secs(40), |s| s.iter().all(|s| s.last().is_some_and(|x| x == "firing")));
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(states[i], ["pending", "firing"], "{url}: {states:?}");
+        let summary = annotations[i]["summary"].as_str().unwrap_or_default();
+        assert!(summary.starts_with("loadgen error ratio "), "{url}: {summary:?}");
+        assert!((50.0..100.0).contains(&percentage(summary)), "{url}: {summary:?}");
+    }
+    assert_eq!(annotations[0]["description"], "most requests failing on pyrite");
+    assert_eq!(annotations[1]["description"], "most requests failing on prometheus");
+    // The summary is the alert's value, as of the same evaluation.
+    let (_, pyrite_alerts) = http_get(&format!("{}/api/v1/alerts", pyrite.url)).unwrap();
+    let alert = &json(&pyrite_alerts)["data"]["alerts"][0];
+    let value: f64 = alert["value"].as_str().unwrap().parse().unwrap();
+    let summary = alert["annotations"]["summary"].as_str().unwrap();
+    assert!((percentage(summary) - value * 100.0).abs() < 0.01, "{summary} vs value {value}");
+
+    // Alertmanager got Pyrite's alert, with external labels, and called the webhook.
+    let fired = eventually(Duration::from_secs(20), || {
+        let a = webhook_alerts(&received, "pyrite", "firing");
+        (!a.is_empty()).then_some(a)
+    })
+    .expect("the webhook received Pyrite's firing alert");
+    assert_eq!(fired[0]["labels"]["severity"], "page");
+    assert!(fired[0]["annotations"]["summary"].as_str().unwrap().starts_with("loadgen error ratio "));
+    assert!(fired[0]["generatorURL"].as_str().unwrap().contains("/graph?g0.expr="), "{}", fired[0]);
+    assert!(
+        !webhook_alerts(&received, "prometheus", "firing").is_empty() || {
+            std::thread::sleep(Duration::from_secs(5));
+            !webhook_alerts(&received, "prometheus", "firing").is_empty()
+        }
+    );
+
+    // The incident ends: the ratio falls back and the alert resolves on both.
+    incident("stop");
+    let (states, _) =
+        watch(&urls, Duration::from_secs(40), |s| s.iter().all(|s| s.last().is_some_and(|x| x == "inactive")));
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(states[i], ["firing", "inactive"], "{url}: {states:?}");
+    }
+    let resolved = eventually(Duration::from_secs(20), || {
+        (!webhook_alerts(&received, "pyrite", "resolved").is_empty()).then_some(())
+    });
+    assert!(
+        resolved.is_some(),
+        "no resolved alert from Pyrite at the webhook: {:?}\nPyrite sent {} alerts, {} failed",
+        received.lock().unwrap(),
+        pyrite.metric("pyrite_notifications_sent_total"),
+        pyrite.metric("pyrite_notifications_errors_total")
+    );
+
+    // ALERTS and ALERTS_FOR_STATE were written while it fired.
+    let series = pyrite.data("/api/v1/series?match[]=ALERTS&match[]=ALERTS_FOR_STATE&start=0");
+    let names: Vec<String> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}/{}", s["__name__"].as_str().unwrap(), s["alertstate"].as_str().unwrap_or("")))
+        .collect();
+    for expected in ["ALERTS/pending", "ALERTS/firing", "ALERTS_FOR_STATE/"] {
+        assert!(names.contains(&expected.to_string()), "{names:?}");
+    }
+
+    // The recorded series equals its expression evaluated directly at the recorded times.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let recorded = pyrite.query_range("job:loadgen_requests:rate5s{status=\"500\"}", now - 20.0, now - 5.0, 1.0)[0]
+        ["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(recorded.len() >= 12, "{} recorded points", recorded.len());
+    let raw = "sum by (job, status) (rate(loadgen_http_requests_total{status=\"500\"}[5s]))";
+    for point in &recorded {
+        let t = point[0].as_f64().unwrap();
+        let stored: f64 = point[1].as_str().unwrap().parse().unwrap();
+        // The recorded sample carries its evaluation time: fetch it at exactly that time.
+        let at = pyrite.query("job:loadgen_requests:rate5s{status=\"500\"}", Some(t));
+        let direct = pyrite.query(raw, Some(t));
+        let exact: f64 = at[0]["value"][1].as_str().unwrap().parse().unwrap();
+        let direct: f64 = direct[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert_eq!(exact, stored);
+        assert!((direct - exact).abs() <= 1e-9 * direct.abs().max(1.0), "at {t}: recorded {exact}, direct {direct}");
+    }
+}
+
+#[test]
+fn bad_rule_files_are_refused_at_reload_and_the_old_rules_stay() {
+    let rules = TempDir::new("rules");
+    let file = rules.0.join("rules.yml");
+    std::fs::write(&file, RECORDING_RULES).unwrap();
+    let config = format!("global:\n  evaluation_interval: 1s\nrule_files: ['{}']\n", file.display());
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(config),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..Default::default()
+    });
+    let group_names = || -> Vec<String> {
+        pyrite.data("/api/v1/rules")["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(group_names(), ["loadgen-recorded"]);
+    let name = file.display().to_string();
+    let bad = [
+        ("groups: [", format!("{name}: ")),
+        (
+            "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: 'sum('\n",
+            format!("{name}: group \"g\", rule 1, \"r\": could not parse expression: "),
+        ),
+        (
+            "groups:\n  - name: g\n    rules:\n      - {record: r, expr: up}\n      - {record: r, expr: up}\n",
+            format!("{name}: group \"g\", rule 2, \"r\": duplicate rule"),
+        ),
+        (
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        annotations: {summary: '{{ $labels.instance '}\n",
+            format!("{name}: group \"g\", rule 1, \"A\": annotation \"summary\": error parsing template __alert_A: "),
+        ),
+    ];
+    for (text, reason) in bad {
+        std::fs::write(&file, text).unwrap();
+        let r = ureq::post(&format!("{}/-/reload", pyrite.url)).call();
+        let Err(ureq::Error::Status(500, response)) = r else { panic!("reload of {text:?} was not refused: {r:?}") };
+        let body = response.into_string().unwrap();
+        assert!(body.contains(&reason), "{reason:?} not in {body:?}");
+        assert_eq!(group_names(), ["loadgen-recorded"], "the old rules stay after {text:?}");
+        assert_eq!(pyrite.metric("pyrite_config_last_reload_successful"), 0.0);
+    }
+    std::fs::write(&file, ALERT_RULES).unwrap();
+    ureq::post(&format!("{}/-/reload", pyrite.url)).call().expect("a good file reloads");
+    assert_eq!(group_names(), ["loadgen-alerts"]);
+    let alerting = pyrite.data("/api/v1/rules?type=alert");
+    let rules = alerting["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(
+        (rules.len(), rules[0]["name"].as_str(), rules[0]["type"].as_str()),
+        (1, Some("HighErrorRate"), Some("alerting"))
+    );
+    assert_eq!(pyrite.data("/api/v1/rules?rule_group[]=nothing")["groups"], Value::Array(vec![]));
+}
+
+#[test]
+fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap();
+    let rules = TempDir::new("rules");
+    let file = rules.0.join("rules.yml");
+    std::fs::write(
+        &file,
+        "groups:\n  - name: always\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let config = format!(
+        "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - timeout: 2s\n      static_configs: [{{targets: ['{address}']}}]\n",
+        file.display()
+    );
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let evaluations = || pyrite.metric("pyrite_rule_evaluations_total");
+    eventually(Duration::from_secs(15), || (pyrite.metric("pyrite_notifications_errors_total") >= 1.0).then_some(()))
+        .expect("sending to the silent Alertmanager times out and is counted");
+    let before = evaluations();
+    std::thread::sleep(Duration::from_secs(5));
+    let during = evaluations() - before;
+    assert!(during >= 4.0, "{during} evaluations in 5 s while sends time out");
+    let firing = pyrite.data("/api/v1/alerts")["alerts"].as_array().unwrap().len();
+    assert_eq!(firing, 1);
+    drop(silent);
+}
