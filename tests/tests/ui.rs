@@ -1,14 +1,29 @@
 //! The web UI in a real browser (Debian's headless Chromium, driven by chromedriver), under a
 //! route prefix: type a query with completion, run it, see a table row and a drawn graph with
-//! legend and tooltip; see the loadgen targets up; every other page renders without an error.
+//! legend and tooltip; see the loadgen targets up, a firing alert and the rules; every other page
+//! renders without an error.
 //! Screenshots go to `target/ui-screenshots/` for a person to look at.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use pyrite_tests::webdriver::{Browser, ENTER, TAB};
-use pyrite_tests::{json, Loadgen, Pyrite, PyriteOpts};
+use pyrite_tests::{json, Loadgen, Pyrite, PyriteOpts, TempDir};
 use serde_json::json;
+
+const RULES: &str = r#"groups:
+  - name: app
+    interval: 1s
+    rules:
+      - record: job:up:count
+        expr: count by (job) (up == 1)
+      - alert: TargetsUp
+        expr: job:up:count >= 2
+        for: 1s
+        labels: {severity: info}
+        annotations:
+          summary: "{{ $value }} of 2 targets up"
+"#;
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots")
@@ -17,9 +32,13 @@ fn screenshots() -> PathBuf {
 #[test]
 fn the_ui_queries_graphs_and_shows_targets_in_chromium() {
     let loadgen = Loadgen::start(2, 20);
+    let rules = TempDir::new("ui-rules");
+    let rule_file = rules.0.join("rules.yml");
+    std::fs::write(&rule_file, RULES).unwrap();
+    let config = format!("rule_files: ['{}']\n{}", rule_file.display(), loadgen.scrape_config("app", "1s"));
     let pyrite = Pyrite::start(PyriteOpts {
         shards: Some(2),
-        config: Some(loadgen.scrape_config("app", "1s")),
+        config: Some(config),
         extra_args: vec!["--web.route-prefix=/prometheus".into()],
         ..PyriteOpts::default()
     });
@@ -107,10 +126,30 @@ fn the_ui_queries_graphs_and_shows_targets_in_chromium() {
     assert!(b.text(&b.element("details.pool summary")).starts_with("app (2/2 up)"));
     b.screenshot(&screenshots().join("targets.png"));
 
+    // Alerts: the firing one with its state, value, labels and expanded annotation.
+    b.goto(&format!("{}/alerts", pyrite.url));
+    let row = b.wait("a firing alert", Duration::from_secs(10), || {
+        b.find_all("tr.alert").into_iter().find(|r| b.text(r).contains("FIRING"))
+    });
+    let text = b.text(&row);
+    for expected in ["TargetsUp", "FIRING", "ago", "2", "severity", "info", "summary", "2 of 2 targets up"] {
+        assert!(text.contains(expected), "{expected:?} not in {text:?}");
+    }
+    b.screenshot(&screenshots().join("alerts.png"));
+
+    // Rules: both, as they read in the file, healthy.
+    b.goto(&format!("{}/rules", pyrite.url));
+    let rows = b.wait("two rules", Duration::from_secs(10), || {
+        let rows = b.find_all("tr.rule");
+        (rows.len() == 2 && b.text(&rows[0]).contains("ok")).then_some(rows)
+    });
+    assert!(b.text(&rows[0]).contains("record: job:up:count"), "{}", b.text(&rows[0]));
+    let alert = b.text(&rows[1]);
+    assert!(alert.contains("alert: TargetsUp") && alert.contains("for: 1s") && alert.contains("firing"), "{alert}");
+    b.screenshot(&screenshots().join("rules.png"));
+
     // The other pages render their data and no error.
     for (page, expect) in [
-        ("alerts", "No alerting rules"),
-        ("rules", "No rule groups"),
         ("status", "storageRetention"),
         ("tsdb-status", "loadgen_http_requests_total"),
         ("config", "job_name: app"),

@@ -122,7 +122,7 @@ async function loadMetricNames() {
 
 /** Completion of the metric name being typed in `textarea`, shown in `list`. */
 function attachCompletion(textarea, list, onExecute) {
-  let items = [], selected = 0;
+  let items = [], selected = 0, complete = false;
   const wordBefore = () => {
     const before = textarea.value.slice(0, textarea.selectionStart);
     const m = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(before);
@@ -153,6 +153,8 @@ function attachCompletion(textarea, list, onExecute) {
     const starts = names.filter(n => n.startsWith(word) && n !== word);
     const contains = names.filter(n => !n.startsWith(word) && n.includes(word));
     items = starts.concat(contains).slice(0, 20);
+    // A whole metric name already typed: Enter runs the query, only Tab completes further.
+    complete = names.includes(word);
     selected = 0;
     render();
   });
@@ -164,7 +166,7 @@ function attachCompletion(textarea, list, onExecute) {
         ev.preventDefault();
         return;
       }
-      if (ev.key === "Tab" || (ev.key === "Enter" && !ev.shiftKey)) {
+      if (ev.key === "Tab" || (ev.key === "Enter" && !ev.shiftKey && !complete)) {
         accept(selected);
         ev.preventDefault();
         return;
@@ -173,6 +175,7 @@ function attachCompletion(textarea, list, onExecute) {
     }
     if (ev.key === "Enter" && !ev.shiftKey) {
       ev.preventDefault();
+      close();
       onExecute();
     }
   });
@@ -469,15 +472,34 @@ async function alertsPage(main) {
   for (const g of groups) {
     main.append(el("h3", {}, `${g.file} > ${g.name}`));
     main.append(table(["Alert", "State", "Active since", "Value", "Labels", "Annotations"],
-      g.rules.flatMap(r => (r.alerts.length ? r.alerts : [null]).map(a => el("tr", {},
+      g.rules.flatMap(r => (r.alerts.length ? r.alerts : [null]).map(a => el("tr", { class: "alert" },
         el("td", { class: "mono" }, r.name),
-        el("td", {}, a ? a.state : r.state),
-        el("td", {}, a && a.activeAt ? a.activeAt : ""),
-        el("td", { class: "num" }, a ? a.value : ""),
+        el("td", { class: `state-${a ? a.state : r.state}` }, (a ? a.state : r.state).toUpperCase()),
+        el("td", { title: a ? a.activeAt : "" }, a ? ago(a.activeAt) : ""),
+        el("td", { class: "num" }, a ? String(Number(a.value)) : ""),
         el("td", {}, a ? labelChips(a.labels) : ""),
-        el("td", {}, a ? labelChips(a.annotations) : ""))))));
+        el("td", {}, a ? annotationList(a.annotations) : ""))))));
   }
   if (alerts.data.alerts.length === 0) main.append(el("p", { class: "muted" }, "No alerts are pending or firing."));
+}
+
+function annotationList(annotations) {
+  return el("dl", { class: "annotations" }, ...Object.entries(annotations).flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+/** A rule as it reads in its file. */
+function ruleText(r) {
+  const lines = [r.type === "alerting" ? `alert: ${r.name}` : `record: ${r.name}`, `expr: ${r.query}`];
+  if (r.duration) lines.push(`for: ${formatDuration(r.duration * 1000)}`);
+  if (r.keepFiringFor) lines.push(`keep_firing_for: ${formatDuration(r.keepFiringFor * 1000)}`);
+  const block = (name, map) => {
+    const entries = Object.entries(map || {});
+    if (entries.length) lines.push(`${name}:`, ...entries.map(([k, v]) => `  ${k}: ${v}`));
+  };
+  block("labels", r.labels);
+  block("annotations", r.annotations);
+  return lines.join("\n");
 }
 
 async function rulesPage(main) {
@@ -486,10 +508,10 @@ async function rulesPage(main) {
   if (res.data.groups.length === 0) main.append(el("p", { class: "muted" }, "No rule groups are loaded."));
   for (const g of res.data.groups) {
     main.append(el("h3", {}, `${g.file} > ${g.name} (every ${g.interval}s)`));
-    main.append(table(["Rule", "State", "Health", "Last evaluation", "Error"], g.rules.map(r => el("tr", {},
-      el("td", {}, el("pre", {}, r.type === "alerting" ? `alert: ${r.name}\nexpr: ${r.query}` : `record: ${r.name}\nexpr: ${r.query}`)),
-      el("td", {}, r.state || ""),
-      el("td", {}, r.health),
+    main.append(table(["Rule", "State", "Health", "Last evaluation", "Error"], g.rules.map(r => el("tr", { class: "rule" },
+      el("td", {}, el("pre", {}, ruleText(r))),
+      el("td", { class: r.state ? `state-${r.state}` : "" }, r.state || ""),
+      el("td", { class: r.health === "ok" ? "health-up" : r.health === "err" ? "health-down" : "" }, r.health),
       el("td", {}, r.lastEvaluation ? ago(r.lastEvaluation) : ""),
       el("td", { class: "health-down" }, r.lastError || "")))));
   }
