@@ -3,7 +3,10 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{Config, ScrapeConfig, ScrapeLimits, StaticConfig};
+use super::{
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, ScrapeConfig, ScrapeLimits,
+    StaticConfig,
+};
 use crate::labels::Labels;
 
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
@@ -41,47 +44,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
     let protocols = sc.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
     m.insert("scrape_protocols".into(), Value::Sequence(protocols));
-    if let Some(proxy) = &sc.http.proxy_url {
-        // Credentials in the URL stay secret.
-        let shown = match proxy.rsplit_once('@') {
-            Some((_, host)) => format!("http://<secret>@{host}"),
-            None => proxy.clone(),
-        };
-        m.insert("proxy_url".into(), shown.into());
-    }
-    m.insert("follow_redirects".into(), sc.http.follow_redirects.into());
-    m.insert("enable_http2".into(), sc.http.enable_http2.into());
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));
-    let secret = |s: &Option<String>| s.as_ref().map(|_| Value::from("<secret>"));
-    let present = |pairs: Vec<(&str, Option<Value>)>| {
-        Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
-    };
-    let t = &sc.http.tls;
-    let tls = vec![
-        ("ca_file", path(&t.ca_file)),
-        ("cert_file", path(&t.cert_file)),
-        ("key_file", path(&t.key_file)),
-        ("server_name", t.server_name.as_deref().map(Value::from)),
-        ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),
-    ];
-    m.insert("tls_config".into(), present(tls));
-    if let Some(b) = &sc.http.basic_auth {
-        let fields = vec![
-            ("username", b.username.as_deref().map(Value::from)),
-            ("username_file", path(&b.username_file)),
-            ("password", secret(&b.password)),
-            ("password_file", path(&b.password_file)),
-        ];
-        m.insert("basic_auth".into(), present(fields));
-    }
-    if let Some(a) = &sc.http.authorization {
-        let fields = vec![
-            ("type", Some(Value::from(a.kind.as_deref().unwrap_or("Bearer")))),
-            ("credentials", secret(&a.credentials)),
-            ("credentials_file", path(&a.credentials_file)),
-        ];
-        m.insert("authorization".into(), present(fields));
-    }
+    http_client(m, &sc.http);
     if !sc.params.is_empty() {
         let params = sc
             .params
@@ -96,16 +59,73 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
             m.insert(key.into(), Value::Sequence(rules.iter().map(|r| r.to_yaml()).collect()));
         }
     }
-    m.insert("static_configs".into(), Value::Sequence(sc.static_configs.iter().map(static_config).collect()));
-    if !sc.file_sd_configs.is_empty() {
-        let files = sc.file_sd_configs.iter().map(|f| {
+    discovery(m, &sc.static_configs, &sc.file_sd_configs, &sc.dns_sd_configs, &sc.http_sd_configs);
+    out
+}
+
+/// The HTTP client keys of a scrape config or Alertmanager set, secrets hidden.
+fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
+    if let Some(proxy) = &http.proxy_url {
+        // Credentials in the URL stay secret.
+        let shown = match proxy.rsplit_once('@') {
+            Some((_, host)) => format!("http://<secret>@{host}"),
+            None => proxy.clone(),
+        };
+        m.insert("proxy_url".into(), shown.into());
+    }
+    m.insert("follow_redirects".into(), http.follow_redirects.into());
+    m.insert("enable_http2".into(), http.enable_http2.into());
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));
+    let secret = |s: &Option<String>| s.as_ref().map(|_| Value::from("<secret>"));
+    let present = |pairs: Vec<(&str, Option<Value>)>| {
+        Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
+    };
+    let t = &http.tls;
+    let tls = vec![
+        ("ca_file", path(&t.ca_file)),
+        ("cert_file", path(&t.cert_file)),
+        ("key_file", path(&t.key_file)),
+        ("server_name", t.server_name.as_deref().map(Value::from)),
+        ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),
+    ];
+    m.insert("tls_config".into(), present(tls));
+    if let Some(b) = &http.basic_auth {
+        let fields = vec![
+            ("username", b.username.as_deref().map(Value::from)),
+            ("username_file", path(&b.username_file)),
+            ("password", secret(&b.password)),
+            ("password_file", path(&b.password_file)),
+        ];
+        m.insert("basic_auth".into(), present(fields));
+    }
+    if let Some(a) = &http.authorization {
+        let fields = vec![
+            ("type", Some(Value::from(a.kind.as_deref().unwrap_or("Bearer")))),
+            ("credentials", secret(&a.credentials)),
+            ("credentials_file", path(&a.credentials_file)),
+        ];
+        m.insert("authorization".into(), present(fields));
+    }
+}
+
+/// The target sources of a scrape config or Alertmanager set.
+fn discovery(
+    m: &mut Mapping,
+    static_configs: &[StaticConfig],
+    file_sd_configs: &[FileSdConfig],
+    dns_sd_configs: &[DnsSdConfig],
+    http_sd_configs: &[HttpSdConfig],
+) {
+    m.insert("static_configs".into(), Value::Sequence(static_configs.iter().map(static_config).collect()));
+    if !file_sd_configs.is_empty() {
+        let files = file_sd_configs.iter().map(|f| {
             let files = f.files.iter().map(|p| Value::from(p.as_str())).collect();
             map([("files", Value::Sequence(files)), ("refresh_interval", f.refresh_interval.to_string().into())])
         });
         m.insert("file_sd_configs".into(), Value::Sequence(files.collect()));
     }
-    if !sc.dns_sd_configs.is_empty() {
-        let dns = sc.dns_sd_configs.iter().map(|d| {
+    if !dns_sd_configs.is_empty() {
+        let dns = dns_sd_configs.iter().map(|d| {
             let names = d.names.iter().map(|n| Value::from(n.as_str())).collect();
             let mut entry = map([
                 ("names", Value::Sequence(names)),
@@ -119,12 +139,31 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         });
         m.insert("dns_sd_configs".into(), Value::Sequence(dns.collect()));
     }
-    if !sc.http_sd_configs.is_empty() {
-        let urls = sc.http_sd_configs.iter().map(|h| {
+    if !http_sd_configs.is_empty() {
+        let urls = http_sd_configs.iter().map(|h| {
             map([("url", h.url.as_str().into()), ("refresh_interval", h.refresh_interval.to_string().into())])
         });
         m.insert("http_sd_configs".into(), Value::Sequence(urls.collect()));
     }
+}
+
+fn alertmanager_config(am: &AlertmanagerConfig) -> Value {
+    let mut out = map([
+        ("scheme", am.scheme.as_str().into()),
+        ("path_prefix", format!("{}/", am.path_prefix).into()),
+        ("timeout", am.timeout.to_string().into()),
+        ("api_version", am.api_version.as_str().into()),
+    ]);
+    let Value::Mapping(m) = &mut out else { return out };
+    http_client(m, &am.http);
+    for (key, rules) in [("relabel_configs", &am.relabel_configs), ("alert_relabel_configs", &am.alert_relabel_configs)]
+    {
+        if !rules.is_empty() {
+            m.insert(key.into(), Value::Sequence(rules.iter().map(|r| r.to_yaml()).collect()));
+        }
+    }
+    let d = &am.discovery;
+    discovery(m, &d.static_configs, &d.file_sd_configs, &d.dns_sd_configs, &d.http_sd_configs);
     out
 }
 
@@ -161,6 +200,23 @@ impl Config {
                 m.insert("scrape_configs".into(), Value::Sequence(configs));
             }
         }
+        if let Value::Mapping(m) = &mut root {
+            if !self.rule_files.is_empty() {
+                let files = self.rule_files.iter().map(|f| Value::from(f.as_str())).collect();
+                m.insert("rule_files".into(), Value::Sequence(files));
+            }
+            let a = &self.alerting;
+            if !a.alertmanagers.is_empty() || !a.alert_relabel_configs.is_empty() {
+                let mut alerting = Mapping::new();
+                if !a.alert_relabel_configs.is_empty() {
+                    let rules = a.alert_relabel_configs.iter().map(|r| r.to_yaml()).collect();
+                    alerting.insert("alert_relabel_configs".into(), Value::Sequence(rules));
+                }
+                let sets = a.alertmanagers.iter().map(alertmanager_config).collect();
+                alerting.insert("alertmanagers".into(), Value::Sequence(sets));
+                m.insert("alerting".into(), Value::Mapping(alerting));
+            }
+        }
         serde_yaml::to_string(&root).unwrap_or_default()
     }
 }
@@ -171,12 +227,13 @@ mod tests {
 
     #[test]
     fn rendering_fills_defaults_and_parses_back_to_the_same_config() {
-        let text = "global:\n  scrape_interval: 15s\n  sample_limit: 5000\n  external_labels: {dc: eu}\nscrape_configs:\n  - job_name: node\n    params: {module: [a, b]}\n    body_size_limit: 10MB\n    relabel_configs:\n      - {source_labels: [__address__], regex: '(.*):.*', target_label: host}\n      - {action: hashmod, source_labels: [host], modulus: 4, target_label: shard}\n    metric_relabel_configs: [{action: labeldrop, regex: tmp_.*}]\n    static_configs:\n      - targets: ['a:1']\n        labels: {env: prod}\n";
+        let text = "global:\n  scrape_interval: 15s\n  sample_limit: 5000\n  external_labels: {dc: eu}\nscrape_configs:\n  - job_name: node\n    params: {module: [a, b]}\n    body_size_limit: 10MB\n    relabel_configs:\n      - {source_labels: [__address__], regex: '(.*):.*', target_label: host}\n      - {action: hashmod, source_labels: [host], modulus: 4, target_label: shard}\n    metric_relabel_configs: [{action: labeldrop, regex: tmp_.*}]\n    static_configs:\n      - targets: ['a:1']\n        labels: {env: prod}\nrule_files: [/etc/rules/*.yml]\nalerting:\n  alert_relabel_configs: [{action: labeldrop, regex: replica}]\n  alertmanagers:\n    - path_prefix: /am\n      timeout: 5s\n      basic_auth: {username: u, password_file: /etc/am-password}\n      static_configs: [{targets: ['am:9093']}]\n";
         let config = Config::parse(text, "p.yml").unwrap();
         let yaml = config.to_yaml();
         assert!(yaml.contains("scrape_timeout: 10s"), "{yaml}");
         assert!(yaml.contains("metrics_path: /metrics"), "{yaml}");
         assert!(yaml.contains("sample_limit: 5000") && yaml.contains("replacement: $1"), "{yaml}");
+        assert!(yaml.contains("api_version: v2") && yaml.contains("password_file: /etc/am-password"), "{yaml}");
         assert_eq!(Config::parse(&yaml, "rendered").unwrap(), config);
     }
 }
