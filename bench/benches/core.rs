@@ -3,7 +3,8 @@
 //!
 //! Inputs are shaped like production data: exposition bodies from loadgen's `mixed` profile
 //! (a node exporter, and a high-cardinality HTTP service), chunks of counters, gauges,
-//! histogram buckets and constant series, and an index of 1M series.
+//! histogram buckets and constant series, and an index of 1M series; alert templates and a
+//! 1,000-alert rule group.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyrite_core::exposition::{parse_series, Entry, Format, TextParser};
@@ -232,5 +233,60 @@ fn head_and_query(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exposition, chunks, postings, head_and_query);
+/// Alert templates: what expanding a typical annotation costs per alert (Go's template language
+/// through gotmpl, parsed on each expansion as upstream does), and a 1,000-alert group's whole
+/// evaluation on the in-memory engine.
+fn rules(c: &mut Criterion) {
+    use pyrite_core::promql::memory::MemoryEngine;
+    use pyrite_core::promql::Value;
+    use pyrite_core::rules::template::{expand, TemplateData};
+    use pyrite_core::rules::{GroupState, RuleFile, RuleSettings, RuleStorage};
+
+    let labels = Labels::from_pairs([("instance", "web-7.example.com:9100"), ("job", "api"), ("handler", "/v1/items")]);
+    let external = Labels::from_pairs([("cluster", "eu-1")]);
+    let data =
+        TemplateData { labels: &labels, external_labels: &external, external_url: "http://prom:9090", value: 0.0734 };
+    let mut no_query = |_: &str| Err::<Vec<(Labels, f64)>, String>("no queries".into());
+    let mut g = c.benchmark_group("alert_templates");
+    g.throughput(Throughput::Elements(1));
+    for (name, text) in [
+        ("plain_label", "Instance {{ $labels.instance }} down"),
+        (
+            "humanize_percentage",
+            "{{ $labels.job }} error ratio {{ $value | humanizePercentage }} on {{ $externalLabels.cluster }}",
+        ),
+        ("if_printf", "{{ if gt $value 0.05 }}{{ printf \"%.2f\" $value }} is high{{ else }}fine{{ end }}"),
+    ] {
+        g.bench_function(name, |b| b.iter(|| expand("__alert_A", black_box(text), &data, 0, &mut no_query).unwrap()));
+    }
+    g.finish();
+
+    struct Store(MemoryEngine);
+    impl RuleStorage for Store {
+        fn query(&mut self, expr: &pyrite_core::promql::Expr, t: i64) -> Result<Value, String> {
+            self.0.eval(expr, EvalParams::instant(t, 300_000)).map(|r| r.value).map_err(|e| e.to_string())
+        }
+        fn append(&mut self, _: i64, _: &[(Labels, f64)]) -> Result<(), String> {
+            Ok(()) // Only evaluation is measured: results are not stored.
+        }
+    }
+    let mut engine = MemoryEngine::new(1);
+    for i in 0..1000 {
+        let series =
+            Labels::from_pairs([("__name__", "errors_ratio".to_string()), ("instance", format!("host-{i}:9100"))]);
+        engine.load(&[(series, (0..20).map(|s| (s * 15_000, 0.06 + (i % 10) as f64 / 100.0)).collect())]).unwrap();
+    }
+    let text = "groups:\n  - name: g\n    rules:\n      - alert: HighErrors\n        expr: errors_ratio > 0.05\n        for: 5m\n        annotations:\n          summary: '{{ $labels.instance }} at {{ $value | humanizePercentage }}'\n";
+    let file = RuleFile::parse(text, "r.yml", Default::default()).unwrap();
+    let mut group = GroupState::new(&file.groups[0], "r.yml", 15_000, Default::default()).unwrap();
+    let settings = RuleSettings { resend_delay: 60_000, ..Default::default() };
+    let mut store = Store(engine);
+    let mut g = c.benchmark_group("rule_group");
+    g.throughput(Throughput::Elements(1000));
+    g.sample_size(20);
+    g.bench_function("alerting_1000_alerts", |b| b.iter(|| group.evaluate(285_000, &mut store, &settings).len()));
+    g.finish();
+}
+
+criterion_group!(benches, exposition, chunks, postings, head_and_query, rules);
 criterion_main!(benches);

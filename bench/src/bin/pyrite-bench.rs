@@ -6,6 +6,10 @@
 //! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
 //! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
 //! medians and the pyrite / prometheus ratio as a markdown table.
+//!
+//! `pyrite-bench rule-eval` loads the same data set into both and has both evaluate the same rule
+//! groups (the dashboard's queries as recording rules, alerts on them with templated
+//! annotations), reporting each group's median evaluation time as the servers report it.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,16 @@ enum Command {
         /// Measure Pyrite only.
         #[arg(long)]
         pyrite_only: bool,
+    },
+    /// Times the same rule groups' evaluations on Pyrite and on upstream Prometheus over the
+    /// same data.
+    RuleEval {
+        /// Series in the data set (one hour at 15 s each).
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Evaluations of each group to take the median of.
+        #[arg(long, default_value_t = 15)]
+        evaluations: usize,
     },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
@@ -151,6 +165,70 @@ fn query_latency(series: usize, runs: usize, shards: Option<usize>) {
     for (name, path) in api {
         let (cells, (our_size, their_size)) = compared(&pyrite.url, &upstream.url, &path, runs);
         println!("| {name} | {cells} | {our_size}, {their_size} |");
+    }
+}
+
+/// The rule groups `rule-eval` runs: every dashboard instant query recorded, and alerts on the
+/// recorded series with templated annotations (one alert per handler and status).
+fn rule_file() -> String {
+    let mut out = String::from("groups:\n  - name: dashboard\n    interval: 2s\n    rules:\n");
+    for (name, query, is_range) in DASHBOARD {
+        if !is_range {
+            out.push_str(&format!("      - record: dashboard:{name}\n        expr: '{}'\n", query.replace('\'', "''")));
+        }
+    }
+    out.push_str(
+        "  - name: alerts\n    interval: 2s\n    rules:\n      - alert: HandlerErrors\n        expr: sum by (handler, status) (rate(http_requests_total{status=~\"5..\"}[5m])) > 0\n        labels: {severity: page}\n        annotations:\n          summary: '{{ $labels.handler }} answers {{ $labels.status }} at {{ $value | humanize }}/s'\n          share: '{{ $value | humanizePercentage }}'\n",
+    );
+    out
+}
+
+/// Median `evaluationTime` of each group over `evaluations` distinct evaluations.
+fn group_times(url: &str, evaluations: usize) -> Vec<(String, Duration)> {
+    let mut seen: std::collections::BTreeMap<String, (String, Vec<f64>)> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(10 + 3 * evaluations as u64);
+    while Instant::now() < deadline && (seen.len() < 2 || seen.values().any(|(_, t)| t.len() < evaluations)) {
+        let body = pyrite_tests::http_get(&format!("{url}/api/v1/rules")).expect("rules").1;
+        for g in pyrite_tests::json(&body)["data"]["groups"].as_array().cloned().unwrap_or_default() {
+            let name = g["name"].as_str().unwrap_or_default().to_string();
+            let last = g["lastEvaluation"].as_str().unwrap_or_default().to_string();
+            let entry = seen.entry(name).or_default();
+            if entry.0 != last && !last.starts_with("0001") {
+                entry.0 = last;
+                entry.1.push(g["evaluationTime"].as_f64().unwrap_or(0.0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    seen.into_iter()
+        .map(|(name, (_, mut times))| {
+            times.sort_by(f64::total_cmp);
+            (name, Duration::from_secs_f64(times.get(times.len() / 2).copied().unwrap_or(0.0)))
+        })
+        .collect()
+}
+
+fn rule_eval(series: usize, evaluations: usize) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let start = (now - SAMPLES * STEP_MS) / STEP_MS * STEP_MS;
+    let batches = write_requests(series, SAMPLES, start);
+    let dir = pyrite_tests::TempDir::new("rule-eval");
+    let rules = dir.0.join("rules.yml");
+    std::fs::write(&rules, rule_file()).expect("write rules");
+    let config = format!("global:\n  scrape_interval: 1h\nrule_files: ['{}']\n", rules.display());
+    let upstream = Upstream::start_configured(&config, &[]);
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    load(&pyrite.url, &batches);
+    load(&upstream.url, &batches);
+    let ours = group_times(&pyrite.url, evaluations);
+    let theirs = group_times(&upstream.url, evaluations);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("rule group evaluation, {series} series, median of {evaluations} evaluations, {cpus} CPUs\n");
+    println!("| group | pyrite | prometheus | pyrite / prometheus |");
+    println!("| --- | ---: | ---: | ---: |");
+    for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+        let (a, b) = (a.as_secs_f64(), b.as_secs_f64());
+        println!("| {name} | {:.1} ms | {:.1} ms | {:.2} |", a * 1e3, b * 1e3, a / b);
     }
 }
 
@@ -286,5 +364,6 @@ fn main() {
             }
         }
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
+        Command::RuleEval { series, evaluations } => rule_eval(series, evaluations),
     }
 }
