@@ -5,10 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{
-    Authorization, BasicAuth, ConfigError, Discovery, DnsSdConfig, Duration, FileSdConfig, HttpClientConfig,
-    HttpSdConfig, Invalid, StaticConfig, TlsConfig,
-};
+use super::{build_rules, ConfigError, Discovery, Duration, HttpClientConfig, Invalid, RawHttpClient};
 use crate::relabel::{RawRule, Rule};
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -41,48 +38,29 @@ pub(super) struct RawAlerting {
     alertmanagers: Vec<RawAlertmanager>,
 }
 
+/// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
+/// `deny_unknown_fields`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAlertmanager {
     scheme: Option<String>,
     #[serde(default)]
     path_prefix: String,
     timeout: Option<Duration>,
     api_version: Option<String>,
-    #[serde(default)]
-    static_configs: Vec<StaticConfig>,
-    #[serde(default)]
-    file_sd_configs: Vec<FileSdConfig>,
-    #[serde(default)]
-    http_sd_configs: Vec<HttpSdConfig>,
-    #[serde(default)]
-    dns_sd_configs: Vec<DnsSdConfig>,
+    #[serde(flatten)]
+    discovery: Discovery,
     #[serde(default)]
     relabel_configs: Vec<RawRule>,
     #[serde(default)]
     alert_relabel_configs: Vec<RawRule>,
-    basic_auth: Option<BasicAuth>,
-    authorization: Option<Authorization>,
-    follow_redirects: Option<bool>,
-    enable_http2: Option<bool>,
-    proxy_url: Option<String>,
-    #[serde(default)]
-    tls_config: TlsConfig,
-}
-
-fn rules(
-    raw: Vec<RawRule>,
-    at: &dyn Fn(&str) -> String,
-    key: &str,
-    invalid: Invalid,
-) -> Result<Vec<Rule>, ConfigError> {
-    raw.into_iter().enumerate().map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m))).collect()
+    #[serde(flatten)]
+    http: RawHttpClient,
 }
 
 impl RawAlerting {
     pub(super) fn validate(self, dir: &Path, invalid: Invalid) -> Result<AlertingConfig, ConfigError> {
         let top = |key: &str| format!("alerting.{key}");
-        let alert_relabel_configs = rules(self.alert_relabel_configs, &top, "alert_relabel_configs", invalid)?;
+        let alert_relabel_configs = build_rules(self.alert_relabel_configs, "alert_relabel_configs", &top, invalid)?;
         let mut alertmanagers = Vec::new();
         for (i, am) in self.alertmanagers.into_iter().enumerate() {
             let at = |key: &str| format!("alerting.alertmanagers[{i}].{key}");
@@ -97,22 +75,8 @@ impl RawAlerting {
                     format!("expected Alertmanager api version to be one of [v2] but got {api_version}"),
                 ));
             }
-            let mut http = HttpClientConfig {
-                tls: am.tls_config,
-                basic_auth: am.basic_auth,
-                authorization: am.authorization,
-                proxy_url: am.proxy_url,
-                follow_redirects: am.follow_redirects.unwrap_or(true),
-                enable_http2: am.enable_http2.unwrap_or(true),
-            };
-            http.validate().map_err(|(key, message)| invalid(at(key), message))?;
-            http.resolve_paths(dir);
-            let mut discovery = Discovery {
-                static_configs: am.static_configs,
-                file_sd_configs: am.file_sd_configs,
-                http_sd_configs: am.http_sd_configs,
-                dns_sd_configs: am.dns_sd_configs,
-            };
+            let http = am.http.build(dir, &at, invalid)?;
+            let mut discovery = am.discovery;
             discovery.validate(dir, &at, invalid)?;
             alertmanagers.push(AlertmanagerConfig {
                 scheme,
@@ -121,8 +85,8 @@ impl RawAlerting {
                 api_version,
                 http,
                 discovery,
-                relabel_configs: rules(am.relabel_configs, &at, "relabel_configs", invalid)?,
-                alert_relabel_configs: rules(am.alert_relabel_configs, &at, "alert_relabel_configs", invalid)?,
+                relabel_configs: build_rules(am.relabel_configs, "relabel_configs", &at, invalid)?,
+                alert_relabel_configs: build_rules(am.alert_relabel_configs, "alert_relabel_configs", &at, invalid)?,
             });
         }
         Ok(AlertingConfig { alert_relabel_configs, alertmanagers })

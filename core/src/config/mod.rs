@@ -270,16 +270,18 @@ struct RawScrapeConfig {
     relabel_configs: Vec<RawRule>,
     #[serde(default)]
     metric_relabel_configs: Vec<RawRule>,
-    #[serde(default)]
-    static_configs: Vec<StaticConfig>,
-    #[serde(default)]
-    file_sd_configs: Vec<FileSdConfig>,
-    #[serde(default)]
-    http_sd_configs: Vec<HttpSdConfig>,
-    #[serde(default)]
-    dns_sd_configs: Vec<DnsSdConfig>,
+    #[serde(flatten)]
+    discovery: Discovery,
     #[serde(flatten)]
     limits: RawLimits,
+    #[serde(flatten)]
+    http: RawHttpClient,
+    scrape_protocols: Option<Vec<String>>,
+}
+
+/// The HTTP client keys of a scrape config or an Alertmanager set.
+#[derive(Deserialize, Default)]
+struct RawHttpClient {
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
     follow_redirects: Option<bool>,
@@ -287,7 +289,38 @@ struct RawScrapeConfig {
     proxy_url: Option<String>,
     #[serde(default)]
     tls_config: TlsConfig,
-    scrape_protocols: Option<Vec<String>>,
+}
+
+impl RawHttpClient {
+    /// Checked, with upstream's defaults and file paths made relative to `dir`.
+    fn build(
+        self,
+        dir: &std::path::Path,
+        at: &dyn Fn(&str) -> String,
+        invalid: Invalid,
+    ) -> Result<HttpClientConfig, ConfigError> {
+        let mut http = HttpClientConfig {
+            tls: self.tls_config,
+            basic_auth: self.basic_auth,
+            authorization: self.authorization,
+            proxy_url: self.proxy_url,
+            follow_redirects: self.follow_redirects.unwrap_or(true),
+            enable_http2: self.enable_http2.unwrap_or(true),
+        };
+        http.validate().map_err(|(key, message)| invalid(at(key), message))?;
+        http.resolve_paths(dir);
+        Ok(http)
+    }
+}
+
+/// Relabeling rules under `key`, each checked; errors name `key[index]`.
+fn build_rules(
+    raw: Vec<RawRule>,
+    key: &str,
+    at: &dyn Fn(&str) -> String,
+    invalid: Invalid,
+) -> Result<Vec<Rule>, ConfigError> {
+    raw.into_iter().enumerate().map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m))).collect()
 }
 
 impl Config {
@@ -374,31 +407,11 @@ impl RawConfig {
                 return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
             }
             let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
-            let mut sd = Discovery {
-                static_configs: sc.static_configs,
-                file_sd_configs: sc.file_sd_configs,
-                http_sd_configs: sc.http_sd_configs,
-                dns_sd_configs: sc.dns_sd_configs,
-            };
+            let mut sd = sc.discovery;
             sd.validate(dir, &at, &invalid)?;
-            let mut http = HttpClientConfig {
-                tls: sc.tls_config,
-                basic_auth: sc.basic_auth,
-                authorization: sc.authorization,
-                proxy_url: sc.proxy_url,
-                follow_redirects: sc.follow_redirects.unwrap_or(true),
-                enable_http2: sc.enable_http2.unwrap_or(true),
-            };
-            http.validate().map_err(|(key, message)| invalid(at(key), message))?;
-            http.resolve_paths(dir);
+            let http = sc.http.build(dir, &at, &invalid)?;
             let scrape_protocols = sc.scrape_protocols.unwrap_or_else(|| global.scrape_protocols.clone());
             check_protocols(&scrape_protocols).map_err(|m| invalid(at("scrape_protocols"), m))?;
-            let rules = |key: &str, raw: Vec<RawRule>| -> Result<Vec<Rule>, ConfigError> {
-                raw.into_iter()
-                    .enumerate()
-                    .map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m)))
-                    .collect()
-            };
             scrape_configs.push(ScrapeConfig {
                 scrape_interval: interval,
                 scrape_timeout: timeout,
@@ -408,8 +421,13 @@ impl RawConfig {
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
                 track_timestamps_staleness: sc.track_timestamps_staleness,
                 params: sc.params,
-                relabel_configs: rules("relabel_configs", sc.relabel_configs)?,
-                metric_relabel_configs: rules("metric_relabel_configs", sc.metric_relabel_configs)?,
+                relabel_configs: build_rules(sc.relabel_configs, "relabel_configs", &at, &invalid)?,
+                metric_relabel_configs: build_rules(
+                    sc.metric_relabel_configs,
+                    "metric_relabel_configs",
+                    &at,
+                    &invalid,
+                )?,
                 limits: sc.limits.over(global.limits),
                 scrape_protocols,
                 static_configs: sd.static_configs,
@@ -432,11 +450,15 @@ impl RawConfig {
 }
 
 /// The target sources of a scrape config or of an `alertmanagers` entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct Discovery {
+    #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
     pub http_sd_configs: Vec<HttpSdConfig>,
+    #[serde(default)]
     pub dns_sd_configs: Vec<DnsSdConfig>,
 }
 
