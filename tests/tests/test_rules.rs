@@ -80,3 +80,18 @@ fn unittest_yml_fails_only_on_native_histograms() {
     assert_eq!(failures.len(), 6, "{stderr}");
     assert!(failures.iter().all(|l| l.contains("native histograms are not supported")), "{stderr}");
 }
+
+/// Alert templates (`$value` printing, every `humanize*`, `printf`, `title`, `reReplaceAll`,
+/// `stripPort`, `match`, a missing label, external labels, `query` with `first`/`value` and
+/// `sortByLabel`, comparisons with NaN) over twelve values, with the expansions upstream's
+/// promtool gives: both promtool and Pyrite must pass the file.
+#[test]
+fn templates_expand_as_upstream_expands_them() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates/unittest.yml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.matches("exp_annotations").count(), 12, "the file checks twelve alerts");
+    for program in [std::path::Path::new("promtool"), &bin("pyrite")] {
+        let out = Command::new(program).args(["test", "rules"]).arg(&file).output().expect("run a rule tester");
+        assert_eq!(out.status.code(), Some(0), "{}: {out:?}", program.display());
+    }
+}

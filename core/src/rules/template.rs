@@ -375,6 +375,10 @@ fn functions(
                 Ok(Value::Float(d.millis() as f64 / 1000.0))
             }),
         ),
+        ("lt", comparison("lt", go_less)),
+        ("le", comparison("le", |a, b| Ok(go_less(a, b)? || go_equal(a, b)?))),
+        ("gt", comparison("gt", |a, b| Ok(!(go_less(a, b)? || go_equal(a, b)?)))),
+        ("ge", comparison("ge", |a, b| Ok(!go_less(a, b)?))),
         ("humanize", one_float("humanize", humanize)),
         ("humanize1024", one_float("humanize1024", humanize1024)),
         ("humanizeDuration", one_float("humanizeDuration", humanize_duration)),
@@ -453,11 +457,40 @@ fn humanize_duration(v: f64) -> String {
     }
 }
 
+/// Upstream goes through nanoseconds in an `int64` and truncates to milliseconds, so
+/// `1700000000.25` prints as `…:20.249`; the same steps give the same digits.
 fn humanize_timestamp(v: f64) -> String {
     if !v.is_finite() {
         return g4(v);
     }
-    go_utc((v * 1000.0) as i64)
+    go_utc((v * 1e9) as i64 / 1_000_000)
+}
+
+/// Go's ordering of two basic values (`lt`): numbers of one kind, or strings; a NaN is never
+/// less, and `le`/`gt`/`ge` are built from `lt` and `eq` as Go builds them, so `gt NaN 1.0` is
+/// true as in Prometheus (gotmpl refuses to compare a NaN).
+fn go_less(a: &Value, b: &Value) -> gotmpl::Result<bool> {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (Value::Uint(x), Value::Uint(y)) => Ok(x < y),
+        (Value::Int(x), Value::Uint(y)) => Ok(*x < 0 || (*x as u64) < *y),
+        (Value::Uint(x), Value::Int(y)) => Ok(*y >= 0 && *x < *y as u64),
+        (Value::Float(x), Value::Float(y)) => Ok(x < y),
+        (Value::String(x), Value::String(y)) => Ok(x < y),
+        _ => Err(fail("incompatible types for comparison")),
+    }
+}
+
+fn go_equal(a: &Value, b: &Value) -> gotmpl::Result<bool> {
+    let nan = |v: &Value| matches!(v, Value::Float(x) if x.is_nan());
+    Ok(!go_less(a, b)? && !go_less(b, a)? && !nan(a) && !nan(b))
+}
+
+fn comparison(name: &'static str, f: fn(&Value, &Value) -> gotmpl::Result<bool>) -> ValueFunc {
+    Arc::new(move |args: &[Value]| {
+        arity(name, args, 2)?;
+        Ok(Value::Bool(f(&args[0], &args[1])?))
+    })
 }
 
 /// Go's deprecated `strings.Title`: upper-cases each letter that follows a non-letter.
@@ -610,6 +643,8 @@ mod tests {
         assert_eq!(run("{{ humanizeDuration $value }}", 0.25), "250ms");
         assert_eq!(run("{{ humanizeDuration $value }}", 12.3456), "12.35s");
         assert_eq!(run("{{ humanizeTimestamp $value }}", 1_435_065_584.128), "2015-06-23 13:19:44.128 +0000 UTC");
+        assert_eq!(run("{{ humanizeTimestamp $value }}", 1_700_000_000.25), "2023-11-14 22:13:20.249 +0000 UTC");
+        assert_eq!(run("{{ gt $value 1.0 }} {{ lt $value 1.0 }} {{ ge $value 1.0 }} {{ le 1 2 }}", f64::NAN), "true false true true");
         assert_eq!(run("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(run("{{ if gt $value 10.0 }}high{{ else }}low{{ end }}", 11.0), "high");
         assert_eq!(
