@@ -160,11 +160,21 @@ fn invalid_queries_get_bad_data_and_unsupported_ones_execution_errors() {
 
 #[test]
 fn invalid_configs_are_refused_naming_file_and_key() {
+    let rules = pyrite_tests::TempDir::new("bad-rules");
+    let bad_rules = rules.0.join("rules.yml");
+    std::fs::write(&bad_rules, "groups:\n  - name: g\n    rules:\n      - record: 'not a name'\n        expr: up\n")
+        .unwrap();
+    let rule_config = format!("rule_files: ['{}']\n", bad_rules.display());
+    let rule_error = format!(
+        "error loading rules: {}: group \"g\", rule 1, \"not a name\": invalid recording rule name",
+        bad_rules.display()
+    );
     for (config, expected) in [
         (
-            "rule_files: [x.yml]\n",
-            "prometheus.yml: rule_files: key is valid in Prometheus but not supported by Pyrite yet",
+            "remote_read: []\n",
+            "prometheus.yml: remote_read: key is valid in Prometheus but not supported by Pyrite yet",
         ),
+        (rule_config.as_str(), rule_error.as_str()),
         (
             "scrape_configs:\n  - job_name: a\n    scrape_intervl: 1m\n",
             "prometheus.yml: scrape_configs[0].scrape_intervl: unknown key",

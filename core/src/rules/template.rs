@@ -644,7 +644,10 @@ mod tests {
         assert_eq!(run("{{ humanizeDuration $value }}", 12.3456), "12.35s");
         assert_eq!(run("{{ humanizeTimestamp $value }}", 1_435_065_584.128), "2015-06-23 13:19:44.128 +0000 UTC");
         assert_eq!(run("{{ humanizeTimestamp $value }}", 1_700_000_000.25), "2023-11-14 22:13:20.249 +0000 UTC");
-        assert_eq!(run("{{ gt $value 1.0 }} {{ lt $value 1.0 }} {{ ge $value 1.0 }} {{ le 1 2 }}", f64::NAN), "true false true true");
+        assert_eq!(
+            run("{{ gt $value 1.0 }} {{ lt $value 1.0 }} {{ ge $value 1.0 }} {{ le 1 2 }}", f64::NAN),
+            "true false true true"
+        );
         assert_eq!(run("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(run("{{ if gt $value 10.0 }}high{{ else }}low{{ end }}", 11.0), "high");
         assert_eq!(
