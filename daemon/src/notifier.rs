@@ -112,9 +112,9 @@ fn resolve(
                 let mut pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 pairs.push(("__address__".into(), target.clone()));
                 pairs.push(("__scheme__".into(), am.scheme.clone()));
-                pairs.push(("__alertmanager_path__".into(), format!("{}/api/v2/alerts", am.path_prefix)));
+                pairs.push(("__alerts_path__".into(), format!("{}/api/v2/alerts", am.path_prefix)));
                 let url = |l: &Labels| {
-                    format!("{}://{}{}", l.get("__scheme__"), l.get("__address__"), l.get("__alertmanager_path__"))
+                    format!("{}://{}{}", l.get("__scheme__"), l.get("__address__"), l.get("__alerts_path__"))
                 };
                 let labels = Labels::from_pairs(pairs);
                 match relabel(&am.relabel_configs, &labels) {

@@ -12,6 +12,9 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
 use pyrite_tests::{eventually, free_port, http_get, json, Loadgen, Process, Pyrite, PyriteOpts, TempDir, Upstream};
 use serde_json::Value;
 
@@ -31,11 +34,12 @@ const ALERT_RULES: &str = r#"groups:
           description: "{{ if gt $value 0.9 }}almost everything{{ else }}most requests{{ end }} failing on {{ $externalLabels.source }}"
 "#;
 
-/// A rule group only Pyrite gets: upstream 2.42 predates `query_offset`.
+/// A rule group only Pyrite gets: upstream 2.42 predates `query_offset`, which lets the rule
+/// see only data old enough to be complete even when a busy machine delays a scrape.
 const RECORDING_RULES: &str = r#"groups:
   - name: loadgen-recorded
     interval: 1s
-    query_offset: 3s
+    query_offset: 10s
     rules:
       - record: job:loadgen_requests:rate5s
         expr: sum by (job, status) (rate(loadgen_http_requests_total[5s]))
@@ -254,25 +258,20 @@ fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
         assert!(names.contains(&expected.to_string()), "{names:?}");
     }
 
-    // The recorded series equals its expression evaluated directly at the recorded times.
+    // The recorded series equals its expression evaluated directly at the recorded samples'
+    // own timestamps (a range selector gives them raw).
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let recorded = pyrite.query_range("job:loadgen_requests:rate5s{status=\"500\"}", now - 20.0, now - 5.0, 1.0)[0]
-        ["values"]
+    let recorded = pyrite.query("job:loadgen_requests:rate5s{status=\"500\"}[15s]", Some(now - 11.0))[0]["values"]
         .as_array()
         .unwrap()
         .clone();
-    assert!(recorded.len() >= 12, "{} recorded points", recorded.len());
+    assert!(recorded.len() >= 12, "{} recorded samples in 15 s", recorded.len());
     let raw = "sum by (job, status) (rate(loadgen_http_requests_total{status=\"500\"}[5s]))";
-    for point in &recorded {
-        let t = point[0].as_f64().unwrap();
-        let stored: f64 = point[1].as_str().unwrap().parse().unwrap();
-        // The recorded sample carries its evaluation time: fetch it at exactly that time.
-        let at = pyrite.query("job:loadgen_requests:rate5s{status=\"500\"}", Some(t));
-        let direct = pyrite.query(raw, Some(t));
-        let exact: f64 = at[0]["value"][1].as_str().unwrap().parse().unwrap();
-        let direct: f64 = direct[0]["value"][1].as_str().unwrap().parse().unwrap();
-        assert_eq!(exact, stored);
-        assert!((direct - exact).abs() <= 1e-9 * direct.abs().max(1.0), "at {t}: recorded {exact}, direct {direct}");
+    for sample in &recorded {
+        let t = sample[0].as_f64().unwrap();
+        let stored: f64 = sample[1].as_str().unwrap().parse().unwrap();
+        let direct: f64 = pyrite.query(raw, Some(t))[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!((direct - stored).abs() <= 1e-9 * direct.abs().max(1.0), "at {t}: recorded {stored}, direct {direct}");
     }
 }
 
@@ -342,14 +341,30 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
     let file = rules.0.join("rules.yml");
     std::fs::write(
         &file,
-        "groups:\n  - name: always\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n",
+        "groups:\n  - name: always\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: thing > 0\n",
     )
     .unwrap();
     let config = format!(
         "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - timeout: 2s\n      static_configs: [{{targets: ['{address}']}}]\n",
         file.display()
     );
-    let pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(config),
+        extra_args: vec!["--alertmanager.notification-queue-capacity=5".into()],
+        ..Default::default()
+    });
+    // Twenty alerts become due at once: the queue keeps five and counts the others dropped.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let series: Vec<WriteSeries> = (0..20)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([
+                ("__name__".to_string(), "thing".to_string()),
+                ("i".to_string(), i.to_string()),
+            ]),
+            samples: vec![Sample { t: now, v: 1.0 }],
+        })
+        .collect();
+    assert_eq!(pyrite.remote_write(encode_write_request(&series)).0, 204);
     let evaluations = || pyrite.metric("pyrite_rule_evaluations_total");
     eventually(Duration::from_secs(15), || (pyrite.metric("pyrite_notifications_errors_total") >= 1.0).then_some(()))
         .expect("sending to the silent Alertmanager times out and is counted");
@@ -358,8 +373,44 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
     let during = evaluations() - before;
     assert!(during >= 4.0, "{during} evaluations in 5 s while sends time out");
     let firing = pyrite.data("/api/v1/alerts")["alerts"].as_array().unwrap().len();
-    assert_eq!(firing, 1);
+    assert_eq!(firing, 20);
+    assert!(pyrite.metric("pyrite_notifications_dropped_total") >= 15.0, "a full queue drops and counts");
     drop(silent);
+}
+
+/// Alertmanagers found by file discovery and relabeled (one dropped, the path rewritten) are
+/// listed as upstream lists them, for the same configuration.
+#[test]
+fn discovered_alertmanagers_are_listed_as_upstream_lists_them() {
+    let dir = TempDir::new("am-sd");
+    let targets = dir.0.join("alertmanagers.json");
+    std::fs::write(&targets, r#"[{"targets": ["am-1:9093", "am-2:9093", "am-3:9093"], "labels": {"team": "sre"}}]"#)
+        .unwrap();
+    let config = format!(
+        "alerting:\n  alertmanagers:\n    - path_prefix: /alertmanager\n      file_sd_configs: [{{files: ['{}']}}]\n      relabel_configs:\n        - {{source_labels: [__address__], regex: 'am-2:.*', action: drop}}\n        - {{source_labels: [team], target_label: __alerts_path__, replacement: '/$1/api/v2/alerts'}}\n",
+        targets.display()
+    );
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config.clone()), ..Default::default() });
+    let upstream = Upstream::start_configured(&config, &[]);
+    let listed = |url: &str| -> Option<(Vec<String>, Vec<String>)> {
+        let (_, body) = http_get(&format!("{url}/api/v1/alertmanagers")).ok()?;
+        let data = &json(&body)["data"];
+        let urls = |key: &str| -> Vec<String> {
+            let list = data[key].as_array().cloned().unwrap_or_default();
+            let mut v: Vec<String> = list.iter().filter_map(|a| a["url"].as_str().map(String::from)).collect();
+            v.sort();
+            v
+        };
+        let found = (urls("activeAlertmanagers"), urls("droppedAlertmanagers"));
+        (found.0.len() == 2).then_some(found)
+    };
+    let ours = eventually(Duration::from_secs(15), || listed(&pyrite.url)).expect("Pyrite lists two Alertmanagers");
+    let theirs =
+        eventually(Duration::from_secs(15), || listed(&upstream.url)).expect("upstream lists two Alertmanagers");
+    assert_eq!(ours.0, ["http://am-1:9093/sre/api/v2/alerts", "http://am-3:9093/sre/api/v2/alerts"]);
+    assert_eq!(ours.0, theirs.0);
+    assert_eq!(ours.1.len(), 1, "{ours:?}");
+    assert_eq!(ours.1.len(), theirs.1.len(), "{theirs:?}");
 }
 
 /// The `activeAt` of the only alert, Unix seconds.

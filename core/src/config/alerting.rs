@@ -23,7 +23,7 @@ pub struct AlertmanagerConfig {
     pub api_version: String,
     pub http: HttpClientConfig,
     pub discovery: Discovery,
-    /// Applied to each discovered Alertmanager (`__address__`, `__scheme__`, `__alertmanager_path__`).
+    /// Applied to each discovered Alertmanager (`__address__`, `__scheme__`, `__alerts_path__`).
     pub relabel_configs: Vec<Rule>,
     /// Applied to the alerts sent to this set, after the global ones.
     pub alert_relabel_configs: Vec<Rule>,
@@ -80,7 +80,11 @@ impl RawAlerting {
             discovery.validate(dir, &at, invalid)?;
             alertmanagers.push(AlertmanagerConfig {
                 scheme,
-                path_prefix: am.path_prefix.trim_end_matches('/').to_string(),
+                // Upstream's `path.Join("/", prefix, …)`: one leading slash, none trailing.
+                path_prefix: match am.path_prefix.trim_matches('/') {
+                    "" => String::new(),
+                    inner => format!("/{inner}"),
+                },
                 timeout: am.timeout.unwrap_or(Duration::from_secs(10)),
                 api_version,
                 http,
