@@ -240,7 +240,7 @@ fn rules(c: &mut Criterion) {
     use pyrite_core::promql::memory::MemoryEngine;
     use pyrite_core::promql::Value;
     use pyrite_core::rules::template::{expand, TemplateData};
-    use pyrite_core::rules::{GroupState, RuleFile, RuleSettings, RuleStorage};
+    use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
 
     let labels = Labels::from_pairs([("instance", "web-7.example.com:9100"), ("job", "api"), ("handler", "/v1/items")]);
     let external = Labels::from_pairs([("cluster", "eu-1")]);
@@ -278,7 +278,13 @@ fn rules(c: &mut Criterion) {
     }
     let text = "groups:\n  - name: g\n    rules:\n      - alert: HighErrors\n        expr: errors_ratio > 0.05\n        for: 5m\n        annotations:\n          summary: '{{ $labels.instance }} at {{ $value | humanizePercentage }}'\n";
     let file = RuleFile::parse(text, "r.yml", Default::default()).unwrap();
-    let mut group = GroupState::new(&file.groups[0], "r.yml", 15_000, Default::default()).unwrap();
+    let mut group = GroupState::new(
+        &file.groups[0],
+        "r.yml",
+        GroupDefaults { interval: 15_000, query_offset: 0 },
+        Default::default(),
+    )
+    .unwrap();
     let settings = RuleSettings { resend_delay: 60_000, ..Default::default() };
     let mut store = Store(engine);
     let mut g = c.benchmark_group("rule_group");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use pyrite_core::config::Config;
 use pyrite_core::promql::ParseOptions;
-use pyrite_core::rules::RuleFile;
+use pyrite_core::rules::{GroupDefaults, RuleFile};
 use pyrite_core::scrape::targets_from_config;
 
 use crate::clock::now_ms;
@@ -124,7 +124,10 @@ pub fn apply_initial(ctx: &Context) -> Result<(), String> {
 }
 
 fn apply_rules(ctx: &Context, config: &Config, rules: &[(String, RuleFile)]) -> Result<(), String> {
-    ctx.rules.apply(rules, config.global.evaluation_interval.millis(), ctx.parse_options)
+    let g = &config.global;
+    let defaults =
+        GroupDefaults { interval: g.evaluation_interval.millis(), query_offset: g.rule_query_offset.millis() };
+    ctx.rules.apply(rules, defaults, ctx.parse_options)
 }
 
 /// Applies the configuration in force again with the groups service discovery has just found.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{plan, EvalParams, Expr, ParseOptions, Value};
 use pyrite_core::remote::WriteSeries;
-use pyrite_core::rules::{GroupState, GroupStatus, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::value::Sample;
 
 use crate::clock::now_ms;
@@ -62,14 +62,14 @@ impl RuleManager {
     pub fn apply(
         &self,
         files: &[(String, RuleFile)],
-        default_interval: i64,
+        defaults: GroupDefaults,
         options: ParseOptions,
     ) -> Result<(), String> {
         let mut applied_before = self.applied_before.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = Vec::new();
         for (name, file) in files {
             for group in &file.groups {
-                let mut g = GroupState::new(group, name, default_interval, options)?;
+                let mut g = GroupState::new(group, name, defaults, options)?;
                 g.restored = *applied_before;
                 fresh.push(g);
             }

@@ -10,7 +10,7 @@ use pyrite_core::config::Duration;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::memory::MemoryEngine;
 use pyrite_core::promql::{parse_with, EvalParams, Expr, ParseOptions, Value};
-use pyrite_core::rules::{GroupState, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, values, Point};
 use regex::Regex;
 use serde::Deserialize;
@@ -151,7 +151,10 @@ fn run_file(file: &Path, run: &Regex, options: &Options) -> Result<(), Vec<Strin
         let mut groups = Vec::new();
         for (name, file) in &rule_files {
             for g in &file.groups {
-                groups.push(GroupState::new(g, name, interval, parse_options()).map_err(|e| vec![format!("    {e}")])?);
+                groups.push(
+                    GroupState::new(g, name, GroupDefaults { interval, query_offset: 0 }, parse_options())
+                        .map_err(|e| vec![format!("    {e}")])?,
+                );
             }
         }
         if !unit.group_eval_order.is_empty() {

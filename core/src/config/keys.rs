@@ -22,6 +22,7 @@ const GLOBAL: Section = Section {
         "scrape_interval",
         "scrape_timeout",
         "evaluation_interval",
+        "rule_query_offset",
         "external_labels",
         "body_size_limit",
         "sample_limit",
@@ -32,7 +33,6 @@ const GLOBAL: Section = Section {
         "scrape_protocols",
     ],
     upstream_only: &[
-        "rule_query_offset",
         "query_log_file",
         "scrape_failure_log_file",
         "keep_dropped_targets",

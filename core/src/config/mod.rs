@@ -52,6 +52,8 @@ pub struct GlobalConfig {
     pub scrape_interval: Duration,
     pub scrape_timeout: Duration,
     pub evaluation_interval: Duration,
+    /// Default `query_offset` of rule groups.
+    pub rule_query_offset: Duration,
     pub external_labels: Labels,
     pub limits: ScrapeLimits,
     pub scrape_protocols: Vec<String>,
@@ -220,6 +222,7 @@ struct RawGlobal {
     scrape_interval: Option<Duration>,
     scrape_timeout: Option<Duration>,
     evaluation_interval: Option<Duration>,
+    rule_query_offset: Option<Duration>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
     #[serde(flatten)]
@@ -362,6 +365,7 @@ impl RawConfig {
             scrape_interval,
             scrape_timeout,
             evaluation_interval: self.global.evaluation_interval.unwrap_or(Duration::from_secs(60)),
+            rule_query_offset: self.global.rule_query_offset.unwrap_or_default(),
             external_labels: Labels::from_pairs(self.global.external_labels),
             limits: self.global.limits.over(ScrapeLimits::default()),
             scrape_protocols: self.global.scrape_protocols.unwrap_or_else(default_protocols),

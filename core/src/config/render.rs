@@ -184,6 +184,7 @@ impl Config {
             ("scrape_interval", g.scrape_interval.to_string().into()),
             ("scrape_timeout", g.scrape_timeout.to_string().into()),
             ("evaluation_interval", g.evaluation_interval.to_string().into()),
+            ("rule_query_offset", g.rule_query_offset.to_string().into()),
         ]);
         if let Value::Mapping(m) = &mut global {
             let protocols = g.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();

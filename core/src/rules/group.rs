@@ -124,9 +124,18 @@ pub struct GroupState {
     pub restored: bool,
 }
 
+/// What a group that does not say takes from the configuration's `global` section (ms).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupDefaults {
+    /// `evaluation_interval`.
+    pub interval: i64,
+    /// `rule_query_offset`.
+    pub query_offset: i64,
+}
+
 impl GroupState {
     /// A group ready to evaluate; the rules were checked when the file was read.
-    pub fn new(group: &RuleGroup, file: &str, default_interval: i64, options: ParseOptions) -> Result<Self, String> {
+    pub fn new(group: &RuleGroup, file: &str, defaults: GroupDefaults, options: ParseOptions) -> Result<Self, String> {
         let rules = group
             .rules
             .iter()
@@ -147,8 +156,8 @@ impl GroupState {
         Ok(GroupState {
             name: group.name.clone(),
             file: file.to_string(),
-            interval: group.interval.map_or(default_interval, |d| d.millis()).max(1),
-            query_offset: group.query_offset.map_or(0, |d| d.millis()),
+            interval: group.interval.map_or(defaults.interval, |d| d.millis()).max(1),
+            query_offset: group.query_offset.map_or(defaults.query_offset, |d| d.millis()),
             limit: group.limit as usize,
             labels: Labels::from_pairs(group.labels.iter().map(|(k, v)| (k.clone(), v.clone()))),
             rules,

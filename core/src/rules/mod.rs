@@ -8,4 +8,6 @@ pub mod template;
 
 pub use alert::{Alert, AlertState};
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
-pub use group::{DueAlert, GroupState, GroupStatus, Health, RuleSettings, RuleState, RuleStatus, RuleStorage};
+pub use group::{
+    DueAlert, GroupDefaults, GroupState, GroupStatus, Health, RuleSettings, RuleState, RuleStatus, RuleStorage,
+};
