@@ -580,6 +580,8 @@ mod tests {
             e.starts_with("p.yml: alerting.alertmanagers[0].api_version: expected Alertmanager api version"),
             "{e}"
         );
+        let c = Config::parse("global: {rule_query_offset: 30s}\n", "p.yml").unwrap();
+        assert_eq!(c.global.rule_query_offset, Duration::from_secs(30));
         let e = Config::parse("alerting:\n  alertmanagers:\n    - sigv4: {}\n", "p.yml").unwrap_err().to_string();
         assert_eq!(
             e,
