@@ -98,11 +98,11 @@ impl RuleManager {
 }
 
 /// Reads and writes through the shards, from the rules thread (blocking on their answers).
-struct Shards<'a> {
+struct ShardStorage<'a> {
     ctx: &'a Context,
 }
 
-impl RuleStorage for Shards<'_> {
+impl RuleStorage for ShardStorage<'_> {
     fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String> {
         let params = EvalParams::instant(t, self.ctx.lookback.millis());
         let plan = Arc::new(plan(expr, &params).map_err(|e| e.to_string())?);
@@ -160,7 +160,7 @@ fn settings(ctx: &Context) -> RuleSettings {
 
 /// Evaluates one group at `t`, restores its `for` state if due, and queues its alerts.
 fn evaluate(ctx: &Context, g: &mut GroupState, t: i64) {
-    let mut storage = Shards { ctx };
+    let mut storage = ShardStorage { ctx };
     let due = g.evaluate(t, &mut storage, &settings(ctx));
     if !g.restored {
         let a = &ctx.alerting;

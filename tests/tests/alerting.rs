@@ -150,6 +150,24 @@ fn watch(urls: &[&str], limit: Duration, done: impl Fn(&[Vec<String>]) -> bool) 
     (states, annotations)
 }
 
+/// Every key path of a JSON document (array items share their parent's path), without the keys
+/// under label and annotation maps, whose names are data.
+fn key_paths(v: &Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let path = format!("{at}.{k}");
+                out.push(path.clone());
+                if !["labels", "annotations"].contains(&k.as_str()) {
+                    key_paths(child, &path, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| key_paths(i, &format!("{at}[]"), out)),
+        _ => {}
+    }
+}
+
 /// `12.34%` → 12.34: the number in a `humanizePercentage` summary.
 fn percentage(summary: &str) -> f64 {
     let text = summary.rsplit(' ').next().unwrap_or("").trim_end_matches('%');
@@ -211,6 +229,18 @@ fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
     let value: f64 = alert["value"].as_str().unwrap().parse().unwrap();
     let summary = alert["annotations"]["summary"].as_str().unwrap();
     assert!((percentage(summary) - value * 100.0).abs() < 0.01, "{summary} vs value {value}");
+
+    // `/api/v1/rules` and `/api/v1/alerts` have upstream's shape: the same keys at every level.
+    for path in ["/api/v1/rules?rule_group[]=loadgen-alerts", "/api/v1/alerts"] {
+        let shape = |url: &str| {
+            let mut keys = Vec::new();
+            key_paths(&json(&http_get(&format!("{url}{path}")).unwrap().1)["data"], "", &mut keys);
+            keys.sort();
+            keys.dedup();
+            keys
+        };
+        assert_eq!(shape(&pyrite.url), shape(&upstream.url), "{path}");
+    }
 
     // Alertmanager got Pyrite's alert, with external labels, and called the webhook.
     let fired = eventually(Duration::from_secs(20), || {
