@@ -74,7 +74,16 @@ impl RuleManager {
                 fresh.push(g);
             }
         }
-        self.publish(&fresh);
+        // Published now, so that the API shows the new rules at once, with what the thread
+        // will carry over; the thread publishes again once it has taken them.
+        let mut statuses: Vec<GroupStatus> = fresh.iter().map(GroupState::status).collect();
+        let old = self.statuses();
+        for status in &mut statuses {
+            if let Some(prev) = old.iter().find(|o| o.file == status.file && o.name == status.name) {
+                status.carry_over(prev);
+            }
+        }
+        *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(statuses);
         let _ = self.updates.0.send(fresh);
         *applied_before = true;
         Ok(())

@@ -380,7 +380,7 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
     );
     let pyrite = Pyrite::start(PyriteOpts {
         config: Some(config),
-        extra_args: vec!["--alertmanager.notification-queue-capacity=5".into()],
+        extra_args: vec!["--alertmanager.notification-queue-capacity=5".into(), "--web.enable-lifecycle".into()],
         ..Default::default()
     });
     // Twenty alerts become due at once: the queue keeps five and counts the others dropped.
@@ -405,6 +405,16 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
     let firing = pyrite.data("/api/v1/alerts")["alerts"].as_array().unwrap().len();
     assert_eq!(firing, 20);
     assert!(pyrite.metric("pyrite_notifications_dropped_total") >= 15.0, "a full queue drops and counts");
+    // A reload that leaves the rule as it was keeps its alerts, visible at once.
+    let active_since = |p: &Pyrite| -> Vec<String> {
+        let alerts = p.data("/api/v1/alerts")["alerts"].as_array().unwrap().clone();
+        let mut v: Vec<String> = alerts.iter().map(|a| a["activeAt"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    let before = active_since(&pyrite);
+    ureq::post(&format!("{}/-/reload", pyrite.url)).call().expect("reload");
+    assert_eq!(active_since(&pyrite), before);
     drop(silent);
 }
 

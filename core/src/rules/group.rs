@@ -82,6 +82,20 @@ pub struct GroupStatus {
     pub rules: Vec<RuleStatus>,
 }
 
+impl GroupStatus {
+    /// Takes the evaluation results of `old`'s identical rules, as [`GroupState::carry_over`]
+    /// takes their state.
+    pub fn carry_over(&mut self, old: &GroupStatus) {
+        for rule in &mut self.rules {
+            if let Some(prev) = old.rules.iter().find(|r| r.rule == rule.rule) {
+                *rule = prev.clone();
+            }
+        }
+        self.last_evaluation = old.last_evaluation;
+        self.evaluation_seconds = old.evaluation_seconds;
+    }
+}
+
 /// An alert to send now, with its rule's expression (for the generator URL).
 pub struct DueAlert {
     pub alert: Alert,
