@@ -1,6 +1,6 @@
 //! Sending alerts to Alertmanager: a bounded queue filled by rule evaluation and drained by the
 //! `notifier` thread in batches of up to 256, posted (API v2) to every Alertmanager of every
-//! `alerting.alertmanagers` set.
+//! `alerting.alertmanagers` set at once, so a slow one delays no other.
 //!
 //! Alerts get the external labels and `alert_relabel_configs` when queued, and each set's own
 //! `alert_relabel_configs` when sent. A full queue drops its oldest alerts and counts them; a
@@ -189,20 +189,24 @@ pub fn run(ctx: Arc<Context>) {
             }
             let config = ctx.config.current();
             let (active, _) = ctx.notifier.alertmanagers(&ctx);
-            for am in active {
-                let Some(set) = config.alerting.alertmanagers.get(am.set) else { continue };
-                let Some(body) = body(&batch, set) else { continue };
-                let labels = vec![("alertmanager", am.url.clone())];
-                match post(&am.url, &body, set) {
-                    Ok(()) => {
-                        ctx.metrics.notifications_sent.get_or_create(&labels).inc_by(batch.len() as u64);
-                    }
-                    Err(error) => {
-                        ctx.metrics.notifications_errors.get_or_create(&labels).inc_by(batch.len() as u64);
-                        tracing::warn!(alertmanager = am.url.as_str(), %error, count = batch.len(), "error sending alerts");
-                    }
+            // Every Alertmanager at once, as upstream: a slow one does not delay the others.
+            std::thread::scope(|scope| {
+                for am in &active {
+                    let Some(set) = config.alerting.alertmanagers.get(am.set) else { continue };
+                    let Some(body) = body(&batch, set) else { continue };
+                    let (ctx, count) = (&ctx, batch.len() as u64);
+                    scope.spawn(move || {
+                        let labels = vec![("alertmanager", am.url.clone())];
+                        match post(&am.url, &body, set) {
+                            Ok(()) => ctx.metrics.notifications_sent.get_or_create(&labels).inc_by(count),
+                            Err(error) => {
+                                tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
+                                ctx.metrics.notifications_errors.get_or_create(&labels).inc_by(count)
+                            }
+                        };
+                    });
                 }
-            }
+            });
         }
     }
 }

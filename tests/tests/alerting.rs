@@ -52,8 +52,11 @@ fn alertmanager_config(webhook_port: u16) -> String {
     )
 }
 
-/// The webhook receiver: records the JSON body of every POST.
-fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+/// A request the receiver got: its `Authorization` header and JSON body.
+type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+/// The webhook receiver (and a stand-in Alertmanager): records every POST and answers 200.
+fn webhook() -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
     let port = listener.local_addr().expect("address").port();
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -61,7 +64,7 @@ fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
-            let mut length = 0;
+            let (mut length, mut authorization) = (0, None);
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -70,11 +73,14 @@ fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
                 }
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    authorization = Some(line["authorization:".len()..].trim().to_string());
+                }
             }
             let mut body = vec![0; length];
             if reader.read_exact(&mut body).is_ok() {
                 if let Ok(v) = serde_json::from_slice(&body) {
-                    store.lock().unwrap().push(v);
+                    store.lock().unwrap().push((authorization, v));
                 }
             }
             let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -174,11 +180,11 @@ fn percentage(summary: &str) -> f64 {
     text.parse().unwrap_or_else(|_| panic!("no percentage in {summary:?}"))
 }
 
-fn webhook_alerts(received: &Mutex<Vec<Value>>, source: &str, status: &str) -> Vec<Value> {
+fn webhook_alerts(received: &Received, source: &str, status: &str) -> Vec<Value> {
     let received = received.lock().unwrap();
     received
         .iter()
-        .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+        .flat_map(|(_, n)| n["alerts"].as_array().cloned().unwrap_or_default())
         .filter(|a| a["labels"]["source"] == source && a["status"] == status)
         .collect()
 }
@@ -499,4 +505,33 @@ fn a_pending_alert_keeps_its_progress_across_a_restart() {
     assert!(pending_for >= 10.0, "pending for {pending_for:.1} s after the restart: its progress was lost");
     assert!(pending_for < 25.0, "pending for {pending_for:.1} s: the downtime was not added");
     assert!(restored > first, "activeAt moves forward by the downtime ({first} → {restored})");
+}
+
+/// Two Alertmanagers in one set, one that never answers: the other still gets each batch at
+/// once, with the set's credentials, in API v2's shape.
+#[test]
+fn alerts_reach_a_healthy_alertmanager_beside_a_silent_one_with_credentials() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (port, received) = webhook();
+    let rules = TempDir::new("rules");
+    let file = rules.0.join("rules.yml");
+    std::fs::write(&file, "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Now\n        expr: vector(1)\n        annotations: {summary: now}\n").unwrap();
+    let config = format!(
+        "rule_files: ['{}']\nglobal: {{external_labels: {{dc: eu}}}}\nalerting:\n  alertmanagers:\n    - timeout: 10s\n      basic_auth: {{username: u, password: p}}\n      static_configs: [{{targets: ['{}', '127.0.0.1:{port}']}}]\n",
+        file.display(),
+        silent.local_addr().unwrap()
+    );
+    let started = Instant::now();
+    let _pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let (authorization, body) = eventually(Duration::from_secs(8), || received.lock().unwrap().first().cloned())
+        .expect("the healthy Alertmanager got the alert");
+    assert!(started.elapsed() < Duration::from_secs(8), "held up by the silent Alertmanager");
+    assert_eq!(authorization.as_deref(), Some("Basic dTpw"));
+    let alert = &body[0];
+    assert_eq!((alert["labels"]["alertname"].as_str(), alert["labels"]["dc"].as_str()), (Some("Now"), Some("eu")));
+    assert_eq!(alert["annotations"]["summary"], "now");
+    for key in ["startsAt", "endsAt", "generatorURL"] {
+        assert!(alert[key].is_string(), "{key} missing from {alert}");
+    }
+    drop(silent);
 }
