@@ -115,6 +115,32 @@ pub struct RuleState {
     pub alerts: ActiveAlerts,
     /// Series written by the last evaluation, to mark stale when they disappear.
     written: HashSet<Labels>,
+    /// Alerting rules: the label (group's and rule's) and annotation templates, parsed once.
+    templates: Templates,
+}
+
+#[derive(Default)]
+struct Templates {
+    labels: Vec<(String, template::Compiled)>,
+    annotations: Vec<(String, template::Compiled)>,
+}
+
+impl Templates {
+    fn new(rule: &Rule, group_labels: &Labels) -> Result<Templates, String> {
+        if rule.alert.is_none() {
+            return Ok(Templates::default());
+        }
+        let name = format!("__alert_{}", rule.name());
+        let compile = |(k, v): (String, String)| {
+            let compiled = template::Compiled::new(&name, &v).map_err(|e| format!("{}: {k:?}: {e}", rule.name()))?;
+            Ok((k, compiled))
+        };
+        let annotations = rule.annotations.iter().map(|(k, v)| (k.clone(), v.clone()));
+        Ok(Templates {
+            labels: rule_labels(rule, group_labels).into_iter().map(compile).collect::<Result<_, String>>()?,
+            annotations: annotations.map(compile).collect::<Result<_, String>>()?,
+        })
+    }
 }
 
 impl RuleState {
@@ -150,6 +176,7 @@ pub struct GroupDefaults {
 impl GroupState {
     /// A group ready to evaluate; the rules were checked when the file was read.
     pub fn new(group: &RuleGroup, file: &str, defaults: GroupDefaults, options: ParseOptions) -> Result<Self, String> {
+        let group_labels = Labels::from_pairs(group.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         let rules = group
             .rules
             .iter()
@@ -164,6 +191,7 @@ impl GroupState {
                     evaluation_seconds: 0.0,
                     alerts: ActiveAlerts::default(),
                     written: HashSet::new(),
+                    templates: Templates::new(rule, &group_labels)?,
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -173,7 +201,7 @@ impl GroupState {
             interval: group.interval.map_or(defaults.interval, |d| d.millis()).max(1),
             query_offset: group.query_offset.map_or(defaults.query_offset, |d| d.millis()),
             limit: group.limit as usize,
-            labels: Labels::from_pairs(group.labels.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            labels: group_labels,
             rules,
             last_evaluation: None,
             evaluation_seconds: 0.0,
@@ -250,7 +278,7 @@ impl GroupState {
         for rule in &mut self.rules {
             let rule_started = std::time::Instant::now();
             let outcome = if rule.is_alerting() {
-                evaluate_alerting(rule, t, at, &self.labels, self.limit, self.restored, storage, settings)
+                evaluate_alerting(rule, t, at, self.limit, self.restored, storage, settings)
             } else {
                 evaluate_recording(rule, at, &self.labels, self.limit, storage)
             };
@@ -394,7 +422,6 @@ fn evaluate_alerting(
     rule: &mut RuleState,
     t: i64,
     at: i64,
-    group_labels: &Labels,
     limit: usize,
     restored: bool,
     storage: &mut dyn RuleStorage,
@@ -402,8 +429,6 @@ fn evaluate_alerting(
 ) -> Result<Vec<(Labels, f64)>, String> {
     let result = vector(storage.query(&rule.expr, at)?)?;
     let name = rule.rule.name().to_string();
-    let template_name = format!("__alert_{name}");
-    let extra = rule_labels(&rule.rule, group_labels);
     let mut matches = Vec::with_capacity(result.len());
     for (labels, value) in result {
         let data = TemplateData {
@@ -416,12 +441,12 @@ fn evaluate_alerting(
             let expr = parse_with(q, settings.parse).map_err(|e| e.to_string())?;
             vector(storage.query(&expr, at)?)
         };
-        let mut expand = |text: &str| {
-            template::expand(&template_name, text, &data, t, &mut query)
-                .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        let mut expand = |compiled: &template::Compiled| {
+            compiled.expand(&data, t, &mut query).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
         };
-        let expanded: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.clone(), expand(v))).collect();
-        let annotations = Labels::from_pairs(rule.rule.annotations.iter().map(|(k, v)| (k.clone(), expand(v))));
+        let expanded: Vec<(String, String)> =
+            rule.templates.labels.iter().map(|(k, c)| (k.clone(), expand(c))).collect();
+        let annotations = Labels::from_pairs(rule.templates.annotations.iter().map(|(k, c)| (k.clone(), expand(c))));
         let alert_labels = with_labels(
             &labels.without_metric_name(),
             expanded.into_iter().chain([("alertname".to_string(), name.clone())]),

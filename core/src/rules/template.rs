@@ -7,7 +7,7 @@
 //! label prints empty (Prometheus runs templates with `missingkey=zero` on string maps).
 
 use std::collections::BTreeMap;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 use gotmpl::parse::{CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
 use gotmpl::{MissingKey, Template, Value, ValueFunc};
@@ -43,10 +43,10 @@ const PREAMBLE: &str =
 
 /// Parses a template as upstream checks rule files (`pyrite check rules`, reloads).
 pub fn check(name: &str, text: &str) -> Result<(), TemplateError> {
-    parse(name, text, 0, "", None).map(|_| ())
+    Compiled::new(name, text).map(|_| ())
 }
 
-/// Expands `text` with `data` at evaluation time `t_ms`.
+/// Parses and expands `text` once.
 pub fn expand(
     name: &str,
     text: &str,
@@ -54,45 +54,77 @@ pub fn expand(
     t_ms: i64,
     query: &mut QueryFn,
 ) -> Result<String, TemplateError> {
-    let value = data_value(data);
-    if !text.contains("query") {
-        let template = parse(name, text, t_ms, data.external_url, None)?;
-        return execute(name, &template, &value);
+    Compiled::new(name, text)?.expand(data, t_ms, query)
+}
+
+/// What the functions of one expansion see: set before it runs.
+#[derive(Default)]
+struct CallState {
+    t_ms: i64,
+    external_url: String,
+    query: Option<mpsc::Sender<QueryRequest>>,
+}
+
+/// A parsed template, expanded many times (each alert, each evaluation) without parsing again.
+pub struct Compiled {
+    name: String,
+    template: Template,
+    state: Arc<Mutex<CallState>>,
+    uses_query: bool,
+}
+
+impl Compiled {
+    pub fn new(name: &str, text: &str) -> Result<Compiled, TemplateError> {
+        let state = Arc::new(Mutex::new(CallState::default()));
+        let template = parse(name, text, &state)?;
+        Ok(Compiled { name: name.to_string(), template, state, uses_query: text.contains("query") })
     }
-    // gotmpl's functions must be `Send + Sync + 'static`, and the storage behind `query` is
-    // neither: the template runs on a scoped thread and sends its queries back here.
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<QueryRequest>();
-        let url = data.external_url;
-        let worker = scope.spawn(move || execute(name, &parse(name, text, t_ms, url, Some(tx))?, &value));
-        for (q, reply) in rx {
-            let _ = reply.send(query(&q));
+
+    /// Expands with `data` at evaluation time `t_ms`.
+    pub fn expand(&self, data: &TemplateData, t_ms: i64, query: &mut QueryFn) -> Result<String, TemplateError> {
+        let value = data_value(data);
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.t_ms = t_ms;
+            data.external_url.clone_into(&mut state.external_url);
         }
-        worker.join().unwrap_or_else(|_| {
-            Err(TemplateError::Execute { name: name.into(), message: "the template panicked".into() })
+        if !self.uses_query {
+            return self.execute(&value);
+        }
+        // gotmpl's functions must be `Send + Sync + 'static`, and the storage behind `query` is
+        // neither: the template runs on a scoped thread and sends its queries back here.
+        let (tx, rx) = mpsc::channel::<QueryRequest>();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).query = Some(tx);
+        let result = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                let result = self.execute(&value);
+                // Dropping the sender ends the loop below.
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).query = None;
+                result
+            });
+            for (q, reply) in rx {
+                let _ = reply.send(query(&q));
+            }
+            worker.join()
+        });
+        result.unwrap_or_else(|_| {
+            Err(TemplateError::Execute { name: self.name.clone(), message: "the template panicked".into() })
         })
-    })
+    }
+
+    fn execute(&self, data: &Value) -> Result<String, TemplateError> {
+        self.template
+            .execute_template_to_string(&self.name, data)
+            .map_err(|e| TemplateError::Execute { name: self.name.clone(), message: e.to_string() })
+    }
 }
 
 type QueryReply = Result<Vec<(Labels, f64)>, String>;
 type QueryRequest = (String, mpsc::Sender<QueryReply>);
 
-fn execute(name: &str, template: &Template, data: &Value) -> Result<String, TemplateError> {
-    template
-        .execute_template_to_string(name, data)
-        .map_err(|e| TemplateError::Execute { name: name.into(), message: e.to_string() })
-}
-
-fn parse(
-    name: &str,
-    text: &str,
-    t_ms: i64,
-    external_url: &str,
-    query: Option<mpsc::Sender<QueryRequest>>,
-) -> Result<Template, TemplateError> {
+fn parse(name: &str, text: &str, state: &Arc<Mutex<CallState>>) -> Result<Template, TemplateError> {
     let parse_error = |e: gotmpl::TemplateError| TemplateError::Parse { name: name.into(), message: e.to_string() };
-    let funcs: gotmpl::FuncMap =
-        functions(t_ms, external_url, query).into_iter().map(|(n, f)| (n.to_string(), f)).collect();
+    let funcs: gotmpl::FuncMap = functions(state).into_iter().map(|(n, f)| (n.to_string(), f)).collect();
     let known = |f: &str| funcs.contains_key(f) || GO_BUILTINS.contains(&f);
     let mut undefined = None;
     let mut template = Template::new(name)
@@ -251,15 +283,14 @@ fn compile(pattern: &str) -> gotmpl::Result<Regex> {
     Regex::new(pattern).map_err(|e| fail(format!("error parsing regexp: {e}")))
 }
 
-/// Prometheus's template functions (upstream's `template.go`), plus `goPrint`.
-fn functions(
-    t_ms: i64,
-    external_url: &str,
-    query: Option<mpsc::Sender<QueryRequest>>,
-) -> Vec<(&'static str, ValueFunc)> {
-    let url = external_url.to_string();
-    let path = url.split_once("://").map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..])).to_string();
-    let query = std::sync::Mutex::new(query);
+fn lock(state: &Mutex<CallState>) -> gotmpl::Result<std::sync::MutexGuard<'_, CallState>> {
+    state.lock().map_err(|_| fail("template state poisoned"))
+}
+
+/// Prometheus's template functions (upstream's `template.go`), plus `goPrint`; the time, the
+/// external URL and the way to query come from `state`.
+fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
+    let (query, now, url, path) = (state.clone(), state.clone(), state.clone(), state.clone());
     let link = |tab: u8| {
         move |expr: &str| {
             let escaped: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
@@ -283,11 +314,7 @@ fn functions(
                 arity("query", args, 1)?;
                 let q = string_arg("query", &args[0])?;
                 let (reply_tx, reply_rx) = mpsc::channel();
-                let sent = query
-                    .lock()
-                    .map_err(|_| fail("query: poisoned"))?
-                    .as_ref()
-                    .is_some_and(|tx| tx.send((q.clone(), reply_tx)).is_ok());
+                let sent = lock(&query)?.query.as_ref().is_some_and(|tx| tx.send((q.clone(), reply_tx)).is_ok());
                 if !sent {
                     return Err(fail("query: no storage to query"));
                 }
@@ -385,9 +412,18 @@ fn functions(
         ("humanizePercentage", one_float("humanizePercentage", |v| format!("{}%", go_float(v * 100.0, Some(4))))),
         ("humanizeTimestamp", one_float("humanizeTimestamp", humanize_timestamp)),
         ("toTime", one_float("toTime", humanize_timestamp)),
-        ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(t_ms as f64 / 1000.0)))),
-        ("pathPrefix", Arc::new(move |_: &[Value]| Ok(Value::String(key(&path))))),
-        ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&url))))),
+        ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(lock(&now)?.t_ms as f64 / 1000.0)))),
+        (
+            "pathPrefix",
+            Arc::new(move |_: &[Value]| {
+                let state = lock(&path)?;
+                let url = &state.external_url;
+                Ok(Value::String(key(url
+                    .split_once("://")
+                    .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..])))))
+            }),
+        ),
+        ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&lock(&url)?.external_url))))),
     ]
 }
 
