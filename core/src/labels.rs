@@ -26,6 +26,18 @@ pub struct Label {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Labels(Vec<Label>);
 
+/// A JSON object (or other map) of names to values, as Prometheus writes label sets.
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for l in &self.0 {
+            map.serialize_entry(&l.name, &l.value)?;
+        }
+        map.end()
+    }
+}
+
 impl Labels {
     /// Builds a label set from pairs in any order. Empty values are dropped; for duplicate names
     /// the last pair wins.
@@ -222,6 +234,12 @@ mod tests {
         assert_eq!(l.to_string(), r#"{a="3", b="2"}"#);
         assert_eq!(l.get("c"), "");
         assert_eq!(l.get("b"), "2");
+    }
+
+    #[test]
+    fn labels_serialize_as_an_object() {
+        let l = Labels::from_pairs([("job", "api"), ("__name__", "up")]);
+        assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"__name__":"up","job":"api"}"#);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use pyrite_core::config::{AlertmanagerConfig, Config};
 use pyrite_core::labels::Labels;
 use pyrite_core::relabel::relabel;
 use pyrite_core::rules::DueAlert;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::context::Context;
 
@@ -91,10 +91,11 @@ impl Notifier {
         let _ = self.wake.0.try_send(());
     }
 
-    fn take_batch(&self) -> Vec<Notification> {
+    /// The next batch, with how many alerts stay queued.
+    fn take_batch(&self) -> (Vec<Notification>, usize) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let n = queue.len().min(MAX_BATCH);
-        queue.drain(..n).collect()
+        (queue.drain(..n).collect(), queue.len())
     }
 }
 
@@ -128,14 +129,6 @@ fn resolve(
     (active, dropped)
 }
 
-fn rfc3339(ms: i64) -> String {
-    pyrite_core::calendar::rfc3339(ms)
-}
-
-fn labels_json(labels: &Labels) -> Value {
-    Value::Object(labels.iter().map(|l| (l.name.clone(), Value::String(l.value.clone()))).collect::<Map<_, _>>())
-}
-
 /// The JSON body of a batch for one set (its `alert_relabel_configs` applied); None if empty.
 fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
     let alerts: Vec<Value> = batch
@@ -143,10 +136,10 @@ fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
         .filter_map(|n| {
             let labels = relabel(&set.alert_relabel_configs, &n.labels)?;
             Some(json!({
-                "labels": labels_json(&labels),
-                "annotations": labels_json(&n.annotations),
-                "startsAt": rfc3339(n.starts_at),
-                "endsAt": rfc3339(n.ends_at),
+                "labels": &labels,
+                "annotations": &n.annotations,
+                "startsAt": pyrite_core::calendar::rfc3339(n.starts_at),
+                "endsAt": pyrite_core::calendar::rfc3339(n.ends_at),
                 "generatorURL": n.generator_url,
             }))
         })
@@ -182,8 +175,8 @@ pub fn run(ctx: Arc<Context>) {
     loop {
         let _ = ctx.notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
         loop {
-            let batch = ctx.notifier.take_batch();
-            ctx.metrics.notification_queue_length.set(ctx.notifier.queue.lock().map_or(0, |q| q.len() as i64));
+            let (batch, left) = ctx.notifier.take_batch();
+            ctx.metrics.notification_queue_length.set(left as i64);
             if batch.is_empty() {
                 break;
             }

@@ -5,9 +5,8 @@
 use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
-use pyrite_core::labels::Labels;
 use pyrite_core::rules::{Alert, AlertState, GroupStatus, RuleStatus};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::params::Params;
 use super::response::{success_json, ApiError, ApiResult};
@@ -32,18 +31,10 @@ fn time_or_zero(t: Option<i64>) -> String {
     t.map_or_else(|| "0001-01-01T00:00:00Z".into(), rfc3339)
 }
 
-fn labels_json(labels: &Labels) -> Value {
-    Value::Object(labels.iter().map(|l| (l.name.clone(), Value::String(l.value.clone()))).collect::<Map<_, _>>())
-}
-
-fn map_json(map: &std::collections::BTreeMap<String, String>) -> Value {
-    Value::Object(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
-}
-
 fn alert_json(a: &Alert) -> Value {
     let mut out = json!({
-        "labels": labels_json(&a.labels),
-        "annotations": labels_json(&a.annotations),
+        "labels": &a.labels,
+        "annotations": &a.annotations,
         "state": a.state.as_str(),
         "activeAt": rfc3339(a.active_at),
         "value": go_exponent(a.value),
@@ -63,7 +54,7 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     let mut out = json!({
         "name": r.name(),
         "query": rule.query,
-        "labels": map_json(&r.labels),
+        "labels": json!(&r.labels),
         "health": rule.health.as_str(),
         "evaluationTime": rule.evaluation_seconds,
         "lastEvaluation": time_or_zero(rule.last_evaluation),
@@ -81,7 +72,7 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     out["state"] = state.as_str().into();
     out["duration"] = json!(seconds(r.for_.map_or(0, |d| d.millis())));
     out["keepFiringFor"] = json!(seconds(r.keep_firing_for.map_or(0, |d| d.millis())));
-    out["annotations"] = map_json(&r.annotations);
+    out["annotations"] = json!(&r.annotations);
     if with_alerts {
         out["alerts"] = Value::Array(alerts.iter().map(alert_json).collect());
     }

@@ -6,17 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
-use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::labels::Matcher;
 use serde_json::{json, Map, Value};
 
 use super::params::Params;
 use super::response::{success_json, ApiError};
 use super::ApiState;
 use crate::scrape::ActiveTarget;
-
-fn labels_json(labels: &Labels) -> Value {
-    Value::Object(labels.iter().map(|l| (l.name.clone(), Value::from(l.value.as_str()))).collect::<Map<_, _>>())
-}
 
 /// What Go prints for a time never set, as upstream shows a target not scraped yet.
 const NEVER: &str = "0001-01-01T00:00:00Z";
@@ -30,8 +26,8 @@ fn active_json(a: &ActiveTarget) -> Value {
         Some(false) => "down",
     };
     json!({
-        "discoveredLabels": labels_json(&t.discovered),
-        "labels": labels_json(&t.labels),
+        "discoveredLabels": &t.discovered,
+        "labels": &t.labels,
         "scrapePool": t.scrape_pool,
         "scrapeUrl": t.url(),
         "globalUrl": t.url(),
@@ -60,7 +56,7 @@ pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Respon
         let shown: Vec<Value> = dropped
             .iter()
             .filter(|d| pool.is_none_or(|p| d.scrape_pool == p))
-            .map(|d| json!({ "discoveredLabels": labels_json(&d.discovered), "scrapePool": d.scrape_pool }))
+            .map(|d| json!({ "discoveredLabels": &d.discovered, "scrapePool": d.scrape_pool }))
             .collect();
         data.insert("droppedTargets".into(), Value::Array(shown));
         let config = s.ctx.config.current();
@@ -120,8 +116,7 @@ pub async fn targets_metadata(State(s): State<ApiState>, params: Params) -> Resu
             if metric.is_some_and(|want| want != name) {
                 continue;
             }
-            let mut entry =
-                json!({ "target": labels_json(&a.target.labels), "type": m.kind, "help": m.help, "unit": m.unit });
+            let mut entry = json!({ "target": &a.target.labels, "type": m.kind, "help": m.help, "unit": m.unit });
             if metric.is_none() {
                 entry["metric"] = json!(name);
             }
