@@ -129,19 +129,10 @@ impl RuleStorage for ShardStorage<'_> {
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
-        let shards = &self.ctx.shards;
-        let mut per_shard: Vec<Vec<WriteSeries>> = (0..shards.len()).map(|_| Vec::new()).collect();
-        for (labels, v) in samples {
-            let series = WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] };
-            per_shard[labels.owner(shards.len())].push(series);
-        }
-        let receivers: Vec<_> = per_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(i, series)| shards.ask(i, |reply| Request::Write { series, reply }))
-            .collect();
-        for rx in receivers {
+        let series = samples
+            .iter()
+            .map(|(labels, v)| WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] });
+        for rx in self.ctx.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| "a shard stopped".to_string())?;
             if let Some(e) = reply.storage_error {
                 return Err(e);

@@ -9,10 +9,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pyrite_core::remote::{decode_write_request, WriteSeries};
+use pyrite_core::remote::decode_write_request;
 
 use super::ApiState;
-use crate::shard::Request;
 
 /// Largest compressed request accepted (axum's default of 2 MiB is too small for batches).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -36,17 +35,7 @@ pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
         Ok(series) => series,
         Err(e) => return reply(&s, StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let shards = s.ctx.shards.len();
-    let mut per_shard: Vec<Vec<WriteSeries>> = (0..shards).map(|_| Vec::new()).collect();
-    for ws in series {
-        per_shard[ws.labels.owner(shards)].push(ws);
-    }
-    let receivers: Vec<_> = per_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, series)| !series.is_empty())
-        .map(|(i, series)| s.ctx.shards.ask(i, |reply| Request::Write { series, reply }))
-        .collect();
+    let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut storage_error) = (0, 0, 0, None);
     for rx in receivers {
         match rx.recv_async().await {

@@ -122,6 +122,20 @@ impl Shards {
         rx
     }
 
+    /// Sends each series to its owner shard; returns one reply channel per shard written to.
+    pub fn write(&self, series: Vec<WriteSeries>) -> Vec<flume::Receiver<AppendReply>> {
+        let mut per_shard: Vec<Vec<WriteSeries>> = (0..self.len()).map(|_| Vec::new()).collect();
+        for ws in series {
+            per_shard[ws.labels.owner(self.len())].push(ws);
+        }
+        per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, series)| !series.is_empty())
+            .map(|(i, series)| self.ask(i, |reply| Request::Write { series, reply }))
+            .collect()
+    }
+
     /// Sends shard `i` a request that needs no answer.
     pub fn tell(&self, i: usize, request: Request) {
         let _ = self.mailboxes[i].send(request);
