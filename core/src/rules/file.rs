@@ -61,6 +61,10 @@ pub struct Rule {
 }
 
 impl Rule {
+    pub fn is_alerting(&self) -> bool {
+        self.alert.is_some()
+    }
+
     /// The record or alert name.
     pub fn name(&self) -> &str {
         self.record.as_deref().or(self.alert.as_deref()).unwrap_or("")

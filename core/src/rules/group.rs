@@ -64,12 +64,6 @@ pub struct RuleStatus {
     pub alerts: Vec<Alert>,
 }
 
-impl RuleStatus {
-    pub fn is_alerting(&self) -> bool {
-        self.rule.alert.is_some()
-    }
-}
-
 /// What the API shows of a group.
 #[derive(Debug, Clone)]
 pub struct GroupStatus {
@@ -140,12 +134,6 @@ impl Templates {
             labels: rule_labels(rule, group_labels).into_iter().map(compile).collect::<Result<_, String>>()?,
             annotations: annotations.map(compile).collect::<Result<_, String>>()?,
         })
-    }
-}
-
-impl RuleState {
-    pub fn is_alerting(&self) -> bool {
-        self.rule.alert.is_some()
     }
 }
 
@@ -277,7 +265,7 @@ impl GroupState {
         let mut to_send = Vec::new();
         for rule in &mut self.rules {
             let rule_started = std::time::Instant::now();
-            let outcome = if rule.is_alerting() {
+            let outcome = if rule.rule.is_alerting() {
                 evaluate_alerting(rule, t, at, self.limit, self.restored, storage, settings)
             } else {
                 evaluate_recording(rule, at, &self.labels, self.limit, storage)
@@ -300,7 +288,7 @@ impl GroupState {
                     rule.last_error = Some(e);
                 }
             }
-            if rule.is_alerting() {
+            if rule.rule.is_alerting() {
                 let due = rule.alerts.take_due(t, settings.resend_delay, self.interval);
                 to_send.extend(due.into_iter().map(|alert| DueAlert { alert, expr: rule.rule.expr.clone() }));
             }
@@ -317,7 +305,7 @@ impl GroupState {
     /// `ALERTS_FOR_STATE` sample within `outage_tolerance`, shifted by the downtime, and with at
     /// least `grace` left before it fires.
     pub fn restore_for_state(&mut self, now: i64, storage: &mut dyn RuleStorage, outage_tolerance: i64, grace: i64) {
-        for rule in self.rules.iter_mut().filter(|r| r.is_alerting()) {
+        for rule in self.rules.iter_mut().filter(|r| r.rule.is_alerting()) {
             let hold = rule.rule.for_.map_or(0, |d| d.millis());
             if hold == 0 || rule.alerts.alerts.is_empty() {
                 continue;

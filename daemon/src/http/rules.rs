@@ -62,7 +62,7 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     if let Some(e) = &rule.last_error {
         out["lastError"] = Value::String(e.clone());
     }
-    if !rule.is_alerting() {
+    if !rule.rule.is_alerting() {
         out["type"] = "recording".into();
         return out;
     }
@@ -105,8 +105,8 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
             .rules
             .iter()
             .filter(|r| match kind {
-                "alert" => r.is_alerting(),
-                "record" => !r.is_alerting(),
+                "alert" => r.rule.is_alerting(),
+                "record" => !r.rule.is_alerting(),
                 _ => true,
             })
             .filter(|r| names.is_empty() || names.contains(&r.rule.name()))
@@ -132,7 +132,7 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
 pub async fn alerts(State(s): State<ApiState>) -> Response {
     let mut alerts = Vec::new();
     for g in s.ctx.rules.statuses().iter() {
-        for rule in g.rules.iter().filter(|r| r.is_alerting()) {
+        for rule in g.rules.iter().filter(|r| r.rule.is_alerting()) {
             alerts.extend(rule.alerts.iter().map(alert_json));
         }
     }
