@@ -1,5 +1,11 @@
 //! Calendar arithmetic in UTC: proleptic Gregorian dates from day numbers and back, for
-//! PromQL's date functions and for names stamped with a time (admin snapshots).
+//! PromQL's date functions and for names stamped with a time (admin snapshots); and reading
+//! times as the API takes them (RFC 3339 as Go's `time.Parse` reads it, or Unix seconds).
+//!
+//! The parser is written by hand because its rules are Go's, not a general RFC 3339 reader's:
+//! any number of fraction digits, `T`, `t` or a space between date and time, seconds up to 59,
+//! days checked against their month. It works on bytes and refuses anything that is not ASCII,
+//! so no input can make it slice inside a character.
 
 /// Proleptic Gregorian date of a day number (Howard Hinnant's algorithm).
 pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
@@ -54,9 +60,133 @@ pub fn go_utc(t_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}{fraction} +0000 UTC")
 }
 
+/// Days in `month` of `year` (proleptic Gregorian).
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The earliest and latest time the API works with, in ms: about 73 million years either side
+/// of 1970. Times outside are moved to the nearest end, so that adding or subtracting any two
+/// of them, or a range and a lookback, cannot overflow.
+pub const MIN_TIME: i64 = -(1 << 61);
+pub const MAX_TIME: i64 = 1 << 61;
+
+/// Upstream's API times: Unix seconds as a float, or RFC 3339; to ms since the epoch, clamped
+/// to [`MIN_TIME`, `MAX_TIME`]. `None` for anything else (NaN and infinities included).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let ms = (secs * 1000.0).round();
+        // The cast saturates; the clamp keeps time arithmetic in range.
+        return ms.is_finite().then(|| (ms as i64).clamp(MIN_TIME, MAX_TIME));
+    }
+    parse_rfc3339(s)
+}
+
+/// `2015-07-01T20:10:51.781Z` or with a `±hh:mm` offset, to ms since the epoch, as Go's
+/// `time.Parse(time.RFC3339Nano, s)` reads it; fraction digits past milliseconds are dropped.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if !s.is_ascii() || b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    };
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    if !(1..=12).contains(&month) || !(1..=days_in_month(year, month)).contains(&day) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut millis = 0i64;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        millis = fraction[..n].iter().chain(b"000").take(3).fold(0, |m, &c| m * 10 + i64::from(c - b'0'));
+        rest = &fraction[n..];
+    }
+    let offset_secs = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+            };
+            let (h, m) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'-' {
+                -(h * 3600 + m * 60)
+            } else {
+                h * 3600 + m * 60
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_parse_as_go_reads_them() {
+        assert_eq!(parse_timestamp("1435781451.781"), Some(1_435_781_451_781));
+        assert_eq!(parse_timestamp("2015-07-01T20:10:51.781Z"), Some(1_435_781_451_781));
+        assert_eq!(parse_timestamp("2015-07-01T20:10:51.781999999Z"), Some(1_435_781_451_781));
+        assert_eq!(parse_timestamp("2015-07-01T22:10:51.781+02:00"), Some(1_435_781_451_781));
+        assert_eq!(parse_timestamp("2015-07-01T18:10:51.781-02:00"), Some(1_435_781_451_781));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(parse_timestamp("1e300"), Some(MAX_TIME));
+        assert_eq!(parse_timestamp("-9e15"), Some(MIN_TIME));
+        for refused in [
+            "yesterday",
+            "2015-13-01T00:00:00Z",
+            "2015-02-31T00:00:00Z",
+            "2015-02-29T00:00:00Z",
+            "2015-04-31T00:00:00Z",
+            "2015-07-01T20:10:60Z",
+            "2015-07-01T20:10:51.Z",
+            "2015-07-01T20:10:51+24:00",
+            "2015-07-01T20:10:51+01",
+            "nan",
+            "inf",
+        ] {
+            assert_eq!(parse_timestamp(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn multi_byte_characters_anywhere_are_refused_without_a_panic() {
+        let base = "2024-01-01T00:00:00+01:00";
+        for at in 0..=base.len() {
+            for c in ["é", "€", "😀", "\u{0}"] {
+                let mut s = base.to_string();
+                s.insert_str(at, c);
+                assert_eq!(parse_timestamp(&s), None, "{s}");
+                let mut s = base.to_string();
+                s.replace_range(at..(at + 1).min(base.len()), c);
+                assert_eq!(parse_timestamp(&s), None, "{s}");
+            }
+        }
+        assert_eq!(parse_timestamp("2024-01-01T00:00:00+1é00"), None);
+    }
 
     #[test]
     fn dates_round_trip_and_stamp_like_upstream() {

@@ -68,14 +68,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     }
 }
 
-/// Unix seconds (float) or RFC 3339, to ms.
-pub fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.parse::<f64>() {
-        let ms = (secs * 1000.0).round();
-        return (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64);
-    }
-    parse_rfc3339(s)
-}
+pub use pyrite_core::calendar::parse_timestamp as parse_time;
 
 /// Seconds (float) or a Prometheus duration, to ms.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -86,62 +79,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     Duration::parse(s).ok().map(Duration::millis)
 }
 
-/// `2015-07-01T20:10:51.781Z` or with a `±hh:mm` offset, to ms since the epoch.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let scaled = format!("{:0<3}", &frac[..digits.min(3)]);
-        millis = scaled.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let days = pyrite_core::calendar::days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(secs * 1000 + millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("1435781451.781"), Some(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Some(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T22:10:51.781+02:00"), Some(1_435_781_451_781));
-        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Some(951_782_400_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2015-13-01T00:00:00Z"), None);
-    }
 
     #[test]
     fn durations() {

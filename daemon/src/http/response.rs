@@ -40,7 +40,7 @@ impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         let (kind, status) = match e {
             EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
-            EvalError::Storage(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            EvalError::Storage(_) | EvalError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             EvalError::Unsupported(_) | EvalError::Execution(_) | EvalError::TooManySamples => {
                 ("execution", StatusCode::UNPROCESSABLE_ENTITY)
             }
@@ -49,12 +49,26 @@ impl From<EvalError> for ApiError {
     }
 }
 
+/// Longest error message an answer carries: messages quote the request's parameters, and a
+/// client that sent a megabyte of them does not get it echoed back.
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// `message` cut to at most [`MAX_ERROR_BYTES`] (at a character boundary), saying how much was
+/// left out.
+fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message.into();
+    }
+    let cut = (0..=MAX_ERROR_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+    format!("{}... ({} more bytes)", &message[..cut], message.len() - cut).into()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = String::from("{\"status\":\"error\",\"errorType\":");
         json_str(&mut body, self.kind);
         body.push_str(",\"error\":");
-        json_str(&mut body, &self.message);
+        json_str(&mut body, &bounded(&self.message));
         body.push('}');
         (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }
