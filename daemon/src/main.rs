@@ -19,6 +19,7 @@ mod discovery;
 mod http;
 mod metrics;
 mod notifier;
+mod panic;
 mod query;
 mod reload;
 mod rules;
@@ -40,18 +41,33 @@ use crate::reload::{ConfigSource, LiveConfig};
 use crate::shard::{ShardStart, Shards};
 
 fn main() -> ExitCode {
-    // A shard that panics would leave a server that answers some requests and hangs others;
-    // take the whole process down instead, so that a supervisor restarts it.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        std::process::exit(101);
-    }));
+    panic::install_hook();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // The server waits for its signals with sigwait, so they must be blocked in every thread,
+    // this one included, before any other starts.
+    let signals = cli.command.is_none().then(block_handled_signals);
+    let flags = flag_values(&matches);
+    let work = move || run(cli, signals, flags);
+    match std::thread::Builder::new().name("main".into()).stack_size(STACK_SIZE).spawn(work) {
+        Ok(thread) => thread.join().unwrap_or(ExitCode::from(101)),
+        Err(e) => {
+            eprintln!("pyrite: cannot start the main thread: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Stack of every thread that parses, plans or evaluates PromQL (the main thread of a
+/// command, the shards, the rules thread): room for the deepest query the parser accepts
+/// ([`pyrite_core::promql::depth::MAX_DEPTH`]) with a wide margin. Only the pages a thread
+/// touches are ever committed.
+pub const STACK_SIZE: usize = 64 << 20;
+
+fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) -> ExitCode {
     let result = match cli.command {
         Some(Command::IoUringSelftest) => runtime::io_uring_selftest_main().map_err(anyhow::Error::from),
         Some(Command::Explain { query }) => explain(&query),
@@ -67,7 +83,7 @@ fn main() -> ExitCode {
             let passed = test_rules::run(&files, &test_rules::Options { run, ignore_unknown_fields });
             return if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
-        None => run_server(cli.server, flag_values(&matches)),
+        None => run_server(cli.server, flags, signals.unwrap_or_else(block_handled_signals)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,8 +131,8 @@ fn flag_values(matches: &ArgMatches) -> Vec<(String, String)> {
     out
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in the shard threads it starts),
-/// so that the main thread can wait for them with `sigwait`.
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in the threads it starts), so that
+/// the server's main thread can wait for them with `sigwait`.
 fn block_handled_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only read/write it.
     unsafe {
@@ -137,7 +153,7 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
-fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow::Result<()> {
+fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: libc::sigset_t) -> anyhow::Result<()> {
     init_logging(&flags)?;
     let web =
         WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address)?;
@@ -158,7 +174,6 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     let listener = http::server::bind(&flags.listen_address)?;
     tracing::info!(address = %flags.listen_address, "listening");
 
-    let signals = block_handled_signals();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let live = LiveConfig::new(source, loaded);
     let ctx = Arc::new(Context::new(Shards::new(senders), &flags, flag_values, live, web));
@@ -168,7 +183,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
         let ctx = ctx.clone();
         move || discovery::run(ctx)
     })?;
-    std::thread::Builder::new().name("rules".into()).spawn({
+    std::thread::Builder::new().name("rules".into()).stack_size(STACK_SIZE).spawn({
         let ctx = ctx.clone();
         move || rules::run(ctx)
     })?;
@@ -182,17 +197,18 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
         let start = ShardStart { index, mailbox, listener: listener.try_clone()? };
         let ctx = ctx.clone();
         let cpu = (shard_count <= cpus.len()).then(|| cpus[index]);
-        let thread = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-                    tracing::warn!(shard = index, cpu, error = ?e, "cannot pin shard to its CPU");
+        let thread =
+            std::thread::Builder::new().name(format!("shard-{index}")).stack_size(STACK_SIZE).spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                        tracing::warn!(shard = index, cpu, error = ?e, "cannot pin shard to its CPU");
+                    }
                 }
-            }
-            if let Err(e) = runtime::block_on(driver, shard::run(start, ctx)) {
-                tracing::error!(shard = index, error = %e, "cannot start the shard runtime");
-                std::process::exit(1);
-            }
-        })?;
+                if let Err(e) = runtime::block_on(driver, shard::run(start, ctx)) {
+                    tracing::error!(shard = index, error = %e, "cannot start the shard runtime");
+                    std::process::exit(1);
+                }
+            })?;
         threads.push(thread);
     }
     drop(listener);

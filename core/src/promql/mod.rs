@@ -11,6 +11,7 @@
 //! aggregates with exactly rounded sums).
 
 pub mod ast;
+pub mod depth;
 pub mod eval;
 pub mod functions;
 pub mod memory;
@@ -19,8 +20,8 @@ pub mod plan;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{
-    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, QueryResult, RangeVector, SeriesSource,
-    StepSeries, Value,
+    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, QueryResult, RangeVector,
+    SeriesSource, StepSeries, Value,
 };
 pub use parser::{parse, parse_with, ParseError, ParseOptions};
 pub use plan::{plan, Fragment, Plan};

@@ -184,6 +184,7 @@ pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr> {
     if input.trim().is_empty() {
         return Err(ParseError { line: 1, column: 1, message: "no expression found in input".into() });
     }
+    super::depth::check(input)?;
     let mut pairs = Grammar::parse(Rule::query, input).map_err(|e| {
         let (line, column) = match e.line_col {
             pest::error::LineColLocation::Pos(p) | pest::error::LineColLocation::Span(p, _) => p,
