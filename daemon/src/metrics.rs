@@ -181,6 +181,11 @@ impl Metrics {
             "Unix time of the last configuration (re)load that succeeded",
             m.config_reload_success_time.clone(),
         );
+        registry.register(
+            "panics_recovered",
+            "Panics that failed one request (answered 500 or as a query error) instead of the process",
+            crate::panic::recovered().clone(),
+        );
         registry.register("scrape_targets_active", "Targets being scraped", m.active_targets.clone());
         registry.register(
             "sd_refresh_failures",

@@ -9,11 +9,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::response::IntoResponse;
 use axum::Router;
 use monoio::io::IntoPollIo;
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
 use socket2::{Domain, Socket, Type};
 use tower_service::Service;
+
+use super::response::ApiError;
+use crate::panic::CatchPanic;
 
 /// Time a client has to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +67,15 @@ pub async fn serve(listener: monoio::net::TcpListener, router: Router) {
             };
             let service = hyper::service::service_fn(move |req| {
                 let mut router = router.clone();
-                async move { router.call(req).await }
+                async move {
+                    match CatchPanic::new(router.call(req)).await {
+                        Ok(answer) => answer,
+                        Err(message) => {
+                            tracing::error!(panic = message, "a request handler panicked; answered 500");
+                            Ok(ApiError::internal("internal error: the request handler failed").into_response())
+                        }
+                    }
+                }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(MonoioTimer)

@@ -218,8 +218,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
             Request::Fragments { plan, params, reply } => {
                 let s = storage.borrow();
                 let querier = s.querier();
-                let out = (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
-                let _ = reply.send(out);
+                let evaluate =
+                    || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
+                let _ = reply.send(crate::panic::catch(evaluate).unwrap_or_else(|e| Err(EvalError::Internal(e))));
             }
             Request::Query { plan, params, timeout, reply } => {
                 monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, timeout, reply));
