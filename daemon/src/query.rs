@@ -3,9 +3,11 @@
 //! Runs as a task on the shard whose HTTP handler received the query, so the timeout uses that
 //! shard's timer and the coordinator's work happens on a core that is already serving it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
+use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Plan, QueryResult};
 
 use crate::context::Context;
 use crate::shard::Request;
@@ -26,9 +28,30 @@ pub async fn coordinate(
         let outputs: Vec<Vec<FragmentOutput>> = answers.into_iter().collect::<Result<_, _>>()?;
         plan.finish(&params, outputs)
     };
-    let result = match monoio::time::timeout(timeout, work).await {
-        Ok(r) => r,
+    let result = match monoio::time::timeout(timeout, crate::panic::CatchPanic::new(work)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => Err(EvalError::Internal(panic)),
         Err(_) => Err(EvalError::Timeout("query execution".into())),
     };
     let _ = reply.send(result);
+}
+
+/// Cancels the query it was made for when dropped: the HTTP handler holds it, so a client that
+/// goes away (hyper drops the handler) stops the work on every shard.
+pub struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Puts the server's limits on `plan`: at most `max_samples`, and an interrupt that stops
+/// every shard's evaluation at `deadline` or once the returned guard is dropped.
+pub fn limit(plan: &mut Plan, max_samples: usize, deadline: Instant) -> CancelOnDrop {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    plan.max_samples = max_samples;
+    plan.interrupt = Interrupt::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline);
+    CancelOnDrop(cancelled)
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{plan, EvalParams, Expr, ParseOptions, Value};
+use pyrite_core::promql::{plan, EvalError, EvalParams, Expr, ParseOptions, Value};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::value::Sample;
@@ -114,18 +114,22 @@ struct ShardStorage<'a> {
 impl RuleStorage for ShardStorage<'_> {
     fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String> {
         let params = EvalParams::instant(t, self.ctx.lookback.millis());
-        let plan = Arc::new(plan(expr, &params).map_err(|e| e.to_string())?);
+        let mut plan = plan(expr, &params).map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + self.ctx.query_timeout.as_std();
+        let _cancel = crate::query::limit(&mut plan, self.ctx.max_samples, deadline);
+        let plan = Arc::new(plan);
         let shards = &self.ctx.shards;
         let receivers: Vec<_> = (0..shards.len())
             .map(|i| shards.ask(i, |reply| Request::Fragments { plan: plan.clone(), params, reply }))
             .collect();
-        let timeout = self.ctx.query_timeout.as_std();
         let mut outputs = Vec::with_capacity(receivers.len());
         for rx in receivers {
-            let answer = rx.recv_timeout(timeout).map_err(|_| "query timed out or a shard stopped".to_string())?;
+            let answer = rx.recv_deadline(deadline).map_err(|_| "query timed out or a shard stopped".to_string())?;
             outputs.push(answer.map_err(|e| e.to_string())?);
         }
-        plan.finish(&params, outputs).map(|r| r.value).map_err(|e| e.to_string())
+        let finished =
+            crate::panic::catch(|| plan.finish(&params, outputs)).unwrap_or_else(|e| Err(EvalError::Internal(e)));
+        finished.map(|r| r.value).map_err(|e| e.to_string())
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {

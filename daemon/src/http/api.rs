@@ -3,8 +3,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
+use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
 
@@ -18,9 +20,6 @@ use crate::shard::Request;
 
 /// Upstream's cap on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
-/// The widest time range a metadata request covers when it names none.
-const MIN_TIME: i64 = i64::MIN / 2;
-const MAX_TIME: i64 = i64::MAX / 2;
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
@@ -79,9 +78,9 @@ async fn evaluate(
     timeout: std::time::Duration,
 ) -> Result<promql::QueryResult, ApiError> {
     let mut plan = promql::plan(expr, &params)?;
-    plan.max_samples = s.ctx.max_samples;
-    let plan = Arc::new(plan);
     let _slot = s.ctx.query_slot().await;
+    let _cancel = crate::query::limit(&mut plan, s.ctx.max_samples, std::time::Instant::now() + timeout);
+    let plan = Arc::new(plan);
     let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, timeout, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };
@@ -162,6 +161,7 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
+    // Times are clamped to ±2^61 ms, so the difference cannot overflow.
     if (end - start) / step >= MAX_POINTS {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
@@ -188,6 +188,7 @@ pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
         .collect()
 }
 
+/// The time range a metadata request names; without one, all time.
 fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
 }
@@ -352,7 +353,14 @@ fn unescape_label_name(name: &str) -> String {
     out
 }
 
-pub async fn label_values(State(s): State<ApiState>, Path(name): Path<String>, params: Params) -> ApiResult {
+pub async fn label_values(
+    State(s): State<ApiState>,
+    name: Result<Path<String>, PathRejection>,
+    params: Params,
+) -> ApiResult {
+    // A name that does not decode to UTF-8 (`%FF`) is refused as upstream refuses it, in the
+    // API's JSON, instead of axum's plain-text rejection.
+    let Ok(Path(name)) = name else { return Err(ApiError::bad_data("invalid label name: not valid UTF-8")) };
     let name = unescape_label_name(&name);
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));

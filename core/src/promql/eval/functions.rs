@@ -180,7 +180,7 @@ pub(super) fn call(
         }
         "timestamp" => match &args[0] {
             Node::Select(vs) => Value::Vector(
-                selector::sample_times(ev.source()?, vs, ev.params)?
+                selector::sample_times(ev, vs)?
                     .into_iter()
                     .map(|s| StepSeries { labels: s.labels.without_metric_name(), values: s.values })
                     .collect(),

@@ -51,6 +51,45 @@ pub enum EvalError {
     /// Stored data could not be read (a damaged block); upstream's `internal`.
     #[error("{0}")]
     Storage(String),
+    /// A fault in Pyrite itself stopped this query (a panic, caught where the query ran);
+    /// upstream's `internal`.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How the caller stops a running evaluation: past its deadline, or when the client has gone.
+/// The core has no clock, so the caller supplies the test; evaluation asks it between series
+/// and between nodes, and stops with [`EvalError::Timeout`] once it says so. Cloning shares the
+/// test, so every shard's fragments of one query stop together.
+#[derive(Clone, Default)]
+pub struct Interrupt(Option<std::sync::Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl Interrupt {
+    /// An interrupt that fires once `stop` returns true.
+    pub fn new(stop: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Interrupt(Some(std::sync::Arc::new(stop)))
+    }
+
+    /// `Err(Timeout)` once the evaluation must stop.
+    pub fn check(&self) -> Result<(), EvalError> {
+        match &self.0 {
+            Some(stop) if stop() => Err(EvalError::Timeout("query execution".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Interrupt(set)" } else { "Interrupt(none)" })
+    }
+}
+
+/// Interrupts are not part of what a plan means: two plans that differ only in theirs are equal.
+impl PartialEq for Interrupt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Warnings and infos a query produced, as upstream words them (`PromQL warning: ...`,
@@ -103,6 +142,10 @@ pub struct QueryResult {
     pub annotations: Annotations,
 }
 
+/// Steps a loop over one series' steps takes between two looks at the query's interrupt: a
+/// subquery's frame can have millions of steps for a single series.
+pub(crate) const STEPS_BETWEEN_CHECKS: usize = 1 << 16;
+
 /// Default resolution of a subquery without a step (upstream: the global evaluation interval).
 pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
@@ -122,19 +165,23 @@ impl EvalParams {
     }
 
     /// Number of steps; 0 for an empty frame (a subquery window with no aligned step).
+    ///
+    /// Time arithmetic in frames saturates: offsets, `@` times and ranges come from the query
+    /// text and may be as large as an `i64` holds.
     pub fn steps(&self) -> usize {
         if self.end < self.start {
             0
         } else if self.step == 0 {
             1
         } else {
-            ((self.end - self.start) / self.step) as usize + 1
+            let span = i128::from(self.end) - i128::from(self.start);
+            usize::try_from(span / i128::from(self.step) + 1).unwrap_or(usize::MAX)
         }
     }
 
     /// Timestamp of step `i`.
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.start.saturating_add((i as i64).saturating_mul(self.step))
     }
 
     fn resolve_at(&self, at: At) -> i64 {
@@ -147,20 +194,20 @@ impl EvalParams {
 
     /// The evaluation time of step `i` for something with these modifiers.
     fn shifted_time(&self, i: usize, offset: i64, at: Option<At>) -> i64 {
-        at.map(|a| self.resolve_at(a)).unwrap_or_else(|| self.ts(i)) - offset
+        at.map(|a| self.resolve_at(a)).unwrap_or_else(|| self.ts(i)).saturating_sub(offset)
     }
 
     /// The frame a subquery's inner expression is evaluated in: steps aligned to multiples of
     /// the subquery step, from the first one after the earliest window start to the latest end.
     pub fn subquery(&self, frame: &Frame) -> EvalParams {
-        let step = frame.step.unwrap_or(DEFAULT_SUBQUERY_STEP);
+        let step = frame.step.filter(|&s| s > 0).unwrap_or(DEFAULT_SUBQUERY_STEP);
         let steps = self.steps().max(1);
         let first = self.shifted_time(0, frame.offset, frame.at);
         let last = self.shifted_time(steps - 1, frame.offset, frame.at);
-        let lo = first.min(last) - frame.range;
-        let mut start = lo.div_euclid(step) * step;
+        let lo = first.min(last).saturating_sub(frame.range);
+        let mut start = lo.div_euclid(step).saturating_mul(step);
         if start < lo {
-            start += step;
+            start = start.saturating_add(step);
         }
         EvalParams { start, end: first.max(last), step, lookback: self.lookback }
     }
@@ -186,7 +233,7 @@ impl RangeVector {
     /// The samples of `s` in the window of step `i`.
     pub fn window<'a>(&self, s: &'a SeriesSamples, i: usize) -> &'a [Sample] {
         let end = self.ends[i];
-        let lo = s.samples.partition_point(|x| x.t <= end - self.range);
+        let lo = s.samples.partition_point(|x| x.t <= end.saturating_sub(self.range));
         let hi = s.samples.partition_point(|x| x.t <= end);
         &s.samples[lo..hi]
     }
@@ -203,7 +250,7 @@ impl RangeVector {
                     while hi < s.samples.len() && s.samples[hi].t <= end {
                         hi += 1;
                     }
-                    while lo < hi && s.samples[lo].t <= end - self.range {
+                    while lo < hi && s.samples[lo].t <= end.saturating_sub(self.range) {
                         lo += 1;
                     }
                     peak = peak.max(hi - lo);
@@ -320,7 +367,8 @@ pub fn evaluate_fragment(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let ev = Evaluator::new(&params, Some(source), &[], plan.max_samples);
+    let mut ev = Evaluator::new(&params, Some(source), &[], (0, plan.max_samples), &plan.interrupt)?;
+    ev.in_subquery = !fragment.frames.is_empty();
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(value),
@@ -355,7 +403,7 @@ impl Plan {
         if samples > self.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        let ev = Evaluator::new(params, None, &merged, self.max_samples - samples);
+        let ev = Evaluator::new(params, None, &merged, (samples, self.max_samples), &self.interrupt)?;
         let mut value = ev.eval(&self.root)?;
         if params.steps() > 1 || !functions::keeps_order(&self.root) {
             value.sort();
@@ -469,33 +517,61 @@ struct Evaluator<'a> {
     /// Samples loaded so far, and the most allowed.
     samples: std::cell::Cell<usize>,
     max_samples: usize,
+    interrupt: &'a Interrupt,
+    /// True in a subquery's frame, where every series made becomes samples of the subquery's
+    /// range vector and counts against the limit.
+    in_subquery: bool,
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator over `params`' steps, with `samples.0` of the query's `samples.1` already
+    /// loaded. Every vector it makes holds a slot per step for each series, so a frame with more
+    /// steps than the limit is refused before anything is allocated
+    /// (`count_over_time(vector(1)[290y:1ms])` would otherwise ask for terabytes).
     fn new(
         params: &'a EvalParams,
         source: Option<&'a dyn SeriesSource>,
         fragments: &'a [Value],
-        max_samples: usize,
-    ) -> Self {
-        Evaluator {
+        (loaded, max_samples): (usize, usize),
+        interrupt: &'a Interrupt,
+    ) -> Result<Self, EvalError> {
+        if params.steps() > max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        interrupt.check()?;
+        Ok(Evaluator {
             params,
             source,
             fragments,
             annotations: RefCell::default(),
-            samples: Default::default(),
+            samples: std::cell::Cell::new(loaded),
             max_samples,
-        }
+            interrupt,
+            in_subquery: false,
+        })
     }
 
-    /// Counts `n` loaded samples against the query's limit.
+    /// Counts `n` loaded samples against the query's limit, and stops if the query was
+    /// interrupted.
     fn charge(&self, n: usize) -> Result<(), EvalError> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
         if total > self.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        Ok(())
+        self.interrupt.check()
+    }
+
+    /// Before a function makes a series of `steps` values: in a subquery's frame each of them
+    /// is a sample of the subquery's range vector and counts against the limit, as upstream
+    /// counts them (and the limit bounds what is allocated); elsewhere only the interrupt is
+    /// asked.
+    fn charge_series(&self, steps: usize) -> Result<(), EvalError> {
+        if self.in_subquery {
+            self.charge(steps)
+        } else {
+            self.interrupt.check()
+        }
     }
 
     /// Records a warning about the part of the query that starts at byte `pos`.
@@ -514,11 +590,13 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `node` in another time frame (a subquery's), keeping its annotations.
     fn eval_in(&self, params: &EvalParams, node: &Node) -> Result<Value, EvalError> {
-        let budget = self.max_samples.saturating_sub(self.samples.get());
-        let inner = Evaluator::new(params, self.source, self.fragments, budget);
+        let before = self.samples.get();
+        let mut inner =
+            Evaluator::new(params, self.source, self.fragments, (before, self.max_samples), self.interrupt)?;
+        inner.in_subquery = true;
         let value = inner.eval(node);
         self.annotations.borrow_mut().extend(inner.annotations.into_inner());
-        self.charge(inner.samples.get())?;
+        self.charge(inner.samples.get() - before)?;
         value
     }
 
@@ -546,16 +624,8 @@ impl<'a> Evaluator<'a> {
         Ok(match node {
             Node::Number(n) => Value::Scalar(vec![*n; steps]),
             Node::String(s) => Value::String(s.clone()),
-            Node::Select(vs) => {
-                let series = selector::instant(self.source()?, vs, self.params)?;
-                self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
-                Value::Vector(series)
-            }
-            Node::SampleTimes(vs) => {
-                let series = selector::sample_times(self.source()?, vs, self.params)?;
-                self.charge(series.iter().map(|s| s.values.iter().flatten().count()).sum())?;
-                Value::Vector(series)
-            }
+            Node::Select(vs) => Value::Vector(selector::instant(self, vs)?),
+            Node::SampleTimes(vs) => Value::Vector(selector::sample_times(self, vs)?),
             Node::MatrixSelect { selector: vs, range } => {
                 let range = selector::range(self.source()?, vs, *range, self.params)?;
                 self.charge(range.peak_samples())?;

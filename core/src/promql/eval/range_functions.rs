@@ -6,7 +6,7 @@
 //! upstream's compensated (Kahan-Neumaier) sums to give upstream's results to the last bit where
 //! it matters (values across hundreds of orders of magnitude).
 
-use super::{EvalError, Evaluator, RangeVector, StepSeries};
+use super::{EvalError, Evaluator, RangeVector, StepSeries, STEPS_BETWEEN_CHECKS};
 use crate::value::Sample;
 
 /// Whether `name` is a function this module evaluates.
@@ -59,12 +59,20 @@ pub(super) fn apply(
     let steps = range.ends.len();
     let mut out = Vec::with_capacity(range.series.len());
     for s in &range.series {
+        ev.charge_series(steps)?;
         let mut values = Vec::with_capacity(steps);
         for i in 0..steps {
+            if i % STEPS_BETWEEN_CHECKS == 0 {
+                ev.interrupt.check()?;
+            }
             let w = range.window(s, i);
             let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);
             let end = range.ends[i];
-            values.push(if w.is_empty() { None } else { one(name, w, end - range.range, end, params.ts(i), &arg)? });
+            values.push(if w.is_empty() {
+                None
+            } else {
+                one(name, w, end.saturating_sub(range.range), end, params.ts(i), &arg)?
+            });
         }
         if values.iter().any(Option::is_some) {
             if matches!(name, "rate" | "increase") {
