@@ -1,0 +1,174 @@
+//! Requests that once crashed, stalled or ballooned the server, each sent to the real binary;
+//! after each one the server must still answer and still hold its data.
+
+use std::time::{Duration, Instant};
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
+use pyrite_tests::{encode, http_get_within, json, Pyrite, PyriteOpts};
+
+/// A server on two shards holding `kept{i="0".."9"}`, ten samples each at 0..9 s.
+fn server(extra_args: &[&str]) -> Pyrite {
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    });
+    let series: Vec<WriteSeries> = (0..10)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
+            samples: (0..10).map(|k| Sample { t: k * 1000, v: (i * 100 + k) as f64 }).collect(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    p
+}
+
+/// The process is alive, healthy, and answers a query over its data as before.
+fn still_serves(p: &mut Pyrite, after: &str) {
+    if let Some((status, err)) = p.process.exited() {
+        panic!("pyrite died after {after} ({status}):\n{err}");
+    }
+    assert_eq!(p.get("/-/healthy").0, 200, "after {after}");
+    let sum = p.query("sum(kept)", Some(9.0));
+    assert_eq!(sum[0]["value"][1], "4590", "after {after}: {sum}");
+}
+
+/// GET `path`; the status and body, or a panic if no answer came within 30 s.
+fn get(p: &Pyrite, path: &str) -> (u16, String) {
+    http_get_within(&format!("{}{path}", p.url), Duration::from_secs(30)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The `errorType` of a JSON error answer (panics if the body is not the API's JSON).
+fn error_type(body: &str) -> String {
+    json(body)["errorType"].as_str().unwrap_or_else(|| panic!("not an API error: {body}")).to_string()
+}
+
+#[test]
+fn multi_byte_characters_in_times_are_bad_data() {
+    let mut p = server(&["--web.enable-admin-api"]);
+    let odd = encode("2024-01-01T00:00:00+1é00");
+    for path in [
+        format!("/api/v1/query?query=up&time={odd}"),
+        format!("/api/v1/query_range?query=up&start={odd}&end=10&step=1"),
+        format!("/api/v1/query_range?query=up&start=0&end={odd}&step=1"),
+        format!("/api/v1/series?match[]=kept&start={odd}"),
+        format!("/api/v1/labels?end={odd}"),
+        format!("/api/v1/label/i/values?start={odd}"),
+        format!("/api/v1/query?query=up&time={}", encode("2015-02-31T00:00:00Z")),
+    ] {
+        let (status, body) = get(&p, &path);
+        assert_eq!((status, error_type(&body).as_str()), (400, "bad_data"), "{path}: {body}");
+    }
+    let (status, body) = pyrite_tests::http_post_form(
+        &format!("{}/api/v1/admin/tsdb/delete_series", p.url),
+        &[("match[]", "kept"), ("start", "2024-01-01T00:00:00+1é00")],
+    )
+    .expect("answer");
+    assert_eq!(status, 400, "{body}");
+    still_serves(&mut p, "multi-byte times");
+}
+
+#[test]
+fn extreme_time_ranges_are_refused_without_overflow() {
+    let mut p = server(&[]);
+    for (path, want) in [
+        ("/api/v1/query_range?query=up&start=-9e15&end=9e15&step=60", 400),
+        ("/api/v1/query_range?query=kept&start=-9.2e18&end=9.2e18&step=1e15", 200),
+        ("/api/v1/query?query=kept%20offset%20-290y&time=9e15", 200),
+        ("/api/v1/query?query=kept%20%40%209e15&time=-9e15", 200),
+        ("/api/v1/query?query=max_over_time(kept%5B290y%5D)&time=9e15", 200),
+        ("/api/v1/query?query=rate(kept%5B5m%3A0s%5D)&time=9", 400),
+        ("/api/v1/query?query=rate(kept%5B5m%3A(1s-1s)%5D)&time=9", 400),
+    ] {
+        let (status, body) = get(&p, path);
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    still_serves(&mut p, "extreme time ranges");
+}
+
+#[test]
+fn deeply_nested_queries_are_refused_with_a_parse_error() {
+    let mut p = server(&[]);
+    let deep = [
+        format!("{}1{}", "(".repeat(1000), ")".repeat(1000)),
+        vec!["1"; 1500].join("+"),
+        format!("{}1", "-".repeat(5600)),
+        format!("{}up{}", "abs(".repeat(1000), ")".repeat(1000)),
+        format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)),
+    ];
+    for q in &deep {
+        for endpoint in ["query", "parse_query", "format_query"] {
+            let (status, body) =
+                pyrite_tests::http_post_form(&format!("{}/api/v1/{endpoint}", p.url), &[("query", q)]).expect("answer");
+            assert_eq!(status, 400, "{endpoint} {}: {body}", &q[..20]);
+            assert!(body.contains("query too complex"), "{endpoint}: {}", &body[..body.len().min(300)]);
+        }
+    }
+    // Just inside the limit, on a shard's thread: parsed, planned, evaluated and dropped.
+    for q in [
+        format!("{}1{}", "(".repeat(490), ")".repeat(490)),
+        vec!["1"; 950].join("+"),
+        format!("{}kept{}", "abs(".repeat(490), ")".repeat(490)),
+        format!("{}kept{}", "sum(".repeat(490), ")".repeat(490)),
+        format!("{}kept{}", "max_over_time(".repeat(330), "[5m:1m])".repeat(330)),
+        vec!["2"; 950].join("^"),
+    ] {
+        let (status, body) = pyrite_tests::http_post_form(
+            &format!("{}/api/v1/query_range", p.url),
+            &[("query", q.as_str()), ("start", "0"), ("end", "9"), ("step", "1")],
+        )
+        .expect("answer");
+        assert!(status == 200 || status == 422, "{}: {status} {body}", &q[..20]);
+    }
+    still_serves(&mut p, "deep queries");
+}
+
+#[test]
+fn subqueries_with_huge_step_counts_are_refused_before_allocating() {
+    let mut p = server(&[]);
+    for q in [
+        "max_over_time(kept[30d:1ms])",
+        "count_over_time(vector(1)[290y:1ms])",
+        "sum_over_time(vector(time())[1y:1ms])",
+    ] {
+        let started = Instant::now();
+        let (status, body) = get(&p, &format!("/api/v1/query?query={}&time=9", encode(q)));
+        assert_eq!(status, 422, "{q}: {body}");
+        assert!(body.contains("too many samples"), "{q}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{q} took {:?}", started.elapsed());
+    }
+    still_serves(&mut p, "huge subqueries");
+}
+
+#[test]
+fn a_timed_out_query_stops_working_and_later_queries_run() {
+    let mut p = server(&["--query.max-samples=500000000"]);
+    // About 43 million steps per series: seconds of work for each of the ten series.
+    let heavy = encode("max_over_time(kept[12h:1ms])");
+    let started = Instant::now();
+    let (status, body) = get(&p, &format!("/api/v1/query?query={heavy}&time=9&timeout=500ms"));
+    assert_eq!((status, error_type(&body).as_str()), (503, "timeout"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the timeout answered after {:?}", started.elapsed());
+    // The shards dropped the work: a small query right after answers at once.
+    let started = Instant::now();
+    still_serves(&mut p, "a timed-out query");
+    assert!(started.elapsed() < Duration::from_secs(2), "the next query waited {:?}", started.elapsed());
+}
+
+#[test]
+fn api_errors_are_json_and_do_not_echo_megabytes() {
+    let mut p = server(&[]);
+    let (status, body) = get(&p, "/api/v1/label/%FF/values");
+    assert_eq!((status, error_type(&body).as_str()), (400, "bad_data"), "{body}");
+    let huge = "x".repeat(1 << 20);
+    let (status, body) = pyrite_tests::http_post_form(
+        &format!("{}/api/v1/query_range", p.url),
+        &[("query", "up"), ("start", huge.as_str()), ("end", "1"), ("step", "1")],
+    )
+    .expect("answer");
+    assert_eq!((status, error_type(&body).as_str()), (400, "bad_data"));
+    assert!(body.len() < 8192, "the error echoed {} bytes", body.len());
+    still_serves(&mut p, "error answers");
+}
