@@ -1,8 +1,9 @@
 //! Remote-write wire format (protocol 1.0): a snappy-compressed protobuf `WriteRequest`.
 //!
 //! The messages are declared with `prost` derives (no code generation step); only the fields
-//! Pyrite uses are declared, and prost skips the rest. Decoding validates the whole request
-//! before returning anything, so a bad request is refused whole and stores nothing.
+//! Pyrite uses are declared. A request is walked field by field and each series validated as
+//! it is decoded, and the whole request is validated before anything is returned, so a bad
+//! request is refused whole and stores nothing.
 
 use prost::Message;
 use thiserror::Error;
@@ -55,6 +56,8 @@ pub enum RemoteError {
     TooLarge { size: usize, limit: usize },
     #[error("protobuf decode error: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    #[error("protobuf decode error: {0}")]
+    Malformed(&'static str),
     #[error("series {index}: {message}")]
     InvalidSeries { index: usize, message: String },
 }
@@ -66,45 +69,122 @@ pub struct WriteSeries {
     pub samples: Vec<Sample>,
 }
 
+/// Most labels one series may have. Upstream sets no limit, but a series with more is no
+/// metric anyone sends, and the limit bounds what one series of a hostile request costs
+/// (Mimir and VictoriaMetrics default to 30).
+pub const MAX_LABELS_PER_SERIES: usize = 10_000;
+
 /// Decodes and validates a snappy-compressed `WriteRequest`, refusing bodies that decompress
 /// to more than `max_decoded` bytes.
+///
+/// The request is read series by series, each validated as it is decoded, so a bad request
+/// fails at its first bad series and what a request costs in memory follows what it stores:
+/// series without samples are dropped as soon as their labels are checked (a few megabytes of
+/// empty series once decoded into gigabytes of empty structures). Duplicate label names are
+/// found by sorting, not by comparing every pair.
 pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<WriteSeries>, RemoteError> {
     let size = snap::raw::decompress_len(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
     if size > max_decoded {
         return Err(RemoteError::TooLarge { size, limit: max_decoded });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
-    let request = WriteRequest::decode(raw.as_slice())?;
-    request
-        .timeseries
-        .into_iter()
-        .enumerate()
-        .map(|(index, ts)| {
-            let invalid = |message: String| RemoteError::InvalidSeries { index, message };
-            if !ts.histograms.is_empty() {
-                return Err(invalid("native histograms are not supported yet".into()));
-            }
-            let mut names: Vec<&str> = Vec::with_capacity(ts.labels.len());
-            for l in &ts.labels {
+    let mut out = Vec::new();
+    for (index, field) in Fields(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
+        let (_, payload) = field?;
+        let payload = payload.ok_or(RemoteError::Malformed("timeseries is not a message"))?;
+        let invalid = |message: String| RemoteError::InvalidSeries { index, message };
+        if let Some(series) = decode_series(payload, invalid)? {
+            out.push(series);
+        }
+    }
+    Ok(out)
+}
+
+/// One `TimeSeries`, validated; `None` for a valid series without samples.
+fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<Option<WriteSeries>, RemoteError> {
+    let mut labels: Vec<Label> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for field in Fields(raw) {
+        match field? {
+            (1, Some(bytes)) => {
+                let l = Label::decode(bytes)?;
                 if !is_valid_label_name(&l.name) {
                     return Err(invalid(format!("invalid label name {:?}", l.name)));
                 }
                 if l.value.is_empty() {
                     return Err(invalid(format!("label {:?} has an empty value", l.name)));
                 }
-                if names.contains(&l.name.as_str()) {
-                    return Err(invalid(format!("duplicate label name {:?}", l.name)));
+                if labels.len() == MAX_LABELS_PER_SERIES {
+                    return Err(invalid(format!("more than {MAX_LABELS_PER_SERIES} labels")));
                 }
-                names.push(&l.name);
+                labels.push(l);
             }
-            if !names.contains(&"__name__") {
-                return Err(invalid("no metric name (__name__ label)".into()));
+            (2, Some(bytes)) => {
+                let s = WireSample::decode(bytes)?;
+                samples.push(Sample { t: s.timestamp, v: s.value });
             }
-            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-            let samples = ts.samples.into_iter().map(|s| Sample { t: s.timestamp, v: s.value }).collect();
-            Ok(WriteSeries { labels, samples })
-        })
-        .collect()
+            (4, _) => return Err(invalid("native histograms are not supported yet".into())),
+            (1 | 2, None) => return Err(RemoteError::Malformed("label or sample is not a message")),
+            _ => {}
+        }
+    }
+    let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(invalid(format!("duplicate label name {:?}", pair[0])));
+    }
+    if names.binary_search(&"__name__").is_err() {
+        return Err(invalid("no metric name (__name__ label)".into()));
+    }
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    let labels = Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)));
+    Ok(Some(WriteSeries { labels, samples }))
+}
+
+/// The fields of a protobuf message, in order: each tag with the payload of a length-delimited
+/// field (`None` for varint and fixed-width fields, which are skipped). Ends at the first
+/// malformed field, with its error.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Option<&'a [u8]>), RemoteError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use prost::encoding::{decode_key, decode_varint, WireType};
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut buf = self.0;
+        let field = (|| {
+            let (tag, wire_type) = decode_key(&mut buf)?;
+            let skip = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], RemoteError> {
+                let (taken, rest) = buf.split_at_checked(n).ok_or(RemoteError::Malformed("truncated field"))?;
+                *buf = rest;
+                Ok(taken)
+            };
+            let payload = match wire_type {
+                WireType::Varint => {
+                    decode_varint(&mut buf)?;
+                    None
+                }
+                WireType::SixtyFourBit => skip(&mut buf, 8).map(|_| None)?,
+                WireType::ThirtyTwoBit => skip(&mut buf, 4).map(|_| None)?,
+                WireType::LengthDelimited => {
+                    let len = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
+                    Some(skip(&mut buf, len)?)
+                }
+                WireType::StartGroup | WireType::EndGroup => {
+                    return Err(RemoteError::Malformed("groups are not supported"))
+                }
+            };
+            Ok((tag, payload))
+        })();
+        // After an error, stop: what follows cannot be framed.
+        self.0 = if field.is_ok() { buf } else { &[] };
+        Some(field)
+    }
 }
 
 /// Encodes series as a snappy-compressed `WriteRequest` (for clients, tests and load generation).
@@ -150,5 +230,65 @@ mod tests {
         bad.push(WriteSeries { labels: Labels::from_pairs([("a", "b")]), samples: vec![] });
         let e = decode_write_request(&encode_write_request(&bad), 1 << 20).unwrap_err();
         assert_eq!(e.to_string(), "series 1: no metric name (__name__ label)");
+    }
+
+    fn compressed(request: &WriteRequest) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect()
+    }
+
+    #[test]
+    fn series_without_samples_are_checked_and_dropped() {
+        let empty = TimeSeries { labels: labels(&[("__name__", "x")]), samples: vec![], histograms: vec![] };
+        let request = WriteRequest { timeseries: vec![empty; 100_000] };
+        assert_eq!(decode_write_request(&compressed(&request), 16 << 20).unwrap(), vec![]);
+        // Millions of series with nothing in them fail at the first, before any is kept.
+        let nameless = vec![0x0a, 0x00].repeat(4 << 20);
+        let body = snap::raw::Encoder::new().compress_vec(&nameless).unwrap();
+        assert_eq!(
+            decode_write_request(&body, 16 << 20).unwrap_err().to_string(),
+            "series 0: no metric name (__name__ label)"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_excess_labels_are_found_quickly() {
+        let sample = vec![WireSample { value: 1.0, timestamp: 1 }];
+        let mut many: Vec<Label> =
+            (0..MAX_LABELS_PER_SERIES - 1).map(|i| Label { name: format!("l{i}"), value: "v".into() }).collect();
+        many.push(Label { name: "__name__".into(), value: "x".into() });
+        many.push(Label { name: "l7".into(), value: "again".into() });
+        let dup = TimeSeries { labels: many.clone(), samples: sample.clone(), histograms: vec![] };
+        let too_many = WriteRequest { timeseries: vec![dup] };
+        let started = std::time::Instant::now();
+        let e = decode_write_request(&compressed(&too_many), 16 << 20).unwrap_err().to_string();
+        assert_eq!(e, format!("series 0: more than {MAX_LABELS_PER_SERIES} labels"));
+        many.truncate(MAX_LABELS_PER_SERIES - 1);
+        many.push(Label { name: "l7".into(), value: "again".into() });
+        let request =
+            WriteRequest { timeseries: vec![TimeSeries { labels: many, samples: sample, histograms: vec![] }] };
+        let e = decode_write_request(&compressed(&request), 16 << 20).unwrap_err().to_string();
+        assert_eq!(e, "series 0: duplicate label name \"l7\"");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn truncated_and_odd_fields_are_errors_not_panics() {
+        let body = encode_write_request(&series());
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        for cut in 1..raw.len() {
+            let part = snap::raw::Encoder::new().compress_vec(&raw[..cut]).unwrap();
+            assert!(decode_write_request(&part, 1 << 20).is_err(), "cut at {cut}");
+        }
+        // Unknown fields of every wire type are skipped.
+        let mut odd = raw.clone();
+        odd.extend_from_slice(&[0x28, 0x01, 0x31, 1, 2, 3, 4, 5, 6, 7, 8, 0x3d, 1, 2, 3, 4]);
+        let body = snap::raw::Encoder::new().compress_vec(&odd).unwrap();
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series());
+        let group = snap::raw::Encoder::new().compress_vec(&[0x0b]).unwrap();
+        assert!(decode_write_request(&group, 1 << 20).is_err());
     }
 }

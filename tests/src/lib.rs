@@ -97,6 +97,13 @@ impl Process {
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 
+    /// The most memory the process has held at once (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
+        kb.and_then(|v| v.trim().parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
+    }
+
     /// Whether the process has exited, with its stderr if so.
     pub fn exited(&mut self) -> Option<(std::process::ExitStatus, String)> {
         let status = self.child.try_wait().ok()??;

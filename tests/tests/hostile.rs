@@ -172,3 +172,68 @@ fn api_errors_are_json_and_do_not_echo_megabytes() {
     assert!(body.len() < 8192, "the error echoed {} bytes", body.len());
     still_serves(&mut p, "error answers");
 }
+
+/// POSTs `body` to the remote-write endpoint with these headers.
+fn remote_write_with(p: &Pyrite, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut request = ureq::post(&format!("{}/api/v1/write", p.url)).timeout(Duration::from_secs(60));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    match request.send_bytes(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("remote write: {e}"),
+    }
+}
+
+const V1: [(&str, &str); 2] = [("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")];
+
+#[test]
+fn remote_write_bodies_are_validated_as_they_decode() {
+    let mut p = server(&[]);
+    // Three megabytes that decompress to millions of empty series: refused at the first one,
+    // without building them all.
+    let empties = snap::raw::Encoder::new().compress_vec(&[0x0a, 0x00].repeat(16 << 20)).expect("compress");
+    let started = Instant::now();
+    let (status, body) = remote_write_with(&p, &V1, &empties);
+    assert_eq!(status, 400, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let peak = p.process.peak_rss_bytes();
+    assert!(peak < 400 << 20, "peak RSS {} MiB", peak >> 20);
+    // One series with a hundred thousand labels: refused at once, not after a quadratic check.
+    let labels: Vec<(String, String)> = (0..100_000).map(|i| (format!("l{i}"), "v".to_string())).collect();
+    let wide = WriteSeries {
+        labels: Labels::from_pairs(labels.into_iter().chain([("__name__".to_string(), "wide".to_string())])),
+        samples: vec![Sample { t: 1000, v: 1.0 }],
+    };
+    let started = Instant::now();
+    let (status, body) = remote_write_with(&p, &V1, &encode_write_request(&[wide]));
+    assert_eq!(status, 400, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    still_serves(&mut p, "hostile remote-write bodies");
+}
+
+#[test]
+fn remote_write_messages_it_cannot_decode_get_415() {
+    let mut p = server(&[]);
+    let body = encode_write_request(&[WriteSeries {
+        labels: Labels::from_pairs([("__name__", "late"), ("i", "0")]),
+        samples: vec![Sample { t: 5000, v: 1.0 }],
+    }]);
+    for headers in [
+        vec![
+            ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+            ("Content-Encoding", "snappy"),
+        ],
+        vec![("Content-Type", "application/x-protobuf"), ("Content-Encoding", "gzip")],
+        vec![("Content-Type", "application/json"), ("Content-Encoding", "snappy")],
+    ] {
+        let (status, answer) = remote_write_with(&p, &headers, &body);
+        assert_eq!(status, 415, "{headers:?}: {answer}");
+    }
+    assert!(p.query("late", Some(5.0)).as_array().expect("vector").is_empty(), "nothing was stored");
+    let v1 = [("Content-Type", "application/x-protobuf;proto=prometheus.WriteRequest"), ("Content-Encoding", "snappy")];
+    assert_eq!(remote_write_with(&p, &v1, &body).0, 204);
+    assert_eq!(p.query("late", Some(5.0))[0]["value"][1], "1");
+    still_serves(&mut p, "remote-write content types");
+}

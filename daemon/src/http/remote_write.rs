@@ -1,35 +1,74 @@
 //! `POST /api/v1/write`: the remote-write receiver (protocol 1.0, snappy + protobuf).
 //!
-//! A request is decoded and validated whole before anything is stored, so a malformed one
-//! stores nothing. Valid series go to their owner shards. Samples the heads refuse (out of
+//! The request's `Content-Type` and `Content-Encoding` are checked as upstream checks them: a
+//! remote write 2.0 message (not accepted yet), JSON, or a compression other than snappy gets
+//! 415 instead of being decoded as if it were 1.0. A request is decoded and validated whole
+//! before anything is stored, so a malformed one stores nothing. Valid series go to their owner shards. Samples the heads refuse (out of
 //! order, duplicate timestamps) are counted and reported with 400, as upstream reports them,
 //! so that senders do not retry them; the request's other samples are kept.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pyrite_core::remote::decode_write_request;
 
 use super::ApiState;
 
-/// Largest compressed request accepted (axum's default of 2 MiB is too small for batches).
-pub const MAX_BODY_BYTES: usize = 64 << 20;
-/// Largest decompressed request accepted.
-const MAX_DECODED_BYTES: usize = 256 << 20;
+/// Largest compressed request accepted: upstream's `decodeReadLimit` (axum's default of 2 MiB
+/// is too small for batches).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Largest decompressed request accepted. Upstream's senders send at most a few thousand
+/// samples a request (well under a megabyte); the bound keeps what one request may cost in
+/// memory to a few hundred megabytes at worst.
+const MAX_DECODED_BYTES: usize = 32 << 20;
+
+/// The one message type accepted, as upstream names it.
+const PROTO_V1: &str = "prometheus.WriteRequest";
+
+/// Why a request's headers say it is not something this receiver decodes (upstream's words).
+fn unsupported_media(headers: &HeaderMap) -> Option<String> {
+    let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or("(not text)").trim());
+    if let Some(content_type) = header(header::CONTENT_TYPE) {
+        let mut parts = content_type.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        if !media.eq_ignore_ascii_case("application/x-protobuf") {
+            return Some(format!(
+                "expected application/x-protobuf as the first (media) part, got {content_type} content-type"
+            ));
+        }
+        for (key, value) in parts.filter_map(|p| p.split_once('=')) {
+            if key.trim().eq_ignore_ascii_case("proto") && value.trim() != PROTO_V1 {
+                return Some(format!(
+                    "{} protobuf message is not accepted by this server; accepted [{PROTO_V1}]",
+                    value.trim()
+                ));
+            }
+        }
+    }
+    match header(header::CONTENT_ENCODING) {
+        None | Some("snappy") => None,
+        Some(other) => {
+            Some(format!("{other} encoding (compression) is not accepted by this server; only snappy is acceptable"))
+        }
+    }
+}
 
 fn reply(s: &ApiState, status: StatusCode, message: String) -> Response {
     s.ctx.metrics.remote_write_requests.get_or_create(&vec![("code", status.as_u16().to_string())]).inc();
     (status, message).into_response()
 }
 
-pub async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
+pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     if !s.ctx.remote_write_receiver {
         return reply(
             &s,
             StatusCode::NOT_FOUND,
             "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n".into(),
         );
+    }
+    if let Some(why) = unsupported_media(&headers) {
+        return reply(&s, StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
     }
     let series = match decode_write_request(&body, MAX_DECODED_BYTES) {
         Ok(series) => series,
