@@ -246,7 +246,7 @@ mod tests {
         let request = WriteRequest { timeseries: vec![empty; 100_000] };
         assert_eq!(decode_write_request(&compressed(&request), 16 << 20).unwrap(), vec![]);
         // Millions of series with nothing in them fail at the first, before any is kept.
-        let nameless = vec![0x0a, 0x00].repeat(4 << 20);
+        let nameless = [0x0a, 0x00].repeat(4 << 20);
         let body = snap::raw::Encoder::new().compress_vec(&nameless).unwrap();
         assert_eq!(
             decode_write_request(&body, 16 << 20).unwrap_err().to_string(),

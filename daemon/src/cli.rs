@@ -197,6 +197,12 @@ pub struct ServerFlags {
     /// Time range of the blocks the head is cut into.
     #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = duration)]
     pub min_block_duration: Duration,
+    /// How far ahead of this server's clock a sample's timestamp may be (Pyrite's own flag;
+    /// upstream refuses scraped samples more than 10m ahead and has no bound for remote
+    /// writes). Later samples are refused and counted, so that one sample stamped years ahead
+    /// cannot push every current sample out of the head's time range.
+    #[arg(long = "storage.tsdb.too-far-in-future.time-window", default_value = "10m", value_parser = duration)]
+    pub future_window: Duration,
     /// Largest time range compaction merges blocks into; default a tenth of the retention
     /// time, at most 31 days.
     #[arg(long = "storage.tsdb.max-block-duration", value_parser = duration)]

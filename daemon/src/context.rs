@@ -42,6 +42,8 @@ pub struct Context {
     pub retention: Duration,
     /// `--storage.tsdb.min-block-duration` in ms: the head is cut into blocks of this range.
     pub block_range: i64,
+    /// How far past the clock a sample may be (ms), `--storage.tsdb.too-far-in-future.time-window`.
+    pub future_window: i64,
     /// `--storage.tsdb.max-block-duration` in ms: compaction builds blocks up to this range.
     pub max_block_range: i64,
     /// `--web.enable-admin-api`.
@@ -114,6 +116,7 @@ impl Context {
             query_timeout: flags.query_timeout,
             retention: flags.retention_time,
             block_range: flags.min_block_duration.millis().max(1),
+            future_window: flags.future_window.millis(),
             max_block_range: flags.max_block_duration.map_or_else(
                 // Upstream's default: a tenth of the retention, at most 31 days.
                 || (flags.retention_time.millis() / 10).min(31 * 24 * 3600 * 1000),

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub out_of_order: Family<Labels, Counter>,
     pub duplicates: Family<Labels, Counter>,
     pub out_of_bounds: Family<Labels, Counter>,
+    pub too_far_in_future: Family<Labels, Counter>,
     pub head_series: Family<Labels, Gauge>,
     pub head_chunks: Family<Labels, Gauge>,
     pub wal_write_failures: Family<Labels, Counter>,
@@ -60,6 +61,7 @@ impl Metrics {
             out_of_order: Family::default(),
             duplicates: Family::default(),
             out_of_bounds: Family::default(),
+            too_far_in_future: Family::default(),
             head_series: Family::default(),
             head_chunks: Family::default(),
             wal_write_failures: Family::default(),
@@ -108,6 +110,11 @@ impl Metrics {
             "head_out_of_bounds_samples",
             "Samples refused as older than the newest block's end, per shard",
             m.out_of_bounds.clone(),
+        );
+        registry.register(
+            "head_too_far_in_future_samples",
+            "Samples refused as later than --storage.tsdb.too-far-in-future.time-window past the clock, per shard",
+            m.too_far_in_future.clone(),
         );
         registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
         registry.register("head_chunks", "Chunks in the head, per shard (updated every minute)", m.head_chunks.clone());

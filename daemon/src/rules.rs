@@ -141,7 +141,7 @@ impl RuleStorage for ShardStorage<'_> {
             if let Some(e) = reply.storage_error {
                 return Err(e);
             }
-            if reply.out_of_order + reply.duplicates + reply.out_of_bounds > 0 {
+            if reply.out_of_order + reply.duplicates + reply.out_of_bounds + reply.too_far_in_future > 0 {
                 tracing::warn!(
                     out_of_order = reply.out_of_order + reply.duplicates,
                     out_of_bounds = reply.out_of_bounds,

@@ -10,7 +10,7 @@ pub mod promqltest;
 pub mod seccomp;
 pub mod webdriver;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -305,6 +305,27 @@ pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), St
 /// POST a form body.
 pub fn http_post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, String), String> {
     response(ureq::post(url).timeout(Duration::from_secs(10)).send_form(form))
+}
+
+/// A target that answers every request with `response` (raw HTTP), or never answers if None.
+pub fn fake_target(response: Option<&'static str>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake target");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            match response {
+                Some(r) => {
+                    let _ = stream.write_all(r.as_bytes());
+                }
+                None => held.push(stream), // hang: keep the connection open, say nothing
+            }
+        }
+    });
+    addr
 }
 
 /// Parses JSON with simd-json.

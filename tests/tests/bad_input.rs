@@ -1,34 +1,11 @@
 //! Bad input from outside gets a clear error and the server keeps serving.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
-use pyrite_tests::{encode, eventually, http_get, json, Pyrite, PyriteOpts};
-
-/// A target that answers every request with `response` (raw HTTP), or never answers if None.
-fn fake_target(response: Option<&'static str>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake target");
-    let addr = listener.local_addr().expect("addr").to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            match response {
-                Some(r) => {
-                    let _ = stream.write_all(r.as_bytes());
-                }
-                None => held.push(stream), // hang: keep the connection open, say nothing
-            }
-        }
-    });
-    addr
-}
+use pyrite_tests::{encode, eventually, fake_target, http_get, json, Pyrite, PyriteOpts};
 
 #[test]
 fn garbage_and_hanging_targets_are_down_with_the_server_still_serving() {

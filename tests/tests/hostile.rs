@@ -237,3 +237,64 @@ fn remote_write_messages_it_cannot_decode_get_415() {
     assert_eq!(p.query("late", Some(5.0))[0]["value"][1], "1");
     still_serves(&mut p, "remote-write content types");
 }
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+#[test]
+fn samples_far_in_the_future_are_refused_and_do_not_move_the_head() {
+    // Short blocks, so that housekeeping would cut (and once did cut) within the test.
+    let mut p = server(&["--storage.tsdb.min-block-duration=2s"]);
+    let now = now_ms();
+    let blocks_before = p.metric("pyrite_tsdb_compactions_total");
+    let series = |name: &str, t: i64| WriteSeries {
+        labels: Labels::from_pairs([("__name__", name.to_string())]),
+        samples: vec![Sample { t, v: 1.0 }],
+    };
+    let ten_years = 10 * 365 * 86_400_000;
+    let (status, body) = p.remote_write(encode_write_request(&[series("future", now + ten_years)]));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too far in the future"), "{body}");
+    assert_eq!(p.remote_write(encode_write_request(&[series("extreme", i64::MAX)])).0, 400);
+    // A sample at the other end of time is stored, and cannot make the head's range overflow.
+    assert_eq!(p.remote_write(encode_write_request(&[series("ancient", i64::MIN + 1)])).0, 204);
+    assert!(p.metric("pyrite_head_too_far_in_future_samples_total") >= 2.0);
+    // Current samples keep being accepted while blocks are cut around them.
+    for k in 0..6 {
+        let t = now_ms();
+        let (status, body) = p.remote_write(encode_write_request(&[series("current", t)]));
+        assert_eq!(status, 204, "write {k}: {body}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert!(p.metric("pyrite_tsdb_compactions_total") > blocks_before, "no block was cut");
+    let current = p.query("count_over_time(current[1m])", Some(now_ms() as f64 / 1000.0));
+    assert_eq!(current[0]["value"][1], "6", "{current}");
+    // (`kept`, from 1970, went by retention once blocks were cut: no `still_serves` here.)
+    assert!(p.process.exited().is_none(), "pyrite died");
+}
+
+#[test]
+fn a_scraped_sample_far_in_the_future_is_refused_and_shown_in_the_target_error() {
+    let far = now_ms() + 10 * 365 * 86_400_000;
+    let body: &'static str = Box::leak(format!("ok_metric 1\nfuture_metric 2 {far}\n").into_boxed_str());
+    let response: &'static str = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            .into_boxed_str(),
+    );
+    let target = pyrite_tests::fake_target(Some(response));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: clock\n    static_configs:\n      - targets: [\"{target}\"]\n"
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let seen = pyrite_tests::eventually(Duration::from_secs(10), || {
+        let targets = p.data("/api/v1/targets");
+        let t = targets["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == "clock")?.clone();
+        t["lastError"].as_str()?.contains("ahead of the server's clock").then_some(t)
+    })
+    .expect("the target's error names the refused sample");
+    assert_eq!(seen["health"], "up", "{seen}");
+    assert_eq!(p.query("ok_metric", None)[0]["value"][1], "1");
+    assert!(p.query("future_metric", Some(far as f64 / 1000.0)).as_array().expect("vector").is_empty());
+}

@@ -12,7 +12,8 @@
 //!   A chunk is also sealed where a block boundary (a multiple of the block range) falls, so
 //!   cutting a block takes whole chunks and re-encodes nothing.
 //! * Samples before `min_valid` (the end of the newest block) belong to blocks: appends there
-//!   are refused as out of bounds and queries do not read them from the head.
+//!   are refused as out of bounds and queries do not read them from the head. Samples after
+//!   `max_valid` (set by the shard from its clock) are refused as too far in the future.
 //!
 //! The head is owned by one shard thread and is neither `Send` nor shared.
 
@@ -41,6 +42,8 @@ pub enum AppendError {
     Duplicate,
     #[error("out of bounds")]
     OutOfBounds,
+    #[error("too far in the future")]
+    TooFarInFuture,
 }
 
 /// Default block range: `--storage.tsdb.min-block-duration`'s default, 2h.
@@ -268,6 +271,7 @@ pub struct Head {
     store: ChunkStore,
     block_range: i64,
     min_valid: i64,
+    max_valid: i64,
 }
 
 impl Default for Head {
@@ -297,6 +301,7 @@ impl Head {
             store,
             block_range: block_range.max(1),
             min_valid: i64::MIN,
+            max_valid: i64::MAX,
         }
     }
 
@@ -308,6 +313,15 @@ impl Head {
     /// Samples before `t` are in blocks from now on (it never moves back).
     pub fn set_min_valid(&mut self, t: i64) {
         self.min_valid = self.min_valid.max(t);
+    }
+
+    /// Appends after `t` are refused as too far in the future until this is set again. The
+    /// head has no clock: a shard sets it from its own before each batch it appends, so that
+    /// one sample stamped years ahead cannot stretch the head's time range and push every
+    /// current sample out of bounds. Replaying the log leaves it unset (everything logged was
+    /// accepted once).
+    pub fn set_max_valid(&mut self, t: i64) {
+        self.max_valid = t;
     }
 
     pub fn num_series(&self) -> usize {
@@ -354,6 +368,9 @@ impl Head {
     pub fn append(&mut self, id: u32, t: i64, v: f64) -> Result<(), AppendError> {
         if t < self.min_valid {
             return Err(AppendError::OutOfBounds);
+        }
+        if t > self.max_valid {
+            return Err(AppendError::TooFarInFuture);
         }
         let s = &mut self.series[id as usize];
         if t < s.last_t {

@@ -75,13 +75,15 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
         Err(e) => return reply(&s, StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let receivers = s.ctx.shards.write(series);
-    let (mut out_of_order, mut duplicates, mut out_of_bounds, mut storage_error) = (0, 0, 0, None);
+    let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future) = (0, 0, 0, 0);
+    let mut storage_error = None;
     for rx in receivers {
         match rx.recv_async().await {
             Ok(r) => {
                 out_of_order += r.out_of_order;
                 duplicates += r.duplicates;
                 out_of_bounds += r.out_of_bounds;
+                too_far_in_future += r.too_far_in_future;
                 storage_error = storage_error.or(r.storage_error);
             }
             Err(_) => return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
@@ -90,6 +92,14 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
     // Not durable: a server error, so that the sender retries later.
     if let Some(e) = storage_error {
         return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+    }
+    if too_far_in_future > 0 {
+        let window = pyrite_core::config::Duration(s.ctx.future_window);
+        return reply(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused\n"),
+        );
     }
     if out_of_bounds > 0 {
         return reply(

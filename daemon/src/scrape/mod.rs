@@ -59,16 +59,24 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
         if batches.counts.metadata_changed {
             active.set_metadata(ingest.metadata());
         }
+        let outcome = if up { "success" } else { "failure" };
+        ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
+        ingest.add_report(&mut batches, t, up, duration);
+        let too_far_in_future = deliver(&ctx, &mut ingest, batches).await;
+        // The target is up, but the operator sees why some of its samples are missing.
+        let last_error = match too_far_in_future {
+            0 => last_error,
+            n => format!(
+                "{n} sample(s) with timestamps more than {} ahead of the server's clock refused",
+                pyrite_core::config::Duration(ctx.future_window)
+            ),
+        };
         active.set_status(ScrapeStatus {
             up: Some(up),
             last_error,
             last_scrape: Some(t),
             last_duration_seconds: duration,
         });
-        let outcome = if up { "success" } else { "failure" };
-        ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
-        ingest.add_report(&mut batches, t, up, duration);
-        deliver(&ctx, &mut ingest, batches).await;
         ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
 
         // Keep to the schedule; if a scrape overran, skip the ticks it missed.
@@ -83,7 +91,8 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
 }
 
 /// Sends each shard its batch, waits for all answers, and records the ids of new series.
-async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) {
+/// Returns how many samples the shards refused as too far in the future.
+async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) -> usize {
     let Ingest { batches, pending, .. } = batches;
     let mut waiting = Vec::new();
     for (shard, (batch, keys)) in batches.into_iter().zip(pending).enumerate() {
@@ -93,12 +102,17 @@ async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) {
         let rx = ctx.shards.ask(shard, |reply| Request::Append { batch, reply });
         waiting.push((shard, keys, rx));
     }
+    let mut too_far_in_future = 0;
     for (shard, keys, rx) in waiting {
         match rx.recv_async().await {
-            Ok(reply) => ingest.resolve(shard, keys, &reply.ids),
+            Ok(reply) => {
+                too_far_in_future += reply.too_far_in_future;
+                ingest.resolve(shard, keys, &reply.ids);
+            }
             Err(_) => tracing::error!(shard, "shard stopped answering appends"),
         }
     }
+    too_far_in_future
 }
 
 #[cfg(test)]

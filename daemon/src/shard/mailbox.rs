@@ -187,12 +187,14 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
         match request {
             Request::Append { batch, reply } => {
                 let mut s = storage.borrow_mut();
+                s.head.set_max_valid(crate::clock::now_ms().saturating_add(ctx.future_window));
                 let r = s.append(batch);
                 record_append(&ctx, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
             Request::Write { series, reply } => {
                 let mut s = storage.borrow_mut();
+                s.head.set_max_valid(crate::clock::now_ms().saturating_add(ctx.future_window));
                 let r = s.write(series);
                 record_append(&ctx, &shard, &s.head, &r);
                 let _ = reply.send(r);
@@ -302,6 +304,7 @@ fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendRep
     ctx.metrics.out_of_order.get_or_create(shard).inc_by(r.out_of_order as u64);
     ctx.metrics.duplicates.get_or_create(shard).inc_by(r.duplicates as u64);
     ctx.metrics.out_of_bounds.get_or_create(shard).inc_by(r.out_of_bounds as u64);
+    ctx.metrics.too_far_in_future.get_or_create(shard).inc_by(r.too_far_in_future as u64);
     ctx.metrics.head_series.get_or_create(shard).set(head.num_series() as i64);
     if let Some(e) = &r.storage_error {
         ctx.metrics.wal_write_failures.get_or_create(shard).inc();

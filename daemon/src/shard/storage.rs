@@ -29,6 +29,8 @@ pub struct AppendReply {
     pub duplicates: usize,
     /// Older than the newest block's end.
     pub out_of_bounds: usize,
+    /// Later than `--storage.tsdb.too-far-in-future.time-window` past the shard's clock.
+    pub too_far_in_future: usize,
     /// The log could not be written: the samples are in memory but not durable.
     pub storage_error: Option<String>,
 }
@@ -40,6 +42,7 @@ impl AppendReply {
             Err(AppendError::OutOfOrder) => self.out_of_order += 1,
             Err(AppendError::Duplicate) => self.duplicates += 1,
             Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
+            Err(AppendError::TooFarInFuture) => self.too_far_in_future += 1,
         }
         result.is_ok()
     }
@@ -100,11 +103,12 @@ impl Storage {
     pub fn cut_blocks(&mut self, range: i64, now_ms: i64) -> Result<Vec<BlockMeta>, CutError> {
         let mut cut = Vec::new();
         while let Some((min, max)) = self.head.time_range() {
-            if max - min <= range / 2 * 3 {
+            // Saturating: the head may hold samples at any i64 time (an old one at i64::MIN).
+            if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
             }
-            let start = min.div_euclid(range) * range;
-            let end = start + range;
+            let start = min.div_euclid(range).saturating_mul(range);
+            let end = start.saturating_add(range);
             if let Some(block) = self.blocks.cut(&self.head, start, end, now_ms)? {
                 cut.push(block.meta().clone());
             }
