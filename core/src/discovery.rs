@@ -29,7 +29,7 @@ pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGr
     } else if text.trim().is_empty() {
         Vec::new()
     } else {
-        serde_yaml::from_str(text).map_err(|e| e.to_string())?
+        crate::config::yaml::from_str(text).map_err(|e| e.to_string())?
     };
     for (i, g) in groups.iter_mut().enumerate() {
         if let Some(bad) = g.labels.keys().find(|n| !is_valid_label_name(n)) {

@@ -14,7 +14,7 @@ fn check_files(files: &[PathBuf], check: impl Fn(&str, &str) -> Result<String, S
     for file in files {
         let name = file.display().to_string();
         println!("Checking {name}");
-        match std::fs::read_to_string(file)
+        match crate::files::read_text(file)
             .map_err(|e| format!("  FAILED: {name}: {e}"))
             .and_then(|text| check(&text, &name))
         {

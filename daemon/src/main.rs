@@ -16,6 +16,7 @@ mod clock;
 mod context;
 mod datadir;
 mod discovery;
+mod files;
 mod http;
 mod metrics;
 mod notifier;

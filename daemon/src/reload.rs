@@ -45,7 +45,7 @@ impl ConfigSource {
     fn load_config(&self) -> anyhow::Result<Config> {
         let (text, name) = match &self.file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let text = crate::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
                 (text, path.display().to_string())
             }
             None => {

@@ -45,7 +45,7 @@ pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec
     let files = patterns.iter().flat_map(|p| crate::discovery::expand_glob(p)).filter(|p| Path::new(p).exists());
     for path in files {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+        let text = crate::files::read_text(&path).map_err(|e| format!("{name}: {e}"))?;
         out.push((name.clone(), RuleFile::parse(&text, &name, options).map_err(|e| e.to_string())?));
     }
     Ok(out)

@@ -132,7 +132,8 @@ pub fn run(files: &[PathBuf], options: &Options) -> bool {
 
 fn run_file(file: &Path, run: &Regex, options: &Options) -> Result<(), Vec<String>> {
     let text = std::fs::read_to_string(file).map_err(|e| vec![format!("    {}: {e}", file.display())])?;
-    let unit: UnitTestFile = serde_yaml::from_str(&text).map_err(|e| vec![format!("    {}: {e}", file.display())])?;
+    let unit: UnitTestFile =
+        pyrite_core::config::yaml::from_str(&text).map_err(|e| vec![format!("    {}: {e}", file.display())])?;
     let interval = unit.evaluation_interval.map_or(60_000, |d| d.millis());
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut rule_files = Vec::new();

@@ -298,3 +298,52 @@ fn a_scraped_sample_far_in_the_future_is_refused_and_shown_in_the_target_error()
     assert_eq!(p.query("ok_metric", None)[0]["value"][1], "1");
     assert!(p.query("future_metric", Some(far as f64 / 1000.0)).as_array().expect("vector").is_empty());
 }
+
+#[test]
+fn hostile_files_are_refused_and_the_server_serves_on() {
+    let dir = pyrite_tests::TempDir::new("hostile-files");
+    // A file_sd file that is a symlink to /dev/zero, beside a good one.
+    std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yml")).expect("symlink");
+    std::fs::write(dir.0.join("good.yml"), "- targets: ['127.0.0.1:1']\n").expect("write");
+    let config = format!(
+        "scrape_configs:\n  - job_name: files\n    file_sd_configs:\n      - files: ['{}/*.yml']\n        refresh_interval: 1s\n",
+        dir.0.display()
+    );
+    let mut p = Pyrite::start(PyriteOpts {
+        config: Some(config),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..Default::default()
+    });
+    let failed = pyrite_tests::eventually(Duration::from_secs(10), || {
+        (p.metric("pyrite_sd_refresh_failures_total") >= 1.0).then_some(())
+    });
+    assert!(failed.is_some(), "the /dev/zero file is a discovery failure");
+    let peak = p.process.peak_rss_bytes();
+    assert!(peak < 400 << 20, "peak RSS {} MiB", peak >> 20);
+    // A configuration of 200,000 nested brackets: refused at once, the API never waits.
+    let config_file = p.data_dir.parent().expect("dir").join("prometheus.yml");
+    std::fs::write(&config_file, format!("scrape_configs: {}", "[".repeat(200_000))).expect("write");
+    let started = Instant::now();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).expect("answer");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("nested more than 128 levels"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "the reload took {:?}", started.elapsed());
+    assert_eq!(p.query("vector(1)", None)[0]["value"][1], "1");
+    assert!(p.process.exited().is_none(), "pyrite died");
+}
+
+#[test]
+fn start_up_is_linear_in_static_targets() {
+    // 100,000 targets on loopback addresses nobody listens on, scraped hourly: about half a
+    // minute of start-up here when duplicates were checked pairwise, now about a second.
+    let targets: Vec<String> =
+        (1..=100_000u32).map(|i| format!("'127.{}.{}.{}:1'", i >> 16, (i >> 8) & 255, i & 255)).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: many\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let started = Instant::now();
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    assert!(started.elapsed() < Duration::from_secs(15), "ready after {:?}", started.elapsed());
+    assert_eq!(p.metric("pyrite_scrape_targets_active"), 100_000.0);
+}

@@ -11,6 +11,7 @@ mod http;
 mod keys;
 mod render;
 mod size;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -334,7 +335,7 @@ impl Config {
         let value: serde_yaml::Value = if text.trim().is_empty() {
             serde_yaml::Value::Mapping(Default::default())
         } else {
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?
+            yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?
         };
         keys::check(&value, file)?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {

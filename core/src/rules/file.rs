@@ -7,7 +7,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::template;
-use crate::config::Duration;
+use crate::config::{yaml, Duration};
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
 use crate::promql::{parse_with, ParseOptions};
 
@@ -119,7 +119,7 @@ impl RuleFile {
         let parsed: RuleFile = if text.trim().is_empty() {
             RuleFile { groups: Vec::new() }
         } else {
-            serde_yaml::from_str(text).map_err(|e| RuleFileError::Yaml { file: file.into(), message: e.to_string() })?
+            yaml::from_str(text).map_err(|e| RuleFileError::Yaml { file: file.into(), message: e.to_string() })?
         };
         let mut names: Vec<&str> = Vec::new();
         for group in &parsed.groups {
@@ -159,7 +159,7 @@ impl RuleFile {
     pub fn without_unknown_fields(text: &str) -> String {
         const GROUP_KEYS: [&str; 6] = ["name", "interval", "limit", "query_offset", "labels", "rules"];
         const RULE_KEYS: [&str; 7] = ["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"];
-        let Ok(mut doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return text.to_string() };
+        let Ok(mut doc) = yaml::from_str::<serde_yaml::Value>(text) else { return text.to_string() };
         let keep = |map: &mut serde_yaml::Mapping, known: &[&str]| {
             map.retain(|k, _| k.as_str().is_some_and(|k| known.contains(&k)));
         };

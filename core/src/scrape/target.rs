@@ -8,7 +8,7 @@
 //! `instance` defaults to `__address__`, the `__param_*` labels become URL parameters, and every
 //! label starting with `__` is removed from the target's labels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::config::{Config, Duration, HttpClientConfig, ScrapeConfig, ScrapeLimits};
 use crate::discovery::TargetGroup;
@@ -178,10 +178,13 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
 /// Targets whose final labels are identical within a config are kept once, as upstream does.
 fn add_resolved(set: &mut TargetSet, sc: &ScrapeConfig, discovered: impl IntoIterator<Item = Labels>) {
     let first = set.active.len();
+    // Targets of this scrape config already taken, so that duplicates are found in linear time
+    // (40,000 static targets took 20 s to compare pairwise).
+    let mut seen: HashSet<(Labels, String)> = HashSet::new();
     for d in discovered {
         match resolve(sc, d) {
             Resolution::Active(t) => {
-                if !set.active[first..].iter().any(|o| o.labels == t.labels && o.url() == t.url()) {
+                if seen.insert((t.labels.clone(), t.url())) {
                     set.active.push(*t);
                 }
             }

@@ -131,7 +131,7 @@ pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
 fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
     let mut groups = Vec::new();
     for file in patterns.iter().flat_map(|p| expand_glob(p)) {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match crate::files::read_text(&file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("{}: {e}", file.display())),
