@@ -180,22 +180,10 @@ fn deletion_uses_tombstones_survives_a_crash_and_is_cleaned() {
     assert!(stored(&p, 4, t0) == expected(4, t0, None));
 }
 
-#[test]
-fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
-    let dir = TempDir::new("blocks-corrupt");
-    let data = dir.0.join("data");
-    let t0 = (now_ms() - 600_000) / 1000 * 1000;
-    let p = start(&data, &[]);
-    write_all(&p, t0);
-    wait_for_compaction(&p);
-    let mut p = p;
-    p.process.signal(libc::SIGTERM);
-    let (status, _) = p.process.wait_exit(Duration::from_secs(30));
-    assert!(status.success());
-    drop(p);
-    // Damage the index of the oldest block of shard 0 that holds the only copy of its samples:
-    // a compaction that SIGTERM interrupted may leave its output and its parents side by side,
-    // or a half-written `.tmp` directory that the next start removes.
+/// The oldest block of shard 0 that holds the only copy of its samples: a compaction that
+/// SIGTERM interrupted may leave its output and its parents side by side, or a half-written
+/// `.tmp` directory that the next start removes.
+fn oldest_sole_block(data: &Path) -> std::path::PathBuf {
     let shard0 = data.join("blocks").join("0");
     let metas: Vec<_> = std::fs::read_dir(&shard0)
         .unwrap()
@@ -214,7 +202,23 @@ fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
         .filter(|(_, m)| !parents_of(m).iter().any(|p| on_disk.contains(p)))
         .min_by_key(|(_, m)| m["minTime"].as_i64())
         .expect("a block");
-    let victim = victim.clone();
+    victim.clone()
+}
+
+#[test]
+fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
+    let dir = TempDir::new("blocks-corrupt");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let p = start(&data, &[]);
+    write_all(&p, t0);
+    wait_for_compaction(&p);
+    let mut p = p;
+    p.process.signal(libc::SIGTERM);
+    let (status, _) = p.process.wait_exit(Duration::from_secs(30));
+    assert!(status.success());
+    drop(p);
+    let victim = oldest_sole_block(&data);
     let index = victim.join("index");
     let mut bytes = std::fs::read(&index).unwrap();
     let mid = bytes.len() / 2;
@@ -233,6 +237,49 @@ fn a_corrupted_block_is_refused_with_a_message_and_the_rest_is_served() {
     let (_, stderr) = p.process.wait_exit(Duration::from_secs(30));
     assert!(stderr.contains("block refused") && stderr.contains("index: checksum mismatch"), "{stderr}");
     assert!(victim.exists(), "a refused block stays on disk for the operator");
+}
+
+#[test]
+fn a_chunk_damaged_while_serving_fails_one_query_and_its_block_is_set_aside() {
+    let dir = TempDir::new("blocks-chunk-damage");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    // Compaction off (its largest range is one block), so the damaged block stays as it is.
+    let mut p = start(&data, &["--storage.tsdb.max-block-duration=2s"]);
+    write_all(&p, t0);
+    let cut = eventually(Duration::from_secs(30), || (p.metric("pyrite_tsdb_compactions_total") >= 2.0).then_some(()));
+    assert!(cut.is_some(), "no block was cut");
+    // Flip a bit in the middle of the oldest block's chunks, in place, while it is served.
+    let victim = oldest_sole_block(&data);
+    let chunks = victim.join("chunks");
+    let len = std::fs::metadata(&chunks).unwrap().len();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&chunks).unwrap();
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, len / 2).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x10], len / 2).unwrap();
+    drop(file);
+    let at = (t0 + SAMPLES * STEP) as f64 / 1000.0;
+    let (status, body) = p.get(&format!("/api/v1/query?query=count_over_time(blocky%5B1h%5D)&time={at}"));
+    assert_eq!(status, 500, "{body}");
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(body.contains(&name) && body.contains("checksum mismatch"), "{body}");
+    assert!(!body.contains(&*data.to_string_lossy()), "no absolute path in answers: {body}");
+    // The block is set aside; the same query answers from what is left.
+    assert!(victim.with_file_name(format!("{name}.damaged")).exists(), "set aside on disk");
+    let (status, body) = p.get(&format!("/api/v1/query?query=count_over_time(blocky%5B1h%5D)&time={at}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(p.metric("pyrite_tsdb_blocks_refused_total"), 1.0);
+    for i in 0..SERIES {
+        assert_eq!(stored(&p, i, t0).last(), expected(i, t0, None).last(), "series {i}");
+    }
+    // A restart leaves the damaged block alone.
+    p.process.signal(libc::SIGTERM);
+    p.process.wait_exit(Duration::from_secs(30));
+    drop(p);
+    let p = start(&data, &["--storage.tsdb.max-block-duration=2s"]);
+    assert_eq!(p.metric("pyrite_tsdb_blocks_refused_total"), 0.0);
+    let (status, body) = p.get(&format!("/api/v1/query?query=count_over_time(blocky%5B1h%5D)&time={at}"));
+    assert_eq!(status, 200, "{body}");
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         let (kind, status) = match e {
             EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
-            EvalError::Storage(_) | EvalError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+            EvalError::DamagedBlock { .. } | EvalError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             EvalError::Unsupported(_) | EvalError::Execution(_) | EvalError::TooManySamples => {
                 ("execution", StatusCode::UNPROCESSABLE_ENTITY)
             }

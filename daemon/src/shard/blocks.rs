@@ -6,7 +6,8 @@
 //! a directory a start can make sense of: `.tmp` directories are deleted, and a block that a
 //! newer block lists as its parent is deleted (a compaction finished but its inputs were not
 //! removed yet). A block that cannot be read is refused with its reason and left on disk; the
-//! others are served.
+//! others are served. A block that a query finds damaged (a chunk whose checksum fails) is set
+//! aside: no longer served, its directory renamed `<ulid>.damaged`.
 
 use std::fs;
 use std::io;
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use pyrite_core::labels::Matcher;
 use pyrite_core::tsdb::block::{self, Block, BlockError, BlockWriter, Compaction, TMP_SUFFIX};
 use pyrite_core::tsdb::head::Head;
+
+/// Suffix of a block set aside because reading it found damage.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
 
 pub struct Blocks {
     dir: PathBuf,
@@ -54,7 +58,8 @@ impl Blocks {
             fs::remove_dir_all(path)?;
             opened.removed.push(path.clone());
         }
-        entries.retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX));
+        entries
+            .retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX) && !p.to_string_lossy().ends_with(DAMAGED_SUFFIX));
         let mut refused = Vec::new();
         for path in entries {
             match Block::open(&path) {
@@ -144,6 +149,23 @@ impl Blocks {
             remove_block(p)?;
         }
         Ok(())
+    }
+
+    /// Stops serving the block named `name` (its ULID), found damaged while it was read, and
+    /// renames its directory with [`DAMAGED_SUFFIX`], so that later starts leave it alone and
+    /// an operator can inspect or delete it. False if no such block is served, or a compaction
+    /// is reading the blocks (the next damaged read tries again).
+    pub fn set_aside(&mut self, name: &str) -> io::Result<bool> {
+        let Some(i) = self.list.iter().position(|b| b.dir().file_name().is_some_and(|n| n == name)) else {
+            return Ok(false);
+        };
+        if self.compacting {
+            return Ok(false);
+        }
+        let dir = self.list[i].dir().to_path_buf();
+        fs::rename(&dir, dir.with_file_name(format!("{name}{DAMAGED_SUFFIX}")))?;
+        self.list.remove(i);
+        Ok(true)
     }
 
     /// Deletes the blocks entirely before `t`; returns how many.

@@ -222,7 +222,12 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 let querier = s.querier();
                 let evaluate =
                     || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
-                let _ = reply.send(crate::panic::catch(evaluate).unwrap_or_else(|e| Err(EvalError::Internal(e))));
+                let out = crate::panic::catch(evaluate).unwrap_or_else(|e| Err(EvalError::Internal(e)));
+                drop(s);
+                if let Err(EvalError::DamagedBlock { block, reason }) = &out {
+                    set_aside(index, &ctx, &mut storage.borrow_mut(), block, reason);
+                }
+                let _ = reply.send(out);
             }
             Request::Query { plan, params, timeout, reply } => {
                 monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, timeout, reply));
@@ -288,6 +293,19 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 });
             }
         }
+    }
+}
+
+/// Stops serving a block a query found damaged: this query failed on it, later ones answer
+/// from the other blocks and the head.
+fn set_aside(index: usize, ctx: &Context, storage: &mut Storage, block: &str, reason: &str) {
+    match storage.blocks.set_aside(block) {
+        Ok(true) => {
+            ctx.metrics.blocks_refused.get_or_create(&shard_label(index)).inc();
+            tracing::error!(shard = index, block, reason, "damaged block set aside; its data is no longer served");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(shard = index, block, error = %e, "cannot set a damaged block aside"),
     }
 }
 

@@ -48,9 +48,10 @@ pub enum EvalError {
     /// The query would load more samples than `--query.max-samples` allows (`execution`).
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
-    /// Stored data could not be read (a damaged block); upstream's `internal`.
-    #[error("{0}")]
-    Storage(String),
+    /// A block's data could not be read (damaged on disk); upstream's `internal`. The shard
+    /// that finds it sets the block aside.
+    #[error("block {block}: {reason}")]
+    DamagedBlock { block: String, reason: String },
     /// A fault in Pyrite itself stopped this query (a panic, caught where the query ran);
     /// upstream's `internal`.
     #[error("internal error: {0}")]
@@ -333,7 +334,8 @@ impl SeriesSource for Head {
 
 impl SeriesSource for Querier<'_> {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Querier::select(self, matchers, mint, maxt).map_err(|e| EvalError::Storage(e.to_string()))
+        Querier::select(self, matchers, mint, maxt)
+            .map_err(|e| EvalError::DamagedBlock { block: e.name(), reason: e.reason })
     }
 }
 

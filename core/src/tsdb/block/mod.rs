@@ -39,9 +39,10 @@ pub const TOMBSTONES_FILE: &str = "tombstones";
 /// Suffix of a block still being written, or being deleted.
 pub const TMP_SUFFIX: &str = ".tmp";
 
-/// A block that cannot be read, with what is wrong with it.
+/// A block that cannot be read, with what is wrong with it. It names the block by its
+/// directory's name (its ULID), never by an absolute path, which answers must not reveal.
 #[derive(Debug, Error)]
-#[error("block {}: {reason}", dir.display())]
+#[error("block {}: {reason}", self.name())]
 pub struct BlockError {
     pub dir: PathBuf,
     pub reason: String,
@@ -50,6 +51,11 @@ pub struct BlockError {
 impl BlockError {
     fn new(dir: impl Into<PathBuf>, reason: impl Into<String>) -> BlockError {
         BlockError { dir: dir.into(), reason: reason.into() }
+    }
+
+    /// The block's directory name: its ULID.
+    pub fn name(&self) -> String {
+        self.dir.file_name().map_or_else(|| "?".into(), |n| n.to_string_lossy().into_owned())
     }
 }
 
