@@ -17,6 +17,7 @@ use crate::reload::LiveConfig;
 use crate::rules::{AlertingFlags, RuleManager};
 use crate::scrape::ScrapeManager;
 use crate::shard::{Shards, WalOptions};
+use crate::slots::{Slot, Slots};
 
 pub struct Context {
     pub shards: Shards,
@@ -59,8 +60,8 @@ pub struct Context {
     pub head_snapshot_interval: Option<i64>,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
-    /// Query slots: a query takes a token and gives it back when done.
-    query_slots: (flume::Sender<()>, flume::Receiver<()>),
+    /// Query slots (`--query.max-concurrency`): a query holds one while it runs.
+    query_slots: Slots,
     ready_shards: AtomicUsize,
 }
 
@@ -69,17 +70,6 @@ pub struct Context {
 pub struct ReplayCounts {
     pub segments: std::sync::atomic::AtomicU64,
     pub corruptions: std::sync::atomic::AtomicU64,
-}
-
-/// A query slot, given back when dropped.
-pub struct QuerySlot {
-    release: flume::Sender<()>,
-}
-
-impl Drop for QuerySlot {
-    fn drop(&mut self) {
-        let _ = self.release.send(());
-    }
 }
 
 impl Context {
@@ -130,20 +120,14 @@ impl Context {
             wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
                 .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
             parse_options: flags.parse_options(),
-            query_slots: {
-                let slots = flags.query_max_concurrency.max(1);
-                let (tx, rx) = flume::bounded(slots);
-                (0..slots).for_each(|_| tx.send(()).expect("the channel has room for every slot"));
-                (tx, rx)
-            },
+            query_slots: Slots::new(flags.query_max_concurrency),
             ready_shards: AtomicUsize::new(0),
         }
     }
 
     /// Waits for a free query slot (`--query.max-concurrency`).
-    pub async fn query_slot(&self) -> QuerySlot {
-        let _ = self.query_slots.1.recv_async().await;
-        QuerySlot { release: self.query_slots.0.clone() }
+    pub async fn query_slot(&self) -> Slot {
+        self.query_slots.acquire().await
     }
 
     pub fn mark_shard_ready(&self) {

@@ -25,6 +25,7 @@ mod rules;
 mod runtime;
 mod scrape;
 mod shard;
+mod slots;
 mod test_rules;
 
 use std::process::ExitCode;
