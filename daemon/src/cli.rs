@@ -178,6 +178,19 @@ pub struct ServerFlags {
     /// /etc/resolv.conf.
     #[arg(long = "discovery.dns-server")]
     pub dns_server: Option<String>,
+    /// Web configuration file (exporter-toolkit's format): TLS, basic auth and response headers;
+    /// re-read when it changes. See docs/security.md.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+    /// Most HTTP connections open at once, across all shards; more wait to be accepted.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Most time a client may take to send a whole request; 0s for no limit.
+    #[arg(long = "web.read-timeout", default_value = "5m", value_parser = duration)]
+    pub read_timeout: Duration,
+    /// Regular expression (anchored) of the origins allowed to call the API from a browser.
+    #[arg(long = "web.cors.origin", default_value = ".*", value_parser = crate::http::parse_cors_origin)]
+    pub cors_origin: regex::Regex,
     /// Serve /-/reload and /-/quit (shutdown and reload over HTTP).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,

@@ -33,6 +33,8 @@ pub struct Context {
     pub web: WebPaths,
     /// `--web.enable-lifecycle`.
     pub lifecycle_api: bool,
+    /// `--web.cors.origin`, anchored.
+    pub cors_origin: regex::Regex,
     /// `--discovery.dns-server`.
     pub dns_server: Option<String>,
     /// Unix ms at start-up.
@@ -97,6 +99,7 @@ impl Context {
             flags: flag_values,
             web,
             lifecycle_api: flags.enable_lifecycle,
+            cors_origin: flags.cors_origin.clone(),
             dns_server: flags.dns_server.clone(),
             started: crate::clock::now_ms(),
             replay: ReplayCounts::default(),

@@ -156,8 +156,10 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
     let _lock = datadir::lock(&flags.storage_path)?;
     datadir::check_shard_layout(&flags.storage_path, shard_count)?;
+    let http_settings = Arc::new(http_settings(&flags)?);
     let listener = http::server::bind(&flags.listen_address)?;
-    tracing::info!(address = %flags.listen_address, "listening");
+    let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
+    tracing::info!(address = %flags.listen_address, tls, "listening");
 
     let signals = block_handled_signals();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
@@ -180,7 +182,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
     for (index, mailbox) in receivers.into_iter().enumerate() {
-        let start = ShardStart { index, mailbox, listener: listener.try_clone()? };
+        let start = ShardStart { index, mailbox, listener: listener.try_clone()?, http: http_settings.clone() };
         let ctx = ctx.clone();
         let cpu = (shard_count <= cpus.len()).then(|| cpus[index]);
         let thread = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
@@ -211,6 +213,20 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     shut_down(&ctx.shards);
     tracing::info!("exiting");
     Ok(())
+}
+
+/// The HTTP server's settings from the `--web.*` flags; the web configuration file is read
+/// now, so that a broken one stops the start-up.
+fn http_settings(flags: &ServerFlags) -> anyhow::Result<http::server::Settings> {
+    let web = match &flags.web_config_file {
+        Some(path) => Some((http::web_config::WebConfigFile::load(path)?, http::auth::Authenticator::start()?)),
+        None => None,
+    };
+    let read_timeout = match flags.read_timeout.millis() {
+        0 => std::time::Duration::MAX,
+        ms => std::time::Duration::from_millis(ms.unsigned_abs()),
+    };
+    Ok(http::server::Settings { web, connections: slots::Slots::new(flags.max_connections), read_timeout })
 }
 
 /// Asks every shard to make its storage durable and stop appending; waits at most 20 s in

@@ -1,0 +1,198 @@
+//! TLS for the HTTP server: the rustls server configuration built from the web configuration's
+//! `tls_server_config` (certificate and key, client-certificate policy, versions, cipher
+//! suites, curves), and the handshake over a shard's monoio connection.
+//!
+//! The handshake runs through `tokio_rustls::TlsAcceptor` over monoio's poll-mode stream (the
+//! scrape client does the same with `TlsConnector`), so hyper then serves the decrypted stream
+//! like a plain one. The mapping from Go's `crypto/tls` names is in `core/src/config/web.rs`;
+//! what rustls cannot do is refused there, at parse time.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::poll_io::{AsyncRead, AsyncWrite};
+use pyrite_core::config::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use thiserror::Error;
+
+/// Why a TLS server configuration cannot be built; the message names the file.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("unable to load {what} from {origin}: {message}")]
+    Pem { what: &'static str, origin: String, message: String },
+    #[error("{what} in {origin} has no certificate")]
+    NoCertificate { what: &'static str, origin: String },
+    #[error("unusable certificate or key: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("unusable client CAs: {0}")]
+    ClientCas(String),
+}
+
+/// Where PEM text came from, for errors.
+fn origin(pem: &Pem) -> String {
+    match pem {
+        Pem::File(path) => path.display().to_string(),
+        Pem::Inline(_) => "the inline value".into(),
+    }
+}
+
+/// Every certificate in `pem`.
+fn certificates(pem: &Pem, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Result<Vec<_>, _> = match pem {
+        Pem::File(path) => CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect()),
+        Pem::Inline(text) => CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
+    };
+    let certs = certs.map_err(|e| TlsError::Pem { what, origin: origin(pem), message: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { what, origin: origin(pem) });
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
+    match pem {
+        Pem::File(path) => PrivateKeyDer::from_pem_file(path),
+        Pem::Inline(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()),
+    }
+    .map_err(|e| TlsError::Pem { what: "the private key", origin: origin(pem), message: e.to_string() })
+}
+
+/// The ring provider restricted to the configured suites and curves.
+fn provider(tls: &TlsServerConfig) -> CryptoProvider {
+    let mut provider = ring::default_provider();
+    if !tls.cipher_suites.is_empty() {
+        // As in Go, the list orders TLS 1.2 suites; TLS 1.3 suites stay on.
+        let tls13 = provider.cipher_suites.iter().filter(|s| s.tls13().is_some()).copied();
+        let tls12 = tls.cipher_suites.iter().map(|s| match s {
+            CipherSuite::EcdheEcdsaAes128GcmSha256 => ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            CipherSuite::EcdheEcdsaAes256GcmSha384 => ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
+                ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            CipherSuite::EcdheRsaAes128GcmSha256 => ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            CipherSuite::EcdheRsaAes256GcmSha384 => ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            CipherSuite::EcdheRsaChacha20Poly1305Sha256 => {
+                ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+        });
+        provider.cipher_suites = tls12.chain(tls13).collect();
+    }
+    if !tls.curve_preferences.is_empty() {
+        provider.kx_groups = tls
+            .curve_preferences
+            .iter()
+            .filter_map(|c| match c {
+                Curve::X25519 => Some(ring::kx_group::X25519),
+                Curve::P256 => Some(ring::kx_group::SECP256R1),
+                Curve::P384 => Some(ring::kx_group::SECP384R1),
+                Curve::P521 => None,
+            })
+            .collect();
+    }
+    provider
+}
+
+/// The rustls server configuration for `tls`, with certificate, key and client CAs read now.
+pub fn server_config(tls: &TlsServerConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(provider(tls));
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(TlsVersion::Tls12, &rustls::version::TLS12), (TlsVersion::Tls13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (tls.min_version..=tls.max_version).contains(v))
+            .map(|(_, v)| v)
+            .collect();
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions)?;
+    let builder = match tls.client_auth {
+        ClientAuth::NoClientCert => builder.with_no_client_auth(),
+        auth => {
+            let verifier: Arc<dyn ClientCertVerifier> = if auth.verifies() {
+                let mut roots = RootCertStore::empty();
+                let ca = tls.client_ca.as_ref().ok_or_else(|| TlsError::ClientCas("no client_ca_file".into()))?;
+                roots.add_parsable_certificates(certificates(ca, "the client CAs")?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let verifier = if auth.mandatory() { verifier } else { verifier.allow_unauthenticated() };
+                verifier.build().map_err(|e| TlsError::ClientCas(e.to_string()))?
+            } else {
+                Arc::new(AnyClientCert { provider: provider.clone(), mandatory: auth.mandatory() })
+            };
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certificates(&tls.cert, "the certificate")?, private_key(&tls.key)?)?;
+    config.ignore_client_order = tls.prefer_server_cipher_suites;
+    // Only HTTP/1.1 is served: a client offering h2 settles on it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The TLS handshake on an accepted connection, bounded by `timeout`.
+pub async fn accept<S>(
+    config: Arc<ServerConfig>,
+    stream: S,
+    timeout: Duration,
+) -> io::Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    monoio::time::timeout(timeout, handshake)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))
+}
+
+/// `RequestClientCert` and `RequireAnyClientCert`: a certificate is asked for (and demanded if
+/// `mandatory`) but not checked against any CA, as Go does; the client still proves that it
+/// holds the certificate's key.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+    mandatory: bool,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

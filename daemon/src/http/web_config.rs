@@ -1,0 +1,142 @@
+//! `--web.config.file`: the web configuration in force, re-read when it changes.
+//!
+//! Upstream re-reads the file for every connection (and request) so that edits and rotated
+//! certificates apply without a restart. Pyrite does the same at the cost of a few `stat`
+//! calls: each new connection asks for [`WebConfigFile::current`], which reloads only when the
+//! file, or a certificate, key or CA file it names, has a new modification time, size or inode.
+//! A file that cannot be used at start-up stops the server with an error naming the file and
+//! the key; later, the last good configuration stays in force and the problem is logged once
+//! per change. TLS cannot be switched on or off while running (the port's scheme would change
+//! under its clients); such an edit is refused the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::http::{HeaderName, HeaderValue};
+use pyrite_core::config::{ConfigError, WebConfig};
+use thiserror::Error;
+
+use super::tls::{self, TlsError};
+
+#[derive(Debug, Error)]
+pub enum WebConfigError {
+    #[error("unable to read web config file {file}: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{file}: tls_server_config: {source}")]
+    Tls { file: String, source: TlsError },
+    #[error("{file}: http_server_config.headers.{name}: invalid header value")]
+    Header { file: String, name: String },
+    #[error("{file}: TLS cannot be switched on or off while running; restart to apply")]
+    TlsToggled { file: String },
+}
+
+/// The web configuration in force, ready for connections.
+pub struct ActiveWebConfig {
+    /// The TLS server configuration; None: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set on every response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// User -> bcrypt hash; empty: no authentication.
+    pub users: BTreeMap<String, String>,
+}
+
+/// What identifies a version of a file: modification time, size and inode (None: missing).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+struct State {
+    active: Arc<ActiveWebConfig>,
+    /// The files the active configuration came from: the web config file first.
+    files: Vec<PathBuf>,
+    /// Their stamps when last read (successfully or not).
+    stamps: Vec<Stamp>,
+}
+
+/// The web configuration file, and the configuration last read from it.
+pub struct WebConfigFile {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl WebConfigFile {
+    /// Reads the file at start-up.
+    pub fn load(path: &Path) -> Result<WebConfigFile, WebConfigError> {
+        let (active, files) = read(path)?;
+        let stamps = files.iter().map(|f| stamp(f)).collect();
+        Ok(WebConfigFile {
+            path: path.to_path_buf(),
+            state: Mutex::new(State { active: Arc::new(active), files, stamps }),
+        })
+    }
+
+    /// Whether connections are served over TLS (fixed at start-up).
+    pub fn tls(&self) -> bool {
+        self.current().tls.is_some()
+    }
+
+    /// The configuration for a new connection: the file is read again if it, or a file it
+    /// names, has changed since it was last read.
+    pub fn current(&self) -> Arc<ActiveWebConfig> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stamps: Vec<Stamp> = state.files.iter().map(|f| stamp(f)).collect();
+        if stamps == state.stamps {
+            return state.active.clone();
+        }
+        let reloaded = read(&self.path).and_then(|(active, files)| {
+            if active.tls.is_some() != state.active.tls.is_some() {
+                return Err(WebConfigError::TlsToggled { file: self.path.display().to_string() });
+            }
+            Ok((active, files))
+        });
+        match reloaded {
+            Ok((active, files)) => {
+                tracing::info!(file = %self.path.display(), "web config file reloaded");
+                state.stamps = files.iter().map(|f| stamp(f)).collect();
+                state.files = files;
+                state.active = Arc::new(active);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use the changed web config file; the last good one stays in force");
+                state.stamps = stamps;
+            }
+        }
+        state.active.clone()
+    }
+}
+
+/// Reads and checks the configuration at `path`, its certificates included; also returns the
+/// files it came from.
+fn read(path: &Path) -> Result<(ActiveWebConfig, Vec<PathBuf>), WebConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read { file: file.clone(), source })?;
+    let config = WebConfig::parse(&text, &file)?;
+    let mut files = vec![path.to_path_buf()];
+    let tls = match &config.tls {
+        Some(t) => {
+            files.extend(t.files().map(Path::to_path_buf));
+            Some(tls::server_config(t).map_err(|source| WebConfigError::Tls { file: file.clone(), source })?)
+        }
+        None => None,
+    };
+    let headers = config
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let invalid = || WebConfigError::Header { file: file.clone(), name: name.clone() };
+            Ok((
+                HeaderName::try_from(name.as_str()).map_err(|_| invalid())?,
+                HeaderValue::try_from(value).map_err(|_| invalid())?,
+            ))
+        })
+        .collect::<Result<_, WebConfigError>>()?;
+    Ok((ActiveWebConfig { tls, headers, users: config.basic_auth_users }, files))
+}
