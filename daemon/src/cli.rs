@@ -22,8 +22,7 @@ pub enum Command {
     /// Parses a PromQL expression and prints how it runs across shards.
     Explain { query: String },
     /// Queries a Prometheus-compatible server, printing as `promtool query` does.
-    #[command(subcommand)]
-    Query(QueryCommand),
+    Query(QueryArgs),
     /// Checks files as `promtool check` does.
     #[command(subcommand)]
     Check(CheckCommand),
@@ -63,6 +62,17 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// `pyrite query [--http.config.file=FILE] ...`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// HTTP client configuration file, as promtool's: basic_auth, authorization, tls_config,
+    /// proxy_url, follow_redirects.
+    #[arg(long = "http.config.file", global = true)]
+    pub http_config_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: QueryCommand,
 }
 
 /// `pyrite query ...`: promtool's query subcommands, for scripts.

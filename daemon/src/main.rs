@@ -17,6 +17,7 @@ mod context;
 mod datadir;
 mod discovery;
 mod http;
+mod http_client;
 mod metrics;
 mod notifier;
 mod query;
