@@ -279,12 +279,45 @@ fn client_certificates_are_required_and_verified() {
 }
 
 #[test]
+fn versions_and_cipher_suites_apply_and_follow_edits() {
+    let certs = Certs::new();
+    let ca = certs.path("ca.crt");
+    let tls = |settings: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{settings}",
+            certs.path("server.crt"),
+            certs.path("server.key")
+        )
+    };
+    let only_aes128 = "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n";
+    let s = start(&certs, &tls(only_aes128), &[], &["--cacert", &ca]);
+    let url = format!("{}/-/healthy", s.base);
+    let with = |args: &[&str]| {
+        let mut all = vec!["--cacert", ca.as_str()];
+        all.extend_from_slice(args);
+        all.push(&url);
+        curl(&all).map(|a| a.status)
+    };
+    assert_eq!(with(&["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"]), Ok(200));
+    assert!(with(&["--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"]).is_err(), "a suite not listed");
+    assert!(with(&["--tlsv1.3"]).is_err(), "TLS 1.3 is above max_version");
+
+    std::fs::write(&s.web_config, tls("  min_version: TLS13\n")).unwrap();
+    let edited = eventually(Duration::from_secs(5), || with(&["--tls-max", "1.2"]).is_err().then_some(()));
+    assert!(edited.is_some(), "TLS 1.2 is refused after the edit");
+    assert_eq!(with(&["--tlsv1.3"]), Ok(200));
+}
+
+#[test]
 fn a_broken_web_config_file_stops_the_start_naming_file_and_key() {
     let certs = Certs::new();
     for (text, expected) in [
         ("tls_server_config:\n  cert_fil: server.crt\n", "tls_server_config.cert_fil: unknown field `cert_fil`"),
         ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n", "TLS10 is not supported"),
-        ("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n", "missing.crt"),
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+            "tls_server_config.cert_file: unable to load",
+        ),
         ("basic_auth_users:\n  bob: plaintext\n", "basic_auth_users.bob: not a bcrypt hash"),
     ] {
         let path = certs.dir.0.join("broken.yml");

@@ -22,46 +22,50 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use thiserror::Error;
 
-/// Why a TLS server configuration cannot be built; the message names the file.
+/// Why a TLS server configuration cannot be built: the key under `tls_server_config` it is
+/// about, and the problem (naming the file).
 #[derive(Debug, Error)]
-pub enum TlsError {
-    #[error("unable to load {what} from {origin}: {message}")]
-    Pem { what: &'static str, origin: String, message: String },
-    #[error("{what} in {origin} has no certificate")]
-    NoCertificate { what: &'static str, origin: String },
-    #[error("unusable certificate or key: {0}")]
-    Rustls(#[from] rustls::Error),
-    #[error("unusable client CAs: {0}")]
-    ClientCas(String),
+#[error("{key}: {message}")]
+pub struct TlsError {
+    key: String,
+    message: String,
 }
 
-/// Where PEM text came from, for errors.
-fn origin(pem: &Pem) -> String {
-    match pem {
-        Pem::File(path) => path.display().to_string(),
-        Pem::Inline(_) => "the inline value".into(),
+impl TlsError {
+    fn new(key: impl Into<String>, message: impl std::fmt::Display) -> TlsError {
+        TlsError { key: key.into(), message: message.to_string() }
     }
 }
 
-/// Every certificate in `pem`.
-fn certificates(pem: &Pem, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The key `pem` was given under (`name` inline, `name_file` as a file), and where it came from.
+fn key_and_origin(pem: &Pem, name: &str) -> (String, String) {
+    match pem {
+        Pem::File(path) => (format!("{name}_file"), path.display().to_string()),
+        Pem::Inline(_) => (name.to_string(), "the inline value".into()),
+    }
+}
+
+/// Every certificate in `pem`, given under `name`.
+fn certificates(pem: &Pem, name: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let (key, origin) = key_and_origin(pem, name);
     let certs: Result<Vec<_>, _> = match pem {
         Pem::File(path) => CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect()),
         Pem::Inline(text) => CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
     };
-    let certs = certs.map_err(|e| TlsError::Pem { what, origin: origin(pem), message: e.to_string() })?;
+    let certs = certs.map_err(|e| TlsError::new(&key, format!("unable to load {origin}: {e}")))?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate { what, origin: origin(pem) });
+        return Err(TlsError::new(key, format!("no certificate in {origin}")));
     }
     Ok(certs)
 }
 
 fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let (key, origin) = key_and_origin(pem, "key");
     match pem {
         Pem::File(path) => PrivateKeyDer::from_pem_file(path),
         Pem::Inline(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()),
     }
-    .map_err(|e| TlsError::Pem { what: "the private key", origin: origin(pem), message: e.to_string() })
+    .map_err(|e| TlsError::new(key, format!("unable to load {origin}: {e}")))
 }
 
 /// The ring provider restricted to the configured suites and curves.
@@ -108,24 +112,28 @@ pub fn server_config(tls: &TlsServerConfig) -> Result<Arc<ServerConfig>, TlsErro
             .filter(|(v, _)| (tls.min_version..=tls.max_version).contains(v))
             .map(|(_, v)| v)
             .collect();
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError::new("min_version", e))?;
     let builder = match tls.client_auth {
         ClientAuth::NoClientCert => builder.with_no_client_auth(),
         auth => {
             let verifier: Arc<dyn ClientCertVerifier> = if auth.verifies() {
                 let mut roots = RootCertStore::empty();
-                let ca = tls.client_ca.as_ref().ok_or_else(|| TlsError::ClientCas("no client_ca_file".into()))?;
-                roots.add_parsable_certificates(certificates(ca, "the client CAs")?);
+                let ca = tls.client_ca.as_ref().ok_or_else(|| TlsError::new("client_ca_file", "missing"))?;
+                roots.add_parsable_certificates(certificates(ca, "client_ca")?);
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 let verifier = if auth.mandatory() { verifier } else { verifier.allow_unauthenticated() };
-                verifier.build().map_err(|e| TlsError::ClientCas(e.to_string()))?
+                verifier.build().map_err(|e| TlsError::new(key_and_origin(ca, "client_ca").0, e))?
             } else {
                 Arc::new(AnyClientCert { provider: provider.clone(), mandatory: auth.mandatory() })
             };
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certificates(&tls.cert, "the certificate")?, private_key(&tls.key)?)?;
+    let mut config = builder
+        .with_single_cert(certificates(&tls.cert, "cert")?, private_key(&tls.key)?)
+        .map_err(|e| TlsError::new(key_and_origin(&tls.key, "key").0, format!("unusable certificate and key: {e}")))?;
     config.ignore_client_order = tls.prefer_server_cipher_suites;
     // Only HTTP/1.1 is served: a client offering h2 settles on it.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

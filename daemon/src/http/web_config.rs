@@ -20,14 +20,16 @@ use thiserror::Error;
 
 use super::tls::{self, TlsError};
 
+/// Why the web configuration cannot be used. Each message is whole (the file, the key, the
+/// cause), so no error is chained as a source.
 #[derive(Debug, Error)]
 pub enum WebConfigError {
-    #[error("unable to read web config file {file}: {source}")]
-    Read { file: String, source: std::io::Error },
+    #[error("unable to read web config file {file}: {error}")]
+    Read { file: String, error: std::io::Error },
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{file}: tls_server_config: {source}")]
-    Tls { file: String, source: TlsError },
+    #[error("{file}: tls_server_config.{error}")]
+    Tls { file: String, error: TlsError },
     #[error("{file}: http_server_config.headers.{name}: invalid header value")]
     Header { file: String, name: String },
     #[error("{file}: TLS cannot be switched on or off while running; restart to apply")]
@@ -117,13 +119,13 @@ impl WebConfigFile {
 /// files it came from.
 fn read(path: &Path) -> Result<(ActiveWebConfig, Vec<PathBuf>), WebConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read { file: file.clone(), error })?;
     let config = WebConfig::parse(&text, &file)?;
     let mut files = vec![path.to_path_buf()];
     let tls = match &config.tls {
         Some(t) => {
             files.extend(t.files().map(Path::to_path_buf));
-            Some(tls::server_config(t).map_err(|source| WebConfigError::Tls { file: file.clone(), source })?)
+            Some(tls::server_config(t).map_err(|error| WebConfigError::Tls { file: file.clone(), error })?)
         }
         None => None,
     };
