@@ -141,8 +141,10 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 
 fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow::Result<()> {
     init_logging(&flags)?;
+    let http_settings = Arc::new(http_settings(&flags)?);
+    let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     let web =
-        WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address)?;
+        WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address, tls)?;
     let source = ConfigSource {
         file: flags.config_file.clone(),
         listen_address: flags.listen_address.clone(),
@@ -157,9 +159,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>) -> anyhow:
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
     let _lock = datadir::lock(&flags.storage_path)?;
     datadir::check_shard_layout(&flags.storage_path, shard_count)?;
-    let http_settings = Arc::new(http_settings(&flags)?);
     let listener = http::server::bind(&flags.listen_address)?;
-    let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     tracing::info!(address = %flags.listen_address, tls, "listening");
 
     let signals = block_handled_signals();
