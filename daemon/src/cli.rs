@@ -62,6 +62,11 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validates web configuration files (--web.config.file), certificates included.
+    WebConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `pyrite query [--http.config.file=FILE] ...`.

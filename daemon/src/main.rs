@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             let valid = match check {
                 cli::CheckCommand::Config { files } => check::config_files(&files),
                 cli::CheckCommand::Rules { files } => check::rule_files(&files),
+                cli::CheckCommand::WebConfig { files } => check::web_config_files(&files),
             };
             return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }

@@ -185,8 +185,11 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     let s =
         start(&certs, &tls_and_users(&certs, &[("alice", "s3cret")]), &[], &["--cacert", &ca, "-u", "alice:s3cret"]);
     let url = |path: &str| format!("{}{path}", s.base);
-    let (status, out) = run(Path::new("promtool"), &["check", "web-config", &s.web_config.display().to_string()], &[]);
+    let file = s.web_config.display().to_string();
+    let (status, out) = run(Path::new("promtool"), &["check", "web-config", &file], &[]);
     assert!(status, "upstream accepts the same file: {out}");
+    let (status, out) = run(&bin("pyrite"), &["check", "web-config", &file], &[]);
+    assert!(status && out.contains(&format!("{file} SUCCESS")), "pyrite check web-config: {out}");
 
     // No credentials, wrong ones, right ones.
     let none = curl(&["--cacert", &ca, &url("/api/v1/query?query=1")]).expect("an answer");
@@ -327,6 +330,8 @@ fn a_broken_web_config_file_stops_the_start_naming_file_and_key() {
         let (status, err) = p.process.wait_exit(Duration::from_secs(20));
         assert!(!status.success());
         assert!(err.contains(&path.display().to_string()) && err.contains(expected), "{text:?}: {err}");
+        let (valid, out) = run(&bin("pyrite"), &["check", "web-config", &path.display().to_string()], &[]);
+        assert!(!valid && out.contains(" FAILED: ") && out.contains(expected), "pyrite check web-config: {out}");
     }
 }
 
