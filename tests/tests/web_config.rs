@@ -253,6 +253,12 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     std::thread::sleep(Duration::from_millis(200));
     let still = curl(&["--cacert", &ca, "-u", "bob:hunter2", &url("/-/healthy")]).expect("an answer");
     assert_eq!(still.status, 200, "the last good configuration stays in force");
+    std::fs::write(&s.web_config, "").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let still = curl(&["--cacert", &ca, "-u", "bob:hunter2", &url("/-/healthy")]).expect("an answer");
+    assert_eq!(still.status, 200, "TLS is not switched off while running");
+    let plain = curl(&[&url("/-/healthy").replace("https://", "http://")]);
+    assert!(plain.as_ref().map_or(true, |a| a.status != 200), "still no plain HTTP: {plain:?}");
 }
 
 #[test]

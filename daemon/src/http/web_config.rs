@@ -142,3 +142,33 @@ fn read(path: &Path) -> Result<(ActiveWebConfig, Vec<PathBuf>), WebConfigError> 
         .collect::<Result<_, WebConfigError>>()?;
     Ok((ActiveWebConfig { tls, headers, users: config.basic_auth_users }, files))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+    #[test]
+    fn edits_apply_and_a_broken_edit_keeps_the_last_good_configuration() {
+        let dir = std::env::temp_dir().join(format!("pyrite-web-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("web.yml");
+        std::fs::write(&path, format!("basic_auth_users:\n  alice: {HASH}\n")).unwrap();
+        let file = WebConfigFile::load(&path).unwrap();
+        assert!(!file.tls());
+        assert_eq!(file.current().users.len(), 1);
+        std::fs::write(&path, format!("basic_auth_users:\n  alice: {HASH}\n  bob: {HASH}\n")).unwrap();
+        assert_eq!(file.current().users.len(), 2, "a longer file is a change");
+        std::fs::write(&path, "basic_auth_users:\n  carol: plain\n").unwrap();
+        assert_eq!(file.current().users.len(), 2, "the last good configuration stays");
+        std::fs::write(&path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n").unwrap();
+        let active = file.current();
+        assert_eq!((active.users.len(), active.headers.len()), (0, 1));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.current().headers.len(), 1, "a vanished file keeps the last good configuration");
+        let missing = WebConfigFile::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(missing.starts_with("unable to read web config file"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
