@@ -206,8 +206,9 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     assert_eq!(ok.header("content-security-policy"), Some("default-src 'self'"));
 
     // Hostile input: plain HTTP, a garbage handshake, broken and huge credentials.
-    let plain = curl(&[&url("/-/healthy").replace("https://", "http://")]);
-    assert!(plain.as_ref().map_or(true, |a| a.status != 200), "plain HTTP to the TLS port: {plain:?}");
+    let plain = curl(&[&url("/-/healthy").replace("https://", "http://")]).expect("an answer");
+    assert_eq!(plain.status, 400, "plain HTTP to the TLS port, as Go answers it");
+    assert_eq!(plain.body, "Client sent an HTTP request to an HTTPS server.\n");
     send_raw(s.pyrite.port, &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x02, 0x03]);
     send_raw(s.pyrite.port, &[0u8; 4096]);
     let long = format!("Authorization: Basic {}", "A".repeat(60_000));

@@ -4,14 +4,18 @@
 //!
 //! The handshake runs through `tokio_rustls::TlsAcceptor` over monoio's poll-mode stream (the
 //! scrape client does the same with `TlsConnector`), so hyper then serves the decrypted stream
-//! like a plain one. The mapping from Go's `crypto/tls` names is in `core/src/config/web.rs`;
+//! like a plain one. Its first five bytes are looked at first, so that plain HTTP sent to the
+//! TLS port gets Go's explanatory 400 instead of a TLS alert. The mapping from Go's `crypto/tls` names is in `core/src/config/web.rs`;
 //! what rustls cannot do is refused there, at parse time.
 
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use monoio::io::poll_io::{AsyncRead, AsyncWrite};
+use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
 use pyrite_core::config::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{ring, CryptoProvider};
@@ -21,6 +25,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use thiserror::Error;
+use tokio_rustls::server::TlsStream;
 
 /// Why a TLS server configuration cannot be built: the key under `tls_server_config` it is
 /// about, and the problem (naming the file).
@@ -140,19 +145,98 @@ pub fn server_config(tls: &TlsServerConfig) -> Result<Arc<ServerConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
-/// The TLS handshake on an accepted connection, bounded by `timeout`.
-pub async fn accept<S>(
-    config: Arc<ServerConfig>,
-    stream: S,
-    timeout: Duration,
-) -> io::Result<tokio_rustls::server::TlsStream<S>>
+/// What Go's server answers to plain HTTP on a TLS port.
+const PLAINTEXT_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The TLS handshake on an accepted connection, bounded by `timeout`. As Go's server does, a
+/// client that starts with a plain HTTP request instead of a TLS record is answered with a 400
+/// that says so, and the connection ends.
+pub async fn accept<S>(config: Arc<ServerConfig>, mut stream: S, timeout: Duration) -> io::Result<TlsStream<Replay<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let handshake = async {
+        let head = read_head(&mut stream).await?;
+        if matches!(&head[..], b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO") {
+            write_all(&mut stream, PLAINTEXT_ANSWER).await?;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "client sent an HTTP request to the TLS port"));
+        }
+        tokio_rustls::TlsAcceptor::from(config).accept(Replay { head, sent: 0, inner: stream }).await
+    };
     monoio::time::timeout(timeout, handshake)
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))
+}
+
+/// The first five bytes of `stream` (a TLS record header), fewer if it ends sooner.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 5];
+    let mut filled = 0;
+    while filled < head.len() {
+        let mut buf = ReadBuf::new(&mut head[filled..]);
+        poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut buf)).await?;
+        match buf.filled().len() {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(head[..filled].to_vec())
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match poll_fn(|cx| Pin::new(&mut *stream).poll_write(cx, bytes)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    poll_fn(|cx| Pin::new(&mut *stream).poll_shutdown(cx)).await
+}
+
+/// A stream whose first bytes, already read to look at them, are read again.
+pub struct Replay<S> {
+    head: Vec<u8>,
+    sent: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.sent < this.head.len() {
+            let n = buf.remaining().min(this.head.len() - this.sent);
+            buf.put_slice(&this.head[this.sent..this.sent + n]);
+            this.sent += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// `RequestClientCert` and `RequireAnyClientCert`: a certificate is asked for (and demanded if
