@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use pyrite_tests::{bin, eventually, Pyrite, PyriteOpts, TempDir};
 
 /// A configuration without scrape targets: no self-scrape takes a connection.
@@ -260,6 +261,58 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     assert_eq!(still.status, 200, "TLS is not switched off while running");
     let plain = curl(&[&url("/-/healthy").replace("https://", "http://")]);
     assert!(plain.as_ref().map_or(true, |a| a.status != 200), "still no plain HTTP: {plain:?}");
+}
+
+/// The status of a GET with these basic-auth credentials, on an open plain connection.
+fn status_on(stream: &mut TcpStream, credentials: &str) -> u16 {
+    use std::io::BufRead;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let request = format!("GET /-/healthy HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {encoded}\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let (mut status_line, mut length) = (String::new(), 0usize);
+    reader.read_line(&mut status_line).expect("status line");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).expect("body");
+    status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn users_apply_per_request_so_a_removed_user_is_refused_on_an_open_connection() {
+    let certs = Certs::new();
+    let path = certs.dir.0.join("web.yml");
+    let users = |names: &[&str]| -> String {
+        let lines: String = names.iter().map(|n| format!("  {n}: {}\n", hash("pw"))).collect();
+        format!("basic_auth_users:\n{lines}")
+    };
+    std::fs::write(&path, users(&["alice", "bob"])).unwrap();
+    let extra_args = vec![format!("--web.config.file={}", path.display())];
+    let p = Pyrite::spawn(PyriteOpts { config: Some(NO_TARGETS.into()), extra_args, ..Default::default() });
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", p.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        Some(s)
+    };
+    let mut open = eventually(Duration::from_secs(20), || {
+        let mut s = connect()?;
+        (status_on(&mut s, "alice:pw") == 200).then_some(s)
+    })
+    .expect("pyrite serves plain HTTP with basic auth");
+    assert_eq!(status_on(&mut open, "alice:nope"), 401);
+    std::fs::write(&path, users(&["bob"])).unwrap();
+    let refused = eventually(Duration::from_secs(5), || (status_on(&mut open, "alice:pw") == 401).then_some(()));
+    assert!(refused.is_some(), "alice is refused on the connection she opened before the edit");
+    assert_eq!(status_on(&mut open, "bob:pw"), 200);
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! second server on the port is refused by the kernel); the kernel hands each connection to one
 //! of the waiting shards. Before accepting, a shard takes one of `--web.max-connections` slots
 //! shared by all shards, so connections beyond the limit wait in the kernel's accept queue, as
-//! upstream's limited listener makes them wait. Each connection then gets the web configuration
-//! in force (`--web.config.file`: TLS handshake, basic auth, response headers) and the
-//! `--web.read-timeout` deadline. hyper gets monoio's timer, without which it would silently
+//! upstream's limited listener makes them wait. Each connection then gets the TLS configuration
+//! in force (`--web.config.file`) and the `--web.read-timeout` deadline, and each request the
+//! basic-auth users and response headers in force. hyper gets monoio's timer, without which it would silently
 //! drop its header-read timeout and let slow clients hold connections open.
 
 use std::convert::Infallible;
@@ -28,7 +28,7 @@ use tower_service::Service;
 use super::auth::Authenticator;
 use super::deadline::{Deadline, DeadlineIo, RestartOnDrop};
 use super::tls;
-use super::web_config::{ActiveWebConfig, WebConfigFile};
+use super::web_config::WebConfigFile;
 use crate::slots::Slots;
 
 /// Time a client has to send its request headers (and to finish a TLS handshake), at most.
@@ -96,7 +96,7 @@ async fn connection(
     router: Router,
     settings: Arc<Settings>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let web = settings.web.as_ref().map(|(file, _)| file.current());
+    let tls = settings.web.as_ref().and_then(|(file, _)| file.current().tls.clone());
     let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
     let stream = stream.into_poll_io()?;
     let deadline = Deadline::start(settings.read_timeout);
@@ -106,10 +106,10 @@ async fn connection(
         b
     };
     let service = hyper::service::service_fn({
-        let (web, deadline) = (web.clone(), deadline.clone());
-        move |request| respond(request, router.clone(), settings.clone(), web.clone(), deadline.clone())
+        let deadline = deadline.clone();
+        move |request| respond(request, router.clone(), settings.clone(), deadline.clone())
     });
-    match web.as_ref().and_then(|w| w.tls.clone()) {
+    match tls {
         Some(config) => {
             let stream = tls::accept(config, stream, header_timeout).await?;
             builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?
@@ -120,16 +120,18 @@ async fn connection(
 }
 
 /// Answers one request: 401 without valid credentials when users are configured, the router's
-/// answer otherwise, with the configured headers either way.
+/// answer otherwise, with the configured headers either way. Users and headers are those in
+/// force for this request (as upstream, which reads them per request), so a removed user is
+/// refused on connections already open too.
 async fn respond(
     request: Request<Incoming>,
     mut router: Router,
     settings: Arc<Settings>,
-    web: Option<Arc<ActiveWebConfig>>,
     deadline: Deadline,
 ) -> Result<Response<RestartOnDrop<Body>>, Infallible> {
-    let authorized = match (&web, &settings.web) {
-        (Some(web), Some((_, auth))) if !web.users.is_empty() => {
+    let web = settings.web.as_ref().map(|(file, auth)| (file.current(), auth));
+    let authorized = match &web {
+        Some((web, auth)) if !web.users.is_empty() => {
             let credentials = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
             auth.check(&web.users, credentials).await
         }
@@ -137,7 +139,7 @@ async fn respond(
     };
     let mut response =
         if authorized { router.call(request).await.unwrap_or_else(|never| match never {}) } else { unauthorized() };
-    for (name, value) in web.iter().flat_map(|w| &w.headers) {
+    for (name, value) in web.iter().flat_map(|(w, _)| &w.headers) {
         response.headers_mut().insert(name, value.clone());
     }
     // The request has been read: the clock starts again once the response is sent.

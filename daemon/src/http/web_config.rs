@@ -1,9 +1,10 @@
 //! `--web.config.file`: the web configuration in force, re-read when it changes.
 //!
-//! Upstream re-reads the file for every connection (and request) so that edits and rotated
-//! certificates apply without a restart. Pyrite does the same at the cost of a few `stat`
-//! calls: each new connection asks for [`WebConfigFile::current`], which reloads only when the
-//! file, or a certificate, key or CA file it names, has a new modification time, size or inode.
+//! Upstream re-reads the file for every connection (TLS) and request (users, headers) so that
+//! edits and rotated certificates apply without a restart. Pyrite does the same at the cost of
+//! a few `stat` calls: each new connection and each request asks for
+//! [`WebConfigFile::current`], which reloads only when the file, or a certificate, key or CA
+//! file it names, has a new modification time, size or inode.
 //! A file that cannot be used at start-up stops the server with an error naming the file and
 //! the key; later, the last good configuration stays in force and the problem is logged once
 //! per change. TLS cannot be switched on or off while running (the port's scheme would change
@@ -85,8 +86,8 @@ impl WebConfigFile {
         self.current().tls.is_some()
     }
 
-    /// The configuration for a new connection: the file is read again if it, or a file it
-    /// names, has changed since it was last read.
+    /// The configuration for a new connection or request: the file is read again if it, or a
+    /// file it names, has changed since it was last read.
     pub fn current(&self) -> Arc<ActiveWebConfig> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let stamps: Vec<Stamp> = state.files.iter().map(|f| stamp(f)).collect();
