@@ -201,10 +201,8 @@ struct RawTls {
     key_file: Option<PathBuf>,
     client_ca_file: Option<PathBuf>,
     client_auth_type: Option<String>,
-    #[serde(default)]
-    cipher_suites: Vec<String>,
-    #[serde(default)]
-    curve_preferences: Vec<String>,
+    cipher_suites: Option<Vec<String>>,
+    curve_preferences: Option<Vec<String>>,
     min_version: Option<String>,
     max_version: Option<String>,
     prefer_server_cipher_suites: Option<bool>,
@@ -214,8 +212,7 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     http2: Option<bool>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: Option<BTreeMap<String, String>>,
 }
 
 impl WebConfig {
@@ -241,7 +238,7 @@ impl WebConfig {
         };
         let http = raw.http_server_config.unwrap_or_default();
         let mut headers = Vec::new();
-        for (name, value) in http.headers {
+        for (name, value) in http.headers.unwrap_or_default() {
             let at = format!("http_server_config.headers.{name}");
             let Some((_, allowed)) = HEADERS.iter().find(|(n, _)| *n == name) else {
                 return Err(invalid(&at, format!("HTTP header {name:?} can not be configured")));
@@ -334,8 +331,10 @@ impl RawTls {
         if min_version > max_version {
             return Err(err("min_version", "min_version is above max_version".into()));
         }
+        let (suite_names, curve_names) =
+            (self.cipher_suites.unwrap_or_default(), self.curve_preferences.unwrap_or_default());
         let mut cipher_suites = Vec::new();
-        for (i, name) in self.cipher_suites.iter().enumerate() {
+        for (i, name) in suite_names.iter().enumerate() {
             if let Some((_, suite)) = CIPHER_SUITES.iter().find(|(n, _)| n == name) {
                 cipher_suites.push(*suite);
             } else if GO_ONLY_SUITES.contains(&name.as_str()) {
@@ -348,11 +347,11 @@ impl RawTls {
                 return Err(err(&format!("cipher_suites[{i}]"), format!("unknown cipher: {name}")));
             }
         }
-        if !self.cipher_suites.is_empty() && cipher_suites.is_empty() && max_version == TlsVersion::Tls12 {
+        if !suite_names.is_empty() && cipher_suites.is_empty() && max_version == TlsVersion::Tls12 {
             return Err(err("cipher_suites", "no TLS12 cipher suite is listed, and max_version is TLS12".into()));
         }
         let mut curve_preferences = Vec::new();
-        for (i, name) in self.curve_preferences.iter().enumerate() {
+        for (i, name) in curve_names.iter().enumerate() {
             curve_preferences.push(
                 Curve::parse(name)
                     .ok_or_else(|| err(&format!("curve_preferences[{i}]"), format!("unknown curve: {name}")))?,
@@ -400,7 +399,8 @@ mod tests {
 
     #[test]
     fn empty_file_means_no_tls_and_no_auth() {
-        for text in ["", "\n", "# nothing\n", "{}"] {
+        let empty_sections = "tls_server_config:\nhttp_server_config:\n  headers:\nbasic_auth_users:\n";
+        for text in ["", "\n", "# nothing\n", "{}", empty_sections] {
             let c = WebConfig::parse(text, "web.yml").unwrap();
             assert_eq!((c.tls, c.http2, c.headers.len(), c.basic_auth_users.len()), (None, true, 0, 0), "{text:?}");
         }
