@@ -59,7 +59,7 @@ fn stamp(path: &Path) -> Stamp {
 struct State {
     active: Arc<ActiveWebConfig>,
     /// The files the active configuration came from: the web config file first.
-    files: Vec<PathBuf>,
+    files: Arc<[PathBuf]>,
     /// Their stamps when last read (successfully or not).
     stamps: Vec<Stamp>,
 }
@@ -77,7 +77,7 @@ impl WebConfigFile {
         let stamps = files.iter().map(|f| stamp(f)).collect();
         Ok(WebConfigFile {
             path: path.to_path_buf(),
-            state: Mutex::new(State { active: Arc::new(active), files, stamps }),
+            state: Mutex::new(State { active: Arc::new(active), files: files.into(), stamps }),
         })
     }
 
@@ -89,9 +89,12 @@ impl WebConfigFile {
     /// The configuration for a new connection or request: the file is read again if it, or a
     /// file it names, has changed since it was last read.
     pub fn current(&self) -> Arc<ActiveWebConfig> {
+        // The `stat` calls run outside the lock, which every shard takes for every request.
+        let files = self.state.lock().unwrap_or_else(|e| e.into_inner()).files.clone();
+        let stamps: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let stamps: Vec<Stamp> = state.files.iter().map(|f| stamp(f)).collect();
-        if stamps == state.stamps {
+        if stamps == state.stamps || !Arc::ptr_eq(&files, &state.files) {
+            // Unchanged, or another thread has just reloaded.
             return state.active.clone();
         }
         let reloaded = read(&self.path).and_then(|(active, files)| {
@@ -104,7 +107,7 @@ impl WebConfigFile {
             Ok((active, files)) => {
                 tracing::info!(file = %self.path.display(), "web config file reloaded");
                 state.stamps = files.iter().map(|f| stamp(f)).collect();
-                state.files = files;
+                state.files = files.into();
                 state.active = Arc::new(active);
             }
             Err(e) => {
