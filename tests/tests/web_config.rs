@@ -342,16 +342,16 @@ fn client_certificates_are_required_and_verified() {
 }
 
 #[test]
-fn versions_and_cipher_suites_apply_and_follow_edits() {
+fn inline_certificates_versions_and_cipher_suites_apply_and_follow_edits() {
     let certs = Certs::new();
     let ca = certs.path("ca.crt");
-    let tls = |settings: &str| {
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{settings}",
-            certs.path("server.crt"),
-            certs.path("server.key")
-        )
+    // Certificate and key inline this time, as YAML block scalars.
+    let inline = |name: &str| {
+        let pem = std::fs::read_to_string(certs.dir.0.join(name)).unwrap();
+        pem.lines().map(|l| format!("    {l}\n")).collect::<String>()
     };
+    let (cert, key) = (inline("server.crt"), inline("server.key"));
+    let tls = |settings: &str| format!("tls_server_config:\n  cert: |\n{cert}  key: |\n{key}{settings}");
     let only_aes128 = "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n";
     let s = start(&certs, &tls(only_aes128), &[], &["--cacert", &ca]);
     let url = format!("{}/-/healthy", s.base);
