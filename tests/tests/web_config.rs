@@ -339,6 +339,28 @@ fn client_certificates_are_required_and_verified() {
     let flag = format!("--http.config.file={}", client_config.display());
     let (status, out) = run(&bin("pyrite"), &["query", "instant", &flag, &s.base, "vector(3)"], &[]);
     assert!(status && out.contains("=> 3 @["), "pyrite query with a client certificate: {out}");
+
+    // The other policies, each applied to new connections by an edit: which of no certificate,
+    // an unknown CA's and the known CA's gets through.
+    let answers = || {
+        let get = |args: &[&str]| {
+            let mut all = vec!["--cacert", ca.as_str()];
+            all.extend_from_slice(args);
+            all.push(&url);
+            curl(&all).is_ok_and(|a| a.status == 200)
+        };
+        [get(&[]), get(&["--cert", &stranger, "--key", &stranger_key]), get(&["--cert", &cert, "--key", &key])]
+    };
+    for (policy, expected) in [
+        ("RequestClientCert", [true, true, true]),
+        ("RequireAnyClientCert", [false, true, true]),
+        ("VerifyClientCertIfGiven", [true, false, true]),
+        ("RequireAndVerifyClientCert", [false, false, true]),
+    ] {
+        std::fs::write(&s.web_config, web.replace("RequireAndVerifyClientCert", policy)).unwrap();
+        let applied = eventually(Duration::from_secs(5), || (answers() == expected).then_some(()));
+        assert!(applied.is_some(), "{policy}: expected {expected:?}, got {:?}", answers());
+    }
 }
 
 #[test]
