@@ -174,6 +174,15 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
+/// A count of at least one (upstream's listener would accept nothing with 0).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServerFlags {
     /// Prometheus configuration file; without one, an embedded default that scrapes this server.
@@ -198,7 +207,7 @@ pub struct ServerFlags {
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
     /// Most HTTP connections open at once, across all shards; more wait to be accepted.
-    #[arg(long = "web.max-connections", default_value_t = 512)]
+    #[arg(long = "web.max-connections", default_value_t = 512, value_parser = at_least_one)]
     pub max_connections: usize,
     /// Most time a client may take to send a whole request; 0s for no limit.
     #[arg(long = "web.read-timeout", default_value = "5m", value_parser = duration)]

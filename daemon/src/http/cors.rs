@@ -23,7 +23,7 @@ const HEADERS: [(header::HeaderName, &str); 4] = [
 
 /// Compiles `--web.cors.origin` anchored, as upstream does.
 pub fn parse_origin(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid --web.cors.origin: {e}"))
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())
 }
 
 /// The middleware of the API routes.
