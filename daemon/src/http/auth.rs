@@ -3,7 +3,8 @@
 //!
 //! bcrypt costs tens of milliseconds per check by design, so it never runs on a shard: one
 //! `bcrypt` thread takes the checks in turn (upstream serializes them with a mutex for the same
-//! reason) while the shard goes on serving. Outcomes are cached, keyed on the user, the stored
+//! reason) while the shard goes on serving. A connection has at most one request in flight, so
+//! `--web.max-connections` bounds the queue. Outcomes are cached, keyed on the user, the stored
 //! hash and a SHA-256 digest of the password (upstream keys on the plain password), so a
 //! client that sends the same credentials again costs a hash and a lookup, and editing a
 //! user's hash invalidates its entries. An unknown user is checked against a fixed hash, so the
