@@ -13,7 +13,7 @@
 //! The header is untrusted input: anything but well-formed `Basic` credentials is simply not
 //! authenticated, and nothing longer than [`MAX_HEADER_BYTES`] is decoded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -43,8 +43,9 @@ struct Job {
 /// Checks credentials; shared by every shard.
 pub struct Authenticator {
     jobs: flume::Sender<Job>,
-    /// Keyed on the digest of (user, hash, password): whether they match.
-    cache: Mutex<HashMap<Digest, bool>>,
+    /// The digest of (user, hash, password) and whether they match; at most [`CACHE_ENTRIES`],
+    /// scanned whole (see [`Authenticator::cached`]).
+    cache: Mutex<Vec<(Digest, bool)>>,
 }
 
 impl Authenticator {
@@ -58,7 +59,7 @@ impl Authenticator {
                 let _ = job.reply.send(ok);
             }
         })?;
-        Ok(Authenticator { jobs, cache: Mutex::new(HashMap::new()) })
+        Ok(Authenticator { jobs, cache: Mutex::new(Vec::new()) })
     }
 
     /// Whether `authorization` (the request's header, if any) names one of `users` with the
@@ -80,21 +81,15 @@ impl Authenticator {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, ok);
+        cache.push((key, ok));
         ok && known.is_some()
     }
 
-    /// The cached outcome for `key`. The digest is compared in constant time, so the lookup's
-    /// timing does not tell how much of a cached digest a guess shares.
+    /// The cached outcome for `key`. Every entry is compared, each in constant time, so the
+    /// lookup's timing tells neither which entry matched nor how much of one a guess shares.
     fn cached(&self, key: &Digest) -> Option<bool> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found = None;
-        for (k, ok) in cache.iter() {
-            if bool::from(k.ct_eq(key)) {
-                found = Some(*ok);
-            }
-        }
-        found
+        cache.iter().fold(None, |found, (k, ok)| if bool::from(k.ct_eq(key)) { Some(*ok) } else { found })
     }
 }
 
