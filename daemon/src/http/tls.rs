@@ -5,8 +5,9 @@
 //! The handshake runs through `tokio_rustls::TlsAcceptor` over monoio's poll-mode stream (the
 //! scrape client does the same with `TlsConnector`), so hyper then serves the decrypted stream
 //! like a plain one. Its first five bytes are looked at first, so that plain HTTP sent to the
-//! TLS port gets Go's explanatory 400 instead of a TLS alert. The mapping from Go's `crypto/tls` names is in `core/src/config/web.rs`;
-//! what rustls cannot do is refused there, at parse time.
+//! TLS port gets Go's explanatory 400 instead of a TLS alert. The mapping from Go's
+//! `crypto/tls` names is in `core/src/config/web.rs`; what rustls cannot do is refused there,
+//! at parse time.
 
 use std::future::poll_fn;
 use std::io;
