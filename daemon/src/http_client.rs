@@ -22,6 +22,10 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
         agent = agent.tls_config(crate::scrape::tls::client_config(&http.tls)?);
         if let Some(name) = &http.tls.server_name {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let (userinfo, authority) = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => (format!("{userinfo}@"), host),
+                None => (String::new(), authority),
+            };
             let (host, port) = match authority.rsplit_once(':') {
                 Some((host, port)) if !port.contains(']') => {
                     (host, port.parse().map_err(|_| format!("invalid port in {url}"))?)
@@ -29,7 +33,7 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
                 _ => (authority, 443u16),
             };
             let (target, alias) = (format!("{host}:{port}"), format!("{name}:{port}"));
-            url = format!("https://{alias}{path}");
+            url = format!("https://{userinfo}{alias}{path}");
             agent = agent.resolver(move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
                 let netloc = if netloc == alias { target.as_str() } else { netloc };
                 Ok(netloc.to_socket_addrs()?.collect())

@@ -243,6 +243,14 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     assert!(status && out.contains("=> 7 @["), "pyrite query: {out}");
     let (status, out) = run(&bin("pyrite"), &["query", "instant", &url(""), "vector(7)"], &[]);
     assert!(!status && out.contains("UnknownIssuer"), "without the CA: {out}");
+    for (name, valid) in [("localhost", true), ("elsewhere.example", false)] {
+        let text = format!(
+            "basic_auth:\n  username: alice\n  password: s3cret\ntls_config:\n  ca_file: {ca}\n  server_name: {name}\n"
+        );
+        std::fs::write(&client_config, text).unwrap();
+        let (status, out) = run(&bin("pyrite"), &["query", "instant", &flag, &url(""), "vector(7)"], &[]);
+        assert_eq!(status, valid, "server_name {name}: {out}");
+    }
 
     // A new user applies to the next connection, without a restart; a broken edit keeps the
     // last good file in force.
