@@ -1,5 +1,6 @@
-//! `pyrite check config FILE...` and `pyrite check rules FILE...`: validate configuration and
-//! rule files as `promtool check` does, printing its lines and exiting 1 if any file is invalid.
+//! `pyrite check config|rules|web-config FILE...`: validate configuration, rule and web
+//! configuration files as `promtool check` does, printing its lines and exiting 1 if any file is
+//! invalid.
 
 use std::path::PathBuf;
 
@@ -44,4 +45,20 @@ pub fn rule_files(files: &[PathBuf]) -> bool {
         Ok(rules) => Ok(format!("  SUCCESS: {} rules found", rules.rule_count())),
         Err(e) => Err(format!("  FAILED:\n{e}")),
     })
+}
+
+/// As `promtool check web-config`: one line per file on stderr; certificates and keys are
+/// loaded too.
+pub fn web_config_files(files: &[PathBuf]) -> bool {
+    let mut all_valid = true;
+    for file in files {
+        match crate::http::web_config::WebConfigFile::load(file) {
+            Ok(_) => eprintln!("{} SUCCESS", file.display()),
+            Err(e) => {
+                eprintln!("{} FAILED: {e}", file.display());
+                all_valid = false;
+            }
+        }
+    }
+    all_valid
 }

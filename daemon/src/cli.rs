@@ -22,8 +22,7 @@ pub enum Command {
     /// Parses a PromQL expression and prints how it runs across shards.
     Explain { query: String },
     /// Queries a Prometheus-compatible server, printing as `promtool query` does.
-    #[command(subcommand)]
-    Query(QueryCommand),
+    Query(QueryArgs),
     /// Checks files as `promtool check` does.
     #[command(subcommand)]
     Check(CheckCommand),
@@ -63,6 +62,22 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validates web configuration files (--web.config.file), certificates included.
+    WebConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `pyrite query [--http.config.file=FILE] ...`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// HTTP client configuration file, as promtool's: basic_auth, authorization, tls_config,
+    /// proxy_url, follow_redirects.
+    #[arg(long = "http.config.file", global = true)]
+    pub http_config_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: QueryCommand,
 }
 
 /// `pyrite query ...`: promtool's query subcommands, for scripts.
@@ -159,6 +174,15 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
+/// A count of at least one (upstream's listener would accept nothing with 0).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServerFlags {
     /// Prometheus configuration file; without one, an embedded default that scrapes this server.
@@ -178,6 +202,19 @@ pub struct ServerFlags {
     /// /etc/resolv.conf.
     #[arg(long = "discovery.dns-server")]
     pub dns_server: Option<String>,
+    /// Web configuration file (exporter-toolkit's format): TLS, basic auth and response headers;
+    /// re-read when it changes. See docs/security.md.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+    /// Most HTTP connections open at once, across all shards; more wait to be accepted.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_parser = at_least_one)]
+    pub max_connections: usize,
+    /// Most time a client may take to send a whole request; 0s for no limit.
+    #[arg(long = "web.read-timeout", default_value = "5m", value_parser = duration)]
+    pub read_timeout: Duration,
+    /// Regular expression (anchored) of the origins allowed to call the API from a browser.
+    #[arg(long = "web.cors.origin", default_value = ".*", value_parser = crate::http::parse_cors_origin)]
+    pub cors_origin: regex::Regex,
     /// Serve /-/reload and /-/quit (shutdown and reload over HTTP).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,

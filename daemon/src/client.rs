@@ -5,6 +5,7 @@
 //! samples, `name{...} =>` and one `v @[t]` per line for series of a range, `{a="b", ...}` for
 //! series, one value per line for label values. `-o json` prints the `data.result` (or `data`)
 //! JSON. An API error is printed as `query error: <type>: <message>` and exits 1.
+//! `--http.config.file` gives credentials and TLS settings in promtool's format.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -12,30 +13,45 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::cli::{OutputFormat, QueryCommand, TimeRange};
+use pyrite_core::config::HttpClientConfig;
+
+use crate::cli::{OutputFormat, QueryArgs, QueryCommand, TimeRange};
 use crate::clock::now_ms;
 use crate::http::params::{parse_duration, parse_time};
+use crate::http_client;
 
 /// How long a request may take.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs one `pyrite query` subcommand; its output goes to stdout.
-pub fn run(command: QueryCommand) -> anyhow::Result<()> {
-    let (server, path, params, format) = request(command)?;
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let http = match &args.http_config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
+            HttpClientConfig::parse(&text, &path.display().to_string())?
+        }
+        None => HttpClientConfig::default(),
+    };
+    let (server, path, params, format) = request(args.command)?;
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Label values are GET-only upstream; everything else is sent as a POST form.
     let sent = if path.contains("/label/") {
         let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
-        ureq::get(&format!("{url}?{query}")).timeout(TIMEOUT).call()
+        http_client::request(&http, "GET", &format!("{url}?{query}"), TIMEOUT).map_err(anyhow::Error::msg)?.call()
     } else {
-        ureq::post(&url).timeout(TIMEOUT).send_form(&form)
+        http_client::request(&http, "POST", &url, TIMEOUT).map_err(anyhow::Error::msg)?.send_form(&form)
     };
-    let answer = match sent {
-        Ok(r) => r.into_string()?,
-        Err(ureq::Error::Status(_, r)) => r.into_string()?,
+    let (status, answer) = match sent {
+        Ok(r) => (r.status(), r.into_string()?),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string()?),
         Err(e) => bail!("query error: {e}"),
     };
+    // Not an API answer (e.g. 401 from authentication): say what the server said.
+    if status >= 400 && serde_json::from_str::<Value>(&answer).is_err() {
+        bail!("query error: server returned HTTP status {status}: {}", answer.trim());
+    }
     let body: Value = serde_json::from_str(&answer).with_context(|| format!("query error: not JSON: {answer}"))?;
     if body["status"] != "success" {
         let kind = body["errorType"].as_str().unwrap_or("unknown");

@@ -17,6 +17,7 @@ use crate::reload::LiveConfig;
 use crate::rules::{AlertingFlags, RuleManager};
 use crate::scrape::ScrapeManager;
 use crate::shard::{Shards, WalOptions};
+use crate::slots::{Slot, Slots};
 
 pub struct Context {
     pub shards: Shards,
@@ -32,6 +33,8 @@ pub struct Context {
     pub web: WebPaths,
     /// `--web.enable-lifecycle`.
     pub lifecycle_api: bool,
+    /// `--web.cors.origin`, anchored.
+    pub cors_origin: regex::Regex,
     /// `--discovery.dns-server`.
     pub dns_server: Option<String>,
     /// Unix ms at start-up.
@@ -61,8 +64,8 @@ pub struct Context {
     pub head_snapshot_interval: Option<i64>,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
-    /// Query slots: a query takes a token and gives it back when done.
-    query_slots: (flume::Sender<()>, flume::Receiver<()>),
+    /// Query slots (`--query.max-concurrency`): a query holds one while it runs.
+    query_slots: Slots,
     ready_shards: AtomicUsize,
 }
 
@@ -71,17 +74,6 @@ pub struct Context {
 pub struct ReplayCounts {
     pub segments: std::sync::atomic::AtomicU64,
     pub corruptions: std::sync::atomic::AtomicU64,
-}
-
-/// A query slot, given back when dropped.
-pub struct QuerySlot {
-    release: flume::Sender<()>,
-}
-
-impl Drop for QuerySlot {
-    fn drop(&mut self) {
-        let _ = self.release.send(());
-    }
 }
 
 impl Context {
@@ -109,6 +101,7 @@ impl Context {
             flags: flag_values,
             web,
             lifecycle_api: flags.enable_lifecycle,
+            cors_origin: flags.cors_origin.clone(),
             dns_server: flags.dns_server.clone(),
             started: crate::clock::now_ms(),
             replay: ReplayCounts::default(),
@@ -133,20 +126,14 @@ impl Context {
             wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
                 .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
             parse_options: flags.parse_options(),
-            query_slots: {
-                let slots = flags.query_max_concurrency.max(1);
-                let (tx, rx) = flume::bounded(slots);
-                (0..slots).for_each(|_| tx.send(()).expect("the channel has room for every slot"));
-                (tx, rx)
-            },
+            query_slots: Slots::new(flags.query_max_concurrency),
             ready_shards: AtomicUsize::new(0),
         }
     }
 
     /// Waits for a free query slot (`--query.max-concurrency`).
-    pub async fn query_slot(&self) -> QuerySlot {
-        let _ = self.query_slots.1.recv_async().await;
-        QuerySlot { release: self.query_slots.0.clone() }
+    pub async fn query_slot(&self) -> Slot {
+        self.query_slots.acquire().await
     }
 
     pub fn mark_shard_ready(&self) {

@@ -18,6 +18,7 @@ mod datadir;
 mod discovery;
 mod files;
 mod http;
+mod http_client;
 mod metrics;
 mod notifier;
 mod panic;
@@ -27,6 +28,7 @@ mod rules;
 mod runtime;
 mod scrape;
 mod shard;
+mod slots;
 mod test_rules;
 
 use std::process::ExitCode;
@@ -77,6 +79,7 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
             let valid = match check {
                 cli::CheckCommand::Config { files } => check::config_files(&files),
                 cli::CheckCommand::Rules { files } => check::rule_files(&files),
+                cli::CheckCommand::WebConfig { files } => check::web_config_files(&files),
             };
             return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
@@ -156,8 +159,10 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 
 fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: libc::sigset_t) -> anyhow::Result<()> {
     init_logging(&flags)?;
+    let http_settings = Arc::new(http_settings(&flags)?);
+    let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     let web =
-        WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address)?;
+        WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address, tls)?;
     let source = ConfigSource {
         file: flags.config_file.clone(),
         listen_address: flags.listen_address.clone(),
@@ -173,7 +178,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let _lock = datadir::lock(&flags.storage_path)?;
     datadir::check_shard_layout(&flags.storage_path, shard_count)?;
     let listener = http::server::bind(&flags.listen_address)?;
-    tracing::info!(address = %flags.listen_address, "listening");
+    tracing::info!(address = %flags.listen_address, tls, "listening");
 
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let live = LiveConfig::new(source, loaded);
@@ -195,7 +200,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
     for (index, mailbox) in receivers.into_iter().enumerate() {
-        let start = ShardStart { index, mailbox, listener: listener.try_clone()? };
+        let start = ShardStart { index, mailbox, listener: listener.try_clone()?, http: http_settings.clone() };
         let ctx = ctx.clone();
         let cpu = (shard_count <= cpus.len()).then(|| cpus[index]);
         let thread =
@@ -227,6 +232,20 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     shut_down(&ctx.shards);
     tracing::info!("exiting");
     Ok(())
+}
+
+/// The HTTP server's settings from the `--web.*` flags; the web configuration file is read
+/// now, so that a broken one stops the start-up.
+fn http_settings(flags: &ServerFlags) -> anyhow::Result<http::server::Settings> {
+    let web = match &flags.web_config_file {
+        Some(path) => Some((http::web_config::WebConfigFile::load(path)?, http::auth::Authenticator::start()?)),
+        None => None,
+    };
+    let read_timeout = match flags.read_timeout.millis() {
+        0 => std::time::Duration::MAX,
+        ms => std::time::Duration::from_millis(ms.unsigned_abs()),
+    };
+    Ok(http::server::Settings { web, connections: slots::Slots::new(flags.max_connections), read_timeout })
 }
 
 /// Asks every shard to make its storage durable and stop appending; waits at most 20 s in

@@ -148,21 +148,8 @@ fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
 }
 
 fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
-    let mut agent = ureq::AgentBuilder::new().timeout(set.timeout.as_std()).redirects(if set.http.follow_redirects {
-        10
-    } else {
-        0
-    });
-    if url.starts_with("https://") {
-        agent = agent.tls_config(crate::scrape::tls::client_config(&set.http.tls)?);
-    }
-    if let Some(proxy) = &set.http.proxy_url {
-        agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
-    }
-    let mut request = agent.build().post(url).set("Content-Type", "application/json");
-    if let Some(auth) = set.http.authorization_header()? {
-        request = request.set("Authorization", &auth);
-    }
+    let request = crate::http_client::request(&set.http, "POST", url, set.timeout.as_std())?
+        .set("Content-Type", "application/json");
     match request.send_string(body) {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) => Err(format!("bad response status {code}")),

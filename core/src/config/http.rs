@@ -224,4 +224,20 @@ mod tests {
         let c = HttpClientConfig { authorization: Some(bad), ..HttpClientConfig::default() };
         assert!(c.validate().unwrap_err().1.contains("use \"basic_auth\""));
     }
+
+    #[test]
+    fn a_standalone_client_file_parses_like_a_scrape_configs_client() {
+        let text =
+            "basic_auth:\n  username: u\n  password_file: pw\ntls_config:\n  ca_file: ca.crt\n  server_name: x\n";
+        let c = HttpClientConfig::parse(text, "/etc/pyrite/http.yml").unwrap();
+        assert_eq!(c.tls.ca_file, Some("/etc/pyrite/ca.crt".into()));
+        assert_eq!(c.basic_auth.unwrap().password_file, Some("/etc/pyrite/pw".into()));
+        let e = |text: &str| HttpClientConfig::parse(text, "h.yml").unwrap_err().to_string();
+        assert_eq!(
+            e("bearer_token: x\n"),
+            "h.yml: bearer_token: key is valid in Prometheus but not supported by Pyrite yet"
+        );
+        assert_eq!(e("tls_config:\n  ca_fil: x\n"), "h.yml: tls_config.ca_fil: unknown key");
+        assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
+    }
 }

@@ -201,6 +201,20 @@ const HTTP_SD: Section = Section {
     ],
 };
 
+/// The keys of a standalone HTTP client configuration (promtool's `--http.config.file`).
+const HTTP_CLIENT: Section = Section {
+    supported: &["basic_auth", "authorization", "follow_redirects", "enable_http2", "tls_config", "proxy_url"],
+    upstream_only: &[
+        "bearer_token",
+        "bearer_token_file",
+        "oauth2",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "http_headers",
+    ],
+};
+
 fn check_mapping(value: &Value, section: &Section, path: &str, file: &str) -> Result<(), ConfigError> {
     let Value::Mapping(map) = value else {
         return Ok(()); // a type error; typed deserialization reports it with its path
@@ -246,11 +260,7 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     }
     // Each scrape config and Alertmanager set: its HTTP client and target sources.
     for (sc, path) in clients {
-        for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)] {
-            if let Some(value) = sc.get(key) {
-                check_mapping(value, section, &format!("{path}.{key}"), file)?;
-            }
-        }
+        check_client_sections(sc, &path, file)?;
         for (key, section) in [
             ("static_configs", &STATIC),
             ("file_sd_configs", &FILE_SD),
@@ -265,4 +275,21 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The `basic_auth`, `authorization` and `tls_config` sections of an HTTP client at `path`.
+fn check_client_sections(client: &Value, path: &str, file: &str) -> Result<(), ConfigError> {
+    for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)] {
+        if let Some(value) = client.get(key) {
+            let at = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            check_mapping(value, section, &at, file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses any key of a standalone HTTP client configuration that Pyrite does not implement.
+pub(super) fn check_http_client(root: &Value, file: &str) -> Result<(), ConfigError> {
+    check_mapping(root, &HTTP_CLIENT, "", file)?;
+    check_client_sections(root, "", file)
 }

@@ -11,6 +11,7 @@ mod http;
 mod keys;
 mod render;
 mod size;
+mod web;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
 pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
 pub use size::ByteSize;
+pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
 use crate::labels::{is_valid_label_name, Labels};
 use crate::relabel::{RawRule, Rule};
@@ -327,22 +329,45 @@ fn build_rules(
     raw.into_iter().enumerate().map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m))).collect()
 }
 
+/// The YAML of `text` (an empty file is an empty mapping); `file` names it in errors.
+fn yaml(text: &str, file: &str) -> Result<serde_yaml::Value, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(serde_yaml::Value::Mapping(Default::default()));
+    }
+    yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })
+}
+
+/// Typed deserialization whose errors carry the key path.
+fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml::Value, file: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
+        file: file.into(),
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+impl HttpClientConfig {
+    /// Parses a standalone HTTP client configuration (promtool's `--http.config.file`):
+    /// `basic_auth`, `authorization`, `tls_config`, `proxy_url`, `follow_redirects`,
+    /// `enable_http2`, checked as in a scrape config, paths relative to `file`'s directory.
+    pub fn parse(text: &str, file: &str) -> Result<HttpClientConfig, ConfigError> {
+        let value = yaml(text, file)?;
+        keys::check_http_client(&value, file)?;
+        let raw: RawHttpClient = typed(value, file)?;
+        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+        let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
+        raw.build(dir, &|key: &str| key.to_string(), &invalid)
+    }
+}
+
 impl Config {
     /// Parses and validates a configuration; `file` names it in errors.
     /// Relative paths in it (secret files, `file_sd_configs` files) are taken relative to the
     /// directory of `file`.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let value: serde_yaml::Value = if text.trim().is_empty() {
-            serde_yaml::Value::Mapping(Default::default())
-        } else {
-            yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?
-        };
+        let value = yaml(text, file)?;
         keys::check(&value, file)?;
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
-            file: file.into(),
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
+        let raw: RawConfig = typed(value, file)?;
         raw.validate(file)
     }
 }

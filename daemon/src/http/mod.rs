@@ -1,5 +1,7 @@
 //! The HTTP surface: Prometheus's API, federation, health and lifecycle endpoints, `/metrics`,
-//! remote write, all under the route prefix.
+//! remote write, all under the route prefix; and what stands before it on every connection
+//! (`server`): TLS, basic auth and headers from the web configuration file, connection and
+//! read-time limits.
 //!
 //! Every shard serves the same [`router`]; its handlers are `Send` and reach storage only through
 //! [`Shards`](crate::shard::Shards) messages. A query is coordinated by the shard whose connection
@@ -7,6 +9,9 @@
 
 mod api;
 mod ast_json;
+pub mod auth;
+mod cors;
+mod deadline;
 mod federate;
 mod lifecycle;
 pub mod params;
@@ -17,7 +22,11 @@ mod rules;
 pub mod server;
 mod status;
 mod targets;
+mod tls;
 mod ui;
+pub mod web_config;
+
+pub use cors::parse_origin as parse_cors_origin;
 
 use std::sync::Arc;
 
@@ -48,8 +57,10 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
         prefix => prefix.to_string(),
     };
     let state = ApiState { ctx, local };
-    let gated = data_routes(&base).route_layer(middleware::from_fn_with_state(state.clone(), until_ready));
-    let mut router = gated.merge(service_routes(&base)).merge(ui::routes(&base));
+    let ready = || middleware::from_fn_with_state(state.clone(), until_ready);
+    let api = api_routes(&base).route_layer(ready()).layer(middleware::from_fn_with_state(state.clone(), cors::cors));
+    let federate = Router::new().route(&format!("{base}/federate"), get(federate::federate)).route_layer(ready());
+    let mut router = api.merge(federate).merge(service_routes(&base)).merge(ui::routes(&base));
     if !base.is_empty() {
         let target = base.clone();
         router = router.route("/", get(move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }));
@@ -77,8 +88,8 @@ fn service_routes(base: &str) -> Router<ApiState> {
         .route(&at("/metrics"), get(metrics))
 }
 
-/// The API and federation routes, under `base` (`""` or `/prefix`).
-fn data_routes(base: &str) -> Router<ApiState> {
+/// The API routes, under `base` (`""` or `/prefix`).
+fn api_routes(base: &str) -> Router<ApiState> {
     let v1 = |path: &str| format!("{base}/api/v1{path}");
     Router::new()
         .route(&v1("/query"), get(api::query).post(api::query))
@@ -106,7 +117,6 @@ fn data_routes(base: &str) -> Router<ApiState> {
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
-        .route(&format!("{base}/federate"), get(federate::federate))
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.

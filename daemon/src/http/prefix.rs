@@ -12,14 +12,20 @@ pub struct WebPaths {
 }
 
 impl WebPaths {
-    /// From the two flags: the external URL defaults to `http://<hostname>:<port>`, the route
-    /// prefix to the external URL's path.
-    pub fn from_flags(external_url: Option<&str>, route_prefix: Option<&str>, listen: &str) -> anyhow::Result<Self> {
+    /// From the two flags: the external URL defaults to `http://<hostname>:<port>` (`https` when
+    /// the web configuration turns `tls` on, as upstream), the route prefix to the external
+    /// URL's path.
+    pub fn from_flags(
+        external_url: Option<&str>,
+        route_prefix: Option<&str>,
+        listen: &str,
+        tls: bool,
+    ) -> anyhow::Result<Self> {
         let external_url = match external_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => {
                 let port = super::server::parse_listen_address(listen)?.port();
-                format!("http://{}:{port}", hostname())
+                format!("{}://{}:{port}", if tls { "https" } else { "http" }, hostname())
             }
         };
         let Some((scheme, rest)) = external_url.split_once("://") else {
@@ -61,15 +67,15 @@ mod tests {
 
     #[test]
     fn the_prefix_follows_the_external_url_unless_given() {
-        let p = WebPaths::from_flags(Some("http://lb.example.com/prometheus/"), None, ":9090").unwrap();
+        let p = WebPaths::from_flags(Some("http://lb.example.com/prometheus/"), None, ":9090", false).unwrap();
         assert_eq!(p.external_url, "http://lb.example.com/prometheus");
         assert_eq!(p.route_prefix, "/prometheus");
         assert_eq!(p.route("/-/healthy"), "/prometheus/-/healthy");
-        let p = WebPaths::from_flags(Some("http://lb/prometheus"), Some("/"), ":9090").unwrap();
+        let p = WebPaths::from_flags(Some("http://lb/prometheus"), Some("/"), ":9090", false).unwrap();
         assert_eq!(p.route_prefix, "/");
-        let p = WebPaths::from_flags(None, Some("metrics/"), "127.0.0.1:9090").unwrap();
-        assert!(p.external_url.ends_with(":9090"));
+        let p = WebPaths::from_flags(None, Some("metrics/"), "127.0.0.1:9090", true).unwrap();
+        assert!(p.external_url.starts_with("https://") && p.external_url.ends_with(":9090"));
         assert_eq!(p.route_prefix, "/metrics");
-        assert!(WebPaths::from_flags(Some("lb/prometheus"), None, ":9090").is_err());
+        assert!(WebPaths::from_flags(Some("lb/prometheus"), None, ":9090", false).is_err());
     }
 }

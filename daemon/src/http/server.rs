@@ -1,26 +1,51 @@
-//! The HTTP/1.1 server loop of one shard: hyper over monoio, routes from axum.
+//! The HTTP/1.1 server loop of one shard: hyper over monoio, routes from axum, and the web
+//! settings every connection goes through.
 //!
 //! All shards accept on clones of one listening socket (bound once, without SO_REUSEPORT, so a
 //! second server on the port is refused by the kernel); the kernel hands each connection to one
-//! of the waiting shards. hyper gets monoio's timer, without which it would silently drop its
-//! header-read timeout and let slow clients hold connections open.
+//! of the waiting shards. Before accepting, a shard takes one of `--web.max-connections` slots
+//! shared by all shards, so connections beyond the limit wait in the kernel's accept queue, as
+//! upstream's limited listener makes them wait. Each connection then gets the TLS configuration
+//! in force (`--web.config.file`) and the `--web.read-timeout` deadline, and each request the
+//! basic-auth users and response headers in force. hyper gets monoio's timer, without which it would silently
+//! drop its header-read timeout and let slow clients hold connections open.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
+use hyper::body::Incoming;
 use monoio::io::IntoPollIo;
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
 use socket2::{Domain, Socket, Type};
 use tower_service::Service;
 
+use super::auth::Authenticator;
+use super::deadline::{Deadline, DeadlineIo, RestartOnDrop};
 use super::response::ApiError;
+use super::tls;
+use super::web_config::WebConfigFile;
 use crate::panic::CatchPanic;
+use crate::slots::Slots;
 
-/// Time a client has to send its request headers.
+/// Time a client has to send its request headers (and to finish a TLS handshake), at most.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every shard's server shares.
+pub struct Settings {
+    /// `--web.config.file`, and the authenticator its users are checked with.
+    pub web: Option<(WebConfigFile, Authenticator)>,
+    /// `--web.max-connections`, across all shards.
+    pub connections: Slots,
+    /// `--web.read-timeout` (`Duration::MAX` for none).
+    pub read_timeout: Duration,
+}
 
 /// Binds the listening socket with explicit options: SO_REUSEADDR (restart over TIME_WAIT) and
 /// no SO_REUSEPORT, so that binding a port another process listens on fails.
@@ -45,46 +70,103 @@ pub fn parse_listen_address(address: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Serves connections from `listener` until the process ends.
-pub async fn serve(listener: monoio::net::TcpListener, router: Router) {
+pub async fn serve(listener: monoio::net::TcpListener, router: Router, settings: Arc<Settings>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+        let slot = settings.connections.acquire().await;
+        let stream = loop {
+            match listener.accept().await {
+                Ok((stream, _)) => break stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         };
-        let router = router.clone();
+        let (router, settings) = (router.clone(), settings.clone());
         monoio::spawn(async move {
-            let io = match stream.into_poll_io() {
-                Ok(io) => MonoioIo::new(io),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot switch connection to poll mode");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let mut router = router.clone();
-                async move {
-                    match CatchPanic::new(router.call(req)).await {
-                        Ok(answer) => answer,
-                        Err(message) => {
-                            tracing::error!(panic = message, "a request handler panicked; answered 500");
-                            Ok(ApiError::internal("internal error: the request handler failed").into_response())
-                        }
-                    }
-                }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(MonoioTimer)
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(io, service)
-                .await;
-            if let Err(e) = served {
+            let _slot = slot;
+            if let Err(e) = connection(stream, router, settings).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// One connection: TLS if configured, then HTTP/1.1 until the client or a timeout closes it.
+async fn connection(
+    stream: monoio::net::TcpStream,
+    router: Router,
+    settings: Arc<Settings>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = settings.web.as_ref().and_then(|(file, _)| file.current().tls.clone());
+    let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
+    let stream = stream.into_poll_io()?;
+    let deadline = Deadline::start(settings.read_timeout);
+    let builder = {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(MonoioTimer).header_read_timeout(header_timeout);
+        b
+    };
+    let service = hyper::service::service_fn({
+        let deadline = deadline.clone();
+        move |request| respond(request, router.clone(), settings.clone(), deadline.clone())
+    });
+    match tls {
+        Some(config) => {
+            let stream = tls::accept(config, stream, header_timeout).await?;
+            builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?
+        }
+        None => builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?,
+    }
+    Ok(())
+}
+
+/// Answers one request: 401 without valid credentials when users are configured, the router's
+/// answer otherwise, with the configured headers either way. Users and headers are those in
+/// force for this request (as upstream, which reads them per request), so a removed user is
+/// refused on connections already open too.
+async fn respond(
+    request: Request<Incoming>,
+    mut router: Router,
+    settings: Arc<Settings>,
+    deadline: Deadline,
+) -> Result<Response<RestartOnDrop<Body>>, Infallible> {
+    let web = settings.web.as_ref().map(|(file, auth)| (file.current(), auth));
+    let authorized = match &web {
+        Some((web, auth)) if !web.users.is_empty() => {
+            let credentials = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+            auth.check(&web.users, credentials).await
+        }
+        _ => true,
+    };
+    let mut response = if authorized { answer(&mut router, request).await } else { unauthorized() };
+    for (name, value) in web.iter().flat_map(|(w, _)| &w.headers) {
+        response.headers_mut().insert(name, value.clone());
+    }
+    // The request has been read: the clock starts again once the response is sent.
+    deadline.stop();
+    Ok(response.map(|body| RestartOnDrop::new(body, deadline)))
+}
+
+/// The router's answer; a handler that panics gets 500 and the server serves on.
+async fn answer(router: &mut Router, request: Request<Incoming>) -> Response<Body> {
+    match CatchPanic::new(router.call(request)).await {
+        Ok(response) => response.unwrap_or_else(|never| match never {}),
+        Err(message) => {
+            tracing::error!(panic = message, "a request handler panicked; answered 500");
+            ApiError::internal("internal error: the request handler failed").into_response()
+        }
+    }
+}
+
+/// Upstream's answer to missing or wrong credentials.
+fn unauthorized() -> Response<Body> {
+    let mut response = Response::new(Body::from("Unauthorized\n"));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = response.headers_mut();
+    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }

@@ -26,6 +26,8 @@ pub struct ShardStart {
     pub index: usize,
     pub mailbox: flume::Receiver<Request>,
     pub listener: std::net::TcpListener,
+    /// What the HTTP server of every shard shares.
+    pub http: Arc<crate::http::server::Settings>,
 }
 
 /// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
@@ -82,7 +84,8 @@ pub async fn run(start: ShardStart, ctx: Arc<Context>) {
 
     match monoio::net::TcpListener::from_std(start.listener) {
         Ok(listener) => {
-            monoio::spawn(crate::http::server::serve(listener, crate::http::router(ctx.clone(), start.index)));
+            let router = crate::http::router(ctx.clone(), start.index);
+            monoio::spawn(crate::http::server::serve(listener, router, start.http));
         }
         Err(e) => tracing::error!(shard = start.index, error = %e, "cannot serve HTTP on this shard"),
     }

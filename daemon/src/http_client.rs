@@ -1,0 +1,51 @@
+//! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
+//! `authorization`, `tls_config`, `proxy_url`, `follow_redirects`), for the notifier and
+//! `pyrite query`: one ureq agent per request, with the scrape client's rustls configuration
+//! (`scrape::tls::client_config`) for `https` URLs.
+//!
+//! ureq verifies a server's certificate for the host of the URL. To honour
+//! `tls_config.server_name`, the request goes to that name and a resolver maps it to the URL's
+//! real host, so TLS (SNI and verification) uses the configured name while the connection
+//! goes where the URL points; the `Host` header then carries the configured name.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use pyrite_core::config::HttpClientConfig;
+
+/// A request for `method` and `url` with `http`'s settings and credentials (secret files are
+/// read now).
+pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
+    let mut agent = ureq::AgentBuilder::new().timeout(timeout).redirects(if http.follow_redirects { 10 } else { 0 });
+    let mut url = url.to_string();
+    if let Some(rest) = url.strip_prefix("https://") {
+        agent = agent.tls_config(crate::scrape::tls::client_config(&http.tls)?);
+        if let Some(name) = &http.tls.server_name {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let (userinfo, authority) = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => (format!("{userinfo}@"), host),
+                None => (String::new(), authority),
+            };
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) if !port.contains(']') => {
+                    (host, port.parse().map_err(|_| format!("invalid port in {url}"))?)
+                }
+                _ => (authority, 443u16),
+            };
+            let (target, alias) = (format!("{host}:{port}"), format!("{name}:{port}"));
+            url = format!("https://{userinfo}{alias}{path}");
+            agent = agent.resolver(move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
+                let netloc = if netloc == alias { target.as_str() } else { netloc };
+                Ok(netloc.to_socket_addrs()?.collect())
+            });
+        }
+    }
+    if let Some(proxy) = &http.proxy_url {
+        agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
+    }
+    let mut request = agent.build().request(method, &url);
+    if let Some(value) = http.authorization_header()? {
+        request = request.set("Authorization", &value);
+    }
+    Ok(request)
+}
