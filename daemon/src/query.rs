@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Plan, QueryResult};
+use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Limits, Plan, QueryResult};
 
 use crate::context::Context;
 use crate::shard::Request;
@@ -46,12 +46,12 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Puts the server's limits on `plan`: at most `max_samples`, and an interrupt that stops
-/// every shard's evaluation at `deadline` or once the returned guard is dropped.
+/// Puts the server's limits on `plan`: at most `max_samples` over all shards, and an interrupt
+/// that stops every shard's evaluation at `deadline` or once the returned guard is dropped.
 pub fn limit(plan: &mut Plan, max_samples: usize, deadline: Instant) -> CancelOnDrop {
     let cancelled = Arc::new(AtomicBool::new(false));
     let flag = cancelled.clone();
-    plan.max_samples = max_samples;
-    plan.interrupt = Interrupt::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline);
+    let interrupt = Interrupt::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline);
+    plan.limits = Limits::new(max_samples, interrupt);
     CancelOnDrop(cancelled)
 }

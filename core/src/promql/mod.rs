@@ -20,7 +20,7 @@ pub mod plan;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{
-    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, QueryResult, RangeVector,
+    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult, RangeVector,
     SeriesSource, StepSeries, Value,
 };
 pub use parser::{parse, parse_with, ParseError, ParseOptions};

@@ -22,7 +22,7 @@ use super::ast::{
     format_duration, write_binary_op, write_modifiers, AggregateGrouping, AggregateOp, At, BinaryModifiers, BinaryOp,
     CallPositions, DurationExpr, DynamicDurations, Expr, ValueType, VectorSelector,
 };
-use super::eval::{EvalError, EvalParams, InfoMatchers, Interrupt};
+use super::eval::{EvalError, EvalParams, InfoMatchers, Limits};
 use super::functions::Function;
 use crate::labels::{Labels, MatchOp, METRIC_NAME};
 
@@ -111,10 +111,9 @@ pub struct Fragment {
 pub struct Plan {
     pub root: Node,
     pub fragments: Vec<Fragment>,
-    /// `--query.max-samples`: the most samples the query may load, over all shards.
-    pub max_samples: usize,
-    /// What stops the evaluation early (the query's deadline, a client gone); none by default.
-    pub interrupt: Interrupt,
+    /// `--query.max-samples` and what stops the evaluation early (the query's deadline, a client
+    /// gone); none by default.
+    pub limits: Limits,
 }
 
 /// Plans an expression for evaluation across shards, for a query over `params` (which gives
@@ -129,7 +128,7 @@ pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
         range: (params.end - params.start) as f64 / 1000.0,
     };
     let root = planner.lower(expr)?;
-    Ok(Plan { root, fragments: planner.fragments, max_samples: usize::MAX, interrupt: Interrupt::default() })
+    Ok(Plan { root, fragments: planner.fragments, limits: Limits::default() })
 }
 
 fn unsupported(what: impl Into<String>) -> EvalError {

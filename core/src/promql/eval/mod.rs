@@ -86,8 +86,44 @@ impl std::fmt::Debug for Interrupt {
     }
 }
 
-/// Interrupts are not part of what a plan means: two plans that differ only in theirs are equal.
-impl PartialEq for Interrupt {
+/// What bounds one evaluation of a query, shared by every shard's fragments of it: cloning
+/// shares the interrupt and the count of samples loaded, so `--query.max-samples` bounds the
+/// query as a whole while its shards work, not only once they have answered.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    max_samples: usize,
+    interrupt: Interrupt,
+    /// Samples loaded so far by every evaluator of this evaluation, on every shard.
+    loaded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Limits {
+    /// At most `max_samples` (`--query.max-samples`), stopping when `interrupt` fires. Make one
+    /// for each evaluation: the count starts at zero.
+    pub fn new(max_samples: usize, interrupt: Interrupt) -> Self {
+        Limits { max_samples, interrupt, loaded: Default::default() }
+    }
+
+    /// Counts `n` more loaded samples; `Err(TooManySamples)` once the query as a whole is past
+    /// its limit.
+    fn charge(&self, n: usize) -> Result<(), EvalError> {
+        let before = self.loaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if before.saturating_add(n) > self.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(())
+    }
+}
+
+/// No limit, and no interrupt.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(usize::MAX, Interrupt::default())
+    }
+}
+
+/// Limits are not part of what a plan means: two plans that differ only in theirs are equal.
+impl PartialEq for Limits {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -369,7 +405,7 @@ pub fn evaluate_fragment(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let mut ev = Evaluator::new(&params, Some(source), &[], (0, plan.max_samples), &plan.interrupt)?;
+    let mut ev = Evaluator::new(&params, Some(source), &[], &plan.limits)?;
     ev.in_subquery = !fragment.frames.is_empty();
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
@@ -402,10 +438,10 @@ impl Plan {
             .zip(per_fragment)
             .map(|(fragment, outs)| merge(&fragment.merge, outs, &fragment_params(params, &fragment.frames)))
             .collect::<Result<_, _>>()?;
-        if samples > self.max_samples {
+        if samples > self.limits.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        let ev = Evaluator::new(params, None, &merged, (samples, self.max_samples), &self.interrupt)?;
+        let ev = Evaluator::new(params, None, &merged, &self.limits)?;
         let mut value = ev.eval(&self.root)?;
         if params.steps() > 1 || !functions::keeps_order(&self.root) {
             value.sort();
@@ -516,39 +552,36 @@ struct Evaluator<'a> {
     source: Option<&'a dyn SeriesSource>,
     fragments: &'a [Value],
     annotations: RefCell<Annotations>,
-    /// Samples loaded so far, and the most allowed.
+    /// Samples this evaluator loaded (reported to the coordinator); the query's count across
+    /// shards is in `limits`.
     samples: std::cell::Cell<usize>,
-    max_samples: usize,
-    interrupt: &'a Interrupt,
+    limits: &'a Limits,
     /// True in a subquery's frame, where every series made becomes samples of the subquery's
     /// range vector and counts against the limit.
     in_subquery: bool,
 }
 
 impl<'a> Evaluator<'a> {
-    /// An evaluator over `params`' steps, with `samples.0` of the query's `samples.1` already
-    /// loaded. Every vector it makes holds a slot per step for each series, so a frame with more
-    /// steps than the limit is refused before anything is allocated
-    /// (`count_over_time(vector(1)[290y:1ms])` would otherwise ask for terabytes).
+    /// An evaluator over `params`' steps. Every vector it makes holds a slot per step for each
+    /// series, so a frame with more steps than the limit is refused before anything is
+    /// allocated (`count_over_time(vector(1)[290y:1ms])` would otherwise ask for terabytes).
     fn new(
         params: &'a EvalParams,
         source: Option<&'a dyn SeriesSource>,
         fragments: &'a [Value],
-        (loaded, max_samples): (usize, usize),
-        interrupt: &'a Interrupt,
+        limits: &'a Limits,
     ) -> Result<Self, EvalError> {
-        if params.steps() > max_samples {
+        if params.steps() > limits.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        interrupt.check()?;
+        limits.interrupt.check()?;
         Ok(Evaluator {
             params,
             source,
             fragments,
             annotations: RefCell::default(),
-            samples: std::cell::Cell::new(loaded),
-            max_samples,
-            interrupt,
+            samples: std::cell::Cell::new(0),
+            limits,
             in_subquery: false,
         })
     }
@@ -556,12 +589,14 @@ impl<'a> Evaluator<'a> {
     /// Counts `n` loaded samples against the query's limit, and stops if the query was
     /// interrupted.
     fn charge(&self, n: usize) -> Result<(), EvalError> {
-        let total = self.samples.get().saturating_add(n);
-        self.samples.set(total);
-        if total > self.max_samples {
-            return Err(EvalError::TooManySamples);
-        }
-        self.interrupt.check()
+        self.samples.set(self.samples.get().saturating_add(n));
+        self.limits.charge(n)?;
+        self.interrupt()
+    }
+
+    /// `Err(Timeout)` once the query has been interrupted.
+    fn interrupt(&self) -> Result<(), EvalError> {
+        self.limits.interrupt.check()
     }
 
     /// Before a function makes a series of `steps` values: in a subquery's frame each of them
@@ -572,7 +607,7 @@ impl<'a> Evaluator<'a> {
         if self.in_subquery {
             self.charge(steps)
         } else {
-            self.interrupt.check()
+            self.interrupt()
         }
     }
 
@@ -592,13 +627,12 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `node` in another time frame (a subquery's), keeping its annotations.
     fn eval_in(&self, params: &EvalParams, node: &Node) -> Result<Value, EvalError> {
-        let before = self.samples.get();
-        let mut inner =
-            Evaluator::new(params, self.source, self.fragments, (before, self.max_samples), self.interrupt)?;
+        let mut inner = Evaluator::new(params, self.source, self.fragments, self.limits)?;
         inner.in_subquery = true;
         let value = inner.eval(node);
         self.annotations.borrow_mut().extend(inner.annotations.into_inner());
-        self.charge(inner.samples.get() - before)?;
+        // Already counted in `limits` as the inner evaluator loaded them.
+        self.samples.set(self.samples.get().saturating_add(inner.samples.get()));
         value
     }
 

@@ -63,7 +63,7 @@ pub(super) fn apply(
         let mut values = Vec::with_capacity(steps);
         for i in 0..steps {
             if i % STEPS_BETWEEN_CHECKS == 0 {
-                ev.interrupt.check()?;
+                ev.interrupt()?;
             }
             let w = range.window(s, i);
             let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);

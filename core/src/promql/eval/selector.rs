@@ -29,7 +29,7 @@ fn pick(ev: &Evaluator, vs: &VectorSelector) -> Result<Picked, EvalError> {
         ev.charge(ends.len())?;
         let mut picked: Vec<Option<Sample>> = Vec::with_capacity(ends.len());
         for chunk in ends.chunks(STEPS_BETWEEN_CHECKS) {
-            ev.interrupt.check()?;
+            ev.interrupt()?;
             picked.extend(chunk.iter().map(|&t| {
                 let newest = s.samples.partition_point(|x| x.t <= t).checked_sub(1).map(|j| s.samples[j])?;
                 (newest.t > t.saturating_sub(params.lookback) && !is_stale_nan(newest.v)).then_some(newest)

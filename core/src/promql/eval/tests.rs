@@ -301,14 +301,15 @@ fn max_samples_stops_a_query_that_loads_too_much() {
         let heads = heads(&series, shards);
         let mut p = plan(&parse(query).unwrap(), &params).unwrap();
         // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all.
-        p.max_samples = 400;
+        p.limits = Limits::new(400, Interrupt::default());
         let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> = heads
             .iter()
             .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect())
             .collect();
-        let result = outputs.and_then(|o| p.finish(&params, o));
-        assert_eq!(result.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
-        p.max_samples = 500;
+        // The shards count together: one of them stops as the sum passes the limit, before
+        // the coordinator sees any answer (each shard alone loads 480 / shards).
+        assert_eq!(outputs.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
+        p.limits = Limits::new(500, Interrupt::default());
         let outputs: Vec<Vec<FragmentOutput>> = heads
             .iter()
             .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h).unwrap()).collect())
