@@ -347,3 +347,53 @@ fn start_up_is_linear_in_static_targets() {
     assert!(started.elapsed() < Duration::from_secs(15), "ready after {:?}", started.elapsed());
     assert_eq!(p.metric("pyrite_scrape_targets_active"), 100_000.0);
 }
+
+#[test]
+fn a_rule_file_with_a_too_deep_query_is_refused_not_a_crash_loop() {
+    let dir = pyrite_tests::TempDir::new("hostile-rules");
+    let rules = dir.0.join("rules.yml");
+    let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+    std::fs::write(&rules, format!("groups:\n  - name: g\n    rules:\n      - record: deep\n        expr: '{deep}'\n"))
+        .expect("write");
+    let check = std::process::Command::new(pyrite_tests::bin("pyrite"))
+        .args(["check", "rules", rules.to_str().expect("path")])
+        .output()
+        .expect("run pyrite check rules");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(said.contains("query too complex"), "{said}");
+    // The server refuses to start on it, with the reason, instead of aborting.
+    let mut p = Pyrite::spawn(PyriteOpts {
+        config: Some(format!("rule_files: ['{}']\n", rules.display())),
+        ..Default::default()
+    });
+    let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("query too complex"), "{stderr}");
+}
+
+#[test]
+fn rule_queries_obey_the_sample_limit() {
+    let dir = pyrite_tests::TempDir::new("hostile-rule-limit");
+    let rules = dir.0.join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - record: heavy\n        expr: count_over_time(vector(1)[1h:1s])\n      - record: light\n        expr: vector(1)\n",
+    )
+    .expect("write");
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        config: Some(format!("rule_files: ['{}']\n", rules.display())),
+        extra_args: vec!["--query.max-samples=1000".into()],
+        ..Default::default()
+    });
+    let evaluated = pyrite_tests::eventually(Duration::from_secs(10), || {
+        let groups = p.data("/api/v1/rules");
+        let rules = groups["groups"][0]["rules"].as_array()?.clone();
+        (rules.iter().all(|r| r["lastEvaluation"] != "0001-01-01T00:00:00Z")).then_some(rules)
+    })
+    .expect("both rules evaluated");
+    assert_eq!(evaluated[0]["health"], "err", "{:?}", evaluated[0]);
+    assert!(evaluated[0]["lastError"].as_str().unwrap_or("").contains("too many samples"), "{:?}", evaluated[0]);
+    assert_eq!(evaluated[1]["health"], "ok", "{:?}", evaluated[1]);
+}
