@@ -131,6 +131,15 @@ impl fmt::Display for Labels {
     }
 }
 
+/// `names` sorted, with the first name that appears twice, if any. Found by sorting, not by
+/// comparing every pair: label sets from outside may have a hundred thousand names.
+pub fn sorted_names<'a>(names: impl Iterator<Item = &'a str>) -> (Vec<&'a str>, Option<&'a str>) {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    let duplicate = names.windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0]);
+    (names, duplicate)
+}
+
 /// Whether `s` is a valid legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();

@@ -8,7 +8,7 @@
 use prost::Message;
 use thiserror::Error;
 
-use crate::labels::{is_valid_label_name, Labels};
+use crate::labels::{is_valid_label_name, sorted_names, Labels};
 use crate::value::Sample;
 
 #[derive(Clone, PartialEq, Message)]
@@ -128,10 +128,9 @@ fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<
             _ => {}
         }
     }
-    let mut names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(invalid(format!("duplicate label name {:?}", pair[0])));
+    let (names, duplicate) = sorted_names(labels.iter().map(|l| l.name.as_str()));
+    if let Some(name) = duplicate {
+        return Err(invalid(format!("duplicate label name {name:?}")));
     }
     if names.binary_search(&"__name__").is_err() {
         return Err(invalid("no metric name (__name__ label)".into()));

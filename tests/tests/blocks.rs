@@ -286,9 +286,11 @@ fn a_chunk_damaged_while_serving_fails_one_query_and_its_block_is_set_aside() {
 fn retention_deletes_whole_blocks_by_time_and_by_size() {
     let dir = TempDir::new("blocks-retention");
     let data = dir.0.join("data");
-    // Two hours old: past a one-hour retention.
-    let t0 = (now_ms() - 7_200_000) / 1000 * 1000;
-    let p = start(&data, &["--storage.tsdb.retention.time=1h"]);
+    // From a minute ago to twenty seconds ago, with a 30 s retention: the older half is past
+    // retention when the head is cut (dropped, not written as blocks), the newer half is cut into
+    // blocks that retention deletes some seconds later.
+    let t0 = (now_ms() - 60_000) / 1000 * 1000;
+    let p = start(&data, &["--storage.tsdb.retention.time=30s"]);
     write_all(&p, t0);
     let gone = eventually(Duration::from_secs(30), || {
         (p.metric("pyrite_tsdb_time_retentions_total") > 0.0 && stored(&p, 0, t0).is_empty()).then_some(())

@@ -397,3 +397,78 @@ fn rule_queries_obey_the_sample_limit() {
     assert!(evaluated[0]["lastError"].as_str().unwrap_or("").contains("too many samples"), "{:?}", evaluated[0]);
     assert_eq!(evaluated[1]["health"], "ok", "{:?}", evaluated[1]);
 }
+
+#[test]
+fn format_query_of_a_deep_query_with_a_huge_matcher_stays_small() {
+    let mut p = server(&[]);
+    let q = format!("{}m{{a=\"{}\"}}{}", "(".repeat(490), "x".repeat(6_000_000), ")".repeat(490));
+    let started = Instant::now();
+    let (status, body) =
+        pyrite_tests::http_post_form(&format!("{}/api/v1/format_query", p.url), &[("query", q.as_str())])
+            .expect("answer");
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let peak = p.process.peak_rss_bytes();
+    assert!(peak < 600 << 20, "peak RSS {} MiB (was gigabytes)", peak >> 20);
+    still_serves(&mut p, "format_query of a huge deep query");
+}
+
+#[test]
+fn a_backfill_of_ancient_sparse_samples_does_not_stall_the_shard() {
+    // Two-second blocks, so housekeeping runs every second; one sample every two hours for
+    // eleven years, in one request: once 32,000 one-sample blocks cut on the shard's thread.
+    let mut p = server(&["--storage.tsdb.min-block-duration=2s"]);
+    let now = now_ms();
+    let backfill = WriteSeries {
+        labels: Labels::from_pairs([("__name__", "backfill")]),
+        samples: (0..50_000).rev().map(|k| Sample { t: now - 3_600_000 - k * 7_200_000, v: k as f64 }).collect(),
+    };
+    assert_eq!(p.remote_write(encode_write_request(&[backfill])).0, 204);
+    for _ in 0..10 {
+        let started = Instant::now();
+        let (status, body) = get(&p, "/api/v1/query?query=vector(1)");
+        assert_eq!(status, 200, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(2), "a query waited {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Ranges older than the 15-day retention were dropped, not written as blocks.
+    let blocks = p.metric("pyrite_tsdb_compactions_total");
+    assert!(blocks < 400.0, "{blocks} blocks cut");
+    assert!(p.process.exited().is_none(), "pyrite died");
+}
+
+#[test]
+fn a_scraped_line_with_a_hundred_thousand_labels_is_refused_quickly() {
+    let labels: Vec<String> = (0..100_000).map(|i| format!("l{i}=\"v\"")).chain(["l0=\"again\"".into()]).collect();
+    let body: &'static str = Box::leak(format!("wide{{{}}} 1\n", labels.join(",")).into_boxed_str());
+    let response: &'static str = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            .into_boxed_str(),
+    );
+    let target = pyrite_tests::fake_target(Some(response));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wide\n    static_configs:\n      - targets: [\"{target}\"]\n"
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let scraped = pyrite_tests::eventually(Duration::from_secs(15), || {
+        let targets = p.data("/api/v1/targets");
+        let t = targets["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == "wide")?.clone();
+        t["lastError"].as_str()?.contains("duplicate label name").then_some(t)
+    })
+    .expect("the target's error names the duplicate");
+    let took = scraped["lastScrapeDuration"].as_f64().expect("duration");
+    assert!(took < 1.0, "the scrape took {took} s");
+}
+
+#[test]
+fn a_selector_repeated_many_times_is_matched_once() {
+    let mut p = server(&[]);
+    let costly = "kept{i=~\"(?:(?:[a-z0-9 ]{0,20}[^x]){0,40}Q)?.*\"}";
+    let form: Vec<(&str, &str)> = std::iter::repeat_n(("match[]", costly), 20_000).collect();
+    let started = Instant::now();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/api/v1/series", p.url), &form).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(10), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    still_serves(&mut p, "a repeated selector");
+}

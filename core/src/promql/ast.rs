@@ -493,8 +493,8 @@ impl Expr {
     /// own, indented two spaces per `level`.
     pub fn pretty(&self, level: usize) -> String {
         let indent = "  ".repeat(level);
-        let single = self.to_string();
-        if single.len() <= MAX_LINE {
+        if self.fits_on_a_line() {
+            let single = self.to_string();
             return match self {
                 // Upstream prints a short subquery without its indent.
                 Expr::Subquery { .. } => single,
@@ -522,9 +522,23 @@ impl Expr {
             }
             Expr::Neg(e) => format!("{indent}-{}", e.pretty(level).trim()),
             Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => {
-                format!("{indent}{single}")
+                format!("{indent}{self}")
             }
         }
+    }
+
+    /// Whether the single-line form is at most [`MAX_LINE`] bytes, found without writing out
+    /// more of it: building it whole at every level of a deep expression took memory in the
+    /// depth times the size (gigabytes for a 6 MB matcher under 490 parentheses).
+    fn fits_on_a_line(&self) -> bool {
+        struct Budget(usize);
+        impl fmt::Write for Budget {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 = self.0.checked_sub(s.len()).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        fmt::write(&mut Budget(MAX_LINE), format_args!("{self}")).is_ok()
     }
 }
 

@@ -177,9 +177,13 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
 
 /// The `match[]` selectors of a request, as matcher lists.
 pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    // A selector repeated changes nothing in the union, so each is matched once (a form can
+    // repeat a costly one a hundred thousand times).
+    let mut seen = std::collections::HashSet::new();
     params
         .all("match[]")
         .into_iter()
+        .filter(|m| seen.insert(*m))
         .map(|m| match promql::parse(m) {
             Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
             Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),

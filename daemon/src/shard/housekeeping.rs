@@ -54,7 +54,8 @@ fn cut(index: usize, s: &mut Storage, ctx: &Context) {
     let shard = shard_label(index);
     let m = &ctx.metrics;
     let started = Instant::now();
-    match s.cut_blocks(ctx.block_range, crate::clock::now_ms()) {
+    let now = crate::clock::now_ms();
+    match s.cut_blocks(ctx.block_range, now, now.saturating_sub(ctx.retention.millis())) {
         Ok(cut) => {
             for meta in &cut {
                 m.compactions.get_or_create(&kind(index, "head")).inc();

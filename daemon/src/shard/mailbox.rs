@@ -170,14 +170,18 @@ fn union_matching<T, E: ToString>(
     matchers: &[Vec<Matcher>],
     f: impl Fn(&[Matcher]) -> Result<Vec<T>, E>,
 ) -> Result<Vec<T>, String> {
-    if matchers.is_empty() {
-        return f(&[]).map_err(|e| e.to_string());
-    }
-    let mut out = Vec::new();
-    for m in matchers {
-        out.extend(f(m).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    // Reads only: a panic fails this request, not the process (see `crate::panic`).
+    let union = || {
+        if matchers.is_empty() {
+            return f(&[]).map_err(|e| e.to_string());
+        }
+        let mut out = Vec::new();
+        for m in matchers {
+            out.extend(f(m).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    };
+    crate::panic::catch(union).unwrap_or_else(|panic| Err(format!("internal error: {panic}")))
 }
 
 /// Applies requests to the storage until every sender is gone or the process shuts down.

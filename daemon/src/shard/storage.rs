@@ -19,6 +19,9 @@ use pyrite_core::tsdb::querier::Querier;
 use super::blocks::{write_head_block, Blocks, CutError, Opened};
 use super::wal::{Replayed, Wal, WalOptions};
 
+/// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
+const MAX_CUTS_PER_PASS: usize = 4;
+
 /// The outcome of an append batch.
 #[derive(Debug, Default)]
 pub struct AppendReply {
@@ -100,15 +103,31 @@ impl Storage {
     /// Cuts the head's oldest block range into a block once the head spans one and a half
     /// ranges (upstream's rule: the newest half range stays for late samples), then lets the
     /// head and the log drop what the block holds. Returns the blocks written.
-    pub fn cut_blocks(&mut self, range: i64, now_ms: i64) -> Result<Vec<BlockMeta>, CutError> {
+    ///
+    /// Ranges that end before `retention_cutoff` are dropped in one step instead of being
+    /// written as blocks that retention would delete at once, and at most
+    /// [`MAX_CUTS_PER_PASS`] blocks are written per call, so that the shard serves between
+    /// calls: a remote writer's backfill of one sample every two hours over eleven years once cut
+    /// 32,000 blocks on the shard's thread in one go.
+    pub fn cut_blocks(&mut self, range: i64, now_ms: i64, retention_cutoff: i64) -> Result<Vec<BlockMeta>, CutError> {
         let mut cut = Vec::new();
         while let Some((min, max)) = self.head.time_range() {
+            if cut.len() == MAX_CUTS_PER_PASS {
+                break;
+            }
             // Saturating: the head may hold samples at any i64 time (an old one at i64::MIN).
             if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
             }
             let start = min.div_euclid(range).saturating_mul(range);
             let end = start.saturating_add(range);
+            if end <= retention_cutoff {
+                let kept_from = retention_cutoff.div_euclid(range).saturating_mul(range).max(end);
+                self.head.set_min_valid(kept_from);
+                self.head.truncate_before(kept_from);
+                self.wal.drop_before(kept_from, &self.head)?;
+                continue;
+            }
             if let Some(block) = self.blocks.cut(&self.head, start, end, now_ms)? {
                 cut.push(block.meta().clone());
             }
