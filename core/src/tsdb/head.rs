@@ -486,9 +486,14 @@ impl Head {
     }
 
     /// Brings back a series from its snapshot and returns its id; a series the head already
-    /// holds keeps its own data. None if the open chunk's state is invalid.
+    /// holds keeps its own data. None if the open chunk's state is invalid, or if its bytes do
+    /// not decode to the at most [`CHUNK_SAMPLES`] samples it claims (a damaged snapshot): the
+    /// head's chunks always hold what they say, so sealing one always has samples to pack.
     pub fn restore_series(&mut self, snapshot: SeriesSnapshot) -> Option<u32> {
         let open = XorChunk::from_state(snapshot.open)?;
+        if open.len() > CHUNK_SAMPLES || open.iter().count() != open.len() {
+            return None;
+        }
         let (id, created) = self.get_or_create(&snapshot.labels);
         if created {
             let s = &mut self.series[id as usize];
@@ -624,5 +629,28 @@ mod tests {
         assert_eq!(s.len(), 300);
         assert_eq!(h.truncate_before(500_000), 4);
         assert_eq!(h.select(&[], 0, 1_000_000)[0].samples.first().unwrap().t, 480_000);
+    }
+
+    #[test]
+    fn a_snapshot_whose_open_chunk_does_not_decode_is_refused() {
+        // Found by the chunk_xor fuzz target: an open chunk claiming a sample its bytes do not
+        // hold was restored, and sealing it later packed no samples and panicked.
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        for i in 0..10 {
+            h.append(id, i * 1000, i as f64).unwrap();
+        }
+        let good = h.snapshot_series(id);
+        let short = XorState { bytes: good.open.bytes[..15].to_vec(), free: 0, count: 1, ..good.open.clone() };
+        let too_many = XorState { count: CHUNK_SAMPLES as u16 + 1, ..good.open.clone() };
+        let mut restored = Head::new();
+        for open in [short, too_many] {
+            assert_eq!(restored.restore_series(SeriesSnapshot { open, ..good.clone() }), None);
+        }
+        assert_eq!(restored.restore_series(good), Some(0));
+        for i in 10..200 {
+            restored.append(0, i * 1000, i as f64).unwrap();
+        }
+        assert_eq!(restored.select(&[], 0, i64::MAX)[0].samples.len(), 200);
     }
 }

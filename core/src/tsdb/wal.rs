@@ -226,7 +226,7 @@ fn decode_samples(payload: &[u8]) -> Option<Record> {
     let mut out = Vec::new();
     let (mut id, mut t) = (0i64, 0i64);
     while !c.done() {
-        id += unzigzag(c.varint()?);
+        id = id.checked_add(unzigzag(c.varint()?))?;
         t = t.wrapping_add(unzigzag(c.varint()?));
         out.push((u32::try_from(id).ok()?, t, c.f64()?));
     }
@@ -445,6 +445,23 @@ mod tests {
         // Appending continues where the snapshot stood, and the same appends are refused.
         assert!(restored.append(29, 0, 0.0).is_err(), "older than the last sample");
         restored.append(29, 10_000_000, 1.0).unwrap();
+    }
+
+    #[test]
+    fn an_id_delta_past_i64_is_damage_not_an_overflow() {
+        // Series 1, then an id delta of i64::MAX: the running id overflowed (a panic in debug
+        // builds) before it was checked against u32.
+        let mut payload = Vec::new();
+        for delta in [1, i64::MAX] {
+            put_varint(&mut payload, zigzag(delta));
+            put_varint(&mut payload, 0);
+            payload.extend_from_slice(&1.0f64.to_bits().to_le_bytes());
+        }
+        let mut buf = Vec::new();
+        put_frame(&mut buf, SAMPLES, &payload, false);
+        let frames = read_frames(&buf);
+        assert!(frames.records.is_empty());
+        assert_eq!(frames.damage, vec![Damage { offset: 0, skipped: buf.len(), at_end: true }]);
     }
 
     #[test]

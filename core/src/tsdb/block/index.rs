@@ -23,7 +23,7 @@ pub(super) const MAGIC: &[u8; 8] = b"PYRIDX\x00\x01";
 
 /// A chunk as the index records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ChunkRef {
+pub struct ChunkRef {
     pub min_t: i64,
     pub max_t: i64,
     pub offset: u64,
@@ -32,7 +32,7 @@ pub(super) struct ChunkRef {
 
 /// One series entry: label pairs as symbol numbers, and chunks in time order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct SeriesEntry {
+pub struct SeriesEntry {
     pub labels: Vec<(u32, u32)>,
     pub chunks: Vec<ChunkRef>,
 }
@@ -76,14 +76,15 @@ pub(super) fn put_postings(out: &mut Vec<u8>, postings: &[(u32, u32, RoaringBitm
 }
 
 /// An index parsed at open: symbols, where each series entry starts, and the postings.
-pub(super) struct Parsed {
+pub struct Parsed {
     pub symbols: Vec<String>,
     pub series: Vec<u32>,
     pub postings: Vec<(u32, u32, RoaringBitmap)>,
 }
 
-/// Checks the CRC and parses the sections; the error says what is wrong.
-pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
+/// Checks the CRC and parses the sections; the error says what is wrong. Public (with
+/// [`series_entry`]) for the fuzz targets, which feed it bytes without a file.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
     if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("index: not a Pyrite block index (bad magic or too short)");
     }
@@ -126,7 +127,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
 
 /// Reads the series entry at `offset` (from [`Parsed::series`]); checked against the symbol
 /// count.
-pub(super) fn series_entry(index: &[u8], offset: u32, symbols: usize) -> Option<SeriesEntry> {
+pub fn series_entry(index: &[u8], offset: u32, symbols: usize) -> Option<SeriesEntry> {
     let mut c = Cursor { buf: index, pos: offset as usize };
     let mut e = Cursor { buf: c.bytes()?, pos: 0 };
     let sym = |v: u64| (v < symbols as u64).then_some(v as u32);

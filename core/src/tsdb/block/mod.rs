@@ -12,7 +12,7 @@
 //! deletes.
 
 mod compact;
-mod index;
+pub mod index;
 mod reader;
 mod tombstones;
 mod writer;

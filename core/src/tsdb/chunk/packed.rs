@@ -17,6 +17,9 @@
 //!                  minimum, packed
 //! ```
 //!
+//! Time deltas and delta-of-deltas wrap (modulo 2^64), as the decoder's do, so timestamps any
+//! distance apart round-trip.
+//!
 //! Integer-valued series (counters, most gauges) are decimals with exponent 0; values such as
 //! `0.25` or `12.7` find the smallest exponent (up to 9) at which every value of the chunk is an
 //! integer that divides back to the same bits. Anything else (NaN, infinities, staleness
@@ -135,11 +138,11 @@ fn encode_times(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     if samples.len() < 2 {
         return;
     }
-    put_varint(out, zigzag(samples[1].0 - samples[0].0));
+    put_varint(out, zigzag(samples[1].0.wrapping_sub(samples[0].0)));
     if samples.len() < 3 {
         return;
     }
-    let dod = |w: &[(i64, f64)]| zigzag((w[2].0 - w[1].0) - (w[1].0 - w[0].0));
+    let dod = |w: &[(i64, f64)]| zigzag(w[2].0.wrapping_sub(w[1].0).wrapping_sub(w[1].0.wrapping_sub(w[0].0)));
     let mut block = [0u32; MAX_SAMPLES];
     let mut fits = true;
     for (slot, w) in block.iter_mut().zip(samples.windows(3)) {
@@ -349,6 +352,13 @@ mod tests {
         // Values whose scaled deltas exceed 32 bits stay exact through XOR.
         let wide: Vec<(i64, f64)> = (0..10).map(|i| (i, if i % 2 == 0 { 0.0 } else { 1e15 })).collect();
         assert_eq!(round_trip(&wide)[1], XOR);
+    }
+
+    #[test]
+    fn time_deltas_beyond_i64_wrap_and_round_trip() {
+        // Found by the chunk_packed fuzz target: the delta from i64::MIN to 1 overflowed.
+        round_trip(&[(i64::MIN, 1.0), (1, 2.0), (i64::MAX, 3.0)]);
+        round_trip(&[(i64::MIN, 0.5), (i64::MAX, 1.5)]);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!   previous leading/trailing-zero window, `11` + 5 bits leading zeros + 6 bits significant
 //!   length (0 meaning 64) + the significant bits otherwise.
 //!
+//! Time deltas and delta-of-deltas are two's-complement and wrap (modulo 2^64) in both
+//! directions, so any strictly increasing timestamps round-trip, however far apart (a remote
+//! write may send `i64::MIN` then `i64::MAX`), and damaged bytes decode to wrong samples rather
+//! than an overflow.
+//!
 //! Appending is O(1) and needs only the last sample's state, so the open chunk of every head
 //! series is one of these. Samples must be appended in strictly increasing time order; the head
 //! enforces that before calling [`XorChunk::append`].
@@ -114,14 +119,14 @@ impl XorChunk {
                 self.values = XorValues::new(v);
             }
             1 => {
-                let delta = t - self.last_t;
+                let delta = t.wrapping_sub(self.last_t);
                 write_dod(&mut self.bits, delta);
                 self.values.write(&mut self.bits, v);
                 self.last_delta = delta;
             }
             _ => {
-                let delta = t - self.last_t;
-                write_dod(&mut self.bits, delta - self.last_delta);
+                let delta = t.wrapping_sub(self.last_t);
+                write_dod(&mut self.bits, delta.wrapping_sub(self.last_delta));
                 self.values.write(&mut self.bits, v);
                 self.last_delta = delta;
             }
@@ -270,12 +275,12 @@ impl XorIter<'_> {
             }
             1 => {
                 self.delta = self.read_dod()?;
-                self.t += self.delta;
+                self.t = self.t.wrapping_add(self.delta);
                 self.values.read(&mut self.reader)?
             }
             _ => {
-                self.delta += self.read_dod()?;
-                self.t += self.delta;
+                self.delta = self.delta.wrapping_add(self.read_dod()?);
+                self.t = self.t.wrapping_add(self.delta);
                 self.values.read(&mut self.reader)?
             }
         };
@@ -369,6 +374,13 @@ mod tests {
             samples.push((t, 1.0));
         }
         round_trip(&samples);
+    }
+
+    #[test]
+    fn time_deltas_beyond_i64_wrap_and_round_trip() {
+        // Found by the chunk_xor fuzz target: the delta from i64::MIN to 0 overflowed.
+        round_trip(&[(i64::MIN, 1.0), (0, 2.0), (i64::MAX, 3.0)]);
+        round_trip(&[(-1, 0.0), (i64::MAX, 1.0)]);
     }
 
     #[test]

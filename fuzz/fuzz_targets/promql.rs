@@ -1,0 +1,15 @@
+//! A query through the PromQL parser; whatever parses must print (single-line and pretty) as
+//! text that parses back to an expression printing the same.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pyrite_core::promql::parse;
+
+fuzz_target!(|query: &str| {
+    let Ok(expr) = parse(query) else { return };
+    let shown = expr.to_string();
+    for text in [shown.clone(), expr.pretty(0)] {
+        let again = parse(&text).unwrap_or_else(|e| panic!("{query:?} printed as {text:?}, which does not parse: {e}"));
+        assert_eq!(again.to_string(), shown, "{query:?} printed as {text:?}");
+    }
+});
