@@ -228,9 +228,47 @@ impl Matcher {
 }
 
 impl fmt::Display for Matcher {
+    /// As PromQL reads it back: a name that is not a legacy label name is quoted (3.x), the
+    /// value quoted as Go's `strconv.Quote` does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{:?}", self.name, self.op, self.value)
+        if is_valid_label_name(&self.name) {
+            f.write_str(&self.name)?;
+        } else {
+            f.write_str(&go_quote(&self.name))?;
+        }
+        write!(f, "{}{}", self.op, go_quote(&self.value))
     }
+}
+
+/// `s` in double quotes much as Go's `strconv.Quote` writes it, which PromQL's string syntax reads
+/// back: `\"`, `\\`, the named escapes (`\n`, `\t`, ...), `\xNN` for other ASCII control
+/// characters and `\uNNNN` for other characters that do not print.
+pub fn go_quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

@@ -544,6 +544,7 @@ impl Expr {
 
 impl fmt::Display for VectorSelector {
     /// As upstream prints it: the name, then the other matchers sorted as text, comma-separated.
+    /// A name that is not a legacy metric name goes first inside the braces, quoted (3.x).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown: Vec<String> = self
             .matchers
@@ -554,8 +555,10 @@ impl fmt::Display for VectorSelector {
             .map(|m| m.to_string())
             .collect();
         shown.sort();
-        if let Some(name) = &self.name {
-            f.write_str(name)?;
+        match &self.name {
+            Some(name) if crate::labels::is_valid_metric_name(name) => f.write_str(name)?,
+            Some(name) => shown.insert(0, crate::labels::go_quote(name)),
+            None => {}
         }
         if !shown.is_empty() || self.name.is_none() {
             write!(f, "{{{}}}", shown.join(","))?;
@@ -568,7 +571,7 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Number(n) => f.write_str(&crate::value::format_value(*n)),
-            Expr::String(s) => write!(f, "{s:?}"),
+            Expr::String(s) => f.write_str(&crate::labels::go_quote(s)),
             Expr::VectorSelector(vs) => {
                 write!(f, "{vs}")?;
                 write_modifiers_with(f, vs.offset, vs.dynamic.as_deref().and_then(|d| d.offset.as_ref()), &vs.at)

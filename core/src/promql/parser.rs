@@ -778,7 +778,9 @@ mod tests {
         assert_eq!(round("foo{a=\"1\", b!=\"2\", c=~\"3\", d!~\"4\",}"), "foo{a=\"1\",b!=\"2\",c=~\"3\",d!~\"4\"}");
         assert_eq!(round("foo{z=\"1\", a=~\"x\"}"), "foo{a=~\"x\",z=\"1\"}", "sorted as upstream prints them");
         assert_eq!(round("{__name__=~\"a.*\"}"), "{__name__=~\"a.*\"}");
-        assert_eq!(round("{\"my.metric\", \"a.b\"=\"x\"}"), "my.metric{a.b=\"x\"}");
+        assert_eq!(round("{\"my.metric\", \"a.b\"=\"x\"}"), "{\"my.metric\",\"a.b\"=\"x\"}");
+        assert_eq!(round("foo{a=\"\\x00\\u0001\\n\\\"é\"}"), "foo{a=\"\\x00\\x01\\n\\\"é\"}");
+        assert_eq!(round("\"\\a\\u2028\""), "\"\\a\\u2028\"");
         assert_eq!(round("foo:bar:rate5m"), "foo:bar:rate5m");
         assert_eq!(round("foo[5m]"), "foo[5m]");
         assert_eq!(round("foo[1h30m]"), "foo[1h30m]");
