@@ -7,13 +7,13 @@
 //! JSON. An API error is printed as `query error: <type>: <message>` and exits 1.
 //! `--http.config.file` gives credentials and TLS settings in promtool's format.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use pyrite_core::config::HttpClientConfig;
+use pyrite_core::labels::go_quote;
 
 use crate::cli::{OutputFormat, QueryArgs, QueryCommand, TimeRange};
 use crate::clock::now_ms;
@@ -139,27 +139,6 @@ fn seconds(ms: i64) -> String {
     format!("{}", ms as f64 / 1000.0)
 }
 
-/// Go's `%q` for a label value.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The pairs of a JSON label object, sorted by name.
 fn pairs(labels: &Value) -> Vec<(&str, &str)> {
     let mut pairs: Vec<(&str, &str)> =
@@ -170,15 +149,18 @@ fn pairs(labels: &Value) -> Vec<(&str, &str)> {
 
 /// A label set as `{a="1", b="2"}`.
 fn label_set(labels: &Value) -> String {
-    let inner: Vec<String> = pairs(labels).into_iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+    let inner: Vec<String> = pairs(labels).into_iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect();
     format!("{{{}}}", inner.join(", "))
 }
 
 /// A metric as `name{a="1"}`, `name`, or `{a="1"}`.
 fn metric(labels: &Value) -> String {
     let name = labels["__name__"].as_str();
-    let rest: Vec<String> =
-        pairs(labels).into_iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| format!("{k}={}", quote(v))).collect();
+    let rest: Vec<String> = pairs(labels)
+        .into_iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect();
     match (name, rest.is_empty()) {
         (Some(n), true) => n.to_string(),
         (None, true) => "{}".to_string(),

@@ -238,6 +238,26 @@ fn remote_write_messages_it_cannot_decode_get_415() {
     still_serves(&mut p, "remote-write content types");
 }
 
+/// A server scraping, every second, a target that always answers `body` (job `job`).
+fn scraping(job: &str, body: &str) -> Pyrite {
+    let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let target = pyrite_tests::fake_target(Some(Box::leak(response.into_boxed_str())));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n"
+    );
+    Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() })
+}
+
+/// The target of `job` once its `lastError` contains `text` (within `limit`).
+fn target_with_error(p: &Pyrite, job: &str, text: &str, limit: Duration) -> serde_json::Value {
+    pyrite_tests::eventually(limit, || {
+        let targets = p.data("/api/v1/targets");
+        let t = targets["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == job)?.clone();
+        t["lastError"].as_str()?.contains(text).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("no target of {job} with an error containing {text:?}"))
+}
+
 /// Milliseconds since the epoch.
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
@@ -278,22 +298,8 @@ fn samples_far_in_the_future_are_refused_and_do_not_move_the_head() {
 #[test]
 fn a_scraped_sample_far_in_the_future_is_refused_and_shown_in_the_target_error() {
     let far = now_ms() + 10 * 365 * 86_400_000;
-    let body: &'static str = Box::leak(format!("ok_metric 1\nfuture_metric 2 {far}\n").into_boxed_str());
-    let response: &'static str = Box::leak(
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-            .into_boxed_str(),
-    );
-    let target = pyrite_tests::fake_target(Some(response));
-    let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: clock\n    static_configs:\n      - targets: [\"{target}\"]\n"
-    );
-    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
-    let seen = pyrite_tests::eventually(Duration::from_secs(10), || {
-        let targets = p.data("/api/v1/targets");
-        let t = targets["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == "clock")?.clone();
-        t["lastError"].as_str()?.contains("ahead of the server's clock").then_some(t)
-    })
-    .expect("the target's error names the refused sample");
+    let p = scraping("clock", &format!("ok_metric 1\nfuture_metric 2 {far}\n"));
+    let seen = target_with_error(&p, "clock", "ahead of the server's clock", Duration::from_secs(10));
     assert_eq!(seen["health"], "up", "{seen}");
     assert_eq!(p.query("ok_metric", None)[0]["value"][1], "1");
     assert!(p.query("future_metric", Some(far as f64 / 1000.0)).as_array().expect("vector").is_empty());
@@ -440,22 +446,8 @@ fn a_backfill_of_ancient_sparse_samples_does_not_stall_the_shard() {
 #[test]
 fn a_scraped_line_with_a_hundred_thousand_labels_is_refused_quickly() {
     let labels: Vec<String> = (0..100_000).map(|i| format!("l{i}=\"v\"")).chain(["l0=\"again\"".into()]).collect();
-    let body: &'static str = Box::leak(format!("wide{{{}}} 1\n", labels.join(",")).into_boxed_str());
-    let response: &'static str = Box::leak(
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-            .into_boxed_str(),
-    );
-    let target = pyrite_tests::fake_target(Some(response));
-    let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wide\n    static_configs:\n      - targets: [\"{target}\"]\n"
-    );
-    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
-    let scraped = pyrite_tests::eventually(Duration::from_secs(15), || {
-        let targets = p.data("/api/v1/targets");
-        let t = targets["activeTargets"].as_array()?.iter().find(|t| t["labels"]["job"] == "wide")?.clone();
-        t["lastError"].as_str()?.contains("duplicate label name").then_some(t)
-    })
-    .expect("the target's error names the duplicate");
+    let p = scraping("wide", &format!("wide{{{}}} 1\n", labels.join(",")));
+    let scraped = target_with_error(&p, "wide", "duplicate label name", Duration::from_secs(15));
     let took = scraped["lastScrapeDuration"].as_f64().expect("duration");
     assert!(took < 1.0, "the scrape took {took} s");
 }
