@@ -37,7 +37,9 @@ pub async fn coordinate(
 }
 
 /// Cancels the query it was made for when dropped: the HTTP handler holds it, so a client that
-/// goes away (hyper drops the handler) stops the work on every shard.
+/// goes away stops the work on every shard once hyper drops the handler, which it does only
+/// when the shard serving the connection is free to notice (fragments do not run in slices
+/// yet).
 pub struct CancelOnDrop(Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
