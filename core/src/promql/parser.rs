@@ -781,6 +781,8 @@ mod tests {
         assert_eq!(round("{\"my.metric\", \"a.b\"=\"x\"}"), "{\"my.metric\",\"a.b\"=\"x\"}");
         assert_eq!(round("foo{a=\"\\x00\\u0001\\n\\\"é\"}"), "foo{a=\"\\x00\\x01\\n\\\"é\"}");
         assert_eq!(round("\"\\a\\u2028\""), "\"\\a\\u2028\"");
+        // Grouping labels that are not plain names print quoted the same way (found by fuzzing).
+        assert_eq!(round("a and on (\"\\x00\", \"b:c\") b"), "a and on (\"\\x00\", \"b:c\") b");
         assert_eq!(round("foo:bar:rate5m"), "foo:bar:rate5m");
         assert_eq!(round("foo[5m]"), "foo[5m]");
         assert_eq!(round("foo[1h30m]"), "foo[1h30m]");
