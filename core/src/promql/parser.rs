@@ -797,8 +797,13 @@ mod tests {
         assert_eq!(round("foo @ start()"), "foo @ start()");
         assert_eq!(round("foo[5m] @ end() offset 1m"), "foo[5m] @ end() offset 1m");
         assert_eq!(round("foo offset 1m @ 10.5"), "foo @ 10.500 offset 1m");
-        // Keywords are fine as metric names where no operator can stand.
-        assert_eq!(round("on"), "on");
+        // Keywords are fine as metric names where no operator can stand, except the words that
+        // modify operators (as upstream; found by fuzzing: `a + +bool` printed as `a + bool`).
+        assert_eq!(round("without"), "without");
+        assert_eq!(round("bool_total + on:x"), "bool_total + on:x");
+        for q in ["bool", "a + +bool", "-ON", "ignoring", "group_left", "group_right", "atan2"] {
+            assert!(parse(q).is_err(), "{q}");
+        }
         assert_eq!(round("sum_total"), "sum_total");
         assert_eq!(round("Infinity"), "Infinity");
     }
