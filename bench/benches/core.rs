@@ -11,10 +11,10 @@ use pyrite_core::exposition::{parse_series, Entry, Format, TextParser};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams};
 use pyrite_core::scrape::{IngestOptions, TargetIngest};
-use pyrite_core::tsdb::chunk::{packed, XorChunk};
-use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::postings::Postings;
-use pyrite_core::tsdb::symbols::Symbols;
+use pyrite_tsdb::chunk::{packed, XorChunk};
+use pyrite_tsdb::head::Head;
+use pyrite_tsdb::postings::Postings;
+use pyrite_tsdb::symbols::Symbols;
 
 const SERIES: usize = 1000;
 
@@ -237,10 +237,10 @@ fn head_and_query(c: &mut Criterion) {
 /// through gotmpl), parsed each time as upstream does and parsed once as rules do, and a
 /// 1,000-alert group's whole evaluation on the in-memory engine.
 fn rules(c: &mut Criterion) {
-    use pyrite_core::promql::memory::MemoryEngine;
     use pyrite_core::promql::Value;
     use pyrite_core::rules::template::{expand, Compiled, TemplateData};
     use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
+    use pyrite_tsdb::memory::MemoryEngine;
 
     let labels = Labels::from_pairs([("instance", "web-7.example.com:9100"), ("job", "api"), ("handler", "/v1/items")]);
     let external = Labels::from_pairs([("cluster", "eu-1")]);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams, FragmentOutput, Plan};
-use pyrite_core::tsdb::head::Head;
+use pyrite_tsdb::head::Head;
 
 use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
 use pyrite_loadgen::drive::DASHBOARD;

@@ -1,10 +1,12 @@
 //! # pyrite-core
 //!
 //! Everything Pyrite computes, with no I/O, threads or clocks of its own ("sans-I/O"): the
-//! exposition-format parser, the chunk codec, postings, the in-memory head, the PromQL parser,
-//! planner and evaluator, the remote-write wire messages and the configuration model.
+//! exposition-format parser, labels and relabeling, the PromQL parser, planner and evaluator
+//! (over any [`promql::SeriesSource`]), rules and templates, the remote-write wire messages and
+//! the configuration model.
 //!
-//! The daemon crate wires these pieces to sockets, files, timers and shard threads. Keeping them
+//! The storage engine is `pyrite-tsdb`; the daemon crate wires these pieces to sockets, files,
+//! timers and shard threads. Keeping them
 //! here means every behaviour that matters for correctness is tested with plain `#[test]`s and
 //! benchmarked deterministically, without a runtime in the way.
 
@@ -20,5 +22,4 @@ pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod series_notation;
-pub mod tsdb;
 pub mod value;

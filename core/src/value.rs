@@ -4,6 +4,8 @@
 //! is one particular NaN bit pattern: it is stored like any sample but tells queries that the
 //! series ended, so lookback stops at it.
 
+use crate::labels::Labels;
+
 /// The bit pattern of Prometheus's staleness marker (a signalling-free NaN).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
@@ -22,6 +24,13 @@ pub fn is_stale_nan(v: f64) -> bool {
 pub struct Sample {
     pub t: i64,
     pub v: f64,
+}
+
+/// The samples of one series within a queried time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
 }
 
 /// Formats a value the way Prometheus's JSON API does (Go's `FormatFloat(v, 'f', -1, 64)`):

@@ -16,8 +16,9 @@ use crate::notifier::Notifier;
 use crate::reload::LiveConfig;
 use crate::rules::{AlertingFlags, RuleManager};
 use crate::scrape::ScrapeManager;
-use crate::shard::{Shards, WalOptions};
+use crate::shard::Shards;
 use crate::slots::{Slot, Slots};
+use pyrite_tsdb::wal::WalOptions;
 
 pub struct Context {
     pub shards: Shards,

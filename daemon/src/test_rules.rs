@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use pyrite_core::config::Duration;
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::memory::MemoryEngine;
 use pyrite_core::promql::{parse_with, EvalParams, Expr, ParseOptions, Value};
 use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, values, Point};
+use pyrite_tsdb::memory::MemoryEngine;
 use regex::Regex;
 use serde::Deserialize;
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyrite_core::tsdb::block::index;
+use pyrite_tsdb::block::index;
 
 fuzz_target!(|body: &[u8]| {
     let file = [body, &crc32c::crc32c(body).to_le_bytes()].concat();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyrite_core::tsdb::chunk::packed;
+use pyrite_tsdb::chunk::packed;
 
 fuzz_target!(|bytes: &[u8]| {
     let mut samples = Vec::new();

@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrite_core::labels::Labels;
-use pyrite_core::tsdb::chunk::XorState;
-use pyrite_core::tsdb::head::{Head, SeriesSnapshot, CHUNK_SAMPLES};
+use pyrite_tsdb::chunk::XorState;
+use pyrite_tsdb::head::{Head, SeriesSnapshot, CHUNK_SAMPLES};
 
 fuzz_target!(|input: &[u8]| {
     let Some((header, bytes)) = input.split_first_chunk::<37>() else { return };

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::wal::{scan_frames, Record, CHUNKS, SAMPLES, SERIES, SNAPPY, TOMBSTONES};
+use pyrite_tsdb::head::Head;
+use pyrite_tsdb::wal::record::{scan_frames, Record, CHUNKS, SAMPLES, SERIES, SNAPPY, TOMBSTONES};
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {

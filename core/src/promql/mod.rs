@@ -14,7 +14,6 @@ pub mod ast;
 pub mod depth;
 pub mod eval;
 pub mod functions;
-pub mod memory;
 pub mod parser;
 pub mod plan;
 

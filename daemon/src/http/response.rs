@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{Annotations, EvalError, StepSeries, Value};
-use pyrite_core::tsdb::head::SeriesSamples;
+use pyrite_core::value::SeriesSamples;
 use pyrite_core::value::{format_timestamp, format_value};
 
 /// An API error with its Prometheus error type.

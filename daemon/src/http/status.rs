@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
 use pyrite_core::labels::METRIC_NAME;
-use pyrite_core::tsdb::head::HeadStats;
+use pyrite_tsdb::head::HeadStats;
 use serde_json::json;
 
 use super::params::Params;

@@ -8,18 +8,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::blocks::{compact_paths, CutError};
-use super::storage::Storage;
 use crate::context::Context;
 use crate::metrics::shard_label;
+use pyrite_tsdb::blocks::{compact_paths, CutError};
+use pyrite_tsdb::db::Db;
 
 /// How often housekeeping runs for a block range of `block_range` ms.
 pub fn interval(block_range: i64) -> Duration {
     Duration::from_millis((block_range / 4).clamp(1000, 60_000) as u64)
 }
 
-pub async fn run(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
-    let ranges = pyrite_core::tsdb::block::ranges(ctx.block_range, ctx.max_block_range);
+pub async fn run(index: usize, storage: Rc<RefCell<Db>>, ctx: Arc<Context>) {
+    let ranges = pyrite_tsdb::block::ranges(ctx.block_range, ctx.max_block_range);
     let mut last_snapshot = crate::clock::now_ms();
     loop {
         monoio::time::sleep(interval(ctx.block_range)).await;
@@ -36,7 +36,7 @@ pub async fn run(index: usize, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>)
 }
 
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
-fn snapshot(index: usize, s: &mut Storage, ctx: &Context) {
+fn snapshot(index: usize, s: &mut Db, ctx: &Context) {
     let started = Instant::now();
     match s.snapshot() {
         Ok(()) => {
@@ -50,7 +50,7 @@ fn snapshot(index: usize, s: &mut Storage, ctx: &Context) {
 }
 
 /// Cuts the head's oldest range into a block if it is due.
-fn cut(index: usize, s: &mut Storage, ctx: &Context) {
+fn cut(index: usize, s: &mut Db, ctx: &Context) {
     let shard = shard_label(index);
     let m = &ctx.metrics;
     let started = Instant::now();
@@ -83,10 +83,10 @@ fn cut(index: usize, s: &mut Storage, ctx: &Context) {
 
 /// Compacts the next group of blocks, if any, on a thread of its own: the shard keeps
 /// appending and answering queries from the input blocks until the output replaces them.
-async fn compact(index: usize, storage: &Rc<RefCell<Storage>>, ctx: &Context, ranges: &[i64]) {
+async fn compact(index: usize, storage: &Rc<RefCell<Db>>, ctx: &Context, ranges: &[i64]) {
     let Some(inputs) = storage.borrow().blocks.plan(ranges) else { return };
     let dir = storage.borrow().blocks.dir().to_path_buf();
-    let ulid = pyrite_core::tsdb::block::new_ulid(crate::clock::now_ms());
+    let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
     storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
     let (tx, rx) = flume::bounded(1);
@@ -128,7 +128,7 @@ async fn compact(index: usize, storage: &Rc<RefCell<Storage>>, ctx: &Context, ra
 }
 
 /// Applies retention and updates the storage gauges.
-fn retain(index: usize, s: &mut Storage, ctx: &Context) {
+fn retain(index: usize, s: &mut Db, ctx: &Context) {
     let shard = shard_label(index);
     let m = &ctx.metrics;
     let cutoff = crate::clock::now_ms() - ctx.retention.millis();

@@ -8,12 +8,12 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::tsdb::head::{Head, HeadStats};
 use pyrite_core::value::{is_stale_nan, Sample};
+use pyrite_tsdb::head::{Head, HeadStats};
 
-use super::storage::{AppendReply, Storage};
 use crate::context::Context;
 use crate::metrics::{shard_label, MetricLabels};
+use pyrite_tsdb::db::{AppendReply, Db};
 
 /// A message to a shard. Replies travel on the enclosed channels.
 pub enum Request {
@@ -185,7 +185,7 @@ fn union_matching<T, E: ToString>(
 }
 
 /// Applies requests to the storage until every sender is gone or the process shuts down.
-pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<RefCell<Storage>>, ctx: Arc<Context>) {
+pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<RefCell<Db>>, ctx: Arc<Context>) {
     let shard = shard_label(index);
     while let Ok(request) = mailbox.recv_async().await {
         match request {
@@ -302,7 +302,7 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
 
 /// Stops serving a block a query found damaged: this query failed on it, later ones answer
 /// from the other blocks and the head.
-fn set_aside(index: usize, ctx: &Context, storage: &mut Storage, block: &str, reason: &str) {
+fn set_aside(index: usize, ctx: &Context, storage: &mut Db, block: &str, reason: &str) {
     match storage.blocks.set_aside(block) {
         Ok(true) => {
             ctx.metrics.blocks_refused.get_or_create(&shard_label(index)).inc();
@@ -315,7 +315,7 @@ fn set_aside(index: usize, ctx: &Context, storage: &mut Storage, block: &str, re
 
 /// Waits until no compaction is reading the blocks (a deletion made meanwhile would be lost
 /// in its output).
-async fn blocks_idle(storage: &RefCell<Storage>) {
+async fn blocks_idle(storage: &RefCell<Db>) {
     while storage.borrow().blocks.compacting() {
         monoio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -335,7 +335,7 @@ fn record_append(ctx: &Context, shard: &MetricLabels, head: &Head, r: &AppendRep
 }
 
 /// Fsyncs the write-ahead log every `interval` (`--storage.tsdb.wal-fsync-interval`).
-pub async fn sync_loop(storage: Rc<RefCell<Storage>>, interval: std::time::Duration) {
+pub async fn sync_loop(storage: Rc<RefCell<Db>>, interval: std::time::Duration) {
     loop {
         monoio::time::sleep(interval).await;
         if let Err(e) = storage.borrow_mut().sync() {

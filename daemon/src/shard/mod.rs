@@ -5,19 +5,15 @@
 //! connections accepted on the shared listener, runs the scrape loops of the targets assigned
 //! to it, and coordinates the queries its HTTP handlers receive.
 
-mod blocks;
 mod housekeeping;
 mod mailbox;
-mod storage;
-mod wal;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 pub use mailbox::{Request, Shards};
-use storage::{Storage, StorageDirs};
-pub use wal::WalOptions;
+use pyrite_tsdb::db::{Db, Dirs};
 
 use crate::context::Context;
 
@@ -32,10 +28,10 @@ pub struct ShardStart {
 
 /// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
 /// if it cannot.
-fn open_storage(index: usize, ctx: &Context) -> Storage {
-    let dirs = StorageDirs::of_shard(&ctx.storage_path, index);
+fn open_storage(index: usize, ctx: &Context) -> Db {
+    let dirs = Dirs::of_shard(&ctx.storage_path, index);
     let started = std::time::Instant::now();
-    let (storage, replayed, opened) = Storage::open(&dirs, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
+    let (storage, replayed, opened) = Db::open(&dirs, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %ctx.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });

@@ -3,7 +3,7 @@
 
 use pyrite_core::promql::{self, Expr, ParseOptions};
 
-pub use pyrite_core::promql::memory::MemoryEngine as Engine;
+pub use pyrite_tsdb::memory::MemoryEngine as Engine;
 
 /// Lookback delta the scripts assume (§10).
 pub const LOOKBACK_MS: i64 = 300_000;

@@ -25,9 +25,7 @@ use thiserror::Error;
 use super::ast::At;
 use super::plan::{Frame, Merge, Node, Plan};
 use crate::labels::{Labels, Matcher};
-use crate::tsdb::head::{Head, SeriesSamples};
-use crate::tsdb::querier::Querier;
-use crate::value::Sample;
+use crate::value::{Sample, SeriesSamples};
 
 pub use aggregate::PartialAggregate;
 pub use functions::is_implemented;
@@ -360,19 +358,6 @@ impl Value {
 pub trait SeriesSource {
     /// Matching series with their samples in `[mint, maxt]`.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError>;
-}
-
-impl SeriesSource for Head {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Ok(Head::select(self, matchers, mint, maxt))
-    }
-}
-
-impl SeriesSource for Querier<'_> {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Querier::select(self, matchers, mint, maxt)
-            .map_err(|e| EvalError::DamagedBlock { block: e.name(), reason: e.reason })
-    }
 }
 
 /// What a shard computed for one fragment.

@@ -3,21 +3,34 @@
 use super::*;
 use crate::promql::{parse, parse_with, plan, ParseOptions};
 
-/// Loads `series` (labels, samples) into `shards` heads, each series on its owner.
-fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Head> {
-    let mut heads: Vec<Head> = (0..shards).map(|_| Head::new()).collect();
+/// One shard's series, held as plain vectors (the storage engine is not this crate's).
+struct Shard(Vec<SeriesSamples>);
+
+impl SeriesSource for Shard {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        let matching = self.0.iter().filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))));
+        Ok(matching
+            .map(|s| SeriesSamples {
+                labels: s.labels.clone(),
+                samples: s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+}
+
+/// Loads `series` (labels, samples in time order) into `shards` shards, each series on its owner.
+fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Shard> {
+    let mut heads: Vec<Shard> = (0..shards).map(|_| Shard(Vec::new())).collect();
     for (labels, samples) in series {
-        let head = &mut heads[labels.owner(shards)];
-        let (id, _) = head.get_or_create(labels);
-        for &(t, v) in samples {
-            head.append(id, t, v).unwrap();
-        }
+        let samples = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
+        heads[labels.owner(shards)].0.push(SeriesSamples { labels: labels.clone(), samples });
     }
     heads
 }
 
 /// Runs `query` (experimental functions enabled) across `heads`, one head per shard.
-fn query(heads: &[Head], query: &str, params: EvalParams) -> Result<QueryResult, EvalError> {
+fn query(heads: &[Shard], query: &str, params: EvalParams) -> Result<QueryResult, EvalError> {
     let expr = parse_with(query, ParseOptions { experimental_functions: true }).unwrap();
     let p = plan(&expr, &params)?;
     let outputs = heads
@@ -27,7 +40,7 @@ fn query(heads: &[Head], query: &str, params: EvalParams) -> Result<QueryResult,
     p.finish(&params, outputs)
 }
 
-fn run(heads: &[Head], q: &str, params: EvalParams) -> Result<Value, EvalError> {
+fn run(heads: &[Shard], q: &str, params: EvalParams) -> Result<Value, EvalError> {
     query(heads, q, params).map(|r| r.value)
 }
 

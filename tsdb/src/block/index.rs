@@ -17,7 +17,7 @@
 
 use roaring::RoaringBitmap;
 
-use crate::tsdb::encoding::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
+use crate::encoding::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
 
 pub(super) const MAGIC: &[u8; 8] = b"PYRIDX\x00\x01";
 

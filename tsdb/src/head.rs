@@ -27,8 +27,8 @@ use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
 use super::symbols::Symbols;
-use crate::labels::{Labels, Matcher};
-use crate::value::Sample;
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::value::{Sample, SeriesSamples};
 
 /// Samples per chunk before a new one is cut (as Prometheus).
 pub const CHUNK_SAMPLES: usize = 120;
@@ -253,13 +253,6 @@ impl SeriesSnapshot {
             self.sealed.last().map(|c| c.max_t)
         }
     }
-}
-
-/// The samples of one series within a queried time range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSamples {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
 }
 
 #[derive(Debug)]
@@ -563,7 +556,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::MatchOp;
+    use pyrite_core::labels::MatchOp;
 
     fn up(job: &str) -> Labels {
         Labels::from_pairs([("__name__", "up"), ("job", job)])

@@ -1,5 +1,5 @@
 //! Write-ahead log records: what a shard writes before it acknowledges samples, and how a
-//! replay reads them back. Encoding only; the daemon owns the files.
+//! replay reads them back. Encoding only; the segment files are the parent module's.
 //!
 //! A log is a sequence of frames, each `[kind: u8][length: u32 LE][crc32c: u32 LE][payload]`.
 //! The CRC (Castagnoli) covers the kind byte and the payload, so a flipped bit anywhere is
@@ -23,10 +23,10 @@
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
 
-use super::chunk::XorState;
-use super::encoding::{put_bytes, put_labels, put_varint, unzigzag, zigzag, Cursor};
-use super::head::{SealedChunk, SeriesSnapshot};
-use crate::labels::Labels;
+use crate::chunk::XorState;
+use crate::encoding::{put_bytes, put_labels, put_varint, unzigzag, zigzag, Cursor};
+use crate::head::{SealedChunk, SeriesSnapshot};
+use pyrite_core::labels::Labels;
 
 /// Frame kind of a series record.
 pub const SERIES: u8 = 1;
@@ -307,7 +307,7 @@ pub fn scan_frames(buf: &[u8], mut on_record: impl FnMut(Record)) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::stale_nan;
+    use pyrite_core::value::stale_nan;
 
     /// Every record of `buf`, and what the scan found.
     fn read_frames(buf: &[u8]) -> Frames {
@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_head_snapshot_in_chunks_records_restores_the_head_exactly() {
-        use crate::tsdb::head::Head;
+        use crate::head::Head;
         let mut head = Head::new();
         for s in 0..30 {
             let (id, _) = head.get_or_create(&lbl(&[("__name__", "m"), ("s", &s.to_string())]));

@@ -2,9 +2,9 @@
 //! shard and a query runs the planner's fragments on every head and merges them, exactly as the
 //! server does. `pyrite test rules` and the conformance runner evaluate this way.
 
-use crate::labels::Labels;
-use crate::promql::{evaluate_fragment, plan, EvalError, EvalParams, Expr, QueryResult};
-use crate::tsdb::head::Head;
+use crate::head::Head;
+use pyrite_core::labels::Labels;
+use pyrite_core::promql::{evaluate_fragment, plan, EvalError, EvalParams, Expr, QueryResult};
 
 pub struct MemoryEngine {
     heads: Vec<Head>,

@@ -13,9 +13,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::block::{self, Block, BlockError, BlockWriter, Compaction, TMP_SUFFIX};
+use crate::head::Head;
 use pyrite_core::labels::Matcher;
-use pyrite_core::tsdb::block::{self, Block, BlockError, BlockWriter, Compaction, TMP_SUFFIX};
-use pyrite_core::tsdb::head::Head;
 
 /// Suffix of a block set aside because reading it found damage.
 pub const DAMAGED_SUFFIX: &str = ".damaged";

@@ -11,8 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Block, BlockChunk, BlockError, BlockMeta, BlockRef, BlockWriter, Compaction};
-use crate::labels::Labels;
-use crate::tsdb::chunk::packed;
+use crate::chunk::packed;
+use pyrite_core::labels::Labels;
 
 /// The block ranges compaction builds, from `base` (the head's block duration) up to `max`.
 pub fn ranges(base: i64, max: i64) -> Vec<i64> {

@@ -349,7 +349,7 @@ mod tests {
             (0, 0.0),
             (1, -0.0),
             (10_000, f64::NAN),
-            (10_001, crate::value::stale_nan()),
+            (10_001, pyrite_core::value::stale_nan()),
             (10_002, f64::INFINITY),
             (70_000, f64::NEG_INFINITY),
             (70_001, 1e300),

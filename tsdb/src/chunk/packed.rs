@@ -30,7 +30,7 @@ use thiserror::Error;
 
 use super::bits::{BitReader, BitWriter};
 use super::xor::XorValues;
-use crate::tsdb::encoding::{put_varint, unzigzag, zigzag, Cursor};
+use crate::encoding::{put_varint, unzigzag, zigzag, Cursor};
 
 /// Most samples a packed chunk holds: one bit-packed block.
 pub const MAX_SAMPLES: usize = BitPacker4x::BLOCK_LEN;
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn special_values_fall_back_to_xor() {
         let specials =
-            [0.0, -0.0, f64::NAN, crate::value::stale_nan(), f64::INFINITY, 1e300, f64::from_bits(1), 0.1 + 0.2];
+            [0.0, -0.0, f64::NAN, pyrite_core::value::stale_nan(), f64::INFINITY, 1e300, f64::from_bits(1), 0.1 + 0.2];
         for special in specials {
             let samples: Vec<(i64, f64)> = times(10).map(|t| (t, 1.0)).chain([(1_800_000_000_000, special)]).collect();
             let bytes = round_trip(&samples);

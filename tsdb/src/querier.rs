@@ -7,9 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::promql::{EvalError, SeriesSource};
+use pyrite_core::value::SeriesSamples;
+
 use super::block::{Block, BlockError};
-use super::head::{Head, SeriesSamples};
-use crate::labels::{Labels, Matcher};
+use super::head::Head;
 
 /// A read view over one shard: its blocks, sorted by min time, and its head.
 #[derive(Clone, Copy)]
@@ -75,5 +78,20 @@ impl Querier<'_> {
             out.extend(block.label_values(name, matchers));
         }
         out.into_iter().collect()
+    }
+}
+
+/// Queries read the head alone (in-memory engines) or a whole shard (the server); a damaged
+/// block fails the query with the block's name, so that the shard can set it aside.
+impl SeriesSource for Head {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        Ok(Head::select(self, matchers, mint, maxt))
+    }
+}
+
+impl SeriesSource for Querier<'_> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        Querier::select(self, matchers, mint, maxt)
+            .map_err(|e| EvalError::DamagedBlock { block: e.name(), reason: e.reason })
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 
 use super::symbols::Symbols;
-use crate::labels::{MatchOp, Matcher};
+use pyrite_core::labels::{MatchOp, Matcher};
 
 #[derive(Debug, Default)]
 pub struct Postings {

@@ -11,10 +11,10 @@ use pyrite_core::exposition::{parse_series, write_text, Entry, TextParser};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::parse;
 use pyrite_core::remote::{decode_write_request, encode_write_request, WriteSeries};
-use pyrite_core::tsdb::chunk::{packed, XorChunk, XorState};
-use pyrite_core::tsdb::head::{Head, CHUNK_SAMPLES};
-use pyrite_core::tsdb::wal::{self, Record};
 use pyrite_core::value::{stale_nan, Sample};
+use pyrite_tsdb::chunk::{packed, XorChunk, XorState};
+use pyrite_tsdb::head::{Head, CHUNK_SAMPLES};
+use pyrite_tsdb::wal::record::{self as wal, Record};
 
 /// xorshift64*: small, fast and good enough to spread cases over a codec's branches.
 struct Rng(u64);

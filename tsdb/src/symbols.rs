@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::labels::{Label, Labels};
+use pyrite_core::labels::{Label, Labels};
 
 /// A per-shard symbol table. Not `Send`: it belongs to one shard thread.
 #[derive(Debug, Default)]

@@ -2,9 +2,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
-use crate::labels::{Labels, MatchOp, Matcher};
-use crate::tsdb::head::Head;
-use crate::tsdb::querier::Querier;
+use crate::head::Head;
+use crate::querier::Querier;
+use pyrite_core::labels::{Labels, MatchOp, Matcher};
 
 const H: i64 = 3600 * 1000;
 
@@ -71,7 +71,7 @@ fn blocks_and_head_read_as_the_head_alone() {
     assert_eq!(q.label_values("job", &[], 0, H), vec!["even", "odd"]);
     assert!(q.label_names(&[], 0, H).contains(&"i".to_string()));
     // The head refuses what belongs to blocks now.
-    assert_eq!(cut_head.append(0, 4 * H - 1, 1.0), Err(crate::tsdb::head::AppendError::OutOfBounds));
+    assert_eq!(cut_head.append(0, 4 * H - 1, 1.0), Err(crate::head::AppendError::OutOfBounds));
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -108,7 +108,7 @@ fn compaction_merges_blocks_and_applies_tombstones() {
     got.sort_by(|x, y| x.labels.cmp(&y.labels));
     let mut want = want;
     want.sort_by(|x, y| x.labels.cmp(&y.labels));
-    let count = |v: &[crate::tsdb::head::SeriesSamples]| v.iter().map(|s| s.samples.len()).sum::<usize>();
+    let count = |v: &[pyrite_core::value::SeriesSamples]| v.iter().map(|s| s.samples.len()).sum::<usize>();
     assert!(got == want, "merged block differs: {} vs {} samples", count(&got), count(&want));
     fs::remove_dir_all(&dir).unwrap();
 }

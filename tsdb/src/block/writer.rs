@@ -10,7 +10,7 @@ use roaring::RoaringBitmap;
 
 use super::index::{self, ChunkRef, SeriesEntry};
 use super::{BlockChunk, BlockMeta, BlockStats, Compaction, CHUNKS_FILE, INDEX_FILE, META_FILE, TMP_SUFFIX};
-use crate::labels::Labels;
+use pyrite_core::labels::Labels;
 
 /// Magic at the start of a `chunks` file.
 pub(super) const CHUNKS_MAGIC: &[u8; 8] = b"PYRCHK\x00\x01";
@@ -117,7 +117,7 @@ impl BlockWriter {
         postings.sort_unstable_by_key(|&(n, v, _)| (n, v));
         let mut out = index::MAGIC.to_vec();
         index::put_symbols(&mut out, &self.symbols);
-        crate::tsdb::encoding::put_varint(&mut out, self.series.len() as u64);
+        crate::encoding::put_varint(&mut out, self.series.len() as u64);
         for s in &self.series {
             index::put_series_entry(&mut out, s);
         }

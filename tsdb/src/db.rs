@@ -8,16 +8,16 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::block::BlockMeta;
+use crate::chunk::store::ChunkStore;
+use crate::head::{AppendError, Head};
+use crate::querier::Querier;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::tsdb::block::BlockMeta;
-use pyrite_core::tsdb::chunk::store::ChunkStore;
-use pyrite_core::tsdb::head::{AppendError, Head};
-use pyrite_core::tsdb::querier::Querier;
 
-use super::blocks::{write_head_block, Blocks, CutError, Opened};
-use super::wal::{Replayed, Wal, WalOptions};
+use crate::blocks::{write_head_block, Blocks, CutError, Opened};
+use crate::wal::{Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
 const MAX_CUTS_PER_PASS: usize = 4;
@@ -52,18 +52,18 @@ impl AppendReply {
 }
 
 /// Where a shard keeps its files.
-pub struct StorageDirs {
+pub struct Dirs {
     pub wal: PathBuf,
     pub blocks: PathBuf,
     /// Scratch space for the head's sealed chunks, emptied at every start.
     pub chunks: PathBuf,
 }
 
-impl StorageDirs {
+impl Dirs {
     /// The directories of shard `index` under the data directory.
-    pub fn of_shard(data: &Path, index: usize) -> StorageDirs {
+    pub fn of_shard(data: &Path, index: usize) -> Dirs {
         let shard = index.to_string();
-        StorageDirs {
+        Dirs {
             wal: data.join("wal").join(&shard),
             blocks: data.join("blocks").join(&shard),
             chunks: data.join("chunks_head").join(&shard),
@@ -71,7 +71,7 @@ impl StorageDirs {
     }
 }
 
-pub struct Storage {
+pub struct Db {
     pub head: Head,
     pub blocks: Blocks,
     wal: Wal,
@@ -80,11 +80,11 @@ pub struct Storage {
     created: Vec<(u32, Labels)>,
 }
 
-impl Storage {
+impl Db {
     /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
     /// log into a new head whose chunks are cut at multiples of `block_range` and sealed into
     /// mapped files in `dirs.chunks`.
-    pub fn open(dirs: &StorageDirs, options: WalOptions, block_range: i64) -> io::Result<(Storage, Replayed, Opened)> {
+    pub fn open(dirs: &Dirs, options: WalOptions, block_range: i64) -> io::Result<(Db, Replayed, Opened)> {
         let (blocks, opened) = Blocks::open(&dirs.blocks)?;
         let mut head = Head::with_store(block_range, ChunkStore::mapped(&dirs.chunks)?);
         if let Some(t) = blocks.max_time() {
@@ -92,7 +92,7 @@ impl Storage {
             head.set_min_valid(t);
         }
         let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
-        Ok((Storage { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
+        Ok((Db { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
     }
 
     /// Blocks and head, read as one.

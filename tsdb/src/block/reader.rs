@@ -10,12 +10,12 @@ use roaring::RoaringBitmap;
 use super::index::{self, SeriesEntry};
 use super::writer::CHUNKS_MAGIC;
 use super::{BlockChunk, BlockError, BlockMeta, Interval, Tombstones, CHUNKS_FILE, INDEX_FILE, META_FILE};
-use crate::labels::{Labels, Matcher};
-use crate::tsdb::chunk::packed;
-use crate::tsdb::head::SeriesSamples;
-use crate::tsdb::postings::Postings;
-use crate::tsdb::symbols::Symbols;
-use crate::value::Sample;
+use crate::chunk::packed;
+use crate::postings::Postings;
+use crate::symbols::Symbols;
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::value::Sample;
+use pyrite_core::value::SeriesSamples;
 
 /// An open block.
 pub struct Block {

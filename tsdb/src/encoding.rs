@@ -2,7 +2,7 @@
 //! varints, zig-zag, length-prefixed bytes and label sets, and a cursor that reads them back
 //! failing softly (`None`) on truncated or malformed input, never panicking.
 
-use crate::labels::{Label, Labels};
+use pyrite_core::labels::{Label, Labels};
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

@@ -113,7 +113,7 @@ impl BlockChunk<'static> {
     /// Packs `samples` (time-ordered) into chunks of at most 120.
     pub fn pack(samples: &[(i64, f64)]) -> Vec<BlockChunk<'static>> {
         samples
-            .chunks(crate::tsdb::head::CHUNK_SAMPLES)
+            .chunks(crate::head::CHUNK_SAMPLES)
             .map(|run| {
                 let mut bytes = Vec::new();
                 packed::encode(run, &mut bytes);

@@ -1,5 +1,5 @@
 //! A shard's write-ahead log on disk: numbered segment files under `<data>/wal/<shard>/`, the
-//! frames of [`pyrite_core::tsdb::wal`].
+//! frames of [`crate::wal`].
 //!
 //! * Every append batch is written (one `write(2)`) before it is acknowledged, so a process
 //!   crash loses nothing acknowledged. Segments are fsynced when they are full, on
@@ -16,16 +16,16 @@
 //! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
 //!   half is never followed by more frames in the same file.
 
+pub mod record;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::head::Head;
 use pyrite_core::labels::Labels;
-use pyrite_core::tsdb::head::Head;
-use pyrite_core::tsdb::wal::{
-    encode_chunks, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
-};
+use record::{encode_chunks, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record};
 
 /// Series ids a replay accepts: far beyond any real shard, and a bound on the id map's size.
 const MAX_SERIES_ID: u32 = 1 << 28;

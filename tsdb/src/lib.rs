@@ -1,0 +1,31 @@
+//! # pyrite-tsdb
+//!
+//! Pyrite's storage engine, one [`db::Db`] per shard, with a synchronous API: the shard's
+//! thread calls it and decides when (timers, mailbox); nothing here spawns, sleeps or reads a
+//! clock — times are passed in.
+//!
+//! * [`head::Head`] keeps recent series in memory: interned labels, [`postings`], and
+//!   compressed [`chunk`]s (full chunks sealed into a memory-mapped [`chunk::store`]).
+//! * [`wal`] makes every acknowledged append durable: segment files of [`wal::record`] frames,
+//!   replayed into a fresh head at start, checkpointed, and snapshotted at shutdown.
+//! * Every block range the head's oldest data is cut into an immutable [`block`] on disk;
+//!   [`blocks::Blocks`] is a shard's set of them: opening, compaction plans, retention, and
+//!   damaged blocks set aside.
+//! * [`querier::Querier`] reads blocks and head as one; it is the PromQL evaluator's
+//!   [`SeriesSource`](pyrite_core::promql::SeriesSource) on a shard.
+//! * [`memory::MemoryEngine`] runs PromQL over heads alone, with no files (rule unit tests and
+//!   the conformance runner).
+//!
+//! The file formats are specified in `docs/format/`.
+
+pub mod block;
+pub mod blocks;
+pub mod chunk;
+pub mod db;
+mod encoding;
+pub mod head;
+pub mod memory;
+pub mod postings;
+pub mod querier;
+pub mod symbols;
+pub mod wal;
