@@ -237,16 +237,17 @@ fn head_and_query(c: &mut Criterion) {
 /// through gotmpl), parsed each time as upstream does and parsed once as rules do, and a
 /// 1,000-alert group's whole evaluation on the in-memory engine.
 fn rules(c: &mut Criterion) {
-    use pyrite_core::promql::Value;
-    use pyrite_core::rules::template::{expand, Compiled, TemplateData};
-    use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
+    use pyrite_core::promql::{Expr, QueryLimits};
+    use pyrite_core::rules::template::{expand, Compiled, QueryFn, TemplateData};
+    use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleFile, RuleSettings, RuleStorage};
     use pyrite_tsdb::memory::MemoryEngine;
+    use std::rc::Rc;
 
     let labels = Labels::from_pairs([("instance", "web-7.example.com:9100"), ("job", "api"), ("handler", "/v1/items")]);
     let external = Labels::from_pairs([("cluster", "eu-1")]);
     let data =
         TemplateData { labels: &labels, external_labels: &external, external_url: "http://prom:9090", value: 0.0734 };
-    let mut no_query = |_: &str| Err::<Vec<(Labels, f64)>, String>("no queries".into());
+    let no_query: QueryFn = Rc::new(|_: &str| Err("no queries".into()));
     let mut g = c.benchmark_group("alert_templates");
     g.throughput(Throughput::Elements(1));
     for (name, text) in [
@@ -258,23 +259,26 @@ fn rules(c: &mut Criterion) {
         ("if_printf", "{{ if gt $value 0.05 }}{{ printf \"%.2f\" $value }} is high{{ else }}fine{{ end }}"),
     ] {
         g.bench_function(format!("parse_and_expand_{name}"), |b| {
-            b.iter(|| expand("__alert_A", black_box(text), &data, 0, &mut no_query).unwrap())
+            b.iter(|| expand("__alert_A", black_box(text), &data, 0, &no_query).unwrap())
         });
         let compiled = Compiled::new("__alert_A", text).unwrap();
-        g.bench_function(format!("expand_{name}"), |b| b.iter(|| compiled.expand(&data, 0, &mut no_query).unwrap()));
+        g.bench_function(format!("expand_{name}"), |b| b.iter(|| compiled.expand(&data, 0, &no_query).unwrap()));
     }
     g.finish();
 
-    struct Store(MemoryEngine);
+    struct Store(Rc<MemoryEngine>);
     impl RuleStorage for Store {
-        fn query(&mut self, expr: &pyrite_core::promql::Expr, t: i64) -> Result<Value, String> {
-            self.0.eval(expr, EvalParams::instant(t, 300_000)).map(|r| r.value).map_err(|e| e.to_string())
+        fn queries(&self) -> InstantQuery {
+            let engine = self.0.clone();
+            Rc::new(move |expr: &Expr, t: i64| {
+                engine.eval(expr, engine.instant(t)).map(|r| r.value).map_err(|e| e.to_string())
+            })
         }
         fn append(&mut self, _: i64, _: &[(Labels, f64)]) -> Result<(), String> {
             Ok(()) // Only evaluation is measured: results are not stored.
         }
     }
-    let mut engine = MemoryEngine::new(1);
+    let mut engine = MemoryEngine::new(1, QueryLimits::unlimited());
     for i in 0..1000 {
         let series =
             Labels::from_pairs([("__name__", "errors_ratio".to_string()), ("instance", format!("host-{i}:9100"))]);
@@ -290,11 +294,13 @@ fn rules(c: &mut Criterion) {
     )
     .unwrap();
     let settings = RuleSettings { resend_delay: 60_000, ..Default::default() };
-    let mut store = Store(engine);
+    let mut store = Store(Rc::new(engine));
     let mut g = c.benchmark_group("rule_group");
     g.throughput(Throughput::Elements(1000));
     g.sample_size(20);
-    g.bench_function("alerting_1000_alerts", |b| b.iter(|| group.evaluate(285_000, &mut store, &settings).len()));
+    g.bench_function("alerting_1000_alerts", |b| {
+        b.iter(|| group.evaluate(285_000, &mut store, &settings, &std::time::Instant::now).len())
+    });
     g.finish();
 }
 

@@ -7,17 +7,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyrite_core::config::Duration;
-use pyrite_core::promql::ParseOptions;
+use pyrite_core::promql::{ParseOptions, QueryLimits};
 
 use crate::discovery::Discovery;
 use crate::http::prefix::WebPaths;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
+use crate::query::ServerExecutor;
 use crate::reload::LiveConfig;
 use crate::rules::{AlertingFlags, RuleManager};
 use crate::scrape::ScrapeManager;
 use crate::shard::Shards;
-use crate::slots::{Slot, Slots};
 use pyrite_tsdb::wal::WalOptions;
 
 pub struct Context {
@@ -41,8 +41,8 @@ pub struct Context {
     /// Unix ms at start-up.
     pub started: i64,
     pub replay: ReplayCounts,
-    pub lookback: Duration,
-    pub query_timeout: Duration,
+    /// Runs every query: API, rules, templates.
+    pub queries: ServerExecutor,
     pub retention: Duration,
     /// `--storage.tsdb.min-block-duration` in ms: the head is cut into blocks of this range.
     pub block_range: i64,
@@ -55,7 +55,6 @@ pub struct Context {
     /// `--storage.tsdb.retention.size` divided among the shards (each keeps its own log).
     pub retention_size_per_shard: Option<u64>,
     pub remote_write_receiver: bool,
-    pub max_samples: usize,
     /// `--storage.tsdb.path`; each shard keeps its write-ahead log in `wal/<shard>/` under it.
     pub storage_path: std::path::PathBuf,
     pub wal: WalOptions,
@@ -65,8 +64,6 @@ pub struct Context {
     pub head_snapshot_interval: Option<i64>,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
-    /// Query slots (`--query.max-concurrency`): a query holds one while it runs.
-    query_slots: Slots,
     ready_shards: AtomicUsize,
 }
 
@@ -86,7 +83,13 @@ impl Context {
         web: WebPaths,
     ) -> Self {
         let shard_count = shards.len().max(1) as u64;
+        let limits = QueryLimits {
+            max_samples: flags.query_max_samples,
+            timeout: flags.query_timeout.as_std(),
+            lookback_delta: flags.lookback_delta.millis(),
+        };
         Context {
+            queries: crate::query::executor(shards.clone(), limits, flags.query_max_concurrency),
             shards,
             metrics: Metrics::new(),
             config,
@@ -106,8 +109,6 @@ impl Context {
             dns_server: flags.dns_server.clone(),
             started: crate::clock::now_ms(),
             replay: ReplayCounts::default(),
-            lookback: flags.lookback_delta,
-            query_timeout: flags.query_timeout,
             retention: flags.retention_time,
             block_range: flags.min_block_duration.millis().max(1),
             future_window: flags.future_window.millis(),
@@ -119,7 +120,6 @@ impl Context {
             admin_api: flags.enable_admin_api,
             retention_size_per_shard: (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count),
             remote_write_receiver: flags.enable_remote_write_receiver,
-            max_samples: flags.query_max_samples,
             storage_path: flags.storage_path.clone(),
             wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
             head_snapshot_interval: (flags.head_snapshot_interval.millis() > 0)
@@ -127,14 +127,8 @@ impl Context {
             wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
                 .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
             parse_options: flags.parse_options(),
-            query_slots: Slots::new(flags.query_max_concurrency),
             ready_shards: AtomicUsize::new(0),
         }
-    }
-
-    /// Waits for a free query slot (`--query.max-concurrency`).
-    pub async fn query_slot(&self) -> Slot {
-        self.query_slots.acquire().await
     }
 
     pub fn mark_shard_ready(&self) {

@@ -1,59 +1,97 @@
-//! Query coordination: fan a plan out to every shard, merge, finish, under the query timeout.
-//!
-//! Runs as a task on the shard whose HTTP handler received the query, so the timeout uses that
-//! shard's timer and the coordinator's work happens on a core that is already serving it.
+//! Queries in the server: the core's one [`Executor`] over the shards. Whoever asks — an HTTP
+//! handler, the rules thread for a rule or a template's `query` call — sends
+//! [`Request::Query`] to a shard, which coordinates it as a task: waits for a query slot,
+//! fans the plan out to every shard, merges, and answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Limits, Plan, QueryResult};
+use pyrite_core::promql::{
+    Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits, QueryResult,
+};
+use pyrite_core::rules::InstantQuery;
 
 use crate::context::Context;
-use crate::shard::Request;
+use crate::shard::{Request, Shards};
+use crate::slots::{Slot, Slots};
 
-pub async fn coordinate(
-    ctx: Arc<Context>,
-    plan: Arc<Plan>,
-    params: EvalParams,
-    timeout: std::time::Duration,
-    reply: flume::Sender<Result<QueryResult, EvalError>>,
-) {
-    let work = async {
-        let answers = ctx
-            .shards
-            .ask_all(|tx| Request::Fragments { plan: plan.clone(), params, reply: tx })
-            .await
-            .map_err(|e| EvalError::Execution(e.to_string()))?;
-        let outputs: Vec<Vec<FragmentOutput>> = answers.into_iter().collect::<Result<_, _>>()?;
-        plan.finish(&params, outputs)
-    };
-    let result = match monoio::time::timeout(timeout, crate::panic::CatchPanic::new(work)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(panic)) => Err(EvalError::Internal(panic)),
-        Err(_) => Err(EvalError::Timeout("query execution".into())),
-    };
-    let _ = reply.send(result);
+/// The executor of every query in the server.
+pub type ServerExecutor = Executor<ShardFanout>;
+
+/// Builds the server's executor: `limits`, and `max_concurrency` queries at once.
+pub fn executor(shards: Shards, limits: QueryLimits, max_concurrency: usize) -> ServerExecutor {
+    Executor::new(ShardFanout { shards, slots: Slots::new(max_concurrency) }, limits)
 }
 
-/// Cancels the query it was made for when dropped: the HTTP handler holds it, so a client that
-/// goes away stops the work on every shard once hyper drops the handler, which it does only
-/// when the shard serving the connection is free to notice (fragments do not run in slices
-/// yet).
-pub struct CancelOnDrop(Arc<AtomicBool>);
+/// Every shard, asked through its mailbox; runs on the coordinating shard's runtime.
+pub struct ShardFanout {
+    shards: Shards,
+    /// `--query.max-concurrency`.
+    slots: Slots,
+}
 
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+impl Fanout for ShardFanout {
+    type Permit = Slot;
+
+    async fn admit(&self) -> Slot {
+        self.slots.acquire().await
+    }
+
+    async fn fragments(
+        &self,
+        plan: &Arc<Plan>,
+        params: EvalParams,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
+        let ask = self.shards.ask_all(|reply| Request::Fragments { plan: plan.clone(), params, reply });
+        let answers = match deadline {
+            // A shard busy with other work answers late; the wait ends at the deadline anyway.
+            Some(deadline) => monoio::time::timeout(deadline.saturating_duration_since(Instant::now()), ask)
+                .await
+                .map_err(|_| EvalError::Timeout("query execution".into()))?,
+            None => ask.await,
+        };
+        answers.map_err(|e| EvalError::Execution(e.to_string()))?.into_iter().collect()
+    }
+
+    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError> {
+        crate::panic::catch(work).unwrap_or_else(|panic| Err(EvalError::Internal(panic)))
+    }
+
+    fn now() -> Instant {
+        Instant::now()
     }
 }
 
-/// Puts the server's limits on `plan`: at most `max_samples` over all shards, and an interrupt
-/// that stops every shard's evaluation at `deadline` or once the returned guard is dropped.
-pub fn limit(plan: &mut Plan, max_samples: usize, deadline: Instant) -> CancelOnDrop {
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    let interrupt = Interrupt::new(move || flag.load(Ordering::Relaxed) || Instant::now() >= deadline);
-    plan.limits = Limits::new(max_samples, interrupt);
-    CancelOnDrop(cancelled)
+/// Runs one query on this shard and sends the answer (a task of the coordinating shard).
+pub async fn coordinate(
+    ctx: Arc<Context>,
+    expr: Expr,
+    params: EvalParams,
+    timeout: Option<Duration>,
+    cancelled: Cancelled,
+    reply: flume::Sender<Result<QueryResult, EvalError>>,
+) {
+    let _ = reply.send(ctx.queries.run(&expr, params, timeout, cancelled).await);
+}
+
+/// Instant queries from a thread outside the shards (the rules thread: rule expressions and
+/// templates' `query` calls): each is coordinated by the next shard in turn, and waited for.
+pub fn instant_queries(ctx: Arc<Context>) -> InstantQuery {
+    let next = Cell::new(0);
+    Rc::new(move |expr: &Expr, t: i64| {
+        let shard = next.replace(next.get() + 1) % ctx.shards.len();
+        let params = ctx.queries.instant(t);
+        let rx = ctx.shards.ask(shard, |reply| Request::Query {
+            expr: expr.clone(),
+            params,
+            timeout: None,
+            cancelled: Cancelled::default(),
+            reply,
+        });
+        let answer = rx.recv().map_err(|_| "a shard stopped".to_string())?;
+        answer.map(|r| r.value).map_err(|e| e.to_string())
+    })
 }

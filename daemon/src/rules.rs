@@ -12,14 +12,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{plan, EvalError, EvalParams, Expr, ParseOptions, Value};
+use pyrite_core::promql::ParseOptions;
 use pyrite_core::remote::WriteSeries;
-use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, InstantQuery, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::value::Sample;
 
 use crate::clock::now_ms;
 use crate::context::Context;
-use crate::shard::Request;
 
 /// The rule files in force. The `rules` thread owns the groups and their alert state; the API
 /// reads a copy of each group's status published after every evaluation, and a reload hands
@@ -109,27 +108,12 @@ impl RuleManager {
 /// Reads and writes through the shards, from the rules thread (blocking on their answers).
 struct ShardStorage<'a> {
     ctx: &'a Context,
+    queries: InstantQuery,
 }
 
 impl RuleStorage for ShardStorage<'_> {
-    fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String> {
-        let params = EvalParams::instant(t, self.ctx.lookback.millis());
-        let mut plan = plan(expr, &params).map_err(|e| e.to_string())?;
-        let deadline = std::time::Instant::now() + self.ctx.query_timeout.as_std();
-        let _cancel = crate::query::limit(&mut plan, self.ctx.max_samples, deadline);
-        let plan = Arc::new(plan);
-        let shards = &self.ctx.shards;
-        let receivers: Vec<_> = (0..shards.len())
-            .map(|i| shards.ask(i, |reply| Request::Fragments { plan: plan.clone(), params, reply }))
-            .collect();
-        let mut outputs = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            let answer = rx.recv_deadline(deadline).map_err(|_| "query timed out or a shard stopped".to_string())?;
-            outputs.push(answer.map_err(|e| e.to_string())?);
-        }
-        let finished =
-            crate::panic::catch(|| plan.finish(&params, outputs)).unwrap_or_else(|e| Err(EvalError::Internal(e)));
-        finished.map(|r| r.value).map_err(|e| e.to_string())
+    fn queries(&self) -> InstantQuery {
+        self.queries.clone()
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
@@ -163,9 +147,9 @@ fn settings(ctx: &Context) -> RuleSettings {
 }
 
 /// Evaluates one group at `t`, restores its `for` state if due, and queues its alerts.
-fn evaluate(ctx: &Context, g: &mut GroupState, t: i64) {
-    let mut storage = ShardStorage { ctx };
-    let due = g.evaluate(t, &mut storage, &settings(ctx));
+fn evaluate(ctx: &Context, queries: &InstantQuery, g: &mut GroupState, t: i64) {
+    let mut storage = ShardStorage { ctx, queries: queries.clone() };
+    let due = g.evaluate(t, &mut storage, &settings(ctx), &std::time::Instant::now);
     if !g.restored {
         let a = &ctx.alerting;
         g.restore_for_state(now_ms(), &mut storage, a.for_outage_tolerance, a.for_grace_period);
@@ -191,6 +175,7 @@ fn take_over(groups: &mut Vec<GroupState>, fresh: Vec<GroupState>) {
 /// The rules thread's loop; runs until the process ends.
 pub fn run(ctx: Arc<Context>) {
     let manager = &ctx.rules;
+    let queries = crate::query::instant_queries(ctx.clone());
     let mut groups: Vec<GroupState> = Vec::new();
     let mut next: HashMap<(String, String), i64> = HashMap::new();
     let mut wait = std::time::Duration::ZERO;
@@ -208,7 +193,7 @@ pub fn run(ctx: Arc<Context>) {
             let key = group.key();
             let due = *next.entry(key.clone()).or_insert_with(|| group.next_evaluation(now_ms()));
             if due <= now_ms() {
-                evaluate(&ctx, group, due);
+                evaluate(&ctx, &queries, group, due);
                 // Missed iterations are skipped.
                 let missed = (now_ms() - due) / group.interval;
                 next.insert(key.clone(), due + (missed + 1) * group.interval);

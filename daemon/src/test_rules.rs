@@ -3,20 +3,19 @@
 //! `evaluation_interval` exactly as the server does, and compares firing alerts and PromQL
 //! results with the expectations. Prints promtool's report; false if any test failed.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use pyrite_core::config::Duration;
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{parse_with, EvalParams, Expr, ParseOptions, Value};
-use pyrite_core::rules::{GroupDefaults, GroupState, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
+use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, values, Point};
 use pyrite_tsdb::memory::MemoryEngine;
 use regex::Regex;
 use serde::Deserialize;
-
-/// Lookback of the test engine, as upstream's.
-const LOOKBACK_MS: i64 = 300_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,15 +173,31 @@ fn parse_options() -> ParseOptions {
     ParseOptions { experimental_functions: true }
 }
 
-struct Engine(MemoryEngine);
+/// One shard's in-memory heads, with no limits as upstream's test engine (lookback 5m);
+/// shared with templates' `query` calls.
+struct Engine(Rc<RefCell<MemoryEngine>>);
+
+impl Engine {
+    fn new() -> Engine {
+        Engine(Rc::new(RefCell::new(MemoryEngine::new(1, QueryLimits::unlimited()))))
+    }
+
+    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+        self.0.borrow_mut().append(labels, t, v)
+    }
+}
 
 impl RuleStorage for Engine {
-    fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String> {
-        self.0.eval(expr, EvalParams::instant(t, LOOKBACK_MS)).map(|r| r.value).map_err(|e| e.to_string())
+    fn queries(&self) -> InstantQuery {
+        let engine = self.0.clone();
+        Rc::new(move |expr: &Expr, t: i64| {
+            let engine = engine.borrow();
+            engine.eval(expr, engine.instant(t)).map(|r| r.value).map_err(|e| e.to_string())
+        })
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
-        samples.iter().try_for_each(|(l, v)| self.0.append(l, t, *v))
+        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v))
     }
 }
 
@@ -262,20 +277,20 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
     let mut alert_tests: Vec<&AlertTest> = test.alert_rule_test.iter().collect();
     alert_tests.sort_by_key(|a| a.eval_time.millis());
     let mut next_alert_test = 0;
-    let mut engine = Engine(MemoryEngine::new(1));
+    let mut engine = Engine::new();
     let mut loaded = vec![0usize; input.len()];
     let mut ts = start;
     while ts <= start + max_eval {
         for (i, (labels, samples)) in input.iter().enumerate() {
             while let Some(&(t, v)) = samples.get(loaded[i]).filter(|(t, _)| *t <= ts) {
-                if let Err(e) = engine.0.append(labels, t, v) {
+                if let Err(e) = engine.append(labels, t, v) {
                     return fail(format!("    loading input series: {e}"));
                 }
                 loaded[i] += 1;
             }
         }
         for group in &mut groups {
-            group.evaluate(ts, &mut engine, &settings);
+            group.evaluate(ts, &mut engine, &settings, &std::time::Instant::now);
             for rule in &group.rules {
                 if let Some(e) = &rule.last_error {
                     errors.push(format!("    rule: {}, time: {}, err: {e}", rule.rule.name(), format_ms(ts - start)));
@@ -294,7 +309,7 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
         ts += eval_interval.max(1);
     }
     for case in &test.promql_expr_test {
-        if let Some(e) = check_promql(case, &mut engine, start, fuzzy) {
+        if let Some(e) = check_promql(case, &engine, start, fuzzy) {
             errors.push(e);
         }
     }
@@ -344,11 +359,11 @@ fn same_value(a: f64, b: f64, fuzzy: bool) -> bool {
     a == b || (fuzzy && a.is_finite() && b.is_finite() && (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1)
 }
 
-fn check_promql(case: &PromqlTest, engine: &mut Engine, start: i64, fuzzy: bool) -> Option<String> {
+fn check_promql(case: &PromqlTest, engine: &Engine, start: i64, fuzzy: bool) -> Option<String> {
     let at = start + case.eval_time.millis();
     let header = format!("    expr: {:?}, time: {}", case.expr, case.eval_time);
     let got =
-        parse_with(&case.expr, parse_options()).map_err(|e| e.to_string()).and_then(|expr| engine.query(&expr, at));
+        parse_with(&case.expr, parse_options()).map_err(|e| e.to_string()).and_then(|expr| engine.queries()(&expr, at));
     let mut got: Vec<(Labels, f64)> = match got {
         Ok(Value::Vector(series)) => {
             series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect()

@@ -2,21 +2,31 @@
 //! shard and a query runs the planner's fragments on every head and merges them, exactly as the
 //! server does. `pyrite test rules` and the conformance runner evaluate this way.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
 use crate::head::Head;
 use pyrite_core::labels::Labels;
-use pyrite_core::promql::{evaluate_fragment, plan, EvalError, EvalParams, Expr, QueryResult};
+use pyrite_core::promql::{
+    evaluate_fragment, Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits,
+    QueryResult,
+};
 
 pub struct MemoryEngine {
     heads: Vec<Head>,
+    limits: QueryLimits,
 }
 
 impl MemoryEngine {
-    pub fn new(shards: usize) -> MemoryEngine {
-        MemoryEngine { heads: (0..shards.max(1)).map(|_| Head::new()).collect() }
+    /// `shards` empty heads, queried under `limits`.
+    pub fn new(shards: usize, limits: QueryLimits) -> MemoryEngine {
+        MemoryEngine { heads: (0..shards.max(1)).map(|_| Head::new()).collect(), limits }
     }
 
     pub fn clear(&mut self) {
-        *self = MemoryEngine::new(self.heads.len());
+        *self = MemoryEngine::new(self.heads.len(), self.limits);
     }
 
     /// Stores samples; Err if a sample is not newer than its series' newest one.
@@ -36,17 +46,47 @@ impl MemoryEngine {
         head.append(id, t, v).map_err(|e| format!("{labels}: {e}"))
     }
 
+    /// Evaluates `expr` as the server would, through the one [`Executor`].
     pub fn eval(&self, expr: &Expr, params: EvalParams) -> Result<QueryResult, EvalError> {
-        let plan = plan(expr, &params)?;
-        let outputs = self
-            .heads
-            .iter()
-            .map(|h| {
-                (0..plan.fragments.len())
-                    .map(|i| evaluate_fragment(&plan, i, &params, h))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        plan.finish(&params, outputs)
+        let executor = Executor::new(Heads(&self.heads), self.limits);
+        let mut query = std::pin::pin!(executor.run(expr, params, None, Cancelled::default()));
+        // Every step of an in-memory query is ready at once: nothing here waits.
+        match query.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result,
+            Poll::Pending => unreachable!("an in-memory query never waits"),
+        }
+    }
+
+    /// The parameters of an instant query at `t` with this engine's lookback.
+    pub fn instant(&self, t: i64) -> EvalParams {
+        EvalParams::instant(t, self.limits.lookback_delta)
+    }
+}
+
+/// The heads, one per shard, as the executor's fan-out: fragments run here and now.
+struct Heads<'a>(&'a [Head]);
+
+impl Fanout for Heads<'_> {
+    type Permit = ();
+
+    async fn admit(&self) {}
+
+    async fn fragments(
+        &self,
+        plan: &Arc<Plan>,
+        params: EvalParams,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
+        let shard =
+            |head: &Head| (0..plan.fragments.len()).map(|i| evaluate_fragment(plan, i, &params, head)).collect();
+        self.0.iter().map(shard).collect()
+    }
+
+    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError> {
+        work()
+    }
+
+    fn now() -> Instant {
+        Instant::now()
     }
 }

@@ -5,6 +5,8 @@
 //!   series (selectors, range functions, partial aggregations) and a coordinator part.
 //! * [`eval`] evaluates nodes over all steps at once: shards run fragments against their head,
 //!   the coordinator merges fragment outputs and evaluates the rest.
+//! * [`executor`] runs a query under the server's limits through a [`Fanout`] to every shard:
+//!   the one path of API queries, rules, templates, rule unit tests and conformance scripts.
 //!
 //! The same query gives the same answer whatever the number of shards: fragments are chosen so
 //! that merging is exact (concatenation of disjoint series, or order-independent partial
@@ -13,6 +15,7 @@
 pub mod ast;
 pub mod depth;
 pub mod eval;
+pub mod executor;
 pub mod functions;
 pub mod parser;
 pub mod plan;
@@ -22,5 +25,6 @@ pub use eval::{
     evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult, RangeVector,
     SeriesSource, StepSeries, Value,
 };
+pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits};
 pub use parser::{parse, parse_with, ParseError, ParseOptions};
 pub use plan::{plan, Fragment, Plan};

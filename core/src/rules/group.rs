@@ -6,6 +6,8 @@
 //! in-memory engine) run the same evaluation.
 
 use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Instant;
 
 use super::alert::{ActiveAlerts, Alert, AlertState, Match};
 use super::template::{self, TemplateData};
@@ -14,10 +16,14 @@ use crate::labels::Labels;
 use crate::promql::{parse_with, Expr, ParseOptions, Value};
 use crate::value::stale_nan;
 
+/// An instant query of `expr` at `t` (Unix ms). Owned, so that the `query` function of an
+/// alert's templates can hold it for the length of an expansion.
+pub type InstantQuery = Rc<dyn Fn(&Expr, i64) -> Result<Value, String>>;
+
 /// What evaluating rules needs from the storage.
 pub trait RuleStorage {
-    /// An instant query at `t` (Unix ms).
-    fn query(&mut self, expr: &Expr, t: i64) -> Result<Value, String>;
+    /// How to query it.
+    fn queries(&self) -> InstantQuery;
     /// Stores samples at `t`; later queries see them.
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String>;
 }
@@ -258,13 +264,20 @@ impl GroupState {
         self.restored = old.restored;
     }
 
-    /// Evaluates every rule at `t`; returns the alerts to send to Alertmanager.
-    pub fn evaluate(&mut self, t: i64, storage: &mut dyn RuleStorage, settings: &RuleSettings) -> Vec<DueAlert> {
-        let started = std::time::Instant::now();
+    /// Evaluates every rule at `t`; returns the alerts to send to Alertmanager. `clock` times
+    /// the evaluation (the caller's clock: this crate reads none).
+    pub fn evaluate(
+        &mut self,
+        t: i64,
+        storage: &mut dyn RuleStorage,
+        settings: &RuleSettings,
+        clock: &dyn Fn() -> Instant,
+    ) -> Vec<DueAlert> {
+        let started = clock();
         let at = t - self.query_offset;
         let mut to_send = Vec::new();
         for rule in &mut self.rules {
-            let rule_started = std::time::Instant::now();
+            let rule_started = clock();
             let outcome = if rule.rule.is_alerting() {
                 evaluate_alerting(rule, t, at, self.limit, self.restored, storage, settings)
             } else {
@@ -293,10 +306,10 @@ impl GroupState {
                 to_send.extend(due.into_iter().map(|alert| DueAlert { alert, expr: rule.rule.expr.clone() }));
             }
             rule.last_evaluation = Some(t);
-            rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();
+            rule.evaluation_seconds = clock().saturating_duration_since(rule_started).as_secs_f64();
         }
         self.last_evaluation = Some(t);
-        self.evaluation_seconds = started.elapsed().as_secs_f64();
+        self.evaluation_seconds = clock().saturating_duration_since(started).as_secs_f64();
         to_send
     }
 
@@ -313,7 +326,7 @@ impl GroupState {
             let name = rule.rule.name().replace('\\', "\\\\").replace('"', "\\\"");
             let selector = format!("ALERTS_FOR_STATE{{alertname=\"{name}\"}}[{}ms]", outage_tolerance.max(1));
             let Ok(expr) = parse_with(&selector, ParseOptions::default()) else { continue };
-            let Ok(Value::Range(range)) = storage.query(&expr, now) else { continue };
+            let Ok(Value::Range(range)) = storage.queries()(&expr, now) else { continue };
             for series in range.first_window() {
                 let Some(&last) = series.samples.last() else { continue };
                 let labels = series.labels.without_metric_name();
@@ -388,7 +401,7 @@ fn evaluate_recording(
     limit: usize,
     storage: &mut dyn RuleStorage,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let result = vector(storage.query(&rule.expr, at)?)?;
+    let result = vector(storage.queries()(&rule.expr, at)?)?;
     let record = rule.rule.record.clone().unwrap_or_default();
     let extra = rule_labels(&rule.rule, group_labels);
     let samples: Vec<(Labels, f64)> = result
@@ -415,8 +428,13 @@ fn evaluate_alerting(
     storage: &mut dyn RuleStorage,
     settings: &RuleSettings,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let result = vector(storage.query(&rule.expr, at)?)?;
+    let result = vector(storage.queries()(&rule.expr, at)?)?;
     let name = rule.rule.name().to_string();
+    let (queries, parse) = (storage.queries(), settings.parse);
+    let query: template::QueryFn = Rc::new(move |q: &str| {
+        let expr = parse_with(q, parse).map_err(|e| e.to_string())?;
+        vector(queries(&expr, at)?)
+    });
     let mut matches = Vec::with_capacity(result.len());
     for (labels, value) in result {
         let data = TemplateData {
@@ -425,12 +443,8 @@ fn evaluate_alerting(
             external_url: &settings.external_url,
             value,
         };
-        let mut query = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
-            let expr = parse_with(q, settings.parse).map_err(|e| e.to_string())?;
-            vector(storage.query(&expr, at)?)
-        };
-        let mut expand = |compiled: &template::Compiled| {
-            compiled.expand(&data, t, &mut query).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+        let expand = |compiled: &template::Compiled| {
+            compiled.expand(&data, t, &query).unwrap_or_else(|e| format!("<error expanding template: {e}>"))
         };
         let expanded: Vec<(String, String)> =
             rule.templates.labels.iter().map(|(k, c)| (k.clone(), expand(c))).collect();

@@ -9,5 +9,6 @@ pub mod template;
 pub use alert::{Alert, AlertState};
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
 pub use group::{
-    DueAlert, GroupDefaults, GroupState, GroupStatus, Health, RuleSettings, RuleState, RuleStatus, RuleStorage,
+    DueAlert, GroupDefaults, GroupState, GroupStatus, Health, InstantQuery, RuleSettings, RuleState, RuleStatus,
+    RuleStorage,
 };

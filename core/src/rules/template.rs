@@ -6,8 +6,10 @@
 //! every printing action: a float prints as Go's `%v` (`1e+06`, not `1000000`), and a missing
 //! label prints empty (Prometheus runs templates with `missingkey=zero` on string maps).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{mpsc, Arc, Mutex};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use gotmpl::parse::{CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
 use gotmpl::{MissingKey, Template, Value, ValueFunc};
@@ -26,8 +28,16 @@ pub struct TemplateData<'a> {
     pub value: f64,
 }
 
-/// Runs `query "…"` calls: an instant query at the evaluation time.
-pub type QueryFn<'a> = dyn FnMut(&str) -> Result<Vec<(Labels, f64)>, String> + 'a;
+/// Answers the `query "…"` calls of an expansion: an instant query at the evaluation time,
+/// through whatever storage the caller has.
+pub type QueryFn = Rc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String>>;
+
+thread_local! {
+    /// The [`QueryFn`] of the expansion running on this thread. gotmpl's functions must be
+    /// `Send + Sync + 'static` and the storage behind a query need not be; an expansion runs on
+    /// the thread that asked for it, so its `query` calls find their answerer here.
+    static QUERY: RefCell<Option<QueryFn>> = const { RefCell::new(None) };
+}
 
 #[derive(Debug, Error, PartialEq)]
 pub enum TemplateError {
@@ -52,7 +62,7 @@ pub fn expand(
     text: &str,
     data: &TemplateData,
     t_ms: i64,
-    query: &mut QueryFn,
+    query: &QueryFn,
 ) -> Result<String, TemplateError> {
     Compiled::new(name, text)?.expand(data, t_ms, query)
 }
@@ -62,7 +72,6 @@ pub fn expand(
 struct CallState {
     t_ms: i64,
     external_url: String,
-    query: Option<mpsc::Sender<QueryRequest>>,
 }
 
 /// A parsed template, expanded many times (each alert, each evaluation) without parsing again.
@@ -70,46 +79,27 @@ pub struct Compiled {
     name: String,
     template: Template,
     state: Arc<Mutex<CallState>>,
-    uses_query: bool,
 }
 
 impl Compiled {
     pub fn new(name: &str, text: &str) -> Result<Compiled, TemplateError> {
         let state = Arc::new(Mutex::new(CallState::default()));
         let template = parse(name, text, &state)?;
-        Ok(Compiled { name: name.to_string(), template, state, uses_query: text.contains("query") })
+        Ok(Compiled { name: name.to_string(), template, state })
     }
 
-    /// Expands with `data` at evaluation time `t_ms`.
-    pub fn expand(&self, data: &TemplateData, t_ms: i64, query: &mut QueryFn) -> Result<String, TemplateError> {
+    /// Expands with `data` at evaluation time `t_ms`, answering `query` calls with `query`.
+    pub fn expand(&self, data: &TemplateData, t_ms: i64, query: &QueryFn) -> Result<String, TemplateError> {
         let value = data_value(data);
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.t_ms = t_ms;
             data.external_url.clone_into(&mut state.external_url);
         }
-        if !self.uses_query {
-            return self.execute(&value);
-        }
-        // gotmpl's functions must be `Send + Sync + 'static`, and the storage behind `query` is
-        // neither: the template runs on a scoped thread and sends its queries back here.
-        let (tx, rx) = mpsc::channel::<QueryRequest>();
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).query = Some(tx);
-        let result = std::thread::scope(|scope| {
-            let worker = scope.spawn(|| {
-                let result = self.execute(&value);
-                // Dropping the sender ends the loop below.
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).query = None;
-                result
-            });
-            for (q, reply) in rx {
-                let _ = reply.send(query(&q));
-            }
-            worker.join()
-        });
-        result.unwrap_or_else(|_| {
-            Err(TemplateError::Execute { name: self.name.clone(), message: "the template panicked".into() })
-        })
+        let outer = QUERY.with(|q| q.replace(Some(query.clone())));
+        let result = self.execute(&value);
+        QUERY.with(|q| q.replace(outer));
+        result
     }
 
     fn execute(&self, data: &Value) -> Result<String, TemplateError> {
@@ -118,9 +108,6 @@ impl Compiled {
             .map_err(|e| TemplateError::Execute { name: self.name.clone(), message: e.to_string() })
     }
 }
-
-type QueryReply = Result<Vec<(Labels, f64)>, String>;
-type QueryRequest = (String, mpsc::Sender<QueryReply>);
 
 fn parse(name: &str, text: &str, state: &Arc<Mutex<CallState>>) -> Result<Template, TemplateError> {
     let parse_error = |e: gotmpl::TemplateError| TemplateError::Parse { name: name.into(), message: e.to_string() };
@@ -290,7 +277,7 @@ fn lock(state: &Mutex<CallState>) -> gotmpl::Result<std::sync::MutexGuard<'_, Ca
 /// Prometheus's template functions (upstream's `template.go`), plus `goPrint`; the time, the
 /// external URL and the way to query come from `state`.
 fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
-    let (query, now, url, path) = (state.clone(), state.clone(), state.clone(), state.clone());
+    let (now, url, path) = (state.clone(), state.clone(), state.clone());
     let link = |tab: u8| {
         move |expr: &str| {
             let escaped: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
@@ -313,12 +300,8 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
             Arc::new(move |args: &[Value]| {
                 arity("query", args, 1)?;
                 let q = string_arg("query", &args[0])?;
-                let (reply_tx, reply_rx) = mpsc::channel();
-                let sent = lock(&query)?.query.as_ref().is_some_and(|tx| tx.send((q.clone(), reply_tx)).is_ok());
-                if !sent {
-                    return Err(fail("query: no storage to query"));
-                }
-                let result = reply_rx.recv().map_err(|_| fail("query: no answer"))?.map_err(fail)?;
+                let answer = QUERY.with(|q| q.borrow().clone()).ok_or_else(|| fail("query: no storage to query"))?;
+                let result = answer(&q).map_err(fail)?;
                 Ok(Value::List(result.iter().map(|(l, v)| sample_value(l, *v)).collect()))
             }),
         ),
@@ -629,13 +612,11 @@ mod tests {
             external_url: "http://prom:9090/prometheus",
             value,
         };
-        let mut query = |q: &str| -> Result<Vec<(Labels, f64)>, String> {
-            match q {
-                "up" => Ok(vec![(Labels::from_pairs([("job", "b")]), 1.0), (Labels::from_pairs([("job", "a")]), 0.0)]),
-                _ => Err(format!("no such query {q}")),
-            }
-        };
-        expand("__alert_test", text, &data, 1_700_000_000_000, &mut query).unwrap_or_else(|e| format!("ERR {e}"))
+        let query: QueryFn = Rc::new(|q: &str| match q {
+            "up" => Ok(vec![(Labels::from_pairs([("job", "b")]), 1.0), (Labels::from_pairs([("job", "a")]), 0.0)]),
+            _ => Err(format!("no such query {q}")),
+        });
+        expand("__alert_test", text, &data, 1_700_000_000_000, &query).unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]

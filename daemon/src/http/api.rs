@@ -1,14 +1,13 @@
 //! Handlers of the query and metadata endpoints of `/api/v1`.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
-use pyrite_core::promql::{self, EvalParams, Expr, ValueType};
+use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, ValueType};
 
 use super::params::Params;
 use super::response::{
@@ -28,7 +27,8 @@ fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
 
 /// The options every query takes: `timeout`, `limit`, `stats` and `lookback_delta`.
 struct QueryOptions {
-    timeout: std::time::Duration,
+    /// The query's own timeout (the server's applies anyway).
+    timeout: Option<std::time::Duration>,
     /// Most series in the result; 0 for no limit.
     limit: usize,
     stats: bool,
@@ -37,13 +37,12 @@ struct QueryOptions {
 
 impl QueryOptions {
     fn of(s: &ApiState, params: &Params) -> Result<Self, ApiError> {
-        let server = s.ctx.query_timeout.as_std();
         let timeout = match params.get("timeout") {
-            None | Some("") => server,
-            Some(_) => std::time::Duration::from_millis(params.duration("timeout")?.max(0) as u64).min(server),
+            None | Some("") => None,
+            Some(_) => Some(std::time::Duration::from_millis(params.duration("timeout")?.max(0) as u64)),
         };
         let lookback = match params.get("lookback_delta") {
-            None | Some("") => s.ctx.lookback.millis(),
+            None | Some("") => s.ctx.queries.limits().lookback_delta,
             Some(_) => params.duration("lookback_delta")?,
         };
         Ok(QueryOptions {
@@ -70,18 +69,18 @@ fn limit(params: &Params) -> Result<usize, ApiError> {
 /// Upstream's warning when a `limit` cut a result short.
 const TRUNCATED: &str = "results truncated due to limit";
 
-/// Plans and runs `expr` on the local shard as coordinator.
+/// Runs `expr` with the local shard as coordinator; a client that goes away (hyper drops this
+/// future) cancels it once the shard serving the connection is free to notice (fragments do
+/// not run in slices yet).
 async fn evaluate(
     s: &ApiState,
     expr: &Expr,
     params: EvalParams,
-    timeout: std::time::Duration,
+    timeout: Option<std::time::Duration>,
 ) -> Result<promql::QueryResult, ApiError> {
-    let mut plan = promql::plan(expr, &params)?;
-    let _slot = s.ctx.query_slot().await;
-    let _cancel = crate::query::limit(&mut plan, s.ctx.max_samples, std::time::Instant::now() + timeout);
-    let plan = Arc::new(plan);
-    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { plan, params, timeout, reply });
+    let cancel = CancelOnDrop::default();
+    let (expr, cancelled) = (expr.clone(), cancel.flag());
+    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { expr, params, timeout, cancelled, reply });
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };
     s.ctx.metrics.queries.get_or_create(&vec![("result", label.to_string())]).inc();
@@ -144,7 +143,7 @@ async fn run_query(
 pub async fn query(State(s): State<ApiState>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
-    run_query(&s, &params, &expr, EvalParams::instant(t, s.ctx.lookback.millis()), |v| instant_result(v, t)).await
+    run_query(&s, &params, &expr, s.ctx.queries.instant(t), |v| instant_result(v, t)).await
 }
 
 pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult {
@@ -171,7 +170,7 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
             expr.value_type().to_string()
         )));
     }
-    let eval = EvalParams { start, end, step, lookback: s.ctx.lookback.millis() };
+    let eval = EvalParams { start, end, step, lookback: s.ctx.queries.limits().lookback_delta };
     run_query(&s, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
 }
 

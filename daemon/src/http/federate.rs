@@ -28,7 +28,7 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
         return Ok(text(String::new()));
     }
     let maxt = now_ms();
-    let mint = maxt - s.ctx.lookback.millis();
+    let mint = maxt - s.ctx.queries.limits().lookback_delta;
     let answers = s
         .ctx
         .shards

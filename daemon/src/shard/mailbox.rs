@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pyrite_core::labels::{Labels, Matcher};
-use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan, QueryResult};
+use pyrite_core::promql::{
+    evaluate_fragment, Cancelled, EvalError, EvalParams, Expr, FragmentOutput, Plan, QueryResult,
+};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::value::{is_stale_nan, Sample};
@@ -32,12 +34,14 @@ pub enum Request {
         params: EvalParams,
         reply: flume::Sender<Result<Vec<FragmentOutput>, EvalError>>,
     },
-    /// Coordinate a whole query from this shard (the one whose HTTP handler received it).
+    /// Coordinate a whole query from this shard (the one whose HTTP handler received it, or
+    /// the next in turn for the rules thread).
     Query {
-        plan: Arc<Plan>,
+        expr: Expr,
         params: EvalParams,
-        /// The query's deadline: `--query.timeout`, or the request's `timeout` if shorter.
-        timeout: std::time::Duration,
+        /// The query's own timeout, if it asked for one (the server's applies anyway).
+        timeout: Option<std::time::Duration>,
+        cancelled: Cancelled,
         reply: flume::Sender<Result<QueryResult, EvalError>>,
     },
     Series {
@@ -233,8 +237,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Request>, storage: Rc<
                 }
                 let _ = reply.send(out);
             }
-            Request::Query { plan, params, timeout, reply } => {
-                monoio::spawn(crate::query::coordinate(ctx.clone(), plan, params, timeout, reply));
+            Request::Query { expr, params, timeout, cancelled, reply } => {
+                monoio::spawn(crate::query::coordinate(ctx.clone(), expr, params, timeout, cancelled, reply));
             }
             Request::Latest { matchers, mint, maxt, reply } => {
                 let s = storage.borrow();

@@ -1,5 +1,6 @@
-//! The engine the scripts run against: `pyrite_core`'s in-memory engine, N heads with each
-//! series on its owner shard, exactly as the server splits them.
+//! The engine the scripts run against: `pyrite_tsdb`'s in-memory engine, N heads with each
+//! series on its owner shard, exactly as the server splits them, queried through the server's
+//! one executor.
 
 use pyrite_core::promql::{self, Expr, ParseOptions};
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::ast::At;
-use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryResult, Value};
+use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryLimits, QueryResult, Value};
 
 use check::{check_failure, check_matrix, check_scalar, check_vector};
 use engine::{parse, Engine, LOOKBACK_MS};
@@ -237,7 +237,7 @@ pub fn run_script(
         commands.iter().filter_map(|c| if let Command::Eval(e) = c { Some(&**e) } else { None }).collect();
     let mut results: Vec<Vec<Result<String, String>>> = Vec::new();
     for &shards in shard_counts {
-        let mut engine = Engine::new(shards);
+        let mut engine = Engine::new(shards, QueryLimits { lookback_delta: LOOKBACK_MS, ..QueryLimits::unlimited() });
         let mut load_error: Option<String> = None;
         let mut per_eval = Vec::new();
         for c in &commands {

@@ -1,0 +1,134 @@
+//! The one way a query runs, whoever asks: the HTTP API, rule evaluation and the `query`
+//! function of alert templates (through the server's shards), `pyrite test rules` and the
+//! conformance runner (through in-memory heads).
+//!
+//! [`Executor::run`] plans the expression, waits for a permit (`--query.max-concurrency`),
+//! puts the limits on the plan — at most `max_samples` samples over all shards, a deadline
+//! that is the server's timeout or the query's own if shorter, and cancellation —, asks every
+//! shard for its fragments and finishes on the caller's side. Limits are applied here and
+//! nowhere else, so every kind of query obeys the same ones.
+//!
+//! Nothing here waits, spawns or reads a clock: where the shards are, how they are asked, how
+//! a wait is bounded and what time it is are the caller's [`Fanout`].
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::eval::{EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult};
+use super::plan::{plan, Plan};
+use super::Expr;
+
+/// The server's query limits.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// `--query.max-samples`: samples loaded at once by one query, over all shards.
+    pub max_samples: usize,
+    /// `--query.timeout`; a query may ask for less.
+    pub timeout: Duration,
+    /// `--query.lookback-delta`, ms; a query may ask for another.
+    pub lookback_delta: i64,
+}
+
+impl QueryLimits {
+    /// No sample limit and no timeout (rule unit tests and conformance scripts, as upstream's
+    /// test engines), with upstream's default lookback of 5 minutes.
+    pub fn unlimited() -> QueryLimits {
+        QueryLimits { max_samples: usize::MAX, timeout: Duration::MAX, lookback_delta: 300_000 }
+    }
+}
+
+/// Where a plan's fragments run: every shard, however it is reached.
+pub trait Fanout {
+    /// Held while a query runs.
+    type Permit;
+
+    /// Waits for one of the `--query.max-concurrency` permits.
+    fn admit(&self) -> impl Future<Output = Self::Permit>;
+
+    /// Every fragment of `plan` evaluated on every shard, in shard order; gives up with
+    /// [`EvalError::Timeout`] if the answers are not all in by `deadline` (if any).
+    fn fragments(
+        &self,
+        plan: &Arc<Plan>,
+        params: EvalParams,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Vec<Vec<FragmentOutput>>, EvalError>>;
+
+    /// Runs the coordinator's share of a query, so that a panic in it fails this query only.
+    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError>;
+
+    /// The time now, by the caller's clock.
+    fn now() -> Instant;
+}
+
+/// Set once the client that asked for a query is gone; every shard's evaluation stops.
+#[derive(Debug, Clone, Default)]
+pub struct Cancelled(Arc<AtomicBool>);
+
+impl Cancelled {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Cancels its query when dropped: whoever waits for a query's answer holds it, so that a
+/// client that goes away stops the work on every shard.
+#[derive(Debug, Default)]
+pub struct CancelOnDrop(Cancelled);
+
+impl CancelOnDrop {
+    /// The flag to hand to [`Executor::run`].
+    pub fn flag(&self) -> Cancelled {
+        self.0.clone()
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0 .0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs queries through a [`Fanout`] under one set of [`QueryLimits`].
+pub struct Executor<F> {
+    fanout: F,
+    limits: QueryLimits,
+}
+
+impl<F: Fanout> Executor<F> {
+    pub fn new(fanout: F, limits: QueryLimits) -> Self {
+        Executor { fanout, limits }
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// An instant query's parameters at `t` (Unix ms), with the server's lookback.
+    pub fn instant(&self, t: i64) -> EvalParams {
+        EvalParams::instant(t, self.limits.lookback_delta)
+    }
+
+    /// Evaluates `expr` over `params`, stopping at the server's timeout or at `timeout` if it is
+    /// shorter, or once `cancelled` is set.
+    pub async fn run(
+        &self,
+        expr: &Expr,
+        params: EvalParams,
+        timeout: Option<Duration>,
+        cancelled: Cancelled,
+    ) -> Result<QueryResult, EvalError> {
+        let mut plan = plan(expr, &params)?;
+        let _permit = self.fanout.admit().await;
+        let timeout = timeout.map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
+        let deadline = F::now().checked_add(timeout);
+        let interrupt =
+            Interrupt::new(move || cancelled.is_set() || deadline.is_some_and(|deadline| F::now() >= deadline));
+        plan.limits = Limits::new(self.limits.max_samples, interrupt);
+        let plan = Arc::new(plan);
+        let outputs = self.fanout.fragments(&plan, params, deadline).await?;
+        self.fanout.guard(|| plan.finish(&params, outputs))
+    }
+}
