@@ -150,26 +150,6 @@ fn is_decomposable(op: AggregateOp) -> bool {
     )
 }
 
-/// Functions that need every series of their argument at once (or none), so they cannot run
-/// series by series on the shards.
-fn is_cross_series(func: &Function) -> bool {
-    matches!(
-        func.name,
-        "absent"
-            | "absent_over_time"
-            | "scalar"
-            | "vector"
-            | "sort"
-            | "sort_desc"
-            | "sort_by_label"
-            | "sort_by_label_desc"
-            | "histogram_quantile"
-            | "histogram_quantiles"
-            | "histogram_fraction"
-            | "info"
-    )
-}
-
 /// Whether `e` is a scalar that needs no storage (literals, `time()`, `pi()`, arithmetic).
 fn is_storage_free_scalar(e: &Expr) -> bool {
     e.value_type() == ValueType::Scalar && !reads_storage(e)
@@ -192,7 +172,7 @@ fn is_series_local(e: &Expr) -> bool {
         Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => true,
         Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => is_series_local(expr),
         Expr::Call { func, args, .. } => {
-            !is_cross_series(func)
+            func.kind.runs_per_series()
                 && args.iter().any(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix))
                 && args.iter().all(|a| match a.value_type() {
                     ValueType::Vector | ValueType::Matrix => is_series_local(a),
@@ -392,7 +372,7 @@ fn absent_labels(arg: &Expr) -> Labels {
 
 /// `absent` and `absent_over_time` are planned as [`Node::Absent`] before this check.
 fn check_function_supported(func: &Function) -> Result<(), EvalError> {
-    if super::eval::is_implemented(func.name) {
+    if super::eval::is_implemented(func) {
         Ok(())
     } else {
         Err(unsupported(format!("function {:?}", func.name)))

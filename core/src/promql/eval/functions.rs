@@ -13,17 +13,17 @@ use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::calendar::{civil_from_days, days_from_civil};
 use crate::labels::{is_valid_label_name, Labels};
 use crate::promql::ast::CallPositions;
-use crate::promql::functions::Function;
+use crate::promql::functions::{Function, Kind};
 use crate::promql::plan::Node;
 
 const SORT_IN_RANGE_QUERY: &str = "sort is ineffective for range queries since results are always ordered by labels";
 
-/// Whether the evaluator implements `name` (the planner refuses the rest).
-pub fn is_implemented(name: &str) -> bool {
-    range_functions::handles(name)
-        || elementwise(name).is_some()
+/// Whether the evaluator implements `func` (the planner refuses the rest).
+pub fn is_implemented(func: &Function) -> bool {
+    func.kind == Kind::Range
+        || elementwise(func.name).is_some()
         || matches!(
-            name,
+            func.name,
             "time"
                 | "pi"
                 | "min_of"
@@ -59,7 +59,7 @@ pub fn is_implemented(name: &str) -> bool {
 /// destroy (sort functions, `topk`, `bottomk`).
 pub(super) fn keeps_order(root: &Node) -> bool {
     match root {
-        Node::Call { func, .. } => matches!(func.name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"),
+        Node::Call { func, .. } => func.kind == Kind::Sort,
         Node::Aggregate { op, .. } => {
             matches!(op, crate::promql::ast::AggregateOp::Topk | crate::promql::ast::AggregateOp::Bottomk)
         }
@@ -131,7 +131,7 @@ pub(super) fn call(
 ) -> Result<Value, EvalError> {
     let steps = ev.params.steps();
     let name = func.name;
-    if range_functions::handles(name) {
+    if func.kind == Kind::Range {
         let mut rest = Vec::new();
         let mut range = None;
         for a in args {

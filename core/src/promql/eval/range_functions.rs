@@ -1,5 +1,5 @@
-//! Functions over range vectors: for every series and step, a value from the samples in the
-//! step's window.
+//! Functions over range vectors (the registry's [`Kind::Range`](crate::promql::functions::Kind)):
+//! for every series and step, a value from the samples in the step's window.
 //!
 //! Semantics follow upstream's `promql/functions.go`, numerics included: a window belongs to one
 //! series on one shard, so there is no merge to keep order-independent, and these functions use
@@ -8,39 +8,6 @@
 
 use super::{EvalError, Evaluator, RangeVector, StepSeries, STEPS_BETWEEN_CHECKS};
 use crate::value::Sample;
-
-/// Whether `name` is a function this module evaluates.
-pub(super) fn handles(name: &str) -> bool {
-    matches!(
-        name,
-        "rate"
-            | "increase"
-            | "delta"
-            | "irate"
-            | "idelta"
-            | "deriv"
-            | "predict_linear"
-            | "changes"
-            | "resets"
-            | "avg_over_time"
-            | "sum_over_time"
-            | "min_over_time"
-            | "max_over_time"
-            | "count_over_time"
-            | "last_over_time"
-            | "first_over_time"
-            | "present_over_time"
-            | "stddev_over_time"
-            | "stdvar_over_time"
-            | "quantile_over_time"
-            | "mad_over_time"
-            | "ts_of_min_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_first_over_time"
-            | "ts_of_last_over_time"
-            | "double_exponential_smoothing"
-    )
-}
 
 /// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per
 /// step; `first_arg` is where the first argument starts in the query (for annotations).
