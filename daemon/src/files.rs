@@ -1,11 +1,14 @@
-//! Reading the text files an operator names: the configuration, rule files, file_sd files.
+//! Reading the text files an operator names: the configuration, rule files, file_sd files,
+//! and the glob patterns that name them.
 //!
 //! Such a file can be anything a path can point at. Only regular files are read, and at most
 //! [`MAX_FILE_BYTES`] of one: a file_sd path that is a symlink to `/dev/zero` would otherwise be
 //! read until memory ran out, and a FIFO would block the reading thread for ever.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use pyrite_core::discovery::glob_match;
 
 /// Largest file read; far beyond any configuration or target list (250,000 targets in a file_sd
 /// JSON file take about 20 MiB).
@@ -24,6 +27,25 @@ pub fn read_text(path: &Path) -> io::Result<String> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
     Ok(text)
+}
+
+/// The files a pattern names now: a literal path, or the matches of a glob in its last element.
+pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?']) {
+        return vec![path.to_path_buf()];
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@ mod check;
 mod cli;
 mod client;
 mod clock;
-mod context;
 mod datadir;
 mod discovery;
 mod files;
 mod http;
 mod http_client;
+mod live_config;
 mod metrics;
 mod notifier;
 mod panic;
@@ -28,6 +28,7 @@ mod rules;
 mod runtime;
 mod scrape;
 mod shard;
+mod shards;
 mod slots;
 mod test_rules;
 
@@ -38,10 +39,18 @@ use anyhow::Context as _;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, LogFormat, ServerFlags};
-use crate::context::Context;
+use crate::discovery::{Discovery, DiscoveryThread};
 use crate::http::prefix::WebPaths;
-use crate::reload::{ConfigSource, LiveConfig};
-use crate::shard::{ShardStart, Shards};
+use crate::live_config::{ConfigSource, LiveConfig};
+use crate::metrics::Metrics;
+use crate::notifier::Notifier;
+use crate::reload::Reloader;
+use crate::rules::{AlertingFlags, RuleManager, RulesThread};
+use crate::scrape::{ScrapeManager, ScrapeSink};
+use crate::shard::{ShardEnv, ShardStart};
+use crate::shards::Shards;
+use pyrite_core::promql::QueryLimits;
+use pyrite_tsdb::wal::WalOptions;
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -165,7 +174,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address, tls)?;
     let source = ConfigSource {
         file: flags.config_file.clone(),
-        listen_address: flags.listen_address.clone(),
+        self_address: self_address(&flags.listen_address)?,
         metrics_path: web.route("/metrics"),
     };
     let loaded = source.load(flags.parse_options())?;
@@ -181,27 +190,121 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     tracing::info!(address = %flags.listen_address, tls, "listening");
 
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
-    let live = LiveConfig::new(source, loaded);
-    let ctx = Arc::new(Context::new(Shards::new(senders), &flags, flag_values, live, web));
+    let shards = Shards::new(senders);
+    let metrics = Arc::new(Metrics::new());
+    let config = Arc::new(LiveConfig::new(source, loaded));
+    let limits = QueryLimits {
+        max_samples: flags.query_max_samples,
+        timeout: flags.query_timeout.as_std(),
+        lookback_delta: flags.lookback_delta.millis(),
+    };
+    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency));
+    let future_window = flags.future_window.millis();
+    let scrape =
+        Arc::new(ScrapeManager::new(ScrapeSink { shards: shards.clone(), metrics: metrics.clone(), future_window }));
+    let discovery = Arc::new(Discovery::default());
+    let notifier = Arc::new(Notifier::new(
+        flags.notification_queue_capacity,
+        config.clone(),
+        discovery.clone(),
+        metrics.clone(),
+        web.external_url.clone(),
+    ));
+    let rules = Arc::new(RuleManager::default());
+    let reloader = Arc::new(Reloader {
+        config: config.clone(),
+        scrape: scrape.clone(),
+        discovery: discovery.clone(),
+        rules: rules.clone(),
+        metrics: metrics.clone(),
+        parse: flags.parse_options(),
+    });
     // Queued in the mailboxes; each shard starts its targets' loops once it runs.
-    reload::apply_initial(&ctx).map_err(|e| anyhow::anyhow!(e))?;
-    std::thread::Builder::new().name("discovery".into()).spawn({
-        let ctx = ctx.clone();
-        move || discovery::run(ctx)
-    })?;
-    std::thread::Builder::new().name("rules".into()).stack_size(STACK_SIZE).spawn({
-        let ctx = ctx.clone();
-        move || rules::run(ctx)
-    })?;
+    reloader.apply_initial().map_err(|e| anyhow::anyhow!(e))?;
+    let discovering = DiscoveryThread {
+        discovery: discovery.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        dns_server: flags.dns_server.clone(),
+        on_change: Box::new({
+            let reloader = reloader.clone();
+            move || reloader.apply_discovered()
+        }),
+    };
+    std::thread::Builder::new().name("discovery".into()).spawn(move || discovery::run(discovering))?;
+    let evaluating = RulesThread {
+        manager: rules.clone(),
+        shards: shards.clone(),
+        queries: queries.clone(),
+        notifier: notifier.clone(),
+        metrics: metrics.clone(),
+        alerting: AlertingFlags {
+            resend_delay: flags.resend_delay.millis(),
+            for_outage_tolerance: flags.for_outage_tolerance.millis(),
+            for_grace_period: flags.for_grace_period.millis(),
+        },
+        external_url: web.external_url.clone(),
+        parse: flags.parse_options(),
+    };
+    std::thread::Builder::new().name("rules".into()).stack_size(STACK_SIZE).spawn(move || rules::run(evaluating))?;
     std::thread::Builder::new().name("notifier".into()).spawn({
-        let ctx = ctx.clone();
-        move || notifier::run(ctx)
+        let notifier = notifier.clone();
+        move || notifier::run(notifier)
     })?;
+    let retention_size_per_shard =
+        (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count.max(1) as u64);
+    let api = Arc::new(http::Api {
+        shards: shards.clone(),
+        queries,
+        metrics: metrics.clone(),
+        config,
+        scrape,
+        rules,
+        notifier,
+        reloader: reloader.clone(),
+        web,
+        flags: flag_values,
+        lifecycle_api: flags.enable_lifecycle,
+        admin_api: flags.enable_admin_api,
+        remote_write_receiver: flags.enable_remote_write_receiver,
+        cors_origin: flags.cors_origin.clone(),
+        parse_options: flags.parse_options(),
+        storage_path: flags.storage_path.clone(),
+        retention: flags.retention_time,
+        retention_size_per_shard,
+        future_window,
+        started: clock::now_ms(),
+    });
+    let env = Arc::new(ShardEnv {
+        shards: shards.clone(),
+        metrics,
+        storage_path: flags.storage_path.clone(),
+        wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
+        wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
+            .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
+        head_snapshot_interval: (flags.head_snapshot_interval.millis() > 0)
+            .then(|| flags.head_snapshot_interval.millis()),
+        block_range: flags.min_block_duration.millis().max(1),
+        max_block_range: flags.max_block_duration.map_or_else(
+            // Upstream's default: a tenth of the retention, at most 31 days.
+            || (flags.retention_time.millis() / 10).min(31 * 24 * 3600 * 1000),
+            |d| d.millis(),
+        ),
+        retention: flags.retention_time,
+        retention_size_per_shard,
+        future_window,
+    });
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
     for (index, mailbox) in receivers.into_iter().enumerate() {
-        let start = ShardStart { index, mailbox, listener: listener.try_clone()?, http: http_settings.clone() };
-        let ctx = ctx.clone();
+        let start = ShardStart {
+            index,
+            mailbox,
+            listener: listener.try_clone()?,
+            router: http::router(api.clone(), index),
+            http: http_settings.clone(),
+        };
+        let env = env.clone();
         let cpu = (shard_count <= cpus.len()).then(|| cpus[index]);
         let thread =
             std::thread::Builder::new().name(format!("shard-{index}")).stack_size(STACK_SIZE).spawn(move || {
@@ -210,7 +313,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
                         tracing::warn!(shard = index, cpu, error = ?e, "cannot pin shard to its CPU");
                     }
                 }
-                if let Err(e) = runtime::block_on(driver, shard::run(start, ctx)) {
+                if let Err(e) = runtime::block_on(driver, shard::run(start, env)) {
                     tracing::error!(shard = index, error = %e, "cannot start the shard runtime");
                     std::process::exit(1);
                 }
@@ -221,7 +324,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     loop {
         match wait_for_signal(&signals) {
             libc::SIGHUP => {
-                let _ = reload::reload(&ctx);
+                let _ = reloader.reload();
             }
             sig => {
                 tracing::info!(signal = sig, "received termination signal, syncing storage");
@@ -229,9 +332,21 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
             }
         }
     }
-    shut_down(&ctx.shards);
+    shut_down(&shards);
     tracing::info!("exiting");
     Ok(())
+}
+
+/// `host:port` at which the server reaches itself, for the embedded default configuration's
+/// self-scrape: the listen address, with `localhost` for an unspecified host.
+fn self_address(listen_address: &str) -> anyhow::Result<String> {
+    let addr = http::server::parse_listen_address(listen_address)?;
+    let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+    Ok(if addr.is_ipv6() && host != "localhost" {
+        format!("[{host}]:{}", addr.port())
+    } else {
+        format!("{host}:{}", addr.port())
+    })
 }
 
 /// The HTTP server's settings from the `--web.*` flags; the web configuration file is read
@@ -252,8 +367,7 @@ fn http_settings(flags: &ServerFlags) -> anyhow::Result<http::server::Settings> 
 /// all (Fargate allows 30 s between SIGTERM and SIGKILL).
 fn shut_down(shards: &Shards) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let receivers: Vec<_> =
-        (0..shards.len()).map(|i| shards.ask(i, |reply| shard::Request::Shutdown { reply })).collect();
+    let receivers: Vec<_> = (0..shards.len()).map(|i| shards.shut_down(i)).collect();
     for (i, rx) in receivers.into_iter().enumerate() {
         if rx.recv_deadline(deadline).is_err() {
             tracing::warn!(shard = i, "shard did not finish syncing its storage in time");

@@ -15,7 +15,9 @@ use pyrite_core::relabel::relabel;
 use pyrite_core::rules::DueAlert;
 use serde_json::{json, Value};
 
-use crate::context::Context;
+use crate::discovery::Discovery;
+use crate::live_config::LiveConfig;
+use crate::metrics::Metrics;
 
 /// Largest batch posted at once (upstream's).
 const MAX_BATCH: usize = 256;
@@ -41,21 +43,43 @@ pub struct Notifier {
     queue: Mutex<VecDeque<Notification>>,
     capacity: usize,
     wake: (flume::Sender<()>, flume::Receiver<()>),
+    /// The `alerting` section and external labels in force.
+    config: Arc<LiveConfig>,
+    /// Where discovered Alertmanagers are.
+    discovery: Arc<Discovery>,
+    metrics: Arc<Metrics>,
+    /// `--web.external-url`, for alerts' generator URLs.
+    external_url: String,
 }
 
 impl Notifier {
-    pub fn new(capacity: usize) -> Self {
-        Notifier { queue: Mutex::new(VecDeque::new()), capacity: capacity.max(1), wake: flume::bounded(1) }
+    /// A queue of `capacity` alerts (`--alertmanager.notification-queue-capacity`).
+    pub fn new(
+        capacity: usize,
+        config: Arc<LiveConfig>,
+        discovery: Arc<Discovery>,
+        metrics: Arc<Metrics>,
+        external_url: String,
+    ) -> Self {
+        Notifier {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            wake: flume::bounded(1),
+            config,
+            discovery,
+            metrics,
+            external_url,
+        }
     }
 
     /// The Alertmanagers alerts go to, and the URLs relabeling dropped (`/api/v1/alertmanagers`).
-    pub fn alertmanagers(&self, ctx: &Context) -> (Vec<Alertmanager>, Vec<String>) {
-        resolve(&ctx.config.current(), &ctx.discovery.alertmanager_groups())
+    pub fn alertmanagers(&self) -> (Vec<Alertmanager>, Vec<String>) {
+        resolve(&self.config.current(), &self.discovery.alertmanager_groups())
     }
 
     /// Queues due alerts (never blocks on the network).
-    pub fn queue(&self, ctx: &Context, due: Vec<DueAlert>) {
-        let config = ctx.config.current();
+    pub fn queue(&self, due: Vec<DueAlert>) {
+        let config = self.config.current();
         if due.is_empty() || config.alerting.alertmanagers.is_empty() {
             return;
         }
@@ -78,16 +102,16 @@ impl Notifier {
                 annotations: alert.annotations,
                 starts_at: alert.fired_at.unwrap_or(alert.active_at),
                 ends_at: alert.resolved_at.unwrap_or(alert.valid_until),
-                generator_url: format!("{}/graph?g0.expr={escaped}&g0.tab=1", ctx.web.external_url),
+                generator_url: format!("{}/graph?g0.expr={escaped}&g0.tab=1", self.external_url),
             });
         }
         let overflow = queue.len().saturating_sub(self.capacity);
         if overflow > 0 {
             queue.drain(..overflow);
-            ctx.metrics.notifications_dropped.inc_by(overflow as u64);
+            self.metrics.notifications_dropped.inc_by(overflow as u64);
             tracing::warn!(dropped = overflow, "alert notification queue full, oldest alerts dropped");
         }
-        ctx.metrics.notification_queue_length.set(queue.len() as i64);
+        self.metrics.notification_queue_length.set(queue.len() as i64);
         let _ = self.wake.0.try_send(());
     }
 
@@ -158,30 +182,30 @@ fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
 }
 
 /// The notifier thread's loop; runs until the process ends.
-pub fn run(ctx: Arc<Context>) {
+pub fn run(notifier: Arc<Notifier>) {
     loop {
-        let _ = ctx.notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
+        let _ = notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
         loop {
-            let (batch, left) = ctx.notifier.take_batch();
-            ctx.metrics.notification_queue_length.set(left as i64);
+            let (batch, left) = notifier.take_batch();
+            notifier.metrics.notification_queue_length.set(left as i64);
             if batch.is_empty() {
                 break;
             }
-            let config = ctx.config.current();
-            let (active, _) = ctx.notifier.alertmanagers(&ctx);
+            let config = notifier.config.current();
+            let (active, _) = notifier.alertmanagers();
             // Every Alertmanager at once, as upstream: a slow one does not delay the others.
             std::thread::scope(|scope| {
                 for am in &active {
                     let Some(set) = config.alerting.alertmanagers.get(am.set) else { continue };
                     let Some(body) = body(&batch, set) else { continue };
-                    let (ctx, count) = (&ctx, batch.len() as u64);
+                    let (metrics, count) = (&notifier.metrics, batch.len() as u64);
                     scope.spawn(move || {
                         let labels = vec![("alertmanager", am.url.clone())];
                         match post(&am.url, &body, set) {
-                            Ok(()) => ctx.metrics.notifications_sent.get_or_create(&labels).inc_by(count),
+                            Ok(()) => metrics.notifications_sent.get_or_create(&labels).inc_by(count),
                             Err(error) => {
                                 tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
-                                ctx.metrics.notifications_errors.get_or_create(&labels).inc_by(count)
+                                metrics.notifications_errors.get_or_create(&labels).inc_by(count)
                             }
                         };
                     });

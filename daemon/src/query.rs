@@ -13,8 +13,7 @@ use pyrite_core::promql::{
 };
 use pyrite_core::rules::InstantQuery;
 
-use crate::context::Context;
-use crate::shard::{Request, Shards};
+use crate::shards::{Request, Shards};
 use crate::slots::{Slot, Slots};
 
 /// The executor of every query in the server.
@@ -67,30 +66,26 @@ impl Fanout for ShardFanout {
 
 /// Runs one query on this shard and sends the answer (a task of the coordinating shard).
 pub async fn coordinate(
-    ctx: Arc<Context>,
+    executor: Arc<ServerExecutor>,
     expr: Expr,
     params: EvalParams,
     timeout: Option<Duration>,
     cancelled: Cancelled,
     reply: flume::Sender<Result<QueryResult, EvalError>>,
 ) {
-    let _ = reply.send(ctx.queries.run(&expr, params, timeout, cancelled).await);
+    let _ = reply.send(executor.run(&expr, params, timeout, cancelled).await);
 }
 
 /// Instant queries from a thread outside the shards (the rules thread: rule expressions and
 /// templates' `query` calls): each is coordinated by the next shard in turn, and waited for.
-pub fn instant_queries(ctx: Arc<Context>) -> InstantQuery {
+pub fn instant_queries(shards: Shards, executor: Arc<ServerExecutor>) -> InstantQuery {
     let next = Cell::new(0);
     Rc::new(move |expr: &Expr, t: i64| {
-        let shard = next.replace(next.get() + 1) % ctx.shards.len();
-        let params = ctx.queries.instant(t);
-        let rx = ctx.shards.ask(shard, |reply| Request::Query {
-            expr: expr.clone(),
-            params,
-            timeout: None,
-            cancelled: Cancelled::default(),
-            reply,
-        });
+        let shard = next.replace(next.get() + 1) % shards.len();
+        let params = executor.instant(t);
+        let (reply, rx) = flume::bounded(1);
+        let (executor, expr) = (executor.clone(), expr.clone());
+        shards.spawn(shard, move || coordinate(executor, expr, params, None, Cancelled::default(), reply));
         let answer = rx.recv().map_err(|_| "a shard stopped".to_string())?;
         answer.map(|r| r.value).map_err(|e| e.to_string())
     })

@@ -8,7 +8,6 @@
 //! not queued, as upstream skips missed iterations.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::labels::Labels;
@@ -18,7 +17,16 @@ use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, InstantQuery, R
 use pyrite_core::value::Sample;
 
 use crate::clock::now_ms;
-use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::notifier::Notifier;
+use crate::query::ServerExecutor;
+use crate::shards::Shards;
+
+/// New groups for the thread, and the external labels of the configuration they came with.
+struct Update {
+    groups: Vec<GroupState>,
+    external_labels: Labels,
+}
 
 /// The rule files in force. The `rules` thread owns the groups and their alert state; the API
 /// reads a copy of each group's status published after every evaluation, and a reload hands
@@ -26,7 +34,7 @@ use crate::context::Context;
 /// shards, so a shard serving the API (or a reload) can never wait for the thread waiting for it.
 pub struct RuleManager {
     statuses: Mutex<Arc<Vec<GroupStatus>>>,
-    updates: (flume::Sender<Vec<GroupState>>, flume::Receiver<Vec<GroupState>>),
+    updates: (flume::Sender<Update>, flume::Receiver<Update>),
     /// Whether rule files were applied before: groups loaded at start restore `for` state.
     applied_before: Mutex<bool>,
 }
@@ -37,19 +45,6 @@ impl Default for RuleManager {
     }
 }
 
-/// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
-/// glob); the first file that is not valid fails them all.
-pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, String> {
-    let mut out = Vec::new();
-    let files = patterns.iter().flat_map(|p| crate::discovery::expand_glob(p)).filter(|p| Path::new(p).exists());
-    for path in files {
-        let name = path.display().to_string();
-        let text = crate::files::read_text(&path).map_err(|e| format!("{name}: {e}"))?;
-        out.push((name.clone(), RuleFile::parse(&text, &name, options).map_err(|e| e.to_string())?));
-    }
-    Ok(out)
-}
-
 impl RuleManager {
     /// Each group's status after its last evaluation.
     pub fn statuses(&self) -> Arc<Vec<GroupStatus>> {
@@ -57,12 +52,13 @@ impl RuleManager {
     }
 
     /// Makes `files` the rules in force (the thread takes them over at once, keeping the alerts
-    /// of unchanged rules).
+    /// of unchanged rules), with the configuration's `external_labels`.
     pub fn apply(
         &self,
         files: &[(String, RuleFile)],
         defaults: GroupDefaults,
         options: ParseOptions,
+        external_labels: Labels,
     ) -> Result<(), String> {
         let mut applied_before = self.applied_before.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = Vec::new();
@@ -83,7 +79,7 @@ impl RuleManager {
             }
         }
         *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(statuses);
-        let _ = self.updates.0.send(fresh);
+        let _ = self.updates.0.send(Update { groups: fresh, external_labels });
         *applied_before = true;
         Ok(())
     }
@@ -106,12 +102,12 @@ impl RuleManager {
 }
 
 /// Reads and writes through the shards, from the rules thread (blocking on their answers).
-struct ShardStorage<'a> {
-    ctx: &'a Context,
+struct ShardStorage {
+    shards: Shards,
     queries: InstantQuery,
 }
 
-impl RuleStorage for ShardStorage<'_> {
+impl RuleStorage for ShardStorage {
     fn queries(&self) -> InstantQuery {
         self.queries.clone()
     }
@@ -120,7 +116,7 @@ impl RuleStorage for ShardStorage<'_> {
         let series = samples
             .iter()
             .map(|(labels, v)| WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] });
-        for rx in self.ctx.shards.write(series.collect()) {
+        for rx in self.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| "a shard stopped".to_string())?;
             if let Some(e) = reply.storage_error {
                 return Err(e);
@@ -137,28 +133,32 @@ impl RuleStorage for ShardStorage<'_> {
     }
 }
 
-fn settings(ctx: &Context) -> RuleSettings {
-    RuleSettings {
-        external_labels: ctx.config.current().global.external_labels.clone(),
-        external_url: ctx.web.external_url.clone(),
-        resend_delay: ctx.alerting.resend_delay,
-        parse: ctx.parse_options,
-    }
+/// What the rules thread works with.
+pub struct RulesThread {
+    pub manager: Arc<RuleManager>,
+    pub shards: Shards,
+    pub queries: Arc<ServerExecutor>,
+    pub notifier: Arc<Notifier>,
+    pub metrics: Arc<Metrics>,
+    pub alerting: AlertingFlags,
+    /// `--web.external-url`, for templates' `$externalURL`.
+    pub external_url: String,
+    /// How PromQL in templates' `query` calls is parsed (feature flags).
+    pub parse: ParseOptions,
 }
 
 /// Evaluates one group at `t`, restores its `for` state if due, and queues its alerts.
-fn evaluate(ctx: &Context, queries: &InstantQuery, g: &mut GroupState, t: i64) {
-    let mut storage = ShardStorage { ctx, queries: queries.clone() };
-    let due = g.evaluate(t, &mut storage, &settings(ctx), &std::time::Instant::now);
+fn evaluate(env: &RulesThread, storage: &mut ShardStorage, settings: &RuleSettings, g: &mut GroupState, t: i64) {
+    let due = g.evaluate(t, storage, settings, &std::time::Instant::now);
     if !g.restored {
-        let a = &ctx.alerting;
-        g.restore_for_state(now_ms(), &mut storage, a.for_outage_tolerance, a.for_grace_period);
+        let a = &env.alerting;
+        g.restore_for_state(now_ms(), storage, a.for_outage_tolerance, a.for_grace_period);
     }
     for rule in &g.rules {
         let outcome = if rule.last_error.is_some() { "failed" } else { "ok" };
-        ctx.metrics.rule_evaluations.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
+        env.metrics.rule_evaluations.get_or_create(&vec![("outcome", outcome.to_string())]).inc();
     }
-    ctx.notifier.queue(ctx, due);
+    env.notifier.queue(due);
 }
 
 /// Replaces `groups` with `fresh`, carrying over the state of groups with the same file and name.
@@ -173,18 +173,28 @@ fn take_over(groups: &mut Vec<GroupState>, fresh: Vec<GroupState>) {
 }
 
 /// The rules thread's loop; runs until the process ends.
-pub fn run(ctx: Arc<Context>) {
-    let manager = &ctx.rules;
-    let queries = crate::query::instant_queries(ctx.clone());
+pub fn run(env: RulesThread) {
+    let manager = &env.manager;
+    let queries = crate::query::instant_queries(env.shards.clone(), env.queries.clone());
+    let mut storage = ShardStorage { shards: env.shards.clone(), queries };
+    let mut settings = RuleSettings {
+        external_labels: Labels::default(),
+        external_url: env.external_url.clone(),
+        resend_delay: env.alerting.resend_delay,
+        parse: env.parse,
+    };
     let mut groups: Vec<GroupState> = Vec::new();
     let mut next: HashMap<(String, String), i64> = HashMap::new();
     let mut wait = std::time::Duration::ZERO;
     loop {
-        if let Ok(fresh) = manager.updates.1.recv_timeout(wait) {
-            take_over(&mut groups, fresh);
+        if let Ok(update) = manager.updates.1.recv_timeout(wait) {
+            let mut latest = update.external_labels;
+            take_over(&mut groups, update.groups);
             while let Ok(newer) = manager.updates.1.try_recv() {
-                take_over(&mut groups, newer);
+                latest = newer.external_labels;
+                take_over(&mut groups, newer.groups);
             }
+            settings.external_labels = latest;
             next.retain(|k, _| groups.iter().any(|g| g.key() == *k));
             manager.publish(&groups);
         }
@@ -193,7 +203,7 @@ pub fn run(ctx: Arc<Context>) {
             let key = group.key();
             let due = *next.entry(key.clone()).or_insert_with(|| group.next_evaluation(now_ms()));
             if due <= now_ms() {
-                evaluate(&ctx, &queries, group, due);
+                evaluate(&env, &mut storage, &settings, group, due);
                 // Missed iterations are skipped.
                 let missed = (now_ms() - due) / group.interval;
                 next.insert(key.clone(), due + (missed + 1) * group.interval);

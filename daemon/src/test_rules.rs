@@ -138,7 +138,7 @@ fn run_file(file: &Path, run: &Regex, options: &Options) -> Result<(), Vec<Strin
     let mut rule_files = Vec::new();
     for pattern in &unit.rule_files {
         let pattern = dir.join(pattern).display().to_string();
-        for path in crate::discovery::expand_glob(&pattern) {
+        for path in crate::files::expand_glob(&pattern) {
             let name = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| vec![format!("    {name}: {e}")])?;
             let text = if options.ignore_unknown_fields { RuleFile::without_unknown_fields(&text) } else { text };

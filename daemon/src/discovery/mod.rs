@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyrite_core::config::{Config, DnsSdConfig, FileSdConfig, HttpSdConfig};
-use pyrite_core::discovery::{glob_match, parse_groups, TargetGroup};
+use pyrite_core::discovery::{parse_groups, TargetGroup};
 use pyrite_core::dns::RecordType;
 
-use crate::context::Context;
+use crate::live_config::LiveConfig;
+use crate::metrics::Metrics;
 
 mod dns;
 
@@ -107,30 +108,11 @@ fn sources(config: &Config) -> Vec<Source> {
     out
 }
 
-/// The files a pattern names now: a literal path, or the matches of a glob in its last element.
-pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
-    let path = Path::new(pattern);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if !name.contains(['*', '?']) {
-        return vec![path.to_path_buf()];
-    }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    files
-}
-
 /// Every group of the files matching `patterns`, each with `__meta_filepath`. A missing file
 /// holds no groups; a malformed one is an error.
 fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
     let mut groups = Vec::new();
-    for file in patterns.iter().flat_map(|p| expand_glob(p)) {
+    for file in patterns.iter().flat_map(|p| crate::files::expand_glob(p)) {
         let text = match crate::files::read_text(&file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -222,9 +204,21 @@ impl Drop for Watcher {
     }
 }
 
+/// What the discovery thread works with.
+pub struct DiscoveryThread {
+    pub discovery: Arc<Discovery>,
+    /// The configuration in force names the sources.
+    pub config: Arc<LiveConfig>,
+    pub metrics: Arc<Metrics>,
+    /// `--discovery.dns-server`.
+    pub dns_server: Option<String>,
+    /// Called once new groups are published.
+    pub on_change: Box<dyn Fn() + Send>,
+}
+
 /// The discovery thread's loop; runs until the process ends.
-pub fn run(ctx: Arc<Context>) {
-    let mut config = ctx.config.current();
+pub fn run(env: DiscoveryThread) {
+    let mut config = env.config.current();
     let mut sources = sources(&config);
     let mut watcher = Watcher::new(&sources);
     // The first pass, and the first after a new configuration, apply even if nothing was found.
@@ -236,7 +230,7 @@ pub fn run(ctx: Arc<Context>) {
             let found = match &source.kind {
                 SourceKind::Files(patterns) => read_files(patterns),
                 SourceKind::Http(url) => fetch(url, source.every.min(Duration::from_secs(30))),
-                SourceKind::Dns { names, kind, port } => dns::discover(ctx.dns_server.as_deref(), names, *kind, *port),
+                SourceKind::Dns { names, kind, port } => dns::discover(env.dns_server.as_deref(), names, *kind, *port),
             };
             match found {
                 Ok(groups) if groups != source.last => {
@@ -245,7 +239,7 @@ pub fn run(ctx: Arc<Context>) {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    ctx.metrics.discovery_failures.inc();
+                    env.metrics.discovery_failures.inc();
                     tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
                 }
             }
@@ -260,9 +254,9 @@ pub fn run(ctx: Arc<Context>) {
                     Owner::Alertmanagers(i) => by_set.entry(*i).or_default().extend(found),
                 }
             }
-            *ctx.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
-            *ctx.discovery.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_set);
-            crate::reload::apply_discovered(&ctx);
+            *env.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
+            *env.discovery.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_set);
+            (env.on_change)();
             changed = false;
         }
         let next_due =
@@ -278,8 +272,8 @@ pub fn run(ctx: Arc<Context>) {
         if files_changed {
             sources.iter_mut().filter(|s| matches!(s.kind, SourceKind::Files(_))).for_each(|s| s.due = Instant::now());
         }
-        if ctx.discovery.config_changed.1.try_recv().is_ok() {
-            let fresh = ctx.config.current();
+        if env.discovery.config_changed.1.try_recv().is_ok() {
+            let fresh = env.config.current();
             if !Arc::ptr_eq(&fresh, &config) {
                 config = fresh;
                 sources = self::sources(&config);

@@ -15,7 +15,7 @@ use super::response::{
 };
 use super::ApiState;
 use crate::clock::now_ms;
-use crate::shard::Request;
+use crate::shards::{Request, Selection};
 
 /// Upstream's cap on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -80,7 +80,9 @@ async fn evaluate(
 ) -> Result<promql::QueryResult, ApiError> {
     let cancel = CancelOnDrop::default();
     let (expr, cancelled) = (expr.clone(), cancel.flag());
-    let rx = s.ctx.shards.ask(s.local, |reply| Request::Query { expr, params, timeout, cancelled, reply });
+    let (reply, rx) = flume::bounded(1);
+    let executor = s.ctx.queries.clone();
+    s.ctx.shards.spawn(s.local, move || crate::query::coordinate(executor, expr, params, timeout, cancelled, reply));
     let result = rx.recv_async().await.map_err(|_| ApiError::internal("the coordinating shard stopped"))?;
     let label = if result.is_ok() { "success" } else { "error" };
     s.ctx.metrics.queries.get_or_create(&vec![("result", label.to_string())]).inc();
@@ -212,14 +214,14 @@ pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> 
 async fn gather<T: Ord>(
     s: &ApiState,
     params: &Params,
-    make: impl Fn(Vec<Vec<Matcher>>, i64, i64, flume::Sender<Result<Vec<T>, String>>) -> Request,
+    make: impl Fn(Selection, flume::Sender<Result<Vec<T>, String>>) -> Request,
 ) -> Result<BTreeSet<T>, ApiError> {
-    let matchers = selectors(params)?;
     let (mint, maxt) = time_range(params)?;
+    let selection = Selection { matchers: selectors(params)?, mint, maxt };
     let per_shard = s
         .ctx
         .shards
-        .ask_all(|reply| make(matchers.clone(), mint, maxt, reply))
+        .ask_all(|reply| make(selection.clone(), reply))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut out = BTreeSet::new();
@@ -262,7 +264,8 @@ pub async fn delete_series(State(s): State<ApiState>, params: Params) -> ApiResu
     }
     let matchers = selectors(&params)?;
     let (mint, maxt) = time_range(&params)?;
-    admin(&s, |reply| Request::Delete { matchers: matchers.clone(), mint, maxt, reply }).await
+    let selection = Selection { matchers, mint, maxt };
+    admin(&s, |reply| Request::Delete { selection: selection.clone(), reply }).await
 }
 
 /// `/api/v1/admin/tsdb/snapshot`: a copy of every block, and (unless `skip_head=true`) the
@@ -307,8 +310,7 @@ pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let limit = limit(&params)?;
-    let all =
-        gather(&s, &params, |matchers, mint, maxt, reply| Request::Series { matchers, mint, maxt, reply }).await?;
+    let all = gather(&s, &params, |selection, reply| Request::Series { selection, reply }).await?;
     let (all, warnings) = limited(all, limit);
     let items: Vec<String> = all.iter().map(labels_object).collect();
     Ok(success_warned(format!("[{}]", items.join(",")), &warnings))
@@ -316,8 +318,7 @@ pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
 
 pub async fn labels(State(s): State<ApiState>, params: Params) -> ApiResult {
     let limit = limit(&params)?;
-    let names =
-        gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelNames { matchers, mint, maxt, reply }).await?;
+    let names = gather(&s, &params, |selection, reply| Request::LabelNames { selection, reply }).await?;
     let (names, warnings) = limited(names, limit);
     Ok(success_warned(serde_json::json!(names).to_string(), &warnings))
 }
@@ -369,14 +370,8 @@ pub async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let limit = limit(&params)?;
-    let values = gather(&s, &params, |matchers, mint, maxt, reply| Request::LabelValues {
-        name: name.clone(),
-        matchers,
-        mint,
-        maxt,
-        reply,
-    })
-    .await?;
+    let values =
+        gather(&s, &params, |selection, reply| Request::LabelValues { name: name.clone(), selection, reply }).await?;
     let (values, warnings) = limited(values, limit);
     Ok(success_warned(serde_json::json!(values).to_string(), &warnings))
 }

@@ -19,7 +19,7 @@ use super::params::Params;
 use super::response::ApiError;
 use super::ApiState;
 use crate::clock::now_ms;
-use crate::shard::Request;
+use crate::shards::{Request, Selection};
 
 pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Response, ApiError> {
     let matchers = selectors(&params)?;
@@ -32,7 +32,7 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
     let answers = s
         .ctx
         .shards
-        .ask_all(|reply| Request::Latest { matchers: matchers.clone(), mint, maxt, reply })
+        .ask_all(|reply| Request::Latest { selection: Selection { matchers: matchers.clone(), mint, maxt }, reply })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let external = s.ctx.config.current().global.external_labels.clone();

@@ -13,7 +13,7 @@ pub async fn healthy() -> &'static str {
 
 /// 503 until every shard has opened its storage and can answer queries.
 pub async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
-    if s.ctx.ready() {
+    if s.ctx.shards.ready() {
         (StatusCode::OK, "Pyrite Server is Ready.\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
@@ -29,7 +29,7 @@ pub async fn reload(State(s): State<ApiState>) -> (StatusCode, String) {
     if !s.ctx.lifecycle_api {
         return disabled();
     }
-    match crate::reload::reload(&s.ctx) {
+    match s.ctx.reloader.reload() {
         Ok(()) => (StatusCode::OK, String::new()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")),
     }

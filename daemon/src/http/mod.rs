@@ -4,7 +4,7 @@
 //! read-time limits.
 //!
 //! Every shard serves the same [`router`]; its handlers are `Send` and reach storage only through
-//! [`Shards`](crate::shard::Shards) messages. A query is coordinated by the shard whose connection
+//! [`Shards`] messages. A query is coordinated by the shard whose connection
 //! received it (`local`).
 
 mod api;
@@ -37,12 +37,57 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::context::Context;
+use crate::live_config::LiveConfig;
+use crate::metrics::Metrics;
+use crate::notifier::Notifier;
+use crate::query::ServerExecutor;
+use crate::reload::Reloader;
+use crate::rules::RuleManager;
+use crate::scrape::ScrapeManager;
+use crate::shards::Shards;
+use prefix::WebPaths;
+use pyrite_core::config::Duration;
+use pyrite_core::promql::ParseOptions;
+
+/// What the handlers answer from: handles to the subsystems they serve, and the API's settings.
+/// Built once in `main`; every shard's router shares it.
+pub struct Api {
+    pub shards: Shards,
+    pub queries: Arc<ServerExecutor>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<LiveConfig>,
+    pub scrape: Arc<ScrapeManager>,
+    pub rules: Arc<RuleManager>,
+    pub notifier: Arc<Notifier>,
+    pub reloader: Arc<Reloader>,
+    pub web: WebPaths,
+    /// Every command-line flag and its value, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
+    /// `--web.enable-lifecycle`.
+    pub lifecycle_api: bool,
+    /// `--web.enable-admin-api`.
+    pub admin_api: bool,
+    /// `--web.enable-remote-write-receiver`.
+    pub remote_write_receiver: bool,
+    /// `--web.cors.origin`, anchored.
+    pub cors_origin: regex::Regex,
+    /// How PromQL is parsed (feature flags).
+    pub parse_options: ParseOptions,
+    /// `--storage.tsdb.path` (admin snapshots go under it).
+    pub storage_path: std::path::PathBuf,
+    /// `--storage.tsdb.retention.time`, and `.size` divided among the shards (status API).
+    pub retention: Duration,
+    pub retention_size_per_shard: Option<u64>,
+    /// How far past the clock a remote-written sample may be (ms).
+    pub future_window: i64,
+    /// Unix ms at start-up.
+    pub started: i64,
+}
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct ApiState {
-    pub ctx: Arc<Context>,
+    pub ctx: Arc<Api>,
     /// The shard this router runs on.
     pub local: usize,
 }
@@ -51,7 +96,7 @@ pub struct ApiState {
 const MAX_FORM_BYTES: usize = 10 << 20;
 
 /// Every route, under `--web.route-prefix`; with a prefix, `/` redirects to it.
-pub fn router(ctx: Arc<Context>, local: usize) -> Router {
+pub fn router(ctx: Arc<Api>, local: usize) -> Router {
     let base = match ctx.web.route_prefix.as_str() {
         "/" => String::new(),
         prefix => prefix.to_string(),
@@ -70,7 +115,7 @@ pub fn router(ctx: Arc<Context>, local: usize) -> Router {
 
 /// As upstream: the API and federation answer 503 until every shard has opened its storage.
 async fn until_ready(State(s): State<ApiState>, request: Request, next: Next) -> Response {
-    if s.ctx.ready() {
+    if s.ctx.shards.ready() {
         next.run(request).await
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()

@@ -141,7 +141,7 @@ pub async fn alerts(State(s): State<ApiState>) -> Response {
 
 /// `/api/v1/alertmanagers`.
 pub async fn alertmanagers(State(s): State<ApiState>) -> Response {
-    let (active, dropped) = s.ctx.notifier.alertmanagers(&s.ctx);
+    let (active, dropped) = s.ctx.notifier.alertmanagers();
     let active: Vec<Value> = active.into_iter().map(|a| json!({ "url": a.url })).collect();
     let dropped: Vec<Value> = dropped.into_iter().map(|url| json!({ "url": url })).collect();
     success_json(json!({ "activeAlertmanagers": active, "droppedAlertmanagers": dropped }))

@@ -14,7 +14,7 @@ use super::params::Params;
 use super::response::{success_json, ApiError, ApiResult};
 use super::ApiState;
 use crate::clock::now_ms;
-use crate::shard::Request;
+use crate::shards::Request;
 
 /// `/api/v1/status/config`: the configuration in force, defaults filled in.
 pub async fn config(State(s): State<ApiState>) -> Response {
@@ -49,7 +49,7 @@ pub async fn runtimeinfo(State(s): State<ApiState>) -> Response {
         "CWD": cwd,
         "reloadConfigSuccess": reload_ok,
         "lastConfigTime": rfc3339(last_config),
-        "corruptionCount": ctx.replay.corruptions.load(Ordering::Relaxed),
+        "corruptionCount": ctx.shards.replay().corruptions.load(Ordering::Relaxed),
         "goroutineCount": thread_count(),
         "GOMAXPROCS": ctx.shards.len(),
         "GOMEMLIMIT": i64::MAX,
@@ -62,7 +62,7 @@ pub async fn runtimeinfo(State(s): State<ApiState>) -> Response {
 /// `/api/v1/status/walreplay`: every shard replays its log before it serves, so by the time
 /// this answers the replay is done; `max` and `current` count the segments replayed.
 pub async fn walreplay(State(s): State<ApiState>) -> Response {
-    let segments = s.ctx.replay.segments.load(Ordering::Relaxed);
+    let segments = s.ctx.shards.replay().segments.load(Ordering::Relaxed);
     success_json(json!({ "min": 0, "max": segments, "current": segments }))
 }
 

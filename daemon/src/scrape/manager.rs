@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyrite_core::scrape::{DroppedTarget, MetricMetadata, Target, TargetSet};
 
-use crate::shard::{Request, Shards};
+use super::ScrapeSink;
 
 /// What the last scrape of a target did.
 #[derive(Debug, Clone, Default)]
@@ -73,8 +73,8 @@ impl ActiveTarget {
 
 /// Every active target, and the ones relabeling dropped; the API reads them,
 /// [`ScrapeManager::apply`] changes them.
-#[derive(Default)]
 pub struct ScrapeManager {
+    sink: ScrapeSink,
     active: Mutex<Vec<Arc<ActiveTarget>>>,
     dropped: Mutex<Arc<[DroppedTarget]>>,
 }
@@ -88,6 +88,11 @@ pub struct Applied {
 }
 
 impl ScrapeManager {
+    /// No targets yet; scrape loops will write to `sink`.
+    pub fn new(sink: ScrapeSink) -> ScrapeManager {
+        ScrapeManager { sink, active: Mutex::default(), dropped: Mutex::default() }
+    }
+
     /// The active targets, in the order the configuration lists them.
     pub fn active(&self) -> Vec<Arc<ActiveTarget>> {
         lock(&self.active).clone()
@@ -100,7 +105,8 @@ impl ScrapeManager {
 
     /// Makes `set` the scraped set: keeps identical running targets, starts new ones on the
     /// least-loaded shard, stops the rest.
-    pub fn apply(&self, shards: &Shards, set: TargetSet) -> Applied {
+    pub fn apply(&self, set: TargetSet) -> Applied {
+        let shards = &self.sink.shards;
         for reason in &set.invalid {
             tracing::warn!(%reason, "target skipped");
         }
@@ -138,7 +144,8 @@ impl ScrapeManager {
                     let shard = (0..load.len()).min_by_key(|&s| load[s]).unwrap_or(0);
                     load[shard] += 1;
                     let started = Arc::new(ActiveTarget::new(target, shard));
-                    shards.tell(shard, Request::Scrape { target: started.clone() });
+                    let (target, sink) = (started.clone(), self.sink.clone());
+                    shards.spawn(shard, move || super::run_target(target, sink));
                     applied.started += 1;
                     started
                 }

@@ -15,8 +15,17 @@ pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
 use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest};
 
 use crate::clock::now_ms;
-use crate::context::Context;
-use crate::shard::Request;
+use crate::metrics::Metrics;
+use crate::shards::{Request, Shards};
+
+/// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
+/// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms).
+#[derive(Clone)]
+pub struct ScrapeSink {
+    pub shards: Shards,
+    pub metrics: Arc<Metrics>,
+    pub future_window: i64,
+}
 
 /// A target's first scrape is offset within its interval by a hash of its identity, so that
 /// targets spread over the interval instead of all firing at once (as upstream does).
@@ -26,7 +35,7 @@ fn start_offset(target: &Target) -> Duration {
 }
 
 /// Scrapes `active` on its schedule until it is removed; then marks its series stale.
-pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
+pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let target = &active.target;
     let mut ingest = TargetIngest::new(target.labels.clone(), IngestOptions::of(target), ctx.shards.len());
     let client = client::ScrapeClient::new(target);
@@ -92,7 +101,7 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: Arc<Context>) {
 
 /// Sends each shard its batch, waits for all answers, and records the ids of new series.
 /// Returns how many samples the shards refused as too far in the future.
-async fn deliver(ctx: &Context, ingest: &mut TargetIngest, batches: Ingest) -> usize {
+async fn deliver(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> usize {
     let Ingest { batches, pending, .. } = batches;
     let mut waiting = Vec::new();
     for (shard, (batch, keys)) in batches.into_iter().zip(pending).enumerate() {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::context::Context;
+use super::ShardEnv;
 use crate::metrics::shard_label;
 use pyrite_tsdb::blocks::{compact_paths, CutError};
 use pyrite_tsdb::db::Db;
@@ -18,29 +18,29 @@ pub fn interval(block_range: i64) -> Duration {
     Duration::from_millis((block_range / 4).clamp(1000, 60_000) as u64)
 }
 
-pub async fn run(index: usize, storage: Rc<RefCell<Db>>, ctx: Arc<Context>) {
-    let ranges = pyrite_tsdb::block::ranges(ctx.block_range, ctx.max_block_range);
+pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
+    let ranges = pyrite_tsdb::block::ranges(env.block_range, env.max_block_range);
     let mut last_snapshot = crate::clock::now_ms();
     loop {
-        monoio::time::sleep(interval(ctx.block_range)).await;
-        cut(index, &mut storage.borrow_mut(), &ctx);
-        compact(index, &storage, &ctx, &ranges).await;
+        monoio::time::sleep(interval(env.block_range)).await;
+        cut(index, &mut storage.borrow_mut(), &env);
+        compact(index, &storage, &env, &ranges).await;
         let mut s = storage.borrow_mut();
-        retain(index, &mut s, &ctx);
+        retain(index, &mut s, &env);
         let now = crate::clock::now_ms();
-        if ctx.head_snapshot_interval.is_some_and(|every| now - last_snapshot >= every) {
-            snapshot(index, &mut s, &ctx);
+        if env.head_snapshot_interval.is_some_and(|every| now - last_snapshot >= every) {
+            snapshot(index, &mut s, &env);
             last_snapshot = now;
         }
     }
 }
 
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
-fn snapshot(index: usize, s: &mut Db, ctx: &Context) {
+fn snapshot(index: usize, s: &mut Db, env: &ShardEnv) {
     let started = Instant::now();
     match s.snapshot() {
         Ok(()) => {
-            ctx.metrics.head_snapshots.get_or_create(&shard_label(index)).inc();
+            env.metrics.head_snapshots.get_or_create(&shard_label(index)).inc();
             tracing::info!(shard = index, seconds = started.elapsed().as_secs_f64(), "head snapshot written");
         }
         Err(e) => {
@@ -50,12 +50,12 @@ fn snapshot(index: usize, s: &mut Db, ctx: &Context) {
 }
 
 /// Cuts the head's oldest range into a block if it is due.
-fn cut(index: usize, s: &mut Db, ctx: &Context) {
+fn cut(index: usize, s: &mut Db, env: &ShardEnv) {
     let shard = shard_label(index);
-    let m = &ctx.metrics;
+    let m = &env.metrics;
     let started = Instant::now();
     let now = crate::clock::now_ms();
-    match s.cut_blocks(ctx.block_range, now, now.saturating_sub(ctx.retention.millis())) {
+    match s.cut_blocks(env.block_range, now, now.saturating_sub(env.retention.millis())) {
         Ok(cut) => {
             for meta in &cut {
                 m.compactions.get_or_create(&kind(index, "head")).inc();
@@ -83,7 +83,7 @@ fn cut(index: usize, s: &mut Db, ctx: &Context) {
 
 /// Compacts the next group of blocks, if any, on a thread of its own: the shard keeps
 /// appending and answering queries from the input blocks until the output replaces them.
-async fn compact(index: usize, storage: &Rc<RefCell<Db>>, ctx: &Context, ranges: &[i64]) {
+async fn compact(index: usize, storage: &Rc<RefCell<Db>>, env: &ShardEnv, ranges: &[i64]) {
     let Some(inputs) = storage.borrow().blocks.plan(ranges) else { return };
     let dir = storage.borrow().blocks.dir().to_path_buf();
     let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
@@ -105,7 +105,7 @@ async fn compact(index: usize, storage: &Rc<RefCell<Db>>, ctx: &Context, ranges:
     };
     let mut s = storage.borrow_mut();
     s.blocks.set_compacting(false);
-    let m = &ctx.metrics;
+    let m = &env.metrics;
     match result.and_then(|(meta, path)| s.blocks.install(&path, &inputs).map(|()| meta)) {
         Ok(meta) => {
             m.compactions.get_or_create(&kind(index, "blocks")).inc();
@@ -128,11 +128,11 @@ async fn compact(index: usize, storage: &Rc<RefCell<Db>>, ctx: &Context, ranges:
 }
 
 /// Applies retention and updates the storage gauges.
-fn retain(index: usize, s: &mut Db, ctx: &Context) {
+fn retain(index: usize, s: &mut Db, env: &ShardEnv) {
     let shard = shard_label(index);
-    let m = &ctx.metrics;
-    let cutoff = crate::clock::now_ms() - ctx.retention.millis();
-    match s.apply_retention(cutoff, ctx.retention_size_per_shard) {
+    let m = &env.metrics;
+    let cutoff = crate::clock::now_ms() - env.retention.millis();
+    match s.apply_retention(cutoff, env.retention_size_per_shard) {
         Ok(r) => {
             m.time_retentions.get_or_create(&shard).inc_by(r.blocks_by_time as u64);
             m.size_retentions.get_or_create(&shard).inc_by(r.blocks_by_size as u64 + u64::from(r.log_by_size));

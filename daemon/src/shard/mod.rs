@@ -1,7 +1,7 @@
 //! A shard: one thread, one monoio runtime, one head.
 //!
 //! The shard's head is owned by its mailbox loop and touched by nothing else; other shards and
-//! HTTP handlers reach it only through [`Request`] messages. The same thread also serves HTTP
+//! HTTP handlers reach it only through [`Message`](crate::shards::Message)s. The same thread also serves HTTP
 //! connections accepted on the shared listener, runs the scrape loops of the targets assigned
 //! to it, and coordinates the queries its HTTP handlers receive.
 
@@ -12,27 +12,54 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub use mailbox::{Request, Shards};
 use pyrite_tsdb::db::{Db, Dirs};
 
-use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::shards::Shards;
+use pyrite_core::config::Duration;
+use pyrite_tsdb::wal::WalOptions;
+
+/// What every shard thread shares: the storage settings from the command line, the metrics,
+/// and the shards' handles (readiness and replay counts are kept there).
+pub struct ShardEnv {
+    pub shards: Shards,
+    pub metrics: Arc<Metrics>,
+    /// `--storage.tsdb.path`; each shard keeps its files in `<kind>/<shard>/` under it.
+    pub storage_path: std::path::PathBuf,
+    pub wal: WalOptions,
+    /// Fsync the write-ahead log this often; None: when a segment is full and at shutdown.
+    pub wal_fsync_interval: Option<std::time::Duration>,
+    /// Snapshot the head this often (ms); None: only at shutdown.
+    pub head_snapshot_interval: Option<i64>,
+    /// `--storage.tsdb.min-block-duration` in ms: the head is cut into blocks of this range.
+    pub block_range: i64,
+    /// `--storage.tsdb.max-block-duration` in ms: compaction builds blocks up to this range.
+    pub max_block_range: i64,
+    pub retention: Duration,
+    /// `--storage.tsdb.retention.size` divided among the shards (each keeps its own log).
+    pub retention_size_per_shard: Option<u64>,
+    /// How far past the clock a sample may be (ms), `--storage.tsdb.too-far-in-future.time-window`.
+    pub future_window: i64,
+}
 
 /// Everything a shard thread starts with.
 pub struct ShardStart {
     pub index: usize,
-    pub mailbox: flume::Receiver<Request>,
+    pub mailbox: flume::Receiver<crate::shards::Message>,
     pub listener: std::net::TcpListener,
+    /// The HTTP API, its handlers coordinating from this shard.
+    pub router: axum::Router,
     /// What the HTTP server of every shard shares.
     pub http: Arc<crate::http::server::Settings>,
 }
 
 /// Opens the shard's storage, its blocks and its replayed write-ahead log; exits the process
 /// if it cannot.
-fn open_storage(index: usize, ctx: &Context) -> Db {
-    let dirs = Dirs::of_shard(&ctx.storage_path, index);
+fn open_storage(index: usize, env: &ShardEnv) -> Db {
+    let dirs = Dirs::of_shard(&env.storage_path, index);
     let started = std::time::Instant::now();
-    let (storage, replayed, opened) = Db::open(&dirs, ctx.wal, ctx.block_range).unwrap_or_else(|e| {
-        tracing::error!(shard = index, data = %ctx.storage_path.display(), error = %e, "cannot open the storage");
+    let (storage, replayed, opened) = Db::open(&dirs, env.wal, env.block_range).unwrap_or_else(|e| {
+        tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });
     for refused in &opened.refused {
@@ -49,14 +76,14 @@ fn open_storage(index: usize, ctx: &Context) -> Db {
         tracing::warn!(shard = index, samples = replayed.orphaned, "samples of series lost to log damage were dropped");
     }
     let shard = crate::metrics::shard_label(index);
-    ctx.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
-    ctx.replay.corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    ctx.replay.segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
-    ctx.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
-    ctx.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
-    ctx.metrics.blocks_refused.get_or_create(&shard).inc_by(opened.refused.len() as u64);
-    ctx.metrics.blocks_loaded.get_or_create(&shard).set(storage.blocks.list().len() as i64);
-    ctx.metrics.blocks_bytes.get_or_create(&shard).set(storage.blocks.size() as i64);
+    env.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
+    env.shards.replay().corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    env.shards.replay().segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
+    env.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
+    env.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
+    env.metrics.blocks_refused.get_or_create(&shard).inc_by(opened.refused.len() as u64);
+    env.metrics.blocks_loaded.get_or_create(&shard).set(storage.blocks.list().len() as i64);
+    env.metrics.blocks_bytes.get_or_create(&shard).set(storage.blocks.size() as i64);
     tracing::info!(
         shard = index,
         blocks = storage.blocks.list().len(),
@@ -72,23 +99,22 @@ fn open_storage(index: usize, ctx: &Context) -> Db {
 
 /// The shard's main future: replays its storage, then serves HTTP, scrapes, and answers its
 /// mailbox until the process shuts down.
-pub async fn run(start: ShardStart, ctx: Arc<Context>) {
-    let storage = Rc::new(RefCell::new(open_storage(start.index, &ctx)));
+pub async fn run(start: ShardStart, env: Arc<ShardEnv>) {
+    let storage = Rc::new(RefCell::new(open_storage(start.index, &env)));
     let driver = if monoio::utils::is_legacy() { "epoll" } else { "io_uring" };
-    ctx.metrics.driver.get_or_create(&vec![("shard", start.index.to_string()), ("driver", driver.to_string())]).set(1);
+    env.metrics.driver.get_or_create(&vec![("shard", start.index.to_string()), ("driver", driver.to_string())]).set(1);
     tracing::info!(shard = start.index, driver, "shard started");
 
     match monoio::net::TcpListener::from_std(start.listener) {
         Ok(listener) => {
-            let router = crate::http::router(ctx.clone(), start.index);
-            monoio::spawn(crate::http::server::serve(listener, router, start.http));
+            monoio::spawn(crate::http::server::serve(listener, start.router, start.http));
         }
         Err(e) => tracing::error!(shard = start.index, error = %e, "cannot serve HTTP on this shard"),
     }
-    monoio::spawn(housekeeping::run(start.index, storage.clone(), ctx.clone()));
-    if let Some(interval) = ctx.wal_fsync_interval {
+    monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone()));
+    if let Some(interval) = env.wal_fsync_interval {
         monoio::spawn(mailbox::sync_loop(storage.clone(), interval));
     }
-    ctx.mark_shard_ready();
-    mailbox::serve(start.index, start.mailbox, storage, ctx).await;
+    env.shards.mark_ready();
+    mailbox::serve(start.index, start.mailbox, storage, env).await;
 }

@@ -1,0 +1,133 @@
+//! The configuration in force: where it comes from (a file, or the embedded default), the
+//! rule files it names, how the last (re)load went. Subsystems read the current configuration
+//! from here; a reload (`reload.rs`) replaces it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use pyrite_core::config::Config;
+use pyrite_core::promql::ParseOptions;
+use pyrite_core::rules::RuleFile;
+
+use crate::clock::now_ms;
+use crate::metrics::Metrics;
+
+/// Where the configuration comes from: the file, or the embedded default pointed at this
+/// server's own address and `/metrics` under its route prefix.
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    /// `host:port` at which this server scrapes itself in the default configuration.
+    pub self_address: String,
+    pub metrics_path: String,
+}
+
+/// A configuration and the rule files it names, both valid.
+pub struct Loaded {
+    pub config: Config,
+    pub rules: Vec<(String, RuleFile)>,
+}
+
+impl ConfigSource {
+    /// Reads and checks the configuration and its rule files.
+    pub fn load(&self, options: ParseOptions) -> anyhow::Result<Loaded> {
+        let config = self.load_config()?;
+        let rules =
+            load_rule_files(&config.rule_files, options).map_err(|e| anyhow::anyhow!("error loading rules: {e}"))?;
+        Ok(Loaded { config, rules })
+    }
+
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let (text, name) = match &self.file {
+            Some(path) => {
+                let text = crate::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
+                (text, path.display().to_string())
+            }
+            None => (
+                include_str!("default_config.yml")
+                    .replace("SELF_ADDRESS", &self.self_address)
+                    .replace("SELF_METRICS_PATH", &self.metrics_path),
+                "the embedded default configuration".into(),
+            ),
+        };
+        Ok(Config::parse(&text, &name)?)
+    }
+}
+
+/// The configuration in force and how the last reload went.
+pub struct LiveConfig {
+    source: ConfigSource,
+    /// The rule files read at start, until they are applied.
+    initial_rules: Mutex<Vec<(String, RuleFile)>>,
+    current: Mutex<Arc<Config>>,
+    /// (whether the last load succeeded, Unix ms of the last success).
+    last: Mutex<(bool, i64)>,
+    /// Serialises reloads (SIGHUP and `/-/reload` may come together).
+    reloading: Mutex<()>,
+}
+
+impl LiveConfig {
+    pub fn new(source: ConfigSource, loaded: Loaded) -> Self {
+        let Loaded { config, rules } = loaded;
+        LiveConfig {
+            source,
+            initial_rules: Mutex::new(rules),
+            current: Mutex::new(Arc::new(config)),
+            last: Mutex::new((true, now_ms())),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Config> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the last (re)load succeeded, and when the last success was (Unix ms).
+    pub fn last_reload(&self) -> (bool, i64) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records how a (re)load went.
+    pub fn record(&self, metrics: &Metrics, ok: bool) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.0 = ok;
+        if ok {
+            last.1 = now_ms();
+        }
+        metrics.config_reload_successful.set(i64::from(ok));
+        metrics.config_reload_success_time.set(last.1 / 1000);
+    }
+
+    /// Makes `config` the configuration in force.
+    pub fn replace(&self, config: Arc<Config>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The rule files read at start; empty once taken.
+    pub fn take_initial_rules(&self) -> Vec<(String, RuleFile)> {
+        std::mem::take(&mut *self.initial_rules.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Holds off other reloads while the guard lives (SIGHUP and `/-/reload` may come together).
+    pub fn one_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads and checks the configuration file and its rule files again.
+    pub fn load(&self, options: ParseOptions) -> anyhow::Result<Loaded> {
+        self.source.load(options)
+    }
+}
+
+/// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
+/// glob); the first file that is not valid fails them all.
+pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, String> {
+    let mut out = Vec::new();
+    let files = patterns.iter().flat_map(|p| crate::files::expand_glob(p)).filter(|p| Path::new(p).exists());
+    for path in files {
+        let name = path.display().to_string();
+        let text = crate::files::read_text(&path).map_err(|e| format!("{name}: {e}"))?;
+        out.push((name.clone(), RuleFile::parse(&text, &name, options).map_err(|e| e.to_string())?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! `Send` handles to the shard threads, and the messages they take.
+//!
+//! A shard's storage is owned by its thread; everyone else — HTTP handlers, scrape loops on
+//! other shards, the rules thread, the coordinator of a query — reaches it only through a
+//! [`Message`]: a [`Request`] on its storage (every read names a [`Selection`]), a task to run
+//! on its runtime, or the order to shut down. Replies travel on channels inside the messages.
+//! This module knows nothing of what the tasks are, so that every subsystem can depend on it
+//! and the shard thread, which runs them all, depends on the subsystems.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan};
+use pyrite_core::remote::WriteSeries;
+use pyrite_core::scrape::ShardBatch;
+use pyrite_core::value::Sample;
+use pyrite_tsdb::db::AppendReply;
+use pyrite_tsdb::head::HeadStats;
+
+/// A message to a shard.
+pub enum Message {
+    Storage(Request),
+    /// Runs a task on the shard's runtime (a target's scrape loop, a query's coordination).
+    /// The task is made on the shard's thread, so it need not be `Send`.
+    Spawn(Box<dyn FnOnce() -> LocalTask + Send>),
+    /// Snapshot the head (or at least sync the log) and stop taking appends: the process is
+    /// exiting.
+    Shutdown {
+        reply: flume::Sender<()>,
+    },
+}
+
+/// A task that runs on one shard's runtime.
+pub type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Which series a read is about: the union of the `match[]` selectors (every series if there
+/// are none), with data in `[mint, maxt]`.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub matchers: Vec<Vec<Matcher>>,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
+/// A request on a shard's storage.
+pub enum Request {
+    Append {
+        batch: ShardBatch,
+        reply: flume::Sender<AppendReply>,
+    },
+    /// Remote-written series owned by this shard.
+    Write {
+        series: Vec<WriteSeries>,
+        reply: flume::Sender<AppendReply>,
+    },
+    /// Evaluate every fragment of a plan on this shard's series.
+    Fragments {
+        plan: Arc<Plan>,
+        params: EvalParams,
+        reply: flume::Sender<Result<Vec<FragmentOutput>, EvalError>>,
+    },
+    Series {
+        selection: Selection,
+        reply: flume::Sender<Result<Vec<Labels>, String>>,
+    },
+    LabelNames {
+        selection: Selection,
+        reply: flume::Sender<Result<Vec<String>, String>>,
+    },
+    LabelValues {
+        name: String,
+        selection: Selection,
+        reply: flume::Sender<Result<Vec<String>, String>>,
+    },
+    /// The newest sample of each selected series, unless it is a staleness marker
+    /// (`/federate`).
+    Latest {
+        selection: Selection,
+        reply: flume::Sender<Result<Vec<(Labels, Sample)>, String>>,
+    },
+    /// Delete the selected series' samples in the selection's range (admin API).
+    Delete {
+        selection: Selection,
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// Copy the shard's blocks, and the head as a block, into `dir` (admin API).
+    Snapshot {
+        dir: PathBuf,
+        skip_head: bool,
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// Rewrite blocks without their deleted samples (admin API).
+    CleanTombstones {
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// Counts for `/api/v1/status/tsdb`.
+    TsdbStats {
+        reply: flume::Sender<HeadStats>,
+    },
+}
+
+/// `Send` handles to every shard's mailbox, whether they are all serving, and what their log
+/// replays found.
+#[derive(Clone)]
+pub struct Shards {
+    mailboxes: Arc<[flume::Sender<Message>]>,
+    ready: Arc<AtomicUsize>,
+    replay: Arc<ReplayCounts>,
+}
+
+/// What the shards' log replays found, summed (`/api/v1/status/runtimeinfo` and `walreplay`).
+#[derive(Default)]
+pub struct ReplayCounts {
+    pub segments: std::sync::atomic::AtomicU64,
+    pub corruptions: std::sync::atomic::AtomicU64,
+}
+
+impl Shards {
+    pub fn new(mailboxes: Vec<flume::Sender<Message>>) -> Self {
+        Shards { mailboxes: mailboxes.into(), ready: Arc::default(), replay: Arc::default() }
+    }
+
+    pub fn replay(&self) -> &ReplayCounts {
+        &self.replay
+    }
+
+    pub fn len(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Sends a storage request built by `make` with a fresh reply channel to shard `i`;
+    /// returns the receiving end. A shard that has stopped answers nothing: its receiver
+    /// reports disconnect.
+    pub fn ask<T>(&self, i: usize, make: impl FnOnce(flume::Sender<T>) -> Request) -> flume::Receiver<T> {
+        let (tx, rx) = flume::bounded(1);
+        self.send(i, Message::Storage(make(tx)));
+        rx
+    }
+
+    /// Sends each series to its owner shard; returns one reply channel per shard written to.
+    pub fn write(&self, series: Vec<WriteSeries>) -> Vec<flume::Receiver<AppendReply>> {
+        let mut per_shard: Vec<Vec<WriteSeries>> = (0..self.len()).map(|_| Vec::new()).collect();
+        for ws in series {
+            per_shard[ws.labels.owner(self.len())].push(ws);
+        }
+        per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, series)| !series.is_empty())
+            .map(|(i, series)| self.ask(i, |reply| Request::Write { series, reply }))
+            .collect()
+    }
+
+    /// Runs the task `make` makes on shard `i`'s runtime.
+    pub fn spawn<F: Future<Output = ()> + 'static>(&self, i: usize, make: impl FnOnce() -> F + Send + 'static) {
+        self.send(i, Message::Spawn(Box::new(move || Box::pin(make()))));
+    }
+
+    /// Tells shard `i` to shut down; the returned channel closes once it has.
+    pub fn shut_down(&self, i: usize) -> flume::Receiver<()> {
+        let (reply, done) = flume::bounded(1);
+        self.send(i, Message::Shutdown { reply });
+        done
+    }
+
+    fn send(&self, i: usize, message: Message) {
+        let _ = self.mailboxes[i].send(message);
+    }
+
+    /// Asks every shard and collects the answers in shard order.
+    pub async fn ask_all<T>(&self, make: impl Fn(flume::Sender<T>) -> Request) -> Result<Vec<T>, ShardGone> {
+        self.ask_all_indexed(|_, reply| make(reply)).await
+    }
+
+    /// The same, with a request that depends on the shard's index.
+    pub async fn ask_all_indexed<T>(
+        &self,
+        make: impl Fn(usize, flume::Sender<T>) -> Request,
+    ) -> Result<Vec<T>, ShardGone> {
+        let receivers: Vec<_> = (0..self.len()).map(|i| self.ask(i, |reply| make(i, reply))).collect();
+        let mut out = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            out.push(rx.recv_async().await.map_err(|_| ShardGone)?);
+        }
+        Ok(out)
+    }
+
+    /// Records that one more shard is serving.
+    pub fn mark_ready(&self) {
+        self.ready.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether every shard is running and can answer queries.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) >= self.len()
+    }
+}
+
+/// A shard stopped without answering (it panicked); the process is going down.
+#[derive(Debug, thiserror::Error)]
+#[error("a shard stopped answering")]
+pub struct ShardGone;
