@@ -10,6 +10,10 @@
 //! here means every behaviour that matters for correctness is tested with plain `#[test]`s and
 //! benchmarked deterministically, without a runtime in the way.
 
+// The PromQL grammar's generated parser names `alloc` (pest without its `std` feature, which
+// would bring a stack-probing dependency on libc; `promql::depth` bounds recursion instead).
+extern crate alloc;
+
 pub mod calendar;
 pub mod config;
 pub mod discovery;
