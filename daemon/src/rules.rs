@@ -119,7 +119,7 @@ impl RuleStorage for ShardStorage {
         for rx in self.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| "a shard stopped".to_string())?;
             if let Some(e) = reply.storage_error {
-                return Err(e);
+                return Err(e.to_string());
             }
             if reply.out_of_order + reply.duplicates + reply.out_of_bounds + reply.too_far_in_future > 0 {
                 tracing::warn!(

@@ -18,7 +18,7 @@ use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::value::Sample;
-use pyrite_tsdb::db::AppendReply;
+use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
 
 /// A message to a shard.
@@ -65,37 +65,37 @@ pub enum Request {
     },
     Series {
         selection: Selection,
-        reply: flume::Sender<Result<Vec<Labels>, String>>,
+        reply: flume::Sender<Result<Vec<Labels>, ShardError>>,
     },
     LabelNames {
         selection: Selection,
-        reply: flume::Sender<Result<Vec<String>, String>>,
+        reply: flume::Sender<Result<Vec<String>, ShardError>>,
     },
     LabelValues {
         name: String,
         selection: Selection,
-        reply: flume::Sender<Result<Vec<String>, String>>,
+        reply: flume::Sender<Result<Vec<String>, ShardError>>,
     },
     /// The newest sample of each selected series, unless it is a staleness marker
     /// (`/federate`).
     Latest {
         selection: Selection,
-        reply: flume::Sender<Result<Vec<(Labels, Sample)>, String>>,
+        reply: flume::Sender<Result<Vec<(Labels, Sample)>, ShardError>>,
     },
     /// Delete the selected series' samples in the selection's range (admin API).
     Delete {
         selection: Selection,
-        reply: flume::Sender<Result<(), String>>,
+        reply: flume::Sender<Result<(), ShardError>>,
     },
     /// Copy the shard's blocks, and the head as a block, into `dir` (admin API).
     Snapshot {
         dir: PathBuf,
         skip_head: bool,
-        reply: flume::Sender<Result<(), String>>,
+        reply: flume::Sender<Result<(), ShardError>>,
     },
     /// Rewrite blocks without their deleted samples (admin API).
     CleanTombstones {
-        reply: flume::Sender<Result<(), String>>,
+        reply: flume::Sender<Result<(), ShardError>>,
     },
     /// Counts for `/api/v1/status/tsdb`.
     TsdbStats {
@@ -198,6 +198,18 @@ impl Shards {
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst) >= self.len()
     }
+}
+
+/// Why a shard could not answer a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Serving the request panicked: it failed, the shard serves on (see `crate::panic`).
+    #[error("internal error: {0}")]
+    Panic(String),
+    #[error(transparent)]
+    Gone(#[from] ShardGone),
 }
 
 /// A shard stopped without answering (it panicked); the process is going down.

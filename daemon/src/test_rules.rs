@@ -13,7 +13,7 @@ use pyrite_core::labels::Labels;
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
 use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, values, Point};
-use pyrite_tsdb::memory::MemoryEngine;
+use pyrite_tsdb::memory::{MemoryEngine, Refused};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -182,7 +182,7 @@ impl Engine {
         Engine(Rc::new(RefCell::new(MemoryEngine::new(1, QueryLimits::unlimited()))))
     }
 
-    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), Refused> {
         self.0.borrow_mut().append(labels, t, v)
     }
 }
@@ -197,7 +197,7 @@ impl RuleStorage for Engine {
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
-        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v))
+        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v)).map_err(|e| e.to_string())
     }
 }
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::block::BlockMeta;
+use crate::block::{BlockError, BlockMeta};
 use crate::chunk::store::ChunkStore;
 use crate::head::{AppendError, Head};
 use crate::querier::Querier;
@@ -35,7 +35,7 @@ pub struct AppendReply {
     /// Later than `--storage.tsdb.too-far-in-future.time-window` past the shard's clock.
     pub too_far_in_future: usize,
     /// The log could not be written: the samples are in memory but not durable.
-    pub storage_error: Option<String>,
+    pub storage_error: Option<StorageError>,
 }
 
 impl AppendReply {
@@ -49,6 +49,19 @@ impl AppendReply {
         }
         result.is_ok()
     }
+}
+
+/// Why the storage could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A block could not be read (it is damaged) or written.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error(transparent)]
+    Cut(#[from] CutError),
+    /// Appends or deletions are in memory but not durable.
+    #[error("cannot write the write-ahead log: {0}")]
+    Wal(io::Error),
 }
 
 /// Where a shard keeps its files.
@@ -140,11 +153,11 @@ impl Db {
 
     /// Deletes the samples of matching series in `[mint, maxt]`: tombstones in the blocks,
     /// re-encoded chunks in the head, and a log record so that a replay deletes them again.
-    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<(), String> {
-        self.blocks.delete(matchers, mint, maxt).map_err(|e| e.to_string())?;
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<(), StorageError> {
+        self.blocks.delete(matchers, mint, maxt)?;
         let ids = self.head.delete(matchers, mint, maxt);
         let records: Vec<(u32, i64, i64)> = ids.into_iter().map(|id| (id, mint, maxt)).collect();
-        self.wal.log_deletions(&records).map_err(|e| format!("cannot write the write-ahead log: {e}"))
+        self.wal.log_deletions(&records).map_err(StorageError::Wal)
     }
 
     /// Writes a copy of the shard's data into `dir` for a backup (the admin snapshot): its
@@ -188,7 +201,7 @@ impl Db {
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
         if let Err(e) = self.wal.log(&created, &self.accepted) {
-            reply.storage_error = Some(format!("cannot write the write-ahead log: {e}"));
+            reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();
         self.created.clear();

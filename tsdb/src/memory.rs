@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::head::Head;
+use crate::head::{AppendError, Head};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{
     evaluate_fragment, Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits,
@@ -30,7 +30,7 @@ impl MemoryEngine {
     }
 
     /// Stores samples; Err if a sample is not newer than its series' newest one.
-    pub fn load(&mut self, series: &[(Labels, Vec<(i64, f64)>)]) -> Result<(), String> {
+    pub fn load(&mut self, series: &[(Labels, Vec<(i64, f64)>)]) -> Result<(), Refused> {
         for (labels, samples) in series {
             for &(t, v) in samples {
                 self.append(labels, t, v)?;
@@ -39,11 +39,11 @@ impl MemoryEngine {
         Ok(())
     }
 
-    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), Refused> {
         let shards = self.heads.len();
         let head = &mut self.heads[labels.owner(shards)];
         let (id, _) = head.get_or_create(labels);
-        head.append(id, t, v).map_err(|e| format!("{labels}: {e}"))
+        head.append(id, t, v).map_err(|error| Refused { labels: labels.clone(), error })
     }
 
     /// Evaluates `expr` as the server would, through the one [`Executor`].
@@ -61,6 +61,14 @@ impl MemoryEngine {
     pub fn instant(&self, t: i64) -> EvalParams {
         EvalParams::instant(t, self.limits.lookback_delta)
     }
+}
+
+/// A sample the engine did not store, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{labels}: {error}")]
+pub struct Refused {
+    pub labels: Labels,
+    pub error: AppendError,
 }
 
 /// The heads, one per shard, as the executor's fan-out: fragments run here and now.

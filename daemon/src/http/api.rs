@@ -15,7 +15,7 @@ use super::response::{
 };
 use super::ApiState;
 use crate::clock::now_ms;
-use crate::shards::{Request, Selection};
+use crate::shards::{Request, Selection, ShardError};
 
 /// Upstream's cap on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -214,7 +214,7 @@ pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> 
 async fn gather<T: Ord>(
     s: &ApiState,
     params: &Params,
-    make: impl Fn(Selection, flume::Sender<Result<Vec<T>, String>>) -> Request,
+    make: impl Fn(Selection, flume::Sender<Result<Vec<T>, ShardError>>) -> Request,
 ) -> Result<BTreeSet<T>, ApiError> {
     let (mint, maxt) = time_range(params)?;
     let selection = Selection { matchers: selectors(params)?, mint, maxt };
@@ -226,7 +226,7 @@ async fn gather<T: Ord>(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut out = BTreeSet::new();
     for answer in per_shard {
-        out.extend(answer.map_err(ApiError::internal)?);
+        out.extend(answer?);
     }
     Ok(out)
 }
@@ -243,15 +243,14 @@ fn require_admin(s: &ApiState) -> Result<(), ApiError> {
 /// Sends an admin request (built for each shard's index) to every shard; the first failure.
 async fn on_every_shard(
     s: &ApiState,
-    make: impl Fn(usize, flume::Sender<Result<(), String>>) -> Request,
-) -> Result<(), String> {
-    let answers = s.ctx.shards.ask_all_indexed(make).await.map_err(|e| e.to_string())?;
-    answers.into_iter().collect()
+    make: impl Fn(usize, flume::Sender<Result<(), ShardError>>) -> Request,
+) -> Result<(), ShardError> {
+    s.ctx.shards.ask_all_indexed(make).await?.into_iter().collect()
 }
 
 /// Runs an admin request on every shard; 204 if all succeeded.
-async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), String>>) -> Request) -> ApiResult {
-    on_every_shard(s, |_, reply| make(reply)).await.map_err(ApiError::internal)?;
+async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), ShardError>>) -> Request) -> ApiResult {
+    on_every_shard(s, |_, reply| make(reply)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
 

@@ -39,7 +39,7 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
     // Sorted by name, then labels; a series matched by two selectors is written once.
     let mut samples: BTreeMap<(String, Labels), (i64, f64)> = BTreeMap::new();
     for answer in answers {
-        for (labels, sample) in answer.map_err(ApiError::internal)? {
+        for (labels, sample) in answer? {
             let labels = with_external(labels, &external);
             samples.insert((labels.get(METRIC_NAME).to_string(), labels), (sample.t, sample.v));
         }

@@ -16,6 +16,13 @@ pub struct ApiError {
     message: String,
 }
 
+/// A shard that could not answer fails the request as upstream's storage errors do.
+impl From<crate::shards::ShardError> for ApiError {
+    fn from(e: crate::shards::ShardError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 impl ApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError { kind: "bad_data", status: StatusCode::BAD_REQUEST, message: message.into() }

@@ -8,30 +8,30 @@ use std::sync::Arc;
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{evaluate_fragment, EvalError};
 use pyrite_core::value::is_stale_nan;
-use pyrite_tsdb::db::{AppendReply, Db};
+use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 
 use super::ShardEnv;
 use crate::metrics::{shard_label, MetricLabels};
-use crate::shards::{Message, Request, Selection};
+use crate::shards::{Message, Request, Selection, ShardError};
 
 /// `f` applied to each `match[]` selector (or to none), results concatenated.
-fn union_matching<T, E: ToString>(
+fn union_matching<T, E: Into<StorageError>>(
     matchers: &[Vec<Matcher>],
     f: impl Fn(&[Matcher]) -> Result<Vec<T>, E>,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, ShardError> {
     // Reads only: a panic fails this request, not the process (see `crate::panic`).
     let union = || {
         if matchers.is_empty() {
-            return f(&[]).map_err(|e| e.to_string());
+            return f(&[]).map_err(|e| e.into().into());
         }
         let mut out = Vec::new();
         for m in matchers {
-            out.extend(f(m).map_err(|e| e.to_string())?);
+            out.extend(f(m).map_err(Into::into)?);
         }
         Ok(out)
     };
-    crate::panic::catch(union).unwrap_or_else(|panic| Err(format!("internal error: {panic}")))
+    crate::panic::catch(union).unwrap_or_else(|panic| Err(ShardError::Panic(panic)))
 }
 
 /// Applies requests to the storage until every sender is gone or the process shuts down.
@@ -112,26 +112,28 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::LabelNames { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let _ = reply.send(union_matching(&matchers, |m| Ok::<_, String>(q.label_names(m, mint, maxt))));
+                let _ = reply.send(union_matching(&matchers, |m| Ok::<_, StorageError>(q.label_names(m, mint, maxt))));
             }
             Request::LabelValues { name, selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let _ =
-                    reply.send(union_matching(&matchers, |m| Ok::<_, String>(q.label_values(&name, m, mint, maxt))));
+                let _ = reply
+                    .send(union_matching(&matchers, |m| Ok::<_, StorageError>(q.label_values(&name, m, mint, maxt))));
             }
             Request::Delete { selection: Selection { matchers, mint, maxt }, reply } => {
                 let storage = storage.clone();
                 monoio::spawn(async move {
                     blocks_idle(&storage).await;
                     let mut s = storage.borrow_mut();
-                    let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)));
+                    let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)).map_err(Into::into));
                 });
             }
             Request::Snapshot { dir, skip_head, reply } => {
                 let s = storage.borrow();
-                let _ =
-                    reply.send(s.snapshot_blocks(&dir, skip_head, crate::clock::now_ms()).map_err(|e| e.to_string()));
+                let _ = reply.send(
+                    s.snapshot_blocks(&dir, skip_head, crate::clock::now_ms())
+                        .map_err(|e| StorageError::from(e).into()),
+                );
             }
             Request::CleanTombstones { reply } => {
                 let storage = storage.clone();
@@ -142,7 +144,7 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                     let _ = reply.send(
                         cleaned
                             .map(|n| tracing::info!(shard = index, blocks = n, "tombstones cleaned"))
-                            .map_err(|e| e.to_string()),
+                            .map_err(|e| StorageError::from(e).into()),
                     );
                 });
             }
@@ -180,7 +182,7 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
     env.metrics.head_series.get_or_create(shard).set(head.num_series() as i64);
     if let Some(e) = &r.storage_error {
         env.metrics.wal_write_failures.get_or_create(shard).inc();
-        tracing::error!(error = e.as_str(), "appended samples are not durable");
+        tracing::error!(error = %e, "appended samples are not durable");
     }
 }
 
