@@ -237,9 +237,9 @@ fn head_and_query(c: &mut Criterion) {
 /// through gotmpl), parsed each time as upstream does and parsed once as rules do, and a
 /// 1,000-alert group's whole evaluation on the in-memory engine.
 fn rules(c: &mut Criterion) {
-    use pyrite_core::promql::{Expr, QueryLimits};
+    use pyrite_core::promql::{EvalError, Expr, QueryLimits};
     use pyrite_core::rules::template::{expand, Compiled, QueryFn, TemplateData};
-    use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleFile, RuleSettings, RuleStorage};
+    use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
     use pyrite_tsdb::memory::MemoryEngine;
     use std::rc::Rc;
 
@@ -247,7 +247,7 @@ fn rules(c: &mut Criterion) {
     let external = Labels::from_pairs([("cluster", "eu-1")]);
     let data =
         TemplateData { labels: &labels, external_labels: &external, external_url: "http://prom:9090", value: 0.0734 };
-    let no_query: QueryFn = Rc::new(|_: &str| Err("no queries".into()));
+    let no_query: QueryFn = Rc::new(|_: &str| Err(EvalError::Execution("no queries".into()).into()));
     let mut g = c.benchmark_group("alert_templates");
     g.throughput(Throughput::Elements(1));
     for (name, text) in [
@@ -270,11 +270,9 @@ fn rules(c: &mut Criterion) {
     impl RuleStorage for Store {
         fn queries(&self) -> InstantQuery {
             let engine = self.0.clone();
-            Rc::new(move |expr: &Expr, t: i64| {
-                engine.eval(expr, engine.instant(t)).map(|r| r.value).map_err(|e| e.to_string())
-            })
+            Rc::new(move |expr: &Expr, t: i64| Ok(engine.eval(expr, engine.instant(t))?.value))
         }
-        fn append(&mut self, _: i64, _: &[(Labels, f64)]) -> Result<(), String> {
+        fn append(&mut self, _: i64, _: &[(Labels, f64)]) -> Result<(), RuleError> {
             Ok(()) // Only evaluation is measured: results are not stored.
         }
     }

@@ -13,7 +13,7 @@ use pyrite_core::promql::{
 };
 use pyrite_core::rules::InstantQuery;
 
-use crate::shards::{Request, Shards};
+use crate::shards::{Request, ShardGone, Shards};
 use crate::slots::{Slot, Slots};
 
 /// The executor of every query in the server.
@@ -86,7 +86,7 @@ pub fn instant_queries(shards: Shards, executor: Arc<ServerExecutor>) -> Instant
         let (reply, rx) = flume::bounded(1);
         let (executor, expr) = (executor.clone(), expr.clone());
         shards.spawn(shard, move || coordinate(executor, expr, params, None, Cancelled::default(), reply));
-        let answer = rx.recv().map_err(|_| "a shard stopped".to_string())?;
-        answer.map(|r| r.value).map_err(|e| e.to_string())
+        let answer = rx.recv().map_err(|_| EvalError::Execution(ShardGone.to_string()))?;
+        Ok(answer?.value)
     })
 }

@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::remote::WriteSeries;
-use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, InstantQuery, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{
+    GroupDefaults, GroupState, GroupStatus, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage,
+};
 use pyrite_core::value::Sample;
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::query::ServerExecutor;
-use crate::shards::Shards;
+use crate::shards::{ShardGone, Shards};
 
 /// New groups for the thread, and the external labels of the configuration they came with.
 struct Update {
@@ -112,14 +114,14 @@ impl RuleStorage for ShardStorage {
         self.queries.clone()
     }
 
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
+    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
         let series = samples
             .iter()
             .map(|(labels, v)| WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] });
         for rx in self.shards.write(series.collect()) {
-            let reply = rx.recv().map_err(|_| "a shard stopped".to_string())?;
+            let reply = rx.recv().map_err(|_| RuleError::storage(ShardGone))?;
             if let Some(e) = reply.storage_error {
-                return Err(e.to_string());
+                return Err(RuleError::storage(e));
             }
             if reply.out_of_order + reply.duplicates + reply.out_of_bounds + reply.too_far_in_future > 0 {
                 tracing::warn!(

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use pyrite_core::config::Duration;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
-use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, values, Point};
 use pyrite_tsdb::memory::{MemoryEngine, Refused};
 use regex::Regex;
@@ -192,12 +192,12 @@ impl RuleStorage for Engine {
         let engine = self.0.clone();
         Rc::new(move |expr: &Expr, t: i64| {
             let engine = engine.borrow();
-            engine.eval(expr, engine.instant(t)).map(|r| r.value).map_err(|e| e.to_string())
+            Ok(engine.eval(expr, engine.instant(t))?.value)
         })
     }
 
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String> {
-        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v)).map_err(|e| e.to_string())
+    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
+        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v)).map_err(RuleError::storage)
     }
 }
 
@@ -363,7 +363,7 @@ fn check_promql(case: &PromqlTest, engine: &Engine, start: i64, fuzzy: bool) -> 
     let at = start + case.eval_time.millis();
     let header = format!("    expr: {:?}, time: {}", case.expr, case.eval_time);
     let got =
-        parse_with(&case.expr, parse_options()).map_err(|e| e.to_string()).and_then(|expr| engine.queries()(&expr, at));
+        parse_with(&case.expr, parse_options()).map_err(RuleError::from).and_then(|expr| engine.queries()(&expr, at));
     let mut got: Vec<(Labels, f64)> = match got {
         Ok(Value::Vector(series)) => {
             series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect()

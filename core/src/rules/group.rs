@@ -11,21 +11,21 @@ use std::time::Instant;
 
 use super::alert::{ActiveAlerts, Alert, AlertState, Match};
 use super::template::{self, TemplateData};
-use super::{Rule, RuleGroup};
+use super::{Rule, RuleError, RuleGroup};
 use crate::labels::Labels;
 use crate::promql::{parse_with, Expr, ParseOptions, Value};
 use crate::value::stale_nan;
 
 /// An instant query of `expr` at `t` (Unix ms). Owned, so that the `query` function of an
 /// alert's templates can hold it for the length of an expansion.
-pub type InstantQuery = Rc<dyn Fn(&Expr, i64) -> Result<Value, String>>;
+pub type InstantQuery = Rc<dyn Fn(&Expr, i64) -> Result<Value, RuleError>>;
 
 /// What evaluating rules needs from the storage.
 pub trait RuleStorage {
     /// How to query it.
     fn queries(&self) -> InstantQuery;
     /// Stores samples at `t`; later queries see them.
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), String>;
+    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError>;
 }
 
 /// Server-wide settings the rules see.
@@ -107,7 +107,7 @@ pub struct RuleState {
     pub rule: Rule,
     pub expr: Expr,
     pub health: Health,
-    pub last_error: Option<String>,
+    pub last_error: Option<RuleError>,
     /// Unix ms of the last evaluation and how long it took (seconds).
     pub last_evaluation: Option<i64>,
     pub evaluation_seconds: f64,
@@ -211,7 +211,7 @@ impl GroupState {
                 rule: r.rule.clone(),
                 query: r.expr.to_string(),
                 health: r.health,
-                last_error: r.last_error.clone(),
+                last_error: r.last_error.as_ref().map(ToString::to_string),
                 last_evaluation: r.last_evaluation,
                 evaluation_seconds: r.evaluation_seconds,
                 alerts: r.alerts.active().into_iter().cloned().collect(),
@@ -352,14 +352,14 @@ impl GroupState {
 }
 
 /// An instant vector of `(labels, value)` from a rule's result.
-fn vector(value: Value) -> Result<Vec<(Labels, f64)>, String> {
+fn vector(value: Value) -> Result<Vec<(Labels, f64)>, RuleError> {
     match value {
         Value::Vector(series) => {
             Ok(series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect())
         }
         Value::Scalar(v) => Ok(v.first().map(|&x| vec![(Labels::default(), x)]).unwrap_or_default()),
-        Value::String(_) => Err("rule result is a string, not a vector or scalar".into()),
-        Value::Range(_) => Err("rule result is a range vector, not an instant vector or scalar".into()),
+        Value::String(_) => Err(RuleError::StringResult),
+        Value::Range(_) => Err(RuleError::RangeResult),
     }
 }
 
@@ -385,12 +385,12 @@ fn rule_labels(rule: &Rule, group: &Labels) -> Vec<(String, String)> {
     out
 }
 
-fn check_unique(samples: &[(Labels, f64)], what: &str) -> Result<(), String> {
+fn check_unique(samples: &[(Labels, f64)], what: &'static str) -> Result<(), RuleError> {
     let mut seen = HashSet::new();
     if samples.iter().all(|(l, _)| seen.insert(l)) {
         Ok(())
     } else {
-        Err(format!("vector contains metrics with the same labelset after applying {what} labels"))
+        Err(RuleError::DuplicateLabelSets { what })
     }
 }
 
@@ -400,7 +400,7 @@ fn evaluate_recording(
     group_labels: &Labels,
     limit: usize,
     storage: &mut dyn RuleStorage,
-) -> Result<Vec<(Labels, f64)>, String> {
+) -> Result<Vec<(Labels, f64)>, RuleError> {
     let result = vector(storage.queries()(&rule.expr, at)?)?;
     let record = rule.rule.record.clone().unwrap_or_default();
     let extra = rule_labels(&rule.rule, group_labels);
@@ -413,7 +413,7 @@ fn evaluate_recording(
         .collect();
     check_unique(&samples, "rule")?;
     if limit > 0 && samples.len() > limit {
-        return Err(format!("exceeded limit of {limit} with {} series", samples.len()));
+        return Err(RuleError::Limit { limit, got: samples.len(), what: "series" });
     }
     Ok(samples)
 }
@@ -427,12 +427,12 @@ fn evaluate_alerting(
     restored: bool,
     storage: &mut dyn RuleStorage,
     settings: &RuleSettings,
-) -> Result<Vec<(Labels, f64)>, String> {
+) -> Result<Vec<(Labels, f64)>, RuleError> {
     let result = vector(storage.queries()(&rule.expr, at)?)?;
     let name = rule.rule.name().to_string();
     let (queries, parse) = (storage.queries(), settings.parse);
     let query: template::QueryFn = Rc::new(move |q: &str| {
-        let expr = parse_with(q, parse).map_err(|e| e.to_string())?;
+        let expr = parse_with(q, parse)?;
         vector(queries(&expr, at)?)
     });
     let mut matches = Vec::with_capacity(result.len());
@@ -462,7 +462,7 @@ fn evaluate_alerting(
     let active = rule.alerts.update(t, matches, hold, keep_firing_for);
     if limit > 0 && active > limit {
         rule.alerts.alerts.clear();
-        return Err(format!("exceeded limit of {limit} with {active} alerts"));
+        return Err(RuleError::Limit { limit, got: active, what: "alerts" });
     }
     if !restored {
         return Ok(Vec::new());

@@ -2,11 +2,13 @@
 //! alert labels and annotations, and the evaluation of groups with their alert state.
 
 mod alert;
+mod error;
 mod file;
 mod group;
 pub mod template;
 
 pub use alert::{Alert, AlertState};
+pub use error::RuleError;
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
 pub use group::{
     DueAlert, GroupDefaults, GroupState, GroupStatus, Health, InstantQuery, RuleSettings, RuleState, RuleStatus,

@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::calendar::go_utc;
 use crate::config::Duration;
 use crate::labels::Labels;
+use crate::rules::RuleError;
 
 /// What a template sees: the alert's labels and value, the server's external labels and URL.
 pub struct TemplateData<'a> {
@@ -30,7 +31,7 @@ pub struct TemplateData<'a> {
 
 /// Answers the `query "…"` calls of an expansion: an instant query at the evaluation time,
 /// through whatever storage the caller has.
-pub type QueryFn = Rc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String>>;
+pub type QueryFn = Rc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, RuleError>>;
 
 thread_local! {
     /// The [`QueryFn`] of the expansion running on this thread. gotmpl's functions must be
@@ -301,7 +302,7 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
                 arity("query", args, 1)?;
                 let q = string_arg("query", &args[0])?;
                 let answer = QUERY.with(|q| q.borrow().clone()).ok_or_else(|| fail("query: no storage to query"))?;
-                let result = answer(&q).map_err(fail)?;
+                let result = answer(&q).map_err(|e| fail(e.to_string()))?;
                 Ok(Value::List(result.iter().map(|(l, v)| sample_value(l, *v)).collect()))
             }),
         ),
@@ -614,7 +615,7 @@ mod tests {
         };
         let query: QueryFn = Rc::new(|q: &str| match q {
             "up" => Ok(vec![(Labels::from_pairs([("job", "b")]), 1.0), (Labels::from_pairs([("job", "a")]), 0.0)]),
-            _ => Err(format!("no such query {q}")),
+            _ => Err(RuleError::Query(crate::promql::EvalError::Execution(format!("no such query {q}")))),
         });
         expand("__alert_test", text, &data, 1_700_000_000_000, &query).unwrap_or_else(|e| format!("ERR {e}"))
     }
