@@ -330,15 +330,15 @@ fn build_rules(
 }
 
 /// The YAML of `text` (an empty file is an empty mapping); `file` names it in errors.
-fn yaml(text: &str, file: &str) -> Result<serde_yaml::Value, ConfigError> {
+fn yaml(text: &str, file: &str) -> Result<serde_norway::Value, ConfigError> {
     if text.trim().is_empty() {
-        return Ok(serde_yaml::Value::Mapping(Default::default()));
+        return Ok(serde_norway::Value::Mapping(Default::default()));
     }
     yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })
 }
 
 /// Typed deserialization whose errors carry the key path.
-fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml::Value, file: &str) -> Result<T, ConfigError> {
+fn typed<T: serde::de::DeserializeOwned>(value: serde_norway::Value, file: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
         file: file.into(),
         path: e.path().to_string(),
