@@ -6,6 +6,14 @@
 //! any number of fraction digits, `T`, `t` or a space between date and time, seconds up to 59,
 //! days checked against their month. It works on bytes and refuses anything that is not ASCII,
 //! so no input can make it slice inside a character.
+//!
+//! jiff 0.2 was tried on this module's cases and does not read times as Go does. Its
+//! `Timestamp` parser (Temporal's ISO 8601) accepts what Go refuses: second 60 (read as 59),
+//! offsets `+24:00`, `+01` and `+0100`, no seconds (`20:10Z`), the basic format
+//! (`20150701T201051Z`), a comma before the fraction, a `[Europe/Paris]` annotation, six-digit
+//! years; and it refuses what Go accepts: more than nine fraction digits. Its `strptime` with
+//! `%Y-%m-%dT%H:%M:%S%.f%:z` refuses `Z`, `t` and a space separator and still accepts `+24:00`.
+//! Wrapping either in checks of our own would be more code than this reader, not less.
 
 /// Proleptic Gregorian date of a day number (Howard Hinnant's algorithm).
 pub fn civil_from_days(z: i64) -> (i64, i64, i64) {

@@ -43,31 +43,6 @@ pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGr
     Ok(groups)
 }
 
-/// Whether `name` matches a glob pattern of `*`, `?` and literal characters, as a
-/// `file_sd_configs` file pattern's last path element.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    // Classic two-pointer wildcard matching with backtracking to the last `*`.
-    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
-    while j < n.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some(i);
-            mark = j;
-            i += 1;
-        } else if let Some(s) = star {
-            i = s + 1;
-            mark += 1;
-            j = mark;
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,14 +61,5 @@ mod tests {
             .contains("invalid label name"));
         assert!(parse_groups("- target: [a]\n", false, "f").is_err());
         assert!(parse_groups("", false, "f").unwrap().is_empty());
-    }
-
-    #[test]
-    fn globs_match_like_filepath_match() {
-        assert!(glob_match("*.json", "targets.json"));
-        assert!(glob_match("node-?.yml", "node-1.yml"));
-        assert!(!glob_match("*.json", "targets.yml"));
-        assert!(glob_match("*", "x"));
-        assert!(!glob_match("a*b", "acbd"));
     }
 }

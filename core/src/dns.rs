@@ -1,7 +1,12 @@
 //! The DNS messages `dns_sd_configs` needs: a query for one name and type, and the answers to
-//! it (SRV, A, AAAA, MX, NS), per RFC 1035 and RFC 2782, with name compression. Sending them
-//! is the daemon's; this is the sans-I/O part.
+//! it (SRV, A, AAAA, MX, NS). Encoding and decoding are hickory-proto's (RFC 1035 and RFC 2782,
+//! name compression, pointer loops and truncated or garbage packets refused with an error);
+//! this module maps them to what discovery uses. Sending them is the daemon's; this is the
+//! sans-I/O part.
 
+use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The record types `dns_sd_configs` asks for.
@@ -15,13 +20,14 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    fn code(self) -> u16 {
+    fn wire(self) -> hickory_proto::rr::RecordType {
+        use hickory_proto::rr::RecordType as Wire;
         match self {
-            RecordType::A => 1,
-            RecordType::Ns => 2,
-            RecordType::Mx => 15,
-            RecordType::Aaaa => 28,
-            RecordType::Srv => 33,
+            RecordType::A => Wire::A,
+            RecordType::Ns => Wire::NS,
+            RecordType::Mx => Wire::MX,
+            RecordType::Aaaa => Wire::AAAA,
+            RecordType::Srv => Wire::SRV,
         }
     }
 
@@ -50,20 +56,16 @@ pub enum Record {
 
 /// A query for `name` (absolute or not) of type `kind`, with recursion desired.
 pub fn query(id: u16, name: &str, kind: RecordType) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(name.len() + 18);
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("invalid DNS name {name:?}"));
-        }
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
+    let invalid = || format!("invalid DNS name {name:?}");
+    // hickory takes an empty name for the root; discovery has no use for asking it.
+    if name.trim_end_matches('.').is_empty() {
+        return Err(invalid());
     }
-    out.push(0);
-    out.extend_from_slice(&kind.code().to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes()); // IN
-    Ok(out)
+    let name = Name::from_ascii(name).map_err(|_| invalid())?;
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(name, kind.wire()));
+    message.to_vec().map_err(|e| format!("encoding a DNS query: {e}"))
 }
 
 /// What a response said.
@@ -77,105 +79,40 @@ pub enum Response {
     Truncated,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let bytes = self.buf.get(self.pos..self.pos + n).ok_or("DNS message too short")?;
-        self.pos += n;
-        Ok(bytes)
-    }
-
-    fn u16(&mut self) -> Result<u16, String> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// A possibly compressed name, without its trailing dot.
-    fn name(&mut self) -> Result<String, String> {
-        let mut labels: Vec<String> = Vec::new();
-        let mut pos = self.pos;
-        let mut jumped = false;
-        for _ in 0..128 {
-            let len = *self.buf.get(pos).ok_or("DNS name runs past the message")? as usize;
-            if len & 0xC0 == 0xC0 {
-                let low = *self.buf.get(pos + 1).ok_or("DNS pointer runs past the message")? as usize;
-                if !jumped {
-                    self.pos = pos + 2;
-                }
-                jumped = true;
-                pos = (len & 0x3F) << 8 | low;
-                continue;
-            }
-            if len == 0 {
-                if !jumped {
-                    self.pos = pos + 1;
-                }
-                return Ok(labels.join("."));
-            }
-            let label = self.buf.get(pos + 1..pos + 1 + len).ok_or("DNS label runs past the message")?;
-            labels.push(String::from_utf8_lossy(label).into_owned());
-            pos += 1 + len;
-        }
-        Err("DNS name has too many labels or a pointer loop".into())
-    }
+/// A name as discovery labels carry it: ASCII (IDNA labels as `xn--`), without the root's dot.
+fn text(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
 }
 
 /// Parses the response to query `id` of type `kind`.
 pub fn parse_response(buf: &[u8], id: u16, kind: RecordType) -> Result<Response, String> {
-    let mut r = Reader { buf, pos: 0 };
-    if r.u16()? != id {
+    // The header first: a truncated answer may not decode past it.
+    let header = Header::read(&mut BinDecoder::new(buf)).map_err(|e| format!("DNS message: {e}"))?;
+    if header.metadata.id != id {
         return Err("DNS response to another query".into());
     }
-    let flags = r.u16()?;
-    if flags & 0x0200 != 0 {
+    if header.metadata.truncation {
         return Ok(Response::Truncated);
     }
-    match flags & 0x000F {
-        0 => {}
-        3 => return Ok(Response::NoSuchName),
-        code => return Err(format!("DNS server answered with error code {code}")),
+    match header.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return Ok(Response::NoSuchName),
+        code => return Err(format!("DNS server answered with error code {}", u16::from(code))),
     }
-    let (questions, answers) = (r.u16()?, r.u16()?);
-    r.take(4)?; // authority and additional counts
-    for _ in 0..questions {
-        r.name()?;
-        r.take(4)?;
-    }
-    let mut out = Vec::new();
-    for _ in 0..answers {
-        r.name()?;
-        let (rtype, _class) = (r.u16()?, r.u16()?);
-        r.take(4)?; // TTL
-        let len = r.u16()? as usize;
-        let end = r.pos + len;
-        if rtype == kind.code() {
-            out.push(match kind {
-                RecordType::A => {
-                    let b = r.take(4)?;
-                    Record::A(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-                }
-                RecordType::Aaaa => {
-                    let b: [u8; 16] = r.take(16)?.try_into().map_err(|_| "bad AAAA record")?;
-                    Record::Aaaa(Ipv6Addr::from(b))
-                }
-                RecordType::Srv => {
-                    let (priority, weight, port) = (r.u16()?, r.u16()?, r.u16()?);
-                    Record::Srv { priority, weight, port, target: r.name()? }
-                }
-                RecordType::Mx => Record::Mx { preference: r.u16()?, exchange: r.name()? },
-                RecordType::Ns => Record::Ns(r.name()?),
-            });
+    let message = Message::from_vec(buf).map_err(|e| format!("DNS message: {e}"))?;
+    let records = message.answers.into_iter().filter_map(|r| match r.data {
+        RData::A(a) if kind == RecordType::A => Some(Record::A(a.0)),
+        RData::AAAA(a) if kind == RecordType::Aaaa => Some(Record::Aaaa(a.0)),
+        RData::SRV(s) if kind == RecordType::Srv => {
+            Some(Record::Srv { priority: s.priority, weight: s.weight, port: s.port, target: text(&s.target) })
         }
-        if end > buf.len() {
-            return Err("DNS record runs past the message".into());
+        RData::MX(m) if kind == RecordType::Mx => {
+            Some(Record::Mx { preference: m.preference, exchange: text(&m.exchange) })
         }
-        r.pos = end;
-    }
-    Ok(Response::Answers(out))
+        RData::NS(n) if kind == RecordType::Ns => Some(Record::Ns(text(&n.0))),
+        _ => None,
+    });
+    Ok(Response::Answers(records.collect()))
 }
 
 #[cfg(test)]
@@ -230,5 +167,28 @@ mod tests {
         looped[at + 1] = at as u8;
         assert!(parse_response(&looped, 1, RecordType::A).is_err());
         assert!(query(1, "bad..name", RecordType::A).is_err());
+    }
+
+    #[test]
+    fn cut_or_garbled_answers_are_errors_not_panics() {
+        let q = query(3, "_metrics._tcp.example.com", RecordType::Srv).unwrap();
+        let mut srv = vec![0, 10, 0, 5, 0x23, 0x8C];
+        srv.extend_from_slice(b"\x04node\xC0\x1A");
+        let whole = response(&q, &[(33, srv.clone()), (33, srv)]);
+        for end in 0..whole.len() {
+            assert!(parse_response(&whole[..end], 3, RecordType::Srv).is_err(), "cut at {end}");
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            let mut garbled = whole.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = 2 + (x % (garbled.len() as u64 - 2)) as usize;
+                garbled[at] = (x >> 32) as u8;
+            }
+            let _ = parse_response(&garbled, 3, RecordType::Srv);
+        }
     }
 }

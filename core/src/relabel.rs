@@ -163,13 +163,13 @@ impl Action {
 
 impl Rule {
     /// The rule with its defaults written out, as upstream renders it in `/api/v1/status/config`.
-    pub fn to_yaml(&self) -> serde_yaml::Value {
-        let mut m = serde_yaml::Mapping::new();
-        let mut put = |k: &str, v: serde_yaml::Value| {
+    pub fn to_yaml(&self) -> serde_norway::Value {
+        let mut m = serde_norway::Mapping::new();
+        let mut put = |k: &str, v: serde_norway::Value| {
             m.insert(k.into(), v);
         };
         if !self.source_labels.is_empty() {
-            put("source_labels", self.source_labels.iter().map(|s| serde_yaml::Value::from(s.as_str())).collect());
+            put("source_labels", self.source_labels.iter().map(|s| serde_norway::Value::from(s.as_str())).collect());
         }
         put("separator", self.separator.as_str().into());
         if !self.target_label.is_empty() {
@@ -181,7 +181,7 @@ impl Rule {
         }
         put("replacement", self.replacement.as_str().into());
         put("action", self.action.name().into());
-        serde_yaml::Value::Mapping(m)
+        serde_norway::Value::Mapping(m)
     }
 }
 
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn rule(yaml: &str) -> Rule {
-        serde_yaml::from_str::<RawRule>(yaml).unwrap().build().unwrap()
+        serde_norway::from_str::<RawRule>(yaml).unwrap().build().unwrap()
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -320,12 +320,12 @@ mod tests {
 
     #[test]
     fn invalid_rules_are_refused_with_upstreams_reasons() {
-        let err = |yaml: &str| serde_yaml::from_str::<RawRule>(yaml).unwrap().build().unwrap_err();
+        let err = |yaml: &str| serde_norway::from_str::<RawRule>(yaml).unwrap().build().unwrap_err();
         assert!(err("action: replace\nregex: a").contains("requires 'target_label'"));
         assert!(err("regex: '('\ntarget_label: a").contains("invalid regex"));
         assert!(err("action: hashmod\ntarget_label: a").contains("non-zero modulus"));
         assert!(err("action: labeldrop\nregex: a\ntarget_label: b").contains("requires only 'regex'"));
         assert!(err("action: lowercase\ntarget_label: '1a'").contains("invalid 'target_label'"));
-        assert!(serde_yaml::from_str::<RawRule>("action: explode").is_err());
+        assert!(serde_norway::from_str::<RawRule>("action: explode").is_err());
     }
 }

@@ -8,8 +8,6 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use pyrite_core::discovery::glob_match;
-
 /// Largest file read; far beyond any configuration or target list (250,000 targets in a file_sd
 /// JSON file take about 20 MiB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -29,23 +27,18 @@ pub fn read_text(path: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-/// The files a pattern names now: a literal path, or the matches of a glob in its last element.
+/// The files a pattern names now, as Go's `filepath.Glob` (upstream's `rule_files` and
+/// `file_sd_configs`): a pattern without `*`, `?` or `[` is the path itself (a caller reading
+/// it reports it missing), otherwise the existing paths it matches, sorted; `*` and `?` do not
+/// match `/`, a class is `[a-z]`, negated `[!a-z]` (Go also takes `[^a-z]`; the glob crate reads
+/// that as a class holding `^`; and `**` as a whole element matches any depth, where Go's
+/// matches one). A malformed pattern names no file, as one naming none.
 pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
-    let path = Path::new(pattern);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if !name.contains(['*', '?']) {
-        return vec![path.to_path_buf()];
+    if !pattern.contains(['*', '?', '[']) {
+        return vec![PathBuf::from(pattern)];
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| glob_match(name, n)))
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    files
+    let options = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, ..Default::default() };
+    glob::glob_with(pattern, options).map(|paths| paths.flatten().collect()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -65,6 +58,29 @@ mod tests {
         let plain = dir.join("targets.yml");
         std::fs::write(&plain, "- targets: ['a:1']\n").unwrap();
         assert_eq!(read_text(&plain).unwrap(), "- targets: ['a:1']\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn globs_match_like_filepath_glob_with_character_classes() {
+        let dir = std::env::temp_dir().join(format!("pyrite-glob-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for name in ["node-1.yml", "node-2.yml", "node-x.yml", "targets.json", ".hidden.json", "sub/deep.json"] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let names = |pattern: &str| -> Vec<String> {
+            let found = expand_glob(&format!("{}/{pattern}", dir.display()));
+            found.iter().map(|p| p.strip_prefix(&dir).unwrap().display().to_string()).collect()
+        };
+        assert_eq!(names("node-[0-9].yml"), ["node-1.yml", "node-2.yml"]);
+        assert_eq!(names("node-[!0-9].yml"), ["node-x.yml"]);
+        assert_eq!(names("node-?.yml"), ["node-1.yml", "node-2.yml", "node-x.yml"]);
+        assert_eq!(names("*.json"), [".hidden.json", "targets.json"]);
+        assert_eq!(names("*/*.json"), ["sub/deep.json"]);
+        // A pattern naming no file names none; a literal path is itself, existing or not.
+        assert!(names("*.yaml").is_empty());
+        assert!(names("node-[").is_empty());
+        assert_eq!(names("missing.yml"), ["missing.yml"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

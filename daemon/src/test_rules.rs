@@ -47,14 +47,14 @@ struct TestGroup {
     external_url: String,
     #[serde(default)]
     name: String,
-    start_timestamp: Option<serde_yaml::Value>,
+    start_timestamp: Option<serde_norway::Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InputSeries {
     series: String,
-    values: serde_yaml::Value,
+    values: serde_norway::Value,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +92,7 @@ struct ExpectedSample {
     #[serde(default)]
     labels: String,
     #[serde(default)]
-    value: Option<serde_yaml::Value>,
+    value: Option<serde_norway::Value>,
     histogram: Option<String>,
 }
 
@@ -202,23 +202,23 @@ impl RuleStorage for Engine {
 }
 
 /// A test group's start: Unix seconds or RFC 3339.
-fn start_ms(value: &Option<serde_yaml::Value>) -> Result<i64, String> {
+fn start_ms(value: &Option<serde_norway::Value>) -> Result<i64, String> {
     match value {
         None => Ok(0),
-        Some(serde_yaml::Value::Number(n)) => {
+        Some(serde_norway::Value::Number(n)) => {
             n.as_f64().map(|s| (s * 1000.0) as i64).ok_or("bad start_timestamp".into())
         }
-        Some(serde_yaml::Value::String(s)) => {
+        Some(serde_norway::Value::String(s)) => {
             crate::http::params::parse_time(s).ok_or_else(|| format!("start_timestamp {s:?}: not a time"))
         }
         Some(other) => Err(format!("start_timestamp: unexpected {other:?}")),
     }
 }
 
-fn scalar_text(v: &serde_yaml::Value) -> String {
+fn scalar_text(v: &serde_norway::Value) -> String {
     match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_norway::Value::String(s) => s.clone(),
+        serde_norway::Value::Number(n) => n.to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -78,39 +79,20 @@ fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, Str
     }
 }
 
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The `Basic` credentials header value for `user` and `password`.
 pub fn basic_credentials(user: &str, password: &str) -> String {
-    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 impl HttpClientConfig {
     /// The proxy's `host:port`, and its `Proxy-Authorization` value if it has credentials.
     pub fn proxy(&self) -> Option<(String, Option<String>)> {
-        let rest = self.proxy_url.as_deref()?.strip_prefix("http://")?.trim_end_matches('/');
-        Some(match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (host.to_string(), Some(basic_credentials(user, password)))
-            }
-            None => (rest.to_string(), None),
-        })
+        let url = url::Url::parse(self.proxy_url.as_deref()?).ok().filter(|u| u.scheme() == "http")?;
+        let host = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let (user, password) = (decode(url.username()), decode(url.password().unwrap_or("")));
+        let credentials = (!user.is_empty() || url.password().is_some()).then(|| basic_credentials(&user, &password));
+        Some((host, credentials))
     }
 
     /// Upstream's checks: the key path under the scrape config, and the problem.
@@ -130,10 +112,11 @@ impl HttpClientConfig {
             }
         }
         if let Some(proxy) = &self.proxy_url {
-            let rest = proxy
-                .strip_prefix("http://")
-                .ok_or(("proxy_url", format!("{proxy:?}: only http:// proxies are supported")))?;
-            if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains('/') {
+            let url = url::Url::parse(proxy).map_err(|e| ("proxy_url", format!("{proxy:?}: {e}")))?;
+            if url.scheme() != "http" {
+                return Err(("proxy_url", format!("{proxy:?}: only http:// proxies are supported")));
+            }
+            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
                 return Err(("proxy_url", format!("{proxy:?}: expected http://[user:password@]host:port")));
             }
         }
@@ -203,8 +186,8 @@ mod tests {
 
     #[test]
     fn headers_as_upstream_sends_them() {
-        assert_eq!(base64(b"Aladdin:open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(basic_credentials("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_credentials("a", ""), "Basic YTo=");
         let c = HttpClientConfig {
             basic_auth: Some(BasicAuth {
                 username: Some("u".into()),
@@ -239,5 +222,27 @@ mod tests {
         );
         assert_eq!(e("tls_config:\n  ca_fil: x\n"), "h.yml: tls_config.ca_fil: unknown key");
         assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
+    }
+
+    #[test]
+    fn proxy_urls_are_read_as_urls() {
+        let proxy = |url: &str| HttpClientConfig { proxy_url: Some(url.into()), ..HttpClientConfig::default() };
+        assert_eq!(proxy("http://squid:3128/").proxy(), Some(("squid:3128".into(), None)));
+        assert_eq!(proxy("http://[::1]:3128").proxy(), Some(("[::1]:3128".into(), None)));
+        assert_eq!(proxy("http://squid").proxy(), Some(("squid:80".into(), None)));
+        // Credentials are percent-decoded, as Go's url package decodes them.
+        let (host, auth) = proxy("http://u%40corp:p%3Aw@squid:3128").proxy().unwrap();
+        assert_eq!((host.as_str(), auth), ("squid:3128", Some(basic_credentials("u@corp", "p:w"))));
+        assert_eq!(proxy("http://u@squid:3128").proxy().unwrap().1, Some(basic_credentials("u", "")));
+        for (bad, why) in [
+            ("https://squid:3128", "only http:// proxies"),
+            ("squid:3128", "only http:// proxies"),
+            ("http://squid:3128/path", "expected http://[user:password@]host:port"),
+            ("http://", "empty host"),
+            ("http://squid:99999", "invalid port"),
+        ] {
+            let e = proxy(bad).validate().unwrap_err();
+            assert!(e.0 == "proxy_url" && e.1.contains(why), "{bad}: {e:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! Walking the YAML before typed deserialization lets every refused key be named precisely:
 //! "supported by Prometheus, not by Pyrite yet" reads differently from a typo.
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use super::ConfigError;
 

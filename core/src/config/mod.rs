@@ -330,15 +330,15 @@ fn build_rules(
 }
 
 /// The YAML of `text` (an empty file is an empty mapping); `file` names it in errors.
-fn yaml(text: &str, file: &str) -> Result<serde_yaml::Value, ConfigError> {
+fn yaml(text: &str, file: &str) -> Result<serde_norway::Value, ConfigError> {
     if text.trim().is_empty() {
-        return Ok(serde_yaml::Value::Mapping(Default::default()));
+        return Ok(serde_norway::Value::Mapping(Default::default()));
     }
     yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })
 }
 
 /// Typed deserialization whose errors carry the key path.
-fn typed<T: serde::de::DeserializeOwned>(value: serde_yaml::Value, file: &str) -> Result<T, ConfigError> {
+fn typed<T: serde::de::DeserializeOwned>(value: serde_norway::Value, file: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Invalid {
         file: file.into(),
         path: e.path().to_string(),
@@ -538,10 +538,16 @@ impl Discovery {
             }
         }
         for (j, hsd) in self.http_sd_configs.iter().enumerate() {
-            if !(hsd.url.starts_with("http://") || hsd.url.starts_with("https://")) {
-                let message = format!("URL scheme must be 'http' or 'https': {:?}", hsd.url);
-                return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
-            }
+            // An http(s) URL that parses has a host: the url crate refuses `http://` ("empty
+            // host"), where upstream's check says "host is missing in URL".
+            let message = match url::Url::parse(&hsd.url) {
+                Err(e) => format!("{:?}: {e}", hsd.url),
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    format!("URL scheme must be 'http' or 'https': {:?}", hsd.url)
+                }
+                Ok(_) => continue,
+            };
+            return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
         }
         Ok(())
     }
@@ -593,6 +599,19 @@ mod tests {
     fn timeout_defaults_to_interval_when_shorter() {
         let c = Config::parse("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n", "p.yml").unwrap();
         assert_eq!(c.scrape_configs[0].scrape_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn http_sd_urls_are_checked_as_upstream_checks_them() {
+        let e = |url: &str| {
+            let text = format!("scrape_configs:\n  - job_name: a\n    http_sd_configs: [{{url: '{url}'}}]\n");
+            Config::parse(&text, "p.yml").err().map(|e| e.to_string())
+        };
+        assert_eq!(e("http://sd.example:8080/targets?env=prod"), None);
+        let at = "p.yml: scrape_configs[0].http_sd_configs[0].url: ";
+        assert_eq!(e("ftp://sd/x").unwrap(), format!("{at}URL scheme must be 'http' or 'https': \"ftp://sd/x\""));
+        assert_eq!(e("http://").unwrap(), format!("{at}\"http://\": empty host"));
+        assert_eq!(e("/targets").unwrap(), format!("{at}\"/targets\": relative URL without a base"));
     }
 
     #[test]

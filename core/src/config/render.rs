@@ -1,7 +1,7 @@
 //! The effective configuration as YAML, defaults filled in, in upstream's key order: what
 //! `/api/v1/status/config` shows, so an operator sees what the server actually runs.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::{
     AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, ScrapeConfig, ScrapeLimits,
@@ -218,7 +218,7 @@ impl Config {
                 m.insert("alerting".into(), Value::Mapping(alerting));
             }
         }
-        serde_yaml::to_string(&root).unwrap_or_default()
+        serde_norway::to_string(&root).unwrap_or_default()
     }
 }
 

@@ -1,18 +1,19 @@
-//! The one way Pyrite reads YAML (configuration, rule files, file_sd, rule unit tests): serde_yaml
-//! after a check of how deeply flow collections nest.
+//! The one way Pyrite reads YAML (configuration, rule files, file_sd, rule unit tests):
+//! serde_norway (the maintained fork of the deprecated serde_yaml 0.9: same API, same libyaml
+//! port, same messages) after a check of how deeply flow collections nest.
 //!
-//! libyaml's scanner, under serde_yaml, takes time quadratic in the nesting of flow collections
-//! (`[[[[…`): 200 KB of `[` cost a minute of CPU before serde_yaml's own limit of 128 levels
-//! refused the document. The check finds the same refusal in one pass: it counts `[` and `{`
-//! where a flow collection may open (at the start of a line's content, or after `:`, `-`, `?`,
-//! `,`, `[` or `{` and a space), skipping quoted strings and comments, and refuses a document
-//! nested deeper than serde_yaml would accept. A bracket inside a plain scalar (`regex: a[0-9]`)
-//! does not stand where a collection opens and is not counted.
+//! libyaml's scanner takes time quadratic in the nesting of flow collections (`[[[[…`): 200 KB
+//! of `[` cost a minute of CPU before serde_norway's own limit of 128 levels refused the
+//! document. The check finds the same refusal in one pass: it counts `[` and `{` where a flow
+//! collection may open (at the start of a line's content, or after `:`, `-`, `?`, `,`, `[` or
+//! `{` and a space), skipping quoted strings and comments, and refuses a document nested deeper
+//! than serde_norway would accept. A bracket inside a plain scalar (`regex: a[0-9]`) does not
+//! stand where a collection opens and is not counted.
 
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-/// Deepest nesting serde_yaml accepts.
+/// Deepest nesting serde_norway accepts.
 const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Error)]
@@ -20,13 +21,13 @@ pub enum YamlError {
     #[error("line {line}: collections nested more than {MAX_DEPTH} levels deep")]
     TooDeep { line: usize },
     #[error("{0}")]
-    Parse(#[from] serde_yaml::Error),
+    Parse(#[from] serde_norway::Error),
 }
 
 /// Parses `text` as YAML into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     check_depth(text)?;
-    Ok(serde_yaml::from_str(text)?)
+    Ok(serde_norway::from_str(text)?)
 }
 
 fn check_depth(text: &str) -> Result<(), YamlError> {
@@ -110,11 +111,11 @@ mod tests {
     fn deep_flow_nesting_is_refused_at_once() {
         let deep = format!("scrape_configs: {}", "[".repeat(200_000));
         let started = std::time::Instant::now();
-        let e = from_str::<serde_yaml::Value>(&deep).unwrap_err();
+        let e = from_str::<serde_norway::Value>(&deep).unwrap_err();
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
         assert_eq!(e.to_string(), "line 1: collections nested more than 128 levels deep");
         let deep_maps = format!("a:\n{}", "  - {x: ".repeat(200));
-        assert!(matches!(from_str::<serde_yaml::Value>(&deep_maps), Err(YamlError::TooDeep { line: 2 })));
+        assert!(matches!(from_str::<serde_norway::Value>(&deep_maps), Err(YamlError::TooDeep { line: 2 })));
     }
 
     #[test]
@@ -129,7 +130,7 @@ mod tests {
         );
         let nested = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
         for yaml in [text.to_string(), "- [[[[[[b]]]]]]\n".repeat(200), nested, format!("x: {}", "a[".repeat(500))] {
-            from_str::<serde_yaml::Value>(&yaml).unwrap_or_else(|e| panic!("{e}: {}", &yaml[..60.min(yaml.len())]));
+            from_str::<serde_norway::Value>(&yaml).unwrap_or_else(|e| panic!("{e}: {}", &yaml[..60.min(yaml.len())]));
         }
     }
 }

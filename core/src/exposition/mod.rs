@@ -3,7 +3,8 @@
 //! Only the Prometheus text format 0.0.4 is parsed and written for now; OpenMetrics joins it
 //! later.
 
-mod scan;
+#[doc(hidden)]
+pub mod scan;
 pub mod text;
 pub mod writer;
 

@@ -3,6 +3,12 @@
 //! byte by byte elsewhere. The exposition parser finds the end of a metric name (` `, `\t`,
 //! `{`) and the quotes and braces of a label set this way. Every path gives the same answers;
 //! the tests compare them on random input.
+//!
+//! Why not `memchr::memchr3`: on the parser's searches, which run over a metric name or a label
+//! value (tens of bytes), memchr 2.8 was 1.14–1.56× slower than this code (`cargo bench -p
+//! pyrite-bench --bench scan`, figures in `bench/RESULTS.md`): its run-time dispatch and
+//! small-haystack paths cost more than the search itself. The module is public (hidden) only
+//! for that benchmark.
 
 /// Index of the first byte of `hay` equal to `a`, `b` or `c`.
 #[inline]

@@ -159,8 +159,8 @@ impl RuleFile {
     pub fn without_unknown_fields(text: &str) -> String {
         const GROUP_KEYS: [&str; 6] = ["name", "interval", "limit", "query_offset", "labels", "rules"];
         const RULE_KEYS: [&str; 7] = ["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"];
-        let Ok(mut doc) = yaml::from_str::<serde_yaml::Value>(text) else { return text.to_string() };
-        let keep = |map: &mut serde_yaml::Mapping, known: &[&str]| {
+        let Ok(mut doc) = yaml::from_str::<serde_norway::Value>(text) else { return text.to_string() };
+        let keep = |map: &mut serde_norway::Mapping, known: &[&str]| {
             map.retain(|k, _| k.as_str().is_some_and(|k| known.contains(&k)));
         };
         if let Some(groups) = doc.get_mut("groups").and_then(|g| g.as_sequence_mut()) {
@@ -171,7 +171,7 @@ impl RuleFile {
                 }
             }
         }
-        serde_yaml::to_string(&doc).unwrap_or_else(|_| text.to_string())
+        serde_norway::to_string(&doc).unwrap_or_else(|_| text.to_string())
     }
 
     pub fn rule_count(&self) -> usize {

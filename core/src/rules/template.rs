@@ -401,10 +401,9 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
             "pathPrefix",
             Arc::new(move |_: &[Value]| {
                 let state = lock(&path)?;
-                let url = &state.external_url;
-                Ok(Value::String(key(url
-                    .split_once("://")
-                    .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..])))))
+                // Go's URL.Path: empty when the URL has no path.
+                let url = url::Url::parse(&state.external_url).ok();
+                Ok(Value::String(key(url.as_ref().map_or("", |u| u.path().trim_end_matches('/')))))
             }),
         ),
         ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&lock(&url)?.external_url))))),

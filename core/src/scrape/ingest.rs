@@ -512,7 +512,7 @@ mod tests {
     }
 
     fn rules(yaml: &str) -> Vec<Rule> {
-        let raw: Vec<crate::relabel::RawRule> = serde_yaml::from_str(yaml).unwrap();
+        let raw: Vec<crate::relabel::RawRule> = serde_norway::from_str(yaml).unwrap();
         raw.into_iter().map(|r| r.build().unwrap()).collect()
     }
 

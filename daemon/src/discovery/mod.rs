@@ -7,11 +7,12 @@
 //! A source that fails keeps its last good groups (as upstream does), with a warning and a
 //! counted failure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 use pyrite_core::config::{Config, DnsSdConfig, FileSdConfig, HttpSdConfig};
 use pyrite_core::discovery::{parse_groups, TargetGroup};
 use pyrite_core::dns::RecordType;
@@ -150,20 +151,35 @@ fn fetch(url: &str, timeout: Duration) -> Result<Vec<TargetGroup>, String> {
 }
 
 /// Watches the directories of file patterns with inotify, so that a changed file is re-read
-/// at once rather than at the next refresh.
+/// at once rather than at the next `refresh_interval`. A thread of its own blocks on the
+/// inotify descriptor and signals a change on a channel the discovery loop waits on. A
+/// directory that cannot be watched (missing, no permission, out of watches) is logged, and
+/// its files are read at each refresh only, as with no inotify at all.
 struct Watcher {
-    fd: i32,
+    watches: Watches,
+    /// The directories watched now.
+    watching: BTreeMap<PathBuf, WatchDescriptor>,
+    changes: flume::Receiver<()>,
 }
 
 impl Watcher {
-    fn new(sources: &[Source]) -> Option<Watcher> {
-        // SAFETY: plain system calls on a descriptor this struct owns and closes on drop.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        let mask = libc::IN_CREATE | libc::IN_DELETE | libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM;
-        let dirs: std::collections::BTreeSet<PathBuf> = sources
+    fn start() -> Option<Watcher> {
+        let inotify = Inotify::init()
+            .map_err(|error| tracing::warn!(%error, "inotify unavailable; file_sd files are read at each refresh only"))
+            .ok()?;
+        let watches = inotify.watches();
+        let (tx, changes) = flume::bounded(1);
+        std::thread::Builder::new()
+            .name("file-sd-watch".into())
+            .spawn(move || watch(inotify, tx))
+            .map_err(|error| tracing::warn!(%error, "cannot start the file_sd watch thread"))
+            .ok()?;
+        Some(Watcher { watches, watching: BTreeMap::new(), changes })
+    }
+
+    /// Watches the directories of `sources`' file patterns, and those only.
+    fn follow(&mut self, sources: &[Source]) {
+        let dirs: BTreeSet<PathBuf> = sources
             .iter()
             .filter_map(|s| match &s.kind {
                 SourceKind::Files(patterns) => Some(patterns),
@@ -174,33 +190,64 @@ impl Watcher {
                 Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
             })
             .collect();
+        let watches = &mut self.watches;
+        self.watching.retain(|dir, wd| {
+            if dirs.contains(dir) {
+                return true;
+            }
+            // Fails only for a directory that went away, whose watch went with it.
+            let _ = watches.remove(wd.clone());
+            false
+        });
+        let mask = WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM;
         for dir in dirs {
-            let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { continue };
-            // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-            unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+            if self.watching.contains_key(&dir) {
+                continue;
+            }
+            match self.watches.add(&dir, mask) {
+                Ok(wd) => {
+                    self.watching.insert(dir, wd);
+                }
+                Err(error) => tracing::warn!(
+                    dir = %dir.display(),
+                    %error,
+                    "cannot watch a file_sd directory; its files are read at each refresh only"
+                ),
+            }
         }
-        Some(Watcher { fd })
     }
 
-    /// Waits up to `timeout` for a change; true if one came (its events are drained).
+    /// Waits up to `timeout` for a change; true if one came.
     fn wait(&self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd; a buffer read into with its own length.
-        unsafe {
-            if libc::poll(&mut pfd, 1, timeout.as_millis() as i32) <= 0 {
-                return false;
+        match self.changes.recv_timeout(timeout) {
+            Ok(()) => true,
+            Err(flume::RecvTimeoutError::Timeout) => false,
+            Err(flume::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(timeout);
+                false
             }
-            let mut buf = [0u8; 4096];
-            while libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
         }
-        true
     }
 }
 
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe { libc::close(self.fd) };
+/// The watch thread: signals every batch of events (at most one signal pending) until reading
+/// fails, which ends it (the discovery loop then reads at each refresh only).
+fn watch(mut inotify: Inotify, changed: flume::Sender<()>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match inotify.read_events_blocking(&mut buf) {
+            Ok(_) => {
+                let _ = changed.try_send(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading inotify failed; file_sd files are read at each refresh only");
+                return;
+            }
+        }
     }
 }
 
@@ -220,7 +267,10 @@ pub struct DiscoveryThread {
 pub fn run(env: DiscoveryThread) {
     let mut config = env.config.current();
     let mut sources = sources(&config);
-    let mut watcher = Watcher::new(&sources);
+    let mut watcher = Watcher::start();
+    if let Some(w) = &mut watcher {
+        w.follow(&sources);
+    }
     // The first pass, and the first after a new configuration, apply even if nothing was found.
     let mut changed = true;
     loop {
@@ -277,7 +327,9 @@ pub fn run(env: DiscoveryThread) {
             if !Arc::ptr_eq(&fresh, &config) {
                 config = fresh;
                 sources = self::sources(&config);
-                watcher = Watcher::new(&sources);
+                if let Some(w) = &mut watcher {
+                    w.follow(&sources);
+                }
                 changed = true;
             }
         }

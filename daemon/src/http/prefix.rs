@@ -28,14 +28,14 @@ impl WebPaths {
                 format!("{}://{}:{port}", if tls { "https" } else { "http" }, hostname())
             }
         };
-        let Some((scheme, rest)) = external_url.split_once("://") else {
+        let Ok(url) = url::Url::parse(&external_url) else {
             bail!("--web.external-url {external_url:?}: not an absolute URL (http://host:port/path)");
         };
-        if !matches!(scheme, "http" | "https") || rest.is_empty() {
+        // An http(s) URL that parses has a host.
+        if !matches!(url.scheme(), "http" | "https") {
             bail!("--web.external-url {external_url:?}: expected http:// or https:// and a host");
         }
-        let url_path = rest.find('/').map_or("", |i| &rest[i..]);
-        let prefix = route_prefix.unwrap_or(url_path);
+        let prefix = route_prefix.unwrap_or(url.path());
         let route_prefix = format!("/{}", prefix.trim_matches('/'));
         Ok(WebPaths { external_url, route_prefix })
     }
