@@ -1,9 +1,11 @@
 //! An alert template parsed and expanded with fixed labels, value and query answers.
 #![no_main]
 
+use std::rc::Rc;
+
 use libfuzzer_sys::fuzz_target;
 use pyrite_core::labels::Labels;
-use pyrite_core::rules::template::{Compiled, TemplateData};
+use pyrite_core::rules::template::{Compiled, QueryFn, TemplateData};
 
 fuzz_target!(|text: &str| {
     let Ok(template) = Compiled::new("fuzz", text) else { return };
@@ -15,5 +17,7 @@ fuzz_target!(|text: &str| {
         external_url: "http://pyrite:9090",
         value: 0.25,
     };
-    let _ = template.expand(&data, 1_700_000_000_000, &mut |_| Ok(vec![(labels.clone(), 1.5)]));
+    let answer = labels.clone();
+    let query: QueryFn = Rc::new(move |_| Ok(vec![(answer.clone(), 1.5)]));
+    let _ = template.expand(&data, 1_700_000_000_000, &query);
 });
