@@ -44,7 +44,7 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
         agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
     }
     let mut request = agent.build().request(method, &url);
-    if let Some(value) = http.authorization_header()? {
+    if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
         request = request.set("Authorization", &value);
     }
     Ok(request)

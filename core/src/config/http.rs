@@ -2,7 +2,7 @@
 //! and `enable_http2`, checked as upstream checks them. Secrets read from files are read at
 //! each scrape, so a rotated credential applies without a reload.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -68,13 +68,24 @@ impl Default for HttpClientConfig {
     }
 }
 
-/// A secret given inline or in a file (read now, trailing newline removed).
-fn secret(inline: &Option<String>, file: &Option<PathBuf>) -> Result<String, String> {
+/// Reads a secret file for [`HttpClientConfig::authorization_header`]: the caller's I/O.
+pub type ReadSecret<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// A secret file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("unable to read {}: {source}", path.display())]
+pub struct SecretError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// A secret given inline or in a file (read now with `read`, trailing newline removed).
+fn secret(inline: &Option<String>, file: &Option<PathBuf>, read: ReadSecret) -> Result<String, SecretError> {
     match (inline, file) {
         (Some(value), _) => Ok(value.clone()),
-        (None, Some(path)) => std::fs::read_to_string(path)
+        (None, Some(path)) => read(path)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| format!("unable to read {}: {e}", path.display())),
+            .map_err(|source| SecretError { path: path.clone(), source }),
         (None, None) => Ok(String::new()),
     }
 }
@@ -165,16 +176,17 @@ impl HttpClientConfig {
         resolve(&mut self.tls.key_file);
     }
 
-    /// The `Authorization` header a request carries, if any, with secret files read now.
-    pub fn authorization_header(&self) -> Result<Option<String>, String> {
+    /// The `Authorization` header a request carries, if any, with secret files read now by
+    /// `read` (so that a rotated secret is picked up, as upstream).
+    pub fn authorization_header(&self, read: ReadSecret) -> Result<Option<String>, SecretError> {
         if let Some(b) = &self.basic_auth {
-            let user = secret(&b.username, &b.username_file)?;
-            let password = secret(&b.password, &b.password_file)?;
+            let user = secret(&b.username, &b.username_file, read)?;
+            let password = secret(&b.password, &b.password_file, read)?;
             return Ok(Some(basic_credentials(&user, &password)));
         }
         if let Some(a) = &self.authorization {
             let kind = a.kind.clone().unwrap_or_else(|| "Bearer".to_string());
-            return Ok(Some(format!("{kind} {}", secret(&a.credentials, &a.credentials_file)?)));
+            return Ok(Some(format!("{kind} {}", secret(&a.credentials, &a.credentials_file, read)?)));
         }
         Ok(None)
     }
@@ -197,12 +209,12 @@ mod tests {
             }),
             ..HttpClientConfig::default()
         };
-        assert_eq!(c.authorization_header().unwrap().as_deref(), Some("Basic dTpw"));
+        assert_eq!(c.authorization_header(&|_| unreachable!("no secret file")).unwrap().as_deref(), Some("Basic dTpw"));
         let c = HttpClientConfig {
             authorization: Some(Authorization { kind: None, credentials: Some("t0k".into()), credentials_file: None }),
             ..HttpClientConfig::default()
         };
-        assert_eq!(c.authorization_header().unwrap().as_deref(), Some("Bearer t0k"));
+        assert_eq!(c.authorization_header(&|_| unreachable!("no secret file")).unwrap().as_deref(), Some("Bearer t0k"));
         let bad = Authorization { kind: Some("Basic".into()), credentials: None, credentials_file: None };
         let c = HttpClientConfig { authorization: Some(bad), ..HttpClientConfig::default() };
         assert!(c.validate().unwrap_err().1.contains("use \"basic_auth\""));

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
-pub use http::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
+pub use http::{Authorization, BasicAuth, HttpClientConfig, ReadSecret, SecretError, TlsConfig};
 pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 

@@ -47,8 +47,8 @@ pub enum ScrapeError {
     #[error("body is not valid UTF-8")]
     Utf8,
     /// A secret file could not be read.
-    #[error("{0}")]
-    Secret(String),
+    #[error(transparent)]
+    Secret(#[from] pyrite_core::config::SecretError),
     #[error("TLS: {0}")]
     Tls(String),
 }
@@ -123,7 +123,7 @@ impl ScrapeClient {
     /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
     /// Go's client, credentials go only to the target's own host.
     async fn fetch_inner(&self, timeout: Duration) -> Result<(String, Format), ScrapeError> {
-        let authorization = self.http.authorization_header().map_err(ScrapeError::Secret)?;
+        let authorization = self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?;
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
