@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
-use pyrite_core::config::Config;
+use pyrite_core::config::{Config, ConfigError};
 use pyrite_core::promql::ParseOptions;
-use pyrite_core::rules::RuleFile;
+use pyrite_core::rules::{RuleFile, RuleFileError};
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -28,19 +27,40 @@ pub struct Loaded {
     pub rules: Vec<(String, RuleFile)>,
 }
 
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    /// The file is not a valid configuration (the message names the file and the key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("error loading rules: {0}")]
+    Rules(RuleLoadError),
+}
+
+/// Why the rule files could not be loaded: the first that is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleLoadError {
+    #[error("{}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Invalid(#[from] RuleFileError),
+}
+
 impl ConfigSource {
     /// Reads and checks the configuration and its rule files.
-    pub fn load(&self, options: ParseOptions) -> anyhow::Result<Loaded> {
+    pub fn load(&self, options: ParseOptions) -> Result<Loaded, LoadError> {
         let config = self.load_config()?;
-        let rules =
-            load_rule_files(&config.rule_files, options).map_err(|e| anyhow::anyhow!("error loading rules: {e}"))?;
+        let rules = load_rule_files(&config.rule_files, options).map_err(LoadError::Rules)?;
         Ok(Loaded { config, rules })
     }
 
-    fn load_config(&self) -> anyhow::Result<Config> {
+    fn load_config(&self) -> Result<Config, LoadError> {
         let (text, name) = match &self.file {
             Some(path) => {
-                let text = crate::files::read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let text =
+                    crate::files::read_text(path).map_err(|error| LoadError::Read { path: path.clone(), error })?;
                 (text, path.display().to_string())
             }
             None => (
@@ -114,20 +134,20 @@ impl LiveConfig {
     }
 
     /// Reads and checks the configuration file and its rule files again.
-    pub fn load(&self, options: ParseOptions) -> anyhow::Result<Loaded> {
+    pub fn load(&self, options: ParseOptions) -> Result<Loaded, LoadError> {
         self.source.load(options)
     }
 }
 
 /// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
 /// glob); the first file that is not valid fails them all.
-pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, String> {
+pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
     let mut out = Vec::new();
     let files = patterns.iter().flat_map(|p| crate::files::expand_glob(p)).filter(|p| Path::new(p).exists());
     for path in files {
         let name = path.display().to_string();
-        let text = crate::files::read_text(&path).map_err(|e| format!("{name}: {e}"))?;
-        out.push((name.clone(), RuleFile::parse(&text, &name, options).map_err(|e| e.to_string())?));
+        let text = crate::files::read_text(&path).map_err(|error| RuleLoadError::Read { path: path.clone(), error })?;
+        out.push((name.clone(), RuleFile::parse(&text, &name, options)?));
     }
     Ok(out)
 }

@@ -73,10 +73,10 @@ pub type ReadSecret<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
 /// A secret file could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("unable to read {}: {source}", path.display())]
+#[error("unable to read {}: {error}", path.display())]
 pub struct SecretError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// A secret given inline or in a file (read now with `read`, trailing newline removed).
@@ -85,7 +85,7 @@ fn secret(inline: &Option<String>, file: &Option<PathBuf>, read: ReadSecret) -> 
         (Some(value), _) => Ok(value.clone()),
         (None, Some(path)) => read(path)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|source| SecretError { path: path.clone(), source }),
+            .map_err(|error| SecretError { path: path.clone(), error }),
         (None, None) => Ok(String::new()),
     }
 }
