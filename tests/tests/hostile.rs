@@ -157,6 +157,41 @@ fn a_timed_out_query_stops_working_and_later_queries_run() {
     assert!(started.elapsed() < Duration::from_secs(2), "the next query waited {:?}", started.elapsed());
 }
 
+/// A client that goes away cancels its query even on the one shard, whose thread is busy with
+/// that query and cannot run the connection's task: evaluation probes the client's socket.
+#[test]
+fn a_query_whose_client_went_away_stops_working() {
+    use std::io::Write;
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(1),
+        extra_args: vec!["--query.max-samples=500000000".into()],
+        ..Default::default()
+    });
+    let series: Vec<WriteSeries> = (0..10)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
+            samples: (0..10).map(|k| Sample { t: k * 1000, v: k as f64 }).collect(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    // About 43 million steps per series, ten series: far longer than this test's bounds when
+    // nobody stops it (it ran 9 s on an idle machine with the client gone and no probe).
+    let heavy = encode("max_over_time(kept[12h:1ms])");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    let request = format!("GET /api/v1/query?query={heavy}&time=9&timeout=120s HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(client);
+    let gone = Instant::now();
+    let (status, _) = http_get_within(&format!("{}/-/healthy", p.url), Duration::from_secs(60)).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        gone.elapsed() < Duration::from_secs(3),
+        "the shard was busy for {:?} after the client left",
+        gone.elapsed()
+    );
+}
+
 #[test]
 fn api_errors_are_json_and_do_not_echo_megabytes() {
     let mut p = server(&[]);

@@ -64,12 +64,22 @@ pub trait Fanout {
 }
 
 /// Set once the client that asked for a query is gone; every shard's evaluation stops.
-#[derive(Debug, Clone, Default)]
-pub struct Cancelled(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct Cancelled {
+    flag: Arc<AtomicBool>,
+    /// Asks whether the client is gone, for when the thread that would notice is busy.
+    probe: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
 
 impl Cancelled {
     fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed) || self.probe.as_ref().is_some_and(|gone| gone())
+    }
+}
+
+impl std::fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancelled").field("flag", &self.flag).field("probe", &self.probe.is_some()).finish()
     }
 }
 
@@ -79,6 +89,12 @@ impl Cancelled {
 pub struct CancelOnDrop(Cancelled);
 
 impl CancelOnDrop {
+    /// Also cancels once `gone` says the client has gone away. Evaluation asks it between series
+    /// and every few thousand steps, on every shard, so it must be cheap.
+    pub fn probing(gone: impl Fn() -> bool + Send + Sync + 'static) -> CancelOnDrop {
+        CancelOnDrop(Cancelled { flag: Arc::default(), probe: Some(Arc::new(gone)) })
+    }
+
     /// The flag to hand to [`Executor::run`].
     pub fn flag(&self) -> Cancelled {
         self.0.clone()
@@ -87,7 +103,7 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0 .0.store(true, Ordering::Relaxed);
+        self.0.flag.store(true, Ordering::Relaxed);
     }
 }
 

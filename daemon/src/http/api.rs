@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
+use axum::Extension;
 use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, ValueType};
 
+use super::client_gone::ClientSocket;
 use super::params::Params;
 use super::response::{
     instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError, ApiResult,
@@ -69,16 +71,17 @@ fn limit(params: &Params) -> Result<usize, ApiError> {
 /// Upstream's warning when a `limit` cut a result short.
 const TRUNCATED: &str = "results truncated due to limit";
 
-/// Runs `expr` with the local shard as coordinator; a client that goes away (hyper drops this
-/// future) cancels it once the shard serving the connection is free to notice (fragments do
-/// not run in slices yet).
+/// Runs `expr` with the local shard as coordinator. A client that goes away cancels it on every
+/// shard: hyper drops this future when the shard serving the connection is free to notice, and
+/// while that shard is busy with the query itself, evaluation probes the client's socket.
 async fn evaluate(
     s: &ApiState,
+    client: Option<ClientSocket>,
     expr: &Expr,
     params: EvalParams,
     timeout: Option<std::time::Duration>,
 ) -> Result<promql::QueryResult, ApiError> {
-    let cancel = CancelOnDrop::default();
+    let cancel = client.map_or_else(CancelOnDrop::default, |socket| CancelOnDrop::probing(socket.probe()));
     let (expr, cancelled) = (expr.clone(), cancel.flag());
     let (reply, rx) = flume::bounded(1);
     let executor = s.ctx.queries.clone();
@@ -112,6 +115,7 @@ fn truncate(value: &mut promql::Value, limit: usize) -> bool {
 /// if asked for, timing statistics.
 async fn run_query(
     s: &ApiState,
+    client: Option<ClientSocket>,
     params: &Params,
     expr: &Expr,
     eval: EvalParams,
@@ -120,7 +124,7 @@ async fn run_query(
     let options = QueryOptions::of(s, params)?;
     let eval = EvalParams { lookback: options.lookback, ..eval };
     let started = std::time::Instant::now();
-    let mut result = evaluate(s, expr, eval, options.timeout).await?;
+    let mut result = evaluate(s, client, expr, eval, options.timeout).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let extra = if truncate(&mut result.value, options.limit) { vec![TRUNCATED.to_string()] } else { Vec::new() };
     let mut data = render(&result.value);
@@ -142,13 +146,18 @@ async fn run_query(
     Ok(success_annotated(data, &result.annotations, params.get("query").unwrap_or(""), &extra))
 }
 
-pub async fn query(State(s): State<ApiState>, params: Params) -> ApiResult {
+pub async fn query(State(s): State<ApiState>, client: Option<Extension<ClientSocket>>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
-    run_query(&s, &params, &expr, s.ctx.queries.instant(t), |v| instant_result(v, t)).await
+    let client = client.map(|Extension(socket)| socket);
+    run_query(&s, client, &params, &expr, s.ctx.queries.instant(t), |v| instant_result(v, t)).await
 }
 
-pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult {
+pub async fn query_range(
+    State(s): State<ApiState>,
+    client: Option<Extension<ClientSocket>>,
+    params: Params,
+) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let start = params.time("start")?;
     let end = params.time("end")?;
@@ -173,7 +182,8 @@ pub async fn query_range(State(s): State<ApiState>, params: Params) -> ApiResult
         )));
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.queries.limits().lookback_delta };
-    run_query(&s, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
+    let client = client.map(|Extension(socket)| socket);
+    run_query(&s, client, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
 }
 
 /// The `match[]` selectors of a request, as matcher lists.

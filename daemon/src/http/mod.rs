@@ -10,6 +10,7 @@
 mod api;
 mod ast_json;
 pub mod auth;
+mod client_gone;
 mod cors;
 mod deadline;
 mod federate;

@@ -27,6 +27,7 @@ use socket2::{Domain, Socket, Type};
 use tower_service::Service;
 
 use super::auth::Authenticator;
+use super::client_gone::ClientSocket;
 use super::deadline::{Deadline, DeadlineIo, RestartOnDrop};
 use super::response::ApiError;
 use super::tls;
@@ -101,6 +102,7 @@ async fn connection(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let tls = settings.web.as_ref().and_then(|(file, _)| file.current().tls.clone());
     let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
+    let socket = ClientSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let stream = stream.into_poll_io()?;
     let deadline = Deadline::start(settings.read_timeout);
     let builder = {
@@ -110,7 +112,10 @@ async fn connection(
     };
     let service = hyper::service::service_fn({
         let deadline = deadline.clone();
-        move |request| respond(request, router.clone(), settings.clone(), deadline.clone())
+        move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(socket);
+            respond(request, router.clone(), settings.clone(), deadline.clone())
+        }
     });
     match tls {
         Some(config) => {
