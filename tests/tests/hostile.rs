@@ -10,8 +10,13 @@ use pyrite_tests::{encode, http_get_within, json, Pyrite, PyriteOpts};
 
 /// A server on two shards holding `kept{i="0".."9"}`, ten samples each at 0..9 s.
 fn server(extra_args: &[&str]) -> Pyrite {
+    server_on(2, extra_args)
+}
+
+/// The same on `shards` shards.
+fn server_on(shards: usize, extra_args: &[&str]) -> Pyrite {
     let p = Pyrite::start(PyriteOpts {
-        shards: Some(2),
+        shards: Some(shards),
         extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         ..Default::default()
     });
@@ -162,20 +167,9 @@ fn a_timed_out_query_stops_working_and_later_queries_run() {
 #[test]
 fn a_query_whose_client_went_away_stops_working() {
     use std::io::Write;
-    let p = Pyrite::start(PyriteOpts {
-        shards: Some(1),
-        extra_args: vec!["--query.max-samples=500000000".into()],
-        ..Default::default()
-    });
-    let series: Vec<WriteSeries> = (0..10)
-        .map(|i| WriteSeries {
-            labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
-            samples: (0..10).map(|k| Sample { t: k * 1000, v: k as f64 }).collect(),
-        })
-        .collect();
-    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    let p = server_on(1, &["--query.max-samples=500000000"]);
     // About 43 million steps per series, ten series: far longer than this test's bounds when
-    // nobody stops it (it ran 9 s on an idle machine with the client gone and no probe).
+    // nobody stops it (21 s here with the client gone and no probe).
     let heavy = encode("max_over_time(kept[12h:1ms])");
     let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
     let request = format!("GET /api/v1/query?query={heavy}&time=9&timeout=120s HTTP/1.1\r\nHost: x\r\n\r\n");
