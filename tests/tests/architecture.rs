@@ -15,7 +15,7 @@ fn core_links_no_io_or_runtime_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
-        .args(["tree", "--offline", "-p", "pyrite-core", "-e", "normal,no-proc-macro", "--prefix", "none"])
+        .args(["tree", "-p", "pyrite-core", "-e", "normal,no-proc-macro", "--prefix", "none"])
         .output()
         .expect("cargo runs");
     assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
