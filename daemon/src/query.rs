@@ -1,7 +1,7 @@
 //! Queries in the server: the core's one [`Executor`] over the shards. Whoever asks — an HTTP
-//! handler, the rules thread for a rule or a template's `query` call — sends
-//! [`Request::Query`] to a shard, which coordinates it as a task: waits for a query slot,
-//! fans the plan out to every shard, merges, and answers.
+//! handler, the rules thread for a rule or a template's `query` call — spawns [`coordinate`]
+//! on a shard, which runs the query there as a task: waits for a query slot, fans the plan out
+//! to every shard (`Request::Fragments`), merges, and answers.
 
 use std::cell::Cell;
 use std::rc::Rc;

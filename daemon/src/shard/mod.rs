@@ -1,9 +1,10 @@
-//! A shard: one thread, one monoio runtime, one head.
+//! A shard: one thread, one monoio runtime, one storage engine ([`Db`]).
 //!
-//! The shard's head is owned by its mailbox loop and touched by nothing else; other shards and
-//! HTTP handlers reach it only through [`Message`](crate::shards::Message)s. The same thread also serves HTTP
-//! connections accepted on the shared listener, runs the scrape loops of the targets assigned
-//! to it, and coordinates the queries its HTTP handlers receive.
+//! The shard's `Db` is owned by its mailbox loop and touched by nothing else; other shards,
+//! HTTP handlers and the rules thread reach it only through
+//! [`Message`](crate::shards::Message)s. The same thread also serves HTTP connections accepted
+//! on the shared listener, runs the tasks it is sent (the scrape loops of the targets assigned
+//! to it, the coordination of queries), and its storage's housekeeping.
 
 mod housekeeping;
 mod mailbox;
