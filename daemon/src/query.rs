@@ -55,16 +55,13 @@ impl Fanout for ShardFanout {
         answers.map_err(|e| EvalError::Execution(e.to_string()))?.into_iter().collect()
     }
 
-    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError> {
-        crate::panic::catch(work).unwrap_or_else(|panic| Err(EvalError::Internal(panic)))
-    }
-
     fn now() -> Instant {
         Instant::now()
     }
 }
 
-/// Runs one query on this shard and sends the answer (a task of the coordinating shard).
+/// Runs one query on this shard and sends the answer (a task of the coordinating shard). The
+/// query only reads: a panic while planning or coordinating it fails this query, not the process.
 pub async fn coordinate(
     executor: Arc<ServerExecutor>,
     expr: Expr,
@@ -73,7 +70,8 @@ pub async fn coordinate(
     cancelled: Cancelled,
     reply: flume::Sender<Result<QueryResult, EvalError>>,
 ) {
-    let _ = reply.send(executor.run(&expr, params, timeout, cancelled).await);
+    let run = crate::panic::CatchPanic::new(executor.run(&expr, params, timeout, cancelled));
+    let _ = reply.send(run.await.unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
 }
 
 /// Instant queries from a thread outside the shards (the rules thread: rule expressions and

@@ -90,10 +90,6 @@ impl Fanout for Heads<'_> {
         self.0.iter().map(shard).collect()
     }
 
-    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError> {
-        work()
-    }
-
     fn now() -> Instant {
         Instant::now()
     }

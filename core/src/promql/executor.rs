@@ -56,9 +56,6 @@ pub trait Fanout {
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<Vec<Vec<FragmentOutput>>, EvalError>>;
 
-    /// Runs the coordinator's share of a query, so that a panic in it fails this query only.
-    fn guard<T>(&self, work: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError>;
-
     /// The time now, by the caller's clock.
     fn now() -> Instant;
 }
@@ -145,6 +142,6 @@ impl<F: Fanout> Executor<F> {
         plan.limits = Limits::new(self.limits.max_samples, interrupt);
         let plan = Arc::new(plan);
         let outputs = self.fanout.fragments(&plan, params, deadline).await?;
-        self.fanout.guard(|| plan.finish(&params, outputs))
+        plan.finish(&params, outputs)
     }
 }
