@@ -30,15 +30,23 @@ pub fn read_text(path: &Path) -> io::Result<String> {
 /// The files a pattern names now, as Go's `filepath.Glob` (upstream's `rule_files` and
 /// `file_sd_configs`): a pattern without `*`, `?` or `[` is the path itself (a caller reading
 /// it reports it missing), otherwise the existing paths it matches, sorted; `*` and `?` do not
-/// match `/`, a class is `[a-z]`, negated `[!a-z]` (Go also takes `[^a-z]`; the glob crate reads
-/// that as a class holding `^`; and `**` as a whole element matches any depth, where Go's
-/// matches one). A malformed pattern names no file, as one naming none.
+/// match `/`, a class is `[a-z]`, negated `[!a-z]` or `[^a-z]`. A malformed pattern names no
+/// file, as one naming none.
+///
+/// Two of the glob crate's readings differ from Go's and are translated first: it takes `[^`
+/// as a class holding `^`, and `**` as an element matching any depth, which would walk a whole
+/// tree (`/**/x.yml`: the file system) at every discovery refresh; in Go a run of stars is one
+/// star.
 pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
     if !pattern.contains(['*', '?', '[']) {
         return vec![PathBuf::from(pattern)];
     }
+    let mut go = pattern.replace("[^", "[!");
+    while go.contains("**") {
+        go = go.replace("**", "*");
+    }
     let options = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, ..Default::default() };
-    glob::glob_with(pattern, options).map(|paths| paths.flatten().collect()).unwrap_or_default()
+    glob::glob_with(&go, options).map(|paths| paths.flatten().collect()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -74,9 +82,13 @@ mod tests {
         };
         assert_eq!(names("node-[0-9].yml"), ["node-1.yml", "node-2.yml"]);
         assert_eq!(names("node-[!0-9].yml"), ["node-x.yml"]);
+        assert_eq!(names("node-[^0-9].yml"), ["node-x.yml"]);
         assert_eq!(names("node-?.yml"), ["node-1.yml", "node-2.yml", "node-x.yml"]);
         assert_eq!(names("*.json"), [".hidden.json", "targets.json"]);
         assert_eq!(names("*/*.json"), ["sub/deep.json"]);
+        // As in Go, `**` is `*`: one element, not a walk of the tree.
+        assert_eq!(names("**/*.json"), ["sub/deep.json"]);
+        assert_eq!(names("***.json"), [".hidden.json", "targets.json"]);
         // A pattern naming no file names none; a literal path is itself, existing or not.
         assert!(names("*.yaml").is_empty());
         assert!(names("node-[").is_empty());
