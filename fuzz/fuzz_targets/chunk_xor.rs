@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
     let (last_t, last_v) = (open.last_t, open.last_v.to_bits());
     let labels = Labels::from_pairs([("__name__", "fuzz")]);
     let mut head = Head::new();
-    let Some(id) = head.restore_series(SeriesSnapshot { labels, sealed: Vec::new(), open, last_t, last_v }) else {
+    let Some(id) = head.restore_series(0, SeriesSnapshot { labels, sealed: Vec::new(), open, last_t, last_v }) else {
         return;
     };
     head.select(&[], i64::MIN, i64::MAX);

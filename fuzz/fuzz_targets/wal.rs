@@ -17,27 +17,23 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 fn replay(head: &mut Head, record: Record) {
     match record {
         Record::Series(series) => {
-            for (_, labels) in &series {
-                head.get_or_create(labels);
+            for (id, labels) in &series {
+                head.get_or_create_as(labels, Some(*id));
             }
         }
         Record::Chunks(series) => {
-            for (_, snapshot) in series {
-                head.restore_series(snapshot);
+            for (id, snapshot) in series {
+                head.restore_series(id, snapshot);
             }
         }
         Record::Samples(samples) => {
             for (id, t, v) in samples {
-                if (id as usize) < head.num_series() {
-                    let _ = head.append(id, t, v);
-                }
+                let _ = head.append(id, t, v);
             }
         }
         Record::Tombstones(deleted) => {
             for (id, mint, maxt) in deleted {
-                if (id as usize) < head.num_series() {
-                    head.delete_series(id, mint, maxt);
-                }
+                head.delete_series(id, mint, maxt);
             }
         }
     }

@@ -181,7 +181,7 @@ fn wal_records_round_trip() {
         for (t, v) in rng.samples(3 * CHUNK_SAMPLES).into_iter().filter(|&(t, _)| t > i64::MIN) {
             head.append(id, t, v).expect("increasing times");
         }
-        let snapshot = head.snapshot_series(id);
+        let snapshot = head.snapshot_series(id).expect("the series exists");
 
         let mut log = Vec::new();
         wal::encode_series(&mut log, series.iter().map(|(id, l)| (*id, l)), compress);

@@ -235,7 +235,9 @@ pub fn write_head_block(
     let ulid = block::new_ulid(now_ms);
     let mut writer = BlockWriter::create(dir, ulid.clone(), head.symbols())?;
     for id in ids {
-        writer.add(head.labels(id), &head.block_chunks(id, mint, maxt))?;
+        if let Some(labels) = head.labels(id) {
+            writer.add(labels, &head.block_chunks(id, mint, maxt))?;
+        }
     }
     let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
     Ok(Some(path))

@@ -34,6 +34,9 @@ pub struct AppendReply {
     pub out_of_bounds: usize,
     /// Later than `--storage.tsdb.too-far-in-future.time-window` past the shard's clock.
     pub too_far_in_future: usize,
+    /// Samples for ids the head has forgotten (the series had no samples left when its data
+    /// moved to blocks): the sender must resolve these series by their labels again.
+    pub unknown: Vec<(u32, i64, f64)>,
     /// The log could not be written: the samples are in memory but not durable.
     pub storage_error: Option<StorageError>,
 }
@@ -46,6 +49,8 @@ impl AppendReply {
             Err(AppendError::Duplicate) => self.duplicates += 1,
             Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
             Err(AppendError::TooFarInFuture) => self.too_far_in_future += 1,
+            // Counted by the caller, which keeps the sample.
+            Err(AppendError::UnknownSeries) => {}
         }
         result.is_ok()
     }
@@ -105,6 +110,8 @@ impl Db {
             head.set_min_valid(t);
         }
         let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
+        // Series the log names whose samples are all in blocks now.
+        head.forget_empty_series();
         Ok((Db { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
     }
 
@@ -122,10 +129,10 @@ impl Db {
     /// [`MAX_CUTS_PER_PASS`] blocks are written per call, so that the shard serves between
     /// calls: a remote writer's backfill of one sample every two hours over eleven years once cut
     /// 32,000 blocks on the shard's thread in one go.
-    pub fn cut_blocks(&mut self, range: i64, now_ms: i64, retention_cutoff: i64) -> Result<Vec<BlockMeta>, CutError> {
-        let mut cut = Vec::new();
+    pub fn cut_blocks(&mut self, range: i64, now_ms: i64, retention_cutoff: i64) -> Result<Cut, CutError> {
+        let mut cut = Cut::default();
         while let Some((min, max)) = self.head.time_range() {
-            if cut.len() == MAX_CUTS_PER_PASS {
+            if cut.blocks.len() == MAX_CUTS_PER_PASS {
                 break;
             }
             // Saturating: the head may hold samples at any i64 time (an old one at i64::MIN).
@@ -137,15 +144,15 @@ impl Db {
             if end <= retention_cutoff {
                 let kept_from = retention_cutoff.div_euclid(range).saturating_mul(range).max(end);
                 self.head.set_min_valid(kept_from);
-                self.head.truncate_before(kept_from);
+                cut.series_removed += self.head.truncate_before(kept_from).series;
                 self.wal.drop_before(kept_from, &self.head)?;
                 continue;
             }
             if let Some(block) = self.blocks.cut(&self.head, start, end, now_ms)? {
-                cut.push(block.meta().clone());
+                cut.blocks.push(block.meta().clone());
             }
             self.head.set_min_valid(end);
-            self.head.truncate_before(end);
+            cut.series_removed += self.head.truncate_before(end).series;
             self.wal.drop_before(end, &self.head)?;
         }
         Ok(cut)
@@ -192,7 +199,10 @@ impl Db {
     }
 
     fn append_one(&mut self, reply: &mut AppendReply, id: u32, t: i64, v: f64) {
-        if reply.tally(self.head.append(id, t, v)) {
+        let result = self.head.append(id, t, v);
+        if result == Err(AppendError::UnknownSeries) {
+            reply.unknown.push((id, t, v));
+        } else if reply.tally(result) {
             self.accepted.push((id, t, v));
         }
     }
@@ -262,7 +272,8 @@ impl Db {
                 }
             }
         }
-        r.chunks = self.head.truncate_before(cutoff);
+        let truncated = self.head.truncate_before(cutoff);
+        (r.chunks, r.series_removed) = (truncated.chunks, truncated.series);
         r.segments = self.wal.drop_before(cutoff, &self.head)?;
         Ok(r)
     }
@@ -276,5 +287,86 @@ pub struct Retained {
     /// The log alone was over the size budget: its oldest data went.
     pub log_by_size: bool,
     pub chunks: usize,
+    /// Series the head forgot, left without samples.
+    pub series_removed: usize,
     pub segments: usize,
+}
+
+/// What a pass of [`Db::cut_blocks`] did.
+#[derive(Debug, Default)]
+pub struct Cut {
+    pub blocks: Vec<BlockMeta>,
+    /// Series the head forgot: all their samples are in blocks (or past retention).
+    pub series_removed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::labels::MatchOp;
+    use pyrite_core::value::Sample;
+
+    const RANGE: i64 = 10_000;
+    const OPTIONS: WalOptions = WalOptions { compress: true, segment_size: 256 };
+
+    fn dirs(tag: &str) -> Dirs {
+        let dir = std::env::temp_dir().join(format!("pyrite-db-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        Dirs::of_shard(&dir, 0)
+    }
+
+    fn open(dirs: &Dirs) -> Db {
+        Db::open(dirs, OPTIONS, RANGE).unwrap().0
+    }
+
+    /// Twenty pods of generation `gen` and ten steady series, one sample a second in
+    /// `[from, to)`.
+    fn write(db: &mut Db, gen: usize, from: i64, to: i64) {
+        let series = |name: &str, value: String| Labels::from_pairs([("__name__", name.to_string()), ("x", value)]);
+        // Pods first: the steady series' ids are not the smallest.
+        let pods = (0..20).map(|i| series("pod", format!("{gen}-{i}")));
+        let names = pods.chain((0..10).map(|i| series("steady", i.to_string())));
+        let samples: Vec<Sample> = (from / 1000..to / 1000).map(|s| Sample { t: s * 1000, v: s as f64 }).collect();
+        let reply = db.write(names.map(|labels| WriteSeries { labels, samples: samples.clone() }).collect());
+        assert_eq!(reply.appended, 30 * samples.len());
+    }
+
+    fn count(db: &Db, name: &str) -> (usize, usize) {
+        let m = Matcher::new("__name__", MatchOp::Equal, name).unwrap();
+        let all = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
+        (all.len(), all.iter().map(|s| s.samples.len()).sum())
+    }
+
+    #[test]
+    fn churned_series_leave_the_head_and_stay_gone_after_restarts() {
+        let dirs = dirs("churn");
+        let mut db = open(&dirs);
+        for gen in 0..8 {
+            write(&mut db, gen, gen as i64 * RANGE, (gen as i64 + 1) * RANGE);
+            db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
+        }
+        // Cut whenever it spans more than one and a half ranges, the head keeps the newest
+        // generation of pods only.
+        let live = 10 + 20;
+        assert_eq!(db.head.num_series(), live);
+        assert_eq!(count(&db, "pod"), (8 * 20, 8 * 20 * 10), "blocks hold every generation");
+        drop(db); // a crash: the next start replays the checkpoint and the log
+        let mut db = open(&dirs);
+        assert_eq!(db.head.num_series(), live);
+        assert_eq!(count(&db, "steady"), (10, 80 * 10));
+        // Ids logged after a restart mean the same series at the next one.
+        write(&mut db, 8, 8 * RANGE, 9 * RANGE);
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(count(&db, "steady"), (10, 90 * 10));
+        assert_eq!(count(&db, "pod"), (9 * 20, 9 * 20 * 10));
+        db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
+        db.snapshot().unwrap();
+        let held = db.head.num_series();
+        drop(db);
+        let db = open(&dirs);
+        assert_eq!(db.head.num_series(), held, "a snapshot holds the live series only");
+        assert_eq!((count(&db, "steady"), count(&db, "pod")), ((10, 900), (180, 1800)));
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
 }

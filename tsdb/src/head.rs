@@ -1,7 +1,13 @@
 //! The head: a shard's in-memory series and their samples.
 //!
 //! Invariants:
-//! * A series id is the index into `series`; ids are dense, start at 0 and are never reused.
+//! * Series ids are handed out in increasing order and never reused, so an id that scrape
+//!   caches or the write-ahead log still hold can only name its own series or none: appending
+//!   to an id the head has forgotten is refused as [`AppendError::UnknownSeries`], and the
+//!   caller resolves the series by its labels again. A replay keeps the ids the log recorded.
+//! * When data moves to blocks ([`Head::truncate_before`]), series left without samples are
+//!   forgotten: their postings, their label strings no other series uses, and their ids
+//!   (upstream's head garbage collection), so churned series do not pile up.
 //! * Each series' samples are strictly increasing in time. An append at an earlier time is
 //!   rejected as out of order; one at the same time is accepted only if the value is bit-for-bit
 //!   the same (a no-op), otherwise rejected as a duplicate — Prometheus's rules.
@@ -18,6 +24,7 @@
 //! The head is owned by one shard thread and is neither `Send` nor shared.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use roaring::RoaringBitmap;
 use thiserror::Error;
@@ -44,6 +51,40 @@ pub enum AppendError {
     OutOfBounds,
     #[error("too far in the future")]
     TooFarInFuture,
+    /// The id names no series (the head forgot it, or never had it).
+    #[error("unknown series")]
+    UnknownSeries,
+}
+
+/// Hashes series ids (already unique `u32`s) with one multiplication, spreading consecutive
+/// ids over the whole hash, which the map's probing needs.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ById<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// What [`Head::truncate_before`] let go.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    pub chunks: usize,
+    /// Series forgotten because they had no samples left.
+    pub series: usize,
 }
 
 /// Default block range: `--storage.tsdb.min-block-duration`'s default, 2h.
@@ -258,7 +299,9 @@ impl SeriesSnapshot {
 #[derive(Debug)]
 pub struct Head {
     symbols: Symbols,
-    series: Vec<MemSeries>,
+    series: ById<MemSeries>,
+    /// The next id to hand out.
+    next_id: u32,
     by_hash: HashMap<u64, Vec<u32>>,
     postings: Postings,
     store: ChunkStore,
@@ -288,7 +331,8 @@ impl Head {
     pub fn with_store(block_range: i64, store: ChunkStore) -> Self {
         Head {
             symbols: Symbols::default(),
-            series: Vec::new(),
+            series: ById::default(),
+            next_id: 0,
             by_hash: HashMap::new(),
             postings: Postings::default(),
             store,
@@ -308,6 +352,11 @@ impl Head {
         self.min_valid = self.min_valid.max(t);
     }
 
+    /// Samples before this belong to blocks.
+    pub fn min_valid(&self) -> i64 {
+        self.min_valid
+    }
+
     /// Appends after `t` are refused as too far in the future until this is set again. The
     /// head has no clock: a shard sets it from its own before each batch it appends, so that
     /// one sample stamped years ahead cannot stretch the head's time range and push every
@@ -324,6 +373,12 @@ impl Head {
     /// The id of the series with exactly these labels, creating it if needed; the flag says
     /// whether it was created.
     pub fn get_or_create(&mut self, labels: &Labels) -> (u32, bool) {
+        self.get_or_create_as(labels, None)
+    }
+
+    /// The same, giving a created series the id `wanted` if it is free (a replay keeps the
+    /// log's ids); later ids are handed out after it.
+    pub fn get_or_create_as(&mut self, labels: &Labels, wanted: Option<u32>) -> (u32, bool) {
         let hash = labels.hash();
         if let Some(ids) = self.by_hash.get(&hash) {
             for &id in ids {
@@ -332,24 +387,50 @@ impl Head {
                 }
             }
         }
-        let id = self.series.len() as u32;
+        let id = match wanted.filter(|id| !self.series.contains_key(id)) {
+            Some(id) => {
+                self.reserve_ids_through(id);
+                id
+            }
+            None => self.new_id(),
+        };
         let pairs: Box<[(u32, u32)]> =
             labels.iter().map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value))).collect();
         self.postings.add(id, &pairs);
-        self.series.push(MemSeries {
-            labels: pairs,
-            sealed: Vec::new(),
-            open: XorChunk::new(),
-            last_t: i64::MIN,
-            last_v: 0,
-            open_end: i64::MAX,
-        });
+        self.series.insert(
+            id,
+            MemSeries {
+                labels: pairs,
+                sealed: Vec::new(),
+                open: XorChunk::new(),
+                last_t: i64::MIN,
+                last_v: 0,
+                open_end: i64::MAX,
+            },
+        );
         self.by_hash.entry(hash).or_default().push(id);
         (id, true)
     }
 
+    /// Ids up to `id` are taken from now on (the log used them).
+    pub fn reserve_ids_through(&mut self, id: u32) {
+        self.next_id = self.next_id.max(id.saturating_add(1));
+    }
+
+    /// A fresh id. After four billion series created in one shard without a restart, ids wrap
+    /// around and skip those in use (a restart renumbers nothing, but the log is replayed from
+    /// the ids the head held).
+    fn new_id(&mut self) -> u32 {
+        while self.series.contains_key(&self.next_id) {
+            self.next_id = self.next_id.wrapping_add(1);
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
     fn labels_equal(&self, id: u32, labels: &Labels) -> bool {
-        let stored = &self.series[id as usize].labels;
+        let Some(stored) = self.series.get(&id).map(|s| &s.labels) else { return false };
         stored.len() == labels.len()
             && stored
                 .iter()
@@ -365,7 +446,7 @@ impl Head {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);
         }
-        let s = &mut self.series[id as usize];
+        let s = self.series.get_mut(&id).ok_or(AppendError::UnknownSeries)?;
         if t < s.last_t {
             return Err(AppendError::OutOfOrder);
         }
@@ -378,10 +459,17 @@ impl Head {
         Ok(())
     }
 
-    /// The labels of series `id`.
-    pub fn labels(&self, id: u32) -> Labels {
+    /// The labels of series `id`, if the head holds it.
+    pub fn labels(&self, id: u32) -> Option<Labels> {
         // Stored in the order they were given, which is a Labels' sorted order.
-        self.symbols.labels(&self.series[id as usize].labels)
+        self.series.get(&id).map(|s| self.symbols.labels(&s.labels))
+    }
+
+    /// Ids of every series held, in increasing order.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.series.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
@@ -390,7 +478,7 @@ impl Head {
         self.postings
             .select(&self.symbols, matchers)
             .iter()
-            .filter(|&id| self.series[id as usize].overlaps(mint, maxt))
+            .filter(|id| self.series.get(id).is_some_and(|s| s.overlaps(mint, maxt)))
             .collect()
     }
 
@@ -399,17 +487,18 @@ impl Head {
         let mint = mint.max(self.min_valid);
         self.matching_ids(matchers, mint, maxt)
             .iter()
-            .map(|id| {
+            .filter_map(|id| {
+                let s = self.series.get(&id)?;
                 let mut samples = Vec::new();
-                self.series[id as usize].samples_in(&self.store, mint, maxt, &mut samples);
-                SeriesSamples { labels: self.labels(id), samples }
+                s.samples_in(&self.store, mint, maxt, &mut samples);
+                Some(SeriesSamples { labels: self.symbols.labels(&s.labels), samples })
             })
             .collect()
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.matching_ids(matchers, mint, maxt).iter().map(|id| self.labels(id)).collect()
+        self.matching_ids(matchers, mint, maxt).iter().filter_map(|id| self.labels(id)).collect()
     }
 
     /// Label names present on matching series in `[mint, maxt]`.
@@ -438,7 +527,7 @@ impl Head {
     /// it had none or does not exist.
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
-        self.series.get_mut(id as usize).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
+        self.series.get_mut(&id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
     }
 
     /// Every label name and value the head has seen.
@@ -449,24 +538,23 @@ impl Head {
     /// Ids of the series with samples in `[mint, maxt)`, in label order (a block's order).
     pub fn ids_in_label_order(&self, mint: i64, maxt: i64) -> Vec<u32> {
         let mut ids: Vec<u32> =
-            (0..self.series.len() as u32).filter(|&id| self.series[id as usize].overlaps(mint, maxt - 1)).collect();
-        let strings = |id: u32| {
-            self.series[id as usize].labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v)))
-        };
+            self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(&id, _)| id).collect();
+        let strings =
+            |id: u32| self.series[&id].labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v)));
         ids.sort_unstable_by(|&a, &b| strings(a).cmp(strings(b)));
         ids
     }
 
-    /// Series `id`'s chunks of `[mint, maxt)`, for a block.
+    /// Series `id`'s chunks of `[mint, maxt)`, for a block (none if the head does not hold it).
     pub fn block_chunks(&self, id: u32, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
-        self.series[id as usize].block_chunks(&self.store, mint, maxt)
+        self.series.get(&id).map_or_else(Vec::new, |s| s.block_chunks(&self.store, mint, maxt))
     }
 
-    /// Series `id` as a snapshot keeps it.
-    pub fn snapshot_series(&self, id: u32) -> SeriesSnapshot {
-        let s = &self.series[id as usize];
-        SeriesSnapshot {
-            labels: self.labels(id),
+    /// Series `id` as a snapshot keeps it, if the head holds it.
+    pub fn snapshot_series(&self, id: u32) -> Option<SeriesSnapshot> {
+        let s = self.series.get(&id)?;
+        Some(SeriesSnapshot {
+            labels: self.symbols.labels(&s.labels),
             sealed: s
                 .sealed
                 .iter()
@@ -475,21 +563,21 @@ impl Head {
             open: s.open.state(),
             last_t: s.last_t,
             last_v: s.last_v,
-        }
+        })
     }
 
-    /// Brings back a series from its snapshot and returns its id; a series the head already
-    /// holds keeps its own data. None if the open chunk's state is invalid, or if its bytes do
+    /// Brings back a series from its snapshot, under the id `wanted` if it is free, and returns
+    /// its id; a series the head already holds keeps its own data. None if the open chunk's state is invalid, or if its bytes do
     /// not decode to the at most [`CHUNK_SAMPLES`] samples it claims (a damaged snapshot): the
     /// head's chunks always hold what they say, so sealing one always has samples to pack.
-    pub fn restore_series(&mut self, snapshot: SeriesSnapshot) -> Option<u32> {
+    pub fn restore_series(&mut self, wanted: u32, snapshot: SeriesSnapshot) -> Option<u32> {
         let open = XorChunk::from_state(snapshot.open)?;
         if open.len() > CHUNK_SAMPLES || open.iter().count() != open.len() {
             return None;
         }
-        let (id, created) = self.get_or_create(&snapshot.labels);
+        let (id, created) = self.get_or_create_as(&snapshot.labels, Some(wanted));
         if created {
-            let s = &mut self.series[id as usize];
+            let s = self.series.get_mut(&id)?;
             for c in &snapshot.sealed {
                 s.add_sealed(&mut self.store, c.min_t, c.max_t, &c.bytes);
             }
@@ -501,18 +589,18 @@ impl Head {
 
     /// The newest sample time held, if any.
     pub fn max_time(&self) -> Option<i64> {
-        self.series.iter().filter_map(MemSeries::max_time).max()
+        self.series.values().filter_map(MemSeries::max_time).max()
     }
 
     /// The oldest sample time held, if any.
     pub fn min_time(&self) -> Option<i64> {
-        self.series.iter().filter_map(MemSeries::min_time).min()
+        self.series.values().filter_map(MemSeries::min_time).min()
     }
 
     /// The oldest and newest sample times queries can see (none before `min_valid`), in one
     /// pass over the series; None if the head is empty.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let (min, max) = self.series.iter().fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), s| {
+        let (min, max) = self.series.values().fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), s| {
             (lo.into_iter().chain(s.min_time()).min(), hi.max(s.max_time()))
         });
         Some((min?.max(self.min_valid), max?))
@@ -520,7 +608,7 @@ impl Head {
 
     /// Chunks held, open and sealed.
     pub fn num_chunks(&self) -> usize {
-        self.series.iter().map(MemSeries::num_chunks).sum()
+        self.series.values().map(MemSeries::num_chunks).sum()
     }
 
     /// Counts of series, chunks and label pairs, and the time range held.
@@ -536,20 +624,46 @@ impl Head {
         stats
     }
 
-    /// Drops every chunk that ends before `t` (retention, or data now in a block). Series stay
-    /// indexed, and appends continue after their last sample.
-    pub fn truncate_before(&mut self, t: i64) -> usize {
-        let mut dropped = 0;
-        for s in &mut self.series {
+    /// Drops every chunk that ends before `t` (retention, or data now in a block), then
+    /// forgets the series left without samples ([`Head::forget_empty_series`]). Series that
+    /// keep samples stay, and appends continue after their last sample.
+    pub fn truncate_before(&mut self, t: i64) -> Truncated {
+        let mut chunks = 0;
+        for s in self.series.values_mut() {
             let before = s.num_chunks();
             s.sealed.retain(|c| c.max_t >= t);
             if !s.open.is_empty() && s.open.max_time() < t {
                 s.open = XorChunk::new();
             }
-            dropped += before - s.num_chunks();
+            chunks += before - s.num_chunks();
         }
         self.store.release_before(t);
-        dropped
+        Truncated { chunks, series: self.forget_empty_series() }
+    }
+
+    /// Forgets every series that holds no sample: its id, its postings, its label strings no
+    /// other series uses. Returns how many went.
+    pub fn forget_empty_series(&mut self) -> usize {
+        let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(&id, _)| id).collect();
+        for &id in &empty {
+            let Some(s) = self.series.remove(&id) else { continue };
+            self.postings.remove(id, &s.labels);
+            let hash = self.symbols.labels(&s.labels).hash();
+            if let Some(ids) = self.by_hash.get_mut(&hash) {
+                ids.retain(|&other| other != id);
+                if ids.is_empty() {
+                    self.by_hash.remove(&hash);
+                }
+            }
+            for &(name, value) in s.labels.iter() {
+                self.symbols.release(name);
+                self.symbols.release(value);
+            }
+        }
+        if self.series.capacity() > 2 * self.series.len() + 1024 {
+            self.series.shrink_to_fit();
+        }
+        empty.len()
     }
 }
 
@@ -620,8 +734,40 @@ mod tests {
         assert_eq!(s.first().unwrap().t, 101_000);
         assert_eq!(s.last().unwrap().t, 400_000);
         assert_eq!(s.len(), 300);
-        assert_eq!(h.truncate_before(500_000), 4);
+        assert_eq!(h.truncate_before(500_000), Truncated { chunks: 4, series: 0 });
         assert_eq!(h.select(&[], 0, 1_000_000)[0].samples.first().unwrap().t, 480_000);
+    }
+
+    #[test]
+    fn series_left_without_samples_are_forgotten_and_their_ids_never_come_back() {
+        let mut h = Head::with_block_range(10_000);
+        let pod =
+            |gen: usize, i: usize| Labels::from_pairs([("__name__", "up".to_string()), ("pod", format!("g{gen}-{i}"))]);
+        let mut first = Vec::new();
+        for i in 0..100 {
+            let (id, _) = h.get_or_create(&pod(0, i));
+            h.append(id, 1_000, 1.0).unwrap();
+            first.push(id);
+        }
+        let strings = h.symbols().count();
+        for gen in 1..=5 {
+            for i in 0..100 {
+                let (id, created) = h.get_or_create(&pod(gen, i));
+                assert!(created);
+                h.append(id, gen as i64 * 20_000, 1.0).unwrap();
+            }
+            // The previous generation's samples move to a block: it is forgotten.
+            h.set_min_valid(gen as i64 * 20_000);
+            assert_eq!(h.truncate_before(gen as i64 * 20_000), Truncated { chunks: 100, series: 100 });
+            assert_eq!(h.num_series(), 100);
+        }
+        assert_eq!(h.symbols().count(), strings, "the churned pods' names were freed");
+        assert_eq!(h.stats().pairs["pod"].len(), 100);
+        assert_eq!(h.series(&[], i64::MIN, i64::MAX).len(), 100);
+        assert_eq!(h.append(first[0], 200_000, 1.0), Err(AppendError::UnknownSeries));
+        let (again, created) = h.get_or_create(&pod(0, 0));
+        assert!(created && !first.contains(&again), "a returning series gets a new id");
+        assert_eq!(h.labels(first[0]), None);
     }
 
     #[test]
@@ -633,14 +779,14 @@ mod tests {
         for i in 0..10 {
             h.append(id, i * 1000, i as f64).unwrap();
         }
-        let good = h.snapshot_series(id);
+        let good = h.snapshot_series(id).unwrap();
         let short = XorState { bytes: good.open.bytes[..15].to_vec(), free: 0, count: 1, ..good.open.clone() };
         let too_many = XorState { count: CHUNK_SAMPLES as u16 + 1, ..good.open.clone() };
         let mut restored = Head::new();
         for open in [short, too_many] {
-            assert_eq!(restored.restore_series(SeriesSnapshot { open, ..good.clone() }), None);
+            assert_eq!(restored.restore_series(0, SeriesSnapshot { open, ..good.clone() }), None);
         }
-        assert_eq!(restored.restore_series(good), Some(0));
+        assert_eq!(restored.restore_series(0, good), Some(0));
         for i in 10..200 {
             restored.append(0, i * 1000, i as f64).unwrap();
         }

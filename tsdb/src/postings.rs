@@ -29,6 +29,23 @@ impl Postings {
         }
     }
 
+    /// Removes `series` (which carries `labels`) from the index; pairs left with no series go.
+    pub fn remove(&mut self, series: u32, labels: &[(u32, u32)]) {
+        self.all.remove(series);
+        for &(name, value) in labels {
+            let Some(values) = self.by_name.get_mut(&name) else { continue };
+            if let Some(ids) = values.get_mut(&value) {
+                ids.remove(series);
+                if ids.is_empty() {
+                    values.remove(&value);
+                }
+            }
+            if values.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+
     /// Adds a whole postings list for one pair (an index read from disk).
     pub fn insert(&mut self, name: u32, value: u32, series: RoaringBitmap) {
         self.all |= &series;
@@ -152,5 +169,19 @@ mod tests {
         assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Equal, "x")]), Vec::<u32>::new());
         assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Regex, ".*")]), vec![0, 1, 2, 3]);
         assert_eq!(ids(&p, &s, &[m("job", MatchOp::Equal, "never-interned")]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_removed_series_leaves_no_trace() {
+        let (s, mut p) = index(&[&[("__name__", "up"), ("job", "api")], &[("__name__", "up"), ("job", "web")]]);
+        let web = [
+            (s.lookup("__name__").unwrap(), s.lookup("up").unwrap()),
+            (s.lookup("job").unwrap(), s.lookup("web").unwrap()),
+        ];
+        p.remove(1, &web);
+        assert_eq!(p.all().iter().collect::<Vec<_>>(), vec![0]);
+        let pairs: Vec<_> = p.pair_counts().map(|(n, v, c)| (s.resolve(n), s.resolve(v), c)).collect();
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        assert!(pairs.iter().all(|&(_, v, c)| v != "web" && c == 1));
     }
 }

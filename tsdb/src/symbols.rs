@@ -1,7 +1,9 @@
 //! String interning for label names and values.
 //!
 //! A head stores each distinct string once and refers to it by a `u32` id, so a million series
-//! that share `job="node"` pay for that string once. Ids are dense and never reused.
+//! that share `job="node"` pay for that string once. Each string counts the series that use
+//! it; when the head forgets the last of them the string is freed and its id may be handed out
+//! again (nothing outside the head holds symbol ids).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -12,39 +14,64 @@ use pyrite_core::labels::{Label, Labels};
 #[derive(Debug, Default)]
 pub struct Symbols {
     ids: HashMap<Rc<str>, u32>,
-    strings: Vec<Rc<str>>,
+    /// By id: the string and how many references the head holds to it; None when freed.
+    strings: Vec<Option<(Rc<str>, u32)>>,
+    free: Vec<u32>,
 }
 
 impl Symbols {
-    /// The id of `s`, interning it if new.
+    /// The id of `s`, interning it if new, with one more reference.
     pub fn intern(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
+            if let Some((_, refs)) = &mut self.strings[id as usize] {
+                *refs += 1;
+            }
             return id;
         }
-        let id = self.strings.len() as u32;
         let rc: Rc<str> = Rc::from(s);
-        self.strings.push(rc.clone());
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = Some((rc.clone(), 1));
+                id
+            }
+            None => {
+                self.strings.push(Some((rc.clone(), 1)));
+                (self.strings.len() - 1) as u32
+            }
+        };
         self.ids.insert(rc, id);
         id
     }
 
-    /// The id of `s` if it was ever interned.
+    /// Drops one reference to `id`, freeing the string when it was the last.
+    pub fn release(&mut self, id: u32) {
+        let Some(slot) = self.strings.get_mut(id as usize) else { return };
+        let Some((s, refs)) = slot else { return };
+        *refs -= 1;
+        if *refs == 0 {
+            self.ids.remove(s);
+            *slot = None;
+            self.free.push(id);
+        }
+    }
+
+    /// The id of `s` if it is interned.
     pub fn lookup(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()
     }
 
     /// Number of strings interned.
     pub fn len(&self) -> usize {
-        self.strings.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
+        self.ids.is_empty()
     }
 
-    /// Every string, in id order.
+    /// Every string interned, in id order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.strings.iter().map(|s| &**s)
+        self.strings.iter().flatten().map(|(s, _)| &**s)
     }
 
     /// The label set behind `(name, value)` id pairs stored in label order.
@@ -57,9 +84,9 @@ impl Symbols {
         )
     }
 
-    /// The string behind an id handed out by this table.
+    /// The string behind an id handed out by this table and not released since.
     pub fn resolve(&self, id: u32) -> &str {
-        &self.strings[id as usize]
+        self.strings[id as usize].as_ref().map_or("", |(s, _)| s)
     }
 }
 
@@ -76,5 +103,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(s.resolve(b), "node");
         assert_eq!(s.lookup("nope"), None);
+    }
+
+    #[test]
+    fn a_string_is_freed_with_its_last_reference_and_its_id_reused() {
+        let mut s = Symbols::default();
+        let a = s.intern("pod-1");
+        s.intern("pod-1");
+        s.release(a);
+        assert_eq!(s.lookup("pod-1"), Some(a), "one reference is left");
+        s.release(a);
+        assert_eq!((s.lookup("pod-1"), s.len(), s.iter().count()), (None, 0, 0));
+        assert_eq!(s.intern("pod-2"), a, "the freed id is handed out again");
+        assert_eq!(s.resolve(a), "pod-2");
     }
 }

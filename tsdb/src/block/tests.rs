@@ -39,7 +39,7 @@ fn head() -> Head {
 fn cut(head: &Head, dir: &std::path::Path, mint: i64, maxt: i64) -> Block {
     let mut w = BlockWriter::create(dir, new_ulid(maxt), head.symbols()).unwrap();
     for id in head.ids_in_label_order(mint, maxt) {
-        w.add(head.labels(id), &head.block_chunks(id, mint, maxt)).unwrap();
+        w.add(head.labels(id).unwrap(), &head.block_chunks(id, mint, maxt)).unwrap();
     }
     let (meta, path) = w.finish(mint, maxt, Compaction { level: 1, sources: vec![], parents: vec![] }).unwrap();
     assert_eq!(meta.stats.num_series, 20);
@@ -155,7 +155,7 @@ fn an_unfinished_block_leaves_no_directory_behind() {
     let head = head();
     let mut w = BlockWriter::create(&dir, new_ulid(0), head.symbols()).unwrap();
     let id = head.ids_in_label_order(0, H)[0];
-    w.add(head.labels(id), &head.block_chunks(id, 0, H)).unwrap();
+    w.add(head.labels(id).unwrap(), &head.block_chunks(id, 0, H)).unwrap();
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "the .tmp directory while writing");
     drop(w);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "a dropped writer removes it");

@@ -10,6 +10,10 @@
 //!   bytes lost. Writing then continues in a fresh segment.
 //! * When retention no longer needs the oldest segments, a checkpoint of every series the head
 //!   holds is written (samples stay in the newer segments) and the old segments are deleted.
+//!   Series the head has forgotten are not in it; their samples left in newer segments are
+//!   older than the head's `min_valid` and are skipped at replay.
+//! * Series ids in records are the head's ids, and a replay creates each series under the id
+//!   its record names, so the ids a restarted head logs mean what earlier segments said.
 //! * At shutdown the whole head is written as a snapshot (chunks records) covering every
 //!   segment so far, which are then deleted: the next start loads chunks instead of replaying
 //!   samples. A replay loads the snapshot, then a newer checkpoint, then the segments after.
@@ -18,7 +22,7 @@
 
 pub mod record;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -26,9 +30,6 @@ use std::path::{Path, PathBuf};
 use crate::head::Head;
 use pyrite_core::labels::Labels;
 use record::{encode_chunks, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record};
-
-/// Series ids a replay accepts: far beyond any real shard, and a bound on the id map's size.
-const MAX_SERIES_ID: u32 = 1 << 28;
 
 /// How the log is written.
 #[derive(Debug, Clone, Copy)]
@@ -125,20 +126,12 @@ fn write_durably(dir: &Path, name: &str, write: impl FnOnce(&mut File) -> io::Re
 /// Applies replayed records to the head, mapping the log's series ids onto the head's.
 struct Replayer<'a> {
     head: &'a mut Head,
-    ids: Vec<u32>,
+    /// The log's series ids to the head's (the same unless two ids name one label set).
+    ids: HashMap<u32, u32>,
     stats: Replayed,
 }
 
 impl Replayer<'_> {
-    /// Records that the log's series `wal_id` is the head's `id`.
-    fn map(&mut self, wal_id: u32, id: u32) {
-        let slot = wal_id as usize;
-        if self.ids.len() <= slot {
-            self.ids.resize(slot + 1, u32::MAX);
-        }
-        self.ids[slot] = id;
-    }
-
     /// Replays one file; returns its newest sample time, the length of its intact prefix, and
     /// whether it ends in a torn frame.
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
@@ -157,11 +150,9 @@ impl Replayer<'_> {
         match record {
             Record::Series(series) => {
                 for (wal_id, labels) in series {
-                    if wal_id >= MAX_SERIES_ID {
-                        continue;
-                    }
-                    let (id, _) = self.head.get_or_create(&labels);
-                    self.map(wal_id, id);
+                    let (id, _) = self.head.get_or_create_as(&labels, Some(wal_id));
+                    self.head.reserve_ids_through(wal_id);
+                    self.ids.insert(wal_id, id);
                     self.stats.series += 1;
                 }
             }
@@ -169,35 +160,38 @@ impl Replayer<'_> {
                 for (wal_id, snapshot) in series {
                     let samples = snapshot.num_samples();
                     let newest_here = snapshot.max_time();
-                    match self.head.restore_series(snapshot) {
-                        Some(id) if wal_id < MAX_SERIES_ID => {
-                            self.map(wal_id, id);
+                    self.head.reserve_ids_through(wal_id);
+                    match self.head.restore_series(wal_id, snapshot) {
+                        Some(id) => {
+                            self.ids.insert(wal_id, id);
                             self.stats.series += 1;
                             self.stats.samples += samples;
                             *newest = (*newest).max(newest_here);
                         }
-                        _ => self.stats.orphaned += samples,
+                        None => self.stats.orphaned += samples,
                     }
                 }
             }
             Record::Tombstones(deleted) => {
                 for (wal_id, mint, maxt) in deleted {
-                    if let Some(&id) = self.ids.get(wal_id as usize).filter(|&&id| id != u32::MAX) {
+                    if let Some(&id) = self.ids.get(&wal_id) {
                         self.head.delete_series(id, mint, maxt);
                     }
                 }
             }
             Record::Samples(samples) => {
                 for (wal_id, t, v) in samples {
-                    match self.ids.get(wal_id as usize) {
-                        Some(&id) if id != u32::MAX => {
+                    match self.ids.get(&wal_id) {
+                        Some(&id) => {
                             // A sample the head refuses was refused when it was written too.
                             if self.head.append(id, t, v).is_ok() {
                                 self.stats.samples += 1;
                             }
                             *newest = (*newest).max(Some(t));
                         }
-                        _ => self.stats.orphaned += 1,
+                        // A forgotten series' sample, already in a block.
+                        None if t < self.head.min_valid() => {}
+                        None => self.stats.orphaned += 1,
                     }
                 }
             }
@@ -220,7 +214,7 @@ impl Wal {
         let segments = listing.segments;
         let checkpoint = listing.checkpoints.into_iter().max();
         let snapshot = listing.snapshots.into_iter().max();
-        let mut replayer = Replayer { head, ids: Vec::new(), stats: Replayed::default() };
+        let mut replayer = Replayer { head, ids: HashMap::new(), stats: Replayed::default() };
         // The snapshot holds the head as it was; a newer checkpoint adds the series of the
         // segments after it. Replay continues after whichever is newer.
         let snapshot = match snapshot {
@@ -370,7 +364,7 @@ impl Wal {
             self.finished.iter().take_while(|(_, newest)| newest.is_none_or(|t| t < cutoff)).map(|(&i, _)| i).collect();
         let Some(&last) = old.last() else { return Ok(0) };
         let mut buf = Vec::new();
-        let labels: Vec<(u32, Labels)> = (0..head.num_series() as u32).map(|id| (id, head.labels(id))).collect();
+        let labels: Vec<(u32, Labels)> = head.ids().into_iter().filter_map(|id| Some((id, head.labels(id)?))).collect();
         encode_series(&mut buf, labels.iter().map(|(id, l)| (*id, l)), self.options.compress);
         write_durably(&self.dir, &checkpoint_name(last), |f| f.write_all(&buf))?;
         self.remove_covered(last, false)?;
@@ -410,10 +404,10 @@ impl Wal {
         write_durably(&self.dir, &snapshot_name(covered), |file| {
             let mut out = io::BufWriter::with_capacity(1 << 20, file);
             let mut buf = Vec::new();
-            let ids: Vec<u32> = (0..head.num_series() as u32).collect();
-            for batch in ids.chunks(10_000) {
+            for batch in head.ids().chunks(10_000) {
                 buf.clear();
-                encode_chunks(&mut buf, batch.iter().map(|&id| (id, head.snapshot_series(id))), compress);
+                let series = batch.iter().filter_map(|&id| Some((id, head.snapshot_series(id)?)));
+                encode_chunks(&mut buf, series, compress);
                 out.write_all(&buf)?;
             }
             out.flush()
