@@ -21,6 +21,7 @@ pub struct Metrics {
     pub out_of_bounds: Family<Labels, Counter>,
     pub too_far_in_future: Family<Labels, Counter>,
     pub head_series: Family<Labels, Gauge>,
+    pub head_series_removed: Family<Labels, Counter>,
     pub head_chunks: Family<Labels, Gauge>,
     pub wal_write_failures: Family<Labels, Counter>,
     pub wal_corruptions: Family<Labels, Counter>,
@@ -63,6 +64,7 @@ impl Metrics {
             out_of_bounds: Family::default(),
             too_far_in_future: Family::default(),
             head_series: Family::default(),
+            head_series_removed: Family::default(),
             head_chunks: Family::default(),
             wal_write_failures: Family::default(),
             wal_corruptions: Family::default(),
@@ -117,6 +119,11 @@ impl Metrics {
             m.too_far_in_future.clone(),
         );
         registry.register("head_series", "Series in the head, per shard", m.head_series.clone());
+        registry.register(
+            "head_series_removed",
+            "Series the head forgot because all their samples moved to blocks or past retention, per shard",
+            m.head_series_removed.clone(),
+        );
         registry.register("head_chunks", "Chunks in the head, per shard (updated every minute)", m.head_chunks.clone());
         registry.register(
             "wal_write_failures",

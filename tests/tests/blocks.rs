@@ -343,3 +343,83 @@ fn an_admin_snapshot_holds_every_block_and_the_head_as_one_more() {
         http_post_form(&format!("{}/api/v1/admin/tsdb/snapshot", p.url), &[("skip_head", "maybe")]).unwrap();
     assert_eq!(status, 400, "{body}");
 }
+
+/// Series in the heads of every shard.
+fn head_series(p: &Pyrite) -> u64 {
+    p.data("/api/v1/status/tsdb")["headStats"]["numSeries"].as_u64().expect("numSeries")
+}
+
+#[test]
+fn churned_series_leave_the_head_when_their_data_is_in_blocks_and_stay_gone_across_restarts() {
+    const GENERATIONS: i64 = 12;
+    const PODS: usize = 100;
+    let dir = TempDir::new("blocks-churn");
+    let data = dir.0.join("data");
+    let t0 = (now_ms() - 600_000) / 1000 * 1000;
+    let mut p = start(&data, &[]);
+    // Every 2 s block range, the pods of a deployment are replaced; ten steady series stay.
+    for gen in 0..GENERATIONS {
+        let samples: Vec<Sample> = (0..10).map(|k| Sample { t: t0 + gen * 2000 + k * 200, v: k as f64 }).collect();
+        let pods =
+            (0..PODS).map(|i| Labels::from_pairs([("__name__", "pod_up".to_string()), ("pod", format!("{gen}-{i}"))]));
+        let steady = (0..10).map(|i| Labels::from_pairs([("__name__", "steady".to_string()), ("i", i.to_string())]));
+        let series: Vec<WriteSeries> =
+            pods.chain(steady).map(|labels| WriteSeries { labels, samples: samples.clone() }).collect();
+        let (status, body) = p.remote_write(encode_write_request(&series));
+        assert_eq!(status, 204, "{body}");
+    }
+    // The head keeps at most the newest one and a half ranges: two generations of pods.
+    let live = 10 + 2 * PODS as u64;
+    let settled = eventually(Duration::from_secs(30), || (head_series(&p) <= live).then_some(()));
+    assert!(settled.is_some(), "the head still holds {} series, more than {live}", head_series(&p));
+    assert!(p.metric("pyrite_head_series_removed_total") >= (10 * PODS) as f64);
+    let at = (t0 + GENERATIONS * 2000) as f64 / 1000.0;
+    let every_pod = "count(count_over_time(pod_up[1h]))";
+    assert_eq!(p.query(every_pod, Some(at))[0]["value"][1], "1200", "blocks still hold every generation");
+    let held = head_series(&p);
+
+    // A clean restart (head snapshot) and a crash (checkpoint and log) bring back the same.
+    p.process.signal(libc::SIGTERM);
+    assert!(p.process.wait_exit(Duration::from_secs(30)).0.success());
+    let p = start(&data, &[]);
+    assert_eq!(head_series(&p), held, "after a clean restart");
+    p.process.signal(libc::SIGKILL);
+    drop(p);
+    let p = start(&data, &[]);
+    assert_eq!(head_series(&p), held, "after a crash");
+    assert_eq!(p.query(every_pod, Some(at))[0]["value"][1], "1200");
+    assert_eq!(p.query("count_over_time(steady{i=\"3\"}[1h])", Some(at))[0]["value"][1], "120");
+}
+
+#[test]
+fn a_scraped_series_the_head_forgot_between_scrapes_is_resolved_again_and_loses_no_sample() {
+    let target = pyrite_tests::fake_target(Some(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\ngauge_x 1.5\n",
+    ));
+    let dir = TempDir::new("blocks-forgotten");
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        data_dir: Some(dir.0.join("data")),
+        config: Some(format!(
+            "scrape_configs:\n  - job_name: slow\n    scrape_interval: 5s\n    static_configs:\n      - targets: ['{target}']\n"
+        )),
+        extra_args: vec!["--storage.tsdb.min-block-duration=2s".into()],
+        ..Default::default()
+    });
+    // A series written every 200 ms moves the head on, so that every 2 s block range is cut
+    // and the scraped series, one sample every 5 s, is forgotten between its scrapes.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(22) {
+        let clock = vec![WriteSeries {
+            labels: Labels::from_pairs([("__name__", "clock")]),
+            samples: vec![Sample { t: now_ms(), v: 1.0 }],
+        }];
+        assert_eq!(p.remote_write(encode_write_request(&clock)).0, 204);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(p.metric("pyrite_head_series_removed_total") > 0.0, "the scraped series was never forgotten");
+    let scrapes = p.query("count_over_time(up{job=\"slow\"}[1m])", None);
+    let stored = p.query("count_over_time(gauge_x[1m])", None);
+    assert!(scrapes[0]["value"][1].as_str().unwrap().parse::<u32>().unwrap() >= 4, "{scrapes}");
+    assert_eq!(stored[0]["value"][1], scrapes[0]["value"][1], "every scrape's sample is stored");
+}

@@ -53,6 +53,9 @@ struct CacheEntry {
     explicit_timestamp: bool,
 }
 
+/// Samples `(id, t, v)` a shard refused because it no longer knows their series' ids.
+pub type UnknownSamples = Vec<(u32, i64, f64)>;
+
 /// What one shard must append for one scrape.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ShardBatch {
@@ -375,6 +378,38 @@ impl TargetIngest {
         }
     }
 
+    /// The batches that send again, as new series, samples their owner shards refused because
+    /// they no longer know the ids (`unknown`: per shard, the refused `(id, t, v)`): a shard
+    /// forgets a series once all its samples have moved to blocks, which a target scraped
+    /// less often than the head's span (or exposing old timestamps) can outlive. Their cache
+    /// entries go; the shards' answers record the new ids through [`TargetIngest::resolve`].
+    pub fn reresolve(&mut self, unknown: &[(usize, UnknownSamples)]) -> Ingest {
+        let mut out = self.empty_ingest();
+        for (shard, refused) in unknown {
+            let samples: HashMap<u32, (i64, f64)> = refused.iter().map(|&(id, t, v)| (id, (t, v))).collect();
+            let forgotten: Vec<(Box<str>, u32, bool)> = self
+                .cache
+                .iter()
+                .filter_map(|(key, e)| {
+                    let s = e.series.filter(|s| s.shard == *shard && samples.contains_key(&s.id))?;
+                    Some((key.clone(), s.id, e.explicit_timestamp))
+                })
+                .collect();
+            for (key, id, explicit_timestamp) in forgotten {
+                self.cache.remove(&key);
+                // The key parsed and passed relabeling when it was first seen.
+                let Ok(labels) = parse_series(&key) else { continue };
+                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
+                    continue;
+                };
+                let (t, v) = samples[&id];
+                out.batches[*shard].new.push((labels, t, v));
+                out.pending[*shard].push(Some(PendingKey { key, explicit_timestamp }));
+            }
+        }
+        out
+    }
+
     /// Adds the report series (`up`, `scrape_duration_seconds`, ...) for this scrape to `ingest`.
     /// The counts come from `ingest` (zero for a failed scrape); with no metric relabeling yet,
     /// the samples after relabeling are the samples scraped.
@@ -446,6 +481,30 @@ mod tests {
         assert_eq!(second.counts.new_series, 0);
         assert_eq!(all_known(&second).len(), 2);
         assert!(second.batches.iter().all(|b| b.new.is_empty()));
+    }
+
+    #[test]
+    fn series_a_shard_forgot_are_sent_again_by_their_labels() {
+        let mut ti = target();
+        scrape(&mut ti, "a 1\nb{x=\"1\"} 2\n", 1000);
+        let second = scrape(&mut ti, "a 3\nb{x=\"1\"} 4\n", 2000);
+        let refused: Vec<(usize, UnknownSamples)> =
+            second.batches.iter().enumerate().map(|(shard, b)| (shard, b.known.clone())).collect();
+        let again = ti.reresolve(&refused);
+        let mut resent: Vec<(String, i64, f64)> = again
+            .batches
+            .iter()
+            .flat_map(|b| b.new.iter().map(|(l, t, v)| (l.metric_name().to_string(), *t, *v)))
+            .collect();
+        resent.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(resent, vec![("a".to_string(), 2000, 3.0), ("b".to_string(), 2000, 4.0)]);
+        assert_eq!(ti.cached_series(), 0, "the forgotten ids left the cache");
+        for (shard, keys) in again.pending.iter().enumerate() {
+            ti.resolve(shard, keys.clone(), &[7, 8][..keys.len()]);
+        }
+        let third = scrape(&mut ti, "a 5\nb{x=\"1\"} 6\n", 3000);
+        assert_eq!(third.counts.new_series, 0, "the new ids are cached");
+        assert!(all_known(&third).iter().all(|&(id, _, _)| id == 7 || id == 8));
     }
 
     #[test]

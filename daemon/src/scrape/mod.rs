@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
-use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest};
+use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest, UnknownSamples};
 
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -100,8 +100,20 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
 }
 
 /// Sends each shard its batch, waits for all answers, and records the ids of new series.
-/// Returns how many samples the shards refused as too far in the future.
+/// Samples a shard refused because it had forgotten their series are sent once more, by
+/// their labels. Returns how many samples the shards refused as too far in the future.
 async fn deliver(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> usize {
+    let (mut too_far_in_future, unknown) = send(ctx, ingest, batches).await;
+    if !unknown.is_empty() {
+        let again = ingest.reresolve(&unknown);
+        too_far_in_future += send(ctx, ingest, again).await.0;
+    }
+    too_far_in_future
+}
+
+/// One round of [`deliver`]: the samples refused as too far in the future, and per shard
+/// those refused for unknown series ids.
+async fn send(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> (usize, Vec<(usize, UnknownSamples)>) {
     let Ingest { batches, pending, .. } = batches;
     let mut waiting = Vec::new();
     for (shard, (batch, keys)) in batches.into_iter().zip(pending).enumerate() {
@@ -111,17 +123,20 @@ async fn deliver(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -
         let rx = ctx.shards.ask(shard, |reply| Request::Append { batch, reply });
         waiting.push((shard, keys, rx));
     }
-    let mut too_far_in_future = 0;
+    let (mut too_far_in_future, mut unknown) = (0, Vec::new());
     for (shard, keys, rx) in waiting {
         match rx.recv_async().await {
             Ok(reply) => {
                 too_far_in_future += reply.too_far_in_future;
                 ingest.resolve(shard, keys, &reply.ids);
+                if !reply.unknown.is_empty() {
+                    unknown.push((shard, reply.unknown));
+                }
             }
             Err(_) => tracing::error!(shard, "shard stopped answering appends"),
         }
     }
-    too_far_in_future
+    (too_far_in_future, unknown)
 }
 
 #[cfg(test)]

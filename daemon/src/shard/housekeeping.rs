@@ -57,7 +57,9 @@ fn cut(index: usize, s: &mut Db, env: &ShardEnv) {
     let now = crate::clock::now_ms();
     match s.cut_blocks(env.block_range, now, now.saturating_sub(env.retention.millis())) {
         Ok(cut) => {
-            for meta in &cut {
+            m.head_series_removed.get_or_create(&shard).inc_by(cut.series_removed as u64);
+            m.head_series.get_or_create(&shard).set(s.head.num_series() as i64);
+            for meta in &cut.blocks {
                 m.compactions.get_or_create(&kind(index, "head")).inc();
                 tracing::info!(
                     shard = index,
@@ -70,7 +72,7 @@ fn cut(index: usize, s: &mut Db, env: &ShardEnv) {
                     "head cut into a block"
                 );
             }
-            if !cut.is_empty() {
+            if !cut.blocks.is_empty() {
                 m.compaction_duration.observe(started.elapsed().as_secs_f64());
             }
         }
@@ -134,6 +136,7 @@ fn retain(index: usize, s: &mut Db, env: &ShardEnv) {
     let cutoff = crate::clock::now_ms() - env.retention.millis();
     match s.apply_retention(cutoff, env.retention_size_per_shard) {
         Ok(r) => {
+            m.head_series_removed.get_or_create(&shard).inc_by(r.series_removed as u64);
             m.time_retentions.get_or_create(&shard).inc_by(r.blocks_by_time as u64);
             m.size_retentions.get_or_create(&shard).inc_by(r.blocks_by_size as u64 + u64::from(r.log_by_size));
             if r.blocks_by_time + r.blocks_by_size > 0 || r.log_by_size {
@@ -152,6 +155,7 @@ fn retain(index: usize, s: &mut Db, env: &ShardEnv) {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
     }
     m.head_chunks.get_or_create(&shard).set(s.head.num_chunks() as i64);
+    m.head_series.get_or_create(&shard).set(s.head.num_series() as i64);
     m.blocks_loaded.get_or_create(&shard).set(s.blocks.list().len() as i64);
     m.blocks_bytes.get_or_create(&shard).set(s.blocks.size() as i64);
 }
