@@ -101,20 +101,26 @@ impl Labels {
 
     /// Stable 64-bit hash of the label set; decides the owning shard.
     pub fn hash(&self) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest()
+        hash_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// The index of the shard that owns this series among `shards`.
     pub fn owner(&self, shards: usize) -> usize {
         (self.hash() % shards.max(1) as u64) as usize
     }
+}
+
+/// [`Labels::hash`] of the label set whose (name, value) pairs, in label order, are `pairs`,
+/// for a store that keeps labels in another form.
+pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (name, value) in pairs {
+        h.update(name.as_bytes());
+        h.update(&[0xff]);
+        h.update(value.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
 }
 
 impl fmt::Display for Labels {

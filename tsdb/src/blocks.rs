@@ -13,7 +13,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::block::{self, Block, BlockError, BlockWriter, Compaction, TMP_SUFFIX};
+use crate::block::{self, Block, BlockError, TMP_SUFFIX};
+use crate::cut::HeadCut;
 use crate::head::Head;
 use pyrite_core::labels::Matcher;
 
@@ -110,13 +111,11 @@ impl Blocks {
         self.list.iter().map(Block::size).sum()
     }
 
-    /// Writes `[mint, maxt)` of the head as a new level-1 block. None if the head has no data
-    /// there.
-    pub fn cut(&mut self, head: &Head, mint: i64, maxt: i64, now_ms: i64) -> Result<Option<&Block>, CutError> {
-        let Some(path) = write_head_block(&self.dir, head, mint, maxt, now_ms)? else { return Ok(None) };
-        self.list.push(Block::open(&path)?);
+    /// Serves the block a head cut wrote at `path`.
+    pub fn add_cut(&mut self, path: &Path) -> Result<(), CutError> {
+        self.list.push(Block::open(path)?);
         self.sort();
-        Ok(self.list.iter().find(|b| b.dir() == path))
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -228,19 +227,9 @@ pub fn write_head_block(
     maxt: i64,
     now_ms: i64,
 ) -> Result<Option<PathBuf>, CutError> {
-    let ids = head.ids_in_label_order(mint, maxt);
-    if ids.is_empty() {
-        return Ok(None);
-    }
-    let ulid = block::new_ulid(now_ms);
-    let mut writer = BlockWriter::create(dir, ulid.clone(), head.symbols())?;
-    for id in ids {
-        if let Some(labels) = head.labels(id) {
-            writer.add(labels, &head.block_chunks(id, mint, maxt))?;
-        }
-    }
-    let (_, path) = writer.finish(mint, maxt, Compaction { level: 1, sources: vec![ulid], parents: vec![] })?;
-    Ok(Some(path))
+    let Some(mut cut) = HeadCut::begin(dir, head, mint, maxt, now_ms)? else { return Ok(None) };
+    cut.write(head, usize::MAX)?;
+    Ok(Some(cut.finish()?.1))
 }
 
 /// Merges the blocks in `inputs` into a new block under `dir`. Opens its own readers, so it

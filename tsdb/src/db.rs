@@ -10,17 +10,18 @@ use std::path::{Path, PathBuf};
 
 use crate::block::{BlockError, BlockMeta};
 use crate::chunk::store::ChunkStore;
-use crate::head::{AppendError, Head};
+use crate::cut::HeadCut;
+use crate::head::{AppendError, Head, Truncated};
 use crate::querier::Querier;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 
 use crate::blocks::{write_head_block, Blocks, CutError, Opened};
-use crate::wal::{Replayed, Wal, WalOptions};
+use crate::wal::{LogWrite, LogWritten, Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
-const MAX_CUTS_PER_PASS: usize = 4;
+pub const MAX_CUTS_PER_PASS: usize = 4;
 
 /// The outcome of an append batch.
 #[derive(Debug, Default)]
@@ -93,6 +94,8 @@ pub struct Db {
     pub head: Head,
     pub blocks: Blocks,
     wal: Wal,
+    /// A head cut is being written.
+    cutting: bool,
     /// Reused between batches: the samples the head accepted, and the series it created.
     accepted: Vec<(u32, i64, f64)>,
     created: Vec<(u32, Labels)>,
@@ -112,7 +115,7 @@ impl Db {
         let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
         // Series the log names whose samples are all in blocks now.
         head.forget_empty_series();
-        Ok((Db { head, blocks, wal, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
+        Ok((Db { head, blocks, wal, cutting: false, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
     }
 
     /// Blocks and head, read as one.
@@ -120,40 +123,105 @@ impl Db {
         Querier { blocks: self.blocks.list(), head: &self.head }
     }
 
-    /// Cuts the head's oldest block range into a block once the head spans one and a half
-    /// ranges (upstream's rule: the newest half range stays for late samples), then lets the
-    /// head and the log drop what the block holds. Returns the blocks written.
-    ///
-    /// Ranges that end before `retention_cutoff` are dropped in one step instead of being
-    /// written as blocks that retention would delete at once, and at most
-    /// [`MAX_CUTS_PER_PASS`] blocks are written per call, so that the shard serves between
-    /// calls: a remote writer's backfill of one sample every two hours over eleven years once cut
-    /// 32,000 blocks on the shard's thread in one go.
+    /// The work the head's oldest data needs, once the head spans more than one and a half
+    /// block ranges (upstream's rule: the newest half range stays for late samples): its oldest
+    /// range written as a block, or dropped in one step if it ends before `retention_cutoff`
+    /// (a block that retention would delete at once; a backfill of one sample every two hours
+    /// over eleven years would otherwise cut 32,000 blocks).
+    pub fn due_cut(&self, range: i64, retention_cutoff: i64) -> Option<Due> {
+        let (min, max) = self.head.time_range()?;
+        // Saturating: the head may hold samples at any i64 time (an old one at i64::MIN).
+        if max.saturating_sub(min) <= range / 2 * 3 {
+            return None;
+        }
+        let start = min.div_euclid(range).saturating_mul(range);
+        let end = start.saturating_add(range);
+        if end <= retention_cutoff {
+            return Some(Due::Drop { before: retention_cutoff.div_euclid(range).saturating_mul(range).max(end) });
+        }
+        Some(Due::Cut { start, end })
+    }
+
+    /// Lets the head's data before `t` go (it is in blocks, or past retention); the series
+    /// left without samples are listed for [`Db::forget_series`].
+    pub fn forget_before(&mut self, t: i64) -> Truncated {
+        self.head.set_min_valid(t);
+        self.head.truncate_before(t)
+    }
+
+    /// Forgets those of `ids` that still have no samples (upstream's head garbage collection);
+    /// returns how many went.
+    pub fn forget_series(&mut self, ids: &[u32]) -> usize {
+        self.head.forget(ids)
+    }
+
+    /// Starts writing `[start, end)` of the head as a block: appends before `end` are refused
+    /// from now on; queries read the range from the head until [`Db::install_cut`]. None if
+    /// the head has no data there.
+    pub fn begin_cut(&mut self, start: i64, end: i64, now_ms: i64) -> Result<Option<HeadCut>, CutError> {
+        self.head.freeze_before(end);
+        let cut = HeadCut::begin(self.blocks.dir(), &self.head, start, end, now_ms)?;
+        self.cutting = cut.is_some();
+        Ok(cut)
+    }
+
+    /// Gives up a cut whose block could not be written; the head keeps the data.
+    pub fn abandon_cut(&mut self) {
+        self.cutting = false;
+    }
+
+    /// Serves the block a cut wrote (if it had data) and lets the head's data before `end` go.
+    pub fn install_cut(&mut self, written: Option<&Path>, end: i64) -> Result<Truncated, CutError> {
+        self.cutting = false;
+        if let Some(path) = written {
+            self.blocks.add_cut(path)?;
+        }
+        Ok(self.forget_before(end))
+    }
+
+    /// A cut or a compaction is writing from the head or the blocks: a deletion must wait.
+    pub fn writing_blocks(&self) -> bool {
+        self.cutting || self.blocks.compacting()
+    }
+
+    /// Starts a checkpoint that lets the log's segments older than `cutoff` go, if any can.
+    pub fn begin_checkpoint(&mut self, cutoff: i64) -> io::Result<Option<LogWrite>> {
+        self.wal.begin_checkpoint(cutoff, &self.head)
+    }
+
+    /// Syncs the log and starts a head snapshot covering it.
+    pub fn begin_snapshot(&mut self) -> io::Result<LogWrite> {
+        self.wal.begin_snapshot(&self.head)
+    }
+
+    /// Takes a written checkpoint or snapshot in place; returns the log segments it let go.
+    pub fn complete_log_write(&mut self, written: LogWritten) -> io::Result<usize> {
+        self.wal.complete(written, &self.head)
+    }
+
+    /// Cuts every block that is due, at most [`MAX_CUTS_PER_PASS`], in one go (a shard does
+    /// the same steps a slice at a time). Returns the blocks written.
     pub fn cut_blocks(&mut self, range: i64, now_ms: i64, retention_cutoff: i64) -> Result<Cut, CutError> {
         let mut cut = Cut::default();
-        while let Some((min, max)) = self.head.time_range() {
-            if cut.blocks.len() == MAX_CUTS_PER_PASS {
-                break;
-            }
-            // Saturating: the head may hold samples at any i64 time (an old one at i64::MIN).
-            if max.saturating_sub(min) <= range / 2 * 3 {
-                break;
-            }
-            let start = min.div_euclid(range).saturating_mul(range);
-            let end = start.saturating_add(range);
-            if end <= retention_cutoff {
-                let kept_from = retention_cutoff.div_euclid(range).saturating_mul(range).max(end);
-                self.head.set_min_valid(kept_from);
-                cut.series_removed += self.head.truncate_before(kept_from).series;
-                self.wal.drop_before(kept_from, &self.head)?;
-                continue;
-            }
-            if let Some(block) = self.blocks.cut(&self.head, start, end, now_ms)? {
-                cut.blocks.push(block.meta().clone());
-            }
-            self.head.set_min_valid(end);
-            cut.series_removed += self.head.truncate_before(end).series;
-            self.wal.drop_before(end, &self.head)?;
+        for _ in 0..MAX_CUTS_PER_PASS {
+            let forgotten = match self.due_cut(range, retention_cutoff) {
+                None => break,
+                Some(Due::Drop { before }) => (self.forget_before(before), before),
+                Some(Due::Cut { start, end }) => {
+                    let written = match self.begin_cut(start, end, now_ms)? {
+                        Some(mut job) => {
+                            job.write(&self.head, usize::MAX)?;
+                            let (meta, path) = job.finish()?;
+                            cut.blocks.push(meta);
+                            Some(path)
+                        }
+                        None => None,
+                    };
+                    (self.install_cut(written.as_deref(), end)?, end)
+                }
+            };
+            cut.series_removed += self.head.forget(&forgotten.0.emptied);
+            self.wal.drop_before(forgotten.1, &self.head)?;
         }
         Ok(cut)
     }
@@ -252,13 +320,13 @@ impl Db {
     /// Syncs the log and writes the head as a snapshot, so that the next start loads it and
     /// replays only what is logged after it.
     pub fn snapshot(&mut self) -> io::Result<()> {
-        self.wal.sync()?;
         self.wal.snapshot(&self.head)
     }
 
     /// Applies retention: blocks entirely older than `cutoff` go, then, while the data on disk
-    /// is over `budget` bytes, the oldest blocks, then the oldest log segments (and the head's
-    /// chunks they held); the head and the log drop what is older than the cutoff.
+    /// is over `budget` bytes, the oldest blocks; the head drops what is older than the cutoff,
+    /// or than the oldest log segments' newest sample if the log alone is over the budget.
+    /// The log's segments before [`Retained::log_cutoff`] can then go (a checkpoint).
     pub fn apply_retention(&mut self, mut cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
         let mut r = Retained { blocks_by_time: self.blocks.delete_before(cutoff)?, ..Retained::default() };
         if let Some(budget) = budget {
@@ -273,8 +341,7 @@ impl Db {
             }
         }
         let truncated = self.head.truncate_before(cutoff);
-        (r.chunks, r.series_removed) = (truncated.chunks, truncated.series);
-        r.segments = self.wal.drop_before(cutoff, &self.head)?;
+        (r.chunks, r.emptied, r.log_cutoff) = (truncated.chunks, truncated.emptied, cutoff);
         Ok(r)
     }
 }
@@ -287,9 +354,19 @@ pub struct Retained {
     /// The log alone was over the size budget: its oldest data went.
     pub log_by_size: bool,
     pub chunks: usize,
-    /// Series the head forgot, left without samples.
-    pub series_removed: usize,
-    pub segments: usize,
+    /// Series left without samples, for [`Db::forget_series`].
+    pub emptied: Vec<u32>,
+    /// The log's segments whose samples are all older than this are no longer needed.
+    pub log_cutoff: i64,
+}
+
+/// What the head's oldest data needs ([`Db::due_cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Write `[start, end)` as a block.
+    Cut { start: i64, end: i64 },
+    /// Let everything before `before` go: it is past retention.
+    Drop { before: i64 },
 }
 
 /// What a pass of [`Db::cut_blocks`] did.

@@ -18,6 +18,9 @@
 //!   A chunk is also sealed where a block boundary (a multiple of the block range) falls, so
 //!   cutting a block takes whole chunks and re-encodes nothing.
 //! * Samples before `min_valid` (the end of the newest block) belong to blocks: appends there
+//!   are refused as out of bounds and queries do not read them from the head. While a block is
+//!   being written from the head, appends are already refused before its end
+//!   ([`Head::freeze_before`]) but queries still read its range here until it is installed.
 //!   are refused as out of bounds and queries do not read them from the head. Samples after
 //!   `max_valid` (set by the shard from its clock) are refused as too far in the future.
 //!
@@ -33,8 +36,8 @@ use super::block::BlockChunk;
 use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
-use super::symbols::Symbols;
-use pyrite_core::labels::{Labels, Matcher};
+use super::symbols::{SymbolTable, Symbols};
+use pyrite_core::labels::{hash_pairs, Labels, Matcher};
 use pyrite_core::value::{Sample, SeriesSamples};
 
 /// Samples per chunk before a new one is cut (as Prometheus).
@@ -80,11 +83,11 @@ impl Hasher for IdHasher {
 type ById<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
 /// What [`Head::truncate_before`] let go.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Truncated {
     pub chunks: usize,
-    /// Series forgotten because they had no samples left.
-    pub series: usize,
+    /// Series left without samples, for [`Head::forget`].
+    pub emptied: Vec<u32>,
 }
 
 /// Default block range: `--storage.tsdb.min-block-duration`'s default, 2h.
@@ -307,6 +310,8 @@ pub struct Head {
     store: ChunkStore,
     block_range: i64,
     min_valid: i64,
+    /// Appends before this are refused: `min_valid`, or the end of a block being cut.
+    append_floor: i64,
     max_valid: i64,
 }
 
@@ -338,6 +343,7 @@ impl Head {
             store,
             block_range: block_range.max(1),
             min_valid: i64::MIN,
+            append_floor: i64::MIN,
             max_valid: i64::MAX,
         }
     }
@@ -350,6 +356,13 @@ impl Head {
     /// Samples before `t` are in blocks from now on (it never moves back).
     pub fn set_min_valid(&mut self, t: i64) {
         self.min_valid = self.min_valid.max(t);
+        self.freeze_before(t);
+    }
+
+    /// Appends before `t` are refused from now on (a block of the data before `t` is being
+    /// written), while queries still read it from the head.
+    pub fn freeze_before(&mut self, t: i64) {
+        self.append_floor = self.append_floor.max(t);
     }
 
     /// Samples before this belong to blocks.
@@ -440,7 +453,7 @@ impl Head {
 
     /// Appends a sample to series `id` (which must come from [`Head::get_or_create`]).
     pub fn append(&mut self, id: u32, t: i64, v: f64) -> Result<(), AppendError> {
-        if t < self.min_valid {
+        if t < self.append_floor {
             return Err(AppendError::OutOfBounds);
         }
         if t > self.max_valid {
@@ -530,19 +543,19 @@ impl Head {
         self.series.get_mut(&id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
     }
 
-    /// Every label name and value the head has seen.
-    pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        self.symbols.iter()
+    /// Ids of the series with samples in `[mint, maxt)`, in no particular order.
+    pub fn ids_overlapping(&self, mint: i64, maxt: i64) -> Vec<u32> {
+        self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(&id, _)| id).collect()
     }
 
-    /// Ids of the series with samples in `[mint, maxt)`, in label order (a block's order).
-    pub fn ids_in_label_order(&self, mint: i64, maxt: i64) -> Vec<u32> {
-        let mut ids: Vec<u32> =
-            self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(&id, _)| id).collect();
-        let strings =
-            |id: u32| self.series[&id].labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v)));
-        ids.sort_unstable_by(|&a, &b| strings(a).cmp(strings(b)));
-        ids
+    /// Series `id`'s labels as (name, value) ids of [`Head::symbol_table`], in label order.
+    pub fn label_ids(&self, id: u32) -> Option<&[(u32, u32)]> {
+        self.series.get(&id).map(|s| &*s.labels)
+    }
+
+    /// The label strings by id, shared, for a block written on another thread.
+    pub fn symbol_table(&self) -> SymbolTable {
+        self.symbols.table()
     }
 
     /// Series `id`'s chunks of `[mint, maxt)`, for a block (none if the head does not hold it).
@@ -624,31 +637,45 @@ impl Head {
         stats
     }
 
-    /// Drops every chunk that ends before `t` (retention, or data now in a block), then
-    /// forgets the series left without samples ([`Head::forget_empty_series`]). Series that
-    /// keep samples stay, and appends continue after their last sample.
+    /// Drops every chunk that ends before `t` (retention, or data now in a block), and lists
+    /// the series left without samples, which [`Head::forget`] then lets go (queries skip
+    /// them meanwhile: they have no samples). Series that keep samples stay, and appends
+    /// continue after their last sample.
     pub fn truncate_before(&mut self, t: i64) -> Truncated {
-        let mut chunks = 0;
-        for s in self.series.values_mut() {
+        let (mut chunks, mut emptied) = (0, Vec::new());
+        for (&id, s) in self.series.iter_mut() {
             let before = s.num_chunks();
             s.sealed.retain(|c| c.max_t >= t);
             if !s.open.is_empty() && s.open.max_time() < t {
                 s.open = XorChunk::new();
             }
             chunks += before - s.num_chunks();
+            if s.num_chunks() == 0 {
+                emptied.push(id);
+            }
         }
         self.store.release_before(t);
-        Truncated { chunks, series: self.forget_empty_series() }
+        Truncated { chunks, emptied }
     }
 
-    /// Forgets every series that holds no sample: its id, its postings, its label strings no
-    /// other series uses. Returns how many went.
+    /// Forgets every series that holds no sample (after a replay). Returns how many went.
     pub fn forget_empty_series(&mut self) -> usize {
         let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(&id, _)| id).collect();
-        for &id in &empty {
+        self.forget(&empty)
+    }
+
+    /// Forgets those of `ids` that still hold no sample: their ids, their postings, their
+    /// label strings no other series uses. Returns how many went.
+    pub fn forget(&mut self, ids: &[u32]) -> usize {
+        let mut forgotten = 0;
+        for &id in ids {
+            if self.series.get(&id).is_none_or(|s| s.num_chunks() > 0) {
+                continue;
+            }
             let Some(s) = self.series.remove(&id) else { continue };
+            forgotten += 1;
             self.postings.remove(id, &s.labels);
-            let hash = self.symbols.labels(&s.labels).hash();
+            let hash = hash_pairs(s.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))));
             if let Some(ids) = self.by_hash.get_mut(&hash) {
                 ids.retain(|&other| other != id);
                 if ids.is_empty() {
@@ -663,7 +690,7 @@ impl Head {
         if self.series.capacity() > 2 * self.series.len() + 1024 {
             self.series.shrink_to_fit();
         }
-        empty.len()
+        forgotten
     }
 }
 
@@ -734,7 +761,7 @@ mod tests {
         assert_eq!(s.first().unwrap().t, 101_000);
         assert_eq!(s.last().unwrap().t, 400_000);
         assert_eq!(s.len(), 300);
-        assert_eq!(h.truncate_before(500_000), Truncated { chunks: 4, series: 0 });
+        assert_eq!(h.truncate_before(500_000), Truncated { chunks: 4, emptied: vec![] });
         assert_eq!(h.select(&[], 0, 1_000_000)[0].samples.first().unwrap().t, 480_000);
     }
 
@@ -749,7 +776,7 @@ mod tests {
             h.append(id, 1_000, 1.0).unwrap();
             first.push(id);
         }
-        let strings = h.symbols().count();
+        let strings = h.symbols.len();
         for gen in 1..=5 {
             for i in 0..100 {
                 let (id, created) = h.get_or_create(&pod(gen, i));
@@ -758,10 +785,12 @@ mod tests {
             }
             // The previous generation's samples move to a block: it is forgotten.
             h.set_min_valid(gen as i64 * 20_000);
-            assert_eq!(h.truncate_before(gen as i64 * 20_000), Truncated { chunks: 100, series: 100 });
+            let truncated = h.truncate_before(gen as i64 * 20_000);
+            assert_eq!((truncated.chunks, truncated.emptied.len()), (100, 100));
+            assert_eq!(h.forget(&truncated.emptied), 100);
             assert_eq!(h.num_series(), 100);
         }
-        assert_eq!(h.symbols().count(), strings, "the churned pods' names were freed");
+        assert_eq!(h.symbols.len(), strings, "the churned pods' names were freed");
         assert_eq!(h.stats().pairs["pod"].len(), 100);
         assert_eq!(h.series(&[], i64::MIN, i64::MAX).len(), 100);
         assert_eq!(h.append(first[0], 200_000, 1.0), Err(AppendError::UnknownSeries));

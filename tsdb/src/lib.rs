@@ -21,6 +21,7 @@
 pub mod block;
 pub mod blocks;
 pub mod chunk;
+pub mod cut;
 pub mod db;
 mod encoding;
 pub mod head;

@@ -6,17 +6,29 @@
 //! again (nothing outside the head holds symbol ids).
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use pyrite_core::labels::{Label, Labels};
 
-/// A per-shard symbol table. Not `Send`: it belongs to one shard thread.
+/// A per-shard symbol table.
 #[derive(Debug, Default)]
 pub struct Symbols {
-    ids: HashMap<Rc<str>, u32>,
+    ids: HashMap<Arc<str>, u32>,
     /// By id: the string and how many references the head holds to it; None when freed.
-    strings: Vec<Option<(Rc<str>, u32)>>,
+    strings: Vec<Option<(Arc<str>, u32)>>,
     free: Vec<u32>,
+}
+
+/// The strings of a [`Symbols`] by id as they were when taken ([`Symbols::table`]): what a
+/// block being written on another thread reads its label strings from.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolTable(Vec<Option<Arc<str>>>);
+
+impl SymbolTable {
+    /// The string behind `id` ("" for an id that was free).
+    pub fn resolve(&self, id: u32) -> &str {
+        self.0.get(id as usize).and_then(Option::as_deref).unwrap_or("")
+    }
 }
 
 impl Symbols {
@@ -28,7 +40,7 @@ impl Symbols {
             }
             return id;
         }
-        let rc: Rc<str> = Rc::from(s);
+        let rc: Arc<str> = Arc::from(s);
         let id = match self.free.pop() {
             Some(id) => {
                 self.strings[id as usize] = Some((rc.clone(), 1));
@@ -69,9 +81,9 @@ impl Symbols {
         self.ids.is_empty()
     }
 
-    /// Every string interned, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.strings.iter().flatten().map(|(s, _)| &**s)
+    /// Every string by id, shared, for readers on other threads.
+    pub fn table(&self) -> SymbolTable {
+        SymbolTable(self.strings.iter().map(|s| s.as_ref().map(|(s, _)| s.clone())).collect())
     }
 
     /// The label set behind `(name, value)` id pairs stored in label order.
@@ -113,7 +125,7 @@ mod tests {
         s.release(a);
         assert_eq!(s.lookup("pod-1"), Some(a), "one reference is left");
         s.release(a);
-        assert_eq!((s.lookup("pod-1"), s.len(), s.iter().count()), (None, 0, 0));
+        assert_eq!((s.lookup("pod-1"), s.len()), (None, 0));
         assert_eq!(s.intern("pod-2"), a, "the freed id is handed out again");
         assert_eq!(s.resolve(a), "pod-2");
     }

@@ -1,7 +1,13 @@
 //! A shard's periodic storage work: cutting the head into blocks, compacting blocks,
-//! retention by time and size, and head snapshots (so that a crash replays only the log
-//! written since the last one). It runs on the shard's thread (the head is not shared), every
-//! minute or every quarter block range if that is shorter.
+//! retention by time and size, log checkpoints, and head snapshots (so that a crash replays
+//! only the log written since the last one). It runs every minute, or every quarter block range
+//! if that is shorter, as a task on the shard's thread (the head is not shared).
+//!
+//! None of it holds the shard for long: what reads the head (a block's chunks, a checkpoint's
+//! labels, a snapshot's series) is written [`SLICE_SERIES`] series at a time, with the shard's
+//! other tasks (appends, scrapes, queries) served between slices; what needs only files (a
+//! block's index, fsyncs, compactions) runs on a thread of its own while the shard waits for it
+//! without blocking.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,8 +16,15 @@ use std::time::{Duration, Instant};
 
 use super::ShardEnv;
 use crate::metrics::shard_label;
+use pyrite_tsdb::block::BlockMeta;
 use pyrite_tsdb::blocks::{compact_paths, CutError};
-use pyrite_tsdb::db::Db;
+use pyrite_tsdb::db::{Db, Due, MAX_CUTS_PER_PASS};
+use pyrite_tsdb::head::Truncated;
+use pyrite_tsdb::wal::LogWrite;
+
+/// Series a slice of a cut, checkpoint or snapshot writes before the shard serves its other
+/// tasks again: a few milliseconds of copying.
+const SLICE_SERIES: usize = 2000;
 
 /// How often housekeeping runs for a block range of `block_range` ms.
 pub fn interval(block_range: i64) -> Duration {
@@ -23,23 +36,57 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     let mut last_snapshot = crate::clock::now_ms();
     loop {
         monoio::time::sleep(interval(env.block_range)).await;
-        cut(index, &mut storage.borrow_mut(), &env);
+        cut(index, &storage, &env).await;
         compact(index, &storage, &env, &ranges).await;
-        let mut s = storage.borrow_mut();
-        retain(index, &mut s, &env);
+        retain(index, &storage, &env).await;
         let now = crate::clock::now_ms();
         if env.head_snapshot_interval.is_some_and(|every| now - last_snapshot >= every) {
-            snapshot(index, &mut s, &env);
+            snapshot(index, &storage, &env).await;
             last_snapshot = now;
         }
     }
 }
 
+/// Lets the shard's other tasks run between two slices of work. A timer rather than a bare
+/// re-wake: monoio fires timers (scrape schedules) only when its run queue empties.
+async fn pause() {
+    monoio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Runs `work` on a thread of its own and waits for it without blocking the shard.
+async fn off_shard<T, E>(name: &str, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<std::io::Error> + Send + 'static,
+{
+    let (tx, rx) = flume::bounded(1);
+    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let _ = tx.send(work());
+    })?;
+    rx.recv_async().await.unwrap_or_else(|_| Err(std::io::Error::other(format!("the {name} thread stopped")).into()))
+}
+
+/// Writes a checkpoint or snapshot a slice at a time, makes it durable off the shard, and
+/// takes it in place.
+async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Result<usize> {
+    while !job.is_written() {
+        job.write(&storage.borrow().head, SLICE_SERIES)?;
+        pause().await;
+    }
+    let written = off_shard("log-sync", move || job.finish()).await?;
+    storage.borrow_mut().complete_log_write(written)
+}
+
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
-fn snapshot(index: usize, s: &mut Db, env: &ShardEnv) {
+async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let started = Instant::now();
-    match s.snapshot() {
-        Ok(()) => {
+    let begun = storage.borrow_mut().begin_snapshot();
+    let result = match begun {
+        Ok(job) => write_log(storage, job).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
             env.metrics.head_snapshots.get_or_create(&shard_label(index)).inc();
             tracing::info!(shard = index, seconds = started.elapsed().as_secs_f64(), "head snapshot written");
         }
@@ -49,62 +96,116 @@ fn snapshot(index: usize, s: &mut Db, env: &ShardEnv) {
     }
 }
 
-/// Cuts the head's oldest range into a block if it is due.
-fn cut(index: usize, s: &mut Db, env: &ShardEnv) {
+/// Lets the log's segments older than `cutoff` go, after a checkpoint of the head's series.
+async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) {
+    let begun = storage.borrow_mut().begin_checkpoint(cutoff);
+    let result = match begun {
+        Ok(Some(job)) => write_log(storage, job).await,
+        Ok(None) => Ok(0),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(shard = index, error = %e, "cannot checkpoint the write-ahead log; its old segments stay");
+    }
+}
+
+/// Forgets the series among `ids` still without samples, a slice at a time; returns how many.
+async fn forget(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ids: &[u32]) -> usize {
+    let mut forgotten = 0;
+    for slice in ids.chunks(SLICE_SERIES) {
+        forgotten += storage.borrow_mut().forget_series(slice);
+        pause().await;
+    }
+    let shard = shard_label(index);
+    env.metrics.head_series_removed.get_or_create(&shard).inc_by(forgotten as u64);
+    env.metrics.head_series.get_or_create(&shard).set(storage.borrow().head.num_series() as i64);
+    forgotten
+}
+
+/// Cuts the head's oldest ranges into blocks while they are due (at most
+/// [`MAX_CUTS_PER_PASS`] per pass, so that a backfill does not keep the shard cutting).
+async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
-    let started = Instant::now();
-    let now = crate::clock::now_ms();
-    match s.cut_blocks(env.block_range, now, now.saturating_sub(env.retention.millis())) {
-        Ok(cut) => {
-            m.head_series_removed.get_or_create(&shard).inc_by(cut.series_removed as u64);
-            m.head_series.get_or_create(&shard).set(s.head.num_series() as i64);
-            for meta in &cut.blocks {
-                m.compactions.get_or_create(&kind(index, "head")).inc();
-                tracing::info!(
-                    shard = index,
-                    ulid = meta.ulid.as_str(),
-                    min_time = meta.min_time,
-                    max_time = meta.max_time,
-                    series = meta.stats.num_series,
-                    samples = meta.stats.num_samples,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "head cut into a block"
-                );
+    for _ in 0..MAX_CUTS_PER_PASS {
+        let now = crate::clock::now_ms();
+        let started = Instant::now();
+        let due = storage.borrow().due_cut(env.block_range, now.saturating_sub(env.retention.millis()));
+        let result = match due {
+            None => return,
+            Some(Due::Drop { before }) => Ok((storage.borrow_mut().forget_before(before), before, None)),
+            Some(Due::Cut { start, end }) => cut_block(storage, start, end, now).await.map(|(t, meta)| (t, end, meta)),
+        };
+        let (truncated, before, meta) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                m.compactions_failed.get_or_create(&shard).inc();
+                tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
+                return;
             }
-            if !cut.blocks.is_empty() {
-                m.compaction_duration.observe(started.elapsed().as_secs_f64());
-            }
+        };
+        let forgotten = forget(index, storage, env, &truncated.emptied).await;
+        if let Some(meta) = meta {
+            m.compactions.get_or_create(&kind(index, "head")).inc();
+            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                shard = index,
+                ulid = meta.ulid.as_str(),
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
+                series_forgotten = forgotten,
+                seconds = started.elapsed().as_secs_f64(),
+                "head cut into a block"
+            );
         }
+        checkpoint(index, storage, before).await;
+    }
+}
+
+/// Writes `[start, end)` of the head as a block, a slice at a time, and installs it.
+async fn cut_block(
+    storage: &RefCell<Db>,
+    start: i64,
+    end: i64,
+    now: i64,
+) -> Result<(Truncated, Option<BlockMeta>), CutError> {
+    let begun = storage.borrow_mut().begin_cut(start, end, now)?;
+    let Some(mut job) = begun else {
+        return Ok((storage.borrow_mut().install_cut(None, end)?, None));
+    };
+    let mut written = Ok(());
+    while written.is_ok() && !job.is_written() {
+        written = job.write(&storage.borrow().head, SLICE_SERIES);
+        pause().await;
+    }
+    let finished = match written {
+        Ok(()) => off_shard("cut", move || job.finish()).await,
+        Err(e) => Err(e),
+    };
+    match finished {
+        Ok((meta, path)) => Ok((storage.borrow_mut().install_cut(Some(&path), end)?, Some(meta))),
         Err(e) => {
-            m.compactions_failed.get_or_create(&shard).inc();
-            tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
+            storage.borrow_mut().abandon_cut();
+            Err(e.into())
         }
     }
 }
 
 /// Compacts the next group of blocks, if any, on a thread of its own: the shard keeps
 /// appending and answering queries from the input blocks until the output replaces them.
-async fn compact(index: usize, storage: &Rc<RefCell<Db>>, env: &ShardEnv, ranges: &[i64]) {
+async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[i64]) {
     let Some(inputs) = storage.borrow().blocks.plan(ranges) else { return };
     let dir = storage.borrow().blocks.dir().to_path_buf();
     let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
     storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
-    let (tx, rx) = flume::bounded(1);
-    let spawned = std::thread::Builder::new().name(format!("compact-{index}")).spawn({
+    let result = off_shard(&format!("compact-{index}"), {
         let inputs = inputs.clone();
-        move || {
-            let _ = tx.send(compact_paths(&dir, &inputs, ulid));
-        }
-    });
-    let result = match spawned {
-        Ok(_) => rx
-            .recv_async()
-            .await
-            .unwrap_or_else(|_| Err(CutError::Io(std::io::Error::other("the compaction thread stopped")))),
-        Err(e) => Err(CutError::Io(e)),
-    };
+        move || compact_paths(&dir, &inputs, ulid)
+    })
+    .await;
     let mut s = storage.borrow_mut();
     s.blocks.set_compacting(false);
     let m = &env.metrics;
@@ -129,14 +230,15 @@ async fn compact(index: usize, storage: &Rc<RefCell<Db>>, env: &ShardEnv, ranges
     }
 }
 
-/// Applies retention and updates the storage gauges.
-fn retain(index: usize, s: &mut Db, env: &ShardEnv) {
+/// Applies retention, lets the log go as far as it allows, and updates the storage gauges.
+async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
     let cutoff = crate::clock::now_ms() - env.retention.millis();
-    match s.apply_retention(cutoff, env.retention_size_per_shard) {
+    let retained = storage.borrow_mut().apply_retention(cutoff, env.retention_size_per_shard);
+    match retained {
         Ok(r) => {
-            m.head_series_removed.get_or_create(&shard).inc_by(r.series_removed as u64);
+            forget(index, storage, env, &r.emptied).await;
             m.time_retentions.get_or_create(&shard).inc_by(r.blocks_by_time as u64);
             m.size_retentions.get_or_create(&shard).inc_by(r.blocks_by_size as u64 + u64::from(r.log_by_size));
             if r.blocks_by_time + r.blocks_by_size > 0 || r.log_by_size {
@@ -148,9 +250,11 @@ fn retain(index: usize, s: &mut Db, env: &ShardEnv) {
                     "retention deleted the oldest data"
                 );
             }
+            checkpoint(index, storage, r.log_cutoff).await;
         }
         Err(e) => tracing::warn!(shard = index, error = %e, "retention could not delete old data"),
     }
+    let s = storage.borrow();
     if let Some(e) = &s.head.store().last_error {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
     }

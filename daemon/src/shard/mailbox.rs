@@ -165,10 +165,10 @@ fn set_aside(index: usize, env: &ShardEnv, storage: &mut Db, block: &str, reason
     }
 }
 
-/// Waits until no compaction is reading the blocks (a deletion made meanwhile would be lost
-/// in its output).
+/// Waits until no cut or compaction is reading the head or the blocks (a deletion made
+/// meanwhile would be lost in its output).
 async fn blocks_idle(storage: &RefCell<Db>) {
-    while storage.borrow().blocks.compacting() {
+    while storage.borrow().writing_blocks() {
         monoio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

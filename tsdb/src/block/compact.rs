@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Block, BlockChunk, BlockError, BlockMeta, BlockRef, BlockWriter, Compaction};
 use crate::chunk::packed;
+use crate::symbols::Symbols;
 use pyrite_core::labels::Labels;
 
 /// The block ranges compaction builds, from `base` (the head's block duration) up to `max`.
@@ -52,7 +53,8 @@ pub enum CompactError {
 /// Merges `blocks` (sorted by min time) into a new block `ulid` under `parent`, applying their
 /// tombstones. The inputs are left in place; the caller deletes them.
 pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockMeta, PathBuf), CompactError> {
-    let mut writer = BlockWriter::create(parent, ulid.clone(), blocks.iter().flat_map(|b| b.symbols()))?;
+    let mut writer = BlockWriter::create(parent, ulid.clone())?;
+    let mut symbols = Symbols::default();
     // Each block's series are numbered in label order: a k-way merge by labels.
     let mut cursors: Vec<(usize, u32)> = (0..blocks.len()).map(|b| (b, 0)).collect();
     let mut heads: Vec<Option<(Labels, Vec<BlockChunk>)>> =
@@ -66,7 +68,9 @@ pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockM
                 *head = next_series(blocks[b], cursors[b].1)?;
             }
         }
-        writer.add(smallest, &in_order(chunks))?;
+        let ids: Vec<(u32, u32)> =
+            smallest.iter().map(|l| (symbols.intern(&l.name), symbols.intern(&l.value))).collect();
+        writer.add(&ids, &in_order(chunks))?;
     }
     let min_time = blocks.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
     let max_time = blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
@@ -81,7 +85,7 @@ pub fn compact(parent: &Path, ulid: String, blocks: &[&Block]) -> Result<(BlockM
             .map(|b| BlockRef { ulid: b.meta().ulid.clone(), min_time: b.meta().min_time, max_time: b.meta().max_time })
             .collect(),
     };
-    Ok(writer.finish(min_time, max_time, compaction)?)
+    Ok(writer.finish(&symbols.table(), min_time, max_time, compaction)?)
 }
 
 fn next_series(block: &Block, id: u32) -> Result<Option<(Labels, Vec<BlockChunk<'_>>)>, BlockError> {

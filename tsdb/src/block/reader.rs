@@ -211,11 +211,6 @@ impl Block {
         self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
-    /// The symbol table (every label name and value in the block).
-    pub fn symbols(&self) -> impl Iterator<Item = &str> {
-        self.symbols.iter()
-    }
-
     /// Series `id` (numbered in label order) with its chunks, tombstones applied: chunks a
     /// tombstone touches are re-encoded without the deleted samples.
     pub fn series_chunks(&self, id: u32) -> Result<(Labels, Vec<BlockChunk<'_>>), BlockError> {

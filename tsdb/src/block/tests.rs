@@ -37,11 +37,12 @@ fn head() -> Head {
 
 /// Cuts `[mint, maxt)` of `head` into a block under `dir` the way a shard does.
 fn cut(head: &Head, dir: &std::path::Path, mint: i64, maxt: i64) -> Block {
-    let mut w = BlockWriter::create(dir, new_ulid(maxt), head.symbols()).unwrap();
-    for id in head.ids_in_label_order(mint, maxt) {
-        w.add(head.labels(id).unwrap(), &head.block_chunks(id, mint, maxt)).unwrap();
+    let mut w = BlockWriter::create(dir, new_ulid(maxt)).unwrap();
+    for id in head.ids_overlapping(mint, maxt) {
+        w.add(head.label_ids(id).unwrap(), &head.block_chunks(id, mint, maxt)).unwrap();
     }
-    let (meta, path) = w.finish(mint, maxt, Compaction { level: 1, sources: vec![], parents: vec![] }).unwrap();
+    let level1 = Compaction { level: 1, sources: vec![], parents: vec![] };
+    let (meta, path) = w.finish(&head.symbol_table(), mint, maxt, level1).unwrap();
     assert_eq!(meta.stats.num_series, 20);
     Block::open(&path).unwrap()
 }
@@ -153,9 +154,9 @@ fn ulids_sort_by_time_and_differ() {
 fn an_unfinished_block_leaves_no_directory_behind() {
     let dir = temp_dir("unfinished");
     let head = head();
-    let mut w = BlockWriter::create(&dir, new_ulid(0), head.symbols()).unwrap();
-    let id = head.ids_in_label_order(0, H)[0];
-    w.add(head.labels(id).unwrap(), &head.block_chunks(id, 0, H)).unwrap();
+    let mut w = BlockWriter::create(&dir, new_ulid(0)).unwrap();
+    let id = head.ids_overlapping(0, H)[0];
+    w.add(head.label_ids(id).unwrap(), &head.block_chunks(id, 0, H)).unwrap();
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "the .tmp directory while writing");
     drop(w);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "a dropped writer removes it");

@@ -1,7 +1,11 @@
-//! Writing a block: series in label order, their chunks streamed to `chunks`, then the index,
-//! `meta.json`, fsyncs and the rename that makes the block exist.
+//! Writing a block: series in any order, their chunks streamed to `chunks` as they come, then
+//! (in [`BlockWriter::finish`], on any thread) the symbol table, the series sorted by labels,
+//! the postings, `meta.json`, fsyncs and the rename that makes the block exist.
+//!
+//! Series name their labels by ids into the caller's [`SymbolTable`] (the head's own, or
+//! one a compaction fills), so a head cut copies no strings while the shard feeds it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use roaring::RoaringBitmap;
 
 use super::index::{self, ChunkRef, SeriesEntry};
 use super::{BlockChunk, BlockMeta, BlockStats, Compaction, CHUNKS_FILE, INDEX_FILE, META_FILE, TMP_SUFFIX};
-use pyrite_core::labels::Labels;
+use crate::symbols::SymbolTable;
 
 /// Magic at the start of a `chunks` file.
 pub(super) const CHUNKS_MAGIC: &[u8; 8] = b"PYRCHK\x00\x01";
@@ -22,10 +26,8 @@ pub struct BlockWriter {
     tmp: PathBuf,
     chunks: BufWriter<File>,
     offset: u64,
-    symbols: Vec<String>,
-    symbol_ids: HashMap<String, u32>,
+    /// Labels as the caller's symbol ids until `finish` renumbers them.
     series: Vec<SeriesEntry>,
-    last_labels: Option<Labels>,
     stats: BlockStats,
     /// Renamed into place; until then, dropping the writer removes the `.tmp` directory (a
     /// failed write, e.g. on a full disk, leaves nothing behind).
@@ -41,16 +43,8 @@ impl Drop for BlockWriter {
 }
 
 impl BlockWriter {
-    /// Starts a block named `ulid` under `parent`; `symbols` must include every label name and
-    /// value that will be added (more is harmless).
-    pub fn create<'a>(
-        parent: &Path,
-        ulid: String,
-        symbols: impl IntoIterator<Item = &'a str>,
-    ) -> io::Result<BlockWriter> {
-        let strings: BTreeSet<&str> = symbols.into_iter().collect();
-        let symbols: Vec<String> = strings.into_iter().map(str::to_string).collect();
-        let symbol_ids = symbols.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+    /// Starts a block named `ulid` under `parent`.
+    pub fn create(parent: &Path, ulid: String) -> io::Result<BlockWriter> {
         let tmp = parent.join(format!("{ulid}{TMP_SUFFIX}"));
         fs::create_dir_all(&tmp)?;
         let mut chunks = BufWriter::with_capacity(1 << 20, File::create(tmp.join(CHUNKS_FILE))?);
@@ -61,28 +55,20 @@ impl BlockWriter {
             tmp,
             chunks,
             offset: CHUNKS_MAGIC.len() as u64,
-            symbols,
-            symbol_ids,
             series: Vec::new(),
-            last_labels: None,
             stats: BlockStats::default(),
             done: false,
         })
     }
 
-    /// Adds a series and its chunks (time-ordered). Series must come in strictly increasing
-    /// label order, and their names and values must have been given to
-    /// [`BlockWriter::create`]. A series without chunks is left out.
-    pub fn add(&mut self, labels: Labels, chunks: &[BlockChunk]) -> io::Result<()> {
+    /// Adds a series and its chunks (time-ordered): its labels in label order, as (name, value)
+    /// ids of the table [`BlockWriter::finish`] will be given. Each label set once; series in
+    /// any order. A series without chunks is left out.
+    pub fn add(&mut self, labels: &[(u32, u32)], chunks: &[BlockChunk]) -> io::Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        assert!(self.last_labels.as_ref().is_none_or(|l| *l < labels), "series added out of label order");
-        let sym = |s: &str| *self.symbol_ids.get(s).expect("symbols were given to create");
-        let mut entry = SeriesEntry {
-            labels: labels.iter().map(|l| (sym(&l.name), sym(&l.value))).collect(),
-            chunks: Vec::with_capacity(chunks.len()),
-        };
+        let mut entry = SeriesEntry { labels: labels.to_vec(), chunks: Vec::with_capacity(chunks.len()) };
         for c in chunks {
             self.chunks.write_all(&crc32c::crc32c(&c.bytes).to_le_bytes())?;
             self.chunks.write_all(&c.bytes)?;
@@ -98,15 +84,34 @@ impl BlockWriter {
         self.stats.num_chunks += chunks.len() as u64;
         self.stats.num_series += 1;
         self.series.push(entry);
-        self.last_labels = Some(labels);
         Ok(())
     }
 
-    /// Writes the index and `meta.json`, syncs everything and renames the block into place.
-    /// Returns its meta and directory.
-    pub fn finish(mut self, min_time: i64, max_time: i64, compaction: Compaction) -> io::Result<(BlockMeta, PathBuf)> {
+    /// Writes the index (its strings from `symbols`, which must hold every id given to
+    /// [`BlockWriter::add`]) and `meta.json`, syncs everything and renames the block into
+    /// place. Returns its meta and directory.
+    pub fn finish(
+        mut self,
+        symbols: &SymbolTable,
+        min_time: i64,
+        max_time: i64,
+        compaction: Compaction,
+    ) -> io::Result<(BlockMeta, PathBuf)> {
         self.chunks.flush()?;
         self.chunks.get_ref().sync_all()?;
+        // The index numbers strings in sorted order, so sorting by the new ids sorts by labels.
+        let mut used: Vec<u32> = self.series.iter().flat_map(|s| s.labels.iter().flat_map(|&(n, v)| [n, v])).collect();
+        used.sort_unstable();
+        used.dedup();
+        used.sort_unstable_by(|&a, &b| symbols.resolve(a).cmp(symbols.resolve(b)));
+        let renumbered: HashMap<u32, u32> = used.iter().enumerate().map(|(new, &old)| (old, new as u32)).collect();
+        for s in &mut self.series {
+            for (n, v) in &mut s.labels {
+                (*n, *v) = (renumbered[n], renumbered[v]);
+            }
+        }
+        self.series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        let strings: Vec<String> = used.iter().map(|&id| symbols.resolve(id).to_string()).collect();
         let mut pairs: HashMap<(u32, u32), RoaringBitmap> = HashMap::new();
         for (i, s) in self.series.iter().enumerate() {
             for &pair in &s.labels {
@@ -116,7 +121,7 @@ impl BlockWriter {
         let mut postings: Vec<(u32, u32, RoaringBitmap)> = pairs.into_iter().map(|((n, v), set)| (n, v, set)).collect();
         postings.sort_unstable_by_key(|&(n, v, _)| (n, v));
         let mut out = index::MAGIC.to_vec();
-        index::put_symbols(&mut out, &self.symbols);
+        index::put_symbols(&mut out, &strings);
         crate::encoding::put_varint(&mut out, self.series.len() as u64);
         for s in &self.series {
             index::put_series_entry(&mut out, s);

@@ -113,16 +113,6 @@ fn list(dir: &Path) -> io::Result<Listing> {
     Ok(l)
 }
 
-/// Writes `buf` to `name` in `dir` atomically and durably: a temporary file, fsynced, renamed.
-fn write_durably(dir: &Path, name: &str, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    write(&mut file)?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
-}
-
 /// Applies replayed records to the head, mapping the log's series ids onto the head's.
 struct Replayer<'a> {
     head: &'a mut Head,
@@ -357,24 +347,53 @@ impl Wal {
     /// Deletes the finished segments whose samples are all older than `cutoff`, after writing
     /// a checkpoint of every series in `head` so that the newer segments' samples keep their
     /// series, and the snapshot once all its samples are older too. Returns how many segments
-    /// were deleted.
+    /// were deleted. (In one go: [`Wal::begin_checkpoint`] and the [`LogWrite`] steps do the
+    /// same a slice at a time.)
     pub fn drop_before(&mut self, cutoff: i64, head: &Head) -> io::Result<usize> {
+        let Some(mut checkpoint) = self.begin_checkpoint(cutoff, head)? else { return Ok(0) };
+        checkpoint.write(head, usize::MAX)?;
+        self.complete(checkpoint.finish()?, head)
+    }
+
+    /// Starts a checkpoint that lets the finished segments whose samples are all older than
+    /// `cutoff` go; None if there are none.
+    pub fn begin_checkpoint(&mut self, cutoff: i64, head: &Head) -> io::Result<Option<LogWrite>> {
         // Only a prefix can go: replay needs every segment after the checkpoint.
         let old: Vec<u64> =
             self.finished.iter().take_while(|(_, newest)| newest.is_none_or(|t| t < cutoff)).map(|(&i, _)| i).collect();
-        let Some(&last) = old.last() else { return Ok(0) };
-        let mut buf = Vec::new();
-        let labels: Vec<(u32, Labels)> = head.ids().into_iter().filter_map(|id| Some((id, head.labels(id)?))).collect();
-        encode_series(&mut buf, labels.iter().map(|(id, l)| (*id, l)), self.options.compress);
-        write_durably(&self.dir, &checkpoint_name(last), |f| f.write_all(&buf))?;
-        self.remove_covered(last, false)?;
-        if let Some((s, newest)) = self.snapshot {
-            if newest.is_none_or(|t| t < cutoff) {
-                fs::remove_file(self.dir.join(snapshot_name(s)))?;
-                self.snapshot = None;
+        let Some(&last) = old.last() else { return Ok(None) };
+        LogWrite::begin(self, LogKind::Checkpoint { cutoff }, last, head).map(Some)
+    }
+
+    /// Syncs the log and starts a snapshot of the head covering every segment written so far;
+    /// writing continues in a new segment.
+    pub fn begin_snapshot(&mut self, head: &Head) -> io::Result<LogWrite> {
+        self.sync()?;
+        self.rotate()?;
+        LogWrite::begin(self, LogKind::Snapshot, self.index - 1, head)
+    }
+
+    /// Takes a checkpoint or snapshot in place: deletes what it makes redundant. Returns how
+    /// many segments went.
+    pub fn complete(&mut self, written: LogWritten, head: &Head) -> io::Result<usize> {
+        let before = self.finished.len();
+        match written.kind {
+            LogKind::Checkpoint { cutoff } => {
+                self.remove_covered(written.index, false)?;
+                if let Some((s, newest)) = self.snapshot {
+                    if newest.is_none_or(|t| t < cutoff) {
+                        fs::remove_file(self.dir.join(snapshot_name(s)))?;
+                        self.snapshot = None;
+                    }
+                }
+            }
+            LogKind::Snapshot => {
+                // Samples appended while it was written may be in it: its newest is now's.
+                self.snapshot = Some((written.index, head.max_time()));
+                self.remove_covered(written.index, true)?;
             }
         }
-        Ok(old.len())
+        Ok(before - self.finished.len())
     }
 
     /// Deletes what a new base file at `index` makes redundant: the segments up to `index`
@@ -398,22 +417,101 @@ impl Wal {
     /// Writes the whole head as a snapshot covering every segment written so far, and deletes
     /// what it makes redundant. Writing continues in a new segment.
     pub fn snapshot(&mut self, head: &Head) -> io::Result<()> {
-        self.rotate()?;
-        let covered = self.index - 1;
-        let compress = self.options.compress;
-        write_durably(&self.dir, &snapshot_name(covered), |file| {
-            let mut out = io::BufWriter::with_capacity(1 << 20, file);
-            let mut buf = Vec::new();
-            for batch in head.ids().chunks(10_000) {
-                buf.clear();
-                let series = batch.iter().filter_map(|&id| Some((id, head.snapshot_series(id)?)));
-                encode_chunks(&mut buf, series, compress);
-                out.write_all(&buf)?;
+        let mut snapshot = self.begin_snapshot(head)?;
+        snapshot.write(head, usize::MAX)?;
+        self.complete(snapshot.finish()?, head).map(drop)
+    }
+}
+
+/// Which base file a [`LogWrite`] makes.
+#[derive(Debug, Clone, Copy)]
+enum LogKind {
+    /// The labels of every series, letting segments whose samples are older than `cutoff` go.
+    Checkpoint { cutoff: i64 },
+    /// The whole head, chunks and all.
+    Snapshot,
+}
+
+/// A checkpoint or snapshot being written a slice of series at a time
+/// ([`LogWrite::write`], on the head's thread between appends), then made durable on any
+/// thread ([`LogWrite::finish`]) and taken in place by [`Wal::complete`]. Series created
+/// meanwhile are logged in the segments after it; samples appended meanwhile to series not
+/// yet written are in both, which a replay takes as identical duplicates.
+pub struct LogWrite {
+    dir: PathBuf,
+    kind: LogKind,
+    /// The last segment it covers.
+    index: u64,
+    compress: bool,
+    pending: Vec<u32>,
+    out: io::BufWriter<File>,
+    buf: Vec<u8>,
+}
+
+/// A [`LogWrite`] made durable under its final name.
+pub struct LogWritten {
+    kind: LogKind,
+    index: u64,
+}
+
+impl LogWrite {
+    fn begin(wal: &Wal, kind: LogKind, index: u64, head: &Head) -> io::Result<LogWrite> {
+        let file = File::create(wal.dir.join(format!("{}.tmp", Self::name(kind, index))))?;
+        Ok(LogWrite {
+            dir: wal.dir.clone(),
+            kind,
+            index,
+            compress: wal.options.compress,
+            pending: head.ids(),
+            out: io::BufWriter::with_capacity(1 << 20, file),
+            buf: Vec::new(),
+        })
+    }
+
+    fn name(kind: LogKind, index: u64) -> String {
+        match kind {
+            LogKind::Checkpoint { .. } => checkpoint_name(index),
+            LogKind::Snapshot => snapshot_name(index),
+        }
+    }
+
+    /// Writes up to `max_series` more series (a record per 10,000).
+    pub fn write(&mut self, head: &Head, max_series: usize) -> io::Result<()> {
+        let rest = self.pending.len().saturating_sub(max_series);
+        let batch: Vec<u32> = self.pending.drain(rest..).collect();
+        for ids in batch.chunks(10_000) {
+            self.buf.clear();
+            match self.kind {
+                LogKind::Checkpoint { .. } => {
+                    let labels: Vec<(u32, Labels)> =
+                        ids.iter().filter_map(|&id| Some((id, head.labels(id)?))).collect();
+                    encode_series(&mut self.buf, labels.iter().map(|(id, l)| (*id, l)), self.compress);
+                }
+                LogKind::Snapshot => {
+                    let series = ids.iter().filter_map(|&id| Some((id, head.snapshot_series(id)?)));
+                    encode_chunks(&mut self.buf, series, self.compress);
+                }
             }
-            out.flush()
-        })?;
-        self.snapshot = Some((covered, head.max_time()));
-        self.remove_covered(covered, true)
+            self.out.write_all(&self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every series is written.
+    pub fn is_written(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Flushes, fsyncs and renames the file into place (any thread; call once
+    /// [`LogWrite::is_written`]). Dropped before this, it leaves a `.tmp` file that the next
+    /// start removes.
+    pub fn finish(self) -> io::Result<LogWritten> {
+        let name = Self::name(self.kind, self.index);
+        let file = self.out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        fs::rename(self.dir.join(format!("{name}.tmp")), self.dir.join(&name))?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(LogWritten { kind: self.kind, index: self.index })
     }
 }
 
