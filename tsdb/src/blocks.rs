@@ -14,8 +14,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::block::{self, Block, BlockError, TMP_SUFFIX};
-use crate::cut::HeadCut;
-use crate::head::Head;
 use pyrite_core::labels::Matcher;
 
 /// Suffix of a block set aside because reading it found damage.
@@ -216,20 +214,6 @@ impl Blocks {
         }
         Ok(cleaned)
     }
-}
-
-/// Writes `[mint, maxt)` of `head` as a level-1 block under `dir`; returns its directory, or
-/// None if the head has no data there.
-pub fn write_head_block(
-    dir: &Path,
-    head: &Head,
-    mint: i64,
-    maxt: i64,
-    now_ms: i64,
-) -> Result<Option<PathBuf>, CutError> {
-    let Some(mut cut) = HeadCut::begin(dir, head, mint, maxt, now_ms)? else { return Ok(None) };
-    cut.write(head, usize::MAX)?;
-    Ok(Some(cut.finish()?.1))
 }
 
 /// Merges the blocks in `inputs` into a new block under `dir`. Opens its own readers, so it

@@ -54,11 +54,6 @@ impl HeadCut {
         self.pending.is_empty()
     }
 
-    /// The end of the block's range.
-    pub fn end(&self) -> i64 {
-        self.maxt
-    }
-
     /// Writes the index and the meta, syncs and renames the block into place (any thread;
     /// call once [`HeadCut::is_written`]). Returns its meta and directory.
     pub fn finish(self) -> io::Result<(BlockMeta, PathBuf)> {

@@ -17,7 +17,7 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 
-use crate::blocks::{write_head_block, Blocks, CutError, Opened};
+use crate::blocks::{Blocks, CutError, Opened};
 use crate::wal::{LogWrite, LogWritten, Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
@@ -235,9 +235,11 @@ impl Db {
         self.wal.log_deletions(&records).map_err(StorageError::Wal)
     }
 
-    /// Writes a copy of the shard's data into `dir` for a backup (the admin snapshot): its
-    /// blocks hard-linked, and unless `skip_head`, the head written as one more block.
-    pub fn snapshot_blocks(&self, dir: &Path, skip_head: bool, now_ms: i64) -> Result<(), CutError> {
+    /// Starts a copy of the shard's data in `dir` for a backup (the admin snapshot): its
+    /// blocks hard-linked now, and unless `skip_head`, the head's whole range as one more block,
+    /// returned to be written like a cut (appends go on meanwhile; what each series holds when
+    /// its slice is written is what the copy gets).
+    pub fn begin_backup(&self, dir: &Path, skip_head: bool, now_ms: i64) -> Result<Option<HeadCut>, CutError> {
         fs::create_dir_all(dir)?;
         for block in self.blocks.list() {
             let target = dir.join(&block.meta().ulid);
@@ -247,10 +249,10 @@ impl Db {
                 fs::hard_link(file.path(), target.join(file.file_name()))?;
             }
         }
-        if let (false, Some((min, max))) = (skip_head, self.head.time_range()) {
-            write_head_block(dir, &self.head, min, max + 1, now_ms)?;
+        match (skip_head, self.head.time_range()) {
+            (false, Some((min, max))) => Ok(HeadCut::begin(dir, &self.head, min, max.saturating_add(1), now_ms)?),
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// Bytes the log and the blocks take on disk.

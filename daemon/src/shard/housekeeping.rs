@@ -3,28 +3,20 @@
 //! only the log written since the last one). It runs every minute, or every quarter block range
 //! if that is shorter, as a task on the shard's thread (the head is not shared).
 //!
-//! None of it holds the shard for long: what reads the head (a block's chunks, a checkpoint's
-//! labels, a snapshot's series) is written [`SLICE_SERIES`] series at a time, with the shard's
-//! other tasks (appends, scrapes, queries) served between slices; what needs only files (a
-//! block's index, fsyncs, compactions) runs on a thread of its own while the shard waits for it
-//! without blocking.
+//! None of it holds the shard for long: see [`super::slices`].
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::slices::{self, write_log};
 use super::ShardEnv;
 use crate::metrics::shard_label;
 use pyrite_tsdb::block::BlockMeta;
 use pyrite_tsdb::blocks::{compact_paths, CutError};
 use pyrite_tsdb::db::{Db, Due, MAX_CUTS_PER_PASS};
 use pyrite_tsdb::head::Truncated;
-use pyrite_tsdb::wal::LogWrite;
-
-/// Series a slice of a cut, checkpoint or snapshot writes before the shard serves its other
-/// tasks again: a few milliseconds of copying.
-const SLICE_SERIES: usize = 2000;
 
 /// How often housekeeping runs for a block range of `block_range` ms.
 pub fn interval(block_range: i64) -> Duration {
@@ -45,36 +37,6 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
             last_snapshot = now;
         }
     }
-}
-
-/// Lets the shard's other tasks run between two slices of work. A timer rather than a bare
-/// re-wake: monoio fires timers (scrape schedules) only when its run queue empties.
-async fn pause() {
-    monoio::time::sleep(Duration::from_millis(1)).await;
-}
-
-/// Runs `work` on a thread of its own and waits for it without blocking the shard.
-async fn off_shard<T, E>(name: &str, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
-where
-    T: Send + 'static,
-    E: From<std::io::Error> + Send + 'static,
-{
-    let (tx, rx) = flume::bounded(1);
-    std::thread::Builder::new().name(name.to_string()).spawn(move || {
-        let _ = tx.send(work());
-    })?;
-    rx.recv_async().await.unwrap_or_else(|_| Err(std::io::Error::other(format!("the {name} thread stopped")).into()))
-}
-
-/// Writes a checkpoint or snapshot a slice at a time, makes it durable off the shard, and
-/// takes it in place.
-async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Result<usize> {
-    while !job.is_written() {
-        job.write(&storage.borrow().head, SLICE_SERIES)?;
-        pause().await;
-    }
-    let written = off_shard("log-sync", move || job.finish()).await?;
-    storage.borrow_mut().complete_log_write(written)
 }
 
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
@@ -109,13 +71,9 @@ async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) {
     }
 }
 
-/// Forgets the series among `ids` still without samples, a slice at a time; returns how many.
+/// Forgets the series among `ids` still without samples; returns how many.
 async fn forget(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ids: &[u32]) -> usize {
-    let mut forgotten = 0;
-    for slice in ids.chunks(SLICE_SERIES) {
-        forgotten += storage.borrow_mut().forget_series(slice);
-        pause().await;
-    }
+    let forgotten = slices::forget(storage, ids).await;
     let shard = shard_label(index);
     env.metrics.head_series_removed.get_or_create(&shard).inc_by(forgotten as u64);
     env.metrics.head_series.get_or_create(&shard).set(storage.borrow().head.num_series() as i64);
@@ -172,23 +130,14 @@ async fn cut_block(
     now: i64,
 ) -> Result<(Truncated, Option<BlockMeta>), CutError> {
     let begun = storage.borrow_mut().begin_cut(start, end, now)?;
-    let Some(mut job) = begun else {
+    let Some(job) = begun else {
         return Ok((storage.borrow_mut().install_cut(None, end)?, None));
     };
-    let mut written = Ok(());
-    while written.is_ok() && !job.is_written() {
-        written = job.write(&storage.borrow().head, SLICE_SERIES);
-        pause().await;
-    }
-    let finished = match written {
-        Ok(()) => off_shard("cut", move || job.finish()).await,
-        Err(e) => Err(e),
-    };
-    match finished {
+    match slices::write_block(storage, job).await {
         Ok((meta, path)) => Ok((storage.borrow_mut().install_cut(Some(&path), end)?, Some(meta))),
         Err(e) => {
             storage.borrow_mut().abandon_cut();
-            Err(e.into())
+            Err(e)
         }
     }
 }
@@ -201,7 +150,7 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
     storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
-    let result = off_shard(&format!("compact-{index}"), {
+    let result = slices::off_shard(&format!("compact-{index}"), {
         let inputs = inputs.clone();
         move || compact_paths(&dir, &inputs, ulid)
     })

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{evaluate_fragment, EvalError};
 use pyrite_core::value::is_stale_nan;
+use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 
@@ -129,11 +130,11 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 });
             }
             Request::Snapshot { dir, skip_head, reply } => {
-                let s = storage.borrow();
-                let _ = reply.send(
-                    s.snapshot_blocks(&dir, skip_head, crate::clock::now_ms())
-                        .map_err(|e| StorageError::from(e).into()),
-                );
+                let storage = storage.clone();
+                monoio::spawn(async move {
+                    let _ =
+                        reply.send(backup(&storage, &dir, skip_head).await.map_err(|e| StorageError::from(e).into()));
+                });
             }
             Request::CleanTombstones { reply } => {
                 let storage = storage.clone();
@@ -150,6 +151,16 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             }
         }
     }
+}
+
+/// Copies the shard's blocks and, unless `skip_head`, its head as one more block into `dir`
+/// (the admin snapshot), the head a slice at a time.
+async fn backup(storage: &RefCell<Db>, dir: &std::path::Path, skip_head: bool) -> Result<(), CutError> {
+    let begun = storage.borrow().begin_backup(dir, skip_head, crate::clock::now_ms())?;
+    if let Some(job) = begun {
+        super::slices::write_block(storage, job).await?;
+    }
+    Ok(())
 }
 
 /// Stops serving a block a query found damaged: this query failed on it, later ones answer

@@ -8,6 +8,7 @@
 
 mod housekeeping;
 mod mailbox;
+mod slices;
 
 use std::cell::RefCell;
 use std::rc::Rc;
