@@ -109,11 +109,10 @@ impl Blocks {
         self.list.iter().map(Block::size).sum()
     }
 
-    /// Serves the block a head cut wrote at `path`.
-    pub fn add_cut(&mut self, path: &Path) -> Result<(), CutError> {
-        self.list.push(Block::open(path)?);
+    /// Serves a block a head cut wrote (opened off the shard: opening reads its index).
+    pub fn add_cut(&mut self, block: Block) {
+        self.list.push(block);
         self.sort();
-        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -136,9 +135,8 @@ impl Blocks {
         Some(group.iter().map(|&i| self.list[i].dir().to_path_buf()).collect())
     }
 
-    /// Serves the compacted block at `path` in place of its `parents`, and deletes them.
-    pub fn install(&mut self, path: &Path, parents: &[PathBuf]) -> Result<(), CutError> {
-        let merged = Block::open(path)?;
+    /// Serves the compacted block `merged` in place of its `parents`, and deletes them.
+    pub fn install(&mut self, merged: Block, parents: &[PathBuf]) -> Result<(), CutError> {
         self.list.retain(|b| !parents.iter().any(|p| p == b.dir()));
         self.list.push(merged);
         self.sort();

@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::block::{BlockError, BlockMeta};
+use crate::block::{Block, BlockError, BlockMeta};
 use crate::chunk::store::ChunkStore;
 use crate::cut::HeadCut;
 use crate::head::{AppendError, Head, Truncated};
@@ -171,12 +171,12 @@ impl Db {
     }
 
     /// Serves the block a cut wrote (if it had data) and lets the head's data before `end` go.
-    pub fn install_cut(&mut self, written: Option<&Path>, end: i64) -> Result<Truncated, CutError> {
+    pub fn install_cut(&mut self, written: Option<Block>, end: i64) -> Truncated {
         self.cutting = false;
-        if let Some(path) = written {
-            self.blocks.add_cut(path)?;
+        if let Some(block) = written {
+            self.blocks.add_cut(block);
         }
-        Ok(self.forget_before(end))
+        self.forget_before(end)
     }
 
     /// A cut or a compaction is writing from the head or the blocks: a deletion must wait.
@@ -213,11 +213,11 @@ impl Db {
                             job.write(&self.head, usize::MAX)?;
                             let (meta, path) = job.finish()?;
                             cut.blocks.push(meta);
-                            Some(path)
+                            Some(Block::open(&path)?)
                         }
                         None => None,
                     };
-                    (self.install_cut(written.as_deref(), end)?, end)
+                    (self.install_cut(written, end), end)
                 }
             };
             cut.series_removed += self.head.forget(&forgotten.0.emptied);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::slices::{self, write_log};
 use super::ShardEnv;
 use crate::metrics::shard_label;
-use pyrite_tsdb::block::BlockMeta;
+use pyrite_tsdb::block::{Block, BlockMeta};
 use pyrite_tsdb::blocks::{compact_paths, CutError};
 use pyrite_tsdb::db::{Db, Due, MAX_CUTS_PER_PASS};
 use pyrite_tsdb::head::Truncated;
@@ -131,10 +131,11 @@ async fn cut_block(
 ) -> Result<(Truncated, Option<BlockMeta>), CutError> {
     let begun = storage.borrow_mut().begin_cut(start, end, now)?;
     let Some(job) = begun else {
-        return Ok((storage.borrow_mut().install_cut(None, end)?, None));
+        return Ok((storage.borrow_mut().install_cut(None, end), None));
     };
-    match slices::write_block(storage, job).await {
-        Ok((meta, path)) => Ok((storage.borrow_mut().install_cut(Some(&path), end)?, Some(meta))),
+    let opened = slices::write_block(storage, job, |meta, path| Ok((meta, Block::open(&path)?))).await;
+    match opened {
+        Ok((meta, block)) => Ok((storage.borrow_mut().install_cut(Some(block), end), Some(meta))),
         Err(e) => {
             storage.borrow_mut().abandon_cut();
             Err(e)
@@ -152,13 +153,16 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let started = Instant::now();
     let result = slices::off_shard(&format!("compact-{index}"), {
         let inputs = inputs.clone();
-        move || compact_paths(&dir, &inputs, ulid)
+        move || {
+            let (meta, path) = compact_paths(&dir, &inputs, ulid)?;
+            Ok::<_, CutError>((meta, Block::open(&path)?))
+        }
     })
     .await;
     let mut s = storage.borrow_mut();
     s.blocks.set_compacting(false);
     let m = &env.metrics;
-    match result.and_then(|(meta, path)| s.blocks.install(&path, &inputs).map(|()| meta)) {
+    match result.and_then(|(meta, merged)| s.blocks.install(merged, &inputs).map(|()| meta)) {
         Ok(meta) => {
             m.compactions.get_or_create(&kind(index, "blocks")).inc();
             m.compaction_duration.observe(started.elapsed().as_secs_f64());

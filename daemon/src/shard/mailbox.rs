@@ -158,7 +158,7 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
 async fn backup(storage: &RefCell<Db>, dir: &std::path::Path, skip_head: bool) -> Result<(), CutError> {
     let begun = storage.borrow().begin_backup(dir, skip_head, crate::clock::now_ms())?;
     if let Some(job) = begun {
-        super::slices::write_block(storage, job).await?;
+        super::slices::write_block(storage, job, |_, _| Ok(())).await?;
     }
     Ok(())
 }

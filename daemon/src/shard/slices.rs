@@ -36,14 +36,22 @@ where
     rx.recv_async().await.unwrap_or_else(|_| Err(std::io::Error::other(format!("the {name} thread stopped")).into()))
 }
 
-/// Writes a block from the head a slice at a time, then its index off the shard. Returns its
-/// meta and directory.
-pub async fn write_block(storage: &RefCell<Db>, mut job: HeadCut) -> Result<(BlockMeta, PathBuf), CutError> {
+/// Writes a block from the head a slice at a time, then its index off the shard, where `then`
+/// also runs with its meta and directory (to open it, which reads the index).
+pub async fn write_block<T: Send + 'static>(
+    storage: &RefCell<Db>,
+    mut job: HeadCut,
+    then: impl FnOnce(BlockMeta, PathBuf) -> Result<T, CutError> + Send + 'static,
+) -> Result<T, CutError> {
     while !job.is_written() {
         job.write(&storage.borrow().head, SLICE_SERIES)?;
         pause().await;
     }
-    Ok(off_shard("cut", move || job.finish()).await?)
+    off_shard("cut", move || {
+        let (meta, path) = job.finish()?;
+        then(meta, path)
+    })
+    .await
 }
 
 /// Writes a checkpoint or snapshot a slice at a time, makes it durable off the shard, and
