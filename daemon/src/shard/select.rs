@@ -196,3 +196,59 @@ fn set_aside(index: usize, env: &ShardEnv, storage: &mut Db, block: &str, reason
         Err(e) => tracing::error!(shard = index, block, error = %e, "cannot set a damaged block aside"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::WriteSeries;
+    use pyrite_core::value::Sample;
+    use pyrite_tsdb::db::Dirs;
+    use pyrite_tsdb::querier::merge_parts;
+    use pyrite_tsdb::wal::WalOptions;
+
+    const RANGE: i64 = 1000;
+
+    /// Five series with a sample every 100 ms in `[from, to]`.
+    fn samples(from: i64, to: i64) -> Vec<WriteSeries> {
+        (0..5)
+            .map(|i| WriteSeries {
+                labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
+                samples: (from / 100..=to / 100).map(|k| Sample { t: k * 100, v: k as f64 }).collect(),
+            })
+            .collect()
+    }
+
+    /// The head cut into a block between two slices of a read: the read starts over, and
+    /// answers what blocks and head hold, each sample once.
+    #[test]
+    fn a_read_across_a_block_cut_starts_over_and_misses_nothing() {
+        let dir = std::env::temp_dir().join(format!("pyrite-select-test-{}", std::process::id()));
+        let options = WalOptions { compress: false, segment_size: 1 << 20 };
+        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE).expect("open a Db");
+        let storage = RefCell::new(db);
+        storage.borrow_mut().write(samples(0, 2000));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").len(), 1);
+
+        let (reply, _waiting) = flume::bounded(1);
+        let select = Select { matchers: Vec::new(), mint: 0, maxt: 5000, interrupt: Interrupt::default(), reply };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = std::pin::pin!(read(&storage, &select));
+        assert!(read.as_mut().poll(&mut cx).is_pending(), "the read pauses after its first block");
+        storage.borrow_mut().write(samples(2100, 2600));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").len(), 1);
+        let parts = loop {
+            if let Poll::Ready(parts) = read.as_mut().poll(&mut cx) {
+                break parts.expect("read");
+            }
+        };
+
+        let mut got = merge_parts(parts);
+        got.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut want = storage.borrow().querier().select(&[], 0, 5000).expect("select");
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
+        assert_eq!(got, want);
+        assert_eq!(got.iter().map(|s| s.samples.len()).collect::<Vec<_>>(), vec![27; 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
