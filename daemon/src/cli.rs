@@ -290,7 +290,8 @@ pub struct ServerFlags {
     /// Maximum number of samples a single query may load into memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
-    /// Maximum number of queries evaluated at once; more wait for a slot.
+    /// Maximum number of queries evaluated at once; more wait for a slot. As many query worker
+    /// threads are started (at least one per shard).
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
     /// Comma-separated feature flags to enable: promql-experimental-functions.

@@ -198,7 +198,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         timeout: flags.query_timeout.as_std(),
         lookback_delta: flags.lookback_delta.millis(),
     };
-    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency));
+    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency)?);
     let future_window = flags.future_window.millis();
     let scrape =
         Arc::new(ScrapeManager::new(ScrapeSink { shards: shards.clone(), metrics: metrics.clone(), future_window }));

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyrite_core::labels::{Labels, Matcher};
-use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Plan};
+use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::value::Sample;
+use pyrite_core::value::{Sample, SeriesSamples};
 use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
 
@@ -57,11 +57,16 @@ pub enum Request {
         series: Vec<WriteSeries>,
         reply: flume::Sender<AppendReply>,
     },
-    /// Evaluate every fragment of a plan on this shard's series.
-    Fragments {
-        plan: Arc<Plan>,
-        params: EvalParams,
-        reply: flume::Sender<Result<Vec<FragmentOutput>, EvalError>>,
+    /// The series matching `matchers` with their samples in `[mint, maxt]`, for a query
+    /// evaluated on a query worker: one part per block read and one for the head, to be merged
+    /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
+    /// work in between, and gives up once `interrupt` fires or the asker stops waiting.
+    Select {
+        matchers: Vec<Matcher>,
+        mint: i64,
+        maxt: i64,
+        interrupt: Interrupt,
+        reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
     },
     Series {
         selection: Selection,

@@ -104,6 +104,18 @@ impl Process {
         kb.and_then(|v| v.trim().parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
     }
 
+    /// The CPU time the process has used so far (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses; utime and
+        // stime are the 14th and 15th fields, the 12th and 13th after it.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+        ticks as f64 / per_second as f64
+    }
+
     /// Whether the process has exited, with its stderr if so.
     pub fn exited(&mut self) -> Option<(std::process::ExitStatus, String)> {
         let status = self.child.try_wait().ok()??;

@@ -486,7 +486,7 @@ impl Head {
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
-    fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
+    pub fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
         let mint = mint.max(self.min_valid);
         self.postings
             .select(&self.symbols, matchers)
@@ -497,16 +497,17 @@ impl Head {
 
     /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        self.matching_ids(matchers, mint, maxt).iter().filter_map(|id| self.series_samples(id, mint, maxt)).collect()
+    }
+
+    /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
+    /// reader that found the id earlier skips it).
+    pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
         let mint = mint.max(self.min_valid);
-        self.matching_ids(matchers, mint, maxt)
-            .iter()
-            .filter_map(|id| {
-                let s = self.series.get(&id)?;
-                let mut samples = Vec::new();
-                s.samples_in(&self.store, mint, maxt, &mut samples);
-                Some(SeriesSamples { labels: self.symbols.labels(&s.labels), samples })
-            })
-            .collect()
+        let series = self.series.get(&id)?;
+        let mut samples = Vec::new();
+        series.samples_in(&self.store, mint, maxt, &mut samples);
+        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`.

@@ -11,8 +11,9 @@
 //! * Every block range the head's oldest data is cut into an immutable [`block`] on disk;
 //!   [`blocks::Blocks`] is a shard's set of them: opening, compaction plans, retention, and
 //!   damaged blocks set aside.
-//! * [`querier::Querier`] reads blocks and head as one; it is the PromQL evaluator's
-//!   [`SeriesSource`](pyrite_core::promql::SeriesSource) on a shard.
+//! * [`querier::Querier`] reads blocks and head as one, and [`querier::merge_parts`] merges
+//!   what each gave; a server reads them series by series (`Head::series_samples`,
+//!   `Block::series_samples`) so that a query never holds its shard for long.
 //! * [`memory::MemoryEngine`] runs PromQL over heads alone, with no files (rule unit tests and
 //!   the conformance runner).
 //!

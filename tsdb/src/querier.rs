@@ -22,7 +22,8 @@ pub struct Querier<'a> {
 }
 
 impl Querier<'_> {
-    fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Block> {
+    /// The blocks with data in `[mint, maxt]`, by min time.
+    pub fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Block> {
         self.blocks.iter().filter(move |b| b.overlaps(mint, maxt))
     }
 
@@ -32,25 +33,8 @@ impl Querier<'_> {
         for block in self.blocks_in(mint, maxt) {
             parts.push(block.select(matchers, mint, maxt)?);
         }
-        if parts.is_empty() {
-            // Recent data only (most dashboard queries): the head's answer needs no merging.
-            return Ok(self.head.select(matchers, mint, maxt));
-        }
-        let mut merged: BTreeMap<Labels, Vec<_>> = BTreeMap::new();
         parts.push(self.head.select(matchers, mint, maxt));
-        for s in parts.into_iter().flatten() {
-            merged.entry(s.labels).or_default().extend(s.samples);
-        }
-        Ok(merged
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                if !samples.windows(2).all(|w| w[0].t < w[1].t) {
-                    samples.sort_by_key(|s| s.t);
-                    samples.dedup_by_key(|s| s.t);
-                }
-                SeriesSamples { labels, samples }
-            })
-            .collect())
+        Ok(merge_parts(parts))
     }
 
     /// Label sets of the matching series with data in `[mint, maxt]`, each once.
@@ -81,17 +65,33 @@ impl Querier<'_> {
     }
 }
 
-/// Queries read the head alone (in-memory engines) or a whole shard (the server); a damaged
-/// block fails the query with the block's name, so that the shard can set it aside.
+/// One series list from what each block and the head gave (blocks by min time, the head
+/// last): a series' samples concatenated in time order, sorted and deduplicated should blocks
+/// overlap.
+pub fn merge_parts(mut parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
+    if parts.len() == 1 {
+        // Recent data only (most dashboard queries): the head's answer needs no merging.
+        return parts.pop().unwrap_or_default();
+    }
+    let mut merged: BTreeMap<Labels, Vec<_>> = BTreeMap::new();
+    for s in parts.into_iter().flatten() {
+        merged.entry(s.labels).or_default().extend(s.samples);
+    }
+    merged
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+            }
+            SeriesSamples { labels, samples }
+        })
+        .collect()
+}
+
+/// Queries over in-memory engines read the head alone.
 impl SeriesSource for Head {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
         Ok(Head::select(self, matchers, mint, maxt))
-    }
-}
-
-impl SeriesSource for Querier<'_> {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Querier::select(self, matchers, mint, maxt)
-            .map_err(|e| EvalError::DamagedBlock { block: e.name(), reason: e.reason })
     }
 }

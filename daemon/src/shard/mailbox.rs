@@ -6,12 +6,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pyrite_core::labels::Matcher;
-use pyrite_core::promql::{evaluate_fragment, EvalError};
 use pyrite_core::value::is_stale_nan;
 use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 
+use super::select::Select;
 use super::ShardEnv;
 use crate::metrics::{shard_label, MetricLabels};
 use crate::shards::{Message, Request, Selection, ShardError};
@@ -75,17 +75,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
-            Request::Fragments { plan, params, reply } => {
-                let s = storage.borrow();
-                let querier = s.querier();
-                let evaluate =
-                    || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &querier)).collect();
-                let out = crate::panic::catch(evaluate).unwrap_or_else(|e| Err(EvalError::Internal(e)));
-                drop(s);
-                if let Err(EvalError::DamagedBlock { block, reason }) = &out {
-                    set_aside(index, &env, &mut storage.borrow_mut(), block, reason);
-                }
-                let _ = reply.send(out);
+            Request::Select { matchers, mint, maxt, interrupt, reply } => {
+                let select = Select { matchers, mint, maxt, interrupt, reply };
+                monoio::spawn(super::select::serve(index, storage.clone(), env.clone(), select));
             }
             Request::Latest { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
@@ -161,19 +153,6 @@ async fn backup(storage: &RefCell<Db>, dir: &std::path::Path, skip_head: bool) -
         super::slices::write_block(storage, job, |_, _| Ok(())).await?;
     }
     Ok(())
-}
-
-/// Stops serving a block a query found damaged: this query failed on it, later ones answer
-/// from the other blocks and the head.
-fn set_aside(index: usize, env: &ShardEnv, storage: &mut Db, block: &str, reason: &str) {
-    match storage.blocks.set_aside(block) {
-        Ok(true) => {
-            env.metrics.blocks_refused.get_or_create(&shard_label(index)).inc();
-            tracing::error!(shard = index, block, reason, "damaged block set aside; its data is no longer served");
-        }
-        Ok(false) => {}
-        Err(e) => tracing::error!(shard = index, block, error = %e, "cannot set a damaged block aside"),
-    }
 }
 
 /// Waits until no cut or compaction is reading the head or the blocks (a deletion made

@@ -4,10 +4,12 @@
 //! HTTP handlers and the rules thread reach it only through
 //! [`Message`](crate::shards::Message)s. The same thread also serves HTTP connections accepted
 //! on the shared listener, runs the tasks it is sent (the scrape loops of the targets assigned
-//! to it, the coordination of queries), and its storage's housekeeping.
+//! to it, the coordination of queries), its storage's housekeeping, and the reads of queries
+//! evaluated on the query workers, in slices between which the rest runs.
 
 mod housekeeping;
 mod mailbox;
+mod select;
 mod slices;
 
 use std::cell::RefCell;

@@ -3,9 +3,12 @@
 //! served in between; what needs only files runs [`off_shard`], on a thread of its own, while
 //! the shard waits for it without blocking.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use pyrite_tsdb::block::BlockMeta;
 use pyrite_tsdb::blocks::CutError;
@@ -17,10 +20,42 @@ use pyrite_tsdb::wal::LogWrite;
 /// of copying.
 pub const SLICE_SERIES: usize = 2000;
 
-/// Lets the shard's other tasks run between two slices of work. A timer rather than a bare
-/// re-wake: monoio fires timers (scrape schedules) only when its run queue empties.
+/// How long the shard may go without firing its timers while tasks pause.
+const TIMERS_EVERY: Duration = Duration::from_millis(10);
+
+thread_local! {
+    /// When a pause on this shard last let its timers fire.
+    static TIMERS_FIRED: Cell<Instant> = Cell::new(Instant::now());
+}
+
+/// Lets the shard's other tasks run between two slices of work. Re-waking at once lets the
+/// ready tasks and I/O run, but monoio fires timers (scrape schedules, timeouts) only when its
+/// run queue empties, which a task that always re-wakes prevents; so at least every
+/// [`TIMERS_EVERY`] the pause is a short sleep instead.
 pub async fn pause() {
-    monoio::time::sleep(Duration::from_millis(1)).await;
+    if TIMERS_FIRED.get().elapsed() < TIMERS_EVERY {
+        YieldNow(false).await;
+    } else {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+        TIMERS_FIRED.set(Instant::now());
+    }
+}
+
+/// Pending once, waking itself: the runtime runs its other ready tasks and polls for I/O
+/// before it polls this task again.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// Runs `work` on a thread of its own and waits for it without blocking the shard.

@@ -167,7 +167,7 @@ impl Block {
     }
 
     /// Series numbers matching `matchers`.
-    fn matching(&self, matchers: &[Matcher]) -> RoaringBitmap {
+    pub fn matching(&self, matchers: &[Matcher]) -> RoaringBitmap {
         self.postings.select(&self.symbols, matchers)
     }
 
@@ -175,14 +175,18 @@ impl Block {
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, BlockError> {
         let mut out = Vec::new();
         for id in &self.matching(matchers) {
-            let entry = self.entry(id)?;
-            let mut samples = Vec::new();
-            self.samples(&entry, self.tombstones.get(id), mint, maxt, &mut samples)?;
-            if !samples.is_empty() {
-                out.push(SeriesSamples { labels: self.labels(&entry), samples });
-            }
+            out.extend(self.series_samples(id, mint, maxt)?);
         }
         Ok(out)
+    }
+
+    /// Series `id` (a number [`Block::matching`] gave) with its samples in `[mint, maxt]`, if
+    /// it has any.
+    pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Result<Option<SeriesSamples>, BlockError> {
+        let entry = self.entry(id)?;
+        let mut samples = Vec::new();
+        self.samples(&entry, self.tombstones.get(id), mint, maxt, &mut samples)?;
+        Ok((!samples.is_empty()).then(|| SeriesSamples { labels: self.labels(&entry), samples }))
     }
 
     /// Label sets of matching series with chunks in `[mint, maxt]` (tombstones are not

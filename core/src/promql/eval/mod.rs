@@ -102,6 +102,11 @@ impl Limits {
         Limits { max_samples, interrupt, loaded: Default::default() }
     }
 
+    /// What stops this evaluation; storage that a query waits for asks it too.
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
     /// Counts `n` more loaded samples; `Err(TooManySamples)` once the query as a whole is past
     /// its limit.
     fn charge(&self, n: usize) -> Result<(), EvalError> {

@@ -1,7 +1,11 @@
 //! Queries in the server: the core's one [`Executor`] over the shards. Whoever asks — an HTTP
 //! handler, the rules thread for a rule or a template's `query` call — spawns [`coordinate`]
-//! on a shard, which runs the query there as a task: waits for a query slot, fans the plan out
-//! to every shard (`Request::Fragments`), merges, and answers.
+//! on a shard, which runs the query there as a task: waits for a query slot, hands each
+//! shard's fragments of the plan to the query [`workers`] (which read the shard's storage by
+//! asking it: [`shard_storage`]), merges, and answers. No shard's thread evaluates.
+
+mod shard_storage;
+mod workers;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -13,20 +17,26 @@ use pyrite_core::promql::{
 };
 use pyrite_core::rules::InstantQuery;
 
-use crate::shards::{Request, ShardGone, Shards};
+use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
+use workers::Workers;
 
 /// The executor of every query in the server.
 pub type ServerExecutor = Executor<ShardFanout>;
 
-/// Builds the server's executor: `limits`, and `max_concurrency` queries at once.
-pub fn executor(shards: Shards, limits: QueryLimits, max_concurrency: usize) -> ServerExecutor {
-    Executor::new(ShardFanout { shards, slots: Slots::new(max_concurrency) }, limits)
+/// Builds the server's executor, starting its workers: `limits`, and `max_concurrency` queries
+/// at once.
+pub fn executor(shards: Shards, limits: QueryLimits, max_concurrency: usize) -> std::io::Result<ServerExecutor> {
+    Ok(Executor::new(
+        ShardFanout { workers: Workers::start(shards, max_concurrency)?, slots: Slots::new(max_concurrency) },
+        limits,
+    ))
 }
 
-/// Every shard, asked through its mailbox; runs on the coordinating shard's runtime.
+/// Every shard's fragments, evaluated by the workers; awaited on the coordinating shard's
+/// runtime.
 pub struct ShardFanout {
-    shards: Shards,
+    workers: Workers,
     /// `--query.max-concurrency`.
     slots: Slots,
 }
@@ -44,15 +54,23 @@ impl Fanout for ShardFanout {
         params: EvalParams,
         deadline: Option<Instant>,
     ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
-        let ask = self.shards.ask_all(|reply| Request::Fragments { plan: plan.clone(), params, reply });
-        let answers = match deadline {
-            // A shard busy with other work answers late; the wait ends at the deadline anyway.
-            Some(deadline) => monoio::time::timeout(deadline.saturating_duration_since(Instant::now()), ask)
+        let answers = self.workers.fragments(plan, params);
+        let all = async {
+            let mut outputs = Vec::with_capacity(answers.len());
+            for answer in answers {
+                outputs.push(
+                    answer.recv_async().await.map_err(|_| EvalError::Internal("a query worker stopped".into()))??,
+                );
+            }
+            Ok(outputs)
+        };
+        match deadline {
+            // Workers busy with other queries answer late; the wait ends at the deadline anyway.
+            Some(deadline) => monoio::time::timeout(deadline.saturating_duration_since(Instant::now()), all)
                 .await
                 .map_err(|_| EvalError::Timeout("query execution".into()))?,
-            None => ask.await,
-        };
-        answers.map_err(|e| EvalError::Execution(e.to_string()))?.into_iter().collect()
+            None => all.await,
+        }
     }
 
     fn now() -> Instant {

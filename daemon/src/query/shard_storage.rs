@@ -1,0 +1,50 @@
+//! One shard's storage as a query worker reads it: each `select` asks the shard
+//! (`Request::Select`) and blocks the worker's thread until it answers, asking the query's
+//! interrupt every [`POLL`] meanwhile, so that a query past its deadline or whose client went
+//! away stops waiting at once; the shard notices too and stops reading.
+
+use std::time::Duration;
+
+use pyrite_core::labels::Matcher;
+use pyrite_core::promql::{EvalError, Interrupt, SeriesSource};
+use pyrite_core::value::SeriesSamples;
+use pyrite_tsdb::querier::merge_parts;
+
+use crate::shards::{Request, ShardGone, Shards};
+
+/// How often a worker waiting for its shard asks the interrupt.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Shard `shard`'s blocks and head, read for one query.
+pub struct ShardStorage {
+    shards: Shards,
+    shard: usize,
+    interrupt: Interrupt,
+}
+
+impl ShardStorage {
+    pub fn new(shards: Shards, shard: usize, interrupt: Interrupt) -> Self {
+        ShardStorage { shards, shard, interrupt }
+    }
+}
+
+impl SeriesSource for ShardStorage {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        let interrupt = self.interrupt.clone();
+        let answer = self.shards.ask(self.shard, |reply| Request::Select {
+            matchers: matchers.to_vec(),
+            mint,
+            maxt,
+            interrupt,
+            reply,
+        });
+        loop {
+            match answer.recv_timeout(POLL) {
+                // Merged here, off the shard's thread.
+                Ok(parts) => return parts.map(merge_parts),
+                Err(flume::RecvTimeoutError::Timeout) => self.interrupt.check()?,
+                Err(flume::RecvTimeoutError::Disconnected) => return Err(EvalError::Execution(ShardGone.to_string())),
+            }
+        }
+    }
+}

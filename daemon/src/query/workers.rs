@@ -1,0 +1,71 @@
+//! The query workers: threads that evaluate the shard fragments of every query, so that no
+//! shard's thread evaluates (a heavy query would hold its appends, scrapes and HTTP for as
+//! long as it ran). A worker evaluates one shard's fragments of a plan over that shard's
+//! storage, which it reads by asking the shard ([`ShardStorage`]); the shard answers in slices.
+//!
+//! There is a worker for each of the `--query.max-concurrency` queries admitted at once, and at
+//! least one per shard. So on one shard every admitted query starts at once, and a light query
+//! is not queued behind a heavy one: the kernel shares the CPUs among them (and the shards'
+//! threads), as Go's scheduler does among upstream's queries. And one query's fragments run on
+//! every shard at once, as they did on the shards' threads. Only when more fragments than
+//! workers are in flight (many queries over several shards) do some wait in the queue, their
+//! queries' deadlines running. Idle workers cost a sleeping thread each; every worker has the
+//! stack of every evaluating thread (`crate::STACK_SIZE`, of which only touched pages count).
+
+use std::sync::Arc;
+
+use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan};
+
+use super::shard_storage::ShardStorage;
+use crate::shards::Shards;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// What one worker's evaluation of one shard's fragments gives.
+pub type Fragments = Result<Vec<FragmentOutput>, EvalError>;
+
+/// The queue of the workers; they stop when it is dropped.
+pub struct Workers {
+    jobs: flume::Sender<Job>,
+    shards: Shards,
+}
+
+impl Workers {
+    /// Starts the workers for `shards` and `max_concurrency` queries at once.
+    pub fn start(shards: Shards, max_concurrency: usize) -> std::io::Result<Workers> {
+        let (jobs, queue) = flume::unbounded::<Job>();
+        for i in 0..max_concurrency.max(shards.len()) {
+            let queue = queue.clone();
+            std::thread::Builder::new().name(format!("query-{i}")).stack_size(crate::STACK_SIZE).spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })?;
+        }
+        Ok(Workers { jobs, shards })
+    }
+
+    /// Evaluates every fragment of `plan` over each shard's storage on the workers; one answer
+    /// per shard, in shard order.
+    pub fn fragments(&self, plan: &Arc<Plan>, params: EvalParams) -> Vec<flume::Receiver<Fragments>> {
+        (0..self.shards.len()).map(|shard| self.evaluate(shard, plan.clone(), params)).collect()
+    }
+
+    /// Evaluates `plan`'s fragments over shard `shard`'s storage. The query only reads: a panic
+    /// fails it (`EvalError::Internal`), the worker serves on.
+    fn evaluate(&self, shard: usize, plan: Arc<Plan>, params: EvalParams) -> flume::Receiver<Fragments> {
+        let (reply, answer) = flume::bounded(1);
+        let source = ShardStorage::new(self.shards.clone(), shard, plan.limits.interrupt().clone());
+        let job = move || {
+            if reply.is_disconnected() {
+                return; // the coordinator gave up while this waited in the queue
+            }
+            let evaluate =
+                || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &source)).collect();
+            let _ = reply.send(crate::panic::catch(evaluate).unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
+        };
+        // The workers run as long as the process; a failed send leaves `answer` disconnected.
+        let _ = self.jobs.send(Box::new(job));
+        answer
+    }
+}

@@ -1,0 +1,236 @@
+//! A query's read of this shard's storage (`Request::Select`), in slices, so that a heavy query
+//! never holds the shard's thread for long.
+//!
+//! The read runs as a task on the shard's runtime. It first notes the matching series of each
+//! block that overlaps the range and of the head, then reads them series by series, holding the
+//! borrow of the [`Db`] for at most [`SLICE`] at a time and letting the runtime serve appends,
+//! scrapes, HTTP and other queries in between. Between slices it asks the query's interrupt
+//! (deadline, gone client) and whether anyone still waits, and stops if not.
+//!
+//! The storage may change between slices. A head series gone meanwhile (garbage-collected) is
+//! skipped. If the set of blocks changed — the head cut into a new block (its samples leave
+//! the head), blocks compacted or deleted — what was read may miss or repeat data, so the read
+//! starts over; this is checked after the last slice, on the same turn, so the answer is what
+//! one unchanged set of blocks and the head held. A damaged block fails the query and is set
+//! aside, as when it was read in one go.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyrite_core::labels::Matcher;
+use pyrite_core::promql::{EvalError, Interrupt};
+use pyrite_core::value::SeriesSamples;
+use pyrite_tsdb::block::BlockError;
+use pyrite_tsdb::db::Db;
+
+use super::ShardEnv;
+use crate::metrics::shard_label;
+
+/// The longest a slice holds the shard's thread (one series is never split, so a series with
+/// a great many samples in the range may take longer).
+const SLICE: Duration = Duration::from_millis(2);
+
+/// How many times a read starts over because the blocks changed under it before it fails:
+/// blocks change every block range or at a compaction, so more than one restart is rare.
+const MAX_RESTARTS: usize = 3;
+
+/// One part per block, then the head's (the order `merge_parts` expects).
+type Parts = Vec<Vec<SeriesSamples>>;
+
+/// What a `Request::Select` asks.
+pub struct Select {
+    pub matchers: Vec<Matcher>,
+    pub mint: i64,
+    pub maxt: i64,
+    pub interrupt: Interrupt,
+    pub reply: flume::Sender<Result<Parts, EvalError>>,
+}
+
+/// Reads and answers `select` (a task of shard `index`). The read only reads: a panic fails
+/// this query, not the process (see `crate::panic`).
+pub async fn serve(index: usize, storage: std::rc::Rc<RefCell<Db>>, env: Arc<ShardEnv>, select: Select) {
+    let read = crate::panic::CatchPanic::new(read(&storage, &select));
+    let out = read.await.unwrap_or_else(|panic| Err(EvalError::Internal(panic)));
+    if let Err(EvalError::DamagedBlock { block, reason }) = &out {
+        set_aside(index, &env, &mut storage.borrow_mut(), block, reason);
+    }
+    let _ = select.reply.send(out);
+}
+
+/// The series each source holds, noted before the read: blocks by ULID, so that a block no
+/// longer served is noticed.
+struct Sources {
+    blocks: Vec<(String, Vec<u32>)>,
+    head: Vec<u32>,
+}
+
+impl Sources {
+    fn note(db: &Db, s: &Select) -> Sources {
+        let q = db.querier();
+        Sources {
+            blocks: q
+                .blocks_in(s.mint, s.maxt)
+                .map(|b| (b.meta().ulid.clone(), b.matching(&s.matchers).iter().collect()))
+                .collect(),
+            head: db.head.matching_ids(&s.matchers, s.mint, s.maxt).iter().collect(),
+        }
+    }
+
+    /// Whether `db` serves the same blocks in the range as when these were noted.
+    fn blocks_unchanged(&self, db: &Db, s: &Select) -> bool {
+        db.querier().blocks_in(s.mint, s.maxt).map(|b| &b.meta().ulid).eq(self.blocks.iter().map(|(ulid, _)| ulid))
+    }
+}
+
+/// A block's read stopped.
+enum Stop {
+    /// The block is no longer served: start over.
+    BlocksChanged,
+    Failed(EvalError),
+}
+
+impl From<EvalError> for Stop {
+    fn from(e: EvalError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+fn damaged(e: BlockError) -> EvalError {
+    EvalError::DamagedBlock { block: e.name(), reason: e.reason }
+}
+
+async fn read(storage: &RefCell<Db>, s: &Select) -> Result<Parts, EvalError> {
+    for _ in 0..=MAX_RESTARTS {
+        s.interrupt.check()?;
+        let sources = Sources::note(&storage.borrow(), s);
+        match read_sources(storage, s, &sources).await {
+            Ok(parts) => return Ok(parts),
+            Err(Stop::BlocksChanged) => continue,
+            Err(Stop::Failed(e)) => return Err(e),
+        }
+    }
+    Err(EvalError::Execution("the shard's blocks kept changing while the query read them".into()))
+}
+
+async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> Result<Parts, Stop> {
+    let mut parts = Vec::with_capacity(sources.blocks.len() + 1);
+    for (ulid, ids) in &sources.blocks {
+        let mut part = Vec::new();
+        let mut next = 0;
+        while next < ids.len() {
+            {
+                let db = storage.borrow();
+                let block = db.blocks.list().iter().find(|b| b.meta().ulid == *ulid).ok_or(Stop::BlocksChanged)?;
+                let started = Instant::now();
+                while next < ids.len() && started.elapsed() < SLICE {
+                    part.extend(block.series_samples(ids[next], s.mint, s.maxt).map_err(damaged)?);
+                    next += 1;
+                }
+            }
+            pause(s).await?;
+        }
+        parts.push(part);
+    }
+    let mut head = Vec::with_capacity(sources.head.len());
+    let mut next = 0;
+    loop {
+        {
+            let db = storage.borrow();
+            let started = Instant::now();
+            while next < sources.head.len() && started.elapsed() < SLICE {
+                // A series removed from the head since it was noted is skipped.
+                head.extend(db.head.series_samples(sources.head[next], s.mint, s.maxt));
+                next += 1;
+            }
+            if next == sources.head.len() {
+                if !sources.blocks_unchanged(&db, s) {
+                    return Err(Stop::BlocksChanged);
+                }
+                parts.push(head);
+                return Ok(parts);
+            }
+        }
+        pause(s).await?;
+    }
+}
+
+/// Lets the shard serve its other work, then says whether the read goes on.
+async fn pause(s: &Select) -> Result<(), EvalError> {
+    super::slices::pause().await;
+    if s.reply.is_disconnected() {
+        return Err(EvalError::Execution("the query stopped waiting".into()));
+    }
+    s.interrupt.check()
+}
+
+/// Stops serving a block a query found damaged: this query failed on it, later ones answer
+/// from the other blocks and the head.
+fn set_aside(index: usize, env: &ShardEnv, storage: &mut Db, block: &str, reason: &str) {
+    match storage.blocks.set_aside(block) {
+        Ok(true) => {
+            env.metrics.blocks_refused.get_or_create(&shard_label(index)).inc();
+            tracing::error!(shard = index, block, reason, "damaged block set aside; its data is no longer served");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(shard = index, block, error = %e, "cannot set a damaged block aside"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::WriteSeries;
+    use pyrite_core::value::Sample;
+    use pyrite_tsdb::db::Dirs;
+    use pyrite_tsdb::querier::merge_parts;
+    use pyrite_tsdb::wal::WalOptions;
+    use std::future::Future;
+    use std::task::Poll;
+
+    const RANGE: i64 = 1000;
+
+    /// Five series with a sample every 100 ms in `[from, to]`.
+    fn samples(from: i64, to: i64) -> Vec<WriteSeries> {
+        (0..5)
+            .map(|i| WriteSeries {
+                labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
+                samples: (from / 100..=to / 100).map(|k| Sample { t: k * 100, v: k as f64 }).collect(),
+            })
+            .collect()
+    }
+
+    /// The head cut into a block between two slices of a read: the read starts over, and
+    /// answers what blocks and head hold, each sample once.
+    #[test]
+    fn a_read_across_a_block_cut_starts_over_and_misses_nothing() {
+        let dir = std::env::temp_dir().join(format!("pyrite-select-test-{}", std::process::id()));
+        let options = WalOptions { compress: false, segment_size: 1 << 20 };
+        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE).expect("open a Db");
+        let storage = RefCell::new(db);
+        storage.borrow_mut().write(samples(0, 2000));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+
+        let (reply, _waiting) = flume::bounded(1);
+        let select = Select { matchers: Vec::new(), mint: 0, maxt: 5000, interrupt: Interrupt::default(), reply };
+        let mut runtime =
+            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+        let parts = runtime.block_on(async {
+            let mut read = std::pin::pin!(read(&storage, &select));
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "the read pauses after its first block");
+            storage.borrow_mut().write(samples(2100, 2600));
+            assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+            read.await.expect("read")
+        });
+
+        let mut got = merge_parts(parts);
+        got.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut want = storage.borrow().querier().select(&[], 0, 5000).expect("select");
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
+        assert_eq!(got, want);
+        assert_eq!(got.iter().map(|s| s.samples.len()).collect::<Vec<_>>(), vec![27; 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
