@@ -89,11 +89,18 @@ pub fn render(series: usize, target: usize, targets: usize, elapsed: f64, churn:
     body.out
 }
 
+/// Whether target `target` gets new pods under `churn`: a service target drawn, by a hash of
+/// its index, with probability `churn.fraction`.
+pub fn churns(target: usize, churn: Churn) -> bool {
+    let service = !matches!(target % 5, 3 | 4);
+    service && churn.every > 0.0 && (mix(target as u64, 7) % 10_000) as f64 / 10_000.0 < churn.fraction
+}
+
 /// The pod a service target runs as: a new one every `churn.every` seconds for churning
 /// targets, with replacements spread evenly over the period.
 fn pod(target: usize, targets: usize, elapsed: f64, churn: Option<Churn>) -> String {
     let generation = match churn {
-        Some(c) if c.every > 0.0 && (mix(target as u64, 7) % 10_000) as f64 / 10_000.0 < c.fraction => {
+        Some(c) if churns(target, c) => {
             let offset = c.every * target as f64 / targets.max(1) as f64;
             ((elapsed + offset) / c.every) as u64
         }
