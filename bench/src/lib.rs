@@ -8,6 +8,14 @@
 //!   would pick instead, on loopback in the same run, and reports ratios: `compare` (scraping,
 //!   with Prometheus and VictoriaMetrics, [`compare`]) and `query-latency` (remote-written
 //!   data, with Prometheus).
+//!
+//! The servers ([`servers`]), what they run on ([`environment`]), their resource use
+//! ([`usage`]) and the markdown tables ([`report`]) are shared by every side-by-side run.
 
 pub mod compare;
 pub mod dashboard;
+pub mod environment;
+pub mod report;
+pub mod scraping;
+pub mod servers;
+pub mod usage;

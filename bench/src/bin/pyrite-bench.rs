@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use pyrite_bench::compare::{Kind, Server};
+use pyrite_bench::servers::{disk_bytes, Kind, Server};
 use pyrite_bench::dashboard::{write_requests, write_requests_of, SAMPLES, STEP_MS};
 use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
@@ -288,7 +288,7 @@ fn restart(series: usize, hours: f64, pyrite_only: bool) {
         }
         let held = server.series();
         server.stop(true);
-        let bytes = pyrite_bench::compare::disk_bytes(&server.data);
+        let bytes = disk_bytes(&server.data);
         let crash = server.start().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(server.series(), held, "{} lost series over kill -9", kind.name());
         server.stop(false);
