@@ -1,7 +1,9 @@
 //! `pyrite-loadgen`: serves synthetic scrape targets on loopback, and optionally drives a
 //! dashboard query load and a remote-write load against servers.
 //!
-//! Prints one `host:port` line per target on stdout, then `ready`, and runs until killed.
+//! Prints one `host:port` line per target on stdout, then `ready`, and runs until killed. With
+//! `--record-scrapes`, `GET /-/scrapes` on any target lists when each target was scraped and by
+//! which server.
 
 use std::io::Write;
 use std::time::Duration;
