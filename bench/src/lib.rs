@@ -6,8 +6,20 @@
 //!   (`benches/query.rs`);
 //! * the `pyrite-bench` binary, which runs the same load against Pyrite and the servers users
 //!   would pick instead, on loopback in the same run, and reports ratios: `compare` (scraping,
-//!   with Prometheus and VictoriaMetrics, [`compare`]) and `query-latency` (remote-written
-//!   data, with Prometheus).
+//!   with Prometheus and VictoriaMetrics, [`compare`]), `gaps` (scrape regularity under queries
+//!   and block cuts, with Prometheus, [`gaps`]), `churn` (head series and memory while series
+//!   churn, with Prometheus, [`churn`]) and `query-latency` (remote-written data, with
+//!   Prometheus).
+//!
+//! The servers ([`servers`]), what they run on ([`environment`]), their resource use
+//! ([`usage`]) and the markdown tables ([`report`]) are shared by every side-by-side run.
 
+pub mod churn;
 pub mod compare;
 pub mod dashboard;
+pub mod environment;
+pub mod gaps;
+pub mod report;
+pub mod scraping;
+pub mod servers;
+pub mod usage;

@@ -89,11 +89,22 @@ pub fn render(series: usize, target: usize, targets: usize, elapsed: f64, churn:
     body.out
 }
 
+/// Whether target `target` gets new pods under `churn`: a service target drawn by [`drawn`].
+pub fn churns(target: usize, churn: Churn) -> bool {
+    !matches!(target % 5, 3 | 4) && drawn(target, churn)
+}
+
+/// Whether `target` is drawn to churn: by a hash of its index, with probability
+/// `churn.fraction`.
+fn drawn(target: usize, churn: Churn) -> bool {
+    churn.every > 0.0 && (mix(target as u64, 7) % 10_000) as f64 / 10_000.0 < churn.fraction
+}
+
 /// The pod a service target runs as: a new one every `churn.every` seconds for churning
 /// targets, with replacements spread evenly over the period.
 fn pod(target: usize, targets: usize, elapsed: f64, churn: Option<Churn>) -> String {
     let generation = match churn {
-        Some(c) if c.every > 0.0 && (mix(target as u64, 7) % 10_000) as f64 / 10_000.0 < c.fraction => {
+        Some(c) if drawn(target, c) => {
             let offset = c.every * target as f64 / targets.max(1) as f64;
             ((elapsed + offset) / c.every) as u64
         }
@@ -274,5 +285,14 @@ mod tests {
         let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert!((35..=65).contains(&changed), "{changed} of 100 targets churned in one period");
         assert!((0..100).all(|i| pod(i, 100, 0.0, None) == pod(i, 100, 600.0, None)), "no churn: pods stay");
+    }
+
+    #[test]
+    fn churns_names_the_services_whose_pods_change() {
+        let churn = Churn { fraction: 0.5, every: 60.0 };
+        for t in 0..100 {
+            let changes = t % 5 < 3 && pod(t, 100, 0.0, Some(churn)) != pod(t, 100, 60.0, Some(churn));
+            assert_eq!(churns(t, churn), changes, "target {t}");
+        }
     }
 }

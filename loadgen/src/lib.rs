@@ -4,9 +4,10 @@
 //! either the `uniform` profile ([`exposition`]: one HTTP-service shape with exactly known
 //! counter rates, so a test can compute what `rate()` must return, [`counter_rate_sum`]) or
 //! the `mixed` profile ([`exporters`]: service, node and Redis exporters with moving values and
-//! optional pod churn); and client load ([`drive`]): dashboard queries and remote writes at
-//! fixed rates.
+//! optional pod churn); the record of when each target was scraped and by whom ([`arrivals`]);
+//! and client load ([`drive`]): dashboard queries and remote writes at fixed rates.
 
+pub mod arrivals;
 pub mod drive;
 pub mod exporters;
 pub mod exposition;

@@ -4,7 +4,8 @@
 //! exporters do); `POST /-/vanish` makes the target answer 503 from then on, which a test uses
 //! to watch a target go down and its series go stale; `POST /-/incident/start` and
 //! `/-/incident/stop` make its `status="500"` request counters grow ten times faster in between,
-//! which an alerting test uses to cross an error-ratio threshold and come back.
+//! which an alerting test uses to cross an error-ratio threshold and come back. When scrapes
+//! are recorded ([`Arrivals`]), `GET /-/scrapes` returns when every target was scraped, by whom.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -19,6 +20,7 @@ use monoio::io::IntoPollIo;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
 
+use crate::arrivals::Arrivals;
 use crate::exporters::{self, Churn};
 use crate::exposition;
 
@@ -64,12 +66,13 @@ pub fn bind(ip: &str, targets: usize) -> std::io::Result<Vec<(TcpListener, Socke
         .collect()
 }
 
-/// Serves every listener forever. Call inside a monoio runtime.
-pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, load: Load) {
+/// Serves every listener forever, recording scrapes in `arrivals` if given. Call inside a
+/// monoio runtime.
+pub async fn serve(listeners: Vec<(TcpListener, SocketAddr)>, load: Load, arrivals: Option<Rc<Arrivals>>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, (listener, _)) in listeners.into_iter().enumerate() {
-        tasks.push(monoio::spawn(serve_target(listener, index, load, started)));
+        tasks.push(monoio::spawn(serve_target(listener, index, load, started, arrivals.clone())));
     }
     for t in tasks {
         t.await;
@@ -91,16 +94,24 @@ impl TargetState {
     }
 }
 
-async fn serve_target(listener: TcpListener, index: usize, load: Load, started: Instant) {
+async fn serve_target(
+    listener: TcpListener,
+    index: usize,
+    load: Load,
+    started: Instant,
+    arrivals: Option<Rc<Arrivals>>,
+) {
     let state = Rc::new(TargetState::default());
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let Ok(io) = stream.into_poll_io() else { continue };
         let state = state.clone();
+        let arrivals = arrivals.clone();
         monoio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &state, index, &load, started)) }
+                let arrivals = arrivals.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &state, index, &load, started, arrivals.as_deref())) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(MonoioTimer)
@@ -116,6 +127,7 @@ fn respond(
     index: usize,
     load: &Load,
     started: Instant,
+    arrivals: Option<&Arrivals>,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -141,7 +153,15 @@ fn respond(
         (_, "/metrics") if state.vanished.get() => {
             reply(StatusCode::SERVICE_UNAVAILABLE, "this target has vanished\n".into())
         }
+        (&Method::GET, "/-/scrapes") => match arrivals {
+            Some(arrivals) => reply(StatusCode::OK, arrivals.render()),
+            None => reply(StatusCode::NOT_FOUND, "scrapes are not recorded (--record-scrapes)\n".into()),
+        },
         (&Method::GET, "/metrics") => {
+            if let Some(arrivals) = arrivals {
+                let agent = req.headers().get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok());
+                arrivals.record(index, agent.unwrap_or(""));
+            }
             let body = load.body(index, started.elapsed().as_secs_f64(), state.incident());
             let gzip = req
                 .headers()

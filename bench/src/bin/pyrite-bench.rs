@@ -3,6 +3,12 @@
 //! `pyrite-bench compare` scrapes one load with Pyrite, Prometheus and VictoriaMetrics and
 //! appends a table of every figure to `bench/RESULTS.md` (see [`pyrite_bench::compare`]).
 //!
+//! `pyrite-bench gaps` measures, at the targets, the gaps between scrapes by Pyrite and by
+//! Prometheus while they are quiet, under dashboard queries and while they cut blocks (see
+//! [`pyrite_bench::gaps`]); `pyrite-bench churn` follows both servers' head series and memory
+//! while the targets replace a share of their series, cycle after cycle (see
+//! [`pyrite_bench::churn`]). Both print a markdown section.
+//!
 //! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
 //! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
 //! medians and the pyrite / prometheus ratio as a markdown table.
@@ -14,8 +20,8 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use pyrite_bench::compare::{Kind, Server};
 use pyrite_bench::dashboard::{write_requests, write_requests_of, SAMPLES, STEP_MS};
+use pyrite_bench::servers::{disk_bytes, Kind, Server};
 use pyrite_loadgen::drive::DASHBOARD;
 use pyrite_tests::{encode, remote_write_to, Pyrite, PyriteOpts, Upstream};
 
@@ -46,6 +52,43 @@ enum Command {
         /// Markdown file the result is appended to.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
         results: std::path::PathBuf,
+    },
+    /// Scrape gaps measured at the targets, Pyrite against Prometheus: quiet, under dashboard
+    /// queries, and while blocks are cut.
+    Gaps {
+        #[command(flatten)]
+        scale: Scale,
+        /// Length of the quiet and the query phases, seconds (default 180; short: 60).
+        #[arg(long)]
+        phase: Option<u64>,
+        /// Both servers' `--storage.tsdb.min-block-duration`, seconds: long enough that the
+        /// first cut (after 1.5 block durations of data) comes after the first two phases
+        /// (default 300; short: 120).
+        #[arg(long)]
+        block_duration: Option<u64>,
+        /// Longest wait for a cut on both servers in the cut phase, seconds (default: two block
+        /// durations).
+        #[arg(long)]
+        cut_timeout: Option<u64>,
+    },
+    /// Head series and memory cycle after cycle while the targets replace a share of their
+    /// series, Pyrite against Prometheus.
+    Churn {
+        #[command(flatten)]
+        scale: Scale,
+        /// Both servers' `--storage.tsdb.min-block-duration`, and the length of a cycle,
+        /// seconds (default 120; short: 60).
+        #[arg(long)]
+        block_duration: Option<u64>,
+        /// Share of the series replaced every period.
+        #[arg(long, default_value_t = 0.1)]
+        churn: f64,
+        /// The period of replacement, seconds (default: the block duration).
+        #[arg(long)]
+        churn_every: Option<u64>,
+        /// Cycles to run (default 10; short: 8).
+        #[arg(long)]
+        cycles: Option<usize>,
     },
     /// Loads the dashboard data set by remote write and times restarts to ready: after kill -9
     /// (log replay) and after SIGTERM (Pyrite: a head snapshot), Pyrite against Prometheus.
@@ -82,6 +125,89 @@ enum Command {
         #[arg(long)]
         shards: Option<usize>,
     },
+}
+
+/// The load of `gaps` and `churn`: mixed exporters scraped by Pyrite and Prometheus.
+#[derive(clap::Args)]
+struct Scale {
+    /// A quick run: 10,000 series, 500 per target, every 5 s, and shorter phases and cycles.
+    #[arg(long)]
+    short: bool,
+    /// Series in all (default 100,000; short: 10,000).
+    #[arg(long)]
+    series: Option<usize>,
+    /// Series per target (default 1,000; short: 500).
+    #[arg(long)]
+    per_target: Option<usize>,
+    /// Scrape interval, seconds (default 15; short: 5).
+    #[arg(long)]
+    interval: Option<u64>,
+}
+
+impl Scale {
+    /// The value of a flag: as given, or its default, or its default in short mode.
+    fn pick<T>(&self, given: Option<T>, default: T, short: T) -> T {
+        given.unwrap_or(if self.short { short } else { default })
+    }
+
+    /// Targets, series per target, interval, and the flags that say so.
+    fn resolve(&self) -> (usize, usize, u64, String) {
+        let series = self.pick(self.series, 100_000, 10_000);
+        let per_target = self.pick(self.per_target, 1_000, 500).max(1);
+        let interval = self.pick(self.interval, 15, 5);
+        let targets = series.div_ceil(per_target).max(1);
+        (targets, per_target, interval, format!("--series {series} --per-target {per_target} --interval {interval}"))
+    }
+}
+
+/// Prints a run's section, or its error and exits with 1.
+fn report(name: &str, result: Result<String, String>) {
+    match result {
+        Ok(section) => print!("{section}"),
+        Err(e) => {
+            eprintln!("pyrite-bench {name}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn gaps(scale: Scale, phase: Option<u64>, block: Option<u64>, cut_timeout: Option<u64>) {
+    let (targets, series, interval, flags) = scale.resolve();
+    let phase = scale.pick(phase, 180, 60);
+    let block = scale.pick(block, 300, 120);
+    let cut_timeout = cut_timeout.unwrap_or(2 * block);
+    let opts = pyrite_bench::gaps::Options {
+        targets,
+        series,
+        interval,
+        phase: Duration::from_secs(phase),
+        block,
+        cut_timeout: Duration::from_secs(cut_timeout),
+        command: format!(
+            "pyrite-bench gaps {flags} --phase {phase} --block-duration {block} --cut-timeout {cut_timeout}"
+        ),
+    };
+    report("gaps", pyrite_bench::gaps::run(&opts));
+}
+
+fn churn(scale: Scale, block: Option<u64>, share: f64, every: Option<u64>, cycles: Option<usize>) {
+    let (targets, series, interval, flags) = scale.resolve();
+    let block = scale.pick(block, 120, 60);
+    let every = every.unwrap_or(block);
+    let cycles = scale.pick(cycles, 10, 8);
+    let opts = pyrite_bench::churn::Options {
+        targets,
+        series,
+        interval,
+        block,
+        share,
+        every,
+        cycles,
+        command: format!(
+            "pyrite-bench churn {flags} --block-duration {block} --churn {share} --churn-every {every} --cycles {cycles}"
+        ),
+    };
+    report("churn", pyrite_bench::churn::run(&opts));
 }
 
 fn load(url: &str, batches: &[Vec<u8>]) {
@@ -288,7 +414,7 @@ fn restart(series: usize, hours: f64, pyrite_only: bool) {
         }
         let held = server.series();
         server.stop(true);
-        let bytes = pyrite_bench::compare::disk_bytes(&server.data);
+        let bytes = disk_bytes(&server.data);
         let crash = server.start().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(server.series(), held, "{} lost series over kill -9", kind.name());
         server.stop(false);
@@ -355,13 +481,11 @@ fn main() {
                 query_rate,
                 results,
             };
-            match pyrite_bench::compare::run(&opts) {
-                Ok(section) => print!("{section}"),
-                Err(e) => {
-                    eprintln!("pyrite-bench compare: {e}");
-                    std::process::exit(1);
-                }
-            }
+            report("compare", pyrite_bench::compare::run(&opts));
+        }
+        Command::Gaps { scale, phase, block_duration, cut_timeout } => gaps(scale, phase, block_duration, cut_timeout),
+        Command::Churn { scale, block_duration, churn: share, churn_every, cycles } => {
+            churn(scale, block_duration, share, churn_every, cycles)
         }
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
         Command::RuleEval { series, evaluations } => rule_eval(series, evaluations),

@@ -9,21 +9,16 @@
 //! and the time to ready after a clean restart and after `kill -9`. The result is a dated
 //! markdown section, appended to `bench/RESULTS.md` unless told otherwise.
 
-mod report;
-mod servers;
-mod usage;
-
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::environment::{ensure_packages, machine, today, versions};
+use crate::report::{bytes, integer, mib, millis, seconds, table, two_decimals, yes_no, Row};
+use crate::scraping::{Scraping, Setup};
+use crate::servers::{disk_bytes, Kind, Server, REPORT_SERIES};
+use crate::usage;
 use pyrite_loadgen::drive::{now_secs, query_path, DASHBOARD};
-use pyrite_tests::{http_get_within, Loadgen, TempDir};
-use report::{bytes, integer, mib, millis, seconds, table, two_decimals, yes_no, Row};
-pub use servers::{disk_bytes, Kind, Server};
-
-/// Series every scrape adds per target besides the target's own (`up`, `scrape_*`).
-const REPORT_SERIES: usize = 5;
+use pyrite_tests::http_get_within;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -47,57 +42,6 @@ pub struct Options {
     pub results: PathBuf,
 }
 
-/// Installs the peers from Debian packages if they are missing (needs root, as the test
-/// script runs).
-fn ensure_packages() -> Result<(), String> {
-    for (binary, package) in [("prometheus", "prometheus"), ("victoria-metrics", "victoria-metrics")] {
-        let present = Command::new("sh").args(["-c", &format!("command -v {binary}")]).output();
-        if present.is_ok_and(|o| o.status.success()) {
-            continue;
-        }
-        eprintln!("installing the Debian package {package}");
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "-q", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("{binary} is missing and `apt-get install {package}` failed (run as root)"));
-        }
-    }
-    Ok(())
-}
-
-/// A Debian package's name and version (the peers' binaries do not all report theirs).
-fn package_version(package: &str) -> String {
-    let out = Command::new("dpkg-query").args(["-W", "-f=${Version}", package]).output();
-    let version = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    format!("{package} {}", if version.is_empty() { "(version unknown)" } else { &version })
-}
-
-/// Starts the load generator: mixed exporters, churn, and the dashboard queries against
-/// `query_urls`. Its targets listen on 127.0.0.2, so that their thousands of ephemeral ports
-/// cannot take a port already chosen for a server on 127.0.0.1.
-fn start_loadgen(opts: &Options, query_urls: &[String]) -> Loadgen {
-    let mut args: Vec<String> =
-        ["--ip", "127.0.0.2", "--profile", "mixed", "--churn", &opts.churn.to_string()].map(String::from).to_vec();
-    args.extend(["--query-rate".into(), opts.query_rate.to_string()]);
-    for url in query_urls {
-        args.extend(["--query-url".into(), url.clone()]);
-    }
-    Loadgen::start_with(opts.targets, opts.series, &args)
-}
-
-fn scrape_config(targets: &[String], interval: u64) -> String {
-    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        "global:\n  scrape_interval: {interval}s\n  scrape_timeout: {}s\nscrape_configs:\n  - job_name: loadgen\n    static_configs:\n      - targets: [{}]\n",
-        interval.min(10),
-        list.join(", ")
-    )
-}
-
 /// Median and 90th percentile of `times`.
 fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
     times.sort_by(f64::total_cmp);
@@ -108,37 +52,41 @@ fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
 /// Per server: one value, or None for a server where it does not apply.
 type PerServer = [Option<f64>; 3];
 
+/// One value per server, from its index.
+fn per_server(f: impl FnMut(usize) -> Option<f64>) -> PerServer {
+    std::array::from_fn(f)
+}
+
 fn each(servers: &[Server], f: impl Fn(&Server) -> Option<f64>) -> PerServer {
     [f(&servers[0]), f(&servers[1]), f(&servers[2])]
 }
 
 /// Runs the comparison and returns its markdown section (also appended to `opts.results`).
 pub fn run(opts: &Options) -> Result<String, String> {
-    ensure_packages()?;
-    let dir = TempDir::new("compare");
-    let config = dir.0.join("prometheus.yml");
-    let mut servers: Vec<Server> = Kind::ALL.iter().map(|&k| Server::new(k, &dir.0, &config)).collect();
-    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
-    let loadgen = start_loadgen(opts, &urls);
-    std::fs::write(&config, scrape_config(&loadgen.targets, opts.interval)).map_err(|e| e.to_string())?;
+    ensure_packages(&Kind::ALL)?;
+    let mut run = Scraping::start(Setup {
+        tag: "compare",
+        servers: &Kind::ALL,
+        targets: opts.targets,
+        series: opts.series,
+        interval: opts.interval,
+        loadgen_args: ["--profile", "mixed", "--churn", &opts.churn.to_string()].map(String::from).to_vec(),
+        query_rate: Some(opts.query_rate),
+        server_args: Vec::new(),
+    })?;
+    let cold: PerServer = per_server(|i| Some(run.cold_start[i].as_secs_f64()));
+    run.warm_up(opts.interval);
+    eprintln!("compare: measuring for {:?}", opts.duration);
+    let servers = &mut run.servers;
 
-    let mut cold = [None; 3];
-    for (i, s) in servers.iter_mut().enumerate() {
-        cold[i] = Some(s.start()?.as_secs_f64());
-    }
-    let warmup = Duration::from_secs(2 * opts.interval + 10);
-    eprintln!("compare: warming up for {warmup:?}, then measuring for {:?}", opts.duration);
-    std::thread::sleep(warmup);
-
-    let mut rows = measure_window(&servers, opts);
-    rows.extend(query_rows(&servers, opts.runs));
-    rows.extend(disk_rows(&servers));
+    let mut rows = measure_window(servers, opts);
+    rows.extend(query_rows(servers, opts.runs));
+    rows.extend(disk_rows(servers));
     rows.push(Row::new("start to ready, empty", cold, seconds));
-    rows.extend(restart_rows(&mut servers)?);
-    drop(servers);
-    drop(loadgen);
+    rows.extend(restart_rows(servers)?);
+    drop(run);
 
-    let section = render(opts, &table(&rows));
+    let section = render(opts, &table(&Kind::ALL, &rows));
     let mut file =
         std::fs::OpenOptions::new().create(true).append(true).open(&opts.results).map_err(|e| e.to_string())?;
     std::io::Write::write_all(&mut file, section.as_bytes()).map_err(|e| e.to_string())?;
@@ -162,17 +110,17 @@ fn measure_window(servers: &[Server], opts: &Options) -> Vec<Row> {
     let window = t0.elapsed().as_secs_f64();
     let after: Vec<_> = pids.iter().map(|&p| usage::usage(p)).collect();
     let samples_after = each(servers, |s| Some(s.samples()));
-    let ingested: PerServer = std::array::from_fn(|i| Some(samples_after[i]? - samples_before[i]?));
+    let ingested: PerServer = per_server(|i| Some(samples_after[i]? - samples_before[i]?));
     let series = each(servers, |s| Some(s.series()));
     let expected = (opts.targets * (opts.series + REPORT_SERIES)) as f64 / opts.interval as f64;
-    let rate: PerServer = std::array::from_fn(|i| Some(ingested[i]? / window));
+    let rate: PerServer = per_server(|i| Some(ingested[i]? / window));
     // Steady state: the median reading of the window's second half.
-    let steady: PerServer = std::array::from_fn(|i| {
+    let steady: PerServer = per_server(|i| {
         let mut second_half = rss[i][rss[i].len() / 2..].to_vec();
         second_half.sort_unstable();
         second_half.get(second_half.len() / 2).map(|&b| b as f64)
     });
-    let cpu: PerServer = std::array::from_fn(|i| {
+    let cpu: PerServer = per_server(|i| {
         let used = after[i]?.cpu_secs - before[i]?.cpu_secs;
         Some(used / (ingested[i]? / 1e6))
     });
@@ -182,11 +130,11 @@ fn measure_window(servers: &[Server], opts: &Options) -> Vec<Row> {
     let keeps_up = rate.map(|r| r.map(|r| f64::from(r >= 0.97 * expected)));
     rows.push(Row { ratios: false, ..Row::new("keeps up (≥ 97 % of offered)", keeps_up, yes_no) });
     rows.push(Row::new("RSS, steady", steady, mib));
-    rows.push(Row::new("RSS, peak", std::array::from_fn(|i| Some(after[i]?.peak_rss as f64)), mib));
-    rows.push(Row::new("RSS per active series", std::array::from_fn(|i| Some(steady[i]? / series[i]?)), bytes));
+    rows.push(Row::new("RSS, peak", per_server(|i| Some(after[i]?.peak_rss as f64)), mib));
+    rows.push(Row::new("RSS per active series", per_server(|i| Some(steady[i]? / series[i]?)), bytes));
     rows.push(Row::new(
         "anonymous RSS per active series, at the end",
-        std::array::from_fn(|i| Some(after[i]?.anon as f64 / series[i]?)),
+        per_server(|i| Some(after[i]?.anon as f64 / series[i]?)),
         bytes,
     ));
     rows.push(Row::new("CPU seconds per million samples", cpu, two_decimals));
@@ -212,8 +160,8 @@ fn query_rows(servers: &[Server], runs: usize) -> Vec<Row> {
     for (q, (name, _, _)) in DASHBOARD.iter().enumerate() {
         let p: Vec<Option<(f64, f64)>> =
             times[q].iter().map(|t| (!t.is_empty()).then(|| percentiles(t.clone()))).collect();
-        rows.push(Row::new(format!("query {name}, median"), std::array::from_fn(|i| Some(p[i]?.0)), millis));
-        rows.push(Row::new(format!("query {name}, p90"), std::array::from_fn(|i| Some(p[i]?.1)), millis));
+        rows.push(Row::new(format!("query {name}, median"), per_server(|i| Some(p[i]?.0)), millis));
+        rows.push(Row::new(format!("query {name}, p90"), per_server(|i| Some(p[i]?.1)), millis));
     }
     rows
 }
@@ -225,15 +173,11 @@ fn disk_rows(servers: &[Server]) -> Vec<Row> {
     let on_disk = each(servers, |s| Some(disk_bytes(&s.data) as f64));
     rows.push(Row::new(
         "bytes per sample on disk, with WAL",
-        std::array::from_fn(|i| Some(on_disk[i]? / total[i]?)),
+        per_server(|i| Some(on_disk[i]? / total[i]?)),
         two_decimals,
     ));
     let flushed = each(servers, |s| s.flushed_bytes().map(|b| b as f64));
-    rows.push(Row::new(
-        "bytes per sample after flush",
-        std::array::from_fn(|i| Some(flushed[i]? / total[i]?)),
-        two_decimals,
-    ));
+    rows.push(Row::new("bytes per sample after flush", per_server(|i| Some(flushed[i]? / total[i]?)), two_decimals));
     rows
 }
 
@@ -255,19 +199,9 @@ fn restart_rows(servers: &mut [Server]) -> Result<Vec<Row>, String> {
 
 /// The dated section: machine, versions, load, command, and the table.
 fn render(opts: &Options, table: &str) -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    let pyrite = format!("pyrite {} ({cpus} shards)", env!("CARGO_PKG_VERSION"));
-    let date =
-        Command::new("date").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     format!(
         "\n## {} — compare, {} load: {} targets × {} series every {} s\n\n\
-         Machine: {cpus} CPUs, {memory} RAM, Linux {}. Versions: {}; {}; {}.\n\
+         Machine: {}. Versions: {}.\n\
          Load: `pyrite-loadgen --profile mixed` (services, node and Redis exporters, values moving every scrape), \
          pod churn {:.0} % of services every 15 min, the dashboard queries at {} per second against each server. \
          Figures from each server's own counters and `/proc`, over a {} s window after a warm-up that creates every \
@@ -275,15 +209,13 @@ fn render(opts: &Options, table: &str) -> String {
          \"After flush\": Pyrite's and Prometheus's admin snapshots (the head written as a block), \
          VictoriaMetrics after a forced flush. \
          Command: `./target/release/pyrite-bench compare --size {} --duration {}`.\n\n{table}",
-        date.unwrap_or_default(),
+        today(),
         opts.size,
         integer(opts.targets as f64),
         integer(opts.series as f64),
         opts.interval,
-        kernel.trim(),
-        pyrite,
-        package_version("prometheus"),
-        package_version("victoria-metrics"),
+        machine(),
+        versions(&Kind::ALL),
         opts.churn * 100.0,
         opts.query_rate,
         opts.duration.as_secs(),

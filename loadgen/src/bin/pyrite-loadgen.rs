@@ -1,7 +1,9 @@
 //! `pyrite-loadgen`: serves synthetic scrape targets on loopback, and optionally drives a
 //! dashboard query load and a remote-write load against servers.
 //!
-//! Prints one `host:port` line per target on stdout, then `ready`, and runs until killed.
+//! Prints one `host:port` line per target on stdout, then `ready`, and runs until killed. With
+//! `--record-scrapes`, `GET /-/scrapes` on any target lists when each target was scraped and by
+//! which server.
 
 use std::io::Write;
 use std::time::Duration;
@@ -34,6 +36,9 @@ struct Args {
     /// Address to listen on; each target gets an ephemeral port.
     #[arg(long, default_value = "127.0.0.1")]
     ip: String,
+    /// Record when each target is scraped and by whom, served at `/-/scrapes` on every target.
+    #[arg(long)]
+    record_scrapes: bool,
     /// Servers (base URLs) to send dashboard queries to.
     #[arg(long)]
     query_url: Vec<String>,
@@ -86,7 +91,8 @@ fn main() -> anyhow::Result<()> {
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
-        pyrite_loadgen::server::serve(listeners, load).await;
+        let arrivals = args.record_scrapes.then(Default::default);
+        pyrite_loadgen::server::serve(listeners, load, arrivals).await;
         Ok(())
     })
 }

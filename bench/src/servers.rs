@@ -1,12 +1,27 @@
-//! The three servers a comparison runs — Pyrite, Prometheus and VictoriaMetrics — started on
-//! loopback with their own data directories, scraping the same targets, and what each says
-//! about itself: readiness, its own sample and series counters, and a forced flush to disk.
+//! The servers the side-by-side benchmarks run — Pyrite, Prometheus and VictoriaMetrics —
+//! started on loopback with their own data directories, scraping the same targets with one
+//! shared scrape config, and what each says about itself: readiness, its own sample, series and
+//! compaction counters, and a forced flush to disk.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pyrite_tests::{bin, free_port, http_get_within, metric_sum};
+
+/// Series every scrape adds per target besides the target's own (`up`, `scrape_*`).
+pub const REPORT_SERIES: usize = 5;
+
+/// The scrape config every server of a run reads: one job over `targets`, every `interval`
+/// seconds.
+pub fn scrape_config(targets: &[String], interval: u64) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "global:\n  scrape_interval: {interval}s\n  scrape_timeout: {}s\nscrape_configs:\n  - job_name: loadgen\n    static_configs:\n      - targets: [{}]\n",
+        interval.min(10),
+        list.join(", ")
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -17,12 +32,23 @@ pub enum Kind {
 
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Pyrite, Kind::Prometheus, Kind::VictoriaMetrics];
+    pub const PYRITE_AND_PROMETHEUS: [Kind; 2] = [Kind::Pyrite, Kind::Prometheus];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Pyrite => "pyrite",
             Kind::Prometheus => "prometheus",
             Kind::VictoriaMetrics => "victoriametrics",
+        }
+    }
+
+    /// The product its scrapes name in their `User-Agent` (`Pyrite/0.1.0`, `Prometheus/2.42.0`,
+    /// `vm_promscrape`), as targets record it.
+    pub fn scraper(self) -> &'static str {
+        match self {
+            Kind::Pyrite => "Pyrite",
+            Kind::Prometheus => "Prometheus",
+            Kind::VictoriaMetrics => "vm_promscrape",
         }
     }
 

@@ -1,12 +1,13 @@
-//! The comparison's markdown table: one row per figure, a column per server, and Pyrite's
-//! value as a ratio of each peer's.
+//! The benchmarks' markdown tables: one row per figure, a column per server, and Pyrite's
+//! value (the first column) as a ratio of each peer's.
 
 use super::servers::Kind;
 
-/// One figure for the three servers (in [`Kind::ALL`] order); None where it does not apply.
+/// One figure for each server of a table (in the table's order, Pyrite first); None where it
+/// does not apply.
 pub struct Row {
     pub name: String,
-    pub values: [Option<f64>; 3],
+    pub values: Vec<Option<f64>>,
     /// How to print a value.
     pub format: fn(f64) -> String,
     /// Whether ratios of the values mean anything (not for yes/no figures).
@@ -14,8 +15,8 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(name: impl Into<String>, values: [Option<f64>; 3], format: fn(f64) -> String) -> Row {
-        Row { name: name.into(), values, format, ratios: true }
+    pub fn new(name: impl Into<String>, values: impl Into<Vec<Option<f64>>>, format: fn(f64) -> String) -> Row {
+        Row { name: name.into(), values: values.into(), format, ratios: true }
     }
 
     fn cell(&self, v: Option<f64>) -> String {
@@ -23,7 +24,7 @@ impl Row {
     }
 
     fn ratio(&self, peer: usize) -> String {
-        match (self.values[0], self.values[peer]) {
+        match (self.values.first().copied().flatten(), self.values.get(peer).copied().flatten()) {
             (Some(ours), Some(theirs)) if theirs != 0.0 && self.ratios => format!("{:.2}", ours / theirs),
             _ => "–".into(),
         }
@@ -65,27 +66,26 @@ pub fn seconds(v: f64) -> String {
     format!("{v:.2} s")
 }
 
+/// A share as a percentage.
+pub fn percent(v: f64) -> String {
+    format!("{:.1} %", v * 100.0)
+}
+
 pub fn yes_no(v: f64) -> String {
     if v > 0.0 { "yes" } else { "no" }.into()
 }
 
-/// The table, in markdown.
-pub fn table(rows: &[Row]) -> String {
-    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-    let mut out = format!(
-        "| figure | {} | {} | {} | pyrite / {} | pyrite / {} |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
-        names[0], names[1], names[2], names[1], names[2]
-    );
+/// The table, in markdown, with a column for each of `servers` (Pyrite first) and Pyrite's
+/// ratio to each of the others.
+pub fn table(servers: &[Kind], rows: &[Row]) -> String {
+    let names: Vec<&str> = servers.iter().map(|k| k.name()).collect();
+    let ratios: Vec<String> = names[1..].iter().map(|n| format!("{} / {n}", names[0])).collect();
+    let mut out = format!("| figure | {} | {} |\n", names.join(" | "), ratios.join(" | "));
+    out.push_str(&format!("| --- |{}\n", " ---: |".repeat(2 * names.len() - 1)));
     for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            r.name,
-            r.cell(r.values[0]),
-            r.cell(r.values[1]),
-            r.cell(r.values[2]),
-            r.ratio(1),
-            r.ratio(2)
-        ));
+        let cells: Vec<String> = (0..names.len()).map(|i| r.cell(r.values.get(i).copied().flatten())).collect();
+        let ratios: Vec<String> = (1..names.len()).map(|i| r.ratio(i)).collect();
+        out.push_str(&format!("| {} | {} | {} |\n", r.name, cells.join(" | "), ratios.join(" | ")));
     }
     out
 }
@@ -100,8 +100,14 @@ mod tests {
             Row::new("samples", [Some(1_234_567.0), Some(2_469_134.0), None], integer),
             Row::new("rss", [Some(100.0 * 1048576.0), Some(400.0 * 1048576.0), Some(50.0 * 1048576.0)], mib),
         ];
-        let t = table(&rows);
+        let t = table(&Kind::ALL, &rows);
         assert!(t.contains("| samples | 1,234,567 | 2,469,134 | n/a | 0.50 | – |"), "{t}");
         assert!(t.contains("| rss | 100 MiB | 400 MiB | 50 MiB | 0.25 | 2.00 |"), "{t}");
+        let two = table(&[Kind::Pyrite, Kind::Prometheus], &rows[..1]);
+        assert!(
+            two.starts_with("| figure | pyrite | prometheus | pyrite / prometheus |\n| --- | ---: | ---: | ---: |\n"),
+            "{two}"
+        );
+        assert!(two.contains("| samples | 1,234,567 | 2,469,134 | 0.50 |"), "{two}");
     }
 }
