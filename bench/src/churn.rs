@@ -36,6 +36,8 @@ pub struct Options {
     /// Seconds between two replacements of a churning target's series.
     pub every: u64,
     pub cycles: usize,
+    /// `--storage.tsdb.retention.time` of both servers, seconds (None: their default).
+    pub retention: Option<u64>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -76,7 +78,10 @@ pub fn run(opts: &Options) -> Result<String, String> {
         interval: opts.interval,
         loadgen_args: loadgen_args.map(String::from).to_vec(),
         query_rate: None,
-        server_args: vec![format!("--storage.tsdb.min-block-duration={}s", opts.block)],
+        server_args: [format!("--storage.tsdb.min-block-duration={}s", opts.block)]
+            .into_iter()
+            .chain(opts.retention.map(|r| format!("--storage.tsdb.retention.time={r}s")))
+            .collect(),
     })?;
     let started = Instant::now();
     let mut readings = Vec::new();

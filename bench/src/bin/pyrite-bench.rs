@@ -89,6 +89,10 @@ enum Command {
         /// Cycles to run (default 10; short: 8).
         #[arg(long)]
         cycles: Option<usize>,
+        /// Both servers' `--storage.tsdb.retention.time`, seconds (default: theirs), so that
+        /// blocks are deleted as the run goes and memory can reach a plateau.
+        #[arg(long)]
+        retention: Option<u64>,
     },
     /// Loads the dashboard data set by remote write and times restarts to ready: after kill -9
     /// (log replay) and after SIGTERM (Pyrite: a head snapshot), Pyrite against Prometheus.
@@ -190,7 +194,14 @@ fn gaps(scale: Scale, phase: Option<u64>, block: Option<u64>, cut_timeout: Optio
     report("gaps", pyrite_bench::gaps::run(&opts));
 }
 
-fn churn(scale: Scale, block: Option<u64>, share: f64, every: Option<u64>, cycles: Option<usize>) {
+fn churn(
+    scale: Scale,
+    block: Option<u64>,
+    share: f64,
+    every: Option<u64>,
+    cycles: Option<usize>,
+    retention: Option<u64>,
+) {
     let (targets, series, interval, flags) = scale.resolve();
     let block = scale.pick(block, 120, 60);
     let every = every.unwrap_or(block);
@@ -203,8 +214,10 @@ fn churn(scale: Scale, block: Option<u64>, share: f64, every: Option<u64>, cycle
         share,
         every,
         cycles,
+        retention,
         command: format!(
-            "pyrite-bench churn {flags} --block-duration {block} --churn {share} --churn-every {every} --cycles {cycles}"
+            "pyrite-bench churn {flags} --block-duration {block} --churn {share} --churn-every {every} --cycles {cycles}{}",
+            retention.map_or(String::new(), |r| format!(" --retention {r}"))
         ),
     };
     report("churn", pyrite_bench::churn::run(&opts));
@@ -484,8 +497,8 @@ fn main() {
             report("compare", pyrite_bench::compare::run(&opts));
         }
         Command::Gaps { scale, phase, block_duration, cut_timeout } => gaps(scale, phase, block_duration, cut_timeout),
-        Command::Churn { scale, block_duration, churn: share, churn_every, cycles } => {
-            churn(scale, block_duration, share, churn_every, cycles)
+        Command::Churn { scale, block_duration, churn: share, churn_every, cycles, retention } => {
+            churn(scale, block_duration, share, churn_every, cycles, retention)
         }
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
         Command::RuleEval { series, evaluations } => rule_eval(series, evaluations),
