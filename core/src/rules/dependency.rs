@@ -91,3 +91,62 @@ fn selectors<'a>(expr: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
         Expr::Call { args, .. } => args.iter().for_each(|a| selectors(a, out)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::promql::ParseOptions;
+    use crate::rules::{GroupDefaults, GroupState, RuleFile};
+
+    /// The batches of a group of `(kind, name, expr)` rules.
+    fn batches(rules: &[(&str, &str, &str)]) -> Vec<Vec<usize>> {
+        let mut text = String::from("groups:\n  - name: g\n    rules:\n");
+        for (kind, name, expr) in rules {
+            text.push_str(&format!("      - {kind}: {name}\n        expr: '{expr}'\n"));
+        }
+        let file = RuleFile::parse(&text, "f.yml", ParseOptions::default()).unwrap();
+        let defaults = GroupDefaults { interval: 1000, query_offset: 0 };
+        let group = GroupState::new(&file.groups[0], "f.yml", defaults, ParseOptions::default()).unwrap();
+        super::batches(&group.rules)
+    }
+
+    #[test]
+    fn independent_rules_share_a_batch_and_readers_come_after_what_they_read() {
+        let rules = [
+            ("record", "a", "sum(x)"),
+            ("record", "b", "sum(y)"),
+            ("record", "c", "a * 2"),
+            ("record", "d", "rate(c[5m])"),
+            ("record", "e", "b + 1"),
+        ];
+        // a, b read no rule; c reads a and is read by d; d and e read rules and are not read.
+        assert_eq!(batches(&rules), vec![vec![0, 1], vec![2], vec![3, 4]]);
+    }
+
+    #[test]
+    fn alerts_are_read_through_alerts_series_by_alertname() {
+        let rules = [
+            ("alert", "Down", "up == 0"),
+            ("alert", "Other", "up == 2"),
+            ("record", "down_count", "count(ALERTS{alertname=\"Down\"})"),
+            ("record", "any_count", "count(ALERTS_FOR_STATE)"),
+        ];
+        assert_eq!(batches(&rules), vec![vec![0, 1], vec![2, 3]]);
+        let rules = [("record", "a", "sum(x)"), ("alert", "Other", "up == 2"), ("record", "n", "count(ALERTS)")];
+        assert_eq!(batches(&rules), vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn a_rule_later_in_the_group_is_not_a_dependency() {
+        // `a` reads `b`, written after it: it sees the previous evaluation's, as when sequential.
+        assert_eq!(batches(&[("record", "a", "b"), ("record", "b", "sum(x)")]), vec![vec![0, 1]]);
+    }
+
+    #[test]
+    fn a_selector_without_a_metric_name_makes_every_rule_run_alone() {
+        let rules = [("record", "a", "sum(x)"), ("record", "b", "sum({job=\"api\"})"), ("record", "c", "sum(y)")];
+        assert_eq!(batches(&rules), vec![vec![0], vec![1], vec![2]]);
+        // A regular expression on the name is a name: it is matched against the rules' names.
+        let rules = [("record", "job:a", "sum(x)"), ("record", "b", "sum({__name__=~\"job:.*\"})")];
+        assert_eq!(batches(&rules), vec![vec![0], vec![1]]);
+    }
+}
