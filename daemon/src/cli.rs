@@ -278,6 +278,10 @@ pub struct ServerFlags {
     /// Least time between two sends of the same firing alert to Alertmanager.
     #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = duration)]
     pub resend_delay: Duration,
+    /// With `--enable-feature=concurrent-rule-eval`: rules evaluated at once inside groups (rules
+    /// independent of each other), over all groups. Each takes a `--query.max-concurrency` slot.
+    #[arg(long = "rules.max-concurrent-evals", default_value_t = 4)]
+    pub rules_max_concurrent_evals: usize,
     /// Alerts waiting to be sent; beyond it the oldest are dropped.
     #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = 10_000)]
     pub notification_queue_capacity: usize,
@@ -294,7 +298,7 @@ pub struct ServerFlags {
     /// threads are started (at least one per shard).
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
-    /// Comma-separated feature flags to enable: promql-experimental-functions.
+    /// Comma-separated feature flags to enable: concurrent-rule-eval, promql-experimental-functions.
     #[arg(long = "enable-feature", value_delimiter = ',')]
     pub enable_feature: Vec<String>,
     /// Number of shard threads; default: the CPUs this process may use (cgroup quota and affinity).
@@ -311,11 +315,17 @@ pub struct ServerFlags {
     pub log_format: LogFormat,
 }
 
+/// The `--enable-feature` options Pyrite knows; others are warned about and ignored.
+pub const FEATURES: [&str; 2] = ["concurrent-rule-eval", "promql-experimental-functions"];
+
 impl ServerFlags {
+    /// Whether `--enable-feature` names `feature`.
+    pub fn feature(&self, feature: &str) -> bool {
+        self.enable_feature.iter().any(|f| f == feature)
+    }
+
     /// How PromQL is parsed, from `--enable-feature`.
     pub fn parse_options(&self) -> pyrite_core::promql::ParseOptions {
-        pyrite_core::promql::ParseOptions {
-            experimental_functions: self.enable_feature.iter().any(|f| f == "promql-experimental-functions"),
-        }
+        pyrite_core::promql::ParseOptions { experimental_functions: self.feature("promql-experimental-functions") }
     }
 }

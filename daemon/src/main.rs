@@ -45,7 +45,7 @@ use crate::live_config::{ConfigSource, LiveConfig};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::reload::Reloader;
-use crate::rules::{AlertingFlags, RuleManager, RulesThread};
+use crate::rules::{AlertingFlags, ConcurrentEvals, RuleManager, RulesThread};
 use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
 use crate::shards::Shards;
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
 }
 
 /// Stack of every thread that parses, plans or evaluates PromQL (the main thread of a
-/// command, the shards, the rules thread): room for the deepest query the parser accepts
+/// command, the shards, the rule group threads): room for the deepest query the parser accepts
 /// ([`pyrite_core::promql::depth::MAX_DEPTH`]) with a wide margin. Only the pages a thread
 /// touches are ever committed.
 pub const STACK_SIZE: usize = 64 << 20;
@@ -179,7 +179,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     };
     let loaded = source.load(flags.parse_options())?;
     let shard_count = runtime::shard_count(flags.shards);
-    for feature in flags.enable_feature.iter().filter(|f| f.as_str() != "promql-experimental-functions") {
+    for feature in flags.enable_feature.iter().filter(|f| !cli::FEATURES.contains(&f.as_str())) {
         tracing::warn!(feature, "unknown option for --enable-feature, ignored");
     }
     let (driver, why) = runtime::select_driver(flags.driver)?;
@@ -245,8 +245,13 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         },
         external_url: web.external_url.clone(),
         parse: flags.parse_options(),
+        concurrent_evals: flags.feature("concurrent-rule-eval").then(|| ConcurrentEvals {
+            slots: slots::Slots::new(flags.rules_max_concurrent_evals),
+            shards: shards.clone(),
+            queries: queries.clone(),
+        }),
     };
-    std::thread::Builder::new().name("rules".into()).stack_size(STACK_SIZE).spawn(move || rules::run(evaluating))?;
+    std::thread::Builder::new().name("rules".into()).spawn(move || rules::run(evaluating))?;
     std::thread::Builder::new().name("notifier".into()).spawn({
         let notifier = notifier.clone();
         move || notifier::run(notifier)

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Label set of the metrics below.
 pub type MetricLabels = Vec<(&'static str, String)>;
@@ -44,10 +45,75 @@ pub struct Metrics {
     pub active_targets: Gauge,
     pub discovery_failures: Counter,
     pub rule_evaluations: Family<Labels, Counter>,
+    pub rule_groups: RuleGroupMetrics,
     pub notifications_sent: Family<Labels, Counter>,
     pub notifications_errors: Family<Labels, Counter>,
     pub notifications_dropped: Counter,
     pub notification_queue_length: Gauge,
+}
+
+/// Upstream's per-group rule metrics (`prometheus_rule_group_*` there), by `rule_group`
+/// (`file;name`).
+#[derive(Default)]
+pub struct RuleGroupMetrics {
+    pub iterations: Family<Labels, Counter>,
+    pub iterations_missed: Family<Labels, Counter>,
+    pub evaluation_failures: Family<Labels, Counter>,
+    pub interval: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub last_evaluation: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub last_duration: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub rules: Family<Labels, Gauge>,
+    pub last_samples: Family<Labels, Gauge>,
+}
+
+impl RuleGroupMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let m = self;
+        registry.register(
+            "rule_group_iterations",
+            "Scheduled evaluations of each rule group, whether evaluated or missed",
+            m.iterations.clone(),
+        );
+        registry.register(
+            "rule_group_iterations_missed",
+            "Evaluations of each rule group missed because the one before was still running",
+            m.iterations_missed.clone(),
+        );
+        registry.register(
+            "rule_evaluation_failures",
+            "Rule evaluations that failed, per group",
+            m.evaluation_failures.clone(),
+        );
+        registry.register("rule_group_interval_seconds", "The interval of each rule group", m.interval.clone());
+        registry.register(
+            "rule_group_last_evaluation_timestamp_seconds",
+            "Unix time of each rule group's last evaluation",
+            m.last_evaluation.clone(),
+        );
+        registry.register(
+            "rule_group_last_duration_seconds",
+            "How long each rule group's last evaluation took",
+            m.last_duration.clone(),
+        );
+        registry.register("rule_group_rules", "The number of rules in each rule group", m.rules.clone());
+        registry.register(
+            "rule_group_last_evaluation_samples",
+            "Samples the rules of each group produced in its last evaluation",
+            m.last_samples.clone(),
+        );
+    }
+
+    /// Forgets a group that is no longer evaluated, as upstream does.
+    pub fn remove(&self, group: &Labels) {
+        self.iterations.remove(group);
+        self.iterations_missed.remove(group);
+        self.evaluation_failures.remove(group);
+        self.interval.remove(group);
+        self.last_evaluation.remove(group);
+        self.last_duration.remove(group);
+        self.rules.remove(group);
+        self.last_samples.remove(group);
+    }
 }
 
 pub fn shard_label(shard: usize) -> Labels {
@@ -87,6 +153,7 @@ impl Metrics {
             active_targets: Gauge::default(),
             discovery_failures: Counter::default(),
             rule_evaluations: Family::default(),
+            rule_groups: RuleGroupMetrics::default(),
             notifications_sent: Family::default(),
             notifications_errors: Family::default(),
             notifications_dropped: Counter::default(),
@@ -206,7 +273,8 @@ impl Metrics {
             "Service discovery reads (files, HTTP) that failed; the last good targets stay",
             m.discovery_failures.clone(),
         );
-        registry.register("rule_evaluations", "Rule evaluations by outcome", m.rule_evaluations.clone());
+        registry.register("rule_evaluations", "Rule evaluations by group and outcome", m.rule_evaluations.clone());
+        m.rule_groups.register(&mut registry);
         registry.register("notifications_sent", "Alerts sent, per Alertmanager", m.notifications_sent.clone());
         registry.register(
             "notifications_errors",

@@ -1,7 +1,8 @@
 //! A counting semaphore that threads on different runtimes share: `n` tokens in a bounded
 //! channel; [`Slots::acquire`] waits (asynchronously, on any runtime) for one, and the [`Slot`]
 //! gives it back when dropped. Bounds concurrent queries (`--query.max-concurrency`) and open
-//! HTTP connections across all shards (`--web.max-connections`).
+//! HTTP connections across all shards (`--web.max-connections`); [`Slots::try_acquire`] bounds
+//! the rules evaluated at once inside groups (`--rules.max-concurrent-evals`).
 
 /// `n` slots (at least one).
 pub struct Slots {
@@ -33,6 +34,11 @@ impl Slots {
         // Both channel ends live in `self`, so the channel cannot be disconnected.
         let _ = self.take.recv_async().await;
         Slot { release: self.release.clone() }
+    }
+
+    /// A slot if one is free now.
+    pub fn try_acquire(&self) -> Option<Slot> {
+        self.take.try_recv().ok().map(|()| Slot { release: self.release.clone() })
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::alert::{ActiveAlerts, Alert, AlertState, Match};
 use super::template::{self, TemplateData};
-use super::{Rule, RuleError, RuleGroup};
+use super::{dependency, Rule, RuleError, RuleGroup};
 use crate::labels::Labels;
 use crate::promql::{parse_with, Expr, ParseOptions, Value};
 use crate::value::stale_nan;
@@ -154,8 +154,12 @@ pub struct GroupState {
     pub rules: Vec<RuleState>,
     pub last_evaluation: Option<i64>,
     pub evaluation_seconds: f64,
+    /// Samples the rules produced in the last evaluation.
+    pub evaluation_samples: usize,
     /// ALERTS samples are written only once `for` state has been restored (or was not needed).
     pub restored: bool,
+    /// The batches of rules that may be evaluated at once.
+    batches: Vec<Vec<usize>>,
 }
 
 /// What a group that does not say takes from the configuration's `global` section (ms).
@@ -188,8 +192,9 @@ impl GroupState {
                     templates: Templates::new(rule, &group_labels)?,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(GroupState {
+            batches: dependency::batches(&rules),
             name: group.name.clone(),
             file: file.to_string(),
             interval: group.interval.map_or(defaults.interval, |d| d.millis()).max(1),
@@ -199,6 +204,7 @@ impl GroupState {
             rules,
             last_evaluation: None,
             evaluation_seconds: 0.0,
+            evaluation_samples: 0,
             restored: true,
         })
     }
@@ -264,8 +270,8 @@ impl GroupState {
         self.restored = old.restored;
     }
 
-    /// Evaluates every rule at `t`; returns the alerts to send to Alertmanager. `clock` times
-    /// the evaluation (the caller's clock: this crate reads none).
+    /// Evaluates every rule at `t`, one after another; returns the alerts to send to
+    /// Alertmanager. `clock` times the evaluation (the caller's clock: this crate reads none).
     pub fn evaluate(
         &mut self,
         t: i64,
@@ -273,44 +279,61 @@ impl GroupState {
         settings: &RuleSettings,
         clock: &dyn Fn() -> Instant,
     ) -> Vec<DueAlert> {
+        self.evaluate_in_batches(t, settings, clock, false, &mut |batch| {
+            batch.iter_mut().for_each(|rule| rule.run(storage, clock))
+        })
+    }
+
+    /// Evaluates every rule at `t`, handing `run` the rules in batches it must evaluate (all of
+    /// a batch, at once or not) before it returns: with `concurrent`, the batches of rules
+    /// independent of each other ([`dependency`](super::dependency)), else one rule at a time in
+    /// the group's order. Returns the alerts to send, in the rules' order.
+    pub fn evaluate_in_batches(
+        &mut self,
+        t: i64,
+        settings: &RuleSettings,
+        clock: &dyn Fn() -> Instant,
+        concurrent: bool,
+        run: &mut dyn FnMut(&mut [RuleEval<'_>]),
+    ) -> Vec<DueAlert> {
         let started = clock();
-        let at = t - self.query_offset;
-        let mut to_send = Vec::new();
-        for rule in &mut self.rules {
-            let rule_started = clock();
-            let outcome = if rule.rule.is_alerting() {
-                evaluate_alerting(rule, t, at, self.limit, self.restored, storage, settings)
-            } else {
-                evaluate_recording(rule, at, &self.labels, self.limit, storage)
-            };
-            let written = outcome.and_then(|samples| {
-                let now: HashSet<Labels> = samples.iter().map(|(l, _)| l.clone()).collect();
-                let mut out = samples;
-                out.extend(rule.written.iter().filter(|l| !now.contains(*l)).map(|l| (l.clone(), stale_nan())));
-                storage.append(at, &out)?;
-                Ok(now)
-            });
-            match written {
-                Ok(now) => {
-                    rule.written = now;
-                    rule.health = Health::Ok;
-                    rule.last_error = None;
-                }
-                Err(e) => {
-                    rule.health = Health::Err;
-                    rule.last_error = Some(e);
-                }
+        let context = EvalContext {
+            t,
+            at: t - self.query_offset,
+            limit: self.limit,
+            restored: self.restored,
+            interval: self.interval,
+            labels: &self.labels,
+            settings,
+        };
+        let one_at_a_time: Vec<Vec<usize>>;
+        let batches = if concurrent {
+            &self.batches
+        } else {
+            one_at_a_time = (0..self.rules.len()).map(|i| vec![i]).collect();
+            &one_at_a_time
+        };
+        let mut rules: Vec<Option<&mut RuleState>> = self.rules.iter_mut().map(Some).collect();
+        let mut due: Vec<Vec<DueAlert>> = (0..rules.len()).map(|_| Vec::new()).collect();
+        let mut samples = 0;
+        for batch in batches {
+            let mut evals: Vec<RuleEval> = batch
+                .iter()
+                .filter_map(|&i| {
+                    let rule = rules.get_mut(i)?.take()?;
+                    Some(RuleEval { index: i, rule, context: &context, due: Vec::new(), samples: 0 })
+                })
+                .collect();
+            run(&mut evals);
+            for eval in evals {
+                samples += eval.samples;
+                due[eval.index] = eval.due;
             }
-            if rule.rule.is_alerting() {
-                let due = rule.alerts.take_due(t, settings.resend_delay, self.interval);
-                to_send.extend(due.into_iter().map(|alert| DueAlert { alert, expr: rule.rule.expr.clone() }));
-            }
-            rule.last_evaluation = Some(t);
-            rule.evaluation_seconds = clock().saturating_duration_since(rule_started).as_secs_f64();
         }
         self.last_evaluation = Some(t);
         self.evaluation_seconds = clock().saturating_duration_since(started).as_secs_f64();
-        to_send
+        self.evaluation_samples = samples;
+        due.into_iter().flatten().collect()
     }
 
     /// Upstream's `RestoreForState`, run once after the first evaluation since start: each
@@ -348,6 +371,68 @@ impl GroupState {
             }
         }
         self.restored = true;
+    }
+}
+
+/// What the rules of one evaluation of a group share.
+struct EvalContext<'a> {
+    t: i64,
+    /// `t` less the group's query offset: the time the rules query and write at.
+    at: i64,
+    limit: usize,
+    restored: bool,
+    interval: i64,
+    labels: &'a Labels,
+    settings: &'a RuleSettings,
+}
+
+/// One rule's part of an evaluation of its group. `Send`, so that a server may evaluate the
+/// rules of a batch on threads of their own, each with its own storage handle.
+pub struct RuleEval<'a> {
+    index: usize,
+    rule: &'a mut RuleState,
+    context: &'a EvalContext<'a>,
+    due: Vec<DueAlert>,
+    /// Samples the rule produced.
+    samples: usize,
+}
+
+impl RuleEval<'_> {
+    /// Evaluates the rule: queries, writes its samples (and stale markers for the series it no
+    /// longer produces), updates its alerts and health.
+    pub fn run(&mut self, storage: &mut dyn RuleStorage, clock: &dyn Fn() -> Instant) {
+        let (rule, c) = (&mut *self.rule, self.context);
+        let rule_started = clock();
+        let outcome = if rule.rule.is_alerting() {
+            evaluate_alerting(rule, c.t, c.at, c.limit, c.restored, storage, c.settings)
+        } else {
+            evaluate_recording(rule, c.at, c.labels, c.limit, storage)
+        };
+        let written = outcome.and_then(|samples| {
+            let now: HashSet<Labels> = samples.iter().map(|(l, _)| l.clone()).collect();
+            self.samples = samples.len();
+            let mut out = samples;
+            out.extend(rule.written.iter().filter(|l| !now.contains(*l)).map(|l| (l.clone(), stale_nan())));
+            storage.append(c.at, &out)?;
+            Ok(now)
+        });
+        match written {
+            Ok(now) => {
+                rule.written = now;
+                rule.health = Health::Ok;
+                rule.last_error = None;
+            }
+            Err(e) => {
+                rule.health = Health::Err;
+                rule.last_error = Some(e);
+            }
+        }
+        if rule.rule.is_alerting() {
+            let due = rule.alerts.take_due(c.t, c.settings.resend_delay, c.interval);
+            self.due = due.into_iter().map(|alert| DueAlert { alert, expr: rule.rule.expr.clone() }).collect();
+        }
+        rule.last_evaluation = Some(c.t);
+        rule.evaluation_seconds = clock().saturating_duration_since(rule_started).as_secs_f64();
     }
 }
 

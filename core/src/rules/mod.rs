@@ -2,6 +2,7 @@
 //! alert labels and annotations, and the evaluation of groups with their alert state.
 
 mod alert;
+mod dependency;
 mod error;
 mod file;
 mod group;
@@ -11,6 +12,6 @@ pub use alert::{Alert, AlertState};
 pub use error::RuleError;
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
 pub use group::{
-    DueAlert, GroupDefaults, GroupState, GroupStatus, Health, InstantQuery, RuleSettings, RuleState, RuleStatus,
-    RuleStorage,
+    DueAlert, GroupDefaults, GroupState, GroupStatus, Health, InstantQuery, RuleEval, RuleSettings, RuleState,
+    RuleStatus, RuleStorage,
 };

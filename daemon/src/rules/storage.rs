@@ -1,0 +1,52 @@
+//! The shards as a rule group's storage: queries coordinated on a shard and waited for, results
+//! written to their owner shards. Blocking: it is used from the threads that evaluate rules.
+
+use std::sync::Arc;
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::WriteSeries;
+use pyrite_core::rules::{InstantQuery, RuleError, RuleStorage};
+use pyrite_core::value::Sample;
+
+use crate::query::ServerExecutor;
+use crate::shards::{ShardGone, Shards};
+
+/// Reads and writes through the shards (blocking on their answers). One per evaluating thread:
+/// its query function is not `Send`.
+pub(super) struct ShardStorage {
+    shards: Shards,
+    queries: InstantQuery,
+}
+
+impl ShardStorage {
+    pub(super) fn new(shards: Shards, executor: Arc<ServerExecutor>) -> ShardStorage {
+        let queries = crate::query::instant_queries(shards.clone(), executor);
+        ShardStorage { shards, queries }
+    }
+}
+
+impl RuleStorage for ShardStorage {
+    fn queries(&self) -> InstantQuery {
+        self.queries.clone()
+    }
+
+    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
+        let series = samples
+            .iter()
+            .map(|(labels, v)| WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] });
+        for rx in self.shards.write(series.collect()) {
+            let reply = rx.recv().map_err(|_| RuleError::storage(ShardGone))?;
+            if let Some(e) = reply.storage_error {
+                return Err(RuleError::storage(e));
+            }
+            if reply.out_of_order + reply.duplicates + reply.out_of_bounds + reply.too_far_in_future > 0 {
+                tracing::warn!(
+                    out_of_order = reply.out_of_order + reply.duplicates,
+                    out_of_bounds = reply.out_of_bounds,
+                    "rule evaluation results discarded"
+                );
+            }
+        }
+        Ok(())
+    }
+}
