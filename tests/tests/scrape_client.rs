@@ -1,8 +1,9 @@
 //! The scrape client's connections and name resolution, against loopback targets that count
 //! the connections they accept and a loopback DNS server that answers slowly:
 //!
-//! * scrapes reuse one keep-alive connection; a target that closes idle connections, or that
-//!   closes one just as the next request arrives, is still scraped successfully every time;
+//! * scrapes reuse one keep-alive connection, closed when the target is removed; a target that
+//!   closes idle connections, or that closes one just as the next request arrives, is still
+//!   scraped successfully every time;
 //! * a host name whose nameserver is slow delays only its own target: on one shard, a target
 //!   given by IP keeps its schedule, the slow one fails with a timeout until the answer comes,
 //!   and is scraped once it has.
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyrite_tests::{eventually, json, Pyrite, PyriteOpts};
+use pyrite_tests::{eventually, http_post_form, json, Pyrite, PyriteOpts};
 use serde_json::Value;
 
 /// How a [`CountingTarget`] treats its connections.
@@ -28,26 +29,32 @@ enum Manner {
     AnswerOnce,
 }
 
-/// A metrics target on loopback that counts the connections it accepted.
+/// A metrics target on loopback that counts the connections it accepted, and those open.
 struct CountingTarget {
     address: String,
     connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 }
 
 impl CountingTarget {
     fn start(manner: Manner) -> CountingTarget {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
         let address = listener.local_addr().expect("address").to_string();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
+        let (connections, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, still_open) = (connections.clone(), open.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 counted.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || serve(stream, manner));
+                still_open.fetch_add(1, Ordering::SeqCst);
+                let still_open = still_open.clone();
+                std::thread::spawn(move || {
+                    serve(stream, manner);
+                    still_open.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
-        CountingTarget { address, connections }
+        CountingTarget { address, connections, open }
     }
 
     fn connections(&self) -> usize {
@@ -121,7 +128,11 @@ fn scrapes_reuse_their_connection_and_survive_servers_that_close_it() {
         ("closing", closing.address.as_str()),
         ("racing", racing.address.as_str()),
     ];
-    let p = Pyrite::start(PyriteOpts { config: Some(config(&jobs, "1s")), ..PyriteOpts::default() });
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config(&jobs, "1s")),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..PyriteOpts::default()
+    });
     let scrapes = 8;
     let scraped = eventually(Duration::from_secs(20), || {
         jobs.iter().all(|(_, address)| up_samples(&p, address, "1m").len() >= scrapes).then_some(())
@@ -142,6 +153,13 @@ fn scrapes_reuse_their_connection_and_survive_servers_that_close_it() {
             target(&p, address)
         );
     }
+    // A target taken out of the configuration has its connection closed.
+    assert_eq!(steady.open.load(Ordering::SeqCst), 1);
+    std::fs::write(p.data_dir.parent().unwrap().join("prometheus.yml"), config(&jobs[1..], "1s")).unwrap();
+    let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let closed = eventually(Duration::from_secs(5), || (steady.open.load(Ordering::SeqCst) == 0).then_some(()));
+    assert!(closed.is_some(), "the removed target's connection stayed open");
 }
 
 /// A DNS server on loopback that answers `name`'s A query with 127.0.0.1 and its AAAA query
