@@ -1,7 +1,8 @@
-//! The DNS messages `dns_sd_configs` needs: a query for one name and type, and the answers to
-//! it (SRV, A, AAAA, MX, NS). Encoding and decoding are hickory-proto's (RFC 1035 and RFC 2782,
-//! name compression, pointer loops and truncated or garbage packets refused with an error);
-//! this module maps them to what discovery uses. Sending them is the daemon's; this is the
+//! The DNS messages the daemon sends, for `dns_sd_configs` and for scrape targets' host names:
+//! a query for one name and type, and the answers to it (SRV, A, AAAA, MX, NS). Encoding and
+//! decoding are hickory-proto's (RFC 1035 and RFC 2782, name compression, pointer loops and
+//! truncated or garbage packets refused with an error); this module maps them to what the
+//! daemon uses. Sending them is the daemon's; this is the
 //! sans-I/O part.
 
 use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};

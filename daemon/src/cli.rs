@@ -198,10 +198,11 @@ pub struct ServerFlags {
     /// Path prefix of every route; default: the path of --web.external-url.
     #[arg(long = "web.route-prefix")]
     pub route_prefix: Option<String>,
-    /// DNS server (host:port) for dns_sd_configs; default: the first nameserver of
-    /// /etc/resolv.conf.
-    #[arg(long = "discovery.dns-server")]
-    pub dns_server: Option<String>,
+    /// DNS server (ip:port) that resolves scrape targets' host names and dns_sd_configs names,
+    /// in place of the nameservers of /etc/resolv.conf (/etc/hosts is still read first).
+    /// `--discovery.dns-server` is its former name.
+    #[arg(long = "dns.server", alias = "discovery.dns-server")]
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Web configuration file (exporter-toolkit's format): TLS, basic auth and response headers;
     /// re-read when it changes. See docs/security.md.
     #[arg(long = "web.config.file")]

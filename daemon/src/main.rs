@@ -15,6 +15,7 @@ mod client;
 mod clock;
 mod datadir;
 mod discovery;
+mod dns;
 mod files;
 mod http;
 mod http_client;
@@ -200,8 +201,13 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     };
     let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency)?);
     let future_window = flags.future_window.millis();
-    let scrape =
-        Arc::new(ScrapeManager::new(ScrapeSink { shards: shards.clone(), metrics: metrics.clone(), future_window }));
+    let resolver = dns::Resolver::start(flags.dns_server)?;
+    let scrape = Arc::new(ScrapeManager::new(ScrapeSink {
+        shards: shards.clone(),
+        metrics: metrics.clone(),
+        future_window,
+        resolver,
+    }));
     let discovery = Arc::new(Discovery::default());
     let notifier = Arc::new(Notifier::new(
         flags.notification_queue_capacity,
@@ -225,7 +231,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         discovery: discovery.clone(),
         config: config.clone(),
         metrics: metrics.clone(),
-        dns_server: flags.dns_server.clone(),
+        dns_server: flags.dns_server,
         on_change: Box::new({
             let reloader = reloader.clone();
             move || reloader.apply_discovered()

@@ -257,8 +257,8 @@ pub struct DiscoveryThread {
     /// The configuration in force names the sources.
     pub config: Arc<LiveConfig>,
     pub metrics: Arc<Metrics>,
-    /// `--discovery.dns-server`.
-    pub dns_server: Option<String>,
+    /// `--dns.server`.
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Called once new groups are published.
     pub on_change: Box<dyn Fn() + Send>,
 }
@@ -280,7 +280,7 @@ pub fn run(env: DiscoveryThread) {
             let found = match &source.kind {
                 SourceKind::Files(patterns) => read_files(patterns),
                 SourceKind::Http(url) => fetch(url, source.every.min(Duration::from_secs(30))),
-                SourceKind::Dns { names, kind, port } => dns::discover(env.dns_server.as_deref(), names, *kind, *port),
+                SourceKind::Dns { names, kind, port } => dns::discover(env.dns_server, names, *kind, *port),
             };
             match found {
                 Ok(groups) if groups != source.last => {

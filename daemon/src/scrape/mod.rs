@@ -5,7 +5,9 @@
 //! HTTP fetch, the messages and the status the API shows.
 
 mod client;
+mod connection;
 mod manager;
+mod names;
 pub mod tls;
 
 use std::sync::Arc;
@@ -15,16 +17,19 @@ pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
 use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest, UnknownSamples};
 
 use crate::clock::now_ms;
+use crate::dns::Resolver;
 use crate::metrics::Metrics;
 use crate::shards::{Request, Shards};
 
 /// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
-/// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms).
+/// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms); and the
+/// resolver their targets' host names go to.
 #[derive(Clone)]
 pub struct ScrapeSink {
     pub shards: Shards,
     pub metrics: Arc<Metrics>,
     pub future_window: i64,
+    pub resolver: Resolver,
 }
 
 /// A target's first scrape is offset within its interval by a hash of its identity, so that
@@ -38,7 +43,7 @@ fn start_offset(target: &Target) -> Duration {
 pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let target = &active.target;
     let mut ingest = TargetIngest::new(target.labels.clone(), IngestOptions::of(target), ctx.shards.len());
-    let client = client::ScrapeClient::new(target);
+    let mut client = client::ScrapeClient::new(target, ctx.resolver.clone());
     let interval = target.interval.as_std();
     let mut next = Instant::now() + start_offset(target);
     loop {

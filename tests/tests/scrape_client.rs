@@ -1,0 +1,247 @@
+//! The scrape client's connections and name resolution, against loopback targets that count
+//! the connections they accept and a loopback DNS server that answers slowly:
+//!
+//! * scrapes reuse one keep-alive connection, closed when the target is removed; a target that
+//!   closes idle connections, or that closes one just as the next request arrives, is still
+//!   scraped successfully every time;
+//! * a host name whose nameserver is slow delays only its own target: on one shard, a target
+//!   given by IP keeps its schedule, the slow one fails with a timeout until the answer comes,
+//!   and is scraped once it has.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyrite_tests::{eventually, http_post_form, json, Pyrite, PyriteOpts};
+use serde_json::Value;
+
+/// How a [`CountingTarget`] treats its connections.
+#[derive(Clone, Copy)]
+enum Manner {
+    /// Answers every request, keeps the connection open.
+    KeepAlive,
+    /// Closes a connection idle for this long.
+    CloseIdleAfter(Duration),
+    /// Answers the first request of a connection; at the next one closes it without an answer
+    /// (the race where a server closes an idle connection as a request comes).
+    AnswerOnce,
+}
+
+/// A metrics target on loopback that counts the connections it accepted, and those open.
+struct CountingTarget {
+    address: String,
+    connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+impl CountingTarget {
+    fn start(manner: Manner) -> CountingTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+        let address = listener.local_addr().expect("address").to_string();
+        let (connections, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, still_open) = (connections.clone(), open.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                counted.fetch_add(1, Ordering::SeqCst);
+                still_open.fetch_add(1, Ordering::SeqCst);
+                let still_open = still_open.clone();
+                std::thread::spawn(move || {
+                    serve(stream, manner);
+                    still_open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        CountingTarget { address, connections, open }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request head; false when the connection ended, failed or idled out.
+fn read_request(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&byte[..n]),
+        }
+    }
+    true
+}
+
+fn serve(mut stream: TcpStream, manner: Manner) {
+    if let Manner::CloseIdleAfter(idle) = manner {
+        let _ = stream.set_read_timeout(Some(idle));
+    }
+    let body = "# TYPE answered gauge\nanswered 1\n";
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answered = 0;
+    while read_request(&mut stream) {
+        if answered == 1 && matches!(manner, Manner::AnswerOnce) {
+            return;
+        }
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        answered += 1;
+    }
+}
+
+/// The samples of `up` for `instance` over the last `range` (e.g. `30s`): (time s, value).
+fn up_samples(p: &Pyrite, instance: &str, range: &str) -> Vec<(f64, f64)> {
+    let result = p.query(&format!("up{{instance=\"{instance}\"}}[{range}]"), None);
+    let values = result[0]["values"].as_array().cloned().unwrap_or_default();
+    values.iter().map(|v| (v[0].as_f64().unwrap(), v[1].as_str().unwrap().parse::<f64>().unwrap())).collect()
+}
+
+/// The active target whose `instance` label is `instance`.
+fn target(p: &Pyrite, instance: &str) -> Value {
+    let targets = json(&p.get("/api/v1/targets").1)["data"]["activeTargets"].clone();
+    let found = targets.as_array().into_iter().flatten().find(|t| t["labels"]["instance"] == instance);
+    found.cloned().unwrap_or(Value::Null)
+}
+
+fn config(jobs: &[(&str, &str)], timeout: &str) -> String {
+    let mut config = format!("global:\n  scrape_interval: 1s\n  scrape_timeout: {timeout}\nscrape_configs:\n");
+    for (job, address) in jobs {
+        config.push_str(&format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{address}']\n"));
+    }
+    config
+}
+
+#[test]
+fn scrapes_reuse_their_connection_and_survive_servers_that_close_it() {
+    let steady = CountingTarget::start(Manner::KeepAlive);
+    let closing = CountingTarget::start(Manner::CloseIdleAfter(Duration::from_millis(300)));
+    let racing = CountingTarget::start(Manner::AnswerOnce);
+    let jobs = [
+        ("steady", steady.address.as_str()),
+        ("closing", closing.address.as_str()),
+        ("racing", racing.address.as_str()),
+    ];
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config(&jobs, "1s")),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..PyriteOpts::default()
+    });
+    let scrapes = 8;
+    let scraped = eventually(Duration::from_secs(20), || {
+        jobs.iter().all(|(_, address)| up_samples(&p, address, "1m").len() >= scrapes).then_some(())
+    });
+    assert!(scraped.is_some(), "not every target was scraped {scrapes} times");
+    // One connection, kept: far fewer than one per scrape.
+    let opened = steady.connections();
+    assert!(opened <= 2, "{opened} connections for {scrapes} scrapes of a keep-alive target");
+    // The other two made the client open a connection for nearly every scrape, and every one
+    // of those scrapes succeeded.
+    assert!(closing.connections() >= scrapes - 1, "the idle connections were not closed: {}", closing.connections());
+    assert!(racing.connections() >= scrapes - 1, "the second requests were not refused: {}", racing.connections());
+    for (job, address) in jobs {
+        let samples = up_samples(&p, address, "1m");
+        assert!(
+            samples.iter().all(|&(_, up)| up == 1.0),
+            "{job}: a scrape failed: {samples:?} {}",
+            target(&p, address)
+        );
+    }
+    // A target taken out of the configuration has its connection closed.
+    assert_eq!(steady.open.load(Ordering::SeqCst), 1);
+    std::fs::write(p.data_dir.parent().unwrap().join("prometheus.yml"), config(&jobs[1..], "1s")).unwrap();
+    let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let closed = eventually(Duration::from_secs(5), || (steady.open.load(Ordering::SeqCst) == 0).then_some(()));
+    assert!(closed.is_some(), "the removed target's connection stayed open");
+}
+
+/// A DNS server on loopback that answers `name`'s A query with 127.0.0.1 and its AAAA query
+/// with no address, each after `delay`, and any other name at once with NXDOMAIN.
+fn slow_dns(name: &'static str, delay: Duration) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind DNS");
+    let address = socket.local_addr().expect("address").to_string();
+    std::thread::spawn(move || loop {
+        let mut buf = [0u8; 512];
+        let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+        let Some((asked, qtype, question_end)) = question(&buf[..n]) else { continue };
+        let socket = socket.try_clone().expect("clone DNS socket");
+        let query = buf[..question_end].to_vec();
+        std::thread::spawn(move || {
+            let known = asked.eq_ignore_ascii_case(name);
+            if known {
+                std::thread::sleep(delay);
+            }
+            let _ = socket.send_to(&answer(&query, known, qtype == 1), from);
+        });
+    });
+    address
+}
+
+/// The name (without the root dot), type and end of a query's question.
+fn question(query: &[u8]) -> Option<(String, u16, usize)> {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *query.get(at)? as usize;
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).into_owned());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    Some((labels.join("."), qtype, at + 4))
+}
+
+/// The answer to `query` (header and question): NXDOMAIN for an unknown name, else NOERROR
+/// with 127.0.0.1 when `with_address`.
+fn answer(query: &[u8], known: bool, with_address: bool) -> Vec<u8> {
+    let mut out = query.to_vec();
+    out[2] = 0x81;
+    out[3] = if known { 0x80 } else { 0x83 };
+    out[6..12].copy_from_slice(&[0, u8::from(known && with_address), 0, 0, 0, 0]);
+    if known && with_address {
+        out.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+    }
+    out
+}
+
+#[test]
+fn a_slow_nameserver_delays_only_the_target_it_names() {
+    let fast = CountingTarget::start(Manner::KeepAlive);
+    let slow = CountingTarget::start(Manner::KeepAlive);
+    let slow_port = slow.address.rsplit_once(':').unwrap().1;
+    let slow_address = format!("slow.pyrite.test:{slow_port}");
+    let dns = slow_dns("slow.pyrite.test", Duration::from_secs(4));
+    let jobs = [("fast", fast.address.as_str()), ("slow", slow_address.as_str())];
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config(&jobs, "1s")),
+        shards: Some(1),
+        extra_args: vec![format!("--dns.server={dns}")],
+        ..PyriteOpts::default()
+    });
+    // While the name is being resolved (4 s for A, then 4 s for AAAA), the slow target's
+    // scrapes fail at their timeout.
+    let timed_out = eventually(Duration::from_secs(6), || {
+        let t = target(&p, &slow_address);
+        t["lastError"].as_str().filter(|e| !e.is_empty()).map(str::to_string)
+    });
+    assert_eq!(timed_out.as_deref(), Some("context deadline exceeded"));
+    // Once the answer has come, the slow target is scraped.
+    let up = eventually(Duration::from_secs(15), || (target(&p, &slow_address)["health"] == "up").then_some(()));
+    assert!(up.is_some(), "the slow name's target never came up: {}", target(&p, &slow_address));
+    // All along, the target given by IP on the same shard kept its 1 s schedule.
+    let samples = up_samples(&p, &fast.address, "1m");
+    assert!(samples.len() >= 8, "{samples:?}");
+    let gaps: Vec<f64> = samples.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(gaps.iter().all(|&gap| gap <= 3.0), "the IP target's scrapes were held up: gaps {gaps:?}");
+    assert!(samples.iter().all(|&(_, up)| up == 1.0), "{samples:?}");
+}
