@@ -96,6 +96,8 @@ pub struct Db {
     wal: Wal,
     /// A head cut is being written.
     cutting: bool,
+    /// Admin backups copying the head: a cut must not drop head data under them.
+    backups: usize,
     /// Reused between batches: the samples the head accepted, and the series it created.
     accepted: Vec<(u32, i64, f64)>,
     created: Vec<(u32, Labels)>,
@@ -115,7 +117,11 @@ impl Db {
         let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
         // Series the log names whose samples are all in blocks now.
         head.forget_empty_series();
-        Ok((Db { head, blocks, wal, cutting: false, accepted: Vec::new(), created: Vec::new() }, replayed, opened))
+        Ok((
+            Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() },
+            replayed,
+            opened,
+        ))
     }
 
     /// Blocks and head, read as one.
@@ -239,7 +245,9 @@ impl Db {
     /// blocks hard-linked now, and unless `skip_head`, the head's whole range as one more block,
     /// returned to be written like a cut (appends go on meanwhile; what each series holds when
     /// its slice is written is what the copy gets).
-    pub fn begin_backup(&self, dir: &Path, skip_head: bool, now_ms: i64) -> Result<Option<HeadCut>, CutError> {
+    /// Until [`Db::end_backup`], [`Db::backing_up`] holds cuts back from installing (which drops
+    /// the head's data that the copy may not have reached).
+    pub fn begin_backup(&mut self, dir: &Path, skip_head: bool, now_ms: i64) -> Result<Option<HeadCut>, CutError> {
         fs::create_dir_all(dir)?;
         for block in self.blocks.list() {
             let target = dir.join(&block.meta().ulid);
@@ -249,10 +257,22 @@ impl Db {
                 fs::hard_link(file.path(), target.join(file.file_name()))?;
             }
         }
-        match (skip_head, self.head.time_range()) {
-            (false, Some((min, max))) => Ok(HeadCut::begin(dir, &self.head, min, max.saturating_add(1), now_ms)?),
-            _ => Ok(None),
-        }
+        let cut = match (skip_head, self.head.time_range()) {
+            (false, Some((min, max))) => HeadCut::begin(dir, &self.head, min, max.saturating_add(1), now_ms)?,
+            _ => None,
+        };
+        self.backups += usize::from(cut.is_some());
+        Ok(cut)
+    }
+
+    /// A backup begun with a head copy is done (or failed).
+    pub fn end_backup(&mut self) {
+        self.backups = self.backups.saturating_sub(1);
+    }
+
+    /// A backup is copying the head.
+    pub fn backing_up(&self) -> bool {
+        self.backups > 0
     }
 
     /// Bytes the log and the blocks take on disk.

@@ -134,6 +134,10 @@ async fn cut_block(
         return Ok((storage.borrow_mut().install_cut(None, end), None));
     };
     let opened = slices::write_block(storage, job, |meta, path| Ok((meta, Block::open(&path)?))).await;
+    // Installing drops the range from the head: not under an admin backup still copying it.
+    while storage.borrow().backing_up() {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+    }
     match opened {
         Ok((meta, block)) => Ok((storage.borrow_mut().install_cut(Some(block), end), Some(meta))),
         Err(e) => {

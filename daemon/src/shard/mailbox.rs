@@ -148,11 +148,11 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
 /// Copies the shard's blocks and, unless `skip_head`, its head as one more block into `dir`
 /// (the admin snapshot), the head a slice at a time.
 async fn backup(storage: &RefCell<Db>, dir: &std::path::Path, skip_head: bool) -> Result<(), CutError> {
-    let begun = storage.borrow().begin_backup(dir, skip_head, crate::clock::now_ms())?;
-    if let Some(job) = begun {
-        super::slices::write_block(storage, job, |_, _| Ok(())).await?;
-    }
-    Ok(())
+    let begun = storage.borrow_mut().begin_backup(dir, skip_head, crate::clock::now_ms())?;
+    let Some(job) = begun else { return Ok(()) };
+    let written = super::slices::write_block(storage, job, |_, _| Ok(())).await;
+    storage.borrow_mut().end_backup();
+    written
 }
 
 /// Waits until no cut or compaction is reading the head or the blocks (a deletion made

@@ -164,6 +164,7 @@ impl Replayer<'_> {
             }
             Record::Tombstones(deleted) => {
                 for (wal_id, mint, maxt) in deleted {
+                    self.head.reserve_ids_through(wal_id);
                     if let Some(&id) = self.ids.get(&wal_id) {
                         self.head.delete_series(id, mint, maxt);
                     }
@@ -171,6 +172,9 @@ impl Replayer<'_> {
             }
             Record::Samples(samples) => {
                 for (wal_id, t, v) in samples {
+                    // Even a forgotten series' id stays taken: its samples in this segment
+                    // must not be read as a new series' at the next replay.
+                    self.head.reserve_ids_through(wal_id);
                     match self.ids.get(&wal_id) {
                         Some(&id) => {
                             // A sample the head refuses was refused when it was written too.
@@ -670,6 +674,22 @@ mod tests {
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut Head::new()).unwrap();
         assert_eq!(replayed.orphaned, 0);
         assert!(replayed.samples > 0 && replayed.samples < 20 * 60, "{}", replayed.samples);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ids_of_samples_whose_series_is_forgotten_stay_taken_after_a_replay() {
+        let dir = temp_dir("forgotten-ids");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        // Samples of a series whose record went with an older segment (it was forgotten).
+        wal.log(&[], &[(7, 1000, 1.0)]).unwrap();
+        drop(wal);
+        let mut again = Head::new();
+        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
+        assert_eq!(replayed.orphaned, 1);
+        let (id, _) = again.get_or_create(&series(0));
+        assert!(id > 7, "a new series took id {id}, which the log's samples still name");
         let _ = fs::remove_dir_all(&dir);
     }
 
