@@ -478,11 +478,9 @@ impl Head {
         self.series.get(&id).map(|s| self.symbols.labels(&s.labels))
     }
 
-    /// Ids of every series held, in increasing order.
+    /// Ids of every series held, in no particular order.
     pub fn ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.series.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        self.series.keys().copied().collect()
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.

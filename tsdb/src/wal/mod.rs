@@ -372,7 +372,7 @@ impl Wal {
     /// Syncs the log and starts a snapshot of the head covering every segment written so far;
     /// writing continues in a new segment.
     pub fn begin_snapshot(&mut self, head: &Head) -> io::Result<LogWrite> {
-        self.sync()?;
+        // Rotating fsyncs the segment it finishes.
         self.rotate()?;
         LogWrite::begin(self, LogKind::Snapshot, self.index - 1, head)
     }
