@@ -589,6 +589,16 @@ impl<'a> Evaluator<'a> {
         self.limits.interrupt.check()
     }
 
+    /// Calls `f` with the index of every element of `steps`, a slice with an element per step,
+    /// asking the interrupt every [`STEPS_BETWEEN_CHECKS`] elements.
+    fn each_step<T>(&self, steps: &[T], mut f: impl FnMut(usize, &T)) -> Result<(), EvalError> {
+        for (c, chunk) in steps.chunks(STEPS_BETWEEN_CHECKS).enumerate() {
+            self.interrupt()?;
+            chunk.iter().enumerate().for_each(|(j, x)| f(c * STEPS_BETWEEN_CHECKS + j, x));
+        }
+        Ok(())
+    }
+
     /// Before a function makes a series of `steps` values: in a subquery's frame each of them
     /// is a sample of the subquery's range vector and counts against the limit, as upstream
     /// counts them (and the limit bounds what is allocated); elsewhere only the interrupt is
@@ -697,20 +707,12 @@ impl<'a> Evaluator<'a> {
         if inner.steps() == 0 {
             return Ok(RangeVector { series: Vec::new(), range: frame.range, ends });
         }
-        let series = self
-            .eval_in(&inner, expr)?
-            .into_vector()?
-            .into_iter()
-            .map(|s| SeriesSamples {
-                labels: s.labels,
-                samples: s
-                    .values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.map(|v| Sample { t: inner.ts(i), v }))
-                    .collect(),
-            })
-            .collect();
+        let mut series = Vec::new();
+        for s in self.eval_in(&inner, expr)?.into_vector()? {
+            let mut samples = Vec::new();
+            self.each_step(&s.values, |i, v| samples.extend(v.map(|v| Sample { t: inner.ts(i), v })))?;
+            series.push(SeriesSamples { labels: s.labels, samples });
+        }
         Ok(RangeVector { series, range: frame.range, ends })
     }
 }
