@@ -6,9 +6,9 @@
 //! ureq verifies a server's certificate for the host of the URL. To honour
 //! `tls_config.server_name`, the request goes to that name and a resolver maps it to the URL's
 //! real host, so TLS (SNI and verification) uses the configured name while the connection
-//! goes where the URL points; the `Host` header then carries the configured name.
+//! goes where the URL points; the `Host` header then carries the configured name. Host names
+//! are looked up by Pyrite's own resolver ([`crate::dns::socket_addrs`]), not the C library's.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use pyrite_core::config::HttpClientConfig;
@@ -16,7 +16,10 @@ use pyrite_core::config::HttpClientConfig;
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
 /// read now).
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
-    let mut agent = ureq::AgentBuilder::new().timeout(timeout).redirects(if http.follow_redirects { 10 } else { 0 });
+    let mut agent = ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .redirects(if http.follow_redirects { 10 } else { 0 })
+        .resolver(|netloc: &str| crate::dns::socket_addrs(netloc));
     let mut url = url.to_string();
     if let Some(rest) = url.strip_prefix("https://") {
         agent = agent.tls_config(crate::scrape::tls::client_config(&http.tls)?);
@@ -34,9 +37,8 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
             };
             let (target, alias) = (format!("{host}:{port}"), format!("{name}:{port}"));
             url = format!("https://{userinfo}{alias}{path}");
-            agent = agent.resolver(move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
-                let netloc = if netloc == alias { target.as_str() } else { netloc };
-                Ok(netloc.to_socket_addrs()?.collect())
+            agent = agent.resolver(move |netloc: &str| {
+                crate::dns::socket_addrs(if netloc == alias { target.as_str() } else { netloc })
             });
         }
     }

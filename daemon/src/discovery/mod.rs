@@ -132,8 +132,7 @@ fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
 
 /// The groups an `http_sd_configs` URL answers, each with `__meta_url`.
 fn fetch(url: &str, timeout: Duration) -> Result<Vec<TargetGroup>, String> {
-    let response = ureq::get(url)
-        .timeout(timeout)
+    let response = crate::http_client::request(&Default::default(), "GET", url, timeout)?
         .set("X-Prometheus-Refresh-Interval-Seconds", &timeout.as_secs().to_string())
         .call()
         .map_err(|e| format!("{url}: {e}"))?;

@@ -76,6 +76,22 @@ impl Resolver {
     }
 }
 
+/// The socket addresses of `netloc` (`host:port`, `[v6]:port`), looked up on the calling
+/// thread, which it blocks, with the system's configuration: for the clients that run on
+/// threads of their own (the notifier, HTTP discovery, `pyrite query`, `pyrite health`). No
+/// lookup goes through the C library, whose resolver a static binary cannot load.
+pub fn socket_addrs(netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(addr) = netloc.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid address {netloc:?}"));
+    let (host, port) = netloc.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    let ips = resolve(host.trim_start_matches('[').trim_end_matches(']'), None)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?;
+    Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+}
+
 /// Resolves `host` on the calling thread, which it blocks: `/etc/hosts`, then DNS.
 fn resolve(host: &str, server: Option<SocketAddr>) -> Resolved {
     let found = system::hosts_lookup(&std::fs::read_to_string(system::HOSTS).unwrap_or_default(), host);
