@@ -1,7 +1,12 @@
 //! TLS for `https` targets: a rustls client configuration (ring) from a scrape config's
 //! `tls_config` — the CA bundle to trust (default the system's), a client certificate for
 //! servers that ask for one, the name to verify, and `insecure_skip_verify`.
+//!
+//! The system's CAs are found as Go finds them (so as upstream does): the file named by
+//! `SSL_CERT_FILE`, else the first bundle of [`SYSTEM_CA_FILES`] that exists. Where there is
+//! none (a `FROM scratch` image), the Mozilla roots compiled into the binary are trusted.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyrite_core::config::TlsConfig;
@@ -11,8 +16,31 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// Debian's bundle of the system's trusted CAs.
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where Linux distributions keep the bundle of trusted CAs, in the order Go looks.
+const SYSTEM_CA_FILES: [&str; 6] = [
+    "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu
+    "/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL 6
+    "/etc/ssl/ca-bundle.pem",                            // openSUSE
+    "/etc/pki/tls/cacert.pem",                           // OpenELEC
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+    "/etc/ssl/cert.pem",                                 // Alpine
+];
+
+/// The system's bundle of trusted CAs: `SSL_CERT_FILE`, else the first that exists of
+/// [`SYSTEM_CA_FILES`]; `None` where there is none.
+fn system_ca_file() -> Option<PathBuf> {
+    match std::env::var_os("SSL_CERT_FILE") {
+        Some(file) if !file.is_empty() => Some(file.into()),
+        _ => SYSTEM_CA_FILES.iter().map(PathBuf::from).find(|f| f.exists()),
+    }
+}
+
+/// The CAs in the PEM file `file`.
+fn load_cas(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
+}
 
 /// The client configuration for `tls`; the error names the file and the problem.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
@@ -21,18 +49,20 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let mut roots = RootCertStore::empty();
-    let ca_file = tls.ca_file.clone().unwrap_or_else(|| SYSTEM_CAS.into());
-    if tls.ca_file.is_some() || ca_file.exists() {
-        let certs = CertificateDer::pem_file_iter(&ca_file)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("unable to load CA file {}: {e}", ca_file.display()))?;
-        let (_, rejected) = roots.add_parsable_certificates(certs);
-        if tls.ca_file.is_some() && roots.is_empty() {
-            return Err(format!(
-                "unable to use CA file {}: no usable certificate ({rejected} rejected)",
-                ca_file.display()
-            ));
+    match (&tls.ca_file, system_ca_file()) {
+        (Some(ca_file), _) => {
+            let (_, rejected) = roots.add_parsable_certificates(load_cas(ca_file)?);
+            if roots.is_empty() {
+                return Err(format!(
+                    "unable to use CA file {}: no usable certificate ({rejected} rejected)",
+                    ca_file.display()
+                ));
+            }
         }
+        (None, Some(system)) => {
+            roots.add_parsable_certificates(load_cas(&system)?);
+        }
+        (None, None) => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     let builder = builder.with_root_certificates(roots);
     let mut config = match (&tls.cert_file, &tls.key_file) {
