@@ -29,6 +29,30 @@ pub enum Command {
     /// Runs unit tests as `promtool test` does.
     #[command(subcommand)]
     Test(TestCommand),
+    /// Exits 0 if the server on this host answers `/-/healthy` with 200, 1 otherwise: the
+    /// container health check. Takes the server's flags to find it (listen address, route
+    /// prefix or external URL, web configuration).
+    Health(ProbeArgs),
+    /// Exits 0 if the server on this host answers `/-/ready` with 200 (storage loaded), 1
+    /// otherwise. Takes the server's flags, as `health`.
+    Ready(ProbeArgs),
+}
+
+/// `pyrite health|ready`: where the server is, and how long to wait for it.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The server's URL with its path prefix (e.g. http://localhost:9090/prometheus), in place
+    /// of one derived from the server flags.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Most time the probe may take.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+    /// HTTP client configuration file, as promtool's: basic_auth, authorization, tls_config.
+    #[arg(long = "http.config.file")]
+    pub http_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 /// `pyrite test ...`.

@@ -23,6 +23,7 @@ mod live_config;
 mod metrics;
 mod notifier;
 mod panic;
+mod probe;
 mod query;
 mod reload;
 mod rules;
@@ -93,6 +94,8 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
             };
             return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
+        Some(Command::Health(args)) => probe_main(probe::Probe::Healthy, &args),
+        Some(Command::Ready(args)) => probe_main(probe::Probe::Ready, &args),
         Some(Command::Test(cli::TestCommand::Rules { files, run, ignore_unknown_fields })) => {
             let passed = test_rules::run(&files, &test_rules::Options { run, ignore_unknown_fields });
             return if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE };
@@ -106,6 +109,12 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the server's answer, or what went wrong, in one line each.
+fn probe_main(probe: probe::Probe, args: &cli::ProbeArgs) -> anyhow::Result<()> {
+    println!("{}", probe::run(probe, args)?.trim_end());
+    Ok(())
 }
 
 fn explain(query: &str) -> anyhow::Result<()> {

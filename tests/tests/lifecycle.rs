@@ -1,11 +1,12 @@
 //! Reloading and stopping a running server: `/-/reload` and SIGHUP apply a new configuration
 //! (unchanged targets keep their loop, removed ones go stale, new ones start), an invalid file is
 //! refused with the old configuration kept, the lifecycle endpoints answer 403 without
-//! `--web.enable-lifecycle`, and `/-/quit` shuts down cleanly.
+//! `--web.enable-lifecycle`, and `/-/quit` shuts down cleanly. `pyrite health` and `pyrite
+//! ready`, the container health checks, find the server from its own flags.
 
 use std::time::Duration;
 
-use pyrite_tests::{eventually, http_post_form, json, Loadgen, Pyrite, PyriteOpts};
+use pyrite_tests::{bin, eventually, fake_target, http_post_form, json, Loadgen, Pyrite, PyriteOpts};
 use serde_json::Value;
 
 fn config(targets: &[&String]) -> String {
@@ -105,4 +106,33 @@ fn lifecycle_endpoints_are_forbidden_unless_enabled() {
     assert_eq!(json(&p.get("/api/v1/status/flags").1)["data"]["web.enable-lifecycle"], "false");
     let mut p = p;
     assert!(p.process.exited().is_none(), "a refused /-/quit stopped the server");
+}
+
+/// Runs `pyrite <args>`: whether it exited 0, what it printed, and how long it took.
+fn probe(args: &[&str]) -> (bool, String, Duration) {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(bin("pyrite")).args(args).output().expect("run pyrite");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text, started.elapsed())
+}
+
+#[test]
+fn the_health_probes_find_the_server_behind_its_route_prefix_from_its_own_flags() {
+    let external = "--web.external-url=http://lb.example.com/prometheus";
+    let p = Pyrite::start(PyriteOpts { extra_args: vec![external.into()], ..Default::default() });
+    let listen = format!("--web.listen-address=127.0.0.1:{}", p.port);
+    for command in ["health", "ready"] {
+        let (ok, out, _) = probe(&[command, &listen, external]);
+        assert!(ok, "pyrite {command} with the server's flags: {out}");
+    }
+    assert!(probe(&["health", &listen, external]).1.contains("Healthy"));
+    assert!(probe(&["ready", "--url", &format!("http://127.0.0.1:{}/prometheus", p.port)]).0);
+    // Without the prefix the probe asks /-/healthy, which the server does not serve.
+    let (ok, out, _) = probe(&["health", &listen]);
+    assert!(!ok && out.contains("404"), "{out}");
+    // Nobody answering: a failure within the timeout.
+    let silent = fake_target(None);
+    let (ok, out, took) = probe(&["health", "--url", &format!("http://{silent}"), "--timeout", "1s"]);
+    assert!(!ok, "{out}");
+    assert!(took < Duration::from_secs(5), "the probe took {took:?} with a 1 s timeout");
 }

@@ -502,3 +502,30 @@ fn cors_headers_follow_the_origin_flag_as_upstream() {
     assert_eq!(header(&one, Some("https://evil.example.com"), "GET"), (200, None));
     assert_eq!(header(&one, Some("https://grafana.example.com.evil"), "GET"), (200, None), "the pattern is anchored");
 }
+
+/// `pyrite health`, the container health check, reaches a server behind TLS and basic auth
+/// given the server's flags (`--web.config.file` turns on https) and a promtool-style HTTP
+/// client file with the credentials and the CA; without them it fails.
+#[test]
+fn the_health_probe_passes_tls_and_basic_auth_with_a_client_file() {
+    let certs = Certs::new();
+    let ca = certs.path("ca.crt");
+    let s =
+        start(&certs, &tls_and_users(&certs, &[("alice", "s3cret")]), &[], &["--cacert", &ca, "-u", "alice:s3cret"]);
+    let client = certs.dir.0.join("client.yml");
+    let write = |text: String| std::fs::write(&client, text).unwrap();
+    let listen = format!("--web.listen-address=127.0.0.1:{}", s.pyrite.port);
+    let web = format!("--web.config.file={}", s.web_config.display());
+    let http = format!("--http.config.file={}", client.display());
+    let probe = || run(&bin("pyrite"), &["health", &listen, &web, &http], &[]);
+
+    write(format!("basic_auth:\n  username: alice\n  password: s3cret\ntls_config:\n  ca_file: {ca}\n"));
+    let (ok, out) = probe();
+    assert!(ok && out.contains("Healthy"), "{out}");
+    write(format!("tls_config:\n  ca_file: {ca}\n"));
+    let (ok, out) = probe();
+    assert!(!ok && out.contains("401"), "without credentials: {out}");
+    write("basic_auth:\n  username: alice\n  password: s3cret\n".into());
+    let (ok, out) = probe();
+    assert!(!ok, "a server certificate from an unknown CA was trusted: {out}");
+}

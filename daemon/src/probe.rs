@@ -1,0 +1,86 @@
+//! `pyrite health` and `pyrite ready`: the container health check of an image without a shell
+//! or `wget` (ECS, Compose and Kubernetes run it in exec form). The probe asks the server on
+//! this host for `/-/healthy` or `/-/ready` and exits 0 on a 200, 1 otherwise, within a short
+//! timeout.
+//!
+//! It takes the server's own flags, so that a task definition can repeat the server's command
+//! line: the URL is derived from `--web.listen-address` (the loopback address when the server
+//! listens on every interface), `--web.route-prefix` or the path of `--web.external-url`
+//! (behind a load balancer at `/prometheus` the probe asks `/prometheus/-/healthy`), and
+//! `--web.config.file` (`https` when it turns TLS on). `--http.config.file` gives what the
+//! probe needs to pass the server's checks — `basic_auth`, `tls_config` — in promtool's
+//! format; `--url` names the server outright.
+
+use anyhow::Context as _;
+use pyrite_core::config::HttpClientConfig;
+
+use crate::cli::{ProbeArgs, ServerFlags};
+use crate::http::prefix::WebPaths;
+use crate::http_client;
+
+/// What a probe asks.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// `/-/healthy`: the process serves HTTP.
+    Healthy,
+    /// `/-/ready`: storage is loaded and queries are answered.
+    Ready,
+}
+
+impl Probe {
+    fn path(self) -> &'static str {
+        match self {
+            Probe::Healthy => "/-/healthy",
+            Probe::Ready => "/-/ready",
+        }
+    }
+}
+
+/// Runs the probe: `Ok` with the server's answer on a 200, an error saying what went wrong
+/// otherwise.
+pub fn run(probe: Probe, args: &ProbeArgs) -> anyhow::Result<String> {
+    let http = match &args.http_config_file {
+        Some(path) => client_config(path)?,
+        None => HttpClientConfig::default(),
+    };
+    let url = match &args.url {
+        Some(url) => format!("{}{}", url.trim_end_matches('/'), probe.path()),
+        None => derived_url(&args.server, probe)?,
+    };
+    let request = http_client::request(&http, "GET", &url, args.timeout.as_std()).map_err(anyhow::Error::msg)?;
+    match request.call() {
+        Ok(response) => Ok(response.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, _)) => anyhow::bail!("{url}: HTTP status {code}"),
+        // ureq names the URL.
+        Err(e) => anyhow::bail!("{e}"),
+    }
+}
+
+fn client_config(path: &std::path::Path) -> anyhow::Result<HttpClientConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
+    Ok(HttpClientConfig::parse(&text, &path.display().to_string())?)
+}
+
+/// The URL of `probe` on the server the flags describe, reached on this host.
+fn derived_url(server: &ServerFlags, probe: Probe) -> anyhow::Result<String> {
+    let tls = match &server.web_config_file {
+        Some(file) => crate::http::web_config::WebConfigFile::load(file)?.tls(),
+        None => false,
+    };
+    let listen = crate::http::server::parse_listen_address(&server.listen_address)?;
+    // A server on every interface answers on IPv4's loopback, dual-stack sockets included.
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        ip if ip.is_ipv6() => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let web = WebPaths::from_flags(
+        server.external_url.as_deref(),
+        server.route_prefix.as_deref(),
+        &server.listen_address,
+        tls,
+    )?;
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{host}:{}{}", listen.port(), web.route(probe.path())))
+}
