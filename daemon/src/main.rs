@@ -173,6 +173,11 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     let web =
         WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address, tls)?;
+    // As upstream, the flags page shows the prefix in force, derived from the URL if not given.
+    let mut flag_values = flag_values;
+    for (_, value) in flag_values.iter_mut().filter(|(name, _)| name == "web.route-prefix") {
+        value.clone_from(&web.route_prefix);
+    }
     let source = ConfigSource {
         file: flags.config_file.clone(),
         self_address: self_address(&flags.listen_address)?,
