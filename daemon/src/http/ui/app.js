@@ -3,6 +3,7 @@
 "use strict";
 
 const PREFIX = document.querySelector('meta[name="pyrite-prefix"]').content;
+const TITLE = document.querySelector('meta[name="pyrite-title"]').content;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: DOM building, API calls, durations and times.
@@ -589,7 +590,7 @@ async function main() {
   for (const a of document.querySelectorAll("nav a[data-page]")) {
     a.classList.toggle("active", a.dataset.page === page || (page === "graph" && a.dataset.page === "query"));
   }
-  document.title = `Pyrite · ${page}`;
+  document.title = `${TITLE} · ${page}`;
   try {
     await (PAGES[page] || (m => m.append(el("p", {}, "No such page."))))(root);
   } catch (e) {
