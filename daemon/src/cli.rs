@@ -1,5 +1,7 @@
 //! Command-line flags, named as Prometheus names them.
 
+mod compat;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -240,6 +242,9 @@ pub struct ServerFlags {
     /// Regular expression (anchored) of the origins allowed to call the API from a browser.
     #[arg(long = "web.cors.origin", default_value = ".*", value_parser = crate::http::parse_cors_origin)]
     pub cors_origin: regex::Regex,
+    /// Title of the web UI's pages.
+    #[arg(long = "web.page-title", default_value = "Pyrite")]
+    pub page_title: String,
     /// Serve /-/reload and /-/quit (shutdown and reload over HTTP).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
@@ -249,6 +254,16 @@ pub struct ServerFlags {
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,
+    /// Do not lock the data directory (for file systems without flock). Nothing then stops a
+    /// second server from writing the same directory and corrupting it.
+    #[arg(
+        long = "storage.tsdb.no-lockfile",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub no_lockfile: bool,
     /// How long to keep samples; blocks entirely older are deleted.
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration)]
     pub retention_time: Duration,
@@ -338,6 +353,8 @@ pub struct ServerFlags {
     /// Log line format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub compat: compat::CompatFlags,
 }
 
 /// The `--enable-feature` options Pyrite knows; others are warned about and ignored.

@@ -143,11 +143,16 @@ impl LiveConfig {
 /// glob); the first file that is not valid fails them all.
 pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
     let mut out = Vec::new();
-    let files = patterns.iter().flat_map(|p| crate::files::expand_glob(p)).filter(|p| Path::new(p).exists());
-    for path in files {
+    for path in patterns.iter().flat_map(|p| rule_file_paths(p)) {
         let name = path.display().to_string();
         let text = crate::files::read_text(&path).map_err(|error| RuleLoadError::Read { path: path.clone(), error })?;
         out.push((name.clone(), RuleFile::parse(&text, &name, options)?));
     }
     Ok(out)
+}
+
+/// The existing files a `rule_files` pattern names (a file that does not exist is no rule
+/// file, as upstream's glob: the server skips it, `pyrite check config` reports it).
+pub fn rule_file_paths(pattern: &str) -> Vec<PathBuf> {
+    crate::files::expand_glob(pattern).into_iter().filter(|p| Path::new(p).exists()).collect()
 }

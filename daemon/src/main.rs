@@ -182,6 +182,11 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     let web =
         WebPaths::from_flags(flags.external_url.as_deref(), flags.route_prefix.as_deref(), &flags.listen_address, tls)?;
+    // As upstream, the flags page shows the prefix in force, derived from the URL if not given.
+    let mut flag_values = flag_values;
+    for (_, value) in flag_values.iter_mut().filter(|(name, _)| name == "web.route-prefix") {
+        value.clone_from(&web.route_prefix);
+    }
     let source = ConfigSource {
         file: flags.config_file.clone(),
         self_address: self_address(&flags.listen_address)?,
@@ -192,9 +197,12 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     for feature in flags.enable_feature.iter().filter(|f| !cli::FEATURES.contains(&f.as_str())) {
         tracing::warn!(feature, "unknown option for --enable-feature, ignored");
     }
+    for (flag, why) in flags.compat.ignored() {
+        tracing::warn!(flag, why, "flag accepted for compatibility with Prometheus; it changes nothing in Pyrite");
+    }
     let (driver, why) = runtime::select_driver(flags.driver)?;
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
-    let _lock = datadir::lock(&flags.storage_path)?;
+    let _lock = if flags.no_lockfile { None } else { Some(datadir::lock(&flags.storage_path)?) };
     datadir::check_shard_layout(&flags.storage_path, shard_count)?;
     let listener = http::server::bind(&flags.listen_address)?;
     tracing::info!(address = %flags.listen_address, tls, "listening");
@@ -288,6 +296,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         admin_api: flags.enable_admin_api,
         remote_write_receiver: flags.enable_remote_write_receiver,
         cors_origin: flags.cors_origin.clone(),
+        page_title: flags.page_title.clone(),
         parse_options: flags.parse_options(),
         storage_path: flags.storage_path.clone(),
         retention: flags.retention_time,

@@ -179,10 +179,15 @@ impl Pyrite {
         let port = opts.port.unwrap_or_else(free_port);
         let data_dir = opts.data_dir.clone().unwrap_or_else(|| dirs.0.join("data"));
         let mut cmd = Command::new(bin("pyrite"));
-        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--log.level=warn");
+        // The listen address and log level are the test's when it gives them (with `port`).
+        let given = |flag: &str| opts.extra_args.iter().any(|a| a.starts_with(flag));
+        if !given("--web.listen-address=") {
+            cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        }
+        if !given("--log.level=") {
+            cmd.arg("--log.level=warn");
+        }
+        cmd.arg(format!("--storage.tsdb.path={}", data_dir.display())).arg("--web.enable-remote-write-receiver");
         if let Some(config) = &opts.config {
             let path = dirs.0.join("prometheus.yml");
             std::fs::write(&path, config).expect("write config");

@@ -535,3 +535,57 @@ fn alerts_reach_a_healthy_alertmanager_beside_a_silent_one_with_credentials() {
     }
     drop(silent);
 }
+
+/// The `generatorURL` an Alertmanager holds for Pyrite's alert is upstream's link,
+/// `<external URL>/graph?g0.expr=<expression>&g0.tab=1`, and opening it in a browser shows
+/// Pyrite's query page with the expression in its box and its result in the table.
+#[test]
+fn the_generator_url_opens_the_alerts_expression_in_the_ui() {
+    let expr = r#"label_replace(vector(1), "place", "a b&c", "", "") == 1"#;
+    let (webhook_port, _received) = webhook();
+    let am = start_alertmanager(webhook_port);
+    let rules = TempDir::new("linked-rules");
+    let rule_file = rules.0.join("rules.yml");
+    let rule = format!(
+        "groups:\n  - name: linked\n    interval: 1s\n    rules:\n      - alert: Linked\n        expr: '{expr}'\n"
+    );
+    std::fs::write(&rule_file, rule).unwrap();
+    let config = format!(
+        "global:\n  evaluation_interval: 1s\nrule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{}']}}]\n",
+        rule_file.display(),
+        am.url.trim_start_matches("http://")
+    );
+    let port = free_port();
+    let external = format!("http://127.0.0.1:{port}/pyrite");
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(config),
+        port: Some(port),
+        extra_args: vec![format!("--web.external-url={external}/")],
+        ..PyriteOpts::default()
+    });
+    let link = eventually(Duration::from_secs(20), || {
+        let (_, body) = http_get(&format!("{}/api/v2/alerts", am.url)).ok()?;
+        let alerts = json(&body);
+        let alert = alerts.as_array()?.iter().find(|a| a["labels"]["alertname"] == "Linked")?.clone();
+        Some(alert["generatorURL"].as_str()?.to_string())
+    })
+    .expect("Alertmanager holds Pyrite's alert");
+    // Go's url.QueryEscape: percent-encoding with `+` for spaces.
+    let escaped = pyrite_tests::encode(expr).replace("%20", "+");
+    assert_eq!(link, format!("{external}/graph?g0.expr={escaped}&g0.tab=1"));
+
+    let b = pyrite_tests::webdriver::Browser::start();
+    b.goto(&link);
+    let row = b.wait("the expression's result in the table", Duration::from_secs(10), || {
+        b.find_all("#output tbody tr").into_iter().next()
+    });
+    assert_eq!(b.script("return document.getElementById('expr').value", serde_json::json!([])), expr);
+    assert!(b.text(&row).contains(r#"place="a b&c""#), "{}", b.text(&row));
+    let active = || b.script("return document.querySelector('.tabs .active').id", serde_json::json!([]));
+    assert_eq!(active(), "tab-table", "g0.tab=1 is the table");
+    // The templates' graphLink: g0.tab=0 is the graph.
+    b.goto(&link.replace("g0.tab=1", "g0.tab=0"));
+    b.wait("the graph", Duration::from_secs(10), || (!b.find_all("#graph path.series").is_empty()).then_some(()));
+    assert_eq!(active(), "tab-graph");
+    assert_eq!(pyrite.url, external);
+}

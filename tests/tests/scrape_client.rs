@@ -6,7 +6,9 @@
 //!   scraped successfully every time;
 //! * a host name whose nameserver is slow delays only its own target: on one shard, a target
 //!   given by IP keeps its schedule, the slow one fails with a timeout until the answer comes,
-//!   and is scraped once it has.
+//!   and is scraped once it has;
+//! * a target that refuses connections is logged at debug only, as upstream (a line every
+//!   interval at warn would fill the log): its error shows in the targets API and `up`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyrite_tests::{eventually, http_post_form, json, Pyrite, PyriteOpts};
+use pyrite_tests::{eventually, free_port, http_post_form, json, Pyrite, PyriteOpts};
 use serde_json::Value;
 
 /// How a [`CountingTarget`] treats its connections.
@@ -244,4 +246,35 @@ fn a_slow_nameserver_delays_only_the_target_it_names() {
     let gaps: Vec<f64> = samples.windows(2).map(|w| w[1].0 - w[0].0).collect();
     assert!(gaps.iter().all(|&gap| gap <= 3.0), "the IP target's scrapes were held up: gaps {gaps:?}");
     assert!(samples.iter().all(|&(_, up)| up == 1.0), "{samples:?}");
+}
+
+#[test]
+fn a_failing_target_is_logged_at_debug_only_and_shown_in_the_targets_api() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let refused = |p: &Pyrite| {
+        let t = target(p, &address);
+        (t["health"] == "down" && t["lastError"].as_str().is_some_and(|e| !e.is_empty())).then_some(t)
+    };
+    let stderr_after_three_scrapes = |log_level: &str| {
+        let mut p = Pyrite::start(PyriteOpts {
+            config: Some(config(&[("refusing", &address)], "1s")),
+            extra_args: vec![format!("--log.level={log_level}")],
+            ..PyriteOpts::default()
+        });
+        let t = eventually(Duration::from_secs(10), || refused(&p)).expect("the target is down with an error");
+        assert!(t["lastError"].as_str().unwrap().contains("refused"), "{t}");
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(p.query(&format!("up{{instance=\"{address}\"}}"), None)[0]["value"][1], "0");
+        p.process.signal(libc::SIGTERM);
+        p.process.wait_exit(Duration::from_secs(20)).1
+    };
+    // Upstream's default level, and warn: nothing about the scrapes.
+    for level in ["info", "warn"] {
+        let stderr = stderr_after_three_scrapes(level);
+        assert!(!stderr.contains("scrape failed"), "at {level}:\n{stderr}");
+    }
+    // At debug, every failed scrape, naming the target.
+    let stderr = stderr_after_three_scrapes("warn,pyrite::scrape=debug");
+    let failures = stderr.lines().filter(|l| l.contains("scrape failed") && l.contains(&address)).count();
+    assert!(failures >= 3, "{stderr}");
 }

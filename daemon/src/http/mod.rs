@@ -72,6 +72,8 @@ pub struct Api {
     pub remote_write_receiver: bool,
     /// `--web.cors.origin`, anchored.
     pub cors_origin: regex::Regex,
+    /// `--web.page-title`, the UI's title.
+    pub page_title: String,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
     /// `--storage.tsdb.path` (admin snapshots go under it).
@@ -106,7 +108,7 @@ pub fn router(ctx: Arc<Api>, local: usize) -> Router {
     let ready = || middleware::from_fn_with_state(state.clone(), until_ready);
     let api = api_routes(&base).route_layer(ready()).layer(middleware::from_fn_with_state(state.clone(), cors::cors));
     let federate = Router::new().route(&format!("{base}/federate"), get(federate::federate)).route_layer(ready());
-    let mut router = api.merge(federate).merge(service_routes(&base)).merge(ui::routes(&base));
+    let mut router = api.merge(federate).merge(service_routes(&base)).merge(ui::routes(&base, &state.ctx.page_title));
     if !base.is_empty() {
         let target = base.clone();
         router = router.route("/", get(move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }));

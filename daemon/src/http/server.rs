@@ -50,9 +50,32 @@ pub struct Settings {
 
 /// Binds the listening socket with explicit options: SO_REUSEADDR (restart over TIME_WAIT) and
 /// no SO_REUSEPORT, so that binding a port another process listens on fails.
+///
+/// An empty host (`:9090`) means every address of both families, as Go's `net.Listen` reads it
+/// for upstream: one IPv6 socket on `[::]` with IPV6_V6ONLY off, which takes IPv4 connections
+/// too (as `::ffff:a.b.c.d`); where the host has no IPv6, `0.0.0.0`. An explicit host binds
+/// that address only, so `0.0.0.0:9090` is IPv4 only and `[::]:9090` is the system's default.
 pub fn bind(address: &str) -> anyhow::Result<std::net::TcpListener> {
     let addr: SocketAddr = parse_listen_address(address)?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if address.starts_with(':') {
+        let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, addr.port()));
+        match bind_socket(any, Some(false)) {
+            Ok(listener) => return Ok(listener),
+            // No IPv6 on this host (module not loaded, or disabled): IPv4 alone.
+            Err(e) if ipv6_unavailable(&e) => tracing::info!(error = %e, "IPv6 unavailable; listening on IPv4 only"),
+            Err(e) => return Err(e),
+        }
+    }
+    bind_socket(addr, None)
+}
+
+/// A listening socket on `addr`; `only_v6` sets IPV6_V6ONLY on an IPv6 socket.
+fn bind_socket(addr: SocketAddr, only_v6: Option<bool>) -> anyhow::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .with_context(|| format!("listen tcp {addr}: socket"))?;
+    if let Some(only_v6) = only_v6 {
+        socket.set_only_v6(only_v6)?;
+    }
     socket.set_reuse_address(true)?;
     socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
@@ -61,7 +84,18 @@ pub fn bind(address: &str) -> anyhow::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts `host:port` and Prometheus's `:port` (all interfaces).
+/// Whether binding failed because the host cannot do IPv6 (rather than, say, the port being
+/// taken, which IPv4 would not cure).
+fn ipv6_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .root_cause()
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+        .is_some_and(|code| matches!(code, libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT))
+}
+
+/// Accepts `host:port` and Prometheus's `:port` (all interfaces; [`bind`] makes that both
+/// families, the address returned here says `0.0.0.0`).
 pub fn parse_listen_address(address: &str) -> anyhow::Result<SocketAddr> {
     let full = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
     std::net::ToSocketAddrs::to_socket_addrs(&full)

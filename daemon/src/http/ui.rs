@@ -1,5 +1,6 @@
 //! The web UI: one HTML page, a script and a style sheet, embedded in the binary and served
-//! under the route prefix. The script (`ui/app.js`) reads the API; the path names the page.
+//! under the route prefix. The script (`ui/app.js`) reads the API; the path names the page;
+//! the page's title is `--web.page-title`.
 
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
@@ -13,9 +14,9 @@ const PAGES: [&str; 9] =
     ["/query", "/graph", "/targets", "/alerts", "/rules", "/status", "/tsdb-status", "/config", "/flags"];
 
 /// The UI's routes under `base` (`""` or `/prefix`): its pages, its assets, and `base/` (and
-/// `base` itself) redirecting to the query page.
-pub fn routes(base: &str) -> Router<ApiState> {
-    let page = include_str!("ui/index.html").replace("{{PREFIX}}", base);
+/// `base` itself) redirecting to the query page. Pages are titled `title`.
+pub fn routes(base: &str, title: &str) -> Router<ApiState> {
+    let page = include_str!("ui/index.html").replace("{{PREFIX}}", base).replace("{{TITLE}}", &escape_html(title));
     let home = format!("{base}/query");
     let to_home = move || {
         let home = home.clone();
@@ -35,6 +36,22 @@ pub fn routes(base: &str) -> Router<ApiState> {
         router = router.route(&format!("{base}{path}"), get(move || async move { Html(page) }));
     }
     router
+}
+
+/// `text` safe inside an HTML element or a quoted attribute.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

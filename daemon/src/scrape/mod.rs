@@ -64,8 +64,10 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         let duration = started.elapsed().as_secs_f64();
         let (mut batches, last_error) = match result {
             Ok(batches) => (batches, String::new()),
+            // At debug only, as upstream: a target that is down would otherwise log a line
+            // every interval; its error is in /api/v1/targets (`lastError`) and `up`.
             Err(error) => {
-                tracing::warn!(shard = active.shard, target = %target.url(), job = target.job(), %error, "scrape failed");
+                tracing::debug!(shard = active.shard, target = %target.url(), job = target.job(), %error, "scrape failed");
                 (ingest.ingest_failure(t), error)
             }
         };

@@ -3,6 +3,7 @@
 "use strict";
 
 const PREFIX = document.querySelector('meta[name="pyrite-prefix"]').content;
+const TITLE = document.querySelector('meta[name="pyrite-title"]').content;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: DOM building, API calls, durations and times.
@@ -183,12 +184,16 @@ function attachCompletion(textarea, list, onExecute) {
   textarea.addEventListener("focus", loadMetricNames);
 }
 
+// The page's state from its URL: Pyrite's own parameters, or the first panel of upstream's
+// (`g0.expr`, `g0.tab` 0/graph or 1/table, `g0.range_input`), which alerts' generatorURL and
+// the templates' graphLink/tableLink use, as do links made for Prometheus.
 function queryState() {
   const p = new URLSearchParams(location.search);
+  const tab = p.get("tab") ?? p.get("g0.tab");
   return {
-    expr: p.get("expr") || "",
-    tab: p.get("tab") === "graph" ? "graph" : "table",
-    range: p.get("range") || "1h",
+    expr: p.get("expr") ?? p.get("g0.expr") ?? "",
+    tab: tab === "graph" || tab === "0" ? "graph" : "table",
+    range: p.get("range") || p.get("g0.range_input") || "1h",
     end: p.get("end") || "",
     step: p.get("step") || "",
   };
@@ -585,7 +590,7 @@ async function main() {
   for (const a of document.querySelectorAll("nav a[data-page]")) {
     a.classList.toggle("active", a.dataset.page === page || (page === "graph" && a.dataset.page === "query"));
   }
-  document.title = `Pyrite · ${page}`;
+  document.title = `${TITLE} · ${page}`;
   try {
     await (PAGES[page] || (m => m.append(el("p", {}, "No such page."))))(root);
   } catch (e) {
