@@ -1,7 +1,7 @@
 //! Command-line flags as an operator coming from Prometheus writes them:
 //!
-//! * `--web.listen-address=:PORT` listens on IPv6 and IPv4, as upstream's Go listener does;
-//!   `0.0.0.0:PORT` on IPv4 only;
+//! * `--web.listen-address=:PORT` and `0.0.0.0:PORT` listen on IPv6 and IPv4, as upstream's Go
+//!   listener does; `127.0.0.1:PORT` on that address only;
 //! * `/api/v1/status/flags` shows the route prefix derived from `--web.external-url`;
 //! * a typical Compose file's command line starts Pyrite: the flags that change nothing are
 //!   named in a warning, the ones Pyrite honours take effect (the page title, no lock file),
@@ -31,18 +31,20 @@ fn start_listening_on(address: impl Fn(u16) -> String) -> (Pyrite, u16) {
 }
 
 #[test]
-fn an_empty_listen_host_takes_ipv6_and_ipv4_and_0_0_0_0_only_ipv4() {
+fn every_address_takes_ipv6_and_ipv4_and_a_given_one_only_itself() {
     let ipv6 = TcpListener::bind("[::1]:0").is_ok();
-    let (_both, port) = start_listening_on(|port| format!(":{port}"));
-    assert!(healthy(&format!("http://127.0.0.1:{port}")), "IPv4 on :{port}");
-    if ipv6 {
-        assert!(healthy(&format!("http://[::1]:{port}")), "IPv6 on :{port}");
-    } else {
-        eprintln!("no IPv6 on this host's loopback: only IPv4 checked");
+    for any in [":", "0.0.0.0:"] {
+        let (_both, port) = start_listening_on(|port| format!("{any}{port}"));
+        assert!(healthy(&format!("http://127.0.0.1:{port}")), "IPv4 on {any}{port}");
+        if ipv6 {
+            assert!(healthy(&format!("http://[::1]:{port}")), "IPv6 on {any}{port}");
+        } else {
+            eprintln!("no IPv6 on this host's loopback: only IPv4 checked");
+        }
     }
-    let (_v4, port) = start_listening_on(|port| format!("0.0.0.0:{port}"));
-    assert!(healthy(&format!("http://127.0.0.1:{port}")), "IPv4 on 0.0.0.0:{port}");
-    assert!(http_get(&format!("http://[::1]:{port}/-/healthy")).is_err(), "0.0.0.0 takes no IPv6");
+    let (_v4, port) = start_listening_on(|port| format!("127.0.0.1:{port}"));
+    assert!(healthy(&format!("http://127.0.0.1:{port}")), "IPv4 on 127.0.0.1:{port}");
+    assert!(http_get(&format!("http://[::1]:{port}/-/healthy")).is_err(), "127.0.0.1 takes no IPv6");
 }
 
 fn flags(p: &Pyrite) -> Value {

@@ -51,13 +51,13 @@ pub struct Settings {
 /// Binds the listening socket with explicit options: SO_REUSEADDR (restart over TIME_WAIT) and
 /// no SO_REUSEPORT, so that binding a port another process listens on fails.
 ///
-/// An empty host (`:9090`) means every address of both families, as Go's `net.Listen` reads it
-/// for upstream: one IPv6 socket on `[::]` with IPV6_V6ONLY off, which takes IPv4 connections
-/// too (as `::ffff:a.b.c.d`); where the host has no IPv6, `0.0.0.0`. An explicit host binds
-/// that address only, so `0.0.0.0:9090` is IPv4 only and `[::]:9090` is the system's default.
+/// Every address (`:9090`, `0.0.0.0:9090`, `[::]:9090`) means every address of both families,
+/// as Go's `net.Listen` reads it for upstream: one IPv6 socket on `[::]` with IPV6_V6ONLY off,
+/// which takes IPv4 connections too (as `::ffff:a.b.c.d`); where the host has no IPv6,
+/// `0.0.0.0`. Any other address is bound alone.
 pub fn bind(address: &str) -> anyhow::Result<std::net::TcpListener> {
     let addr: SocketAddr = parse_listen_address(address)?;
-    if address.starts_with(':') {
+    if addr.ip().is_unspecified() {
         let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, addr.port()));
         match bind_socket(any, Some(false)) {
             Ok(listener) => return Ok(listener),
@@ -95,11 +95,13 @@ fn ipv6_unavailable(error: &anyhow::Error) -> bool {
 }
 
 /// Accepts `host:port` and Prometheus's `:port` (all interfaces; [`bind`] makes that both
-/// families, the address returned here says `0.0.0.0`).
+/// families, the address returned here says `0.0.0.0`). A host name is looked up by Pyrite's
+/// resolver.
 pub fn parse_listen_address(address: &str) -> anyhow::Result<SocketAddr> {
     let full = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
-    std::net::ToSocketAddrs::to_socket_addrs(&full)
+    crate::dns::socket_addrs(&full)
         .with_context(|| format!("invalid --web.listen-address {address:?}"))?
+        .into_iter()
         .next()
         .with_context(|| format!("--web.listen-address {address:?} resolves to nothing"))
 }
