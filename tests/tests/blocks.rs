@@ -377,6 +377,7 @@ fn churned_series_leave_the_head_when_their_data_is_in_blocks_and_stay_gone_acro
         (head_series(&p) <= live && exported <= live as f64 && removed >= (10 * PODS) as f64).then_some(())
     });
     assert!(settled.is_some(), "the head still holds {} series, more than {live}", head_series(&p));
+    assert!(p.metric("prometheus_tsdb_head_gc_duration_seconds_count") > 0.0, "head GC was not timed");
     let at = (t0 + GENERATIONS * 2000) as f64 / 1000.0;
     let every_pod = "count(count_over_time(pod_up[1h]))";
     assert_eq!(p.query(every_pod, Some(at))[0]["value"][1], "1200", "blocks still hold every generation");

@@ -102,4 +102,16 @@ fn storage_figures_are_sums_over_shards_with_the_detail_per_shard() {
     ] {
         assert!(text.contains(line), "{line} not in:\n{text}");
     }
+    // The summaries observe what happened (their quantile lines exist from the start).
+    for (summary, filter) in [
+        ("prometheus_engine_query_duration_seconds_count", "slice=\"prepare_time\""),
+        ("prometheus_engine_query_duration_seconds_count", "slice=\"queue_time\""),
+        ("prometheus_engine_query_duration_seconds_count", "slice=\"inner_eval\""),
+        ("prometheus_rule_group_duration_seconds_count", ""),
+        ("prometheus_rule_evaluation_duration_seconds_count", ""),
+        ("prometheus_target_interval_length_seconds_count", "interval=\"1s\""),
+        ("prometheus_target_sync_length_seconds_count", "scrape_job=\"prometheus\""),
+    ] {
+        assert!(pyrite_tests::metric_sum(&text, summary, filter) > 0.0, "{summary}{{{filter}}} in:\n{text}");
+    }
 }

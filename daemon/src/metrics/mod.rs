@@ -77,11 +77,11 @@ pub struct Metrics {
     pub wal_corruptions: Counter,
     pub wal_fsync_duration: SummaryFamily,
     pub head_snapshots: Counter,
-    pub compactions: Counter,
-    pub compactions_by_kind: Family<Labels, Counter>,
+    compactions: Counter,
+    compactions_by_kind: Family<Labels, Counter>,
     pub compactions_triggered: Counter,
     pub compactions_failed: Counter,
-    pub compaction_duration: Histogram,
+    compaction_duration: Histogram,
     pub reloads: Counter,
     pub reloads_failures: Counter,
     pub blocks_loaded: PerShard<Gauge>,
@@ -642,6 +642,14 @@ impl Metrics {
             "A metric with a constant '1' value labeled by version, revision, branch, and goversion from which prometheus was built.",
             build,
         );
+    }
+
+    /// Counts a block shard `shard` wrote in `seconds`: cut from the head (`kind` `"head"`) or
+    /// merged from blocks (`"blocks"`).
+    pub fn block_written(&self, shard: usize, kind: &'static str, seconds: f64) {
+        self.compactions.inc();
+        self.compactions_by_kind.get_or_create(&vec![("shard", shard.to_string()), ("kind", kind.to_string())]).inc();
+        self.compaction_duration.observe(seconds);
     }
 
     /// Records `--storage.tsdb.retention.time` (ms) and `.size` (bytes; 0: none).

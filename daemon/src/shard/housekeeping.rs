@@ -110,9 +110,7 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
         m.head_truncations.inc();
         let forgotten = forget(index, storage, env, &truncated.emptied).await;
         if let Some(meta) = meta {
-            m.compactions.inc();
-            m.compactions_by_kind.get_or_create(&kind(index, "head")).inc();
-            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            m.block_written(index, "head", started.elapsed().as_secs_f64());
             tracing::info!(
                 shard = index,
                 ulid = meta.ulid.as_str(),
@@ -175,9 +173,7 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let m = &env.metrics;
     match result.and_then(|(meta, merged)| s.blocks.install(merged, &inputs).map(|()| meta)) {
         Ok(meta) => {
-            m.compactions.inc();
-            m.compactions_by_kind.get_or_create(&kind(index, "blocks")).inc();
-            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            m.block_written(index, "blocks", started.elapsed().as_secs_f64());
             tracing::info!(
                 shard = index,
                 ulid = meta.ulid.as_str(),
@@ -234,8 +230,4 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     m.set_head_range(index, s.head.time_range());
     m.blocks_loaded.set(&shard, s.blocks.list().len() as i64);
     m.blocks_bytes.set(&shard, s.blocks.size() as i64);
-}
-
-fn kind(index: usize, kind: &str) -> crate::metrics::MetricLabels {
-    vec![("shard", index.to_string()), ("kind", kind.to_string())]
 }
