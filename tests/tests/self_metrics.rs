@@ -111,6 +111,7 @@ fn storage_figures_are_sums_over_shards_with_the_detail_per_shard() {
         ("prometheus_rule_evaluation_duration_seconds_count", ""),
         ("prometheus_target_interval_length_seconds_count", "interval=\"1s\""),
         ("prometheus_target_sync_length_seconds_count", "scrape_job=\"prometheus\""),
+        ("prometheus_tsdb_head_series_created_total", ""),
     ] {
         assert!(pyrite_tests::metric_sum(&text, summary, filter) > 0.0, "{summary}{{{filter}}} in:\n{text}");
     }

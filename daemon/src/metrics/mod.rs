@@ -62,6 +62,7 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub too_far_in_future: Counter,
     pub head_series: PerShard<Gauge>,
+    pub head_series_created: Counter,
     pub head_series_removed: Counter,
     pub head_chunks: PerShard<Gauge>,
     pub head_active_appenders: Gauge,
@@ -246,6 +247,7 @@ impl Metrics {
             duplicates: Counter::default(),
             too_far_in_future: Counter::default(),
             head_series: PerShard::default(),
+            head_series_created: Counter::default(),
             head_series_removed: Counter::default(),
             head_chunks: PerShard::default(),
             head_active_appenders: Gauge::default(),
@@ -381,6 +383,11 @@ impl Metrics {
             m.head_series.total.clone(),
         );
         r.register("pyrite_head_series", "Series in the head, per shard", m.head_series.shards.clone());
+        r.register(
+            "prometheus_tsdb_head_series_created",
+            "Total number of series created in the head",
+            m.head_series_created.clone(),
+        );
         r.register(
             "prometheus_tsdb_head_series_removed",
             "Total number of series removed in the head",

@@ -174,6 +174,7 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
     m.duplicates.inc_by(r.duplicates as u64);
     m.out_of_bounds.inc_by(r.out_of_bounds as u64);
     m.too_far_in_future.inc_by(r.too_far_in_future as u64);
+    m.head_series_created.inc_by(r.created as u64);
     m.head_series.set(shard, head.num_series() as i64);
     if let Some(e) = &r.storage_error {
         m.wal_writes_failed.inc();
