@@ -5,8 +5,8 @@
 //! service targets takes a new value) every period, replacements spread over the period; both
 //! servers scrape it with a short `--storage.tsdb.min-block-duration`, so that a block cut, and
 //! the head garbage collection after it, comes every block duration. At the end of every cycle
-//! (one block duration) the report reads each server's head series (`pyrite_head_series`
-//! summed over shards, `prometheus_tsdb_head_series`), its resident memory (`VmRSS`) and its
+//! (one block duration) the report reads each server's head series
+//! (`prometheus_tsdb_head_series`, which both export), its resident memory (`VmRSS`) and its
 //! compactions so far; then the head series over the live series at the last cycle, and the
 //! last cycle's memory over the first's. A head that never forgets grows cycle after cycle.
 
@@ -140,7 +140,7 @@ fn render(opts: &Options, replaced: f64, table: &str) -> String {
          Machine: {}. Versions: {}.\n\
          Load: `pyrite-loadgen --profile mixed` with pod churn, scraped by both servers, which run with \
          `--storage.tsdb.min-block-duration={}s`; a cycle is one block duration, read at its end. Head series: \
-         `pyrite_head_series` (summed over shards), `prometheus_tsdb_head_series`; RSS: `VmRSS`; compactions: \
+         `prometheus_tsdb_head_series` (Pyrite's is the sum over its shards); RSS: `VmRSS`; compactions: \
          `pyrite_tsdb_compactions_total{{kind=\"head\"}}` (one per shard and cut), `prometheus_tsdb_compactions_total`. \
          Live series: what the targets expose now, with the report series. Command: `{}`.\n\n{table}",
         today(),

@@ -170,8 +170,7 @@ impl Server {
     pub fn samples(&self) -> f64 {
         let m = self.metrics();
         match self.kind {
-            Kind::Pyrite => metric_sum(&m, "pyrite_head_samples_appended_total", ""),
-            Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_samples_appended_total", ""),
+            Kind::Pyrite | Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_samples_appended_total", ""),
             Kind::VictoriaMetrics => {
                 metric_sum(&m, "vm_rows_inserted_total", "type=\"promscrape\"")
                     + metric_sum(&m, "vm_rows_inserted_total", "type=\"promremotewrite\"")
@@ -183,8 +182,7 @@ impl Server {
     pub fn series(&self) -> f64 {
         let m = self.metrics();
         match self.kind {
-            Kind::Pyrite => metric_sum(&m, "pyrite_head_series", ""),
-            Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_series", ""),
+            Kind::Pyrite | Kind::Prometheus => metric_sum(&m, "prometheus_tsdb_head_series", ""),
             Kind::VictoriaMetrics => match metric_sum(&m, "vm_cache_entries", "type=\"storage/hour_metric_ids\"") {
                 0.0 => metric_sum(&m, "vm_new_timeseries_created_total", ""),
                 n => n,
@@ -239,7 +237,7 @@ impl Server {
         match self.kind {
             Kind::Pyrite => (
                 metric_sum(&m, "pyrite_tsdb_compactions_total", "kind=\"head\""),
-                metric_sum(&m, "pyrite_tsdb_compaction_duration_seconds_sum", ""),
+                metric_sum(&m, "prometheus_tsdb_compaction_duration_seconds_sum", ""),
             ),
             _ => (
                 metric_sum(&m, "prometheus_tsdb_compactions_total", ""),

@@ -210,13 +210,14 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let shards = Shards::new(senders);
     let metrics = Arc::new(Metrics::new());
+    metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
     let config = Arc::new(LiveConfig::new(source, loaded));
     let limits = QueryLimits {
         max_samples: flags.query_max_samples,
         timeout: flags.query_timeout.as_std(),
         lookback_delta: flags.lookback_delta.millis(),
     };
-    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency)?);
+    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency, metrics.clone())?);
     let future_window = flags.future_window.millis();
     let resolver = dns::Resolver::start(flags.dns_server)?;
     let scrape = Arc::new(ScrapeManager::new(ScrapeSink {

@@ -61,6 +61,7 @@ impl Notifier {
         metrics: Arc<Metrics>,
         external_url: String,
     ) -> Self {
+        metrics.notification_queue_capacity.set(capacity.max(1) as i64);
         Notifier {
             queue: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
@@ -185,6 +186,7 @@ fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
 pub fn run(notifier: Arc<Notifier>) {
     loop {
         let _ = notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
+        notifier.metrics.alertmanagers_discovered.set(notifier.alertmanagers().0.len() as i64);
         loop {
             let (batch, left) = notifier.take_batch();
             notifier.metrics.notification_queue_length.set(left as i64);

@@ -3,11 +3,13 @@
 //!
 //! A reload reads and validates the whole file before touching anything. An invalid file is
 //! refused with its reason, the running configuration stays in force, and
-//! `pyrite_config_last_reload_successful` drops to 0. A valid one replaces the rule groups and
+//! `prometheus_config_last_reload_successful` drops to 0. A valid one replaces the rule groups and
 //! the scraped targets through the [`ScrapeManager`]: unchanged targets keep their schedule,
 //! removed ones go stale.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyrite_core::config::Config;
 use pyrite_core::promql::ParseOptions;
@@ -62,10 +64,33 @@ impl Reloader {
         );
     }
 
-    /// Makes `config`'s targets (static and discovered) the scraped ones.
+    /// Makes `config`'s targets (static and discovered) the scraped ones, and counts them per
+    /// job as upstream's scrape pools and discovery do. Pyrite syncs every job's targets at
+    /// once: each job's sync is that whole time.
     fn apply_targets(&self, config: &Config) -> Applied {
-        let applied = self.scrape.apply(targets_from_config(config, &self.discovery.groups()));
-        self.metrics.active_targets.set(self.scrape.active().len() as i64);
+        let started = Instant::now();
+        let set = targets_from_config(config, &self.discovery.groups());
+        let mut jobs: BTreeMap<String, (i64, i64)> =
+            config.scrape_configs.iter().map(|sc| (sc.job_name.clone(), (0, 0))).collect();
+        for pool in set.active.iter().map(|t| &t.scrape_pool) {
+            jobs.entry(pool.clone()).or_default().0 += 1;
+        }
+        for pool in set.dropped.iter().map(|t| &t.scrape_pool) {
+            jobs.entry(pool.clone()).or_default().1 += 1;
+        }
+        let applied = self.scrape.apply(set);
+        let took = started.elapsed().as_secs_f64();
+        let m = &self.metrics;
+        m.pool_targets.clear();
+        m.discovered_targets.clear();
+        m.sync_length.retain(|labels| labels.iter().any(|(_, job)| jobs.contains_key(job)));
+        for (job, (active, dropped)) in jobs {
+            let scrape_job = vec![("scrape_job", job.clone())];
+            m.pool_targets.get_or_create(&scrape_job).set(active);
+            m.sync_length.observe(&scrape_job, took);
+            let discovered = vec![("config", job), ("name", "scrape".to_string())];
+            m.discovered_targets.get_or_create(&discovered).set(active + dropped);
+        }
         applied
     }
 

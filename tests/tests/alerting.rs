@@ -278,8 +278,8 @@ fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
         resolved.is_some(),
         "no resolved alert from Pyrite at the webhook: {:?}\nPyrite sent {} alerts, {} failed",
         received.lock().unwrap(),
-        pyrite.metric("pyrite_notifications_sent_total"),
-        pyrite.metric("pyrite_notifications_errors_total")
+        pyrite.metric("prometheus_notifications_sent_total"),
+        pyrite.metric("prometheus_notifications_errors_total")
     );
 
     // ALERTS and ALERTS_FOR_STATE were written while it fired.
@@ -354,7 +354,7 @@ fn bad_rule_files_are_refused_at_reload_and_the_old_rules_stay() {
         let body = response.into_string().unwrap();
         assert!(body.contains(&reason), "{reason:?} not in {body:?}");
         assert_eq!(group_names(), ["loadgen-recorded"], "the old rules stay after {text:?}");
-        assert_eq!(pyrite.metric("pyrite_config_last_reload_successful"), 0.0);
+        assert_eq!(pyrite.metric("prometheus_config_last_reload_successful"), 0.0);
     }
     std::fs::write(&file, ALERT_RULES).unwrap();
     ureq::post(&format!("{}/-/reload", pyrite.url)).call().expect("a good file reloads");
@@ -401,16 +401,18 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
         })
         .collect();
     assert_eq!(pyrite.remote_write(encode_write_request(&series)).0, 204);
-    let evaluations = || pyrite.metric("pyrite_rule_evaluations_total");
-    eventually(Duration::from_secs(15), || (pyrite.metric("pyrite_notifications_errors_total") >= 1.0).then_some(()))
-        .expect("sending to the silent Alertmanager times out and is counted");
+    let evaluations = || pyrite.metric("prometheus_rule_evaluations_total");
+    eventually(Duration::from_secs(15), || {
+        (pyrite.metric("prometheus_notifications_errors_total") >= 1.0).then_some(())
+    })
+    .expect("sending to the silent Alertmanager times out and is counted");
     let before = evaluations();
     std::thread::sleep(Duration::from_secs(5));
     let during = evaluations() - before;
     assert!(during >= 4.0, "{during} evaluations in 5 s while sends time out");
     let firing = pyrite.data("/api/v1/alerts")["alerts"].as_array().unwrap().len();
     assert_eq!(firing, 20);
-    assert!(pyrite.metric("pyrite_notifications_dropped_total") >= 15.0, "a full queue drops and counts");
+    assert!(pyrite.metric("prometheus_notifications_dropped_total") >= 15.0, "a full queue drops and counts");
     // A reload that leaves the rule as it was keeps its alerts, visible at once.
     let active_since = |p: &Pyrite| -> Vec<String> {
         let alerts = p.data("/api/v1/alerts")["alerts"].as_array().unwrap().clone();

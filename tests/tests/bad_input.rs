@@ -72,7 +72,7 @@ fn bad_remote_write_bodies_get_400_and_store_nothing() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("out of order"), "{body}");
     assert_eq!(p.query("rw_good", Some(1.0))[0]["value"][1], "1");
-    assert!(p.get("/metrics").1.contains("pyrite_head_out_of_order_samples_total{shard="));
+    assert!(p.get("/metrics").1.contains("prometheus_tsdb_out_of_order_samples_total{type=\"float\"}"));
 }
 
 #[test]

@@ -247,7 +247,8 @@ fn a_chunk_damaged_while_serving_fails_one_query_and_its_block_is_set_aside() {
     // Compaction off (its largest range is one block), so the damaged block stays as it is.
     let mut p = start(&data, &["--storage.tsdb.max-block-duration=2s"]);
     write_all(&p, t0);
-    let cut = eventually(Duration::from_secs(30), || (p.metric("pyrite_tsdb_compactions_total") >= 2.0).then_some(()));
+    let cut =
+        eventually(Duration::from_secs(30), || (p.metric("prometheus_tsdb_compactions_total") >= 2.0).then_some(()));
     assert!(cut.is_some(), "no block was cut");
     // Flip a bit in the middle of the oldest block's chunks, in place, while it is served.
     let victim = oldest_sole_block(&data);
@@ -293,7 +294,7 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     let p = start(&data, &["--storage.tsdb.retention.time=30s"]);
     write_all(&p, t0);
     let gone = eventually(Duration::from_secs(30), || {
-        (p.metric("pyrite_tsdb_time_retentions_total") > 0.0 && stored(&p, 0, t0).is_empty()).then_some(())
+        (p.metric("prometheus_tsdb_time_retentions_total") > 0.0 && stored(&p, 0, t0).is_empty()).then_some(())
     });
     assert!(gone.is_some(), "blocks past retention were not deleted");
     drop(p);
@@ -307,7 +308,7 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     // samples); blocks go once the head has been cut, which a loaded machine may delay.
     let trimmed = eventually(Duration::from_secs(30), || {
         let oldest = stored(&p, 0, t0).first().map(|s| s.0);
-        (p.metric("pyrite_tsdb_size_retentions_total") > 0.0 && oldest > Some(t0)).then_some(())
+        (p.metric("prometheus_tsdb_size_retentions_total") > 0.0 && oldest > Some(t0)).then_some(())
     });
     let oldest = stored(&p, 0, t0).first().map(|s| s.0);
     assert!(trimmed.is_some(), "size retention did not delete the oldest data: oldest {oldest:?}");
@@ -371,10 +372,12 @@ fn churned_series_leave_the_head_when_their_data_is_in_blocks_and_stay_gone_acro
     // The head keeps at most the newest one and a half ranges: two generations of pods.
     let live = 10 + 2 * PODS as u64;
     let settled = eventually(Duration::from_secs(30), || {
-        let removed = p.metric("pyrite_head_series_removed_total");
-        (head_series(&p) <= live && removed >= (10 * PODS) as f64).then_some(())
+        let removed = p.metric("prometheus_tsdb_head_series_removed_total");
+        let exported = p.metric("prometheus_tsdb_head_series");
+        (head_series(&p) <= live && exported <= live as f64 && removed >= (10 * PODS) as f64).then_some(())
     });
     assert!(settled.is_some(), "the head still holds {} series, more than {live}", head_series(&p));
+    assert!(p.metric("prometheus_tsdb_head_gc_duration_seconds_count") > 0.0, "head GC was not timed");
     let at = (t0 + GENERATIONS * 2000) as f64 / 1000.0;
     let every_pod = "count(count_over_time(pod_up[1h]))";
     assert_eq!(p.query(every_pod, Some(at))[0]["value"][1], "1200", "blocks still hold every generation");
@@ -419,7 +422,7 @@ fn a_scraped_series_the_head_forgot_between_scrapes_is_resolved_again_and_loses_
         assert_eq!(p.remote_write(encode_write_request(&clock)).0, 204);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(p.metric("pyrite_head_series_removed_total") > 0.0, "the scraped series was never forgotten");
+    assert!(p.metric("prometheus_tsdb_head_series_removed_total") > 0.0, "the scraped series was never forgotten");
     let scrapes = p.query("count_over_time(up{job=\"slow\"}[1m])", None);
     let stored = p.query("count_over_time(gauge_x[1m])", None);
     assert!(scrapes[0]["value"][1].as_str().unwrap().parse::<u32>().unwrap() >= 4, "{scrapes}");
@@ -455,7 +458,7 @@ fn cutting_a_large_head_into_a_block_does_not_stall_its_shard() {
     assert_eq!(p.remote_write(encode_write_request(&later)).0, 204);
     let started = std::time::Instant::now();
     let mut slowest = Duration::ZERO;
-    while p.metric("pyrite_tsdb_compactions_total") < 1.0 || p.metric("pyrite_head_series") > 10.0 {
+    while p.metric("prometheus_tsdb_compactions_total") < 1.0 || p.metric("prometheus_tsdb_head_series") > 10.0 {
         assert!(started.elapsed() < Duration::from_secs(60), "the head was not cut within a minute");
         let asked = std::time::Instant::now();
         assert_eq!(p.get("/-/healthy").0, 200);

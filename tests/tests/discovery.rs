@@ -61,7 +61,7 @@ fn file_sd_follows_its_files() {
     // A broken file keeps the last good targets and is counted.
     write("c.json", "{ not json");
     let counted =
-        eventually(Duration::from_secs(10), || (p.metric("pyrite_sd_refresh_failures_total") > 0.0).then_some(()));
+        eventually(Duration::from_secs(10), || (p.metric("prometheus_sd_file_read_errors_total") > 0.0).then_some(()));
     assert!(counted.is_some(), "the broken file was not reported");
     assert_eq!(up_instances(&p).len(), 2);
     std::fs::remove_file(dir.0.join("c.json")).unwrap();

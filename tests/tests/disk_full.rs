@@ -103,7 +103,7 @@ fn a_full_disk_fails_writes_cleanly_and_writing_resumes_when_space_returns() {
     }
     let (refused_at, body) = refused.expect("the log filled the disk within 2000 requests");
     assert!(body.contains("write-ahead log"), "{body}");
-    assert!(p.metric("pyrite_wal_write_failures_total") >= 1.0, "the failure is counted");
+    assert!(p.metric("prometheus_tsdb_wal_writes_failed_total") >= 1.0, "the failure is counted");
     // Queries answer from what is stored, including the samples of the refused request,
     // which are in memory (only their durability failed).
     assert_eq!(count(&p, t0), (acknowledged + 1) * 200);

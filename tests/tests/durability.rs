@@ -168,7 +168,7 @@ fn acknowledged_samples_survive_kill_9_during_block_cuts_compactions_and_snapsho
     // A loaded machine may have killed every round before a cut; the last server cuts soon.
     let cut = pyrite_tests::eventually(Duration::from_secs(20), || (blocks(0) + blocks(1) > 0).then_some(()));
     assert!(cut.is_some(), "no block was written");
-    assert!(p.metric("pyrite_tsdb_blocks_loaded") > 0.0);
+    assert!(p.metric("prometheus_tsdb_blocks_loaded") > 0.0);
     let snapshots = |shard: usize| {
         std::fs::read_dir(data.join("wal").join(shard.to_string()))
             .unwrap()
@@ -239,7 +239,7 @@ fn a_torn_or_bit_flipped_log_costs_only_the_damaged_records() {
     let len = std::fs::metadata(&segment).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 7).unwrap();
     let p = start(&data, 1);
-    assert_eq!(p.metric("pyrite_wal_corruptions_total"), 1.0);
+    assert_eq!(p.metric("prometheus_tsdb_wal_corruptions_total"), 1.0);
     check(&stored(&p, t0), &(0..29).collect(), 30, t0);
     p.process.signal(libc::SIGKILL);
     drop(p);
@@ -250,7 +250,7 @@ fn a_torn_or_bit_flipped_log_costs_only_the_damaged_records() {
     bytes[middle] ^= 0x04;
     std::fs::write(&segment, &bytes).unwrap();
     let p = start(&data, 1);
-    assert_eq!(p.metric("pyrite_wal_corruptions_total"), 1.0);
+    assert_eq!(p.metric("prometheus_tsdb_wal_corruptions_total"), 1.0);
     let kept = stored(&p, t0);
     let samples: usize = kept.values().map(Vec::len).sum();
     let written = SERIES * 29 * PER_BATCH as usize;

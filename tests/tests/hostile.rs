@@ -297,7 +297,7 @@ fn samples_far_in_the_future_are_refused_and_do_not_move_the_head() {
     // Short blocks, so that housekeeping would cut (and once did cut) within the test.
     let mut p = server(&["--storage.tsdb.min-block-duration=2s"]);
     let now = now_ms();
-    let blocks_before = p.metric("pyrite_tsdb_compactions_total");
+    let blocks_before = p.metric("prometheus_tsdb_compactions_total");
     let series = |name: &str, t: i64| WriteSeries {
         labels: Labels::from_pairs([("__name__", name.to_string())]),
         samples: vec![Sample { t, v: 1.0 }],
@@ -317,7 +317,7 @@ fn samples_far_in_the_future_are_refused_and_do_not_move_the_head() {
         assert_eq!(status, 204, "write {k}: {body}");
         std::thread::sleep(Duration::from_millis(700));
     }
-    assert!(p.metric("pyrite_tsdb_compactions_total") > blocks_before, "no block was cut");
+    assert!(p.metric("prometheus_tsdb_compactions_total") > blocks_before, "no block was cut");
     let current = p.query("count_over_time(current[1m])", Some(now_ms() as f64 / 1000.0));
     assert_eq!(current[0]["value"][1], "6", "{current}");
     // (`kept`, from 1970, went by retention once blocks were cut: no `still_serves` here.)
@@ -350,7 +350,7 @@ fn hostile_files_are_refused_and_the_server_serves_on() {
         ..Default::default()
     });
     let failed = pyrite_tests::eventually(Duration::from_secs(10), || {
-        (p.metric("pyrite_sd_refresh_failures_total") >= 1.0).then_some(())
+        (p.metric("prometheus_sd_file_read_errors_total") >= 1.0).then_some(())
     });
     assert!(failed.is_some(), "the /dev/zero file is a discovery failure");
     let peak = p.process.peak_rss_bytes();
@@ -380,7 +380,7 @@ fn start_up_is_linear_in_static_targets() {
     let started = Instant::now();
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
     assert!(started.elapsed() < Duration::from_secs(15), "ready after {:?}", started.elapsed());
-    assert_eq!(p.metric("pyrite_scrape_targets_active"), 100_000.0);
+    assert_eq!(p.metric("prometheus_target_scrape_pool_targets"), 100_000.0);
 }
 
 #[test]
@@ -467,7 +467,7 @@ fn a_backfill_of_ancient_sparse_samples_does_not_stall_the_shard() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // Ranges older than the 15-day retention were dropped, not written as blocks.
-    let blocks = p.metric("pyrite_tsdb_compactions_total");
+    let blocks = p.metric("prometheus_tsdb_compactions_total");
     assert!(blocks < 400.0, "{blocks} blocks cut");
     assert!(p.process.exited().is_none(), "pyrite died");
 }

@@ -66,14 +66,14 @@ fn reload_applies_a_new_config_keeps_unchanged_targets_and_refuses_a_bad_one() {
     // a kept its loop and its scrape cache: no scrape of a added series since.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(series_added(&p, a), Some(added), "the unchanged target was restarted");
-    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 1.0);
+    assert_eq!(p.metric("prometheus_config_last_reload_successful"), 1.0);
 
     // A broken file is refused; the running configuration stays.
     std::fs::write(&config_file, "scrape_configs:\n  - job_name: app\n    scrape_interval: often\n").unwrap();
     let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
     assert_eq!(status, 500);
     assert!(body.starts_with("failed to reload config: ") && body.contains("scrape_interval"), "{body}");
-    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 0.0);
+    assert_eq!(p.metric("prometheus_config_last_reload_successful"), 0.0);
     assert_eq!(instances(&p), expected);
     assert!(p.data("/api/v1/status/config")["yaml"].as_str().unwrap().contains(c.as_str()));
     assert_eq!(p.data("/api/v1/status/runtimeinfo")["reloadConfigSuccess"], false);
@@ -83,7 +83,7 @@ fn reload_applies_a_new_config_keeps_unchanged_targets_and_refuses_a_bad_one() {
     p.process.signal(libc::SIGHUP);
     let applied = eventually(Duration::from_secs(10), || (instances(&p) == vec![b.clone()]).then_some(()));
     assert!(applied.is_some(), "SIGHUP did not apply the new configuration: {:?}", instances(&p));
-    assert_eq!(p.metric("pyrite_config_last_reload_successful"), 1.0);
+    assert_eq!(p.metric("prometheus_config_last_reload_successful"), 1.0);
     assert_eq!(p.data("/api/v1/scrape_pools")["scrapePools"], serde_json::json!(["app"]));
 
     // /-/quit shuts down as SIGTERM does.

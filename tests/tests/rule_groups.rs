@@ -88,7 +88,7 @@ fn a_slow_group_does_not_delay_a_fast_group() {
     assert!(times.len() as f64 >= window as f64 / 2.0, "{} evaluations of the fast group in {window} s", times.len());
     let widest = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
     assert!(widest <= 3.0, "the fast group (1 s interval) waited {widest} s while the slow one took {slow} s");
-    let missed = pyrite.metric("pyrite_rule_group_iterations_missed_total");
+    let missed = pyrite.metric("prometheus_rule_group_iterations_missed_total");
     assert!(missed >= 2.0, "the slow group's overrun slots are counted as missed: {missed}");
 }
 

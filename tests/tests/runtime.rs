@@ -68,7 +68,7 @@ fn a_second_server_on_the_same_port_or_data_directory_is_refused() {
 fn default_config_scrapes_the_server_itself() {
     let p = Pyrite::start(PyriteOpts { shards: Some(2), ..Default::default() });
     let up = pyrite_tests::eventually(Duration::from_secs(20), || {
-        let r = p.query("up{job=\"pyrite\"}", None);
+        let r = p.query("up{job=\"prometheus\"}", None);
         (r.as_array()?.len() == 1).then(|| r[0].clone())
     })
     .expect("the default config scrapes pyrite itself within one 15 s interval");

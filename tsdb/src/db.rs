@@ -28,6 +28,8 @@ pub const MAX_CUTS_PER_PASS: usize = 4;
 pub struct AppendReply {
     /// Ids of the batch's `new` series, in order.
     pub ids: Vec<u32>,
+    /// Series the batch created in the head (upstream's `prometheus_tsdb_head_series_created_total`).
+    pub created: usize,
     pub appended: usize,
     pub out_of_order: usize,
     pub duplicates: usize,
@@ -304,6 +306,7 @@ impl Db {
             reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();
+        reply.created = self.created.len();
         self.created.clear();
         reply
     }
@@ -434,6 +437,17 @@ mod tests {
         let m = Matcher::new("__name__", MatchOp::Equal, name).unwrap();
         let all = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
         (all.len(), all.iter().map(|s| s.samples.len()).sum())
+    }
+
+    #[test]
+    fn a_reply_counts_the_series_its_batch_created() {
+        let mut db = open(&dirs("created"));
+        let series = |i: usize| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "x".to_string()), ("i", i.to_string())]),
+            samples: vec![Sample { t: 1000, v: 1.0 }],
+        };
+        assert_eq!(db.write(vec![series(0), series(1)]).created, 2);
+        assert_eq!(db.write(vec![series(1), series(2)]).created, 1);
     }
 
     #[test]

@@ -39,6 +39,29 @@ impl QueryLimits {
     }
 }
 
+/// The stages of a query whose durations the caller is told, as upstream's
+/// `prometheus_engine_query_duration_seconds` names them in its `slice` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryStage {
+    /// Parsing is the caller's; planning is this.
+    Prepare,
+    /// Waiting for a `--query.max-concurrency` permit.
+    Queue,
+    /// The shards' fragments and the coordinator's part, merging and sorting included.
+    Eval,
+}
+
+impl QueryStage {
+    /// Upstream's `slice` label value.
+    pub fn slice(self) -> &'static str {
+        match self {
+            QueryStage::Prepare => "prepare_time",
+            QueryStage::Queue => "queue_time",
+            QueryStage::Eval => "inner_eval",
+        }
+    }
+}
+
 /// Where a plan's fragments run: every shard, however it is reached.
 pub trait Fanout {
     /// Held while a query runs.
@@ -58,6 +81,9 @@ pub trait Fanout {
 
     /// The time now, by the caller's clock.
     fn now() -> Instant;
+
+    /// Told how long a stage of a query took (the server's metrics); by default, nothing.
+    fn observe(&self, _stage: QueryStage, _took: Duration) {}
 }
 
 /// Set once the client that asked for a query is gone; every shard's evaluation stops.
@@ -133,15 +159,24 @@ impl<F: Fanout> Executor<F> {
         timeout: Option<Duration>,
         cancelled: Cancelled,
     ) -> Result<QueryResult, EvalError> {
+        let started = F::now();
         let mut plan = plan(expr, &params)?;
+        let planned = F::now();
+        self.fanout.observe(QueryStage::Prepare, planned.saturating_duration_since(started));
         let _permit = self.fanout.admit().await;
+        let admitted = F::now();
+        self.fanout.observe(QueryStage::Queue, admitted.saturating_duration_since(planned));
         let timeout = timeout.map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
         let deadline = F::now().checked_add(timeout);
         let interrupt =
             Interrupt::new(move || cancelled.is_set() || deadline.is_some_and(|deadline| F::now() >= deadline));
         plan.limits = Limits::new(self.limits.max_samples, interrupt);
         let plan = Arc::new(plan);
-        let outputs = self.fanout.fragments(&plan, params, deadline).await?;
-        plan.finish(&params, outputs)
+        let result = match self.fanout.fragments(&plan, params, deadline).await {
+            Ok(outputs) => plan.finish(&params, outputs),
+            Err(e) => Err(e),
+        };
+        self.fanout.observe(QueryStage::Eval, F::now().saturating_duration_since(admitted));
+        result
     }
 }

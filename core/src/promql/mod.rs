@@ -25,6 +25,6 @@ pub use eval::{
     evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult, RangeVector,
     SeriesSource, StepSeries, Value,
 };
-pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits};
+pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};
 pub use parser::{parse, parse_with, ParseError, ParseOptions};
 pub use plan::{plan, Fragment, Plan};

@@ -288,7 +288,12 @@ pub fn run(env: DiscoveryThread) {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    env.metrics.discovery_failures.inc();
+                    let failures = match &source.kind {
+                        SourceKind::Files(_) => &env.metrics.sd_file_read_errors,
+                        SourceKind::Http(_) => &env.metrics.sd_http_failures,
+                        SourceKind::Dns { .. } => &env.metrics.sd_dns_lookup_failures,
+                    };
+                    failures.inc();
                     tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
                 }
             }

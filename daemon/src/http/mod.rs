@@ -14,6 +14,7 @@ mod client_gone;
 mod cors;
 mod deadline;
 mod federate;
+mod instrument;
 mod lifecycle;
 pub mod params;
 pub mod prefix;
@@ -113,7 +114,11 @@ pub fn router(ctx: Arc<Api>, local: usize) -> Router {
         let target = base.clone();
         router = router.route("/", get(move || async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }));
     }
-    router.fallback(not_found).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)).with_state(state)
+    router
+        .route_layer(middleware::from_fn_with_state(state.clone(), instrument::instrument))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .with_state(state)
 }
 
 /// As upstream: the API and federation answer 503 until every shard has opened its storage.

@@ -54,25 +54,23 @@ fn unsupported_media(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-fn reply(s: &ApiState, status: StatusCode, message: String) -> Response {
-    s.ctx.metrics.remote_write_requests.get_or_create(&vec![("code", status.as_u16().to_string())]).inc();
+fn reply(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
 pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     if !s.ctx.remote_write_receiver {
         return reply(
-            &s,
             StatusCode::NOT_FOUND,
             "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n".into(),
         );
     }
     if let Some(why) = unsupported_media(&headers) {
-        return reply(&s, StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+        return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
     }
     let series = match decode_write_request(&body, MAX_DECODED_BYTES) {
         Ok(series) => series,
-        Err(e) => return reply(&s, StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future) = (0, 0, 0, 0);
@@ -86,34 +84,29 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
                 too_far_in_future += r.too_far_in_future;
                 storage_error = storage_error.or(r.storage_error);
             }
-            Err(_) => return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
+            Err(_) => return reply(StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
         }
     }
     // Not durable: a server error, so that the sender retries later.
     if let Some(e) = storage_error {
-        return reply(&s, StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     if too_far_in_future > 0 {
         let window = pyrite_core::config::Duration(s.ctx.future_window);
-        return reply(
-            &s,
-            StatusCode::BAD_REQUEST,
+        return reply(StatusCode::BAD_REQUEST,
             format!("too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused\n"),
         );
     }
     if out_of_bounds > 0 {
         return reply(
-            &s,
             StatusCode::BAD_REQUEST,
             format!("out of bounds: {out_of_bounds} sample(s) older than the data already cut into blocks refused\n"),
         );
     }
     if out_of_order + duplicates > 0 {
-        return reply(
-            &s,
-            StatusCode::BAD_REQUEST,
+        return reply(StatusCode::BAD_REQUEST,
             format!("out of order sample: {out_of_order} out of order, {duplicates} duplicate sample(s) for their timestamp refused\n"),
         );
     }
-    reply(&s, StatusCode::NO_CONTENT, String::new())
+    reply(StatusCode::NO_CONTENT, String::new())
 }

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use pyrite_core::promql::{
     Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits, QueryResult,
+    QueryStage,
 };
 use pyrite_core::rules::InstantQuery;
 
+use crate::metrics::Metrics;
 use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
 use workers::Workers;
@@ -26,11 +28,15 @@ pub type ServerExecutor = Executor<ShardFanout>;
 
 /// Builds the server's executor, starting its workers: `limits`, and `max_concurrency` queries
 /// at once.
-pub fn executor(shards: Shards, limits: QueryLimits, max_concurrency: usize) -> std::io::Result<ServerExecutor> {
-    Ok(Executor::new(
-        ShardFanout { workers: Workers::start(shards, max_concurrency)?, slots: Slots::new(max_concurrency) },
-        limits,
-    ))
+pub fn executor(
+    shards: Shards,
+    limits: QueryLimits,
+    max_concurrency: usize,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<ServerExecutor> {
+    metrics.queries_concurrent_max.set(max_concurrency as i64);
+    let workers = Workers::start(shards, max_concurrency)?;
+    Ok(Executor::new(ShardFanout { workers, slots: Slots::new(max_concurrency), metrics }, limits))
 }
 
 /// Every shard's fragments, evaluated by the workers; awaited on the coordinating shard's
@@ -39,13 +45,38 @@ pub struct ShardFanout {
     workers: Workers,
     /// `--query.max-concurrency`.
     slots: Slots,
+    metrics: Arc<Metrics>,
+}
+
+/// A query from when it starts waiting for its slot until it ends (or is dropped while waiting):
+/// counted in `prometheus_engine_queries`.
+struct Counted(Arc<Metrics>);
+
+impl Counted {
+    fn new(metrics: &Arc<Metrics>) -> Counted {
+        metrics.queries_running.inc();
+        Counted(metrics.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.queries_running.dec();
+    }
+}
+
+/// A running query's hold on its slot.
+pub struct Running {
+    _slot: Slot,
+    _counted: Counted,
 }
 
 impl Fanout for ShardFanout {
-    type Permit = Slot;
+    type Permit = Running;
 
-    async fn admit(&self) -> Slot {
-        self.slots.acquire().await
+    async fn admit(&self) -> Running {
+        let counted = Counted::new(&self.metrics);
+        Running { _slot: self.slots.acquire().await, _counted: counted }
     }
 
     async fn fragments(
@@ -75,6 +106,10 @@ impl Fanout for ShardFanout {
 
     fn now() -> Instant {
         Instant::now()
+    }
+
+    fn observe(&self, stage: QueryStage, took: Duration) {
+        self.metrics.query_duration.observe(&vec![("slice", stage.slice().to_string())], took.as_secs_f64());
     }
 }
 

@@ -106,13 +106,13 @@ fn evaluate(
     }
     let metrics = &env.metrics.rule_groups;
     for rule in &g.rules {
-        let outcome = if rule.last_error.is_some() { "failed" } else { "ok" };
-        let labels = vec![label[0].clone(), ("outcome", outcome.to_string())];
-        env.metrics.rule_evaluations.get_or_create(&labels).inc();
+        metrics.evaluations.get_or_create(label).inc();
+        metrics.rule_duration.observe(&vec![], rule.evaluation_seconds);
         if rule.last_error.is_some() {
             metrics.evaluation_failures.get_or_create(label).inc();
         }
     }
+    metrics.duration.observe(&vec![], g.evaluation_seconds);
     metrics.last_evaluation.get_or_create(label).set(t as f64 / 1000.0);
     metrics.last_duration.get_or_create(label).set(g.evaluation_seconds);
     metrics.last_samples.get_or_create(label).set(g.evaluation_samples as i64);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
-use pyrite_core::scrape::{Ingest, IngestOptions, Target, TargetIngest, UnknownSamples};
+use pyrite_core::scrape::{Ingest, IngestError, IngestOptions, Target, TargetIngest, UnknownSamples};
 
 use crate::clock::now_ms;
 use crate::dns::Resolver;
@@ -46,6 +46,8 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let mut client = client::ScrapeClient::new(target, ctx.resolver.clone());
     let interval = target.interval.as_std();
     let mut next = Instant::now() + start_offset(target);
+    let interval_label = vec![("interval", go_duration(target.interval.millis()))];
+    let mut last_start: Option<Instant> = None;
     loop {
         monoio::select! {
             _ = monoio::time::sleep_until(monoio::time::Instant::from_std(next)) => {}
@@ -53,13 +55,16 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         }
         let t = now_ms();
         let started = Instant::now();
+        if let Some(last) = last_start.replace(started) {
+            ctx.metrics.interval_length.observe(&interval_label, started.duration_since(last).as_secs_f64());
+        }
         let result = match &target.refused {
             Some(reason) => Err(reason.clone()),
             None => client
                 .fetch(target.timeout.as_std())
                 .await
                 .map_err(|e| e.to_string())
-                .and_then(|(body, format)| ingest.ingest(&body, format, t).map_err(|e| e.to_string())),
+                .and_then(|(body, format)| ingest.ingest(&body, format, t).map_err(|e| refused(&ctx, e))),
         };
         let duration = started.elapsed().as_secs_f64();
         let (mut batches, last_error) = match result {
@@ -106,6 +111,38 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     deliver(&ctx, &mut ingest, ended).await;
 }
 
+/// Counts a body refused for a limit, as upstream does; the error for the target's status.
+fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
+    match &error {
+        IngestError::SampleLimit => {
+            ctx.metrics.exceeded_sample_limit.inc();
+        }
+        IngestError::LabelLimit(_) => {
+            ctx.metrics.exceeded_label_limits.inc();
+        }
+        IngestError::Parse(_) => {}
+    }
+    error.to_string()
+}
+
+/// `ms` as Go's `time.Duration` prints it (`15s`, `1m0s`, `1.5s`, `500ms`), the spelling of
+/// upstream's `interval` label.
+fn go_duration(ms: i64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let seconds = match frac {
+        0 => format!("{s}s"),
+        f => format!("{s}.{}s", format!("{f:03}").trim_end_matches('0')),
+    };
+    match (h, m) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
 /// Sends each shard its batch, waits for all answers, and records the ids of new series.
 /// Samples a shard refused because it had forgotten their series are sent once more, by
 /// their labels. Returns how many samples the shards refused as too far in the future.
@@ -135,6 +172,10 @@ async fn send(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> (
         match rx.recv_async().await {
             Ok(reply) => {
                 too_far_in_future += reply.too_far_in_future;
+                let m = &ctx.metrics;
+                m.scrape_out_of_order.inc_by(reply.out_of_order as u64);
+                m.scrape_duplicate_timestamp.inc_by(reply.duplicates as u64);
+                m.scrape_out_of_bounds.inc_by(reply.out_of_bounds as u64);
                 ingest.resolve(shard, keys, &reply.ids);
                 if !reply.unknown.is_empty() {
                     unknown.push((shard, reply.unknown));
@@ -153,7 +194,13 @@ mod tests {
     use pyrite_core::config::Config;
     use pyrite_core::scrape::targets_from_config;
 
-    use super::start_offset;
+    use super::{go_duration, start_offset};
+
+    #[test]
+    fn intervals_are_spelled_as_go_durations() {
+        let spelled: Vec<String> = [500, 1000, 1500, 15_000, 60_000, 90_000, 3_600_000].map(go_duration).into();
+        assert_eq!(spelled, ["500ms", "1s", "1.5s", "15s", "1m0s", "1m30s", "1h0m0s"]);
+    }
 
     #[test]
     fn thousands_of_targets_spread_over_the_interval() {

@@ -28,6 +28,7 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     let mut last_snapshot = crate::clock::now_ms();
     loop {
         monoio::time::sleep(interval(env.block_range)).await;
+        env.metrics.compactions_triggered.inc();
         cut(index, &storage, &env).await;
         compact(index, &storage, &env, &ranges).await;
         retain(index, &storage, &env).await;
@@ -49,7 +50,7 @@ async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     };
     match result {
         Ok(_) => {
-            env.metrics.head_snapshots.get_or_create(&shard_label(index)).inc();
+            env.metrics.head_snapshots.inc();
             tracing::info!(shard = index, seconds = started.elapsed().as_secs_f64(), "head snapshot written");
         }
         Err(e) => {
@@ -71,19 +72,23 @@ async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) {
     }
 }
 
-/// Forgets the series among `ids` still without samples; returns how many.
+/// Forgets the series among `ids` still without samples (upstream's head garbage
+/// collection, timed when there is something to collect); returns how many.
 async fn forget(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ids: &[u32]) -> usize {
+    let started = Instant::now();
     let forgotten = slices::forget(storage, ids).await;
-    let shard = shard_label(index);
-    env.metrics.head_series_removed.get_or_create(&shard).inc_by(forgotten as u64);
-    env.metrics.head_series.get_or_create(&shard).set(storage.borrow().head.num_series() as i64);
+    let m = &env.metrics;
+    if !ids.is_empty() {
+        m.head_gc_duration.observe(&vec![], started.elapsed().as_secs_f64());
+    }
+    m.head_series_removed.inc_by(forgotten as u64);
+    m.head_series.set(&shard_label(index), storage.borrow().head.num_series() as i64);
     forgotten
 }
 
 /// Cuts the head's oldest ranges into blocks while they are due (at most
 /// [`MAX_CUTS_PER_PASS`] per pass, so that a backfill does not keep the shard cutting).
 async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
-    let shard = shard_label(index);
     let m = &env.metrics;
     for _ in 0..MAX_CUTS_PER_PASS {
         let now = crate::clock::now_ms();
@@ -97,15 +102,15 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
         let (truncated, before, meta) = match result {
             Ok(done) => done,
             Err(e) => {
-                m.compactions_failed.get_or_create(&shard).inc();
+                m.compactions_failed.inc();
                 tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
                 return;
             }
         };
+        m.head_truncations.inc();
         let forgotten = forget(index, storage, env, &truncated.emptied).await;
         if let Some(meta) = meta {
-            m.compactions.get_or_create(&kind(index, "head")).inc();
-            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            m.block_written(index, "head", started.elapsed().as_secs_f64());
             tracing::info!(
                 shard = index,
                 ulid = meta.ulid.as_str(),
@@ -168,8 +173,7 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let m = &env.metrics;
     match result.and_then(|(meta, merged)| s.blocks.install(merged, &inputs).map(|()| meta)) {
         Ok(meta) => {
-            m.compactions.get_or_create(&kind(index, "blocks")).inc();
-            m.compaction_duration.observe(started.elapsed().as_secs_f64());
+            m.block_written(index, "blocks", started.elapsed().as_secs_f64());
             tracing::info!(
                 shard = index,
                 ulid = meta.ulid.as_str(),
@@ -181,13 +185,15 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
             );
         }
         Err(e) => {
-            m.compactions_failed.get_or_create(&shard_label(index)).inc();
+            m.compactions_failed.inc();
             tracing::error!(shard = index, error = %e, "compaction failed; the blocks stay as they are");
         }
     }
 }
 
 /// Applies retention, lets the log go as far as it allows, and updates the storage gauges.
+/// Upstream applies retention when it reloads its blocks: each pass counts as a reload, and a
+/// retention counts when it deleted something.
 async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
@@ -196,8 +202,9 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     match retained {
         Ok(r) => {
             forget(index, storage, env, &r.emptied).await;
-            m.time_retentions.get_or_create(&shard).inc_by(r.blocks_by_time as u64);
-            m.size_retentions.get_or_create(&shard).inc_by(r.blocks_by_size as u64 + u64::from(r.log_by_size));
+            m.reloads.inc();
+            m.time_retentions.inc_by(u64::from(r.blocks_by_time > 0));
+            m.size_retentions.inc_by(u64::from(r.blocks_by_size > 0 || r.log_by_size));
             if r.blocks_by_time + r.blocks_by_size > 0 || r.log_by_size {
                 tracing::info!(
                     shard = index,
@@ -209,18 +216,18 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             }
             checkpoint(index, storage, r.log_cutoff).await;
         }
-        Err(e) => tracing::warn!(shard = index, error = %e, "retention could not delete old data"),
+        Err(e) => {
+            m.reloads_failures.inc();
+            tracing::warn!(shard = index, error = %e, "retention could not delete old data")
+        }
     }
     let s = storage.borrow();
     if let Some(e) = &s.head.store().last_error {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
     }
-    m.head_chunks.get_or_create(&shard).set(s.head.num_chunks() as i64);
-    m.head_series.get_or_create(&shard).set(s.head.num_series() as i64);
-    m.blocks_loaded.get_or_create(&shard).set(s.blocks.list().len() as i64);
-    m.blocks_bytes.get_or_create(&shard).set(s.blocks.size() as i64);
-}
-
-fn kind(index: usize, kind: &str) -> crate::metrics::MetricLabels {
-    vec![("shard", index.to_string()), ("kind", kind.to_string())]
+    m.head_chunks.set(&shard, s.head.num_chunks() as i64);
+    m.head_series.set(&shard, s.head.num_series() as i64);
+    m.set_head_range(index, s.head.time_range());
+    m.blocks_loaded.set(&shard, s.blocks.list().len() as i64);
+    m.blocks_bytes.set(&shard, s.blocks.size() as i64);
 }

@@ -13,7 +13,7 @@ use pyrite_tsdb::head::Head;
 
 use super::select::Select;
 use super::ShardEnv;
-use crate::metrics::{shard_label, MetricLabels};
+use crate::metrics::{shard_label, MetricLabels, Metrics};
 use crate::shards::{Message, Request, Selection, ShardError};
 
 /// `f` applied to each `match[]` selector (or to none), results concatenated.
@@ -64,14 +64,18 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::Append { batch, reply } => {
                 let mut s = storage.borrow_mut();
                 s.head.set_max_valid(crate::clock::now_ms().saturating_add(env.future_window));
+                env.metrics.head_active_appenders.inc();
                 let r = s.append(batch);
+                env.metrics.head_active_appenders.dec();
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
             Request::Write { series, reply } => {
                 let mut s = storage.borrow_mut();
                 s.head.set_max_valid(crate::clock::now_ms().saturating_add(env.future_window));
+                env.metrics.head_active_appenders.inc();
                 let r = s.write(series);
+                env.metrics.head_active_appenders.dec();
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
@@ -164,23 +168,28 @@ async fn blocks_idle(storage: &RefCell<Db>) {
 }
 
 fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendReply) {
-    env.metrics.samples_appended.get_or_create(shard).inc_by(r.appended as u64);
-    env.metrics.out_of_order.get_or_create(shard).inc_by(r.out_of_order as u64);
-    env.metrics.duplicates.get_or_create(shard).inc_by(r.duplicates as u64);
-    env.metrics.out_of_bounds.get_or_create(shard).inc_by(r.out_of_bounds as u64);
-    env.metrics.too_far_in_future.get_or_create(shard).inc_by(r.too_far_in_future as u64);
-    env.metrics.head_series.get_or_create(shard).set(head.num_series() as i64);
+    let m = &env.metrics;
+    m.samples_appended.inc_by(shard, r.appended as u64);
+    m.out_of_order.inc_by(r.out_of_order as u64);
+    m.duplicates.inc_by(r.duplicates as u64);
+    m.out_of_bounds.inc_by(r.out_of_bounds as u64);
+    m.too_far_in_future.inc_by(r.too_far_in_future as u64);
+    m.head_series_created.inc_by(r.created as u64);
+    m.head_series.set(shard, head.num_series() as i64);
     if let Some(e) = &r.storage_error {
-        env.metrics.wal_write_failures.get_or_create(shard).inc();
+        m.wal_writes_failed.inc();
         tracing::error!(error = %e, "appended samples are not durable");
     }
 }
 
 /// Fsyncs the write-ahead log every `interval` (`--storage.tsdb.wal-fsync-interval`).
-pub async fn sync_loop(storage: Rc<RefCell<Db>>, interval: std::time::Duration) {
+pub async fn sync_loop(storage: Rc<RefCell<Db>>, interval: std::time::Duration, metrics: Arc<Metrics>) {
     loop {
         monoio::time::sleep(interval).await;
-        if let Err(e) = storage.borrow_mut().sync() {
+        let started = std::time::Instant::now();
+        let synced = storage.borrow_mut().sync();
+        metrics.wal_fsync_duration.observe(&vec![], started.elapsed().as_secs_f64());
+        if let Err(e) = synced {
             tracing::error!(error = %e, "cannot sync the write-ahead log");
         }
     }

@@ -80,14 +80,17 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
         tracing::warn!(shard = index, samples = replayed.orphaned, "samples of series lost to log damage were dropped");
     }
     let shard = crate::metrics::shard_label(index);
-    env.metrics.wal_corruptions.get_or_create(&shard).inc_by(replayed.damage.len() as u64);
+    let m = &env.metrics;
+    m.wal_corruptions.inc_by(replayed.damage.len() as u64);
     env.shards.replay().corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
     env.shards.replay().segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
-    env.metrics.head_series.get_or_create(&shard).set(storage.head.num_series() as i64);
-    env.metrics.head_chunks.get_or_create(&shard).set(storage.head.num_chunks() as i64);
-    env.metrics.blocks_refused.get_or_create(&shard).inc_by(opened.refused.len() as u64);
-    env.metrics.blocks_loaded.get_or_create(&shard).set(storage.blocks.list().len() as i64);
-    env.metrics.blocks_bytes.get_or_create(&shard).set(storage.blocks.size() as i64);
+    m.head_series.set(&shard, storage.head.num_series() as i64);
+    m.head_chunks.set(&shard, storage.head.num_chunks() as i64);
+    m.set_head_range(index, storage.head.time_range());
+    m.blocks_refused.inc_by(opened.refused.len() as u64);
+    m.blocks_loaded.set(&shard, storage.blocks.list().len() as i64);
+    m.blocks_bytes.set(&shard, storage.blocks.size() as i64);
+    m.reloads.inc();
     tracing::info!(
         shard = index,
         blocks = storage.blocks.list().len(),
@@ -117,7 +120,7 @@ pub async fn run(start: ShardStart, env: Arc<ShardEnv>) {
     }
     monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone()));
     if let Some(interval) = env.wal_fsync_interval {
-        monoio::spawn(mailbox::sync_loop(storage.clone(), interval));
+        monoio::spawn(mailbox::sync_loop(storage.clone(), interval, env.metrics.clone()));
     }
     env.shards.mark_ready();
     mailbox::serve(start.index, start.mailbox, storage, env).await;

@@ -25,7 +25,6 @@ use pyrite_tsdb::block::BlockError;
 use pyrite_tsdb::db::Db;
 
 use super::ShardEnv;
-use crate::metrics::shard_label;
 
 /// The longest a slice holds the shard's thread (one series is never split, so a series with
 /// a great many samples in the range may take longer).
@@ -169,7 +168,7 @@ async fn pause(s: &Select) -> Result<(), EvalError> {
 fn set_aside(index: usize, env: &ShardEnv, storage: &mut Db, block: &str, reason: &str) {
     match storage.blocks.set_aside(block) {
         Ok(true) => {
-            env.metrics.blocks_refused.get_or_create(&shard_label(index)).inc();
+            env.metrics.blocks_refused.inc();
             tracing::error!(shard = index, block, reason, "damaged block set aside; its data is no longer served");
         }
         Ok(false) => {}
