@@ -198,6 +198,11 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
+fn write_message(s: &str) -> Result<pyrite_core::remote::v2::WriteMessage, String> {
+    use pyrite_core::remote::v2::{message_list, WriteMessage};
+    WriteMessage::from_proto_name(s).ok_or_else(|| format!("supported values: {}", message_list(&WriteMessage::ALL)))
+}
+
 /// A count of at least one (upstream's listener would accept nothing with 0).
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -246,6 +251,15 @@ pub struct ServerFlags {
     /// Accept remote-write requests on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     pub enable_remote_write_receiver: bool,
+    /// Remote-write protobuf messages the receiver accepts (others get 415): prometheus.WriteRequest
+    /// (1.0), io.prometheus.write.v2.Request (2.0). Repeat the flag or separate with commas.
+    #[arg(
+        long = "web.remote-write-receiver.accepted-protobuf-messages",
+        value_delimiter = ',',
+        default_value = "prometheus.WriteRequest,io.prometheus.write.v2.Request",
+        value_parser = write_message
+    )]
+    pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,

@@ -287,6 +287,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         lifecycle_api: flags.enable_lifecycle,
         admin_api: flags.enable_admin_api,
         remote_write_receiver: flags.enable_remote_write_receiver,
+        remote_write_messages: flags.remote_write_messages.clone(),
         cors_origin: flags.cors_origin.clone(),
         parse_options: flags.parse_options(),
         storage_path: flags.storage_path.clone(),

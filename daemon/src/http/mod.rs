@@ -70,6 +70,8 @@ pub struct Api {
     pub admin_api: bool,
     /// `--web.enable-remote-write-receiver`.
     pub remote_write_receiver: bool,
+    /// `--web.remote-write-receiver.accepted-protobuf-messages`.
+    pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
     /// `--web.cors.origin`, anchored.
     pub cors_origin: regex::Regex,
     /// How PromQL is parsed (feature flags).
