@@ -260,6 +260,15 @@ pub struct ServerFlags {
         value_parser = write_message
     )]
     pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
+    /// Most samples one remote read answers with SAMPLES, over all its queries; 0 for no limit.
+    #[arg(long = "storage.remote.read-sample-limit", default_value_t = 50_000_000)]
+    pub remote_read_sample_limit: usize,
+    /// Most remote reads answered at once (the others wait); 0 for no limit.
+    #[arg(long = "storage.remote.read-concurrent-limit", default_value_t = 10)]
+    pub remote_read_concurrent_limit: usize,
+    /// Bytes of chunks in one frame of a streamed remote-read answer (one chunk at least).
+    #[arg(long = "storage.remote.read-max-bytes-in-frame", default_value_t = 1_048_576)]
+    pub remote_read_max_bytes_in_frame: usize,
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,

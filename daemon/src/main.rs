@@ -288,6 +288,11 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         admin_api: flags.enable_admin_api,
         remote_write_receiver: flags.enable_remote_write_receiver,
         remote_write_messages: flags.remote_write_messages.clone(),
+        remote_read: http::remote_read::ReadLimits::new(
+            flags.remote_read_sample_limit,
+            flags.remote_read_concurrent_limit,
+            flags.remote_read_max_bytes_in_frame,
+        ),
         cors_origin: flags.cors_origin.clone(),
         parse_options: flags.parse_options(),
         storage_path: flags.storage_path.clone(),

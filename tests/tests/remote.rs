@@ -155,3 +155,173 @@ fn hostile_remote_write_2_bodies_get_400() {
     }
     assert_eq!(p.query("ok", Some(1.0))[0]["value"][1], "1");
 }
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// Three series of 400 samples each over the 70 minutes before `end` (ms), with irregular steps
+/// and values of every kind the XOR encoding distinguishes, remote-written into `p`. Every
+/// timestamp is an even number of ms before `end`.
+fn load_read_data(p: &Pyrite, end: i64) {
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::{encode_write_request, WriteSeries};
+    use pyrite_core::value::Sample;
+    let series: Vec<WriteSeries> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(k, job)| {
+            let mut t = end - 4_200_000;
+            let samples = (0..400)
+                .map(|i: i64| {
+                    // Steps of 9 s with jitter, and now and then a long gap (every dod bucket).
+                    t += 9_000 + (i * 7919 % 13) * 38 + if i % 97 == 0 { 70_000 } else { 0 }
+                        - if i % 89 == 0 { 4_000 } else { 0 };
+                    let v = match k {
+                        0 => (i / 3) as f64,
+                        1 => (i as f64 * 0.37).sin() * 1e6,
+                        // (Not a counter that resets at every sample: there 2.42's rate
+                        // extrapolates otherwise than 3.x's.)
+                        _ => (i as f64).sqrt() * 1.7 + 1e-3 / (i + 1) as f64,
+                    };
+                    Sample { t, v }
+                })
+                .collect();
+            WriteSeries { labels: Labels::from_pairs([("__name__", "rr_metric"), ("job", job)]), samples }
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+}
+
+/// Each result's series sorted by labels, so that two servers' answers compare.
+fn sorted(result: serde_json::Value) -> Vec<serde_json::Value> {
+    let mut v = result.as_array().expect("result list").clone();
+    v.sort_by_key(|s| s["metric"].to_string());
+    v
+}
+
+#[test]
+fn upstream_prometheus_reads_pyrite_through_remote_read() {
+    let p = server(2, &[]);
+    let end = now_ms() - 60_000;
+    load_read_data(&p, end);
+    let config = format!(
+        "global:\n  scrape_interval: 1h\nremote_read:\n  - url: {}/api/v1/read\n    read_recent: true\n",
+        p.url
+    );
+    let upstream = pyrite_tests::Upstream::start_configured(&config, &[]);
+    // Steps an odd number of ms from every sample: no sample on a range's boundary, where
+    // 2.42's closed ranges and Pyrite's (3.x) left-open ones differ.
+    let (start, end) = ((end - 4_300_001) as f64 / 1000.0, end as f64 / 1000.0);
+    for query in [
+        "rr_metric",
+        "rr_metric{job=\"b\"}",
+        "{__name__=~\"rr_.*\", job!=\"a\"}",
+        "rate(rr_metric[5m])",
+        "sum by (job) (max_over_time(rr_metric[10m]))",
+        "count(rr_metric)",
+    ] {
+        let path = format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", pyrite_tests::encode(query));
+        let ours = p.data(&path)["result"].clone();
+        let (status, body) = pyrite_tests::http_get(&format!("{}{path}", upstream.url)).expect("upstream answers");
+        let theirs = pyrite_tests::json(&body);
+        assert_eq!(status, 200, "{query}: {body}");
+        assert!(!ours.as_array().expect("matrix").is_empty(), "{query}: no data");
+        let (ours, theirs) = (sorted(ours), sorted(theirs["data"]["result"].clone()));
+        assert_eq!(ours, theirs, "{query}");
+    }
+}
+
+/// POSTs a read request; status, content type and body.
+fn remote_read(p: &Pyrite, request: &pyrite_core::remote::read::ReadRequest) -> (u16, String, Vec<u8>) {
+    let r = ureq::post(&format!("{}/api/v1/read", p.url))
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .set("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .send_bytes(&request.encode_compressed());
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("remote read: {e}"),
+    };
+    let (status, content_type) = (r.status(), r.header("Content-Type").unwrap_or("").to_string());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("read body");
+    (status, content_type, body)
+}
+
+#[test]
+fn remote_read_answers_samples_and_frames_with_external_labels() {
+    use pyrite_core::remote::read::{
+        decode_read_response, read_frames, LabelMatcher, Query, ReadRequest, SAMPLES, STREAMED_XOR_CHUNKS,
+    };
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(3),
+        config: Some("global:\n  external_labels:\n    site: eu\n".into()),
+        extra_args: vec![
+            "--storage.remote.read-sample-limit=1000".into(),
+            "--storage.remote.read-max-bytes-in-frame=100".into(),
+        ],
+        ..Default::default()
+    });
+    let end = now_ms() - 60_000;
+    load_read_data(&p, end);
+    let eq = |name: &str, value: &str| LabelMatcher { r#type: 0, name: name.into(), value: value.into() };
+    let query = |matchers: Vec<LabelMatcher>, start: i64| Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers,
+        hints: None,
+    };
+    // An equality matcher on the external label matches the stored series, which lack it.
+    let request = ReadRequest {
+        queries: vec![
+            query(vec![eq("__name__", "rr_metric"), eq("site", "eu"), eq("job", "b")], end - 1_200_000),
+            query(vec![eq("__name__", "rr_metric"), eq("site", "us")], 0),
+        ],
+        accepted_response_types: vec![SAMPLES],
+    };
+    let (status, content_type, body) = remote_read(&p, &request);
+    assert_eq!((status, content_type.as_str()), (200, "application/x-protobuf"), "{}", String::from_utf8_lossy(&body));
+    let response = decode_read_response(&body, 1 << 30).expect("a ReadResponse");
+    assert_eq!(response.results.len(), 2);
+    assert!(response.results[1].timeseries.is_empty());
+    let series = &response.results[0].timeseries;
+    assert_eq!(series.len(), 1);
+    let labels: Vec<(&str, &str)> = series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    assert_eq!(labels, [("__name__", "rr_metric"), ("job", "b"), ("site", "eu")]);
+    let samples = &series[0].samples;
+    assert!(samples.len() > 40 && samples.iter().all(|s| s.timestamp >= end - 1_200_000 && s.timestamp <= end));
+    // Over the sample limit: 400.
+    let all = ReadRequest {
+        queries: vec![query(vec![eq("__name__", "rr_metric")], 0)],
+        accepted_response_types: vec![SAMPLES],
+    };
+    let (status, _, body) = remote_read(&p, &all);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("exceeded sample limit (1000)"));
+    // Streamed: no sample limit; frames of one series each, at most one chunk over 100 bytes.
+    let streamed = ReadRequest { accepted_response_types: vec![STREAMED_XOR_CHUNKS, SAMPLES], ..all };
+    let (status, content_type, body) = remote_read(&p, &streamed);
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse");
+    let frames = read_frames(&body).expect("frames with good checksums");
+    let mut chunks_per_job = std::collections::BTreeMap::new();
+    for frame in &frames {
+        assert_eq!((frame.query_index, frame.chunked_series.len()), (0, 1));
+        let s = &frame.chunked_series[0];
+        assert_eq!(s.chunks.len(), 1, "a 120-sample chunk is over 100 bytes");
+        let job = s.labels.iter().find(|l| l.name == "job").expect("job").value.clone();
+        assert!(s.labels.iter().any(|l| l.name == "site" && l.value == "eu"));
+        let count = u16::from_be_bytes([s.chunks[0].data[0], s.chunks[0].data[1]]);
+        *chunks_per_job.entry(job).or_insert(0) += count as usize;
+    }
+    let expected: std::collections::BTreeMap<String, usize> =
+        [("a", 400), ("b", 400), ("c", 400)].iter().map(|(j, n)| (j.to_string(), *n)).collect();
+    assert_eq!(chunks_per_job, expected);
+    assert_eq!(frames.len(), 3 * 4, "400 samples are 4 chunks of at most 120");
+    // A response type Pyrite does not serve.
+    let (status, _, _) = remote_read(&p, &ReadRequest { accepted_response_types: vec![7], ..streamed });
+    assert_eq!(status, 400);
+}

@@ -1,11 +1,12 @@
 //! Remote-write wire formats: protocol 1.0 here (a snappy-compressed protobuf `WriteRequest`),
-//! 2.0 in [`v2`].
+//! 2.0 in [`v2`]; remote read's messages in [`read`].
 //!
 //! The messages are declared with `prost` derives (no code generation step); only the fields
 //! Pyrite uses are declared. A request is walked field by field and each series validated as
 //! it is decoded, and the whole request is validated before anything is returned, so a bad
 //! 1.0 request is refused whole and stores nothing.
 
+pub mod read;
 pub mod v2;
 
 use prost::Message;
@@ -61,6 +62,8 @@ pub enum RemoteError {
     Protobuf(#[from] prost::DecodeError),
     #[error("protobuf decode error: {0}")]
     Malformed(&'static str),
+    #[error("invalid matcher: {0}")]
+    InvalidMatcher(String),
     #[error("series {index}: {message}")]
     InvalidSeries { index: usize, message: String },
 }

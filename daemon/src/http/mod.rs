@@ -1,5 +1,5 @@
 //! The HTTP surface: Prometheus's API, federation, health and lifecycle endpoints, `/metrics`,
-//! remote write, all under the route prefix; and what stands before it on every connection
+//! remote write and read, all under the route prefix; and what stands before it on every connection
 //! (`server`): TLS, basic auth and headers from the web configuration file, connection and
 //! read-time limits.
 //!
@@ -17,6 +17,7 @@ mod federate;
 mod lifecycle;
 pub mod params;
 pub mod prefix;
+pub mod remote_read;
 mod remote_write;
 mod response;
 mod rules;
@@ -72,6 +73,8 @@ pub struct Api {
     pub remote_write_receiver: bool,
     /// `--web.remote-write-receiver.accepted-protobuf-messages`.
     pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
+    /// The `--storage.remote.read-*` limits.
+    pub remote_read: remote_read::ReadLimits,
     /// `--web.cors.origin`, anchored.
     pub cors_origin: regex::Regex,
     /// How PromQL is parsed (feature flags).
@@ -165,6 +168,7 @@ fn api_routes(base: &str) -> Router<ApiState> {
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
+        .route(&v1("/read"), post(remote_read::read).layer(DefaultBodyLimit::max(remote_read::MAX_BODY_BYTES)))
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.
