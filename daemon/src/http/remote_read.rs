@@ -35,8 +35,12 @@ use super::ApiState;
 use crate::shards::Request;
 use crate::slots::Slots;
 
-/// Largest read request accepted, compressed and decompressed (upstream's `decodeReadLimit`).
+/// Largest read request accepted compressed (upstream's `decodeReadLimit`).
 pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Largest read request accepted decompressed. A reader sends a query or a few, of a few
+/// matchers each; the bound keeps what decoding a hostile request costs (tens of bytes of
+/// memory for each two-byte empty query) to a few hundred megabytes at worst.
+const MAX_DECODED_BYTES: usize = 4 << 20;
 
 /// The remote-read flags.
 pub struct ReadLimits {
@@ -80,7 +84,7 @@ pub async fn read(State(s): State<ApiState>, body: Bytes) -> Response {
 }
 
 async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
-    let request = decode_read_request(body, MAX_BODY_BYTES).map_err(bad_request)?;
+    let request = decode_read_request(body, MAX_DECODED_BYTES).map_err(bad_request)?;
     let streamed = match request.accepted_response_types.iter().find(|t| [SAMPLES, STREAMED_XOR_CHUNKS].contains(t)) {
         Some(&t) => t == STREAMED_XOR_CHUNKS,
         None if request.accepted_response_types.is_empty() => false,
@@ -98,6 +102,9 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
     for (index, query) in request.queries.iter().enumerate() {
         let matchers = query_matchers(query, &external).map_err(bad_request)?;
+        if matchers.is_empty() {
+            return Err(bad_request(format!("query {index} has no matchers")));
+        }
         let series = select(s, matchers, query.start_timestamp_ms, query.end_timestamp_ms).await?;
         if streamed {
             for one in series {
