@@ -44,9 +44,12 @@ fn remote_write_with(p: &Pyrite, headers: &[(&str, &str)], body: &[u8]) -> Answe
     Answer { status: r.status(), written, body: r.into_string().unwrap_or_default() }
 }
 
-/// A 2.0 request of `series` (label pairs, samples as (ms, value)), symbols as a sender builds
-/// them: the empty string first, each string once.
-fn request_v2(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> RequestV2 {
+/// A series as label pairs and samples (ms, value).
+type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A 2.0 request of `series`, symbols as a sender builds them: the empty string first, each
+/// string once.
+fn request_v2(series: &[SeriesSpec]) -> RequestV2 {
     let mut symbols = vec![String::new()];
     let mut symbol = |s: &str| -> u32 {
         let i = symbols.iter().position(|x| x == s).unwrap_or_else(|| {

@@ -233,7 +233,7 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
     if series.too_many_labels || refs.len() > 2 * MAX_LABELS_PER_SERIES {
         return out.reject(|| format!("parsing labels for series: more than {MAX_LABELS_PER_SERIES} labels"));
     }
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return out.reject(|| format!("parsing labels for series {refs:?}: invalid labelRefs length {}", refs.len()));
     }
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(refs.len() / 2);
@@ -297,9 +297,12 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
 mod tests {
     use super::*;
 
-    /// A request of series given as label pairs and samples, with a symbols table built as a
-    /// sender builds it (the empty string first).
-    fn request(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> RequestV2 {
+    /// A series as label pairs and samples (ms, value).
+    type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+    /// A request of `series`, with a symbols table built as a sender builds it (the empty
+    /// string first).
+    fn request(series: &[SeriesSpec]) -> RequestV2 {
         let mut symbols = vec![String::new()];
         let mut refs = |s: &str| -> u32 {
             match symbols.iter().position(|x| x == s) {
