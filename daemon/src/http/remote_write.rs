@@ -120,9 +120,9 @@ async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
     };
     let mut response = reply(s, status, if text.is_empty() { text } else { format!("{text}\n") });
     let headers = response.headers_mut();
-    headers.insert("X-Prometheus-Remote-Write-Samples-Written", written.into());
-    headers.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
-    headers.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+    headers.insert("x-prometheus-remote-write-samples-written", written.into());
+    headers.insert("x-prometheus-remote-write-histograms-written", 0.into());
+    headers.insert("x-prometheus-remote-write-exemplars-written", 0.into());
     response
 }
 
