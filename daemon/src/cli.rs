@@ -200,6 +200,11 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::parse(s)
 }
 
+fn write_message(s: &str) -> Result<pyrite_core::remote::v2::WriteMessage, String> {
+    use pyrite_core::remote::v2::{message_list, WriteMessage};
+    WriteMessage::from_proto_name(s).ok_or_else(|| format!("supported values: {}", message_list(&WriteMessage::ALL)))
+}
+
 /// A count of at least one (upstream's listener would accept nothing with 0).
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -251,6 +256,24 @@ pub struct ServerFlags {
     /// Accept remote-write requests on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver")]
     pub enable_remote_write_receiver: bool,
+    /// Remote-write protobuf messages the receiver accepts (others get 415): prometheus.WriteRequest
+    /// (1.0), io.prometheus.write.v2.Request (2.0). Repeat the flag or separate with commas.
+    #[arg(
+        long = "web.remote-write-receiver.accepted-protobuf-messages",
+        value_delimiter = ',',
+        default_value = "prometheus.WriteRequest,io.prometheus.write.v2.Request",
+        value_parser = write_message
+    )]
+    pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
+    /// Most samples one remote read answers with SAMPLES, over all its queries; 0 for no limit.
+    #[arg(long = "storage.remote.read-sample-limit", default_value_t = 50_000_000)]
+    pub remote_read_sample_limit: usize,
+    /// Most remote reads answered at once (the others wait); 0 for no limit.
+    #[arg(long = "storage.remote.read-concurrent-limit", default_value_t = 10)]
+    pub remote_read_concurrent_limit: usize,
+    /// Bytes of chunks in one frame of a streamed remote-read answer (one chunk at least).
+    #[arg(long = "storage.remote.read-max-bytes-in-frame", default_value_t = 1_048_576)]
+    pub remote_read_max_bytes_in_frame: usize,
     /// Base path for the data directory (locked while Pyrite runs).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub storage_path: PathBuf,

@@ -296,6 +296,12 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         lifecycle_api: flags.enable_lifecycle,
         admin_api: flags.enable_admin_api,
         remote_write_receiver: flags.enable_remote_write_receiver,
+        remote_write_messages: flags.remote_write_messages.clone(),
+        remote_read: http::remote_read::ReadLimits::new(
+            flags.remote_read_sample_limit,
+            flags.remote_read_concurrent_limit,
+            flags.remote_read_max_bytes_in_frame,
+        ),
         cors_origin: flags.cors_origin.clone(),
         page_title: flags.page_title.clone(),
         parse_options: flags.parse_options(),

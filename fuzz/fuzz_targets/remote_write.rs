@@ -1,6 +1,6 @@
 //! A remote-write 1.0 body through the decoder: as sent (snappy framing and all), and snappy-
 //! compressed here so that the fuzzer reaches the protobuf and validation layers directly.
-//! (There is no remote-write 2.0 decoder yet.)
+//! (2.0 bodies: `remote_write_v2`.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

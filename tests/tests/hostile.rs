@@ -251,7 +251,7 @@ fn remote_write_messages_it_cannot_decode_get_415() {
     }]);
     for headers in [
         vec![
-            ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+            ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v3.Request"),
             ("Content-Encoding", "snappy"),
         ],
         vec![("Content-Type", "application/x-protobuf"), ("Content-Encoding", "gzip")],

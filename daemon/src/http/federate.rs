@@ -48,8 +48,8 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
     Ok(text(write_text(&flat)))
 }
 
-/// `labels` plus each external label it does not have.
-fn with_external(labels: Labels, external: &Labels) -> Labels {
+/// `labels` plus each external label it does not have (also remote read's answers).
+pub(super) fn with_external(labels: Labels, external: &Labels) -> Labels {
     if external.iter().all(|e| !labels.get(&e.name).is_empty()) {
         return labels;
     }

@@ -1,5 +1,5 @@
 //! The HTTP surface: Prometheus's API, federation, health and lifecycle endpoints, `/metrics`,
-//! remote write, all under the route prefix; and what stands before it on every connection
+//! remote write and read, all under the route prefix; and what stands before it on every connection
 //! (`server`): TLS, basic auth and headers from the web configuration file, connection and
 //! read-time limits.
 //!
@@ -18,6 +18,7 @@ mod instrument;
 mod lifecycle;
 pub mod params;
 pub mod prefix;
+pub mod remote_read;
 mod remote_write;
 mod response;
 mod rules;
@@ -71,6 +72,10 @@ pub struct Api {
     pub admin_api: bool,
     /// `--web.enable-remote-write-receiver`.
     pub remote_write_receiver: bool,
+    /// `--web.remote-write-receiver.accepted-protobuf-messages`.
+    pub remote_write_messages: Vec<pyrite_core::remote::v2::WriteMessage>,
+    /// The `--storage.remote.read-*` limits.
+    pub remote_read: remote_read::ReadLimits,
     /// `--web.cors.origin`, anchored.
     pub cors_origin: regex::Regex,
     /// `--web.page-title`, the UI's title.
@@ -170,6 +175,7 @@ fn api_routes(base: &str) -> Router<ApiState> {
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
+        .route(&v1("/read"), post(remote_read::read).layer(DefaultBodyLimit::max(remote_read::MAX_BODY_BYTES)))
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.

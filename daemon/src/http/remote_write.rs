@@ -1,17 +1,25 @@
-//! `POST /api/v1/write`: the remote-write receiver (protocol 1.0, snappy + protobuf).
+//! `POST /api/v1/write`: the remote-write receiver (protocols 1.0 and 2.0, snappy + protobuf).
 //!
-//! The request's `Content-Type` and `Content-Encoding` are checked as upstream checks them: a
-//! remote write 2.0 message (not accepted yet), JSON, or a compression other than snappy gets
-//! 415 instead of being decoded as if it were 1.0. A request is decoded and validated whole
-//! before anything is stored, so a malformed one stores nothing. Valid series go to their owner shards. Samples the heads refuse (out of
-//! order, duplicate timestamps) are counted and reported with 400, as upstream reports them,
-//! so that senders do not retry them; the request's other samples are kept.
+//! The message type is negotiated as upstream's receiver does: the `Content-Type`'s `proto`
+//! parameter names it (none, or no `Content-Type` at all, is 1.0), and a message not in
+//! `--web.remote-write-receiver.accepted-protobuf-messages`, JSON, or a compression other than
+//! snappy gets 415 instead of being decoded as something else.
+//!
+//! 1.0: a request is decoded and validated whole before anything is stored, so a malformed one
+//! stores nothing. 2.0: as upstream, the series that can be stored are, the others are reported
+//! with 400, and every answer but a server error carries the written counts
+//! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`; histograms and exemplars
+//! are not stored yet, so theirs are 0). Valid series go to their owner shards. Samples the
+//! heads refuse (out of order, duplicate timestamps) are counted and reported with 400, as
+//! upstream reports them, so that senders do not retry them; the request's other samples are
+//! kept.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::remote::decode_write_request;
+use pyrite_core::remote::v2::{decode_write_request_v2, message_list, WriteMessage};
+use pyrite_core::remote::{decode_write_request, WriteSeries};
 
 use super::ApiState;
 
@@ -23,33 +31,39 @@ pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// memory to a few hundred megabytes at worst.
 const MAX_DECODED_BYTES: usize = 32 << 20;
 
-/// The one message type accepted, as upstream names it.
-const PROTO_V1: &str = "prometheus.WriteRequest";
-
-/// Why a request's headers say it is not something this receiver decodes (upstream's words).
-fn unsupported_media(headers: &HeaderMap) -> Option<String> {
+/// The message a request's headers say it holds, or why this receiver does not decode it
+/// (upstream's words, for 415).
+fn message_type(headers: &HeaderMap, accepted: &[WriteMessage]) -> Result<WriteMessage, String> {
     let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or("(not text)").trim());
+    let mut message = WriteMessage::V1;
     if let Some(content_type) = header(header::CONTENT_TYPE) {
         let mut parts = content_type.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
         if !media.eq_ignore_ascii_case("application/x-protobuf") {
-            return Some(format!(
+            return Err(format!(
                 "expected application/x-protobuf as the first (media) part, got {content_type} content-type"
             ));
         }
         for (key, value) in parts.filter_map(|p| p.split_once('=')) {
-            if key.trim().eq_ignore_ascii_case("proto") && value.trim() != PROTO_V1 {
-                return Some(format!(
-                    "{} protobuf message is not accepted by this server; accepted [{PROTO_V1}]",
-                    value.trim()
-                ));
+            if key.trim().eq_ignore_ascii_case("proto") {
+                let value = value.trim();
+                message = WriteMessage::from_proto_name(value).ok_or_else(|| {
+                    format!("got {value} protobuf message, which is not a known remote write message")
+                })?;
             }
         }
     }
+    if !accepted.contains(&message) {
+        return Err(format!(
+            "{} protobuf message is not accepted by this server; accepted {}",
+            message.proto_name(),
+            message_list(accepted)
+        ));
+    }
     match header(header::CONTENT_ENCODING) {
-        None | Some("snappy") => None,
+        None | Some("snappy") => Ok(message),
         Some(other) => {
-            Some(format!("{other} encoding (compression) is not accepted by this server; only snappy is acceptable"))
+            Err(format!("{other} encoding (compression) is not accepted by this server; only snappy is acceptable"))
         }
     }
 }
@@ -65,13 +79,62 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
             "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n".into(),
         );
     }
-    if let Some(why) = unsupported_media(&headers) {
-        return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+    let message = match message_type(&headers, &s.ctx.remote_write_messages) {
+        Ok(message) => message,
+        Err(why) => return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n")),
+    };
+    match message {
+        WriteMessage::V1 => write_v1(&s, &body).await,
+        WriteMessage::V2 => write_v2(&s, &body).await,
     }
-    let series = match decode_write_request(&body, MAX_DECODED_BYTES) {
+}
+
+async fn write_v1(s: &ApiState, body: &[u8]) -> Response {
+    let series = match decode_write_request(body, MAX_DECODED_BYTES) {
         Ok(series) => series,
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    match store(s, series).await {
+        Stored::Failed(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Stored::Written { refused: Some(why), .. } => reply(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Stored::Written { refused: None, .. } => reply(StatusCode::NO_CONTENT, String::new()),
+    }
+}
+
+async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
+    let decoded = match decode_write_request_v2(body, MAX_DECODED_BYTES) {
+        Ok(decoded) => decoded,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let errors = (decoded.error_count > 0).then(|| decoded.error_text());
+    let (status, text, written) = match store(s, decoded.series).await {
+        // Nothing to count: the sender retries the whole request.
+        Stored::Failed(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Stored::Written { samples, refused } => {
+            let text: Vec<String> = errors.into_iter().chain(refused).collect();
+            let status = if text.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::BAD_REQUEST };
+            (status, text.join("\n"), samples)
+        }
+    };
+    let mut response = reply(status, if text.is_empty() { text } else { format!("{text}\n") });
+    let headers = response.headers_mut();
+    headers.insert("x-prometheus-remote-write-samples-written", written.into());
+    headers.insert("x-prometheus-remote-write-histograms-written", 0.into());
+    headers.insert("x-prometheus-remote-write-exemplars-written", 0.into());
+    response
+}
+
+/// What storing a request's series came to.
+enum Stored {
+    /// Some shard could not make its part durable (or stopped answering): a server error.
+    Failed(String),
+    /// `samples` were written; the others were refused, for the reason given.
+    Written { samples: usize, refused: Option<String> },
+}
+
+/// Sends the series to their owner shards and sums up their answers.
+async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
+    let sent: usize = series.iter().map(|x| x.samples.len()).sum();
     let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future) = (0, 0, 0, 0);
     let mut storage_error = None;
@@ -84,29 +147,27 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
                 too_far_in_future += r.too_far_in_future;
                 storage_error = storage_error.or(r.storage_error);
             }
-            Err(_) => return reply(StatusCode::INTERNAL_SERVER_ERROR, "a shard stopped answering\n".into()),
+            Err(_) => return Stored::Failed("a shard stopped answering".into()),
         }
     }
     // Not durable: a server error, so that the sender retries later.
     if let Some(e) = storage_error {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        return Stored::Failed(e.to_string());
     }
-    if too_far_in_future > 0 {
+    let samples = sent.saturating_sub(out_of_order + duplicates + out_of_bounds + too_far_in_future);
+    let refused = if too_far_in_future > 0 {
         let window = pyrite_core::config::Duration(s.ctx.future_window);
-        return reply(StatusCode::BAD_REQUEST,
-            format!("too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused\n"),
-        );
-    }
-    if out_of_bounds > 0 {
-        return reply(
-            StatusCode::BAD_REQUEST,
-            format!("out of bounds: {out_of_bounds} sample(s) older than the data already cut into blocks refused\n"),
-        );
-    }
-    if out_of_order + duplicates > 0 {
-        return reply(StatusCode::BAD_REQUEST,
-            format!("out of order sample: {out_of_order} out of order, {duplicates} duplicate sample(s) for their timestamp refused\n"),
-        );
-    }
-    reply(StatusCode::NO_CONTENT, String::new())
+        Some(format!(
+            "too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused"
+        ))
+    } else if out_of_bounds > 0 {
+        Some(format!("out of bounds: {out_of_bounds} sample(s) older than the data already cut into blocks refused"))
+    } else if out_of_order + duplicates > 0 {
+        Some(format!(
+            "out of order sample: {out_of_order} out of order, {duplicates} duplicate sample(s) for their timestamp refused"
+        ))
+    } else {
+        None
+    };
+    Stored::Written { samples, refused }
 }

@@ -6,6 +6,7 @@
 pub mod bits;
 pub mod packed;
 pub mod store;
+pub mod upstream_xor;
 pub mod xor;
 
 pub use xor::{XorChunk, XorIter, XorState};

@@ -1,9 +1,13 @@
-//! Remote-write wire format (protocol 1.0): a snappy-compressed protobuf `WriteRequest`.
+//! Remote-write wire formats: protocol 1.0 here (a snappy-compressed protobuf `WriteRequest`),
+//! 2.0 in [`v2`]; remote read's messages in [`read`].
 //!
 //! The messages are declared with `prost` derives (no code generation step); only the fields
 //! Pyrite uses are declared. A request is walked field by field and each series validated as
 //! it is decoded, and the whole request is validated before anything is returned, so a bad
-//! request is refused whole and stores nothing.
+//! 1.0 request is refused whole and stores nothing.
+
+pub mod read;
+pub mod v2;
 
 use prost::Message;
 use thiserror::Error;
@@ -58,6 +62,8 @@ pub enum RemoteError {
     Protobuf(#[from] prost::DecodeError),
     #[error("protobuf decode error: {0}")]
     Malformed(&'static str),
+    #[error("invalid matcher: {0}")]
+    InvalidMatcher(String),
     #[error("series {index}: {message}")]
     InvalidSeries { index: usize, message: String },
 }
@@ -83,15 +89,13 @@ pub const MAX_LABELS_PER_SERIES: usize = 10_000;
 /// empty series once decoded into gigabytes of empty structures). Duplicate label names are
 /// found by sorting, not by comparing every pair.
 pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<WriteSeries>, RemoteError> {
-    let size = snap::raw::decompress_len(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
-    if size > max_decoded {
-        return Err(RemoteError::TooLarge { size, limit: max_decoded });
-    }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
+    let raw = decompress(body, max_decoded)?;
     let mut out = Vec::new();
     for (index, field) in Fields(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
         let (_, payload) = field?;
-        let payload = payload.ok_or(RemoteError::Malformed("timeseries is not a message"))?;
+        let Payload::Bytes(payload) = payload else {
+            return Err(RemoteError::Malformed("timeseries is not a message"));
+        };
         let invalid = |message: String| RemoteError::InvalidSeries { index, message };
         if let Some(series) = decode_series(payload, invalid)? {
             out.push(series);
@@ -106,35 +110,24 @@ fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<
     let mut samples: Vec<Sample> = Vec::new();
     for field in Fields(raw) {
         match field? {
-            (1, Some(bytes)) => {
+            (1, Payload::Bytes(bytes)) => {
                 let l = Label::decode(bytes)?;
-                if !is_valid_label_name(&l.name) {
-                    return Err(invalid(format!("invalid label name {:?}", l.name)));
-                }
-                if l.value.is_empty() {
-                    return Err(invalid(format!("label {:?} has an empty value", l.name)));
-                }
+                check_label(&l.name, &l.value).map_err(&invalid)?;
                 if labels.len() == MAX_LABELS_PER_SERIES {
                     return Err(invalid(format!("more than {MAX_LABELS_PER_SERIES} labels")));
                 }
                 labels.push(l);
             }
-            (2, Some(bytes)) => {
+            (2, Payload::Bytes(bytes)) => {
                 let s = WireSample::decode(bytes)?;
                 samples.push(Sample { t: s.timestamp, v: s.value });
             }
             (4, _) => return Err(invalid("native histograms are not supported yet".into())),
-            (1 | 2, None) => return Err(RemoteError::Malformed("label or sample is not a message")),
+            (1 | 2, _) => return Err(RemoteError::Malformed("label or sample is not a message")),
             _ => {}
         }
     }
-    let (names, duplicate) = sorted_names(labels.iter().map(|l| l.name.as_str()));
-    if let Some(name) = duplicate {
-        return Err(invalid(format!("duplicate label name {name:?}")));
-    }
-    if names.binary_search(&"__name__").is_err() {
-        return Err(invalid("no metric name (__name__ label)".into()));
-    }
+    check_label_set(labels.iter().map(|l| l.name.as_str())).map_err(&invalid)?;
     if samples.is_empty() {
         return Ok(None);
     }
@@ -142,13 +135,55 @@ fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<
     Ok(Some(WriteSeries { labels, samples }))
 }
 
-/// The fields of a protobuf message, in order: each tag with the payload of a length-delimited
-/// field (`None` for varint and fixed-width fields, which are skipped). Ends at the first
+/// One label as a series may carry it: a valid name and a value (an empty value would mean
+/// no label at all).
+fn check_label(name: &str, value: &str) -> Result<(), String> {
+    if !is_valid_label_name(name) {
+        return Err(format!("invalid label name {name:?}"));
+    }
+    if value.is_empty() {
+        return Err(format!("label {name:?} has an empty value"));
+    }
+    Ok(())
+}
+
+/// A series' label names together: a metric name, and no name twice (found by sorting).
+fn check_label_set<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    let (names, duplicate) = sorted_names(names);
+    if let Some(name) = duplicate {
+        return Err(format!("duplicate label name {name:?}"));
+    }
+    if names.binary_search(&"__name__").is_err() {
+        return Err("no metric name (__name__ label)".into());
+    }
+    Ok(())
+}
+
+/// A snappy body decompressed, refused before decompressing if it says it is larger than
+/// `max_decoded`.
+fn decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, RemoteError> {
+    let size = snap::raw::decompress_len(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
+    if size > max_decoded {
+        return Err(RemoteError::TooLarge { size, limit: max_decoded });
+    }
+    snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteError::Snappy(e.to_string()))
+}
+
+/// What a protobuf field holds, by its wire type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Payload<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    /// A 32- or 64-bit field, not decoded.
+    Fixed,
+}
+
+/// The fields of a protobuf message, in order: each tag with its payload. Ends at the first
 /// malformed field, with its error.
 struct Fields<'a>(&'a [u8]);
 
 impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Option<&'a [u8]>), RemoteError>;
+    type Item = Result<(u32, Payload<'a>), RemoteError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         use prost::encoding::{decode_key, decode_varint, WireType};
@@ -164,15 +199,12 @@ impl<'a> Iterator for Fields<'a> {
                 Ok(taken)
             };
             let payload = match wire_type {
-                WireType::Varint => {
-                    decode_varint(&mut buf)?;
-                    None
-                }
-                WireType::SixtyFourBit => skip(&mut buf, 8).map(|_| None)?,
-                WireType::ThirtyTwoBit => skip(&mut buf, 4).map(|_| None)?,
+                WireType::Varint => Payload::Varint(decode_varint(&mut buf)?),
+                WireType::SixtyFourBit => skip(&mut buf, 8).map(|_| Payload::Fixed)?,
+                WireType::ThirtyTwoBit => skip(&mut buf, 4).map(|_| Payload::Fixed)?,
                 WireType::LengthDelimited => {
                     let len = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
-                    Some(skip(&mut buf, len)?)
+                    Payload::Bytes(skip(&mut buf, len)?)
                 }
                 WireType::StartGroup | WireType::EndGroup => {
                     return Err(RemoteError::Malformed("groups are not supported"))

@@ -1,0 +1,175 @@
+//! Remote read (`prometheus.ReadRequest`, answered by `/api/v1/read`): the request and both
+//! response forms — a snappy-compressed `ReadResponse` of samples, and the stream of
+//! `ChunkedReadResponse` frames (uvarint length, CRC32 Castagnoli of the message, the message)
+//! whose chunks are upstream's XOR encoding, which the caller provides.
+
+use prost::Message;
+
+use super::{decompress, Label, RemoteError, TimeSeries, WireSample};
+use crate::labels::{Labels, MatchOp, Matcher};
+use crate::value::Sample;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub queries: Vec<Query>,
+    /// `ResponseType`s in the client's order of preference.
+    #[prost(int32, repeated, tag = "2")]
+    pub accepted_response_types: Vec<i32>,
+}
+
+/// `ReadRequest.ResponseType`.
+pub const SAMPLES: i32 = 0;
+pub const STREAMED_XOR_CHUNKS: i32 = 1;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Query {
+    #[prost(int64, tag = "1")]
+    pub start_timestamp_ms: i64,
+    #[prost(int64, tag = "2")]
+    pub end_timestamp_ms: i64,
+    #[prost(message, repeated, tag = "3")]
+    pub matchers: Vec<LabelMatcher>,
+    /// `ReadHints`: not decoded (they only let a store read less; Pyrite reads the range).
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub hints: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LabelMatcher {
+    /// EQ 0, NEQ 1, RE 2, NRE 3.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ReadResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub results: Vec<QueryResult>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct QueryResult {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedReadResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Chunk {
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    /// `Chunk.Encoding`: XOR is 1.
+    #[prost(int32, tag = "3")]
+    pub r#type: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+pub const CHUNK_XOR: i32 = 1;
+
+/// Decodes a snappy-compressed `ReadRequest` of at most `max_decoded` bytes decompressed.
+pub fn decode_read_request(body: &[u8], max_decoded: usize) -> Result<ReadRequest, RemoteError> {
+    Ok(ReadRequest::decode(decompress(body, max_decoded)?.as_slice())?)
+}
+
+impl ReadRequest {
+    /// The request snappy-compressed, as a client sends it.
+    pub fn encode_compressed(&self) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(&self.encode_to_vec()).expect("snappy can compress any input")
+    }
+}
+
+/// A query's matchers as Pyrite's, each matcher on an external label with that label's value
+/// turned into "has no such label" (as upstream: the external labels are added to the answers,
+/// not stored).
+pub fn query_matchers(query: &Query, external: &Labels) -> Result<Vec<Matcher>, RemoteError> {
+    query
+        .matchers
+        .iter()
+        .map(|m| {
+            let op = match m.r#type {
+                0 => MatchOp::Equal,
+                1 => MatchOp::NotEqual,
+                2 => MatchOp::Regex,
+                3 => MatchOp::NotRegex,
+                _ => return Err(RemoteError::Malformed("unknown matcher type")),
+            };
+            let value = match op {
+                MatchOp::Equal if external.get(&m.name) == m.value && !m.value.is_empty() => "",
+                _ => m.value.as_str(),
+            };
+            Matcher::new(m.name.clone(), op, value).map_err(|e| RemoteError::InvalidMatcher(e.to_string()))
+        })
+        .collect()
+}
+
+/// One series of a sampled answer.
+pub fn sampled_series(labels: &Labels, samples: &[Sample]) -> TimeSeries {
+    TimeSeries {
+        labels: wire_labels(labels),
+        samples: samples.iter().map(|s| WireSample { value: s.v, timestamp: s.t }).collect(),
+        histograms: Vec::new(),
+    }
+}
+
+pub fn wire_labels(labels: &Labels) -> Vec<Label> {
+    labels.iter().map(|l| Label { name: l.name.clone(), value: l.value.clone() }).collect()
+}
+
+/// A sampled answer, snappy-compressed.
+pub fn encode_read_response(response: &ReadResponse) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&response.encode_to_vec()).expect("snappy can compress any input")
+}
+
+/// Decodes a sampled answer (for clients and tests).
+pub fn decode_read_response(body: &[u8], max_decoded: usize) -> Result<ReadResponse, RemoteError> {
+    Ok(ReadResponse::decode(decompress(body, max_decoded)?.as_slice())?)
+}
+
+/// Appends one frame of a streamed answer to `out`: the message's length as a uvarint, the
+/// CRC32 (Castagnoli) of the message big-endian, then the message.
+pub fn write_frame(message: &ChunkedReadResponse, out: &mut Vec<u8>) {
+    let bytes = message.encode_to_vec();
+    prost::encoding::encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
+    out.extend_from_slice(&bytes);
+}
+
+/// Splits a streamed answer into its messages (for clients and tests); an error for a frame
+/// that is cut short or fails its checksum.
+pub fn read_frames(mut body: &[u8]) -> Result<Vec<ChunkedReadResponse>, RemoteError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let len = usize::try_from(prost::encoding::decode_varint(&mut body)?).unwrap_or(usize::MAX);
+        let (crc, rest) = body.split_at_checked(4).ok_or(RemoteError::Malformed("truncated frame"))?;
+        let (message, rest) = rest.split_at_checked(len).ok_or(RemoteError::Malformed("truncated frame"))?;
+        if crc32c::crc32c(message).to_be_bytes() != crc {
+            return Err(RemoteError::Malformed("frame checksum mismatch"));
+        }
+        out.push(ChunkedReadResponse::decode(message)?);
+        body = rest;
+    }
+    Ok(out)
+}

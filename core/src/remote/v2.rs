@@ -1,0 +1,397 @@
+//! Remote write 2.0: a snappy-compressed `io.prometheus.write.v2.Request` (a symbols table, and
+//! series whose labels, metadata and exemplars name strings by their index in it).
+//!
+//! As upstream's receiver, a 2.0 request may be written in part: a series that cannot be
+//! stored (labels out of the symbols table, invalid or duplicate labels, no samples, native
+//! histograms, which Pyrite does not store yet) is reported and the others are written. A body
+//! that is not a well-formed message at all (bad snappy, truncated fields, refs that are not
+//! `uint32`s, symbols that are not UTF-8) is refused whole, before anything is stored. Metadata
+//! and exemplars are checked and not stored (Pyrite stores neither from remote write 1.0
+//! either); created timestamps are ignored, as upstream does without
+//! `--enable-feature=created-timestamp-zero-ingestion`.
+
+use prost::Message;
+
+use super::{
+    check_label, check_label_set, decompress, Fields, Payload, RemoteError, WriteSeries, MAX_LABELS_PER_SERIES,
+};
+use crate::labels::Labels;
+use crate::value::Sample;
+
+/// The protobuf messages a remote-write receiver may accept, named as in the `Content-Type`'s
+/// `proto` parameter and in `--web.remote-write-receiver.accepted-protobuf-messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteMessage {
+    V1,
+    V2,
+}
+
+impl WriteMessage {
+    pub const ALL: [WriteMessage; 2] = [WriteMessage::V1, WriteMessage::V2];
+
+    pub fn proto_name(self) -> &'static str {
+        match self {
+            WriteMessage::V1 => "prometheus.WriteRequest",
+            WriteMessage::V2 => "io.prometheus.write.v2.Request",
+        }
+    }
+
+    pub fn from_proto_name(name: &str) -> Option<WriteMessage> {
+        WriteMessage::ALL.into_iter().find(|m| m.proto_name() == name)
+    }
+}
+
+/// The messages named in a list, for error messages: `[prometheus.WriteRequest ...]`.
+pub fn message_list(messages: &[WriteMessage]) -> String {
+    let names: Vec<&str> = messages.iter().map(|m| m.proto_name()).collect();
+    format!("[{}]", names.join(" "))
+}
+
+/// At most this many series errors are kept to report; the rest are only counted.
+const MAX_REPORTED_ERRORS: usize = 10;
+
+/// A decoded 2.0 request: the series to store, and why the others cannot be.
+#[derive(Debug, Default, PartialEq)]
+pub struct DecodedV2 {
+    pub series: Vec<WriteSeries>,
+    /// The first [`MAX_REPORTED_ERRORS`] series errors, in upstream's words.
+    pub errors: Vec<String>,
+    /// How many series errors there were in all.
+    pub error_count: usize,
+}
+
+impl DecodedV2 {
+    fn reject(&mut self, message: impl FnOnce() -> String) {
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(message());
+        }
+        self.error_count += 1;
+    }
+
+    /// The errors as one response body, one a line.
+    pub fn error_text(&self) -> String {
+        let mut text = self.errors.join("\n");
+        if self.error_count > self.errors.len() {
+            text.push_str(&format!("\n(and {} more)", self.error_count - self.errors.len()));
+        }
+        text
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SampleV2 {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+    /// `start_timestamp` (2.0's created timestamp): decoded, not used.
+    #[prost(int64, tag = "3")]
+    pub start_timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ExemplarV2 {
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels_refs: Vec<u32>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MetadataV2 {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(uint32, tag = "3")]
+    pub help_ref: u32,
+    #[prost(uint32, tag = "4")]
+    pub unit_ref: u32,
+}
+
+/// A native histogram sample; its fields are not decoded.
+#[derive(Clone, PartialEq, Message)]
+pub struct HistogramV2 {}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TimeSeriesV2 {
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels_refs: Vec<u32>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<SampleV2>,
+    #[prost(message, repeated, tag = "3")]
+    pub histograms: Vec<HistogramV2>,
+    #[prost(message, repeated, tag = "4")]
+    pub exemplars: Vec<ExemplarV2>,
+    #[prost(message, optional, tag = "5")]
+    pub metadata: Option<MetadataV2>,
+}
+
+/// The whole message, for senders (tests, load generation); the receiver walks it field by
+/// field instead.
+#[derive(Clone, PartialEq, Message)]
+pub struct RequestV2 {
+    #[prost(string, repeated, tag = "4")]
+    pub symbols: Vec<String>,
+    #[prost(message, repeated, tag = "5")]
+    pub timeseries: Vec<TimeSeriesV2>,
+}
+
+impl RequestV2 {
+    /// The request snappy-compressed, as it is sent.
+    pub fn encode_compressed(&self) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(&self.encode_to_vec()).expect("snappy can compress any input")
+    }
+}
+
+/// One series as it was sent, before its references are resolved. Exemplars and histograms are
+/// checked for framing and counted, never kept: a hostile request of millions of empty ones
+/// costs nothing.
+#[derive(Default)]
+struct RawSeries {
+    labels_refs: Vec<u32>,
+    /// More label refs than any valid series has: the rest were not kept.
+    too_many_labels: bool,
+    samples: Vec<Sample>,
+    histograms: usize,
+    /// Every exemplar's label refs are inside the symbols table.
+    exemplar_refs_ok: bool,
+    metadata_refs: Option<(u32, u32)>,
+}
+
+/// Decodes a snappy-compressed 2.0 request, refusing bodies that decompress to more than
+/// `max_decoded` bytes and bodies that are not well-formed messages; series that are well-formed
+/// but cannot be stored are reported in [`DecodedV2::errors`].
+pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<DecodedV2, RemoteError> {
+    let raw = decompress(body, max_decoded)?;
+    // Symbols may follow the series on the wire: read them first.
+    let mut symbols: Vec<&str> = Vec::new();
+    for field in Fields(&raw) {
+        if let (4, payload) = field? {
+            let Payload::Bytes(bytes) = payload else { return Err(RemoteError::Malformed("symbol is not a string")) };
+            symbols.push(std::str::from_utf8(bytes).map_err(|_| RemoteError::Malformed("symbol is not UTF-8"))?);
+        }
+    }
+    let mut out = DecodedV2::default();
+    for field in Fields(&raw) {
+        if let (5, payload) = field? {
+            let Payload::Bytes(bytes) = payload else {
+                return Err(RemoteError::Malformed("timeseries is not a message"));
+            };
+            let series = decode_raw_series(bytes, symbols.len())?;
+            resolve_series(series, &symbols, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// One `TimeSeries` as sent; errors only for what is not a well-formed message.
+fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, RemoteError> {
+    let mut series = RawSeries { exemplar_refs_ok: true, ..Default::default() };
+    let push_ref = |series: &mut RawSeries, value: u64| -> Result<(), RemoteError> {
+        let value = u32::try_from(value).map_err(|_| RemoteError::Malformed("label ref is not a uint32"))?;
+        if series.labels_refs.len() < 2 * MAX_LABELS_PER_SERIES + 1 {
+            series.labels_refs.push(value);
+        } else {
+            series.too_many_labels = true;
+        }
+        Ok(())
+    };
+    for field in Fields(raw) {
+        match field? {
+            (1, Payload::Varint(value)) => push_ref(&mut series, value)?,
+            (1, Payload::Bytes(mut packed)) => {
+                while !packed.is_empty() {
+                    push_ref(&mut series, prost::encoding::decode_varint(&mut packed)?)?;
+                }
+            }
+            (2, Payload::Bytes(bytes)) => {
+                let s = SampleV2::decode(bytes)?;
+                series.samples.push(Sample { t: s.timestamp, v: s.value });
+            }
+            (3, Payload::Bytes(_)) => series.histograms += 1,
+            (4, Payload::Bytes(bytes)) => {
+                let e = ExemplarV2::decode(bytes)?;
+                series.exemplar_refs_ok &= e.labels_refs.iter().all(|&r| (r as usize) < symbol_count);
+            }
+            (5, Payload::Bytes(bytes)) => {
+                let m = MetadataV2::decode(bytes)?;
+                series.metadata_refs = Some((m.help_ref, m.unit_ref));
+            }
+            (1..=5, _) => return Err(RemoteError::Malformed("series field of the wrong wire type")),
+            _ => {}
+        }
+    }
+    Ok(series)
+}
+
+/// Resolves a series' labels and checks it as upstream does, in upstream's order: to store,
+/// or an error.
+fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
+    let refs = &series.labels_refs;
+    let symbol = |r: u32| symbols.get(r as usize).copied();
+    if series.too_many_labels || refs.len() > 2 * MAX_LABELS_PER_SERIES {
+        return out.reject(|| format!("parsing labels for series: more than {MAX_LABELS_PER_SERIES} labels"));
+    }
+    if !refs.len().is_multiple_of(2) {
+        return out.reject(|| format!("parsing labels for series {refs:?}: invalid labelRefs length {}", refs.len()));
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(refs.len() / 2);
+    for pair in refs.chunks_exact(2) {
+        match (symbol(pair[0]), symbol(pair[1])) {
+            (Some(name), Some(value)) => pairs.push((name, value)),
+            _ => {
+                return out.reject(|| {
+                    format!(
+                        "parsing labels for series {refs:?}: labelRefs {} (name) = {} (value) outside of symbols table (size {})",
+                        pair[0],
+                        pair[1],
+                        symbols.len()
+                    )
+                })
+            }
+        }
+    }
+    if let Some((help, unit)) = series.metadata_refs {
+        for (what, r) in [("unit_ref", unit), ("help_ref", help)] {
+            if symbol(r).is_none() {
+                return out.reject(|| {
+                    format!(
+                        "parsing metadata for series {refs:?}: metadata {what} {r} outside of symbols table (size {})",
+                        symbols.len()
+                    )
+                });
+            }
+        }
+    }
+    let described =
+        || format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "));
+    let checked =
+        pairs.iter().try_for_each(|(n, v)| check_label(n, v)).and_then(|()| check_label_set(pairs.iter().map(|p| p.0)));
+    if let Err(why) = checked {
+        return out.reject(|| format!("invalid metric name or labels, got {}: {why}", described()));
+    }
+    if series.samples.is_empty() && series.histograms == 0 {
+        return out
+            .reject(|| format!("TimeSeries must contain at least one sample or histogram for series {}", described()));
+    }
+    if series.histograms > 0 {
+        out.reject(|| {
+            format!(
+                "native histograms are not supported yet: {} histogram sample(s) refused for series {}",
+                series.histograms,
+                described()
+            )
+        });
+    }
+    if !series.exemplar_refs_ok {
+        out.reject(|| format!("parsing exemplar for series {}: labelRefs outside of symbols table", described()));
+    }
+    if !series.samples.is_empty() {
+        let labels = Labels::from_pairs(pairs.iter().map(|&(n, v)| (n.to_string(), v.to_string())));
+        out.series.push(WriteSeries { labels, samples: series.samples });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A series as label pairs and samples (ms, value).
+    type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+    /// A request of `series`, with a symbols table built as a sender builds it (the empty
+    /// string first).
+    fn request(series: &[SeriesSpec]) -> RequestV2 {
+        let mut symbols = vec![String::new()];
+        let mut refs = |s: &str| -> u32 {
+            match symbols.iter().position(|x| x == s) {
+                Some(i) => i as u32,
+                None => {
+                    symbols.push(s.to_string());
+                    (symbols.len() - 1) as u32
+                }
+            }
+        };
+        let timeseries = series
+            .iter()
+            .map(|(labels, samples)| TimeSeriesV2 {
+                labels_refs: labels.iter().flat_map(|(n, v)| [refs(n), refs(v)]).collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(t, v)| SampleV2 { value: v, timestamp: t, start_timestamp: 0 })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        RequestV2 { symbols, timeseries }
+    }
+
+    #[test]
+    fn symbols_resolve_to_labels() {
+        let r = request(&[
+            (&[("__name__", "up"), ("job", "a")], &[(1, 1.0), (2, 0.0)]),
+            (&[("__name__", "up"), ("job", "b")], &[(1, 1.0)]),
+        ]);
+        let d = decode_write_request_v2(&r.encode_compressed(), 1 << 20).unwrap();
+        assert_eq!(d.error_count, 0, "{:?}", d.errors);
+        assert_eq!(d.series.len(), 2);
+        assert_eq!(d.series[1].labels, Labels::from_pairs([("__name__", "up"), ("job", "b")]));
+        assert_eq!(d.series[0].samples, vec![Sample { t: 1, v: 1.0 }, Sample { t: 2, v: 0.0 }]);
+    }
+
+    #[test]
+    fn bad_series_are_reported_and_the_others_kept() {
+        let mut r = request(&[(&[("__name__", "ok")], &[(1, 1.0)]), (&[("__name__", "x")], &[(1, 1.0)])]);
+        r.timeseries[1].labels_refs = vec![0, 99];
+        let mut odd = r.timeseries[0].clone();
+        odd.labels_refs.push(1);
+        r.timeseries.push(odd);
+        let mut no_samples = r.timeseries[0].clone();
+        no_samples.samples.clear();
+        r.timeseries.push(no_samples);
+        let mut histograms = r.timeseries[0].clone();
+        histograms.histograms = vec![HistogramV2 {}; 3];
+        r.timeseries.push(histograms);
+        let mut metadata = r.timeseries[0].clone();
+        metadata.metadata = Some(MetadataV2 { r#type: 1, help_ref: 7, unit_ref: 0 });
+        r.timeseries.push(metadata);
+        let d = decode_write_request_v2(&r.encode_compressed(), 1 << 20).unwrap();
+        assert_eq!(d.error_count, 5, "{:?}", d.errors);
+        assert!(d.errors[0].contains("outside of symbols table (size 4)"), "{}", d.errors[0]);
+        assert!(d.errors[1].contains("invalid labelRefs length 3"), "{}", d.errors[1]);
+        assert!(d.errors[2].contains("at least one sample"), "{}", d.errors[2]);
+        assert!(d.errors[3].contains("3 histogram sample(s) refused"), "{}", d.errors[3]);
+        assert!(d.errors[4].contains("metadata help_ref 7"), "{}", d.errors[4]);
+        // The first series, and the float samples of the one with histograms.
+        assert_eq!(d.series.len(), 2);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_whole() {
+        let r = request(&[(&[("__name__", "ok")], &[(1, 1.0)])]);
+        let raw = r.encode_to_vec();
+        for cut in 1..raw.len() {
+            let body = snap::raw::Encoder::new().compress_vec(&raw[..cut]).unwrap();
+            let _ = decode_write_request_v2(&body, 1 << 20);
+        }
+        let not_utf8 = snap::raw::Encoder::new().compress_vec(&[0x22, 1, 0xff]).unwrap();
+        assert!(decode_write_request_v2(&not_utf8, 1 << 20).is_err());
+        let huge_ref =
+            snap::raw::Encoder::new().compress_vec(&[0x2a, 7, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap();
+        assert!(decode_write_request_v2(&huge_ref, 1 << 20).is_err());
+        assert!(matches!(decode_write_request_v2(&r.encode_compressed(), 4), Err(RemoteError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn many_empty_exemplars_and_errors_cost_little() {
+        let mut r = request(&[(&[("__name__", "ok")], &[(1, 1.0)])]);
+        r.timeseries[0].exemplars = vec![ExemplarV2::default(); 1 << 20];
+        let bad = TimeSeriesV2 { labels_refs: vec![5], ..Default::default() };
+        r.timeseries.extend(std::iter::repeat_n(bad, 100_000));
+        let d = decode_write_request_v2(&r.encode_compressed(), 32 << 20).unwrap();
+        assert_eq!(d.series.len(), 1);
+        assert_eq!((d.errors.len(), d.error_count), (MAX_REPORTED_ERRORS, 100_000));
+        assert!(d.error_text().ends_with("(and 99990 more)"));
+    }
+}

@@ -1,0 +1,191 @@
+//! `POST /api/v1/read`: remote read, so that another Prometheus's `remote_read` (and
+//! sidecar-style readers) query Pyrite's storage.
+//!
+//! As upstream's handler: the response type is the first of the request's accepted types that
+//! Pyrite serves (none listed: samples). `SAMPLES` answers one snappy-compressed `ReadResponse`,
+//! at most `--storage.remote.read-sample-limit` samples in all (400 beyond);
+//! `STREAMED_XOR_CHUNKS` answers `ChunkedReadResponse` frames, one series per frame, each at
+//! most about `--storage.remote.read-max-bytes-in-frame` of chunks, the samples re-encoded into
+//! upstream's XOR chunks of 120 samples (Pyrite's own chunks are another format). Series are
+//! read from every shard with the query path's own `Request::Select`; external labels are added
+//! to every series that lacks them, and an equality matcher on an external label's value
+//! matches series without that label. At most `--storage.remote.read-concurrent-limit` reads
+//! run at once; the others wait.
+//!
+//! Limit of this stage: a streamed answer is built whole before it is sent.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::promql::Interrupt;
+use pyrite_core::remote::read::{
+    decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
+    ChunkedReadResponse, ChunkedSeries, QueryResult, ReadResponse, CHUNK_XOR, SAMPLES, STREAMED_XOR_CHUNKS,
+};
+use pyrite_core::value::SeriesSamples;
+use pyrite_tsdb::chunk::upstream_xor;
+use pyrite_tsdb::querier::merge_parts;
+
+use super::federate::with_external;
+use super::ApiState;
+use crate::shards::Request;
+use crate::slots::Slots;
+
+/// Largest read request accepted compressed (upstream's `decodeReadLimit`).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Largest read request accepted decompressed. A reader sends a query or a few, of a few
+/// matchers each; the bound keeps what decoding a hostile request costs (tens of bytes of
+/// memory for each two-byte empty query) to a few hundred megabytes at worst.
+const MAX_DECODED_BYTES: usize = 4 << 20;
+
+/// The remote-read flags.
+pub struct ReadLimits {
+    /// `--storage.remote.read-sample-limit` (0: none).
+    pub sample_limit: usize,
+    /// `--storage.remote.read-concurrent-limit` (0: none), as slots.
+    pub concurrent: Option<Slots>,
+    /// `--storage.remote.read-max-bytes-in-frame`.
+    pub max_bytes_in_frame: usize,
+}
+
+impl ReadLimits {
+    pub fn new(sample_limit: usize, concurrent_limit: usize, max_bytes_in_frame: usize) -> ReadLimits {
+        ReadLimits {
+            sample_limit,
+            concurrent: (concurrent_limit > 0).then(|| Slots::new(concurrent_limit)),
+            max_bytes_in_frame,
+        }
+    }
+}
+
+/// Why a read failed, with the status upstream answers.
+struct ReadError(StatusCode, String);
+
+impl IntoResponse for ReadError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+fn bad_request(e: impl ToString) -> ReadError {
+    ReadError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+pub async fn read(State(s): State<ApiState>, body: Bytes) -> Response {
+    let _slot = match &s.ctx.remote_read.concurrent {
+        Some(slots) => Some(slots.acquire().await),
+        None => None,
+    };
+    answer(&s, &body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
+    let request = decode_read_request(body, MAX_DECODED_BYTES).map_err(bad_request)?;
+    let streamed = match request.accepted_response_types.iter().find(|t| [SAMPLES, STREAMED_XOR_CHUNKS].contains(t)) {
+        Some(&t) => t == STREAMED_XOR_CHUNKS,
+        None if request.accepted_response_types.is_empty() => false,
+        None => {
+            return Err(bad_request(format!(
+                "server does not support any of the requested response types: {:?}; supported: [SAMPLES STREAMED_XOR_CHUNKS]",
+                request.accepted_response_types
+            )))
+        }
+    };
+    let external = s.ctx.config.current().global.external_labels.clone();
+    let limits = &s.ctx.remote_read;
+    let mut results = Vec::with_capacity(request.queries.len());
+    let mut frames = Vec::new();
+    let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
+    for (index, query) in request.queries.iter().enumerate() {
+        let matchers = query_matchers(query, &external).map_err(bad_request)?;
+        if matchers.is_empty() {
+            return Err(bad_request(format!("query {index} has no matchers")));
+        }
+        let series = select(s, matchers, query.start_timestamp_ms, query.end_timestamp_ms).await?;
+        if streamed {
+            for one in series {
+                stream_series(
+                    &with_external(one.labels, &external),
+                    &one.samples,
+                    index as i64,
+                    limits.max_bytes_in_frame,
+                    &mut frames,
+                );
+            }
+        } else {
+            let mut timeseries = Vec::with_capacity(series.len());
+            for one in series {
+                samples_left = samples_left
+                    .checked_sub(one.samples.len())
+                    .ok_or_else(|| bad_request(format!("exceeded sample limit ({})", limits.sample_limit)))?;
+                timeseries.push(sampled_series(&with_external(one.labels, &external), &one.samples));
+            }
+            results.push(QueryResult { timeseries });
+        }
+    }
+    Ok(if streamed {
+        ([(header::CONTENT_TYPE, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse")], frames)
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
+            encode_read_response(&ReadResponse { results }),
+        )
+            .into_response()
+    })
+}
+
+/// The series matching `matchers` with their samples in `[mint, maxt]`, from every shard, sorted
+/// by labels (the order a streamed answer must have), under `--query.timeout`.
+async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, ReadError> {
+    let deadline = Instant::now() + s.ctx.queries.limits().timeout.min(Duration::from_secs(86_400));
+    let interrupt = Interrupt::new(move || Instant::now() > deadline);
+    let answers = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::Select {
+            matchers: matchers.clone(),
+            mint,
+            maxt,
+            interrupt: interrupt.clone(),
+            reply,
+        })
+        .await
+        .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut series = Vec::new();
+    for parts in answers {
+        let parts = parts.map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        series.extend(merge_parts(parts).into_iter().filter(|s| !s.samples.is_empty()));
+    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(series)
+}
+
+/// Appends one series' frames: its samples in upstream XOR chunks, as many chunks a frame as fit
+/// in `max_bytes` (at least one), as upstream's `StreamChunkedReadResponses`.
+fn stream_series(
+    labels: &Labels,
+    samples: &[pyrite_core::value::Sample],
+    query_index: i64,
+    max_bytes: usize,
+    out: &mut Vec<u8>,
+) {
+    let labels = wire_labels(labels);
+    let mut chunks = Vec::new();
+    let mut bytes = 0;
+    let mut pieces = samples.chunks(upstream_xor::SAMPLES_PER_CHUNK).peekable();
+    while let Some(piece) = pieces.next() {
+        let data = upstream_xor::encode(piece);
+        bytes += data.len();
+        chunks.push(Chunk { min_time_ms: piece[0].t, max_time_ms: piece[piece.len() - 1].t, r#type: CHUNK_XOR, data });
+        if bytes >= max_bytes || pieces.peek().is_none() {
+            let series = ChunkedSeries { labels: labels.clone(), chunks: std::mem::take(&mut chunks) };
+            write_frame(&ChunkedReadResponse { chunked_series: vec![series], query_index }, out);
+            bytes = 0;
+        }
+    }
+}

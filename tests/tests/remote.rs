@@ -1,0 +1,445 @@
+//! Remote write 2.0 receiving and remote read (`/api/v1/read`), against the real binary: for
+//! remote read, Debian's upstream Prometheus 2.42 reading from it (its client asks for sampled
+//! answers), and streamed chunks decoded as upstream's reader decodes them.
+
+use std::time::Duration;
+
+use pyrite_core::remote::v2::{HistogramV2, MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
+use pyrite_tests::{Pyrite, PyriteOpts};
+
+fn server(shards: usize, extra_args: &[&str]) -> Pyrite {
+    Pyrite::start(PyriteOpts {
+        shards: Some(shards),
+        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+const V2: [(&str, &str); 3] = [
+    ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+    ("Content-Encoding", "snappy"),
+    ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+];
+
+/// A remote-write answer: status, the three written counts (samples, histograms, exemplars)
+/// when the headers are there, and the body.
+struct Answer {
+    status: u16,
+    written: Option<[u64; 3]>,
+    body: String,
+}
+
+fn remote_write_with(p: &Pyrite, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut request = ureq::post(&format!("{}/api/v1/write", p.url)).timeout(Duration::from_secs(60));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let r = match request.send_bytes(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("remote write: {e}"),
+    };
+    let count = |what: &str| r.header(&format!("X-Prometheus-Remote-Write-{what}-Written"))?.parse().ok();
+    let written = (|| Some([count("Samples")?, count("Histograms")?, count("Exemplars")?]))();
+    Answer { status: r.status(), written, body: r.into_string().unwrap_or_default() }
+}
+
+/// A series as label pairs and samples (ms, value).
+type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A 2.0 request of `series`, symbols as a sender builds them: the empty string first, each
+/// string once.
+fn request_v2(series: &[SeriesSpec]) -> RequestV2 {
+    let mut symbols = vec![String::new()];
+    let mut symbol = |s: &str| -> u32 {
+        let i = symbols.iter().position(|x| x == s).unwrap_or_else(|| {
+            symbols.push(s.to_string());
+            symbols.len() - 1
+        });
+        i as u32
+    };
+    let timeseries = series
+        .iter()
+        .map(|(labels, samples)| TimeSeriesV2 {
+            labels_refs: labels.iter().flat_map(|(n, v)| [symbol(n), symbol(v)]).collect(),
+            samples: samples.iter().map(|&(t, v)| SampleV2 { value: v, timestamp: t, start_timestamp: 0 }).collect(),
+            metadata: Some(MetadataV2 { r#type: 2, help_ref: symbol("help text"), unit_ref: 0 }),
+            ..Default::default()
+        })
+        .collect();
+    RequestV2 { symbols, timeseries }
+}
+
+#[test]
+fn remote_write_2_requests_are_stored_with_written_counts() {
+    let p = server(2, &[]);
+    let request = request_v2(&[
+        (&[("__name__", "rw2"), ("job", "a")], &[(1_000, 1.0), (2_000, 2.5)]),
+        (&[("job", "b"), ("__name__", "rw2")], &[(2_000, 7.0)]),
+    ]);
+    let a = remote_write_with(&p, &V2, &request.encode_compressed());
+    assert_eq!((a.status, a.written), (204, Some([3, 0, 0])), "{}", a.body);
+    let r = p.query("rw2", Some(2.0));
+    let mut got: Vec<(String, String)> = r
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|s| (s["metric"]["job"].as_str().unwrap().to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("a".to_string(), "2.5".to_string()), ("b".to_string(), "7".to_string())]);
+
+    // Partial write, as upstream: the good series is stored, the others are reported with 400.
+    let mut partial = request_v2(&[(&[("__name__", "partial"), ("i", "0")], &[(1_000, 1.0)])]);
+    let good = partial.timeseries[0].clone();
+    partial.timeseries.push(TimeSeriesV2 { labels_refs: vec![1, 4000], ..good.clone() });
+    partial.timeseries.push(TimeSeriesV2 { histograms: vec![HistogramV2 {}; 2], samples: vec![], ..good.clone() });
+    let a = remote_write_with(&p, &V2, &partial.encode_compressed());
+    assert_eq!((a.status, a.written), (400, Some([1, 0, 0])), "{}", a.body);
+    assert!(a.body.contains("outside of symbols table"), "{}", a.body);
+    assert!(a.body.contains("native histograms are not supported yet: 2 histogram sample(s)"), "{}", a.body);
+    assert_eq!(p.query("partial", Some(1.0))[0]["value"][1], "1");
+
+    // Out of order: counted as not written.
+    let again = request_v2(&[(&[("__name__", "rw2"), ("job", "a")], &[(1_500, 9.0), (3_000, 3.0)])]);
+    let a = remote_write_with(&p, &V2, &again.encode_compressed());
+    assert_eq!((a.status, a.written), (400, Some([1, 0, 0])), "{}", a.body);
+    assert!(a.body.contains("out of order"), "{}", a.body);
+
+    // 1.0 answers carry no counts.
+    let v1 = [("Content-Type", "application/x-protobuf;proto=prometheus.WriteRequest"), ("Content-Encoding", "snappy")];
+    let body = pyrite_core::remote::encode_write_request(&[]);
+    let a = remote_write_with(&p, &v1, &body);
+    assert_eq!((a.status, a.written), (204, None), "{}", a.body);
+}
+
+#[test]
+fn remote_write_messages_not_accepted_get_415() {
+    let p = server(1, &["--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest"]);
+    let request = request_v2(&[(&[("__name__", "refused")], &[(1_000, 1.0)])]);
+    let a = remote_write_with(&p, &V2, &request.encode_compressed());
+    assert_eq!((a.status, a.written), (415, None), "{}", a.body);
+    assert!(a.body.contains("io.prometheus.write.v2.Request protobuf message is not accepted"), "{}", a.body);
+    let unknown = [("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v9.Request")];
+    assert_eq!(remote_write_with(&p, &unknown, &request.encode_compressed()).status, 415);
+    assert!(p.query("refused", Some(1.0)).as_array().expect("vector").is_empty());
+
+    let only_v2 = server(1, &["--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request"]);
+    let v1 = pyrite_core::remote::encode_write_request(&[]);
+    assert_eq!(remote_write_with(&only_v2, &[("Content-Encoding", "snappy")], &v1).status, 415);
+    assert_eq!(remote_write_with(&only_v2, &V2, &request.encode_compressed()).status, 204);
+    assert_eq!(only_v2.query("refused", Some(1.0))[0]["value"][1], "1");
+}
+
+#[test]
+fn hostile_remote_write_2_bodies_get_400() {
+    let mut p = server(2, &[]);
+    let compress = |raw: &[u8]| snap::raw::Encoder::new().compress_vec(raw).expect("compress");
+    // A label ref past u32, a truncated series, a symbol that is not UTF-8, not snappy at all.
+    for raw in [
+        compress(&[0x2a, 7, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        compress(&[0x2a, 0x7f, 0x08]),
+        compress(&[0x22, 1, 0xff]),
+        b"\xff\xff\xff\xff not snappy".to_vec(),
+    ] {
+        let a = remote_write_with(&p, &V2, &raw);
+        assert_eq!(a.status, 400, "{}", a.body);
+    }
+    // A million series with refs far outside the symbols table: refused, the answer short.
+    let mut many = request_v2(&[(&[("__name__", "ok")], &[(1_000, 1.0)])]);
+    many.timeseries.extend(std::iter::repeat_n(
+        TimeSeriesV2 { labels_refs: vec![u32::MAX, u32::MAX], ..Default::default() },
+        1_000_000,
+    ));
+    let a = remote_write_with(&p, &V2, &many.encode_compressed());
+    assert_eq!((a.status, a.written), (400, Some([1, 0, 0])), "{}", &a.body[..a.body.len().min(500)]);
+    assert!(a.body.len() < 4096 && a.body.contains("(and 999990 more)"), "{}", a.body.len());
+    if let Some((status, err)) = p.process.exited() {
+        panic!("pyrite died ({status}):\n{err}");
+    }
+    assert_eq!(p.query("ok", Some(1.0))[0]["value"][1], "1");
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// Three series of 400 samples each over the 70 minutes before `end` (ms), with irregular steps
+/// and values of every kind the XOR encoding distinguishes, remote-written into `p`. Every
+/// timestamp is an even number of ms before `end`.
+fn load_read_data(p: &Pyrite, end: i64) {
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::{encode_write_request, WriteSeries};
+    use pyrite_core::value::Sample;
+    let series: Vec<WriteSeries> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(k, job)| {
+            let mut t = end - 4_200_000;
+            let samples = (0..400)
+                .map(|i: i64| {
+                    // Steps of 9 s with jitter, and now and then a long gap (every dod bucket).
+                    t += 9_000 + (i * 7919 % 13) * 38 + if i % 97 == 0 { 70_000 } else { 0 }
+                        - if i % 89 == 0 { 4_000 } else { 0 };
+                    let v = match k {
+                        0 => (i / 3) as f64,
+                        1 => (i as f64 * 0.37).sin() * 1e6,
+                        // (Not a counter that resets at every sample: there 2.42's rate
+                        // extrapolates otherwise than 3.x's.)
+                        _ => (i as f64).sqrt() * 1.7 + 1e-3 / (i + 1) as f64,
+                    };
+                    Sample { t, v }
+                })
+                .collect();
+            WriteSeries { labels: Labels::from_pairs([("__name__", "rr_metric"), ("job", job)]), samples }
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+}
+
+/// Each result's series sorted by labels, so that two servers' answers compare.
+fn sorted(result: serde_json::Value) -> Vec<serde_json::Value> {
+    let mut v = result.as_array().expect("result list").clone();
+    v.sort_by_key(|s| s["metric"].to_string());
+    v
+}
+
+#[test]
+fn upstream_prometheus_reads_pyrite_through_remote_read() {
+    let p = server(2, &[]);
+    let end = now_ms() - 60_000;
+    load_read_data(&p, end);
+    let config = format!(
+        "global:\n  scrape_interval: 1h\nremote_read:\n  - url: {}/api/v1/read\n    read_recent: true\n",
+        p.url
+    );
+    let upstream = pyrite_tests::Upstream::start_configured(&config, &[]);
+    // Steps an odd number of ms from every sample: no sample on a range's boundary, where
+    // 2.42's closed ranges and Pyrite's (3.x) left-open ones differ.
+    let (start, end) = ((end - 4_300_001) as f64 / 1000.0, end as f64 / 1000.0);
+    for query in [
+        "rr_metric",
+        "rr_metric{job=\"b\"}",
+        "{__name__=~\"rr_.*\", job!=\"a\"}",
+        "rate(rr_metric[5m])",
+        "sum by (job) (max_over_time(rr_metric[10m]))",
+        "count(rr_metric)",
+    ] {
+        let path = format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", pyrite_tests::encode(query));
+        let ours = p.data(&path)["result"].clone();
+        let (status, body) = pyrite_tests::http_get(&format!("{}{path}", upstream.url)).expect("upstream answers");
+        let theirs = pyrite_tests::json(&body);
+        assert_eq!(status, 200, "{query}: {body}");
+        assert!(!ours.as_array().expect("matrix").is_empty(), "{query}: no data");
+        let (ours, theirs) = (sorted(ours), sorted(theirs["data"]["result"].clone()));
+        assert_eq!(ours, theirs, "{query}");
+    }
+}
+
+/// POSTs a read request; status, content type and body.
+fn remote_read(p: &Pyrite, request: &pyrite_core::remote::read::ReadRequest) -> (u16, String, Vec<u8>) {
+    let r = ureq::post(&format!("{}/api/v1/read", p.url))
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .set("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .send_bytes(&request.encode_compressed());
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("remote read: {e}"),
+    };
+    let (status, content_type) = (r.status(), r.header("Content-Type").unwrap_or("").to_string());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("read body");
+    (status, content_type, body)
+}
+
+#[test]
+fn remote_read_answers_samples_and_frames_with_external_labels() {
+    use pyrite_core::remote::read::{
+        decode_read_response, read_frames, LabelMatcher, Query, ReadRequest, SAMPLES, STREAMED_XOR_CHUNKS,
+    };
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(3),
+        config: Some("global:\n  external_labels:\n    site: eu\n".into()),
+        extra_args: vec![
+            "--storage.remote.read-sample-limit=1000".into(),
+            "--storage.remote.read-max-bytes-in-frame=100".into(),
+        ],
+        ..Default::default()
+    });
+    let end = now_ms() - 60_000;
+    load_read_data(&p, end);
+    let eq = |name: &str, value: &str| LabelMatcher { r#type: 0, name: name.into(), value: value.into() };
+    let query = |matchers: Vec<LabelMatcher>, start: i64| Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers,
+        hints: None,
+    };
+    // An equality matcher on the external label matches the stored series, which lack it.
+    let request = ReadRequest {
+        queries: vec![
+            query(vec![eq("__name__", "rr_metric"), eq("site", "eu"), eq("job", "b")], end - 1_200_000),
+            query(vec![eq("__name__", "rr_metric"), eq("site", "us")], 0),
+        ],
+        accepted_response_types: vec![SAMPLES],
+    };
+    let (status, content_type, body) = remote_read(&p, &request);
+    assert_eq!((status, content_type.as_str()), (200, "application/x-protobuf"), "{}", String::from_utf8_lossy(&body));
+    let response = decode_read_response(&body, 1 << 30).expect("a ReadResponse");
+    assert_eq!(response.results.len(), 2);
+    assert!(response.results[1].timeseries.is_empty());
+    let series = &response.results[0].timeseries;
+    assert_eq!(series.len(), 1);
+    let labels: Vec<(&str, &str)> = series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    assert_eq!(labels, [("__name__", "rr_metric"), ("job", "b"), ("site", "eu")]);
+    let samples = &series[0].samples;
+    assert!(samples.len() > 40 && samples.iter().all(|s| s.timestamp >= end - 1_200_000 && s.timestamp <= end));
+    // Over the sample limit: 400.
+    let all = ReadRequest {
+        queries: vec![query(vec![eq("__name__", "rr_metric")], 0)],
+        accepted_response_types: vec![SAMPLES],
+    };
+    let (status, _, body) = remote_read(&p, &all);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("exceeded sample limit (1000)"));
+    // Streamed: no sample limit; frames of one series each, at most one chunk over 100 bytes.
+    let streamed = ReadRequest { accepted_response_types: vec![STREAMED_XOR_CHUNKS, SAMPLES], ..all };
+    let (status, content_type, body) = remote_read(&p, &streamed);
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse");
+    let frames = read_frames(&body).expect("frames with good checksums");
+    let mut chunks_per_job = std::collections::BTreeMap::new();
+    for frame in &frames {
+        assert_eq!((frame.query_index, frame.chunked_series.len()), (0, 1));
+        let s = &frame.chunked_series[0];
+        assert_eq!(s.chunks.len(), 1, "a 120-sample chunk is over 100 bytes");
+        let job = s.labels.iter().find(|l| l.name == "job").expect("job").value.clone();
+        assert!(s.labels.iter().any(|l| l.name == "site" && l.value == "eu"));
+        let count = u16::from_be_bytes([s.chunks[0].data[0], s.chunks[0].data[1]]);
+        *chunks_per_job.entry(job).or_insert(0) += count as usize;
+    }
+    let expected: std::collections::BTreeMap<String, usize> =
+        [("a", 400), ("b", 400), ("c", 400)].iter().map(|(j, n)| (j.to_string(), *n)).collect();
+    assert_eq!(chunks_per_job, expected);
+    assert_eq!(frames.len(), 3 * 4, "400 samples are 4 chunks of at most 120");
+    // A response type Pyrite does not serve; a query without matchers; not a request at all.
+    let (status, _, _) = remote_read(&p, &ReadRequest { accepted_response_types: vec![7], ..streamed.clone() });
+    assert_eq!(status, 400);
+    let (status, _, _) = remote_read(&p, &ReadRequest { queries: vec![query(vec![], 0)], ..streamed });
+    assert_eq!(status, 400);
+    let garbage = ureq::post(&format!("{}/api/v1/read", p.url)).send_bytes(b"\xff\xff\xff not snappy");
+    assert!(matches!(garbage, Err(ureq::Error::Status(400, _))));
+}
+
+/// Decodes an upstream XOR chunk as upstream's `xorIterator` reads it (written from its reader,
+/// not from Pyrite's encoder, so that the two check each other).
+fn decode_upstream_xor(data: &[u8]) -> Vec<(i64, f64)> {
+    struct Bits<'a>(&'a [u8], usize);
+    impl Bits<'_> {
+        fn bit(&mut self) -> u64 {
+            let b = (self.0[self.1 / 8] >> (7 - self.1 % 8)) & 1;
+            self.1 += 1;
+            b as u64
+        }
+        fn bits(&mut self, n: usize) -> u64 {
+            (0..n).fold(0, |acc, _| (acc << 1) | self.bit())
+        }
+        fn uvarint(&mut self) -> u64 {
+            let (mut x, mut shift) = (0u64, 0);
+            loop {
+                let b = self.bits(8);
+                x |= (b & 0x7f) << shift;
+                if b < 0x80 {
+                    return x;
+                }
+                shift += 7;
+            }
+        }
+    }
+    let count = u16::from_be_bytes([data[0], data[1]]) as usize;
+    let mut r = Bits(&data[2..], 0);
+    let mut out = Vec::with_capacity(count);
+    let (mut t, mut delta, mut v) = (0i64, 0i64, 0u64);
+    let (mut leading, mut trailing) = (0usize, 0usize);
+    for i in 0..count {
+        match i {
+            0 => {
+                let z = r.uvarint();
+                t = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                v = r.bits(64);
+                out.push((t, f64::from_bits(v)));
+                continue;
+            }
+            1 => delta = r.uvarint() as i64,
+            _ => {
+                let mut prefix = 0;
+                while prefix < 4 && r.bit() == 1 {
+                    prefix += 1;
+                }
+                let size = [0, 14, 17, 20, 64][prefix];
+                let mut dod = r.bits(size) as i64;
+                if size != 0 && size != 64 && dod > 1 << (size - 1) {
+                    dod -= 1 << size;
+                }
+                delta += dod;
+            }
+        }
+        t += delta;
+        if r.bit() == 1 {
+            if r.bit() == 1 {
+                leading = r.bits(5) as usize;
+                let significant = match r.bits(6) as usize {
+                    0 => 64,
+                    n => n,
+                };
+                trailing = 64 - leading - significant;
+            }
+            v ^= r.bits(64 - leading - trailing) << trailing;
+        }
+        out.push((t, f64::from_bits(v)));
+    }
+    out
+}
+
+#[test]
+fn streamed_chunks_decode_to_the_sampled_answer() {
+    use pyrite_core::remote::read::{
+        decode_read_response, read_frames, LabelMatcher, Query, ReadRequest, SAMPLES, STREAMED_XOR_CHUNKS,
+    };
+    let p = server(2, &[]);
+    let end = now_ms() - 60_000;
+    load_read_data(&p, end);
+    let query = Query {
+        start_timestamp_ms: 0,
+        end_timestamp_ms: end,
+        matchers: vec![LabelMatcher { r#type: 2, name: "__name__".into(), value: "rr_.+".into() }],
+        hints: None,
+    };
+    let sampled = ReadRequest { queries: vec![query.clone()], accepted_response_types: vec![SAMPLES] };
+    let (status, _, body) = remote_read(&p, &sampled);
+    assert_eq!(status, 200);
+    let expected: Vec<(String, Vec<(i64, f64)>)> = decode_read_response(&body, 1 << 30).expect("response").results[0]
+        .timeseries
+        .iter()
+        .map(|s| (format!("{:?}", s.labels), s.samples.iter().map(|x| (x.timestamp, x.value)).collect()))
+        .collect();
+    assert_eq!(expected.len(), 3);
+    let streamed = ReadRequest { queries: vec![query], accepted_response_types: vec![STREAMED_XOR_CHUNKS] };
+    let (status, _, body) = remote_read(&p, &streamed);
+    assert_eq!(status, 200);
+    let mut got: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+    for frame in read_frames(&body).expect("frames") {
+        for s in frame.chunked_series {
+            let labels = format!("{:?}", s.labels);
+            let samples: Vec<(i64, f64)> = s.chunks.iter().flat_map(|c| decode_upstream_xor(&c.data)).collect();
+            match got.last_mut() {
+                Some((l, all)) if *l == labels => all.extend(samples),
+                _ => got.push((labels, samples)),
+            }
+        }
+    }
+    assert_eq!(got, expected);
+}
