@@ -12,6 +12,7 @@
 use pyrite_core::value::Sample;
 
 use super::bits::BitWriter;
+use super::xor::XorValues;
 
 /// Samples per chunk: upstream's head cuts its chunks at 120 samples.
 pub const SAMPLES_PER_CHUNK: usize = 120;
@@ -21,15 +22,16 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     let count = samples.len().min(u16::MAX as usize);
     let mut w = BitWriter::default();
     w.write_bits(count as u64, 16);
-    let (mut prev_t, mut prev_delta, mut prev_v) = (0i64, 0u64, 0u64);
-    let (mut leading, mut trailing) = (0xffu8, 0u8);
+    let (mut prev_t, mut prev_delta) = (0i64, 0u64);
+    // The value half is the same as Pyrite's own XOR chunks'.
+    let mut values = XorValues::new(0.0);
     for (i, s) in samples[..count].iter().enumerate() {
-        let v = s.v.to_bits();
         match i {
             0 => {
                 let zigzag = ((s.t << 1) ^ (s.t >> 63)) as u64;
                 write_varint(&mut w, zigzag);
-                w.write_bits(v, 64);
+                w.write_bits(s.v.to_bits(), 64);
+                values = XorValues::new(s.v);
             }
             _ => {
                 let delta = s.t.wrapping_sub(prev_t) as u64;
@@ -58,12 +60,11 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
                         }
                     }
                 }
-                write_value(&mut w, v ^ prev_v, &mut leading, &mut trailing);
+                values.write(&mut w, s.v);
                 prev_delta = delta;
             }
         }
         prev_t = s.t;
-        prev_v = v;
     }
     w.bytes().to_vec()
 }
@@ -75,28 +76,6 @@ fn write_varint(w: &mut BitWriter, mut x: u64) {
         x >>= 7;
     }
     w.write_bits(x, 8);
-}
-
-/// Upstream's `xorWrite` for the XOR of a value with the previous one.
-fn write_value(w: &mut BitWriter, delta: u64, leading: &mut u8, trailing: &mut u8) {
-    if delta == 0 {
-        w.write_bit(false);
-        return;
-    }
-    w.write_bit(true);
-    let new_leading = (delta.leading_zeros() as u8).min(31);
-    let new_trailing = delta.trailing_zeros() as u8;
-    if *leading != 0xff && new_leading >= *leading && new_trailing >= *trailing {
-        w.write_bit(false);
-        w.write_bits(delta >> *trailing, 64 - *leading - *trailing);
-        return;
-    }
-    (*leading, *trailing) = (new_leading, new_trailing);
-    w.write_bit(true);
-    w.write_bits(new_leading as u64, 5);
-    let significant = 64 - new_leading - new_trailing;
-    w.write_bits(significant as u64, 6);
-    w.write_bits(delta >> new_trailing, significant);
 }
 
 #[cfg(test)]

@@ -150,8 +150,8 @@ impl XorChunk {
 /// The value half of the XOR codec: each value XORed with the previous one, written as `0`
 /// when equal, `10` + the significant bits when they fit the previous leading/trailing-zero
 /// window, `11` + 5 bits of leading zeros + 6 bits of length (0 for 64) + the bits otherwise.
-/// Shared by the streaming chunk and the packed chunk's fallback for values that are not
-/// decimals.
+/// Shared by the streaming chunk, the packed chunk's fallback for values that are not
+/// decimals, and upstream's XOR chunks that remote read sends.
 #[derive(Debug, Clone, Default)]
 pub(super) struct XorValues {
     /// Bits of the previous value.
