@@ -43,8 +43,9 @@ pub fn run(probe: Probe, args: &ProbeArgs) -> anyhow::Result<String> {
         Some(path) => client_config(path)?,
         None => HttpClientConfig::default(),
     };
+    anyhow::ensure!(args.timeout.millis() > 0, "--timeout must be above 0s");
     let url = match &args.url {
-        Some(url) => format!("{}{}", url.trim_end_matches('/'), probe.path()),
+        Some(url) => given_url(url, probe)?,
         None => derived_url(&args.server, probe)?,
     };
     let request = http_client::request(&http, "GET", &url, args.timeout.as_std()).map_err(anyhow::Error::msg)?;
@@ -60,6 +61,17 @@ fn client_config(path: &std::path::Path) -> anyhow::Result<HttpClientConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
     Ok(HttpClientConfig::parse(&text, &path.display().to_string())?)
+}
+
+/// The URL of `probe` under `--url`, which names a server (and its path prefix) and nothing
+/// more: with a query or fragment, the probe would ask another page than the one meant.
+fn given_url(url: &str, probe: Probe) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    anyhow::ensure!(
+        parsed.query().is_none() && parsed.fragment().is_none(),
+        "--url {url:?}: a server's URL, without a query or fragment"
+    );
+    Ok(format!("{}{}", url.trim_end_matches('/'), probe.path()))
 }
 
 /// The URL of `probe` on the server the flags describe, reached on this host.

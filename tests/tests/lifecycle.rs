@@ -127,6 +127,9 @@ fn the_health_probes_find_the_server_behind_its_route_prefix_from_its_own_flags(
     }
     assert!(probe(&["health", &listen, external]).1.contains("Healthy"));
     assert!(probe(&["ready", "--url", &format!("http://127.0.0.1:{}/prometheus", p.port)]).0);
+    // A URL with a query would ask another page (the UI answers 200): refused.
+    let (ok, out, _) = probe(&["health", "--url", &format!("http://127.0.0.1:{}/prometheus?x=1", p.port)]);
+    assert!(!ok && out.contains("without a query"), "{out}");
     // Without the prefix the probe asks /-/healthy, which the server does not serve.
     let (ok, out, _) = probe(&["health", &listen]);
     assert!(!ok && out.contains("404"), "{out}");

@@ -264,7 +264,7 @@ fn remote_read_answers_samples_and_frames_with_external_labels() {
         shards: Some(3),
         config: Some("global:\n  external_labels:\n    site: eu\n".into()),
         extra_args: vec![
-            "--storage.remote.read-sample-limit=1000".into(),
+            "--storage.remote.read-sample-limit=1200".into(),
             "--storage.remote.read-max-bytes-in-frame=100".into(),
         ],
         ..Default::default()
@@ -297,15 +297,19 @@ fn remote_read_answers_samples_and_frames_with_external_labels() {
     assert_eq!(labels, [("__name__", "rr_metric"), ("job", "b"), ("site", "eu")]);
     let samples = &series[0].samples;
     assert!(samples.len() > 40 && samples.iter().all(|s| s.timestamp >= end - 1_200_000 && s.timestamp <= end));
-    // Over the sample limit: 400.
+    // Over the sample limit over all the queries (the 1,200 samples twice): 400, sampled or
+    // streamed (a streamed answer is built whole, so the limit bounds its memory too).
     let all = ReadRequest {
         queries: vec![query(vec![eq("__name__", "rr_metric")], 0)],
         accepted_response_types: vec![SAMPLES],
     };
-    let (status, _, body) = remote_read(&p, &all);
-    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("exceeded sample limit (1000)"));
-    // Streamed: no sample limit; frames of one series each, at most one chunk over 100 bytes.
+    let twice = ReadRequest { queries: [all.queries.clone(), all.queries.clone()].concat(), ..all.clone() };
+    for types in [vec![SAMPLES], vec![STREAMED_XOR_CHUNKS]] {
+        let (status, _, body) = remote_read(&p, &ReadRequest { accepted_response_types: types, ..twice.clone() });
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("exceeded sample limit (1200)"));
+    }
+    // Streamed: frames of one series each, at most one chunk over 100 bytes.
     let streamed = ReadRequest { accepted_response_types: vec![STREAMED_XOR_CHUNKS, SAMPLES], ..all };
     let (status, content_type, body) = remote_read(&p, &streamed);
     assert_eq!(status, 200);

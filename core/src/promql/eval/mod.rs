@@ -589,12 +589,12 @@ impl<'a> Evaluator<'a> {
         self.limits.interrupt.check()
     }
 
-    /// Calls `f` with the index of every element of `steps`, a slice with an element per step,
-    /// asking the interrupt every [`STEPS_BETWEEN_CHECKS`] elements.
-    fn each_step<T>(&self, steps: &[T], mut f: impl FnMut(usize, &T)) -> Result<(), EvalError> {
-        for (c, chunk) in steps.chunks(STEPS_BETWEEN_CHECKS).enumerate() {
+    /// Calls `f` with every step index below `steps`, asking the interrupt every
+    /// [`STEPS_BETWEEN_CHECKS`] steps.
+    fn each_step(&self, steps: usize, mut f: impl FnMut(usize)) -> Result<(), EvalError> {
+        for first in (0..steps).step_by(STEPS_BETWEEN_CHECKS) {
             self.interrupt()?;
-            chunk.iter().enumerate().for_each(|(j, x)| f(c * STEPS_BETWEEN_CHECKS + j, x));
+            (first..steps.min(first + STEPS_BETWEEN_CHECKS)).for_each(&mut f);
         }
         Ok(())
     }
@@ -710,7 +710,7 @@ impl<'a> Evaluator<'a> {
         let mut series = Vec::new();
         for s in self.eval_in(&inner, expr)?.into_vector()? {
             let mut samples = Vec::new();
-            self.each_step(&s.values, |i, v| samples.extend(v.map(|v| Sample { t: inner.ts(i), v })))?;
+            self.each_step(s.values.len(), |i| samples.extend(s.values[i].map(|v| Sample { t: inner.ts(i), v })))?;
             series.push(SeriesSamples { labels: s.labels, samples });
         }
         Ok(RangeVector { series, range: frame.range, ends })

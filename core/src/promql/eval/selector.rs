@@ -16,16 +16,23 @@ fn ends(params: &EvalParams, vs: &VectorSelector) -> Vec<i64> {
 
 /// For each matching series, `value` of the sample an instant selector picks at every step.
 /// Each series is charged a slot per step before its slots are allocated, and the query's
-/// interrupt is asked every [`super::STEPS_BETWEEN_CHECKS`] steps.
+/// interrupt is asked every [`super::STEPS_BETWEEN_CHECKS`] steps. The window ends are worked
+/// out step by step, not gathered first: a subquery's frame can have tens of millions of steps.
 fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> Result<Vec<StepSeries>, EvalError> {
     let params = ev.params;
-    let ends = ends(params, vs);
-    let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else { return Ok(Vec::new()) };
+    let steps = params.steps();
+    let end = |i: usize| params.shifted_time(i, vs.offset, vs.at);
+    if steps == 0 {
+        return Ok(Vec::new());
+    }
+    // Window ends grow with the step (or stay put under `@`).
+    let (lo, hi) = (end(0), end(steps - 1));
     let mut out = Vec::new();
     for s in ev.source()?.select(&vs.matchers, lo.saturating_sub(params.lookback), hi)? {
-        ev.charge(ends.len())?;
-        let mut values = Vec::with_capacity(ends.len());
-        ev.each_step(&ends, |_, &t| {
+        ev.charge(steps)?;
+        let mut values = Vec::with_capacity(steps);
+        ev.each_step(steps, |i| {
+            let t = end(i);
             let newest = s.samples.partition_point(|x| x.t <= t).checked_sub(1).map(|j| s.samples[j]);
             let fresh = newest.filter(|n| n.t > t.saturating_sub(params.lookback) && !is_stale_nan(n.v));
             values.push(fresh.map(&value));
