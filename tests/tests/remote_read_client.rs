@@ -70,11 +70,17 @@ fn queries_read_the_remote_store_merged_with_local_data() {
     let value = |v: f64| v.to_string();
     assert_eq!(
         points(&range(&p, "rr_remote", t)),
-        vec![(r#"{"__name__":"rr_remote","job":"far"}"#.into(), t.iter().zip([7.0, 8.0, 9.0]).map(|(&t, v)| (t, value(v))).collect())]
+        vec![(
+            r#"{"__name__":"rr_remote","job":"far"}"#.into(),
+            t.iter().zip([7.0, 8.0, 9.0]).map(|(&t, v)| (t, value(v))).collect()
+        )]
     );
     assert_eq!(
         points(&range(&p, "rr_both", t)),
-        vec![(r#"{"__name__":"rr_both","job":"x"}"#.into(), t.iter().zip([1.0, 20.0, 30.0]).map(|(&t, v)| (t, value(v))).collect())]
+        vec![(
+            r#"{"__name__":"rr_both","job":"x"}"#.into(),
+            t.iter().zip([1.0, 20.0, 30.0]).map(|(&t, v)| (t, value(v))).collect()
+        )]
     );
     // Aggregations see one series per label set, across the shards.
     let count = p.query("count({__name__=~\"rr_.*\"})", Some(t[1] as f64 / 1000.0));
@@ -86,7 +92,8 @@ fn queries_read_the_remote_store_merged_with_local_data() {
 #[test]
 fn required_matchers_decide_which_selectors_go_remote() {
     let (upstream, t) = remote_store("{}");
-    let p = pyrite(&format!("remote_read:\n  - url: {}/api/v1/read\n    required_matchers: {{job: far}}\n", upstream.url));
+    let p =
+        pyrite(&format!("remote_read:\n  - url: {}/api/v1/read\n    required_matchers: {{job: far}}\n", upstream.url));
     assert_eq!(range(&p, "rr_remote{job=\"far\"}", t).as_array().map(Vec::len), Some(1));
     assert_eq!(range(&p, "rr_remote", t).as_array().map(Vec::len), Some(0));
     assert_eq!(range(&p, "rr_remote{job=~\"far\"}", t).as_array().map(Vec::len), Some(0));

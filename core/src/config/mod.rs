@@ -22,8 +22,8 @@ use thiserror::Error;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
-pub use remote_read::RemoteReadConfig;
 pub use http::{Authorization, BasicAuth, HttpClientConfig, ReadSecret, SecretError, TlsConfig};
+pub use remote_read::RemoteReadConfig;
 pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
@@ -556,7 +556,9 @@ impl Discovery {
 fn check_http_url(url: &str) -> Result<(), String> {
     match url::Url::parse(url) {
         Err(e) => Err(format!("{url:?}: {e}")),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => Err(format!("URL scheme must be 'http' or 'https': {url:?}")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            Err(format!("URL scheme must be 'http' or 'https': {url:?}"))
+        }
         Ok(_) => Ok(()),
     }
 }

@@ -4,8 +4,8 @@
 use serde_norway::{Mapping, Value};
 
 use super::{
-    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, RemoteReadConfig, ScrapeConfig,
-    ScrapeLimits, StaticConfig,
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, RemoteReadConfig,
+    ScrapeConfig, ScrapeLimits, StaticConfig,
 };
 use crate::labels::Labels;
 
@@ -243,7 +243,10 @@ impl Config {
                 m.insert("alerting".into(), Value::Mapping(alerting));
             }
             if !self.remote_read.is_empty() {
-                m.insert("remote_read".into(), Value::Sequence(self.remote_read.iter().map(remote_read_config).collect()));
+                m.insert(
+                    "remote_read".into(),
+                    Value::Sequence(self.remote_read.iter().map(remote_read_config).collect()),
+                );
             }
         }
         serde_norway::to_string(&root).unwrap_or_default()

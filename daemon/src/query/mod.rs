@@ -21,9 +21,9 @@ use pyrite_core::rules::InstantQuery;
 
 use crate::live_config::LiveConfig;
 use crate::metrics::Metrics;
-use remote::RemoteSelects;
 use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
+use remote::RemoteSelects;
 use workers::Workers;
 
 /// The executor of every query in the server.
@@ -100,11 +100,8 @@ impl Fanout for ShardFanout {
         params: EvalParams,
         deadline: Option<Instant>,
     ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
-        let remote = Arc::new(RemoteSelects::new(
-            self.remote.config.current(),
-            self.shards.clone(),
-            self.remote.start_margin,
-        ));
+        let remote =
+            Arc::new(RemoteSelects::new(self.remote.config.current(), self.shards.clone(), self.remote.start_margin));
         let answers = self.workers.fragments(plan, params, &remote);
         let all = async {
             let mut outputs: Vec<Vec<FragmentOutput>> = Vec::with_capacity(answers.len());

@@ -25,6 +25,12 @@ use crate::shards::{Request, Shards};
 /// The largest answer read from a store, decompressed.
 const MAX_ANSWER_BYTES: usize = 1 << 30;
 
+/// A selector as asked of the stores: its matchers (written out) and time range.
+type SelectorKey = (String, i64, i64);
+
+/// One selector's series from every store, fetched by the first worker that asks.
+type Fetched = Arc<OnceLock<Vec<SeriesSamples>>>;
+
 /// The remote stores as one query reads them.
 pub struct RemoteSelects {
     config: Arc<Config>,
@@ -34,7 +40,7 @@ pub struct RemoteSelects {
     /// The local start time (upstream's `readyStorage.StartTime`), asked once per query.
     start_time: OnceLock<i64>,
     /// Each selector's remote series, by its matchers and time range.
-    fetched: Mutex<HashMap<(String, i64, i64), Arc<OnceLock<Vec<SeriesSamples>>>>>,
+    fetched: Mutex<HashMap<SelectorKey, Fetched>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -87,7 +93,8 @@ impl RemoteSelects {
     /// margin; the end of time if a shard does not answer (the stores are then always read).
     fn local_start(&self) -> i64 {
         *self.start_time.get_or_init(|| {
-            let answers: Vec<_> = (0..self.shards.len()).map(|i| self.shards.ask(i, |reply| Request::OldestBlock { reply })).collect();
+            let answers: Vec<_> =
+                (0..self.shards.len()).map(|i| self.shards.ask(i, |reply| Request::OldestBlock { reply })).collect();
             let mut oldest: Option<i64> = None;
             for answer in answers {
                 match answer.recv() {
@@ -100,21 +107,30 @@ impl RemoteSelects {
     }
 
     /// One store's series, with upstream's filters; an error says why the store gave none.
-    fn read(&self, remote: &RemoteReadConfig, matchers: &[Matcher], mint: i64, mut maxt: i64) -> Result<Vec<SeriesSamples>, String> {
+    fn read(
+        &self,
+        remote: &RemoteReadConfig,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, String> {
         if !has_required(matchers, &remote.required_matchers) {
             return Ok(Vec::new());
         }
-        if !remote.read_recent {
-            let local_start = self.local_start();
-            if mint > local_start {
-                return Ok(Vec::new());
-            }
-            maxt = maxt.min(local_start);
-        }
-        let external = if remote.filter_external_labels { &self.config.global.external_labels } else { &Labels::default() };
+        let local_start = if remote.read_recent { None } else { Some(self.local_start()) };
+        let Some((mint, maxt)) = remote_range(mint, maxt, local_start) else {
+            return Ok(Vec::new());
+        };
+        let external =
+            if remote.filter_external_labels { &self.config.global.external_labels } else { &Labels::default() };
         let (asked, added) = with_external_matchers(matchers, external);
         let request = ReadRequest {
-            queries: vec![Query { start_timestamp_ms: mint, end_timestamp_ms: maxt, matchers: wire_matchers(&asked), hints: None }],
+            queries: vec![Query {
+                start_timestamp_ms: mint,
+                end_timestamp_ms: maxt,
+                matchers: wire_matchers(&asked),
+                hints: None,
+            }],
             accepted_response_types: vec![SAMPLES],
         };
         let body = post(remote, &request.encode_compressed())?;
@@ -133,12 +149,23 @@ impl RemoteSelects {
     }
 }
 
+/// The range asked of a store for a selector over `[mint, maxt]`: all of it with `read_recent`
+/// (no `local_start`), else upstream's `preferLocalStorage`: nothing if the range starts after
+/// the local storage's start, and only up to that start otherwise.
+fn remote_range(mint: i64, maxt: i64, local_start: Option<i64>) -> Option<(i64, i64)> {
+    match local_start {
+        None => Some((mint, maxt)),
+        Some(start) if mint > start => None,
+        Some(start) => Some((mint, maxt.min(start))),
+    }
+}
+
 /// Upstream's `requiredMatchersFilter`: whether every required label is matched for equality
 /// with its value by one of `matchers`.
 fn has_required(matchers: &[Matcher], required: &std::collections::BTreeMap<String, String>) -> bool {
-    required.iter().all(|(name, value)| {
-        matchers.iter().any(|m| m.op == MatchOp::Equal && &m.name == name && &m.value == value)
-    })
+    required
+        .iter()
+        .all(|(name, value)| matchers.iter().any(|m| m.op == MatchOp::Equal && &m.name == name && &m.value == value))
 }
 
 /// Upstream's `addExternalLabels`: an equality matcher for each external label no matcher
@@ -191,4 +218,29 @@ pub fn merge_local(local: Vec<SeriesSamples>, remote: Vec<SeriesSamples>) -> Vec
         return local;
     }
     pyrite_tsdb::querier::merge_parts(vec![local, remote])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_read_recent_only_what_precedes_the_local_storage_is_asked() {
+        assert_eq!(remote_range(100, 200, None), Some((100, 200)));
+        assert_eq!(remote_range(100, 200, Some(150)), Some((100, 150)));
+        assert_eq!(remote_range(100, 200, Some(300)), Some((100, 200)));
+        assert_eq!(remote_range(160, 200, Some(150)), None);
+    }
+
+    #[test]
+    fn required_and_external_matchers_are_upstreams() {
+        let m = |name: &str, op, value: &str| Matcher::new(name, op, value).unwrap();
+        let required = [("job".to_string(), "a".to_string())].into();
+        assert!(has_required(&[m("job", MatchOp::Equal, "a"), m("x", MatchOp::Equal, "y")], &required));
+        assert!(!has_required(&[m("job", MatchOp::Regex, "a")], &required));
+        let external = Labels::from_pairs([("cluster", "eu"), ("job", "ext")]);
+        let (asked, added) = with_external_matchers(&[m("job", MatchOp::Equal, "a")], &external);
+        assert_eq!(added, vec!["cluster".to_string()]);
+        assert_eq!(asked, vec![m("job", MatchOp::Equal, "a"), m("cluster", MatchOp::Equal, "eu")]);
+    }
 }
