@@ -100,8 +100,12 @@ impl Fanout for ShardFanout {
         params: EvalParams,
         deadline: Option<Instant>,
     ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
-        let remote =
-            Arc::new(RemoteSelects::new(self.remote.config.current(), self.shards.clone(), self.remote.start_margin));
+        let remote = Arc::new(RemoteSelects::new(
+            self.remote.config.current(),
+            self.shards.clone(),
+            self.remote.start_margin,
+            deadline,
+        ));
         let answers = self.workers.fragments(plan, params, &remote);
         let all = async {
             let mut outputs: Vec<Vec<FragmentOutput>> = Vec::with_capacity(answers.len());

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyrite_core::config::{Config, RemoteReadConfig};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
@@ -37,6 +37,8 @@ pub struct RemoteSelects {
     shards: Shards,
     /// Added to the local start time, as upstream adds twice the minimum block duration.
     start_margin: i64,
+    /// The query's deadline, which also ends its requests to the stores.
+    deadline: Option<Instant>,
     /// The local start time (upstream's `readyStorage.StartTime`), asked once per query.
     start_time: OnceLock<i64>,
     /// Each selector's remote series, by its matchers and time range.
@@ -45,11 +47,12 @@ pub struct RemoteSelects {
 }
 
 impl RemoteSelects {
-    pub fn new(config: Arc<Config>, shards: Shards, start_margin: i64) -> Self {
+    pub fn new(config: Arc<Config>, shards: Shards, start_margin: i64, deadline: Option<Instant>) -> Self {
         RemoteSelects {
             config,
             shards,
             start_margin,
+            deadline,
             start_time: OnceLock::new(),
             fetched: Mutex::default(),
             warnings: Mutex::default(),
@@ -133,7 +136,11 @@ impl RemoteSelects {
             }],
             accepted_response_types: vec![SAMPLES],
         };
-        let body = post(remote, &request.encode_compressed())?;
+        let mut timeout = remote.remote_timeout.as_std();
+        if let Some(deadline) = self.deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let body = post(remote, &request.encode_compressed(), timeout.max(Duration::from_millis(1)))?;
         let response = decode_read_response(&body, MAX_ANSWER_BYTES).map_err(|e| e.to_string())?;
         Ok(response
             .results
@@ -182,9 +189,8 @@ fn with_external_matchers(matchers: &[Matcher], external: &Labels) -> (Vec<Match
     (asked, added)
 }
 
-/// Sends a compressed `ReadRequest` to the store and gives its answer's body.
-fn post(remote: &RemoteReadConfig, body: &[u8]) -> Result<Vec<u8>, String> {
-    let timeout = Duration::from_millis(u64::try_from(remote.remote_timeout.millis()).unwrap_or(0).max(1));
+/// Sends a compressed `ReadRequest` to the store and gives its answer's body, within `timeout`.
+fn post(remote: &RemoteReadConfig, body: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
     let mut request = crate::http_client::request(&remote.http, "POST", &remote.url, timeout)?
         .set("Content-Encoding", "snappy")
         .set("Content-Type", "application/x-protobuf")
