@@ -217,7 +217,12 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         timeout: flags.query_timeout.as_std(),
         lookback_delta: flags.lookback_delta.millis(),
     };
-    let queries = Arc::new(query::executor(shards.clone(), limits, flags.query_max_concurrency, metrics.clone())?);
+    let remote = query::RemoteStores {
+        config: config.clone(),
+        start_margin: flags.min_block_duration.millis().saturating_mul(2),
+    };
+    let queries =
+        Arc::new(query::executor(shards.clone(), remote, limits, flags.query_max_concurrency, metrics.clone())?);
     let future_window = flags.future_window.millis();
     let resolver = dns::Resolver::start(flags.dns_server)?;
     let scrape = Arc::new(ScrapeManager::new(ScrapeSink {

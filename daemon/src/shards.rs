@@ -102,6 +102,10 @@ pub enum Request {
     CleanTombstones {
         reply: flume::Sender<Result<(), ShardError>>,
     },
+    /// The start of the shard's oldest block (`Db::oldest_block_start`), for remote read.
+    OldestBlock {
+        reply: flume::Sender<Option<i64>>,
+    },
     /// Counts for `/api/v1/status/tsdb`.
     TsdbStats {
         reply: flume::Sender<HeadStats>,

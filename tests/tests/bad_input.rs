@@ -148,8 +148,8 @@ fn invalid_configs_are_refused_naming_file_and_key() {
     );
     for (config, expected) in [
         (
-            "remote_read: []\n",
-            "prometheus.yml: remote_read: key is valid in Prometheus but not supported by Pyrite yet",
+            "remote_write: []\n",
+            "prometheus.yml: remote_write: key is valid in Prometheus but not supported by Pyrite yet",
         ),
         (rule_config.as_str(), rule_error.as_str()),
         (

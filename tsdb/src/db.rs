@@ -126,6 +126,11 @@ impl Db {
         ))
     }
 
+    /// The start of the oldest block, if any (what upstream's `readyStorage.StartTime` builds on).
+    pub fn oldest_block_start(&self) -> Option<i64> {
+        self.blocks.list().iter().map(|b| b.meta().min_time).min()
+    }
+
     /// Blocks and head, read as one.
     pub fn querier(&self) -> Querier<'_> {
         Querier { blocks: self.blocks.list(), head: &self.head }

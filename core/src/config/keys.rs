@@ -13,8 +13,8 @@ struct Section {
 }
 
 const TOP: Section = Section {
-    supported: &["global", "scrape_configs", "rule_files", "alerting"],
-    upstream_only: &["scrape_config_files", "remote_write", "remote_read", "storage", "tracing", "otlp", "runtime"],
+    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_read"],
+    upstream_only: &["scrape_config_files", "remote_write", "storage", "tracing", "otlp", "runtime"],
 };
 
 const GLOBAL: Section = Section {
@@ -168,6 +168,33 @@ const ALERTMANAGER: Section = Section {
     ],
 };
 
+const REMOTE_READ: Section = Section {
+    supported: &[
+        "url",
+        "name",
+        "remote_timeout",
+        "headers",
+        "read_recent",
+        "required_matchers",
+        "filter_external_labels",
+        "basic_auth",
+        "authorization",
+        "tls_config",
+        "proxy_url",
+        "follow_redirects",
+        "enable_http2",
+    ],
+    upstream_only: &[
+        "oauth2",
+        "bearer_token",
+        "bearer_token_file",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "http_headers",
+    ],
+};
+
 const BASIC_AUTH: Section =
     Section { supported: &["username", "username_file", "password", "password_file"], upstream_only: &[] };
 
@@ -258,7 +285,14 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    // Each scrape config and Alertmanager set: its HTTP client and target sources.
+    if let Some(Value::Sequence(remotes)) = root.get("remote_read") {
+        for (i, rr) in remotes.iter().enumerate() {
+            let path = format!("remote_read[{i}]");
+            check_mapping(rr, &REMOTE_READ, &path, file)?;
+            clients.push((rr, path));
+        }
+    }
+    // Each scrape config, Alertmanager set and remote read store: its HTTP client and target sources.
     for (sc, path) in clients {
         check_client_sections(sc, &path, file)?;
         for (key, section) in [

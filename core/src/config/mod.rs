@@ -9,6 +9,7 @@ mod alerting;
 pub mod duration;
 mod http;
 mod keys;
+mod remote_read;
 mod render;
 mod size;
 mod web;
@@ -22,6 +23,7 @@ use thiserror::Error;
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
 pub use http::{Authorization, BasicAuth, HttpClientConfig, ReadSecret, SecretError, TlsConfig};
+pub use remote_read::RemoteReadConfig;
 pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
@@ -48,6 +50,7 @@ pub struct Config {
     /// Rule file patterns (the last element may be a glob), relative to the config file's directory.
     pub rule_files: Vec<String>,
     pub alerting: AlertingConfig,
+    pub remote_read: Vec<RemoteReadConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +219,8 @@ struct RawConfig {
     rule_files: Vec<String>,
     #[serde(default)]
     alerting: alerting::RawAlerting,
+    #[serde(default)]
+    remote_read: Vec<remote_read::RawRemoteRead>,
 }
 
 /// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
@@ -475,7 +480,8 @@ impl RawConfig {
             .map(|p| if std::path::Path::new(p).is_relative() { dir.join(p).display().to_string() } else { p.clone() })
             .collect();
         let alerting = self.alerting.validate(dir, &invalid)?;
-        Ok(Config { global, scrape_configs, rule_files, alerting })
+        let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
+        Ok(Config { global, scrape_configs, rule_files, alerting, remote_read })
     }
 }
 
@@ -538,18 +544,22 @@ impl Discovery {
             }
         }
         for (j, hsd) in self.http_sd_configs.iter().enumerate() {
-            // An http(s) URL that parses has a host: the url crate refuses `http://` ("empty
-            // host"), where upstream's check says "host is missing in URL".
-            let message = match url::Url::parse(&hsd.url) {
-                Err(e) => format!("{:?}: {e}", hsd.url),
-                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                    format!("URL scheme must be 'http' or 'https': {:?}", hsd.url)
-                }
-                Ok(_) => continue,
-            };
-            return Err(invalid(at(&format!("http_sd_configs[{j}].url")), message));
+            check_http_url(&hsd.url).map_err(|m| invalid(at(&format!("http_sd_configs[{j}].url")), m))?;
         }
         Ok(())
+    }
+}
+
+/// An absolute `http` or `https` URL, or why not. An http(s) URL that parses has a host: the
+/// url crate refuses `http://` ("empty host"), where upstream's check says "host is missing in
+/// URL".
+fn check_http_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Err(e) => Err(format!("{url:?}: {e}")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            Err(format!("URL scheme must be 'http' or 'https': {url:?}"))
+        }
+        Ok(_) => Ok(()),
     }
 }
 
@@ -616,8 +626,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("remote_read: []\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: remote_read: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("remote_write: []\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: remote_write: key is valid in Prometheus but not supported by Pyrite yet");
         let text =
             "alerting:\n  alertmanagers:\n    - api_version: v1\n      static_configs: [{targets: ['am:9093']}]\n";
         let e = Config::parse(text, "p.yml").unwrap_err().to_string();

@@ -4,8 +4,8 @@
 use serde_norway::{Mapping, Value};
 
 use super::{
-    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, ScrapeConfig, ScrapeLimits,
-    StaticConfig,
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, RemoteReadConfig,
+    ScrapeConfig, ScrapeLimits, StaticConfig,
 };
 use crate::labels::Labels;
 
@@ -167,6 +167,31 @@ fn alertmanager_config(am: &AlertmanagerConfig) -> Value {
     out
 }
 
+/// A `remote_read` entry with its defaults; header values are shown, as upstream shows them.
+fn remote_read_config(rr: &RemoteReadConfig) -> Value {
+    let strings = |m: &std::collections::BTreeMap<String, String>| {
+        Value::Mapping(m.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))).collect())
+    };
+    let mut out = map([
+        ("url", rr.url.as_str().into()),
+        ("remote_timeout", rr.remote_timeout.to_string().into()),
+        ("read_recent", rr.read_recent.into()),
+        ("filter_external_labels", rr.filter_external_labels.into()),
+    ]);
+    let Value::Mapping(m) = &mut out else { return out };
+    if !rr.name.is_empty() {
+        m.insert("name".into(), rr.name.as_str().into());
+    }
+    if !rr.headers.is_empty() {
+        m.insert("headers".into(), strings(&rr.headers));
+    }
+    if !rr.required_matchers.is_empty() {
+        m.insert("required_matchers".into(), strings(&rr.required_matchers));
+    }
+    http_client(m, &rr.http);
+    out
+}
+
 fn static_config(st: &StaticConfig) -> Value {
     let targets = Value::Sequence(st.targets.iter().map(|t| t.as_str().into()).collect());
     if st.labels.is_empty() {
@@ -216,6 +241,12 @@ impl Config {
                 let sets = a.alertmanagers.iter().map(alertmanager_config).collect();
                 alerting.insert("alertmanagers".into(), Value::Sequence(sets));
                 m.insert("alerting".into(), Value::Mapping(alerting));
+            }
+            if !self.remote_read.is_empty() {
+                m.insert(
+                    "remote_read".into(),
+                    Value::Sequence(self.remote_read.iter().map(remote_read_config).collect()),
+                );
             }
         }
         serde_norway::to_string(&root).unwrap_or_default()

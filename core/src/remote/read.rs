@@ -125,6 +125,24 @@ pub fn query_matchers(query: &Query, external: &Labels) -> Result<Vec<Matcher>, 
         .collect()
 }
 
+/// Matchers as a query of a `ReadRequest` carries them (the inverse of [`query_matchers`]
+/// without the external labels).
+pub fn wire_matchers(matchers: &[Matcher]) -> Vec<LabelMatcher> {
+    matchers
+        .iter()
+        .map(|m| LabelMatcher {
+            r#type: match m.op {
+                MatchOp::Equal => 0,
+                MatchOp::NotEqual => 1,
+                MatchOp::Regex => 2,
+                MatchOp::NotRegex => 3,
+            },
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
 /// One series of a sampled answer.
 pub fn sampled_series(labels: &Labels, samples: &[Sample]) -> TimeSeries {
     TimeSeries {

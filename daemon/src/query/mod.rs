@@ -4,6 +4,7 @@
 //! shard's fragments of the plan to the query [`workers`] (which read the shard's storage by
 //! asking it: [`shard_storage`]), merges, and answers. No shard's thread evaluates.
 
+mod remote;
 mod shard_storage;
 mod workers;
 
@@ -18,31 +19,45 @@ use pyrite_core::promql::{
 };
 use pyrite_core::rules::InstantQuery;
 
+use crate::live_config::LiveConfig;
 use crate::metrics::Metrics;
 use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
+use remote::RemoteSelects;
 use workers::Workers;
 
 /// The executor of every query in the server.
 pub type ServerExecutor = Executor<ShardFanout>;
 
+/// What the queries read besides the shards: the configuration in force (its `remote_read`
+/// stores) and the margin added to the local start time for their `read_recent` (upstream:
+/// twice the minimum block duration).
+pub struct RemoteStores {
+    pub config: Arc<LiveConfig>,
+    pub start_margin: i64,
+}
+
 /// Builds the server's executor, starting its workers: `limits`, and `max_concurrency` queries
 /// at once.
 pub fn executor(
     shards: Shards,
+    remote: RemoteStores,
     limits: QueryLimits,
     max_concurrency: usize,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<ServerExecutor> {
     metrics.queries_concurrent_max.set(max_concurrency as i64);
-    let workers = Workers::start(shards, max_concurrency)?;
-    Ok(Executor::new(ShardFanout { workers, slots: Slots::new(max_concurrency), metrics }, limits))
+    let workers = Workers::start(shards.clone(), max_concurrency)?;
+    let fanout = ShardFanout { workers, shards, remote, slots: Slots::new(max_concurrency), metrics };
+    Ok(Executor::new(fanout, limits))
 }
 
 /// Every shard's fragments, evaluated by the workers; awaited on the coordinating shard's
 /// runtime.
 pub struct ShardFanout {
     workers: Workers,
+    shards: Shards,
+    remote: RemoteStores,
     /// `--query.max-concurrency`.
     slots: Slots,
     metrics: Arc<Metrics>,
@@ -85,13 +100,23 @@ impl Fanout for ShardFanout {
         params: EvalParams,
         deadline: Option<Instant>,
     ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
-        let answers = self.workers.fragments(plan, params);
+        let remote = Arc::new(RemoteSelects::new(
+            self.remote.config.current(),
+            self.shards.clone(),
+            self.remote.start_margin,
+            deadline,
+        ));
+        let answers = self.workers.fragments(plan, params, &remote);
         let all = async {
-            let mut outputs = Vec::with_capacity(answers.len());
+            let mut outputs: Vec<Vec<FragmentOutput>> = Vec::with_capacity(answers.len());
             for answer in answers {
                 outputs.push(
                     answer.recv_async().await.map_err(|_| EvalError::Internal("a query worker stopped".into()))??,
                 );
+            }
+            // A store that failed is a warning on the query, as upstream.
+            if let Some(first) = outputs.first_mut().and_then(|shard| shard.first_mut()) {
+                remote.take_warnings().into_iter().for_each(|w| first.annotations.warn(w, 0));
             }
             Ok(outputs)
         };

@@ -1,8 +1,10 @@
 //! One shard's storage as a query worker reads it: each `select` asks the shard
 //! (`Request::Select`) and blocks the worker's thread until it answers, asking the query's
 //! interrupt every [`POLL`] meanwhile, so that a query past its deadline or whose client went
-//! away stops waiting at once; the shard notices too and stops reading.
+//! away stops waiting at once; the shard notices too and stops reading. The remote stores'
+//! series this shard owns ([`RemoteSelects`]) are merged in.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyrite_core::labels::Matcher;
@@ -10,6 +12,7 @@ use pyrite_core::promql::{EvalError, Interrupt, SeriesSource};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::querier::merge_parts;
 
+use super::remote::{merge_local, RemoteSelects};
 use crate::shards::{Request, ShardGone, Shards};
 
 /// How often a worker waiting for its shard asks the interrupt.
@@ -20,11 +23,12 @@ pub struct ShardStorage {
     shards: Shards,
     shard: usize,
     interrupt: Interrupt,
+    remote: Arc<RemoteSelects>,
 }
 
 impl ShardStorage {
-    pub fn new(shards: Shards, shard: usize, interrupt: Interrupt) -> Self {
-        ShardStorage { shards, shard, interrupt }
+    pub fn new(shards: Shards, shard: usize, interrupt: Interrupt, remote: Arc<RemoteSelects>) -> Self {
+        ShardStorage { shards, shard, interrupt, remote }
     }
 }
 
@@ -38,10 +42,12 @@ impl SeriesSource for ShardStorage {
             interrupt,
             reply,
         });
+        // Asked while the shard reads.
+        let remote = self.remote.select(self.shard, matchers, mint, maxt);
         loop {
             match answer.recv_timeout(POLL) {
                 // Merged here, off the shard's thread.
-                Ok(parts) => return parts.map(merge_parts),
+                Ok(parts) => return parts.map(|parts| merge_local(merge_parts(parts), remote)),
                 Err(flume::RecvTimeoutError::Timeout) => self.interrupt.check()?,
                 Err(flume::RecvTimeoutError::Disconnected) => return Err(EvalError::Execution(ShardGone.to_string())),
             }

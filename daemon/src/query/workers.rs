@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan};
 
+use super::remote::RemoteSelects;
 use super::shard_storage::ShardStorage;
 use crate::shards::Shards;
 
@@ -47,15 +48,27 @@ impl Workers {
 
     /// Evaluates every fragment of `plan` over each shard's storage on the workers; one answer
     /// per shard, in shard order.
-    pub fn fragments(&self, plan: &Arc<Plan>, params: EvalParams) -> Vec<flume::Receiver<Fragments>> {
-        (0..self.shards.len()).map(|shard| self.evaluate(shard, plan.clone(), params)).collect()
+    /// `remote` holds the query's remote stores.
+    pub fn fragments(
+        &self,
+        plan: &Arc<Plan>,
+        params: EvalParams,
+        remote: &Arc<RemoteSelects>,
+    ) -> Vec<flume::Receiver<Fragments>> {
+        (0..self.shards.len()).map(|shard| self.evaluate(shard, plan.clone(), params, remote.clone())).collect()
     }
 
     /// Evaluates `plan`'s fragments over shard `shard`'s storage. The query only reads: a panic
     /// fails it (`EvalError::Internal`), the worker serves on.
-    fn evaluate(&self, shard: usize, plan: Arc<Plan>, params: EvalParams) -> flume::Receiver<Fragments> {
+    fn evaluate(
+        &self,
+        shard: usize,
+        plan: Arc<Plan>,
+        params: EvalParams,
+        remote: Arc<RemoteSelects>,
+    ) -> flume::Receiver<Fragments> {
         let (reply, answer) = flume::bounded(1);
-        let source = ShardStorage::new(self.shards.clone(), shard, plan.limits.interrupt().clone());
+        let source = ShardStorage::new(self.shards.clone(), shard, plan.limits.interrupt().clone(), remote);
         let job = move || {
             if reply.is_disconnected() {
                 return; // the coordinator gave up while this waited in the queue

@@ -98,6 +98,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 });
                 let _ = reply.send(latest);
             }
+            Request::OldestBlock { reply } => {
+                let _ = reply.send(storage.borrow().oldest_block_start());
+            }
             Request::TsdbStats { reply } => {
                 let _ = reply.send(storage.borrow().head.stats());
             }
