@@ -158,9 +158,43 @@ async fn connection(
             let stream = tls::accept(config, stream, header_timeout).await?;
             builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?
         }
-        None => builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?,
+        None => {
+            // The socket stays open until the client has had time to read the last answer.
+            let io = builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service);
+            let parts = io.without_shutdown().await?;
+            linger(socket).await;
+            drop(parts);
+        }
     }
     Ok(())
+}
+
+/// How long a closing connection keeps reading what its client still sends (upstream's Go
+/// server waits as long).
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Shuts the connection for writing, then reads and discards what the client still sends until
+/// it closes, for at most [`LINGER`]. Closing a socket with unread input resets the connection,
+/// and the reset can reach the client before it reads the answer: a client still sending a
+/// body too large to accept would see "connection reset" or "broken pipe" instead of 413. A
+/// client that closed first costs nothing here.
+async fn linger(socket: ClientSocket) {
+    // SAFETY: the descriptor is the connection's, open until the caller drops its stream.
+    unsafe { libc::shutdown(socket.0, libc::SHUT_WR) };
+    let until = std::time::Instant::now() + LINGER;
+    let mut buf = [0u8; 16 << 10];
+    while std::time::Instant::now() < until {
+        // SAFETY: as above; the buffer is valid for its length.
+        let n = unsafe { libc::recv(socket.0, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        match n {
+            0 => return,
+            n if n > 0 => continue,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock => {
+                monoio::time::sleep(Duration::from_millis(10)).await
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Answers one request: 401 without valid credentials when users are configured, the router's
