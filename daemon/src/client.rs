@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use pyrite_core::config::HttpClientConfig;
 use pyrite_core::labels::go_quote;
 
 use crate::cli::{OutputFormat, QueryArgs, QueryCommand, TimeRange};
@@ -25,14 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs one `pyrite query` subcommand; its output goes to stdout.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let http = match &args.http_config_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
-            HttpClientConfig::parse(&text, &path.display().to_string())?
-        }
-        None => HttpClientConfig::default(),
-    };
+    let http = http_client::config_file(args.http_config_file.as_deref())?;
     let (server, path, params, format) = request(args.command)?;
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();

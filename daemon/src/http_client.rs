@@ -13,6 +13,15 @@ use std::time::Duration;
 
 use pyrite_core::config::HttpClientConfig;
 
+/// The HTTP client file of `--http.config.file` (promtool's format), or the defaults without one.
+pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientConfig> {
+    use anyhow::Context as _;
+    let Some(path) = path else { return Ok(HttpClientConfig::default()) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
+    Ok(HttpClientConfig::parse(&text, &path.display().to_string())?)
+}
+
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
 /// read now).
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {

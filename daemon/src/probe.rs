@@ -12,7 +12,6 @@
 //! format; `--url` names the server outright.
 
 use anyhow::Context as _;
-use pyrite_core::config::HttpClientConfig;
 
 use crate::cli::{ProbeArgs, ServerFlags};
 use crate::http::prefix::WebPaths;
@@ -39,10 +38,7 @@ impl Probe {
 /// Runs the probe: `Ok` with the server's answer on a 200, an error saying what went wrong
 /// otherwise.
 pub fn run(probe: Probe, args: &ProbeArgs) -> anyhow::Result<String> {
-    let http = match &args.http_config_file {
-        Some(path) => client_config(path)?,
-        None => HttpClientConfig::default(),
-    };
+    let http = http_client::config_file(args.http_config_file.as_deref())?;
     anyhow::ensure!(args.timeout.millis() > 0, "--timeout must be above 0s");
     let url = match &args.url {
         Some(url) => given_url(url, probe)?,
@@ -55,12 +51,6 @@ pub fn run(probe: Probe, args: &ProbeArgs) -> anyhow::Result<String> {
         // ureq names the URL.
         Err(e) => anyhow::bail!("{e}"),
     }
-}
-
-fn client_config(path: &std::path::Path) -> anyhow::Result<HttpClientConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("unable to read HTTP client config file {}", path.display()))?;
-    Ok(HttpClientConfig::parse(&text, &path.display().to_string())?)
 }
 
 /// The URL of `probe` under `--url`, which names a server (and its path prefix) and nothing
