@@ -18,7 +18,7 @@ use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 
 use crate::blocks::{Blocks, CutError, Opened};
-use crate::wal::{LogWrite, LogWritten, Replayed, Wal, WalOptions};
+use crate::wal::{LogWrite, LogWritten, Replayed, SegmentHold, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
 pub const MAX_CUTS_PER_PASS: usize = 4;
@@ -116,9 +116,9 @@ impl Db {
             // What the log holds before this is in blocks already; the replay skips it.
             head.set_min_valid(t);
         }
-        let (wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
+        let (mut wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
         // Series the log names whose samples are all in blocks now.
-        head.forget_empty_series();
+        wal.log_forgotten(&head.forget_empty_series())?;
         Ok((
             Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() },
             replayed,
@@ -162,10 +162,18 @@ impl Db {
         self.head.truncate_before(t)
     }
 
-    /// Forgets those of `ids` that still have no samples (upstream's head garbage collection);
-    /// returns how many went.
-    pub fn forget_series(&mut self, ids: &[u32]) -> usize {
-        self.head.forget(ids)
+    /// Forgets those of `ids` that still have no samples (upstream's head garbage collection)
+    /// and logs which went, for readers following the log. Returns how many went, and whether
+    /// that was logged (if not, only such a reader misses it: it keeps their labels longer).
+    pub fn forget_series(&mut self, ids: &[u32]) -> (usize, io::Result<()>) {
+        let forgotten = self.head.forget(ids);
+        let logged = self.wal.log_forgotten(&forgotten);
+        (forgotten.len(), logged)
+    }
+
+    /// The handle through which readers following this shard's log hold on to its segments.
+    pub fn log_hold(&self) -> SegmentHold {
+        self.wal.hold()
     }
 
     /// Starts writing `[start, end)` of the head as a block: appends before `end` are refused
@@ -233,7 +241,9 @@ impl Db {
                     (self.install_cut(written, end), end)
                 }
             };
-            cut.series_removed += self.head.forget(&forgotten.0.emptied);
+            let (removed, logged) = self.forget_series(&forgotten.0.emptied);
+            cut.series_removed += removed;
+            logged?;
             self.wal.drop_before(forgotten.1, &self.head)?;
         }
         Ok(cut)
@@ -359,6 +369,8 @@ impl Db {
     /// The log's segments before [`Retained::log_cutoff`] can then go (a checkpoint).
     pub fn apply_retention(&mut self, mut cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
         let mut r = Retained { blocks_by_time: self.blocks.delete_before(cutoff)?, ..Retained::default() };
+        let log_budget = budget.map(|b| b.saturating_sub(self.blocks.size()));
+        r.held_segments = self.wal.release_held(cutoff, log_budget)?;
         if let Some(budget) = budget {
             while self.disk_bytes()? > budget && self.blocks.delete_oldest()? {
                 r.blocks_by_size += 1;
@@ -383,6 +395,8 @@ pub struct Retained {
     pub blocks_by_size: usize,
     /// The log alone was over the size budget: its oldest data went.
     pub log_by_size: bool,
+    /// Log segments deleted that were kept only for the remote-write sender.
+    pub held_segments: usize,
     pub chunks: usize,
     /// Series left without samples, for [`Db::forget_series`].
     pub emptied: Vec<u32>,

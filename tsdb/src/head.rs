@@ -657,22 +657,22 @@ impl Head {
         Truncated { chunks, emptied }
     }
 
-    /// Forgets every series that holds no sample (after a replay). Returns how many went.
-    pub fn forget_empty_series(&mut self) -> usize {
+    /// Forgets every series that holds no sample (after a replay). Returns the ids that went.
+    pub fn forget_empty_series(&mut self) -> Vec<u32> {
         let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(&id, _)| id).collect();
         self.forget(&empty)
     }
 
     /// Forgets those of `ids` that still hold no sample: their ids, their postings, their
-    /// label strings no other series uses. Returns how many went.
-    pub fn forget(&mut self, ids: &[u32]) -> usize {
-        let mut forgotten = 0;
+    /// label strings no other series uses. Returns the ids that went.
+    pub fn forget(&mut self, ids: &[u32]) -> Vec<u32> {
+        let mut forgotten = Vec::new();
         for &id in ids {
             if self.series.get(&id).is_none_or(|s| s.num_chunks() > 0) {
                 continue;
             }
             let Some(s) = self.series.remove(&id) else { continue };
-            forgotten += 1;
+            forgotten.push(id);
             self.postings.remove(id, &s.labels);
             let hash = hash_pairs(s.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))));
             if let Some(ids) = self.by_hash.get_mut(&hash) {
@@ -786,7 +786,7 @@ mod tests {
             h.set_min_valid(gen as i64 * 20_000);
             let truncated = h.truncate_before(gen as i64 * 20_000);
             assert_eq!((truncated.chunks, truncated.emptied.len()), (100, 100));
-            assert_eq!(h.forget(&truncated.emptied), 100);
+            assert_eq!(h.forget(&truncated.emptied).len(), 100);
             assert_eq!(h.num_series(), 100);
         }
         assert_eq!(h.symbols.len(), strings, "the churned pods' names were freed");

@@ -104,7 +104,11 @@ pub async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Res
 pub async fn forget(storage: &RefCell<Db>, ids: &[u32]) -> usize {
     let mut forgotten = 0;
     for slice in ids.chunks(SLICE_SERIES) {
-        forgotten += storage.borrow_mut().forget_series(slice);
+        let (n, logged) = storage.borrow_mut().forget_series(slice);
+        if let Err(e) = logged {
+            tracing::warn!(error = %e, "cannot log forgotten series; the remote-write sender keeps their labels");
+        }
+        forgotten += n;
         pause().await;
     }
     forgotten

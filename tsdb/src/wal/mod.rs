@@ -19,17 +19,26 @@
 //!   samples. A replay loads the snapshot, then a newer checkpoint, then the segments after.
 //! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
 //!   half is never followed by more frames in the same file.
+//! * A reader following the log (the remote-write sender, [`follow`]) holds on to the segments
+//!   it has not read yet through a [`SegmentHold`]: a checkpoint or snapshot then leaves them on
+//!   disk (a replay skips them, they are older than its base), and [`Wal::release_held`] deletes
+//!   them once the reader has moved on, or once they are past retention.
 
+pub mod follow;
 pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::head::Head;
 use pyrite_core::labels::Labels;
-use record::{encode_chunks, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record};
+use record::{
+    encode_chunks, encode_forgotten, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
+};
 
 /// How the log is written.
 #[derive(Debug, Clone, Copy)]
@@ -73,9 +82,32 @@ pub struct Wal {
     /// A write failed: continue in a new segment.
     broken: bool,
     buf: Vec<u8>,
+    hold: SegmentHold,
 }
 
-fn segment_name(index: u64) -> String {
+/// The oldest segment that readers following the log still need (`u64::MAX`: none), shared
+/// between the log's thread and the readers'.
+#[derive(Debug, Clone)]
+pub struct SegmentHold(Arc<AtomicU64>);
+
+impl Default for SegmentHold {
+    fn default() -> Self {
+        SegmentHold(Arc::new(AtomicU64::new(u64::MAX)))
+    }
+}
+
+impl SegmentHold {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn set(&self, oldest_needed: u64) {
+        self.0.store(oldest_needed, Ordering::Release);
+    }
+}
+
+/// The file name of segment `index`.
+pub fn segment_name(index: u64) -> String {
     format!("{index:08}")
 }
 
@@ -90,13 +122,15 @@ fn snapshot_name(index: u64) -> String {
 /// What a log directory holds: numbered segments, and the indexes of checkpoints and
 /// snapshots (each covers the segments up to its index).
 #[derive(Debug, Default)]
-struct Listing {
-    segments: Vec<u64>,
-    checkpoints: Vec<u64>,
-    snapshots: Vec<u64>,
+pub struct Listing {
+    /// Segment numbers, ascending.
+    pub segments: Vec<u64>,
+    pub checkpoints: Vec<u64>,
+    pub snapshots: Vec<u64>,
 }
 
-fn list(dir: &Path) -> io::Result<Listing> {
+/// Lists the log directory `dir`.
+pub fn list(dir: &Path) -> io::Result<Listing> {
     let mut l = Listing::default();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().to_string();
@@ -160,6 +194,11 @@ impl Replayer<'_> {
                         }
                         None => self.stats.orphaned += samples,
                     }
+                }
+            }
+            Record::Forgotten(ids) => {
+                for wal_id in ids {
+                    self.ids.remove(&wal_id);
                 }
             }
             Record::Tombstones(deleted) => {
@@ -245,6 +284,7 @@ impl Wal {
             dirty: false,
             broken: false,
             buf: Vec::new(),
+            hold: SegmentHold::default(),
         };
         Ok((wal, replayer.stats))
     }
@@ -294,6 +334,47 @@ impl Wal {
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_tombstones(buf, deleted, compress))
+    }
+
+    /// Logs that the head forgot these series (see [`record`]).
+    pub fn log_forgotten(&mut self, ids: &[u32]) -> io::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let compress = self.options.compress;
+        self.write(None, |buf| encode_forgotten(buf, ids, compress))
+    }
+
+    /// The handle through which readers following the log hold on to its segments.
+    pub fn hold(&self) -> SegmentHold {
+        self.hold.clone()
+    }
+
+    /// Deletes the segments kept only for readers following the log (those a checkpoint or
+    /// snapshot covers) once they no longer need them; whatever they need, those last written
+    /// before `cutoff_ms` (retention by time) and, oldest first, as many as it takes to bring
+    /// the log within `budget` bytes (retention by size: the local data comes first). Returns
+    /// how many went.
+    pub fn release_held(&mut self, cutoff_ms: i64, budget: Option<u64>) -> io::Result<usize> {
+        let listing = list(&self.dir)?;
+        let Some(base) = listing.checkpoints.iter().chain(&listing.snapshots).max().copied() else { return Ok(0) };
+        let hold = self.hold.get();
+        let mut over = match budget {
+            Some(budget) => self.disk_bytes()?.saturating_sub(budget),
+            None => 0,
+        };
+        let mut released = 0;
+        for i in listing.segments.into_iter().filter(|&i| i <= base && i != self.index) {
+            let path = self.dir.join(segment_name(i));
+            let meta = fs::metadata(&path)?;
+            let written = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            if i < hold || written < cutoff_ms || over > 0 {
+                fs::remove_file(&path)?;
+                over = over.saturating_sub(meta.len());
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// Writes what `encode` puts in the buffer with one `write(2)`, rotating first if the
@@ -405,8 +486,12 @@ impl Wal {
     /// its own index. (A checkpoint never replaces a snapshot: see [`Wal::drop_before`].)
     fn remove_covered(&mut self, index: u64, snapshot: bool) -> io::Result<()> {
         let listing = list(&self.dir)?;
+        let hold = self.hold.get();
         for i in listing.segments.into_iter().filter(|&i| i <= index) {
-            fs::remove_file(self.dir.join(segment_name(i)))?;
+            // A segment a reader still needs stays on disk; replay skips it from now on.
+            if i < hold {
+                fs::remove_file(self.dir.join(segment_name(i)))?;
+            }
             self.finished.remove(&i);
         }
         for c in listing.checkpoints.into_iter().filter(|&c| c < index || (snapshot && c == index)) {
@@ -623,6 +708,34 @@ mod tests {
         assert_eq!((replayed.series, replayed.orphaned), (35, 0));
         assert_eq!(replayed.samples, 30 * 40 + 35 * 5);
         assert_eq!(dump(&again), dump(&head));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_segments_outlive_a_snapshot_until_released_and_replay_skips_them() {
+        let dir = temp_dir("hold");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        fill(&mut wal, &mut head, 30, 0, 40);
+        let segments = list(&dir).unwrap().segments;
+        assert!(segments.len() > 3);
+        // A reader has read up to the third segment.
+        wal.hold().set(segments[2]);
+        wal.snapshot(&head).unwrap();
+        let mut kept = segments[2..].to_vec();
+        kept.push(wal.index);
+        assert_eq!(list(&dir).unwrap().segments, kept);
+        drop(wal);
+        let mut again = Head::new();
+        let (mut wal, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
+        assert_eq!((replayed.samples, replayed.orphaned), (30 * 40, 0), "held segments are not replayed");
+        assert_eq!(dump(&again), dump(&head));
+        // The reader moves on past all but the last held one.
+        wal.hold().set(*segments.last().unwrap());
+        assert_eq!(wal.release_held(i64::MIN, None).unwrap(), segments.len() - 3);
+        // Past retention, held or not.
+        assert_eq!(wal.release_held(i64::MAX, None).unwrap(), 1);
+        assert!(list(&dir).unwrap().segments.iter().all(|&s| s > *segments.last().unwrap()));
         let _ = fs::remove_dir_all(&dir);
     }
 

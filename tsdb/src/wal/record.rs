@@ -18,6 +18,9 @@
 //!
 //! * A tombstones record lists `(id, mint, maxt)`: samples deleted through the admin API, so
 //!   that a replay deletes them again at the same point.
+//! * A forgotten record lists the ids the head's garbage collection let go: every sample of
+//!   theirs precedes it in the log, so a reader following the log (the remote-write sender)
+//!   can drop their labels there.
 //!
 //! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
@@ -36,6 +39,8 @@ pub const SAMPLES: u8 = 2;
 pub const CHUNKS: u8 = 3;
 /// Frame kind of a deletion record.
 pub const TOMBSTONES: u8 = 4;
+/// Frame kind of a forgotten-series record.
+pub const FORGOTTEN: u8 = 5;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -54,6 +59,8 @@ pub enum Record {
     Chunks(Vec<(u32, SeriesSnapshot)>),
     /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
     Tombstones(Vec<(u32, i64, i64)>),
+    /// The head forgot these series; their ids are never used again.
+    Forgotten(Vec<u32>),
 }
 
 /// Where a log was damaged and how many bytes could not be read.
@@ -245,6 +252,25 @@ pub fn encode_tombstones(out: &mut Vec<u8>, deleted: &[(u32, i64, i64)], compres
     w.finish();
 }
 
+/// Appends forgotten-series records for `ids`.
+pub fn encode_forgotten(out: &mut Vec<u8>, ids: &[u32], compress: bool) {
+    let mut w = FrameWriter::new(out, FORGOTTEN, compress);
+    for &id in ids {
+        put_varint(&mut w.payload, u64::from(id));
+        w.cut();
+    }
+    w.finish();
+}
+
+fn decode_forgotten(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    while !c.done() {
+        out.push(u32::try_from(c.varint()?).ok()?);
+    }
+    Some(Record::Forgotten(out))
+}
+
 fn decode_tombstones(payload: &[u8]) -> Option<Record> {
     let mut c = Cursor { buf: payload, pos: 0 };
     let mut out = Vec::new();
@@ -254,19 +280,47 @@ fn decode_tombstones(payload: &[u8]) -> Option<Record> {
     Some(Record::Tombstones(out))
 }
 
+/// What [`read_frame`] found at an offset.
+#[derive(Debug)]
+pub enum Frame {
+    /// An intact frame: its record and its end offset.
+    Intact(Record, usize),
+    /// The buffer ends inside a frame that may still be being written.
+    Partial,
+    /// Not a frame: damage, or (at the end of a log being written) one not wholly visible yet.
+    Bad,
+}
+
 /// The frame starting at `pos`, checked: its record and its end offset.
 fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
-    let header = buf.get(pos..pos + HEADER)?;
+    match read_frame(buf, pos) {
+        Frame::Intact(record, end) => Some((record, end)),
+        Frame::Partial | Frame::Bad => None,
+    }
+}
+
+/// Reads the frame starting at `pos`, telling a frame cut short by the end of `buf` from
+/// damage (a reader following a log being written waits for the first and skips the second).
+pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
+    let Some(header) = buf.get(pos..pos + HEADER) else { return Frame::Partial };
     let kind = header[0];
-    let len = u32::from_le_bytes(header[1..5].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[5..9].try_into().ok()?);
-    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES) {
-        return None;
+    let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let crc = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
+    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN) {
+        return Frame::Bad;
     }
-    let body = buf.get(pos + HEADER..pos + HEADER + len)?;
+    let Some(body) = buf.get(pos + HEADER..pos + HEADER + len) else { return Frame::Partial };
     if crc32c::crc32c_append(crc32c::crc32c(&[kind]), body) != crc {
-        return None;
+        return Frame::Bad;
     }
+    match decode_body(kind, body) {
+        Some(record) => Frame::Intact(record, pos + HEADER + len),
+        None => Frame::Bad,
+    }
+}
+
+/// Decodes a checked frame's payload.
+fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
     let decompressed;
     let payload = if kind & SNAPPY != 0 {
         decompressed = snap::raw::Decoder::new().decompress_vec(body).ok()?;
@@ -274,13 +328,13 @@ fn frame_at(buf: &[u8], pos: usize) -> Option<(Record, usize)> {
     } else {
         body
     };
-    let record = match kind & !SNAPPY {
-        SERIES => decode_series(payload)?,
-        SAMPLES => decode_samples(payload)?,
-        TOMBSTONES => decode_tombstones(payload)?,
-        _ => decode_chunks(payload)?,
-    };
-    Some((record, pos + HEADER + len))
+    match kind & !SNAPPY {
+        SERIES => decode_series(payload),
+        SAMPLES => decode_samples(payload),
+        TOMBSTONES => decode_tombstones(payload),
+        FORGOTTEN => decode_forgotten(payload),
+        _ => decode_chunks(payload),
+    }
 }
 
 /// Hands every intact record of `buf` to `on_record`, in order, as it decodes them (a replay
