@@ -94,6 +94,22 @@ impl Labels {
         self.filtered(|name| name != METRIC_NAME)
     }
 
+    /// These labels plus each of `external` that they do not have (the external labels, as
+    /// federation, remote read, remote write and alerts add them).
+    pub fn with_external(self, external: &Labels) -> Labels {
+        if external.iter().all(|e| !self.get(&e.name).is_empty()) {
+            return self;
+        }
+        let mut labels = self.0;
+        for e in external.iter() {
+            if labels.iter().all(|l| l.name != e.name) {
+                labels.push(e.clone());
+            }
+        }
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        Labels(labels)
+    }
+
     /// A copy keeping only the labels for which `keep(name)` is true.
     pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
         Labels(self.0.iter().filter(|l| keep(&l.name)).cloned().collect())

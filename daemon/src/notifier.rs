@@ -87,14 +87,8 @@ impl Notifier {
         let external = &config.global.external_labels;
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         for DueAlert { alert, expr } in due {
-            let mut pairs: Vec<(String, String)> =
-                alert.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
-            for l in external.iter() {
-                if alert.labels.get(&l.name).is_empty() {
-                    pairs.push((l.name.clone(), l.value.clone()));
-                }
-            }
-            let Some(labels) = relabel(&config.alerting.alert_relabel_configs, &Labels::from_pairs(pairs)) else {
+            let Some(labels) = relabel(&config.alerting.alert_relabel_configs, &alert.labels.clone().with_external(external))
+            else {
                 continue;
             };
             let escaped: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();

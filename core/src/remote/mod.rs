@@ -7,6 +7,7 @@
 //! 1.0 request is refused whole and stores nothing.
 
 pub mod read;
+pub mod send;
 pub mod v2;
 
 use prost::Message;

@@ -40,24 +40,12 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
     let mut samples: BTreeMap<(String, Labels), (i64, f64)> = BTreeMap::new();
     for answer in answers {
         for (labels, sample) in answer? {
-            let labels = with_external(labels, &external);
+            let labels = labels.with_external(&external);
             samples.insert((labels.get(METRIC_NAME).to_string(), labels), (sample.t, sample.v));
         }
     }
     let flat: Vec<(Labels, i64, f64)> = samples.into_iter().map(|((_, l), (t, v))| (l, t, v)).collect();
     Ok(text(write_text(&flat)))
-}
-
-/// `labels` plus each external label it does not have (also remote read's answers).
-pub(super) fn with_external(labels: Labels, external: &Labels) -> Labels {
-    if external.iter().all(|e| !labels.get(&e.name).is_empty()) {
-        return labels;
-    }
-    let mut pairs: Vec<(String, String)> = labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
-    for e in external.iter().filter(|e| labels.get(&e.name).is_empty()) {
-        pairs.push((e.name.clone(), e.value.clone()));
-    }
-    Labels::from_pairs(pairs)
 }
 
 fn text(body: String) -> Response {

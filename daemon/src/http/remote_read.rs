@@ -33,7 +33,6 @@ use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::chunk::upstream_xor;
 use pyrite_tsdb::querier::merge_parts;
 
-use super::federate::with_external;
 use super::ApiState;
 use crate::shards::Request;
 use crate::slots::Slots;
@@ -117,7 +116,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         if streamed {
             for one in series {
                 stream_series(
-                    &with_external(one.labels, &external),
+                    &one.labels.with_external(&external),
                     &one.samples,
                     index as i64,
                     limits.max_bytes_in_frame,
@@ -127,7 +126,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         } else {
             let mut timeseries = Vec::with_capacity(series.len());
             for one in series {
-                timeseries.push(sampled_series(&with_external(one.labels, &external), &one.samples));
+                timeseries.push(sampled_series(&one.labels.with_external(&external), &one.samples));
             }
             results.push(QueryResult { timeseries });
         }

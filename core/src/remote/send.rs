@@ -1,0 +1,173 @@
+//! Building remote-write requests for the sender: a series' labels are encoded once, when it is
+//! first seen, as the `labels` fields of a 1.0 `TimeSeries` ([`encode_labels`]); each request
+//! then only appends samples to them ([`encode_v1`]), or builds a 2.0 request's symbols table
+//! from them ([`encode_v2`]). The encoded labels are also the compact form the sender keeps
+//! per series: a few hundred bytes where a `Labels` takes a few allocations per label.
+
+use std::collections::HashMap;
+
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use super::v2::{RequestV2, SampleV2, TimeSeriesV2};
+use crate::labels::Labels;
+
+/// Field 1 (length-delimited) of a message: a `TimeSeries`' labels, a `Label`'s name, a
+/// `WriteRequest`'s series.
+const FIELD_1_BYTES: u8 = 0x0a;
+/// Field 2 (length-delimited): a `Label`'s value, a `TimeSeries`' samples.
+const FIELD_2_BYTES: u8 = 0x12;
+/// A `Sample`'s value (field 1, 64-bit) and timestamp (field 2, varint).
+const SAMPLE_VALUE: u8 = 0x09;
+const SAMPLE_TIMESTAMP: u8 = 0x10;
+
+fn put_bytes_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// `labels` as the repeated `labels` field of a 1.0 `TimeSeries`.
+pub fn encode_labels(labels: &Labels) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut label = Vec::new();
+    for l in labels.iter() {
+        label.clear();
+        put_bytes_field(&mut label, FIELD_1_BYTES, l.name.as_bytes());
+        put_bytes_field(&mut label, FIELD_2_BYTES, l.value.as_bytes());
+        put_bytes_field(&mut out, FIELD_1_BYTES, &label);
+    }
+    out
+}
+
+/// Reads a length-delimited field at the start of `buf`: its tag, bytes and the rest.
+fn bytes_field(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let mut len = 0u64;
+    let mut shift = 0;
+    let mut rest = rest;
+    loop {
+        let (&b, r) = rest.split_first()?;
+        rest = r;
+        len |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let len = usize::try_from(len).ok().filter(|&l| l <= rest.len())?;
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The name and value pairs of labels encoded by [`encode_labels`].
+pub fn decode_labels(mut encoded: &[u8]) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    while let Some((_, label, rest)) = bytes_field(encoded) {
+        encoded = rest;
+        let Some((_, name, after)) = bytes_field(label) else { break };
+        let Some((_, value, _)) = bytes_field(after) else { break };
+        if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
+            out.push((n, v));
+        }
+    }
+    out
+}
+
+/// One series of a request: its labels as [`encode_labels`] made them, and its samples
+/// `(t, v)` in time order.
+pub type OutSeries<'a> = (&'a [u8], &'a [(i64, f64)]);
+
+/// A snappy-compressed 1.0 `WriteRequest` of `series`.
+pub fn encode_v1(series: &[OutSeries<'_>]) -> Vec<u8> {
+    let sample_len = 1 + 1 + 8 + 1 + 10; // tag, length, value, tag, at most a 10-byte varint
+    let mut out = Vec::with_capacity(series.iter().map(|(l, s)| l.len() + 8 + s.len() * sample_len).sum());
+    let mut sample = Vec::with_capacity(20);
+    for (labels, samples) in series {
+        let samples_len: usize = samples
+            .iter()
+            .map(|&(t, _)| {
+                let inner = 1 + 8 + 1 + encoded_len_varint(t as u64);
+                1 + encoded_len_varint(inner as u64) + inner
+            })
+            .sum();
+        out.push(FIELD_1_BYTES);
+        encode_varint((labels.len() + samples_len) as u64, &mut out);
+        out.extend_from_slice(labels);
+        for &(t, v) in *samples {
+            sample.clear();
+            sample.push(SAMPLE_VALUE);
+            sample.extend_from_slice(&v.to_bits().to_le_bytes());
+            sample.push(SAMPLE_TIMESTAMP);
+            encode_varint(t as u64, &mut sample);
+            put_bytes_field(&mut out, FIELD_2_BYTES, &sample);
+        }
+    }
+    snap::raw::Encoder::new().compress_vec(&out).expect("snappy can compress any input")
+}
+
+/// A snappy-compressed 2.0 `Request` of `series` (symbols table first entry `""`, as the
+/// protocol requires).
+pub fn encode_v2(series: &[OutSeries<'_>]) -> Vec<u8> {
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
+    let mut timeseries = Vec::with_capacity(series.len());
+    for (labels, samples) in series {
+        let mut labels_refs = Vec::new();
+        for (name, value) in decode_labels(labels) {
+            for s in [name, value] {
+                let next = symbols.len() as u32;
+                let i = *index.entry(s).or_insert(next);
+                if i == next {
+                    symbols.push(s.to_string());
+                }
+                labels_refs.push(i);
+            }
+        }
+        timeseries.push(TimeSeriesV2 {
+            labels_refs,
+            samples: samples.iter().map(|&(t, v)| SampleV2 { value: v, timestamp: t, start_timestamp: 0 }).collect(),
+            ..TimeSeriesV2::default()
+        });
+    }
+    RequestV2 { symbols, timeseries }.encode_compressed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::v2::decode_write_request_v2;
+    use crate::remote::{decode_write_request, WriteSeries};
+    use crate::value::{stale_nan, Sample};
+
+    fn series() -> Vec<WriteSeries> {
+        vec![
+            WriteSeries {
+                labels: Labels::from_pairs([("__name__", "up"), ("instance", "a:9100"), ("job", "node")]),
+                samples: vec![Sample { t: 1_700_000_000_000, v: 1.0 }, Sample { t: 1_700_000_015_000, v: stale_nan() }],
+            },
+            WriteSeries {
+                labels: Labels::from_pairs([("__name__", "x"), ("path", "ß".repeat(200).as_str())]),
+                samples: vec![Sample { t: -5, v: f64::NEG_INFINITY }],
+            },
+        ]
+    }
+
+    fn encoded(series: &[WriteSeries]) -> Vec<(Vec<u8>, Vec<(i64, f64)>)> {
+        series.iter().map(|s| (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect()
+    }
+
+    fn bits(series: &[WriteSeries]) -> String {
+        format!("{:?}", series.iter().map(|s| (&s.labels, s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn requests_decode_as_the_receiver_decodes_them() {
+        let want = series();
+        let parts = encoded(&want);
+        let out: Vec<OutSeries> = parts.iter().map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+        assert_eq!(bits(&decode_write_request(&encode_v1(&out), 1 << 20).unwrap()), bits(&want));
+        let v2 = decode_write_request_v2(&encode_v2(&out), 1 << 20).unwrap();
+        assert!(v2.errors.is_empty(), "{:?}", v2.errors);
+        assert_eq!(bits(&v2.series), bits(&want));
+        assert_eq!(decode_labels(&parts[0].0), vec![("__name__", "up"), ("instance", "a:9100"), ("job", "node")]);
+    }
+}
