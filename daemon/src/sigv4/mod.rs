@@ -37,7 +37,7 @@ use credentials::Provider;
 use environment::Environment;
 
 /// The `sigv4` block of a `remote_write` entry, as upstream has it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SigV4Settings {
     pub region: Option<String>,
     pub access_key: Option<String>,
@@ -45,6 +45,20 @@ pub struct SigV4Settings {
     pub profile: Option<String>,
     pub role_arn: Option<String>,
     pub use_fips_sts_endpoint: bool,
+}
+
+impl std::fmt::Debug for SigV4Settings {
+    /// All but the secret key, which stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigV4Settings")
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<secret>"))
+            .field("profile", &self.profile)
+            .field("role_arn", &self.role_arn)
+            .field("use_fips_sts_endpoint", &self.use_fips_sts_endpoint)
+            .finish()
+    }
 }
 
 /// Why a request could not be signed, or a signer not built.

@@ -201,6 +201,32 @@ fn environment_credentials_with_a_session_token_and_region() {
 }
 
 #[test]
+fn threads_sign_at_once_with_credentials_fetched_once() {
+    let mut config = config(json!({ "ASIATASK": { "secret": "task-secret", "token": "task-token" } }));
+    config["container"] = json!({
+        "authorization": null,
+        "credentials": { "AccessKeyId": "ASIATASK", "SecretAccessKey": "task-secret", "Token": "task-token" },
+        "expires_in": 3600,
+    });
+    let service = StandIn::start("threads", config);
+    let endpoint = service.url("/container-credentials");
+    let env = env(&[("AWS_REGION", REGION), ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint)]);
+    let signer = Signer::with_environment(&SigV4Settings::default(), &env).unwrap();
+    let url = service.url(PATH);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..3 {
+                    assert_eq!(post(&signer, &url, BODY, BODY), 204);
+                }
+            });
+        }
+    });
+    let stats = service.stats();
+    assert_eq!((stats["service_accepted"].as_u64(), stats["container"].as_u64()), (Some(12), Some(1)));
+}
+
+#[test]
 fn container_endpoint_credentials_are_cached_until_five_minutes_before_they_expire() {
     let issued = json!({ "AccessKeyId": "ASIATASK", "SecretAccessKey": "task-secret", "Token": "task-token" });
     let stand_in = |name: &str, expires_in: u64| {
