@@ -1,7 +1,8 @@
 //! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
-//! `authorization`, `tls_config`, `proxy_url`, `follow_redirects`), for the notifier and
-//! `pyrite query`: one ureq agent per request, with the scrape client's rustls configuration
-//! (`scrape::tls::client_config`) for `https` URLs.
+//! `authorization`, `tls_config`, `proxy_url`, `follow_redirects`), for the notifier, remote
+//! read and write, and `pyrite query`: a ureq agent with the scrape client's rustls configuration
+//! (`scrape::tls::client_config`) for `https` URLs, made per request ([`request`]) or kept by a
+//! sender that reuses its connections ([`Client`]).
 //!
 //! ureq verifies a server's certificate for the host of the URL. To honour
 //! `tls_config.server_name`, the request goes to that name and a resolver maps it to the URL's
@@ -25,6 +26,34 @@ pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientC
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
 /// read now).
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
+    Client::new(http, url, timeout)?.request(http, method)
+}
+
+/// An agent for one URL, kept to reuse its connections.
+pub struct Client {
+    agent: ureq::Agent,
+    /// The URL as the agent asks for it (see the module docs on `server_name`).
+    url: String,
+}
+
+impl Client {
+    /// An agent for `url` with `http`'s settings; each request times out after `timeout`.
+    pub fn new(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<Client, String> {
+        let (agent, url) = agent(http, url, timeout)?;
+        Ok(Client { agent, url })
+    }
+
+    /// A request to the URL with `http`'s credentials (secret files are read now).
+    pub fn request(&self, http: &HttpClientConfig, method: &str) -> Result<ureq::Request, String> {
+        let mut request = self.agent.request(method, &self.url);
+        if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
+            request = request.set("Authorization", &value);
+        }
+        Ok(request)
+    }
+}
+
+fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq::Agent, String), String> {
     let mut agent = ureq::AgentBuilder::new()
         .timeout(timeout)
         .redirects(if http.follow_redirects { 10 } else { 0 })
@@ -54,9 +83,5 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
     if let Some(proxy) = &http.proxy_url {
         agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
     }
-    let mut request = agent.build().request(method, &url);
-    if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
-        request = request.set("Authorization", &value);
-    }
-    Ok(request)
+    Ok((agent.build(), url))
 }

@@ -26,14 +26,12 @@ mod panic;
 mod probe;
 mod query;
 mod reload;
+mod remote_write;
 mod rules;
 mod runtime;
 mod scrape;
 mod shard;
 mod shards;
-// The remote-write sender (issue 18) signs with it; until it is merged only tests call
-// `Signer::new`.
-#[allow(dead_code)]
 mod sigv4;
 mod slots;
 mod test_rules;
@@ -51,12 +49,13 @@ use crate::live_config::{ConfigSource, LiveConfig};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::reload::Reloader;
+use crate::remote_write::RemoteWriters;
 use crate::rules::{AlertingFlags, ConcurrentEvals, RuleManager, RulesThread};
 use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
 use crate::shards::Shards;
 use pyrite_core::promql::QueryLimits;
-use pyrite_tsdb::wal::WalOptions;
+use pyrite_tsdb::wal::{SegmentHold, WalOptions};
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -244,11 +243,16 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         web.external_url.clone(),
     ));
     let rules = Arc::new(RuleManager::default());
+    // Every segment of every log stays until the remote-write queues say what they need.
+    let log_holds: Vec<SegmentHold> = (0..shard_count).map(|_| SegmentHold::holding_all()).collect();
+    let remote_write =
+        Arc::new(RemoteWriters::new(&flags.storage_path, shards.clone(), metrics.clone(), log_holds.clone()));
     let reloader = Arc::new(Reloader {
         config: config.clone(),
         scrape: scrape.clone(),
         discovery: discovery.clone(),
         rules: rules.clone(),
+        remote_write: remote_write.clone(),
         metrics: metrics.clone(),
         parse: flags.parse_options(),
     });
@@ -338,6 +342,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         retention: flags.retention_time,
         retention_size_per_shard,
         future_window,
+        log_holds,
     });
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();
@@ -377,6 +382,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
             }
         }
     }
+    remote_write.stop_all();
     shut_down(&shards);
     tracing::info!("exiting");
     Ok(())

@@ -19,6 +19,7 @@ use pyrite_core::scrape::targets_from_config;
 use crate::discovery::Discovery;
 use crate::live_config::{LiveConfig, Loaded};
 use crate::metrics::Metrics;
+use crate::remote_write::RemoteWriters;
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
 
@@ -28,6 +29,7 @@ pub struct Reloader {
     pub scrape: Arc<ScrapeManager>,
     pub discovery: Arc<Discovery>,
     pub rules: Arc<RuleManager>,
+    pub remote_write: Arc<RemoteWriters>,
     pub metrics: Arc<Metrics>,
     /// How PromQL in rule files is parsed (feature flags).
     pub parse: ParseOptions,
@@ -38,6 +40,7 @@ impl Reloader {
     /// start-up).
     pub fn apply_initial(&self) -> Result<(), String> {
         let config = self.config.current();
+        self.remote_write.apply(&config)?;
         self.apply_targets(&config);
         self.apply_rules(&config, &self.config.take_initial_rules())?;
         self.config.record(&self.metrics, true);
@@ -109,6 +112,11 @@ impl Reloader {
         if let Err(e) = self.apply_rules(&config, &rules) {
             live.record(&self.metrics, false);
             tracing::error!(error = %e, "rules refused; the previous configuration stays in force");
+            return Err(e);
+        }
+        if let Err(e) = self.remote_write.apply(&config) {
+            live.record(&self.metrics, false);
+            tracing::error!(error = %e, "remote write refused; the previous configuration stays in force");
             return Err(e);
         }
         let config = Arc::new(config);

@@ -110,6 +110,12 @@ pub enum Request {
     TsdbStats {
         reply: flume::Sender<HeadStats>,
     },
+    /// The labels of head series by id (None: no such series), for the remote-write sender,
+    /// which meets ids in the log whose series record it did not read.
+    SeriesLabels {
+        ids: Vec<u32>,
+        reply: flume::Sender<Vec<Option<Labels>>>,
+    },
 }
 
 /// `Send` handles to every shard's mailbox, whether they are all serving, and what their log

@@ -171,9 +171,10 @@ impl Db {
         (forgotten.len(), logged)
     }
 
-    /// The handle through which readers following this shard's log hold on to its segments.
-    pub fn log_hold(&self) -> SegmentHold {
-        self.wal.hold()
+    /// Makes `hold` the handle through which readers following this shard's log (the
+    /// remote-write sender) hold on to its segments.
+    pub fn set_log_hold(&mut self, hold: SegmentHold) {
+        self.wal.set_hold(hold);
     }
 
     /// Starts writing `[start, end)` of the head as a block: appends before `end` are refused

@@ -12,6 +12,7 @@
 //! summaries ([`summary`]) take a short lock per observation.
 
 mod process;
+pub mod remote;
 pub mod summary;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -29,7 +30,7 @@ use summary::{SummaryFamily, MEDIAN_90_99, TAILS_MEDIAN_90_99};
 /// Label set of the metrics below.
 pub type MetricLabels = Vec<(&'static str, String)>;
 type Labels = MetricLabels;
-type FloatGauge = Gauge<f64, AtomicU64>;
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// A figure each shard keeps: the total under upstream's name, each shard's under `pyrite_*`.
@@ -119,6 +120,7 @@ pub struct Metrics {
     pub sd_http_failures: Counter,
     pub sd_dns_lookup_failures: Counter,
     pub rule_groups: RuleGroupMetrics,
+    pub remote: remote::RemoteStorageMetrics,
     pub notifications_sent: Family<Labels, Counter>,
     pub notifications_errors: Family<Labels, Counter>,
     pub notifications_dropped: Counter,
@@ -320,6 +322,7 @@ impl Metrics {
             sd_http_failures: Counter::default(),
             sd_dns_lookup_failures: Counter::default(),
             rule_groups: RuleGroupMetrics::new(),
+            remote: remote::RemoteStorageMetrics::new(),
             notifications_sent: Family::default(),
             notifications_errors: Family::default(),
             notifications_dropped: Counter::default(),
@@ -340,6 +343,7 @@ impl Metrics {
         m.register_scraping(&mut registry);
         m.register_serving(&mut registry);
         m.rule_groups.register(&mut registry);
+        m.remote.register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
     }

@@ -104,6 +104,10 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::TsdbStats { reply } => {
                 let _ = reply.send(storage.borrow().head.stats());
             }
+            Request::SeriesLabels { ids, reply } => {
+                let db = storage.borrow();
+                let _ = reply.send(ids.iter().map(|&id| db.head.labels(id)).collect());
+            }
             Request::Series { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();

@@ -44,6 +44,8 @@ pub struct ShardEnv {
     pub retention_size_per_shard: Option<u64>,
     /// How far past the clock a sample may be (ms), `--storage.tsdb.too-far-in-future.time-window`.
     pub future_window: i64,
+    /// Per shard, the log segments the remote-write queues still need.
+    pub log_holds: Vec<pyrite_tsdb::wal::SegmentHold>,
 }
 
 /// Everything a shard thread starts with.
@@ -62,10 +64,11 @@ pub struct ShardStart {
 fn open_storage(index: usize, env: &ShardEnv) -> Db {
     let dirs = Dirs::of_shard(&env.storage_path, index);
     let started = std::time::Instant::now();
-    let (storage, replayed, opened) = Db::open(&dirs, env.wal, env.block_range).unwrap_or_else(|e| {
+    let (mut storage, replayed, opened) = Db::open(&dirs, env.wal, env.block_range).unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });
+    storage.set_log_hold(env.log_holds[index].clone());
     for refused in &opened.refused {
         tracing::error!(shard = index, error = %refused, "block refused: it is left on disk and not served");
     }

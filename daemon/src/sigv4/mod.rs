@@ -45,6 +45,8 @@ pub struct SigV4Settings {
     pub profile: Option<String>,
     pub role_arn: Option<String>,
     pub use_fips_sts_endpoint: bool,
+    /// The service signed for; `aps` (Amazon Managed Service for Prometheus) when None.
+    pub service_name: Option<String>,
 }
 
 impl std::fmt::Debug for SigV4Settings {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for SigV4Settings {
             .field("profile", &self.profile)
             .field("role_arn", &self.role_arn)
             .field("use_fips_sts_endpoint", &self.use_fips_sts_endpoint)
+            .field("service_name", &self.service_name)
             .finish()
     }
 }
@@ -83,13 +86,16 @@ pub enum SigV4Error {
     AssumeRole { role_arn: String, url: String, reason: String },
 }
 
-/// Signs requests for `aps` with credentials kept fresh; shared by the sender's threads.
+/// Signs requests for a service (`aps` by default) with credentials kept fresh; shared by the
+/// sender's threads.
 pub struct Signer {
     region: String,
+    service: String,
     credentials: Provider,
 }
 
-/// The service remote write signs for: Amazon Managed Service for Prometheus.
+/// The service remote write signs for unless told otherwise: Amazon Managed Service for
+/// Prometheus.
 const SERVICE: &str = "aps";
 
 impl Signer {
@@ -110,10 +116,12 @@ impl Signer {
             let endpoint = sts::endpoint(env, &region, settings.use_fips_sts_endpoint);
             provider = Provider::assume_role(sts::AssumeRole::new(role_arn, &endpoint, &region), provider);
         }
-        Ok(Signer { region, credentials: provider })
+        let service = settings.service_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| SERVICE.to_string());
+        Ok(Signer { region, service, credentials: provider })
     }
 
     /// The region requests are signed for.
+    #[cfg(test)]
     pub fn region(&self) -> &str {
         &self.region
     }
@@ -130,6 +138,6 @@ impl Signer {
     ) -> Result<Vec<(String, String)>, SigV4Error> {
         let now = SystemTime::now();
         let credentials = self.credentials.credentials(now)?;
-        sign::sign(&sign::Request { method, url, headers, body }, &credentials, &self.region, SERVICE, now)
+        sign::sign(&sign::Request { method, url, headers, body }, &credentials, &self.region, &self.service, now)
     }
 }

@@ -183,7 +183,8 @@ impl Follower {
             match read_frame(&self.buf, at) {
                 Frame::Intact(..) => return Ok(true), // more intact frames: the caller reads them
                 Frame::Partial | Frame::Bad => {
-                    let resume = (at + 1..self.buf.len()).find(|&p| matches!(read_frame(&self.buf, p), Frame::Intact(..)));
+                    let resume =
+                        (at + 1..self.buf.len()).find(|&p| matches!(read_frame(&self.buf, p), Frame::Intact(..)));
                     let skip = resume.unwrap_or(self.buf.len());
                     trouble.push(Trouble::Damage {
                         segment: self.pos.segment,
@@ -298,12 +299,18 @@ mod tests {
         append(&dir, 3, &samples(20, 5));
         let (got, trouble) = read_all(&mut f, Limit::Bytes(1 << 20));
         assert_eq!(got, (10..15).chain(20..25).collect::<Vec<_>>());
-        assert_eq!(trouble, vec![Trouble::Damage { segment: 0, offset: bad as u64, bytes: samples(5, 5).len() as u64 }]);
+        assert_eq!(
+            trouble,
+            vec![Trouble::Damage { segment: 0, offset: bad as u64, bytes: samples(5, 5).len() as u64 }]
+        );
         // Segments 4 and 5 written and 4 deleted before the reader got there.
         append(&dir, 4, &samples(30, 5));
         append(&dir, 5, &samples(40, 5));
         fs::remove_file(dir.join(segment_name(4))).unwrap();
         let mut g = Follower::new(&dir, Position { segment: 4, offset: 0 });
-        assert_eq!(read_all(&mut g, Limit::Bytes(1 << 20)), ((40..45).collect(), vec![Trouble::Gap { from: 4, to: 5 }]));
+        assert_eq!(
+            read_all(&mut g, Limit::Bytes(1 << 20)),
+            ((40..45).collect(), vec![Trouble::Gap { from: 4, to: 5 }])
+        );
     }
 }

@@ -97,6 +97,11 @@ impl Default for SegmentHold {
 }
 
 impl SegmentHold {
+    /// A hold on every segment, until its holder says what it needs.
+    pub fn holding_all() -> Self {
+        SegmentHold(Arc::new(AtomicU64::new(0)))
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
@@ -345,9 +350,9 @@ impl Wal {
         self.write(None, |buf| encode_forgotten(buf, ids, compress))
     }
 
-    /// The handle through which readers following the log hold on to its segments.
-    pub fn hold(&self) -> SegmentHold {
-        self.hold.clone()
+    /// Makes `hold` the handle readers following the log hold its segments through.
+    pub fn set_hold(&mut self, hold: SegmentHold) {
+        self.hold = hold;
     }
 
     /// Deletes the segments kept only for readers following the log (those a checkpoint or
@@ -720,7 +725,9 @@ mod tests {
         let segments = list(&dir).unwrap().segments;
         assert!(segments.len() > 3);
         // A reader has read up to the third segment.
-        wal.hold().set(segments[2]);
+        let hold = SegmentHold::default();
+        wal.set_hold(hold.clone());
+        hold.set(segments[2]);
         wal.snapshot(&head).unwrap();
         let mut kept = segments[2..].to_vec();
         kept.push(wal.index);
@@ -731,7 +738,8 @@ mod tests {
         assert_eq!((replayed.samples, replayed.orphaned), (30 * 40, 0), "held segments are not replayed");
         assert_eq!(dump(&again), dump(&head));
         // The reader moves on past all but the last held one.
-        wal.hold().set(*segments.last().unwrap());
+        wal.set_hold(hold.clone());
+        hold.set(*segments.last().unwrap());
         assert_eq!(wal.release_held(i64::MIN, None).unwrap(), segments.len() - 3);
         // Past retention, held or not.
         assert_eq!(wal.release_held(i64::MAX, None).unwrap(), 1);

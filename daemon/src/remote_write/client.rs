@@ -1,0 +1,110 @@
+//! One remote-write request on the wire: the protocol's headers, the configured headers and
+//! credentials (basic auth, authorization, oauth2, or a SigV4 signature), and what the answer
+//! means, as upstream's client classifies it (`storage/remote/client.go`): 2xx stored; 5xx, 429
+//! (with `retry_on_http_429`) and failures to connect are worth retrying, after `Retry-After`
+//! if the receiver sent one; any other answer refuses the request for good.
+
+use std::time::Duration;
+
+use pyrite_core::config::RemoteWriteConfig;
+use pyrite_core::remote::v2::WriteMessage;
+
+use crate::http_client;
+use crate::sigv4::{SigV4Settings, Signer};
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Stored,
+    /// Worth sending again, after `after` if the receiver said so.
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    /// Refused for good (a 4xx other than 429): the samples are dropped and counted.
+    Refused {
+        why: String,
+    },
+}
+
+/// Sends one queue's requests, reusing its connections.
+pub struct Client {
+    http: http_client::Client,
+    config: RemoteWriteConfig,
+    signer: Option<Signer>,
+}
+
+/// The longest answer body kept for an error message.
+const MAX_ERROR_BODY: u64 = 1024;
+
+impl Client {
+    pub fn new(config: &RemoteWriteConfig) -> Result<Client, String> {
+        let http = http_client::Client::new(&config.http, &config.url, config.remote_timeout.as_std())?;
+        let signer = match &config.sigv4 {
+            Some(s) => Some(
+                Signer::new(&SigV4Settings {
+                    region: s.region.clone(),
+                    access_key: s.access_key.clone(),
+                    secret_key: s.secret_key.clone(),
+                    profile: s.profile.clone(),
+                    role_arn: s.role_arn.clone(),
+                    use_fips_sts_endpoint: s.use_fips_sts_endpoint,
+                    service_name: s.service_name.clone(),
+                })
+                .map_err(|e| format!("sigv4: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Client { http, config: config.clone(), signer })
+    }
+
+    /// POSTs one snappy-compressed request body.
+    pub fn send(&self, body: &[u8]) -> Outcome {
+        let (content_type, version) = match self.config.protobuf_message {
+            WriteMessage::V1 => ("application/x-protobuf".to_string(), "0.1.0"),
+            WriteMessage::V2 => (format!("application/x-protobuf;proto={}", WriteMessage::V2.proto_name()), "2.0.0"),
+        };
+        let mut headers: Vec<(String, String)> = vec![
+            ("Content-Encoding".into(), "snappy".into()),
+            ("Content-Type".into(), content_type),
+            ("User-Agent".into(), format!("Pyrite/{}", env!("CARGO_PKG_VERSION"))),
+            ("X-Prometheus-Remote-Write-Version".into(), version.into()),
+        ];
+        headers.extend(self.config.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut request = match self.http.request(&self.config.http, "POST") {
+            Ok(r) => r,
+            Err(why) => return Outcome::Retry { after: None, why },
+        };
+        if let Some(signer) = &self.signer {
+            match signer.sign("POST", &self.config.url, &headers, body) {
+                Ok(signed) => headers.extend(signed),
+                Err(e) => return Outcome::Retry { after: None, why: format!("sigv4: {e}") },
+            }
+        }
+        for (name, value) in &headers {
+            request = request.set(name, value);
+        }
+        match request.send_bytes(body) {
+            Ok(_) => Outcome::Stored,
+            Err(ureq::Error::Status(code, answer)) => {
+                let after = answer.header("Retry-After").and_then(retry_after);
+                let mut text = String::new();
+                use std::io::Read as _;
+                let _ = answer.into_reader().take(MAX_ERROR_BODY).read_to_string(&mut text);
+                let why = format!("server returned HTTP status {code}: {}", text.trim());
+                let retry = (500..600).contains(&code) || (code == 429 && self.config.queue.retry_on_http_429);
+                if retry {
+                    Outcome::Retry { after, why }
+                } else {
+                    Outcome::Refused { why }
+                }
+            }
+            Err(e) => Outcome::Retry { after: None, why: e.to_string() },
+        }
+    }
+}
+
+/// A `Retry-After` header's delay: seconds (an HTTP date is not honoured; the backoff applies).
+fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
