@@ -87,7 +87,8 @@ impl Notifier {
         let external = &config.global.external_labels;
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         for DueAlert { alert, expr } in due {
-            let Some(labels) = relabel(&config.alerting.alert_relabel_configs, &alert.labels.clone().with_external(external))
+            let Some(labels) =
+                relabel(&config.alerting.alert_relabel_configs, &alert.labels.clone().with_external(external))
             else {
                 continue;
             };

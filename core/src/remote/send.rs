@@ -156,7 +156,13 @@ mod tests {
     }
 
     fn bits(series: &[WriteSeries]) -> String {
-        format!("{:?}", series.iter().map(|s| (&s.labels, s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>())).collect::<Vec<_>>())
+        format!(
+            "{:?}",
+            series
+                .iter()
+                .map(|s| (&s.labels, s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        )
     }
 
     #[test]
