@@ -72,7 +72,7 @@ struct Sent {
 }
 
 /// Rates over the last [`RESHARD_EVERY`], for the shard count.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Window {
     read: usize,
     sent: usize,
@@ -380,29 +380,61 @@ fn pause(q: &QueueSetup, how_long: Duration) -> bool {
 
 /// The shard count for the next rounds (see the module docs).
 fn reshard(q: &QueueSetup, shards: usize, w: &Window, took: Duration) -> usize {
-    let queue = &q.config.queue;
-    let seconds = took.as_secs_f64().max(1e-3);
-    let in_rate = w.read as f64 / seconds;
-    let desired = if w.sent == 0 {
-        shards as f64
-    } else {
-        let time_per_sample = w.busy / w.sent as f64;
-        let behind = match (w.highest_read, w.highest_sent) {
-            (Some(r), Some(s)) => ((r - s) as f64 / 1000.0).max(0.0),
-            _ => 0.0,
-        };
-        let backlog = behind * in_rate;
-        time_per_sample * (in_rate + 0.05 * backlog)
-    };
+    let desired = desired_shards(shards, w, took);
     q.metrics.remote.shards_desired.get_or_create(&q.metric_labels).set(desired);
-    let within = (1.0 - RESHARD_TOLERANCE) * shards as f64..=(1.0 + RESHARD_TOLERANCE) * shards as f64;
-    if within.contains(&desired) {
-        return shards;
-    }
-    let next = (desired.ceil() as usize).clamp(queue.min_shards.max(1), queue.max_shards.max(1));
+    let next = next_shards(shards, desired, q.config.queue.min_shards, q.config.queue.max_shards);
     if next != shards {
         tracing::info!(queue = q.metric_labels[0].1, from = shards, to = next, "remote write resharding");
         q.metrics.remote.shards.get_or_create(&q.metric_labels).set(next as i64);
     }
     next
+}
+
+/// Upstream's estimate of the shards needed: the time sending takes per sample, times the
+/// rate samples come in plus a twentieth of the backlog (samples behind) per second.
+fn desired_shards(shards: usize, w: &Window, took: Duration) -> f64 {
+    if w.sent == 0 {
+        return shards as f64;
+    }
+    let in_rate = w.read as f64 / took.as_secs_f64().max(1e-3);
+    let time_per_sample = w.busy / w.sent as f64;
+    let behind = match (w.highest_read, w.highest_sent) {
+        (Some(r), Some(s)) => ((r - s) as f64 / 1000.0).max(0.0),
+        _ => 0.0,
+    };
+    time_per_sample * (in_rate + 0.05 * behind * in_rate)
+}
+
+/// The shard count to take for `desired`: unchanged within the tolerance, else rounded up
+/// within the configured bounds.
+fn next_shards(shards: usize, desired: f64, min: usize, max: usize) -> usize {
+    let within = (1.0 - RESHARD_TOLERANCE) * shards as f64..=(1.0 + RESHARD_TOLERANCE) * shards as f64;
+    if within.contains(&desired) {
+        return shards;
+    }
+    (desired.ceil() as usize).clamp(min.max(1), max.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_follow_the_backlog_within_bounds() {
+        let secs = Duration::from_secs(10);
+        // 10k samples/s in, each taking 0.5 ms to send: 5 shards' worth.
+        let caught_up =
+            Window { read: 100_000, sent: 100_000, busy: 50.0, highest_read: Some(60_000), highest_sent: Some(60_000) };
+        assert!((desired_shards(1, &caught_up, secs) - 5.0).abs() < 1e-9);
+        // 100 s behind: a twentieth of the backlog per second more.
+        let behind = Window { highest_sent: Some(-40_000), ..caught_up };
+        assert!((desired_shards(1, &behind, secs) - 30.0).abs() < 1e-9);
+        let idle = Window::default();
+        assert_eq!(desired_shards(3, &idle, secs), 3.0);
+        assert_eq!(next_shards(4, 4.9, 1, 50), 4, "within 30 %");
+        assert_eq!(next_shards(4, 5.3, 1, 50), 6);
+        assert_eq!(next_shards(4, 1.2, 1, 50), 2);
+        assert_eq!(next_shards(4, 90.0, 1, 50), 50);
+        assert_eq!(next_shards(4, 0.0, 2, 50), 2);
+    }
 }
