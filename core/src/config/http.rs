@@ -1,7 +1,8 @@
-//! A scrape config's HTTP client settings: `basic_auth`, `authorization`, `follow_redirects`
-//! and `enable_http2`, checked as upstream checks them. Secrets read from files are read at
-//! each scrape, so a rotated credential applies without a reload.
+//! A scrape config's HTTP client settings: `basic_auth`, `authorization`, `oauth2`,
+//! `follow_redirects` and `enable_http2`, checked as upstream checks them. Secrets read from
+//! files are read at each request, so a rotated credential applies without a reload.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -26,7 +27,7 @@ pub struct Authorization {
 }
 
 /// `tls_config`: how the server is verified and how the client proves itself.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The CA bundle that signs the server's certificate; default the system's.
@@ -40,12 +41,51 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
+/// `oauth2`: the OAuth 2.0 client-credentials grant (upstream's `config.OAuth2`, Go's
+/// `clientcredentials`): a token is asked of `token_url` and sent as the `Authorization`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    #[serde(default)]
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// Read at each request; a changed secret asks for a new token, as upstream.
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub token_url: String,
+    /// Extra form parameters of the token request.
+    #[serde(default)]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// How the token endpoint is reached (not the target's settings).
+    #[serde(default, rename = "tls_config")]
+    pub tls: TlsConfig,
+    pub proxy_url: Option<String>,
+}
+
+impl OAuth2 {
+    /// The client secret, its file read now by `read`.
+    pub fn client_secret(&self, read: ReadSecret) -> Result<String, SecretError> {
+        secret(&self.client_secret, &self.client_secret_file, read)
+    }
+
+    /// The settings of the client that asks `token_url` for tokens.
+    pub fn token_client(&self) -> HttpClientConfig {
+        HttpClientConfig { tls: self.tls.clone(), proxy_url: self.proxy_url.clone(), ..HttpClientConfig::default() }
+    }
+}
+
 /// How a target is reached over HTTP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpClientConfig {
     pub tls: TlsConfig,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
+    /// Where an `oauth2` client is allowed (not in scrape configs yet), its token is the
+    /// `Authorization`; the caller fetches it ([`HttpClientConfig::authorization_header`] does
+    /// not).
+    pub oauth2: Option<OAuth2>,
     /// An HTTP proxy (`http://[user:password@]host:port`): plain requests go to it in absolute
     /// form, TLS ones through a `CONNECT` tunnel.
     pub proxy_url: Option<String>,
@@ -61,6 +101,7 @@ impl Default for HttpClientConfig {
             tls: TlsConfig::default(),
             basic_auth: None,
             authorization: None,
+            oauth2: None,
             proxy_url: None,
             follow_redirects: true,
             enable_http2: true,
@@ -68,7 +109,8 @@ impl Default for HttpClientConfig {
     }
 }
 
-/// Reads a secret file for [`HttpClientConfig::authorization_header`]: the caller's I/O.
+/// Reads a secret file for [`HttpClientConfig::authorization_header`] and
+/// [`OAuth2::client_secret`]: the caller's I/O.
 pub type ReadSecret<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
 /// A secret file could not be read.
@@ -93,6 +135,26 @@ fn secret(inline: &Option<String>, file: &Option<PathBuf>, read: ReadSecret) -> 
 /// The `Basic` credentials header value for `user` and `password`.
 pub fn basic_credentials(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// An HTTP proxy URL as Pyrite can use it, or why not.
+fn check_proxy(proxy: &Option<String>) -> Result<(), String> {
+    let Some(proxy) = proxy else { return Ok(()) };
+    let url = url::Url::parse(proxy).map_err(|e| format!("{proxy:?}: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("{proxy:?}: only http:// proxies are supported"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{proxy:?}: expected http://[user:password@]host:port"));
+    }
+    Ok(())
+}
+
+fn check_tls(tls: &TlsConfig) -> Result<(), String> {
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err("client cert file and client key file must both be specified".into());
+    }
+    Ok(())
 }
 
 impl HttpClientConfig {
@@ -122,20 +184,10 @@ impl HttpClientConfig {
                 ));
             }
         }
-        if let Some(proxy) = &self.proxy_url {
-            let url = url::Url::parse(proxy).map_err(|e| ("proxy_url", format!("{proxy:?}: {e}")))?;
-            if url.scheme() != "http" {
-                return Err(("proxy_url", format!("{proxy:?}: only http:// proxies are supported")));
-            }
-            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-                return Err(("proxy_url", format!("{proxy:?}: expected http://[user:password@]host:port")));
-            }
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(("tls_config", "client cert file and client key file must both be specified".into()));
-        }
+        check_proxy(&self.proxy_url).map_err(|m| ("proxy_url", m))?;
+        check_tls(&self.tls).map_err(|m| ("tls_config", m))?;
         if let Some(a) = &self.authorization {
-            if self.basic_auth.is_some() {
+            if self.basic_auth.is_some() || self.oauth2.is_some() {
                 return Err((
                     "authorization",
                     "at most one of basic_auth, oauth2 & authorization must be configured".into(),
@@ -154,6 +206,25 @@ impl HttpClientConfig {
                 ));
             }
         }
+        if let Some(o) = &self.oauth2 {
+            if self.basic_auth.is_some() {
+                return Err(("oauth2", "at most one of basic_auth, oauth2 & authorization must be configured".into()));
+            }
+            if o.client_id.is_empty() {
+                return Err(("oauth2.client_id", "oauth2 client_id must be configured".into()));
+            }
+            if o.token_url.is_empty() {
+                return Err(("oauth2.token_url", "oauth2 token_url must be configured".into()));
+            }
+            if o.client_secret.as_deref().is_some_and(|s| !s.is_empty()) && o.client_secret_file.is_some() {
+                return Err((
+                    "oauth2",
+                    "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured using grant-type=client_credentials".into(),
+                ));
+            }
+            check_proxy(&o.proxy_url).map_err(|m| ("oauth2.proxy_url", m))?;
+            check_tls(&o.tls).map_err(|m| ("oauth2.tls_config", m))?;
+        }
         Ok(())
     }
 
@@ -171,9 +242,16 @@ impl HttpClientConfig {
         if let Some(a) = &mut self.authorization {
             resolve(&mut a.credentials_file);
         }
-        resolve(&mut self.tls.ca_file);
-        resolve(&mut self.tls.cert_file);
-        resolve(&mut self.tls.key_file);
+        let resolve_tls = |tls: &mut TlsConfig| {
+            resolve(&mut tls.ca_file);
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        };
+        if let Some(o) = &mut self.oauth2 {
+            resolve(&mut o.client_secret_file);
+            resolve_tls(&mut o.tls);
+        }
+        resolve_tls(&mut self.tls);
     }
 
     /// The `Authorization` header a request carries, if any, with secret files read now by

@@ -13,8 +13,8 @@ struct Section {
 }
 
 const TOP: Section = Section {
-    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_read"],
-    upstream_only: &["scrape_config_files", "remote_write", "storage", "tracing", "otlp", "runtime"],
+    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read"],
+    upstream_only: &["scrape_config_files", "storage", "tracing", "otlp", "runtime"],
 };
 
 const GLOBAL: Section = Section {
@@ -147,6 +147,7 @@ const ALERTMANAGER: Section = Section {
         "alert_relabel_configs",
         "basic_auth",
         "authorization",
+        "oauth2",
         "tls_config",
         "proxy_url",
         "follow_redirects",
@@ -154,7 +155,6 @@ const ALERTMANAGER: Section = Section {
     ],
     upstream_only: &[
         "sigv4",
-        "oauth2",
         "bearer_token",
         "bearer_token_file",
         "no_proxy",
@@ -179,19 +179,104 @@ const REMOTE_READ: Section = Section {
         "filter_external_labels",
         "basic_auth",
         "authorization",
+        "oauth2",
         "tls_config",
         "proxy_url",
         "follow_redirects",
         "enable_http2",
     ],
     upstream_only: &[
-        "oauth2",
+        "chunked_read_limit",
         "bearer_token",
         "bearer_token_file",
         "no_proxy",
         "proxy_from_environment",
         "proxy_connect_header",
         "http_headers",
+    ],
+};
+
+const REMOTE_WRITE: Section = Section {
+    supported: &[
+        "url",
+        "name",
+        "remote_timeout",
+        "headers",
+        "write_relabel_configs",
+        "send_exemplars",
+        "send_native_histograms",
+        "round_robin_dns",
+        "protobuf_message",
+        "queue_config",
+        "metadata_config",
+        "sigv4",
+        "basic_auth",
+        "authorization",
+        "oauth2",
+        "tls_config",
+        "proxy_url",
+        "follow_redirects",
+        "enable_http2",
+    ],
+    upstream_only: &[
+        "azuread",
+        "google_iam",
+        "bearer_token",
+        "bearer_token_file",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
+        "http_headers",
+    ],
+};
+
+const QUEUE: Section = Section {
+    supported: &[
+        "capacity",
+        "max_shards",
+        "min_shards",
+        "max_samples_per_send",
+        "batch_send_deadline",
+        "min_backoff",
+        "max_backoff",
+        "retry_on_http_429",
+        "sample_age_limit",
+    ],
+    upstream_only: &[],
+};
+
+const METADATA: Section = Section { supported: &["send", "send_interval", "max_samples_per_send"], upstream_only: &[] };
+
+const SIGV4: Section = Section {
+    supported: &["region", "access_key", "secret_key", "profile", "role_arn", "use_fips_sts_endpoint", "service_name"],
+    upstream_only: &[],
+};
+
+const OAUTH2: Section = Section {
+    supported: &[
+        "client_id",
+        "client_secret",
+        "client_secret_file",
+        "scopes",
+        "token_url",
+        "endpoint_params",
+        "tls_config",
+        "proxy_url",
+    ],
+    upstream_only: &[
+        "client_secret_ref",
+        "grant_type",
+        "client_certificate_key_id",
+        "client_certificate_key",
+        "client_certificate_key_file",
+        "client_certificate_key_ref",
+        "signature_algorithm",
+        "iss",
+        "audience",
+        "claims",
+        "no_proxy",
+        "proxy_from_environment",
+        "proxy_connect_header",
     ],
 };
 
@@ -230,11 +315,18 @@ const HTTP_SD: Section = Section {
 
 /// The keys of a standalone HTTP client configuration (promtool's `--http.config.file`).
 const HTTP_CLIENT: Section = Section {
-    supported: &["basic_auth", "authorization", "follow_redirects", "enable_http2", "tls_config", "proxy_url"],
+    supported: &[
+        "basic_auth",
+        "authorization",
+        "oauth2",
+        "follow_redirects",
+        "enable_http2",
+        "tls_config",
+        "proxy_url",
+    ],
     upstream_only: &[
         "bearer_token",
         "bearer_token_file",
-        "oauth2",
         "no_proxy",
         "proxy_from_environment",
         "proxy_connect_header",
@@ -285,6 +377,18 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
             }
         }
     }
+    if let Some(Value::Sequence(remotes)) = root.get("remote_write") {
+        for (i, rw) in remotes.iter().enumerate() {
+            let path = format!("remote_write[{i}]");
+            check_mapping(rw, &REMOTE_WRITE, &path, file)?;
+            for (key, section) in [("queue_config", &QUEUE), ("metadata_config", &METADATA), ("sigv4", &SIGV4)] {
+                if let Some(value) = rw.get(key) {
+                    check_mapping(value, section, &format!("{path}.{key}"), file)?;
+                }
+            }
+            clients.push((rw, path));
+        }
+    }
     if let Some(Value::Sequence(remotes)) = root.get("remote_read") {
         for (i, rr) in remotes.iter().enumerate() {
             let path = format!("remote_read[{i}]");
@@ -292,7 +396,7 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
             clients.push((rr, path));
         }
     }
-    // Each scrape config, Alertmanager set and remote read store: its HTTP client and target sources.
+    // Each scrape config, Alertmanager set and remote store: its HTTP client and target sources.
     for (sc, path) in clients {
         check_client_sections(sc, &path, file)?;
         for (key, section) in [
@@ -311,13 +415,19 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The `basic_auth`, `authorization` and `tls_config` sections of an HTTP client at `path`.
+/// The `basic_auth`, `authorization`, `oauth2` and `tls_config` sections of an HTTP client at
+/// `path`.
 fn check_client_sections(client: &Value, path: &str, file: &str) -> Result<(), ConfigError> {
-    for (key, section) in [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("tls_config", &TLS)] {
+    let at = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    for (key, section) in
+        [("basic_auth", &BASIC_AUTH), ("authorization", &AUTHORIZATION), ("oauth2", &OAUTH2), ("tls_config", &TLS)]
+    {
         if let Some(value) = client.get(key) {
-            let at = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-            check_mapping(value, section, &at, file)?;
+            check_mapping(value, section, &at(key), file)?;
         }
+    }
+    if let Some(tls) = client.get("oauth2").and_then(|o| o.get("tls_config")) {
+        check_mapping(tls, &TLS, &at("oauth2.tls_config"), file)?;
     }
     Ok(())
 }

@@ -7,9 +7,11 @@
 
 mod alerting;
 pub mod duration;
+mod headers;
 mod http;
 mod keys;
 mod remote_read;
+mod remote_write;
 mod render;
 mod size;
 mod web;
@@ -22,8 +24,9 @@ use thiserror::Error;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
-pub use http::{Authorization, BasicAuth, HttpClientConfig, ReadSecret, SecretError, TlsConfig};
+pub use http::{Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig};
 pub use remote_read::RemoteReadConfig;
+pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig, SigV4Config};
 pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
@@ -50,6 +53,7 @@ pub struct Config {
     /// Rule file patterns (the last element may be a glob), relative to the config file's directory.
     pub rule_files: Vec<String>,
     pub alerting: AlertingConfig,
+    pub remote_write: Vec<RemoteWriteConfig>,
     pub remote_read: Vec<RemoteReadConfig>,
 }
 
@@ -220,6 +224,8 @@ struct RawConfig {
     #[serde(default)]
     alerting: alerting::RawAlerting,
     #[serde(default)]
+    remote_write: Vec<remote_write::RawRemoteWrite>,
+    #[serde(default)]
     remote_read: Vec<remote_read::RawRemoteRead>,
 }
 
@@ -290,11 +296,13 @@ struct RawScrapeConfig {
     scrape_protocols: Option<Vec<String>>,
 }
 
-/// The HTTP client keys of a scrape config or an Alertmanager set.
+/// The HTTP client keys of a scrape config, an Alertmanager set or a remote store (`oauth2`
+/// is refused in scrape configs by `keys::check`).
 #[derive(Deserialize, Default)]
 struct RawHttpClient {
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
+    oauth2: Option<OAuth2>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
     proxy_url: Option<String>,
@@ -314,6 +322,7 @@ impl RawHttpClient {
             tls: self.tls_config,
             basic_auth: self.basic_auth,
             authorization: self.authorization,
+            oauth2: self.oauth2,
             proxy_url: self.proxy_url,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),
@@ -353,7 +362,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_norway::Value, file: &str)
 
 impl HttpClientConfig {
     /// Parses a standalone HTTP client configuration (promtool's `--http.config.file`):
-    /// `basic_auth`, `authorization`, `tls_config`, `proxy_url`, `follow_redirects`,
+    /// `basic_auth`, `authorization`, `oauth2`, `tls_config`, `proxy_url`, `follow_redirects`,
     /// `enable_http2`, checked as in a scrape config, paths relative to `file`'s directory.
     pub fn parse(text: &str, file: &str) -> Result<HttpClientConfig, ConfigError> {
         let value = yaml(text, file)?;
@@ -480,8 +489,9 @@ impl RawConfig {
             .map(|p| if std::path::Path::new(p).is_relative() { dir.join(p).display().to_string() } else { p.clone() })
             .collect();
         let alerting = self.alerting.validate(dir, &invalid)?;
+        let remote_write = remote_write::validate(self.remote_write, dir, &invalid)?;
         let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
-        Ok(Config { global, scrape_configs, rule_files, alerting, remote_read })
+        Ok(Config { global, scrape_configs, rule_files, alerting, remote_write, remote_read })
     }
 }
 
@@ -626,8 +636,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("remote_write: []\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: remote_write: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("storage: {}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: storage: key is valid in Prometheus but not supported by Pyrite yet");
         let text =
             "alerting:\n  alertmanagers:\n    - api_version: v1\n      static_configs: [{targets: ['am:9093']}]\n";
         let e = Config::parse(text, "p.yml").unwrap_err().to_string();

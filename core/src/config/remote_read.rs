@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{check_http_url, ConfigError, Duration, HttpClientConfig, Invalid, RawHttpClient};
+use super::{check_http_url, headers, ConfigError, Duration, HttpClientConfig, Invalid, RawHttpClient};
 
 /// One `remote_read` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,23 +26,6 @@ pub struct RemoteReadConfig {
     pub filter_external_labels: bool,
     pub http: HttpClientConfig,
 }
-
-/// Headers Prometheus sets itself, refused in `headers` as upstream (`reservedHeaders`).
-const RESERVED_HEADERS: [&str; 13] = [
-    "authorization",
-    "host",
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "user-agent",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "www-authenticate",
-    "accept-encoding",
-    "x-prometheus-remote-read-version",
-];
 
 /// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
 /// `deny_unknown_fields`).
@@ -77,9 +60,7 @@ pub(super) fn validate(
             return Err(invalid(at("url"), "url for remote_read is empty".into()));
         }
         check_http_url(&rr.url).map_err(|m| invalid(at("url"), m))?;
-        if let Some(h) = rr.headers.keys().find(|h| RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())) {
-            return Err(invalid(at("headers"), format!("{h} is a reserved header. It must not be changed")));
-        }
+        headers::check(&rr.headers).map_err(|m| invalid(at("headers"), m))?;
         if !rr.name.is_empty() && out.iter().any(|o| o.name == rr.name) {
             return Err(invalid(at("name"), format!("found multiple remote read configs with job name {:?}", rr.name)));
         }
@@ -120,8 +101,12 @@ mod tests {
             "p.yml: remote_read[0].headers: User-Agent is a reserved header. It must not be changed"
         );
         assert_eq!(
-            e("remote_read: [{url: 'http://a/', oauth2: {}}]\n"),
-            "p.yml: remote_read[0].oauth2: key is valid in Prometheus but not supported by Pyrite yet"
+            e("remote_read: [{url: 'http://a/', headers: {authorization: x}}]\n"),
+            "p.yml: remote_read[0].headers: authorization header must be changed via the basic_auth, authorization, oauth2, sigv4, azuread or google_iam parameter"
+        );
+        assert_eq!(
+            e("remote_read: [{url: 'http://a/', oauth2: {client_id: c}}]\n"),
+            "p.yml: remote_read[0].oauth2.token_url: oauth2 token_url must be configured"
         );
         assert_eq!(
             e("remote_read: [{url: 'http://a/', name: x}, {url: 'http://b/', name: x}]\n"),

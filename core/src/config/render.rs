@@ -3,9 +3,12 @@
 
 use serde_norway::{Mapping, Value};
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use super::{
-    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, RemoteReadConfig,
-    ScrapeConfig, ScrapeLimits, StaticConfig,
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, OAuth2, RemoteReadConfig,
+    RemoteWriteConfig, ScrapeConfig, ScrapeLimits, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 
@@ -63,32 +66,58 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     out
 }
 
-/// The HTTP client keys of a scrape config or Alertmanager set, secrets hidden.
-fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
-    if let Some(proxy) = &http.proxy_url {
-        // Credentials in the URL stay secret.
-        let shown = match proxy.rsplit_once('@') {
-            Some((_, host)) => format!("http://<secret>@{host}"),
-            None => proxy.clone(),
-        };
-        m.insert("proxy_url".into(), shown.into());
+fn path(p: &Option<PathBuf>) -> Option<Value> {
+    p.as_ref().map(|p| Value::from(p.display().to_string()))
+}
+
+fn secret(s: &Option<String>) -> Option<Value> {
+    s.as_ref().map(|_| Value::from("<secret>"))
+}
+
+/// A mapping of the pairs that have a value, in their order.
+fn present(pairs: Vec<(&str, Option<Value>)>) -> Value {
+    Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
+}
+
+fn strings(m: &BTreeMap<String, String>) -> Value {
+    Value::Mapping(m.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))).collect())
+}
+
+/// A proxy URL with its credentials hidden.
+fn proxy_url(proxy: &str) -> Value {
+    match proxy.rsplit_once('@') {
+        Some((_, host)) => format!("http://<secret>@{host}").into(),
+        None => proxy.into(),
     }
-    m.insert("follow_redirects".into(), http.follow_redirects.into());
-    m.insert("enable_http2".into(), http.enable_http2.into());
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| Value::from(p.display().to_string()));
-    let secret = |s: &Option<String>| s.as_ref().map(|_| Value::from("<secret>"));
-    let present = |pairs: Vec<(&str, Option<Value>)>| {
-        Value::Mapping(pairs.into_iter().filter_map(|(k, v)| Some((Value::from(k), v?))).collect())
-    };
-    let t = &http.tls;
-    let tls = vec![
+}
+
+fn tls_config(t: &TlsConfig) -> Value {
+    present(vec![
         ("ca_file", path(&t.ca_file)),
         ("cert_file", path(&t.cert_file)),
         ("key_file", path(&t.key_file)),
         ("server_name", t.server_name.as_deref().map(Value::from)),
         ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),
-    ];
-    m.insert("tls_config".into(), present(tls));
+    ])
+}
+
+fn oauth2(o: &OAuth2) -> Value {
+    let scopes = (!o.scopes.is_empty()).then(|| o.scopes.iter().map(|s| Value::from(s.as_str())).collect());
+    present(vec![
+        ("client_id", Some(o.client_id.as_str().into())),
+        ("client_secret", secret(&o.client_secret)),
+        ("client_secret_file", path(&o.client_secret_file)),
+        ("scopes", scopes.map(Value::Sequence)),
+        ("token_url", Some(o.token_url.as_str().into())),
+        ("endpoint_params", (!o.endpoint_params.is_empty()).then(|| strings(&o.endpoint_params))),
+        ("tls_config", Some(tls_config(&o.tls))),
+        ("proxy_url", o.proxy_url.as_deref().map(proxy_url)),
+    ])
+}
+
+/// The HTTP client keys of a scrape config, Alertmanager set or remote store in upstream's
+/// order, secrets hidden.
+fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
     if let Some(b) = &http.basic_auth {
         let fields = vec![
             ("username", b.username.as_deref().map(Value::from)),
@@ -105,6 +134,15 @@ fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
             ("credentials_file", path(&a.credentials_file)),
         ];
         m.insert("authorization".into(), present(fields));
+    }
+    if let Some(o) = &http.oauth2 {
+        m.insert("oauth2".into(), oauth2(o));
+    }
+    m.insert("tls_config".into(), tls_config(&http.tls));
+    m.insert("follow_redirects".into(), http.follow_redirects.into());
+    m.insert("enable_http2".into(), http.enable_http2.into());
+    if let Some(proxy) = &http.proxy_url {
+        m.insert("proxy_url".into(), proxy_url(proxy));
     }
 }
 
@@ -169,9 +207,6 @@ fn alertmanager_config(am: &AlertmanagerConfig) -> Value {
 
 /// A `remote_read` entry with its defaults; header values are shown, as upstream shows them.
 fn remote_read_config(rr: &RemoteReadConfig) -> Value {
-    let strings = |m: &std::collections::BTreeMap<String, String>| {
-        Value::Mapping(m.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))).collect())
-    };
     let mut out = map([
         ("url", rr.url.as_str().into()),
         ("remote_timeout", rr.remote_timeout.to_string().into()),
@@ -189,6 +224,74 @@ fn remote_read_config(rr: &RemoteReadConfig) -> Value {
         m.insert("required_matchers".into(), strings(&rr.required_matchers));
     }
     http_client(m, &rr.http);
+    out
+}
+
+/// A `remote_write` entry with its defaults, in upstream's key order (what upstream leaves out
+/// when empty or false is left out); header values are shown, as upstream shows them.
+pub(super) fn remote_write_config(rw: &RemoteWriteConfig) -> Value {
+    let mut out = map([("url", rw.url.as_str().into()), ("remote_timeout", rw.remote_timeout.to_string().into())]);
+    let Value::Mapping(m) = &mut out else { return out };
+    if !rw.headers.is_empty() {
+        m.insert("headers".into(), strings(&rw.headers));
+    }
+    if !rw.write_relabel_configs.is_empty() {
+        let rules = rw.write_relabel_configs.iter().map(|r| r.to_yaml()).collect();
+        m.insert("write_relabel_configs".into(), Value::Sequence(rules));
+    }
+    if !rw.name.is_empty() {
+        m.insert("name".into(), rw.name.as_str().into());
+    }
+    for (key, on) in [
+        ("send_exemplars", rw.send_exemplars),
+        ("send_native_histograms", rw.send_native_histograms),
+        ("round_robin_dns", rw.round_robin_dns),
+    ] {
+        if on {
+            m.insert(key.into(), true.into());
+        }
+    }
+    m.insert("protobuf_message".into(), rw.protobuf_message.proto_name().into());
+    http_client(m, &rw.http);
+    let q = &rw.queue;
+    let mut queue = map([
+        ("capacity", q.capacity.into()),
+        ("max_shards", q.max_shards.into()),
+        ("min_shards", q.min_shards.into()),
+        ("max_samples_per_send", q.max_samples_per_send.into()),
+        ("batch_send_deadline", q.batch_send_deadline.to_string().into()),
+        ("min_backoff", q.min_backoff.to_string().into()),
+        ("max_backoff", q.max_backoff.to_string().into()),
+    ]);
+    if let Value::Mapping(queue) = &mut queue {
+        if q.retry_on_http_429 {
+            queue.insert("retry_on_http_429".into(), true.into());
+        }
+        if q.sample_age_limit.millis() > 0 {
+            queue.insert("sample_age_limit".into(), q.sample_age_limit.to_string().into());
+        }
+    }
+    m.insert("queue_config".into(), queue);
+    let md = &rw.metadata;
+    let metadata = map([
+        ("send", md.send.into()),
+        ("send_interval", md.send_interval.to_string().into()),
+        ("max_samples_per_send", md.max_samples_per_send.into()),
+    ]);
+    m.insert("metadata_config".into(), metadata);
+    if let Some(s) = &rw.sigv4 {
+        let text = |s: &Option<String>| s.as_deref().map(Value::from);
+        let sigv4 = present(vec![
+            ("region", text(&s.region)),
+            ("access_key", text(&s.access_key)),
+            ("secret_key", secret(&s.secret_key)),
+            ("profile", text(&s.profile)),
+            ("role_arn", text(&s.role_arn)),
+            ("use_fips_sts_endpoint", s.use_fips_sts_endpoint.then_some(Value::from(true))),
+            ("service_name", text(&s.service_name)),
+        ]);
+        m.insert("sigv4".into(), sigv4);
+    }
     out
 }
 
@@ -241,6 +344,12 @@ impl Config {
                 let sets = a.alertmanagers.iter().map(alertmanager_config).collect();
                 alerting.insert("alertmanagers".into(), Value::Sequence(sets));
                 m.insert("alerting".into(), Value::Mapping(alerting));
+            }
+            if !self.remote_write.is_empty() {
+                m.insert(
+                    "remote_write".into(),
+                    Value::Sequence(self.remote_write.iter().map(remote_write_config).collect()),
+                );
             }
             if !self.remote_read.is_empty() {
                 m.insert(
