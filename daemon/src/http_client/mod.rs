@@ -1,6 +1,6 @@
 //! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
-//! `authorization`, `tls_config`, `proxy_url`, `follow_redirects`), for the notifier and
-//! `pyrite query`: one ureq agent per request, with the scrape client's rustls configuration
+//! `authorization`, `oauth2` ([`oauth2`]), `tls_config`, `proxy_url`, `follow_redirects`), for
+//! the notifier, remote read and `pyrite query`: one ureq agent per request, with the scrape client's rustls configuration
 //! (`scrape::tls::client_config`) for `https` URLs.
 //!
 //! ureq verifies a server's certificate for the host of the URL. To honour
@@ -8,6 +8,8 @@
 //! real host, so TLS (SNI and verification) uses the configured name while the connection
 //! goes where the URL points; the `Host` header then carries the configured name. Host names
 //! are looked up by Pyrite's own resolver ([`crate::dns::socket_addrs`]), not the C library's.
+
+pub mod oauth2;
 
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientC
 }
 
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
-/// read now).
+/// read now; an `oauth2` token is fetched within `timeout` unless one is cached).
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
     let mut agent = ureq::AgentBuilder::new()
         .timeout(timeout)
@@ -57,6 +59,9 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
     let mut request = agent.build().request(method, &url);
     if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
         request = request.set("Authorization", &value);
+    }
+    if let Some(config) = &http.oauth2 {
+        request = request.set("Authorization", &oauth2::authorization(config, timeout).map_err(|e| e.to_string())?);
     }
     Ok(request)
 }
