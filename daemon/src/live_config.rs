@@ -37,6 +37,9 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error("error loading rules: {0}")]
     Rules(RuleLoadError),
+    /// `remote_write` parses, but nothing sends yet: refused rather than ignored.
+    #[error("{file}: remote_write: the sender is not built yet")]
+    RemoteWriteNotBuilt { file: String },
 }
 
 /// Why the rule files could not be loaded: the first that is not valid.
@@ -70,7 +73,11 @@ impl ConfigSource {
                 "the embedded default configuration".into(),
             ),
         };
-        Ok(Config::parse(&text, &name)?)
+        let config = Config::parse(&text, &name)?;
+        if !config.remote_write.is_empty() {
+            return Err(LoadError::RemoteWriteNotBuilt { file: name });
+        }
+        Ok(config)
     }
 }
 
