@@ -147,9 +147,10 @@ fn invalid_configs_are_refused_naming_file_and_key() {
         bad_rules.display()
     );
     for (config, expected) in [
+        ("storage: {}\n", "prometheus.yml: storage: key is valid in Prometheus but not supported by Pyrite yet"),
         (
-            "remote_write: []\n",
-            "prometheus.yml: remote_write: key is valid in Prometheus but not supported by Pyrite yet",
+            "remote_write: [{url: 'http://r/api/v1/write'}]\n",
+            "prometheus.yml: remote_write: the sender is not built yet",
         ),
         (rule_config.as_str(), rule_error.as_str()),
         (

@@ -29,8 +29,15 @@ struct Seen {
     issued: Vec<String>,
 }
 
-/// One HTTP/1.1 request: path, headers (lower-case names), body.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// One HTTP/1.1 request.
+struct Request {
+    path: String,
+    /// Names in lower case.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
     reader.read_line(&mut line).ok().filter(|&n| n > 0)?;
     let path = line.split_whitespace().nth(1)?.to_string();
@@ -48,7 +55,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<(Strin
     let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some((path, headers, body))
+    Some(Request { path, headers, body })
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &[u8]) {
@@ -76,7 +83,7 @@ fn stand_in() -> (String, Arc<Mutex<Seen>>) {
 fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
-    while let Some((path, headers, body)) = read_request(&mut reader) {
+    while let Some(Request { path, headers, body }) = read_request(&mut reader) {
         let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
         let mut seen = seen.lock().expect("lock");
         if path == "/token" {
