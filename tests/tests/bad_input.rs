@@ -147,10 +147,7 @@ fn invalid_configs_are_refused_naming_file_and_key() {
         bad_rules.display()
     );
     for (config, expected) in [
-        (
-            "remote_write: []\n",
-            "prometheus.yml: remote_write: key is valid in Prometheus but not supported by Pyrite yet",
-        ),
+        ("storage: {}\n", "prometheus.yml: storage: key is valid in Prometheus but not supported by Pyrite yet"),
         (rule_config.as_str(), rule_error.as_str()),
         (
             "scrape_configs:\n  - job_name: a\n    scrape_intervl: 1m\n",

@@ -311,6 +311,15 @@ mod tests {
             "h.yml: bearer_token: key is valid in Prometheus but not supported by Pyrite yet"
         );
         assert_eq!(e("tls_config:\n  ca_fil: x\n"), "h.yml: tls_config.ca_fil: unknown key");
+        let text = "oauth2:\n  client_id: c\n  client_secret_file: secret\n  token_url: https://idp/token\n  tls_config: {ca_file: idp.crt}\n";
+        let o = HttpClientConfig::parse(text, "/etc/pyrite/http.yml").unwrap().oauth2.unwrap();
+        assert_eq!(o.client_secret_file, Some("/etc/pyrite/secret".into()));
+        assert_eq!(o.token_client().tls.ca_file, Some("/etc/pyrite/idp.crt".into()));
+        assert_eq!(o.client_secret(&|p| Ok(format!("{}\n", p.display()))).unwrap(), "/etc/pyrite/secret");
+        assert_eq!(
+            e("oauth2: {client_id: c, token_url: 'http://t/'}\nbasic_auth: {username: u}\n"),
+            "h.yml: oauth2: at most one of basic_auth, oauth2 & authorization must be configured"
+        );
         assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
     }
 

@@ -213,6 +213,7 @@ pub(super) fn validate(
     invalid: Invalid,
 ) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
     let mut out: Vec<RemoteWriteConfig> = Vec::new();
+    let mut hashes: Vec<String> = Vec::new();
     for (i, rw) in raw.into_iter().enumerate() {
         let at = |key: &str| format!("remote_write[{i}].{key}");
         if rw.url.is_empty() {
@@ -286,11 +287,13 @@ pub(super) fn validate(
             queue,
             metadata,
         };
-        if out.iter().any(|o| o.hash() == entry.hash()) {
+        let hash = entry.hash();
+        if hashes.contains(&hash) {
             let message =
                 format!("duplicate remote write configs are not allowed, found duplicate for URL: {}", entry.url);
             return Err(invalid(format!("remote_write[{i}]"), message));
         }
+        hashes.push(hash);
         out.push(entry);
     }
     Ok(out)

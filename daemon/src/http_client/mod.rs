@@ -1,14 +1,16 @@
 //! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
-//! `authorization`, `tls_config`, `proxy_url`, `follow_redirects`), for the notifier, remote
-//! read and write, and `pyrite query`: a ureq agent with the scrape client's rustls configuration
-//! (`scrape::tls::client_config`) for `https` URLs, made per request ([`request`]) or kept by a
-//! sender that reuses its connections ([`Client`]).
+//! `authorization`, `oauth2` ([`oauth2`]), `tls_config`, `proxy_url`, `follow_redirects`), for
+//! the notifier, remote read and write, and `pyrite query`: a ureq agent with the scrape
+//! client's rustls configuration (`scrape::tls::client_config`) for `https` URLs, made per
+//! request ([`request`]) or kept by a sender that reuses its connections ([`Client`]).
 //!
 //! ureq verifies a server's certificate for the host of the URL. To honour
 //! `tls_config.server_name`, the request goes to that name and a resolver maps it to the URL's
 //! real host, so TLS (SNI and verification) uses the configured name while the connection
 //! goes where the URL points; the `Host` header then carries the configured name. Host names
 //! are looked up by Pyrite's own resolver ([`crate::dns::socket_addrs`]), not the C library's.
+
+pub mod oauth2;
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientC
 }
 
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
-/// read now).
+/// read now; an `oauth2` token is fetched within `timeout` unless one is cached).
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
     Client::new(http, url, timeout)?.request(http, method)
 }
@@ -34,20 +36,26 @@ pub struct Client {
     agent: ureq::Agent,
     /// The URL as the agent asks for it (see the module docs on `server_name`).
     url: String,
+    timeout: Duration,
 }
 
 impl Client {
     /// An agent for `url` with `http`'s settings; each request times out after `timeout`.
     pub fn new(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<Client, String> {
         let (agent, url) = agent(http, url, timeout)?;
-        Ok(Client { agent, url })
+        Ok(Client { agent, url, timeout })
     }
 
-    /// A request to the URL with `http`'s credentials (secret files are read now).
+    /// A request to the URL with `http`'s credentials (secret files are read now; an `oauth2`
+    /// token is fetched within the timeout unless one is cached).
     pub fn request(&self, http: &HttpClientConfig, method: &str) -> Result<ureq::Request, String> {
         let mut request = self.agent.request(method, &self.url);
         if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
             request = request.set("Authorization", &value);
+        }
+        if let Some(config) = &http.oauth2 {
+            let token = oauth2::authorization(config, self.timeout).map_err(|e| e.to_string())?;
+            request = request.set("Authorization", &token);
         }
         Ok(request)
     }

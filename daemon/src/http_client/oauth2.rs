@@ -1,0 +1,249 @@
+//! OAuth 2.0 client credentials (`oauth2` in an HTTP client configuration), as upstream's
+//! `oauth2RoundTripper` over Go's `clientcredentials`: a token is asked of `token_url` with a
+//! form-encoded `grant_type=client_credentials` (with `scope` and `endpoint_params`), the
+//! client id and secret as basic auth (then, if that is refused, in the form: Go's auto-detected
+//! auth style), and sent as `Authorization: <token_type> <access_token>`.
+//!
+//! Tokens are cached per configuration and client secret, in one process-wide table, until
+//! 10 s before they expire (Go's `expiryDelta`); a token without `expires_in` is kept until
+//! the configuration or the secret changes. Every thread that sends with the same
+//! configuration (remote read workers, the notifier, remote write senders) shares one token,
+//! and while one of them fetches it, the others wait for its answer instead of asking too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyrite_core::config::{basic_credentials, OAuth2, SecretError};
+use serde::Deserialize as _;
+
+/// A token is renewed this long before it expires.
+const EXPIRY_DELTA: Duration = Duration::from_secs(10);
+
+/// The most of a token answer that is read (as Go's client).
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuth2Error {
+    #[error("unable to read oauth2 client secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("oauth2: cannot overwrite parameter {0:?}")]
+    Parameter(String),
+    #[error("oauth2: token request to {url}: {error}")]
+    Request { url: String, error: String },
+    #[error("oauth2: cannot fetch token: {status}\nResponse: {body}")]
+    Status { status: u16, body: String },
+    #[error("oauth2: {code:?} {description:?}")]
+    Refused { code: String, description: String },
+    #[error("oauth2: cannot parse response: {0}")]
+    Answer(String),
+    #[error("oauth2: server response missing access_token")]
+    NoToken,
+}
+
+impl OAuth2Error {
+    /// Whether the token endpoint answered with a refusal (worth asking again with the
+    /// credentials in the form), rather than not answering at all.
+    fn refused(&self) -> bool {
+        matches!(self, OAuth2Error::Status { .. } | OAuth2Error::Refused { .. })
+    }
+}
+
+/// A token, as its `Authorization` header value.
+#[derive(Clone)]
+struct Token {
+    authorization: String,
+    expires: Option<Instant>,
+}
+
+impl Token {
+    fn fresh(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| now + EXPIRY_DELTA < at)
+    }
+}
+
+/// Where the client id and secret go in the token request.
+#[derive(Clone, Copy, PartialEq)]
+enum Credentials {
+    BasicAuth,
+    Form,
+}
+
+/// One configuration's token, and how its endpoint takes the credentials once known.
+#[derive(Default)]
+struct Entry {
+    token: Option<Token>,
+    style: Option<Credentials>,
+}
+
+type Key = (OAuth2, String);
+
+static TOKENS: Mutex<Option<HashMap<Key, Arc<Mutex<Entry>>>>> = Mutex::new(None);
+
+/// The `Authorization` header value for a request with `config`: its cached token, or a new
+/// one asked for within `timeout`.
+pub fn authorization(config: &OAuth2, timeout: Duration) -> Result<String, OAuth2Error> {
+    let secret = config.client_secret(&crate::files::read_text)?;
+    let entry = {
+        let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+        let tokens = tokens.get_or_insert_with(HashMap::new);
+        // Forget the tokens of configurations no one is asking for that have expired.
+        let now = Instant::now();
+        tokens.retain(|_, e| {
+            Arc::strong_count(e) > 1 || e.try_lock().is_ok_and(|e| e.token.as_ref().is_some_and(|t| t.fresh(now)))
+        });
+        tokens.entry((config.clone(), secret.clone())).or_default().clone()
+    };
+    // Held while fetching: the other threads wanting this token wait for it.
+    let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(token) = entry.token.as_ref().filter(|t| t.fresh(Instant::now())) {
+        return Ok(token.authorization.clone());
+    }
+    let token = match entry.style {
+        Some(style) => fetch(config, &secret, style, timeout)?,
+        None => {
+            let (token, style) = match fetch(config, &secret, Credentials::BasicAuth, timeout) {
+                Ok(token) => (token, Credentials::BasicAuth),
+                Err(e) if e.refused() => (fetch(config, &secret, Credentials::Form, timeout)?, Credentials::Form),
+                Err(e) => return Err(e),
+            };
+            entry.style = Some(style);
+            token
+        }
+    };
+    entry.token = Some(token.clone());
+    Ok(token.authorization)
+}
+
+/// Asks the token endpoint for a token.
+fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -> Result<Token, OAuth2Error> {
+    let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+    let scope = config.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    for (name, value) in &config.endpoint_params {
+        match form.iter_mut().find(|(n, _)| n == name) {
+            // Go lets `grant_type` be replaced, for servers that want another.
+            Some(param) if name == "grant_type" => param.1 = value,
+            Some(_) => return Err(OAuth2Error::Parameter(name.clone())),
+            None => form.push((name, value)),
+        }
+    }
+    let url = config.token_url.as_str();
+    let failed = |error: String| OAuth2Error::Request { url: url.into(), error };
+    let mut request = super::request(&config.token_client(), "POST", url, timeout).map_err(failed)?;
+    match style {
+        Credentials::BasicAuth => {
+            let escape = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.set("Authorization", &basic_credentials(&escape(&config.client_id), &escape(secret)));
+        }
+        Credentials::Form => {
+            if !config.client_id.is_empty() {
+                form.push(("client_id", &config.client_id));
+            }
+            if !secret.is_empty() {
+                form.push(("client_secret", secret));
+            }
+        }
+    }
+    let response = match request.send_form(&form) {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let status = response.status();
+    let media = response.content_type().to_ascii_lowercase();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(response.into_reader(), MAX_ANSWER_BYTES), &mut body)
+        .map_err(|e| failed(e.to_string()))?;
+    let refusal = || OAuth2Error::Status { status, body: String::from_utf8_lossy(&body).into_owned() };
+    let answer = match parse(&media, &body) {
+        Ok(answer) => answer,
+        Err(_) if !(200..300).contains(&status) => return Err(refusal()),
+        Err(e) => return Err(OAuth2Error::Answer(e)),
+    };
+    if let Some(code) = answer.error {
+        return Err(OAuth2Error::Refused { code, description: answer.error_description.unwrap_or_default() });
+    }
+    if !(200..300).contains(&status) {
+        return Err(refusal());
+    }
+    let token = answer.access_token.filter(|t| !t.is_empty()).ok_or(OAuth2Error::NoToken)?;
+    let kind = match answer.token_type.as_deref().unwrap_or("") {
+        "" => "Bearer".to_string(),
+        t if t.eq_ignore_ascii_case("bearer") => "Bearer".to_string(),
+        t if t.eq_ignore_ascii_case("mac") => "MAC".to_string(),
+        t if t.eq_ignore_ascii_case("basic") => "Basic".to_string(),
+        t => t.to_string(),
+    };
+    let expires = answer.expires_in.filter(|&s| s > 0).map(|s| Instant::now() + Duration::from_secs(s));
+    Ok(Token { authorization: format!("{kind} {token}"), expires })
+}
+
+/// The fields of a token answer that matter.
+#[derive(Default, serde::Deserialize)]
+struct Answer {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    #[serde(default, deserialize_with = "seconds")]
+    expires_in: Option<u64>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `expires_in` as a number or, as some servers send it, a string of one.
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => Ok(n.as_u64()),
+        serde_json::Value::String(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+        _ => Ok(None),
+    }
+}
+
+/// A token answer: a form for `application/x-www-form-urlencoded` and `text/plain` (as Go
+/// reads them), JSON otherwise.
+fn parse(media: &str, body: &[u8]) -> Result<Answer, String> {
+    if matches!(media, "application/x-www-form-urlencoded" | "text/plain") {
+        let mut answer = Answer::default();
+        for (name, value) in form_urlencoded::parse(body) {
+            let value = Some(value.into_owned());
+            match name.as_ref() {
+                "access_token" => answer.access_token = value,
+                "token_type" => answer.token_type = value,
+                "expires_in" => answer.expires_in = value.and_then(|v| v.parse().ok()),
+                "error" => answer.error = value.filter(|v| !v.is_empty()),
+                "error_description" => answer.error_description = value,
+                _ => {}
+            }
+        }
+        return Ok(answer);
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_json_or_forms() {
+        let a =
+            parse("application/json", br#"{"access_token":"t","token_type":"bearer","expires_in":"3600"}"#).unwrap();
+        assert_eq!((a.access_token.as_deref(), a.expires_in), (Some("t"), Some(3600)));
+        let a = parse("application/x-www-form-urlencoded", b"access_token=a%20b&expires_in=60&scope=x").unwrap();
+        assert_eq!((a.access_token.as_deref(), a.expires_in, a.token_type), (Some("a b"), Some(60), None));
+        let a = parse("", br#"{"error":"invalid_client","error_description":"no"}"#).unwrap();
+        assert_eq!(a.error.as_deref(), Some("invalid_client"));
+        assert!(parse("application/json", b"<html>").is_err());
+    }
+
+    #[test]
+    fn tokens_are_renewed_ten_seconds_before_they_expire() {
+        let now = Instant::now();
+        let token = |expires| Token { authorization: String::new(), expires };
+        assert!(token(None).fresh(now));
+        assert!(token(Some(now + Duration::from_secs(11))).fresh(now));
+        assert!(!token(Some(now + Duration::from_secs(10))).fresh(now));
+    }
+}
