@@ -188,19 +188,24 @@ fn wal_records_round_trip() {
         wal::encode_samples(&mut log, &samples, compress);
         wal::encode_tombstones(&mut log, &deleted, compress);
         wal::encode_chunks(&mut log, [(id, snapshot.clone())], compress);
+        let forgotten: Vec<u32> = series.iter().map(|(id, _)| *id).collect();
+        wal::encode_forgotten(&mut log, &forgotten, compress);
         let mut records = Vec::new();
         let scan = wal::scan_frames(&log, |r| records.push(r));
         assert!(scan.damage.is_empty() && scan.valid_len == log.len());
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
+        let mut got_forgotten = Vec::new();
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
                 Record::Samples(s) => got_samples.extend(s.into_iter().map(|(id, t, v)| (id, t, v.to_bits()))),
                 Record::Tombstones(d) => got_deleted.extend(d),
                 Record::Chunks(c) => got_chunks.extend(c),
+                Record::Forgotten(f) => got_forgotten.extend(f),
             }
         }
+        assert_eq!(got_forgotten, forgotten);
         assert_eq!(got_series, series);
         assert_eq!(got_samples, samples.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
         assert_eq!(got_deleted, deleted);

@@ -151,7 +151,10 @@ mod tests {
         ]
     }
 
-    fn encoded(series: &[WriteSeries]) -> Vec<(Vec<u8>, Vec<(i64, f64)>)> {
+    /// Each series' encoded labels and samples.
+    type Encoded = Vec<(Vec<u8>, Vec<(i64, f64)>)>;
+
+    fn encoded(series: &[WriteSeries]) -> Encoded {
         series.iter().map(|s| (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect()
     }
 

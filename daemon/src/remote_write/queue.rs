@@ -287,6 +287,9 @@ fn send_part(q: &QueueSetup, part: &[&RoundSeries]) -> Sent {
     sent
 }
 
+/// A series of a request being retried, its samples past `sample_age_limit` taken out.
+type AgedSeries<'a> = (&'a [u8], Vec<(i64, f64)>);
+
 /// Sends one request until it is answered for good; counts what became of its samples.
 fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
     let m = &q.metrics.remote;
@@ -294,7 +297,7 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
     let queue = &q.config.queue;
     let mut backoff = queue.min_backoff.as_std();
     // The batch as retried once samples past `sample_age_limit` were taken out of it.
-    let mut aged: Option<Vec<(&[u8], Vec<(i64, f64)>)>> = None;
+    let mut aged: Option<Vec<AgedSeries>> = None;
     loop {
         let view: Vec<OutSeries>;
         let now: &[OutSeries] = match &aged {
