@@ -197,23 +197,28 @@ fn interval(t: i64) -> i64 {
     (t + INTERVAL_MS - 1).div_euclid(INTERVAL_MS)
 }
 
+/// The samples of `m` in `(from, to]` (ms) that are numbers, in the series that have any.
+fn window(m: &Matrix, from: i64, to: i64) -> Matrix {
+    m.iter()
+        .map(|(labels, samples)| {
+            let kept = samples.iter().copied().filter(|(t, v)| *t > from && *t <= to && !v.is_nan()).collect();
+            (labels.clone(), kept)
+        })
+        .filter(|(_, samples): &(_, Vec<_>)| !samples.is_empty())
+        .collect()
+}
+
 /// How `store` differs, over `(from, to]` (ms), from the replicas' samples deduplicated:
 /// the same series, and per series one sample in each interval where a replica has one,
 /// each of them a sample a replica took. None if it does not.
 fn dedup_difference(replicas: &[&Matrix], store: &Matrix, from: i64, to: i64) -> Option<String> {
-    let within = |t: i64| t > from && t <= to;
-    let mut taken: BTreeMap<&Vec<(String, String)>, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut taken = Matrix::new();
     for m in replicas {
-        for (labels, samples) in m.iter() {
-            taken.entry(labels).or_default().extend(samples.iter().filter(|(t, v)| within(*t) && !v.is_nan()));
+        for (labels, samples) in window(m, from, to) {
+            taken.entry(labels).or_default().extend(samples);
         }
     }
-    taken.retain(|_, samples| !samples.is_empty());
-    let stored: BTreeMap<&Vec<(String, String)>, Vec<(i64, f64)>> = store
-        .iter()
-        .map(|(labels, samples)| (labels, samples.iter().copied().filter(|(t, _)| within(*t)).collect::<Vec<_>>()))
-        .filter(|(_, samples)| !samples.is_empty())
-        .collect();
+    let stored = window(store, from, to);
     let unexpected: Vec<_> = stored.keys().filter(|k| !taken.contains_key(*k)).take(2).collect();
     let missing = taken.keys().filter(|k| !stored.contains_key(*k)).count();
     if !unexpected.is_empty() || missing > 0 {
@@ -252,11 +257,13 @@ fn assert_deduplicated(vm: &str, replicas: &[&Pyrite], from: i64, to: i64) {
     assert!(taken.iter().all(|m| m.len() > 100), "a replica scraped too few series");
     let taken: Vec<&Matrix> = taken.iter().collect();
     let mut last = String::new();
-    let same = eventually(Duration::from_secs(30), || match dedup_difference(&taken, &matrix(vm, selector, t, &[]), from, to) {
-        None => Some(()),
-        Some(d) => {
-            last = d;
-            None
+    let same = eventually(Duration::from_secs(30), || {
+        match dedup_difference(&taken, &matrix(vm, selector, t, &[]), from, to) {
+            None => Some(()),
+            Some(d) => {
+                last = d;
+                None
+            }
         }
     });
     assert!(same.is_some(), "VictoriaMetrics does not hold the replicas' samples deduplicated: {last}");
@@ -281,9 +288,8 @@ fn two_replicas_give_one_alert_one_notification_and_each_series_once() {
     let (receiver_port, notifications) = receiver();
     let am1 = alertmanager(&dir.0.join("am1"), receiver_port, None);
     let am2 = alertmanager(&dir.0.join("am2"), receiver_port, Some(am1.cluster_port));
-    let clustered = eventually(Duration::from_secs(30), || {
-        Some(()).filter(|_| cluster_size(&am1) == 2 && cluster_size(&am2) == 2)
-    });
+    let clustered =
+        eventually(Duration::from_secs(30), || Some(()).filter(|_| cluster_size(&am1) == 2 && cluster_size(&am2) == 2));
     assert!(clustered.is_some(), "the Alertmanagers did not form a cluster");
 
     let substitutions = [
