@@ -1,7 +1,8 @@
 //! The deployment files of `deploy/` are what they claim to be: the configurations pass
-//! `pyrite check config` and Debian's promtool (rule files included), Alertmanager's passes
-//! amtool, the AWS inputs parse and agree on the route prefix, the Compose file waits for
-//! Pyrite's exec-form health check and mounts files that exist, and every query of the
+//! `pyrite check config` and Debian's promtool (rule files included), Alertmanager's pass
+//! amtool, the high-availability replicas differ in their replica label only, the AWS
+//! inputs parse and agree on the route prefix, the Compose file waits for Pyrite's exec-form
+//! health check and mounts files that exist, and every query of the
 //! provisioned Grafana dashboard is valid PromQL to a running Pyrite. (`container.rs` runs the
 //! image as the ECS task definition says.)
 
@@ -34,13 +35,27 @@ fn passes(program: &Path, args: &[&str]) {
 
 #[test]
 fn the_configurations_pass_pyrite_and_upstreams_checks() {
-    for config in ["ecs/prometheus.yml", "compose/prometheus.yml"] {
+    for config in ["ecs/prometheus.yml", "compose/prometheus.yml", "ha/prometheus-a.yml", "ha/prometheus-b.yml"] {
         let file = deploy(config);
         let file = file.to_str().expect("UTF-8 path");
         passes(&bin("pyrite"), &["check", "config", file]);
         passes(Path::new("promtool"), &["check", "config", file]);
     }
-    passes(Path::new("amtool"), &["check-config", deploy("compose/alertmanager.yml").to_str().expect("UTF-8")]);
+    for config in ["compose/alertmanager.yml", "ha/alertmanager.yml"] {
+        passes(Path::new("amtool"), &["check-config", deploy(config).to_str().expect("UTF-8")]);
+    }
+}
+
+/// The replicas of `deploy/ha` differ in their replica label (and the comment naming the
+/// other file) only: same targets, rules, Alertmanagers and remote writes.
+#[test]
+fn the_high_availability_replicas_differ_only_in_their_replica_label() {
+    let read = |file: &str| std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let (a, b) = (read("ha/prometheus-a.yml"), read("ha/prometheus-b.yml"));
+    let differing: Vec<(&str, &str)> =
+        a.lines().zip(b.lines()).filter(|(x, y)| x != y && !x.starts_with('#')).collect();
+    assert_eq!(differing, [("    replica: a", "    replica: b")]);
+    assert_eq!(a.lines().count(), b.lines().count());
 }
 
 #[test]
