@@ -302,5 +302,35 @@ fn rules(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exposition, chunks, postings, head_and_query, rules);
+/// Building a remote-write request of 2,000 samples (one per series, node-exporter-like
+/// labels): the sender's labels encoded once per series, against the whole message encoded
+/// by prost from `Labels` each time (what a sender without the cache would do).
+fn remote_write_requests(c: &mut Criterion) {
+    use pyrite_core::remote::send::{encode_labels, encode_v1, encode_v2, OutSeries};
+    use pyrite_core::remote::{encode_write_request, WriteSeries};
+    use pyrite_core::value::Sample;
+    let series: Vec<WriteSeries> = (0..2000)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([
+                ("__name__", format!("node_cpu_seconds_total_{}", i % 50)),
+                ("cpu", (i % 16).to_string()),
+                ("instance", format!("node-{}.example:9100", i / 100)),
+                ("job", "node".to_string()),
+                ("mode", "user".to_string()),
+            ]),
+            samples: vec![Sample { t: 1_700_000_000_000 + i, v: i as f64 * 1.5 }],
+        })
+        .collect();
+    let encoded: Vec<(Vec<u8>, Vec<(i64, f64)>)> =
+        series.iter().map(|s| (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect();
+    let out: Vec<OutSeries> = encoded.iter().map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+    let mut g = c.benchmark_group("remote_write_request");
+    g.throughput(Throughput::Elements(2000));
+    g.bench_function("v1_cached_labels", |b| b.iter(|| black_box(encode_v1(black_box(&out)))));
+    g.bench_function("v2_cached_labels", |b| b.iter(|| black_box(encode_v2(black_box(&out)))));
+    g.bench_function("v1_prost_from_labels", |b| b.iter(|| black_box(encode_write_request(black_box(&series)))));
+    g.finish();
+}
+
+criterion_group!(benches, exposition, chunks, postings, head_and_query, rules, remote_write_requests);
 criterion_main!(benches);

@@ -10,6 +10,7 @@ pub mod promqltest;
 pub mod seccomp;
 pub mod webdriver;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -490,4 +491,61 @@ mod tests {
         assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
         assert_eq!(metric_sum(text, "missing", ""), 0.0);
     }
+}
+
+/// Series (labels, sorted) to samples `(t in ms, value)`, as a server's query API gives them.
+pub type Matrix = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
+/// Every sample of `selector[range]` at `t` (seconds) through the query API at `url`
+/// (Pyrite, Prometheus, VictoriaMetrics), each series with the labels of `extra` added.
+pub fn matrix(url: &str, selector: &str, range: &str, t: f64, extra: &[(&str, &str)]) -> Matrix {
+    let q = encode(&format!("{selector}[{range}]"));
+    let (status, body) = http_get(&format!("{url}/api/v1/query?query={q}&time={t}")).expect("query");
+    assert_eq!(status, 200, "{url}: {body}");
+    let mut out = Matrix::new();
+    for r in json(&body)["data"]["result"].as_array().expect("matrix") {
+        let mut labels: Vec<(String, String)> = r["metric"]
+            .as_object()
+            .expect("labels")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("label value").to_string()))
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        labels.sort();
+        // Values as numbers: Prometheus 2.42 writes small ones with an exponent.
+        let samples = r["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().expect("time") * 1000.0).round() as i64;
+                (t, p[1].as_str().expect("value").parse::<f64>().expect("a number"))
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    out
+}
+
+/// Debian's VictoriaMetrics on a loopback port, deduplicating samples of a series within
+/// `dedup` (`-dedup.minScrapeInterval`), with the latency offset off so that queries see the
+/// newest samples; its URL.
+pub fn victoria_metrics(dir: &std::path::Path, dedup: &str) -> (Process, String) {
+    let port = free_port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-dedup.minScrapeInterval={dedup}"))
+        .args(["-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=ERROR"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start victoria-metrics (installed by scripts/test)");
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = eventually(Duration::from_secs(30), || {
+        http_get(&format!("{url}/health")).ok().filter(|(s, _)| *s == 200).map(drop)
+    });
+    assert!(ready.is_some(), "victoria-metrics not ready");
+    (Process::new(child), url)
 }

@@ -17,15 +17,15 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyrite_tests::{eventually, free_port, http_get, json, metric_sum, Process, Pyrite, PyriteOpts, TempDir};
+use pyrite_tests::{
+    eventually, free_port, http_get, json, matrix, metric_sum, victoria_metrics, Matrix, Process, Pyrite, PyriteOpts,
+    TempDir,
+};
 use serde_json::Value;
 
 /// The scrape and evaluation interval of the test, in place of the files' 15s; also
 /// VictoriaMetrics' `-dedup.minScrapeInterval`, as it documents for HA pairs.
 const INTERVAL_MS: i64 = 1000;
-
-/// Series (labels, sorted) to samples `(t in ms, value)`.
-type Matrix = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
 
 fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/ha").join(file)
@@ -40,28 +40,6 @@ fn templated(file: &str, substitutions: &[(&str, String)]) -> String {
         text = text.replace(from, to);
     }
     text
-}
-
-/// Debian's VictoriaMetrics on a loopback port, keeping one sample per series per interval;
-/// the latency offset is off so that queries see the newest samples.
-fn victoria_metrics(dir: &Path) -> (Process, String) {
-    let port = free_port();
-    let child = Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!("-dedup.minScrapeInterval={INTERVAL_MS}ms"))
-        .args(["-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=ERROR"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start victoria-metrics (installed by scripts/test)");
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = eventually(Duration::from_secs(30), || {
-        http_get(&format!("{url}/health")).ok().filter(|(s, _)| *s == 200).map(drop)
-    });
-    assert!(ready.is_some(), "victoria-metrics not ready");
-    (Process::new(child), url)
 }
 
 /// The notifications the receiver got: their JSON bodies.
@@ -162,36 +140,6 @@ fn replica(name: &str, substitutions: &[(&str, String)]) -> Pyrite {
     })
 }
 
-/// Every sample of series matching `selector` in the 60 s up to `t` (seconds), read through
-/// `url`'s API, with `extra` labels added to each series.
-fn matrix(url: &str, selector: &str, t: i64, extra: &[(&str, &str)]) -> Matrix {
-    let q = pyrite_tests::encode(&format!("{selector}[60s]"));
-    let (status, body) = http_get(&format!("{url}/api/v1/query?query={q}&time={t}")).expect("query");
-    assert_eq!(status, 200, "{url}: {body}");
-    let mut out = Matrix::new();
-    for r in json(&body)["data"]["result"].as_array().expect("matrix") {
-        let mut labels: Vec<(String, String)> = r["metric"]
-            .as_object()
-            .expect("labels")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().expect("label value").to_string()))
-            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect();
-        labels.sort();
-        let samples = r["values"]
-            .as_array()
-            .expect("values")
-            .iter()
-            .map(|p| {
-                let t = (p[0].as_f64().expect("time") * 1000.0).round() as i64;
-                (t, p[1].as_str().expect("value").parse::<f64>().expect("a number"))
-            })
-            .collect();
-        out.insert(labels, samples);
-    }
-    out
-}
-
 /// VictoriaMetrics' deduplication interval holding `t`: `((k - 1) * d, k * d]`, named by k.
 fn interval(t: i64) -> i64 {
     (t + INTERVAL_MS - 1).div_euclid(INTERVAL_MS)
@@ -253,12 +201,13 @@ fn dedup_difference(replicas: &[&Matrix], store: &Matrix, from: i64, to: i64) ->
 fn assert_deduplicated(vm: &str, replicas: &[&Pyrite], from: i64, to: i64) {
     let selector = "{job=\"node\"}";
     let t = to.div_euclid(1000) + 1;
-    let taken: Vec<Matrix> = replicas.iter().map(|r| matrix(&r.url, selector, t, &[("cluster", "eu-1")])).collect();
+    let taken: Vec<Matrix> =
+        replicas.iter().map(|r| matrix(&r.url, selector, "60s", t as f64, &[("cluster", "eu-1")])).collect();
     assert!(taken.iter().all(|m| m.len() > 100), "a replica scraped too few series");
     let taken: Vec<&Matrix> = taken.iter().collect();
     let mut last = String::new();
     let same = eventually(Duration::from_secs(30), || {
-        match dedup_difference(&taken, &matrix(vm, selector, t, &[]), from, to) {
+        match dedup_difference(&taken, &matrix(vm, selector, "60s", t as f64, &[]), from, to) {
             None => Some(()),
             Some(d) => {
                 last = d;
@@ -284,7 +233,7 @@ fn two_replicas_give_one_alert_one_notification_and_each_series_once() {
     let exporter_port = free_port();
     let _exporter =
         Process::quiet("prometheus-node-exporter", &[format!("--web.listen-address=127.0.0.1:{exporter_port}")]);
-    let (_vm, vm) = victoria_metrics(&dir.0.join("vm"));
+    let (_vm, vm) = victoria_metrics(&dir.0.join("vm"), &format!("{INTERVAL_MS}ms"));
     let (receiver_port, notifications) = receiver();
     let am1 = alertmanager(&dir.0.join("am1"), receiver_port, None);
     let am2 = alertmanager(&dir.0.join("am2"), receiver_port, Some(am1.cluster_port));

@@ -4,53 +4,13 @@
 //! through their query APIs — after a normal run, after the receiver was away for minutes
 //! while Pyrite restarted, and after Pyrite was killed with `kill -9` while sending.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pyrite_tests::{eventually, free_port, http_get, json, Loadgen, Process, Pyrite, PyriteOpts, TempDir};
-
-/// Series (labels, sorted) to samples `(t in ms, value as written)`.
-type Matrix = BTreeMap<Vec<(String, String)>, Vec<(i64, String)>>;
-
-/// Every sample of series matching `selector` in `(t - range, t]`, read through `url`'s API.
-fn matrix(url: &str, selector: &str, t: f64, range: &str) -> Matrix {
-    let q = pyrite_tests::encode(&format!("{selector}[{range}]"));
-    let (status, body) = http_get(&format!("{url}/api/v1/query?query={q}&time={t}")).expect("query");
-    assert_eq!(status, 200, "{url}: {body}");
-    let mut out = Matrix::new();
-    for r in json(&body)["data"]["result"].as_array().expect("matrix").iter() {
-        let labels = r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let samples = r["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| ((p[0].as_f64().unwrap() * 1000.0).round() as i64, p[1].as_str().unwrap().to_string()))
-            .collect();
-        out.insert(labels, samples);
-    }
-    out
-}
-
-/// `local`'s series with `external` labels added.
-fn with_labels(local: Matrix, external: &[(&str, &str)]) -> Matrix {
-    local
-        .into_iter()
-        .map(|(mut labels, samples)| {
-            for (k, v) in external {
-                labels.push((k.to_string(), v.to_string()));
-            }
-            labels.sort();
-            (labels, samples)
-        })
-        .collect()
-}
+use pyrite_tests::{
+    eventually, free_port, http_get, matrix, victoria_metrics, Loadgen, Matrix, Process, Pyrite, PyriteOpts, TempDir,
+};
 
 /// How `remote` differs from `local`, or None if it holds the same samples. VictoriaMetrics
 /// (`lossy`) drops NaN samples and keeps about 12 significant decimal digits, with one
@@ -60,24 +20,17 @@ fn difference(local: &Matrix, remote: &Matrix, lossy: bool) -> Option<String> {
     let mut problems = Vec::new();
     let (mut samples, mut missing_series) = (0, 0);
     for (labels, want) in local {
-        let want: Vec<&(i64, String)> = want.iter().filter(|(_, v)| !(lossy && v == "NaN")).collect();
-        let scale = want.iter().filter_map(|(_, v)| v.parse::<f64>().ok()).map(f64::abs).fold(0.0, f64::max);
-        // Compared as numbers: Prometheus 2.42 writes small values with an exponent.
-        let same = |a: &str, b: &str| {
-            a == b
-                || match (a.parse::<f64>(), b.parse::<f64>()) {
-                    (Ok(x), Ok(y)) => x == y || (lossy && (x - y).abs() <= 1e-9 * scale),
-                    _ => false,
-                }
-        };
+        let want: Vec<&(i64, f64)> = want.iter().filter(|(_, v)| !(lossy && v.is_nan())).collect();
+        let scale = want.iter().map(|(_, v)| v.abs()).filter(|v| v.is_finite()).fold(0.0, f64::max);
+        let same = |x: f64, y: f64| x == y || (x.is_nan() && y.is_nan()) || (lossy && (x - y).abs() <= 1e-9 * scale);
         samples += want.len();
         match remote.get(labels) {
             None if want.is_empty() => {}
             None => missing_series += 1,
             Some(got) => {
-                let ok = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g.0 == w.0 && same(&g.1, &w.1));
+                let ok = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g.0 == w.0 && same(g.1, w.1));
                 if !ok && problems.len() < 3 {
-                    let first = got.iter().zip(&want).find(|(g, w)| g.0 != w.0 || !same(&g.1, &w.1));
+                    let first = got.iter().zip(&want).find(|(g, w)| g.0 != w.0 || !same(g.1, w.1));
                     problems.push(format!(
                         "{labels:?}: {} samples, {} expected, first difference (remote, pyrite) {first:?}",
                         got.len(),
@@ -108,17 +61,18 @@ fn assert_same(
     external: &[(&str, &str)],
     lossy: bool,
 ) {
-    let local = with_labels(matrix(&pyrite.url, selector, t, range), external);
+    let local = matrix(&pyrite.url, selector, range, t, external);
     assert!(local.values().map(Vec::len).sum::<usize>() > 0, "pyrite holds no samples for {selector}");
     let mut last = String::new();
-    let same =
-        eventually(Duration::from_secs(60), || match difference(&local, &matrix(remote, selector, t, range), lossy) {
+    let same = eventually(Duration::from_secs(60), || {
+        match difference(&local, &matrix(remote, selector, range, t, &[]), lossy) {
             None => Some(()),
             Some(d) => {
                 last = d;
                 None
             }
-        });
+        }
+    });
     assert!(same.is_some(), "{remote} differs from pyrite: {last}");
 }
 
@@ -147,33 +101,6 @@ fn prometheus_receiver(port: u16, data: &Path) -> Process {
     Process::new(child)
 }
 
-/// Debian's VictoriaMetrics on a loopback port; the latency offset is off so that queries see
-/// the newest samples, and samples with one timestamp are deduplicated, as VictoriaMetrics
-/// documents for senders that may send a request twice.
-fn victoria_metrics(dir: &Path) -> (Process, String) {
-    let port = free_port();
-    let child = Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .args([
-            "-dedup.minScrapeInterval=1ms",
-            "-search.latencyOffset=0s",
-            "-search.disableCache",
-            "-loggerLevel=ERROR",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start victoria-metrics (installed by scripts/test)");
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = eventually(Duration::from_secs(30), || {
-        http_get(&format!("{url}/health")).ok().filter(|(s, _)| *s == 200).map(drop)
-    });
-    assert!(ready.is_some(), "victoria-metrics not ready");
-    (Process::new(child), url)
-}
-
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
@@ -193,7 +120,8 @@ fn every_sample_reaches_prometheus_victoria_metrics_and_a_pyrite_over_2_0() {
         Process::quiet("prometheus-node-exporter", &[format!("--web.listen-address=127.0.0.1:{exporter_port}")]);
     let receiver_port = free_port();
     let _prometheus = prometheus_receiver(receiver_port, &dir.0.join("prometheus"));
-    let (_vm, vm_url) = victoria_metrics(&dir.0.join("vm"));
+    // Deduplicating, as VictoriaMetrics documents for senders that may send a request twice.
+    let (_vm, vm_url) = victoria_metrics(&dir.0.join("vm"), "1ms");
     let v2 = Pyrite::start(PyriteOpts {
         extra_args: vec!["--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request".into()],
         ..PyriteOpts::default()
@@ -219,7 +147,7 @@ fn every_sample_reaches_prometheus_victoria_metrics_and_a_pyrite_over_2_0() {
     assert_same(&pyrite, &vm_url, "{job=~\"node|pyrite\"}", t, "5m", &external, true);
     // The relabelled queue sends the node exporter's series only.
     assert_same(&pyrite, &v2.url, "{job=\"node\"}", t, "5m", &external, false);
-    assert!(matrix(&v2.url, "{job=\"pyrite\"}", t, "5m").is_empty(), "relabelled away");
+    assert!(matrix(&v2.url, "{job=\"pyrite\"}", "5m", t, &[]).is_empty(), "relabelled away");
     for queue in ["prometheus", "vm", "v2"] {
         assert!(metric(&pyrite, "prometheus_remote_storage_samples_total", queue) > 0.0, "{queue} sent nothing");
         assert_eq!(metric(&pyrite, "prometheus_remote_storage_samples_failed_total", queue), 0.0, "{queue}");

@@ -131,13 +131,21 @@ impl Follower {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let Some(next) = list(&self.dir)?.segments.into_iter().find(|&s| s > self.pos.segment) else {
-                    return Ok(false);
-                };
+                let Some(next) = self.segments_after()?.first().copied() else { return Ok(false) };
                 trouble.push(Trouble::Gap { from: self.pos.segment, to: next });
                 self.pos = Position { segment: next, offset: 0 };
                 self.open(trouble)
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The segments after the current one, in order; none while the log directory does not
+    /// exist yet (the shard has not opened its log).
+    fn segments_after(&self) -> io::Result<Vec<u64>> {
+        match list(&self.dir) {
+            Ok(listing) => Ok(listing.segments.into_iter().filter(|&s| s > self.pos.segment).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -173,9 +181,7 @@ impl Follower {
     /// done with this one, so whatever is left after one more read is damage, and the reader
     /// moves on. Returns whether it moved on.
     fn finish_segment(&mut self, trouble: &mut Vec<Trouble>) -> io::Result<bool> {
-        let Some(next) = list(&self.dir)?.segments.into_iter().find(|&s| s > self.pos.segment) else {
-            return Ok(false);
-        };
+        let Some(next) = self.segments_after()?.first().copied() else { return Ok(false) };
         // Written before the newer segment was created, so visible now.
         self.fill()?;
         let mut at = 0;
