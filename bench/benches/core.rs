@@ -321,9 +321,9 @@ fn remote_write_requests(c: &mut Criterion) {
             samples: vec![Sample { t: 1_700_000_000_000 + i, v: i as f64 * 1.5 }],
         })
         .collect();
-    let encoded: Vec<(Vec<u8>, Vec<(i64, f64)>)> =
-        series.iter().map(|s| (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect();
-    let out: Vec<OutSeries> = encoded.iter().map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+    let labels: Vec<Vec<u8>> = series.iter().map(|s| encode_labels(&s.labels)).collect();
+    let samples: Vec<Vec<(i64, f64)>> = series.iter().map(|s| s.samples.iter().map(|x| (x.t, x.v)).collect()).collect();
+    let out: Vec<OutSeries> = labels.iter().zip(&samples).map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
     let mut g = c.benchmark_group("remote_write_request");
     g.throughput(Throughput::Elements(2000));
     g.bench_function("v1_cached_labels", |b| b.iter(|| black_box(encode_v1(black_box(&out)))));
