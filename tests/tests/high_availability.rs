@@ -9,11 +9,10 @@
 //! label, with one sample per deduplication interval, each of them a sample one of the
 //! replicas took. With replica a stopped, b alone keeps the alert active and the series fed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
