@@ -480,19 +480,6 @@ impl Loadgen {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_sum_adds_matching_lines_only() {
-        let text = "# HELP a_total x\na_total{type=\"x\"} 2\na_total{type=\"y\"} 3\na_total_other 100\na_total 5\n";
-        assert_eq!(metric_sum(text, "a_total", ""), 10.0);
-        assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
-        assert_eq!(metric_sum(text, "missing", ""), 0.0);
-    }
-}
-
 /// Series (labels, sorted) to samples `(t in ms, value)`, as a server's query API gives them.
 pub type Matrix = BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
 
@@ -548,4 +535,17 @@ pub fn victoria_metrics(dir: &std::path::Path, dedup: &str) -> (Process, String)
     });
     assert!(ready.is_some(), "victoria-metrics not ready");
     (Process::new(child), url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_adds_matching_lines_only() {
+        let text = "# HELP a_total x\na_total{type=\"x\"} 2\na_total{type=\"y\"} 3\na_total_other 100\na_total 5\n";
+        assert_eq!(metric_sum(text, "a_total", ""), 10.0);
+        assert_eq!(metric_sum(text, "a_total", "type=\"y\""), 3.0);
+        assert_eq!(metric_sum(text, "missing", ""), 0.0);
+    }
 }
