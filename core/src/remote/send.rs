@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::v2::{RequestV2, SampleV2, TimeSeriesV2};
 use crate::labels::Labels;
 
 /// Field 1 (length-delimited) of a message: a `TimeSeries`' labels, a `Label`'s name, a
@@ -19,6 +18,9 @@ const FIELD_2_BYTES: u8 = 0x12;
 /// A `Sample`'s value (field 1, 64-bit) and timestamp (field 2, varint).
 const SAMPLE_VALUE: u8 = 0x09;
 const SAMPLE_TIMESTAMP: u8 = 0x10;
+/// A 2.0 `Request`'s symbols (field 4) and series (field 5), length-delimited.
+const V2_SYMBOLS: u8 = 0x22;
+const V2_TIMESERIES: u8 = 0x2a;
 
 fn put_bytes_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(tag);
@@ -105,30 +107,43 @@ pub fn encode_v1(series: &[OutSeries<'_>]) -> Vec<u8> {
 }
 
 /// A snappy-compressed 2.0 `Request` of `series` (symbols table first entry `""`, as the
-/// protocol requires).
+/// protocol requires), written field by field like [`encode_v1`]: the symbols borrow the
+/// encoded labels' strings.
 pub fn encode_v2(series: &[OutSeries<'_>]) -> Vec<u8> {
-    let mut symbols: Vec<String> = vec![String::new()];
+    let mut symbols: Vec<&str> = vec![""];
     let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
-    let mut timeseries = Vec::with_capacity(series.len());
+    let mut timeseries = Vec::with_capacity(series.len() * 64);
+    let (mut one, mut refs, mut sample) = (Vec::new(), Vec::new(), Vec::with_capacity(20));
     for (labels, samples) in series {
-        let mut labels_refs = Vec::new();
+        refs.clear();
         for (name, value) in decode_labels(labels) {
             for s in [name, value] {
                 let next = symbols.len() as u32;
                 let i = *index.entry(s).or_insert(next);
                 if i == next {
-                    symbols.push(s.to_string());
+                    symbols.push(s);
                 }
-                labels_refs.push(i);
+                encode_varint(u64::from(i), &mut refs);
             }
         }
-        timeseries.push(TimeSeriesV2 {
-            labels_refs,
-            samples: samples.iter().map(|&(t, v)| SampleV2 { value: v, timestamp: t, start_timestamp: 0 }).collect(),
-            ..TimeSeriesV2::default()
-        });
+        one.clear();
+        put_bytes_field(&mut one, FIELD_1_BYTES, &refs);
+        for &(t, v) in *samples {
+            sample.clear();
+            sample.push(SAMPLE_VALUE);
+            sample.extend_from_slice(&v.to_bits().to_le_bytes());
+            sample.push(SAMPLE_TIMESTAMP);
+            encode_varint(t as u64, &mut sample);
+            put_bytes_field(&mut one, FIELD_2_BYTES, &sample);
+        }
+        put_bytes_field(&mut timeseries, V2_TIMESERIES, &one);
     }
-    RequestV2 { symbols, timeseries }.encode_compressed()
+    let mut out = Vec::with_capacity(timeseries.len() + symbols.iter().map(|s| s.len() + 2).sum::<usize>());
+    for s in symbols {
+        put_bytes_field(&mut out, V2_SYMBOLS, s.as_bytes());
+    }
+    out.extend_from_slice(&timeseries);
+    snap::raw::Encoder::new().compress_vec(&out).expect("snappy can compress any input")
 }
 
 #[cfg(test)]
