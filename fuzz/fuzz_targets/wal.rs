@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrite_tsdb::head::Head;
-use pyrite_tsdb::wal::record::{scan_frames, Record, CHUNKS, SAMPLES, SERIES, SNAPPY, TOMBSTONES};
+use pyrite_tsdb::wal::record::{scan_frames, Record, CHUNKS, FORGOTTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES};
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -36,12 +36,15 @@ fn replay(head: &mut Head, record: Record) {
                 head.delete_series(id, mint, maxt);
             }
         }
+        Record::Forgotten(ids) => {
+            head.forget(&ids);
+        }
     }
 }
 
 fuzz_target!(|bytes: &[u8]| {
     let mut log = bytes.to_vec();
-    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES] {
+    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN] {
         log.extend(frame(kind, bytes));
         log.extend(frame(kind | SNAPPY, &snap::raw::Encoder::new().compress_vec(bytes).expect("compresses")));
     }
