@@ -126,6 +126,36 @@ impl Db {
         ))
     }
 
+    /// Opens an agent's storage: its log in `wal` replayed into a head that keeps series only
+    /// ([`Head::without_samples`]), and no blocks. Replayed series are kept whether or not
+    /// samples followed them: a reader following the log may still need their labels for
+    /// segments it has not sent, and [`Db::forget_inactive`] lets them go in time.
+    pub fn open_agent(wal: &Path, options: WalOptions) -> io::Result<(Db, Replayed)> {
+        let mut head = Head::with_block_range(crate::head::DEFAULT_BLOCK_RANGE).without_samples();
+        let (wal, replayed) = Wal::open(wal, options, &mut head)?;
+        let blocks = Blocks::none();
+        Ok((Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() }, replayed))
+    }
+
+    /// Agent mode's garbage collection: forgets the series whose last sample is older than
+    /// `cutoff` (logged, as [`Db::forget_series`]). Returns how many went.
+    pub fn forget_inactive(&mut self, cutoff: i64) -> (usize, io::Result<()>) {
+        let inactive = self.head.inactive_before(cutoff);
+        self.forget_series(&inactive)
+    }
+
+    /// Finishes the log's current segment if anything was written to it, so that a checkpoint
+    /// can let it go (agent mode, where segments fill slowly and blocks never free them).
+    pub fn next_log_segment(&mut self) -> io::Result<()> {
+        self.wal.next_segment()
+    }
+
+    /// Lets the log's segments go that only readers following it hold, once written before
+    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`); returns how many went.
+    pub fn release_held_log(&mut self, cutoff: i64) -> io::Result<usize> {
+        self.wal.release_held(cutoff, None)
+    }
+
     /// The start of the oldest block, if any (what upstream's `readyStorage.StartTime` builds on).
     pub fn oldest_block_start(&self) -> Option<i64> {
         self.blocks.list().iter().map(|b| b.meta().min_time).min()

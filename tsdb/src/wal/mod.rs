@@ -316,6 +316,14 @@ impl Wal {
         Ok(())
     }
 
+    /// Finishes the current segment and starts the next, unless nothing was written to it.
+    pub fn next_segment(&mut self) -> io::Result<()> {
+        if self.written == 0 && !self.broken {
+            return Ok(());
+        }
+        self.rotate()
+    }
+
     /// Logs the series created by a batch and the samples the head accepted from it.
     pub fn log(&mut self, new_series: &[(u32, &Labels)], samples: &[(u32, i64, f64)]) -> io::Result<()> {
         if new_series.is_empty() && samples.is_empty() {
