@@ -4,6 +4,16 @@
 //! if that is shorter, as a task on the shard's thread (the head is not shared).
 //!
 //! None of it holds the shard for long: see [`super::slices`].
+//!
+//! In agent mode there are no blocks: every `--storage.agent.wal-truncate-frequency`, the
+//! series not appended to for `--storage.agent.retention.min-time` are forgotten (logged, so a
+//! remote-write queue drops their labels once it has sent what came before), the log moves to
+//! a new segment and is checkpointed with that same cutoff (segments a queue still holds stay),
+//! and held segments older than `--storage.agent.retention.max-time` go even if unsent.
+//! Upstream's agent forgets series idle since its queues' lowest sent timestamp minus the
+//! min-time, because its checkpoint drops a forgotten series' record that an unsent segment may
+//! still need; here the queues learn of forgetting in log order and hold their segments, so the
+//! cutoff is the clock minus the min-time (with upstream's cap: never older than the max-time).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -40,6 +50,55 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     }
 }
 
+/// Agent mode's housekeeping (see the module docs).
+pub async fn run_agent(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>, agent: super::AgentStorage) {
+    loop {
+        monoio::time::sleep(agent.truncate_every).await;
+        truncate_agent_log(index, &storage, &env, agent).await;
+    }
+}
+
+async fn truncate_agent_log(index: usize, storage: &RefCell<Db>, env: &ShardEnv, agent: super::AgentStorage) {
+    let m = &env.metrics;
+    let now = crate::clock::now_ms();
+    let cutoff = now.saturating_sub(agent.min_time);
+    let started = Instant::now();
+    let (forgotten, logged) = storage.borrow_mut().forget_inactive(cutoff);
+    m.head_gc_duration.observe(&vec![], started.elapsed().as_secs_f64());
+    m.head_series_removed.inc_by(forgotten as u64);
+    if let Err(e) = logged {
+        tracing::warn!(shard = index, error = %e, "cannot log forgotten series; remote write keeps their labels longer");
+    }
+    if let Err(e) = storage.borrow_mut().next_log_segment() {
+        tracing::warn!(shard = index, error = %e, "cannot start a new write-ahead log segment");
+    }
+    m.agent.checkpoints.inc();
+    if !checkpoint(index, storage, cutoff).await {
+        m.agent.checkpoints_failed.inc();
+    }
+    match storage.borrow_mut().release_held_log(now.saturating_sub(agent.max_time)) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            shard = index,
+            segments = n,
+            "unsent write-ahead log segments past the retention max-time deleted"
+        ),
+        Err(e) => {
+            tracing::warn!(shard = index, error = %e, "cannot delete write-ahead log segments past the retention max-time")
+        }
+    }
+    let s = storage.borrow();
+    m.head_series.set(&shard_label(index), s.head.num_series() as i64);
+    if forgotten > 0 {
+        tracing::info!(
+            shard = index,
+            series_forgotten = forgotten,
+            series = s.head.num_series(),
+            "inactive series forgotten"
+        );
+    }
+}
+
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
 async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let started = Instant::now();
@@ -59,17 +118,19 @@ async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     }
 }
 
-/// Lets the log's segments older than `cutoff` go, after a checkpoint of the head's series.
-async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) {
+/// Lets the log's segments older than `cutoff` go, after a checkpoint of the head's series;
+/// false if that failed.
+async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) -> bool {
     let begun = storage.borrow_mut().begin_checkpoint(cutoff);
     let result = match begun {
         Ok(Some(job)) => write_log(storage, job).await,
         Ok(None) => Ok(0),
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::warn!(shard = index, error = %e, "cannot checkpoint the write-ahead log; its old segments stay");
     }
+    result.is_ok()
 }
 
 /// Forgets the series among `ids` still without samples (upstream's head garbage
