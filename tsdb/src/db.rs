@@ -490,6 +490,31 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_keeps_series_only_forgets_idle_ones_and_keeps_replayed_ones() {
+        let dirs = dirs("agent");
+        let mut db = Db::open_agent(&dirs.wal, OPTIONS).unwrap().0;
+        write(&mut db, 0, 0, 5_000);
+        assert_eq!((db.head.num_series(), db.head.num_chunks()), (30, 0), "series, no chunks");
+        assert_eq!(count(&db, "steady"), (0, 0), "nothing to query");
+        let up = |t: i64, v: f64| {
+            let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
+            vec![WriteSeries { labels, samples: vec![Sample { t, v }] }]
+        };
+        assert_eq!(db.write(up(3_000, 1.0)).out_of_order, 1, "order is still checked");
+        assert_eq!(db.write(up(4_000, 9.0)).duplicates, 1);
+        drop(db);
+        // A restart keeps every replayed series, though none has a chunk.
+        let mut db = Db::open_agent(&dirs.wal, OPTIONS).unwrap().0;
+        assert_eq!(db.head.num_series(), 30);
+        write(&mut db, 1, 5_000, 8_000);
+        // The first generation's pods were last appended at 4 s.
+        let (forgotten, logged) = db.forget_inactive(5_000);
+        logged.unwrap();
+        assert_eq!((forgotten, db.head.num_series()), (20, 30));
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
     fn a_reply_counts_the_series_its_batch_created() {
         let mut db = open(&dirs("created"));
         let series = |i: usize| WriteSeries {
