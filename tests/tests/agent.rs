@@ -2,8 +2,8 @@
 //! remote-writing to Debian's Prometheus 2.42 receiver, every sample arrives; the query
 //! endpoints answer as upstream 2.42's agent (`--enable-feature=agent`) answers them; the
 //! configuration fields and flags agent mode refuses stop the start as upstream's do; series no
-//! longer scraped are forgotten; and the log's segments go once sent but stay while the
-//! receiver is away, and are sent when it is back.
+//! longer scraped are forgotten (but not while their samples are unsent); and the log's
+//! segments go once sent but stay while the receiver is away, and are sent when it is back.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -236,6 +236,18 @@ fn segments_down_to(p: &Pyrite, most: usize, why: &str) {
     assert!(done.is_some(), "{why}: {last} segments left");
 }
 
+/// Two jobs, `kept` and `dropped`, one target each, every second, and the remote write.
+fn two_jobs(lg: &Loadgen, receiver: &str, with_dropped: bool) -> String {
+    let job =
+        |name: &str, target: &str| format!("  - job_name: {name}\n    static_configs: [{{targets: ['{target}']}}]\n");
+    let dropped = if with_dropped { job("dropped", &lg.targets[1]) } else { String::new() };
+    format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{dropped}{}",
+        job("kept", &lg.targets[0]),
+        remote_write(receiver)
+    )
+}
+
 #[test]
 fn log_segments_go_once_sent_and_stay_while_the_receiver_is_away() {
     let port = free_port();
@@ -247,27 +259,34 @@ fn log_segments_go_once_sent_and_stay_while_the_receiver_is_away() {
         "--storage.agent.wal-truncate-frequency=1s",
         "--storage.agent.wal-segment-size=64KB",
     ];
-    let p = agent(format!("{}{}", lg.scrape_config("lg", "1s"), remote_write(&receiver.url)), &flags);
+    let p = agent(two_jobs(&lg, &receiver.url, true), &flags);
     std::thread::sleep(Duration::from_secs(10));
     segments_down_to(&p, 6, "sent segments were not deleted");
     drop(receiver);
     let away = Instant::now();
     let outage_start = pyrite_tests_now();
-    std::thread::sleep(Duration::from_secs(30));
+    // A job stops being scraped while its last samples are unsent: its series stay.
+    std::thread::sleep(Duration::from_secs(5));
+    reconfigure(&p, &two_jobs(&lg, &format!("http://127.0.0.1:{port}"), false));
+    std::thread::sleep(Duration::from_secs(25));
     let held = segments(&p);
     assert!(held >= 20, "only {held} segments kept while the receiver was away for 30 s");
+    let active = p.metric("prometheus_agent_active_series");
+    assert!(active >= 1010.0, "{active} series tracked: idle series with unsent samples were forgotten");
     let receiver = Upstream::start_with(&[&listen]);
     let outage_end = outage_start + away.elapsed().as_secs_f64();
     segments_down_to(&p, 6, "segments kept for the receiver were not deleted once sent");
+    let forgotten =
+        eventually(Duration::from_secs(30), || (p.metric("prometheus_agent_active_series") <= 505.0).then_some(()));
+    assert!(forgotten.is_some(), "the dropped job's series were not forgotten once sent");
     // What was scraped while the receiver was away arrived.
-    let during = |target: &str| {
-        let q = format!("count_over_time(up{{instance=\"{target}\"}}[{}s])", (outage_end - outage_start) as i64 - 2);
+    let during = |job: &str| {
+        let q = format!("count_over_time(up{{job=\"{job}\"}}[{}s])", (outage_end - outage_start) as i64 - 2);
         scalar(&receiver.url, &q, Some(outage_end - 1.0))
     };
-    for target in &lg.targets {
-        let n = during(target);
-        assert!(n >= 20.0, "{target}: {n} scrapes of the outage at the receiver");
-    }
+    let (kept, dropped) = (during("kept"), during("dropped"));
+    assert!(kept >= 20.0, "{kept} scrapes of the outage at the receiver");
+    assert!(dropped >= 3.0, "{dropped} scrapes of the dropped job before it was dropped, at the receiver");
 }
 
 /// Unix seconds now.

@@ -145,9 +145,16 @@ impl Db {
     }
 
     /// Finishes the log's current segment if anything was written to it, so that a checkpoint
-    /// can let it go (agent mode, where segments fill slowly and blocks never free them).
-    pub fn next_log_segment(&mut self) -> io::Result<()> {
+    /// can let it go (agent mode, where segments fill slowly and blocks never free them); true
+    /// if a new segment was started.
+    pub fn next_log_segment(&mut self) -> io::Result<bool> {
         self.wal.next_segment()
+    }
+
+    /// Whether a reader following the log (a remote-write queue) has not read every finished
+    /// segment yet.
+    pub fn log_held_behind(&self) -> bool {
+        self.wal.held_behind()
     }
 
     /// Lets the log's segments go that only readers following it hold, once written before

@@ -5,15 +5,19 @@
 //!
 //! None of it holds the shard for long: see [`super::slices`].
 //!
-//! In agent mode there are no blocks: every `--storage.agent.wal-truncate-frequency`, the
-//! series not appended to for `--storage.agent.retention.min-time` are forgotten (logged, so a
-//! remote-write queue drops their labels once it has sent what came before), the log moves to
-//! a new segment and is checkpointed with that same cutoff (segments a queue still holds stay),
-//! and held segments older than `--storage.agent.retention.max-time` go even if unsent.
-//! Upstream's agent forgets series idle since its queues' lowest sent timestamp minus the
-//! min-time, because its checkpoint drops a forgotten series' record that an unsent segment may
-//! still need; here the queues learn of forgetting in log order and hold their segments, so the
-//! cutoff is the clock minus the min-time (with upstream's cap: never older than the max-time).
+//! In agent mode there are no blocks: every `--storage.agent.wal-truncate-frequency`, idle
+//! series are forgotten (logged, so a remote-write queue drops their labels once it has sent
+//! what came before), the log moves to a new segment and is checkpointed with the cutoff now −
+//! `--storage.agent.retention.min-time` (segments a queue still holds stay), and held segments
+//! older than `--storage.agent.retention.max-time` go even if unsent.
+//!
+//! Which series are idle follows upstream's rule. Upstream's agent forgets series idle since its queues' lowest sent timestamp minus the
+//! min-time, capped at the max-time, so that a series is not forgotten while samples of it are
+//! unsent. Here a queue learns of forgetting in log order (it has its labels for what it reads
+//! before), but a restarted queue asks the head for the labels of what it has not sent, so the
+//! same holds, measured in segments: while a queue still needs a finished segment, only series
+//! idle for the max-time go; otherwise those idle for the min-time and since before the current
+//! segment began (its samples may be unsent).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -52,28 +56,43 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
 
 /// Agent mode's housekeeping (see the module docs).
 pub async fn run_agent(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>, agent: super::AgentStorage) {
+    // The log's current segment was started when the shard opened it.
+    let mut segment_started = crate::clock::now_ms();
     loop {
         monoio::time::sleep(agent.truncate_every).await;
-        truncate_agent_log(index, &storage, &env, agent).await;
+        segment_started = truncate_agent_log(index, &storage, &env, agent, segment_started).await;
     }
 }
 
-async fn truncate_agent_log(index: usize, storage: &RefCell<Db>, env: &ShardEnv, agent: super::AgentStorage) {
+/// One truncation (see the module docs); returns when the current segment was started.
+async fn truncate_agent_log(
+    index: usize,
+    storage: &RefCell<Db>,
+    env: &ShardEnv,
+    agent: super::AgentStorage,
+    mut segment_started: i64,
+) -> i64 {
     let m = &env.metrics;
     let now = crate::clock::now_ms();
-    let cutoff = now.saturating_sub(agent.min_time);
+    let log_cutoff = now.saturating_sub(agent.min_time);
+    let idle_cutoff = match storage.borrow().log_held_behind() {
+        true => now.saturating_sub(agent.max_time),
+        false => log_cutoff.min(segment_started),
+    };
     let started = Instant::now();
-    let (forgotten, logged) = storage.borrow_mut().forget_inactive(cutoff);
+    let (forgotten, logged) = storage.borrow_mut().forget_inactive(idle_cutoff);
     m.head_gc_duration.observe(&vec![], started.elapsed().as_secs_f64());
     m.head_series_removed.inc_by(forgotten as u64);
     if let Err(e) = logged {
         tracing::warn!(shard = index, error = %e, "cannot log forgotten series; remote write keeps their labels longer");
     }
-    if let Err(e) = storage.borrow_mut().next_log_segment() {
-        tracing::warn!(shard = index, error = %e, "cannot start a new write-ahead log segment");
+    match storage.borrow_mut().next_log_segment() {
+        Ok(true) => segment_started = now,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(shard = index, error = %e, "cannot start a new write-ahead log segment"),
     }
     m.agent.checkpoints.inc();
-    if !checkpoint(index, storage, cutoff).await {
+    if !checkpoint(index, storage, log_cutoff).await {
         m.agent.checkpoints_failed.inc();
     }
     match storage.borrow_mut().release_held_log(now.saturating_sub(agent.max_time)) {
@@ -97,6 +116,7 @@ async fn truncate_agent_log(index: usize, storage: &RefCell<Db>, env: &ShardEnv,
             "inactive series forgotten"
         );
     }
+    segment_started
 }
 
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.

@@ -316,12 +316,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Finishes the current segment and starts the next, unless nothing was written to it.
-    pub fn next_segment(&mut self) -> io::Result<()> {
+    /// Finishes the current segment and starts the next, unless nothing was written to it;
+    /// true if it did.
+    pub fn next_segment(&mut self) -> io::Result<bool> {
         if self.written == 0 && !self.broken {
-            return Ok(());
+            return Ok(false);
         }
-        self.rotate()
+        self.rotate().map(|()| true)
+    }
+
+    /// Whether a reader following the log still needs a finished segment (it is behind the
+    /// segment being written).
+    pub fn held_behind(&self) -> bool {
+        self.hold.get() < self.index
     }
 
     /// Logs the series created by a batch and the samples the head accepted from it.
