@@ -227,8 +227,9 @@ impl Replayer<'_> {
                             }
                             *newest = (*newest).max(Some(t));
                         }
-                        // A forgotten series' sample, already in a block.
-                        None if t < self.head.min_valid() => {}
+                        // A forgotten series' sample, already in a block; or, in agent mode, one
+                        // of a series forgotten as idle, whose record the checkpoint left out.
+                        None if t < self.head.min_valid() || !self.head.keeps_samples() => {}
                         None => self.stats.orphaned += 1,
                     }
                 }
