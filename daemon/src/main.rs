@@ -55,7 +55,7 @@ use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
 use crate::shards::Shards;
 use pyrite_core::promql::QueryLimits;
-use pyrite_tsdb::wal::{SegmentHold, WalOptions};
+use pyrite_tsdb::wal::SegmentHold;
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -64,14 +64,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // The server waits for its signals with sigwait, so they must be blocked in every thread,
-    // this one included, before any other starts.
     if cli.command.is_none() {
         if let Err(message) = cli::agent::misplaced_flags(&matches, cli.server.agent_mode()) {
             eprintln!("{message}");
             return ExitCode::from(3);
         }
     }
+    // The server waits for its signals with sigwait, so they must be blocked in every thread,
+    // this one included, before any other starts.
     let signals = cli.command.is_none().then(block_handled_signals);
     let flags = flag_values(&matches);
     let work = move || run(cli, signals, flags);
@@ -212,7 +212,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     }
     let (driver, why) = runtime::select_driver(flags.driver)?;
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
-    let storage = StorageFlags::of(&flags);
+    let storage = cli::agent::StorageFlags::of(&flags);
     let _lock = if storage.no_lockfile { None } else { Some(datadir::lock(&storage.path)?) };
     datadir::check_shard_layout(&storage.path, shard_count)?;
     let listener = http::server::bind(&flags.listen_address)?;
@@ -232,8 +232,9 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         config: config.clone(),
         start_margin: flags.min_block_duration.millis().saturating_mul(2),
     };
-    let queries =
-        Arc::new(query::executor(shards.clone(), remote, limits, flags.query_max_concurrency, metrics.clone())?);
+    // An agent answers no queries: the fewest workers (one per shard).
+    let concurrency = if storage.agent.is_some() { 1 } else { flags.query_max_concurrency };
+    let queries = Arc::new(query::executor(shards.clone(), remote, limits, concurrency, metrics.clone())?);
     let future_window = flags.future_window.millis();
     let resolver = dns::Resolver::start(flags.dns_server)?;
     let scrape = Arc::new(ScrapeManager::new(ScrapeSink {
@@ -398,39 +399,6 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     shut_down(&shards);
     tracing::info!("exiting");
     Ok(())
-}
-
-/// Where and how the server keeps its data: `--storage.tsdb.*`, or `--storage.agent.*` in
-/// agent mode.
-struct StorageFlags {
-    path: std::path::PathBuf,
-    no_lockfile: bool,
-    wal: WalOptions,
-    agent: Option<shard::AgentStorage>,
-}
-
-impl StorageFlags {
-    fn of(flags: &ServerFlags) -> StorageFlags {
-        let a = &flags.agent;
-        match flags.agent_mode() {
-            true => StorageFlags {
-                path: a.agent_path.clone(),
-                no_lockfile: a.agent_no_lockfile,
-                wal: WalOptions { compress: a.agent_wal_compression, segment_size: a.agent_wal_segment_size.0 },
-                agent: Some(shard::AgentStorage {
-                    min_time: a.agent_min_time.millis(),
-                    max_time: a.agent_max_time.millis(),
-                    truncate_every: std::time::Duration::from_millis(a.agent_truncate_frequency.millis().max(1) as u64),
-                }),
-            },
-            false => StorageFlags {
-                path: flags.storage_path.clone(),
-                no_lockfile: flags.no_lockfile,
-                wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
-                agent: None,
-            },
-        }
-    }
 }
 
 /// `host:port` at which the server reaches itself, for the embedded default configuration's

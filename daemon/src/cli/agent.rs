@@ -1,6 +1,7 @@
 //! Agent mode's flags (`--agent`, `--storage.agent.*`), and upstream's rule that a server-only
 //! flag given in agent mode, or an agent-only flag given without it, refuses to start (exit
-//! code 3, naming them), so that nobody believes a flag applies when it does not.
+//! code 3, naming them), so that nobody believes a flag applies when it does not; and the
+//! storage settings each mode takes from its own flags ([`StorageFlags`]).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
 use pyrite_core::config::{ByteSize, Duration};
 
-use super::{duration, Cli};
+use super::{duration, Cli, ServerFlags};
+use crate::shard::AgentStorage;
+use pyrite_tsdb::wal::WalOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct AgentFlags {
@@ -91,5 +94,38 @@ pub fn misplaced_flags(matches: &ArgMatches, agent: bool) -> Result<(), String> 
         (true, _) => Ok(()),
         (false, true) => Err(format!("The following flag(s) can not be used in agent mode: [{}]", given.join(" "))),
         (false, false) => Err(format!("The following flag(s) can only be used in agent mode: [{}]", given.join(" "))),
+    }
+}
+
+/// Where and how the server keeps its data: `--storage.tsdb.*`, or `--storage.agent.*` in
+/// agent mode.
+pub struct StorageFlags {
+    pub path: std::path::PathBuf,
+    pub no_lockfile: bool,
+    pub wal: WalOptions,
+    pub agent: Option<AgentStorage>,
+}
+
+impl StorageFlags {
+    pub fn of(flags: &ServerFlags) -> StorageFlags {
+        let a = &flags.agent;
+        match flags.agent_mode() {
+            true => StorageFlags {
+                path: a.agent_path.clone(),
+                no_lockfile: a.agent_no_lockfile,
+                wal: WalOptions { compress: a.agent_wal_compression, segment_size: a.agent_wal_segment_size.0 },
+                agent: Some(AgentStorage {
+                    min_time: a.agent_min_time.millis(),
+                    max_time: a.agent_max_time.millis(),
+                    truncate_every: std::time::Duration::from_millis(a.agent_truncate_frequency.millis().max(1) as u64),
+                }),
+            },
+            false => StorageFlags {
+                path: flags.storage_path.clone(),
+                no_lockfile: flags.no_lockfile,
+                wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
+                agent: None,
+            },
+        }
     }
 }
