@@ -8,12 +8,14 @@
 //!   would pick instead, on loopback in the same run, and reports ratios: `compare` (scraping,
 //!   with Prometheus and VictoriaMetrics, [`compare`]), `gaps` (scrape regularity under queries
 //!   and block cuts, with Prometheus, [`gaps`]), `churn` (head series and memory while series
-//!   churn, with Prometheus, [`churn`]) and `query-latency` (remote-written data, with
-//!   Prometheus).
+//!   churn, with Prometheus, [`churn`]), `query-latency` (remote-written data, with
+//!   Prometheus) and `agent` (agent mode's memory and cost of sending, with Prometheus's agent,
+//!   [`agent`]).
 //!
 //! The servers ([`servers`]), what they run on ([`environment`]), their resource use
 //! ([`usage`]) and the markdown tables ([`report`]) are shared by every side-by-side run.
 
+pub mod agent;
 pub mod churn;
 pub mod compare;
 pub mod dashboard;

@@ -32,13 +32,17 @@ fn check_files(files: &[PathBuf], mut check: impl FnMut(&str, &str) -> Result<St
 }
 
 /// As `promtool check config`: each file, then the rule files its `rule_files` name (resolved
-/// against the file's directory), each as `check rules` checks it.
-pub fn config_files(files: &[PathBuf]) -> bool {
+/// against the file's directory), each as `check rules` checks it. With `agent`, as
+/// `promtool check config --agent`: fields agent mode refuses fail the file.
+pub fn config_files(files: &[PathBuf], agent: bool) -> bool {
     let mut all_valid = true;
     for file in files {
         let mut rules = Vec::new();
         all_valid &= check_files(std::slice::from_ref(file), |text, name| {
             let config = Config::parse(text, name).map_err(|e| format!("  FAILED: {e}"))?;
+            if agent {
+                config.check_agent(name).map_err(|e| format!("  FAILED: {e}"))?;
+            }
             rules = named_rule_files(&config.rule_files).map_err(|e| format!("  FAILED: {e}"))?;
             let found = match rules.len() {
                 0 => String::new(),

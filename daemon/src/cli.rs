@@ -1,5 +1,6 @@
 //! Command-line flags, named as Prometheus names them.
 
+pub mod agent;
 mod compat;
 
 use std::path::PathBuf;
@@ -81,6 +82,9 @@ pub enum CheckCommand {
     Config {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Check for agent mode: `rule_files`, `alerting` and `remote_read` are refused.
+        #[arg(long)]
+        agent: bool,
     },
     /// Validates rule files: exit 0 if all are valid, 1 otherwise, naming the file, the group,
     /// the rule and the problem.
@@ -361,7 +365,8 @@ pub struct ServerFlags {
     /// threads are started (at least one per shard).
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
-    /// Comma-separated feature flags to enable: concurrent-rule-eval, promql-experimental-functions.
+    /// Comma-separated feature flags to enable: concurrent-rule-eval, promql-experimental-functions,
+    /// agent (as --agent).
     #[arg(long = "enable-feature", value_delimiter = ',')]
     pub enable_feature: Vec<String>,
     /// Number of shard threads; default: the CPUs this process may use (cgroup quota and affinity).
@@ -378,12 +383,19 @@ pub struct ServerFlags {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub compat: compat::CompatFlags,
+    #[command(flatten)]
+    pub agent: agent::AgentFlags,
 }
 
 /// The `--enable-feature` options Pyrite knows; others are warned about and ignored.
-pub const FEATURES: [&str; 2] = ["concurrent-rule-eval", "promql-experimental-functions"];
+pub const FEATURES: [&str; 3] = ["agent", "concurrent-rule-eval", "promql-experimental-functions"];
 
 impl ServerFlags {
+    /// Agent mode: `--agent`, or Prometheus 2.x's `--enable-feature=agent`.
+    pub fn agent_mode(&self) -> bool {
+        self.agent.agent || self.feature("agent")
+    }
+
     /// Whether `--enable-feature` names `feature`.
     pub fn feature(&self, feature: &str) -> bool {
         self.enable_feature.iter().any(|f| f == feature)

@@ -19,6 +19,8 @@ pub struct ConfigSource {
     /// `host:port` at which this server scrapes itself in the default configuration.
     pub self_address: String,
     pub metrics_path: String,
+    /// Agent mode: the configuration may not name rules, Alertmanagers or remote reads.
+    pub agent: bool,
 }
 
 /// A configuration and the rule files it names, both valid.
@@ -70,7 +72,11 @@ impl ConfigSource {
                 "the embedded default configuration".into(),
             ),
         };
-        Ok(Config::parse(&text, &name)?)
+        let config = Config::parse(&text, &name)?;
+        if self.agent {
+            config.check_agent(&name)?;
+        }
+        Ok(config)
     }
 }
 

@@ -55,7 +55,7 @@ use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
 use crate::shards::Shards;
 use pyrite_core::promql::QueryLimits;
-use pyrite_tsdb::wal::{SegmentHold, WalOptions};
+use pyrite_tsdb::wal::SegmentHold;
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -64,6 +64,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if cli.command.is_none() {
+        if let Err(message) = cli::agent::misplaced_flags(&matches, cli.server.agent_mode()) {
+            eprintln!("{message}");
+            return ExitCode::from(3);
+        }
+    }
     // The server waits for its signals with sigwait, so they must be blocked in every thread,
     // this one included, before any other starts.
     let signals = cli.command.is_none().then(block_handled_signals);
@@ -91,7 +97,7 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
         Some(Command::Query(q)) => client::run(q),
         Some(Command::Check(check)) => {
             let valid = match check {
-                cli::CheckCommand::Config { files } => check::config_files(&files),
+                cli::CheckCommand::Config { files, agent } => check::config_files(&files, agent),
                 cli::CheckCommand::Rules { files } => check::rule_files(&files),
                 cli::CheckCommand::WebConfig { files } => check::web_config_files(&files),
             };
@@ -194,6 +200,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         file: flags.config_file.clone(),
         self_address: self_address(&flags.listen_address)?,
         metrics_path: web.route("/metrics"),
+        agent: flags.agent_mode(),
     };
     let loaded = source.load(flags.parse_options())?;
     let shard_count = runtime::shard_count(flags.shards);
@@ -205,14 +212,15 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     }
     let (driver, why) = runtime::select_driver(flags.driver)?;
     tracing::info!(driver = driver.name(), reason = %why, shards = shard_count, "runtime selected");
-    let _lock = if flags.no_lockfile { None } else { Some(datadir::lock(&flags.storage_path)?) };
-    datadir::check_shard_layout(&flags.storage_path, shard_count)?;
+    let storage = cli::agent::StorageFlags::of(&flags);
+    let _lock = if storage.no_lockfile { None } else { Some(datadir::lock(&storage.path)?) };
+    datadir::check_shard_layout(&storage.path, shard_count)?;
     let listener = http::server::bind(&flags.listen_address)?;
     tracing::info!(address = %flags.listen_address, tls, "listening");
 
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let shards = Shards::new(senders);
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
     metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
     let config = Arc::new(LiveConfig::new(source, loaded));
     let limits = QueryLimits {
@@ -224,8 +232,9 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         config: config.clone(),
         start_margin: flags.min_block_duration.millis().saturating_mul(2),
     };
-    let queries =
-        Arc::new(query::executor(shards.clone(), remote, limits, flags.query_max_concurrency, metrics.clone())?);
+    // An agent answers no queries: the fewest workers (one per shard).
+    let concurrency = if storage.agent.is_some() { 1 } else { flags.query_max_concurrency };
+    let queries = Arc::new(query::executor(shards.clone(), remote, limits, concurrency, metrics.clone())?);
     let future_window = flags.future_window.millis();
     let resolver = dns::Resolver::start(flags.dns_server)?;
     let scrape = Arc::new(ScrapeManager::new(ScrapeSink {
@@ -245,8 +254,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let rules = Arc::new(RuleManager::default());
     // Every segment of every log stays until the remote-write queues say what they need.
     let log_holds: Vec<SegmentHold> = (0..shard_count).map(|_| SegmentHold::holding_all()).collect();
-    let remote_write =
-        Arc::new(RemoteWriters::new(&flags.storage_path, shards.clone(), metrics.clone(), log_holds.clone()));
+    let remote_write = Arc::new(RemoteWriters::new(&storage.path, shards.clone(), metrics.clone(), log_holds.clone()));
     let reloader = Arc::new(Reloader {
         config: config.clone(),
         scrape: scrape.clone(),
@@ -288,11 +296,14 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
             queries: queries.clone(),
         }),
     };
-    std::thread::Builder::new().name("rules".into()).spawn(move || rules::run(evaluating))?;
-    std::thread::Builder::new().name("notifier".into()).spawn({
-        let notifier = notifier.clone();
-        move || notifier::run(notifier)
-    })?;
+    // An agent evaluates no rules and sends no alerts (its configuration names none).
+    if storage.agent.is_none() {
+        std::thread::Builder::new().name("rules".into()).spawn(move || rules::run(evaluating))?;
+        std::thread::Builder::new().name("notifier".into()).spawn({
+            let notifier = notifier.clone();
+            move || notifier::run(notifier)
+        })?;
+    }
     let retention_size_per_shard =
         (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count.max(1) as u64);
     let api = Arc::new(http::Api {
@@ -318,7 +329,8 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         cors_origin: flags.cors_origin.clone(),
         page_title: flags.page_title.clone(),
         parse_options: flags.parse_options(),
-        storage_path: flags.storage_path.clone(),
+        storage_path: storage.path.clone(),
+        agent: storage.agent.is_some(),
         retention: flags.retention_time,
         retention_size_per_shard,
         future_window,
@@ -327,8 +339,8 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let env = Arc::new(ShardEnv {
         shards: shards.clone(),
         metrics,
-        storage_path: flags.storage_path.clone(),
-        wal: WalOptions { compress: flags.wal_compression, segment_size: flags.wal_segment_size.0 },
+        storage_path: storage.path.clone(),
+        wal: storage.wal,
         wal_fsync_interval: (flags.wal_fsync_interval.millis() > 0)
             .then(|| std::time::Duration::from_millis(flags.wal_fsync_interval.millis() as u64)),
         head_snapshot_interval: (flags.head_snapshot_interval.millis() > 0)
@@ -343,6 +355,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         retention_size_per_shard,
         future_window,
         log_holds,
+        agent: storage.agent,
     });
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();

@@ -161,6 +161,8 @@ pub struct PyriteOpts {
     pub port: Option<u16>,
     /// Use this data directory instead of a fresh one.
     pub data_dir: Option<PathBuf>,
+    /// Agent mode: `--agent`, the data directory as `--storage.agent.path`.
+    pub agent: bool,
 }
 
 /// A running pyrite server.
@@ -188,7 +190,11 @@ impl Pyrite {
         if !given("--log.level=") {
             cmd.arg("--log.level=warn");
         }
-        cmd.arg(format!("--storage.tsdb.path={}", data_dir.display())).arg("--web.enable-remote-write-receiver");
+        match opts.agent {
+            true => cmd.arg("--agent").arg(format!("--storage.agent.path={}", data_dir.display())),
+            false => cmd.arg(format!("--storage.tsdb.path={}", data_dir.display())),
+        };
+        cmd.arg("--web.enable-remote-write-receiver");
         if let Some(config) = &opts.config {
             let path = dirs.0.join("prometheus.yml");
             std::fs::write(&path, config).expect("write config");
@@ -386,7 +392,7 @@ impl Upstream {
     }
 
     /// [`Upstream::start`] with this configuration and extra flags; a `--web.route-prefix` flag
-    /// becomes part of `url`.
+    /// becomes part of `url`, a `--web.listen-address=127.0.0.1:PORT` flag its port.
     pub fn start_configured(config_text: &str, extra_args: &[&str]) -> Upstream {
         let dir = TempDir::new("upstream");
         let config = dir.0.join("prometheus.yml");
@@ -396,11 +402,15 @@ impl Upstream {
             .find_map(|a| a.strip_prefix("--web.route-prefix="))
             .map(|p| p.trim_end_matches('/').to_string())
             .unwrap_or_default();
-        let port = free_port();
-        let child = Command::new("prometheus")
+        let given = extra_args.iter().find_map(|a| a.strip_prefix("--web.listen-address=127.0.0.1:"));
+        let port = given.and_then(|p| p.parse().ok()).unwrap_or_else(free_port);
+        let mut command = Command::new("prometheus");
+        if given.is_none() {
+            command.arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        }
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
             .arg("--log.level=warn")
             .args(extra_args)

@@ -45,6 +45,11 @@ fn remove_block(dir: &Path) -> io::Result<()> {
 }
 
 impl Blocks {
+    /// No blocks, and none to come (agent mode keeps no blocks; nothing is created on disk).
+    pub fn none() -> Blocks {
+        Blocks { dir: PathBuf::new(), list: Vec::new(), compacting: false }
+    }
+
     /// Opens every block in `dir` (created if missing).
     pub fn open(dir: &Path) -> io::Result<(Blocks, Opened)> {
         fs::create_dir_all(dir)?;

@@ -126,6 +126,43 @@ impl Db {
         ))
     }
 
+    /// Opens an agent's storage: its log in `wal` replayed into a head that keeps series only
+    /// ([`Head::without_samples`]), and no blocks. Replayed series are kept whether or not
+    /// samples followed them: a reader following the log may still need their labels for
+    /// segments it has not sent, and [`Db::forget_inactive`] lets them go in time.
+    pub fn open_agent(wal: &Path, options: WalOptions) -> io::Result<(Db, Replayed)> {
+        let mut head = Head::with_block_range(crate::head::DEFAULT_BLOCK_RANGE).without_samples();
+        let (wal, replayed) = Wal::open(wal, options, &mut head)?;
+        let blocks = Blocks::none();
+        Ok((Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() }, replayed))
+    }
+
+    /// Agent mode's garbage collection: forgets the series whose last sample is older than
+    /// `cutoff` (logged, as [`Db::forget_series`]). Returns how many went.
+    pub fn forget_inactive(&mut self, cutoff: i64) -> (usize, io::Result<()>) {
+        let inactive = self.head.inactive_before(cutoff);
+        self.forget_series(&inactive)
+    }
+
+    /// Finishes the log's current segment if anything was written to it, so that a checkpoint
+    /// can let it go (agent mode, where segments fill slowly and blocks never free them); true
+    /// if a new segment was started.
+    pub fn next_log_segment(&mut self) -> io::Result<bool> {
+        self.wal.next_segment()
+    }
+
+    /// Whether a reader following the log (a remote-write queue) has not read every finished
+    /// segment yet.
+    pub fn log_held_behind(&self) -> bool {
+        self.wal.held_behind()
+    }
+
+    /// Lets the log's segments go that only readers following it hold, once written before
+    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`); returns how many went.
+    pub fn release_held_log(&mut self, cutoff: i64) -> io::Result<usize> {
+        self.wal.release_held(cutoff, None)
+    }
+
     /// The start of the oldest block, if any (what upstream's `readyStorage.StartTime` builds on).
     pub fn oldest_block_start(&self) -> Option<i64> {
         self.blocks.list().iter().map(|b| b.meta().min_time).min()
@@ -457,6 +494,42 @@ mod tests {
         let m = Matcher::new("__name__", MatchOp::Equal, name).unwrap();
         let all = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
         (all.len(), all.iter().map(|s| s.samples.len()).sum())
+    }
+
+    #[test]
+    fn an_agent_keeps_series_only_forgets_idle_ones_and_keeps_replayed_ones() {
+        let dirs = dirs("agent");
+        // Segments end when the test says.
+        let options = WalOptions { compress: true, segment_size: 1 << 20 };
+        let mut db = Db::open_agent(&dirs.wal, options).unwrap().0;
+        write(&mut db, 0, 0, 2_000);
+        assert_eq!((db.head.num_series(), db.head.num_chunks()), (30, 0), "series, no chunks");
+        assert_eq!(count(&db, "steady"), (0, 0), "nothing to query");
+        let up = |t: i64, v: f64| {
+            let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
+            vec![WriteSeries { labels, samples: vec![Sample { t, v }] }]
+        };
+        assert_eq!(db.write(up(0, 1.0)).out_of_order, 1, "order is still checked");
+        assert_eq!(db.write(up(1_000, 9.0)).duplicates, 1);
+        assert!(db.next_log_segment().unwrap());
+        write(&mut db, 0, 2_000, 5_000);
+        drop(db);
+        // A restart keeps every replayed series, though none has a chunk.
+        let mut db = Db::open_agent(&dirs.wal, options).unwrap().0;
+        assert_eq!(db.head.num_series(), 30);
+        write(&mut db, 1, 5_000, 8_000);
+        // The first generation's pods were last appended at 4 s.
+        let (forgotten, logged) = db.forget_inactive(5_000);
+        logged.unwrap();
+        assert_eq!((forgotten, db.head.num_series()), (20, 30));
+        // The log is truncated: the first segment goes; the second, kept, still holds the
+        // forgotten pods' samples, which a replay passes over without calling them damage.
+        assert!(db.next_log_segment().unwrap());
+        assert_eq!(db.wal.drop_before(2_000, &db.head).unwrap(), 1);
+        drop(db);
+        let (db, replayed) = Db::open_agent(&dirs.wal, options).unwrap();
+        assert_eq!((db.head.num_series(), replayed.orphaned), (30, 0));
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 
     #[test]

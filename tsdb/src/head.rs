@@ -23,6 +23,10 @@
 //!   ([`Head::freeze_before`]) but queries still read its range here until it is installed.
 //!   are refused as out of bounds and queries do not read them from the head. Samples after
 //!   `max_valid` (set by the shard from its clock) are refused as too far in the future.
+//! * A head [`Head::without_samples`] (agent mode) keeps series only: an append checks order
+//!   against the series' last sample and records it, and nothing else (no chunks, no
+//!   postings, so it answers no query). Its series are forgotten when they have not been
+//!   appended to for a while ([`Head::inactive_before`]), not when their chunks go.
 //!
 //! The head is owned by one shard thread and is neither `Send` nor shared.
 
@@ -313,6 +317,8 @@ pub struct Head {
     /// Appends before this are refused: `min_valid`, or the end of a block being cut.
     append_floor: i64,
     max_valid: i64,
+    /// Whether appends are kept in chunks and series indexed in postings (false: agent mode).
+    keeps_samples: bool,
 }
 
 impl Default for Head {
@@ -345,7 +351,19 @@ impl Head {
             min_valid: i64::MIN,
             append_floor: i64::MIN,
             max_valid: i64::MAX,
+            keeps_samples: true,
         }
+    }
+
+    /// The same head keeping series only (agent mode): appends are checked and recorded as the
+    /// series' last sample, nothing more; no postings are kept, so it answers no query.
+    pub fn without_samples(self) -> Self {
+        Head { keeps_samples: false, ..self }
+    }
+
+    /// Whether appends are kept (false: agent mode).
+    pub fn keeps_samples(&self) -> bool {
+        self.keeps_samples
     }
 
     /// Where sealed chunks are kept.
@@ -409,7 +427,9 @@ impl Head {
         };
         let pairs: Box<[(u32, u32)]> =
             labels.iter().map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value))).collect();
-        self.postings.add(id, &pairs);
+        if self.keeps_samples {
+            self.postings.add(id, &pairs);
+        }
         self.series.insert(
             id,
             MemSeries {
@@ -466,7 +486,9 @@ impl Head {
         if t == s.last_t {
             return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
         }
-        s.push(&mut self.store, t, v, self.block_range);
+        if self.keeps_samples {
+            s.push(&mut self.store, t, v, self.block_range);
+        }
         s.last_t = t;
         s.last_v = v.to_bits();
         Ok(())
@@ -655,6 +677,12 @@ impl Head {
         }
         self.store.release_before(t);
         Truncated { chunks, emptied }
+    }
+
+    /// Ids of the series whose last sample is older than `cutoff` (or that have none): in
+    /// agent mode, the series not appended to for a while (upstream's agent garbage collection).
+    pub fn inactive_before(&self, cutoff: i64) -> Vec<u32> {
+        self.series.iter().filter(|(_, s)| s.last_t < cutoff).map(|(&id, _)| id).collect()
     }
 
     /// Forgets every series that holds no sample (after a replay). Returns the ids that went.

@@ -9,6 +9,10 @@
 //! while the targets replace a share of their series, cycle after cycle (see
 //! [`pyrite_bench::churn`]). Both print a markdown section.
 //!
+//! `pyrite-bench agent` runs Pyrite's agent mode and Prometheus's side by side on the same
+//! targets, sending to one receiver, and prints their memory, CPU per sample sent and bytes per
+//! sample (see [`pyrite_bench::agent`]).
+//!
 //! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
 //! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
 //! medians and the pyrite / prometheus ratio as a markdown table.
@@ -117,6 +121,22 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         evaluations: usize,
     },
+    /// Pyrite's agent mode against Prometheus's, scraping the same targets and remote-writing
+    /// to one receiver: memory, CPU per sample sent, bytes per sample.
+    Agent {
+        /// `100k` (10 targets x 10,000 series) or `1m` (100 targets x 10,000 series).
+        #[arg(long, default_value = "100k")]
+        size: String,
+        /// Scrape interval, seconds.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        /// Length of the measurement window, seconds.
+        #[arg(long, default_value_t = 180)]
+        duration: u64,
+        /// Seconds of scraping before the window opens.
+        #[arg(long, default_value_t = 60)]
+        warm_up: u64,
+    },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
         /// Series in the data set (one hour at 15 s each).
@@ -221,6 +241,28 @@ fn churn(
         ),
     };
     report("churn", pyrite_bench::churn::run(&opts));
+}
+
+fn agent(size: &str, interval: u64, duration: u64, warm_up: u64) {
+    let targets = match size {
+        "100k" => 10,
+        "1m" => 100,
+        other => {
+            eprintln!("pyrite-bench agent: unknown --size {other:?} (100k or 1m)");
+            std::process::exit(2);
+        }
+    };
+    let opts = pyrite_bench::agent::Options {
+        targets,
+        series_per_target: 10_000,
+        interval,
+        warm_up: Duration::from_secs(warm_up),
+        window: Duration::from_secs(duration),
+        command: format!(
+            "pyrite-bench agent --size {size} --interval {interval} --duration {duration} --warm-up {warm_up}"
+        ),
+    };
+    report("agent", pyrite_bench::agent::run(&opts));
 }
 
 fn load(url: &str, batches: &[Vec<u8>]) {
@@ -500,6 +542,7 @@ fn main() {
         Command::Churn { scale, block_duration, churn: share, churn_every, cycles, retention } => {
             churn(scale, block_duration, share, churn_every, cycles, retention)
         }
+        Command::Agent { size, interval, duration, warm_up } => agent(&size, interval, duration, warm_up),
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
         Command::RuleEval { series, evaluations } => rule_eval(series, evaluations),
     }

@@ -46,6 +46,9 @@ pub enum ConfigError {
     Unsupported { file: String, path: String },
     #[error("{file}: {path}: unknown key")]
     Unknown { file: String, path: String },
+    /// Agent mode runs no rules, sends no alerts and reads no remote storage.
+    #[error("{file}: field {field} is not allowed in agent mode")]
+    NotInAgentMode { file: String, field: &'static str },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -388,6 +391,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Upstream's agent-mode check: `alerting` (Alertmanagers or alert relabeling),
+    /// `rule_files` and `remote_read` are refused, in that order; `file` names the file.
+    pub fn check_agent(&self, file: &str) -> Result<(), ConfigError> {
+        let refused = |field| Err(ConfigError::NotInAgentMode { file: file.into(), field });
+        if !self.alerting.alertmanagers.is_empty() || !self.alerting.alert_relabel_configs.is_empty() {
+            return refused("alerting");
+        }
+        if !self.rule_files.is_empty() {
+            return refused("rule_files");
+        }
+        if !self.remote_read.is_empty() {
+            return refused("remote_read");
+        }
+        Ok(())
+    }
+}
+
 impl RawConfig {
     fn validate(self, file: &str) -> Result<Config, ConfigError> {
         let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
@@ -601,6 +622,17 @@ fn validate_target(t: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_mode_refuses_alerting_rules_and_remote_read_as_upstream() {
+        let agent = |text: &str| Config::parse(text, "a.yml").unwrap().check_agent("a.yml").map_err(|e| e.to_string());
+        assert_eq!(agent("scrape_configs: []\nremote_write: [{url: 'http://x/'}]\n"), Ok(()));
+        assert_eq!(agent("rule_files: [r.yml]\n"), Err("a.yml: field rule_files is not allowed in agent mode".into()));
+        let am = "alerting: {alertmanagers: [{static_configs: [{targets: ['am:9093']}]}]}\n";
+        assert_eq!(agent(am), Err("a.yml: field alerting is not allowed in agent mode".into()));
+        let read = "remote_read: [{url: 'http://x/read'}]\n";
+        assert_eq!(agent(read), Err("a.yml: field remote_read is not allowed in agent mode".into()));
+    }
 
     #[test]
     fn defaults_apply_from_global() {

@@ -7,16 +7,25 @@ use axum::response::IntoResponse;
 
 use super::ApiState;
 
-pub async fn healthy() -> &'static str {
-    "Pyrite Server is Healthy.\n"
+/// "Pyrite Server" or, in agent mode, "Pyrite Agent" (upstream's "Prometheus Agent").
+fn mode(s: &ApiState) -> &'static str {
+    if s.ctx.agent {
+        "Agent"
+    } else {
+        "Server"
+    }
+}
+
+pub async fn healthy(State(s): State<ApiState>) -> String {
+    format!("Pyrite {} is Healthy.\n", mode(&s))
 }
 
 /// 503 until every shard has opened its storage and can answer queries.
 pub async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
     if s.ctx.shards.ready() {
-        (StatusCode::OK, "Pyrite Server is Ready.\n")
+        (StatusCode::OK, format!("Pyrite {} is Ready.\n", mode(&s)))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable".to_string())
     }
 }
 

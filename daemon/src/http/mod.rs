@@ -7,6 +7,7 @@
 //! [`Shards`] messages. A query is coordinated by the shard whose connection
 //! received it (`local`).
 
+mod agent;
 mod api;
 mod ast_json;
 pub mod auth;
@@ -82,8 +83,10 @@ pub struct Api {
     pub page_title: String,
     /// How PromQL is parsed (feature flags).
     pub parse_options: ParseOptions,
-    /// `--storage.tsdb.path` (admin snapshots go under it).
+    /// `--storage.tsdb.path` (admin snapshots go under it), or `--storage.agent.path`.
     pub storage_path: std::path::PathBuf,
+    /// Agent mode: local storage, rules and alerts are not served.
+    pub agent: bool,
     /// `--storage.tsdb.retention.time`, and `.size` divided among the shards (status API).
     pub retention: Duration,
     pub retention_size_per_shard: Option<u64>,
@@ -112,8 +115,14 @@ pub fn router(ctx: Arc<Api>, local: usize) -> Router {
     };
     let state = ApiState { ctx, local };
     let ready = || middleware::from_fn_with_state(state.clone(), until_ready);
-    let api = api_routes(&base).route_layer(ready()).layer(middleware::from_fn_with_state(state.clone(), cors::cors));
-    let federate = Router::new().route(&format!("{base}/federate"), get(federate::federate)).route_layer(ready());
+    let agent = state.ctx.agent;
+    let api =
+        api_routes(&base, agent).route_layer(ready()).layer(middleware::from_fn_with_state(state.clone(), cors::cors));
+    let mut federate = Router::new().route(&format!("{base}/federate"), get(federate::federate));
+    if agent {
+        federate = federate.route_layer(middleware::from_fn(agent::unsupported));
+    }
+    let federate = federate.route_layer(ready());
     let mut router = api.merge(federate).merge(service_routes(&base)).merge(ui::routes(&base, &state.ctx.page_title));
     if !base.is_empty() {
         let target = base.clone();
@@ -146,10 +155,11 @@ fn service_routes(base: &str) -> Router<ApiState> {
         .route(&at("/metrics"), get(metrics))
 }
 
-/// The API routes, under `base` (`""` or `/prefix`).
-fn api_routes(base: &str) -> Router<ApiState> {
+/// The API routes, under `base` (`""` or `/prefix`); in agent mode those that read local
+/// storage, rules or alerts answer as upstream's agent does ([`agent`]).
+fn api_routes(base: &str, agent: bool) -> Router<ApiState> {
     let v1 = |path: &str| format!("{base}/api/v1{path}");
-    Router::new()
+    let mut local = Router::new()
         .route(&v1("/query"), get(api::query).post(api::query))
         .route(&v1("/query_range"), get(api::query_range).post(api::query_range))
         .route(&v1("/query_exemplars"), get(status::query_exemplars).post(status::query_exemplars))
@@ -158,24 +168,32 @@ fn api_routes(base: &str) -> Router<ApiState> {
         .route(&v1("/series"), get(api::series).post(api::series))
         .route(&v1("/labels"), get(api::labels).post(api::labels))
         .route(&v1("/label/{name}/values"), get(api::label_values))
+        .route(&v1("/rules"), get(rules::rules))
+        .route(&v1("/alerts"), get(rules::alerts))
+        .route(&v1("/alertmanagers"), get(rules::alertmanagers))
+        .route(&v1("/status/tsdb"), get(status::tsdb))
+        .route(&v1("/admin/tsdb/delete_series"), post(api::delete_series).put(api::delete_series))
+        .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
+        .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones));
+    let mut read = Router::new()
+        .route(&v1("/read"), post(remote_read::read).layer(DefaultBodyLimit::max(remote_read::MAX_BODY_BYTES)));
+    if agent {
+        local = local.route_layer(middleware::from_fn(agent::unavailable));
+        read = read.route_layer(middleware::from_fn(agent::unsupported));
+    }
+    Router::new()
         .route(&v1("/metadata"), get(targets::metadata))
         .route(&v1("/targets"), get(targets::targets))
         .route(&v1("/targets/metadata"), get(targets::targets_metadata))
         .route(&v1("/scrape_pools"), get(targets::scrape_pools))
-        .route(&v1("/rules"), get(rules::rules))
-        .route(&v1("/alerts"), get(rules::alerts))
-        .route(&v1("/alertmanagers"), get(rules::alertmanagers))
         .route(&v1("/status/config"), get(status::config))
         .route(&v1("/status/flags"), get(status::flags))
         .route(&v1("/status/runtimeinfo"), get(status::runtimeinfo))
         .route(&v1("/status/buildinfo"), get(status::buildinfo))
-        .route(&v1("/status/tsdb"), get(status::tsdb))
         .route(&v1("/status/walreplay"), get(status::walreplay))
-        .route(&v1("/admin/tsdb/delete_series"), post(api::delete_series).put(api::delete_series))
-        .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
-        .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones))
         .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
-        .route(&v1("/read"), post(remote_read::read).layer(DefaultBodyLimit::max(remote_read::MAX_BODY_BYTES)))
+        .merge(local)
+        .merge(read)
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.

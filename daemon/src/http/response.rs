@@ -38,6 +38,11 @@ impl ApiError {
         ApiError { kind: "unavailable", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
 
+    /// Upstream's `execution` (422).
+    pub fn execution(message: impl Into<String>) -> Self {
+        ApiError { kind: "execution", status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into() }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError { kind: "internal", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }

@@ -11,6 +11,7 @@
 //! Counters and gauges are atomics, so shard threads update them without locks or messages;
 //! summaries ([`summary`]) take a short lock per observation.
 
+pub mod agent;
 mod process;
 pub mod remote;
 pub mod summary;
@@ -127,6 +128,7 @@ pub struct Metrics {
     pub notification_queue_length: Gauge,
     pub notification_queue_capacity: Gauge,
     pub alertmanagers_discovered: Gauge,
+    pub agent: agent::AgentMetrics,
 }
 
 /// Upstream's rule metrics, per group by `rule_group` (`file;name`) where upstream has it.
@@ -329,6 +331,7 @@ impl Metrics {
             notification_queue_length: Gauge::default(),
             notification_queue_capacity: Gauge::default(),
             alertmanagers_discovered: Gauge::default(),
+            agent: agent::AgentMetrics::default(),
         };
         for slice in ["inner_eval", "prepare_time", "queue_time", "result_sort"] {
             m.query_duration.touch(&vec![("slice", slice.to_string())]);

@@ -4,6 +4,20 @@
 //! if that is shorter, as a task on the shard's thread (the head is not shared).
 //!
 //! None of it holds the shard for long: see [`super::slices`].
+//!
+//! In agent mode there are no blocks: every `--storage.agent.wal-truncate-frequency`, idle
+//! series are forgotten (logged, so a remote-write queue drops their labels once it has sent
+//! what came before), the log moves to a new segment and is checkpointed with the cutoff now −
+//! `--storage.agent.retention.min-time` (segments a queue still holds stay), and held segments
+//! older than `--storage.agent.retention.max-time` go even if unsent.
+//!
+//! Which series are idle follows upstream's rule. Upstream's agent forgets series idle since its queues' lowest sent timestamp minus the
+//! min-time, capped at the max-time, so that a series is not forgotten while samples of it are
+//! unsent. Here a queue learns of forgetting in log order (it has its labels for what it reads
+//! before), but a restarted queue asks the head for the labels of what it has not sent, so the
+//! same holds, measured in segments: while a queue still needs a finished segment, only series
+//! idle for the max-time go; otherwise those idle for the min-time and since before the current
+//! segment began (its samples may be unsent).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -40,6 +54,71 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     }
 }
 
+/// Agent mode's housekeeping (see the module docs).
+pub async fn run_agent(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>, agent: super::AgentStorage) {
+    // The log's current segment was started when the shard opened it.
+    let mut segment_started = crate::clock::now_ms();
+    loop {
+        monoio::time::sleep(agent.truncate_every).await;
+        segment_started = truncate_agent_log(index, &storage, &env, agent, segment_started).await;
+    }
+}
+
+/// One truncation (see the module docs); returns when the current segment was started.
+async fn truncate_agent_log(
+    index: usize,
+    storage: &RefCell<Db>,
+    env: &ShardEnv,
+    agent: super::AgentStorage,
+    mut segment_started: i64,
+) -> i64 {
+    let m = &env.metrics;
+    let now = crate::clock::now_ms();
+    let log_cutoff = now.saturating_sub(agent.min_time);
+    let idle_cutoff = match storage.borrow().log_held_behind() {
+        true => now.saturating_sub(agent.max_time),
+        false => log_cutoff.min(segment_started),
+    };
+    let started = Instant::now();
+    let (forgotten, logged) = storage.borrow_mut().forget_inactive(idle_cutoff);
+    m.head_gc_duration.observe(&vec![], started.elapsed().as_secs_f64());
+    m.head_series_removed.inc_by(forgotten as u64);
+    if let Err(e) = logged {
+        tracing::warn!(shard = index, error = %e, "cannot log forgotten series; remote write keeps their labels longer");
+    }
+    match storage.borrow_mut().next_log_segment() {
+        Ok(true) => segment_started = now,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(shard = index, error = %e, "cannot start a new write-ahead log segment"),
+    }
+    m.agent.checkpoints.inc();
+    if !checkpoint(index, storage, log_cutoff).await {
+        m.agent.checkpoints_failed.inc();
+    }
+    match storage.borrow_mut().release_held_log(now.saturating_sub(agent.max_time)) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            shard = index,
+            segments = n,
+            "unsent write-ahead log segments past the retention max-time deleted"
+        ),
+        Err(e) => {
+            tracing::warn!(shard = index, error = %e, "cannot delete write-ahead log segments past the retention max-time")
+        }
+    }
+    let s = storage.borrow();
+    m.head_series.set(&shard_label(index), s.head.num_series() as i64);
+    if forgotten > 0 {
+        tracing::info!(
+            shard = index,
+            series_forgotten = forgotten,
+            series = s.head.num_series(),
+            "inactive series forgotten"
+        );
+    }
+    segment_started
+}
+
 /// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
 async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let started = Instant::now();
@@ -59,17 +138,19 @@ async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     }
 }
 
-/// Lets the log's segments older than `cutoff` go, after a checkpoint of the head's series.
-async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) {
+/// Lets the log's segments older than `cutoff` go, after a checkpoint of the head's series;
+/// false if that failed.
+async fn checkpoint(index: usize, storage: &RefCell<Db>, cutoff: i64) -> bool {
     let begun = storage.borrow_mut().begin_checkpoint(cutoff);
     let result = match begun {
         Ok(Some(job)) => write_log(storage, job).await,
         Ok(None) => Ok(0),
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::warn!(shard = index, error = %e, "cannot checkpoint the write-ahead log; its old segments stay");
     }
+    result.is_ok()
 }
 
 /// Forgets the series among `ids` still without samples (upstream's head garbage

@@ -46,6 +46,21 @@ pub struct ShardEnv {
     pub future_window: i64,
     /// Per shard, the log segments the remote-write queues still need.
     pub log_holds: Vec<pyrite_tsdb::wal::SegmentHold>,
+    /// Agent mode (`--agent`): the head keeps series only, and housekeeping truncates the log
+    /// instead of cutting blocks.
+    pub agent: Option<AgentStorage>,
+}
+
+/// Agent mode's `--storage.agent.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentStorage {
+    /// `--storage.agent.retention.min-time` (ms): series not appended to for longer are
+    /// forgotten, and log segments whose samples are all older can go once sent.
+    pub min_time: i64,
+    /// `--storage.agent.retention.max-time` (ms): log segments older go even if unsent.
+    pub max_time: i64,
+    /// `--storage.agent.wal-truncate-frequency`: how often the log is truncated.
+    pub truncate_every: std::time::Duration,
 }
 
 /// Everything a shard thread starts with.
@@ -64,7 +79,11 @@ pub struct ShardStart {
 fn open_storage(index: usize, env: &ShardEnv) -> Db {
     let dirs = Dirs::of_shard(&env.storage_path, index);
     let started = std::time::Instant::now();
-    let (mut storage, replayed, opened) = Db::open(&dirs, env.wal, env.block_range).unwrap_or_else(|e| {
+    let opening = match env.agent {
+        Some(_) => Db::open_agent(&dirs.wal, env.wal).map(|(db, replayed)| (db, replayed, Default::default())),
+        None => Db::open(&dirs, env.wal, env.block_range),
+    };
+    let (mut storage, replayed, opened) = opening.unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });
@@ -121,7 +140,10 @@ pub async fn run(start: ShardStart, env: Arc<ShardEnv>) {
         }
         Err(e) => tracing::error!(shard = start.index, error = %e, "cannot serve HTTP on this shard"),
     }
-    monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone()));
+    match env.agent {
+        Some(agent) => monoio::spawn(housekeeping::run_agent(start.index, storage.clone(), env.clone(), agent)),
+        None => monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone())),
+    };
     if let Some(interval) = env.wal_fsync_interval {
         monoio::spawn(mailbox::sync_loop(storage.clone(), interval, env.metrics.clone()));
     }

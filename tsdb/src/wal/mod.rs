@@ -227,8 +227,9 @@ impl Replayer<'_> {
                             }
                             *newest = (*newest).max(Some(t));
                         }
-                        // A forgotten series' sample, already in a block.
-                        None if t < self.head.min_valid() => {}
+                        // A forgotten series' sample, already in a block; or, in agent mode, one
+                        // of a series forgotten as idle, whose record the checkpoint left out.
+                        None if t < self.head.min_valid() || !self.head.keeps_samples() => {}
                         None => self.stats.orphaned += 1,
                     }
                 }
@@ -314,6 +315,21 @@ impl Wal {
         self.dirty = false;
         self.broken = false;
         Ok(())
+    }
+
+    /// Finishes the current segment and starts the next, unless nothing was written to it;
+    /// true if it did.
+    pub fn next_segment(&mut self) -> io::Result<bool> {
+        if self.written == 0 && !self.broken {
+            return Ok(false);
+        }
+        self.rotate().map(|()| true)
+    }
+
+    /// Whether a reader following the log still needs a finished segment (it is behind the
+    /// segment being written).
+    pub fn held_behind(&self) -> bool {
+        self.hold.get() < self.index
     }
 
     /// Logs the series created by a batch and the samples the head accepted from it.
