@@ -3,8 +3,11 @@
 //! targets and remote-write to one Prometheus receiver (each with an `agent` external label, so
 //! their series do not collide there). Over the measurement window, after a warm-up, it reports
 //! each agent's resident memory (the last reading and the peak), CPU seconds per million
-//! samples sent, and bytes sent per sample (their own `prometheus_remote_storage_bytes_total`
-//! over `prometheus_remote_storage_samples_total`).
+//! samples sent, bytes sent per sample (their own `prometheus_remote_storage_bytes_total`
+//! over `prometheus_remote_storage_samples_total`), and the delay from scrape to receiver: every
+//! 5 s, the clock minus the newest sample time the agent's queue has had acknowledged
+//! (`prometheus_remote_storage_queue_highest_sent_timestamp_seconds`). That includes up to one
+//! scrape interval of waiting for the next scrape, the same for both.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,6 +75,14 @@ impl Agent {
         Ok(agent)
     }
 
+    /// Seconds from the newest sample the receiver acknowledged to now.
+    fn delay(&self) -> Option<f64> {
+        let (_, m) = http_get_within(&format!("{}/metrics", self.url), Duration::from_secs(30)).ok()?;
+        let sent = metric_sum(&m, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+        (sent > 0.0).then_some(now - sent)
+    }
+
     /// Samples and bytes sent so far, by the agent's own counters.
     fn sent(&self) -> (f64, f64) {
         let (_, m) = http_get_within(&format!("{}/metrics", self.url), Duration::from_secs(30)).unwrap_or_default();
@@ -96,6 +107,15 @@ struct Measured {
     cpu_secs: f64,
     samples: f64,
     bytes: f64,
+    /// Delays from scrape to receiver (s), one per reading.
+    delays: Vec<f64>,
+}
+
+/// The `q` quantile (0 to 1) of `values`, by rank.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().saturating_sub(1)) as f64 * q).round() as usize).copied().unwrap_or(0.0)
 }
 
 /// Runs both agents and returns the report's markdown section.
@@ -117,10 +137,12 @@ pub fn run(opts: &Options) -> Result<String, String> {
     let before: Vec<_> = agents.iter().map(|a| (usage(a.child.id()), a.sent())).collect();
     let started = Instant::now();
     let mut rss = vec![0u64; agents.len()];
+    let mut delays = vec![Vec::new(); agents.len()];
     while started.elapsed() < opts.window {
         std::thread::sleep(Duration::from_secs(5));
         for (i, a) in agents.iter().enumerate() {
             rss[i] = usage(a.child.id()).ok_or_else(|| format!("{} exited", a.name))?.rss;
+            delays[i].extend(a.delay());
         }
     }
     let mut measured = Vec::new();
@@ -134,6 +156,7 @@ pub fn run(opts: &Options) -> Result<String, String> {
             cpu_secs: u1.cpu_secs - u0.cpu_secs,
             samples: s1.0 - s0.0,
             bytes: s1.1 - s0.1,
+            delays: std::mem::take(&mut delays[i]),
         });
     }
     Ok(section(opts, &measured))
@@ -149,6 +172,8 @@ fn section(opts: &Options, measured: &[Measured]) -> String {
         Row::new("CPU s per million samples sent", both(&|m| per_sample(m, m.cpu_secs) * 1e6), report::two_decimals),
         Row::new("bytes sent per sample", both(&|m| per_sample(m, m.bytes)), report::two_decimals),
         Row::new("samples sent in the window", both(&|m| m.samples), report::integer),
+        Row::new("delay scrape to receiver, median (s)", both(&|m| quantile(&m.delays, 0.5)), report::two_decimals),
+        Row::new("delay scrape to receiver, max (s)", both(&|m| quantile(&m.delays, 1.0)), report::two_decimals),
     ];
     format!(
         "## Agent mode: {series} series, {} targets every {} s ({})\n\n`{}`; {}; {}; window {} s after {} s of \

@@ -150,24 +150,11 @@ impl Follower {
         }
     }
 
-    /// Reads what the file has beyond the buffer, at most [`READ_CHUNK`] at a time.
+    /// Reads what the file has beyond the buffer, at most [`READ_CHUNK`] at a time (an idle
+    /// poll costs one `read(2)` returning nothing).
     fn fill(&mut self) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else { return Ok(()) };
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK, 0);
-        let mut filled = start;
-        while filled < self.buf.len() {
-            match file.read(&mut self.buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(filled);
-                    return Err(e);
-                }
-            }
-        }
-        self.buf.truncate(filled);
+        file.by_ref().take(READ_CHUNK as u64).read_to_end(&mut self.buf)?;
         Ok(())
     }
 
@@ -175,6 +162,11 @@ impl Follower {
     fn take(&mut self, n: usize) {
         self.buf.drain(..n);
         self.pos.offset += n as u64;
+        // A catch-up read leaves megabytes of capacity behind; a reader that keeps up needs
+        // little.
+        if self.buf.is_empty() && self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new();
+        }
     }
 
     /// At the end of what the current segment holds: if a newer segment exists the writer is
