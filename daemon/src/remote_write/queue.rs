@@ -146,7 +146,7 @@ pub fn run(q: QueueSetup) {
         let end: Vec<Position> = followers.iter().map(Follower::position).collect();
         let read = gathering.samples;
         let highest_read = gathering.highest;
-        let (series, dropped) = match gathering.finish(&mut sent_labels, &q.shards) {
+        let (round, dropped) = match gathering.finish(&mut sent_labels, &q.shards) {
             Ok(done) => done,
             Err(e) => {
                 // Read the round again later, from where the last one ended.
@@ -172,6 +172,7 @@ pub fn run(q: QueueSetup) {
         if end == progress.acked {
             continue;
         }
+        let series = round.series();
         if !series.is_empty() {
             progress.round = Some(Round { end: end.clone(), shards });
             if let Err(e) = q.progress.save(&progress) {
@@ -232,10 +233,10 @@ fn report(queue: &str, shard: usize, trouble: &[Trouble]) {
 
 /// Sends a round's series over `shards` shards at once; returns when every request was
 /// answered (or given up on), or the queue was told to stop.
-fn send_round(q: &QueueSetup, series: &[RoundSeries], shards: usize) -> Sent {
-    let mut parts: Vec<Vec<&RoundSeries>> = vec![Vec::new(); shards];
+fn send_round(q: &QueueSetup, series: &[RoundSeries<'_>], shards: usize) -> Sent {
+    let mut parts: Vec<Vec<&RoundSeries<'_>>> = vec![Vec::new(); shards];
     for s in series {
-        let hash = xxhash_rust::xxh3::xxh3_64(&s.labels);
+        let hash = xxhash_rust::xxh3::xxh3_64(s.labels);
         parts[(hash % shards as u64) as usize].push(s);
     }
     let pending = series.iter().map(|s| s.samples.len()).sum::<usize>();
@@ -259,16 +260,16 @@ fn send_round(q: &QueueSetup, series: &[RoundSeries], shards: usize) -> Sent {
 
 /// One shard's share of a round, in requests of at most `max_samples_per_send` samples sent
 /// one after another (a series longer than that spans consecutive requests, in order).
-fn send_part(q: &QueueSetup, part: &[&RoundSeries]) -> Sent {
+fn send_part(q: &QueueSetup, part: &[&RoundSeries<'_>]) -> Sent {
     let max = q.config.queue.max_samples_per_send.max(1);
     let mut sent = Sent::default();
     let mut batch: Vec<OutSeries> = Vec::new();
     let mut room = max;
     for s in part {
-        let mut rest = &s.samples[..];
+        let mut rest = s.samples;
         while !rest.is_empty() {
             let (now, later) = rest.split_at(rest.len().min(room));
-            batch.push((&s.labels, now));
+            batch.push((s.labels, now));
             room -= now.len();
             rest = later;
             if room == 0 {

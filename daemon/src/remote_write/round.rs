@@ -26,14 +26,14 @@ pub type Encoded = Arc<[u8]>;
 /// The labels a queue sends for each series of each shard's log.
 pub struct SentLabels {
     /// Per shard, per head id: the labels, or None if relabelling drops the series.
-    shards: Vec<HashMap<u32, Option<Encoded>>>,
+    shards: Vec<IdMap<u32, Option<Encoded>>>,
     external: Labels,
     relabel: Vec<Rule>,
 }
 
 impl SentLabels {
     pub fn new(shards: usize, external: Labels, relabel: Vec<Rule>) -> Self {
-        SentLabels { shards: vec![HashMap::new(); shards], external, relabel }
+        SentLabels { shards: (0..shards).map(|_| IdMap::default()).collect(), external, relabel }
     }
 
     fn learn(&mut self, shard: usize, id: u32, labels: Labels) -> Option<Encoded> {
@@ -44,12 +44,27 @@ impl SentLabels {
     }
 }
 
-/// One series of a round.
-pub struct RoundSeries {
-    pub shard: usize,
-    pub labels: Encoded,
-    /// `(t, v)` in log order, which is time order.
-    pub samples: Vec<(i64, f64)>,
+/// One series of a round: its labels and its samples `(t, v)` in log order, which is time
+/// order.
+pub struct RoundSeries<'a> {
+    pub labels: &'a Encoded,
+    pub samples: &'a [(i64, f64)],
+}
+
+/// A round's series (shard, labels, where their samples are), their samples side by side in
+/// one buffer.
+pub struct Round {
+    series: Vec<(usize, Encoded, std::ops::Range<usize>)>,
+    samples: Vec<(i64, f64)>,
+}
+
+impl Round {
+    pub fn series(&self) -> Vec<RoundSeries<'_>> {
+        self.series
+            .iter()
+            .map(|(_, labels, range)| RoundSeries { labels, samples: &self.samples[range.clone()] })
+            .collect()
+    }
 }
 
 /// A series met in this round, its labels known or still to be asked of its shard.
@@ -57,14 +72,47 @@ struct Pending {
     shard: usize,
     id: u32,
     labels: Option<Encoded>,
-    samples: Vec<(i64, f64)>,
 }
+
+/// Hashes a series id (or an index) with one multiplication: the maps below are looked up
+/// for every sample read.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// A round being read from the logs.
 #[derive(Default)]
 pub struct Gathering {
-    index: HashMap<(usize, u32), usize>,
+    index: IdMap<(usize, u32), u32>,
     pending: Vec<Pending>,
+    /// Every sample read, by its series' place in `pending`; grouped per series at the end
+    /// (one buffer rather than one per series).
+    flat: Vec<(u32, i64, f64)>,
     /// Samples read, and those dropped (relabelled away, or of unknown series).
     pub samples: usize,
     pub dropped: usize,
@@ -103,7 +151,7 @@ impl Gathering {
                     }
                     self.highest = self.highest.max(Some(t));
                     if let Some(&i) = self.index.get(&(shard, id)) {
-                        self.pending[i].samples.push((t, v));
+                        self.flat.push((i, t, v));
                         self.samples += 1;
                         continue;
                     }
@@ -115,8 +163,10 @@ impl Gathering {
                         Some(Some(l)) => Some(l.clone()),
                         None => None,
                     };
-                    self.index.insert((shard, id), self.pending.len());
-                    self.pending.push(Pending { shard, id, labels: known, samples: vec![(t, v)] });
+                    let i = self.pending.len() as u32;
+                    self.index.insert((shard, id), i);
+                    self.pending.push(Pending { shard, id, labels: known });
+                    self.flat.push((i, t, v));
                     self.samples += 1;
                 }
             }
@@ -131,7 +181,7 @@ impl Gathering {
 
     /// The round's series: those whose labels the queue did not know are asked of their
     /// shards; those no shard knows are dropped (counted in `dropped`).
-    pub fn finish(mut self, labels: &mut SentLabels, shards: &Shards) -> Result<(Vec<RoundSeries>, usize), Unanswered> {
+    pub fn finish(mut self, labels: &mut SentLabels, shards: &Shards) -> Result<(Round, usize), Unanswered> {
         let mut unknown: Vec<Vec<usize>> = vec![Vec::new(); labels.shards.len()];
         for (i, p) in self.pending.iter().enumerate() {
             if p.labels.is_none() {
@@ -147,15 +197,23 @@ impl Gathering {
                 p.labels = found.and_then(|l| labels.learn(shard, p.id, l));
             }
         }
-        let mut series: Vec<RoundSeries> = Vec::with_capacity(self.pending.len());
-        for p in self.pending {
-            match p.labels {
-                Some(l) => series.push(RoundSeries { shard: p.shard, labels: l, samples: p.samples }),
-                None => self.dropped += p.samples.len(),
+        // Stable: each series' samples stay in log order.
+        self.flat.sort_by_key(|&(i, _, _)| i);
+        let mut round =
+            Round { series: Vec::with_capacity(self.pending.len()), samples: Vec::with_capacity(self.flat.len()) };
+        for group in self.flat.chunk_by(|a, b| a.0 == b.0) {
+            let p = &self.pending[group[0].0 as usize];
+            match &p.labels {
+                Some(l) => {
+                    let start = round.samples.len();
+                    round.samples.extend(group.iter().map(|&(_, t, v)| (t, v)));
+                    round.series.push((p.shard, l.clone(), start..round.samples.len()));
+                }
+                None => self.dropped += group.len(),
             }
         }
         // Stable: within a shard, first appearance order stays.
-        series.sort_by_key(|s| s.shard);
-        Ok((series, self.dropped))
+        round.series.sort_by_key(|s| s.0);
+        Ok((round, self.dropped))
     }
 }
