@@ -63,10 +63,11 @@ pub enum AppendError {
     UnknownSeries,
 }
 
-/// Hashes series ids (already unique `u32`s) with one multiplication, spreading consecutive
-/// ids over the whole hash, which the map's probing needs.
+/// Hashes series ids (already unique `u32`s, or small tuples of them and indexes) with one
+/// multiplication per integer, spreading consecutive ids over the whole hash, which the map's
+/// probing needs. Also the remote-write sender's, which looks up ids for every sample it reads.
 #[derive(Default)]
-struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -80,11 +81,20 @@ impl Hasher for IdHasher {
     }
 
     fn write_u32(&mut self, id: u32) {
-        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 }
 
-type ById<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+/// A map keyed by series ids, hashed with [`IdHasher`].
+pub type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// What [`Head::truncate_before`] let go.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -306,7 +316,7 @@ impl SeriesSnapshot {
 #[derive(Debug)]
 pub struct Head {
     symbols: Symbols,
-    series: ById<MemSeries>,
+    series: ById<u32, MemSeries>,
     /// The next id to hand out.
     next_id: u32,
     by_hash: HashMap<u64, Vec<u32>>,

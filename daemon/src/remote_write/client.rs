@@ -88,10 +88,12 @@ impl Client {
             Ok(_) => Outcome::Stored,
             Err(ureq::Error::Status(code, answer)) => {
                 let after = answer.header("Retry-After").and_then(retry_after);
-                let mut text = String::new();
+                // Bytes, not a string: the cut may fall inside a character, which would lose the
+                // whole text.
+                let mut body = Vec::new();
                 use std::io::Read as _;
-                let _ = answer.into_reader().take(MAX_ERROR_BODY).read_to_string(&mut text);
-                let why = format!("server returned HTTP status {code}: {}", text.trim());
+                let _ = answer.into_reader().take(MAX_ERROR_BODY).read_to_end(&mut body);
+                let why = format!("server returned HTTP status {code}: {}", String::from_utf8_lossy(&body).trim());
                 let retry = (500..600).contains(&code) || (code == 429 && self.config.queue.retry_on_http_429);
                 if retry {
                     Outcome::Retry { after, why }

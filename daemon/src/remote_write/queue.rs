@@ -98,11 +98,9 @@ pub fn run(q: QueueSetup) {
             (Progress { acked, round: None }, now_ms())
         }
     };
-    let mut followers: Vec<Follower> =
-        q.logs.iter().zip(&progress.acked).map(|(dir, &p)| Follower::new(dir, p)).collect();
+    let mut followers = followers_at(&q, &progress.acked);
     let queue = &q.config.queue;
-    let mut shards =
-        progress.round.as_ref().map_or(queue.min_shards, |r| r.shards).clamp(queue.min_shards, queue.max_shards);
+    let mut shards = queue.min_shards;
     let m = &q.metrics.remote;
     let labels = &q.metric_labels;
     m.shards.get_or_create(labels).set(shards as i64);
@@ -117,10 +115,12 @@ pub fn run(q: QueueSetup) {
     let mut window_start = Instant::now();
     tracing::info!(queue = name, url = q.config.url, "remote write started");
     while !q.stop.load(Ordering::Relaxed) {
-        // A round cut short by a crash is read again exactly, and split as it was.
+        // A round cut short by a crash is read again exactly, and split as it was (within
+        // max_shards: the file is outside input, and a count of 0 or billions must not crash).
         let again = progress.round.take();
         if let Some(r) = &again {
-            shards = r.shards;
+            shards = r.shards.clamp(1, queue.max_shards.max(1));
+            m.shards.get_or_create(labels).set(shards as i64);
         }
         let mut gathering = Gathering::new(skip_before);
         let started = Instant::now();
@@ -151,7 +151,7 @@ pub fn run(q: QueueSetup) {
             Err(e) => {
                 // Read the round again later, from where the last one ended.
                 tracing::warn!(queue = name, error = %e, "round not sent; trying again");
-                followers = q.logs.iter().zip(&progress.acked).map(|(dir, &p)| Follower::new(dir, p)).collect();
+                followers = followers_at(&q, &progress.acked);
                 progress.round = again;
                 if !pause(&q, Duration::from_secs(1)) {
                     break;
@@ -199,6 +199,11 @@ pub fn run(q: QueueSetup) {
         }
     }
     tracing::info!(queue = name, "remote write stopped");
+}
+
+/// A follower of each shard's log, at `positions`.
+fn followers_at(q: &QueueSetup, positions: &[Position]) -> Vec<Follower> {
+    q.logs.iter().zip(positions).map(|(dir, &p)| Follower::new(dir, p)).collect()
 }
 
 /// Saves `progress` and lets the logs' segments before it go.

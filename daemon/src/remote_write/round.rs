@@ -9,13 +9,13 @@
 //! A round's series are ordered by shard, then by first appearance in that shard's log, so the
 //! same stretch of log always makes the same round (see `progress.rs`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::relabel::{relabel, Rule};
 use pyrite_core::remote::send::encode_labels;
+use pyrite_tsdb::head::ById;
 use pyrite_tsdb::wal::record::Record;
 
 use crate::shards::{Request, Shards};
@@ -26,14 +26,14 @@ pub type Encoded = Arc<[u8]>;
 /// The labels a queue sends for each series of each shard's log.
 pub struct SentLabels {
     /// Per shard, per head id: the labels, or None if relabelling drops the series.
-    shards: Vec<IdMap<u32, Option<Encoded>>>,
+    shards: Vec<ById<u32, Option<Encoded>>>,
     external: Labels,
     relabel: Vec<Rule>,
 }
 
 impl SentLabels {
     pub fn new(shards: usize, external: Labels, relabel: Vec<Rule>) -> Self {
-        SentLabels { shards: (0..shards).map(|_| IdMap::default()).collect(), external, relabel }
+        SentLabels { shards: (0..shards).map(|_| ById::default()).collect(), external, relabel }
     }
 
     fn learn(&mut self, shard: usize, id: u32, labels: Labels) -> Option<Encoded> {
@@ -74,41 +74,10 @@ struct Pending {
     labels: Option<Encoded>,
 }
 
-/// Hashes a series id (or an index) with one multiplication: the maps below are looked up
-/// for every sample read.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
-
 /// A round being read from the logs.
 #[derive(Default)]
 pub struct Gathering {
-    index: IdMap<(usize, u32), u32>,
+    index: ById<(usize, u32), u32>,
     pending: Vec<Pending>,
     /// Every sample read, by its series' place in `pending`; grouped per series at the end
     /// (one buffer rather than one per series).
