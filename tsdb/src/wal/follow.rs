@@ -48,8 +48,10 @@ pub struct Follower {
     dir: PathBuf,
     pos: Position,
     file: Option<File>,
-    /// Bytes of the current segment from `pos.offset` on that were read but not yet taken.
+    /// Bytes of the current segment read from the file; those from `start` on (at
+    /// `pos.offset`) are not taken yet.
     buf: Vec<u8>,
+    start: usize,
 }
 
 /// The most read from a file at once.
@@ -58,7 +60,7 @@ const READ_CHUNK: usize = 4 << 20;
 impl Follower {
     /// A follower of the log in `dir` that reads from `pos` on.
     pub fn new(dir: &Path, pos: Position) -> Follower {
-        Follower { dir: dir.to_path_buf(), pos, file: None, buf: Vec::new() }
+        Follower { dir: dir.to_path_buf(), pos, file: None, buf: Vec::new(), start: 0 }
     }
 
     /// Where the next record starts: everything before it has been handed out.
@@ -86,11 +88,12 @@ impl Follower {
             if self.file.is_none() && !self.open(&mut trouble)? {
                 break;
             }
-            let before = self.buf.len();
-            self.fill()?;
-            let mut at = 0;
+            // Hand out the whole frames buffered.
+            let mut at = self.start;
             let end_here = match limit {
-                Limit::Until(end) if end.segment == self.pos.segment => Some((end.offset - self.pos.offset) as usize),
+                Limit::Until(end) if end.segment == self.pos.segment => {
+                    Some(self.start + (end.offset - self.pos.offset) as usize)
+                }
                 _ => None,
             };
             while end_here.is_none_or(|e| at < e) {
@@ -106,14 +109,16 @@ impl Follower {
                     Frame::Partial | Frame::Bad => break,
                 }
             }
-            self.take(at);
+            self.take(at - self.start);
             if matches!(limit, Limit::Bytes(b) if taken >= b) {
                 break;
             }
-            // Stopped short of the end of what was read, or read nothing new: either the writer
-            // is still writing here, or the segment is finished and the rest is damage.
-            let stalled = !self.buf.is_empty() || self.buf.len() == before;
-            if stalled && !self.finish_segment(&mut trouble)? {
+            // The buffer is handed out, or holds the start of a frame only: read more. Nothing
+            // new: either the writer is still writing here, or the segment is finished and the
+            // rest is damage.
+            let before = self.buf.len() - self.start;
+            self.fill()?;
+            if self.buf.len() == before && !self.finish_segment(&mut trouble)? {
                 break;
             }
         }
@@ -151,21 +156,27 @@ impl Follower {
     }
 
     /// Reads what the file has beyond the buffer, at most [`READ_CHUNK`] at a time (an idle
-    /// poll costs one `read(2)` returning nothing).
+    /// poll costs one `read(2)` returning nothing), after dropping what was taken.
     fn fill(&mut self) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else { return Ok(()) };
+        self.buf.drain(..self.start);
+        self.start = 0;
         file.by_ref().take(READ_CHUNK as u64).read_to_end(&mut self.buf)?;
         Ok(())
     }
 
-    /// Drops the first `n` buffered bytes, which were handed out.
+    /// Marks the next `n` buffered bytes taken: they were handed out.
     fn take(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.start += n;
         self.pos.offset += n as u64;
-        // A catch-up read leaves megabytes of capacity behind; a reader that keeps up needs
-        // little.
-        if self.buf.is_empty() && self.buf.capacity() > 1 << 20 {
-            self.buf = Vec::new();
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            // A catch-up read leaves megabytes of capacity behind; a reader that keeps up
+            // needs little.
+            if self.buf.capacity() > 1 << 20 {
+                self.buf = Vec::new();
+            }
         }
     }
 
@@ -198,6 +209,7 @@ impl Follower {
             }
         }
         self.buf.clear();
+        self.start = 0;
         self.file = None;
         self.pos = Position { segment: next, offset: 0 };
         Ok(true)
@@ -280,6 +292,28 @@ mod tests {
         assert_eq!(f.position(), end);
         let mut again = Follower::new(&dir, Position { segment: 0, offset: one as u64 });
         assert_eq!(read_all(&mut again, Limit::Until(end)).0, (10..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn slices_of_a_long_log_come_out_in_order_and_whole() {
+        let dir = temp_dir("slices");
+        for i in 0..2000 {
+            append(&dir, 0, &samples(i * 10, 10));
+        }
+        append(&dir, 1, &samples(20_000, 10));
+        let mut f = Follower::new(&dir, Position { segment: 0, offset: 0 });
+        let mut got = Vec::new();
+        loop {
+            let (slice, trouble) = read_all(&mut f, Limit::Bytes(100));
+            assert!(trouble.is_empty());
+            if slice.is_empty() {
+                break;
+            }
+            assert!(slice.len() <= 20, "a slice stops at the first frame past its budget");
+            got.extend(slice);
+        }
+        assert_eq!(got, (0..20_010).collect::<Vec<_>>());
+        assert_eq!(f.position(), Position { segment: 1, offset: samples(20_000, 10).len() as u64 });
     }
 
     #[test]
