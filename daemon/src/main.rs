@@ -55,7 +55,7 @@ use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
 use crate::shards::Shards;
 use pyrite_core::promql::QueryLimits;
-use pyrite_tsdb::wal::SegmentHold;
+use pyrite_tsdb::wal::LogFollowers;
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -253,8 +253,9 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     ));
     let rules = Arc::new(RuleManager::default());
     // Every segment of every log stays until the remote-write queues say what they need.
-    let log_holds: Vec<SegmentHold> = (0..shard_count).map(|_| SegmentHold::holding_all()).collect();
-    let remote_write = Arc::new(RemoteWriters::new(&storage.path, shards.clone(), metrics.clone(), log_holds.clone()));
+    let log_followers: Vec<LogFollowers> = (0..shard_count).map(|_| LogFollowers::holding_all()).collect();
+    let remote_write =
+        Arc::new(RemoteWriters::new(&storage.path, shards.clone(), metrics.clone(), log_followers.clone()));
     let reloader = Arc::new(Reloader {
         config: config.clone(),
         scrape: scrape.clone(),
@@ -354,7 +355,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         retention: flags.retention_time,
         retention_size_per_shard,
         future_window,
-        log_holds,
+        log_followers,
         agent: storage.agent,
     });
     let cpus = runtime::allowed_cpus();

@@ -18,7 +18,7 @@ use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 
 use crate::blocks::{Blocks, CutError, Opened};
-use crate::wal::{LogWrite, LogWritten, Replayed, SegmentHold, Wal, WalOptions};
+use crate::wal::{LogFollowers, LogWrite, LogWritten, Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
 pub const MAX_CUTS_PER_PASS: usize = 4;
@@ -208,10 +208,10 @@ impl Db {
         (forgotten.len(), logged)
     }
 
-    /// Makes `hold` the handle through which readers following this shard's log (the
-    /// remote-write sender) hold on to its segments.
-    pub fn set_log_hold(&mut self, hold: SegmentHold) {
-        self.wal.set_hold(hold);
+    /// Makes `followers` what this shard's log shares with the readers following it (the
+    /// remote-write sender): the segments they hold on to, and the newest sample time logged.
+    pub fn set_log_followers(&mut self, followers: LogFollowers) {
+        self.wal.set_followers(followers);
     }
 
     /// Starts writing `[start, end)` of the head as a block: appends before `end` are refused

@@ -2,7 +2,7 @@
 //! own that follows each shard's write-ahead log and sends what it reads (`queue.rs`), as
 //! upstream's queue managers follow its WAL. Nothing is lost while a receiver is away: the
 //! queue's place in each log is saved (`progress.rs`), and the logs keep the segments it has
-//! not sent yet (`pyrite_tsdb::wal::SegmentHold`, the oldest segment any queue still needs)
+//! not sent yet (`pyrite_tsdb::wal::LogFollowers`: the oldest segment any queue still needs)
 //! until retention deletes them.
 //!
 //! [`RemoteWriters::apply`] starts, keeps or restarts the queues at start and at every reload: a
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use pyrite_core::config::Config;
 use pyrite_tsdb::db::Dirs;
-use pyrite_tsdb::wal::SegmentHold;
+use pyrite_tsdb::wal::LogFollowers;
 
 use crate::metrics::Metrics;
 use crate::shards::Shards;
@@ -38,9 +38,9 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
-/// The oldest log segment each queue needs, combined into each shard's [`SegmentHold`].
+/// The oldest log segment each queue needs, combined into each shard's [`LogFollowers`].
 struct Holds {
-    logs: Vec<SegmentHold>,
+    logs: Vec<LogFollowers>,
     queues: Mutex<Vec<Arc<[AtomicU64]>>>,
 }
 
@@ -48,7 +48,9 @@ impl Holds {
     fn publish(&self) {
         let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         for (k, hold) in self.logs.iter().enumerate() {
-            hold.set(queues.iter().map(|needs| needs[k].load(Ordering::Acquire)).min().unwrap_or(u64::MAX));
+            hold.set_oldest_needed(
+                queues.iter().map(|needs| needs[k].load(Ordering::Acquire)).min().unwrap_or(u64::MAX),
+            );
         }
     }
 }
@@ -68,7 +70,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 impl RemoteWriters {
     /// The queues of the server with data in `storage`, whose shards' logs keep segments for
     /// them through `holds` (one per shard, holding every segment until [`Self::apply`]).
-    pub fn new(storage: &Path, shards: Shards, metrics: Arc<Metrics>, holds: Vec<SegmentHold>) -> RemoteWriters {
+    pub fn new(storage: &Path, shards: Shards, metrics: Arc<Metrics>, holds: Vec<LogFollowers>) -> RemoteWriters {
         RemoteWriters {
             storage: storage.to_path_buf(),
             shards,
@@ -121,6 +123,7 @@ impl RemoteWriters {
                 shards: self.shards.clone(),
                 metrics: self.metrics.clone(),
                 needs: needs.clone(),
+                followed: self.holds.logs.clone(),
                 publish_needs: Arc::new(move || holds.publish()),
                 stop: stop.clone(),
             };

@@ -19,7 +19,7 @@ use pyrite_tsdb::wal::follow::Position;
 
 /// A round sent but not yet wholly answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Round {
+pub struct InFlight {
     pub end: Vec<Position>,
     pub shards: usize,
 }
@@ -27,7 +27,7 @@ pub struct Round {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub acked: Vec<Position>,
-    pub round: Option<Round>,
+    pub round: Option<InFlight>,
 }
 
 const HEADER: &str = "pyrite remote-write progress 1";
@@ -88,7 +88,7 @@ impl ProgressFile {
                     let (shards, end) = rest.split_once(' ').unwrap_or((rest, ""));
                     let shards = shards.parse().map_err(|_| err("bad round shard count"))?;
                     let end = positions(end).ok_or_else(|| err("bad round positions"))?;
-                    progress.round = Some(Round { end, shards });
+                    progress.round = Some(InFlight { end, shards });
                 }
                 _ => return Err(err("unknown line")),
             }
@@ -127,8 +127,10 @@ mod tests {
         let file = ProgressFile::new(&dir).unwrap();
         assert_eq!(file.load(2).unwrap(), None);
         let p = |segment, offset| Position { segment, offset };
-        let progress =
-            Progress { acked: vec![p(3, 10), p(0, 0)], round: Some(Round { end: vec![p(4, 7), p(0, 99)], shards: 3 }) };
+        let progress = Progress {
+            acked: vec![p(3, 10), p(0, 0)],
+            round: Some(InFlight { end: vec![p(4, 7), p(0, 99)], shards: 3 }),
+        };
         file.save(&progress).unwrap();
         assert_eq!(file.load(2).unwrap(), Some(progress));
         assert!(file.load(3).is_err(), "another shard count");

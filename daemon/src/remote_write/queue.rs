@@ -1,20 +1,24 @@
-//! One `remote_write` entry's queue, on a thread of its own: it follows every shard's log and
-//! sends what it reads, in rounds.
+//! One `remote_write` entry's queue: it follows every shard's log and sends what it reads, in
+//! rounds, on two threads: one reads the next round while the other sends the current one.
 //!
 //! A round reads every log from where the last one ended until it holds `capacity` samples per
-//! shard or `batch_send_deadline` has passed; saves the round's end (`progress.rs`); splits its
-//! series among the queue's shards by label hash (so a series' samples always go in order
-//! down one shard); sends each shard's requests of at most `max_samples_per_send` samples,
-//! the shards at once; and, once every request has been answered, saves the round's end as
-//! acknowledged and lets the logs' segments before it go. A request is retried with backoff
-//! (`min_backoff` doubling to `max_backoff`) for as long as the receiver answers 5xx or 429 or
-//! cannot be reached, so a receiver that is down loses nothing for as long as the logs keep
-//! their segments; samples older than `sample_age_limit` (if set) are dropped instead. The
-//! number of shards follows the backlog between rounds, as upstream's: the time sending takes
-//! per sample times the rate samples come in, plus a twentieth of the backlog per second.
+//! shard or `batch_send_deadline` has passed. The sending side saves the round's end as in
+//! flight (`progress.rs`); splits its series among the queue's shards by label hash (so a
+//! series' samples always go in order down one shard); sends each shard's requests of at most
+//! `max_samples_per_send` samples, the shards at once; and, once every request has been
+//! answered, saves the round's end as acknowledged and lets the logs' segments before it go.
+//! Only then does it take the next round, so at most one round is ever in flight and a crash
+//! sends exactly it again. A request is retried with backoff (`min_backoff` doubling to
+//! `max_backoff`) for as long as the receiver answers 5xx or 429 or cannot be reached, so a
+//! receiver that is down loses nothing for as long as the logs keep their segments; samples
+//! older than `sample_age_limit` (if set) are dropped instead. The number of shards follows the
+//! backlog, as upstream's: the time sending takes per sample times the rate samples come in,
+//! plus a twentieth of the backlog (how far the newest sample sent is behind the newest logged)
+//! per second.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +27,11 @@ use pyrite_core::labels::Labels;
 use pyrite_core::remote::send::{encode_v1, encode_v2, OutSeries};
 use pyrite_core::remote::v2::WriteMessage;
 use pyrite_tsdb::wal::follow::{Follower, Limit, Position, Trouble};
+use pyrite_tsdb::wal::LogFollowers;
 
 use super::client::{Client, Outcome};
-use super::progress::{Progress, ProgressFile, Round};
-use super::round::{Gathering, RoundSeries, SentLabels};
+use super::progress::{InFlight, Progress, ProgressFile};
+use super::round::{Gathering, Round, RoundSeries, SentLabels};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::shards::Shards;
@@ -37,8 +42,8 @@ const POLL: Duration = Duration::from_millis(50);
 const RESHARD_EVERY: Duration = Duration::from_secs(10);
 /// A new shard count is taken only if it differs from the current one by more than this.
 const RESHARD_TOLERANCE: f64 = 0.3;
-/// Assumed bytes per sample in the log, to bound how much a round reads at once.
-const LOG_BYTES_PER_SAMPLE: usize = 12;
+/// Bytes of each log read at a time, so that a round overshoots its size by little.
+const READ_SLICE: usize = 64 << 10;
 
 /// Everything a queue's thread needs.
 pub struct QueueSetup {
@@ -54,6 +59,8 @@ pub struct QueueSetup {
     pub metrics: Arc<Metrics>,
     /// Per shard, the oldest log segment this queue still needs (see `mod.rs`).
     pub needs: Arc<[AtomicU64]>,
+    /// What each shard's log shares with its followers (for the newest sample time logged).
+    pub followed: Vec<LogFollowers>,
     pub publish_needs: Arc<dyn Fn() + Send + Sync>,
     pub stop: Arc<AtomicBool>,
 }
@@ -77,7 +84,8 @@ struct Window {
     read: usize,
     sent: usize,
     busy: f64,
-    highest_read: Option<i64>,
+    /// The newest sample time in the logs, read or not.
+    newest_logged: Option<i64>,
     highest_sent: Option<i64>,
 }
 
@@ -87,7 +95,7 @@ pub fn run(q: QueueSetup) {
         tracing::warn!(queue = name, error = %e, "cannot read the remote-write progress; starting at the logs' ends");
         None
     });
-    let (mut progress, mut skip_before) = match loaded {
+    let (progress, skip_before) = match loaded {
         Some(p) => (p, i64::MIN),
         None => {
             let acked = q
@@ -98,107 +106,163 @@ pub fn run(q: QueueSetup) {
             (Progress { acked, round: None }, now_ms())
         }
     };
-    let mut followers = followers_at(&q, &progress.acked);
     let queue = &q.config.queue;
-    let mut shards = queue.min_shards;
     let m = &q.metrics.remote;
     let labels = &q.metric_labels;
-    m.shards.get_or_create(labels).set(shards as i64);
+    m.shards.get_or_create(labels).set(queue.min_shards as i64);
     m.shards_min.get_or_create(labels).set(queue.min_shards as i64);
     m.shards_max.get_or_create(labels).set(queue.max_shards as i64);
     m.shard_capacity.get_or_create(labels).set(queue.capacity as i64);
     m.max_samples_per_send.get_or_create(labels).set(queue.max_samples_per_send as i64);
     save_acked(&q, &progress);
+    tracing::info!(queue = name, url = q.config.url, "remote write started");
+    let shards = AtomicUsize::new(queue.min_shards);
+    // A rendezvous: the next round waits, read, until the one being sent is answered.
+    let (hand, take) = std::sync::mpsc::sync_channel(0);
+    let acked = progress.acked.clone();
+    std::thread::scope(|scope| {
+        let sending = std::thread::Builder::new()
+            .name("remote-write-send".into())
+            .spawn_scoped(scope, || send_rounds(&q, acked, take, &shards));
+        match sending {
+            Ok(_) => read_rounds(&q, progress, skip_before, hand, &shards),
+            Err(e) => tracing::error!(queue = name, error = %e, "cannot start a remote-write thread"),
+        }
+    });
+    tracing::info!(queue = name, "remote write stopped");
+}
+
+/// A round read from the logs, handed from the reading side to the sending side.
+struct ReadRound {
+    round: Round,
+    /// Where it ends in each shard's log.
+    end: Vec<Position>,
+    /// The queue shards it is split over.
+    shards: usize,
+    /// Samples read, sent or not.
+    read: usize,
+}
+
+/// The reading side: reads rounds from the logs, one ahead of the round being sent, and hands
+/// them over; returns when told to stop or when the sending side has stopped.
+fn read_rounds(
+    q: &QueueSetup,
+    progress: Progress,
+    mut skip_before: i64,
+    hand: SyncSender<ReadRound>,
+    shards: &AtomicUsize,
+) {
+    let name = &q.metric_labels[0].1;
+    let queue = &q.config.queue;
+    let m = &q.metrics.remote;
+    let mut read_to = progress.acked;
+    let mut followers = followers_at(q, &read_to);
+    // A round cut short by a crash is read again exactly, and split as it was.
+    let mut again = progress.round;
     let mut sent_labels =
         SentLabels::new(q.logs.len(), q.external_labels.clone(), q.config.write_relabel_configs.clone());
-    let mut window = Window::default();
-    let mut window_start = Instant::now();
-    tracing::info!(queue = name, url = q.config.url, "remote write started");
     while !q.stop.load(Ordering::Relaxed) {
-        // A round cut short by a crash is read again exactly, and split as it was (within
-        // max_shards: the file is outside input, and a count of 0 or billions must not crash).
-        let again = progress.round.take();
-        if let Some(r) = &again {
-            shards = r.shards.clamp(1, queue.max_shards.max(1));
-            m.shards.get_or_create(labels).set(shards as i64);
-        }
+        let again_now = again.take();
+        let round_shards = match &again_now {
+            // Within max_shards: the file is outside input, and a count of 0 or billions must
+            // not crash the queue.
+            Some(r) => {
+                let n = r.shards.clamp(1, queue.max_shards.max(1));
+                shards.store(n, Ordering::Relaxed);
+                m.shards.get_or_create(&q.metric_labels).set(n as i64);
+                n
+            }
+            None => shards.load(Ordering::Relaxed),
+        };
         let mut gathering = Gathering::new(skip_before);
         let started = Instant::now();
-        let target = shards * queue.capacity;
-        let budget = (target * LOG_BYTES_PER_SAMPLE / q.logs.len()).max(64 << 10);
+        let target = round_shards * queue.capacity;
         loop {
+            let before: Vec<Position> = followers.iter().map(Follower::position).collect();
             for (k, follower) in followers.iter_mut().enumerate() {
-                let limit = match &again {
+                let limit = match &again_now {
                     Some(r) => Limit::Until(r.end[k]),
-                    None => Limit::Bytes(budget),
+                    None => Limit::Bytes(READ_SLICE),
                 };
                 match follower.read(limit, |record| gathering.take(&mut sent_labels, k, record)) {
-                    Ok(trouble) => report(&name, k, &trouble),
+                    Ok(trouble) => report(name, k, &trouble),
                     Err(e) => tracing::warn!(queue = name, shard = k, error = %e, "cannot read the write-ahead log"),
                 }
             }
             let deadline = started.elapsed() >= queue.batch_send_deadline.as_std();
-            if again.is_some() || gathering.samples >= target || deadline || q.stop.load(Ordering::Relaxed) {
+            if again_now.is_some() || gathering.samples >= target || deadline || q.stop.load(Ordering::Relaxed) {
                 break;
             }
-            std::thread::sleep(POLL);
+            if followers.iter().map(Follower::position).eq(before) {
+                std::thread::sleep(POLL);
+            }
         }
         let end: Vec<Position> = followers.iter().map(Follower::position).collect();
         let read = gathering.samples;
-        let highest_read = gathering.highest;
         let (round, dropped) = match gathering.finish(&mut sent_labels, &q.shards) {
             Ok(done) => done,
             Err(e) => {
                 // Read the round again later, from where the last one ended.
                 tracing::warn!(queue = name, error = %e, "round not sent; trying again");
-                followers = followers_at(&q, &progress.acked);
-                progress.round = again;
-                if !pause(&q, Duration::from_secs(1)) {
+                followers = followers_at(q, &read_to);
+                again = again_now;
+                if !pause(q, Duration::from_secs(1)) {
                     break;
                 }
                 continue;
             }
         };
         m.samples_in.inc_by(read as u64);
-        m.samples_dropped.get_or_create(labels).inc_by(dropped as u64);
-        if let Some(t) = highest_read {
-            let seconds = t as f64 / 1000.0;
-            if seconds > m.highest_timestamp.get() {
-                m.highest_timestamp.set(seconds);
-            }
+        m.samples_dropped.get_or_create(&q.metric_labels).inc_by(dropped as u64);
+        if let Some(t) = q.followed.iter().filter_map(LogFollowers::newest_logged).max() {
+            m.highest_timestamp.set(t as f64 / 1000.0);
         }
-        window.read += read;
-        window.highest_read = window.highest_read.max(highest_read);
-        if end == progress.acked {
+        if end == read_to {
             continue;
         }
-        let series = round.series();
+        read_to = end.clone();
+        // Samples appended before this queue existed are not its to send; after its first
+        // round everything it reads is.
+        skip_before = i64::MIN;
+        if hand.send(ReadRound { round, end, shards: round_shards, read }).is_err() {
+            break;
+        }
+    }
+}
+
+/// The sending side: sends each round handed over, saving its end before (the round in
+/// flight) and after (acknowledged), and works out the shard count for the next rounds.
+fn send_rounds(q: &QueueSetup, mut acked: Vec<Position>, rounds: Receiver<ReadRound>, shards: &AtomicUsize) {
+    let mut window = Window::default();
+    let mut window_start = Instant::now();
+    for r in rounds {
+        let series = r.round.series();
         if !series.is_empty() {
-            progress.round = Some(Round { end: end.clone(), shards });
-            if let Err(e) = q.progress.save(&progress) {
-                tracing::warn!(queue = name, error = %e, "cannot save the remote-write progress");
+            let intent =
+                Progress { acked: acked.clone(), round: Some(InFlight { end: r.end.clone(), shards: r.shards }) };
+            if let Err(e) = q.progress.save(&intent) {
+                tracing::warn!(queue = q.metric_labels[0].1, error = %e, "cannot save the remote-write progress");
             }
-            let sent = send_round(&q, &series, shards);
+            let sent = send_round(q, &series, r.shards);
             if sent.stopped {
-                break;
+                return;
             }
-            m.samples_dropped.get_or_create(labels).inc_by(sent.dropped as u64);
+            q.metrics.remote.samples_dropped.get_or_create(&q.metric_labels).inc_by(sent.dropped as u64);
             window.sent += sent.samples;
             window.busy += sent.busy;
             window.highest_sent = window.highest_sent.max(sent.highest);
         }
-        progress = Progress { acked: end, round: None };
-        save_acked(&q, &progress);
-        // Samples appended before this queue existed are not its to send; after its first
-        // round everything it reads is.
-        skip_before = i64::MIN;
+        acked = r.end;
+        save_acked(q, &Progress { acked: acked.clone(), round: None });
+        window.read += r.read;
         if window_start.elapsed() >= RESHARD_EVERY {
-            shards = reshard(&q, shards, &window, window_start.elapsed());
+            window.newest_logged = q.followed.iter().filter_map(LogFollowers::newest_logged).max();
+            let next = reshard(q, r.shards, &window, window_start.elapsed());
+            shards.store(next, Ordering::Relaxed);
             window = Window { highest_sent: window.highest_sent, ..Window::default() };
             window_start = Instant::now();
         }
     }
-    tracing::info!(queue = name, "remote write stopped");
 }
 
 /// A follower of each shard's log, at `positions`.
@@ -407,7 +471,7 @@ fn desired_shards(shards: usize, w: &Window, took: Duration) -> f64 {
     }
     let in_rate = w.read as f64 / took.as_secs_f64().max(1e-3);
     let time_per_sample = w.busy / w.sent as f64;
-    let behind = match (w.highest_read, w.highest_sent) {
+    let behind = match (w.newest_logged, w.highest_sent) {
         (Some(r), Some(s)) => ((r - s) as f64 / 1000.0).max(0.0),
         _ => 0.0,
     };
@@ -432,8 +496,13 @@ mod tests {
     fn shards_follow_the_backlog_within_bounds() {
         let secs = Duration::from_secs(10);
         // 10k samples/s in, each taking 0.5 ms to send: 5 shards' worth.
-        let caught_up =
-            Window { read: 100_000, sent: 100_000, busy: 50.0, highest_read: Some(60_000), highest_sent: Some(60_000) };
+        let caught_up = Window {
+            read: 100_000,
+            sent: 100_000,
+            busy: 50.0,
+            newest_logged: Some(60_000),
+            highest_sent: Some(60_000),
+        };
         assert!((desired_shards(1, &caught_up, secs) - 5.0).abs() < 1e-9);
         // 100 s behind: a twentieth of the backlog per second more.
         let behind = Window { highest_sent: Some(-40_000), ..caught_up };

@@ -88,8 +88,6 @@ pub struct Gathering {
     /// Samples before this (ms) are skipped: a queue that starts afresh sends only what is
     /// appended from its start on, as upstream's watcher.
     pub skip_before: i64,
-    /// The newest sample time read.
-    pub highest: Option<i64>,
 }
 
 /// How long a shard may take to name the series the queue does not know.
@@ -118,7 +116,6 @@ impl Gathering {
                     if t < self.skip_before {
                         continue;
                     }
-                    self.highest = self.highest.max(Some(t));
                     if let Some(&i) = self.index.get(&(shard, id)) {
                         self.flat.push((i, t, v));
                         self.samples += 1;

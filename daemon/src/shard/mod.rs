@@ -45,7 +45,7 @@ pub struct ShardEnv {
     /// How far past the clock a sample may be (ms), `--storage.tsdb.too-far-in-future.time-window`.
     pub future_window: i64,
     /// Per shard, the log segments the remote-write queues still need.
-    pub log_holds: Vec<pyrite_tsdb::wal::SegmentHold>,
+    pub log_followers: Vec<pyrite_tsdb::wal::LogFollowers>,
     /// Agent mode (`--agent`): the head keeps series only, and housekeeping truncates the log
     /// instead of cutting blocks.
     pub agent: Option<AgentStorage>,
@@ -87,7 +87,7 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });
-    storage.set_log_hold(env.log_holds[index].clone());
+    storage.set_log_followers(env.log_followers[index].clone());
     for refused in &opened.refused {
         tracing::error!(shard = index, error = %refused, "block refused: it is left on disk and not served");
     }

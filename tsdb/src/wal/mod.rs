@@ -20,7 +20,7 @@
 //! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
 //!   half is never followed by more frames in the same file.
 //! * A reader following the log (the remote-write sender, [`follow`]) holds on to the segments
-//!   it has not read yet through a [`SegmentHold`]: a checkpoint or snapshot then leaves them on
+//!   it has not read yet through a [`LogFollowers`]: a checkpoint or snapshot then leaves them on
 //!   disk (a replay skips them, they are older than its base), and [`Wal::release_held`] deletes
 //!   them once the reader has moved on, or once they are past retention.
 
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::head::Head;
@@ -82,32 +82,55 @@ pub struct Wal {
     /// A write failed: continue in a new segment.
     broken: bool,
     buf: Vec<u8>,
-    hold: SegmentHold,
+    followers: LogFollowers,
 }
 
-/// The oldest segment that readers following the log still need (`u64::MAX`: none), shared
-/// between the log's thread and the readers'.
+/// What a log shares with the readers following it (the remote-write sender), across
+/// threads: the oldest segment they still need, which the log keeps (`u64::MAX`: none), and
+/// the newest sample time it has logged, which tells them how far behind they are.
 #[derive(Debug, Clone)]
-pub struct SegmentHold(Arc<AtomicU64>);
+pub struct LogFollowers(Arc<Shared>);
 
-impl Default for SegmentHold {
+#[derive(Debug)]
+struct Shared {
+    oldest_needed: AtomicU64,
+    newest_logged: AtomicI64,
+}
+
+impl Default for LogFollowers {
     fn default() -> Self {
-        SegmentHold(Arc::new(AtomicU64::new(u64::MAX)))
+        Self::needing(u64::MAX)
     }
 }
 
-impl SegmentHold {
-    /// A hold on every segment, until its holder says what it needs.
+impl LogFollowers {
+    /// A hold on every segment, until the readers say what they need.
     pub fn holding_all() -> Self {
-        SegmentHold(Arc::new(AtomicU64::new(0)))
+        Self::needing(0)
     }
 
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+    fn needing(oldest: u64) -> Self {
+        LogFollowers(Arc::new(Shared {
+            oldest_needed: AtomicU64::new(oldest),
+            newest_logged: AtomicI64::new(i64::MIN),
+        }))
     }
 
-    pub fn set(&self, oldest_needed: u64) {
-        self.0.store(oldest_needed, Ordering::Release);
+    pub fn oldest_needed(&self) -> u64 {
+        self.0.oldest_needed.load(Ordering::Acquire)
+    }
+
+    pub fn set_oldest_needed(&self, segment: u64) {
+        self.0.oldest_needed.store(segment, Ordering::Release);
+    }
+
+    /// The newest sample time logged since the log was opened.
+    pub fn newest_logged(&self) -> Option<i64> {
+        Some(self.0.newest_logged.load(Ordering::Relaxed)).filter(|&t| t != i64::MIN)
+    }
+
+    fn logged(&self, t: i64) {
+        self.0.newest_logged.fetch_max(t, Ordering::Relaxed);
     }
 }
 
@@ -290,7 +313,7 @@ impl Wal {
             dirty: false,
             broken: false,
             buf: Vec::new(),
-            hold: SegmentHold::default(),
+            followers: LogFollowers::default(),
         };
         Ok((wal, replayer.stats))
     }
@@ -329,7 +352,7 @@ impl Wal {
     /// Whether a reader following the log still needs a finished segment (it is behind the
     /// segment being written).
     pub fn held_behind(&self) -> bool {
-        self.hold.get() < self.index
+        self.followers.oldest_needed() < self.index
     }
 
     /// Logs the series created by a batch and the samples the head accepted from it.
@@ -366,9 +389,9 @@ impl Wal {
         self.write(None, |buf| encode_forgotten(buf, ids, compress))
     }
 
-    /// Makes `hold` the handle readers following the log hold its segments through.
-    pub fn set_hold(&mut self, hold: SegmentHold) {
-        self.hold = hold;
+    /// Makes `followers` what the log shares with the readers following it.
+    pub fn set_followers(&mut self, followers: LogFollowers) {
+        self.followers = followers;
     }
 
     /// Deletes the segments kept only for readers following the log (those a checkpoint or
@@ -379,7 +402,7 @@ impl Wal {
     pub fn release_held(&mut self, cutoff_ms: i64, budget: Option<u64>) -> io::Result<usize> {
         let listing = list(&self.dir)?;
         let Some(base) = listing.checkpoints.iter().chain(&listing.snapshots).max().copied() else { return Ok(0) };
-        let hold = self.hold.get();
+        let hold = self.followers.oldest_needed();
         let mut over = match budget {
             Some(budget) => self.disk_bytes()?.saturating_sub(budget),
             None => 0,
@@ -413,6 +436,9 @@ impl Wal {
         self.written += self.buf.len() as u64;
         self.dirty = true;
         self.newest = self.newest.max(newest);
+        if let Some(t) = newest {
+            self.followers.logged(t);
+        }
         Ok(())
     }
 
@@ -507,7 +533,7 @@ impl Wal {
     /// its own index. (A checkpoint never replaces a snapshot: see [`Wal::drop_before`].)
     fn remove_covered(&mut self, index: u64, snapshot: bool) -> io::Result<()> {
         let listing = list(&self.dir)?;
-        let hold = self.hold.get();
+        let hold = self.followers.oldest_needed();
         for i in listing.segments.into_iter().filter(|&i| i <= index) {
             // A segment a reader still needs stays on disk; replay skips it from now on.
             if i < hold {
@@ -741,9 +767,9 @@ mod tests {
         let segments = list(&dir).unwrap().segments;
         assert!(segments.len() > 3);
         // A reader has read up to the third segment.
-        let hold = SegmentHold::default();
-        wal.set_hold(hold.clone());
-        hold.set(segments[2]);
+        let hold = LogFollowers::default();
+        wal.set_followers(hold.clone());
+        hold.set_oldest_needed(segments[2]);
         wal.snapshot(&head).unwrap();
         let mut kept = segments[2..].to_vec();
         kept.push(wal.index);
@@ -754,8 +780,8 @@ mod tests {
         assert_eq!((replayed.samples, replayed.orphaned), (30 * 40, 0), "held segments are not replayed");
         assert_eq!(dump(&again), dump(&head));
         // The reader moves on past all but the last held one.
-        wal.set_hold(hold.clone());
-        hold.set(*segments.last().unwrap());
+        wal.set_followers(hold.clone());
+        hold.set_oldest_needed(*segments.last().unwrap());
         assert_eq!(wal.release_held(i64::MIN, None).unwrap(), segments.len() - 3);
         // Past retention, held or not.
         assert_eq!(wal.release_held(i64::MAX, None).unwrap(), 1);
