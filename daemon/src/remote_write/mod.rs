@@ -13,6 +13,7 @@ mod client;
 mod progress;
 mod queue;
 mod round;
+mod sending;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

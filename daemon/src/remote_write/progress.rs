@@ -2,9 +2,9 @@
 //! `kill -9`) resumes there: `<storage.tsdb.path>/remote_write/<queue>/progress`.
 //!
 //! * `acked`: everything before these positions was answered by the receiver (or given up on).
-//! * `round`: a round being sent, written before its first request: its end positions and the
-//!   shard count that split it. After a crash the round is read and split again exactly as it
-//!   was, so every request is sent again identical. A receiver that already stored one refuses
+//! * `round` lines: the rounds being sent, in order, each written before its first request:
+//!   its end positions and the shard count that split it. After a crash the rounds are read and
+//!   split again exactly as they were, so every request is sent again identical. A receiver that already stored one refuses
 //!   it whole or takes it as duplicates (Prometheus answers 400 for the out-of-order samples it
 //!   holds and stores nothing of the request); a request mixing stored and new samples, which
 //!   such a receiver would refuse whole and lose the new ones of, is never made.
@@ -27,7 +27,7 @@ pub struct InFlight {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub acked: Vec<Position>,
-    pub round: Option<InFlight>,
+    pub rounds: Vec<InFlight>,
 }
 
 const HEADER: &str = "pyrite remote-write progress 1";
@@ -79,7 +79,7 @@ impl ProgressFile {
         if lines.next() != Some(HEADER) {
             return Err(err("not a progress file"));
         }
-        let mut progress = Progress { acked: Vec::new(), round: None };
+        let mut progress = Progress { acked: Vec::new(), rounds: Vec::new() };
         for line in lines {
             let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
             match key {
@@ -88,13 +88,12 @@ impl ProgressFile {
                     let (shards, end) = rest.split_once(' ').unwrap_or((rest, ""));
                     let shards = shards.parse().map_err(|_| err("bad round shard count"))?;
                     let end = positions(end).ok_or_else(|| err("bad round positions"))?;
-                    progress.round = Some(InFlight { end, shards });
+                    progress.rounds.push(InFlight { end, shards });
                 }
                 _ => return Err(err("unknown line")),
             }
         }
-        let counts_match =
-            progress.acked.len() == shards && progress.round.as_ref().is_none_or(|r| r.end.len() == shards);
+        let counts_match = progress.acked.len() == shards && progress.rounds.iter().all(|r| r.end.len() == shards);
         if !counts_match {
             return Err(err("written for another number of shards"));
         }
@@ -105,7 +104,7 @@ impl ProgressFile {
     pub fn save(&self, progress: &Progress) -> io::Result<()> {
         let mut text = format!("{HEADER}\nacked");
         write_positions(&mut text, &progress.acked);
-        if let Some(round) = &progress.round {
+        for round in &progress.rounds {
             text.push_str(&format!("\nround {}", round.shards));
             write_positions(&mut text, &round.end);
         }
@@ -129,7 +128,10 @@ mod tests {
         let p = |segment, offset| Position { segment, offset };
         let progress = Progress {
             acked: vec![p(3, 10), p(0, 0)],
-            round: Some(InFlight { end: vec![p(4, 7), p(0, 99)], shards: 3 }),
+            rounds: vec![
+                InFlight { end: vec![p(4, 7), p(0, 99)], shards: 3 },
+                InFlight { end: vec![p(5, 1), p(0, 120)], shards: 3 },
+            ],
         };
         file.save(&progress).unwrap();
         assert_eq!(file.load(2).unwrap(), Some(progress));

@@ -59,11 +59,26 @@ pub struct Round {
 }
 
 impl Round {
-    pub fn series(&self) -> Vec<RoundSeries<'_>> {
-        self.series
-            .iter()
-            .map(|(_, labels, range)| RoundSeries { labels, samples: &self.samples[range.clone()] })
-            .collect()
+    /// The `i`th series.
+    pub fn get(&self, i: u32) -> RoundSeries<'_> {
+        let (_, labels, range) = &self.series[i as usize];
+        RoundSeries { labels, samples: &self.samples[range.clone()] }
+    }
+
+    /// The series each of `shards` queue shards sends, by label hash, each in round order.
+    pub fn split(&self, shards: usize) -> Vec<Vec<u32>> {
+        let n = shards.max(1);
+        let mut parts = vec![Vec::new(); n];
+        for (i, (_, labels, _)) in self.series.iter().enumerate() {
+            let hash = xxhash_rust::xxh3::xxh3_64(labels);
+            parts[(hash % n as u64) as usize].push(i as u32);
+        }
+        parts
+    }
+
+    /// Samples in the round.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
     }
 }
 
