@@ -36,6 +36,12 @@ mod sigv4;
 mod slots;
 mod test_rules;
 
+/// mimalloc rather than glibc's malloc: with a query's short-lived buffers freed on other
+/// threads than the shards', glibc's per-thread arenas kept them as resident memory
+/// (`bench/RESULTS.md`, issue 19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
