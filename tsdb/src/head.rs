@@ -21,7 +21,7 @@
 //!   are refused as out of bounds and queries do not read them from the head. While a block is
 //!   being written from the head, appends are already refused before its end
 //!   ([`Head::freeze_before`]) but queries still read its range here until it is installed.
-//!   are refused as out of bounds and queries do not read them from the head. Samples after
+//!   Samples after
 //!   `max_valid` (set by the shard from its clock) are refused as too far in the future.
 //! * A head [`Head::without_samples`] (agent mode) keeps series only: an append checks order
 //!   against the series' last sample and records it, and nothing else (no chunks, no
@@ -40,6 +40,7 @@ use super::block::BlockChunk;
 use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::postings::Postings;
+use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
 use pyrite_core::labels::{hash_pairs, Labels, Matcher};
 use pyrite_core::value::{Sample, SeriesSamples};
@@ -316,10 +317,10 @@ impl SeriesSnapshot {
 #[derive(Debug)]
 pub struct Head {
     symbols: Symbols,
-    series: ById<u32, MemSeries>,
+    series: DenseById<MemSeries>,
     /// The next id to hand out.
     next_id: u32,
-    by_hash: HashMap<u64, Vec<u32>>,
+    by_hash: ByHash,
     postings: Postings,
     store: ChunkStore,
     block_range: i64,
@@ -352,9 +353,9 @@ impl Head {
     pub fn with_store(block_range: i64, store: ChunkStore) -> Self {
         Head {
             symbols: Symbols::default(),
-            series: ById::default(),
+            series: DenseById::default(),
             next_id: 0,
-            by_hash: HashMap::new(),
+            by_hash: ByHash::default(),
             postings: Postings::default(),
             store,
             block_range: block_range.max(1),
@@ -421,14 +422,10 @@ impl Head {
     /// log's ids); later ids are handed out after it.
     pub fn get_or_create_as(&mut self, labels: &Labels, wanted: Option<u32>) -> (u32, bool) {
         let hash = labels.hash();
-        if let Some(ids) = self.by_hash.get(&hash) {
-            for &id in ids {
-                if self.labels_equal(id, labels) {
-                    return (id, false);
-                }
-            }
+        if let Some(id) = self.by_hash.get(hash).find(|&id| self.labels_equal(id, labels)) {
+            return (id, false);
         }
-        let id = match wanted.filter(|id| !self.series.contains_key(id)) {
+        let id = match wanted.filter(|&id| !self.series.contains(id)) {
             Some(id) => {
                 self.reserve_ids_through(id);
                 id
@@ -451,7 +448,7 @@ impl Head {
                 open_end: i64::MAX,
             },
         );
-        self.by_hash.entry(hash).or_default().push(id);
+        self.by_hash.insert(hash, id);
         (id, true)
     }
 
@@ -464,7 +461,7 @@ impl Head {
     /// around and skip those in use (a restart renumbers nothing, but the log is replayed from
     /// the ids the head held).
     fn new_id(&mut self) -> u32 {
-        while self.series.contains_key(&self.next_id) {
+        while self.series.contains(self.next_id) {
             self.next_id = self.next_id.wrapping_add(1);
         }
         let id = self.next_id;
@@ -473,7 +470,7 @@ impl Head {
     }
 
     fn labels_equal(&self, id: u32, labels: &Labels) -> bool {
-        let Some(stored) = self.series.get(&id).map(|s| &s.labels) else { return false };
+        let Some(stored) = self.series.get(id).map(|s| &s.labels) else { return false };
         stored.len() == labels.len()
             && stored
                 .iter()
@@ -489,7 +486,7 @@ impl Head {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);
         }
-        let s = self.series.get_mut(&id).ok_or(AppendError::UnknownSeries)?;
+        let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
         if t < s.last_t {
             return Err(AppendError::OutOfOrder);
         }
@@ -507,12 +504,12 @@ impl Head {
     /// The labels of series `id`, if the head holds it.
     pub fn labels(&self, id: u32) -> Option<Labels> {
         // Stored in the order they were given, which is a Labels' sorted order.
-        self.series.get(&id).map(|s| self.symbols.labels(&s.labels))
+        self.series.get(id).map(|s| self.symbols.labels(&s.labels))
     }
 
     /// Ids of every series held, in no particular order.
     pub fn ids(&self) -> Vec<u32> {
-        self.series.keys().copied().collect()
+        self.series.ids().collect()
     }
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
@@ -521,7 +518,7 @@ impl Head {
         self.postings
             .select(&self.symbols, matchers)
             .iter()
-            .filter(|id| self.series.get(id).is_some_and(|s| s.overlaps(mint, maxt)))
+            .filter(|&id| self.series.get(id).is_some_and(|s| s.overlaps(mint, maxt)))
             .collect()
     }
 
@@ -534,7 +531,7 @@ impl Head {
     /// reader that found the id earlier skips it).
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
         let mint = mint.max(self.min_valid);
-        let series = self.series.get(&id)?;
+        let series = self.series.get(id)?;
         let mut samples = Vec::new();
         series.samples_in(&self.store, mint, maxt, &mut samples);
         Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
@@ -571,17 +568,17 @@ impl Head {
     /// it had none or does not exist.
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
-        self.series.get_mut(&id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
+        self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
     }
 
     /// Ids of the series with samples in `[mint, maxt)`, in no particular order.
     pub fn ids_overlapping(&self, mint: i64, maxt: i64) -> Vec<u32> {
-        self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(&id, _)| id).collect()
+        self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(id, _)| id).collect()
     }
 
     /// Series `id`'s labels as (name, value) ids of [`Head::symbol_table`], in label order.
     pub fn label_ids(&self, id: u32) -> Option<&[(u32, u32)]> {
-        self.series.get(&id).map(|s| &*s.labels)
+        self.series.get(id).map(|s| &*s.labels)
     }
 
     /// The label strings by id, shared, for a block written on another thread.
@@ -591,12 +588,12 @@ impl Head {
 
     /// Series `id`'s chunks of `[mint, maxt)`, for a block (none if the head does not hold it).
     pub fn block_chunks(&self, id: u32, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
-        self.series.get(&id).map_or_else(Vec::new, |s| s.block_chunks(&self.store, mint, maxt))
+        self.series.get(id).map_or_else(Vec::new, |s| s.block_chunks(&self.store, mint, maxt))
     }
 
     /// Series `id` as a snapshot keeps it, if the head holds it.
     pub fn snapshot_series(&self, id: u32) -> Option<SeriesSnapshot> {
-        let s = self.series.get(&id)?;
+        let s = self.series.get(id)?;
         Some(SeriesSnapshot {
             labels: self.symbols.labels(&s.labels),
             sealed: s
@@ -621,7 +618,7 @@ impl Head {
         }
         let (id, created) = self.get_or_create_as(&snapshot.labels, Some(wanted));
         if created {
-            let s = self.series.get_mut(&id)?;
+            let s = self.series.get_mut(id)?;
             for c in &snapshot.sealed {
                 s.add_sealed(&mut self.store, c.min_t, c.max_t, &c.bytes);
             }
@@ -674,7 +671,7 @@ impl Head {
     /// continue after their last sample.
     pub fn truncate_before(&mut self, t: i64) -> Truncated {
         let (mut chunks, mut emptied) = (0, Vec::new());
-        for (&id, s) in self.series.iter_mut() {
+        for (id, s) in self.series.iter_mut() {
             let before = s.num_chunks();
             s.sealed.retain(|c| c.max_t >= t);
             if !s.open.is_empty() && s.open.max_time() < t {
@@ -692,12 +689,12 @@ impl Head {
     /// Ids of the series whose last sample is older than `cutoff` (or that have none): in
     /// agent mode, the series not appended to for a while (upstream's agent garbage collection).
     pub fn inactive_before(&self, cutoff: i64) -> Vec<u32> {
-        self.series.iter().filter(|(_, s)| s.last_t < cutoff).map(|(&id, _)| id).collect()
+        self.series.iter().filter(|(_, s)| s.last_t < cutoff).map(|(id, _)| id).collect()
     }
 
     /// Forgets every series that holds no sample (after a replay). Returns the ids that went.
     pub fn forget_empty_series(&mut self) -> Vec<u32> {
-        let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(&id, _)| id).collect();
+        let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(id, _)| id).collect();
         self.forget(&empty)
     }
 
@@ -706,27 +703,21 @@ impl Head {
     pub fn forget(&mut self, ids: &[u32]) -> Vec<u32> {
         let mut forgotten = Vec::new();
         for &id in ids {
-            if self.series.get(&id).is_none_or(|s| s.num_chunks() > 0) {
+            if self.series.get(id).is_none_or(|s| s.num_chunks() > 0) {
                 continue;
             }
-            let Some(s) = self.series.remove(&id) else { continue };
+            let Some(s) = self.series.remove(id) else { continue };
             forgotten.push(id);
             self.postings.remove(id, &s.labels);
             let hash = hash_pairs(s.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))));
-            if let Some(ids) = self.by_hash.get_mut(&hash) {
-                ids.retain(|&other| other != id);
-                if ids.is_empty() {
-                    self.by_hash.remove(&hash);
-                }
-            }
+            self.by_hash.remove(hash, id);
             for &(name, value) in s.labels.iter() {
                 self.symbols.release(name);
                 self.symbols.release(value);
             }
         }
-        if self.series.capacity() > 2 * self.series.len() + 1024 {
-            self.series.shrink_to_fit();
-        }
+        self.series.shrink();
+        self.by_hash.shrink();
         forgotten
     }
 }

@@ -29,5 +29,6 @@ pub mod head;
 pub mod memory;
 pub mod postings;
 pub mod querier;
+mod series_map;
 pub mod symbols;
 pub mod wal;
