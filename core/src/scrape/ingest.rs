@@ -44,13 +44,35 @@ pub struct SeriesRef {
     pub id: u32,
 }
 
+/// A scrape cache entry. A target holds one per series it exposes, so it is kept to 16 bytes:
+/// with the key, a map slot takes 32 bytes where an `Option<SeriesRef>` and a `u64` took 56.
 #[derive(Debug, Clone, Copy)]
 struct CacheEntry {
-    /// None for a series that `metric_relabel_configs` drops: it is skipped on sight.
-    series: Option<SeriesRef>,
+    /// The owner shard, or [`DROPPED`] for a series that `metric_relabel_configs` drops: it
+    /// is skipped on sight.
+    shard: u32,
+    id: u32,
     /// The scrape generation that last saw this series.
-    seen: u64,
+    seen: Generation,
     explicit_timestamp: bool,
+}
+
+/// [`CacheEntry::shard`] of a dropped series.
+const DROPPED: u32 = u32::MAX;
+
+/// A scrape's number. It wraps: it is only compared for equality with the current one, and an
+/// entry not seen in a scrape is gone after it.
+type Generation = u32;
+
+impl CacheEntry {
+    fn new(series: Option<SeriesRef>, seen: Generation, explicit_timestamp: bool) -> Self {
+        let (shard, id) = series.map_or((DROPPED, 0), |s| (s.shard as u32, s.id));
+        CacheEntry { shard, id, seen, explicit_timestamp }
+    }
+
+    fn series(&self) -> Option<SeriesRef> {
+        (self.shard != DROPPED).then_some(SeriesRef { shard: self.shard as usize, id: self.id })
+    }
 }
 
 /// Samples `(id, t, v)` a shard refused because it no longer knows their series' ids.
@@ -96,7 +118,7 @@ pub struct MetricMetadata {
 #[derive(Debug, Clone)]
 struct MetadataEntry {
     metadata: MetricMetadata,
-    seen: u64,
+    seen: Generation,
 }
 
 fn kind_name(kind: MetricType) -> &'static str {
@@ -207,7 +229,7 @@ pub struct TargetIngest {
     shards: usize,
     cache: HashMap<Box<str>, CacheEntry>,
     metadata: HashMap<Box<str>, MetadataEntry>,
-    generation: u64,
+    generation: Generation,
 }
 
 impl TargetIngest {
@@ -281,7 +303,8 @@ impl TargetIngest {
     /// counts as failed: the caller must then emit [`TargetIngest::ingest_failure`] instead,
     /// which also resets the cache.
     pub fn ingest(&mut self, body: &str, format: Format, t: i64) -> Result<Ingest, IngestError> {
-        self.generation += 1;
+        // 0 marks metadata never seen.
+        self.generation = self.generation.wrapping_add(1).max(1);
         let generation = self.generation;
         let mut out = self.empty_ingest();
         let mut fresh: HashMap<&str, ()> = HashMap::new();
@@ -313,7 +336,7 @@ impl TargetIngest {
                     continue;
                 }
                 e.seen = generation;
-                if let Some(s) = e.series {
+                if let Some(s) = e.series() {
                     out.batches[s.shard].known.push((s.id, ts, value));
                     out.counts.kept += 1;
                 }
@@ -325,7 +348,7 @@ impl TargetIngest {
             }
             let labels = parse_series(series).map_err(|message| ParseError { line: parser.line(), message })?;
             let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
-                let dropped = CacheEntry { series: None, seen: generation, explicit_timestamp: false };
+                let dropped = CacheEntry::new(None, generation, false);
                 self.cache.insert(series.into(), dropped);
                 continue;
             };
@@ -345,7 +368,7 @@ impl TargetIngest {
             if e.seen == generation {
                 return true;
             }
-            if let (Some(s), false) = (e.series, e.explicit_timestamp) {
+            if let (Some(s), false) = (e.series(), e.explicit_timestamp) {
                 out.batches[s.shard].known.push((s.id, t, stale_nan()));
             }
             false
@@ -361,7 +384,7 @@ impl TargetIngest {
     pub fn ingest_failure(&mut self, t: i64) -> Ingest {
         let mut out = self.empty_ingest();
         for (_, e) in self.cache.drain() {
-            if let (Some(s), false) = (e.series, e.explicit_timestamp) {
+            if let (Some(s), false) = (e.series(), e.explicit_timestamp) {
                 out.batches[s.shard].known.push((s.id, t, stale_nan()));
             }
         }
@@ -373,7 +396,7 @@ impl TargetIngest {
         for (pending, &id) in keys.into_iter().zip(ids) {
             if let Some(PendingKey { key, explicit_timestamp }) = pending {
                 let series = Some(SeriesRef { shard, id });
-                self.cache.insert(key, CacheEntry { series, seen: self.generation, explicit_timestamp });
+                self.cache.insert(key, CacheEntry::new(series, self.generation, explicit_timestamp));
             }
         }
     }
@@ -391,7 +414,7 @@ impl TargetIngest {
                 .cache
                 .iter()
                 .filter_map(|(key, e)| {
-                    let s = e.series.filter(|s| s.shard == *shard && samples.contains_key(&s.id))?;
+                    let s = e.series().filter(|s| s.shard == *shard && samples.contains_key(&s.id))?;
                     Some((key.clone(), s.id, e.explicit_timestamp))
                 })
                 .collect();
@@ -456,6 +479,14 @@ mod tests {
     fn target() -> TargetIngest {
         let options = IngestOptions { honor_timestamps: true, ..IngestOptions::default() };
         TargetIngest::new(Labels::from_pairs([("job", "app"), ("instance", "h:1")]), options, 2)
+    }
+
+    #[test]
+    fn a_cache_slot_takes_32_bytes_and_keeps_its_series() {
+        assert_eq!(std::mem::size_of::<(Box<str>, CacheEntry)>(), 32);
+        let s = SeriesRef { shard: 3, id: u32::MAX };
+        assert_eq!(CacheEntry::new(Some(s), 1, false).series(), Some(s));
+        assert_eq!(CacheEntry::new(None, 1, false).series(), None);
     }
 
     /// Feeds a scrape and answers its new series with ids 100, 101, ... per shard.
