@@ -21,8 +21,8 @@
 //!   are refused as out of bounds and queries do not read them from the head. While a block is
 //!   being written from the head, appends are already refused before its end
 //!   ([`Head::freeze_before`]) but queries still read its range here until it is installed.
-//!   Samples after
-//!   `max_valid` (set by the shard from its clock) are refused as too far in the future.
+//!   Samples after `max_valid` (set by the shard from its clock) are refused as too far in
+//!   the future.
 //! * A head [`Head::without_samples`] (agent mode) keeps series only: an append checks order
 //!   against the series' last sample and records it, and nothing else (no chunks, no
 //!   postings, so it answers no query). Its series are forgotten when they have not been
