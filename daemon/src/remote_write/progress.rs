@@ -4,10 +4,11 @@
 //! * `acked`: everything before these positions was answered by the receiver (or given up on).
 //! * `round` lines: the rounds being sent, in order, each written before its first request:
 //!   its end positions and the shard count that split it. After a crash the rounds are read and
-//!   split again exactly as they were, so every request is sent again identical. A receiver that already stored one refuses
-//!   it whole or takes it as duplicates (Prometheus answers 400 for the out-of-order samples it
-//!   holds and stores nothing of the request); a request mixing stored and new samples, which
-//!   such a receiver would refuse whole and lose the new ones of, is never made.
+//!   split again exactly as they were, so every request is sent again identical. A receiver
+//!   that already stored one refuses it whole or takes it as duplicates (Prometheus answers 400
+//!   for the out-of-order samples it holds and stores nothing of the request); a request mixing
+//!   stored and new samples, which such a receiver would refuse whole and lose the new ones of,
+//!   is never made.
 //!
 //! The file is replaced by a rename, so a crash leaves the old or the new one, never half.
 

@@ -85,7 +85,8 @@ pub fn run(q: QueueSetup) {
     save_acked(&q, &progress);
     tracing::info!(queue = name, url = q.config.url, "remote write started");
     let shards = AtomicUsize::new(queue.min_shards);
-    // A rendezvous: the next round waits, read, until the one being sent is answered.
+    // A rendezvous: a round read waits until the sending side has room for it (at most
+    // `sending::ROUNDS_IN_FLIGHT` rounds in flight), so reading stays one round ahead.
     let (hand, take) = flume::bounded(0);
     let acked = progress.acked.clone();
     std::thread::scope(|scope| {
@@ -111,7 +112,7 @@ pub struct ReadRound {
     pub read: usize,
 }
 
-/// The reading side: reads rounds from the logs, one ahead of the round being sent, and hands
+/// The reading side: reads rounds from the logs, one ahead of the rounds being sent, and hands
 /// them over; returns when told to stop or when the sending side has stopped.
 fn read_rounds(
     q: &QueueSetup,

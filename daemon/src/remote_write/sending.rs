@@ -32,7 +32,7 @@ const RESHARD_EVERY: Duration = Duration::from_secs(10);
 const RESHARD_TOLERANCE: f64 = 0.3;
 /// Rounds in flight at once, so that a shard done with its part of one round goes on to the
 /// next instead of waiting for the slowest.
-pub const ROUNDS_IN_FLIGHT: usize = 2;
+const ROUNDS_IN_FLIGHT: usize = 2;
 
 /// What sending one part of a round did.
 #[derive(Default)]
