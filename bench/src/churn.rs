@@ -6,9 +6,11 @@
 //! servers scrape it with a short `--storage.tsdb.min-block-duration`, so that a block cut, and
 //! the head garbage collection after it, comes every block duration. At the end of every cycle
 //! (one block duration) the report reads each server's head series
-//! (`prometheus_tsdb_head_series`, which both export), its resident memory (`VmRSS`) and its
-//! compactions so far; then the head series over the live series at the last cycle, and the
-//! last cycle's memory over the first's. A head that never forgets grows cycle after cycle.
+//! (`prometheus_tsdb_head_series`, which both export), its resident memory (`VmRSS`, and its
+//! anonymous part `RssAnon`) and its compactions so far; then the head series over the live
+//! series at the last cycle, and the last cycle's memory over the first's and over that of the
+//! first cycle that ended after a cut (before it the head is still filling its span). A head
+//! that never forgets grows cycle after cycle.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,7 @@ fn churn_fraction(targets: usize, share: f64, every: u64) -> (f64, usize) {
 struct Reading {
     head_series: Vec<f64>,
     rss: Vec<Option<f64>>,
+    anon: Vec<Option<f64>>,
     compactions: Vec<f64>,
 }
 
@@ -89,9 +92,11 @@ pub fn run(opts: &Options) -> Result<String, String> {
         let end = Duration::from_secs(opts.block) * cycle;
         std::thread::sleep(end.saturating_sub(started.elapsed()));
         let s = &run.servers;
+        let used: Vec<_> = s.iter().map(|s| s.pid().and_then(usage)).collect();
         readings.push(Reading {
             head_series: s.iter().map(|s| s.series()).collect(),
-            rss: s.iter().map(|s| s.pid().and_then(usage).map(|u| u.rss as f64)).collect(),
+            rss: used.iter().map(|u| u.map(|u| u.rss as f64)).collect(),
+            anon: used.iter().map(|u| u.map(|u| u.anon as f64)).collect(),
             compactions: s.iter().map(|s| s.head_compactions().0).collect(),
         });
         eprintln!(
@@ -116,6 +121,7 @@ fn rows(readings: &[Reading], live: f64, block: u64) -> Vec<Row> {
             integer,
         ));
         rows.push(Row::new(format!("{at}: RSS"), r.rss.clone(), mib));
+        rows.push(Row::new(format!("{at}: RSS, anonymous"), r.anon.clone(), mib));
         let counted: Vec<Option<f64>> = r.compactions.iter().map(|&c| Some(c)).collect();
         rows.push(Row { ratios: false, ..Row::new(format!("{at}: compactions so far"), counted, integer) });
     }
@@ -126,9 +132,22 @@ fn rows(readings: &[Reading], live: f64, block: u64) -> Vec<Row> {
             over_live,
             two_decimals,
         ));
-        let growth: Vec<Option<f64>> =
-            last.rss.iter().zip(&first.rss).map(|(l, f)| Some(l.as_ref()? / f.as_ref()?)).collect();
-        rows.push(Row::new("RSS, last cycle / first cycle", growth, two_decimals));
+        // Per server: the first cycle, and the first cycle that ended with a cut behind it.
+        let first_cycle: Vec<Option<&Reading>> = last.rss.iter().map(|_| Some(first)).collect();
+        let after_cut: Vec<Option<&Reading>> =
+            (0..last.rss.len()).map(|i| readings.iter().find(|r| r.compactions[i] > 0.0)).collect();
+        let growth = |base: &[Option<&Reading>], of: fn(&Reading, usize) -> Option<f64>| -> Vec<Option<f64>> {
+            base.iter().enumerate().map(|(i, b)| Some(of(last, i)? / of((*b)?, i)?)).collect()
+        };
+        let rss = |r: &Reading, i: usize| r.rss[i];
+        let anon = |r: &Reading, i: usize| r.anon[i];
+        rows.push(Row::new("RSS, last cycle / first cycle", growth(&first_cycle, rss), two_decimals));
+        rows.push(Row::new("RSS, last cycle / first cycle after a cut", growth(&after_cut, rss), two_decimals));
+        rows.push(Row::new(
+            "RSS anonymous, last cycle / first cycle after a cut",
+            growth(&after_cut, anon),
+            two_decimals,
+        ));
     }
     rows
 }
@@ -140,7 +159,8 @@ fn render(opts: &Options, replaced: f64, table: &str) -> String {
          Machine: {}. Versions: {}.\n\
          Load: `pyrite-loadgen --profile mixed` with pod churn, scraped by both servers, which run with \
          `--storage.tsdb.min-block-duration={}s`; a cycle is one block duration, read at its end. Head series: \
-         `prometheus_tsdb_head_series` (Pyrite's is the sum over its shards); RSS: `VmRSS`; compactions: \
+         `prometheus_tsdb_head_series` (Pyrite's is the sum over its shards); RSS: `VmRSS`, and `RssAnon` \
+         (without file-backed pages such as mapped chunk files); compactions: \
          `pyrite_tsdb_compactions_total{{kind=\"head\"}}` (one per shard and cut), `prometheus_tsdb_compactions_total`. \
          Live series: what the targets expose now, with the report series. Command: `{}`.\n\n{table}",
         today(),
