@@ -11,7 +11,11 @@
 //! directory (tests, tools) uses anonymous memory throughout.
 //!
 //! A chunk is stored as `[length u16 LE][bytes]` and named by a [`ChunkRef`]: segment number
-//! and offset. Segments are freed whole, once the head has dropped every chunk in them.
+//! and offset. Segments are freed whole, once the head has dropped every chunk in them. Each
+//! time the head drops chunks, the pages of the segments it keeps leave the process's resident
+//! set too (`MADV_DONTNEED`; the page cache keeps them, written or not, and a later read maps
+//! them back): otherwise every page written or read stays resident until its whole segment is
+//! freed, and a small head's resident memory climbs for the hours a segment takes to fill.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -176,7 +180,7 @@ impl ChunkStore {
     }
 
     /// Frees the segments whose chunks all end before `t` (the head has dropped them),
-    /// except the one being written.
+    /// except the one being written, and unmaps the pages of those that stay.
     pub fn release_before(&mut self, t: i64) {
         let current = self.segments.last_key_value().map(|(&n, _)| n);
         let doomed: Vec<u32> =
@@ -187,6 +191,15 @@ impl ChunkStore {
             drop(segment);
             if let Some(path) = self.segment_path(n) {
                 let _ = fs::remove_file(path);
+            }
+        }
+        for s in self.segments.values() {
+            if let Backing::Mapped(map) = &s.backing {
+                // SAFETY: the mapping is a shared mapping of a file (`map_segment`), for which
+                // MADV_DONTNEED only unmaps pages: their contents, written or not, stay in the
+                // page cache and the file, and the next access maps them back. No reference
+                // into the mapping is held across this call (`&mut self`).
+                let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
             }
         }
     }
@@ -225,7 +238,12 @@ mod tests {
         }
         store.release_before(40_000);
         assert!(store.get(refs[0]).is_empty(), "released");
-        assert_eq!(store.get(refs[59_999]), chunk(59_999).as_slice(), "kept");
+        // Kept chunks read back whole after their pages were unmapped.
+        for i in [40_000, 50_000, 59_999] {
+            assert_eq!(store.get(refs[i]), chunk(i).as_slice(), "kept chunk {i}");
+        }
+        let more = store.push(&chunk(1), 60_000);
+        assert_eq!(store.get(more), chunk(1).as_slice(), "written after the release");
         store
     }
 
@@ -240,6 +258,40 @@ mod tests {
         assert_eq!(held, mapped, "every segment is a mapped file");
         let files = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(files, held, "released segments' files are deleted, leftovers cleared");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Resident bytes of this process's mappings of files under `dir` (`/proc/self/smaps`).
+    fn resident_under(dir: &Path) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut ours = false;
+        let mut kib = 0;
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("Rss:"), Some(n)) if ours => kib += n.parse::<usize>().unwrap(),
+                (Some(first), _) if first.contains('-') && !first.ends_with(':') => {
+                    ours = line.split_whitespace().nth(5).is_some_and(|p| Path::new(p).starts_with(dir));
+                }
+                _ => {}
+            }
+        }
+        kib * 1024
+    }
+
+    #[test]
+    fn kept_segments_leave_the_resident_set_when_chunks_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("pyrite-store-resident-{}", std::process::id()));
+        let mut store = ChunkStore::mapped(&dir).unwrap();
+        let chunk = vec![7u8; 1000];
+        let refs: Vec<ChunkRef> = (0..20_000).map(|i| store.push(&chunk, i)).collect();
+        let written = resident_under(&dir);
+        assert!(written >= 16 << 20, "{written} bytes resident after writing 20 MB");
+        store.release_before(0);
+        let after = resident_under(&dir);
+        assert!(after < 1 << 20, "{after} bytes still resident after the release");
+        assert_eq!(store.get(refs[0]), chunk.as_slice(), "read back from the page cache");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
