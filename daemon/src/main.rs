@@ -38,7 +38,8 @@ mod test_rules;
 
 /// mimalloc rather than glibc's malloc: with a query's short-lived buffers freed on other
 /// threads than the shards', glibc's per-thread arenas kept them as resident memory
-/// (`bench/RESULTS.md`, issue 19).
+/// (`bench/RESULTS.md`, issue 19). Built without transparent huge pages (the `no_thp`
+/// feature): partly used 2 MiB pages per thread more than doubled an idle server's RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
