@@ -150,6 +150,12 @@ fn is_decomposable(op: AggregateOp) -> bool {
     )
 }
 
+/// Aggregations that keep the best `k` series of each group and step, which the best of each
+/// shard's series contain.
+fn keeps_best(op: AggregateOp) -> bool {
+    matches!(op, AggregateOp::Topk | AggregateOp::Bottomk)
+}
+
 /// Whether `e` is a scalar that needs no storage (literals, `time()`, `pi()`, arithmetic).
 fn is_storage_free_scalar(e: &Expr) -> bool {
     e.value_type() == ValueType::Scalar && !reads_storage(e)
@@ -298,6 +304,11 @@ impl Planner {
                     let node = self.lower_local(expr)?;
                     return Ok(self.fragment(node, merge));
                 }
+                if let Some(k) = param.as_deref().filter(|k| keeps_best(*op) && is_storage_free_scalar(k)) {
+                    if is_series_local(expr) {
+                        return self.best_on_shards(*op, expr, k, grouping, *param_pos);
+                    }
+                }
                 Node::Aggregate {
                     op: *op,
                     expr: Box::new(self.lower(expr)?),
@@ -381,6 +392,35 @@ fn check_function_supported(func: &Function) -> Result<(), EvalError> {
 
 impl Planner {
     /// Lowers a series-local expression for evaluation on a shard.
+    /// `topk`/`bottomk` of series-local `expr` with a `k` known without storage: each shard
+    /// keeps its own best `k` per group and step, and the coordinator picks the best `k` of
+    /// those. The best of all series at a step are among the best of their shards, so the
+    /// coordinator sees every winner, and only `k` series per shard and group instead of all.
+    fn best_on_shards(
+        &mut self,
+        op: AggregateOp,
+        expr: &Expr,
+        k: &Expr,
+        grouping: &AggregateGrouping,
+        param_pos: usize,
+    ) -> Result<Node, EvalError> {
+        let on_shard = Node::Aggregate {
+            op,
+            expr: Box::new(self.lower_local(expr)?),
+            param: Some(Box::new(self.lower_local(k)?)),
+            grouping: grouping.clone(),
+            param_pos,
+        };
+        let best_of_shards = self.fragment(on_shard, Merge::Concat);
+        Ok(Node::Aggregate {
+            op,
+            expr: Box::new(best_of_shards),
+            param: Some(Box::new(self.lower(k)?)),
+            grouping: grouping.clone(),
+            param_pos,
+        })
+    }
+
     fn lower_local(&self, e: &Expr) -> Result<Node, EvalError> {
         Ok(match e {
             Expr::Number(n) => Node::Number(*n),
@@ -536,10 +576,23 @@ mod tests {
     }
 
     #[test]
+    fn topk_and_bottomk_keep_each_shards_best_then_the_best_of_those() {
+        assert_eq!(
+            explain("topk(3, rate(a[5m]))"),
+            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated: topk(3, rate(a[5m]))\n"
+        );
+        assert_eq!(
+            explain("bottomk by (job) (2 * 1, a)"),
+            "coordinator: bottomk by (job) ((2) * (1), $fragment0)\n$fragment0 on every shard, concatenated: bottomk by (job) ((2) * (1), a)\n"
+        );
+    }
+
+    #[test]
     fn cross_series_work_runs_on_the_coordinator() {
         assert_eq!(
-            explain("topk(3, a)"),
-            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated: a\n"
+            explain("topk(scalar(b), a)"),
+            "coordinator: topk(scalar($fragment1), $fragment0)\n$fragment0 on every shard, concatenated: a\n\
+             $fragment1 on every shard, concatenated: b\n"
         );
         assert_eq!(
             explain("absent(a)"),
