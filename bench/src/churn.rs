@@ -8,9 +8,10 @@
 //! (one block duration) the report reads each server's head series
 //! (`prometheus_tsdb_head_series`, which both export), its resident memory (`VmRSS`, and its
 //! anonymous part `RssAnon`) and its compactions so far; then the head series over the live
-//! series at the last cycle, and the last cycle's memory over the first's and over that of the
-//! first cycle that ended after a cut (before it the head is still filling its span). A head
-//! that never forgets grows cycle after cycle.
+//! series at the last cycle, and the last cycle's memory over the first's, over that of the
+//! first cycle that ended after a cut, and over that of the first cycle that ended with the
+//! head's span and the retention window full of data (until then both servers still grow). A
+//! head that never forgets grows cycle after cycle.
 
 use std::time::{Duration, Instant};
 
@@ -108,10 +109,19 @@ pub fn run(opts: &Options) -> Result<String, String> {
     drop(run);
     let live = (opts.targets * (opts.series + REPORT_SERIES)) as f64;
     let replaced = (churning * opts.series) as f64;
-    Ok(render(opts, replaced / live, &table(&SERVERS, &rows(&readings, live, opts.block))))
+    let filled = steady_cycle(opts).min(readings.len());
+    Ok(render(opts, replaced / live, &table(&SERVERS, &rows(&readings, live, opts.block, filled))))
 }
 
-fn rows(readings: &[Reading], live: f64, block: u64) -> Vec<Row> {
+/// The first cycle (from 1) that ends with the head's span (one and a half block durations)
+/// and the retention window (if any) full of data: from there on a server that forgets what
+/// it should holds a constant amount, where before it both still grow.
+fn steady_cycle(opts: &Options) -> usize {
+    let filled = opts.retention.unwrap_or(0) as f64 + 1.5 * opts.block as f64;
+    (filled / opts.block as f64).ceil() as usize
+}
+
+fn rows(readings: &[Reading], live: f64, block: u64, steady: usize) -> Vec<Row> {
     let mut rows = Vec::new();
     for (i, r) in readings.iter().enumerate() {
         let at = format!("cycle {} ({:.1} min)", i + 1, ((i + 1) as u64 * block) as f64 / 60.0);
@@ -132,8 +142,10 @@ fn rows(readings: &[Reading], live: f64, block: u64) -> Vec<Row> {
             over_live,
             two_decimals,
         ));
-        // Per server: the first cycle, and the first cycle that ended with a cut behind it.
+        // Per server: the first cycle, the first cycle that ended with a cut behind it, and
+        // the first with the head's span and the retention window full.
         let first_cycle: Vec<Option<&Reading>> = last.rss.iter().map(|_| Some(first)).collect();
+        let filled: Vec<Option<&Reading>> = last.rss.iter().map(|_| readings.get(steady.max(1) - 1)).collect();
         let after_cut: Vec<Option<&Reading>> =
             (0..last.rss.len()).map(|i| readings.iter().find(|r| r.compactions[i] > 0.0)).collect();
         let growth = |base: &[Option<&Reading>], of: fn(&Reading, usize) -> Option<f64>| -> Vec<Option<f64>> {
@@ -144,8 +156,13 @@ fn rows(readings: &[Reading], live: f64, block: u64) -> Vec<Row> {
         rows.push(Row::new("RSS, last cycle / first cycle", growth(&first_cycle, rss), two_decimals));
         rows.push(Row::new("RSS, last cycle / first cycle after a cut", growth(&after_cut, rss), two_decimals));
         rows.push(Row::new(
-            "RSS anonymous, last cycle / first cycle after a cut",
-            growth(&after_cut, anon),
+            format!("RSS, last cycle / cycle {steady} (span filled)"),
+            growth(&filled, rss),
+            two_decimals,
+        ));
+        rows.push(Row::new(
+            format!("RSS anonymous, last cycle / cycle {steady} (span filled)"),
+            growth(&filled, anon),
             two_decimals,
         ));
     }
