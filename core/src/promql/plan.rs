@@ -391,7 +391,6 @@ fn check_function_supported(func: &Function) -> Result<(), EvalError> {
 }
 
 impl Planner {
-    /// Lowers a series-local expression for evaluation on a shard.
     /// `topk`/`bottomk` of series-local `expr` with a `k` known without storage: each shard
     /// keeps its own best `k` per group and step, and the coordinator picks the best `k` of
     /// those. The best of all series at a step are among the best of their shards, so the
@@ -421,6 +420,7 @@ impl Planner {
         })
     }
 
+    /// Lowers a series-local expression for evaluation on a shard.
     fn lower_local(&self, e: &Expr) -> Result<Node, EvalError> {
         Ok(match e {
             Expr::Number(n) => Node::Number(*n),
