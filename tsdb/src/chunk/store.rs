@@ -12,9 +12,10 @@
 //!
 //! A chunk is stored as `[length u16 LE][bytes]` and named by a [`ChunkRef`]: segment number
 //! and offset. Segments are freed whole, once the head has dropped every chunk in them. Each
-//! time the head drops chunks, the pages of the segments it keeps leave the process's resident
-//! set too (`MADV_DONTNEED`; the page cache keeps them, written or not, and a later read maps
-//! them back): otherwise every page written or read stays resident until its whole segment is
+//! time the head truncates (after a cut, and at every retention pass, whether or not it
+//! dropped a chunk), the pages of the segments it keeps leave the process's resident set too
+//! (`MADV_DONTNEED`; the page cache keeps them, written or not, and a later read maps them
+//! back): otherwise every page written or read stays resident until its whole segment is
 //! freed, and a small head's resident memory climbs for the hours a segment takes to fill.
 
 use std::collections::BTreeMap;
