@@ -80,7 +80,9 @@ impl Postings {
         result.unwrap_or_else(|| self.all.clone())
     }
 
-    /// The series whose value for `m.name` (or "" if absent) satisfies `m`.
+    /// The series whose value for `m.name` (or "" if absent) satisfies `m`. A matcher that
+    /// takes "" selects every series but those whose value fails it; one that refuses "" only
+    /// those whose value passes: either way one union, over the values that decide.
     fn matching(&self, symbols: &Symbols, m: &Matcher) -> RoaringBitmap {
         let values = symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n));
         if m.op == MatchOp::Equal && !m.value.is_empty() {
@@ -90,18 +92,18 @@ impl Postings {
                 .cloned()
                 .unwrap_or_default();
         }
-        let mut with_label = RoaringBitmap::new();
-        let mut matched = RoaringBitmap::new();
+        let takes_empty = m.matches("");
+        let mut decided = RoaringBitmap::new();
         for (&value, series) in values.into_iter().flatten() {
-            with_label |= series;
-            if m.matches(symbols.resolve(value)) {
-                matched |= series;
+            if m.matches(symbols.resolve(value)) != takes_empty {
+                decided |= series;
             }
         }
-        if m.matches("") {
-            matched |= &self.all - &with_label;
+        if takes_empty {
+            &self.all - decided
+        } else {
+            decided
         }
-        matched
     }
 
     /// Every (name, value) pair with the number of series that carry it.
