@@ -60,11 +60,13 @@ pub enum Request {
     /// The series matching `matchers` with their samples in `[mint, maxt]`, for a query
     /// evaluated on a query worker: one part per block read and one for the head, to be merged
     /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
-    /// work in between, and gives up once `interrupt` fires or the asker stops waiting.
+    /// work in between, and gives up once `interrupt` fires or the asker stops waiting. With
+    /// `newest`, the head's part may hold only each series' newest sample in the range.
     Select {
         matchers: Vec<Matcher>,
         mint: i64,
         maxt: i64,
+        newest: bool,
         interrupt: Interrupt,
         reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
     },

@@ -244,7 +244,7 @@ impl MemSeries {
 
     /// Appends the samples in `[mint, maxt]` to `out`.
     fn samples_in(&self, store: &ChunkStore, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let mut decoded = Vec::with_capacity(packed::MAX_SAMPLES);
+        let mut decoded = Vec::new();
         for c in self.sealed.iter().filter(|c| c.overlaps(mint, maxt)) {
             decoded.clear();
             // Sealed in this process (or restored from a checksummed snapshot): decodable.
@@ -537,6 +537,23 @@ impl Head {
         Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
     }
 
+    /// Series `id` with only its newest sample in `[mint, maxt]`, all an instant selector
+    /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
+    /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
+    pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+        let mint = mint.max(self.min_valid);
+        let series = self.series.get(id)?;
+        let mut samples = Vec::with_capacity(1);
+        match series.open.last() {
+            Some((t, v)) if t <= maxt => samples.extend((t >= mint).then_some(Sample { t, v })),
+            _ => {
+                series.samples_in(&self.store, mint, maxt, &mut samples);
+                samples.drain(..samples.len().saturating_sub(1));
+            }
+        }
+        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
+    }
+
     /// Label sets of the matching series with samples in `[mint, maxt]`.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         self.matching_ids(matchers, mint, maxt).iter().filter_map(|id| self.labels(id)).collect()
@@ -746,6 +763,35 @@ mod tests {
         assert_eq!(sel[0].samples, vec![Sample { t: 1000, v: 1.0 }]);
         assert_eq!(h.label_values("job", &[], 0, 2000).len(), 2);
         assert!(h.series(&[], 2001, 3000).is_empty(), "no samples in that range");
+    }
+
+    /// The newest sample in a range, whether it is the open chunk's last (read without
+    /// decoding), an earlier one of the open chunk, or one in a sealed chunk; after a deletion
+    /// too.
+    #[test]
+    fn the_newest_sample_is_the_last_of_a_full_read() {
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        let n = CHUNK_SAMPLES as i64 + 10; // a sealed chunk, and ten samples in the open one
+        for k in 0..n {
+            h.append(id, k * 1000, k as f64).unwrap();
+        }
+        let ranges = [(0, n * 1000), (0, 5_500), (2_000, 125_000), (50_000, 50_000), (n * 1000, n * 2000), (-9, -1)];
+        let check = |h: &Head| {
+            for (mint, maxt) in ranges {
+                let full = h.series_samples(id, mint, maxt).unwrap().samples;
+                let newest = h.newest_sample(id, mint, maxt).unwrap();
+                assert_eq!(newest.labels, up("api"));
+                assert_eq!(newest.samples, full.last().copied().into_iter().collect::<Vec<_>>(), "[{mint}, {maxt}]");
+            }
+        };
+        check(&h);
+        h.delete_series(id, (n - 3) * 1000, n * 1000);
+        check(&h);
+        assert_eq!(
+            h.newest_sample(id, 0, n * 1000).unwrap().samples,
+            vec![Sample { t: (n - 4) * 1000, v: (n - 4) as f64 }]
+        );
     }
 
     #[test]

@@ -94,4 +94,9 @@ impl SeriesSource for Head {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
         Ok(Head::select(self, matchers, mint, maxt))
     }
+
+    fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        let ids = self.matching_ids(matchers, mint, maxt);
+        Ok(ids.iter().filter_map(|id| self.newest_sample(id, mint, maxt)).collect())
+    }
 }

@@ -155,6 +155,7 @@ async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> R
             matchers: matchers.clone(),
             mint,
             maxt,
+            newest: false,
             interrupt: interrupt.clone(),
             reply,
         })

@@ -32,13 +32,16 @@ impl ShardStorage {
     }
 }
 
-impl SeriesSource for ShardStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+impl ShardStorage {
+    /// Reads the matching series of the shard (only the newest sample of each in the head's
+    /// part with `newest`) and of the remote stores.
+    fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64, newest: bool) -> Result<Vec<SeriesSamples>, EvalError> {
         let interrupt = self.interrupt.clone();
         let answer = self.shards.ask(self.shard, |reply| Request::Select {
             matchers: matchers.to_vec(),
             mint,
             maxt,
+            newest,
             interrupt,
             reply,
         });
@@ -52,5 +55,15 @@ impl SeriesSource for ShardStorage {
                 Err(flume::RecvTimeoutError::Disconnected) => return Err(EvalError::Execution(ShardGone.to_string())),
             }
         }
+    }
+}
+
+impl SeriesSource for ShardStorage {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, false)
+    }
+
+    fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, true)
     }
 }

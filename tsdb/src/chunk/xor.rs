@@ -105,6 +105,11 @@ impl XorChunk {
         self.last_t
     }
 
+    /// The newest sample, kept for appending: no decoding needed.
+    pub fn last(&self) -> Option<(i64, f64)> {
+        (self.count > 0).then(|| (self.last_t, f64::from_bits(self.values.last)))
+    }
+
     /// Compressed size in bytes.
     pub fn byte_len(&self) -> usize {
         self.bits.bytes().len()

@@ -25,10 +25,17 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> R
     if steps == 0 {
         return Ok(Vec::new());
     }
-    // Window ends grow with the step (or stay put under `@`).
+    // Window ends grow with the step (or stay put under `@`). When every step ends at one
+    // time, only the newest sample up to it counts.
     let (lo, hi) = (end(0), end(steps - 1));
+    let source = ev.source()?;
+    let series = if lo == hi {
+        source.select_newest(&vs.matchers, lo.saturating_sub(params.lookback), hi)?
+    } else {
+        source.select(&vs.matchers, lo.saturating_sub(params.lookback), hi)?
+    };
     let mut out = Vec::new();
-    for s in ev.source()?.select(&vs.matchers, lo.saturating_sub(params.lookback), hi)? {
+    for s in series {
         ev.charge(steps)?;
         let mut values = Vec::with_capacity(steps);
         ev.each_step(steps, |i| {
