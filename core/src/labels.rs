@@ -94,6 +94,12 @@ impl Labels {
         self.filtered(|name| name != METRIC_NAME)
     }
 
+    /// These labels without the metric name, dropped in place.
+    pub fn into_without_metric_name(mut self) -> Labels {
+        self.0.retain(|l| l.name != METRIC_NAME);
+        self
+    }
+
     /// These labels plus each of `external` that they do not have (the external labels, as
     /// federation, remote read, remote write and alerts add them).
     pub fn with_external(self, external: &Labels) -> Labels {

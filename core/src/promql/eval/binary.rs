@@ -90,7 +90,7 @@ fn vector_scalar(
                     element(op, return_bool, l, r, v)
                 })
                 .collect();
-            let labels = if drops_name(op, return_bool) { s.labels.without_metric_name() } else { s.labels };
+            let labels = if drops_name(op, return_bool) { s.labels.into_without_metric_name() } else { s.labels };
             values.iter().any(Option::is_some).then_some(StepSeries { labels, values })
         })
         .collect()

@@ -110,7 +110,7 @@ fn map_vector(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Vec<Ste
     series
         .into_iter()
         .map(|s| StepSeries {
-            labels: s.labels.without_metric_name(),
+            labels: s.labels.into_without_metric_name(),
             values: s.values.iter().enumerate().map(|(i, v)| v.map(|v| f(v, i))).collect(),
         })
         .collect()
@@ -182,7 +182,7 @@ pub(super) fn call(
             Node::Select(vs) => Value::Vector(
                 selector::sample_times(ev, vs)?
                     .into_iter()
-                    .map(|s| StepSeries { labels: s.labels.without_metric_name(), values: s.values })
+                    .map(|s| StepSeries { labels: s.labels.into_without_metric_name(), values: s.values })
                     .collect(),
             ),
             other => Value::Vector(map_vector(ev.eval(other)?.into_vector()?, |_, i| ev.params.ts(i) as f64 / 1000.0)),
@@ -201,7 +201,7 @@ pub(super) fn call(
                 let series = series
                     .into_iter()
                     .map(|s| StepSeries {
-                        labels: s.labels.without_metric_name(),
+                        labels: s.labels.into_without_metric_name(),
                         values: s
                             .values
                             .iter()

@@ -282,26 +282,25 @@ impl RangeVector {
         &s.samples[lo..hi]
     }
 
+    /// The samples of `s` in the window of each step, in step order. Window ends never
+    /// decrease, so both edges only move forward: one pass over the samples for all steps.
+    pub fn windows<'a>(&'a self, s: &'a SeriesSamples) -> impl Iterator<Item = &'a [Sample]> + 'a {
+        let (samples, mut lo, mut hi) = (&s.samples[..], 0, 0);
+        self.ends.iter().map(move |&end| {
+            while hi < samples.len() && samples[hi].t <= end {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].t <= end.saturating_sub(self.range) {
+                lo += 1;
+            }
+            &samples[lo..hi]
+        })
+    }
+
     /// The samples a step-by-step evaluation holds at once, as upstream's `--query.max-samples`
     /// counts them: per series the largest window, summed (an upper bound of any one step's).
     pub fn peak_samples(&self) -> usize {
-        self.series
-            .iter()
-            .map(|s| {
-                let (mut lo, mut hi, mut peak) = (0, 0, 0);
-                for &end in &self.ends {
-                    // Window ends never decrease, so both edges only move forward.
-                    while hi < s.samples.len() && s.samples[hi].t <= end {
-                        hi += 1;
-                    }
-                    while lo < hi && s.samples[lo].t <= end.saturating_sub(self.range) {
-                        lo += 1;
-                    }
-                    peak = peak.max(hi - lo);
-                }
-                peak
-            })
-            .sum()
+        self.series.iter().map(|s| self.windows(s).map(<[Sample]>::len).max().unwrap_or(0)).sum()
     }
 
     /// The samples each series has in the first step's window (an instant query's result).
@@ -703,7 +702,7 @@ impl<'a> Evaluator<'a> {
                     series
                         .into_iter()
                         .map(|s| StepSeries {
-                            labels: s.labels.without_metric_name(),
+                            labels: s.labels.into_without_metric_name(),
                             values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
                         })
                         .collect(),

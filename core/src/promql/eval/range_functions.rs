@@ -14,38 +14,40 @@ use crate::value::Sample;
 pub(super) fn apply(
     ev: &Evaluator,
     name: &str,
-    range: RangeVector,
+    mut range: RangeVector,
     scalars: &[Vec<f64>],
     first_arg: usize,
 ) -> Result<Vec<StepSeries>, EvalError> {
     let params = ev.params;
+    let f = function(name).ok_or_else(|| EvalError::Execution(format!("{name:?} is not a range function")))?;
     if name == "quantile_over_time" {
         scalars[0].iter().for_each(|&q| check_quantile(ev, q, first_arg));
     }
     let keeps_name = matches!(name, "last_over_time" | "first_over_time");
     let steps = range.ends.len();
-    let mut out = Vec::with_capacity(range.series.len());
-    for s in &range.series {
+    // Taken out, so that each series' labels move into its result.
+    let series = std::mem::take(&mut range.series);
+    let mut out = Vec::with_capacity(series.len());
+    for s in series {
         ev.charge_series(steps)?;
         let mut values = Vec::with_capacity(steps);
-        for i in 0..steps {
+        for (i, w) in range.windows(&s).enumerate() {
             if i % STEPS_BETWEEN_CHECKS == 0 {
                 ev.interrupt()?;
             }
-            let w = range.window(s, i);
             let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);
             let end = range.ends[i];
             values.push(if w.is_empty() {
                 None
             } else {
-                one(name, w, end.saturating_sub(range.range), end, params.ts(i), &arg)?
+                f(&Step { w, start: end.saturating_sub(range.range), end, t: params.ts(i), arg: &arg })?
             });
         }
         if values.iter().any(Option::is_some) {
             if matches!(name, "rate" | "increase") {
                 check_counter_name(ev, s.labels.metric_name(), first_arg);
             }
-            let labels = if keeps_name { s.labels.clone() } else { s.labels.without_metric_name() };
+            let labels = if keeps_name { s.labels } else { s.labels.into_without_metric_name() };
             out.push(StepSeries { labels, values });
         }
     }
@@ -63,54 +65,68 @@ fn check_counter_name(ev: &Evaluator, name: &str, pos: usize) {
     }
 }
 
-/// One function on one window `(start, end]` evaluated at step time `t`.
-fn one(
-    name: &str,
-    w: &[Sample],
+/// One step of one series: the samples in its window `(start, end]`, the step's time `t`, and
+/// `arg(k)`, the step's value of the k-th scalar argument.
+struct Step<'a> {
+    w: &'a [Sample],
     start: i64,
     end: i64,
     t: i64,
-    arg: &dyn Fn(usize) -> f64,
-) -> Result<Option<f64>, EvalError> {
-    let values = || w.iter().map(|s| s.v);
-    Ok(match name {
-        "rate" => extrapolated_rate(w, start, end, true, true),
-        "increase" => extrapolated_rate(w, start, end, true, false),
-        "delta" => extrapolated_rate(w, start, end, false, false),
-        "irate" => instant_value(w, true),
-        "idelta" => instant_value(w, false),
-        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-        "predict_linear" => (w.len() >= 2).then(|| {
-            let (slope, intercept) = linear_regression(w, t);
-            intercept + slope * arg(0)
-        }),
+    arg: &'a dyn Fn(usize) -> f64,
+}
+
+/// What a range function computes on one step's window (never empty).
+type RangeFn = fn(&Step) -> Result<Option<f64>, EvalError>;
+
+/// The range function called `name`, looked up once per call rather than at every step.
+fn function(name: &str) -> Option<RangeFn> {
+    let f: RangeFn = match name {
+        "rate" => |s| Ok(extrapolated_rate(s.w, s.start, s.end, true, true)),
+        "increase" => |s| Ok(extrapolated_rate(s.w, s.start, s.end, true, false)),
+        "delta" => |s| Ok(extrapolated_rate(s.w, s.start, s.end, false, false)),
+        "irate" => |s| Ok(instant_value(s.w, true)),
+        "idelta" => |s| Ok(instant_value(s.w, false)),
+        "deriv" => |s| Ok((s.w.len() >= 2).then(|| linear_regression(s.w, s.w[0].t).0)),
+        "predict_linear" => |s| {
+            Ok((s.w.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(s.w, s.t);
+                intercept + slope * (s.arg)(0)
+            }))
+        },
         "changes" => {
-            Some(w.windows(2).filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())).count() as f64)
+            |s| {
+                Ok(Some(
+                    s.w.windows(2).filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())).count() as f64
+                ))
+            }
         }
-        "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-        "avg_over_time" => Some(average(w)),
-        "sum_over_time" => Some(values().fold(Compensated::default(), Compensated::add).value()),
-        "min_over_time" => Some(values().fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })),
-        "max_over_time" => Some(values().fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })),
-        "count_over_time" => Some(w.len() as f64),
-        "last_over_time" => Some(w[w.len() - 1].v),
-        "first_over_time" => Some(w[0].v),
-        "present_over_time" => Some(1.0),
-        "stdvar_over_time" => Some(welford_variance(w)),
-        "stddev_over_time" => Some(welford_variance(w).sqrt()),
-        "quantile_over_time" => Some(quantile(arg(0), values().collect())),
-        "mad_over_time" if w.iter().any(|s| s.v.is_nan()) => Some(f64::NAN),
-        "mad_over_time" => {
-            let median = quantile(0.5, values().collect());
-            Some(quantile(0.5, values().map(|v| (v - median).abs()).collect()))
-        }
-        "ts_of_min_over_time" => extreme_time(w, |v, best| v < best),
-        "ts_of_max_over_time" => extreme_time(w, |v, best| v > best),
-        "ts_of_first_over_time" => Some(w[0].t as f64 / 1000.0),
-        "ts_of_last_over_time" => Some(w[w.len() - 1].t as f64 / 1000.0),
-        "double_exponential_smoothing" => double_exponential_smoothing(w, arg(0), arg(1))?,
-        other => return Err(EvalError::Execution(format!("{other:?} is not a range function"))),
-    })
+        "resets" => |s| Ok(Some(s.w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)),
+        "avg_over_time" => |s| Ok(Some(average(s.w))),
+        "sum_over_time" => |s| Ok(Some(sum(s.w.iter().map(|x| x.v)))),
+        "min_over_time" => |s| Ok(Some(s.w.iter().fold(f64::NAN, |m, x| if x.v < m || m.is_nan() { x.v } else { m }))),
+        "max_over_time" => |s| Ok(Some(s.w.iter().fold(f64::NAN, |m, x| if x.v > m || m.is_nan() { x.v } else { m }))),
+        "count_over_time" => |s| Ok(Some(s.w.len() as f64)),
+        "last_over_time" => |s| Ok(Some(s.w[s.w.len() - 1].v)),
+        "first_over_time" => |s| Ok(Some(s.w[0].v)),
+        "present_over_time" => |_| Ok(Some(1.0)),
+        "stdvar_over_time" => |s| Ok(Some(welford_variance(s.w))),
+        "stddev_over_time" => |s| Ok(Some(welford_variance(s.w).sqrt())),
+        "quantile_over_time" => |s| Ok(Some(quantile((s.arg)(0), s.w.iter().map(|x| x.v).collect()))),
+        "mad_over_time" => |s| {
+            if s.w.iter().any(|x| x.v.is_nan()) {
+                return Ok(Some(f64::NAN));
+            }
+            let median = quantile(0.5, s.w.iter().map(|x| x.v).collect());
+            Ok(Some(quantile(0.5, s.w.iter().map(|x| (x.v - median).abs()).collect())))
+        },
+        "ts_of_min_over_time" => |s| Ok(extreme_time(s.w, |v, best| v < best)),
+        "ts_of_max_over_time" => |s| Ok(extreme_time(s.w, |v, best| v > best)),
+        "ts_of_first_over_time" => |s| Ok(Some(s.w[0].t as f64 / 1000.0)),
+        "ts_of_last_over_time" => |s| Ok(Some(s.w[s.w.len() - 1].t as f64 / 1000.0)),
+        "double_exponential_smoothing" => |s| double_exponential_smoothing(s.w, (s.arg)(0), (s.arg)(1)),
+        _ => return None,
+    };
+    Some(f)
 }
 
 /// A sum with Neumaier's compensation, as upstream's `kahanSumInc` keeps it.

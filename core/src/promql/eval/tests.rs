@@ -330,3 +330,19 @@ fn max_samples_stops_a_query_that_loads_too_much() {
         assert!(p.finish(&params, outputs).is_ok(), "{shards} shards");
     }
 }
+
+/// Stepping through a series' windows gives each step's window as a look-up would, with
+/// windows that skip samples, hold none, or end at one time (under `@`).
+#[test]
+fn windows_in_step_order_are_the_windows_of_each_step() {
+    let series = SeriesSamples {
+        labels: Labels::default(),
+        samples: [0, 10, 11, 30, 31, 32, 75, 90].iter().map(|&t| Sample { t, v: t as f64 }).collect(),
+    };
+    for (range, ends) in [(15, vec![-5, 0, 10, 20, 30, 40, 50, 80, 100]), (1, vec![31, 31, 31]), (100, vec![10, 90])] {
+        let r = RangeVector { series: vec![series.clone()], range, ends };
+        let stepped: Vec<&[Sample]> = r.windows(&series).collect();
+        let looked_up: Vec<&[Sample]> = (0..r.ends.len()).map(|i| r.window(&series, i)).collect();
+        assert_eq!(stepped, looked_up, "range {range}");
+    }
+}
