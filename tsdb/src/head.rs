@@ -253,7 +253,8 @@ impl MemSeries {
             }
         }
         if self.open_overlaps(mint, maxt) {
-            out.extend(self.open.iter().filter(|&(t, _)| t >= mint && t <= maxt).map(|(t, v)| Sample { t, v }));
+            let upto = self.open.iter().take_while(|&(t, _)| t <= maxt);
+            out.extend(upto.filter(|&(t, _)| t >= mint).map(|(t, v)| Sample { t, v }));
         }
     }
 }
@@ -547,7 +548,12 @@ impl Head {
         match series.open.last() {
             Some((t, v)) if t <= maxt => samples.extend((t >= mint).then_some(Sample { t, v })),
             _ => {
-                series.samples_in(&self.store, mint, maxt, &mut samples);
+                // Only the newest chunk that starts by `maxt` can hold the sample.
+                let from = match series.open.min_time() {
+                    first if !series.open.is_empty() && first <= maxt => first,
+                    _ => series.sealed.iter().rev().find(|c| c.min_t <= maxt).map_or(mint, |c| c.min_t),
+                };
+                series.samples_in(&self.store, mint.max(from), maxt, &mut samples);
                 samples.drain(..samples.len().saturating_sub(1));
             }
         }
