@@ -5,22 +5,13 @@
 # (default: target/release/pyrite). Needs target/release/pyrite-loadgen and a free port 19291.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/scripts/load.sh
 pyrite=$(realpath "${1:-target/release/pyrite}")
 loadgen=$(realpath target/release/pyrite-loadgen)
 dir=$(mktemp -d)
-trap 'kill $server $targets 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill ${server:-} ${targets:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 cd "$dir"
-"$loadgen" --targets 1000 --series 1000 --profile mixed >targets.txt 2>&1 &
-targets=$!
-for _ in $(seq 60); do grep -q ready targets.txt && break; sleep 1; done
-{
-  echo "scrape_configs:"
-  echo "  - job_name: load"
-  echo "    scrape_interval: 15s"
-  echo "    static_configs:"
-  echo "      - targets:"
-  grep '^127\.' targets.txt | sed 's/^/          - /'
-} >prometheus.yml
+start_load 1000 1000
 "$pyrite" --config.file=prometheus.yml --storage.tsdb.path=data --web.listen-address=127.0.0.1:19291 --log.level=warn &
 server=$!
 for t in 15 30 45 60; do
