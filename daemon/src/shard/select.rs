@@ -30,8 +30,11 @@ use super::ShardEnv;
 /// a great many samples in the range may take longer).
 const SLICE: Duration = Duration::from_millis(2);
 
-/// Series read between two looks at the clock.
-const CLOCK_EVERY: usize = 16;
+/// A slice looks at the clock after this many series or [`CLOCK_SAMPLES`] samples read since
+/// it last looked, whichever comes first: a look costs about as much as reading a series'
+/// newest sample, and one series may hold a great many samples.
+const CLOCK_SERIES: usize = 16;
+const CLOCK_SAMPLES: usize = 1024;
 
 /// How many times a read starts over because the blocks changed under it before it fails:
 /// blocks change every block range or at a compaction, so more than one restart is rare.
@@ -126,9 +129,11 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
             {
                 let db = storage.borrow();
                 let block = db.blocks.list().iter().find(|b| b.meta().ulid == *ulid).ok_or(Stop::BlocksChanged)?;
-                let started = Instant::now();
-                while next < ids.len() && within_slice(next, started) {
-                    part.extend(block.series_samples(ids[next], s.mint, s.maxt).map_err(damaged)?);
+                let mut clock = SliceClock::start();
+                while next < ids.len() && clock.goes_on() {
+                    let series = block.series_samples(ids[next], s.mint, s.maxt).map_err(damaged)?;
+                    clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
+                    part.extend(series);
                     next += 1;
                 }
             }
@@ -141,15 +146,17 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
     loop {
         {
             let db = storage.borrow();
-            let started = Instant::now();
-            while next < sources.head.len() && within_slice(next, started) {
+            let mut clock = SliceClock::start();
+            while next < sources.head.len() && clock.goes_on() {
                 // A series removed from the head since it was noted is skipped.
                 let id = sources.head[next];
-                head.extend(if s.newest {
+                let series = if s.newest {
                     db.head.newest_sample(id, s.mint, s.maxt)
                 } else {
                     db.head.series_samples(id, s.mint, s.maxt)
-                });
+                };
+                clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
+                head.extend(series);
                 next += 1;
             }
             if next == sources.head.len() {
@@ -164,10 +171,33 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
     }
 }
 
-/// Whether a slice that started at `started` may read series number `next`: the clock is
-/// read every [`CLOCK_EVERY`] series, as reading it costs about as much as reading a series.
-fn within_slice(next: usize, started: Instant) -> bool {
-    !next.is_multiple_of(CLOCK_EVERY) || started.elapsed() < SLICE
+/// How long a slice has run, looked at now and then (see [`CLOCK_SERIES`]).
+struct SliceClock {
+    started: Instant,
+    series: usize,
+    samples: usize,
+}
+
+impl SliceClock {
+    /// A slice starting now; its first look is at once.
+    fn start() -> SliceClock {
+        SliceClock { started: Instant::now(), series: CLOCK_SERIES, samples: 0 }
+    }
+
+    /// Counts a series read, with `samples` samples.
+    fn read(&mut self, samples: usize) {
+        self.series += 1;
+        self.samples += samples;
+    }
+
+    /// Whether the slice may read another series.
+    fn goes_on(&mut self) -> bool {
+        if self.series < CLOCK_SERIES && self.samples < CLOCK_SAMPLES {
+            return true;
+        }
+        (self.series, self.samples) = (0, 0);
+        self.started.elapsed() < SLICE
+    }
 }
 
 /// Lets the shard serve its other work, then says whether the read goes on.

@@ -184,11 +184,11 @@ pub struct QueryResult {
 
 /// Steps a loop over one series' steps takes between two looks at the query's interrupt: a
 /// subquery's frame can have millions of steps for a single series.
-pub(crate) const STEPS_BETWEEN_CHECKS: usize = 1 << 16;
+const STEPS_BETWEEN_CHECKS: usize = 1 << 16;
 
-/// Asks of the interrupt per look at it: a look per 64 series, or per 64 × 2^16 steps of one
-/// series, stops a query within milliseconds of its deadline.
-const ASKS_PER_LOOK: u32 = 64;
+/// Work (steps made, samples visited) between two looks at the query's interrupt: well under
+/// a millisecond's, so a query stops within a millisecond or so of its deadline.
+const WORK_PER_LOOK: usize = 1 << 14;
 
 /// Default resolution of a subquery without a step (upstream: the global evaluation interval).
 pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
@@ -556,8 +556,8 @@ struct Evaluator<'a> {
     /// shards is in `limits`.
     samples: std::cell::Cell<usize>,
     limits: &'a Limits,
-    /// Asks of the interrupt so far (only every [`ASKS_PER_LOOK`]th looks).
-    asks: std::cell::Cell<u32>,
+    /// Work done since the interrupt was last looked at (see [`Evaluator::interrupt`]).
+    unchecked: std::cell::Cell<usize>,
     /// True in a subquery's frame, where every series made becomes samples of the subquery's
     /// range vector and counts against the limit.
     in_subquery: bool,
@@ -584,7 +584,7 @@ impl<'a> Evaluator<'a> {
             annotations: RefCell::default(),
             samples: std::cell::Cell::new(0),
             limits,
-            asks: std::cell::Cell::new(0),
+            unchecked: std::cell::Cell::new(WORK_PER_LOOK),
             in_subquery: false,
         })
     }
@@ -594,41 +594,44 @@ impl<'a> Evaluator<'a> {
     fn charge(&self, n: usize) -> Result<(), EvalError> {
         self.samples.set(self.samples.get().saturating_add(n));
         self.limits.charge(n)?;
-        self.interrupt()
+        self.interrupt(n)
     }
 
-    /// `Err(Timeout)` once the query has been interrupted. The evaluator asks once per series
-    /// and more, and a look at the interrupt reads the clock, which costs as much as reading a
-    /// series' newest sample: so it looks at the first ask and at every [`ASKS_PER_LOOK`]th.
-    fn interrupt(&self) -> Result<(), EvalError> {
-        let asks = self.asks.get();
-        self.asks.set(asks.wrapping_add(1));
-        if asks.is_multiple_of(ASKS_PER_LOOK) {
-            self.limits.interrupt.check()
-        } else {
-            Ok(())
+    /// `Err(Timeout)` once the query has been interrupted; `work` is what the caller did since
+    /// it last asked (steps made, samples visited). A look at the interrupt reads the clock,
+    /// which costs as much as reading a series' newest sample, so the evaluator looks at the
+    /// first ask and then once per [`WORK_PER_LOOK`] units of work: often for heavy series,
+    /// seldom for light ones.
+    fn interrupt(&self, work: usize) -> Result<(), EvalError> {
+        let unchecked = self.unchecked.get().saturating_add(work);
+        if unchecked < WORK_PER_LOOK {
+            self.unchecked.set(unchecked);
+            return Ok(());
         }
+        self.unchecked.set(0);
+        self.limits.interrupt.check()
     }
 
-    /// Calls `f` with every step index below `steps`, asking the interrupt every
+    /// Calls `f` with every step index below `steps`, asking the interrupt before every
     /// [`STEPS_BETWEEN_CHECKS`] steps.
     fn each_step(&self, steps: usize, mut f: impl FnMut(usize)) -> Result<(), EvalError> {
         for first in (0..steps).step_by(STEPS_BETWEEN_CHECKS) {
-            self.interrupt()?;
-            (first..steps.min(first + STEPS_BETWEEN_CHECKS)).for_each(&mut f);
+            let last = steps.min(first + STEPS_BETWEEN_CHECKS);
+            self.interrupt(last - first)?;
+            (first..last).for_each(&mut f);
         }
         Ok(())
     }
 
     /// Before a function makes a series of `steps` values: in a subquery's frame each of them
     /// is a sample of the subquery's range vector and counts against the limit, as upstream
-    /// counts them (and the limit bounds what is allocated); elsewhere only the interrupt is
-    /// asked.
+    /// counts them (and the limit bounds what is allocated). Elsewhere nothing: the function
+    /// tells the interrupt of its work as it goes.
     fn charge_series(&self, steps: usize) -> Result<(), EvalError> {
         if self.in_subquery {
             self.charge(steps)
         } else {
-            self.interrupt()
+            Ok(())
         }
     }
 

@@ -6,7 +6,7 @@
 //! upstream's compensated (Kahan-Neumaier) sums to give upstream's results to the last bit where
 //! it matters (values across hundreds of orders of magnitude).
 
-use super::{EvalError, Evaluator, RangeVector, StepSeries, STEPS_BETWEEN_CHECKS};
+use super::{EvalError, Evaluator, RangeVector, StepSeries};
 use crate::value::Sample;
 
 /// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per
@@ -32,9 +32,7 @@ pub(super) fn apply(
         ev.charge_series(steps)?;
         let mut values = Vec::with_capacity(steps);
         for (i, w) in range.windows(&s).enumerate() {
-            if i % STEPS_BETWEEN_CHECKS == 0 {
-                ev.interrupt()?;
-            }
+            ev.interrupt(1 + w.len())?;
             let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);
             let end = range.ends[i];
             values.push(if w.is_empty() {
@@ -353,4 +351,17 @@ fn double_exponential_smoothing(w: &[Sample], sf: f64, tf: f64) -> Result<Option
         s1 = x + y;
     }
     Ok(Some(s1))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::promql::functions::{Kind, FUNCTIONS};
+
+    /// Every function the registry calls a range function has a body here.
+    #[test]
+    fn every_range_function_of_the_registry_is_implemented() {
+        for f in FUNCTIONS.iter().filter(|f| f.kind == Kind::Range) {
+            assert!(super::function(f.name).is_some(), "{} has no body", f.name);
+        }
+    }
 }
