@@ -30,9 +30,7 @@ impl ShardStorage {
     pub fn new(shards: Shards, shard: usize, interrupt: Interrupt, remote: Arc<RemoteSelects>) -> Self {
         ShardStorage { shards, shard, interrupt, remote }
     }
-}
 
-impl ShardStorage {
     /// Reads the matching series of the shard (only the newest sample of each in the head's
     /// part with `newest`) and of the remote stores.
     fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64, newest: bool) -> Result<Vec<SeriesSamples>, EvalError> {
