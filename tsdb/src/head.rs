@@ -249,10 +249,14 @@ impl MemSeries {
             decoded.clear();
             // Sealed in this process (or restored from a checksummed snapshot): decodable.
             if packed::decode(store.get(c.at), &mut decoded).is_ok() {
-                out.extend(decoded.iter().filter(|&&(t, _)| t >= mint && t <= maxt).map(|&(t, v)| Sample { t, v }));
+                // In time order: the range is one run, of known length.
+                let from = decoded.partition_point(|&(t, _)| t < mint);
+                let to = decoded.partition_point(|&(t, _)| t <= maxt);
+                out.extend(decoded[from..to].iter().map(|&(t, v)| Sample { t, v }));
             }
         }
         if self.open_overlaps(mint, maxt) {
+            out.reserve(self.open.len());
             let upto = self.open.iter().take_while(|&(t, _)| t <= maxt);
             out.extend(upto.filter(|&(t, _)| t >= mint).map(|(t, v)| Sample { t, v }));
         }
@@ -515,24 +519,32 @@ impl Head {
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
     pub fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
+        self.candidates(matchers).iter().filter(|&id| self.in_range(id, mint, maxt).is_some()).collect()
+    }
+
+    /// Ids of the series that match, whatever the times of their samples: a reader of samples
+    /// skips the others as it reads ([`Head::series_samples`] gives None), which saves looking
+    /// each series up twice.
+    pub fn candidates(&self, matchers: &[Matcher]) -> RoaringBitmap {
+        self.postings.select(&self.symbols, matchers)
+    }
+
+    /// Series `id` and `mint` raised to the oldest valid time, if the series has chunks in the
+    /// range.
+    fn in_range(&self, id: u32, mint: i64, maxt: i64) -> Option<(&MemSeries, i64)> {
         let mint = mint.max(self.min_valid);
-        self.postings
-            .select(&self.symbols, matchers)
-            .iter()
-            .filter(|&id| self.series.get(id).is_some_and(|s| s.overlaps(mint, maxt)))
-            .collect()
+        self.series.get(id).filter(|s| s.overlaps(mint, maxt)).map(|s| (s, mint))
     }
 
     /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        self.matching_ids(matchers, mint, maxt).iter().filter_map(|id| self.series_samples(id, mint, maxt)).collect()
+        self.candidates(matchers).iter().filter_map(|id| self.series_samples(id, mint, maxt)).collect()
     }
 
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
-    /// reader that found the id earlier skips it).
+    /// reader that found the id earlier skips it) or it has no chunk in the range.
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
-        let mint = mint.max(self.min_valid);
-        let series = self.series.get(id)?;
+        let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::new();
         series.samples_in(&self.store, mint, maxt, &mut samples);
         Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
@@ -542,8 +554,7 @@ impl Head {
     /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
     /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
     pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
-        let mint = mint.max(self.min_valid);
-        let series = self.series.get(id)?;
+        let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::with_capacity(1);
         match series.open.last() {
             Some((t, v)) if t <= maxt => samples.extend((t >= mint).then_some(Sample { t, v })),
@@ -785,13 +796,21 @@ mod tests {
         let ranges = [(0, n * 1000), (0, 5_500), (2_000, 125_000), (50_000, 50_000), (n * 1000, n * 2000), (-9, -1)];
         let check = |h: &Head| {
             for (mint, maxt) in ranges {
-                let full = h.series_samples(id, mint, maxt).unwrap().samples;
-                let newest = h.newest_sample(id, mint, maxt).unwrap();
+                let full = h.series_samples(id, mint, maxt);
+                let newest = h.newest_sample(id, mint, maxt);
+                // Outside the series' chunks both skip it.
+                assert_eq!(full.is_some(), newest.is_some(), "[{mint}, {maxt}]");
+                let (Some(full), Some(newest)) = (full, newest) else { continue };
                 assert_eq!(newest.labels, up("api"));
-                assert_eq!(newest.samples, full.last().copied().into_iter().collect::<Vec<_>>(), "[{mint}, {maxt}]");
+                assert_eq!(
+                    newest.samples,
+                    full.samples.last().copied().into_iter().collect::<Vec<_>>(),
+                    "[{mint}, {maxt}]"
+                );
             }
         };
         check(&h);
+        assert!(h.series_samples(id, n * 1000, n * 2000).is_none(), "no chunk after the last sample");
         h.delete_series(id, (n - 3) * 1000, n * 1000);
         check(&h);
         assert_eq!(

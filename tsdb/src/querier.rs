@@ -96,7 +96,6 @@ impl SeriesSource for Head {
     }
 
     fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        let ids = self.matching_ids(matchers, mint, maxt);
-        Ok(ids.iter().filter_map(|id| self.newest_sample(id, mint, maxt)).collect())
+        Ok(self.candidates(matchers).iter().filter_map(|id| self.newest_sample(id, mint, maxt)).collect())
     }
 }

@@ -80,7 +80,7 @@ impl Sources {
                 .blocks_in(s.mint, s.maxt)
                 .map(|b| (b.meta().ulid.clone(), b.matching(&s.matchers).iter().collect()))
                 .collect(),
-            head: db.head.matching_ids(&s.matchers, s.mint, s.maxt).iter().collect(),
+            head: db.head.candidates(&s.matchers).iter().collect(),
         }
     }
 
