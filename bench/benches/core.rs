@@ -319,6 +319,7 @@ fn remote_write_requests(c: &mut Criterion) {
                 ("mode", "user".to_string()),
             ]),
             samples: vec![Sample { t: 1_700_000_000_000 + i, v: i as f64 * 1.5 }],
+            exemplars: Vec::new(),
         })
         .collect();
     let labels: Vec<Vec<u8>> = series.iter().map(|s| encode_labels(&s.labels)).collect();

@@ -26,6 +26,36 @@ pub struct Sample {
     pub v: f64,
 }
 
+/// An exemplar: a sample of a series that points elsewhere, usually to a trace (`trace_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    pub t: i64,
+    /// Whether `t` is the exemplar's own time, not the scrape's that found it.
+    pub has_ts: bool,
+}
+
+/// Most UTF-8 characters an exemplar's label names and values may hold together
+/// (OpenMetrics; upstream refuses longer ones everywhere).
+pub const EXEMPLAR_MAX_LABEL_CHARS: usize = 128;
+
+impl Exemplar {
+    /// Whether `other` is the same exemplar (upstream's `Equals`): the same labels and value,
+    /// and the same time unless neither carries its own (a target repeating an exemplar
+    /// without a timestamp, which each scrape dates anew).
+    pub fn same_as(&self, other: &Exemplar) -> bool {
+        self.labels == other.labels
+            && self.value == other.value
+            && (self.t == other.t || !(self.has_ts || other.has_ts))
+    }
+
+    /// Characters in its label names and values together.
+    pub fn label_chars(&self) -> usize {
+        self.labels.iter().map(|l| l.name.chars().count() + l.value.chars().count()).sum()
+    }
+}
+
 /// The samples of one series within a queried time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {

@@ -388,12 +388,18 @@ pub struct ServerFlags {
 }
 
 /// The `--enable-feature` options Pyrite knows; others are warned about and ignored.
-pub const FEATURES: [&str; 3] = ["agent", "concurrent-rule-eval", "promql-experimental-functions"];
+pub const FEATURES: [&str; 4] = ["agent", "concurrent-rule-eval", "exemplar-storage", "promql-experimental-functions"];
 
 impl ServerFlags {
     /// Agent mode: `--agent`, or Prometheus 2.x's `--enable-feature=agent`.
     pub fn agent_mode(&self) -> bool {
         self.agent.agent || self.feature("agent")
+    }
+
+    /// Whether exemplars are kept: with `--enable-feature=exemplar-storage`, as upstream, and
+    /// always by an agent, which logs them for remote write as upstream's does.
+    pub fn exemplar_storage(&self) -> bool {
+        self.feature("exemplar-storage") || self.agent_mode()
     }
 
     /// Whether `--enable-feature` names `feature`.

@@ -230,6 +230,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
     metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
     let config = Arc::new(LiveConfig::new(source, loaded));
+    let max_exemplars = shard::exemplars_per_shard(flags.exemplar_storage(), &config.current(), shard_count);
     let limits = QueryLimits {
         max_samples: flags.query_max_samples,
         timeout: flags.query_timeout.as_std(),
@@ -271,6 +272,8 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         remote_write: remote_write.clone(),
         metrics: metrics.clone(),
         parse: flags.parse_options(),
+        shards: shards.clone(),
+        exemplar_storage: flags.exemplar_storage(),
     });
     // Queued in the mailboxes; each shard starts its targets' loops once it runs.
     reloader.apply_initial().map_err(|e| anyhow::anyhow!(e))?;
@@ -364,6 +367,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         future_window,
         log_followers,
         agent: storage.agent,
+        max_exemplars,
     });
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();

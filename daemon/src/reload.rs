@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::remote_write::RemoteWriters;
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
+use crate::shard::exemplars_per_shard;
+use crate::shards::{Request, Shards};
 
 /// What a configuration is applied to.
 pub struct Reloader {
@@ -33,6 +35,10 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// How PromQL in rule files is parsed (feature flags).
     pub parse: ParseOptions,
+    /// The shards, whose exemplar storage a reload resizes.
+    pub shards: Shards,
+    /// `--enable-feature=exemplar-storage` (or agent mode).
+    pub exemplar_storage: bool,
 }
 
 impl Reloader {
@@ -121,6 +127,8 @@ impl Reloader {
         }
         let config = Arc::new(config);
         live.replace(config.clone());
+        let capacity = exemplars_per_shard(self.exemplar_storage, &config, self.shards.len());
+        self.shards.tell_all(|| Request::ExemplarCapacity { capacity });
         let applied = self.apply_targets(&config);
         live.record(&self.metrics, true);
         self.discovery.reconfigure();

@@ -17,7 +17,7 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::value::{Sample, SeriesSamples};
+use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
 use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
 
@@ -112,6 +112,18 @@ pub enum Request {
     TsdbStats {
         reply: flume::Sender<HeadStats>,
     },
+    /// The series matching any of `selectors` with their exemplars in `[mint, maxt]`
+    /// (`/api/v1/query_exemplars`).
+    Exemplars {
+        selectors: Vec<Vec<Matcher>>,
+        mint: i64,
+        maxt: i64,
+        reply: flume::Sender<Vec<(Labels, Vec<Exemplar>)>>,
+    },
+    /// Keep at most `capacity` exemplars from now on (a reload); no answer.
+    ExemplarCapacity {
+        capacity: usize,
+    },
     /// The labels of head series by id (None: no such series), for the remote-write sender,
     /// which meets ids in the log whose series record it did not read.
     SeriesLabels {
@@ -170,6 +182,11 @@ impl Shards {
             .filter(|(_, series)| !series.is_empty())
             .map(|(i, series)| self.ask(i, |reply| Request::Write { series, reply }))
             .collect()
+    }
+
+    /// Sends `request`, which needs no answer, to every shard.
+    pub fn tell_all(&self, request: impl Fn() -> Request) {
+        (0..self.len()).for_each(|i| self.send(i, Message::Storage(request())));
     }
 
     /// Runs the task `make` makes on shard `i`'s runtime.

@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrite_tsdb::head::Head;
-use pyrite_tsdb::wal::record::{scan_frames, Record, CHUNKS, FORGOTTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES};
+use pyrite_tsdb::wal::record::{
+    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
+};
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -39,16 +41,22 @@ fn replay(head: &mut Head, record: Record) {
         Record::Forgotten(ids) => {
             head.forget(&ids);
         }
+        Record::Exemplars(exemplars) => {
+            for (id, e) in exemplars {
+                let _ = head.add_exemplar(id, e);
+            }
+        }
     }
 }
 
 fuzz_target!(|bytes: &[u8]| {
     let mut log = bytes.to_vec();
-    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN] {
+    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS] {
         log.extend(frame(kind, bytes));
         log.extend(frame(kind | SNAPPY, &snap::raw::Encoder::new().compress_vec(bytes).expect("compresses")));
     }
     let mut head = Head::new();
+    head.set_exemplar_capacity(16);
     scan_frames(&log, |record| replay(&mut head, record));
     head.select(&[], i64::MIN, i64::MAX);
 });

@@ -7,7 +7,11 @@ use pyrite_tests::{http_post_form, json, Pyrite, PyriteOpts};
 use serde_json::json;
 
 fn series(name: &str, job: &str, t: i64) -> WriteSeries {
-    WriteSeries { labels: Labels::from_pairs([("__name__", name), ("job", job)]), samples: vec![Sample { t, v: 1.0 }] }
+    WriteSeries {
+        labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+        samples: vec![Sample { t, v: 1.0 }],
+        exemplars: Vec::new(),
+    }
 }
 
 fn loaded() -> Pyrite {
@@ -105,6 +109,7 @@ fn at_most_ten_infos_are_listed_and_the_rest_counted() {
         .map(|i| WriteSeries {
             labels: Labels::from_pairs([("__name__", format!("gauge_{i:02}")), ("i", i.to_string())]),
             samples: vec![Sample { t: 5_000, v: 1.0 }, Sample { t: 15_000, v: 2.0 }],
+            exemplars: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&gauges)).0, 204);
@@ -166,6 +171,7 @@ fn max_samples_refuses_a_query_that_would_load_too_much() {
         .map(|i| WriteSeries {
             labels: Labels::from_pairs([("__name__", "many".to_string()), ("i", i.to_string())]),
             samples: (0..20).map(|k| Sample { t: k * 1000, v: k as f64 }).collect(),
+            exemplars: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);

@@ -34,12 +34,14 @@ fn data(t0: i64) -> Vec<WriteSeries> {
                     ("code", code),
                 ]),
                 samples: (0..POINTS).map(|k| Sample { t: t0 + k * STEP_MS, v: (k * per_step) as f64 }).collect(),
+                exemplars: Vec::new(),
             });
         }
     }
     out.push(WriteSeries {
         labels: Labels::from_pairs([("__name__", "build_info"), ("job", "api"), ("http_route", "/v1")]),
         samples: (0..POINTS).map(|k| Sample { t: t0 + k * STEP_MS, v: 1.0 }).collect(),
+        exemplars: Vec::new(),
     });
     out
 }

@@ -192,7 +192,11 @@ fn load_read_data(p: &Pyrite, end: i64) {
                     Sample { t, v }
                 })
                 .collect();
-            WriteSeries { labels: Labels::from_pairs([("__name__", "rr_metric"), ("job", job)]), samples }
+            WriteSeries {
+                labels: Labels::from_pairs([("__name__", "rr_metric"), ("job", job)]),
+                samples,
+                exemplars: Vec::new(),
+            }
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);

@@ -11,7 +11,7 @@ use pyrite_core::exposition::{parse_series, write_text, Entry, TextParser};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::parse;
 use pyrite_core::remote::{decode_write_request, encode_write_request, WriteSeries};
-use pyrite_core::value::{stale_nan, Sample};
+use pyrite_core::value::{stale_nan, Exemplar, Sample};
 use pyrite_tsdb::chunk::{packed, XorChunk, XorState};
 use pyrite_tsdb::head::{Head, CHUNK_SAMPLES};
 use pyrite_tsdb::wal::record::{self as wal, Record};
@@ -182,6 +182,13 @@ fn wal_records_round_trip() {
             head.append(id, t, v).expect("increasing times");
         }
         let snapshot = head.snapshot_series(id).expect("the series exists");
+        let exemplars: Vec<(u32, Exemplar)> = rng
+            .samples(10)
+            .into_iter()
+            .map(|(t, value)| {
+                (rng.next() as u32, Exemplar { labels: rng.labels(), value, t, has_ts: rng.below(2) == 0 })
+            })
+            .collect();
 
         let mut log = Vec::new();
         wal::encode_series(&mut log, series.iter().map(|(id, l)| (*id, l)), compress);
@@ -190,12 +197,13 @@ fn wal_records_round_trip() {
         wal::encode_chunks(&mut log, [(id, snapshot.clone())], compress);
         let forgotten: Vec<u32> = series.iter().map(|(id, _)| *id).collect();
         wal::encode_forgotten(&mut log, &forgotten, compress);
+        wal::encode_exemplars(&mut log, exemplars.iter().map(|(id, e)| (*id, e)), compress);
         let mut records = Vec::new();
         let scan = wal::scan_frames(&log, |r| records.push(r));
         assert!(scan.damage.is_empty() && scan.valid_len == log.len());
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
-        let mut got_forgotten = Vec::new();
+        let (mut got_forgotten, mut got_exemplars) = (Vec::new(), Vec::new());
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
@@ -203,9 +211,14 @@ fn wal_records_round_trip() {
                 Record::Tombstones(d) => got_deleted.extend(d),
                 Record::Chunks(c) => got_chunks.extend(c),
                 Record::Forgotten(f) => got_forgotten.extend(f),
+                Record::Exemplars(e) => got_exemplars.extend(e),
             }
         }
         assert_eq!(got_forgotten, forgotten);
+        let exemplar_bits = |e: &[(u32, Exemplar)]| -> Vec<_> {
+            e.iter().map(|(id, e)| (*id, e.labels.clone(), e.value.to_bits(), e.t, e.has_ts)).collect()
+        };
+        assert_eq!(exemplar_bits(&got_exemplars), exemplar_bits(&exemplars));
         assert_eq!(got_series, series);
         assert_eq!(got_samples, samples.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
         assert_eq!(got_deleted, deleted);
@@ -226,13 +239,30 @@ fn remote_write_requests_round_trip() {
                 // -0.0 == 0.0 (a known limitation of encode_write_request; docs/testing.md).
                 let samples =
                     rng.samples(50).into_iter().map(|(t, v)| Sample { t, v: if v == 0.0 { 0.0 } else { v } }).collect();
-                WriteSeries { labels: rng.labels(), samples }
+                // Exemplars as a receiver keeps them: valid labels (no metric name), times of their own.
+                let exemplars = rng
+                    .samples(3)
+                    .into_iter()
+                    .map(|(t, v)| Exemplar {
+                        labels: rng.labels().into_without_metric_name(),
+                        value: v,
+                        t,
+                        has_ts: true,
+                    })
+                    .filter(|e| e.label_chars() <= 128 && e.value != 0.0)
+                    .collect();
+                WriteSeries { labels: rng.labels(), samples, exemplars }
             })
             .collect();
         let back = decode_write_request(&encode_write_request(&series), 1 << 24).expect("an encoded request decodes");
         let key = |s: &[WriteSeries]| {
             s.iter()
-                .map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>()))
+                .map(|s| {
+                    let samples: Vec<_> = s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect();
+                    let exemplars: Vec<_> =
+                        s.exemplars.iter().map(|e| (e.labels.clone(), e.t, e.value.to_bits())).collect();
+                    (s.labels.clone(), samples, exemplars)
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(key(&back), key(&series));
@@ -252,7 +282,7 @@ fn written_exposition_text_parses_back() {
         let text = write_text(&samples);
         let parsed: Vec<(Labels, i64, f64)> = TextParser::new(&text)
             .filter_map(|e| match e.unwrap_or_else(|e| panic!("{e}\n{text}")) {
-                Entry::Sample { series, value, timestamp } => {
+                Entry::Sample { series, value, timestamp, .. } => {
                     Some((parse_series(series).expect("written labels parse"), timestamp.expect("written"), value))
                 }
                 _ => None,

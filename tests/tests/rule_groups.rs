@@ -42,6 +42,7 @@ fn start(rules: &str, extra_args: &[&str]) -> (Pyrite, TempDir) {
                 ("i".to_string(), i.to_string()),
             ]),
             samples: vec![Sample { t: now, v: 1.0 }],
+            exemplars: Vec::new(),
         })
         .collect();
     assert_eq!(pyrite.remote_write(encode_write_request(&series)).0, 204);

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use crate::block::{Block, BlockError, BlockMeta};
 use crate::chunk::store::ChunkStore;
 use crate::cut::HeadCut;
+use crate::exemplars::ExemplarError;
 use crate::head::{AppendError, Head, Truncated};
 use crate::querier::Querier;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
-use pyrite_core::scrape::ShardBatch;
+use pyrite_core::scrape::{BatchSeries, ShardBatch};
+use pyrite_core::value::Exemplar;
 
 use crate::blocks::{Blocks, CutError, Opened};
 use crate::wal::{LogFollowers, LogWrite, LogWritten, Replayed, Wal, WalOptions};
@@ -37,6 +39,10 @@ pub struct AppendReply {
     pub out_of_bounds: usize,
     /// Later than `--storage.tsdb.too-far-in-future.time-window` past the shard's clock.
     pub too_far_in_future: usize,
+    /// Exemplars kept (the remote-write answer's count).
+    pub exemplars: usize,
+    /// Exemplars older than their series' newest.
+    pub exemplars_out_of_order: usize,
     /// Samples for ids the head has forgotten (the series had no samples left when its data
     /// moved to blocks): the sender must resolve these series by their labels again.
     pub unknown: Vec<(u32, i64, f64)>,
@@ -100,18 +106,31 @@ pub struct Db {
     cutting: bool,
     /// Admin backups copying the head: a cut must not drop head data under them.
     backups: usize,
-    /// Reused between batches: the samples the head accepted, and the series it created.
+    /// Reused between batches: the samples and exemplars the head accepted, and the series it
+    /// created.
     accepted: Vec<(u32, i64, f64)>,
+    exemplars: Vec<(u32, Exemplar)>,
     created: Vec<(u32, Labels)>,
 }
 
 impl Db {
+    fn with(head: Head, blocks: Blocks, wal: Wal) -> Db {
+        let (accepted, exemplars, created) = (Vec::new(), Vec::new(), Vec::new());
+        Db { head, blocks, wal, cutting: false, backups: 0, accepted, exemplars, created }
+    }
+
     /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
     /// log into a new head whose chunks are cut at multiples of `block_range` and sealed into
-    /// mapped files in `dirs.chunks`.
-    pub fn open(dirs: &Dirs, options: WalOptions, block_range: i64) -> io::Result<(Db, Replayed, Opened)> {
+    /// mapped files in `dirs.chunks`, and which keeps at most `max_exemplars` exemplars.
+    pub fn open(
+        dirs: &Dirs,
+        options: WalOptions,
+        block_range: i64,
+        max_exemplars: usize,
+    ) -> io::Result<(Db, Replayed, Opened)> {
         let (blocks, opened) = Blocks::open(&dirs.blocks)?;
         let mut head = Head::with_store(block_range, ChunkStore::mapped(&dirs.chunks)?);
+        head.set_exemplar_capacity(max_exemplars);
         if let Some(t) = blocks.max_time() {
             // What the log holds before this is in blocks already; the replay skips it.
             head.set_min_valid(t);
@@ -119,22 +138,21 @@ impl Db {
         let (mut wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
         // Series the log names whose samples are all in blocks now.
         wal.log_forgotten(&head.forget_empty_series())?;
-        Ok((
-            Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() },
-            replayed,
-            opened,
-        ))
+        Ok((Db::with(head, blocks, wal), replayed, opened))
     }
 
     /// Opens an agent's storage: its log in `wal` replayed into a head that keeps series only
     /// ([`Head::without_samples`]), and no blocks. Replayed series are kept whether or not
     /// samples followed them: a reader following the log may still need their labels for
-    /// segments it has not sent, and [`Db::forget_inactive`] lets them go in time.
-    pub fn open_agent(wal: &Path, options: WalOptions) -> io::Result<(Db, Replayed)> {
+    /// segments it has not sent, and [`Db::forget_inactive`] lets them go in time. Exemplars
+    /// are checked against the last `max_exemplars` and logged for the readers, as upstream's
+    /// agent does.
+    pub fn open_agent(wal: &Path, options: WalOptions, max_exemplars: usize) -> io::Result<(Db, Replayed)> {
         let mut head = Head::with_block_range(crate::head::DEFAULT_BLOCK_RANGE).without_samples();
+        head.set_exemplar_capacity(max_exemplars);
         let (wal, replayed) = Wal::open(wal, options, &mut head)?;
         let blocks = Blocks::none();
-        Ok((Db { head, blocks, wal, cutting: false, backups: 0, accepted: Vec::new(), created: Vec::new() }, replayed))
+        Ok((Db::with(head, blocks, wal), replayed))
     }
 
     /// Agent mode's garbage collection: forgets the series whose last sample is older than
@@ -352,13 +370,27 @@ impl Db {
         }
     }
 
+    /// Keeps `e` for series `id` if the head takes it.
+    fn add_exemplar(&mut self, reply: &mut AppendReply, id: u32, e: Exemplar) {
+        match self.head.add_exemplar(id, e.clone()) {
+            Ok(()) => {
+                reply.exemplars += 1;
+                self.exemplars.push((id, e));
+            }
+            Err(ExemplarError::OutOfOrder) => reply.exemplars_out_of_order += 1,
+            Err(_) => {}
+        }
+    }
+
     /// Logs what the batch created and accepted, and completes the reply.
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
-        if let Err(e) = self.wal.log(&created, &self.accepted) {
+        let logged = self.wal.log(&created, &self.accepted).and_then(|()| self.wal.log_exemplars(&self.exemplars));
+        if let Err(e) = logged {
             reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();
+        self.exemplars.clear();
         reply.created = self.created.len();
         self.created.clear();
         reply
@@ -375,6 +407,15 @@ impl Db {
             self.append_one(&mut reply, id, t, v);
             reply.ids.push(id);
         }
+        for (series, e) in batch.exemplars {
+            let id = match series {
+                BatchSeries::Known(id) => Some(id),
+                BatchSeries::New(i) => reply.ids.get(i).copied(),
+            };
+            if let Some(id) = id {
+                self.add_exemplar(&mut reply, id, e);
+            }
+        }
         self.commit(reply)
     }
 
@@ -382,9 +423,17 @@ impl Db {
     pub fn write(&mut self, series: Vec<WriteSeries>) -> AppendReply {
         let mut reply = AppendReply::default();
         for ws in series {
-            let id = self.series_id(&ws.labels);
+            // Exemplars alone do not make a series (upstream refuses them for unknown series).
+            let id = match ws.samples.is_empty() {
+                true => self.head.id_of(&ws.labels),
+                false => Some(self.series_id(&ws.labels)),
+            };
+            let Some(id) = id else { continue };
             for x in ws.samples {
                 self.append_one(&mut reply, id, x.t, x.v);
+            }
+            for e in ws.exemplars {
+                self.add_exemplar(&mut reply, id, e);
             }
         }
         self.commit(reply)
@@ -475,7 +524,7 @@ mod tests {
     }
 
     fn open(dirs: &Dirs) -> Db {
-        Db::open(dirs, OPTIONS, RANGE).unwrap().0
+        Db::open(dirs, OPTIONS, RANGE, 0).unwrap().0
     }
 
     /// Twenty pods of generation `gen` and ten steady series, one sample a second in
@@ -486,7 +535,9 @@ mod tests {
         let pods = (0..20).map(|i| series("pod", format!("{gen}-{i}")));
         let names = pods.chain((0..10).map(|i| series("steady", i.to_string())));
         let samples: Vec<Sample> = (from / 1000..to / 1000).map(|s| Sample { t: s * 1000, v: s as f64 }).collect();
-        let reply = db.write(names.map(|labels| WriteSeries { labels, samples: samples.clone() }).collect());
+        let reply = db.write(
+            names.map(|labels| WriteSeries { labels, samples: samples.clone(), exemplars: Vec::new() }).collect(),
+        );
         assert_eq!(reply.appended, 30 * samples.len());
     }
 
@@ -501,13 +552,13 @@ mod tests {
         let dirs = dirs("agent");
         // Segments end when the test says.
         let options = WalOptions { compress: true, segment_size: 1 << 20 };
-        let mut db = Db::open_agent(&dirs.wal, options).unwrap().0;
+        let mut db = Db::open_agent(&dirs.wal, options, 0).unwrap().0;
         write(&mut db, 0, 0, 2_000);
         assert_eq!((db.head.num_series(), db.head.num_chunks()), (30, 0), "series, no chunks");
         assert_eq!(count(&db, "steady"), (0, 0), "nothing to query");
         let up = |t: i64, v: f64| {
             let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
-            vec![WriteSeries { labels, samples: vec![Sample { t, v }] }]
+            vec![WriteSeries { labels, samples: vec![Sample { t, v }], exemplars: Vec::new() }]
         };
         assert_eq!(db.write(up(0, 1.0)).out_of_order, 1, "order is still checked");
         assert_eq!(db.write(up(1_000, 9.0)).duplicates, 1);
@@ -515,7 +566,7 @@ mod tests {
         write(&mut db, 0, 2_000, 5_000);
         drop(db);
         // A restart keeps every replayed series, though none has a chunk.
-        let mut db = Db::open_agent(&dirs.wal, options).unwrap().0;
+        let mut db = Db::open_agent(&dirs.wal, options, 0).unwrap().0;
         assert_eq!(db.head.num_series(), 30);
         write(&mut db, 1, 5_000, 8_000);
         // The first generation's pods were last appended at 4 s.
@@ -527,7 +578,7 @@ mod tests {
         assert!(db.next_log_segment().unwrap());
         assert_eq!(db.wal.drop_before(2_000, &db.head).unwrap(), 1);
         drop(db);
-        let (db, replayed) = Db::open_agent(&dirs.wal, options).unwrap();
+        let (db, replayed) = Db::open_agent(&dirs.wal, options, 0).unwrap();
         assert_eq!((db.head.num_series(), replayed.orphaned), (30, 0));
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
@@ -538,6 +589,7 @@ mod tests {
         let series = |i: usize| WriteSeries {
             labels: Labels::from_pairs([("__name__", "x".to_string()), ("i", i.to_string())]),
             samples: vec![Sample { t: 1000, v: 1.0 }],
+            exemplars: Vec::new(),
         };
         assert_eq!(db.write(vec![series(0), series(1)]).created, 2);
         assert_eq!(db.write(vec![series(1), series(2)]).created, 1);
@@ -573,6 +625,61 @@ mod tests {
         let db = open(&dirs);
         assert_eq!(db.head.num_series(), held, "a snapshot holds the live series only");
         assert_eq!((count(&db, "steady"), count(&db, "pod")), ((10, 900), (180, 1800)));
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    fn exemplars_of(db: &Db, name: &str) -> Vec<(i64, f64)> {
+        let m = vec![Matcher::new("__name__", MatchOp::Equal, name).unwrap()];
+        db.head
+            .select_exemplars(&[m], i64::MIN, i64::MAX)
+            .into_iter()
+            .flat_map(|(_, e)| e)
+            .map(|e| (e.t, e.value))
+            .collect()
+    }
+
+    /// Exemplars come back after a crash (the log), a checkpoint and a snapshot; one for a
+    /// series the head does not hold makes no series.
+    #[test]
+    fn exemplars_survive_restarts() {
+        let dirs = dirs("exemplars");
+        let open = |dirs: &Dirs| Db::open(dirs, OPTIONS, RANGE, 100).unwrap().0;
+        let trace = |t: i64| Exemplar {
+            labels: Labels::from_pairs([("trace_id", format!("t{t}"))]),
+            value: 1.0,
+            t,
+            has_ts: true,
+        };
+        let series = |name: &str, samples: Vec<Sample>, exemplars| WriteSeries {
+            labels: Labels::from_pairs([("__name__", name)]),
+            samples,
+            exemplars,
+        };
+        let mut db = open(&dirs);
+        let batch = |t: i64| vec![series("a", vec![Sample { t, v: 1.0 }], vec![trace(t)])];
+        for t in [1000, 2000] {
+            assert_eq!(db.write(batch(t)).exemplars, 1);
+        }
+        assert_eq!(db.write(batch(2000)).exemplars, 0, "a duplicate");
+        assert_eq!(db.write(vec![series("none", vec![], vec![trace(5)])]).exemplars, 0);
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(exemplars_of(&db, "a"), [(1000, 1.0), (2000, 1.0)]);
+        assert_eq!(db.head.num_series(), 1);
+        db.write(batch(3000));
+        let mut checkpoint = db.begin_checkpoint(i64::MAX).unwrap().expect("segments to let go");
+        while !checkpoint.is_written() {
+            checkpoint.write(&db.head, 10).unwrap();
+        }
+        let written = checkpoint.finish().unwrap();
+        assert!(db.complete_log_write(written).unwrap() > 0);
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(exemplars_of(&db, "a").len(), 3, "the checkpoint's copy");
+        db.snapshot().unwrap();
+        drop(db);
+        let db = open(&dirs);
+        assert_eq!(exemplars_of(&db, "a").len(), 3, "the snapshot's copy");
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 }

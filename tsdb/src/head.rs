@@ -39,11 +39,12 @@ use thiserror::Error;
 use super::block::BlockChunk;
 use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
+use super::exemplars::{ExemplarError, Exemplars};
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
 use pyrite_core::labels::{hash_pairs, Labels, Matcher};
-use pyrite_core::value::{Sample, SeriesSamples};
+use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
 
 /// Samples per chunk before a new one is cut (as Prometheus).
 pub const CHUNK_SAMPLES: usize = 120;
@@ -335,6 +336,7 @@ pub struct Head {
     max_valid: i64,
     /// Whether appends are kept in chunks and series indexed in postings (false: agent mode).
     keeps_samples: bool,
+    exemplars: Exemplars,
 }
 
 impl Default for Head {
@@ -368,6 +370,7 @@ impl Head {
             append_floor: i64::MIN,
             max_valid: i64::MAX,
             keeps_samples: true,
+            exemplars: Exemplars::default(),
         }
     }
 
@@ -423,11 +426,20 @@ impl Head {
         self.get_or_create_as(labels, None)
     }
 
+    /// The id of the series with `labels`, if the head holds it.
+    pub fn id_of(&self, labels: &Labels) -> Option<u32> {
+        self.find(labels, labels.hash())
+    }
+
+    fn find(&self, labels: &Labels, hash: u64) -> Option<u32> {
+        self.by_hash.get(hash).find(|&id| self.labels_equal(id, labels))
+    }
+
     /// The same, giving a created series the id `wanted` if it is free (a replay keeps the
     /// log's ids); later ids are handed out after it.
     pub fn get_or_create_as(&mut self, labels: &Labels, wanted: Option<u32>) -> (u32, bool) {
         let hash = labels.hash();
-        if let Some(id) = self.by_hash.get(hash).find(|&id| self.labels_equal(id, labels)) {
+        if let Some(id) = self.find(labels, hash) {
             return (id, false);
         }
         let id = match wanted.filter(|&id| !self.series.contains(id)) {
@@ -534,6 +546,35 @@ impl Head {
     fn in_range(&self, id: u32, mint: i64, maxt: i64) -> Option<(&MemSeries, i64)> {
         let mint = mint.max(self.min_valid);
         self.series.get(id).filter(|s| s.overlaps(mint, maxt)).map(|s| (s, mint))
+    }
+
+    /// Keeps `e` as series `id`'s newest exemplar.
+    pub fn add_exemplar(&mut self, id: u32, e: Exemplar) -> Result<(), ExemplarError> {
+        if !self.series.contains(id) {
+            return Err(ExemplarError::UnknownSeries);
+        }
+        self.exemplars.add(id, e)
+    }
+
+    pub fn exemplars(&self) -> &Exemplars {
+        &self.exemplars
+    }
+
+    /// Keeps at most `capacity` exemplars from now on (0: none), the newest if there were more.
+    pub fn set_exemplar_capacity(&mut self, capacity: usize) {
+        self.exemplars.resize(capacity);
+    }
+
+    /// The series matching any of `selectors` that have exemplars in `[mint, maxt]`, with them.
+    pub fn select_exemplars(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<(Labels, Vec<Exemplar>)> {
+        let ids: RoaringBitmap = selectors.iter().map(|m| self.candidates(m)).fold(RoaringBitmap::new(), |a, b| a | b);
+        ids.iter()
+            .filter(|&id| self.exemplars.has(id))
+            .filter_map(|id| {
+                let found = self.exemplars.of(id, mint, maxt);
+                Some((self.labels(id)?, found)).filter(|(_, found)| !found.is_empty())
+            })
+            .collect()
     }
 
     /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
@@ -742,6 +783,7 @@ impl Head {
             }
             let Some(s) = self.series.remove(id) else { continue };
             forgotten.push(id);
+            self.exemplars.forget(id);
             self.postings.remove(id, &s.labels);
             let hash = hash_pairs(s.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))));
             self.by_hash.remove(hash, id);

@@ -25,6 +25,7 @@ pub mod chunk;
 pub mod cut;
 pub mod db;
 mod encoding;
+pub mod exemplars;
 pub mod head;
 pub mod memory;
 pub mod postings;

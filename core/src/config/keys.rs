@@ -13,9 +13,13 @@ struct Section {
 }
 
 const TOP: Section = Section {
-    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read"],
-    upstream_only: &["scrape_config_files", "storage", "tracing", "otlp", "runtime"],
+    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read", "storage"],
+    upstream_only: &["scrape_config_files", "tracing", "otlp", "runtime"],
 };
+
+const STORAGE: Section = Section { supported: &["exemplars"], upstream_only: &["tsdb"] };
+
+const EXEMPLARS: Section = Section { supported: &["max_exemplars"], upstream_only: &[] };
 
 const GLOBAL: Section = Section {
     supported: &[
@@ -358,6 +362,12 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     check_mapping(root, &TOP, "", file)?;
     if let Some(global) = root.get("global") {
         check_mapping(global, &GLOBAL, "global", file)?;
+    }
+    if let Some(storage) = root.get("storage") {
+        check_mapping(storage, &STORAGE, "storage", file)?;
+        if let Some(exemplars) = storage.get("exemplars") {
+            check_mapping(exemplars, &EXEMPLARS, "storage.exemplars", file)?;
+        }
     }
     let mut clients: Vec<(&Value, String)> = Vec::new();
     if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {

@@ -60,7 +60,13 @@ pub struct Config {
     pub alerting: AlertingConfig,
     pub remote_write: Vec<RemoteWriteConfig>,
     pub remote_read: Vec<RemoteReadConfig>,
+    /// `storage.exemplars.max_exemplars`, if the section is given (upstream's default when
+    /// the key is not, [`DEFAULT_MAX_EXEMPLARS`]; negative values mean 0).
+    pub max_exemplars: Option<usize>,
 }
+
+/// Upstream's `storage.exemplars.max_exemplars` when exemplar storage is on.
+pub const DEFAULT_MAX_EXEMPLARS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalConfig {
@@ -232,6 +238,18 @@ struct RawConfig {
     remote_write: Vec<remote_write::RawRemoteWrite>,
     #[serde(default)]
     remote_read: Vec<remote_read::RawRemoteRead>,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStorage {
+    exemplars: Option<RawExemplars>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawExemplars {
+    max_exemplars: Option<i64>,
 }
 
 /// Unknown keys are refused by `keys::check` before this (and `flatten` rules out
@@ -514,7 +532,9 @@ impl RawConfig {
         let alerting = self.alerting.validate(dir, &invalid)?;
         let remote_write = remote_write::validate(self.remote_write, dir, &invalid)?;
         let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
-        Ok(Config { global, scrape_configs, rule_files, alerting, remote_write, remote_read })
+        let max_exemplars =
+            self.storage.exemplars.map(|e| e.max_exemplars.map_or(DEFAULT_MAX_EXEMPLARS, |n| n.max(0) as usize));
+        Ok(Config { global, scrape_configs, rule_files, alerting, remote_write, remote_read, max_exemplars })
     }
 }
 
@@ -670,8 +690,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("storage: {}\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: storage: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("storage: {tsdb: {}}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: storage.tsdb: key is valid in Prometheus but not supported by Pyrite yet");
+        let exemplars = |text: &str| Config::parse(text, "p.yml").unwrap().max_exemplars;
+        assert_eq!(exemplars("storage: {exemplars: {max_exemplars: 7}}\n"), Some(7));
+        assert_eq!(exemplars("storage: {exemplars: {}}\n"), Some(DEFAULT_MAX_EXEMPLARS));
+        assert_eq!(exemplars("storage: {exemplars: {max_exemplars: -1}}\n"), Some(0));
+        assert_eq!(exemplars("{}\n"), None);
+        let e = Config::parse("storage: {exemplars: {max: 1}}\n", "p.yml").unwrap_err().to_string();
+        assert!(e.contains("storage.exemplars.max"), "{e}");
         let text =
             "alerting:\n  alertmanagers:\n    - api_version: v1\n      static_configs: [{targets: ['am:9093']}]\n";
         let e = Config::parse(text, "p.yml").unwrap_err().to_string();

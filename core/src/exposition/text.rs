@@ -12,14 +12,15 @@
 //!
 //! OpenMetrics ([`Format::OpenMetrics`]) differs: timestamps are seconds (a float), `# UNIT`
 //! lines and the `info`, `stateset`, `gaugehistogram` and `unknown` types exist, a sample may
-//! carry an exemplar (`# {labels} value [timestamp]`, checked and dropped: Pyrite does not
-//! store exemplars yet), and the body must end with `# EOF`. `_created` samples are kept as
+//! carry an exemplar (`# {labels} value [timestamp]`, see [`ScrapedExemplar`]), and the body
+//! must end with `# EOF`. `_created` samples are kept as
 //! series, as upstream does unless its created-timestamp feature is on.
 
 use thiserror::Error;
 
 use super::scan::find3;
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
+use crate::value::{Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
 
 /// A parse error, with the 1-based line it was found on.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -27,6 +28,22 @@ use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+}
+
+/// An exemplar as a sample line carries it; without a timestamp it takes the scrape's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapedExemplar {
+    pub labels: Labels,
+    pub value: f64,
+    pub timestamp: Option<i64>,
+}
+
+impl ScrapedExemplar {
+    /// The exemplar, at `scraped` (ms) if it carries no timestamp of its own.
+    pub fn at(self, scraped: i64) -> Exemplar {
+        let (t, has_ts) = self.timestamp.map_or((scraped, false), |t| (t, true));
+        Exemplar { labels: self.labels, value: self.value, t, has_ts }
+    }
 }
 
 /// The metric types a `# TYPE` line may declare.
@@ -101,6 +118,8 @@ pub enum Entry<'a> {
         series: &'a str,
         value: f64,
         timestamp: Option<i64>,
+        /// OpenMetrics only.
+        exemplar: Option<ScrapedExemplar>,
     },
 }
 
@@ -163,7 +182,7 @@ impl<'a> TextParser<'a> {
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {extra:?} after timestamp")));
         }
-        Ok(Some(Entry::Sample { series, value, timestamp }))
+        Ok(Some(Entry::Sample { series, value, timestamp, exemplar: None }))
     }
 
     /// The rest of an OpenMetrics sample line after its series: value, an optional timestamp
@@ -181,40 +200,37 @@ impl<'a> TextParser<'a> {
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {extra:?} after timestamp")));
         }
-        if let Some(exemplar) = exemplar {
-            self.check_exemplar(exemplar)?;
-        }
-        Ok(Some(Entry::Sample { series, value, timestamp }))
+        let exemplar = exemplar.map(|text| self.exemplar(text)).transpose()?;
+        Ok(Some(Entry::Sample { series, value, timestamp, exemplar }))
     }
 
     /// An exemplar: `{labels} value [timestamp]`, the labels at most 128 UTF-8 characters.
-    fn check_exemplar(&self, text: &str) -> Result<(), ParseError> {
+    fn exemplar(&self, text: &str) -> Result<ScrapedExemplar, ParseError> {
         let end = series_end(text).map_err(|m| self.error(format!("invalid exemplar: {m}")))?;
         if !text.starts_with('{') {
             return Err(self.error("invalid exemplar: expected '{'"));
         }
         let labels = parse_series(&format!("exemplar{}", &text[..end]))
-            .map_err(|m| self.error(format!("invalid exemplar labels: {m}")))?;
-        let length: usize = labels
-            .iter()
-            .filter(|l| l.name != "__name__")
-            .map(|l| l.name.chars().count() + l.value.chars().count())
-            .sum();
-        if length > 128 {
-            return Err(
-                self.error(format!("exemplar labels have {length} UTF-8 characters, exceeding the limit of 128"))
-            );
-        }
+            .map_err(|m| self.error(format!("invalid exemplar labels: {m}")))?
+            .into_without_metric_name();
         let mut fields = text[end..].split(' ').filter(|f| !f.is_empty());
         let value = fields.next().ok_or_else(|| self.error("invalid exemplar: no value"))?;
-        parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {value:?}")))?;
-        if let Some(ts) = fields.next() {
-            seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {ts:?}")))?;
+        let value = parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {value:?}")))?;
+        let timestamp = fields
+            .next()
+            .map(|ts| seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {ts:?}"))))
+            .transpose()?;
+        if let Some(extra) = fields.next() {
+            return Err(self.error(format!("unexpected {extra:?} after exemplar")));
         }
-        match fields.next() {
-            Some(extra) => Err(self.error(format!("unexpected {extra:?} after exemplar"))),
-            None => Ok(()),
+        let exemplar = Exemplar { labels, value, t: 0, has_ts: false };
+        let length = exemplar.label_chars();
+        if length > EXEMPLAR_MAX_LABEL_CHARS {
+            return Err(self.error(format!(
+                "exemplar labels have {length} UTF-8 characters, exceeding the limit of {EXEMPLAR_MAX_LABEL_CHARS}"
+            )));
         }
+        Ok(ScrapedExemplar { labels: exemplar.labels, value, timestamp })
     }
 
     fn parse_comment(&mut self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
@@ -482,7 +498,7 @@ mod tests {
     fn samples(body: &str) -> Vec<(String, f64, Option<i64>)> {
         TextParser::new(body)
             .filter_map(|e| match e.unwrap() {
-                Entry::Sample { series, value, timestamp } => {
+                Entry::Sample { series, value, timestamp, .. } => {
                     Some((parse_series(series).unwrap().to_string(), value, timestamp))
                 }
                 _ => None,
@@ -598,7 +614,7 @@ mod tests {
         let samples: Vec<_> = entries
             .iter()
             .filter_map(|e| match e {
-                Entry::Sample { series, value, timestamp } => Some((*series, *value, *timestamp)),
+                Entry::Sample { series, value, timestamp, .. } => Some((*series, *value, *timestamp)),
                 _ => None,
             })
             .collect();
@@ -606,6 +622,20 @@ mod tests {
         assert_eq!(samples[0], ("http_requests_total{code=\"200\"}", 1027.0, Some(1_520_879_607_789)));
         assert_eq!(samples[1].1, 1_520_430_000.123);
         assert_eq!(samples.len(), 5);
+        let Entry::Sample { exemplar: Some(exemplar), .. } = &entries[3] else { panic!("{:?}", entries[3]) };
+        let trace = Labels::from_pairs([("trace_id", "abc")]);
+        assert_eq!(
+            exemplar,
+            &ScrapedExemplar { labels: trace.clone(), value: 1.0, timestamp: Some(1_520_879_607_700) }
+        );
+        assert_eq!(exemplar.clone().at(5).t, 1_520_879_607_700, "its own time wins");
+        let no_time = openmetrics("a_total 1 # {trace_id=\"abc\"} 2\n# EOF\n").unwrap();
+        let Entry::Sample { exemplar: Some(exemplar), .. } = &no_time[0] else { panic!("{no_time:?}") };
+        assert_eq!(
+            exemplar.clone().at(5),
+            Exemplar { labels: trace, value: 2.0, t: 5, has_ts: false },
+            "else the scrape's"
+        );
         assert!(entries.contains(&Entry::Unit { metric: "http_requests", unit: "requests" }));
         assert!(entries.contains(&Entry::Type { metric: "door", kind: MetricType::StateSet }));
     }

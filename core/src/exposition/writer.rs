@@ -67,7 +67,7 @@ mod tests {
         assert_eq!(text.matches("# TYPE").count(), 2, "{text}");
         let parsed: Vec<_> = TextParser::new(&text)
             .filter_map(|e| match e.unwrap() {
-                Entry::Sample { series, value, timestamp } => {
+                Entry::Sample { series, value, timestamp, .. } => {
                     Some((crate::exposition::parse_series(series).unwrap(), timestamp.unwrap(), value))
                 }
                 _ => None,

@@ -332,6 +332,24 @@ impl CallPositions {
 }
 
 impl Expr {
+    /// Every vector selector in the expression (those of range selectors too), in no
+    /// particular order: what `/api/v1/query_exemplars` looks up (upstream's
+    /// `ExtractSelectors`). Walked with a stack, as deep as the parser lets an expression be.
+    pub fn selectors(&self) -> Vec<&VectorSelector> {
+        let (mut out, mut stack) = (Vec::new(), vec![self]);
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::VectorSelector(s) | Expr::MatrixSelector { selector: s, .. } => out.push(s),
+                Expr::Subquery { expr, .. } | Expr::Neg(expr) | Expr::Paren(expr) => stack.push(expr),
+                Expr::Binary { lhs, rhs, .. } => stack.extend([&**lhs, &**rhs]),
+                Expr::Aggregate { expr, param, .. } => stack.extend(std::iter::once(&**expr).chain(param.as_deref())),
+                Expr::Call { args, .. } => stack.extend(args),
+                Expr::Number(_) | Expr::String(_) => {}
+            }
+        }
+        out
+    }
+
     /// The type this expression evaluates to.
     pub fn value_type(&self) -> ValueType {
         match self {

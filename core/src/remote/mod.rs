@@ -14,7 +14,7 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::labels::{is_valid_label_name, sorted_names, Labels};
-use crate::value::Sample;
+use crate::value::{Exemplar, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -28,9 +28,21 @@ pub struct TimeSeries {
     pub labels: Vec<Label>,
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<WireSample>,
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<WireExemplar>,
     /// Native histograms: only counted, to refuse them explicitly.
     #[prost(message, repeated, tag = "4")]
     pub histograms: Vec<Histogram>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct WireExemplar {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -69,11 +81,28 @@ pub enum RemoteError {
     InvalidSeries { index: usize, message: String },
 }
 
-/// One decoded series with its samples.
+/// One decoded series with its samples and exemplars.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// An exemplar a sender wrote, if it is one upstream stores: valid label names with values,
+/// at most [`EXEMPLAR_MAX_LABEL_CHARS`] characters together. Upstream's receivers drop the
+/// others and keep the request; so does Pyrite.
+pub fn checked_exemplar<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    value: f64,
+    t: i64,
+) -> Option<Exemplar> {
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    if pairs.iter().any(|(n, v)| check_label(n, v).is_err()) || sorted_names(pairs.iter().map(|p| p.0)).1.is_some() {
+        return None;
+    }
+    let exemplar = Exemplar { labels: Labels::from_pairs(pairs), value, t, has_ts: true };
+    (exemplar.label_chars() <= EXEMPLAR_MAX_LABEL_CHARS).then_some(exemplar)
 }
 
 /// Most labels one series may have. Upstream sets no limit, but a series with more is no
@@ -109,6 +138,7 @@ pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<Write
 fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<Option<WriteSeries>, RemoteError> {
     let mut labels: Vec<Label> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
+    let mut exemplars: Vec<Exemplar> = Vec::new();
     for field in Fields(raw) {
         match field? {
             (1, Payload::Bytes(bytes)) => {
@@ -123,17 +153,22 @@ fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<
                 let s = WireSample::decode(bytes)?;
                 samples.push(Sample { t: s.timestamp, v: s.value });
             }
+            (3, Payload::Bytes(bytes)) => {
+                let e = WireExemplar::decode(bytes)?;
+                let pairs = e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                exemplars.extend(checked_exemplar(pairs, e.value, e.timestamp));
+            }
             (4, _) => return Err(invalid("native histograms are not supported yet".into())),
-            (1 | 2, _) => return Err(RemoteError::Malformed("label or sample is not a message")),
+            (1..=3, _) => return Err(RemoteError::Malformed("label, sample or exemplar is not a message")),
             _ => {}
         }
     }
     check_label_set(labels.iter().map(|l| l.name.as_str())).map_err(&invalid)?;
-    if samples.is_empty() {
+    if samples.is_empty() && exemplars.is_empty() {
         return Ok(None);
     }
     let labels = Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)));
-    Ok(Some(WriteSeries { labels, samples }))
+    Ok(Some(WriteSeries { labels, samples, exemplars }))
 }
 
 /// One label as a series may carry it: a valid name and a value (an empty value would mean
@@ -225,8 +260,21 @@ pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
         timeseries: series
             .iter()
             .map(|s| TimeSeries {
-                labels: s.labels.iter().map(|l| Label { name: l.name.clone(), value: l.value.clone() }).collect(),
+                labels: read::wire_labels(&s.labels),
                 samples: s.samples.iter().map(|x| WireSample { value: x.v, timestamp: x.t }).collect(),
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| WireExemplar {
+                        labels: e
+                            .labels
+                            .iter()
+                            .map(|l| Label { name: l.name.clone(), value: l.value.clone() })
+                            .collect(),
+                        value: e.value,
+                        timestamp: e.t,
+                    })
+                    .collect(),
                 histograms: Vec::new(),
             })
             .collect(),
@@ -242,6 +290,7 @@ mod tests {
         vec![WriteSeries {
             labels: Labels::from_pairs([("__name__", "x"), ("a", "b")]),
             samples: vec![Sample { t: 1, v: 1.5 }, Sample { t: 2, v: f64::INFINITY }],
+            exemplars: Vec::new(),
         }]
     }
 
@@ -259,7 +308,7 @@ mod tests {
         let body = encode_write_request(&series());
         assert!(matches!(decode_write_request(&body, 4), Err(RemoteError::TooLarge { .. })));
         let mut bad = series();
-        bad.push(WriteSeries { labels: Labels::from_pairs([("a", "b")]), samples: vec![] });
+        bad.push(WriteSeries { labels: Labels::from_pairs([("a", "b")]), samples: vec![], exemplars: Vec::new() });
         let e = decode_write_request(&encode_write_request(&bad), 1 << 20).unwrap_err();
         assert_eq!(e.to_string(), "series 1: no metric name (__name__ label)");
     }
@@ -274,7 +323,8 @@ mod tests {
 
     #[test]
     fn series_without_samples_are_checked_and_dropped() {
-        let empty = TimeSeries { labels: labels(&[("__name__", "x")]), samples: vec![], histograms: vec![] };
+        let empty =
+            TimeSeries { labels: labels(&[("__name__", "x")]), samples: vec![], exemplars: vec![], histograms: vec![] };
         let request = WriteRequest { timeseries: vec![empty; 100_000] };
         assert_eq!(decode_write_request(&compressed(&request), 16 << 20).unwrap(), vec![]);
         // Millions of series with nothing in them fail at the first, before any is kept.
@@ -293,15 +343,16 @@ mod tests {
             (0..MAX_LABELS_PER_SERIES - 1).map(|i| Label { name: format!("l{i}"), value: "v".into() }).collect();
         many.push(Label { name: "__name__".into(), value: "x".into() });
         many.push(Label { name: "l7".into(), value: "again".into() });
-        let dup = TimeSeries { labels: many.clone(), samples: sample.clone(), histograms: vec![] };
+        let dup = TimeSeries { labels: many.clone(), samples: sample.clone(), exemplars: vec![], histograms: vec![] };
         let too_many = WriteRequest { timeseries: vec![dup] };
         let started = std::time::Instant::now();
         let e = decode_write_request(&compressed(&too_many), 16 << 20).unwrap_err().to_string();
         assert_eq!(e, format!("series 0: more than {MAX_LABELS_PER_SERIES} labels"));
         many.truncate(MAX_LABELS_PER_SERIES - 1);
         many.push(Label { name: "l7".into(), value: "again".into() });
-        let request =
-            WriteRequest { timeseries: vec![TimeSeries { labels: many, samples: sample, histograms: vec![] }] };
+        let request = WriteRequest {
+            timeseries: vec![TimeSeries { labels: many, samples: sample, exemplars: vec![], histograms: vec![] }],
+        };
         let e = decode_write_request(&compressed(&request), 16 << 20).unwrap_err().to_string();
         assert_eq!(e, "series 0: duplicate label name \"l7\"");
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());

@@ -148,6 +148,7 @@ pub fn sampled_series(labels: &Labels, samples: &[Sample]) -> TimeSeries {
     TimeSeries {
         labels: wire_labels(labels),
         samples: samples.iter().map(|s| WireSample { value: s.v, timestamp: s.t }).collect(),
+        exemplars: Vec::new(),
         histograms: Vec::new(),
     }
 }

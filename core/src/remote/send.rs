@@ -158,10 +158,12 @@ mod tests {
             WriteSeries {
                 labels: Labels::from_pairs([("__name__", "up"), ("instance", "a:9100"), ("job", "node")]),
                 samples: vec![Sample { t: 1_700_000_000_000, v: 1.0 }, Sample { t: 1_700_000_015_000, v: stale_nan() }],
+                exemplars: Vec::new(),
             },
             WriteSeries {
                 labels: Labels::from_pairs([("__name__", "x"), ("path", "ß".repeat(200).as_str())]),
                 samples: vec![Sample { t: -5, v: f64::NEG_INFINITY }],
+                exemplars: Vec::new(),
             },
         ]
     }

@@ -5,15 +5,17 @@
 //! stored (labels out of the symbols table, invalid or duplicate labels, no samples, native
 //! histograms, which Pyrite does not store yet) is reported and the others are written. A body
 //! that is not a well-formed message at all (bad snappy, truncated fields, refs that are not
-//! `uint32`s, symbols that are not UTF-8) is refused whole, before anything is stored. Metadata
-//! and exemplars are checked and not stored (Pyrite stores neither from remote write 1.0
-//! either); created timestamps are ignored, as upstream does without
+//! `uint32`s, symbols that are not UTF-8) is refused whole, before anything is stored. Exemplars
+//! are stored, up to one per sample of their series (which bounds what a hostile request of
+//! empty ones costs); one upstream would refuse (invalid labels, too long) is dropped and the
+//! series kept, as upstream. Metadata is checked and not stored; created timestamps are ignored, as upstream does without
 //! `--enable-feature=created-timestamp-zero-ingestion`.
 
 use prost::Message;
 
 use super::{
-    check_label, check_label_set, decompress, Fields, Payload, RemoteError, WriteSeries, MAX_LABELS_PER_SERIES,
+    check_label, check_label_set, checked_exemplar, decompress, Fields, Payload, RemoteError, WriteSeries,
+    MAX_LABELS_PER_SERIES,
 };
 use crate::labels::Labels;
 use crate::value::Sample;
@@ -156,6 +158,8 @@ struct RawSeries {
     histograms: usize,
     /// Every exemplar's label refs are inside the symbols table.
     exemplar_refs_ok: bool,
+    /// Exemplars with refs inside the table, up to one per sample read before them.
+    exemplars: Vec<ExemplarV2>,
     metadata_refs: Option<(u32, u32)>,
 }
 
@@ -212,7 +216,11 @@ fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, Remot
             (3, Payload::Bytes(_)) => series.histograms += 1,
             (4, Payload::Bytes(bytes)) => {
                 let e = ExemplarV2::decode(bytes)?;
-                series.exemplar_refs_ok &= e.labels_refs.iter().all(|&r| (r as usize) < symbol_count);
+                let refs_ok = e.labels_refs.iter().all(|&r| (r as usize) < symbol_count);
+                series.exemplar_refs_ok &= refs_ok;
+                if refs_ok && series.exemplars.len() <= series.samples.len() {
+                    series.exemplars.push(e);
+                }
             }
             (5, Payload::Bytes(bytes)) => {
                 let m = MetadataV2::decode(bytes)?;
@@ -289,7 +297,16 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
     }
     if !series.samples.is_empty() {
         let labels = Labels::from_pairs(pairs.iter().map(|&(n, v)| (n.to_string(), v.to_string())));
-        out.series.push(WriteSeries { labels, samples: series.samples });
+        let exemplars = series
+            .exemplars
+            .iter()
+            .filter_map(|e| {
+                let refs: Vec<&str> = e.labels_refs.iter().filter_map(|&r| symbol(r)).collect();
+                let pairs = refs.chunks_exact(2).map(|p| (p[0], p[1]));
+                checked_exemplar(pairs, e.value, e.timestamp).filter(|_| e.labels_refs.len().is_multiple_of(2))
+            })
+            .collect();
+        out.series.push(WriteSeries { labels, samples: series.samples, exemplars });
     }
 }
 

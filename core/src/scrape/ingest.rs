@@ -26,7 +26,7 @@ use crate::exposition::{parse_series, Entry, Format, MetricType, ParseError, Tex
 use crate::labels::Labels;
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
-use crate::value::stale_nan;
+use crate::value::{stale_nan, Exemplar};
 
 /// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills.
 const REPORT_SERIES: [&str; 5] = [
@@ -85,6 +85,16 @@ pub struct ShardBatch {
     pub known: Vec<(u32, i64, f64)>,
     /// Samples of series the shard may not know yet; it answers with their ids, in order.
     pub new: Vec<(Labels, i64, f64)>,
+    /// Exemplars the samples carried, each with its sample's series.
+    pub exemplars: Vec<(BatchSeries, Exemplar)>,
+}
+
+/// The series of a sample in a [`ShardBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSeries {
+    Known(u32),
+    /// Index into `new`.
+    New(usize),
 }
 
 impl ShardBatch {
@@ -310,8 +320,8 @@ impl TargetIngest {
         let mut fresh: HashMap<&str, ()> = HashMap::new();
         let mut parser = TextParser::with_format(body, format);
         while let Some(entry) = parser.next() {
-            let (series, value, timestamp) = match entry? {
-                Entry::Sample { series, value, timestamp } => (series, value, timestamp),
+            let (series, value, timestamp, exemplar) = match entry? {
+                Entry::Sample { series, value, timestamp, exemplar } => (series, value, timestamp, exemplar),
                 Entry::Help { metric, text } => {
                     out.counts.metadata_changed |= self.note_metadata(metric, |m| m.help = text);
                     continue;
@@ -337,7 +347,9 @@ impl TargetIngest {
                 }
                 e.seen = generation;
                 if let Some(s) = e.series() {
-                    out.batches[s.shard].known.push((s.id, ts, value));
+                    let batch = &mut out.batches[s.shard];
+                    batch.known.push((s.id, ts, value));
+                    batch.exemplars.extend(exemplar.map(|x| (BatchSeries::Known(s.id), x.at(t))));
                     out.counts.kept += 1;
                 }
                 continue;
@@ -354,7 +366,9 @@ impl TargetIngest {
             };
             check_label_limits(&labels, &self.options.limits)?;
             let shard = labels.owner(self.shards);
-            out.batches[shard].new.push((labels, ts, value));
+            let batch = &mut out.batches[shard];
+            batch.exemplars.extend(exemplar.map(|x| (BatchSeries::New(batch.new.len()), x.at(t))));
+            batch.new.push((labels, ts, value));
             out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: explicit }));
             out.counts.new_series += 1;
             out.counts.kept += 1;

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod target;
 
 pub use ingest::{
-    Ingest, IngestError, IngestOptions, MetricMetadata, PendingKey, ShardBatch, TargetIngest, UnknownSamples,
+    BatchSeries, Ingest, IngestError, IngestOptions, MetricMetadata, PendingKey, ShardBatch, TargetIngest,
+    UnknownSamples,
 };
 pub use target::{targets_from_config, DroppedTarget, Target, TargetSet};

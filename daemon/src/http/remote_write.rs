@@ -8,8 +8,9 @@
 //! 1.0: a request is decoded and validated whole before anything is stored, so a malformed one
 //! stores nothing. 2.0: as upstream, the series that can be stored are, the others are reported
 //! with 400, and every answer but a server error carries the written counts
-//! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`; histograms and exemplars
-//! are not stored yet, so theirs are 0). Valid series go to their owner shards. Samples the
+//! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`; histograms are not
+//! stored yet, so theirs is 0). Exemplars are kept with exemplar storage on; one the storage
+//! refuses (out of order, a duplicate) fails nothing, as upstream. Valid series go to their owner shards. Samples the
 //! heads refuse (out of order, duplicate timestamps) are counted and reported with 400, as
 //! upstream reports them, so that senders do not retry them; the request's other samples are
 //! kept.
@@ -110,17 +111,17 @@ async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
     let (status, text, written) = match store(s, decoded.series).await {
         // Nothing to count: the sender retries the whole request.
         Stored::Failed(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-        Stored::Written { samples, refused } => {
+        Stored::Written { samples, exemplars, refused } => {
             let text: Vec<String> = errors.into_iter().chain(refused).collect();
             let status = if text.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::BAD_REQUEST };
-            (status, text.join("\n"), samples)
+            (status, text.join("\n"), (samples, exemplars))
         }
     };
     let mut response = reply(status, if text.is_empty() { text } else { format!("{text}\n") });
     let headers = response.headers_mut();
-    headers.insert("x-prometheus-remote-write-samples-written", written.into());
+    headers.insert("x-prometheus-remote-write-samples-written", written.0.into());
     headers.insert("x-prometheus-remote-write-histograms-written", 0.into());
-    headers.insert("x-prometheus-remote-write-exemplars-written", 0.into());
+    headers.insert("x-prometheus-remote-write-exemplars-written", written.1.into());
     response
 }
 
@@ -128,8 +129,9 @@ async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
 enum Stored {
     /// Some shard could not make its part durable (or stopped answering): a server error.
     Failed(String),
-    /// `samples` were written; the others were refused, for the reason given.
-    Written { samples: usize, refused: Option<String> },
+    /// `samples` and `exemplars` were written; the other samples were refused, for the reason
+    /// given.
+    Written { samples: usize, exemplars: usize, refused: Option<String> },
 }
 
 /// Sends the series to their owner shards and sums up their answers.
@@ -137,6 +139,7 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     let sent: usize = series.iter().map(|x| x.samples.len()).sum();
     let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future) = (0, 0, 0, 0);
+    let mut exemplars = 0;
     let mut storage_error = None;
     for rx in receivers {
         match rx.recv_async().await {
@@ -145,6 +148,7 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
                 duplicates += r.duplicates;
                 out_of_bounds += r.out_of_bounds;
                 too_far_in_future += r.too_far_in_future;
+                exemplars += r.exemplars;
                 storage_error = storage_error.or(r.storage_error);
             }
             Err(_) => return Stored::Failed("a shard stopped answering".into()),
@@ -169,5 +173,5 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     } else {
         None
     };
-    Stored::Written { samples, refused }
+    Stored::Written { samples, exemplars, refused }
 }

@@ -1,12 +1,12 @@
-//! The status endpoints (`/api/v1/status/*`), and the exemplar endpoint, which answers empty
-//! since Pyrite stores no exemplars.
+//! The status endpoints (`/api/v1/status/*`), and the exemplar endpoint.
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
-use pyrite_core::labels::METRIC_NAME;
+use pyrite_core::labels::{Labels, Matcher, METRIC_NAME};
+use pyrite_core::value::{format_value, Exemplar};
 use pyrite_tsdb::head::HeadStats;
 use serde_json::json;
 
@@ -66,8 +66,8 @@ pub async fn walreplay(State(s): State<ApiState>) -> Response {
     success_json(json!({ "min": 0, "max": segments, "current": segments }))
 }
 
-/// `/api/v1/query_exemplars`: the parameters are checked as upstream checks them; the answer is
-/// empty, since exemplars are not stored yet.
+/// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of the series any selector of
+/// the query matches, from every shard, by series labels as upstream sorts them.
 pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiResult {
     let start = params.time_or("start", i64::MIN / 2)?;
     let end = params.time_or("end", now_ms())?;
@@ -75,8 +75,26 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
         return Err(ApiError::bad_param("end", "end timestamp must not be before start timestamp"));
     }
     let text = params.get("query").unwrap_or("");
-    pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?;
-    Ok(success_json(json!([])))
+    let expr =
+        pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?;
+    let selectors: Vec<Vec<Matcher>> = expr.selectors().into_iter().map(|s| s.matchers.clone()).collect();
+    let per_shard = s
+        .ctx
+        .shards
+        .ask_all(|reply| Request::Exemplars { selectors: selectors.clone(), mint: start, maxt: end, reply })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut found: Vec<(Labels, Vec<Exemplar>)> = per_shard.into_iter().flatten().collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    // Seconds as upstream writes them: no fraction when there is none.
+    let seconds = |t: i64| if t % 1000 == 0 { json!(t / 1000) } else { json!(t as f64 / 1000.0) };
+    let exemplar =
+        |e: &Exemplar| json!({"labels": e.labels, "value": format_value(e.value), "timestamp": seconds(e.t)});
+    let data: Vec<_> = found
+        .iter()
+        .map(|(labels, exemplars)| json!({"seriesLabels": labels, "exemplars": exemplars.iter().map(exemplar).collect::<Vec<_>>()}))
+        .collect();
+    Ok(success_json(json!(data)))
 }
 
 /// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,

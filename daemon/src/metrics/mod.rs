@@ -12,6 +12,7 @@
 //! summaries ([`summary`]) take a short lock per observation.
 
 pub mod agent;
+mod exemplars;
 mod process;
 pub mod remote;
 pub mod summary;
@@ -129,6 +130,7 @@ pub struct Metrics {
     pub notification_queue_capacity: Gauge,
     pub alertmanagers_discovered: Gauge,
     pub agent: agent::AgentMetrics,
+    pub exemplars: exemplars::ExemplarMetrics,
 }
 
 /// Upstream's rule metrics, per group by `rule_group` (`file;name`) where upstream has it.
@@ -332,6 +334,7 @@ impl Metrics {
             notification_queue_capacity: Gauge::default(),
             alertmanagers_discovered: Gauge::default(),
             agent: agent::AgentMetrics::default(),
+            exemplars: exemplars::ExemplarMetrics::default(),
         };
         for slice in ["inner_eval", "prepare_time", "queue_time", "result_sort"] {
             m.query_duration.touch(&vec![("slice", slice.to_string())]);
@@ -347,6 +350,7 @@ impl Metrics {
         m.register_serving(&mut registry);
         m.rule_groups.register(&mut registry);
         m.remote.register(&mut registry);
+        m.exemplars.register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
     }

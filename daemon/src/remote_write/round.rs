@@ -156,7 +156,7 @@ impl Gathering {
                     labels.shards[shard].remove(&id);
                 }
             }
-            Record::Tombstones(_) | Record::Chunks(_) => {}
+            Record::Tombstones(_) | Record::Chunks(_) | Record::Exemplars(_) => {}
         }
     }
 

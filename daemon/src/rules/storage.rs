@@ -31,9 +31,11 @@ impl RuleStorage for ShardStorage {
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
-        let series = samples
-            .iter()
-            .map(|(labels, v)| WriteSeries { labels: labels.clone(), samples: vec![Sample { t, v: *v }] });
+        let series = samples.iter().map(|(labels, v)| WriteSeries {
+            labels: labels.clone(),
+            samples: vec![Sample { t, v: *v }],
+            exemplars: Vec::new(),
+        });
         for rx in self.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| RuleError::storage(ShardGone))?;
             if let Some(e) = reply.storage_error {

@@ -101,6 +101,14 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::OldestBlock { reply } => {
                 let _ = reply.send(storage.borrow().oldest_block_start());
             }
+            Request::Exemplars { selectors, mint, maxt, reply } => {
+                let _ = reply.send(storage.borrow().head.select_exemplars(&selectors, mint, maxt));
+            }
+            Request::ExemplarCapacity { capacity } => {
+                let mut s = storage.borrow_mut();
+                s.head.set_exemplar_capacity(capacity);
+                record_exemplars(&env, &shard, &s.head);
+            }
             Request::TsdbStats { reply } => {
                 let _ = reply.send(storage.borrow().head.stats());
             }
@@ -183,10 +191,20 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
     m.too_far_in_future.inc_by(r.too_far_in_future as u64);
     m.head_series_created.inc_by(r.created as u64);
     m.head_series.set(shard, head.num_series() as i64);
+    if r.exemplars + r.exemplars_out_of_order > 0 {
+        m.exemplars.appended.inc_by(r.exemplars as u64);
+        m.exemplars.out_of_order.inc_by(r.exemplars_out_of_order as u64);
+        record_exemplars(env, shard, head);
+    }
     if let Some(e) = &r.storage_error {
         m.wal_writes_failed.inc();
         tracing::error!(error = %e, "appended samples are not durable");
     }
+}
+
+/// The exemplar gauges of the shard's head.
+fn record_exemplars(env: &ShardEnv, shard: &MetricLabels, head: &Head) {
+    env.metrics.exemplars.record(shard, head.exemplars().stats());
 }
 
 /// Fsyncs the write-ahead log every `interval` (`--storage.tsdb.wal-fsync-interval`).

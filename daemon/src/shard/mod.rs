@@ -49,6 +49,19 @@ pub struct ShardEnv {
     /// Agent mode (`--agent`): the head keeps series only, and housekeeping truncates the log
     /// instead of cutting blocks.
     pub agent: Option<AgentStorage>,
+    /// Exemplars the head keeps ([`exemplars_per_shard`]).
+    pub max_exemplars: usize,
+}
+
+/// The exemplars each of `shards` keeps: `storage.exemplars.max_exemplars` (upstream's default
+/// without it) split evenly, when exemplar storage is `on`; else none.
+pub fn exemplars_per_shard(on: bool, config: &pyrite_core::config::Config, shards: usize) -> usize {
+    let total = config.max_exemplars.unwrap_or(pyrite_core::config::DEFAULT_MAX_EXEMPLARS);
+    if on {
+        total.div_ceil(shards.max(1))
+    } else {
+        0
+    }
 }
 
 /// Agent mode's `--storage.agent.*` settings.
@@ -80,8 +93,9 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
     let dirs = Dirs::of_shard(&env.storage_path, index);
     let started = std::time::Instant::now();
     let opening = match env.agent {
-        Some(_) => Db::open_agent(&dirs.wal, env.wal).map(|(db, replayed)| (db, replayed, Default::default())),
-        None => Db::open(&dirs, env.wal, env.block_range),
+        Some(_) => Db::open_agent(&dirs.wal, env.wal, env.max_exemplars)
+            .map(|(db, replayed)| (db, replayed, Default::default())),
+        None => Db::open(&dirs, env.wal, env.block_range, env.max_exemplars),
     };
     let (mut storage, replayed, opened) = opening.unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
@@ -107,6 +121,7 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
     env.shards.replay().corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
     env.shards.replay().segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
     m.head_series.set(&shard, storage.head.num_series() as i64);
+    m.exemplars.record(&shard, storage.head.exemplars().stats());
     m.head_chunks.set(&shard, storage.head.num_chunks() as i64);
     m.set_head_range(index, storage.head.time_range());
     m.blocks_refused.inc_by(opened.refused.len() as u64);

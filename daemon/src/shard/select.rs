@@ -242,6 +242,7 @@ mod tests {
             .map(|i| WriteSeries {
                 labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
                 samples: (from / 100..=to / 100).map(|k| Sample { t: k * 100, v: k as f64 }).collect(),
+                exemplars: Vec::new(),
             })
             .collect()
     }
@@ -252,7 +253,7 @@ mod tests {
     fn a_read_across_a_block_cut_starts_over_and_misses_nothing() {
         let dir = std::env::temp_dir().join(format!("pyrite-select-test-{}", std::process::id()));
         let options = WalOptions { compress: false, segment_size: 1 << 20 };
-        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE).expect("open a Db");
+        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
         let storage = RefCell::new(db);
         storage.borrow_mut().write(samples(0, 2000));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);

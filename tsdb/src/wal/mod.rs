@@ -36,8 +36,10 @@ use std::sync::Arc;
 
 use crate::head::Head;
 use pyrite_core::labels::Labels;
+use pyrite_core::value::Exemplar;
 use record::{
-    encode_chunks, encode_forgotten, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
+    encode_chunks, encode_exemplars, encode_forgotten, encode_samples, encode_series, encode_tombstones, scan_frames,
+    Damage, Record,
 };
 
 /// How the log is written.
@@ -229,6 +231,14 @@ impl Replayer<'_> {
                     self.ids.remove(&wal_id);
                 }
             }
+            Record::Exemplars(exemplars) => {
+                for (wal_id, e) in exemplars {
+                    if let Some(&id) = self.ids.get(&wal_id) {
+                        // Refused now as when logged, or already held (a checkpoint's copy).
+                        let _ = self.head.add_exemplar(id, e);
+                    }
+                }
+            }
             Record::Tombstones(deleted) => {
                 for (wal_id, mint, maxt) in deleted {
                     self.head.reserve_ids_through(wal_id);
@@ -378,6 +388,15 @@ impl Wal {
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_tombstones(buf, deleted, compress))
+    }
+
+    /// Logs exemplars the head kept (series id and exemplar).
+    pub fn log_exemplars(&mut self, exemplars: &[(u32, Exemplar)]) -> io::Result<()> {
+        if exemplars.is_empty() {
+            return Ok(());
+        }
+        let compress = self.options.compress;
+        self.write(None, |buf| encode_exemplars(buf, exemplars.iter().map(|(id, e)| (*id, e)), compress))
     }
 
     /// Logs that the head forgot these series (see [`record`]).
@@ -627,6 +646,13 @@ impl LogWrite {
                     let series = ids.iter().filter_map(|&id| Some((id, head.snapshot_series(id)?)));
                     encode_chunks(&mut self.buf, series, self.compress);
                 }
+            }
+            let exemplars: Vec<(u32, Exemplar)> = ids
+                .iter()
+                .flat_map(|&id| head.exemplars().of(id, i64::MIN, i64::MAX).into_iter().map(move |e| (id, e)))
+                .collect();
+            if !exemplars.is_empty() {
+                encode_exemplars(&mut self.buf, exemplars.iter().map(|(id, e)| (*id, e)), self.compress);
             }
             self.out.write_all(&self.buf)?;
         }

@@ -21,6 +21,9 @@
 //! * A forgotten record lists the ids the head's garbage collection let go: every sample of
 //!   theirs precedes it in the log, so a reader following the log (the remote-write sender)
 //!   can drop their labels there.
+//! * An exemplars record lists `(id, t, value, whether t is the exemplar's own, labels)`:
+//!   exemplars the head kept, logged after the samples of their batch (and in checkpoints and
+//!   snapshots after their series).
 //!
 //! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
@@ -30,6 +33,7 @@ use crate::chunk::XorState;
 use crate::encoding::{put_bytes, put_labels, put_varint, unzigzag, zigzag, Cursor};
 use crate::head::{SealedChunk, SeriesSnapshot};
 use pyrite_core::labels::Labels;
+use pyrite_core::value::Exemplar;
 
 /// Frame kind of a series record.
 pub const SERIES: u8 = 1;
@@ -41,6 +45,8 @@ pub const CHUNKS: u8 = 3;
 pub const TOMBSTONES: u8 = 4;
 /// Frame kind of a forgotten-series record.
 pub const FORGOTTEN: u8 = 5;
+/// Frame kind of an exemplars record.
+pub const EXEMPLARS: u8 = 6;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -61,6 +67,8 @@ pub enum Record {
     Tombstones(Vec<(u32, i64, i64)>),
     /// The head forgot these series; their ids are never used again.
     Forgotten(Vec<u32>),
+    /// Exemplars the head kept, by series id.
+    Exemplars(Vec<(u32, Exemplar)>),
 }
 
 /// Where a log was damaged and how many bytes could not be read.
@@ -262,6 +270,36 @@ pub fn encode_forgotten(out: &mut Vec<u8>, ids: &[u32], compress: bool) {
     w.finish();
 }
 
+/// Appends exemplars records for `exemplars` (series id and exemplar).
+pub fn encode_exemplars<'a>(
+    out: &mut Vec<u8>,
+    exemplars: impl IntoIterator<Item = (u32, &'a Exemplar)>,
+    compress: bool,
+) {
+    let mut w = FrameWriter::new(out, EXEMPLARS, compress);
+    for (id, e) in exemplars {
+        put_varint(&mut w.payload, u64::from(id));
+        put_varint(&mut w.payload, zigzag(e.t));
+        w.payload.extend_from_slice(&e.value.to_bits().to_le_bytes());
+        w.payload.push(u8::from(e.has_ts));
+        put_labels(&mut w.payload, &e.labels);
+        w.cut();
+    }
+    w.finish();
+}
+
+fn decode_exemplars(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    while !c.done() {
+        let id = u32::try_from(c.varint()?).ok()?;
+        let (t, value) = (c.i64()?, c.f64()?);
+        let has_ts = c.u8()? != 0;
+        out.push((id, Exemplar { labels: c.labels()?, value, t, has_ts }));
+    }
+    Some(Record::Exemplars(out))
+}
+
 fn decode_forgotten(payload: &[u8]) -> Option<Record> {
     let mut c = Cursor { buf: payload, pos: 0 };
     let mut out = Vec::new();
@@ -306,7 +344,7 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
     let kind = header[0];
     let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let crc = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
-    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN) {
+    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS) {
         return Frame::Bad;
     }
     let Some(body) = buf.get(pos + HEADER..pos + HEADER + len) else { return Frame::Partial };
@@ -333,6 +371,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
         SAMPLES => decode_samples(payload),
         TOMBSTONES => decode_tombstones(payload),
         FORGOTTEN => decode_forgotten(payload),
+        EXEMPLARS => decode_exemplars(payload),
         _ => decode_chunks(payload),
     }
 }
