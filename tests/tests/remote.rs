@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pyrite_core::remote::v2::{HistogramV2, MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
+use pyrite_core::remote::v2::{ExemplarV2, HistogramV2, MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
 use pyrite_tests::{Pyrite, PyriteOpts};
 
 fn server(shards: usize, extra_args: &[&str]) -> Pyrite {
@@ -111,6 +111,29 @@ fn remote_write_2_requests_are_stored_with_written_counts() {
     let body = pyrite_core::remote::encode_write_request(&[]);
     let a = remote_write_with(&p, &v1, &body);
     assert_eq!((a.status, a.written), (204, None), "{}", a.body);
+}
+
+/// 2.0 exemplars are kept with exemplar storage on and counted in the answer; one with labels
+/// upstream refuses (longer than 128 characters) is dropped and the series kept.
+#[test]
+fn remote_write_2_exemplars_are_kept_and_counted() {
+    let p = server(2, &["--enable-feature=exemplar-storage"]);
+    let mut request = request_v2(&[(&[("__name__", "rw2x")], &[(1_000, 1.0), (2_000, 2.0)])]);
+    let (trace, id, long) =
+        (request.symbols.len() as u32, request.symbols.len() as u32 + 1, request.symbols.len() as u32 + 2);
+    request.symbols.extend(["trace_id".to_string(), "abc".to_string(), "x".repeat(130)]);
+    request.timeseries[0].exemplars = vec![
+        ExemplarV2 { labels_refs: vec![trace, id], value: 0.5, timestamp: 1_500 },
+        ExemplarV2 { labels_refs: vec![trace, long], value: 0.7, timestamp: 1_800 },
+    ];
+    let a = remote_write_with(&p, &V2, &request.encode_compressed());
+    assert_eq!((a.status, a.written), (204, Some([2, 0, 1])), "{}", a.body);
+    let (_, body) = p.get("/api/v1/query_exemplars?query=rw2x&start=0&end=10");
+    let data = pyrite_tests::json(&body)["data"].clone();
+    assert_eq!(data[0]["exemplars"][0]["labels"]["trace_id"], "abc", "{body}");
+    assert_eq!(data[0]["exemplars"][0]["value"], "0.5", "{body}");
+    assert_eq!(data[0]["exemplars"][0]["timestamp"].as_f64(), Some(1.5), "{body}");
+    assert_eq!(data[0]["exemplars"].as_array().map(Vec::len), Some(1), "{body}");
 }
 
 #[test]
