@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::{Exemplar, Sample};
-use pyrite_tests::{http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
+use pyrite_tests::{eventually, http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
 use serde_json::Value;
 
 const FEATURE: &str = "--enable-feature=exemplar-storage";
@@ -205,4 +205,55 @@ fn remote_written_exemplars_are_kept_and_survive_a_restart() {
     let without = Pyrite::start(PyriteOpts { data_dir: None, ..opts(vec![]) });
     assert_eq!(without.remote_write(first).0, 204);
     assert_eq!(exemplars(&without.url, query, from, to), Vec::new(), "no exemplar storage without the feature");
+}
+
+/// A scraping server sends its exemplars with `send_exemplars: true`, over 1.0 and 2.0: the
+/// receivers (Pyrite, and upstream over 1.0) end up with the sender's exemplars, times and all;
+/// a queue without the option sends none.
+#[test]
+fn exemplars_are_remote_written_with_send_exemplars() {
+    let receiver = |shards| {
+        Pyrite::start(PyriteOpts {
+            shards: Some(shards),
+            config: Some("global:\n  scrape_interval: 1h\n".into()),
+            extra_args: vec![FEATURE.into()],
+            ..Default::default()
+        })
+    };
+    let (v1, v2, without) = (receiver(2), receiver(1), receiver(1));
+    let upstream = Upstream::start_with(&[FEATURE]);
+    let queue = |url: &str, extra: &str| {
+        format!("  - url: {url}/api/v1/write\n    queue_config: {{batch_send_deadline: 500ms}}\n{extra}")
+    };
+    let config = format!(
+        "{}remote_write:\n{}{}{}{}",
+        config(&openmetrics_target()),
+        queue(&v1.url, "    send_exemplars: true\n"),
+        queue(&v2.url, "    send_exemplars: true\n    protobuf_message: io.prometheus.write.v2.Request\n"),
+        queue(&upstream.url, "    send_exemplars: true\n"),
+        queue(&without.url, ""),
+    );
+    let sender = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        config: Some(config),
+        extra_args: vec![FEATURE.into()],
+        ..Default::default()
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let (from, to) = (0.0, now_secs() - 1.0);
+    let query = "req_total or lat_bucket";
+    let sent = exemplars(&sender.url, query, from, to);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|(_, e)| e.len() >= 2), "{sent:?}");
+    // The job and instance labels are the sender's: the receivers hold the same series.
+    for base in [&v1.url, &v2.url, &upstream.url] {
+        let received = eventually(Duration::from_secs(15), || {
+            let got = exemplars(base, query, from, to);
+            (got == sent).then_some(got)
+        });
+        assert!(received.is_some(), "{base}: {:?} against {sent:?}", exemplars(base, query, from, to));
+    }
+    assert!(exemplars(&without.url, query, from, to).is_empty());
+    assert!(without.query("count(req_total)", None)[0]["value"][1] == "2", "its samples arrive all the same");
+    assert!(sender.metric("prometheus_remote_storage_exemplars_total") >= 3.0 * 6.0);
 }

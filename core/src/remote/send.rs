@@ -1,7 +1,7 @@
 //! Building remote-write requests for the sender: a series' labels are encoded once, when it is
 //! first seen, as the `labels` fields of a 1.0 `TimeSeries` ([`encode_labels`]); each request
-//! then only appends samples to them ([`encode_v1`]), or builds a 2.0 request's symbols table
-//! from them ([`encode_v2`]). The encoded labels are also the compact form the sender keeps
+//! then only appends samples and exemplars to them ([`encode_v1`]), or builds a 2.0 request's
+//! symbols table from them ([`encode_v2`]). The encoded labels are also the compact form the sender keeps
 //! per series: a few hundred bytes where a `Labels` takes a few allocations per label.
 
 use std::collections::HashMap;
@@ -18,6 +18,13 @@ const FIELD_2_BYTES: u8 = 0x12;
 /// A `Sample`'s value (field 1, 64-bit) and timestamp (field 2, varint).
 const SAMPLE_VALUE: u8 = 0x09;
 const SAMPLE_TIMESTAMP: u8 = 0x10;
+/// An `Exemplar`'s value (field 2, 64-bit) and timestamp (field 3, varint).
+const EXEMPLAR_VALUE: u8 = 0x11;
+const EXEMPLAR_TIMESTAMP: u8 = 0x18;
+/// Field 3 (length-delimited): a 1.0 `TimeSeries`' exemplars.
+const FIELD_3_BYTES: u8 = 0x1a;
+/// Field 4 (length-delimited): a 2.0 `TimeSeries`' exemplars.
+const FIELD_4_BYTES: u8 = 0x22;
 /// A 2.0 `Request`'s symbols (field 4) and series (field 5), length-delimited.
 const V2_SYMBOLS: u8 = 0x22;
 const V2_TIMESERIES: u8 = 0x2a;
@@ -74,33 +81,67 @@ pub fn decode_labels(mut encoded: &[u8]) -> Vec<(&str, &str)> {
     out
 }
 
-/// One series of a request: its labels as [`encode_labels`] made them, and its samples
-/// `(t, v)` in time order.
-pub type OutSeries<'a> = (&'a [u8], &'a [(i64, f64)]);
+/// One series of a request: its labels as [`encode_labels`] made them, its samples `(t, v)` in
+/// time order, and exemplars.
+#[derive(Debug, Clone, Copy)]
+pub struct OutSeries<'a> {
+    pub labels: &'a [u8],
+    pub samples: &'a [(i64, f64)],
+    pub exemplars: &'a [OutExemplar],
+}
+
+/// An exemplar to send: its labels as [`encode_labels`] made them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutExemplar {
+    pub labels: Vec<u8>,
+    pub value: f64,
+    pub t: i64,
+}
+
+/// A sample's or an exemplar's value and timestamp fields.
+fn put_value_and_time(out: &mut Vec<u8>, value_tag: u8, v: f64, time_tag: u8, t: i64) {
+    out.push(value_tag);
+    out.extend_from_slice(&v.to_bits().to_le_bytes());
+    out.push(time_tag);
+    encode_varint(t as u64, out);
+}
 
 /// A snappy-compressed 1.0 `WriteRequest` of `series`.
 pub fn encode_v1(series: &[OutSeries<'_>]) -> Vec<u8> {
     let sample_len = 1 + 1 + 8 + 1 + 10; // tag, length, value, tag, at most a 10-byte varint
-    let mut out = Vec::with_capacity(series.iter().map(|(l, s)| l.len() + 8 + s.len() * sample_len).sum());
-    let mut sample = Vec::with_capacity(20);
-    for (labels, samples) in series {
-        let samples_len: usize = samples
+    let mut out = Vec::with_capacity(series.iter().map(|s| s.labels.len() + 8 + s.samples.len() * sample_len).sum());
+    let (mut sample, mut exemplar) = (Vec::with_capacity(20), Vec::new());
+    for s in series {
+        let samples_len: usize = s
+            .samples
             .iter()
             .map(|&(t, _)| {
                 let inner = 1 + 8 + 1 + encoded_len_varint(t as u64);
                 1 + encoded_len_varint(inner as u64) + inner
             })
             .sum();
+        let exemplars_len: usize = s
+            .exemplars
+            .iter()
+            .map(|e| {
+                let inner = e.labels.len() + 1 + 8 + 1 + encoded_len_varint(e.t as u64);
+                1 + encoded_len_varint(inner as u64) + inner
+            })
+            .sum();
         out.push(FIELD_1_BYTES);
-        encode_varint((labels.len() + samples_len) as u64, &mut out);
-        out.extend_from_slice(labels);
-        for &(t, v) in *samples {
+        encode_varint((s.labels.len() + samples_len + exemplars_len) as u64, &mut out);
+        out.extend_from_slice(s.labels);
+        for &(t, v) in s.samples {
             sample.clear();
-            sample.push(SAMPLE_VALUE);
-            sample.extend_from_slice(&v.to_bits().to_le_bytes());
-            sample.push(SAMPLE_TIMESTAMP);
-            encode_varint(t as u64, &mut sample);
+            put_value_and_time(&mut sample, SAMPLE_VALUE, v, SAMPLE_TIMESTAMP, t);
             put_bytes_field(&mut out, FIELD_2_BYTES, &sample);
+        }
+        for e in s.exemplars {
+            // An `Exemplar`'s labels are field 1, as a `TimeSeries`' are.
+            exemplar.clear();
+            exemplar.extend_from_slice(&e.labels);
+            put_value_and_time(&mut exemplar, EXEMPLAR_VALUE, e.value, EXEMPLAR_TIMESTAMP, e.t);
+            put_bytes_field(&mut out, FIELD_3_BYTES, &exemplar);
         }
     }
     snap::raw::Encoder::new().compress_vec(&out).expect("snappy can compress any input")
@@ -108,13 +149,15 @@ pub fn encode_v1(series: &[OutSeries<'_>]) -> Vec<u8> {
 
 /// A snappy-compressed 2.0 `Request` of `series` (symbols table first entry `""`, as the
 /// protocol requires), written field by field like [`encode_v1`]: the symbols borrow the
-/// encoded labels' strings.
-pub fn encode_v2(series: &[OutSeries<'_>]) -> Vec<u8> {
+/// encoded labels' strings. A series without samples is left out: 2.0 receivers refuse a
+/// series of exemplars alone.
+pub fn encode_v2<'a>(series: &[OutSeries<'a>]) -> Vec<u8> {
     let mut symbols: Vec<&str> = vec![""];
     let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
     let mut timeseries = Vec::with_capacity(series.len() * 64);
     let (mut one, mut refs, mut sample) = (Vec::new(), Vec::new(), Vec::with_capacity(20));
-    for (labels, samples) in series {
+    // Encoded labels as packed symbol refs, new strings added to the table.
+    let mut symbolize = |labels: &'a [u8], refs: &mut Vec<u8>| {
         refs.clear();
         for (name, value) in decode_labels(labels) {
             for s in [name, value] {
@@ -123,18 +166,25 @@ pub fn encode_v2(series: &[OutSeries<'_>]) -> Vec<u8> {
                 if i == next {
                     symbols.push(s);
                 }
-                encode_varint(u64::from(i), &mut refs);
+                encode_varint(u64::from(i), refs);
             }
         }
+    };
+    for s in series.iter().filter(|s| !s.samples.is_empty()) {
+        symbolize(s.labels, &mut refs);
         one.clear();
         put_bytes_field(&mut one, FIELD_1_BYTES, &refs);
-        for &(t, v) in *samples {
+        for &(t, v) in s.samples {
             sample.clear();
-            sample.push(SAMPLE_VALUE);
-            sample.extend_from_slice(&v.to_bits().to_le_bytes());
-            sample.push(SAMPLE_TIMESTAMP);
-            encode_varint(t as u64, &mut sample);
+            put_value_and_time(&mut sample, SAMPLE_VALUE, v, SAMPLE_TIMESTAMP, t);
             put_bytes_field(&mut one, FIELD_2_BYTES, &sample);
+        }
+        for e in s.exemplars {
+            symbolize(&e.labels, &mut refs);
+            sample.clear();
+            put_bytes_field(&mut sample, FIELD_1_BYTES, &refs);
+            put_value_and_time(&mut sample, EXEMPLAR_VALUE, e.value, EXEMPLAR_TIMESTAMP, e.t);
+            put_bytes_field(&mut one, FIELD_4_BYTES, &sample);
         }
         put_bytes_field(&mut timeseries, V2_TIMESERIES, &one);
     }
@@ -151,14 +201,19 @@ mod tests {
     use super::*;
     use crate::remote::v2::decode_write_request_v2;
     use crate::remote::{decode_write_request, WriteSeries};
-    use crate::value::{stale_nan, Sample};
+    use crate::value::{stale_nan, Exemplar, Sample};
 
     fn series() -> Vec<WriteSeries> {
         vec![
             WriteSeries {
                 labels: Labels::from_pairs([("__name__", "up"), ("instance", "a:9100"), ("job", "node")]),
                 samples: vec![Sample { t: 1_700_000_000_000, v: 1.0 }, Sample { t: 1_700_000_015_000, v: stale_nan() }],
-                exemplars: Vec::new(),
+                exemplars: vec![Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "abc"), ("span_id", "ß")]),
+                    value: 0.25,
+                    t: 1_700_000_000_000,
+                    has_ts: true,
+                }],
             },
             WriteSeries {
                 labels: Labels::from_pairs([("__name__", "x"), ("path", "ß".repeat(200).as_str())]),
@@ -168,11 +223,21 @@ mod tests {
         ]
     }
 
-    /// Each series' encoded labels and samples.
-    type Encoded = Vec<(Vec<u8>, Vec<(i64, f64)>)>;
+    /// Each series' encoded labels, samples and exemplars.
+    type Encoded = Vec<(Vec<u8>, Vec<(i64, f64)>, Vec<OutExemplar>)>;
 
     fn encoded(series: &[WriteSeries]) -> Encoded {
-        series.iter().map(|s| (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect())).collect()
+        series
+            .iter()
+            .map(|s| {
+                let exemplars = s
+                    .exemplars
+                    .iter()
+                    .map(|e| OutExemplar { labels: encode_labels(&e.labels), value: e.value, t: e.t })
+                    .collect();
+                (encode_labels(&s.labels), s.samples.iter().map(|x| (x.t, x.v)).collect(), exemplars)
+            })
+            .collect()
     }
 
     fn bits(series: &[WriteSeries]) -> String {
@@ -180,7 +245,11 @@ mod tests {
             "{:?}",
             series
                 .iter()
-                .map(|s| (&s.labels, s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>()))
+                .map(|s| (
+                    &s.labels,
+                    s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>(),
+                    s.exemplars.iter().map(|e| (&e.labels, e.t, e.value.to_bits())).collect::<Vec<_>>()
+                ))
                 .collect::<Vec<_>>()
         )
     }
@@ -189,11 +258,16 @@ mod tests {
     fn requests_decode_as_the_receiver_decodes_them() {
         let want = series();
         let parts = encoded(&want);
-        let out: Vec<OutSeries> = parts.iter().map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+        let out: Vec<OutSeries> =
+            parts.iter().map(|(l, s, e)| OutSeries { labels: l, samples: s, exemplars: e }).collect();
         assert_eq!(bits(&decode_write_request(&encode_v1(&out), 1 << 20).unwrap()), bits(&want));
         let v2 = decode_write_request_v2(&encode_v2(&out), 1 << 20).unwrap();
         assert!(v2.errors.is_empty(), "{:?}", v2.errors);
         assert_eq!(bits(&v2.series), bits(&want));
         assert_eq!(decode_labels(&parts[0].0), vec![("__name__", "up"), ("instance", "a:9100"), ("job", "node")]);
+        // A series of exemplars alone goes in 1.0 requests only.
+        let alone = [OutSeries { samples: &[], ..out[0] }];
+        assert_eq!(decode_write_request(&encode_v1(&alone), 1 << 20).unwrap()[0].exemplars, want[0].exemplars);
+        assert!(decode_write_request_v2(&encode_v2(&alone), 1 << 20).unwrap().series.is_empty());
     }
 }

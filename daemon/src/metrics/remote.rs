@@ -14,6 +14,8 @@ pub struct RemoteStorageMetrics {
     pub samples_failed: Family<Labels, Counter>,
     pub samples_retried: Family<Labels, Counter>,
     pub samples_dropped: Family<Labels, Counter>,
+    pub exemplars: Family<Labels, Counter>,
+    pub exemplars_failed: Family<Labels, Counter>,
     pub samples_pending: Family<Labels, Gauge>,
     pub bytes: Family<Labels, Counter>,
     pub highest_sent: Family<Labels, FloatGauge>,
@@ -42,6 +44,8 @@ impl RemoteStorageMetrics {
             samples_failed: Family::default(),
             samples_retried: Family::default(),
             samples_dropped: Family::default(),
+            exemplars: Family::default(),
+            exemplars_failed: Family::default(),
             samples_pending: Family::default(),
             bytes: Family::default(),
             highest_sent: Family::default(),
@@ -61,7 +65,15 @@ impl RemoteStorageMetrics {
     /// Drops a stopped queue's series.
     pub fn remove(&self, queue: &Labels) {
         let m = self;
-        for family in [&m.samples, &m.samples_failed, &m.samples_retried, &m.samples_dropped, &m.bytes] {
+        for family in [
+            &m.samples,
+            &m.samples_failed,
+            &m.samples_retried,
+            &m.samples_dropped,
+            &m.exemplars,
+            &m.exemplars_failed,
+            &m.bytes,
+        ] {
             family.remove(queue);
         }
         for family in
@@ -76,7 +88,7 @@ impl RemoteStorageMetrics {
 
     pub(super) fn register(&self, r: &mut Registry) {
         let m = self;
-        let counters: [(&str, &str, &Family<Labels, Counter>); 5] = [
+        let counters: [(&str, &str, &Family<Labels, Counter>); 7] = [
             ("prometheus_remote_storage_samples", "Total number of samples sent to remote storage.", &m.samples),
             (
                 "prometheus_remote_storage_samples_failed",
@@ -92,6 +104,12 @@ impl RemoteStorageMetrics {
                 "prometheus_remote_storage_samples_dropped",
                 "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID.",
                 &m.samples_dropped,
+            ),
+            ("prometheus_remote_storage_exemplars", "Total number of exemplars sent to remote storage.", &m.exemplars),
+            (
+                "prometheus_remote_storage_exemplars_failed",
+                "Total number of exemplars which failed on send to remote storage, non-recoverable errors.",
+                &m.exemplars_failed,
             ),
             (
                 "prometheus_remote_storage_bytes",

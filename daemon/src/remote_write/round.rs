@@ -1,5 +1,5 @@
 //! A queue's rounds: the records read from every shard's log since the last round, made into
-//! the series to send. Each shard's log names series by its head ids; the queue keeps, per id,
+//! the series to send, with their exemplars when the queue sends them (`send_exemplars`). Each shard's log names series by its head ids; the queue keeps, per id,
 //! the labels it sends ([`SentLabels`]: external labels added, `write_relabel_configs`
 //! applied, encoded once), learnt from the log's series records and let go at its
 //! forgotten-series records, as upstream's WAL watcher keeps `seriesLabels`. An id whose record
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::relabel::{relabel, Rule};
-use pyrite_core::remote::send::encode_labels;
+use pyrite_core::remote::send::{encode_labels, OutExemplar};
 use pyrite_tsdb::head::ById;
 use pyrite_tsdb::wal::record::Record;
 
@@ -44,32 +44,36 @@ impl SentLabels {
     }
 }
 
-/// One series of a round: its labels and its samples `(t, v)` in log order, which is time
-/// order.
+/// One series of a round: its labels, its samples `(t, v)` in log order, which is time order,
+/// and its exemplars in log order.
 pub struct RoundSeries<'a> {
     pub labels: &'a Encoded,
     pub samples: &'a [(i64, f64)],
+    pub exemplars: &'a [OutExemplar],
 }
 
-/// A round's series (shard, labels, where their samples are), their samples side by side in
-/// one buffer.
+type Range = std::ops::Range<usize>;
+
+/// A round's series (shard, labels, where their samples and exemplars are), their samples
+/// side by side in one buffer, their exemplars in another.
 pub struct Round {
-    series: Vec<(usize, Encoded, std::ops::Range<usize>)>,
+    series: Vec<(usize, Encoded, Range, Range)>,
     samples: Vec<(i64, f64)>,
+    exemplars: Vec<OutExemplar>,
 }
 
 impl Round {
     /// The `i`th series.
     pub fn get(&self, i: u32) -> RoundSeries<'_> {
-        let (_, labels, range) = &self.series[i as usize];
-        RoundSeries { labels, samples: &self.samples[range.clone()] }
+        let (_, labels, samples, exemplars) = &self.series[i as usize];
+        RoundSeries { labels, samples: &self.samples[samples.clone()], exemplars: &self.exemplars[exemplars.clone()] }
     }
 
     /// The series each of `shards` queue shards sends, by label hash, each in round order.
     pub fn split(&self, shards: usize) -> Vec<Vec<u32>> {
         let n = shards.max(1);
         let mut parts = vec![Vec::new(); n];
-        for (i, (_, labels, _)) in self.series.iter().enumerate() {
+        for (i, (_, labels, _, _)) in self.series.iter().enumerate() {
             let hash = xxhash_rust::xxh3::xxh3_64(labels);
             parts[(hash % n as u64) as usize].push(i as u32);
         }
@@ -97,6 +101,9 @@ pub struct Gathering {
     /// Every sample read, by its series' place in `pending`; grouped per series at the end
     /// (one buffer rather than one per series).
     flat: Vec<(u32, i64, f64)>,
+    /// The same for exemplars, read only if they are sent.
+    flat_exemplars: Vec<(u32, OutExemplar)>,
+    send_exemplars: bool,
     /// Samples read, and those dropped (relabelled away, or of unknown series).
     pub samples: usize,
     pub dropped: usize,
@@ -114,8 +121,25 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Unanswered(usize);
 
 impl Gathering {
-    pub fn new(skip_before: i64) -> Self {
-        Gathering { skip_before, ..Gathering::default() }
+    pub fn new(skip_before: i64, send_exemplars: bool) -> Self {
+        Gathering { skip_before, send_exemplars, ..Gathering::default() }
+    }
+
+    /// Series `id` of shard `shard`'s place in `pending`, added if new; None if relabelling
+    /// drops it.
+    fn slot(&mut self, labels: &SentLabels, shard: usize, id: u32) -> Option<u32> {
+        if let Some(&i) = self.index.get(&(shard, id)) {
+            return Some(i);
+        }
+        let known = match labels.shards[shard].get(&id) {
+            Some(None) => return None,
+            Some(Some(l)) => Some(l.clone()),
+            None => None,
+        };
+        let i = self.pending.len() as u32;
+        self.index.insert((shard, id), i);
+        self.pending.push(Pending { shard, id, labels: known });
+        Some(i)
     }
 
     /// Takes one record of shard `shard`'s log.
@@ -131,24 +155,22 @@ impl Gathering {
                     if t < self.skip_before {
                         continue;
                     }
-                    if let Some(&i) = self.index.get(&(shard, id)) {
-                        self.flat.push((i, t, v));
-                        self.samples += 1;
-                        continue;
-                    }
-                    let known = match labels.shards[shard].get(&id) {
-                        Some(None) => {
-                            self.dropped += 1;
-                            continue;
+                    match self.slot(labels, shard, id) {
+                        Some(i) => {
+                            self.flat.push((i, t, v));
+                            self.samples += 1;
                         }
-                        Some(Some(l)) => Some(l.clone()),
-                        None => None,
-                    };
-                    let i = self.pending.len() as u32;
-                    self.index.insert((shard, id), i);
-                    self.pending.push(Pending { shard, id, labels: known });
-                    self.flat.push((i, t, v));
-                    self.samples += 1;
+                        None => self.dropped += 1,
+                    }
+                }
+            }
+            Record::Exemplars(exemplars) if self.send_exemplars => {
+                let skip_before = self.skip_before;
+                for (id, e) in exemplars.into_iter().filter(|(_, e)| e.t >= skip_before) {
+                    if let Some(i) = self.slot(labels, shard, id) {
+                        let sent = OutExemplar { labels: encode_labels(&e.labels), value: e.value, t: e.t };
+                        self.flat_exemplars.push((i, sent));
+                    }
                 }
             }
             Record::Forgotten(ids) => {
@@ -156,7 +178,7 @@ impl Gathering {
                     labels.shards[shard].remove(&id);
                 }
             }
-            Record::Tombstones(_) | Record::Chunks(_) | Record::Exemplars(_) => {}
+            Record::Exemplars(_) | Record::Tombstones(_) | Record::Chunks(_) => {}
         }
     }
 
@@ -178,19 +200,35 @@ impl Gathering {
                 p.labels = found.and_then(|l| labels.learn(shard, p.id, l));
             }
         }
-        // Stable: each series' samples stay in log order.
+        // Stable: each series' samples and exemplars stay in log order.
         self.flat.sort_by_key(|&(i, _, _)| i);
-        let mut round =
-            Round { series: Vec::with_capacity(self.pending.len()), samples: Vec::with_capacity(self.flat.len()) };
-        for group in self.flat.chunk_by(|a, b| a.0 == b.0) {
-            let p = &self.pending[group[0].0 as usize];
+        self.flat_exemplars.sort_by_key(|(i, _)| *i);
+        let mut round = Round {
+            series: Vec::with_capacity(self.pending.len()),
+            samples: Vec::with_capacity(self.flat.len()),
+            exemplars: Vec::with_capacity(self.flat_exemplars.len()),
+        };
+        let (mut samples, mut exemplars) = (self.flat.iter().peekable(), self.flat_exemplars.into_iter().peekable());
+        for (i, p) in self.pending.iter().enumerate() {
+            let (from, from_exemplars) = (round.samples.len(), round.exemplars.len());
+            while let Some(&(_, t, v)) = samples.next_if(|s| s.0 as usize == i) {
+                round.samples.push((t, v));
+            }
+            while let Some((_, e)) = exemplars.next_if(|e| e.0 as usize == i) {
+                round.exemplars.push(e);
+            }
             match &p.labels {
-                Some(l) => {
-                    let start = round.samples.len();
-                    round.samples.extend(group.iter().map(|&(_, t, v)| (t, v)));
-                    round.series.push((p.shard, l.clone(), start..round.samples.len()));
+                Some(l) => round.series.push((
+                    p.shard,
+                    l.clone(),
+                    from..round.samples.len(),
+                    from_exemplars..round.exemplars.len(),
+                )),
+                None => {
+                    self.dropped += round.samples.len() - from;
+                    round.samples.truncate(from);
+                    round.exemplars.truncate(from_exemplars);
                 }
-                None => self.dropped += group.len(),
             }
         }
         // Stable: within a shard, first appearance order stays.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyrite_core::remote::send::{encode_v1, encode_v2, OutSeries};
+use pyrite_core::remote::send::{encode_v1, encode_v2, OutExemplar, OutSeries};
 use pyrite_core::remote::v2::WriteMessage;
 use pyrite_tsdb::wal::follow::Position;
 use pyrite_tsdb::wal::LogFollowers;
@@ -246,20 +246,21 @@ fn lane<'scope>(
     Ok(tx)
 }
 
-/// One shard's share of a round, in requests of at most `max_samples_per_send` samples sent
-/// one after another (a series longer than that spans consecutive requests, in order).
+/// One shard's share of a round, in requests of at most `max_samples_per_send` samples and
+/// exemplars sent one after another (a series longer than that spans consecutive requests, in
+/// order; its exemplars go with its first samples).
 fn send_part(q: &QueueSetup, part: &[RoundSeries<'_>]) -> Sent {
     let max = q.config.queue.max_samples_per_send.max(1);
     let mut sent = Sent::default();
     let mut batch: Vec<OutSeries> = Vec::new();
     let mut room = max;
     for s in part {
-        let mut rest = s.samples;
-        while !rest.is_empty() {
+        let (mut rest, mut exemplars) = (s.samples, s.exemplars);
+        while !rest.is_empty() || !exemplars.is_empty() {
             let (now, later) = rest.split_at(rest.len().min(room));
-            batch.push((s.labels, now));
-            room -= now.len();
-            rest = later;
+            batch.push(OutSeries { labels: s.labels, samples: now, exemplars });
+            room = room.saturating_sub(now.len() + exemplars.len());
+            (rest, exemplars) = (later, &[]);
             if room == 0 {
                 send_batch(q, &batch, &mut sent);
                 if sent.stopped {
@@ -276,8 +277,9 @@ fn send_part(q: &QueueSetup, part: &[RoundSeries<'_>]) -> Sent {
     sent
 }
 
-/// A series of a request being retried, its samples past `sample_age_limit` taken out.
-type AgedSeries<'a> = (&'a [u8], Vec<(i64, f64)>);
+/// A series of a request being retried, its samples and exemplars past `sample_age_limit`
+/// taken out.
+type AgedSeries<'a> = (&'a [u8], Vec<(i64, f64)>, Vec<OutExemplar>);
 
 /// Sends one request until it is answered for good; counts what became of its samples.
 fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
@@ -292,12 +294,19 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
         let now: &[OutSeries] = match &aged {
             None => batch,
             Some(kept) => {
-                view = kept.iter().filter(|(_, s)| !s.is_empty()).map(|(l, s)| (*l, s.as_slice())).collect();
+                view = kept
+                    .iter()
+                    .filter(|(_, s, e)| !s.is_empty() || !e.is_empty())
+                    .map(|(labels, samples, exemplars)| OutSeries { labels, samples, exemplars })
+                    .collect();
                 &view
             }
         };
-        let samples: usize = now.iter().map(|(_, s)| s.len()).sum();
-        if samples == 0 {
+        let samples: usize = now.iter().map(|s| s.samples.len()).sum();
+        // A 2.0 request leaves out series of exemplars alone (see `encode_v2`).
+        let v1 = matches!(q.config.protobuf_message, WriteMessage::V1);
+        let exemplars: usize = now.iter().filter(|s| v1 || !s.samples.is_empty()).map(|s| s.exemplars.len()).sum();
+        if samples + exemplars == 0 {
             return;
         }
         let body = match q.config.protobuf_message {
@@ -314,8 +323,9 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
             Outcome::Stored => {
                 sent.samples += samples;
                 m.samples.get_or_create(labels).inc_by(samples as u64);
+                m.exemplars.get_or_create(labels).inc_by(exemplars as u64);
                 m.samples_pending.get_or_create(labels).dec_by(samples as i64);
-                let highest = now.iter().filter_map(|(_, s)| s.last().map(|x| x.0)).max();
+                let highest = now.iter().filter_map(|s| s.samples.last().map(|x| x.0)).max();
                 sent.highest = sent.highest.max(highest);
                 if let Some(t) = sent.highest {
                     let g = m.highest_sent.get_or_create(labels);
@@ -328,6 +338,7 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
             Outcome::Refused { why } => {
                 tracing::error!(queue = labels[0].1, samples, error = why, "remote write refused; samples dropped");
                 m.samples_failed.get_or_create(labels).inc_by(samples as u64);
+                m.exemplars_failed.get_or_create(labels).inc_by(exemplars as u64);
                 m.samples_pending.get_or_create(labels).dec_by(samples as i64);
                 return;
             }
@@ -345,12 +356,15 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
         let limit = queue.sample_age_limit.millis();
         if limit > 0 {
             let oldest_kept = now_ms() - limit;
-            let kept = aged.get_or_insert_with(|| batch.iter().map(|(l, s)| (*l, s.to_vec())).collect());
-            let before: usize = kept.iter().map(|(_, s)| s.len()).sum();
-            for (_, s) in kept.iter_mut() {
+            let kept = aged.get_or_insert_with(|| {
+                batch.iter().map(|s| (s.labels, s.samples.to_vec(), s.exemplars.to_vec())).collect()
+            });
+            let before: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
+            for (_, s, e) in kept.iter_mut() {
                 s.retain(|x| x.0 >= oldest_kept);
+                e.retain(|x| x.t >= oldest_kept);
             }
-            let after: usize = kept.iter().map(|(_, s)| s.len()).sum();
+            let after: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
             sent.dropped += before - after;
             m.samples_pending.get_or_create(labels).dec_by((before - after) as i64);
         }
