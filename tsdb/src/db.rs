@@ -385,8 +385,7 @@ impl Db {
     /// Logs what the batch created and accepted, and completes the reply.
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
-        let logged = self.wal.log(&created, &self.accepted).and_then(|()| self.wal.log_exemplars(&self.exemplars));
-        if let Err(e) = logged {
+        if let Err(e) = self.wal.log(&created, &self.accepted, &self.exemplars) {
             reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();

@@ -365,9 +365,15 @@ impl Wal {
         self.followers.oldest_needed() < self.index
     }
 
-    /// Logs the series created by a batch and the samples the head accepted from it.
-    pub fn log(&mut self, new_series: &[(u32, &Labels)], samples: &[(u32, i64, f64)]) -> io::Result<()> {
-        if new_series.is_empty() && samples.is_empty() {
+    /// Logs the series created by a batch and the samples and exemplars the head accepted from
+    /// it, in one write.
+    pub fn log(
+        &mut self,
+        new_series: &[(u32, &Labels)],
+        samples: &[(u32, i64, f64)],
+        exemplars: &[(u32, Exemplar)],
+    ) -> io::Result<()> {
+        if new_series.is_empty() && samples.is_empty() && exemplars.is_empty() {
             return Ok(());
         }
         let compress = self.options.compress;
@@ -377,6 +383,9 @@ impl Wal {
             }
             if !samples.is_empty() {
                 encode_samples(buf, samples, compress);
+            }
+            if !exemplars.is_empty() {
+                encode_exemplars(buf, exemplars.iter().map(|(id, e)| (*id, e)), compress);
             }
         })
     }
@@ -388,15 +397,6 @@ impl Wal {
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_tombstones(buf, deleted, compress))
-    }
-
-    /// Logs exemplars the head kept (series id and exemplar).
-    pub fn log_exemplars(&mut self, exemplars: &[(u32, Exemplar)]) -> io::Result<()> {
-        if exemplars.is_empty() {
-            return Ok(());
-        }
-        let compress = self.options.compress;
-        self.write(None, |buf| encode_exemplars(buf, exemplars.iter().map(|(id, e)| (*id, e)), compress))
     }
 
     /// Logs that the head forgot these series (see [`record`]).
@@ -707,11 +707,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<(u32, &Labels)> = new.iter().map(|(id, l)| (*id, l)).collect();
-        wal.log(&refs, &[]).unwrap();
+        wal.log(&refs, &[], &[]).unwrap();
         for k in from..from + samples {
             let batch: Vec<(u32, i64, f64)> = ids.iter().map(|&id| (id, k * 1000, k as f64)).collect();
             batch.iter().for_each(|&(id, t, v)| head.append(id, t, v).unwrap());
-            wal.log(&[], &batch).unwrap();
+            wal.log(&[], &batch, &[]).unwrap();
         }
     }
 
@@ -828,10 +828,10 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         let old = Labels::from_pairs([("__name__", "old")]);
         let (id, _) = head.get_or_create(&old);
-        wal.log(&[(id, &old)], &[]).unwrap();
+        wal.log(&[(id, &old)], &[], &[]).unwrap();
         for k in 0..200 {
             head.append(id, k * 1000, 1.0).unwrap();
-            wal.log(&[], &[(id, k * 1000, 1.0)]).unwrap();
+            wal.log(&[], &[(id, k * 1000, 1.0)], &[]).unwrap();
         }
         wal.rotate().unwrap();
         head.truncate_before(500_000);
@@ -872,7 +872,7 @@ mod tests {
         let mut head = Head::new();
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         // Samples of a series whose record went with an older segment (it was forgotten).
-        wal.log(&[], &[(7, 1000, 1.0)]).unwrap();
+        wal.log(&[], &[(7, 1000, 1.0)], &[]).unwrap();
         drop(wal);
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
