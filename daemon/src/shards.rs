@@ -118,7 +118,7 @@ pub enum Request {
         selectors: Vec<Vec<Matcher>>,
         mint: i64,
         maxt: i64,
-        reply: flume::Sender<Vec<(Labels, Vec<Exemplar>)>>,
+        reply: flume::Sender<Result<Vec<SeriesExemplars>, ShardError>>,
     },
     /// Keep at most `capacity` exemplars from now on (a reload); no answer.
     ExemplarCapacity {
@@ -131,6 +131,9 @@ pub enum Request {
         reply: flume::Sender<Vec<Option<Labels>>>,
     },
 }
+
+/// A series' labels and exemplars.
+pub type SeriesExemplars = (Labels, Vec<Exemplar>);
 
 /// `Send` handles to every shard's mailbox, whether they are all serving, and what their log
 /// replays found.

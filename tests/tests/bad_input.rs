@@ -151,7 +151,10 @@ fn invalid_configs_are_refused_naming_file_and_key() {
         bad_rules.display()
     );
     for (config, expected) in [
-        ("storage: {}\n", "prometheus.yml: storage: key is valid in Prometheus but not supported by Pyrite yet"),
+        (
+            "storage: {tsdb: {}}\n",
+            "prometheus.yml: storage.tsdb: key is valid in Prometheus but not supported by Pyrite yet",
+        ),
         (rule_config.as_str(), rule_error.as_str()),
         (
             "scrape_configs:\n  - job_name: a\n    scrape_intervl: 1m\n",

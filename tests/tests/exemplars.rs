@@ -83,7 +83,8 @@ fn exemplars(base: &str, query: &str, start: f64, end: f64) -> Found {
 }
 
 fn config(target: &str) -> String {
-    format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ex\n    static_configs:\n      - targets: ['{target}']\n")
+    let job = format!("  - job_name: ex\n    static_configs:\n      - targets: ['{target}']\n");
+    format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{job}")
 }
 
 /// Both servers scrape the same target; over a window both saw whole, they hold the same
@@ -101,10 +102,11 @@ fn scraped_exemplars_are_kept_as_upstream_keeps_them() {
         ..Default::default()
     });
     let upstream = Upstream::start_configured(&config, &[FEATURE]);
-    // Generations that start after both scrape (each within a second of its start) and end
-    // before the question: each server saw each of them.
-    let from = now_secs() + 3.0;
-    std::thread::sleep(Duration::from_secs(14));
+    // Generations that start after both scrape (upstream applies its targets up to five
+    // seconds after its start, then scrapes each second) and end before the question: each
+    // server saw each of them.
+    let from = now_secs() + 7.0;
+    std::thread::sleep(Duration::from_secs(18));
     let to = now_secs() - 2.5;
     let query = "sum(rate(req_total[1m])) or lat_bucket or plain";
     let (ours, theirs) = (exemplars(&pyrite.url, query, from, to), exemplars(&upstream.url, query, from, to));
@@ -126,6 +128,11 @@ fn scraped_exemplars_are_kept_as_upstream_keeps_them() {
             distinct.dedup();
             assert_eq!(distinct, a, "each exemplar once: {series}");
         }
+    }
+    // No selector at all: upstream answers 204 (without a body, which ureq cannot read).
+    for base in [&pyrite.url, &upstream.url] {
+        let answer = ureq::get(&format!("{base}/api/v1/query_exemplars?query=1")).call().expect("an answer");
+        assert_eq!(answer.status(), 204);
     }
     // A range before anything, and a selector without exemplars.
     assert_eq!(exemplars(&pyrite.url, query, 0.0, 1.0), exemplars(&upstream.url, query, 0.0, 1.0));

@@ -372,7 +372,7 @@ impl Db {
 
     /// Keeps `e` for series `id` if the head takes it.
     fn add_exemplar(&mut self, reply: &mut AppendReply, id: u32, e: Exemplar) {
-        match self.head.add_exemplar(id, e.clone()) {
+        match self.head.add_exemplar(id, &e) {
             Ok(()) => {
                 reply.exemplars += 1;
                 self.exemplars.push((id, e));

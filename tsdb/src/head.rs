@@ -542,14 +542,14 @@ impl Head {
     }
 
     /// Series `id` and `mint` raised to the oldest valid time, if the series has chunks in the
-    /// range.
+    /// range (an empty range has none).
     fn in_range(&self, id: u32, mint: i64, maxt: i64) -> Option<(&MemSeries, i64)> {
         let mint = mint.max(self.min_valid);
-        self.series.get(id).filter(|s| s.overlaps(mint, maxt)).map(|s| (s, mint))
+        (mint <= maxt).then(|| self.series.get(id).filter(|s| s.overlaps(mint, maxt)).map(|s| (s, mint)))?
     }
 
     /// Keeps `e` as series `id`'s newest exemplar.
-    pub fn add_exemplar(&mut self, id: u32, e: Exemplar) -> Result<(), ExemplarError> {
+    pub fn add_exemplar(&mut self, id: u32, e: &Exemplar) -> Result<(), ExemplarError> {
         if !self.series.contains(id) {
             return Err(ExemplarError::UnknownSeries);
         }
@@ -853,6 +853,7 @@ mod tests {
         };
         check(&h);
         assert!(h.series_samples(id, n * 1000, n * 2000).is_none(), "no chunk after the last sample");
+        assert!(h.series_samples(id, 2_500, 1_000).is_none(), "an empty range (remote read may ask for one)");
         h.delete_series(id, (n - 3) * 1000, n * 1000);
         check(&h);
         assert_eq!(

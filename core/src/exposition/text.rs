@@ -30,7 +30,7 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// An exemplar as a sample line carries it; without a timestamp it takes the scrape's.
+/// An exemplar as a sample line carries it; without a timestamp it takes its sample's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScrapedExemplar {
     pub labels: Labels,
@@ -39,9 +39,9 @@ pub struct ScrapedExemplar {
 }
 
 impl ScrapedExemplar {
-    /// The exemplar, at `scraped` (ms) if it carries no timestamp of its own.
-    pub fn at(self, scraped: i64) -> Exemplar {
-        let (t, has_ts) = self.timestamp.map_or((scraped, false), |t| (t, true));
+    /// The exemplar, at `sample` (its sample's time, ms) if it carries no timestamp of its own.
+    pub fn at(self, sample: i64) -> Exemplar {
+        let (t, has_ts) = self.timestamp.map_or((sample, false), |t| (t, true));
         Exemplar { labels: self.labels, value: self.value, t, has_ts }
     }
 }

@@ -89,6 +89,10 @@ pub struct WriteSeries {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// The most bytes an exemplar may take in a request: one of valid labels (at most 128
+/// characters together) takes far fewer, so a larger one is dropped without being decoded.
+pub const MAX_EXEMPLAR_BYTES: usize = 2048;
+
 /// An exemplar a sender wrote, if it is one upstream stores: valid label names with values,
 /// at most [`EXEMPLAR_MAX_LABEL_CHARS`] characters together. Upstream's receivers drop the
 /// others and keep the request; so does Pyrite.
@@ -121,24 +125,35 @@ pub const MAX_LABELS_PER_SERIES: usize = 10_000;
 pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<WriteSeries>, RemoteError> {
     let raw = decompress(body, max_decoded)?;
     let mut out = Vec::new();
+    let mut exemplar_budget = 0;
     for (index, field) in Fields(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
         let (_, payload) = field?;
         let Payload::Bytes(payload) = payload else {
             return Err(RemoteError::Malformed("timeseries is not a message"));
         };
         let invalid = |message: String| RemoteError::InvalidSeries { index, message };
-        if let Some(series) = decode_series(payload, invalid)? {
+        if let Some(series) = decode_series(payload, invalid, &mut exemplar_budget)? {
             out.push(series);
         }
     }
     Ok(out)
 }
 
-/// One `TimeSeries`, validated; `None` for a valid series without samples.
-fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<Option<WriteSeries>, RemoteError> {
+/// One `TimeSeries`, validated; `None` for a valid series without samples or exemplars.
+///
+/// Exemplars are kept while `exemplar_budget` lasts: each series and each sample of the request
+/// adds one, each exemplar takes one. Upstream's senders send one per sample at most, or one
+/// alone in a series; a hostile request of millions of two-byte empty exemplars is refused
+/// the memory they would take decoded. One too large to be valid is not decoded.
+fn decode_series(
+    raw: &[u8],
+    invalid: impl Fn(String) -> RemoteError,
+    exemplar_budget: &mut usize,
+) -> Result<Option<WriteSeries>, RemoteError> {
     let mut labels: Vec<Label> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     let mut exemplars: Vec<Exemplar> = Vec::new();
+    *exemplar_budget += 1;
     for field in Fields(raw) {
         match field? {
             (1, Payload::Bytes(bytes)) => {
@@ -152,8 +167,11 @@ fn decode_series(raw: &[u8], invalid: impl Fn(String) -> RemoteError) -> Result<
             (2, Payload::Bytes(bytes)) => {
                 let s = WireSample::decode(bytes)?;
                 samples.push(Sample { t: s.timestamp, v: s.value });
+                *exemplar_budget += 1;
             }
+            (3, Payload::Bytes(bytes)) if *exemplar_budget == 0 || bytes.len() > MAX_EXEMPLAR_BYTES => {}
             (3, Payload::Bytes(bytes)) => {
+                *exemplar_budget -= 1;
                 let e = WireExemplar::decode(bytes)?;
                 let pairs = e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
                 exemplars.extend(checked_exemplar(pairs, e.value, e.timestamp));
@@ -298,6 +316,34 @@ mod tests {
     fn round_trip() {
         let body = encode_write_request(&series());
         assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series());
+    }
+
+    /// At most as many exemplars are kept as there were series and samples before them, those
+    /// upstream refuses are dropped with the series kept, and one too large is not decoded.
+    #[test]
+    fn exemplars_are_bounded_and_checked() {
+        let exemplar = |labels: &[(&str, &str)], t| WireExemplar {
+            labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
+            value: 1.0,
+            timestamp: t,
+        };
+        let long = "x".repeat(200);
+        let ts = |samples: usize, exemplars: Vec<WireExemplar>| TimeSeries {
+            labels: vec![Label { name: "__name__".into(), value: "x".into() }],
+            samples: (0..samples as i64).map(|t| WireSample { value: 1.0, timestamp: t }).collect(),
+            exemplars,
+            histograms: vec![],
+        };
+        let many = vec![exemplar(&[], 1); 100_000];
+        let bad = vec![exemplar(&[("trace_id", &long)], 1), exemplar(&[("0bad", "v")], 2), exemplar(&[("t", "ok")], 3)];
+        let huge = vec![exemplar(&[("t", &"y".repeat(4000))], 4)];
+        let alone = vec![exemplar(&[], 5), exemplar(&[], 6)];
+        let request = WriteRequest { timeseries: vec![ts(2, many), ts(3, bad), ts(0, huge), ts(0, alone)] };
+        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap();
+        let got = decode_write_request(&body, 1 << 24).unwrap();
+        let kept: Vec<Vec<i64>> = got.iter().map(|s| s.exemplars.iter().map(|e| e.t).collect()).collect();
+        // Three for the first series; four for the second, one left over; the third adds one.
+        assert_eq!(kept, [vec![1, 1, 1], vec![3], vec![5, 6]], "the series of a too large exemplar alone is dropped");
     }
 
     #[test]

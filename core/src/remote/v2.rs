@@ -8,14 +8,14 @@
 //! `uint32`s, symbols that are not UTF-8) is refused whole, before anything is stored. Exemplars
 //! are stored, up to one per sample of their series (which bounds what a hostile request of
 //! empty ones costs); one upstream would refuse (invalid labels, too long) is dropped and the
-//! series kept, as upstream. Metadata is checked and not stored; created timestamps are ignored, as upstream does without
-//! `--enable-feature=created-timestamp-zero-ingestion`.
+//! series kept, as upstream. Metadata is checked and not stored; created timestamps are
+//! ignored, as upstream does without `--enable-feature=created-timestamp-zero-ingestion`.
 
 use prost::Message;
 
 use super::{
     check_label, check_label_set, checked_exemplar, decompress, Fields, Payload, RemoteError, WriteSeries,
-    MAX_LABELS_PER_SERIES,
+    MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
 };
 use crate::labels::Labels;
 use crate::value::Sample;
@@ -214,11 +214,13 @@ fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, Remot
                 series.samples.push(Sample { t: s.timestamp, v: s.value });
             }
             (3, Payload::Bytes(_)) => series.histograms += 1,
+            // Too large to be valid: not decoded (see `MAX_EXEMPLAR_BYTES`).
+            (4, Payload::Bytes(bytes)) if bytes.len() > MAX_EXEMPLAR_BYTES => {}
             (4, Payload::Bytes(bytes)) => {
                 let e = ExemplarV2::decode(bytes)?;
                 let refs_ok = e.labels_refs.iter().all(|&r| (r as usize) < symbol_count);
                 series.exemplar_refs_ok &= refs_ok;
-                if refs_ok && series.exemplars.len() <= series.samples.len() {
+                if refs_ok && series.exemplars.len() < series.samples.len() {
                     series.exemplars.push(e);
                 }
             }

@@ -349,7 +349,7 @@ impl TargetIngest {
                 if let Some(s) = e.series() {
                     let batch = &mut out.batches[s.shard];
                     batch.known.push((s.id, ts, value));
-                    batch.exemplars.extend(exemplar.map(|x| (BatchSeries::Known(s.id), x.at(t))));
+                    batch.exemplars.extend(exemplar.map(|x| (BatchSeries::Known(s.id), x.at(ts))));
                     out.counts.kept += 1;
                 }
                 continue;
@@ -367,7 +367,7 @@ impl TargetIngest {
             check_label_limits(&labels, &self.options.limits)?;
             let shard = labels.owner(self.shards);
             let batch = &mut out.batches[shard];
-            batch.exemplars.extend(exemplar.map(|x| (BatchSeries::New(batch.new.len()), x.at(t))));
+            batch.exemplars.extend(exemplar.map(|x| (BatchSeries::New(batch.new.len()), x.at(ts))));
             batch.new.push((labels, ts, value));
             out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: explicit }));
             out.counts.new_series += 1;

@@ -203,8 +203,8 @@ pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
         .collect()
 }
 
-/// The time range a metadata request names; without one, all time.
-fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
+/// The time range a metadata (or exemplars) request names; without one, all time.
+pub(super) fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((params.time_or("start", MIN_TIME)?, params.time_or("end", MAX_TIME)?))
 }
 

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use pyrite_core::calendar::rfc3339;
-use pyrite_core::labels::{Labels, Matcher, METRIC_NAME};
+use pyrite_core::labels::{Matcher, METRIC_NAME};
 use pyrite_core::value::{format_value, Exemplar};
 use pyrite_tsdb::head::HeadStats;
 use serde_json::json;
@@ -13,8 +13,7 @@ use serde_json::json;
 use super::params::Params;
 use super::response::{success_json, ApiError, ApiResult};
 use super::ApiState;
-use crate::clock::now_ms;
-use crate::shards::Request;
+use crate::shards::{Request, SeriesExemplars};
 
 /// `/api/v1/status/config`: the configuration in force, defaults filled in.
 pub async fn config(State(s): State<ApiState>) -> Response {
@@ -69,8 +68,7 @@ pub async fn walreplay(State(s): State<ApiState>) -> Response {
 /// `/api/v1/query_exemplars`: the exemplars in `[start, end]` of the series any selector of
 /// the query matches, from every shard, by series labels as upstream sorts them.
 pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiResult {
-    let start = params.time_or("start", i64::MIN / 2)?;
-    let end = params.time_or("end", now_ms())?;
+    let (start, end) = super::api::time_range(&params)?;
     if end < start {
         return Err(ApiError::bad_param("end", "end timestamp must not be before start timestamp"));
     }
@@ -78,23 +76,26 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
     let expr =
         pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?;
     let selectors: Vec<Vec<Matcher>> = expr.selectors().into_iter().map(|s| s.matchers.clone()).collect();
+    if selectors.is_empty() {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response()); // upstream's answer to `query=1`
+    }
     let per_shard = s
         .ctx
         .shards
         .ask_all(|reply| Request::Exemplars { selectors: selectors.clone(), mint: start, maxt: end, reply })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut found: Vec<(Labels, Vec<Exemplar>)> = per_shard.into_iter().flatten().collect();
+    let mut found: Vec<SeriesExemplars> = Vec::new();
+    for shard in per_shard {
+        found.extend(shard.map_err(|e| ApiError::internal(e.to_string()))?);
+    }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     // Seconds as upstream writes them: no fraction when there is none.
     let seconds = |t: i64| if t % 1000 == 0 { json!(t / 1000) } else { json!(t as f64 / 1000.0) };
     let exemplar =
         |e: &Exemplar| json!({"labels": e.labels, "value": format_value(e.value), "timestamp": seconds(e.t)});
-    let data: Vec<_> = found
-        .iter()
-        .map(|(labels, exemplars)| json!({"seriesLabels": labels, "exemplars": exemplars.iter().map(exemplar).collect::<Vec<_>>()}))
-        .collect();
-    Ok(success_json(json!(data)))
+    let series = |(labels, exemplars): &SeriesExemplars| json!({"seriesLabels": labels, "exemplars": exemplars.iter().map(exemplar).collect::<Vec<_>>()});
+    Ok(success_json(json!(found.iter().map(series).collect::<Vec<_>>())))
 }
 
 /// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,

@@ -1,7 +1,9 @@
 //! Upstream's exemplar storage metrics (`prometheus_tsdb_exemplar_*`): the shards' rings
-//! added up, the newest exemplar's time over them all.
+//! added up, the oldest exemplar's time over them all.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,7 +19,9 @@ pub struct ExemplarMetrics {
     stored: PerShard<Gauge>,
     series: PerShard<Gauge>,
     capacity: PerShard<Gauge>,
-    last_seconds: Gauge<f64, AtomicU64>,
+    oldest_seconds: Gauge<f64, AtomicU64>,
+    /// Each shard's oldest exemplar time (ms), for the least of them.
+    oldest: Mutex<HashMap<MetricLabels, i64>>,
 }
 
 impl ExemplarMetrics {
@@ -26,10 +30,12 @@ impl ExemplarMetrics {
         self.stored.set(shard, stats.stored as i64);
         self.series.set(shard, stats.series as i64);
         self.capacity.set(shard, stats.capacity as i64);
-        let last = stats.last_t as f64 / 1000.0;
-        if last > self.last_seconds.get() {
-            self.last_seconds.set(last);
-        }
+        let mut oldest = self.oldest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match stats.oldest_t {
+            Some(t) => oldest.insert(shard.clone(), t),
+            None => oldest.remove(shard),
+        };
+        self.oldest_seconds.set(oldest.values().min().map_or(0.0, |&t| t as f64 / 1000.0));
     }
 
     pub(super) fn register(&self, r: &mut Registry) {
@@ -61,7 +67,7 @@ impl ExemplarMetrics {
         r.register(
             "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
             "The timestamp of the oldest exemplar stored in circular storage. Useful to check for what time range the current exemplar buffer limit allows. This usually means the last timestamp for all exemplars for a typical setup. This is not true though if one of the series timestamp is in future compared to rest series",
-            self.last_seconds.clone() as FloatGauge,
+            self.oldest_seconds.clone() as FloatGauge,
         );
     }
 }

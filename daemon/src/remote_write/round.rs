@@ -1,10 +1,10 @@
 //! A queue's rounds: the records read from every shard's log since the last round, made into
-//! the series to send, with their exemplars when the queue sends them (`send_exemplars`). Each shard's log names series by its head ids; the queue keeps, per id,
-//! the labels it sends ([`SentLabels`]: external labels added, `write_relabel_configs`
-//! applied, encoded once), learnt from the log's series records and let go at its
-//! forgotten-series records, as upstream's WAL watcher keeps `seriesLabels`. An id whose record
-//! the queue never read (it resumed after a restart, or started at the log's end) is asked of
-//! its shard's head.
+//! the series to send, with their exemplars when the queue sends them (`send_exemplars`).
+//! Each shard's log names series by its head ids; the queue keeps, per id, the labels it sends
+//! ([`SentLabels`]: external labels added, `write_relabel_configs` applied, encoded once),
+//! learnt from the log's series records and let go at its forgotten-series records, as
+//! upstream's WAL watcher keeps `seriesLabels`. An id whose record the queue never read (it
+//! resumed after a restart, or started at the log's end) is asked of its shard's head.
 //!
 //! A round's series are ordered by shard, then by first appearance in that shard's log, so the
 //! same stretch of log always makes the same round (see `progress.rs`).
@@ -164,9 +164,10 @@ impl Gathering {
                     }
                 }
             }
+            // Not skipped by time, as upstream's watcher: an exemplar may carry a time of its
+            // own from before it was logged.
             Record::Exemplars(exemplars) if self.send_exemplars => {
-                let skip_before = self.skip_before;
-                for (id, e) in exemplars.into_iter().filter(|(_, e)| e.t >= skip_before) {
+                for (id, e) in exemplars {
                     if let Some(i) = self.slot(labels, shard, id) {
                         let sent = OutExemplar { labels: encode_labels(&e.labels), value: e.value, t: e.t };
                         self.flat_exemplars.push((i, sent));

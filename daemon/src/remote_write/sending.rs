@@ -254,7 +254,13 @@ fn send_part(q: &QueueSetup, part: &[RoundSeries<'_>]) -> Sent {
     let mut sent = Sent::default();
     let mut batch: Vec<OutSeries> = Vec::new();
     let mut room = max;
+    let v2 = matches!(q.config.protobuf_message, WriteMessage::V2);
     for s in part {
+        if v2 && s.samples.is_empty() {
+            // 2.0 has no place for exemplars alone (their samples went in an earlier round).
+            q.metrics.remote.exemplars_failed.get_or_create(&q.metric_labels).inc_by(s.exemplars.len() as u64);
+            continue;
+        }
         let (mut rest, mut exemplars) = (s.samples, s.exemplars);
         while !rest.is_empty() || !exemplars.is_empty() {
             let (now, later) = rest.split_at(rest.len().min(room));
@@ -303,9 +309,7 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
             }
         };
         let samples: usize = now.iter().map(|s| s.samples.len()).sum();
-        // A 2.0 request leaves out series of exemplars alone (see `encode_v2`).
-        let v1 = matches!(q.config.protobuf_message, WriteMessage::V1);
-        let exemplars: usize = now.iter().filter(|s| v1 || !s.samples.is_empty()).map(|s| s.exemplars.len()).sum();
+        let exemplars: usize = now.iter().map(|s| s.exemplars.len()).sum();
         if samples + exemplars == 0 {
             return;
         }

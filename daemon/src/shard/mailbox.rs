@@ -102,7 +102,10 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let _ = reply.send(storage.borrow().oldest_block_start());
             }
             Request::Exemplars { selectors, mint, maxt, reply } => {
-                let _ = reply.send(storage.borrow().head.select_exemplars(&selectors, mint, maxt));
+                // Reads only: a panic fails this request, not the process (see `crate::panic`).
+                let db = storage.borrow();
+                let found = crate::panic::catch(|| db.head.select_exemplars(&selectors, mint, maxt));
+                let _ = reply.send(found.map_err(ShardError::Panic));
             }
             Request::ExemplarCapacity { capacity } => {
                 let mut s = storage.borrow_mut();

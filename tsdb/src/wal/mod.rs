@@ -233,9 +233,10 @@ impl Replayer<'_> {
             }
             Record::Exemplars(exemplars) => {
                 for (wal_id, e) in exemplars {
+                    self.head.reserve_ids_through(wal_id);
                     if let Some(&id) = self.ids.get(&wal_id) {
                         // Refused now as when logged, or already held (a checkpoint's copy).
-                        let _ = self.head.add_exemplar(id, e);
+                        let _ = self.head.add_exemplar(id, &e);
                     }
                 }
             }
@@ -647,13 +648,13 @@ impl LogWrite {
                     encode_chunks(&mut self.buf, series, self.compress);
                 }
             }
-            let exemplars: Vec<(u32, Exemplar)> = ids
-                .iter()
-                .flat_map(|&id| head.exemplars().of(id, i64::MIN, i64::MAX).into_iter().map(move |e| (id, e)))
-                .collect();
-            if !exemplars.is_empty() {
-                encode_exemplars(&mut self.buf, exemplars.iter().map(|(id, e)| (*id, e)), self.compress);
-            }
+            self.out.write_all(&self.buf)?;
+        }
+        if self.pending.is_empty() {
+            // This call wrote the last series. The exemplars go after every series, oldest
+            // first, so that a replay keeps the ring's age order.
+            self.buf.clear();
+            encode_exemplars(&mut self.buf, head.exemplars().in_order(), self.compress);
             self.out.write_all(&self.buf)?;
         }
         Ok(())
