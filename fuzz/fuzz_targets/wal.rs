@@ -43,7 +43,7 @@ fn replay(head: &mut Head, record: Record) {
         }
         Record::Exemplars(exemplars) => {
             for (id, e) in exemplars {
-                let _ = head.add_exemplar(id, e);
+                let _ = head.add_exemplar(id, &e);
             }
         }
     }
