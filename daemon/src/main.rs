@@ -230,7 +230,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
     metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
     let config = Arc::new(LiveConfig::new(source, loaded));
-    let max_exemplars = shard::exemplars_per_shard(flags.exemplar_storage(), &config.current(), shard_count);
+    let max_exemplars = config.current().exemplars_per_shard(flags.exemplar_storage(), shard_count);
     let limits = QueryLimits {
         max_samples: flags.query_max_samples,
         timeout: flags.query_timeout.as_std(),

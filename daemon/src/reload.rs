@@ -22,7 +22,6 @@ use crate::metrics::Metrics;
 use crate::remote_write::RemoteWriters;
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
-use crate::shard::exemplars_per_shard;
 use crate::shards::{Request, Shards};
 
 /// What a configuration is applied to.
@@ -127,7 +126,7 @@ impl Reloader {
         }
         let config = Arc::new(config);
         live.replace(config.clone());
-        let capacity = exemplars_per_shard(self.exemplar_storage, &config, self.shards.len());
+        let capacity = config.exemplars_per_shard(self.exemplar_storage, self.shards.len());
         self.shards.tell_all(|| Request::ExemplarCapacity { capacity });
         let applied = self.apply_targets(&config);
         live.record(&self.metrics, true);

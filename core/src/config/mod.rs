@@ -410,6 +410,15 @@ impl Config {
 }
 
 impl Config {
+    /// The exemplars each of `shards` keeps: `storage.exemplars.max_exemplars` (upstream's
+    /// default without it) split evenly, when exemplar storage is `on`; else none.
+    pub fn exemplars_per_shard(&self, on: bool, shards: usize) -> usize {
+        match on {
+            true => self.max_exemplars.unwrap_or(DEFAULT_MAX_EXEMPLARS).div_ceil(shards.max(1)),
+            false => 0,
+        }
+    }
+
     /// Upstream's agent-mode check: `alerting` (Alertmanagers or alert relabeling),
     /// `rule_files` and `remote_read` are refused, in that order; `file` names the file.
     pub fn check_agent(&self, file: &str) -> Result<(), ConfigError> {
@@ -697,6 +706,8 @@ mod tests {
         assert_eq!(exemplars("storage: {exemplars: {}}\n"), Some(DEFAULT_MAX_EXEMPLARS));
         assert_eq!(exemplars("storage: {exemplars: {max_exemplars: -1}}\n"), Some(0));
         assert_eq!(exemplars("{}\n"), None);
+        let config = Config::parse("storage: {exemplars: {max_exemplars: 5}}\n", "p.yml").unwrap();
+        assert_eq!((config.exemplars_per_shard(true, 2), config.exemplars_per_shard(false, 2)), (3, 0));
         let e = Config::parse("storage: {exemplars: {max: 1}}\n", "p.yml").unwrap_err().to_string();
         assert!(e.contains("storage.exemplars.max"), "{e}");
         let text =

@@ -49,19 +49,8 @@ pub struct ShardEnv {
     /// Agent mode (`--agent`): the head keeps series only, and housekeeping truncates the log
     /// instead of cutting blocks.
     pub agent: Option<AgentStorage>,
-    /// Exemplars the head keeps ([`exemplars_per_shard`]).
+    /// Exemplars the head keeps (`Config::exemplars_per_shard`).
     pub max_exemplars: usize,
-}
-
-/// The exemplars each of `shards` keeps: `storage.exemplars.max_exemplars` (upstream's default
-/// without it) split evenly, when exemplar storage is `on`; else none.
-pub fn exemplars_per_shard(on: bool, config: &pyrite_core::config::Config, shards: usize) -> usize {
-    let total = config.max_exemplars.unwrap_or(pyrite_core::config::DEFAULT_MAX_EXEMPLARS);
-    if on {
-        total.div_ceil(shards.max(1))
-    } else {
-        0
-    }
 }
 
 /// Agent mode's `--storage.agent.*` settings.
