@@ -237,12 +237,14 @@ fn remote_write_requests_round_trip() {
             .map(|_| {
                 // -0.0 comes back as +0.0: prost leaves out a field equal to its default, and
                 // -0.0 == 0.0 (a known limitation of encode_write_request; docs/testing.md).
-                let samples =
+                let samples: Vec<Sample> =
                     rng.samples(50).into_iter().map(|(t, v)| Sample { t, v: if v == 0.0 { 0.0 } else { v } }).collect();
-                // Exemplars as a receiver keeps them: valid labels (no metric name), times of their own.
+                // Exemplars as a receiver keeps them: valid labels (no metric name), times of their
+                // own, no more than the series has samples (a receiver's budget).
                 let exemplars = rng
                     .samples(3)
                     .into_iter()
+                    .take(samples.len())
                     .map(|(t, v)| Exemplar {
                         labels: rng.labels().into_without_metric_name(),
                         value: v,
