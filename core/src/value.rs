@@ -40,6 +40,12 @@ pub struct Exemplar {
 /// (OpenMetrics; upstream refuses longer ones everywhere).
 pub const EXEMPLAR_MAX_LABEL_CHARS: usize = 128;
 
+/// Characters in an exemplar's label names and values together, against
+/// [`EXEMPLAR_MAX_LABEL_CHARS`].
+pub fn exemplar_label_chars(labels: &Labels) -> usize {
+    labels.iter().map(|l| l.name.chars().count() + l.value.chars().count()).sum()
+}
+
 impl Exemplar {
     /// Whether `other` is the same exemplar (upstream's `Equals`): the same labels and value,
     /// and the same time unless neither carries its own (a target repeating an exemplar
@@ -48,11 +54,6 @@ impl Exemplar {
         self.labels == other.labels
             && self.value == other.value
             && (self.t == other.t || !(self.has_ts || other.has_ts))
-    }
-
-    /// Characters in its label names and values together.
-    pub fn label_chars(&self) -> usize {
-        self.labels.iter().map(|l| l.name.chars().count() + l.value.chars().count()).sum()
     }
 }
 

@@ -11,7 +11,7 @@ use pyrite_core::exposition::{parse_series, write_text, Entry, TextParser};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::parse;
 use pyrite_core::remote::{decode_write_request, encode_write_request, WriteSeries};
-use pyrite_core::value::{stale_nan, Exemplar, Sample};
+use pyrite_core::value::{exemplar_label_chars, stale_nan, Exemplar, Sample};
 use pyrite_tsdb::chunk::{packed, XorChunk, XorState};
 use pyrite_tsdb::head::{Head, CHUNK_SAMPLES};
 use pyrite_tsdb::wal::record::{self as wal, Record};
@@ -251,7 +251,7 @@ fn remote_write_requests_round_trip() {
                         t,
                         has_ts: true,
                     })
-                    .filter(|e| e.label_chars() <= 128 && e.value != 0.0)
+                    .filter(|e| exemplar_label_chars(&e.labels) <= 128 && e.value != 0.0)
                     .collect();
                 WriteSeries { labels: rng.labels(), samples, exemplars }
             })

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use pyrite_core::value::{Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
+use pyrite_core::value::{exemplar_label_chars, Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
 
 /// No next entry.
 const NONE: u32 = u32::MAX;
@@ -86,7 +86,7 @@ impl Exemplars {
         if self.capacity == 0 {
             return Err(ExemplarError::Disabled);
         }
-        if e.label_chars() > EXEMPLAR_MAX_LABEL_CHARS {
+        if exemplar_label_chars(&e.labels) > EXEMPLAR_MAX_LABEL_CHARS {
             return Err(ExemplarError::TooLong);
         }
         if let Some(span) = self.spans.get(&series) {

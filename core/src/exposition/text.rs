@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use super::scan::find3;
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
-use crate::value::{Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
+use crate::value::{exemplar_label_chars, Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
 
 /// A parse error, with the 1-based line it was found on.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -223,14 +223,13 @@ impl<'a> TextParser<'a> {
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {extra:?} after exemplar")));
         }
-        let exemplar = Exemplar { labels, value, t: 0, has_ts: false };
-        let length = exemplar.label_chars();
+        let length = exemplar_label_chars(&labels);
         if length > EXEMPLAR_MAX_LABEL_CHARS {
             return Err(self.error(format!(
                 "exemplar labels have {length} UTF-8 characters, exceeding the limit of {EXEMPLAR_MAX_LABEL_CHARS}"
             )));
         }
-        Ok(ScrapedExemplar { labels: exemplar.labels, value, timestamp })
+        Ok(ScrapedExemplar { labels, value, timestamp })
     }
 
     fn parse_comment(&mut self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {

@@ -14,7 +14,7 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::labels::{is_valid_label_name, sorted_names, Labels};
-use crate::value::{Exemplar, Sample, EXEMPLAR_MAX_LABEL_CHARS};
+use crate::value::{exemplar_label_chars, Exemplar, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -105,8 +105,8 @@ pub fn checked_exemplar<'a>(
     if pairs.iter().any(|(n, v)| check_label(n, v).is_err()) || sorted_names(pairs.iter().map(|p| p.0)).1.is_some() {
         return None;
     }
-    let exemplar = Exemplar { labels: Labels::from_pairs(pairs), value, t, has_ts: true };
-    (exemplar.label_chars() <= EXEMPLAR_MAX_LABEL_CHARS).then_some(exemplar)
+    let labels = Labels::from_pairs(pairs);
+    (exemplar_label_chars(&labels) <= EXEMPLAR_MAX_LABEL_CHARS).then_some(Exemplar { labels, value, t, has_ts: true })
 }
 
 /// Most labels one series may have. Upstream sets no limit, but a series with more is no
@@ -283,15 +283,7 @@ pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
                 exemplars: s
                     .exemplars
                     .iter()
-                    .map(|e| WireExemplar {
-                        labels: e
-                            .labels
-                            .iter()
-                            .map(|l| Label { name: l.name.clone(), value: l.value.clone() })
-                            .collect(),
-                        value: e.value,
-                        timestamp: e.t,
-                    })
+                    .map(|e| WireExemplar { labels: read::wire_labels(&e.labels), value: e.value, timestamp: e.t })
                     .collect(),
                 histograms: Vec::new(),
             })
