@@ -415,15 +415,24 @@ fn a_scraped_series_the_head_forgot_between_scrapes_is_resolved_again_and_loses_
         extra_args: vec!["--storage.tsdb.min-block-duration=2s".into()],
         ..Default::default()
     });
-    // A series written every 200 ms moves the head on, so that every 2 s block range is cut
-    // and the scraped series, one sample every 5 s, is forgotten between its scrapes.
+    // A series written every 200 ms moves each shard's head on, so that every 2 s block range
+    // is cut and the scraped series, one sample every 5 s, are forgotten between their scrapes.
+    // The target's series land on either shard (its port is in their labels), so there is such
+    // a clock series on both.
+    let clocks: Vec<Labels> =
+        ["0", "1"].map(|i| Labels::from_pairs([("__name__", "clock"), ("i", i)])).into_iter().collect();
+    assert_ne!(clocks[0].owner(2), clocks[1].owner(2), "one clock series on each shard");
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(22) {
-        let clock = vec![WriteSeries {
-            labels: Labels::from_pairs([("__name__", "clock")]),
-            samples: vec![Sample { t: now_ms(), v: 1.0 }],
-            exemplars: Vec::new(),
-        }];
+        let t = now_ms();
+        let clock: Vec<WriteSeries> = clocks
+            .iter()
+            .map(|labels| WriteSeries {
+                labels: labels.clone(),
+                samples: vec![Sample { t, v: 1.0 }],
+                exemplars: Vec::new(),
+            })
+            .collect();
         assert_eq!(p.remote_write(encode_write_request(&clock)).0, 204);
         std::thread::sleep(Duration::from_millis(200));
     }
