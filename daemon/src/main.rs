@@ -60,7 +60,7 @@ use crate::remote_write::RemoteWriters;
 use crate::rules::{AlertingFlags, ConcurrentEvals, RuleManager, RulesThread};
 use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
-use crate::shards::Shards;
+use crate::shards::{HeadSettings, Shards};
 use pyrite_core::promql::QueryLimits;
 use pyrite_tsdb::wal::LogFollowers;
 
@@ -230,7 +230,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
     metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
     let config = Arc::new(LiveConfig::new(source, loaded));
-    let max_exemplars = config.current().exemplars_per_shard(flags.exemplar_storage(), shard_count);
+    let head_settings = HeadSettings::of(&config.current(), flags.exemplar_storage(), shard_count);
     let limits = QueryLimits {
         max_samples: flags.query_max_samples,
         timeout: flags.query_timeout.as_std(),
@@ -367,7 +367,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         future_window,
         log_followers,
         agent: storage.agent,
-        max_exemplars,
+        head: head_settings,
     });
     let cpus = runtime::allowed_cpus();
     let mut threads = Vec::new();

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::remote_write::RemoteWriters;
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
-use crate::shards::{Request, Shards};
+use crate::shards::{HeadSettings, Request, Shards};
 
 /// What a configuration is applied to.
 pub struct Reloader {
@@ -126,8 +126,8 @@ impl Reloader {
         }
         let config = Arc::new(config);
         live.replace(config.clone());
-        let capacity = config.exemplars_per_shard(self.exemplar_storage, self.shards.len());
-        self.shards.tell_all(|| Request::ExemplarCapacity { capacity });
+        let settings = HeadSettings::of(&config, self.exemplar_storage, self.shards.len());
+        self.shards.tell_all(|| Request::HeadSettings(settings));
         let applied = self.apply_targets(&config);
         live.record(&self.metrics, true);
         self.discovery.reconfigure();

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use pyrite_core::config::Config;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::remote::WriteSeries;
@@ -20,6 +21,26 @@ use pyrite_core::scrape::ShardBatch;
 use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
 use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
+
+/// What the configuration file sets in each shard's head, at start and at every reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadSettings {
+    /// Exemplars kept ([`Config::exemplars_per_shard`]).
+    pub max_exemplars: usize,
+    /// `storage.tsdb.out_of_order_time_window` in ms.
+    pub out_of_order_window: i64,
+}
+
+impl HeadSettings {
+    /// The settings of `config` for one of `shards`, with exemplar storage `exemplars` on or
+    /// off (`--enable-feature=exemplar-storage`).
+    pub fn of(config: &Config, exemplars: bool, shards: usize) -> HeadSettings {
+        HeadSettings {
+            max_exemplars: config.exemplars_per_shard(exemplars, shards),
+            out_of_order_window: config.out_of_order_window.millis(),
+        }
+    }
+}
 
 /// A message to a shard.
 pub enum Message {
@@ -120,10 +141,8 @@ pub enum Request {
         maxt: i64,
         reply: flume::Sender<Result<Vec<SeriesExemplars>, ShardError>>,
     },
-    /// Keep at most `capacity` exemplars from now on (a reload); no answer.
-    ExemplarCapacity {
-        capacity: usize,
-    },
+    /// Apply these head settings from now on (a reload); no answer.
+    HeadSettings(HeadSettings),
     /// The labels of head series by id (None: no such series), for the remote-write sender,
     /// which meets ids in the log whose series record it did not read.
     SeriesLabels {

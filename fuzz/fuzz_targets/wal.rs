@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use pyrite_tsdb::head::Head;
 use pyrite_tsdb::wal::record::{
-    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
+    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, OUT_OF_ORDER, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
 };
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
@@ -33,6 +33,11 @@ fn replay(head: &mut Head, record: Record) {
                 let _ = head.append(id, t, v);
             }
         }
+        Record::OutOfOrder(samples) => {
+            for (id, t, v) in samples {
+                head.insert_out_of_order(id, t, v);
+            }
+        }
         Record::Tombstones(deleted) => {
             for (id, mint, maxt) in deleted {
                 head.delete_series(id, mint, maxt);
@@ -51,12 +56,13 @@ fn replay(head: &mut Head, record: Record) {
 
 fuzz_target!(|bytes: &[u8]| {
     let mut log = bytes.to_vec();
-    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS] {
+    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS, OUT_OF_ORDER] {
         log.extend(frame(kind, bytes));
         log.extend(frame(kind | SNAPPY, &snap::raw::Encoder::new().compress_vec(bytes).expect("compresses")));
     }
     let mut head = Head::new();
     head.set_exemplar_capacity(16);
+    head.set_out_of_order_window(3_600_000);
     scan_frames(&log, |record| replay(&mut head, record));
     head.select(&[], i64::MIN, i64::MAX);
 });

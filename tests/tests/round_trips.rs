@@ -173,6 +173,8 @@ fn wal_records_round_trip() {
         let series: Vec<(u32, Labels)> = (0..rng.below(20)).map(|_| (rng.next() as u32, rng.labels())).collect();
         let samples: Vec<(u32, i64, f64)> =
             rng.samples(300).into_iter().map(|(t, v)| (rng.next() as u32, t, v)).collect();
+        let apart: Vec<(u32, i64, f64)> =
+            rng.samples(50).into_iter().rev().map(|(t, v)| (rng.next() as u32, t, v)).collect();
         let deleted: Vec<(u32, i64, i64)> =
             (0..rng.below(5)).map(|_| (rng.next() as u32, rng.next() as i64, rng.next() as i64)).collect();
         let mut head = Head::new();
@@ -193,6 +195,7 @@ fn wal_records_round_trip() {
         let mut log = Vec::new();
         wal::encode_series(&mut log, series.iter().map(|(id, l)| (*id, l)), compress);
         wal::encode_samples(&mut log, &samples, compress);
+        wal::encode_out_of_order(&mut log, &apart, compress);
         wal::encode_tombstones(&mut log, &deleted, compress);
         wal::encode_chunks(&mut log, [(id, snapshot.clone())], compress);
         let forgotten: Vec<u32> = series.iter().map(|(id, _)| *id).collect();
@@ -203,11 +206,12 @@ fn wal_records_round_trip() {
         assert!(scan.damage.is_empty() && scan.valid_len == log.len());
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
-        let (mut got_forgotten, mut got_exemplars) = (Vec::new(), Vec::new());
+        let (mut got_forgotten, mut got_exemplars, mut got_apart) = (Vec::new(), Vec::new(), Vec::new());
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
                 Record::Samples(s) => got_samples.extend(s.into_iter().map(|(id, t, v)| (id, t, v.to_bits()))),
+                Record::OutOfOrder(s) => got_apart.extend(s.into_iter().map(|(id, t, v)| (id, t, v.to_bits()))),
                 Record::Tombstones(d) => got_deleted.extend(d),
                 Record::Chunks(c) => got_chunks.extend(c),
                 Record::Forgotten(f) => got_forgotten.extend(f),
@@ -221,6 +225,7 @@ fn wal_records_round_trip() {
         assert_eq!(exemplar_bits(&got_exemplars), exemplar_bits(&exemplars));
         assert_eq!(got_series, series);
         assert_eq!(got_samples, samples.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
+        assert_eq!(got_apart, apart.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
         assert_eq!(got_deleted, deleted);
         assert_eq!(got_chunks.len(), 1);
         let (got_id, got) = &got_chunks[0];

@@ -4,15 +4,16 @@
 //! Every block range the head's oldest data is cut into a block, after which the head and the
 //! log let it go.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::block::{Block, BlockError, BlockMeta};
+use crate::block::{Block, BlockChunk, BlockError, BlockMeta, BlockWriter, Compaction};
 use crate::chunk::store::ChunkStore;
 use crate::cut::HeadCut;
 use crate::exemplars::ExemplarError;
-use crate::head::{AppendError, Head, Truncated};
+use crate::head::{AppendError, Appended, Head, Truncated};
 use crate::querier::Querier;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
@@ -33,7 +34,12 @@ pub struct AppendReply {
     /// Series the batch created in the head (upstream's `prometheus_tsdb_head_series_created_total`).
     pub created: usize,
     pub appended: usize,
+    /// Accepted as out of order (within `storage.tsdb.out_of_order_time_window`), also counted
+    /// in `appended`.
+    pub appended_out_of_order: usize,
     pub out_of_order: usize,
+    /// Out of order and older than the out-of-order window.
+    pub too_old: usize,
     pub duplicates: usize,
     /// Older than the newest block's end.
     pub out_of_bounds: usize,
@@ -51,17 +57,28 @@ pub struct AppendReply {
 }
 
 impl AppendReply {
-    fn tally(&mut self, result: Result<(), AppendError>) -> bool {
+    /// Counts an append's outcome.
+    fn tally(&mut self, result: Result<Appended, AppendError>) {
         match result {
-            Ok(()) => self.appended += 1,
+            Ok(Appended::InOrder) => self.appended += 1,
+            Ok(Appended::OutOfOrder) => {
+                self.appended += 1;
+                self.appended_out_of_order += 1;
+            }
+            Ok(Appended::Duplicate) => {}
             Err(AppendError::OutOfOrder) => self.out_of_order += 1,
             Err(AppendError::Duplicate) => self.duplicates += 1,
             Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
             Err(AppendError::TooFarInFuture) => self.too_far_in_future += 1,
+            Err(AppendError::TooOld) => self.too_old += 1,
             // Counted by the caller, which keeps the sample.
             Err(AppendError::UnknownSeries) => {}
         }
-        result.is_ok()
+    }
+
+    /// Samples refused (not counting those for unknown series, which the sender resolves).
+    pub fn refused(&self) -> usize {
+        self.out_of_order + self.duplicates + self.out_of_bounds + self.too_far_in_future + self.too_old
     }
 }
 
@@ -109,14 +126,15 @@ pub struct Db {
     /// Reused between batches: the samples and exemplars the head accepted, and the series it
     /// created.
     accepted: Vec<(u32, i64, f64)>,
+    accepted_out_of_order: Vec<(u32, i64, f64)>,
     exemplars: Vec<(u32, Exemplar)>,
     created: Vec<(u32, Labels)>,
 }
 
 impl Db {
     fn with(head: Head, blocks: Blocks, wal: Wal) -> Db {
-        let (accepted, exemplars, created) = (Vec::new(), Vec::new(), Vec::new());
-        Db { head, blocks, wal, cutting: false, backups: 0, accepted, exemplars, created }
+        let (accepted, accepted_out_of_order, exemplars, created) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        Db { head, blocks, wal, cutting: false, backups: 0, accepted, accepted_out_of_order, exemplars, created }
     }
 
     /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
@@ -261,9 +279,10 @@ impl Db {
         self.cutting || self.blocks.compacting()
     }
 
-    /// Starts a checkpoint that lets the log's segments older than `cutoff` go, if any can.
+    /// Starts a checkpoint that lets the log's segments older than `cutoff` go, if any can
+    /// ([`Db::log_cutoff`]).
     pub fn begin_checkpoint(&mut self, cutoff: i64) -> io::Result<Option<LogWrite>> {
-        self.wal.begin_checkpoint(cutoff, &self.head)
+        self.wal.begin_checkpoint(self.log_cutoff(cutoff), &self.head)
     }
 
     /// Syncs the log and starts a head snapshot covering it.
@@ -300,9 +319,60 @@ impl Db {
             let (removed, logged) = self.forget_series(&forgotten.0.emptied);
             cut.series_removed += removed;
             logged?;
-            self.wal.drop_before(forgotten.1, &self.head)?;
+            let flushed = self.flush_out_of_order(now_ms)?;
+            cut.blocks.extend(flushed.blocks);
+            let (removed, logged) = self.forget_series(&flushed.emptied);
+            cut.series_removed += removed;
+            logged?;
+            self.wal.drop_before(self.log_cutoff(forgotten.1), &self.head)?;
         }
         Ok(cut)
+    }
+
+    /// Writes the head's out-of-order samples from before `min_valid` (their range's in-order
+    /// data is in a block now) to blocks of their own, one per block range they fall in, and
+    /// lets them go. The blocks overlap in-order ones; queries merge them, and compaction
+    /// folds them in. Done in one go on the caller's thread: out-of-order data is expected to
+    /// be a small part of the head.
+    pub fn flush_out_of_order(&mut self, now_ms: i64) -> Result<Flushed, CutError> {
+        let floor = self.head.min_valid();
+        let apart = self.head.out_of_order().before(floor);
+        let mut flushed = Flushed::default();
+        if apart.is_empty() {
+            return Ok(flushed);
+        }
+        let range = self.head.block_range();
+        // Each series' samples, cut where block ranges end, by range.
+        type Run<'a> = (u32, &'a [(i64, f64)]);
+        let mut by_range: BTreeMap<i64, Vec<Run>> = BTreeMap::new();
+        for (id, samples) in &apart {
+            for run in samples.chunk_by(|a, b| a.0.div_euclid(range) == b.0.div_euclid(range)) {
+                by_range.entry(run[0].0.div_euclid(range)).or_default().push((*id, run));
+            }
+        }
+        let symbols = self.head.symbol_table();
+        for (n, series) in by_range {
+            let ulid = crate::block::new_ulid(now_ms);
+            let mut writer = BlockWriter::create(self.blocks.dir(), ulid.clone())?;
+            for (id, samples) in series {
+                if let Some(labels) = self.head.label_ids(id) {
+                    writer.add(labels, &BlockChunk::pack(samples))?;
+                }
+            }
+            let compaction = Compaction { level: 1, sources: vec![ulid], parents: vec![] };
+            let start = n.saturating_mul(range);
+            let (meta, path) = writer.finish(&symbols, start, start.saturating_add(range), compaction)?;
+            self.blocks.add_cut(Block::open(&path)?);
+            flushed.blocks.push(meta);
+        }
+        flushed.emptied = self.head.drop_out_of_order_before(floor);
+        Ok(flushed)
+    }
+
+    /// How far the log may be let go for a block cut or retention at `cutoff`: not past an
+    /// out-of-order sample the head still holds, which only the log keeps durable.
+    fn log_cutoff(&self, cutoff: i64) -> i64 {
+        cutoff.min(self.head.out_of_order().min_time().unwrap_or(i64::MAX))
     }
 
     /// Deletes the samples of matching series in `[mint, maxt]`: tombstones in the blocks,
@@ -363,11 +433,13 @@ impl Db {
 
     fn append_one(&mut self, reply: &mut AppendReply, id: u32, t: i64, v: f64) {
         let result = self.head.append(id, t, v);
-        if result == Err(AppendError::UnknownSeries) {
-            reply.unknown.push((id, t, v));
-        } else if reply.tally(result) {
-            self.accepted.push((id, t, v));
+        match result {
+            Err(AppendError::UnknownSeries) => reply.unknown.push((id, t, v)),
+            Ok(Appended::InOrder) => self.accepted.push((id, t, v)),
+            Ok(Appended::OutOfOrder) => self.accepted_out_of_order.push((id, t, v)),
+            _ => {}
         }
+        reply.tally(result);
     }
 
     /// Keeps `e` for series `id` if the head takes it.
@@ -385,10 +457,11 @@ impl Db {
     /// Logs what the batch created and accepted, and completes the reply.
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
-        if let Err(e) = self.wal.log(&created, &self.accepted, &self.exemplars) {
+        if let Err(e) = self.wal.log(&created, &self.accepted, &self.accepted_out_of_order, &self.exemplars) {
             reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();
+        self.accepted_out_of_order.clear();
         self.exemplars.clear();
         reply.created = self.created.len();
         self.created.clear();
@@ -468,7 +541,8 @@ impl Db {
                 }
             }
         }
-        let truncated = self.head.truncate_before(cutoff);
+        let mut truncated = self.head.truncate_before(cutoff);
+        truncated.emptied.extend(self.head.drop_out_of_order_before(cutoff));
         (r.chunks, r.emptied, r.log_cutoff) = (truncated.chunks, truncated.emptied, cutoff);
         Ok(r)
     }
@@ -488,6 +562,14 @@ pub struct Retained {
     pub emptied: Vec<u32>,
     /// The log's segments whose samples are all older than this are no longer needed.
     pub log_cutoff: i64,
+}
+
+/// What [`Db::flush_out_of_order`] wrote.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub blocks: Vec<BlockMeta>,
+    /// Series left without samples, for [`Db::forget_series`].
+    pub emptied: Vec<u32>,
 }
 
 /// What the head's oldest data needs ([`Db::due_cut`]).
@@ -579,6 +661,61 @@ mod tests {
         drop(db);
         let (db, replayed) = Db::open_agent(&dirs.wal, options, 0).unwrap();
         assert_eq!((db.head.num_series(), replayed.orphaned), (30, 0));
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn out_of_order_samples_survive_restarts_and_move_to_blocks_of_their_own() {
+        let dirs = dirs("ooo");
+        let mut db = open(&dirs);
+        write(&mut db, 0, 0, 3 * RANGE);
+        let steady = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
+        let late = |db: &mut Db, t: i64, v: f64| {
+            db.write(vec![WriteSeries {
+                labels: steady.clone(),
+                samples: vec![Sample { t, v }],
+                exemplars: Vec::new(),
+            }])
+        };
+        assert_eq!(late(&mut db, 9_500, -1.0).out_of_order, 1, "no window: refused");
+        // The newest sample is at 29 s: a window of 20 s reaches back to 9 s.
+        db.head.set_out_of_order_window(2 * RANGE);
+        let r = late(&mut db, 9_500, -1.0);
+        assert_eq!((r.appended, r.appended_out_of_order), (1, 1));
+        assert_eq!(late(&mut db, 8_500, -1.0).too_old, 1);
+        let again = late(&mut db, 9_500, -9.0);
+        assert_eq!((again.appended, again.refused()), (0, 0), "a time held apart already is dropped");
+        assert_eq!(late(&mut db, 10_000, -2.0).appended_out_of_order, 1, "in-order times are not checked");
+        let read = |db: &Db| {
+            let m = Matcher::new("x", MatchOp::Equal, "0").unwrap();
+            let got = db.querier().select(&[Matcher::new("__name__", MatchOp::Equal, "steady").unwrap(), m], 0, 40_000);
+            got.unwrap().remove(0).samples
+        };
+        let samples = read(&db);
+        assert_eq!(samples.len(), 31);
+        assert!(samples.windows(2).all(|w| w[0].t < w[1].t));
+        assert_eq!(samples[10], Sample { t: 9_500, v: -1.0 });
+        assert_eq!(samples[11], Sample { t: 10_000, v: 10.0 }, "the in-order sample is read");
+        // The log brings them back as out-of-order samples, whatever the window is then.
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(read(&db), samples);
+        assert_eq!(db.head.out_of_order().num_samples(), 2);
+        // So does a snapshot.
+        db.snapshot().unwrap();
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(read(&db), samples);
+        // Two ranges are cut; the out-of-order samples before the head's new start go to blocks
+        // of their own, overlapping the in-order ones.
+        let cut = db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
+        assert_eq!(cut.blocks.len(), 4);
+        assert!(db.head.out_of_order().is_empty());
+        assert_eq!(read(&db).len(), 31);
+        assert_eq!(db.blocks.plan(&[RANGE, 3 * RANGE]).map(|g| g.len()), Some(2), "overlapping blocks merge first");
+        drop(db);
+        let db = open(&dirs);
+        assert_eq!(read(&db).len(), 31);
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 

@@ -23,6 +23,9 @@
 //!   ([`Head::freeze_before`]) but queries still read its range here until it is installed.
 //!   Samples after `max_valid` (set by the shard from its clock) are refused as too far in
 //!   the future.
+//! * With an out-of-order window set, a sample refused above as out of order or out of bounds
+//!   is kept apart in [`OutOfOrder`] instead if it is no older than the window before the
+//!   head's newest sample (refused as too old otherwise), as upstream; reads merge it in.
 //! * A head [`Head::without_samples`] (agent mode) keeps series only: an append checks order
 //!   against the series' last sample and records it, and nothing else (no chunks, no
 //!   postings, so it answers no query). Its series are forgotten when they have not been
@@ -40,6 +43,7 @@ use super::block::BlockChunk;
 use super::chunk::store::{ChunkRef, ChunkStore};
 use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
+use super::out_of_order::OutOfOrder;
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
@@ -60,9 +64,21 @@ pub enum AppendError {
     OutOfBounds,
     #[error("too far in the future")]
     TooFarInFuture,
+    /// Out of order, and older than the out-of-order window allows.
+    #[error("too old sample")]
+    TooOld,
     /// The id names no series (the head forgot it, or never had it).
     #[error("unknown series")]
     UnknownSeries,
+}
+
+/// Where an accepted sample went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    InOrder,
+    OutOfOrder,
+    /// The head holds this sample already: nothing changed (upstream's silent drop).
+    Duplicate,
 }
 
 /// Hashes series ids (already unique `u32`s, or small tuples of them and indexes) with one
@@ -337,6 +353,10 @@ pub struct Head {
     /// Whether appends are kept in chunks and series indexed in postings (false: agent mode).
     keeps_samples: bool,
     exemplars: Exemplars,
+    out_of_order: OutOfOrder,
+    /// The newest in-order sample time appended (or the newest block's end): the out-of-order
+    /// window is counted back from it.
+    newest: i64,
 }
 
 impl Default for Head {
@@ -371,6 +391,8 @@ impl Head {
             max_valid: i64::MAX,
             keeps_samples: true,
             exemplars: Exemplars::default(),
+            out_of_order: OutOfOrder::default(),
+            newest: i64::MIN,
         }
     }
 
@@ -385,6 +407,11 @@ impl Head {
         self.keeps_samples
     }
 
+    /// The block range (ms): chunks are cut at its multiples.
+    pub fn block_range(&self) -> i64 {
+        self.block_range
+    }
+
     /// Where sealed chunks are kept.
     pub fn store(&self) -> &ChunkStore {
         &self.store
@@ -393,6 +420,7 @@ impl Head {
     /// Samples before `t` are in blocks from now on (it never moves back).
     pub fn set_min_valid(&mut self, t: i64) {
         self.min_valid = self.min_valid.max(t);
+        self.newest = self.newest.max(t);
         self.freeze_before(t);
     }
 
@@ -496,26 +524,58 @@ impl Head {
     }
 
     /// Appends a sample to series `id` (which must come from [`Head::get_or_create`]).
-    pub fn append(&mut self, id: u32, t: i64, v: f64) -> Result<(), AppendError> {
-        if t < self.append_floor {
-            return Err(AppendError::OutOfBounds);
-        }
+    pub fn append(&mut self, id: u32, t: i64, v: f64) -> Result<Appended, AppendError> {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);
         }
         let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
-        if t < s.last_t {
-            return Err(AppendError::OutOfOrder);
+        if t >= self.append_floor {
+            if t == s.last_t {
+                return if v.to_bits() == s.last_v { Ok(Appended::Duplicate) } else { Err(AppendError::Duplicate) };
+            }
+            if t > s.last_t {
+                if self.keeps_samples {
+                    s.push(&mut self.store, t, v, self.block_range);
+                }
+                s.last_t = t;
+                s.last_v = v.to_bits();
+                self.newest = self.newest.max(t);
+                return Ok(Appended::InOrder);
+            }
         }
-        if t == s.last_t {
-            return if v.to_bits() == s.last_v { Ok(()) } else { Err(AppendError::Duplicate) };
+        let window = self.out_of_order.window();
+        if window > 0 && self.keeps_samples {
+            if t < self.newest.saturating_sub(window) {
+                return Err(AppendError::TooOld);
+            }
+            return Ok(match self.out_of_order.insert(id, t, v) {
+                true => Appended::OutOfOrder,
+                false => Appended::Duplicate,
+            });
         }
-        if self.keeps_samples {
-            s.push(&mut self.store, t, v, self.block_range);
-        }
-        s.last_t = t;
-        s.last_v = v.to_bits();
-        Ok(())
+        Err(if t < self.append_floor { AppendError::OutOfBounds } else { AppendError::OutOfOrder })
+    }
+
+    /// Keeps `(t, v)` as an out-of-order sample of series `id`, whatever the window (a replay
+    /// of what was accepted as one); false if there is no such series or it holds one at `t`.
+    pub fn insert_out_of_order(&mut self, id: u32, t: i64, v: f64) -> bool {
+        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v)
+    }
+
+    pub fn out_of_order(&self) -> &OutOfOrder {
+        &self.out_of_order
+    }
+
+    /// Accepts samples up to `window` ms older than the newest from now on (0: none).
+    pub fn set_out_of_order_window(&mut self, window: i64) {
+        self.out_of_order.set_window(window);
+    }
+
+    /// Drops the out-of-order samples before `t` (written to blocks); returns the series left
+    /// with no samples at all, for [`Head::forget`].
+    pub fn drop_out_of_order_before(&mut self, t: i64) -> Vec<u32> {
+        let emptied = self.out_of_order.drop_before(t);
+        emptied.into_iter().filter(|&id| self.series.get(id).is_some_and(|s| s.num_chunks() == 0)).collect()
     }
 
     /// The labels of series `id`, if the head holds it.
@@ -531,7 +591,10 @@ impl Head {
 
     /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
     pub fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
-        self.candidates(matchers).iter().filter(|&id| self.in_range(id, mint, maxt).is_some()).collect()
+        self.candidates(matchers)
+            .iter()
+            .filter(|&id| self.in_range(id, mint, maxt).is_some() || self.out_of_order.overlaps(id, mint, maxt))
+            .collect()
     }
 
     /// Ids of the series that match, whatever the times of their samples: a reader of samples
@@ -585,6 +648,9 @@ impl Head {
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
     /// reader that found the id earlier skips it) or it has no chunk in the range.
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+        if self.out_of_order.overlaps(id, mint, maxt) {
+            return self.with_out_of_order(id, mint, maxt);
+        }
         let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::new();
         series.samples_in(&self.store, mint, maxt, &mut samples);
@@ -595,6 +661,11 @@ impl Head {
     /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
     /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
     pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+        if self.out_of_order.overlaps(id, mint, maxt) {
+            let mut all = self.with_out_of_order(id, mint, maxt)?;
+            all.samples.drain(..all.samples.len().saturating_sub(1));
+            return Some(all);
+        }
         let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::with_capacity(1);
         match series.open.last() {
@@ -609,6 +680,29 @@ impl Head {
                 samples.drain(..samples.len().saturating_sub(1));
             }
         }
+        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
+    }
+
+    /// Series `id`'s in-order samples in `[mint, maxt]` (none before `min_valid`) merged with
+    /// its out-of-order ones (which stay here until written to blocks of their own, whatever
+    /// `min_valid`); a time held by both is read from the in-order chunks.
+    fn with_out_of_order(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+        let series = self.series.get(id)?;
+        let mut in_order = Vec::new();
+        if mint.max(self.min_valid) <= maxt {
+            series.samples_in(&self.store, mint.max(self.min_valid), maxt, &mut in_order);
+        }
+        let apart = self.out_of_order.samples_in(id, mint, maxt);
+        let mut samples = Vec::with_capacity(in_order.len() + apart.len());
+        let mut apart = apart.into_iter().map(|(t, v)| Sample { t, v }).peekable();
+        for s in in_order {
+            while let Some(o) = apart.next_if(|o| o.t < s.t) {
+                samples.push(o);
+            }
+            apart.next_if(|o| o.t == s.t);
+            samples.push(s);
+        }
+        samples.extend(apart);
         Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
     }
 
@@ -643,7 +737,8 @@ impl Head {
     /// it had none or does not exist.
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
-        self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
+        let apart = self.out_of_order.delete(id, mint, maxt);
+        self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range)) || apart
     }
 
     /// Ids of the series with samples in `[mint, maxt)`, in no particular order.
@@ -699,6 +794,7 @@ impl Head {
             }
             s.open_end = (open.min_time().div_euclid(self.block_range) + 1).saturating_mul(self.block_range);
             (s.open, s.last_t, s.last_v) = (open, snapshot.last_t, snapshot.last_v);
+            self.newest = self.newest.max(snapshot.last_t);
         }
         Some(id)
     }
@@ -778,7 +874,7 @@ impl Head {
     pub fn forget(&mut self, ids: &[u32]) -> Vec<u32> {
         let mut forgotten = Vec::new();
         for &id in ids {
-            if self.series.get(id).is_none_or(|s| s.num_chunks() > 0) {
+            if self.series.get(id).is_none_or(|s| s.num_chunks() > 0) || self.out_of_order.has(id) {
                 continue;
             }
             let Some(s) = self.series.remove(id) else { continue };
@@ -868,9 +964,33 @@ mod tests {
         let (id, _) = h.get_or_create(&up("api"));
         h.append(id, 2000, 1.0).unwrap();
         assert_eq!(h.append(id, 1000, 1.0), Err(AppendError::OutOfOrder));
-        assert_eq!(h.append(id, 2000, 1.0), Ok(()), "identical duplicate is a no-op");
+        assert_eq!(h.append(id, 2000, 1.0), Ok(Appended::Duplicate), "identical duplicate is a no-op");
         assert_eq!(h.append(id, 2000, 5.0), Err(AppendError::Duplicate));
         assert_eq!(h.select(&[], 0, 3000)[0].samples.len(), 1);
+    }
+
+    #[test]
+    fn out_of_order_samples_are_read_with_the_rest_even_before_min_valid() {
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        for k in 0..10 {
+            h.append(id, k * 1000, k as f64).unwrap();
+        }
+        h.set_out_of_order_window(5_000);
+        assert_eq!(h.append(id, 5_500, -1.0), Ok(Appended::OutOfOrder));
+        assert_eq!(h.append(id, 3_500, -1.0), Err(AppendError::TooOld));
+        let newest = |h: &Head, maxt| h.newest_sample(id, 0, maxt).unwrap().samples;
+        assert_eq!(newest(&h, 5_700), vec![Sample { t: 5_500, v: -1.0 }]);
+        assert_eq!(newest(&h, 6_000), vec![Sample { t: 6_000, v: 6.0 }]);
+        // The in-order data before 7 s went to a block; the out-of-order sample is still here.
+        h.set_min_valid(7_000);
+        h.truncate_before(7_000);
+        assert_eq!(h.series_samples(id, 0, 20_000).unwrap().samples.len(), 4);
+        assert_eq!(h.series(&[], 5_000, 6_000).len(), 1, "the series has a sample there");
+        assert!(h.forget(&[id]).is_empty(), "a series with out-of-order samples stays");
+        // Appends before min_valid within the window go apart too.
+        assert_eq!(h.append(id, 6_500, -1.0), Ok(Appended::OutOfOrder));
+        assert_eq!(h.drop_out_of_order_before(7_000), Vec::<u32>::new(), "in-order samples remain");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod encoding;
 pub mod exemplars;
 pub mod head;
 pub mod memory;
+pub mod out_of_order;
 pub mod postings;
 pub mod querier;
 mod series_map;

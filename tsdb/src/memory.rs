@@ -43,7 +43,7 @@ impl MemoryEngine {
         let shards = self.heads.len();
         let head = &mut self.heads[labels.owner(shards)];
         let (id, _) = head.get_or_create(labels);
-        head.append(id, t, v).map_err(|error| Refused { labels: labels.clone(), error })
+        head.append(id, t, v).map(drop).map_err(|error| Refused { labels: labels.clone(), error })
     }
 
     /// Evaluates `expr` as the server would, through the one [`Executor`].

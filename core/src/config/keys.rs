@@ -17,7 +17,12 @@ const TOP: Section = Section {
     upstream_only: &["scrape_config_files", "tracing", "otlp", "runtime"],
 };
 
-const STORAGE: Section = Section { supported: &["exemplars"], upstream_only: &["tsdb"] };
+const STORAGE: Section = Section { supported: &["exemplars", "tsdb"], upstream_only: &[] };
+
+const TSDB: Section = Section {
+    supported: &["out_of_order_time_window"],
+    upstream_only: &["stale_series_compaction_threshold", "chunk_encoding", "retention"],
+};
 
 const EXEMPLARS: Section = Section { supported: &["max_exemplars"], upstream_only: &[] };
 
@@ -367,6 +372,9 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         check_mapping(storage, &STORAGE, "storage", file)?;
         if let Some(exemplars) = storage.get("exemplars") {
             check_mapping(exemplars, &EXEMPLARS, "storage.exemplars", file)?;
+        }
+        if let Some(tsdb) = storage.get("tsdb") {
+            check_mapping(tsdb, &TSDB, "storage.tsdb", file)?;
         }
     }
     let mut clients: Vec<(&Value, String)> = Vec::new();

@@ -63,6 +63,9 @@ pub struct Config {
     /// `storage.exemplars.max_exemplars`, if the section is given (upstream's default when
     /// the key is not, [`DEFAULT_MAX_EXEMPLARS`]; negative values mean 0).
     pub max_exemplars: Option<usize>,
+    /// `storage.tsdb.out_of_order_time_window`: how far behind the newest sample an
+    /// out-of-order sample is still accepted (0: none, the default).
+    pub out_of_order_window: Duration,
 }
 
 /// Upstream's `storage.exemplars.max_exemplars` when exemplar storage is on.
@@ -245,6 +248,13 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 struct RawStorage {
     exemplars: Option<RawExemplars>,
+    #[serde(default)]
+    tsdb: RawTsdb,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTsdb {
+    out_of_order_time_window: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -543,7 +553,17 @@ impl RawConfig {
         let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
         let max_exemplars =
             self.storage.exemplars.map(|e| e.max_exemplars.map_or(DEFAULT_MAX_EXEMPLARS, |n| n.max(0) as usize));
-        Ok(Config { global, scrape_configs, rule_files, alerting, remote_write, remote_read, max_exemplars })
+        let out_of_order_window = self.storage.tsdb.out_of_order_time_window.unwrap_or_default();
+        Ok(Config {
+            global,
+            scrape_configs,
+            rule_files,
+            alerting,
+            remote_write,
+            remote_read,
+            max_exemplars,
+            out_of_order_window,
+        })
     }
 }
 
@@ -699,8 +719,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("storage: {tsdb: {}}\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: storage.tsdb: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("storage: {tsdb: {retention: {}}}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: storage.tsdb.retention: key is valid in Prometheus but not supported by Pyrite yet");
+        let window = |text: &str| Config::parse(text, "p.yml").unwrap().out_of_order_window;
+        assert_eq!(window("storage: {tsdb: {out_of_order_time_window: 30m}}\n"), Duration::from_secs(1800));
+        assert_eq!(window("storage: {tsdb: {}}\n"), Duration::default());
         let exemplars = |text: &str| Config::parse(text, "p.yml").unwrap().max_exemplars;
         assert_eq!(exemplars("storage: {exemplars: {max_exemplars: 7}}\n"), Some(7));
         assert_eq!(exemplars("storage: {exemplars: {}}\n"), Some(DEFAULT_MAX_EXEMPLARS));

@@ -138,7 +138,7 @@ enum Stored {
 async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     let sent: usize = series.iter().map(|x| x.samples.len()).sum();
     let receivers = s.ctx.shards.write(series);
-    let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future) = (0, 0, 0, 0);
+    let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future, mut too_old) = (0, 0, 0, 0, 0);
     let mut exemplars = 0;
     let mut storage_error = None;
     for rx in receivers {
@@ -148,6 +148,7 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
                 duplicates += r.duplicates;
                 out_of_bounds += r.out_of_bounds;
                 too_far_in_future += r.too_far_in_future;
+                too_old += r.too_old;
                 exemplars += r.exemplars;
                 storage_error = storage_error.or(r.storage_error);
             }
@@ -158,12 +159,14 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     if let Some(e) = storage_error {
         return Stored::Failed(e.to_string());
     }
-    let samples = sent.saturating_sub(out_of_order + duplicates + out_of_bounds + too_far_in_future);
+    let samples = sent.saturating_sub(out_of_order + duplicates + out_of_bounds + too_far_in_future + too_old);
     let refused = if too_far_in_future > 0 {
         let window = pyrite_core::config::Duration(s.ctx.future_window);
         Some(format!(
             "too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused"
         ))
+    } else if too_old > 0 {
+        Some(format!("too old sample: {too_old} sample(s) older than the out-of-order time window refused"))
     } else if out_of_bounds > 0 {
         Some(format!("out of bounds: {out_of_bounds} sample(s) older than the data already cut into blocks refused"))
     } else if out_of_order + duplicates > 0 {

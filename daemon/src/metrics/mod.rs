@@ -62,6 +62,10 @@ pub struct Metrics {
     pub samples_appended: PerShard<Counter>,
     pub out_of_order: Counter,
     pub out_of_bounds: Counter,
+    /// Samples refused as older than the out-of-order window.
+    pub too_old: Counter,
+    /// Samples accepted out of order.
+    pub out_of_order_appended: Counter,
     pub duplicates: Counter,
     pub too_far_in_future: Counter,
     pub head_series: PerShard<Gauge>,
@@ -250,6 +254,8 @@ impl Metrics {
             samples_appended: PerShard::default(),
             out_of_order: Counter::default(),
             out_of_bounds: Counter::default(),
+            too_old: Counter::default(),
+            out_of_order_appended: Counter::default(),
             duplicates: Counter::default(),
             too_far_in_future: Counter::default(),
             head_series: PerShard::default(),
@@ -372,6 +378,16 @@ impl Metrics {
             "prometheus_tsdb_out_of_bound_samples",
             "Total number of out of bound samples ingestion failed attempts with out of order support disabled.",
             m.out_of_bounds.clone(),
+        );
+        floats.register(
+            "prometheus_tsdb_too_old_samples",
+            "Total number of out of order samples ingestion failed attempts with out of support enabled, but sample outside of time window.",
+            m.too_old.clone(),
+        );
+        floats.register(
+            "prometheus_tsdb_head_out_of_order_samples_appended",
+            "Total number of appended out of order samples.",
+            m.out_of_order_appended.clone(),
         );
         r.register(
             "pyrite_head_samples_appended",

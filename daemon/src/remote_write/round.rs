@@ -150,7 +150,8 @@ impl Gathering {
                     labels.learn(shard, id, l);
                 }
             }
-            Record::Samples(samples) => {
+            // Out-of-order samples are sent too, as upstream's watcher reads them from its log.
+            Record::Samples(samples) | Record::OutOfOrder(samples) => {
                 for (id, t, v) in samples {
                     if t < self.skip_before {
                         continue;

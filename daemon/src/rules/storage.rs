@@ -41,9 +41,9 @@ impl RuleStorage for ShardStorage {
             if let Some(e) = reply.storage_error {
                 return Err(RuleError::storage(e));
             }
-            if reply.out_of_order + reply.duplicates + reply.out_of_bounds + reply.too_far_in_future > 0 {
+            if reply.refused() > 0 {
                 tracing::warn!(
-                    out_of_order = reply.out_of_order + reply.duplicates,
+                    out_of_order = reply.out_of_order + reply.duplicates + reply.too_old,
                     out_of_bounds = reply.out_of_bounds,
                     "rule evaluation results discarded"
                 );

@@ -173,7 +173,7 @@ async fn send(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> (
             Ok(reply) => {
                 too_far_in_future += reply.too_far_in_future;
                 let m = &ctx.metrics;
-                m.scrape_out_of_order.inc_by(reply.out_of_order as u64);
+                m.scrape_out_of_order.inc_by((reply.out_of_order + reply.too_old) as u64);
                 m.scrape_duplicate_timestamp.inc_by(reply.duplicates as u64);
                 m.scrape_out_of_bounds.inc_by(reply.out_of_bounds as u64);
                 ingest.resolve(shard, keys, &reply.ids);

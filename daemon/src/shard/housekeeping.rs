@@ -44,6 +44,7 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
         monoio::time::sleep(interval(env.block_range)).await;
         env.metrics.compactions_triggered.inc();
         cut(index, &storage, &env).await;
+        flush_out_of_order(index, &storage, &env).await;
         compact(index, &storage, &env, &ranges).await;
         retain(index, &storage, &env).await;
         let now = crate::clock::now_ms();
@@ -205,6 +206,34 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             );
         }
         checkpoint(index, storage, before).await;
+    }
+}
+
+/// Writes the out-of-order samples whose range is in blocks already to blocks of their own
+/// (`Db::flush_out_of_order`).
+async fn flush_out_of_order(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
+    let started = Instant::now();
+    let flushed = storage.borrow_mut().flush_out_of_order(crate::clock::now_ms());
+    match flushed {
+        Ok(flushed) => {
+            for meta in &flushed.blocks {
+                env.metrics.block_written(index, "out-of-order", started.elapsed().as_secs_f64());
+                tracing::info!(
+                    shard = index,
+                    ulid = meta.ulid.as_str(),
+                    min_time = meta.min_time,
+                    max_time = meta.max_time,
+                    series = meta.stats.num_series,
+                    samples = meta.stats.num_samples,
+                    "out-of-order samples written to a block"
+                );
+            }
+            forget(index, storage, env, &flushed.emptied).await;
+        }
+        Err(e) => {
+            env.metrics.compactions_failed.inc();
+            tracing::error!(shard = index, error = %e, "cannot write out-of-order samples to a block; the head keeps them");
+        }
     }
 }
 

@@ -107,9 +107,10 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let found = crate::panic::catch(|| db.head.select_exemplars(&selectors, mint, maxt));
                 let _ = reply.send(found.map_err(ShardError::Panic));
             }
-            Request::ExemplarCapacity { capacity } => {
+            Request::HeadSettings(settings) => {
                 let mut s = storage.borrow_mut();
-                s.head.set_exemplar_capacity(capacity);
+                s.head.set_exemplar_capacity(settings.max_exemplars);
+                s.head.set_out_of_order_window(settings.out_of_order_window);
                 record_exemplars(&env, &shard, &s.head);
             }
             Request::TsdbStats { reply } => {
@@ -189,6 +190,8 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
     let m = &env.metrics;
     m.samples_appended.inc_by(shard, r.appended as u64);
     m.out_of_order.inc_by(r.out_of_order as u64);
+    m.too_old.inc_by(r.too_old as u64);
+    m.out_of_order_appended.inc_by(r.appended_out_of_order as u64);
     m.duplicates.inc_by(r.duplicates as u64);
     m.out_of_bounds.inc_by(r.out_of_bounds as u64);
     m.too_far_in_future.inc_by(r.too_far_in_future as u64);

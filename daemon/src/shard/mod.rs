@@ -49,8 +49,8 @@ pub struct ShardEnv {
     /// Agent mode (`--agent`): the head keeps series only, and housekeeping truncates the log
     /// instead of cutting blocks.
     pub agent: Option<AgentStorage>,
-    /// Exemplars the head keeps (`Config::exemplars_per_shard`).
-    pub max_exemplars: usize,
+    /// What the configuration sets in the head (a reload changes it).
+    pub head: crate::shards::HeadSettings,
 }
 
 /// Agent mode's `--storage.agent.*` settings.
@@ -82,15 +82,16 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
     let dirs = Dirs::of_shard(&env.storage_path, index);
     let started = std::time::Instant::now();
     let opening = match env.agent {
-        Some(_) => Db::open_agent(&dirs.wal, env.wal, env.max_exemplars)
+        Some(_) => Db::open_agent(&dirs.wal, env.wal, env.head.max_exemplars)
             .map(|(db, replayed)| (db, replayed, Default::default())),
-        None => Db::open(&dirs, env.wal, env.block_range, env.max_exemplars),
+        None => Db::open(&dirs, env.wal, env.block_range, env.head.max_exemplars),
     };
     let (mut storage, replayed, opened) = opening.unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");
         std::process::exit(1);
     });
     storage.set_log_followers(env.log_followers[index].clone());
+    storage.head.set_out_of_order_window(env.head.out_of_order_window);
     for refused in &opened.refused {
         tracing::error!(shard = index, error = %refused, "block refused: it is left on disk and not served");
     }

@@ -5,7 +5,8 @@
 //! 31 days). Blocks that fall inside one aligned window of a larger range are merged once the
 //! window is complete (a newer block exists past its end) or fully covered. The output lists
 //! its inputs as parents, so a start that finds both (a crash between the rename and the
-//! deletions) deletes the parents instead of serving their data twice.
+//! deletions) deletes the parents instead of serving their data twice. Blocks that overlap
+//! (out-of-order data's own blocks) are merged before anything else.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,13 @@ pub fn ranges(base: i64, max: i64) -> Vec<i64> {
     std::iter::successors(Some(base), |r| r.checked_mul(3)).take_while(|&r| r <= max.max(base)).collect()
 }
 
-/// Indices (into `metas`, sorted by min time) of blocks to compact together, if any.
+/// Indices (into `metas`, sorted by min time) of blocks to compact together, if any: blocks
+/// that overlap first (out-of-order data written beside in-order data, as upstream's vertical
+/// compaction), then by range.
 pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
+    if let Some(group) = overlapping(metas) {
+        return Some(group);
+    }
     let newest = metas.iter().map(|m| m.max_time).max()?;
     for &range in ranges.iter().skip(1) {
         let mut i = 0;
@@ -37,6 +43,23 @@ pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>
             }
             i += group.len().max(1);
         }
+    }
+    None
+}
+
+/// The first run of blocks (sorted by min time) whose time ranges overlap, if any.
+fn overlapping(metas: &[BlockMeta]) -> Option<Vec<usize>> {
+    let mut i = 0;
+    while i < metas.len() {
+        let (mut end, mut j) = (metas[i].max_time, i + 1);
+        while j < metas.len() && metas[j].min_time < end {
+            end = end.max(metas[j].max_time);
+            j += 1;
+        }
+        if j - i > 1 {
+            return Some((i..j).collect());
+        }
+        i = j;
     }
     None
 }

@@ -38,8 +38,8 @@ use crate::head::Head;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
 use record::{
-    encode_chunks, encode_exemplars, encode_forgotten, encode_samples, encode_series, encode_tombstones, scan_frames,
-    Damage, Record,
+    encode_chunks, encode_exemplars, encode_forgotten, encode_out_of_order, encode_samples, encode_series,
+    encode_tombstones, scan_frames, Damage, Record,
 };
 
 /// How the log is written.
@@ -240,6 +240,18 @@ impl Replayer<'_> {
                     }
                 }
             }
+            Record::OutOfOrder(samples) => {
+                for (wal_id, t, v) in samples {
+                    self.head.reserve_ids_through(wal_id);
+                    // Accepted when logged: kept apart again, whatever the window is now.
+                    if let Some(&id) = self.ids.get(&wal_id) {
+                        if self.head.insert_out_of_order(id, t, v) {
+                            self.stats.samples += 1;
+                        }
+                        *newest = (*newest).max(Some(t));
+                    }
+                }
+            }
             Record::Tombstones(deleted) => {
                 for (wal_id, mint, maxt) in deleted {
                     self.head.reserve_ids_through(wal_id);
@@ -366,24 +378,28 @@ impl Wal {
         self.followers.oldest_needed() < self.index
     }
 
-    /// Logs the series created by a batch and the samples and exemplars the head accepted from
-    /// it, in one write.
+    /// Logs the series created by a batch and the samples (in order and out of order) and
+    /// exemplars the head accepted from it, in one write.
     pub fn log(
         &mut self,
         new_series: &[(u32, &Labels)],
         samples: &[(u32, i64, f64)],
+        out_of_order: &[(u32, i64, f64)],
         exemplars: &[(u32, Exemplar)],
     ) -> io::Result<()> {
-        if new_series.is_empty() && samples.is_empty() && exemplars.is_empty() {
+        if new_series.is_empty() && samples.is_empty() && out_of_order.is_empty() && exemplars.is_empty() {
             return Ok(());
         }
         let compress = self.options.compress;
-        self.write(samples.iter().map(|s| s.1).max(), |buf| {
+        self.write(samples.iter().chain(out_of_order).map(|s| s.1).max(), |buf| {
             if !new_series.is_empty() {
                 encode_series(buf, new_series.iter().map(|&(id, l)| (id, l)), compress);
             }
             if !samples.is_empty() {
                 encode_samples(buf, samples, compress);
+            }
+            if !out_of_order.is_empty() {
+                encode_out_of_order(buf, out_of_order, compress);
             }
             if !exemplars.is_empty() {
                 encode_exemplars(buf, exemplars.iter().map(|(id, e)| (*id, e)), compress);
@@ -652,9 +668,20 @@ impl LogWrite {
         }
         if self.pending.is_empty() {
             // This call wrote the last series. The exemplars go after every series, oldest
-            // first, so that a replay keeps the ring's age order.
+            // first, so that a replay keeps the ring's age order; a snapshot's out-of-order
+            // samples too (a checkpoint leaves samples in the segments).
             self.buf.clear();
             encode_exemplars(&mut self.buf, head.exemplars().in_order(), self.compress);
+            if let LogKind::Snapshot = self.kind {
+                let apart: Vec<(u32, i64, f64)> = head
+                    .out_of_order()
+                    .all()
+                    .flat_map(|(id, samples)| samples.into_iter().map(move |(t, v)| (id, t, v)))
+                    .collect();
+                if !apart.is_empty() {
+                    encode_out_of_order(&mut self.buf, &apart, self.compress);
+                }
+            }
             self.out.write_all(&self.buf)?;
         }
         Ok(())
@@ -708,11 +735,13 @@ mod tests {
             })
             .collect();
         let refs: Vec<(u32, &Labels)> = new.iter().map(|(id, l)| (*id, l)).collect();
-        wal.log(&refs, &[], &[]).unwrap();
+        wal.log(&refs, &[], &[], &[]).unwrap();
         for k in from..from + samples {
             let batch: Vec<(u32, i64, f64)> = ids.iter().map(|&id| (id, k * 1000, k as f64)).collect();
-            batch.iter().for_each(|&(id, t, v)| head.append(id, t, v).unwrap());
-            wal.log(&[], &batch, &[]).unwrap();
+            for &(id, t, v) in &batch {
+                head.append(id, t, v).unwrap();
+            }
+            wal.log(&[], &batch, &[], &[]).unwrap();
         }
     }
 
@@ -829,10 +858,10 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         let old = Labels::from_pairs([("__name__", "old")]);
         let (id, _) = head.get_or_create(&old);
-        wal.log(&[(id, &old)], &[], &[]).unwrap();
+        wal.log(&[(id, &old)], &[], &[], &[]).unwrap();
         for k in 0..200 {
             head.append(id, k * 1000, 1.0).unwrap();
-            wal.log(&[], &[(id, k * 1000, 1.0)], &[]).unwrap();
+            wal.log(&[], &[(id, k * 1000, 1.0)], &[], &[]).unwrap();
         }
         wal.rotate().unwrap();
         head.truncate_before(500_000);
@@ -873,7 +902,7 @@ mod tests {
         let mut head = Head::new();
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         // Samples of a series whose record went with an older segment (it was forgotten).
-        wal.log(&[], &[(7, 1000, 1.0)], &[]).unwrap();
+        wal.log(&[], &[(7, 1000, 1.0)], &[], &[]).unwrap();
         drop(wal);
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();

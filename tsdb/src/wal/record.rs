@@ -21,6 +21,9 @@
 //! * A forgotten record lists the ids the head's garbage collection let go: every sample of
 //!   theirs precedes it in the log, so a reader following the log (the remote-write sender)
 //!   can drop their labels there.
+//! * An out-of-order samples record is a samples record of samples the head accepted out of
+//!   order (`storage.tsdb.out_of_order_time_window`): a replay keeps them apart again, whatever
+//!   the window is then (in head snapshots, after every series).
 //! * An exemplars record lists `(id, t, value, whether t is the exemplar's own, labels)`:
 //!   exemplars the head kept, logged after the samples of their batch (and in checkpoints and
 //!   snapshots after their series).
@@ -47,6 +50,8 @@ pub const TOMBSTONES: u8 = 4;
 pub const FORGOTTEN: u8 = 5;
 /// Frame kind of an exemplars record.
 pub const EXEMPLARS: u8 = 6;
+/// Frame kind of an out-of-order samples record.
+pub const OUT_OF_ORDER: u8 = 7;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -62,6 +67,8 @@ const MAX_PAYLOAD: usize = 4 << 20;
 pub enum Record {
     Series(Vec<(u32, Labels)>),
     Samples(Vec<(u32, i64, f64)>),
+    /// Samples the head accepted out of order.
+    OutOfOrder(Vec<(u32, i64, f64)>),
     Chunks(Vec<(u32, SeriesSnapshot)>),
     /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
     Tombstones(Vec<(u32, i64, i64)>),
@@ -150,7 +157,16 @@ pub fn encode_series<'a>(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u3
 
 /// Appends samples records for `samples` to `out` (several frames if they are many).
 pub fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)], compress: bool) {
-    let mut w = FrameWriter::new(out, SAMPLES, compress);
+    encode_samples_as(out, SAMPLES, samples, compress)
+}
+
+/// The same, for samples the head accepted out of order.
+pub fn encode_out_of_order(out: &mut Vec<u8>, samples: &[(u32, i64, f64)], compress: bool) {
+    encode_samples_as(out, OUT_OF_ORDER, samples, compress)
+}
+
+fn encode_samples_as(out: &mut Vec<u8>, kind: u8, samples: &[(u32, i64, f64)], compress: bool) {
+    let mut w = FrameWriter::new(out, kind, compress);
     let (mut prev_id, mut prev_t) = (0i64, 0i64);
     for &(id, t, v) in samples {
         put_varint(&mut w.payload, zigzag(i64::from(id) - prev_id));
@@ -236,7 +252,7 @@ fn decode_chunks(payload: &[u8]) -> Option<Record> {
     Some(Record::Chunks(out))
 }
 
-fn decode_samples(payload: &[u8]) -> Option<Record> {
+fn decode_samples(payload: &[u8]) -> Option<Vec<(u32, i64, f64)>> {
     let mut c = Cursor { buf: payload, pos: 0 };
     let mut out = Vec::new();
     let (mut id, mut t) = (0i64, 0i64);
@@ -245,7 +261,7 @@ fn decode_samples(payload: &[u8]) -> Option<Record> {
         t = t.wrapping_add(unzigzag(c.varint()?));
         out.push((u32::try_from(id).ok()?, t, c.f64()?));
     }
-    Some(Record::Samples(out))
+    Some(out)
 }
 
 /// Appends deletion records: series `id` lost its samples in `[mint, maxt]`.
@@ -344,7 +360,9 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
     let kind = header[0];
     let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let crc = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
-    if len > MAX_PAYLOAD || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS) {
+    if len > MAX_PAYLOAD
+        || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS | OUT_OF_ORDER)
+    {
         return Frame::Bad;
     }
     let Some(body) = buf.get(pos + HEADER..pos + HEADER + len) else { return Frame::Partial };
@@ -368,7 +386,8 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
     };
     match kind & !SNAPPY {
         SERIES => decode_series(payload),
-        SAMPLES => decode_samples(payload),
+        SAMPLES => decode_samples(payload).map(Record::Samples),
+        OUT_OF_ORDER => decode_samples(payload).map(Record::OutOfOrder),
         TOMBSTONES => decode_tombstones(payload),
         FORGOTTEN => decode_forgotten(payload),
         EXEMPLARS => decode_exemplars(payload),
