@@ -470,7 +470,7 @@ impl Metrics {
         );
         r.register(
             "pyrite_tsdb_compactions",
-            "Blocks written, per shard, by kind: head (cut from the head) or blocks (merged)",
+            "Blocks written, per shard, by kind: head (cut from the head), out-of-order (the head's out-of-order samples) or blocks (merged)",
             m.compactions_by_kind.clone(),
         );
         r.register(
