@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use pyrite_tsdb::head::Head;
 use pyrite_tsdb::wal::record::{
-    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, OUT_OF_ORDER, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
+    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, OUT_OF_ORDER, OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY,
+    TOMBSTONES,
 };
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
@@ -38,6 +39,9 @@ fn replay(head: &mut Head, record: Record) {
                 head.insert_out_of_order(id, t, v);
             }
         }
+        Record::OutOfOrderWritten(before) => {
+            head.drop_out_of_order_before(before);
+        }
         Record::Tombstones(deleted) => {
             for (id, mint, maxt) in deleted {
                 head.delete_series(id, mint, maxt);
@@ -56,7 +60,7 @@ fn replay(head: &mut Head, record: Record) {
 
 fuzz_target!(|bytes: &[u8]| {
     let mut log = bytes.to_vec();
-    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS, OUT_OF_ORDER] {
+    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS, OUT_OF_ORDER, OUT_OF_ORDER_WRITTEN] {
         log.extend(frame(kind, bytes));
         log.extend(frame(kind | SNAPPY, &snap::raw::Encoder::new().compress_vec(bytes).expect("compresses")));
     }

@@ -152,8 +152,8 @@ fn invalid_configs_are_refused_naming_file_and_key() {
     );
     for (config, expected) in [
         (
-            "storage: {tsdb: {}}\n",
-            "prometheus.yml: storage.tsdb: key is valid in Prometheus but not supported by Pyrite yet",
+            "storage: {tsdb: {retention: {time: 1d}}}\n",
+            "prometheus.yml: storage.tsdb.retention: key is valid in Prometheus but not supported by Pyrite yet",
         ),
         (rule_config.as_str(), rule_error.as_str()),
         (

@@ -156,17 +156,22 @@ fn out_of_order_samples_behind_the_blocks_go_to_blocks_of_their_own() {
     let late: Vec<(i64, f64)> = (0..6).map(|k| (now - 100_000 + k * 5000 + 2500, 2.0)).collect();
     assert_eq!(pyrite.remote_write(request(&[("a", late.clone())])).0, 204);
     let t = now as f64 / 1000.0;
-    let read = |p: &Pyrite| matrix(&p.url, "ooo", "5m", t, &[]).into_values().next().expect("the series");
+    let read = |p: &Pyrite| matrix(&p.url, "ooo{s=\"a\"}", "5m", t, &[]).into_values().next().expect("the series");
     let samples = read(&pyrite);
     assert_eq!(samples.len(), 30);
     assert!(late.iter().all(|s| samples.contains(s)));
-    let flushed = eventually(Duration::from_secs(20), || {
+    // Out-of-order samples go to blocks after a cut, as upstream: a clock series keeps the
+    // head moving.
+    let tick = || assert_eq!(pyrite.remote_write(request(&[("clock", vec![(now_ms(), 1.0)])])).0, 204);
+    let flushed = eventually(Duration::from_secs(30), || {
+        tick();
         let (_, text) = http_get(&format!("{}/metrics", pyrite.url)).expect("metrics");
         (metric_sum(&text, "pyrite_tsdb_compactions_total", "kind=\"out-of-order\"") >= 1.0).then_some(())
     });
     assert!(flushed.is_some(), "the out-of-order samples went to a block");
     assert_eq!(read(&pyrite), samples);
     let merged = eventually(Duration::from_secs(20), || {
+        tick();
         let ranges = block_ranges(&pyrite.data_dir.join("blocks/0"));
         ranges.windows(2).all(|w| w[0].1 <= w[1].0).then_some(ranges)
     });

@@ -196,6 +196,8 @@ fn wal_records_round_trip() {
         wal::encode_series(&mut log, series.iter().map(|(id, l)| (*id, l)), compress);
         wal::encode_samples(&mut log, &samples, compress);
         wal::encode_out_of_order(&mut log, &apart, compress);
+        let written = rng.next() as i64;
+        wal::encode_out_of_order_written(&mut log, written);
         wal::encode_tombstones(&mut log, &deleted, compress);
         wal::encode_chunks(&mut log, [(id, snapshot.clone())], compress);
         let forgotten: Vec<u32> = series.iter().map(|(id, _)| *id).collect();
@@ -207,11 +209,13 @@ fn wal_records_round_trip() {
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
         let (mut got_forgotten, mut got_exemplars, mut got_apart) = (Vec::new(), Vec::new(), Vec::new());
+        let mut got_written = Vec::new();
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
                 Record::Samples(s) => got_samples.extend(s.into_iter().map(|(id, t, v)| (id, t, v.to_bits()))),
                 Record::OutOfOrder(s) => got_apart.extend(s.into_iter().map(|(id, t, v)| (id, t, v.to_bits()))),
+                Record::OutOfOrderWritten(t) => got_written.push(t),
                 Record::Tombstones(d) => got_deleted.extend(d),
                 Record::Chunks(c) => got_chunks.extend(c),
                 Record::Forgotten(f) => got_forgotten.extend(f),
@@ -226,6 +230,7 @@ fn wal_records_round_trip() {
         assert_eq!(got_series, series);
         assert_eq!(got_samples, samples.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
         assert_eq!(got_apart, apart.iter().map(|&(id, t, v)| (id, t, v.to_bits())).collect::<Vec<_>>());
+        assert_eq!(got_written, [written]);
         assert_eq!(got_deleted, deleted);
         assert_eq!(got_chunks.len(), 1);
         let (got_id, got) = &got_chunks[0];

@@ -360,12 +360,14 @@ impl Db {
                 }
             }
             let compaction = Compaction { level: 1, sources: vec![ulid], parents: vec![] };
+            // Not past the floor: a start takes the newest block's end as the head's start.
             let start = n.saturating_mul(range);
-            let (meta, path) = writer.finish(&symbols, start, start.saturating_add(range), compaction)?;
+            let (meta, path) = writer.finish(&symbols, start, start.saturating_add(range).min(floor), compaction)?;
             self.blocks.add_cut(Block::open(&path)?);
             flushed.blocks.push(meta);
         }
         flushed.emptied = self.head.drop_out_of_order_before(floor);
+        flushed.unlogged = self.wal.log_out_of_order_written(floor).err();
         Ok(flushed)
     }
 
@@ -570,6 +572,8 @@ pub struct Flushed {
     pub blocks: Vec<BlockMeta>,
     /// Series left without samples, for [`Db::forget_series`].
     pub emptied: Vec<u32>,
+    /// Why the log does not say so, if it does not: a replay would write them again.
+    pub unlogged: Option<io::Error>,
 }
 
 /// What the head's oldest data needs ([`Db::due_cut`]).
@@ -714,7 +718,9 @@ mod tests {
         assert_eq!(read(&db).len(), 31);
         assert_eq!(db.blocks.plan(&[RANGE, 3 * RANGE]).map(|g| g.len()), Some(2), "overlapping blocks merge first");
         drop(db);
+        // The snapshot still holds them, but the log says they went to blocks.
         let db = open(&dirs);
+        assert!(db.head.out_of_order().is_empty(), "not brought back to be written again");
         assert_eq!(read(&db).len(), 31);
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }

@@ -529,9 +529,13 @@ impl Head {
             return Err(AppendError::TooFarInFuture);
         }
         let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
+        if t == s.last_t && v.to_bits() == s.last_v {
+            // Even before the floor: a federated or pushed sample whose time never changes.
+            return Ok(Appended::Duplicate);
+        }
         if t >= self.append_floor {
             if t == s.last_t {
-                return if v.to_bits() == s.last_v { Ok(Appended::Duplicate) } else { Err(AppendError::Duplicate) };
+                return Err(AppendError::Duplicate);
             }
             if t > s.last_t {
                 if self.keeps_samples {

@@ -94,6 +94,12 @@ impl OutOfOrder {
         self.series.values().filter_map(Series::min_time).min()
     }
 
+    /// The newest sample held, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        let newest = |s: &Series| s.packed.iter().map(|c| c.max_t).chain(s.buffer.last().map(|x| x.0)).max();
+        self.series.values().filter_map(newest).max()
+    }
+
     /// Whether series `id` has out-of-order samples.
     pub fn has(&self, id: u32) -> bool {
         self.series.contains_key(&id)

@@ -180,7 +180,7 @@ impl Gathering {
                     labels.shards[shard].remove(&id);
                 }
             }
-            Record::Exemplars(_) | Record::Tombstones(_) | Record::Chunks(_) => {}
+            Record::Exemplars(_) | Record::Tombstones(_) | Record::Chunks(_) | Record::OutOfOrderWritten(_) => {}
         }
     }
 

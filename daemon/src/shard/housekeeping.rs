@@ -43,8 +43,9 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     loop {
         monoio::time::sleep(interval(env.block_range)).await;
         env.metrics.compactions_triggered.inc();
-        cut(index, &storage, &env).await;
-        flush_out_of_order(index, &storage, &env).await;
+        if cut(index, &storage, &env).await {
+            flush_out_of_order(index, &storage, &env).await;
+        }
         compact(index, &storage, &env, &ranges).await;
         retain(index, &storage, &env).await;
         let now = crate::clock::now_ms();
@@ -170,14 +171,16 @@ async fn forget(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ids: &[u32]
 
 /// Cuts the head's oldest ranges into blocks while they are due (at most
 /// [`MAX_CUTS_PER_PASS`] per pass, so that a backfill does not keep the shard cutting).
-async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
+/// Returns whether the head's start moved.
+async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
     let m = &env.metrics;
+    let mut moved = false;
     for _ in 0..MAX_CUTS_PER_PASS {
         let now = crate::clock::now_ms();
         let started = Instant::now();
         let due = storage.borrow().due_cut(env.block_range, now.saturating_sub(env.retention.millis()));
         let result = match due {
-            None => return,
+            None => return moved,
             Some(Due::Drop { before }) => Ok((storage.borrow_mut().forget_before(before), before, None)),
             Some(Due::Cut { start, end }) => cut_block(storage, start, end, now).await.map(|(t, meta)| (t, end, meta)),
         };
@@ -186,9 +189,10 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             Err(e) => {
                 m.compactions_failed.inc();
                 tracing::error!(shard = index, error = %e, "cannot cut the head into a block; the head keeps the data");
-                return;
+                return moved;
             }
         };
+        moved = true;
         m.head_truncations.inc();
         let forgotten = forget(index, storage, env, &truncated.emptied).await;
         if let Some(meta) = meta {
@@ -207,10 +211,12 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
         }
         checkpoint(index, storage, before).await;
     }
+    moved
 }
 
 /// Writes the out-of-order samples whose range is in blocks already to blocks of their own
-/// (`Db::flush_out_of_order`).
+/// (`Db::flush_out_of_order`): after a pass that cut the head, as upstream, so that late
+/// samples make at most one block per block range and per cut.
 async fn flush_out_of_order(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let started = Instant::now();
     let flushed = storage.borrow_mut().flush_out_of_order(crate::clock::now_ms());
@@ -227,6 +233,9 @@ async fn flush_out_of_order(index: usize, storage: &RefCell<Db>, env: &ShardEnv)
                     samples = meta.stats.num_samples,
                     "out-of-order samples written to a block"
                 );
+            }
+            if let Some(e) = flushed.unlogged {
+                tracing::warn!(shard = index, error = %e, "cannot log that out-of-order samples went to blocks; a restart writes them again");
             }
             forget(index, storage, env, &flushed.emptied).await;
         }

@@ -38,8 +38,8 @@ use crate::head::Head;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
 use record::{
-    encode_chunks, encode_exemplars, encode_forgotten, encode_out_of_order, encode_samples, encode_series,
-    encode_tombstones, scan_frames, Damage, Record,
+    encode_chunks, encode_exemplars, encode_forgotten, encode_out_of_order, encode_out_of_order_written,
+    encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
 };
 
 /// How the log is written.
@@ -252,6 +252,10 @@ impl Replayer<'_> {
                     }
                 }
             }
+            // Written to blocks then: not again (a series left empty is forgotten after replay).
+            Record::OutOfOrderWritten(before) => {
+                self.head.drop_out_of_order_before(before);
+            }
             Record::Tombstones(deleted) => {
                 for (wal_id, mint, maxt) in deleted {
                     self.head.reserve_ids_through(wal_id);
@@ -425,6 +429,11 @@ impl Wal {
         self.write(None, |buf| encode_forgotten(buf, ids, compress))
     }
 
+    /// Logs that the head's out-of-order samples before `before` were written to blocks.
+    pub fn log_out_of_order_written(&mut self, before: i64) -> io::Result<()> {
+        self.write(None, |buf| encode_out_of_order_written(buf, before))
+    }
+
     /// Makes `followers` what the log shares with the readers following it.
     pub fn set_followers(&mut self, followers: LogFollowers) {
         self.followers = followers;
@@ -557,7 +566,8 @@ impl Wal {
             }
             LogKind::Snapshot => {
                 // Samples appended while it was written may be in it: its newest is now's.
-                self.snapshot = Some((written.index, head.max_time()));
+                let apart = head.out_of_order().max_time();
+                self.snapshot = Some((written.index, head.max_time().max(apart)));
                 self.remove_covered(written.index, true)?;
             }
         }

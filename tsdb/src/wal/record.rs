@@ -24,6 +24,9 @@
 //! * An out-of-order samples record is a samples record of samples the head accepted out of
 //!   order (`storage.tsdb.out_of_order_time_window`): a replay keeps them apart again, whatever
 //!   the window is then (in head snapshots, after every series).
+//! * An out-of-order written record holds one time: the head's out-of-order samples before it
+//!   were written to blocks here, so a replay lets them go again instead of writing them twice
+//!   (and bringing back what was deleted from those blocks since).
 //! * An exemplars record lists `(id, t, value, whether t is the exemplar's own, labels)`:
 //!   exemplars the head kept, logged after the samples of their batch (and in checkpoints and
 //!   snapshots after their series).
@@ -52,6 +55,8 @@ pub const FORGOTTEN: u8 = 5;
 pub const EXEMPLARS: u8 = 6;
 /// Frame kind of an out-of-order samples record.
 pub const OUT_OF_ORDER: u8 = 7;
+/// Frame kind of an out-of-order written record.
+pub const OUT_OF_ORDER_WRITTEN: u8 = 8;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -69,6 +74,8 @@ pub enum Record {
     Samples(Vec<(u32, i64, f64)>),
     /// Samples the head accepted out of order.
     OutOfOrder(Vec<(u32, i64, f64)>),
+    /// The head's out-of-order samples before this time went to blocks.
+    OutOfOrderWritten(i64),
     Chunks(Vec<(u32, SeriesSnapshot)>),
     /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
     Tombstones(Vec<(u32, i64, i64)>),
@@ -286,6 +293,13 @@ pub fn encode_forgotten(out: &mut Vec<u8>, ids: &[u32], compress: bool) {
     w.finish();
 }
 
+/// Appends an out-of-order written record for `before`.
+pub fn encode_out_of_order_written(out: &mut Vec<u8>, before: i64) {
+    let mut payload = Vec::new();
+    put_varint(&mut payload, zigzag(before));
+    put_frame(out, OUT_OF_ORDER_WRITTEN, &payload, false);
+}
+
 /// Appends exemplars records for `exemplars` (series id and exemplar).
 pub fn encode_exemplars<'a>(
     out: &mut Vec<u8>,
@@ -314,6 +328,12 @@ fn decode_exemplars(payload: &[u8]) -> Option<Record> {
         out.push((id, Exemplar { labels: c.labels()?, value, t, has_ts }));
     }
     Some(Record::Exemplars(out))
+}
+
+fn decode_out_of_order_written(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let before = unzigzag(c.varint()?);
+    c.done().then_some(Record::OutOfOrderWritten(before))
 }
 
 fn decode_forgotten(payload: &[u8]) -> Option<Record> {
@@ -361,7 +381,10 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
     let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
     let crc = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
     if len > MAX_PAYLOAD
-        || !matches!(kind & !SNAPPY, SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS | OUT_OF_ORDER)
+        || !matches!(
+            kind & !SNAPPY,
+            SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS | OUT_OF_ORDER | OUT_OF_ORDER_WRITTEN
+        )
     {
         return Frame::Bad;
     }
@@ -388,6 +411,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
         SERIES => decode_series(payload),
         SAMPLES => decode_samples(payload).map(Record::Samples),
         OUT_OF_ORDER => decode_samples(payload).map(Record::OutOfOrder),
+        OUT_OF_ORDER_WRITTEN => decode_out_of_order_written(payload),
         TOMBSTONES => decode_tombstones(payload),
         FORGOTTEN => decode_forgotten(payload),
         EXEMPLARS => decode_exemplars(payload),
