@@ -65,7 +65,7 @@ impl AppendReply {
                 self.appended += 1;
                 self.appended_out_of_order += 1;
             }
-            Ok(Appended::Duplicate) => {}
+            Ok(Appended::Dropped) => {}
             Err(AppendError::OutOfOrder) => self.out_of_order += 1,
             Err(AppendError::Duplicate) => self.duplicates += 1,
             Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,

@@ -72,13 +72,16 @@ pub enum AppendError {
     UnknownSeries,
 }
 
-/// Where an accepted sample went.
+/// Where an accepted sample went. A sample the head holds already (same time, same value) is
+/// accepted again where it is, so that the caller logs it again: a request retried because its
+/// log write failed (a full disk) becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     InOrder,
     OutOfOrder,
-    /// The head holds this sample already: nothing changed (upstream's silent drop).
-    Duplicate,
+    /// Out of order at a time the series' buffer holds with another value: dropped, as
+    /// upstream drops it (silently).
+    Dropped,
 }
 
 /// Hashes series ids (already unique `u32`s, or small tuples of them and indexes) with one
@@ -531,7 +534,7 @@ impl Head {
         let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
         if t == s.last_t && v.to_bits() == s.last_v {
             // Even before the floor: a federated or pushed sample whose time never changes.
-            return Ok(Appended::Duplicate);
+            return Ok(Appended::InOrder);
         }
         if t >= self.append_floor {
             if t == s.last_t {
@@ -553,8 +556,8 @@ impl Head {
                 return Err(AppendError::TooOld);
             }
             return Ok(match self.out_of_order.insert(id, t, v) {
-                true => Appended::OutOfOrder,
-                false => Appended::Duplicate,
+                Some(held) if held.to_bits() != v.to_bits() => Appended::Dropped,
+                _ => Appended::OutOfOrder,
             });
         }
         Err(if t < self.append_floor { AppendError::OutOfBounds } else { AppendError::OutOfOrder })
@@ -563,7 +566,7 @@ impl Head {
     /// Keeps `(t, v)` as an out-of-order sample of series `id`, whatever the window (a replay
     /// of what was accepted as one); false if there is no such series or it holds one at `t`.
     pub fn insert_out_of_order(&mut self, id: u32, t: i64, v: f64) -> bool {
-        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v)
+        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v).is_none()
     }
 
     pub fn out_of_order(&self) -> &OutOfOrder {
@@ -968,7 +971,7 @@ mod tests {
         let (id, _) = h.get_or_create(&up("api"));
         h.append(id, 2000, 1.0).unwrap();
         assert_eq!(h.append(id, 1000, 1.0), Err(AppendError::OutOfOrder));
-        assert_eq!(h.append(id, 2000, 1.0), Ok(Appended::Duplicate), "identical duplicate is a no-op");
+        assert_eq!(h.append(id, 2000, 1.0), Ok(Appended::InOrder), "identical duplicate is a no-op");
         assert_eq!(h.append(id, 2000, 5.0), Err(AppendError::Duplicate));
         assert_eq!(h.select(&[], 0, 3000)[0].samples.len(), 1);
     }
@@ -982,6 +985,8 @@ mod tests {
         }
         h.set_out_of_order_window(5_000);
         assert_eq!(h.append(id, 5_500, -1.0), Ok(Appended::OutOfOrder));
+        assert_eq!(h.append(id, 5_500, -1.0), Ok(Appended::OutOfOrder), "the same again: logged again");
+        assert_eq!(h.append(id, 5_500, -2.0), Ok(Appended::Dropped), "another value: dropped");
         assert_eq!(h.append(id, 3_500, -1.0), Err(AppendError::TooOld));
         let newest = |h: &Head, maxt| h.newest_sample(id, 0, maxt).unwrap().samples;
         assert_eq!(newest(&h, 5_700), vec![Sample { t: 5_500, v: -1.0 }]);

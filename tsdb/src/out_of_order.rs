@@ -4,9 +4,10 @@
 //! before the head's newest sample, is kept here instead of being refused. Each series that
 //! has some holds a sorted buffer of up to [`BUFFER_SAMPLES`] (upstream's
 //! `out_of_order_cap_max` default), packed into a chunk when full; packed chunks may overlap
-//! each other in time. A sample at a time the buffer already holds is dropped, as upstream
-//! (packed chunks and the in-order chunks are not checked: a read keeps the in-order sample,
-//! then the newest packed one).
+//! each other in time. A sample at a time the buffer already holds with another value is
+//! dropped, as upstream (packed chunks and the in-order chunks are not checked: a read keeps
+//! the in-order sample, then the newest packed one); with the same value it is accepted again,
+//! as the head accepts a repeated in-order sample, so that a retried write is logged.
 //!
 //! Out-of-order data never enters the head's in-order chunks. Once the in-order data of its
 //! time range is in a block (before the head's `min_valid`), it is written to blocks of its
@@ -105,19 +106,20 @@ impl OutOfOrder {
         self.series.contains_key(&id)
     }
 
-    /// Keeps `(t, v)` for series `id`; false if its buffer holds a sample at `t` already.
-    pub fn insert(&mut self, id: u32, t: i64, v: f64) -> bool {
+    /// Keeps `(t, v)` for series `id`; if its buffer holds a sample at `t` already, keeps that
+    /// and returns its value.
+    pub fn insert(&mut self, id: u32, t: i64, v: f64) -> Option<f64> {
         let s = self.series.entry(id).or_default();
         let at = s.buffer.partition_point(|x| x.0 < t);
-        if s.buffer.get(at).is_some_and(|x| x.0 == t) {
-            return false;
+        if let Some(&(_, held)) = s.buffer.get(at).filter(|x| x.0 == t) {
+            return Some(held);
         }
         s.buffer.insert(at, (t, v));
         if s.buffer.len() >= BUFFER_SAMPLES {
             s.packed.extend(BlockChunk::pack(&s.buffer));
             s.buffer.clear();
         }
-        true
+        None
     }
 
     /// Whether series `id` has out-of-order samples in `[mint, maxt]`.
@@ -186,17 +188,17 @@ mod tests {
         let mut o = OutOfOrder::default();
         // Backwards, so that every insert goes before the others.
         for t in (0..100).rev() {
-            assert!(o.insert(7, t * 10, t as f64));
+            assert_eq!(o.insert(7, t * 10, t as f64), None);
         }
         // 96 samples are packed; the buffer holds 30, 20, 10 and 0.
-        assert!(!o.insert(7, 10, 5.0), "a time the buffer holds is dropped");
+        assert_eq!(o.insert(7, 10, 5.0), Some(1.0), "a time the buffer holds is kept");
         assert_eq!(o.num_samples(), 100);
         let all = o.samples_in(7, i64::MIN, i64::MAX);
         assert_eq!(all, (0..100).map(|t| (t * 10, t as f64)).collect::<Vec<_>>());
         assert_eq!(o.samples_in(7, 95, 120), vec![(100, 10.0), (110, 11.0), (120, 12.0)]);
         assert!(o.overlaps(7, 5, 5) && !o.overlaps(7, 1000, 2000) && !o.overlaps(8, 0, 1000));
         // A packed time comes again: the newest copy is read.
-        assert!(o.insert(7, 990, -1.0));
+        assert_eq!(o.insert(7, 990, -1.0), None);
         assert_eq!(o.samples_in(7, 990, 990), vec![(990, -1.0)]);
     }
 

@@ -364,10 +364,17 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
                 batch.iter().map(|s| (s.labels, s.samples.to_vec(), s.exemplars.to_vec())).collect()
             });
             let before: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
+            let mut lone_exemplars = 0;
             for (_, s, e) in kept.iter_mut() {
                 s.retain(|x| x.0 >= oldest_kept);
                 e.retain(|x| x.t >= oldest_kept);
+                if s.is_empty() && matches!(q.config.protobuf_message, WriteMessage::V2) {
+                    // As in `send_part`: 2.0 has no place for exemplars alone.
+                    lone_exemplars += e.len();
+                    e.clear();
+                }
             }
+            m.exemplars_failed.get_or_create(labels).inc_by(lone_exemplars as u64);
             let after: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
             sent.dropped += before - after;
             m.samples_pending.get_or_create(labels).dec_by((before - after) as i64);
