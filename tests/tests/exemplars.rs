@@ -146,6 +146,38 @@ fn scraped_exemplars_are_kept_as_upstream_keeps_them() {
     assert_eq!(series_with(&pyrite.url), series_with(&upstream.url));
 }
 
+/// An agent keeps scraped exemplars without the feature flag, as upstream's agent, and its
+/// queue forwards them with `send_exemplars`: the receiver holds those the target served, with
+/// their own times.
+#[test]
+fn an_agent_forwards_scraped_exemplars() {
+    let receiver = Pyrite::start(PyriteOpts {
+        config: Some("global:\n  scrape_interval: 1h\n".into()),
+        extra_args: vec![FEATURE.into()],
+        ..Default::default()
+    });
+    let queue = format!(
+        "remote_write:\n  - url: {}/api/v1/write\n    queue_config: {{batch_send_deadline: 500ms}}\n    send_exemplars: true\n",
+        receiver.url
+    );
+    let _agent = Pyrite::start(PyriteOpts {
+        config: Some(format!("{}{queue}", config(&openmetrics_target()))),
+        agent: true,
+        ..Default::default()
+    });
+    let query = "req_total{path=\"/a\"}";
+    let found = eventually(Duration::from_secs(20), || {
+        let got = exemplars(&receiver.url, query, 0.0, now_secs());
+        got.first().is_some_and(|(_, e)| e.len() >= 3).then_some(got)
+    });
+    let found = found.unwrap_or_else(|| panic!("{:?}", exemplars(&receiver.url, query, 0.0, now_secs())));
+    for (labels, value, t) in &found[0].1 {
+        // The target's generation n serves trace a<n> at n × 2 s.
+        assert_eq!(*labels, format!("trace_id=a{}", t / 2000), "{found:?}");
+        assert_eq!(value, "1.5");
+    }
+}
+
 fn exemplar(trace: &str, value: f64, t: i64) -> Exemplar {
     Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, t, has_ts: true }
 }

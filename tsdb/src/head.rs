@@ -25,7 +25,9 @@
 //!   the future.
 //! * With an out-of-order window set, a sample refused above as out of order or out of bounds
 //!   is kept apart in [`OutOfOrder`] instead if it is no older than the window before the
-//!   head's newest sample (refused as too old otherwise), as upstream; reads merge it in.
+//!   head's newest sample (refused as too old otherwise), as upstream; reads merge it in. An
+//!   agent's head takes one newer than the window before its series' last, as upstream's
+//!   agent, and keeps nothing of it.
 //! * A head [`Head::without_samples`] (agent mode) keeps series only: an append checks order
 //!   against the series' last sample and records it, and nothing else (no chunks, no
 //!   postings, so it answers no query). Its series are forgotten when they have not been
@@ -551,7 +553,15 @@ impl Head {
             }
         }
         let window = self.out_of_order.window();
-        if window > 0 && self.keeps_samples {
+        if window > 0 && !self.keeps_samples {
+            // Upstream's agent: a sample newer than the window before its series' last is
+            // taken (and logged, for the remote-write queues); nothing is kept.
+            return match t > s.last_t.saturating_sub(window) {
+                true => Ok(Appended::OutOfOrder),
+                false => Err(AppendError::OutOfOrder),
+            };
+        }
+        if window > 0 {
             if t < self.newest.saturating_sub(window) {
                 return Err(AppendError::TooOld);
             }
@@ -1000,6 +1010,19 @@ mod tests {
         // Appends before min_valid within the window go apart too.
         assert_eq!(h.append(id, 6_500, -1.0), Ok(Appended::OutOfOrder));
         assert_eq!(h.drop_out_of_order_before(7_000), Vec::<u32>::new(), "in-order samples remain");
+    }
+
+    #[test]
+    fn an_agent_takes_samples_within_the_window_before_its_series_last_and_keeps_nothing() {
+        let mut h = Head::new().without_samples();
+        let (id, _) = h.get_or_create(&up("api"));
+        h.append(id, 10_000, 1.0).unwrap();
+        assert_eq!(h.append(id, 9_000, 1.0), Err(AppendError::OutOfOrder));
+        h.set_out_of_order_window(5_000);
+        assert_eq!(h.append(id, 6_000, 1.0), Ok(Appended::OutOfOrder));
+        assert_eq!(h.append(id, 5_000, 1.0), Err(AppendError::OutOfOrder), "not newer than the window");
+        assert!(h.out_of_order().is_empty(), "an agent keeps nothing");
+        assert_eq!(h.append(id, 11_000, 1.0), Ok(Appended::InOrder));
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl OutOfOrder {
 
     /// Whether series `id` has out-of-order samples in `[mint, maxt]`.
     pub fn overlaps(&self, id: u32, mint: i64, maxt: i64) -> bool {
-        self.series.get(&id).is_some_and(|s| s.overlaps(mint, maxt))
+        // Every read asks: without out-of-order samples, no hashing.
+        !self.series.is_empty() && self.series.get(&id).is_some_and(|s| s.overlaps(mint, maxt))
     }
 
     /// Series `id`'s samples in `[mint, maxt]`, sorted, each time once.
