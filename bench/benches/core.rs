@@ -216,15 +216,44 @@ fn head_and_query(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // Into `storage.tsdb.out_of_order_time_window`: between two samples an hour old.
+    g.bench_function("append_one_out_of_order_sample_to_1000_series", |b| {
+        b.iter_batched(
+            || {
+                let mut head = loaded_head(SERIES, 240);
+                head.set_out_of_order_window(3_600_000);
+                head
+            },
+            |mut head| {
+                for id in 0..SERIES as u32 {
+                    head.append(id, 7_500, 1.0).expect("within the window");
+                }
+                head
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 
     let head = loaded_head(SERIES, 240);
+    // The same head with 20 out-of-order samples per series in the five minutes the instant
+    // query reads, which it then merges.
+    let mut late = loaded_head(SERIES, 240);
+    late.set_out_of_order_window(3_600_000);
+    for id in 0..SERIES as u32 {
+        for k in 181..=200 {
+            late.append(id, k * 15_000 - 7_500, 1.0).expect("within the window");
+        }
+    }
     let expr = parse("sum by (job) (rate(http_requests_total[5m]))").expect("valid query");
     let instant = EvalParams::instant(3_000_000, 300_000);
     let p = plan(&expr, &instant).expect("plannable");
     let mut g = c.benchmark_group("query_1000_series");
     g.sample_size(20);
     g.bench_function("sum_rate_instant", |b| b.iter(|| evaluate_fragment(&p, 0, &instant, &head).expect("evaluates")));
+    g.bench_function("sum_rate_instant_with_out_of_order_samples", |b| {
+        b.iter(|| evaluate_fragment(&p, 0, &instant, &late).expect("evaluates"))
+    });
     let range = EvalParams { start: 300_000, end: 3_585_000, step: 15_000, lookback: 300_000 };
     g.throughput(Throughput::Elements((SERIES * range.steps()) as u64));
     g.bench_function("sum_rate_range_220_steps", |b| {

@@ -2,7 +2,8 @@
 # Server CPU per dashboard query, two Pyrite builds side by side on the same load: each scrapes
 # the same 300 loadgen targets (1,000 series of the mixed profile each, every 15 s); after
 # WARMUP seconds, each query runs ROUNDS times against each server in turn, at the present, and
-# each server's CPU for its own query is read from /proc/PID/stat (utime + stime).
+# each server's CPU for its own query is read from /proc/PID/stat (utime + stime). Each server's
+# CPU over the warm-up, scraping alone, is printed first.
 # Usage: query-cpu-ab.sh BASE_BINARY NEW_BINARY [ROUNDS] [WARMUP]. Needs
 # target/release/pyrite-loadgen, curl, bc, and free ports 19291-19292.
 set -euo pipefail
@@ -24,6 +25,8 @@ serve "$new" 19291
 pb=$!
 sleep "$warmup"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Scraping alone, before any query: each server's CPU since its start.
+echo "warm-up (scraping only): base $(($(cpu $pa) * 10)) ms, new $(($(cpu $pb) * 10)) ms"
 ask() { # port query range
   local now
   now=$(date +%s.%N)
