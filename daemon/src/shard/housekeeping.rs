@@ -196,22 +196,35 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
         m.head_truncations.inc();
         let forgotten = forget(index, storage, env, &truncated.emptied).await;
         if let Some(meta) = meta {
-            m.block_written(index, "head", started.elapsed().as_secs_f64());
+            written_from_head(index, env, "head", &meta, started);
+        }
+        if forgotten > 0 {
             tracing::info!(
                 shard = index,
-                ulid = meta.ulid.as_str(),
-                min_time = meta.min_time,
-                max_time = meta.max_time,
-                series = meta.stats.num_series,
-                samples = meta.stats.num_samples,
                 series_forgotten = forgotten,
-                seconds = started.elapsed().as_secs_f64(),
-                "head cut into a block"
+                "series forgotten: their samples are in blocks"
             );
         }
         checkpoint(index, storage, before).await;
     }
     moved
+}
+
+/// Counts and logs a block written from the head's data (`kind`, as
+/// `pyrite_tsdb_compactions_total` has it), begun at `started`.
+fn written_from_head(index: usize, env: &ShardEnv, kind: &'static str, meta: &BlockMeta, started: Instant) {
+    env.metrics.block_written(index, kind, started.elapsed().as_secs_f64());
+    tracing::info!(
+        shard = index,
+        kind,
+        ulid = meta.ulid.as_str(),
+        min_time = meta.min_time,
+        max_time = meta.max_time,
+        series = meta.stats.num_series,
+        samples = meta.stats.num_samples,
+        seconds = started.elapsed().as_secs_f64(),
+        "block written from the head"
+    );
 }
 
 /// Writes the out-of-order samples whose range is in blocks already to blocks of their own
@@ -223,16 +236,7 @@ async fn flush_out_of_order(index: usize, storage: &RefCell<Db>, env: &ShardEnv)
     match flushed {
         Ok(flushed) => {
             for meta in &flushed.blocks {
-                env.metrics.block_written(index, "out-of-order", started.elapsed().as_secs_f64());
-                tracing::info!(
-                    shard = index,
-                    ulid = meta.ulid.as_str(),
-                    min_time = meta.min_time,
-                    max_time = meta.max_time,
-                    series = meta.stats.num_series,
-                    samples = meta.stats.num_samples,
-                    "out-of-order samples written to a block"
-                );
+                written_from_head(index, env, "out-of-order", meta, started);
             }
             if let Some(e) = flushed.unlogged {
                 tracing::warn!(shard = index, error = %e, "cannot log that out-of-order samples went to blocks; a restart writes them again");
