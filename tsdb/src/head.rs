@@ -327,8 +327,7 @@ pub struct SeriesSnapshot {
 impl SeriesSnapshot {
     /// Samples held (a packed chunk's first byte is its sample count).
     pub fn num_samples(&self) -> usize {
-        self.sealed.iter().map(|c| usize::from(c.bytes.first().copied().unwrap_or(0))).sum::<usize>()
-            + usize::from(self.open.count)
+        self.sealed.iter().map(|c| packed::sample_count(&c.bytes)).sum::<usize>() + usize::from(self.open.count)
     }
 
     /// The newest sample time held, if any.

@@ -35,10 +35,14 @@ impl Series {
         self.packed.iter().map(|c| c.min_t).chain(self.buffer.first().map(|s| s.0)).min()
     }
 
+    fn max_time(&self) -> Option<i64> {
+        self.packed.iter().map(|c| c.max_t).chain(self.buffer.last().map(|s| s.0)).max()
+    }
+
     fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         let buffered =
             self.buffer.first().is_some_and(|f| f.0 <= maxt) && self.buffer.last().is_some_and(|l| l.0 >= mint);
-        buffered || self.packed.iter().any(|c| c.min_t <= maxt && c.max_t >= mint)
+        buffered || self.packed.iter().any(|c| c.overlaps(mint, maxt))
     }
 
     /// Every sample in `[mint, maxt]`, sorted, a time held twice once (the newest copy).
@@ -47,7 +51,7 @@ impl Series {
         let mut decoded = Vec::new();
         // Newest first, so that a stable sort and dedup keep the newest copy of a time.
         out.extend(self.buffer.iter().filter(|s| s.0 >= mint && s.0 <= maxt));
-        for c in self.packed.iter().rev().filter(|c| c.min_t <= maxt && c.max_t >= mint) {
+        for c in self.packed.iter().rev().filter(|c| c.overlaps(mint, maxt)) {
             decoded.clear();
             // Packed in this process (or restored from a checksummed record): decodable.
             if packed::decode(&c.bytes, &mut decoded).is_ok() {
@@ -97,8 +101,7 @@ impl OutOfOrder {
 
     /// The newest sample held, if any.
     pub fn max_time(&self) -> Option<i64> {
-        let newest = |s: &Series| s.packed.iter().map(|c| c.max_t).chain(s.buffer.last().map(|x| x.0)).max();
-        self.series.values().filter_map(newest).max()
+        self.series.values().filter_map(Series::max_time).max()
     }
 
     /// Whether series `id` has out-of-order samples.
@@ -175,7 +178,7 @@ impl OutOfOrder {
     pub fn num_samples(&self) -> usize {
         self.series
             .values()
-            .map(|s| s.buffer.len() + s.packed.iter().map(|c| usize::from(c.bytes[0])).sum::<usize>())
+            .map(|s| s.buffer.len() + s.packed.iter().map(|c| packed::sample_count(&c.bytes)).sum::<usize>())
             .sum()
     }
 }

@@ -109,6 +109,13 @@ pub struct BlockChunk<'a> {
     pub bytes: Cow<'a, [u8]>,
 }
 
+impl BlockChunk<'_> {
+    /// Whether the chunk has samples in `[mint, maxt]` (by its time range).
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_t <= maxt && self.max_t >= mint
+    }
+}
+
 impl BlockChunk<'static> {
     /// Packs `samples` (time-ordered) into chunks of at most 120.
     pub fn pack(samples: &[(i64, f64)]) -> Vec<BlockChunk<'static>> {

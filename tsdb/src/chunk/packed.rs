@@ -203,6 +203,12 @@ fn take_packed(c: &mut Cursor, block: &mut [u32; MAX_SAMPLES], count: usize) -> 
     Ok(())
 }
 
+/// The number of samples a packed chunk holds (its first byte; 0 for no bytes), without
+/// decoding it.
+pub fn sample_count(bytes: &[u8]) -> usize {
+    usize::from(bytes.first().copied().unwrap_or(0))
+}
+
 /// Appends the samples of a packed chunk to `out`.
 pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError> {
     let mut c = Cursor { buf: bytes, pos: 0 };
