@@ -307,6 +307,21 @@ pub struct ServerFlags {
     /// cannot push every current sample out of the head's time range.
     #[arg(long = "storage.tsdb.too-far-in-future.time-window", default_value = "10m", value_parser = duration)]
     pub future_window: Duration,
+    /// Move a scrape's timestamp onto its target's schedule when the scrape started at most
+    /// `--scrape.timestamp-tolerance` late, as upstream does (hidden there, default on), so
+    /// that timestamps lie exactly an interval apart and compress to nothing.
+    #[arg(
+        long = "scrape.adjust-timestamps",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub adjust_timestamps: bool,
+    /// How late a scrape may start and still be stamped on its schedule; at most 1 % of the
+    /// scrape interval is used.
+    #[arg(long = "scrape.timestamp-tolerance", default_value = "2ms", value_parser = duration)]
+    pub timestamp_tolerance: Duration,
     /// Largest time range compaction merges blocks into; default a tenth of the retention
     /// time, at most 31 days.
     #[arg(long = "storage.tsdb.max-block-duration", value_parser = duration)]

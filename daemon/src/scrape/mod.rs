@@ -22,14 +22,48 @@ use crate::metrics::Metrics;
 use crate::shards::{Request, Shards};
 
 /// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
-/// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms); and the
-/// resolver their targets' host names go to.
+/// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms); the
+/// resolver their targets' host names go to; and how far a scrape's timestamp may be moved
+/// onto its schedule (`--scrape.timestamp-tolerance`, ms; None with
+/// `--scrape.adjust-timestamps=false`).
 #[derive(Clone)]
 pub struct ScrapeSink {
     pub shards: Shards,
     pub metrics: Arc<Metrics>,
     pub future_window: i64,
     pub resolver: Resolver,
+    pub timestamp_tolerance: Option<i64>,
+}
+
+/// A target's schedule in the clock's milliseconds, to which a scrape's timestamp is moved when
+/// the timer fired at most a tolerance late, as upstream does: the timestamps of a series then
+/// lie exactly one interval apart, and their delta-of-deltas pack into nothing.
+struct Schedule {
+    /// The time of the tick the last scrape belonged to.
+    tick: i64,
+    interval: i64,
+    /// At most 1 % of the interval, as upstream clamps it.
+    tolerance: i64,
+}
+
+impl Schedule {
+    /// Starts at `first`, the first scrape's time.
+    fn new(first: i64, interval: i64, tolerance: i64) -> Schedule {
+        Schedule { tick: first, interval: interval.max(1), tolerance: tolerance.min(interval / 100) }
+    }
+
+    /// The timestamp of a scrape that starts at `now`: the tick it belongs to if `now` is at
+    /// most the tolerance past it, else `now` itself.
+    fn timestamp(&mut self, now: i64) -> i64 {
+        if now - self.tick >= self.interval {
+            // Ticks skipped by an overrunning scrape, or the clock stepped forward.
+            self.tick += (now - self.tick) / self.interval * self.interval;
+        }
+        match now - self.tick {
+            late if (0..=self.tolerance).contains(&late) => self.tick,
+            _ => now,
+        }
+    }
 }
 
 /// A target's first scrape is offset within its interval by a hash of its identity, so that
@@ -48,12 +82,19 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let mut next = Instant::now() + start_offset(target);
     let interval_label = vec![("interval", go_duration(target.interval.millis()))];
     let mut last_start: Option<Instant> = None;
+    let mut schedule: Option<Schedule> = None;
     loop {
         monoio::select! {
             _ = monoio::time::sleep_until(monoio::time::Instant::from_std(next)) => {}
             _ = active.stopped() => break,
         }
-        let t = now_ms();
+        let now = now_ms();
+        let t = match ctx.timestamp_tolerance {
+            Some(tolerance) => {
+                schedule.get_or_insert_with(|| Schedule::new(now, target.interval.millis(), tolerance)).timestamp(now)
+            }
+            None => now,
+        };
         let started = Instant::now();
         if let Some(last) = last_start.replace(started) {
             ctx.metrics.interval_length.observe(&interval_label, started.duration_since(last).as_secs_f64());
@@ -194,7 +235,25 @@ mod tests {
     use pyrite_core::config::Config;
     use pyrite_core::scrape::targets_from_config;
 
-    use super::{go_duration, start_offset};
+    use super::{go_duration, start_offset, Schedule};
+
+    #[test]
+    fn a_scrape_at_most_the_tolerance_late_is_stamped_on_its_tick() {
+        let mut s = Schedule::new(1_000_000, 15_000, 2);
+        let stamped: Vec<i64> = [1_015_000, 1_030_002, 1_045_003, 1_060_001].map(|now| s.timestamp(now)).into();
+        assert_eq!(stamped, [1_015_000, 1_030_000, 1_045_003, 1_060_000]);
+        // Ticks skipped by a long scrape: the schedule moves on by whole intervals.
+        assert_eq!(s.timestamp(1_105_001), 1_105_000);
+        // A clock stepped back is not moved onto the schedule.
+        assert_eq!(s.timestamp(1_104_999), 1_104_999);
+        assert_eq!(s.timestamp(1_120_000), 1_120_000);
+    }
+
+    #[test]
+    fn the_tolerance_is_at_most_a_hundredth_of_the_interval() {
+        let mut s = Schedule::new(0, 100, 2);
+        assert_eq!((s.timestamp(101), s.timestamp(202)), (100, 202));
+    }
 
     #[test]
     fn intervals_are_spelled_as_go_durations() {
