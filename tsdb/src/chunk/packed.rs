@@ -7,7 +7,8 @@
 //! the same bytes. The byte layout is specified in `docs/format/chunks.md`:
 //!
 //! ```text
-//! count u8 (1..=128) | values u8 (kind | exponent << 4) | t0 i64 LE | v0 u64 LE
+//! count u8 (1..=128) | values u8 (kind | VARINT_HEADER | exponent << 4)
+//! t0 zig-zag varint | v0: XOR u64 LE, DECIMAL zig-zag varint
 //! [count ≥ 2] first delta: zig-zag varint
 //! [count ≥ 3] timestamp width u8, then 16 × width bytes: the zig-zag delta-of-deltas of
 //!             samples 2.. packed (width 0xff: one zig-zag varint each instead)
@@ -19,6 +20,9 @@
 //!
 //! Time deltas and delta-of-deltas wrap (modulo 2^64), as the decoder's do, so timestamps any
 //! distance apart round-trip.
+//!
+//! Chunks written before the header's varints (no `VARINT_HEADER` bit) have `t0 i64 LE | v0 u64
+//! LE` instead, and still decode.
 //!
 //! Integer-valued series (counters, most gauges) are decimals with exponent 0; values such as
 //! `0.25` or `12.7` find the smallest exponent (up to 9) at which every value of the chunk is an
@@ -37,6 +41,9 @@ pub const MAX_SAMPLES: usize = BitPacker4x::BLOCK_LEN;
 
 const XOR: u8 = 0;
 const DECIMAL: u8 = 1;
+/// Set in the value-encoding byte of every chunk written now: `t0` and a decimal `v0` are
+/// varints (a fixed 16 bytes before; a short chunk of a flushed head is mostly its header).
+const VARINT_HEADER: u8 = 0x08;
 /// Timestamp width meaning "varints, not packed" (a delta-of-delta beyond 32 bits).
 const VARINT_WIDTH: u8 = 0xff;
 /// Integers up to 2^53 convert to and from f64 exactly.
@@ -57,13 +64,13 @@ pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     let decimal = decimal_exponent(samples, &mut scaled);
     out.push(samples.len() as u8);
     out.push(match decimal {
-        Some(e) => DECIMAL | (e << 4),
-        None => XOR,
+        Some(e) => DECIMAL | VARINT_HEADER | (e << 4),
+        None => XOR | VARINT_HEADER,
     });
     let (t0, v0) = samples[0];
-    out.extend_from_slice(&t0.to_le_bytes());
+    put_varint(out, zigzag(t0));
     match decimal {
-        Some(_) => out.extend_from_slice(&scaled[0].to_le_bytes()),
+        Some(_) => put_varint(out, zigzag(scaled[0])),
         None => out.extend_from_slice(&v0.to_bits().to_le_bytes()),
     }
     encode_times(samples, out);
@@ -214,8 +221,11 @@ pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError
     let mut c = Cursor { buf: bytes, pos: 0 };
     let n = c.u8().ok_or(PackedError("empty"))? as usize;
     let kind = c.u8().ok_or(PackedError("truncated header"))?;
-    let (t0, v0) =
-        (c.u64().ok_or(PackedError("truncated header"))? as i64, c.u64().ok_or(PackedError("truncated header"))?);
+    let (t0, v0) = match kind & VARINT_HEADER {
+        0 => (c.u64().map(|t| t as i64), c.u64()),
+        _ => (c.i64(), if kind & 0x07 == DECIMAL { c.i64().map(|x| x as u64) } else { c.u64() }),
+    };
+    let (t0, v0) = t0.zip(v0).ok_or(PackedError("truncated header"))?;
     if n == 0 || n > MAX_SAMPLES {
         return Err(PackedError("sample count out of range"));
     }
@@ -246,7 +256,7 @@ pub fn decode(bytes: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), PackedError
         }
     }
     let samples = &mut out[start..];
-    match (kind & 0x0f, kind >> 4) {
+    match (kind & 0x07, kind >> 4) {
         (DECIMAL, e) if (e as usize) < POW10.len() => {
             let mut x = v0 as i64;
             samples[0].1 = unscaled(x, e);
@@ -299,7 +309,7 @@ mod tests {
         let samples: Vec<(i64, f64)> =
             times(120).enumerate().map(|(i, t)| (t, (i * 100 + (i * 31) % 21) as f64)).collect();
         let bytes = round_trip(&samples);
-        assert_eq!(bytes[1], DECIMAL, "integers use exponent 0");
+        assert_eq!(bytes[1], DECIMAL | VARINT_HEADER, "integers use exponent 0");
         let xor_len = |samples: &[(i64, f64)]| {
             let mut xor = super::super::XorChunk::new();
             samples.iter().for_each(|&(t, v)| xor.append(t, v));
@@ -314,9 +324,29 @@ mod tests {
     }
 
     #[test]
+    fn chunks_with_the_fixed_header_of_earlier_versions_still_decode() {
+        // Two samples: t0 and v0 as 8 bytes each, the first delta, then the smallest value
+        // delta and a value block of width 0.
+        let t0: i64 = 1_700_000_000_000;
+        let mut old = vec![2, DECIMAL];
+        old.extend_from_slice(&t0.to_le_bytes());
+        old.extend_from_slice(&41i64.to_le_bytes());
+        put_varint(&mut old, zigzag(15_000));
+        put_varint(&mut old, zigzag(5));
+        old.push(0);
+        let mut out = Vec::new();
+        decode(&old, &mut out).expect("decodes");
+        assert_eq!(out, [(t0, 41.0), (t0 + 15_000, 46.0)]);
+        // The same samples now: t0 takes 6 bytes and v0 one, 9 fewer than the fixed 16.
+        let mut new = Vec::new();
+        encode(&out, &mut new);
+        assert_eq!(new.len() + 9, old.len());
+    }
+
+    #[test]
     fn decimals_find_the_smallest_exponent() {
         let samples: Vec<(i64, f64)> = times(100).enumerate().map(|(i, t)| (t, 0.25 * i as f64 - 3.5)).collect();
-        assert_eq!(round_trip(&samples)[1], DECIMAL | (2 << 4));
+        assert_eq!(round_trip(&samples)[1], DECIMAL | VARINT_HEADER | (2 << 4));
         let samples: Vec<(i64, f64)> = times(50).enumerate().map(|(i, t)| (t, 12.7 + i as f64 / 10.0)).collect();
         round_trip(&samples);
     }
@@ -329,7 +359,7 @@ mod tests {
             let samples: Vec<(i64, f64)> = times(10).map(|t| (t, 1.0)).chain([(1_800_000_000_000, special)]).collect();
             let bytes = round_trip(&samples);
             if special.to_bits() != 0 {
-                assert_eq!(bytes[1], XOR, "{special}");
+                assert_eq!(bytes[1], XOR | VARINT_HEADER, "{special}");
             }
         }
     }
@@ -357,7 +387,7 @@ mod tests {
         round_trip(&samples);
         // Values whose scaled deltas exceed 32 bits stay exact through XOR.
         let wide: Vec<(i64, f64)> = (0..10).map(|i| (i, if i % 2 == 0 { 0.0 } else { 1e15 })).collect();
-        assert_eq!(round_trip(&wide)[1], XOR);
+        assert_eq!(round_trip(&wide)[1], XOR | VARINT_HEADER);
     }
 
     #[test]
