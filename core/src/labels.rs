@@ -132,6 +132,36 @@ impl Labels {
     }
 }
 
+/// The labels of each series a read must return: all of them, or only the named ones when the
+/// query reads no others (an aggregation `by` a few labels over series it cannot confuse), so
+/// that storage need not build label sets nobody reads. A source may always return more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Projection {
+    #[default]
+    All,
+    /// These names, sorted and unique.
+    Only(Vec<String>),
+}
+
+impl Projection {
+    /// Whether a label named `name` is returned.
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            Projection::All => true,
+            Projection::Only(names) => names.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
+        }
+    }
+
+    /// `labels` with only the labels returned.
+    pub fn apply(&self, labels: Labels) -> Labels {
+        match self {
+            Projection::All => labels,
+            Projection::Only(_) if labels.iter().all(|l| self.keeps(&l.name)) => labels,
+            Projection::Only(_) => labels.filtered(|n| self.keeps(n)),
+        }
+    }
+}
+
 /// [`Labels::hash`] of the label set whose (name, value) pairs, in label order, are `pairs`,
 /// for a store that keeps labels in another form.
 pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {

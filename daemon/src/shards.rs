@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyrite_core::config::Config;
-use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
@@ -82,12 +82,14 @@ pub enum Request {
     /// evaluated on a query worker: one part per block read and one for the head, to be merged
     /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
     /// work in between, and gives up once `interrupt` fires or the asker stops waiting. With
-    /// `newest`, the head's part may hold only each series' newest sample in the range.
+    /// `newest`, the head's part may hold only each series' newest sample in the range; with a
+    /// projection, series may hold only its labels (see `shard::select::Select::labels`).
     Select {
         matchers: Vec<Matcher>,
         mint: i64,
         maxt: i64,
         newest: bool,
+        labels: Projection,
         interrupt: Interrupt,
         reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
     },

@@ -49,7 +49,7 @@ use super::out_of_order::OutOfOrder;
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
-use pyrite_core::labels::{hash_pairs, Labels, Matcher};
+use pyrite_core::labels::{hash_pairs, Labels, Matcher, Projection};
 use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
 
 /// Samples per chunk before a new one is cut (as Prometheus).
@@ -658,27 +658,30 @@ impl Head {
 
     /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        self.candidates(matchers).iter().filter_map(|id| self.series_samples(id, mint, maxt)).collect()
+        self.candidates(matchers)
+            .iter()
+            .filter_map(|id| self.series_samples(id, mint, maxt, &Projection::All))
+            .collect()
     }
 
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
     /// reader that found the id earlier skips it) or it has no chunk in the range.
-    pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+    pub fn series_samples(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
         if self.out_of_order.overlaps(id, mint, maxt) {
-            return self.with_out_of_order(id, mint, maxt);
+            return self.with_out_of_order(id, mint, maxt, labels);
         }
         let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::new();
         series.samples_in(&self.store, mint, maxt, &mut samples);
-        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
+        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
     }
 
     /// Series `id` with only its newest sample in `[mint, maxt]`, all an instant selector
     /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
     /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
-    pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+    pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
         if self.out_of_order.overlaps(id, mint, maxt) {
-            let mut all = self.with_out_of_order(id, mint, maxt)?;
+            let mut all = self.with_out_of_order(id, mint, maxt, labels)?;
             all.samples.drain(..all.samples.len().saturating_sub(1));
             return Some(all);
         }
@@ -696,13 +699,13 @@ impl Head {
                 samples.drain(..samples.len().saturating_sub(1));
             }
         }
-        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
+        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
     }
 
     /// Series `id`'s in-order samples in `[mint, maxt]` (none before `min_valid`) merged with
     /// its out-of-order ones (which stay here until written to blocks of their own, whatever
     /// `min_valid`); a time held by both is read from the in-order chunks.
-    fn with_out_of_order(&self, id: u32, mint: i64, maxt: i64) -> Option<SeriesSamples> {
+    fn with_out_of_order(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
         let series = self.series.get(id)?;
         let mut in_order = Vec::new();
         if mint.max(self.min_valid) <= maxt {
@@ -719,7 +722,7 @@ impl Head {
             samples.push(s);
         }
         samples.extend(apart);
-        Some(SeriesSamples { labels: self.symbols.labels(&series.labels), samples })
+        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`.
@@ -950,8 +953,8 @@ mod tests {
         let ranges = [(0, n * 1000), (0, 5_500), (2_000, 125_000), (50_000, 50_000), (n * 1000, n * 2000), (-9, -1)];
         let check = |h: &Head| {
             for (mint, maxt) in ranges {
-                let full = h.series_samples(id, mint, maxt);
-                let newest = h.newest_sample(id, mint, maxt);
+                let full = h.series_samples(id, mint, maxt, &Projection::All);
+                let newest = h.newest_sample(id, mint, maxt, &Projection::All);
                 // Outside the series' chunks both skip it.
                 assert_eq!(full.is_some(), newest.is_some(), "[{mint}, {maxt}]");
                 let (Some(full), Some(newest)) = (full, newest) else { continue };
@@ -964,12 +967,15 @@ mod tests {
             }
         };
         check(&h);
-        assert!(h.series_samples(id, n * 1000, n * 2000).is_none(), "no chunk after the last sample");
-        assert!(h.series_samples(id, 2_500, 1_000).is_none(), "an empty range (remote read may ask for one)");
+        assert!(h.series_samples(id, n * 1000, n * 2000, &Projection::All).is_none(), "no chunk after the last sample");
+        assert!(
+            h.series_samples(id, 2_500, 1_000, &Projection::All).is_none(),
+            "an empty range (remote read may ask for one)"
+        );
         h.delete_series(id, (n - 3) * 1000, n * 1000);
         check(&h);
         assert_eq!(
-            h.newest_sample(id, 0, n * 1000).unwrap().samples,
+            h.newest_sample(id, 0, n * 1000, &Projection::All).unwrap().samples,
             vec![Sample { t: (n - 4) * 1000, v: (n - 4) as f64 }]
         );
     }
@@ -997,13 +1003,13 @@ mod tests {
         assert_eq!(h.append(id, 5_500, -1.0), Ok(Appended::OutOfOrder), "the same again: logged again");
         assert_eq!(h.append(id, 5_500, -2.0), Ok(Appended::Dropped), "another value: dropped");
         assert_eq!(h.append(id, 3_500, -1.0), Err(AppendError::TooOld));
-        let newest = |h: &Head, maxt| h.newest_sample(id, 0, maxt).unwrap().samples;
+        let newest = |h: &Head, maxt| h.newest_sample(id, 0, maxt, &Projection::All).unwrap().samples;
         assert_eq!(newest(&h, 5_700), vec![Sample { t: 5_500, v: -1.0 }]);
         assert_eq!(newest(&h, 6_000), vec![Sample { t: 6_000, v: 6.0 }]);
         // The in-order data before 7 s went to a block; the out-of-order sample is still here.
         h.set_min_valid(7_000);
         h.truncate_before(7_000);
-        assert_eq!(h.series_samples(id, 0, 20_000).unwrap().samples.len(), 4);
+        assert_eq!(h.series_samples(id, 0, 20_000, &Projection::All).unwrap().samples.len(), 4);
         assert_eq!(h.series(&[], 5_000, 6_000).len(), 1, "the series has a sample there");
         assert!(h.forget(&[id]).is_empty(), "a series with out-of-order samples stays");
         // Appends before min_valid within the window go apart too.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, SeriesSource};
 use pyrite_core::value::SeriesSamples;
 
@@ -91,11 +91,23 @@ pub fn merge_parts(mut parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
 
 /// Queries over in-memory engines read the head alone.
 impl SeriesSource for Head {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Ok(Head::select(self, matchers, mint, maxt))
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        Ok(self.candidates(matchers).iter().filter_map(|id| self.series_samples(id, mint, maxt, labels)).collect())
     }
 
-    fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        Ok(self.candidates(matchers).iter().filter_map(|id| self.newest_sample(id, mint, maxt)).collect())
+    fn select_newest(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        Ok(self.candidates(matchers).iter().filter_map(|id| self.newest_sample(id, mint, maxt, labels)).collect())
     }
 }

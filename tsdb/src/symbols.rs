@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pyrite_core::labels::{Label, Labels};
+use pyrite_core::labels::{Label, Labels, Projection};
 
 /// A per-shard symbol table.
 #[derive(Debug, Default)]
@@ -88,10 +88,18 @@ impl Symbols {
 
     /// The label set behind `(name, value)` id pairs stored in label order.
     pub fn labels(&self, pairs: &[(u32, u32)]) -> Labels {
+        self.projected(pairs, &Projection::All)
+    }
+
+    /// The labels of `labels` behind `(name, value)` id pairs stored in label order: only
+    /// those are built.
+    pub fn projected(&self, pairs: &[(u32, u32)], labels: &Projection) -> Labels {
         Labels::from_sorted(
             pairs
                 .iter()
-                .map(|&(n, v)| Label { name: self.resolve(n).to_string(), value: self.resolve(v).to_string() })
+                .map(|&(n, v)| (self.resolve(n), v))
+                .filter(|(name, _)| labels.keeps(name))
+                .map(|(name, v)| Label { name: name.to_string(), value: self.resolve(v).to_string() })
                 .collect(),
         )
     }

@@ -24,7 +24,7 @@ use super::ast::{
 };
 use super::eval::{EvalError, EvalParams, InfoMatchers, Limits};
 use super::functions::Function;
-use crate::labels::{Labels, MatchOp, METRIC_NAME};
+use crate::labels::{Labels, MatchOp, Projection, METRIC_NAME};
 
 /// An evaluable node. Storage leaves (`Select`, `MatrixSelect`) appear only inside fragments;
 /// `Fragment` appears only in the coordinator's tree.
@@ -104,6 +104,8 @@ pub struct Fragment {
     pub merge: Merge,
     /// Subquery frames from the query down to this fragment, outermost first.
     pub frames: Vec<Frame>,
+    /// The labels its storage reads must return.
+    pub labels: Projection,
 }
 
 /// A planned query: the coordinator's tree and the fragments it refers to.
@@ -196,6 +198,52 @@ fn is_series_local(e: &Expr) -> bool {
     }
 }
 
+/// The labels a decomposable aggregation of series-local `expr` reads: with `by`, its grouping
+/// labels and the metric name (which `rate` and others warn by), when `expr` cannot make two
+/// series equal by their labels (which is an error) nor reads other labels; else all.
+///
+/// Series-local functions change no label but `label_replace` and `label_join`; most drop the
+/// metric name, as arithmetic does, which can make two selected series equal unless every
+/// selector names one metric. A bare selector's series are always distinct.
+fn aggregated_labels(grouping: &AggregateGrouping, expr: &Expr) -> Projection {
+    let AggregateGrouping::By(names) = grouping else { return Projection::All };
+    let distinct = matches!(expr.unparen(), Expr::VectorSelector(_)) || (keeps_labels(expr) && names_one_metric(expr));
+    if !distinct {
+        return Projection::All;
+    }
+    let mut names: Vec<String> = names.iter().cloned().chain([METRIC_NAME.to_string()]).collect();
+    names.sort_unstable();
+    names.dedup();
+    Projection::Only(names)
+}
+
+/// Whether series-local `e` sets no labels (only drops the metric name).
+fn keeps_labels(e: &Expr) -> bool {
+    match e {
+        Expr::Call { func, args, .. } => {
+            !matches!(func.name, "label_replace" | "label_join") && args.iter().all(keeps_labels)
+        }
+        Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => keeps_labels(expr),
+        Expr::Binary { lhs, rhs, .. } => keeps_labels(lhs) && keeps_labels(rhs),
+        Expr::Aggregate { .. } => false,
+        Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => true,
+    }
+}
+
+/// Whether every selector in `e` selects one metric name (`name{...}` or `{__name__="name"}`).
+fn names_one_metric(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => {
+            vs.matchers.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+        }
+        Expr::Subquery { expr, .. } | Expr::Paren(expr) | Expr::Neg(expr) => names_one_metric(expr),
+        Expr::Binary { lhs, rhs, .. } => names_one_metric(lhs) && names_one_metric(rhs),
+        Expr::Call { args, .. } => args.iter().all(names_one_metric),
+        Expr::Aggregate { .. } => false,
+        Expr::Number(_) | Expr::String(_) => true,
+    }
+}
+
 /// The first selector in `e`, depth first: its offset and `@` say when `info` looks for info
 /// series.
 fn first_selector(e: &Expr) -> Option<&VectorSelector> {
@@ -282,8 +330,8 @@ impl Planner {
         })
     }
 
-    fn fragment(&mut self, node: Node, merge: Merge) -> Node {
-        self.fragments.push(Fragment { node, merge, frames: self.frames.clone() });
+    fn fragment(&mut self, node: Node, merge: Merge, labels: Projection) -> Node {
+        self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels });
         Node::Fragment(self.fragments.len() - 1)
     }
 
@@ -291,7 +339,7 @@ impl Planner {
         let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
         if vector_like && is_series_local(e) {
             let node = self.lower_local(e)?;
-            return Ok(self.fragment(node, Merge::Concat));
+            return Ok(self.fragment(node, Merge::Concat, Projection::All));
         }
         Ok(match e {
             Expr::Number(n) => Node::Number(*n),
@@ -300,9 +348,10 @@ impl Planner {
             Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
             Expr::Aggregate { op, expr, param, grouping, param_pos } => {
                 if is_decomposable(*op) && is_series_local(expr) {
+                    let labels = aggregated_labels(grouping, expr);
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
                     let node = self.lower_local(expr)?;
-                    return Ok(self.fragment(node, merge));
+                    return Ok(self.fragment(node, merge, labels));
                 }
                 if let Some(k) = param.as_deref().filter(|k| keeps_best(*op) && is_storage_free_scalar(k)) {
                     if is_series_local(expr) {
@@ -361,7 +410,7 @@ impl Planner {
         let base = self.lower(&args[0])?;
         let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
         let selector = VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None };
-        let infos = self.fragment(Node::SampleTimes(selector), Merge::Concat);
+        let infos = self.fragment(Node::SampleTimes(selector), Merge::Concat, Projection::All);
         Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })
     }
 }
@@ -410,7 +459,7 @@ impl Planner {
             grouping: grouping.clone(),
             param_pos,
         };
-        let best_of_shards = self.fragment(on_shard, Merge::Concat);
+        let best_of_shards = self.fragment(on_shard, Merge::Concat, Projection::All);
         Ok(Node::Aggregate {
             op,
             expr: Box::new(best_of_shards),
@@ -557,6 +606,26 @@ mod tests {
             explain("abs(max_over_time(rate(x[1m])[5m:1m]))"),
             "coordinator: $fragment0\n$fragment0 on every shard, concatenated: abs(max_over_time((rate(x[1m]))[5m:1m]))\n"
         );
+    }
+
+    /// The labels the first fragment of `q` reads.
+    fn read_labels(q: &str) -> Projection {
+        let expr = crate::promql::parse(q).unwrap();
+        plan(&expr, &EvalParams::instant(0, 300_000)).unwrap().fragments[0].labels.clone()
+    }
+
+    #[test]
+    fn aggregations_by_a_few_labels_read_only_those_where_series_cannot_meet() {
+        let only = |names: &[&str]| Projection::Only(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(read_labels("sum by (status) (rate(http_requests_total[5m]))"), only(&["__name__", "status"]));
+        assert_eq!(read_labels("count({__name__=~\".+\"})"), only(&["__name__"]));
+        assert_eq!(read_labels("sum(rate(x{a=~\"b.\"}[5m]) * 2)"), only(&["__name__"]));
+        // Dropping the names of several metrics can make two series equal: an error to report.
+        assert_eq!(read_labels("sum(rate({__name__=~\"a|b\"}[5m]))"), Projection::All);
+        assert_eq!(read_labels("sum by (x) (label_replace(a, \"x\", \"$1\", \"y\", \"(.*)\"))"), Projection::All);
+        assert_eq!(read_labels("sum without (x) (a)"), Projection::All);
+        assert_eq!(read_labels("topk(3, a)"), Projection::All);
+        assert_eq!(read_labels("rate(a[5m])"), Projection::All);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::Interrupt;
 use pyrite_core::remote::read::{
     decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
@@ -156,6 +156,7 @@ async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> R
             mint,
             maxt,
             newest: false,
+            labels: Projection::All,
             interrupt: interrupt.clone(),
             reply,
         })

@@ -59,10 +59,15 @@ impl RemoteSelects {
         }
     }
 
+    /// Whether any remote store is read.
+    pub fn configured(&self) -> bool {
+        !self.config.remote_read.is_empty()
+    }
+
     /// The remote series for `matchers` over `[mint, maxt]` that shard `shard` owns, from
     /// every store (fetched now if no worker has fetched them for this query yet).
     pub fn select(&self, shard: usize, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        if self.config.remote_read.is_empty() {
+        if !self.configured() {
             return Vec::new();
         }
         let key = (matchers.iter().map(|m| format!("{m},")).collect(), mint, maxt);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyrite_core::labels::Matcher;
+use pyrite_core::labels::{Matcher, Projection};
 use pyrite_core::promql::{EvalError, Interrupt, SeriesSource};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::querier::merge_parts;
@@ -32,14 +32,24 @@ impl ShardStorage {
     }
 
     /// Reads the matching series of the shard (only the newest sample of each in the head's
-    /// part with `newest`) and of the remote stores.
-    fn read(&self, matchers: &[Matcher], mint: i64, maxt: i64, newest: bool) -> Result<Vec<SeriesSamples>, EvalError> {
+    /// part with `newest`) and of the remote stores. The shard builds only the labels asked
+    /// for unless remote stores' series are merged in, which is by label set.
+    fn read(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        newest: bool,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
         let interrupt = self.interrupt.clone();
+        let labels = if self.remote.configured() { Projection::All } else { labels.clone() };
         let answer = self.shards.ask(self.shard, |reply| Request::Select {
             matchers: matchers.to_vec(),
             mint,
             maxt,
             newest,
+            labels,
             interrupt,
             reply,
         });
@@ -57,11 +67,23 @@ impl ShardStorage {
 }
 
 impl SeriesSource for ShardStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        self.read(matchers, mint, maxt, false)
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, false, labels)
     }
 
-    fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        self.read(matchers, mint, maxt, true)
+    fn select_newest(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, true, labels)
     }
 }

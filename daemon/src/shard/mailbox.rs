@@ -79,8 +79,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
-            Request::Select { matchers, mint, maxt, newest, interrupt, reply } => {
-                let select = Select { matchers, mint, maxt, newest, interrupt, reply };
+            Request::Select { matchers, mint, maxt, newest, labels, interrupt, reply } => {
+                let select = Select { matchers, mint, maxt, newest, labels, interrupt, reply };
                 monoio::spawn(super::select::serve(index, storage.clone(), env.clone(), select));
             }
             Request::Latest { selection: Selection { matchers, mint, maxt }, reply } => {

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyrite_core::labels::Matcher;
+use pyrite_core::labels::{Matcher, Projection};
 use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::block::BlockError;
@@ -50,6 +50,9 @@ pub struct Select {
     pub maxt: i64,
     /// Only each series' newest sample in the range is needed (the head may skip the rest).
     pub newest: bool,
+    /// The labels needed. The head builds only those when no block is read: parts are merged
+    /// by label set, and series that differ only in labels left out would merge.
+    pub labels: Projection,
     pub interrupt: Interrupt,
     pub reply: flume::Sender<Result<Parts, EvalError>>,
 }
@@ -142,6 +145,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
         parts.push(part);
     }
     let mut head = Vec::with_capacity(sources.head.len());
+    let labels = if sources.blocks.is_empty() { &s.labels } else { &Projection::All };
     let mut next = 0;
     loop {
         {
@@ -151,9 +155,9 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
                 // A series removed from the head since it was noted is skipped.
                 let id = sources.head[next];
                 let series = if s.newest {
-                    db.head.newest_sample(id, s.mint, s.maxt)
+                    db.head.newest_sample(id, s.mint, s.maxt, labels)
                 } else {
-                    db.head.series_samples(id, s.mint, s.maxt)
+                    db.head.series_samples(id, s.mint, s.maxt, labels)
                 };
                 clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
                 head.extend(series);
@@ -259,8 +263,15 @@ mod tests {
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
 
         let (reply, _waiting) = flume::bounded(1);
-        let select =
-            Select { matchers: Vec::new(), mint: 0, maxt: 5000, newest: false, interrupt: Interrupt::default(), reply };
+        let select = Select {
+            matchers: Vec::new(),
+            mint: 0,
+            maxt: 5000,
+            newest: false,
+            labels: Projection::All,
+            interrupt: Interrupt::default(),
+            reply,
+        };
         let mut runtime =
             monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
         let parts = runtime.block_on(async {

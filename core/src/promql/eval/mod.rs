@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use super::ast::At;
 use super::plan::{Frame, Merge, Node, Plan};
-use crate::labels::{Labels, Matcher};
+use crate::labels::{Labels, Matcher, Projection};
 use crate::value::{Sample, SeriesSamples};
 
 pub use aggregate::PartialAggregate;
@@ -364,14 +364,27 @@ impl Value {
 
 /// Where a shard's fragments read samples from.
 pub trait SeriesSource {
-    /// Matching series with their samples in `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError>;
+    /// Matching series with their samples in `[mint, maxt]`, with at least the labels of
+    /// `labels`.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError>;
 
     /// Matching series with at least their newest sample in `[mint, maxt]`: all that an
     /// instant selector evaluated at `maxt` alone reads. A source may skip the older samples
     /// (storage that keeps the newest at hand then decodes nothing); by default it reads them.
-    fn select_newest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
-        self.select(matchers, mint, maxt)
+    fn select_newest(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.select(matchers, mint, maxt, labels)
     }
 }
 
@@ -407,6 +420,7 @@ pub fn evaluate_fragment(
     let params = fragment_params(params, &fragment.frames);
     let mut ev = Evaluator::new(&params, Some(source), &[], &plan.limits)?;
     ev.in_subquery = !fragment.frames.is_empty();
+    ev.labels = &fragment.labels;
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(value),
@@ -561,6 +575,8 @@ struct Evaluator<'a> {
     /// True in a subquery's frame, where every series made becomes samples of the subquery's
     /// range vector and counts against the limit.
     in_subquery: bool,
+    /// The labels storage reads return (a fragment's [`super::plan::Fragment::labels`]).
+    labels: &'a Projection,
 }
 
 impl<'a> Evaluator<'a> {
@@ -586,6 +602,7 @@ impl<'a> Evaluator<'a> {
             limits,
             unchecked: std::cell::Cell::new(WORK_PER_LOOK),
             in_subquery: false,
+            labels: &Projection::All,
         })
     }
 
@@ -653,6 +670,7 @@ impl<'a> Evaluator<'a> {
     fn eval_in(&self, params: &EvalParams, node: &Node) -> Result<Value, EvalError> {
         let mut inner = Evaluator::new(params, self.source, self.fragments, self.limits)?;
         inner.in_subquery = true;
+        inner.labels = self.labels;
         let value = inner.eval(node);
         self.annotations.borrow_mut().extend(inner.annotations.into_inner());
         // Already counted in `limits` as the inner evaluator loaded them.
@@ -662,17 +680,20 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `node`; series that ended up with equal label sets are merged into one.
     /// Selectors, aggregations, `absent` and (already merged) fragments cannot produce such
-    /// series, so their results are not checked.
+    /// series, so their results are not checked; nor are those of a fragment whose reads
+    /// return only some labels, which the planner allows only where all labels could not
+    /// be equal either.
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
-        let unique = matches!(
-            node,
-            Node::Select(_)
-                | Node::SampleTimes(_)
-                | Node::Aggregate { .. }
-                | Node::Absent { .. }
-                | Node::Info { .. }
-                | Node::Fragment(_)
-        );
+        let unique = *self.labels != Projection::All
+            || matches!(
+                node,
+                Node::Select(_)
+                    | Node::SampleTimes(_)
+                    | Node::Aggregate { .. }
+                    | Node::Absent { .. }
+                    | Node::Info { .. }
+                    | Node::Fragment(_)
+            );
         match self.eval_node(node)? {
             Value::Vector(v) if !unique => Ok(Value::Vector(merge_equal_labels(v)?)),
             other => Ok(other),
@@ -687,7 +708,7 @@ impl<'a> Evaluator<'a> {
             Node::Select(vs) => Value::Vector(selector::instant(self, vs)?),
             Node::SampleTimes(vs) => Value::Vector(selector::sample_times(self, vs)?),
             Node::MatrixSelect { selector: vs, range } => {
-                let range = selector::range(self.source()?, vs, *range, self.params)?;
+                let range = selector::range(self.source()?, vs, *range, self.params, self.labels)?;
                 self.charge(range.peak_samples())?;
                 Value::Range(range)
             }

@@ -5,6 +5,7 @@
 //! ends a series for instant selection and is never part of a range.
 
 use super::{EvalError, EvalParams, Evaluator, RangeVector, StepSeries};
+use crate::labels::Projection;
 use crate::promql::ast::VectorSelector;
 use crate::promql::SeriesSource;
 use crate::value::{is_stale_nan, Sample};
@@ -30,9 +31,9 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> R
     let (lo, hi) = (end(0), end(steps - 1));
     let source = ev.source()?;
     let series = if lo == hi {
-        source.select_newest(&vs.matchers, lo.saturating_sub(params.lookback), hi)?
+        source.select_newest(&vs.matchers, lo.saturating_sub(params.lookback), hi, ev.labels)?
     } else {
-        source.select(&vs.matchers, lo.saturating_sub(params.lookback), hi)?
+        source.select(&vs.matchers, lo.saturating_sub(params.lookback), hi, ev.labels)?
     };
     let mut out = Vec::new();
     for s in series {
@@ -69,11 +70,12 @@ pub(super) fn range(
     vs: &VectorSelector,
     range: i64,
     params: &EvalParams,
+    labels: &Projection,
 ) -> Result<RangeVector, EvalError> {
     let ends = ends(params, vs);
     let series = match (ends.iter().min(), ends.iter().max()) {
         (Some(&lo), Some(&hi)) => source
-            .select(&vs.matchers, lo.saturating_sub(range), hi)?
+            .select(&vs.matchers, lo.saturating_sub(range), hi, labels)?
             .into_iter()
             .filter_map(|mut s| {
                 s.samples.retain(|x| !is_stale_nan(x.v));

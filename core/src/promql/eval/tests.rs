@@ -3,15 +3,22 @@
 use super::*;
 use crate::promql::{parse, parse_with, plan, ParseOptions};
 
-/// One shard's series, held as plain vectors (the storage engine is not this crate's).
+/// One shard's series, held as plain vectors (the storage engine is not this crate's). Reads
+/// return only the labels asked for, as the shards' head does.
 struct Shard(Vec<SeriesSamples>);
 
 impl SeriesSource for Shard {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, EvalError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
         let matching = self.0.iter().filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))));
         Ok(matching
             .map(|s| SeriesSamples {
-                labels: s.labels.clone(),
+                labels: labels.apply(s.labels.clone()),
                 samples: s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
             })
             .filter(|s| !s.samples.is_empty())
@@ -225,6 +232,13 @@ fn duplicate_label_sets_after_dropping_the_name_are_an_error() {
     let h = heads(&series, 3);
     let e = run(&h, "-{x=\"1\"}", EvalParams::instant(0, 300_000)).unwrap_err();
     assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+    // Aggregated on one shard: the shard reads every label, so it still sees the two meet.
+    let h = heads(&series, 1);
+    let e = run(&h, "sum by (x) (-{x=\"1\"})", EvalParams::instant(0, 300_000)).unwrap_err();
+    assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+    // Where they cannot meet, the shard reads only `x` and the name, and adds both.
+    let v = run(&h, "count by (x) ({x=\"1\"})", EvalParams::instant(0, 300_000)).unwrap();
+    assert_eq!(scalar_of(&v), [(lbl(&[("x", "1")]), vec![Some(2.0)])]);
 }
 
 #[test]
