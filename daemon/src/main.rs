@@ -250,7 +250,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         metrics: metrics.clone(),
         future_window,
         resolver,
-        timestamp_tolerance: flags.adjust_timestamps.then(|| flags.timestamp_tolerance.millis()),
+        timestamp_tolerance: flags.adjust_timestamps.then(|| flags.timestamp_tolerance.as_std()),
     }));
     let discovery = Arc::new(Discovery::default());
     let notifier = Arc::new(Notifier::new(

@@ -23,8 +23,8 @@ use crate::shards::{Request, Shards};
 
 /// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
 /// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms); the
-/// resolver their targets' host names go to; and how far a scrape's timestamp may be moved
-/// onto its schedule (`--scrape.timestamp-tolerance`, ms; None with
+/// resolver their targets' host names go to; and how late a scrape may start and still be
+/// stamped on its schedule (`--scrape.timestamp-tolerance`; None with
 /// `--scrape.adjust-timestamps=false`).
 #[derive(Clone)]
 pub struct ScrapeSink {
@@ -32,36 +32,44 @@ pub struct ScrapeSink {
     pub metrics: Arc<Metrics>,
     pub future_window: i64,
     pub resolver: Resolver,
-    pub timestamp_tolerance: Option<i64>,
+    pub timestamp_tolerance: Option<Duration>,
 }
 
-/// A target's schedule in the clock's milliseconds, to which a scrape's timestamp is moved when
-/// the timer fired at most a tolerance late, as upstream does: the timestamps of a series then
-/// lie exactly one interval apart, and their delta-of-deltas pack into nothing.
+/// A target's schedule on the wall clock, on which a scrape's timestamp is put when its timer
+/// fired at most a tolerance late, as upstream does: a series' timestamps then lie exactly an
+/// interval apart, and their delta-of-deltas pack into nothing. The loop's timer fires at
+/// monotonic instants; the wall clock's time of each is counted from one reading of both
+/// clocks, taken again when the wall clock has moved against the monotonic one (a step, or
+/// NTP's slewing adding up).
 struct Schedule {
-    /// The time of the tick the last scrape belonged to.
-    tick: i64,
-    interval: i64,
+    /// The wall clock's time, in ms, at `mono`.
+    wall: i64,
+    mono: Instant,
     /// At most 1 % of the interval, as upstream clamps it.
-    tolerance: i64,
+    tolerance: Duration,
 }
 
 impl Schedule {
-    /// Starts at `first`, the first scrape's time.
-    fn new(first: i64, interval: i64, tolerance: i64) -> Schedule {
-        Schedule { tick: first, interval: interval.max(1), tolerance: tolerance.min(interval / 100) }
+    fn new(wall: i64, mono: Instant, interval: Duration, tolerance: Duration) -> Schedule {
+        Schedule { wall, mono, tolerance: tolerance.min(interval / 100) }
     }
 
-    /// The timestamp of a scrape that starts at `now`: the tick it belongs to if `now` is at
-    /// most the tolerance past it, else `now` itself.
-    fn timestamp(&mut self, now: i64) -> i64 {
-        if now - self.tick >= self.interval {
-            // Ticks skipped by an overrunning scrape, or the clock stepped forward.
-            self.tick += (now - self.tick) / self.interval * self.interval;
+    /// The timestamp of a scrape whose timer was set for `tick` and that started at `started`,
+    /// `now` on the wall clock: the tick's time if it started at most the tolerance late,
+    /// else `now` itself.
+    fn timestamp(&mut self, tick: Instant, started: Instant, now: i64) -> i64 {
+        let late = started.saturating_duration_since(tick);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let mut at = self.wall.saturating_add(ms(tick.saturating_duration_since(self.mono)));
+        let moved = now.saturating_sub(at).saturating_sub(ms(late));
+        if moved.unsigned_abs() > 1 {
+            self.wall = self.wall.saturating_add(moved);
+            at = at.saturating_add(moved);
         }
-        match now - self.tick {
-            late if (0..=self.tolerance).contains(&late) => self.tick,
-            _ => now,
+        if late <= self.tolerance {
+            at
+        } else {
+            now
         }
     }
 }
@@ -79,23 +87,19 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let mut ingest = TargetIngest::new(target.labels.clone(), IngestOptions::of(target), ctx.shards.len());
     let mut client = client::ScrapeClient::new(target, ctx.resolver.clone());
     let interval = target.interval.as_std();
-    let mut next = Instant::now() + start_offset(target);
+    let begun = Instant::now();
+    let mut next = begun + start_offset(target);
+    let mut schedule = ctx.timestamp_tolerance.map(|tolerance| Schedule::new(now_ms(), begun, interval, tolerance));
     let interval_label = vec![("interval", go_duration(target.interval.millis()))];
     let mut last_start: Option<Instant> = None;
-    let mut schedule: Option<Schedule> = None;
     loop {
         monoio::select! {
             _ = monoio::time::sleep_until(monoio::time::Instant::from_std(next)) => {}
             _ = active.stopped() => break,
         }
         let now = now_ms();
-        let t = match ctx.timestamp_tolerance {
-            Some(tolerance) => {
-                schedule.get_or_insert_with(|| Schedule::new(now, target.interval.millis(), tolerance)).timestamp(now)
-            }
-            None => now,
-        };
         let started = Instant::now();
+        let t = schedule.as_mut().map_or(now, |s| s.timestamp(next, started, now));
         if let Some(last) = last_start.replace(started) {
             ctx.metrics.interval_length.observe(&interval_label, started.duration_since(last).as_secs_f64());
         }
@@ -136,7 +140,7 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         active.set_status(ScrapeStatus {
             up: Some(up),
             last_error,
-            last_scrape: Some(t),
+            last_scrape: Some(now),
             last_duration_seconds: duration,
         });
         ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
@@ -235,24 +239,35 @@ mod tests {
     use pyrite_core::config::Config;
     use pyrite_core::scrape::targets_from_config;
 
+    use std::time::{Duration, Instant};
+
     use super::{go_duration, start_offset, Schedule};
 
     #[test]
     fn a_scrape_at_most_the_tolerance_late_is_stamped_on_its_tick() {
-        let mut s = Schedule::new(1_000_000, 15_000, 2);
-        let stamped: Vec<i64> = [1_015_000, 1_030_002, 1_045_003, 1_060_001].map(|now| s.timestamp(now)).into();
-        assert_eq!(stamped, [1_015_000, 1_030_000, 1_045_003, 1_060_000]);
-        // Ticks skipped by a long scrape: the schedule moves on by whole intervals.
-        assert_eq!(s.timestamp(1_105_001), 1_105_000);
-        // A clock stepped back is not moved onto the schedule.
-        assert_eq!(s.timestamp(1_104_999), 1_104_999);
-        assert_eq!(s.timestamp(1_120_000), 1_120_000);
+        let (mono, ms) = (Instant::now(), Duration::from_millis);
+        let mut s = Schedule::new(1_000_000, mono, ms(15_000), ms(2));
+        // (tick, µs late, the wall clock then)
+        let stamp = |s: &mut Schedule, tick: u64, late: u64, now: i64| {
+            let tick = mono + ms(tick);
+            s.timestamp(tick, tick + Duration::from_micros(late), now)
+        };
+        // The first scrape 5 ms late keeps its time; the next ones are on the schedule.
+        assert_eq!(stamp(&mut s, 700, 5_000, 1_000_705), 1_000_705);
+        assert_eq!(stamp(&mut s, 15_700, 1_500, 1_015_701), 1_015_700);
+        assert_eq!(stamp(&mut s, 30_700, 2_500, 1_030_702), 1_030_702);
+        assert_eq!(stamp(&mut s, 45_700, 0, 1_045_700), 1_045_700);
+        // The wall clock stepped back a second: the schedule follows it.
+        assert_eq!(stamp(&mut s, 60_700, 1_000, 1_059_701), 1_059_700);
+        assert_eq!(stamp(&mut s, 75_700, 0, 1_074_700), 1_074_700);
     }
 
     #[test]
     fn the_tolerance_is_at_most_a_hundredth_of_the_interval() {
-        let mut s = Schedule::new(0, 100, 2);
-        assert_eq!((s.timestamp(101), s.timestamp(202)), (100, 202));
+        let (mono, ms) = (Instant::now(), Duration::from_millis);
+        let mut s = Schedule::new(0, mono, ms(50), ms(2));
+        let late = |us| mono + ms(50) + Duration::from_micros(us);
+        assert_eq!((s.timestamp(mono + ms(50), late(500), 50), s.timestamp(mono + ms(50), late(600), 51)), (50, 51));
     }
 
     #[test]
