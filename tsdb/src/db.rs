@@ -544,7 +544,11 @@ impl Db {
             }
         }
         let mut truncated = self.head.truncate_before(cutoff);
-        truncated.emptied.extend(self.head.drop_out_of_order_before(cutoff));
+        if self.head.out_of_order().min_time().is_some_and(|t| t < cutoff) {
+            truncated.emptied.extend(self.head.drop_out_of_order_before(cutoff));
+            // As for those written to blocks: a replay must not bring them back.
+            r.unlogged = self.wal.log_out_of_order_written(cutoff).err();
+        }
         (r.chunks, r.emptied, r.log_cutoff) = (truncated.chunks, truncated.emptied, cutoff);
         Ok(r)
     }
@@ -564,6 +568,9 @@ pub struct Retained {
     pub emptied: Vec<u32>,
     /// The log's segments whose samples are all older than this are no longer needed.
     pub log_cutoff: i64,
+    /// Why the log does not say that out-of-order samples past retention went, if they did and
+    /// it does not: a replay would bring them back until the next pass.
+    pub unlogged: Option<io::Error>,
 }
 
 /// What [`Db::flush_out_of_order`] wrote.
@@ -722,6 +729,25 @@ mod tests {
         let db = open(&dirs);
         assert!(db.head.out_of_order().is_empty(), "not brought back to be written again");
         assert_eq!(read(&db).len(), 31);
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn out_of_order_samples_past_retention_stay_gone_after_a_restart() {
+        let dirs = dirs("ooo-retention");
+        let mut db = open(&dirs);
+        write(&mut db, 0, 0, 3 * RANGE);
+        db.head.set_out_of_order_window(2 * RANGE);
+        let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
+        let late = WriteSeries { labels, samples: vec![Sample { t: 9_500, v: -1.0 }], exemplars: Vec::new() };
+        assert_eq!(db.write(vec![late]).appended_out_of_order, 1);
+        let r = db.apply_retention(RANGE, None).unwrap();
+        assert!(r.unlogged.is_none());
+        assert!(db.head.out_of_order().is_empty());
+        drop(db);
+        // Without a record of their going, the log's replay would bring them back.
+        let db = open(&dirs);
+        assert!(db.head.out_of_order().is_empty(), "past retention, not brought back");
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 

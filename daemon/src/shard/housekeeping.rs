@@ -324,6 +324,9 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let retained = storage.borrow_mut().apply_retention(cutoff, env.retention_size_per_shard);
     match retained {
         Ok(r) => {
+            if let Some(e) = r.unlogged {
+                tracing::warn!(shard = index, error = %e, "cannot log that out-of-order samples past retention went; a restart brings them back");
+            }
             forget(index, storage, env, &r.emptied).await;
             m.reloads.inc();
             m.time_retentions.inc_by(u64::from(r.blocks_by_time > 0));
