@@ -151,15 +151,6 @@ impl Projection {
             Projection::Only(names) => names.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
         }
     }
-
-    /// `labels` with only the labels returned.
-    pub fn apply(&self, labels: Labels) -> Labels {
-        match self {
-            Projection::All => labels,
-            Projection::Only(_) if labels.iter().all(|l| self.keeps(&l.name)) => labels,
-            Projection::Only(_) => labels.filtered(|n| self.keeps(n)),
-        }
-    }
 }
 
 /// [`Labels::hash`] of the label set whose (name, value) pairs, in label order, are `pairs`,

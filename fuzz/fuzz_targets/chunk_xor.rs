@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyrite_core::labels::Labels;
+use pyrite_core::labels::{Labels, Projection};
 use pyrite_tsdb::chunk::XorState;
 use pyrite_tsdb::head::{Head, SeriesSnapshot, CHUNK_SAMPLES};
 
@@ -31,9 +31,9 @@ fuzz_target!(|input: &[u8]| {
     let Some(id) = head.restore_series(0, SeriesSnapshot { labels, sealed: Vec::new(), open, last_t, last_v }) else {
         return;
     };
-    head.select(&[], i64::MIN, i64::MAX);
+    head.select(&[], i64::MIN, i64::MAX, &Projection::All);
     for i in 1..=CHUNK_SAMPLES as i64 + 1 {
         let _ = head.append(id, last_t.saturating_add(i * 15_000), i as f64);
     }
-    head.select(&[], i64::MIN, i64::MAX);
+    head.select(&[], i64::MIN, i64::MAX, &Projection::All);
 });

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pyrite_core::labels::Projection;
 use pyrite_tsdb::head::Head;
 use pyrite_tsdb::wal::record::{
     scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, OUT_OF_ORDER, OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY,
@@ -68,5 +69,5 @@ fuzz_target!(|bytes: &[u8]| {
     head.set_exemplar_capacity(16);
     head.set_out_of_order_window(3_600_000);
     scan_frames(&log, |record| replay(&mut head, record));
-    head.select(&[], i64::MIN, i64::MAX);
+    head.select(&[], i64::MIN, i64::MAX, &Projection::All);
 });

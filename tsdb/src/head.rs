@@ -656,12 +656,10 @@ impl Head {
             .collect()
     }
 
-    /// Every matching series with its samples in `[mint, maxt]` (staleness markers included).
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        self.candidates(matchers)
-            .iter()
-            .filter_map(|id| self.series_samples(id, mint, maxt, &Projection::All))
-            .collect()
+    /// Every matching series with its samples in `[mint, maxt]` (staleness markers included),
+    /// with the labels of `labels`.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, labels: &Projection) -> Vec<SeriesSamples> {
+        self.candidates(matchers).iter().filter_map(|id| self.series_samples(id, mint, maxt, labels)).collect()
     }
 
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
@@ -931,7 +929,7 @@ mod tests {
         let (b, _) = h.get_or_create(&up("web"));
         h.append(a, 1000, 1.0).unwrap();
         h.append(b, 1000, 2.0).unwrap();
-        let sel = h.select(&[Matcher::new("job", MatchOp::Regex, "a.*").unwrap()], 0, 2000);
+        let sel = h.select(&[Matcher::new("job", MatchOp::Regex, "a.*").unwrap()], 0, 2000, &Projection::All);
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].labels, up("api"));
         assert_eq!(sel[0].samples, vec![Sample { t: 1000, v: 1.0 }]);
@@ -988,7 +986,7 @@ mod tests {
         assert_eq!(h.append(id, 1000, 1.0), Err(AppendError::OutOfOrder));
         assert_eq!(h.append(id, 2000, 1.0), Ok(Appended::InOrder), "identical duplicate is a no-op");
         assert_eq!(h.append(id, 2000, 5.0), Err(AppendError::Duplicate));
-        assert_eq!(h.select(&[], 0, 3000)[0].samples.len(), 1);
+        assert_eq!(h.select(&[], 0, 3000, &Projection::All)[0].samples.len(), 1);
     }
 
     #[test]
@@ -1056,12 +1054,12 @@ mod tests {
         for i in 0..1000 {
             h.append(id, i * 1000, i as f64).unwrap();
         }
-        let s = &h.select(&[], 100_500, 400_000)[0].samples;
+        let s = &h.select(&[], 100_500, 400_000, &Projection::All)[0].samples;
         assert_eq!(s.first().unwrap().t, 101_000);
         assert_eq!(s.last().unwrap().t, 400_000);
         assert_eq!(s.len(), 300);
         assert_eq!(h.truncate_before(500_000), Truncated { chunks: 4, emptied: vec![] });
-        assert_eq!(h.select(&[], 0, 1_000_000)[0].samples.first().unwrap().t, 480_000);
+        assert_eq!(h.select(&[], 0, 1_000_000, &Projection::All)[0].samples.first().unwrap().t, 480_000);
     }
 
     #[test]
@@ -1118,6 +1116,6 @@ mod tests {
         for i in 10..200 {
             restored.append(0, i * 1000, i as f64).unwrap();
         }
-        assert_eq!(restored.select(&[], 0, i64::MAX)[0].samples.len(), 200);
+        assert_eq!(restored.select(&[], 0, i64::MAX, &Projection::All)[0].samples.len(), 200);
     }
 }

@@ -33,7 +33,7 @@ impl Querier<'_> {
         for block in self.blocks_in(mint, maxt) {
             parts.push(block.select(matchers, mint, maxt)?);
         }
-        parts.push(self.head.select(matchers, mint, maxt));
+        parts.push(self.head.select(matchers, mint, maxt, &Projection::All));
         Ok(merge_parts(parts))
     }
 
@@ -98,7 +98,7 @@ impl SeriesSource for Head {
         maxt: i64,
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
-        Ok(self.candidates(matchers).iter().filter_map(|id| self.series_samples(id, mint, maxt, labels)).collect())
+        Ok(Head::select(self, matchers, mint, maxt, labels))
     }
 
     fn select_newest(

@@ -104,7 +104,7 @@ pub struct Fragment {
     pub merge: Merge,
     /// Subquery frames from the query down to this fragment, outermost first.
     pub frames: Vec<Frame>,
-    /// The labels its storage reads must return.
+    /// The labels its storage reads must return at least.
     pub labels: Projection,
 }
 
@@ -199,7 +199,7 @@ fn is_series_local(e: &Expr) -> bool {
 }
 
 /// The labels a decomposable aggregation of series-local `expr` reads: with `by`, its grouping
-/// labels and the metric name (which `rate` and others warn by), when `expr` cannot make two
+/// labels and the metric name (which `rate` and `increase` warn by), when `expr` cannot make two
 /// series equal by their labels (which is an error) nor reads other labels; else all.
 ///
 /// Series-local functions change no label but `label_replace` and `label_join`; most drop the
@@ -573,7 +573,11 @@ impl fmt::Display for Plan {
                 Merge::Aggregate { op, grouping } => {
                     write!(f, "$fragment{i} on every shard{within}, partial {}", op.name())?;
                     write_grouping(f, grouping)?;
-                    writeln!(f, " merged on the coordinator: {}", frag.node)?;
+                    write!(f, " merged on the coordinator")?;
+                    if let Projection::Only(names) = &frag.labels {
+                        write!(f, ", reading labels {}", names.join(", "))?;
+                    }
+                    writeln!(f, ": {}", frag.node)?;
                 }
             }
         }
@@ -632,7 +636,7 @@ mod tests {
     fn decomposable_aggregations_are_partial_on_shards() {
         assert_eq!(
             explain("sum by (job) (rate(foo[5m]))"),
-            "coordinator: $fragment0\n$fragment0 on every shard, partial sum by (job)  merged on the coordinator: rate(foo[5m])\n"
+            "coordinator: $fragment0\n$fragment0 on every shard, partial sum by (job)  merged on the coordinator, reading labels __name__, job: rate(foo[5m])\n"
         );
         assert_eq!(
             explain("sum(a + b)"),
@@ -640,7 +644,7 @@ mod tests {
         );
         assert_eq!(
             explain("max_over_time(sum(a)[5m:])"),
-            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator: a\n"
+            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading labels __name__: a\n"
         );
     }
 

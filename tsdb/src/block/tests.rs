@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::head::Head;
 use crate::querier::Querier;
-use pyrite_core::labels::{Labels, MatchOp, Matcher};
+use pyrite_core::labels::{Labels, MatchOp, Matcher, Projection};
 
 const H: i64 = 3600 * 1000;
 
@@ -63,7 +63,7 @@ fn blocks_and_head_read_as_the_head_alone() {
     let q = Querier { blocks: &blocks, head: &cut_head };
     for matchers in [vec![], vec![m("job", MatchOp::Equal, "odd")], vec![m("i", MatchOp::Regex, "1.")]] {
         for (mint, maxt) in [(0, 5 * H), (H, 3 * H), (2 * H - 1, 2 * H), (4 * H - 15_000, 4 * H + 15_000)] {
-            let mut want = full.select(&matchers, mint, maxt);
+            let mut want = full.select(&matchers, mint, maxt, &Projection::All);
             want.sort_by(|a, b| a.labels.cmp(&b.labels));
             assert!(q.select(&matchers, mint, maxt).unwrap() == want, "{matchers:?} {mint}..{maxt}");
         }
@@ -96,7 +96,7 @@ fn compaction_merges_blocks_and_applies_tombstones() {
     assert_eq!(meta.compaction.parents.len(), 3);
     let merged = Block::open(&path).unwrap();
     let want: Vec<_> = head
-        .select(&[], 0, 5 * H)
+        .select(&[], 0, 5 * H, &Projection::All)
         .into_iter()
         .map(|mut s| {
             if s.labels == labels(3) {

@@ -58,8 +58,9 @@ pub struct PackedError(&'static str);
 /// Encodes 1..=[`MAX_SAMPLES`] samples, in strictly increasing time order, onto `out`.
 pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     assert!((1..=MAX_SAMPLES).contains(&samples.len()), "a packed chunk holds 1 to 128 samples");
-    // Room for the header, both blocks and their widths and varints: one allocation at most.
-    out.reserve(18 + 2 * (10 + 1 + packed_len(32, MAX_SAMPLES)));
+    // Room for the header, both blocks and their widths and varints (only timestamps a varint
+    // each, after a gap, may take more).
+    out.reserve(28 + 2 * (10 + 1 + packed_len(32, MAX_SAMPLES)));
     let mut scaled = [0i64; MAX_SAMPLES];
     let decimal = decimal_exponent(samples, &mut scaled);
     out.push(samples.len() as u8);

@@ -758,7 +758,7 @@ mod tests {
     fn dump(head: &Head) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let all = pyrite_core::labels::Matcher::new("__name__", pyrite_core::labels::MatchOp::Regex, ".+").unwrap();
         let mut out: Vec<_> = head
-            .select(&[all], i64::MIN, i64::MAX)
+            .select(&[all], i64::MIN, i64::MAX, &pyrite_core::labels::Projection::All)
             .into_iter()
             .map(|s| (s.labels, s.samples.iter().map(|x| (x.t, x.v)).collect()))
             .collect();

@@ -18,7 +18,7 @@ impl SeriesSource for Shard {
         let matching = self.0.iter().filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))));
         Ok(matching
             .map(|s| SeriesSamples {
-                labels: labels.apply(s.labels.clone()),
+                labels: s.labels.filtered(|n| labels.keeps(n)),
                 samples: s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
             })
             .filter(|s| !s.samples.is_empty())
