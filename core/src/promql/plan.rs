@@ -106,6 +106,9 @@ pub struct Fragment {
     pub frames: Vec<Frame>,
     /// The labels its storage reads must return at least.
     pub labels: Projection,
+    /// No two of its series can have equal label sets ([`distinct`]), on one shard or across
+    /// shards (each series is on one): nothing to merge or report, so nothing is checked.
+    pub distinct: bool,
 }
 
 /// A planned query: the coordinator's tree and the fragments it refers to.
@@ -198,17 +201,21 @@ fn is_series_local(e: &Expr) -> bool {
     }
 }
 
+/// Whether no two series of series-local `e` can have equal label sets, which would have to
+/// be merged or reported as an error. A bare selector's series are distinct. Series-local
+/// functions change no label but `label_replace` and `label_join`; most drop the metric name,
+/// as arithmetic does, which can make two selected series equal unless every selector names
+/// one metric.
+fn distinct(e: &Expr) -> bool {
+    matches!(e.unparen(), Expr::VectorSelector(_)) || (keeps_labels(e) && names_one_metric(e))
+}
+
 /// The labels a decomposable aggregation of series-local `expr` reads: with `by`, its grouping
-/// labels and the metric name (which `rate` and `increase` warn by), when `expr` cannot make two
-/// series equal by their labels (which is an error) nor reads other labels; else all.
-///
-/// Series-local functions change no label but `label_replace` and `label_join`; most drop the
-/// metric name, as arithmetic does, which can make two selected series equal unless every
-/// selector names one metric. A bare selector's series are always distinct.
+/// labels and the metric name (which `rate` and `increase` warn by), when its series are
+/// [`distinct`] (telling them apart needs no other label); else all.
 fn aggregated_labels(grouping: &AggregateGrouping, expr: &Expr) -> Projection {
     let AggregateGrouping::By(names) = grouping else { return Projection::All };
-    let distinct = matches!(expr.unparen(), Expr::VectorSelector(_)) || (keeps_labels(expr) && names_one_metric(expr));
-    if !distinct {
+    if !distinct(expr) {
         return Projection::All;
     }
     let mut names: Vec<String> = names.iter().cloned().chain([METRIC_NAME.to_string()]).collect();
@@ -330,8 +337,10 @@ impl Planner {
         })
     }
 
-    fn fragment(&mut self, node: Node, merge: Merge, labels: Projection) -> Node {
-        self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels });
+    /// A fragment of `node`, the lowered form of series-local `local` (or an aggregation of it).
+    fn fragment(&mut self, node: Node, merge: Merge, labels: Projection, local: &Expr) -> Node {
+        let distinct = distinct(local);
+        self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct });
         Node::Fragment(self.fragments.len() - 1)
     }
 
@@ -339,7 +348,7 @@ impl Planner {
         let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
         if vector_like && is_series_local(e) {
             let node = self.lower_local(e)?;
-            return Ok(self.fragment(node, Merge::Concat, Projection::All));
+            return Ok(self.fragment(node, Merge::Concat, Projection::All, e));
         }
         Ok(match e {
             Expr::Number(n) => Node::Number(*n),
@@ -351,7 +360,7 @@ impl Planner {
                     let labels = aggregated_labels(grouping, expr);
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
                     let node = self.lower_local(expr)?;
-                    return Ok(self.fragment(node, merge, labels));
+                    return Ok(self.fragment(node, merge, labels, expr));
                 }
                 if let Some(k) = param.as_deref().filter(|k| keeps_best(*op) && is_storage_free_scalar(k)) {
                     if is_series_local(expr) {
@@ -410,7 +419,8 @@ impl Planner {
         let base = self.lower(&args[0])?;
         let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
         let selector = VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None };
-        let infos = self.fragment(Node::SampleTimes(selector), Merge::Concat, Projection::All);
+        let infos = Node::SampleTimes(selector.clone());
+        let infos = self.fragment(infos, Merge::Concat, Projection::All, &Expr::VectorSelector(selector));
         Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })
     }
 }
@@ -459,7 +469,7 @@ impl Planner {
             grouping: grouping.clone(),
             param_pos,
         };
-        let best_of_shards = self.fragment(on_shard, Merge::Concat, Projection::All);
+        let best_of_shards = self.fragment(on_shard, Merge::Concat, Projection::All, expr);
         Ok(Node::Aggregate {
             op,
             expr: Box::new(best_of_shards),
@@ -630,6 +640,20 @@ mod tests {
         assert_eq!(read_labels("sum without (x) (a)"), Projection::All);
         assert_eq!(read_labels("topk(3, a)"), Projection::All);
         assert_eq!(read_labels("rate(a[5m])"), Projection::All);
+    }
+
+    #[test]
+    fn fragments_whose_series_cannot_meet_are_not_checked_for_equal_label_sets() {
+        let distinct = |q: &str| {
+            let p = plan(&crate::promql::parse(q).unwrap(), &EvalParams::instant(0, 300_000)).unwrap();
+            p.fragments.iter().map(|f| f.distinct).collect::<Vec<_>>()
+        };
+        assert_eq!(distinct("rate(a{b=\"c\"}[5m])"), [true]);
+        assert_eq!(distinct("topk(3, -a)"), [true]);
+        assert_eq!(distinct("{__name__=~\"a|b\"}"), [true]);
+        assert_eq!(distinct("-{__name__=~\"a|b\"}"), [false]);
+        assert_eq!(distinct("label_join(a, \"x\", \"\", \"y\")"), [false]);
+        assert_eq!(distinct("sum(rate({__name__=~\"a|b\"}[5m])) / sum(a)"), [false, true]);
     }
 
     #[test]

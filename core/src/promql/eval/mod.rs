@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
 use super::ast::At;
-use super::plan::{Frame, Merge, Node, Plan};
+use super::plan::{Fragment, Frame, Merge, Node, Plan};
 use crate::labels::{Labels, Matcher, Projection};
 use crate::value::{Sample, SeriesSamples};
 
@@ -421,6 +421,7 @@ pub fn evaluate_fragment(
     let mut ev = Evaluator::new(&params, Some(source), &[], &plan.limits)?;
     ev.in_subquery = !fragment.frames.is_empty();
     ev.labels = &fragment.labels;
+    ev.distinct = fragment.distinct;
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(value),
@@ -450,7 +451,7 @@ impl Plan {
             .fragments
             .iter()
             .zip(per_fragment)
-            .map(|(fragment, outs)| merge(&fragment.merge, outs, &fragment_params(params, &fragment.frames)))
+            .map(|(fragment, outs)| merge(fragment, outs, &fragment_params(params, &fragment.frames)))
             .collect::<Result<_, _>>()?;
         if samples > self.limits.max_samples {
             return Err(EvalError::TooManySamples);
@@ -465,8 +466,8 @@ impl Plan {
     }
 }
 
-fn merge(how: &Merge, outputs: Vec<FragmentResult>, params: &EvalParams) -> Result<Value, EvalError> {
-    match how {
+fn merge(fragment: &Fragment, outputs: Vec<FragmentResult>, params: &EvalParams) -> Result<Value, EvalError> {
+    match &fragment.merge {
         Merge::Concat => {
             let mut merged: Option<Value> = None;
             for out in outputs {
@@ -493,7 +494,7 @@ fn merge(how: &Merge, outputs: Vec<FragmentResult>, params: &EvalParams) -> Resu
                 });
             }
             match merged.unwrap_or(Value::Vector(Vec::new())) {
-                Value::Vector(v) => Ok(Value::Vector(merge_equal_labels(v)?)),
+                Value::Vector(v) if !fragment.distinct => Ok(Value::Vector(merge_equal_labels(v)?)),
                 other => Ok(other),
             }
         }
@@ -577,6 +578,8 @@ struct Evaluator<'a> {
     in_subquery: bool,
     /// The labels storage reads return (a fragment's [`super::plan::Fragment::labels`]).
     labels: &'a Projection,
+    /// No two series can have equal label sets ([`super::plan::Fragment::distinct`]).
+    distinct: bool,
 }
 
 impl<'a> Evaluator<'a> {
@@ -603,6 +606,7 @@ impl<'a> Evaluator<'a> {
             unchecked: std::cell::Cell::new(WORK_PER_LOOK),
             in_subquery: false,
             labels: &Projection::All,
+            distinct: false,
         })
     }
 
@@ -671,6 +675,7 @@ impl<'a> Evaluator<'a> {
         let mut inner = Evaluator::new(params, self.source, self.fragments, self.limits)?;
         inner.in_subquery = true;
         inner.labels = self.labels;
+        inner.distinct = self.distinct;
         let value = inner.eval(node);
         self.annotations.borrow_mut().extend(inner.annotations.into_inner());
         // Already counted in `limits` as the inner evaluator loaded them.
@@ -680,11 +685,10 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `node`; series that ended up with equal label sets are merged into one.
     /// Selectors, aggregations, `absent` and (already merged) fragments cannot produce such
-    /// series, so their results are not checked; nor are those of a fragment whose reads
-    /// return only some labels, which the planner allows only where all labels could not
-    /// be equal either.
+    /// series, so their results are not checked; nor are those of a fragment whose series
+    /// the planner found distinct (whose reads may then return only some labels).
     fn eval(&self, node: &Node) -> Result<Value, EvalError> {
-        let unique = *self.labels != Projection::All
+        let unique = self.distinct
             || matches!(
                 node,
                 Node::Select(_)
