@@ -210,12 +210,12 @@ fn distinct(e: &Expr) -> bool {
     matches!(e.unparen(), Expr::VectorSelector(_)) || (keeps_labels(e) && names_one_metric(e))
 }
 
-/// The labels a decomposable aggregation of series-local `expr` reads: with `by`, its grouping
-/// labels and the metric name (which `rate` and `increase` warn by), when its series are
-/// [`distinct`] (telling them apart needs no other label); else all.
-fn aggregated_labels(grouping: &AggregateGrouping, expr: &Expr) -> Projection {
-    let AggregateGrouping::By(names) = grouping else { return Projection::All };
-    if !distinct(expr) {
+/// The labels a fragment merged as `merge` reads: for an aggregation `by` a few labels of
+/// [`distinct`] series (telling them apart needs no other label), those and the metric name
+/// (which `rate` and `increase` warn by); else all.
+fn read_labels(merge: &Merge, distinct: bool) -> Projection {
+    let Merge::Aggregate { grouping: AggregateGrouping::By(names), .. } = merge else { return Projection::All };
+    if !distinct {
         return Projection::All;
     }
     let mut names: Vec<String> = names.iter().cloned().chain([METRIC_NAME.to_string()]).collect();
@@ -338,8 +338,9 @@ impl Planner {
     }
 
     /// A fragment of `node`, the lowered form of series-local `local` (or an aggregation of it).
-    fn fragment(&mut self, node: Node, merge: Merge, labels: Projection, local: &Expr) -> Node {
+    fn fragment(&mut self, node: Node, merge: Merge, local: &Expr) -> Node {
         let distinct = distinct(local);
+        let labels = read_labels(&merge, distinct);
         self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct });
         Node::Fragment(self.fragments.len() - 1)
     }
@@ -348,7 +349,7 @@ impl Planner {
         let vector_like = matches!(e.value_type(), ValueType::Vector | ValueType::Matrix);
         if vector_like && is_series_local(e) {
             let node = self.lower_local(e)?;
-            return Ok(self.fragment(node, Merge::Concat, Projection::All, e));
+            return Ok(self.fragment(node, Merge::Concat, e));
         }
         Ok(match e {
             Expr::Number(n) => Node::Number(*n),
@@ -357,10 +358,9 @@ impl Planner {
             Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
             Expr::Aggregate { op, expr, param, grouping, param_pos } => {
                 if is_decomposable(*op) && is_series_local(expr) {
-                    let labels = aggregated_labels(grouping, expr);
                     let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
                     let node = self.lower_local(expr)?;
-                    return Ok(self.fragment(node, merge, labels, expr));
+                    return Ok(self.fragment(node, merge, expr));
                 }
                 if let Some(k) = param.as_deref().filter(|k| keeps_best(*op) && is_storage_free_scalar(k)) {
                     if is_series_local(expr) {
@@ -420,7 +420,7 @@ impl Planner {
         let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
         let selector = VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None };
         let infos = Node::SampleTimes(selector.clone());
-        let infos = self.fragment(infos, Merge::Concat, Projection::All, &Expr::VectorSelector(selector));
+        let infos = self.fragment(infos, Merge::Concat, &Expr::VectorSelector(selector));
         Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })
     }
 }
@@ -469,7 +469,7 @@ impl Planner {
             grouping: grouping.clone(),
             param_pos,
         };
-        let best_of_shards = self.fragment(on_shard, Merge::Concat, Projection::All, expr);
+        let best_of_shards = self.fragment(on_shard, Merge::Concat, expr);
         Ok(Node::Aggregate {
             op,
             expr: Box::new(best_of_shards),
@@ -623,7 +623,7 @@ mod tests {
     }
 
     /// The labels the first fragment of `q` reads.
-    fn read_labels(q: &str) -> Projection {
+    fn labels_read(q: &str) -> Projection {
         let expr = crate::promql::parse(q).unwrap();
         plan(&expr, &EvalParams::instant(0, 300_000)).unwrap().fragments[0].labels.clone()
     }
@@ -631,15 +631,15 @@ mod tests {
     #[test]
     fn aggregations_by_a_few_labels_read_only_those_where_series_cannot_meet() {
         let only = |names: &[&str]| Projection::Only(names.iter().map(|n| n.to_string()).collect());
-        assert_eq!(read_labels("sum by (status) (rate(http_requests_total[5m]))"), only(&["__name__", "status"]));
-        assert_eq!(read_labels("count({__name__=~\".+\"})"), only(&["__name__"]));
-        assert_eq!(read_labels("sum(rate(x{a=~\"b.\"}[5m]) * 2)"), only(&["__name__"]));
+        assert_eq!(labels_read("sum by (status) (rate(http_requests_total[5m]))"), only(&["__name__", "status"]));
+        assert_eq!(labels_read("count({__name__=~\".+\"})"), only(&["__name__"]));
+        assert_eq!(labels_read("sum(rate(x{a=~\"b.\"}[5m]) * 2)"), only(&["__name__"]));
         // Dropping the names of several metrics can make two series equal: an error to report.
-        assert_eq!(read_labels("sum(rate({__name__=~\"a|b\"}[5m]))"), Projection::All);
-        assert_eq!(read_labels("sum by (x) (label_replace(a, \"x\", \"$1\", \"y\", \"(.*)\"))"), Projection::All);
-        assert_eq!(read_labels("sum without (x) (a)"), Projection::All);
-        assert_eq!(read_labels("topk(3, a)"), Projection::All);
-        assert_eq!(read_labels("rate(a[5m])"), Projection::All);
+        assert_eq!(labels_read("sum(rate({__name__=~\"a|b\"}[5m]))"), Projection::All);
+        assert_eq!(labels_read("sum by (x) (label_replace(a, \"x\", \"$1\", \"y\", \"(.*)\"))"), Projection::All);
+        assert_eq!(labels_read("sum without (x) (a)"), Projection::All);
+        assert_eq!(labels_read("topk(3, a)"), Projection::All);
+        assert_eq!(labels_read("rate(a[5m])"), Projection::All);
     }
 
     #[test]
