@@ -11,6 +11,6 @@ fuzz_target!(|body: &[u8]| {
     let file = [body, &crc32c::crc32c(body).to_le_bytes()].concat();
     let Ok(parsed) = index::parse(&file) else { return };
     for &offset in &parsed.series {
-        index::series_entry(&file, offset, parsed.symbols.len());
+        parsed.entries.read(&file, offset);
     }
 });

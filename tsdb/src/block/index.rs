@@ -1,25 +1,34 @@
 //! The `index` file of a block: symbols, series and postings (see `docs/format/index.md`).
 //!
 //! ```text
-//! magic "PYRIDX" 0x00 0x01
+//! magic "PYRIDX" 0x00 0x02
+//! base:     zig-zag varint, the time a series' first chunk's min time counts from
 //! symbols:  count varint, then each: length varint, UTF-8 bytes (sorted, unique)
 //! series:   count varint, then each: entry length varint, entry
-//!   entry:  label count varint, (name symbol varint, value symbol varint)*,
-//!           chunk count varint, per chunk: min time zig-zag varint (the first absolute, later
-//!           ones from the previous chunk's max time), max − min varint, offset varint (in
-//!           `chunks`), length varint
-//! postings: pair count varint, then each: name symbol varint, value symbol varint,
-//!           length varint, a roaring bitmap of series numbers (portable serialization)
+//!   entry:  label count varint, the labels as numbers of their postings pairs (the first as
+//!           is, each later one as its difference from the one before, minus one),
+//!           chunk count varint, per chunk: min time zig-zag varint (the first from `base`,
+//!           later ones from the previous chunk's max time), max − min varint, offset varint
+//!           (in `chunks`), length varint
+//! postings: pair count varint, then each: name symbol varint, value symbol varint, length
+//!           varint, then runs of series numbers: (gap << 1 | longer) varint, where gap is
+//!           the run's first number minus the previous run's last, minus one (the first
+//!           run's from −1), followed, for a run longer than one, by its length − 2 varint.
+//!           Sorted by (name, value); a pair's number is its position
 //! crc32c of everything before, u32 little-endian
 //! ```
 //!
-//! Series are numbered by their position, which is their label order.
+//! Series are numbered by their position, which is their label order. Version 1 (magic ending
+//! 0x01), still read, named labels by symbol numbers, wrote the first chunk's min time as is and
+//! postings as portable roaring bitmaps.
 
 use roaring::RoaringBitmap;
 
 use crate::encoding::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
 
-pub(super) const MAGIC: &[u8; 8] = b"PYRIDX\x00\x01";
+const MAGIC_PREFIX: &[u8; 7] = b"PYRIDX\x00";
+/// The version this code writes.
+const VERSION: u8 = 2;
 
 /// A chunk as the index records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +46,12 @@ pub struct SeriesEntry {
     pub chunks: Vec<ChunkRef>,
 }
 
+pub(super) fn put_header(out: &mut Vec<u8>, base: i64) {
+    out.extend_from_slice(MAGIC_PREFIX);
+    out.push(VERSION);
+    put_varint(out, zigzag(base));
+}
+
 pub(super) fn put_symbols(out: &mut Vec<u8>, symbols: &[String]) {
     put_varint(out, symbols.len() as u64);
     for s in symbols {
@@ -44,17 +59,20 @@ pub(super) fn put_symbols(out: &mut Vec<u8>, symbols: &[String]) {
     }
 }
 
-pub(super) fn put_series_entry(out: &mut Vec<u8>, entry: &SeriesEntry) {
+/// Writes a series entry: `pairs` are the numbers of its labels' postings pairs, ascending
+/// (a series' labels are in name order, as pairs are), and `base` the header's.
+pub(super) fn put_series_entry(out: &mut Vec<u8>, pairs: &[u32], chunks: &[ChunkRef], base: i64) {
     let mut e = Vec::new();
-    put_varint(&mut e, entry.labels.len() as u64);
-    for &(n, v) in &entry.labels {
-        put_varint(&mut e, u64::from(n));
-        put_varint(&mut e, u64::from(v));
+    put_varint(&mut e, pairs.len() as u64);
+    let mut next = 0;
+    for &p in pairs {
+        put_varint(&mut e, u64::from(p - next));
+        next = p + 1;
     }
-    put_varint(&mut e, entry.chunks.len() as u64);
-    let mut prev = 0;
-    for (i, c) in entry.chunks.iter().enumerate() {
-        put_varint(&mut e, zigzag(if i == 0 { c.min_t } else { c.min_t - prev }));
+    put_varint(&mut e, chunks.len() as u64);
+    let mut prev = base;
+    for c in chunks {
+        put_varint(&mut e, zigzag(c.min_t.wrapping_sub(prev)));
         put_varint(&mut e, (c.max_t - c.min_t) as u64);
         put_varint(&mut e, c.offset);
         put_varint(&mut e, u64::from(c.len));
@@ -63,37 +81,97 @@ pub(super) fn put_series_entry(out: &mut Vec<u8>, entry: &SeriesEntry) {
     put_bytes(out, &e);
 }
 
+/// Writes the postings pairs, sorted by (name, value), with their series as runs.
 pub(super) fn put_postings(out: &mut Vec<u8>, postings: &[(u32, u32, RoaringBitmap)]) {
     put_varint(out, postings.len() as u64);
-    let mut buf = Vec::new();
+    let mut runs = Vec::new();
     for (n, v, set) in postings {
         put_varint(out, u64::from(*n));
         put_varint(out, u64::from(*v));
-        buf.clear();
-        set.serialize_into(&mut buf).expect("writing to a Vec cannot fail");
-        put_bytes(out, &buf);
+        runs.clear();
+        put_runs(&mut runs, set);
+        put_bytes(out, &runs);
     }
 }
 
-/// An index parsed at open: symbols, where each series entry starts, and the postings.
+fn put_runs(out: &mut Vec<u8>, set: &RoaringBitmap) {
+    let mut ids = set.iter().peekable();
+    let mut next = 0u64;
+    while let Some(first) = ids.next() {
+        let mut last = first;
+        while ids.next_if_eq(&(last + 1)).is_some() {
+            last += 1;
+        }
+        let gap = u64::from(first) - next;
+        if last == first {
+            put_varint(out, gap << 1);
+        } else {
+            put_varint(out, gap << 1 | 1);
+            put_varint(out, u64::from(last - first - 1));
+        }
+        next = u64::from(last) + 1;
+    }
+}
+
+/// Reads runs as [`put_runs`] wrote them; every number below `series`, or None.
+fn runs(bytes: &[u8], series: usize) -> Option<RoaringBitmap> {
+    let mut c = Cursor { buf: bytes, pos: 0 };
+    let mut set = RoaringBitmap::new();
+    let mut next = 0u64;
+    while !c.done() {
+        let head = c.varint()?;
+        let first = next.checked_add(head >> 1)?;
+        let last = if head & 1 == 1 { first.checked_add(c.varint()?)?.checked_add(1)? } else { first };
+        if last >= series as u64 {
+            return None;
+        }
+        if first == last {
+            set.push(first as u32);
+        } else {
+            set.insert_range(first as u32..=last as u32);
+        }
+        next = last + 1;
+    }
+    Some(set)
+}
+
+/// An index parsed at open: symbols, where each series entry starts, the postings, and what
+/// its series entries refer to.
 pub struct Parsed {
     pub symbols: Vec<String>,
     pub series: Vec<u32>,
     pub postings: Vec<(u32, u32, RoaringBitmap)>,
+    pub entries: Entries,
+}
+
+/// What a series entry's numbers count from, to read entries after [`parse`].
+pub struct Entries {
+    labels: LabelRefs,
+    /// The time a series' first chunk's min time counts from.
+    base: i64,
+}
+
+enum LabelRefs {
+    /// Version 1: (name, value) symbol numbers, below this count.
+    Symbols(usize),
+    /// Version 2: numbers of these postings pairs.
+    Pairs(Vec<(u32, u32)>),
 }
 
 /// Checks the CRC and parses the sections; the error says what is wrong. Public (with
-/// [`series_entry`]) for the fuzz targets, which feed it bytes without a file.
+/// [`Entries::read`]) for the fuzz targets, which feed it bytes without a file.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("index: not a Pyrite block index (bad magic or too short)");
-    }
+    let version = match bytes.get(..MAGIC_PREFIX.len() + 1) {
+        Some([prefix @ .., v]) if prefix == MAGIC_PREFIX && (*v == 1 || *v == VERSION) && bytes.len() >= 12 => *v,
+        _ => return Err("index: not a Pyrite block index (bad magic, unknown version or too short)"),
+    };
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
         return Err("index: checksum mismatch");
     }
-    let mut c = Cursor { buf: body, pos: MAGIC.len() };
+    let mut c = Cursor { buf: body, pos: MAGIC_PREFIX.len() + 1 };
     let truncated = "index: truncated or malformed section";
+    let base = if version == 1 { 0 } else { c.i64().ok_or(truncated)? };
     let n = c.varint().ok_or(truncated)?;
     let mut symbols = Vec::new();
     for _ in 0..n {
@@ -110,39 +188,164 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
     }
     let n = c.varint().ok_or(truncated)?;
     let mut postings = Vec::new();
+    let bad = "index: postings refer to unknown symbols or series";
     for _ in 0..n {
         let (name, value) = (c.varint().ok_or(truncated)?, c.varint().ok_or(truncated)?);
-        let set = RoaringBitmap::deserialize_from(c.bytes().ok_or(truncated)?).map_err(|_| "index: bad postings")?;
+        let bytes = c.bytes().ok_or(truncated)?;
+        let set = match version {
+            1 => RoaringBitmap::deserialize_from(bytes)
+                .ok()
+                .filter(|set| set.max().is_none_or(|m| (m as usize) < series.len()))
+                .ok_or(bad)?,
+            _ => runs(bytes, series.len()).ok_or(bad)?,
+        };
         let known = |s: u64| s < symbols.len() as u64;
-        if !known(name) || !known(value) || set.max().is_some_and(|m| m as usize >= series.len()) {
-            return Err("index: postings refer to unknown symbols or series");
+        if !known(name) || !known(value) {
+            return Err(bad);
         }
         postings.push((name as u32, value as u32, set));
     }
     if !c.done() {
         return Err("index: trailing bytes");
     }
-    Ok(Parsed { symbols, series, postings })
+    let labels = match version {
+        1 => LabelRefs::Symbols(symbols.len()),
+        _ => LabelRefs::Pairs(postings.iter().map(|&(n, v, _)| (n, v)).collect()),
+    };
+    Ok(Parsed { symbols, series, postings, entries: Entries { labels, base } })
 }
 
-/// Reads the series entry at `offset` (from [`Parsed::series`]); checked against the symbol
-/// count.
-pub fn series_entry(index: &[u8], offset: u32, symbols: usize) -> Option<SeriesEntry> {
-    let mut c = Cursor { buf: index, pos: offset as usize };
-    let mut e = Cursor { buf: c.bytes()?, pos: 0 };
-    let sym = |v: u64| (v < symbols as u64).then_some(v as u32);
-    let mut entry = SeriesEntry::default();
-    for _ in 0..e.varint()? {
-        entry.labels.push((sym(e.varint()?)?, sym(e.varint()?)?));
+impl Entries {
+    /// Reads the series entry at `offset` (from [`Parsed::series`]) of `index`; None when it is
+    /// malformed or names unknown symbols or pairs.
+    pub fn read(&self, index: &[u8], offset: u32) -> Option<SeriesEntry> {
+        let mut c = Cursor { buf: index, pos: offset as usize };
+        let mut e = Cursor { buf: c.bytes()?, pos: 0 };
+        let mut entry = SeriesEntry::default();
+        let mut next = 0u64;
+        for _ in 0..e.varint()? {
+            entry.labels.push(match &self.labels {
+                LabelRefs::Symbols(count) => {
+                    let sym = |v: u64| (v < *count as u64).then_some(v as u32);
+                    (sym(e.varint()?)?, sym(e.varint()?)?)
+                }
+                LabelRefs::Pairs(pairs) => {
+                    let pair = next.checked_add(e.varint()?)?;
+                    next = pair + 1;
+                    *pairs.get(usize::try_from(pair).ok()?)?
+                }
+            });
+        }
+        let mut prev = self.base;
+        for _ in 0..e.varint()? {
+            let min_t = prev.wrapping_add(unzigzag(e.varint()?));
+            let max_t = min_t.checked_add(i64::try_from(e.varint()?).ok()?)?;
+            let (offset, len) = (e.varint()?, u32::try_from(e.varint()?).ok()?);
+            entry.chunks.push(ChunkRef { min_t, max_t, offset, len });
+            prev = max_t;
+        }
+        Some(entry)
     }
-    let mut prev = 0i64;
-    for i in 0..e.varint()? {
-        let d = unzigzag(e.varint()?);
-        let min_t = if i == 0 { d } else { prev.checked_add(d)? };
-        let max_t = min_t.checked_add(i64::try_from(e.varint()?).ok()?)?;
-        let (offset, len) = (e.varint()?, u32::try_from(e.varint()?).ok()?);
-        entry.chunks.push(ChunkRef { min_t, max_t, offset, len });
-        prev = max_t;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
     }
-    Some(entry)
+
+    /// An index of three series over symbols ["a", "b", "job", "x"] with `job` = a, a, b and
+    /// the postings `postings` writes.
+    fn index(header: impl Fn(&mut Vec<u8>), entries: &[Vec<u8>], postings: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        header(&mut out);
+        put_symbols(&mut out, &["a", "b", "job", "x"].map(String::from));
+        put_varint(&mut out, entries.len() as u64);
+        for e in entries {
+            put_bytes(&mut out, e);
+        }
+        postings(&mut out);
+        with_crc(out)
+    }
+
+    #[test]
+    fn runs_round_trip_singles_runs_and_gaps() {
+        for ids in [vec![], vec![0], vec![5], vec![0, 1], vec![0, 2, 3, 4, 9, 11, 12], (3..300).collect::<Vec<u32>>()] {
+            let set: RoaringBitmap = ids.iter().copied().collect();
+            let mut out = Vec::new();
+            put_runs(&mut out, &set);
+            assert_eq!(runs(&out, 300), Some(set), "{ids:?}");
+        }
+        let mut out = Vec::new();
+        put_runs(&mut out, &(0..100).collect());
+        assert_eq!(out.len(), 2, "a run of 100 is two bytes: {out:?}");
+        assert_eq!(runs(&out, 99), None, "a run past the series count is refused");
+        assert_eq!(runs(&[0x80], 10), None, "a truncated varint is refused");
+    }
+
+    #[test]
+    fn series_entries_name_pairs_and_count_times_from_the_base() {
+        let base = 1_700_000_000_000;
+        let chunks = [
+            ChunkRef { min_t: base + 15_000, max_t: base + 60_000, offset: 8, len: 20 },
+            ChunkRef { min_t: base + 75_000, max_t: base + 90_000, offset: 32, len: 9 },
+        ];
+        let mut entry = Vec::new();
+        put_series_entry(&mut entry, &[0, 2], &chunks, base);
+        let bytes = index(
+            |out| put_header(out, base),
+            &[entry[1..].to_vec()],
+            |out| {
+                let set: RoaringBitmap = [0].into_iter().collect();
+                put_postings(out, &[(2, 0, set.clone()), (2, 1, RoaringBitmap::new()), (3, 1, set)]);
+            },
+        );
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.postings[2].2.iter().collect::<Vec<_>>(), [0]);
+        let read = parsed.entries.read(&bytes, parsed.series[0]).unwrap();
+        assert_eq!(read, SeriesEntry { labels: vec![(2, 0), (3, 1)], chunks: chunks.to_vec() });
+
+        let mut past = Vec::new();
+        put_series_entry(&mut past, &[0, 3], &chunks, base);
+        let bytes = index(|out| put_header(out, base), &[past[1..].to_vec()], |out| put_postings(out, &[]));
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.entries.read(&bytes, parsed.series[0]), None, "a pair past the postings is refused");
+    }
+
+    #[test]
+    fn version_1_indexes_are_still_read() {
+        // Written by hand as version 1 wrote it: labels as symbol numbers, the first chunk's
+        // min time as is, postings as portable roaring bitmaps.
+        let mut e = Vec::new();
+        for v in [2, 2, 0, 3, 1, 1, zigzag(1_700_000_000_000), 5, 8, 12] {
+            put_varint(&mut e, v);
+        }
+        let bytes = index(
+            |out| out.extend_from_slice(b"PYRIDX\x00\x01"),
+            &[e],
+            |out| {
+                put_varint(out, 2);
+                for (n, v) in [(2, 0), (3, 1)] {
+                    put_varint(out, n);
+                    put_varint(out, v);
+                    let mut set = Vec::new();
+                    RoaringBitmap::from_iter([0u32]).serialize_into(&mut set).unwrap();
+                    put_bytes(out, &set);
+                }
+            },
+        );
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.postings.len(), 2);
+        let read = parsed.entries.read(&bytes, parsed.series[0]).unwrap();
+        let chunk = ChunkRef { min_t: 1_700_000_000_000, max_t: 1_700_000_000_005, offset: 8, len: 12 };
+        assert_eq!(read, SeriesEntry { labels: vec![(2, 0), (3, 1)], chunks: vec![chunk] });
+        let mut unknown = bytes.clone();
+        unknown[7] = 3;
+        let unknown = with_crc(unknown[..unknown.len() - 4].to_vec());
+        assert!(parse(&unknown).is_err(), "an unknown version is refused");
+    }
 }

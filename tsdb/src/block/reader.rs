@@ -27,6 +27,8 @@ pub struct Block {
     postings: Postings,
     /// Offset of each series' entry in `index`.
     series: Vec<u32>,
+    /// What series entries refer to.
+    entries: index::Entries,
     tombstones: Tombstones,
     /// Bytes on disk.
     size: u64,
@@ -85,6 +87,7 @@ impl Block {
             symbols,
             postings,
             series: parsed.series,
+            entries: parsed.entries,
             tombstones,
             size,
         })
@@ -121,7 +124,8 @@ impl Block {
     }
 
     fn entry(&self, series: u32) -> Result<SeriesEntry, BlockError> {
-        index::series_entry(&self.index, self.series[series as usize], self.symbols.len())
+        self.entries
+            .read(&self.index, self.series[series as usize])
             .ok_or_else(|| self.error(format!("index: series {series} is malformed")))
     }
 

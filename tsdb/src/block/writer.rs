@@ -120,11 +120,21 @@ impl BlockWriter {
         }
         let mut postings: Vec<(u32, u32, RoaringBitmap)> = pairs.into_iter().map(|((n, v), set)| (n, v, set)).collect();
         postings.sort_unstable_by_key(|&(n, v, _)| (n, v));
-        let mut out = index::MAGIC.to_vec();
+        let numbers: HashMap<(u32, u32), u32> =
+            postings.iter().enumerate().map(|(i, &(n, v, _))| ((n, v), i as u32)).collect();
+        let mut out = Vec::new();
+        index::put_header(&mut out, min_time);
         index::put_symbols(&mut out, &strings);
         crate::encoding::put_varint(&mut out, self.series.len() as u64);
+        let mut refs = Vec::new();
         for s in &self.series {
-            index::put_series_entry(&mut out, s);
+            refs.clear();
+            refs.extend(s.labels.iter().map(|pair| numbers[pair]));
+            // Ascending already (label order is name order, as the pairs'), unless a caller
+            // broke the label-order contract; the entry's encoding needs it either way.
+            refs.sort_unstable();
+            refs.dedup();
+            index::put_series_entry(&mut out, &refs, &s.chunks, min_time);
         }
         index::put_postings(&mut out, &postings);
         let crc = crc32c::crc32c(&out);
