@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pyrite_core::config::Config;
 use pyrite_core::labels::{Labels, Matcher, Projection};
-use pyrite_core::promql::{EvalError, Interrupt};
+use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Plan};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
 use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
@@ -92,6 +92,15 @@ pub enum Request {
         labels: Projection,
         interrupt: Interrupt,
         reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
+    },
+    /// A query's fragments, evaluated on the shard if they are light, else handed to a query
+    /// worker (see `shard::light`).
+    Evaluate {
+        plan: Arc<Plan>,
+        params: EvalParams,
+        reply: flume::Sender<Result<Vec<FragmentOutput>, EvalError>>,
+        /// Queues the evaluation on a query worker.
+        to_worker: Box<dyn FnOnce() + Send>,
     },
     Series {
         selection: Selection,

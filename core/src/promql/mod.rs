@@ -22,8 +22,8 @@ pub mod plan;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{
-    evaluate_fragment, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult, RangeVector,
-    SeriesSource, StepSeries, Value,
+    evaluate_fragment, evaluate_fragment_within, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits,
+    QueryResult, RangeVector, SeriesSource, StepSeries, Value,
 };
 pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};
 pub use parser::{parse, parse_with, ParseError, ParseOptions};

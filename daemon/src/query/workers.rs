@@ -1,7 +1,8 @@
-//! The query workers: threads that evaluate the shard fragments of every query, so that no
-//! shard's thread evaluates (a heavy query would hold its appends, scrapes and HTTP for as
-//! long as it ran). A worker evaluates one shard's fragments of a plan over that shard's
-//! storage, which it reads by asking the shard ([`ShardStorage`]); the shard answers in slices.
+//! The query workers: threads that evaluate the shard fragments of every query but the light
+//! ones (which a shard answers itself, `shard::light`), so that no shard's thread evaluates a
+//! heavy query (it would hold its appends, scrapes and HTTP for as long as it ran). A worker
+//! evaluates one shard's fragments of a plan over that shard's storage, which it reads by
+//! asking the shard ([`ShardStorage`]); the shard answers in slices.
 //!
 //! There is a worker for each of the `--query.max-concurrency` queries admitted at once, and at
 //! least one per shard. So on one shard every admitted query starts at once, and a light query
@@ -18,7 +19,7 @@ use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutp
 
 use super::remote::RemoteSelects;
 use super::shard_storage::ShardStorage;
-use crate::shards::Shards;
+use crate::shards::{Request, Shards};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -58,8 +59,9 @@ impl Workers {
         (0..self.shards.len()).map(|shard| self.evaluate(shard, plan.clone(), params, remote.clone())).collect()
     }
 
-    /// Evaluates `plan`'s fragments over shard `shard`'s storage. The query only reads: a panic
-    /// fails it (`EvalError::Internal`), the worker serves on.
+    /// Evaluates `plan`'s fragments over shard `shard`'s storage: on the shard itself if they
+    /// are light and read no remote store (`shard::light`), else on a worker. The query only
+    /// reads: a panic fails it (`EvalError::Internal`), the worker serves on.
     fn evaluate(
         &self,
         shard: usize,
@@ -67,18 +69,36 @@ impl Workers {
         params: EvalParams,
         remote: Arc<RemoteSelects>,
     ) -> flume::Receiver<Fragments> {
-        let (reply, answer) = flume::bounded(1);
+        let on_shard = !remote.configured();
         let source = ShardStorage::new(self.shards.clone(), shard, plan.limits.interrupt().clone(), remote);
-        let job = move || {
-            if reply.is_disconnected() {
-                return; // the coordinator gave up while this waited in the queue
-            }
-            let evaluate =
-                || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &source)).collect();
-            let _ = reply.send(crate::panic::catch(evaluate).unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
+        let worker_plan = plan.clone();
+        let jobs = self.jobs.clone();
+        let to_worker = move |reply: flume::Sender<Fragments>| {
+            let plan = worker_plan;
+            let job = move || {
+                if reply.is_disconnected() {
+                    return; // the coordinator gave up while this waited in the queue
+                }
+                let evaluate =
+                    || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &source)).collect();
+                let _ =
+                    reply.send(crate::panic::catch(evaluate).unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
+            };
+            // The workers run as long as the process; a failed send leaves the answer
+            // disconnected.
+            let _ = jobs.send(Box::new(job));
         };
-        // The workers run as long as the process; a failed send leaves `answer` disconnected.
-        let _ = self.jobs.send(Box::new(job));
-        answer
+        if on_shard {
+            self.shards.ask(shard, |reply| Request::Evaluate {
+                plan,
+                params,
+                reply: reply.clone(),
+                to_worker: Box::new(move || to_worker(reply)),
+            })
+        } else {
+            let (reply, answer) = flume::bounded(1);
+            to_worker(reply);
+            answer
+        }
     }
 }

@@ -11,6 +11,7 @@ use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 
+use super::light::Evaluate;
 use super::select::Select;
 use super::ShardEnv;
 use crate::metrics::{shard_label, MetricLabels, Metrics};
@@ -82,6 +83,9 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::Select { matchers, mint, maxt, newest, labels, interrupt, reply } => {
                 let select = Select { matchers, mint, maxt, newest, labels, interrupt, reply };
                 monoio::spawn(super::select::serve(index, storage.clone(), env.clone(), select));
+            }
+            Request::Evaluate { plan, params, reply, to_worker } => {
+                super::light::serve(&storage.borrow(), Evaluate { plan, params, reply, to_worker })
             }
             Request::Latest { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();

@@ -8,6 +8,7 @@
 //! evaluated on the query workers, in slices between which the rest runs.
 
 mod housekeeping;
+pub mod light;
 mod mailbox;
 mod select;
 mod slices;

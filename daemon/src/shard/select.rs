@@ -23,6 +23,7 @@ use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::block::BlockError;
 use pyrite_tsdb::db::Db;
+use pyrite_tsdb::head::Head;
 
 use super::ShardEnv;
 
@@ -145,7 +146,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
         parts.push(part);
     }
     let mut head = Vec::with_capacity(sources.head.len());
-    let labels = if sources.blocks.is_empty() { &s.labels } else { &Projection::All };
+    let labels = read_labels(sources.blocks.is_empty(), &s.labels);
     let mut next = 0;
     loop {
         {
@@ -154,11 +155,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
             while next < sources.head.len() && clock.goes_on() {
                 // A series removed from the head since it was noted is skipped.
                 let id = sources.head[next];
-                let series = if s.newest {
-                    db.head.newest_sample(id, s.mint, s.maxt, labels)
-                } else {
-                    db.head.series_samples(id, s.mint, s.maxt, labels)
-                };
+                let series = head_series(&db.head, id, s.mint, s.maxt, s.newest, labels);
                 clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
                 head.extend(series);
                 next += 1;
@@ -172,6 +169,33 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
             }
         }
         pause(s).await?;
+    }
+}
+
+/// The labels to build of the head's series: those asked for when no block is read, else all
+/// (parts are merged by label set, and series that differ only in labels left out would merge).
+pub(super) fn read_labels(no_blocks: bool, asked: &Projection) -> &Projection {
+    if no_blocks {
+        asked
+    } else {
+        &Projection::All
+    }
+}
+
+/// Head series `id`'s samples in `[mint, maxt]`, or with `newest` only the newest of them;
+/// None if it has none there or is gone.
+pub(super) fn head_series(
+    head: &Head,
+    id: u32,
+    mint: i64,
+    maxt: i64,
+    newest: bool,
+    labels: &Projection,
+) -> Option<SeriesSamples> {
+    if newest {
+        head.newest_sample(id, mint, maxt, labels)
+    } else {
+        head.series_samples(id, mint, maxt, labels)
     }
 }
 

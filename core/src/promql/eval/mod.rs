@@ -102,6 +102,14 @@ impl Limits {
         Limits { max_samples, interrupt, loaded: Default::default() }
     }
 
+    /// The same limit and interrupt with a count of its own, starting at zero: for a trial
+    /// evaluation whose loads must not count when it is abandoned and run again elsewhere.
+    /// What the trial loads, if kept, is still counted against the limit when the shards'
+    /// outputs are merged ([`Plan::finish`]).
+    pub fn detached(&self) -> Limits {
+        Limits::new(self.max_samples, self.interrupt.clone())
+    }
+
     /// What stops this evaluation; storage that a query waits for asks it too.
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
@@ -416,9 +424,20 @@ pub fn evaluate_fragment(
     params: &EvalParams,
     source: &dyn SeriesSource,
 ) -> Result<FragmentOutput, EvalError> {
+    evaluate_fragment_within(plan, index, params, source, &plan.limits)
+}
+
+/// The same under `limits` in place of the plan's (see [`Limits::detached`]).
+pub fn evaluate_fragment_within(
+    plan: &Plan,
+    index: usize,
+    params: &EvalParams,
+    source: &dyn SeriesSource,
+    limits: &Limits,
+) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let mut ev = Evaluator::new(&params, Some(source), &[], &plan.limits)?;
+    let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
     ev.in_subquery = !fragment.frames.is_empty();
     ev.labels = &fragment.labels;
     ev.distinct = fragment.distinct;

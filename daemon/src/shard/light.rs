@@ -1,0 +1,226 @@
+//! Light queries evaluated on the shard itself (`Request::Evaluate`).
+//!
+//! A query worker keeps heavy evaluation off the shard's thread, but costs every query four
+//! hand-offs between threads in a row (coordinator → worker → shard → worker → coordinator).
+//! On an idle machine each is some microseconds; on a saturated one each waits for a core, a
+//! scheduler slice of whatever runs there, and a small dashboard query then takes several times
+//! its CPU time. So the shard first tries the query's fragments itself, in one go, reading its
+//! storage directly: the coordinating shard with no hand-off at all, another shard with one
+//! there and one back. The try is bounded ([`SERIES_STEPS`], [`SAMPLES`]): once a select would
+//! go past the budget, it stops, and the fragments go to a worker as they always did. The
+//! shard is then held about as long as one slice of a worker's read (`select::SLICE`).
+//!
+//! Not tried: queries with remote-read stores (their reads go over the network), and reads
+//! that meet a damaged block (the worker's read sets it aside).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use pyrite_core::labels::{Matcher, Projection};
+use pyrite_core::promql::{evaluate_fragment_within, EvalError, EvalParams, FragmentOutput, Plan, SeriesSource};
+use pyrite_core::value::SeriesSamples;
+use pyrite_tsdb::db::Db;
+use pyrite_tsdb::querier::merge_parts;
+
+use super::select::{head_series, read_labels};
+
+/// Series a light evaluation may read, over all its selects, times its steps: a dashboard's
+/// stat panel or small graph, not a whole metric's worth.
+const SERIES_STEPS: u64 = 4096;
+
+/// Samples a light evaluation may read (about a millisecond of decoding).
+const SAMPLES: u64 = 100_000;
+
+/// What a `Request::Evaluate` carries.
+pub struct Evaluate {
+    pub plan: Arc<Plan>,
+    pub params: EvalParams,
+    pub reply: flume::Sender<Result<Vec<FragmentOutput>, EvalError>>,
+    /// Queues the evaluation on a query worker: what a query too heavy for the shard gets.
+    pub to_worker: Box<dyn FnOnce() + Send>,
+}
+
+/// Answers `evaluate` from `db` if it is light, else hands it to a worker. The evaluation only
+/// reads: a panic fails this query, not the process (see `crate::panic`).
+pub fn serve(db: &Db, evaluate: Evaluate) {
+    let Evaluate { plan, params, reply, to_worker } = evaluate;
+    if reply.is_disconnected() {
+        return; // the coordinator gave up
+    }
+    let steps = if params.step > 0 { (params.end - params.start) / params.step + 1 } else { 1 };
+    let source = Budgeted {
+        db,
+        series: Cell::new(SERIES_STEPS / u64::try_from(steps).unwrap_or(u64::MAX).max(1)),
+        samples: Cell::new(SAMPLES),
+        handed_over: Cell::new(false),
+    };
+    // Loads of a try handed over must not count twice against `--query.max-samples`.
+    let limits = plan.limits.detached();
+    let all =
+        || (0..plan.fragments.len()).map(|i| evaluate_fragment_within(&plan, i, &params, &source, &limits)).collect();
+    let out = crate::panic::catch(all).unwrap_or_else(|panic| Err(EvalError::Internal(panic)));
+    if source.handed_over.get() {
+        to_worker();
+    } else {
+        let _ = reply.send(out);
+    }
+}
+
+/// The shard's storage, read while a budget lasts. A select past it fails the evaluation and
+/// marks it for a worker.
+struct Budgeted<'a> {
+    db: &'a Db,
+    series: Cell<u64>,
+    samples: Cell<u64>,
+    handed_over: Cell<bool>,
+}
+
+impl Budgeted<'_> {
+    /// Takes `n` from `budget`, or marks the evaluation for a worker.
+    fn spend(&self, budget: &Cell<u64>, n: u64) -> Result<(), EvalError> {
+        match budget.get().checked_sub(n) {
+            Some(left) => {
+                budget.set(left);
+                Ok(())
+            }
+            None => Err(self.hand_over()),
+        }
+    }
+
+    fn hand_over(&self) -> EvalError {
+        self.handed_over.set(true);
+        EvalError::Execution("too heavy to evaluate on the shard".into())
+    }
+
+    fn read(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        newest: bool,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        let q = self.db.querier();
+        let blocks: Vec<_> = q.blocks_in(mint, maxt).map(|b| (b, b.matching(matchers))).collect();
+        let head = self.db.head.candidates(matchers);
+        self.spend(&self.series, head.len() + blocks.iter().map(|(_, ids)| ids.len()).sum::<u64>())?;
+        let mut parts = Vec::with_capacity(blocks.len() + 1);
+        for (block, ids) in &blocks {
+            let mut part = Vec::new();
+            for id in ids {
+                // A damaged block is set aside by the worker's read.
+                let series = block.series_samples(id, mint, maxt).map_err(|_| self.hand_over())?;
+                self.spend(&self.samples, series.as_ref().map_or(0, |s| s.samples.len() as u64))?;
+                part.extend(series);
+            }
+            parts.push(part);
+        }
+        let labels = read_labels(blocks.is_empty(), labels);
+        let mut part = Vec::with_capacity(head.len() as usize);
+        for id in &head {
+            let series = head_series(&self.db.head, id, mint, maxt, newest, labels);
+            self.spend(&self.samples, series.as_ref().map_or(0, |s| s.samples.len() as u64))?;
+            part.extend(series);
+        }
+        parts.push(part);
+        Ok(merge_parts(parts))
+    }
+}
+
+impl SeriesSource for Budgeted<'_> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, false, labels)
+    }
+
+    fn select_newest(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        labels: &Projection,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.read(matchers, mint, maxt, true, labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::labels::Labels;
+    use pyrite_core::promql::{parse, plan, Limits, QueryResult};
+    use pyrite_core::remote::WriteSeries;
+    use pyrite_core::value::Sample;
+    use pyrite_tsdb::db::Dirs;
+    use pyrite_tsdb::wal::WalOptions;
+
+    /// A shard's storage with `n` series `m{i="…"}` of 31 samples each, one every 10 s.
+    fn db(name: &str, n: usize) -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pyrite-light-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = WalOptions { compress: false, segment_size: 1 << 20 };
+        let (mut db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, 7_200_000, 0).expect("open a Db");
+        db.write(
+            (0..n)
+                .map(|i| WriteSeries {
+                    labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
+                    samples: (0..=30).map(|k| Sample { t: k * 10_000, v: (k * i as i64) as f64 }).collect(),
+                    exemplars: Vec::new(),
+                })
+                .collect(),
+        );
+        (db, dir)
+    }
+
+    /// Runs `query` at 300 s through [`serve`] with at most `max_samples`: its answer, or None
+    /// if it went to a worker.
+    fn try_on_shard(db: &Db, query: &str, max_samples: usize) -> Option<Result<QueryResult, EvalError>> {
+        let params = EvalParams::instant(300_000, 300_000);
+        let mut planned = plan(&parse(query).expect("parse"), &params).expect("plan");
+        planned.limits = Limits::new(max_samples, Default::default());
+        let plan = Arc::new(planned);
+        let (reply, answer) = flume::bounded(1);
+        let (handed, to_worker) = flume::bounded(1);
+        serve(
+            db,
+            Evaluate { plan: plan.clone(), params, reply, to_worker: Box::new(move || handed.send(()).unwrap()) },
+        );
+        match (answer.try_recv(), to_worker.try_recv()) {
+            (Ok(out), Err(_)) => Some(out.and_then(|out| plan.finish(&params, vec![out]))),
+            (Err(_), Ok(())) => None,
+            other => panic!("answered and handed over, or neither: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_light_query_is_answered_on_the_shard_as_from_the_head() {
+        let (db, dir) = db("light", 100);
+        let query = "sum(rate(m{i=~\"1.\"}[1m]))";
+        let got = try_on_shard(&db, query, usize::MAX).expect("light").expect("answer");
+        let params = EvalParams::instant(300_000, 300_000);
+        let planned = Arc::new(plan(&parse(query).unwrap(), &params).unwrap());
+        let want = (0..planned.fragments.len())
+            .map(|i| pyrite_core::promql::evaluate_fragment(&planned, i, &params, &db.head))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|out| planned.finish(&params, vec![out]))
+            .unwrap();
+        assert_eq!(got.value, want.value);
+        assert!(format!("{:?}", got.value).contains("14.5"), "sum of i/10 over i in 10..20: {:?}", got.value);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_query_past_the_budget_goes_to_a_worker_and_limits_still_hold() {
+        let (db, dir) = db("heavy", 5000);
+        assert!(try_on_shard(&db, "count(m)", usize::MAX).is_none(), "5000 series is past the budget");
+        assert!(try_on_shard(&db, "sum(m{i=~\"1..\"})", usize::MAX).is_some(), "100 series is not");
+        let over = try_on_shard(&db, "sum(rate(m{i=~\"1..\"}[5m]))", 1000).expect("light");
+        assert!(matches!(over, Err(EvalError::TooManySamples)), "{over:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
