@@ -2,8 +2,8 @@
 //!
 //! No input from outside the process should reach a panic; parsers, limits and checked
 //! arithmetic are the first line. This module is the second. Work that only *reads* shared
-//! state on behalf of one request — an HTTP handler, a query's fragments on a query worker, a
-//! query's read of a shard, a query's coordination, a shard's answer to a series, labels or
+//! state on behalf of one request — an HTTP handler, a query's fragments on a query worker or
+//! (light ones) on a shard, a query's read of a shard, a query's coordination, a shard's answer to a series, labels or
 //! federation request — runs inside
 //! [`catch`] or [`CatchPanic`]: if it panics, that request fails
 //! (an HTTP 500, a query error), the panic is logged and counted in

@@ -1,8 +1,9 @@
 //! Queries in the server: the core's one [`Executor`] over the shards. Whoever asks — an HTTP
 //! handler, the rules thread for a rule or a template's `query` call — spawns [`coordinate`]
-//! on a shard, which runs the query there as a task: waits for a query slot, hands each
-//! shard's fragments of the plan to the query [`workers`] (which read the shard's storage by
-//! asking it: [`shard_storage`]), merges, and answers. No shard's thread evaluates.
+//! on a shard, which runs the query there as a task: waits for a query slot, sends each shard
+//! its fragments of the plan, which it evaluates itself if they are light (`shard::light`) or
+//! else hands to the query [`workers`] (which read the shard's storage by asking it:
+//! [`shard_storage`]), merges, and answers. No shard's thread evaluates a heavy query.
 
 mod remote;
 mod shard_storage;
@@ -111,7 +112,10 @@ impl Fanout for ShardFanout {
             let mut outputs: Vec<Vec<FragmentOutput>> = Vec::with_capacity(answers.len());
             for answer in answers {
                 outputs.push(
-                    answer.recv_async().await.map_err(|_| EvalError::Internal("a query worker stopped".into()))??,
+                    answer
+                        .recv_async()
+                        .await
+                        .map_err(|_| EvalError::Internal("a shard or query worker stopped".into()))??,
                 );
             }
             // A store that failed is a warning on the query, as upstream.

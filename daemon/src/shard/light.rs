@@ -6,23 +6,28 @@
 //! scheduler slice of whatever runs there, and a small dashboard query then takes several times
 //! its CPU time. So the shard first tries the query's fragments itself, in one go, reading its
 //! storage directly: the coordinating shard with no hand-off at all, another shard with one
-//! there and one back. The try is bounded ([`SERIES_STEPS`], [`SAMPLES`]): once a select would
-//! go past the budget, it stops, and the fragments go to a worker as they always did. The
-//! shard is then held about as long as one slice of a worker's read (`select::SLICE`).
+//! there and one back. The try is bounded ([`SERIES_STEPS`], [`SAMPLES`], and one slice of a
+//! worker's read in time, [`SLICE`]): once a select would go past the budget, or the time is
+//! up, it stops, and the fragments go to a worker as they always did. So the shard is held
+//! about as long as by one slice of a worker's read.
 //!
 //! Not tried: queries with remote-read stores (their reads go over the network), and reads
 //! that meet a damaged block (the worker's read sets it aside).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyrite_core::labels::{Matcher, Projection};
-use pyrite_core::promql::{evaluate_fragment_within, EvalError, EvalParams, FragmentOutput, Plan, SeriesSource};
+use pyrite_core::promql::{
+    evaluate_fragment_within, EvalError, EvalParams, FragmentOutput, Interrupt, Plan, SeriesSource,
+};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::querier::merge_parts;
 
-use super::select::{head_series, read_labels};
+use super::select::{head_series, read_labels, SLICE};
 
 /// Series a light evaluation may read, over all its selects, times its steps: a dashboard's
 /// stat panel or small graph, not a whole metric's worth.
@@ -47,22 +52,32 @@ pub fn serve(db: &Db, evaluate: Evaluate) {
     if reply.is_disconnected() {
         return; // the coordinator gave up
     }
-    let steps = if params.step > 0 { (params.end - params.start) / params.step + 1 } else { 1 };
+    let handed_over = Arc::new(AtomicBool::new(false));
     let source = Budgeted {
         db,
-        series: Cell::new(SERIES_STEPS / u64::try_from(steps).unwrap_or(u64::MAX).max(1)),
+        series: Cell::new(SERIES_STEPS / (params.steps() as u64).max(1)),
         samples: Cell::new(SAMPLES),
-        handed_over: Cell::new(false),
+        handed_over: handed_over.clone(),
     };
-    // Loads of a try handed over must not count twice against `--query.max-samples`.
-    let limits = plan.limits.detached();
+    // Work that reads little can still be long (a subquery of many steps): past `SLICE` the
+    // try stops too. Its loads must not count twice against `--query.max-samples` if it is
+    // handed over, so it counts them apart.
+    let started = Instant::now();
+    let (query, over_time) = (plan.limits.interrupt().clone(), handed_over.clone());
+    let limits = plan.limits.trial(Interrupt::new(move || {
+        if started.elapsed() > SLICE {
+            over_time.store(true, Ordering::Relaxed);
+            return true;
+        }
+        query.check().is_err()
+    }));
     let all =
         || (0..plan.fragments.len()).map(|i| evaluate_fragment_within(&plan, i, &params, &source, &limits)).collect();
     let out = crate::panic::catch(all).unwrap_or_else(|panic| Err(EvalError::Internal(panic)));
-    if source.handed_over.get() {
+    if handed_over.load(Ordering::Relaxed) {
         to_worker();
     } else {
-        let _ = reply.send(out);
+        let _ = reply.send(out.and_then(|out| plan.limits.absorb(&limits).map(|()| out)));
     }
 }
 
@@ -72,7 +87,8 @@ struct Budgeted<'a> {
     db: &'a Db,
     series: Cell<u64>,
     samples: Cell<u64>,
-    handed_over: Cell<bool>,
+    /// Set once the try is to go to a worker (also by the try's interrupt, past its time).
+    handed_over: Arc<AtomicBool>,
 }
 
 impl Budgeted<'_> {
@@ -88,7 +104,7 @@ impl Budgeted<'_> {
     }
 
     fn hand_over(&self) -> EvalError {
-        self.handed_over.set(true);
+        self.handed_over.store(true, Ordering::Relaxed);
         EvalError::Execution("too heavy to evaluate on the shard".into())
     }
 
@@ -177,24 +193,34 @@ mod tests {
         (db, dir)
     }
 
-    /// Runs `query` at 300 s through [`serve`] with at most `max_samples`: its answer, or None
-    /// if it went to a worker.
-    fn try_on_shard(db: &Db, query: &str, max_samples: usize) -> Option<Result<QueryResult, EvalError>> {
-        let params = EvalParams::instant(300_000, 300_000);
-        let mut planned = plan(&parse(query).expect("parse"), &params).expect("plan");
+    const AT: EvalParams = EvalParams { start: 300_000, end: 300_000, step: 0, lookback: 300_000 };
+
+    /// `query` planned at 300 s, with at most `max_samples`.
+    fn planned(query: &str, max_samples: usize) -> Arc<Plan> {
+        let mut planned = plan(&parse(query).expect("parse"), &AT).expect("plan");
         planned.limits = Limits::new(max_samples, Default::default());
-        let plan = Arc::new(planned);
+        Arc::new(planned)
+    }
+
+    /// Runs `plan` through [`serve`] as one shard: its fragments' outputs, or None if they
+    /// went to a worker.
+    fn serve_plan(db: &Db, plan: &Arc<Plan>) -> Option<Result<Vec<FragmentOutput>, EvalError>> {
         let (reply, answer) = flume::bounded(1);
-        let (handed, to_worker) = flume::bounded(1);
-        serve(
-            db,
-            Evaluate { plan: plan.clone(), params, reply, to_worker: Box::new(move || handed.send(()).unwrap()) },
-        );
-        match (answer.try_recv(), to_worker.try_recv()) {
-            (Ok(out), Err(_)) => Some(out.and_then(|out| plan.finish(&params, vec![out]))),
+        let (handed, handed_over) = flume::bounded(1);
+        let to_worker = Box::new(move || handed.send(()).unwrap());
+        serve(db, Evaluate { plan: plan.clone(), params: AT, reply, to_worker });
+        match (answer.try_recv(), handed_over.try_recv()) {
+            (Ok(out), Err(_)) => Some(out),
             (Err(_), Ok(())) => None,
             other => panic!("answered and handed over, or neither: {other:?}"),
         }
+    }
+
+    /// The answer to `query` tried on one shard with at most `max_samples`, or None if it went
+    /// to a worker.
+    fn try_on_shard(db: &Db, query: &str, max_samples: usize) -> Option<Result<QueryResult, EvalError>> {
+        let plan = planned(query, max_samples);
+        serve_plan(db, &plan).map(|out| out.and_then(|out| plan.finish(&AT, vec![out])))
     }
 
     #[test]
@@ -221,6 +247,17 @@ mod tests {
         assert!(try_on_shard(&db, "sum(m{i=~\"1..\"})", usize::MAX).is_some(), "100 series is not");
         let over = try_on_shard(&db, "sum(rate(m{i=~\"1..\"}[5m]))", 1000).expect("light");
         assert!(matches!(over, Err(EvalError::TooManySamples)), "{over:?}");
+
+        // Reads little, computes long: stopped by the time bound, not the read budget.
+        let long = "max_over_time(m{i=~\"1.\"}[300s:1ms])";
+        assert!(try_on_shard(&db, long, usize::MAX).is_none(), "a long subquery goes to a worker");
+
+        // A kept try counts against the query's limit as a worker's evaluation does: two
+        // shards' loads of some 1,800 samples each pass a limit of 3,000 only apart.
+        let plan = planned("sum(rate(m{i=~\"1[0-5].\"}[5m]))", 3000);
+        assert!(serve_plan(&db, &plan).expect("light").is_ok());
+        let second = serve_plan(&db, &plan).expect("light");
+        assert!(matches!(second, Err(EvalError::TooManySamples)), "{second:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

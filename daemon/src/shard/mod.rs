@@ -5,7 +5,8 @@
 //! [`Message`](crate::shards::Message)s. The same thread also serves HTTP connections accepted
 //! on the shared listener, runs the tasks it is sent (the scrape loops of the targets assigned
 //! to it, the coordination of queries), its storage's housekeeping, and the reads of queries
-//! evaluated on the query workers, in slices between which the rest runs.
+//! evaluated on the query workers, in slices between which the rest runs; light queries it
+//! evaluates itself, within a budget of about one slice ([`light`]).
 
 mod housekeeping;
 pub mod light;

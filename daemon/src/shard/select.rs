@@ -29,7 +29,7 @@ use super::ShardEnv;
 
 /// The longest a slice holds the shard's thread (one series is never split, so a series with
 /// a great many samples in the range may take longer).
-const SLICE: Duration = Duration::from_millis(2);
+pub(super) const SLICE: Duration = Duration::from_millis(2);
 
 /// A slice looks at the clock after this many series or [`CLOCK_SAMPLES`] samples read since
 /// it last looked, whichever comes first: a look costs about as much as reading a series'

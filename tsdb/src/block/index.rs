@@ -113,8 +113,9 @@ fn put_runs(out: &mut Vec<u8>, set: &RoaringBitmap) {
     }
 }
 
-/// Reads runs as [`put_runs`] wrote them; every number below `series`, or None.
-fn runs(bytes: &[u8], series: usize) -> Option<RoaringBitmap> {
+/// Reads runs as [`put_runs`] wrote them; every number below `series`, and no more numbers
+/// than `allowance` (which is decreased), or None.
+fn runs(bytes: &[u8], series: usize, allowance: &mut u64) -> Option<RoaringBitmap> {
     let mut c = Cursor { buf: bytes, pos: 0 };
     let mut set = RoaringBitmap::new();
     let mut next = 0u64;
@@ -125,6 +126,7 @@ fn runs(bytes: &[u8], series: usize) -> Option<RoaringBitmap> {
         if last >= series as u64 {
             return None;
         }
+        *allowance = allowance.checked_sub(last - first + 1)?;
         if first == last {
             set.push(first as u32);
         } else {
@@ -182,10 +184,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
     }
     let n = c.varint().ok_or(truncated)?;
     let mut series = Vec::new();
+    let series_start = c.pos;
     for _ in 0..n {
         series.push(u32::try_from(c.pos).map_err(|_| "index: larger than 4 GiB")?);
         c.bytes().ok_or(truncated)?;
     }
+    // Each label of a series entry takes a byte or more and puts the series in one postings
+    // list, so the lists together hold no more numbers than the entries have bytes. Checked
+    // as they are read: a run of a few bytes can stand for millions of series.
+    let mut allowance = (c.pos - series_start) as u64;
     let n = c.varint().ok_or(truncated)?;
     let mut postings = Vec::new();
     let bad = "index: postings refer to unknown symbols or series";
@@ -196,8 +203,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
             1 => RoaringBitmap::deserialize_from(bytes)
                 .ok()
                 .filter(|set| set.max().is_none_or(|m| (m as usize) < series.len()))
+                .filter(|set| allowance.checked_sub(set.len()).map(|left| allowance = left).is_some())
                 .ok_or(bad)?,
-            _ => runs(bytes, series.len()).ok_or(bad)?,
+            _ => runs(bytes, series.len(), &mut allowance).ok_or(bad)?,
         };
         let known = |s: u64| s < symbols.len() as u64;
         if !known(name) || !known(value) {
@@ -207,6 +215,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
     }
     if !c.done() {
         return Err("index: trailing bytes");
+    }
+    // Series entries name pairs by their position, which must be their (name, value) order.
+    if !postings.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)) {
+        return Err("index: postings not sorted");
     }
     let labels = match version {
         1 => LabelRefs::Symbols(symbols.len()),
@@ -231,14 +243,16 @@ impl Entries {
                 }
                 LabelRefs::Pairs(pairs) => {
                     let pair = next.checked_add(e.varint()?)?;
-                    next = pair + 1;
+                    next = pair.checked_add(1)?;
                     *pairs.get(usize::try_from(pair).ok()?)?
                 }
             });
         }
         let mut prev = self.base;
-        for _ in 0..e.varint()? {
-            let min_t = prev.wrapping_add(unzigzag(e.varint()?));
+        for i in 0..e.varint()? {
+            // The first from the base (any time), later ones from the previous chunk's end.
+            let d = unzigzag(e.varint()?);
+            let min_t = if i == 0 { prev.wrapping_add(d) } else { prev.checked_add(d)? };
             let max_t = min_t.checked_add(i64::try_from(e.varint()?).ok()?)?;
             let (offset, len) = (e.varint()?, u32::try_from(e.varint()?).ok()?);
             entry.chunks.push(ChunkRef { min_t, max_t, offset, len });
@@ -278,13 +292,14 @@ mod tests {
             let set: RoaringBitmap = ids.iter().copied().collect();
             let mut out = Vec::new();
             put_runs(&mut out, &set);
-            assert_eq!(runs(&out, 300), Some(set), "{ids:?}");
+            assert_eq!(runs(&out, 300, &mut 300), Some(set), "{ids:?}");
         }
         let mut out = Vec::new();
         put_runs(&mut out, &(0..100).collect());
         assert_eq!(out.len(), 2, "a run of 100 is two bytes: {out:?}");
-        assert_eq!(runs(&out, 99), None, "a run past the series count is refused");
-        assert_eq!(runs(&[0x80], 10), None, "a truncated varint is refused");
+        assert_eq!(runs(&out, 99, &mut 100), None, "a run past the series count is refused");
+        assert_eq!(runs(&out, 100, &mut 99), None, "a run past the allowance is refused");
+        assert_eq!(runs(&[0x80], 10, &mut 10), None, "a truncated varint is refused");
     }
 
     #[test]
@@ -314,6 +329,32 @@ mod tests {
         let bytes = index(|out| put_header(out, base), &[past[1..].to_vec()], |out| put_postings(out, &[]));
         let parsed = parse(&bytes).unwrap();
         assert_eq!(parsed.entries.read(&bytes, parsed.series[0]), None, "a pair past the postings is refused");
+    }
+
+    #[test]
+    fn hostile_indexes_are_refused_not_expanded() {
+        // Two entries of two bytes with their lengths: room for four postings numbers, not six.
+        let entries = [vec![0], vec![0]];
+        let both: RoaringBitmap = [0, 1].into_iter().collect();
+        let header = |out: &mut Vec<u8>| put_header(out, 0);
+        let fits = index(header, &entries, |out| put_postings(out, &[(2, 0, both.clone())]));
+        assert!(parse(&fits).is_ok());
+        let over = index(header, &entries, |out| {
+            put_postings(out, &[(2, 0, both.clone()), (2, 1, both.clone()), (3, 0, both.clone())])
+        });
+        assert!(parse(&over).is_err(), "more postings numbers than entry bytes");
+        let unsorted = index(header, &entries, |out| {
+            put_postings(out, &[(2, 1, RoaringBitmap::new()), (2, 0, RoaringBitmap::new())])
+        });
+        assert_eq!(parse(&unsorted).err(), Some("index: postings not sorted"));
+
+        let mut entry = Vec::new();
+        put_varint(&mut entry, 2);
+        put_varint(&mut entry, u64::MAX);
+        put_varint(&mut entry, 0);
+        let huge = index(header, &[entry], |out| put_postings(out, &[]));
+        let parsed = parse(&huge).unwrap();
+        assert_eq!(parsed.entries.read(&huge, parsed.series[0]), None, "a pair number past u64 is refused");
     }
 
     #[test]

@@ -102,12 +102,17 @@ impl Limits {
         Limits { max_samples, interrupt, loaded: Default::default() }
     }
 
-    /// The same limit and interrupt with a count of its own, starting at zero: for a trial
-    /// evaluation whose loads must not count when it is abandoned and run again elsewhere.
-    /// What the trial loads, if kept, is still counted against the limit when the shards'
-    /// outputs are merged ([`Plan::finish`]).
-    pub fn detached(&self) -> Limits {
-        Limits::new(self.max_samples, self.interrupt.clone())
+    /// The same limit with a count of its own, starting at zero, stopped by `interrupt`: for a
+    /// trial evaluation whose loads must not count if it is abandoned and run again elsewhere.
+    /// A trial that is kept adds its count to this one with [`Limits::absorb`].
+    pub fn trial(&self, interrupt: Interrupt) -> Limits {
+        Limits::new(self.max_samples, interrupt)
+    }
+
+    /// Counts what a kept `trial` loaded, as if it had been loaded under these limits;
+    /// `Err(TooManySamples)` if the query is now past its limit.
+    pub fn absorb(&self, trial: &Limits) -> Result<(), EvalError> {
+        self.charge(trial.loaded.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// What stops this evaluation; storage that a query waits for asks it too.
@@ -427,7 +432,7 @@ pub fn evaluate_fragment(
     evaluate_fragment_within(plan, index, params, source, &plan.limits)
 }
 
-/// The same under `limits` in place of the plan's (see [`Limits::detached`]).
+/// The same under `limits` in place of the plan's (see [`Limits::trial`]).
 pub fn evaluate_fragment_within(
     plan: &Plan,
     index: usize,
