@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::head::{AppendError, Head};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{
-    evaluate_fragment, Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits,
+    evaluate_fragments, Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits,
     QueryResult,
 };
 
@@ -85,9 +85,7 @@ impl Fanout for Heads<'_> {
         params: EvalParams,
         _deadline: Option<Instant>,
     ) -> Result<Vec<Vec<FragmentOutput>>, EvalError> {
-        let shard =
-            |head: &Head| (0..plan.fragments.len()).map(|i| evaluate_fragment(plan, i, &params, head)).collect();
-        self.0.iter().map(shard).collect()
+        self.0.iter().map(|head: &Head| evaluate_fragments(plan, &params, head, &plan.limits)).collect()
     }
 
     fn now() -> Instant {

@@ -22,7 +22,7 @@ pub mod plan;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{
-    evaluate_fragment, evaluate_fragment_within, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits,
+    evaluate_fragment, evaluate_fragments, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits,
     QueryResult, RangeVector, SeriesSource, StepSeries, Value,
 };
 pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};

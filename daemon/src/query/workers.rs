@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use pyrite_core::promql::{evaluate_fragment, EvalError, EvalParams, FragmentOutput, Plan};
+use pyrite_core::promql::{evaluate_fragments, EvalError, EvalParams, FragmentOutput, Plan};
 
 use super::remote::RemoteSelects;
 use super::shard_storage::ShardStorage;
@@ -79,8 +79,7 @@ impl Workers {
                 if reply.is_disconnected() {
                     return; // the coordinator gave up while this waited in the queue
                 }
-                let evaluate =
-                    || (0..plan.fragments.len()).map(|i| evaluate_fragment(&plan, i, &params, &source)).collect();
+                let evaluate = || evaluate_fragments(&plan, &params, &source, &plan.limits);
                 let _ =
                     reply.send(crate::panic::catch(evaluate).unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
             };

@@ -7,8 +7,8 @@
 //! its CPU time. So the shard first tries the query's fragments itself, in one go, reading its
 //! storage directly: the coordinating shard with no hand-off at all, another shard with one
 //! there and one back. The try is bounded ([`SERIES_STEPS`], [`SAMPLES`], and one slice of a
-//! worker's read in time, [`SLICE`]): once a select would go past the budget, or the time is
-//! up, it stops, and the fragments go to a worker as they always did. So the shard is held
+//! worker's read, [`SLICE`], in the thread's CPU time): once a select would go past the budget,
+//! or the time is up, it stops, and the fragments go to a worker as they always did. So the shard is held
 //! about as long as by one slice of a worker's read.
 //!
 //! Not tried: queries with remote-read stores (their reads go over the network), and reads
@@ -17,12 +17,10 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyrite_core::labels::{Matcher, Projection};
-use pyrite_core::promql::{
-    evaluate_fragment_within, EvalError, EvalParams, FragmentOutput, Interrupt, Plan, SeriesSource,
-};
+use pyrite_core::promql::{evaluate_fragments, EvalError, EvalParams, FragmentOutput, Interrupt, Plan, SeriesSource};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::querier::merge_parts;
@@ -59,26 +57,41 @@ pub fn serve(db: &Db, evaluate: Evaluate) {
         samples: Cell::new(SAMPLES),
         handed_over: handed_over.clone(),
     };
-    // Work that reads little can still be long (a subquery of many steps): past `SLICE` the
-    // try stops too. Its loads must not count twice against `--query.max-samples` if it is
-    // handed over, so it counts them apart.
-    let started = Instant::now();
+    // Work that reads little can still be long (a subquery of many steps): past `SLICE` of
+    // the thread's CPU time the try stops too. CPU time, not wall time: on a saturated machine
+    // the thread may wait for a core in the middle of a try, and handing over then would
+    // make the query pay for the try and the worker both, and wait for a core again. Its
+    // loads must not count twice against `--query.max-samples` if it is handed over, so it
+    // counts them apart.
+    let started = (thread_cpu_time(), Instant::now());
     let (query, over_time) = (plan.limits.interrupt().clone(), handed_over.clone());
     let limits = plan.limits.trial(Interrupt::new(move || {
-        if started.elapsed() > SLICE {
+        let spent = match (started.0, thread_cpu_time()) {
+            (Some(then), Some(now)) => now.saturating_sub(then),
+            _ => started.1.elapsed(),
+        };
+        if spent > SLICE {
             over_time.store(true, Ordering::Relaxed);
             return true;
         }
         query.check().is_err()
     }));
-    let all =
-        || (0..plan.fragments.len()).map(|i| evaluate_fragment_within(&plan, i, &params, &source, &limits)).collect();
+    let all = || evaluate_fragments(&plan, &params, &source, &limits);
     let out = crate::panic::catch(all).unwrap_or_else(|panic| Err(EvalError::Internal(panic)));
     if handed_over.load(Ordering::Relaxed) {
         to_worker();
     } else {
         let _ = reply.send(out.and_then(|out| plan.limits.absorb(&limits).map(|()| out)));
     }
+}
+
+/// The CPU time the calling thread has used, if the kernel tells (else the try is bounded by
+/// wall time).
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec for the call to write.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    read.then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// The shard's storage, read while a budget lasts. A select past it fails the evaluation and
@@ -230,9 +243,7 @@ mod tests {
         let got = try_on_shard(&db, query, usize::MAX).expect("light").expect("answer");
         let params = EvalParams::instant(300_000, 300_000);
         let planned = Arc::new(plan(&parse(query).unwrap(), &params).unwrap());
-        let want = (0..planned.fragments.len())
-            .map(|i| pyrite_core::promql::evaluate_fragment(&planned, i, &params, &db.head))
-            .collect::<Result<Vec<_>, _>>()
+        let want = evaluate_fragments(&planned, &params, &db.head, &planned.limits)
             .and_then(|out| planned.finish(&params, vec![out]))
             .unwrap();
         assert_eq!(got.value, want.value);

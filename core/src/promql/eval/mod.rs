@@ -432,8 +432,19 @@ pub fn evaluate_fragment(
     evaluate_fragment_within(plan, index, params, source, &plan.limits)
 }
 
-/// The same under `limits` in place of the plan's (see [`Limits::trial`]).
-pub fn evaluate_fragment_within(
+/// Evaluates every fragment of `plan` on one shard's storage, in order, under `limits`: the
+/// plan's own, or a trial's (see [`Limits::trial`]).
+pub fn evaluate_fragments(
+    plan: &Plan,
+    params: &EvalParams,
+    source: &dyn SeriesSource,
+    limits: &Limits,
+) -> Result<Vec<FragmentOutput>, EvalError> {
+    (0..plan.fragments.len()).map(|i| evaluate_fragment_within(plan, i, params, source, limits)).collect()
+}
+
+/// Fragment `index` of `plan` under `limits`.
+fn evaluate_fragment_within(
     plan: &Plan,
     index: usize,
     params: &EvalParams,

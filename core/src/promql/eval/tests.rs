@@ -40,10 +40,7 @@ fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Shard> {
 fn query(heads: &[Shard], query: &str, params: EvalParams) -> Result<QueryResult, EvalError> {
     let expr = parse_with(query, ParseOptions { experimental_functions: true }).unwrap();
     let p = plan(&expr, &params)?;
-    let outputs = heads
-        .iter()
-        .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect::<Result<Vec<_>, _>>())
-        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect::<Result<Vec<_>, _>>()?;
     p.finish(&params, outputs)
 }
 
@@ -329,18 +326,14 @@ fn max_samples_stops_a_query_that_loads_too_much() {
         let mut p = plan(&parse(query).unwrap(), &params).unwrap();
         // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all.
         p.limits = Limits::new(400, Interrupt::default());
-        let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> = heads
-            .iter()
-            .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h)).collect())
-            .collect();
+        let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> =
+            heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect();
         // The shards count together: one of them stops as the sum passes the limit, before
         // the coordinator sees any answer (each shard alone loads 480 / shards).
         assert_eq!(outputs.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
         p.limits = Limits::new(500, Interrupt::default());
-        let outputs: Vec<Vec<FragmentOutput>> = heads
-            .iter()
-            .map(|h| (0..p.fragments.len()).map(|i| evaluate_fragment(&p, i, &params, h).unwrap()).collect())
-            .collect();
+        let outputs: Vec<Vec<FragmentOutput>> =
+            heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits).unwrap()).collect();
         assert!(p.finish(&params, outputs).is_ok(), "{shards} shards");
     }
 }
