@@ -5,7 +5,8 @@
 //! * `/api/v1/status/flags` shows the route prefix derived from `--web.external-url`;
 //! * a typical Compose file's command line starts Pyrite: the flags that change nothing are
 //!   named in a warning, the ones Pyrite honours take effect (the page title, no lock file),
-//!   and every one shows in `/api/v1/status/flags`.
+//!   and every one shows in `/api/v1/status/flags`;
+//! * a `--log.level` that does not parse stops the start, naming the flag.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -131,4 +132,16 @@ fn a_compose_files_command_line_starts_and_names_the_flags_that_change_nothing()
 fn without_no_lockfile_the_data_directory_is_locked() {
     let p = Pyrite::start(PyriteOpts { config: Some(NO_TARGETS.into()), ..PyriteOpts::default() });
     assert!(p.data_dir.join("lock").exists());
+}
+
+#[test]
+fn a_log_level_that_does_not_parse_is_refused_naming_the_flag() {
+    let mut p = Pyrite::spawn(PyriteOpts {
+        config: Some(NO_TARGETS.into()),
+        extra_args: vec!["--log.level=pyrite=loud".into()],
+        ..PyriteOpts::default()
+    });
+    let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("invalid --log.level \"pyrite=loud\""), "{stderr}");
 }
