@@ -177,8 +177,13 @@ fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -
         t if t.eq_ignore_ascii_case("basic") => "Basic".to_string(),
         t => t.to_string(),
     };
-    let expires = answer.expires_in.filter(|&s| s > 0).map(|s| Instant::now() + Duration::from_secs(s));
-    Ok(Token { authorization: format!("{kind} {token}"), expires })
+    Ok(Token { authorization: format!("{kind} {token}"), expires: expiry(answer.expires_in, Instant::now()) })
+}
+
+/// When a token given at `now` with `expires_in` seconds expires: never without a positive
+/// lifetime, nor with one past what the clock can hold.
+fn expiry(expires_in: Option<u64>, now: Instant) -> Option<Instant> {
+    expires_in.filter(|&s| s > 0).and_then(|s| now.checked_add(Duration::from_secs(s)))
 }
 
 /// The fields of a token answer that matter.
@@ -245,5 +250,13 @@ mod tests {
         assert!(token(None).fresh(now));
         assert!(token(Some(now + Duration::from_secs(11))).fresh(now));
         assert!(!token(Some(now + Duration::from_secs(10))).fresh(now));
+    }
+
+    #[test]
+    fn a_lifetime_past_the_clock_is_no_expiry() {
+        let now = Instant::now();
+        assert_eq!(expiry(Some(60), now), Some(now + Duration::from_secs(60)));
+        assert_eq!(expiry(Some(0), now), None);
+        assert_eq!(expiry(Some(u64::MAX), now), None);
     }
 }

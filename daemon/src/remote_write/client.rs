@@ -106,7 +106,24 @@ impl Client {
     }
 }
 
-/// A `Retry-After` header's delay: seconds (an HTTP date is not honoured; the backoff applies).
+/// The longest a `Retry-After` header makes a queue wait: a receiver's answer must not stall a
+/// queue for good (nor overflow the clock).
+const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` header's delay: seconds, at most [`RETRY_AFTER_CEILING`] (an HTTP date is
+/// not honoured; the backoff applies).
 fn retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s).min(RETRY_AFTER_CEILING))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_up_to_an_hour() {
+        assert_eq!(retry_after(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after("18446744073709551615"), Some(RETRY_AFTER_CEILING));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 }

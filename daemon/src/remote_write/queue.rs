@@ -238,12 +238,17 @@ fn report(queue: &str, shard: usize, trouble: &[Trouble]) {
 
 /// Sleeps `how_long`, waking early if the queue is told to stop; false if it was.
 pub fn pause(q: &QueueSetup, how_long: Duration) -> bool {
-    let until = Instant::now() + how_long;
-    while Instant::now() < until {
+    const NAP: Duration = Duration::from_millis(100);
+    // Past what the clock can hold, the pause lasts until the queue stops.
+    let until = Instant::now().checked_add(how_long);
+    loop {
         if q.stop.load(Ordering::Relaxed) {
             return false;
         }
-        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+        let left = until.map_or(NAP, |until| until.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(NAP));
     }
-    !q.stop.load(Ordering::Relaxed)
 }
