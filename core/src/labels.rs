@@ -15,6 +15,12 @@ use thiserror::Error;
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// The most bytes a stored series' labels may take together, names and values (1 MiB). Far
+/// past any real metric, and what keeps a series' entry in the write-ahead log well inside one
+/// frame: a scrape with a series past it fails (as past `label_value_length_limit`), a
+/// remote-written one is refused, and a PromQL function does not make a label value longer.
+pub const MAX_SERIES_LABEL_BYTES: usize = 1 << 20;
+
 /// One name/value pair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
@@ -71,6 +77,11 @@ impl Labels {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The bytes of the names and values together (see [`MAX_SERIES_LABEL_BYTES`]).
+    pub fn byte_len(&self) -> usize {
+        self.0.iter().map(|l| l.name.len() + l.value.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -13,7 +13,7 @@ pub mod v2;
 use prost::Message;
 use thiserror::Error;
 
-use crate::labels::{is_valid_label_name, sorted_names, Labels};
+use crate::labels::{is_valid_label_name, sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::value::{exemplar_label_chars, Exemplar, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
 #[derive(Clone, PartialEq, Message)]
@@ -79,6 +79,8 @@ pub enum RemoteError {
     InvalidMatcher(String),
     #[error("series {index}: {message}")]
     InvalidSeries { index: usize, message: String },
+    #[error("the series' labels, their symbols resolved, take more bytes than the request may decompress to")]
+    LabelsTooLarge,
 }
 
 /// One decoded series with its samples and exemplars.
@@ -102,7 +104,13 @@ pub fn checked_exemplar<'a>(
     t: i64,
 ) -> Option<Exemplar> {
     let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
-    if pairs.iter().any(|(n, v)| check_label(n, v).is_err()) || sorted_names(pairs.iter().map(|p| p.0)).1.is_some() {
+    // A character takes at most 4 bytes: more bytes than that are too many characters, found
+    // before anything is copied (a 2.0 exemplar's labels may name long symbols).
+    let bytes = pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()));
+    if bytes > 4 * EXEMPLAR_MAX_LABEL_CHARS
+        || pairs.iter().any(|(n, v)| check_label(n, v).is_err())
+        || sorted_names(pairs.iter().map(|p| p.0)).1.is_some()
+    {
         return None;
     }
     let labels = Labels::from_pairs(pairs);
@@ -181,7 +189,7 @@ fn decode_series(
             _ => {}
         }
     }
-    check_label_set(labels.iter().map(|l| l.name.as_str())).map_err(&invalid)?;
+    check_label_set(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))).map_err(&invalid)?;
     if samples.is_empty() && exemplars.is_empty() {
         return Ok(None);
     }
@@ -201,9 +209,17 @@ fn check_label(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A series' label names together: a metric name, and no name twice (found by sorting).
-fn check_label_set<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), String> {
-    let (names, duplicate) = sorted_names(names);
+/// A series' labels together: a metric name, no name twice (found by sorting), and at most
+/// [`MAX_SERIES_LABEL_BYTES`].
+fn check_label_set<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), String> {
+    let mut bytes = 0usize;
+    let (names, duplicate) = sorted_names(pairs.map(|(name, value)| {
+        bytes = bytes.saturating_add(name.len()).saturating_add(value.len());
+        name
+    }));
+    if bytes > MAX_SERIES_LABEL_BYTES {
+        return Err(format!("labels take {bytes} bytes, more than the {MAX_SERIES_LABEL_BYTES} a series may"));
+    }
     if let Some(name) = duplicate {
         return Err(format!("duplicate label name {name:?}"));
     }
@@ -394,6 +410,28 @@ mod tests {
         let e = decode_write_request(&compressed(&request), 16 << 20).unwrap_err().to_string();
         assert_eq!(e, "series 0: duplicate label name \"l7\"");
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_series_whose_labels_take_more_than_a_mib_is_refused() {
+        let labels = |value: String| {
+            vec![Label { name: "__name__".into(), value: "x".into() }, Label { name: "long".into(), value }]
+        };
+        let request = |value: String| WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: labels(value),
+                samples: vec![WireSample { value: 1.0, timestamp: 1 }],
+                exemplars: vec![],
+                histograms: vec![],
+            }],
+        };
+        let fits = "v".repeat(MAX_SERIES_LABEL_BYTES - 13);
+        assert!(decode_write_request(&compressed(&request(fits)), 16 << 20).is_ok());
+        let e = decode_write_request(&compressed(&request("v".repeat(MAX_SERIES_LABEL_BYTES))), 16 << 20);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "series 0: labels take 1048589 bytes, more than the 1048576 a series may"
+        );
     }
 
     #[test]

@@ -63,11 +63,13 @@ pub struct DecodedV2 {
 }
 
 impl DecodedV2 {
-    fn reject(&mut self, message: impl FnOnce() -> String) {
+    /// Reports a series that cannot be stored; the rest of the request goes on (`Ok`).
+    fn reject(&mut self, message: impl FnOnce() -> String) -> Result<(), RemoteError> {
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(message());
         }
         self.error_count += 1;
+        Ok(())
     }
 
     /// The errors as one response body, one a line.
@@ -177,13 +179,16 @@ pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<Decode
         }
     }
     let mut out = DecodedV2::default();
+    // Series refer to symbols, so a few bytes may name a long symbol many times: what the
+    // labels take once resolved is bounded as a 1.0 request's are, by the decoded size.
+    let mut label_bytes = max_decoded;
     for field in Fields(&raw) {
         if let (5, payload) = field? {
             let Payload::Bytes(bytes) = payload else {
                 return Err(RemoteError::Malformed("timeseries is not a message"));
             };
             let series = decode_raw_series(bytes, symbols.len())?;
-            resolve_series(series, &symbols, &mut out);
+            resolve_series(series, &symbols, &mut label_bytes, &mut out)?;
         }
     }
     Ok(out)
@@ -236,8 +241,13 @@ fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, Remot
 }
 
 /// Resolves a series' labels and checks it as upstream does, in upstream's order: to store,
-/// or an error.
-fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
+/// or an error. Fails the whole request once the labels resolved pass `label_bytes` left.
+fn resolve_series(
+    series: RawSeries,
+    symbols: &[&str],
+    label_bytes: &mut usize,
+    out: &mut DecodedV2,
+) -> Result<(), RemoteError> {
     let refs = &series.labels_refs;
     let symbol = |r: u32| symbols.get(r as usize).copied();
     if series.too_many_labels || refs.len() > 2 * MAX_LABELS_PER_SERIES {
@@ -274,10 +284,12 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
             }
         }
     }
+    let bytes = pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()));
+    *label_bytes = label_bytes.checked_sub(bytes).ok_or(RemoteError::LabelsTooLarge)?;
     let described =
         || format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "));
     let checked =
-        pairs.iter().try_for_each(|(n, v)| check_label(n, v)).and_then(|()| check_label_set(pairs.iter().map(|p| p.0)));
+        pairs.iter().try_for_each(|(n, v)| check_label(n, v)).and_then(|()| check_label_set(pairs.iter().copied()));
     if let Err(why) = checked {
         return out.reject(|| format!("invalid metric name or labels, got {}: {why}", described()));
     }
@@ -292,10 +304,10 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
                 series.histograms,
                 described()
             )
-        });
+        })?;
     }
     if !series.exemplar_refs_ok {
-        out.reject(|| format!("parsing exemplar for series {}: labelRefs outside of symbols table", described()));
+        out.reject(|| format!("parsing exemplar for series {}: labelRefs outside of symbols table", described()))?;
     }
     if !series.samples.is_empty() {
         let labels = Labels::from_pairs(pairs.iter().map(|&(n, v)| (n.to_string(), v.to_string())));
@@ -310,6 +322,7 @@ fn resolve_series(series: RawSeries, symbols: &[&str], out: &mut DecodedV2) {
             .collect();
         out.series.push(WriteSeries { labels, samples: series.samples, exemplars });
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -400,6 +413,26 @@ mod tests {
             snap::raw::Encoder::new().compress_vec(&[0x2a, 7, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap();
         assert!(decode_write_request_v2(&huge_ref, 1 << 20).is_err());
         assert!(matches!(decode_write_request_v2(&r.encode_compressed(), 4), Err(RemoteError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_long_symbol_named_many_times_is_bounded_by_the_decoded_size() {
+        let long = "v".repeat(1000);
+        let names: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+        let mut pairs = vec![("__name__", "x")];
+        pairs.extend(names.iter().map(|n| (n.as_str(), long.as_str())));
+        let body = request(&[(&pairs, &[(1, 1.0)])]).encode_compressed();
+        // About 1.2 KB decoded, 20 KB of labels once resolved.
+        assert!(matches!(decode_write_request_v2(&body, 4096), Err(RemoteError::LabelsTooLarge)));
+        assert_eq!(decode_write_request_v2(&body, 32 << 10).unwrap().series.len(), 1);
+        // An exemplar's labels naming it are dropped uncopied, the sample kept.
+        let mut r = request(&[(&[("__name__", "x")], &[(1, 1.0)])]);
+        let long_ref = r.symbols.len() as u32;
+        r.symbols.push(long);
+        r.timeseries[0].exemplars =
+            vec![ExemplarV2 { labels_refs: vec![long_ref, long_ref], value: 1.0, timestamp: 1 }];
+        let d = decode_write_request_v2(&r.encode_compressed(), 32 << 10).unwrap();
+        assert_eq!((d.series.len(), d.series[0].exemplars.len()), (1, 0));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::config::ScrapeLimits;
 use crate::exposition::{parse_series, Entry, Format, MetricType, ParseError, TextParser};
-use crate::labels::Labels;
+use crate::labels::{Labels, MAX_SERIES_LABEL_BYTES};
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
 use crate::value::{stale_nan, Exemplar};
@@ -201,9 +201,16 @@ fn first50(s: &str) -> &str {
     s.char_indices().nth(50).map_or(s, |(i, _)| &s[..i])
 }
 
-/// Upstream's label limit checks on a new series' final labels.
+/// Upstream's label limit checks on a new series' final labels, and the size a stored series'
+/// labels may take.
 fn check_label_limits(labels: &Labels, limits: &ScrapeLimits) -> Result<(), IngestError> {
     let metric = first50(labels.get("__name__"));
+    if labels.byte_len() > MAX_SERIES_LABEL_BYTES {
+        return Err(IngestError::LabelLimit(format!(
+            "labels take more than the {MAX_SERIES_LABEL_BYTES} bytes a series may (metric: {metric}, bytes: {})",
+            labels.byte_len()
+        )));
+    }
     if limits.label_limit > 0 && labels.len() as u64 > limits.label_limit {
         let (n, limit) = (labels.len(), limits.label_limit);
         return Err(IngestError::LabelLimit(format!(
@@ -655,6 +662,10 @@ mod tests {
             .ingest("a{x=\"long\"} 1\n", Format::Text, 1000)
             .unwrap_err();
         assert!(e.to_string().starts_with("label_value_length_limit exceeded (metric: a, label name: instance"), "{e}");
+        // Without limits configured, a series' labels still take at most 1 MiB.
+        let long = format!("a{{x=\"{}\"}} 1\n", "v".repeat(MAX_SERIES_LABEL_BYTES));
+        let e = with(IngestOptions::default()).ingest(&long, Format::Text, 1000).unwrap_err();
+        assert!(e.to_string().starts_with("labels take more than the 1048576 bytes a series may (metric: a"), "{e}");
     }
 
     #[test]

@@ -63,8 +63,10 @@ pub const SNAPPY: u8 = 0x80;
 const HEADER: usize = 9;
 /// Writers start a new frame once a payload passes this size.
 const TARGET_PAYLOAD: usize = 1 << 20;
-/// Frames larger than this are damage, not data (a writer never produces one). Small, so that
-/// skipping over damage, which checks candidate frames at every offset, stays fast.
+/// Frames larger than this are damage, not data. A writer never produces one: it ends a frame
+/// past [`TARGET_PAYLOAD`], and an entry is at most a series' labels, which ingestion bounds
+/// (`pyrite_core::labels::MAX_SERIES_LABEL_BYTES`). Small, so that skipping over damage, which
+/// checks candidate frames at every offset, stays fast.
 const MAX_PAYLOAD: usize = 4 << 20;
 
 /// One decoded record.

@@ -7,7 +7,7 @@
 //! over shards. `topk`, `bottomk`, `limitk`, `limit_ratio`, `quantile` and `count_values` need
 //! every series of a group at once and run on the coordinator.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
@@ -218,7 +218,7 @@ pub(super) fn evaluate(
             let Some(Value::String(label)) = param else {
                 return Err(EvalError::Execution("count_values needs a label name".into()));
             };
-            count_values(&label, grouping, series, steps)?
+            count_values(ev, &label, grouping, series, steps)?
         }
         AggregateOp::Limitk => limit_k(&count(param)?, grouping, series, steps),
         AggregateOp::LimitRatio => {
@@ -375,8 +375,11 @@ fn upstream_hash(labels: &Labels) -> u64 {
     h.digest()
 }
 
-/// `count_values("label", v)`: per group and step, how many series have each value.
+/// `count_values("label", v)`: per group and step, how many series have each value. Each
+/// output series holds a slot per step, and every distinct value makes one (`vector(time())`
+/// makes one per step), so each counts its steps against `--query.max-samples`.
 fn count_values(
+    ev: &Evaluator,
     label: &str,
     grouping: &AggregateGrouping,
     series: Vec<StepSeries>,
@@ -393,8 +396,14 @@ fn count_values(
             let mut pairs: Vec<(String, String)> =
                 group.iter().filter(|l| l.name != label).map(|l| (l.name.clone(), l.value.clone())).collect();
             pairs.push((label.to_string(), format_value(*v)));
-            let slot = &mut out.entry(Labels::from_pairs(pairs)).or_insert_with(|| vec![None; steps])[i];
-            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+            let values = match out.entry(Labels::from_pairs(pairs)) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    ev.charge(steps)?;
+                    e.insert(vec![None; steps])
+                }
+            };
+            values[i] = Some(values[i].unwrap_or(0.0) + 1.0);
         }
     }
     Ok(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())

@@ -11,7 +11,7 @@ use regex::Regex;
 use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::calendar::{civil_from_days, days_from_civil};
-use crate::labels::{is_valid_label_name, Labels};
+use crate::labels::{is_valid_label_name, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::promql::ast::CallPositions;
 use crate::promql::functions::{Function, Kind};
 use crate::promql::plan::Node;
@@ -333,23 +333,29 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
     if !is_valid_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
-    let out = series
+    // Each `$` of the replacement expands to at most the whole source value.
+    let references = replacement.matches('$').count();
+    series
         .into_iter()
         .map(|s| {
             let value = s.labels.get(&src).to_string();
             let labels = match re.captures(&value) {
                 Some(caps) => {
+                    let most = replacement.len().saturating_add(references.saturating_mul(value.len()));
+                    if most > MAX_MADE_LABEL_BYTES {
+                        return Err(label_too_long("label_replace"));
+                    }
                     let mut expanded = String::new();
                     // Rust's `$1`/`${name}` expansion reads names as Go's does (`$1x` is group `1x`).
                     caps.expand(&replacement, &mut expanded);
+                    charge_label(ev, expanded.len())?;
                     with_label(&s.labels, &dst, expanded)
                 }
                 None => s.labels,
             };
-            StepSeries { labels, values: s.values }
+            Ok(StepSeries { labels, values: s.values })
         })
-        .collect();
-    Ok(out)
+        .collect()
 }
 
 fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalError> {
@@ -360,14 +366,40 @@ fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalErro
     if !is_valid_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
-    let out = series
+    series
         .into_iter()
         .map(|s| {
-            let joined = srcs.iter().map(|src| s.labels.get(src)).collect::<Vec<_>>().join(&sep);
-            StepSeries { labels: with_label(&s.labels, &dst, joined), values: s.values }
+            let values: Vec<&str> = srcs.iter().map(|src| s.labels.get(src)).collect();
+            let bytes = values
+                .iter()
+                .fold(sep.len().saturating_mul(values.len().saturating_sub(1)), |n, v| n.saturating_add(v.len()));
+            if bytes > MAX_MADE_LABEL_BYTES {
+                return Err(label_too_long("label_join"));
+            }
+            charge_label(ev, bytes)?;
+            Ok(StepSeries { labels: with_label(&s.labels, &dst, values.join(&sep)), values: s.values })
         })
-        .collect();
-    Ok(out)
+        .collect()
+}
+
+/// The longest label value `label_replace` or `label_join` makes, what a stored series' labels
+/// may take: past it the query fails before the value is built, so a short query cannot ask
+/// for gigabytes by repeating a long value.
+const MAX_MADE_LABEL_BYTES: usize = MAX_SERIES_LABEL_BYTES;
+
+/// The bytes of label text that count as one sample against `--query.max-samples`, about
+/// what a sample costs in memory: many long values made over many series are bounded as the
+/// samples a query loads are.
+const LABEL_BYTES_PER_SAMPLE: usize = 16;
+
+/// Counts `bytes` of label text a function made against the query's limit.
+fn charge_label(ev: &Evaluator, bytes: usize) -> Result<(), EvalError> {
+    ev.limits.charge(bytes / LABEL_BYTES_PER_SAMPLE)?;
+    ev.interrupt(1)
+}
+
+fn label_too_long(function: &str) -> EvalError {
+    EvalError::Execution(format!("{function}(): the label value would be longer than {MAX_MADE_LABEL_BYTES} bytes"))
 }
 
 /// How `histogram_quantiles` writes a quantile into its label: always with a decimal point

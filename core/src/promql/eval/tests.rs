@@ -338,6 +338,37 @@ fn max_samples_stops_a_query_that_loads_too_much() {
     }
 }
 
+#[test]
+fn count_values_counts_the_slots_of_each_series_it_makes_against_max_samples() {
+    let params = EvalParams { start: 0, end: 2_000_000, step: 1000, lookback: 300_000 };
+    let run = |query: &str| {
+        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+        p.limits = Limits::new(50_000, Interrupt::default());
+        let outputs: Result<Vec<_>, _> =
+            heads(&[], 1).iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect();
+        outputs.and_then(|outputs| p.finish(&params, outputs))
+    };
+    // A new value at each of 2,001 steps: as many series of 2,001 slots each.
+    assert_eq!(run("count_values(\"v\", vector(time()))").unwrap_err(), EvalError::TooManySamples);
+    assert!(run("count_values(\"v\", vector(1))").is_ok());
+}
+
+#[test]
+fn label_functions_refuse_values_of_more_than_1_mib_before_making_them() {
+    let at = EvalParams::instant(0, 300_000);
+    let long = "x".repeat(10_000);
+    let joined = format!("label_join(vector(1), \"a\", \"{long}\", \"b\", \"b\")");
+    let value = run(&heads(&[], 1), &joined, at).unwrap();
+    assert!(format!("{value:?}").contains(&long));
+    // 2,000 copies of a 10,000-byte value: 20 MB.
+    let repeated = format!("label_replace({joined}, \"a\", \"{}\", \"a\", \"(.*)\")", "$1".repeat(2000));
+    let err = run(&heads(&[], 1), &repeated, at).unwrap_err().to_string();
+    assert!(err.contains("label_replace(): the label value would be longer than 1048576 bytes"), "{err}");
+    let sources = vec!["\"b\""; 2000].join(", ");
+    let err = run(&heads(&[], 1), &format!("label_join(vector(1), \"a\", \"{long}\", {sources})"), at);
+    assert!(err.unwrap_err().to_string().contains("label_join(): the label value would be longer"));
+}
+
 /// Stepping through a series' windows gives each step's window as a look-up would, with
 /// windows that skip samples, hold none, or end at one time (under `@`).
 #[test]
