@@ -83,13 +83,15 @@ pub enum Request {
     /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
     /// work in between, and gives up once `interrupt` fires or the asker stops waiting. With
     /// `newest`, the head's part may hold only each series' newest sample in the range; with a
-    /// projection, series may hold only its labels (see `shard::select::Select::labels`).
+    /// projection, series may hold only its labels (see `shard::select::Select::labels`). A
+    /// read of more than `max_samples` samples stops with `EvalError::TooManySamples`.
     Select {
         matchers: Vec<Matcher>,
         mint: i64,
         maxt: i64,
         newest: bool,
         labels: Projection,
+        max_samples: usize,
         interrupt: Interrupt,
         reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
     },

@@ -186,15 +186,22 @@ pub async fn query_range(
     run_query(&s, client, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
 }
 
+/// The most distinct `match[]` selectors a request may give: each is matched on every shard
+/// in turn, on the shard's thread, so a form of a hundred thousand would hold the shards for
+/// as many full reads.
+pub const MAX_SELECTORS: usize = 1000;
+
 /// The `match[]` selectors of a request, as matcher lists.
 pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     // A selector repeated changes nothing in the union, so each is matched once (a form can
     // repeat a costly one a hundred thousand times).
     let mut seen = std::collections::HashSet::new();
-    params
-        .all("match[]")
+    let distinct: Vec<&str> = params.all("match[]").into_iter().filter(|m| seen.insert(*m)).collect();
+    if distinct.len() > MAX_SELECTORS {
+        return Err(ApiError::bad_param("match[]", format!("more than {MAX_SELECTORS} distinct selectors")));
+    }
+    distinct
         .into_iter()
-        .filter(|m| seen.insert(*m))
         .map(|m| match promql::parse(m) {
             Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
             Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),

@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pyrite_core::labels::{Labels, Matcher, Projection};
-use pyrite_core::promql::Interrupt;
+use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::remote::read::{
     decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
     ChunkedReadResponse, ChunkedSeries, QueryResult, ReadResponse, CHUNK_XOR, SAMPLES, STREAMED_XOR_CHUNKS,
@@ -107,11 +107,9 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         if matchers.is_empty() {
             return Err(bad_request(format!("query {index} has no matchers")));
         }
-        let series = select(s, matchers, query.start_timestamp_ms, query.end_timestamp_ms).await?;
+        let series = select(s, matchers, query.start_timestamp_ms, query.end_timestamp_ms, samples_left).await?;
         for one in &series {
-            samples_left = samples_left
-                .checked_sub(one.samples.len())
-                .ok_or_else(|| bad_request(format!("exceeded sample limit ({})", limits.sample_limit)))?;
+            samples_left = samples_left.checked_sub(one.samples.len()).ok_or_else(|| over_limit(s))?;
         }
         if streamed {
             for one in series {
@@ -143,9 +141,20 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     })
 }
 
+fn over_limit(s: &ApiState) -> ReadError {
+    bad_request(format!("exceeded sample limit ({})", s.ctx.remote_read.sample_limit))
+}
+
 /// The series matching `matchers` with their samples in `[mint, maxt]`, from every shard, sorted
-/// by labels (the order a streamed answer must have), under `--query.timeout`.
-async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, ReadError> {
+/// by labels (the order a streamed answer must have), under `--query.timeout`. A shard stops
+/// reading past `max_samples`.
+async fn select(
+    s: &ApiState,
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+    max_samples: usize,
+) -> Result<Vec<SeriesSamples>, ReadError> {
     let deadline = Instant::now() + s.ctx.queries.limits().timeout.min(Duration::from_secs(86_400));
     let interrupt = Interrupt::new(move || Instant::now() > deadline);
     let answers = s
@@ -157,6 +166,7 @@ async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> R
             maxt,
             newest: false,
             labels: Projection::All,
+            max_samples,
             interrupt: interrupt.clone(),
             reply,
         })
@@ -164,7 +174,10 @@ async fn select(s: &ApiState, matchers: Vec<Matcher>, mint: i64, maxt: i64) -> R
         .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut series = Vec::new();
     for parts in answers {
-        let parts = parts.map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let parts = parts.map_err(|e| match e {
+            EvalError::TooManySamples => over_limit(s),
+            e => ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })?;
         series.extend(merge_parts(parts).into_iter().filter(|s| !s.samples.is_empty()));
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));

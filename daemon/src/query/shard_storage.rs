@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyrite_core::labels::{Matcher, Projection};
-use pyrite_core::promql::{EvalError, Interrupt, SeriesSource};
+use pyrite_core::promql::{EvalError, Limits, SeriesSource};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::querier::merge_parts;
 
@@ -22,13 +22,16 @@ const POLL: Duration = Duration::from_millis(10);
 pub struct ShardStorage {
     shards: Shards,
     shard: usize,
-    interrupt: Interrupt,
+    /// The query's: its interrupt, and what it may still load.
+    limits: Limits,
+    /// The most steps the query's fragments evaluate at ([`pyrite_core::promql::Plan::most_steps`]).
+    steps: usize,
     remote: Arc<RemoteSelects>,
 }
 
 impl ShardStorage {
-    pub fn new(shards: Shards, shard: usize, interrupt: Interrupt, remote: Arc<RemoteSelects>) -> Self {
-        ShardStorage { shards, shard, interrupt, remote }
+    pub fn new(shards: Shards, shard: usize, limits: Limits, steps: usize, remote: Arc<RemoteSelects>) -> Self {
+        ShardStorage { shards, shard, limits, steps, remote }
     }
 
     /// Reads the matching series of the shard (only the newest sample of each in the head's
@@ -42,7 +45,7 @@ impl ShardStorage {
         newest: bool,
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
-        let interrupt = self.interrupt.clone();
+        let interrupt = self.limits.interrupt();
         let labels = if self.remote.configured() { Projection::All } else { labels.clone() };
         let answer = self.shards.ask(self.shard, |reply| Request::Select {
             matchers: matchers.to_vec(),
@@ -50,7 +53,10 @@ impl ShardStorage {
             maxt,
             newest,
             labels,
-            interrupt,
+            // An instant query's range selector loads all it reads; a range query's steps
+            // each load a window of it.
+            max_samples: self.limits.left().saturating_mul(self.steps),
+            interrupt: interrupt.clone(),
             reply,
         });
         // Asked while the shard reads.
@@ -59,7 +65,7 @@ impl ShardStorage {
             match answer.recv_timeout(POLL) {
                 // Merged here, off the shard's thread.
                 Ok(parts) => return parts.map(|parts| merge_local(merge_parts(parts), remote)),
-                Err(flume::RecvTimeoutError::Timeout) => self.interrupt.check()?,
+                Err(flume::RecvTimeoutError::Timeout) => interrupt.check()?,
                 Err(flume::RecvTimeoutError::Disconnected) => return Err(EvalError::Execution(ShardGone.to_string())),
             }
         }

@@ -70,7 +70,8 @@ impl Workers {
         remote: Arc<RemoteSelects>,
     ) -> flume::Receiver<Fragments> {
         let on_shard = !remote.configured();
-        let source = ShardStorage::new(self.shards.clone(), shard, plan.limits.interrupt().clone(), remote);
+        let source =
+            ShardStorage::new(self.shards.clone(), shard, plan.limits.clone(), plan.most_steps(&params), remote);
         let worker_plan = plan.clone();
         let jobs = self.jobs.clone();
         let to_worker = move |reply: flume::Sender<Fragments>| {

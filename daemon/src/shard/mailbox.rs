@@ -17,20 +17,33 @@ use super::ShardEnv;
 use crate::metrics::{shard_label, MetricLabels, Metrics};
 use crate::shards::{Message, Request, Selection, ShardError};
 
-/// `f` applied to each `match[]` selector (or to none), results concatenated.
-fn union_matching<T, E: Into<StorageError>>(
+/// `f` applied to each `match[]` selector (or to none), the results' union by `key`. Kept
+/// without repeats as it grows: selectors that differ in text but match the same series (a
+/// form may hold a thousand) would otherwise hold every series once for each.
+fn union_matching<T, K: Ord, E: Into<StorageError>>(
     matchers: &[Vec<Matcher>],
+    key: impl Fn(&T) -> &K,
     f: impl Fn(&[Matcher]) -> Result<Vec<T>, E>,
 ) -> Result<Vec<T>, ShardError> {
     // Reads only: a panic fails this request, not the process (see `crate::panic`).
     let union = || {
-        if matchers.is_empty() {
-            return f(&[]).map_err(|e| e.into().into());
+        if matchers.len() <= 1 {
+            return f(matchers.first().map_or(&[], Vec::as_slice)).map_err(|e| e.into().into());
         }
         let mut out = Vec::new();
+        let mut distinct = 0;
+        let deduplicate = |out: &mut Vec<T>| {
+            out.sort_by(|a, b| key(a).cmp(key(b)));
+            out.dedup_by(|a, b| key(a) == key(b));
+        };
         for m in matchers {
             out.extend(f(m).map_err(Into::into)?);
+            if out.len() > 2 * distinct {
+                deduplicate(&mut out);
+                distinct = out.len();
+            }
         }
+        deduplicate(&mut out);
         Ok(out)
     };
     crate::panic::catch(union).unwrap_or_else(|panic| Err(ShardError::Panic(panic)))
@@ -80,8 +93,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
-            Request::Select { matchers, mint, maxt, newest, labels, interrupt, reply } => {
-                let select = Select { matchers, mint, maxt, newest, labels, interrupt, reply };
+            Request::Select { matchers, mint, maxt, newest, labels, max_samples, interrupt, reply } => {
+                let select = Select { matchers, mint, maxt, newest, labels, max_samples, interrupt, reply };
                 monoio::spawn(super::select::serve(index, storage.clone(), env.clone(), select));
             }
             Request::Evaluate { plan, params, reply, to_worker } => {
@@ -90,16 +103,20 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::Latest { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let latest = union_matching(&matchers, |m| {
-                    q.select(m, mint, maxt).map(|all| {
-                        all.into_iter()
-                            .filter_map(|s| {
-                                let last = *s.samples.last()?;
-                                (!is_stale_nan(last.v)).then_some((s.labels, last))
-                            })
-                            .collect()
-                    })
-                });
+                let latest = union_matching(
+                    &matchers,
+                    |(labels, _)| labels,
+                    |m| {
+                        q.select(m, mint, maxt).map(|all| {
+                            all.into_iter()
+                                .filter_map(|s| {
+                                    let last = *s.samples.last()?;
+                                    (!is_stale_nan(last.v)).then_some((s.labels, last))
+                                })
+                                .collect()
+                        })
+                    },
+                );
                 let _ = reply.send(latest);
             }
             Request::OldestBlock { reply } => {
@@ -127,18 +144,25 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::Series { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let _ = reply.send(union_matching(&matchers, |m| q.series(m, mint, maxt)));
+                let _ = reply.send(union_matching(&matchers, |l| l, |m| q.series(m, mint, maxt)));
             }
             Request::LabelNames { selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let _ = reply.send(union_matching(&matchers, |m| Ok::<_, StorageError>(q.label_names(m, mint, maxt))));
+                let _ = reply.send(union_matching(
+                    &matchers,
+                    |n| n,
+                    |m| Ok::<_, StorageError>(q.label_names(m, mint, maxt)),
+                ));
             }
             Request::LabelValues { name, selection: Selection { matchers, mint, maxt }, reply } => {
                 let s = storage.borrow();
                 let q = s.querier();
-                let _ = reply
-                    .send(union_matching(&matchers, |m| Ok::<_, StorageError>(q.label_values(&name, m, mint, maxt))));
+                let _ = reply.send(union_matching(
+                    &matchers,
+                    |v| v,
+                    |m| Ok::<_, StorageError>(q.label_values(&name, m, mint, maxt)),
+                ));
             }
             Request::Delete { selection: Selection { matchers, mint, maxt }, reply } => {
                 let storage = storage.clone();

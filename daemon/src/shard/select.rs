@@ -54,6 +54,9 @@ pub struct Select {
     /// The labels needed. The head builds only those when no block is read: parts are merged
     /// by label set, and series that differ only in labels left out would merge.
     pub labels: Projection,
+    /// The most samples the read may hold: past them it stops with `TooManySamples`, before
+    /// a query over all time has read them all into memory.
+    pub max_samples: usize,
     pub interrupt: Interrupt,
     pub reply: flume::Sender<Result<Parts, EvalError>>,
 }
@@ -126,6 +129,12 @@ async fn read(storage: &RefCell<Db>, s: &Select) -> Result<Parts, EvalError> {
 
 async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> Result<Parts, Stop> {
     let mut parts = Vec::with_capacity(sources.blocks.len() + 1);
+    let mut samples_left = s.max_samples;
+    let mut count = |series: &Option<SeriesSamples>| -> Result<usize, Stop> {
+        let n = series.as_ref().map_or(0, |x| x.samples.len());
+        samples_left = samples_left.checked_sub(n).ok_or(Stop::Failed(EvalError::TooManySamples))?;
+        Ok(n)
+    };
     for (ulid, ids) in &sources.blocks {
         let mut part = Vec::new();
         let mut next = 0;
@@ -136,7 +145,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
                 let mut clock = SliceClock::start();
                 while next < ids.len() && clock.goes_on() {
                     let series = block.series_samples(ids[next], s.mint, s.maxt).map_err(damaged)?;
-                    clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
+                    clock.read(count(&series)?);
                     part.extend(series);
                     next += 1;
                 }
@@ -156,7 +165,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
                 // A series removed from the head since it was noted is skipped.
                 let id = sources.head[next];
                 let series = head_series(&db.head, id, s.mint, s.maxt, s.newest, labels);
-                clock.read(series.as_ref().map_or(0, |x| x.samples.len()));
+                clock.read(count(&series)?);
                 head.extend(series);
                 next += 1;
             }
@@ -264,6 +273,23 @@ mod tests {
 
     const RANGE: i64 = 1000;
 
+    /// A read of every series in `[0, 5000]`, of at most `max_samples`.
+    fn everything(max_samples: usize, reply: flume::Sender<Result<Parts, EvalError>>) -> Select {
+        let (matchers, labels, interrupt) = (Vec::new(), Projection::All, Interrupt::default());
+        Select { matchers, mint: 0, maxt: 5000, newest: false, labels, max_samples, interrupt, reply }
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime")
+    }
+
+    fn open(name: &str) -> (RefCell<Db>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pyrite-select-test-{name}-{}", std::process::id()));
+        let options = WalOptions { compress: false, segment_size: 1 << 20 };
+        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
+        (RefCell::new(db), dir)
+    }
+
     /// Five series with a sample every 100 ms in `[from, to]`.
     fn samples(from: i64, to: i64) -> Vec<WriteSeries> {
         (0..5)
@@ -279,26 +305,13 @@ mod tests {
     /// answers what blocks and head hold, each sample once.
     #[test]
     fn a_read_across_a_block_cut_starts_over_and_misses_nothing() {
-        let dir = std::env::temp_dir().join(format!("pyrite-select-test-{}", std::process::id()));
-        let options = WalOptions { compress: false, segment_size: 1 << 20 };
-        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
-        let storage = RefCell::new(db);
+        let (storage, dir) = open("cut");
         storage.borrow_mut().write(samples(0, 2000));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
 
         let (reply, _waiting) = flume::bounded(1);
-        let select = Select {
-            matchers: Vec::new(),
-            mint: 0,
-            maxt: 5000,
-            newest: false,
-            labels: Projection::All,
-            interrupt: Interrupt::default(),
-            reply,
-        };
-        let mut runtime =
-            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
-        let parts = runtime.block_on(async {
+        let select = everything(usize::MAX, reply);
+        let parts = runtime().block_on(async {
             let mut read = std::pin::pin!(read(&storage, &select));
             let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
             assert!(first.is_pending(), "the read pauses after its first block");
@@ -313,6 +326,21 @@ mod tests {
         want.sort_by(|a, b| a.labels.cmp(&b.labels));
         assert_eq!(got, want);
         assert_eq!(got.iter().map(|s| s.samples.len()).collect::<Vec<_>>(), vec![27; 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A read stops once it holds more samples than it may, before reading the rest.
+    #[test]
+    fn a_read_past_its_samples_stops() {
+        let (storage, dir) = open("limit");
+        storage.borrow_mut().write(samples(0, 2000));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+        storage.borrow_mut().write(samples(2100, 2600));
+        // Five series of 27 samples, in a block and the head.
+        let (reply, _waiting) = flume::bounded(1);
+        let read_at_most = |n| runtime().block_on(read(&storage, &everything(n, reply.clone())));
+        assert!(read_at_most(135).is_ok());
+        assert!(matches!(read_at_most(134), Err(EvalError::TooManySamples)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

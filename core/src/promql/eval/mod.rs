@@ -115,6 +115,12 @@ impl Limits {
         self.charge(trial.loaded.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// How many more samples the query may load: a read may stop once it has read more, before
+    /// the evaluator counts them.
+    pub fn left(&self) -> usize {
+        self.max_samples.saturating_sub(self.loaded.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// What stops this evaluation; storage that a query waits for asks it too.
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
@@ -468,6 +474,13 @@ fn evaluate_fragment_within(
 }
 
 impl Plan {
+    /// The most steps a fragment evaluates at over `params` (a subquery's frame has its own).
+    /// What one step may load is bounded by the query's limit, so a read for the plan never
+    /// needs more than this many times what the query may still load.
+    pub fn most_steps(&self, params: &EvalParams) -> usize {
+        self.fragments.iter().map(|f| fragment_params(params, &f.frames).steps()).max().unwrap_or(1).max(1)
+    }
+
     /// Merges every shard's fragment outputs (`outputs[shard][fragment]`) and evaluates the
     /// coordinator's part. The result's series are sorted by labels, unless the query ends in
     /// a sort function whose order must be kept.
