@@ -21,6 +21,11 @@ pub struct TargetGroup {
     pub source: String,
 }
 
+/// The most bytes the targets of one file or answer may take once each has its group's labels
+/// (64 MiB): a group's labels are copied into each of its targets, so a few megabytes of
+/// labels on a group of a million targets would otherwise ask for terabytes.
+pub const MAX_TARGET_LABEL_BYTES: usize = 64 << 20;
+
 /// The groups of a `file_sd_configs` file (`.json`, `.yml` or `.yaml`), or of an
 /// `http_sd_configs` answer (JSON), each tagged with `source`.
 pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGroup>, String> {
@@ -39,6 +44,16 @@ pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGr
             return Err(format!("group {i}: target {empty} is empty"));
         }
         g.source = format!("{source}:{i}");
+    }
+    let bytes = groups.iter().fold(0usize, |total, g| {
+        let labels = g.labels.iter().fold(0usize, |n, (k, v)| n.saturating_add(k.len()).saturating_add(v.len()));
+        let targets = g.targets.iter().fold(0usize, |n, t| n.saturating_add(t.len()));
+        total.saturating_add(targets).saturating_add(labels.saturating_mul(g.targets.len()))
+    });
+    if bytes > MAX_TARGET_LABEL_BYTES {
+        return Err(format!(
+            "the targets with their groups' labels would take more than {MAX_TARGET_LABEL_BYTES} bytes"
+        ));
     }
     Ok(groups)
 }
@@ -61,5 +76,16 @@ mod tests {
             .contains("invalid label name"));
         assert!(parse_groups("- target: [a]\n", false, "f").is_err());
         assert!(parse_groups("", false, "f").unwrap().is_empty());
+    }
+
+    #[test]
+    fn long_group_labels_on_many_targets_are_refused() {
+        let group = |targets: usize| {
+            let targets: Vec<String> = (0..targets).map(|i| format!("\"h:{i}\"")).collect();
+            format!("[{{\"targets\": [{}], \"labels\": {{\"x\": \"{}\"}}}}]", targets.join(","), "v".repeat(1 << 20))
+        };
+        assert_eq!(parse_groups(&group(10), true, "sd").unwrap()[0].targets.len(), 10);
+        let e = parse_groups(&group(100), true, "sd").unwrap_err();
+        assert_eq!(e, "the targets with their groups' labels would take more than 67108864 bytes");
     }
 }

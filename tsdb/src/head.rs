@@ -42,7 +42,7 @@ use roaring::RoaringBitmap;
 use thiserror::Error;
 
 use super::block::BlockChunk;
-use super::chunk::store::{ChunkRef, ChunkStore};
+use super::chunk::store::{ChunkRef, ChunkStore, MAX_CHUNK_BYTES};
 use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
 use super::out_of_order::OutOfOrder;
@@ -795,12 +795,16 @@ impl Head {
     }
 
     /// Brings back a series from its snapshot, under the id `wanted` if it is free, and returns
-    /// its id; a series the head already holds keeps its own data. None if the open chunk's state is invalid, or if its bytes do
-    /// not decode to the at most [`CHUNK_SAMPLES`] samples it claims (a damaged snapshot): the
-    /// head's chunks always hold what they say, so sealing one always has samples to pack.
+    /// its id; a series the head already holds keeps its own data. None if the open chunk's
+    /// state is invalid, if its bytes do not decode to the at most [`CHUNK_SAMPLES`] samples it
+    /// claims, or if a sealed chunk is longer than the chunk store holds (a damaged snapshot):
+    /// the head's chunks always hold what they say, so sealing one always has samples to pack.
     pub fn restore_series(&mut self, wanted: u32, snapshot: SeriesSnapshot) -> Option<u32> {
         let open = XorChunk::from_state(snapshot.open)?;
-        if open.len() > CHUNK_SAMPLES || open.iter().count() != open.len() {
+        if open.len() > CHUNK_SAMPLES
+            || open.iter().count() != open.len()
+            || snapshot.sealed.iter().any(|c| c.bytes.len() > MAX_CHUNK_BYTES)
+        {
             return None;
         }
         let (id, created) = self.get_or_create_as(&snapshot.labels, Some(wanted));
@@ -1097,7 +1101,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_whose_open_chunk_does_not_decode_is_refused() {
+    fn a_snapshot_whose_chunks_do_not_fit_or_decode_is_refused() {
         // Found by the chunk_xor fuzz target: an open chunk claiming a sample its bytes do not
         // hold was restored, and sealing it later packed no samples and panicked.
         let mut h = Head::new();
@@ -1112,6 +1116,9 @@ mod tests {
         for open in [short, too_many] {
             assert_eq!(restored.restore_series(0, SeriesSnapshot { open, ..good.clone() }), None);
         }
+        // A sealed chunk longer than the store holds (its length takes two bytes).
+        let long = SealedChunk { min_t: 0, max_t: 1, bytes: vec![0; MAX_CHUNK_BYTES + 1].into() };
+        assert_eq!(restored.restore_series(0, SeriesSnapshot { sealed: vec![long], ..good.clone() }), None);
         assert_eq!(restored.restore_series(0, good), Some(0));
         for i in 10..200 {
             restored.append(0, i * 1000, i as f64).unwrap();

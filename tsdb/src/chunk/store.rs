@@ -29,6 +29,10 @@ use memmap2::MmapMut;
 /// Bytes per segment.
 const SEGMENT_BYTES: usize = 16 << 20;
 
+/// The longest chunk the store holds (its length is stored in two bytes); a sealed chunk is at
+/// most a few KiB.
+pub const MAX_CHUNK_BYTES: usize = u16::MAX as usize;
+
 /// A chunk's place in a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRef(u64);
@@ -154,7 +158,7 @@ impl ChunkStore {
     /// Stores a chunk whose newest sample is at `max_t`.
     pub fn push(&mut self, chunk: &[u8], max_t: i64) -> ChunkRef {
         let need = 2 + chunk.len();
-        assert!(chunk.len() <= usize::from(u16::MAX), "a packed chunk is at most a few KiB");
+        assert!(chunk.len() <= MAX_CHUNK_BYTES, "a packed chunk is at most a few KiB");
         let n = match self.segments.last_key_value() {
             Some((&n, s)) if s.used + need <= SEGMENT_BYTES => n,
             _ => self.new_segment(),
