@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use pyrite_core::promql::{evaluate_fragment, parse, plan, EvalParams, FragmentOutput, Plan};
+use pyrite_core::promql::{evaluate_fragments, parse, plan, EvalParams, FragmentOutput, Plan};
 use pyrite_tsdb::head::Head;
 
 use pyrite_bench::dashboard::{for_each_series, SAMPLES, STEP_MS};
@@ -53,9 +53,7 @@ impl Shards {
                     let head = head(series, shard, shards);
                     ready.send(()).expect("bench is waiting");
                     for (plan, params, reply) in rx {
-                        let out = (0..plan.fragments.len())
-                            .map(|i| evaluate_fragment(&plan, i, &params, &head).expect("evaluates"))
-                            .collect();
+                        let out = evaluate_fragments(&plan, &params, &head, &plan.limits).expect("evaluates");
                         let _ = reply.send(out);
                     }
                 });

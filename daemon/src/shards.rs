@@ -164,6 +164,30 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// A read whose asker stopped waiting (a client gone, a query past its deadline): nothing
+    /// to do, as the answer would go nowhere. Requests that change storage are always done.
+    pub fn abandoned(&self) -> bool {
+        match self {
+            Request::Select { reply, .. } => reply.is_disconnected(),
+            Request::Evaluate { reply, .. } => reply.is_disconnected(),
+            Request::Series { reply, .. } => reply.is_disconnected(),
+            Request::LabelNames { reply, .. } | Request::LabelValues { reply, .. } => reply.is_disconnected(),
+            Request::Latest { reply, .. } => reply.is_disconnected(),
+            Request::TsdbStats { reply } => reply.is_disconnected(),
+            Request::Exemplars { reply, .. } => reply.is_disconnected(),
+            Request::OldestBlock { reply } => reply.is_disconnected(),
+            Request::Append { .. }
+            | Request::Write { .. }
+            | Request::Delete { .. }
+            | Request::Snapshot { .. }
+            | Request::CleanTombstones { .. }
+            | Request::HeadSettings(_)
+            | Request::SeriesLabels { .. } => false,
+        }
+    }
+}
+
 /// A series' labels and exemplars.
 pub type SeriesExemplars = (Labels, Vec<Exemplar>);
 

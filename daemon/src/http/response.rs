@@ -109,7 +109,7 @@ pub fn success_annotated(data: String, annotations: &Annotations, query: &str, e
         if set.is_empty() && extra.is_empty() {
             continue;
         }
-        let mut list = Annotations::rendered(set, query);
+        let mut list = Annotations::rendered(set.iter().take(MAX_ANNOTATIONS), query);
         list.extend_from_slice(extra);
         list.truncate(MAX_ANNOTATIONS);
         if set.len() + extra.len() > MAX_ANNOTATIONS {

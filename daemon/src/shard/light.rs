@@ -25,7 +25,7 @@ use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::querier::merge_parts;
 
-use super::select::{head_series, read_labels, SLICE};
+use super::select::{block_series, head_series, read_labels, SLICE};
 
 /// Series a light evaluation may read, over all its selects, times its steps: a dashboard's
 /// stat panel or small graph, not a whole metric's worth.
@@ -43,13 +43,11 @@ pub struct Evaluate {
     pub to_worker: Box<dyn FnOnce() + Send>,
 }
 
-/// Answers `evaluate` from `db` if it is light, else hands it to a worker. The evaluation only
-/// reads: a panic fails this query, not the process (see `crate::panic`).
+/// Answers `evaluate` from `db` if it is light, else hands it to a worker (the mailbox drops it
+/// if the coordinator gave up). The evaluation only reads: a panic fails this query, not the
+/// process (see `crate::panic`).
 pub fn serve(db: &Db, evaluate: Evaluate) {
     let Evaluate { plan, params, reply, to_worker } = evaluate;
-    if reply.is_disconnected() {
-        return; // the coordinator gave up
-    }
     let handed_over = Arc::new(AtomicBool::new(false));
     let source = Budgeted {
         db,
@@ -60,7 +58,9 @@ pub fn serve(db: &Db, evaluate: Evaluate) {
     // Work that reads little can still be long (a subquery of many steps): past `SLICE` of
     // the thread's CPU time the try stops too. CPU time, not wall time: on a saturated machine
     // the thread may wait for a core in the middle of a try, and handing over then would
-    // make the query pay for the try and the worker both, and wait for a core again. Its
+    // make the query pay for the try and the worker both, and wait for a core again. (Waits
+    // for a block's pages from disk are not CPU time either: a cold read of the few series
+    // the budget allows may hold the shard longer than a slice.) Its
     // loads must not count twice against `--query.max-samples` if it is handed over, so it
     // counts them apart.
     let started = (thread_cpu_time(), Instant::now());
@@ -138,7 +138,7 @@ impl Budgeted<'_> {
             let mut part = Vec::new();
             for id in ids {
                 // A damaged block is set aside by the worker's read.
-                let series = block.series_samples(id, mint, maxt).map_err(|_| self.hand_over())?;
+                let series = block_series(block, id, mint, maxt, newest).map_err(|_| self.hand_over())?;
                 self.spend(&self.samples, series.as_ref().map_or(0, |s| s.samples.len() as u64))?;
                 part.extend(series);
             }

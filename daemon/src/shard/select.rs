@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pyrite_core::labels::{Matcher, Projection};
 use pyrite_core::promql::{EvalError, Interrupt};
 use pyrite_core::value::SeriesSamples;
-use pyrite_tsdb::block::BlockError;
+use pyrite_tsdb::block::{Block, BlockError};
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::head::Head;
 
@@ -49,7 +49,7 @@ pub struct Select {
     pub matchers: Vec<Matcher>,
     pub mint: i64,
     pub maxt: i64,
-    /// Only each series' newest sample in the range is needed (the head may skip the rest).
+    /// Only each series' newest sample in the range is needed (the read keeps no other).
     pub newest: bool,
     /// The labels needed. The head builds only those when no block is read: parts are merged
     /// by label set, and series that differ only in labels left out would merge.
@@ -144,7 +144,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
                 let block = db.blocks.list().iter().find(|b| b.meta().ulid == *ulid).ok_or(Stop::BlocksChanged)?;
                 let mut clock = SliceClock::start();
                 while next < ids.len() && clock.goes_on() {
-                    let series = block.series_samples(ids[next], s.mint, s.maxt).map_err(damaged)?;
+                    let series = block_series(block, ids[next], s.mint, s.maxt, s.newest).map_err(damaged)?;
                     clock.read(count(&series)?);
                     part.extend(series);
                     next += 1;
@@ -189,6 +189,23 @@ pub(super) fn read_labels(no_blocks: bool, asked: &Projection) -> &Projection {
     } else {
         &Projection::All
     }
+}
+
+/// Block series `id`'s samples in `[mint, maxt]`, or with `newest` only the newest of them, as
+/// the head's part holds then (a selector at one instant needs no other); None if it has none
+/// there.
+pub(super) fn block_series(
+    block: &Block,
+    id: u32,
+    mint: i64,
+    maxt: i64,
+    newest: bool,
+) -> Result<Option<SeriesSamples>, BlockError> {
+    let mut series = block.series_samples(id, mint, maxt)?;
+    if let Some(s) = series.as_mut().filter(|_| newest) {
+        s.samples.drain(..s.samples.len().saturating_sub(1));
+    }
+    Ok(series)
 }
 
 /// Head series `id`'s samples in `[mint, maxt]`, or with `newest` only the newest of them;

@@ -5,7 +5,7 @@
 //! each series' samples with, per step, the end of its window. An instant query is a range
 //! query with a single step.
 //!
-//! Shards evaluate fragments with [`evaluate_fragment`] against their own storage (any
+//! Shards evaluate fragments with [`evaluate_fragments`] against their own storage (any
 //! [`SeriesSource`]); the coordinator merges the outputs and evaluates the rest with
 //! [`Plan::finish`].
 
@@ -180,10 +180,11 @@ impl Annotations {
     }
 
     /// Messages as upstream's API renders them for `query`: each followed by the line and
-    /// column (1-based, in bytes) it points at, e.g. `... (1:6)`.
-    pub fn rendered(messages: &BTreeMap<String, usize>, query: &str) -> Vec<String> {
+    /// column (1-based, in bytes) it points at, e.g. `... (1:6)`. Each costs a scan of the
+    /// query up to its position: render only those that will be shown.
+    pub fn rendered<'a>(messages: impl IntoIterator<Item = (&'a String, &'a usize)>, query: &str) -> Vec<String> {
         messages
-            .iter()
+            .into_iter()
             .map(|(message, &pos)| {
                 let before = query.get(..pos.min(query.len())).unwrap_or(query);
                 let line = before.matches('\n').count() + 1;
@@ -423,6 +424,27 @@ pub struct FragmentOutput {
     pub samples: usize,
 }
 
+/// The most steps `node` or any node under it evaluates at, over `params`.
+fn most_steps_in(node: &Node, params: &EvalParams) -> usize {
+    let most = |nodes: &[&Node]| nodes.iter().map(|n| most_steps_in(n, params)).max().unwrap_or(0);
+    let below = match node {
+        Node::Subquery { expr, frame } => most_steps_in(expr, &params.subquery(frame)),
+        Node::Call { args, .. } => args.iter().map(|a| most_steps_in(a, params)).max().unwrap_or(0),
+        Node::Neg(x) => most(&[x]),
+        Node::Binary { lhs, rhs, .. } => most(&[lhs, rhs]),
+        Node::Aggregate { expr, param, .. } => most(&[expr]).max(param.as_deref().map_or(0, |p| most(&[p]))),
+        Node::Absent { expr, .. } => most(&[expr]),
+        Node::Info { base, infos, .. } => most(&[base, infos]),
+        Node::Number(_)
+        | Node::String(_)
+        | Node::Select(_)
+        | Node::SampleTimes(_)
+        | Node::MatrixSelect { .. }
+        | Node::Fragment(_) => 0,
+    };
+    below.max(params.steps())
+}
+
 /// The frame a fragment evaluates in: the query's, narrowed by each enclosing subquery.
 fn fragment_params(params: &EvalParams, frames: &[Frame]) -> EvalParams {
     frames.iter().fold(*params, |p, f| p.subquery(f))
@@ -474,11 +496,12 @@ fn evaluate_fragment_within(
 }
 
 impl Plan {
-    /// The most steps a fragment evaluates at over `params` (a subquery's frame has its own).
-    /// What one step may load is bounded by the query's limit, so a read for the plan never
-    /// needs more than this many times what the query may still load.
+    /// The most steps any part of a fragment evaluates at over `params`, subqueries' frames
+    /// included. What one step may load is bounded by the query's limit, so a read for the
+    /// plan never needs more than this many times what the query may still load.
     pub fn most_steps(&self, params: &EvalParams) -> usize {
-        self.fragments.iter().map(|f| fragment_params(params, &f.frames).steps()).max().unwrap_or(1).max(1)
+        let in_fragment = |f: &Fragment| most_steps_in(&f.node, &fragment_params(params, &f.frames));
+        self.fragments.iter().map(in_fragment).max().unwrap_or(1).max(1)
     }
 
     /// Merges every shard's fragment outputs (`outputs[shard][fragment]`) and evaluates the

@@ -354,6 +354,18 @@ fn count_values_counts_the_slots_of_each_series_it_makes_against_max_samples() {
 }
 
 #[test]
+fn most_steps_counts_the_steps_of_subqueries_inside_fragments() {
+    let day = 86_400_000;
+    let at = EvalParams::instant(30 * day, 300_000);
+    let steps = |query: &str, params: &EvalParams| plan(&parse(query).unwrap(), params).unwrap().most_steps(params);
+    assert_eq!(steps("sum(rate(x[5m]))", &at), 1);
+    // 30 days at one step an hour, both ends included, inside the shards' fragment.
+    assert_eq!(steps("max_over_time(up[30d:1h])", &at), 721);
+    let month = EvalParams { start: 0, end: 30 * day, step: day, lookback: 300_000 };
+    assert_eq!(steps("sum(x)", &month), 31);
+}
+
+#[test]
 fn label_functions_refuse_values_of_more_than_1_mib_before_making_them() {
     let at = EvalParams::instant(0, 300_000);
     let long = "x".repeat(10_000);
