@@ -262,8 +262,7 @@ impl Matcher {
         let value = value.into();
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| RegexError { pattern: value.clone(), source: Box::new(e) })?,
+                crate::re2::anchored(&value).map_err(|e| RegexError { pattern: value.clone(), source: Box::new(e) })?,
             ),
             _ => None,
         };

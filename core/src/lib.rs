@@ -21,6 +21,7 @@ pub mod dns;
 pub mod exposition;
 pub mod labels;
 pub mod promql;
+pub mod re2;
 pub mod relabel;
 pub mod remote;
 pub mod rules;

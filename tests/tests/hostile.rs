@@ -132,6 +132,23 @@ fn deeply_nested_queries_are_refused_with_a_parse_error() {
 }
 
 #[test]
+fn regex_matchers_compile_small_and_within_a_size_limit() {
+    let mut p = server(&[]);
+    // Unicode `\w{150}` compiled to some 10 MB each; RE2's (and now Pyrite's) `\w` is ASCII.
+    let matchers: Vec<String> = (0..100).map(|i| format!(r#"a{i}=~"\\w{{150}}""#)).collect();
+    let query = format!("kept{{{}}}", matchers.join(","));
+    let (status, body) =
+        pyrite_tests::http_post_form(&format!("{}/api/v1/query", p.url), &[("query", query.as_str())]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(p.process.peak_rss_bytes() < 400 << 20, "peak RSS {} MB", p.process.peak_rss_bytes() >> 20);
+    // Past the size limit, a bad_data error names the expression.
+    let big = r#"kept{a=~"\\pL{1000}"}"#;
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/api/v1/query", p.url), &[("query", big)]).unwrap();
+    assert_eq!((status, error_type(&body).as_str()), (400, "bad_data"), "{body}");
+    still_serves(&mut p, "large regular expressions");
+}
+
+#[test]
 fn subqueries_with_huge_step_counts_are_refused_before_allocating() {
     let mut p = server(&[]);
     for q in [

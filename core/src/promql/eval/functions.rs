@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
-
 use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::calendar::{civil_from_days, days_from_civil};
@@ -328,7 +326,7 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
     let replacement = string_arg(ev, &args[2])?;
     let src = string_arg(ev, &args[3])?;
     let pattern = string_arg(ev, &args[4])?;
-    let re = Regex::new(&format!("^(?s:{pattern})$"))
+    let re = crate::re2::anchored(&pattern)
         .map_err(|e| EvalError::Execution(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
     if !is_valid_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
