@@ -3,8 +3,9 @@
 //!
 //! bcrypt costs tens of milliseconds per check by design, so it never runs on a shard: one
 //! `bcrypt` thread takes the checks in turn (upstream serializes them with a mutex for the same
-//! reason) while the shard goes on serving. A connection has at most one request in flight, so
-//! `--web.max-connections` bounds the queue. Outcomes are cached, keyed on the user, the stored
+//! reason) while the shard goes on serving. A connection has at most one request in flight, and
+//! a check whose connection closed before its turn is skipped, so `--web.max-connections`
+//! bounds the queue. Outcomes are cached, keyed on the user, the stored
 //! hash and a SHA-256 digest of the password (upstream keys on the plain password), so a
 //! client that sends the same credentials again costs a hash and a lookup, and editing a
 //! user's hash invalidates its entries. An unknown user is checked against a fixed hash, so the
@@ -53,7 +54,9 @@ impl Authenticator {
     pub fn start() -> std::io::Result<Authenticator> {
         let (jobs, queue) = flume::unbounded::<Job>();
         std::thread::Builder::new().name("bcrypt".into()).spawn(move || {
-            for job in queue.iter() {
+            // A check whose request is gone is skipped: clients that send credentials and
+            // hang up at once would otherwise queue checks without bound.
+            for job in queue.iter().filter(|job| !job.reply.is_disconnected()) {
                 let ok = job.password.len() <= MAX_PASSWORD_BYTES
                     && bcrypt::verify(&job.password, &job.hash).unwrap_or(false);
                 let _ = job.reply.send(ok);

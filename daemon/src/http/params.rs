@@ -12,9 +12,14 @@ use super::response::ApiError;
 /// All parameters of a request, in order, repeated keys kept (`match[]`).
 pub struct Params(Vec<(String, String)>);
 
+/// Parameters read from a request; the rest are ignored. A 10 MiB form of `a&a&…` is five
+/// million pairs, each two allocations, which would hold half a gigabyte per request.
+const MAX_PARAMS: usize = 100_000;
+
 impl Params {
     pub fn from_request(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Params {
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .take(MAX_PARAMS)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let is_form = headers
@@ -22,7 +27,8 @@ impl Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            pairs.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+            let room = MAX_PARAMS - pairs.len();
+            pairs.extend(form_urlencoded::parse(body).take(room).map(|(k, v)| (k.into_owned(), v.into_owned())));
         }
         Params(pairs)
     }
