@@ -148,8 +148,14 @@ fn init_logging(flags: &ServerFlags) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
-    let filter: tracing_subscriber::filter::Targets =
-        flags.log_level.parse().with_context(|| format!("invalid --log.level {:?}", flags.log_level))?;
+    let invalid = || format!("invalid --log.level {:?}", flags.log_level);
+    // Directives as EnvFilter read them: spaces around each ignored, empty ones skipped. Span
+    // and field filters (`target[span]=debug`) are not supported, and would never match.
+    let directives: Vec<&str> = flags.log_level.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.iter().any(|d| d.contains(['[', '{'])) {
+        anyhow::bail!("{}: span and field filters are not supported", invalid());
+    }
+    let filter: tracing_subscriber::filter::Targets = directives.join(",").parse().with_context(invalid)?;
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry();
     match flags.log_format {

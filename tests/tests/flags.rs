@@ -144,4 +144,12 @@ fn a_log_level_that_does_not_parse_is_refused_naming_the_flag() {
     let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("invalid --log.level \"pyrite=loud\""), "{stderr}");
+    // EnvFilter's span filters would never match a target filter's targets: refused too.
+    let mut p = Pyrite::spawn(PyriteOpts {
+        config: Some(NO_TARGETS.into()),
+        extra_args: vec!["--log.level=warn, pyrite[scrape]=debug".into()],
+        ..PyriteOpts::default()
+    });
+    let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
+    assert!(!status.success() && stderr.contains("span and field filters are not supported"), "{stderr}");
 }
