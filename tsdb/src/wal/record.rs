@@ -63,10 +63,13 @@ pub const SNAPPY: u8 = 0x80;
 const HEADER: usize = 9;
 /// Writers start a new frame once a payload passes this size.
 const TARGET_PAYLOAD: usize = 1 << 20;
-/// Frames larger than this are damage, not data. A writer never produces one: it ends a frame
-/// past [`TARGET_PAYLOAD`], and an entry is at most a series' labels, which ingestion bounds
-/// (`pyrite_core::labels::MAX_SERIES_LABEL_BYTES`). Small, so that skipping over damage, which
-/// checks candidate frames at every offset, stays fast.
+/// Frames larger than this are damage, not data. Small, so that skipping over damage, which
+/// checks candidate frames at every offset, stays fast. A writer ends a frame past
+/// [`TARGET_PAYLOAD`], and a series' entry is rarely large: scrapes and remote write bound a
+/// series' labels (`pyrite_core::labels::MAX_SERIES_LABEL_BYTES`). What is not bounded — a
+/// recording rule's or an alert's labels, a snapshot of a series with very many chunks — goes
+/// in a frame of its own once past this size, so that a reader loses it alone, not the other
+/// series written with it.
 const MAX_PAYLOAD: usize = 4 << 20;
 
 /// One decoded record.
@@ -146,6 +149,17 @@ impl<'a> FrameWriter<'a> {
         full
     }
 
+    /// [`FrameWriter::cut`] after an entry that began at `start` in the payload: an entry that
+    /// took the frame past [`MAX_PAYLOAD`] is moved to a frame of its own, the entries before
+    /// it written as one.
+    fn end_entry(&mut self, start: usize) -> bool {
+        if start > 0 && self.payload.len() > MAX_PAYLOAD {
+            put_frame(self.out, self.kind, &self.payload[..start], self.compress);
+            self.payload.drain(..start);
+        }
+        self.cut()
+    }
+
     fn finish(self) {
         if !self.payload.is_empty() {
             put_frame(self.out, self.kind, &self.payload, self.compress);
@@ -157,9 +171,10 @@ impl<'a> FrameWriter<'a> {
 pub fn encode_series<'a>(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, &'a Labels)>, compress: bool) {
     let mut w = FrameWriter::new(out, SERIES, compress);
     for (id, labels) in series {
+        let start = w.payload.len();
         put_varint(&mut w.payload, u64::from(id));
         put_labels(&mut w.payload, labels);
-        w.cut();
+        w.end_entry(start);
     }
     w.finish();
 }
@@ -193,6 +208,7 @@ fn encode_samples_as(out: &mut Vec<u8>, kind: u8, samples: &[(u32, i64, f64)], c
 pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, SeriesSnapshot)>, compress: bool) {
     let mut w = FrameWriter::new(out, CHUNKS, compress);
     for (id, s) in series {
+        let start = w.payload.len();
         let payload = &mut w.payload;
         put_varint(payload, u64::from(id));
         put_labels(payload, &s.labels);
@@ -212,7 +228,7 @@ pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, S
         payload.extend_from_slice(&o.last_v.to_bits().to_le_bytes());
         payload.extend_from_slice(&[o.leading, o.trailing, o.free]);
         put_bytes(payload, &o.bytes);
-        w.cut();
+        w.end_entry(start);
     }
     w.finish();
 }
@@ -506,6 +522,27 @@ mod tests {
             assert_eq!(frames.valid_len, buf.len());
         }
         assert!(log(true).0.len() < log(false).0.len(), "repetitive samples compress");
+    }
+
+    #[test]
+    fn an_entry_past_the_largest_frame_goes_alone_and_is_lost_alone() {
+        let series = |value: &str| Labels::from_pairs([("__name__", "m"), ("v", value)]);
+        let huge = series(&"x".repeat(MAX_PAYLOAD));
+        let small: Vec<Labels> = (0..3).map(|i| series(&i.to_string())).collect();
+        let mut buf = Vec::new();
+        let entries = [(1, &small[0]), (2, &small[1]), (3, &huge), (4, &small[2])];
+        encode_series(&mut buf, entries, false);
+        let frames = read_frames(&buf);
+        let read: Vec<u32> = frames
+            .records
+            .iter()
+            .flat_map(|r| match r {
+                Record::Series(s) => s.iter().map(|(id, _)| *id).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(read, [1, 2, 4], "the others are read");
+        assert_eq!(frames.damage.len(), 1);
     }
 
     #[test]
