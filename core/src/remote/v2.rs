@@ -180,7 +180,7 @@ pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<Decode
     }
     let mut out = DecodedV2::default();
     // Series refer to symbols, so a few bytes may name a long symbol many times: what the
-    // labels take once resolved is bounded as a 1.0 request's are, by the decoded size.
+    // labels take once resolved is bounded by what any request may decode to.
     let mut label_bytes = max_decoded;
     for field in Fields(&raw) {
         if let (5, payload) = field? {
