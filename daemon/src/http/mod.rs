@@ -135,6 +135,16 @@ pub fn router(ctx: Arc<Api>, local: usize) -> Router {
         .with_state(state)
 }
 
+/// A request's body, at most `limit` bytes, read when a handler is ready for it; else the answer
+/// axum's body extractor gives (413 past the limit, 400 for a body that could not be read).
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let status = if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        (status, format!("Failed to buffer the request body: {e}")).into_response()
+    })
+}
+
 /// As upstream: the API and federation answer 503 until every shard has opened its storage.
 async fn until_ready(State(s): State<ApiState>, request: Request, next: Next) -> Response {
     if s.ctx.shards.ready() {
@@ -175,8 +185,7 @@ fn api_routes(base: &str, agent: bool) -> Router<ApiState> {
         .route(&v1("/admin/tsdb/delete_series"), post(api::delete_series).put(api::delete_series))
         .route(&v1("/admin/tsdb/snapshot"), post(api::snapshot).put(api::snapshot))
         .route(&v1("/admin/tsdb/clean_tombstones"), post(api::clean_tombstones).put(api::clean_tombstones));
-    let mut read = Router::new()
-        .route(&v1("/read"), post(remote_read::read).layer(DefaultBodyLimit::max(remote_read::MAX_BODY_BYTES)));
+    let mut read = Router::new().route(&v1("/read"), post(remote_read::read));
     if agent {
         local = local.route_layer(middleware::from_fn(agent::unavailable));
         read = read.route_layer(middleware::from_fn(agent::unsupported));
@@ -191,7 +200,7 @@ fn api_routes(base: &str, agent: bool) -> Router<ApiState> {
         .route(&v1("/status/runtimeinfo"), get(status::runtimeinfo))
         .route(&v1("/status/buildinfo"), get(status::buildinfo))
         .route(&v1("/status/walreplay"), get(status::walreplay))
-        .route(&v1("/write"), post(remote_write::write).layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES)))
+        .route(&v1("/write"), post(remote_write::write))
         .merge(local)
         .merge(read)
 }

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,12 +77,17 @@ fn bad_request(e: impl ToString) -> ReadError {
     ReadError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
-pub async fn read(State(s): State<ApiState>, body: Bytes) -> Response {
+/// The body is read once the request holds a slot (`--storage.remote.read-concurrent-limit`),
+/// so that the limit bounds the bodies held too.
+pub async fn read(State(s): State<ApiState>, body: Body) -> Response {
     let _slot = match &s.ctx.remote_read.concurrent {
         Some(slots) => Some(slots.acquire().await),
         None => None,
     };
-    answer(&s, &body).await.unwrap_or_else(IntoResponse::into_response)
+    match super::read_body(body, MAX_BODY_BYTES).await {
+        Ok(body) => answer(&s, &body).await.unwrap_or_else(IntoResponse::into_response),
+        Err(response) => response,
+    }
 }
 
 async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {

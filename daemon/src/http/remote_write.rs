@@ -15,7 +15,7 @@
 //! upstream reports them, so that senders do not retry them; the request's other samples are
 //! kept.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -73,7 +73,10 @@ fn reply(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
-pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The body is read only once the request is known to be one the receiver takes: a body
+/// buffered first, up to [`MAX_BODY_BYTES`] on each of hundreds of connections, would cost
+/// gigabytes even with the receiver off.
+pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
     if !s.ctx.remote_write_receiver {
         return reply(
             StatusCode::NOT_FOUND,
@@ -83,6 +86,10 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -
     let message = match message_type(&headers, &s.ctx.remote_write_messages) {
         Ok(message) => message,
         Err(why) => return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n")),
+    };
+    let body = match super::read_body(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     match message {
         WriteMessage::V1 => write_v1(&s, &body).await,

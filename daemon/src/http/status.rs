@@ -14,6 +14,7 @@ use super::params::Params;
 use super::response::{success_json, ApiError, ApiResult};
 use super::ApiState;
 use crate::shards::{Request, SeriesExemplars};
+use crate::slots::Slots;
 
 /// `/api/v1/status/config`: the configuration in force, defaults filled in.
 pub async fn config(State(s): State<ApiState>) -> Response {
@@ -100,6 +101,9 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
 
 /// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,
 /// label names and label pairs by series and by distinct values, over every shard.
+/// One `/api/v1/status/tsdb` answer at a time: each copies every shard's label index.
+static TSDB_STATUS: std::sync::LazyLock<Slots> = std::sync::LazyLock::new(|| Slots::new(1));
+
 pub async fn tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
     let limit = match params.get("limit") {
         None => 10,
@@ -109,6 +113,7 @@ pub async fn tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
             .filter(|&l| l > 0)
             .ok_or_else(|| ApiError::bad_param("limit", "limit must be a positive number"))?,
     };
+    let _one_at_a_time = TSDB_STATUS.acquire().await;
     let per_shard = s
         .ctx
         .shards
