@@ -94,8 +94,16 @@ fn extreme_time_ranges_are_refused_without_overflow() {
     still_serves(&mut p, "extreme time ranges");
 }
 
+/// `n` ones added up as a balanced tree: deep as log2(n).
+fn balanced(n: usize) -> String {
+    if n == 1 {
+        return "1".into();
+    }
+    format!("({}+{})", balanced(n / 2), balanced(n - n / 2))
+}
+
 #[test]
-fn deeply_nested_queries_are_refused_with_a_parse_error() {
+fn deeply_nested_and_huge_queries_are_refused_with_a_parse_error() {
     let mut p = server(&[]);
     let deep = [
         format!("{}1{}", "(".repeat(1000), ")".repeat(1000)),
@@ -103,6 +111,8 @@ fn deeply_nested_queries_are_refused_with_a_parse_error() {
         format!("{}1", "-".repeat(5600)),
         format!("{}up{}", "abs(".repeat(1000), ")".repeat(1000)),
         format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)),
+        // Shallow but large: a balanced tree of 100,000 additions parsed into some 100 MB.
+        balanced(100_000),
     ];
     for q in &deep {
         for endpoint in ["query", "parse_query", "format_query"] {
@@ -234,6 +244,19 @@ fn remote_write_with(p: &Pyrite, headers: &[(&str, &str)], body: &[u8]) -> (u16,
 }
 
 const V1: [(&str, &str); 2] = [("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")];
+
+#[test]
+fn remote_bodies_past_32_mib_get_413_and_a_wrong_type_is_refused_unread() {
+    let mut p = server(&[]);
+    let big = vec![0u8; (32 << 20) + 1];
+    assert_eq!(remote_write_with(&p, &V1, &big).0, 413);
+    let read = ureq::post(&format!("{}/api/v1/read", p.url)).timeout(Duration::from_secs(60)).send_bytes(&big);
+    assert!(matches!(read, Err(ureq::Error::Status(413, _))), "{read:?}");
+    // A message type the receiver does not take is answered before the body is read.
+    let (status, body) = remote_write_with(&p, &[("Content-Type", "text/plain")], &big);
+    assert_eq!(status, 415, "{body}");
+    still_serves(&mut p, "bodies past the limit");
+}
 
 #[test]
 fn remote_write_bodies_are_validated_as_they_decode() {

@@ -12,11 +12,20 @@
 //! are skipped. The bound is what the deepest point of the text adds up to over its enclosing
 //! levels; the limit, [`MAX_DEPTH`], is far beyond any query a person or Grafana writes, and every
 //! thread that handles queries has a stack sized for it.
+//!
+//! The same pass bounds the tree's size: a balanced tree is shallow however large, and a
+//! query of a few megabytes of `((1+1)+(1+1))…` parsed into a gigabyte of tokens and nodes. It
+//! counts brackets, operators and commas, at most [`MAX_TERMS`] of them (string contents, such
+//! as long regular expressions, do not count).
 
 use super::parser::ParseError;
 
 /// The deepest expression tree Pyrite accepts.
 pub const MAX_DEPTH: usize = 1000;
+
+/// The most brackets, operators and commas a query may hold: some twenty megabytes of
+/// tokens and nodes at the most, where dashboards' queries hold tens to hundreds.
+pub const MAX_TERMS: usize = 50_000;
 
 /// What a bracket adds to the depth: the node it opens (a call, an aggregation, a subquery)
 /// and the parenthesised expression inside.
@@ -28,8 +37,15 @@ pub fn check(query: &str) -> Result<(), ParseError> {
     // Operators counted at each open level, outermost first; the sum of the bound so far.
     let mut levels: Vec<usize> = vec![0];
     let mut depth = 0usize;
+    let mut terms = 0usize;
     let mut i = 0;
     while i < b.len() {
+        if matches!(
+            b[i],
+            b'(' | b'[' | b'{' | b',' | b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!'
+        ) {
+            terms += 1;
+        }
         match b[i] {
             b'"' | b'\'' => i = skip_quoted(b, i),
             b'`' => i = b[i + 1..].iter().position(|&c| c == b'`').map_or(b.len(), |n| i + 1 + n),
@@ -55,19 +71,22 @@ pub fn check(query: &str) -> Result<(), ParseError> {
             }
             _ => {}
         }
-        if depth > MAX_DEPTH {
-            // Depth only grows at ASCII bytes, so `i` is a character boundary.
+        let too_complex = if depth > MAX_DEPTH {
+            Some(format!(
+                "query too complex: its expression would nest more than {MAX_DEPTH} levels deep \
+                 (parentheses, calls, operators)"
+            ))
+        } else if terms > MAX_TERMS {
+            Some(format!("query too complex: more than {MAX_TERMS} brackets, operators and arguments"))
+        } else {
+            None
+        };
+        if let Some(message) = too_complex {
+            // Both grow only at ASCII bytes, so `i` is a character boundary.
             let before = query.get(..i).unwrap_or("");
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            return Err(ParseError {
-                line,
-                column,
-                message: format!(
-                    "query too complex: its expression would nest more than {MAX_DEPTH} levels deep \
-                     (parentheses, calls, operators)"
-                ),
-            });
+            return Err(ParseError { line, column, message });
         }
         i += 1;
     }
@@ -131,6 +150,24 @@ mod tests {
         ] {
             assert!(check(&q).is_err(), "{}", &q[..40]);
         }
+    }
+
+    #[test]
+    fn large_shallow_queries_are_refused_by_their_size() {
+        fn balanced(n: usize) -> String {
+            if n == 1 {
+                return "1".into();
+            }
+            format!("({}+{})", balanced(n / 2), balanced(n - n / 2))
+        }
+        assert_eq!(check(&balanced(20_000)), Ok(()));
+        let e = check(&balanced(30_000)).unwrap_err();
+        assert!(e.message.contains("more than 50000 brackets, operators and arguments"), "{}", e.message);
+        let args = format!("label_join(up, \"a\", \",\"{})", ", \"b\"".repeat(60_000));
+        assert!(check(&args).is_err());
+        // Long strings do not count: a regular expression of many alternatives.
+        let pods: Vec<String> = (0..100_000).map(|i| format!("pod-{i}")).collect();
+        assert_eq!(check(&format!("up{{pod=~\"{}\"}}", pods.join("|"))), Ok(()));
     }
 
     #[test]
