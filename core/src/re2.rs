@@ -4,19 +4,83 @@
 //! The two engines agree on nearly all syntax, but RE2's Perl classes (`\d`, `\s`, `\w` and
 //! their negations) are ASCII, where `regex` makes them Unicode. So `\d` matched Arabic-Indic
 //! digits that Prometheus does not, and `\w{150}` compiled to some 10 MB where RE2's program
-//! takes kilobytes: a query of a few hundred such matchers asked for gigabytes. The classes
-//! are rewritten to their ASCII sets before compiling, and each expression is held to
-//! [`SIZE_LIMIT`].
+//! takes kilobytes: a query of a hundred such matchers asked for a gigabyte. The classes are
+//! rewritten to their ASCII sets before compiling.
+//!
+//! Within one request ([`Budget::request`], around the parsing of its queries or selectors)
+//! the expressions compile within [`REQUEST_BUDGET`] together, each counted at what it was
+//! allowed: [`SMALL`] for most, up to `regex`'s default of 10 MiB for the few larger ones (a
+//! Grafana "All" of hundreds of pods). An expression repeated in a request compiles once.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
 
-/// The most a compiled expression may take (about: `regex` counts its automata). Far past
-/// any selector's needs once Perl classes are ASCII.
-pub const SIZE_LIMIT: usize = 1 << 20;
+/// The most one expression may take compiled (`regex`'s default; about: it counts its
+/// automata).
+pub const SIZE_LIMIT: usize = 10 << 20;
+
+/// What the expressions of one request may take together.
+pub const REQUEST_BUDGET: usize = 64 << 20;
+
+/// An expression is first compiled within this, and counted at it if it fits.
+pub const SMALL: usize = 16 << 10;
+
+/// The request whose expressions this thread compiles now, if any: what they may still take,
+/// and those compiled so far by pattern.
+struct Request {
+    left: usize,
+    compiled: HashMap<String, Regex>,
+}
+
+thread_local! {
+    static REQUEST: RefCell<Option<Request>> = const { RefCell::new(None) };
+}
+
+/// The budget of one request's expressions, while this lives on this thread: hold it around
+/// parsing, which is synchronous, never across an `await`. Outside one — configuration, rule
+/// files — an expression is bounded alone.
+pub struct Budget(Option<Request>);
+
+impl Budget {
+    pub fn request() -> Budget {
+        Budget(REQUEST.replace(Some(Request { left: REQUEST_BUDGET, compiled: HashMap::new() })))
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        REQUEST.set(self.0.take());
+    }
+}
 
 /// `pattern` anchored at both ends, `.` matching newlines too (PromQL's `^(?s:…)$`).
 pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(&format!("^(?s:{})$", ascii_perl_classes(pattern))).size_limit(SIZE_LIMIT).build()
+    let text = format!("^(?s:{})$", ascii_perl_classes(pattern));
+    let build = |limit: usize| RegexBuilder::new(&text).size_limit(limit).build();
+    REQUEST.with_borrow_mut(|request| {
+        let Some(request) = request else { return build(SIZE_LIMIT) };
+        if let Some(re) = request.compiled.get(pattern) {
+            return Ok(re.clone());
+        }
+        let (re, counted) = match build(SMALL.min(request.left)) {
+            Ok(re) => (re, SMALL),
+            Err(regex::Error::CompiledTooBig(_)) if request.left > SMALL => {
+                let limit = SIZE_LIMIT.min(request.left);
+                (build(limit)?, limit)
+            }
+            Err(regex::Error::CompiledTooBig(_)) => {
+                return Err(regex::Error::Syntax(format!(
+                    "the request's regular expressions would take more than {REQUEST_BUDGET} bytes compiled"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        request.left -= counted.min(request.left);
+        request.compiled.insert(pattern.to_string(), re.clone());
+        Ok(re)
+    })
 }
 
 /// `pattern` with each Perl class written as RE2 reads it, an ASCII set.
@@ -32,7 +96,7 @@ fn ascii_perl_classes(pattern: &str) -> String {
                 Some(class @ ('d' | 's' | 'w' | 'D' | 'S' | 'W')) => {
                     let set = match class.to_ascii_lowercase() {
                         'd' => "0-9",
-                        's' => "\\t\\n\\f\\r ",
+                        's' => "\\t\\n\\f\\r\\x20",
                         _ => "0-9A-Za-z_",
                     };
                     // Inside brackets a class is its ranges; negated, it nests as a class.
@@ -42,6 +106,16 @@ fn ascii_perl_classes(pattern: &str) -> String {
                         (true, _) => ("[^", "]"),
                     };
                     out.extend([open, set, close]);
+                    // RE2 reads a `-` after a class in brackets as itself (`[\w-.]`), where
+                    // after the ranges written here it would make a range.
+                    if depth > 0 && chars.as_str().starts_with('-') && !chars.as_str().starts_with("-]") {
+                        chars.next();
+                        out.push_str("\\-");
+                    }
+                }
+                // RE2's word boundaries are ASCII too.
+                Some(boundary @ ('b' | 'B')) if depth == 0 => {
+                    out.extend(["(?-u:\\", if boundary == 'b' { "b)" } else { "B)" }]);
                 }
                 Some(other) => {
                     out.push('\\');
@@ -79,11 +153,36 @@ mod tests {
         assert_eq!(ascii_perl_classes(r"[\d.-]"), r"[0-9.-]");
         assert_eq!(ascii_perl_classes(r"[^\W]"), r"[^[^0-9A-Za-z_]]");
         assert_eq!(ascii_perl_classes(r"a\\w\.b"), r"a\\w\.b");
-        assert_eq!(ascii_perl_classes(r"[]\d][\s]"), r"[]0-9][\t\n\f\r ]");
+        assert_eq!(ascii_perl_classes(r"[]\d][\s]"), r"[]0-9][\t\n\f\r\x20]");
+        // A `-` after a class in brackets is itself, as RE2 reads it.
+        assert_eq!(ascii_perl_classes(r"[\w-.]"), r"[0-9A-Za-z_\-.]");
+        assert_eq!(ascii_perl_classes(r"[\s-z]"), r"[\t\n\f\r\x20\-z]");
+        assert_eq!(ascii_perl_classes(r"[\d-]"), r"[0-9-]");
+        let dotted = anchored(r"[\w-.]+").unwrap();
+        assert!(dotted.is_match("a-b.c") && !dotted.is_match("a~b"));
+        assert!(!anchored(r"[\s-z]").unwrap().is_match("m"), "not a range from space to z");
+        assert_eq!(ascii_perl_classes(r"\bx\B"), r"(?-u:\b)x(?-u:\B)");
+        assert!(anchored(r"a\bé").unwrap().is_match("aé"), "é is no word character in RE2");
         let digits = anchored(r"\d+").unwrap();
         assert!(digits.is_match("2024") && !digits.is_match("٢٠٢٤"), "Arabic-Indic digits are not \\d in RE2");
         assert!(anchored(r"\w{150}").is_ok(), "small once ASCII");
         assert!(anchored(r"\pL{1000}").is_err(), "Unicode classes stay Unicode, and bounded");
         assert!(anchored("a\nb").unwrap().is_match("a\nb") && anchored("a.b").unwrap().is_match("a\nb"));
+    }
+
+    #[test]
+    fn a_requests_expressions_compile_within_its_budget_and_repeats_once() {
+        let _budget = Budget::request();
+        // Each larger than SMALL counts at what it may take, 10 MiB while the budget lasts:
+        // six in full, the seventh in the 4 MiB left, then none.
+        let large = |i: usize| format!(r"\pL{{{}}}", 20 + i);
+        for i in 0..7 {
+            assert!(anchored(&large(i)).is_ok(), "{i}");
+            assert!(anchored(&large(i)).is_ok(), "a repeat is not counted again");
+        }
+        let e = anchored(&large(7)).unwrap_err().to_string();
+        assert!(e.contains("would take more than 67108864 bytes compiled"), "{e}");
+        drop(_budget);
+        assert!(anchored(&large(7)).is_ok(), "outside a request, bounded alone");
     }
 }

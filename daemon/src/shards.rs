@@ -82,7 +82,7 @@ pub enum Request {
     /// evaluated on a query worker: one part per block read and one for the head, to be merged
     /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
     /// work in between, and gives up once `interrupt` fires or the asker stops waiting. With
-    /// `newest`, the head's part may hold only each series' newest sample in the range; with a
+    /// `newest`, each part holds only each series' newest sample in the range; with a
     /// projection, series may hold only its labels (see `shard::select::Select::labels`). A
     /// read of more than `max_samples` samples stops with `EvalError::TooManySamples`.
     Select {
@@ -166,7 +166,8 @@ pub enum Request {
 
 impl Request {
     /// A read whose asker stopped waiting (a client gone, a query past its deadline): nothing
-    /// to do, as the answer would go nowhere. Requests that change storage are always done.
+    /// to do, as the answer would go nowhere. Requests that change storage are always done,
+    /// and so is the remote-write sender's cheap look-up of labels.
     pub fn abandoned(&self) -> bool {
         match self {
             Request::Select { reply, .. } => reply.is_disconnected(),

@@ -155,6 +155,13 @@ fn regex_matchers_compile_small_and_within_a_size_limit() {
     let big = r#"kept{a=~"\\pL{1000}"}"#;
     let (status, body) = pyrite_tests::http_post_form(&format!("{}/api/v1/query", p.url), &[("query", big)]).unwrap();
     assert_eq!((status, error_type(&body).as_str()), (400, "bad_data"), "{body}");
+    // Large ones, each within the limit, past what one request's may take together.
+    let large: Vec<String> = (0..8).map(|i| format!(r#"a{i}=~"\\pL{{{}}}""#, 20 + i)).collect();
+    let query = format!("kept{{{}}}", large.join(","));
+    let (status, body) =
+        pyrite_tests::http_post_form(&format!("{}/api/v1/query", p.url), &[("query", query.as_str())]).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("regular expressions would take more than"), "{body}");
     still_serves(&mut p, "large regular expressions");
 }
 

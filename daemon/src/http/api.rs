@@ -24,6 +24,7 @@ const MAX_POINTS: i64 = 11_000;
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
+    let _budget = pyrite_core::re2::Budget::request();
     promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))
 }
 
@@ -200,6 +201,7 @@ pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     if distinct.len() > MAX_SELECTORS {
         return Err(ApiError::bad_param("match[]", format!("more than {MAX_SELECTORS} distinct selectors")));
     }
+    let _budget = pyrite_core::re2::Budget::request();
     distinct
         .into_iter()
         .map(|m| match promql::parse(m) {

@@ -74,8 +74,10 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
         return Err(ApiError::bad_param("end", "end timestamp must not be before start timestamp"));
     }
     let text = params.get("query").unwrap_or("");
-    let expr =
-        pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?;
+    let expr = {
+        let _budget = pyrite_core::re2::Budget::request();
+        pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?
+    };
     let selectors: Vec<Vec<Matcher>> = expr.selectors().into_iter().map(|s| s.matchers.clone()).collect();
     if selectors.is_empty() {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response()); // upstream's answer to `query=1`
@@ -99,11 +101,11 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
     Ok(success_json(json!(found.iter().map(series).collect::<Vec<_>>())))
 }
 
-/// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,
-/// label names and label pairs by series and by distinct values, over every shard.
 /// One `/api/v1/status/tsdb` answer at a time: each copies every shard's label index.
 static TSDB_STATUS: std::sync::LazyLock<Slots> = std::sync::LazyLock::new(|| Slots::new(1));
 
+/// `/api/v1/status/tsdb`: the head's counts, and the top `limit` (default 10) metric names,
+/// label names and label pairs by series and by distinct values, over every shard.
 pub async fn tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
     let limit = match params.get("limit") {
         None => 10,

@@ -34,8 +34,8 @@ impl ShardStorage {
         ShardStorage { shards, shard, limits, steps, remote }
     }
 
-    /// Reads the matching series of the shard (only the newest sample of each in the head's
-    /// part with `newest`) and of the remote stores. The shard builds only the labels asked
+    /// Reads the matching series of the shard (only the newest sample of each in each part
+    /// with `newest`) and of the remote stores. The shard builds only the labels asked
     /// for unless remote stores' series are merged in, which is by label set.
     fn read(
         &self,

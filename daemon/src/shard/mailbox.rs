@@ -56,14 +56,16 @@ const MESSAGES_IN_A_ROW: usize = 16;
 pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
     let shard = shard_label(index);
     let mut in_a_row = 0;
-    while let Ok(message) = mailbox.recv_async().await {
-        // A full mailbox answers at once without yielding: let scrapes, HTTP and reads in
-        // slices run between its messages now and then.
-        in_a_row += 1;
+    loop {
+        // A mailbox with messages waiting answers at once without yielding: let scrapes, HTTP
+        // and reads in slices run between its messages now and then. One that has to wait
+        // yields anyway, and starts the count again.
+        in_a_row = if mailbox.is_empty() { 0 } else { in_a_row + 1 };
         if in_a_row == MESSAGES_IN_A_ROW {
             in_a_row = 0;
             super::slices::pause().await;
         }
+        let Ok(message) = mailbox.recv_async().await else { break };
         let request = match message {
             Message::Storage(request) if request.abandoned() => continue,
             Message::Storage(request) => request,

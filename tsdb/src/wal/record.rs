@@ -68,8 +68,8 @@ const TARGET_PAYLOAD: usize = 1 << 20;
 /// [`TARGET_PAYLOAD`], and a series' entry is rarely large: scrapes and remote write bound a
 /// series' labels (`pyrite_core::labels::MAX_SERIES_LABEL_BYTES`). What is not bounded — a
 /// recording rule's or an alert's labels, a snapshot of a series with very many chunks — goes
-/// in a frame of its own once past this size, so that a reader loses it alone, not the other
-/// series written with it.
+/// in a frame of its own once past this size: replay reports that frame as damage and loses
+/// that entry, not the other series written with it.
 const MAX_PAYLOAD: usize = 4 << 20;
 
 /// One decoded record.
