@@ -7,7 +7,7 @@
 //! takes kilobytes: a query of a hundred such matchers asked for a gigabyte. The classes are
 //! rewritten to their ASCII sets before compiling.
 //!
-//! Within one request ([`Budget::request`], around the parsing of its queries or selectors)
+//! Within one request ([`for_request`], around the parsing of its queries or selectors)
 //! the expressions compile within [`REQUEST_BUDGET`] together, each counted at what it was
 //! allowed: [`SMALL`] for most, up to `regex`'s default of 10 MiB for the few larger ones (a
 //! Grafana "All" of hundreds of pods). An expression repeated in a request compiles once.
@@ -38,16 +38,16 @@ thread_local! {
     static REQUEST: RefCell<Option<Request>> = const { RefCell::new(None) };
 }
 
-/// The budget of one request's expressions, while this lives on this thread: hold it around
-/// parsing, which is synchronous, never across an `await`. Outside one — configuration, rule
-/// files — an expression is bounded alone.
-pub struct Budget(Option<Request>);
-
-impl Budget {
-    pub fn request() -> Budget {
-        Budget(REQUEST.replace(Some(Request { left: REQUEST_BUDGET, compiled: HashMap::new() })))
-    }
+/// Runs `parse`, whose regular expressions are one request's: they compile within
+/// [`REQUEST_BUDGET`] together. Parsing is synchronous, so the budget is this thread's while
+/// `parse` runs. Outside one — configuration, rule files — an expression is bounded alone.
+pub fn for_request<T>(parse: impl FnOnce() -> T) -> T {
+    let _budget = Budget(REQUEST.replace(Some(Request { left: REQUEST_BUDGET, compiled: HashMap::new() })));
+    parse()
 }
+
+/// A request's budget in force; the one before it comes back when it ends.
+struct Budget(Option<Request>);
 
 impl Drop for Budget {
     fn drop(&mut self) {
@@ -172,17 +172,17 @@ mod tests {
 
     #[test]
     fn a_requests_expressions_compile_within_its_budget_and_repeats_once() {
-        let _budget = Budget::request();
         // Each larger than SMALL counts at what it may take, 10 MiB while the budget lasts:
         // six in full, the seventh in the 4 MiB left, then none.
         let large = |i: usize| format!(r"\pL{{{}}}", 20 + i);
-        for i in 0..7 {
-            assert!(anchored(&large(i)).is_ok(), "{i}");
-            assert!(anchored(&large(i)).is_ok(), "a repeat is not counted again");
-        }
-        let e = anchored(&large(7)).unwrap_err().to_string();
-        assert!(e.contains("would take more than 67108864 bytes compiled"), "{e}");
-        drop(_budget);
+        for_request(|| {
+            for i in 0..7 {
+                assert!(anchored(&large(i)).is_ok(), "{i}");
+                assert!(anchored(&large(i)).is_ok(), "a repeat is not counted again");
+            }
+            let e = anchored(&large(7)).unwrap_err().to_string();
+            assert!(e.contains("would take more than 67108864 bytes compiled"), "{e}");
+        });
         assert!(anchored(&large(7)).is_ok(), "outside a request, bounded alone");
     }
 }

@@ -24,8 +24,8 @@ const MAX_POINTS: i64 = 11_000;
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
-    let _budget = pyrite_core::re2::Budget::request();
-    promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))
+    pyrite_core::re2::for_request(|| promql::parse_with(text, s.ctx.parse_options))
+        .map_err(|e| ApiError::bad_param("query", e))
 }
 
 /// The options every query takes: `timeout`, `limit`, `stats` and `lookback_delta`.
@@ -201,15 +201,16 @@ pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     if distinct.len() > MAX_SELECTORS {
         return Err(ApiError::bad_param("match[]", format!("more than {MAX_SELECTORS} distinct selectors")));
     }
-    let _budget = pyrite_core::re2::Budget::request();
-    distinct
-        .into_iter()
-        .map(|m| match promql::parse(m) {
-            Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
-            Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),
-            Err(e) => Err(ApiError::bad_param("match[]", e)),
-        })
-        .collect()
+    pyrite_core::re2::for_request(|| {
+        distinct
+            .into_iter()
+            .map(|m| match promql::parse(m) {
+                Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
+                Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),
+                Err(e) => Err(ApiError::bad_param("match[]", e)),
+            })
+            .collect()
+    })
 }
 
 /// The time range a metadata (or exemplars) request names; without one, all time.

@@ -108,10 +108,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     let mut frames = Vec::new();
     let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
     for (index, query) in request.queries.iter().enumerate() {
-        let matchers = {
-            let _budget = pyrite_core::re2::Budget::request();
-            query_matchers(query, &external).map_err(bad_request)?
-        };
+        let matchers = pyrite_core::re2::for_request(|| query_matchers(query, &external)).map_err(bad_request)?;
         if matchers.is_empty() {
             return Err(bad_request(format!("query {index} has no matchers")));
         }

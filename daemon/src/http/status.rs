@@ -74,10 +74,8 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
         return Err(ApiError::bad_param("end", "end timestamp must not be before start timestamp"));
     }
     let text = params.get("query").unwrap_or("");
-    let expr = {
-        let _budget = pyrite_core::re2::Budget::request();
-        pyrite_core::promql::parse_with(text, s.ctx.parse_options).map_err(|e| ApiError::bad_param("query", e))?
-    };
+    let expr = pyrite_core::re2::for_request(|| pyrite_core::promql::parse_with(text, s.ctx.parse_options))
+        .map_err(|e| ApiError::bad_param("query", e))?;
     let selectors: Vec<Vec<Matcher>> = expr.selectors().into_iter().map(|s| s.matchers.clone()).collect();
     if selectors.is_empty() {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response()); // upstream's answer to `query=1`

@@ -99,10 +99,7 @@ pub async fn targets_metadata(State(s): State<ApiState>, params: Params) -> Resu
     let limit = optional_limit(&params, "limit")?;
     let matchers: Vec<Matcher> = match params.get("match_target").filter(|m| !m.is_empty()) {
         None => Vec::new(),
-        Some(m) => match {
-            let _budget = pyrite_core::re2::Budget::request();
-            pyrite_core::promql::parse(m)
-        } {
+        Some(m) => match pyrite_core::re2::for_request(|| pyrite_core::promql::parse(m)) {
             Ok(pyrite_core::promql::Expr::VectorSelector(vs)) => vs.matchers,
             _ => {
                 return Err(ApiError::bad_data(format!("invalid parameter \"match_target\": {m:?} is not a selector")))
