@@ -106,8 +106,7 @@ pub fn checked_exemplar<'a>(
     let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
     // A character takes at most 4 bytes: more bytes than that are too many characters, found
     // before anything is copied (a 2.0 exemplar's labels may name long symbols).
-    let bytes = pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()));
-    if bytes > 4 * EXEMPLAR_MAX_LABEL_CHARS
+    if pair_bytes(&pairs) > 4 * EXEMPLAR_MAX_LABEL_CHARS
         || pairs.iter().any(|(n, v)| check_label(n, v).is_err())
         || sorted_names(pairs.iter().map(|p| p.0)).1.is_some()
     {
@@ -207,6 +206,11 @@ fn check_label(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("label {name:?} has an empty value"));
     }
     Ok(())
+}
+
+/// The bytes of label pairs' names and values together.
+pub(crate) fn pair_bytes(pairs: &[(&str, &str)]) -> usize {
+    pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()))
 }
 
 /// A series' labels together: a metric name, no name twice (found by sorting), and at most

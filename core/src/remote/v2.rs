@@ -14,7 +14,7 @@
 use prost::Message;
 
 use super::{
-    check_label, check_label_set, checked_exemplar, decompress, Fields, Payload, RemoteError, WriteSeries,
+    check_label, check_label_set, checked_exemplar, decompress, pair_bytes, Fields, Payload, RemoteError, WriteSeries,
     MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
 };
 use crate::labels::Labels;
@@ -284,8 +284,7 @@ fn resolve_series(
             }
         }
     }
-    let bytes = pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()));
-    *label_bytes = label_bytes.checked_sub(bytes).ok_or(RemoteError::LabelsTooLarge)?;
+    *label_bytes = label_bytes.checked_sub(pair_bytes(&pairs)).ok_or(RemoteError::LabelsTooLarge)?;
     let described =
         || format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "));
     let checked =
