@@ -2,6 +2,8 @@
 //! groups with their rules' health, timings and alerts (filtered by `type`, `rule_name[]`,
 //! `rule_group[]`, `file[]`, `exclude_alerts`), the active alerts, and where alerts are sent.
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
@@ -90,11 +92,13 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
         "false" | "0" | "" => false,
         other => return Err(ApiError::bad_param("exclude_alerts", format!("invalid boolean {other:?}"))),
     };
-    let (names, groups, files) = (params.all("rule_name[]"), params.all("rule_group[]"), params.all("file[]"));
+    // Sets: a request may name up to `MAX_PARAMS` of each, and every rule is looked up.
+    let set = |key| params.all(key).into_iter().collect::<HashSet<&str>>();
+    let (names, groups, files) = (set("rule_name[]"), set("rule_group[]"), set("file[]"));
     let filtered = !kind.is_empty() || !names.is_empty() || !groups.is_empty() || !files.is_empty();
     let wanted = |g: &GroupStatus| {
-        (groups.is_empty() || groups.contains(&g.name.as_str()))
-            && (files.is_empty() || files.contains(&g.file.as_str()))
+        (groups.is_empty() || groups.contains(g.name.as_str()))
+            && (files.is_empty() || files.contains(g.file.as_str()))
     };
     let mut out = Vec::new();
     for g in s.ctx.rules.statuses().iter() {
@@ -109,7 +113,7 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
                 "record" => !r.rule.is_alerting(),
                 _ => true,
             })
-            .filter(|r| names.is_empty() || names.contains(&r.rule.name()))
+            .filter(|r| names.is_empty() || names.contains(r.rule.name()))
             .map(|r| rule_json(r, !exclude_alerts))
             .collect();
         if filtered && rules.is_empty() {
