@@ -113,6 +113,8 @@ fn deeply_nested_and_huge_queries_are_refused_with_a_parse_error() {
         format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)),
         // Shallow but large: a balanced tree of 100,000 additions parsed into some 100 MB.
         balanced(100_000),
+        // As large, of names and few operators: 250,000 selectors in 500 groups of `or`.
+        vec![format!("({})", vec!["kept"; 500].join(" or ")); 500].join(" or "),
     ];
     for q in &deep {
         for endpoint in ["query", "parse_query", "format_query"] {

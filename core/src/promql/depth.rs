@@ -15,17 +15,18 @@
 //!
 //! The same pass bounds the tree's size: a balanced tree is shallow however large, and a
 //! query of a few megabytes of `((1+1)+(1+1))…` parsed into a gigabyte of tokens and nodes. It
-//! counts brackets, operators and commas, at most [`MAX_TERMS`] of them (string contents, such
-//! as long regular expressions, do not count).
+//! counts brackets, operators, commas, names and numbers, at most [`MAX_TERMS`] of them (string
+//! contents, such as long regular expressions, do not count): every token that can become a
+//! node, so that `a or a or …` cannot pass as a few terms.
 
 use super::parser::ParseError;
 
 /// The deepest expression tree Pyrite accepts.
 pub const MAX_DEPTH: usize = 1000;
 
-/// The most brackets, operators and commas a query may hold: some twenty megabytes of
-/// tokens and nodes at the most, where dashboards' queries hold tens to hundreds.
-pub const MAX_TERMS: usize = 50_000;
+/// The most brackets, operators, commas, names and numbers a query may hold: some twenty
+/// megabytes of tokens and nodes at the most, where dashboards' queries hold tens to hundreds.
+pub const MAX_TERMS: usize = 100_000;
 
 /// What a bracket adds to the depth: the node it opens (a call, an aggregation, a subquery)
 /// and the parenthesised expression inside.
@@ -61,8 +62,11 @@ pub fn check(query: &str) -> Result<(), ParseError> {
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' => {
                 bump(&mut levels, &mut depth);
             }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let len = b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':')).count();
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' => {
+                // A name, keyword, number or duration: one token, one term.
+                terms += 1;
+                let len =
+                    b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'.')).count();
                 let word = &b[i..i + len];
                 if ["and", "or", "unless", "atan2"].iter().any(|k| word.eq_ignore_ascii_case(k.as_bytes())) {
                     bump(&mut levels, &mut depth);
@@ -77,7 +81,7 @@ pub fn check(query: &str) -> Result<(), ParseError> {
                  (parentheses, calls, operators)"
             ))
         } else if terms > MAX_TERMS {
-            Some(format!("query too complex: more than {MAX_TERMS} brackets, operators and arguments"))
+            Some(format!("query too complex: more than {MAX_TERMS} brackets, operators, names and numbers"))
         } else {
             None
         };
@@ -160,11 +164,15 @@ mod tests {
             }
             format!("({}+{})", balanced(n / 2), balanced(n - n / 2))
         }
-        assert_eq!(check(&balanced(20_000)), Ok(()));
-        let e = check(&balanced(30_000)).unwrap_err();
-        assert!(e.message.contains("more than 50000 brackets, operators and arguments"), "{}", e.message);
-        let args = format!("label_join(up, \"a\", \",\"{})", ", \"b\"".repeat(60_000));
+        assert_eq!(check(&balanced(30_000)), Ok(()));
+        let e = check(&balanced(40_000)).unwrap_err();
+        assert!(e.message.contains("more than 100000 brackets, operators, names and numbers"), "{}", e.message);
+        let args = format!("label_join(up, \"a\", \",\"{})", ", \"b\"".repeat(120_000));
         assert!(check(&args).is_err());
+        // Names count: `a or a or …` in groups keeps depth and operators low.
+        let group = format!("({})", vec!["a"; 500].join(" or "));
+        assert_eq!(check(&vec![group.as_str(); 60].join(" or ")), Ok(()));
+        assert!(check(&vec![group.as_str(); 120].join(" or ")).is_err());
         // Long strings do not count: a regular expression of many alternatives.
         let pods: Vec<String> = (0..100_000).map(|i| format!("pod-{i}")).collect();
         assert_eq!(check(&format!("up{{pod=~\"{}\"}}", pods.join("|"))), Ok(()));
