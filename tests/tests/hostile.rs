@@ -143,6 +143,44 @@ fn deeply_nested_and_huge_queries_are_refused_with_a_parse_error() {
     still_serves(&mut p, "deep queries");
 }
 
+/// Pretty-printing indents every level again: a 100 KB query of deep chains prints as some
+/// hundred megabytes, which once took cubic time to copy together. It is written once now,
+/// and refused past 16 MiB.
+#[test]
+fn format_query_of_many_deep_chains_is_written_once_and_bounded() {
+    let mut p = server(&[]);
+    let chain = format!("({})", vec!["kept"; 900].join("+"));
+    for (chains, within) in [(1, true), (50, false)] {
+        let q = vec![chain.as_str(); chains].join(" or ");
+        let (status, body) =
+            pyrite_tests::http_post_form(&format!("{}/api/v1/format_query", p.url), &[("query", q.as_str())])
+                .expect("answer");
+        match within {
+            true => assert!(status == 200 && body.len() > 1_000_000, "{status} {}", &body[..body.len().min(300)]),
+            false => {
+                assert!(status == 400 && body.contains("longer than"), "{status} {}", &body[..body.len().min(300)])
+            }
+        }
+    }
+    still_serves(&mut p, "format_query of deep chains");
+}
+
+/// `query_exemplars` matches a query's selectors on every shard's thread: a repeated one
+/// once, and at most a thousand distinct ones, as `match[]`.
+#[test]
+fn query_exemplars_matches_each_selector_once_and_at_most_a_thousand() {
+    let mut p = server(&[]);
+    let repeated = vec![format!("({})", vec!["kept"; 500].join(" or ")); 40].join(" or ");
+    let distinct = (0..1001).map(|i| format!("kept{{i=\"{i}\"}}")).collect::<Vec<_>>().join(" or ");
+    for (q, want) in [(repeated, 200), (distinct, 400)] {
+        let (status, body) =
+            pyrite_tests::http_post_form(&format!("{}/api/v1/query_exemplars", p.url), &[("query", q.as_str())])
+                .expect("answer");
+        assert_eq!(status, want, "{}", &body[..body.len().min(300)]);
+    }
+    still_serves(&mut p, "query_exemplars of many selectors");
+}
+
 #[test]
 fn regex_matchers_compile_small_and_within_a_size_limit() {
     let mut p = server(&[]);

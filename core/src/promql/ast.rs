@@ -505,44 +505,106 @@ fn write_subquery_suffix(
 /// Longest single-line form an expression keeps when pretty-printed (upstream's limit).
 const MAX_LINE: usize = 100;
 
+/// Longest pretty-printed form written: every level of a deep expression indents its lines
+/// again, so a few hundred kilobytes of query could print as gigabytes.
+pub const MAX_PRETTY_BYTES: usize = 16 << 20;
+
+/// A pretty-printed query past [`MAX_PRETTY_BYTES`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the formatted query would be longer than {MAX_PRETTY_BYTES} bytes")]
+pub struct PrettyTooLong;
+
 impl Expr {
     /// Upstream's `Pretty`: the single-line form when it fits in 100 characters, otherwise
     /// the operands of aggregations, calls, binary operators and parentheses on lines of their
-    /// own, indented two spaces per `level`.
-    pub fn pretty(&self, level: usize) -> String {
-        let indent = "  ".repeat(level);
+    /// own, indented two spaces per `level`. Written into one buffer, each part once.
+    pub fn pretty(&self, level: usize) -> Result<String, PrettyTooLong> {
+        let mut out = String::new();
+        self.write_pretty(&mut out, level)?;
+        Ok(out)
+    }
+
+    fn write_pretty(&self, out: &mut String, level: usize) -> Result<(), PrettyTooLong> {
+        use std::fmt::Write;
+        if out.len() > MAX_PRETTY_BYTES {
+            return Err(PrettyTooLong);
+        }
+        let indent = |out: &mut String| (0..level).for_each(|_| out.push_str("  "));
+        // Writing into a String cannot fail.
+        let put = |out: &mut String, shown: &dyn fmt::Display| {
+            let _ = write!(out, "{shown}");
+        };
         if self.fits_on_a_line() {
-            let single = self.to_string();
-            return match self {
-                // Upstream prints a short subquery without its indent.
-                Expr::Subquery { .. } => single,
-                _ => format!("{indent}{single}"),
-            };
+            // Upstream prints a short subquery without its indent.
+            if !matches!(self, Expr::Subquery { .. }) {
+                indent(out);
+            }
+            put(out, self);
+            return Ok(());
         }
         match self {
             Expr::Aggregate { op, expr, param, grouping, .. } => {
-                let head = Show(|f| write_aggregate_head(f, *op, grouping));
-                let param = param.as_ref().map(|p| format!("{},\n", p.pretty(level + 1))).unwrap_or_default();
-                format!("{indent}{head}(\n{param}{}\n{indent})", expr.pretty(level + 1))
+                indent(out);
+                put(out, &Show(|f| write_aggregate_head(f, *op, grouping)));
+                out.push_str("(\n");
+                if let Some(p) = param {
+                    p.write_pretty(out, level + 1)?;
+                    out.push_str(",\n");
+                }
+                expr.write_pretty(out, level + 1)?;
+                out.push('\n');
+                indent(out);
+                out.push(')');
             }
             Expr::Binary { op, lhs, rhs, modifiers } => {
-                let op = Show(|f| write_binary_op(f, *op, modifiers));
-                format!("{}\n{indent}{op}\n{}", lhs.pretty(level + 1), rhs.pretty(level + 1))
+                lhs.write_pretty(out, level + 1)?;
+                out.push('\n');
+                indent(out);
+                put(out, &Show(|f| write_binary_op(f, *op, modifiers)));
+                out.push('\n');
+                rhs.write_pretty(out, level + 1)?;
             }
             Expr::Call { func, args, .. } => {
-                let args: Vec<String> = args.iter().map(|a| a.pretty(level + 1)).collect();
-                format!("{indent}{}(\n{}\n{indent})", func.name, args.join(",\n"))
+                indent(out);
+                out.push_str(func.name);
+                out.push_str("(\n");
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(",\n");
+                    }
+                    a.write_pretty(out, level + 1)?;
+                }
+                out.push('\n');
+                indent(out);
+                out.push(')');
             }
-            Expr::Paren(e) => format!("{indent}(\n{}\n{indent})", e.pretty(level + 1)),
+            Expr::Paren(e) => {
+                indent(out);
+                out.push_str("(\n");
+                e.write_pretty(out, level + 1)?;
+                out.push('\n');
+                indent(out);
+                out.push(')');
+            }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => {
-                let suffix = Show(|f| write_subquery_suffix(f, *range, *step, *offset, at, dynamic.as_deref()));
-                format!("{}{suffix}", expr.pretty(level))
+                expr.write_pretty(out, level)?;
+                put(out, &Show(|f| write_subquery_suffix(f, *range, *step, *offset, at, dynamic.as_deref())));
             }
-            Expr::Neg(e) => format!("{indent}-{}", e.pretty(level).trim()),
+            Expr::Neg(e) => {
+                indent(out);
+                out.push('-');
+                // The operand follows the sign without its own indent.
+                let start = out.len();
+                e.write_pretty(out, level)?;
+                let lead = out[start..].len() - out[start..].trim_start().len();
+                out.drain(start..start + lead);
+            }
             Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => {
-                format!("{indent}{self}")
+                indent(out);
+                put(out, self);
             }
         }
+        Ok(())
     }
 
     /// Whether the single-line form is at most [`MAX_LINE`] bytes, found without writing out

@@ -221,7 +221,8 @@ pub(super) fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
 /// `/api/v1/format_query`: the query in canonical form, split over lines as upstream does when
 /// longer than 100 characters.
 pub async fn format_query(State(s): State<ApiState>, params: Params) -> ApiResult {
-    Ok(success_json(serde_json::json!(parse_query(&s, &params)?.pretty(0))))
+    let pretty = parse_query(&s, &params)?.pretty(0).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    Ok(success_json(serde_json::json!(pretty)))
 }
 
 /// `/api/v1/parse_query`: the syntax tree as JSON.

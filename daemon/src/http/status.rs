@@ -76,7 +76,15 @@ pub async fn query_exemplars(State(s): State<ApiState>, params: Params) -> ApiRe
     let text = params.get("query").unwrap_or("");
     let expr = pyrite_core::re2::for_request(|| pyrite_core::promql::parse_with(text, s.ctx.parse_options))
         .map_err(|e| ApiError::bad_param("query", e))?;
-    let selectors: Vec<Vec<Matcher>> = expr.selectors().into_iter().map(|s| s.matchers.clone()).collect();
+    // Each selector is matched on every shard's thread: repeats once, and no more than a
+    // request's `match[]` may name.
+    let mut seen = std::collections::HashSet::new();
+    let selectors: Vec<Vec<Matcher>> =
+        expr.selectors().into_iter().filter(|s| seen.insert(s.to_string())).map(|s| s.matchers.clone()).collect();
+    if selectors.len() > super::api::MAX_SELECTORS {
+        let most = super::api::MAX_SELECTORS;
+        return Err(ApiError::bad_param("query", format!("more than {most} distinct selectors")));
+    }
     if selectors.is_empty() {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response()); // upstream's answer to `query=1`
     }
