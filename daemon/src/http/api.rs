@@ -44,10 +44,12 @@ impl QueryOptions {
             None | Some("") => None,
             Some(_) => Some(std::time::Duration::from_millis(params.duration("timeout")?.max(0) as u64)),
         };
+        // None, zero or negative: the server's, as upstream's engine falls back to it.
         let lookback = match params.get("lookback_delta") {
-            None | Some("") => s.ctx.queries.limits().lookback_delta,
+            None | Some("") => 0,
             Some(_) => params.duration("lookback_delta")?,
         };
+        let lookback = if lookback > 0 { lookback } else { s.ctx.queries.limits().lookback_delta };
         Ok(QueryOptions {
             timeout,
             limit: limit(params)?,
