@@ -177,6 +177,24 @@ fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
     }
 }
 
+/// The most threads one batch is sent from.
+const MAX_SENDERS: usize = 16;
+
+/// Sends `batch` to one Alertmanager, as its set configures, and counts the outcome.
+fn send_batch(metrics: &Metrics, batch: &[Notification], config: &Config, am: &Alertmanager) {
+    let Some(set) = config.alerting.alertmanagers.get(am.set) else { return };
+    let Some(body) = body(batch, set) else { return };
+    let count = batch.len() as u64;
+    let labels = vec![("alertmanager", am.url.clone())];
+    match post(&am.url, &body, set) {
+        Ok(()) => metrics.notifications_sent.get_or_create(&labels).inc_by(count),
+        Err(error) => {
+            tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
+            metrics.notifications_errors.get_or_create(&labels).inc_by(count)
+        }
+    };
+}
+
 /// The notifier thread's loop; runs until the process ends.
 pub fn run(notifier: Arc<Notifier>) {
     loop {
@@ -190,22 +208,17 @@ pub fn run(notifier: Arc<Notifier>) {
             }
             let config = notifier.config.current();
             let (active, _) = notifier.alertmanagers();
-            // Every Alertmanager at once, as upstream: a slow one does not delay the others.
+            // Every Alertmanager at once, as upstream: a slow one does not delay the others. A
+            // discovery answer can name thousands, so they share at most `MAX_SENDERS` threads.
+            let per_thread = active.len().div_ceil(MAX_SENDERS).max(1);
             std::thread::scope(|scope| {
-                for am in &active {
-                    let Some(set) = config.alerting.alertmanagers.get(am.set) else { continue };
-                    let Some(body) = body(&batch, set) else { continue };
-                    let (metrics, count) = (&notifier.metrics, batch.len() as u64);
-                    scope.spawn(move || {
-                        let labels = vec![("alertmanager", am.url.clone())];
-                        match post(&am.url, &body, set) {
-                            Ok(()) => metrics.notifications_sent.get_or_create(&labels).inc_by(count),
-                            Err(error) => {
-                                tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
-                                metrics.notifications_errors.get_or_create(&labels).inc_by(count)
-                            }
-                        };
-                    });
+                for share in active.chunks(per_thread) {
+                    let send = || share.iter().for_each(|am| send_batch(&notifier.metrics, &batch, &config, am));
+                    let thread = std::thread::Builder::new().name("notifier-send".into()).spawn_scoped(scope, send);
+                    if thread.is_err() {
+                        // No thread to be had: send from here rather than not at all.
+                        share.iter().for_each(|am| send_batch(&notifier.metrics, &batch, &config, am));
+                    }
                 }
             });
         }
