@@ -4,7 +4,8 @@
 //!
 //! The system's CAs are found as Go finds them (so as upstream does): the file named by
 //! `SSL_CERT_FILE`, else the first bundle of [`SYSTEM_CA_FILES`] that exists. Where there is
-//! none (a `FROM scratch` image), the Mozilla roots compiled into the binary are trusted.
+//! none (a `FROM scratch` image), the Mozilla roots compiled into the binary are trusted. They
+//! are read once, as Go reads them, and shared by every target.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,17 @@ fn system_ca_file() -> Option<PathBuf> {
     }
 }
 
+/// The system's CAs, read once as Go reads them once: every `https` target without a
+/// `ca_file` shares them, where each once parsed the bundle into a store of its own.
+static SYSTEM_ROOTS: std::sync::LazyLock<Result<Arc<RootCertStore>, String>> = std::sync::LazyLock::new(|| {
+    let mut roots = RootCertStore::empty();
+    match system_ca_file() {
+        Some(system) => drop(roots.add_parsable_certificates(load_cas(&system)?)),
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(Arc::new(roots))
+});
+
 /// The CAs in the PEM file `file`.
 fn load_cas(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_file_iter(file)
@@ -48,9 +60,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let mut roots = RootCertStore::empty();
-    match (&tls.ca_file, system_ca_file()) {
-        (Some(ca_file), _) => {
+    let roots = match &tls.ca_file {
+        Some(ca_file) => {
+            let mut roots = RootCertStore::empty();
             let (_, rejected) = roots.add_parsable_certificates(load_cas(ca_file)?);
             if roots.is_empty() {
                 return Err(format!(
@@ -58,12 +70,10 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
                     ca_file.display()
                 ));
             }
+            Arc::new(roots)
         }
-        (None, Some(system)) => {
-            roots.add_parsable_certificates(load_cas(&system)?);
-        }
-        (None, None) => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
+        None => SYSTEM_ROOTS.clone()?,
+    };
     let builder = builder.with_root_certificates(roots);
     let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
