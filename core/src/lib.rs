@@ -18,6 +18,7 @@ pub mod calendar;
 pub mod config;
 pub mod discovery;
 pub mod dns;
+pub mod excerpt;
 pub mod exposition;
 pub mod labels;
 pub mod promql;

@@ -19,8 +19,12 @@
 use thiserror::Error;
 
 use super::scan::find3;
+use crate::excerpt::excerpt;
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
 use crate::value::{exemplar_label_chars, Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
+
+/// Longest parse error message kept.
+const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// A parse error, with the 1-based line it was found on.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -28,6 +32,14 @@ use crate::value::{exemplar_label_chars, Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+}
+
+impl ParseError {
+    /// An error at `line`. Its message is cut short: it quotes the text refused, and a
+    /// target's last error is kept and served.
+    pub fn new(line: usize, message: String) -> ParseError {
+        ParseError { line, message: excerpt(&message, MAX_MESSAGE_BYTES).into_owned() }
+    }
 }
 
 /// An exemplar as a sample line carries it; without a timestamp it takes its sample's.
@@ -147,7 +159,7 @@ impl<'a> TextParser<'a> {
     }
 
     fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError { line: self.line, message: message.into() }
+        ParseError::new(self.line, message.into())
     }
 
     fn parse_line(&mut self, line: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
@@ -552,13 +564,19 @@ mod tests {
         assert_eq!(s[0].1, 2.0);
     }
 
+    #[test]
+    fn errors_quote_at_most_a_kilobyte_of_the_line() {
+        let e = error_of(&format!("a {}", "\u{1}".repeat(100_000)));
+        assert!(e.message.len() < 1100 && e.message.ends_with("more bytes)"), "{}", e.message.len());
+    }
+
     fn error_of(body: &str) -> ParseError {
         for entry in TextParser::new(body) {
             match entry {
                 Err(e) => return e,
                 Ok(Entry::Sample { series, .. }) => {
                     if let Err(m) = parse_series(series) {
-                        return ParseError { line: 0, message: m };
+                        return ParseError::new(0, m);
                     }
                 }
                 Ok(_) => {}

@@ -365,7 +365,7 @@ impl TargetIngest {
                 out.counts.duplicates += 1;
                 continue;
             }
-            let labels = parse_series(series).map_err(|message| ParseError { line: parser.line(), message })?;
+            let labels = parse_series(series).map_err(|message| ParseError::new(parser.line(), message))?;
             let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
                 let dropped = CacheEntry::new(None, generation, false);
                 self.cache.insert(series.into(), dropped);

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use pyrite_core::excerpt::excerpt;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{Annotations, EvalError, StepSeries, Value};
 use pyrite_core::value::SeriesSamples;
@@ -65,22 +66,12 @@ impl From<EvalError> for ApiError {
 /// client that sent a megabyte of them does not get it echoed back.
 const MAX_ERROR_BYTES: usize = 4096;
 
-/// `message` cut to at most [`MAX_ERROR_BYTES`] (at a character boundary), saying how much was
-/// left out.
-fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
-    if message.len() <= MAX_ERROR_BYTES {
-        return message.into();
-    }
-    let cut = (0..=MAX_ERROR_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
-    format!("{}... ({} more bytes)", &message[..cut], message.len() - cut).into()
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = String::from("{\"status\":\"error\",\"errorType\":");
         json_str(&mut body, self.kind);
         body.push_str(",\"error\":");
-        json_str(&mut body, &bounded(&self.message));
+        json_str(&mut body, &excerpt(&self.message, MAX_ERROR_BYTES));
         body.push('}');
         (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }

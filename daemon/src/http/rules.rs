@@ -97,8 +97,7 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
     let (names, groups, files) = (set("rule_name[]"), set("rule_group[]"), set("file[]"));
     let filtered = !kind.is_empty() || !names.is_empty() || !groups.is_empty() || !files.is_empty();
     let wanted = |g: &GroupStatus| {
-        (groups.is_empty() || groups.contains(g.name.as_str()))
-            && (files.is_empty() || files.contains(g.file.as_str()))
+        (groups.is_empty() || groups.contains(g.name.as_str())) && (files.is_empty() || files.contains(g.file.as_str()))
     };
     let mut out = Vec::new();
     for g in s.ctx.rules.statuses().iter() {
