@@ -239,7 +239,12 @@ impl MemSeries {
         }
         let mut kept = Vec::new();
         self.samples_in(store, i64::MIN, i64::MAX, &mut kept);
+        let before = kept.len();
         kept.retain(|s| s.t < mint || s.t > maxt);
+        if kept.len() == before {
+            // Nothing in the range (it falls between two samples): nothing to rewrite or log.
+            return false;
+        }
         (self.sealed, self.open) = (Vec::new(), XorChunk::new());
         for s in kept {
             self.push(store, s.t, s.v, block_range);
@@ -939,6 +944,20 @@ mod tests {
         assert_eq!(sel[0].samples, vec![Sample { t: 1000, v: 1.0 }]);
         assert_eq!(h.label_values("job", &[], 0, 2000).len(), 2);
         assert!(h.series(&[], 2001, 3000).is_empty(), "no samples in that range");
+    }
+
+    /// A deletion between two samples deletes nothing: the series is not rewritten, and is
+    /// not reported (so nothing is logged).
+    #[test]
+    fn a_deletion_between_samples_reports_nothing() {
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        h.append(id, 0, 1.0).unwrap();
+        h.append(id, 10_000, 2.0).unwrap();
+        assert!(h.delete(&[], 5_000, 5_000).is_empty());
+        assert_eq!(h.delete(&[], 10_000, 10_000), vec![id]);
+        let left = h.series_samples(id, 0, 20_000, &Projection::All).unwrap();
+        assert_eq!(left.samples, vec![Sample { t: 0, v: 1.0 }]);
     }
 
     /// The newest sample in a range, whether it is the open chunk's last (read without
