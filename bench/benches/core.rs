@@ -269,6 +269,7 @@ fn rules(c: &mut Criterion) {
     use pyrite_core::promql::{EvalError, Expr, QueryLimits};
     use pyrite_core::rules::template::{expand, Compiled, QueryFn, TemplateData};
     use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
+    use pyrite_core::series_notation::Point;
     use pyrite_tsdb::memory::MemoryEngine;
     use std::rc::Rc;
 
@@ -309,7 +310,9 @@ fn rules(c: &mut Criterion) {
     for i in 0..1000 {
         let series =
             Labels::from_pairs([("__name__", "errors_ratio".to_string()), ("instance", format!("host-{i}:9100"))]);
-        engine.load(&[(series, (0..20).map(|s| (s * 15_000, 0.06 + (i % 10) as f64 / 100.0)).collect())]).unwrap();
+        engine
+            .load(&[(series, (0..20).map(|s| (s * 15_000, Point::Value(0.06 + (i % 10) as f64 / 100.0))).collect())])
+            .unwrap();
     }
     let text = "groups:\n  - name: g\n    rules:\n      - alert: HighErrors\n        expr: errors_ratio > 0.05\n        for: 5m\n        annotations:\n          summary: '{{ $labels.instance }} at {{ $value | humanizePercentage }}'\n";
     let file = RuleFile::parse(text, "r.yml", Default::default()).unwrap();

@@ -20,6 +20,7 @@ pub mod discovery;
 pub mod dns;
 pub mod excerpt;
 pub mod exposition;
+pub mod histogram;
 pub mod labels;
 pub mod promql;
 pub mod re2;

@@ -4,6 +4,9 @@
 //! is one particular NaN bit pattern: it is stored like any sample but tells queries that the
 //! series ended, so lookback stops at it.
 
+use std::sync::Arc;
+
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 
 /// The bit pattern of Prometheus's staleness marker (a signalling-free NaN).
@@ -57,11 +60,33 @@ impl Exemplar {
     }
 }
 
-/// The samples of one series within a queried time range.
+/// One sample of a native-histogram series. Shared: an instant query's steps that look back
+/// to the same sample hold one histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub t: i64,
+    pub h: Arc<FloatHistogram>,
+}
+
+/// The samples of one series within a queried time range: its float samples and its
+/// histogram samples, each in time order (a series may change type; no two share a time).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl SeriesSamples {
+    /// A series of float samples only.
+    pub fn floats(labels: Labels, samples: Vec<Sample>) -> Self {
+        SeriesSamples { labels, samples, histograms: Vec::new() }
+    }
+
+    /// Whether it holds no sample of either type.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty()
+    }
 }
 
 /// Formats a value the way Prometheus's JSON API does (Go's `FormatFloat(v, 'f', -1, 64)`):

@@ -7,12 +7,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use pyrite_core::config::Duration;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
 use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
-use pyrite_core::series_notation::{number, series_labels, values, Point};
+use pyrite_core::histogram::{parse_histogram, FloatHistogram};
+use pyrite_core::series_notation::{number, series_labels, timed, values, Point};
 use pyrite_tsdb::memory::{MemoryEngine, Refused};
 use regex::Regex;
 use serde::Deserialize;
@@ -182,8 +184,8 @@ impl Engine {
         Engine(Rc::new(RefCell::new(MemoryEngine::new(1, QueryLimits::unlimited()))))
     }
 
-    fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), Refused> {
-        self.0.borrow_mut().append(labels, t, v)
+    fn append(&self, labels: &Labels, t: i64, point: &Point) -> Result<(), Refused> {
+        self.0.borrow_mut().append(labels, t, point)
     }
 }
 
@@ -197,7 +199,7 @@ impl RuleStorage for Engine {
     }
 
     fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
-        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, *v)).map_err(RuleError::storage)
+        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, &Point::Value(*v))).map_err(RuleError::storage)
     }
 }
 
@@ -236,7 +238,7 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
         Err(e) => return fail(format!("    {e}")),
     };
     let input_interval = test.interval.map_or(eval_interval, |d| d.millis()).max(1);
-    let mut input: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+    let mut input: Vec<(Labels, Vec<(i64, Point)>)> = Vec::new();
     let mut errors = Vec::new();
     for s in &test.input_series {
         let labels = match series_labels(&s.series) {
@@ -245,21 +247,9 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
         };
         let points = match values(&scalar_text(&s.values)) {
             Ok(p) => p,
-            Err(None) => {
-                errors.push(format!("    input series {}: native histograms are not supported by Pyrite", s.series));
-                continue;
-            }
-            Err(Some(e)) => return fail(format!("    {}: {e}", s.series)),
+            Err(e) => return fail(format!("    {}: {e}", s.series)),
         };
-        let samples = points
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, p)| match p {
-                Point::Value(v) => Some((start + i as i64 * input_interval, v)),
-                Point::Gap => None,
-            })
-            .collect();
-        input.push((labels, samples));
+        input.push((labels, timed(points, start, input_interval)));
     }
     let settings = RuleSettings {
         external_labels: Labels::from_pairs(test.external_labels.clone()),
@@ -282,8 +272,8 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
     let mut ts = start;
     while ts <= start + max_eval {
         for (i, (labels, samples)) in input.iter().enumerate() {
-            while let Some(&(t, v)) = samples.get(loaded[i]).filter(|(t, _)| *t <= ts) {
-                if let Err(e) = engine.append(labels, t, v) {
+            while let Some((t, point)) = samples.get(loaded[i]).filter(|(t, _)| *t <= ts) {
+                if let Err(e) = engine.append(labels, *t, point) {
                     return fail(format!("    loading input series: {e}"));
                 }
                 loaded[i] += 1;
@@ -359,26 +349,48 @@ fn same_value(a: f64, b: f64, fuzzy: bool) -> bool {
     a == b || (fuzzy && a.is_finite() && b.is_finite() && (a.to_bits() as i64 - b.to_bits() as i64).abs() <= 1)
 }
 
+/// Whether `got` is the sample `want` expects: floats as [`same_value`]; histograms, as
+/// promtool compares their printed forms, in the same buckets with equal counts and the same
+/// counter-reset hint.
+fn same_point(want: &Point, got: &Point, fuzzy: bool) -> bool {
+    match (want, got) {
+        (Point::Value(a), Point::Value(b)) => same_value(*a, *b, fuzzy),
+        (Point::Histogram(a), Point::Histogram(b)) => {
+            let (mut a, mut b) = (FloatHistogram::clone(a), FloatHistogram::clone(b));
+            a.compact(0).equals(b.compact(0)) && a.counter_reset_hint == b.counter_reset_hint
+        }
+        _ => false,
+    }
+}
+
 fn check_promql(case: &PromqlTest, engine: &Engine, start: i64, fuzzy: bool) -> Option<String> {
     let at = start + case.eval_time.millis();
     let header = format!("    expr: {:?}, time: {}", case.expr, case.eval_time);
     let got =
         parse_with(&case.expr, parse_options()).map_err(RuleError::from).and_then(|expr| engine.queries()(&expr, at));
-    let mut got: Vec<(Labels, f64)> = match got {
-        Ok(Value::Vector(series)) => {
-            series.into_iter().filter_map(|s| Some((s.labels, s.values.first().copied()??))).collect()
-        }
-        Ok(Value::Scalar(v)) => vec![(Labels::default(), v[0])],
+    let mut got: Vec<(Labels, Point)> = match got {
+        Ok(Value::Vector(series)) => series
+            .into_iter()
+            .filter_map(|s| {
+                let point = match (s.values.first().copied().flatten(), s.histogram(0)) {
+                    (Some(v), _) => Point::Value(v),
+                    (None, Some(h)) => Point::Histogram(h.clone()),
+                    (None, None) => return None,
+                };
+                Some((s.labels, point))
+            })
+            .collect(),
+        Ok(Value::Scalar(v)) => vec![(Labels::default(), Point::Value(v[0]))],
         Ok(other) => return Some(format!("{header}, err: unexpected result {other:?}")),
         Err(e) => return Some(format!("{header}, err: {e}")),
     };
     let mut expected = Vec::new();
     for s in &case.exp_samples {
-        if s.histogram.is_some() {
-            return Some(format!("{header}, err: native histograms are not supported by Pyrite"));
-        }
         let labels = if s.labels.trim().is_empty() { Ok(Labels::default()) } else { series_labels(&s.labels) };
-        let value = s.value.as_ref().map_or(Some(0.0), |v| number(&scalar_text(v)));
+        let value = match &s.histogram {
+            Some(text) => parse_histogram(text).ok().map(|h| Point::Histogram(Arc::new(h))),
+            None => s.value.as_ref().map_or(Some(0.0), |v| number(&scalar_text(v))).map(Point::Value),
+        };
         match (labels, value) {
             (Ok(l), Some(v)) => expected.push((l, v)),
             (Err(e), _) => return Some(format!("{header}, err: expected labels: {e}")),
@@ -388,12 +400,19 @@ fn check_promql(case: &PromqlTest, engine: &Engine, start: i64, fuzzy: bool) -> 
     got.sort_by(|a, b| a.0.cmp(&b.0));
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     let equal = got.len() == expected.len()
-        && got.iter().zip(&expected).all(|(g, e)| g.0 == e.0 && same_value(g.1, e.1, fuzzy));
+        && got.iter().zip(&expected).all(|(g, e)| g.0 == e.0 && same_point(&e.1, &g.1, fuzzy));
     if equal {
         return None;
     }
-    let show = |v: &[(Labels, f64)]| {
-        let items: Vec<String> = v.iter().map(|(l, x)| format!("{l} {x}")).collect();
+    let show = |v: &[(Labels, Point)]| {
+        let items: Vec<String> = v
+            .iter()
+            .map(|(l, x)| match x {
+                Point::Value(x) => format!("{l} {x}"),
+                Point::Histogram(h) => format!("{l} {h}"),
+                Point::Gap => format!("{l}"),
+            })
+            .collect();
         format!("[{}]", items.join(", "))
     };
     Some(format!("{header},\n        exp: {}\n        got: {}", show(&expected), show(&got)))

@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use thiserror::Error;
@@ -49,11 +50,16 @@ use super::out_of_order::OutOfOrder;
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
+use pyrite_core::histogram::{CounterResetHint, FloatHistogram};
 use pyrite_core::labels::{hash_pairs, Labels, Matcher, Projection};
-use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
+use pyrite_core::value::{Exemplar, HistogramSample, Sample, SeriesSamples};
 
 /// Samples per chunk before a new one is cut (as Prometheus).
 pub const CHUNK_SAMPLES: usize = 120;
+
+/// A series' last value after a histogram sample: a NaN no float sample carries in practice,
+/// so that a float at the same time is a duplicate with another value, as upstream refuses it.
+const HISTOGRAM_LAST_V: u64 = 0x7ff8_4849_5354_4f47;
 
 /// Why an append was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -366,6 +372,10 @@ pub struct Head {
     /// The newest in-order sample time appended (or the newest block's end): the out-of-order
     /// window is counted back from it.
     newest: i64,
+    /// Native-histogram samples by series, in time order, beside the float chunks. In memory
+    /// only: ingestion refuses histograms until the log and chunk formats carry them, so
+    /// only the in-memory engines (the conformance runner, `pyrite test rules`) load them.
+    histograms: HashMap<u32, Vec<HistogramSample>>,
 }
 
 impl Default for Head {
@@ -402,6 +412,7 @@ impl Head {
             exemplars: Exemplars::default(),
             out_of_order: OutOfOrder::default(),
             newest: i64::MIN,
+            histograms: HashMap::new(),
         }
     }
 
@@ -583,6 +594,46 @@ impl Head {
         self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v).is_none()
     }
 
+    /// Appends a native-histogram sample to series `id`: as a float, it must be newer than
+    /// every sample of the series, of either type. A counter histogram without a counter-reset
+    /// hint gets the one upstream's chunks give it when read back: none after a float or as
+    /// the series' first, else whether it is a reset of the histogram before it.
+    pub fn append_histogram(&mut self, id: u32, t: i64, mut h: FloatHistogram) -> Result<Appended, AppendError> {
+        if t > self.max_valid {
+            return Err(AppendError::TooFarInFuture);
+        }
+        let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
+        if t < self.append_floor {
+            return Err(AppendError::OutOfBounds);
+        }
+        if t <= s.last_t {
+            return Err(if t == s.last_t { AppendError::Duplicate } else { AppendError::OutOfOrder });
+        }
+        let previous = self.histograms.get(&id).and_then(|all| all.last()).filter(|_| s.last_v == HISTOGRAM_LAST_V);
+        if h.counter_reset_hint == CounterResetHint::Unknown {
+            h.counter_reset_hint = match previous {
+                Some(p) if !p.h.is_gauge() && h.detect_reset(&p.h) => CounterResetHint::CounterReset,
+                Some(p) if !p.h.is_gauge() => CounterResetHint::NotCounterReset,
+                _ => CounterResetHint::Unknown,
+            };
+        }
+        s.last_t = t;
+        s.last_v = HISTOGRAM_LAST_V;
+        self.newest = self.newest.max(t);
+        if self.keeps_samples {
+            self.histograms.entry(id).or_default().push(HistogramSample { t, h: Arc::new(h) });
+        }
+        Ok(Appended::InOrder)
+    }
+
+    /// Series `id`'s histogram samples in `[mint, maxt]`.
+    fn histograms_in(&self, id: u32, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        let Some(all) = self.histograms.get(&id) else { return Vec::new() };
+        let lo = all.partition_point(|x| x.t < mint.max(self.min_valid));
+        let hi = all.partition_point(|x| x.t <= maxt);
+        all.get(lo..hi).unwrap_or_default().to_vec()
+    }
+
     pub fn out_of_order(&self) -> &OutOfOrder {
         &self.out_of_order
     }
@@ -670,19 +721,50 @@ impl Head {
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
     /// reader that found the id earlier skips it) or it has no chunk in the range.
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
-        if self.out_of_order.overlaps(id, mint, maxt) {
-            return self.with_out_of_order(id, mint, maxt, labels);
+        let histograms = self.histograms_in(id, mint, maxt);
+        let floats = if self.out_of_order.overlaps(id, mint, maxt) {
+            self.with_out_of_order(id, mint, maxt, labels)
+        } else {
+            self.in_range(id, mint, maxt).map(|(series, mint)| {
+                let mut samples = Vec::new();
+                series.samples_in(&self.store, mint, maxt, &mut samples);
+                SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples)
+            })
+        };
+        self.with_histograms(id, floats, histograms, labels)
+    }
+
+    /// `floats` (None: the series has no float chunk in range) with `histograms` added.
+    fn with_histograms(
+        &self,
+        id: u32,
+        floats: Option<SeriesSamples>,
+        histograms: Vec<HistogramSample>,
+        labels: &Projection,
+    ) -> Option<SeriesSamples> {
+        if histograms.is_empty() {
+            return floats;
         }
-        let (series, mint) = self.in_range(id, mint, maxt)?;
-        let mut samples = Vec::new();
-        series.samples_in(&self.store, mint, maxt, &mut samples);
-        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
+        let mut out = match floats {
+            Some(floats) => floats,
+            None => SeriesSamples::floats(self.symbols.projected(&self.series.get(id)?.labels, labels), Vec::new()),
+        };
+        out.histograms = histograms;
+        Some(out)
     }
 
     /// Series `id` with only its newest sample in `[mint, maxt]`, all an instant selector
     /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
     /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
     pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
+        let mut histograms = self.histograms_in(id, mint, maxt);
+        histograms.drain(..histograms.len().saturating_sub(1));
+        let floats = self.newest_float(id, mint, maxt, labels);
+        self.with_histograms(id, floats, histograms, labels)
+    }
+
+    /// Series `id` with only its newest float sample in `[mint, maxt]`.
+    fn newest_float(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
         if self.out_of_order.overlaps(id, mint, maxt) {
             let mut all = self.with_out_of_order(id, mint, maxt, labels)?;
             all.samples.drain(..all.samples.len().saturating_sub(1));
@@ -702,7 +784,7 @@ impl Head {
                 samples.drain(..samples.len().saturating_sub(1));
             }
         }
-        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
+        Some(SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples))
     }
 
     /// Series `id`'s in-order samples in `[mint, maxt]` (none before `min_valid`) merged with
@@ -725,7 +807,7 @@ impl Head {
             samples.push(s);
         }
         samples.extend(apart);
-        Some(SeriesSamples { labels: self.symbols.projected(&series.labels, labels), samples })
+        Some(SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples))
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`.
@@ -760,7 +842,14 @@ impl Head {
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
         let apart = self.out_of_order.delete(id, mint, maxt);
-        self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range)) || apart
+        let histograms = self.histograms.get_mut(&id).is_some_and(|all| {
+            let before = all.len();
+            all.retain(|x| x.t < mint || x.t > maxt);
+            all.len() < before
+        });
+        self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
+            || apart
+            || histograms
     }
 
     /// Ids of the series with samples in `[mint, maxt)`, in no particular order.
@@ -880,6 +969,10 @@ impl Head {
             }
         }
         self.store.release_before(t);
+        self.histograms.retain(|_, samples| {
+            samples.retain(|x| x.t >= t);
+            !samples.is_empty()
+        });
         Truncated { chunks, emptied }
     }
 
@@ -900,7 +993,10 @@ impl Head {
     pub fn forget(&mut self, ids: &[u32]) -> Vec<u32> {
         let mut forgotten = Vec::new();
         for &id in ids {
-            if self.series.get(id).is_none_or(|s| s.num_chunks() > 0) || self.out_of_order.has(id) {
+            let holds_samples = self.series.get(id).is_none_or(|s| s.num_chunks() > 0)
+                || self.out_of_order.has(id)
+                || self.histograms.contains_key(&id);
+            if holds_samples {
                 continue;
             }
             let Some(s) = self.series.remove(id) else { continue };

@@ -8,11 +8,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::head::{AppendError, Head};
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{
     evaluate_fragments, Cancelled, EvalError, EvalParams, Executor, Expr, Fanout, FragmentOutput, Plan, QueryLimits,
     QueryResult,
 };
+use pyrite_core::series_notation::Point;
 
 pub struct MemoryEngine {
     heads: Vec<Head>,
@@ -29,21 +31,27 @@ impl MemoryEngine {
         *self = MemoryEngine::new(self.heads.len(), self.limits);
     }
 
-    /// Stores samples; Err if a sample is not newer than its series' newest one.
-    pub fn load(&mut self, series: &[(Labels, Vec<(i64, f64)>)]) -> Result<(), Refused> {
+    /// Stores samples, floats and histograms (gaps are skipped); Err if a sample is not newer
+    /// than its series' newest one.
+    pub fn load(&mut self, series: &[(Labels, Vec<(i64, Point)>)]) -> Result<(), Refused> {
         for (labels, samples) in series {
-            for &(t, v) in samples {
-                self.append(labels, t, v)?;
+            for (t, point) in samples {
+                self.append(labels, *t, point)?;
             }
         }
         Ok(())
     }
 
-    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), Refused> {
+    pub fn append(&mut self, labels: &Labels, t: i64, point: &Point) -> Result<(), Refused> {
         let shards = self.heads.len();
         let head = &mut self.heads[labels.owner(shards)];
         let (id, _) = head.get_or_create(labels);
-        head.append(id, t, v).map(drop).map_err(|error| Refused { labels: labels.clone(), error })
+        let appended = match point {
+            Point::Gap => return Ok(()),
+            Point::Value(v) => head.append(id, t, *v),
+            Point::Histogram(h) => head.append_histogram(id, t, FloatHistogram::clone(h)),
+        };
+        appended.map(drop).map_err(|error| Refused { labels: labels.clone(), error })
     }
 
     /// Evaluates `expr` as the server would, through the one [`Executor`].

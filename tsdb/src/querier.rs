@@ -73,18 +73,24 @@ pub fn merge_parts(mut parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
         // Recent data only (most dashboard queries): the head's answer needs no merging.
         return parts.pop().unwrap_or_default();
     }
-    let mut merged: BTreeMap<Labels, Vec<_>> = BTreeMap::new();
+    let mut merged: BTreeMap<Labels, (Vec<_>, Vec<_>)> = BTreeMap::new();
     for s in parts.into_iter().flatten() {
-        merged.entry(s.labels).or_default().extend(s.samples);
+        let (samples, histograms) = merged.entry(s.labels).or_default();
+        samples.extend(s.samples);
+        histograms.extend(s.histograms);
     }
     merged
         .into_iter()
-        .map(|(labels, mut samples)| {
+        .map(|(labels, (mut samples, mut histograms))| {
             if !samples.windows(2).all(|w| w[0].t < w[1].t) {
                 samples.sort_by_key(|s| s.t);
                 samples.dedup_by_key(|s| s.t);
             }
-            SeriesSamples { labels, samples }
+            if !histograms.windows(2).all(|w| w[0].t < w[1].t) {
+                histograms.sort_by_key(|s| s.t);
+                histograms.dedup_by_key(|s| s.t);
+            }
+            SeriesSamples { labels, samples, histograms }
         })
         .collect()
 }

@@ -214,7 +214,7 @@ pub fn range_result(value: &Value, ts: impl Fn(usize) -> i64) -> String {
     let scalar: Vec<StepSeries>;
     let series: &[StepSeries] = match value {
         Value::Scalar(v) => {
-            scalar = vec![StepSeries { labels: Labels::default(), values: v.iter().map(|x| Some(*x)).collect() }];
+            scalar = vec![StepSeries::floats(Labels::default(), v.iter().map(|x| Some(*x)).collect())];
             &scalar
         }
         Value::Vector(series) => series,

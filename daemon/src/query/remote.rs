@@ -151,11 +151,13 @@ impl RemoteSelects {
             .results
             .into_iter()
             .flat_map(|r| r.timeseries)
-            .map(|ts| SeriesSamples {
-                labels: Labels::from_pairs(
-                    ts.labels.into_iter().filter(|l| !added.contains(&l.name)).map(|l| (l.name, l.value)),
-                ),
-                samples: ts.samples.into_iter().map(|s| Sample { t: s.timestamp, v: s.value }).collect(),
+            .map(|ts| {
+                SeriesSamples::floats(
+                    Labels::from_pairs(
+                        ts.labels.into_iter().filter(|l| !added.contains(&l.name)).map(|l| (l.name, l.value)),
+                    ),
+                    ts.samples.into_iter().map(|s| Sample { t: s.timestamp, v: s.value }).collect(),
+                )
             })
             .collect())
     }

@@ -1,7 +1,9 @@
 //! Comparing a result with an eval's expectations (§5.3, §7, §8).
 
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::EvalError;
+use pyrite_core::series_notation::{timed, Point};
 use pyrite_core::value::is_stale_nan;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,36 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
         return diff < EPSILON * MIN_NORMAL;
     }
     diff / sum.min(f64::MAX) < EPSILON
+}
+
+/// Whether `got` is what `want` expects: floats by §8, histograms by §9 (their counter-reset
+/// hints only if `hints`, the expectation states them).
+pub fn point_matches(want: &Point, got: &Point, hints: bool) -> bool {
+    match (want, got) {
+        (Point::Value(a), Point::Value(b)) => almost_equal(*a, *b),
+        (Point::Histogram(a), Point::Histogram(b)) => histograms_match(a, b, hints),
+        _ => false,
+    }
+}
+
+/// §9: both compacted, then schema, zero threshold and custom bounds exactly, bucket positions
+/// exactly, and every count and the sum by §8.
+fn histograms_match(want: &FloatHistogram, got: &FloatHistogram, hints: bool) -> bool {
+    let (mut a, mut b) = (want.clone(), got.clone());
+    a.compact(0);
+    b.compact(0);
+    let counts_match = |x: &[f64], y: &[f64]| x.len() == y.len() && x.iter().zip(y).all(|(x, y)| almost_equal(*x, *y));
+    a.schema == b.schema
+        && a.zero_threshold == b.zero_threshold
+        && a.custom_values == b.custom_values
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && almost_equal(a.count, b.count)
+        && almost_equal(a.sum, b.sum)
+        && almost_equal(a.zero_count, b.zero_count)
+        && counts_match(&a.positive_buckets, &b.positive_buckets)
+        && counts_match(&a.negative_buckets, &b.negative_buckets)
+        && (!hints || a.counter_reset_hint == b.counter_reset_hint)
 }
 
 fn matches(cond: &Fail, text: &str) -> Result<bool, String> {
@@ -85,7 +117,7 @@ pub fn check_failure<T>(eval: &Eval, outcome: &Result<T, EvalError>) -> Result<b
 }
 
 /// Compares an instant vector (label set → value) with the expected series.
-pub fn check_vector(eval: &Eval, got: &[(Labels, f64)]) -> Result<(), String> {
+pub fn check_vector(eval: &Eval, got: &[(Labels, Point)]) -> Result<(), String> {
     if eval.scalar.is_some() {
         return Err("expected a scalar, got a vector".into());
     }
@@ -99,11 +131,11 @@ pub fn check_vector(eval: &Eval, got: &[(Labels, f64)]) -> Result<(), String> {
             eval.series.iter().position(|(l, _)| l == labels)
         };
         let Some(pos) = position else {
-            return Err(format!("unexpected series {labels} = {value} (ordered: {})", eval.ordered));
+            return Err(format!("unexpected series {labels} = {value:?} (ordered: {})", eval.ordered));
         };
         match eval.series[pos].1.as_slice() {
-            [Some(want)] if almost_equal(*want, *value) => {}
-            want => return Err(format!("{labels}: expected {want:?}, got {value}")),
+            [want] if point_matches(want, value, eval.hints_stated) => {}
+            want => return Err(format!("{labels}: expected {want:?}, got {value:?}")),
         }
     }
     Ok(())
@@ -126,10 +158,9 @@ pub fn check_matrix(eval: &Eval, got: &[SeriesPoints], from: i64, step: i64) -> 
         let Some((_, want)) = eval.series.iter().find(|(l, _)| l == labels) else {
             return Err(format!("unexpected series {labels}"));
         };
-        let expected: Vec<(i64, f64)> =
-            want.iter().enumerate().filter_map(|(i, v)| v.map(|v| (from + i as i64 * step, v))).collect();
+        let expected = timed(want.clone(), from, step);
         if expected.len() != points.len()
-            || expected.iter().zip(points).any(|(e, g)| e.0 != g.0 || !almost_equal(e.1, g.1))
+            || expected.iter().zip(points).any(|(e, g)| e.0 != g.0 || !point_matches(&e.1, &g.1, eval.hints_stated))
         {
             return Err(format!("{labels}: expected {expected:?}, got {points:?}"));
         }
@@ -145,6 +176,6 @@ pub fn check_scalar(eval: &Eval, got: f64) -> Result<(), String> {
     }
 }
 
-fn show(v: &[(Labels, f64)]) -> String {
-    v.iter().map(|(l, x)| format!("{l} {x}")).collect::<Vec<_>>().join("; ")
+fn show(v: &[(Labels, Point)]) -> String {
+    v.iter().map(|(l, x)| format!("{l} {x:?}")).collect::<Vec<_>>().join("; ")
 }

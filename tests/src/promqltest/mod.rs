@@ -5,8 +5,8 @@
 //! range-mode cross-check of each run. A file is replayed once per shard count, and an eval
 //! passes only if it passes on every shard count with identical results.
 //!
-//! Evals of a category Pyrite does not support yet (native histograms, feature flags) are
-//! skipped, per `EVALS.tsv`, and counted as skipped, never as passed.
+//! Evals of a category Pyrite does not support yet (feature flags) are skipped, per
+//! `EVALS.tsv`, and counted as skipped, never as passed.
 
 pub mod check;
 pub mod engine;
@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::ast::At;
-use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryLimits, QueryResult, Value};
+use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryLimits, QueryResult, StepSeries, Value};
+use pyrite_core::series_notation::Point;
+use pyrite_core::value::SeriesSamples;
 
 use check::{check_failure, check_matrix, check_scalar, check_vector};
 use engine::{parse, Engine, LOOKBACK_MS};
@@ -31,7 +33,7 @@ pub enum Outcome {
 }
 
 /// Categories of `EVALS.tsv` that are run; the others are skipped.
-pub const RUN_CATEGORIES: [&str; 2] = ["core", "experimental-fn"];
+pub const RUN_CATEGORIES: [&str; 3] = ["core", "experimental-fn", "native-histogram"];
 
 /// `(file, line) → category` from EVALS.tsv.
 pub fn categories(tsv: &str) -> HashMap<(String, usize), String> {
@@ -101,22 +103,51 @@ fn add_at(e: &mut Expr, t: i64) {
     }
 }
 
+/// What series `s` holds at step `i`: a float, a histogram, or nothing.
+fn step_point(s: &StepSeries, i: usize) -> Option<Point> {
+    match (s.values[i], s.histogram(i)) {
+        (Some(v), _) => Some(Point::Value(v)),
+        (None, Some(h)) => Some(Point::Histogram(h.clone())),
+        (None, None) => None,
+    }
+}
+
+/// Every series' point at step `i`, for the series that have one.
+fn vector_at(series: &[StepSeries], i: usize) -> Vec<(Labels, Point)> {
+    series.iter().filter_map(|s| Some((s.labels.clone(), step_point(s, i)?))).collect()
+}
+
 fn matrix_points(value: Value, from: i64, step: i64) -> Result<Vec<SeriesPoints>, String> {
     match value {
         Value::Vector(series) => Ok(series
-            .into_iter()
+            .iter()
             .map(|s| {
                 let points =
-                    s.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (from + i as i64 * step, v))).collect();
-                (s.labels, points)
+                    (0..s.values.len()).filter_map(|i| Some((from + i as i64 * step, step_point(s, i)?))).collect();
+                (s.labels.clone(), points)
             })
             .filter(|(_, p): &SeriesPoints| !p.is_empty())
             .collect()),
-        Value::Scalar(v) => {
-            Ok(vec![(Labels::default(), v.iter().enumerate().map(|(i, x)| (from + i as i64 * step, *x)).collect())])
-        }
+        Value::Scalar(v) => Ok(vec![(
+            Labels::default(),
+            v.iter().enumerate().map(|(i, x)| (from + i as i64 * step, Point::Value(*x))).collect(),
+        )]),
         other => Err(format!("a range query returned {other:?}")),
     }
+}
+
+/// A range vector's series as points, floats and histograms in time order.
+fn samples_points(series: &[SeriesSamples]) -> Vec<SeriesPoints> {
+    series
+        .iter()
+        .map(|s| {
+            let floats = s.samples.iter().map(|x| (x.t, Point::Value(x.v)));
+            let histograms = s.histograms.iter().map(|x| (x.t, Point::Histogram(x.h.clone())));
+            let mut points: Vec<(i64, Point)> = floats.chain(histograms).collect();
+            points.sort_by_key(|(t, _)| *t);
+            (s.labels.clone(), points)
+        })
+        .collect()
 }
 
 fn check_annotations(eval: &Eval, got: &Annotations) -> Result<(), String> {
@@ -145,23 +176,14 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     let fingerprint = format!("{value:?}");
     match (&value, &eval.range_vector, &eval.string) {
         (Value::Range(r), Some((from, _, step)), _) => {
-            let got: Vec<SeriesPoints> = r
-                .first_window()
-                .iter()
-                .map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v)).collect()))
-                .collect();
-            return check_matrix(eval, &got, *from, *step).map(|_| fingerprint);
+            return check_matrix(eval, &samples_points(&r.first_window()), *from, *step).map(|_| fingerprint);
         }
         (Value::String(s), _, Some(want)) => {
             return if s == want { Ok(fingerprint) } else { Err(format!("expected string {want:?}, got {s:?}")) };
         }
         (_, Some(_), _) => return Err(format!("expected a range vector, got {value:?}")),
         (_, _, Some(_)) => return Err(format!("expected a string, got {value:?}")),
-        (Value::Vector(series), None, None) => {
-            let got: Vec<(Labels, f64)> =
-                series.iter().filter_map(|s| Some((s.labels.clone(), s.values[0]?))).collect();
-            check_vector(eval, &got)?;
-        }
+        (Value::Vector(series), None, None) => check_vector(eval, &vector_at(series, 0))?,
         (Value::Scalar(v), None, None) => check_scalar(eval, v[0])?,
         (other, None, None) => return Err(format!("unexpected result {other:?}")),
     }
@@ -180,9 +202,7 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
     match range {
         Value::Scalar(v) => check_scalar(eval, v[1]).map_err(|e| format!("range-mode cross-check: {e}"))?,
         Value::Vector(series) => {
-            let at_t: Vec<(Labels, f64)> =
-                series.iter().filter_map(|s| Some((s.labels.clone(), s.values[1]?))).collect();
-            check_vector(eval, &at_t).map_err(|e| format!("range-mode cross-check: {e}"))?;
+            check_vector(eval, &vector_at(&series, 1)).map_err(|e| format!("range-mode cross-check: {e}"))?
         }
         other => return Err(format!("range-mode cross-check returned {other:?}")),
     }
@@ -191,9 +211,6 @@ fn run_instant(engine: &Engine, eval: &Eval, expr: &Expr, t: i64) -> Result<Stri
 
 /// Runs one eval on `engine`; Ok carries a fingerprint of the main result.
 fn run_eval(engine: &Engine, eval: &Eval) -> Result<String, String> {
-    if let Some(why) = &eval.unsupported {
-        return Err(why.clone());
-    }
     let expr = parse(&eval.expr)?;
     match eval.kind {
         EvalKind::Range { from, to, step } => {

@@ -1,15 +1,15 @@
 //! Reading promqltest scripts (`../shared/conformance/promqltest/FORMAT.md`).
 //!
-//! Parsing is per command: a block Pyrite cannot represent (native-histogram values, start
-//! timestamps) is kept with a note instead of failing the whole file, because the evals that
-//! depend on it are skipped by category anyway.
+//! Parsing is per command: a block Pyrite cannot represent (start timestamps) is kept with a
+//! note instead of failing the whole file, because the evals that depend on it are skipped by
+//! category anyway.
 
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{self, Expr};
-use pyrite_core::series_notation::{number, series_labels, values, Point};
+use pyrite_core::series_notation::{number, series_labels, timed, values, Point};
 
-/// A series with its samples (or points) as (timestamp in ms, value).
-pub type SeriesPoints = (Labels, Vec<(i64, f64)>);
+/// A series with its samples (or points) as (timestamp in ms, value): floats or histograms.
+pub type SeriesPoints = (Labels, Vec<(i64, Point)>);
 
 /// One command of a script.
 #[derive(Debug)]
@@ -56,11 +56,12 @@ pub struct Eval {
     /// `expect range vector from S to E step P`.
     pub range_vector: Option<(i64, i64, i64)>,
     pub string: Option<String>,
-    /// Expected series with one optional value per position.
-    pub series: Vec<(Labels, Vec<Option<f64>>)>,
+    /// Expected series with one point per position (a gap where there is no value).
+    pub series: Vec<(Labels, Vec<Point>)>,
+    /// Whether an expected histogram states its counter-reset hint, which is then compared
+    /// (§9); this runner records it for the eval as a whole.
+    pub hints_stated: bool,
     pub scalar: Option<f64>,
-    /// Something in the body Pyrite cannot represent (e.g. an expected native histogram).
-    pub unsupported: Option<String>,
 }
 
 fn err<T>(line: usize, m: impl Into<String>) -> Result<T, String> {
@@ -106,21 +107,9 @@ fn parse_load(lines: &[(usize, &str)], interval: i64) -> Result<Vec<SeriesPoints
             continue; // start timestamps: the evals that need them are skipped
         }
         let labels = series_labels(desc).map_err(|e| format!("line {n}: {e}"))?;
-        let points = match values(rest) {
-            Ok(p) => p,
-            Err(None) => continue, // native histograms: their evals are skipped
-            Err(Some(e)) => return err(n, e),
-        };
-        let samples: Vec<(i64, f64)> = points
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, p)| match p {
-                Point::Value(v) => Some((i as i64 * interval, v)),
-                Point::Gap => None,
-            })
-            .collect();
+        let points = values(rest).or_else(|e| err(n, e))?;
         series.retain(|(l, _)| *l != labels);
-        series.push((labels, samples));
+        series.push((labels, timed(points, 0, interval)));
     }
     Ok(series)
 }
@@ -182,8 +171,8 @@ fn parse_eval(header: (usize, &str), body: &[(usize, &str)]) -> Result<Eval, Str
         range_vector: None,
         string: None,
         series: Vec::new(),
+        hints_stated: false,
         scalar: None,
-        unsupported: None,
     };
     match head {
         "eval" => {}
@@ -232,20 +221,8 @@ fn parse_eval(header: (usize, &str), body: &[(usize, &str)]) -> Result<Eval, Str
         }
         let (desc, rest) = split_series(line);
         let labels = series_labels(desc).map_err(|e| format!("line {ln}: {e}"))?;
-        match values(rest) {
-            Ok(points) => eval.series.push((
-                labels,
-                points
-                    .into_iter()
-                    .map(|p| match p {
-                        Point::Value(v) => Some(v),
-                        Point::Gap => None,
-                    })
-                    .collect(),
-            )),
-            Err(None) => eval.unsupported = Some("expects a native histogram".into()),
-            Err(Some(e)) => return err(ln, e),
-        }
+        eval.hints_stated |= rest.contains("counter_reset_hint:");
+        eval.series.push((labels, values(rest).or_else(|e| err(ln, e))?));
     }
     Ok(eval)
 }

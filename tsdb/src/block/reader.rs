@@ -190,7 +190,7 @@ impl Block {
         let entry = self.entry(id)?;
         let mut samples = Vec::new();
         self.samples(&entry, self.tombstones.get(id), mint, maxt, &mut samples)?;
-        Ok((!samples.is_empty()).then(|| SeriesSamples { labels: self.labels(&entry), samples }))
+        Ok((!samples.is_empty()).then(|| SeriesSamples::floats(self.labels(&entry), samples)))
     }
 
     /// Label sets of matching series with chunks in `[mint, maxt]` (tombstones are not

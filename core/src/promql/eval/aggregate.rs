@@ -171,7 +171,7 @@ impl PartialAggregate {
             .map(|(labels, states)| {
                 let mut values: Vec<Option<f64>> = states.iter().map(|s| s.as_ref().map(|s| s.finish(op))).collect();
                 values.resize(steps, None);
-                StepSeries { labels, values }
+                StepSeries::floats(labels, values)
             })
             .collect()
     }
@@ -248,7 +248,7 @@ fn per_group(
         .into_iter()
         .filter_map(|(labels, members)| {
             let values: Vec<Option<f64>> = (0..steps).map(|i| f(&members, i)).collect();
-            values.iter().any(Option::is_some).then_some(StepSeries { labels, values })
+            values.iter().any(Option::is_some).then_some(StepSeries::floats(labels, values))
         })
         .collect()
 }
@@ -308,7 +308,7 @@ fn keep_values(series: Vec<StepSeries>, keep: impl Fn(usize, usize) -> bool) -> 
         .filter_map(|(i, s)| {
             let values: Vec<Option<f64>> =
                 s.values.iter().enumerate().map(|(step, v)| v.filter(|_| keep(i, step))).collect();
-            values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+            values.iter().any(Option::is_some).then_some(StepSeries::floats(s.labels, values))
         })
         .collect()
 }
@@ -406,5 +406,5 @@ fn count_values(
             values[i] = Some(values[i].unwrap_or(0.0) + 1.0);
         }
     }
-    Ok(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())
+    Ok(out.into_iter().map(|(labels, values)| StepSeries::floats(labels, values)).collect())
 }

@@ -91,7 +91,7 @@ fn vector_scalar(
                 })
                 .collect();
             let labels = if drops_name(op, return_bool) { s.labels.into_without_metric_name() } else { s.labels };
-            values.iter().any(Option::is_some).then_some(StepSeries { labels, values })
+            values.iter().any(Option::is_some).then_some(StepSeries::floats(labels, values))
         })
         .collect()
 }
@@ -119,12 +119,10 @@ fn set_operation(
         series.iter().zip(sigs).filter(|(s, _)| s.values[i].is_some()).map(|(_, sig)| sig.clone()).collect()
     };
     let mut out: Vec<StepSeries> =
-        lhs.iter().map(|s| StepSeries { labels: s.labels.clone(), values: vec![None; steps] }).collect();
+        lhs.iter().map(|s| StepSeries::floats(s.labels.clone(), vec![None; steps])).collect();
     // `or`: right-hand series at the steps where no left-hand series matches them.
     let mut extra: Vec<StepSeries> = match op {
-        BinaryOp::Or => {
-            rhs.iter().map(|s| StepSeries { labels: s.labels.clone(), values: vec![None; steps] }).collect()
-        }
+        BinaryOp::Or => rhs.iter().map(|s| StepSeries::floats(s.labels.clone(), vec![None; steps])).collect(),
         _ => Vec::new(),
     };
     for i in 0..steps {
@@ -231,5 +229,5 @@ fn vector_vector(
             *slot = Some(value);
         }
     }
-    Ok(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect())
+    Ok(out.into_iter().map(|(labels, values)| StepSeries::floats(labels, values)).collect())
 }

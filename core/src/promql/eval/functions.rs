@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::calendar::{civil_from_days, days_from_civil};
+use crate::histogram::{self, FloatHistogram, StatsInfo};
 use crate::labels::{is_valid_label_name, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::promql::ast::CallPositions;
 use crate::promql::functions::{Function, Kind};
@@ -20,6 +21,7 @@ const SORT_IN_RANGE_QUERY: &str = "sort is ineffective for range queries since r
 pub fn is_implemented(func: &Function) -> bool {
     func.kind == Kind::Range
         || elementwise(func.name).is_some()
+        || histogram_property(func.name).is_some()
         || matches!(
             func.name,
             "time"
@@ -103,13 +105,41 @@ fn elementwise(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
+/// A number read off one native histogram (`histogram_count(h)` and the like).
+fn histogram_property(name: &str) -> Option<fn(&FloatHistogram) -> f64> {
+    Some(match name {
+        "histogram_count" => |h: &FloatHistogram| h.count,
+        "histogram_sum" => |h: &FloatHistogram| h.sum,
+        "histogram_avg" => histogram::avg,
+        "histogram_stddev" => histogram::stddev,
+        "histogram_stdvar" => histogram::stdvar,
+        _ => return None,
+    })
+}
+
+/// Applies `f` to every histogram value, dropping the metric name and the float values, as
+/// upstream's histogram functions take histograms only.
+fn map_histograms(series: Vec<StepSeries>, f: impl Fn(&FloatHistogram) -> f64) -> Vec<StepSeries> {
+    series
+        .into_iter()
+        .filter(|s| !s.histograms.is_empty())
+        .map(|s| {
+            let values = s.histograms.iter().map(|h| h.as_deref().map(&f)).collect();
+            StepSeries::floats(s.labels.into_without_metric_name(), values)
+        })
+        .filter(StepSeries::has_values)
+        .collect()
+}
+
 /// Applies `f(value, step)` to every value, dropping the metric name.
 fn map_vector(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Vec<StepSeries> {
     series
         .into_iter()
-        .map(|s| StepSeries {
-            labels: s.labels.into_without_metric_name(),
-            values: s.values.iter().enumerate().map(|(i, v)| v.map(|v| f(v, i))).collect(),
+        .map(|s| {
+            StepSeries::floats(
+                s.labels.into_without_metric_name(),
+                s.values.iter().enumerate().map(|(i, v)| v.map(|v| f(v, i))).collect(),
+            )
         })
         .collect()
 }
@@ -141,6 +171,9 @@ pub(super) fn call(
         let range = range.ok_or_else(|| EvalError::Execution(format!("{name} needs a range vector")))?;
         return Ok(Value::Vector(range_functions::apply(ev, name, range, &rest, pos.arg(0))?));
     }
+    if let Some(f) = histogram_property(name) {
+        return Ok(Value::Vector(map_histograms(ev.eval(&args[0])?.into_vector()?, f)));
+    }
     if let Some(f) = elementwise(name) {
         return Ok(Value::Vector(map_vector(ev.eval(&args[0])?.into_vector()?, |v, _| f(v))));
     }
@@ -158,10 +191,10 @@ pub(super) fn call(
             };
             Value::Scalar(a.iter().zip(&b).map(|(&a, &b)| pick(a, b)).collect())
         }
-        "vector" => Value::Vector(vec![StepSeries {
-            labels: Labels::default(),
-            values: ev.eval(&args[0])?.into_scalar()?.into_iter().map(Some).collect(),
-        }]),
+        "vector" => Value::Vector(vec![StepSeries::floats(
+            Labels::default(),
+            ev.eval(&args[0])?.into_scalar()?.into_iter().map(Some).collect(),
+        )]),
         "scalar" => {
             let series = ev.eval(&args[0])?.into_vector()?;
             Value::Scalar(
@@ -180,7 +213,7 @@ pub(super) fn call(
             Node::Select(vs) => Value::Vector(
                 selector::sample_times(ev, vs)?
                     .into_iter()
-                    .map(|s| StepSeries { labels: s.labels.into_without_metric_name(), values: s.values })
+                    .map(|s| StepSeries::floats(s.labels.into_without_metric_name(), s.values))
                     .collect(),
             ),
             other => Value::Vector(map_vector(ev.eval(other)?.into_vector()?, |_, i| ev.params.ts(i) as f64 / 1000.0)),
@@ -198,14 +231,15 @@ pub(super) fn call(
                 // min > max yields nothing at that step.
                 let series = series
                     .into_iter()
-                    .map(|s| StepSeries {
-                        labels: s.labels.into_without_metric_name(),
-                        values: s
-                            .values
-                            .iter()
-                            .enumerate()
-                            .map(|(i, v)| v.filter(|_| bounds[0][i] <= bounds[1][i]).map(|v| clamp(v, i)))
-                            .collect(),
+                    .map(|s| {
+                        StepSeries::floats(
+                            s.labels.into_without_metric_name(),
+                            s.values
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| v.filter(|_| bounds[0][i] <= bounds[1][i]).map(|v| clamp(v, i)))
+                                .collect(),
+                        )
                     })
                     .filter(|s| s.values.iter().any(Option::is_some))
                     .collect();
@@ -256,7 +290,14 @@ pub(super) fn call(
             let q = ev.eval(&args[0])?.into_scalar()?;
             q.iter().for_each(|&q| range_functions::check_quantile(ev, q, pos.arg(0)));
             let series = ev.eval(&args[1])?.into_vector()?;
-            Value::Vector(buckets(ev, series, pos.arg(1), steps, |b, i| bucket_quantile(q[i], b))?)
+            Value::Vector(buckets(
+                ev,
+                series,
+                pos.arg(1),
+                steps,
+                |b, i| bucket_quantile(q[i], b),
+                |h, i| histogram::quantile(q[i], h),
+            )?)
         }
         "histogram_quantiles" => {
             let series = ev.eval(&args[0])?.into_vector()?;
@@ -275,11 +316,18 @@ pub(super) fn call(
                 let q = ev.eval(arg)?.into_scalar()?;
                 q.iter().for_each(|&q| range_functions::check_quantile(ev, q, *arg_pos));
                 let text = quantile_label(q[0]);
-                let computed = buckets(ev, series.clone(), pos.arg(0), steps, |b, i| bucket_quantile(q[i], b))?;
+                let computed = buckets(
+                    ev,
+                    series.clone(),
+                    pos.arg(0),
+                    steps,
+                    |b, i| bucket_quantile(q[i], b),
+                    |h, i| histogram::quantile(q[i], h),
+                )?;
                 out.extend(
                     computed
                         .into_iter()
-                        .map(|s| StepSeries { labels: with_label(&s.labels, &label, text.clone()), values: s.values }),
+                        .map(|s| StepSeries::floats(with_label(&s.labels, &label, text.clone()), s.values)),
                 );
             }
             Value::Vector(out)
@@ -287,17 +335,23 @@ pub(super) fn call(
         "histogram_fraction" => {
             let lo = ev.eval(&args[0])?.into_scalar()?;
             let hi = ev.eval(&args[1])?.into_scalar()?;
-            Value::Vector(buckets(ev, ev.eval(&args[2])?.into_vector()?, pos.arg(2), steps, |b, i| {
-                (bucket_fraction(lo[i], hi[i], b), false)
-            })?)
+            let series = ev.eval(&args[2])?.into_vector()?;
+            Value::Vector(buckets(
+                ev,
+                series,
+                pos.arg(2),
+                steps,
+                |b, i| (bucket_fraction(lo[i], hi[i], b), false),
+                |h, i| histogram::fraction(lo[i], hi[i], h),
+            )?)
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
             let series = match args.first() {
                 Some(a) => ev.eval(a)?.into_vector()?,
-                None => vec![StepSeries {
-                    labels: Labels::default(),
-                    values: (0..steps).map(|i| Some(ev.params.ts(i) as f64 / 1000.0)).collect(),
-                }],
+                None => vec![StepSeries::floats(
+                    Labels::default(),
+                    (0..steps).map(|i| Some(ev.params.ts(i) as f64 / 1000.0)).collect(),
+                )],
             };
             Value::Vector(map_vector(series, |v, _| date_part(name, v)))
         }
@@ -313,11 +367,7 @@ pub(super) fn absent(value: Value, labels: &Labels, steps: usize) -> Result<Vec<
         _ => return Err(EvalError::Execution("absent needs a vector".into())),
     };
     let values: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
-    Ok(if values.iter().any(Option::is_some) {
-        vec![StepSeries { labels: labels.clone(), values }]
-    } else {
-        Vec::new()
-    })
+    Ok(if values.iter().any(Option::is_some) { vec![StepSeries::floats(labels.clone(), values)] } else { Vec::new() })
 }
 
 fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalError> {
@@ -351,7 +401,7 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
                 }
                 None => s.labels,
             };
-            Ok(StepSeries { labels, values: s.values })
+            Ok(StepSeries { labels, ..s })
         })
         .collect()
 }
@@ -375,7 +425,7 @@ fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalErro
                 return Err(label_too_long("label_join"));
             }
             charge_label(ev, bytes)?;
-            Ok(StepSeries { labels: with_label(&s.labels, &dst, values.join(&sep)), values: s.values })
+            Ok(StepSeries { labels: with_label(&s.labels, &dst, values.join(&sep)), ..s })
         })
         .collect()
 }
@@ -454,21 +504,30 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Groups classic-histogram bucket series (same labels but `le`) and applies `f` to each
-/// group's `(upper bound, cumulative count)` buckets at every step. Series without a valid `le`
-/// are left out with a warning. `f` also says whether it had to force the counts to be
-/// monotonic, which histogram_quantile reports as an info; both annotations point at `pos`, the
-/// bucket argument. The output drops the metric name, so two histograms that differ only by
-/// name collide and are refused, as upstream.
+/// What `histogram_quantile` or `histogram_fraction` makes of one native histogram at a step:
+/// the value, and an info to report with it (about NaN observations).
+type NativeResult = (f64, Option<StatsInfo>);
+
+/// Applies `histogram_quantile` or `histogram_fraction` to every histogram at every step:
+/// native ones with `native`, classic ones with `classic`.
+///
+/// Classic bucket series (same labels but `le`) are grouped, and `classic` gets each group's
+/// `(upper bound, cumulative count)` buckets; float series without a valid `le` are left out
+/// with a warning. `classic` also says whether it had to force the counts to be monotonic,
+/// which histogram_quantile reports as an info. A native histogram at a step where classic
+/// buckets of the same name and labels have values is a conflict: both are left out, with a
+/// warning. Annotations point at `pos`, the histogram argument. The output drops the metric
+/// name, so two histograms that differ only by name collide and are refused, as upstream.
 fn buckets(
     ev: &Evaluator,
     series: Vec<StepSeries>,
     pos: usize,
     steps: usize,
-    f: impl Fn(&mut Vec<(f64, f64)>, usize) -> (f64, bool),
+    classic: impl Fn(&mut Vec<(f64, f64)>, usize) -> (f64, bool),
+    native: impl Fn(&FloatHistogram, usize) -> NativeResult,
 ) -> Result<Vec<StepSeries>, EvalError> {
     let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
-    for s in &series {
+    for s in series.iter().filter(|s| s.values.iter().any(Option::is_some)) {
         let le_text = s.labels.get("le");
         match crate::exposition::text::parse_float(le_text).filter(|le| !le.is_nan()) {
             Some(le) => groups.entry(s.labels.filtered(|n| n != "le")).or_default().push((le, s)),
@@ -481,15 +540,46 @@ fn buckets(
             ),
         }
     }
+    let classic_at = |labels: &Labels, i: usize| {
+        groups.get(labels).is_some_and(|members| members.iter().any(|(_, s)| s.values[i].is_some()))
+    };
     let mut out = Vec::new();
-    for (labels, members) in groups {
+    let mut conflicts: HashMap<&Labels, Vec<bool>> = HashMap::new();
+    for s in series.iter().filter(|s| !s.histograms.is_empty()) {
+        let mut values = Vec::with_capacity(steps);
+        for i in 0..steps {
+            let Some(h) = s.histogram(i) else {
+                values.push(None);
+                continue;
+            };
+            if classic_at(&s.labels, i) {
+                ev.warn("vector contains a mix of classic and native histograms", pos);
+                conflicts.entry(&s.labels).or_insert_with(|| vec![false; steps])[i] = true;
+                values.push(None);
+                continue;
+            }
+            let (value, info) = native(h, i);
+            if let Some(info) = info {
+                ev.info(info.message(), pos);
+            }
+            values.push(Some(value));
+        }
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries::floats(s.labels.without_metric_name(), values));
+        }
+    }
+    for (labels, members) in &groups {
+        let conflict = conflicts.get(labels);
         let values: Vec<Option<f64>> = (0..steps)
             .map(|i| {
+                if conflict.is_some_and(|c| c[i]) {
+                    return None;
+                }
                 let mut b: Vec<(f64, f64)> = members.iter().filter_map(|(le, s)| Some((*le, s.values[i]?))).collect();
                 if b.is_empty() {
                     return None;
                 }
-                let (value, forced_monotonic) = f(&mut b, i);
+                let (value, forced_monotonic) = classic(&mut b, i);
                 if forced_monotonic {
                     ev.info(
                         format!(
@@ -503,7 +593,7 @@ fn buckets(
             })
             .collect();
         if values.iter().any(Option::is_some) {
-            out.push(StepSeries { labels: labels.without_metric_name(), values });
+            out.push(StepSeries::floats(labels.without_metric_name(), values));
         }
     }
     Ok(out)

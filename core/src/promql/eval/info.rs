@@ -97,7 +97,7 @@ pub(super) fn enrich(
                 None => {
                     let labels = with_data_labels(&target.labels, picked.iter().map(|&i| &infos[i].labels), matchers)?;
                     let slot = *index.entry(labels.clone()).or_insert_with(|| {
-                        out.push(StepSeries { labels, values: vec![None; steps] });
+                        out.push(StepSeries::floats(labels, vec![None; steps]));
                         out.len() - 1
                     });
                     joined.insert((t, picked), slot);

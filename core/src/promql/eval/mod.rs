@@ -19,13 +19,15 @@ mod selector;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use thiserror::Error;
 
 use super::ast::At;
 use super::plan::{Fragment, Frame, Merge, Node, Plan};
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, Matcher, Projection};
-use crate::value::{Sample, SeriesSamples};
+use crate::value::{HistogramSample, Sample, SeriesSamples};
 
 pub use aggregate::PartialAggregate;
 pub use functions::is_implemented;
@@ -277,11 +279,33 @@ impl EvalParams {
     }
 }
 
-/// One series of a vector: a value per step, `None` where it has none.
+/// One series of a vector: a value per step, `None` where it has none. A step holds a float
+/// or a native histogram, never both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepSeries {
     pub labels: Labels,
     pub values: Vec<Option<f64>>,
+    /// The histogram of each step, where the series has any; empty when it has none, so that
+    /// float series cost nothing more. Operations that do not take histograms read only
+    /// `values` and drop the histograms, as upstream drops them.
+    pub histograms: Vec<Option<Arc<FloatHistogram>>>,
+}
+
+impl StepSeries {
+    /// A series of float values only.
+    pub fn floats(labels: Labels, values: Vec<Option<f64>>) -> Self {
+        StepSeries { labels, values, histograms: Vec::new() }
+    }
+
+    /// The histogram at step `i`, if any.
+    pub fn histogram(&self, i: usize) -> Option<&Arc<FloatHistogram>> {
+        self.histograms.get(i).and_then(Option::as_ref)
+    }
+
+    /// Whether the series has a value of either type at some step.
+    pub fn has_values(&self) -> bool {
+        self.values.iter().any(Option::is_some) || self.histograms.iter().any(Option::is_some)
+    }
 }
 
 /// A range vector over all steps: each series' samples, and per step the end of the window
@@ -317,23 +341,59 @@ impl RangeVector {
         })
     }
 
+    /// The histogram samples of `s` in the window of each step, in step order.
+    pub fn histogram_windows<'a>(&'a self, s: &'a SeriesSamples) -> impl Iterator<Item = &'a [HistogramSample]> + 'a {
+        let (samples, mut lo, mut hi) = (&s.histograms[..], 0, 0);
+        self.ends.iter().map(move |&end| {
+            while hi < samples.len() && samples[hi].t <= end {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].t <= end.saturating_sub(self.range) {
+                lo += 1;
+            }
+            &samples[lo..hi]
+        })
+    }
+
     /// The samples a step-by-step evaluation holds at once, as upstream's `--query.max-samples`
     /// counts them: per series the largest window, summed (an upper bound of any one step's).
+    /// A histogram counts as its size does (see [`histogram_samples`]).
     pub fn peak_samples(&self) -> usize {
-        self.series.iter().map(|s| self.windows(s).map(<[Sample]>::len).max().unwrap_or(0)).sum()
+        let floats = |s| self.windows(s).map(<[Sample]>::len).max().unwrap_or(0);
+        let histograms = |s| {
+            self.histogram_windows(s)
+                .map(|w| w.iter().map(|x| histogram_samples(&x.h)).sum::<usize>())
+                .max()
+                .unwrap_or(0)
+        };
+        self.series.iter().map(|s| floats(s) + if s.histograms.is_empty() { 0 } else { histograms(s) }).sum()
     }
 
     /// The samples each series has in the first step's window (an instant query's result).
     pub fn first_window(&self) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
         for s in &self.series {
-            let w = self.window(s, 0);
-            if !w.is_empty() {
-                out.push(SeriesSamples { labels: s.labels.clone(), samples: w.to_vec() });
+            let floats = self.window(s, 0).to_vec();
+            let histograms = self.histogram_windows(s).next().unwrap_or_default().to_vec();
+            let series = SeriesSamples { labels: s.labels.clone(), samples: floats, histograms };
+            if !series.is_empty() {
+                out.push(series);
             }
         }
         out
     }
+}
+
+/// What one histogram sample counts for against `--query.max-samples`, as upstream counts it:
+/// its size in Go's memory (a 168-byte struct, 8 bytes a bucket, bound and span, 8 for the
+/// time) over that of a float sample, 16 bytes.
+pub fn histogram_samples(h: &FloatHistogram) -> usize {
+    let items = h.positive_buckets.len()
+        + h.negative_buckets.len()
+        + h.custom_values.len()
+        + h.positive_spans.len()
+        + h.negative_spans.len();
+    (168 + 8 * items + 8) / 16
 }
 
 /// The result of evaluating a node.
@@ -584,6 +644,13 @@ fn merge(fragment: &Fragment, outputs: Vec<FragmentResult>, params: &EvalParams)
     }
 }
 
+/// `-h`: every count and the sum negated, as upstream negates a histogram.
+fn negated(h: &FloatHistogram) -> Arc<FloatHistogram> {
+    let mut h = h.clone();
+    h.mul(-1.0);
+    Arc::new(h)
+}
+
 /// Orders values ascending (or descending), NaN last either way: the order of `sort`,
 /// `sort_desc`, `topk` and `bottomk`.
 pub(crate) fn nan_last(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
@@ -615,14 +682,25 @@ pub(crate) fn merge_equal_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeri
                 out.push(s);
             }
             Some(&i) => {
-                for (slot, v) in out[i].values.iter_mut().zip(s.values) {
-                    if v.is_some() {
-                        if slot.is_some() {
-                            return Err(EvalError::Execution(
-                                "vector cannot contain metrics with the same labelset".into(),
-                            ));
-                        }
-                        *slot = v;
+                let into = &mut out[i];
+                if !s.histograms.is_empty() && into.histograms.is_empty() {
+                    into.histograms = vec![None; into.values.len()];
+                }
+                let taken =
+                    |step: usize, into: &StepSeries| into.values[step].is_some() || into.histogram(step).is_some();
+                for step in 0..s.values.len() {
+                    let (value, histogram) = (s.values[step], s.histogram(step));
+                    if value.is_none() && histogram.is_none() {
+                        continue;
+                    }
+                    if taken(step, into) {
+                        return Err(EvalError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    into.values[step] = value;
+                    if let Some(h) = histogram {
+                        into.histograms[step] = Some(h.clone());
                     }
                 }
             }
@@ -803,6 +881,7 @@ impl<'a> Evaluator<'a> {
                         .map(|s| StepSeries {
                             labels: s.labels.into_without_metric_name(),
                             values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
+                            histograms: s.histograms.into_iter().map(|h| h.map(|h| negated(&h))).collect(),
                         })
                         .collect(),
                 ),
@@ -831,7 +910,10 @@ impl<'a> Evaluator<'a> {
         for s in self.eval_in(&inner, expr)?.into_vector()? {
             let mut samples = Vec::new();
             self.each_step(s.values.len(), |i| samples.extend(s.values[i].map(|v| Sample { t: inner.ts(i), v })))?;
-            series.push(SeriesSamples { labels: s.labels, samples });
+            let histograms = (0..s.histograms.len())
+                .filter_map(|i| s.histogram(i).map(|h| HistogramSample { t: inner.ts(i), h: h.clone() }))
+                .collect();
+            series.push(SeriesSamples { labels: s.labels, samples, histograms });
         }
         Ok(RangeVector { series, range: frame.range, ends })
     }

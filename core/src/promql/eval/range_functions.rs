@@ -46,7 +46,7 @@ pub(super) fn apply(
                 check_counter_name(ev, s.labels.metric_name(), first_arg);
             }
             let labels = if keeps_name { s.labels } else { s.labels.into_without_metric_name() };
-            out.push(StepSeries { labels, values });
+            out.push(StepSeries::floats(labels, values));
         }
     }
     Ok(out)

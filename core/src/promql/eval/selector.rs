@@ -4,22 +4,30 @@
 //! sample in `(t - lookback, t]`, a range selector `[r]` sees `(t - r, t]`. A staleness marker
 //! ends a series for instant selection and is never part of a range.
 
-use super::{EvalError, EvalParams, Evaluator, RangeVector, StepSeries};
+use super::{histogram_samples, EvalError, EvalParams, Evaluator, RangeVector, StepSeries};
 use crate::labels::Projection;
 use crate::promql::ast::VectorSelector;
 use crate::promql::SeriesSource;
-use crate::value::{is_stale_nan, Sample};
+use crate::value::is_stale_nan;
 
 /// The window ends of every step for a selector with these modifiers.
 fn ends(params: &EvalParams, vs: &VectorSelector) -> Vec<i64> {
     (0..params.steps()).map(|i| params.shifted_time(i, vs.offset, vs.at)).collect()
 }
 
-/// For each matching series, `value` of the sample an instant selector picks at every step.
-/// Each series is charged a slot per step before its slots are allocated, and the query's
-/// interrupt is asked every [`super::STEPS_BETWEEN_CHECKS`] steps. The window ends are worked
-/// out step by step, not gathered first: a subquery's frame can have tens of millions of steps.
-fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> Result<Vec<StepSeries>, EvalError> {
+/// What an instant selector yields at a step: the sample's value, or its time.
+#[derive(Clone, Copy, PartialEq)]
+enum Yield {
+    Values,
+    Times,
+}
+
+/// For each matching series, the sample an instant selector picks at every step (a float or a
+/// histogram, whichever is newer), or its time in seconds. Each series is charged a slot per
+/// step before its slots are allocated, and the query's interrupt is asked every
+/// [`super::STEPS_BETWEEN_CHECKS`] steps. The window ends are worked out step by step, not
+/// gathered first: a subquery's frame can have tens of millions of steps.
+fn pick(ev: &Evaluator, vs: &VectorSelector, yields: Yield) -> Result<Vec<StepSeries>, EvalError> {
     let params = ev.params;
     let steps = params.steps();
     let end = |i: usize| params.shifted_time(i, vs.offset, vs.at);
@@ -39,14 +47,38 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> R
     for s in series {
         ev.charge(steps)?;
         let mut values = Vec::with_capacity(steps);
+        let keep_histograms = !s.histograms.is_empty() && yields == Yield::Values;
+        let mut histograms = Vec::new();
+        if keep_histograms {
+            // A step's histogram counts as its size, of which `charge(steps)` was one sample.
+            let most = s.histograms.iter().map(|x| histogram_samples(&x.h)).max().unwrap_or(0);
+            ev.charge(steps.saturating_mul(most.saturating_sub(1)))?;
+            histograms.reserve(steps);
+        }
         ev.each_step(steps, |i| {
             let t = end(i);
-            let newest = s.samples.partition_point(|x| x.t <= t).checked_sub(1).map(|j| s.samples[j]);
-            let fresh = newest.filter(|n| n.t > t.saturating_sub(params.lookback) && !is_stale_nan(n.v));
-            values.push(fresh.map(&value));
+            let newest_float = s.samples.partition_point(|x| x.t <= t).checked_sub(1).map(|j| s.samples[j]);
+            let newest_histogram = s.histograms.partition_point(|x| x.t <= t).checked_sub(1).map(|j| &s.histograms[j]);
+            let fresh = |at: i64| at > t.saturating_sub(params.lookback);
+            let (value, histogram) = match (newest_float, newest_histogram) {
+                (float, Some(h)) if float.is_none_or(|f| f.t < h.t) => match fresh(h.t) && !is_stale_nan(h.h.sum) {
+                    true if yields == Yield::Times => (Some(h.t as f64 / 1000.0), None),
+                    true => (None, Some(h.h.clone())),
+                    false => (None, None),
+                },
+                (Some(f), _) if fresh(f.t) && !is_stale_nan(f.v) => {
+                    (Some(if yields == Yield::Times { f.t as f64 / 1000.0 } else { f.v }), None)
+                }
+                _ => (None, None),
+            };
+            values.push(value);
+            if keep_histograms {
+                histograms.push(histogram);
+            }
         })?;
-        if values.iter().any(Option::is_some) {
-            out.push(StepSeries { labels: s.labels, values });
+        let series = StepSeries { labels: s.labels, values, histograms };
+        if series.has_values() {
+            out.push(series);
         }
     }
     Ok(out)
@@ -54,13 +86,13 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, value: impl Fn(Sample) -> f64) -> R
 
 /// The instant vector of `vs` at every step.
 pub(super) fn instant(ev: &Evaluator, vs: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
-    pick(ev, vs, |s| s.v)
+    pick(ev, vs, Yield::Values)
 }
 
 /// The time of the sample picked at every step, in seconds (`timestamp(vs)`, which then drops
 /// the name, and `info`'s newest-series rule).
 pub(super) fn sample_times(ev: &Evaluator, vs: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
-    pick(ev, vs, |s| s.t as f64 / 1000.0)
+    pick(ev, vs, Yield::Times)
 }
 
 /// `vs[range]` for every step: each series' samples (without staleness markers) over the union
@@ -79,7 +111,8 @@ pub(super) fn range(
             .into_iter()
             .filter_map(|mut s| {
                 s.samples.retain(|x| !is_stale_nan(x.v));
-                (!s.samples.is_empty()).then_some(s)
+                s.histograms.retain(|x| !is_stale_nan(x.h.sum));
+                (!s.is_empty()).then_some(s)
             })
             .collect(),
         _ => Vec::new(),

@@ -17,9 +17,11 @@ impl SeriesSource for Shard {
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         let matching = self.0.iter().filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))));
         Ok(matching
-            .map(|s| SeriesSamples {
-                labels: s.labels.filtered(|n| labels.keeps(n)),
-                samples: s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
+            .map(|s| {
+                SeriesSamples::floats(
+                    s.labels.filtered(|n| labels.keeps(n)),
+                    s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
+                )
             })
             .filter(|s| !s.samples.is_empty())
             .collect())
@@ -31,7 +33,7 @@ fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Shard> {
     let mut heads: Vec<Shard> = (0..shards).map(|_| Shard(Vec::new())).collect();
     for (labels, samples) in series {
         let samples = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
-        heads[labels.owner(shards)].0.push(SeriesSamples { labels: labels.clone(), samples });
+        heads[labels.owner(shards)].0.push(SeriesSamples::floats(labels.clone(), samples));
     }
     heads
 }
@@ -385,10 +387,10 @@ fn label_functions_refuse_values_of_more_than_1_mib_before_making_them() {
 /// windows that skip samples, hold none, or end at one time (under `@`).
 #[test]
 fn windows_in_step_order_are_the_windows_of_each_step() {
-    let series = SeriesSamples {
-        labels: Labels::default(),
-        samples: [0, 10, 11, 30, 31, 32, 75, 90].iter().map(|&t| Sample { t, v: t as f64 }).collect(),
-    };
+    let series = SeriesSamples::floats(
+        Labels::default(),
+        [0, 10, 11, 30, 31, 32, 75, 90].iter().map(|&t| Sample { t, v: t as f64 }).collect(),
+    );
     for (range, ends) in [(15, vec![-5, 0, 10, 20, 30, 40, 50, 80, 100]), (1, vec![31, 31, 31]), (100, vec![10, 90])] {
         let r = RangeVector { series: vec![series.clone()], range, ends };
         let stepped: Vec<&[Sample]> = r.windows(&series).collect();
