@@ -10,10 +10,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pyrite_core::config::Duration;
+use pyrite_core::histogram::{parse_histogram, FloatHistogram};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
 use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
-use pyrite_core::histogram::{parse_histogram, FloatHistogram};
 use pyrite_core::series_notation::{number, series_labels, timed, values, Point};
 use pyrite_tsdb::memory::{MemoryEngine, Refused};
 use regex::Regex;

@@ -4,6 +4,7 @@
 use super::bounds::{bound, bucket_bound, is_exponential};
 use super::layout::{indexed, reduce_pairs};
 use super::{Bucket, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
+use crate::rules::template::go_float;
 
 /// Bucket `index` of a side of `schema`, with its bounds and inclusiveness.
 fn make_bucket(index: i32, count: f64, schema: i32, custom: &[f64], positive: bool) -> Bucket {
@@ -24,6 +25,40 @@ impl FloatHistogram {
     /// The negative buckets, from zero downward.
     pub(super) fn negative_side(&self) -> impl Iterator<Item = Bucket> + '_ {
         indexed(&self.negative_spans, &self.negative_buckets).map(|(i, c)| make_bucket(i, c, self.schema, &[], false))
+    }
+
+    /// The histogram as upstream's `String` prints it, which `count_values` makes a label value
+    /// of: `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}`, buckets that hold
+    /// observations in ascending order.
+    pub fn go_string(&self) -> String {
+        let show = |b: &Bucket| {
+            format!(
+                "{}{},{}{}:{}",
+                if b.lower_inclusive { '[' } else { '(' },
+                go_float(b.lower, None),
+                go_float(b.upper, None),
+                if b.upper_inclusive { ']' } else { ')' },
+                go_float(b.count, None)
+            )
+        };
+        let mut out = format!("{{count:{}, sum:{}", go_float(self.count, None), go_float(self.sum, None));
+        let mut negative: Vec<Bucket> = self.negative_side().filter(|b| b.count != 0.0).collect();
+        negative.reverse();
+        let zero = (self.zero_count != 0.0).then(|| Bucket {
+            lower: -self.zero_threshold,
+            upper: self.zero_threshold,
+            lower_inclusive: true,
+            upper_inclusive: true,
+            count: self.zero_count,
+            index: 0,
+        });
+        let positive = self.positive_side().filter(|b| b.count != 0.0);
+        for b in negative.iter().chain(zero.as_ref()).chain(positive.collect::<Vec<_>>().iter()) {
+            out.push_str(", ");
+            out.push_str(&show(b));
+        }
+        out.push('}');
+        out
     }
 
     /// Every bucket in ascending order of value: negative ones from the most negative, the zero

@@ -195,6 +195,9 @@ pub struct BinaryModifiers {
     pub return_bool: bool,
     pub matching: Option<MatchOn>,
     pub group: Option<Grouping>,
+    /// Where the operator stands in the query text (byte offset): the operation's annotations
+    /// point at it.
+    pub pos: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +311,8 @@ pub enum Expr {
         grouping: AggregateGrouping,
         /// Where the parameter starts in the query text (byte offset; 0 without one).
         param_pos: usize,
+        /// Where the aggregated expression starts (byte offset), where its annotations point.
+        expr_pos: usize,
     },
     Call {
         func: &'static Function,

@@ -391,7 +391,7 @@ impl Builder {
             Rule::op_pow => BinaryOp::Pow,
             other => unreachable!("not an infix operator: {other:?}"),
         };
-        let mut modifiers = BinaryModifiers::default();
+        let mut modifiers = BinaryModifiers { pos: op.as_span().start(), ..BinaryModifiers::default() };
         let bin_mod =
             op.clone().into_inner().find(|p| p.as_rule() == Rule::bin_mod).expect("every operator has modifiers");
         for m in bin_mod.into_inner() {
@@ -488,7 +488,8 @@ impl Builder {
             }
         }
         let param_pos = if param.is_some() { arg_starts[0] } else { 0 };
-        Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping, param_pos })
+        let expr_pos = arg_starts.last().copied().unwrap_or(0);
+        Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping, param_pos, expr_pos })
     }
 
     fn call(&self, pair: Pair<Rule>) -> Result<Expr> {

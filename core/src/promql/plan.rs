@@ -62,6 +62,7 @@ pub enum Node {
         param: Option<Box<Node>>,
         grouping: AggregateGrouping,
         param_pos: usize,
+        expr_pos: usize,
     },
     /// `absent(expr)` / `absent_over_time(expr)` with the labels its result carries, derived from
     /// the query text as upstream does (the argument may be a fragment by the time it runs).
@@ -94,7 +95,8 @@ pub enum Merge {
     /// Outputs are disjoint sets of series: concatenate.
     Concat,
     /// Outputs are partial aggregation states: merge per group, then finalise.
-    Aggregate { op: AggregateOp, grouping: AggregateGrouping },
+    /// `expr_pos` is where the aggregated expression starts, where annotations point.
+    Aggregate { op: AggregateOp, grouping: AggregateGrouping, expr_pos: usize },
 }
 
 /// A piece of the query every shard evaluates on its own series.
@@ -356,15 +358,15 @@ impl Planner {
             Expr::String(s) => Node::String(s.clone()),
             Expr::Paren(x) => self.lower(x)?,
             Expr::Neg(x) => Node::Neg(Box::new(self.lower(x)?)),
-            Expr::Aggregate { op, expr, param, grouping, param_pos } => {
+            Expr::Aggregate { op, expr, param, grouping, param_pos, expr_pos } => {
                 if is_decomposable(*op) && is_series_local(expr) {
-                    let merge = Merge::Aggregate { op: *op, grouping: grouping.clone() };
+                    let merge = Merge::Aggregate { op: *op, grouping: grouping.clone(), expr_pos: *expr_pos };
                     let node = self.lower_local(expr)?;
                     return Ok(self.fragment(node, merge, expr));
                 }
                 if let Some(k) = param.as_deref().filter(|k| keeps_best(*op) && is_storage_free_scalar(k)) {
                     if is_series_local(expr) {
-                        return self.best_on_shards(*op, expr, k, grouping, *param_pos);
+                        return self.best_on_shards(*op, expr, k, grouping, (*param_pos, *expr_pos));
                     }
                 }
                 Node::Aggregate {
@@ -373,6 +375,7 @@ impl Planner {
                     param: param.as_deref().map(|p| self.lower(p)).transpose()?.map(Box::new),
                     grouping: grouping.clone(),
                     param_pos: *param_pos,
+                    expr_pos: *expr_pos,
                 }
             }
             Expr::Binary { op, lhs, rhs, modifiers } => Node::Binary {
@@ -460,7 +463,7 @@ impl Planner {
         expr: &Expr,
         k: &Expr,
         grouping: &AggregateGrouping,
-        param_pos: usize,
+        (param_pos, expr_pos): (usize, usize),
     ) -> Result<Node, EvalError> {
         let on_shard = Node::Aggregate {
             op,
@@ -468,6 +471,7 @@ impl Planner {
             param: Some(Box::new(self.lower_local(k)?)),
             grouping: grouping.clone(),
             param_pos,
+            expr_pos,
         };
         let best_of_shards = self.fragment(on_shard, Merge::Concat, expr);
         Ok(Node::Aggregate {
@@ -476,6 +480,7 @@ impl Planner {
             param: Some(Box::new(self.lower(k)?)),
             grouping: grouping.clone(),
             param_pos,
+            expr_pos,
         })
     }
 
@@ -580,7 +585,7 @@ impl fmt::Display for Plan {
             };
             match &frag.merge {
                 Merge::Concat => writeln!(f, "$fragment{i} on every shard{within}, concatenated: {}", frag.node)?,
-                Merge::Aggregate { op, grouping } => {
+                Merge::Aggregate { op, grouping, .. } => {
                     write!(f, "$fragment{i} on every shard{within}, partial {}", op.name())?;
                     write_grouping(f, grouping)?;
                     write!(f, " merged on the coordinator")?;

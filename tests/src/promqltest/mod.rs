@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod engine;
+mod nhcb;
 pub mod script;
 
 use std::collections::HashMap;

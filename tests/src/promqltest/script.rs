@@ -268,7 +268,12 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     .nth(1)
                     .and_then(duration)
                     .ok_or_else(|| format!("line {n}: bad load interval"))?;
-                commands.push(Command::Load { series: parse_load(&body, d)? });
+                let mut series = parse_load(&body, d)?;
+                if word == "load_with_nhcb" {
+                    let histograms = super::nhcb::histograms_of(&series).map_err(|e| format!("line {n}: {e}"))?;
+                    series.extend(histograms);
+                }
+                commands.push(Command::Load { series });
             }
             w if w.starts_with("eval") => commands.push(Command::Eval(Box::new(parse_eval((n, line), &body)?))),
             other => return err(n, format!("unknown command {other:?}")),

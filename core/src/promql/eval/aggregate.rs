@@ -8,10 +8,12 @@
 //! every series of a group at once and run on the coordinator.
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::sync::Arc;
 
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
-use super::{nan_last, EvalError, Evaluator, StepSeries, Value};
+use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
 use crate::value::format_value;
@@ -107,11 +109,23 @@ impl State {
     }
 }
 
+/// The histograms of one group at one step that `sum` or `avg` adds up, each with its series'
+/// labels: they are added in label order when finished, so that the result is the same
+/// however the series are spread over shards.
+type HistogramMembers = Vec<(Arc<Labels>, Arc<FloatHistogram>)>;
+
 /// Per-group, per-step partial states of one decomposable aggregation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartialAggregate {
     op: AggregateOp,
     groups: HashMap<Labels, Vec<Option<State>>>,
+    /// `sum` and `avg` inputs that are histograms, by group and step; empty without any.
+    histograms: HashMap<Labels, Vec<HistogramMembers>>,
+    /// Whether an aggregation that takes no histograms (`min`, `max`, `stddev`, `stdvar`) met
+    /// one, which upstream reports as an info.
+    ignored_histograms: bool,
+    /// Where the aggregated expression starts, where annotations point.
+    expr_pos: usize,
 }
 
 /// The labels of the group a series falls into.
@@ -123,24 +137,60 @@ fn group_labels(labels: &Labels, grouping: &AggregateGrouping) -> Labels {
 }
 
 impl PartialAggregate {
-    pub fn empty(op: AggregateOp) -> Self {
-        PartialAggregate { op, groups: HashMap::new() }
+    pub fn empty(op: AggregateOp, expr_pos: usize) -> Self {
+        PartialAggregate { op, groups: HashMap::new(), histograms: HashMap::new(), ignored_histograms: false, expr_pos }
     }
 
-    /// Folds series into per-group states.
-    pub fn from_series(op: AggregateOp, grouping: &AggregateGrouping, series: Vec<StepSeries>, steps: usize) -> Self {
-        let mut out = PartialAggregate::empty(op);
+    /// Folds series into per-group states. A histogram counts for `count` and `group` as a
+    /// float does, is kept for `sum` and `avg`, and is left out by the others.
+    pub fn from_series(
+        op: AggregateOp,
+        grouping: &AggregateGrouping,
+        series: Vec<StepSeries>,
+        steps: usize,
+        expr_pos: usize,
+    ) -> Self {
+        let mut out = PartialAggregate::empty(op, expr_pos);
         for s in series {
-            let states = out.groups.entry(group_labels(&s.labels, grouping)).or_insert_with(|| vec![None; steps]);
-            for (slot, v) in states.iter_mut().zip(&s.values) {
-                let Some(v) = *v else { continue };
+            let group = group_labels(&s.labels, grouping);
+            if !s.histograms.is_empty() {
+                out.fold_histograms(&group, &s, steps);
+            }
+            let states = out.groups.entry(group).or_insert_with(|| vec![None; steps]);
+            let histogram_as_float = matches!(op, AggregateOp::Count | AggregateOp::Group);
+            for (i, (slot, v)) in states.iter_mut().zip(&s.values).enumerate() {
+                let v = match *v {
+                    Some(v) => v,
+                    None if histogram_as_float && s.histogram(i).is_some() => 0.0,
+                    None => continue,
+                };
                 match slot {
                     Some(state) => state.add(v),
                     None => *slot = Some(State::new(op, v)),
                 }
             }
         }
+        out.groups.retain(|_, states| states.iter().any(Option::is_some));
         out
+    }
+
+    /// The histograms of `s`, a member of `group`, as the aggregation takes them.
+    fn fold_histograms(&mut self, group: &Labels, s: &StepSeries, steps: usize) {
+        match self.op {
+            AggregateOp::Sum | AggregateOp::Avg => {
+                let labels = Arc::new(s.labels.clone());
+                let members = self.histograms.entry(group.clone()).or_insert_with(|| vec![Vec::new(); steps]);
+                for (slot, h) in members.iter_mut().zip(&s.histograms) {
+                    if let Some(h) = h {
+                        slot.push((labels.clone(), h.clone()));
+                    }
+                }
+            }
+            AggregateOp::Min | AggregateOp::Max | AggregateOp::Stddev | AggregateOp::Stdvar => {
+                self.ignored_histograms |= s.histograms.iter().any(Option::is_some);
+            }
+            _ => {}
+        }
     }
 
     /// Folds in another shard's partial states.
@@ -161,19 +211,97 @@ impl PartialAggregate {
                 }
             }
         }
+        for (labels, members) in other.histograms {
+            match self.histograms.get_mut(&labels) {
+                None => {
+                    self.histograms.insert(labels, members);
+                }
+                Some(mine) => mine.iter_mut().zip(members).for_each(|(a, b)| a.extend(b)),
+            }
+        }
+        self.ignored_histograms |= other.ignored_histograms;
     }
 
-    /// The aggregated vector over `steps` steps.
-    pub fn finish(self, steps: usize) -> Vec<StepSeries> {
+    /// The aggregated vector over `steps` steps, with upstream's annotations about the
+    /// histograms it met.
+    pub fn finish(mut self, steps: usize, annotations: &mut Annotations) -> Vec<StepSeries> {
         let op = self.op;
-        self.groups
-            .into_iter()
-            .map(|(labels, states)| {
-                let mut values: Vec<Option<f64>> = states.iter().map(|s| s.as_ref().map(|s| s.finish(op))).collect();
-                values.resize(steps, None);
-                StepSeries::floats(labels, values)
-            })
-            .collect()
+        if self.ignored_histograms {
+            annotations.info(format!("ignored histogram in {} aggregation", op.name()), self.expr_pos);
+        }
+        let mut out = Vec::with_capacity(self.groups.len() + self.histograms.len());
+        for (labels, states) in std::mem::take(&mut self.groups) {
+            let mut values: Vec<Option<f64>> = states.iter().map(|s| s.as_ref().map(|s| s.finish(op))).collect();
+            values.resize(steps, None);
+            let mut series = StepSeries::floats(labels, values);
+            if let Some(members) = self.histograms.remove(&series.labels) {
+                self.finish_histograms(&mut series, members, annotations);
+            }
+            out.push(series);
+        }
+        for (labels, members) in std::mem::take(&mut self.histograms) {
+            let mut series = StepSeries::floats(labels, vec![None; steps]);
+            self.finish_histograms(&mut series, members, annotations);
+            out.push(series);
+        }
+        out.retain(StepSeries::has_values);
+        out
+    }
+
+    /// Adds up each step's histograms into `series` (`avg` divides by their number). A step
+    /// with floats too, or with histograms of exponential and custom buckets together, has no
+    /// value, with upstream's warning.
+    fn finish_histograms(
+        &self,
+        series: &mut StepSeries,
+        members: Vec<HistogramMembers>,
+        annotations: &mut Annotations,
+    ) {
+        let pos = self.expr_pos;
+        series.histograms = vec![None; series.values.len()];
+        for (i, mut members) in members.into_iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            if series.values[i].take().is_some() {
+                annotations.warn("encountered a mix of histograms and floats for aggregation", pos);
+                continue;
+            }
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            let hints: Vec<CounterResetHint> = members.iter().map(|(_, h)| h.counter_reset_hint).collect();
+            if hints.contains(&CounterResetHint::CounterReset) && hints.contains(&CounterResetHint::NotCounterReset) {
+                annotations.warn("conflicting counter resets during histogram aggregation", pos);
+            }
+            let mut sum = FloatHistogram::clone(&members[0].1);
+            let mut failed = false;
+            for (labels, h) in &members[1..] {
+                match sum.add(h) {
+                    Ok(outcome) if outcome.custom_bounds_reconciled => {
+                        annotations.info("mismatched custom buckets were reconciled during aggregation", pos)
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        annotations.warn(
+                            format!(
+                                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
+                                labels.metric_name()
+                            ),
+                            pos,
+                        );
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                continue;
+            }
+            if self.op == AggregateOp::Avg {
+                sum.div(members.len() as f64);
+            }
+            sum.compact(0);
+            series.histograms[i] = Some(Arc::new(sum));
+        }
     }
 }
 
@@ -184,9 +312,15 @@ pub(super) fn evaluate(
     op: AggregateOp,
     grouping: &AggregateGrouping,
     param: Option<(Value, usize)>,
-    series: Vec<StepSeries>,
+    (series, expr_pos): (Vec<StepSeries>, usize),
     steps: usize,
 ) -> Result<Value, EvalError> {
+    // Upstream's info for the aggregations that leave histograms out.
+    if matches!(op, AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Quantile)
+        && series.iter().any(|s| s.histograms.iter().any(Option::is_some))
+    {
+        ev.info(format!("ignored histogram in {} aggregation", op.name()), expr_pos);
+    }
     let (param, pos) = match param {
         Some((v, pos)) => (Some(v), pos),
         None => (None, 0),
@@ -229,7 +363,10 @@ pub(super) fn evaluate(
             let r: Vec<f64> = r.into_iter().map(|r| capped_ratio(ev, r, pos)).collect();
             limit_ratio(&r, series)
         }
-        _ => PartialAggregate::from_series(op, grouping, series, steps).finish(steps),
+        _ => {
+            let partial = PartialAggregate::from_series(op, grouping, series, steps, expr_pos);
+            partial.finish(steps, &mut ev.annotations.borrow_mut())
+        }
     }))
 }
 
@@ -299,16 +436,18 @@ fn wanted(k: f64, n: usize) -> usize {
     }
 }
 
-/// Keeps, per step, the values of the series whose flag in `keep` is set; drops series left
-/// without any value.
+/// Keeps, per step, the values (floats and histograms) of the series whose flag in `keep` is
+/// set; drops series left without any value.
 fn keep_values(series: Vec<StepSeries>, keep: impl Fn(usize, usize) -> bool) -> Vec<StepSeries> {
     series
         .into_iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let values: Vec<Option<f64>> =
-                s.values.iter().enumerate().map(|(step, v)| v.filter(|_| keep(i, step))).collect();
-            values.iter().any(Option::is_some).then_some(StepSeries::floats(s.labels, values))
+            let values = s.values.iter().enumerate().map(|(step, v)| v.filter(|_| keep(i, step))).collect();
+            let histograms =
+                s.histograms.iter().enumerate().map(|(step, h)| h.clone().filter(|_| keep(i, step))).collect();
+            let kept = StepSeries { labels: s.labels, values, histograms };
+            kept.has_values().then_some(kept)
         })
         .collect()
 }
@@ -322,7 +461,7 @@ fn limit_k(k: &[f64], grouping: &AggregateGrouping, mut series: Vec<StepSeries>,
     for (i, s) in series.iter().enumerate() {
         let taken = taken.entry(group_labels(&s.labels, grouping)).or_insert_with(|| vec![0; steps]);
         for (step, v) in s.values.iter().enumerate() {
-            if v.is_some() && taken[step] < wanted(k[step], usize::MAX) {
+            if (v.is_some() || s.histogram(step).is_some()) && taken[step] < wanted(k[step], usize::MAX) {
                 taken[step] += 1;
                 keep[i][step] = true;
             }
@@ -391,11 +530,16 @@ fn count_values(
     let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
     for s in &series {
         let group = group_labels(&s.labels, grouping);
-        for (i, v) in s.values.iter().enumerate() {
-            let Some(v) = v else { continue };
+        for i in 0..steps {
+            // A histogram counts by upstream's printed form of it.
+            let value = match (s.values[i], s.histogram(i)) {
+                (Some(v), _) => format_value(v),
+                (None, Some(h)) => h.go_string(),
+                (None, None) => continue,
+            };
             let mut pairs: Vec<(String, String)> =
                 group.iter().filter(|l| l.name != label).map(|l| (l.name.clone(), l.value.clone())).collect();
-            pairs.push((label.to_string(), format_value(*v)));
+            pairs.push((label.to_string(), value));
             let values = match out.entry(Labels::from_pairs(pairs)) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {

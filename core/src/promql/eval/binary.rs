@@ -7,8 +7,10 @@
 //! their signature: all labels but the name, or only `on(...)`, or all but `ignoring(...)`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use super::{EvalError, StepSeries, Value};
+use super::{EvalError, Evaluator, StepSeries, Value};
+use crate::histogram::{FloatHistogram, HistogramError};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::ast::{BinaryModifiers, BinaryOp, Grouping, MatchOn};
 
@@ -32,13 +34,133 @@ fn operate(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// One operand of an element-wise operation: a float or a native histogram.
+#[derive(Debug, Clone)]
+enum Operand {
+    Float(f64),
+    Histogram(Arc<FloatHistogram>),
+}
+
+impl Operand {
+    fn kind(&self) -> &'static str {
+        match self {
+            Operand::Float(_) => "float",
+            Operand::Histogram(_) => "histogram",
+        }
+    }
+}
+
+/// What series `s` holds at step `i`.
+fn operand(s: &StepSeries, i: usize) -> Option<Operand> {
+    match (s.values[i], s.histogram(i)) {
+        (Some(v), _) => Some(Operand::Float(v)),
+        (None, Some(h)) => Some(Operand::Histogram(h.clone())),
+        (None, None) => None,
+    }
+}
+
+/// A series of operands, split into its floats and its histograms.
+fn series_of(labels: Labels, operands: Vec<Option<Operand>>) -> StepSeries {
+    let has_histograms = operands.iter().any(|o| matches!(o, Some(Operand::Histogram(_))));
+    let values = operands.iter().map(|o| if let Some(Operand::Float(v)) = o { Some(*v) } else { None }).collect();
+    let histograms = match has_histograms {
+        true => {
+            operands.into_iter().map(|o| if let Some(Operand::Histogram(h)) = o { Some(h) } else { None }).collect()
+        }
+        false => Vec::new(),
+    };
+    StepSeries { labels, values, histograms }
+}
+
+/// `l op r` as upstream's `vectorElemBinop` computes it: the value and whether a comparison
+/// holds; `None` for operand types the operator does not take (with upstream's info) or
+/// histograms it cannot add (with its warning).
+fn combine(ev: &Evaluator, op: BinaryOp, pos: usize, l: &Operand, r: &Operand) -> Option<(Operand, bool)> {
+    let compacted = |mut h: FloatHistogram| {
+        h.compact(0);
+        Operand::Histogram(Arc::new(h))
+    };
+    let scaled = |h: &FloatHistogram, by: fn(&mut FloatHistogram, f64) -> &mut FloatHistogram, k: f64| {
+        let mut h = h.clone();
+        by(&mut h, k);
+        compacted(h)
+    };
+    let result = match (l, r) {
+        (Operand::Float(l), Operand::Float(r)) => {
+            let (value, holds) = operate(op, *l, *r);
+            Some((Operand::Float(value), holds))
+        }
+        (Operand::Float(k), Operand::Histogram(h)) | (Operand::Histogram(h), Operand::Float(k))
+            if op == BinaryOp::Mul =>
+        {
+            Some((scaled(h, FloatHistogram::mul, *k), true))
+        }
+        (Operand::Histogram(h), Operand::Float(k)) if op == BinaryOp::Div => {
+            Some((scaled(h, FloatHistogram::div, *k), true))
+        }
+        (Operand::Histogram(a), Operand::Histogram(b)) if matches!(op, BinaryOp::Add | BinaryOp::Sub) => {
+            let mut sum = FloatHistogram::clone(a);
+            let (outcome, operation) = match op {
+                BinaryOp::Add => (sum.add(b), "addition"),
+                _ => (sum.sub(b), "subtraction"),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    if outcome.counter_reset_collision {
+                        ev.warn(format!("conflicting counter resets during histogram {operation}"), pos);
+                    }
+                    if outcome.custom_bounds_reconciled {
+                        ev.info(format!("mismatched custom buckets were reconciled during {operation}"), pos);
+                    }
+                    if op == BinaryOp::Sub {
+                        sum.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+                    }
+                    Some((compacted(sum), true))
+                }
+                Err(HistogramError::MixedSchemas) => {
+                    let symbol = op.symbol();
+                    ev.warn(format!("incompatible bucket layout encountered for binary operator {symbol}"), pos);
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        (Operand::Histogram(a), Operand::Histogram(b)) if matches!(op, BinaryOp::Eql | BinaryOp::Neq) => {
+            let equal = a.equals(b);
+            Some((l.clone(), if op == BinaryOp::Eql { equal } else { !equal }))
+        }
+        _ => None,
+    };
+    if result.is_none() && (matches!(l, Operand::Histogram(_)) || matches!(r, Operand::Histogram(_))) {
+        let (lk, rk, symbol) = (l.kind(), r.kind(), op.symbol());
+        if !(matches!((l, r), (Operand::Histogram(_), Operand::Histogram(_)))
+            && matches!(op, BinaryOp::Add | BinaryOp::Sub))
+        {
+            ev.info(
+                format!("incompatible sample types encountered for binary operator {symbol:?}: {lk} {symbol} {rk}"),
+                pos,
+            );
+        }
+    }
+    result
+}
+
 /// The result of one element-wise operation: `Some` value to output, or `None` when a
-/// comparison filters it out.
-fn element(op: BinaryOp, return_bool: bool, l: f64, r: f64, keep_from: f64) -> Option<f64> {
-    let (value, holds) = operate(op, l, r);
-    match (op.is_comparison(), return_bool) {
-        (true, true) => Some(if holds { 1.0 } else { 0.0 }),
-        (true, false) => holds.then_some(keep_from),
+/// comparison filters it out or the operands do not combine. A comparison keeps `keep_from`
+/// (the vector's value against a scalar, else the left-hand side's), or with `bool` becomes
+/// 0 or 1.
+fn element(
+    ev: &Evaluator,
+    op: BinaryOp,
+    m: &BinaryModifiers,
+    l: &Operand,
+    r: &Operand,
+    keep_from: &Operand,
+) -> Option<Operand> {
+    let (value, holds) = combine(ev, op, m.pos, l, r)?;
+    match (op.is_comparison(), m.return_bool) {
+        (true, true) => Some(Operand::Float(if holds { 1.0 } else { 0.0 })),
+        (true, false) => holds.then(|| keep_from.clone()),
         (false, _) => Some(value),
     }
 }
@@ -48,6 +170,7 @@ fn drops_name(op: BinaryOp, return_bool: bool) -> bool {
 }
 
 pub(super) fn apply(
+    ev: &Evaluator,
     op: BinaryOp,
     m: &BinaryModifiers,
     lhs: Value,
@@ -55,13 +178,22 @@ pub(super) fn apply(
     steps: usize,
 ) -> Result<Value, EvalError> {
     match (lhs, rhs) {
-        (Value::Scalar(l), Value::Scalar(r)) => {
-            Ok(Value::Scalar(l.iter().zip(&r).map(|(&a, &b)| element(op, true, a, b, a).unwrap_or(f64::NAN)).collect()))
-        }
-        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(op, m.return_bool, v, &s, false))),
-        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, m.return_bool, v, &s, true))),
+        (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(
+            l.iter()
+                .zip(&r)
+                .map(|(&a, &b)| {
+                    let (value, holds) = operate(op, a, b);
+                    match op.is_comparison() {
+                        true => f64::from(u8::from(holds)),
+                        false => value,
+                    }
+                })
+                .collect(),
+        )),
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(ev, op, m, v, &s, false))),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(ev, op, m, v, &s, true))),
         (Value::Vector(l), Value::Vector(r)) if op.is_set() => Ok(Value::Vector(set_operation(op, m, l, r, steps))),
-        (Value::Vector(l), Value::Vector(r)) => vector_vector(op, m, l, r, steps).map(Value::Vector),
+        (Value::Vector(l), Value::Vector(r)) => vector_vector(ev, op, m, l, r, steps).map(Value::Vector),
         (l, r) => {
             Err(EvalError::Execution(format!("binary operation between {} and {}", l.type_name(), r.type_name())))
         }
@@ -70,8 +202,9 @@ pub(super) fn apply(
 
 /// `vector op scalar`, or `scalar op vector` when `swapped`.
 fn vector_scalar(
+    ev: &Evaluator,
     op: BinaryOp,
-    return_bool: bool,
+    m: &BinaryModifiers,
     series: Vec<StepSeries>,
     scalar: &[f64],
     swapped: bool,
@@ -79,19 +212,18 @@ fn vector_scalar(
     series
         .into_iter()
         .filter_map(|s| {
-            let values: Vec<Option<f64>> = s
-                .values
-                .iter()
-                .zip(scalar)
-                .map(|(&v, &k)| {
-                    let v = v?;
-                    let (l, r) = if swapped { (k, v) } else { (v, k) };
+            let operands: Vec<Option<Operand>> = (0..s.values.len())
+                .map(|i| {
+                    let v = operand(&s, i)?;
+                    let k = Operand::Float(scalar[i]);
+                    let (l, r) = if swapped { (&k, &v) } else { (&v, &k) };
                     // A comparison keeps the vector's value, whichever side it is on.
-                    element(op, return_bool, l, r, v)
+                    element(ev, op, m, l, r, &v)
                 })
                 .collect();
-            let labels = if drops_name(op, return_bool) { s.labels.into_without_metric_name() } else { s.labels };
-            values.iter().any(Option::is_some).then_some(StepSeries::floats(labels, values))
+            let labels = if drops_name(op, m.return_bool) { s.labels.into_without_metric_name() } else { s.labels };
+            let out = series_of(labels, operands);
+            out.has_values().then_some(out)
         })
         .collect()
 }
@@ -105,7 +237,7 @@ fn signature(labels: &Labels, matching: &Option<MatchOn>) -> Labels {
     }
 }
 
-/// `and`, `or`, `unless`, evaluated per step.
+/// `and`, `or`, `unless`, evaluated per step; floats and histograms alike.
 fn set_operation(
     op: BinaryOp,
     m: &BinaryModifiers,
@@ -116,19 +248,15 @@ fn set_operation(
     let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
     let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
     let present_at = |series: &[StepSeries], sigs: &[Labels], i: usize| -> HashSet<Labels> {
-        series.iter().zip(sigs).filter(|(s, _)| s.values[i].is_some()).map(|(_, sig)| sig.clone()).collect()
+        series.iter().zip(sigs).filter(|(s, _)| has_value(s, i)).map(|(_, sig)| sig.clone()).collect()
     };
-    let mut out: Vec<StepSeries> =
-        lhs.iter().map(|s| StepSeries::floats(s.labels.clone(), vec![None; steps])).collect();
+    let mut out: Vec<Vec<Option<Operand>>> = vec![vec![None; steps]; lhs.len()];
     // `or`: right-hand series at the steps where no left-hand series matches them.
-    let mut extra: Vec<StepSeries> = match op {
-        BinaryOp::Or => rhs.iter().map(|s| StepSeries::floats(s.labels.clone(), vec![None; steps])).collect(),
-        _ => Vec::new(),
-    };
+    let mut extra: Vec<Vec<Option<Operand>>> = vec![vec![None; steps]; if op == BinaryOp::Or { rhs.len() } else { 0 }];
     for i in 0..steps {
         let right = present_at(&rhs, &rsig, i);
         for (j, s) in lhs.iter().enumerate() {
-            let Some(v) = s.values[i] else { continue };
+            let Some(v) = operand(s, i) else { continue };
             let matched = right.contains(&lsig[j]);
             let keep = match op {
                 BinaryOp::And => matched,
@@ -136,21 +264,25 @@ fn set_operation(
                 _ => true,
             };
             if keep {
-                out[j].values[i] = Some(v);
+                out[j][i] = Some(v);
             }
         }
         if op == BinaryOp::Or {
             let left = present_at(&lhs, &lsig, i);
             for (j, s) in rhs.iter().enumerate() {
-                if s.values[i].is_some() && !left.contains(&rsig[j]) {
-                    extra[j].values[i] = s.values[i];
+                if !left.contains(&rsig[j]) {
+                    extra[j][i] = operand(s, i);
                 }
             }
         }
     }
-    out.extend(extra);
-    out.retain(|s| s.values.iter().any(Option::is_some));
-    out
+    let labels = lhs.into_iter().chain(rhs.into_iter().take(extra.len())).map(|s| s.labels);
+    labels.zip(out.into_iter().chain(extra)).map(|(l, o)| series_of(l, o)).filter(StepSeries::has_values).collect()
+}
+
+/// Whether series `s` has a value (of either type) at step `i`.
+fn has_value(s: &StepSeries, i: usize) -> bool {
+    s.values[i].is_some() || s.histogram(i).is_some()
 }
 
 /// The labels of a result series built from the "many" side `many` and the "one" side `one`.
@@ -172,6 +304,7 @@ fn result_labels(many: &Labels, one: &Labels, op: BinaryOp, m: &BinaryModifiers)
 }
 
 fn vector_vector(
+    ev: &Evaluator,
     op: BinaryOp,
     m: &BinaryModifiers,
     lhs: Vec<StepSeries>,
@@ -185,11 +318,11 @@ fn vector_vector(
     let one_side = if right_is_many { "left" } else { "right" };
     let many_sig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, &m.matching)).collect();
     let one_sig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, &m.matching)).collect();
-    let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
+    let mut out: HashMap<Labels, Vec<Option<Operand>>> = HashMap::new();
     for i in 0..steps {
         let mut one_by_sig: HashMap<&Labels, usize> = HashMap::new();
         for (j, s) in one.iter().enumerate() {
-            if s.values[i].is_none() {
+            if !has_value(s, i) {
                 continue;
             }
             if let Some(&prev) = one_by_sig.get(&one_sig[j]) {
@@ -202,10 +335,10 @@ fn vector_vector(
         }
         let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (j, s) in many.iter().enumerate() {
-            let Some(v) = s.values[i] else { continue };
+            let Some(v) = operand(s, i) else { continue };
             let Some(&k) = one_by_sig.get(&many_sig[j]) else { continue };
-            let w = one[k].values[i].expect("present at this step");
-            let (l, r) = if right_is_many { (w, v) } else { (v, w) };
+            let w = operand(&one[k], i).expect("present at this step");
+            let (l, r) = if right_is_many { (&w, &v) } else { (&v, &w) };
             let labels = result_labels(&s.labels, &one[k].labels, op, m);
             let seen = matched.entry(&many_sig[j]).or_default();
             if m.group.is_none() {
@@ -221,7 +354,7 @@ fn vector_vector(
                 ));
             }
             seen.insert(labels.clone());
-            let Some(value) = element(op, m.return_bool, l, r, l) else { continue };
+            let Some(value) = element(ev, op, m, l, r, l) else { continue };
             let slot = &mut out.entry(labels).or_insert_with(|| vec![None; steps])[i];
             if slot.is_some() {
                 return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
@@ -229,5 +362,5 @@ fn vector_vector(
             *slot = Some(value);
         }
     }
-    Ok(out.into_iter().map(|(labels, values)| StepSeries::floats(labels, values)).collect())
+    Ok(out.into_iter().map(|(labels, operands)| series_of(labels, operands)).collect())
 }

@@ -548,9 +548,13 @@ fn evaluate_fragment_within(
     let value = ev.eval(&fragment.node)?;
     let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(value),
-        Merge::Aggregate { op, grouping } => {
-            FragmentResult::Partial(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps()))
-        }
+        Merge::Aggregate { op, grouping, expr_pos } => FragmentResult::Partial(PartialAggregate::from_series(
+            *op,
+            grouping,
+            value.into_vector()?,
+            params.steps(),
+            *expr_pos,
+        )),
     };
     Ok(FragmentOutput { result, annotations: ev.annotations.into_inner(), samples: ev.samples.get() })
 }
@@ -582,7 +586,7 @@ impl Plan {
             .fragments
             .iter()
             .zip(per_fragment)
-            .map(|(fragment, outs)| merge(fragment, outs, &fragment_params(params, &fragment.frames)))
+            .map(|(fragment, outs)| merge(fragment, outs, &fragment_params(params, &fragment.frames), &mut annotations))
             .collect::<Result<_, _>>()?;
         if samples > self.limits.max_samples {
             return Err(EvalError::TooManySamples);
@@ -597,7 +601,14 @@ impl Plan {
     }
 }
 
-fn merge(fragment: &Fragment, outputs: Vec<FragmentResult>, params: &EvalParams) -> Result<Value, EvalError> {
+/// One fragment's value from every shard's output; annotations the merge finds go to
+/// `annotations`.
+fn merge(
+    fragment: &Fragment,
+    outputs: Vec<FragmentResult>,
+    params: &EvalParams,
+    annotations: &mut Annotations,
+) -> Result<Value, EvalError> {
     match &fragment.merge {
         Merge::Concat => {
             let mut merged: Option<Value> = None;
@@ -629,8 +640,8 @@ fn merge(fragment: &Fragment, outputs: Vec<FragmentResult>, params: &EvalParams)
                 other => Ok(other),
             }
         }
-        Merge::Aggregate { op, .. } => {
-            let mut acc = PartialAggregate::empty(*op);
+        Merge::Aggregate { op, expr_pos, .. } => {
+            let mut acc = PartialAggregate::empty(*op, *expr_pos);
             for out in outputs {
                 match out {
                     FragmentResult::Partial(p) => acc.merge(p),
@@ -639,7 +650,7 @@ fn merge(fragment: &Fragment, outputs: Vec<FragmentResult>, params: &EvalParams)
                     }
                 }
             }
-            Ok(Value::Vector(acc.finish(params.steps())))
+            Ok(Value::Vector(acc.finish(params.steps(), annotations)))
         }
     }
 }
@@ -888,11 +899,12 @@ impl<'a> Evaluator<'a> {
                 other => return Err(EvalError::Execution(format!("unary minus on a {}", other.type_name()))),
             },
             Node::Binary { op, lhs, rhs, modifiers } => {
-                binary::apply(*op, modifiers, self.eval(lhs)?, self.eval(rhs)?, steps)?
+                binary::apply(self, *op, modifiers, self.eval(lhs)?, self.eval(rhs)?, steps)?
             }
-            Node::Aggregate { op, expr, param, grouping, param_pos } => {
+            Node::Aggregate { op, expr, param, grouping, param_pos, expr_pos } => {
                 let param = param.as_deref().map(|p| self.eval(p)).transpose()?.map(|v| (v, *param_pos));
-                aggregate::evaluate(self, *op, grouping, param, self.eval(expr)?.into_vector()?, steps)?
+                let series = self.eval(expr)?.into_vector()?;
+                aggregate::evaluate(self, *op, grouping, param, (series, *expr_pos), steps)?
             }
         })
     }
