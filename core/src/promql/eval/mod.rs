@@ -15,6 +15,7 @@ mod exact_sum;
 mod functions;
 mod info;
 mod range_functions;
+mod range_histograms;
 mod selector;
 
 use std::cell::RefCell;
