@@ -15,6 +15,7 @@ mod layout;
 pub mod notation;
 mod reset;
 pub mod stats;
+mod trim;
 
 pub use bounds::bucket_bound;
 pub use notation::parse_histogram;

@@ -143,11 +143,20 @@ pub enum BinaryOp {
     Mod,
     Atan2,
     Pow,
+    /// `h </ x`: a histogram's observations below `x`.
+    TrimUpper,
+    /// `h >/ x`: a histogram's observations above `x`.
+    TrimLower,
 }
 
 impl BinaryOp {
     pub fn is_comparison(self) -> bool {
         matches!(self, BinaryOp::Eql | BinaryOp::Neq | BinaryOp::Lte | BinaryOp::Lss | BinaryOp::Gte | BinaryOp::Gtr)
+    }
+
+    /// `</` and `>/`, which cut a histogram's buckets at a value.
+    pub fn is_trim(self) -> bool {
+        matches!(self, BinaryOp::TrimUpper | BinaryOp::TrimLower)
     }
 
     pub fn is_set(self) -> bool {
@@ -172,6 +181,8 @@ impl BinaryOp {
             BinaryOp::Mod => "%",
             BinaryOp::Atan2 => "atan2",
             BinaryOp::Pow => "^",
+            BinaryOp::TrimUpper => "</",
+            BinaryOp::TrimLower => ">/",
         }
     }
 }

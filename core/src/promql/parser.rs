@@ -56,7 +56,9 @@ fn pratt() -> &'static PrattParser<Rule> {
                 | Op::infix(Rule::op_lte, Assoc::Left)
                 | Op::infix(Rule::op_lss, Assoc::Left)
                 | Op::infix(Rule::op_gte, Assoc::Left)
-                | Op::infix(Rule::op_gtr, Assoc::Left))
+                | Op::infix(Rule::op_gtr, Assoc::Left)
+                | Op::infix(Rule::op_trim_upper, Assoc::Left)
+                | Op::infix(Rule::op_trim_lower, Assoc::Left))
             .op(Op::infix(Rule::op_add, Assoc::Left) | Op::infix(Rule::op_sub, Assoc::Left))
             .op(Op::infix(Rule::op_mul, Assoc::Left)
                 | Op::infix(Rule::op_div, Assoc::Left)
@@ -379,6 +381,8 @@ impl Builder {
             Rule::op_eql => BinaryOp::Eql,
             Rule::op_neq => BinaryOp::Neq,
             Rule::op_lte => BinaryOp::Lte,
+            Rule::op_trim_upper => BinaryOp::TrimUpper,
+            Rule::op_trim_lower => BinaryOp::TrimLower,
             Rule::op_lss => BinaryOp::Lss,
             Rule::op_gte => BinaryOp::Gte,
             Rule::op_gtr => BinaryOp::Gtr,
@@ -639,6 +643,9 @@ fn check_binary(op: BinaryOp, lhs: &Expr, rhs: &Expr, m: &BinaryModifiers) -> st
     let both_scalar = lt == ValueType::Scalar && rt == ValueType::Scalar;
     if op.is_comparison() && both_scalar && !m.return_bool {
         return Err("comparisons between scalars must use BOOL modifier".into());
+    }
+    if op.is_trim() && both_scalar {
+        return Err(format!("operator {:?} not allowed for Scalar operations", op.symbol()));
     }
     if op.is_set() && (lt == ValueType::Scalar || rt == ValueType::Scalar) {
         return Err(format!("set operator {:?} not allowed in binary scalar expression", op.symbol()));

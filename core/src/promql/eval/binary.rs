@@ -31,6 +31,7 @@ fn operate(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
         BinaryOp::Gte => (l, l >= r),
         BinaryOp::Lte => (l, l <= r),
         BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => unreachable!("set operators are handled separately"),
+        BinaryOp::TrimUpper | BinaryOp::TrimLower => unreachable!("trims take histograms, and scalars are refused"),
     }
 }
 
@@ -86,6 +87,12 @@ fn combine(ev: &Evaluator, op: BinaryOp, pos: usize, l: &Operand, r: &Operand) -
         compacted(h)
     };
     let result = match (l, r) {
+        (Operand::Histogram(h), Operand::Float(k)) if op.is_trim() => {
+            let mut h = FloatHistogram::clone(h);
+            h.trim_buckets(*k, op == BinaryOp::TrimUpper);
+            Some((Operand::Histogram(Arc::new(h)), true))
+        }
+        _ if op.is_trim() => None,
         (Operand::Float(l), Operand::Float(r)) => {
             let (value, holds) = operate(op, *l, *r);
             Some((Operand::Float(value), holds))
@@ -131,7 +138,8 @@ fn combine(ev: &Evaluator, op: BinaryOp, pos: usize, l: &Operand, r: &Operand) -
         }
         _ => None,
     };
-    if result.is_none() && (matches!(l, Operand::Histogram(_)) || matches!(r, Operand::Histogram(_))) {
+    let histograms = matches!(l, Operand::Histogram(_)) || matches!(r, Operand::Histogram(_));
+    if result.is_none() && (histograms || op.is_trim()) {
         let (lk, rk, symbol) = (l.kind(), r.kind(), op.symbol());
         if !(matches!((l, r), (Operand::Histogram(_), Operand::Histogram(_)))
             && matches!(op, BinaryOp::Add | BinaryOp::Sub))
@@ -143,6 +151,16 @@ fn combine(ev: &Evaluator, op: BinaryOp, pos: usize, l: &Operand, r: &Operand) -
         }
     }
     result
+}
+
+/// [`element`] of two floats.
+fn float_element(op: BinaryOp, return_bool: bool, l: f64, r: f64, keep_from: f64) -> Option<f64> {
+    let (value, holds) = operate(op, l, r);
+    match (op.is_comparison(), return_bool) {
+        (true, true) => Some(if holds { 1.0 } else { 0.0 }),
+        (true, false) => holds.then_some(keep_from),
+        (false, _) => Some(value),
+    }
 }
 
 /// The result of one element-wise operation: `Some` value to output, or `None` when a
@@ -165,8 +183,9 @@ fn element(
     }
 }
 
+/// Arithmetic and `bool` comparisons drop the metric name; filters and trims keep it.
 fn drops_name(op: BinaryOp, return_bool: bool) -> bool {
-    return_bool || !op.is_comparison()
+    return_bool || !(op.is_comparison() || op.is_trim())
 }
 
 pub(super) fn apply(
@@ -212,6 +231,22 @@ fn vector_scalar(
     series
         .into_iter()
         .filter_map(|s| {
+            let labels =
+                || if drops_name(op, m.return_bool) { s.labels.without_metric_name() } else { s.labels.clone() };
+            if s.histograms.is_empty() {
+                // Floats only (alerting thresholds over many series): no operands to build.
+                let values: Vec<Option<f64>> = s
+                    .values
+                    .iter()
+                    .zip(scalar)
+                    .map(|(&v, &k)| {
+                        let v = v?;
+                        let (l, r) = if swapped { (k, v) } else { (v, k) };
+                        float_element(op, m.return_bool, l, r, v)
+                    })
+                    .collect();
+                return values.iter().any(Option::is_some).then(|| StepSeries::floats(labels(), values));
+            }
             let operands: Vec<Option<Operand>> = (0..s.values.len())
                 .map(|i| {
                     let v = operand(&s, i)?;
@@ -221,8 +256,7 @@ fn vector_scalar(
                     element(ev, op, m, l, r, &v)
                 })
                 .collect();
-            let labels = if drops_name(op, m.return_bool) { s.labels.into_without_metric_name() } else { s.labels };
-            let out = series_of(labels, operands);
+            let out = series_of(labels(), operands);
             out.has_values().then_some(out)
         })
         .collect()
