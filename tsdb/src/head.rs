@@ -596,8 +596,9 @@ impl Head {
 
     /// Appends a native-histogram sample to series `id`: as a float, it must be newer than
     /// every sample of the series, of either type. A counter histogram without a counter-reset
-    /// hint gets the one upstream's chunks give it when read back: none after a float or as
-    /// the series' first, else whether it is a reset of the histogram before it.
+    /// hint gets one from the histogram before it: "reset" or "not a reset" (none as the
+    /// series' first, or after a float or a gauge). Reads other than for statistics see a
+    /// reset as upstream's chunks show it, without a hint (see `stats_decoding`).
     pub fn append_histogram(&mut self, id: u32, t: i64, mut h: FloatHistogram) -> Result<Appended, AppendError> {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);

@@ -123,6 +123,8 @@ pub struct VectorSelector {
     pub at: Option<At>,
     /// Offset and (for a range selector) range that depend on the query, if any.
     pub dynamic: Option<Box<DynamicDurations>>,
+    /// Whether only histograms' counts and sums are read (see [`super::stats_decoding`]).
+    pub stats_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ pub mod executor;
 pub mod functions;
 pub mod parser;
 pub mod plan;
+pub mod stats_decoding;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{

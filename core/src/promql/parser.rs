@@ -214,7 +214,9 @@ pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr> {
     let query = pairs.next().expect("the query rule always yields one pair");
     let expr_pair = query.into_inner().next().expect("a query holds one expression");
     let b = Builder { options };
-    b.expr(expr_pair)
+    let mut expr = b.expr(expr_pair)?;
+    super::stats_decoding::mark(&mut expr);
+    Ok(expr)
 }
 
 struct Builder {
@@ -577,7 +579,7 @@ impl Builder {
             }
             matchers.insert(0, Matcher::equal(METRIC_NAME, n.clone()));
         }
-        Ok(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None })
+        Ok(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None, stats_only: false })
     }
 
     fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {

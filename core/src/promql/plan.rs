@@ -421,7 +421,8 @@ impl Planner {
         };
         let base = self.lower(&args[0])?;
         let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
-        let selector = VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None };
+        let selector =
+            VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None, stats_only: false };
         let infos = Node::SampleTimes(selector.clone());
         let infos = self.fragment(infos, Merge::Concat, &Expr::VectorSelector(selector));
         Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })

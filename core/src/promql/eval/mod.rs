@@ -656,6 +656,18 @@ fn merge(
     }
 }
 
+/// A subquery's histogram as upstream hands it on: a counter's reset hint is dropped, since
+/// the steps it was evaluated at are not the samples the hint was about.
+fn without_reset_hint(h: &Arc<FloatHistogram>) -> Arc<FloatHistogram> {
+    use crate::histogram::CounterResetHint::{CounterReset, NotCounterReset, Unknown};
+    if !matches!(h.counter_reset_hint, CounterReset | NotCounterReset) {
+        return h.clone();
+    }
+    let mut h = FloatHistogram::clone(h);
+    h.counter_reset_hint = Unknown;
+    Arc::new(h)
+}
+
 /// `-h`: every count and the sum negated, as upstream negates a histogram.
 fn negated(h: &FloatHistogram) -> Arc<FloatHistogram> {
     let mut h = h.clone();
@@ -924,7 +936,7 @@ impl<'a> Evaluator<'a> {
             let mut samples = Vec::new();
             self.each_step(s.values.len(), |i| samples.extend(s.values[i].map(|v| Sample { t: inner.ts(i), v })))?;
             let histograms = (0..s.histograms.len())
-                .filter_map(|i| s.histogram(i).map(|h| HistogramSample { t: inner.ts(i), h: h.clone() }))
+                .filter_map(|i| s.histogram(i).map(|h| HistogramSample { t: inner.ts(i), h: without_reset_hint(h) }))
                 .collect();
             series.push(SeriesSamples { labels: s.labels, samples, histograms });
         }

@@ -8,11 +8,28 @@ use super::{histogram_samples, EvalError, EvalParams, Evaluator, RangeVector, St
 use crate::labels::Projection;
 use crate::promql::ast::VectorSelector;
 use crate::promql::SeriesSource;
-use crate::value::is_stale_nan;
+use std::sync::Arc;
+
+use crate::histogram::{CounterResetHint, FloatHistogram};
+use crate::value::{is_stale_nan, HistogramSample};
 
 /// The window ends of every step for a selector with these modifiers.
 fn ends(params: &EvalParams, vs: &VectorSelector) -> Vec<i64> {
     (0..params.steps()).map(|i| params.shifted_time(i, vs.offset, vs.at)).collect()
+}
+
+/// `histograms` as `vs` reads them: unless it reads statistics only, a counter reset has no
+/// hint, as the first sample of a new chunk reads back upstream (see
+/// [`crate::promql::stats_decoding`]).
+fn as_read(vs: &VectorSelector, histograms: &mut [HistogramSample]) {
+    if vs.stats_only {
+        return;
+    }
+    for x in histograms.iter_mut().filter(|x| x.h.counter_reset_hint == CounterResetHint::CounterReset) {
+        let mut h = FloatHistogram::clone(&x.h);
+        h.counter_reset_hint = CounterResetHint::Unknown;
+        x.h = Arc::new(h);
+    }
 }
 
 /// What an instant selector yields at a step: the sample's value, or its time.
@@ -44,7 +61,8 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, yields: Yield) -> Result<Vec<StepSe
         source.select(&vs.matchers, lo.saturating_sub(params.lookback), hi, ev.labels)?
     };
     let mut out = Vec::new();
-    for s in series {
+    for mut s in series {
+        as_read(vs, &mut s.histograms);
         ev.charge(steps)?;
         let mut values = Vec::with_capacity(steps);
         let keep_histograms = !s.histograms.is_empty() && yields == Yield::Values;
@@ -112,6 +130,7 @@ pub(super) fn range(
             .filter_map(|mut s| {
                 s.samples.retain(|x| !is_stale_nan(x.v));
                 s.histograms.retain(|x| !is_stale_nan(x.h.sum));
+                as_read(vs, &mut s.histograms);
                 (!s.is_empty()).then_some(s)
             })
             .collect(),
