@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
 use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
-use crate::histogram::{CounterResetHint, FloatHistogram};
+use crate::histogram::{CounterResetHint, FloatHistogram, Span};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
 use crate::value::format_value;
@@ -110,9 +110,32 @@ impl State {
 }
 
 /// The histograms of one group at one step that `sum` or `avg` adds up, each with its series'
-/// labels: they are added in label order when finished, so that the result is the same
-/// however the series are spread over shards.
+/// labels: they are added in the order of [`by_value`] when finished, so that the result is
+/// the same however the series are spread over shards (a shard may read no labels at all
+/// when the grouping needs none).
 type HistogramMembers = Vec<(Arc<Labels>, Arc<FloatHistogram>)>;
+
+/// A total order of histograms by their data, for adding them in an order that does not
+/// depend on where they came from: histograms equal in it are equal in every number.
+fn by_value(a: &FloatHistogram, b: &FloatHistogram) -> std::cmp::Ordering {
+    let floats = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne());
+    let spans = |x: &[Span]| x.iter().map(|s| (s.offset, s.length)).collect::<Vec<_>>();
+    a.count
+        .total_cmp(&b.count)
+        .then(a.sum.total_cmp(&b.sum))
+        .then(a.schema.cmp(&b.schema))
+        .then(a.zero_threshold.total_cmp(&b.zero_threshold))
+        .then(a.zero_count.total_cmp(&b.zero_count))
+        .then(a.positive_buckets.len().cmp(&b.positive_buckets.len()))
+        .then(a.negative_buckets.len().cmp(&b.negative_buckets.len()))
+        .then(a.custom_values.len().cmp(&b.custom_values.len()))
+        .then_with(|| floats(&a.positive_buckets, &b.positive_buckets).unwrap_or(std::cmp::Ordering::Equal))
+        .then_with(|| floats(&a.negative_buckets, &b.negative_buckets).unwrap_or(std::cmp::Ordering::Equal))
+        .then_with(|| floats(&a.custom_values, &b.custom_values).unwrap_or(std::cmp::Ordering::Equal))
+        .then_with(|| spans(&a.positive_spans).cmp(&spans(&b.positive_spans)))
+        .then_with(|| spans(&a.negative_spans).cmp(&spans(&b.negative_spans)))
+        .then((a.counter_reset_hint as u8).cmp(&(b.counter_reset_hint as u8)))
+}
 
 /// Per-group, per-step partial states of one decomposable aggregation.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,7 +290,7 @@ impl PartialAggregate {
                 annotations.warn("encountered a mix of histograms and floats for aggregation", pos);
                 continue;
             }
-            members.sort_by(|a, b| a.0.cmp(&b.0));
+            members.sort_by(|a, b| by_value(&a.1, &b.1).then_with(|| a.0.cmp(&b.0)));
             let hints: Vec<CounterResetHint> = members.iter().map(|(_, h)| h.counter_reset_hint).collect();
             if hints.contains(&CounterResetHint::CounterReset) && hints.contains(&CounterResetHint::NotCounterReset) {
                 annotations.warn("conflicting counter resets during histogram aggregation", pos);

@@ -504,6 +504,14 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// `message` naming the metric it is about, as upstream's annotations do when there is one.
+fn with_metric_name(message: &str, name: &str) -> String {
+    match name {
+        "" => message.to_string(),
+        name => format!("{message} for metric name {name:?}"),
+    }
+}
+
 /// What `histogram_quantile` or `histogram_fraction` makes of one native histogram at a step:
 /// the value, and an info to report with it (about NaN observations).
 type NativeResult = (f64, Option<StatsInfo>);
@@ -553,14 +561,15 @@ fn buckets(
                 continue;
             };
             if classic_at(&s.labels, i) {
-                ev.warn("vector contains a mix of classic and native histograms", pos);
+                let message = "vector contains a mix of classic and native histograms";
+                ev.warn(with_metric_name(message, s.labels.metric_name()), pos);
                 conflicts.entry(&s.labels).or_insert_with(|| vec![false; steps])[i] = true;
                 values.push(None);
                 continue;
             }
             let (value, info) = native(h, i);
             if let Some(info) = info {
-                ev.info(info.message(), pos);
+                ev.info(with_metric_name(info.message(), s.labels.metric_name()), pos);
             }
             values.push(Some(value));
         }
