@@ -222,10 +222,18 @@ pub(super) fn call(
             let series = ev.eval(&args[0])?.into_vector()?;
             let bounds: Vec<Vec<f64>> =
                 args[1..].iter().map(|a| ev.eval(a)?.into_scalar()).collect::<Result<_, _>>()?;
+            // Go's `math.Max`/`math.Min`: an infinity toward the bound wins, then NaN gives NaN.
+            let go = |a: f64, b: f64, inf: f64, pick: fn(f64, f64) -> f64| match () {
+                _ if a == inf || b == inf => inf,
+                _ if a.is_nan() || b.is_nan() => f64::NAN,
+                _ => pick(a, b),
+            };
+            let max = |a: f64, b: f64| go(a, b, f64::INFINITY, f64::max);
+            let min = |a: f64, b: f64| go(a, b, f64::NEG_INFINITY, f64::min);
             let clamp = |v: f64, i: usize| match name {
-                "clamp_min" => v.max(bounds[0][i]),
-                "clamp_max" => v.min(bounds[0][i]),
-                _ => v.max(bounds[0][i]).min(bounds[1][i]),
+                "clamp_min" => max(v, bounds[0][i]),
+                "clamp_max" => min(v, bounds[0][i]),
+                _ => min(max(v, bounds[0][i]), bounds[1][i]),
             };
             if name == "clamp" {
                 // min > max yields nothing at that step.
@@ -237,7 +245,8 @@ pub(super) fn call(
                             s.values
                                 .iter()
                                 .enumerate()
-                                .map(|(i, v)| v.filter(|_| bounds[0][i] <= bounds[1][i]).map(|v| clamp(v, i)))
+                                // As upstream: nothing only where max < min (a NaN bound gives NaN).
+                                .map(|(i, v)| v.filter(|_| !(bounds[1][i] < bounds[0][i])).map(|v| clamp(v, i)))
                                 .collect(),
                         )
                     })
@@ -267,7 +276,14 @@ pub(super) fn call(
             ev.eval(&args[0])?
         }
         "sort" | "sort_desc" => {
-            let mut series = ev.eval(&args[0])?.into_vector()?;
+            // Histograms have no order: upstream leaves them out.
+            let mut series: Vec<StepSeries> = ev
+                .eval(&args[0])?
+                .into_vector()?
+                .into_iter()
+                .map(|s| StepSeries::floats(s.labels, s.values))
+                .filter(StepSeries::has_values)
+                .collect();
             let desc = name == "sort_desc";
             series.sort_by(|a, b| nan_last(a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN), desc));
             Value::Vector(series)
@@ -362,8 +378,19 @@ pub(super) fn call(
 /// `absent`/`absent_over_time`: 1, with `labels`, at the steps where `value` has no series.
 pub(super) fn absent(value: Value, labels: &Labels, steps: usize) -> Result<Vec<StepSeries>, EvalError> {
     let present: Vec<bool> = match value {
-        Value::Vector(series) => (0..steps).map(|i| series.iter().any(|s| s.values[i].is_some())).collect(),
-        Value::Range(r) => (0..steps).map(|i| r.series.iter().any(|s| !r.window(s, i).is_empty())).collect(),
+        Value::Vector(series) => {
+            (0..steps).map(|i| series.iter().any(|s| s.values[i].is_some() || s.histogram(i).is_some())).collect()
+        }
+        Value::Range(r) => {
+            let mut present = vec![false; steps];
+            for s in &r.series {
+                let windows = r.windows(s).zip(r.histogram_windows(s));
+                for (seen, (floats, histograms)) in present.iter_mut().zip(windows) {
+                    *seen |= !floats.is_empty() || !histograms.is_empty();
+                }
+            }
+            present
+        }
         _ => return Err(EvalError::Execution("absent needs a vector".into())),
     };
     let values: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
