@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
+use super::range_histograms::{compensated_mean, compensated_sum};
 use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{CounterResetHint, FloatHistogram, Span};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
@@ -119,7 +120,8 @@ type HistogramMembers = Vec<(Arc<Labels>, Arc<FloatHistogram>)>;
 /// depend on where they came from: histograms equal in it are equal in every number.
 fn by_value(a: &FloatHistogram, b: &FloatHistogram) -> std::cmp::Ordering {
     let floats = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne());
-    let spans = |x: &[Span]| x.iter().map(|s| (s.offset, s.length)).collect::<Vec<_>>();
+    let spans =
+        |x: &[Span], y: &[Span]| x.iter().map(|s| (s.offset, s.length)).cmp(y.iter().map(|s| (s.offset, s.length)));
     a.count
         .total_cmp(&b.count)
         .then(a.sum.total_cmp(&b.sum))
@@ -132,8 +134,8 @@ fn by_value(a: &FloatHistogram, b: &FloatHistogram) -> std::cmp::Ordering {
         .then_with(|| floats(&a.positive_buckets, &b.positive_buckets).unwrap_or(std::cmp::Ordering::Equal))
         .then_with(|| floats(&a.negative_buckets, &b.negative_buckets).unwrap_or(std::cmp::Ordering::Equal))
         .then_with(|| floats(&a.custom_values, &b.custom_values).unwrap_or(std::cmp::Ordering::Equal))
-        .then_with(|| spans(&a.positive_spans).cmp(&spans(&b.positive_spans)))
-        .then_with(|| spans(&a.negative_spans).cmp(&spans(&b.negative_spans)))
+        .then_with(|| spans(&a.positive_spans, &b.positive_spans))
+        .then_with(|| spans(&a.negative_spans, &b.negative_spans))
         .then((a.counter_reset_hint as u8).cmp(&(b.counter_reset_hint as u8)))
 }
 
@@ -295,33 +297,30 @@ impl PartialAggregate {
             if hints.contains(&CounterResetHint::CounterReset) && hints.contains(&CounterResetHint::NotCounterReset) {
                 annotations.warn("conflicting counter resets during histogram aggregation", pos);
             }
-            let mut sum = FloatHistogram::clone(&members[0].1);
-            let mut failed = false;
-            for (labels, h) in &members[1..] {
-                match sum.add(h) {
-                    Ok(outcome) if outcome.custom_bounds_reconciled => {
-                        annotations.info("mismatched custom buckets were reconciled during aggregation", pos)
+            let histograms: Vec<&FloatHistogram> = members.iter().map(|(_, h)| &**h).collect();
+            let result = match self.op {
+                AggregateOp::Avg => compensated_mean(&histograms),
+                _ => compensated_sum(&histograms),
+            };
+            let mut sum = match result {
+                Ok((sum, reconciled)) => {
+                    if reconciled {
+                        annotations.info("mismatched custom buckets were reconciled during aggregation", pos);
                     }
-                    Ok(_) => {}
-                    Err(_) => {
-                        annotations.warn(
-                            format!(
-                                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
-                                labels.metric_name()
-                            ),
-                            pos,
-                        );
-                        failed = true;
-                        break;
-                    }
+                    sum
                 }
-            }
-            if failed {
-                continue;
-            }
-            if self.op == AggregateOp::Avg {
-                sum.div(members.len() as f64);
-            }
+                Err(_) => {
+                    // Upstream names the series whose buckets were of the other kind.
+                    let custom = histograms[0].uses_custom_buckets();
+                    let other = members.iter().find(|(_, h)| h.uses_custom_buckets() != custom);
+                    let name = other.map_or("", |(labels, _)| labels.metric_name());
+                    annotations.warn(
+                        format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"),
+                        pos,
+                    );
+                    continue;
+                }
+            };
             sum.compact(0);
             series.histograms[i] = Some(Arc::new(sum));
         }

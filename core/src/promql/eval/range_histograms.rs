@@ -167,25 +167,36 @@ pub(super) fn instant(
 
 /// `sum_over_time` of histograms, with compensated sums as upstream.
 pub(super) fn sum_over_time(points: &[HistogramSample], notes: &mut Vec<Note>) -> Option<FloatHistogram> {
-    let sum = points[1..].iter().try_fold(KahanSum::new(&points[0].h), |mut acc, p| acc.add(&p.h).map(|()| acc));
-    aggregated(points, sum.and_then(KahanSum::finish), notes)
+    aggregated(points, compensated_sum(&values(points)), notes)
 }
 
 /// `avg_over_time` of histograms: the compensated sum divided by the count, switching to an
 /// incremental mean if the sum would overflow (upstream's algorithm).
 pub(super) fn avg_over_time(points: &[HistogramSample], notes: &mut Vec<Note>) -> Option<FloatHistogram> {
-    aggregated(points, average(points), notes)
+    aggregated(points, compensated_mean(&values(points)), notes)
 }
 
-/// The mean of `points` as upstream computes it, and whether custom bounds were reconciled.
-fn average(points: &[HistogramSample]) -> Result<(FloatHistogram, bool), HistogramError> {
-    let mut acc = KahanSum::new(&points[0].h);
+fn values(points: &[HistogramSample]) -> Vec<&FloatHistogram> {
+    points.iter().map(|p| &*p.h).collect()
+}
+
+/// The sum of `histograms` (at least one) with upstream's compensation (`KahanAdd`), and
+/// whether custom bounds were reconciled: `sum_over_time` and the `sum` aggregation.
+pub(super) fn compensated_sum(histograms: &[&FloatHistogram]) -> Result<(FloatHistogram, bool), HistogramError> {
+    let sum = histograms[1..].iter().try_fold(KahanSum::new(histograms[0]), |mut acc, h| acc.add(h).map(|()| acc));
+    sum.and_then(KahanSum::finish)
+}
+
+/// The mean of `histograms` (at least one) as upstream computes it for `avg_over_time` and the
+/// `avg` aggregation, and whether custom bounds were reconciled.
+pub(super) fn compensated_mean(histograms: &[&FloatHistogram]) -> Result<(FloatHistogram, bool), HistogramError> {
+    let mut acc = KahanSum::new(histograms[0]);
     let mut incremental = false;
-    for (i, p) in points.iter().enumerate().skip(1) {
+    for (i, h) in histograms.iter().enumerate().skip(1) {
         let count = (i + 1) as f64;
         if !incremental {
             let mut next = acc.clone();
-            next.add(&p.h)?;
+            next.add(h)?;
             if !has_overflow(&next.sum) {
                 acc = next;
                 continue;
@@ -194,12 +205,12 @@ fn average(points: &[HistogramSample]) -> Result<(FloatHistogram, bool), Histogr
             acc.scale(|h| h.div(count - 1.0));
         }
         acc.scale(|h| h.mul((count - 1.0) / count));
-        let mut share = FloatHistogram::clone(&p.h);
+        let mut share = FloatHistogram::clone(h);
         share.div(count);
         acc.add(&share)?;
     }
     if !incremental {
-        acc.scale(|h| h.div(points.len() as f64));
+        acc.scale(|h| h.div(histograms.len() as f64));
     }
     acc.finish()
 }
