@@ -31,7 +31,8 @@ fn operate(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
         BinaryOp::Gte => (l, l >= r),
         BinaryOp::Lte => (l, l <= r),
         BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => unreachable!("set operators are handled separately"),
-        BinaryOp::TrimUpper | BinaryOp::TrimLower => unreachable!("trims take histograms, and scalars are refused"),
+        // Trims take a histogram; between floats they hold nothing (`combine` reports it).
+        BinaryOp::TrimUpper | BinaryOp::TrimLower => (f64::NAN, false),
     }
 }
 
@@ -230,10 +231,10 @@ fn vector_scalar(
 ) -> Vec<StepSeries> {
     series
         .into_iter()
-        .filter_map(|s| {
-            let labels =
-                || if drops_name(op, m.return_bool) { s.labels.without_metric_name() } else { s.labels.clone() };
-            if s.histograms.is_empty() {
+        .filter_map(|StepSeries { labels, values, histograms }| {
+            let labels = if drops_name(op, m.return_bool) { labels.into_without_metric_name() } else { labels };
+            let s = StepSeries { labels: Labels::default(), values, histograms };
+            if s.histograms.is_empty() && !op.is_trim() {
                 // Floats only (alerting thresholds over many series): no operands to build.
                 let values: Vec<Option<f64>> = s
                     .values
@@ -245,7 +246,7 @@ fn vector_scalar(
                         float_element(op, m.return_bool, l, r, v)
                     })
                     .collect();
-                return values.iter().any(Option::is_some).then(|| StepSeries::floats(labels(), values));
+                return values.iter().any(Option::is_some).then(|| StepSeries::floats(labels, values));
             }
             let operands: Vec<Option<Operand>> = (0..s.values.len())
                 .map(|i| {
@@ -256,7 +257,7 @@ fn vector_scalar(
                     element(ev, op, m, l, r, &v)
                 })
                 .collect();
-            let out = series_of(labels(), operands);
+            let out = series_of(labels, operands);
             out.has_values().then_some(out)
         })
         .collect()

@@ -233,7 +233,7 @@ pub(super) fn call(
             let clamp = |v: f64, i: usize| match name {
                 "clamp_min" => max(v, bounds[0][i]),
                 "clamp_max" => min(v, bounds[0][i]),
-                _ => min(max(v, bounds[0][i]), bounds[1][i]),
+                _ => max(bounds[0][i], min(bounds[1][i], v)),
             };
             if name == "clamp" {
                 // min > max yields nothing at that step.
@@ -246,7 +246,11 @@ pub(super) fn call(
                                 .iter()
                                 .enumerate()
                                 // As upstream: nothing only where max < min (a NaN bound gives NaN).
-                                .map(|(i, v)| v.filter(|_| !(bounds[1][i] < bounds[0][i])).map(|v| clamp(v, i)))
+                                .map(|(i, v)| {
+                                    let below =
+                                        bounds[1][i].partial_cmp(&bounds[0][i]) == Some(std::cmp::Ordering::Less);
+                                    v.filter(|_| !below).map(|v| clamp(v, i))
+                                })
                                 .collect(),
                         )
                     })
@@ -382,11 +386,18 @@ pub(super) fn absent(value: Value, labels: &Labels, steps: usize) -> Result<Vec<
             (0..steps).map(|i| series.iter().any(|s| s.values[i].is_some() || s.histogram(i).is_some())).collect()
         }
         Value::Range(r) => {
-            let mut present = vec![false; steps];
+            let (mut present, mut missing) = (vec![false; steps], steps);
             for s in &r.series {
                 let windows = r.windows(s).zip(r.histogram_windows(s));
                 for (seen, (floats, histograms)) in present.iter_mut().zip(windows) {
-                    *seen |= !floats.is_empty() || !histograms.is_empty();
+                    let here = !floats.is_empty() || !histograms.is_empty();
+                    if here && !*seen {
+                        *seen = true;
+                        missing -= 1;
+                    }
+                }
+                if missing == 0 {
+                    break; // usually after the first series
                 }
             }
             present
