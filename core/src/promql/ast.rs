@@ -538,16 +538,23 @@ impl Expr {
     /// own, indented two spaces per `level`. Written into one buffer, each part once.
     pub fn pretty(&self, level: usize) -> Result<String, PrettyTooLong> {
         let mut out = String::new();
-        self.write_pretty(&mut out, level)?;
+        self.write_pretty(&mut out, level, true)?;
         Ok(out)
     }
 
-    fn write_pretty(&self, out: &mut String, level: usize) -> Result<(), PrettyTooLong> {
+    /// Writes the pretty form into `out`; without `lead`, its first line has no indent (it
+    /// follows a unary minus).
+    fn write_pretty(&self, out: &mut String, level: usize, lead: bool) -> Result<(), PrettyTooLong> {
         use std::fmt::Write;
         if out.len() > MAX_PRETTY_BYTES {
             return Err(PrettyTooLong);
         }
         let indent = |out: &mut String| (0..level).for_each(|_| out.push_str("  "));
+        let lead_indent = |out: &mut String| {
+            if lead {
+                indent(out)
+            }
+        };
         // Writing into a String cannot fail.
         let put = |out: &mut String, shown: &dyn fmt::Display| {
             let _ = write!(out, "{shown}");
@@ -555,70 +562,67 @@ impl Expr {
         if self.fits_on_a_line() {
             // Upstream prints a short subquery without its indent.
             if !matches!(self, Expr::Subquery { .. }) {
-                indent(out);
+                lead_indent(out);
             }
             put(out, self);
             return Ok(());
         }
         match self {
             Expr::Aggregate { op, expr, param, grouping, .. } => {
-                indent(out);
+                lead_indent(out);
                 put(out, &Show(|f| write_aggregate_head(f, *op, grouping)));
                 out.push_str("(\n");
                 if let Some(p) = param {
-                    p.write_pretty(out, level + 1)?;
+                    p.write_pretty(out, level + 1, true)?;
                     out.push_str(",\n");
                 }
-                expr.write_pretty(out, level + 1)?;
+                expr.write_pretty(out, level + 1, true)?;
                 out.push('\n');
                 indent(out);
                 out.push(')');
             }
             Expr::Binary { op, lhs, rhs, modifiers } => {
-                lhs.write_pretty(out, level + 1)?;
+                lhs.write_pretty(out, level + 1, lead)?;
                 out.push('\n');
                 indent(out);
                 put(out, &Show(|f| write_binary_op(f, *op, modifiers)));
                 out.push('\n');
-                rhs.write_pretty(out, level + 1)?;
+                rhs.write_pretty(out, level + 1, true)?;
             }
             Expr::Call { func, args, .. } => {
-                indent(out);
+                lead_indent(out);
                 out.push_str(func.name);
                 out.push_str("(\n");
                 for (i, a) in args.iter().enumerate() {
                     if i > 0 {
                         out.push_str(",\n");
                     }
-                    a.write_pretty(out, level + 1)?;
+                    a.write_pretty(out, level + 1, true)?;
                 }
                 out.push('\n');
                 indent(out);
                 out.push(')');
             }
             Expr::Paren(e) => {
-                indent(out);
+                lead_indent(out);
                 out.push_str("(\n");
-                e.write_pretty(out, level + 1)?;
+                e.write_pretty(out, level + 1, true)?;
                 out.push('\n');
                 indent(out);
                 out.push(')');
             }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => {
-                expr.write_pretty(out, level)?;
+                expr.write_pretty(out, level, lead)?;
                 put(out, &Show(|f| write_subquery_suffix(f, *range, *step, *offset, at, dynamic.as_deref())));
             }
             Expr::Neg(e) => {
-                indent(out);
+                lead_indent(out);
                 out.push('-');
                 // The operand follows the sign without its own indent.
-                let start = out.len();
-                e.write_pretty(out, level)?;
-                let lead = out[start..].len() - out[start..].trim_start().len();
-                out.drain(start..start + lead);
+                e.write_pretty(out, level, false)?;
             }
             Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => {
-                indent(out);
+                lead_indent(out);
                 put(out, self);
             }
         }
