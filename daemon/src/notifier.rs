@@ -7,6 +7,7 @@
 //! failed post is counted and not retried (firing alerts are sent again every resend delay).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::config::{AlertmanagerConfig, Config};
@@ -209,15 +210,20 @@ pub fn run(notifier: Arc<Notifier>) {
             let config = notifier.config.current();
             let (active, _) = notifier.alertmanagers();
             // Every Alertmanager at once, as upstream: a slow one does not delay the others. A
-            // discovery answer can name thousands, so they share at most `MAX_SENDERS` threads.
-            let per_thread = active.len().div_ceil(MAX_SENDERS).max(1);
+            // discovery answer can name thousands, so at most `MAX_SENDERS` threads take them
+            // one after another, each the next not yet taken.
+            let next = AtomicUsize::new(0);
+            let send = || {
+                while let Some(am) = active.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    send_batch(&notifier.metrics, &batch, &config, am);
+                }
+            };
             std::thread::scope(|scope| {
-                for share in active.chunks(per_thread) {
-                    let send = || share.iter().for_each(|am| send_batch(&notifier.metrics, &batch, &config, am));
+                for _ in 0..active.len().min(MAX_SENDERS) {
                     let thread = std::thread::Builder::new().name("notifier-send".into()).spawn_scoped(scope, send);
                     if thread.is_err() {
                         // No thread to be had: send from here rather than not at all.
-                        share.iter().for_each(|am| send_batch(&notifier.metrics, &batch, &config, am));
+                        send();
                     }
                 }
             });
