@@ -34,6 +34,12 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// Input quoted in an error message, at most [`MAX_MESSAGE_BYTES`] of it: the message is
+/// built before it is cut, and a line can be hundreds of megabytes.
+fn quoted(text: &str) -> String {
+    format!("{:?}", excerpt(text, MAX_MESSAGE_BYTES))
+}
+
 impl ParseError {
     /// An error at `line`. Its message is cut short: it quotes the text refused, and a
     /// target's last error is kept and served.
@@ -176,23 +182,24 @@ impl<'a> TextParser<'a> {
         let series_end = series_end(line).map_err(|m| self.error(m))?;
         let series = line[..series_end].trim_end_matches([' ', '\t']);
         if series_end == line.len() || !line[series_end..].starts_with([' ', '\t']) {
-            return Err(self.error(format!("expected value after metric, got {:?}", &line[series_end..])));
+            return Err(self.error(format!("expected value after metric, got {}", quoted(&line[series_end..]))));
         }
         let mut fields = line[series_end..].split([' ', '\t']).filter(|f| !f.is_empty());
         let value_text = fields.next().ok_or_else(|| self.error("expected value after metric"))?;
         let value = parse_float(value_text)
-            .ok_or_else(|| self.error(format!("expected float as value, got {value_text:?}")))?;
+            .ok_or_else(|| self.error(format!("expected float as value, got {}", quoted(value_text))))?;
         if self.format == Format::OpenMetrics {
             return self.openmetrics_rest(series, value, &line[series_end..]);
         }
         let timestamp = match fields.next() {
             None => None,
-            Some(ts) => {
-                Some(ts.parse::<i64>().map_err(|_| self.error(format!("expected integer as timestamp, got {ts:?}")))?)
-            }
+            Some(ts) => Some(
+                ts.parse::<i64>()
+                    .map_err(|_| self.error(format!("expected integer as timestamp, got {}", quoted(ts))))?,
+            ),
         };
         if let Some(extra) = fields.next() {
-            return Err(self.error(format!("unexpected {extra:?} after timestamp")));
+            return Err(self.error(format!("unexpected {} after timestamp", quoted(extra))));
         }
         Ok(Some(Entry::Sample { series, value, timestamp, exemplar: None }))
     }
@@ -207,10 +214,10 @@ impl<'a> TextParser<'a> {
         let mut fields = sample.split(' ').filter(|f| !f.is_empty()).skip(1);
         let timestamp = match fields.next() {
             None => None,
-            Some(ts) => Some(seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid timestamp {ts:?}")))?),
+            Some(ts) => Some(seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid timestamp {}", quoted(ts))))?),
         };
         if let Some(extra) = fields.next() {
-            return Err(self.error(format!("unexpected {extra:?} after timestamp")));
+            return Err(self.error(format!("unexpected {} after timestamp", quoted(extra))));
         }
         let exemplar = exemplar.map(|text| self.exemplar(text)).transpose()?;
         Ok(Some(Entry::Sample { series, value, timestamp, exemplar }))
@@ -227,13 +234,14 @@ impl<'a> TextParser<'a> {
             .into_without_metric_name();
         let mut fields = text[end..].split(' ').filter(|f| !f.is_empty());
         let value = fields.next().ok_or_else(|| self.error("invalid exemplar: no value"))?;
-        let value = parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {value:?}")))?;
+        let value =
+            parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {}", quoted(value))))?;
         let timestamp = fields
             .next()
-            .map(|ts| seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {ts:?}"))))
+            .map(|ts| seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {}", quoted(ts)))))
             .transpose()?;
         if let Some(extra) = fields.next() {
-            return Err(self.error(format!("unexpected {extra:?} after exemplar")));
+            return Err(self.error(format!("unexpected {} after exemplar", quoted(extra))));
         }
         let length = exemplar_label_chars(&labels);
         if length > EXEMPLAR_MAX_LABEL_CHARS {
@@ -258,7 +266,7 @@ impl<'a> TextParser<'a> {
         let rest = rest.trim_start_matches([' ', '\t']);
         let (metric, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
         if !is_valid_metric_name(metric) {
-            return Err(self.error(format!("invalid metric name in comment: {metric:?}")));
+            return Err(self.error(format!("invalid metric name in comment: {}", quoted(metric))));
         }
         match keyword {
             "HELP" => {
@@ -268,14 +276,14 @@ impl<'a> TextParser<'a> {
             "UNIT" => {
                 let unit = text.trim_matches([' ', '\t']);
                 if !unit.is_empty() && !metric.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_')) {
-                    return Err(self.error(format!("unit {unit:?} not a suffix of metric {metric:?}")));
+                    return Err(self.error(format!("unit {} not a suffix of metric {}", quoted(unit), quoted(metric))));
                 }
                 Ok(Some(Entry::Unit { metric, unit }))
             }
             _ => {
                 let kind_text = text.trim_matches([' ', '\t']);
                 let kind = MetricType::parse(kind_text, self.format)
-                    .ok_or_else(|| self.error(format!("unknown metric type {kind_text:?}")))?;
+                    .ok_or_else(|| self.error(format!("unknown metric type {}", quoted(kind_text))))?;
                 Ok(Some(Entry::Type { metric, kind }))
             }
         }
@@ -327,7 +335,7 @@ fn series_end(line: &str) -> Result<usize, String> {
     let bytes = line.as_bytes();
     let i = find3(bytes, b' ', b'\t', b'{').unwrap_or(bytes.len());
     if i == 0 && bytes.first() != Some(&b'{') {
-        return Err(format!("expected metric name, got {:?}", line));
+        return Err(format!("expected metric name, got {}", quoted(line)));
     }
     let mut j = i;
     while j < bytes.len() && matches!(bytes[j], b' ' | b'\t') {
@@ -451,7 +459,7 @@ pub fn parse_series(series: &str) -> Result<Labels, String> {
         None => (series, ""),
     };
     if !is_valid_metric_name(name) {
-        return Err(format!("invalid metric name {name:?}"));
+        return Err(format!("invalid metric name {}", quoted(name)));
     }
     let mut pairs: Vec<(String, String)> = vec![("__name__".to_string(), name.to_string())];
     if !rest.is_empty() {
@@ -461,29 +469,31 @@ pub fn parse_series(series: &str) -> Result<Labels, String> {
             .ok_or_else(|| "malformed label set".to_string())?;
         let mut cursor = inner.trim_start_matches([' ', '\t']);
         while !cursor.is_empty() {
-            let eq = cursor.find('=').ok_or_else(|| format!("expected '=' after label name in {cursor:?}"))?;
+            let eq = cursor.find('=').ok_or_else(|| format!("expected '=' after label name in {}", quoted(cursor)))?;
             let lname = cursor[..eq].trim_matches([' ', '\t']);
             if !is_valid_label_name(lname) {
-                return Err(format!("invalid label name {lname:?}"));
+                return Err(format!("invalid label name {}", quoted(lname)));
             }
             let after = cursor[eq + 1..].trim_start_matches([' ', '\t']);
             let body = after
                 .strip_prefix('"')
-                .ok_or_else(|| format!("expected '\"' to start the value of label {lname:?}"))?;
-            let close = closing_quote(body).ok_or_else(|| format!("unterminated value of label {lname:?}"))?;
+                .ok_or_else(|| format!("expected '\"' to start the value of label {}", quoted(lname)))?;
+            let close = closing_quote(body).ok_or_else(|| format!("unterminated value of label {}", quoted(lname)))?;
             let value = unescape(&body[..close], true)?;
             pairs.push((lname.to_string(), value));
             cursor = body[close + 1..].trim_start_matches([' ', '\t']);
             match cursor.strip_prefix(',') {
                 Some(r) => cursor = r.trim_start_matches([' ', '\t']),
                 None if cursor.is_empty() => {}
-                None => return Err(format!("expected ',' or '}}' after label {lname:?}, got {cursor:?}")),
+                None => {
+                    return Err(format!("expected ',' or '}}' after label {}, got {}", quoted(lname), quoted(cursor)))
+                }
             }
         }
     }
     // Not compared pairwise: a line of 100,000 labels once took seconds every scrape.
     if let (_, Some(name)) = crate::labels::sorted_names(pairs.iter().map(|(n, _)| n.as_str())) {
-        return Err(format!("duplicate label name {name:?}"));
+        return Err(format!("duplicate label name {}", quoted(name)));
     }
     Ok(Labels::from_pairs(pairs))
 }
