@@ -398,3 +398,16 @@ fn windows_in_step_order_are_the_windows_of_each_step() {
         assert_eq!(stepped, looked_up, "range {range}");
     }
 }
+
+/// A trim operator between a float series and a number is upstream's info and no result,
+/// on the float fast path of vector-scalar operations as elsewhere (it once reached an
+/// `unreachable!`).
+#[test]
+fn trimming_floats_is_an_info_and_no_result() {
+    let h = heads(&counters(), 2);
+    for q in ["http_requests_total </ 1", "1 >/ http_requests_total"] {
+        let r = query(&h, q, EvalParams::instant(600_000, 300_000)).unwrap();
+        assert_eq!(r.value, Value::Vector(Vec::new()), "{q}");
+        assert!(r.annotations.infos.keys().any(|m| m.contains("incompatible sample types")), "{q}: {r:?}");
+    }
+}
