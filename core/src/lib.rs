@@ -21,6 +21,7 @@ pub mod dns;
 pub mod excerpt;
 pub mod exposition;
 pub mod histogram;
+pub mod kahan;
 pub mod labels;
 pub mod promql;
 pub mod re2;

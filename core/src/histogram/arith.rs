@@ -7,7 +7,8 @@ use std::cmp::Ordering;
 
 use super::bounds::{bucket_bound, is_exponential};
 use super::layout::{bounds_match, from_indexed, indexed, reduce_pairs};
-use super::{kahan, AddOutcome, CounterResetHint, FloatHistogram, HistogramError, Span};
+use super::{AddOutcome, CounterResetHint, FloatHistogram, HistogramError, Span};
+use crate::kahan;
 
 impl FloatHistogram {
     /// Adds `other` into this histogram. The result may hold empty buckets; see

@@ -27,6 +27,26 @@ impl FloatHistogram {
         indexed(&self.negative_spans, &self.negative_buckets).map(|(i, c)| make_bucket(i, c, self.schema, &[], false))
     }
 
+    /// The zero bucket, `[-threshold, threshold]`, whatever its count.
+    pub(super) fn zero_bucket(&self) -> Bucket {
+        Bucket {
+            lower: -self.zero_threshold,
+            upper: self.zero_threshold,
+            lower_inclusive: true,
+            upper_inclusive: true,
+            count: self.zero_count,
+            index: 0,
+        }
+    }
+
+    /// The (bucket index, count) pairs of one side, ascending from zero.
+    pub fn indexed_buckets(&self, positive: bool) -> impl Iterator<Item = (i32, f64)> + '_ {
+        match positive {
+            true => indexed(&self.positive_spans, &self.positive_buckets),
+            false => indexed(&self.negative_spans, &self.negative_buckets),
+        }
+    }
+
     /// The histogram as upstream's `String` prints it, which `count_values` makes a label value
     /// of: `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}`, buckets that hold
     /// observations in ascending order.
@@ -44,14 +64,7 @@ impl FloatHistogram {
         let mut out = format!("{{count:{}, sum:{}", go_float(self.count, None), go_float(self.sum, None));
         let mut negative: Vec<Bucket> = self.negative_side().filter(|b| b.count != 0.0).collect();
         negative.reverse();
-        let zero = (self.zero_count != 0.0).then(|| Bucket {
-            lower: -self.zero_threshold,
-            upper: self.zero_threshold,
-            lower_inclusive: true,
-            upper_inclusive: true,
-            count: self.zero_count,
-            index: 0,
-        });
+        let zero = (self.zero_count != 0.0).then(|| self.zero_bucket());
         let positive = self.positive_side().filter(|b| b.count != 0.0);
         for b in negative.iter().chain(zero.as_ref()).chain(positive.collect::<Vec<_>>().iter()) {
             out.push_str(", ");

@@ -10,7 +10,6 @@ mod arith;
 mod bounds;
 mod gomath;
 mod iter;
-mod kahan;
 mod layout;
 pub mod notation;
 mod reset;

@@ -4,7 +4,8 @@
 //! within exponential buckets, linear within the zero bucket and custom buckets.
 
 use super::gomath::{exp2, log2};
-use super::{kahan, Bucket, FloatHistogram};
+use super::{Bucket, FloatHistogram};
+use crate::kahan;
 
 /// An info-level condition a statistic found; the caller turns it into an annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +123,7 @@ pub fn quantile(q: f64, h: &FloatHistogram) -> (f64, Option<StatsInfo>) {
 
 /// The share of `b`'s width at or below `v` (strictly inside the bucket): linear, or on a log
 /// scale for exponential buckets (mirrored for negative ones). Upstream's `FractionBelow`.
-fn fraction_below(b: &Bucket, v: f64, linear: bool) -> f64 {
+pub(super) fn fraction_below(b: &Bucket, v: f64, linear: bool) -> f64 {
     if linear {
         return (v - b.lower) / (b.upper - b.lower);
     }

@@ -10,7 +10,7 @@
 //! interval (geometric for exponential buckets, arithmetic otherwise), and the layout is
 //! compacted.
 
-use super::gomath::log2;
+use super::stats::fraction_below;
 use super::{Bucket, FloatHistogram};
 
 /// Running totals over the surviving buckets, and whether any bucket count changed.
@@ -50,14 +50,7 @@ impl FloatHistogram {
         // Upstream would panic on a custom-bucket histogram with a zero count (it has no zero
         // bucket); such a histogram is invalid, and here its zero count is simply trimmed too.
         if self.zero_count > 0.0 {
-            let zero = Bucket {
-                lower: -self.zero_threshold,
-                upper: self.zero_threshold,
-                lower_inclusive: true,
-                upper_inclusive: true,
-                count: self.zero_count,
-                index: 0,
-            };
+            let zero = self.zero_bucket();
             let (keep, midpoint) = zero_bucket_trim(&zero, rhs, has_negative, has_positive, upper);
             if self.zero_count != keep {
                 self.zero_count = keep;
@@ -167,22 +160,6 @@ fn split_below(b: &Bucket, rhs: f64, linear: bool) -> f64 {
         return b.count;
     }
     b.count * fraction_below(b, rhs, linear)
-}
-
-/// The share of `b`'s width at or below `v`, which lies strictly inside its finite bounds:
-/// linear, or on a log2 scale mirrored for negative buckets (upstream's `FractionBelow`).
-fn fraction_below(b: &Bucket, v: f64, linear: bool) -> f64 {
-    if linear {
-        return (v - b.lower) / (b.upper - b.lower);
-    }
-    let log_lower = log2(b.lower.abs());
-    let log_upper = log2(b.upper.abs());
-    let log_v = log2(v.abs());
-    if v > 0.0 {
-        (log_v - log_lower) / (log_upper - log_lower)
-    } else {
-        1.0 - (log_v - log_upper) / (log_lower - log_upper)
-    }
 }
 
 /// The zero bucket's kept count and surviving midpoint. Its observations are taken to be spread

@@ -327,29 +327,25 @@ impl RangeVector {
         &s.samples[lo..hi]
     }
 
-    /// The samples of `s` in the window of each step, in step order. Window ends never
-    /// decrease, so both edges only move forward: one pass over the samples for all steps.
+    /// The samples of `s` in the window of each step, in step order.
     pub fn windows<'a>(&'a self, s: &'a SeriesSamples) -> impl Iterator<Item = &'a [Sample]> + 'a {
-        let (samples, mut lo, mut hi) = (&s.samples[..], 0, 0);
-        self.ends.iter().map(move |&end| {
-            while hi < samples.len() && samples[hi].t <= end {
-                hi += 1;
-            }
-            while lo < hi && samples[lo].t <= end.saturating_sub(self.range) {
-                lo += 1;
-            }
-            &samples[lo..hi]
-        })
+        self.windows_of(&s.samples, |x| x.t)
     }
 
     /// The histogram samples of `s` in the window of each step, in step order.
     pub fn histogram_windows<'a>(&'a self, s: &'a SeriesSamples) -> impl Iterator<Item = &'a [HistogramSample]> + 'a {
-        let (samples, mut lo, mut hi) = (&s.histograms[..], 0, 0);
+        self.windows_of(&s.histograms, |x| x.t)
+    }
+
+    /// The part of `samples` (in time order) in the window of each step. Window ends never
+    /// decrease, so both edges only move forward: one pass over the samples for all steps.
+    fn windows_of<'a, T>(&'a self, samples: &'a [T], time: fn(&T) -> i64) -> impl Iterator<Item = &'a [T]> + 'a {
+        let (mut lo, mut hi) = (0, 0);
         self.ends.iter().map(move |&end| {
-            while hi < samples.len() && samples[hi].t <= end {
+            while hi < samples.len() && time(&samples[hi]) <= end {
                 hi += 1;
             }
-            while lo < hi && samples[lo].t <= end.saturating_sub(self.range) {
+            while lo < hi && time(&samples[lo]) <= end.saturating_sub(self.range) {
                 lo += 1;
             }
             &samples[lo..hi]

@@ -282,15 +282,8 @@ pub(super) struct Compensated {
 
 impl Compensated {
     pub(super) fn add(self, inc: f64) -> Compensated {
-        let t = self.sum + inc;
-        let c = if t.is_infinite() {
-            0.0
-        } else if self.sum.abs() >= inc.abs() {
-            self.c + ((self.sum - t) + inc)
-        } else {
-            self.c + ((inc - t) + self.sum)
-        };
-        Compensated { sum: t, c }
+        let (sum, c) = crate::kahan::inc(inc, self.sum, self.c);
+        Compensated { sum, c }
     }
 
     fn value(self) -> f64 {

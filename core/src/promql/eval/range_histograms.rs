@@ -8,7 +8,7 @@
 
 use super::range_functions::Compensated;
 use super::Evaluator;
-use crate::histogram::{CounterResetHint, FloatHistogram, HistogramError, Span};
+use crate::histogram::{CounterResetHint, FloatHistogram, HistogramError};
 use crate::value::HistogramSample;
 
 /// An annotation a range function reports about a series' window.
@@ -304,8 +304,8 @@ fn side_sums(
     positive: bool,
     step: impl Fn([f64; 3]) -> (f64, f64),
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut cursors = addends.each_ref().map(|h| side(h, positive).peekable());
-    side(t, positive)
+    let mut cursors = addends.each_ref().map(|h| h.indexed_buckets(positive).peekable());
+    t.indexed_buckets(positive)
         .map(|(index, _)| {
             step(cursors.each_mut().map(|cursor| {
                 while cursor.next_if(|&(i, _)| i < index).is_some() {}
@@ -330,21 +330,6 @@ fn zeroed(h: &FloatHistogram) -> FloatHistogram {
     z.positive_buckets.fill(0.0);
     z.negative_buckets.fill(0.0);
     z
-}
-
-/// The (bucket index, count) pairs of the positive or negative side of `h`, ascending.
-fn side(h: &FloatHistogram, positive: bool) -> impl Iterator<Item = (i32, f64)> + '_ {
-    let (spans, buckets): (&[Span], &[f64]) =
-        if positive { (&h.positive_spans, &h.positive_buckets) } else { (&h.negative_spans, &h.negative_buckets) };
-    let mut next = 0i32;
-    spans
-        .iter()
-        .flat_map(move |s| {
-            let start = next.wrapping_add(s.offset);
-            next = start.wrapping_add(s.length as i32);
-            (0..s.length as i32).map(move |k| start.wrapping_add(k))
-        })
-        .zip(buckets.iter().copied())
 }
 
 #[cfg(test)]

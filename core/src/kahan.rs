@@ -1,9 +1,9 @@
 //! Compensated (Kahan–Neumaier) summation steps, as upstream's `kahansum.Inc` takes them, for
-//! the histogram code that must round exactly like upstream.
+//! the functions and histogram code that must round exactly like upstream.
 
 /// Adds `inc` to `sum` with compensation `c`; returns the new sum and compensation. The
 /// compensation is reset when the sum overflows.
-pub(super) fn inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+pub fn inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
         0.0
