@@ -34,7 +34,11 @@ pub(super) fn apply(
     for s in series {
         ev.charge_series(steps)?;
         let mut result = StepSeries::floats(Default::default(), Vec::with_capacity(steps));
-        for (i, (w, hw)) in range.windows(&s).zip(range.histogram_windows(&s)).enumerate() {
+        let metric = s.labels.metric_name();
+        // A float series (nearly all) does not walk histogram windows.
+        let mut histogram_windows = (!s.histograms.is_empty()).then(|| range.histogram_windows(&s));
+        for (i, w) in range.windows(&s).enumerate() {
+            let hw = histogram_windows.as_mut().and_then(Iterator::next).unwrap_or_default();
             ev.interrupt(1 + w.len() + hw.len())?;
             let arg = |k: usize| scalars.get(k).map(|v| v[i]).unwrap_or(f64::NAN);
             let end = range.ends[i];
@@ -46,12 +50,13 @@ pub(super) fn apply(
                 t: params.ts(i),
                 arg: &arg,
                 ev,
-                metric: s.labels.metric_name(),
+                metric,
                 pos: first_arg,
             };
             let value = if w.is_empty() && hw.is_empty() { None } else { f(&step)? };
             push(&mut result, value, steps);
         }
+        drop(histogram_windows);
         if result.has_values() {
             // Upstream's hint only for series with float results.
             if matches!(name, "rate" | "increase") && result.values.iter().any(Option::is_some) {
@@ -413,8 +418,15 @@ fn extrapolated(s: &Step, is_counter: bool, is_rate: bool) -> Option<StepValue> 
         (w @ [first, .., last], _) => {
             let mut result = last.v - first.v;
             if is_counter {
-                // A drop means the counter was reset: add back what it had reached.
-                result = w.windows(2).filter(|p| p[1].v < p[0].v).fold(result, |r, p| r + p[0].v);
+                // A drop means the counter was reset: add back what it had reached. A plain
+                // loop: this runs for every sample of every window of a dashboard's rates.
+                let mut prev = first.v;
+                for x in &w[1..] {
+                    if x.v < prev {
+                        result += prev;
+                    }
+                    prev = x.v;
+                }
             }
             let to_zero = zero_fraction(is_counter, first.v, result);
             Some(Float(result * extrapolation_factor(s, (first.t, last.t, w.len()), to_zero, is_rate)))
