@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::exact_sum::ExactSum;
 use super::range_functions::{check_quantile, quantile};
-use super::range_histograms::{compensated_mean, compensated_sum};
+use super::range_histograms::{compensated_mean, compensated_sum, Note};
 use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{CounterResetHint, FloatHistogram, Span};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
@@ -295,7 +295,7 @@ impl PartialAggregate {
             members.sort_by(|a, b| by_value(&a.1, &b.1).then_with(|| a.0.cmp(&b.0)));
             let hints: Vec<CounterResetHint> = members.iter().map(|(_, h)| h.counter_reset_hint).collect();
             if hints.contains(&CounterResetHint::CounterReset) && hints.contains(&CounterResetHint::NotCounterReset) {
-                annotations.warn("conflicting counter resets during histogram aggregation", pos);
+                Note::Collision("aggregation").record_into(annotations, "", pos);
             }
             let histograms: Vec<&FloatHistogram> = members.iter().map(|(_, h)| &**h).collect();
             let result = match self.op {
@@ -305,7 +305,7 @@ impl PartialAggregate {
             let mut sum = match result {
                 Ok((sum, reconciled)) => {
                     if reconciled {
-                        annotations.info("mismatched custom buckets were reconciled during aggregation", pos);
+                        Note::Reconciled("aggregation").record_into(annotations, "", pos);
                     }
                     sum
                 }
@@ -314,10 +314,7 @@ impl PartialAggregate {
                     let custom = histograms[0].uses_custom_buckets();
                     let other = members.iter().find(|(_, h)| h.uses_custom_buckets() != custom);
                     let name = other.map_or("", |(labels, _)| labels.metric_name());
-                    annotations.warn(
-                        format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"),
-                        pos,
-                    );
+                    Note::MixedSchemas.record_into(annotations, name, pos);
                     continue;
                 }
             };

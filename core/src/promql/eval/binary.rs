@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::range_histograms::Note;
 use super::{EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{FloatHistogram, HistogramError};
 use crate::labels::{Labels, METRIC_NAME};
@@ -115,10 +116,10 @@ fn combine(ev: &Evaluator, op: BinaryOp, pos: usize, l: &Operand, r: &Operand) -
             match outcome {
                 Ok(outcome) => {
                     if outcome.counter_reset_collision {
-                        ev.warn(format!("conflicting counter resets during histogram {operation}"), pos);
+                        Note::Collision(operation).record(ev, "", pos);
                     }
                     if outcome.custom_bounds_reconciled {
-                        ev.info(format!("mismatched custom buckets were reconciled during {operation}"), pos);
+                        Note::Reconciled(operation).record(ev, "", pos);
                     }
                     if op == BinaryOp::Sub {
                         sum.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;

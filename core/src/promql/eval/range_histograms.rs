@@ -3,11 +3,12 @@
 //! `sum_over_time`/`avg_over_time` (upstream's `KahanAdd`), with the annotations upstream
 //! reports for them.
 //!
-//! Each function collects its annotations as [`Note`]s; the caller records them for the series
+//! Each function collects its annotations as [`Note`]s (which aggregations and binary operators
+//! record too, in the same words); the caller records them for the series
 //! at hand, so that a function can take back what upstream drops on a failure.
 
 use super::range_functions::Compensated;
-use super::Evaluator;
+use super::{Annotations, Evaluator};
 use crate::histogram::{CounterResetHint, FloatHistogram, HistogramError};
 use crate::value::HistogramSample;
 
@@ -25,8 +26,8 @@ pub(super) enum Note {
     /// An info: histograms with different custom bounds were mapped onto the shared ones during
     /// the operation named.
     Reconciled(&'static str),
-    /// A warning: histograms hinting "reset" and "no reset" were aggregated.
-    Collision,
+    /// A warning: histograms hinting "reset" and "no reset" met in the operation named.
+    Collision(&'static str),
     /// An info: a float-only function left out the histograms of a window with both types.
     IgnoredHistograms,
 }
@@ -34,23 +35,28 @@ pub(super) enum Note {
 impl Note {
     /// Records this note, in upstream's words, for the series named `metric`, pointing at `pos`.
     pub(super) fn record(self, ev: &Evaluator, metric: &str, pos: usize) {
+        self.record_into(&mut ev.annotations.borrow_mut(), metric, pos);
+    }
+
+    /// The same into `into` (an aggregation's, finished away from its evaluator).
+    pub(super) fn record_into(self, into: &mut Annotations, metric: &str, pos: usize) {
         match self {
             Note::MixedTypes => {
-                ev.warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"), pos)
+                into.warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"), pos)
             }
-            Note::NotCounter => ev.warn(format!("this native histogram metric is not a counter: {metric:?}"), pos),
-            Note::NotGauge => ev.warn(format!("this native histogram metric is not a gauge: {metric:?}"), pos),
-            Note::MixedSchemas => ev.warn(
+            Note::NotCounter => into.warn(format!("this native histogram metric is not a counter: {metric:?}"), pos),
+            Note::NotGauge => into.warn(format!("this native histogram metric is not a gauge: {metric:?}"), pos),
+            Note::MixedSchemas => into.warn(
                 format!(
                     "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
                 ),
                 pos,
             ),
             Note::Reconciled(operation) => {
-                ev.info(format!("mismatched custom buckets were reconciled during {operation}"), pos)
+                into.info(format!("mismatched custom buckets were reconciled during {operation}"), pos)
             }
-            Note::Collision => ev.warn("conflicting counter resets during histogram aggregation", pos),
-            Note::IgnoredHistograms => ev.info(
+            Note::Collision(operation) => into.warn(format!("conflicting counter resets during histogram {operation}"), pos),
+            Note::IgnoredHistograms => into.info(
                 format!("ignored histograms in a range containing both floats and histograms for metric name {metric:?}"),
                 pos,
             ),
@@ -229,7 +235,7 @@ fn aggregated(
     };
     let hinted = |hint| points.iter().any(|p| p.h.counter_reset_hint == hint);
     if hinted(CounterResetHint::CounterReset) && hinted(CounterResetHint::NotCounterReset) {
-        notes.push(Note::Collision);
+        notes.push(Note::Collision("aggregation"));
     }
     if reconciled {
         notes.push(Note::Reconciled("aggregation"));
