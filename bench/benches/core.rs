@@ -352,12 +352,16 @@ fn remote_write_requests(c: &mut Criterion) {
             ]),
             samples: vec![Sample { t: 1_700_000_000_000 + i, v: i as f64 * 1.5 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     let labels: Vec<Vec<u8>> = series.iter().map(|s| encode_labels(&s.labels)).collect();
     let samples: Vec<Vec<(i64, f64)>> = series.iter().map(|s| s.samples.iter().map(|x| (x.t, x.v)).collect()).collect();
-    let out: Vec<OutSeries> =
-        labels.iter().zip(&samples).map(|(l, s)| OutSeries { labels: l, samples: s, exemplars: &[] }).collect();
+    let out: Vec<OutSeries> = labels
+        .iter()
+        .zip(&samples)
+        .map(|(l, s)| OutSeries { labels: l, samples: s, exemplars: &[], histograms: &[] })
+        .collect();
     let mut g = c.benchmark_group("remote_write_request");
     g.throughput(Throughput::Elements(2000));
     g.bench_function("v1_cached_labels", |b| b.iter(|| black_box(encode_v1(black_box(&out)))));

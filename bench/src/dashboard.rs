@@ -29,7 +29,12 @@ pub fn write_requests_of(series: usize, ks: std::ops::Range<i64>, start_ms: i64)
     const SLICE: i64 = 40;
     for from in ks.clone().step_by(SLICE as usize) {
         for_each_series(series, from..(from + SLICE).min(ks.end), start_ms, |labels, samples| {
-            batch.push(WriteSeries { labels, samples: samples.collect(), exemplars: Vec::new() });
+            batch.push(WriteSeries {
+                labels,
+                samples: samples.collect(),
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            });
             if batch.len() == 500 {
                 requests.push(encode_write_request(&std::mem::take(&mut batch)));
             }

@@ -95,7 +95,12 @@ pub fn remote_write_load(urls: Vec<String>, series: usize, interval: Duration) -
                 .enumerate()
                 .map(|(i, l)| {
                     let v = ((c * 2000 + i) % 7 + 1) as f64 * elapsed;
-                    WriteSeries { labels: l.clone(), samples: vec![Sample { t, v: v.floor() }], exemplars: Vec::new() }
+                    WriteSeries {
+                        labels: l.clone(),
+                        samples: vec![Sample { t, v: v.floor() }],
+                        exemplars: Vec::new(),
+                        histograms: Vec::new(),
+                    }
                 })
                 .collect();
             let body = encode_write_request(&batch);

@@ -399,6 +399,7 @@ fn an_alertmanager_that_never_answers_does_not_hold_up_evaluation() {
             ]),
             samples: vec![Sample { t: now, v: 1.0 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(pyrite.remote_write(encode_write_request(&series)).0, 204);

@@ -11,6 +11,7 @@ fn series(name: &str, job: &str, t: i64) -> WriteSeries {
         labels: Labels::from_pairs([("__name__", name), ("job", job)]),
         samples: vec![Sample { t, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }
 }
 
@@ -127,6 +128,7 @@ fn at_most_ten_infos_are_listed_and_the_rest_counted() {
             labels: Labels::from_pairs([("__name__", format!("gauge_{i:02}")), ("i", i.to_string())]),
             samples: vec![Sample { t: 5_000, v: 1.0 }, Sample { t: 15_000, v: 2.0 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&gauges)).0, 204);
@@ -189,6 +191,7 @@ fn max_samples_refuses_a_query_that_would_load_too_much() {
             labels: Labels::from_pairs([("__name__", "many".to_string()), ("i", i.to_string())]),
             samples: (0..20).map(|k| Sample { t: k * 1000, v: k as f64 }).collect(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);

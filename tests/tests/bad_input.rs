@@ -60,11 +60,13 @@ fn bad_remote_write_bodies_get_400_and_store_nothing() {
         labels: Labels::from_pairs([("__name__", "rw_good")]),
         samples: vec![Sample { t: 1_000, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     let bad = WriteSeries {
         labels: Labels::from_pairs([("job", "no-name")]),
         samples: vec![Sample { t: 1_000, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     let (status, body) = p.remote_write(encode_write_request(&[good.clone(), bad]));
     assert_eq!(status, 400, "{body}");

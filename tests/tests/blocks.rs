@@ -34,6 +34,7 @@ fn write_all(p: &Pyrite, t0: i64) {
                     .map(|j| Sample { t: t0 + j * STEP, v: value(i, j) })
                     .collect(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect();
         let (status, body) = p.remote_write(encode_write_request(&series));
@@ -120,6 +121,7 @@ fn the_head_is_cut_into_blocks_and_compacted_and_queries_see_one_series() {
         labels: Labels::from_pairs([("__name__", "blocky"), ("i", "0")]),
         samples: vec![Sample { t: t0 + 1, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }];
     let (status, body) = p.remote_write(encode_write_request(&old));
     assert_eq!(status, 400, "{body}");
@@ -368,7 +370,12 @@ fn churned_series_leave_the_head_when_their_data_is_in_blocks_and_stay_gone_acro
         let steady = (0..10).map(|i| Labels::from_pairs([("__name__", "steady".to_string()), ("i", i.to_string())]));
         let series: Vec<WriteSeries> = pods
             .chain(steady)
-            .map(|labels| WriteSeries { labels, samples: samples.clone(), exemplars: Vec::new() })
+            .map(|labels| WriteSeries {
+                labels,
+                samples: samples.clone(),
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            })
             .collect();
         let (status, body) = p.remote_write(encode_write_request(&series));
         assert_eq!(status, 204, "{body}");
@@ -431,6 +438,7 @@ fn a_scraped_series_the_head_forgot_between_scrapes_is_resolved_again_and_loses_
                 labels: labels.clone(),
                 samples: vec![Sample { t, v: 1.0 }],
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect();
         assert_eq!(p.remote_write(encode_write_request(&clock)).0, 204);
@@ -461,6 +469,7 @@ fn cutting_a_large_head_into_a_block_does_not_stall_its_shard() {
                 labels: Labels::from_pairs([("__name__", "wide".to_string()), ("i", i.to_string())]),
                 samples: vec![Sample { t: t0 + (i % 4000) as i64, v: 1.0 }],
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect();
         assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
@@ -470,6 +479,7 @@ fn cutting_a_large_head_into_a_block_does_not_stall_its_shard() {
         labels: Labels::from_pairs([("__name__", "later")]),
         samples: vec![Sample { t: t0 + 7000, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }];
     assert_eq!(p.remote_write(encode_write_request(&later)).0, 204);
     let started = std::time::Instant::now();

@@ -35,6 +35,7 @@ fn data(t0: i64) -> Vec<WriteSeries> {
                 ]),
                 samples: (0..POINTS).map(|k| Sample { t: t0 + k * STEP_MS, v: (k * per_step) as f64 }).collect(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             });
         }
     }
@@ -42,6 +43,7 @@ fn data(t0: i64) -> Vec<WriteSeries> {
         labels: Labels::from_pairs([("__name__", "build_info"), ("job", "api"), ("http_route", "/v1")]),
         samples: (0..POINTS).map(|k| Sample { t: t0 + k * STEP_MS, v: 1.0 }).collect(),
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     });
     out
 }

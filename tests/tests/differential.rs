@@ -24,6 +24,7 @@ fn series(pairs: &[(&str, &str)], values: impl Fn(i64) -> Option<f64>) -> WriteS
         labels: Labels::from_pairs(pairs.iter().copied()),
         samples: (0..POINTS).filter_map(|k| values(k).map(|v| Sample { t: T0 + k * STEP_MS, v })).collect(),
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }
 }
 

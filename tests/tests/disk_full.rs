@@ -51,6 +51,7 @@ fn request(k: i64, t0: i64) -> Vec<u8> {
             labels: Labels::from_pairs([("__name__", "filler_total".to_string()), ("series", i.to_string())]),
             samples: vec![Sample { t: t0 + k * 1000, v: (k * 1_000_003 + i) as f64 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     encode_write_request(&series)

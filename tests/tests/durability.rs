@@ -29,6 +29,7 @@ fn batch(k: i64, t0: i64) -> Vec<u8> {
             labels: Labels::from_pairs([("__name__", "durable_total".to_string()), ("series", i.to_string())]),
             samples: (k * PER_BATCH..(k + 1) * PER_BATCH).map(|j| Sample { t: t0 + j, v: j as f64 }).collect(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     encode_write_request(&series)

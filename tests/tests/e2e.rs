@@ -39,12 +39,14 @@ fn remote_data() -> Vec<WriteSeries> {
             labels: Labels::from_pairs([("__name__", "rw_requests_total"), ("job", job), ("instance", &instance)]),
             samples: counter,
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         });
         let gauge = (0..60).map(|k| Sample { t: T0 + k * 15_000, v: ((k * 7 + i * 13) % 100) as f64 / 3.0 }).collect();
         out.push(WriteSeries {
             labels: Labels::from_pairs([("__name__", "rw_temperature"), ("job", job), ("instance", &instance)]),
             samples: gauge,
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         });
     }
     out

@@ -191,6 +191,7 @@ fn remote_written_exemplars_are_kept_and_survive_a_restart() {
         labels: Labels::from_pairs([("__name__", "rw_total"), ("job", "w")]),
         samples,
         exemplars,
+        histograms: Vec::new(),
     };
     let first = encode_write_request(&[series(
         vec![exemplar("x1", 1.0, t0), exemplar("x2", 2.0, t0 + 1000)],
@@ -206,6 +207,7 @@ fn remote_written_exemplars_are_kept_and_survive_a_restart() {
             labels: Labels::from_pairs([("__name__", "nothing")]),
             samples: vec![],
             exemplars: vec![exemplar("y", 1.0, t0)],
+            histograms: Vec::new(),
         },
     ]);
     let data = pyrite_tests::TempDir::new("exemplars");

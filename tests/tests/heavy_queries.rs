@@ -39,6 +39,7 @@ fn scraping_server(shards: usize) -> Pyrite {
             labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
             samples: (0..10).map(|k| Sample { t: now - 10_000 + k * 1000, v: k as f64 }).collect(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);

@@ -25,6 +25,7 @@ fn server_on(shards: usize, extra_args: &[&str]) -> Pyrite {
             labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
             samples: (0..10).map(|k| Sample { t: k * 1000, v: (i * 100 + k) as f64 }).collect(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
@@ -323,6 +324,7 @@ fn remote_write_bodies_are_validated_as_they_decode() {
         labels: Labels::from_pairs(labels.into_iter().chain([("__name__".to_string(), "wide".to_string())])),
         samples: vec![Sample { t: 1000, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     let started = Instant::now();
     let (status, body) = remote_write_with(&p, &V1, &encode_write_request(&[wide]));
@@ -338,6 +340,7 @@ fn remote_write_messages_it_cannot_decode_get_415() {
         labels: Labels::from_pairs([("__name__", "late"), ("i", "0")]),
         samples: vec![Sample { t: 5000, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }]);
     for headers in [
         vec![
@@ -392,6 +395,7 @@ fn samples_far_in_the_future_are_refused_and_do_not_move_the_head() {
         labels: Labels::from_pairs([("__name__", name.to_string())]),
         samples: vec![Sample { t, v: 1.0 }],
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     let ten_years = 10 * 365 * 86_400_000;
     let (status, body) = p.remote_write(encode_write_request(&[series("future", now + ten_years)]));
@@ -549,6 +553,7 @@ fn a_backfill_of_ancient_sparse_samples_does_not_stall_the_shard() {
         labels: Labels::from_pairs([("__name__", "backfill")]),
         samples: (0..50_000).rev().map(|k| Sample { t: now - 3_600_000 - k * 7_200_000, v: k as f64 }).collect(),
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     };
     assert_eq!(p.remote_write(encode_write_request(&[backfill])).0, 204);
     for _ in 0..10 {

@@ -23,6 +23,7 @@ fn request(series: &[(&str, Vec<(i64, f64)>)]) -> Vec<u8> {
             labels: Labels::from_pairs([("__name__", "ooo"), ("s", s)]),
             samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     encode_write_request(&series)

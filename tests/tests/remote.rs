@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pyrite_core::remote::v2::{ExemplarV2, HistogramV2, MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
+use pyrite_core::remote::histogram::Histogram;
+use pyrite_core::remote::v2::{ExemplarV2, MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
 use pyrite_tests::{Pyrite, PyriteOpts};
 
 fn server(shards: usize, extra_args: &[&str]) -> Pyrite {
@@ -93,11 +94,19 @@ fn remote_write_2_requests_are_stored_with_written_counts() {
     let mut partial = request_v2(&[(&[("__name__", "partial"), ("i", "0")], &[(1_000, 1.0)])]);
     let good = partial.timeseries[0].clone();
     partial.timeseries.push(TimeSeriesV2 { labels_refs: vec![1, 4000], ..good.clone() });
-    partial.timeseries.push(TimeSeriesV2 { histograms: vec![HistogramV2 {}; 2], samples: vec![], ..good.clone() });
+    // A valid native histogram is stored; one with a schema no histogram has is reported.
+    partial.timeseries.push(TimeSeriesV2 {
+        histograms: vec![
+            Histogram { timestamp: 2_000, ..Histogram::default() },
+            Histogram { timestamp: 3_000, schema: -9, ..Histogram::default() },
+        ],
+        samples: vec![],
+        ..good.clone()
+    });
     let a = remote_write_with(&p, &V2, &partial.encode_compressed());
-    assert_eq!((a.status, a.written), (400, Some([1, 0, 0])), "{}", a.body);
+    assert_eq!((a.status, a.written), (400, Some([1, 1, 0])), "{}", a.body);
     assert!(a.body.contains("outside of symbols table"), "{}", a.body);
-    assert!(a.body.contains("native histograms are not supported yet: 2 histogram sample(s)"), "{}", a.body);
+    assert!(a.body.contains("histogram has an invalid schema"), "{}", a.body);
     assert_eq!(p.query("partial", Some(1.0))[0]["value"][1], "1");
 
     // Out of order: counted as not written.
@@ -219,6 +228,7 @@ fn load_read_data(p: &Pyrite, end: i64) {
                 labels: Labels::from_pairs([("__name__", "rr_metric"), ("job", job)]),
                 samples,
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             }
         })
         .collect();

@@ -18,6 +18,7 @@ fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> WriteSeries {
         labels: Labels::from_pairs([("__name__", name), ("job", job)]),
         samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
         exemplars: Vec::new(),
+        histograms: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! conversions, so spans are always rebuilt the same way.
 
 use super::bounds::target_index;
+use super::validate::check_spans;
 use super::{FloatHistogram, HistogramError, Span};
 
 /// The (bucket index, count) pairs that `spans` and `buckets` describe, in span order. Stops at
@@ -108,18 +109,6 @@ pub(super) fn bounds_match(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Checks a side's spans against its bucket count the way upstream's `reduceResolution` does.
-fn check_side(spans: &[Span], buckets: &[f64]) -> Result<(), HistogramError> {
-    if let Some((n, s)) = spans.iter().enumerate().skip(1).find(|(_, s)| s.offset < 0) {
-        return Err(HistogramError::NegativeSpanOffset { span: n + 1, offset: s.offset });
-    }
-    let needed: usize = spans.iter().map(|s| s.length as usize).sum();
-    if needed != buckets.len() {
-        return Err(HistogramError::SpansBucketsMismatch { needed, have: buckets.len() });
-    }
-    Ok(())
-}
-
 impl FloatHistogram {
     /// Removes empty buckets and re-spans (see upstream's `Compact`): runs of at most
     /// `max_empty_buckets` empty buckets between populated ones stay inside one span.
@@ -141,8 +130,8 @@ impl FloatHistogram {
         if target_schema >= self.schema {
             return Err(HistogramError::NotAReduction { from: self.schema, to: target_schema });
         }
-        check_side(&self.positive_spans, &self.positive_buckets)?;
-        check_side(&self.negative_spans, &self.negative_buckets)?;
+        check_spans(&self.positive_spans, self.positive_buckets.len())?;
+        check_spans(&self.negative_spans, self.negative_buckets.len())?;
         self.reduce_unchecked(target_schema);
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Native histograms as PromQL computes with them: the float histogram (absolute bucket counts,
 //! exponential or custom bounds), its arithmetic, reset detection and layout maintenance, the
-//! statistics functions (`histogram_quantile`, `histogram_fraction`, …) and the test notation.
+//! statistics functions (`histogram_quantile`, `histogram_fraction`, …), validation of histograms
+//! from outside the process and the test notation.
 //!
 //! The semantics follow upstream's `model/histogram` and `promql/quantile.go` so that results,
 //! including their floating-point rounding where practical, match Prometheus. The types live
@@ -15,10 +16,15 @@ pub mod notation;
 mod reset;
 pub mod stats;
 mod trim;
+mod validate;
 
 pub use bounds::bucket_bound;
 pub use notation::parse_histogram;
 pub use stats::{avg, fraction, quantile, stddev, stdvar, StatsInfo};
+pub(crate) use validate::check_size;
+pub use validate::{check_integer_count, MAX_BUCKETS};
+
+use crate::rules::template::go_float;
 
 /// The schema of histograms with custom (explicitly listed) bucket bounds.
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -101,6 +107,60 @@ pub enum HistogramError {
         "spans need {needed} buckets, have {have} buckets: histogram spans specify different number of buckets than provided"
     )]
     SpansBucketsMismatch { needed: usize, have: usize },
+    /// The schema is neither exponential nor [`CUSTOM_BUCKETS_SCHEMA`].
+    #[error(
+        "histogram has an invalid schema, which must be between {MIN_SCHEMA} and {MAX_SCHEMA} for exponential buckets, or {CUSTOM_BUCKETS_SCHEMA} for custom buckets, got schema {0}"
+    )]
+    InvalidSchema(i32),
+    /// An error of one side's spans or buckets (`side` is "positive" or "negative").
+    #[error("{side} side: {error}")]
+    Side { side: &'static str, error: Box<HistogramError> },
+    /// An error of the custom bounds or the spans of a custom-buckets histogram.
+    #[error("custom buckets: {0}")]
+    CustomBuckets(Box<HistogramError>),
+    /// A bucket (1-based number within its side) counts fewer than no observations.
+    #[error("bucket number {bucket} has observation count of {}: histogram has a bucket whose observation count is negative", go_float(*.count, None))]
+    NegativeBucketCount { bucket: usize, count: f64 },
+    #[error("zero bucket has observation count of {}: histogram has a bucket whose observation count is negative", go_float(*.0, None))]
+    NegativeZeroCount(f64),
+    #[error("observation count is {}: histogram's observation count is negative", go_float(*.0, None))]
+    NegativeCount(f64),
+    #[error("histogram with exponential schema must not have custom bounds")]
+    ExponentialWithCustomBounds,
+    #[error("histogram custom bounds must not be NaN")]
+    CustomBoundNaN,
+    #[error(
+        "previous bound is {previous:.6} and current is {current:.6}: histogram custom bounds must be in strictly increasing order"
+    )]
+    CustomBoundsNotIncreasing { previous: f64, current: f64 },
+    #[error("last +Inf bound must not be explicitly defined: histogram custom bounds must be finite")]
+    CustomBoundInfinite,
+    /// The spans reach past the bucket above the last custom bound.
+    #[error(
+        "only {bounds} custom bounds defined which is insufficient to cover total span length of {reached}: histogram custom bounds are too few"
+    )]
+    CustomBoundsTooFew { bounds: usize, reached: u64 },
+    #[error("custom buckets: must have zero count of 0")]
+    CustomZeroCount,
+    #[error("custom buckets: must have zero threshold of 0")]
+    CustomZeroThreshold,
+    #[error("custom buckets: must not have negative spans")]
+    CustomNegativeSpans,
+    #[error("custom buckets: must not have negative buckets")]
+    CustomNegativeBuckets,
+    /// An integer histogram's count is not the observations in its buckets.
+    #[error(
+        "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
+    )]
+    CountMismatch { in_buckets: u128, count: u64 },
+    /// An integer histogram of NaN sum counts fewer observations than its buckets.
+    #[error(
+        "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should be at least the number of observations found in the buckets"
+    )]
+    CountNotBigEnough { in_buckets: u128, count: u64 },
+    /// More buckets, spans or custom bounds than [`MAX_BUCKETS`] (Pyrite's bound, not upstream's).
+    #[error("histogram has more than {} {what}", MAX_BUCKETS)]
+    TooLarge { what: &'static str },
 }
 
 /// What an addition or subtraction noticed that the caller reports as an annotation.

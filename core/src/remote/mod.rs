@@ -1,11 +1,13 @@
 //! Remote-write wire formats: protocol 1.0 here (a snappy-compressed protobuf `WriteRequest`),
-//! 2.0 in [`v2`]; remote read's messages in [`read`].
+//! 2.0 in [`v2`]; remote read's messages in [`read`]; native histograms, the same message in
+//! all of them, in [`histogram`].
 //!
 //! The messages are declared with `prost` derives (no code generation step); only the fields
 //! Pyrite uses are declared. A request is walked field by field and each series validated as
 //! it is decoded, and the whole request is validated before anything is returned, so a bad
 //! 1.0 request is refused whole and stores nothing.
 
+pub mod histogram;
 pub mod read;
 pub mod send;
 pub mod v2;
@@ -13,8 +15,9 @@ pub mod v2;
 use prost::Message;
 use thiserror::Error;
 
+use self::histogram::{wire_histograms, Histogram, HistogramBudget};
 use crate::labels::{is_valid_label_name, sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
-use crate::value::{exemplar_label_chars, Exemplar, Sample, EXEMPLAR_MAX_LABEL_CHARS};
+use crate::value::{exemplar_label_chars, Exemplar, HistogramSample, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -30,7 +33,6 @@ pub struct TimeSeries {
     pub samples: Vec<WireSample>,
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<WireExemplar>,
-    /// Native histograms: only counted, to refuse them explicitly.
     #[prost(message, repeated, tag = "4")]
     pub histograms: Vec<Histogram>,
 }
@@ -61,10 +63,6 @@ pub struct WireSample {
     pub timestamp: i64,
 }
 
-/// A native histogram sample; its fields are not decoded.
-#[derive(Clone, PartialEq, Message)]
-pub struct Histogram {}
-
 #[derive(Debug, Error)]
 pub enum RemoteError {
     #[error("snappy decode error: {0}")]
@@ -81,14 +79,17 @@ pub enum RemoteError {
     InvalidSeries { index: usize, message: String },
     #[error("the series' labels, their symbols resolved, take more bytes than the request may decompress to")]
     LabelsTooLarge,
+    #[error("the request's histograms take more than {limit} bytes decoded")]
+    HistogramsTooLarge { limit: usize },
 }
 
-/// One decoded series with its samples and exemplars.
+/// One decoded series with its samples, exemplars and native-histogram samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
     pub exemplars: Vec<Exemplar>,
+    pub histograms: Vec<HistogramSample>,
 }
 
 /// The most bytes an exemplar may take in a request: one of valid labels (at most 128
@@ -125,41 +126,47 @@ pub const MAX_LABELS_PER_SERIES: usize = 10_000;
 /// to more than `max_decoded` bytes.
 ///
 /// The request is read series by series, each validated as it is decoded, so a bad request
-/// fails at its first bad series and what a request costs in memory follows what it stores:
-/// series without samples are dropped as soon as their labels are checked (a few megabytes of
-/// empty series once decoded into gigabytes of empty structures). Duplicate label names are
-/// found by sorting, not by comparing every pair.
+/// fails at its first bad series (an invalid histogram too, as upstream's 1.0 receiver refuses
+/// the request it is in) and what a request costs in memory follows what it stores: series
+/// without samples are dropped as soon as their labels are checked (a few megabytes of empty
+/// series once decoded into gigabytes of empty structures), and histograms are bounded as
+/// [`histogram`] describes. Duplicate label names are found by sorting, not by comparing every
+/// pair.
 pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<WriteSeries>, RemoteError> {
     let raw = decompress(body, max_decoded)?;
     let mut out = Vec::new();
     let mut exemplar_budget = 0;
+    let mut histogram_budget = HistogramBudget::new(max_decoded);
     for (index, field) in Fields(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
         let (_, payload) = field?;
         let Payload::Bytes(payload) = payload else {
             return Err(RemoteError::Malformed("timeseries is not a message"));
         };
         let invalid = |message: String| RemoteError::InvalidSeries { index, message };
-        if let Some(series) = decode_series(payload, invalid, &mut exemplar_budget)? {
+        if let Some(series) = decode_series(payload, invalid, &mut exemplar_budget, &mut histogram_budget)? {
             out.push(series);
         }
     }
     Ok(out)
 }
 
-/// One `TimeSeries`, validated; `None` for a valid series without samples or exemplars.
+/// One `TimeSeries`, validated; `None` for a valid series without samples, histograms or
+/// exemplars.
 ///
-/// Exemplars are kept while `exemplar_budget` lasts: each series and each sample of the request
-/// adds one, each exemplar takes one. Upstream's senders send one per sample at most, or one
+/// Exemplars are kept while `exemplar_budget` lasts: each series, sample and histogram of the
+/// request adds one, each exemplar takes one. Upstream's senders send one per sample at most, or one
 /// alone in a series; a hostile request of millions of two-byte empty exemplars is refused
 /// the memory they would take decoded. One too large to be valid is not decoded.
 fn decode_series(
     raw: &[u8],
     invalid: impl Fn(String) -> RemoteError,
     exemplar_budget: &mut usize,
+    histogram_budget: &mut HistogramBudget,
 ) -> Result<Option<WriteSeries>, RemoteError> {
     let mut labels: Vec<Label> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     let mut exemplars: Vec<Exemplar> = Vec::new();
+    let mut histograms: Vec<HistogramSample> = Vec::new();
     *exemplar_budget += 1;
     for field in Fields(raw) {
         match field? {
@@ -183,17 +190,20 @@ fn decode_series(
                 let pairs = e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
                 exemplars.extend(checked_exemplar(pairs, e.value, e.timestamp));
             }
-            (4, _) => return Err(invalid("native histograms are not supported yet".into())),
-            (1..=3, _) => return Err(RemoteError::Malformed("label, sample or exemplar is not a message")),
+            (4, Payload::Bytes(bytes)) => {
+                histograms.push(histogram_budget.decode(bytes)?.map_err(|e| invalid(e.to_string()))?);
+                *exemplar_budget += 1;
+            }
+            (1..=4, _) => return Err(RemoteError::Malformed("label, sample, exemplar or histogram is not a message")),
             _ => {}
         }
     }
     check_label_set(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))).map_err(&invalid)?;
-    if samples.is_empty() && exemplars.is_empty() {
+    if samples.is_empty() && histograms.is_empty() && exemplars.is_empty() {
         return Ok(None);
     }
     let labels = Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)));
-    Ok(Some(WriteSeries { labels, samples, exemplars }))
+    Ok(Some(WriteSeries { labels, samples, exemplars, histograms }))
 }
 
 /// One label as a series may carry it: a valid name and a value (an empty value would mean
@@ -292,7 +302,8 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// Encodes series as a snappy-compressed `WriteRequest` (for clients, tests and load generation).
+/// Encodes series as a snappy-compressed `WriteRequest` (for clients, tests and load generation);
+/// histograms as [`histogram::Histogram::from_float`] sends them.
 pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
     let request = WriteRequest {
         timeseries: series
@@ -305,7 +316,7 @@ pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
                     .iter()
                     .map(|e| WireExemplar { labels: read::wire_labels(&e.labels), value: e.value, timestamp: e.t })
                     .collect(),
-                histograms: Vec::new(),
+                histograms: wire_histograms(&s.histograms),
             })
             .collect(),
     };
@@ -321,6 +332,7 @@ mod tests {
             labels: Labels::from_pairs([("__name__", "x"), ("a", "b")]),
             samples: vec![Sample { t: 1, v: 1.5 }, Sample { t: 2, v: f64::INFINITY }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         }]
     }
 
@@ -328,6 +340,70 @@ mod tests {
     fn round_trip() {
         let body = encode_write_request(&series());
         assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series());
+    }
+
+    fn histogram_series() -> Vec<WriteSeries> {
+        let histograms = |t0: i64| -> Vec<HistogramSample> {
+            let kinds = histogram::tests::kinds().into_iter();
+            kinds.enumerate().map(|(i, h)| HistogramSample { t: t0 + i as i64, h: h.into() }).collect()
+        };
+        let mut with_samples = series();
+        with_samples[0].histograms = histograms(10);
+        let alone = WriteSeries {
+            labels: Labels::from_pairs([("__name__", "h")]),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: histograms(-3),
+        };
+        with_samples.push(alone);
+        with_samples
+    }
+
+    /// Integer and float, exponential and custom-bucket histograms with their hints; a series of
+    /// histograms alone is kept.
+    #[test]
+    fn histograms_round_trip() {
+        let body = encode_write_request(&histogram_series());
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), histogram_series());
+    }
+
+    /// An invalid histogram refuses the request, as upstream's 1.0 receiver does.
+    #[test]
+    fn an_invalid_histogram_refuses_the_request() {
+        let mut request = WriteRequest::decode(
+            snap::raw::Decoder::new().decompress_vec(&encode_write_request(&histogram_series())).unwrap().as_slice(),
+        )
+        .unwrap();
+        request.timeseries[1].histograms[2].positive_deltas.push(1);
+        let e = decode_write_request(&compressed(&request), 1 << 20).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "series 1: custom buckets: spans need 4 buckets, have 5 buckets: histogram spans specify different number of buckets than provided"
+        );
+        // A histogram that is a varint, not a message.
+        let body = snap::raw::Encoder::new().compress_vec(&[0x0a, 0x02, 0x20, 0x01]).unwrap();
+        assert_eq!(
+            decode_write_request(&body, 1 << 20).unwrap_err().to_string(),
+            "protobuf decode error: label, sample, exemplar or histogram is not a message"
+        );
+    }
+
+    /// Millions of two-byte empty histograms are valid, and would take hundreds of bytes each
+    /// decoded: the request is refused once they pass its budget.
+    #[test]
+    fn many_empty_histograms_are_bounded() {
+        let label = Label { name: "__name__".into(), value: "x".into() }.encode_to_vec();
+        let mut series = vec![0x0a, label.len() as u8];
+        series.extend_from_slice(&label);
+        series.extend([0x22, 0x00].repeat(1 << 20));
+        let mut raw = vec![0x0a];
+        prost::encoding::encode_varint(series.len() as u64, &mut raw);
+        raw.extend_from_slice(&series);
+        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let started = std::time::Instant::now();
+        let e = decode_write_request(&body, 4 << 20).unwrap_err();
+        assert!(matches!(e, RemoteError::HistogramsTooLarge { limit } if limit == 32 << 20), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     /// At most as many exemplars are kept as there were series and samples before them, those
@@ -366,7 +442,12 @@ mod tests {
         let body = encode_write_request(&series());
         assert!(matches!(decode_write_request(&body, 4), Err(RemoteError::TooLarge { .. })));
         let mut bad = series();
-        bad.push(WriteSeries { labels: Labels::from_pairs([("a", "b")]), samples: vec![], exemplars: Vec::new() });
+        bad.push(WriteSeries {
+            labels: Labels::from_pairs([("a", "b")]),
+            samples: vec![],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        });
         let e = decode_write_request(&encode_write_request(&bad), 1 << 20).unwrap_err();
         assert_eq!(e.to_string(), "series 1: no metric name (__name__ label)");
     }

@@ -1,5 +1,8 @@
 //! Remote read (`prometheus.ReadRequest`, answered by `/api/v1/read`): the request and both
-//! response forms — a snappy-compressed `ReadResponse` of samples, and the stream of
+//! response forms — a snappy-compressed `ReadResponse` of samples and native histograms (a
+//! series' `histograms` are [`wire_histograms`](super::histogram::wire_histograms) of its
+//! histogram samples; a client reads them back with
+//! [`Histogram::into_float`](super::histogram::Histogram::into_float)), and the stream of
 //! `ChunkedReadResponse` frames (uvarint length, CRC32 Castagnoli of the message, the message)
 //! whose chunks are upstream's XOR encoding, which the caller provides.
 
@@ -143,7 +146,7 @@ pub fn wire_matchers(matchers: &[Matcher]) -> Vec<LabelMatcher> {
         .collect()
 }
 
-/// One series of a sampled answer.
+/// One series of a sampled answer, of float samples (its `histograms` are for the caller to set).
 pub fn sampled_series(labels: &Labels, samples: &[Sample]) -> TimeSeries {
     TimeSeries {
         labels: wire_labels(labels),
@@ -191,4 +194,35 @@ pub fn read_frames(mut body: &[u8]) -> Result<Vec<ChunkedReadResponse>, RemoteEr
         body = rest;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::parse_histogram;
+    use crate::remote::histogram::wire_histograms;
+    use crate::value::HistogramSample;
+
+    /// A sampled answer carries histograms, integer and float, back to the client.
+    #[test]
+    fn sampled_answers_carry_histograms() {
+        let labels = Labels::from_pairs([("__name__", "h")]);
+        let histograms: Vec<HistogramSample> =
+            ["{{count:3 sum:2 buckets:[1 2]}}", "{{schema:-53 custom_values:[1] count:0.5 buckets:[0.5]}}"]
+                .iter()
+                .enumerate()
+                .map(|(t, text)| HistogramSample { t: t as i64, h: parse_histogram(text).unwrap().into() })
+                .collect();
+        let mut series = sampled_series(&labels, &[Sample { t: 5, v: 1.0 }]);
+        series.histograms = wire_histograms(&histograms);
+        let body = encode_read_response(&ReadResponse { results: vec![QueryResult { timeseries: vec![series] }] });
+        let got = decode_read_response(&body, 1 << 20).unwrap().results.remove(0).timeseries.remove(0);
+        assert_eq!(got.samples, [WireSample { value: 1.0, timestamp: 5 }]);
+        let back: Vec<HistogramSample> = got
+            .histograms
+            .into_iter()
+            .map(|h| HistogramSample { t: h.timestamp, h: h.into_float().unwrap().into() })
+            .collect();
+        assert_eq!(back, histograms);
+    }
 }

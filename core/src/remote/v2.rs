@@ -2,23 +2,27 @@
 //! series whose labels, metadata and exemplars name strings by their index in it).
 //!
 //! As upstream's receiver, a 2.0 request may be written in part: a series that cannot be
-//! stored (labels out of the symbols table, invalid or duplicate labels, no samples, native
-//! histograms, which Pyrite does not store yet) is reported and the others are written. A body
-//! that is not a well-formed message at all (bad snappy, truncated fields, refs that are not
-//! `uint32`s, symbols that are not UTF-8) is refused whole, before anything is stored. Exemplars
-//! are stored, up to one per sample of their series (which bounds what a hostile request of
-//! empty ones costs); one upstream would refuse (invalid labels, too long) is dropped and the
-//! series kept, as upstream. Metadata is checked and not stored; created timestamps are
-//! ignored, as upstream does without `--enable-feature=created-timestamp-zero-ingestion`.
+//! stored (labels out of the symbols table, invalid or duplicate labels, no samples or
+//! histograms) is reported and the others are written, and so is each histogram upstream would
+//! refuse (see [`super::histogram`]), the series' other samples kept. A body that is not a
+//! well-formed message at all (bad snappy, truncated fields, refs that are not `uint32`s,
+//! symbols that are not UTF-8), or whose histograms take more memory than a request may, is
+//! refused whole, before anything is stored. Exemplars are stored, up to one per sample or
+//! histogram of their series (which bounds what a hostile request of empty ones costs); one
+//! upstream would refuse (invalid labels, too long) is dropped and the series kept, as
+//! upstream. Metadata is checked and not stored; created timestamps are ignored, as upstream
+//! does without `--enable-feature=created-timestamp-zero-ingestion`.
 
 use prost::Message;
 
+use super::histogram::{Histogram, HistogramBudget};
 use super::{
     check_label, check_label_set, checked_exemplar, decompress, pair_bytes, Fields, Payload, RemoteError, WriteSeries,
     MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
 };
+use crate::histogram::HistogramError;
 use crate::labels::Labels;
-use crate::value::Sample;
+use crate::value::{HistogramSample, Sample};
 
 /// The protobuf messages a remote-write receiver may accept, named as in the `Content-Type`'s
 /// `proto` parameter and in `--web.remote-write-receiver.accepted-protobuf-messages`.
@@ -113,10 +117,6 @@ pub struct MetadataV2 {
     pub unit_ref: u32,
 }
 
-/// A native histogram sample; its fields are not decoded.
-#[derive(Clone, PartialEq, Message)]
-pub struct HistogramV2 {}
-
 #[derive(Clone, PartialEq, Message)]
 pub struct TimeSeriesV2 {
     #[prost(uint32, repeated, tag = "1")]
@@ -124,7 +124,7 @@ pub struct TimeSeriesV2 {
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<SampleV2>,
     #[prost(message, repeated, tag = "3")]
-    pub histograms: Vec<HistogramV2>,
+    pub histograms: Vec<Histogram>,
     #[prost(message, repeated, tag = "4")]
     pub exemplars: Vec<ExemplarV2>,
     #[prost(message, optional, tag = "5")]
@@ -148,21 +148,31 @@ impl RequestV2 {
     }
 }
 
-/// One series as it was sent, before its references are resolved. Exemplars and histograms are
-/// checked for framing and counted, never kept: a hostile request of millions of empty ones
-/// costs nothing.
+/// One series as it was sent, before its references are resolved.
 #[derive(Default)]
 struct RawSeries {
     labels_refs: Vec<u32>,
     /// More label refs than any valid series has: the rest were not kept.
     too_many_labels: bool,
     samples: Vec<Sample>,
-    histograms: usize,
+    histograms: Vec<HistogramSample>,
+    /// Histograms upstream would refuse: how many, and why, for the first
+    /// [`MAX_REPORTED_ERRORS`] (a hostile request of millions of them keeps no more).
+    invalid_histograms: usize,
+    histogram_errors: Vec<HistogramError>,
     /// Every exemplar's label refs are inside the symbols table.
     exemplar_refs_ok: bool,
-    /// Exemplars with refs inside the table, up to one per sample read before them.
+    /// Exemplars with refs inside the table, up to one per sample or histogram read before
+    /// them.
     exemplars: Vec<ExemplarV2>,
     metadata_refs: Option<(u32, u32)>,
+}
+
+impl RawSeries {
+    /// The float and histogram samples sent, valid or not.
+    fn sample_count(&self) -> usize {
+        self.samples.len() + self.histograms.len() + self.invalid_histograms
+    }
 }
 
 /// Decodes a snappy-compressed 2.0 request, refusing bodies that decompress to more than
@@ -182,20 +192,26 @@ pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<Decode
     // Series refer to symbols, so a few bytes may name a long symbol many times: what the
     // labels take once resolved is bounded by what any request may decode to.
     let mut label_bytes = max_decoded;
+    let mut histogram_budget = HistogramBudget::new(max_decoded);
     for field in Fields(&raw) {
         if let (5, payload) = field? {
             let Payload::Bytes(bytes) = payload else {
                 return Err(RemoteError::Malformed("timeseries is not a message"));
             };
-            let series = decode_raw_series(bytes, symbols.len())?;
+            let series = decode_raw_series(bytes, symbols.len(), &mut histogram_budget)?;
             resolve_series(series, &symbols, &mut label_bytes, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// One `TimeSeries` as sent; errors only for what is not a well-formed message.
-fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, RemoteError> {
+/// One `TimeSeries` as sent; errors only for what is not a well-formed message, and for
+/// histograms past the request's budget.
+fn decode_raw_series(
+    raw: &[u8],
+    symbol_count: usize,
+    histogram_budget: &mut HistogramBudget,
+) -> Result<RawSeries, RemoteError> {
     let mut series = RawSeries { exemplar_refs_ok: true, ..Default::default() };
     let push_ref = |series: &mut RawSeries, value: u64| -> Result<(), RemoteError> {
         let value = u32::try_from(value).map_err(|_| RemoteError::Malformed("label ref is not a uint32"))?;
@@ -218,14 +234,22 @@ fn decode_raw_series(raw: &[u8], symbol_count: usize) -> Result<RawSeries, Remot
                 let s = SampleV2::decode(bytes)?;
                 series.samples.push(Sample { t: s.timestamp, v: s.value });
             }
-            (3, Payload::Bytes(_)) => series.histograms += 1,
+            (3, Payload::Bytes(bytes)) => match histogram_budget.decode(bytes)? {
+                Ok(h) => series.histograms.push(h),
+                Err(e) => {
+                    series.invalid_histograms += 1;
+                    if series.histogram_errors.len() < MAX_REPORTED_ERRORS {
+                        series.histogram_errors.push(e);
+                    }
+                }
+            },
             // Too large to be valid: not decoded (see `MAX_EXEMPLAR_BYTES`).
             (4, Payload::Bytes(bytes)) if bytes.len() > MAX_EXEMPLAR_BYTES => {}
             (4, Payload::Bytes(bytes)) => {
                 let e = ExemplarV2::decode(bytes)?;
                 let refs_ok = e.labels_refs.iter().all(|&r| (r as usize) < symbol_count);
                 series.exemplar_refs_ok &= refs_ok;
-                if refs_ok && series.exemplars.len() < series.samples.len() {
+                if refs_ok && series.exemplars.len() < series.sample_count() {
                     series.exemplars.push(e);
                 }
             }
@@ -292,23 +316,19 @@ fn resolve_series(
     if let Err(why) = checked {
         return out.reject(|| format!("invalid metric name or labels, got {}: {why}", described()));
     }
-    if series.samples.is_empty() && series.histograms == 0 {
+    if series.sample_count() == 0 {
         return out
             .reject(|| format!("TimeSeries must contain at least one sample or histogram for series {}", described()));
     }
-    if series.histograms > 0 {
-        out.reject(|| {
-            format!(
-                "native histograms are not supported yet: {} histogram sample(s) refused for series {}",
-                series.histograms,
-                described()
-            )
-        })?;
+    for e in &series.histogram_errors {
+        out.reject(|| format!("{e} for series {}", described()))?;
     }
+    // The errors not kept are counted: the report was full with this series' first ones.
+    out.error_count += series.invalid_histograms - series.histogram_errors.len();
     if !series.exemplar_refs_ok {
         out.reject(|| format!("parsing exemplar for series {}: labelRefs outside of symbols table", described()))?;
     }
-    if !series.samples.is_empty() {
+    if !series.samples.is_empty() || !series.histograms.is_empty() {
         let labels = Labels::from_pairs(pairs.iter().map(|&(n, v)| (n.to_string(), v.to_string())));
         let exemplars = series
             .exemplars
@@ -319,7 +339,7 @@ fn resolve_series(
                 checked_exemplar(pairs, e.value, e.timestamp).filter(|_| e.labels_refs.len().is_multiple_of(2))
             })
             .collect();
-        out.series.push(WriteSeries { labels, samples: series.samples, exemplars });
+        out.series.push(WriteSeries { labels, samples: series.samples, exemplars, histograms: series.histograms });
     }
     Ok(())
 }
@@ -382,20 +402,58 @@ mod tests {
         no_samples.samples.clear();
         r.timeseries.push(no_samples);
         let mut histograms = r.timeseries[0].clone();
-        histograms.histograms = vec![HistogramV2 {}; 3];
+        histograms.histograms = vec![Histogram { schema: 60, ..Default::default() }; 3];
         r.timeseries.push(histograms);
         let mut metadata = r.timeseries[0].clone();
         metadata.metadata = Some(MetadataV2 { r#type: 1, help_ref: 7, unit_ref: 0 });
         r.timeseries.push(metadata);
         let d = decode_write_request_v2(&r.encode_compressed(), 1 << 20).unwrap();
-        assert_eq!(d.error_count, 5, "{:?}", d.errors);
+        assert_eq!(d.error_count, 7, "{:?}", d.errors);
         assert!(d.errors[0].contains("outside of symbols table (size 4)"), "{}", d.errors[0]);
         assert!(d.errors[1].contains("invalid labelRefs length 3"), "{}", d.errors[1]);
         assert!(d.errors[2].contains("at least one sample"), "{}", d.errors[2]);
-        assert!(d.errors[3].contains("3 histogram sample(s) refused"), "{}", d.errors[3]);
-        assert!(d.errors[4].contains("metadata help_ref 7"), "{}", d.errors[4]);
+        assert_eq!(
+            d.errors[3..6],
+            ["histogram has an invalid schema, which must be between -4 and 8 for exponential buckets, or -53 for custom buckets, got schema 60 for series {__name__=\"ok\"}"; 3]
+        );
+        assert!(d.errors[6].contains("metadata help_ref 7"), "{}", d.errors[6]);
         // The first series, and the float samples of the one with histograms.
         assert_eq!(d.series.len(), 2);
+    }
+
+    /// A series of histograms alone is kept; an invalid histogram is reported and its series'
+    /// other histograms kept; exemplars may come one per sample or histogram.
+    #[test]
+    fn histograms_are_kept_and_invalid_ones_reported() {
+        let mut r = request(&[(&[("__name__", "h")], &[])]);
+        let good = Histogram::from_float(5, &crate::histogram::parse_histogram("{{count:2 buckets:[2]}}").unwrap());
+        let mismatched = Histogram { positive_deltas: vec![1, 1], ..good.clone() };
+        r.timeseries[0].histograms = vec![good.clone(), mismatched, good];
+        r.timeseries[0].exemplars = vec![ExemplarV2 { labels_refs: vec![], value: 1.0, timestamp: 5 }; 4];
+        let d = decode_write_request_v2(&r.encode_compressed(), 1 << 20).unwrap();
+        assert_eq!(
+            d.errors,
+            ["positive side: spans need 1 buckets, have 2 buckets: histogram spans specify different number of buckets than provided for series {__name__=\"h\"}"]
+        );
+        assert_eq!(d.series.len(), 1);
+        let s = &d.series[0];
+        assert_eq!((s.samples.len(), s.histograms.len(), s.exemplars.len()), (0, 2, 3));
+        assert_eq!((s.histograms[1].t, s.histograms[1].h.count), (5, 2.0));
+    }
+
+    /// Many invalid histograms keep [`MAX_REPORTED_ERRORS`] errors and count the rest.
+    #[test]
+    fn many_invalid_histograms_cost_little() {
+        let mut r = request(&[(&[("__name__", "h")], &[])]);
+        r.timeseries[0].histograms = vec![Histogram { schema: 99, ..Default::default() }; 1 << 18];
+        let started = std::time::Instant::now();
+        let d = decode_write_request_v2(&r.encode_compressed(), 16 << 20).unwrap();
+        assert_eq!((d.series.len(), d.errors.len(), d.error_count), (0, MAX_REPORTED_ERRORS, 1 << 18));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        // Valid ones past the request's memory budget refuse it whole.
+        r.timeseries[0].histograms = vec![Histogram::default(); 1 << 20];
+        let e = decode_write_request_v2(&r.encode_compressed(), 4 << 20).unwrap_err();
+        assert!(matches!(e, RemoteError::HistogramsTooLarge { .. }), "{e}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl RuleStorage for ShardStorage {
             labels: labels.clone(),
             samples: vec![Sample { t, v: *v }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         });
         for rx in self.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| RuleError::storage(ShardGone))?;

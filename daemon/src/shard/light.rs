@@ -200,6 +200,7 @@ mod tests {
                     labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
                     samples: (0..=30).map(|k| Sample { t: k * 10_000, v: (k * i as i64) as f64 }).collect(),
                     exemplars: Vec::new(),
+                    histograms: Vec::new(),
                 })
                 .collect(),
         );
