@@ -57,12 +57,22 @@ impl<'a> Cursor<'a> {
         None
     }
 
-    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.varint()?).ok()?;
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// The next `n` bytes as they are.
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let b = self.buf.get(self.pos..end)?;
         self.pos = end;
         Some(b)
+    }
+
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        self.take(n)
     }
 
     pub(crate) fn string(&mut self) -> Option<String> {
