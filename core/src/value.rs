@@ -87,6 +87,24 @@ impl SeriesSamples {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty() && self.histograms.is_empty()
     }
+
+    /// What its samples count for against a sample limit: one a float, a histogram as its size
+    /// ([`histogram_samples`]).
+    pub fn weight(&self) -> usize {
+        self.samples.len() + self.histograms.iter().map(|x| histogram_samples(&x.h)).sum::<usize>()
+    }
+}
+
+/// What one histogram sample counts for against `--query.max-samples`, as upstream counts it:
+/// its size in Go's memory (a 168-byte struct, 8 bytes a bucket, bound and span, 8 for the
+/// time) over that of a float sample, 16 bytes.
+pub fn histogram_samples(h: &FloatHistogram) -> usize {
+    let items = h.positive_buckets.len()
+        + h.negative_buckets.len()
+        + h.custom_values.len()
+        + h.positive_spans.len()
+        + h.negative_spans.len();
+    (168 + 8 * items + 8) / 16
 }
 
 /// Formats a value the way Prometheus's JSON API does (Go's `FormatFloat(v, 'f', -1, 64)`):

@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use pyrite_core::labels::Projection;
 use pyrite_tsdb::head::Head;
 use pyrite_tsdb::wal::record::{
-    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, OUT_OF_ORDER, OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY,
-    TOMBSTONES,
+    scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, HISTOGRAMS, HISTOGRAM_CHUNKS, OUT_OF_ORDER,
+    OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
 };
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
@@ -56,12 +56,34 @@ fn replay(head: &mut Head, record: Record) {
                 let _ = head.add_exemplar(id, &e);
             }
         }
+        Record::Histograms(histograms) => {
+            for (id, t, h) in histograms {
+                let _ = head.append_histogram(id, t, h);
+            }
+        }
+        Record::HistogramChunks(series) => {
+            for (id, snapshot) in series {
+                head.restore_histograms(id, &snapshot);
+            }
+        }
     }
 }
 
 fuzz_target!(|bytes: &[u8]| {
     let mut log = bytes.to_vec();
-    for kind in [SERIES, SAMPLES, CHUNKS, TOMBSTONES, FORGOTTEN, EXEMPLARS, OUT_OF_ORDER, OUT_OF_ORDER_WRITTEN] {
+    let kinds = [
+        SERIES,
+        SAMPLES,
+        CHUNKS,
+        TOMBSTONES,
+        FORGOTTEN,
+        EXEMPLARS,
+        OUT_OF_ORDER,
+        OUT_OF_ORDER_WRITTEN,
+        HISTOGRAMS,
+        HISTOGRAM_CHUNKS,
+    ];
+    for kind in kinds {
         log.extend(frame(kind, bytes));
         log.extend(frame(kind | SNAPPY, &snap::raw::Encoder::new().compress_vec(bytes).expect("compresses")));
     }

@@ -8,6 +8,7 @@
 //! replayed alone with [`Rng::new`].
 
 use pyrite_core::exposition::{parse_series, write_text, Entry, TextParser};
+use pyrite_core::histogram::{FloatHistogram, Span};
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::parse;
 use pyrite_core::remote::{decode_write_request, encode_write_request, WriteSeries};
@@ -184,6 +185,20 @@ fn wal_records_round_trip() {
             head.append(id, t, v).expect("increasing times");
         }
         let snapshot = head.snapshot_series(id).expect("the series exists");
+        // Histograms of a series of their own, over more than a chunk, their counts sometimes
+        // dropping (counter resets).
+        let (hid, _) = head.get_or_create(&Labels::from_pairs([("__name__", "round_trip_histogram")]));
+        let histograms: Vec<(u32, i64, FloatHistogram)> = rng
+            .samples(CHUNK_SAMPLES + 10)
+            .iter()
+            .enumerate()
+            .filter(|(_, &(t, _))| t > i64::MIN)
+            .map(|(k, &(t, _))| (hid, t, histogram((k as u64 * (1 + rng.below(3))) as f64)))
+            .collect();
+        for (_, t, h) in &histograms {
+            head.append_histogram(hid, *t, h.clone()).expect("increasing times");
+        }
+        let histogram_snapshot = head.snapshot_histograms(hid).expect("the series has histograms");
         let exemplars: Vec<(u32, Exemplar)> = rng
             .samples(10)
             .into_iter()
@@ -203,13 +218,16 @@ fn wal_records_round_trip() {
         let forgotten: Vec<u32> = series.iter().map(|(id, _)| *id).collect();
         wal::encode_forgotten(&mut log, &forgotten, compress);
         wal::encode_exemplars(&mut log, exemplars.iter().map(|(id, e)| (*id, e)), compress);
+        let logged: Vec<(u32, i64, &FloatHistogram)> = histograms.iter().map(|(id, t, h)| (*id, *t, h)).collect();
+        wal::encode_histograms(&mut log, &logged, compress);
+        wal::encode_histogram_chunks(&mut log, [(hid, &histogram_snapshot)], compress);
         let mut records = Vec::new();
         let scan = wal::scan_frames(&log, |r| records.push(r));
         assert!(scan.damage.is_empty() && scan.valid_len == log.len());
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
         let (mut got_forgotten, mut got_exemplars, mut got_apart) = (Vec::new(), Vec::new(), Vec::new());
-        let mut got_written = Vec::new();
+        let (mut got_written, mut got_histograms, mut got_histogram_chunks) = (Vec::new(), Vec::new(), Vec::new());
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
@@ -220,6 +238,8 @@ fn wal_records_round_trip() {
                 Record::Chunks(c) => got_chunks.extend(c),
                 Record::Forgotten(f) => got_forgotten.extend(f),
                 Record::Exemplars(e) => got_exemplars.extend(e),
+                Record::Histograms(h) => got_histograms.extend(h),
+                Record::HistogramChunks(c) => got_histogram_chunks.extend(c),
             }
         }
         assert_eq!(got_forgotten, forgotten);
@@ -237,7 +257,26 @@ fn wal_records_round_trip() {
         assert_eq!(*got_id, id);
         assert_eq!(state_bits(&got.open), state_bits(&snapshot.open));
         assert_eq!(format!("{got:?}"), format!("{snapshot:?}"));
+        assert_eq!(format!("{got_histograms:?}"), format!("{histograms:?}"));
+        assert_eq!(got_histogram_chunks, [(hid, histogram_snapshot)]);
     });
+}
+
+/// A counter histogram of `n` observations per bucket, over two positive and one negative
+/// bucket and the zero bucket.
+fn histogram(n: f64) -> FloatHistogram {
+    FloatHistogram {
+        schema: 2,
+        zero_threshold: 1e-9,
+        zero_count: n,
+        count: 4.0 * n,
+        sum: 2.5 * n,
+        positive_spans: vec![Span { offset: -3, length: 2 }],
+        positive_buckets: vec![n, n],
+        negative_spans: vec![Span { offset: 5, length: 1 }],
+        negative_buckets: vec![n],
+        ..FloatHistogram::default()
+    }
 }
 
 #[test]
@@ -263,7 +302,7 @@ fn remote_write_requests_round_trip() {
                     })
                     .filter(|e| exemplar_label_chars(&e.labels) <= 128 && e.value != 0.0)
                     .collect();
-                WriteSeries { labels: rng.labels(), samples, exemplars }
+                WriteSeries { labels: rng.labels(), samples, exemplars, histograms: Vec::new() }
             })
             .collect();
         let back = decode_write_request(&encode_write_request(&series), 1 << 24).expect("an encoded request decodes");

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::block::{Block, BlockChunk, BlockError, BlockMeta, BlockWriter, Compaction};
 use crate::chunk::store::ChunkStore;
@@ -15,13 +16,14 @@ use crate::cut::HeadCut;
 use crate::exemplars::ExemplarError;
 use crate::head::{AppendError, Appended, Head, Truncated};
 use crate::querier::Querier;
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::{BatchSeries, ShardBatch};
-use pyrite_core::value::Exemplar;
+use pyrite_core::value::{Exemplar, HistogramSample};
 
 use crate::blocks::{Blocks, CutError, Opened};
-use crate::wal::{LogFollowers, LogWrite, LogWritten, Replayed, Wal, WalOptions};
+use crate::wal::{Batch, LogFollowers, LogWrite, LogWritten, Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
 pub const MAX_CUTS_PER_PASS: usize = 4;
@@ -45,6 +47,10 @@ pub struct AppendReply {
     pub out_of_bounds: usize,
     /// Later than `--storage.tsdb.too-far-in-future.time-window` past the shard's clock.
     pub too_far_in_future: usize,
+    /// Histograms with more buckets than the head stores.
+    pub bucket_limit: usize,
+    /// Native-histogram samples appended (also counted in `appended`).
+    pub appended_histograms: usize,
     /// Exemplars kept (the remote-write answer's count).
     pub exemplars: usize,
     /// Exemplars older than their series' newest.
@@ -52,6 +58,8 @@ pub struct AppendReply {
     /// Samples for ids the head has forgotten (the series had no samples left when its data
     /// moved to blocks): the sender must resolve these series by their labels again.
     pub unknown: Vec<(u32, i64, f64)>,
+    /// The same for native-histogram samples.
+    pub unknown_histograms: Vec<(u32, HistogramSample)>,
     /// The log could not be written: the samples are in memory but not durable.
     pub storage_error: Option<StorageError>,
 }
@@ -71,6 +79,7 @@ impl AppendReply {
             Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
             Err(AppendError::TooFarInFuture) => self.too_far_in_future += 1,
             Err(AppendError::TooOld) => self.too_old += 1,
+            Err(AppendError::BucketLimit) => self.bucket_limit += 1,
             // Counted by the caller, which keeps the sample.
             Err(AppendError::UnknownSeries) => {}
         }
@@ -78,7 +87,12 @@ impl AppendReply {
 
     /// Samples refused (not counting those for unknown series, which the sender resolves).
     pub fn refused(&self) -> usize {
-        self.out_of_order + self.duplicates + self.out_of_bounds + self.too_far_in_future + self.too_old
+        self.out_of_order
+            + self.duplicates
+            + self.out_of_bounds
+            + self.too_far_in_future
+            + self.too_old
+            + self.bucket_limit
     }
 }
 
@@ -127,14 +141,25 @@ pub struct Db {
     /// created.
     accepted: Vec<(u32, i64, f64)>,
     accepted_out_of_order: Vec<(u32, i64, f64)>,
+    accepted_histograms: Vec<(u32, i64, Arc<FloatHistogram>)>,
     exemplars: Vec<(u32, Exemplar)>,
     created: Vec<(u32, Labels)>,
 }
 
 impl Db {
     fn with(head: Head, blocks: Blocks, wal: Wal) -> Db {
-        let (accepted, accepted_out_of_order, exemplars, created) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        Db { head, blocks, wal, cutting: false, backups: 0, accepted, accepted_out_of_order, exemplars, created }
+        Db {
+            head,
+            blocks,
+            wal,
+            cutting: false,
+            backups: 0,
+            accepted: Vec::new(),
+            accepted_out_of_order: Vec::new(),
+            accepted_histograms: Vec::new(),
+            exemplars: Vec::new(),
+            created: Vec::new(),
+        }
     }
 
     /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
@@ -444,6 +469,19 @@ impl Db {
         reply.tally(result);
     }
 
+    fn append_histogram(&mut self, reply: &mut AppendReply, id: u32, sample: HistogramSample) {
+        let result = self.head.append_histogram(id, sample.t, (*sample.h).clone());
+        match result {
+            Ok(_) => {
+                self.accepted_histograms.push((id, sample.t, sample.h));
+                reply.appended_histograms += 1;
+            }
+            Err(AppendError::UnknownSeries) => reply.unknown_histograms.push((id, sample)),
+            Err(_) => {}
+        }
+        reply.tally(result);
+    }
+
     /// Keeps `e` for series `id` if the head takes it.
     fn add_exemplar(&mut self, reply: &mut AppendReply, id: u32, e: Exemplar) {
         match self.head.add_exemplar(id, &e) {
@@ -459,11 +497,21 @@ impl Db {
     /// Logs what the batch created and accepted, and completes the reply.
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
-        if let Err(e) = self.wal.log(&created, &self.accepted, &self.accepted_out_of_order, &self.exemplars) {
+        let histograms: Vec<(u32, i64, &FloatHistogram)> =
+            self.accepted_histograms.iter().map(|(id, t, h)| (*id, *t, &**h)).collect();
+        let batch = Batch {
+            new_series: &created,
+            samples: &self.accepted,
+            out_of_order: &self.accepted_out_of_order,
+            histograms: &histograms,
+            exemplars: &self.exemplars,
+        };
+        if let Err(e) = self.wal.log(&batch) {
             reply.storage_error = Some(StorageError::Wal(e));
         }
         self.accepted.clear();
         self.accepted_out_of_order.clear();
+        self.accepted_histograms.clear();
         self.exemplars.clear();
         reply.created = self.created.len();
         self.created.clear();
@@ -481,10 +529,20 @@ impl Db {
             self.append_one(&mut reply, id, t, v);
             reply.ids.push(id);
         }
+        for (id, sample) in batch.known_histograms {
+            self.append_histogram(&mut reply, id, sample);
+        }
+        let floats = reply.ids.len();
+        for (labels, sample) in batch.new_histograms {
+            let id = self.series_id(&labels);
+            self.append_histogram(&mut reply, id, sample);
+            reply.ids.push(id);
+        }
         for (series, e) in batch.exemplars {
             let id = match series {
                 BatchSeries::Known(id) => Some(id),
                 BatchSeries::New(i) => reply.ids.get(i).copied(),
+                BatchSeries::NewHistogram(i) => reply.ids.get(floats + i).copied(),
             };
             if let Some(id) = id {
                 self.add_exemplar(&mut reply, id, e);
@@ -498,13 +556,16 @@ impl Db {
         let mut reply = AppendReply::default();
         for ws in series {
             // Exemplars alone do not make a series (upstream refuses them for unknown series).
-            let id = match ws.samples.is_empty() {
+            let id = match ws.samples.is_empty() && ws.histograms.is_empty() {
                 true => self.head.id_of(&ws.labels),
                 false => Some(self.series_id(&ws.labels)),
             };
             let Some(id) = id else { continue };
             for x in ws.samples {
                 self.append_one(&mut reply, id, x.t, x.v);
+            }
+            for x in ws.histograms {
+                self.append_histogram(&mut reply, id, x);
             }
             for e in ws.exemplars {
                 self.add_exemplar(&mut reply, id, e);
@@ -603,6 +664,8 @@ pub struct Cut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::compact_paths;
+    use pyrite_core::histogram::{CounterResetHint, Span};
     use pyrite_core::labels::MatchOp;
     use pyrite_core::value::Sample;
 
@@ -628,7 +691,14 @@ mod tests {
         let names = pods.chain((0..10).map(|i| series("steady", i.to_string())));
         let samples: Vec<Sample> = (from / 1000..to / 1000).map(|s| Sample { t: s * 1000, v: s as f64 }).collect();
         let reply = db.write(
-            names.map(|labels| WriteSeries { labels, samples: samples.clone(), exemplars: Vec::new() }).collect(),
+            names
+                .map(|labels| WriteSeries {
+                    labels,
+                    samples: samples.clone(),
+                    exemplars: Vec::new(),
+                    histograms: Vec::new(),
+                })
+                .collect(),
         );
         assert_eq!(reply.appended, 30 * samples.len());
     }
@@ -650,7 +720,7 @@ mod tests {
         assert_eq!(count(&db, "steady"), (0, 0), "nothing to query");
         let up = |t: i64, v: f64| {
             let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
-            vec![WriteSeries { labels, samples: vec![Sample { t, v }], exemplars: Vec::new() }]
+            vec![WriteSeries { labels, samples: vec![Sample { t, v }], exemplars: Vec::new(), histograms: Vec::new() }]
         };
         assert_eq!(db.write(up(0, 1.0)).out_of_order, 1, "order is still checked");
         assert_eq!(db.write(up(1_000, 9.0)).duplicates, 1);
@@ -686,6 +756,7 @@ mod tests {
                 labels: steady.clone(),
                 samples: vec![Sample { t, v }],
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             }])
         };
         assert_eq!(late(&mut db, 9_500, -1.0).out_of_order, 1, "no window: refused");
@@ -739,7 +810,12 @@ mod tests {
         write(&mut db, 0, 0, 3 * RANGE);
         db.head.set_out_of_order_window(2 * RANGE);
         let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
-        let late = WriteSeries { labels, samples: vec![Sample { t: 9_500, v: -1.0 }], exemplars: Vec::new() };
+        let late = WriteSeries {
+            labels,
+            samples: vec![Sample { t: 9_500, v: -1.0 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        };
         assert_eq!(db.write(vec![late]).appended_out_of_order, 1);
         let r = db.apply_retention(RANGE, None).unwrap();
         assert!(r.unlogged.is_none());
@@ -751,6 +827,97 @@ mod tests {
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 
+    /// A counter histogram one sample a second in `[from, to)`: it gains a bucket every 7 s, it is
+    /// reset at 25 s, and its counts are not all integers after 12 s.
+    fn histogram(k: i64) -> FloatHistogram {
+        let n = if k >= 25 { (k - 25) as f64 } else { k as f64 };
+        let fraction = if k > 12 { 0.25 } else { 0.0 };
+        FloatHistogram {
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: n,
+            count: 4.0 * n + fraction,
+            sum: 1.5 * n,
+            positive_spans: vec![Span { offset: 0, length: 2 + (k / 7) as u32 }],
+            positive_buckets: [n, 2.0 * n + fraction]
+                .into_iter()
+                .chain(std::iter::repeat_n(0.0, (k / 7) as usize))
+                .collect(),
+            ..FloatHistogram::default()
+        }
+    }
+
+    fn histogram_series(from: i64, to: i64) -> WriteSeries {
+        let samples = (from / 1000..to / 1000).map(|k| HistogramSample { t: k * 1000, h: Arc::new(histogram(k)) });
+        WriteSeries {
+            labels: Labels::from_pairs([("__name__", "latency")]),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: samples.collect(),
+        }
+    }
+
+    /// The histogram samples of `latency` as (time, count, hint).
+    fn histograms(db: &Db) -> Vec<(i64, FloatHistogram)> {
+        let m = Matcher::new("__name__", MatchOp::Equal, "latency").unwrap();
+        let got = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
+        got.into_iter().flat_map(|s| s.histograms).map(|x| (x.t, (*x.h).clone())).collect()
+    }
+
+    #[test]
+    fn histograms_survive_the_log_snapshots_blocks_deletion_and_compaction() {
+        let dirs = dirs("histograms");
+        let mut db = open(&dirs);
+        let reply = db.write(vec![histogram_series(0, 3 * RANGE)]);
+        assert_eq!((reply.appended, reply.refused()), (30, 0));
+        write(&mut db, 0, 0, 3 * RANGE);
+        // The head found the hints: none for the first, a reset at 25 s, none otherwise.
+        let expected: Vec<(i64, FloatHistogram)> = (0..30)
+            .map(|k| {
+                let hint = match k {
+                    0 => CounterResetHint::Unknown,
+                    25 => CounterResetHint::CounterReset,
+                    _ => CounterResetHint::NotCounterReset,
+                };
+                (k * 1000, FloatHistogram { counter_reset_hint: hint, ..histogram(k) })
+            })
+            .collect();
+        assert_eq!(histograms(&db), expected);
+        let late = db.write(vec![histogram_series(1000, 2000)]);
+        assert_eq!(late.out_of_order, 1, "histograms are refused out of order");
+        // Replayed from the log, then loaded from a snapshot.
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(histograms(&db), expected);
+        db.snapshot().unwrap();
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(histograms(&db), expected);
+        assert_eq!(db.write(vec![histogram_series(30_000, 31_000)]).appended, 1, "appends go on after a snapshot");
+        // Two ranges go to blocks, one histogram chunk each.
+        let cut = db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
+        assert_eq!(cut.blocks.len(), 2);
+        assert!(cut.blocks.iter().all(|b| b.stats.num_samples == 10 + 300 && b.stats.num_chunks == 1 + 30));
+        let mut expected = expected;
+        expected
+            .push((30_000, FloatHistogram { counter_reset_hint: CounterResetHint::NotCounterReset, ..histogram(30) }));
+        assert_eq!(histograms(&db), expected);
+        // A deletion in a block, then the blocks merged with it applied.
+        let m = Matcher::new("__name__", MatchOp::Equal, "latency").unwrap();
+        db.delete(&[m], 3_000, 4_000).unwrap();
+        expected.retain(|(t, _)| !(3_000..=4_000).contains(t));
+        assert_eq!(histograms(&db), expected);
+        let inputs = db.blocks.plan(&[RANGE, 2 * RANGE]).expect("two blocks make a compaction");
+        let (_, merged) = compact_paths(db.blocks.dir(), &inputs, crate::block::new_ulid(1)).unwrap();
+        db.blocks.install(Block::open(&merged).unwrap(), &inputs).unwrap();
+        assert_eq!(db.blocks.list().len(), 1);
+        assert_eq!(histograms(&db), expected);
+        drop(db);
+        let db = open(&dirs);
+        assert_eq!(histograms(&db), expected);
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
     #[test]
     fn a_reply_counts_the_series_its_batch_created() {
         let mut db = open(&dirs("created"));
@@ -758,6 +925,7 @@ mod tests {
             labels: Labels::from_pairs([("__name__", "x".to_string()), ("i", i.to_string())]),
             samples: vec![Sample { t: 1000, v: 1.0 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         };
         assert_eq!(db.write(vec![series(0), series(1)]).created, 2);
         assert_eq!(db.write(vec![series(1), series(2)]).created, 1);
@@ -822,6 +990,7 @@ mod tests {
             labels: Labels::from_pairs([("__name__", name)]),
             samples,
             exemplars,
+            histograms: Vec::new(),
         };
         let mut db = open(&dirs);
         let batch = |t: i64| vec![series("a", vec![Sample { t, v: 1.0 }], vec![trace(t)])];

@@ -37,7 +37,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use thiserror::Error;
@@ -46,6 +45,7 @@ use super::block::BlockChunk;
 use super::chunk::store::{ChunkRef, ChunkStore, MAX_CHUNK_BYTES};
 use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
+use super::histogram_series::{fits, HistogramSeries, HistogramSnapshot};
 use super::out_of_order::OutOfOrder;
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
@@ -78,6 +78,10 @@ pub enum AppendError {
     /// The id names no series (the head forgot it, or never had it).
     #[error("unknown series")]
     UnknownSeries,
+    /// A histogram with more buckets than the head stores
+    /// ([`crate::histogram_series::MAX_HISTOGRAM_BUCKETS`]).
+    #[error("histogram bucket limit exceeded")]
+    BucketLimit,
 }
 
 /// Where an accepted sample went. A sample the head holds already (same time, same value) is
@@ -146,14 +150,14 @@ pub struct SealedChunk {
 
 /// A sealed chunk as the head holds it: its time range and where the store keeps its bytes.
 #[derive(Debug, Clone, Copy)]
-struct HeadChunk {
-    min_t: i64,
-    max_t: i64,
-    at: ChunkRef,
+pub(crate) struct HeadChunk {
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    pub(crate) at: ChunkRef,
 }
 
 impl HeadChunk {
-    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         self.min_t <= maxt && self.max_t >= mint
     }
 }
@@ -325,7 +329,8 @@ impl HeadStats {
 }
 
 /// A series as a head snapshot keeps it: its labels, its sealed chunks, its open chunk, and
-/// the time and value bits of its last sample (what the next append is checked against).
+/// the time and value bits of its last sample (what the next append is checked against). Its
+/// histogram chunks, if it has any, are kept apart ([`Head::snapshot_histograms`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSnapshot {
     pub labels: Labels,
@@ -372,10 +377,9 @@ pub struct Head {
     /// The newest in-order sample time appended (or the newest block's end): the out-of-order
     /// window is counted back from it.
     newest: i64,
-    /// Native-histogram samples by series, in time order, beside the float chunks. In memory
-    /// only: ingestion refuses histograms until the log and chunk formats carry them, so
-    /// only the in-memory engines (the conformance runner, `pyrite test rules`) load them.
-    histograms: HashMap<u32, Vec<HistogramSample>>,
+    /// Native-histogram chunks of the series that have any, beside their float chunks (never
+    /// empty: a series whose histogram chunks all went is removed).
+    histograms: ById<u32, HistogramSeries>,
 }
 
 impl Default for Head {
@@ -412,7 +416,7 @@ impl Head {
             exemplars: Exemplars::default(),
             out_of_order: OutOfOrder::default(),
             newest: i64::MIN,
-            histograms: HashMap::new(),
+            histograms: ById::default(),
         }
     }
 
@@ -603,6 +607,9 @@ impl Head {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);
         }
+        if !fits(&h) {
+            return Err(AppendError::BucketLimit);
+        }
         let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
         if t < self.append_floor {
             return Err(AppendError::OutOfBounds);
@@ -610,11 +617,12 @@ impl Head {
         if t <= s.last_t {
             return Err(if t == s.last_t { AppendError::Duplicate } else { AppendError::OutOfOrder });
         }
-        let previous = self.histograms.get(&id).and_then(|all| all.last()).filter(|_| s.last_v == HISTOGRAM_LAST_V);
+        let previous =
+            self.histograms.get(&id).and_then(HistogramSeries::last).filter(|_| s.last_v == HISTOGRAM_LAST_V);
         if h.counter_reset_hint == CounterResetHint::Unknown {
             h.counter_reset_hint = match previous {
-                Some(p) if !p.h.is_gauge() && h.detect_reset(&p.h) => CounterResetHint::CounterReset,
-                Some(p) if !p.h.is_gauge() => CounterResetHint::NotCounterReset,
+                Some(p) if !p.is_gauge() && h.detect_reset(p) => CounterResetHint::CounterReset,
+                Some(p) if !p.is_gauge() => CounterResetHint::NotCounterReset,
                 _ => CounterResetHint::Unknown,
             };
         }
@@ -622,17 +630,23 @@ impl Head {
         s.last_v = HISTOGRAM_LAST_V;
         self.newest = self.newest.max(t);
         if self.keeps_samples {
-            self.histograms.entry(id).or_default().push(HistogramSample { t, h: Arc::new(h) });
+            self.histograms.entry(id).or_default().push(&mut self.store, t, &h, self.block_range);
         }
         Ok(Appended::InOrder)
     }
 
-    /// Series `id`'s histogram samples in `[mint, maxt]`.
+    /// Series `id`'s histogram samples in `[mint, maxt]` (none before `min_valid`).
     fn histograms_in(&self, id: u32, mint: i64, maxt: i64) -> Vec<HistogramSample> {
-        let Some(all) = self.histograms.get(&id) else { return Vec::new() };
-        let lo = all.partition_point(|x| x.t < mint.max(self.min_valid));
-        let hi = all.partition_point(|x| x.t <= maxt);
-        all.get(lo..hi).unwrap_or_default().to_vec()
+        let mut out = Vec::new();
+        if let Some(hs) = self.histograms.get(&id) {
+            hs.samples_in(&self.store, mint.max(self.min_valid), maxt, &mut out);
+        }
+        out
+    }
+
+    /// Whether series `id` has histogram samples in `[mint, maxt]` (by its chunks' ranges).
+    fn histograms_overlap(&self, id: u32, mint: i64, maxt: i64) -> bool {
+        self.histograms.get(&id).is_some_and(|hs| hs.overlaps(mint, maxt))
     }
 
     pub fn out_of_order(&self) -> &OutOfOrder {
@@ -648,7 +662,12 @@ impl Head {
     /// with no samples at all, for [`Head::forget`].
     pub fn drop_out_of_order_before(&mut self, t: i64) -> Vec<u32> {
         let emptied = self.out_of_order.drop_before(t);
-        emptied.into_iter().filter(|&id| self.series.get(id).is_some_and(|s| s.num_chunks() == 0)).collect()
+        emptied.into_iter().filter(|&id| self.holds_no_chunk(id)).collect()
+    }
+
+    /// Whether series `id` exists and has no chunk of either type.
+    fn holds_no_chunk(&self, id: u32) -> bool {
+        self.series.get(id).is_some_and(|s| s.num_chunks() == 0) && !self.histograms.contains_key(&id)
     }
 
     /// The labels of series `id`, if the head holds it.
@@ -666,7 +685,11 @@ impl Head {
     pub fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
         self.candidates(matchers)
             .iter()
-            .filter(|&id| self.in_range(id, mint, maxt).is_some() || self.out_of_order.overlaps(id, mint, maxt))
+            .filter(|&id| {
+                self.in_range(id, mint, maxt).is_some()
+                    || self.out_of_order.overlaps(id, mint, maxt)
+                    || self.histograms_overlap(id, mint.max(self.min_valid), maxt)
+            })
             .collect()
     }
 
@@ -843,11 +866,11 @@ impl Head {
     pub fn delete_series(&mut self, id: u32, mint: i64, maxt: i64) -> bool {
         let block_range = self.block_range;
         let apart = self.out_of_order.delete(id, mint, maxt);
-        let histograms = self.histograms.get_mut(&id).is_some_and(|all| {
-            let before = all.len();
-            all.retain(|x| x.t < mint || x.t > maxt);
-            all.len() < before
-        });
+        let histograms =
+            self.histograms.get_mut(&id).is_some_and(|hs| hs.delete(&mut self.store, mint, maxt, block_range));
+        if self.histograms.get(&id).is_some_and(HistogramSeries::is_empty) {
+            self.histograms.remove(&id);
+        }
         self.series.get_mut(id).is_some_and(|s| s.delete(&mut self.store, mint, maxt, block_range))
             || apart
             || histograms
@@ -855,7 +878,11 @@ impl Head {
 
     /// Ids of the series with samples in `[mint, maxt)`, in no particular order.
     pub fn ids_overlapping(&self, mint: i64, maxt: i64) -> Vec<u32> {
-        self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(id, _)| id).collect()
+        let floats = self.series.iter().filter(|(_, s)| s.overlaps(mint, maxt - 1)).map(|(id, _)| id);
+        let histograms = self.histograms.iter().filter(|(id, hs)| {
+            hs.overlaps(mint, maxt - 1) && self.series.get(**id).is_some_and(|s| !s.overlaps(mint, maxt - 1))
+        });
+        floats.chain(histograms.map(|(&id, _)| id)).collect()
     }
 
     /// Series `id`'s labels as (name, value) ids of [`Head::symbol_table`], in label order.
@@ -870,7 +897,12 @@ impl Head {
 
     /// Series `id`'s chunks of `[mint, maxt)`, for a block (none if the head does not hold it).
     pub fn block_chunks(&self, id: u32, mint: i64, maxt: i64) -> Vec<BlockChunk<'_>> {
-        self.series.get(id).map_or_else(Vec::new, |s| s.block_chunks(&self.store, mint, maxt))
+        let mut out = self.series.get(id).map_or_else(Vec::new, |s| s.block_chunks(&self.store, mint, maxt));
+        if let Some(hs) = self.histograms.get(&id) {
+            hs.block_chunks(&self.store, mint, maxt, &mut out);
+            out.sort_by_key(|c| c.min_t);
+        }
+        out
     }
 
     /// Series `id` as a snapshot keeps it, if the head holds it.
@@ -887,6 +919,26 @@ impl Head {
             last_t: s.last_t,
             last_v: s.last_v,
         })
+    }
+
+    /// Series `id`'s histogram chunks as a snapshot keeps them, if it has any.
+    pub fn snapshot_histograms(&self, id: u32) -> Option<HistogramSnapshot> {
+        self.histograms.get(&id).map(|hs| hs.snapshot(&self.store))
+    }
+
+    /// Brings back series `id`'s histogram chunks from a snapshot, unless it holds some
+    /// already; false if there is no such series or the snapshot is damaged (see
+    /// [`HistogramSeries::restore`]).
+    pub fn restore_histograms(&mut self, id: u32, snapshot: &HistogramSnapshot) -> bool {
+        if !self.series.contains(id) || self.histograms.contains_key(&id) {
+            return false;
+        }
+        let Some(hs) = HistogramSeries::restore(&mut self.store, snapshot, self.block_range) else { return false };
+        self.newest = self.newest.max(hs.max_time().unwrap_or(i64::MIN));
+        if !hs.is_empty() {
+            self.histograms.insert(id, hs);
+        }
+        true
     }
 
     /// Brings back a series from its snapshot, under the id `wanted` if it is free, and returns
@@ -917,26 +969,31 @@ impl Head {
 
     /// The newest sample time held, if any.
     pub fn max_time(&self) -> Option<i64> {
-        self.series.values().filter_map(MemSeries::max_time).max()
+        let histograms = self.histograms.values().filter_map(HistogramSeries::max_time);
+        self.series.values().filter_map(MemSeries::max_time).chain(histograms).max()
     }
 
     /// The oldest sample time held, if any.
     pub fn min_time(&self) -> Option<i64> {
-        self.series.values().filter_map(MemSeries::min_time).min()
+        let histograms = self.histograms.values().filter_map(HistogramSeries::min_time);
+        self.series.values().filter_map(MemSeries::min_time).chain(histograms).min()
     }
 
     /// The oldest and newest sample times queries can see (none before `min_valid`), in one
     /// pass over the series; None if the head is empty.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let (min, max) = self.series.values().fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), s| {
-            (lo.into_iter().chain(s.min_time()).min(), hi.max(s.max_time()))
+        let floats = self.series.values().map(|s| (s.min_time(), s.max_time()));
+        let histograms = self.histograms.values().map(|hs| (hs.min_time(), hs.max_time()));
+        let (min, max) = floats.chain(histograms).fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), (a, b)| {
+            (lo.into_iter().chain(a).min(), hi.max(b))
         });
         Some((min?.max(self.min_valid), max?))
     }
 
     /// Chunks held, open and sealed.
     pub fn num_chunks(&self) -> usize {
-        self.series.values().map(MemSeries::num_chunks).sum()
+        let histograms: usize = self.histograms.values().map(HistogramSeries::num_chunks).sum();
+        self.series.values().map(MemSeries::num_chunks).sum::<usize>() + histograms
     }
 
     /// Counts of series, chunks and label pairs, and the time range held.
@@ -958,6 +1015,10 @@ impl Head {
     /// continue after their last sample.
     pub fn truncate_before(&mut self, t: i64) -> Truncated {
         let (mut chunks, mut emptied) = (0, Vec::new());
+        self.histograms.retain(|_, hs| {
+            chunks += hs.truncate_before(t);
+            !hs.is_empty()
+        });
         for (id, s) in self.series.iter_mut() {
             let before = s.num_chunks();
             s.sealed.retain(|c| c.max_t >= t);
@@ -965,15 +1026,11 @@ impl Head {
                 s.open = XorChunk::new();
             }
             chunks += before - s.num_chunks();
-            if s.num_chunks() == 0 {
+            if s.num_chunks() == 0 && !self.histograms.contains_key(&id) {
                 emptied.push(id);
             }
         }
         self.store.release_before(t);
-        self.histograms.retain(|_, samples| {
-            samples.retain(|x| x.t >= t);
-            !samples.is_empty()
-        });
         Truncated { chunks, emptied }
     }
 
@@ -985,7 +1042,7 @@ impl Head {
 
     /// Forgets every series that holds no sample (after a replay). Returns the ids that went.
     pub fn forget_empty_series(&mut self) -> Vec<u32> {
-        let empty: Vec<u32> = self.series.iter().filter(|(_, s)| s.num_chunks() == 0).map(|(id, _)| id).collect();
+        let empty: Vec<u32> = self.series.ids().filter(|&id| self.holds_no_chunk(id)).collect();
         self.forget(&empty)
     }
 

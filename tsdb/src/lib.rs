@@ -5,7 +5,8 @@
 //! clock — times are passed in.
 //!
 //! * [`head::Head`] keeps recent series in memory: interned labels, [`postings`], and
-//!   compressed [`chunk`]s (full chunks sealed into a memory-mapped [`chunk::store`]).
+//!   compressed [`chunk`]s (full chunks sealed into a memory-mapped [`chunk::store`]); a
+//!   series' native histograms in chunks of their own ([`histogram_series`]).
 //! * [`wal`] makes every acknowledged append durable: segment files of [`wal::record`] frames,
 //!   replayed into a fresh head at start, checkpointed, and snapshotted at shutdown.
 //! * Every block range the head's oldest data is cut into an immutable [`block`] on disk;
@@ -27,6 +28,7 @@ pub mod db;
 mod encoding;
 pub mod exemplars;
 pub mod head;
+pub mod histogram_series;
 pub mod memory;
 pub mod out_of_order;
 pub mod postings;

@@ -26,7 +26,7 @@ use crate::exposition::{parse_series, Entry, Format, MetricType, ParseError, Tex
 use crate::labels::{Labels, MAX_SERIES_LABEL_BYTES};
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
-use crate::value::{stale_nan, Exemplar};
+use crate::value::{stale_nan, Exemplar, HistogramSample};
 
 /// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills.
 const REPORT_SERIES: [&str; 5] = [
@@ -85,6 +85,11 @@ pub struct ShardBatch {
     pub known: Vec<(u32, i64, f64)>,
     /// Samples of series the shard may not know yet; it answers with their ids, in order.
     pub new: Vec<(Labels, i64, f64)>,
+    /// Native-histogram samples of series the shard already knows.
+    pub known_histograms: Vec<(u32, HistogramSample)>,
+    /// Native-histogram samples of series the shard may not know yet; their ids follow those
+    /// of `new` in the answer, in order.
+    pub new_histograms: Vec<(Labels, HistogramSample)>,
     /// Exemplars the samples carried, each with its sample's series.
     pub exemplars: Vec<(BatchSeries, Exemplar)>,
 }
@@ -95,11 +100,16 @@ pub enum BatchSeries {
     Known(u32),
     /// Index into `new`.
     New(usize),
+    /// Index into `new_histograms`.
+    NewHistogram(usize),
 }
 
 impl ShardBatch {
     pub fn is_empty(&self) -> bool {
-        self.known.is_empty() && self.new.is_empty()
+        self.known.is_empty()
+            && self.new.is_empty()
+            && self.known_histograms.is_empty()
+            && self.new_histograms.is_empty()
     }
 }
 

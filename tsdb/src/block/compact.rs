@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Block, BlockChunk, BlockError, BlockMeta, BlockRef, BlockWriter, Compaction};
-use crate::chunk::packed;
+use crate::chunk::sealed::Decoded;
 use crate::symbols::Symbols;
 use pyrite_core::labels::Labels;
 
@@ -125,12 +125,18 @@ fn in_order(mut chunks: Vec<BlockChunk>) -> Vec<BlockChunk> {
     if chunks.windows(2).all(|w| w[0].max_t < w[1].min_t) {
         return chunks;
     }
-    let mut samples = Vec::new();
+    let mut decoded = Decoded::default();
     for c in &chunks {
         // Chunks reaching here were checked when read.
-        let _ = packed::decode(&c.bytes, &mut samples);
+        let _ = decoded.add(&c.bytes);
     }
-    samples.sort_by_key(|&(t, _)| t);
-    samples.dedup_by_key(|&mut (t, _)| t);
-    BlockChunk::pack(&samples)
+    let Decoded { mut floats, mut histograms } = decoded;
+    floats.sort_by_key(|&(t, _)| t);
+    floats.dedup_by_key(|&mut (t, _)| t);
+    histograms.sort_by_key(|(t, _)| *t);
+    histograms.dedup_by_key(|(t, _)| *t);
+    let mut out = BlockChunk::pack(&floats);
+    out.extend(BlockChunk::pack_histograms(&histograms));
+    out.sort_by_key(|c| c.min_t);
+    out
 }

@@ -29,7 +29,10 @@ pub use reader::Block;
 pub use tombstones::{Interval, Tombstones};
 pub use writer::BlockWriter;
 
+use super::chunk::histogram::HistogramChunk;
 use super::chunk::packed;
+use super::histogram_series::is_full;
+use pyrite_core::histogram::FloatHistogram;
 
 /// Files a block directory holds.
 pub const META_FILE: &str = "meta.json";
@@ -100,7 +103,7 @@ pub struct BlockRef {
     pub max_time: i64,
 }
 
-/// A packed chunk on its way into a block: borrowed from a head or another block, or encoded
+/// A chunk (packed floats, or histograms) on its way into a block: borrowed from a head or another block, or encoded
 /// for the occasion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockChunk<'a> {
@@ -127,6 +130,26 @@ impl BlockChunk<'static> {
                 BlockChunk { min_t: run[0].0, max_t: run[run.len() - 1].0, bytes: bytes.into() }
             })
             .collect()
+    }
+
+    /// Encodes histogram `samples` (time-ordered) into chunks cut as the head cuts them.
+    pub fn pack_histograms(samples: &[(i64, FloatHistogram)]) -> Vec<BlockChunk<'static>> {
+        let mut out = Vec::new();
+        let mut chunk = HistogramChunk::new();
+        for (t, h) in samples {
+            if is_full(&chunk) {
+                out.push(BlockChunk::histograms(&std::mem::take(&mut chunk)));
+            }
+            chunk.append(*t, h);
+        }
+        if !chunk.is_empty() {
+            out.push(BlockChunk::histograms(&chunk));
+        }
+        out
+    }
+
+    fn histograms(chunk: &HistogramChunk) -> BlockChunk<'static> {
+        BlockChunk { min_t: chunk.min_time(), max_t: chunk.max_time(), bytes: chunk.bytes().to_vec().into() }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use roaring::RoaringBitmap;
@@ -10,12 +11,11 @@ use roaring::RoaringBitmap;
 use super::index::{self, SeriesEntry};
 use super::writer::CHUNKS_MAGIC;
 use super::{BlockChunk, BlockError, BlockMeta, Interval, Tombstones, CHUNKS_FILE, INDEX_FILE, META_FILE};
-use crate::chunk::packed;
+use crate::chunk::sealed::Decoded;
 use crate::postings::Postings;
 use crate::symbols::Symbols;
 use pyrite_core::labels::{Labels, Matcher};
-use pyrite_core::value::Sample;
-use pyrite_core::value::SeriesSamples;
+use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
 
 /// An open block.
 pub struct Block {
@@ -147,27 +147,21 @@ impl Block {
         Ok(data)
     }
 
-    /// Decodes the samples of `entry` in `[mint, maxt]` that no tombstone deletes.
+    /// Decodes the float and histogram samples of `entry` in `[mint, maxt]` that no tombstone
+    /// deletes.
     fn samples(
         &self,
         entry: &SeriesEntry,
         deleted: &[Interval],
         mint: i64,
         maxt: i64,
-        out: &mut Vec<Sample>,
-    ) -> Result<(), BlockError> {
-        let mut decoded = Vec::with_capacity(packed::MAX_SAMPLES);
+    ) -> Result<Decoded, BlockError> {
+        let mut decoded = Decoded::default();
         for c in entry.chunks.iter().filter(|c| c.min_t <= maxt && c.max_t >= mint) {
-            decoded.clear();
-            packed::decode(self.chunk_bytes(c)?, &mut decoded).map_err(|e| self.error(format!("chunks: {e}")))?;
-            out.extend(
-                decoded
-                    .iter()
-                    .filter(|&&(t, _)| t >= mint && t <= maxt && !Tombstones::covers(deleted, t))
-                    .map(|&(t, v)| Sample { t, v }),
-            );
+            decoded.add(self.chunk_bytes(c)?).map_err(|e| self.error(format!("chunks: {e}")))?;
         }
-        Ok(())
+        decoded.retain(|t| t >= mint && t <= maxt && !Tombstones::covers(deleted, t));
+        Ok(decoded)
     }
 
     /// Series numbers matching `matchers`.
@@ -188,9 +182,15 @@ impl Block {
     /// it has any.
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64) -> Result<Option<SeriesSamples>, BlockError> {
         let entry = self.entry(id)?;
-        let mut samples = Vec::new();
-        self.samples(&entry, self.tombstones.get(id), mint, maxt, &mut samples)?;
-        Ok((!samples.is_empty()).then(|| SeriesSamples::floats(self.labels(&entry), samples)))
+        let Decoded { floats, histograms } = self.samples(&entry, self.tombstones.get(id), mint, maxt)?;
+        if floats.is_empty() && histograms.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(SeriesSamples {
+            labels: self.labels(&entry),
+            samples: floats.into_iter().map(|(t, v)| Sample { t, v }).collect(),
+            histograms: histograms.into_iter().map(|(t, h)| HistogramSample { t, h: Arc::new(h) }).collect(),
+        }))
     }
 
     /// Label sets of matching series with chunks in `[mint, maxt]` (tombstones are not
@@ -227,10 +227,11 @@ impl Block {
         let mut chunks = Vec::with_capacity(entry.chunks.len());
         for c in &entry.chunks {
             if deleted.iter().any(|&(a, b)| a <= c.max_t && b >= c.min_t) {
-                let mut samples = Vec::new();
-                self.samples(&entry, deleted, c.min_t, c.max_t, &mut samples)?;
-                let pairs: Vec<(i64, f64)> = samples.iter().map(|s| (s.t, s.v)).collect();
-                chunks.extend(BlockChunk::pack(&pairs));
+                let mut decoded = Decoded::default();
+                decoded.add(self.chunk_bytes(c)?).map_err(|e| self.error(format!("chunks: {e}")))?;
+                decoded.retain(|t| !Tombstones::covers(deleted, t));
+                chunks.extend(BlockChunk::pack(&decoded.floats));
+                chunks.extend(BlockChunk::pack_histograms(&decoded.histograms));
             } else {
                 let bytes = self.chunk_bytes(c)?;
                 chunks.push(BlockChunk { min_t: c.min_t, max_t: c.max_t, bytes: bytes.into() });

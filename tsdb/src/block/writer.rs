@@ -79,7 +79,7 @@ impl BlockWriter {
                 len: c.bytes.len() as u32,
             });
             self.offset += 4 + c.bytes.len() as u64;
-            self.stats.num_samples += crate::chunk::packed::sample_count(&c.bytes) as u64;
+            self.stats.num_samples += crate::chunk::sealed::sample_count(&c.bytes) as u64;
         }
         self.stats.num_chunks += chunks.len() as u64;
         self.stats.num_series += 1;

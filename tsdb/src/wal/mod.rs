@@ -35,11 +35,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::head::Head;
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
 use record::{
-    encode_chunks, encode_exemplars, encode_forgotten, encode_out_of_order, encode_out_of_order_written,
-    encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
+    encode_chunks, encode_exemplars, encode_forgotten, encode_histogram_chunks, encode_histograms, encode_out_of_order,
+    encode_out_of_order_written, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
 };
 
 /// How the log is written.
@@ -49,6 +50,33 @@ pub struct WalOptions {
     pub compress: bool,
     /// Start a new segment past this size (`--storage.tsdb.wal-segment-size`).
     pub segment_size: u64,
+}
+
+/// What one append batch created and the head accepted, to be logged ([`Wal::log`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Batch<'a> {
+    pub new_series: &'a [(u32, &'a Labels)],
+    pub samples: &'a [(u32, i64, f64)],
+    /// Samples accepted out of order.
+    pub out_of_order: &'a [(u32, i64, f64)],
+    pub histograms: &'a [(u32, i64, &'a FloatHistogram)],
+    pub exemplars: &'a [(u32, Exemplar)],
+}
+
+impl Batch<'_> {
+    fn is_empty(&self) -> bool {
+        self.new_series.is_empty()
+            && self.samples.is_empty()
+            && self.out_of_order.is_empty()
+            && self.histograms.is_empty()
+            && self.exemplars.is_empty()
+    }
+
+    /// The newest sample time in it.
+    fn newest(&self) -> Option<i64> {
+        let histograms = self.histograms.iter().map(|s| s.1);
+        self.samples.iter().chain(self.out_of_order).map(|s| s.1).chain(histograms).max()
+    }
 }
 
 /// What a replay read and what it could not.
@@ -226,6 +254,33 @@ impl Replayer<'_> {
                     }
                 }
             }
+            Record::HistogramChunks(series) => {
+                for (wal_id, snapshot) in series {
+                    let samples = snapshot.num_samples();
+                    match self.ids.get(&wal_id) {
+                        Some(&id) if self.head.restore_histograms(id, &snapshot) => {
+                            self.stats.samples += samples;
+                            *newest = (*newest).max(snapshot.max_time());
+                        }
+                        _ => self.stats.orphaned += samples,
+                    }
+                }
+            }
+            Record::Histograms(samples) => {
+                for (wal_id, t, h) in samples {
+                    self.head.reserve_ids_through(wal_id);
+                    match self.ids.get(&wal_id) {
+                        Some(&id) => {
+                            if self.head.append_histogram(id, t, h).is_ok() {
+                                self.stats.samples += 1;
+                            }
+                            *newest = (*newest).max(Some(t));
+                        }
+                        None if t < self.head.min_valid() || !self.head.keeps_samples() => {}
+                        None => self.stats.orphaned += 1,
+                    }
+                }
+            }
             Record::Forgotten(ids) => {
                 for wal_id in ids {
                     self.ids.remove(&wal_id);
@@ -382,31 +437,28 @@ impl Wal {
         self.followers.oldest_needed() < self.index
     }
 
-    /// Logs the series created by a batch and the samples (in order and out of order) and
-    /// exemplars the head accepted from it, in one write.
-    pub fn log(
-        &mut self,
-        new_series: &[(u32, &Labels)],
-        samples: &[(u32, i64, f64)],
-        out_of_order: &[(u32, i64, f64)],
-        exemplars: &[(u32, Exemplar)],
-    ) -> io::Result<()> {
-        if new_series.is_empty() && samples.is_empty() && out_of_order.is_empty() && exemplars.is_empty() {
+    /// Logs the series created by a batch and the samples (in order and out of order),
+    /// histograms and exemplars the head accepted from it, in one write.
+    pub fn log(&mut self, batch: &Batch) -> io::Result<()> {
+        if batch.is_empty() {
             return Ok(());
         }
         let compress = self.options.compress;
-        self.write(samples.iter().chain(out_of_order).map(|s| s.1).max(), |buf| {
-            if !new_series.is_empty() {
-                encode_series(buf, new_series.iter().map(|&(id, l)| (id, l)), compress);
+        self.write(batch.newest(), |buf| {
+            if !batch.new_series.is_empty() {
+                encode_series(buf, batch.new_series.iter().map(|&(id, l)| (id, l)), compress);
             }
-            if !samples.is_empty() {
-                encode_samples(buf, samples, compress);
+            if !batch.samples.is_empty() {
+                encode_samples(buf, batch.samples, compress);
             }
-            if !out_of_order.is_empty() {
-                encode_out_of_order(buf, out_of_order, compress);
+            if !batch.out_of_order.is_empty() {
+                encode_out_of_order(buf, batch.out_of_order, compress);
             }
-            if !exemplars.is_empty() {
-                encode_exemplars(buf, exemplars.iter().map(|(id, e)| (*id, e)), compress);
+            if !batch.histograms.is_empty() {
+                encode_histograms(buf, batch.histograms, compress);
+            }
+            if !batch.exemplars.is_empty() {
+                encode_exemplars(buf, batch.exemplars.iter().map(|(id, e)| (*id, e)), compress);
             }
         })
     }
@@ -672,6 +724,15 @@ impl LogWrite {
                 LogKind::Snapshot => {
                     let series = ids.iter().filter_map(|&id| Some((id, head.snapshot_series(id)?)));
                     encode_chunks(&mut self.buf, series, self.compress);
+                    let histograms: Vec<_> =
+                        ids.iter().filter_map(|&id| Some((id, head.snapshot_histograms(id)?))).collect();
+                    if !histograms.is_empty() {
+                        encode_histogram_chunks(
+                            &mut self.buf,
+                            histograms.iter().map(|(id, h)| (*id, h)),
+                            self.compress,
+                        );
+                    }
                 }
             }
             self.out.write_all(&self.buf)?;
@@ -745,13 +806,13 @@ mod tests {
             })
             .collect();
         let refs: Vec<(u32, &Labels)> = new.iter().map(|(id, l)| (*id, l)).collect();
-        wal.log(&refs, &[], &[], &[]).unwrap();
+        wal.log(&Batch { new_series: &refs, ..Batch::default() }).unwrap();
         for k in from..from + samples {
             let batch: Vec<(u32, i64, f64)> = ids.iter().map(|&id| (id, k * 1000, k as f64)).collect();
             for &(id, t, v) in &batch {
                 head.append(id, t, v).unwrap();
             }
-            wal.log(&[], &batch, &[], &[]).unwrap();
+            wal.log(&Batch { samples: &batch, ..Batch::default() }).unwrap();
         }
     }
 
@@ -868,10 +929,10 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         let old = Labels::from_pairs([("__name__", "old")]);
         let (id, _) = head.get_or_create(&old);
-        wal.log(&[(id, &old)], &[], &[], &[]).unwrap();
+        wal.log(&Batch { new_series: &[(id, &old)], ..Batch::default() }).unwrap();
         for k in 0..200 {
             head.append(id, k * 1000, 1.0).unwrap();
-            wal.log(&[], &[(id, k * 1000, 1.0)], &[], &[]).unwrap();
+            wal.log(&Batch { samples: &[(id, k * 1000, 1.0)], ..Batch::default() }).unwrap();
         }
         wal.rotate().unwrap();
         head.truncate_before(500_000);
@@ -912,7 +973,7 @@ mod tests {
         let mut head = Head::new();
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         // Samples of a series whose record went with an older segment (it was forgotten).
-        wal.log(&[], &[(7, 1000, 1.0)], &[], &[]).unwrap();
+        wal.log(&Batch { samples: &[(7, 1000, 1.0)], ..Batch::default() }).unwrap();
         drop(wal);
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();

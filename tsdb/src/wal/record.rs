@@ -3,8 +3,8 @@
 //!
 //! A log is a sequence of frames, each `[kind: u8][length: u32 LE][crc32c: u32 LE][payload]`.
 //! The CRC (Castagnoli) covers the kind byte and the payload, so a flipped bit anywhere is
-//! caught. Kinds are [`SERIES`], [`SAMPLES`] and [`CHUNKS`], with [`SNAPPY`] or-ed in when the
-//! payload is snappy-compressed (when that makes it smaller).
+//! caught. Kinds are [`SERIES`], [`SAMPLES`], [`CHUNKS`] and the others below, with [`SNAPPY`]
+//! or-ed in when the payload is snappy-compressed (when that makes it smaller).
 //!
 //! * A series record lists `(id, labels)` for series created since the last record: the ids are
 //!   the writer's head ids, which a replay maps onto its own.
@@ -27,6 +27,11 @@
 //! * An out-of-order written record holds one time: the head's out-of-order samples before it
 //!   were written to blocks here, so a replay lets them go again instead of writing them twice
 //!   (and bringing back what was deleted from those blocks since).
+//! * A histograms record lists `(id, t, histogram)` as a samples record does, each histogram
+//!   in the histogram chunk codec's stand-alone form ([`crate::chunk::histogram::encode_one`]).
+//! * A histogram chunks record (only in head snapshots, after the chunks records of the same
+//!   series) holds a series' histogram chunks: the sealed ones with their time ranges and the
+//!   open one's bytes.
 //! * An exemplars record lists `(id, t, value, whether t is the exemplar's own, labels)`:
 //!   exemplars the head kept, logged after the samples of their batch (and in checkpoints and
 //!   snapshots after their series).
@@ -35,9 +40,12 @@
 //! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
 //! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
 
+use crate::chunk::histogram::{decode_one, encode_one};
 use crate::chunk::XorState;
 use crate::encoding::{put_bytes, put_labels, put_varint, unzigzag, zigzag, Cursor};
 use crate::head::{SealedChunk, SeriesSnapshot};
+use crate::histogram_series::HistogramSnapshot;
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
 
@@ -57,6 +65,10 @@ pub const EXEMPLARS: u8 = 6;
 pub const OUT_OF_ORDER: u8 = 7;
 /// Frame kind of an out-of-order written record.
 pub const OUT_OF_ORDER_WRITTEN: u8 = 8;
+/// Frame kind of a native-histogram samples record.
+pub const HISTOGRAMS: u8 = 9;
+/// Frame kind of a histogram chunks record (head snapshots).
+pub const HISTOGRAM_CHUNKS: u8 = 10;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -82,6 +94,10 @@ pub enum Record {
     /// The head's out-of-order samples before this time went to blocks.
     OutOfOrderWritten(i64),
     Chunks(Vec<(u32, SeriesSnapshot)>),
+    /// Native-histogram samples the head accepted.
+    Histograms(Vec<(u32, i64, FloatHistogram)>),
+    /// Series' histogram chunks (snapshots).
+    HistogramChunks(Vec<(u32, HistogramSnapshot)>),
     /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
     Tombstones(Vec<(u32, i64, i64)>),
     /// The head forgot these series; their ids are never used again.
@@ -214,12 +230,7 @@ pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, S
         put_labels(payload, &s.labels);
         put_varint(payload, zigzag(s.last_t));
         payload.extend_from_slice(&s.last_v.to_le_bytes());
-        put_varint(payload, s.sealed.len() as u64);
-        for c in &s.sealed {
-            put_varint(payload, zigzag(c.min_t));
-            put_varint(payload, zigzag(c.max_t));
-            put_bytes(payload, &c.bytes);
-        }
+        put_sealed(payload, &s.sealed);
         let o = &s.open;
         put_varint(payload, u64::from(o.count));
         for t in [o.first_t, o.last_t, o.last_delta] {
@@ -231,6 +242,80 @@ pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, S
         w.end_entry(start);
     }
     w.finish();
+}
+
+pub fn encode_histograms(out: &mut Vec<u8>, samples: &[(u32, i64, &FloatHistogram)], compress: bool) {
+    let mut w = FrameWriter::new(out, HISTOGRAMS, compress);
+    let (mut prev_id, mut prev_t) = (0i64, 0i64);
+    for &(id, t, h) in samples {
+        put_varint(&mut w.payload, zigzag(i64::from(id) - prev_id));
+        put_varint(&mut w.payload, zigzag(t.wrapping_sub(prev_t)));
+        encode_one(&mut w.payload, h);
+        (prev_id, prev_t) = (i64::from(id), t);
+        if w.cut() {
+            (prev_id, prev_t) = (0, 0);
+        }
+    }
+    w.finish();
+}
+
+fn decode_histograms(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    let (mut id, mut t) = (0i64, 0i64);
+    while !c.done() {
+        id = id.checked_add(unzigzag(c.varint()?))?;
+        t = t.wrapping_add(unzigzag(c.varint()?));
+        out.push((u32::try_from(id).ok()?, t, decode_one(&mut c)?));
+    }
+    Some(Record::Histograms(out))
+}
+
+pub fn encode_histogram_chunks<'a>(
+    out: &mut Vec<u8>,
+    series: impl IntoIterator<Item = (u32, &'a HistogramSnapshot)>,
+    compress: bool,
+) {
+    let mut w = FrameWriter::new(out, HISTOGRAM_CHUNKS, compress);
+    for (id, s) in series {
+        let start = w.payload.len();
+        put_varint(&mut w.payload, u64::from(id));
+        put_sealed(&mut w.payload, &s.sealed);
+        put_bytes(&mut w.payload, &s.open);
+        w.end_entry(start);
+    }
+    w.finish();
+}
+
+fn decode_histogram_chunks(payload: &[u8]) -> Option<Record> {
+    let mut c = Cursor { buf: payload, pos: 0 };
+    let mut out = Vec::new();
+    while !c.done() {
+        let id = u32::try_from(c.varint()?).ok()?;
+        let sealed = take_sealed(&mut c)?;
+        out.push((id, HistogramSnapshot { sealed, open: c.bytes()?.to_vec() }));
+    }
+    Some(Record::HistogramChunks(out))
+}
+
+/// Sealed chunks: their count, then each one's first and last time and its bytes.
+fn put_sealed(payload: &mut Vec<u8>, sealed: &[SealedChunk]) {
+    put_varint(payload, sealed.len() as u64);
+    for c in sealed {
+        put_varint(payload, zigzag(c.min_t));
+        put_varint(payload, zigzag(c.max_t));
+        put_bytes(payload, &c.bytes);
+    }
+}
+
+fn take_sealed(c: &mut Cursor) -> Option<Vec<SealedChunk>> {
+    let n = c.varint()?;
+    let mut sealed = Vec::new();
+    for _ in 0..n {
+        let (min_t, max_t) = (c.i64()?, c.i64()?);
+        sealed.push(SealedChunk { min_t, max_t, bytes: c.bytes()?.into() });
+    }
+    Some(sealed)
 }
 
 fn decode_series(payload: &[u8]) -> Option<Record> {
@@ -250,12 +335,7 @@ fn decode_chunks(payload: &[u8]) -> Option<Record> {
         let id = u32::try_from(c.varint()?).ok()?;
         let labels = c.labels()?;
         let (last_t, last_v) = (c.i64()?, c.u64()?);
-        let n = c.varint()?;
-        let mut sealed = Vec::new();
-        for _ in 0..n {
-            let (min_t, max_t) = (c.i64()?, c.i64()?);
-            sealed.push(SealedChunk { min_t, max_t, bytes: c.bytes()?.into() });
-        }
+        let sealed = take_sealed(&mut c)?;
         let count = u16::try_from(c.varint()?).ok()?;
         let (first_t, open_last_t, last_delta) = (c.i64()?, c.i64()?, c.i64()?);
         let open_last_v = c.f64()?;
@@ -401,7 +481,16 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
     if len > MAX_PAYLOAD
         || !matches!(
             kind & !SNAPPY,
-            SERIES | SAMPLES | CHUNKS | TOMBSTONES | FORGOTTEN | EXEMPLARS | OUT_OF_ORDER | OUT_OF_ORDER_WRITTEN
+            SERIES
+                | SAMPLES
+                | CHUNKS
+                | TOMBSTONES
+                | FORGOTTEN
+                | EXEMPLARS
+                | OUT_OF_ORDER
+                | OUT_OF_ORDER_WRITTEN
+                | HISTOGRAMS
+                | HISTOGRAM_CHUNKS
         )
     {
         return Frame::Bad;
@@ -433,6 +522,8 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
         TOMBSTONES => decode_tombstones(payload),
         FORGOTTEN => decode_forgotten(payload),
         EXEMPLARS => decode_exemplars(payload),
+        HISTOGRAMS => decode_histograms(payload),
+        HISTOGRAM_CHUNKS => decode_histogram_chunks(payload),
         _ => decode_chunks(payload),
     }
 }

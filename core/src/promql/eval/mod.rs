@@ -28,7 +28,7 @@ use super::ast::At;
 use super::plan::{Fragment, Frame, Merge, Node, Plan};
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, Matcher, Projection};
-use crate::value::{HistogramSample, Sample, SeriesSamples};
+use crate::value::{histogram_samples, HistogramSample, Sample, SeriesSamples};
 
 pub use aggregate::PartialAggregate;
 pub use functions::is_implemented;
@@ -379,18 +379,6 @@ impl RangeVector {
         }
         out
     }
-}
-
-/// What one histogram sample counts for against `--query.max-samples`, as upstream counts it:
-/// its size in Go's memory (a 168-byte struct, 8 bytes a bucket, bound and span, 8 for the
-/// time) over that of a float sample, 16 bytes.
-pub fn histogram_samples(h: &FloatHistogram) -> usize {
-    let items = h.positive_buckets.len()
-        + h.negative_buckets.len()
-        + h.custom_values.len()
-        + h.positive_spans.len()
-        + h.negative_spans.len();
-    (168 + 8 * items + 8) / 16
 }
 
 /// The result of evaluating a node.

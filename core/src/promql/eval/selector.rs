@@ -4,14 +4,14 @@
 //! sample in `(t - lookback, t]`, a range selector `[r]` sees `(t - r, t]`. A staleness marker
 //! ends a series for instant selection and is never part of a range.
 
-use super::{histogram_samples, EvalError, EvalParams, Evaluator, RangeVector, StepSeries};
+use super::{EvalError, EvalParams, Evaluator, RangeVector, StepSeries};
 use crate::labels::Projection;
 use crate::promql::ast::VectorSelector;
 use crate::promql::SeriesSource;
 use std::sync::Arc;
 
 use crate::histogram::{CounterResetHint, FloatHistogram};
-use crate::value::{is_stale_nan, HistogramSample};
+use crate::value::{histogram_samples, is_stale_nan, HistogramSample};
 
 /// The window ends of every step for a selector with these modifiers.
 fn ends(params: &EvalParams, vs: &VectorSelector) -> Vec<i64> {
