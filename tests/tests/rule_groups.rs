@@ -45,6 +45,7 @@ fn start(rules: &str, extra_args: &[&str]) -> (Pyrite, TempDir) {
             ]),
             samples: vec![Sample { t: now, v: 1.0 }],
             exemplars: Vec::new(),
+            histograms: Vec::new(),
         })
         .collect();
     assert_eq!(pyrite.remote_write(encode_write_request(&series)).0, 204);

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::Extension;
 use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
-use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, ValueType};
+use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, StepSeries, ValueType};
 
 use super::client_gone::ClientSocket;
 use super::params::Params;
@@ -100,7 +100,7 @@ fn truncate(value: &mut promql::Value, limit: usize) -> bool {
     let cut = |len: usize| limit > 0 && len > limit;
     match value {
         promql::Value::Vector(series) => {
-            series.retain(|s| s.values.iter().any(Option::is_some));
+            series.retain(StepSeries::has_values);
             let cut = cut(series.len());
             series.truncate(if cut { limit } else { series.len() });
             cut

@@ -5,7 +5,9 @@
 //! Pyrite serves (none listed: samples). `SAMPLES` answers one snappy-compressed `ReadResponse`;
 //! `STREAMED_XOR_CHUNKS` answers `ChunkedReadResponse` frames, one series per frame, each at
 //! most about `--storage.remote.read-max-bytes-in-frame` of chunks, the samples re-encoded into
-//! upstream's XOR chunks of 120 samples (Pyrite's own chunks are another format). Series are
+//! upstream's XOR chunks of 120 samples (Pyrite's own chunks are another format). Native
+//! histograms go in sampled answers only: a streamed answer would need upstream's histogram
+//! chunk encoding, which Pyrite does not write, so it leaves them out. Series are
 //! read from every shard with the query path's own `Request::Select`; external labels are added
 //! to every series that lacks them, and an equality matcher on an external label's value
 //! matches series without that label. At most `--storage.remote.read-concurrent-limit` reads
@@ -25,6 +27,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, Interrupt};
+use pyrite_core::remote::histogram::wire_histograms;
 use pyrite_core::remote::read::{
     decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
     ChunkedReadResponse, ChunkedSeries, QueryResult, ReadResponse, CHUNK_XOR, SAMPLES, STREAMED_XOR_CHUNKS,
@@ -114,7 +117,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         }
         let series = select(s, matchers, query.start_timestamp_ms, query.end_timestamp_ms, samples_left).await?;
         for one in &series {
-            samples_left = samples_left.checked_sub(one.samples.len()).ok_or_else(|| over_limit(s))?;
+            samples_left = samples_left.checked_sub(one.weight()).ok_or_else(|| over_limit(s))?;
         }
         if streamed {
             for one in series {
@@ -129,7 +132,9 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         } else {
             let mut timeseries = Vec::with_capacity(series.len());
             for one in series {
-                timeseries.push(sampled_series(&one.labels.with_external(&external), &one.samples));
+                let mut sampled = sampled_series(&one.labels.with_external(&external), &one.samples);
+                sampled.histograms = wire_histograms(&one.histograms);
+                timeseries.push(sampled);
             }
             results.push(QueryResult { timeseries });
         }

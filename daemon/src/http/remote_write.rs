@@ -8,10 +8,10 @@
 //! 1.0: a request is decoded and validated whole before anything is stored, so a malformed one
 //! stores nothing. 2.0: as upstream, the series that can be stored are, the others are reported
 //! with 400, and every answer but a server error carries the written counts
-//! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`; histograms are not
-//! stored yet, so theirs is 0). Exemplars are kept with exemplar storage on; one the storage
-//! refuses (out of order, a duplicate) fails nothing, as upstream. Valid series go to their owner shards. Samples the
-//! heads refuse (out of order, duplicate timestamps) are counted and reported with 400, as
+//! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`). Exemplars are kept
+//! with exemplar storage on; one the storage refuses (out of order, a duplicate) fails nothing,
+//! as upstream. Valid series go to their owner shards. Samples and histograms the heads refuse
+//! (out of order, duplicate timestamps, too many buckets) are counted and reported with 400, as
 //! upstream reports them, so that senders do not retry them; the request's other samples are
 //! kept.
 
@@ -118,17 +118,17 @@ async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
     let (status, text, written) = match store(s, decoded.series).await {
         // Nothing to count: the sender retries the whole request.
         Stored::Failed(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-        Stored::Written { samples, exemplars, refused } => {
+        Stored::Written { samples, histograms, exemplars, refused } => {
             let text: Vec<String> = errors.into_iter().chain(refused).collect();
             let status = if text.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::BAD_REQUEST };
-            (status, text.join("\n"), (samples, exemplars))
+            (status, text.join("\n"), (samples, histograms, exemplars))
         }
     };
     let mut response = reply(status, if text.is_empty() { text } else { format!("{text}\n") });
     let headers = response.headers_mut();
     headers.insert("x-prometheus-remote-write-samples-written", written.0.into());
-    headers.insert("x-prometheus-remote-write-histograms-written", 0.into());
-    headers.insert("x-prometheus-remote-write-exemplars-written", written.1.into());
+    headers.insert("x-prometheus-remote-write-histograms-written", written.1.into());
+    headers.insert("x-prometheus-remote-write-exemplars-written", written.2.into());
     response
 }
 
@@ -136,17 +136,16 @@ async fn write_v2(s: &ApiState, body: &[u8]) -> Response {
 enum Stored {
     /// Some shard could not make its part durable (or stopped answering): a server error.
     Failed(String),
-    /// `samples` and `exemplars` were written; the other samples were refused, for the reason
-    /// given.
-    Written { samples: usize, exemplars: usize, refused: Option<String> },
+    /// `samples`, `histograms` and `exemplars` were written; the other samples were refused,
+    /// for the reason given.
+    Written { samples: usize, histograms: usize, exemplars: usize, refused: Option<String> },
 }
 
 /// Sends the series to their owner shards and sums up their answers.
 async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
-    let sent: usize = series.iter().map(|x| x.samples.len()).sum();
     let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future, mut too_old) = (0, 0, 0, 0, 0);
-    let mut exemplars = 0;
+    let (mut appended, mut histograms, mut bucket_limit, mut exemplars) = (0, 0, 0, 0);
     let mut storage_error = None;
     for rx in receivers {
         match rx.recv_async().await {
@@ -156,6 +155,9 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
                 out_of_bounds += r.out_of_bounds;
                 too_far_in_future += r.too_far_in_future;
                 too_old += r.too_old;
+                bucket_limit += r.bucket_limit;
+                appended += r.appended;
+                histograms += r.appended_histograms;
                 exemplars += r.exemplars;
                 storage_error = storage_error.or(r.storage_error);
             }
@@ -166,8 +168,12 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     if let Some(e) = storage_error {
         return Stored::Failed(e.to_string());
     }
-    let samples = sent.saturating_sub(out_of_order + duplicates + out_of_bounds + too_far_in_future + too_old);
-    let refused = if too_far_in_future > 0 {
+    let refused = if bucket_limit > 0 {
+        Some(format!(
+            "histogram bucket limit exceeded: {bucket_limit} histogram(s) with more than {} buckets refused",
+            pyrite_tsdb::histogram_series::MAX_HISTOGRAM_BUCKETS
+        ))
+    } else if too_far_in_future > 0 {
         let window = pyrite_core::config::Duration(s.ctx.future_window);
         Some(format!(
             "too far in the future: {too_far_in_future} sample(s) more than {window} ahead of the server's clock refused"
@@ -183,5 +189,5 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     } else {
         None
     };
-    Stored::Written { samples, exemplars, refused }
+    Stored::Written { samples: appended - histograms, histograms, exemplars, refused }
 }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyrite_core::excerpt::excerpt;
+use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::{Annotations, EvalError, StepSeries, Value};
 use pyrite_core::value::SeriesSamples;
@@ -144,6 +145,64 @@ fn point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// A histogram sample as upstream writes it: `[t,{"count":…,"sum":…,"buckets":[…]}]`, each
+/// bucket with observations as `[boundaries,"lower","upper","count"]`, where `boundaries` says
+/// which ends are inclusive (0: upper only, 1: lower only, 2: neither, 3: both).
+fn histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    out.push_str(&format_timestamp(t));
+    out.push_str(",{\"count\":\"");
+    out.push_str(&format_value(h.count));
+    out.push_str("\",\"sum\":\"");
+    out.push_str(&format_value(h.sum));
+    out.push('"');
+    let mut first = true;
+    for b in h.buckets().iter().filter(|b| b.count != 0.0) {
+        out.push_str(if std::mem::take(&mut first) { ",\"buckets\":[" } else { "," });
+        let boundaries = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (true, true) => 3,
+        };
+        out.push_str(&format!(
+            "[{boundaries},\"{}\",\"{}\",\"{}\"]",
+            format_value(b.lower),
+            format_value(b.upper),
+            format_value(b.count)
+        ));
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push_str("}]");
+}
+
+/// A series' points as upstream writes them: `"values"` if it has floats, `"histograms"` if it
+/// has histograms (each key only then).
+fn series_points<'a>(
+    out: &mut String,
+    floats: impl Iterator<Item = (i64, f64)>,
+    histograms: impl Iterator<Item = (i64, &'a FloatHistogram)>,
+) {
+    let mut first = true;
+    for (t, v) in floats {
+        out.push_str(if std::mem::take(&mut first) { ",\"values\":[" } else { "," });
+        point(out, t, v);
+    }
+    if !first {
+        out.push(']');
+    }
+    first = true;
+    for (t, h) in histograms {
+        out.push_str(if std::mem::take(&mut first) { ",\"histograms\":[" } else { "," });
+        histogram_point(out, t, h);
+    }
+    if !first {
+        out.push(']');
+    }
+}
+
 /// A label set as a JSON object.
 pub fn labels_object(labels: &Labels) -> String {
     let mut out = String::new();
@@ -170,14 +229,26 @@ pub fn instant_result(value: &Value, t: i64) -> String {
             out.push_str("{\"resultType\":\"vector\",\"result\":[");
             let mut first = true;
             for s in series {
-                let Some(v) = s.values[0] else { continue };
+                let (v, h) = (s.values[0], s.histogram(0));
+                if v.is_none() && h.is_none() {
+                    continue;
+                }
                 if !std::mem::take(&mut first) {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
                 metric(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                point(&mut out, t, v);
+                match (v, h) {
+                    (Some(v), _) => {
+                        out.push_str(",\"value\":");
+                        point(&mut out, t, v);
+                    }
+                    (None, Some(h)) => {
+                        out.push_str(",\"histogram\":");
+                        histogram_point(&mut out, t, h);
+                    }
+                    (None, None) => {}
+                }
                 out.push('}');
             }
             out.push(']');
@@ -190,20 +261,15 @@ pub fn instant_result(value: &Value, t: i64) -> String {
 
 fn matrix_samples(out: &mut String, series: &[SeriesSamples]) {
     out.push_str("{\"resultType\":\"matrix\",\"result\":[");
-    for (i, s) in series.iter().enumerate() {
+    // A series without a point in the window is left out, as upstream leaves it out.
+    for (i, s) in series.iter().filter(|s| !s.samples.is_empty() || !s.histograms.is_empty()).enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"metric\":");
         metric(out, &s.labels);
-        out.push_str(",\"values\":[");
-        for (j, x) in s.samples.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            point(out, x.t, x.v);
-        }
-        out.push_str("]}");
+        series_points(out, s.samples.iter().map(|x| (x.t, x.v)), s.histograms.iter().map(|x| (x.t, &*x.h)));
+        out.push('}');
     }
     out.push(']');
 }
@@ -223,25 +289,16 @@ pub fn range_result(value: &Value, ts: impl Fn(usize) -> i64) -> String {
     };
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
     let mut first = true;
-    for s in series {
-        if s.values.iter().all(Option::is_none) {
-            continue;
-        }
+    for s in series.iter().filter(|s| s.has_values()) {
         if !std::mem::take(&mut first) {
             out.push(',');
         }
         out.push_str("{\"metric\":");
         metric(&mut out, &s.labels);
-        out.push_str(",\"values\":[");
-        let mut first_point = true;
-        for (i, v) in s.values.iter().enumerate() {
-            let Some(v) = v else { continue };
-            if !std::mem::take(&mut first_point) {
-                out.push(',');
-            }
-            point(&mut out, ts(i), *v);
-        }
-        out.push_str("]}");
+        let floats = s.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (ts(i), v)));
+        let histograms = s.histograms.iter().enumerate().filter_map(|(i, h)| h.as_deref().map(|h| (ts(i), h)));
+        series_points(&mut out, floats, histograms);
+        out.push('}');
     }
     out.push_str("]}");
     out

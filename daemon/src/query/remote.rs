@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use pyrite_core::config::{Config, RemoteReadConfig};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::remote::read::{decode_read_response, wire_matchers, Query, ReadRequest, SAMPLES};
-use pyrite_core::value::{Sample, SeriesSamples};
+use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
 
 use crate::clock::now_ms;
 use crate::shards::{Request, Shards};
@@ -151,13 +151,20 @@ impl RemoteSelects {
             .results
             .into_iter()
             .flat_map(|r| r.timeseries)
-            .map(|ts| {
-                SeriesSamples::floats(
-                    Labels::from_pairs(
-                        ts.labels.into_iter().filter(|l| !added.contains(&l.name)).map(|l| (l.name, l.value)),
-                    ),
-                    ts.samples.into_iter().map(|s| Sample { t: s.timestamp, v: s.value }).collect(),
-                )
+            .map(|ts| SeriesSamples {
+                labels: Labels::from_pairs(
+                    ts.labels.into_iter().filter(|l| !added.contains(&l.name)).map(|l| (l.name, l.value)),
+                ),
+                samples: ts.samples.into_iter().map(|s| Sample { t: s.timestamp, v: s.value }).collect(),
+                // One the remote sends invalid is left out, as a sample it cannot send.
+                histograms: ts
+                    .histograms
+                    .into_iter()
+                    .filter_map(|h| {
+                        let t = h.timestamp;
+                        h.into_float().ok().map(|h| HistogramSample { t, h: Arc::new(h) })
+                    })
+                    .collect(),
             })
             .collect())
     }

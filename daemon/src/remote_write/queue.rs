@@ -143,7 +143,7 @@ fn read_rounds(
             }
             None => shards.load(Ordering::Relaxed),
         };
-        let mut gathering = Gathering::new(skip_before, q.config.send_exemplars);
+        let mut gathering = Gathering::new(skip_before, q.config.send_exemplars, q.config.send_native_histograms);
         let started = Instant::now();
         let target = round_shards * queue.capacity;
         loop {

@@ -1,5 +1,6 @@
 //! A queue's rounds: the records read from every shard's log since the last round, made into
-//! the series to send, with their exemplars when the queue sends them (`send_exemplars`).
+//! the series to send, with their exemplars and native histograms when the queue sends them
+//! (`send_exemplars`, `send_native_histograms`).
 //! Each shard's log names series by its head ids; the queue keeps, per id, the labels it sends
 //! ([`SentLabels`]: external labels added, `write_relabel_configs` applied, encoded once),
 //! learnt from the log's series records and let go at its forgotten-series records, as
@@ -15,6 +16,7 @@ use std::time::Duration;
 use pyrite_core::labels::Labels;
 use pyrite_core::relabel::{relabel, Rule};
 use pyrite_core::remote::send::{encode_labels, OutExemplar};
+use pyrite_core::value::HistogramSample;
 use pyrite_tsdb::head::ById;
 use pyrite_tsdb::wal::record::Record;
 
@@ -44,45 +46,62 @@ impl SentLabels {
     }
 }
 
-/// One series of a round: its labels, its samples `(t, v)` in log order, which is time order,
-/// and its exemplars in log order.
+/// One series of a round: its labels, its samples `(t, v)` and histograms in log order, which
+/// is time order, and its exemplars in log order.
 pub struct RoundSeries<'a> {
     pub labels: &'a Encoded,
     pub samples: &'a [(i64, f64)],
+    pub histograms: &'a [HistogramSample],
     pub exemplars: &'a [OutExemplar],
 }
 
 type Range = std::ops::Range<usize>;
 
-/// A round's series (shard, labels, where their samples and exemplars are), their samples
-/// side by side in one buffer, their exemplars in another.
+/// A series of a round: its log's shard, its labels, and where its samples, histograms and
+/// exemplars are in the round's buffers.
+struct RoundEntry {
+    shard: usize,
+    labels: Encoded,
+    samples: Range,
+    histograms: Range,
+    exemplars: Range,
+}
+
+/// A round's series, their samples side by side in one buffer, their histograms and their
+/// exemplars in others.
 pub struct Round {
-    series: Vec<(usize, Encoded, Range, Range)>,
+    series: Vec<RoundEntry>,
     samples: Vec<(i64, f64)>,
+    histograms: Vec<HistogramSample>,
     exemplars: Vec<OutExemplar>,
 }
 
 impl Round {
     /// The `i`th series.
     pub fn get(&self, i: u32) -> RoundSeries<'_> {
-        let (_, labels, samples, exemplars) = &self.series[i as usize];
-        RoundSeries { labels, samples: &self.samples[samples.clone()], exemplars: &self.exemplars[exemplars.clone()] }
+        let e = &self.series[i as usize];
+        RoundSeries {
+            labels: &e.labels,
+            samples: &self.samples[e.samples.clone()],
+            histograms: &self.histograms[e.histograms.clone()],
+            exemplars: &self.exemplars[e.exemplars.clone()],
+        }
     }
 
     /// The series each of `shards` queue shards sends, by label hash, each in round order.
     pub fn split(&self, shards: usize) -> Vec<Vec<u32>> {
         let n = shards.max(1);
         let mut parts = vec![Vec::new(); n];
-        for (i, (_, labels, _, _)) in self.series.iter().enumerate() {
+        for (i, RoundEntry { labels, .. }) in self.series.iter().enumerate() {
             let hash = xxhash_rust::xxh3::xxh3_64(labels);
             parts[(hash % n as u64) as usize].push(i as u32);
         }
         parts
     }
 
-    /// Samples in the round.
+    /// Samples in the round, histograms included.
     pub fn samples(&self) -> usize {
-        self.samples.len()
+        self.samples.len() + self.histograms.len()
     }
 }
 
@@ -101,10 +120,16 @@ pub struct Gathering {
     /// Every sample read, by its series' place in `pending`; grouped per series at the end
     /// (one buffer rather than one per series).
     flat: Vec<(u32, i64, f64)>,
+    /// The same for histograms.
+    flat_histograms: Vec<(u32, HistogramSample)>,
     /// The same for exemplars, read only if they are sent.
     flat_exemplars: Vec<(u32, OutExemplar)>,
     send_exemplars: bool,
-    /// Samples read, and those dropped (relabelled away, or of unknown series).
+    /// Whether native histograms are sent (`send_native_histograms`, off by default as
+    /// upstream's): if not, they are skipped as they are read.
+    send_histograms: bool,
+    /// Samples (histograms included) read, and those dropped (relabelled away, or of unknown
+    /// series).
     pub samples: usize,
     pub dropped: usize,
     /// Samples before this (ms) are skipped: a queue that starts afresh sends only what is
@@ -121,8 +146,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Unanswered(usize);
 
 impl Gathering {
-    pub fn new(skip_before: i64, send_exemplars: bool) -> Self {
-        Gathering { skip_before, send_exemplars, ..Gathering::default() }
+    pub fn new(skip_before: i64, send_exemplars: bool, send_histograms: bool) -> Self {
+        Gathering { skip_before, send_exemplars, send_histograms, ..Gathering::default() }
     }
 
     /// Series `id` of shard `shard`'s place in `pending`, added if new; None if relabelling
@@ -165,6 +190,20 @@ impl Gathering {
                     }
                 }
             }
+            Record::Histograms(histograms) if self.send_histograms => {
+                for (id, t, h) in histograms {
+                    if t < self.skip_before {
+                        continue;
+                    }
+                    match self.slot(labels, shard, id) {
+                        Some(i) => {
+                            self.flat_histograms.push((i, HistogramSample { t, h: Arc::new(h) }));
+                            self.samples += 1;
+                        }
+                        None => self.dropped += 1,
+                    }
+                }
+            }
             // Not skipped by time, as upstream's watcher: an exemplar may carry a time of its
             // own from before it was logged.
             Record::Exemplars(exemplars) if self.send_exemplars => {
@@ -180,7 +219,12 @@ impl Gathering {
                     labels.shards[shard].remove(&id);
                 }
             }
-            Record::Exemplars(_) | Record::Tombstones(_) | Record::Chunks(_) | Record::OutOfOrderWritten(_) => {}
+            Record::Exemplars(_)
+            | Record::Histograms(_)
+            | Record::Tombstones(_)
+            | Record::Chunks(_)
+            | Record::HistogramChunks(_)
+            | Record::OutOfOrderWritten(_) => {}
         }
     }
 
@@ -204,37 +248,46 @@ impl Gathering {
         }
         // Stable: each series' samples and exemplars stay in log order.
         self.flat.sort_by_key(|&(i, _, _)| i);
+        self.flat_histograms.sort_by_key(|(i, _)| *i);
         self.flat_exemplars.sort_by_key(|(i, _)| *i);
         let mut round = Round {
             series: Vec::with_capacity(self.pending.len()),
             samples: Vec::with_capacity(self.flat.len()),
+            histograms: Vec::with_capacity(self.flat_histograms.len()),
             exemplars: Vec::with_capacity(self.flat_exemplars.len()),
         };
-        let (mut samples, mut exemplars) = (self.flat.iter().peekable(), self.flat_exemplars.into_iter().peekable());
+        let mut samples = self.flat.iter().peekable();
+        let mut histograms = self.flat_histograms.into_iter().peekable();
+        let mut exemplars = self.flat_exemplars.into_iter().peekable();
         for (i, p) in self.pending.iter().enumerate() {
-            let (from, from_exemplars) = (round.samples.len(), round.exemplars.len());
+            let from = (round.samples.len(), round.histograms.len(), round.exemplars.len());
             while let Some(&(_, t, v)) = samples.next_if(|s| s.0 as usize == i) {
                 round.samples.push((t, v));
+            }
+            while let Some((_, h)) = histograms.next_if(|h| h.0 as usize == i) {
+                round.histograms.push(h);
             }
             while let Some((_, e)) = exemplars.next_if(|e| e.0 as usize == i) {
                 round.exemplars.push(e);
             }
             match &p.labels {
-                Some(l) => round.series.push((
-                    p.shard,
-                    l.clone(),
-                    from..round.samples.len(),
-                    from_exemplars..round.exemplars.len(),
-                )),
+                Some(l) => round.series.push(RoundEntry {
+                    shard: p.shard,
+                    labels: l.clone(),
+                    samples: from.0..round.samples.len(),
+                    histograms: from.1..round.histograms.len(),
+                    exemplars: from.2..round.exemplars.len(),
+                }),
                 None => {
-                    self.dropped += round.samples.len() - from;
-                    round.samples.truncate(from);
-                    round.exemplars.truncate(from_exemplars);
+                    self.dropped += round.samples.len() - from.0 + round.histograms.len() - from.1;
+                    round.samples.truncate(from.0);
+                    round.histograms.truncate(from.1);
+                    round.exemplars.truncate(from.2);
                 }
             }
         }
         // Stable: within a shard, first appearance order stays.
-        round.series.sort_by_key(|s| s.0);
+        round.series.sort_by_key(|s| s.shard);
         Ok((round, self.dropped))
     }
 }

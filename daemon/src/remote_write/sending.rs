@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use pyrite_core::remote::send::{encode_v1, encode_v2, OutExemplar, OutSeries};
 use pyrite_core::remote::v2::WriteMessage;
+use pyrite_core::value::HistogramSample;
 use pyrite_tsdb::wal::follow::Position;
 use pyrite_tsdb::wal::LogFollowers;
 
@@ -256,17 +257,18 @@ fn send_part(q: &QueueSetup, part: &[RoundSeries<'_>]) -> Sent {
     let mut room = max;
     let v2 = matches!(q.config.protobuf_message, WriteMessage::V2);
     for s in part {
-        if v2 && s.samples.is_empty() {
+        if v2 && s.samples.is_empty() && s.histograms.is_empty() {
             // 2.0 has no place for exemplars alone (their samples went in an earlier round).
             q.metrics.remote.exemplars_failed.get_or_create(&q.metric_labels).inc_by(s.exemplars.len() as u64);
             continue;
         }
-        let (mut rest, mut exemplars) = (s.samples, s.exemplars);
-        while !rest.is_empty() || !exemplars.is_empty() {
+        let (mut rest, mut histograms, mut exemplars) = (s.samples, s.histograms, s.exemplars);
+        while !rest.is_empty() || !histograms.is_empty() || !exemplars.is_empty() {
             let (now, later) = rest.split_at(rest.len().min(room));
-            batch.push(OutSeries { labels: s.labels, samples: now, exemplars });
-            room = room.saturating_sub(now.len() + exemplars.len());
-            (rest, exemplars) = (later, &[]);
+            let (now_h, later_h) = histograms.split_at(histograms.len().min(room - now.len()));
+            batch.push(OutSeries { labels: s.labels, samples: now, exemplars, histograms: now_h });
+            room = room.saturating_sub(now.len() + now_h.len() + exemplars.len());
+            (rest, histograms, exemplars) = (later, later_h, &[]);
             if room == 0 {
                 send_batch(q, &batch, &mut sent);
                 if sent.stopped {
@@ -283,9 +285,30 @@ fn send_part(q: &QueueSetup, part: &[RoundSeries<'_>]) -> Sent {
     sent
 }
 
-/// A series of a request being retried, its samples and exemplars past `sample_age_limit`
-/// taken out.
-type AgedSeries<'a> = (&'a [u8], Vec<(i64, f64)>, Vec<OutExemplar>);
+/// A series of a request being retried, its samples, histograms and exemplars past
+/// `sample_age_limit` taken out.
+struct AgedSeries<'a> {
+    labels: &'a [u8],
+    samples: Vec<(i64, f64)>,
+    histograms: Vec<HistogramSample>,
+    exemplars: Vec<OutExemplar>,
+}
+
+impl<'a> AgedSeries<'a> {
+    fn of(s: &OutSeries<'a>) -> Self {
+        AgedSeries {
+            labels: s.labels,
+            samples: s.samples.to_vec(),
+            histograms: s.histograms.to_vec(),
+            exemplars: s.exemplars.to_vec(),
+        }
+    }
+
+    /// The samples and histograms left.
+    fn len(&self) -> usize {
+        self.samples.len() + self.histograms.len()
+    }
+}
 
 /// Sends one request until it is answered for good; counts what became of its samples.
 fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
@@ -302,13 +325,19 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
             Some(kept) => {
                 view = kept
                     .iter()
-                    .filter(|(_, s, e)| !s.is_empty() || !e.is_empty())
-                    .map(|(labels, samples, exemplars)| OutSeries { labels, samples, exemplars })
+                    .filter(|s| s.len() > 0 || !s.exemplars.is_empty())
+                    .map(|s| OutSeries {
+                        labels: s.labels,
+                        samples: &s.samples,
+                        histograms: &s.histograms,
+                        exemplars: &s.exemplars,
+                    })
                     .collect();
                 &view
             }
         };
-        let samples: usize = now.iter().map(|s| s.samples.len()).sum();
+        // Histograms count as samples, in the queue's counters as in its batches.
+        let samples: usize = now.iter().map(|s| s.samples.len() + s.histograms.len()).sum();
         let exemplars: usize = now.iter().map(|s| s.exemplars.len()).sum();
         if samples + exemplars == 0 {
             return;
@@ -329,7 +358,8 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
                 m.samples.get_or_create(labels).inc_by(samples as u64);
                 m.exemplars.get_or_create(labels).inc_by(exemplars as u64);
                 m.samples_pending.get_or_create(labels).dec_by(samples as i64);
-                let highest = now.iter().filter_map(|s| s.samples.last().map(|x| x.0)).max();
+                let newest = |s: &OutSeries| s.samples.last().map(|x| x.0).max(s.histograms.last().map(|x| x.t));
+                let highest = now.iter().filter_map(newest).max();
                 sent.highest = sent.highest.max(highest);
                 if let Some(t) = sent.highest {
                     let g = m.highest_sent.get_or_create(labels);
@@ -360,22 +390,21 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
         let limit = queue.sample_age_limit.millis();
         if limit > 0 {
             let oldest_kept = now_ms() - limit;
-            let kept = aged.get_or_insert_with(|| {
-                batch.iter().map(|s| (s.labels, s.samples.to_vec(), s.exemplars.to_vec())).collect()
-            });
-            let before: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
+            let kept = aged.get_or_insert_with(|| batch.iter().map(AgedSeries::of).collect());
+            let before: usize = kept.iter().map(AgedSeries::len).sum();
             let mut lone_exemplars = 0;
-            for (_, s, e) in kept.iter_mut() {
-                s.retain(|x| x.0 >= oldest_kept);
-                e.retain(|x| x.t >= oldest_kept);
-                if s.is_empty() && matches!(q.config.protobuf_message, WriteMessage::V2) {
+            for s in kept.iter_mut() {
+                s.samples.retain(|x| x.0 >= oldest_kept);
+                s.histograms.retain(|x| x.t >= oldest_kept);
+                s.exemplars.retain(|x| x.t >= oldest_kept);
+                if s.len() == 0 && matches!(q.config.protobuf_message, WriteMessage::V2) {
                     // As in `send_part`: 2.0 has no place for exemplars alone.
-                    lone_exemplars += e.len();
-                    e.clear();
+                    lone_exemplars += s.exemplars.len();
+                    s.exemplars.clear();
                 }
             }
             m.exemplars_failed.get_or_create(labels).inc_by(lone_exemplars as u64);
-            let after: usize = kept.iter().map(|(_, s, _)| s.len()).sum();
+            let after: usize = kept.iter().map(AgedSeries::len).sum();
             sent.dropped += before - after;
             m.samples_pending.get_or_create(labels).dec_by((before - after) as i64);
         }

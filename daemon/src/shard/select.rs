@@ -131,7 +131,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
     let mut parts = Vec::with_capacity(sources.blocks.len() + 1);
     let mut samples_left = s.max_samples;
     let mut count = |series: &Option<SeriesSamples>| -> Result<usize, Stop> {
-        let n = series.as_ref().map_or(0, |x| x.samples.len());
+        let n = series.as_ref().map_or(0, SeriesSamples::weight);
         samples_left = samples_left.checked_sub(n).ok_or(Stop::Failed(EvalError::TooManySamples))?;
         Ok(n)
     };
@@ -204,6 +204,7 @@ pub(super) fn block_series(
     let mut series = block.series_samples(id, mint, maxt)?;
     if let Some(s) = series.as_mut().filter(|_| newest) {
         s.samples.drain(..s.samples.len().saturating_sub(1));
+        s.histograms.drain(..s.histograms.len().saturating_sub(1));
     }
     Ok(series)
 }
@@ -314,6 +315,7 @@ mod tests {
                 labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),
                 samples: (from / 100..=to / 100).map(|k| Sample { t: k * 100, v: k as f64 }).collect(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect()
     }

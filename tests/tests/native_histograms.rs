@@ -1,0 +1,341 @@
+//! Native histograms end to end, against upstream Prometheus (Debian's 2.42 with
+//! `--enable-feature=native-histograms`): the same histograms remote-written into both, then
+//! compared query by query; and remote write from Pyrite to another Pyrite and to upstream.
+//!
+//! Compared as `differential.rs` compares floats: evaluation times half a sample interval off
+//! the grid (2.x's closed and 3.x's left-open windows then select the same samples), relative
+//! tolerance 1e-6, histograms bucket by bucket as the API writes them. Where 3.x, which Pyrite
+//! follows, changed the semantics since 2.42, the query is listed in [`CHANGED_SINCE_2_42`]
+//! with the reason, and the test asserts that the answers do differ there, so the list cannot
+//! go stale.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyrite_core::histogram::{CounterResetHint, FloatHistogram, Span};
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::HistogramSample;
+use pyrite_tests::{encode, eventually, http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
+use serde_json::Value;
+
+/// Start of the data: 2023-11-14T22:13:20Z, in ms.
+const T0: i64 = 1_700_000_000_000;
+const STEP_MS: i64 = 15_000;
+const POINTS: i64 = 160; // 40 minutes
+
+/// Observations per bucket of scrape `k` of a request-latency histogram: schema 1 (buckets a
+/// factor √2 wide), a zero bucket, and buckets on both sides; more buckets fill as time goes.
+fn latency(k: i64, scale: f64, reset_at: Option<i64>) -> FloatHistogram {
+    let n = match reset_at {
+        Some(r) if k >= r => k - r,
+        _ => k,
+    } as f64;
+    let width = 3 + (k / 40) as usize;
+    let positive: Vec<f64> = (0..width).map(|i| ((i as f64 + 1.0) * n * scale).floor()).collect();
+    let negative = vec![(n * scale / 3.0).floor()];
+    let zero = (n / 2.0).floor();
+    FloatHistogram {
+        schema: 1,
+        zero_threshold: 0.001,
+        zero_count: zero,
+        count: zero + positive.iter().sum::<f64>() + negative.iter().sum::<f64>(),
+        sum: n * scale * 0.37,
+        positive_spans: vec![Span { offset: -2, length: width as u32 }],
+        positive_buckets: positive,
+        negative_spans: vec![Span { offset: 1, length: 1 }],
+        negative_buckets: negative,
+        ..FloatHistogram::default()
+    }
+}
+
+/// A gauge histogram at schema 0, going up and down. Its counts are integers: 2.42's
+/// remote-write receiver reads only integer histograms (float ones come back wrong from it),
+/// so float histograms on the wire are checked between Pyrites only, below.
+fn queue(k: i64, i: usize) -> FloatHistogram {
+    let level = 2.0 + ((k + 13 * i as i64) % 17) as f64;
+    let buckets = vec![level, 2.0 * level, (level / 4.0).floor()];
+    FloatHistogram {
+        counter_reset_hint: CounterResetHint::Gauge,
+        schema: 0,
+        zero_threshold: 1e-9,
+        count: buckets.iter().sum(),
+        sum: level * 3.3,
+        positive_spans: vec![Span { offset: 0, length: 3 }],
+        positive_buckets: buckets,
+        ..FloatHistogram::default()
+    }
+}
+
+fn series(pairs: &[(&str, &str)], value: impl Fn(i64) -> FloatHistogram) -> WriteSeries {
+    WriteSeries {
+        labels: Labels::from_pairs(pairs.iter().copied()),
+        samples: Vec::new(),
+        exemplars: Vec::new(),
+        histograms: (0..POINTS).map(|k| HistogramSample { t: T0 + k * STEP_MS, h: Arc::new(value(k)) }).collect(),
+    }
+}
+
+/// Four counter histograms (one reset at scrape 100) and two gauge histograms.
+fn data() -> Vec<WriteSeries> {
+    let mut out = Vec::new();
+    for (i, job) in ["api", "api", "web", "db"].into_iter().enumerate() {
+        let instance = format!("10.0.0.{i}:8080");
+        let reset = (i == 1).then_some(100);
+        let pairs = [("__name__", "request_duration_seconds"), ("job", job), ("instance", &instance)];
+        out.push(series(&pairs, |k| latency(k, 1.0 + i as f64, reset)));
+    }
+    for i in 0..2 {
+        let instance = format!("10.0.1.{i}:8080");
+        out.push(series(&[("__name__", "queue_size"), ("job", "worker"), ("instance", &instance)], |k| queue(k, i)));
+    }
+    out
+}
+
+/// Evaluation times: half a step off the sample grid, inside the data.
+fn at(offset_steps: i64) -> f64 {
+    (T0 + offset_steps * STEP_MS + STEP_MS / 2) as f64 / 1000.0
+}
+
+const QUERIES: &[&str] = &[
+    "request_duration_seconds",
+    "request_duration_seconds[1m]",
+    "queue_size",
+    "rate(request_duration_seconds[5m])",
+    "increase(request_duration_seconds[10m])",
+    "sum(rate(request_duration_seconds[5m]))",
+    "sum by (job) (rate(request_duration_seconds[5m]))",
+    "sum(queue_size)",
+    "count by (job) (request_duration_seconds)",
+    "histogram_count(rate(request_duration_seconds[5m]))",
+    "histogram_sum(rate(request_duration_seconds[5m]))",
+    "histogram_count(queue_size)",
+    "histogram_sum(queue_size) / histogram_count(queue_size)",
+    "histogram_quantile(0.9, rate(request_duration_seconds[5m]))",
+    "histogram_quantile(0.5, sum by (job) (rate(request_duration_seconds[10m])))",
+    "histogram_fraction(0, 2, rate(request_duration_seconds[5m]))",
+    "request_duration_seconds * 2",
+    "queue_size / 4",
+    "queue_size + queue_size",
+    "last_over_time(queue_size[5m])",
+    "count_over_time(request_duration_seconds[5m])",
+    "timestamp(queue_size)",
+    "request_duration_seconds offset 5m",
+    "request_duration_seconds and on(job) queue_size",
+    "queue_size or request_duration_seconds",
+];
+
+/// Queries whose answers changed between 2.42 and 3.x, each with what changed; Pyrite answers
+/// as 3.x does (checked by upstream's PromQL test scripts, `tests/promqltest`).
+const CHANGED_SINCE_2_42: &[(&str, &str)] = &[
+    (
+        "increase(request_duration_seconds[10m])",
+        "3.x extrapolates a counter histogram's increase back no further than where its count would \
+         be zero, as it does for float counters; 2.42 extrapolates it to the window's start \
+         (here the windows that reach before the data's start)",
+    ),
+    (
+        "histogram_quantile(0.9, rate(request_duration_seconds[5m]))",
+        "3.x interpolates within an exponential bucket on a logarithmic scale; 2.42 linearly",
+    ),
+    (
+        "histogram_quantile(0.5, sum by (job) (rate(request_duration_seconds[10m])))",
+        "the same interpolation, after an aggregation",
+    ),
+    ("request_duration_seconds * 2", "2.42 returns a histogram unscaled when multiplied by a scalar; 3.x scales it"),
+    ("queue_size / 4", "2.42 returns a histogram undivided when divided by a scalar; 3.x divides it"),
+    ("last_over_time(queue_size[5m])", "2.42 answers the float 0 for a histogram series; 3.x its newest histogram"),
+];
+
+/// A point of a result: a float, or a histogram as `[count, sum, buckets...]`, each bucket
+/// `[boundaries, lower, upper, count]`, all as floats.
+#[derive(Debug, Clone, PartialEq)]
+enum Point {
+    Float(f64),
+    Histogram(Vec<f64>),
+}
+
+/// A query's result as (label set → (time, point)...), comparable across servers.
+fn result_points(body: &str, what: &str) -> BTreeMap<String, Vec<(f64, Point)>> {
+    let v = json(body);
+    assert_eq!(v["status"], "success", "{what}: {body}");
+    let data = &v["data"];
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()).unwrap_or(f64::NAN);
+    let float = |p: &Value| (p[0].as_f64().unwrap_or(f64::NAN), Point::Float(number(&p[1])));
+    let histogram = |p: &Value| {
+        let h = &p[1];
+        let mut flat = vec![number(&h["count"]), number(&h["sum"])];
+        for b in h["buckets"].as_array().into_iter().flatten() {
+            flat.extend(b.as_array().expect("bucket").iter().map(number));
+        }
+        (p[0].as_f64().unwrap_or(f64::NAN), Point::Histogram(flat))
+    };
+    let mut out = BTreeMap::new();
+    match data["resultType"].as_str() {
+        Some("scalar") => {
+            out.insert("scalar".into(), vec![float(&data["result"])]);
+        }
+        Some("vector") | Some("matrix") => {
+            for s in data["result"].as_array().expect("result list") {
+                let mut points: Vec<(f64, Point)> = Vec::new();
+                points.extend(s.get("value").map(float));
+                points.extend(s.get("histogram").map(histogram));
+                points.extend(s["values"].as_array().into_iter().flatten().map(float));
+                points.extend(s["histograms"].as_array().into_iter().flatten().map(histogram));
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                out.insert(s["metric"].to_string(), points);
+            }
+        }
+        other => panic!("{what}: unexpected result type {other:?}"),
+    }
+    out
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-6
+}
+
+fn same_point(a: &Point, b: &Point) -> bool {
+    match (a, b) {
+        (Point::Float(x), Point::Float(y)) => almost_equal(*x, *y),
+        (Point::Histogram(x), Point::Histogram(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| almost_equal(*a, *b))
+        }
+        _ => false,
+    }
+}
+
+type Points = BTreeMap<String, Vec<(f64, Point)>>;
+
+fn compare(what: &str, ours: &Points, theirs: &Points) -> Option<String> {
+    if ours.keys().ne(theirs.keys()) {
+        return Some(format!(
+            "{what}: series differ\n  pyrite:     {:?}\n  prometheus: {:?}",
+            ours.keys(),
+            theirs.keys()
+        ));
+    }
+    for (labels, points) in ours {
+        let other = &theirs[labels];
+        let same =
+            points.len() == other.len() && points.iter().zip(other).all(|(a, b)| a.0 == b.0 && same_point(&a.1, &b.1));
+        if !same {
+            return Some(format!("{what}: {labels} differs\n  pyrite:     {points:?}\n  prometheus: {other:?}"));
+        }
+    }
+    None
+}
+
+/// The differences between the two servers' answers to `q` at a few times and over a range.
+fn differences(pyrite: &str, upstream: &str, q: &str) -> Vec<String> {
+    let mut paths: Vec<(String, String)> = [at(40), at(100), at(150)]
+        .iter()
+        .map(|t| (format!("{q} at {t}"), format!("/api/v1/query?query={}&time={t}", encode(q))))
+        .collect();
+    if !q.ends_with(']') {
+        let range = format!("/api/v1/query_range?query={}&start={}&end={}&step=60", encode(q), at(30), at(155));
+        paths.push((format!("{q} over a range"), range));
+    }
+    paths
+        .into_iter()
+        .filter_map(|(what, path)| {
+            let ours = result_points(&http_get(&format!("{pyrite}{path}")).expect("pyrite").1, &what);
+            let theirs = result_points(&http_get(&format!("{upstream}{path}")).expect("upstream").1, &what);
+            compare(&what, &ours, &theirs)
+        })
+        .collect()
+}
+
+#[test]
+fn pyrite_answers_histogram_queries_like_upstream_prometheus() {
+    let upstream = Upstream::start_with(&["--enable-feature=native-histograms"]);
+    let pyrite = Pyrite::start(PyriteOpts { shards: Some(3), ..Default::default() });
+    let body = encode_write_request(&data());
+    let (status, text) = remote_write_to(&upstream.url, &body);
+    assert!(status == 204 || status == 200, "upstream refused the data: {status} {text}");
+    let (status, text) = pyrite.remote_write(body);
+    assert_eq!(status, 204, "{text}");
+
+    let mut found = Vec::new();
+    for q in QUERIES.iter().filter(|q| !CHANGED_SINCE_2_42.iter().any(|(changed, _)| changed == *q)) {
+        found.extend(differences(&pyrite.url, &upstream.url, q));
+    }
+    assert!(found.is_empty(), "{} differences from upstream:\n{}", found.len(), found.join("\n"));
+    for (q, why) in CHANGED_SINCE_2_42 {
+        assert!(!differences(&pyrite.url, &upstream.url, q).is_empty(), "{q} no longer differs ({why})");
+    }
+}
+
+/// Histograms remote-written into one Pyrite reach another Pyrite (custom buckets included) and
+/// upstream Prometheus through `remote_write` with `send_native_histograms`, and come back the
+/// same from each.
+#[test]
+fn histograms_are_remote_written_to_pyrite_and_to_upstream() {
+    let upstream = Upstream::start_with(&["--enable-feature=native-histograms"]);
+    let receiver = Pyrite::start(PyriteOpts::default());
+    // 2.42 knows no custom buckets: those series are not sent to it.
+    let config = format!(
+        "global:\n  scrape_interval: 1h\nremote_write:\n\
+         \x20 - {{url: '{}/api/v1/write', send_native_histograms: true, queue_config: {{batch_send_deadline: 500ms}}}}\n\
+         \x20 - {{url: '{}/api/v1/write', send_native_histograms: true, queue_config: {{batch_send_deadline: 500ms}},\n\
+         \x20     write_relabel_configs: [{{source_labels: [__name__], regex: 'custom_.*', action: drop}}]}}\n\
+         \x20 - {{url: '{}/api/v1/write', name: floats_only, queue_config: {{batch_send_deadline: 500ms}}}}\n",
+        receiver.url, upstream.url, upstream.url
+    );
+    let sender = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // Fractional counts: sent as a float histogram.
+    let custom = |k: i64| FloatHistogram {
+        schema: pyrite_core::histogram::CUSTOM_BUCKETS_SCHEMA,
+        count: 3.0 * k as f64,
+        sum: 0.8 * k as f64,
+        positive_spans: vec![Span { offset: 0, length: 3 }],
+        positive_buckets: vec![0.5 * k as f64, k as f64, 1.5 * k as f64],
+        custom_values: vec![0.1, 0.5],
+        ..FloatHistogram::default()
+    };
+    let at = |k: i64| now + k * 100;
+    let written = vec![
+        WriteSeries {
+            labels: Labels::from_pairs([("__name__", "sent_latency")]),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: (0..20).map(|k| HistogramSample { t: at(k), h: Arc::new(latency(k, 2.0, Some(12))) }).collect(),
+        },
+        WriteSeries {
+            labels: Labels::from_pairs([("__name__", "custom_latency")]),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: (0..20).map(|k| HistogramSample { t: at(k), h: Arc::new(custom(k)) }).collect(),
+        },
+    ];
+    let (status, text) = sender.remote_write(encode_write_request(&written));
+    assert_eq!(status, 204, "{text}");
+
+    let query = |url: &str, selector: &str| {
+        let path =
+            format!("/api/v1/query?query={}&time={}", encode(&format!("{selector}[10s]")), at(20) as f64 / 1000.0);
+        result_points(&http_get(&format!("{url}{path}")).expect("query").1, selector)
+    };
+    let expected_latency = query(&sender.url, "sent_latency");
+    assert_eq!(expected_latency.values().map(Vec::len).sum::<usize>(), 20, "{expected_latency:?}");
+    for (url, selector) in
+        [(&receiver.url, "sent_latency"), (&receiver.url, "custom_latency"), (&upstream.url, "sent_latency")]
+    {
+        let expected = query(&sender.url, selector);
+        let arrived = eventually(Duration::from_secs(30), || {
+            let got = query(url, selector);
+            (got.values().map(Vec::len).sum::<usize>() == 20).then_some(got)
+        });
+        let got = arrived.unwrap_or_else(|| panic!("{selector} did not reach {url}: {:?}", query(url, selector)));
+        assert_eq!(compare(selector, &got, &expected), None);
+    }
+    // A queue without `send_native_histograms` sends none, as upstream's.
+    let floats_only = |name: &str| {
+        let (_, body) = http_get(&format!("{}/metrics", sender.url)).expect("metrics");
+        pyrite_tests::metric_sum(&body, name, "floats_only")
+    };
+    assert_eq!(floats_only("prometheus_remote_storage_samples_total"), 0.0);
+    assert!(query(&upstream.url, "custom_latency").is_empty(), "custom buckets were relabelled away");
+}
