@@ -9,8 +9,9 @@
 //!   with Prometheus and VictoriaMetrics, [`compare`]), `gaps` (scrape regularity under queries
 //!   and block cuts, with Prometheus, [`gaps`]), `churn` (head series and memory while series
 //!   churn, with Prometheus, [`churn`]), `query-latency` (remote-written data, with
-//!   Prometheus) and `agent` (agent mode's memory and cost of sending, with Prometheus's agent,
-//!   [`agent`]).
+//!   Prometheus), `agent` (agent mode's memory and cost of sending, with Prometheus's agent,
+//!   [`agent`]) and `histograms` (native histograms' memory, disk and queries, with
+//!   Prometheus, [`histograms`]).
 //!
 //! The servers ([`servers`]), what they run on ([`environment`]), their resource use
 //! ([`usage`]) and the markdown tables ([`report`]) are shared by every side-by-side run.
@@ -21,6 +22,7 @@ pub mod compare;
 pub mod dashboard;
 pub mod environment;
 pub mod gaps;
+pub mod histograms;
 pub mod report;
 pub mod scraping;
 pub mod servers;

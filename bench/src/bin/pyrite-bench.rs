@@ -13,6 +13,10 @@
 //! targets, sending to one receiver, and prints their memory, CPU per sample sent and bytes per
 //! sample (see [`pyrite_bench::agent`]).
 //!
+//! `pyrite-bench histograms` loads native histograms into Pyrite and an upstream Prometheus by
+//! remote write and compares their memory, bytes on disk and `histogram_quantile` times (see
+//! [`pyrite_bench::histograms`]).
+//!
 //! `pyrite-bench query-latency` loads the dashboard data set by remote write into a Pyrite and an
 //! upstream Prometheus (Debian's package) and times the dashboard queries on both, printing
 //! medians and the pyrite / prometheus ratio as a markdown table.
@@ -136,6 +140,19 @@ enum Command {
         /// Seconds of scraping before the window opens.
         #[arg(long, default_value_t = 60)]
         warm_up: u64,
+    },
+    /// Native histograms remote-written into Pyrite and upstream Prometheus: memory, bytes on
+    /// disk and `histogram_quantile` times.
+    Histograms {
+        /// Native-histogram series.
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Samples per series, 15 s apart.
+        #[arg(long, default_value_t = 21)]
+        samples: i64,
+        /// Runs of each query per server; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Times the dashboard queries on Pyrite and on upstream Prometheus over the same data.
     QueryLatency {
@@ -544,6 +561,11 @@ fn main() {
         }
         Command::Agent { size, interval, duration, warm_up } => agent(&size, interval, duration, warm_up),
         Command::QueryLatency { series, runs, shards } => query_latency(series, runs, shards),
+        Command::Histograms { series, samples, runs } => {
+            let command = format!("pyrite-bench histograms --series {series} --samples {samples} --runs {runs}");
+            let opts = pyrite_bench::histograms::Options { series, samples, runs, command };
+            report("histograms", pyrite_bench::histograms::run(&opts));
+        }
         Command::RuleEval { series, evaluations } => rule_eval(series, evaluations),
     }
 }

@@ -149,13 +149,7 @@ impl Block {
 
     /// Decodes the float and histogram samples of `entry` in `[mint, maxt]` that no tombstone
     /// deletes.
-    fn samples(
-        &self,
-        entry: &SeriesEntry,
-        deleted: &[Interval],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Decoded, BlockError> {
+    fn samples(&self, entry: &SeriesEntry, deleted: &[Interval], mint: i64, maxt: i64) -> Result<Decoded, BlockError> {
         let mut decoded = Decoded::default();
         for c in entry.chunks.iter().filter(|c| c.min_t <= maxt && c.max_t >= mint) {
             decoded.add(self.chunk_bytes(c)?).map_err(|e| self.error(format!("chunks: {e}")))?;
