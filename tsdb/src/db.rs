@@ -49,6 +49,8 @@ pub struct AppendReply {
     pub too_far_in_future: usize,
     /// Histograms with more buckets than the head stores.
     pub bucket_limit: usize,
+    /// Histograms no histogram chunk can hold (see `chunk::histogram::encodable`).
+    pub invalid_histograms: usize,
     /// Native-histogram samples appended (also counted in `appended`).
     pub appended_histograms: usize,
     /// Exemplars kept (the remote-write answer's count).
@@ -80,6 +82,7 @@ impl AppendReply {
             Err(AppendError::TooFarInFuture) => self.too_far_in_future += 1,
             Err(AppendError::TooOld) => self.too_old += 1,
             Err(AppendError::BucketLimit) => self.bucket_limit += 1,
+            Err(AppendError::InvalidHistogram) => self.invalid_histograms += 1,
             // Counted by the caller, which keeps the sample.
             Err(AppendError::UnknownSeries) => {}
         }
@@ -93,6 +96,7 @@ impl AppendReply {
             + self.too_far_in_future
             + self.too_old
             + self.bucket_limit
+            + self.invalid_histograms
     }
 }
 

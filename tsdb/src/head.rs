@@ -42,6 +42,7 @@ use roaring::RoaringBitmap;
 use thiserror::Error;
 
 use super::block::BlockChunk;
+use super::chunk::histogram::encodable;
 use super::chunk::store::{ChunkRef, ChunkStore, MAX_CHUNK_BYTES};
 use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
@@ -82,6 +83,10 @@ pub enum AppendError {
     /// ([`crate::histogram_series::MAX_HISTOGRAM_BUCKETS`]).
     #[error("histogram bucket limit exceeded")]
     BucketLimit,
+    /// A histogram whose spans, bounds or schema no histogram has (see
+    /// [`crate::chunk::histogram::encodable`]).
+    #[error("invalid histogram")]
+    InvalidHistogram,
 }
 
 /// Where an accepted sample went. A sample the head holds already (same time, same value) is
@@ -599,10 +604,14 @@ impl Head {
     }
 
     /// Appends a native-histogram sample to series `id`: as a float, it must be newer than
-    /// every sample of the series, of either type. A counter histogram without a counter-reset
-    /// hint gets one from the histogram before it: "reset" or "not a reset" (none as the
-    /// series' first, or after a float or a gauge). Reads other than for statistics see a
-    /// reset as upstream's chunks show it, without a hint (see `stats_decoding`).
+    /// every sample of the series, of either type, or the same histogram again at the same time
+    /// (a sender's retry: accepted where it is, as floats are). It must be one the histogram
+    /// chunk codec can hold (remote write validates before; this also guards the other
+    /// writers). A counter histogram's hint is found against the histogram before it, as
+    /// upstream's appender does, whatever the writer said: "reset" if its counts dropped or the
+    /// writer said so, "not a reset" otherwise (the writer's hint as the series' first, or
+    /// after a float or a gauge). Reads other than for statistics see a reset as upstream's
+    /// chunks show it, without a hint (see `stats_decoding`).
     pub fn append_histogram(&mut self, id: u32, t: i64, mut h: FloatHistogram) -> Result<Appended, AppendError> {
         if t > self.max_valid {
             return Err(AppendError::TooFarInFuture);
@@ -610,20 +619,30 @@ impl Head {
         if !fits(&h) {
             return Err(AppendError::BucketLimit);
         }
+        if !encodable(&h) {
+            return Err(AppendError::InvalidHistogram);
+        }
         let s = self.series.get_mut(id).ok_or(AppendError::UnknownSeries)?;
+        let previous =
+            self.histograms.get(&id).and_then(HistogramSeries::last).filter(|_| s.last_v == HISTOGRAM_LAST_V);
+        if t == s.last_t && previous.is_some_and(|p| p.equals(&h)) {
+            return Ok(Appended::InOrder);
+        }
         if t < self.append_floor {
             return Err(AppendError::OutOfBounds);
         }
         if t <= s.last_t {
             return Err(if t == s.last_t { AppendError::Duplicate } else { AppendError::OutOfOrder });
         }
-        let previous =
-            self.histograms.get(&id).and_then(HistogramSeries::last).filter(|_| s.last_v == HISTOGRAM_LAST_V);
-        if h.counter_reset_hint == CounterResetHint::Unknown {
-            h.counter_reset_hint = match previous {
-                Some(p) if !p.is_gauge() && h.detect_reset(p) => CounterResetHint::CounterReset,
-                Some(p) if !p.is_gauge() => CounterResetHint::NotCounterReset,
-                _ => CounterResetHint::Unknown,
+        if !h.is_gauge() {
+            // Found from the counts alone (a hint would decide `detect_reset`).
+            let stated = std::mem::take(&mut h.counter_reset_hint);
+            h.counter_reset_hint = match previous.filter(|p| !p.is_gauge()) {
+                Some(p) if stated == CounterResetHint::CounterReset || h.detect_reset(p) => {
+                    CounterResetHint::CounterReset
+                }
+                Some(_) => CounterResetHint::NotCounterReset,
+                None => stated,
             };
         }
         s.last_t = t;
@@ -933,7 +952,10 @@ impl Head {
         if !self.series.contains(id) || self.histograms.contains_key(&id) {
             return false;
         }
-        let Some(hs) = HistogramSeries::restore(&mut self.store, snapshot, self.block_range) else { return false };
+        let last_t = self.series.get(id).map_or(i64::MIN, |s| s.last_t);
+        let Some(hs) = HistogramSeries::restore(&mut self.store, snapshot, self.block_range, last_t) else {
+            return false;
+        };
         self.newest = self.newest.max(hs.max_time().unwrap_or(i64::MIN));
         if !hs.is_empty() {
             self.histograms.insert(id, hs);
@@ -1271,6 +1293,74 @@ mod tests {
         let (again, created) = h.get_or_create(&pod(0, 0));
         assert!(created && !first.contains(&again), "a returning series gets a new id");
         assert_eq!(h.labels(first[0]), None);
+    }
+
+    fn counter(n: f64) -> FloatHistogram {
+        FloatHistogram {
+            schema: 0,
+            count: 3.0 * n,
+            sum: n,
+            positive_spans: vec![pyrite_core::histogram::Span { offset: 0, length: 2 }],
+            positive_buckets: vec![n, 2.0 * n],
+            ..FloatHistogram::default()
+        }
+    }
+
+    /// A retried histogram is taken where it is; a drop in counts is a reset whatever the
+    /// writer's hint said; what no chunk can hold is refused, and a first custom bound of -Inf
+    /// is not that.
+    #[test]
+    fn histogram_appends_take_retries_find_resets_and_refuse_what_no_chunk_holds() {
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        h.append_histogram(id, 1000, counter(4.0)).unwrap();
+        assert_eq!(h.append_histogram(id, 1000, counter(4.0)), Ok(Appended::InOrder), "the same again");
+        assert_eq!(h.append_histogram(id, 1000, counter(5.0)), Err(AppendError::Duplicate));
+        let lying = FloatHistogram { counter_reset_hint: CounterResetHint::NotCounterReset, ..counter(1.0) };
+        h.append_histogram(id, 2000, lying).unwrap();
+        let stated = FloatHistogram { counter_reset_hint: CounterResetHint::CounterReset, ..counter(2.0) };
+        h.append_histogram(id, 3000, stated).unwrap();
+        h.append_histogram(id, 4000, counter(3.0)).unwrap();
+        let hints: Vec<_> = h.histograms_in(id, 0, 5000).iter().map(|x| x.h.counter_reset_hint).collect();
+        use CounterResetHint::*;
+        assert_eq!(hints, [Unknown, CounterReset, CounterReset, NotCounterReset]);
+
+        let custom = |bounds: Vec<f64>| FloatHistogram {
+            schema: pyrite_core::histogram::CUSTOM_BUCKETS_SCHEMA,
+            custom_values: bounds,
+            ..counter(1.0)
+        };
+        assert_eq!(h.append_histogram(id, 5000, custom(vec![1.0, f64::NAN])), Err(AppendError::InvalidHistogram));
+        assert_eq!(
+            h.append_histogram(id, 5000, FloatHistogram { schema: 9, ..counter(5.0) }),
+            Err(AppendError::InvalidHistogram)
+        );
+        h.append_histogram(id, 5000, custom(vec![f64::NEG_INFINITY, 1.0])).unwrap();
+        assert_eq!(h.histograms_in(id, 5000, 5000).len(), 1, "it reads back");
+    }
+
+    /// A snapshot's histogram chunks that overlap, or hold samples newer than the series' last,
+    /// are refused: appends after them would go out of order.
+    #[test]
+    fn a_histogram_snapshot_out_of_order_is_refused() {
+        let mut h = Head::new();
+        let (id, _) = h.get_or_create(&up("api"));
+        for k in 0..250 {
+            h.append_histogram(id, k * 1000, counter(k as f64)).unwrap();
+        }
+        let good = h.snapshot_histograms(id).unwrap();
+        assert!(good.sealed.len() >= 2, "several chunks");
+        let mut swapped = good.clone();
+        swapped.sealed.swap(0, 1);
+        let mut restored = Head::new();
+        restored.restore_series(id, h.snapshot_series(id).unwrap());
+        assert!(!restored.restore_histograms(id, &swapped));
+        let mut early = Head::new();
+        let (other, _) = early.get_or_create(&up("api"));
+        assert!(!early.restore_histograms(other, &good), "newer than the series' last sample");
+        assert!(restored.restore_histograms(id, &good));
+        assert_eq!(restored.histograms_in(id, i64::MIN, i64::MAX).len(), 250);
+        restored.append_histogram(id, 250_000, counter(250.0)).unwrap();
     }
 
     #[test]

@@ -207,20 +207,37 @@ impl HistogramSeries {
         HistogramSnapshot { sealed, open: self.open.bytes().to_vec() }
     }
 
-    /// The series a snapshot kept; None if a chunk does not decode or does not fit the store
-    /// (a damaged snapshot), so that the head only ever holds chunks that read back.
-    pub(crate) fn restore(store: &mut ChunkStore, snapshot: &HistogramSnapshot, block_range: i64) -> Option<Self> {
+    /// The series a snapshot kept; None if a chunk does not decode or does not fit the store, if
+    /// chunks overlap or are out of order, or if a sample is newer than `last_t`, the series'
+    /// last sample (a damaged snapshot): the head only ever holds chunks that read back and
+    /// appends after them.
+    pub(crate) fn restore(
+        store: &mut ChunkStore,
+        snapshot: &HistogramSnapshot,
+        block_range: i64,
+        last_t: i64,
+    ) -> Option<Self> {
         let open = match snapshot.open.is_empty() {
             true => HistogramChunk::new(),
             false => HistogramChunk::from_bytes(&snapshot.open).ok()?,
         };
+        let mut newest = i64::MIN;
         let mut decoded = Vec::new();
         for c in &snapshot.sealed {
             decoded.clear();
             let ok = c.bytes.len() <= MAX_CHUNK_BYTES && codec::decode(&c.bytes, &mut decoded).is_ok();
-            if !ok || decoded.first().map(|s| s.0) != Some(c.min_t) || decoded.last().map(|s| s.0) != Some(c.max_t) {
+            let times = (decoded.first().map(|s| s.0), decoded.last().map(|s| s.0));
+            if !ok || times != (Some(c.min_t), Some(c.max_t)) || c.min_t <= newest {
                 return None;
             }
+            newest = c.max_t;
+        }
+        if !open.is_empty() && (snapshot.open.len() > MAX_CHUNK_BYTES || open.min_time() <= newest) {
+            return None;
+        }
+        let newest = if open.is_empty() { newest } else { open.max_time() };
+        if newest > last_t {
+            return None;
         }
         let sealed = snapshot.sealed.iter().map(|c| HeadChunk {
             min_t: c.min_t,

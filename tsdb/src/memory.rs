@@ -49,6 +49,8 @@ impl MemoryEngine {
         let appended = match point {
             Point::Gap => return Ok(()),
             Point::Value(v) => head.append(id, t, *v),
+            // Validated as upstream's storage validates what it appends.
+            Point::Histogram(h) if h.validate().is_err() => Err(AppendError::InvalidHistogram),
             Point::Histogram(h) => head.append_histogram(id, t, FloatHistogram::clone(h)),
         };
         appended.map(drop).map_err(|error| Refused { labels: labels.clone(), error })

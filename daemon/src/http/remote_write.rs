@@ -145,7 +145,8 @@ enum Stored {
 async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     let receivers = s.ctx.shards.write(series);
     let (mut out_of_order, mut duplicates, mut out_of_bounds, mut too_far_in_future, mut too_old) = (0, 0, 0, 0, 0);
-    let (mut appended, mut histograms, mut bucket_limit, mut exemplars) = (0, 0, 0, 0);
+    let (mut appended, mut histograms, mut exemplars) = (0, 0, 0);
+    let (mut bucket_limit, mut invalid) = (0, 0);
     let mut storage_error = None;
     for rx in receivers {
         match rx.recv_async().await {
@@ -156,6 +157,7 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
                 too_far_in_future += r.too_far_in_future;
                 too_old += r.too_old;
                 bucket_limit += r.bucket_limit;
+                invalid += r.invalid_histograms;
                 appended += r.appended;
                 histograms += r.appended_histograms;
                 exemplars += r.exemplars;
@@ -168,7 +170,9 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
     if let Some(e) = storage_error {
         return Stored::Failed(e.to_string());
     }
-    let refused = if bucket_limit > 0 {
+    let refused = if invalid > 0 {
+        Some(format!("invalid histogram: {invalid} histogram(s) refused"))
+    } else if bucket_limit > 0 {
         Some(format!(
             "histogram bucket limit exceeded: {bucket_limit} histogram(s) with more than {} buckets refused",
             pyrite_tsdb::histogram_series::MAX_HISTOGRAM_BUCKETS

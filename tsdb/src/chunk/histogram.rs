@@ -443,7 +443,7 @@ fn read_layout(c: &mut Cursor) -> Result<FloatHistogram> {
             custom_values.push(c.f64().ok_or(HistogramChunkError("truncated custom bounds"))?);
         }
         if !valid_custom_values(&custom_values) {
-            return Err(HistogramChunkError("custom bounds not finite and increasing"));
+            return Err(HistogramChunkError("custom bounds NaN, not increasing or ending in +Inf"));
         }
     }
     Ok(FloatHistogram {
@@ -521,12 +521,17 @@ fn valid_schema(schema: i32) -> bool {
     (MIN_SCHEMA..=MAX_SCHEMA).contains(&schema) || schema == CUSTOM_BUCKETS_SCHEMA
 }
 
+/// Custom bounds as upstream's validation takes them: none NaN, strictly increasing, no +Inf
+/// (the last bucket's bound is implied); a first bound of −Inf is allowed.
 fn valid_custom_values(bounds: &[f64]) -> bool {
-    bounds.iter().all(|b| b.is_finite()) && bounds.windows(2).all(|w| w[0] < w[1])
+    !bounds.iter().any(|b| b.is_nan())
+        && bounds.windows(2).all(|w| w[0] < w[1])
+        && bounds.last().is_none_or(|&b| b != f64::INFINITY)
 }
 
-/// Whether `h` is one a chunk can hold: what decoding checks, and buckets matching spans.
-fn encodable(h: &FloatHistogram) -> bool {
+/// Whether `h` is one a chunk can hold: what decoding checks, and buckets matching spans. The
+/// head refuses the others before they reach [`HistogramChunk::append`].
+pub fn encodable(h: &FloatHistogram) -> bool {
     valid_schema(h.schema)
         && bucket_count(&h.positive_spans) == Ok(h.positive_buckets.len())
         && bucket_count(&h.negative_spans) == Ok(h.negative_buckets.len())
@@ -1065,9 +1070,10 @@ mod tests {
         decode(&custom(&[1.0, 2.0], 2), &mut Vec::new()).expect("valid");
         assert_eq!(err(&custom(&[1.0, 2.0], 3)), "more custom bounds than bytes");
         assert_eq!(err(&custom(&[1.0, 2.0], u64::MAX)), "more custom bounds than bytes");
-        for bad in [[2.0, 1.0], [1.0, 1.0], [1.0, f64::NAN], [f64::NEG_INFINITY, 1.0]] {
-            assert_eq!(err(&custom(&bad, 2)), "custom bounds not finite and increasing");
+        for bad in [[2.0, 1.0], [1.0, 1.0], [1.0, f64::NAN], [1.0, f64::INFINITY]] {
+            assert_eq!(err(&custom(&bad, 2)), "custom bounds NaN, not increasing or ending in +Inf");
         }
+        decode(&custom(&[f64::NEG_INFINITY, 1.0], 2), &mut Vec::new()).expect("a first bound of -Inf is valid");
 
         // Counts: integers at 2^53 and past i64, and float control bytes that do not fit 8 bytes.
         for count in [1i64 << 53, -(1 << 53), i64::MAX] {
