@@ -8,7 +8,8 @@
 
 use prost::Message;
 
-use super::{decompress, Label, RemoteError, TimeSeries, WireSample};
+use super::histogram::{Histogram, HISTOGRAM_MEMORY_PER_BYTE};
+use super::{decompress, Fields, Label, Payload, RemoteError, TimeSeries, WireSample};
 use crate::labels::{Labels, MatchOp, Matcher};
 use crate::value::Sample;
 
@@ -165,9 +166,39 @@ pub fn encode_read_response(response: &ReadResponse) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&response.encode_to_vec()).expect("snappy can compress any input")
 }
 
-/// Decodes a sampled answer (for clients and tests).
+/// Decodes a sampled answer (for clients and tests). What its native histograms take decoded
+/// is bounded as a write request's are ([`HISTOGRAM_MEMORY_PER_BYTE`]): an empty histogram is
+/// two bytes on the wire and a few hundred decoded, so a remote's answer of millions of them
+/// is refused before it is decoded.
 pub fn decode_read_response(body: &[u8], max_decoded: usize) -> Result<ReadResponse, RemoteError> {
-    Ok(ReadResponse::decode(decompress(body, max_decoded)?.as_slice())?)
+    let raw = decompress(body, max_decoded)?;
+    let limit = max_decoded.saturating_mul(HISTOGRAM_MEMORY_PER_BYTE);
+    if histogram_count(&raw)?.saturating_mul(size_of::<Histogram>()) > limit {
+        return Err(RemoteError::HistogramsTooLarge { limit });
+    }
+    Ok(ReadResponse::decode(raw.as_slice())?)
+}
+
+/// The histograms of a `ReadResponse` (`results` → `timeseries` → `histograms`), counted
+/// without decoding them.
+fn histogram_count(raw: &[u8]) -> Result<usize, RemoteError> {
+    fn messages(raw: &[u8], tag: u32) -> impl Iterator<Item = Result<&[u8], RemoteError>> {
+        Fields(raw).filter_map(move |f| match f {
+            Ok((t, Payload::Bytes(b))) if t == tag => Some(Ok(b)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+    let mut n = 0;
+    for result in messages(raw, 1) {
+        for series in messages(result?, 1) {
+            for histogram in messages(series?, 4) {
+                histogram?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// Appends one frame of a streamed answer to `out`: the message's length as a uvarint, the
@@ -224,5 +255,20 @@ mod tests {
             .map(|h| HistogramSample { t: h.timestamp, h: h.into_float().unwrap().into() })
             .collect();
         assert_eq!(back, histograms);
+    }
+
+    /// An answer of a million empty histograms (two bytes each on the wire, hundreds decoded)
+    /// is refused before it is decoded.
+    #[test]
+    fn answers_of_many_empty_histograms_are_refused_undecoded() {
+        let labels = Labels::from_pairs([("__name__", "h")]);
+        let mut series = sampled_series(&labels, &[]);
+        series.histograms = vec![Histogram::default(); 1_000_000];
+        let body = encode_read_response(&ReadResponse { results: vec![QueryResult { timeseries: vec![series] }] });
+        // Two bytes each: the body decompresses to about 2 MB.
+        let refused = decode_read_response(&body, 4 << 20).map(|_| ());
+        assert!(matches!(refused, Err(RemoteError::HistogramsTooLarge { .. })), "{refused:?}");
+        let taken = decode_read_response(&body, 1 << 30).map(|r| r.results[0].timeseries[0].histograms.len());
+        assert_eq!(taken.ok(), Some(1_000_000), "within a larger allowance");
     }
 }

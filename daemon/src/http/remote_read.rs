@@ -6,8 +6,9 @@
 //! `STREAMED_XOR_CHUNKS` answers `ChunkedReadResponse` frames, one series per frame, each at
 //! most about `--storage.remote.read-max-bytes-in-frame` of chunks, the samples re-encoded into
 //! upstream's XOR chunks of 120 samples (Pyrite's own chunks are another format). Native
-//! histograms go in sampled answers only: a streamed answer would need upstream's histogram
-//! chunk encoding, which Pyrite does not write, so it leaves them out. Series are
+//! histograms go in sampled answers only (a streamed one would need upstream's histogram chunk
+//! encoding, which Pyrite does not write): when the series read hold histograms and the client
+//! also takes sampled answers, as upstream's does, it gets a sampled one. Series are
 //! read from every shard with the query path's own `Request::Select`; external labels are added
 //! to every series that lacks them, and an equality matcher on an external label's value
 //! matches series without that label. At most `--storage.remote.read-concurrent-limit` reads
@@ -107,8 +108,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     };
     let external = s.ctx.config.current().global.external_labels.clone();
     let limits = &s.ctx.remote_read;
-    let mut results = Vec::with_capacity(request.queries.len());
-    let mut frames = Vec::new();
+    let mut selected = Vec::with_capacity(request.queries.len());
     let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
     for (index, query) in request.queries.iter().enumerate() {
         let matchers = pyrite_core::re2::for_request(|| query_matchers(query, &external)).map_err(bad_request)?;
@@ -119,7 +119,15 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         for one in &series {
             samples_left = samples_left.checked_sub(one.weight()).ok_or_else(|| over_limit(s))?;
         }
-        if streamed {
+        selected.push(series);
+    }
+    // Streamed answers carry floats only (upstream's XOR chunks): with histograms to send, a
+    // client that also takes sampled answers gets one.
+    let has_histograms = selected.iter().flatten().any(|one| !one.histograms.is_empty());
+    let streamed = streamed && !(has_histograms && request.accepted_response_types.contains(&SAMPLES));
+    if streamed {
+        let mut frames = Vec::new();
+        for (index, series) in selected.into_iter().enumerate() {
             for one in series {
                 stream_series(
                     &one.labels.with_external(&external),
@@ -129,26 +137,29 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
                     &mut frames,
                 );
             }
-        } else {
-            let mut timeseries = Vec::with_capacity(series.len());
-            for one in series {
-                let mut sampled = sampled_series(&one.labels.with_external(&external), &one.samples);
-                sampled.histograms = wire_histograms(&one.histograms);
-                timeseries.push(sampled);
-            }
-            results.push(QueryResult { timeseries });
         }
+        let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+        return Ok(([(header::CONTENT_TYPE, content_type)], frames).into_response());
     }
-    Ok(if streamed {
-        ([(header::CONTENT_TYPE, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse")], frames)
-            .into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
-            encode_read_response(&ReadResponse { results }),
-        )
-            .into_response()
-    })
+    let results = selected
+        .into_iter()
+        .map(|series| {
+            let timeseries = series
+                .into_iter()
+                .map(|one| {
+                    let mut sampled = sampled_series(&one.labels.with_external(&external), &one.samples);
+                    sampled.histograms = wire_histograms(&one.histograms);
+                    sampled
+                })
+                .collect();
+            QueryResult { timeseries }
+        })
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
+        encode_read_response(&ReadResponse { results }),
+    )
+        .into_response())
 }
 
 fn over_limit(s: &ApiState) -> ReadError {
@@ -188,7 +199,7 @@ async fn select(
             EvalError::TooManySamples => over_limit(s),
             e => ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         })?;
-        series.extend(merge_parts(parts).into_iter().filter(|s| !s.samples.is_empty()));
+        series.extend(merge_parts(parts).into_iter().filter(|s| !s.is_empty()));
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(series)

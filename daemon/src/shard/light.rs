@@ -139,7 +139,7 @@ impl Budgeted<'_> {
             for id in ids {
                 // A damaged block is set aside by the worker's read.
                 let series = block_series(block, id, mint, maxt, newest).map_err(|_| self.hand_over())?;
-                self.spend(&self.samples, series.as_ref().map_or(0, |s| s.samples.len() as u64))?;
+                self.spend(&self.samples, series.as_ref().map_or(0, |s| s.weight() as u64))?;
                 part.extend(series);
             }
             parts.push(part);
@@ -148,7 +148,7 @@ impl Budgeted<'_> {
         let mut part = Vec::with_capacity(head.len() as usize);
         for id in &head {
             let series = head_series(&self.db.head, id, mint, maxt, newest, labels);
-            self.spend(&self.samples, series.as_ref().map_or(0, |s| s.samples.len() as u64))?;
+            self.spend(&self.samples, series.as_ref().map_or(0, |s| s.weight() as u64))?;
             part.extend(series);
         }
         parts.push(part);
