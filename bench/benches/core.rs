@@ -270,6 +270,7 @@ fn rules(c: &mut Criterion) {
     use pyrite_core::rules::template::{expand, Compiled, QueryFn, TemplateData};
     use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
     use pyrite_core::series_notation::Point;
+    use pyrite_core::value::SampleValue;
     use pyrite_tsdb::memory::MemoryEngine;
     use std::rc::Rc;
 
@@ -302,7 +303,7 @@ fn rules(c: &mut Criterion) {
             let engine = self.0.clone();
             Rc::new(move |expr: &Expr, t: i64| Ok(engine.eval(expr, engine.instant(t))?.value))
         }
-        fn append(&mut self, _: i64, _: &[(Labels, f64)]) -> Result<(), RuleError> {
+        fn append(&mut self, _: i64, _: &[(Labels, SampleValue)]) -> Result<(), RuleError> {
             Ok(()) // Only evaluation is measured: results are not stored.
         }
     }

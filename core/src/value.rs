@@ -68,6 +68,13 @@ pub struct HistogramSample {
     pub h: Arc<FloatHistogram>,
 }
 
+/// A sample's value: a float or a native histogram (what a recording rule records).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleValue {
+    Float(f64),
+    Histogram(Arc<FloatHistogram>),
+}
+
 /// The samples of one series within a queried time range: its float samples and its
 /// histogram samples, each in time order (a series may change type; no two share a time).
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,7 @@ use pyrite_core::labels::Labels;
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
 use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
 use pyrite_core::series_notation::{number, series_labels, timed, values, Point};
+use pyrite_core::value::SampleValue;
 use pyrite_tsdb::memory::{MemoryEngine, Refused};
 use regex::Regex;
 use serde::Deserialize;
@@ -198,8 +199,12 @@ impl RuleStorage for Engine {
         })
     }
 
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
-        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, &Point::Value(*v))).map_err(RuleError::storage)
+    fn append(&mut self, t: i64, samples: &[(Labels, SampleValue)]) -> Result<(), RuleError> {
+        let point = |value: &SampleValue| match value {
+            SampleValue::Float(v) => Point::Value(*v),
+            SampleValue::Histogram(h) => Point::Histogram(h.clone()),
+        };
+        samples.iter().try_for_each(|(l, v)| Engine::append(self, l, t, &point(v))).map_err(RuleError::storage)
     }
 }
 

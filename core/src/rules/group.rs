@@ -14,7 +14,7 @@ use super::template::{self, TemplateData};
 use super::{dependency, Rule, RuleError, RuleGroup};
 use crate::labels::Labels;
 use crate::promql::{parse_with, Expr, ParseOptions, Value};
-use crate::value::stale_nan;
+use crate::value::{stale_nan, SampleValue};
 
 /// An instant query of `expr` at `t` (Unix ms). Owned, so that the `query` function of an
 /// alert's templates can hold it for the length of an expansion.
@@ -25,7 +25,7 @@ pub trait RuleStorage {
     /// How to query it.
     fn queries(&self) -> InstantQuery;
     /// Stores samples at `t`; later queries see them.
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError>;
+    fn append(&mut self, t: i64, samples: &[(Labels, SampleValue)]) -> Result<(), RuleError>;
 }
 
 /// Server-wide settings the rules see.
@@ -412,7 +412,10 @@ impl RuleEval<'_> {
             let now: HashSet<Labels> = samples.iter().map(|(l, _)| l.clone()).collect();
             self.samples = samples.len();
             let mut out = samples;
-            out.extend(rule.written.iter().filter(|l| !now.contains(*l)).map(|l| (l.clone(), stale_nan())));
+            // A series the rule no longer produces gets a float staleness marker, a histogram
+            // series too, as upstream marks both.
+            let stale = SampleValue::Float(stale_nan());
+            out.extend(rule.written.iter().filter(|l| !now.contains(*l)).map(|l| (l.clone(), stale.clone())));
             storage.append(c.at, &out)?;
             Ok(now)
         });
@@ -436,7 +439,26 @@ impl RuleEval<'_> {
     }
 }
 
-/// An instant vector of `(labels, value)` from a rule's result.
+/// A recording rule's result: each series' float or native histogram.
+fn recorded(value: Value) -> Result<Vec<(Labels, SampleValue)>, RuleError> {
+    match value {
+        Value::Vector(series) => Ok(series
+            .into_iter()
+            .filter_map(|s| {
+                let v = match (s.values.first().copied().flatten(), s.histogram(0)) {
+                    (Some(v), _) => SampleValue::Float(v),
+                    (None, Some(h)) => SampleValue::Histogram(h.clone()),
+                    (None, None) => return None,
+                };
+                Some((s.labels, v))
+            })
+            .collect()),
+        other => Ok(vector(other)?.into_iter().map(|(l, v)| (l, SampleValue::Float(v))).collect()),
+    }
+}
+
+/// An instant vector of `(labels, value)` from a rule's result; histograms are left out (an
+/// alert's value and a template's query are floats).
 fn vector(value: Value) -> Result<Vec<(Labels, f64)>, RuleError> {
     match value {
         Value::Vector(series) => {
@@ -470,7 +492,7 @@ fn rule_labels(rule: &Rule, group: &Labels) -> Vec<(String, String)> {
     out
 }
 
-fn check_unique(samples: &[(Labels, f64)], what: &'static str) -> Result<(), RuleError> {
+fn check_unique<T>(samples: &[(Labels, T)], what: &'static str) -> Result<(), RuleError> {
     let mut seen = HashSet::new();
     if samples.iter().all(|(l, _)| seen.insert(l)) {
         Ok(())
@@ -485,11 +507,11 @@ fn evaluate_recording(
     group_labels: &Labels,
     limit: usize,
     storage: &mut dyn RuleStorage,
-) -> Result<Vec<(Labels, f64)>, RuleError> {
-    let result = vector(storage.queries()(&rule.expr, at)?)?;
+) -> Result<Vec<(Labels, SampleValue)>, RuleError> {
+    let result = recorded(storage.queries()(&rule.expr, at)?)?;
     let record = rule.rule.record.clone().unwrap_or_default();
     let extra = rule_labels(&rule.rule, group_labels);
-    let samples: Vec<(Labels, f64)> = result
+    let samples: Vec<(Labels, SampleValue)> = result
         .into_iter()
         .map(|(l, v)| {
             let named = with_labels(&l, [("__name__".to_string(), record.clone())]);
@@ -512,7 +534,7 @@ fn evaluate_alerting(
     restored: bool,
     storage: &mut dyn RuleStorage,
     settings: &RuleSettings,
-) -> Result<Vec<(Labels, f64)>, RuleError> {
+) -> Result<Vec<(Labels, SampleValue)>, RuleError> {
     let result = vector(storage.queries()(&rule.expr, at)?)?;
     let name = rule.rule.name().to_string();
     let (queries, parse) = (storage.queries(), settings.parse);
@@ -540,7 +562,7 @@ fn evaluate_alerting(
         );
         matches.push(Match { labels: alert_labels, annotations, value });
     }
-    let unique: Vec<(Labels, f64)> = matches.iter().map(|m| (m.labels.clone(), 0.0)).collect();
+    let unique: Vec<(Labels, ())> = matches.iter().map(|m| (m.labels.clone(), ())).collect();
     check_unique(&unique, "alert")?;
     let hold = rule.rule.for_.map_or(0, |d| d.millis());
     let keep_firing_for = rule.rule.keep_firing_for.map_or(0, |d| d.millis());
@@ -555,9 +577,10 @@ fn evaluate_alerting(
     let mut samples = Vec::new();
     for alert in rule.alerts.active() {
         let state = ("alertstate".to_string(), alert.state.as_str().to_string());
-        samples.push((with_labels(&alert.labels, [("__name__".to_string(), "ALERTS".to_string()), state]), 1.0));
+        let alerts = with_labels(&alert.labels, [("__name__".to_string(), "ALERTS".to_string()), state]);
+        samples.push((alerts, SampleValue::Float(1.0)));
         let for_state = with_labels(&alert.labels, [("__name__".to_string(), "ALERTS_FOR_STATE".to_string())]);
-        samples.push((for_state, (alert.active_at / 1000) as f64));
+        samples.push((for_state, SampleValue::Float((alert.active_at / 1000) as f64)));
     }
     Ok(samples)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::rules::{InstantQuery, RuleError, RuleStorage};
-use pyrite_core::value::Sample;
+use pyrite_core::value::{HistogramSample, Sample, SampleValue};
 
 use crate::query::ServerExecutor;
 use crate::shards::{ShardGone, Shards};
@@ -30,12 +30,13 @@ impl RuleStorage for ShardStorage {
         self.queries.clone()
     }
 
-    fn append(&mut self, t: i64, samples: &[(Labels, f64)]) -> Result<(), RuleError> {
-        let series = samples.iter().map(|(labels, v)| WriteSeries {
-            labels: labels.clone(),
-            samples: vec![Sample { t, v: *v }],
-            exemplars: Vec::new(),
-            histograms: Vec::new(),
+    fn append(&mut self, t: i64, samples: &[(Labels, SampleValue)]) -> Result<(), RuleError> {
+        let series = samples.iter().map(|(labels, value)| {
+            let (samples, histograms) = match value {
+                SampleValue::Float(v) => (vec![Sample { t, v: *v }], Vec::new()),
+                SampleValue::Histogram(h) => (Vec::new(), vec![HistogramSample { t, h: h.clone() }]),
+            };
+            WriteSeries { labels: labels.clone(), samples, exemplars: Vec::new(), histograms }
         });
         for rx in self.shards.write(series.collect()) {
             let reply = rx.recv().map_err(|_| RuleError::storage(ShardGone))?;
