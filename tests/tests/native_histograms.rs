@@ -339,3 +339,107 @@ fn histograms_are_remote_written_to_pyrite_and_to_upstream() {
     assert_eq!(floats_only("prometheus_remote_storage_samples_total"), 0.0);
     assert!(query(&upstream.url, "custom_latency").is_empty(), "custom buckets were relabelled away");
 }
+
+/// A recording rule whose result is native histograms records histograms, which then answer
+/// as the expression itself does; when the input goes, the recorded series goes stale.
+#[test]
+fn recording_rules_record_histograms() {
+    let dir = pyrite_tests::TempDir::new("histogram-rules");
+    let file = dir.0.join("rules.yml");
+    let rule = "sum by (job) (rate(request_duration_seconds[5m]))";
+    let rules = format!(
+        "groups:\n  - name: histograms\n    interval: 1s\n    rules:\n      - record: job:request_duration_seconds:rate5m\n        expr: {rule}\n"
+    );
+    std::fs::write(&file, rules).unwrap();
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(format!("rule_files: ['{}']\n", file.display())),
+        ..Default::default()
+    });
+    // Five minutes of histograms up to now, so that the rule's evaluations see them.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let series: Vec<WriteSeries> = ["api", "web"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "request_duration_seconds"), ("job", job)]),
+            samples: Vec::new(),
+            exemplars: Vec::new(),
+            histograms: (0..20)
+                .map(|k| HistogramSample { t: now - (19 - k) * STEP_MS, h: Arc::new(latency(k, 1.0 + i as f64, None)) })
+                .collect(),
+        })
+        .collect();
+    let (status, text) = pyrite.remote_write(encode_write_request(&series));
+    assert_eq!(status, 204, "{text}");
+    let recorded = |t: f64| {
+        let path = format!("/api/v1/query?query={}&time={t}", encode("job:request_duration_seconds:rate5m"));
+        result_points(&pyrite.get(&path).1, "recorded")
+    };
+    let evaluated_at = eventually(Duration::from_secs(30), || {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        (recorded(t).len() == 2).then_some(t)
+    })
+    .expect("the rule recorded both jobs");
+    let got = recorded(evaluated_at);
+    for (labels, points) in &got {
+        assert!(matches!(points[..], [(_, Point::Histogram(_))]), "{labels}: {points:?}");
+    }
+    // The recorded histogram is the expression's value at the evaluation's time.
+    let samples = pyrite.data(&format!(
+        "/api/v1/query?query={}&time={evaluated_at}",
+        encode("timestamp(job:request_duration_seconds:rate5m)")
+    ));
+    let at = samples["result"][0]["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+    let path = format!("/api/v1/query?query={}&time={at}", encode(rule));
+    let direct = result_points(&pyrite.get(&path).1, rule);
+    let recorded_at: Points = recorded(at)
+        .into_iter()
+        .map(|(labels, points)| {
+            let mut l: serde_json::Map<String, Value> = serde_json::from_str(&labels).unwrap();
+            l.remove("__name__");
+            (Value::Object(l).to_string(), points)
+        })
+        .collect();
+    assert_eq!(compare("recorded against evaluated", &recorded_at, &direct), None);
+}
+
+/// Remote read carries histograms: a Pyrite reading another through `remote_read` answers the
+/// other's histograms, and a client that would take a streamed answer (upstream's prefer one)
+/// but also takes a sampled one gets a sampled one, since streamed answers carry floats only.
+#[test]
+fn remote_read_answers_histograms() {
+    use pyrite_core::remote::read::{
+        decode_read_response, wire_matchers, Query, ReadRequest, SAMPLES, STREAMED_XOR_CHUNKS,
+    };
+    let source = Pyrite::start(PyriteOpts::default());
+    let (status, text) = source.remote_write(encode_write_request(&data()));
+    assert_eq!(status, 204, "{text}");
+    let config = format!("global:\n  scrape_interval: 1h\nremote_read:\n  - url: {}/api/v1/read\n", source.url);
+    let reader = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    for q in ["request_duration_seconds", "rate(request_duration_seconds[5m])", "queue_size[2m]"] {
+        let found = differences(&reader.url, &source.url, q);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    let matcher = pyrite_core::labels::Matcher::new("__name__", pyrite_core::labels::MatchOp::Equal, "queue_size");
+    let request = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: T0,
+            end_timestamp_ms: T0 + POINTS * STEP_MS,
+            matchers: wire_matchers(&[matcher.unwrap()]),
+            hints: None,
+        }],
+        accepted_response_types: vec![STREAMED_XOR_CHUNKS, SAMPLES],
+    };
+    let answer = ureq::post(&format!("{}/api/v1/read", source.url))
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .send_bytes(&request.encode_compressed())
+        .expect("remote read answers");
+    assert_eq!(answer.header("Content-Type"), Some("application/x-protobuf"));
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut answer.into_reader(), &mut body).unwrap();
+    let response = decode_read_response(&body, 64 << 20).expect("a sampled answer");
+    let histograms: usize = response.results[0].timeseries.iter().map(|s| s.histograms.len()).sum();
+    assert_eq!(histograms, 2 * POINTS as usize);
+}

@@ -137,11 +137,25 @@ fn metric(out: &mut String, labels: &Labels) {
     out.push('}');
 }
 
+/// A sample value as upstream's API writes it (`jsonutil.MarshalFloat`): as [`format_value`],
+/// except that a magnitude below 1e-6 or from 1e21 up is written with an exponent, as Go's
+/// `'e'` format writes it (`2.938735877055719e-39`, `1e+21`).
+fn json_value(v: f64) -> String {
+    let abs = v.abs();
+    if abs == 0.0 || !abs.is_finite() || (1e-6..1e21).contains(&abs) {
+        return format_value(v);
+    }
+    let shortest = format!("{v:e}");
+    let (mantissa, exponent) = shortest.split_once('e').expect("the exponent format has an e");
+    let exponent: i32 = exponent.parse().expect("an integer exponent");
+    format!("{mantissa}e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.unsigned_abs())
+}
+
 fn point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     out.push_str(&format_timestamp(t));
     out.push_str(",\"");
-    out.push_str(&format_value(v));
+    out.push_str(&json_value(v));
     out.push_str("\"]");
 }
 
@@ -152,9 +166,9 @@ fn histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
     out.push('[');
     out.push_str(&format_timestamp(t));
     out.push_str(",{\"count\":\"");
-    out.push_str(&format_value(h.count));
+    out.push_str(&json_value(h.count));
     out.push_str("\",\"sum\":\"");
-    out.push_str(&format_value(h.sum));
+    out.push_str(&json_value(h.sum));
     out.push('"');
     let mut first = true;
     for b in h.buckets().iter().filter(|b| b.count != 0.0) {
@@ -167,9 +181,9 @@ fn histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
         };
         out.push_str(&format!(
             "[{boundaries},\"{}\",\"{}\",\"{}\"]",
-            format_value(b.lower),
-            format_value(b.upper),
-            format_value(b.count)
+            json_value(b.lower),
+            json_value(b.upper),
+            json_value(b.count)
         ));
     }
     if !first {
@@ -302,4 +316,38 @@ pub fn range_result(value: &Value, ts: impl Fn(usize) -> i64) -> String {
     }
     out.push_str("]}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::histogram::parse_histogram;
+
+    #[test]
+    fn values_are_written_as_upstream_writes_them() {
+        assert_eq!(json_value(0.5), "0.5");
+        assert_eq!(json_value(1e-6), "0.000001");
+        assert_eq!(json_value(1e-7), "1e-07");
+        assert_eq!(json_value(-2.938735877055719e-39), "-2.938735877055719e-39");
+        assert_eq!(json_value(1e21), "1e+21");
+        assert_eq!(json_value(123456.0), "123456");
+        assert_eq!(json_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(json_value(0.0), "0");
+    }
+
+    /// A histogram as upstream's `MarshalHistogram` writes it: buckets with observations only,
+    /// in ascending order, the zero bucket closed on both ends, the others open below.
+    #[test]
+    fn histograms_are_written_as_upstream_writes_them() {
+        let h = parse_histogram("{{schema:0 count:5 sum:2.5 z_bucket:1 z_bucket_w:0.001 buckets:[2 0 2]}}").unwrap();
+        let mut out = String::new();
+        histogram_point(&mut out, 1500, &h);
+        assert_eq!(
+            out,
+            r#"[1.5,{"count":"5","sum":"2.5","buckets":[[3,"-0.001","0.001","1"],[0,"0.5","1","2"],[0,"2","4","2"]]}]"#
+        );
+        let mut empty = String::new();
+        histogram_point(&mut empty, 0, &parse_histogram("{{count:0 sum:0}}").unwrap());
+        assert_eq!(empty, r#"[0,{"count":"0","sum":"0"}]"#);
+    }
 }
