@@ -8,6 +8,7 @@
 
 pub mod promqltest;
 pub mod seccomp;
+pub mod side_by_side;
 pub mod webdriver;
 
 use std::collections::BTreeMap;

@@ -1,22 +1,14 @@
 //! Pyrite against upstream Prometheus (Debian's 2.42) on the same data, loaded by remote write
 //! into both, compared query by query.
 //!
-//! Prometheus 2.x selects closed windows (`[t-5m, t]`), 3.x left-open ones (`(t-5m, t]`). Every
-//! evaluation time here lies half a sample interval off the 15 s sample grid, so no sample
-//! ever sits on a window's edge and both semantics select the same samples. Values are compared
-//! with upstream's test tolerance (relative 1e-6).
-
-use std::collections::BTreeMap;
+//! Evaluation times and comparison: `pyrite_tests::side_by_side`.
 
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
+use pyrite_tests::side_by_side::{differences, STEP_MS, T0};
 use pyrite_tests::{encode, http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
-use serde_json::Value;
 
-/// Start of the data: 2023-11-14T22:13:20Z, in ms.
-const T0: i64 = 1_700_000_000_000;
-const STEP_MS: i64 = 15_000;
 const POINTS: i64 = 160; // 40 minutes
 
 fn series(pairs: &[(&str, &str)], values: impl Fn(i64) -> Option<f64>) -> WriteSeries {
@@ -57,11 +49,6 @@ fn data() -> Vec<WriteSeries> {
     }
     out.push(series(&[("__name__", "info_metric"), ("job", "api"), ("version", "1.2.3")], |_| Some(1.0)));
     out
-}
-
-/// Evaluation times: half a step off the sample grid, inside the data.
-fn at(offset_steps: i64) -> f64 {
-    (T0 + offset_steps * STEP_MS + STEP_MS / 2) as f64 / 1000.0
 }
 
 const QUERIES: &[&str] = &[
@@ -126,60 +113,6 @@ const QUERIES: &[&str] = &[
     "1 - 2 * 3 % 4 / 5",
 ];
 
-/// A query's result as (label set → points), comparable across servers.
-fn result_points(body: &str, what: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let v = json(body);
-    assert_eq!(v["status"], "success", "{what}: {body}");
-    let data = &v["data"];
-    let parse =
-        |p: &Value| (p[0].as_f64().unwrap_or(f64::NAN), p[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN));
-    let mut out = BTreeMap::new();
-    match data["resultType"].as_str() {
-        Some("scalar") => {
-            out.insert("scalar".into(), vec![parse(&data["result"])]);
-        }
-        Some("vector") | Some("matrix") => {
-            for s in data["result"].as_array().expect("result list") {
-                let points = match (s.get("value"), s.get("values")) {
-                    (Some(p), _) => vec![parse(p)],
-                    (None, Some(ps)) => ps.as_array().expect("points").iter().map(parse).collect(),
-                    _ => Vec::new(),
-                };
-                out.insert(s["metric"].to_string(), points);
-            }
-        }
-        other => panic!("{what}: unexpected result type {other:?}"),
-    }
-    out
-}
-
-fn almost_equal(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-6
-}
-
-fn compare(
-    what: &str,
-    ours: &BTreeMap<String, Vec<(f64, f64)>>,
-    theirs: &BTreeMap<String, Vec<(f64, f64)>>,
-) -> Option<String> {
-    if ours.keys().ne(theirs.keys()) {
-        return Some(format!(
-            "{what}: series differ\n  pyrite:     {:?}\n  prometheus: {:?}",
-            ours.keys(),
-            theirs.keys()
-        ));
-    }
-    for (labels, points) in ours {
-        let other = &theirs[labels];
-        let same =
-            points.len() == other.len() && points.iter().zip(other).all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1));
-        if !same {
-            return Some(format!("{what}: {labels} differs\n  pyrite:     {points:?}\n  prometheus: {other:?}"));
-        }
-    }
-    None
-}
-
 #[test]
 fn pyrite_answers_like_upstream_prometheus() {
     let upstream = Upstream::start();
@@ -189,19 +122,7 @@ fn pyrite_answers_like_upstream_prometheus() {
     assert!(status == 204 || status == 200, "upstream refused the data: {status} {text}");
     assert_eq!(pyrite.remote_write(body).0, 204);
 
-    let mut differences = Vec::new();
-    for q in QUERIES {
-        for t in [at(40), at(100), at(150)] {
-            let path = format!("/api/v1/query?query={}&time={t}", encode(q));
-            let ours = result_points(&http_get(&format!("{}{path}", pyrite.url)).expect("pyrite").1, q);
-            let theirs = result_points(&http_get(&format!("{}{path}", upstream.url)).expect("upstream").1, q);
-            differences.extend(compare(&format!("{q} at {t}"), &ours, &theirs));
-        }
-        let path = format!("/api/v1/query_range?query={}&start={}&end={}&step=60", encode(q), at(30), at(155));
-        let ours = result_points(&http_get(&format!("{}{path}", pyrite.url)).expect("pyrite").1, q);
-        let theirs = result_points(&http_get(&format!("{}{path}", upstream.url)).expect("upstream").1, q);
-        differences.extend(compare(&format!("{q} over a range"), &ours, &theirs));
-    }
+    let differences: Vec<String> = QUERIES.iter().flat_map(|q| differences(&pyrite.url, &upstream.url, q)).collect();
     assert!(differences.is_empty(), "{} differences from upstream:\n{}", differences.len(), differences.join("\n"));
 }
 

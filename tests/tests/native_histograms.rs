@@ -2,14 +2,11 @@
 //! `--enable-feature=native-histograms`): the same histograms remote-written into both, then
 //! compared query by query; and remote write from Pyrite to another Pyrite and to upstream.
 //!
-//! Compared as `differential.rs` compares floats: evaluation times half a sample interval off
-//! the grid (2.x's closed and 3.x's left-open windows then select the same samples), relative
-//! tolerance 1e-6, histograms bucket by bucket as the API writes them. Where 3.x, which Pyrite
-//! follows, changed the semantics since 2.42, the query is listed in [`CHANGED_SINCE_2_42`]
-//! with the reason, and the test asserts that the answers do differ there, so the list cannot
-//! go stale.
+//! Compared as `differential.rs` compares floats (`pyrite_tests::side_by_side`), histograms
+//! bucket by bucket as the API writes them. Where 3.x, which Pyrite follows, changed the
+//! semantics since 2.42, the query is listed in [`CHANGED_SINCE_2_42`] with the reason, and the
+//! test asserts that the answers do differ there, so the list cannot go stale.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +14,10 @@ use pyrite_core::histogram::{CounterResetHint, FloatHistogram, Span};
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::HistogramSample;
-use pyrite_tests::{encode, eventually, http_get, json, remote_write_to, Pyrite, PyriteOpts, Upstream};
+use pyrite_tests::side_by_side::{compare, differences, result_points, Point, Points, STEP_MS, T0};
+use pyrite_tests::{encode, eventually, http_get, remote_write_to, Pyrite, PyriteOpts, Upstream};
 use serde_json::Value;
 
-/// Start of the data: 2023-11-14T22:13:20Z, in ms.
-const T0: i64 = 1_700_000_000_000;
-const STEP_MS: i64 = 15_000;
 const POINTS: i64 = 160; // 40 minutes
 
 /// Observations per bucket of scrape `k` of a request-latency histogram: schema 1 (buckets a
@@ -93,11 +88,6 @@ fn data() -> Vec<WriteSeries> {
     out
 }
 
-/// Evaluation times: half a step off the sample grid, inside the data.
-fn at(offset_steps: i64) -> f64 {
-    (T0 + offset_steps * STEP_MS + STEP_MS / 2) as f64 / 1000.0
-}
-
 const QUERIES: &[&str] = &[
     "request_duration_seconds",
     "request_duration_seconds[1m]",
@@ -147,105 +137,6 @@ const CHANGED_SINCE_2_42: &[(&str, &str)] = &[
     ("queue_size / 4", "2.42 returns a histogram undivided when divided by a scalar; 3.x divides it"),
     ("last_over_time(queue_size[5m])", "2.42 answers the float 0 for a histogram series; 3.x its newest histogram"),
 ];
-
-/// A point of a result: a float, or a histogram as `[count, sum, buckets...]`, each bucket
-/// `[boundaries, lower, upper, count]`, all as floats.
-#[derive(Debug, Clone, PartialEq)]
-enum Point {
-    Float(f64),
-    Histogram(Vec<f64>),
-}
-
-/// A query's result as (label set → (time, point)...), comparable across servers.
-fn result_points(body: &str, what: &str) -> BTreeMap<String, Vec<(f64, Point)>> {
-    let v = json(body);
-    assert_eq!(v["status"], "success", "{what}: {body}");
-    let data = &v["data"];
-    let number = |v: &Value| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()).unwrap_or(f64::NAN);
-    let float = |p: &Value| (p[0].as_f64().unwrap_or(f64::NAN), Point::Float(number(&p[1])));
-    let histogram = |p: &Value| {
-        let h = &p[1];
-        let mut flat = vec![number(&h["count"]), number(&h["sum"])];
-        for b in h["buckets"].as_array().into_iter().flatten() {
-            flat.extend(b.as_array().expect("bucket").iter().map(number));
-        }
-        (p[0].as_f64().unwrap_or(f64::NAN), Point::Histogram(flat))
-    };
-    let mut out = BTreeMap::new();
-    match data["resultType"].as_str() {
-        Some("scalar") => {
-            out.insert("scalar".into(), vec![float(&data["result"])]);
-        }
-        Some("vector") | Some("matrix") => {
-            for s in data["result"].as_array().expect("result list") {
-                let mut points: Vec<(f64, Point)> = Vec::new();
-                points.extend(s.get("value").map(float));
-                points.extend(s.get("histogram").map(histogram));
-                points.extend(s["values"].as_array().into_iter().flatten().map(float));
-                points.extend(s["histograms"].as_array().into_iter().flatten().map(histogram));
-                points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                out.insert(s["metric"].to_string(), points);
-            }
-        }
-        other => panic!("{what}: unexpected result type {other:?}"),
-    }
-    out
-}
-
-fn almost_equal(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() / (a.abs() + b.abs()) < 1e-6
-}
-
-fn same_point(a: &Point, b: &Point) -> bool {
-    match (a, b) {
-        (Point::Float(x), Point::Float(y)) => almost_equal(*x, *y),
-        (Point::Histogram(x), Point::Histogram(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| almost_equal(*a, *b))
-        }
-        _ => false,
-    }
-}
-
-type Points = BTreeMap<String, Vec<(f64, Point)>>;
-
-fn compare(what: &str, ours: &Points, theirs: &Points) -> Option<String> {
-    if ours.keys().ne(theirs.keys()) {
-        return Some(format!(
-            "{what}: series differ\n  pyrite:     {:?}\n  prometheus: {:?}",
-            ours.keys(),
-            theirs.keys()
-        ));
-    }
-    for (labels, points) in ours {
-        let other = &theirs[labels];
-        let same =
-            points.len() == other.len() && points.iter().zip(other).all(|(a, b)| a.0 == b.0 && same_point(&a.1, &b.1));
-        if !same {
-            return Some(format!("{what}: {labels} differs\n  pyrite:     {points:?}\n  prometheus: {other:?}"));
-        }
-    }
-    None
-}
-
-/// The differences between the two servers' answers to `q` at a few times and over a range.
-fn differences(pyrite: &str, upstream: &str, q: &str) -> Vec<String> {
-    let mut paths: Vec<(String, String)> = [at(40), at(100), at(150)]
-        .iter()
-        .map(|t| (format!("{q} at {t}"), format!("/api/v1/query?query={}&time={t}", encode(q))))
-        .collect();
-    if !q.ends_with(']') {
-        let range = format!("/api/v1/query_range?query={}&start={}&end={}&step=60", encode(q), at(30), at(155));
-        paths.push((format!("{q} over a range"), range));
-    }
-    paths
-        .into_iter()
-        .filter_map(|(what, path)| {
-            let ours = result_points(&http_get(&format!("{pyrite}{path}")).expect("pyrite").1, &what);
-            let theirs = result_points(&http_get(&format!("{upstream}{path}")).expect("upstream").1, &what);
-            compare(&what, &ours, &theirs)
-        })
-        .collect()
-}
 
 #[test]
 fn pyrite_answers_histogram_queries_like_upstream_prometheus() {
