@@ -109,7 +109,11 @@ fn load(url: &str, opts: &Options, start_ms: i64) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-/// The median wall time of `runs` runs of `query` at `t` (seconds), and its answer.
+/// How long each server may take for a query (`--query.timeout`).
+const QUERY_TIMEOUT: &str = "--query.timeout=3m";
+
+/// The median wall time of `runs` runs of `query` at `t` (seconds) and its answer; the error if
+/// the server failed it (past [`QUERY_TIMEOUT`], say), which the report shows instead.
 fn time(url: &str, query: &str, t: f64, runs: usize) -> Result<(Duration, String), String> {
     let path = format!("{url}/api/v1/query?query={}&time={t}", encode(query));
     let mut times = Vec::with_capacity(runs);
@@ -119,7 +123,7 @@ fn time(url: &str, query: &str, t: f64, runs: usize) -> Result<(Duration, String
         let (status, body) = http_get_within(&path, Duration::from_secs(600))?;
         times.push(started.elapsed());
         if status != 200 {
-            return Err(format!("{query}: {status} {body}"));
+            return Err(format!("{status} {body}"));
         }
         answer = body;
     }
@@ -139,14 +143,15 @@ struct Measured {
     load: Duration,
     rss_growth: f64,
     flushed: Option<u64>,
-    queries: Vec<(Duration, Option<f64>)>,
+    /// Each query's median time and answer, or why it failed.
+    queries: Vec<Result<(Duration, Option<f64>), String>>,
 }
 
 fn measure(kind: Kind, dir: &TempDir, opts: &Options, start_ms: i64, at: f64) -> Result<Measured, String> {
     let config = dir.0.join("config.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1h\n").map_err(|e| e.to_string())?;
     let mut server = Server::new(kind, &dir.0, &config);
-    server.extra_args.push("--query.max-samples=2000000000".into());
+    server.extra_args.extend(["--query.max-samples=2000000000".into(), QUERY_TIMEOUT.into()]);
     if kind == Kind::Prometheus {
         server.extra_args.push("--enable-feature=native-histograms".into());
     }
@@ -159,8 +164,7 @@ fn measure(kind: Kind, dir: &TempDir, opts: &Options, start_ms: i64, at: f64) ->
     let loaded = usage(pid).ok_or("no usage")?.rss;
     let mut queries = Vec::new();
     for (_, q) in QUERIES {
-        let (took, answer) = time(&server.url, q, at, opts.runs)?;
-        queries.push((took, single_value(&answer)));
+        queries.push(time(&server.url, q, at, opts.runs).map(|(took, answer)| (took, single_value(&answer))));
     }
     let flushed = server.flushed_bytes();
     server.stop(false);
@@ -194,7 +198,8 @@ pub fn run(opts: &Options) -> Result<String, String> {
         ),
     ];
     for (j, (name, _)) in QUERIES.iter().enumerate() {
-        rows.push(Row::new(format!("{name} (median)"), each(&|m| Some(m.queries[j].0.as_secs_f64())), report::millis));
+        let took = each(&|m| m.queries[j].as_ref().ok().map(|q| q.0.as_secs_f64()));
+        rows.push(Row::new(format!("{name} (median)"), took, report::millis));
     }
     let mut out = format!(
         "## Native histograms: {} series x {} samples ({})\n\n`{}`; {}; {}; loaded by remote write, \
@@ -207,10 +212,16 @@ pub fn run(opts: &Options) -> Result<String, String> {
         environment::machine(),
         report::table(&servers, &rows)
     );
-    out.push_str("\nAnswers (pyrite, prometheus):\n\n");
+    out.push_str("\nAnswers (pyrite, prometheus; n/a: the query failed):\n\n");
     for (j, (name, q)) in QUERIES.iter().enumerate() {
-        let answers = each(&|m| m.queries[j].1);
-        out.push_str(&format!("- {name}, `{q}`: {answers:?}\n"));
+        let answers: Vec<String> = measured
+            .iter()
+            .map(|m| match &m.queries[j] {
+                Ok((_, answer)) => format!("{answer:?}"),
+                Err(why) => format!("failed: {why}"),
+            })
+            .collect();
+        out.push_str(&format!("- {name}, `{q}`: {}\n", answers.join("; ")));
     }
     Ok(out)
 }
