@@ -24,6 +24,7 @@ pub mod histogram;
 pub mod kahan;
 pub mod labels;
 pub mod promql;
+pub mod protowire;
 pub mod re2;
 pub mod relabel;
 pub mod remote;

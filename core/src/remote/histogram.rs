@@ -300,7 +300,7 @@ impl HistogramBudget {
 /// malformed field, which decoding then refuses.
 fn check_wire_size(raw: &[u8]) -> Result<(), HistogramError> {
     let (mut buckets, mut spans, mut bounds) = (0usize, 0usize, 0usize);
-    for (tag, payload) in Fields(raw).map_while(Result::ok) {
+    for (tag, payload) in Fields::new(raw).map_while(Result::ok) {
         // A packed field holds many values: varints end at a byte below 0x80, doubles take 8.
         let values = match (tag, payload) {
             (9 | 12, Payload::Bytes(packed)) => packed.iter().filter(|&&b| b < 0x80).count(),

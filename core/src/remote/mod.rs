@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use self::histogram::{wire_histograms, Histogram, HistogramBudget};
 use crate::labels::{is_valid_label_name, sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
+use crate::protowire::{Fields, Payload, WireError};
 use crate::value::{exemplar_label_chars, Exemplar, HistogramSample, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
 #[derive(Clone, PartialEq, Message)]
@@ -73,6 +74,8 @@ pub enum RemoteError {
     Protobuf(#[from] prost::DecodeError),
     #[error("protobuf decode error: {0}")]
     Malformed(&'static str),
+    #[error("protobuf decode error: {0}")]
+    Wire(#[from] WireError),
     #[error("invalid matcher: {0}")]
     InvalidMatcher(String),
     #[error("series {index}: {message}")]
@@ -137,7 +140,7 @@ pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<Write
     let mut out = Vec::new();
     let mut exemplar_budget = 0;
     let mut histogram_budget = HistogramBudget::new(max_decoded);
-    for (index, field) in Fields(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
+    for (index, field) in Fields::new(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
         let (_, payload) = field?;
         let Payload::Bytes(payload) = payload else {
             return Err(RemoteError::Malformed("timeseries is not a message"));
@@ -168,7 +171,7 @@ fn decode_series(
     let mut exemplars: Vec<Exemplar> = Vec::new();
     let mut histograms: Vec<HistogramSample> = Vec::new();
     *exemplar_budget += 1;
-    for field in Fields(raw) {
+    for field in Fields::new(raw) {
         match field? {
             (1, Payload::Bytes(bytes)) => {
                 let l = Label::decode(bytes)?;
@@ -251,55 +254,6 @@ fn decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, RemoteError> {
         return Err(RemoteError::TooLarge { size, limit: max_decoded });
     }
     snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteError::Snappy(e.to_string()))
-}
-
-/// What a protobuf field holds, by its wire type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Payload<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    /// A 32- or 64-bit field, not decoded.
-    Fixed,
-}
-
-/// The fields of a protobuf message, in order: each tag with its payload. Ends at the first
-/// malformed field, with its error.
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Payload<'a>), RemoteError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        use prost::encoding::{decode_key, decode_varint, WireType};
-        if self.0.is_empty() {
-            return None;
-        }
-        let mut buf = self.0;
-        let field = (|| {
-            let (tag, wire_type) = decode_key(&mut buf)?;
-            let skip = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], RemoteError> {
-                let (taken, rest) = buf.split_at_checked(n).ok_or(RemoteError::Malformed("truncated field"))?;
-                *buf = rest;
-                Ok(taken)
-            };
-            let payload = match wire_type {
-                WireType::Varint => Payload::Varint(decode_varint(&mut buf)?),
-                WireType::SixtyFourBit => skip(&mut buf, 8).map(|_| Payload::Fixed)?,
-                WireType::ThirtyTwoBit => skip(&mut buf, 4).map(|_| Payload::Fixed)?,
-                WireType::LengthDelimited => {
-                    let len = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
-                    Payload::Bytes(skip(&mut buf, len)?)
-                }
-                WireType::StartGroup | WireType::EndGroup => {
-                    return Err(RemoteError::Malformed("groups are not supported"))
-                }
-            };
-            Ok((tag, payload))
-        })();
-        // After an error, stop: what follows cannot be framed.
-        self.0 = if field.is_ok() { buf } else { &[] };
-        Some(field)
-    }
 }
 
 /// Encodes series as a snappy-compressed `WriteRequest` (for clients, tests and load generation);

@@ -183,10 +183,10 @@ pub fn decode_read_response(body: &[u8], max_decoded: usize) -> Result<ReadRespo
 /// without decoding them.
 fn histogram_count(raw: &[u8]) -> Result<usize, RemoteError> {
     fn messages(raw: &[u8], tag: u32) -> impl Iterator<Item = Result<&[u8], RemoteError>> {
-        Fields(raw).filter_map(move |f| match f {
+        Fields::new(raw).filter_map(move |f| match f {
             Ok((t, Payload::Bytes(b))) if t == tag => Some(Ok(b)),
             Ok(_) => None,
-            Err(e) => Some(Err(e)),
+            Err(e) => Some(Err(e.into())),
         })
     }
     let mut n = 0;

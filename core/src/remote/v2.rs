@@ -182,7 +182,7 @@ pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<Decode
     let raw = decompress(body, max_decoded)?;
     // Symbols may follow the series on the wire: read them first.
     let mut symbols: Vec<&str> = Vec::new();
-    for field in Fields(&raw) {
+    for field in Fields::new(&raw) {
         if let (4, payload) = field? {
             let Payload::Bytes(bytes) = payload else { return Err(RemoteError::Malformed("symbol is not a string")) };
             symbols.push(std::str::from_utf8(bytes).map_err(|_| RemoteError::Malformed("symbol is not UTF-8"))?);
@@ -193,7 +193,7 @@ pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<Decode
     // labels take once resolved is bounded by what any request may decode to.
     let mut label_bytes = max_decoded;
     let mut histogram_budget = HistogramBudget::new(max_decoded);
-    for field in Fields(&raw) {
+    for field in Fields::new(&raw) {
         if let (5, payload) = field? {
             let Payload::Bytes(bytes) = payload else {
                 return Err(RemoteError::Malformed("timeseries is not a message"));
@@ -222,7 +222,7 @@ fn decode_raw_series(
         }
         Ok(())
     };
-    for field in Fields(raw) {
+    for field in Fields::new(raw) {
         match field? {
             (1, Payload::Varint(value)) => push_ref(&mut series, value)?,
             (1, Payload::Bytes(mut packed)) => {
