@@ -525,22 +525,26 @@ impl Db {
     /// Appends a scrape batch.
     pub fn append(&mut self, batch: ShardBatch) -> AppendReply {
         let mut reply = AppendReply::default();
-        for (id, t, v) in batch.known {
-            self.append_one(&mut reply, id, t, v);
-        }
         for (labels, t, v) in batch.new {
             let id = self.series_id(&labels);
             self.append_one(&mut reply, id, t, v);
             reply.ids.push(id);
-        }
-        for (id, sample) in batch.known_histograms {
-            self.append_histogram(&mut reply, id, sample);
         }
         let floats = reply.ids.len();
         for (labels, sample) in batch.new_histograms {
             let id = self.series_id(&labels);
             self.append_histogram(&mut reply, id, sample);
             reply.ids.push(id);
+        }
+        // Known series after the new ones: their staleness markers go last, as upstream appends
+        // them. A series the target wrote another way this time (labels reordered, text after
+        // protobuf) is new under its new text and stale under its old, at the same time: its
+        // sample is kept and the marker refused as a duplicate, not the other way round.
+        for (id, t, v) in batch.known {
+            self.append_one(&mut reply, id, t, v);
+        }
+        for (id, sample) in batch.known_histograms {
+            self.append_histogram(&mut reply, id, sample);
         }
         for (series, e) in batch.exemplars {
             let id = match series {
