@@ -226,7 +226,15 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let loaded = source.load(flags.parse_options())?;
     let shard_count = runtime::shard_count(flags.shards);
     for feature in flags.enable_feature.iter().filter(|f| !cli::FEATURES.contains(&f.as_str())) {
-        tracing::warn!(feature, "unknown option for --enable-feature, ignored");
+        match feature.as_str() {
+            // As upstream 3.x says of it.
+            "native-histograms" => tracing::warn!(
+                feature,
+                "this option for --enable-feature is a no-op; to scrape native histograms, set the \
+                 scrape_native_histograms scrape config setting to true"
+            ),
+            _ => tracing::warn!(feature, "unknown option for --enable-feature, ignored"),
+        }
     }
     for (flag, why) in flags.compat.ignored() {
         tracing::warn!(flag, why, "flag accepted for compatibility with Prometheus; it changes nothing in Pyrite");

@@ -1,12 +1,14 @@
 //! The `uniform` profile: every target exposes the same HTTP-service shape (request counters,
 //! memory gauges, latency histograms) with exactly known counter rates, rendered in the text
-//! format 0.0.4.
+//! format 0.0.4 here and in the protobuf format by [`crate::protobuf`]; the histograms'
+//! observations are [`crate::latency`]'s.
 
 use std::fmt::Write;
 
-const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
-const STATUSES: [&str; 5] = ["200", "201", "400", "404", "500"];
-const BUCKETS: [&str; 10] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+use crate::latency::{Latency, BUCKETS};
+
+pub(crate) const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+pub(crate) const STATUSES: [&str; 5] = ["200", "201", "400", "404", "500"];
 /// Series per histogram: the buckets, `_sum` and `_count`.
 const HISTOGRAM_SERIES: usize = BUCKETS.len() + 2;
 
@@ -38,6 +40,28 @@ fn counter_rate(i: usize) -> f64 {
     1.0 + (i % 5) as f64
 }
 
+/// Counter `i`'s labels: method, status, and the item of its handler `/api/v1/item<item>`.
+pub(crate) fn counter_labels(i: usize) -> (&'static str, &'static str, usize) {
+    (METHODS[i % 4], STATUSES[(i / 4) % 5], i / 20)
+}
+
+/// Counter `i`'s value `elapsed` seconds after the start, `error_elapsed` for the errors (see
+/// [`INCIDENT_ERROR_FACTOR`]).
+pub(crate) fn counter_value(i: usize, elapsed: f64, error_elapsed: f64) -> f64 {
+    let status = STATUSES[(i / 4) % 5];
+    (counter_rate(i) * if status == "500" { error_elapsed } else { elapsed }).floor()
+}
+
+/// Gauge `i` of `target`, `elapsed` seconds after the start.
+pub(crate) fn gauge_value(i: usize, target: usize, elapsed: f64) -> f64 {
+    (1e6 * (1.5 + (elapsed / 60.0 + (i + target) as f64).sin())).round()
+}
+
+/// The seconds the errors have counted, `incident` of `elapsed` seconds in an incident.
+pub(crate) fn error_elapsed(elapsed: f64, incident: f64) -> f64 {
+    elapsed + (INCIDENT_ERROR_FACTOR - 1.0) * incident
+}
+
 /// The sum over one target's counters of their per-second rates.
 pub fn counter_rate_sum(series: usize) -> f64 {
     (0..SeriesMix::for_series(series).counters).map(counter_rate).sum()
@@ -50,38 +74,40 @@ pub const INCIDENT_ERROR_FACTOR: f64 = 10.0;
 /// which `incident` seconds were spent in an incident. `target` varies the gauges between
 /// targets.
 pub fn render(series: usize, target: usize, elapsed: f64, incident: f64) -> String {
-    let error_elapsed = elapsed + (INCIDENT_ERROR_FACTOR - 1.0) * incident;
+    render_text(series, target, elapsed, incident, false)
+}
+
+/// [`render`], the histograms' observations those of the native-histogram model if `native`
+/// (the text format shows their classic buckets only).
+pub fn render_text(series: usize, target: usize, elapsed: f64, incident: f64, native: bool) -> String {
+    let error_elapsed = error_elapsed(elapsed, incident);
     let mix = SeriesMix::for_series(series);
     let mut out = String::with_capacity(series * 90);
     out.push_str("# HELP loadgen_http_requests_total Requests served.\n# TYPE loadgen_http_requests_total counter\n");
     for i in 0..mix.counters {
-        let status = STATUSES[(i / 4) % 5];
-        let value = (counter_rate(i) * if status == "500" { error_elapsed } else { elapsed }).floor();
+        let (method, status, item) = counter_labels(i);
+        let value = counter_value(i, elapsed, error_elapsed);
         let _ = writeln!(
             out,
-            "loadgen_http_requests_total{{method=\"{}\",status=\"{}\",handler=\"/api/v1/item{}\"}} {value}",
-            METHODS[i % 4],
-            status,
-            i / 20
+            "loadgen_http_requests_total{{method=\"{method}\",status=\"{status}\",handler=\"/api/v1/item{item}\"}} {value}"
         );
     }
     out.push_str("# HELP loadgen_memory_usage_bytes Memory in use.\n# TYPE loadgen_memory_usage_bytes gauge\n");
     for i in 0..mix.gauges {
-        let value = (1e6 * (1.5 + (elapsed / 60.0 + (i + target) as f64).sin())).round();
-        let _ = writeln!(out, "loadgen_memory_usage_bytes{{pool=\"pool{i}\"}} {value}");
+        let _ = writeln!(out, "loadgen_memory_usage_bytes{{pool=\"pool{i}\"}} {}", gauge_value(i, target, elapsed));
     }
     out.push_str(
         "# HELP loadgen_request_duration_seconds Request latency.\n# TYPE loadgen_request_duration_seconds histogram\n",
     );
     for h in 0..mix.histograms {
-        let count = (10.0 * elapsed).floor();
-        for (j, le) in BUCKETS.iter().enumerate() {
-            let in_bucket = (count * (j + 1) as f64 / BUCKETS.len() as f64).floor();
+        let latency = Latency::at(h, elapsed, native);
+        let cumulative = latency.classic.iter().chain([&latency.count]);
+        for (le, in_bucket) in BUCKETS.iter().zip(cumulative) {
             let _ =
                 writeln!(out, "loadgen_request_duration_seconds_bucket{{handler=\"/h{h}\",le=\"{le}\"}} {in_bucket}");
         }
-        let _ = writeln!(out, "loadgen_request_duration_seconds_sum{{handler=\"/h{h}\"}} {}", count * 0.12);
-        let _ = writeln!(out, "loadgen_request_duration_seconds_count{{handler=\"/h{h}\"}} {count}");
+        let _ = writeln!(out, "loadgen_request_duration_seconds_sum{{handler=\"/h{h}\"}} {}", latency.sum);
+        let _ = writeln!(out, "loadgen_request_duration_seconds_count{{handler=\"/h{h}\"}} {}", latency.count);
     }
     out
 }

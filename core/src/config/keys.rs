@@ -40,6 +40,9 @@ const GLOBAL: Section = Section {
         "label_value_length_limit",
         "target_limit",
         "scrape_protocols",
+        "scrape_native_histograms",
+        "always_scrape_classic_histograms",
+        "convert_classic_histograms_to_nhcb",
     ],
     upstream_only: &[
         "query_log_file",
@@ -47,12 +50,7 @@ const GLOBAL: Section = Section {
         "keep_dropped_targets",
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
-        "scrape_classic_histograms",
-        "always_scrape_classic_histograms",
-        "convert_classic_histograms_to_nhcb",
-        "scrape_native_histograms",
         "extra_scrape_metrics",
-        "fallback_scrape_protocol",
     ],
 };
 
@@ -86,17 +84,16 @@ const SCRAPE: Section = Section {
         "label_value_length_limit",
         "target_limit",
         "scrape_protocols",
-    ],
-    upstream_only: &[
         "fallback_scrape_protocol",
-        "scrape_classic_histograms",
+        "scrape_native_histograms",
         "always_scrape_classic_histograms",
         "convert_classic_histograms_to_nhcb",
-        "scrape_native_histograms",
-        "enable_compression",
-        "keep_dropped_targets",
         "native_histogram_bucket_limit",
         "native_histogram_min_bucket_factor",
+    ],
+    upstream_only: &[
+        "enable_compression",
+        "keep_dropped_targets",
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
         "scrape_failure_log_file",
@@ -343,6 +340,10 @@ const HTTP_CLIENT: Section = Section {
     ],
 };
 
+/// Scrape config keys Prometheus 2.x knew that 3.x renamed (and no longer accepts), with the
+/// new name: refused with a message that names it.
+const RENAMED_SCRAPE_KEYS: [(&str, &str); 1] = [("scrape_classic_histograms", "always_scrape_classic_histograms")];
+
 fn check_mapping(value: &Value, section: &Section, path: &str, file: &str) -> Result<(), ConfigError> {
     let Value::Mapping(map) = value else {
         return Ok(()); // a type error; typed deserialization reports it with its path
@@ -381,6 +382,10 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {
         for (i, sc) in scs.iter().enumerate() {
             let path = format!("scrape_configs[{i}]");
+            if let Some((old, new)) = RENAMED_SCRAPE_KEYS.iter().find(|(old, _)| sc.get(old).is_some()) {
+                let message = format!("renamed to {new} in Prometheus 3.0");
+                return Err(ConfigError::Invalid { file: file.into(), path: format!("{path}.{old}"), message });
+            }
             check_mapping(sc, &SCRAPE, &path, file)?;
             clients.push((sc, path));
         }

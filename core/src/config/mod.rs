@@ -10,6 +10,7 @@ pub mod duration;
 mod headers;
 mod http;
 mod keys;
+mod protocols;
 mod remote_read;
 mod remote_write;
 mod render;
@@ -27,6 +28,7 @@ pub use duration::Duration;
 pub use http::{
     basic_credentials, Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig,
 };
+pub use protocols::{accept_header, ScrapeProtocol};
 pub use remote_read::RemoteReadConfig;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig, SigV4Config};
 pub use size::ByteSize;
@@ -80,48 +82,23 @@ pub struct GlobalConfig {
     pub rule_query_offset: Duration,
     pub external_labels: Labels,
     pub limits: ScrapeLimits,
-    pub scrape_protocols: Vec<String>,
+    /// As set; unset, each scrape config picks upstream's default by its
+    /// `scrape_native_histograms`.
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// The defaults of the scrape configs' histogram keys.
+    pub histograms: HistogramKeys,
 }
 
-/// The protocols a scrape may ask for, with the media type each stands for in `Accept`.
-const SCRAPE_PROTOCOLS: [(&str, &str); 4] = [
-    ("OpenMetricsText1.0.0", "application/openmetrics-text;version=1.0.0"),
-    ("OpenMetricsText0.0.1", "application/openmetrics-text;version=0.0.1"),
-    ("PrometheusText1.0.0", "text/plain;version=1.0.0;escaping=allow-utf-8"),
-    ("PrometheusText0.0.4", "text/plain;version=0.0.4"),
-];
-
-/// Upstream's default preference (without native histograms).
-fn default_protocols() -> Vec<String> {
-    ["OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText0.0.4"].map(String::from).to_vec()
-}
-
-/// Checks protocol names: the error says which is unknown or unsupported.
-fn check_protocols(protocols: &[String]) -> Result<(), String> {
-    for p in protocols {
-        if p == "PrometheusProto" {
-            return Err("PrometheusProto is not supported by Pyrite yet; use the text protocols".into());
-        }
-        if !SCRAPE_PROTOCOLS.iter().any(|(name, _)| name == p) {
-            let known: Vec<&str> = SCRAPE_PROTOCOLS.iter().map(|(n, _)| *n).collect();
-            return Err(format!("unknown scrape protocol {p}, supported: {}", known.join(", ")));
-        }
-    }
-    Ok(())
-}
-
-/// The `Accept` header for `protocols`, weighted in order as upstream weighs them.
-pub fn accept_header(protocols: &[String]) -> String {
-    let mut weight = SCRAPE_PROTOCOLS.len() + 2;
-    let mut parts = Vec::new();
-    for p in protocols {
-        if let Some((_, media)) = SCRAPE_PROTOCOLS.iter().find(|(name, _)| name == p) {
-            parts.push(format!("{media};q=0.{weight}"));
-            weight -= 1;
-        }
-    }
-    parts.push(format!("*/*;q=0.{weight}"));
-    parts.join(",")
+/// `scrape_native_histograms`, `always_scrape_classic_histograms` and
+/// `convert_classic_histograms_to_nhcb` (all off by default, as upstream 3.x).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramKeys {
+    /// Native histograms are taken as such (and the protobuf format asked for first).
+    pub scrape_native_histograms: bool,
+    /// A histogram's classic series are taken even when it is taken as a native histogram.
+    pub always_scrape_classic_histograms: bool,
+    /// Classic histograms are taken as native histograms with custom buckets.
+    pub convert_classic_histograms_to_nhcb: bool,
 }
 
 /// The limits a scrape config sets or inherits from `global`; 0 means no limit, as upstream.
@@ -156,7 +133,14 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<Rule>,
     pub metric_relabel_configs: Vec<Rule>,
     pub limits: ScrapeLimits,
-    pub scrape_protocols: Vec<String>,
+    pub scrape_protocols: Vec<ScrapeProtocol>,
+    /// How to read an answer whose `Content-Type` names no format Prometheus parses.
+    pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    pub histograms: HistogramKeys,
+    /// `native_histogram_bucket_limit`: 0 for none.
+    pub native_histogram_bucket_limit: u64,
+    /// `native_histogram_min_bucket_factor`: 0 for none.
+    pub native_histogram_min_bucket_factor: f64,
     pub http: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
@@ -275,6 +259,31 @@ struct RawGlobal {
     #[serde(flatten)]
     limits: RawLimits,
     scrape_protocols: Option<Vec<String>>,
+    #[serde(flatten)]
+    histograms: RawHistogramKeys,
+}
+
+/// The histogram keys, in `global` and in each scrape config.
+#[derive(Deserialize, Default)]
+struct RawHistogramKeys {
+    scrape_native_histograms: Option<bool>,
+    always_scrape_classic_histograms: Option<bool>,
+    convert_classic_histograms_to_nhcb: Option<bool>,
+}
+
+impl RawHistogramKeys {
+    /// These keys, each defaulting to `base`'s.
+    fn over(&self, base: HistogramKeys) -> HistogramKeys {
+        HistogramKeys {
+            scrape_native_histograms: self.scrape_native_histograms.unwrap_or(base.scrape_native_histograms),
+            always_scrape_classic_histograms: self
+                .always_scrape_classic_histograms
+                .unwrap_or(base.always_scrape_classic_histograms),
+            convert_classic_histograms_to_nhcb: self
+                .convert_classic_histograms_to_nhcb
+                .unwrap_or(base.convert_classic_histograms_to_nhcb),
+        }
+    }
 }
 
 /// The limit keys, in `global` and in each scrape config.
@@ -327,6 +336,11 @@ struct RawScrapeConfig {
     #[serde(flatten)]
     http: RawHttpClient,
     scrape_protocols: Option<Vec<String>>,
+    fallback_scrape_protocol: Option<String>,
+    #[serde(flatten)]
+    histograms: RawHistogramKeys,
+    native_histogram_bucket_limit: Option<u64>,
+    native_histogram_min_bucket_factor: Option<f64>,
 }
 
 /// The HTTP client keys of a scrape config, an Alertmanager set or a remote store (`oauth2`
@@ -468,9 +482,14 @@ impl RawConfig {
             rule_query_offset: self.global.rule_query_offset.unwrap_or_default(),
             external_labels: Labels::from_pairs(self.global.external_labels),
             limits: self.global.limits.over(ScrapeLimits::default()),
-            scrape_protocols: self.global.scrape_protocols.unwrap_or_else(default_protocols),
+            scrape_protocols: self
+                .global
+                .scrape_protocols
+                .map(|names| protocols::parse_protocols(&names))
+                .transpose()
+                .map_err(|m| invalid("global.scrape_protocols".into(), m))?,
+            histograms: self.global.histograms.over(HistogramKeys::default()),
         };
-        check_protocols(&global.scrape_protocols).map_err(|m| invalid("global.scrape_protocols".into(), m))?;
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
             let at = |key: &str| format!("scrape_configs[{i}].{key}");
@@ -514,8 +533,23 @@ impl RawConfig {
             let mut sd = sc.discovery;
             sd.validate(dir, &at, &invalid)?;
             let http = sc.http.build(dir, &at, &invalid)?;
-            let scrape_protocols = sc.scrape_protocols.unwrap_or_else(|| global.scrape_protocols.clone());
-            check_protocols(&scrape_protocols).map_err(|m| invalid(at("scrape_protocols"), m))?;
+            let histograms = sc.histograms.over(global.histograms);
+            // As upstream: the job's list, else the global one, else the default its
+            // `scrape_native_histograms` calls for.
+            let scrape_protocols = match (sc.scrape_protocols, &global.scrape_protocols) {
+                (Some(names), _) => {
+                    protocols::parse_protocols(&names).map_err(|m| invalid(at("scrape_protocols"), m))?
+                }
+                (None, Some(global)) => global.clone(),
+                (None, None) if histograms.scrape_native_histograms => ScrapeProtocol::PROTO_FIRST.to_vec(),
+                (None, None) => ScrapeProtocol::DEFAULT.to_vec(),
+            };
+            let fallback_scrape_protocol = sc
+                .fallback_scrape_protocol
+                .map(|name| ScrapeProtocol::parse(&name))
+                .transpose()
+                .map_err(|m| invalid(at("fallback_scrape_protocol"), m))?;
+
             scrape_configs.push(ScrapeConfig {
                 scrape_interval: interval,
                 scrape_timeout: timeout,
@@ -534,6 +568,10 @@ impl RawConfig {
                 )?,
                 limits: sc.limits.over(global.limits),
                 scrape_protocols,
+                fallback_scrape_protocol,
+                histograms,
+                native_histogram_bucket_limit: sc.native_histogram_bucket_limit.unwrap_or(0),
+                native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor.unwrap_or(0.0),
                 static_configs: sd.static_configs,
                 http,
                 file_sd_configs: sd.file_sd_configs,
@@ -789,20 +827,54 @@ mod tests {
     }
 
     #[test]
-    fn scrape_protocols_make_upstreams_accept_header() {
-        let c = Config::parse("scrape_configs:\n  - job_name: a\n", "p.yml").unwrap();
+    fn scrape_protocols_default_as_upstream_and_are_checked() {
+        let protocols = |text: &str| Config::parse(text, "p.yml").map(|c| c.scrape_configs[0].scrape_protocols.clone());
+        assert_eq!(protocols("scrape_configs:\n  - job_name: a\n").unwrap(), ScrapeProtocol::DEFAULT);
+        // Native histograms ask for the protobuf format first, unless a list is given.
+        let native = "scrape_configs:\n  - job_name: a\n    scrape_native_histograms: true\n";
+        assert_eq!(protocols(native).unwrap(), ScrapeProtocol::PROTO_FIRST);
+        let global_native = "global: {scrape_native_histograms: true}\nscrape_configs:\n  - job_name: a\n";
+        assert_eq!(protocols(global_native).unwrap(), ScrapeProtocol::PROTO_FIRST);
+        let global_list =
+            "global:\n  scrape_protocols: [PrometheusText0.0.4]\nscrape_configs:\n  - {job_name: a, scrape_native_histograms: true}\n";
+        assert_eq!(protocols(global_list).unwrap(), [ScrapeProtocol::PrometheusText0_0_4]);
+        let own = "global:\n  scrape_protocols: [PrometheusText0.0.4]\nscrape_configs:\n  - {job_name: a, scrape_protocols: [PrometheusProto]}\n";
+        assert_eq!(protocols(own).unwrap(), [ScrapeProtocol::PrometheusProto]);
+        let error = |text: &str| Config::parse(text, "p").unwrap_err().to_string();
+        assert!(error("scrape_configs:\n  - job_name: a\n    scrape_protocols: [Proto]\n")
+            .starts_with("p: scrape_configs[0].scrape_protocols: unknown scrape protocol Proto, supported: ["),);
         assert_eq!(
-            accept_header(&c.scrape_configs[0].scrape_protocols),
-            "application/openmetrics-text;version=1.0.0;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3"
+            error("global:\n  scrape_protocols: []\n"),
+            "p: global.scrape_protocols: scrape_protocols cannot be empty"
         );
-        let c = Config::parse(
-            "global:\n  scrape_protocols: [PrometheusText0.0.4]\nscrape_configs:\n  - job_name: a\n",
-            "p",
-        )
-        .unwrap();
-        assert_eq!(accept_header(&c.scrape_configs[0].scrape_protocols), "text/plain;version=0.0.4;q=0.6,*/*;q=0.5");
-        let e = Config::parse("scrape_configs:\n  - job_name: a\n    scrape_protocols: [Proto]\n", "p").unwrap_err();
-        assert!(e.to_string().contains("scrape_configs[0].scrape_protocols: unknown scrape protocol Proto"), "{e}");
+        assert!(error("scrape_configs:\n  - {job_name: a, fallback_scrape_protocol: Text}\n")
+            .starts_with("p: scrape_configs[0].fallback_scrape_protocol: unknown scrape protocol Text"));
+        let c =
+            Config::parse("scrape_configs:\n  - {job_name: a, fallback_scrape_protocol: PrometheusText0.0.4}\n", "p")
+                .unwrap();
+        assert_eq!(c.scrape_configs[0].fallback_scrape_protocol, Some(ScrapeProtocol::PrometheusText0_0_4));
+    }
+
+    #[test]
+    fn histogram_keys_default_from_global() {
+        let text = "global:\n  always_scrape_classic_histograms: true\n  convert_classic_histograms_to_nhcb: true\n\
+                    scrape_configs:\n  - job_name: a\n    convert_classic_histograms_to_nhcb: false\n\
+                    \x20   native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n";
+        let sc = &Config::parse(text, "p").unwrap().scrape_configs[0];
+        assert_eq!(
+            sc.histograms,
+            HistogramKeys {
+                scrape_native_histograms: false,
+                always_scrape_classic_histograms: true,
+                convert_classic_histograms_to_nhcb: false
+            }
+        );
+        assert_eq!((sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor), (160, 1.1));
+        let renamed = Config::parse("scrape_configs:\n  - {job_name: a, scrape_classic_histograms: true}\n", "p");
+        assert_eq!(
+            renamed.unwrap_err().to_string(),
+            "p: scrape_configs[0].scrape_classic_histograms: renamed to always_scrape_classic_histograms in Prometheus 3.0"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HttpClientConfig, HttpSdConfig, OAuth2, RemoteReadConfig,
-    RemoteWriteConfig, ScrapeConfig, ScrapeLimits, StaticConfig, TlsConfig,
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HistogramKeys, HttpClientConfig, HttpSdConfig, OAuth2,
+    RemoteReadConfig, RemoteWriteConfig, ScrapeConfig, ScrapeLimits, ScrapeProtocol, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 
@@ -32,6 +32,19 @@ fn limits(l: &ScrapeLimits) -> [(&'static str, Value); 6] {
     ]
 }
 
+fn protocols(p: &[ScrapeProtocol]) -> Value {
+    Value::Sequence(p.iter().map(|p| Value::from(p.name())).collect())
+}
+
+/// The histogram keys and their values, in upstream's order.
+fn histogram_keys(h: &HistogramKeys) -> [(&'static str, Value); 3] {
+    [
+        ("scrape_native_histograms", h.scrape_native_histograms.into()),
+        ("always_scrape_classic_histograms", h.always_scrape_classic_histograms.into()),
+        ("convert_classic_histograms_to_nhcb", h.convert_classic_histograms_to_nhcb.into()),
+    ]
+}
+
 fn scrape_config(sc: &ScrapeConfig) -> Value {
     let mut out = map([
         ("job_name", sc.job_name.as_str().into()),
@@ -45,8 +58,17 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     ]);
     let Value::Mapping(m) = &mut out else { return out };
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
-    let protocols = sc.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
-    m.insert("scrape_protocols".into(), Value::Sequence(protocols));
+    if sc.native_histogram_bucket_limit > 0 {
+        m.insert("native_histogram_bucket_limit".into(), sc.native_histogram_bucket_limit.into());
+    }
+    if sc.native_histogram_min_bucket_factor != 0.0 {
+        m.insert("native_histogram_min_bucket_factor".into(), sc.native_histogram_min_bucket_factor.into());
+    }
+    m.insert("scrape_protocols".into(), protocols(&sc.scrape_protocols));
+    if let Some(p) = sc.fallback_scrape_protocol {
+        m.insert("fallback_scrape_protocol".into(), p.name().into());
+    }
+    m.extend(histogram_keys(&sc.histograms).map(|(k, v)| (Value::from(k), v)));
     http_client(m, &sc.http);
     if !sc.params.is_empty() {
         let params = sc
@@ -315,8 +337,10 @@ impl Config {
             ("rule_query_offset", g.rule_query_offset.to_string().into()),
         ]);
         if let Value::Mapping(m) = &mut global {
-            let protocols = g.scrape_protocols.iter().map(|p| Value::from(p.as_str())).collect();
-            m.insert("scrape_protocols".into(), Value::Sequence(protocols));
+            if let Some(p) = &g.scrape_protocols {
+                m.insert("scrape_protocols".into(), protocols(p));
+            }
+            m.extend(histogram_keys(&g.histograms).map(|(k, v)| (Value::from(k), v)));
             m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
             if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));
@@ -375,6 +399,22 @@ mod tests {
         assert!(yaml.contains("metrics_path: /metrics"), "{yaml}");
         assert!(yaml.contains("sample_limit: 5000") && yaml.contains("replacement: $1"), "{yaml}");
         assert!(yaml.contains("api_version: v2") && yaml.contains("password_file: /etc/am-password"), "{yaml}");
+        assert_eq!(Config::parse(&yaml, "rendered").unwrap(), config);
+    }
+
+    #[test]
+    fn scrape_protocols_and_histogram_keys_render_and_parse_back() {
+        let text = "global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n  - job_name: native\n    scrape_native_histograms: true\n    fallback_scrape_protocol: PrometheusText0.0.4\n    native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n  - job_name: plain\n";
+        let config = Config::parse(text, "p.yml").unwrap();
+        let yaml = config.to_yaml();
+        assert!(
+            yaml.contains("- PrometheusProto") && yaml.contains("fallback_scrape_protocol: PrometheusText0.0.4"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("native_histogram_bucket_limit: 160") && !yaml.contains("global:\n  scrape_protocols"),
+            "{yaml}"
+        );
         assert_eq!(Config::parse(&yaml, "rendered").unwrap(), config);
     }
 }

@@ -1,12 +1,22 @@
 //! Exposition formats: what a scrape target sends, and what `/federate` sends.
 //!
-//! Only the Prometheus text format 0.0.4 is parsed and written for now; OpenMetrics joins it
-//! later.
+//! Scrape bodies come as the Prometheus text format (0.0.4 and 1.0.0), OpenMetrics 1.0 text
+//! ([`text`]) or the protobuf format ([`protobuf`]), chosen by the answer's `Content-Type`
+//! ([`media`]); every parser yields the same [`Entry`] values ([`entry`]). Classic histograms
+//! become native histograms with custom buckets in [`nhcb`]. `/federate` writes the text
+//! format ([`writer`]).
 
+pub mod entry;
+pub mod media;
+pub mod nhcb;
+pub mod protobuf;
 #[doc(hidden)]
 pub mod scan;
 pub mod text;
 pub mod writer;
 
-pub use text::{parse_series, Entry, Format, MetricType, ParseError, TextParser};
+pub use entry::{Entry, HistogramOptions, MetricType, ScrapedExemplar};
+pub use media::Format;
+pub use protobuf::{ProtobufError, ProtobufParser};
+pub use text::{parse_series, ParseError, TextParser};
 pub use writer::write_text;

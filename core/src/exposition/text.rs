@@ -14,14 +14,17 @@
 //! lines and the `info`, `stateset`, `gaugehistogram` and `unknown` types exist, a sample may
 //! carry an exemplar (`# {labels} value [timestamp]`, see [`ScrapedExemplar`]), and the body
 //! must end with `# EOF`. `_created` samples are kept as
-//! series, as upstream does unless its created-timestamp feature is on.
+//! series, as upstream does unless its created-timestamp feature is on. A [`Format::Protobuf`]
+//! body is not for this parser (see [`super::protobuf`]); given one, it reads it as text.
 
 use thiserror::Error;
 
+use super::entry::{Entry, MetricType, ScrapedExemplar};
+use super::media::Format;
 use super::scan::find3;
 use crate::excerpt::excerpt;
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
-use crate::value::{exemplar_label_chars, Exemplar, EXEMPLAR_MAX_LABEL_CHARS};
+use crate::value::{exemplar_label_chars, EXEMPLAR_MAX_LABEL_CHARS};
 
 /// Longest parse error message kept.
 const MAX_MESSAGE_BYTES: usize = 1024;
@@ -48,97 +51,23 @@ impl ParseError {
     }
 }
 
-/// An exemplar as a sample line carries it; without a timestamp it takes its sample's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScrapedExemplar {
-    pub labels: Labels,
-    pub value: f64,
-    pub timestamp: Option<i64>,
-}
-
-impl ScrapedExemplar {
-    /// The exemplar, at `sample` (its sample's time, ms) if it carries no timestamp of its own.
-    pub fn at(self, sample: i64) -> Exemplar {
-        let (t, has_ts) = self.timestamp.map_or((sample, false), |t| (t, true));
-        Exemplar { labels: self.labels, value: self.value, t, has_ts }
-    }
-}
-
-/// The metric types a `# TYPE` line may declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricType {
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    /// `untyped` in the text format, `unknown` in OpenMetrics.
-    Untyped,
-    Info,
-    StateSet,
-    GaugeHistogram,
-}
-
 impl MetricType {
+    /// The type a `# TYPE` line names in `format`.
     fn parse(s: &str, format: Format) -> Option<Self> {
-        Some(match (s, format) {
-            ("counter", _) => MetricType::Counter,
-            ("gauge", _) => MetricType::Gauge,
-            ("histogram", _) => MetricType::Histogram,
-            ("summary", _) => MetricType::Summary,
-            ("untyped", Format::Text) | ("unknown", Format::OpenMetrics) => MetricType::Untyped,
-            ("info", Format::OpenMetrics) => MetricType::Info,
-            ("stateset", Format::OpenMetrics) => MetricType::StateSet,
-            ("gaugehistogram", Format::OpenMetrics) => MetricType::GaugeHistogram,
+        let openmetrics = format == Format::OpenMetrics;
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" if !openmetrics => MetricType::Untyped,
+            "unknown" if openmetrics => MetricType::Untyped,
+            "info" if openmetrics => MetricType::Info,
+            "stateset" if openmetrics => MetricType::StateSet,
+            "gaugehistogram" if openmetrics => MetricType::GaugeHistogram,
             _ => return None,
         })
     }
-}
-
-/// The exposition format of a body, from the scrape answer's `Content-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// `text/plain; version=0.0.4` (and anything not OpenMetrics).
-    #[default]
-    Text,
-    /// `application/openmetrics-text`.
-    OpenMetrics,
-}
-
-impl Format {
-    pub fn of_content_type(content_type: &str) -> Format {
-        if content_type.trim_start().to_ascii_lowercase().starts_with("application/openmetrics-text") {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
-    }
-}
-
-/// One meaningful line of an exposition body.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entry<'a> {
-    Help {
-        metric: &'a str,
-        text: String,
-    },
-    Type {
-        metric: &'a str,
-        kind: MetricType,
-    },
-    /// OpenMetrics' `# UNIT`.
-    Unit {
-        metric: &'a str,
-        unit: &'a str,
-    },
-    /// A sample. `series` is the raw `name{labels}` text, trailing blanks removed; pass it to
-    /// [`parse_series`] to get its labels.
-    Sample {
-        series: &'a str,
-        value: f64,
-        timestamp: Option<i64>,
-        /// OpenMetrics only.
-        exemplar: Option<ScrapedExemplar>,
-    },
 }
 
 /// Pull parser over a whole exposition body.
@@ -515,6 +444,7 @@ fn closing_quote(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Exemplar;
 
     fn samples(body: &str) -> Vec<(String, f64, Option<i64>)> {
         TextParser::new(body)
@@ -679,11 +609,6 @@ mod tests {
         assert!(error("# UNIT jobs jobs\n# EOF\n").contains("not a suffix"));
         // The text format knows none of it.
         assert!(TextParser::new("# TYPE a info\n").next().unwrap().is_err());
-        assert_eq!(
-            Format::of_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            Format::OpenMetrics
-        );
-        assert_eq!(Format::of_content_type("text/plain; version=0.0.4"), Format::Text);
     }
 
     #[test]

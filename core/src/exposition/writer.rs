@@ -16,6 +16,22 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// Appends a series' label set as the text format writes it after the name:
+/// `{l1="v1",...}` in the order given, values escaped; nothing for no labels.
+pub(super) fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let mut first = true;
+    for (name, value) in labels {
+        out.push(if std::mem::take(&mut first) { '{' } else { ',' });
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value);
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
 /// Writes samples as the text format: each metric family (consecutive samples with the same
 /// name) under one `# TYPE <name> untyped` line, then `name{labels} value timestamp` lines with
 /// labels in their sorted order. `samples` must be sorted by metric name.
@@ -31,17 +47,8 @@ pub fn write_text(samples: &[(Labels, i64, f64)]) -> String {
             family = Some(name);
         }
         out.push_str(name);
-        let mut first = true;
-        for l in labels.iter().filter(|l| l.name != METRIC_NAME) {
-            out.push(if std::mem::take(&mut first) { '{' } else { ',' });
-            out.push_str(&l.name);
-            out.push_str("=\"");
-            escape_into(&mut out, &l.value);
-            out.push('"');
-        }
-        if !first {
-            out.push('}');
-        }
+        let pairs = labels.iter().filter(|l| l.name != METRIC_NAME).map(|l| (l.name.as_str(), l.value.as_str()));
+        write_labels(&mut out, pairs);
         out.push(' ');
         out.push_str(&format_value(*v));
         out.push(' ');

@@ -1,14 +1,21 @@
 //! One target's scrape state: the scrape cache, staleness tracking and report series.
 //!
-//! The cache maps the raw series text of a line (`name{labels}` exactly as the target wrote it)
-//! to the series' owner shard and id there. A steady-state scrape therefore does one hash-map
-//! lookup per line and no label parsing or label hashing. A line not in the cache is parsed,
-//! merged with the target labels, hashed to its owner shard and sent as a *new* series; the
-//! owner answers with the id, which [`TargetIngest::resolve`] records.
+//! The cache maps each series' cache key to the series' owner shard and id there. For a text
+//! body the key is the raw series text of a line (`name{labels}` exactly as the target wrote
+//! it); for a protobuf body it is the same notation rendered canonically by the parser (see
+//! `exposition::protobuf`). A steady-state scrape therefore does one hash-map lookup per
+//! sample and no label parsing or label hashing. A series not in the cache is parsed, merged
+//! with the target labels, hashed to its owner shard and sent as a *new* series; the owner
+//! answers with the id, which [`TargetIngest::resolve`] records.
+//!
+//! Native histograms go to the shards beside floats ([`ShardBatch::known_histograms`] and
+//! [`ShardBatch::new_histograms`]), reduced to the scrape config's limits first
+//! ([`HistogramLimits`]); a scrape counts each as one sample, as upstream does.
 //!
 //! Staleness: a series present in the previous successful scrape and absent from this one gets
-//! a staleness marker at this scrape's timestamp; when a scrape fails, every series of the last
-//! successful scrape does. Series exposed with explicit timestamps get none, as upstream.
+//! a staleness marker at this scrape's timestamp (a float one for a histogram series too, as
+//! upstream); when a scrape fails, every series of the last successful scrape does. Series
+//! exposed with explicit timestamps get none, as upstream.
 //!
 //! Metadata: the `# HELP` and `# TYPE` of each metric family in the last successful scrape, kept
 //! beside the cache for `/api/v1/metadata`; a scrape reports whether it changed, so readers copy
@@ -17,13 +24,20 @@
 //! A body that fails to parse stores nothing: [`TargetIngest::ingest`] returns the error before
 //! any batch leaves, and the caller reports the scrape as failed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use thiserror::Error;
 
+use super::limits::{check_label_limits, HistogramLimits};
 use crate::config::ScrapeLimits;
-use crate::exposition::{parse_series, Entry, Format, MetricType, ParseError, TextParser};
-use crate::labels::{Labels, MAX_SERIES_LABEL_BYTES};
+use crate::exposition::nhcb::TextNhcb;
+use crate::exposition::{
+    parse_series, Entry, Format, HistogramOptions, MetricType, ParseError, ProtobufError, ProtobufParser,
+    ScrapedExemplar, TextParser,
+};
+use crate::histogram::FloatHistogram;
+use crate::labels::Labels;
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
 use crate::value::{stale_nan, Exemplar, HistogramSample};
@@ -75,8 +89,19 @@ impl CacheEntry {
     }
 }
 
-/// Samples `(id, t, v)` a shard refused because it no longer knows their series' ids.
-pub type UnknownSamples = Vec<(u32, i64, f64)>;
+/// Samples a shard refused because it no longer knows their series' ids.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UnknownSamples {
+    /// `(id, t, v)`.
+    pub floats: Vec<(u32, i64, f64)>,
+    pub histograms: Vec<(u32, HistogramSample)>,
+}
+
+impl UnknownSamples {
+    pub fn is_empty(&self) -> bool {
+        self.floats.is_empty() && self.histograms.is_empty()
+    }
+}
 
 /// What one shard must append for one scrape.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -116,6 +141,7 @@ impl ShardBatch {
 /// What a successful scrape produced, besides the batches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ScrapeCounts {
+    /// Samples scraped, a native histogram counting as one.
     pub samples: usize,
     /// Samples left after `metric_relabel_configs`.
     pub kept: usize,
@@ -131,7 +157,7 @@ pub struct MetricMetadata {
     /// `counter`, `gauge`, `histogram`, `summary`, or `unknown` (untyped or not declared).
     pub kind: &'static str,
     pub help: String,
-    /// OpenMetrics' `# UNIT`; empty otherwise.
+    /// OpenMetrics' `# UNIT`, protobuf's `unit`; empty otherwise.
     pub unit: String,
 }
 
@@ -161,16 +187,31 @@ pub struct PendingKey {
     explicit_timestamp: bool,
 }
 
-/// Per-shard batches plus, for each shard, the cache keys of its `new` entries (None for
-/// report series, which are not cached).
-#[derive(Debug)]
+/// Per-shard batches plus, for each shard, the cache keys of its new series: those of its
+/// `new` entries (None for report series, which are not cached) and of its `new_histograms`.
+#[derive(Debug, Clone)]
 pub struct Ingest {
     pub batches: Vec<ShardBatch>,
     pub pending: Vec<Vec<Option<PendingKey>>>,
+    pub pending_histograms: Vec<Vec<PendingKey>>,
     pub counts: ScrapeCounts,
 }
 
-/// How a target's samples are taken in: label merging, timestamps, metric relabeling, limits.
+impl Ingest {
+    /// Each shard with something to append: its batch, and the cache keys of the new series
+    /// in the order its answer gives their ids (`new`, then `new_histograms`), for
+    /// [`TargetIngest::resolve`].
+    pub fn into_shards(self) -> impl Iterator<Item = (usize, ShardBatch, Vec<Option<PendingKey>>)> {
+        let per_shard = self.batches.into_iter().zip(self.pending).zip(self.pending_histograms);
+        per_shard.enumerate().filter(|(_, ((batch, _), _))| !batch.is_empty()).map(|(shard, ((batch, mut keys), h))| {
+            keys.extend(h.into_iter().map(Some));
+            (shard, batch, keys)
+        })
+    }
+}
+
+/// How a target's samples are taken in: label merging, timestamps, metric relabeling,
+/// histograms, limits.
 #[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
     pub honor_labels: bool,
@@ -180,6 +221,8 @@ pub struct IngestOptions {
     pub track_timestamps_staleness: bool,
     pub metric_relabel_configs: Vec<Rule>,
     pub limits: ScrapeLimits,
+    pub histograms: HistogramOptions,
+    pub histogram_limits: HistogramLimits,
 }
 
 impl IngestOptions {
@@ -190,6 +233,8 @@ impl IngestOptions {
             track_timestamps_staleness: target.track_timestamps_staleness,
             metric_relabel_configs: target.metric_relabel_configs.clone(),
             limits: target.limits,
+            histograms: target.histograms,
+            histogram_limits: target.histogram_limits,
         }
     }
 }
@@ -199,53 +244,46 @@ impl IngestOptions {
 pub enum IngestError {
     #[error(transparent)]
     Parse(#[from] ParseError),
+    #[error(transparent)]
+    Protobuf(#[from] ProtobufError),
     #[error("sample limit exceeded")]
     SampleLimit,
+    /// A native histogram over `native_histogram_bucket_limit` even at its coarsest.
+    #[error("histogram bucket limit exceeded")]
+    BucketLimit,
     /// A label limit, with upstream's wording.
     #[error("{0}")]
     LabelLimit(String),
 }
 
-/// The first 50 characters of `s`, as upstream's `%.50s` shows names in limit errors.
-fn first50(s: &str) -> &str {
-    s.char_indices().nth(50).map_or(s, |(i, _)| &s[..i])
+/// Why one sample failed the scrape: its series does not parse (the caller knows where it
+/// is), or a limit.
+enum Refusal {
+    Series(String),
+    Limit(IngestError),
 }
 
-/// Upstream's label limit checks on a new series' final labels, and the size a stored series'
-/// labels may take.
-fn check_label_limits(labels: &Labels, limits: &ScrapeLimits) -> Result<(), IngestError> {
-    let metric = first50(labels.get("__name__"));
-    if labels.byte_len() > MAX_SERIES_LABEL_BYTES {
-        return Err(IngestError::LabelLimit(format!(
-            "labels take more than the {MAX_SERIES_LABEL_BYTES} bytes a series may (metric: {metric}, bytes: {})",
-            labels.byte_len()
-        )));
-    }
-    if limits.label_limit > 0 && labels.len() as u64 > limits.label_limit {
-        let (n, limit) = (labels.len(), limits.label_limit);
-        return Err(IngestError::LabelLimit(format!(
-            "label_limit exceeded (metric: {metric}, number of labels: {n}, limit: {limit})"
-        )));
-    }
-    for l in labels.iter() {
-        let (name_limit, value_limit) = (limits.label_name_length_limit, limits.label_value_length_limit);
-        if name_limit > 0 && l.name.len() as u64 > name_limit {
-            return Err(IngestError::LabelLimit(format!(
-                "label_name_length_limit exceeded (metric: {metric}, label name: {}, length: {}, limit: {name_limit})",
-                first50(&l.name),
-                l.name.len()
-            )));
-        }
-        if value_limit > 0 && l.value.len() as u64 > value_limit {
-            return Err(IngestError::LabelLimit(format!(
-                "label_value_length_limit exceeded (metric: {metric}, label name: {}, value: {:?}, length: {}, limit: {value_limit})",
-                first50(&l.name),
-                first50(&l.value),
-                l.value.len()
-            )));
-        }
-    }
-    Ok(())
+/// A sample's value.
+enum Value {
+    Float(f64),
+    Histogram(Box<FloatHistogram>),
+}
+
+/// The state of the scrape being ingested.
+struct Scrape {
+    out: Ingest,
+    generation: Generation,
+    /// Keys of the new series already sent, to count duplicates among them.
+    fresh: HashSet<Box<str>>,
+    /// Whether a native histogram was over its bucket limit: the scrape fails, after the
+    /// body is read (a sample limit error comes first).
+    over_bucket_limit: bool,
+}
+
+/// The error of a text body that is not UTF-8, at the line of its first invalid byte.
+fn utf8_error(body: &[u8], e: std::str::Utf8Error) -> ParseError {
+    let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+    ParseError::new(line, "invalid UTF-8".into())
 }
 
 /// The scrape cache and staleness state of one target.
@@ -300,6 +338,7 @@ impl TargetIngest {
         Ingest {
             batches: vec![ShardBatch::default(); self.shards],
             pending: vec![Vec::new(); self.shards],
+            pending_histograms: vec![Vec::new(); self.shards],
             counts: ScrapeCounts::default(),
         }
     }
@@ -326,73 +365,179 @@ impl TargetIngest {
         Labels::from_pairs(pairs)
     }
 
-    /// Turns a scraped body at time `t` into batches. On a parse error or a limit the scrape
-    /// counts as failed: the caller must then emit [`TargetIngest::ingest_failure`] instead,
-    /// which also resets the cache.
-    pub fn ingest(&mut self, body: &str, format: Format, t: i64) -> Result<Ingest, IngestError> {
+    /// Turns a scraped body in `format` at time `t` into batches. On a parse error or a limit
+    /// the scrape counts as failed: the caller must then emit [`TargetIngest::ingest_failure`]
+    /// instead, which also resets the cache. A text body must be UTF-8.
+    pub fn ingest<B: AsRef<[u8]> + ?Sized>(&mut self, body: &B, format: Format, t: i64) -> Result<Ingest, IngestError> {
         // 0 marks metadata never seen.
         self.generation = self.generation.wrapping_add(1).max(1);
-        let generation = self.generation;
-        let mut out = self.empty_ingest();
-        let mut fresh: HashMap<&str, ()> = HashMap::new();
-        let mut parser = TextParser::with_format(body, format);
-        while let Some(entry) = parser.next() {
-            let (series, value, timestamp, exemplar) = match entry? {
-                Entry::Sample { series, value, timestamp, exemplar } => (series, value, timestamp, exemplar),
-                Entry::Help { metric, text } => {
-                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.help = text);
-                    continue;
+        let mut scrape = Scrape {
+            out: self.empty_ingest(),
+            generation: self.generation,
+            fresh: HashSet::new(),
+            over_bucket_limit: false,
+        };
+        let body = body.as_ref();
+        let histograms = self.options.histograms;
+        if format == Format::Protobuf {
+            let mut parser = ProtobufParser::new(body, histograms);
+            while let Some(entry) = parser.next() {
+                if let Err(refusal) = self.take(&mut scrape, entry?, t) {
+                    return Err(match refusal {
+                        Refusal::Series(message) => ProtobufError::new(parser.family(), &message).into(),
+                        Refusal::Limit(e) => e,
+                    });
                 }
-                Entry::Type { metric, kind } => {
-                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.kind = kind_name(kind));
-                    continue;
-                }
-                Entry::Unit { metric, unit } => {
-                    out.counts.metadata_changed |= self.note_metadata(metric, |m| m.unit = unit.to_string());
-                    continue;
-                }
-            };
-            out.counts.samples += 1;
-            let timestamp = timestamp.filter(|_| self.options.honor_timestamps);
-            // Whether the series is exempt from staleness markers.
-            let explicit = timestamp.is_some() && !self.options.track_timestamps_staleness;
-            let ts = timestamp.unwrap_or(t);
-            if let Some(e) = self.cache.get_mut(series) {
-                if e.seen == generation {
-                    out.counts.duplicates += 1;
-                    continue;
-                }
-                e.seen = generation;
-                if let Some(s) = e.series() {
-                    let batch = &mut out.batches[s.shard];
-                    batch.known.push((s.id, ts, value));
-                    batch.exemplars.extend(exemplar.map(|x| (BatchSeries::Known(s.id), x.at(ts))));
-                    out.counts.kept += 1;
-                }
-                continue;
             }
-            if fresh.insert(series, ()).is_some() {
-                out.counts.duplicates += 1;
-                continue;
-            }
-            let labels = parse_series(series).map_err(|message| ParseError::new(parser.line(), message))?;
-            let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
-                let dropped = CacheEntry::new(None, generation, false);
-                self.cache.insert(series.into(), dropped);
-                continue;
+        } else {
+            let text = std::str::from_utf8(body).map_err(|e| utf8_error(body, e))?;
+            let at_line = |line: usize, refusal: Refusal| match refusal {
+                Refusal::Series(message) => ParseError::new(line, message).into(),
+                Refusal::Limit(e) => e,
             };
-            check_label_limits(&labels, &self.options.limits)?;
-            let shard = labels.owner(self.shards);
-            let batch = &mut out.batches[shard];
-            batch.exemplars.extend(exemplar.map(|x| (BatchSeries::New(batch.new.len()), x.at(ts))));
-            batch.new.push((labels, ts, value));
-            out.pending[shard].push(Some(PendingKey { key: series.into(), explicit_timestamp: explicit }));
-            out.counts.new_series += 1;
-            out.counts.kept += 1;
+            let parser = TextParser::with_format(text, format);
+            if histograms.convert_to_nhcb {
+                let mut parser = TextNhcb::new(parser, histograms);
+                while let Some(entry) = parser.next() {
+                    self.take(&mut scrape, entry?, t).map_err(|r| at_line(parser.line(), r))?;
+                }
+            } else {
+                let mut parser = parser;
+                while let Some(entry) = parser.next() {
+                    self.take(&mut scrape, entry?, t).map_err(|r| at_line(parser.line(), r))?;
+                }
+            }
         }
+        self.finish(scrape, t)
+    }
+
+    /// Takes one entry of a body scraped at `t`.
+    #[inline(always)]
+    fn take(&mut self, s: &mut Scrape, entry: Entry<'_>, t: i64) -> Result<(), Refusal> {
+        let changed = &mut s.out.counts.metadata_changed;
+        match entry {
+            Entry::Help { metric, text } => *changed |= self.note_metadata(metric, |m| m.help = text),
+            Entry::Type { metric, kind } => *changed |= self.note_metadata(metric, |m| m.kind = kind_name(kind)),
+            Entry::Unit { metric, unit } => *changed |= self.note_metadata(metric, |m| m.unit = unit.to_string()),
+            Entry::Sample { series, value, timestamp, exemplar } => {
+                self.sample(s, series, Value::Float(value), timestamp, exemplar, t)?
+            }
+            Entry::Histogram { series, histogram, timestamp, mut exemplars } => {
+                keep_histogram_exemplars(&mut exemplars);
+                self.sample(s, series, Value::Histogram(histogram), timestamp, exemplars, t)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one sample of `series` (its cache key) into its shard's batch.
+    #[inline(always)]
+    fn sample(
+        &mut self,
+        s: &mut Scrape,
+        series: &str,
+        value: Value,
+        timestamp: Option<i64>,
+        exemplars: impl IntoIterator<Item = ScrapedExemplar>,
+        t: i64,
+    ) -> Result<(), Refusal> {
+        s.out.counts.samples += 1;
+        let timestamp = timestamp.filter(|_| self.options.honor_timestamps);
+        // Whether the series is exempt from staleness markers.
+        let explicit = timestamp.is_some() && !self.options.track_timestamps_staleness;
+        let ts = timestamp.unwrap_or(t);
+        let known = match self.cache.get_mut(series) {
+            Some(e) if e.seen == s.generation => {
+                s.out.counts.duplicates += 1;
+                return Ok(());
+            }
+            Some(e) => {
+                e.seen = s.generation;
+                match e.series() {
+                    Some(r) => r,
+                    None => return Ok(()), // dropped by metric relabeling
+                }
+            }
+            None if s.fresh.contains(series) => {
+                s.out.counts.duplicates += 1;
+                return Ok(());
+            }
+            None => {
+                s.fresh.insert(series.into());
+                let labels = parse_series(series).map_err(Refusal::Series)?;
+                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
+                    self.cache.insert(series.into(), CacheEntry::new(None, s.generation, false));
+                    return Ok(());
+                };
+                check_label_limits(&labels, &self.options.limits)
+                    .map_err(|e| Refusal::Limit(IngestError::LabelLimit(e)))?;
+                let shard = labels.owner(self.shards);
+                return self.new_sample(s, shard, labels, series, value, ts, explicit, exemplars);
+            }
+        };
+        s.out.counts.kept += 1;
+        let (batch, id) = (&mut s.out.batches[known.shard], known.id);
+        match value {
+            Value::Float(v) => batch.known.push((id, ts, v)),
+            Value::Histogram(h) => {
+                let Some(h) = self.options.histogram_limits.apply(*h) else {
+                    s.over_bucket_limit = true;
+                    return Ok(());
+                };
+                batch.known_histograms.push((id, HistogramSample { t: ts, h: Arc::new(h) }));
+            }
+        }
+        batch.exemplars.extend(exemplars.into_iter().map(|x| (BatchSeries::Known(id), x.at(ts))));
+        Ok(())
+    }
+
+    /// Sends a sample of a series new to the cache to its owner shard.
+    #[allow(clippy::too_many_arguments)]
+    fn new_sample(
+        &mut self,
+        s: &mut Scrape,
+        shard: usize,
+        labels: Labels,
+        series: &str,
+        value: Value,
+        ts: i64,
+        explicit: bool,
+        exemplars: impl IntoIterator<Item = ScrapedExemplar>,
+    ) -> Result<(), Refusal> {
+        s.out.counts.kept += 1;
+        let batch = &mut s.out.batches[shard];
+        let key = PendingKey { key: series.into(), explicit_timestamp: explicit };
+        let at = match value {
+            Value::Float(v) => {
+                s.out.pending[shard].push(Some(key));
+                batch.new.push((labels, ts, v));
+                BatchSeries::New(batch.new.len() - 1)
+            }
+            Value::Histogram(h) => {
+                let Some(h) = self.options.histogram_limits.apply(*h) else {
+                    s.over_bucket_limit = true;
+                    return Ok(());
+                };
+                s.out.pending_histograms[shard].push(key);
+                batch.new_histograms.push((labels, HistogramSample { t: ts, h: Arc::new(h) }));
+                BatchSeries::NewHistogram(batch.new_histograms.len() - 1)
+            }
+        };
+        batch.exemplars.extend(exemplars.into_iter().map(|x| (at, x.at(ts))));
+        s.out.counts.new_series += 1;
+        Ok(())
+    }
+
+    /// The end of a body read whole: the limits it broke, staleness markers for the series it
+    /// no longer has, and its metadata kept.
+    fn finish(&mut self, s: Scrape, t: i64) -> Result<Ingest, IngestError> {
+        let Scrape { mut out, generation, over_bucket_limit, .. } = s;
         let limit = self.options.limits.sample_limit;
         if limit > 0 && out.counts.kept as u64 > limit {
             return Err(IngestError::SampleLimit);
+        }
+        if over_bucket_limit {
+            return Err(IngestError::BucketLimit);
         }
         // Series seen last time but not now have ended.
         self.cache.retain(|_, e| {
@@ -422,7 +567,8 @@ impl TargetIngest {
         out
     }
 
-    /// Records the ids the owner shard gave to the new series of a batch, in the order sent.
+    /// Records the ids the owner shard gave to the new series of a batch, in the order of its
+    /// answer (see [`Ingest::into_shards`]).
     pub fn resolve(&mut self, shard: usize, keys: Vec<Option<PendingKey>>, ids: &[u32]) {
         for (pending, &id) in keys.into_iter().zip(ids) {
             if let Some(PendingKey { key, explicit_timestamp }) = pending {
@@ -433,19 +579,23 @@ impl TargetIngest {
     }
 
     /// The batches that send again, as new series, samples their owner shards refused because
-    /// they no longer know the ids (`unknown`: per shard, the refused `(id, t, v)`): a shard
-    /// forgets a series once all its samples have moved to blocks, which a target scraped
-    /// less often than the head's span (or exposing old timestamps) can outlive. Their cache
-    /// entries go; the shards' answers record the new ids through [`TargetIngest::resolve`].
+    /// they no longer know the ids (`unknown`, per shard): a shard forgets a series once all
+    /// its samples have moved to blocks, which a target scraped less often than the head's
+    /// span (or exposing old timestamps) can outlive. Their cache entries go; the shards'
+    /// answers record the new ids through [`TargetIngest::resolve`].
     pub fn reresolve(&mut self, unknown: &[(usize, UnknownSamples)]) -> Ingest {
         let mut out = self.empty_ingest();
         for (shard, refused) in unknown {
-            let samples: HashMap<u32, (i64, f64)> = refused.iter().map(|&(id, t, v)| (id, (t, v))).collect();
+            let floats: HashMap<u32, (i64, f64)> = refused.floats.iter().map(|&(id, t, v)| (id, (t, v))).collect();
+            let histograms: HashMap<u32, &HistogramSample> =
+                refused.histograms.iter().map(|(id, h)| (*id, h)).collect();
             let forgotten: Vec<(Box<str>, u32, bool)> = self
                 .cache
                 .iter()
                 .filter_map(|(key, e)| {
-                    let s = e.series().filter(|s| s.shard == *shard && samples.contains_key(&s.id))?;
+                    let s = e.series().filter(|s| {
+                        s.shard == *shard && (floats.contains_key(&s.id) || histograms.contains_key(&s.id))
+                    })?;
                     Some((key.clone(), s.id, e.explicit_timestamp))
                 })
                 .collect();
@@ -456,17 +606,22 @@ impl TargetIngest {
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
                     continue;
                 };
-                let (t, v) = samples[&id];
-                out.batches[*shard].new.push((labels, t, v));
-                out.pending[*shard].push(Some(PendingKey { key, explicit_timestamp }));
+                let batch = &mut out.batches[*shard];
+                if let Some(&(t, v)) = floats.get(&id) {
+                    batch.new.push((labels.clone(), t, v));
+                    out.pending[*shard].push(Some(PendingKey { key: key.clone(), explicit_timestamp }));
+                }
+                if let Some(&h) = histograms.get(&id) {
+                    batch.new_histograms.push((labels, h.clone()));
+                    out.pending_histograms[*shard].push(PendingKey { key, explicit_timestamp });
+                }
             }
         }
         out
     }
 
     /// Adds the report series (`up`, `scrape_duration_seconds`, ...) for this scrape to `ingest`.
-    /// The counts come from `ingest` (zero for a failed scrape); with no metric relabeling yet,
-    /// the samples after relabeling are the samples scraped.
+    /// The counts come from `ingest` (zero for a failed scrape).
     pub fn add_report(&self, ingest: &mut Ingest, t: i64, up: bool, duration_seconds: f64) {
         let counts = ingest.counts;
         let values = [
@@ -502,9 +657,19 @@ impl TargetIngest {
     }
 }
 
+/// A native histogram's exemplars as upstream stores them: only those with their own
+/// timestamp, in time order (the text formats' classic histograms converted to native ones
+/// may carry others).
+fn keep_histogram_exemplars(exemplars: &mut Vec<ScrapedExemplar>) {
+    exemplars.retain(|x| x.timestamp.is_some());
+    exemplars.sort_by_key(|x| x.timestamp);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::MAX_SERIES_LABEL_BYTES;
+    use crate::scrape::HistogramLimits;
     use crate::value::is_stale_nan;
 
     fn target() -> TargetIngest {
@@ -522,12 +687,21 @@ mod tests {
 
     /// Feeds a scrape and answers its new series with ids 100, 101, ... per shard.
     fn scrape(ti: &mut TargetIngest, body: &str, t: i64) -> Ingest {
-        let ingest = ti.ingest(body, Format::Text, t).unwrap();
-        for (shard, keys) in ingest.pending.iter().enumerate() {
-            let ids: Vec<u32> = (0..keys.len() as u32).map(|i| 100 + i).collect();
-            ti.resolve(shard, keys.clone(), &ids);
-        }
+        scrape_as(ti, body.as_bytes(), Format::Text, t)
+    }
+
+    fn scrape_as(ti: &mut TargetIngest, body: &[u8], format: Format, t: i64) -> Ingest {
+        let ingest = ti.ingest(body, format, t).unwrap();
+        answer(ti, &ingest, 100);
         ingest
+    }
+
+    /// Answers the new series of `ingest` as their shards would, with ids from `first` on.
+    fn answer(ti: &mut TargetIngest, ingest: &Ingest, first: u32) {
+        for (shard, _, keys) in ingest.clone().into_shards() {
+            let ids: Vec<u32> = (0..keys.len() as u32).map(|i| first + i).collect();
+            ti.resolve(shard, keys, &ids);
+        }
     }
 
     fn all_known(i: &Ingest) -> Vec<(u32, i64, f64)> {
@@ -550,8 +724,12 @@ mod tests {
         let mut ti = target();
         scrape(&mut ti, "a 1\nb{x=\"1\"} 2\n", 1000);
         let second = scrape(&mut ti, "a 3\nb{x=\"1\"} 4\n", 2000);
-        let refused: Vec<(usize, UnknownSamples)> =
-            second.batches.iter().enumerate().map(|(shard, b)| (shard, b.known.clone())).collect();
+        let refused: Vec<(usize, UnknownSamples)> = second
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(shard, b)| (shard, UnknownSamples { floats: b.known.clone(), histograms: Vec::new() }))
+            .collect();
         let again = ti.reresolve(&refused);
         let mut resent: Vec<(String, i64, f64)> = again
             .batches
@@ -561,9 +739,7 @@ mod tests {
         resent.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(resent, vec![("a".to_string(), 2000, 3.0), ("b".to_string(), 2000, 4.0)]);
         assert_eq!(ti.cached_series(), 0, "the forgotten ids left the cache");
-        for (shard, keys) in again.pending.iter().enumerate() {
-            ti.resolve(shard, keys.clone(), &[7, 8][..keys.len()]);
-        }
+        answer(&mut ti, &again, 7);
         let third = scrape(&mut ti, "a 5\nb{x=\"1\"} 6\n", 3000);
         assert_eq!(third.counts.new_series, 0, "the new ids are cached");
         assert!(all_known(&third).iter().all(|&(id, _, _)| id == 7 || id == 8));
@@ -743,5 +919,182 @@ mod tests {
         let report: Vec<_> = end.batches.iter().flat_map(|b| b.new.clone()).collect();
         assert_eq!(report.len(), REPORT_SERIES.len());
         assert!(report.iter().all(|(_, t, v)| *t == 2000 && is_stale_nan(*v)));
+    }
+
+    /// A protobuf body: a counter and, if `with_histogram`, a native histogram (schema 0, `n`
+    /// observations in each of the buckets (1, 2] and (2, 4]) with an exemplar.
+    fn protobuf_body(n: u64, with_histogram: bool) -> Vec<u8> {
+        use crate::exposition::protobuf::{
+            encode, Counter, Exemplar, Histogram, Metric, MetricFamily, Timestamp, WireType,
+        };
+        use crate::remote::histogram::BucketSpan;
+        use crate::remote::Label;
+        let metric = |labels: &[(&str, &str)]| Metric {
+            label: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
+            gauge: None,
+            counter: None,
+            summary: None,
+            untyped: None,
+            histogram: None,
+            timestamp_ms: 0,
+        };
+        let mut counter = metric(&[("code", "200")]);
+        counter.counter = Some(Counter { value: n as f64, exemplar: None });
+        let mut histogram = metric(&[("h", "a")]);
+        histogram.histogram = Some(Histogram {
+            sample_count: 2 * n,
+            sample_sum: n as f64,
+            positive_span: vec![BucketSpan { offset: 1, length: 2 }],
+            positive_delta: vec![n as i64, 0],
+            exemplars: vec![Exemplar {
+                label: vec![Label { name: "trace_id".into(), value: "t".into() }],
+                value: 0.5,
+                timestamp: Some(Timestamp { seconds: 1, nanos: 0 }),
+            }],
+            ..Histogram::default()
+        });
+        let family = |name: &str, kind: WireType, metric: Vec<Metric>| MetricFamily {
+            name: name.into(),
+            help: "Help.".into(),
+            r#type: kind as i32,
+            metric,
+            unit: String::new(),
+        };
+        let mut families = vec![family("requests_total", WireType::Counter, vec![counter])];
+        if with_histogram {
+            families.push(family("latency", WireType::Histogram, vec![histogram]));
+        }
+        encode(&families)
+    }
+
+    fn native_target(limits: HistogramLimits) -> TargetIngest {
+        let histograms = HistogramOptions { native: true, keep_classic: false, convert_to_nhcb: false };
+        with(IngestOptions { honor_timestamps: true, histograms, histogram_limits: limits, ..IngestOptions::default() })
+    }
+
+    type Histograms = (Vec<(u32, HistogramSample)>, Vec<(Labels, HistogramSample)>);
+
+    fn histograms(i: &Ingest) -> Histograms {
+        let known = i.batches.iter().flat_map(|b| b.known_histograms.clone()).collect();
+        let new = i.batches.iter().flat_map(|b| b.new_histograms.clone()).collect();
+        (known, new)
+    }
+
+    #[test]
+    fn protobuf_series_are_cached_from_scrape_to_scrape() {
+        let mut ti = native_target(HistogramLimits::default());
+        let first = scrape_as(&mut ti, &protobuf_body(1, true), Format::Protobuf, 1000);
+        assert_eq!((first.counts.samples, first.counts.new_series), (2, 2), "a histogram counts as one sample");
+        let (known, new) = histograms(&first);
+        assert!(known.is_empty());
+        assert_eq!(new[0].0.to_string(), r#"{__name__="latency", h="a", instance="h:1", job="app"}"#);
+        assert_eq!((new[0].1.t, new[0].1.h.count), (1000, 2.0));
+        // Its exemplar goes with it, by its place among the new histograms.
+        let exemplars: Vec<_> = first.batches.iter().flat_map(|b| b.exemplars.clone()).collect();
+        assert_eq!(exemplars.len(), 1);
+        assert_eq!((exemplars[0].0, exemplars[0].1.t), (BatchSeries::NewHistogram(0), 1000));
+        assert_eq!(metadata_kind(&ti, "latency"), "histogram");
+        let second = scrape_as(&mut ti, &protobuf_body(2, true), Format::Protobuf, 2000);
+        assert_eq!(second.counts.new_series, 0);
+        let (known, new) = histograms(&second);
+        assert!(new.is_empty());
+        assert_eq!((known.len(), known[0].1.h.count), (1, 4.0));
+        assert_eq!(all_known(&second).len(), 1, "the counter");
+        // The histogram vanishes: a float staleness marker, as upstream writes.
+        let third = scrape_as(&mut ti, &protobuf_body(3, false), Format::Protobuf, 3000);
+        let stale: Vec<_> = all_known(&third).into_iter().filter(|s| is_stale_nan(s.2)).collect();
+        assert_eq!((stale.len(), stale[0].0, stale[0].1), (1, known[0].0, 3000));
+    }
+
+    fn metadata_kind(ti: &TargetIngest, name: &str) -> &'static str {
+        ti.metadata().into_iter().find(|(n, _)| n == name).map_or("none", |(_, m)| m.kind)
+    }
+
+    #[test]
+    fn new_histograms_answer_after_new_floats() {
+        let mut ti = native_target(HistogramLimits::default());
+        let mut i = ti.ingest(&protobuf_body(1, true), Format::Protobuf, 1000).unwrap();
+        ti.add_report(&mut i, 1000, true, 0.1);
+        let mut order = Vec::new();
+        for (shard, batch, keys) in i.into_shards() {
+            assert_eq!(keys.len(), batch.new.len() + batch.new_histograms.len());
+            let floats = batch.new.len();
+            // The report series are not cached; the histogram's key comes last.
+            assert!(keys[..floats].iter().filter(|k| k.is_some()).count() <= 1);
+            order.push((shard, keys[floats..].iter().map(|k| k.clone().map(|k| k.key)).collect::<Vec<_>>()));
+        }
+        let histogram_keys: Vec<_> = order.into_iter().flat_map(|(_, k)| k).collect();
+        assert_eq!(histogram_keys, [Some(r#"latency{h="a"}"#.into())]);
+    }
+
+    #[test]
+    fn forgotten_histogram_series_are_sent_again() {
+        let mut ti = native_target(HistogramLimits::default());
+        scrape_as(&mut ti, &protobuf_body(1, true), Format::Protobuf, 1000);
+        let second = scrape_as(&mut ti, &protobuf_body(2, true), Format::Protobuf, 2000);
+        let refused: Vec<(usize, UnknownSamples)> = second
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(shard, b)| (shard, UnknownSamples { floats: Vec::new(), histograms: b.known_histograms.clone() }))
+            .collect();
+        let again = ti.reresolve(&refused);
+        let (_, new) = histograms(&again);
+        assert_eq!((new.len(), new[0].0.metric_name(), new[0].1.h.count), (1, "latency", 4.0));
+        assert_eq!(ti.cached_series(), 1, "only the counter is still cached");
+        answer(&mut ti, &again, 50);
+        let third = scrape_as(&mut ti, &protobuf_body(3, true), Format::Protobuf, 3000);
+        assert_eq!(third.counts.new_series, 0);
+        assert_eq!(histograms(&third).0[0].0, 50);
+    }
+
+    #[test]
+    fn histograms_are_reduced_to_the_bucket_limit_or_fail_the_scrape() {
+        let mut ti = native_target(HistogramLimits { bucket_limit: 1, max_schema: 8 });
+        let i = scrape_as(&mut ti, &protobuf_body(1, true), Format::Protobuf, 1000);
+        // Buckets 1 and 2 of schema 0 are bucket 1 of schema -1: (1, 4].
+        let (_, new) = histograms(&i);
+        assert_eq!((new[0].1.h.positive_buckets.len(), new[0].1.h.count), (1, 2.0));
+        assert_eq!(new[0].1.h.schema, -1);
+        let mut custom = with(IngestOptions {
+            histograms: HistogramOptions { native: true, keep_classic: false, convert_to_nhcb: true },
+            histogram_limits: HistogramLimits { bucket_limit: 1, max_schema: 8 },
+            ..IngestOptions::default()
+        });
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3\n";
+        assert_eq!(custom.ingest(body, Format::Text, 1000).unwrap_err(), IngestError::BucketLimit);
+        assert_eq!(IngestError::BucketLimit.to_string(), "histogram bucket limit exceeded");
+        // A sample limit error comes first.
+        let limits = ScrapeLimits { sample_limit: 1, ..ScrapeLimits::default() };
+        let mut both = with(IngestOptions { limits, ..custom.options.clone() });
+        assert_eq!(both.ingest(&format!("{body}x 1\n"), Format::Text, 1000).unwrap_err(), IngestError::SampleLimit);
+    }
+
+    #[test]
+    fn text_classic_histograms_convert_to_custom_buckets() {
+        let options = |keep_classic| IngestOptions {
+            histograms: HistogramOptions { native: false, keep_classic, convert_to_nhcb: true },
+            ..IngestOptions::default()
+        };
+        let body = "# TYPE h histogram\nh_bucket{x=\"1\",le=\"0.5\"} 1\nh_bucket{x=\"1\",le=\"+Inf\"} 3\nh_sum{x=\"1\"} 2\nh_count{x=\"1\"} 3\nother 7\n";
+        let mut ti = with(options(false));
+        let i = scrape(&mut ti, body, 1000);
+        let (_, new) = histograms(&i);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].0.to_string(), r#"{__name__="h", instance="h:1", job="app", x="1"}"#);
+        assert_eq!((new[0].1.h.custom_values.clone(), new[0].1.h.count, new[0].1.h.sum), (vec![0.5], 3.0, 2.0));
+        let floats: Vec<String> =
+            i.batches.iter().flat_map(|b| b.new.iter().map(|n| n.0.metric_name().to_string())).collect();
+        assert_eq!(floats, ["other"]);
+        assert_eq!(scrape(&mut ti, body, 2000).counts.new_series, 0, "the converted histogram is cached");
+        let mut keep = with(options(true));
+        let i = scrape(&mut keep, body, 1000);
+        assert_eq!((i.counts.samples, histograms(&i).1.len()), (6, 1));
+    }
+
+    #[test]
+    fn text_bodies_must_be_utf8() {
+        let e = target().ingest(&b"a 1\nb{x=\"\xff\"} 2\n"[..], Format::Text, 1000).unwrap_err();
+        assert_eq!(e.to_string(), "text format parsing error in line 2: invalid UTF-8");
     }
 }

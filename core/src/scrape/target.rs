@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::config::{Config, Duration, HttpClientConfig, ScrapeConfig, ScrapeLimits};
+use super::limits::HistogramLimits;
+use crate::config::{accept_header, Config, Duration, HttpClientConfig, ScrapeConfig, ScrapeLimits};
 use crate::discovery::TargetGroup;
+use crate::exposition::{Format, HistogramOptions};
 use crate::labels::Labels;
 use crate::relabel::{relabel, Rule};
 
@@ -32,6 +34,11 @@ pub struct Target {
     pub limits: ScrapeLimits,
     /// The `Accept` header of its scrapes, from `scrape_protocols`.
     pub accept: String,
+    /// How to read an answer whose `Content-Type` names no format (`fallback_scrape_protocol`).
+    pub fallback_format: Option<Format>,
+    /// How its histograms are taken, and their limits.
+    pub histograms: HistogramOptions,
+    pub histogram_limits: HistogramLimits,
     pub http: HttpClientConfig,
     pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
@@ -164,7 +171,14 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         honor_timestamps: sc.honor_timestamps,
         track_timestamps_staleness: sc.track_timestamps_staleness,
         limits: sc.limits,
-        accept: crate::config::accept_header(&sc.scrape_protocols),
+        accept: accept_header(&sc.scrape_protocols),
+        fallback_format: sc.fallback_scrape_protocol.map(|p| p.format()),
+        histograms: HistogramOptions {
+            native: sc.histograms.scrape_native_histograms,
+            keep_classic: sc.histograms.always_scrape_classic_histograms,
+            convert_to_nhcb: sc.histograms.convert_classic_histograms_to_nhcb,
+        },
+        histogram_limits: HistogramLimits::new(sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor),
         http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         scrape_pool: sc.job_name.clone(),

@@ -5,7 +5,9 @@
 //! from `scrape_protocols`, `Accept-Encoding: gzip`, `X-Prometheus-Scrape-Timeout-Seconds`,
 //! `Authorization`), redirects followed, the whole exchange bounded by the scrape timeout and
 //! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
-//! `Content-Type` says whether it is OpenMetrics or the text format.
+//! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
+//! `fallback_scrape_protocol` for one that names none Prometheus parses (see
+//! `pyrite_core::exposition::media`); the body goes to the ingest as bytes.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -51,8 +53,9 @@ pub enum ScrapeError {
     TooLarge,
     #[error("invalid gzip body: {0}")]
     Gzip(std::io::Error),
-    #[error("body is not valid UTF-8")]
-    Utf8,
+    /// The answer's `Content-Type` names no format Pyrite parses, and there is no fallback.
+    #[error("{0}")]
+    ContentType(String),
     /// A secret file could not be read.
     #[error(transparent)]
     Secret(#[from] pyrite_core::config::SecretError),
@@ -62,7 +65,7 @@ pub enum ScrapeError {
 
 /// What one request got: a body in its format, or a redirect to follow.
 enum Answer {
-    Body(String, Format),
+    Body(Vec<u8>, Format),
     Redirect(String),
 }
 
@@ -80,6 +83,8 @@ struct Ask {
     http: HttpClientConfig,
     /// The `Accept` header, from the config's `scrape_protocols`.
     accept: String,
+    /// The format of an answer whose `Content-Type` names none (`fallback_scrape_protocol`).
+    fallback: Option<Format>,
     /// `http://` or `https://`: where a redirect may lead.
     scheme_prefix: String,
     /// For an `https` target: the TLS configuration and the name to verify, or why there is none.
@@ -102,6 +107,7 @@ impl ScrapeClient {
         let ask = Ask {
             http: target.http.clone(),
             accept: target.accept.clone(),
+            fallback: target.fallback_format,
             scheme_prefix: format!("{}://", target.scheme),
             tls,
             address: target.address.clone(),
@@ -112,9 +118,9 @@ impl ScrapeClient {
         ScrapeClient { ask, connections: Connections::new(Names::new(resolver)) }
     }
 
-    /// Fetches the target's body, decompressed and checked to be UTF-8; name resolution,
-    /// connecting and redirects included, all within `timeout`.
-    pub async fn fetch(&mut self, timeout: Duration) -> Result<(String, Format), ScrapeError> {
+    /// Fetches the target's body, decompressed, and its format; name resolution, connecting
+    /// and redirects included, all within `timeout`.
+    pub async fn fetch(&mut self, timeout: Duration) -> Result<(Vec<u8>, Format), ScrapeError> {
         let result = match monoio::time::timeout(timeout, self.ask.fetch(&mut self.connections, timeout)).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeError::Timeout),
@@ -127,7 +133,7 @@ impl ScrapeClient {
 impl Ask {
     /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
     /// Go's client, credentials go only to the target's own host.
-    async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(String, Format), ScrapeError> {
+    async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(Vec<u8>, Format), ScrapeError> {
         let authorization = self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?;
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
@@ -209,8 +215,9 @@ impl Ask {
                 false => Err(ScrapeError::Status(status)),
             };
         }
-        let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let format = Format::of_content_type(content_type.unwrap_or(""));
+        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let format = Format::of_content_type(content_type.as_deref().unwrap_or(""), self.fallback)
+            .map_err(ScrapeError::ContentType)?;
         let gzipped = response
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -227,8 +234,7 @@ impl Ask {
             })?
             .to_bytes();
         connections.keep(&route, connection);
-        let bytes = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
-        let body = String::from_utf8(bytes).map_err(|_| ScrapeError::Utf8)?;
+        let body = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
         Ok(Answer::Body(body, format))
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
 use pyrite_core::scrape::{Ingest, IngestError, IngestOptions, Target, TargetIngest, UnknownSamples};
+use pyrite_tsdb::histogram_series::MAX_HISTOGRAM_BUCKETS;
 
 use crate::clock::now_ms;
 use crate::dns::Resolver;
@@ -128,11 +129,14 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         let outcome = if up { "success" } else { "failure" };
         ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
         ingest.add_report(&mut batches, t, up, duration);
-        let too_far_in_future = deliver(&ctx, &mut ingest, batches).await;
+        let not_stored = deliver(&ctx, &mut ingest, batches).await;
         // The target is up, but the operator sees why some of its samples are missing.
-        let last_error = match too_far_in_future {
-            0 => last_error,
-            n => format!(
+        let last_error = match not_stored {
+            Refused { too_far_in_future: 0, bucket_limit: 0 } => last_error,
+            Refused { too_far_in_future: 0, bucket_limit: n } => format!(
+                "{n} native histogram(s) with more than the {MAX_HISTOGRAM_BUCKETS} buckets and spans Pyrite stores refused; native_histogram_bucket_limit reduces their resolution"
+            ),
+            Refused { too_far_in_future: n, .. } => format!(
                 "{n} sample(s) with timestamps more than {} ahead of the server's clock refused",
                 pyrite_core::config::Duration(ctx.future_window)
             ),
@@ -165,7 +169,7 @@ fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
         IngestError::LabelLimit(_) => {
             ctx.metrics.exceeded_label_limits.inc();
         }
-        IngestError::Parse(_) => {}
+        IngestError::Parse(_) | IngestError::Protobuf(_) | IngestError::BucketLimit => {}
     }
     error.to_string()
 }
@@ -188,48 +192,57 @@ fn go_duration(ms: i64) -> String {
     }
 }
 
-/// Sends each shard its batch, waits for all answers, and records the ids of new series.
-/// Samples a shard refused because it had forgotten their series are sent once more, by
-/// their labels. Returns how many samples the shards refused as too far in the future.
-async fn deliver(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> usize {
-    let (mut too_far_in_future, unknown) = send(ctx, ingest, batches).await;
-    if !unknown.is_empty() {
-        let again = ingest.reresolve(&unknown);
-        too_far_in_future += send(ctx, ingest, again).await.0;
-    }
-    too_far_in_future
+/// Samples the shards refused that the target's status reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Refused {
+    /// Later than `--storage.tsdb.too-far-in-future.time-window` past the clock.
+    too_far_in_future: usize,
+    /// Native histograms larger than the head stores.
+    bucket_limit: usize,
 }
 
-/// One round of [`deliver`]: the samples refused as too far in the future, and per shard
-/// those refused for unknown series ids.
-async fn send(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> (usize, Vec<(usize, UnknownSamples)>) {
-    let Ingest { batches, pending, .. } = batches;
+/// Sends each shard its batch, waits for all answers, and records the ids of new series.
+/// Samples a shard refused because it had forgotten their series are sent once more, by
+/// their labels. Returns what the shards refused otherwise.
+async fn deliver(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> Refused {
+    let (mut refused, unknown) = send(ctx, ingest, batches).await;
+    if !unknown.is_empty() {
+        let again = ingest.reresolve(&unknown);
+        let (more, _) = send(ctx, ingest, again).await;
+        refused.too_far_in_future += more.too_far_in_future;
+        refused.bucket_limit += more.bucket_limit;
+    }
+    refused
+}
+
+/// One round of [`deliver`]: the samples refused (see [`Refused`]), and per shard those
+/// refused for unknown series ids.
+async fn send(ctx: &ScrapeSink, ingest: &mut TargetIngest, batches: Ingest) -> (Refused, Vec<(usize, UnknownSamples)>) {
     let mut waiting = Vec::new();
-    for (shard, (batch, keys)) in batches.into_iter().zip(pending).enumerate() {
-        if batch.is_empty() {
-            continue;
-        }
+    for (shard, batch, keys) in batches.into_shards() {
         let rx = ctx.shards.ask(shard, |reply| Request::Append { batch, reply });
         waiting.push((shard, keys, rx));
     }
-    let (mut too_far_in_future, mut unknown) = (0, Vec::new());
+    let (mut refused, mut unknown) = (Refused::default(), Vec::new());
     for (shard, keys, rx) in waiting {
         match rx.recv_async().await {
             Ok(reply) => {
-                too_far_in_future += reply.too_far_in_future;
+                refused.too_far_in_future += reply.too_far_in_future;
+                refused.bucket_limit += reply.bucket_limit;
                 let m = &ctx.metrics;
                 m.scrape_out_of_order.inc_by((reply.out_of_order + reply.too_old) as u64);
                 m.scrape_duplicate_timestamp.inc_by(reply.duplicates as u64);
                 m.scrape_out_of_bounds.inc_by(reply.out_of_bounds as u64);
                 ingest.resolve(shard, keys, &reply.ids);
-                if !reply.unknown.is_empty() {
-                    unknown.push((shard, reply.unknown));
+                let refused = UnknownSamples { floats: reply.unknown, histograms: reply.unknown_histograms };
+                if !refused.is_empty() {
+                    unknown.push((shard, refused));
                 }
             }
             Err(_) => tracing::error!(shard, "shard stopped answering appends"),
         }
     }
-    (too_far_in_future, unknown)
+    (refused, unknown)
 }
 
 #[cfg(test)]

@@ -27,6 +27,15 @@ struct Args {
     /// What targets expose: `uniform` (tests) or `mixed` (service, node and Redis exporters).
     #[arg(long, value_enum, default_value_t = Profile::Uniform)]
     profile: Profile,
+    /// Latency histograms with native buckets (schema 3), served to scrapers that ask for the
+    /// protobuf format (uniform profile).
+    #[arg(long)]
+    native_histograms: bool,
+    /// Round each scrape's time down to a multiple of this many milliseconds since the start:
+    /// values are those of that time, and protobuf bodies carry it as their samples'
+    /// timestamps (0: off).
+    #[arg(long, default_value_t = 0)]
+    timestamp_step_ms: u64,
     /// Fraction of service targets that get new `pod` labels periodically (mixed profile).
     #[arg(long, default_value_t = 0.0)]
     churn: f64,
@@ -73,7 +82,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     raise_file_limit();
     let churn = (args.churn > 0.0).then_some(Churn { fraction: args.churn, every: args.churn_every });
-    let load = Load { targets: args.targets, series: args.series, profile: args.profile, churn };
+    let load = Load {
+        targets: args.targets,
+        series: args.series,
+        profile: args.profile,
+        churn,
+        native_histograms: args.native_histograms,
+        timestamp_step_ms: args.timestamp_step_ms,
+    };
     if !args.query_url.is_empty() {
         pyrite_loadgen::drive::query_load(args.query_url.clone(), args.query_rate);
     }
