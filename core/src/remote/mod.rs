@@ -392,7 +392,7 @@ mod tests {
     fn bad_bodies_are_refused() {
         assert!(matches!(decode_write_request(b"not snappy at all", 1 << 20), Err(RemoteError::Snappy(_))));
         let not_proto = snap::raw::Encoder::new().compress_vec(b"\xff\xff\xff\xff").unwrap();
-        assert!(matches!(decode_write_request(&not_proto, 1 << 20), Err(RemoteError::Protobuf(_))));
+        assert!(matches!(decode_write_request(&not_proto, 1 << 20), Err(RemoteError::Wire(_))));
         let body = encode_write_request(&series());
         assert!(matches!(decode_write_request(&body, 4), Err(RemoteError::TooLarge { .. })));
         let mut bad = series();
