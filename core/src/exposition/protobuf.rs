@@ -985,15 +985,7 @@ mod tests {
     }
 
     fn metric(labels: &[(&str, &str)]) -> Metric {
-        Metric {
-            label: labels.iter().map(|(n, v)| label(n, v)).collect(),
-            gauge: None,
-            counter: None,
-            summary: None,
-            untyped: None,
-            histogram: None,
-            timestamp_ms: 0,
-        }
+        Metric { label: labels.iter().map(|(n, v)| label(n, v)).collect(), ..Metric::default() }
     }
 
     fn exemplar(trace: &str, value: f64, at: Option<(i64, i32)>) -> Exemplar {

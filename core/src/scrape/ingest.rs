@@ -931,12 +931,7 @@ mod tests {
         use crate::remote::Label;
         let metric = |labels: &[(&str, &str)]| Metric {
             label: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
-            gauge: None,
-            counter: None,
-            summary: None,
-            untyped: None,
-            histogram: None,
-            timestamp_ms: 0,
+            ..Metric::default()
         };
         let mut counter = metric(&[("code", "200")]);
         counter.counter = Some(Counter { value: n as f64, exemplar: None });
