@@ -6,9 +6,10 @@
 use libfuzzer_sys::fuzz_target;
 use pyrite_core::labels::Projection;
 use pyrite_tsdb::head::Head;
+use pyrite_tsdb::out_of_order::Value;
 use pyrite_tsdb::wal::record::{
     scan_frames, Record, CHUNKS, EXEMPLARS, FORGOTTEN, HISTOGRAMS, HISTOGRAM_CHUNKS, OUT_OF_ORDER,
-    OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
+    OUT_OF_ORDER_HISTOGRAMS, OUT_OF_ORDER_WRITTEN, SAMPLES, SERIES, SNAPPY, TOMBSTONES,
 };
 
 /// One frame as a writer lays it out: kind, length, CRC-32C of kind and payload, payload.
@@ -37,7 +38,12 @@ fn replay(head: &mut Head, record: Record) {
         }
         Record::OutOfOrder(samples) => {
             for (id, t, v) in samples {
-                head.insert_out_of_order(id, t, v);
+                head.insert_out_of_order(id, t, Value::Float(v));
+            }
+        }
+        Record::OutOfOrderHistograms(histograms) => {
+            for (id, t, h) in histograms {
+                head.insert_out_of_order(id, t, Value::Histogram(Box::new(h)));
             }
         }
         Record::OutOfOrderWritten(before) => {
@@ -82,6 +88,7 @@ fuzz_target!(|bytes: &[u8]| {
         OUT_OF_ORDER_WRITTEN,
         HISTOGRAMS,
         HISTOGRAM_CHUNKS,
+        OUT_OF_ORDER_HISTOGRAMS,
     ];
     for kind in kinds {
         log.extend(frame(kind, bytes));

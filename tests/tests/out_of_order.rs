@@ -1,12 +1,15 @@
 //! Out-of-order samples (`storage.tsdb.out_of_order_time_window`) against the real binary and
 //! Debian's upstream Prometheus 2.42: accepted and refused alike, read alike, kept across a
-//! crash, and written to blocks of their own once their range is in blocks.
+//! crash, and written to blocks of their own once their range is in blocks. Native histograms
+//! out of order, which 3.x takes and 2.42 refuses, against Pyrite alone.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pyrite_core::histogram::{FloatHistogram, Span};
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
-use pyrite_core::value::Sample;
+use pyrite_core::value::{HistogramSample, Sample};
 use pyrite_tests::{eventually, http_get, matrix, metric_sum, remote_write_to, Pyrite, PyriteOpts, TempDir, Upstream};
 
 const WINDOW: &str = "storage:\n  tsdb:\n    out_of_order_time_window: 30m\n";
@@ -186,4 +189,71 @@ fn out_of_order_samples_behind_the_blocks_go_to_blocks_of_their_own() {
     drop(pyrite);
     let pyrite = Pyrite::start(opts);
     assert_eq!(read(&pyrite), samples, "after a crash");
+}
+
+/// A histogram of `3k` observations in two buckets and the zero bucket.
+fn histogram(k: i64) -> FloatHistogram {
+    let k = k as f64;
+    FloatHistogram {
+        zero_threshold: 0.001,
+        zero_count: k,
+        count: 3.0 * k,
+        sum: 1.5 * k,
+        positive_spans: vec![Span { offset: 0, length: 2 }],
+        positive_buckets: vec![k, k],
+        ..FloatHistogram::default()
+    }
+}
+
+/// A request writing `ooo_h` with `histogram(k)` at each `(time, k)`.
+fn histograms(samples: &[(i64, i64)]) -> Vec<u8> {
+    encode_write_request(&[WriteSeries {
+        labels: Labels::from_pairs([("__name__", "ooo_h")]),
+        samples: Vec::new(),
+        exemplars: Vec::new(),
+        histograms: samples.iter().map(|&(t, k)| HistogramSample { t, h: Arc::new(histogram(k)) }).collect(),
+    }])
+}
+
+/// Native histograms out of order, as upstream 3.x takes them: within the window accepted and
+/// read in time order with the others (also by functions over ranges), the same one again
+/// accepted as a retry, another at a time held apart dropped, one older than the window
+/// refused; all kept across a `kill -9`.
+#[test]
+fn out_of_order_histograms_are_accepted_within_the_window() {
+    let now = now_ms() / 60_000 * 60_000;
+    let minute = 60_000;
+    let data = TempDir::new("ooo-histograms");
+    let opts = PyriteOpts {
+        shards: Some(2),
+        data_dir: Some(data.0.join("data")),
+        config: Some(format!("global:\n  scrape_interval: 1h\n{WINDOW}")),
+        ..Default::default()
+    };
+    let mut pyrite = Pyrite::start(opts.clone());
+    let at = |k: i64| (now - k * minute, k);
+    let in_order: Vec<(i64, i64)> = (2..=20).rev().step_by(2).map(at).collect();
+    assert_eq!(pyrite.remote_write(histograms(&in_order)).0, 204);
+    let late: Vec<(i64, i64)> = (3..=19).step_by(2).map(at).collect();
+    assert_eq!(pyrite.remote_write(histograms(&late)).0, 204);
+    assert_eq!(pyrite.remote_write(histograms(&late[..1])).0, 204, "a retry");
+    assert_eq!(pyrite.remote_write(histograms(&[(late[1].0, 99)])).0, 204, "dropped as upstream drops it");
+    let too_old = pyrite.remote_write(histograms(&[at(40)]));
+    assert_eq!(too_old.0, 400, "{too_old:?}");
+    assert_eq!(pyrite.metric("prometheus_tsdb_head_out_of_order_samples_appended_total"), 10.0);
+    assert_eq!(pyrite.metric("prometheus_tsdb_too_old_samples_total"), 1.0);
+    let read = |p: &Pyrite| {
+        let start = (now - 20 * minute) as f64 / 1000.0;
+        let result = p.query_range("histogram_count(ooo_h)", start, (now - 2 * minute) as f64 / 1000.0, 60.0);
+        let values = result[0]["values"].as_array().cloned().unwrap_or_default();
+        let counts: Vec<String> = values.iter().map(|v| v[1].as_str().unwrap_or("?").to_string()).collect();
+        let counted = p.query("count_over_time(ooo_h[30m])", Some(now as f64 / 1000.0));
+        (counts, counted[0]["value"][1].as_str().map(str::to_string))
+    };
+    let expected: Vec<String> = (2..=20).rev().map(|k| (3 * k).to_string()).collect();
+    assert_eq!(read(&pyrite), (expected.clone(), Some("19".to_string())));
+    pyrite.process.signal(libc::SIGKILL);
+    drop(pyrite);
+    pyrite = Pyrite::start(opts);
+    assert_eq!(read(&pyrite), (expected, Some("19".to_string())), "after a crash");
 }

@@ -220,6 +220,7 @@ fn wal_records_round_trip() {
         wal::encode_exemplars(&mut log, exemplars.iter().map(|(id, e)| (*id, e)), compress);
         let logged: Vec<(u32, i64, &FloatHistogram)> = histograms.iter().map(|(id, t, h)| (*id, *t, h)).collect();
         wal::encode_histograms(&mut log, &logged, compress);
+        wal::encode_out_of_order_histograms(&mut log, &logged[..logged.len() / 2], compress);
         wal::encode_histogram_chunks(&mut log, [(hid, &histogram_snapshot)], compress);
         let mut records = Vec::new();
         let scan = wal::scan_frames(&log, |r| records.push(r));
@@ -228,6 +229,7 @@ fn wal_records_round_trip() {
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);
         let (mut got_forgotten, mut got_exemplars, mut got_apart) = (Vec::new(), Vec::new(), Vec::new());
         let (mut got_written, mut got_histograms, mut got_histogram_chunks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut got_apart_histograms = Vec::new();
         for record in records {
             match record {
                 Record::Series(s) => got_series.extend(s),
@@ -239,6 +241,7 @@ fn wal_records_round_trip() {
                 Record::Forgotten(f) => got_forgotten.extend(f),
                 Record::Exemplars(e) => got_exemplars.extend(e),
                 Record::Histograms(h) => got_histograms.extend(h),
+                Record::OutOfOrderHistograms(h) => got_apart_histograms.extend(h),
                 Record::HistogramChunks(c) => got_histogram_chunks.extend(c),
             }
         }
@@ -258,6 +261,8 @@ fn wal_records_round_trip() {
         assert_eq!(state_bits(&got.open), state_bits(&snapshot.open));
         assert_eq!(format!("{got:?}"), format!("{snapshot:?}"));
         assert_eq!(format!("{got_histograms:?}"), format!("{histograms:?}"));
+        let apart_histograms = &histograms[..histograms.len() / 2];
+        assert_eq!(format!("{got_apart_histograms:?}"), format!("{apart_histograms:?}"));
         assert_eq!(got_histogram_chunks, [(hid, histogram_snapshot)]);
     });
 }

@@ -146,6 +146,7 @@ pub struct Db {
     accepted: Vec<(u32, i64, f64)>,
     accepted_out_of_order: Vec<(u32, i64, f64)>,
     accepted_histograms: Vec<(u32, i64, Arc<FloatHistogram>)>,
+    accepted_out_of_order_histograms: Vec<(u32, i64, Arc<FloatHistogram>)>,
     exemplars: Vec<(u32, Exemplar)>,
     created: Vec<(u32, Labels)>,
 }
@@ -161,6 +162,7 @@ impl Db {
             accepted: Vec::new(),
             accepted_out_of_order: Vec::new(),
             accepted_histograms: Vec::new(),
+            accepted_out_of_order_histograms: Vec::new(),
             exemplars: Vec::new(),
             created: Vec::new(),
         }
@@ -371,21 +373,27 @@ impl Db {
             return Ok(flushed);
         }
         let range = self.head.block_range();
-        // Each series' samples, cut where block ranges end, by range.
-        type Run<'a> = (u32, &'a [(i64, f64)]);
-        let mut by_range: BTreeMap<i64, Vec<Run>> = BTreeMap::new();
+        // Each series' chunks, cut where block ranges end, by range, then by series.
+        let block_of = |t: i64| t.div_euclid(range);
+        let mut by_range: BTreeMap<i64, BTreeMap<u32, Vec<BlockChunk>>> = BTreeMap::new();
         for (id, samples) in &apart {
-            for run in samples.chunk_by(|a, b| a.0.div_euclid(range) == b.0.div_euclid(range)) {
-                by_range.entry(run[0].0.div_euclid(range)).or_default().push((*id, run));
+            for run in samples.floats.chunk_by(|a, b| block_of(a.0) == block_of(b.0)) {
+                let chunks = by_range.entry(block_of(run[0].0)).or_default().entry(*id).or_default();
+                chunks.extend(BlockChunk::pack(run));
+            }
+            for run in samples.histograms.chunk_by(|a, b| block_of(a.0) == block_of(b.0)) {
+                let chunks = by_range.entry(block_of(run[0].0)).or_default().entry(*id).or_default();
+                chunks.extend(BlockChunk::pack_histograms(run));
             }
         }
         let symbols = self.head.symbol_table();
         for (n, series) in by_range {
             let ulid = crate::block::new_ulid(now_ms);
             let mut writer = BlockWriter::create(self.blocks.dir(), ulid.clone())?;
-            for (id, samples) in series {
+            for (id, mut chunks) in series {
                 if let Some(labels) = self.head.label_ids(id) {
-                    writer.add(labels, &BlockChunk::pack(samples))?;
+                    chunks.sort_by_key(|c| c.min_t);
+                    writer.add(labels, &chunks)?;
                 }
             }
             let compaction = Compaction { level: 1, sources: vec![ulid], parents: vec![] };
@@ -476,12 +484,13 @@ impl Db {
     fn append_histogram(&mut self, reply: &mut AppendReply, id: u32, sample: HistogramSample) {
         let result = self.head.append_histogram(id, sample.t, (*sample.h).clone());
         match result {
-            Ok(_) => {
-                self.accepted_histograms.push((id, sample.t, sample.h));
-                reply.appended_histograms += 1;
-            }
+            Ok(Appended::InOrder) => self.accepted_histograms.push((id, sample.t, sample.h)),
+            Ok(Appended::OutOfOrder) => self.accepted_out_of_order_histograms.push((id, sample.t, sample.h)),
             Err(AppendError::UnknownSeries) => reply.unknown_histograms.push((id, sample)),
-            Err(_) => {}
+            Ok(Appended::Dropped) | Err(_) => {}
+        }
+        if matches!(result, Ok(Appended::InOrder | Appended::OutOfOrder)) {
+            reply.appended_histograms += 1;
         }
         reply.tally(result);
     }
@@ -501,13 +510,14 @@ impl Db {
     /// Logs what the batch created and accepted, and completes the reply.
     fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
-        let histograms: Vec<(u32, i64, &FloatHistogram)> =
-            self.accepted_histograms.iter().map(|(id, t, h)| (*id, *t, &**h)).collect();
+        let (histograms, out_of_order_histograms) =
+            (borrowed(&self.accepted_histograms), borrowed(&self.accepted_out_of_order_histograms));
         let batch = Batch {
             new_series: &created,
             samples: &self.accepted,
             out_of_order: &self.accepted_out_of_order,
             histograms: &histograms,
+            out_of_order_histograms: &out_of_order_histograms,
             exemplars: &self.exemplars,
         };
         if let Err(e) = self.wal.log(&batch) {
@@ -516,6 +526,7 @@ impl Db {
         self.accepted.clear();
         self.accepted_out_of_order.clear();
         self.accepted_histograms.clear();
+        self.accepted_out_of_order_histograms.clear();
         self.exemplars.clear();
         reply.created = self.created.len();
         self.created.clear();
@@ -640,6 +651,11 @@ pub struct Retained {
     /// Why the log does not say that out-of-order samples past retention went, if they did and
     /// it does not: a replay would bring them back until the next pass.
     pub unlogged: Option<io::Error>,
+}
+
+/// Accepted histograms as the log's batch takes them.
+fn borrowed(accepted: &[(u32, i64, Arc<FloatHistogram>)]) -> Vec<(u32, i64, &FloatHistogram)> {
+    accepted.iter().map(|(id, t, h)| (*id, *t, &**h)).collect()
 }
 
 /// What [`Db::flush_out_of_order`] wrote.
@@ -923,6 +939,59 @@ mod tests {
         drop(db);
         let db = open(&dirs);
         assert_eq!(histograms(&db), expected);
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn out_of_order_histograms_are_kept_apart_survive_restarts_and_move_to_blocks() {
+        let dirs = dirs("ooo-histograms");
+        let mut db = open(&dirs);
+        let at = |ks: &mut dyn Iterator<Item = i64>| {
+            let mut series = histogram_series(0, 0);
+            series.histograms = ks.map(|k| HistogramSample { t: k * 1000, h: Arc::new(histogram(k)) }).collect();
+            vec![series]
+        };
+        assert_eq!(db.write(at(&mut (0..30).step_by(2))).appended, 15);
+        assert_eq!(db.write(at(&mut [13].into_iter())).out_of_order, 1, "no window: refused");
+        // The newest sample is at 28 s: a window of 20 s reaches back to 8 s.
+        db.head.set_out_of_order_window(2 * RANGE);
+        let r = db.write(at(&mut (0..10).rev().map(|i| 9 + 2 * i)));
+        assert_eq!((r.appended, r.appended_histograms, r.appended_out_of_order), (10, 10, 10));
+        assert_eq!(db.write(at(&mut [7].into_iter())).too_old, 1);
+        let again = db.write(at(&mut [13].into_iter()));
+        assert_eq!((again.appended, again.refused()), (1, 0), "the same histogram again is a retry");
+        let other = db.write(vec![WriteSeries {
+            histograms: vec![HistogramSample { t: 15_000, h: Arc::new(histogram(1)) }],
+            ..histogram_series(0, 0)
+        }]);
+        assert_eq!((other.appended, other.refused()), (0, 0), "another at a time held apart is dropped");
+        // Every time once, in order; those taken out of order with no hint (found when read).
+        let read = |db: &Db| -> Vec<(i64, f64, CounterResetHint)> {
+            histograms(db).into_iter().map(|(t, h)| (t, h.count, h.counter_reset_hint)).collect()
+        };
+        let expected = read(&db);
+        let times: Vec<i64> = (0..30).filter(|k| k % 2 == 0 || (9..=27).contains(k)).map(|k| k * 1000).collect();
+        assert_eq!(expected.iter().map(|s| s.0).collect::<Vec<_>>(), times);
+        assert!(expected.iter().all(|&(t, count, hint)| count == histogram(t / 1000).count
+            && (t % 2000 == 0 || hint == CounterResetHint::Unknown)));
+        // The log brings them back apart, and so does a snapshot.
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!((read(&db), db.head.out_of_order().num_samples()), (expected.clone(), 10));
+        db.snapshot().unwrap();
+        drop(db);
+        let mut db = open(&dirs);
+        assert_eq!(read(&db), expected);
+        // Cut: the out-of-order histograms before the head's new start go to blocks of their
+        // own, which compaction merges with the in-order ones.
+        let cut = db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
+        assert_eq!(cut.blocks.len(), 4);
+        assert_eq!(db.head.out_of_order().num_samples(), 4, "21 s to 27 s stay in the head");
+        assert_eq!(read(&db), expected);
+        let inputs = db.blocks.plan(&[RANGE, 3 * RANGE]).expect("overlapping blocks merge first");
+        let (_, merged) = compact_paths(db.blocks.dir(), &inputs, crate::block::new_ulid(1)).unwrap();
+        db.blocks.install(Block::open(&merged).unwrap(), &inputs).unwrap();
+        assert_eq!(read(&db), expected);
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 

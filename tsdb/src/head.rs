@@ -37,17 +37,19 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 use thiserror::Error;
 
 use super::block::BlockChunk;
 use super::chunk::histogram::encodable;
+use super::chunk::sealed::Decoded;
 use super::chunk::store::{ChunkRef, ChunkStore, MAX_CHUNK_BYTES};
 use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
 use super::histogram_series::{fits, HistogramSeries, HistogramSnapshot};
-use super::out_of_order::OutOfOrder;
+use super::out_of_order::{Insert, OutOfOrder, Value};
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
@@ -99,6 +101,20 @@ pub enum Appended {
     /// Out of order at a time the series' buffer holds with another value: dropped, as
     /// upstream drops it (silently).
     Dropped,
+}
+
+/// `a` and `b`, each sorted by `time` and with no time in both, merged in time order.
+fn merge_by_time<T>(a: Vec<T>, b: Vec<T>, time: impl Fn(&T) -> i64) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for x in a {
+        while let Some(y) = b.next_if(|y| time(y) < time(&x)) {
+            out.push(y);
+        }
+        out.push(x);
+    }
+    out.extend(b);
+    out
 }
 
 /// Hashes series ids (already unique `u32`s, or small tuples of them and indexes) with one
@@ -576,11 +592,18 @@ impl Head {
                 return Ok(Appended::InOrder);
             }
         }
+        let last_t = s.last_t;
+        self.append_apart(id, t, last_t, Value::Float(v))
+    }
+
+    /// A sample of series `id` (whose last is at `last_t`) that the in-order chunks cannot
+    /// take: kept apart if the out-of-order window allows, refused otherwise.
+    fn append_apart(&mut self, id: u32, t: i64, last_t: i64, v: Value) -> Result<Appended, AppendError> {
         let window = self.out_of_order.window();
         if window > 0 && !self.keeps_samples {
             // Upstream's agent: a sample newer than the window before its series' last is
             // taken (and logged, for the remote-write queues); nothing is kept.
-            return match t > s.last_t.saturating_sub(window) {
+            return match t > last_t.saturating_sub(window) {
                 true => Ok(Appended::OutOfOrder),
                 false => Err(AppendError::OutOfOrder),
             };
@@ -590,8 +613,8 @@ impl Head {
                 return Err(AppendError::TooOld);
             }
             return Ok(match self.out_of_order.insert(id, t, v) {
-                Some(held) if held.to_bits() != v.to_bits() => Appended::Dropped,
-                _ => Appended::OutOfOrder,
+                Insert::Conflict => Appended::Dropped,
+                Insert::New | Insert::Again => Appended::OutOfOrder,
             });
         }
         Err(if t < self.append_floor { AppendError::OutOfBounds } else { AppendError::OutOfOrder })
@@ -599,13 +622,14 @@ impl Head {
 
     /// Keeps `(t, v)` as an out-of-order sample of series `id`, whatever the window (a replay
     /// of what was accepted as one); false if there is no such series or it holds one at `t`.
-    pub fn insert_out_of_order(&mut self, id: u32, t: i64, v: f64) -> bool {
-        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v).is_none()
+    pub fn insert_out_of_order(&mut self, id: u32, t: i64, v: Value) -> bool {
+        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v) == Insert::New
     }
 
     /// Appends a native-histogram sample to series `id`: as a float, it must be newer than
     /// every sample of the series, of either type, or the same histogram again at the same time
-    /// (a sender's retry: accepted where it is, as floats are). It must be one the histogram
+    /// (a sender's retry: accepted where it is, as floats are), or go apart within the
+    /// out-of-order window as a float would. It must be one the histogram
     /// chunk codec can hold (remote write validates before; this also guards the other
     /// writers). A counter histogram's hint is found against the histogram before it, as
     /// upstream's appender does, whatever the writer said: "reset" if its counts dropped or the
@@ -628,11 +652,17 @@ impl Head {
         if t == s.last_t && previous.is_some_and(|p| p.equals(&h)) {
             return Ok(Appended::InOrder);
         }
-        if t < self.append_floor {
-            return Err(AppendError::OutOfBounds);
+        if t >= self.append_floor && t == s.last_t {
+            return Err(AppendError::Duplicate);
         }
-        if t <= s.last_t {
-            return Err(if t == s.last_t { AppendError::Duplicate } else { AppendError::OutOfOrder });
+        if t < self.append_floor || t < s.last_t {
+            if !h.is_gauge() {
+                // Out of order, its neighbours are not known here: reads find resets from
+                // the counts, as upstream's out-of-order chunks leave the hint unknown.
+                h.counter_reset_hint = CounterResetHint::Unknown;
+            }
+            let last_t = s.last_t;
+            return self.append_apart(id, t, last_t, Value::Histogram(Box::new(h)));
         }
         if !h.is_gauge() {
             // Found from the counts alone (a hint would decide `detect_reset`).
@@ -764,16 +794,15 @@ impl Head {
     /// Series `id` with its samples in `[mint, maxt]`; None if there is no such series (a
     /// reader that found the id earlier skips it) or it has no chunk in the range.
     pub fn series_samples(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
+        if self.out_of_order.overlaps(id, mint, maxt) {
+            return self.with_out_of_order(id, mint, maxt, labels);
+        }
         let histograms = self.histograms_in(id, mint, maxt);
-        let floats = if self.out_of_order.overlaps(id, mint, maxt) {
-            self.with_out_of_order(id, mint, maxt, labels)
-        } else {
-            self.in_range(id, mint, maxt).map(|(series, mint)| {
-                let mut samples = Vec::new();
-                series.samples_in(&self.store, mint, maxt, &mut samples);
-                SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples)
-            })
-        };
+        let floats = self.in_range(id, mint, maxt).map(|(series, mint)| {
+            let mut samples = Vec::new();
+            series.samples_in(&self.store, mint, maxt, &mut samples);
+            SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples)
+        });
         self.with_histograms(id, floats, histograms, labels)
     }
 
@@ -800,19 +829,20 @@ impl Head {
     /// evaluated at `maxt` needs: when that is the open chunk's last sample, as for a query at
     /// the present, it is read without decoding the chunk. None as [`Head::series_samples`].
     pub fn newest_sample(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
+        if self.out_of_order.overlaps(id, mint, maxt) {
+            let mut all = self.with_out_of_order(id, mint, maxt, labels)?;
+            all.samples.drain(..all.samples.len().saturating_sub(1));
+            all.histograms.drain(..all.histograms.len().saturating_sub(1));
+            return Some(all);
+        }
         let mut histograms = self.histograms_in(id, mint, maxt);
         histograms.drain(..histograms.len().saturating_sub(1));
         let floats = self.newest_float(id, mint, maxt, labels);
         self.with_histograms(id, floats, histograms, labels)
     }
 
-    /// Series `id` with only its newest float sample in `[mint, maxt]`.
+    /// Series `id` with only its newest in-order float sample in `[mint, maxt]`.
     fn newest_float(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
-        if self.out_of_order.overlaps(id, mint, maxt) {
-            let mut all = self.with_out_of_order(id, mint, maxt, labels)?;
-            all.samples.drain(..all.samples.len().saturating_sub(1));
-            return Some(all);
-        }
         let (series, mint) = self.in_range(id, mint, maxt)?;
         let mut samples = Vec::with_capacity(1);
         match series.open.last() {
@@ -832,25 +862,31 @@ impl Head {
 
     /// Series `id`'s in-order samples in `[mint, maxt]` (none before `min_valid`) merged with
     /// its out-of-order ones (which stay here until written to blocks of their own, whatever
-    /// `min_valid`); a time held by both is read from the in-order chunks.
+    /// `min_valid`); a time the in-order chunks hold, with a sample of either type, is read
+    /// from them.
     fn with_out_of_order(&self, id: u32, mint: i64, maxt: i64, labels: &Projection) -> Option<SeriesSamples> {
         let series = self.series.get(id)?;
-        let mut in_order = Vec::new();
+        let mut floats = Vec::new();
         if mint.max(self.min_valid) <= maxt {
-            series.samples_in(&self.store, mint.max(self.min_valid), maxt, &mut in_order);
+            series.samples_in(&self.store, mint.max(self.min_valid), maxt, &mut floats);
         }
-        let apart = self.out_of_order.samples_in(id, mint, maxt);
-        let mut samples = Vec::with_capacity(in_order.len() + apart.len());
-        let mut apart = apart.into_iter().map(|(t, v)| Sample { t, v }).peekable();
-        for s in in_order {
-            while let Some(o) = apart.next_if(|o| o.t < s.t) {
-                samples.push(o);
-            }
-            apart.next_if(|o| o.t == s.t);
-            samples.push(s);
-        }
-        samples.extend(apart);
-        Some(SeriesSamples::floats(self.symbols.projected(&series.labels, labels), samples))
+        let histograms = self.histograms_in(id, mint, maxt);
+        let held = |t: i64| {
+            floats.binary_search_by_key(&t, |s| s.t).is_ok() || histograms.binary_search_by_key(&t, |s| s.t).is_ok()
+        };
+        let Decoded { floats: apart, histograms: apart_histograms } = self.out_of_order.samples_in(id, mint, maxt);
+        let apart: Vec<Sample> = apart.into_iter().filter(|s| !held(s.0)).map(|(t, v)| Sample { t, v }).collect();
+        let apart_histograms: Vec<HistogramSample> = apart_histograms
+            .into_iter()
+            .filter(|s| !held(s.0))
+            .map(|(t, h)| HistogramSample { t, h: Arc::new(h) })
+            .collect();
+        let mut out = SeriesSamples::floats(
+            self.symbols.projected(&series.labels, labels),
+            merge_by_time(floats, apart, |s| s.t),
+        );
+        out.histograms = merge_by_time(histograms, apart_histograms, |s| s.t);
+        Some(out)
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`.

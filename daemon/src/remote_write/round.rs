@@ -190,7 +190,7 @@ impl Gathering {
                     }
                 }
             }
-            Record::Histograms(histograms) if self.send_histograms => {
+            Record::Histograms(histograms) | Record::OutOfOrderHistograms(histograms) if self.send_histograms => {
                 for (id, t, h) in histograms {
                     if t < self.skip_before {
                         continue;
@@ -221,6 +221,7 @@ impl Gathering {
             }
             Record::Exemplars(_)
             | Record::Histograms(_)
+            | Record::OutOfOrderHistograms(_)
             | Record::Tombstones(_)
             | Record::Chunks(_)
             | Record::HistogramChunks(_)

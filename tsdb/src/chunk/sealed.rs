@@ -27,7 +27,7 @@ pub fn sample_count(bytes: &[u8]) -> usize {
 
 /// What sealed chunks decode to: their float samples and their histogram samples, each in the
 /// order the chunks were added.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Decoded {
     pub floats: Vec<(i64, f64)>,
     pub histograms: Vec<(i64, FloatHistogram)>,

@@ -35,12 +35,14 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::head::Head;
+use crate::out_of_order::Value;
 use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
 use record::{
     encode_chunks, encode_exemplars, encode_forgotten, encode_histogram_chunks, encode_histograms, encode_out_of_order,
-    encode_out_of_order_written, encode_samples, encode_series, encode_tombstones, scan_frames, Damage, Record,
+    encode_out_of_order_histograms, encode_out_of_order_written, encode_samples, encode_series, encode_tombstones,
+    scan_frames, Damage, Record,
 };
 
 /// How the log is written.
@@ -60,6 +62,8 @@ pub struct Batch<'a> {
     /// Samples accepted out of order.
     pub out_of_order: &'a [(u32, i64, f64)],
     pub histograms: &'a [(u32, i64, &'a FloatHistogram)],
+    /// Histograms accepted out of order.
+    pub out_of_order_histograms: &'a [(u32, i64, &'a FloatHistogram)],
     pub exemplars: &'a [(u32, Exemplar)],
 }
 
@@ -69,12 +73,13 @@ impl Batch<'_> {
             && self.samples.is_empty()
             && self.out_of_order.is_empty()
             && self.histograms.is_empty()
+            && self.out_of_order_histograms.is_empty()
             && self.exemplars.is_empty()
     }
 
     /// The newest sample time in it.
     fn newest(&self) -> Option<i64> {
-        let histograms = self.histograms.iter().map(|s| s.1);
+        let histograms = self.histograms.iter().chain(self.out_of_order_histograms).map(|s| s.1);
         self.samples.iter().chain(self.out_of_order).map(|s| s.1).chain(histograms).max()
     }
 }
@@ -296,17 +301,12 @@ impl Replayer<'_> {
                 }
             }
             Record::OutOfOrder(samples) => {
-                for (wal_id, t, v) in samples {
-                    self.head.reserve_ids_through(wal_id);
-                    // Accepted when logged: kept apart again, whatever the window is now.
-                    if let Some(&id) = self.ids.get(&wal_id) {
-                        if self.head.insert_out_of_order(id, t, v) {
-                            self.stats.samples += 1;
-                        }
-                        *newest = (*newest).max(Some(t));
-                    }
-                }
+                self.replay_out_of_order(samples.into_iter().map(|(id, t, v)| (id, t, Value::Float(v))), newest)
             }
+            Record::OutOfOrderHistograms(samples) => self.replay_out_of_order(
+                samples.into_iter().map(|(id, t, h)| (id, t, Value::Histogram(Box::new(h)))),
+                newest,
+            ),
             // Written to blocks then: not again (a series left empty is forgotten after replay).
             Record::OutOfOrderWritten(before) => {
                 self.head.drop_out_of_order_before(before);
@@ -338,6 +338,19 @@ impl Replayer<'_> {
                         None => self.stats.orphaned += 1,
                     }
                 }
+            }
+        }
+    }
+
+    /// Keeps samples accepted out of order when logged apart again, whatever the window is now.
+    fn replay_out_of_order(&mut self, samples: impl Iterator<Item = (u32, i64, Value)>, newest: &mut Option<i64>) {
+        for (wal_id, t, v) in samples {
+            self.head.reserve_ids_through(wal_id);
+            if let Some(&id) = self.ids.get(&wal_id) {
+                if self.head.insert_out_of_order(id, t, v) {
+                    self.stats.samples += 1;
+                }
+                *newest = (*newest).max(Some(t));
             }
         }
     }
@@ -456,6 +469,9 @@ impl Wal {
             }
             if !batch.histograms.is_empty() {
                 encode_histograms(buf, batch.histograms, compress);
+            }
+            if !batch.out_of_order_histograms.is_empty() {
+                encode_out_of_order_histograms(buf, batch.out_of_order_histograms, compress);
             }
             if !batch.exemplars.is_empty() {
                 encode_exemplars(buf, batch.exemplars.iter().map(|(id, e)| (*id, e)), compress);
@@ -744,13 +760,18 @@ impl LogWrite {
             self.buf.clear();
             encode_exemplars(&mut self.buf, head.exemplars().in_order(), self.compress);
             if let LogKind::Snapshot = self.kind {
-                let apart: Vec<(u32, i64, f64)> = head
-                    .out_of_order()
-                    .all()
-                    .flat_map(|(id, samples)| samples.into_iter().map(move |(t, v)| (id, t, v)))
-                    .collect();
+                let (mut apart, mut apart_histograms) = (Vec::new(), Vec::new());
+                for (id, samples) in head.out_of_order().all() {
+                    apart.extend(samples.floats.into_iter().map(|(t, v)| (id, t, v)));
+                    apart_histograms.extend(samples.histograms.into_iter().map(|(t, h)| (id, t, h)));
+                }
                 if !apart.is_empty() {
                     encode_out_of_order(&mut self.buf, &apart, self.compress);
+                }
+                if !apart_histograms.is_empty() {
+                    let apart_histograms: Vec<(u32, i64, &FloatHistogram)> =
+                        apart_histograms.iter().map(|(id, t, h)| (*id, *t, h)).collect();
+                    encode_out_of_order_histograms(&mut self.buf, &apart_histograms, self.compress);
                 }
             }
             self.out.write_all(&self.buf)?;

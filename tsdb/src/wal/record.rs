@@ -29,6 +29,8 @@
 //!   (and bringing back what was deleted from those blocks since).
 //! * A histograms record lists `(id, t, histogram)` as a samples record does, each histogram
 //!   in the histogram chunk codec's stand-alone form ([`crate::chunk::histogram::encode_one`]).
+//! * An out-of-order histograms record is a histograms record of histograms the head accepted
+//!   out of order, replayed as an out-of-order samples record is.
 //! * A histogram chunks record (only in head snapshots, after the chunks records of the same
 //!   series) holds a series' histogram chunks: the sealed ones with their time ranges and the
 //!   open one's bytes.
@@ -69,6 +71,8 @@ pub const OUT_OF_ORDER_WRITTEN: u8 = 8;
 pub const HISTOGRAMS: u8 = 9;
 /// Frame kind of a histogram chunks record (head snapshots).
 pub const HISTOGRAM_CHUNKS: u8 = 10;
+/// Frame kind of an out-of-order native-histogram samples record.
+pub const OUT_OF_ORDER_HISTOGRAMS: u8 = 11;
 /// Flag or-ed into the kind when the payload is snappy-compressed.
 pub const SNAPPY: u8 = 0x80;
 
@@ -96,6 +100,8 @@ pub enum Record {
     Chunks(Vec<(u32, SeriesSnapshot)>),
     /// Native-histogram samples the head accepted.
     Histograms(Vec<(u32, i64, FloatHistogram)>),
+    /// Native-histogram samples the head accepted out of order.
+    OutOfOrderHistograms(Vec<(u32, i64, FloatHistogram)>),
     /// Series' histogram chunks (snapshots).
     HistogramChunks(Vec<(u32, HistogramSnapshot)>),
     /// Samples of series `id` in `[mint, maxt]` were deleted (the admin API).
@@ -245,7 +251,16 @@ pub fn encode_chunks(out: &mut Vec<u8>, series: impl IntoIterator<Item = (u32, S
 }
 
 pub fn encode_histograms(out: &mut Vec<u8>, samples: &[(u32, i64, &FloatHistogram)], compress: bool) {
-    let mut w = FrameWriter::new(out, HISTOGRAMS, compress);
+    encode_histograms_as(out, HISTOGRAMS, samples, compress)
+}
+
+/// The same, for histograms the head accepted out of order.
+pub fn encode_out_of_order_histograms(out: &mut Vec<u8>, samples: &[(u32, i64, &FloatHistogram)], compress: bool) {
+    encode_histograms_as(out, OUT_OF_ORDER_HISTOGRAMS, samples, compress)
+}
+
+fn encode_histograms_as(out: &mut Vec<u8>, kind: u8, samples: &[(u32, i64, &FloatHistogram)], compress: bool) {
+    let mut w = FrameWriter::new(out, kind, compress);
     let (mut prev_id, mut prev_t) = (0i64, 0i64);
     for &(id, t, h) in samples {
         put_varint(&mut w.payload, zigzag(i64::from(id) - prev_id));
@@ -259,7 +274,7 @@ pub fn encode_histograms(out: &mut Vec<u8>, samples: &[(u32, i64, &FloatHistogra
     w.finish();
 }
 
-fn decode_histograms(payload: &[u8]) -> Option<Record> {
+fn decode_histograms(payload: &[u8]) -> Option<Vec<(u32, i64, FloatHistogram)>> {
     let mut c = Cursor { buf: payload, pos: 0 };
     let mut out = Vec::new();
     let (mut id, mut t) = (0i64, 0i64);
@@ -268,7 +283,7 @@ fn decode_histograms(payload: &[u8]) -> Option<Record> {
         t = t.wrapping_add(unzigzag(c.varint()?));
         out.push((u32::try_from(id).ok()?, t, decode_one(&mut c)?));
     }
-    Some(Record::Histograms(out))
+    Some(out)
 }
 
 pub fn encode_histogram_chunks<'a>(
@@ -491,6 +506,7 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
                 | OUT_OF_ORDER_WRITTEN
                 | HISTOGRAMS
                 | HISTOGRAM_CHUNKS
+                | OUT_OF_ORDER_HISTOGRAMS
         )
     {
         return Frame::Bad;
@@ -522,7 +538,8 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
         TOMBSTONES => decode_tombstones(payload),
         FORGOTTEN => decode_forgotten(payload),
         EXEMPLARS => decode_exemplars(payload),
-        HISTOGRAMS => decode_histograms(payload),
+        HISTOGRAMS => decode_histograms(payload).map(Record::Histograms),
+        OUT_OF_ORDER_HISTOGRAMS => decode_histograms(payload).map(Record::OutOfOrderHistograms),
         HISTOGRAM_CHUNKS => decode_histogram_chunks(payload),
         _ => decode_chunks(payload),
     }
