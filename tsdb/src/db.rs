@@ -51,8 +51,8 @@ pub struct AppendReply {
     pub bucket_limit: usize,
     /// Histograms no histogram chunk can hold (see `chunk::histogram::encodable`).
     pub invalid_histograms: usize,
-    /// Native-histogram samples appended (also counted in `appended`).
-    pub appended_histograms: usize,
+    /// Of the counts above, the native histograms'.
+    pub histograms: HistogramCounts,
     /// Exemplars kept (the remote-write answer's count).
     pub exemplars: usize,
     /// Exemplars older than their series' newest.
@@ -64,6 +64,33 @@ pub struct AppendReply {
     pub unknown_histograms: Vec<(u32, HistogramSample)>,
     /// The log could not be written: the samples are in memory but not durable.
     pub storage_error: Option<StorageError>,
+}
+
+/// The part of an [`AppendReply`]'s counts that native-histogram samples make, for the
+/// figures that tell the sample types apart (upstream's `type` label).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramCounts {
+    pub appended: usize,
+    pub appended_out_of_order: usize,
+    pub out_of_order: usize,
+    pub too_old: usize,
+    pub out_of_bounds: usize,
+}
+
+impl HistogramCounts {
+    fn tally(&mut self, result: Result<Appended, AppendError>) {
+        match result {
+            Ok(Appended::InOrder) => self.appended += 1,
+            Ok(Appended::OutOfOrder) => {
+                self.appended += 1;
+                self.appended_out_of_order += 1;
+            }
+            Err(AppendError::OutOfOrder) => self.out_of_order += 1,
+            Err(AppendError::TooOld) => self.too_old += 1,
+            Err(AppendError::OutOfBounds) => self.out_of_bounds += 1,
+            _ => {}
+        }
+    }
 }
 
 impl AppendReply {
@@ -489,10 +516,8 @@ impl Db {
             Err(AppendError::UnknownSeries) => reply.unknown_histograms.push((id, sample)),
             Ok(Appended::Dropped) | Err(_) => {}
         }
-        if matches!(result, Ok(Appended::InOrder | Appended::OutOfOrder)) {
-            reply.appended_histograms += 1;
-        }
         reply.tally(result);
+        reply.histograms.tally(result);
     }
 
     /// Keeps `e` for series `id` if the head takes it.
@@ -956,7 +981,7 @@ mod tests {
         // The newest sample is at 28 s: a window of 20 s reaches back to 8 s.
         db.head.set_out_of_order_window(2 * RANGE);
         let r = db.write(at(&mut (0..10).rev().map(|i| 9 + 2 * i)));
-        assert_eq!((r.appended, r.appended_histograms, r.appended_out_of_order), (10, 10, 10));
+        assert_eq!((r.appended, r.histograms.appended, r.appended_out_of_order), (10, 10, 10));
         assert_eq!(db.write(at(&mut [7].into_iter())).too_old, 1);
         let again = db.write(at(&mut [13].into_iter()));
         assert_eq!((again.appended, again.refused()), (1, 0), "the same histogram again is a retry");

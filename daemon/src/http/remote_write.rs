@@ -159,7 +159,7 @@ async fn store(s: &ApiState, series: Vec<WriteSeries>) -> Stored {
                 bucket_limit += r.bucket_limit;
                 invalid += r.invalid_histograms;
                 appended += r.appended;
-                histograms += r.appended_histograms;
+                histograms += r.histograms.appended;
                 exemplars += r.exemplars;
                 storage_error = storage_error.or(r.storage_error);
             }

@@ -31,15 +31,15 @@ impl Metrics {
             "Number of active series being tracked by the WAL storage",
             self.head_series.total.clone(),
         );
-        r.sub_registry_with_label(("type".into(), "float".into())).register(
+        r.register(
             "prometheus_agent_samples_appended",
             "Total number of samples appended to the storage",
-            self.samples_appended.total.clone(),
+            self.samples_appended.types.clone(),
         );
         r.register(
             "prometheus_agent_out_of_order_samples",
             "Total number of out of order samples ingestion failed attempts.",
-            self.out_of_order.clone(),
+            self.out_of_order.all.clone(),
         );
         r.register("prometheus_agent_corruptions", "Total number of WAL corruptions.", self.wal_corruptions.clone());
         r.register(

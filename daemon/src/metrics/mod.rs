@@ -42,10 +42,31 @@ pub struct PerShard<M> {
     pub shards: Family<Labels, M>,
 }
 
-impl PerShard<Counter> {
-    pub fn inc_by(&self, shard: &Labels, n: u64) {
-        self.total.inc_by(n);
-        self.shards.get_or_create(shard).inc_by(n);
+/// A count per sample type, under upstream's `type` label (`float` and `histogram`, both
+/// exposed from the start as upstream's are), with their sum for the names that have no label.
+#[derive(Clone)]
+pub struct ByType {
+    pub types: Family<Labels, Counter>,
+    pub all: Counter,
+}
+
+impl Default for ByType {
+    fn default() -> Self {
+        let types = Family::<Labels, Counter>::default();
+        for t in ["float", "histogram"] {
+            let _ = types.get_or_create(&vec![("type", t.to_string())]);
+        }
+        ByType { types, all: Counter::default() }
+    }
+}
+
+impl ByType {
+    /// Counts `floats` float samples and `histograms` native-histogram ones.
+    pub fn inc_by(&self, floats: usize, histograms: usize) {
+        for (t, n) in [("float", floats), ("histogram", histograms)] {
+            self.types.get_or_create(&vec![("type", t.to_string())]).inc_by(n as u64);
+        }
+        self.all.inc_by((floats + histograms) as u64);
     }
 }
 
@@ -59,13 +80,14 @@ impl PerShard<Gauge> {
 pub struct Metrics {
     registry: Registry,
     // Storage: prometheus_tsdb_*.
-    pub samples_appended: PerShard<Counter>,
-    pub out_of_order: Counter,
-    pub out_of_bounds: Counter,
+    pub samples_appended: ByType,
+    pub samples_appended_per_shard: Family<Labels, Counter>,
+    pub out_of_order: ByType,
+    pub out_of_bounds: ByType,
     /// Samples refused as older than the out-of-order window.
-    pub too_old: Counter,
+    pub too_old: ByType,
     /// Samples accepted out of order.
-    pub out_of_order_appended: Counter,
+    pub out_of_order_appended: ByType,
     pub duplicates: Counter,
     pub too_far_in_future: Counter,
     pub head_series: PerShard<Gauge>,
@@ -251,11 +273,12 @@ impl Metrics {
     pub fn new() -> Self {
         let m = Metrics {
             registry: Registry::default(),
-            samples_appended: PerShard::default(),
-            out_of_order: Counter::default(),
-            out_of_bounds: Counter::default(),
-            too_old: Counter::default(),
-            out_of_order_appended: Counter::default(),
+            samples_appended: ByType::default(),
+            samples_appended_per_shard: Family::default(),
+            out_of_order: ByType::default(),
+            out_of_bounds: ByType::default(),
+            too_old: ByType::default(),
+            out_of_order_appended: ByType::default(),
             duplicates: Counter::default(),
             too_far_in_future: Counter::default(),
             head_series: PerShard::default(),
@@ -363,36 +386,35 @@ impl Metrics {
 
     fn register_storage(&self, r: &mut Registry) {
         let m = self;
-        let floats = r.sub_registry_with_label(("type".into(), "float".into()));
-        floats.register(
+        r.register(
             "prometheus_tsdb_head_samples_appended",
             "Total number of appended samples.",
-            m.samples_appended.total.clone(),
+            m.samples_appended.types.clone(),
         );
-        floats.register(
+        r.register(
             "prometheus_tsdb_out_of_order_samples",
             "Total number of out of order samples ingestion failed attempts due to out of order being disabled.",
-            m.out_of_order.clone(),
+            m.out_of_order.types.clone(),
         );
-        floats.register(
+        r.register(
             "prometheus_tsdb_out_of_bound_samples",
             "Total number of out of bound samples ingestion failed attempts with out of order support disabled.",
-            m.out_of_bounds.clone(),
+            m.out_of_bounds.types.clone(),
         );
-        floats.register(
+        r.register(
             "prometheus_tsdb_too_old_samples",
             "Total number of out of order samples ingestion failed attempts with out of support enabled, but sample outside of time window.",
-            m.too_old.clone(),
+            m.too_old.types.clone(),
         );
-        floats.register(
+        r.register(
             "prometheus_tsdb_head_out_of_order_samples_appended",
             "Total number of appended out of order samples.",
-            m.out_of_order_appended.clone(),
+            m.out_of_order_appended.types.clone(),
         );
         r.register(
             "pyrite_head_samples_appended",
-            "Samples appended to the head, per shard",
-            m.samples_appended.shards.clone(),
+            "Samples appended to the head, per shard, of either type",
+            m.samples_appended_per_shard.clone(),
         );
         r.register(
             "pyrite_head_duplicate_samples",

@@ -230,12 +230,14 @@ async fn blocks_idle(storage: &RefCell<Db>) {
 
 fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendReply) {
     let m = &env.metrics;
-    m.samples_appended.inc_by(shard, r.appended as u64);
-    m.out_of_order.inc_by(r.out_of_order as u64);
-    m.too_old.inc_by(r.too_old as u64);
-    m.out_of_order_appended.inc_by(r.appended_out_of_order as u64);
+    let h = &r.histograms;
+    m.samples_appended.inc_by(r.appended - h.appended, h.appended);
+    m.samples_appended_per_shard.get_or_create(shard).inc_by(r.appended as u64);
+    m.out_of_order.inc_by(r.out_of_order - h.out_of_order, h.out_of_order);
+    m.too_old.inc_by(r.too_old - h.too_old, h.too_old);
+    m.out_of_order_appended.inc_by(r.appended_out_of_order - h.appended_out_of_order, h.appended_out_of_order);
     m.duplicates.inc_by(r.duplicates as u64);
-    m.out_of_bounds.inc_by(r.out_of_bounds as u64);
+    m.out_of_bounds.inc_by(r.out_of_bounds - h.out_of_bounds, h.out_of_bounds);
     m.too_far_in_future.inc_by(r.too_far_in_future as u64);
     m.head_series_created.inc_by(r.created as u64);
     m.head_series.set(shard, head.num_series() as i64);
