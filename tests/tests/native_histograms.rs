@@ -229,6 +229,19 @@ fn histograms_are_remote_written_to_pyrite_and_to_upstream() {
     };
     assert_eq!(floats_only("prometheus_remote_storage_samples_total"), 0.0);
     assert!(query(&upstream.url, "custom_latency").is_empty(), "custom buckets were relabelled away");
+    // The queues count histograms apart from float samples, as upstream's.
+    let to_receiver = format!("url=\"{}/api/v1/write\"", receiver.url);
+    let counted = eventually(Duration::from_secs(10), || {
+        let (_, body) = http_get(&format!("{}/metrics", sender.url)).expect("metrics");
+        let sum = |name: &str| pyrite_tests::metric_sum(&body, name, &to_receiver);
+        let figures = [
+            sum("prometheus_remote_storage_histograms_total"),
+            sum("prometheus_remote_storage_samples_total"),
+            sum("prometheus_remote_storage_histograms_pending"),
+        ];
+        (figures == [40.0, 0.0, 0.0]).then_some(())
+    });
+    assert!(counted.is_some(), "histograms sent, samples sent and histograms pending to the receiver");
 }
 
 /// A recording rule whose result is native histograms records histograms, which then answer

@@ -14,9 +14,13 @@ pub struct RemoteStorageMetrics {
     pub samples_failed: Family<Labels, Counter>,
     pub samples_retried: Family<Labels, Counter>,
     pub samples_dropped: Family<Labels, Counter>,
+    pub histograms: Family<Labels, Counter>,
+    pub histograms_failed: Family<Labels, Counter>,
+    pub histograms_retried: Family<Labels, Counter>,
     pub exemplars: Family<Labels, Counter>,
     pub exemplars_failed: Family<Labels, Counter>,
     pub samples_pending: Family<Labels, Gauge>,
+    pub histograms_pending: Family<Labels, Gauge>,
     pub bytes: Family<Labels, Counter>,
     pub highest_sent: Family<Labels, FloatGauge>,
     pub shards: Family<Labels, Gauge>,
@@ -44,9 +48,13 @@ impl RemoteStorageMetrics {
             samples_failed: Family::default(),
             samples_retried: Family::default(),
             samples_dropped: Family::default(),
+            histograms: Family::default(),
+            histograms_failed: Family::default(),
+            histograms_retried: Family::default(),
             exemplars: Family::default(),
             exemplars_failed: Family::default(),
             samples_pending: Family::default(),
+            histograms_pending: Family::default(),
             bytes: Family::default(),
             highest_sent: Family::default(),
             shards: Family::default(),
@@ -62,6 +70,12 @@ impl RemoteStorageMetrics {
         }
     }
 
+    /// Adds `floats` and `histograms` (negative: taken away) to a queue's pending figures.
+    pub fn add_pending(&self, queue: &Labels, floats: i64, histograms: i64) {
+        self.samples_pending.get_or_create(queue).inc_by(floats);
+        self.histograms_pending.get_or_create(queue).inc_by(histograms);
+    }
+
     /// Drops a stopped queue's series.
     pub fn remove(&self, queue: &Labels) {
         let m = self;
@@ -70,15 +84,24 @@ impl RemoteStorageMetrics {
             &m.samples_failed,
             &m.samples_retried,
             &m.samples_dropped,
+            &m.histograms,
+            &m.histograms_failed,
+            &m.histograms_retried,
             &m.exemplars,
             &m.exemplars_failed,
             &m.bytes,
         ] {
             family.remove(queue);
         }
-        for family in
-            [&m.samples_pending, &m.shards, &m.shards_min, &m.shards_max, &m.shard_capacity, &m.max_samples_per_send]
-        {
+        for family in [
+            &m.samples_pending,
+            &m.histograms_pending,
+            &m.shards,
+            &m.shards_min,
+            &m.shards_max,
+            &m.shard_capacity,
+            &m.max_samples_per_send,
+        ] {
             family.remove(queue);
         }
         m.highest_sent.remove(queue);
@@ -88,7 +111,7 @@ impl RemoteStorageMetrics {
 
     pub(super) fn register(&self, r: &mut Registry) {
         let m = self;
-        let counters: [(&str, &str, &Family<Labels, Counter>); 7] = [
+        let counters: [(&str, &str, &Family<Labels, Counter>); 10] = [
             ("prometheus_remote_storage_samples", "Total number of samples sent to remote storage.", &m.samples),
             (
                 "prometheus_remote_storage_samples_failed",
@@ -105,6 +128,17 @@ impl RemoteStorageMetrics {
                 "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID.",
                 &m.samples_dropped,
             ),
+            ("prometheus_remote_storage_histograms", "Total number of histograms sent to remote storage.", &m.histograms),
+            (
+                "prometheus_remote_storage_histograms_failed",
+                "Total number of histograms which failed on send to remote storage, non-recoverable errors.",
+                &m.histograms_failed,
+            ),
+            (
+                "prometheus_remote_storage_histograms_retried",
+                "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable.",
+                &m.histograms_retried,
+            ),
             ("prometheus_remote_storage_exemplars", "Total number of exemplars sent to remote storage.", &m.exemplars),
             (
                 "prometheus_remote_storage_exemplars_failed",
@@ -120,11 +154,16 @@ impl RemoteStorageMetrics {
         for (name, help, family) in counters {
             r.register(name, help, family.clone());
         }
-        let gauges: [(&str, &str, &Family<Labels, Gauge>); 6] = [
+        let gauges: [(&str, &str, &Family<Labels, Gauge>); 7] = [
             (
                 "prometheus_remote_storage_samples_pending",
                 "The number of samples pending in the queues shards to be sent to the remote storage.",
                 &m.samples_pending,
+            ),
+            (
+                "prometheus_remote_storage_histograms_pending",
+                "The number of histograms pending in the queues shards to be sent to the remote storage.",
+                &m.histograms_pending,
             ),
             (
                 "prometheus_remote_storage_shards",

@@ -99,9 +99,22 @@ impl Round {
         parts
     }
 
-    /// Samples in the round, histograms included.
-    pub fn samples(&self) -> usize {
-        self.samples.len() + self.histograms.len()
+    /// Float samples and histograms in the round.
+    pub fn counts(&self) -> Counts {
+        Counts { floats: self.samples.len(), histograms: self.histograms.len() }
+    }
+}
+
+/// Float samples and histograms, apart as upstream's queue metrics count them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub floats: usize,
+    pub histograms: usize,
+}
+
+impl Counts {
+    pub fn total(self) -> usize {
+        self.floats + self.histograms
     }
 }
 

@@ -24,7 +24,7 @@ use pyrite_tsdb::wal::LogFollowers;
 use super::client::Outcome;
 use super::progress::{InFlight, Progress};
 use super::queue::{pause, save_acked, QueueSetup, ReadRound};
-use super::round::{Round, RoundSeries};
+use super::round::{Counts, Round, RoundSeries};
 use crate::clock::now_ms;
 
 /// How often the shard count is worked out again (upstream's `shardUpdateDuration`).
@@ -211,7 +211,8 @@ impl<'q> Sending<'q> {
             if let Err(e) = q.progress.save(&progress) {
                 tracing::warn!(queue = q.metric_labels[0].1, error = %e, "cannot save the remote-write progress");
             }
-            q.metrics.remote.samples_pending.get_or_create(&q.metric_labels).inc_by(round.samples() as i64);
+            let c = round.counts();
+            q.metrics.remote.add_pending(&q.metric_labels, c.floats as i64, c.histograms as i64);
         }
         for (lane, series) in self.lanes.iter().zip(parts).filter(|(_, p)| !p.is_empty()) {
             lane.send(Part { seq: self.seq, round: round.clone(), series }).map_err(|_| LaneGone)?;
@@ -308,6 +309,14 @@ impl<'a> AgedSeries<'a> {
     fn len(&self) -> usize {
         self.samples.len() + self.histograms.len()
     }
+
+    /// The samples and histograms `series` have left.
+    fn counts(series: &[AgedSeries]) -> Counts {
+        Counts {
+            floats: series.iter().map(|s| s.samples.len()).sum(),
+            histograms: series.iter().map(|s| s.histograms.len()).sum(),
+        }
+    }
 }
 
 /// Sends one request until it is answered for good; counts what became of its samples.
@@ -336,12 +345,17 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
                 &view
             }
         };
-        // Histograms count as samples, in the queue's counters as in its batches.
-        let samples: usize = now.iter().map(|s| s.samples.len() + s.histograms.len()).sum();
-        let exemplars: usize = now.iter().map(|s| s.exemplars.len()).sum();
+        // Histograms count as samples in the queue's batches, apart in its metrics.
+        let counts = Counts {
+            floats: now.iter().map(|s| s.samples.len()).sum(),
+            histograms: now.iter().map(|s| s.histograms.len()).sum(),
+        };
+        let (samples, exemplars) = (counts.total(), now.iter().map(|s| s.exemplars.len()).sum::<usize>());
         if samples + exemplars == 0 {
             return;
         }
+        let (floats, histograms) = (counts.floats as u64, counts.histograms as u64);
+        let settled = || m.add_pending(labels, -(floats as i64), -(histograms as i64));
         let body = match q.config.protobuf_message {
             WriteMessage::V1 => encode_v1(now),
             WriteMessage::V2 => encode_v2(now),
@@ -355,9 +369,10 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
         let wait = match outcome {
             Outcome::Stored => {
                 sent.samples += samples;
-                m.samples.get_or_create(labels).inc_by(samples as u64);
+                m.samples.get_or_create(labels).inc_by(floats);
+                m.histograms.get_or_create(labels).inc_by(histograms);
                 m.exemplars.get_or_create(labels).inc_by(exemplars as u64);
-                m.samples_pending.get_or_create(labels).dec_by(samples as i64);
+                settled();
                 let newest = |s: &OutSeries| s.samples.last().map(|x| x.0).max(s.histograms.last().map(|x| x.t));
                 let highest = now.iter().filter_map(newest).max();
                 sent.highest = sent.highest.max(highest);
@@ -371,14 +386,16 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
             }
             Outcome::Refused { why } => {
                 tracing::error!(queue = labels[0].1, samples, error = why, "remote write refused; samples dropped");
-                m.samples_failed.get_or_create(labels).inc_by(samples as u64);
+                m.samples_failed.get_or_create(labels).inc_by(floats);
+                m.histograms_failed.get_or_create(labels).inc_by(histograms);
                 m.exemplars_failed.get_or_create(labels).inc_by(exemplars as u64);
-                m.samples_pending.get_or_create(labels).dec_by(samples as i64);
+                settled();
                 return;
             }
             Outcome::Retry { after, why } => {
                 tracing::warn!(queue = labels[0].1, samples, error = why, "remote write failed; retrying");
-                m.samples_retried.get_or_create(labels).inc_by(samples as u64);
+                m.samples_retried.get_or_create(labels).inc_by(floats);
+                m.histograms_retried.get_or_create(labels).inc_by(histograms);
                 after.unwrap_or(backoff)
             }
         };
@@ -391,7 +408,7 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
         if limit > 0 {
             let oldest_kept = now_ms() - limit;
             let kept = aged.get_or_insert_with(|| batch.iter().map(AgedSeries::of).collect());
-            let before: usize = kept.iter().map(AgedSeries::len).sum();
+            let before = AgedSeries::counts(kept);
             let mut lone_exemplars = 0;
             for s in kept.iter_mut() {
                 s.samples.retain(|x| x.0 >= oldest_kept);
@@ -404,9 +421,13 @@ fn send_batch(q: &QueueSetup, batch: &[OutSeries], sent: &mut Sent) {
                 }
             }
             m.exemplars_failed.get_or_create(labels).inc_by(lone_exemplars as u64);
-            let after: usize = kept.iter().map(AgedSeries::len).sum();
-            sent.dropped += before - after;
-            m.samples_pending.get_or_create(labels).dec_by((before - after) as i64);
+            let after = AgedSeries::counts(kept);
+            sent.dropped += before.total() - after.total();
+            m.add_pending(
+                labels,
+                after.floats as i64 - before.floats as i64,
+                after.histograms as i64 - before.histograms as i64,
+            );
         }
     }
 }
