@@ -128,7 +128,8 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// Formats a millisecond timestamp as the API's float seconds (`1435781451.781`).
+/// Formats a millisecond timestamp as the API's float seconds (`1435781451.781`, `1.500`), as
+/// upstream's `MarshalTimestamp` writes it.
 pub fn format_timestamp(t_ms: i64) -> String {
     let sign = if t_ms < 0 { "-" } else { "" };
     let abs = t_ms.unsigned_abs();
@@ -136,8 +137,7 @@ pub fn format_timestamp(t_ms: i64) -> String {
     if ms == 0 {
         format!("{sign}{secs}")
     } else {
-        let frac = format!("{ms:03}");
-        format!("{sign}{secs}.{}", frac.trim_end_matches('0'))
+        format!("{sign}{secs}.{ms:03}")
     }
 }
 
@@ -160,8 +160,8 @@ mod tests {
     fn timestamps_format_as_float_seconds() {
         assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
         assert_eq!(format_timestamp(1_000), "1");
-        assert_eq!(format_timestamp(1_500), "1.5");
-        assert_eq!(format_timestamp(-1_500), "-1.5");
+        assert_eq!(format_timestamp(1_500), "1.500", "three digits, as upstream's MarshalTimestamp");
+        assert_eq!(format_timestamp(-1_050), "-1.050");
     }
 
     #[test]

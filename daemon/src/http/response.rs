@@ -344,7 +344,7 @@ mod tests {
         histogram_point(&mut out, 1500, &h);
         assert_eq!(
             out,
-            r#"[1.5,{"count":"5","sum":"2.5","buckets":[[3,"-0.001","0.001","1"],[0,"0.5","1","2"],[0,"2","4","2"]]}]"#
+            r#"[1.500,{"count":"5","sum":"2.5","buckets":[[3,"-0.001","0.001","1"],[0,"0.5","1","2"],[0,"2","4","2"]]}]"#
         );
         let mut empty = String::new();
         histogram_point(&mut empty, 0, &parse_histogram("{{count:0 sum:0}}").unwrap());
