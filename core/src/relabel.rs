@@ -84,8 +84,8 @@ impl RawRule {
         let action = self.action.unwrap_or(Action::Replace);
         let name = action.name();
         let regex_text = self.regex.clone().unwrap_or_else(|| "(.*)".to_string());
-        let regex =
-            Regex::new(&format!("^(?:{regex_text})$")).map_err(|e| format!("invalid regex {regex_text:?}: {e}"))?;
+        // As upstream's `NewRegexp`: anchored, `.` matching newlines, RE2's ASCII classes.
+        let regex = crate::re2::anchored(&regex_text).map_err(|e| format!("invalid regex {regex_text:?}: {e}"))?;
         let target = self.target_label.clone().unwrap_or_default();
         let needs_target = matches!(
             action,
@@ -286,6 +286,16 @@ mod tests {
         assert_eq!(relabel(&[r3], &labels(&[("a", "pq")])).unwrap().get("c"), "px");
         let r4 = rule("source_labels: [a]\nregex: '(.)'\ntarget_label: c\nreplacement: '$1x'");
         assert_eq!(relabel(&[r4], &labels(&[("a", "p"), ("c", "old")])).unwrap().get("c"), "", "empty deletes");
+    }
+
+    #[test]
+    fn regexes_read_as_upstream_reads_them() {
+        // `.` matches a newline (upstream's `^(?s:…)$`), and `\d` is ASCII only (RE2).
+        let keep = rule("source_labels: [a]\nregex: 'x.*'\naction: keep");
+        assert!(relabel(&[keep], &labels(&[("a", "x\ny")])).is_some());
+        let digits = rule("source_labels: [a]\nregex: '\\d+'\naction: keep");
+        assert!(relabel(std::slice::from_ref(&digits), &labels(&[("a", "42")])).is_some());
+        assert!(relabel(&[digits], &labels(&[("a", "\u{0664}\u{0662}")])).is_none());
     }
 
     #[test]
