@@ -84,6 +84,9 @@ pub(super) fn enrich(
     // The output series for a target series joined with a given set of info series.
     let mut joined: HashMap<(usize, Vec<usize>), usize> = HashMap::new();
     for step in 0..steps {
+        if targets.iter().all(|t| t.values[step].is_none()) {
+            continue;
+        }
         let newest = newest_per_signature(&infos, step)?;
         for (t, target) in targets.iter().enumerate() {
             let Some(v) = target.values[step] else { continue };
@@ -134,11 +137,14 @@ fn relevant_infos(targets: &[StepSeries], infos: Vec<StepSeries>) -> Vec<StepSer
 }
 
 /// Per signature, the info series with the newest sample at `step`; two equally new ones are
-/// an error.
+/// an error, as is a histogram sample (upstream: info samples are floats).
 fn newest_per_signature(infos: &[StepSeries], step: usize) -> Result<HashMap<Signature<'_>, usize>, EvalError> {
     let mut newest: HashMap<Signature, usize> = HashMap::new();
     for (i, info) in infos.iter().enumerate() {
         let Some(t) = info.values[step] else { continue };
+        if info.histogram(step).is_some() {
+            return Err(EvalError::Execution("info sample should be float".into()));
+        }
         let signature = (info.labels.metric_name(), identity(&info.labels));
         match newest.get(&signature) {
             Some(&j) => {

@@ -65,9 +65,9 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, yields: Yield) -> Result<Vec<StepSe
         as_read(vs, &mut s.histograms);
         ev.charge(steps)?;
         let mut values = Vec::with_capacity(steps);
-        let keep_histograms = !s.histograms.is_empty() && yields == Yield::Values;
+        let keep_histograms = !s.histograms.is_empty();
         let mut histograms = Vec::new();
-        if keep_histograms {
+        if keep_histograms && yields == Yield::Values {
             // A step's histogram counts as its size, of which `charge(steps)` was one sample.
             let most = s.histograms.iter().map(|x| histogram_samples(&x.h)).max().unwrap_or(0);
             ev.charge(steps.saturating_mul(most.saturating_sub(1)))?;
@@ -80,7 +80,7 @@ fn pick(ev: &Evaluator, vs: &VectorSelector, yields: Yield) -> Result<Vec<StepSe
             let fresh = |at: i64| at > t.saturating_sub(params.lookback);
             let (value, histogram) = match (newest_float, newest_histogram) {
                 (float, Some(h)) if float.is_none_or(|f| f.t < h.t) => match fresh(h.t) && !is_stale_nan(h.h.sum) {
-                    true if yields == Yield::Times => (Some(h.t as f64 / 1000.0), None),
+                    true if yields == Yield::Times => (Some(h.t as f64 / 1000.0), Some(h.h.clone())),
                     true => (None, Some(h.h.clone())),
                     false => (None, None),
                 },
@@ -108,7 +108,8 @@ pub(super) fn instant(ev: &Evaluator, vs: &VectorSelector) -> Result<Vec<StepSer
 }
 
 /// The time of the sample picked at every step, in seconds (`timestamp(vs)`, which then drops
-/// the name, and `info`'s newest-series rule).
+/// the name, and `info`'s newest-series rule); where that sample is a histogram, the step's
+/// histogram is set too (`info` refuses those).
 pub(super) fn sample_times(ev: &Evaluator, vs: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
     pick(ev, vs, Yield::Times)
 }
