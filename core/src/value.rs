@@ -75,6 +75,16 @@ pub enum SampleValue {
     Histogram(Arc<FloatHistogram>),
 }
 
+impl SampleValue {
+    /// Whether it is a staleness marker: the marker as a float, or as a histogram's sum.
+    pub fn is_stale(&self) -> bool {
+        match self {
+            SampleValue::Float(v) => is_stale_nan(*v),
+            SampleValue::Histogram(h) => is_stale_nan(h.sum),
+        }
+    }
+}
+
 /// The samples of one series within a queried time range: its float samples and its
 /// histogram samples, each in time order (a series may change type; no two share a time).
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +103,15 @@ impl SeriesSamples {
     /// Whether it holds no sample of either type.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Its newest sample, float or histogram, with its time.
+    pub fn newest(&self) -> Option<(i64, SampleValue)> {
+        let float = self.samples.last();
+        match self.histograms.last() {
+            Some(h) if float.is_none_or(|f| f.t < h.t) => Some((h.t, SampleValue::Histogram(h.h.clone()))),
+            _ => float.map(|f| (f.t, SampleValue::Float(f.v))),
+        }
     }
 
     /// What its samples count for against a sample limit: one a float, a histogram as its size
@@ -144,6 +163,21 @@ pub fn format_timestamp(t_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_sample_is_a_float_or_a_histogram_whichever_is_later() {
+        let h =
+            |t: i64, sum: f64| HistogramSample { t, h: Arc::new(FloatHistogram { sum, ..FloatHistogram::default() }) };
+        let mut s = SeriesSamples::floats(Labels::default(), vec![Sample { t: 1, v: 1.0 }, Sample { t: 3, v: 3.0 }]);
+        assert_eq!(s.newest(), Some((3, SampleValue::Float(3.0))));
+        s.histograms = vec![h(2, 0.5), h(4, 0.25)];
+        assert_eq!(s.newest(), Some((4, SampleValue::Histogram(s.histograms[1].h.clone()))));
+        s.samples.clear();
+        s.histograms = vec![h(5, stale_nan())];
+        assert!(s.newest().unwrap().1.is_stale());
+        assert!(SampleValue::Float(stale_nan()).is_stale() && !SampleValue::Float(f64::NAN).is_stale());
+        assert_eq!(SeriesSamples::floats(Labels::default(), Vec::new()).newest(), None);
+    }
 
     #[test]
     fn values_format_like_go() {

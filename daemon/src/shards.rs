@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyrite_core::config::Config;
+use pyrite_core::exposition::Latest;
 use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Plan};
 use pyrite_core::remote::WriteSeries;
 use pyrite_core::scrape::ShardBatch;
-use pyrite_core::value::{Exemplar, Sample, SeriesSamples};
+use pyrite_core::value::{Exemplar, SeriesSamples};
 use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
 
@@ -117,11 +118,11 @@ pub enum Request {
         selection: Selection,
         reply: flume::Sender<Result<Vec<String>, ShardError>>,
     },
-    /// The newest sample of each selected series, unless it is a staleness marker
-    /// (`/federate`).
+    /// The newest sample of each selected series, float or histogram, with its time, unless
+    /// it is a staleness marker (`/federate`).
     Latest {
         selection: Selection,
-        reply: flume::Sender<Result<Vec<(Labels, Sample)>, ShardError>>,
+        reply: flume::Sender<Result<Vec<Latest>, ShardError>>,
     },
     /// Delete the selected series' samples in the selection's range (admin API).
     Delete {

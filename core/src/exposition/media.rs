@@ -8,6 +8,9 @@
 //! fails the scrape. Exporters written by hand (a shell script behind netcat, a fixed file
 //! served by a web server) often send none, and such a target should not stop working on a
 //! move to Pyrite.
+//!
+//! The other way round, [`Negotiated`] is the format `/federate` answers in, from a request's
+//! `Accept` header.
 
 /// The exposition format of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +51,123 @@ impl Format {
                 )
             }),
         }
+    }
+}
+
+/// The format `/federate` answers in, and the name escaping it declares, negotiated from a
+/// request's `Accept` header as upstream's `expfmt.Negotiate` negotiates it (prometheus/common
+/// 0.70, through `goautoneg`): the clauses by descending `q` (a `q` that does not parse is 0,
+/// and a clause of `q=0` still counts), ties in their order; the first that asks for the
+/// delimited protobuf format (`proto=io.prometheus.client.MetricFamily;
+/// encoding=delimited`) or for `text/plain` of version 0.0.4 or none wins, and nothing matching
+/// means the text format. Types, subtypes and parameter values compare exactly, as upstream
+/// compares them.
+///
+/// One difference, deliberate: upstream also offers the protobuf text and compact-text
+/// encodings (`encoding=text`, `encoding=compact-text`), Go's debugging print of the messages,
+/// which no scraper reads; Pyrite skips such a clause, so the next one (or the text format)
+/// decides.
+///
+/// Only the first [`MAX_ACCEPT_CLAUSES`] clauses are read (upstream reads every one), so that a
+/// header of hundreds of kilobytes costs no more than a short one.
+///
+/// An `escaping` parameter (`allow-utf-8`, `underscores`, `dots` or `values`; another is
+/// ignored) of any clause up to the winning one is echoed in the content type, else upstream's
+/// default, `underscores`. It changes nothing in the body: Pyrite stores only names of the
+/// legacy character set, which no scheme escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// [`Format::Text`] or [`Format::Protobuf`].
+    pub format: Format,
+    escaping: &'static str,
+}
+
+/// Most clauses of an `Accept` header read; a scraper sends a handful.
+pub const MAX_ACCEPT_CLAUSES: usize = 64;
+
+/// The media type of the text format 0.0.4, as `/federate` answers it.
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One clause of an `Accept` header, as `goautoneg` reads it: what negotiation looks at.
+#[derive(Debug, Default)]
+struct Clause<'a> {
+    media: (&'a str, &'a str),
+    q: f32,
+    proto: &'a str,
+    encoding: &'a str,
+    version: &'a str,
+    escaping: &'a str,
+}
+
+impl<'a> Clause<'a> {
+    /// A clause, `goautoneg`'s way: spaces trimmed, `*` alone as `*/*`, a media range of other
+    /// than two parts skipped, parameters without `=` ignored, the last of a name kept.
+    fn parse(part: &'a str) -> Option<Clause<'a>> {
+        let mut pieces = part.trim_matches(' ').split(';');
+        let range = pieces.next().unwrap_or_default();
+        let media = match range.split_once('/') {
+            None if range.trim_matches(' ') == "*" => ("*", "*"),
+            Some((kind, subtype)) if !subtype.contains('/') => (kind.trim_matches(' '), subtype.trim_matches(' ')),
+            _ => return None,
+        };
+        let mut clause = Clause { media, q: 1.0, ..Clause::default() };
+        for param in pieces {
+            let Some((name, value)) = param.split_once('=') else { continue };
+            let trimmed = value.trim_matches(' ');
+            match name.trim_matches(' ') {
+                // Go parses the value untrimmed; what does not parse (NaN too, here) is 0.
+                "q" => clause.q = value.parse::<f32>().ok().filter(|q| !q.is_nan()).unwrap_or(0.0),
+                "proto" => clause.proto = trimmed,
+                "encoding" => clause.encoding = trimmed,
+                "version" => clause.version = trimmed,
+                "escaping" => clause.escaping = trimmed,
+                _ => {}
+            }
+        }
+        Some(clause)
+    }
+
+    /// The format this clause asks for, if `/federate` offers it.
+    fn format(&self) -> Option<Format> {
+        match self.media {
+            ("application", "vnd.google.protobuf")
+                if self.proto == "io.prometheus.client.MetricFamily" && self.encoding == "delimited" =>
+            {
+                Some(Format::Protobuf)
+            }
+            ("text", "plain") if matches!(self.version, "0.0.4" | "") => Some(Format::Text),
+            _ => None,
+        }
+    }
+}
+
+impl Negotiated {
+    /// The answer to a request whose `Accept` header is `accept` (empty when it has none).
+    pub fn from_accept(accept: &str) -> Negotiated {
+        let mut clauses: Vec<Clause<'_>> =
+            accept.split(',').take(MAX_ACCEPT_CLAUSES).filter_map(Clause::parse).collect();
+        clauses.sort_by(|a, b| b.q.total_cmp(&a.q));
+        let mut escaping = "underscores";
+        for clause in &clauses {
+            if let Some(known) =
+                ["allow-utf-8", "underscores", "dots", "values"].into_iter().find(|&e| e == clause.escaping)
+            {
+                escaping = known;
+            }
+            if let Some(format) = clause.format() {
+                return Negotiated { format, escaping };
+            }
+        }
+        Negotiated { format: Format::Text, escaping }
+    }
+
+    /// The `Content-Type` of the answer.
+    pub fn content_type(&self) -> String {
+        let media = match self.format {
+            Format::Protobuf => super::protobuf::CONTENT_TYPE,
+            _ => TEXT_CONTENT_TYPE,
+        };
+        format!("{media}; escaping={}", self.escaping)
     }
 }
 
@@ -135,6 +255,66 @@ mod tests {
         // No Content-Type: the text format (see the module doc), or the fallback.
         assert_eq!(format(""), Ok(Format::Text));
         assert_eq!(Format::of_content_type(" ", Some(Format::Protobuf)), Ok(Format::Protobuf));
+    }
+
+    const PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+
+    #[test]
+    fn federation_negotiates_protobuf_or_text_as_upstream() {
+        let format = |accept: &str| Negotiated::from_accept(accept).format;
+        // What Prometheus sends with native histograms on, and without.
+        let native = format!("{PROTOBUF};q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1");
+        assert_eq!(format(&native), Format::Protobuf);
+        assert_eq!(
+            format("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::Text
+        );
+        assert_eq!(format(""), Format::Text);
+        assert_eq!(format(PROTOBUF), Format::Protobuf);
+        // The highest q wins, ties in order; a q that does not parse is 0, and 0 still counts.
+        assert_eq!(format(&format!("text/plain;q=0.5, {PROTOBUF};q=0.9")), Format::Protobuf);
+        assert_eq!(format(&format!("text/plain;q=0.9, {PROTOBUF};q=0.5")), Format::Text);
+        assert_eq!(format(&format!("text/plain;q=x, {PROTOBUF};q=0")), Format::Text);
+        assert_eq!(format(&format!("{PROTOBUF};q=0,text/plain;q=0")), Format::Protobuf);
+        // Spaces around parts are trimmed; types and values compare exactly.
+        let spaced =
+            " application/vnd.google.protobuf ; proto = io.prometheus.client.MetricFamily ; encoding= delimited";
+        assert_eq!(format(spaced), Format::Protobuf);
+        assert_eq!(format(&PROTOBUF.to_uppercase()), Format::Text);
+        // Neither other encodings, other messages, other text versions nor wildcards match.
+        for other in ["encoding=text", "encoding=compact-text", "proto=x;encoding=delimited"] {
+            let accept = format!("application/vnd.google.protobuf;{other},text/plain;version=1.0.0,*/*");
+            assert_eq!(format(&accept), Format::Text, "{accept}");
+        }
+        assert_eq!(format(&format!("text/plain;version=1.0.0, {PROTOBUF};q=0.1")), Format::Protobuf);
+        assert_eq!(format(&format!("a/b/c, *, text/*, {PROTOBUF}")), Format::Protobuf);
+        // Hostile headers: long, odd, many clauses; an answer, never a panic. Clauses past the
+        // first MAX_ACCEPT_CLAUSES are not read.
+        let many = |n: usize| format!("{}{PROTOBUF};q=0.001", "x/y;q=0.5;;=,".repeat(n));
+        assert_eq!(format(&many(MAX_ACCEPT_CLAUSES - 1)), Format::Protobuf);
+        assert_eq!(format(&many(MAX_ACCEPT_CLAUSES)), Format::Text);
+        assert_eq!(format(&many(50_000)), Format::Text);
+        assert_eq!(format(&format!("{PROTOBUF};escaping=dots;q={}", "9".repeat(100_000))), Format::Protobuf);
+        assert_eq!(format(";;;,,,=,/,//,q=1,\u{fffd}"), Format::Text);
+    }
+
+    #[test]
+    fn the_content_type_echoes_a_known_escaping() {
+        let content_type = |accept: &str| Negotiated::from_accept(accept).content_type();
+        assert_eq!(
+            content_type(PROTOBUF),
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping=underscores"
+        );
+        assert_eq!(content_type(""), "text/plain; version=0.0.4; charset=utf-8; escaping=underscores");
+        assert_eq!(
+            content_type("text/plain;version=0.0.4;escaping=allow-utf-8"),
+            "text/plain; version=0.0.4; charset=utf-8; escaping=allow-utf-8"
+        );
+        // From a clause before the winner too; an unknown one is ignored.
+        assert_eq!(
+            content_type(&format!("application/json;escaping=dots, {PROTOBUF};escaping=bogus;q=0.5")),
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping=dots"
+        );
     }
 
     #[test]

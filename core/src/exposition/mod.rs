@@ -4,19 +4,22 @@
 //! ([`text`]) or the protobuf format ([`protobuf`]), chosen by the answer's `Content-Type`
 //! ([`media`]); every parser yields the same [`Entry`] values ([`entry`]). Classic histograms
 //! become native histograms with custom buckets in [`nhcb`]. `/federate` writes the text
-//! format ([`writer`]).
+//! format ([`writer`]) or the protobuf format ([`protobuf_writer`]), as the request's `Accept`
+//! negotiates ([`media::Negotiated`]).
 
 pub mod entry;
 pub mod media;
 pub mod nhcb;
 pub mod protobuf;
+pub mod protobuf_writer;
 #[doc(hidden)]
 pub mod scan;
 pub mod text;
 pub mod writer;
 
 pub use entry::{Entry, HistogramOptions, MetricType, ScrapedExemplar};
-pub use media::Format;
+pub use media::{Format, Negotiated};
 pub use protobuf::{ProtobufError, ProtobufParser};
+pub use protobuf_writer::write_protobuf;
 pub use text::{parse_series, ParseError, TextParser};
-pub use writer::write_text;
+pub use writer::{write_text, Latest};

@@ -145,6 +145,22 @@ impl ClassicBuckets {
     }
 }
 
+/// The other way, as `/federate` serves a native histogram with custom buckets (upstream's
+/// `makeClassicHistogram`): each custom bound with the cumulative count up to it, ascending;
+/// the +Inf bucket, whose count is the histogram's, is the caller's to add or leave out.
+pub fn cumulative_buckets(h: &FloatHistogram) -> impl Iterator<Item = (f64, f64)> + '_ {
+    let mut buckets = h.indexed_buckets(true).peekable();
+    let mut cumulative = 0.0;
+    h.custom_values.iter().enumerate().map(move |(i, &le)| {
+        // Bucket `i` is the one up to bound `i`; those below it were counted already.
+        while buckets.next_if(|&(index, _)| i64::from(index) < i as i64).is_some() {}
+        if let Some((_, count)) = buckets.next_if(|&(index, _)| i64::from(index) == i as i64) {
+            cumulative += count;
+        }
+        (le, cumulative)
+    })
+}
+
 /// The classic histogram being collected from text lines.
 struct Group<'a> {
     /// The family name (without `_bucket`, `_count`, `_sum`).
@@ -303,6 +319,34 @@ impl<'a> TextNhcb<'a> {
 mod tests {
     use super::*;
     use crate::histogram::parse_histogram;
+
+    #[test]
+    fn custom_buckets_go_back_to_cumulative_classic_buckets() {
+        // Upstream's federation test: buckets 0, 1 and 4 of five bounds hold 3, 2 and 1.
+        let h = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 6.0,
+            sum: 1.234,
+            positive_spans: vec![Span { offset: 0, length: 2 }, Span { offset: 2, length: 1 }],
+            positive_buckets: vec![3.0, 2.0, 1.0],
+            custom_values: vec![0.1, 0.2, 0.5, 1.0, 2.0],
+            ..FloatHistogram::default()
+        };
+        let buckets: Vec<_> = cumulative_buckets(&h).collect();
+        assert_eq!(buckets, [(0.1, 3.0), (0.2, 5.0), (0.5, 5.0), (1.0, 5.0), (2.0, 6.0)]);
+        // And back: the same histogram, once its empty buckets are dropped.
+        let mut c = ClassicBuckets::default();
+        buckets.iter().for_each(|&(le, n)| c.set_bucket(le, n));
+        c.set_count(h.count);
+        c.set_sum(h.sum);
+        let mut back = c.convert(false).unwrap();
+        back.compact(0);
+        assert_eq!(back, h);
+        // The +Inf bucket's observations are only in the count.
+        let inf =
+            FloatHistogram { positive_spans: vec![Span { offset: 5, length: 1 }], positive_buckets: vec![4.0], ..h };
+        assert!(cumulative_buckets(&inf).all(|(_, n)| n == 0.0));
+    }
 
     fn nhcb(parts: &[(f64, f64)], count: Option<f64>, sum: f64) -> Result<FloatHistogram, String> {
         let mut c = ClassicBuckets::default();

@@ -106,10 +106,16 @@ pub struct BucketSpan {
     pub length: u32,
 }
 
+impl From<&Span> for BucketSpan {
+    fn from(s: &Span) -> BucketSpan {
+        BucketSpan { offset: s.offset, length: s.length }
+    }
+}
+
 impl Histogram {
     /// `h` at `t` as it is sent: an integer histogram if it is exactly one, else a float one.
     pub fn from_float(t: i64, h: &FloatHistogram) -> Histogram {
-        let spans = |s: &[Span]| s.iter().map(|s| BucketSpan { offset: s.offset, length: s.length }).collect();
+        let spans = |s: &[Span]| s.iter().map(BucketSpan::from).collect();
         let mut wire = Histogram {
             sum: h.sum,
             schema: h.schema,

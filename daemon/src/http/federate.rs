@@ -1,18 +1,22 @@
-//! `/federate`: the newest sample of every series matching `match[]`, in the text format, so
-//! that another Prometheus can scrape this one (hierarchical federation).
+//! `/federate`: the newest sample of every series matching `match[]`, floats and native
+//! histograms, so that another Prometheus can scrape this one (hierarchical federation).
 //!
-//! As upstream: samples older than the lookback delta are left out, staleness markers too (the
-//! format cannot carry them), each sample keeps its own timestamp, and external labels are added
-//! to series that lack them. The scraping side decides with `honor_labels` whose `job` and
-//! `instance` win.
+//! As upstream: the request's `Accept` header chooses the protobuf format or the text format
+//! ([`Negotiated`]); the text format leaves out native histograms with exponential buckets,
+//! which only the protobuf format carries, and both write those with custom buckets as classic
+//! histograms ([`pyrite_core::exposition::writer`]). Samples older than the lookback delta are
+//! left out, staleness markers too (the formats cannot carry them), each sample keeps its own
+//! timestamp, external labels are added to series that lack them, and a series without a name
+//! is skipped. The scraping side decides with `honor_labels` whose `job` and `instance` win.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::exposition::write_text;
-use pyrite_core::labels::{Labels, METRIC_NAME};
+use pyrite_core::exposition::{write_protobuf, write_text, Format, Latest, Negotiated};
+use pyrite_core::labels::Labels;
+use pyrite_core::value::SampleValue;
 
 use super::api::selectors;
 use super::params::Params;
@@ -21,11 +25,14 @@ use super::ApiState;
 use crate::clock::now_ms;
 use crate::shards::{Request, Selection};
 
-pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Response, ApiError> {
+pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
     let matchers = selectors(&params)?;
+    // Go reads the header's bytes as they are; only ASCII tokens matter to the negotiation.
+    let accept = headers.get(header::ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes())).unwrap_or_default();
+    let negotiated = Negotiated::from_accept(&accept);
     if matchers.is_empty() {
         // Upstream answers an empty page; nothing is selected without a selector.
-        return Ok(text(String::new()));
+        return Ok(answer(negotiated, &[]));
     }
     let maxt = now_ms();
     let mint = maxt - s.ctx.queries.limits().lookback_delta;
@@ -37,17 +44,24 @@ pub async fn federate(State(s): State<ApiState>, params: Params) -> Result<Respo
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let external = s.ctx.config.current().global.external_labels.clone();
     // Sorted by name, then labels; a series matched by two selectors is written once.
-    let mut samples: BTreeMap<(String, Labels), (i64, f64)> = BTreeMap::new();
+    let mut latest: BTreeMap<(String, Labels), (i64, SampleValue)> = BTreeMap::new();
     for answer in answers {
-        for (labels, sample) in answer? {
+        for (labels, t, value) in answer? {
             let labels = labels.with_external(&external);
-            samples.insert((labels.get(METRIC_NAME).to_string(), labels), (sample.t, sample.v));
+            let name = labels.metric_name().to_string();
+            if !name.is_empty() {
+                latest.insert((name, labels), (t, value));
+            }
         }
     }
-    let flat: Vec<(Labels, i64, f64)> = samples.into_iter().map(|((_, l), (t, v))| (l, t, v)).collect();
-    Ok(text(write_text(&flat)))
+    let flat: Vec<Latest> = latest.into_iter().map(|((_, labels), (t, value))| (labels, t, value)).collect();
+    Ok(answer(negotiated, &flat))
 }
 
-fn text(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+fn answer(negotiated: Negotiated, samples: &[Latest]) -> Response {
+    let body = match negotiated.format {
+        Format::Protobuf => write_protobuf(samples),
+        _ => write_text(samples).into_bytes(),
+    };
+    ([(header::CONTENT_TYPE, negotiated.content_type())], body).into_response()
 }

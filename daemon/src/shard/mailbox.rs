@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pyrite_core::labels::Matcher;
-use pyrite_core::value::is_stale_nan;
 use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
@@ -119,13 +118,13 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let q = s.querier();
                 let latest = union_matching(
                     &matchers,
-                    |(labels, _)| labels,
+                    |(labels, _, _)| labels,
                     |m| {
                         q.select(m, mint, maxt).map(|all| {
                             all.into_iter()
                                 .filter_map(|s| {
-                                    let last = *s.samples.last()?;
-                                    (!is_stale_nan(last.v)).then_some((s.labels, last))
+                                    let (t, value) = s.newest()?;
+                                    (!value.is_stale()).then_some((s.labels, t, value))
                                 })
                                 .collect()
                         })

@@ -1,0 +1,230 @@
+//! The protobuf exposition format, written: what `/federate` answers a scraper that asks for
+//! it (as Prometheus does with native histograms on), in the messages the parser declares
+//! ([`super::protobuf`]), varint-length-delimited, one `MetricFamily` per family
+//! ([`super::writer`]).
+//!
+//! As upstream's federation writes them: every metric carries its timestamp; a float is an
+//! `Untyped` value; a native histogram with exponential buckets keeps its schema, zero
+//! threshold, spans and float counts (`sample_count_float`, `zero_count_float`,
+//! `positive_count`, `negative_count`: absolute counts, never integer deltas, whole or not),
+//! and one with custom buckets goes as the classic histogram it stands for (cumulative
+//! `bucket`s up to each bound, without the optional +Inf one, and its count and sum, all
+//! counts floats), which a scraper converts back with `convert_classic_histograms_to_nhcb`.
+//! The family type says whether a histogram is a gauge histogram; no other hint travels.
+//!
+//! What prost leaves out of a message when it is 0 (a zero threshold, a count; a sum of -0.0
+//! too) reads back as 0: upstream sends such fields, and its parser reads them as Pyrite's
+//! does. Two consequences are upstream's too: a histogram without observations (count and
+//! zero count 0) reads back as an integer one, so its empty buckets, sent as float counts, do
+//! not match its spans, and the scrape that reads it fails; and a reader that knows only
+//! integer counts (Prometheus 2.42, for classic histograms) reads the counts of custom buckets
+//! as 0.
+
+use prost::Message;
+
+use super::nhcb::cumulative_buckets;
+use super::protobuf::{Bucket, Histogram, Metric, MetricFamily, Untyped};
+use super::writer::{family_type, same_family, Latest};
+use crate::histogram::{FloatHistogram, Span};
+use crate::remote::histogram::BucketSpan;
+use crate::remote::read::wire_labels;
+use crate::value::SampleValue;
+
+/// Writes samples as a body of the delimited protobuf format (see the module doc).
+pub fn write_protobuf(samples: &[Latest]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for family in samples.chunk_by(same_family) {
+        let (labels, _, value) = &family[0];
+        let message = MetricFamily {
+            name: labels.metric_name().to_string(),
+            r#type: family_type(value) as i32,
+            metric: family.iter().map(metric).collect(),
+            ..MetricFamily::default()
+        };
+        // Writing to a Vec cannot fail.
+        let _ = message.encode_length_delimited(&mut out);
+    }
+    out
+}
+
+fn metric((labels, t, value): &Latest) -> Metric {
+    let mut m = Metric { label: wire_labels(&labels.without_metric_name()), timestamp_ms: *t, ..Metric::default() };
+    match value {
+        SampleValue::Float(v) => m.untyped = Some(Untyped { value: *v }),
+        SampleValue::Histogram(h) if h.uses_custom_buckets() => m.histogram = Some(classic(h)),
+        SampleValue::Histogram(h) => m.histogram = Some(native(h)),
+    }
+    m
+}
+
+/// A histogram with exponential buckets (upstream's `makeNativeHistogram`).
+fn native(h: &FloatHistogram) -> Histogram {
+    let spans = |spans: &[Span]| spans.iter().map(BucketSpan::from).collect();
+    Histogram {
+        sample_count_float: h.count,
+        sample_sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count_float: h.zero_count,
+        negative_span: spans(&h.negative_spans),
+        negative_count: h.negative_buckets.clone(),
+        positive_span: spans(&h.positive_spans),
+        positive_count: h.positive_buckets.clone(),
+        ..Histogram::default()
+    }
+}
+
+/// A histogram with custom buckets as a classic one (upstream's `makeClassicHistogram`).
+fn classic(h: &FloatHistogram) -> Histogram {
+    let bucket =
+        |(upper_bound, cumulative_count_float)| Bucket { upper_bound, cumulative_count_float, ..Bucket::default() };
+    Histogram {
+        sample_count_float: h.count,
+        sample_sum: h.sum,
+        bucket: cumulative_buckets(h).map(bucket).collect(),
+        ..Histogram::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::exposition::protobuf::WireType;
+    use crate::exposition::{parse_series, Entry, HistogramOptions, MetricType, ProtobufParser};
+    use crate::histogram::{CounterResetHint, CUSTOM_BUCKETS_SCHEMA};
+    use crate::labels::Labels;
+
+    fn sample(name: &str, foo: &str, t: i64, value: SampleValue) -> Latest {
+        (Labels::from_pairs([("__name__", name), ("foo", foo)]), t, value)
+    }
+
+    fn histogram(h: FloatHistogram) -> SampleValue {
+        SampleValue::Histogram(Arc::new(h))
+    }
+
+    /// Schema 1 with a zero bucket and buckets on both sides, each count times `scale`.
+    fn exponential(scale: f64) -> FloatHistogram {
+        FloatHistogram {
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: 2.0 * scale,
+            count: 12.0 * scale,
+            sum: 39.4,
+            positive_spans: vec![Span { offset: 0, length: 2 }, Span { offset: 1, length: 2 }],
+            positive_buckets: vec![1.0 * scale, 2.0 * scale, 1.0 * scale, 1.0 * scale],
+            negative_spans: vec![Span { offset: -3, length: 1 }],
+            negative_buckets: vec![5.0 * scale],
+            ..FloatHistogram::default()
+        }
+    }
+
+    /// Bounds 0.1, 1 and 10, every bucket (+Inf too) holding observations.
+    fn custom(scale: f64) -> FloatHistogram {
+        FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 10.0 * scale,
+            sum: 20.5,
+            positive_spans: vec![Span { offset: 0, length: 4 }],
+            positive_buckets: vec![1.0 * scale, 2.0 * scale, 3.0 * scale, 4.0 * scale],
+            custom_values: vec![0.1, 1.0, 10.0],
+            ..FloatHistogram::default()
+        }
+    }
+
+    fn gauge(mut h: FloatHistogram) -> FloatHistogram {
+        h.counter_reset_hint = CounterResetHint::Gauge;
+        h
+    }
+
+    /// What Pyrite's parser reads back, with native histograms on and classic ones converted
+    /// to custom buckets: each family's type, and every sample.
+    fn read_back(body: &[u8]) -> (Vec<MetricType>, Vec<Latest>) {
+        let options = HistogramOptions { native: true, keep_classic: false, convert_to_nhcb: true };
+        let mut parser = ProtobufParser::new(body, options);
+        let (mut types, mut samples) = (Vec::new(), Vec::new());
+        while let Some(entry) = parser.next() {
+            match entry.expect("written bodies parse") {
+                Entry::Type { kind, .. } => types.push(kind),
+                Entry::Sample { series, value, timestamp, .. } => {
+                    samples.push((parse_series(series).unwrap(), timestamp.unwrap(), SampleValue::Float(value)))
+                }
+                Entry::Histogram { series, histogram: h, timestamp, .. } => {
+                    samples.push((parse_series(series).unwrap(), timestamp.unwrap(), histogram(*h)))
+                }
+                _ => {}
+            }
+        }
+        (types, samples)
+    }
+
+    #[test]
+    fn floats_and_histograms_of_every_kind_read_back_the_same() {
+        let written = vec![
+            sample("a", "float", 1_700_000_000_123, SampleValue::Float(-2.5)),
+            sample("a", "nan", 1_700_000_000_000, SampleValue::Float(f64::NAN)),
+            sample("b", "float counts", 1000, histogram(exponential(0.5))),
+            sample("b", "integer counts", 2000, histogram(exponential(3.0))),
+            sample("b", "custom", 3000, histogram(custom(1.0))),
+            sample("b", "custom float", 3000, histogram(custom(0.25))),
+            sample("c", "gauge", 4000, histogram(gauge(exponential(1.0)))),
+            sample("c", "gauge custom", 5000, histogram(gauge(custom(2.0)))),
+        ];
+        let (types, read) = read_back(&write_protobuf(&written));
+        assert_eq!(types, [MetricType::Untyped, MetricType::Histogram, MetricType::GaugeHistogram]);
+        assert_eq!(read.len(), written.len());
+        for (got, want) in read.iter().zip(&written) {
+            match (&got.2, &want.2) {
+                (SampleValue::Float(g), SampleValue::Float(w)) => assert!(g.to_bits() == w.to_bits(), "{got:?}"),
+                _ => assert_eq!(got, want),
+            }
+        }
+    }
+
+    #[test]
+    fn histograms_go_as_upstream_writes_them() {
+        let written = [
+            sample("b", "integer counts", 2000, histogram(exponential(3.0))),
+            sample("b", "custom", 3000, histogram(custom(1.0))),
+        ];
+        let mut body = &write_protobuf(&written)[..];
+        let family = MetricFamily::decode_length_delimited(&mut body).unwrap();
+        assert!(body.is_empty(), "one family");
+        assert_eq!((family.name.as_str(), family.r#type), ("b", WireType::Histogram as i32));
+        let (native, custom) = (&family.metric[0], &family.metric[1]);
+        assert_eq!(native.label, wire_labels(&Labels::from_pairs([("foo", "integer counts")])));
+        assert_eq!(native.timestamp_ms, 2000);
+        // Whole counts go as float counts too, as upstream sends them.
+        let h = native.histogram.as_ref().unwrap();
+        assert_eq!((h.sample_count, h.sample_count_float, h.zero_count, h.zero_count_float), (0, 36.0, 0, 6.0));
+        assert_eq!((h.schema, h.zero_threshold, h.sample_sum), (1, 0.001, 39.4));
+        assert!(h.positive_delta.is_empty() && h.negative_delta.is_empty() && h.bucket.is_empty());
+        assert_eq!(h.positive_count, [3.0, 6.0, 3.0, 3.0]);
+        assert_eq!(h.negative_span, [BucketSpan { offset: -3, length: 1 }]);
+        // Custom buckets as cumulative classic buckets, no native parts, no +Inf bucket.
+        let h = custom.histogram.as_ref().unwrap();
+        let buckets: Vec<_> = h.bucket.iter().map(|b| (b.upper_bound, b.cumulative_count_float)).collect();
+        assert_eq!(buckets, [(0.1, 1.0), (1.0, 3.0), (10.0, 6.0)]);
+        assert_eq!((h.sample_count_float, h.sample_sum, h.schema), (10.0, 20.5, 0));
+        assert!(h.positive_span.is_empty() && h.positive_count.is_empty());
+    }
+
+    #[test]
+    fn families_are_runs_of_one_name_and_one_type() {
+        // Upstream's federation test: floats at 0 and 3, histograms at 1, 2, 4 and 5, custom
+        // buckets at 6, all of one name, make four families; a gauge histogram starts another.
+        let value = |i: usize| match i {
+            0 | 3 => SampleValue::Float(i as f64),
+            6 => histogram(custom(1.0)),
+            _ => histogram(exponential(i as f64)),
+        };
+        let mut written: Vec<Latest> = (0..7).map(|i| sample("m", &i.to_string(), 1000, value(i))).collect();
+        written.push(sample("m", "7", 1000, histogram(gauge(exponential(1.0)))));
+        let (types, read) = read_back(&write_protobuf(&written));
+        use MetricType::{GaugeHistogram, Histogram as H, Untyped};
+        assert_eq!(types, [Untyped, H, Untyped, H, GaugeHistogram]);
+        assert_eq!(read, written);
+        assert!(write_protobuf(&[]).is_empty());
+    }
+}
