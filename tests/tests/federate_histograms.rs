@@ -64,13 +64,15 @@ fn labels(name: &str, job: &str, instance: &str) -> Labels {
 }
 
 /// The histogram series, each with its samples in time order: counter histograms with float
-/// and with whole counts, a gauge histogram, and custom buckets.
+/// and with whole counts and without observations, a gauge histogram, and custom buckets.
 fn histogram_series() -> Vec<(Labels, Vec<FloatHistogram>)> {
     let samples = |shape: &dyn Fn(f64) -> FloatHistogram, scales: [f64; SAMPLES]| scales.map(shape).to_vec();
     let gauge = |scale| FloatHistogram { counter_reset_hint: CounterResetHint::Gauge, ..exponential(scale) };
     vec![
         (labels("request_duration_seconds", "api", "a:1"), samples(&exponential, [0.25, 0.5, 0.75])),
         (labels("request_duration_seconds", "api", "a:2"), samples(&exponential, [1.0, 2.0, 3.0])),
+        // Idle: no observations, empty buckets in its spans.
+        (labels("request_duration_seconds", "api", "a:3"), samples(&exponential, [0.0, 0.0, 0.0])),
         (labels("queue_size", "worker", "w:1"), samples(&gauge, [3.0, 2.0, 1.0])),
         (labels("request_latency", "api", "a:1"), samples(&custom, [2.0, 3.0, 4.0])),
     ]
@@ -141,7 +143,7 @@ fn federation_serves_native_histograms_in_the_protobuf_format() {
     let (source, last) = source(2);
     let t = last as f64 / 1000.0;
     let expected = points(&source.url, FEDERATED, t);
-    assert_eq!(expected.len(), 5, "{expected:?}");
+    assert_eq!(expected.len(), 6, "{expected:?}");
 
     // The protobuf answer carries the newest sample of every histogram as it was written (the
     // custom buckets as a classic histogram, converted back here).
@@ -158,8 +160,19 @@ fn federation_serves_native_histograms_in_the_protobuf_format() {
             histograms.push((parse_series(series).unwrap(), timestamp, *histogram));
         }
     }
+    // The parser leaves the empty buckets of a histogram without observations out.
+    let as_read = |h: FloatHistogram| match h.count {
+        0.0 => FloatHistogram {
+            positive_spans: vec![],
+            negative_spans: vec![],
+            positive_buckets: vec![],
+            negative_buckets: vec![],
+            ..h
+        },
+        _ => h,
+    };
     let mut want: Vec<_> =
-        histogram_series().into_iter().map(|(l, mut h)| (l, Some(last), h.remove(SAMPLES - 1))).collect();
+        histogram_series().into_iter().map(|(l, mut h)| (l, Some(last), as_read(h.remove(SAMPLES - 1)))).collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
     histograms.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(histograms, want);
@@ -189,13 +202,13 @@ fn federation_serves_native_histograms_in_the_protobuf_format() {
         got.into_values().flatten().map(|(_, p)| p).collect::<Vec<_>>()
     };
     // The newest sample of `request_latency` is `custom(4.0)`, its sum 82. Its counts go as
-    // upstream's federation sends them, as floats (`cumulative_count_float`,
-    // `sample_count_float`), which 2.42 does not read for a classic histogram (only the
-    // integer fields, left out): its buckets and count arrive as 0 from upstream 3.x too.
-    for le in ["0.1", "1.0", "10.0", "+Inf"] {
-        assert_eq!(value(&format!("request_latency_bucket{{le=\"{le}\"}}")), [Point::Float(0.0)], "{le}");
+    // floats (`cumulative_count_float`, `sample_count_float`), as upstream's federation sends
+    // them, and as integers too, the only ones 2.42 reads for a classic histogram (from
+    // upstream 3.x, its buckets and count arrive as 0).
+    for (le, count) in [("0.1", 4.0), ("1.0", 12.0), ("10.0", 24.0), ("+Inf", 40.0)] {
+        assert_eq!(value(&format!("request_latency_bucket{{le=\"{le}\"}}")), [Point::Float(count)], "{le}");
     }
-    assert_eq!(value("request_latency_count"), [Point::Float(0.0)]);
+    assert_eq!(value("request_latency_count"), [Point::Float(40.0)]);
     assert_eq!(value("request_latency_sum"), [Point::Float(82.0)]);
 }
 

@@ -14,11 +14,14 @@
 //!
 //! What prost leaves out of a message when it is 0 (a zero threshold, a count; a sum of -0.0
 //! too) reads back as 0: upstream sends such fields, and its parser reads them as Pyrite's
-//! does. Two consequences are upstream's too: a histogram without observations (count and
-//! zero count 0) reads back as an integer one, so its empty buckets, sent as float counts, do
-//! not match its spans, and the scrape that reads it fails; and a reader that knows only
-//! integer counts (Prometheus 2.42, for classic histograms) reads the counts of custom buckets
-//! as 0.
+//! does. Two places differ from upstream's writer, where what it writes does not read back:
+//! - a histogram without observations (count and zero count 0) reads back as an integer one
+//!   (the float counts that would say otherwise are 0, so not sent), so it goes as one, its
+//!   empty buckets as deltas of 0; upstream sends them as float counts, which then do not
+//!   match the spans, and the whole scrape that reads it fails;
+//! - classic buckets, counts and sums carry their integer counts too when they are whole, so
+//!   that a reader that knows only those (Prometheus 2.42) does not read 0; later readers take
+//!   the float ones first, which are the same.
 
 use prost::Message;
 
@@ -26,7 +29,7 @@ use super::nhcb::cumulative_buckets;
 use super::protobuf::{Bucket, Histogram, Metric, MetricFamily, Untyped};
 use super::writer::{family_type, same_family, Latest};
 use crate::histogram::{FloatHistogram, Span};
-use crate::remote::histogram::BucketSpan;
+use crate::remote::histogram::{BucketSpan, IntegerCounts};
 use crate::remote::read::wire_labels;
 use crate::value::SampleValue;
 
@@ -57,9 +60,23 @@ fn metric((labels, t, value): &Latest) -> Metric {
     m
 }
 
-/// A histogram with exponential buckets (upstream's `makeNativeHistogram`).
+/// A histogram with exponential buckets (upstream's `makeNativeHistogram`; one without
+/// observations as an integer one, see the module doc).
 fn native(h: &FloatHistogram) -> Histogram {
     let spans = |spans: &[Span]| spans.iter().map(BucketSpan::from).collect();
+    let empty = h.count == 0.0 && h.zero_count == 0.0;
+    if let Some(counts) = IntegerCounts::of(h).filter(|_| empty) {
+        return Histogram {
+            sample_sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            negative_span: spans(&h.negative_spans),
+            negative_delta: counts.negative_deltas,
+            positive_span: spans(&h.positive_spans),
+            positive_delta: counts.positive_deltas,
+            ..Histogram::default()
+        };
+    }
     Histogram {
         sample_count_float: h.count,
         sample_sum: h.sum,
@@ -74,15 +91,30 @@ fn native(h: &FloatHistogram) -> Histogram {
     }
 }
 
-/// A histogram with custom buckets as a classic one (upstream's `makeClassicHistogram`).
+/// A histogram with custom buckets as a classic one (upstream's `makeClassicHistogram`, with
+/// the integer counts too where whole, see the module doc).
 fn classic(h: &FloatHistogram) -> Histogram {
-    let bucket =
-        |(upper_bound, cumulative_count_float)| Bucket { upper_bound, cumulative_count_float, ..Bucket::default() };
+    let bucket = |(upper_bound, cumulative_count_float): (f64, f64)| Bucket {
+        upper_bound,
+        cumulative_count_float,
+        cumulative_count: whole(cumulative_count_float),
+        ..Bucket::default()
+    };
     Histogram {
+        sample_count: whole(h.count),
         sample_count_float: h.count,
         sample_sum: h.sum,
         bucket: cumulative_buckets(h).map(bucket).collect(),
         ..Histogram::default()
+    }
+}
+
+/// `count` as an integer count if it is one (exactly, up to 2⁵³), else 0 (not sent).
+fn whole(count: f64) -> u64 {
+    if (0.0..=(1u64 << 53) as f64).contains(&count) && count.fract() == 0.0 {
+        count as u64
+    } else {
+        0
     }
 }
 
@@ -204,10 +236,27 @@ mod tests {
         assert_eq!(h.negative_span, [BucketSpan { offset: -3, length: 1 }]);
         // Custom buckets as cumulative classic buckets, no native parts, no +Inf bucket.
         let h = custom.histogram.as_ref().unwrap();
-        let buckets: Vec<_> = h.bucket.iter().map(|b| (b.upper_bound, b.cumulative_count_float)).collect();
-        assert_eq!(buckets, [(0.1, 1.0), (1.0, 3.0), (10.0, 6.0)]);
-        assert_eq!((h.sample_count_float, h.sample_sum, h.schema), (10.0, 20.5, 0));
+        let buckets: Vec<_> =
+            h.bucket.iter().map(|b| (b.upper_bound, b.cumulative_count_float, b.cumulative_count)).collect();
+        assert_eq!(buckets, [(0.1, 1.0, 1), (1.0, 3.0, 3), (10.0, 6.0, 6)], "integer counts too, for 2.42");
+        assert_eq!((h.sample_count_float, h.sample_count, h.sample_sum, h.schema), (10.0, 10, 20.5, 0));
         assert!(h.positive_span.is_empty() && h.positive_count.is_empty());
+    }
+
+    #[test]
+    fn a_histogram_without_observations_goes_as_the_integer_one_it_reads_back_as() {
+        let written = [sample("b", "idle", 1000, histogram(exponential(0.0)))];
+        let mut body = &write_protobuf(&written)[..];
+        let h = MetricFamily::decode_length_delimited(&mut body).unwrap().metric[0].histogram.clone().unwrap();
+        assert_eq!((h.positive_delta.len(), h.negative_delta.len(), h.positive_count.len()), (4, 1, 0));
+        // It reads back (the parser leaves the empty buckets out).
+        let (_, read) = read_back(&write_protobuf(&written));
+        let [(_, 1000, SampleValue::Histogram(h))] = &read[..] else { panic!("{read:?}") };
+        assert_eq!((h.count, h.zero_count, h.sum, h.schema), (0.0, 0.0, 39.4, 1));
+        assert!(h.positive_buckets.iter().chain(&h.negative_buckets).all(|&b| b == 0.0));
+        // Custom buckets with fractions: no integer counts.
+        let h = classic(&custom(0.25));
+        assert_eq!((h.sample_count, h.bucket[0].cumulative_count), (0, 0));
     }
 
     #[test]

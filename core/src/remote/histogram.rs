@@ -225,19 +225,20 @@ fn absolute_counts(deltas: &[i64]) -> (Vec<f64>, u128) {
     (counts, total)
 }
 
-/// A histogram's counts as an integer histogram carries them.
-struct IntegerCounts {
-    count: u64,
-    zero_count: u64,
-    positive_deltas: Vec<i64>,
-    negative_deltas: Vec<i64>,
+/// A histogram's counts as an integer histogram carries them (also the protobuf exposition
+/// format's, which `/federate` writes).
+pub(crate) struct IntegerCounts {
+    pub count: u64,
+    pub zero_count: u64,
+    pub positive_deltas: Vec<i64>,
+    pub negative_deltas: Vec<i64>,
 }
 
 impl IntegerCounts {
     /// The counts of `h` if it is exactly an integer histogram: every count a non-negative
     /// integer of at most 2⁵³ (so that the f64 is exact), adding up as
     /// [`check_integer_count`] requires.
-    fn of(h: &FloatHistogram) -> Option<IntegerCounts> {
+    pub(crate) fn of(h: &FloatHistogram) -> Option<IntegerCounts> {
         fn exact(c: f64) -> Option<i64> {
             ((0.0..=(1u64 << 53) as f64).contains(&c) && c.fract() == 0.0).then_some(c as i64)
         }
