@@ -381,7 +381,7 @@ pub struct ServerFlags {
     #[arg(long = "query.max-concurrency", default_value_t = 20)]
     pub query_max_concurrency: usize,
     /// Comma-separated feature flags to enable: concurrent-rule-eval, promql-experimental-functions,
-    /// agent (as --agent).
+    /// promql-extended-range-selectors, agent (as --agent).
     #[arg(long = "enable-feature", value_delimiter = ',')]
     pub enable_feature: Vec<String>,
     /// Number of shard threads; default: the CPUs this process may use (cgroup quota and affinity).
@@ -403,7 +403,13 @@ pub struct ServerFlags {
 }
 
 /// The `--enable-feature` options Pyrite knows; others are warned about and ignored.
-pub const FEATURES: [&str; 4] = ["agent", "concurrent-rule-eval", "exemplar-storage", "promql-experimental-functions"];
+pub const FEATURES: [&str; 5] = [
+    "agent",
+    "concurrent-rule-eval",
+    "exemplar-storage",
+    "promql-experimental-functions",
+    "promql-extended-range-selectors",
+];
 
 impl ServerFlags {
     /// Agent mode: `--agent`, or Prometheus 2.x's `--enable-feature=agent`.
@@ -424,6 +430,9 @@ impl ServerFlags {
 
     /// How PromQL is parsed, from `--enable-feature`.
     pub fn parse_options(&self) -> pyrite_core::promql::ParseOptions {
-        pyrite_core::promql::ParseOptions { experimental_functions: self.feature("promql-experimental-functions") }
+        pyrite_core::promql::ParseOptions {
+            experimental_functions: self.feature("promql-experimental-functions"),
+            extended_range_selectors: self.feature("promql-extended-range-selectors"),
+        }
     }
 }

@@ -172,8 +172,10 @@ fn run_file(file: &Path, run: &Regex, options: &Options) -> Result<(), Vec<Strin
     }
 }
 
+/// Experimental functions on; `anchored`/`smoothed` off, as upstream's promtool has them
+/// without `--enable-feature=promql-extended-range-selectors`.
 fn parse_options() -> ParseOptions {
-    ParseOptions { experimental_functions: true }
+    ParseOptions { experimental_functions: true, extended_range_selectors: false }
 }
 
 /// One shard's in-memory heads, with no limits as upstream's test engine (lookback 5m);

@@ -156,7 +156,7 @@ fn format_and_parse_query_answer_in_upstream_shapes() {
     assert_eq!(tree["matching"], json!({"card": "one-to-one", "labels": ["x"], "on": true, "include": []}));
     assert_eq!(
         tree["rhs"],
-        json!({"type": "vectorSelector", "name": "bar", "offset": 60000, "matchers": [{"type": "=", "name": "__name__", "value": "bar"}], "timestamp": null, "startOrEnd": null})
+        json!({"type": "vectorSelector", "name": "bar", "offset": 60000, "matchers": [{"type": "=", "name": "__name__", "value": "bar"}], "timestamp": null, "startOrEnd": null, "anchored": false, "smoothed": false})
     );
     let (status, body) = p.get("/api/v1/parse_query?query=foo%7B");
     assert_eq!(status, 400, "{body}");
@@ -177,6 +177,44 @@ fn experimental_functions_need_the_feature_flag() {
     });
     let (status, body) = enabled.get("/api/v1/query?query=mad_over_time(up%5B5m%5D)");
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn extended_range_selectors_need_the_feature_flag() {
+    let plain = Pyrite::start(PyriteOpts::default());
+    let (status, body) = plain.get("/api/v1/query?query=increase(c%5B1m%5D%20anchored)");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        json(&body)["error"].as_str().unwrap_or("").ends_with("anchored modifier is experimental and not enabled"),
+        "{body}"
+    );
+    let enabled = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        extra_args: vec!["--enable-feature=promql-extended-range-selectors".into()],
+        ..Default::default()
+    });
+    // A counter reset from 20 to 5 between 30 s and 45 s.
+    let counter = WriteSeries {
+        labels: Labels::from_pairs([("__name__", "c".to_string())]),
+        samples: [0.0, 10.0, 20.0, 5.0, 15.0, 25.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample { t: i as i64 * 15_000, v })
+            .collect(),
+        exemplars: Vec::new(),
+        histograms: Vec::new(),
+    };
+    assert_eq!(enabled.remote_write(encode_write_request(&[counter])).0, 204);
+    // (10 s, 70 s] from the sample at 0 s to the one at 60 s, the reset added back.
+    assert_eq!(enabled.query("increase(c[1m] anchored)", Some(70.0))[0]["value"][1], "35");
+    assert_eq!(enabled.query("c smoothed", Some(52.5))[0]["value"][1], "10");
+    let (status, body) = enabled.get("/api/v1/query?query=deriv(c%5B1m%5D%20smoothed)&time=70");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        "smoothed modifier can only be used with: delta, increase, rate - not with deriv",
+        "{body}"
+    );
 }
 
 #[test]

@@ -45,7 +45,8 @@ fn upstream_promqltest_scripts() {
         let mut counts = [0usize; 3];
         for (line, outcome) in run_script(&name, &text, &SHARD_COUNTS, &categories) {
             let key = format!("{name}:{line}");
-            let category = categories.get(&(name.clone(), line)).cloned().unwrap_or_else(|| "unknown".into());
+            let category =
+                categories.get(&(name.clone(), line)).map_or_else(|| "unknown".into(), |c| c.category.clone());
             let slot = match outcome {
                 Outcome::Passed => {
                     passed.insert(key);

@@ -125,6 +125,50 @@ pub struct VectorSelector {
     pub dynamic: Option<Box<DynamicDurations>>,
     /// Whether only histograms' counts and sums are read (see [`super::stats_decoding`]).
     pub stats_only: bool,
+    /// `anchored` or `smoothed`, if written.
+    pub extension: Option<Extension>,
+    /// Where the selector starts in the query text (byte offset): its annotations point there.
+    pub pos: usize,
+}
+
+/// The modifiers of `--enable-feature=promql-extended-range-selectors` (upstream's extended
+/// range selectors). `anchored` starts a range at the newest sample up to a lookback delta
+/// before it, with no extrapolation; `smoothed` interpolates a range's ends, or an instant
+/// selector's value, between the samples around them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    Anchored,
+    Smoothed,
+}
+
+impl Extension {
+    /// The modifier as written.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Extension::Anchored => "anchored",
+            Extension::Smoothed => "smoothed",
+        }
+    }
+
+    /// The functions a range selector with this modifier may be given to, sorted.
+    pub fn functions(self) -> &'static [&'static str] {
+        match self {
+            Extension::Anchored => &["changes", "delta", "increase", "rate", "resets"],
+            Extension::Smoothed => &["delta", "increase", "rate"],
+        }
+    }
+
+    /// Upstream's error when a range selector with this modifier is given to `function`.
+    pub fn check_function(self, function: &str) -> Result<(), String> {
+        if self.functions().contains(&function) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} modifier can only be used with: {} - not with {function}",
+            self.keyword(),
+            self.functions().join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,36 +475,53 @@ fn show_duration(ms: i64, dynamic: Option<&DurationExpr>) -> String {
     dynamic.map(|e| e.to_string()).unwrap_or_else(|| format_duration(ms))
 }
 
+/// Writes `@`, then `extension` (an instant selector's `anchored`/`smoothed` stands there, as
+/// upstream prints it), then the offset.
 fn write_modifiers_with(
     f: &mut fmt::Formatter<'_>,
     offset: i64,
     dynamic: Option<&DurationExpr>,
     at: &Option<At>,
+    extension: Option<Extension>,
 ) -> fmt::Result {
+    write_at(f, at)?;
+    write_extension(f, extension)?;
     match dynamic {
-        Some(e) => {
-            write_modifiers(f, 0, at)?;
-            write!(f, " offset {e}")
-        }
-        None => write_modifiers(f, offset, at),
+        Some(e) => write!(f, " offset {e}"),
+        None => write_offset(f, offset),
     }
 }
 
 pub(crate) fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<At>) -> fmt::Result {
+    write_at(f, at)?;
+    write_offset(f, offset)
+}
+
+fn write_at(f: &mut fmt::Formatter<'_>, at: &Option<At>) -> fmt::Result {
     match at {
         // Seconds with three decimals, as upstream prints them.
         Some(At::Timestamp(t)) => {
             let sign = if *t < 0 { "-" } else { "" };
-            write!(f, " @ {sign}{}.{:03}", t.unsigned_abs() / 1000, t.unsigned_abs() % 1000)?
+            write!(f, " @ {sign}{}.{:03}", t.unsigned_abs() / 1000, t.unsigned_abs() % 1000)
         }
-        Some(At::Start) => f.write_str(" @ start()")?,
-        Some(At::End) => f.write_str(" @ end()")?,
-        None => {}
+        Some(At::Start) => f.write_str(" @ start()"),
+        Some(At::End) => f.write_str(" @ end()"),
+        None => Ok(()),
     }
-    if offset != 0 {
-        write!(f, " offset {}", format_duration(offset))?;
+}
+
+fn write_extension(f: &mut fmt::Formatter<'_>, extension: Option<Extension>) -> fmt::Result {
+    match extension {
+        Some(e) => write!(f, " {}", e.keyword()),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn write_offset(f: &mut fmt::Formatter<'_>, offset: i64) -> fmt::Result {
+    match offset {
+        0 => Ok(()),
+        _ => write!(f, " offset {}", format_duration(offset)),
+    }
 }
 
 /// Writes an operator with its `bool`, `on`/`ignoring` and `group_*` modifiers, as upstream:
@@ -517,7 +578,7 @@ fn write_subquery_suffix(
         (None, None) => String::new(),
     };
     write!(f, "[{}:{step}]", show_duration(range, dynamic.and_then(|d| d.range.as_ref())))?;
-    write_modifiers_with(f, offset, dynamic.and_then(|d| d.offset.as_ref()), at)
+    write_modifiers_with(f, offset, dynamic.and_then(|d| d.offset.as_ref()), at, None)
 }
 
 /// Longest single-line form an expression keeps when pretty-printed (upstream's limit).
@@ -676,12 +737,15 @@ impl fmt::Display for Expr {
             Expr::String(s) => f.write_str(&crate::labels::go_quote(s)),
             Expr::VectorSelector(vs) => {
                 write!(f, "{vs}")?;
-                write_modifiers_with(f, vs.offset, vs.dynamic.as_deref().and_then(|d| d.offset.as_ref()), &vs.at)
+                let offset = vs.dynamic.as_deref().and_then(|d| d.offset.as_ref());
+                write_modifiers_with(f, vs.offset, offset, &vs.at, vs.extension)
             }
             Expr::MatrixSelector { selector, range } => {
                 let d = selector.dynamic.as_deref();
                 write!(f, "{selector}[{}]", show_duration(*range, d.and_then(|d| d.range.as_ref())))?;
-                write_modifiers_with(f, selector.offset, d.and_then(|d| d.offset.as_ref()), &selector.at)
+                // A range selector's `anchored`/`smoothed` follows the range, as upstream prints it.
+                write_extension(f, selector.extension)?;
+                write_modifiers_with(f, selector.offset, d.and_then(|d| d.offset.as_ref()), &selector.at, None)
             }
             Expr::Subquery { expr, range, step, offset, at, dynamic } => {
                 write!(f, "{expr}")?;

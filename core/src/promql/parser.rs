@@ -36,6 +36,16 @@ pub struct ParseError {
 pub struct ParseOptions {
     /// `--enable-feature=promql-experimental-functions`.
     pub experimental_functions: bool,
+    /// `--enable-feature=promql-extended-range-selectors`: the `anchored` and `smoothed`
+    /// modifiers.
+    pub extended_range_selectors: bool,
+}
+
+impl ParseOptions {
+    /// Every optional syntax on, as upstream's test scripts are parsed.
+    pub fn all() -> Self {
+        ParseOptions { experimental_functions: true, extended_range_selectors: true }
+    }
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -66,7 +76,10 @@ fn pratt() -> &'static PrattParser<Rule> {
                 | Op::infix(Rule::op_atan2, Assoc::Left))
             .op(Op::prefix(Rule::neg) | Op::prefix(Rule::pos))
             .op(Op::infix(Rule::op_pow, Assoc::Right))
-            .op(Op::postfix(Rule::range_suffix) | Op::postfix(Rule::offset_mod) | Op::postfix(Rule::at_mod))
+            .op(Op::postfix(Rule::range_suffix)
+                | Op::postfix(Rule::offset_mod)
+                | Op::postfix(Rule::at_mod)
+                | Op::postfix(Rule::extension_mod))
     })
 }
 
@@ -163,6 +176,7 @@ fn rule_name(rule: &Rule) -> String {
         Rule::offset_mod | Rule::offset_kw => "offset",
         Rule::label_matchers => "\"{\"",
         Rule::at_mod => "\"@\"",
+        Rule::extension_mod => "anchored or smoothed",
         Rule::grouping => "by/without",
         Rule::bin_mod | Rule::bool_kw => "bool",
         Rule::matching => "on/ignoring",
@@ -371,7 +385,29 @@ impl Builder {
                 *slot = Some(at);
                 Ok(e)
             }
+            Rule::extension_mod => self.extension(operand, &op),
             other => unreachable!("not a postfix operator: {other:?}"),
+        }
+    }
+
+    /// `anchored` or `smoothed` after a selector, with upstream's checks.
+    fn extension(&self, mut operand: Expr, op: &Pair<Rule>) -> Result<Expr> {
+        let extension =
+            if op.as_str().eq_ignore_ascii_case("anchored") { Extension::Anchored } else { Extension::Smoothed };
+        let keyword = extension.keyword();
+        if !self.options.extended_range_selectors {
+            return Err(error_at(op, format!("{keyword} modifier is experimental and not enabled")));
+        }
+        match &mut operand {
+            Expr::VectorSelector(vs) | Expr::MatrixSelector { selector: vs, .. } => {
+                if vs.extension.is_some_and(|e| e != extension) {
+                    return Err(error_at(op, "anchored and smoothed modifiers cannot be used together"));
+                }
+                vs.extension = Some(extension);
+                Ok(operand)
+            }
+            Expr::Subquery { .. } => Err(error_at(op, format!("{keyword} modifier is not supported for subqueries"))),
+            _ => Err(error_at(op, format!("{keyword} modifier not implemented"))),
         }
     }
 
@@ -579,7 +615,17 @@ impl Builder {
             }
             matchers.insert(0, Matcher::equal(METRIC_NAME, n.clone()));
         }
-        Ok(VectorSelector { name, matchers, offset: 0, at: None, dynamic: None, stats_only: false })
+        let pos = pair.as_span().start();
+        Ok(VectorSelector {
+            name,
+            matchers,
+            offset: 0,
+            at: None,
+            dynamic: None,
+            stats_only: false,
+            extension: None,
+            pos,
+        })
     }
 
     fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {
@@ -760,9 +806,7 @@ mod tests {
 
     /// Parses and prints back; the printer is canonical PromQL.
     fn round(q: &str) -> String {
-        parse_with(q, ParseOptions { experimental_functions: true })
-            .map(|e| e.to_string())
-            .unwrap_or_else(|e| panic!("{q}: {e}"))
+        parse_with(q, ParseOptions::all()).map(|e| e.to_string()).unwrap_or_else(|e| panic!("{q}: {e}"))
     }
 
     fn err(q: &str) -> ParseError {
@@ -904,6 +948,36 @@ mod tests {
         );
         assert_eq!(round("limitk(2, foo)"), "limitk(2, foo)");
         assert_eq!(round("foo # a comment\n + 1"), "foo + 1");
+    }
+
+    /// `anchored`/`smoothed` print where upstream prints them: after a range, else between
+    /// `@` and `offset`; they bind to the selector before them, not to a binary operation.
+    #[test]
+    fn extended_range_selectors() {
+        assert_eq!(round("a anchored"), "a anchored");
+        assert_eq!(round("a[5m] SMOOTHED"), "a[5m] smoothed");
+        assert_eq!(round("a{b=\"c\"}[5m] offset 1m anchored"), "a{b=\"c\"}[5m] anchored offset 1m");
+        assert_eq!(round("a{b=\"c\"}[5m] anchored @ start() offset 1m"), "a{b=\"c\"}[5m] anchored @ start() offset 1m");
+        assert_eq!(round("a smoothed offset 1m @ 10"), "a @ 10.000 smoothed offset 1m");
+        assert_eq!(round("a anchored[5m]"), "a[5m] anchored");
+        assert_eq!(round("a anchored anchored"), "a anchored");
+        assert_eq!(round("rate(a[5m] anchored) + b smoothed"), "rate(a[5m] anchored) + b smoothed");
+        assert_eq!(round("anchored + smoothed{x=\"1\"}"), "anchored + smoothed{x=\"1\"}", "still metric names");
+        assert_eq!(round("sum by (anchored) (a)"), "sum by (anchored) (a)");
+        let Expr::Binary { rhs, .. } = parse_with("a + b smoothed", ParseOptions::all()).unwrap() else {
+            panic!("a binary operation")
+        };
+        assert!(matches!(*rhs, Expr::VectorSelector(VectorSelector { extension: Some(Extension::Smoothed), .. })));
+
+        let with_flag = |q: &str| parse_with(q, ParseOptions::all()).expect_err(q).message;
+        assert_eq!(err("rate(a[5m] anchored)").message, "anchored modifier is experimental and not enabled");
+        assert_eq!(err("a smoothed").message, "smoothed modifier is experimental and not enabled");
+        assert_eq!(with_flag("a anchored smoothed"), "anchored and smoothed modifiers cannot be used together");
+        assert_eq!(with_flag("a[5m] smoothed anchored"), "anchored and smoothed modifiers cannot be used together");
+        assert_eq!(with_flag("a[5m:1m] anchored"), "anchored modifier is not supported for subqueries");
+        assert_eq!(with_flag("sum(a) smoothed"), "smoothed modifier not implemented");
+        assert_eq!(with_flag("(a[5m]) anchored"), "anchored modifier not implemented");
+        assert_eq!(with_flag("1[5m] smoothed"), "ranges only allowed for vector selectors");
     }
 
     #[test]

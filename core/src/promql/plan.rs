@@ -134,8 +134,29 @@ pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
         step: params.step as f64 / 1000.0,
         range: (params.end - params.start) as f64 / 1000.0,
     };
+    check_extensions(expr)?;
     let root = planner.lower(expr)?;
     Ok(Plan { root, fragments: planner.fragments, limits: Limits::default() })
+}
+
+/// Upstream's refusal of a range selector with `anchored` or `smoothed` given to a function
+/// that does not handle it: an `execution` error, as upstream's when it evaluates the call.
+fn check_extensions(e: &Expr) -> Result<(), EvalError> {
+    match e {
+        Expr::Call { func, args, .. } => args.iter().try_for_each(|a| {
+            if let Expr::MatrixSelector { selector: VectorSelector { extension: Some(x), .. }, .. } = a.unparen() {
+                x.check_function(func.name).map_err(EvalError::Execution)?;
+            }
+            check_extensions(a)
+        }),
+        Expr::Subquery { expr, .. } | Expr::Neg(expr) | Expr::Paren(expr) => check_extensions(expr),
+        Expr::Binary { lhs, rhs, .. } => check_extensions(lhs).and_then(|()| check_extensions(rhs)),
+        Expr::Aggregate { expr, param, .. } => {
+            check_extensions(expr)?;
+            param.as_deref().map_or(Ok(()), check_extensions)
+        }
+        Expr::Number(_) | Expr::String(_) | Expr::VectorSelector(_) | Expr::MatrixSelector { .. } => Ok(()),
+    }
 }
 
 fn unsupported(what: impl Into<String>) -> EvalError {
@@ -421,8 +442,16 @@ impl Planner {
         };
         let base = self.lower(&args[0])?;
         let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
-        let selector =
-            VectorSelector { name: None, matchers: matchers.selector(), offset, at, dynamic: None, stats_only: false };
+        let selector = VectorSelector {
+            name: None,
+            matchers: matchers.selector(),
+            offset,
+            at,
+            dynamic: None,
+            stats_only: false,
+            extension: None,
+            pos: 0,
+        };
         let infos = Node::SampleTimes(selector.clone());
         let infos = self.fragment(infos, Merge::Concat, &Expr::VectorSelector(selector));
         Ok(Node::Info { base: Box::new(base), infos: Box::new(infos), matchers })
@@ -608,7 +637,7 @@ mod tests {
 
     fn explain(q: &str) -> String {
         let params = EvalParams::instant(0, 300_000);
-        let expr = crate::promql::parse_with(q, ParseOptions { experimental_functions: true }).unwrap();
+        let expr = crate::promql::parse_with(q, ParseOptions::all()).unwrap();
         plan(&expr, &params).map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())
     }
 
@@ -710,7 +739,7 @@ mod tests {
 
     #[test]
     fn every_function_of_the_registry_is_planned() {
-        let options = ParseOptions { experimental_functions: true };
+        let options = ParseOptions::all();
         let params = EvalParams::instant(0, 300_000);
         for f in crate::promql::functions::FUNCTIONS.iter() {
             let args: Vec<&str> = f

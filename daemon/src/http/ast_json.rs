@@ -2,7 +2,7 @@
 //! `translateAST` gives it (what Prometheus's UI tree view reads).
 
 use pyrite_core::labels::Matcher;
-use pyrite_core::promql::ast::{AggregateGrouping, At, Expr, Grouping, MatchOn, ValueType, VectorSelector};
+use pyrite_core::promql::ast::{AggregateGrouping, At, Expr, Extension, Grouping, MatchOn, ValueType, VectorSelector};
 use pyrite_core::promql::functions::Variadic;
 use pyrite_core::value::format_value;
 use serde_json::{json, Value};
@@ -39,6 +39,8 @@ fn selector(vs: &VectorSelector, kind: &str) -> Value {
         "matchers": matchers(&vs.matchers),
         "timestamp": timestamp,
         "startOrEnd": start_or_end,
+        "anchored": vs.extension == Some(Extension::Anchored),
+        "smoothed": vs.extension == Some(Extension::Smoothed),
     })
 }
 

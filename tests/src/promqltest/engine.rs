@@ -11,5 +11,5 @@ pub const LOOKBACK_MS: i64 = 300_000;
 
 /// Parses with every optional syntax feature on (§5.1).
 pub fn parse(text: &str) -> Result<Expr, String> {
-    promql::parse_with(text, ParseOptions { experimental_functions: true }).map_err(|e| e.to_string())
+    promql::parse_with(text, ParseOptions::all()).map_err(|e| e.to_string())
 }

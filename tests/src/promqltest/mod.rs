@@ -5,8 +5,9 @@
 //! range-mode cross-check of each run. A file is replayed once per shard count, and an eval
 //! passes only if it passes on every shard count with identical results.
 //!
-//! Evals of a category Pyrite does not support yet (feature flags) are skipped, per
-//! `EVALS.tsv`, and counted as skipped, never as passed.
+//! Evals of a category Pyrite does not support yet are skipped, per `EVALS.tsv`, and counted
+//! as skipped, never as passed: those of the feature-flag category run only if every feature
+//! they need is one Pyrite has.
 
 pub mod check;
 pub mod engine;
@@ -33,16 +34,40 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// Categories of `EVALS.tsv` that are run; the others are skipped.
+/// Categories of `EVALS.tsv` that are run; the others are skipped but for [`RUN_FEATURES`].
 pub const RUN_CATEGORIES: [&str; 3] = ["core", "experimental-fn", "native-histogram"];
 
-/// `(file, line) → category` from EVALS.tsv.
-pub fn categories(tsv: &str) -> HashMap<(String, usize), String> {
+/// The gating tags of feature flags (INVENTORY.md §2) that Pyrite implements: an eval of the
+/// feature-flag category runs if these are all the feature tags it has (`anchored`/`smoothed`).
+pub const RUN_FEATURES: [&str; 1] = ["XRANGE"];
+
+/// The gating tags of feature flags other than native histograms and experimental functions.
+const FEATURE_TAGS: [&str; 5] = ["XRANGE", "FILL", "ST", "DNR", "TU"];
+
+/// How `EVALS.tsv` classifies an eval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    pub category: String,
+    pub tags: Vec<String>,
+}
+
+impl Class {
+    /// Whether evals of this class are run.
+    pub fn runs(&self) -> bool {
+        let features = || self.tags.iter().filter(|t| FEATURE_TAGS.contains(&t.as_str()));
+        RUN_CATEGORIES.contains(&self.category.as_str())
+            || (self.category == "feature-flag" && features().all(|t| RUN_FEATURES.contains(&t.as_str())))
+    }
+}
+
+/// `(file, line) → class` from EVALS.tsv.
+pub fn categories(tsv: &str) -> HashMap<(String, usize), Class> {
     tsv.lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Some(((f.first()?.to_string(), f.get(1)?.parse().ok()?), f.get(3)?.to_string()))
+            let tags = f.get(4)?.split(',').filter(|t| !t.is_empty()).map(String::from).collect();
+            Some(((f.first()?.to_string(), f.get(1)?.parse().ok()?), Class { category: f.get(3)?.to_string(), tags }))
         })
         .collect()
 }
@@ -245,7 +270,7 @@ pub fn run_script(
     file: &str,
     text: &str,
     shard_counts: &[usize],
-    categories: &HashMap<(String, usize), String>,
+    categories: &HashMap<(String, usize), Class>,
 ) -> Vec<(usize, Outcome)> {
     let commands = match script::parse(text) {
         Ok(c) => c,
@@ -281,9 +306,12 @@ pub fn run_script(
         .iter()
         .enumerate()
         .map(|(i, eval)| {
-            let category = categories.get(&(file.to_string(), eval.line)).map(String::as_str).unwrap_or("unknown");
-            if !RUN_CATEGORIES.contains(&category) {
-                return (eval.line, Outcome::Skipped(category.to_string()));
+            match categories.get(&(file.to_string(), eval.line)) {
+                Some(class) if class.runs() => {}
+                class => {
+                    let category = class.map_or("unknown", |c| c.category.as_str());
+                    return (eval.line, Outcome::Skipped(category.to_string()));
+                }
             }
             let runs: Vec<&Result<String, String>> = results.iter().map(|r| &r[i]).collect();
             let outcome = match runs.iter().find_map(|r| r.as_ref().err()) {

@@ -12,6 +12,7 @@
 mod aggregate;
 mod binary;
 mod exact_sum;
+mod extended;
 mod functions;
 mod info;
 mod range_functions;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::ast::At;
+use super::ast::{At, Extension};
 use super::plan::{Fragment, Frame, Merge, Node, Plan};
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, Matcher, Projection};
@@ -316,15 +317,39 @@ pub struct RangeVector {
     pub series: Vec<SeriesSamples>,
     pub range: i64,
     pub ends: Vec<i64>,
+    /// How far past its window each step sees, for an `anchored` or `smoothed` selector.
+    pub reach: Option<Reach>,
+}
+
+/// What an `anchored` or `smoothed` range vector's steps see besides their windows: the
+/// lookback delta before each window, and for `smoothed` the lookback delta after it (see
+/// [`extended`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reach {
+    pub extension: Extension,
+    pub lookback: i64,
 }
 
 impl RangeVector {
-    /// The samples of `s` in the window of step `i`.
+    /// The samples the step whose window ends at `end` sees, as `(after, up to)`: its window
+    /// `(end - range, end]` and what its [`Reach`] adds.
+    fn bounds(&self, end: i64) -> (i64, i64) {
+        let start = end.saturating_sub(self.range);
+        match self.reach {
+            None => (start, end),
+            Some(Reach { extension: Extension::Anchored, lookback }) => (start.saturating_sub(lookback), end),
+            Some(Reach { extension: Extension::Smoothed, lookback }) => {
+                (start.saturating_sub(lookback), end.saturating_add(lookback))
+            }
+        }
+    }
+
+    /// The samples of `s` that step `i` sees.
     pub fn window<'a>(&self, s: &'a SeriesSamples, i: usize) -> &'a [Sample] {
-        let end = self.ends[i];
-        let lo = s.samples.partition_point(|x| x.t <= end.saturating_sub(self.range));
-        let hi = s.samples.partition_point(|x| x.t <= end);
-        &s.samples[lo..hi]
+        let (after, up_to) = self.bounds(self.ends[i]);
+        let lo = s.samples.partition_point(|x| x.t <= after);
+        let hi = s.samples.partition_point(|x| x.t <= up_to);
+        &s.samples[lo..hi.max(lo)]
     }
 
     /// The samples of `s` in the window of each step, in step order.
@@ -337,15 +362,16 @@ impl RangeVector {
         self.windows_of(&s.histograms, |x| x.t)
     }
 
-    /// The part of `samples` (in time order) in the window of each step. Window ends never
-    /// decrease, so both edges only move forward: one pass over the samples for all steps.
+    /// The part of `samples` (in time order) each step sees. Window ends never decrease, so
+    /// both edges only move forward: one pass over the samples for all steps.
     fn windows_of<'a, T>(&'a self, samples: &'a [T], time: fn(&T) -> i64) -> impl Iterator<Item = &'a [T]> + 'a {
         let (mut lo, mut hi) = (0, 0);
         self.ends.iter().map(move |&end| {
-            while hi < samples.len() && time(&samples[hi]) <= end {
+            let (after, up_to) = self.bounds(end);
+            while hi < samples.len() && time(&samples[hi]) <= up_to {
                 hi += 1;
             }
-            while lo < hi && time(&samples[lo]) <= end.saturating_sub(self.range) {
+            while lo < hi && time(&samples[lo]) <= after {
                 lo += 1;
             }
             &samples[lo..hi]
@@ -367,17 +393,40 @@ impl RangeVector {
     }
 
     /// The samples each series has in the first step's window (an instant query's result).
+    /// With `anchored` or `smoothed`, the floats with the values at the window's ends, at its
+    /// start and end (see [`extended`]; [`Plan::finish`] refuses histograms there, as upstream).
     pub fn first_window(&self) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
         for s in &self.series {
-            let floats = self.window(s, 0).to_vec();
-            let histograms = self.histogram_windows(s).next().unwrap_or_default().to_vec();
-            let series = SeriesSamples { labels: s.labels.clone(), samples: floats, histograms };
+            let floats = self.window(s, 0);
+            let series = match self.reach {
+                None => {
+                    let histograms = self.histogram_windows(s).next().unwrap_or_default().to_vec();
+                    SeriesSamples { labels: s.labels.clone(), samples: floats.to_vec(), histograms }
+                }
+                Some(reach) => {
+                    let (end, smoothed) = (self.ends[0], reach.extension == Extension::Smoothed);
+                    let points = extended::boundary_points(floats, end.saturating_sub(self.range), end, smoothed);
+                    SeriesSamples::floats(s.labels.clone(), points)
+                }
+            };
             if !series.is_empty() {
                 out.push(series);
             }
         }
         out
+    }
+
+    /// Upstream's refusal of an instant query's `anchored` or `smoothed` range vector that
+    /// holds histograms.
+    fn check_instant_result(&self) -> Result<(), EvalError> {
+        let Some(reach) = self.reach else { return Ok(()) };
+        let has_histograms = |s| self.histogram_windows(s).next().is_some_and(|w| !w.is_empty());
+        if self.series.iter().any(has_histograms) {
+            let keyword = reach.extension.keyword();
+            return Err(EvalError::Execution(format!("{keyword} modifier is not supported with histograms")));
+        }
+        Ok(())
     }
 }
 
@@ -578,6 +627,9 @@ impl Plan {
         }
         let ev = Evaluator::new(params, None, &merged, &self.limits)?;
         let mut value = ev.eval(&self.root)?;
+        if let Value::Range(range) = &value {
+            range.check_instant_result()?;
+        }
         if params.steps() > 1 || !functions::keeps_order(&self.root) {
             value.sort();
         }
@@ -913,7 +965,7 @@ impl<'a> Evaluator<'a> {
         let ends: Vec<i64> =
             (0..self.params.steps()).map(|i| self.params.shifted_time(i, frame.offset, frame.at)).collect();
         if inner.steps() == 0 {
-            return Ok(RangeVector { series: Vec::new(), range: frame.range, ends });
+            return Ok(RangeVector { series: Vec::new(), range: frame.range, ends, reach: None });
         }
         let mut series = Vec::new();
         for s in self.eval_in(&inner, expr)?.into_vector()? {
@@ -924,7 +976,7 @@ impl<'a> Evaluator<'a> {
                 .collect();
             series.push(SeriesSamples { labels: s.labels, samples, histograms });
         }
-        Ok(RangeVector { series, range: frame.range, ends })
+        Ok(RangeVector { series, range: frame.range, ends, reach: None })
     }
 }
 

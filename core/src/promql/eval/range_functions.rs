@@ -6,13 +6,16 @@
 //! upstream's compensated (Kahan-Neumaier) sums to give upstream's results to the last bit where
 //! it matters (values across hundreds of orders of magnitude). A window holds floats and native
 //! histograms; what each function makes of the histograms is upstream's too, the histogram
-//! arithmetic being in [`super::range_histograms`].
+//! arithmetic being in [`super::range_histograms`]. Windows of `anchored` and `smoothed`
+//! selectors go to [`super::extended`].
 
 use std::sync::Arc;
 
+use super::extended::{self, Boundaries};
 use super::range_histograms::{self as histograms, Note};
 use super::{EvalError, Evaluator, RangeVector, StepSeries};
 use crate::histogram::FloatHistogram;
+use crate::promql::ast::Extension;
 use crate::value::{HistogramSample, Sample};
 
 /// `name(range, scalars...)` at every step. `scalars` are the other arguments, one value per
@@ -52,6 +55,7 @@ pub(super) fn apply(
                 ev,
                 metric,
                 pos: first_arg,
+                extension: range.reach.map(|r| r.extension),
             };
             let value = if w.is_empty() && hw.is_empty() { None } else { f(&step)? };
             push(&mut result, value, steps);
@@ -96,8 +100,9 @@ fn check_counter_name(ev: &Evaluator, name: &str, pos: usize) {
 }
 
 /// One step of one series: the float samples `w` and histogram samples `hw` in its window
-/// `(start, end]`, the step's time `t`, `arg(k)`, the step's value of the k-th scalar argument,
-/// and what annotations need: the evaluator, the series' metric name and the position.
+/// `(start, end]` (and, with an `extension`, what it sees past the window), the step's time
+/// `t`, `arg(k)`, the step's value of the k-th scalar argument, and what annotations need: the
+/// evaluator, the series' metric name and the position.
 struct Step<'a> {
     w: &'a [Sample],
     hw: &'a [HistogramSample],
@@ -108,6 +113,7 @@ struct Step<'a> {
     ev: &'a Evaluator<'a>,
     metric: &'a str,
     pos: usize,
+    extension: Option<Extension>,
 }
 
 impl Step<'_> {
@@ -152,8 +158,8 @@ fn function(name: &str) -> Option<RangeFn> {
                 Float(intercept + slope * (s.arg)(0))
             }))
         },
-        "changes" => |s| Ok(Some(Float(count_pairs(s, changed)))),
-        "resets" => |s| Ok(Some(Float(count_pairs(s, reset)))),
+        "changes" => |s| Ok(count_pairs(s, changed).map(Float)),
+        "resets" => |s| Ok(count_pairs(s, reset).map(Float)),
         "avg_over_time" => |s| Ok(sum_or_average(s, true)),
         "sum_over_time" => |s| Ok(sum_or_average(s, false)),
         "min_over_time" => |s| {
@@ -248,16 +254,24 @@ fn merged<'a>(w: &'a [Sample], hw: &'a [HistogramSample]) -> impl Iterator<Item 
     })
 }
 
-/// How many pairs of consecutive samples in the window `differ` (`resets`, `changes`).
-fn count_pairs(s: &Step, differ: fn(Point, Point) -> bool) -> f64 {
-    let mut points = merged(s.w, s.hw).map(|(_, p)| p);
-    let Some(mut prev) = points.next() else { return 0.0 };
+/// How many pairs of consecutive samples in the window `differ` (`resets`, `changes`); an
+/// anchored window counts from its anchor, and has no value if no sample follows it.
+fn count_pairs(s: &Step, differ: fn(Point, Point) -> bool) -> Option<f64> {
+    let (w, hw) = match s.extension {
+        Some(Extension::Anchored) => {
+            let (floats, histograms) = extended::anchored_start(s.w, s.hw, s.start)?;
+            (&s.w[floats..], &s.hw[histograms..])
+        }
+        _ => (s.w, s.hw),
+    };
+    let mut points = merged(w, hw).map(|(_, p)| p);
+    let Some(mut prev) = points.next() else { return Some(0.0) };
     let mut n = 0;
     for p in points {
         n += usize::from(differ(prev, p));
         prev = p;
     }
-    n as f64
+    Some(n as f64)
 }
 
 /// Whether `cur` follows `prev` through a counter reset; a change of type counts as one.
@@ -408,13 +422,17 @@ fn extreme_time(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> f64 {
 }
 
 /// `rate`/`increase` (counters) and `delta` over the floats or the histograms of the window,
-/// extrapolated towards the window's edges as Prometheus does; a window with both has no value.
+/// extrapolated towards the window's edges as Prometheus does, or between an anchored or
+/// smoothed window's boundary values; a window with both types has no value.
 fn extrapolated(s: &Step, is_counter: bool, is_rate: bool) -> Option<StepValue> {
+    if !s.w.is_empty() && !s.hw.is_empty() {
+        s.note([Note::MixedTypes]);
+        return None;
+    }
+    if let Some(extension) = s.extension {
+        return between_boundaries(s, extension, is_counter, is_rate);
+    }
     match (s.w, s.hw) {
-        ([_, ..], [_, ..]) => {
-            s.note([Note::MixedTypes]);
-            None
-        }
         (w @ [first, .., last], _) => {
             let mut result = last.v - first.v;
             if is_counter {
@@ -442,6 +460,25 @@ fn extrapolated(s: &Step, is_counter: bool, is_rate: bool) -> Option<StepValue> 
         }
         _ => None,
     }
+}
+
+/// `rate`/`increase`/`delta` over an anchored or smoothed window: the change between its
+/// boundary values, per second of the range for `rate`.
+fn between_boundaries(s: &Step, extension: Extension, is_counter: bool, is_rate: bool) -> Option<StepValue> {
+    let b = Boundaries { start: s.start, end: s.end, smoothed: extension == Extension::Smoothed, counter: is_counter };
+    let seconds = s.end.saturating_sub(s.start) as f64 / 1000.0;
+    if s.hw.is_empty() {
+        let change = extended::float_change(s.w, b)?;
+        return Some(Float(if is_rate { change / seconds } else { change }));
+    }
+    let mut notes = Vec::new();
+    let change = extended::histogram_change(s.hw, b, &mut notes);
+    s.note(notes);
+    let mut change = change?;
+    if is_rate {
+        change.div(seconds);
+    }
+    Some(StepValue::Histogram(Arc::new(change)))
 }
 
 /// For a counter that went up by `increase` from `first`: the fraction of the sampled interval

@@ -130,7 +130,7 @@ fn only_mixed_schemas(notes: &mut Vec<Note>) -> Option<FloatHistogram> {
 
 /// `h - other` (or `h + other`), noting reconciled custom bounds; counter-reset hints are
 /// ignored, as rate functions handle resets themselves.
-fn combine(
+pub(super) fn combine(
     h: &mut FloatHistogram,
     other: &FloatHistogram,
     subtract: bool,

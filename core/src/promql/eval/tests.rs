@@ -17,13 +17,12 @@ impl SeriesSource for Shard {
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         let matching = self.0.iter().filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name))));
         Ok(matching
-            .map(|s| {
-                SeriesSamples::floats(
-                    s.labels.filtered(|n| labels.keeps(n)),
-                    s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
-                )
+            .map(|s| SeriesSamples {
+                labels: s.labels.filtered(|n| labels.keeps(n)),
+                samples: s.samples.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect(),
+                histograms: s.histograms.iter().filter(|x| (mint..=maxt).contains(&x.t)).cloned().collect(),
             })
-            .filter(|s| !s.samples.is_empty())
+            .filter(|s| !s.is_empty())
             .collect())
     }
 }
@@ -38,9 +37,9 @@ fn heads(series: &[(Labels, Vec<(i64, f64)>)], shards: usize) -> Vec<Shard> {
     heads
 }
 
-/// Runs `query` (experimental functions enabled) across `heads`, one head per shard.
+/// Runs `query` (every optional syntax enabled) across `heads`, one head per shard.
 fn query(heads: &[Shard], query: &str, params: EvalParams) -> Result<QueryResult, EvalError> {
-    let expr = parse_with(query, ParseOptions { experimental_functions: true }).unwrap();
+    let expr = parse_with(query, ParseOptions::all()).unwrap();
     let p = plan(&expr, &params)?;
     let outputs = heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect::<Result<Vec<_>, _>>()?;
     p.finish(&params, outputs)
@@ -267,6 +266,10 @@ fn answers_are_identical_on_one_and_many_shards() {
         "sum(http_requests_total * 0.1) + sum by (job) (temperature)",
         "min by (job) (-temperature)",
         "rate(http_requests_total[5m]) > 3",
+        "sum by (job) (increase(http_requests_total[5m] anchored))",
+        "rate(http_requests_total[5m] smoothed)",
+        "changes(temperature[3m] anchored)",
+        "temperature smoothed offset 10s",
     ] {
         let expected = run(&one, query, params).unwrap();
         for shards in [2, 3, 5] {
@@ -392,7 +395,7 @@ fn windows_in_step_order_are_the_windows_of_each_step() {
         [0, 10, 11, 30, 31, 32, 75, 90].iter().map(|&t| Sample { t, v: t as f64 }).collect(),
     );
     for (range, ends) in [(15, vec![-5, 0, 10, 20, 30, 40, 50, 80, 100]), (1, vec![31, 31, 31]), (100, vec![10, 90])] {
-        let r = RangeVector { series: vec![series.clone()], range, ends };
+        let r = RangeVector { series: vec![series.clone()], range, ends, reach: None };
         let stepped: Vec<&[Sample]> = r.windows(&series).collect();
         let looked_up: Vec<&[Sample]> = (0..r.ends.len()).map(|i| r.window(&series, i)).collect();
         assert_eq!(stepped, looked_up, "range {range}");
@@ -409,5 +412,125 @@ fn trimming_floats_is_an_info_and_no_result() {
         let r = query(&h, q, EvalParams::instant(600_000, 300_000)).unwrap();
         assert_eq!(r.value, Value::Vector(Vec::new()), "{q}");
         assert!(r.annotations.infos.keys().any(|m| m.contains("incompatible sample types")), "{q}: {r:?}");
+    }
+}
+
+/// A counter 0, 10, 20, then reset, 5, 15, 25 every 15 s, worked by hand: `anchored` counts from
+/// the sample at 0 s, `smoothed` from the values interpolated at 10 s (6.67) and 70 s (21.67);
+/// either way the reset adds back 20.
+#[test]
+fn anchored_and_smoothed_increase_by_hand() {
+    let samples = vec![(0, 0.0), (15_000, 10.0), (30_000, 20.0), (45_000, 5.0), (60_000, 15.0), (75_000, 25.0)];
+    let series = [(lbl(&[("__name__", "c")]), samples)];
+    let at = EvalParams::instant(70_000, 300_000);
+    for shards in [1, 3] {
+        let h = heads(&series, shards);
+        let value = |q: &str| scalar_of(&run(&h, q, at).unwrap())[0].1[0].unwrap();
+        assert_eq!(value("increase(c[1m] anchored)"), 15.0 + 20.0);
+        assert_eq!(value("delta(c[1m] anchored)"), 15.0);
+        let smoothed = (15.0 + 10.0 * 10.0 / 15.0) - 10.0 * 10.0 / 15.0 + 20.0;
+        assert!((value("increase(c[1m] smoothed)") - smoothed).abs() < 1e-12);
+        assert!((value("rate(c[1m] smoothed)") - smoothed / 60.0).abs() < 1e-12);
+        // (15 s, 45 s]: 20, 5 and the anchor 10 at 15 s.
+        let changes = |q: &str| scalar_of(&run(&h, q, EvalParams::instant(45_000, 300_000)).unwrap())[0].1[0];
+        assert_eq!(changes("changes(c[30s])"), Some(1.0));
+        assert_eq!(changes("changes(c[30s] anchored)"), Some(2.0));
+        // A range query steps through the same windows.
+        let steps = EvalParams { start: 10_000, end: 70_000, step: 30_000, lookback: 300_000 };
+        let v = run(&h, "increase(c[1m] anchored)", steps).unwrap();
+        // At 10 s only the sample at 0 s; at 40 s no anchor yet: from the first sample.
+        assert_eq!(scalar_of(&v)[0].1, [Some(0.0), Some(20.0), Some(35.0)]);
+    }
+}
+
+/// A smoothed instant selector interpolates between the samples around the step, keeps the
+/// last one after them, and has nothing before the first.
+#[test]
+fn smoothed_instant_selector_interpolates() {
+    let h = heads(&[(lbl(&[("__name__", "g")]), vec![(30_000, 1.0), (90_000, 4.0)])], 2);
+    let steps = EvalParams { start: 0, end: 120_000, step: 30_000, lookback: 300_000 };
+    let v = run(&h, "g smoothed", steps).unwrap();
+    assert_eq!(scalar_of(&v), [(lbl(&[("__name__", "g")]), vec![None, Some(1.0), Some(2.5), Some(4.0), Some(4.0)])]);
+    let v = run(&h, "g @ 60 smoothed", steps).unwrap();
+    assert_eq!(scalar_of(&v)[0].1, [Some(2.5); 5]);
+}
+
+/// An instant query of an anchored or smoothed range vector gives the window's floats with the
+/// values at its ends; functions that do not handle them fail as upstream's do.
+#[test]
+fn extended_range_vectors_and_their_errors() {
+    let h = heads(&[(lbl(&[("__name__", "g")]), vec![(0, 1.0), (20_000, 2.0), (40_000, 3.0)])], 1);
+    let at = EvalParams::instant(30_000, 300_000);
+    let points = |q: &str| {
+        let Value::Range(r) = run(&h, q, at).unwrap() else { panic!("expected a range vector") };
+        r.first_window()[0].samples.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>()
+    };
+    assert_eq!(points("g[20s] anchored"), [(10_000, 1.0), (20_000, 2.0), (30_000, 2.0)]);
+    assert_eq!(points("g[20s] smoothed"), [(10_000, 1.5), (20_000, 2.0), (30_000, 2.5)]);
+    let err = |q: &str| run(&h, q, at).unwrap_err().to_string();
+    assert_eq!(
+        err("deriv(g[1m] anchored)"),
+        "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
+    );
+    assert_eq!(
+        err("sum(resets(g[1m] smoothed))"),
+        "smoothed modifier can only be used with: delta, increase, rate - not with resets"
+    );
+
+    let histogram = HistogramSample { t: 0, h: Arc::new(FloatHistogram::default()) };
+    let series = SeriesSamples { labels: Labels::default(), samples: Vec::new(), histograms: vec![histogram] };
+    let reach = Some(Reach { extension: Extension::Anchored, lookback: 300_000 });
+    let r = RangeVector { series: vec![series], range: 60_000, ends: vec![30_000], reach };
+    assert_eq!(r.check_instant_result().unwrap_err().to_string(), "anchored modifier is not supported with histograms");
+}
+
+/// Anchored and smoothed selectors over a single sample, NaN, staleness markers, no samples,
+/// and `@` and offsets far outside the data answer or fail, but never panic.
+#[test]
+fn extended_selectors_answer_hostile_queries() {
+    let series = [
+        (lbl(&[("__name__", "x"), ("k", "one")]), vec![(60_000, 1.0)]),
+        (lbl(&[("__name__", "x"), ("k", "nan")]), vec![(0, f64::NAN), (30_000, 1.0), (60_000, f64::NAN)]),
+        (lbl(&[("__name__", "x"), ("k", "stale")]), vec![(0, 1.0), (30_000, crate::value::stale_nan()), (90_000, 2.0)]),
+    ];
+    let frames = [
+        EvalParams::instant(60_000, 300_000),
+        EvalParams::instant(i64::MIN, 1),
+        EvalParams { start: -600_000, end: 600_000, step: 45_000, lookback: 300_000 },
+        EvalParams { start: 0, end: 120_000, step: 1, lookback: 1 },
+    ];
+    let histograms = [
+        (0, "{{schema:0 count:5 sum:5 buckets:[5]}}"),
+        (30_000, "{{schema:-53 custom_values:[1] count:1 sum:1 buckets:[1]}}"),
+        (45_000, "{{schema:0 count:NaN sum:1 buckets:[1] counter_reset_hint:gauge}}"),
+        (60_000, "{{schema:8 count:2 sum:2 buckets:[1 1] counter_reset_hint:reset}}"),
+    ];
+    let histograms = histograms
+        .map(|(t, text)| HistogramSample { t, h: Arc::new(crate::histogram::parse_histogram(text).unwrap()) });
+    let mixed = lbl(&[("__name__", "x"), ("k", "histograms")]);
+    for shards in [1, 3] {
+        let mut h = heads(&series, shards);
+        let mixed = SeriesSamples {
+            labels: mixed.clone(),
+            samples: vec![Sample { t: 15_000, v: 1.0 }],
+            histograms: histograms.to_vec(),
+        };
+        h[mixed.labels.owner(shards)].0.push(mixed);
+        for q in [
+            "x smoothed",
+            "x[1ms] anchored",
+            "x[10m] smoothed",
+            "rate(x[1ms] smoothed)",
+            "increase(x[1m] anchored @ 0 offset -1m)",
+            "delta(x[5m] smoothed @ 9223372036854775)",
+            "resets(x[1m] anchored offset 1h)",
+            "changes(x[1m] anchored)",
+            "x offset -1h smoothed @ end()",
+            "max_over_time(rate(x[1m] smoothed)[5m:7s])",
+        ] {
+            for params in frames {
+                let _ = query(&h, q, params);
+            }
+        }
     }
 }
