@@ -133,6 +133,7 @@ pub fn plan(expr: &Expr, params: &EvalParams) -> Result<Plan, EvalError> {
         end: params.end as f64 / 1000.0,
         step: params.step as f64 / 1000.0,
         range: (params.end - params.start) as f64 / 1000.0,
+        bounds: (params.start, params.end),
     };
     check_extensions(expr)?;
     let root = planner.lower(expr)?;
@@ -298,9 +299,21 @@ struct Planner {
     end: f64,
     step: f64,
     range: f64,
+    /// The query's start and end (ms), which `@ start()` and `@ end()` stand for wherever they
+    /// are, inside subqueries too (upstream's `PreprocessExpr`).
+    bounds: (i64, i64),
 }
 
 impl Planner {
+    /// `at` with `start()` and `end()` resolved to the query's times.
+    fn at(&self, at: Option<At>) -> Option<At> {
+        at.map(|at| match at {
+            At::Start => At::Timestamp(self.bounds.0),
+            At::End => At::Timestamp(self.bounds.1),
+            at => at,
+        })
+    }
+
     /// The value of `start()`, `end()`, `step()` or `range()`: properties of the query, so
     /// they are constants of the plan (and the same inside subqueries).
     fn query_constant(&self, func: &Function) -> Option<f64> {
@@ -331,6 +344,7 @@ impl Planner {
         let dynamic = vs.dynamic.as_deref();
         VectorSelector {
             offset: self.resolve(vs.offset, dynamic.and_then(|d| d.offset.as_ref())),
+            at: self.at(vs.at),
             dynamic: None,
             ..vs.clone()
         }
@@ -356,7 +370,7 @@ impl Planner {
             range: self.positive(range, dynamic.and_then(|d| d.range.as_ref()))?,
             step,
             offset: self.resolve(offset, dynamic.and_then(|d| d.offset.as_ref())),
-            at,
+            at: self.at(at),
         })
     }
 
@@ -441,7 +455,8 @@ impl Planner {
             _ => InfoMatchers::new(&[]),
         };
         let base = self.lower(&args[0])?;
-        let (offset, at) = first_selector(&args[0]).map(|vs| (self.selector(vs).offset, vs.at)).unwrap_or((0, None));
+        let (offset, at) =
+            first_selector(&args[0]).map(|vs| self.selector(vs)).map_or((0, None), |vs| (vs.offset, vs.at));
         let selector = VectorSelector {
             name: None,
             matchers: matchers.selector(),
