@@ -50,6 +50,7 @@ use super::chunk::{packed, XorChunk, XorState};
 use super::exemplars::{ExemplarError, Exemplars};
 use super::histogram_series::{fits, HistogramSeries, HistogramSnapshot};
 use super::out_of_order::{Insert, OutOfOrder, Value};
+use super::overlap::forget_reset_hint;
 use super::postings::Postings;
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
@@ -612,12 +613,31 @@ impl Head {
             if t < self.newest.saturating_sub(window) {
                 return Err(AppendError::TooOld);
             }
+            if self.holds_other_type(id, t, &v) {
+                // A float and a histogram at one time: the one the series had stays.
+                return Ok(Appended::Dropped);
+            }
             return Ok(match self.out_of_order.insert(id, t, v) {
                 Insert::Conflict => Appended::Dropped,
                 Insert::New | Insert::Again => Appended::OutOfOrder,
             });
         }
         Err(if t < self.append_floor { AppendError::OutOfBounds } else { AppendError::OutOfOrder })
+    }
+
+    /// Whether the in-order chunks of series `id` hold a sample at `t` of the other type than
+    /// `v`'s.
+    fn holds_other_type(&self, id: u32, t: i64, v: &Value) -> bool {
+        match v {
+            Value::Float(_) => !self.histograms_in(id, t, t).is_empty(),
+            Value::Histogram(_) => self.series.get(id).is_some_and(|s| {
+                let mut held = Vec::new();
+                if t >= self.min_valid {
+                    s.samples_in(&self.store, t, t, &mut held);
+                }
+                !held.is_empty()
+            }),
+        }
     }
 
     /// Keeps `(t, v)` as an out-of-order sample of series `id`, whatever the window (a replay
@@ -656,11 +676,6 @@ impl Head {
             return Err(AppendError::Duplicate);
         }
         if t < self.append_floor || t < s.last_t {
-            if !h.is_gauge() {
-                // Out of order, its neighbours are not known here: reads find resets from
-                // the counts, as upstream's out-of-order chunks leave the hint unknown.
-                h.counter_reset_hint = CounterResetHint::Unknown;
-            }
             let last_t = s.last_t;
             return self.append_apart(id, t, last_t, Value::Histogram(Box::new(h)));
         }
@@ -885,7 +900,12 @@ impl Head {
             self.symbols.projected(&series.labels, labels),
             merge_by_time(floats, apart, |s| s.t),
         );
+        let interleaved = !apart_histograms.is_empty() && !histograms.is_empty();
         out.histograms = merge_by_time(histograms, apart_histograms, |s| s.t);
+        if interleaved {
+            // In-order hints were found against in-order neighbours only (see `overlap`).
+            out.histograms.iter_mut().for_each(|s| forget_reset_hint(Arc::make_mut(&mut s.h)));
+        }
         Some(out)
     }
 
@@ -1373,6 +1393,34 @@ mod tests {
         );
         h.append_histogram(id, 5000, custom(vec![f64::NEG_INFINITY, 1.0])).unwrap();
         assert_eq!(h.histograms_in(id, 5000, 5000).len(), 1, "it reads back");
+    }
+
+    /// Out-of-order histograms merged with in-order ones: every counter hint read as unknown
+    /// (an in-order hint was found against another neighbour), whatever the writer or the log
+    /// said; a float and a histogram never share a time.
+    #[test]
+    fn out_of_order_histograms_leave_reset_hints_unknown_and_a_time_to_one_type() {
+        let mut h = Head::new();
+        h.set_out_of_order_window(3_600_000);
+        let (id, _) = h.get_or_create(&up("api"));
+        h.append_histogram(id, 0, counter(100.0)).unwrap();
+        h.append_histogram(id, 20_000, counter(110.0)).unwrap();
+        let stated = FloatHistogram { counter_reset_hint: CounterResetHint::NotCounterReset, ..counter(120.0) };
+        assert_eq!(h.append_histogram(id, 10_000, stated.clone()), Ok(Appended::OutOfOrder));
+        assert!(h.insert_out_of_order(id, 5_000, Value::Histogram(Box::new(stated))), "a replayed one");
+        let read = h.series_samples(id, 0, 30_000, &Projection::All).unwrap();
+        let got: Vec<_> = read.histograms.iter().map(|x| (x.t, x.h.count, x.h.counter_reset_hint)).collect();
+        use CounterResetHint::Unknown;
+        assert_eq!(
+            got,
+            [(0, 300.0, Unknown), (5_000, 360.0, Unknown), (10_000, 360.0, Unknown), (20_000, 330.0, Unknown)]
+        );
+        assert_eq!(h.append(id, 20_000 - 1, 1.0), Ok(Appended::OutOfOrder));
+        assert_eq!(h.append(id, 10_000, 1.0), Ok(Appended::Dropped), "held apart as a histogram");
+        h.append(id, 30_000, 1.0).unwrap();
+        assert_eq!(h.append(id, 20_000, 1.0), Ok(Appended::Dropped), "held in order as a histogram");
+        assert_eq!(h.append_histogram(id, 30_000 - 1, counter(1.0)), Ok(Appended::OutOfOrder));
+        assert_eq!(h.append_histogram(id, 20_000 - 1, counter(1.0)), Ok(Appended::Dropped), "a float's time");
     }
 
     /// A snapshot's histogram chunks that overlap, or hold samples newer than the series' last,

@@ -13,7 +13,7 @@
 //!   [`blocks::Blocks`] is a shard's set of them: opening, compaction plans, retention, and
 //!   damaged blocks set aside.
 //! * [`querier::Querier`] reads blocks and head as one, and [`querier::merge_parts`] merges
-//!   what each gave; a server reads them series by series (`Head::series_samples`,
+//!   what each gave ([`overlap`] where their times overlap); a server reads them series by series (`Head::series_samples`,
 //!   `Block::series_samples`) so that a query never holds its shard for long.
 //! * [`memory::MemoryEngine`] runs PromQL over heads alone, with no files (rule unit tests and
 //!   the conformance runner).
@@ -31,6 +31,7 @@ pub mod head;
 pub mod histogram_series;
 pub mod memory;
 pub mod out_of_order;
+pub mod overlap;
 pub mod postings;
 pub mod querier;
 mod series_map;

@@ -22,6 +22,7 @@ use pyrite_core::histogram::FloatHistogram;
 use super::block::BlockChunk;
 use super::chunk::sealed::{self, Decoded};
 use super::head::ById;
+use super::overlap::forget_reset_hint;
 
 /// Samples a series' buffer holds before they are packed into chunks.
 pub const BUFFER_SAMPLES: usize = 32;
@@ -170,8 +171,13 @@ impl OutOfOrder {
         self.series.contains_key(&id)
     }
 
-    /// Keeps `(t, v)` for series `id`, unless its buffer holds a sample at `t` already.
-    pub fn insert(&mut self, id: u32, t: i64, v: Value) -> Insert {
+    /// Keeps `(t, v)` for series `id`, unless its buffer holds a sample at `t` already. A
+    /// counter histogram's reset hint is left unknown: its neighbours are not known here, so
+    /// reads find resets from the counts, as upstream's out-of-order chunks leave the hint.
+    pub fn insert(&mut self, id: u32, t: i64, mut v: Value) -> Insert {
+        if let Value::Histogram(h) = &mut v {
+            forget_reset_hint(h);
+        }
         let s = self.series.entry(id).or_default();
         let at = s.buffer.partition_point(|x| x.0 < t);
         if let Some((_, held)) = s.buffer.get(at).filter(|x| x.0 == t) {

@@ -6,6 +6,7 @@
 //! duplicate timestamps dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, SeriesSource};
@@ -66,8 +67,8 @@ impl Querier<'_> {
 }
 
 /// One series list from what each block and the head gave (blocks by min time, the head
-/// last): a series' samples concatenated in time order, sorted and deduplicated should blocks
-/// overlap.
+/// last): a series' samples concatenated in time order, merged as [`crate::overlap`] says
+/// should blocks overlap.
 pub fn merge_parts(mut parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
     if parts.len() == 1 {
         // Recent data only (most dashboard queries): the head's answer needs no merging.
@@ -82,14 +83,7 @@ pub fn merge_parts(mut parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
     merged
         .into_iter()
         .map(|(labels, (mut samples, mut histograms))| {
-            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
-                samples.sort_by_key(|s| s.t);
-                samples.dedup_by_key(|s| s.t);
-            }
-            if !histograms.windows(2).all(|w| w[0].t < w[1].t) {
-                histograms.sort_by_key(|s| s.t);
-                histograms.dedup_by_key(|s| s.t);
-            }
+            crate::overlap::merge(&mut samples, &mut histograms, |s| s.t, |s| s.t, |s| Arc::make_mut(&mut s.h));
             SeriesSamples { labels, samples, histograms }
         })
         .collect()

@@ -118,8 +118,8 @@ fn next_series(block: &Block, id: u32) -> Result<Option<(Labels, Vec<BlockChunk<
     block.series_chunks(id).map(Some)
 }
 
-/// Chunks in time order; chunks that overlap (blocks that overlapped) are decoded, merged
-/// with the first of duplicate timestamps kept, and re-packed.
+/// Chunks in time order; chunks that overlap (blocks that overlapped) are decoded, merged as
+/// [`crate::overlap`] says, and re-packed.
 fn in_order(mut chunks: Vec<BlockChunk>) -> Vec<BlockChunk> {
     chunks.sort_by_key(|c| c.min_t);
     if chunks.windows(2).all(|w| w[0].max_t < w[1].min_t) {
@@ -131,10 +131,7 @@ fn in_order(mut chunks: Vec<BlockChunk>) -> Vec<BlockChunk> {
         let _ = decoded.add(&c.bytes);
     }
     let Decoded { mut floats, mut histograms } = decoded;
-    floats.sort_by_key(|&(t, _)| t);
-    floats.dedup_by_key(|&mut (t, _)| t);
-    histograms.sort_by_key(|(t, _)| *t);
-    histograms.dedup_by_key(|(t, _)| *t);
+    crate::overlap::merge(&mut floats, &mut histograms, |f| f.0, |h| h.0, |h| &mut h.1);
     let mut out = BlockChunk::pack(&floats);
     out.extend(BlockChunk::pack_histograms(&histograms));
     out.sort_by_key(|c| c.min_t);
