@@ -83,13 +83,18 @@ pub(super) fn enrich(
     let mut index: HashMap<Labels, usize> = out.iter().enumerate().map(|(i, s)| (s.labels.clone(), i)).collect();
     // The output series for a target series joined with a given set of info series.
     let mut joined: HashMap<(usize, Vec<usize>), usize> = HashMap::new();
+    let has_sample = |s: &StepSeries, step: usize| s.values[step].is_some() || s.histogram(step).is_some();
+    let passed_on = out.len();
     for step in 0..steps {
-        if targets.iter().all(|t| t.values[step].is_none()) {
+        // As upstream: nothing to join, nothing checked.
+        if !targets.iter().chain(&out[..passed_on]).any(|s| has_sample(s, step)) {
             continue;
         }
         let newest = newest_per_signature(&infos, step)?;
         for (t, target) in targets.iter().enumerate() {
-            let Some(v) = target.values[step] else { continue };
+            if !has_sample(target, step) {
+                continue;
+            }
             let id = identity(&target.labels);
             let picked: Vec<usize> = names.iter().filter_map(|name| newest.get(&(*name, id)).copied()).collect();
             if picked.is_empty() && drop_unmatched {
@@ -107,12 +112,22 @@ pub(super) fn enrich(
                     slot
                 }
             };
-            if out[slot].values[step].replace(v).is_some() {
+            let joined = &mut out[slot];
+            if has_sample(joined, step) {
                 return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            match target.histogram(step) {
+                Some(h) => {
+                    if joined.histograms.is_empty() {
+                        joined.histograms = vec![None; steps];
+                    }
+                    joined.histograms[step] = Some(h.clone());
+                }
+                None => joined.values[step] = target.values[step],
             }
         }
     }
-    out.retain(|s| s.values.iter().any(Option::is_some));
+    out.retain(StepSeries::has_values);
     Ok(out)
 }
 

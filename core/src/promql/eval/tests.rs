@@ -534,3 +534,38 @@ fn extended_selectors_answer_hostile_queries() {
         }
     }
 }
+
+/// `info` keeps a base series' histograms, joined as its floats are, and refuses a histogram
+/// info sample only where the base has a sample, as upstream.
+#[test]
+fn info_joins_histogram_base_series_and_refuses_histogram_info_samples() {
+    let at = |t: i64, text: &str| HistogramSample { t, h: Arc::new(crate::histogram::parse_histogram(text).unwrap()) };
+    let params = EvalParams { start: 0, end: 120_000, step: 60_000, lookback: 300_000 };
+    for shards in [1, 3] {
+        let series =
+            [(lbl(&[("__name__", "target_info"), ("instance", "a"), ("job", "j"), ("v", "1")]), vec![(0, 1.0)])];
+        let mut h = heads(&series, shards);
+        let base = SeriesSamples {
+            labels: lbl(&[("__name__", "latency"), ("instance", "a"), ("job", "j")]),
+            samples: Vec::new(),
+            histograms: vec![at(0, "{{schema:0 count:1 sum:1 buckets:[1]}}")],
+        };
+        h[base.labels.owner(shards)].0.push(base);
+        let Value::Vector(out) = run(&h, "info(latency)", params).unwrap() else { panic!("a vector") };
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].labels.get("v"), "1");
+        assert!((0..3).all(|i| out[0].histogram(i).is_some() && out[0].values[i].is_none()), "{out:?}");
+
+        // A histogram info series: an error while the base has samples, nothing after.
+        let info = SeriesSamples {
+            labels: lbl(&[("__name__", "h_info"), ("instance", "a"), ("job", "j")]),
+            samples: Vec::new(),
+            histograms: vec![at(0, "{{schema:0 count:1 sum:1 buckets:[1]}}")],
+        };
+        h[info.labels.owner(shards)].0.push(info);
+        let refused = run(&h, "info(latency, {__name__=\"h_info\"})", params);
+        assert!(matches!(&refused, Err(EvalError::Execution(m)) if m == "info sample should be float"), "{refused:?}");
+        let later = EvalParams { start: 600_000, end: 600_000, step: 0, lookback: 300_000 };
+        assert!(run(&h, "info(latency, {__name__=\"h_info\"})", later).is_ok());
+    }
+}
