@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyrite_core::config::Config;
-use pyrite_core::exposition::Latest;
 use pyrite_core::labels::{Labels, Matcher, Projection};
 use pyrite_core::promql::{EvalError, EvalParams, FragmentOutput, Interrupt, Plan};
 use pyrite_core::remote::WriteSeries;
@@ -118,12 +117,6 @@ pub enum Request {
         selection: Selection,
         reply: flume::Sender<Result<Vec<String>, ShardError>>,
     },
-    /// The newest sample of each selected series, float or histogram, with its time, unless
-    /// it is a staleness marker (`/federate`).
-    Latest {
-        selection: Selection,
-        reply: flume::Sender<Result<Vec<Latest>, ShardError>>,
-    },
     /// Delete the selected series' samples in the selection's range (admin API).
     Delete {
         selection: Selection,
@@ -175,7 +168,6 @@ impl Request {
             Request::Evaluate { reply, .. } => reply.is_disconnected(),
             Request::Series { reply, .. } => reply.is_disconnected(),
             Request::LabelNames { reply, .. } | Request::LabelValues { reply, .. } => reply.is_disconnected(),
-            Request::Latest { reply, .. } => reply.is_disconnected(),
             Request::TsdbStats { reply } => reply.is_disconnected(),
             Request::Exemplars { reply, .. } => reply.is_disconnected(),
             Request::OldestBlock { reply } => reply.is_disconnected(),

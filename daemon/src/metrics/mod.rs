@@ -47,25 +47,25 @@ pub struct PerShard<M> {
 #[derive(Clone)]
 pub struct ByType {
     pub types: Family<Labels, Counter>,
+    floats: Counter,
+    histograms: Counter,
     pub all: Counter,
 }
 
 impl Default for ByType {
     fn default() -> Self {
         let types = Family::<Labels, Counter>::default();
-        for t in ["float", "histogram"] {
-            let _ = types.get_or_create(&vec![("type", t.to_string())]);
-        }
-        ByType { types, all: Counter::default() }
+        let of = |t: &str| types.get_or_create(&vec![("type", t.to_string())]).clone();
+        let (floats, histograms) = (of("float"), of("histogram"));
+        ByType { types, floats, histograms, all: Counter::default() }
     }
 }
 
 impl ByType {
     /// Counts `floats` float samples and `histograms` native-histogram ones.
     pub fn inc_by(&self, floats: usize, histograms: usize) {
-        for (t, n) in [("float", floats), ("histogram", histograms)] {
-            self.types.get_or_create(&vec![("type", t.to_string())]).inc_by(n as u64);
-        }
+        self.floats.inc_by(floats as u64);
+        self.histograms.inc_by(histograms as u64);
         self.all.inc_by((floats + histograms) as u64);
     }
 }

@@ -113,25 +113,6 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::Evaluate { plan, params, reply, to_worker } => {
                 super::light::serve(&storage.borrow(), Evaluate { plan, params, reply, to_worker })
             }
-            Request::Latest { selection: Selection { matchers, mint, maxt }, reply } => {
-                let s = storage.borrow();
-                let q = s.querier();
-                let latest = union_matching(
-                    &matchers,
-                    |(labels, _, _)| labels,
-                    |m| {
-                        q.select(m, mint, maxt).map(|all| {
-                            all.into_iter()
-                                .filter_map(|s| {
-                                    let (t, value) = s.newest()?;
-                                    (!value.is_stale()).then_some((s.labels, t, value))
-                                })
-                                .collect()
-                        })
-                    },
-                );
-                let _ = reply.send(latest);
-            }
             Request::OldestBlock { reply } => {
                 let _ = reply.send(storage.borrow().oldest_block_start());
             }
@@ -229,14 +210,16 @@ async fn blocks_idle(storage: &RefCell<Db>) {
 
 fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendReply) {
     let m = &env.metrics;
+    // The reply's counts are of both types, the histograms' a part of them.
     let h = &r.histograms;
-    m.samples_appended.inc_by(r.appended - h.appended, h.appended);
+    m.samples_appended.inc_by(r.appended.saturating_sub(h.appended), h.appended);
     m.samples_appended_per_shard.get_or_create(shard).inc_by(r.appended as u64);
-    m.out_of_order.inc_by(r.out_of_order - h.out_of_order, h.out_of_order);
-    m.too_old.inc_by(r.too_old - h.too_old, h.too_old);
-    m.out_of_order_appended.inc_by(r.appended_out_of_order - h.appended_out_of_order, h.appended_out_of_order);
+    m.out_of_order.inc_by(r.out_of_order.saturating_sub(h.out_of_order), h.out_of_order);
+    m.too_old.inc_by(r.too_old.saturating_sub(h.too_old), h.too_old);
+    let floats_out_of_order = r.appended_out_of_order.saturating_sub(h.appended_out_of_order);
+    m.out_of_order_appended.inc_by(floats_out_of_order, h.appended_out_of_order);
     m.duplicates.inc_by(r.duplicates as u64);
-    m.out_of_bounds.inc_by(r.out_of_bounds - h.out_of_bounds, h.out_of_bounds);
+    m.out_of_bounds.inc_by(r.out_of_bounds.saturating_sub(h.out_of_bounds), h.out_of_bounds);
     m.too_far_in_future.inc_by(r.too_far_in_future as u64);
     m.head_series_created.inc_by(r.created as u64);
     m.head_series.set(shard, head.num_series() as i64);
