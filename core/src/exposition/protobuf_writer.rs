@@ -29,7 +29,7 @@ use super::nhcb::cumulative_buckets;
 use super::protobuf::{Bucket, Histogram, Metric, MetricFamily, Untyped};
 use super::writer::{family_type, same_family, Latest};
 use crate::histogram::{FloatHistogram, Span};
-use crate::remote::histogram::{BucketSpan, IntegerCounts};
+use crate::remote::histogram::{exact, BucketSpan, IntegerCounts};
 use crate::remote::read::wire_labels;
 use crate::value::SampleValue;
 
@@ -109,13 +109,9 @@ fn classic(h: &FloatHistogram) -> Histogram {
     }
 }
 
-/// `count` as an integer count if it is one (exactly, up to 2⁵³), else 0 (not sent).
+/// `count` as an integer count if it is one, else 0 (not sent).
 fn whole(count: f64) -> u64 {
-    if (0.0..=(1u64 << 53) as f64).contains(&count) && count.fract() == 0.0 {
-        count as u64
-    } else {
-        0
-    }
+    exact(count).map_or(0, |c| c as u64)
 }
 
 #[cfg(test)]

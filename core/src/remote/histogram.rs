@@ -225,6 +225,12 @@ fn absolute_counts(deltas: &[i64]) -> (Vec<f64>, u128) {
     (counts, total)
 }
 
+/// `c` as an integer count, if it is one: a non-negative integer of at most 2⁵³ (so that the
+/// f64 is exact).
+pub(crate) fn exact(c: f64) -> Option<i64> {
+    ((0.0..=(1u64 << 53) as f64).contains(&c) && c.fract() == 0.0).then_some(c as i64)
+}
+
 /// A histogram's counts as an integer histogram carries them (also the protobuf exposition
 /// format's, which `/federate` writes).
 pub(crate) struct IntegerCounts {
@@ -239,9 +245,6 @@ impl IntegerCounts {
     /// integer of at most 2⁵³ (so that the f64 is exact), adding up as
     /// [`check_integer_count`] requires.
     pub(crate) fn of(h: &FloatHistogram) -> Option<IntegerCounts> {
-        fn exact(c: f64) -> Option<i64> {
-            ((0.0..=(1u64 << 53) as f64).contains(&c) && c.fract() == 0.0).then_some(c as i64)
-        }
         let mut in_buckets = 0u128;
         let mut deltas = |buckets: &[f64]| -> Option<Vec<i64>> {
             let mut previous = 0;

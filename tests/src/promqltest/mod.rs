@@ -55,8 +55,9 @@ impl Class {
     /// Whether evals of this class are run.
     pub fn runs(&self) -> bool {
         let features = || self.tags.iter().filter(|t| FEATURE_TAGS.contains(&t.as_str()));
+        let supported = |t: &String| RUN_FEATURES.contains(&t.as_str());
         RUN_CATEGORIES.contains(&self.category.as_str())
-            || (self.category == "feature-flag" && features().all(|t| RUN_FEATURES.contains(&t.as_str())))
+            || (self.category == "feature-flag" && features().any(supported) && features().all(supported))
     }
 }
 
