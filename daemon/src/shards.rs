@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pyrite_core::config::Config;
 use pyrite_core::labels::{Labels, Matcher, Projection};
@@ -21,6 +22,7 @@ use pyrite_core::scrape::ShardBatch;
 use pyrite_core::value::{Exemplar, SeriesSamples};
 use pyrite_tsdb::db::{AppendReply, StorageError};
 use pyrite_tsdb::head::HeadStats;
+use pyrite_tsdb::querier::merge_parts;
 
 /// What the configuration file sets in each shard's head, at start and at every reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +276,39 @@ impl Shards {
             out.push(rx.recv_async().await.map_err(|_| ShardGone)?);
         }
         Ok(out)
+    }
+
+    /// The series matching `matchers` with their samples in `[mint, maxt]` (with `newest`,
+    /// only each one's newest) from every shard, read in slices as a query's are and merged
+    /// per shard, stopped after `timeout` (`--query.timeout`) or past `max_samples` on a shard.
+    pub async fn select_merged(
+        &self,
+        matchers: &[Matcher],
+        (mint, maxt): (i64, i64),
+        newest: bool,
+        max_samples: usize,
+        timeout: Duration,
+    ) -> Result<Vec<SeriesSamples>, EvalError> {
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(86_400));
+        let interrupt = Interrupt::new(move || Instant::now() > deadline);
+        let answers = self
+            .ask_all(|reply| Request::Select {
+                matchers: matchers.to_vec(),
+                mint,
+                maxt,
+                newest,
+                labels: Projection::All,
+                max_samples,
+                interrupt: interrupt.clone(),
+                reply,
+            })
+            .await
+            .map_err(|e| EvalError::Internal(e.to_string()))?;
+        let mut series = Vec::new();
+        for parts in answers {
+            series.extend(merge_parts(parts?));
+        }
+        Ok(series)
     }
 
     /// Records that one more shard is serving.

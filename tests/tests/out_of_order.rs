@@ -14,6 +14,16 @@ use pyrite_tests::{eventually, http_get, matrix, metric_sum, remote_write_to, Py
 
 const WINDOW: &str = "storage:\n  tsdb:\n    out_of_order_time_window: 30m\n";
 
+/// A Pyrite on `shards` shards with its data in `data` and the window of [`WINDOW`].
+fn windowed(data: &TempDir, shards: usize) -> PyriteOpts {
+    PyriteOpts {
+        shards: Some(shards),
+        data_dir: Some(data.0.join("data")),
+        config: Some(format!("global:\n  scrape_interval: 1h\n{WINDOW}")),
+        ..Default::default()
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64
 }
@@ -60,12 +70,7 @@ fn out_of_order_samples_are_accepted_refused_and_read_as_upstream() {
     let now = now_ms() / 1000 * 1000;
     let minute = 60_000;
     let data = TempDir::new("ooo");
-    let opts = PyriteOpts {
-        shards: Some(2),
-        data_dir: Some(data.0.join("data")),
-        config: Some(format!("global:\n  scrape_interval: 1h\n{WINDOW}")),
-        ..Default::default()
-    };
+    let opts = windowed(&data, 2);
     let mut pyrite = Pyrite::start(opts.clone());
     let upstream = Upstream::start_configured(&format!("global:\n  scrape_interval: 1h\n{WINDOW}"), &[]);
     let in_order: Vec<(i64, f64)> = (1..=20).rev().map(|k| (now - k * minute, k as f64)).collect();
@@ -141,13 +146,7 @@ fn a_reload_sets_the_window() {
 fn out_of_order_samples_behind_the_blocks_go_to_blocks_of_their_own() {
     let now = now_ms() / 1000 * 1000;
     let data = TempDir::new("ooo-blocks");
-    let opts = PyriteOpts {
-        shards: Some(1),
-        data_dir: Some(data.0.join("data")),
-        config: Some(format!("global:\n  scrape_interval: 1h\n{WINDOW}")),
-        extra_args: vec!["--storage.tsdb.min-block-duration=10s".into()],
-        ..Default::default()
-    };
+    let opts = PyriteOpts { extra_args: vec!["--storage.tsdb.min-block-duration=10s".into()], ..windowed(&data, 1) };
     let pyrite = Pyrite::start(opts.clone());
     // Two minutes of samples every 5 s: housekeeping (every 2.5 s) cuts the head down to
     // its last 15 s or so, four 10 s blocks at a time.
@@ -224,12 +223,7 @@ fn out_of_order_histograms_are_accepted_within_the_window() {
     let now = now_ms() / 60_000 * 60_000;
     let minute = 60_000;
     let data = TempDir::new("ooo-histograms");
-    let opts = PyriteOpts {
-        shards: Some(2),
-        data_dir: Some(data.0.join("data")),
-        config: Some(format!("global:\n  scrape_interval: 1h\n{WINDOW}")),
-        ..Default::default()
-    };
+    let opts = windowed(&data, 2);
     let mut pyrite = Pyrite::start(opts.clone());
     let at = |k: i64| (now - k * minute, k);
     let in_order: Vec<(i64, i64)> = (2..=20).rev().step_by(2).map(at).collect();

@@ -10,23 +10,19 @@
 //! is skipped. The scraping side decides with `honor_labels` whose `job` and `instance` win.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use pyrite_core::exposition::{write_protobuf, write_text, Format, Latest, Negotiated};
-use pyrite_core::labels::{Labels, Projection};
-use pyrite_core::promql::Interrupt;
+use pyrite_core::labels::Labels;
 use pyrite_core::value::SampleValue;
-use pyrite_tsdb::querier::merge_parts;
 
 use super::api::selectors;
 use super::params::Params;
 use super::response::ApiError;
 use super::ApiState;
 use crate::clock::now_ms;
-use crate::shards::Request;
 
 pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
     let matchers = selectors(&params)?;
@@ -40,36 +36,18 @@ pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Par
     let maxt = now_ms();
     let limits = s.ctx.queries.limits();
     let mint = maxt - limits.lookback_delta;
-    let deadline = Instant::now() + limits.timeout.min(Duration::from_secs(86_400));
-    let interrupt = Interrupt::new(move || Instant::now() > deadline);
     let external = s.ctx.config.current().global.external_labels.clone();
     // Sorted by name, then labels; a series matched by two selectors is written once.
     let mut latest: BTreeMap<(String, Labels), (i64, SampleValue)> = BTreeMap::new();
     for selector in matchers {
         // Each series' newest sample only, read by the shards in slices as a query's are.
-        let answers = s
-            .ctx
-            .shards
-            .ask_all(|reply| Request::Select {
-                matchers: selector.clone(),
-                mint,
-                maxt,
-                newest: true,
-                labels: Projection::All,
-                max_samples: limits.max_samples,
-                interrupt: interrupt.clone(),
-                reply,
-            })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        for parts in answers {
-            for series in merge_parts(parts?) {
-                let Some((t, value)) = series.newest().filter(|(_, v)| !v.is_stale()) else { continue };
-                let labels = series.labels.with_external(&external);
-                let name = labels.metric_name().to_string();
-                if !name.is_empty() {
-                    latest.insert((name, labels), (t, value));
-                }
+        let newest = s.ctx.shards.select_merged(&selector, (mint, maxt), true, limits.max_samples, limits.timeout);
+        for series in newest.await? {
+            let Some((t, value)) = series.newest().filter(|(_, v)| !v.is_stale()) else { continue };
+            let labels = series.labels.with_external(&external);
+            let name = labels.metric_name().to_string();
+            if !name.is_empty() {
+                latest.insert((name, labels), (t, value));
             }
         }
     }

@@ -20,14 +20,12 @@
 //! its memory (about 1 GB at the default 50M; found by a red-team pass, where 90,000 queries in
 //! one 175 KB request grew the process past 2 GB).
 
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::labels::{Labels, Matcher, Projection};
-use pyrite_core::promql::{EvalError, Interrupt};
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::promql::EvalError;
 use pyrite_core::remote::histogram::wire_histograms;
 use pyrite_core::remote::read::{
     decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
@@ -35,10 +33,8 @@ use pyrite_core::remote::read::{
 };
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::chunk::upstream_xor;
-use pyrite_tsdb::querier::merge_parts;
 
 use super::ApiState;
-use crate::shards::Request;
 use crate::slots::Slots;
 
 /// Largest read request accepted compressed (upstream's `decodeReadLimit`).
@@ -176,31 +172,13 @@ async fn select(
     maxt: i64,
     max_samples: usize,
 ) -> Result<Vec<SeriesSamples>, ReadError> {
-    let deadline = Instant::now() + s.ctx.queries.limits().timeout.min(Duration::from_secs(86_400));
-    let interrupt = Interrupt::new(move || Instant::now() > deadline);
-    let answers = s
-        .ctx
-        .shards
-        .ask_all(|reply| Request::Select {
-            matchers: matchers.clone(),
-            mint,
-            maxt,
-            newest: false,
-            labels: Projection::All,
-            max_samples,
-            interrupt: interrupt.clone(),
-            reply,
-        })
-        .await
-        .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut series = Vec::new();
-    for parts in answers {
-        let parts = parts.map_err(|e| match e {
-            EvalError::TooManySamples => over_limit(s),
-            e => ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        })?;
-        series.extend(merge_parts(parts).into_iter().filter(|s| !s.is_empty()));
-    }
+    let timeout = s.ctx.queries.limits().timeout;
+    let read = s.ctx.shards.select_merged(&matchers, (mint, maxt), false, max_samples, timeout);
+    let mut series = read.await.map_err(|e| match e {
+        EvalError::TooManySamples => over_limit(s),
+        e => ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
+    series.retain(|s| !s.is_empty());
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(series)
 }
