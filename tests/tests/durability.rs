@@ -167,10 +167,12 @@ fn acknowledged_samples_survive_kill_9_during_block_cuts_compactions_and_snapsho
     let data: PathBuf = dir.0.join("data");
     let p = kill_rounds(&data, 6, Duration::from_millis(3000), start_with_small_blocks);
     let blocks = |shard: usize| std::fs::read_dir(data.join("blocks").join(shard.to_string())).unwrap().count();
-    // A loaded machine may have killed every round before a cut; the last server cuts soon.
-    let cut = pyrite_tests::eventually(Duration::from_secs(20), || (blocks(0) + blocks(1) > 0).then_some(()));
-    assert!(cut.is_some(), "no block was written");
-    assert!(p.metric("prometheus_tsdb_blocks_loaded") > 0.0);
+    // A loaded machine may have killed every round before a cut; the last server cuts soon. A
+    // block being written is on disk (as a temporary directory) before the shard serves it.
+    let cut = pyrite_tests::eventually(Duration::from_secs(20), || {
+        (blocks(0) + blocks(1) > 0 && p.metric("prometheus_tsdb_blocks_loaded") > 0.0).then_some(())
+    });
+    assert!(cut.is_some(), "no block was written and served");
     let snapshots = |shard: usize| {
         std::fs::read_dir(data.join("wal").join(shard.to_string()))
             .unwrap()
