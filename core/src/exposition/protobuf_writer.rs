@@ -65,7 +65,7 @@ fn metric((labels, t, value): &Latest) -> Metric {
 fn native(h: &FloatHistogram) -> Histogram {
     let spans = |spans: &[Span]| spans.iter().map(BucketSpan::from).collect();
     let empty = h.count == 0.0 && h.zero_count == 0.0;
-    if let Some(counts) = IntegerCounts::of(h).filter(|_| empty) {
+    if let Some(counts) = empty.then(|| IntegerCounts::of(h)).flatten() {
         return Histogram {
             sample_sum: h.sum,
             schema: h.schema,
