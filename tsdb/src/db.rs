@@ -4,7 +4,7 @@
 //! Every block range the head's oldest data is cut into a block, after which the head and the
 //! log let it go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -176,6 +176,9 @@ pub struct Db {
     accepted_out_of_order_histograms: Vec<(u32, i64, Arc<FloatHistogram>)>,
     exemplars: Vec<(u32, Exemplar)>,
     created: Vec<(u32, Labels)>,
+    /// Series with a histogram among the accepted samples not logged yet: a float of one of
+    /// them must be logged after it, in a record of its own (see [`Db::append_one`]).
+    histogram_ids: HashSet<u32>,
 }
 
 impl Db {
@@ -192,6 +195,7 @@ impl Db {
             accepted_out_of_order_histograms: Vec::new(),
             exemplars: Vec::new(),
             created: Vec::new(),
+            histogram_ids: HashSet::new(),
         }
     }
 
@@ -499,6 +503,16 @@ impl Db {
 
     fn append_one(&mut self, reply: &mut AppendReply, id: u32, t: i64, v: f64) {
         let result = self.head.append(id, t, v);
+        // A log record lists floats before histograms, and a replay appends them in that order.
+        // A float that came after a histogram of its series is logged after it, as upstream's
+        // appender starts a new batch when a series changes type: else the replay would take the
+        // newer float first and refuse the older histogram.
+        if matches!(result, Ok(Appended::InOrder | Appended::OutOfOrder))
+            && !self.histogram_ids.is_empty()
+            && self.histogram_ids.contains(&id)
+        {
+            self.log_pending(reply);
+        }
         match result {
             Err(AppendError::UnknownSeries) => reply.unknown.push((id, t, v)),
             Ok(Appended::InOrder) => self.accepted.push((id, t, v)),
@@ -510,6 +524,9 @@ impl Db {
 
     fn append_histogram(&mut self, reply: &mut AppendReply, id: u32, sample: HistogramSample) {
         let result = self.head.append_histogram(id, sample.t, (*sample.h).clone());
+        if matches!(result, Ok(Appended::InOrder | Appended::OutOfOrder)) {
+            self.histogram_ids.insert(id);
+        }
         match result {
             Ok(Appended::InOrder) => self.accepted_histograms.push((id, sample.t, sample.h)),
             Ok(Appended::OutOfOrder) => self.accepted_out_of_order_histograms.push((id, sample.t, sample.h)),
@@ -532,8 +549,8 @@ impl Db {
         }
     }
 
-    /// Logs what the batch created and accepted, and completes the reply.
-    fn commit(&mut self, mut reply: AppendReply) -> AppendReply {
+    /// Logs what the batch created and accepted since the last time, and forgets it.
+    fn log_pending(&mut self, reply: &mut AppendReply) {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
         let (histograms, out_of_order_histograms) =
             (borrowed(&self.accepted_histograms), borrowed(&self.accepted_out_of_order_histograms));
@@ -546,16 +563,16 @@ impl Db {
             exemplars: &self.exemplars,
         };
         if let Err(e) = self.wal.log(&batch) {
-            reply.storage_error = Some(StorageError::Wal(e));
+            reply.storage_error.get_or_insert(StorageError::Wal(e));
         }
         self.accepted.clear();
         self.accepted_out_of_order.clear();
         self.accepted_histograms.clear();
         self.accepted_out_of_order_histograms.clear();
         self.exemplars.clear();
-        reply.created = self.created.len();
+        self.histogram_ids.clear();
+        reply.created += self.created.len();
         self.created.clear();
-        reply
     }
 
     /// Appends a scrape batch.
@@ -592,7 +609,8 @@ impl Db {
                 self.add_exemplar(&mut reply, id, e);
             }
         }
-        self.commit(reply)
+        self.log_pending(&mut reply);
+        reply
     }
 
     /// Appends remote-written series.
@@ -615,7 +633,8 @@ impl Db {
                 self.add_exemplar(&mut reply, id, e);
             }
         }
-        self.commit(reply)
+        self.log_pending(&mut reply);
+        reply
     }
 
     /// Makes everything logged so far durable.
@@ -1017,6 +1036,31 @@ mod tests {
         let (_, merged) = compact_paths(db.blocks.dir(), &inputs, crate::block::new_ulid(1)).unwrap();
         db.blocks.install(Block::open(&merged).unwrap(), &inputs).unwrap();
         assert_eq!(read(&db), expected);
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn a_series_that_changes_type_within_a_batch_replays_in_its_order() {
+        let dirs = dirs("type-change");
+        let mut db = open(&dirs);
+        // One request: histograms at 0 s and 1 s, then floats at 2 s and 3 s, of one series.
+        let floats = WriteSeries {
+            samples: vec![Sample { t: 2_000, v: 2.0 }, Sample { t: 3_000, v: 3.0 }],
+            ..histogram_series(0, 0)
+        };
+        assert_eq!(db.write(vec![histogram_series(0, 2_000), floats]).appended, 4);
+        let read = |db: &Db| {
+            let m = Matcher::new("__name__", MatchOp::Equal, "latency").unwrap();
+            let got = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
+            let floats: Vec<i64> = got.iter().flat_map(|s| &s.samples).map(|x| x.t).collect();
+            let histograms: Vec<i64> = got.iter().flat_map(|s| &s.histograms).map(|x| x.t).collect();
+            (floats, histograms)
+        };
+        let expected = (vec![2_000, 3_000], vec![0, 1_000]);
+        assert_eq!(read(&db), expected);
+        drop(db);
+        // The replay appends the histograms before the newer floats, as they came.
+        assert_eq!(read(&open(&dirs)), expected);
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 
