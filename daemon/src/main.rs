@@ -257,6 +257,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         max_samples: flags.query_max_samples,
         timeout: flags.query_timeout.as_std(),
         lookback_delta: flags.lookback_delta.millis(),
+        batch_slots: pyrite_core::promql::BATCH_SLOTS,
     };
     let remote = query::RemoteStores {
         config: config.clone(),

@@ -1,5 +1,6 @@
 //! Upstream's PromQL conformance scripts (`../shared/conformance/promqltest/*.test`, v3.14.0)
-//! against Pyrite's engine on 1 and on 3 shards.
+//! against Pyrite's engine on 1 and on 3 shards (where batched aggregations fold their series one
+//! at a time, `pyrite_core::promql::Fragment::batched`).
 //!
 //! `promqltest/expected-passes.txt` lists every eval (`file:line`) known to pass. The test fails
 //! if any of them fails now; evals that newly pass are reported, and

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::eval::{EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult};
+use super::eval::{EvalError, EvalParams, FragmentOutput, Interrupt, Limits, QueryResult, BATCH_SLOTS};
 use super::plan::{plan, Plan};
 use super::Expr;
 
@@ -29,13 +29,20 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// `--query.lookback-delta`, ms; a query may ask for another.
     pub lookback_delta: i64,
+    /// Step slots a batched fragment evaluates at once ([`super::eval::BATCH_SLOTS`]).
+    pub batch_slots: usize,
 }
 
 impl QueryLimits {
     /// No sample limit and no timeout (rule unit tests and conformance scripts, as upstream's
     /// test engines), with upstream's default lookback of 5 minutes.
     pub fn unlimited() -> QueryLimits {
-        QueryLimits { max_samples: usize::MAX, timeout: Duration::MAX, lookback_delta: 300_000 }
+        QueryLimits {
+            max_samples: usize::MAX,
+            timeout: Duration::MAX,
+            lookback_delta: 300_000,
+            batch_slots: BATCH_SLOTS,
+        }
     }
 }
 
@@ -170,7 +177,7 @@ impl<F: Fanout> Executor<F> {
         let deadline = F::now().checked_add(timeout);
         let interrupt =
             Interrupt::new(move || cancelled.is_set() || deadline.is_some_and(|deadline| F::now() >= deadline));
-        plan.limits = Limits::new(self.limits.max_samples, interrupt);
+        plan.limits = Limits::new(self.limits.max_samples, interrupt).with_batch_slots(self.limits.batch_slots);
         let plan = Arc::new(plan);
         let result = match self.fanout.fragments(&plan, params, deadline).await {
             Ok(outputs) => plan.finish(&params, outputs),

@@ -24,7 +24,7 @@ pub mod stats_decoding;
 pub use ast::{Expr, ValueType};
 pub use eval::{
     evaluate_fragment, evaluate_fragments, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits,
-    QueryResult, RangeVector, SeriesSource, StepSeries, Value,
+    QueryResult, RangeVector, SeriesSource, StepSeries, Value, BATCH_SLOTS,
 };
 pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};
 pub use parser::{parse, parse_with, ParseError, ParseOptions};

@@ -111,6 +111,10 @@ pub struct Fragment {
     /// No two of its series can have equal label sets ([`distinct`]), on one shard or across
     /// shards (each series is on one): nothing to merge or report, so nothing is checked.
     pub distinct: bool,
+    /// An aggregation of [`distinct`] series read by one selector: its expression gives the
+    /// same series whichever of them it is handed at once, so a shard folds them into the
+    /// partial state a batch at a time (`eval::batches`) instead of holding every one's steps.
+    pub batched: bool,
 }
 
 /// A planned query: the coordinator's tree and the fragments it refers to.
@@ -378,7 +382,8 @@ impl Planner {
     fn fragment(&mut self, node: Node, merge: Merge, local: &Expr) -> Node {
         let distinct = distinct(local);
         let labels = read_labels(&merge, distinct);
-        self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct });
+        let batched = matches!(merge, Merge::Aggregate { .. }) && distinct && local.selectors().len() == 1;
+        self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct, batched });
         Node::Fragment(self.fragments.len() - 1)
     }
 
@@ -637,6 +642,9 @@ impl fmt::Display for Plan {
                     if let Projection::Only(names) = &frag.labels {
                         write!(f, ", reading labels {}", names.join(", "))?;
                     }
+                    if frag.batched {
+                        write!(f, ", folding series in batches")?;
+                    }
                     writeln!(f, ": {}", frag.node)?;
                 }
             }
@@ -710,7 +718,7 @@ mod tests {
     fn decomposable_aggregations_are_partial_on_shards() {
         assert_eq!(
             explain("sum by (job) (rate(foo[5m]))"),
-            "coordinator: $fragment0\n$fragment0 on every shard, partial sum by (job)  merged on the coordinator, reading labels __name__, job: rate(foo[5m])\n"
+            "coordinator: $fragment0\n$fragment0 on every shard, partial sum by (job)  merged on the coordinator, reading labels __name__, job, folding series in batches: rate(foo[5m])\n"
         );
         assert_eq!(
             explain("sum(a + b)"),
@@ -718,7 +726,7 @@ mod tests {
         );
         assert_eq!(
             explain("max_over_time(sum(a)[5m:])"),
-            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading labels __name__: a\n"
+            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading labels __name__, folding series in batches: a\n"
         );
     }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use pyrite_core::labels::Labels;
 use pyrite_core::promql::ast::At;
-use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryLimits, QueryResult, StepSeries, Value};
+use pyrite_core::promql::{Annotations, EvalParams, Expr, QueryLimits, QueryResult, StepSeries, Value, BATCH_SLOTS};
 use pyrite_core::series_notation::Point;
 use pyrite_core::value::SeriesSamples;
 
@@ -281,7 +281,10 @@ pub fn run_script(
         commands.iter().filter_map(|c| if let Command::Eval(e) = c { Some(&**e) } else { None }).collect();
     let mut results: Vec<Vec<Result<String, String>>> = Vec::new();
     for &shards in shard_counts {
-        let mut engine = Engine::new(shards, QueryLimits { lookback_delta: LOOKBACK_MS, ..QueryLimits::unlimited() });
+        // On several shards, batched aggregations also fold their series one at a time.
+        let batch_slots = if shards > 1 { 1 } else { BATCH_SLOTS };
+        let limits = QueryLimits { lookback_delta: LOOKBACK_MS, batch_slots, ..QueryLimits::unlimited() };
+        let mut engine = Engine::new(shards, limits);
         let mut load_error: Option<String> = None;
         let mut per_eval = Vec::new();
         for c in &commands {

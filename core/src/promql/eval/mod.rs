@@ -10,6 +10,7 @@
 //! [`Plan::finish`].
 
 mod aggregate;
+mod batches;
 mod binary;
 mod exact_sum;
 mod extended;
@@ -94,6 +95,8 @@ impl std::fmt::Debug for Interrupt {
 #[derive(Clone, Debug)]
 pub struct Limits {
     max_samples: usize,
+    /// Step slots (series times steps) a [batched](batches) fragment evaluates at once.
+    batch_slots: usize,
     interrupt: Interrupt,
     /// Samples loaded so far by every evaluator of this evaluation, on every shard.
     loaded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -103,14 +106,20 @@ impl Limits {
     /// At most `max_samples` (`--query.max-samples`), stopping when `interrupt` fires. Make one
     /// for each evaluation: the count starts at zero.
     pub fn new(max_samples: usize, interrupt: Interrupt) -> Self {
-        Limits { max_samples, interrupt, loaded: Default::default() }
+        Limits { max_samples, batch_slots: BATCH_SLOTS, interrupt, loaded: Default::default() }
+    }
+
+    /// The same limits, with batched fragments evaluating `slots` step slots at once (at least
+    /// one series): fewer than [`BATCH_SLOTS`] to test batching on small data.
+    pub fn with_batch_slots(self, slots: usize) -> Self {
+        Limits { batch_slots: slots, ..self }
     }
 
     /// The same limit with a count of its own, starting at zero, stopped by `interrupt`: for a
     /// trial evaluation whose loads must not count if it is abandoned and run again elsewhere.
     /// A trial that is kept adds its count to this one with [`Limits::absorb`].
     pub fn trial(&self, interrupt: Interrupt) -> Limits {
-        Limits::new(self.max_samples, interrupt)
+        Limits::new(self.max_samples, interrupt).with_batch_slots(self.batch_slots)
     }
 
     /// Counts what a kept `trial` loaded, as if it had been loaded under these limits;
@@ -216,6 +225,10 @@ const WORK_PER_LOOK: usize = 1 << 14;
 
 /// Default resolution of a subquery without a step (upstream: the global evaluation interval).
 pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
+
+/// Step slots a batched fragment evaluates at once: 16 MiB of step values (`Option<f64>`), a
+/// million series of an instant query, 4,351 of a 1 h range at 15 s steps.
+pub const BATCH_SLOTS: usize = 1 << 20;
 
 /// The time frame of an evaluation, all in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -565,7 +578,9 @@ pub fn evaluate_fragments(
     (0..plan.fragments.len()).map(|i| evaluate_fragment_within(plan, i, params, source, limits)).collect()
 }
 
-/// Fragment `index` of `plan` under `limits`.
+/// Fragment `index` of `plan` under `limits`. A [batched](Fragment::batched) fragment's
+/// expression is evaluated over its read a batch of series at a time, each batch folded into the
+/// partial aggregate as it comes.
 fn evaluate_fragment_within(
     plan: &Plan,
     index: usize,
@@ -575,22 +590,43 @@ fn evaluate_fragment_within(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
-    ev.in_subquery = !fragment.frames.is_empty();
-    ev.labels = &fragment.labels;
-    ev.distinct = fragment.distinct;
-    let value = ev.eval(&fragment.node)?;
-    let result = match &fragment.merge {
-        Merge::Concat => FragmentResult::Value(value),
-        Merge::Aggregate { op, grouping, expr_pos } => FragmentResult::Partial(PartialAggregate::from_series(
-            *op,
-            grouping,
-            value.into_vector()?,
-            params.steps(),
-            *expr_pos,
-        )),
+    let mut out = FragmentOutput {
+        result: FragmentResult::Value(Value::Vector(Vec::new())),
+        annotations: Annotations::default(),
+        samples: 0,
     };
-    Ok(FragmentOutput { result, annotations: ev.annotations.into_inner(), samples: ev.samples.get() })
+    let mut evaluate = |source: &dyn SeriesSource| -> Result<Value, EvalError> {
+        let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
+        ev.in_subquery = !fragment.frames.is_empty();
+        ev.labels = &fragment.labels;
+        ev.distinct = fragment.distinct;
+        let value = ev.eval(&fragment.node)?;
+        out.annotations.extend(ev.annotations.into_inner());
+        out.samples = out.samples.saturating_add(ev.samples.get());
+        Ok(value)
+    };
+    out.result = match &fragment.merge {
+        Merge::Concat => FragmentResult::Value(evaluate(source)?),
+        Merge::Aggregate { op, grouping, expr_pos } => {
+            let fold = |value: Value| -> Result<PartialAggregate, EvalError> {
+                Ok(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps(), *expr_pos))
+            };
+            if fragment.batched {
+                let series = limits.batch_slots / most_steps_in(&fragment.node, &params).max(1);
+                let batches = batches::Batches::new(source, series);
+                let mut partial = PartialAggregate::empty(*op, *expr_pos);
+                loop {
+                    partial.merge(fold(evaluate(&batches)?)?);
+                    if batches.done() {
+                        break FragmentResult::Partial(partial);
+                    }
+                }
+            } else {
+                FragmentResult::Partial(fold(evaluate(source)?)?)
+            }
+        }
+    };
+    Ok(out)
 }
 
 impl Plan {

@@ -280,6 +280,38 @@ fn answers_are_identical_on_one_and_many_shards() {
 }
 
 #[test]
+fn batched_aggregations_answer_as_when_their_series_are_evaluated_whole() {
+    let series = counters();
+    let params = EvalParams { start: 600_000, end: 3_000_000, step: 60_000, lookback: 300_000 };
+    let run = |query: &str, shards: usize, slots: usize| {
+        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+        p.limits = Limits::default().with_batch_slots(slots);
+        let heads = heads(&series, shards);
+        let outputs = heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits).unwrap()).collect();
+        let batched: Vec<bool> = p.fragments.iter().map(|f| f.batched).collect();
+        (format!("{:?}", p.finish(&params, outputs).unwrap()), batched)
+    };
+    for (query, batched) in [
+        ("sum by (job) (rate(http_requests_total[5m]))", true),
+        ("count(temperature)", true),
+        ("stddev without (instance) (temperature offset 1m)", true),
+        ("avg(max_over_time(rate(http_requests_total[5m])[10m:1m]))", true),
+        ("min(timestamp(temperature))", true),
+        // Series of several names without theirs could collide, which needs them all at once.
+        ("sum(rate({__name__=~\"http_requests_total\"}[5m]))", false),
+        ("max(label_replace(temperature, \"j\", \"$1\", \"job\", \"(.*)\"))", false),
+        ("topk(2, temperature)", false),
+    ] {
+        let whole = run(query, 1, BATCH_SLOTS);
+        assert_eq!(whole.1, [batched], "{query}");
+        // One series a batch (a slot each is less than one series' steps).
+        for shards in [1, 3] {
+            assert_eq!(run(query, shards, 1), whole, "{query} on {shards} shards");
+        }
+    }
+}
+
+#[test]
 fn limitk_takes_the_first_series_in_label_order_on_any_shard_count() {
     let series = counters();
     let p = EvalParams::instant(1_800_000, 300_000);
