@@ -9,6 +9,7 @@
 pub mod promqltest;
 pub mod seccomp;
 pub mod side_by_side;
+pub mod upstream_chunks;
 pub mod webdriver;
 
 use std::collections::BTreeMap;
@@ -377,10 +378,15 @@ pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> O
 pub struct Upstream {
     pub process: Process,
     pub url: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Upstream {
+    /// Its `--storage.tsdb.path`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
     /// Starts `prometheus` on loopback with an empty configuration, its own data directory and
     /// the remote-write receiver on; waits until it is ready.
     pub fn start() -> Upstream {
@@ -428,7 +434,7 @@ impl Upstream {
                 panic!("upstream prometheus exited during start-up ({status}):\n{err}");
             }
             if http_get(&format!("{url}/-/ready")).map(|(s, _)| s == 200).unwrap_or(false) {
-                return Upstream { process, url, _dir: dir };
+                return Upstream { process, url, dir };
             }
             assert!(Instant::now() < deadline, "upstream prometheus was not ready within 30 s");
             std::thread::sleep(Duration::from_millis(100));

@@ -375,76 +375,6 @@ fn remote_read_answers_samples_and_frames_with_external_labels() {
     assert!(matches!(garbage, Err(ureq::Error::Status(400, _))));
 }
 
-/// Decodes an upstream XOR chunk as upstream's `xorIterator` reads it (written from its reader,
-/// not from Pyrite's encoder, so that the two check each other).
-fn decode_upstream_xor(data: &[u8]) -> Vec<(i64, f64)> {
-    struct Bits<'a>(&'a [u8], usize);
-    impl Bits<'_> {
-        fn bit(&mut self) -> u64 {
-            let b = (self.0[self.1 / 8] >> (7 - self.1 % 8)) & 1;
-            self.1 += 1;
-            b as u64
-        }
-        fn bits(&mut self, n: usize) -> u64 {
-            (0..n).fold(0, |acc, _| (acc << 1) | self.bit())
-        }
-        fn uvarint(&mut self) -> u64 {
-            let (mut x, mut shift) = (0u64, 0);
-            loop {
-                let b = self.bits(8);
-                x |= (b & 0x7f) << shift;
-                if b < 0x80 {
-                    return x;
-                }
-                shift += 7;
-            }
-        }
-    }
-    let count = u16::from_be_bytes([data[0], data[1]]) as usize;
-    let mut r = Bits(&data[2..], 0);
-    let mut out = Vec::with_capacity(count);
-    let (mut t, mut delta, mut v) = (0i64, 0i64, 0u64);
-    let (mut leading, mut trailing) = (0usize, 0usize);
-    for i in 0..count {
-        match i {
-            0 => {
-                let z = r.uvarint();
-                t = ((z >> 1) as i64) ^ -((z & 1) as i64);
-                v = r.bits(64);
-                out.push((t, f64::from_bits(v)));
-                continue;
-            }
-            1 => delta = r.uvarint() as i64,
-            _ => {
-                let mut prefix = 0;
-                while prefix < 4 && r.bit() == 1 {
-                    prefix += 1;
-                }
-                let size = [0, 14, 17, 20, 64][prefix];
-                let mut dod = r.bits(size) as i64;
-                if size != 0 && size != 64 && dod > 1 << (size - 1) {
-                    dod -= 1 << size;
-                }
-                delta += dod;
-            }
-        }
-        t += delta;
-        if r.bit() == 1 {
-            if r.bit() == 1 {
-                leading = r.bits(5) as usize;
-                let significant = match r.bits(6) as usize {
-                    0 => 64,
-                    n => n,
-                };
-                trailing = 64 - leading - significant;
-            }
-            v ^= r.bits(64 - leading - trailing) << trailing;
-        }
-        out.push((t, f64::from_bits(v)));
-    }
-    out
-}
-
 #[test]
 fn streamed_chunks_decode_to_the_sampled_answer() {
     use pyrite_core::remote::read::{
@@ -475,7 +405,8 @@ fn streamed_chunks_decode_to_the_sampled_answer() {
     for frame in read_frames(&body).expect("frames") {
         for s in frame.chunked_series {
             let labels = format!("{:?}", s.labels);
-            let samples: Vec<(i64, f64)> = s.chunks.iter().flat_map(|c| decode_upstream_xor(&c.data)).collect();
+            let samples: Vec<(i64, f64)> =
+                s.chunks.iter().flat_map(|c| pyrite_tests::upstream_chunks::decode_xor(&c.data)).collect();
             match got.last_mut() {
                 Some((l, all)) if *l == labels => all.extend(samples),
                 _ => got.push((labels, samples)),

@@ -233,7 +233,7 @@ pub(crate) fn exact(c: f64) -> Option<i64> {
 
 /// A histogram's counts as an integer histogram carries them (also the protobuf exposition
 /// format's, which `/federate` writes).
-pub(crate) struct IntegerCounts {
+pub struct IntegerCounts {
     pub count: u64,
     pub zero_count: u64,
     pub positive_deltas: Vec<i64>,
@@ -244,7 +244,7 @@ impl IntegerCounts {
     /// The counts of `h` if it is exactly an integer histogram: every count a non-negative
     /// integer of at most 2⁵³ (so that the f64 is exact), adding up as
     /// [`check_integer_count`] requires.
-    pub(crate) fn of(h: &FloatHistogram) -> Option<IntegerCounts> {
+    pub fn of(h: &FloatHistogram) -> Option<IntegerCounts> {
         let mut in_buckets = 0u128;
         let mut deltas = |buckets: &[f64]| -> Option<Vec<i64>> {
             let mut previous = 0;

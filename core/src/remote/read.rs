@@ -84,14 +84,19 @@ pub struct Chunk {
     pub min_time_ms: i64,
     #[prost(int64, tag = "2")]
     pub max_time_ms: i64,
-    /// `Chunk.Encoding`: XOR is 1.
+    /// `Chunk.Encoding`: [`CHUNK_XOR`], [`CHUNK_HISTOGRAM`] or [`CHUNK_FLOAT_HISTOGRAM`].
     #[prost(int32, tag = "3")]
     pub r#type: i32,
     #[prost(bytes = "vec", tag = "4")]
     pub data: Vec<u8>,
 }
 
+/// `Chunk.Encoding` of upstream's XOR chunks (floats).
 pub const CHUNK_XOR: i32 = 1;
+/// `Chunk.Encoding` of upstream's histogram chunks (integer native histograms).
+pub const CHUNK_HISTOGRAM: i32 = 2;
+/// `Chunk.Encoding` of upstream's float histogram chunks.
+pub const CHUNK_FLOAT_HISTOGRAM: i32 = 3;
 
 /// Decodes a snappy-compressed `ReadRequest` of at most `max_decoded` bytes decompressed.
 pub fn decode_read_request(body: &[u8], max_decoded: usize) -> Result<ReadRequest, RemoteError> {
@@ -199,6 +204,31 @@ fn histogram_count(raw: &[u8]) -> Result<usize, RemoteError> {
         }
     }
     Ok(n)
+}
+
+/// Appends one series' frames of a streamed answer to `out`, packed as upstream's
+/// `StreamChunkedReadResponses` packs them: chunks go into a frame until their encoded size
+/// reaches `max_bytes` less the encoded size of the labels (at least one chunk a frame).
+pub fn write_series_frames(
+    labels: Vec<Label>,
+    chunks: impl IntoIterator<Item = Chunk>,
+    query_index: i64,
+    max_bytes: usize,
+    out: &mut Vec<u8>,
+) {
+    let max_data = max_bytes as i64 - labels.iter().map(|l| l.encoded_len() as i64).sum::<i64>();
+    let mut left = max_data;
+    let mut frame = Vec::new();
+    let mut chunks = chunks.into_iter().peekable();
+    while let Some(chunk) = chunks.next() {
+        left -= chunk.encoded_len() as i64;
+        frame.push(chunk);
+        if left <= 0 || chunks.peek().is_none() {
+            let series = ChunkedSeries { labels: labels.clone(), chunks: std::mem::take(&mut frame) };
+            write_frame(&ChunkedReadResponse { chunked_series: vec![series], query_index }, out);
+            left = max_data;
+        }
+    }
 }
 
 /// Appends one frame of a streamed answer to `out`: the message's length as a uvarint, the

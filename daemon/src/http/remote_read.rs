@@ -3,16 +3,15 @@
 //!
 //! As upstream's handler: the response type is the first of the request's accepted types that
 //! Pyrite serves (none listed: samples). `SAMPLES` answers one snappy-compressed `ReadResponse`;
-//! `STREAMED_XOR_CHUNKS` answers `ChunkedReadResponse` frames, one series per frame, each at
-//! most about `--storage.remote.read-max-bytes-in-frame` of chunks, the samples re-encoded into
-//! upstream's XOR chunks of 120 samples (Pyrite's own chunks are another format). Native
-//! histograms go in sampled answers only (a streamed one would need upstream's histogram chunk
-//! encoding, which Pyrite does not write): when the series read hold histograms and the client
-//! also takes sampled answers, as upstream's does, it gets a sampled one. Series are
-//! read from every shard with the query path's own `Request::Select`; external labels are added
-//! to every series that lacks them, and an equality matcher on an external label's value
-//! matches series without that label. At most `--storage.remote.read-concurrent-limit` reads
-//! run at once; the others wait.
+//! `STREAMED_XOR_CHUNKS` answers `ChunkedReadResponse` frames of one series each, packed as
+//! upstream packs them (chunks until `--storage.remote.read-max-bytes-in-frame` less the labels'
+//! size is reached). Pyrite's own chunks are another format, so the samples are re-encoded into
+//! upstream's chunks, cut as upstream cuts a series it re-encodes
+//! ([`upstream_series`](pyrite_tsdb::chunk::upstream_series)): XOR chunks for floats, histogram
+//! and float histogram chunks for native histograms. Series are read from every shard with the
+//! query path's own `Request::Select`; external labels are added to every series that lacks
+//! them, and an equality matcher on an external label's value matches series without that
+//! label. At most `--storage.remote.read-concurrent-limit` reads run at once; the others wait.
 //!
 //! Either answer holds at most `--storage.remote.read-sample-limit` samples over all its queries
 //! (400 beyond). Upstream bounds only sampled answers, since it sends streamed ones frame by
@@ -28,11 +27,11 @@ use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::EvalError;
 use pyrite_core::remote::histogram::wire_histograms;
 use pyrite_core::remote::read::{
-    decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_frame, Chunk,
-    ChunkedReadResponse, ChunkedSeries, QueryResult, ReadResponse, CHUNK_XOR, SAMPLES, STREAMED_XOR_CHUNKS,
+    decode_read_request, encode_read_response, query_matchers, sampled_series, wire_labels, write_series_frames, Chunk,
+    QueryResult, ReadResponse, SAMPLES, STREAMED_XOR_CHUNKS,
 };
-use pyrite_core::value::SeriesSamples;
-use pyrite_tsdb::chunk::upstream_xor;
+use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
+use pyrite_tsdb::chunk::upstream_series;
 
 use super::ApiState;
 use crate::slots::Slots;
@@ -117,21 +116,12 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         }
         selected.push(series);
     }
-    // Streamed answers carry floats only (upstream's XOR chunks): with histograms to send, a
-    // client that also takes sampled answers gets one.
-    let has_histograms = selected.iter().flatten().any(|one| !one.histograms.is_empty());
-    let streamed = streamed && !(has_histograms && request.accepted_response_types.contains(&SAMPLES));
     if streamed {
         let mut frames = Vec::new();
         for (index, series) in selected.into_iter().enumerate() {
-            for one in series {
-                stream_series(
-                    &one.labels.with_external(&external),
-                    &one.samples,
-                    index as i64,
-                    limits.max_bytes_in_frame,
-                    &mut frames,
-                );
+            for SeriesSamples { labels, samples, histograms } in series {
+                let labels = labels.with_external(&external);
+                stream_series(&labels, &samples, &histograms, index as i64, limits.max_bytes_in_frame, &mut frames);
             }
         }
         let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
@@ -183,27 +173,21 @@ async fn select(
     Ok(series)
 }
 
-/// Appends one series' frames: its samples in upstream XOR chunks, as many chunks a frame as fit
-/// in `max_bytes` (at least one), as upstream's `StreamChunkedReadResponses`.
+/// Appends one series' frames: its samples in upstream's chunks ([`upstream_series`]), packed
+/// into frames as upstream packs them.
 fn stream_series(
     labels: &Labels,
-    samples: &[pyrite_core::value::Sample],
+    samples: &[Sample],
+    histograms: &[HistogramSample],
     query_index: i64,
     max_bytes: usize,
     out: &mut Vec<u8>,
 ) {
-    let labels = wire_labels(labels);
-    let mut chunks = Vec::new();
-    let mut bytes = 0;
-    let mut pieces = samples.chunks(upstream_xor::SAMPLES_PER_CHUNK).peekable();
-    while let Some(piece) = pieces.next() {
-        let data = upstream_xor::encode(piece);
-        bytes += data.len();
-        chunks.push(Chunk { min_time_ms: piece[0].t, max_time_ms: piece[piece.len() - 1].t, r#type: CHUNK_XOR, data });
-        if bytes >= max_bytes || pieces.peek().is_none() {
-            let series = ChunkedSeries { labels: labels.clone(), chunks: std::mem::take(&mut chunks) };
-            write_frame(&ChunkedReadResponse { chunked_series: vec![series], query_index }, out);
-            bytes = 0;
-        }
-    }
+    let chunks = upstream_series::chunks(samples, histograms).into_iter().map(|c| Chunk {
+        min_time_ms: c.min_time,
+        max_time_ms: c.max_time,
+        r#type: c.encoding,
+        data: c.data,
+    });
+    write_series_frames(wire_labels(labels), chunks, query_index, max_bytes, out);
 }
