@@ -238,15 +238,19 @@ fn distinct(e: &Expr) -> bool {
     matches!(e.unparen(), Expr::VectorSelector(_)) || (keeps_labels(e) && names_one_metric(e))
 }
 
-/// The labels a fragment merged as `merge` reads: for an aggregation `by` a few labels of
-/// [`distinct`] series (telling them apart needs no other label), those and the metric name
-/// (which `rate` and `increase` warn by); else all.
-fn read_labels(merge: &Merge, distinct: bool) -> Projection {
+/// The labels a fragment of series-local `local` merged as `merge` reads: for an aggregation
+/// `by` a few labels of [`distinct`] series (telling them apart needs no other label), those,
+/// and the metric name unless `local` is a plain selector (functions such as `rate` warn by
+/// it, as do smoothed selectors); else all. Without a label, a series costs its read no label
+/// strings at all: `count({__name__=~".+"})` reads none.
+fn read_labels(merge: &Merge, distinct: bool, local: &Expr) -> Projection {
     let Merge::Aggregate { grouping: AggregateGrouping::By(names), .. } = merge else { return Projection::All };
     if !distinct {
         return Projection::All;
     }
-    let mut names: Vec<String> = names.iter().cloned().chain([METRIC_NAME.to_string()]).collect();
+    let plain = matches!(local.unparen(), Expr::VectorSelector(vs) if vs.extension.is_none());
+    let name = (!plain).then(|| METRIC_NAME.to_string());
+    let mut names: Vec<String> = names.iter().cloned().chain(name).collect();
     names.sort_unstable();
     names.dedup();
     Projection::Only(names)
@@ -381,7 +385,7 @@ impl Planner {
     /// A fragment of `node`, the lowered form of series-local `local` (or an aggregation of it).
     fn fragment(&mut self, node: Node, merge: Merge, local: &Expr) -> Node {
         let distinct = distinct(local);
-        let labels = read_labels(&merge, distinct);
+        let labels = read_labels(&merge, distinct, local);
         let batched = matches!(merge, Merge::Aggregate { .. }) && distinct && local.selectors().len() == 1;
         self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct, batched });
         Node::Fragment(self.fragments.len() - 1)
@@ -639,8 +643,10 @@ impl fmt::Display for Plan {
                     write!(f, "$fragment{i} on every shard{within}, partial {}", op.name())?;
                     write_grouping(f, grouping)?;
                     write!(f, " merged on the coordinator")?;
-                    if let Projection::Only(names) = &frag.labels {
-                        write!(f, ", reading labels {}", names.join(", "))?;
+                    match &frag.labels {
+                        Projection::Only(names) if names.is_empty() => write!(f, ", reading no labels")?,
+                        Projection::Only(names) => write!(f, ", reading labels {}", names.join(", "))?,
+                        Projection::All => {}
                     }
                     if frag.batched {
                         write!(f, ", folding series in batches")?;
@@ -682,7 +688,7 @@ mod tests {
 
     /// The labels the first fragment of `q` reads.
     fn labels_read(q: &str) -> Projection {
-        let expr = crate::promql::parse(q).unwrap();
+        let expr = crate::promql::parse_with(q, ParseOptions::all()).unwrap();
         plan(&expr, &EvalParams::instant(0, 300_000)).unwrap().fragments[0].labels.clone()
     }
 
@@ -690,7 +696,9 @@ mod tests {
     fn aggregations_by_a_few_labels_read_only_those_where_series_cannot_meet() {
         let only = |names: &[&str]| Projection::Only(names.iter().map(|n| n.to_string()).collect());
         assert_eq!(labels_read("sum by (status) (rate(http_requests_total[5m]))"), only(&["__name__", "status"]));
-        assert_eq!(labels_read("count({__name__=~\".+\"})"), only(&["__name__"]));
+        assert_eq!(labels_read("count({__name__=~\".+\"})"), only(&[]));
+        assert_eq!(labels_read("max by (job) (a)"), only(&["job"]));
+        assert_eq!(labels_read("sum(a smoothed)"), only(&["__name__"]));
         assert_eq!(labels_read("sum(rate(x{a=~\"b.\"}[5m]) * 2)"), only(&["__name__"]));
         // Dropping the names of several metrics can make two series equal: an error to report.
         assert_eq!(labels_read("sum(rate({__name__=~\"a|b\"}[5m]))"), Projection::All);
@@ -726,7 +734,7 @@ mod tests {
         );
         assert_eq!(
             explain("max_over_time(sum(a)[5m:])"),
-            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading labels __name__, folding series in batches: a\n"
+            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading no labels, folding series in batches: a\n"
         );
     }
 
