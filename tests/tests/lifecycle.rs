@@ -139,3 +139,53 @@ fn the_health_probes_find_the_server_behind_its_route_prefix_from_its_own_flags(
     assert!(!ok, "{out}");
     assert!(took < Duration::from_secs(5), "the probe took {took:?} with a 1 s timeout");
 }
+
+/// A reload runs off the shard that serves `/-/reload`: while it waits for a removed
+/// remote-write queue whose request hangs, that shard still answers queries. (Run on the shard,
+/// it held every query there until the request timed out; a queue asking that shard to name
+/// its series waited for it the whole 30 s of its own timeout.)
+#[test]
+fn a_slow_reload_does_not_hold_the_shard_serving_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    // A remote-write endpoint that takes requests and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_url = format!("http://{}/write", hole.local_addr().unwrap());
+    let asked = Arc::new(AtomicBool::new(false));
+    let noticed = asked.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hole.incoming().flatten() {
+            noticed.store(true, Ordering::Relaxed);
+            held.push(conn);
+        }
+    });
+    let loadgen = Loadgen::start(1, 10);
+    let scraped = config(&[&loadgen.targets[0]]);
+    let with_queue = format!(
+        "{scraped}remote_write:\n  - {{url: '{hole_url}', remote_timeout: 6s, queue_config: {{batch_send_deadline: 100ms}}}}\n"
+    );
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(1),
+        config: Some(with_queue),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..PyriteOpts::default()
+    });
+    assert!(
+        eventually(Duration::from_secs(15), || asked.load(Ordering::Relaxed).then_some(())).is_some(),
+        "the queue sent a request"
+    );
+    std::fs::write(p.data_dir.parent().unwrap().join("prometheus.yml"), &scraped).unwrap();
+    let url = p.url.clone();
+    let reload = std::thread::spawn(move || http_post_form(&format!("{url}/-/reload"), &[]));
+    std::thread::sleep(Duration::from_millis(500));
+    let asked_at = Instant::now();
+    let answer = p.query("1 + 1", None);
+    let took = asked_at.elapsed();
+    assert!(!reload.is_finished(), "the reload was still waiting for the queue's request");
+    assert_eq!(answer[1], "2", "{answer}");
+    assert!(took < Duration::from_secs(2), "a query during the reload took {took:?}");
+    assert_eq!(reload.join().unwrap(), Ok((200, String::new())));
+}
