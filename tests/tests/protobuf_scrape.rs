@@ -13,7 +13,7 @@
 //!
 //! Then Pyrite alone: classic series kept beside native histograms
 //! (`always_scrape_classic_histograms`), classic histograms converted to custom buckets from
-//! the text format (`convert_classic_histograms_to_nhcb`), a bucket limit that reduces the
+//! the text format (`convert_classic_histograms_to_nhcb`, set for the target by relabeling), a bucket limit that reduces the
 //! resolution, and hostile protobuf bodies that fail their scrape with a clear error.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -192,7 +192,8 @@ fn classic_series_conversions_limits_and_hostile_bodies() {
         "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}{}  - {{job_name: bad, scrape_native_histograms: true, static_configs: [{{targets: ['{truncated}', '{inconsistent}']}}]}}\n",
         job(&lg, "native", ", scrape_native_histograms: true"),
         job(&lg, "classic", ", scrape_native_histograms: true, always_scrape_classic_histograms: true"),
-        job(&lg, "nhcb", ", convert_classic_histograms_to_nhcb: true"),
+        // Per target, by relabeling (upstream 3.x's label for `convert_classic_histograms_to_nhcb`).
+        job(&lg, "nhcb", ", relabel_configs: [{target_label: __convert_classic_histograms_to_nhcb__, replacement: 'true'}]"),
         job(&lg, "limited", ", scrape_native_histograms: true, native_histogram_bucket_limit: 4"),
     );
     let pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });

@@ -3,8 +3,10 @@
 //!
 //! A discovered target is a label set: `__address__`, the service discovery's `__meta_*` labels
 //! and the group's labels. To it come `job`, `__scheme__`, `__metrics_path__`,
-//! `__scrape_interval__`, `__scrape_timeout__` and `__param_<name>` from the scrape config
-//! (unless discovery set them). Relabeling may rewrite any of them or drop the target. Then
+//! `__scrape_interval__`, `__scrape_timeout__`, `__param_<name>` and upstream 3.x's histogram
+//! options (`__scrape_native_histograms__`, `__always_scrape_classic_histograms__`,
+//! `__convert_classic_histograms_to_nhcb__`, `true` or `false`) from the scrape config (unless
+//! discovery set them). Relabeling may rewrite any of them or drop the target. Then
 //! `instance` defaults to `__address__`, the `__param_*` labels become URL parameters, and every
 //! label starting with `__` is removed from the target's labels.
 
@@ -101,6 +103,46 @@ enum Resolution {
     Invalid(String),
 }
 
+/// The labels that turn a target's histogram options on or off (upstream 3.x's), set from its
+/// scrape config's and open to relabeling.
+const SCRAPE_NATIVE: &str = "__scrape_native_histograms__";
+const ALWAYS_SCRAPE_CLASSIC: &str = "__always_scrape_classic_histograms__";
+const CONVERT_TO_NHCB: &str = "__convert_classic_histograms_to_nhcb__";
+
+/// A boolean label as Go's `strconv.ParseBool` reads it.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The target's histogram options from its relabeled `labels` (an option whose label
+/// relabeling emptied is its scrape config's); an error naming a label that is no boolean, in
+/// upstream's words.
+fn histogram_options(sc: &ScrapeConfig, labels: &Labels) -> Result<HistogramOptions, String> {
+    let option = |name: &str, what: &str, default: bool| match labels.get(name) {
+        "" => Ok(default),
+        value => parse_bool(value)
+            .ok_or_else(|| format!("error parsing {what}: strconv.ParseBool: parsing {value:?}: invalid syntax")),
+    };
+    let histograms = &sc.histograms;
+    Ok(HistogramOptions {
+        native: option(SCRAPE_NATIVE, "scrape native histograms", histograms.scrape_native_histograms)?,
+        keep_classic: option(
+            ALWAYS_SCRAPE_CLASSIC,
+            "always scrape classic histograms",
+            histograms.always_scrape_classic_histograms,
+        )?,
+        convert_to_nhcb: option(
+            CONVERT_TO_NHCB,
+            "convert classic histograms to nhcb",
+            histograms.convert_classic_histograms_to_nhcb,
+        )?,
+    })
+}
+
 /// The discovered labels of a target at `address` in a group with `group_labels`, completed
 /// with the scrape config's defaults.
 fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<String, String>) -> Labels {
@@ -111,6 +153,14 @@ fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<S
     labels.insert("__metrics_path__".into(), sc.metrics_path.clone());
     labels.insert("__scrape_interval__".into(), sc.scrape_interval.to_string());
     labels.insert("__scrape_timeout__".into(), sc.scrape_timeout.to_string());
+    let histograms = &sc.histograms;
+    for (name, on) in [
+        (SCRAPE_NATIVE, histograms.scrape_native_histograms),
+        (ALWAYS_SCRAPE_CLASSIC, histograms.always_scrape_classic_histograms),
+        (CONVERT_TO_NHCB, histograms.convert_classic_histograms_to_nhcb),
+    ] {
+        labels.insert(name.into(), on.to_string());
+    }
     for (name, values) in &sc.params {
         if let Some(first) = values.first() {
             labels.insert(format!("__param_{name}"), first.clone());
@@ -136,6 +186,10 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         (Ok(i), Ok(t)) if i.millis() > 0 && t <= i => (i, t),
         (Ok(_), Ok(_)) => return Resolution::Invalid(format!("{discovered}: scrape timeout greater than interval")),
         (Err(e), _) | (_, Err(e)) => return Resolution::Invalid(e),
+    };
+    let histograms = match histogram_options(sc, &labels) {
+        Ok(options) => options,
+        Err(e) => return Resolution::Invalid(format!("{discovered}: {e}")),
     };
     let scheme = labels.get("__scheme__").to_string();
     if scheme != "http" && scheme != "https" {
@@ -173,11 +227,7 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         limits: sc.limits,
         accept: accept_header(&sc.scrape_protocols),
         fallback_format: sc.fallback_scrape_protocol.map(|p| p.format()),
-        histograms: HistogramOptions {
-            native: sc.histograms.scrape_native_histograms,
-            keep_classic: sc.histograms.always_scrape_classic_histograms,
-            convert_to_nhcb: sc.histograms.convert_classic_histograms_to_nhcb,
-        },
+        histograms,
         histogram_limits: HistogramLimits::new(sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor),
         http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
@@ -272,6 +322,35 @@ mod tests {
         assert_eq!(t.labels.to_string(), r#"{instance="example.com:443", job="blackbox"}"#);
         assert_eq!(s.dropped.len(), 1);
         assert_eq!(s.dropped[0].discovered.get("__address__"), "skip.me:80");
+    }
+
+    #[test]
+    fn relabeling_sets_a_targets_histogram_options() {
+        let s = set(concat!(
+            "scrape_configs:\n  - job_name: a\n    scrape_native_histograms: true\n    relabel_configs:\n",
+            "      - {source_labels: [__address__], regex: 'classic:.*', target_label: __scrape_native_histograms__, replacement: 'False'}\n",
+            "      - {source_labels: [__address__], regex: 'classic:.*', target_label: __convert_classic_histograms_to_nhcb__, replacement: '1'}\n",
+            "      - {source_labels: [__address__], regex: 'bad:.*', target_label: __always_scrape_classic_histograms__, replacement: 'yes'}\n",
+            "      - {source_labels: [__address__], regex: 'empty:.*', target_label: __scrape_native_histograms__, replacement: ''}\n",
+            "    static_configs:\n      - targets: ['classic:1', 'bad:1', 'plain:1', 'empty:1']\n",
+        ));
+        let options = |t: &Target| (t.histograms.native, t.histograms.keep_classic, t.histograms.convert_to_nhcb);
+        let by_address: Vec<_> = s.active.iter().map(|t| (t.address.as_str(), options(t))).collect();
+        assert_eq!(
+            by_address,
+            [("classic:1", (false, false, true)), ("plain:1", (true, false, false)), ("empty:1", (true, false, false))]
+        );
+        assert_eq!(s.active[1].discovered.get("__scrape_native_histograms__"), "true");
+        assert_eq!(s.active[1].discovered.get("__always_scrape_classic_histograms__"), "false");
+        assert!(s.active.iter().all(|t| !t.labels.to_string().contains("histograms")), "not a target label");
+        assert_eq!(s.invalid.len(), 1, "{:?}", s.invalid);
+        assert!(
+            s.invalid[0].ends_with(
+                "error parsing always scrape classic histograms: strconv.ParseBool: parsing \"yes\": invalid syntax"
+            ),
+            "{:?}",
+            s.invalid
+        );
     }
 
     #[test]
