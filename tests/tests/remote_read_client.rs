@@ -133,3 +133,65 @@ fn a_store_that_is_down_is_a_warning_on_the_local_answer() {
     let warnings = answer["warnings"].as_array().expect("warnings");
     assert!(warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("remote_read gone"))), "{body}");
 }
+
+/// A store that answers every request with `body` (a snappy-compressed `ReadResponse`).
+fn store_answering(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1/read", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let mut request = [0u8; 65536];
+            let _ = conn.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    url
+}
+
+/// A store answering series whose labels upstream's client refuses (an empty name, a name
+/// twice, no metric name), or not one result per query, fails as a store that is down does: a
+/// warning, and the local answer alone.
+#[test]
+fn a_store_answering_invalid_series_is_a_warning_on_the_local_answer() {
+    use pyrite_core::remote::read::{encode_read_response, QueryResult, ReadResponse};
+    use pyrite_core::remote::{Label, TimeSeries, WireSample};
+    let t = now_ms() - 60_000;
+    let with_labels = |pairs: &[(&str, &str)]| TimeSeries {
+        labels: pairs.iter().map(|&(name, value)| Label { name: name.into(), value: value.into() }).collect(),
+        samples: vec![WireSample { value: 7.0, timestamp: t }],
+        exemplars: Vec::new(),
+        histograms: Vec::new(),
+    };
+    let answer = |results: Vec<Vec<TimeSeries>>| {
+        let results = results.into_iter().map(|timeseries| QueryResult { timeseries }).collect();
+        encode_read_response(&ReadResponse { results })
+    };
+    for (body, why) in [
+        (answer(vec![vec![with_labels(&[("__name__", "rr_local"), ("", "x")])]]), "invalid label name: "),
+        (
+            answer(vec![vec![with_labels(&[("__name__", "rr_local"), ("job", "a"), ("job", "b")])]]),
+            "duplicate label with name: job",
+        ),
+        (answer(vec![vec![with_labels(&[("__name__", ""), ("job", "a")])]]), "invalid metric name: "),
+        (answer(Vec::new()), "responses: want 1, got 0"),
+    ] {
+        let p = pyrite(&format!("remote_read:\n  - url: {}\n    name: odd\n", store_answering(body)));
+        assert_eq!(p.remote_write(encode_write_request(&[series("rr_local", "here", &[(t, 5.0)])])).0, 204);
+        let (status, body) = p.get(&format!("/api/v1/query?query=rr_local&time={}", t as f64 / 1000.0));
+        let answer = pyrite_tests::json(&body);
+        assert_eq!((status, answer["data"]["result"].as_array().map(Vec::len)), (200, Some(1)), "{why}: {body}");
+        assert_eq!(answer["data"]["result"][0]["value"][1], "5", "{body}");
+        let warnings = answer["warnings"].as_array().expect("warnings");
+        assert!(
+            warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("remote_read odd") && w.contains(why))),
+            "{why}: {body}"
+        );
+    }
+}

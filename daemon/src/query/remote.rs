@@ -6,8 +6,10 @@
 //! The coordinator makes one [`RemoteSelects`] per query. A selector's remote answer is fetched
 //! once, by the first query worker that needs it (never on a shard's thread), and shared by
 //! every shard's worker; each keeps the series its shard owns, so a series held both here and
-//! remotely meets its local self on one shard ([`merge_local`]). A store that fails gives a
-//! warning on the query, which answers with the rest, as upstream.
+//! remotely meets its local self on one shard ([`merge_local`]). A store that fails, or answers
+//! what upstream's client refuses (not one result per query, a series with an empty label or
+//! metric name, or a name twice), gives a warning on the query, which answers with the rest,
+//! as upstream.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use pyrite_core::config::{Config, RemoteReadConfig};
 use pyrite_core::labels::{Labels, MatchOp, Matcher};
 use pyrite_core::remote::read::{decode_read_response, wire_matchers, Query, ReadRequest, SAMPLES};
+use pyrite_core::remote::{Label, TimeSeries};
 use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
 
 use crate::clock::now_ms;
@@ -147,10 +150,13 @@ impl RemoteSelects {
         }
         let body = post(remote, &request.encode_compressed(), timeout.max(Duration::from_millis(1)))?;
         let response = decode_read_response(&body, MAX_ANSWER_BYTES).map_err(|e| e.to_string())?;
-        Ok(response
-            .results
+        if response.results.len() != request.queries.len() {
+            return Err(format!("responses: want {}, got {}", request.queries.len(), response.results.len()));
+        }
+        let series: Vec<TimeSeries> = response.results.into_iter().flat_map(|r| r.timeseries).collect();
+        series.iter().try_for_each(|ts| valid_labels(&ts.labels))?;
+        Ok(series
             .into_iter()
-            .flat_map(|r| r.timeseries)
             .map(|ts| SeriesSamples {
                 labels: Labels::from_pairs(
                     ts.labels.into_iter().filter(|l| !added.contains(&l.name)).map(|l| (l.name, l.value)),
@@ -167,6 +173,27 @@ impl RemoteSelects {
                     .collect(),
             })
             .collect())
+    }
+}
+
+/// A store's series labels as upstream's client checks them (`validateLabelsAndMetricName`):
+/// a store answering a series with an empty label name or metric name, or the same name twice,
+/// fails that store's answer.
+fn valid_labels(labels: &[Label]) -> Result<(), String> {
+    let mut names: Vec<&str> = Vec::with_capacity(labels.len());
+    for l in labels {
+        if l.name == "__name__" && l.value.is_empty() {
+            return Err(format!("invalid metric name: {}", l.value));
+        }
+        if l.name.is_empty() {
+            return Err(format!("invalid label name: {}", l.name));
+        }
+        names.push(&l.name);
+    }
+    names.sort_unstable();
+    match names.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => Err(format!("duplicate label with name: {}", pair[0])),
+        None => Ok(()),
     }
 }
 
