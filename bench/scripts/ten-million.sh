@@ -3,27 +3,18 @@
 # scraped every 60 s (10,000 targets would take 20,000 file descriptors on the loadgen's side).
 # Waits until every series is in the head and two more scrape rounds went by, then runs each
 # dashboard query (`pyrite_loadgen::drive::DASHBOARD`) twice, one after the other. Prints the
-# head's series, samples appended, CPU seconds and RSS as it goes, each query's time, and
+# head's series, CPU seconds and RSS as it goes, each query's time, and
 # VmHWM (peak RSS) after each. Usage: ten-million.sh [PYRITE_BINARY]. Needs
 # target/release/pyrite-loadgen, 20,000 file descriptors and a free port 19293.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/scripts/load.sh
 pyrite=$(realpath "${1:-target/release/pyrite}")
 loadgen=$(realpath target/release/pyrite-loadgen)
 dir=$(mktemp -d)
 trap 'kill ${server:-} ${targets:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 cd "$dir"
-"$loadgen" --targets 5000 --series 2000 --profile mixed >targets.txt 2>&1 &
-targets=$!
-for _ in $(seq 120); do grep -q ready targets.txt && break; sleep 1; done
-{
-  echo "global: {scrape_interval: 60s, scrape_timeout: 30s}"
-  echo "scrape_configs:"
-  echo "  - job_name: load"
-  echo "    static_configs:"
-  echo "      - targets:"
-  grep '^127\.' targets.txt | sed 's/^/          - /'
-} >prometheus.yml
+start_load 5000 2000 60s
 "$pyrite" --config.file=prometheus.yml --storage.tsdb.path=data --web.listen-address=127.0.0.1:19293 \
   --log.level=warn &
 server=$!
