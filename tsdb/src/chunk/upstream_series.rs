@@ -13,7 +13,9 @@
 //! (gauge or reset, else unknown). New buckets widen the chunk's layout for the samples already
 //! in it (upstream re-encodes the chunk); a counter sample missing a bucket empty in the chunk
 //! gets it as 0. The spans kept are upstream's: the new sample's own, or, where both sides lack
-//! buckets, the union written compactly.
+//! buckets, the union written compactly. Unlike upstream, a layout never passes
+//! [`MAX_BUCKETS`]: a sample that would widen it further starts a new chunk, as a series' first
+//! sample does (its header from its hint).
 //!
 //! Pyrite holds every histogram with float counts; one whose counts are exactly an integer
 //! histogram's (what remote write and the sampled answer send as integers) goes in an integer
@@ -22,7 +24,7 @@
 
 use std::sync::Arc;
 
-use pyrite_core::histogram::{CounterResetHint, FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA};
+use pyrite_core::histogram::{CounterResetHint, FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA, MAX_BUCKETS};
 use pyrite_core::remote::histogram::IntegerCounts;
 use pyrite_core::remote::read::CHUNK_XOR;
 use pyrite_core::value::{is_stale_nan, HistogramSample, Sample};
@@ -115,7 +117,8 @@ impl Open {
     }
 }
 
-/// A histogram chunk being filled: its samples, each with the chunk's current layout.
+/// A histogram chunk being filled: its samples as they came, and the layout they are written
+/// with.
 struct HistogramChunk {
     counts: Counts,
     header: ResetHeader,
@@ -153,12 +156,24 @@ impl HistogramChunk {
         HistogramChunk { counts, header, layout, samples: vec![sample] }
     }
 
+    /// The chunk, every sample written with its final layout (aligned once, here: aligning
+    /// them at each widening would cost the square of the samples).
     fn finish(self) -> UpstreamChunk {
+        let layout = &self.layout;
+        let aligned = |s: HistogramSample| {
+            let h = &s.h;
+            let same = h.positive_spans == layout.positive_spans && h.negative_spans == layout.negative_spans;
+            match is_stale_nan(h.sum) || same {
+                true => s,
+                false => HistogramSample { t: s.t, h: Arc::new(aligned_to(h, layout)) },
+            }
+        };
+        let samples: Vec<HistogramSample> = self.samples.into_iter().map(aligned).collect();
         UpstreamChunk {
             encoding: self.counts.chunk_encoding(),
-            min_time: self.samples[0].t,
-            max_time: self.samples[self.samples.len() - 1].t,
-            data: upstream_histogram::encode(self.counts, self.header, &self.samples),
+            min_time: samples[0].t,
+            max_time: samples[samples.len() - 1].t,
+            data: upstream_histogram::encode(self.counts, self.header, &samples),
         }
     }
 
@@ -172,17 +187,9 @@ impl HistogramChunk {
         if let Some(header) = refused {
             return Some(HistogramChunk::new(self.counts, header, sample));
         }
-        if is_stale_nan(sample.h.sum) {
-            self.samples.push(sample);
-            return None;
+        if !is_stale_nan(sample.h.sum) && !self.widen(&sample.h, gauge) {
+            return Some(HistogramChunk::first(self.counts, sample));
         }
-        self.widen(&sample.h, gauge);
-        let h = &sample.h;
-        let aligned = h.positive_spans == self.layout.positive_spans && h.negative_spans == self.layout.negative_spans;
-        let sample = match aligned {
-            true => sample,
-            false => HistogramSample { t: sample.t, h: Arc::new(aligned_to(h, &self.layout)) },
-        };
         self.samples.push(sample);
         None
     }
@@ -235,8 +242,11 @@ impl HistogramChunk {
     }
 
     /// Widens the chunk's layout to `h`'s new buckets, as upstream's appender re-encodes a
-    /// chunk, with the spans it keeps.
-    fn widen(&mut self, h: &FloatHistogram, gauge: bool) {
+    /// chunk, with the spans it keeps; false, leaving it, if the layout would pass
+    /// [`MAX_BUCKETS`]: that sample starts a new chunk as a first one does, where upstream's
+    /// encoder would widen without a bound (stored remote-written histograms of disjoint
+    /// buckets would make a read hold 120 times the bucket limit per sample).
+    fn widen(&mut self, h: &FloatHistogram, gauge: bool) -> bool {
         let sides = [true, false].map(|positive| {
             let chunk = indices(spans(&self.layout, positive));
             let sample = indices(spans(h, positive));
@@ -246,7 +256,7 @@ impl HistogramChunk {
         });
         if !sides.iter().any(|s| s.1) {
             // The chunk has all the sample's buckets; those it lacks are filled in with zeros.
-            return;
+            return true;
         }
         let any_missing = sides.iter().any(|s| s.2);
         // The sample's own spans; where it lacks buckets of the chunk, the union written
@@ -261,10 +271,12 @@ impl HistogramChunk {
                 spans(h, positive).to_vec()
             }
         });
-        (self.layout.positive_spans, self.layout.negative_spans) = (positive, negative);
-        for s in self.samples.iter_mut().filter(|s| !is_stale_nan(s.h.sum)) {
-            s.h = Arc::new(aligned_to(&s.h, &self.layout));
+        let buckets = |spans: &[Span]| spans.iter().map(|s| s.length as usize).sum::<usize>();
+        if buckets(&positive) + buckets(&negative) > MAX_BUCKETS {
+            return false;
         }
+        (self.layout.positive_spans, self.layout.negative_spans) = (positive, negative);
+        true
     }
 }
 
@@ -424,6 +436,23 @@ mod tests {
             at(2, widened(hist(&[(0, 2.0), (1, 1.0)]), vec![2.0, 1.0, 0.0])),
         ];
         assert_eq!(chunks[0].data, upstream_histogram::encode(Counts::Integer, ResetHeader::Unknown, &expected));
+    }
+
+    #[test]
+    fn a_layout_past_the_bucket_limit_starts_a_new_chunk() {
+        // Gauges of disjoint buckets, half the limit each: the second widens the first's
+        // layout to the limit, the third would pass it.
+        let half = MAX_BUCKETS as i32 / 2;
+        let gauge = |k: i32| FloatHistogram {
+            counter_reset_hint: CounterResetHint::Gauge,
+            positive_spans: vec![Span { offset: k * half, length: half as u32 }],
+            positive_buckets: vec![1.0; half as usize],
+            count: f64::from(half),
+            ..FloatHistogram::default()
+        };
+        let chunks = chunks(&[], &[at(0, gauge(0)), at(1, gauge(1)), at(2, gauge(2))]);
+        assert_eq!(chunks.iter().map(count).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(chunks.iter().map(header).collect::<Vec<_>>(), [ResetHeader::Gauge.bits(); 2]);
     }
 
     #[test]
