@@ -240,16 +240,18 @@ fn distinct(e: &Expr) -> bool {
 
 /// The labels a fragment of series-local `local` merged as `merge` reads: for an aggregation
 /// `by` a few labels of [`distinct`] series (telling them apart needs no other label), those,
-/// and the metric name unless `local` is a plain selector (functions such as `rate` warn by
-/// it, as do smoothed selectors); else all. Without a label, a series costs its read no label
-/// strings at all: `count({__name__=~".+"})` reads none.
+/// and the metric name unless a `count`, `min`, ... of a plain selector needs none (functions
+/// such as `rate` warn by it, as do smoothed selectors and `sum`/`avg` of histograms of mixed
+/// bucket kinds); else all. Without a label, a series costs its read no label strings at all:
+/// `count({__name__=~".+"})` reads none.
 fn read_labels(merge: &Merge, distinct: bool, local: &Expr) -> Projection {
-    let Merge::Aggregate { grouping: AggregateGrouping::By(names), .. } = merge else { return Projection::All };
+    let Merge::Aggregate { op, grouping: AggregateGrouping::By(names), .. } = merge else { return Projection::All };
     if !distinct {
         return Projection::All;
     }
     let plain = matches!(local.unparen(), Expr::VectorSelector(vs) if vs.extension.is_none());
-    let name = (!plain).then(|| METRIC_NAME.to_string());
+    let warns_by_name = !plain || matches!(op, AggregateOp::Sum | AggregateOp::Avg);
+    let name = warns_by_name.then(|| METRIC_NAME.to_string());
     let mut names: Vec<String> = names.iter().cloned().chain(name).collect();
     names.sort_unstable();
     names.dedup();
@@ -698,6 +700,7 @@ mod tests {
         assert_eq!(labels_read("sum by (status) (rate(http_requests_total[5m]))"), only(&["__name__", "status"]));
         assert_eq!(labels_read("count({__name__=~\".+\"})"), only(&[]));
         assert_eq!(labels_read("max by (job) (a)"), only(&["job"]));
+        assert_eq!(labels_read("sum(a)"), only(&["__name__"]));
         assert_eq!(labels_read("sum(a smoothed)"), only(&["__name__"]));
         assert_eq!(labels_read("sum(rate(x{a=~\"b.\"}[5m]) * 2)"), only(&["__name__"]));
         // Dropping the names of several metrics can make two series equal: an error to report.
@@ -734,7 +737,7 @@ mod tests {
         );
         assert_eq!(
             explain("max_over_time(sum(a)[5m:])"),
-            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading no labels, folding series in batches: a\n"
+            "coordinator: max_over_time(($fragment0)[5m:])\n$fragment0 on every shard (within 1 subquery frame(s)), partial sum merged on the coordinator, reading labels __name__, folding series in batches: a\n"
         );
     }
 

@@ -37,7 +37,8 @@ fn disabled() -> (StatusCode, String) {
 /// The reload runs on a thread of its own, not on the shard serving the request: it blocks
 /// (it reads files, and waits for removed remote-write queues to stop, which may be waiting
 /// for this very shard to name their series), and the shard's queries, scrapes and appends
-/// must go on meanwhile.
+/// must go on meanwhile. A panic there ends the process, as in any work that changes state
+/// (see `crate::panic`).
 pub async fn reload(State(s): State<ApiState>) -> (StatusCode, String) {
     if !s.ctx.lifecycle_api {
         return disabled();
