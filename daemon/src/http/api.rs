@@ -6,7 +6,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Extension;
-use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
+use pyrite_core::calendar::{clamp_time, MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, StepSeries, ValueType};
 
@@ -20,7 +20,15 @@ use crate::clock::now_ms;
 use crate::shards::{Request, Selection, ShardError};
 
 /// Upstream's cap on points per series in a range query.
-const MAX_POINTS: i64 = 11_000;
+const MAX_POINTS: i128 = 11_000;
+
+/// Whether a range query from `start` to `end` (ms, unclamped) by `step` (ms, positive) has
+/// more than [`MAX_POINTS`] steps as upstream counts them: the span in nanoseconds, saturated
+/// at the i64 range as Go's `Time.Sub` saturates, divided by the step.
+fn exceeds_resolution(start: i128, end: i128, step: i64) -> bool {
+    let span_ns = ((end - start) * 1_000_000).min(i64::MAX.into());
+    span_ns / (i128::from(step) * 1_000_000) > MAX_POINTS
+}
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
@@ -47,7 +55,8 @@ impl QueryOptions {
         // None, zero or negative: the server's, as upstream's engine falls back to it.
         let lookback = match params.get("lookback_delta") {
             None | Some("") => 0,
-            Some(_) => params.duration("lookback_delta")?,
+            Some(v) => super::params::parse_duration(v)
+                .map_err(|e| ApiError::bad_data(format!("error parsing lookback delta duration: {e}")))?,
         };
         let lookback = if lookback > 0 { lookback } else { s.ctx.queries.limits().lookback_delta };
         Ok(QueryOptions {
@@ -162,8 +171,9 @@ pub async fn query_range(
     params: Params,
 ) -> ApiResult {
     let expr = parse_query(&s, &params)?;
-    let start = params.time("start")?;
-    let end = params.time("end")?;
+    // Checked as given; clamped only for evaluation.
+    let start = params.time_unclamped("start")?;
+    let end = params.time_unclamped("end")?;
     if end < start {
         return Err(ApiError::bad_param("end", "end timestamp must not be before start time"));
     }
@@ -174,10 +184,10 @@ pub async fn query_range(
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    // Times are clamped to ±2^61 ms, so the difference cannot overflow.
-    if (end - start) / step >= MAX_POINTS {
+    if exceeds_resolution(start, end, step) {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
+    let (start, end) = (clamp_time(start), clamp_time(end));
     if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
         return Err(ApiError::bad_data(format!(
             "invalid expression type {:?} for range query, must be Scalar or instant Vector",
@@ -401,6 +411,15 @@ pub async fn label_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolution_is_checked_on_the_times_as_given() {
+        assert!(!exceeds_resolution(0, 11_000_000, 1000), "11,000 steps are allowed");
+        assert!(exceeds_resolution(0, 11_001_000, 1000));
+        let start = 10i128.pow(21);
+        assert!(exceeds_resolution(start, start + 10i128.pow(14), 10_000), "past the clamp");
+        assert!(!exceeds_resolution(-start, start, i64::MAX / 1_000_000), "the span saturates as Go's");
+    }
 
     #[test]
     fn escaped_label_names_decode_as_upstream_decodes_them() {
