@@ -113,7 +113,7 @@ fn invalid_queries_get_bad_data() {
             "invalid expression type \"range vector\" for range query",
         ),
         ("/api/v1/series", 400, "bad_data", "no match[] parameter provided"),
-        ("/api/v1/series?match[]=rate(up[5m])", 400, "bad_data", "is not a series selector"),
+        ("/api/v1/series?match[]=rate(up[5m])", 400, "bad_data", "invalid parameter \"match[]\": 1:5: parse error"),
         ("/api/v1/label/job/values?limit=-1", 400, "bad_data", "limit must be non-negative"),
         ("/api/v1/labels?limit=x", 400, "bad_data", "invalid parameter \"limit\""),
         ("/api/v1/query?query=up&timeout=soon", 400, "bad_data", "invalid parameter \"timeout\""),
