@@ -87,12 +87,23 @@ pub const MAX_TIME: i64 = 1 << 61;
 /// Upstream's API times: Unix seconds as a float, or RFC 3339; to ms since the epoch, clamped
 /// to [`MIN_TIME`, `MAX_TIME`]. `None` for anything else (NaN and infinities included).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
+    parse_timestamp_unclamped(s).map(clamp_time)
+}
+
+/// [`parse_timestamp`] before the clamp, in ms as wide as Go's times reach (Unix seconds in an
+/// i64), for checks upstream makes on the times as given (a range query's resolution).
+pub fn parse_timestamp_unclamped(s: &str) -> Option<i128> {
     if let Ok(secs) = s.parse::<f64>() {
         let ms = (secs * 1000.0).round();
-        // The cast saturates; the clamp keeps time arithmetic in range.
-        return ms.is_finite().then(|| (ms as i64).clamp(MIN_TIME, MAX_TIME));
+        // The cast saturates.
+        return ms.is_finite().then_some(ms as i128);
     }
-    parse_rfc3339(s)
+    parse_rfc3339(s).map(i128::from)
+}
+
+/// A time in ms clamped to [`MIN_TIME`, `MAX_TIME`], which keeps time arithmetic in range.
+pub fn clamp_time(ms: i128) -> i64 {
+    ms.clamp(MIN_TIME.into(), MAX_TIME.into()) as i64
 }
 
 /// `2015-07-01T20:10:51.781Z` or with a `±hh:mm` offset, to ms since the epoch, as Go's
@@ -162,6 +173,8 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951_782_400_000));
         assert_eq!(parse_timestamp("1e300"), Some(MAX_TIME));
+        assert_eq!(parse_timestamp_unclamped("1e18"), Some(10i128.pow(21)));
+        assert_eq!(parse_timestamp_unclamped("-1.5"), Some(-1500));
         assert_eq!(parse_timestamp("-9e15"), Some(MIN_TIME));
         for refused in [
             "yesterday",

@@ -100,7 +100,9 @@ fn request(command: QueryCommand) -> anyhow::Result<Request> {
                 None => end_ms - 300_000,
             };
             let step_ms = match &step {
-                Some(s) => parse_duration(s).with_context(|| format!("invalid --step {s:?}"))?,
+                Some(s) => {
+                    parse_duration(s).map_err(anyhow::Error::new).with_context(|| format!("invalid --step {s:?}"))?
+                }
                 None => ((end_ms - start_ms) / 250).max(1000),
             };
             let params = vec![

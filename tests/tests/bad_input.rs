@@ -113,7 +113,7 @@ fn invalid_queries_get_bad_data() {
             "invalid expression type \"range vector\" for range query",
         ),
         ("/api/v1/series", 400, "bad_data", "no match[] parameter provided"),
-        ("/api/v1/series?match[]=rate(up[5m])", 400, "bad_data", "is not a series selector"),
+        ("/api/v1/series?match[]=rate(up[5m])", 400, "bad_data", "invalid parameter \"match[]\": 1:5: parse error"),
         ("/api/v1/label/job/values?limit=-1", 400, "bad_data", "limit must be non-negative"),
         ("/api/v1/labels?limit=x", 400, "bad_data", "invalid parameter \"limit\""),
         ("/api/v1/query?query=up&timeout=soon", 400, "bad_data", "invalid parameter \"timeout\""),
@@ -166,5 +166,148 @@ fn invalid_configs_are_refused_naming_file_and_key() {
         let (status, err) = p.process.wait_exit(Duration::from_secs(20));
         assert!(!status.success(), "{config}");
         assert!(err.contains(expected), "{config}: {err}");
+    }
+}
+
+/// A request's status with its error message, or with its data on success (empty for 204).
+fn outcome((status, body): (u16, String)) -> (u16, serde_json::Value) {
+    let v = if body.is_empty() { serde_json::Value::Null } else { json(&body) };
+    (status, if status < 300 { v["data"].clone() } else { v["error"].clone() })
+}
+
+/// POSTs `body` as `content_type`.
+fn post(url: &str, content_type: &str, body: &str) -> (u16, String) {
+    let r = ureq::post(url).timeout(Duration::from_secs(10)).set("Content-Type", content_type).send_string(body);
+    match r {
+        // A 204's body is empty (ureq reports it as cut short).
+        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+/// A `multipart/form-data` body of text fields, as `curl -F` sends it, with its content type.
+fn multipart(fields: &[(&str, &str)]) -> (String, String) {
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!("--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+    }
+    body.push_str("--b0undary--\r\n");
+    ("multipart/form-data; boundary=b0undary".to_string(), body)
+}
+
+/// Inputs a red-team pass found answered differently from upstream: text that is not UTF-8,
+/// string escapes, numbers and durations out of range, `k` out of range, `match[]` that is not
+/// a bare selector, range queries past 11,000 points before clamping, and form bodies. Each is
+/// compared with Prometheus 2.42 where it answers as 3.x does; the rest are checked against 3.x's
+/// messages.
+#[test]
+fn out_of_range_and_malformed_inputs_are_answered_as_upstream_answers_them() {
+    let admin = vec!["--web.enable-admin-api".to_string()];
+    let p = Pyrite::start(PyriteOpts { extra_args: admin, ..Default::default() });
+    let up = pyrite_tests::Upstream::start_with(&["--web.enable-admin-api"]);
+    let both = |path: &str| (outcome(p.get(path)), outcome(http_get(&format!("{}{path}", up.url)).expect("upstream")));
+    let same = [
+        // Not UTF-8 after percent-decoding, or U+FFFD itself, in a string: Go's lexer reads both
+        // as utf8.RuneError.
+        "/api/v1/query?time=100&query=%22%ff%22",
+        "/api/v1/query?time=100&query=up%7Bjob%3D%22%ff%22%7D",
+        "/api/v1/query?time=100&query=%60%ff%60",
+        "/api/v1/query?time=100&query=%22%ef%bf%bd%22",
+        "/api/v1/query?time=100&query=1%23%ff",
+        "/api/v1/series?match[]=up%7Bjob%3D%22%ff%22%7D",
+        // Escapes.
+        "/api/v1/query?time=100&query=%22%5C400%22",
+        "/api/v1/query?time=100&query=%22%5C377%22",
+        "/api/v1/query?time=100&query=%22%5Cq%22",
+        // Numbers.
+        "/api/v1/query?time=100&query=1e309",
+        "/api/v1/query?time=100&query=-1e309",
+        "/api/v1/query?time=100&query=0x7fffffffffffffffff",
+        "/api/v1/query?time=100&query=0x7fffffffffffffff",
+        "/api/v1/query?time=100&query=1e-400",
+        "/api/v1/query?time=100&query=010",
+        // Durations past int64 nanoseconds, in the query and as parameters.
+        "/api/v1/query?time=100&query=up%5B300y%5D",
+        "/api/v1/query?time=100&query=up%5B292y%5D",
+        "/api/v1/query?time=100&query=up%20offset%20300y",
+        "/api/v1/query?time=100&query=up%5B300y:1y%5D",
+        "/api/v1/query?time=100&query=up%5B1y:300y%5D",
+        "/api/v1/query_range?query=1&start=0&end=1&step=1e10",
+        "/api/v1/query_range?query=1&start=0&end=1&step=300y",
+        "/api/v1/query?query=1&time=1&timeout=1e11",
+        "/api/v1/query?query=1&time=1&timeout=300y",
+        // 11,000 steps are allowed, more are not, checked before times are clamped.
+        "/api/v1/query_range?query=1&start=0&end=11000&step=1",
+        "/api/v1/query_range?query=1&start=0&end=11001&step=1",
+        "/api/v1/query_range?query=1&start=1e18&end=1.0000001e18&step=10",
+        // k past an int64.
+        "/api/v1/query?time=100&query=topk(1e300,vector(1))",
+        "/api/v1/query?time=100&query=bottomk(%2BInf,vector(1))",
+        "/api/v1/query?time=100&query=topk(9223372036854775808,vector(1))",
+        // Selectors that match only the empty string, where upstream refuses them.
+        "/api/v1/series?match[]=%7B__name__%3D~%22.*%22%7D",
+        "/api/v1/labels?match[]=%7B__name__%3D~%22.*%22%7D",
+        "/api/v1/label/job/values?match[]=%7Bjob%3D%22%22%7D",
+    ];
+    for path in same {
+        let (ours, theirs) = both(path);
+        assert_eq!(ours, theirs, "{path}");
+    }
+    // Not a bare selector: the parsers word the error differently, but both refuse it.
+    for path in [
+        "/api/v1/series?match[]=up%20offset%205m",
+        "/api/v1/labels?match[]=up%20@%201",
+        "/api/v1/label/job/values?match[]=up%20offset%205m",
+    ] {
+        let ((ours, _), (theirs, _)) = both(path);
+        assert_eq!((ours, theirs), (400, 400), "{path}");
+    }
+    // Deletion takes any selector that parses, as upstream's does.
+    let delete = |base: &str, m: &str| {
+        outcome(post(&format!("{base}/api/v1/admin/tsdb/delete_series?match[]={m}"), "text/plain", ""))
+    };
+    for m in ["%7B__name__%3D~%22.*%22%7D", "up%20offset%205m"] {
+        assert_eq!(delete(&p.url, m).0, delete(&up.url, m).0, "{m}");
+    }
+    assert_eq!(delete(&p.url, "%7B__name__%3D~%22.*%22%7D").0, 204);
+
+    // Form bodies: a urlencoded body before the query string, multipart fields after it, and
+    // none where upstream parses the form first (series).
+    let forms: [(&str, (String, String)); 4] = [
+        ("/api/v1/query?query=1&time=1", ("application/x-www-form-urlencoded".into(), "query=2".into())),
+        ("/api/v1/query?time=1", multipart(&[("query", "1+1")])),
+        ("/api/v1/query?time=1&query=3", multipart(&[("query", "1+1")])),
+        ("/api/v1/series", multipart(&[("match[]", "up")])),
+    ];
+    for (path, (content_type, body)) in &forms {
+        let ours = outcome(post(&format!("{}{path}", p.url), content_type, body));
+        let theirs = outcome(post(&format!("{}{path}", up.url), content_type, body));
+        assert_eq!(ours, theirs, "{path} {body}");
+    }
+    assert_eq!(
+        outcome(post(&format!("{}/api/v1/query?time=1", p.url), &forms[1].1 .0, &forms[1].1 .1)).1["result"][1],
+        "2"
+    );
+
+    // Where 2.42 differs from 3.x, 3.x's answers: number durations, lookback_delta, NaN and
+    // negative k, and the endpoints 2.42 lacks.
+    let error = |path: &str| outcome(p.get(path));
+    assert_eq!(
+        error("/api/v1/query?time=100&query=up%5B1e10%5D"),
+        (400, "invalid parameter \"query\": 1:4: parse error: duration out of range".into())
+    );
+    assert_eq!(
+        error("/api/v1/query?query=1&time=1&lookback_delta=300y"),
+        (400, "error parsing lookback delta duration: cannot parse \"300y\" to a valid duration".into())
+    );
+    assert_eq!(error("/api/v1/query?time=100&query=topk(NaN,vector(1))"), (422, "Parameter value is NaN".into()));
+    assert_eq!(error("/api/v1/query?time=100&query=topk(-1e300,vector(1))").0, 200);
+    for endpoint in ["format_query", "parse_query"] {
+        assert_eq!(
+            error(&format!("/api/v1/{endpoint}?query=%22%ff%22")),
+            (400, "invalid parameter \"query\": 1:1: parse error: invalid UTF-8 rune".into()),
+            "{endpoint}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus durations: `1h30m`, `15s`, `100ms`, `2d`, `1w`, `1y`.
 //!
 //! Units may be combined in decreasing order, each at most once; `0` alone is zero. Values are
-//! held as milliseconds.
+//! held as milliseconds, and bounded as upstream's `model.ParseDuration` bounds them: their
+//! nanoseconds fit in an i64 (Go's `time.Duration`, about 292 years).
 
 use std::fmt;
 
@@ -10,6 +11,12 @@ use serde::{Deserialize, Deserializer};
 /// A non-negative span of time in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Duration(pub i64);
+
+/// The longest duration upstream parses: `i64::MAX` nanoseconds, in whole milliseconds.
+pub const MAX_MILLIS: i64 = i64::MAX / 1_000_000;
+
+/// Upstream's message for a duration past [`MAX_MILLIS`].
+pub const OUT_OF_RANGE: &str = "duration out of range";
 
 const UNITS: [(&str, i64); 8] = [
     ("y", 365 * 24 * 3_600_000),
@@ -35,7 +42,7 @@ impl Duration {
         std::time::Duration::from_millis(self.0.max(0) as u64)
     }
 
-    /// Parses `1h30m`-style text.
+    /// Parses `1h30m`-style text; past [`MAX_MILLIS`] is [`OUT_OF_RANGE`].
     pub fn parse(s: &str) -> Result<Self, String> {
         if s == "0" {
             return Ok(Duration(0));
@@ -52,7 +59,7 @@ impl Duration {
             if digits == 0 {
                 return Err(bad());
             }
-            let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
             // "ms" must be tried before "m".
             let (idx, unit, ms) = [6usize, 0, 1, 2, 3, 4, 5]
@@ -65,7 +72,12 @@ impl Duration {
             }
             last_unit = idx;
             rest = &rest[unit.len()..];
-            total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+            total = i64::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_mul(ms))
+                .and_then(|v| total.checked_add(v))
+                .filter(|&t| t <= MAX_MILLIS)
+                .ok_or_else(|| OUT_OF_RANGE.to_string())?;
         }
         Ok(Duration(total))
     }
@@ -125,8 +137,17 @@ mod tests {
         }
         assert_eq!(Duration(5_400_000).to_string(), "1h30m");
         assert_eq!(Duration(0).to_string(), "0s");
-        for bad in ["", "1", "s", "1x", "1m1h", "1s1s", "-1s", "1.5s"] {
+        for bad in ["", "1", "s", "1x", "1m1h", "1s1s", "-1s", "1.5s", "99999999999999999999s"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_range_is_upstreams() {
+        assert_eq!(Duration::parse("292y"), Ok(Duration(292 * 365 * 86_400_000)));
+        assert_eq!(Duration::parse("9223372036854ms"), Ok(Duration(MAX_MILLIS)));
+        for text in ["300y", "9223372036855ms", "9223372036854775808ms", "292y173d"] {
+            assert_eq!(Duration::parse(text), Err(OUT_OF_RANGE.to_string()), "{text}");
         }
     }
 }

@@ -27,5 +27,5 @@ pub use eval::{
     QueryResult, RangeVector, SeriesSource, StepSeries, Value, BATCH_SLOTS,
 };
 pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};
-pub use parser::{parse, parse_with, ParseError, ParseOptions};
+pub use parser::{parse, parse_metric_selector, parse_with, ParseError, ParseOptions};
 pub use plan::{plan, Fragment, Plan};

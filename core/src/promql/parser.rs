@@ -141,7 +141,7 @@ fn duration_atom(atom: Pair<Rule>) -> Result<DurationExpr> {
             let lit = inner.into_inner().next().expect("a literal");
             match lit.as_rule() {
                 Rule::duration => DurationExpr::Seconds(parse_duration(&lit)? as f64 / 1000.0),
-                _ => DurationExpr::Seconds(parse_number(lit.as_str())),
+                _ => DurationExpr::Seconds(check_duration_seconds(&lit, number_value(&lit)?)?),
             }
         }
         Rule::dur_paren => duration_expr(inner.into_inner().next().expect("parens hold an expression"))?,
@@ -201,7 +201,18 @@ pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr> {
         return Err(ParseError { line: 1, column: 1, message: "no expression found in input".into() });
     }
     super::depth::check(input)?;
-    let mut pairs = Grammar::parse(Rule::query, input).map_err(|e| {
+    let query = grammar_parse(Rule::query, input)?;
+    let expr_pair = query.into_inner().next().expect("a query holds one expression");
+    let b = Builder { options };
+    let mut expr = b.expr(expr_pair)?;
+    super::stats_decoding::mark(&mut expr);
+    Ok(expr)
+}
+
+/// The pair of a top rule of the grammar over all of `input`, or a parse error naming what was
+/// expected where it went wrong.
+fn grammar_parse(rule: Rule, input: &str) -> Result<Pair<'_, Rule>> {
+    let mut pairs = Grammar::parse(rule, input).map_err(|e| {
         let (line, column) = match e.line_col {
             pest::error::LineColLocation::Pos(p) | pest::error::LineColLocation::Span(p, _) => p,
         };
@@ -225,12 +236,17 @@ pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr> {
         };
         ParseError { line, column, message }
     })?;
-    let query = pairs.next().expect("the query rule always yields one pair");
-    let expr_pair = query.into_inner().next().expect("a query holds one expression");
-    let b = Builder { options };
-    let mut expr = b.expr(expr_pair)?;
-    super::stats_decoding::mark(&mut expr);
-    Ok(expr)
+    Ok(pairs.next().expect("a top rule always yields one pair"))
+}
+
+/// Parses a bare series selector (`up{job="a"}`, no offset, `@` or range) into its matchers,
+/// as upstream's `ParseMetricSelector` does for the `match[]` of the API and federation: unlike
+/// a selector in a query, it may match the empty string (`{__name__=~".*"}`); the endpoints
+/// that refuse that check it themselves.
+pub fn parse_metric_selector(input: &str) -> Result<Vec<Matcher>> {
+    let selector = grammar_parse(Rule::metric_selector, input)?;
+    let pair = selector.into_inner().next().expect("a metric selector holds a vector selector");
+    Ok(Builder { options: ParseOptions::default() }.selector_unchecked(pair)?.matchers)
 }
 
 struct Builder {
@@ -721,24 +737,53 @@ fn label_list(pair: Pair<Rule>) -> Result<Vec<String>> {
         .collect()
 }
 
-fn parse_number(s: &str) -> f64 {
+/// The value of a number literal as upstream's parser reads it: first as a Go integer literal
+/// (`0x1F`, octal `010`, decimal) that fits in an i64, otherwise as a float. A float past the
+/// f64 range, or a hex literal past the i64 range (Go reads hex floats only with a `p`
+/// exponent), is refused with strconv's message.
+fn parse_number(s: &str) -> std::result::Result<f64, String> {
     let lower = s.to_ascii_lowercase();
-    if let Some(hex) = lower.strip_prefix("0x") {
-        return i64::from_str_radix(hex, 16).map(|v| v as f64).unwrap_or(f64::INFINITY);
+    let int = match lower.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None if lower.len() > 1 && lower.starts_with('0') => i64::from_str_radix(&lower[1..], 8).ok(),
+        None => lower.parse::<i64>().ok(),
+    };
+    if let Some(n) = int {
+        return Ok(n as f64);
     }
-    match lower.as_str() {
+    let float = match lower.as_str() {
         "inf" => f64::INFINITY,
         "nan" => f64::NAN,
+        _ if lower.starts_with("0x") => return Err(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax")),
         _ => s.parse().expect("the grammar only admits valid decimals"),
+    };
+    if float.is_infinite() && lower != "inf" {
+        return Err(format!("strconv.ParseFloat: parsing {s:?}: value out of range"));
     }
+    Ok(float)
+}
+
+/// A number literal's value, or upstream's parse error at it.
+fn number_value(pair: &Pair<Rule>) -> Result<f64> {
+    parse_number(pair.as_str()).map_err(|e| error_at(pair, format!("error parsing number: {e}")))
 }
 
 /// The value of a number or duration literal (a duration counts its seconds).
 fn literal_value(pair: &Pair<Rule>) -> Result<f64> {
     match pair.as_rule() {
         Rule::duration_literal => Ok(parse_duration(pair)? as f64 / 1000.0),
-        _ => Ok(parse_number(pair.as_str())),
+        _ => number_value(pair),
     }
+}
+
+/// Upstream's bound on a duration literal given as a number of seconds: its nanoseconds must
+/// fit in an i64 (Go's `time.Duration`).
+fn check_duration_seconds(pair: &Pair<Rule>, secs: f64) -> Result<f64> {
+    const MAX_SECONDS: f64 = (1u64 << 63) as f64 / 1e9;
+    if secs.abs() > MAX_SECONDS {
+        return Err(error_at(pair, "duration out of range"));
+    }
+    Ok(secs)
 }
 
 /// A duration in ms: unit syntax, or a plain number of seconds.
@@ -746,58 +791,97 @@ fn parse_duration(pair: &Pair<Rule>) -> Result<i64> {
     let s = pair.as_str();
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = s.parse().map_err(|_| error_at(pair, format!("invalid duration {s:?}")))?;
-        return Ok((secs * 1000.0).round() as i64);
+        return Ok((check_duration_seconds(pair, secs)? * 1000.0).round() as i64);
     }
     Duration::parse(s).map(|d| d.millis()).map_err(|m| error_at(pair, m))
 }
 
-/// The value of a string literal, with Go's escapes decoded (raw for backquotes).
+/// Upstream's lexer error for a string holding U+FFFD: Go reads an invalid UTF-8 byte as that
+/// rune, and request text that is not UTF-8 reaches the parser with U+FFFD in its place.
+const INVALID_UTF8: &str = "invalid UTF-8 rune";
+
+/// The value of a string literal, checked as upstream's lexer checks it (no U+FFFD, escapes
+/// complete and in range, the other quote not escapable) and decoded as its `strutil.Unquote`
+/// decodes it: `\x` and octal escapes are bytes, which must form UTF-8 or are shown as U+FFFD;
+/// raw (backquoted) strings keep their text.
 fn unquote(pair: &Pair<Rule>) -> Result<String> {
     let text = pair.as_str();
+    let quote = text.chars().next().expect("a string starts with its quote");
     let body = &text[1..text.len() - 1];
-    if text.starts_with('`') {
+    let bad = |m: String| error_at(pair, m);
+    if quote == '`' {
+        if body.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(bad(INVALID_UTF8.into()));
+        }
         return Ok(body.to_string());
     }
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.chars().peekable();
-    let bad = |m: &str| error_at(pair, m.to_string());
+    let mut out = Vec::with_capacity(body.len());
+    let mut chars = body.chars();
     while let Some(c) = chars.next() {
+        if c == char::REPLACEMENT_CHARACTER {
+            return Err(bad(INVALID_UTF8.into()));
+        }
         if c != '\\' {
-            out.push(c);
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
             continue;
         }
-        let e = chars.next().ok_or_else(|| bad("escape sequence not terminated"))?;
-        match e {
-            'a' => out.push('\x07'),
-            'b' => out.push('\x08'),
-            'f' => out.push('\x0c'),
-            'n' => out.push('\n'),
-            'r' => out.push('\r'),
-            't' => out.push('\t'),
-            'v' => out.push('\x0b'),
-            '\\' | '"' | '\'' => out.push(e),
-            'x' | 'u' | 'U' => {
-                let n = match e {
-                    'x' => 2,
-                    'u' => 4,
-                    _ => 8,
-                };
-                let hex: String = (0..n).filter_map(|_| chars.next()).collect();
-                let code = u32::from_str_radix(&hex, 16).map_err(|_| bad("invalid escape sequence"))?;
-                out.push(char::from_u32(code).ok_or_else(|| bad("escape sequence is an invalid Unicode code point"))?);
+        let e = chars.next().expect("the grammar ends no string with a lone backslash");
+        let (digits, base, max) = match e {
+            'a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' => {
+                out.push(match e {
+                    'a' => 0x07,
+                    'b' => 0x08,
+                    'f' => 0x0c,
+                    'n' => b'\n',
+                    'r' => b'\r',
+                    't' => b'\t',
+                    'v' => 0x0b,
+                    _ => b'\\',
+                });
+                continue;
             }
-            '0'..='7' => {
-                let mut code = e.to_digit(8).expect("octal digit");
-                for _ in 0..2 {
-                    let d = chars.next().and_then(|c| c.to_digit(8)).ok_or_else(|| bad("invalid octal escape"))?;
-                    code = code * 8 + d;
-                }
-                out.push(char::from_u32(code).ok_or_else(|| bad("invalid octal escape"))?);
+            _ if e == quote => {
+                out.push(e as u8);
+                continue;
             }
-            _ => return Err(bad("unknown escape sequence")),
+            '0'..='7' => (3, 8, 0xff),
+            'x' => (2, 16, 0xff),
+            'u' => (4, 16, u32::from(char::MAX)),
+            'U' => (8, 16, u32::from(char::MAX)),
+            _ => return Err(bad(format!("unknown escape sequence {}", go_rune(e)))),
+        };
+        // An octal escape's first digit is `e`; the closing quote follows the body.
+        let mut next = if base == 8 { Some(e) } else { chars.next() };
+        let mut code = 0u32;
+        for i in 0..digits {
+            let c = next.unwrap_or(quote);
+            let d =
+                c.to_digit(base).ok_or_else(|| bad(format!("illegal character {} in escape sequence", go_rune(c))))?;
+            code = code * base + d;
+            if i + 1 < digits {
+                next = chars.next();
+            }
+        }
+        if code > max || (0xd800..0xe000).contains(&code) {
+            return Err(bad("escape sequence is an invalid Unicode code point".into()));
+        }
+        match char::from_u32(code) {
+            Some(c) if max > 0xff => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            _ => out.push(code as u8),
         }
     }
-    Ok(out)
+    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// A rune as Go's `%#U` prints it: `U+0071 'q'`, without the quoted rune if it is not
+/// printable (approximated here as control and non-ASCII space characters).
+fn go_rune(c: char) -> String {
+    let printable = !c.is_control() && (c == ' ' || !c.is_whitespace());
+    if printable {
+        format!("U+{:04X} '{c}'", u32::from(c))
+    } else {
+        format!("U+{:04X}", u32::from(c))
+    }
 }
 
 #[cfg(test)]
@@ -811,6 +895,84 @@ mod tests {
 
     fn err(q: &str) -> ParseError {
         parse(q).expect_err(q)
+    }
+
+    /// The error's text after the position.
+    fn message(q: &str) -> String {
+        err(q).message
+    }
+
+    #[test]
+    fn strings_holding_u_fffd_are_refused_as_upstreams_lexer_refuses_invalid_utf8() {
+        for q in ["\"\u{FFFD}\"", "'a\u{FFFD}'", "`\u{FFFD}`", "up{job=\"\u{FFFD}\"}", "{\"\u{FFFD}\"=\"a\"}"] {
+            assert_eq!(message(q), "invalid UTF-8 rune", "{q}");
+        }
+        assert_eq!(err("1 + \"\u{FFFD}\"").column, 5, "at the string's quote");
+        assert_eq!(parse("1 # \u{FFFD}\n").unwrap(), Expr::Number(1.0), "comments may hold anything");
+    }
+
+    #[test]
+    fn escapes_are_checked_as_upstreams_lexer_checks_them() {
+        let invalid = "escape sequence is an invalid Unicode code point";
+        assert_eq!(message(r#""\400""#), invalid);
+        assert_eq!(message(r#""\uD800""#), invalid);
+        assert_eq!(message(r#""\U00110000""#), invalid);
+        assert_eq!(message(r#""\3""#), "illegal character U+0022 '\"' in escape sequence");
+        assert_eq!(message(r#""\u12""#), "illegal character U+0022 '\"' in escape sequence");
+        assert_eq!(message(r#""\x4g""#), "illegal character U+0067 'g' in escape sequence");
+        assert_eq!(message(r#""\q""#), "unknown escape sequence U+0071 'q'");
+        assert_eq!(message(r#""\'""#), "unknown escape sequence U+0027 '''", "only the string's own quote");
+        assert_eq!(parse(r#"'\''"#).unwrap(), Expr::String("'".into()));
+        assert_eq!(parse(r#""\101\x42\u00e9""#).unwrap(), Expr::String("ABé".into()));
+        assert_eq!(parse(r#""\xc3\xa9""#).unwrap(), Expr::String("é".into()), "escaped bytes form UTF-8");
+        assert_eq!(
+            parse(r#""\377""#).unwrap(),
+            Expr::String("\u{FFFD}".into()),
+            "a lone byte shows as in upstream's JSON"
+        );
+    }
+
+    #[test]
+    fn numbers_are_read_as_upstreams_parser_reads_them() {
+        assert_eq!(message("1e309"), "error parsing number: strconv.ParseFloat: parsing \"1e309\": value out of range");
+        assert_eq!(err("-1e309").column, 2);
+        assert_eq!(
+            message("0x7fffffffffffffffff"),
+            "error parsing number: strconv.ParseFloat: parsing \"0x7fffffffffffffffff\": invalid syntax"
+        );
+        assert_eq!(parse("0x7fffffffffffffff").unwrap(), Expr::Number(i64::MAX as f64));
+        assert_eq!(parse("99999999999999999999").unwrap(), Expr::Number(1e20));
+        assert_eq!(parse("1e-400").unwrap(), Expr::Number(0.0));
+        assert_eq!(parse("010").unwrap(), Expr::Number(8.0), "Go's integer literals: octal");
+        assert_eq!(parse("089").unwrap(), Expr::Number(89.0), "not octal: a float");
+        assert_eq!(parse("Inf").unwrap(), Expr::Number(f64::INFINITY));
+    }
+
+    #[test]
+    fn durations_past_go_nanoseconds_are_refused() {
+        for q in [
+            "up[300y]",
+            "up offset 300y",
+            "up offset -300y",
+            "up[300y:1y]",
+            "up[1y:300y]",
+            "up[10000000000]",
+            "up[1e10]",
+        ] {
+            assert_eq!(message(q), "duration out of range", "{q}");
+        }
+        assert_eq!(err("up[1y:300y]").column, 7, "at the literal");
+        assert!(parse("up[292y]").is_ok());
+        assert!(parse("up[9223372036]").is_ok());
+    }
+
+    #[test]
+    fn metric_selectors_are_bare_selectors_that_may_match_empty() {
+        assert_eq!(parse_metric_selector(" up{job=\"a\"} ").unwrap().len(), 2);
+        assert_eq!(parse_metric_selector("{__name__=~\".*\"}").unwrap().len(), 1, "the API checks emptiness");
+        for q in ["up offset 5m", "up @ 1", "up[5m]", "sum(up)", "", "up{job=\"\u{FFFD}\"}"] {
+            assert!(parse_metric_selector(q).is_err(), "{q}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Extension;
-use pyrite_core::calendar::{MAX_TIME, MIN_TIME};
+use pyrite_core::calendar::{clamp_time, MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, StepSeries, ValueType};
 
@@ -20,7 +20,15 @@ use crate::clock::now_ms;
 use crate::shards::{Request, Selection, ShardError};
 
 /// Upstream's cap on points per series in a range query.
-const MAX_POINTS: i64 = 11_000;
+const MAX_POINTS: i128 = 11_000;
+
+/// Whether a range query from `start` to `end` (ms, unclamped) by `step` (ms, positive) has
+/// more than [`MAX_POINTS`] steps as upstream counts them: the span in nanoseconds, saturated
+/// at the i64 range as Go's `Time.Sub` saturates, divided by the step.
+fn exceeds_resolution(start: i128, end: i128, step: i64) -> bool {
+    let span_ns = ((end - start) * 1_000_000).min(i64::MAX.into());
+    span_ns / (i128::from(step) * 1_000_000) > MAX_POINTS
+}
 
 fn parse_query(s: &ApiState, params: &Params) -> Result<Expr, ApiError> {
     let text = params.get("query").unwrap_or("");
@@ -47,7 +55,8 @@ impl QueryOptions {
         // None, zero or negative: the server's, as upstream's engine falls back to it.
         let lookback = match params.get("lookback_delta") {
             None | Some("") => 0,
-            Some(_) => params.duration("lookback_delta")?,
+            Some(v) => super::params::parse_duration(v)
+                .map_err(|e| ApiError::bad_data(format!("error parsing lookback delta duration: {e}")))?,
         };
         let lookback = if lookback > 0 { lookback } else { s.ctx.queries.limits().lookback_delta };
         Ok(QueryOptions {
@@ -162,8 +171,9 @@ pub async fn query_range(
     params: Params,
 ) -> ApiResult {
     let expr = parse_query(&s, &params)?;
-    let start = params.time("start")?;
-    let end = params.time("end")?;
+    // Checked as given; clamped only for evaluation.
+    let start = params.time_unclamped("start")?;
+    let end = params.time_unclamped("end")?;
     if end < start {
         return Err(ApiError::bad_param("end", "end timestamp must not be before start time"));
     }
@@ -174,10 +184,10 @@ pub async fn query_range(
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    // Times are clamped to ±2^61 ms, so the difference cannot overflow.
-    if (end - start) / step >= MAX_POINTS {
+    if exceeds_resolution(start, end, step) {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
+    let (start, end) = (clamp_time(start), clamp_time(end));
     if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
         return Err(ApiError::bad_data(format!(
             "invalid expression type {:?} for range query, must be Scalar or instant Vector",
@@ -194,25 +204,43 @@ pub async fn query_range(
 /// as many full reads.
 pub const MAX_SELECTORS: usize = 1000;
 
+/// Whether `match[]` selectors that all match the empty string are refused: upstream's
+/// series, labels and label values refuse them; deletion and federation take them.
+#[derive(Clone, Copy, PartialEq)]
+pub enum EmptySelectors {
+    Refused,
+    Allowed,
+}
+
+/// Why the `match[]` selectors of a request were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    #[error("more than {MAX_SELECTORS} distinct selectors")]
+    TooMany,
+    /// Not a bare series selector (a range, `offset` or `@` included), as upstream's
+    /// `ParseMetricSelector` refuses it.
+    #[error(transparent)]
+    Parse(#[from] promql::ParseError),
+    #[error("match[] must contain at least one non-empty matcher")]
+    AllEmpty,
+}
+
 /// The `match[]` selectors of a request, as matcher lists.
-pub fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub fn selectors(params: &Params, empty: EmptySelectors) -> Result<Vec<Vec<Matcher>>, SelectorError> {
     // A selector repeated changes nothing in the union, so each is matched once (a form can
     // repeat a costly one a hundred thousand times).
     let mut seen = std::collections::HashSet::new();
     let distinct: Vec<&str> = params.all("match[]").into_iter().filter(|m| seen.insert(*m)).collect();
     if distinct.len() > MAX_SELECTORS {
-        return Err(ApiError::bad_param("match[]", format!("more than {MAX_SELECTORS} distinct selectors")));
+        return Err(SelectorError::TooMany);
     }
-    pyrite_core::re2::for_request(|| {
-        distinct
-            .into_iter()
-            .map(|m| match promql::parse(m) {
-                Ok(Expr::VectorSelector(vs)) => Ok(vs.matchers),
-                Ok(_) => Err(ApiError::bad_param("match[]", format!("{m:?} is not a series selector"))),
-                Err(e) => Err(ApiError::bad_param("match[]", e)),
-            })
-            .collect()
-    })
+    let sets = pyrite_core::re2::for_request(|| {
+        distinct.into_iter().map(promql::parse_metric_selector).collect::<Result<Vec<_>, _>>()
+    })?;
+    if empty == EmptySelectors::Refused && sets.iter().any(|set| set.iter().all(|m| m.matches(""))) {
+        return Err(SelectorError::AllEmpty);
+    }
+    Ok(sets)
 }
 
 /// The time range a metadata (or exemplars) request names; without one, all time.
@@ -232,15 +260,16 @@ pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> 
     Ok(success_json(super::ast_json::translate(&parse_query(&s, &params)?)))
 }
 
-/// Asks every shard about the series matching the request's `match[]` selectors (all series if
-/// there are none) in its time range, and merges the answers into one sorted set.
+/// Asks every shard about the series matching `matchers` (all series if there are none) in the
+/// request's time range, and merges the answers into one sorted set.
 async fn gather<T: Ord>(
     s: &ApiState,
     params: &Params,
+    matchers: Vec<Vec<Matcher>>,
     make: impl Fn(Selection, flume::Sender<Result<Vec<T>, ShardError>>) -> Request,
 ) -> Result<BTreeSet<T>, ApiError> {
     let (mint, maxt) = time_range(params)?;
-    let selection = Selection { matchers: selectors(params)?, mint, maxt };
+    let selection = Selection { matchers, mint, maxt };
     let per_shard = s
         .ctx
         .shards
@@ -280,11 +309,13 @@ async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), ShardError>>
 /// `/api/v1/admin/tsdb/delete_series`: deletes the samples of the `match[]` series between
 /// `start` and `end` (default: all time). Blocks get tombstones; the head drops the samples.
 pub async fn delete_series(State(s): State<ApiState>, params: Params) -> ApiResult {
+    // Upstream parses the form before reading it, so a multipart body goes unread.
+    let params = params.without_multipart();
     require_admin(&s)?;
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let matchers = selectors(&params)?;
+    let matchers = selectors(&params, EmptySelectors::Allowed).map_err(|e| ApiError::bad_param("match[]", e))?;
     let (mint, maxt) = time_range(&params)?;
     let selection = Selection { matchers, mint, maxt };
     admin(&s, |reply| Request::Delete { selection: selection.clone(), reply }).await
@@ -328,19 +359,30 @@ fn limited<T>(items: BTreeSet<T>, limit: usize) -> (Vec<T>, Vec<String>) {
 }
 
 pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
+    // Upstream parses the form before reading it, so a multipart body goes unread.
+    let params = params.without_multipart();
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let limit = limit(&params)?;
-    let all = gather(&s, &params, |selection, reply| Request::Series { selection, reply }).await?;
+    let matchers = selectors(&params, EmptySelectors::Refused).map_err(|e| ApiError::bad_param("match[]", e))?;
+    let all = gather(&s, &params, matchers, |selection, reply| Request::Series { selection, reply }).await?;
     let (all, warnings) = limited(all, limit);
     let items: Vec<String> = all.iter().map(labels_object).collect();
     Ok(success_warned(format!("[{}]", items.join(",")), &warnings))
 }
 
+/// The `match[]` selectors of the label names and values endpoints, which upstream refuses
+/// without naming the parameter.
+fn metadata_selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    selectors(params, EmptySelectors::Refused).map_err(|e| ApiError::bad_data(e.to_string()))
+}
+
 pub async fn labels(State(s): State<ApiState>, params: Params) -> ApiResult {
     let limit = limit(&params)?;
-    let names = gather(&s, &params, |selection, reply| Request::LabelNames { selection, reply }).await?;
+    let names =
+        gather(&s, &params, metadata_selectors(&params)?, |selection, reply| Request::LabelNames { selection, reply })
+            .await?;
     let (names, warnings) = limited(names, limit);
     Ok(success_warned(serde_json::json!(names).to_string(), &warnings))
 }
@@ -392,8 +434,10 @@ pub async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let limit = limit(&params)?;
+    let matchers = metadata_selectors(&params)?;
     let values =
-        gather(&s, &params, |selection, reply| Request::LabelValues { name: name.clone(), selection, reply }).await?;
+        gather(&s, &params, matchers, |selection, reply| Request::LabelValues { name: name.clone(), selection, reply })
+            .await?;
     let (values, warnings) = limited(values, limit);
     Ok(success_warned(serde_json::json!(values).to_string(), &warnings))
 }
@@ -401,6 +445,15 @@ pub async fn label_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolution_is_checked_on_the_times_as_given() {
+        assert!(!exceeds_resolution(0, 11_000_000, 1000), "11,000 steps are allowed");
+        assert!(exceeds_resolution(0, 11_001_000, 1000));
+        let start = 10i128.pow(21);
+        assert!(exceeds_resolution(start, start + 10i128.pow(14), 10_000), "past the clamp");
+        assert!(!exceeds_resolution(-start, start, i64::MAX / 1_000_000), "the span saturates as Go's");
+    }
 
     #[test]
     fn escaped_label_names_decode_as_upstream_decodes_them() {

@@ -18,14 +18,16 @@ use pyrite_core::exposition::{write_protobuf, write_text, Format, Latest, Negoti
 use pyrite_core::labels::Labels;
 use pyrite_core::value::SampleValue;
 
-use super::api::selectors;
+use super::api::{selectors, EmptySelectors};
 use super::params::Params;
 use super::response::ApiError;
 use super::ApiState;
 use crate::clock::now_ms;
 
 pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
-    let matchers = selectors(&params)?;
+    // Upstream parses the form before reading it, so a multipart body goes unread.
+    let params = params.without_multipart();
+    let matchers = selectors(&params, EmptySelectors::Allowed).map_err(|e| ApiError::bad_param("match[]", e))?;
     // Go reads the header's bytes as they are; only ASCII tokens matter to the negotiation.
     let accept = headers.get(header::ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes())).unwrap_or_default();
     let negotiated = Negotiated::from_accept(&accept);

@@ -1,50 +1,99 @@
-//! Request parameters as Prometheus's API reads them: from the query string and, for POST, from
-//! an `application/x-www-form-urlencoded` body; times as RFC 3339 or Unix seconds; durations as
+//! Request parameters as Prometheus's API reads them with Go's `Request.FormValue`: for POST,
+//! PUT and PATCH, an `application/x-www-form-urlencoded` body before the query string, or a
+//! `multipart/form-data` body after it; times as RFC 3339 or Unix seconds; durations as
 //! Prometheus durations or seconds.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Method};
 use pyrite_core::config::Duration;
 
 use super::response::ApiError;
 
-/// All parameters of a request, in order, repeated keys kept (`match[]`).
-pub struct Params(Vec<(String, String)>);
+/// All parameters of a request, in the order Go's `Request.Form` holds them, repeated keys
+/// kept (`match[]`).
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    /// Where the values of a multipart body start in `pairs` (its length if there are none).
+    multipart_from: usize,
+}
 
 /// Parameters read from a request; the rest are ignored. A 10 MiB form of `a&a&…` is five
 /// million pairs, each two allocations, which would hold half a gigabyte per request.
 const MAX_PARAMS: usize = 100_000;
 
-impl Params {
-    pub fn from_request(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Params {
-        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .take(MAX_PARAMS)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
-            let room = MAX_PARAMS - pairs.len();
-            pairs.extend(form_urlencoded::parse(body).take(room).map(|(k, v)| (k.into_owned(), v.into_owned())));
+/// The body's form, if the method and content type make Go read one.
+enum BodyForm<'a> {
+    UrlEncoded,
+    Multipart { boundary: &'a str },
+}
+
+impl<'a> BodyForm<'a> {
+    fn of(method: &Method, headers: &'a HeaderMap) -> Option<BodyForm<'a>> {
+        if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            return None;
         }
-        Params(pairs)
+        let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let (kind, rest) = content_type.split_once(';').unwrap_or((content_type, ""));
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "application/x-www-form-urlencoded" => Some(BodyForm::UrlEncoded),
+            "multipart/form-data" => {
+                let boundary = rest.split(';').find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("boundary").then(|| v.trim().trim_matches('"'))
+                })?;
+                Some(BodyForm::Multipart { boundary })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Params {
+    pub fn from_request(method: &Method, query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Params {
+        let decode = |input: &[u8], room: usize| -> Vec<(String, String)> {
+            form_urlencoded::parse(input).take(room).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        };
+        let mut pairs = Vec::new();
+        let form = BodyForm::of(method, headers);
+        if let Some(BodyForm::UrlEncoded) = form {
+            pairs = decode(body, MAX_PARAMS);
+        }
+        pairs.extend(decode(query.unwrap_or("").as_bytes(), MAX_PARAMS - pairs.len()));
+        let multipart_from = pairs.len();
+        if let Some(BodyForm::Multipart { boundary }) = form {
+            let room = MAX_PARAMS - pairs.len();
+            pairs.extend(multipart_values(body, boundary).into_iter().flatten().take(room));
+        }
+        Params { pairs, multipart_from }
+    }
+
+    /// These parameters without a multipart body's, as upstream's handlers that call
+    /// `ParseForm` before `FormValue` see them (series, rules, federation, deletion).
+    pub fn without_multipart(mut self) -> Params {
+        self.pairs.truncate(self.multipart_from);
+        self
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
     }
 
-    /// A required timestamp parameter, in ms.
+    /// A required timestamp parameter, in ms, clamped to the range time arithmetic keeps to.
     pub fn time(&self, key: &str) -> Result<i64, ApiError> {
+        self.time_unclamped(key).map(clamp_time)
+    }
+
+    /// A required timestamp parameter, in ms as given (unclamped), for the checks upstream
+    /// makes on the times before any clamping.
+    pub fn time_unclamped(&self, key: &str) -> Result<i128, ApiError> {
         let v = self.get(key).unwrap_or("");
-        parse_time(v).ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid timestamp")))
+        parse_time_unclamped(v)
+            .ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid timestamp")))
     }
 
     /// An optional timestamp parameter, in ms, with a default.
@@ -57,43 +106,157 @@ impl Params {
 
     /// A required duration parameter, in ms.
     pub fn duration(&self, key: &str) -> Result<i64, ApiError> {
-        let v = self.get(key).unwrap_or("");
-        parse_duration(v).ok_or_else(|| ApiError::bad_param(key, format!("cannot parse {v:?} to a valid duration")))
+        parse_duration(self.get(key).unwrap_or("")).map_err(|e| ApiError::bad_param(key, e))
     }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
-    /// Reads the query string and, for a form POST, the body.
+    /// Reads the query string and, for a form POST, PUT or PATCH, the body.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
-        let headers = req.headers().clone();
+        let (method, headers) = (req.method().clone(), req.headers().clone());
         let body = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_data(e.body_text()))?;
-        Ok(Params::from_request(query.as_deref(), &headers, &body))
+        Ok(Params::from_request(&method, query.as_deref(), &headers, &body))
     }
 }
 
-pub use pyrite_core::calendar::parse_timestamp as parse_time;
-
-/// Seconds (float) or a Prometheus duration, to ms.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.parse::<f64>() {
-        let ms = (secs * 1000.0).round();
-        return (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64);
+/// The text fields of a `multipart/form-data` body, in order, as Go's `multipart.Reader` reads
+/// them: parts named by `Content-Disposition: form-data; name="…"`, without a file name. `None`
+/// if the body is malformed, whose fields Go then ignores all of.
+fn multipart_values(body: &[u8], boundary: &str) -> Option<Vec<(String, String)>> {
+    let delimiter = format!("--{boundary}");
+    let before_delimiter = format!("\r\n--{boundary}");
+    let next_delimiter = memchr::memmem::Finder::new(&before_delimiter);
+    // The preamble before the first delimiter is ignored.
+    let first = memchr::memmem::find(body, delimiter.as_bytes())?;
+    let mut rest = &body[first + delimiter.len()..];
+    let mut values = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Some(values);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let headers_end = memchr::memmem::find(rest, b"\r\n\r\n")?;
+        let headers = std::str::from_utf8(&rest[..headers_end]).ok()?;
+        let content = &rest[headers_end + 4..];
+        let end = next_delimiter.find(content)?;
+        if let Some(name) = form_field_name(headers) {
+            values.push((name, String::from_utf8_lossy(&content[..end]).into_owned()));
+        }
+        rest = &content[end + 2 + delimiter.len()..];
     }
-    Duration::parse(s).ok().map(Duration::millis)
+}
+
+/// The field name of a multipart part's headers; `None` for a file or an unnamed part.
+fn form_field_name(headers: &str) -> Option<String> {
+    let disposition = headers.split("\r\n").find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
+    })?;
+    let mut parts = disposition.split(';');
+    if !parts.next()?.trim().eq_ignore_ascii_case("form-data") {
+        return None;
+    }
+    let mut name = None;
+    for param in parts {
+        let (k, v) = param.split_once('=')?;
+        let v = v.trim().trim_matches('"').to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "filename" => return None,
+            "name" => name = Some(v),
+            _ => {}
+        }
+    }
+    name.filter(|n| !n.is_empty())
+}
+
+pub use pyrite_core::calendar::parse_timestamp as parse_time;
+use pyrite_core::calendar::{clamp_time, parse_timestamp_unclamped as parse_time_unclamped};
+
+/// A duration parameter upstream's API refuses, with its message.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum DurationParamError {
+    /// Seconds whose nanoseconds do not fit in an i64 (Go's `time.Duration`).
+    #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
+    Overflows(String),
+    /// Neither seconds nor a Prometheus duration (one past the range included).
+    #[error("cannot parse {0:?} to a valid duration")]
+    Invalid(String),
+}
+
+/// Seconds (float) or a Prometheus duration, to ms, bounded as upstream's API bounds them.
+pub fn parse_duration(s: &str) -> Result<i64, DurationParamError> {
+    if let Ok(secs) = s.parse::<f64>() {
+        // Go turns NaN into an undefined int64; it is refused here. Infinities overflow.
+        if secs.is_nan() {
+            return Err(DurationParamError::Invalid(s.to_string()));
+        }
+        let nanos = secs * 1e9;
+        if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
+            return Err(DurationParamError::Overflows(s.to_string()));
+        }
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    Duration::parse(s).map(Duration::millis).map_err(|_| DurationParamError::Invalid(s.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn params(method: Method, query: &str, content_type: &str, body: &str) -> Params {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        Params::from_request(&method, Some(query), &headers, &Bytes::from(body.to_string()))
+    }
+
+    #[test]
+    fn a_form_body_comes_before_the_query_string_as_in_gos_form_value() {
+        let form = "application/x-www-form-urlencoded";
+        let p = params(Method::POST, "query=1&match[]=a", form, "query=2&match[]=b");
+        assert_eq!(p.get("query"), Some("2"));
+        assert_eq!(p.all("match[]"), ["b", "a"]);
+        assert_eq!(params(Method::GET, "query=1", form, "query=2").get("query"), Some("1"), "GET has no form body");
+        assert_eq!(params(Method::GET, "", form, "query=2").get("query"), None);
+    }
+
+    #[test]
+    fn multipart_fields_come_after_the_query_string_and_files_are_not_fields() {
+        let body = "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\n1+1\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nfile\r\n\
+                    --XyZ\r\ncontent-disposition: form-data; name=\"match[]\"\r\nContent-Type: text/plain\r\n\r\nup\r\nx\r\n\
+                    --XyZ--\r\n";
+        let p = params(Method::POST, "time=1", "multipart/form-data; boundary=\"XyZ\"", body);
+        assert_eq!((p.get("query"), p.get("time"), p.get("f")), (Some("1+1"), Some("1"), None));
+        assert_eq!(p.all("match[]"), ["up\r\nx"]);
+        let p = params(Method::POST, "query=3", "multipart/form-data; boundary=XyZ", body);
+        assert_eq!(p.get("query"), Some("3"), "the query string first");
+        assert_eq!(p.without_multipart().all("match[]"), Vec::<&str>::new());
+        let cut = &body[..body.len() - 12];
+        assert_eq!(params(Method::POST, "", "multipart/form-data; boundary=XyZ", cut).get("query"), None, "malformed");
+    }
+
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("15"), Some(15_000));
-        assert_eq!(parse_duration("0.5"), Some(500));
-        assert_eq!(parse_duration("1m30s"), Some(90_000));
-        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("15"), Ok(15_000));
+        assert_eq!(parse_duration("0.5"), Ok(500));
+        assert_eq!(parse_duration("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration("x"), Err(DurationParamError::Invalid("x".into())));
+    }
+
+    #[test]
+    fn durations_past_go_nanoseconds_are_refused_as_upstream_refuses_them() {
+        assert_eq!(parse_duration("9223372036"), Ok(9_223_372_036_000));
+        assert_eq!(parse_duration("292y"), Ok(292 * 365 * 86_400_000));
+        for s in ["9223372037", "1e10", "-1e10", "+Inf"] {
+            assert_eq!(parse_duration(s), Err(DurationParamError::Overflows(s.into())), "{s}");
+        }
+        assert_eq!(
+            parse_duration("300y").unwrap_err().to_string(),
+            "cannot parse \"300y\" to a valid duration",
+            "a duration past the range is not one, as upstream says"
+        );
     }
 }

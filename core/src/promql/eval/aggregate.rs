@@ -17,6 +17,7 @@ use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{CounterResetHint, FloatHistogram, Span};
 use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
+use crate::rules::template::go_float;
 use crate::value::format_value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -324,6 +325,30 @@ impl PartialAggregate {
     }
 }
 
+/// Upstream's checks of the k of topk, bottomk and limitk, over all its steps: if none is at
+/// least 1 (and none NaN) the result is empty and nothing is checked; otherwise a NaN is
+/// refused, then a k that an i64 cannot hold.
+fn check_k(k: &[f64]) -> Result<(), EvalError> {
+    /// The largest float below 2^63, upstream's `maxInt64`.
+    const MAX_INT64: f64 = 9_223_372_036_854_774_784.0;
+    const MIN_INT64: f64 = i64::MIN as f64;
+    if k.iter().any(|k| k.is_nan()) {
+        return Err(EvalError::Execution("Parameter value is NaN".into()));
+    }
+    let max = k.iter().copied().fold(f64::MIN, f64::max);
+    let min = k.iter().copied().fold(f64::MAX, f64::min);
+    if max < 1.0 {
+        return Ok(());
+    }
+    if min <= MIN_INT64 {
+        return Err(EvalError::Execution(format!("Scalar value {} underflows int64", go_float(min, None))));
+    }
+    if max >= MAX_INT64 {
+        return Err(EvalError::Execution(format!("Scalar value {} overflows int64", go_float(max, None))));
+    }
+    Ok(())
+}
+
 /// Evaluates an aggregation on the coordinator (or wherever all input series are at hand).
 /// `param` is the parameter's value with where it starts in the query.
 pub(super) fn evaluate(
@@ -350,10 +375,8 @@ pub(super) fn evaluate(
     // The k of topk, bottomk and limitk.
     let count = |param: Option<Value>| {
         let k = scalar(param)?;
-        match k.iter().any(|k| k.is_nan()) {
-            true => Err(EvalError::Execution("Parameter value is NaN".into())),
-            false => Ok(k),
-        }
+        check_k(&k)?;
+        Ok(k)
     };
     Ok(Value::Vector(match op {
         AggregateOp::Topk | AggregateOp::Bottomk => {
@@ -570,4 +593,25 @@ fn count_values(
         }
     }
     Ok(out.into_iter().map(|(labels, values)| StepSeries::floats(labels, values)).collect())
+}
+
+#[cfg(test)]
+mod k_tests {
+    use super::*;
+
+    fn message(k: &[f64]) -> Option<String> {
+        check_k(k).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn k_is_checked_as_upstreams_engine_checks_it() {
+        assert_eq!(message(&[1e300]).as_deref(), Some("Scalar value 1e+300 overflows int64"));
+        assert_eq!(message(&[f64::INFINITY]).as_deref(), Some("Scalar value +Inf overflows int64"));
+        assert_eq!(message(&[2f64.powi(63)]).as_deref(), Some("Scalar value 9.223372036854776e+18 overflows int64"));
+        assert_eq!(message(&[f64::NAN]).as_deref(), Some("Parameter value is NaN"));
+        assert_eq!(message(&[-1e300, 2.0]).as_deref(), Some("Scalar value -1e+300 underflows int64"));
+        assert_eq!(message(&[-1e300]), None, "no k of at least 1: empty, no error");
+        assert_eq!(message(&[9_223_372_036_854_773_760.0]), None, "the largest float below upstream's bound");
+        assert_eq!(message(&[]), None);
+    }
 }
