@@ -26,7 +26,8 @@ const MAX_POINTS: i128 = 11_000;
 /// more than [`MAX_POINTS`] steps as upstream counts them: the span in nanoseconds, saturated
 /// at the i64 range as Go's `Time.Sub` saturates, divided by the step.
 fn exceeds_resolution(start: i128, end: i128, step: i64) -> bool {
-    let span_ns = ((end - start) * 1_000_000).min(i64::MAX.into());
+    // Times parsed from `±1e300` reach the i128 range: every step saturates.
+    let span_ns = end.saturating_sub(start).saturating_mul(1_000_000).min(i64::MAX.into());
     span_ns / (i128::from(step) * 1_000_000) > MAX_POINTS
 }
 
@@ -453,6 +454,7 @@ mod tests {
         let start = 10i128.pow(21);
         assert!(exceeds_resolution(start, start + 10i128.pow(14), 10_000), "past the clamp");
         assert!(!exceeds_resolution(-start, start, i64::MAX / 1_000_000), "the span saturates as Go's");
+        assert!(exceeds_resolution(i128::MIN, i128::MAX, 1), "times of ±1e300 s");
     }
 
     #[test]
