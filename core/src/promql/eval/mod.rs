@@ -590,22 +590,18 @@ fn evaluate_fragment_within(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let mut out = FragmentOutput {
-        result: FragmentResult::Value(Value::Vector(Vec::new())),
-        annotations: Annotations::default(),
-        samples: 0,
-    };
+    let (mut annotations, mut samples) = (Annotations::default(), 0usize);
     let mut evaluate = |source: &dyn SeriesSource| -> Result<Value, EvalError> {
         let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
         ev.in_subquery = !fragment.frames.is_empty();
         ev.labels = &fragment.labels;
         ev.distinct = fragment.distinct;
         let value = ev.eval(&fragment.node)?;
-        out.annotations.extend(ev.annotations.into_inner());
-        out.samples = out.samples.saturating_add(ev.samples.get());
+        annotations.extend(ev.annotations.into_inner());
+        samples = samples.saturating_add(ev.samples.get());
         Ok(value)
     };
-    out.result = match &fragment.merge {
+    let result = match &fragment.merge {
         Merge::Concat => FragmentResult::Value(evaluate(source)?),
         Merge::Aggregate { op, grouping, expr_pos } => {
             let fold = |value: Value| -> Result<PartialAggregate, EvalError> {
@@ -626,7 +622,7 @@ fn evaluate_fragment_within(
             }
         }
     };
-    Ok(out)
+    Ok(FragmentOutput { result, annotations, samples })
 }
 
 impl Plan {
