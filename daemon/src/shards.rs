@@ -81,12 +81,12 @@ pub enum Request {
         reply: flume::Sender<AppendReply>,
     },
     /// The series matching `matchers` with their samples in `[mint, maxt]`, for a query
-    /// evaluated on a query worker: one part per block read and one for the head, to be merged
-    /// with `pyrite_tsdb::querier::merge_parts`. The shard reads in slices, serving its other
-    /// work in between, and gives up once `interrupt` fires or the asker stops waiting. With
-    /// `newest`, each part holds only each series' newest sample in the range; with a
-    /// projection, series may hold only its labels (see `shard::select::Select::labels`). A
-    /// read of more than `max_samples` samples stops with `EvalError::TooManySamples`.
+    /// evaluated on a query worker, as [`SelectAnswer`]s: in batches of `batch` series when
+    /// only the head is read, else whole. The shard reads in slices, serving its other work in
+    /// between, and gives up once `interrupt` fires or the asker stops waiting. With `newest`,
+    /// a series holds only its newest sample in the range; with a projection, it may hold only
+    /// its labels (see `shard::select::Select::labels`). A read of more than `max_samples`
+    /// samples stops with `EvalError::TooManySamples`.
     Select {
         matchers: Vec<Matcher>,
         mint: i64,
@@ -94,8 +94,9 @@ pub enum Request {
         newest: bool,
         labels: Projection,
         max_samples: usize,
+        batch: usize,
         interrupt: Interrupt,
-        reply: flume::Sender<Result<Vec<Vec<SeriesSamples>>, EvalError>>,
+        reply: flume::Sender<Result<SelectAnswer, EvalError>>,
     },
     /// A query's fragments, evaluated on the shard if they are light, else handed to a query
     /// worker (see `shard::light`).
@@ -158,6 +159,26 @@ pub enum Request {
         ids: Vec<u32>,
         reply: flume::Sender<Vec<Option<Labels>>>,
     },
+}
+
+/// One message of a shard's answer to [`Request::Select`].
+pub enum SelectAnswer {
+    /// The whole read: one part per block read, then the head's, to be merged with
+    /// [`merge_parts`]. The only message.
+    Whole(Vec<Vec<SeriesSamples>>),
+    /// A batch of a read of the head alone, streamed so that neither side holds it whole; the
+    /// asker takes one while the shard reads the next. The last says so.
+    Batch { series: Vec<SeriesSamples>, last: bool },
+}
+
+impl SelectAnswer {
+    /// The series of a whole read, merged, or of one batch.
+    pub fn into_series(self) -> Vec<SeriesSamples> {
+        match self {
+            SelectAnswer::Whole(parts) => merge_parts(parts),
+            SelectAnswer::Batch { series, .. } => series,
+        }
+    }
 }
 
 impl Request {
@@ -299,14 +320,15 @@ impl Shards {
                 newest,
                 labels: Projection::All,
                 max_samples,
+                batch: usize::MAX,
                 interrupt: interrupt.clone(),
                 reply,
             })
             .await
             .map_err(|e| EvalError::Internal(e.to_string()))?;
         let mut series = Vec::new();
-        for parts in answers {
-            series.extend(merge_parts(parts?));
+        for answer in answers {
+            series.extend(answer?.into_series());
         }
         Ok(series)
     }

@@ -1,6 +1,7 @@
 //! Heavy queries beside the shard's other work: while a query evaluates for seconds, the
 //! shard it reads from keeps scraping on schedule and answering HTTP, and once the query is
-//! past its deadline the process stops spending CPU on it. Each against the real binary, on
+//! past its deadline the process stops spending CPU on it; an aggregation over more series than
+//! the shard hands over in one batch folds each of them once. Each against the real binary, on
 //! one shard, where nothing else could hide a stalled thread.
 
 use std::time::{Duration, Instant};
@@ -154,4 +155,52 @@ fn a_timed_out_query_stops_using_cpu() {
     // Two scrapes and the idle shards' timers cost milliseconds; the heavy query a core.
     eprintln!("CPU in the second from 100 ms after the timeout: {used} s");
     assert!(used < 0.25, "{used} s of CPU in the second after the query timed out");
+}
+
+/// An aggregation over more series than one batch (65,536), read from the head alone, which the
+/// shard streams to the query worker a batch at a time while it reads the next: each series is
+/// folded once, in instant and range queries.
+#[test]
+fn an_aggregation_over_more_series_than_a_batch_folds_each_once() {
+    const SERIES: i64 = 150_000;
+    let p = Pyrite::start(PyriteOpts { shards: Some(1), ..Default::default() });
+    let now = now_ms();
+    let ids: Vec<i64> = (0..SERIES).collect();
+    for ids in ids.chunks(50_000) {
+        let series: Vec<WriteSeries> = ids
+            .iter()
+            .map(|&i| WriteSeries {
+                labels: Labels::from_pairs([
+                    ("__name__", "wide".to_string()),
+                    ("g", (i % 3).to_string()),
+                    ("i", i.to_string()),
+                ]),
+                samples: vec![Sample { t: now - 20_000, v: i as f64 }, Sample { t: now - 5_000, v: (2 * i) as f64 }],
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            })
+            .collect();
+        assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    }
+    let value = |v: &serde_json::Value| v[1].as_str().expect("a value").parse::<f64>().expect("a number");
+    let at = now as f64 / 1000.0;
+    assert_eq!(value(&p.query("count(wide)", Some(at))[0]["value"]), SERIES as f64);
+    // Each group's sum, of the first samples or the second.
+    let sum = |g: i64, k: i64| (0..SERIES).filter(|i| i % 3 == g).map(|i| (k * i) as f64).sum::<f64>();
+    let groups = p.query("sum by (g) (wide)", Some(at));
+    for group in groups.as_array().expect("groups") {
+        let g: i64 = group["metric"]["g"].as_str().expect("g").parse().expect("a group");
+        assert_eq!(value(&group["value"]), sum(g, 2), "group {g}");
+    }
+    assert_eq!(groups.as_array().map(Vec::len), Some(3));
+    // Steps at 20, 15, 10 and 5 s before `at`, and at it.
+    let ranged = p.query_range("sum by (g) (wide)", at - 20.0, at, 5.0);
+    for group in ranged.as_array().expect("groups") {
+        let g: i64 = group["metric"]["g"].as_str().expect("g").parse().expect("a group");
+        let got: Vec<f64> = group["values"].as_array().expect("values").iter().map(value).collect();
+        let first = sum(g, 1);
+        let second = sum(g, 2);
+        assert_eq!(got, [first, first, first, second, second], "group {g}");
+    }
+    assert_eq!(ranged.as_array().map(Vec::len), Some(3));
 }

@@ -24,7 +24,7 @@ pub mod stats_decoding;
 pub use ast::{Expr, ValueType};
 pub use eval::{
     evaluate_fragment, evaluate_fragments, Annotations, EvalError, EvalParams, FragmentOutput, Interrupt, Limits,
-    QueryResult, RangeVector, SeriesSource, StepSeries, Value, BATCH_SLOTS,
+    QueryResult, RangeVector, SeriesBatches, SeriesSource, StepSeries, Value, BATCH_SLOTS, MAX_READ_RESTARTS,
 };
 pub use executor::{CancelOnDrop, Cancelled, Executor, Fanout, QueryLimits, QueryStage};
 pub use parser::{parse, parse_metric_selector, parse_with, ParseError, ParseOptions};

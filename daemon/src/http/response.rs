@@ -55,9 +55,10 @@ impl From<EvalError> for ApiError {
         let (kind, status) = match e {
             EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
             EvalError::DamagedBlock { .. } | EvalError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
-            EvalError::Unsupported(_) | EvalError::Execution(_) | EvalError::TooManySamples => {
-                ("execution", StatusCode::UNPROCESSABLE_ENTITY)
-            }
+            EvalError::Unsupported(_)
+            | EvalError::Execution(_)
+            | EvalError::TooManySamples
+            | EvalError::StorageChanged => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
         };
         ApiError { kind, status, message: e.to_string() }
     }

@@ -106,8 +106,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 record_append(&env, &shard, &s.head, &r);
                 let _ = reply.send(r);
             }
-            Request::Select { matchers, mint, maxt, newest, labels, max_samples, interrupt, reply } => {
-                let select = Select { matchers, mint, maxt, newest, labels, max_samples, interrupt, reply };
+            Request::Select { matchers, mint, maxt, newest, labels, max_samples, batch, interrupt, reply } => {
+                let select = Select { matchers, mint, maxt, newest, labels, max_samples, batch, interrupt, reply };
                 monoio::spawn(super::select::serve(index, storage.clone(), env.clone(), select));
             }
             Request::Evaluate { plan, params, reply, to_worker } => {

@@ -7,25 +7,34 @@
 //! scrapes, HTTP and other queries in between. Between slices it asks the query's interrupt
 //! (deadline, gone client) and whether anyone still waits, and stops if not.
 //!
+//! A read of the head alone (the usual dashboard query: blocks hold older data) is handed over
+//! in batches of the size asked for as it goes ([`SelectAnswer::Batch`]), waiting while the
+//! asker has not taken the last one, so that a batched aggregation over millions of series
+//! never has the read whole on either side. A read that takes blocks in too is answered whole:
+//! parts are merged by label set, which needs all of them.
+//!
 //! The storage may change between slices. A head series gone meanwhile (garbage-collected) is
 //! skipped. If the set of blocks changed — the head cut into a new block (its samples leave
 //! the head), blocks compacted or deleted — what was read may miss or repeat data, so the read
-//! starts over; this is checked after the last slice, on the same turn, so the answer is what
-//! one unchanged set of blocks and the head held. A damaged block fails the query and is set
-//! aside, as when it was read in one go.
+//! starts over; this is checked before each answer is sent, on the same turn as its last
+//! slice, so what was sent is what one unchanged set of blocks and the head held. Once batches
+//! have gone out, starting over is the asker's to do: the read fails with
+//! [`EvalError::StorageChanged`]. A damaged block fails the query and is set aside, as when it
+//! was read in one go.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyrite_core::labels::{Matcher, Projection};
-use pyrite_core::promql::{EvalError, Interrupt};
+use pyrite_core::promql::{EvalError, Interrupt, MAX_READ_RESTARTS};
 use pyrite_core::value::SeriesSamples;
 use pyrite_tsdb::block::{Block, BlockError};
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::head::Head;
 
 use super::ShardEnv;
+use crate::shards::SelectAnswer;
 
 /// The longest a slice holds the shard's thread (one series is never split, so a series with
 /// a great many samples in the range may take longer).
@@ -36,13 +45,6 @@ pub(super) const SLICE: Duration = Duration::from_millis(2);
 /// newest sample, and one series may hold a great many samples.
 const CLOCK_SERIES: usize = 16;
 const CLOCK_SAMPLES: usize = 1024;
-
-/// How many times a read starts over because the blocks changed under it before it fails:
-/// blocks change every block range or at a compaction, so more than one restart is rare.
-const MAX_RESTARTS: usize = 3;
-
-/// One part per block, then the head's (the order `merge_parts` expects).
-type Parts = Vec<Vec<SeriesSamples>>;
 
 /// What a `Request::Select` asks.
 pub struct Select {
@@ -57,19 +59,21 @@ pub struct Select {
     /// The most samples the read may hold: past them it stops with `TooManySamples`, before
     /// a query over all time has read them all into memory.
     pub max_samples: usize,
+    /// Series per batch of a read of the head alone (`usize::MAX`: one).
+    pub batch: usize,
     pub interrupt: Interrupt,
-    pub reply: flume::Sender<Result<Parts, EvalError>>,
+    pub reply: flume::Sender<Result<SelectAnswer, EvalError>>,
 }
 
 /// Reads and answers `select` (a task of shard `index`). The read only reads: a panic fails
 /// this query, not the process (see `crate::panic`).
 pub async fn serve(index: usize, storage: std::rc::Rc<RefCell<Db>>, env: Arc<ShardEnv>, select: Select) {
     let read = crate::panic::CatchPanic::new(read(&storage, &select));
-    let out = read.await.unwrap_or_else(|panic| Err(EvalError::Internal(panic)));
-    if let Err(EvalError::DamagedBlock { block, reason }) = &out {
+    let Err(e) = read.await.unwrap_or_else(|panic| Err(EvalError::Internal(panic))) else { return };
+    if let EvalError::DamagedBlock { block, reason } = &e {
         set_aside(index, &env, &mut storage.borrow_mut(), block, reason);
     }
-    let _ = select.reply.send(out);
+    let _ = select.reply.send_async(Err(e)).await;
 }
 
 /// The series each source holds, noted before the read: blocks by ULID, so that a block no
@@ -97,9 +101,9 @@ impl Sources {
     }
 }
 
-/// A block's read stopped.
+/// A read stopped.
 enum Stop {
-    /// The block is no longer served: start over.
+    /// A block noted is no longer served, or one more overlaps the range: start over.
     BlocksChanged,
     Failed(EvalError),
 }
@@ -114,20 +118,25 @@ fn damaged(e: BlockError) -> EvalError {
     EvalError::DamagedBlock { block: e.name(), reason: e.reason }
 }
 
-async fn read(storage: &RefCell<Db>, s: &Select) -> Result<Parts, EvalError> {
-    for _ in 0..=MAX_RESTARTS {
+/// Reads and sends every answer of `s`; starts over, up to [`MAX_READ_RESTARTS`] times, while
+/// the blocks change before anything was sent.
+async fn read(storage: &RefCell<Db>, s: &Select) -> Result<(), EvalError> {
+    for _ in 0..=MAX_READ_RESTARTS {
         s.interrupt.check()?;
         let sources = Sources::note(&storage.borrow(), s);
-        match read_sources(storage, s, &sources).await {
-            Ok(parts) => return Ok(parts),
-            Err(Stop::BlocksChanged) => continue,
+        let mut sent = false;
+        match read_sources(storage, s, &sources, &mut sent).await {
+            Ok(()) => return Ok(()),
+            Err(Stop::BlocksChanged) if !sent => continue,
+            Err(Stop::BlocksChanged) => break,
             Err(Stop::Failed(e)) => return Err(e),
         }
     }
-    Err(EvalError::Execution("the shard's blocks kept changing while the query read them".into()))
+    Err(EvalError::StorageChanged)
 }
 
-async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> Result<Parts, Stop> {
+/// Reads `sources` and sends the answers, noting in `sent` once one went out.
+async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources, sent: &mut bool) -> Result<(), Stop> {
     let mut parts = Vec::with_capacity(sources.blocks.len() + 1);
     let mut samples_left = s.max_samples;
     let mut count = |series: &Option<SeriesSamples>| -> Result<usize, Stop> {
@@ -154,14 +163,17 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
         }
         parts.push(part);
     }
-    let mut head = Vec::with_capacity(sources.head.len());
-    let labels = read_labels(sources.blocks.is_empty(), &s.labels);
+    // The head alone is sent in batches; with blocks, whole.
+    let batched = sources.blocks.is_empty();
+    let batch = if batched { s.batch.max(1) } else { usize::MAX };
+    let labels = read_labels(batched, &s.labels);
+    let mut head = Vec::new();
     let mut next = 0;
     loop {
-        {
+        let last = {
             let db = storage.borrow();
             let mut clock = SliceClock::start();
-            while next < sources.head.len() && clock.goes_on() {
+            while next < sources.head.len() && head.len() < batch && clock.goes_on() {
                 // A series removed from the head since it was noted is skipped.
                 let id = sources.head[next];
                 let series = head_series(&db.head, id, s.mint, s.maxt, s.newest, labels);
@@ -169,12 +181,22 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources) -> R
                 head.extend(series);
                 next += 1;
             }
-            if next == sources.head.len() {
-                if !sources.blocks_unchanged(&db, s) {
-                    return Err(Stop::BlocksChanged);
-                }
-                parts.push(head);
-                return Ok(parts);
+            let last = next == sources.head.len();
+            if (last || head.len() >= batch) && !sources.blocks_unchanged(&db, s) {
+                return Err(Stop::BlocksChanged);
+            }
+            last
+        };
+        if last || head.len() >= batch {
+            let series = std::mem::take(&mut head);
+            let answer = match batched {
+                true => SelectAnswer::Batch { series, last },
+                false => SelectAnswer::Whole(std::mem::take(&mut parts).into_iter().chain([series]).collect()),
+            };
+            s.reply.send_async(Ok(answer)).await.map_err(|_| Stop::Failed(stopped_waiting()))?;
+            *sent = true;
+            if last {
+                return Ok(());
             }
         }
         pause(s).await?;
@@ -259,9 +281,13 @@ impl SliceClock {
 async fn pause(s: &Select) -> Result<(), EvalError> {
     super::slices::pause().await;
     if s.reply.is_disconnected() {
-        return Err(EvalError::Execution("the query stopped waiting".into()));
+        return Err(stopped_waiting());
     }
     s.interrupt.check()
+}
+
+fn stopped_waiting() -> EvalError {
+    EvalError::Execution("the query stopped waiting".into())
 }
 
 /// Stops serving a block a query found damaged: this query failed on it, later ones answer
@@ -291,10 +317,25 @@ mod tests {
 
     const RANGE: i64 = 1000;
 
-    /// A read of every series in `[0, 5000]`, of at most `max_samples`.
-    fn everything(max_samples: usize, reply: flume::Sender<Result<Parts, EvalError>>) -> Select {
+    type Answers = flume::Receiver<Result<SelectAnswer, EvalError>>;
+
+    /// A read of every series in `[0, 5000]`, of at most `max_samples`, in batches of `batch`
+    /// when only the head is read; with the receiver of its answers, which holds them all.
+    fn everything(max_samples: usize, batch: usize) -> (Select, Answers) {
         let (matchers, labels, interrupt) = (Vec::new(), Projection::All, Interrupt::default());
-        Select { matchers, mint: 0, maxt: 5000, newest: false, labels, max_samples, interrupt, reply }
+        let (reply, answers) = flume::unbounded();
+        (Select { matchers, mint: 0, maxt: 5000, newest: false, labels, max_samples, batch, interrupt, reply }, answers)
+    }
+
+    /// Each answer received, as (series, whether it was the last batch; None if whole).
+    fn received(answers: &Answers) -> Vec<(Vec<SeriesSamples>, Option<bool>)> {
+        answers
+            .try_iter()
+            .map(|a| match a.expect("an answer") {
+                SelectAnswer::Whole(parts) => (merge_parts(parts), None),
+                SelectAnswer::Batch { series, last } => (series, Some(last)),
+            })
+            .collect()
     }
 
     fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
@@ -328,9 +369,8 @@ mod tests {
         storage.borrow_mut().write(samples(0, 2000));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
 
-        let (reply, _waiting) = flume::bounded(1);
-        let select = everything(usize::MAX, reply);
-        let parts = runtime().block_on(async {
+        let (select, answers) = everything(usize::MAX, 1);
+        runtime().block_on(async {
             let mut read = std::pin::pin!(read(&storage, &select));
             let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
             assert!(first.is_pending(), "the read pauses after its first block");
@@ -339,7 +379,10 @@ mod tests {
             read.await.expect("read")
         });
 
-        let mut got = merge_parts(parts);
+        let mut answers = received(&answers);
+        assert_eq!(answers.len(), 1, "blocks and head are answered in one go");
+        let (mut got, batched) = answers.pop().expect("the answer");
+        assert_eq!(batched, None);
         got.sort_by(|a, b| a.labels.cmp(&b.labels));
         let mut want = storage.borrow().querier().select(&[], 0, 5000).expect("select");
         want.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -356,10 +399,47 @@ mod tests {
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
         storage.borrow_mut().write(samples(2100, 2600));
         // Five series of 27 samples, in a block and the head.
-        let (reply, _waiting) = flume::bounded(1);
-        let read_at_most = |n| runtime().block_on(read(&storage, &everything(n, reply.clone())));
+        let read_at_most = |n| runtime().block_on(read(&storage, &everything(n, usize::MAX).0));
         assert!(read_at_most(135).is_ok());
         assert!(matches!(read_at_most(134), Err(EvalError::TooManySamples)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A read of the head alone comes in batches of the size asked for, the last one saying so.
+    #[test]
+    fn a_read_of_the_head_alone_comes_in_batches() {
+        let (storage, dir) = open("batches");
+        storage.borrow_mut().write(samples(0, 2000));
+        let (select, answers) = everything(usize::MAX, 2);
+        runtime().block_on(read(&storage, &select)).expect("read");
+        let answers = received(&answers);
+        let shape: Vec<_> = answers.iter().map(|(series, last)| (series.len(), *last)).collect();
+        assert_eq!(shape, [(2, Some(false)), (2, Some(false)), (1, Some(true))]);
+        let mut got: Vec<_> = answers.into_iter().flat_map(|(series, _)| series).collect();
+        got.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut want = storage.borrow().querier().select(&[], 0, 5000).expect("select");
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
+        assert_eq!(got, want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The head cut into a block after a batch went out: the read cannot start over by itself
+    /// and fails with `StorageChanged`, for the asker to read again.
+    #[test]
+    fn a_block_cut_after_a_batch_went_out_fails_the_read_for_the_asker_to_retry() {
+        let (storage, dir) = open("batch-cut");
+        storage.borrow_mut().write(samples(0, 2000));
+        let (select, answers) = everything(usize::MAX, 2);
+        let out = runtime().block_on(async {
+            let mut read = std::pin::pin!(read(&storage, &select));
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "the read pauses after its first batch");
+            storage.borrow_mut().write(samples(2100, 2600));
+            assert!(!storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.is_empty());
+            read.await
+        });
+        assert!(matches!(out, Err(EvalError::StorageChanged)), "{out:?}");
+        assert_eq!(received(&answers).len(), 1, "one batch went out");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,51 +5,86 @@
 //! slot per step for every series (241 slots of 16 bytes, 3.9 kB a series, gigabytes at a few
 //! million series) before folding them into a handful of groups. A fragment the planner marks
 //! [`batched`](crate::promql::plan::Fragment::batched) reads storage once and its series
-//! cannot collide, so its expression gives the same series whichever of them it sees at once:
-//! the read is taken whole as before, then handed out in batches of about
-//! [`Limits::batch_slots`](super::Limits) step slots, each batch's series dropped once its
-//! result is folded.
+//! cannot collide, so its expression gives the same series whichever of them it sees at once.
+//! Its read is asked for in batches of about [`Limits::batch_slots`](super::Limits) step slots
+//! ([`SeriesSource::select_batches`]): storage that can stream it hands each batch over as it
+//! reads, so that not even the read is held whole; other storage reads it whole and cuts it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use super::{EvalError, SeriesSource};
 use crate::labels::{Matcher, Projection};
 use crate::value::SeriesSamples;
 
-/// The series of one read, by batches.
+/// A read handed out a batch of series at a time ([`SeriesSource::select_batches`]).
+pub trait SeriesBatches {
+    /// The next batch, and whether it is the last. [`EvalError::StorageChanged`] if the storage
+    /// changed under a read that had already handed batches out: what they held may miss or
+    /// repeat samples, so the expression is evaluated again from a new read.
+    fn next_batch(&mut self) -> Result<(Vec<SeriesSamples>, bool), EvalError>;
+}
+
+/// A read taken whole, handed out `size` series at a time.
+pub struct Chunked {
+    left: VecDeque<SeriesSamples>,
+    size: usize,
+}
+
+impl Chunked {
+    /// `series`, `size` (at least one) at a time.
+    pub fn new(series: Vec<SeriesSamples>, size: usize) -> Self {
+        Chunked { left: series.into(), size: size.max(1) }
+    }
+}
+
+impl SeriesBatches for Chunked {
+    fn next_batch(&mut self) -> Result<(Vec<SeriesSamples>, bool), EvalError> {
+        let n = self.left.len().min(self.size);
+        let batch = self.left.drain(..n).collect();
+        Ok((batch, self.left.is_empty()))
+    }
+}
+
+/// The series of one read, by batches, as a source the expression reads from.
 pub(super) struct Batches<'a> {
     source: &'a dyn SeriesSource,
     /// Series per batch.
     size: usize,
-    /// `None` until the expression reads; then what it has not been handed yet.
-    left: RefCell<Option<VecDeque<SeriesSamples>>>,
+    /// `None` until the expression reads.
+    read: RefCell<Option<Box<dyn SeriesBatches + 'a>>>,
+    /// Whether the last batch has been handed out.
+    last: Cell<bool>,
 }
 
 impl<'a> Batches<'a> {
     /// Batches of `size` series (at least one) of the one read the expression makes of `source`.
     pub(super) fn new(source: &'a dyn SeriesSource, size: usize) -> Self {
-        Batches { source, size: size.max(1), left: RefCell::new(None) }
+        Batches { source, size: size.max(1), read: RefCell::new(None), last: Cell::new(false) }
     }
 
     /// Whether every series has been handed out: true too if the expression did not read (a
     /// frame of no steps reads nothing).
     pub(super) fn done(&self) -> bool {
-        self.left.borrow().as_ref().is_none_or(VecDeque::is_empty)
+        self.last.get() || self.read.borrow().is_none()
     }
 
-    /// The next batch, reading with `read` the first time.
+    /// The next batch, asking `source` for the read the first time.
     fn next(
         &self,
-        read: impl FnOnce() -> Result<Vec<SeriesSamples>, EvalError>,
+        matchers: &[Matcher],
+        range: (i64, i64),
+        newest: bool,
+        labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
-        let mut left = self.left.borrow_mut();
-        let left = match &mut *left {
-            Some(left) => left,
-            unread => unread.insert(read()?.into()),
+        let mut read = self.read.borrow_mut();
+        let read = match &mut *read {
+            Some(read) => read,
+            unread => unread.insert(self.source.select_batches(matchers, range, newest, labels, self.size)?),
         };
-        let n = left.len().min(self.size);
-        Ok(left.drain(..n).collect())
+        let (batch, last) = read.next_batch()?;
+        self.last.set(last);
+        Ok(batch)
     }
 }
 
@@ -61,7 +96,7 @@ impl SeriesSource for Batches<'_> {
         maxt: i64,
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
-        self.next(|| self.source.select(matchers, mint, maxt, labels))
+        self.next(matchers, (mint, maxt), false, labels)
     }
 
     fn select_newest(
@@ -71,6 +106,6 @@ impl SeriesSource for Batches<'_> {
         maxt: i64,
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
-        self.next(|| self.source.select_newest(matchers, mint, maxt, labels))
+        self.next(matchers, (mint, maxt), true, labels)
     }
 }

@@ -33,6 +33,7 @@ use crate::labels::{Labels, Matcher, Projection};
 use crate::value::{histogram_samples, HistogramSample, Sample, SeriesSamples};
 
 pub use aggregate::PartialAggregate;
+pub use batches::{Chunked, SeriesBatches};
 pub use functions::is_implemented;
 pub use info::InfoMatchers;
 
@@ -55,6 +56,12 @@ pub enum EvalError {
     /// that finds it sets the block aside.
     #[error("block {block}: {reason}")]
     DamagedBlock { block: String, reason: String },
+    /// A read's storage changed under it (a block cut from the head, blocks compacted) after
+    /// some of it was handed out in batches: the fragment is evaluated again from a new read
+    /// ([`SeriesSource::select_batches`]); the query fails with it only if that keeps
+    /// happening (`execution`).
+    #[error("the shard's blocks kept changing while the query read them")]
+    StorageChanged,
     /// A fault in Pyrite itself stopped this query (a panic, caught where the query ran);
     /// upstream's `internal`.
     #[error("internal error: {0}")]
@@ -226,9 +233,19 @@ const WORK_PER_LOOK: usize = 1 << 14;
 /// Default resolution of a subquery without a step (upstream: the global evaluation interval).
 pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
-/// Step slots a batched fragment evaluates at once: 16 MiB of step values (`Option<f64>`), a
-/// million series of an instant query, 4,351 of a 1 h range at 15 s steps.
+/// Step slots a batched fragment evaluates at once: 16 MiB of step values (`Option<f64>`),
+/// 4,351 series of a 1 h range at 15 s steps.
 pub const BATCH_SLOTS: usize = 1 << 20;
+
+/// Series a batch holds at most, whatever its steps: what the read holds of a series (labels,
+/// sample vectors) is a few hundred bytes even for one sample, so an instant query's batch is
+/// about 10 MiB of read where [`BATCH_SLOTS`] alone would let it be a million series.
+const BATCH_SERIES: usize = 1 << 16;
+
+/// How many times a batched fragment starts over on a new read because its storage changed
+/// under the last one ([`EvalError::StorageChanged`]): blocks change every block range or at a
+/// compaction, so more than one restart is rare.
+pub const MAX_READ_RESTARTS: usize = 3;
 
 /// The time frame of an evaluation, all in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -513,6 +530,25 @@ pub trait SeriesSource {
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         self.select(matchers, mint, maxt, labels)
     }
+
+    /// The read `select` makes (with `newest`, `select_newest`) handed out about `size` series
+    /// at a time, for a batched fragment that folds each batch as it comes: storage that can
+    /// stream its read hands over each batch as it reads it; by default the read is taken
+    /// whole and cut.
+    fn select_batches<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        (mint, maxt): (i64, i64),
+        newest: bool,
+        labels: &Projection,
+        size: usize,
+    ) -> Result<Box<dyn SeriesBatches + 'a>, EvalError> {
+        let series = match newest {
+            true => self.select_newest(matchers, mint, maxt, labels)?,
+            false => self.select(matchers, mint, maxt, labels)?,
+        };
+        Ok(Box::new(Chunked::new(series, size)))
+    }
 }
 
 /// What a shard computed for one fragment.
@@ -580,7 +616,7 @@ pub fn evaluate_fragments(
 
 /// Fragment `index` of `plan` under `limits`. A [batched](Fragment::batched) fragment's
 /// expression is evaluated over its read a batch of series at a time, each batch folded into the
-/// partial aggregate as it comes.
+/// partial aggregate as it comes, and over a new read if the storage changed under this one.
 fn evaluate_fragment_within(
     plan: &Plan,
     index: usize,
@@ -591,7 +627,7 @@ fn evaluate_fragment_within(
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
     let (mut annotations, mut samples) = (Annotations::default(), 0usize);
-    let mut evaluate = |source: &dyn SeriesSource| -> Result<Value, EvalError> {
+    let mut evaluate = |source: &dyn SeriesSource, annotations: &mut Annotations| -> Result<Value, EvalError> {
         let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
         ev.in_subquery = !fragment.frames.is_empty();
         ev.labels = &fragment.labels;
@@ -602,23 +638,35 @@ fn evaluate_fragment_within(
         Ok(value)
     };
     let result = match &fragment.merge {
-        Merge::Concat => FragmentResult::Value(evaluate(source)?),
+        Merge::Concat => FragmentResult::Value(evaluate(source, &mut annotations)?),
         Merge::Aggregate { op, grouping, expr_pos } => {
             let fold = |value: Value| -> Result<PartialAggregate, EvalError> {
                 Ok(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps(), *expr_pos))
             };
             if fragment.batched {
-                let series = limits.batch_slots / most_steps_in(&fragment.node, &params).max(1);
-                let batches = batches::Batches::new(source, series);
-                let mut partial = PartialAggregate::empty(*op, *expr_pos);
-                loop {
-                    partial.merge(fold(evaluate(&batches)?)?);
-                    if batches.done() {
-                        break FragmentResult::Partial(partial);
+                let series = (limits.batch_slots / most_steps_in(&fragment.node, &params).max(1)).min(BATCH_SERIES);
+                let mut restarts = 0;
+                'read: loop {
+                    let batches = batches::Batches::new(source, series);
+                    let mut partial = PartialAggregate::empty(*op, *expr_pos);
+                    loop {
+                        match evaluate(&batches, &mut annotations) {
+                            Ok(value) => partial.merge(fold(value)?),
+                            // What was folded may miss or repeat samples: fold a new read.
+                            Err(EvalError::StorageChanged) if restarts < MAX_READ_RESTARTS => {
+                                restarts += 1;
+                                annotations = Annotations::default();
+                                continue 'read;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        if batches.done() {
+                            break 'read FragmentResult::Partial(partial);
+                        }
                     }
                 }
             } else {
-                FragmentResult::Partial(fold(evaluate(source)?)?)
+                FragmentResult::Partial(fold(evaluate(source, &mut annotations)?)?)
             }
         }
     };

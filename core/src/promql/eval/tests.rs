@@ -311,6 +311,64 @@ fn batched_aggregations_answer_as_when_their_series_are_evaluated_whole() {
     }
 }
 
+/// A shard whose streamed reads fail with `StorageChanged` after their first batch, `fails`
+/// times, as a shard's does when the head is cut into a block under it.
+struct Changing {
+    shard: Shard,
+    fails: std::cell::Cell<usize>,
+}
+
+/// The read of `Changing`: one batch, then the failure.
+struct FailsAfterOne(Option<Vec<SeriesSamples>>);
+
+impl SeriesBatches for FailsAfterOne {
+    fn next_batch(&mut self) -> Result<(Vec<SeriesSamples>, bool), EvalError> {
+        self.0.take().map(|batch| (batch, false)).ok_or(EvalError::StorageChanged)
+    }
+}
+
+impl SeriesSource for Changing {
+    fn select(&self, m: &[Matcher], mint: i64, maxt: i64, l: &Projection) -> Result<Vec<SeriesSamples>, EvalError> {
+        self.shard.select(m, mint, maxt, l)
+    }
+
+    fn select_batches<'a>(
+        &'a self,
+        m: &[Matcher],
+        (mint, maxt): (i64, i64),
+        _newest: bool,
+        l: &Projection,
+        size: usize,
+    ) -> Result<Box<dyn SeriesBatches + 'a>, EvalError> {
+        let mut series = self.select(m, mint, maxt, l)?;
+        if self.fails.get() == 0 {
+            return Ok(Box::new(batches::Chunked::new(series, size)));
+        }
+        self.fails.set(self.fails.get() - 1);
+        series.truncate(size);
+        Ok(Box::new(FailsAfterOne(Some(series))))
+    }
+}
+
+#[test]
+fn a_batched_fragment_folds_a_new_read_when_the_storage_changed_under_it() {
+    let series = counters();
+    let params = EvalParams { start: 600_000, end: 3_000_000, step: 60_000, lookback: 300_000 };
+    let query = "sum by (job) (rate(http_requests_total[5m]))";
+    let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+    p.limits = Limits::default().with_batch_slots(1);
+    let shard = heads(&series, 1).pop().unwrap();
+    let whole = p.finish(&params, vec![evaluate_fragments(&p, &params, &shard, &p.limits).unwrap()]).unwrap();
+    // What the first batch of each failed read folded is dropped, not counted twice.
+    let changing = Changing { shard, fails: MAX_READ_RESTARTS.into() };
+    let outputs = evaluate_fragments(&p, &params, &changing, &p.limits).unwrap();
+    assert_eq!(p.finish(&params, vec![outputs]).unwrap().value, whole.value);
+    // A storage that keeps changing fails the query.
+    changing.fails.set(MAX_READ_RESTARTS + 1);
+    let failed = evaluate_fragments(&p, &params, &changing, &p.limits);
+    assert!(matches!(failed, Err(EvalError::StorageChanged)), "{failed:?}");
+}
+
 #[test]
 fn limitk_takes_the_first_series_in_label_order_on_any_shard_count() {
     let series = counters();
