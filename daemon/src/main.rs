@@ -349,7 +349,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         scrape,
         rules,
         notifier,
-        reloader: reloader.clone(),
+        reloads: reload::ReloadRequests::start(reloader.clone())?,
         web,
         flags: flag_values,
         lifecycle_api: flags.enable_lifecycle,

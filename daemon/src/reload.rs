@@ -140,3 +140,40 @@ impl Reloader {
         Ok(())
     }
 }
+
+/// What a reload answers: `Err` with the reason the configuration was refused.
+type Outcome = Result<(), String>;
+
+/// `/-/reload` requests, served on a thread of their own, not on the shard serving the request:
+/// a reload blocks (it reads files, and waits for removed remote-write queues to stop, which
+/// may be waiting for that very shard to name their series), and the shard's queries, scrapes
+/// and appends must go on meanwhile. One thread, whatever the requests: those that arrive while
+/// a reload runs are all answered by the next one, which reads the configuration after each of
+/// them came, so a flood of requests costs neither a thread each nor a reload each.
+#[derive(Clone)]
+pub struct ReloadRequests(flume::Sender<flume::Sender<Outcome>>);
+
+impl ReloadRequests {
+    /// Starts the thread that reloads through `reloader`. A panic there ends the process, as in
+    /// any work that changes state (see `crate::panic`).
+    pub fn start(reloader: Arc<Reloader>) -> std::io::Result<Self> {
+        let (requests, waiting) = flume::unbounded::<flume::Sender<Outcome>>();
+        std::thread::Builder::new().name("reload".into()).spawn(move || {
+            while let Ok(first) = waiting.recv() {
+                let askers: Vec<_> = std::iter::once(first).chain(waiting.drain()).collect();
+                let outcome = reloader.reload();
+                for asker in askers {
+                    let _ = asker.send(outcome.clone());
+                }
+            }
+        })?;
+        Ok(ReloadRequests(requests))
+    }
+
+    /// Reloads, or joins the next reload, and waits for it without blocking the shard.
+    pub async fn reload(&self) -> Outcome {
+        let (answer, outcome) = flume::bounded(1);
+        self.0.send(answer).map_err(|_| "the reload thread stopped".to_string())?;
+        outcome.recv_async().await.unwrap_or_else(|_| Err("the reload stopped".to_string()))
+    }
+}

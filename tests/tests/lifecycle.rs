@@ -143,7 +143,8 @@ fn the_health_probes_find_the_server_behind_its_route_prefix_from_its_own_flags(
 /// A reload runs off the shard that serves `/-/reload`: while it waits for a removed
 /// remote-write queue whose request hangs, that shard still answers queries. (Run on the shard,
 /// it held every query there until the request timed out; a queue asking that shard to name
-/// its series waited for it the whole 30 s of its own timeout.)
+/// its series waited for it the whole 30 s of its own timeout.) Requests that come meanwhile
+/// wait for the next reload without a thread each, and are all answered.
 #[test]
 fn a_slow_reload_does_not_hold_the_shard_serving_it() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,5 +188,19 @@ fn a_slow_reload_does_not_hold_the_shard_serving_it() {
     assert!(!reload.is_finished(), "the reload was still waiting for the queue's request");
     assert_eq!(answer[1], "2", "{answer}");
     assert!(took < Duration::from_secs(2), "a query during the reload took {took:?}");
+    let threads = p.process.threads();
+    let waiting: Vec<_> = (0..32)
+        .map(|_| {
+            let url = p.url.clone();
+            std::thread::spawn(move || http_post_form(&format!("{url}/-/reload"), &[]))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!reload.is_finished(), "the reload was still waiting for the queue's request");
+    let more = p.process.threads().saturating_sub(threads);
+    assert!(more < 8, "32 reload requests waiting took {more} threads more");
     assert_eq!(reload.join().unwrap(), Ok((200, String::new())));
+    for answer in waiting {
+        assert_eq!(answer.join().unwrap(), Ok((200, String::new())));
+    }
 }

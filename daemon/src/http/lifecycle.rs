@@ -34,25 +34,13 @@ fn disabled() -> (StatusCode, String) {
 }
 
 /// Reads the configuration again; 500 with the reason if it is refused (the old one stays).
-/// The reload runs on a thread of its own, not on the shard serving the request: it blocks
-/// (it reads files, and waits for removed remote-write queues to stop, which may be waiting
-/// for this very shard to name their series), and the shard's queries, scrapes and appends
-/// must go on meanwhile. A panic there ends the process, as in any work that changes state
-/// (see `crate::panic`).
+/// The reload runs on the reload thread ([`crate::reload::ReloadRequests`]), not on the shard
+/// serving the request.
 pub async fn reload(State(s): State<ApiState>) -> (StatusCode, String) {
     if !s.ctx.lifecycle_api {
         return disabled();
     }
-    let (done, outcome) = flume::bounded(1);
-    let reloader = s.ctx.reloader.clone();
-    let started = std::thread::Builder::new().name("reload".into()).spawn(move || {
-        let _ = done.send(reloader.reload());
-    });
-    let outcome = match started {
-        Ok(_) => outcome.recv_async().await.unwrap_or_else(|_| Err("the reload stopped".to_string())),
-        Err(e) => Err(format!("cannot start the reload: {e}")),
-    };
-    match outcome {
+    match s.ctx.reloads.reload().await {
         Ok(()) => (StatusCode::OK, String::new()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")),
     }

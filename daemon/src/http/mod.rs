@@ -45,7 +45,7 @@ use crate::live_config::LiveConfig;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::query::ServerExecutor;
-use crate::reload::Reloader;
+use crate::reload::ReloadRequests;
 use crate::rules::RuleManager;
 use crate::scrape::ScrapeManager;
 use crate::shards::Shards;
@@ -63,7 +63,7 @@ pub struct Api {
     pub scrape: Arc<ScrapeManager>,
     pub rules: Arc<RuleManager>,
     pub notifier: Arc<Notifier>,
-    pub reloader: Arc<Reloader>,
+    pub reloads: ReloadRequests,
     pub web: WebPaths,
     /// Every command-line flag and its value, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
