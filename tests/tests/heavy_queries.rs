@@ -159,7 +159,7 @@ fn a_timed_out_query_stops_using_cpu() {
 
 /// An aggregation over more series than one batch (65,536), read from the head alone, which the
 /// shard streams to the query worker a batch at a time while it reads the next: each series is
-/// folded once, in instant and range queries.
+/// folded once, in instant and range queries, and `topk` keeps the best of all the batches.
 #[test]
 fn an_aggregation_over_more_series_than_a_batch_folds_each_once() {
     const SERIES: i64 = 150_000;
@@ -203,4 +203,19 @@ fn an_aggregation_over_more_series_than_a_batch_folds_each_once() {
         assert_eq!(got, [first, first, first, second, second], "group {g}");
     }
     assert_eq!(ranged.as_array().map(Vec::len), Some(3));
+    // The best of each batch, and the best of those.
+    let best = p.query("topk(3, wide)", Some(at));
+    let mut got: Vec<(String, f64)> = best
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| (s["metric"]["i"].as_str().expect("i").to_string(), value(&s["value"])))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let top = |i: i64| (i.to_string(), (2 * i) as f64);
+    assert_eq!(got, [top(SERIES - 3), top(SERIES - 2), top(SERIES - 1)]);
+    let ranged = p.query_range("bottomk(1, wide)", at - 20.0, at, 5.0);
+    assert_eq!(ranged.as_array().map(Vec::len), Some(1), "{ranged}");
+    assert_eq!(ranged[0]["metric"]["i"], "0");
+    assert_eq!(ranged[0]["values"].as_array().map(Vec::len), Some(5));
 }

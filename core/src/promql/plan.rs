@@ -111,9 +111,10 @@ pub struct Fragment {
     /// No two of its series can have equal label sets ([`distinct`]), on one shard or across
     /// shards (each series is on one): nothing to merge or report, so nothing is checked.
     pub distinct: bool,
-    /// An aggregation of [`distinct`] series read by one selector: its expression gives the
-    /// same series whichever of them it is handed at once, so a shard folds them into the
-    /// partial state a batch at a time (`eval::batches`) instead of holding every one's steps.
+    /// An aggregation (or a shard's `topk`/`bottomk`) of [`distinct`] series read by one
+    /// selector: its expression gives the same series whichever of them it is handed at once,
+    /// so a shard folds them into the partial state (or the best so far) a batch at a time
+    /// (`eval::batches`) instead of holding every one's steps.
     pub batched: bool,
 }
 
@@ -388,7 +389,12 @@ impl Planner {
     fn fragment(&mut self, node: Node, merge: Merge, local: &Expr) -> Node {
         let distinct = distinct(local);
         let labels = read_labels(&merge, distinct, local);
-        let batched = matches!(merge, Merge::Aggregate { .. }) && distinct && local.selectors().len() == 1;
+        let folds = match (&merge, &node) {
+            (Merge::Aggregate { .. }, _) => true,
+            (Merge::Concat, Node::Aggregate { op, .. }) => keeps_best(*op),
+            (Merge::Concat, _) => false,
+        };
+        let batched = folds && distinct && local.selectors().len() == 1;
         self.fragments.push(Fragment { node, merge, frames: self.frames.clone(), labels, distinct, batched });
         Node::Fragment(self.fragments.len() - 1)
     }
@@ -640,7 +646,10 @@ impl fmt::Display for Plan {
                 format!(" (within {} subquery frame(s))", frag.frames.len())
             };
             match &frag.merge {
-                Merge::Concat => writeln!(f, "$fragment{i} on every shard{within}, concatenated: {}", frag.node)?,
+                Merge::Concat => {
+                    let batches = if frag.batched { ", keeping the best of each batch of series" } else { "" };
+                    writeln!(f, "$fragment{i} on every shard{within}, concatenated{batches}: {}", frag.node)?
+                }
                 Merge::Aggregate { op, grouping, .. } => {
                     write!(f, "$fragment{i} on every shard{within}, partial {}", op.name())?;
                     write_grouping(f, grouping)?;
@@ -745,11 +754,16 @@ mod tests {
     fn topk_and_bottomk_keep_each_shards_best_then_the_best_of_those() {
         assert_eq!(
             explain("topk(3, rate(a[5m]))"),
-            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated: topk(3, rate(a[5m]))\n"
+            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated, keeping the best of each batch of series: topk(3, rate(a[5m]))\n"
         );
         assert_eq!(
             explain("bottomk by (job) (2 * 1, a)"),
-            "coordinator: bottomk by (job) ((2) * (1), $fragment0)\n$fragment0 on every shard, concatenated: bottomk by (job) ((2) * (1), a)\n"
+            "coordinator: bottomk by (job) ((2) * (1), $fragment0)\n$fragment0 on every shard, concatenated, keeping the best of each batch of series: bottomk by (job) ((2) * (1), a)\n"
+        );
+        // Series that could collide once the name is gone are taken whole.
+        assert_eq!(
+            explain("topk(3, -{__name__=~\"a|b\"})"),
+            "coordinator: topk(3, $fragment0)\n$fragment0 on every shard, concatenated: topk(3, -{__name__=~\"a|b\"})\n"
         );
     }
 

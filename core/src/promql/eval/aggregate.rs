@@ -219,6 +219,11 @@ impl PartialAggregate {
         }
     }
 
+    /// Folds in more series of the same aggregation (one more batch of a shard's).
+    pub fn add_series(&mut self, grouping: &AggregateGrouping, series: Vec<StepSeries>, steps: usize) {
+        self.merge(PartialAggregate::from_series(self.op, grouping, series, steps, self.expr_pos));
+    }
+
     /// Folds in another shard's partial states.
     pub fn merge(&mut self, other: PartialAggregate) {
         for (labels, states) in other.groups {

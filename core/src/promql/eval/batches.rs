@@ -9,12 +9,17 @@
 //! Its read is asked for in batches of about [`Limits::batch_slots`](super::Limits) step slots
 //! ([`SeriesSource::select_batches`]): storage that can stream it hands each batch over as it
 //! reads, so that not even the read is held whole; other storage reads it whole and cuts it.
+//! Each batch's result is folded ([`Fold`]): into an aggregation's partial state, or, for a
+//! shard's `topk`/`bottomk`, into the best series so far.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
-use super::{EvalError, SeriesSource};
+use super::{Annotations, EvalError, EvalParams, Evaluator, FragmentResult, Limits, SeriesSource, StepSeries, Value};
 use crate::labels::{Matcher, Projection};
+use crate::promql::ast::AggregateGrouping;
+use crate::promql::eval::PartialAggregate;
+use crate::promql::plan::{Fragment, Merge, Node};
 use crate::value::SeriesSamples;
 
 /// A read handed out a batch of series at a time ([`SeriesSource::select_batches`]).
@@ -107,5 +112,72 @@ impl SeriesSource for Batches<'_> {
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         self.next(matchers, (mint, maxt), true, labels)
+    }
+}
+
+/// What a batched fragment keeps of the batches it folded so far.
+pub(super) enum Fold<'f> {
+    /// An aggregation's partial state, which each batch's series merge into.
+    Partial { partial: PartialAggregate, grouping: &'f AggregateGrouping },
+    /// A shard's `topk`/`bottomk` (`fragment.node`): the best series of each batch, cut back to
+    /// the best of them by `best_of` (the same aggregation over them) whenever they outnumber a
+    /// batch. The best of all series are among the best of their batches.
+    Best { kept: Vec<StepSeries>, best_of: Node, size: usize },
+}
+
+impl<'f> Fold<'f> {
+    /// Nothing folded yet, for batches of `size` series of `fragment` (a batched one: an
+    /// aggregation, or a concatenated `topk`/`bottomk`).
+    pub(super) fn new(fragment: &'f Fragment, size: usize) -> Result<Self, EvalError> {
+        Ok(match (&fragment.merge, &fragment.node) {
+            (Merge::Aggregate { op, grouping, expr_pos }, _) => {
+                Fold::Partial { partial: PartialAggregate::empty(*op, *expr_pos), grouping }
+            }
+            (Merge::Concat, Node::Aggregate { op, param, grouping, param_pos, expr_pos, .. }) => {
+                let best_of = Node::Aggregate {
+                    op: *op,
+                    expr: Box::new(Node::Fragment(0)),
+                    param: param.clone(),
+                    grouping: grouping.clone(),
+                    param_pos: *param_pos,
+                    expr_pos: *expr_pos,
+                };
+                Fold::Best { kept: Vec::new(), best_of, size }
+            }
+            (Merge::Concat, node) => return Err(EvalError::Internal(format!("batches of {node} cannot be folded"))),
+        })
+    }
+
+    /// Folds one batch's `value`.
+    pub(super) fn add(
+        &mut self,
+        value: Value,
+        params: &EvalParams,
+        limits: &Limits,
+        annotations: &mut Annotations,
+    ) -> Result<(), EvalError> {
+        match self {
+            Fold::Partial { partial, grouping } => {
+                partial.add_series(grouping, value.into_vector()?, params.steps());
+            }
+            Fold::Best { kept, best_of, size } => {
+                kept.extend(value.into_vector()?);
+                if kept.len() > *size {
+                    let all = [Value::Vector(std::mem::take(kept))];
+                    let ev = Evaluator::new(params, None, &all, limits)?;
+                    *kept = ev.eval(best_of)?.into_vector()?;
+                    annotations.extend(ev.annotations.into_inner());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the fragment answers.
+    pub(super) fn finish(self) -> FragmentResult {
+        match self {
+            Fold::Partial { partial, .. } => FragmentResult::Partial(partial),
+            Fold::Best { kept, .. } => FragmentResult::Value(Value::Vector(kept)),
+        }
     }
 }

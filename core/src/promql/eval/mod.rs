@@ -615,8 +615,8 @@ pub fn evaluate_fragments(
 }
 
 /// Fragment `index` of `plan` under `limits`. A [batched](Fragment::batched) fragment's
-/// expression is evaluated over its read a batch of series at a time, each batch folded into the
-/// partial aggregate as it comes, and over a new read if the storage changed under this one.
+/// expression is evaluated over its read a batch of series at a time, each batch folded as it
+/// comes ([`batches::Fold`]), and over a new read if the storage changed under this one.
 fn evaluate_fragment_within(
     plan: &Plan,
     index: usize,
@@ -637,37 +637,39 @@ fn evaluate_fragment_within(
         samples = samples.saturating_add(ev.samples.get());
         Ok(value)
     };
-    let result = match &fragment.merge {
-        Merge::Concat => FragmentResult::Value(evaluate(source, &mut annotations)?),
-        Merge::Aggregate { op, grouping, expr_pos } => {
-            let fold = |value: Value| -> Result<PartialAggregate, EvalError> {
-                Ok(PartialAggregate::from_series(*op, grouping, value.into_vector()?, params.steps(), *expr_pos))
-            };
-            if fragment.batched {
-                let series = (limits.batch_slots / most_steps_in(&fragment.node, &params).max(1)).min(BATCH_SERIES);
-                let mut restarts = 0;
-                'read: loop {
-                    let batches = batches::Batches::new(source, series);
-                    let mut partial = PartialAggregate::empty(*op, *expr_pos);
-                    loop {
-                        match evaluate(&batches, &mut annotations) {
-                            Ok(value) => partial.merge(fold(value)?),
-                            // What was folded may miss or repeat samples: fold a new read.
-                            Err(EvalError::StorageChanged) if restarts < MAX_READ_RESTARTS => {
-                                restarts += 1;
-                                annotations = Annotations::default();
-                                continue 'read;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                        if batches.done() {
-                            break 'read FragmentResult::Partial(partial);
-                        }
+    let result = if fragment.batched {
+        let size = (limits.batch_slots / most_steps_in(&fragment.node, &params).max(1)).min(BATCH_SERIES);
+        let mut restarts = 0;
+        'read: loop {
+            let batches = batches::Batches::new(source, size);
+            let mut fold = batches::Fold::new(fragment, size)?;
+            loop {
+                match evaluate(&batches, &mut annotations) {
+                    Ok(value) => fold.add(value, &params, limits, &mut annotations)?,
+                    // What was folded may miss or repeat samples: fold a new read.
+                    Err(EvalError::StorageChanged) if restarts < MAX_READ_RESTARTS => {
+                        restarts += 1;
+                        annotations = Annotations::default();
+                        continue 'read;
                     }
+                    Err(e) => return Err(e),
                 }
-            } else {
-                FragmentResult::Partial(fold(evaluate(source, &mut annotations)?)?)
+                if batches.done() {
+                    break 'read fold.finish();
+                }
             }
+        }
+    } else {
+        let value = evaluate(source, &mut annotations)?;
+        match &fragment.merge {
+            Merge::Concat => FragmentResult::Value(value),
+            Merge::Aggregate { op, grouping, expr_pos } => FragmentResult::Partial(PartialAggregate::from_series(
+                *op,
+                grouping,
+                value.into_vector()?,
+                params.steps(),
+                *expr_pos,
+            )),
         }
     };
     Ok(FragmentOutput { result, annotations, samples })

@@ -300,7 +300,10 @@ fn batched_aggregations_answer_as_when_their_series_are_evaluated_whole() {
         // Series of several names without theirs could collide, which needs them all at once.
         ("sum(rate({__name__=~\"http_requests_total\"}[5m]))", false),
         ("max(label_replace(temperature, \"j\", \"$1\", \"job\", \"(.*)\"))", false),
-        ("topk(2, temperature)", false),
+        // A shard's topk keeps the best of each batch, and the best of those.
+        ("topk(2, temperature)", true),
+        ("bottomk by (job) (3, rate(http_requests_total[5m]))", true),
+        ("topk(2, -{__name__=~\"temperature\"})", false),
     ] {
         let whole = run(query, 1, BATCH_SLOTS);
         assert_eq!(whole.1, [batched], "{query}");
