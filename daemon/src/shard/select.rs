@@ -119,7 +119,8 @@ fn damaged(e: BlockError) -> EvalError {
 }
 
 /// Reads and sends every answer of `s`; starts over, up to [`MAX_READ_RESTARTS`] times, while
-/// the blocks change before anything was sent.
+/// the blocks change before anything was sent, and fails with [`EvalError::StorageChanged`]
+/// for the asker to start over if they change after.
 async fn read(storage: &RefCell<Db>, s: &Select) -> Result<(), EvalError> {
     for _ in 0..=MAX_READ_RESTARTS {
         s.interrupt.check()?;
@@ -128,11 +129,11 @@ async fn read(storage: &RefCell<Db>, s: &Select) -> Result<(), EvalError> {
         match read_sources(storage, s, &sources, &mut sent).await {
             Ok(()) => return Ok(()),
             Err(Stop::BlocksChanged) if !sent => continue,
-            Err(Stop::BlocksChanged) => break,
+            Err(Stop::BlocksChanged) => return Err(EvalError::StorageChanged),
             Err(Stop::Failed(e)) => return Err(e),
         }
     }
-    Err(EvalError::StorageChanged)
+    Err(EvalError::Execution("the shard's blocks kept changing while the query read them".into()))
 }
 
 /// Reads `sources` and sends the answers, noting in `sent` once one went out.

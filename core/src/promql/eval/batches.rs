@@ -15,7 +15,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
-use super::{Annotations, EvalError, EvalParams, Evaluator, FragmentResult, Limits, SeriesSource, StepSeries, Value};
+use super::{
+    aggregate, Annotations, EvalError, EvalParams, Evaluator, FragmentResult, Limits, SeriesSource, StepSeries, Value,
+};
 use crate::labels::{Matcher, Projection};
 use crate::promql::ast::AggregateGrouping;
 use crate::promql::eval::PartialAggregate;
@@ -119,10 +121,12 @@ impl SeriesSource for Batches<'_> {
 pub(super) enum Fold<'f> {
     /// An aggregation's partial state, which each batch's series merge into.
     Partial { partial: PartialAggregate, grouping: &'f AggregateGrouping },
-    /// A shard's `topk`/`bottomk` (`fragment.node`): the best series of each batch, cut back to
-    /// the best of them by `best_of` (the same aggregation over them) whenever they outnumber a
-    /// batch. The best of all series are among the best of their batches.
-    Best { kept: Vec<StepSeries>, best_of: Node, size: usize },
+    /// A shard's `topk`/`bottomk` (`aggregation`, the fragment's node): the best series of each
+    /// batch, cut back to the best of them by the same aggregation once they are more than
+    /// `cut_at`, which then doubles past what was kept, so that k series per group and step
+    /// that outnumber a batch are not cut again at every batch. The best of all series are
+    /// among the best of their batches.
+    Best { kept: Vec<StepSeries>, aggregation: &'f Node, cut_at: usize },
 }
 
 impl<'f> Fold<'f> {
@@ -133,16 +137,8 @@ impl<'f> Fold<'f> {
             (Merge::Aggregate { op, grouping, expr_pos }, _) => {
                 Fold::Partial { partial: PartialAggregate::empty(*op, *expr_pos), grouping }
             }
-            (Merge::Concat, Node::Aggregate { op, param, grouping, param_pos, expr_pos, .. }) => {
-                let best_of = Node::Aggregate {
-                    op: *op,
-                    expr: Box::new(Node::Fragment(0)),
-                    param: param.clone(),
-                    grouping: grouping.clone(),
-                    param_pos: *param_pos,
-                    expr_pos: *expr_pos,
-                };
-                Fold::Best { kept: Vec::new(), best_of, size }
+            (Merge::Concat, aggregation @ Node::Aggregate { .. }) => {
+                Fold::Best { kept: Vec::new(), aggregation, cut_at: size }
             }
             (Merge::Concat, node) => return Err(EvalError::Internal(format!("batches of {node} cannot be folded"))),
         })
@@ -157,16 +153,19 @@ impl<'f> Fold<'f> {
         annotations: &mut Annotations,
     ) -> Result<(), EvalError> {
         match self {
-            Fold::Partial { partial, grouping } => {
-                partial.add_series(grouping, value.into_vector()?, params.steps());
-            }
-            Fold::Best { kept, best_of, size } => {
+            Fold::Partial { partial, grouping } => partial.add_series(grouping, value.into_vector()?, params.steps()),
+            Fold::Best { kept, aggregation, cut_at } => {
                 kept.extend(value.into_vector()?);
-                if kept.len() > *size {
-                    let all = [Value::Vector(std::mem::take(kept))];
-                    let ev = Evaluator::new(params, None, &all, limits)?;
-                    *kept = ev.eval(best_of)?.into_vector()?;
+                if kept.len() > *cut_at {
+                    let Node::Aggregate { op, param, grouping, param_pos, expr_pos, .. } = aggregation else {
+                        return Err(EvalError::Internal(format!("{aggregation} is not an aggregation")));
+                    };
+                    let ev = Evaluator::new(params, None, &[], limits)?;
+                    let k = param.as_deref().map(|k| ev.eval(k)).transpose()?.map(|k| (k, *param_pos));
+                    let all = (std::mem::take(kept), *expr_pos);
+                    *kept = aggregate::evaluate(&ev, *op, grouping, k, all, params.steps())?.into_vector()?;
                     annotations.extend(ev.annotations.into_inner());
+                    *cut_at = (*cut_at).max(2 * kept.len());
                 }
             }
         }

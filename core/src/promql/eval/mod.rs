@@ -57,10 +57,10 @@ pub enum EvalError {
     #[error("block {block}: {reason}")]
     DamagedBlock { block: String, reason: String },
     /// A read's storage changed under it (a block cut from the head, blocks compacted) after
-    /// some of it was handed out in batches: the fragment is evaluated again from a new read
-    /// ([`SeriesSource::select_batches`]); the query fails with it only if that keeps
-    /// happening (`execution`).
-    #[error("the shard's blocks kept changing while the query read them")]
+    /// some of it was handed out in batches ([`SeriesSource::select_batches`]): the fragment is
+    /// evaluated again from a new read; the query fails with it only if that keeps happening
+    /// (`execution`).
+    #[error("the shard's storage changed under the query's read {MAX_READ_RESTARTS} times over")]
     StorageChanged,
     /// A fault in Pyrite itself stopped this query (a panic, caught where the query ran);
     /// upstream's `internal`.
@@ -144,6 +144,13 @@ impl Limits {
     /// What stops this evaluation; storage that a query waits for asks it too.
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
+    }
+
+    /// Takes back `n` samples counted for an evaluation whose result was dropped (a batched
+    /// fragment folding a new read).
+    fn refund(&self, n: usize) {
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        let _ = self.loaded.fetch_update(ordering, ordering, |loaded| Some(loaded.saturating_sub(n)));
     }
 
     /// Counts `n` more loaded samples; `Err(TooManySamples)` once the query as a whole is past
@@ -234,7 +241,7 @@ const WORK_PER_LOOK: usize = 1 << 14;
 pub const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
 /// Step slots a batched fragment evaluates at once: 16 MiB of step values (`Option<f64>`),
-/// 4,351 series of a 1 h range at 15 s steps.
+/// 4,350 series of a 1 h range at 15 s steps.
 pub const BATCH_SLOTS: usize = 1 << 20;
 
 /// Series a batch holds at most, whatever its steps: what the read holds of a series (labels,
@@ -242,9 +249,10 @@ pub const BATCH_SLOTS: usize = 1 << 20;
 /// about 10 MiB of read where [`BATCH_SLOTS`] alone would let it be a million series.
 const BATCH_SERIES: usize = 1 << 16;
 
-/// How many times a batched fragment starts over on a new read because its storage changed
-/// under the last one ([`EvalError::StorageChanged`]): blocks change every block range or at a
-/// compaction, so more than one restart is rare.
+/// How many times a read starts over because its storage changed under it: a shard's read
+/// that has sent nothing yet, by itself; a batched fragment that has folded batches of it, on
+/// [`EvalError::StorageChanged`]. Blocks change every block range or at a compaction, so more
+/// than one restart is rare.
 pub const MAX_READ_RESTARTS: usize = 3;
 
 /// The time frame of an evaluation, all in milliseconds.
@@ -614,6 +622,13 @@ pub fn evaluate_fragments(
     (0..plan.fragments.len()).map(|i| evaluate_fragment_within(plan, i, params, source, limits)).collect()
 }
 
+/// What a fragment's evaluations noted and loaded.
+#[derive(Default)]
+struct Tally {
+    annotations: Annotations,
+    samples: usize,
+}
+
 /// Fragment `index` of `plan` under `limits`. A [batched](Fragment::batched) fragment's
 /// expression is evaluated over its read a batch of series at a time, each batch folded as it
 /// comes ([`batches::Fold`]), and over a new read if the storage changed under this one.
@@ -626,30 +641,31 @@ fn evaluate_fragment_within(
 ) -> Result<FragmentOutput, EvalError> {
     let fragment = &plan.fragments[index];
     let params = fragment_params(params, &fragment.frames);
-    let (mut annotations, mut samples) = (Annotations::default(), 0usize);
-    let mut evaluate = |source: &dyn SeriesSource, annotations: &mut Annotations| -> Result<Value, EvalError> {
+    let mut tally = Tally::default();
+    let evaluate = |source: &dyn SeriesSource, tally: &mut Tally| -> Result<Value, EvalError> {
         let mut ev = Evaluator::new(&params, Some(source), &[], limits)?;
         ev.in_subquery = !fragment.frames.is_empty();
         ev.labels = &fragment.labels;
         ev.distinct = fragment.distinct;
         let value = ev.eval(&fragment.node)?;
-        annotations.extend(ev.annotations.into_inner());
-        samples = samples.saturating_add(ev.samples.get());
+        tally.annotations.extend(ev.annotations.into_inner());
+        tally.samples = tally.samples.saturating_add(ev.samples.get());
         Ok(value)
     };
     let result = if fragment.batched {
-        let size = (limits.batch_slots / most_steps_in(&fragment.node, &params).max(1)).min(BATCH_SERIES);
+        let size = (limits.batch_slots / most_steps_in(&fragment.node, &params).max(1)).clamp(1, BATCH_SERIES);
         let mut restarts = 0;
         'read: loop {
             let batches = batches::Batches::new(source, size);
             let mut fold = batches::Fold::new(fragment, size)?;
             loop {
-                match evaluate(&batches, &mut annotations) {
-                    Ok(value) => fold.add(value, &params, limits, &mut annotations)?,
-                    // What was folded may miss or repeat samples: fold a new read.
+                match evaluate(&batches, &mut tally) {
+                    Ok(value) => fold.add(value, &params, limits, &mut tally.annotations)?,
+                    // What was folded may miss or repeat samples: fold a new read, and count
+                    // only what it loads.
                     Err(EvalError::StorageChanged) if restarts < MAX_READ_RESTARTS => {
                         restarts += 1;
-                        annotations = Annotations::default();
+                        limits.refund(std::mem::take(&mut tally).samples);
                         continue 'read;
                     }
                     Err(e) => return Err(e),
@@ -660,7 +676,7 @@ fn evaluate_fragment_within(
             }
         }
     } else {
-        let value = evaluate(source, &mut annotations)?;
+        let value = evaluate(source, &mut tally)?;
         match &fragment.merge {
             Merge::Concat => FragmentResult::Value(value),
             Merge::Aggregate { op, grouping, expr_pos } => FragmentResult::Partial(PartialAggregate::from_series(
@@ -672,6 +688,7 @@ fn evaluate_fragment_within(
             )),
         }
     };
+    let Tally { annotations, samples } = tally;
     Ok(FragmentOutput { result, annotations, samples })
 }
 

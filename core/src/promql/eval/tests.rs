@@ -358,17 +358,22 @@ fn a_batched_fragment_folds_a_new_read_when_the_storage_changed_under_it() {
     let series = counters();
     let params = EvalParams { start: 600_000, end: 3_000_000, step: 60_000, lookback: 300_000 };
     let query = "sum by (job) (rate(http_requests_total[5m]))";
-    let mut p = plan(&parse(query).unwrap(), &params).unwrap();
-    p.limits = Limits::default().with_batch_slots(1);
+    let p = plan(&parse(query).unwrap(), &params).unwrap();
+    let limits = || Limits::new(1_000_000, Interrupt::default()).with_batch_slots(1);
     let shard = heads(&series, 1).pop().unwrap();
-    let whole = p.finish(&params, vec![evaluate_fragments(&p, &params, &shard, &p.limits).unwrap()]).unwrap();
-    // What the first batch of each failed read folded is dropped, not counted twice.
+    let unchanged = limits();
+    let outputs = evaluate_fragments(&p, &params, &shard, &unchanged).unwrap();
+    let loaded = outputs[0].samples;
+    let whole = p.finish(&params, vec![outputs]).unwrap();
+    // What the first batch of each failed read folded is dropped, and its samples not counted.
     let changing = Changing { shard, fails: MAX_READ_RESTARTS.into() };
-    let outputs = evaluate_fragments(&p, &params, &changing, &p.limits).unwrap();
+    let restarted = limits();
+    let outputs = evaluate_fragments(&p, &params, &changing, &restarted).unwrap();
+    assert_eq!((outputs[0].samples, restarted.left()), (loaded, unchanged.left()));
     assert_eq!(p.finish(&params, vec![outputs]).unwrap().value, whole.value);
     // A storage that keeps changing fails the query.
     changing.fails.set(MAX_READ_RESTARTS + 1);
-    let failed = evaluate_fragments(&p, &params, &changing, &p.limits);
+    let failed = evaluate_fragments(&p, &params, &changing, &limits());
     assert!(matches!(failed, Err(EvalError::StorageChanged)), "{failed:?}");
 }
 
