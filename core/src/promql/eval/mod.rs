@@ -952,12 +952,14 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Before a function makes a series of `steps` values: in a subquery's frame each of them
-    /// is a sample of the subquery's range vector and counts against the limit, as upstream
-    /// counts them (and the limit bounds what is allocated). Elsewhere nothing: the function
-    /// tells the interrupt of its work as it goes.
+    /// Before a range function makes a series of `steps` values: in a subquery's frame, or
+    /// over the steps of a range query, each of them counts against the limit, as upstream
+    /// counts the points of a function's result while it is built. Pyrite holds a slot for
+    /// every step, so the limit bounds what is allocated: `rate(x[5m])` over an hour at 1 s
+    /// steps is 3,601 slots a series, whatever the few samples it read. An instant query's one
+    /// value a series counts nothing more than its read.
     fn charge_series(&self, steps: usize) -> Result<(), EvalError> {
-        if self.in_subquery {
+        if self.in_subquery || steps > 1 {
             self.charge(steps)
         } else {
             Ok(())

@@ -427,14 +427,15 @@ fn max_samples_stops_a_query_that_loads_too_much() {
     for shards in [1, 3] {
         let heads = heads(&series, shards);
         let mut p = plan(&parse(query).unwrap(), &params).unwrap();
-        // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all.
-        p.limits = Limits::new(400, Interrupt::default());
+        // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all, and
+        // 12 results of 41 steps, 492 slots.
+        p.limits = Limits::new(900, Interrupt::default());
         let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> =
             heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect();
         // The shards count together: one of them stops as the sum passes the limit, before
-        // the coordinator sees any answer (each shard alone loads 480 / shards).
+        // the coordinator sees any answer (each shard alone loads 972 / shards).
         assert_eq!(outputs.unwrap_err(), EvalError::TooManySamples, "{shards} shards");
-        p.limits = Limits::new(500, Interrupt::default());
+        p.limits = Limits::new(1000, Interrupt::default());
         let outputs: Vec<Vec<FragmentOutput>> =
             heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits).unwrap()).collect();
         assert!(p.finish(&params, outputs).is_ok(), "{shards} shards");
@@ -666,4 +667,24 @@ fn info_joins_histogram_base_series_and_refuses_histogram_info_samples() {
         let later = EvalParams { start: 600_000, end: 600_000, step: 0, lookback: 300_000 };
         assert!(run(&h, "info(latency, {__name__=\"h_info\"})", later).is_ok());
     }
+}
+
+#[test]
+fn a_range_functions_steps_count_against_the_limit_in_a_range_query() {
+    // Two samples, 15 s apart, read over 1,001 one-second steps: a few samples read, a slot
+    // held for every step of the result.
+    let series = [(lbl(&[("__name__", "c")]), vec![(0, 1.0), (15_000, 2.0)])];
+    let shard = heads(&series, 1).pop().unwrap();
+    // The samples the query counted.
+    let run = |query: &str, params: EvalParams, max_samples: usize| {
+        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+        p.limits = Limits::new(max_samples, Interrupt::default());
+        let outputs = evaluate_fragments(&p, &params, &shard, &p.limits)?;
+        let counted = outputs.iter().map(|o| o.samples).sum::<usize>();
+        p.finish(&params, vec![outputs]).map(|_| counted)
+    };
+    let range = EvalParams { start: 0, end: 1_000_000, step: 1_000, lookback: 300_000 };
+    assert_eq!(run("rate(c[5m])", range, 5_000), Ok(2 + 1_001));
+    assert_eq!(run("rate(c[5m])", range, 1_002), Err(EvalError::TooManySamples));
+    assert_eq!(run("rate(c[5m])", EvalParams::instant(20_000, 300_000), 2), Ok(2));
 }
