@@ -86,6 +86,17 @@ pub trait Fanout {
         deadline: Option<Instant>,
     ) -> impl Future<Output = Result<Vec<Vec<FragmentOutput>>, EvalError>>;
 
+    /// The shards' `outputs` merged and the coordinator's part of `plan` evaluated
+    /// ([`Plan::finish`]); by default here, on the caller's thread.
+    fn finish(
+        &self,
+        plan: &Arc<Plan>,
+        params: EvalParams,
+        outputs: Vec<Vec<FragmentOutput>>,
+    ) -> impl Future<Output = Result<QueryResult, EvalError>> {
+        std::future::ready(plan.finish(&params, outputs))
+    }
+
     /// The time now, by the caller's clock.
     fn now() -> Instant;
 
@@ -180,7 +191,7 @@ impl<F: Fanout> Executor<F> {
         plan.limits = Limits::new(self.limits.max_samples, interrupt).with_batch_slots(self.limits.batch_slots);
         let plan = Arc::new(plan);
         let result = match self.fanout.fragments(&plan, params, deadline).await {
-            Ok(outputs) => plan.finish(&params, outputs),
+            Ok(outputs) => self.fanout.finish(&plan, params, outputs).await,
             Err(e) => Err(e),
         };
         self.fanout.observe(QueryStage::Eval, F::now().saturating_duration_since(admitted));

@@ -219,6 +219,11 @@ impl PartialAggregate {
         }
     }
 
+    /// How many groups it holds (with floats, with histograms, or both).
+    pub fn groups(&self) -> usize {
+        self.groups.len().max(self.histograms.len())
+    }
+
     /// Folds in more series of the same aggregation (one more batch of a shard's).
     pub fn add_series(&mut self, grouping: &AggregateGrouping, series: Vec<StepSeries>, steps: usize) {
         self.merge(PartialAggregate::from_series(self.op, grouping, series, steps, self.expr_pos));

@@ -575,6 +575,19 @@ pub struct FragmentOutput {
     pub samples: usize,
 }
 
+impl FragmentOutput {
+    /// How many series (or an aggregation's groups) it holds: what merging it costs, times
+    /// the steps.
+    pub fn series(&self) -> usize {
+        match &self.result {
+            FragmentResult::Partial(partial) => partial.groups(),
+            FragmentResult::Value(Value::Vector(series)) => series.len(),
+            FragmentResult::Value(Value::Range(range)) => range.series.len(),
+            FragmentResult::Value(_) => 1,
+        }
+    }
+}
+
 /// The most steps `node` or any node under it evaluates at, over `params`.
 fn most_steps_in(node: &Node, params: &EvalParams) -> usize {
     let most = |nodes: &[&Node]| nodes.iter().map(|n| most_steps_in(n, params)).max().unwrap_or(0);
