@@ -53,8 +53,8 @@ pub fn executor(
     Ok(Executor::new(fanout, limits))
 }
 
-/// Series times steps of the shards' outputs that the coordinating shard merges itself; more go
-/// to a thread of their own ([`ShardFanout::finish`]).
+/// Step slots of the shards' outputs that the coordinating shard merges itself; more go to a
+/// thread of their own ([`ShardFanout::finish`]).
 const FINISH_ON_SHARD: usize = 1 << 16;
 
 /// Every shard's fragments, evaluated by the workers; awaited on the coordinating shard's
@@ -138,28 +138,33 @@ impl Fanout for ShardFanout {
     }
 
     /// On the coordinating shard when the outputs are small, as a light query's are (no
-    /// hand-off); else on a thread of its own, which the shard awaits while it serves on: merging
-    /// `count by (pod) (x)` over a million pods takes seconds.
+    /// hand-off); else on a thread of its own, with a query thread's stack (the coordinator's
+    /// part recurses as deep as the query), which the shard awaits while it serves on: merging
+    /// `count by (pod) (x)` over a million pods takes seconds. The query's permit is held
+    /// meanwhile, so such threads are at most `--query.max-concurrency`.
     async fn finish(
         &self,
         plan: &Arc<Plan>,
         params: EvalParams,
         outputs: Vec<Vec<FragmentOutput>>,
     ) -> Result<QueryResult, EvalError> {
-        let series: usize = outputs.iter().flatten().map(FragmentOutput::series).sum();
-        if series.saturating_mul(params.steps()) <= FINISH_ON_SHARD {
+        let slots = outputs.iter().flatten().map(FragmentOutput::slots).fold(0, usize::saturating_add);
+        if slots <= FINISH_ON_SHARD {
             return plan.finish(&params, outputs);
         }
+        plan.limits.interrupt().check()?;
+        let (done, answer) = flume::bounded(1);
         let plan = plan.clone();
         let finish = move || {
-            Ok::<_, std::io::Error>(
-                crate::panic::catch(|| plan.finish(&params, outputs))
-                    .unwrap_or_else(|panic| Err(EvalError::Internal(panic))),
-            )
+            let finished = crate::panic::catch(|| plan.finish(&params, outputs));
+            let _ = done.send(finished.unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
         };
-        crate::shard::slices::off_shard("query-finish", finish)
-            .await
-            .unwrap_or_else(|e| Err(EvalError::Internal(e.to_string())))
+        std::thread::Builder::new()
+            .name("query-finish".into())
+            .stack_size(crate::STACK_SIZE)
+            .spawn(finish)
+            .map_err(|e| EvalError::Internal(format!("cannot start a thread to finish the query: {e}")))?;
+        answer.recv_async().await.unwrap_or_else(|_| Err(EvalError::Internal("the query-finish thread stopped".into())))
     }
 
     fn now() -> Instant {

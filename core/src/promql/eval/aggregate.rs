@@ -219,9 +219,12 @@ impl PartialAggregate {
         }
     }
 
-    /// How many groups it holds (with floats, with histograms, or both).
-    pub fn groups(&self) -> usize {
-        self.groups.len().max(self.histograms.len())
+    /// What merging and finishing it costs: its groups' step slots, and every member histogram
+    /// a `sum` or `avg` keeps to add up at the end.
+    pub fn slots(&self) -> usize {
+        let floats: usize = self.groups.values().map(Vec::len).sum();
+        let histograms: usize = self.histograms.values().flatten().map(Vec::len).sum();
+        floats.saturating_add(histograms)
     }
 
     /// Folds in more series of the same aggregation (one more batch of a shard's).

@@ -576,13 +576,13 @@ pub struct FragmentOutput {
 }
 
 impl FragmentOutput {
-    /// How many series (or an aggregation's groups) it holds: what merging it costs, times
-    /// the steps.
-    pub fn series(&self) -> usize {
+    /// What merging it costs: the step slots of its series (or an aggregation's groups and
+    /// member histograms), or the samples of a range vector.
+    pub fn slots(&self) -> usize {
         match &self.result {
-            FragmentResult::Partial(partial) => partial.groups(),
-            FragmentResult::Value(Value::Vector(series)) => series.len(),
-            FragmentResult::Value(Value::Range(range)) => range.series.len(),
+            FragmentResult::Partial(partial) => partial.slots(),
+            FragmentResult::Value(Value::Vector(series)) => series.iter().map(|s| s.values.len()).sum(),
+            FragmentResult::Value(Value::Range(range)) => range.series.iter().map(SeriesSamples::weight).sum(),
             FragmentResult::Value(_) => 1,
         }
     }
@@ -965,18 +965,28 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Before a range function makes a series of `steps` values: in a subquery's frame, or
-    /// over the steps of a range query, each of them counts against the limit, as upstream
-    /// counts the points of a function's result while it is built. Pyrite holds a slot for
-    /// every step, so the limit bounds what is allocated: `rate(x[5m])` over an hour at 1 s
-    /// steps is 3,601 slots a series, whatever the few samples it read. An instant query's one
-    /// value a series counts nothing more than its read.
+    /// Before a function makes a series of `steps` values: in a subquery's frame each of them
+    /// is a sample of the subquery's range vector and counts against the limit, as upstream
+    /// counts them (and the limit bounds what is allocated). Elsewhere nothing yet: see
+    /// [`Evaluator::charge_points`].
     fn charge_series(&self, steps: usize) -> Result<(), EvalError> {
-        if self.in_subquery || steps > 1 {
+        if self.in_subquery {
             self.charge(steps)
         } else {
             Ok(())
         }
+    }
+
+    /// Once a range function made `series` over a range query's steps (outside a subquery,
+    /// whose frame counted it already): each step with a value counts against the limit, as
+    /// upstream counts the points of a function's result while it builds it. So `rate(m[5m])`
+    /// over a day at 1 s steps is refused where upstream refuses it, instead of being held.
+    fn charge_points(&self, series: &StepSeries) -> Result<(), EvalError> {
+        if self.in_subquery || series.values.len() <= 1 {
+            return Ok(());
+        }
+        let floats = series.values.iter().filter(|v| v.is_some()).count();
+        self.charge(floats + series.histograms.iter().filter(|h| h.is_some()).count())
     }
 
     /// Records a warning about the part of the query that starts at byte `pos`.

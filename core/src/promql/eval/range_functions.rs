@@ -61,6 +61,7 @@ pub(super) fn apply(
             push(&mut result, value, steps);
         }
         drop(histogram_windows);
+        ev.charge_points(&result)?;
         if result.has_values() {
             // Upstream's hint only for series with float results.
             if matches!(name, "rate" | "increase") && result.values.iter().any(Option::is_some) {

@@ -428,7 +428,7 @@ fn max_samples_stops_a_query_that_loads_too_much() {
         let heads = heads(&series, shards);
         let mut p = plan(&parse(query).unwrap(), &params).unwrap();
         // 12 series, 40 samples in each 10m window (the peak a step holds), 480 in all, and
-        // 12 results of 41 steps, 492 slots.
+        // 12 results with a value at each of 41 steps, 492 points.
         p.limits = Limits::new(900, Interrupt::default());
         let outputs: Result<Vec<Vec<FragmentOutput>>, EvalError> =
             heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits)).collect();
@@ -670,9 +670,9 @@ fn info_joins_histogram_base_series_and_refuses_histogram_info_samples() {
 }
 
 #[test]
-fn a_range_functions_steps_count_against_the_limit_in_a_range_query() {
-    // Two samples, 15 s apart, read over 1,001 one-second steps: a few samples read, a slot
-    // held for every step of the result.
+fn a_range_functions_points_count_against_the_limit_in_a_range_query() {
+    // Two samples, 15 s apart, and 1,001 one-second steps: rate has a value at the 285 steps
+    // whose 5 m window holds both (15 s to 299 s).
     let series = [(lbl(&[("__name__", "c")]), vec![(0, 1.0), (15_000, 2.0)])];
     let shard = heads(&series, 1).pop().unwrap();
     // The samples the query counted.
@@ -684,7 +684,7 @@ fn a_range_functions_steps_count_against_the_limit_in_a_range_query() {
         p.finish(&params, vec![outputs]).map(|_| counted)
     };
     let range = EvalParams { start: 0, end: 1_000_000, step: 1_000, lookback: 300_000 };
-    assert_eq!(run("rate(c[5m])", range, 5_000), Ok(2 + 1_001));
-    assert_eq!(run("rate(c[5m])", range, 1_002), Err(EvalError::TooManySamples));
+    assert_eq!(run("rate(c[5m])", range, 5_000), Ok(2 + 285));
+    assert_eq!(run("rate(c[5m])", range, 286), Err(EvalError::TooManySamples));
     assert_eq!(run("rate(c[5m])", EvalParams::instant(20_000, 300_000), 2), Ok(2));
 }
