@@ -22,6 +22,7 @@ use pyrite_core::rules::InstantQuery;
 
 use crate::live_config::LiveConfig;
 use crate::metrics::Metrics;
+use crate::shard::slices::off_shard;
 use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
 use remote::RemoteSelects;
@@ -153,18 +154,13 @@ impl Fanout for ShardFanout {
             return plan.finish(&params, outputs);
         }
         plan.limits.interrupt().check()?;
-        let (done, answer) = flume::bounded(1);
         let plan = plan.clone();
-        let finish = move || {
-            let finished = crate::panic::catch(|| plan.finish(&params, outputs));
-            let _ = done.send(finished.unwrap_or_else(|panic| Err(EvalError::Internal(panic))));
-        };
-        std::thread::Builder::new()
-            .name("query-finish".into())
-            .stack_size(crate::STACK_SIZE)
-            .spawn(finish)
-            .map_err(|e| EvalError::Internal(format!("cannot start a thread to finish the query: {e}")))?;
-        answer.recv_async().await.unwrap_or_else(|_| Err(EvalError::Internal("the query-finish thread stopped".into())))
+        let thread = std::thread::Builder::new().name("query-finish".into()).stack_size(crate::STACK_SIZE);
+        let finish = move || crate::panic::catch(|| plan.finish(&params, outputs));
+        match off_shard(thread, finish).await {
+            Ok(finished) => finished.unwrap_or_else(|panic| Err(EvalError::Internal(panic))),
+            Err(e) => Err(EvalError::Internal(format!("cannot finish the query off the shard: {e}"))),
+        }
     }
 
     fn now() -> Instant {

@@ -283,14 +283,16 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
     storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
-    let result = slices::off_shard(&format!("compact-{index}"), {
+    let result = slices::off_shard(slices::named(&format!("compact-{index}")), {
         let inputs = inputs.clone();
         move || {
             let (meta, path) = compact_paths(&dir, &inputs, ulid)?;
             Ok::<_, CutError>((meta, Block::open(&path)?))
         }
     })
-    .await;
+    .await
+    .map_err(CutError::from)
+    .and_then(|compacted| compacted);
     let mut s = storage.borrow_mut();
     s.blocks.set_compacting(false);
     let m = &env.metrics;

@@ -171,7 +171,7 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources, sent
     let mut head = Vec::new();
     let mut next = 0;
     loop {
-        let last = {
+        let (last, due) = {
             let db = storage.borrow();
             let mut clock = SliceClock::start();
             while next < sources.head.len() && head.len() < batch && clock.goes_on() {
@@ -183,12 +183,13 @@ async fn read_sources(storage: &RefCell<Db>, s: &Select, sources: &Sources, sent
                 next += 1;
             }
             let last = next == sources.head.len();
-            if (last || head.len() >= batch) && !sources.blocks_unchanged(&db, s) {
+            let due = last || head.len() >= batch;
+            if due && !sources.blocks_unchanged(&db, s) {
                 return Err(Stop::BlocksChanged);
             }
-            last
+            (last, due)
         };
-        if last || head.len() >= batch {
+        if due {
             let series = std::mem::take(&mut head);
             let answer = match batched {
                 true => SelectAnswer::Batch { series, last },

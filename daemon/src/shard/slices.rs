@@ -58,17 +58,22 @@ impl Future for YieldNow {
     }
 }
 
-/// Runs `work` on a thread of its own and waits for it without blocking the shard.
-pub async fn off_shard<T, E>(name: &str, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
-where
-    T: Send + 'static,
-    E: From<std::io::Error> + Send + 'static,
-{
+/// Runs `work` on the thread `thread` builds and waits for it without blocking the shard; fails
+/// only when the thread cannot start or stops without an answer.
+pub async fn off_shard<T: Send + 'static>(
+    thread: std::thread::Builder,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
     let (tx, rx) = flume::bounded(1);
-    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+    thread.spawn(move || {
         let _ = tx.send(work());
     })?;
-    rx.recv_async().await.unwrap_or_else(|_| Err(std::io::Error::other(format!("the {name} thread stopped")).into()))
+    rx.recv_async().await.map_err(|_| std::io::Error::other("the thread stopped without an answer"))
+}
+
+/// A thread named `name`, with the default stack.
+pub fn named(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new().name(name.to_string())
 }
 
 /// Writes a block from the head a slice at a time, then its index off the shard, where `then`
@@ -82,11 +87,11 @@ pub async fn write_block<T: Send + 'static>(
         job.write(&storage.borrow().head, SLICE_SERIES)?;
         pause().await;
     }
-    off_shard("cut", move || {
+    off_shard(named("cut"), move || {
         let (meta, path) = job.finish()?;
         then(meta, path)
     })
-    .await
+    .await?
 }
 
 /// Writes a checkpoint or snapshot a slice at a time, makes it durable off the shard, and
@@ -96,7 +101,7 @@ pub async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Res
         job.write(&storage.borrow().head, SLICE_SERIES)?;
         pause().await;
     }
-    let written = off_shard("log-sync", move || job.finish()).await?;
+    let written = off_shard(named("log-sync"), move || job.finish()).await??;
     storage.borrow_mut().complete_log_write(written)
 }
 
