@@ -22,12 +22,39 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pyrite_core::config::Config;
+use pyrite_core::config::{Config, RemoteWriteConfig};
 use pyrite_tsdb::db::Dirs;
 use pyrite_tsdb::wal::LogFollowers;
 
 use crate::metrics::Metrics;
 use crate::shards::Shards;
+
+/// The most `remote_write` entries: each queue runs on a few threads of its own.
+const MAX_QUEUES: usize = 256;
+
+/// The most threads the queues' shards take together, shared evenly among the queues: each
+/// shard of a queue is a thread, and `max_shards: 20000` had the process run out of memory
+/// maps and stop.
+const SHARD_THREADS: usize = 2_048;
+
+/// `entry` with its shards within its queue's share of [`SHARD_THREADS`] (entry `i` of
+/// `queues`), with a warning if they were cut.
+fn within_thread_budget(entry: &RemoteWriteConfig, i: usize, queues: usize) -> RemoteWriteConfig {
+    let most = (SHARD_THREADS / queues.max(1)).max(1);
+    let mut entry = entry.clone();
+    let q = &mut entry.queue;
+    if q.max_shards > most {
+        tracing::warn!(
+            entry = i,
+            max_shards = q.max_shards,
+            most,
+            "remote_write[{i}].queue_config.max_shards is more than Pyrite runs for {queues} queue(s); using {most}"
+        );
+        q.max_shards = most;
+        q.min_shards = q.min_shards.min(most);
+    }
+    entry
+}
 
 /// A queue's thread and what it shares with the rest.
 struct Running {
@@ -84,9 +111,14 @@ impl RemoteWriters {
     /// Makes the queues those of `config`. A queue that cannot be set up (its client) refuses
     /// the whole configuration before anything changes.
     pub fn apply(&self, config: &Config) -> Result<(), String> {
+        let queues = config.remote_write.len();
+        if queues > MAX_QUEUES {
+            return Err(format!("remote_write: {queues} entries, more than the {MAX_QUEUES} Pyrite runs"));
+        }
         let mut wanted = Vec::new();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         for (i, entry) in config.remote_write.iter().enumerate() {
+            let entry = &within_thread_budget(entry, i, queues);
             let client = client::Client::new(entry).map_err(|e| format!("remote_write[{i}]: {e}"))?;
             // The queue's place is kept under its url and name, so a changed queue_config
             // (say) resumes where it was.
