@@ -15,11 +15,20 @@ fn server(extra_args: &[&str]) -> Pyrite {
 
 /// The same on `shards` shards.
 fn server_on(shards: usize, extra_args: &[&str]) -> Pyrite {
-    let p = Pyrite::start(PyriteOpts {
+    holding_kept(Pyrite::start(PyriteOpts {
         shards: Some(shards),
         extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         ..Default::default()
-    });
+    }))
+}
+
+/// The same on two shards, configured by `config`.
+fn server_with_config(config: &str) -> Pyrite {
+    holding_kept(Pyrite::start(PyriteOpts { shards: Some(2), config: Some(config.to_string()), ..Default::default() }))
+}
+
+/// `p` once it holds `kept`.
+fn holding_kept(p: Pyrite) -> Pyrite {
     let series: Vec<WriteSeries> = (0..10)
         .map(|i| WriteSeries {
             labels: Labels::from_pairs([("__name__", "kept".to_string()), ("i", i.to_string())]),
@@ -592,4 +601,84 @@ fn a_selector_repeated_many_times_is_matched_once() {
     assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(10), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     still_serves(&mut p, "a repeated selector");
+}
+
+#[test]
+fn an_empty_selector_deletes_and_federates_nothing() {
+    let mut p = server(&["--web.enable-admin-api"]);
+    let delete = format!("{}/api/v1/admin/tsdb/delete_series", p.url);
+    let (status, body) = pyrite_tests::http_post_form(&delete, &[("match[]", "{}")]).expect("answer");
+    assert_eq!(status, 204, "{body}");
+    still_serves(&mut p, "delete_series with {}");
+    let fresh = WriteSeries {
+        labels: Labels::from_pairs([("__name__", "fresh".to_string())]),
+        samples: vec![Sample { t: now_ms(), v: 1.0 }],
+        exemplars: Vec::new(),
+        histograms: Vec::new(),
+    };
+    assert_eq!(p.remote_write(encode_write_request(&[fresh])).0, 204);
+    assert_eq!(get(&p, &format!("/federate?match[]={}", encode("{}"))), (200, String::new()));
+    let (status, body) = get(&p, &format!("/federate?match[]={}&match[]=fresh", encode("{}")));
+    assert_eq!((status, body.lines().filter(|l| l.starts_with("fresh ")).count()), (200, 1), "{body}");
+}
+
+#[test]
+fn malformed_form_pairs_are_left_out_as_upstream_leaves_them_out() {
+    let mut p = server(&[]);
+    // `up%zz` is no query, not `up % zz`.
+    let (status, body) = get(&p, "/api/v1/query?query=sum(kept)%zz&time=9");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no expression found"), "{body}");
+    let (status, body) = get(&p, "/api/v1/query?query=sum(kept)&time=9&a%zz=1");
+    assert_eq!((status, json(&body)["data"]["result"][0]["value"][1].as_str()), (200, Some("4590")), "{body}");
+    // Endpoints that parse the form first refuse it, as upstream's do.
+    let (status, body) = get(&p, "/api/v1/series?match[]=kept&x=%zz");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("error parsing form values: invalid URL escape"), "{body}");
+    still_serves(&mut p, "malformed form pairs");
+}
+
+#[test]
+fn remote_write_shards_in_the_tens_of_thousands_are_capped_not_a_crash() {
+    let config =
+        "remote_write:\n  - url: http://127.0.0.1:1/\n    queue_config: {min_shards: 20000, max_shards: 20000}\n";
+    let mut p = server_with_config(config);
+    assert_eq!(p.metric("prometheus_remote_storage_shards_max"), 2048.0);
+    // Every shard of the queue starts once there is something to send.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.process.threads() < 2048 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let threads = p.process.threads();
+    assert!((2048..2200).contains(&threads), "{threads} threads");
+    std::thread::sleep(Duration::from_secs(2));
+    still_serves(&mut p, "twenty thousand remote-write shards");
+}
+
+#[test]
+fn large_answers_are_prepared_off_the_shard_in_full() {
+    let mut p = server(&[]);
+    let now = now_ms();
+    let series: Vec<WriteSeries> = (0..20_000)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "big".to_string()), ("i", format!("{i:05}"))]),
+            samples: vec![Sample { t: now, v: i as f64 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    let t = now as f64 / 1000.0;
+    let result = p.query("big", Some(t));
+    let values: Vec<f64> =
+        result.as_array().expect("a vector").iter().map(|s| s["value"][1].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(values, (0..20_000).map(f64::from).collect::<Vec<_>>(), "sorted by labels, every series");
+    assert_eq!(p.data("/api/v1/series?match[]=big").as_array().map(Vec::len), Some(20_000));
+    let label_values = p.data("/api/v1/label/i/values");
+    assert_eq!(label_values.as_array().map(Vec::len), Some(20_010), "kept's ten and big's");
+    let (status, body) = get(&p, "/federate?match[]=big");
+    assert_eq!((status, body.lines().filter(|l| l.starts_with("big{")).count()), (200, 20_000));
+    let range = p.query_range("big", t - 60.0, t, 15.0);
+    assert_eq!(range.as_array().map(Vec::len), Some(20_000));
+    still_serves(&mut p, "large answers");
 }

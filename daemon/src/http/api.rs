@@ -11,6 +11,7 @@ use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, StepSeries, ValueType};
 
 use super::client_gone::ClientSocket;
+use super::heavy;
 use super::params::Params;
 use super::response::{
     instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError, ApiResult,
@@ -132,7 +133,7 @@ async fn run_query(
     params: &Params,
     expr: &Expr,
     eval: EvalParams,
-    render: impl FnOnce(&promql::Value) -> String,
+    render: impl FnOnce(&promql::Value) -> String + Send + 'static,
 ) -> ApiResult {
     let options = QueryOptions::of(s, params)?;
     let eval = EvalParams { lookback: options.lookback, ..eval };
@@ -140,11 +141,8 @@ async fn run_query(
     let mut result = evaluate(s, client, expr, eval, options.timeout).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let extra = if truncate(&mut result.value, options.limit) { vec![TRUNCATED.to_string()] } else { Vec::new() };
-    let mut data = render(&result.value);
-    if options.stats {
-        // Spliced into the rendered object: `{"resultType":...,"result":...,"stats":{...}}`.
-        data.pop();
-        let timings = serde_json::json!({
+    let stats = options.stats.then(|| {
+        serde_json::json!({
             "timings": {
                 "evalTotalTime": elapsed,
                 "resultSortTime": 0.0,
@@ -153,17 +151,26 @@ async fn run_query(
                 "execQueueTime": 0.0,
                 "execTotalTime": elapsed,
             }
-        });
-        data.push_str(&format!(",\"stats\":{timings}}}"));
-    }
-    Ok(success_annotated(data, &result.annotations, params.get("query").unwrap_or(""), &extra))
+        })
+    });
+    let query = params.get("query").unwrap_or("").to_string();
+    Ok(heavy::run(result.value.slots(), move || {
+        let mut data = render(&result.value);
+        if let Some(timings) = stats {
+            // Spliced into the rendered object: `{"resultType":...,"result":...,"stats":{...}}`.
+            data.pop();
+            data.push_str(&format!(",\"stats\":{timings}}}"));
+        }
+        success_annotated(data, &result.annotations, &query, &extra)
+    })
+    .await?)
 }
 
 pub async fn query(State(s): State<ApiState>, client: Option<Extension<ClientSocket>>, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
     let client = client.map(|Extension(socket)| socket);
-    run_query(&s, client, &params, &expr, s.ctx.queries.instant(t), |v| instant_result(v, t)).await
+    run_query(&s, client, &params, &expr, s.ctx.queries.instant(t), move |v| instant_result(v, t)).await
 }
 
 pub async fn query_range(
@@ -197,7 +204,7 @@ pub async fn query_range(
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.queries.limits().lookback_delta };
     let client = client.map(|Extension(socket)| socket);
-    run_query(&s, client, &params, &expr, eval, |v| range_result(v, |i| eval.ts(i))).await
+    run_query(&s, client, &params, &expr, eval, move |v| range_result(v, |i| eval.ts(i))).await
 }
 
 /// The most distinct `match[]` selectors a request may give: each is matched on every shard
@@ -241,7 +248,9 @@ pub fn selectors(params: &Params, empty: EmptySelectors) -> Result<Vec<Vec<Match
     if empty == EmptySelectors::Refused && sets.iter().any(|set| set.iter().all(|m| m.matches(""))) {
         return Err(SelectorError::AllEmpty);
     }
-    Ok(sets)
+    // `{}` selects nothing, as upstream's storage selects nothing for no matchers: deleting
+    // or federating with it must not take every series.
+    Ok(sets.into_iter().filter(|set| !set.is_empty()).collect())
 }
 
 /// The time range a metadata (or exemplars) request names; without one, all time.
@@ -262,13 +271,16 @@ pub async fn parse_query_endpoint(State(s): State<ApiState>, params: Params) -> 
 }
 
 /// Asks every shard about the series matching `matchers` (all series if there are none) in the
-/// request's time range, and merges the answers into one sorted set.
-async fn gather<T: Ord>(
+/// request's time range, and answers the union of their answers, sorted, without repeats and
+/// cut to `limit`, as `render` writes it (off the shard when it is large).
+async fn gather<T: Ord + Send + 'static>(
     s: &ApiState,
     params: &Params,
     matchers: Vec<Vec<Matcher>>,
+    limit: usize,
     make: impl Fn(Selection, flume::Sender<Result<Vec<T>, ShardError>>) -> Request,
-) -> Result<BTreeSet<T>, ApiError> {
+    render: impl FnOnce(Vec<T>) -> String + Send + 'static,
+) -> ApiResult {
     let (mint, maxt) = time_range(params)?;
     let selection = Selection { matchers, mint, maxt };
     let per_shard = s
@@ -277,11 +289,13 @@ async fn gather<T: Ord>(
         .ask_all(|reply| make(selection.clone(), reply))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut out = BTreeSet::new();
-    for answer in per_shard {
-        out.extend(answer?);
-    }
-    Ok(out)
+    let answers = per_shard.into_iter().collect::<Result<Vec<Vec<T>>, _>>()?;
+    let units = answers.iter().map(Vec::len).sum();
+    Ok(heavy::run(units, move || {
+        let (kept, warnings) = limited(answers.into_iter().flatten().collect(), limit);
+        success_warned(render(kept), &warnings)
+    })
+    .await?)
 }
 
 /// Upstream's answer to an admin endpoint without `--web.enable-admin-api`.
@@ -310,9 +324,9 @@ async fn admin(s: &ApiState, make: impl Fn(flume::Sender<Result<(), ShardError>>
 /// `/api/v1/admin/tsdb/delete_series`: deletes the samples of the `match[]` series between
 /// `start` and `end` (default: all time). Blocks get tombstones; the head drops the samples.
 pub async fn delete_series(State(s): State<ApiState>, params: Params) -> ApiResult {
-    // Upstream parses the form before reading it, so a multipart body goes unread.
-    let params = params.without_multipart();
     require_admin(&s)?;
+    // Upstream parses the form before reading it, so a multipart body goes unread.
+    let params = params.without_multipart().map_err(ApiError::bad_data)?;
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
@@ -361,16 +375,18 @@ fn limited<T>(items: BTreeSet<T>, limit: usize) -> (Vec<T>, Vec<String>) {
 
 pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
     // Upstream parses the form before reading it, so a multipart body goes unread.
-    let params = params.without_multipart();
+    let params = params.without_multipart().map_err(ApiError::bad_data)?;
     if params.get("match[]").is_none() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let limit = limit(&params)?;
     let matchers = selectors(&params, EmptySelectors::Refused).map_err(|e| ApiError::bad_param("match[]", e))?;
-    let all = gather(&s, &params, matchers, |selection, reply| Request::Series { selection, reply }).await?;
-    let (all, warnings) = limited(all, limit);
-    let items: Vec<String> = all.iter().map(labels_object).collect();
-    Ok(success_warned(format!("[{}]", items.join(",")), &warnings))
+    let make = |selection, reply| Request::Series { selection, reply };
+    gather(&s, &params, matchers, limit, make, |all| {
+        let items: Vec<String> = all.iter().map(labels_object).collect();
+        format!("[{}]", items.join(","))
+    })
+    .await
 }
 
 /// The `match[]` selectors of the label names and values endpoints, which upstream refuses
@@ -381,11 +397,8 @@ fn metadata_selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 pub async fn labels(State(s): State<ApiState>, params: Params) -> ApiResult {
     let limit = limit(&params)?;
-    let names =
-        gather(&s, &params, metadata_selectors(&params)?, |selection, reply| Request::LabelNames { selection, reply })
-            .await?;
-    let (names, warnings) = limited(names, limit);
-    Ok(success_warned(serde_json::json!(names).to_string(), &warnings))
+    let make = |selection, reply| Request::LabelNames { selection, reply };
+    gather(&s, &params, metadata_selectors(&params)?, limit, make, |names| serde_json::json!(names).to_string()).await
 }
 
 /// Decodes a label name that a client escaped for the URL path (`U__` followed by the name with
@@ -436,11 +449,8 @@ pub async fn label_values(
     }
     let limit = limit(&params)?;
     let matchers = metadata_selectors(&params)?;
-    let values =
-        gather(&s, &params, matchers, |selection, reply| Request::LabelValues { name: name.clone(), selection, reply })
-            .await?;
-    let (values, warnings) = limited(values, limit);
-    Ok(success_warned(serde_json::json!(values).to_string(), &warnings))
+    let make = |selection, reply| Request::LabelValues { name: name.clone(), selection, reply };
+    gather(&s, &params, matchers, limit, make, |values| serde_json::json!(values).to_string()).await
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use pyrite_core::labels::Labels;
 use pyrite_core::value::SampleValue;
 
 use super::api::{selectors, EmptySelectors};
+use super::heavy;
 use super::params::Params;
 use super::response::ApiError;
 use super::ApiState;
@@ -26,7 +27,7 @@ use crate::clock::now_ms;
 
 pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
     // Upstream parses the form before reading it, so a multipart body goes unread.
-    let params = params.without_multipart();
+    let params = params.without_multipart().map_err(ApiError::bad_data)?;
     let matchers = selectors(&params, EmptySelectors::Allowed).map_err(|e| ApiError::bad_param("match[]", e))?;
     // Go reads the header's bytes as they are; only ASCII tokens matter to the negotiation.
     let accept = headers.get(header::ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes())).unwrap_or_default();
@@ -39,12 +40,17 @@ pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Par
     let limits = s.ctx.queries.limits();
     let mint = maxt - limits.lookback_delta;
     let external = s.ctx.config.current().global.external_labels.clone();
-    // Sorted by name, then labels; a series matched by two selectors is written once.
-    let mut latest: BTreeMap<(String, Labels), (i64, SampleValue)> = BTreeMap::new();
+    let mut selected = Vec::with_capacity(matchers.len());
     for selector in matchers {
         // Each series' newest sample only, read by the shards in slices as a query's are.
         let newest = s.ctx.shards.select_merged(&selector, (mint, maxt), true, limits.max_samples, limits.timeout);
-        for series in newest.await? {
+        selected.push(newest.await?);
+    }
+    let units = selected.iter().map(Vec::len).sum();
+    Ok(heavy::run(units, move || {
+        // Sorted by name, then labels; a series matched by two selectors is written once.
+        let mut latest: BTreeMap<(String, Labels), (i64, SampleValue)> = BTreeMap::new();
+        for series in selected.into_iter().flatten() {
             let Some((t, value)) = series.newest().filter(|(_, v)| !v.is_stale()) else { continue };
             let labels = series.labels.with_external(&external);
             let name = labels.metric_name().to_string();
@@ -52,9 +58,10 @@ pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Par
                 latest.insert((name, labels), (t, value));
             }
         }
-    }
-    let flat: Vec<Latest> = latest.into_iter().map(|((_, labels), (t, value))| (labels, t, value)).collect();
-    Ok(answer(negotiated, &flat))
+        let flat: Vec<Latest> = latest.into_iter().map(|((_, labels), (t, value))| (labels, t, value)).collect();
+        answer(negotiated, &flat)
+    })
+    .await?)
 }
 
 fn answer(negotiated: Negotiated, samples: &[Latest]) -> Response {

@@ -15,6 +15,7 @@ mod client_gone;
 mod cors;
 mod deadline;
 mod federate;
+mod heavy;
 mod instrument;
 mod lifecycle;
 pub mod params;

@@ -16,11 +16,66 @@ pub struct Params {
     pairs: Vec<(String, String)>,
     /// Where the values of a multipart body start in `pairs` (its length if there are none).
     multipart_from: usize,
+    /// Why the first malformed pair was left out, as Go's `ParseForm` says it.
+    malformed: Option<String>,
 }
 
 /// Parameters read from a request; the rest are ignored. A 10 MiB form of `a&a&…` is five
 /// million pairs, each two allocations, which would hold half a gigabyte per request.
 const MAX_PARAMS: usize = 100_000;
+
+/// Adds the pairs of `input` (`a=1&b=2`) to `pairs`, up to [`MAX_PARAMS`], as Go's
+/// `url.ParseQuery` reads them: `+` is a space, a pair with a `;` or a malformed `%` escape is
+/// left out (and the first such noted in `malformed`), so that `query=up%zz` is no query
+/// rather than `up % zz`.
+fn parse_query(input: &[u8], pairs: &mut Vec<(String, String)>, malformed: &mut Option<String>) {
+    for pair in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        if pairs.len() == MAX_PARAMS {
+            return;
+        }
+        let decoded = if pair.contains(&b';') {
+            Err("invalid semicolon separator in query".to_string())
+        } else {
+            let (key, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            unescape(key).and_then(|k| Ok((k, unescape(value)?)))
+        };
+        match decoded {
+            Ok(kv) => pairs.push(kv),
+            Err(why) => {
+                malformed.get_or_insert(why);
+            }
+        }
+    }
+}
+
+/// A form key or value unescaped as Go's `url.QueryUnescape` does; bytes that are not UTF-8
+/// become U+FFFD.
+fn unescape(s: &[u8]) -> Result<String, String> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let digits = s.get(i + 1..i + 3).and_then(|d| Some(hex(d[0])? * 16 + hex(d[1])?));
+                let Some(byte) = digits else {
+                    let bad = String::from_utf8_lossy(&s[i..s.len().min(i + 3)]).into_owned();
+                    return Err(format!("invalid URL escape {bad:?}"));
+                };
+                out.push(byte as u8);
+                i += 3;
+                continue;
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
 
 /// The body's form, if the method and content type make Go read one.
 enum BodyForm<'a> {
@@ -51,28 +106,30 @@ impl<'a> BodyForm<'a> {
 
 impl Params {
     pub fn from_request(method: &Method, query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Params {
-        let decode = |input: &[u8], room: usize| -> Vec<(String, String)> {
-            form_urlencoded::parse(input).take(room).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
-        };
         let mut pairs = Vec::new();
+        let mut malformed = None;
         let form = BodyForm::of(method, headers);
         if let Some(BodyForm::UrlEncoded) = form {
-            pairs = decode(body, MAX_PARAMS);
+            parse_query(body, &mut pairs, &mut malformed);
         }
-        pairs.extend(decode(query.unwrap_or("").as_bytes(), MAX_PARAMS - pairs.len()));
+        parse_query(query.unwrap_or("").as_bytes(), &mut pairs, &mut malformed);
         let multipart_from = pairs.len();
         if let Some(BodyForm::Multipart { boundary }) = form {
             let room = MAX_PARAMS - pairs.len();
             pairs.extend(multipart_values(body, boundary).into_iter().flatten().take(room));
         }
-        Params { pairs, multipart_from }
+        Params { pairs, multipart_from, malformed }
     }
 
     /// These parameters without a multipart body's, as upstream's handlers that call
-    /// `ParseForm` before `FormValue` see them (series, rules, federation, deletion).
-    pub fn without_multipart(mut self) -> Params {
+    /// `ParseForm` before `FormValue` see them (series, rules, federation, deletion); as they
+    /// do, refused if a pair was malformed (`error parsing form values: …`).
+    pub fn without_multipart(mut self) -> Result<Params, String> {
+        if let Some(why) = self.malformed.take() {
+            return Err(format!("error parsing form values: {why}"));
+        }
         self.pairs.truncate(self.multipart_from);
-        self
+        Ok(self)
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -233,9 +290,21 @@ mod tests {
         assert_eq!(p.all("match[]"), ["up\r\nx"]);
         let p = params(Method::POST, "query=3", "multipart/form-data; boundary=XyZ", body);
         assert_eq!(p.get("query"), Some("3"), "the query string first");
-        assert_eq!(p.without_multipart().all("match[]"), Vec::<&str>::new());
+        assert_eq!(p.without_multipart().expect("well formed").all("match[]"), Vec::<&str>::new());
         let cut = &body[..body.len() - 12];
         assert_eq!(params(Method::POST, "", "multipart/form-data; boundary=XyZ", cut).get("query"), None, "malformed");
+    }
+
+    #[test]
+    fn malformed_pairs_are_left_out_as_go_leaves_them_out() {
+        let p = params(Method::GET, "query=up%zz&time=1&a;b=c&match[]=%7Bx%3D%22y+z%22%7D&%=1&e=%4", "", "");
+        assert_eq!((p.get("query"), p.get("time"), p.get("a")), (None, Some("1"), None));
+        assert_eq!(p.all("match[]"), vec!["{x=\"y z\"}"]);
+        let refused = p.without_multipart().err();
+        assert_eq!(refused.as_deref(), Some("error parsing form values: invalid URL escape \"%zz\""));
+        let body = params(Method::POST, "", "application/x-www-form-urlencoded", "query=1%2");
+        assert_eq!(body.get("query"), None);
+        assert_eq!(params(Method::GET, "q=%ff", "", "").get("q"), Some("\u{fffd}"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ use pyrite_core::remote::read::{
 use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
 use pyrite_tsdb::chunk::upstream_series;
 
+use super::heavy;
 use super::ApiState;
 use crate::slots::Slots;
 
@@ -116,16 +117,26 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         }
         selected.push(series);
     }
+    let max_bytes = limits.max_bytes_in_frame;
+    let units = selected.iter().flatten().map(SeriesSamples::weight).sum();
+    heavy::run(units, move || encode(selected, streamed, &external, max_bytes))
+        .await
+        .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The answer to each query's `selected` series: upstream's chunks in frames of at most
+/// `max_bytes` when `streamed`, else one snappy-compressed `ReadResponse` of samples.
+fn encode(selected: Vec<Vec<SeriesSamples>>, streamed: bool, external: &Labels, max_bytes: usize) -> Response {
     if streamed {
         let mut frames = Vec::new();
         for (index, series) in selected.into_iter().enumerate() {
             for SeriesSamples { labels, samples, histograms } in series {
-                let labels = labels.with_external(&external);
-                stream_series(&labels, &samples, &histograms, index as i64, limits.max_bytes_in_frame, &mut frames);
+                let labels = labels.with_external(external);
+                stream_series(&labels, &samples, &histograms, index as i64, max_bytes, &mut frames);
             }
         }
         let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
-        return Ok(([(header::CONTENT_TYPE, content_type)], frames).into_response());
+        return ([(header::CONTENT_TYPE, content_type)], frames).into_response();
     }
     let results = selected
         .into_iter()
@@ -133,7 +144,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
             let timeseries = series
                 .into_iter()
                 .map(|one| {
-                    let mut sampled = sampled_series(&one.labels.with_external(&external), &one.samples);
+                    let mut sampled = sampled_series(&one.labels.with_external(external), &one.samples);
                     sampled.histograms = wire_histograms(&one.histograms);
                     sampled
                 })
@@ -141,11 +152,11 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
             QueryResult { timeseries }
         })
         .collect();
-    Ok((
+    (
         [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
         encode_read_response(&ReadResponse { results }),
     )
-        .into_response())
+        .into_response()
 }
 
 fn over_limit(s: &ApiState) -> ReadError {

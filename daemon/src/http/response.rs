@@ -19,6 +19,12 @@ pub struct ApiError {
 }
 
 /// A shard that could not answer fails the request as upstream's storage errors do.
+impl From<super::heavy::Unprepared> for ApiError {
+    fn from(e: super::heavy::Unprepared) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 impl From<crate::shards::ShardError> for ApiError {
     fn from(e: crate::shards::ShardError) -> Self {
         ApiError::internal(e.to_string())

@@ -84,7 +84,7 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
 /// `/api/v1/rules`.
 pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
     // Upstream parses the form before reading it, so a multipart body goes unread.
-    let params = params.without_multipart();
+    let params = params.without_multipart().map_err(ApiError::bad_data)?;
     let kind = params.get("type").unwrap_or("");
     if !["", "alert", "record"].contains(&kind) {
         return Err(ApiError::bad_param("type", format!("invalid rule type {kind:?}")));

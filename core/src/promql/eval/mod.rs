@@ -490,6 +490,17 @@ impl Value {
         }
     }
 
+    /// What handling it costs: its series' step slots, a range vector's samples, a scalar's
+    /// steps.
+    pub fn slots(&self) -> usize {
+        match self {
+            Value::Scalar(steps) => steps.len(),
+            Value::String(_) => 1,
+            Value::Vector(series) => series.iter().map(|s| s.values.len()).sum(),
+            Value::Range(range) => range.series.iter().map(SeriesSamples::weight).sum(),
+        }
+    }
+
     /// Sorts series by labels, so results do not depend on shard count or hashing.
     pub fn sort(&mut self) {
         match self {
@@ -581,9 +592,7 @@ impl FragmentOutput {
     pub fn slots(&self) -> usize {
         match &self.result {
             FragmentResult::Partial(partial) => partial.slots(),
-            FragmentResult::Value(Value::Vector(series)) => series.iter().map(|s| s.values.len()).sum(),
-            FragmentResult::Value(Value::Range(range)) => range.series.iter().map(SeriesSamples::weight).sum(),
-            FragmentResult::Value(_) => 1,
+            FragmentResult::Value(value) => value.slots(),
         }
     }
 }
