@@ -35,6 +35,7 @@ mod shards;
 mod sigv4;
 mod slots;
 mod test_rules;
+mod threads;
 
 /// mimalloc rather than glibc's malloc: with a query's short-lived buffers freed on other
 /// threads than the shards', glibc's per-thread arenas kept them as resident memory

@@ -5,7 +5,7 @@
 //!
 //! Every shard serves the same [`router`]; its handlers are `Send` and reach storage only through
 //! [`Shards`] messages. A query is coordinated by the shard whose connection
-//! received it (`local`).
+//! received it (`local`). A large answer is prepared off that shard (`heavy`).
 
 mod agent;
 mod api;

@@ -18,13 +18,14 @@ pub struct ApiError {
     message: String,
 }
 
-/// A shard that could not answer fails the request as upstream's storage errors do.
+/// An answer that could not be prepared off the shard is an internal error.
 impl From<super::heavy::Unprepared> for ApiError {
     fn from(e: super::heavy::Unprepared) -> Self {
         ApiError::internal(e.to_string())
     }
 }
 
+/// A shard that could not answer fails the request as upstream's storage errors do.
 impl From<crate::shards::ShardError> for ApiError {
     fn from(e: crate::shards::ShardError) -> Self {
         ApiError::internal(e.to_string())

@@ -22,9 +22,9 @@ use pyrite_core::rules::InstantQuery;
 
 use crate::live_config::LiveConfig;
 use crate::metrics::Metrics;
-use crate::shard::slices::off_shard;
 use crate::shards::{ShardGone, Shards};
 use crate::slots::{Slot, Slots};
+use crate::threads::off_shard;
 use remote::RemoteSelects;
 use workers::Workers;
 

@@ -283,7 +283,7 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     let ulid = pyrite_tsdb::block::new_ulid(crate::clock::now_ms());
     storage.borrow_mut().blocks.set_compacting(true);
     let started = Instant::now();
-    let result = slices::off_shard(slices::named(&format!("compact-{index}")), {
+    let result = crate::threads::off_shard(crate::threads::named(&format!("compact-{index}")), {
         let inputs = inputs.clone();
         move || {
             let (meta, path) = compact_paths(&dir, &inputs, ulid)?;

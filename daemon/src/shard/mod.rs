@@ -12,7 +12,7 @@ mod housekeeping;
 pub mod light;
 mod mailbox;
 mod select;
-pub mod slices;
+mod slices;
 
 use std::cell::RefCell;
 use std::rc::Rc;

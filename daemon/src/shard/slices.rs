@@ -1,7 +1,7 @@
 //! Heavy storage work that shares the shard: what reads the head is done [`SLICE_SERIES`]
 //! series at a time with a [`pause`] between slices, so appends, scrapes and queries are
-//! served in between; what needs only files runs [`off_shard`], on a thread of its own, while
-//! the shard waits for it without blocking.
+//! served in between; what needs only files runs [`off_shard`](crate::threads::off_shard), on a
+//! thread of its own, while the shard waits for it without blocking.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -15,6 +15,8 @@ use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::cut::HeadCut;
 use pyrite_tsdb::db::Db;
 use pyrite_tsdb::wal::LogWrite;
+
+use crate::threads;
 
 /// Series one slice writes before the shard serves its other tasks again: a few milliseconds
 /// of copying.
@@ -58,24 +60,6 @@ impl Future for YieldNow {
     }
 }
 
-/// Runs `work` on the thread `thread` builds and waits for it without blocking the shard; fails
-/// only when the thread cannot start or stops without an answer.
-pub async fn off_shard<T: Send + 'static>(
-    thread: std::thread::Builder,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<T> {
-    let (tx, rx) = flume::bounded(1);
-    thread.spawn(move || {
-        let _ = tx.send(work());
-    })?;
-    rx.recv_async().await.map_err(|_| std::io::Error::other("the thread stopped without an answer"))
-}
-
-/// A thread named `name`, with the default stack.
-pub fn named(name: &str) -> std::thread::Builder {
-    std::thread::Builder::new().name(name.to_string())
-}
-
 /// Writes a block from the head a slice at a time, then its index off the shard, where `then`
 /// also runs with its meta and directory (to open it, which reads the index).
 pub async fn write_block<T: Send + 'static>(
@@ -87,7 +71,7 @@ pub async fn write_block<T: Send + 'static>(
         job.write(&storage.borrow().head, SLICE_SERIES)?;
         pause().await;
     }
-    off_shard(named("cut"), move || {
+    threads::off_shard(threads::named("cut"), move || {
         let (meta, path) = job.finish()?;
         then(meta, path)
     })
@@ -101,7 +85,7 @@ pub async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Res
         job.write(&storage.borrow().head, SLICE_SERIES)?;
         pause().await;
     }
-    let written = off_shard(named("log-sync"), move || job.finish()).await??;
+    let written = threads::off_shard(threads::named("log-sync"), move || job.finish()).await??;
     storage.borrow_mut().complete_log_write(written)
 }
 
