@@ -682,3 +682,23 @@ fn large_answers_are_prepared_off_the_shard_in_full() {
     assert_eq!(range.as_array().map(Vec::len), Some(20_000));
     still_serves(&mut p, "large answers");
 }
+
+#[test]
+fn federation_selectors_share_one_sample_limit() {
+    let mut p = server(&["--query.max-samples=30"]);
+    let fresh: Vec<WriteSeries> = (0..20)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "fresh".to_string()), ("i", i.to_string())]),
+            samples: vec![Sample { t: now_ms(), v: 1.0 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&fresh)).0, 204);
+    let (status, body) = get(&p, "/federate?match[]=fresh");
+    assert_eq!((status, body.lines().filter(|l| l.starts_with("fresh{")).count()), (200, 20), "{body}");
+    // Each selector's answer is held until all are in: 40 samples together, past the 30.
+    let (status, body) = get(&p, &format!("/federate?match[]=fresh&match[]={}", encode("{__name__=~\"fr.+\"}")));
+    assert_eq!(status, 422, "{body}");
+    still_serves(&mut p, "federation past the sample limit");
+}

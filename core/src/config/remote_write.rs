@@ -206,12 +206,20 @@ struct RawMetadata {
     max_samples_per_send: Option<usize>,
 }
 
+/// The most `remote_write` entries: Pyrite runs each queue on threads of its own, where
+/// upstream runs goroutines.
+const MAX_ENTRIES: usize = 256;
+
 /// Every `remote_write` entry checked, secret file paths relative to `dir`.
 pub(super) fn validate(
     raw: Vec<RawRemoteWrite>,
     dir: &Path,
     invalid: Invalid,
 ) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
+    if raw.len() > MAX_ENTRIES {
+        let message = format!("{} entries, more than the {MAX_ENTRIES} remote-write queues Pyrite runs", raw.len());
+        return Err(invalid("remote_write".into(), message));
+    }
     let mut out: Vec<RemoteWriteConfig> = Vec::new();
     let mut hashes: Vec<String> = Vec::new();
     for (i, rw) in raw.into_iter().enumerate() {
@@ -306,6 +314,17 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, "p.yml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn more_remote_write_entries_than_pyrite_runs_are_refused_naming_the_key() {
+        let entries = |n: usize| {
+            let urls: Vec<String> = (0..n).map(|i| format!("{{url: 'http://a{i}/'}}")).collect();
+            format!("remote_write: [{}]\n", urls.join(", "))
+        };
+        assert!(parse(&entries(MAX_ENTRIES)).is_ok());
+        let refused = parse(&entries(MAX_ENTRIES + 1)).unwrap_err();
+        assert!(refused.contains("remote_write: 257 entries, more than the 256"), "{refused}");
     }
 
     #[test]

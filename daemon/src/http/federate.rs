@@ -41,10 +41,14 @@ pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Par
     let mint = maxt - limits.lookback_delta;
     let external = s.ctx.config.current().global.external_labels.clone();
     let mut selected = Vec::with_capacity(matchers.len());
+    let mut samples_left = limits.max_samples;
     for selector in matchers {
-        // Each series' newest sample only, read by the shards in slices as a query's are.
-        let newest = s.ctx.shards.select_merged(&selector, (mint, maxt), true, limits.max_samples, limits.timeout);
-        selected.push(newest.await?);
+        // Each series' newest sample only, read by the shards in slices as a query's are. The
+        // answers are held until all are in, within one query's sample limit together.
+        let newest = s.ctx.shards.select_merged(&selector, (mint, maxt), true, samples_left, limits.timeout);
+        let answer = newest.await?;
+        samples_left = samples_left.saturating_sub(answer.len());
+        selected.push(answer);
     }
     let units = selected.iter().map(Vec::len).sum();
     Ok(heavy::run(units, move || {

@@ -33,16 +33,16 @@ fn parse_query(input: &[u8], pairs: &mut Vec<(String, String)>, malformed: &mut 
         if pairs.len() == MAX_PARAMS {
             return;
         }
-        let decoded = if pair.contains(&b';') {
-            Err("invalid semicolon separator in query".to_string())
-        } else {
-            let (key, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
-            unescape(key).and_then(|k| Ok((k, unescape(value)?)))
+        if pair.contains(&b';') {
+            // Go notes this one even after another.
+            *malformed = Some("invalid semicolon separator in query".to_string());
+            continue;
+        }
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
         };
-        match decoded {
+        match unescape(key).and_then(|k| Ok((k, unescape(value)?))) {
             Ok(kv) => pairs.push(kv),
             Err(why) => {
                 malformed.get_or_insert(why);
@@ -301,6 +301,8 @@ mod tests {
         assert_eq!((p.get("query"), p.get("time"), p.get("a")), (None, Some("1"), None));
         assert_eq!(p.all("match[]"), vec!["{x=\"y z\"}"]);
         let refused = p.without_multipart().err();
+        assert_eq!(refused.as_deref(), Some("error parsing form values: invalid semicolon separator in query"));
+        let refused = params(Method::GET, "query=up%zz&e=%4", "", "").without_multipart().err();
         assert_eq!(refused.as_deref(), Some("error parsing form values: invalid URL escape \"%zz\""));
         let body = params(Method::POST, "", "application/x-www-form-urlencoded", "query=1%2");
         assert_eq!(body.get("query"), None);

@@ -29,12 +29,9 @@ use pyrite_tsdb::wal::LogFollowers;
 use crate::metrics::Metrics;
 use crate::shards::Shards;
 
-/// The most `remote_write` entries: each queue runs on a few threads of its own.
-const MAX_QUEUES: usize = 256;
-
-/// The most threads the queues' shards take together, shared evenly among the queues: each
-/// shard of a queue is a thread, and `max_shards: 20000` had the process run out of memory
-/// maps and stop.
+/// The most threads the queues' shards take together, shared evenly among the queues (at most
+/// 256, which the configuration's check allows): each shard of a queue is a thread, and
+/// `max_shards: 20000` had the process run out of memory maps and stop.
 const SHARD_THREADS: usize = 2_048;
 
 /// `entry` with its shards within its queue's share of [`SHARD_THREADS`] (entry `i` of
@@ -112,13 +109,9 @@ impl RemoteWriters {
     /// the whole configuration before anything changes.
     pub fn apply(&self, config: &Config) -> Result<(), String> {
         let queues = config.remote_write.len();
-        if queues > MAX_QUEUES {
-            return Err(format!("remote_write: {queues} entries, more than the {MAX_QUEUES} Pyrite runs"));
-        }
         let mut wanted = Vec::new();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         for (i, entry) in config.remote_write.iter().enumerate() {
-            let entry = &within_thread_budget(entry, i, queues);
             let client = client::Client::new(entry).map_err(|e| format!("remote_write[{i}]: {e}"))?;
             // The queue's place is kept under its url and name, so a changed queue_config
             // (say) resumes where it was.
@@ -127,8 +120,10 @@ impl RemoteWriters {
             *n += 1;
             let dir =
                 self.storage.join("remote_write").join(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes())));
+            // Of the entry as written: a queue keeps running when others come or go and its
+            // share of the threads changes.
             let identity = format!("{entry:?}\n{:?}", config.global.external_labels);
-            wanted.push((dir, identity, entry.clone(), client));
+            wanted.push((dir, identity, within_thread_budget(entry, i, queues), client));
         }
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let keep: Vec<PathBuf> = wanted

@@ -490,13 +490,14 @@ impl Value {
         }
     }
 
-    /// What handling it costs: its series' step slots, a range vector's samples, a scalar's
-    /// steps.
+    /// What handling it costs: its series' step slots and histograms (each as many samples as
+    /// it counts for against the limit), a range vector's samples, a scalar's steps.
     pub fn slots(&self) -> usize {
+        let histograms = |s: &StepSeries| s.histograms.iter().flatten().map(|h| histogram_samples(h)).sum::<usize>();
         match self {
             Value::Scalar(steps) => steps.len(),
             Value::String(_) => 1,
-            Value::Vector(series) => series.iter().map(|s| s.values.len()).sum(),
+            Value::Vector(series) => series.iter().map(|s| s.values.len() + histograms(s)).sum(),
             Value::Range(range) => range.series.iter().map(SeriesSamples::weight).sum(),
         }
     }
@@ -587,8 +588,8 @@ pub struct FragmentOutput {
 }
 
 impl FragmentOutput {
-    /// What merging it costs: the step slots of its series (or an aggregation's groups and
-    /// member histograms), or the samples of a range vector.
+    /// What merging it costs: an aggregation's groups' step slots and member histograms, or
+    /// its value's [`Value::slots`].
     pub fn slots(&self) -> usize {
         match &self.result {
             FragmentResult::Partial(partial) => partial.slots(),
