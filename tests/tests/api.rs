@@ -248,3 +248,43 @@ fn buildinfo_reports_a_prometheus_style_version() {
     assert!(major >= 3, "{version}");
     assert!(v.get("features").is_none(), "no `features` field, so Grafana sees a Prometheus");
 }
+
+/// GET `path` with `Accept-Encoding: accept` over a raw connection; its `Content-Encoding`
+/// (empty if none) and body as sent.
+fn get_encoded(p: &Pyrite, path: &str, accept: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept-Encoding: {accept}\r\n\r\n");
+    conn.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).expect("read");
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-length"), "{head}");
+    let encoding = head.lines().find_map(|l| l.strip_prefix("content-encoding: ")).unwrap_or("").to_string();
+    (encoding, answer[split..].to_vec())
+}
+
+#[test]
+fn answers_are_compressed_as_the_client_accepts_them_as_upstream() {
+    use std::io::Read;
+    let p = loaded();
+    for path in
+        ["/api/v1/series?match[]=a_total", "/federate?match[]=%7Bjob%3D~%22.%2B%22%7D", "/api/v1/status/buildinfo"]
+    {
+        let (encoding, plain) = get_encoded(&p, path, "identity");
+        assert_eq!(encoding, "", "{path}");
+        let (encoding, gzipped) = get_encoded(&p, path, "br, gzip, deflate");
+        assert_eq!(encoding, "gzip", "{path}: the first that upstream answers in");
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut unzipped).expect("gzip");
+        assert_eq!(unzipped, plain, "{path}");
+        let (encoding, deflated) = get_encoded(&p, path, "deflate");
+        assert_eq!(encoding, "deflate", "{path}");
+        let mut inflated = Vec::new();
+        flate2::read::ZlibDecoder::new(&deflated[..]).read_to_end(&mut inflated).expect("zlib");
+        assert_eq!(inflated, plain, "{path}");
+        // Upstream compares whole tokens.
+        assert_eq!(get_encoded(&p, path, "gzip;q=0.5"), (String::new(), plain), "{path}");
+    }
+}

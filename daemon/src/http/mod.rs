@@ -12,6 +12,7 @@ mod api;
 mod ast_json;
 pub mod auth;
 mod client_gone;
+mod compress;
 mod cors;
 mod deadline;
 mod federate;
@@ -123,6 +124,7 @@ pub fn router(ctx: Arc<Api>, local: usize) -> Router {
     if agent {
         federate = federate.route_layer(middleware::from_fn(agent::unsupported));
     }
+    let federate = federate.layer(middleware::from_fn(compress::compress));
     let federate = federate.route_layer(ready());
     let mut router = api.merge(federate).merge(service_routes(&base)).merge(ui::routes(&base, &state.ctx.page_title));
     if !base.is_empty() {
@@ -191,7 +193,7 @@ fn api_routes(base: &str, agent: bool) -> Router<ApiState> {
         local = local.route_layer(middleware::from_fn(agent::unavailable));
         read = read.route_layer(middleware::from_fn(agent::unsupported));
     }
-    Router::new()
+    let answers = Router::new()
         .route(&v1("/metadata"), get(targets::metadata))
         .route(&v1("/targets"), get(targets::targets))
         .route(&v1("/targets/metadata"), get(targets::targets_metadata))
@@ -201,9 +203,10 @@ fn api_routes(base: &str, agent: bool) -> Router<ApiState> {
         .route(&v1("/status/runtimeinfo"), get(status::runtimeinfo))
         .route(&v1("/status/buildinfo"), get(status::buildinfo))
         .route(&v1("/status/walreplay"), get(status::walreplay))
-        .route(&v1("/write"), post(remote_write::write))
         .merge(local)
-        .merge(read)
+        .layer(middleware::from_fn(compress::compress));
+    // Remote write and read speak snappy, as upstream's, which compresses neither.
+    answers.route(&v1("/write"), post(remote_write::write)).merge(read)
 }
 
 /// Unknown paths, under the API too: 404 as upstream's router answers it.
