@@ -7,7 +7,7 @@ use std::io::Write;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flate2::Compression;
@@ -66,12 +66,12 @@ pub async fn compress(request: Request, next: Next) -> Response {
     let encoding = Encoding::accepted(request.headers());
     let response = next.run(request).await;
     let Some(encoding) = encoding else { return response };
-    // A 204 (deletion) has no body to compress, and says nothing of an encoding.
-    if response.headers().contains_key(header::CONTENT_ENCODING) || response.status() == StatusCode::NO_CONTENT {
+    if response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // Answers here are whole in memory already.
+    // Answers here are whole in memory already. An empty one (a 204) says nothing of an
+    // encoding: a client would try to decode it.
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) if body.is_empty() => return Response::from_parts(parts, Body::empty()),
         Ok(body) => body,
