@@ -700,5 +700,10 @@ fn federation_selectors_share_one_sample_limit() {
     // Each selector's answer is held until all are in: 40 samples together, past the 30.
     let (status, body) = get(&p, &format!("/federate?match[]=fresh&match[]={}", encode("{__name__=~\"fr.+\"}")));
     assert_eq!(status, 422, "{body}");
+    // Federation's errors are plain text, as upstream's `http.Error` writes them.
+    assert!(body.ends_with('\n') && !body.starts_with('{'), "{body}");
+    let (status, body) = get(&p, &format!("/federate?match[]={}", encode("fresh{")));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.starts_with("1:7: parse error: unexpected end of input"), "{body}");
     still_serves(&mut p, "federation past the sample limit");
 }

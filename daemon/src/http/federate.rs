@@ -25,10 +25,16 @@ use super::response::ApiError;
 use super::ApiState;
 use crate::clock::now_ms;
 
-pub async fn federate(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
+/// Errors are plain text, as upstream's `http.Error`, not the API's JSON; a selector's parse
+/// error is its message alone.
+pub async fn federate(state: State<ApiState>, headers: HeaderMap, params: Params) -> Response {
+    newest_samples(state, headers, params).await.unwrap_or_else(ApiError::into_plain_text)
+}
+
+async fn newest_samples(State(s): State<ApiState>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
     // Upstream parses the form before reading it, so a multipart body goes unread.
     let params = params.without_multipart().map_err(ApiError::bad_data)?;
-    let matchers = selectors(&params, EmptySelectors::Allowed).map_err(|e| ApiError::bad_param("match[]", e))?;
+    let matchers = selectors(&params, EmptySelectors::Allowed).map_err(|e| ApiError::bad_data(e.to_string()))?;
     // Go reads the header's bytes as they are; only ASCII tokens matter to the negotiation.
     let accept = headers.get(header::ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes())).unwrap_or_default();
     let negotiated = Negotiated::from_accept(&accept);

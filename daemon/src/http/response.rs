@@ -55,6 +55,13 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError { kind: "internal", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
+
+    /// The error as Go's `http.Error` writes it, for the endpoints outside the API that answer
+    /// in plain text (`/federate`): the same status, the message and a newline.
+    pub fn into_plain_text(self) -> Response {
+        let body = format!("{}\n", excerpt(&self.message, MAX_ERROR_BYTES));
+        (self.status, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    }
 }
 
 impl From<EvalError> for ApiError {
