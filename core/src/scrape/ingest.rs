@@ -852,6 +852,11 @@ mod tests {
         let long = format!("a{{x=\"{}\"}} 1\n", "v".repeat(MAX_SERIES_LABEL_BYTES));
         let e = with(IngestOptions::default()).ingest(&long, Format::Text, 1000).unwrap_err();
         assert!(e.to_string().starts_with("labels take more than the 1048576 bytes a series may (metric: a"), "{e}");
+        // A configured limit that the same series passes names itself, as upstream's would.
+        let limits = ScrapeLimits { label_value_length_limit: 2, ..ScrapeLimits::default() };
+        let e =
+            with(IngestOptions { limits, ..IngestOptions::default() }).ingest(&long, Format::Text, 1000).unwrap_err();
+        assert!(e.to_string().starts_with("label_value_length_limit exceeded (metric: a, label name: instance"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The limits a scrape applies to what it takes in, with upstream's semantics and wording:
-//! label limits on a new series' final labels, and the native-histogram limits, which reduce a
-//! histogram's resolution before they refuse it (upstream's `maxSchemaAppender` and
-//! `bucketLimitAppender`). `sample_limit` is counted by the ingest itself.
+//! label limits on a new series' final labels, then the size Pyrite lets a series' labels
+//! take, and the native-histogram limits, which reduce a histogram's resolution before they
+//! refuse it (upstream's `maxSchemaAppender` and `bucketLimitAppender`). `sample_limit` is
+//! counted by the ingest itself.
 
 use crate::config::ScrapeLimits;
 use crate::histogram::{FloatHistogram, MAX_SCHEMA, MIN_SCHEMA};
@@ -16,12 +17,6 @@ fn first50(s: &str) -> &str {
 /// labels may take; the error in upstream's words.
 pub(super) fn check_label_limits(labels: &Labels, limits: &ScrapeLimits) -> Result<(), String> {
     let metric = first50(labels.get("__name__"));
-    if labels.byte_len() > MAX_SERIES_LABEL_BYTES {
-        return Err(format!(
-            "labels take more than the {MAX_SERIES_LABEL_BYTES} bytes a series may (metric: {metric}, bytes: {})",
-            labels.byte_len()
-        ));
-    }
     if limits.label_limit > 0 && labels.len() as u64 > limits.label_limit {
         let (n, limit) = (labels.len(), limits.label_limit);
         return Err(format!("label_limit exceeded (metric: {metric}, number of labels: {n}, limit: {limit})"));
@@ -43,6 +38,13 @@ pub(super) fn check_label_limits(labels: &Labels, limits: &ScrapeLimits) -> Resu
                 l.value.len()
             ));
         }
+    }
+    // Checked after the configured limits, so that a value past one gets upstream's message.
+    if labels.byte_len() > MAX_SERIES_LABEL_BYTES {
+        return Err(format!(
+            "labels take more than the {MAX_SERIES_LABEL_BYTES} bytes a series may (metric: {metric}, bytes: {})",
+            labels.byte_len()
+        ));
     }
     Ok(())
 }
