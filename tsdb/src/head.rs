@@ -745,16 +745,18 @@ impl Head {
         self.series.ids().collect()
     }
 
-    /// Ids of the series that match and have at least one sample in `[mint, maxt]`.
-    pub fn matching_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> RoaringBitmap {
-        self.candidates(matchers)
-            .iter()
-            .filter(|&id| {
-                self.in_range(id, mint, maxt).is_some()
-                    || self.out_of_order.overlaps(id, mint, maxt)
-                    || self.histograms_overlap(id, mint.max(self.min_valid), maxt)
-            })
-            .collect()
+    /// Series `id`'s labels as they are held, name and value, without building a [`Labels`];
+    /// None if the head does not hold it.
+    pub fn label_pairs(&self, id: u32) -> Option<impl Iterator<Item = (&str, &str)>> {
+        let series = self.series.get(id)?;
+        Some(series.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))))
+    }
+
+    /// Whether series `id` has a sample of either type in `[mint, maxt]`, in order or not.
+    pub fn has_samples_in(&self, id: u32, mint: i64, maxt: i64) -> bool {
+        self.in_range(id, mint, maxt).is_some()
+            || self.out_of_order.overlaps(id, mint, maxt)
+            || self.histograms_overlap(id, mint.max(self.min_valid), maxt)
     }
 
     /// Ids of the series that match, whatever the times of their samples: a reader of samples
@@ -907,26 +909,6 @@ impl Head {
             out.histograms.iter_mut().for_each(|s| forget_reset_hint(Arc::make_mut(&mut s.h)));
         }
         Some(out)
-    }
-
-    /// Label sets of the matching series with samples in `[mint, maxt]`.
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.matching_ids(matchers, mint, maxt).iter().filter_map(|id| self.labels(id)).collect()
-    }
-
-    /// Label names present on matching series in `[mint, maxt]`.
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let ids = self.matching_ids(matchers, mint, maxt);
-        self.postings.label_names(&ids).into_iter().map(|n| self.symbols.resolve(n).to_string()).collect()
-    }
-
-    /// Values of label `name` on matching series in `[mint, maxt]`.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let Some(name_id) = self.symbols.lookup(name) else {
-            return Vec::new();
-        };
-        let ids = self.matching_ids(matchers, mint, maxt);
-        self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
     /// Deletes the samples in `[mint, maxt]` of the matching series; returns the ids of the
@@ -1174,8 +1156,9 @@ mod tests {
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].labels, up("api"));
         assert_eq!(sel[0].samples, vec![Sample { t: 1000, v: 1.0 }]);
-        assert_eq!(h.label_values("job", &[], 0, 2000).len(), 2);
-        assert!(h.series(&[], 2001, 3000).is_empty(), "no samples in that range");
+        assert_eq!(h.label_pairs(b).unwrap().collect::<Vec<_>>(), [("__name__", "up"), ("job", "web")]);
+        assert!(h.has_samples_in(a, 0, 1000) && h.has_samples_in(b, 1000, 2000));
+        assert!(!h.has_samples_in(a, 1001, 3000), "no samples in that range");
     }
 
     /// A deletion between two samples deletes nothing: the series is not rewritten, and is
@@ -1263,7 +1246,7 @@ mod tests {
         h.set_min_valid(7_000);
         h.truncate_before(7_000);
         assert_eq!(h.series_samples(id, 0, 20_000, &Projection::All).unwrap().samples.len(), 4);
-        assert_eq!(h.series(&[], 5_000, 6_000).len(), 1, "the series has a sample there");
+        assert!(h.has_samples_in(id, 5_000, 6_000), "the series has a sample there");
         assert!(h.forget(&[id]).is_empty(), "a series with out-of-order samples stays");
         // Appends before min_valid within the window go apart too.
         assert_eq!(h.append(id, 6_500, -1.0), Ok(Appended::OutOfOrder));
@@ -1344,7 +1327,7 @@ mod tests {
         }
         assert_eq!(h.symbols.len(), strings, "the churned pods' names were freed");
         assert_eq!(h.stats().pairs["pod"].len(), 100);
-        assert_eq!(h.series(&[], i64::MIN, i64::MAX).len(), 100);
+        assert_eq!(h.candidates(&[]).iter().filter(|&id| h.has_samples_in(id, i64::MIN, i64::MAX)).count(), 100);
         assert_eq!(h.append(first[0], 200_000, 1.0), Err(AppendError::UnknownSeries));
         let (again, created) = h.get_or_create(&pod(0, 0));
         assert!(created && !first.contains(&again), "a returning series gets a new id");

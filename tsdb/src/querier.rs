@@ -5,7 +5,7 @@
 //! head hold for it, in time order. Should blocks overlap anyway, samples are sorted and
 //! duplicate timestamps dropped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pyrite_core::labels::{Labels, Matcher, Projection};
@@ -36,33 +36,6 @@ impl Querier<'_> {
         }
         parts.push(self.head.select(matchers, mint, maxt, &Projection::All));
         Ok(merge_parts(parts))
-    }
-
-    /// Label sets of the matching series with data in `[mint, maxt]`, each once.
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, BlockError> {
-        let mut out: BTreeSet<Labels> = self.head.series(matchers, mint, maxt).into_iter().collect();
-        for block in self.blocks_in(mint, maxt) {
-            out.extend(block.series(matchers, mint, maxt)?);
-        }
-        Ok(out.into_iter().collect())
-    }
-
-    /// Label names on matching series (blocks are consulted whole if they overlap the range).
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut out: BTreeSet<String> = self.head.label_names(matchers, mint, maxt).into_iter().collect();
-        for block in self.blocks_in(mint, maxt) {
-            out.extend(block.label_names(matchers));
-        }
-        out.into_iter().collect()
-    }
-
-    /// Values of `name` on matching series.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut out: BTreeSet<String> = self.head.label_values(name, matchers, mint, maxt).into_iter().collect();
-        for block in self.blocks_in(mint, maxt) {
-            out.extend(block.label_values(name, matchers));
-        }
-        out.into_iter().collect()
     }
 }
 

@@ -5,48 +5,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use pyrite_core::labels::Matcher;
 use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 
 use super::light::Evaluate;
+use super::listing::{self, LabelNames, LabelValues, SeriesLabels};
 use super::select::Select;
 use super::ShardEnv;
 use crate::metrics::{shard_label, MetricLabels, Metrics};
 use crate::shards::{Message, Request, Selection, ShardError};
-
-/// `f` applied to each `match[]` selector (or to none), the results' union by `key`. Kept
-/// without repeats as it grows: selectors that differ in text but match the same series (a
-/// form may hold a thousand) would otherwise hold every series once for each.
-fn union_matching<T, K: Ord, E: Into<StorageError>>(
-    matchers: &[Vec<Matcher>],
-    key: impl Fn(&T) -> &K,
-    f: impl Fn(&[Matcher]) -> Result<Vec<T>, E>,
-) -> Result<Vec<T>, ShardError> {
-    // Reads only: a panic fails this request, not the process (see `crate::panic`).
-    let union = || {
-        if matchers.len() <= 1 {
-            return f(matchers.first().map_or(&[], Vec::as_slice)).map_err(|e| e.into().into());
-        }
-        let mut out = Vec::new();
-        let mut distinct = 0;
-        let deduplicate = |out: &mut Vec<T>| {
-            out.sort_by(|a, b| key(a).cmp(key(b)));
-            out.dedup_by(|a, b| key(a) == key(b));
-        };
-        for m in matchers {
-            out.extend(f(m).map_err(Into::into)?);
-            if out.len() > 2 * distinct {
-                deduplicate(&mut out);
-                distinct = out.len();
-            }
-        }
-        deduplicate(&mut out);
-        Ok(out)
-    };
-    crate::panic::catch(union).unwrap_or_else(|panic| Err(ShardError::Panic(panic)))
-}
 
 /// Messages a shard takes from its mailbox before it lets its other tasks run.
 const MESSAGES_IN_A_ROW: usize = 16;
@@ -135,28 +103,14 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let db = storage.borrow();
                 let _ = reply.send(ids.iter().map(|&id| db.head.labels(id)).collect());
             }
-            Request::Series { selection: Selection { matchers, mint, maxt }, reply } => {
-                let s = storage.borrow();
-                let q = s.querier();
-                let _ = reply.send(union_matching(&matchers, |l| l, |m| q.series(m, mint, maxt)));
+            Request::Series { selection, reply } => {
+                monoio::spawn(listing::serve(storage.clone(), selection, SeriesLabels::default, reply));
             }
-            Request::LabelNames { selection: Selection { matchers, mint, maxt }, reply } => {
-                let s = storage.borrow();
-                let q = s.querier();
-                let _ = reply.send(union_matching(
-                    &matchers,
-                    |n| n,
-                    |m| Ok::<_, StorageError>(q.label_names(m, mint, maxt)),
-                ));
+            Request::LabelNames { selection, reply } => {
+                monoio::spawn(listing::serve(storage.clone(), selection, LabelNames::default, reply));
             }
-            Request::LabelValues { name, selection: Selection { matchers, mint, maxt }, reply } => {
-                let s = storage.borrow();
-                let q = s.querier();
-                let _ = reply.send(union_matching(
-                    &matchers,
-                    |v| v,
-                    |m| Ok::<_, StorageError>(q.label_values(&name, m, mint, maxt)),
-                ));
+            Request::LabelValues { name, selection, reply } => {
+                monoio::spawn(listing::serve(storage.clone(), selection, move || LabelValues::of(name.clone()), reply));
             }
             Request::Delete { selection: Selection { matchers, mint, maxt }, reply } => {
                 let storage = storage.clone();

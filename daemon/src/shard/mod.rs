@@ -10,6 +10,7 @@
 
 mod housekeeping;
 pub mod light;
+mod listing;
 mod mailbox;
 mod select;
 mod slices;
@@ -101,8 +102,16 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
         tracing::info!(shard = index, dir = %removed.display(), "removed an interrupted write or a compacted block's parent");
     }
     for (file, damage) in &replayed.damage {
-        let what = if damage.at_end { "torn tail truncated" } else { "corruption skipped" };
-        tracing::warn!(shard = index, file = %file.display(), offset = damage.offset, bytes_lost = damage.skipped, "write-ahead log {what}");
+        let (offset, bytes_lost) = (damage.offset, damage.skipped);
+        let name = file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        if name.starts_with("snapshot.") || name.starts_with("checkpoint.") {
+            // A snapshot or checkpoint is the only copy of what it holds: the segments it
+            // covers are gone.
+            tracing::error!(shard = index, file = %file.display(), offset, bytes_lost, "head snapshot or checkpoint damaged: the series and samples in the damaged part are lost");
+        } else {
+            let what = if damage.at_end { "torn tail truncated" } else { "corruption skipped" };
+            tracing::warn!(shard = index, file = %file.display(), offset, bytes_lost, "write-ahead log {what}");
+        }
     }
     if replayed.orphaned > 0 {
         tracing::warn!(shard = index, samples = replayed.orphaned, "samples of series lost to log damage were dropped");

@@ -251,7 +251,7 @@ pub(super) fn head_series(
 }
 
 /// How long a slice has run, looked at now and then (see [`CLOCK_SERIES`]).
-struct SliceClock {
+pub(super) struct SliceClock {
     started: Instant,
     series: usize,
     samples: usize,
@@ -259,18 +259,18 @@ struct SliceClock {
 
 impl SliceClock {
     /// A slice starting now; its first look is at once.
-    fn start() -> SliceClock {
+    pub(super) fn start() -> SliceClock {
         SliceClock { started: Instant::now(), series: CLOCK_SERIES, samples: 0 }
     }
 
     /// Counts a series read, with `samples` samples.
-    fn read(&mut self, samples: usize) {
+    pub(super) fn read(&mut self, samples: usize) {
         self.series += 1;
         self.samples += samples;
     }
 
     /// Whether the slice may read another series.
-    fn goes_on(&mut self) -> bool {
+    pub(super) fn goes_on(&mut self) -> bool {
         if self.series < CLOCK_SERIES && self.samples < CLOCK_SAMPLES {
             return true;
         }

@@ -187,30 +187,17 @@ impl Block {
         }))
     }
 
-    /// Label sets of matching series with chunks in `[mint, maxt]` (tombstones are not
-    /// consulted, as upstream's series API does not).
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, BlockError> {
-        let mut out = Vec::new();
-        for id in &self.matching(matchers) {
-            let entry = self.entry(id)?;
-            if entry.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint) {
-                out.push(self.labels(&entry));
-            }
-        }
-        Ok(out)
+    /// The label set of series `id` (a number [`Block::matching`] gave) if it has chunks in
+    /// `[mint, maxt]`; tombstones are not consulted, as upstream's series API does not.
+    pub fn series_labels(&self, id: u32, mint: i64, maxt: i64) -> Result<Option<Labels>, BlockError> {
+        let entry = self.entry(id)?;
+        Ok(entry.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint).then(|| self.labels(&entry)))
     }
 
-    /// Label names on matching series.
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let ids = self.matching(matchers);
-        self.postings.label_names(&ids).into_iter().map(|n| self.symbols.resolve(n).to_string()).collect()
-    }
-
-    /// Values of `name` on matching series.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let Some(name_id) = self.symbols.lookup(name) else { return Vec::new() };
-        let ids = self.matching(matchers);
-        self.postings.label_values(name_id, &ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
+    /// The label set of series `id`, whatever its chunks' times: label names and values are
+    /// listed for the whole block that overlaps a range, as upstream lists them.
+    pub fn labels_of(&self, id: u32) -> Result<Labels, BlockError> {
+        Ok(self.labels(&self.entry(id)?))
     }
 
     /// Series `id` (numbered in label order) with its chunks, tombstones applied: chunks a

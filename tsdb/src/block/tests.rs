@@ -68,9 +68,13 @@ fn blocks_and_head_read_as_the_head_alone() {
             assert!(q.select(&matchers, mint, maxt).unwrap() == want, "{matchers:?} {mint}..{maxt}");
         }
     }
-    assert_eq!(q.series(&[], 0, 5 * H).unwrap().len(), 20);
-    assert_eq!(q.label_values("job", &[], 0, H), vec!["even", "odd"]);
-    assert!(q.label_names(&[], 0, H).contains(&"i".to_string()));
+    for block in &blocks {
+        let listed: Vec<Labels> =
+            block.matching(&[]).iter().flat_map(|id| block.series_labels(id, 0, H).unwrap()).collect();
+        assert_eq!(listed.len(), if block.overlaps(0, H) { 20 } else { 0 });
+        let odd = block.matching(&[m("job", MatchOp::Equal, "odd")]);
+        assert!(odd.iter().all(|id| block.labels_of(id).unwrap().get("job") == "odd") && odd.len() == 10);
+    }
     // The head refuses what belongs to blocks now.
     assert_eq!(cut_head.append(0, 4 * H - 1, 1.0), Err(crate::head::AppendError::OutOfBounds));
     fs::remove_dir_all(&dir).unwrap();

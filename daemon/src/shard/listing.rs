@@ -1,0 +1,351 @@
+//! The API's listings of this shard's storage (`series`, label names, label values), read in
+//! slices: listing a shard that holds millions of series must not hold its thread (a `series`
+//! over 600k head series held it for 0.8 s in one go).
+//!
+//! A listing is a task on the shard's runtime. It notes the series that any `match[]`
+//! selector picks in each block that overlaps the range and in the head (postings look-ups,
+//! their union), then visits them a slice at a time, as a query's read does
+//! ([`super::select`]), and keeps what it lists of each: its label set if it has samples in the
+//! range, or its label names, or its value of one label. A head series gone meanwhile
+//! (garbage-collected) is skipped. If the set of blocks changed between slices (the head cut
+//! into a new block, blocks compacted or deleted), what was visited may miss series, so the
+//! listing starts over; the last attempt visits everything in one go.
+//!
+//! Label names and values are listed for a block's series whatever their chunks' times, as
+//! upstream lists them per block. Answers hold an item once per source at most and in no
+//! order: the API merges the shards' answers into one sorted set.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use pyrite_core::labels::{Labels, Matcher};
+use pyrite_core::promql::MAX_READ_RESTARTS;
+use pyrite_tsdb::block::{Block, BlockError};
+use pyrite_tsdb::db::{Db, StorageError};
+use pyrite_tsdb::head::Head;
+use roaring::RoaringBitmap;
+
+use super::select::SliceClock;
+use crate::shards::{Selection, ShardError};
+
+/// What a listing keeps of each series it visits.
+pub trait Keep {
+    type Item: Send;
+    /// Keeps what it lists of head series `id`, which has samples in `[mint, maxt]`.
+    fn keep_head(&mut self, head: &Head, id: u32);
+    /// Keeps what it lists of series `id` of `block`.
+    fn keep_block(&mut self, block: &Block, id: u32, mint: i64, maxt: i64) -> Result<(), BlockError>;
+    fn into_items(self) -> Vec<Self::Item>;
+}
+
+/// The label sets of the series with samples in the range.
+#[derive(Default)]
+pub struct SeriesLabels(Vec<Labels>);
+
+impl Keep for SeriesLabels {
+    type Item = Labels;
+    fn keep_head(&mut self, head: &Head, id: u32) {
+        self.0.extend(head.labels(id));
+    }
+    fn keep_block(&mut self, block: &Block, id: u32, mint: i64, maxt: i64) -> Result<(), BlockError> {
+        self.0.extend(block.series_labels(id, mint, maxt)?);
+        Ok(())
+    }
+    fn into_items(self) -> Vec<Labels> {
+        self.0
+    }
+}
+
+/// Distinct strings, each allocated once however many series carry it.
+#[derive(Default)]
+pub struct Distinct(HashSet<String>);
+
+impl Distinct {
+    fn add(&mut self, s: &str) {
+        if !self.0.contains(s) {
+            self.0.insert(s.to_string());
+        }
+    }
+}
+
+/// The label names the series carry.
+#[derive(Default)]
+pub struct LabelNames(Distinct);
+
+impl Keep for LabelNames {
+    type Item = String;
+    fn keep_head(&mut self, head: &Head, id: u32) {
+        head.label_pairs(id).into_iter().flatten().for_each(|(name, _)| self.0.add(name));
+    }
+    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
+        block.labels_of(id)?.iter().for_each(|l| self.0.add(&l.name));
+        Ok(())
+    }
+    fn into_items(self) -> Vec<String> {
+        self.0 .0.into_iter().collect()
+    }
+}
+
+/// The values the series have for one label name.
+pub struct LabelValues {
+    name: String,
+    values: Distinct,
+}
+
+impl LabelValues {
+    pub fn of(name: String) -> Self {
+        LabelValues { name, values: Distinct::default() }
+    }
+}
+
+impl Keep for LabelValues {
+    type Item = String;
+    fn keep_head(&mut self, head: &Head, id: u32) {
+        let value = head.label_pairs(id).into_iter().flatten().find(|(name, _)| *name == self.name);
+        value.into_iter().for_each(|(_, value)| self.values.add(value));
+    }
+    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
+        let labels = block.labels_of(id)?;
+        let value = labels.get(&self.name);
+        if !value.is_empty() {
+            self.values.add(value);
+        }
+        Ok(())
+    }
+    fn into_items(self) -> Vec<String> {
+        self.values.0.into_iter().collect()
+    }
+}
+
+/// Lists `selection` with `keep` (its fields set, its items empty) and answers on `reply`;
+/// gives up without an answer once nobody waits. It only reads: a panic fails this request,
+/// not the process (see `crate::panic`).
+pub async fn serve<K: Keep>(
+    storage: Rc<RefCell<Db>>,
+    selection: Selection,
+    keep: impl Fn() -> K,
+    reply: flume::Sender<Result<Vec<K::Item>, ShardError>>,
+) {
+    let listed = crate::panic::CatchPanic::new(list(&storage, &selection, keep, &reply)).await;
+    let answer = match listed {
+        Ok(Ok(Some(items))) => Ok(items),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => Err(StorageError::from(e).into()),
+        Err(panic) => Err(ShardError::Panic(panic)),
+    };
+    let _ = reply.send(answer);
+}
+
+/// The series each source picks, noted before the visit: blocks by ULID, so that a block no
+/// longer served is noticed.
+struct Sources {
+    blocks: Vec<(String, RoaringBitmap)>,
+    head: RoaringBitmap,
+}
+
+impl Sources {
+    fn note(db: &Db, selection: &Selection) -> Sources {
+        let union = |pick: &dyn Fn(&[Matcher]) -> RoaringBitmap| match selection.matchers.as_slice() {
+            [] => pick(&[]),
+            sets => sets.iter().map(|set| pick(set)).fold(RoaringBitmap::new(), |all, ids| all | ids),
+        };
+        let q = db.querier();
+        Sources {
+            blocks: q
+                .blocks_in(selection.mint, selection.maxt)
+                .map(|b| (b.meta().ulid.clone(), union(&|set| b.matching(set))))
+                .collect(),
+            head: union(&|set| db.head.candidates(set)),
+        }
+    }
+
+    fn blocks_unchanged(&self, db: &Db, selection: &Selection) -> bool {
+        let q = db.querier();
+        let now = q.blocks_in(selection.mint, selection.maxt).map(|b| &b.meta().ulid);
+        now.eq(self.blocks.iter().map(|(ulid, _)| ulid))
+    }
+}
+
+/// The listing's items; None if nobody waits any more.
+async fn list<K: Keep, T>(
+    storage: &RefCell<Db>,
+    selection: &Selection,
+    keep: impl Fn() -> K,
+    reply: &flume::Sender<T>,
+) -> Result<Option<Vec<K::Item>>, BlockError> {
+    let mut attempt = 0;
+    loop {
+        let sliced = attempt < MAX_READ_RESTARTS;
+        let sources = Sources::note(&storage.borrow(), selection);
+        let mut kept = keep();
+        match visit(storage, selection, &sources, &mut kept, sliced, reply).await? {
+            Visit::Done => return Ok(Some(kept.into_items())),
+            Visit::BlocksChanged => attempt += 1,
+            Visit::Abandoned => return Ok(None),
+        }
+    }
+}
+
+enum Visit {
+    Done,
+    BlocksChanged,
+    Abandoned,
+}
+
+/// Visits every series `sources` noted, in slices unless `sliced` is false, each source from
+/// a slice of its own; the last slice
+/// checks that the blocks are those noted, on the same turn. Visited in one go, nothing can
+/// change meanwhile: that visit is done.
+async fn visit<T>(
+    storage: &RefCell<Db>,
+    selection: &Selection,
+    sources: &Sources,
+    kept: &mut impl Keep,
+    sliced: bool,
+    reply: &flume::Sender<T>,
+) -> Result<Visit, BlockError> {
+    let (mint, maxt) = (selection.mint, selection.maxt);
+    let block_ids = sources.blocks.iter().enumerate().flat_map(|(i, (_, ids))| ids.iter().map(move |id| (Some(i), id)));
+    let mut ids = block_ids.chain(sources.head.iter().map(|id| (None, id))).peekable();
+    loop {
+        {
+            let db = storage.borrow();
+            let mut clock = SliceClock::start();
+            // The block being visited, found once a slice.
+            let mut current: Option<(usize, &Block)> = None;
+            // The source of the series visited last: each starts on a new slice.
+            let mut source = None;
+            while !sliced || clock.goes_on() {
+                let Some(&(block, id)) = ids.peek() else { break };
+                if sliced && source.is_some_and(|s| s != block) {
+                    break;
+                }
+                (source, _) = (Some(block), ids.next());
+                clock.read(1);
+                let Some(i) = block else {
+                    if db.head.has_samples_in(id, mint, maxt) {
+                        kept.keep_head(&db.head, id);
+                    }
+                    continue;
+                };
+                if current.is_none_or(|(at, _)| at != i) {
+                    let ulid = &sources.blocks[i].0;
+                    let Some(found) = db.blocks.list().iter().find(|b| b.meta().ulid == *ulid) else {
+                        return Ok(Visit::BlocksChanged);
+                    };
+                    current = Some((i, found));
+                }
+                if let Some((_, block)) = current {
+                    kept.keep_block(block, id, mint, maxt)?;
+                }
+            }
+            if ids.peek().is_none() {
+                let unchanged = !sliced || sources.blocks_unchanged(&db, selection);
+                return Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged });
+            }
+        }
+        super::slices::pause().await;
+        if reply.is_disconnected() {
+            return Ok(Visit::Abandoned);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrite_core::labels::MatchOp;
+    use pyrite_core::remote::WriteSeries;
+    use pyrite_core::value::Sample;
+    use pyrite_tsdb::db::Dirs;
+    use pyrite_tsdb::wal::WalOptions;
+    use std::future::Future;
+    use std::task::Poll;
+
+    const RANGE: i64 = 1000;
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime")
+    }
+
+    fn open(name: &str) -> (RefCell<Db>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pyrite-listing-test-{name}-{}", std::process::id()));
+        let options = WalOptions { compress: false, segment_size: 1 << 20 };
+        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
+        (RefCell::new(db), dir)
+    }
+
+    /// Series `m{i, job}` for `is`, with a sample every 100 ms in `[from, to]`.
+    fn samples(is: std::ops::Range<usize>, job: &str, from: i64, to: i64) -> Vec<WriteSeries> {
+        is.map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "m".into()), ("i", i.to_string()), ("job", job.into())]),
+            samples: (from / 100..=to / 100).map(|k| Sample { t: k * 100, v: k as f64 }).collect(),
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect()
+    }
+
+    fn selection(matchers: Vec<Vec<Matcher>>, mint: i64, maxt: i64) -> Selection {
+        Selection { matchers, mint, maxt }
+    }
+
+    fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+        items.sort();
+        items.dedup();
+        items
+    }
+
+    /// The head cut into a new block between two slices: the listing starts over and lists
+    /// the series whose samples moved, which it had not visited yet.
+    #[test]
+    fn a_listing_across_a_block_cut_starts_over_and_misses_nothing() {
+        let (storage, dir) = open("cut");
+        storage.borrow_mut().write(samples(0..5, "old", 0, 900));
+        storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+        let (reply, _answers) = flume::unbounded::<()>();
+        let all = selection(Vec::new(), 0, 5000);
+        let listed = runtime().block_on(async {
+            let mut listing = std::pin::pin!(list(&storage, &all, SeriesLabels::default, &reply));
+            let first = std::future::poll_fn(|cx| Poll::Ready(listing.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "the listing pauses after the block");
+            // The head's series move into a block of their own before they were visited.
+            storage.borrow_mut().write(samples(10..11, "filler", 1000, 3000));
+            assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+            listing.await.expect("listed").expect("an answer")
+        });
+        let jobs: Vec<&str> = sorted(listed.iter().map(|l| l.get("job")).collect());
+        assert_eq!((sorted(listed.clone()).len(), jobs), (11, vec!["filler", "new", "old"]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Selectors are united, series without samples in the range left out, and label names
+    /// and values listed for the series the selectors pick, from block and head.
+    #[test]
+    fn listings_unite_the_selectors_over_block_and_head() {
+        let (storage, dir) = open("kinds");
+        storage.borrow_mut().write(samples(0..3, "a", 0, 900));
+        storage.borrow_mut().write(samples(3..6, "b", 1000, 1900));
+        storage.borrow_mut().write(samples(6..8, "c", 1000, 1100));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+        let job = |v: &str| vec![Matcher::new("job", MatchOp::Equal, v).expect("matcher")];
+        let (reply, _answers) = flume::unbounded::<()>();
+        let run = |s: &Selection| {
+            let rt = &mut runtime();
+            let series = rt.block_on(list(&storage, s, SeriesLabels::default, &reply)).unwrap().unwrap();
+            let names = rt.block_on(list(&storage, s, LabelNames::default, &reply)).unwrap().unwrap();
+            let values = rt.block_on(list(&storage, s, || LabelValues::of("i".into()), &reply)).unwrap().unwrap();
+            (sorted(series).len(), sorted(names), sorted(values))
+        };
+        let names = vec!["__name__".to_string(), "i".into(), "job".into()];
+        let is = |r: std::ops::Range<usize>| sorted(r.map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(run(&selection(vec![job("a"), job("b")], 0, 5000)), (6, names.clone(), is(0..6)));
+        // Series c has no sample after 1.1 s: the head lists only those with samples in range.
+        let late = selection(vec![job("b"), job("c")], 1500, 5000);
+        assert_eq!(run(&late), (3, names, is(3..6)));
+        assert_eq!(run(&selection(vec![job("none")], 0, 5000)), (0, Vec::new(), Vec::new()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
