@@ -71,8 +71,28 @@ pub fn check_shard_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Without the record (lost, or deleted by hand), the shards' directories tell.
+            if let Some(found) = shard_dirs(dir).filter(|&found| found != shards) {
+                bail!(
+                    "the data in {} holds the directories of {found} shards, and {} is missing; \
+                     start with --shards={found}, which writes it again",
+                    dir.display(),
+                    record.display()
+                );
+            }
             fs::write(&record, format!("{shards}\n")).with_context(|| format!("cannot write {}", record.display()))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", record.display())),
     }
+}
+
+/// How many shards wrote the data under `dir`, from the highest numbered directory in `wal/`
+/// or `blocks/`; None if there is none.
+fn shard_dirs(dir: &Path) -> Option<usize> {
+    let numbered = |sub: &str| -> Vec<usize> {
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else { return Vec::new() };
+        let dirs = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        dirs.filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+    };
+    numbered("wal").into_iter().chain(numbered("blocks")).max().map(|highest| highest + 1)
 }

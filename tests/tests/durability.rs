@@ -272,4 +272,15 @@ fn data_written_by_another_shard_count_is_refused_with_the_count_to_use() {
     let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
     assert!(!status.success());
     assert!(stderr.contains("written by 2 shards; start with --shards=2"), "{stderr}");
+    // Without the record of the count, the shards' directories tell it (red team: one shard
+    // served half the data, and three routed series away from their history).
+    std::fs::remove_file(data.join("wal").join("shards")).unwrap();
+    for shards in [1, 3] {
+        let mut p = Pyrite::spawn(opts(&data, shards));
+        let (status, stderr) = p.process.wait_exit(Duration::from_secs(20));
+        assert!(!status.success());
+        assert!(stderr.contains("holds the directories of 2 shards"), "{stderr}");
+    }
+    drop(start(&data, 2));
+    assert_eq!(std::fs::read_to_string(data.join("wal").join("shards")).unwrap(), "2\n");
 }
