@@ -9,17 +9,32 @@
 //! `{` and a space), skipping quoted strings and comments, and refuses a document nested deeper
 //! than serde_norway would accept. A bracket inside a plain scalar (`regex: a[0-9]`) does not
 //! stand where a collection opens and is not counted.
+//!
+//! Aliases are then weighed: serde_norway copies an anchored node for every alias of it, so
+//! 1 MB that anchors a 1 MiB string and names it 8,000 times would take 8 GiB (the process
+//! died on such a config at a reload). A first pass walks the document as serde_norway expands
+//! it without keeping anything, and refuses one that expands to more than [`MAX_EXPANDED`]
+//! bytes, as Go's YAML refuses "excessive aliasing".
 
-use serde::de::DeserializeOwned;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
 /// Deepest nesting serde_norway accepts.
 const MAX_DEPTH: usize = 128;
 
+/// Most bytes of scalars a document may expand to through its aliases, beyond its own length
+/// sixteen times over.
+const MAX_EXPANDED: usize = 64 << 20;
+
 #[derive(Debug, Error)]
 pub enum YamlError {
     #[error("line {line}: collections nested more than {MAX_DEPTH} levels deep")]
     TooDeep { line: usize },
+    #[error("the document's aliases expand it past {0} bytes")]
+    ExcessiveAliasing(usize),
     #[error("{0}")]
     Parse(#[from] serde_norway::Error),
 }
@@ -27,7 +42,98 @@ pub enum YamlError {
 /// Parses `text` as YAML into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     check_depth(text)?;
+    if text.contains('*') {
+        check_expansion(text)?;
+    }
     Ok(serde_norway::from_str(text)?)
+}
+
+/// Walks `text` as serde_norway expands its aliases, counting the bytes of its scalars (and a
+/// few for each node), and refuses it past its budget.
+fn check_expansion(text: &str) -> Result<(), YamlError> {
+    let limit = MAX_EXPANDED.saturating_add(text.len().saturating_mul(16));
+    let left = Cell::new(limit);
+    match Weigh(&left).deserialize(serde_norway::Deserializer::from_str(text)) {
+        Err(_) if left.get() == 0 => Err(YamlError::ExcessiveAliasing(limit)),
+        // Any other error is the parse's to report.
+        _ => Ok(()),
+    }
+}
+
+/// A deserializer's visitor that keeps nothing and takes each node's weight off a budget,
+/// failing once it is spent.
+#[derive(Clone, Copy)]
+struct Weigh<'a>(&'a Cell<usize>);
+
+impl Weigh<'_> {
+    fn take<E: serde::de::Error>(self, bytes: usize) -> Result<(), E> {
+        match self.0.get().checked_sub(bytes.saturating_add(8)) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => {
+                self.0.set(0);
+                Err(E::custom("excessive aliasing"))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Weigh<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Weigh<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.take(v.len())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.take(0)?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.take(0)?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged node (`!tag value`): its value is weighed as any other.
+        use serde::de::VariantAccess;
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
+    }
 }
 
 fn check_depth(text: &str) -> Result<(), YamlError> {
@@ -106,6 +212,20 @@ fn skip_quoted(b: &[u8], start: usize, line: &mut usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An anchored megabyte named by thousands of aliases is refused before it is copied for
+    /// each (red team: 2.6 GB, then the process aborted); a few aliases are fine.
+    #[test]
+    fn an_alias_bomb_is_refused_and_plain_aliases_are_kept() {
+        let big = "x".repeat(1 << 20);
+        let bomb = format!("a: &big {big}\nb: [{}]\n", vec!["*big"; 8000].join(", "));
+        let e = from_str::<serde_norway::Value>(&bomb).unwrap_err();
+        assert!(matches!(e, YamlError::ExcessiveAliasing(_)), "{e}");
+        let fine = "base: &b {x: 1, y: [a, b]}\nuse: [*b, *b, *b]\nstar: 'a*b'\n";
+        let value: serde_norway::Value = from_str(fine).expect("parses");
+        assert_eq!(value["use"][2]["y"][1].as_str(), Some("b"));
+        assert!(from_str::<serde_norway::Value>("a: *missing").is_err(), "the parse's own error");
+    }
 
     #[test]
     fn deep_flow_nesting_is_refused_at_once() {
