@@ -2,7 +2,7 @@
 //! rules independent of each other, each on a thread of its own while a slot of the global
 //! `--rules.max-concurrent-evals` is free, else on the group's thread, as upstream does.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pyrite_core::rules::RuleEval;
@@ -26,24 +26,36 @@ impl ConcurrentEvals {
     /// `storage`. A batch of one runs here.
     pub(super) fn run(&self, batch: &mut [RuleEval<'_>], storage: &mut ShardStorage) {
         let alone = batch.len() <= 1;
+        // Each evaluation behind a lock of its own, so that one whose thread could not start
+        // is still at hand to run here.
+        let evals: Vec<Mutex<&mut RuleEval<'_>>> = batch.iter_mut().map(Mutex::new).collect();
         std::thread::scope(|scope| {
-            for eval in batch.iter_mut() {
+            for eval in &evals {
+                let run_here = |storage: &mut ShardStorage| lock(eval).run(storage, &Instant::now);
                 let Some(slot) = (!alone).then(|| self.slots.try_acquire()).flatten() else {
-                    eval.run(storage, &Instant::now);
+                    run_here(storage);
                     continue;
                 };
                 let (shards, queries) = (self.shards.clone(), self.queries.clone());
-                std::thread::Builder::new()
+                let started = std::thread::Builder::new()
                     .name("rule".into())
                     .stack_size(crate::STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _slot = slot;
-                        eval.run(&mut ShardStorage::new(shards, queries), &Instant::now);
-                    })
-                    // As `std::thread::scope`'s own `spawn`: a system out of threads ends the
-                    // process (the rule's state is lent to the thread that could not start).
-                    .expect("cannot start a thread for a rule evaluation");
+                        lock(eval).run(&mut ShardStorage::new(shards, queries), &Instant::now);
+                    });
+                if let Err(e) = started {
+                    // A system out of threads (a process limit): the rule runs here instead.
+                    tracing::warn!(error = %e, "cannot start a thread for a rule evaluation; evaluating it in turn");
+                    run_here(storage);
+                }
             }
         });
     }
+}
+
+/// The evaluation behind `eval`'s lock, which a panic in another evaluation cannot poison (each
+/// is taken by one thread only).
+fn lock<'a, 'b, 'r>(eval: &'a Mutex<&'b mut RuleEval<'r>>) -> std::sync::MutexGuard<'a, &'b mut RuleEval<'r>> {
+    eval.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
