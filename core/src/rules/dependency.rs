@@ -8,7 +8,9 @@
 //! matching or absent `alertname`). A selector without a metric name could read anything, so one
 //! anywhere in the group makes every rule run alone, in order.
 
-use crate::labels::Matcher;
+use std::collections::HashMap;
+
+use crate::labels::{MatchOp, Matcher};
 use crate::promql::ast::VectorSelector;
 use crate::promql::Expr;
 
@@ -21,12 +23,13 @@ pub(super) fn batches(rules: &[RuleState]) -> Vec<Vec<usize>> {
     let Some(reads) = dependencies(rules) else {
         return (0..rules.len()).map(|i| vec![i]).collect();
     };
-    let read = |j: usize| reads.iter().any(|r| r.contains(&j));
+    let mut read = vec![false; rules.len()];
+    reads.iter().flatten().for_each(|&j| read[j] = true);
     let (mut first, mut middle, mut last) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in reads.iter().enumerate() {
         if r.is_empty() {
             first.push(i);
-        } else if read(i) {
+        } else if read[i] {
             middle.push(vec![i]);
         } else {
             last.push(i);
@@ -42,6 +45,9 @@ fn dependencies(rules: &[RuleState]) -> Option<Vec<Vec<usize>>> {
         return Some(vec![Vec::new(); rules.len()]);
     }
     let mut reads = Vec::with_capacity(rules.len());
+    // The earlier rules by the name they write: a selector naming one metric looks it up
+    // instead of going over every earlier rule (a group may hold a hundred thousand).
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let mut found = Vec::new();
         selectors(&rule.expr, &mut found);
@@ -49,17 +55,24 @@ fn dependencies(rules: &[RuleState]) -> Option<Vec<Vec<usize>>> {
         for selector in found {
             let name = name_matcher(selector)?;
             let alerts = name.matches("ALERTS") || name.matches("ALERTS_FOR_STATE");
+            if name.op == MatchOp::Equal && !alerts {
+                earlier.extend(by_name.get(name.value.as_str()).into_iter().flatten());
+                continue;
+            }
             let alertname = selector.matchers.iter().find(|m| m.name == "alertname");
             for (j, other) in rules[..i].iter().enumerate() {
                 let other_name = other.rule.name();
                 let reads_alerts =
                     alerts && other.rule.is_alerting() && alertname.is_none_or(|m| m.matches(other_name));
-                if (name.matches(other_name) || reads_alerts) && !earlier.contains(&j) {
+                if name.matches(other_name) || reads_alerts {
                     earlier.push(j);
                 }
             }
         }
+        earlier.sort_unstable();
+        earlier.dedup();
         reads.push(earlier);
+        by_name.entry(rule.rule.name()).or_default().push(i);
     }
     Some(reads)
 }
