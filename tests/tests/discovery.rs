@@ -200,3 +200,61 @@ fn dns_sd_finds_srv_and_a_records() {
     let a_target = active(&p).into_iter().find(|t| t["scrapePool"] == "a").unwrap();
     assert_eq!(a_target["discoveredLabels"]["__address__"], format!("127.0.0.1:{b_port}"));
 }
+
+/// A URL that accepts and never answers holds up no other source (red team: every pass
+/// waited for it, and file_sd targets came 20 s late).
+#[test]
+fn a_url_that_never_answers_holds_up_no_other_source() {
+    let loadgen = Loadgen::start(1, 5);
+    let a = &loadgen.targets[0];
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/targets", silent.local_addr().unwrap());
+    // Connections are accepted and held, never answered.
+    std::thread::spawn(move || silent.incoming().flatten().collect::<Vec<_>>());
+    let dir = TempDir::new("file-sd-beside-silent-url");
+    std::fs::write(dir.0.join("a.json"), format!(r#"[{{"targets": ["{a}"]}}]"#)).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: silent\n    http_sd_configs:\n      - url: {url}\n        refresh_interval: 1m\n  - job_name: files\n    file_sd_configs:\n      - files: ['{}/*.json']\n",
+        dir.0.display()
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    // Before, the first pass waited the URL's 30 s timeout.
+    wait_for_instances(&p, &[a], "the file's target beside a silent URL");
+}
+
+/// A file rewritten without pause is handed over at once, then at most every five seconds,
+/// as upstream's discovery manager sends updates (red team: 14,000 hand-overs in 15 s made
+/// 3.5 million series).
+#[test]
+fn a_file_rewritten_without_pause_is_handed_over_at_most_every_five_seconds() {
+    let loadgen = Loadgen::start(1, 5);
+    let a = &loadgen.targets[0];
+    let dir = TempDir::new("file-sd-rewritten");
+    let write = |k: usize| {
+        let tmp = dir.0.join(".a.json.tmp");
+        std::fs::write(&tmp, format!(r#"[{{"targets": ["{a}"], "labels": {{"k": "{k}"}}}}]"#)).unwrap();
+        std::fs::rename(&tmp, dir.0.join("a.json")).unwrap();
+    };
+    write(0);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: files\n    file_sd_configs:\n      - files: ['{}/*.json']\n",
+        dir.0.display()
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    wait_for_instances(&p, &[a], "the file's target");
+    let before = p.metric("prometheus_sd_updates_total");
+    assert!(before >= 2.0, "the first hand-over, to both consumers, is counted: {before}");
+    // Forty versions over four seconds.
+    for k in 1..=40 {
+        write(k);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let handed = p.metric("prometheus_sd_updates_total") - before;
+    // Two consumers count each hand-over: at most two hand-overs in those four seconds.
+    assert!(handed <= 4.0, "{handed} updates counted for 40 rewrites");
+    // The last version is handed over in the end.
+    let last = eventually(Duration::from_secs(15), || {
+        active(&p).iter().any(|t| t["labels"]["k"] == "40" && t["health"] == "up").then_some(())
+    });
+    assert!(last.is_some(), "the last version was not applied: {:?}", active(&p));
+}

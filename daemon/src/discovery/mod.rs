@@ -6,6 +6,12 @@
 //!
 //! A source that fails keeps its last good groups (as upstream does), with a warning and a
 //! counted failure.
+//!
+//! Files are read on the thread itself. A URL or a name is looked up on a thread of its own,
+//! one look-up of a source at a time, so that a URL that answers slowly (up to its 30 s
+//! timeout) holds up no other source. Changed groups are handed over at once, then at most
+//! every [`MIN_HANDOVER_GAP`], as upstream's discovery manager sends its updates: a file
+//! rewritten without pause restarted the scrape of its targets thousands of times a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,6 +32,8 @@ mod dns;
 const TICK: Duration = Duration::from_secs(1);
 /// Largest `http_sd_configs` answer read.
 const MAX_ANSWER_BYTES: u64 = 16 << 20;
+/// The shortest time between two hand-overs of changed groups (upstream's `updatert`).
+const MIN_HANDOVER_GAP: Duration = Duration::from_secs(5);
 
 /// The groups found so far, by job name and by Alertmanager set, and the thread's wake-up line.
 pub struct Discovery {
@@ -76,8 +84,14 @@ struct Source {
     due: Instant,
     /// The last groups read successfully.
     last: Vec<TargetGroup>,
+    /// A look-up of this source runs on a thread now.
+    looking_up: bool,
+    /// The source was read or looked up at least once (its first answer is handed over
+    /// without waiting for the gap).
+    answered: bool,
 }
 
+#[derive(Clone)]
 enum SourceKind {
     Files(Vec<String>),
     Http(String),
@@ -96,7 +110,7 @@ fn sources(config: &Config) -> Vec<Source> {
         });
         for (kind, every) in files.chain(urls).chain(names) {
             let (owner, every, due) = (owner.clone(), every.as_std(), Instant::now());
-            out.push(Source { owner, kind, every, due, last: Vec::new() });
+            out.push(Source { owner, kind, every, due, last: Vec::new(), looking_up: false, answered: false });
         }
     };
     for sc in &config.scrape_configs {
@@ -130,15 +144,24 @@ fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
     Ok(groups)
 }
 
-/// The groups an `http_sd_configs` URL answers, each with `__meta_url`.
-fn fetch(url: &str, timeout: Duration) -> Result<Vec<TargetGroup>, String> {
+/// The groups an `http_sd_configs` URL answers, each with `__meta_url`; the request says how
+/// often it is made, as upstream's does.
+fn fetch(url: &str, every: Duration) -> Result<Vec<TargetGroup>, String> {
+    let timeout = every.min(Duration::from_secs(30));
     let response = crate::http_client::request(&Default::default(), "GET", url, timeout)?
-        .set("X-Prometheus-Refresh-Interval-Seconds", &timeout.as_secs().to_string())
+        .set("X-Prometheus-Refresh-Interval-Seconds", &every.as_secs().to_string())
         .call()
         .map_err(|e| format!("{url}: {e}"))?;
+    let content_type = response.header("Content-Type").unwrap_or_default().trim().to_string();
+    if !is_json(&content_type) {
+        return Err(format!("{url}: unsupported content type {content_type:?}"));
+    }
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(response.into_reader(), MAX_ANSWER_BYTES), &mut text)
+    std::io::Read::read_to_string(&mut std::io::Read::take(response.into_reader(), MAX_ANSWER_BYTES + 1), &mut text)
         .map_err(|e| format!("{url}: {e}"))?;
+    if text.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!("{url}: the answer is larger than {MAX_ANSWER_BYTES} bytes"));
+    }
     let groups = parse_groups(&text, true, url).map_err(|e| format!("{url}: {e}"))?;
     Ok(groups
         .into_iter()
@@ -147,6 +170,16 @@ fn fetch(url: &str, timeout: Duration) -> Result<Vec<TargetGroup>, String> {
             g
         })
         .collect())
+}
+
+/// Whether an answer's `Content-Type` is JSON, as upstream's HTTP discovery requires:
+/// `application/json`, with no parameter but a UTF-8 charset.
+fn is_json(content_type: &str) -> bool {
+    let mut parts = content_type.splitn(2, ';');
+    let mime = parts.next().unwrap_or_default();
+    let charset = parts.next().map(|p| p.trim_start().to_ascii_lowercase());
+    mime.eq_ignore_ascii_case("application/json")
+        && charset.is_none_or(|c| matches!(c.as_str(), "charset=utf-8" | "charset=\"utf-8\""))
 }
 
 /// Watches the directories of file patterns with inotify, so that a changed file is re-read
@@ -262,6 +295,69 @@ pub struct DiscoveryThread {
     pub on_change: Box<dyn Fn() + Send>,
 }
 
+/// A look-up's groups, for the source at an index of a generation of sources (a new
+/// configuration starts a new one, and answers for the old are dropped).
+type Found = (u64, usize, Result<Vec<TargetGroup>, String>);
+
+/// Reads or looks up a source on a thread of its own, which sends what it found to `found`
+/// for the source at `at`.
+fn look_up(env: &DiscoveryThread, kind: &SourceKind, every: Duration, found: flume::Sender<Found>, at: (u64, usize)) {
+    let (kind, dns_server, answer) = (kind.clone(), env.dns_server, found.clone());
+    let started = crate::threads::named("sd-look-up").spawn(move || {
+        let groups = match &kind {
+            SourceKind::Files(patterns) => read_files(patterns),
+            SourceKind::Http(url) => fetch(url, every),
+            SourceKind::Dns { names, kind, port } => dns::discover(dns_server, names, *kind, *port),
+        };
+        let _ = answer.send((at.0, at.1, groups));
+    });
+    if let Err(e) = started {
+        // A system out of threads: a failed look-up, tried again at the next refresh.
+        let _ = found.send((at.0, at.1, Err(format!("cannot start a thread to look the targets up: {e}"))));
+    }
+}
+
+/// Takes what a source's read or look-up found; true if its groups changed.
+fn take(env: &DiscoveryThread, source: &mut Source, found: Result<Vec<TargetGroup>, String>) -> bool {
+    source.answered = true;
+    match found {
+        Ok(groups) if groups != source.last => {
+            source.last = groups;
+            true
+        }
+        Ok(_) => false,
+        Err(error) => {
+            let failures = match &source.kind {
+                SourceKind::Files(_) => &env.metrics.sd_file_read_errors,
+                SourceKind::Http(_) => &env.metrics.sd_http_failures,
+                SourceKind::Dns { .. } => &env.metrics.sd_dns_lookup_failures,
+            };
+            failures.inc();
+            tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
+            false
+        }
+    }
+}
+
+/// Publishes every source's groups, by job and by Alertmanager set.
+fn hand_over(env: &DiscoveryThread, sources: &[Source]) {
+    let mut by_job: BTreeMap<String, Vec<TargetGroup>> = BTreeMap::new();
+    let mut by_set: BTreeMap<usize, Vec<TargetGroup>> = BTreeMap::new();
+    for s in sources {
+        let found = s.last.iter().cloned();
+        match &s.owner {
+            Owner::Job(job) => by_job.entry(job.clone()).or_default().extend(found),
+            Owner::Alertmanagers(i) => by_set.entry(*i).or_default().extend(found),
+        }
+    }
+    *env.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
+    *env.discovery.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_set);
+    for consumer in ["scrape", "notify"] {
+        env.metrics.sd_updates.get_or_create(&vec![("name", consumer.to_string())]).inc();
+    }
+    (env.on_change)();
+}
+
 /// The discovery thread's loop; runs until the process ends.
 pub fn run(env: DiscoveryThread) {
     let mut config = env.config.current();
@@ -270,52 +366,44 @@ pub fn run(env: DiscoveryThread) {
     if let Some(w) = &mut watcher {
         w.follow(&sources);
     }
-    // The first pass, and the first after a new configuration, apply even if nothing was found.
-    let mut changed = true;
+    let (found_tx, found) = flume::unbounded::<Found>();
+    let mut generation = 0;
+    // The first pass, and the first after a new configuration, hand over even if nothing was
+    // found, and at once; so does a source's first answer.
+    let (mut changed, mut urgent) = (true, true);
+    let mut handed: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        for source in sources.iter_mut().filter(|s| s.due <= now) {
+        for (i, source) in sources.iter_mut().enumerate().filter(|(_, s)| s.due <= now && !s.looking_up) {
             source.due = now + source.every;
-            let found = match &source.kind {
-                SourceKind::Files(patterns) => read_files(patterns),
-                SourceKind::Http(url) => fetch(url, source.every.min(Duration::from_secs(30))),
-                SourceKind::Dns { names, kind, port } => dns::discover(env.dns_server, names, *kind, *port),
-            };
-            match found {
-                Ok(groups) if groups != source.last => {
-                    source.last = groups;
-                    changed = true;
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    let failures = match &source.kind {
-                        SourceKind::Files(_) => &env.metrics.sd_file_read_errors,
-                        SourceKind::Http(_) => &env.metrics.sd_http_failures,
-                        SourceKind::Dns { .. } => &env.metrics.sd_dns_lookup_failures,
-                    };
-                    failures.inc();
-                    tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
-                }
+            if let SourceKind::Files(patterns) = &source.kind {
+                let (first, groups) = (!source.answered, read_files(patterns));
+                changed |= take(&env, source, groups);
+                urgent |= first;
+            } else {
+                source.looking_up = true;
+                look_up(&env, &source.kind, source.every, found_tx.clone(), (generation, i));
             }
         }
-        if changed {
-            let mut by_job: BTreeMap<String, Vec<TargetGroup>> = BTreeMap::new();
-            let mut by_set: BTreeMap<usize, Vec<TargetGroup>> = BTreeMap::new();
-            for s in &sources {
-                let found = s.last.iter().cloned();
-                match &s.owner {
-                    Owner::Job(job) => by_job.entry(job.clone()).or_default().extend(found),
-                    Owner::Alertmanagers(i) => by_set.entry(*i).or_default().extend(found),
-                }
+        for (of, i, groups) in found.try_iter() {
+            if let Some(source) = sources.get_mut(i).filter(|_| of == generation) {
+                source.looking_up = false;
+                urgent |= !source.answered;
+                changed |= take(&env, source, groups);
             }
-            *env.discovery.groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_job);
-            *env.discovery.alertmanager_groups.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(by_set);
-            (env.on_change)();
-            changed = false;
         }
-        let next_due =
-            sources.iter().map(|s| s.due).min().map_or(TICK, |d| d.saturating_duration_since(Instant::now()));
-        let wait = next_due.min(TICK);
+        let gap_left = handed.map_or(Duration::ZERO, |t| MIN_HANDOVER_GAP.saturating_sub(t.elapsed()));
+        if changed && (urgent || gap_left.is_zero()) {
+            hand_over(&env, &sources);
+            (changed, urgent, handed) = (false, false, Some(Instant::now()));
+        }
+        let next_due = sources
+            .iter()
+            .filter(|s| !s.looking_up)
+            .map(|s| s.due)
+            .min()
+            .map_or(TICK, |d| d.saturating_duration_since(Instant::now()));
+        let wait = next_due.min(TICK).min(if changed { gap_left } else { TICK });
         let files_changed = match &watcher {
             Some(w) => w.wait(wait),
             None => {
@@ -331,11 +419,36 @@ pub fn run(env: DiscoveryThread) {
             if !Arc::ptr_eq(&fresh, &config) {
                 config = fresh;
                 sources = self::sources(&config);
+                generation += 1;
                 if let Some(w) = &mut watcher {
                     w.follow(&sources);
                 }
-                changed = true;
+                (changed, urgent) = (true, true);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As upstream's `matchContentType`: JSON, with a UTF-8 charset at most (red team: an
+    /// HTML page was taken as targets).
+    #[test]
+    fn only_json_answers_are_taken() {
+        for good in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(is_json(good), "{good}");
+        }
+        for bad in
+            ["", "text/html", "application/json; charset=latin1", "application/jsonx", "text/plain; application/json"]
+        {
+            assert!(!is_json(bad), "{bad}");
         }
     }
 }

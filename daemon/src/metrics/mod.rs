@@ -147,6 +147,9 @@ pub struct Metrics {
     pub sd_file_read_errors: Counter,
     pub sd_http_failures: Counter,
     pub sd_dns_lookup_failures: Counter,
+    /// Hand-overs of discovered groups, by consumer (`scrape`, `notify`), as upstream's
+    /// `prometheus_sd_updates_total`.
+    pub sd_updates: Family<Labels, Counter>,
     pub rule_groups: RuleGroupMetrics,
     pub remote: remote::RemoteStorageMetrics,
     pub notifications_sent: Family<Labels, Counter>,
@@ -354,6 +357,7 @@ impl Metrics {
             sd_file_read_errors: Counter::default(),
             sd_http_failures: Counter::default(),
             sd_dns_lookup_failures: Counter::default(),
+            sd_updates: Family::default(),
             rule_groups: RuleGroupMetrics::new(),
             remote: remote::RemoteStorageMetrics::new(),
             notifications_sent: Family::default(),
@@ -606,6 +610,11 @@ impl Metrics {
             "prometheus_sd_discovered_targets",
             "Current number of discovered targets.",
             m.discovered_targets.clone(),
+        );
+        r.register(
+            "prometheus_sd_updates",
+            "Total number of update events sent to the SD consumers.",
+            m.sd_updates.clone(),
         );
         r.register(
             "prometheus_sd_file_read_errors",
