@@ -9,6 +9,7 @@
 //! others are served. A block that a query finds damaged (a chunk whose checksum fails) is set
 //! aside: no longer served, its directory renamed `<ulid>.damaged`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,10 @@ pub struct Blocks {
     list: Vec<Block>,
     /// A compaction is reading some of these blocks on another thread: deletions wait.
     compacting: bool,
+    /// Blocks a compaction failed on, left out of later plans until the next start (as
+    /// upstream marks them `Compaction.Failed`): one unreadable chunk would otherwise fail the
+    /// same plan every pass and keep the shard's other blocks from ever being compacted.
+    failed: HashSet<PathBuf>,
 }
 
 /// What opening found besides the blocks it serves.
@@ -47,7 +52,7 @@ fn remove_block(dir: &Path) -> io::Result<()> {
 impl Blocks {
     /// No blocks, and none to come (agent mode keeps no blocks; nothing is created on disk).
     pub fn none() -> Blocks {
-        Blocks { dir: PathBuf::new(), list: Vec::new(), compacting: false }
+        Blocks { dir: PathBuf::new(), list: Vec::new(), compacting: false, failed: HashSet::new() }
     }
 
     /// Opens every block in `dir` (created if missing).
@@ -91,7 +96,7 @@ impl Blocks {
                 opened.refused.push(e);
             }
         }
-        let mut blocks = Blocks { dir: dir.to_path_buf(), list, compacting: false };
+        let mut blocks = Blocks { dir: dir.to_path_buf(), list, compacting: false, failed: HashSet::new() };
         blocks.sort();
         Ok((blocks, opened))
     }
@@ -133,11 +138,18 @@ impl Blocks {
         self.compacting = running;
     }
 
-    /// The directories of the next group of blocks to compact, if the plan has one.
+    /// The directories of the next group of blocks to compact, if the plan has one; blocks a
+    /// compaction failed on are left out.
     pub fn plan(&self, ranges: &[i64]) -> Option<Vec<PathBuf>> {
-        let metas: Vec<block::BlockMeta> = self.list.iter().map(|b| b.meta().clone()).collect();
+        let candidates: Vec<&Block> = self.list.iter().filter(|b| !self.failed.contains(b.dir())).collect();
+        let metas: Vec<block::BlockMeta> = candidates.iter().map(|b| b.meta().clone()).collect();
         let group = block::plan_compaction(&metas, ranges)?;
-        Some(group.iter().map(|&i| self.list[i].dir().to_path_buf()).collect())
+        Some(group.iter().map(|&i| candidates[i].dir().to_path_buf()).collect())
+    }
+
+    /// Leaves the blocks in `inputs`, which a compaction failed on, out of later plans.
+    pub fn compaction_failed(&mut self, inputs: &[PathBuf]) {
+        self.failed.extend(inputs.iter().cloned());
     }
 
     /// Serves the compacted block `merged` in place of its `parents`, and deletes them.

@@ -311,7 +311,8 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
         }
         Err(e) => {
             m.compactions_failed.inc();
-            tracing::error!(shard = index, error = %e, "compaction failed; the blocks stay as they are");
+            s.blocks.compaction_failed(&inputs);
+            tracing::error!(shard = index, error = %e, "compaction failed; the blocks stay as they are, and are not compacted again until the next start");
         }
     }
 }

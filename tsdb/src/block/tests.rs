@@ -166,3 +166,18 @@ fn an_unfinished_block_leaves_no_directory_behind() {
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "a dropped writer removes it");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Blocks a compaction failed on are left out of later plans, which would otherwise pick the
+/// same group every pass (red team: one unreadable chunk kept a shard from compacting).
+#[test]
+fn blocks_a_compaction_failed_on_are_not_planned_again() {
+    let dir = temp_dir("failed-plan");
+    let head = head();
+    let _ = [cut(&head, &dir, 0, 2 * H), cut(&head, &dir, 2 * H, 4 * H), cut(&head, &dir, 4 * H, 6 * H)];
+    let (mut blocks, _) = crate::blocks::Blocks::open(&dir).unwrap();
+    let plan = blocks.plan(&ranges(2 * H, 18 * H)).expect("the 6h window is covered");
+    assert_eq!(plan.len(), 3);
+    blocks.compaction_failed(&plan);
+    assert_eq!(blocks.plan(&ranges(2 * H, 18 * H)), None);
+    fs::remove_dir_all(&dir).unwrap();
+}
