@@ -140,6 +140,11 @@ pub enum StorageError {
     Wal(io::Error),
 }
 
+/// `e` with the directory it came from: "Is a directory" alone does not say where to look.
+fn naming(dir: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+}
+
 /// Where a shard keeps its files.
 pub struct Dirs {
     pub wal: PathBuf,
@@ -208,14 +213,15 @@ impl Db {
         block_range: i64,
         max_exemplars: usize,
     ) -> io::Result<(Db, Replayed, Opened)> {
-        let (blocks, opened) = Blocks::open(&dirs.blocks)?;
-        let mut head = Head::with_store(block_range, ChunkStore::mapped(&dirs.chunks)?);
+        let (blocks, opened) = Blocks::open(&dirs.blocks).map_err(|e| naming(&dirs.blocks, e))?;
+        let store = ChunkStore::mapped(&dirs.chunks).map_err(|e| naming(&dirs.chunks, e))?;
+        let mut head = Head::with_store(block_range, store);
         head.set_exemplar_capacity(max_exemplars);
         if let Some(t) = blocks.max_time() {
             // What the log holds before this is in blocks already; the replay skips it.
             head.set_min_valid(t);
         }
-        let (mut wal, replayed) = Wal::open(&dirs.wal, options, &mut head)?;
+        let (mut wal, replayed) = Wal::open(&dirs.wal, options, &mut head).map_err(|e| naming(&dirs.wal, e))?;
         // Series the log names whose samples are all in blocks now.
         wal.log_forgotten(&head.forget_empty_series())?;
         Ok((Db::with(head, blocks, wal), replayed, opened))
@@ -230,7 +236,7 @@ impl Db {
     pub fn open_agent(wal: &Path, options: WalOptions, max_exemplars: usize) -> io::Result<(Db, Replayed)> {
         let mut head = Head::with_block_range(crate::head::DEFAULT_BLOCK_RANGE).without_samples();
         head.set_exemplar_capacity(max_exemplars);
-        let (wal, replayed) = Wal::open(wal, options, &mut head)?;
+        let (wal, replayed) = Wal::open(wal, options, &mut head).map_err(|e| naming(wal, e))?;
         let blocks = Blocks::none();
         Ok((Db::with(head, blocks, wal), replayed))
     }
