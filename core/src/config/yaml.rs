@@ -42,23 +42,29 @@ pub enum YamlError {
 /// Parses `text` as YAML into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     check_depth(text)?;
-    if text.contains('*') {
+    // Only a document with an anchor and an alias can expand.
+    if text.contains('&') && text.contains('*') {
         check_expansion(text)?;
     }
     Ok(serde_norway::from_str(text)?)
 }
 
-/// Walks `text` as serde_norway expands its aliases, counting the bytes of its scalars (and a
-/// few for each node), and refuses it past its budget.
+/// Walks `text` as serde_norway expands its aliases, counting the bytes of its scalars and
+/// [`NODE_BYTES`] for each node (what a parsed node takes), and refuses it past its budget.
 fn check_expansion(text: &str) -> Result<(), YamlError> {
     let limit = MAX_EXPANDED.saturating_add(text.len().saturating_mul(16));
     let left = Cell::new(limit);
     match Weigh(&left).deserialize(serde_norway::Deserializer::from_str(text)) {
+        Ok(()) => Ok(()),
         Err(_) if left.get() == 0 => Err(YamlError::ExcessiveAliasing(limit)),
-        // Any other error is the parse's to report.
-        _ => Ok(()),
+        // The parser's own error, which the parse proper would give as well: the walk takes
+        // any value, so that no value can stop it short of the aliases.
+        Err(e) => Err(YamlError::Parse(e)),
     }
 }
+
+/// What a node weighs besides its text: about the size of a parsed `serde_norway::Value`.
+const NODE_BYTES: usize = 80;
 
 /// A deserializer's visitor that keeps nothing and takes each node's weight off a budget,
 /// failing once it is spent.
@@ -67,7 +73,7 @@ struct Weigh<'a>(&'a Cell<usize>);
 
 impl Weigh<'_> {
     fn take<E: serde::de::Error>(self, bytes: usize) -> Result<(), E> {
-        match self.0.get().checked_sub(bytes.saturating_add(8)) {
+        match self.0.get().checked_sub(bytes.saturating_add(NODE_BYTES)) {
             Some(left) => {
                 self.0.set(left);
                 Ok(())
@@ -101,8 +107,20 @@ impl<'de> Visitor<'de> for Weigh<'_> {
     fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
         self.take(0)
     }
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+        self.take(0)
+    }
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+        self.take(0)
+    }
     fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
         self.take(0)
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.take(v.len())
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.deserialize(d)
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
         self.take(v.len())
@@ -224,7 +242,10 @@ mod tests {
         let fine = "base: &b {x: 1, y: [a, b]}\nuse: [*b, *b, *b]\nstar: 'a*b'\n";
         let value: serde_norway::Value = from_str(fine).expect("parses");
         assert_eq!(value["use"][2]["y"][1].as_str(), Some("b"));
-        assert!(from_str::<serde_norway::Value>("a: *missing").is_err(), "the parse's own error");
+        assert!(from_str::<serde_norway::Value>("a: &a x\nb: *missing").is_err(), "the parse's own error");
+        // A number past 64 bits (which a string field takes) does not stop the walk short.
+        let hidden = format!("name: 99999999999999999999\n{bomb}");
+        assert!(matches!(from_str::<serde_norway::Value>(&hidden), Err(YamlError::ExcessiveAliasing(_))));
     }
 
     #[test]
