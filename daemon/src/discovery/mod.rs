@@ -34,6 +34,8 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_ANSWER_BYTES: u64 = 16 << 20;
 /// The shortest time between two hand-overs of changed groups (upstream's `updatert`).
 const MIN_HANDOVER_GAP: Duration = Duration::from_secs(5);
+/// How often the loop looks for the answers of look-ups running on their threads.
+const LOOK_UP_POLL: Duration = Duration::from_millis(100);
 
 /// The groups found so far, by job name and by Alertmanager set, and the thread's wake-up line.
 pub struct Discovery {
@@ -91,7 +93,7 @@ struct Source {
     answered: bool,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 enum SourceKind {
     Files(Vec<String>),
     Http(String),
@@ -149,7 +151,7 @@ fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
 fn fetch(url: &str, every: Duration) -> Result<Vec<TargetGroup>, String> {
     let timeout = every.min(Duration::from_secs(30));
     let response = crate::http_client::request(&Default::default(), "GET", url, timeout)?
-        .set("X-Prometheus-Refresh-Interval-Seconds", &every.as_secs().to_string())
+        .set("X-Prometheus-Refresh-Interval-Seconds", &every.as_secs_f64().to_string())
         .call()
         .map_err(|e| format!("{url}: {e}"))?;
     let content_type = response.header("Content-Type").unwrap_or_default().trim().to_string();
@@ -358,6 +360,22 @@ fn hand_over(env: &DiscoveryThread, sources: &[Source]) {
     (env.on_change)();
 }
 
+/// `fresh` sources with the groups their like in `old` found (same owner, kind and
+/// interval): a new configuration must not hand over a source's targets as none until its
+/// first look-up answers (its targets' series would go stale meanwhile).
+fn carried_over(mut fresh: Vec<Source>, old: Vec<Source>) -> Vec<Source> {
+    let mut old: Vec<Option<Source>> = old.into_iter().map(Some).collect();
+    for source in &mut fresh {
+        let like = old.iter_mut().find(|o| {
+            o.as_ref().is_some_and(|o| o.owner == source.owner && o.kind == source.kind && o.every == source.every)
+        });
+        if let Some(like) = like.and_then(Option::take) {
+            (source.last, source.answered) = (like.last, like.answered);
+        }
+    }
+    fresh
+}
+
 /// The discovery thread's loop; runs until the process ends.
 pub fn run(env: DiscoveryThread) {
     let mut config = env.config.current();
@@ -378,8 +396,8 @@ pub fn run(env: DiscoveryThread) {
             source.due = now + source.every;
             if let SourceKind::Files(patterns) = &source.kind {
                 let (first, groups) = (!source.answered, read_files(patterns));
-                changed |= take(&env, source, groups);
-                urgent |= first;
+                let new = take(&env, source, groups);
+                (changed, urgent) = (changed | new, urgent | (first && new));
             } else {
                 source.looking_up = true;
                 look_up(&env, &source.kind, source.every, found_tx.clone(), (generation, i));
@@ -388,8 +406,9 @@ pub fn run(env: DiscoveryThread) {
         for (of, i, groups) in found.try_iter() {
             if let Some(source) = sources.get_mut(i).filter(|_| of == generation) {
                 source.looking_up = false;
-                urgent |= !source.answered;
-                changed |= take(&env, source, groups);
+                let first = !source.answered;
+                let new = take(&env, source, groups);
+                (changed, urgent) = (changed | new, urgent | (first && new));
             }
         }
         let gap_left = handed.map_or(Duration::ZERO, |t| MIN_HANDOVER_GAP.saturating_sub(t.elapsed()));
@@ -404,6 +423,8 @@ pub fn run(env: DiscoveryThread) {
             .min()
             .map_or(TICK, |d| d.saturating_duration_since(Instant::now()));
         let wait = next_due.min(TICK).min(if changed { gap_left } else { TICK });
+        // Answers do not wake the loop: while look-ups run, it looks for them often.
+        let wait = if sources.iter().any(|s| s.looking_up) { wait.min(LOOK_UP_POLL) } else { wait };
         let files_changed = match &watcher {
             Some(w) => w.wait(wait),
             None => {
@@ -418,7 +439,7 @@ pub fn run(env: DiscoveryThread) {
             let fresh = env.config.current();
             if !Arc::ptr_eq(&fresh, &config) {
                 config = fresh;
-                sources = self::sources(&config);
+                sources = carried_over(self::sources(&config), sources);
                 generation += 1;
                 if let Some(w) = &mut watcher {
                     w.follow(&sources);
