@@ -26,7 +26,7 @@ pub struct Blocks {
     list: Vec<Block>,
     /// A compaction is reading some of these blocks on another thread: deletions wait.
     compacting: bool,
-    /// Blocks a compaction failed on, left out of later plans until the next start (as
+    /// Blocks a compaction failed on, whose groups later plans skip until the next start (as
     /// upstream marks them `Compaction.Failed`): one unreadable chunk would otherwise fail the
     /// same plan every pass and keep the shard's other blocks from ever being compacted.
     failed: HashSet<PathBuf>,
@@ -138,16 +138,15 @@ impl Blocks {
         self.compacting = running;
     }
 
-    /// The directories of the next group of blocks to compact, if the plan has one; blocks a
-    /// compaction failed on are left out.
+    /// The directories of the next group of blocks to compact, if the plan has one; no group
+    /// holds a block a compaction failed on.
     pub fn plan(&self, ranges: &[i64]) -> Option<Vec<PathBuf>> {
-        let candidates: Vec<&Block> = self.list.iter().filter(|b| !self.failed.contains(b.dir())).collect();
-        let metas: Vec<block::BlockMeta> = candidates.iter().map(|b| b.meta().clone()).collect();
-        let group = block::plan_compaction(&metas, ranges)?;
-        Some(group.iter().map(|&i| candidates[i].dir().to_path_buf()).collect())
+        let metas: Vec<block::BlockMeta> = self.list.iter().map(|b| b.meta().clone()).collect();
+        let group = block::plan_compaction(&metas, ranges, |i| self.failed.contains(self.list[i].dir()))?;
+        Some(group.iter().map(|&i| self.list[i].dir().to_path_buf()).collect())
     }
 
-    /// Leaves the blocks in `inputs`, which a compaction failed on, out of later plans.
+    /// Keeps the blocks in `inputs`, which a compaction failed on, out of later plans' groups.
     pub fn compaction_failed(&mut self, inputs: &[PathBuf]) {
         self.failed.extend(inputs.iter().cloned());
     }

@@ -112,6 +112,26 @@ impl Postings {
             .iter()
             .flat_map(|(&name, values)| values.iter().map(move |(&value, series)| (name, value, series.len())))
     }
+
+    /// The label names (symbol ids) carried by at least one series in `series`.
+    pub fn label_names(&self, series: &RoaringBitmap) -> Vec<u32> {
+        self.by_name
+            .iter()
+            .filter(|(_, values)| values.values().any(|s| !s.is_disjoint(series)))
+            .map(|(&name, _)| name)
+            .collect()
+    }
+
+    /// The values (symbol ids) of `name` among `series`.
+    pub fn label_values(&self, name: u32, series: &RoaringBitmap) -> Vec<u32> {
+        self.by_name
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .filter(|(_, s)| !s.is_disjoint(series))
+            .map(|(&value, _)| value)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -32,19 +32,33 @@ use crate::shards::{Selection, ShardError};
 /// What a listing keeps of each series it visits.
 pub trait Keep {
     type Item: Send;
+    /// Makes room for about `series` items before the visit (growing a set of a million by
+    /// rehashing it would hold the shard as long as listing it did).
+    fn reserve(&mut self, _series: usize) {}
     /// Keeps what it lists of head series `id`, which has samples in `[mint, maxt]`.
     fn keep_head(&mut self, head: &Head, id: u32);
-    /// Keeps what it lists of series `id` of `block`.
-    fn keep_block(&mut self, block: &Block, id: u32, mint: i64, maxt: i64) -> Result<(), BlockError>;
+    /// Keeps what it lists of the series `ids` of `block` at once, from its postings, if it
+    /// can; else false, and they are visited one by one.
+    fn keep_block_whole(&mut self, _block: &Block, _ids: &RoaringBitmap) -> bool {
+        false
+    }
+    /// Keeps what it lists of series `id` of `block` (not asked of blocks kept whole).
+    fn keep_block(&mut self, _block: &Block, _id: u32, _mint: i64, _maxt: i64) -> Result<(), BlockError> {
+        Ok(())
+    }
     fn into_items(self) -> Vec<Self::Item>;
 }
 
-/// The label sets of the series with samples in the range.
+/// The label sets of the series with samples in the range, each once (a series is in the head
+/// and in every block of the range).
 #[derive(Default)]
-pub struct SeriesLabels(Vec<Labels>);
+pub struct SeriesLabels(HashSet<Labels>);
 
 impl Keep for SeriesLabels {
     type Item = Labels;
+    fn reserve(&mut self, series: usize) {
+        self.0.reserve(series);
+    }
     fn keep_head(&mut self, head: &Head, id: u32) {
         self.0.extend(head.labels(id));
     }
@@ -53,7 +67,7 @@ impl Keep for SeriesLabels {
         Ok(())
     }
     fn into_items(self) -> Vec<Labels> {
-        self.0
+        self.0.into_iter().collect()
     }
 }
 
@@ -78,9 +92,9 @@ impl Keep for LabelNames {
     fn keep_head(&mut self, head: &Head, id: u32) {
         head.label_pairs(id).into_iter().flatten().for_each(|(name, _)| self.0.add(name));
     }
-    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
-        block.labels_of(id)?.iter().for_each(|l| self.0.add(&l.name));
-        Ok(())
+    fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
+        block.label_names_among(ids).iter().for_each(|name| self.0.add(name));
+        true
     }
     fn into_items(self) -> Vec<String> {
         self.0 .0.into_iter().collect()
@@ -105,13 +119,9 @@ impl Keep for LabelValues {
         let value = head.label_pairs(id).into_iter().flatten().find(|(name, _)| *name == self.name);
         value.into_iter().for_each(|(_, value)| self.values.add(value));
     }
-    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
-        let labels = block.labels_of(id)?;
-        let value = labels.get(&self.name);
-        if !value.is_empty() {
-            self.values.add(value);
-        }
-        Ok(())
+    fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
+        block.label_values_among(&self.name, ids).iter().for_each(|value| self.values.add(value));
+        true
     }
     fn into_items(self) -> Vec<String> {
         self.values.0.into_iter().collect()
@@ -179,6 +189,9 @@ async fn list<K: Keep, T>(
         let sliced = attempt < MAX_READ_RESTARTS;
         let sources = Sources::note(&storage.borrow(), selection);
         let mut kept = keep();
+        // Most series are in every source: the largest holds about as many as are listed.
+        let largest = sources.blocks.iter().map(|(_, ids)| ids.len()).chain([sources.head.len()]).max();
+        kept.reserve(largest.unwrap_or(0) as usize);
         match visit(storage, selection, &sources, &mut kept, sliced, reply).await? {
             Visit::Done => return Ok(Some(kept.into_items())),
             Visit::BlocksChanged => attempt += 1,
@@ -208,6 +221,8 @@ async fn visit<T>(
     let (mint, maxt) = (selection.mint, selection.maxt);
     let block_ids = sources.blocks.iter().enumerate().flat_map(|(i, (_, ids))| ids.iter().map(move |id| (Some(i), id)));
     let mut ids = block_ids.chain(sources.head.iter().map(|id| (None, id))).peekable();
+    // The last block offered to be kept whole.
+    let mut offered = None;
     loop {
         {
             let db = storage.borrow();
@@ -236,9 +251,15 @@ async fn visit<T>(
                     };
                     current = Some((i, found));
                 }
-                if let Some((_, block)) = current {
-                    kept.keep_block(block, id, mint, maxt)?;
+                let Some((_, block)) = current else { continue };
+                if offered != Some(i) {
+                    offered = Some(i);
+                    if kept.keep_block_whole(block, &sources.blocks[i].1) {
+                        while ids.next_if(|&(b, _)| b == Some(i)).is_some() {}
+                        continue;
+                    }
                 }
+                kept.keep_block(block, id, mint, maxt)?;
             }
             if ids.peek().is_none() {
                 let unchanged = !sliced || sources.blocks_unchanged(&db, selection);

@@ -24,8 +24,8 @@ pub fn ranges(base: i64, max: i64) -> Vec<i64> {
 /// Indices (into `metas`, sorted by min time) of blocks to compact together, if any: blocks
 /// that overlap first (out-of-order data written beside in-order data, as upstream's vertical
 /// compaction), then by range.
-pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>> {
-    if let Some(group) = overlapping(metas) {
+pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64], failed: impl Fn(usize) -> bool) -> Option<Vec<usize>> {
+    if let Some(group) = overlapping(metas, &failed) {
         return Some(group);
     }
     let newest = metas.iter().map(|m| m.max_time).max()?;
@@ -38,7 +38,8 @@ pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>
             let covered = group.len() > 1
                 && metas[group[0]].min_time == start
                 && metas[*group.last().expect("non-empty")].max_time == end;
-            if group.len() > 1 && (newest > end || covered) {
+            // A range with a block a compaction failed on is not selected, as upstream.
+            if group.len() > 1 && (newest > end || covered) && !group.iter().any(|&b| failed(b)) {
                 return Some(group);
             }
             i += group.len().max(1);
@@ -47,8 +48,9 @@ pub fn plan_compaction(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<usize>
     None
 }
 
-/// The first run of blocks (sorted by min time) whose time ranges overlap, if any.
-fn overlapping(metas: &[BlockMeta]) -> Option<Vec<usize>> {
+/// The first run of blocks (sorted by min time) whose time ranges overlap and none of which a
+/// compaction failed on, if any.
+fn overlapping(metas: &[BlockMeta], failed: &impl Fn(usize) -> bool) -> Option<Vec<usize>> {
     let mut i = 0;
     while i < metas.len() {
         let (mut end, mut j) = (metas[i].max_time, i + 1);
@@ -56,7 +58,7 @@ fn overlapping(metas: &[BlockMeta]) -> Option<Vec<usize>> {
             end = end.max(metas[j].max_time);
             j += 1;
         }
-        if j - i > 1 {
+        if j - i > 1 && !(i..j).any(failed) {
             return Some((i..j).collect());
         }
         i = j;

@@ -194,10 +194,16 @@ impl Block {
         Ok(entry.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint).then(|| self.labels(&entry)))
     }
 
-    /// The label set of series `id`, whatever its chunks' times: label names and values are
+    /// Label names on the series `ids` (numbers [`Block::matching`] gave), from the postings:
     /// listed for the whole block that overlaps a range, as upstream lists them.
-    pub fn labels_of(&self, id: u32) -> Result<Labels, BlockError> {
-        Ok(self.labels(&self.entry(id)?))
+    pub fn label_names_among(&self, ids: &RoaringBitmap) -> Vec<String> {
+        self.postings.label_names(ids).into_iter().map(|n| self.symbols.resolve(n).to_string()).collect()
+    }
+
+    /// Values of `name` on the series `ids`, from the postings, as [`Block::label_names_among`].
+    pub fn label_values_among(&self, name: &str, ids: &RoaringBitmap) -> Vec<String> {
+        let Some(name_id) = self.symbols.lookup(name) else { return Vec::new() };
+        self.postings.label_values(name_id, ids).into_iter().map(|v| self.symbols.resolve(v).to_string()).collect()
     }
 
     /// Series `id` (numbered in label order) with its chunks, tombstones applied: chunks a
