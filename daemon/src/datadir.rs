@@ -94,5 +94,5 @@ fn shard_dirs(dir: &Path) -> Option<usize> {
         let dirs = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
         dirs.filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
     };
-    numbered("wal").into_iter().chain(numbered("blocks")).max().map(|highest| highest + 1)
+    numbered("wal").into_iter().chain(numbered("blocks")).max().map(|highest| highest.saturating_add(1))
 }

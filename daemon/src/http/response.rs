@@ -60,7 +60,10 @@ impl ApiError {
     /// in plain text (`/federate`): the same status, the message and a newline.
     pub fn into_plain_text(self) -> Response {
         let body = format!("{}\n", excerpt(&self.message, MAX_ERROR_BYTES));
-        (self.status, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        use axum::http::header;
+        let headers =
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")];
+        (self.status, headers, body).into_response()
     }
 }
 
