@@ -142,8 +142,16 @@ fn store_answering(body: Vec<u8>) -> String {
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(500)));
-            let mut request = [0u8; 65536];
-            let _ = conn.read(&mut request);
+            // The whole request is read first: a connection closed with bytes of it unread is
+            // reset, and the client sees that instead of the answer (a flaky failure in CI).
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 65536];
+            while !whole_request(&request) {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -153,6 +161,19 @@ fn store_answering(body: Vec<u8>) -> String {
         }
     });
     url
+}
+
+/// Whether `request` holds a whole HTTP request: its head, and as many body bytes as its
+/// `Content-Length` says.
+fn whole_request(request: &[u8]) -> bool {
+    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
 }
 
 /// A store answering series whose labels upstream's client refuses (an empty name, a name
