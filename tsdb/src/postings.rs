@@ -113,6 +113,14 @@ impl Postings {
             .flat_map(|(&name, values)| values.iter().map(move |(&value, series)| (name, value, series.len())))
     }
 
+    /// How many (name, value) pairs the index holds, or those of `name` only.
+    pub fn num_pairs(&self, name: Option<u32>) -> usize {
+        match name {
+            Some(name) => self.by_name.get(&name).map_or(0, HashMap::len),
+            None => self.by_name.values().map(HashMap::len).sum(),
+        }
+    }
+
     /// The label names (symbol ids) carried by at least one series in `series`.
     pub fn label_names(&self, series: &RoaringBitmap) -> Vec<u32> {
         self.by_name

@@ -71,6 +71,14 @@ impl Keep for SeriesLabels {
     }
 }
 
+/// Most items a listing makes room for before its visit (a set of millions grows by
+/// rehashing, once or twice, past that).
+const MOST_RESERVED: usize = 1 << 21;
+
+/// Most (name, value) pairs of a block's postings looked at in one slice to list its label
+/// names or values; past them, its series' labels are read one by one in slices.
+const MOST_PAIRS_AT_ONCE: usize = 16_384;
+
 /// Distinct strings, each allocated once however many series carry it.
 #[derive(Default)]
 pub struct Distinct(HashSet<String>);
@@ -93,8 +101,12 @@ impl Keep for LabelNames {
         head.label_pairs(id).into_iter().flatten().for_each(|(name, _)| self.0.add(name));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        block.label_names_among(ids).iter().for_each(|name| self.0.add(name));
-        true
+        let names = block.label_names_among(ids, MOST_PAIRS_AT_ONCE);
+        names.inspect(|names| names.iter().for_each(|name| self.0.add(name))).is_some()
+    }
+    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
+        block.labels_of(id)?.iter().for_each(|l| self.0.add(&l.name));
+        Ok(())
     }
     fn into_items(self) -> Vec<String> {
         self.0 .0.into_iter().collect()
@@ -120,8 +132,16 @@ impl Keep for LabelValues {
         value.into_iter().for_each(|(_, value)| self.values.add(value));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        block.label_values_among(&self.name, ids).iter().for_each(|value| self.values.add(value));
-        true
+        let values = block.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE);
+        values.inspect(|values| values.iter().for_each(|value| self.values.add(value))).is_some()
+    }
+    fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
+        let labels = block.labels_of(id)?;
+        let value = labels.get(&self.name);
+        if !value.is_empty() {
+            self.values.add(value);
+        }
+        Ok(())
     }
     fn into_items(self) -> Vec<String> {
         self.values.0.into_iter().collect()
@@ -191,7 +211,7 @@ async fn list<K: Keep, T>(
         let mut kept = keep();
         // Most series are in every source: the largest holds about as many as are listed.
         let largest = sources.blocks.iter().map(|(_, ids)| ids.len()).chain([sources.head.len()]).max();
-        kept.reserve(largest.unwrap_or(0) as usize);
+        kept.reserve((largest.unwrap_or(0) as usize).min(MOST_RESERVED));
         match visit(storage, selection, &sources, &mut kept, sliced, reply).await? {
             Visit::Done => return Ok(Some(kept.into_items())),
             Visit::BlocksChanged => attempt += 1,

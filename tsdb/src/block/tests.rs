@@ -73,8 +73,10 @@ fn blocks_and_head_read_as_the_head_alone() {
             block.matching(&[]).iter().flat_map(|id| block.series_labels(id, 0, H).unwrap()).collect();
         assert_eq!(listed.len(), if block.overlaps(0, H) { 20 } else { 0 });
         let odd = block.matching(&[m("job", MatchOp::Equal, "odd")]);
-        assert_eq!((odd.len(), block.label_values_among("job", &odd)), (10, vec!["odd".to_string()]));
-        assert!(block.label_names_among(&odd).contains(&"i".to_string()));
+        assert_eq!((odd.len(), block.label_values_among("job", &odd, 2)), (10, Some(vec!["odd"])));
+        assert_eq!(block.label_values_among("job", &odd, 1), None, "two values to look at");
+        assert!(block.label_names_among(&odd, 100).is_some_and(|names| names.contains(&"i")));
+        assert!(odd.iter().all(|id| block.labels_of(id).unwrap().get("job") == "odd"));
     }
     // The head refuses what belongs to blocks now.
     assert_eq!(cut_head.append(0, 4 * H - 1, 1.0), Err(crate::head::AppendError::OutOfBounds));
