@@ -14,7 +14,9 @@
 //! 1 MB that anchors a 1 MiB string and names it 8,000 times would take 8 GiB (the process
 //! died on such a config at a reload). A first pass walks the document as serde_norway expands
 //! it without keeping anything, and refuses one that expands to more than [`MAX_EXPANDED`]
-//! bytes, as Go's YAML refuses "excessive aliasing".
+//! bytes, as Go's YAML refuses "excessive aliasing". The walk reads values untyped, so in a
+//! document it walks a core-schema tag that does not fit its value (`!!int abc`) is refused
+//! where a string field alone would take it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -25,9 +27,12 @@ use thiserror::Error;
 /// Deepest nesting serde_norway accepts.
 const MAX_DEPTH: usize = 128;
 
-/// Most bytes of scalars a document may expand to through its aliases, beyond its own length
-/// sixteen times over.
-const MAX_EXPANDED: usize = 64 << 20;
+/// Most bytes a document may expand to through its aliases (its scalars, and [`NODE_BYTES`]
+/// a node), beyond [`PER_BYTE`] for each byte of its own: a document without aliases never
+/// reaches that (a node takes at least two bytes of text), and Go's YAML allows millions of
+/// nodes through aliases.
+const MAX_EXPANDED: usize = 256 << 20;
+const PER_BYTE: usize = 64;
 
 #[derive(Debug, Error)]
 pub enum YamlError {
@@ -52,7 +57,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
 /// Walks `text` as serde_norway expands its aliases, counting the bytes of its scalars and
 /// [`NODE_BYTES`] for each node (what a parsed node takes), and refuses it past its budget.
 fn check_expansion(text: &str) -> Result<(), YamlError> {
-    let limit = MAX_EXPANDED.saturating_add(text.len().saturating_mul(16));
+    let limit = MAX_EXPANDED.saturating_add(text.len().saturating_mul(PER_BYTE));
     let left = Cell::new(limit);
     match Weigh(&left).deserialize(serde_norway::Deserializer::from_str(text)) {
         Ok(()) => Ok(()),

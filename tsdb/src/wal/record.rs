@@ -566,7 +566,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
 /// where a plausible header starts every few bytes (crafted, or a pattern repeated) would
 /// otherwise take a checksum of up to [`MAX_PAYLOAD`] at each offset: days for one segment.
 const RESYNC_BYTES_PER_BYTE: usize = 16;
-const MIN_RESYNC_BYTES: usize = 1 << 30;
+const MIN_RESYNC_BYTES: usize = 256 << 20;
 
 /// Hands every intact record of `buf` to `on_record`, in order, as it decodes them (a replay
 /// never holds a whole file's records at once), skipping over damage (see the module docs):
