@@ -301,7 +301,8 @@ impl fmt::Display for Matcher {
 
 /// `s` in double quotes much as Go's `strconv.Quote` writes it, which PromQL's string syntax reads
 /// back: `\"`, `\\`, the named escapes (`\n`, `\t`, ...), `\xNN` for other ASCII control
-/// characters and `\uNNNN` for other characters that do not print.
+/// characters and `\uNNNN` for other characters that do not print, and for U+FFFD: a string
+/// holds it for a byte that was not UTF-8 (`"\x84"`), and the syntax refuses it as written.
 pub fn go_quote(s: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 2);
@@ -320,7 +321,7 @@ pub fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\x7f' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffd}') => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),

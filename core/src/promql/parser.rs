@@ -930,6 +930,10 @@ mod tests {
             Expr::String("\u{FFFD}".into()),
             "a lone byte shows as in upstream's JSON"
         );
+        // Printed, it is an escape that parses back (fuzzing: the raw U+FFFD does not parse).
+        let lone = parse(r#""a\n\"b\x84\u09e0""#).unwrap();
+        assert_eq!(lone.to_string(), r#""a\n\"b\ufffdৠ""#);
+        assert_eq!(parse(&lone.to_string()).unwrap(), lone);
     }
 
     #[test]
