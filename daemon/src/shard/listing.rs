@@ -227,9 +227,8 @@ enum Visit {
 }
 
 /// Visits every series `sources` noted, in slices unless `sliced` is false, each source from
-/// a slice of its own; the last slice
-/// checks that the blocks are those noted, on the same turn. Visited in one go, nothing can
-/// change meanwhile: that visit is done.
+/// a slice of its own; the last slice checks that the blocks are those noted, on the same
+/// turn. Visited in one go, nothing can change meanwhile: that visit is done.
 async fn visit<T>(
     storage: &RefCell<Db>,
     selection: &Selection,
@@ -299,23 +298,10 @@ mod tests {
     use pyrite_core::labels::MatchOp;
     use pyrite_core::remote::WriteSeries;
     use pyrite_core::value::Sample;
-    use pyrite_tsdb::db::Dirs;
-    use pyrite_tsdb::wal::WalOptions;
     use std::future::Future;
     use std::task::Poll;
 
-    const RANGE: i64 = 1000;
-
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime")
-    }
-
-    fn open(name: &str) -> (RefCell<Db>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("pyrite-listing-test-{name}-{}", std::process::id()));
-        let options = WalOptions { compress: false, segment_size: 1 << 20 };
-        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
-        (RefCell::new(db), dir)
-    }
+    use crate::shard::testing::{open, runtime, RANGE};
 
     /// Series `m{i, job}` for `is`, with a sample every 100 ms in `[from, to]`.
     fn samples(is: std::ops::Range<usize>, job: &str, from: i64, to: i64) -> Vec<WriteSeries> {
@@ -342,7 +328,7 @@ mod tests {
     /// the series whose samples moved, which it had not visited yet.
     #[test]
     fn a_listing_across_a_block_cut_starts_over_and_misses_nothing() {
-        let (storage, dir) = open("cut");
+        let (storage, dir) = open("listing-cut");
         storage.borrow_mut().write(samples(0..5, "old", 0, 900));
         storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
@@ -366,7 +352,7 @@ mod tests {
     /// and values listed for the series the selectors pick, from block and head.
     #[test]
     fn listings_unite_the_selectors_over_block_and_head() {
-        let (storage, dir) = open("kinds");
+        let (storage, dir) = open("listing-kinds");
         storage.borrow_mut().write(samples(0..3, "a", 0, 900));
         storage.borrow_mut().write(samples(3..6, "b", 1000, 1900));
         storage.borrow_mut().write(samples(6..8, "c", 1000, 1100));

@@ -14,6 +14,8 @@ mod listing;
 mod mailbox;
 mod select;
 mod slices;
+#[cfg(test)]
+mod testing;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -311,13 +311,11 @@ mod tests {
     use pyrite_core::labels::Labels;
     use pyrite_core::remote::WriteSeries;
     use pyrite_core::value::Sample;
-    use pyrite_tsdb::db::Dirs;
     use pyrite_tsdb::querier::merge_parts;
-    use pyrite_tsdb::wal::WalOptions;
     use std::future::Future;
     use std::task::Poll;
 
-    const RANGE: i64 = 1000;
+    use crate::shard::testing::{open, runtime, RANGE};
 
     type Answers = flume::Receiver<Result<SelectAnswer, EvalError>>;
 
@@ -338,17 +336,6 @@ mod tests {
                 SelectAnswer::Batch { series, last } => (series, Some(last)),
             })
             .collect()
-    }
-
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime")
-    }
-
-    fn open(name: &str) -> (RefCell<Db>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("pyrite-select-test-{name}-{}", std::process::id()));
-        let options = WalOptions { compress: false, segment_size: 1 << 20 };
-        let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
-        (RefCell::new(db), dir)
     }
 
     /// Five series with a sample every 100 ms in `[from, to]`.
