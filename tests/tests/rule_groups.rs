@@ -130,3 +130,25 @@ fn independent_rules_of_a_group_run_at_once_and_dependent_ones_see_their_inputs(
         assert_eq!(v, t, "now_out at {t} read now_in of another evaluation");
     }
 }
+
+/// A thousand groups all evaluate, on a bounded pool of threads rather than a thread each.
+#[test]
+fn a_thousand_groups_evaluate_on_a_bounded_pool_of_threads() {
+    let groups = 1000;
+    let mut rules = String::from("groups:\n");
+    for i in 0..groups {
+        rules += &format!(
+            "  - name: g{i}\n    interval: 1s\n    rules:\n      - record: tick\n        expr: vector(1)\n        \
+             labels:\n          g: '{i}'\n"
+        );
+    }
+    let (pyrite, _dir) = start(&rules, &[]);
+    let counted = eventually(Duration::from_secs(60), || {
+        let n = pyrite.query("count(tick)", None)[0]["value"][1].as_str()?.parse::<usize>().ok()?;
+        (n == groups).then_some(n)
+    });
+    assert_eq!(counted, Some(groups), "every group records its tick");
+    let threads = pyrite.process.threads();
+    eprintln!("{threads} threads for {groups} groups");
+    assert!(threads < 200, "{threads} threads for {groups} groups");
+}

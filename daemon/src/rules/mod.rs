@@ -1,18 +1,19 @@
 //! Rule evaluation in the server: the groups of the rule files in force, each evaluated on its
-//! own schedule by a thread of its own (`group_thread`) against the shards (`storage`),
-//! recorded samples and `ALERTS` written back to their owner shards, due alerts handed to the
-//! notifier. The `rules` thread hands each group's definition to its thread at reloads.
+//! own schedule (`schedule`) by a pool of worker threads (`workers`) against the shards
+//! (`storage`), recorded samples and `ALERTS` written back to their owner shards, due alerts
+//! handed to the notifier. The `rules` thread keeps the schedule and takes each reload's groups.
 //!
-//! A thread per group, as upstream runs a goroutine per group: a slow group delays no other,
-//! and a group thread can block on the shards' answers as the evaluation (queries and template
-//! `query` calls through a thread-local, non-`Send` query function) needs. Threads only queue
-//! alerts: a slow or unreachable Alertmanager never delays evaluation.
+//! A worker blocks on the shards' answers as the evaluation (queries and template `query` calls
+//! through a thread-local, non-`Send` query function) needs, and the pool grows while groups fall
+//! due at once, so a slow group delays no other, as upstream's goroutine per group, up to a bound
+//! that thousands of groups do not turn into thousands of threads. Workers only queue alerts: a
+//! slow or unreachable Alertmanager never delays evaluation.
 
 mod concurrent;
-mod group_thread;
+mod schedule;
 mod storage;
+mod workers;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::labels::Labels;
@@ -20,8 +21,10 @@ use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::{GroupDefaults, GroupState, GroupStatus, RuleFile};
 
 pub use concurrent::ConcurrentEvals;
-use group_thread::Definition;
+use schedule::Schedule;
+use workers::{Group, Pool};
 
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::query::ServerExecutor;
@@ -33,9 +36,9 @@ struct Update {
     external_labels: Labels,
 }
 
-/// The rule files in force. The group threads own the groups and their alert state; the API
+/// The rule files in force. The `rules` thread and the workers own the groups and their alert state; the API
 /// reads a copy of each group's status published after every evaluation, and a reload hands
-/// the `rules` thread new groups through a channel. No lock is held while a group thread waits for
+/// the `rules` thread new groups through a channel. No lock is held while a worker waits for
 /// the shards, so a shard serving the API (or a reload) can never wait for a thread waiting for it.
 pub struct RuleManager {
     statuses: Mutex<Arc<Vec<GroupStatus>>>,
@@ -56,7 +59,7 @@ impl RuleManager {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Makes `files` the rules in force (the group threads take them over at once, keeping the alerts
+    /// Makes `files` the rules in force (the `rules` thread takes them over at once, keeping the alerts
     /// of unchanged rules), with the configuration's `external_labels`.
     pub fn apply(
         &self,
@@ -90,7 +93,7 @@ impl RuleManager {
     }
 
     /// Publishes one group's status after its evaluation, if the group is still in force with
-    /// these rules (a reload may have published a newer definition its thread has yet to take).
+    /// these rules (a reload may have published a newer definition the group has yet to take).
     fn publish_one(&self, group: &GroupState) {
         let status = group.status();
         let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
@@ -122,39 +125,38 @@ pub struct RulesThread {
     pub concurrent_evals: Option<ConcurrentEvals>,
 }
 
-/// The `rules` thread's loop, until the process ends: takes the groups of each reload and
-/// hands each to its group's thread, starting threads for new groups and stopping (by closing
-/// their channels) those of groups no longer in force. It never evaluates, so a reload is taken
-/// at once even while a group's evaluation is slow.
+/// The `rules` thread's loop, until the process ends: keeps the schedule, hands due groups to
+/// the worker pool, takes them back evaluated, and takes the groups of each reload. It never
+/// evaluates, so a reload is taken at once even while an evaluation is slow.
 pub fn run(env: RulesThread) {
     let env = Arc::new(env);
-    let mut running: HashMap<(String, String), flume::Sender<Definition>> = HashMap::new();
-    while let Ok(update) = env.manager.updates.1.recv() {
-        let mut kept = HashMap::new();
-        for group in update.groups {
-            let key = group.key();
-            let mut definition = Definition { group, external_labels: update.external_labels.clone() };
-            if let Some(changes) = running.remove(&key) {
-                match changes.send(definition) {
-                    Ok(()) => {
-                        kept.insert(key, changes);
-                        continue;
-                    }
-                    Err(flume::SendError(back)) => definition = back,
-                }
-            }
-            match group_thread::spawn(env.clone(), definition) {
-                Ok(changes) => {
-                    kept.insert(key, changes);
-                }
-                Err(e) => {
-                    tracing::error!(file = key.0, group = key.1, error = %e, "cannot start a rule group's thread")
-                }
-            }
+    let mut pool = Pool::new(env.clone());
+    let mut schedule = Schedule::new(env.clone());
+    loop {
+        while let Some(group) = schedule.take_due(now_ms()) {
+            pool.hand_out(group);
         }
-        // The groups left in `running` were removed: dropping their senders stops their threads.
-        running = kept;
+        let event = flume::Selector::new()
+            .recv(&env.manager.updates.1, |update| update.map(Event::Update))
+            .recv(pool.evaluated(), |group| group.map(|g| Event::Evaluated(Box::new(g))))
+            .wait_timeout(schedule.until_next(now_ms()));
+        match event {
+            Ok(Ok(Event::Update(update))) => schedule.apply(update, now_ms()),
+            Ok(Ok(Event::Evaluated(group))) => {
+                pool.took_back();
+                schedule.take_back(*group, now_ms());
+            }
+            // Both channels' ends are held here (the manager's and the pool's): they never close.
+            Ok(Err(flume::RecvError::Disconnected)) => return,
+            Err(flume::select::SelectError::Timeout) => {}
+        }
     }
+}
+
+/// What wakes the `rules` thread besides a group falling due.
+enum Event {
+    Update(Update),
+    Evaluated(Box<Group>),
 }
 
 /// Settings of rule evaluation and alerting from the command line.

@@ -1,16 +1,14 @@
-//! One rule group's thread: evaluates the group on its own schedule (upstream's goroutine per
-//! group), so a slow group delays no other. Evaluation times are multiples of the interval
-//! shifted by a per-group hash offset; an evaluation that outlasts its interval makes the group
-//! skip the slots it overran (counted as missed) and evaluate the latest at once. After each
-//! evaluation it queues the due alerts and publishes the group's status and metrics. A changed
-//! definition arrives on its channel and takes over the group's state; the channel closing
-//! stops the thread.
+//! The threads that evaluate rule groups: a pool that grows while groups fall due faster than
+//! its workers finish them, up to [`MAX_WORKERS`]. A slow group keeps one worker and delays no
+//! other, as upstream's goroutine per group, while thousands of groups need no thousands of
+//! threads (each reserves 64 MiB of stack and counts against the process's thread limit). A
+//! worker takes a due group, evaluates it (blocking on the shards' answers), counts the slots it
+//! overran, publishes its status, queues its alerts and hands it back to the `rules` thread,
+//! which keeps the schedule (`schedule.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use flume::RecvTimeoutError;
-use pyrite_core::labels::Labels;
 use pyrite_core::rules::{GroupState, RuleSettings};
 
 use super::storage::ShardStorage;
@@ -18,87 +16,102 @@ use super::RulesThread;
 use crate::clock::now_ms;
 use crate::metrics::MetricLabels;
 
-/// A group's new definition (same file and name), with the configuration's external labels.
-pub(super) struct Definition {
-    pub group: GroupState,
-    pub external_labels: Labels,
+/// The most groups evaluated at once. Evaluations wait for the shards, so more would not make
+/// them faster; the bound keeps a slow group from holding up others until that many are slow.
+pub(super) const MAX_WORKERS: usize = 64;
+
+/// A group in force with what evaluating it needs; it goes to a worker when due and comes back.
+pub(super) struct Group {
+    /// Its entry in the schedule.
+    pub id: u64,
+    pub state: GroupState,
+    pub settings: RuleSettings,
+    /// `rule_group="file;name"` of its metrics.
+    pub label: MetricLabels,
+    /// The time of its next evaluation (ms).
+    pub t: i64,
 }
 
-/// Starts the thread of `definition`'s group; dropping the returned sender stops it (after the
-/// evaluation in progress, if any).
-pub(super) fn spawn(env: Arc<RulesThread>, definition: Definition) -> std::io::Result<flume::Sender<Definition>> {
-    let (changes, receiver) = flume::unbounded();
-    std::thread::Builder::new()
-        .name("rule-group".into())
-        .stack_size(crate::STACK_SIZE)
-        .spawn(move || run(&env, definition, &receiver))?;
-    Ok(changes)
+/// The workers, and the groups handed to them and not yet back.
+pub(super) struct Pool {
+    env: Arc<RulesThread>,
+    due: (flume::Sender<Group>, flume::Receiver<Group>),
+    evaluated: (flume::Sender<Group>, flume::Receiver<Group>),
+    workers: usize,
+    out: usize,
+    /// Whether the last worker could not start (logged once until one does).
+    short: bool,
 }
 
-fn run(env: &RulesThread, definition: Definition, changes: &flume::Receiver<Definition>) {
-    let mut storage = ShardStorage::new(env.shards.clone(), env.queries.clone());
-    let mut settings = RuleSettings {
-        external_labels: definition.external_labels,
-        external_url: env.external_url.clone(),
-        resend_delay: env.alerting.resend_delay,
-        parse: env.parse,
-    };
-    let mut group = definition.group;
-    let label = vec![("rule_group", format!("{};{}", group.file, group.name))];
-    describe(env, &group, &label);
-    let mut next = group.next_evaluation(now_ms());
-    loop {
-        let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
-        match changes.recv_timeout(wait) {
-            Ok(Definition { group: mut fresh, external_labels }) => {
-                fresh.carry_over(&mut group);
-                group = fresh;
-                settings.external_labels = external_labels;
-                describe(env, &group, &label);
-                next = group.next_evaluation(now_ms());
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                env.metrics.rule_groups.remove(&label);
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) if now_ms() < next => continue,
-            Err(RecvTimeoutError::Timeout) => {}
+impl Pool {
+    pub(super) fn new(env: Arc<RulesThread>) -> Pool {
+        Pool { env, due: flume::unbounded(), evaluated: flume::unbounded(), workers: 0, out: 0, short: false }
+    }
+
+    /// Where evaluated groups come back (the pool holds both ends: it never closes).
+    pub(super) fn evaluated(&self) -> &flume::Receiver<Group> {
+        &self.evaluated.1
+    }
+
+    /// Queues a due group for the next free worker, starting one if all are busy and fewer
+    /// than [`MAX_WORKERS`] run.
+    pub(super) fn hand_out(&mut self, group: Group) {
+        self.out += 1;
+        if self.out > self.workers && self.workers < MAX_WORKERS {
+            self.start_worker();
         }
-        evaluate(env, &mut storage, &settings, &mut group, next, &label);
-        // The slots that passed while it ran are missed; the latest of them is evaluated now.
-        let slots = ((now_ms() - next) / group.interval).max(1);
-        let metrics = &env.metrics.rule_groups;
-        metrics.iterations.get_or_create(&label).inc_by(slots as u64);
-        metrics.iterations_missed.get_or_create(&label).inc_by(slots as u64 - 1);
-        next += slots * group.interval;
-        env.manager.publish_one(&group);
+        // The pool holds the receiving end too: the send cannot fail.
+        let _ = self.due.0.send(group);
+    }
+
+    /// Notes that a group handed out came back.
+    pub(super) fn took_back(&mut self) {
+        self.out -= 1;
+    }
+
+    fn start_worker(&mut self) {
+        let (env, due, evaluated) = (self.env.clone(), self.due.1.clone(), self.evaluated.0.clone());
+        let started = std::thread::Builder::new()
+            .name("rule-group".into())
+            .stack_size(crate::STACK_SIZE)
+            .spawn(move || work(&env, &due, &evaluated));
+        match started {
+            Ok(_) => {
+                self.workers += 1;
+                self.short = false;
+            }
+            Err(e) => {
+                if !self.short {
+                    tracing::error!(workers = self.workers, error = %e, "cannot start a thread to evaluate rule groups; due groups wait for a running one");
+                }
+                self.short = true;
+            }
+        }
     }
 }
 
-/// Publishes a group's definition: its status and its interval and rule count metrics.
-fn describe(env: &RulesThread, group: &GroupState, label: &MetricLabels) {
-    let metrics = &env.metrics.rule_groups;
-    metrics.interval.get_or_create(label).set(group.interval as f64 / 1000.0);
-    metrics.rules.get_or_create(label).set(group.rules.len() as i64);
-    env.manager.publish_one(group);
+/// A worker's loop: each due group evaluated and handed back.
+fn work(env: &RulesThread, due: &flume::Receiver<Group>, evaluated: &flume::Sender<Group>) {
+    let mut storage = ShardStorage::new(env.shards.clone(), env.queries.clone());
+    while let Ok(mut group) = due.recv() {
+        evaluate(env, &mut storage, &mut group);
+        if evaluated.send(group).is_err() {
+            return;
+        }
+    }
 }
 
-/// Evaluates the group at `t` (its independent rules at once if concurrent evaluation is on),
-/// restores its `for` state if due, counts and queues.
-fn evaluate(
-    env: &RulesThread,
-    storage: &mut ShardStorage,
-    settings: &RuleSettings,
-    g: &mut GroupState,
-    t: i64,
-    label: &MetricLabels,
-) {
+/// Evaluates the group at its time `t` (its independent rules at once if concurrent evaluation
+/// is on), restores its `for` state if due, counts, publishes its status, queues its alerts,
+/// and moves `t` to its next slot: the slots that passed while it ran (or waited for a worker)
+/// are missed, and the latest of them is evaluated at once.
+fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
+    let Group { state: g, settings, label, t, .. } = group;
     let due = match &env.concurrent_evals {
         Some(concurrent) => {
-            g.evaluate_in_batches(t, settings, &Instant::now, true, &mut |batch| concurrent.run(batch, storage))
+            g.evaluate_in_batches(*t, settings, &Instant::now, true, &mut |batch| concurrent.run(batch, storage))
         }
-        None => g.evaluate(t, storage, settings, &Instant::now),
+        None => g.evaluate(*t, storage, settings, &Instant::now),
     };
     if !g.restored {
         let a = &env.alerting;
@@ -113,8 +126,13 @@ fn evaluate(
         }
     }
     metrics.duration.observe(&vec![], g.evaluation_seconds);
-    metrics.last_evaluation.get_or_create(label).set(t as f64 / 1000.0);
+    metrics.last_evaluation.get_or_create(label).set(*t as f64 / 1000.0);
     metrics.last_duration.get_or_create(label).set(g.evaluation_seconds);
     metrics.last_samples.get_or_create(label).set(g.evaluation_samples as i64);
     env.notifier.queue(due);
+    let slots = ((now_ms() - *t) / g.interval).max(1);
+    metrics.iterations.get_or_create(label).inc_by(slots as u64);
+    metrics.iterations_missed.get_or_create(label).inc_by(slots as u64 - 1);
+    *t += slots * g.interval;
+    env.manager.publish_one(g);
 }
