@@ -93,7 +93,7 @@ fn main() -> ExitCode {
 }
 
 /// Stack of every thread that parses, plans or evaluates PromQL (the main thread of a
-/// command, the shards, the rule group threads): room for the deepest query the parser accepts
+/// command, the shards, the rule workers): room for the deepest query the parser accepts
 /// ([`pyrite_core::promql::depth::MAX_DEPTH`]) with a wide margin. Only the pages a thread
 /// touches are ever committed.
 pub const STACK_SIZE: usize = 64 << 20;

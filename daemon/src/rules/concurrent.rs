@@ -1,6 +1,6 @@
 //! Rules of one group evaluated at once (`--enable-feature=concurrent-rule-eval`): a batch of
 //! rules independent of each other, each on a thread of its own while a slot of the global
-//! `--rules.max-concurrent-evals` is free, else on the group's thread, as upstream does.
+//! `--rules.max-concurrent-evals` is free, else on the group's worker, as upstream does.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
