@@ -38,7 +38,7 @@ fn garbage_and_hanging_targets_are_down_with_the_server_still_serving() {
 }
 
 #[test]
-fn bad_remote_write_bodies_get_400_and_store_nothing() {
+fn bad_remote_write_bodies_get_400_and_invalid_series_are_skipped() {
     let p = Pyrite::start(PyriteOpts::default());
     let (status, body) = p.remote_write(b"definitely not snappy".to_vec());
     assert_eq!(status, 400, "{body}");
@@ -55,24 +55,22 @@ fn bad_remote_write_bodies_get_400_and_store_nothing() {
     let (status, body) = p.remote_write(framed);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("protobuf"), "{body}");
-    // A request with one good and one invalid series stores neither.
-    let good = WriteSeries {
-        labels: Labels::from_pairs([("__name__", "rw_good")]),
+    // A series with invalid labels is skipped and the others are stored, as upstream's
+    // receiver does (a 400 would make the sender drop them all).
+    let series = |name: &str, label: (&str, &str)| WriteSeries {
+        labels: Labels::from_pairs([("__name__", name), label]),
         samples: vec![Sample { t: 1_000, v: 1.0 }],
         exemplars: Vec::new(),
         histograms: Vec::new(),
     };
-    let bad = WriteSeries {
-        labels: Labels::from_pairs([("job", "no-name")]),
-        samples: vec![Sample { t: 1_000, v: 1.0 }],
-        exemplars: Vec::new(),
-        histograms: Vec::new(),
-    };
-    let (status, body) = p.remote_write(encode_write_request(&[good.clone(), bad]));
-    assert_eq!(status, 400, "{body}");
-    assert!(p.query("rw_good", Some(1.0)).as_array().expect("vector").is_empty());
+    let good = series("rw_good", ("job", "a"));
+    let nameless = WriteSeries { labels: Labels::from_pairs([("job", "no-name")]), ..good.clone() };
+    let after = series("rw_after", ("job", "b"));
+    let (status, body) = p.remote_write(encode_write_request(&[good.clone(), nameless, after]));
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(p.query("count(rw_good) + count(rw_after)", Some(1.0))[0]["value"][1], "2");
+    assert_eq!(p.query("count({job=\"no-name\"})", Some(1.0)).as_array().map(Vec::len), Some(0));
     // Out-of-order samples are refused with 400 and counted; the server keeps the in-order data.
-    assert_eq!(p.remote_write(encode_write_request(std::slice::from_ref(&good))).0, 204);
     let old = WriteSeries { samples: vec![Sample { t: 500, v: 2.0 }], ..good };
     let (status, body) = p.remote_write(encode_write_request(&[old]));
     assert_eq!(status, 400, "{body}");

@@ -314,7 +314,8 @@ fn remote_write_requests_round_trip() {
                 WriteSeries { labels: rng.labels(), samples, exemplars, histograms: Vec::new() }
             })
             .collect();
-        let back = decode_write_request(&encode_write_request(&series), 1 << 24).expect("an encoded request decodes");
+        let back =
+            decode_write_request(&encode_write_request(&series), 1 << 24).expect("an encoded request decodes").series;
         let key = |s: &[WriteSeries]| {
             s.iter()
                 .map(|s| {

@@ -4,8 +4,9 @@
 //!
 //! The messages are declared with `prost` derives (no code generation step); only the fields
 //! Pyrite uses are declared. A request is walked field by field and each series validated as
-//! it is decoded, and the whole request is validated before anything is returned, so a bad
-//! 1.0 request is refused whole and stores nothing.
+//! it is decoded. A 1.0 request that is malformed, or holds an invalid histogram, is refused
+//! whole and stores nothing; a series with invalid labels is skipped and the others are stored,
+//! as upstream's receiver does.
 
 pub mod histogram;
 pub mod read;
@@ -125,19 +126,33 @@ pub fn checked_exemplar<'a>(
 /// (Mimir and VictoriaMetrics default to 30).
 pub const MAX_LABELS_PER_SERIES: usize = 10_000;
 
+/// A 1.0 request decoded: the series to store, and how many were skipped for their labels.
+#[derive(Debug, Default, PartialEq)]
+pub struct DecodedV1 {
+    pub series: Vec<WriteSeries>,
+    /// Series skipped for their labels: no metric name, an invalid or repeated label name, more
+    /// than [`MAX_LABELS_PER_SERIES`] labels or [`MAX_SERIES_LABEL_BYTES`].
+    pub invalid: usize,
+    /// Why the first of them was skipped (`series N: ...`).
+    pub first_invalid: Option<String>,
+}
+
 /// Decodes and validates a snappy-compressed `WriteRequest`, refusing bodies that decompress
 /// to more than `max_decoded` bytes.
 ///
-/// The request is read series by series, each validated as it is decoded, so a bad request
-/// fails at its first bad series (an invalid histogram too, as upstream's 1.0 receiver refuses
-/// the request it is in) and what a request costs in memory follows what it stores: series
-/// without samples are dropped as soon as their labels are checked (a few megabytes of empty
-/// series once decoded into gigabytes of empty structures), and histograms are bounded as
-/// [`histogram`] describes. Duplicate label names are found by sorting, not by comparing every
-/// pair.
-pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<WriteSeries>, RemoteError> {
+/// The request is read series by series, each validated as it is decoded, so a malformed
+/// request fails at its first bad field (an invalid histogram too, as upstream's 1.0 receiver
+/// refuses the request it is in), and what a request costs in memory follows what it stores:
+/// series without samples are dropped as soon as their labels are checked (a few megabytes of
+/// empty series once decoded into gigabytes of empty structures), and histograms are bounded as
+/// [`histogram`] describes. A series with invalid labels is skipped, as upstream skips it
+/// (with a warning) and stores the rest: refusing the request would make its sender drop every
+/// series in it, since a 400 is not retried. A label with an empty value is no label, as
+/// upstream's head drops it. Duplicate label names are found by sorting, not by comparing
+/// every pair.
+pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<DecodedV1, RemoteError> {
     let raw = decompress(body, max_decoded)?;
-    let mut out = Vec::new();
+    let mut out = DecodedV1::default();
     let mut exemplar_budget = 0;
     let mut histogram_budget = HistogramBudget::new(max_decoded);
     for (index, field) in Fields::new(&raw).filter(|f| !matches!(f, Ok((tag, _)) if *tag != 1)).enumerate() {
@@ -146,15 +161,28 @@ pub fn decode_write_request(body: &[u8], max_decoded: usize) -> Result<Vec<Write
             return Err(RemoteError::Malformed("timeseries is not a message"));
         };
         let invalid = |message: String| RemoteError::InvalidSeries { index, message };
-        if let Some(series) = decode_series(payload, invalid, &mut exemplar_budget, &mut histogram_budget)? {
-            out.push(series);
+        match decode_series(payload, invalid, &mut exemplar_budget, &mut histogram_budget)? {
+            Decoded::Series(series) => out.series.push(series),
+            Decoded::Nothing => {}
+            Decoded::InvalidLabels(why) => {
+                out.invalid += 1;
+                out.first_invalid.get_or_insert_with(|| invalid(why).to_string());
+            }
         }
     }
     Ok(out)
 }
 
-/// One `TimeSeries`, validated; `None` for a valid series without samples, histograms or
-/// exemplars.
+/// One `TimeSeries` decoded.
+enum Decoded {
+    Series(WriteSeries),
+    /// Valid, with no samples, histograms or exemplars.
+    Nothing,
+    /// Labels that no series may have: skipped, why.
+    InvalidLabels(String),
+}
+
+/// One `TimeSeries`, validated.
 ///
 /// Exemplars are kept while `exemplar_budget` lasts: each series, sample and histogram of the
 /// request adds one, each exemplar takes one. Upstream's senders send one per sample at most, or one
@@ -165,7 +193,7 @@ fn decode_series(
     invalid: impl Fn(String) -> RemoteError,
     exemplar_budget: &mut usize,
     histogram_budget: &mut HistogramBudget,
-) -> Result<Option<WriteSeries>, RemoteError> {
+) -> Result<Decoded, RemoteError> {
     let mut labels: Vec<Label> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     let mut exemplars: Vec<Exemplar> = Vec::new();
@@ -175,9 +203,14 @@ fn decode_series(
         match field? {
             (1, Payload::Bytes(bytes)) => {
                 let l = Label::decode(bytes)?;
-                check_label(&l.name, &l.value).map_err(&invalid)?;
+                if let Err(why) = check_label_name(&l.name) {
+                    return Ok(Decoded::InvalidLabels(why));
+                }
+                if l.value.is_empty() {
+                    continue;
+                }
                 if labels.len() == MAX_LABELS_PER_SERIES {
-                    return Err(invalid(format!("more than {MAX_LABELS_PER_SERIES} labels")));
+                    return Ok(Decoded::InvalidLabels(format!("more than {MAX_LABELS_PER_SERIES} labels")));
                 }
                 labels.push(l);
             }
@@ -201,20 +234,27 @@ fn decode_series(
             _ => {}
         }
     }
-    check_label_set(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))).map_err(&invalid)?;
+    if let Err(why) = check_label_set(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))) {
+        return Ok(Decoded::InvalidLabels(why));
+    }
     if samples.is_empty() && histograms.is_empty() && exemplars.is_empty() {
-        return Ok(None);
+        return Ok(Decoded::Nothing);
     }
     let labels = Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)));
-    Ok(Some(WriteSeries { labels, samples, exemplars, histograms }))
+    Ok(Decoded::Series(WriteSeries { labels, samples, exemplars, histograms }))
 }
 
-/// One label as a series may carry it: a valid name and a value (an empty value would mean
-/// no label at all).
-fn check_label(name: &str, value: &str) -> Result<(), String> {
-    if !is_valid_label_name(name) {
-        return Err(format!("invalid label name {name:?}"));
+/// A label name of the legacy character set, the only one Pyrite stores.
+fn check_label_name(name: &str) -> Result<(), String> {
+    match is_valid_label_name(name) {
+        true => Ok(()),
+        false => Err(format!("invalid label name {name:?}")),
     }
+}
+
+/// One label as an exemplar may carry it: a valid name and a value.
+fn check_label(name: &str, value: &str) -> Result<(), String> {
+    check_label_name(name)?;
     if value.is_empty() {
         return Err(format!("label {name:?} has an empty value"));
     }
@@ -293,7 +333,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let body = encode_write_request(&series());
-        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series());
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap().series, series());
     }
 
     fn histogram_series() -> Vec<WriteSeries> {
@@ -318,7 +358,7 @@ mod tests {
     #[test]
     fn histograms_round_trip() {
         let body = encode_write_request(&histogram_series());
-        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), histogram_series());
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap().series, histogram_series());
     }
 
     /// An invalid histogram refuses the request, as upstream's 1.0 receiver does.
@@ -383,7 +423,7 @@ mod tests {
         let request = WriteRequest { timeseries: vec![ts(2, many), ts(3, bad), ts(0, huge), ts(0, alone)] };
         let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap();
         let got = decode_write_request(&body, 1 << 24).unwrap();
-        let kept: Vec<Vec<i64>> = got.iter().map(|s| s.exemplars.iter().map(|e| e.t).collect()).collect();
+        let kept: Vec<Vec<i64>> = got.series.iter().map(|s| s.exemplars.iter().map(|e| e.t).collect()).collect();
         // Three for the first series; four for the second, one left over; the third adds one.
         assert_eq!(kept, [vec![1, 1, 1], vec![3], vec![5, 6]], "the series of a too large exemplar alone is dropped");
     }
@@ -402,8 +442,39 @@ mod tests {
             exemplars: Vec::new(),
             histograms: Vec::new(),
         });
-        let e = decode_write_request(&encode_write_request(&bad), 1 << 20).unwrap_err();
-        assert_eq!(e.to_string(), "series 1: no metric name (__name__ label)");
+        let decoded = decode_write_request(&encode_write_request(&bad), 1 << 20).unwrap();
+        assert_eq!(decoded.series, series(), "the valid series is kept");
+        assert_eq!(skipped(decoded), (1, "series 1: no metric name (__name__ label)".into()));
+    }
+
+    /// How many series were skipped for their labels, and why the first was.
+    fn skipped(decoded: DecodedV1) -> (usize, String) {
+        (decoded.invalid, decoded.first_invalid.unwrap_or_default())
+    }
+
+    /// As upstream's receiver: a series with invalid labels is skipped and the others are kept,
+    /// and a label with an empty value is no label.
+    #[test]
+    fn series_with_invalid_labels_are_skipped_and_empty_values_dropped() {
+        let ts = |pairs: &[(&str, &str)]| TimeSeries {
+            labels: labels(pairs),
+            samples: vec![WireSample { value: 1.0, timestamp: 1 }],
+            exemplars: vec![],
+            histograms: vec![],
+        };
+        let request = WriteRequest {
+            timeseries: vec![
+                ts(&[("__name__", "a")]),
+                ts(&[("__name__", "b"), ("\u{e4}-b.c", "x")]),
+                ts(&[("__name__", "c"), ("s", "")]),
+                ts(&[("__name__", "d"), ("a", "1"), ("a", "2")]),
+                ts(&[("__name__", "")]),
+            ],
+        };
+        let decoded = decode_write_request(&compressed(&request), 1 << 20).unwrap();
+        let names: Vec<String> = decoded.series.iter().map(|s| s.labels.to_string()).collect();
+        assert_eq!(names, ["{__name__=\"a\"}", "{__name__=\"c\"}"]);
+        assert_eq!(skipped(decoded), (3, "series 1: invalid label name \"\u{e4}-b.c\"".into()));
     }
 
     fn compressed(request: &WriteRequest) -> Vec<u8> {
@@ -419,14 +490,14 @@ mod tests {
         let empty =
             TimeSeries { labels: labels(&[("__name__", "x")]), samples: vec![], exemplars: vec![], histograms: vec![] };
         let request = WriteRequest { timeseries: vec![empty; 100_000] };
-        assert_eq!(decode_write_request(&compressed(&request), 16 << 20).unwrap(), vec![]);
-        // Millions of series with nothing in them fail at the first, before any is kept.
+        assert_eq!(decode_write_request(&compressed(&request), 16 << 20).unwrap().series, vec![]);
+        // Millions of series with nothing in them are skipped, none kept.
         let nameless = [0x0a, 0x00].repeat(4 << 20);
         let body = snap::raw::Encoder::new().compress_vec(&nameless).unwrap();
-        assert_eq!(
-            decode_write_request(&body, 16 << 20).unwrap_err().to_string(),
-            "series 0: no metric name (__name__ label)"
-        );
+        let started = std::time::Instant::now();
+        let decoded = decode_write_request(&body, 16 << 20).unwrap();
+        assert!(decoded.series.is_empty() && started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(skipped(decoded), (4 << 20, "series 0: no metric name (__name__ label)".into()));
     }
 
     #[test]
@@ -439,20 +510,20 @@ mod tests {
         let dup = TimeSeries { labels: many.clone(), samples: sample.clone(), exemplars: vec![], histograms: vec![] };
         let too_many = WriteRequest { timeseries: vec![dup] };
         let started = std::time::Instant::now();
-        let e = decode_write_request(&compressed(&too_many), 16 << 20).unwrap_err().to_string();
-        assert_eq!(e, format!("series 0: more than {MAX_LABELS_PER_SERIES} labels"));
+        let e = skipped(decode_write_request(&compressed(&too_many), 16 << 20).unwrap());
+        assert_eq!(e, (1, format!("series 0: more than {MAX_LABELS_PER_SERIES} labels")));
         many.truncate(MAX_LABELS_PER_SERIES - 1);
         many.push(Label { name: "l7".into(), value: "again".into() });
         let request = WriteRequest {
             timeseries: vec![TimeSeries { labels: many, samples: sample, exemplars: vec![], histograms: vec![] }],
         };
-        let e = decode_write_request(&compressed(&request), 16 << 20).unwrap_err().to_string();
-        assert_eq!(e, "series 0: duplicate label name \"l7\"");
+        let e = skipped(decode_write_request(&compressed(&request), 16 << 20).unwrap());
+        assert_eq!(e, (1, "series 0: duplicate label name \"l7\"".into()));
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[test]
-    fn a_series_whose_labels_take_more_than_a_mib_is_refused() {
+    fn a_series_whose_labels_take_more_than_a_mib_is_skipped() {
         let labels = |value: String| {
             vec![Label { name: "__name__".into(), value: "x".into() }, Label { name: "long".into(), value }]
         };
@@ -465,11 +536,11 @@ mod tests {
             }],
         };
         let fits = "v".repeat(MAX_SERIES_LABEL_BYTES - 13);
-        assert!(decode_write_request(&compressed(&request(fits)), 16 << 20).is_ok());
+        assert_eq!(decode_write_request(&compressed(&request(fits)), 16 << 20).unwrap().series.len(), 1);
         let e = decode_write_request(&compressed(&request("v".repeat(MAX_SERIES_LABEL_BYTES))), 16 << 20);
         assert_eq!(
-            e.unwrap_err().to_string(),
-            "series 0: labels take 1048589 bytes, more than the 1048576 a series may"
+            skipped(e.unwrap()),
+            (1, "series 0: labels take 1048589 bytes, more than the 1048576 a series may".into())
         );
     }
 
@@ -485,7 +556,7 @@ mod tests {
         let mut odd = raw.clone();
         odd.extend_from_slice(&[0x28, 0x01, 0x31, 1, 2, 3, 4, 5, 6, 7, 8, 0x3d, 1, 2, 3, 4]);
         let body = snap::raw::Encoder::new().compress_vec(&odd).unwrap();
-        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series());
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap().series, series());
         let group = snap::raw::Encoder::new().compress_vec(&[0x0b]).unwrap();
         assert!(decode_write_request(&group, 1 << 20).is_err());
     }

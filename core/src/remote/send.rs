@@ -301,14 +301,14 @@ mod tests {
             .zip(&want)
             .map(|((l, s, e), w)| OutSeries { labels: l, samples: s, histograms: &w.histograms, exemplars: e })
             .collect();
-        assert_eq!(bits(&decode_write_request(&encode_v1(&out), 1 << 20).unwrap()), bits(&want));
+        assert_eq!(bits(&decode_write_request(&encode_v1(&out), 1 << 20).unwrap().series), bits(&want));
         let v2 = decode_write_request_v2(&encode_v2(&out), 1 << 20).unwrap();
         assert!(v2.errors.is_empty(), "{:?}", v2.errors);
         assert_eq!(bits(&v2.series), bits(&want));
         assert_eq!(decode_labels(&parts[0].0), vec![("__name__", "up"), ("instance", "a:9100"), ("job", "node")]);
         // A series of exemplars alone goes in 1.0 requests only.
         let alone = [OutSeries { samples: &[], histograms: &[], ..out[0] }];
-        assert_eq!(decode_write_request(&encode_v1(&alone), 1 << 20).unwrap()[0].exemplars, want[0].exemplars);
+        assert_eq!(decode_write_request(&encode_v1(&alone), 1 << 20).unwrap().series[0].exemplars, want[0].exemplars);
         assert!(decode_write_request_v2(&encode_v2(&alone), 1 << 20).unwrap().series.is_empty());
     }
 }

@@ -17,8 +17,8 @@ use prost::Message;
 
 use super::histogram::{Histogram, HistogramBudget};
 use super::{
-    check_label, check_label_set, checked_exemplar, decompress, pair_bytes, Fields, Payload, RemoteError, WriteSeries,
-    MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
+    check_label_name, check_label_set, checked_exemplar, decompress, pair_bytes, Fields, Payload, RemoteError,
+    WriteSeries, MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
 };
 use crate::histogram::HistogramError;
 use crate::labels::Labels;
@@ -309,10 +309,13 @@ fn resolve_series(
         }
     }
     *label_bytes = label_bytes.checked_sub(pair_bytes(&pairs)).ok_or(RemoteError::LabelsTooLarge)?;
+    // A label with an empty value is no label, as upstream's head drops it.
+    let checked = pairs.iter().try_for_each(|(n, _)| check_label_name(n)).and_then(|()| {
+        pairs.retain(|(_, v)| !v.is_empty());
+        check_label_set(pairs.iter().copied())
+    });
     let described =
         || format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "));
-    let checked =
-        pairs.iter().try_for_each(|(n, v)| check_label(n, v)).and_then(|()| check_label_set(pairs.iter().copied()));
     if let Err(why) = checked {
         return out.reject(|| format!("invalid metric name or labels, got {}: {why}", described()));
     }

@@ -6,7 +6,8 @@
 //! snappy gets 415 instead of being decoded as something else.
 //!
 //! 1.0: a request is decoded and validated whole before anything is stored, so a malformed one
-//! stores nothing. 2.0: as upstream, the series that can be stored are, the others are reported
+//! stores nothing; a series with invalid labels is skipped with a warning and the others are
+//! stored, as upstream's receiver does. 2.0: as upstream, the series that can be stored are, the others are reported
 //! with 400, and every answer but a server error carries the written counts
 //! (`X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`). Exemplars are kept
 //! with exemplar storage on; one the storage refuses (out of order, a duplicate) fails nothing,
@@ -98,11 +99,14 @@ pub async fn write(State(s): State<ApiState>, headers: HeaderMap, body: Body) ->
 }
 
 async fn write_v1(s: &ApiState, body: &[u8]) -> Response {
-    let series = match decode_write_request(body, MAX_DECODED_BYTES) {
-        Ok(series) => series,
+    let decoded = match decode_write_request(body, MAX_DECODED_BYTES) {
+        Ok(decoded) => decoded,
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    match store(s, series).await {
+    if let Some(first) = &decoded.first_invalid {
+        tracing::warn!(series = decoded.invalid, first = %first, "remote write: series with invalid metric names or labels skipped");
+    }
+    match store(s, decoded.series).await {
         Stored::Failed(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         Stored::Written { refused: Some(why), .. } => reply(StatusCode::BAD_REQUEST, format!("{why}\n")),
         Stored::Written { refused: None, .. } => reply(StatusCode::NO_CONTENT, String::new()),
