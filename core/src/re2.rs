@@ -11,11 +11,14 @@
 //! the expressions compile within [`REQUEST_BUDGET`] together, each counted at what it was
 //! allowed: [`SMALL`] for most, up to `regex`'s default of 10 MiB for the few larger ones (a
 //! Grafana "All" of hundreds of pods). An expression repeated in a request compiles once.
+//!
+//! [`expand`] fills a replacement's `$` references in as Go's `Regexp.Expand` does, for
+//! `label_replace` and relabeling.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use regex::{Regex, RegexBuilder};
+use regex::{Captures, Regex, RegexBuilder};
 
 /// The most one expression may take compiled (`regex`'s default; about: it counts its
 /// automata).
@@ -143,6 +146,54 @@ fn ascii_perl_classes(pattern: &str) -> String {
     out
 }
 
+/// Appends `template` to `dst` with its references filled in from `caps`, as Go's
+/// `Regexp.Expand`: `$$` is `$`; `$name` takes the longest run of letters, digits and `_`, and
+/// `${name}` the run up to a `}`; a name of digits without a leading zero is a group's number,
+/// any other a group's name; a group that did not match, or does not exist, adds nothing; and
+/// a `$` that starts no such reference (`${}`, `${a-b}`, `$-`) is copied as it is. Rust's own
+/// expansion differs there: it takes `${a-b}` as a name, `$01` as group 1, and drops `${}`.
+pub fn expand(caps: &Captures<'_>, template: &str, dst: &mut String) {
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        dst.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            dst.push('$');
+            rest = after;
+            continue;
+        }
+        let Some((name, after)) = reference(rest) else {
+            dst.push('$');
+            continue;
+        };
+        rest = after;
+        let number = (!name.starts_with('0') || name == "0").then(|| name.parse::<usize>().ok()).flatten();
+        let group = match number {
+            Some(i) => caps.get(i),
+            None => caps.name(name),
+        };
+        dst.push_str(group.map_or("", |m| m.as_str()));
+    }
+    dst.push_str(rest);
+}
+
+/// The name of a reference at the start of `s` (just after its `$`), and what follows it.
+fn reference(s: &str) -> Option<(&str, &str)> {
+    let (braced, s) = match s.strip_prefix('{') {
+        Some(inner) => (true, inner),
+        None => (false, s),
+    };
+    let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+    let (name, after) = s.split_at(end);
+    if name.is_empty() {
+        return None;
+    }
+    match braced {
+        true => after.strip_prefix('}').map(|after| (name, after)),
+        false => Some((name, after)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +235,37 @@ mod tests {
             assert!(e.contains("would take more than 67108864 bytes compiled"), "{e}");
         });
         assert!(anchored(&large(7)).is_ok(), "outside a request, bounded alone");
+    }
+
+    /// Go's `Regexp.Expand` on `(?P<first>b)(i)(g)?x?` against "bi": what upstream's
+    /// `label_replace` gives for each replacement.
+    #[test]
+    fn replacements_expand_as_gos_regexp_expand() {
+        let re = anchored("(?P<first>b)(i)(g)?").unwrap();
+        let caps = re.captures("bi").unwrap();
+        let cases = [
+            ("$1-$2", "b-i"),
+            ("${1}x", "bx"),
+            ("$1x", ""),
+            ("$first.$3.$9", "b.."),
+            ("${first}", "b"),
+            ("$$1", "$1"),
+            ("a$", "a$"),
+            ("${}", "${}"),
+            ("a${}b", "a${}b"),
+            ("${ 1}", "${ 1}"),
+            ("${a-b}", "${a-b}"),
+            ("${{1}}", "${{1}}"),
+            ("${1", "${1"),
+            ("$-", "$-"),
+            ("$01", ""),
+            ("${01}", ""),
+            ("$0", "bi"),
+        ];
+        for (template, want) in cases {
+            let mut got = String::new();
+            expand(&caps, template, &mut got);
+            assert_eq!(got, want, "{template}");
+        }
     }
 }

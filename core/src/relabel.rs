@@ -2,8 +2,8 @@
 //! series, with upstream's actions, defaults and regex semantics.
 //!
 //! A rule's regex is fully anchored (`^(?:regex)$`); `$1`, `${1}`, `$name` and `${name}` in
-//! `target_label` and `replacement` expand as Go's `Regexp.Expand` does (the longest name wins:
-//! `$1x` is the group named `1x`), and so does Rust's `regex`. A rule list either rewrites a
+//! `target_label` and `replacement` expand as Go's `Regexp.Expand` does ([`crate::re2::expand`]:
+//! the longest name wins, `$1x` is the group named `1x`). A rule list either rewrites a
 //! label set or drops it (`keep`, `drop`, `keepequal`, `dropequal`).
 
 use std::collections::BTreeMap;
@@ -217,12 +217,12 @@ impl Rule {
                 let v = value();
                 let Some(caps) = self.regex.captures(&v) else { return true };
                 let mut target = String::new();
-                caps.expand(&self.target_label, &mut target);
+                crate::re2::expand(&caps, &self.target_label, &mut target);
                 if !is_valid_label_name(&target) {
                     return true;
                 }
                 let mut out = String::new();
-                caps.expand(&self.replacement, &mut out);
+                crate::re2::expand(&caps, &self.replacement, &mut out);
                 set(labels, target, out);
             }
             Action::Lowercase => set(labels, self.target_label.clone(), value().to_lowercase()),

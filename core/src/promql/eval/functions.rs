@@ -432,8 +432,7 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
                         return Err(label_too_long("label_replace"));
                     }
                     let mut expanded = String::new();
-                    // Rust's `$1`/`${name}` expansion reads names as Go's does (`$1x` is group `1x`).
-                    caps.expand(&replacement, &mut expanded);
+                    crate::re2::expand(&caps, &replacement, &mut expanded);
                     charge_label(ev, expanded.len())?;
                     with_label(&s.labels, &dst, expanded)
                 }
