@@ -738,3 +738,49 @@ fn many_clients_waiting_for_query_slots_do_not_grow_memory() {
     assert!(peak < 300 << 20, "peak RSS {} MB", peak >> 20);
     still_serves(&mut p, "64 clients sharing 2 query slots");
 }
+
+/// A listing with a thousand regex selectors matches them a selector at a time between
+/// pauses: in one go, a thousand over 150,000 series held both shards (/-/healthy waited 9 to
+/// 29 s).
+#[test]
+fn a_listing_with_many_regex_selectors_does_not_hold_the_shards() {
+    let p = server(&[]);
+    let now = now_ms();
+    for chunk in 0..4 {
+        let series: Vec<WriteSeries> = (chunk * 10_000..(chunk + 1) * 10_000)
+            .map(|i| WriteSeries {
+                labels: Labels::from_pairs([
+                    ("__name__", "listed".to_string()),
+                    ("inst", format!("host-{i}.example.org")),
+                ]),
+                samples: vec![Sample { t: now - 60_000, v: 1.0 }],
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            })
+            .collect();
+        assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    }
+    let selectors: Vec<String> = (0..1000).map(|i| format!("{{inst=~\".*{i}.*example.*\"}}")).collect();
+    let form: Vec<(&str, &str)> = selectors.iter().map(|s| ("match[]", s.as_str())).collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (listed, worst) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| {
+            let answer = pyrite_tests::http_post_form(&format!("{}/api/v1/series", p.url), &form);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        });
+        let mut worst = Duration::ZERO;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            assert_eq!(get(&p, "/-/healthy").0, 200);
+            worst = worst.max(started.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (listing.join().unwrap(), worst)
+    });
+    let (status, body) = listed.expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(40_000));
+    eprintln!("/-/healthy waited at most {worst:?}");
+    assert!(worst < Duration::from_millis(500), "/-/healthy waited {worst:?} during the listing");
+}

@@ -4,7 +4,7 @@
 //!
 //! A listing is a task on the shard's runtime. It notes the series that any `match[]`
 //! selector picks in each block that overlaps the range and in the head (postings look-ups,
-//! their union), then visits them a slice at a time, as a query's read does
+//! their union, a selector at a time between pauses), then visits them a slice at a time, as a query's read does
 //! ([`super::select`]), and keeps what it lists of each: its label set if it has samples in the
 //! range, or its label names, or its value of one label. A head series gone meanwhile
 //! (garbage-collected) is skipped. If the set of blocks changed between slices (the head cut
@@ -18,6 +18,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::time::Instant;
 
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::promql::MAX_READ_RESTARTS;
@@ -26,7 +27,7 @@ use pyrite_tsdb::db::{Db, StorageError};
 use pyrite_tsdb::head::Head;
 use roaring::RoaringBitmap;
 
-use super::select::SliceClock;
+use super::select::{SliceClock, SLICE};
 use crate::shards::{Selection, ShardError};
 
 /// What a listing keeps of each series it visits.
@@ -175,19 +176,45 @@ struct Sources {
 }
 
 impl Sources {
-    fn note(db: &Db, selection: &Selection) -> Sources {
-        let union = |pick: &dyn Fn(&[Matcher]) -> RoaringBitmap| match selection.matchers.as_slice() {
-            [] => pick(&[]),
-            sets => sets.iter().map(|set| pick(set)).fold(RoaringBitmap::new(), |all, ids| all | ids),
-        };
-        let q = db.querier();
-        Sources {
-            blocks: q
-                .blocks_in(selection.mint, selection.maxt)
-                .map(|b| (b.meta().ulid.clone(), union(&|set| b.matching(set))))
-                .collect(),
-            head: union(&|set| db.head.candidates(set)),
+    /// Notes what each source picks for the selectors, one selector at a time (the union of
+    /// their picks), pausing between selectors once a slice has run unless `sliced` is false:
+    /// a thousand regex selectors, each matched against a label's hundreds of thousands of
+    /// values, held the shard for 30 s in one go. `Ok(None)` if the blocks changed meanwhile;
+    /// an error once nobody waits.
+    async fn note<T>(
+        storage: &RefCell<Db>,
+        selection: &Selection,
+        sliced: bool,
+        reply: &flume::Sender<T>,
+    ) -> Result<Option<Sources>, Abandoned> {
+        let every: &[Vec<Matcher>] = &[Vec::new()];
+        let sets = if selection.matchers.is_empty() { every } else { selection.matchers.as_slice() };
+        let mut noted: Option<Sources> = None;
+        let mut started = Instant::now();
+        for set in sets {
+            if sliced && started.elapsed() >= SLICE {
+                super::slices::pause().await;
+                if reply.is_disconnected() {
+                    return Err(Abandoned);
+                }
+                started = Instant::now();
+            }
+            let db = storage.borrow();
+            let q = db.querier();
+            let blocks: Vec<&Block> = q.blocks_in(selection.mint, selection.maxt).collect();
+            let sources = noted.get_or_insert_with(|| Sources {
+                blocks: blocks.iter().map(|b| (b.meta().ulid.clone(), RoaringBitmap::new())).collect(),
+                head: RoaringBitmap::new(),
+            });
+            if !blocks.iter().map(|b| &b.meta().ulid).eq(sources.blocks.iter().map(|(ulid, _)| ulid)) {
+                return Ok(None);
+            }
+            for ((_, ids), block) in sources.blocks.iter_mut().zip(&blocks) {
+                *ids |= block.matching(set);
+            }
+            sources.head |= db.head.candidates(set);
         }
+        Ok(noted)
     }
 
     fn blocks_unchanged(&self, db: &Db, selection: &Selection) -> bool {
@@ -196,6 +223,9 @@ impl Sources {
         now.eq(self.blocks.iter().map(|(ulid, _)| ulid))
     }
 }
+
+/// Nobody waits for the listing any more.
+struct Abandoned;
 
 /// The listing's items; None if nobody waits any more.
 async fn list<K: Keep, T>(
@@ -207,7 +237,14 @@ async fn list<K: Keep, T>(
     let mut attempt = 0;
     loop {
         let sliced = attempt < MAX_READ_RESTARTS;
-        let sources = Sources::note(&storage.borrow(), selection);
+        let sources = match Sources::note(storage, selection, sliced, reply).await {
+            Ok(Some(sources)) => sources,
+            Ok(None) => {
+                attempt += 1;
+                continue;
+            }
+            Err(Abandoned) => return Ok(None),
+        };
         let mut kept = keep();
         // Most series are in every source: the largest holds about as many as are listed.
         let largest = sources.blocks.iter().map(|(_, ids)| ids.len()).chain([sources.head.len()]).max();
