@@ -799,7 +799,8 @@ fn date_part(name: &str, secs: f64) -> f64 {
     if !secs.is_finite() {
         return f64::NAN;
     }
-    let t = secs.floor() as i64;
+    // Go's `time.Unix(int64(v), 0)`: the seconds truncated toward zero, so -0.5 is 1970-01-01.
+    let t = secs as i64;
     let days = t.div_euclid(86_400);
     let secs_of_day = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -816,5 +817,17 @@ fn date_part(name: &str, secs: f64) -> f64 {
             (days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)) as f64
         }
         _ => f64::NAN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Upstream reads the time as `time.Unix(int64(v), 0)`: a fraction of a second before 1970
+    /// is still 1970-01-01.
+    #[test]
+    fn date_parts_truncate_the_seconds_toward_zero_as_go() {
+        assert_eq!((super::date_part("year", -0.5), super::date_part("month", -0.5)), (1970.0, 1.0));
+        assert_eq!((super::date_part("year", -1.0), super::date_part("month", -1.0)), (1969.0, 12.0));
+        assert_eq!(super::date_part("day_of_month", 86_399.9), 1.0);
     }
 }
