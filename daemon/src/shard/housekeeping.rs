@@ -181,7 +181,16 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
         let due = storage.borrow().due_cut(env.block_range, now.saturating_sub(env.retention.millis()));
         let result = match due {
             None => return moved,
-            Some(Due::Drop { before }) => Ok((storage.borrow_mut().forget_before(before), before, None)),
+            Some(Due::Drop { before }) => {
+                // Samples a writer sent older than the retention time (the head takes them, as
+                // upstream's takes any into an empty head): kept until now, never in a block.
+                tracing::warn!(
+                    shard = index,
+                    before,
+                    "head samples older than the retention time dropped without writing a block"
+                );
+                Ok((storage.borrow_mut().forget_before(before), before, None))
+            }
             Some(Due::Cut { start, end }) => cut_block(storage, start, end, now).await.map(|(t, meta)| (t, end, meta)),
         };
         let (truncated, before, meta) = match result {
@@ -202,7 +211,7 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
             tracing::info!(
                 shard = index,
                 series_forgotten = forgotten,
-                "series forgotten: their samples are in blocks"
+                "series forgotten: their samples are in blocks or past the retention time"
             );
         }
         checkpoint(index, storage, before).await;
