@@ -344,6 +344,9 @@ fn an_admin_snapshot_holds_every_block_and_the_head_as_one_more() {
     assert_eq!(samples_in("false"), SERIES as i64 * SAMPLES, "blocks and head together hold every sample once");
     let without_head = samples_in("true");
     assert!(without_head > 0 && without_head < SERIES as i64 * SAMPLES, "{without_head}");
+    // Spelled as Go's strconv.ParseBool reads it.
+    assert_eq!(samples_in("1"), without_head);
+    assert_eq!(samples_in("F"), SERIES as i64 * SAMPLES);
     let (status, body) =
         http_post_form(&format!("{}/api/v1/admin/tsdb/snapshot", p.url), &[("skip_head", "maybe")]).unwrap();
     assert_eq!(status, 400, "{body}");

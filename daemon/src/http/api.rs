@@ -342,9 +342,14 @@ pub async fn snapshot(State(s): State<ApiState>, params: Params) -> ApiResult {
     require_admin(&s)?;
     let skip_head = match params.get("skip_head") {
         None | Some("") => false,
-        Some(v) => v.parse::<bool>().map_err(|_| {
-            ApiError::bad_data(format!("unable to parse boolean 'skip_head' argument: invalid syntax {v:?}"))
-        })?,
+        // Go's `strconv.ParseBool`.
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+        Some(v) => {
+            return Err(ApiError::bad_data(format!(
+                "unable to parse boolean 'skip_head' argument: invalid syntax {v:?}"
+            )))
+        }
     };
     let now = now_ms();
     let name = format!(
