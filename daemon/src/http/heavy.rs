@@ -38,6 +38,7 @@ pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Sen
     // The slot goes with the thread: a request dropped meanwhile does not free it early.
     let prepared = off_shard(named("http-answer"), move || {
         let _slot = slot;
+        crate::threads::yield_cpu_to_shards();
         crate::panic::catch(work)
     });
     prepared.await?.map_err(|panic| {

@@ -156,7 +156,10 @@ impl Fanout for ShardFanout {
         plan.limits.interrupt().check()?;
         let plan = plan.clone();
         let thread = std::thread::Builder::new().name("query-finish".into()).stack_size(crate::STACK_SIZE);
-        let finish = move || crate::panic::catch(|| plan.finish(&params, outputs));
+        let finish = move || {
+            crate::threads::yield_cpu_to_shards();
+            crate::panic::catch(|| plan.finish(&params, outputs))
+        };
         match off_shard(thread, finish).await {
             Ok(finished) => finished.unwrap_or_else(|panic| Err(EvalError::Internal(panic))),
             Err(e) => Err(EvalError::Internal(format!("cannot finish the query off the shard: {e}"))),

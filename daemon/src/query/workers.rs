@@ -10,7 +10,9 @@
 //! threads), as Go's scheduler does among upstream's queries. And one query's fragments run on
 //! every shard at once, as they did on the shards' threads. Only when more fragments than
 //! workers are in flight (many queries over several shards) do some wait in the queue, their
-//! queries' deadlines running. Idle workers cost a sleeping thread each; every worker has the
+//! queries' deadlines running. Workers run at a lower priority than the shards
+//! ([`crate::threads::yield_cpu_to_shards`]), so busy workers do not delay a shard's requests.
+//! Idle workers cost a sleeping thread each; every worker has the
 //! stack of every evaluating thread (`crate::STACK_SIZE`, of which only touched pages count).
 
 use std::sync::Arc;
@@ -39,6 +41,7 @@ impl Workers {
         for i in 0..max_concurrency.max(shards.len()) {
             let queue = queue.clone();
             std::thread::Builder::new().name(format!("query-{i}")).stack_size(crate::STACK_SIZE).spawn(move || {
+                crate::threads::yield_cpu_to_shards();
                 while let Ok(job) = queue.recv() {
                     job();
                 }
