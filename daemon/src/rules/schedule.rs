@@ -58,11 +58,15 @@ impl Schedule {
                 continue;
             };
             kept.insert(key, id);
+            // Every id in `ids` or `kept` has its entry.
             let Some(entry) = self.entries.get_mut(&id) else { continue };
             match entry.group.as_mut() {
                 Some(group) => {
+                    let before = group.t;
                     redefine(&self.env, group, definition, now);
-                    self.times.push(Reverse((group.t, id)));
+                    if group.t != before {
+                        self.times.push(Reverse((group.t, id)));
+                    }
                 }
                 None => entry.pending = Some(definition),
             }

@@ -41,11 +41,21 @@ pub(super) struct Pool {
     out: usize,
     /// Whether the last worker could not start (logged once until one does).
     short: bool,
+    /// The rules thread's own storage handle, made if no worker could ever start.
+    here: Option<ShardStorage>,
 }
 
 impl Pool {
     pub(super) fn new(env: Arc<RulesThread>) -> Pool {
-        Pool { env, due: flume::unbounded(), evaluated: flume::unbounded(), workers: 0, out: 0, short: false }
+        Pool {
+            env,
+            due: flume::unbounded(),
+            evaluated: flume::unbounded(),
+            workers: 0,
+            out: 0,
+            short: false,
+            here: None,
+        }
     }
 
     /// Where evaluated groups come back (the pool holds both ends: it never closes).
@@ -54,13 +64,22 @@ impl Pool {
     }
 
     /// Queues a due group for the next free worker, starting one if all are busy and fewer
-    /// than [`MAX_WORKERS`] run.
-    pub(super) fn hand_out(&mut self, group: Group) {
+    /// than [`MAX_WORKERS`] run. With no worker at all (none could start: the process is at its
+    /// thread limit), the calling thread evaluates it, as a concurrent rule evaluation runs on
+    /// its group's thread then, rather than leave it queued for a worker that may never come.
+    pub(super) fn hand_out(&mut self, mut group: Group) {
         self.out += 1;
         if self.out > self.workers && self.workers < MAX_WORKERS {
             self.start_worker();
         }
-        // The pool holds the receiving end too: the send cannot fail.
+        // The pool holds the receiving ends too: the sends cannot fail.
+        if self.workers == 0 {
+            let env = &self.env;
+            let storage = self.here.get_or_insert_with(|| ShardStorage::new(env.shards.clone(), env.queries.clone()));
+            evaluate(env, storage, &mut group);
+            let _ = self.evaluated.0.send(group);
+            return;
+        }
         let _ = self.due.0.send(group);
     }
 
@@ -82,7 +101,7 @@ impl Pool {
             }
             Err(e) => {
                 if !self.short {
-                    tracing::error!(workers = self.workers, error = %e, "cannot start a thread to evaluate rule groups; due groups wait for a running one");
+                    tracing::error!(workers = self.workers, error = %e, "cannot start a thread to evaluate rule groups; due groups wait for a running one, or run on the rules thread if none runs");
                 }
                 self.short = true;
             }
@@ -103,10 +122,18 @@ fn work(env: &RulesThread, due: &flume::Receiver<Group>, evaluated: &flume::Send
 
 /// Evaluates the group at its time `t` (its independent rules at once if concurrent evaluation
 /// is on), restores its `for` state if due, counts, publishes its status, queues its alerts,
-/// and moves `t` to its next slot: the slots that passed while it ran (or waited for a worker)
-/// are missed, and the latest of them is evaluated at once.
+/// and moves `t` to its next slot. The slots that passed while it waited for a worker, or
+/// while it ran, are missed: a group that waited is evaluated at the latest slot it waited
+/// through, and one that overran its interval at once after, as upstream's group loop does.
 fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
     let Group { state: g, settings, label, t, .. } = group;
+    let metrics = &env.metrics.rule_groups;
+    let waited = (now_ms() - *t) / g.interval;
+    if waited > 0 {
+        metrics.iterations.get_or_create(label).inc_by(waited as u64);
+        metrics.iterations_missed.get_or_create(label).inc_by(waited as u64);
+        *t += waited * g.interval;
+    }
     let due = match &env.concurrent_evals {
         Some(concurrent) => {
             g.evaluate_in_batches(*t, settings, &Instant::now, true, &mut |batch| concurrent.run(batch, storage))
@@ -117,7 +144,6 @@ fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
         let a = &env.alerting;
         g.restore_for_state(now_ms(), storage, a.for_outage_tolerance, a.for_grace_period);
     }
-    let metrics = &env.metrics.rule_groups;
     for rule in &g.rules {
         metrics.evaluations.get_or_create(label).inc();
         metrics.rule_duration.observe(&vec![], rule.evaluation_seconds);
