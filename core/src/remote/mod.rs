@@ -17,6 +17,7 @@ use prost::Message;
 use thiserror::Error;
 
 use self::histogram::{wire_histograms, Histogram, HistogramBudget};
+use crate::excerpt::excerpt;
 use crate::labels::{is_valid_label_name, sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::protowire::{Fields, Payload, WireError};
 use crate::value::{exemplar_label_chars, Exemplar, HistogramSample, Sample, EXEMPLAR_MAX_LABEL_CHARS};
@@ -206,9 +207,6 @@ fn decode_series(
                 if let Err(why) = check_label_name(&l.name) {
                     return Ok(Decoded::InvalidLabels(why));
                 }
-                if l.value.is_empty() {
-                    continue;
-                }
                 if labels.len() == MAX_LABELS_PER_SERIES {
                     return Ok(Decoded::InvalidLabels(format!("more than {MAX_LABELS_PER_SERIES} labels")));
                 }
@@ -237,6 +235,8 @@ fn decode_series(
     if let Err(why) = check_label_set(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))) {
         return Ok(Decoded::InvalidLabels(why));
     }
+    // A label with an empty value is no label, as upstream's head drops it.
+    labels.retain(|l| !l.value.is_empty());
     if samples.is_empty() && histograms.is_empty() && exemplars.is_empty() {
         return Ok(Decoded::Nothing);
     }
@@ -248,9 +248,12 @@ fn decode_series(
 fn check_label_name(name: &str) -> Result<(), String> {
     match is_valid_label_name(name) {
         true => Ok(()),
-        false => Err(format!("invalid label name {name:?}")),
+        false => Err(format!("invalid label name {:?}", excerpt(name, QUOTED_NAME_BYTES))),
     }
 }
+
+/// Most bytes of a label name an error quotes: a name may be megabytes long.
+const QUOTED_NAME_BYTES: usize = 128;
 
 /// One label as an exemplar may carry it: a valid name and a value.
 fn check_label(name: &str, value: &str) -> Result<(), String> {
@@ -266,21 +269,23 @@ pub(crate) fn pair_bytes(pairs: &[(&str, &str)]) -> usize {
     pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()))
 }
 
-/// A series' labels together: a metric name, no name twice (found by sorting), and at most
-/// [`MAX_SERIES_LABEL_BYTES`].
+/// A series' labels together, empty values included (as upstream checks them before its head
+/// drops those): a metric name that is not empty, no name twice (found by sorting), and at
+/// most [`MAX_SERIES_LABEL_BYTES`].
 fn check_label_set<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), String> {
-    let mut bytes = 0usize;
-    let (names, duplicate) = sorted_names(pairs.map(|(name, value)| {
+    let (mut bytes, mut named) = (0usize, false);
+    let (_, duplicate) = sorted_names(pairs.map(|(name, value)| {
         bytes = bytes.saturating_add(name.len()).saturating_add(value.len());
+        named |= name == "__name__" && !value.is_empty();
         name
     }));
     if bytes > MAX_SERIES_LABEL_BYTES {
         return Err(format!("labels take {bytes} bytes, more than the {MAX_SERIES_LABEL_BYTES} a series may"));
     }
     if let Some(name) = duplicate {
-        return Err(format!("duplicate label name {name:?}"));
+        return Err(format!("duplicate label name {:?}", excerpt(name, QUOTED_NAME_BYTES)));
     }
-    if names.binary_search(&"__name__").is_err() {
+    if !named {
         return Err("no metric name (__name__ label)".into());
     }
     Ok(())
@@ -469,12 +474,18 @@ mod tests {
                 ts(&[("__name__", "c"), ("s", "")]),
                 ts(&[("__name__", "d"), ("a", "1"), ("a", "2")]),
                 ts(&[("__name__", "")]),
+                ts(&[("__name__", "e"), ("a", "1"), ("a", "")]),
+                ts(&[(&"x".repeat(1000), "y")]),
             ],
         };
         let decoded = decode_write_request(&compressed(&request), 1 << 20).unwrap();
         let names: Vec<String> = decoded.series.iter().map(|s| s.labels.to_string()).collect();
         assert_eq!(names, ["{__name__=\"a\"}", "{__name__=\"c\"}"]);
-        assert_eq!(skipped(decoded), (3, "series 1: invalid label name \"\u{e4}-b.c\"".into()));
+        assert_eq!(skipped(decoded), (5, "series 1: invalid label name \"\u{e4}-b.c\"".into()));
+        // A long name is quoted in part.
+        let long = WriteRequest { timeseries: vec![ts(&[("__name__", "x"), (&"-".repeat(1000), "y")])] };
+        let why = skipped(decode_write_request(&compressed(&long), 1 << 20).unwrap()).1;
+        assert!(why.len() < 200 && why.ends_with("... (872 more bytes)\""), "{why}");
     }
 
     fn compressed(request: &WriteRequest) -> Vec<u8> {

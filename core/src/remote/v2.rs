@@ -309,16 +309,17 @@ fn resolve_series(
         }
     }
     *label_bytes = label_bytes.checked_sub(pair_bytes(&pairs)).ok_or(RemoteError::LabelsTooLarge)?;
-    // A label with an empty value is no label, as upstream's head drops it.
-    let checked = pairs.iter().try_for_each(|(n, _)| check_label_name(n)).and_then(|()| {
-        pairs.retain(|(_, v)| !v.is_empty());
-        check_label_set(pairs.iter().copied())
-    });
-    let described =
-        || format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "));
+    let describe = |pairs: &[(&str, &str)]| {
+        format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "))
+    };
+    let checked =
+        pairs.iter().try_for_each(|(n, _)| check_label_name(n)).and_then(|()| check_label_set(pairs.iter().copied()));
     if let Err(why) = checked {
-        return out.reject(|| format!("invalid metric name or labels, got {}: {why}", described()));
+        return out.reject(|| format!("invalid metric name or labels, got {}: {why}", describe(&pairs)));
     }
+    // A label with an empty value is no label, as upstream's head drops it.
+    pairs.retain(|(_, v)| !v.is_empty());
+    let described = || describe(&pairs);
     if series.sample_count() == 0 {
         return out
             .reject(|| format!("TimeSeries must contain at least one sample or histogram for series {}", described()));
