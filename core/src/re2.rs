@@ -13,10 +13,12 @@
 //! Grafana "All" of hundreds of pods). An expression repeated in a request compiles once.
 //!
 //! [`expand`] fills a replacement's `$` references in as Go's `Regexp.Expand` does, for
-//! `label_replace` and relabeling.
+//! `label_replace` and relabeling, and [`replace_all`] is Go's `ReplaceAllString` with it
+//! (`labelmap`, templates' `reReplaceAll`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use regex::{Captures, Regex, RegexBuilder};
 
@@ -177,13 +179,31 @@ pub fn expand(caps: &Captures<'_>, template: &str, dst: &mut String) {
     dst.push_str(rest);
 }
 
+/// `text` with every match of `re` replaced by `template` expanded as [`expand`] does, as Go's
+/// `Regexp.ReplaceAllString`.
+pub fn replace_all(re: &Regex, text: &str, template: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for caps in re.captures_iter(text) {
+        let Some(whole) = caps.get(0) else { continue };
+        out.push_str(&text[last..whole.start()]);
+        expand(&caps, template, &mut out);
+        last = whole.end();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 /// The name of a reference at the start of `s` (just after its `$`), and what follows it.
 fn reference(s: &str) -> Option<(&str, &str)> {
     let (braced, s) = match s.strip_prefix('{') {
         Some(inner) => (true, inner),
         None => (false, s),
     };
-    let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len());
+    // Go's `unicode.IsLetter` and `unicode.IsDigit`: letters and decimal digits of any
+    // script, not `²` or combining marks.
+    static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\p{L}\p{Nd}_]*").expect("a valid expression"));
+    let end = NAME.find(s).map_or(0, |m| m.end());
     let (name, after) = s.split_at(end);
     if name.is_empty() {
         return None;
@@ -261,11 +281,15 @@ mod tests {
             ("$01", ""),
             ("${01}", ""),
             ("$0", "bi"),
+            ("$1\u{b2}", "b\u{b2}"),
         ];
         for (template, want) in cases {
             let mut got = String::new();
             expand(&caps, template, &mut got);
             assert_eq!(got, want, "{template}");
         }
+        // Go's ReplaceAllString: every match, the text between kept.
+        let re = Regex::new("a(x*)").unwrap();
+        assert_eq!(replace_all(&re, "-ax-axx-b", "<$1>${}"), "-<x>${}-<xx>${}-b");
     }
 }

@@ -232,7 +232,7 @@ impl Rule {
                 let mapped: Vec<(String, String)> = labels
                     .iter()
                     .filter(|(name, _)| self.regex.is_match(name))
-                    .map(|(name, v)| (self.regex.replace_all(name, self.replacement.as_str()).into_owned(), v.clone()))
+                    .map(|(name, v)| (crate::re2::replace_all(&self.regex, name, &self.replacement), v.clone()))
                     .collect();
                 for (name, v) in mapped {
                     labels.insert(name, v);

@@ -349,7 +349,7 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
                 arity("reReplaceAll", args, 3)?;
                 let re = compile(&string_arg("reReplaceAll", &args[0])?)?;
                 let (repl, text) = (string_arg("reReplaceAll", &args[1])?, string_arg("reReplaceAll", &args[2])?);
-                Ok(Value::String(key(&re.replace_all(&text, repl.as_str()))))
+                Ok(Value::String(key(&crate::re2::replace_all(&re, &text, &repl))))
             }),
         ),
         (
