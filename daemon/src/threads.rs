@@ -7,22 +7,19 @@ pub fn named(name: &str) -> std::thread::Builder {
     std::thread::Builder::new().name(name.to_string())
 }
 
-/// The nice value of the threads that evaluate queries (the shards' is the process's, 0).
-const QUERY_NICE: libc::c_int = 10;
+/// How much nicer than the rest of the process the threads that evaluate queries are.
+const QUERY_NICENESS: libc::c_int = 10;
 
-/// Lowers the calling thread's priority to [`QUERY_NICE`], for the threads that evaluate
-/// queries and prepare their answers: when queries keep both cores busy, the shards' threads,
-/// which serve every connection's requests (`/-/healthy` too) and take appends and scrapes,
-/// still get the CPU at once. Twenty heavy range queries at a time had a probe wait up to 2.7 s
-/// behind twenty query threads competing with two shards. Lowering a thread's own priority
-/// needs no privilege; if it fails, the thread runs as before.
+/// Lowers the calling thread's priority by [`QUERY_NICENESS`] (to at most nice 19), for the
+/// threads that evaluate queries and prepare their answers: when queries keep both cores busy,
+/// the shards' threads, which serve every connection's requests (`/-/healthy` too) and take
+/// appends and scrapes, still get the CPU at once. Twenty heavy range queries at a time had a
+/// probe wait up to 2.7 s behind twenty query threads competing with two shards. Lowering a
+/// thread's own priority needs no privilege; if it cannot, the thread runs as before.
 pub fn yield_cpu_to_shards() {
-    // On Linux a thread's nice value is its own: setpriority on its thread id sets that one.
-    // SAFETY: both calls only read or set the scheduling priority of this thread.
-    let lowered = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, QUERY_NICE) };
-    if lowered != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a query thread's priority");
-    }
+    // On Linux a thread's nice value is its own, and nice(2) changes the calling thread's.
+    // SAFETY: it only raises this thread's nice value.
+    unsafe { libc::nice(QUERY_NICENESS) };
 }
 
 /// Runs `work` on the thread `thread` builds and waits for it without blocking the shard; fails

@@ -103,10 +103,13 @@ fn nice_of_threads(p: &Pyrite, prefix: &str) -> Vec<i64> {
 
 /// Query threads yield the CPU to the shards, which serve every request and take appends:
 /// twenty heavy range queries at a time had `/-/healthy` wait up to 2.7 s at equal priority.
+/// Ten nicer than the shards, whatever the nice value the tests run at.
 #[test]
 fn query_threads_run_below_the_shards_priority() {
     let p = Pyrite::start(PyriteOpts::default());
     let (queries, shards) = (nice_of_threads(&p, "query-"), nice_of_threads(&p, "shard-"));
-    assert!(!queries.is_empty() && queries.iter().all(|&n| n == 10), "query threads' nice values: {queries:?}");
-    assert!(!shards.is_empty() && shards.iter().all(|&n| n == 0), "shard threads' nice values: {shards:?}");
+    let shard = shards.first().copied().expect("shard threads");
+    assert!(shards.iter().all(|&n| n == shard), "shard threads' nice values: {shards:?}");
+    let want = (shard + 10).min(19);
+    assert!(!queries.is_empty() && queries.iter().all(|&n| n == want), "query threads' nice values: {queries:?}");
 }
