@@ -746,7 +746,7 @@ fn many_clients_waiting_for_query_slots_do_not_grow_memory() {
 fn a_listing_with_many_regex_selectors_does_not_hold_the_shards() {
     let p = server(&[]);
     let now = now_ms();
-    for chunk in 0..4 {
+    for chunk in 0..8 {
         let series: Vec<WriteSeries> = (chunk * 10_000..(chunk + 1) * 10_000)
             .map(|i| WriteSeries {
                 labels: Labels::from_pairs([
@@ -780,7 +780,8 @@ fn a_listing_with_many_regex_selectors_does_not_hold_the_shards() {
     });
     let (status, body) = listed.expect("an answer");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(40_000));
+    assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(80_000));
     eprintln!("/-/healthy waited at most {worst:?}");
-    assert!(worst < Duration::from_millis(500), "/-/healthy waited {worst:?} during the listing");
+    // Other tests of this file run meanwhile on two cores: the bound leaves them room.
+    assert!(worst < Duration::from_millis(1500), "/-/healthy waited {worst:?} during the listing");
 }

@@ -182,12 +182,12 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
         let result = match due {
             None => return moved,
             Some(Due::Drop { before }) => {
-                // Samples a writer sent older than the retention time (the head takes them, as
-                // upstream's takes any into an empty head): kept until now, never in a block.
-                tracing::warn!(
+                // With a retention shorter than the head's span, or samples a writer sent older
+                // than it (an empty head takes any, as upstream's does): no block is written.
+                tracing::info!(
                     shard = index,
                     before,
-                    "head samples older than the retention time dropped without writing a block"
+                    "head data past the retention time dropped without writing a block"
                 );
                 Ok((storage.borrow_mut().forget_before(before), before, None))
             }
