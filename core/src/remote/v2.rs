@@ -20,6 +20,7 @@ use super::{
     check_label_name, check_label_set, checked_exemplar, decompress, pair_bytes, Fields, Payload, RemoteError,
     WriteSeries, MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES,
 };
+use crate::excerpt::excerpt;
 use crate::histogram::HistogramError;
 use crate::labels::Labels;
 use crate::value::{HistogramSample, Sample};
@@ -309,8 +310,10 @@ fn resolve_series(
         }
     }
     *label_bytes = label_bytes.checked_sub(pair_bytes(&pairs)).ok_or(RemoteError::LabelsTooLarge)?;
+    // Names and values quoted at most 128 bytes long: they may be megabytes.
     let describe = |pairs: &[(&str, &str)]| {
-        format!("{{{}}}", pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(", "))
+        let quoted = pairs.iter().map(|(n, v)| format!("{}={:?}", excerpt(n, 128), excerpt(v, 128)));
+        format!("{{{}}}", quoted.collect::<Vec<_>>().join(", "))
     };
     let checked =
         pairs.iter().try_for_each(|(n, _)| check_label_name(n)).and_then(|()| check_label_set(pairs.iter().copied()));
@@ -423,6 +426,23 @@ mod tests {
         assert!(d.errors[6].contains("metadata help_ref 7"), "{}", d.errors[6]);
         // The first series, and the float samples of the one with histograms.
         assert_eq!(d.series.len(), 2);
+    }
+
+    /// Labels are checked with their empty values, as upstream checks them, then those are
+    /// dropped: a name with an empty value is no name, a name twice is refused either way.
+    #[test]
+    fn empty_label_values_are_no_labels() {
+        let r = request(&[
+            (&[("__name__", "kept"), ("s", "")], &[(1, 1.0)]),
+            (&[("__name__", "")], &[(1, 1.0)]),
+            (&[("__name__", "twice"), ("a", "1"), ("a", "")], &[(1, 1.0)]),
+        ]);
+        let d = decode_write_request_v2(&r.encode_compressed(), 1 << 20).unwrap();
+        assert_eq!(d.series.len(), 1);
+        assert_eq!(d.series[0].labels, Labels::from_pairs([("__name__", "kept")]));
+        assert_eq!(d.error_count, 2, "{:?}", d.errors);
+        assert!(d.errors[0].contains("no metric name"), "{}", d.errors[0]);
+        assert!(d.errors[1].contains("duplicate label name \"a\""), "{}", d.errors[1]);
     }
 
     /// A series of histograms alone is kept; an invalid histogram is reported and its series'

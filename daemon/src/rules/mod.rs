@@ -126,8 +126,9 @@ pub struct RulesThread {
 }
 
 /// The `rules` thread's loop, until the process ends: keeps the schedule, hands due groups to
-/// the worker pool, takes them back evaluated, and takes the groups of each reload. It never
-/// evaluates, so a reload is taken at once even while an evaluation is slow.
+/// the worker pool, takes them back evaluated, and takes the groups of each reload. It does not
+/// evaluate (unless no worker could start), so a reload is taken at once even while an
+/// evaluation is slow.
 pub fn run(env: RulesThread) {
     let env = Arc::new(env);
     let mut pool = Pool::new(env.clone());
