@@ -206,7 +206,7 @@ impl Sources {
                 blocks: blocks.iter().map(|b| (b.meta().ulid.clone(), RoaringBitmap::new())).collect(),
                 head: RoaringBitmap::new(),
             });
-            if !blocks.iter().map(|b| &b.meta().ulid).eq(sources.blocks.iter().map(|(ulid, _)| ulid)) {
+            if !sources.blocks_unchanged(&db, selection) {
                 return Ok(None);
             }
             for ((_, ids), block) in sources.blocks.iter_mut().zip(&blocks) {
