@@ -341,7 +341,12 @@ pub fn http_get_within(url: &str, timeout: Duration) -> Result<(u16, String), St
 
 /// POST a form body.
 pub fn http_post_form(url: &str, form: &[(&str, &str)]) -> Result<(u16, String), String> {
-    response(ureq::post(url).timeout(Duration::from_secs(10)).send_form(form))
+    http_post_form_within(url, form, Duration::from_secs(10))
+}
+
+/// A form POST with the given timeout; Err only if no HTTP answer came.
+pub fn http_post_form_within(url: &str, form: &[(&str, &str)], timeout: Duration) -> Result<(u16, String), String> {
+    response(ureq::post(url).timeout(timeout).send_form(form))
 }
 
 /// A target that answers every request with `response` (raw HTTP), or never answers if None.
