@@ -9,8 +9,9 @@
 
 use std::fmt;
 
-use regex::Regex;
 use thiserror::Error;
+
+use crate::value_regex::{Shape, ValueRegex};
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -248,7 +249,7 @@ pub struct Matcher {
     pub name: String,
     pub op: MatchOp,
     pub value: String,
-    regex: Option<Regex>,
+    regex: Option<ValueRegex>,
 }
 
 impl PartialEq for Matcher {
@@ -261,9 +262,9 @@ impl Matcher {
     pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, RegexError> {
         let value = value.into();
         let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                crate::re2::anchored(&value).map_err(|e| RegexError { pattern: value.clone(), source: Box::new(e) })?,
-            ),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(ValueRegex::new(&value).map_err(|e| RegexError { pattern: value.clone(), source: Box::new(e) })?)
+            }
             _ => None,
         };
         Ok(Matcher { name: name.into(), op, value, regex })
@@ -272,6 +273,12 @@ impl Matcher {
     /// An equality matcher; cannot fail.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
         Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), regex: None }
+    }
+
+    /// The values a regex matcher's pattern matches, where an index can tell them without
+    /// trying the pattern on each value it holds.
+    pub fn regex_shape(&self) -> Option<&Shape> {
+        self.regex.as_ref()?.shape()
     }
 
     /// Whether a label value (or "" for an absent label) satisfies the matcher.

@@ -32,3 +32,4 @@ pub mod rules;
 pub mod scrape;
 pub mod series_notation;
 pub mod value;
+pub mod value_regex;

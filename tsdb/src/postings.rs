@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use super::symbols::Symbols;
 use pyrite_core::labels::{MatchOp, Matcher};
+use pyrite_core::value_regex::Shape;
 
 #[derive(Debug, Default)]
 pub struct Postings {
@@ -93,12 +94,25 @@ impl Postings {
                 .unwrap_or_default();
         }
         let takes_empty = m.matches("");
-        let mut decided = RoaringBitmap::new();
-        for (&value, series) in values.into_iter().flatten() {
-            if m.matches(symbols.resolve(value)) != takes_empty {
-                decided |= series;
+        // Where the pattern's shape tells, the values that decide are known without trying
+        // each: the same ones for `=~` and `!~`.
+        let decided = match m.regex_shape() {
+            Some(Shape::OneOf(listed)) if !listed.contains(&String::new()) => listed
+                .iter()
+                .filter_map(|v| symbols.lookup(v).and_then(|v| values.and_then(|vals| vals.get(&v))))
+                .union(),
+            Some(Shape::Any) => RoaringBitmap::new(),
+            Some(Shape::NotEmpty) => {
+                let empty = symbols.lookup("");
+                values.into_iter().flatten().filter(|&(&v, _)| Some(v) != empty).map(|(_, series)| series).union()
             }
-        }
+            _ => values
+                .into_iter()
+                .flatten()
+                .filter(|&(&value, _)| m.matches(symbols.resolve(value)) != takes_empty)
+                .map(|(_, series)| series)
+                .union(),
+        };
         if takes_empty {
             &self.all - decided
         } else {
@@ -179,6 +193,27 @@ mod tests {
         assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Equal, "x")]), Vec::<u32>::new());
         assert_eq!(ids(&p, &s, &[m("nope", MatchOp::Regex, ".*")]), vec![0, 1, 2, 3]);
         assert_eq!(ids(&p, &s, &[m("job", MatchOp::Equal, "never-interned")]), Vec::<u32>::new());
+    }
+
+    /// Patterns whose values are known (a few exact ones, `.*`, `.+`) select the series whose
+    /// value, or "", the pattern matches, for `=~` and `!~`, with an empty value indexed too.
+    #[test]
+    fn shaped_patterns_select_as_the_pattern_matches_each_value() {
+        let jobs = [Some("api"), Some("web"), None, Some("API"), Some("")];
+        let series: Vec<Vec<(&str, &str)>> =
+            jobs.iter().map(|job| [("__name__", "up")].into_iter().chain(job.map(|j| ("job", j))).collect()).collect();
+        let (s, p) = index(&series.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        for pattern in ["api|web", "(?i)api", "never|api", "|api", ".*", ".+"] {
+            let re = pyrite_core::re2::anchored(pattern).unwrap();
+            for op in [MatchOp::Regex, MatchOp::NotRegex] {
+                let m = Matcher::new("job", op, pattern).unwrap();
+                assert!(m.regex_shape().is_some(), "{m}");
+                let expected: Vec<u32> = (0..jobs.len() as u32)
+                    .filter(|&id| re.is_match(jobs[id as usize].unwrap_or("")) == (op == MatchOp::Regex))
+                    .collect();
+                assert_eq!(ids(&p, &s, std::slice::from_ref(&m)), expected, "{m}");
+            }
+        }
     }
 
     #[test]
