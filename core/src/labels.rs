@@ -216,7 +216,7 @@ pub fn is_valid_metric_name(s: &str) -> bool {
 }
 
 /// The comparison a matcher makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
     Equal,
     NotEqual,

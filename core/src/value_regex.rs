@@ -10,6 +10,10 @@
 //! The shapes are read from the pattern's syntax tree as `regex` parses it, so they mean what
 //! the compiled regex means; a pattern with an assertion (`\b`, `^`) inside has no shape.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use regex::Regex;
 use regex_syntax::hir::literal::Extractor;
 use regex_syntax::hir::{Class, Hir, HirKind};
@@ -18,7 +22,7 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 #[derive(Debug, Clone)]
 pub struct ValueRegex {
     regex: Regex,
-    shape: Option<Shape>,
+    shape: Option<Arc<Shape>>,
 }
 
 /// The values a pattern matches, where an index can tell them without the regex.
@@ -36,12 +40,11 @@ impl ValueRegex {
     /// `pattern` compiled as [`crate::re2::anchored`] compiles it.
     pub fn new(pattern: &str) -> Result<ValueRegex, regex::Error> {
         let regex = crate::re2::anchored(pattern)?;
-        let shape = regex_syntax::Parser::new().parse(&crate::re2::dotall(pattern)).ok().and_then(|hir| shape(&hir));
-        Ok(ValueRegex { regex, shape })
+        Ok(ValueRegex { regex, shape: shape_of(pattern) })
     }
 
     pub fn is_match(&self, value: &str) -> bool {
-        match &self.shape {
+        match self.shape.as_deref() {
             Some(Shape::OneOf(values)) => values.binary_search_by(|v| v.as_str().cmp(value)).is_ok(),
             Some(Shape::Any) => true,
             Some(Shape::NotEmpty) => !value.is_empty(),
@@ -50,8 +53,32 @@ impl ValueRegex {
     }
 
     pub fn shape(&self) -> Option<&Shape> {
-        self.shape.as_ref()
+        self.shape.as_deref()
     }
+}
+
+/// Most patterns whose shapes a thread keeps; past them, it forgets them all.
+const MOST_SHAPES_KEPT: usize = 1024;
+
+thread_local! {
+    /// The shapes of the patterns this thread read lately: one request may repeat a pattern a
+    /// hundred thousand times, and reading a shape takes microseconds.
+    static SHAPES: RefCell<HashMap<String, Option<Arc<Shape>>>> = RefCell::new(HashMap::new());
+}
+
+fn shape_of(pattern: &str) -> Option<Arc<Shape>> {
+    SHAPES.with_borrow_mut(|shapes| {
+        if let Some(known) = shapes.get(pattern) {
+            return known.clone();
+        }
+        let hir = regex_syntax::Parser::new().parse(&crate::re2::dotall(pattern)).ok();
+        let found = hir.and_then(|hir| shape(&hir)).map(Arc::new);
+        if shapes.len() >= MOST_SHAPES_KEPT {
+            shapes.clear();
+        }
+        shapes.insert(pattern.to_string(), found.clone());
+        found
+    })
 }
 
 fn shape(hir: &Hir) -> Option<Shape> {
@@ -155,7 +182,7 @@ mod tests {
         ];
         for (pattern, expected) in patterns {
             let matcher = ValueRegex::new(pattern).unwrap();
-            let found = match matcher.shape {
+            let found = match matcher.shape() {
                 Some(Shape::OneOf(_)) => "one of",
                 Some(Shape::Any) => "any",
                 Some(Shape::NotEmpty) => "not empty",
@@ -170,8 +197,8 @@ mod tests {
 
     #[test]
     fn one_of_lists_every_match_sorted() {
-        let values = |p| match ValueRegex::new(p).unwrap().shape {
-            Some(Shape::OneOf(values)) => Some(values),
+        let values = |p| match ValueRegex::new(p).unwrap().shape() {
+            Some(Shape::OneOf(values)) => Some(values.clone()),
             _ => None,
         };
         assert_eq!(values("web|api|web"), Some(vec!["api".to_string(), "web".to_string()]));

@@ -415,3 +415,57 @@ fn streamed_chunks_decode_to_the_sampled_answer() {
     }
     assert_eq!(got, expected);
 }
+
+/// A read whose query holds a hundred thousand matchers: the same one repeated counts once,
+/// and a `!=` costs a look-up, so the shards go on answering. Before, each matcher tried its
+/// pattern on every value of its label (90,000 `__name__!~"x.+"` over 2,000 names) on the
+/// shard's thread, and /-/healthy waited for all of them.
+#[test]
+fn a_read_of_a_hundred_thousand_matchers_does_not_hold_the_shards() {
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::read::{decode_read_response, LabelMatcher, Query, ReadRequest, SAMPLES};
+    use pyrite_core::remote::{encode_write_request, WriteSeries};
+    use pyrite_core::value::Sample;
+    let p = server(2, &[]);
+    let now = now_ms();
+    let series: Vec<WriteSeries> = (0..20_000)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", format!("m{}", i % 2000)), ("job", format!("v{i}"))]),
+            samples: vec![Sample { t: now - 60_000, v: 1.0 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    let matcher = |r#type: i32, name: &str, value: String| LabelMatcher { r#type, name: name.into(), value };
+    let matchers = (0..90_000)
+        .map(|_| matcher(3, "__name__", "x.+".into()))
+        .chain((10_000..100_000).map(|i| matcher(1, "job", format!("v{i}"))))
+        .collect();
+    let query = Query { start_timestamp_ms: now - 120_000, end_timestamp_ms: now, matchers, hints: None };
+    let request = ReadRequest { queries: vec![query], accepted_response_types: vec![SAMPLES] };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (read, worst) = std::thread::scope(|scope| {
+        let reading = scope.spawn(|| {
+            let read = remote_read(&p, &request);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            read
+        });
+        let mut worst = Duration::ZERO;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = std::time::Instant::now();
+            let health = pyrite_tests::http_get_within(&format!("{}/-/healthy", p.url), Duration::from_secs(60));
+            assert_eq!(health.map(|h| h.0), Ok(200));
+            worst = worst.max(started.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (reading.join().unwrap(), worst)
+    });
+    let (status, _, body) = read;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // The series of jobs v0 to v9999 are left.
+    let response = decode_read_response(&body, 1 << 30).expect("a ReadResponse");
+    assert_eq!(response.results[0].timeseries.len(), 10_000);
+    eprintln!("/-/healthy waited at most {worst:?}");
+    assert!(worst < Duration::from_millis(1500), "/-/healthy waited {worst:?} during the read");
+}

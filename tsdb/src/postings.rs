@@ -8,7 +8,7 @@
 //! the series lacks the label, so `job!=""` selects series that have a `job` and `job=~".*"`
 //! selects every series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use roaring::{MultiOps, RoaringBitmap};
 
@@ -58,7 +58,10 @@ impl Postings {
         &self.all
     }
 
-    /// The series matching all matchers (every series when there are none).
+    /// The series matching all matchers (every series when there are none). A matcher that
+    /// takes "" (`!=`, most `!~`) removes the series whose value fails it from those picked so
+    /// far, in place, as upstream subtracts them: a selector of thousands of them costs
+    /// thousands of look-ups, not copies of every series. A matcher repeated counts once.
     pub fn select(&self, symbols: &Symbols, matchers: &[Matcher]) -> RoaringBitmap {
         // Cheap, selective matchers first: equality on a non-empty value is a single lookup.
         let mut ordered: Vec<&Matcher> = matchers.iter().collect();
@@ -67,42 +70,46 @@ impl Postings {
             MatchOp::Regex => 1,
             _ => 2,
         });
+        let mut seen = HashSet::new();
+        ordered.retain(|m| seen.insert((&m.name, m.op, &m.value)));
         let mut result: Option<RoaringBitmap> = None;
         for m in ordered {
-            let set = self.matching(symbols, m);
-            result = Some(match result {
-                None => set,
-                Some(acc) => acc & set,
-            });
-            if result.as_ref().is_some_and(|r| r.is_empty()) {
-                break;
+            let (decided, takes_empty) = self.deciding(symbols, m);
+            let picked = match (result, takes_empty) {
+                (None, false) => decided,
+                (None, true) => &self.all - decided,
+                (Some(acc), false) => acc & decided,
+                (Some(mut acc), true) => {
+                    acc -= decided;
+                    acc
+                }
+            };
+            if picked.is_empty() {
+                return picked;
             }
+            result = Some(picked);
         }
         result.unwrap_or_else(|| self.all.clone())
     }
 
-    /// The series whose value for `m.name` (or "" if absent) satisfies `m`. A matcher that
-    /// takes "" selects every series but those whose value fails it; one that refuses "" only
-    /// those whose value passes: either way one union, over the values that decide.
-    fn matching(&self, symbols: &Symbols, m: &Matcher) -> RoaringBitmap {
+    /// The series whose value for `m.name` (or "" if absent) decides `m`, and whether `m`
+    /// takes "": one that does selects every series but those, one that does not only those.
+    /// Either way one union, over the values that decide.
+    fn deciding(&self, symbols: &Symbols, m: &Matcher) -> (RoaringBitmap, bool) {
         let values = symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n));
-        if m.op == MatchOp::Equal && !m.value.is_empty() {
-            return symbols
-                .lookup(&m.value)
-                .and_then(|v| values.and_then(|vals| vals.get(&v)))
-                .cloned()
-                .unwrap_or_default();
-        }
+        let postings_of = |v: &str| symbols.lookup(v).and_then(|v| values.and_then(|vals| vals.get(&v)));
         let takes_empty = m.matches("");
-        // Where the pattern's shape tells, the values that decide are known without trying
-        // each: the same ones for `=~` and `!~`.
-        let decided = match m.regex_shape() {
-            Some(Shape::OneOf(listed)) if !listed.contains(&String::new()) => listed
-                .iter()
-                .filter_map(|v| symbols.lookup(v).and_then(|v| values.and_then(|vals| vals.get(&v))))
-                .union(),
-            Some(Shape::Any) => RoaringBitmap::new(),
-            Some(Shape::NotEmpty) => {
+        // Where the value or the pattern's shape tells, the values that decide are known
+        // without trying each: the same ones for `=` and `!=`, `=~` and `!~`.
+        let decided = match (m.op, m.regex_shape()) {
+            (MatchOp::Equal | MatchOp::NotEqual, _) if !m.value.is_empty() => {
+                postings_of(&m.value).cloned().unwrap_or_default()
+            }
+            (_, Some(Shape::OneOf(listed))) if !listed.contains(&String::new()) => {
+                listed.iter().filter_map(|v| postings_of(v)).union()
+            }
+            (_, Some(Shape::Any)) => RoaringBitmap::new(),
+            (_, Some(Shape::NotEmpty)) => {
                 let empty = symbols.lookup("");
                 values.into_iter().flatten().filter(|&(&v, _)| Some(v) != empty).map(|(_, series)| series).union()
             }
@@ -113,11 +120,7 @@ impl Postings {
                 .map(|(_, series)| series)
                 .union(),
         };
-        if takes_empty {
-            &self.all - decided
-        } else {
-            decided
-        }
+        (decided, takes_empty)
     }
 
     /// Every (name, value) pair with the number of series that carry it.
