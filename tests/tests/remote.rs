@@ -167,16 +167,28 @@ fn remote_write_messages_not_accepted_get_415() {
 fn hostile_remote_write_2_bodies_get_400() {
     let mut p = server(2, &[]);
     let compress = |raw: &[u8]| snap::raw::Encoder::new().compress_vec(raw).expect("compress");
-    // A label ref past u32, a truncated series, a symbol that is not UTF-8, not snappy at all.
+    // A label ref past u32, a truncated series, not snappy at all.
     for raw in [
         compress(&[0x2a, 7, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
         compress(&[0x2a, 0x7f, 0x08]),
-        compress(&[0x22, 1, 0xff]),
         b"\xff\xff\xff\xff not snappy".to_vec(),
     ] {
         let a = remote_write_with(&p, &V2, &raw);
         assert_eq!(a.status, 400, "{}", a.body);
     }
+    // A label value that is not UTF-8 refuses its series only, as upstream (whose decoder takes
+    // any bytes as a symbol).
+    let request = request_v2(&[
+        (&[("__name__", "kept")], &[(1_000, 1.0)]),
+        (&[("__name__", "x"), ("v", "\u{1}")], &[(1_000, 1.0)]),
+    ]);
+    let mut raw = snap::raw::Decoder::new().decompress_vec(&request.encode_compressed()).expect("snappy");
+    let at = raw.windows(3).position(|w| w == b"\x22\x01\x01").expect("the value's symbol, one byte long");
+    raw[at + 2] = 0xff;
+    let a = remote_write_with(&p, &V2, &compress(&raw));
+    assert_eq!((a.status, a.written), (400, Some([1, 0, 0])), "{}", a.body);
+    assert!(a.body.contains("not UTF-8"), "{}", a.body);
+    assert_eq!(p.query("kept", Some(1.0))[0]["value"][1], "1");
     // A million series with refs far outside the symbols table: refused, the answer short.
     let mut many = request_v2(&[(&[("__name__", "ok")], &[(1_000, 1.0)])]);
     many.timeseries.extend(std::iter::repeat_n(

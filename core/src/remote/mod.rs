@@ -86,6 +86,8 @@ pub enum RemoteError {
     LabelsTooLarge,
     #[error("the request's histograms take more than {limit} bytes decoded")]
     HistogramsTooLarge { limit: usize },
+    #[error("the answer would take more than {limit} bytes decoded")]
+    AnswerTooLarge { limit: usize },
 }
 
 /// One decoded series with its samples, exemplars and native-histogram samples.
@@ -265,8 +267,10 @@ fn check_label(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// The bytes of label pairs' names and values together.
-pub(crate) fn pair_bytes(pairs: &[(&str, &str)]) -> usize {
-    pairs.iter().fold(0usize, |n, (name, value)| n.saturating_add(name.len()).saturating_add(value.len()))
+pub(crate) fn pair_bytes<S: AsRef<[u8]>>(pairs: &[(S, S)]) -> usize {
+    pairs
+        .iter()
+        .fold(0usize, |n, (name, value)| n.saturating_add(name.as_ref().len()).saturating_add(value.as_ref().len()))
 }
 
 /// A series' labels together, empty values included (as upstream checks them before its head

@@ -2,11 +2,11 @@
 //! series whose labels, metadata and exemplars name strings by their index in it).
 //!
 //! As upstream's receiver, a 2.0 request may be written in part: a series that cannot be
-//! stored (labels out of the symbols table, invalid or duplicate labels, no samples or
-//! histograms) is reported and the others are written, and so is each histogram upstream would
+//! stored (labels out of the symbols table, invalid or duplicate labels, labels that are not
+//! UTF-8, no samples or histograms) is reported and the others are written, and so is each histogram upstream would
 //! refuse (see [`super::histogram`]), the series' other samples kept. A body that is not a
-//! well-formed message at all (bad snappy, truncated fields, refs that are not `uint32`s,
-//! symbols that are not UTF-8), or whose histograms take more memory than a request may, is
+//! well-formed message at all (bad snappy, truncated fields, refs that are not `uint32`s), or
+//! whose histograms take more memory than a request may, is
 //! refused whole, before anything is stored. Exemplars are stored, up to one per sample or
 //! histogram of their series (which bounds what a hostile request of empty ones costs); one
 //! upstream would refuse (invalid labels, too long) is dropped and the series kept, as
@@ -181,12 +181,13 @@ impl RawSeries {
 /// but cannot be stored are reported in [`DecodedV2::errors`].
 pub fn decode_write_request_v2(body: &[u8], max_decoded: usize) -> Result<DecodedV2, RemoteError> {
     let raw = decompress(body, max_decoded)?;
-    // Symbols may follow the series on the wire: read them first.
-    let mut symbols: Vec<&str> = Vec::new();
+    // Symbols may follow the series on the wire: read them first. As upstream's decoder, this
+    // one takes any bytes; the labels of each series are checked for UTF-8.
+    let mut symbols: Vec<&[u8]> = Vec::new();
     for field in Fields::new(&raw) {
         if let (4, payload) = field? {
             let Payload::Bytes(bytes) = payload else { return Err(RemoteError::Malformed("symbol is not a string")) };
-            symbols.push(std::str::from_utf8(bytes).map_err(|_| RemoteError::Malformed("symbol is not UTF-8"))?);
+            symbols.push(bytes);
         }
     }
     let mut out = DecodedV2::default();
@@ -269,7 +270,7 @@ fn decode_raw_series(
 /// or an error. Fails the whole request once the labels resolved pass `label_bytes` left.
 fn resolve_series(
     series: RawSeries,
-    symbols: &[&str],
+    symbols: &[&[u8]],
     label_bytes: &mut usize,
     out: &mut DecodedV2,
 ) -> Result<(), RemoteError> {
@@ -281,10 +282,10 @@ fn resolve_series(
     if !refs.len().is_multiple_of(2) {
         return out.reject(|| format!("parsing labels for series {refs:?}: invalid labelRefs length {}", refs.len()));
     }
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(refs.len() / 2);
+    let mut raw_pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(refs.len() / 2);
     for pair in refs.chunks_exact(2) {
         match (symbol(pair[0]), symbol(pair[1])) {
-            (Some(name), Some(value)) => pairs.push((name, value)),
+            (Some(name), Some(value)) => raw_pairs.push((name, value)),
             _ => {
                 return out.reject(|| {
                     format!(
@@ -309,11 +310,22 @@ fn resolve_series(
             }
         }
     }
-    *label_bytes = label_bytes.checked_sub(pair_bytes(&pairs)).ok_or(RemoteError::LabelsTooLarge)?;
+    *label_bytes = label_bytes.checked_sub(pair_bytes(&raw_pairs)).ok_or(RemoteError::LabelsTooLarge)?;
     // Names and values quoted at most 128 bytes long: they may be megabytes.
     let describe = |pairs: &[(&str, &str)]| {
         let quoted = pairs.iter().map(|(n, v)| format!("{}={:?}", excerpt(n, 128), excerpt(v, 128)));
         format!("{{{}}}", quoted.collect::<Vec<_>>().join(", "))
+    };
+    fn text(bytes: &[u8]) -> Option<&str> {
+        std::str::from_utf8(bytes).ok()
+    }
+    let Some(mut pairs) = raw_pairs.iter().map(|&(n, v)| Some((text(n)?, text(v)?))).collect::<Option<Vec<_>>>() else {
+        return out.reject(|| {
+            let escaped = |b: &[u8]| b[..b.len().min(128)].escape_ascii().to_string();
+            let quoted = raw_pairs.iter().map(|(n, v)| format!("{}=\"{}\"", escaped(n), escaped(v)));
+            let labels = quoted.collect::<Vec<_>>().join(", ");
+            format!("invalid metric name or labels, got {{{labels}}}: a label name or value is not UTF-8")
+        });
     };
     let checked =
         pairs.iter().try_for_each(|(n, _)| check_label_name(n)).and_then(|()| check_label_set(pairs.iter().copied()));
@@ -341,9 +353,10 @@ fn resolve_series(
             .exemplars
             .iter()
             .filter_map(|e| {
-                let refs: Vec<&str> = e.labels_refs.iter().filter_map(|&r| symbol(r)).collect();
-                let pairs = refs.chunks_exact(2).map(|p| (p[0], p[1]));
-                checked_exemplar(pairs, e.value, e.timestamp).filter(|_| e.labels_refs.len().is_multiple_of(2))
+                // An exemplar with a label that is not UTF-8 is dropped with the invalid ones.
+                let refs: Vec<&str> = e.labels_refs.iter().filter_map(|&r| symbol(r).and_then(text)).collect();
+                let whole = refs.len() == e.labels_refs.len() && refs.len().is_multiple_of(2);
+                checked_exemplar(refs.chunks_exact(2).map(|p| (p[0], p[1])), e.value, e.timestamp).filter(|_| whole)
             })
             .collect();
         out.series.push(WriteSeries { labels, samples: series.samples, exemplars, histograms: series.histograms });
@@ -480,6 +493,32 @@ mod tests {
         assert!(matches!(e, RemoteError::HistogramsTooLarge { .. }), "{e}");
     }
 
+    /// As upstream, a symbol may be any bytes: a series whose labels are not UTF-8 is refused
+    /// and the others written; an exemplar's, dropped with its series kept.
+    #[test]
+    fn labels_that_are_not_utf8_refuse_their_series_only() {
+        let mut r = request(&[
+            (&[("__name__", "ok")], &[(1, 1.0)]),
+            (&[("__name__", "bad"), ("job", "PLACEHOLDER\u{1}")], &[(1, 1.0)]),
+        ]);
+        let symbol = |name: &str| r.symbols.iter().position(|s| s == name).unwrap() as u32;
+        let labels_refs = vec![symbol("job"), symbol("PLACEHOLDER\u{1}")];
+        r.timeseries[0].exemplars = vec![ExemplarV2 { labels_refs, value: 1.0, timestamp: 1 }];
+        let mut raw = r.encode_to_vec();
+        let at = raw.windows(12).position(|w| w == b"PLACEHOLDER\x01").unwrap();
+        raw[at + 11] = 0xff;
+        let d = decode_write_request_v2(&snap::raw::Encoder::new().compress_vec(&raw).unwrap(), 1 << 20).unwrap();
+        assert_eq!(d.error_count, 1, "{:?}", d.errors);
+        assert!(
+            d.errors[0].contains(r#"job="PLACEHOLDER\xff"}: a label name or value is not UTF-8"#),
+            "{}",
+            d.errors[0]
+        );
+        assert_eq!(d.series.len(), 1);
+        assert_eq!(d.series[0].labels, Labels::from_pairs([("__name__", "ok")]));
+        assert!(d.series[0].exemplars.is_empty());
+    }
+
     #[test]
     fn malformed_bodies_are_refused_whole() {
         let r = request(&[(&[("__name__", "ok")], &[(1, 1.0)])]);
@@ -488,8 +527,6 @@ mod tests {
             let body = snap::raw::Encoder::new().compress_vec(&raw[..cut]).unwrap();
             let _ = decode_write_request_v2(&body, 1 << 20);
         }
-        let not_utf8 = snap::raw::Encoder::new().compress_vec(&[0x22, 1, 0xff]).unwrap();
-        assert!(decode_write_request_v2(&not_utf8, 1 << 20).is_err());
         let huge_ref =
             snap::raw::Encoder::new().compress_vec(&[0x2a, 7, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap();
         assert!(decode_write_request_v2(&huge_ref, 1 << 20).is_err());
