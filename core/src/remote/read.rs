@@ -9,7 +9,7 @@
 use prost::Message;
 
 use super::histogram::{Histogram, HISTOGRAM_MEMORY_PER_BYTE};
-use super::{decompress, Fields, Label, Payload, RemoteError, TimeSeries, WireSample};
+use super::{decompress, Fields, Label, Payload, RemoteError, TimeSeries, WireExemplar, WireSample};
 use crate::labels::{Labels, MatchOp, Matcher};
 use crate::value::Sample;
 
@@ -171,22 +171,24 @@ pub fn encode_read_response(response: &ReadResponse) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&response.encode_to_vec()).expect("snappy can compress any input")
 }
 
-/// Decodes a sampled answer (for clients and tests). What its native histograms take decoded
-/// is bounded as a write request's are ([`HISTOGRAM_MEMORY_PER_BYTE`]): an empty histogram is
-/// two bytes on the wire and a few hundred decoded, so a remote's answer of millions of them
-/// is refused before it is decoded.
+/// Decodes a sampled answer (for clients and tests). What it takes decoded is bounded as a
+/// write request's histograms are ([`HISTOGRAM_MEMORY_PER_BYTE`] per byte it may decompress
+/// to): an empty series, label, sample or histogram is two bytes on the wire and tens to
+/// hundreds decoded, so a remote's answer of a billion of them is refused before it is decoded.
 pub fn decode_read_response(body: &[u8], max_decoded: usize) -> Result<ReadResponse, RemoteError> {
     let raw = decompress(body, max_decoded)?;
     let limit = max_decoded.saturating_mul(HISTOGRAM_MEMORY_PER_BYTE);
-    if histogram_count(&raw)?.saturating_mul(size_of::<Histogram>()) > limit {
-        return Err(RemoteError::HistogramsTooLarge { limit });
+    if decoded_size(&raw)? > limit {
+        return Err(RemoteError::AnswerTooLarge { limit });
     }
     Ok(ReadResponse::decode(raw.as_slice())?)
 }
 
-/// The histograms of a `ReadResponse` (`results` → `timeseries` → `histograms`), counted
-/// without decoding them.
-fn histogram_count(raw: &[u8]) -> Result<usize, RemoteError> {
+/// About what a `ReadResponse` takes decoded, counted without decoding it: its messages (
+/// `results` → `timeseries` → labels, samples, exemplars and their labels, histograms) at
+/// their size in memory, and the bytes of the strings and packed numbers they hold at most
+/// once more each.
+fn decoded_size(raw: &[u8]) -> Result<usize, RemoteError> {
     fn messages(raw: &[u8], tag: u32) -> impl Iterator<Item = Result<&[u8], RemoteError>> {
         Fields::new(raw).filter_map(move |f| match f {
             Ok((t, Payload::Bytes(b))) if t == tag => Some(Ok(b)),
@@ -194,12 +196,25 @@ fn histogram_count(raw: &[u8]) -> Result<usize, RemoteError> {
             Err(e) => Some(Err(e.into())),
         })
     }
-    let mut n = 0;
+    let count = |raw: &[u8], tag: u32, size: usize| -> Result<usize, RemoteError> {
+        messages(raw, tag).try_fold(0usize, |n, m| m.map(|_| n.saturating_add(size)))
+    };
+    let mut n = raw.len();
     for result in messages(raw, 1) {
+        n = n.saturating_add(size_of::<QueryResult>());
         for series in messages(result?, 1) {
-            for histogram in messages(series?, 4) {
-                histogram?;
-                n += 1;
+            let series = series?;
+            n = n
+                .saturating_add(size_of::<TimeSeries>())
+                .saturating_add(count(series, 1, size_of::<Label>())?)
+                .saturating_add(count(series, 2, size_of::<WireSample>())?)
+                .saturating_add(count(series, 4, size_of::<Histogram>())?);
+            for exemplar in messages(series, 3) {
+                n = n.saturating_add(size_of::<WireExemplar>()).saturating_add(count(
+                    exemplar?,
+                    1,
+                    size_of::<Label>(),
+                )?);
             }
         }
     }
@@ -287,6 +302,26 @@ mod tests {
         assert_eq!(back, histograms);
     }
 
+    /// An answer of millions of empty series, labels or exemplars (two bytes each on the wire,
+    /// 48 to 96 decoded) is refused before it is decoded.
+    #[test]
+    fn answers_of_many_empty_messages_are_refused_undecoded() {
+        let empty = [0x0a, 0x00];
+        let wrap = |tag: u8, inner: Vec<u8>| {
+            let mut out = vec![tag];
+            prost::encoding::encode_varint(inner.len() as u64, &mut out);
+            out.extend(inner);
+            out
+        };
+        // Series of empty labels, of empty exemplars.
+        let series_of = |tag: u8| wrap(0x0a, wrap(0x0a, [tag, 0x00].repeat(2_000_000)));
+        for answer in [wrap(0x0a, empty.repeat(2_000_000)), series_of(0x0a), series_of(0x1a)] {
+            let body = snap::raw::Encoder::new().compress_vec(&answer).unwrap();
+            let refused = decode_read_response(&body, 8 << 20).map(|_| ());
+            assert!(matches!(refused, Err(RemoteError::AnswerTooLarge { .. })), "{refused:?}");
+        }
+    }
+
     /// An answer of a million empty histograms (two bytes each on the wire, hundreds decoded)
     /// is refused before it is decoded.
     #[test]
@@ -297,7 +332,7 @@ mod tests {
         let body = encode_read_response(&ReadResponse { results: vec![QueryResult { timeseries: vec![series] }] });
         // Two bytes each: the body decompresses to about 2 MB.
         let refused = decode_read_response(&body, 4 << 20).map(|_| ());
-        assert!(matches!(refused, Err(RemoteError::HistogramsTooLarge { .. })), "{refused:?}");
+        assert!(matches!(refused, Err(RemoteError::AnswerTooLarge { .. })), "{refused:?}");
         let taken = decode_read_response(&body, 1 << 30).map(|r| r.results[0].timeseries[0].histograms.len());
         assert_eq!(taken.ok(), Some(1_000_000), "within a larger allowance");
     }
