@@ -88,6 +88,12 @@ pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
     })
 }
 
+/// `pattern` as Go's `regexp.Compile` reads it, unanchored (templates' `match` and
+/// `reReplaceAll`), within [`SIZE_LIMIT`].
+pub fn unanchored(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(&ascii_perl_classes(pattern)).size_limit(SIZE_LIMIT).build()
+}
+
 /// `pattern` as [`anchored`] compiles it between its anchors: `(?s:…)`, with RE2's classes.
 pub(crate) fn dotall(pattern: &str) -> String {
     format!("(?s:{})", ascii_perl_classes(pattern))

@@ -268,7 +268,7 @@ fn one_string(name: &'static str, f: impl Fn(&str) -> String + Send + Sync + 'st
 }
 
 fn compile(pattern: &str) -> gotmpl::Result<Regex> {
-    Regex::new(pattern).map_err(|e| fail(format!("error parsing regexp: {e}")))
+    crate::re2::unanchored(pattern).map_err(|e| fail(format!("error parsing regexp: {e}")))
 }
 
 fn lock(state: &Mutex<CallState>) -> gotmpl::Result<std::sync::MutexGuard<'_, CallState>> {
@@ -682,6 +682,11 @@ mod tests {
         assert_eq!(
             run("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }} {{ match \"^web\" $labels.instance }}", 0.0),
             "web-1.example.com true"
+        );
+        // Go's Perl classes are ASCII: an Arabic-Indic three is no `\d`.
+        assert_eq!(
+            run("{{ match \"\\\\d\" \"\u{663}\" }} {{ reReplaceAll \"\\\\w+\" \"x\" \"é-a\" }}", 0.0),
+            "false é-x"
         );
         assert_eq!(
             run("{{ with query \"up\" }}{{ . | first | value }} {{ . | first | label \"job\" }}{{ end }}", 0.0),
