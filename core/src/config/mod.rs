@@ -666,6 +666,18 @@ impl Discovery {
         for (j, hsd) in self.http_sd_configs.iter().enumerate() {
             check_http_url(&hsd.url).map_err(|m| invalid(at(&format!("http_sd_configs[{j}].url")), m))?;
         }
+        // Zero would look up without pause (upstream's ticker panics on it).
+        let intervals = [
+            ("file_sd_configs", self.file_sd_configs.iter().map(|c| c.refresh_interval).collect::<Vec<_>>()),
+            ("dns_sd_configs", self.dns_sd_configs.iter().map(|c| c.refresh_interval).collect()),
+            ("http_sd_configs", self.http_sd_configs.iter().map(|c| c.refresh_interval).collect()),
+        ];
+        for (section, intervals) in intervals {
+            if let Some(j) = intervals.iter().position(|i| i.millis() <= 0) {
+                let key = at(&format!("{section}[{j}].refresh_interval"));
+                return Err(invalid(key, "refresh_interval must be greater than zero".into()));
+            }
+        }
         Ok(())
     }
 }
@@ -753,6 +765,18 @@ mod tests {
         assert_eq!(e("ftp://sd/x").unwrap(), format!("{at}URL scheme must be 'http' or 'https': \"ftp://sd/x\""));
         assert_eq!(e("http://").unwrap(), format!("{at}\"http://\": empty host"));
         assert_eq!(e("/targets").unwrap(), format!("{at}\"/targets\": relative URL without a base"));
+    }
+
+    #[test]
+    fn a_zero_refresh_interval_is_refused() {
+        let text = "scrape_configs:\n  - job_name: a\n    file_sd_configs: [{files: [a.json]}, {files: [b.json], refresh_interval: 0s}]\n";
+        let e = Config::parse(text, "p.yml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "p.yml: scrape_configs[0].file_sd_configs[1].refresh_interval: refresh_interval must be greater than zero"
+        );
+        let text = "scrape_configs:\n  - job_name: a\n    dns_sd_configs: [{names: [x], refresh_interval: 0s}]\n";
+        assert!(Config::parse(text, "p.yml").is_err());
     }
 
     #[test]
