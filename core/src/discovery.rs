@@ -21,9 +21,10 @@ pub struct TargetGroup {
     pub source: String,
 }
 
-/// The most bytes the targets of one file or answer may take once each has its group's labels
-/// (64 MiB): a group's labels are copied into each of its targets, so a few megabytes of
-/// labels on a group of a million targets would otherwise ask for terabytes.
+/// The most bytes the targets of one file or answer may take once each has its group's labels,
+/// with the groups themselves (64 MiB): a group's labels are copied into each of its targets,
+/// so a few megabytes of labels on a group of a million targets would otherwise ask for
+/// terabytes, and an answer of `{}`s is millions of groups.
 pub const MAX_TARGET_LABEL_BYTES: usize = 64 << 20;
 
 /// The groups of a `file_sd_configs` file (`.json`, `.yml` or `.yaml`), or of an
@@ -48,7 +49,8 @@ pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGr
     let bytes = groups.iter().fold(0usize, |total, g| {
         let labels = g.labels.iter().fold(0usize, |n, (k, v)| n.saturating_add(k.len()).saturating_add(v.len()));
         let targets = g.targets.iter().fold(0usize, |n, t| n.saturating_add(t.len()));
-        total.saturating_add(targets).saturating_add(labels.saturating_mul(g.targets.len()))
+        let group = size_of::<TargetGroup>() + g.source.len();
+        total.saturating_add(group).saturating_add(targets).saturating_add(labels.saturating_mul(g.targets.len()))
     });
     if bytes > MAX_TARGET_LABEL_BYTES {
         return Err(format!(
@@ -87,5 +89,9 @@ mod tests {
         assert_eq!(parse_groups(&group(10), true, "sd").unwrap()[0].targets.len(), 10);
         let e = parse_groups(&group(100), true, "sd").unwrap_err();
         assert_eq!(e, "the targets with their groups' labels would take more than 67108864 bytes");
+        // Sixteen megabytes of empty groups are a million groups.
+        let empty = format!("[{}{{}}]", "{},".repeat(1 << 20));
+        assert!(parse_groups(&empty, true, "sd").is_err());
+        assert_eq!(parse_groups("[{}, {}]", true, "sd").unwrap().len(), 2);
     }
 }
