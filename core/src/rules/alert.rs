@@ -120,7 +120,7 @@ impl ActiveAlerts {
                 }
             }
             active += 1;
-            if a.state == AlertState::Pending && t - a.active_at >= hold {
+            if a.state == AlertState::Pending && t.saturating_sub(a.active_at) >= hold {
                 a.state = AlertState::Firing;
                 a.fired_at = Some(t);
             }

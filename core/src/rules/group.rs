@@ -358,14 +358,16 @@ impl GroupState {
                     continue;
                 }
                 let down_at = last.t / 1000 * 1000;
-                let mut active_at = last.v as i64 * 1000;
-                let remaining = hold - (down_at - active_at);
+                // Saturating, as Go's `Time.Sub` does: the sample's value is anyone's who can
+                // write the series.
+                let mut active_at = (last.v as i64).saturating_mul(1000);
+                let remaining = hold.saturating_sub(down_at.saturating_sub(active_at));
                 if remaining <= 0 {
                     // It was firing: it fires again at once.
                 } else if remaining < grace {
                     active_at = now - hold + grace;
                 } else {
-                    active_at += now - down_at;
+                    active_at = active_at.saturating_add(now - down_at);
                 }
                 alert.active_at = active_at;
             }
