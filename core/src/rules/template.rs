@@ -104,9 +104,32 @@ impl Compiled {
     }
 
     fn execute(&self, data: &Value) -> Result<String, TemplateError> {
-        self.template
-            .execute_template_to_string(&self.name, data)
-            .map_err(|e| TemplateError::Execute { name: self.name.clone(), message: e.to_string() })
+        let mut out = Capped(String::new());
+        let executed = self.template.execute_template_fmt(&mut out, &self.name, data);
+        let message = match executed {
+            Ok(()) => return Ok(out.0),
+            Err(_) if out.0.len() >= MAX_EXPANDED_BYTES => format!("output longer than {MAX_EXPANDED_BYTES} bytes"),
+            Err(e) => e.to_string(),
+        };
+        Err(TemplateError::Execute { name: self.name.clone(), message })
+    }
+}
+
+/// The most a template may expand to (upstream sets no bound): a `range` of ten million
+/// `printf "%65535d"`s, both within the engine's limits, is 655 GB.
+const MAX_EXPANDED_BYTES: usize = 4 << 20;
+
+/// A template's output, refusing to grow past [`MAX_EXPANDED_BYTES`].
+struct Capped(String);
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.0.len() + s.len() > MAX_EXPANDED_BYTES {
+            self.0.push_str(&s[..s.floor_char_boundary(MAX_EXPANDED_BYTES - self.0.len())]);
+            return Err(std::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
     }
 }
 
@@ -617,6 +640,13 @@ mod tests {
             _ => Err(RuleError::Query(crate::promql::EvalError::Execution(format!("no such query {q}")))),
         });
         expand("__alert_test", text, &data, 1_700_000_000_000, &query).unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn output_past_four_mebibytes_is_an_error() {
+        let out = run("{{ range 1000 }}{{ printf \"%65535d\" 0 }}{{ end }}", 0.0);
+        assert_eq!(out, "ERR error executing template __alert_test: output longer than 4194304 bytes");
+        assert_eq!(run("{{ range 10 }}{{ printf \"%65535d\" 0 }}{{ end }}", 0.0).len(), 655_350);
     }
 
     #[test]
