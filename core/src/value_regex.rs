@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 use regex_syntax::hir::literal::Extractor;
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// An anchored regex over label values, and its [`Shape`] where it has one.
 #[derive(Debug, Clone)]
@@ -71,14 +71,29 @@ fn shape_of(pattern: &str) -> Option<Arc<Shape>> {
         if let Some(known) = shapes.get(pattern) {
             return known.clone();
         }
-        let hir = regex_syntax::Parser::new().parse(&crate::re2::dotall(pattern)).ok();
-        let found = hir.and_then(|hir| shape(&hir)).map(Arc::new);
+        let hir = regex_syntax::Parser::new().parse(&format!("^{}$", crate::re2::dotall(pattern))).ok();
+        let found = hir.as_ref().and_then(between_anchors).and_then(|hir| shape(&hir)).map(Arc::new);
         if shapes.len() >= MOST_SHAPES_KEPT {
             shapes.clear();
         }
         shapes.insert(pattern.to_string(), found.clone());
         found
     })
+}
+
+/// What the compiled text holds between its anchors: `^(?s:…)$`. A pattern can close the
+/// group and open another (`a)|(b`: `^(?s:a)|(b)$`, as upstream compiles it too), which
+/// anchors each side on its own: no shape then.
+fn between_anchors(hir: &Hir) -> Option<Hir> {
+    let HirKind::Concat(items) = hir.kind() else { return None };
+    match items.as_slice() {
+        [first, inner @ .., last]
+            if *first.kind() == HirKind::Look(Look::Start) && *last.kind() == HirKind::Look(Look::End) =>
+        {
+            Some(Hir::concat(inner.to_vec()))
+        }
+        _ => None,
+    }
 }
 
 fn shape(hir: &Hir) -> Option<Shape> {
@@ -141,6 +156,8 @@ mod tests {
             "",
             "a",
             "ab",
+            "ax",
+            "xb",
             "api",
             "API",
             "web",
@@ -179,6 +196,8 @@ mod tests {
             ("(?-s:.*)", "none"),
             ("x{0,3}|api", "none"),
             (".{2,}", "none"),
+            ("a)|(b", "none"),
+            ("a)(b", "one of"),
         ];
         for (pattern, expected) in patterns {
             let matcher = ValueRegex::new(pattern).unwrap();
