@@ -174,8 +174,8 @@ fn a_refusing_receiver_has_its_samples_counted_as_failed() {
     assert_eq!(metric(&pyrite, "prometheus_remote_storage_samples_total", "refusing"), 0.0);
 }
 
-/// Pyrite scraping a load of 2,000 series every second with a receiver that is stopped for
-/// three minutes, while Pyrite itself restarts cleanly (its shutdown snapshot would delete the
+/// Pyrite scraping a load of 2,000 series every second with a receiver that is stopped for a
+/// minute and a half, while Pyrite itself restarts cleanly (its shutdown snapshot would delete the
 /// log segments not yet sent) and snapshots its head every 20 s: when the receiver is back,
 /// it holds every sample, in order.
 #[test]
@@ -197,7 +197,7 @@ fn a_receiver_away_for_minutes_across_a_restart_loses_nothing() {
         data_dir: Some(data.clone()),
         extra_args: vec![
             "--storage.tsdb.head-snapshot-interval=20s".into(),
-            "--storage.tsdb.wal-segment-size=1MB".into(),
+            "--storage.tsdb.wal-segment-size=128KB".into(),
         ],
         ..PyriteOpts::default()
     };
@@ -207,11 +207,11 @@ fn a_receiver_away_for_minutes_across_a_restart_loses_nothing() {
     receiver.signal(libc::SIGTERM);
     receiver.wait_exit(Duration::from_secs(30));
     let away = Instant::now();
-    std::thread::sleep(Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(45));
     pyrite.process.signal(libc::SIGTERM);
     pyrite.process.wait_exit(Duration::from_secs(30));
     pyrite = Pyrite::start(opts);
-    std::thread::sleep(Duration::from_secs(180).saturating_sub(away.elapsed()));
+    std::thread::sleep(Duration::from_secs(90).saturating_sub(away.elapsed()));
     let segments = std::fs::read_dir(data.join("wal/0")).unwrap().count();
     let _receiver = prometheus_receiver(receiver_port, &receiver_data);
     let t = now() - 2.0;
