@@ -148,12 +148,13 @@ impl<'a> TextParser<'a> {
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {} after timestamp", quoted(extra))));
         }
-        let exemplar = exemplar.map(|text| self.exemplar(text)).transpose()?;
+        let exemplar = exemplar.map(|text| self.exemplar(text)).transpose()?.flatten();
         Ok(Some(Entry::Sample { series, value, timestamp, exemplar }))
     }
 
-    /// An exemplar: `{labels} value [timestamp]`, the labels at most 128 UTF-8 characters.
-    fn exemplar(&self, text: &str) -> Result<ScrapedExemplar, ParseError> {
+    /// An exemplar: `{labels} value [timestamp]`; None if its labels pass 128 UTF-8 characters,
+    /// as upstream's storage refuses it and keeps the scrape.
+    fn exemplar(&self, text: &str) -> Result<Option<ScrapedExemplar>, ParseError> {
         let end = series_end(text).map_err(|m| self.error(format!("invalid exemplar: {m}")))?;
         if !text.starts_with('{') {
             return Err(self.error("invalid exemplar: expected '{'"));
@@ -172,13 +173,8 @@ impl<'a> TextParser<'a> {
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {} after exemplar", quoted(extra))));
         }
-        let length = exemplar_label_chars(&labels);
-        if length > EXEMPLAR_MAX_LABEL_CHARS {
-            return Err(self.error(format!(
-                "exemplar labels have {length} UTF-8 characters, exceeding the limit of {EXEMPLAR_MAX_LABEL_CHARS}"
-            )));
-        }
-        Ok(ScrapedExemplar { labels, value, timestamp })
+        let fits = exemplar_label_chars(&labels) <= EXEMPLAR_MAX_LABEL_CHARS;
+        Ok(fits.then_some(ScrapedExemplar { labels, value, timestamp }))
     }
 
     fn parse_comment(&mut self, comment: &'a str) -> Result<Option<Entry<'a>>, ParseError> {
@@ -593,6 +589,10 @@ mod tests {
             Exemplar { labels: trace, value: 2.0, t: 5, has_ts: false },
             "else the scrape's"
         );
+        // Labels past 128 characters: the exemplar is dropped, the sample kept (as upstream).
+        let body = format!("a_total 1 # {{t=\"{}\"}} 2\n# EOF\n", "x".repeat(130));
+        let long = openmetrics(&body).unwrap();
+        assert!(matches!(&long[0], Entry::Sample { value: 1.0, exemplar: None, .. }), "{long:?}");
         assert!(entries.contains(&Entry::Unit { metric: "http_requests", unit: "requests" }));
         assert!(entries.contains(&Entry::Type { metric: "door", kind: MetricType::StateSet }));
     }
@@ -603,8 +603,6 @@ mod tests {
         assert_eq!(error("a 1\n"), "data does not end with # EOF");
         assert_eq!(error("a 1\n# EOF\nb 2\n"), "unexpected data after # EOF");
         assert!(error("a 1 # {x=\"1\"}\n# EOF\n").contains("no value"));
-        let long = "x".repeat(130);
-        assert!(error(&format!("a 1 # {{t=\"{long}\"}} 1\n# EOF\n")).contains("limit of 128"));
         assert!(error("# TYPE a untyped\n# EOF\n").contains("unknown metric type"));
         assert!(error("# UNIT jobs jobs\n# EOF\n").contains("not a suffix"));
         // The text format knows none of it.

@@ -37,7 +37,7 @@ use crate::exposition::{
     ScrapedExemplar, TextParser,
 };
 use crate::histogram::FloatHistogram;
-use crate::labels::Labels;
+use crate::labels::{Labels, METRIC_NAME};
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
 use crate::value::{stale_nan, Exemplar, HistogramSample};
@@ -254,13 +254,16 @@ pub enum IngestError {
     /// A label limit, with upstream's wording.
     #[error("{0}")]
     LabelLimit(String),
+    /// `metric_relabel_configs` left a series without a name.
+    #[error("missing metric name (__name__ label)")]
+    NoMetricName,
 }
 
 /// Why one sample failed the scrape: its series does not parse (the caller knows where it
-/// is), or a limit.
+/// is), or its labels do not pass (a limit, no metric name).
 enum Refusal {
     Series(String),
-    Limit(IngestError),
+    Labels(IngestError),
 }
 
 /// A sample's value.
@@ -307,6 +310,11 @@ impl TargetIngest {
             metadata: HashMap::new(),
             generation: 0,
         }
+    }
+
+    /// A new ingest for the same target, its cache empty.
+    pub fn anew(&self) -> TargetIngest {
+        TargetIngest::new(self.target_labels.clone(), self.options.clone(), self.shards)
     }
 
     /// The metadata of the last successful scrape, by metric family name, sorted.
@@ -385,7 +393,7 @@ impl TargetIngest {
                 if let Err(refusal) = self.take(&mut scrape, entry?, t) {
                     return Err(match refusal {
                         Refusal::Series(message) => ProtobufError::new(parser.family(), &message).into(),
-                        Refusal::Limit(e) => e,
+                        Refusal::Labels(e) => e,
                     });
                 }
             }
@@ -393,7 +401,7 @@ impl TargetIngest {
             let text = std::str::from_utf8(body).map_err(|e| utf8_error(body, e))?;
             let at_line = |line: usize, refusal: Refusal| match refusal {
                 Refusal::Series(message) => ParseError::new(line, message).into(),
-                Refusal::Limit(e) => e,
+                Refusal::Labels(e) => e,
             };
             let parser = TextParser::with_format(text, format);
             if histograms.convert_to_nhcb {
@@ -469,8 +477,12 @@ impl TargetIngest {
                     self.cache.insert(series.into(), CacheEntry::new(None, s.generation, false));
                     return Ok(());
                 };
+                // As upstream, a series relabeled to no name fails the scrape: the mistake shows.
+                if labels.get(METRIC_NAME).is_empty() {
+                    return Err(Refusal::Labels(IngestError::NoMetricName));
+                }
                 check_label_limits(&labels, &self.options.limits)
-                    .map_err(|e| Refusal::Limit(IngestError::LabelLimit(e)))?;
+                    .map_err(|e| Refusal::Labels(IngestError::LabelLimit(e)))?;
                 let shard = labels.owner(self.shards);
                 return self.new_sample(s, shard, labels, series, value, ts, explicit, exemplars);
             }
@@ -830,6 +842,13 @@ mod tests {
         let second = scrape(&mut ti, body, 2000);
         assert_eq!((second.counts.new_series, second.counts.kept), (0, 1));
         assert_eq!(all_known(&second).len(), 1);
+        // A series relabeled to no name fails the scrape, as upstream's does.
+        let mut nameless = with(IngestOptions {
+            metric_relabel_configs: rules("[{regex: '__name__', action: labeldrop}]"),
+            ..IngestOptions::default()
+        });
+        let e = nameless.ingest("a 1\n", Format::Text, 1000).unwrap_err();
+        assert_eq!(e.to_string(), "missing metric name (__name__ label)");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
 //! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
 //! `fallback_scrape_protocol` for one that names none Prometheus parses (see
-//! `pyrite_core::exposition::media`); the body goes to the ingest as bytes.
+//! `pyrite_core::exposition::media`); the body goes to the ingest as bytes. A gzip body of more
+//! than [`INFLATED_OFF_SHARD`] is inflated by the parse step, off the shard: 200 KB can inflate
+//! to 200 MB, seconds of the thread that serves the shard's connections.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -65,7 +67,7 @@ pub enum ScrapeError {
 
 /// What one request got: a body in its format, or a redirect to follow.
 enum Answer {
-    Body(Vec<u8>, Format),
+    Body(Body, Format),
     Redirect(String),
 }
 
@@ -120,7 +122,7 @@ impl ScrapeClient {
 
     /// Fetches the target's body, decompressed, and its format; name resolution, connecting
     /// and redirects included, all within `timeout`.
-    pub async fn fetch(&mut self, timeout: Duration) -> Result<(Vec<u8>, Format), ScrapeError> {
+    pub async fn fetch(&mut self, timeout: Duration) -> Result<(Body, Format), ScrapeError> {
         let result = match monoio::time::timeout(timeout, self.ask.fetch(&mut self.connections, timeout)).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeError::Timeout),
@@ -133,7 +135,7 @@ impl ScrapeClient {
 impl Ask {
     /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
     /// Go's client, credentials go only to the target's own host.
-    async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(Vec<u8>, Format), ScrapeError> {
+    async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(Body, Format), ScrapeError> {
         let authorization = self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?;
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
@@ -234,7 +236,11 @@ impl Ask {
             })?
             .to_bytes();
         connections.keep(&route, connection);
-        let body = if gzipped { gunzip(&body, self.body_limit)? } else { body.to_vec() };
+        let body = match gzipped {
+            true if body.len() >= INFLATED_OFF_SHARD => Body::Gzip { body, limit: self.body_limit },
+            true => Body::Plain(gunzip(&body, self.body_limit)?),
+            false => Body::Plain(body.to_vec()),
+        };
         Ok(Answer::Body(body, format))
     }
 }
@@ -242,6 +248,34 @@ impl Ask {
 /// Reads a small answer body to its end, so that its connection can take the next request.
 async fn drained(body: Incoming) -> bool {
     Limited::new(body, MAX_DRAINED_BYTES).collect().await.is_ok()
+}
+
+/// Gzip bodies from this many bytes on are inflated off the shard: deflate inflates at most
+/// about a thousand times, so a smaller one is at most 16 MiB, tens of milliseconds.
+pub const INFLATED_OFF_SHARD: usize = 16 << 10;
+
+/// A scraped body: plain, or gzip still to inflate (within `limit`).
+pub enum Body {
+    Plain(Vec<u8>),
+    Gzip { body: Bytes, limit: usize },
+}
+
+impl Body {
+    /// The bytes of a plain body.
+    pub fn plain(&self) -> Option<&[u8]> {
+        match self {
+            Body::Plain(body) => Some(body),
+            Body::Gzip { .. } => None,
+        }
+    }
+
+    /// The body inflated.
+    pub fn inflate(self) -> Result<Vec<u8>, ScrapeError> {
+        match self {
+            Body::Plain(body) => Ok(body),
+            Body::Gzip { body, limit } => gunzip(&body, limit),
+        }
+    }
 }
 
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ScrapeError> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
+use pyrite_core::exposition::Format;
 use pyrite_core::scrape::{Ingest, IngestError, IngestOptions, Target, TargetIngest, UnknownSamples};
 use pyrite_tsdb::histogram_series::MAX_HISTOGRAM_BUCKETS;
 
@@ -21,6 +22,7 @@ use crate::clock::now_ms;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
 use crate::shards::{Request, Shards};
+use crate::threads::{named, off_shard};
 
 /// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
 /// the clock a sample may be (`--storage.tsdb.too-far-in-future.time-window`, ms); the
@@ -106,11 +108,12 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         }
         let result = match &target.refused {
             Some(reason) => Err(reason.clone()),
-            None => client
-                .fetch(target.timeout.as_std())
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|(body, format)| ingest.ingest(&body, format, t).map_err(|e| refused(&ctx, e))),
+            None => match client.fetch(target.timeout.as_std()).await {
+                Ok((body, format)) => {
+                    parse(&mut ingest, body, format, t).await.and_then(|parsed| parsed.map_err(|e| refused(&ctx, e)))
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         let duration = started.elapsed().as_secs_f64();
         let (mut batches, last_error) = match result {
@@ -161,6 +164,33 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
 }
 
 /// Counts a body refused for a limit, as upstream does; the error for the target's status.
+/// Bodies from this many bytes on are parsed on a thread of their own: a million series take
+/// a second or more, which the shard would otherwise spend away from the connections it serves.
+const PARSED_OFF_SHARD: usize = 1 << 20;
+
+/// Parses a scraped `body` into `ingest`, on a thread of its own if it is large or still to
+/// inflate (see [`client::INFLATED_OFF_SHARD`]); Err if it does not inflate, or if that thread
+/// failed to start or to finish (the scrape fails, and the target's cache starts anew).
+async fn parse(
+    ingest: &mut TargetIngest,
+    body: client::Body,
+    format: Format,
+    t: i64,
+) -> Result<Result<Ingest, IngestError>, String> {
+    if let Some(plain) = body.plain().filter(|b| b.len() < PARSED_OFF_SHARD) {
+        return Ok(ingest.ingest(plain, format, t));
+    }
+    let mut taken = std::mem::replace(ingest, ingest.anew());
+    let parsed = off_shard(named("scrape-parse"), move || {
+        let parsed = body.inflate().map(|plain| taken.ingest(&plain, format, t));
+        (taken, parsed)
+    })
+    .await;
+    let (back, parsed) = parsed.map_err(|e| e.to_string())?;
+    *ingest = back;
+    parsed.map_err(|e| e.to_string())
+}
+
 fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
     match &error {
         IngestError::SampleLimit => {
@@ -169,7 +199,7 @@ fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
         IngestError::LabelLimit(_) => {
             ctx.metrics.exceeded_label_limits.inc();
         }
-        IngestError::Parse(_) | IngestError::Protobuf(_) | IngestError::BucketLimit => {}
+        IngestError::Parse(_) | IngestError::Protobuf(_) | IngestError::BucketLimit | IngestError::NoMetricName => {}
     }
     error.to_string()
 }
