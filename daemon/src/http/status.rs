@@ -15,7 +15,6 @@ use super::response::{success_json, ApiError, ApiResult};
 use super::ApiState;
 use crate::shards::{Request, SeriesExemplars};
 use crate::slots::Slots;
-use crate::threads::{named, off_shard};
 
 /// `/api/v1/status/config`: the configuration in force, defaults filled in.
 pub async fn config(State(s): State<ApiState>) -> Response {
@@ -130,8 +129,9 @@ pub async fn tsdb(State(s): State<ApiState>, params: Params) -> ApiResult {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     // Merging and sorting every shard's label pairs takes a second for a million series:
-    // on a thread of its own, so the shard goes on serving meanwhile.
-    let answer = off_shard(named("http-answer"), move || tsdb_answer(per_shard, limit))
+    // off the shard when there are many, so that it goes on serving meanwhile.
+    let pairs = per_shard.iter().map(|shard| shard.pairs.values().map(|values| values.len()).sum::<usize>()).sum();
+    let answer = super::heavy::run(pairs, move || tsdb_answer(per_shard, limit))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(success_json(answer))

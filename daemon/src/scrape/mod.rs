@@ -10,7 +10,7 @@ mod manager;
 mod names;
 pub mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 pub use manager::{ActiveTarget, Applied, ScrapeManager, ScrapeStatus};
@@ -22,6 +22,7 @@ use crate::clock::now_ms;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
 use crate::shards::{Request, Shards};
+use crate::slots::Slots;
 use crate::threads::{named, off_shard};
 
 /// Where scrape loops deliver: the shards that own the series, the metrics, and how far past
@@ -163,14 +164,18 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     deliver(&ctx, &mut ingest, ended).await;
 }
 
-/// Counts a body refused for a limit, as upstream does; the error for the target's status.
 /// Bodies from this many bytes on are parsed on a thread of their own: a million series take
 /// a second or more, which the shard would otherwise spend away from the connections it serves.
 const PARSED_OFF_SHARD: usize = 1 << 20;
 
+/// The most bodies inflated and parsed off the shards at once: each may take hundreds of
+/// megabytes, and two shards parsed one each before. Others wait for a turn.
+static PARSING: LazyLock<Slots> = LazyLock::new(|| Slots::new(2));
+
 /// Parses a scraped `body` into `ingest`, on a thread of its own if it is large or still to
-/// inflate (see [`client::INFLATED_OFF_SHARD`]); Err if it does not inflate, or if that thread
-/// failed to start or to finish (the scrape fails, and the target's cache starts anew).
+/// inflate (see [`client::INFLATED_OFF_SHARD`]), one of [`PARSING`]; Err if it does not
+/// inflate, or if that thread could not start or panicked (the scrape fails, and the target's
+/// cache starts anew: its vanished series get no staleness markers).
 async fn parse(
     ingest: &mut TargetIngest,
     body: client::Body,
@@ -180,17 +185,22 @@ async fn parse(
     if let Some(plain) = body.plain().filter(|b| b.len() < PARSED_OFF_SHARD) {
         return Ok(ingest.ingest(plain, format, t));
     }
+    let turn = PARSING.acquire().await;
     let mut taken = std::mem::replace(ingest, ingest.anew());
     let parsed = off_shard(named("scrape-parse"), move || {
-        let parsed = body.inflate().map(|plain| taken.ingest(&plain, format, t));
-        (taken, parsed)
+        let _turn = turn;
+        crate::panic::catch(move || {
+            let parsed = body.inflate().map(|plain| taken.ingest(&plain, format, t));
+            (taken, parsed)
+        })
     })
     .await;
-    let (back, parsed) = parsed.map_err(|e| e.to_string())?;
+    let (back, parsed) = parsed.map_err(|e| e.to_string())?.map_err(|panic| format!("parsing panicked: {panic}"))?;
     *ingest = back;
     parsed.map_err(|e| e.to_string())
 }
 
+/// Counts a body refused for a limit, as upstream does; the error for the target's status.
 fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
     match &error {
         IngestError::SampleLimit => {
