@@ -60,6 +60,10 @@ impl ValueRegex {
 /// Most patterns whose shapes a thread keeps; past them, it forgets them all.
 const MOST_SHAPES_KEPT: usize = 1024;
 
+/// The longest pattern whose shape a thread keeps: a pattern of megabytes may compile small,
+/// and a thousand of them would stay on the shard's thread.
+const LONGEST_KEPT: usize = 1024;
+
 thread_local! {
     /// The shapes of the patterns this thread read lately: one request may repeat a pattern a
     /// hundred thousand times, and reading a shape takes microseconds.
@@ -73,10 +77,12 @@ fn shape_of(pattern: &str) -> Option<Arc<Shape>> {
         }
         let hir = regex_syntax::Parser::new().parse(&format!("^{}$", crate::re2::dotall(pattern))).ok();
         let found = hir.as_ref().and_then(between_anchors).and_then(|hir| shape(&hir)).map(Arc::new);
-        if shapes.len() >= MOST_SHAPES_KEPT {
-            shapes.clear();
+        if pattern.len() <= LONGEST_KEPT {
+            if shapes.len() >= MOST_SHAPES_KEPT {
+                shapes.clear();
+            }
+            shapes.insert(pattern.to_string(), found.clone());
         }
-        shapes.insert(pattern.to_string(), found.clone());
         found
     })
 }

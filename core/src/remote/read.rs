@@ -186,8 +186,8 @@ pub fn decode_read_response(body: &[u8], max_decoded: usize) -> Result<ReadRespo
 
 /// About what a `ReadResponse` takes decoded, counted without decoding it: its messages (
 /// `results` → `timeseries` → labels, samples, exemplars and their labels, histograms) at
-/// their size in memory, and the bytes of the strings and packed numbers they hold at most
-/// once more each.
+/// their size in memory, the bytes of the strings they hold once more, and those of the
+/// histograms' spans and packed counts eight times.
 fn decoded_size(raw: &[u8]) -> Result<usize, RemoteError> {
     fn messages(raw: &[u8], tag: u32) -> impl Iterator<Item = Result<&[u8], RemoteError>> {
         Fields::new(raw).filter_map(move |f| match f {
@@ -207,8 +207,11 @@ fn decoded_size(raw: &[u8]) -> Result<usize, RemoteError> {
             n = n
                 .saturating_add(size_of::<TimeSeries>())
                 .saturating_add(count(series, 1, size_of::<Label>())?)
-                .saturating_add(count(series, 2, size_of::<WireSample>())?)
-                .saturating_add(count(series, 4, size_of::<Histogram>())?);
+                .saturating_add(count(series, 2, size_of::<WireSample>())?);
+            // A histogram's spans and packed counts: a byte on the wire may be 8 decoded.
+            for histogram in messages(series, 4) {
+                n = n.saturating_add(size_of::<Histogram>()).saturating_add(histogram?.len().saturating_mul(8));
+            }
             for exemplar in messages(series, 3) {
                 n = n.saturating_add(size_of::<WireExemplar>()).saturating_add(count(
                     exemplar?,

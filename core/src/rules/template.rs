@@ -104,11 +104,11 @@ impl Compiled {
     }
 
     fn execute(&self, data: &Value) -> Result<String, TemplateError> {
-        let mut out = Capped(String::new());
+        let mut out = Capped::default();
         let executed = self.template.execute_template_fmt(&mut out, &self.name, data);
         let message = match executed {
-            Ok(()) => return Ok(out.0),
-            Err(_) if out.0.len() >= MAX_EXPANDED_BYTES => format!("output longer than {MAX_EXPANDED_BYTES} bytes"),
+            Ok(()) => return Ok(out.text),
+            Err(_) if out.full => format!("output longer than {MAX_EXPANDED_BYTES} bytes"),
             Err(e) => e.to_string(),
         };
         Err(TemplateError::Execute { name: self.name.clone(), message })
@@ -119,16 +119,20 @@ impl Compiled {
 /// `printf "%65535d"`s, both within the engine's limits, is 655 GB.
 const MAX_EXPANDED_BYTES: usize = 4 << 20;
 
-/// A template's output, refusing to grow past [`MAX_EXPANDED_BYTES`].
-struct Capped(String);
+/// A template's output, refusing to grow past [`MAX_EXPANDED_BYTES`] (`full` once it would).
+#[derive(Default)]
+struct Capped {
+    text: String,
+    full: bool,
+}
 
 impl std::fmt::Write for Capped {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if self.0.len() + s.len() > MAX_EXPANDED_BYTES {
-            self.0.push_str(&s[..s.floor_char_boundary(MAX_EXPANDED_BYTES - self.0.len())]);
+        if self.text.len() + s.len() > MAX_EXPANDED_BYTES {
+            self.full = true;
             return Err(std::fmt::Error);
         }
-        self.0.push_str(s);
+        self.text.push_str(s);
         Ok(())
     }
 }
@@ -647,6 +651,9 @@ mod tests {
         let out = run("{{ range 1000 }}{{ printf \"%65535d\" 0 }}{{ end }}", 0.0);
         assert_eq!(out, "ERR error executing template __alert_test: output longer than 4194304 bytes");
         assert_eq!(run("{{ range 10 }}{{ printf \"%65535d\" 0 }}{{ end }}", 0.0).len(), 655_350);
+        // Cut inside a character: the same error.
+        let out = run("{{ range 64 }}{{ printf \"%65535d\" 0 }}{{ end }}{{ printf \"%63d\" 0 }}é", 0.0);
+        assert_eq!(out, "ERR error executing template __alert_test: output longer than 4194304 bytes");
     }
 
     #[test]
