@@ -62,7 +62,7 @@ impl Drop for Budget {
 
 /// `pattern` anchored at both ends, `.` matching newlines too (PromQL's `^(?s:…)$`).
 pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
-    let text = format!("^{}$", dotall(pattern));
+    let text = anchored_text(pattern);
     let build = |limit: usize| RegexBuilder::new(&text).size_limit(limit).build();
     REQUEST.with_borrow_mut(|request| {
         let Some(request) = request else { return build(SIZE_LIMIT) };
@@ -94,9 +94,9 @@ pub fn unanchored(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(&ascii_perl_classes(pattern)).size_limit(SIZE_LIMIT).build()
 }
 
-/// `pattern` as [`anchored`] compiles it between its anchors: `(?s:…)`, with RE2's classes.
-pub(crate) fn dotall(pattern: &str) -> String {
-    format!("(?s:{})", ascii_perl_classes(pattern))
+/// The text [`anchored`] compiles for `pattern`: `^(?s:…)$`, with RE2's classes.
+pub(crate) fn anchored_text(pattern: &str) -> String {
+    format!("^(?s:{})$", ascii_perl_classes(pattern))
 }
 
 /// `pattern` with each Perl class written as RE2 reads it, an ASCII set.

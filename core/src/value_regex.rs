@@ -75,7 +75,7 @@ fn shape_of(pattern: &str) -> Option<Arc<Shape>> {
         if let Some(known) = shapes.get(pattern) {
             return known.clone();
         }
-        let hir = regex_syntax::Parser::new().parse(&format!("^{}$", crate::re2::dotall(pattern))).ok();
+        let hir = regex_syntax::Parser::new().parse(&crate::re2::anchored_text(pattern)).ok();
         let found = hir.as_ref().and_then(between_anchors).and_then(|hir| shape(&hir)).map(Arc::new);
         if pattern.len() <= LONGEST_KEPT {
             if shapes.len() >= MOST_SHAPES_KEPT {

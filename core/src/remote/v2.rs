@@ -3,11 +3,11 @@
 //!
 //! As upstream's receiver, a 2.0 request may be written in part: a series that cannot be
 //! stored (labels out of the symbols table, invalid or duplicate labels, labels that are not
-//! UTF-8, no samples or histograms) is reported and the others are written, and so is each histogram upstream would
-//! refuse (see [`super::histogram`]), the series' other samples kept. A body that is not a
-//! well-formed message at all (bad snappy, truncated fields, refs that are not `uint32`s), or
-//! whose histograms take more memory than a request may, is
-//! refused whole, before anything is stored. Exemplars are stored, up to one per sample or
+//! UTF-8, no samples or histograms) is reported and the others are written, and so is each
+//! histogram upstream would refuse (see [`super::histogram`]), the series' other samples kept.
+//! A body that is not a well-formed message at all (bad snappy, truncated fields, refs that are
+//! not `uint32`s), or whose histograms take more memory than a request may, is refused whole,
+//! before anything is stored. Exemplars are stored, up to one per sample or
 //! histogram of their series (which bounds what a hostile request of empty ones costs); one
 //! upstream would refuse (invalid labels, too long) is dropped and the series kept, as
 //! upstream. Metadata is checked and not stored; created timestamps are ignored, as upstream

@@ -7,9 +7,9 @@
 //! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
 //! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
 //! `fallback_scrape_protocol` for one that names none Prometheus parses (see
-//! `pyrite_core::exposition::media`); the body goes to the ingest as bytes. A gzip body of more
-//! than [`INFLATED_OFF_SHARD`] is inflated by the parse step, off the shard: 200 KB can inflate
-//! to 200 MB, seconds of the thread that serves the shard's connections.
+//! `pyrite_core::exposition::media`); the body goes to the ingest as bytes. A gzip body of
+//! [`INFLATED_OFF_SHARD`] or more is inflated by the parse step, off the shard: 200 KB can
+//! inflate to 200 MB, seconds of the thread that serves the shard's connections.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ impl ScrapeClient {
         ScrapeClient { ask, connections: Connections::new(Names::new(resolver)) }
     }
 
-    /// Fetches the target's body, decompressed, and its format; name resolution, connecting
+    /// Fetches the target's body (inflated, or a large gzip one still to inflate) and its format; name resolution, connecting
     /// and redirects included, all within `timeout`.
     pub async fn fetch(&mut self, timeout: Duration) -> Result<(Body, Format), ScrapeError> {
         let result = match monoio::time::timeout(timeout, self.ask.fetch(&mut self.connections, timeout)).await {

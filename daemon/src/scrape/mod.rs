@@ -110,9 +110,7 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         let result = match &target.refused {
             Some(reason) => Err(reason.clone()),
             None => match client.fetch(target.timeout.as_std()).await {
-                Ok((body, format)) => {
-                    parse(&mut ingest, body, format, t).await.and_then(|parsed| parsed.map_err(|e| refused(&ctx, e)))
-                }
+                Ok((body, format)) => parse(&ctx, &mut ingest, body, format, t).await,
                 Err(e) => Err(e.to_string()),
             },
         };
@@ -173,17 +171,18 @@ const PARSED_OFF_SHARD: usize = 1 << 20;
 static PARSING: LazyLock<Slots> = LazyLock::new(|| Slots::new(2));
 
 /// Parses a scraped `body` into `ingest`, on a thread of its own if it is large or still to
-/// inflate (see [`client::INFLATED_OFF_SHARD`]), one of [`PARSING`]; Err if it does not
-/// inflate, or if that thread could not start or panicked (the scrape fails, and the target's
-/// cache starts anew: its vanished series get no staleness markers).
+/// inflate (see [`client::INFLATED_OFF_SHARD`]), one of [`PARSING`]; the error for the target's
+/// status if it does not inflate or parse, or if that thread could not start or panicked (then
+/// the target's cache starts anew: its vanished series get no staleness markers).
 async fn parse(
+    ctx: &ScrapeSink,
     ingest: &mut TargetIngest,
     body: client::Body,
     format: Format,
     t: i64,
-) -> Result<Result<Ingest, IngestError>, String> {
+) -> Result<Ingest, String> {
     if let Some(plain) = body.plain().filter(|b| b.len() < PARSED_OFF_SHARD) {
-        return Ok(ingest.ingest(plain, format, t));
+        return ingest.ingest(plain, format, t).map_err(|e| refused(ctx, e));
     }
     let turn = PARSING.acquire().await;
     let mut taken = std::mem::replace(ingest, ingest.anew());
@@ -197,7 +196,7 @@ async fn parse(
     .await;
     let (back, parsed) = parsed.map_err(|e| e.to_string())?.map_err(|panic| format!("parsing panicked: {panic}"))?;
     *ingest = back;
-    parsed.map_err(|e| e.to_string())
+    parsed.map_err(|e| e.to_string())?.map_err(|e| refused(ctx, e))
 }
 
 /// Counts a body refused for a limit, as upstream does; the error for the target's status.
