@@ -286,6 +286,8 @@ fn grafanas_request_sequence_gets_the_same_answers_as_from_prometheus() {
             (Method::Get, "/api/v1/format_query", vec![("query", "sum(rate(x[5m]))by(job)".into())]),
             (Method::Get, "/api/v1/status/config", vec![]),
             (Method::Get, "/api/v1/targets", vec![]),
+            (Method::Get, "/api/v1/targets", vec![("state", "active".into())]),
+            (Method::Get, "/api/v1/targets", vec![("state", "Dropped".into())]),
             (Method::Get, "/api/v1/alertmanagers", vec![]),
         ];
         for (method, path, form) in &steps {
@@ -294,6 +296,7 @@ fn grafanas_request_sequence_gets_the_same_answers_as_from_prometheus() {
             // Debian's 2.42 lacks.
             for added in [
                 "droppedTargetCounts:{pyrite:n},",
+                "droppedTargetCounts:null,",
                 "__always_scrape_classic_histograms__:s,__convert_classic_histograms_to_nhcb__:s,",
                 "__scrape_native_histograms__:s,",
             ] {
@@ -429,6 +432,11 @@ fn metadata_from_scrapes_matches_prometheus() {
         ("/api/v1/metadata", vec![("metric", "loadgen_http_requests_total".into())]),
         ("/api/v1/targets/metadata", vec![("match_target", target.clone())]),
         ("/api/v1/targets/metadata", vec![("match_target", target), ("metric", "loadgen_memory_usage_bytes".into())]),
+        // A selector that may match "" is fine here, as in upstream's ParseMetricSelector.
+        (
+            "/api/v1/targets/metadata",
+            vec![("match_target", "{}".into()), ("metric", "loadgen_memory_usage_bytes".into())],
+        ),
     ];
     // Entries sorted, since neither server promises an order across targets.
     let data = |base: &str, path: &str, form: &[(&str, String)]| {

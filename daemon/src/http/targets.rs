@@ -47,7 +47,11 @@ pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Respon
     let pool = params.get("scrapePool").filter(|p| !p.is_empty());
     let active = s.ctx.scrape.active();
     let in_pool = |a: &&std::sync::Arc<ActiveTarget>| pool.is_none_or(|p| a.target.scrape_pool == p);
+    // Both arrays are always there, as upstream sends them; the counts are null when not asked.
     let mut data = Map::new();
+    data.insert("activeTargets".into(), Value::Array(Vec::new()));
+    data.insert("droppedTargets".into(), Value::Array(Vec::new()));
+    data.insert("droppedTargetCounts".into(), Value::Null);
     if matches!(state.as_str(), "" | "any" | "active") {
         data.insert("activeTargets".into(), active.iter().filter(in_pool).map(|a| active_json(a)).collect());
     }
@@ -99,12 +103,8 @@ pub async fn targets_metadata(State(s): State<ApiState>, params: Params) -> Resu
     let limit = optional_limit(&params, "limit")?;
     let matchers: Vec<Matcher> = match params.get("match_target").filter(|m| !m.is_empty()) {
         None => Vec::new(),
-        Some(m) => match pyrite_core::re2::for_request(|| pyrite_core::promql::parse(m)) {
-            Ok(pyrite_core::promql::Expr::VectorSelector(vs)) => vs.matchers,
-            _ => {
-                return Err(ApiError::bad_data(format!("invalid parameter \"match_target\": {m:?} is not a selector")))
-            }
-        },
+        Some(m) => pyrite_core::re2::for_request(|| pyrite_core::promql::parse_metric_selector(m))
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match_target\": {e}")))?,
     };
     let metric = params.get("metric").filter(|m| !m.is_empty());
     let mut out = Vec::new();
