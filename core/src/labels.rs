@@ -179,17 +179,25 @@ pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u6
 }
 
 impl fmt::Display for Labels {
-    /// Prometheus's notation: `{a="1", b="2"}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for (i, l) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{}={:?}", l.name, l.value)?;
-        }
-        f.write_str("}")
+        write_notation(f, self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
+}
+
+/// Prometheus's notation for name/value pairs, `{a="1", b="2"}`: a label set's, and an alert's
+/// annotations' in promtool's messages.
+pub fn write_notation<'a>(
+    out: &mut impl fmt::Write,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> fmt::Result {
+    out.write_str("{")?;
+    for (i, (name, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.write_str(", ")?;
+        }
+        write!(out, "{name}={value:?}")?;
+    }
+    out.write_str("}")
 }
 
 /// `names` sorted, with the first name that appears twice, if any. Found by sorting, not by

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use pyrite_core::config::{AlertmanagerConfig, Config};
 use pyrite_core::labels::Labels;
 use pyrite_core::relabel::relabel;
-use pyrite_core::rules::DueAlert;
+use pyrite_core::rules::{Annotations, DueAlert};
 use serde_json::{json, Value};
 
 use crate::discovery::Discovery;
@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 struct Notification {
     labels: Labels,
-    annotations: Labels,
+    annotations: Annotations,
     starts_at: i64,
     ends_at: i64,
     generator_url: String,

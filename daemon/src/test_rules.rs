@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use pyrite_core::config::Duration;
 use pyrite_core::histogram::{parse_histogram, FloatHistogram};
-use pyrite_core::labels::Labels;
+use pyrite_core::labels::{write_notation, Labels};
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
-use pyrite_core::rules::{GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage};
+use pyrite_core::rules::{
+    Annotations, GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage,
+};
 use pyrite_core::series_notation::{number, series_labels, timed, values, Point};
 use pyrite_core::value::SampleValue;
 use pyrite_tsdb::memory::{MemoryEngine, Refused};
@@ -313,7 +315,7 @@ fn run_group(test: &TestGroup, mut groups: Vec<GroupState>, eval_interval: i64, 
     errors.into_iter().map(|e| format!("{prefix}{e}")).collect()
 }
 
-type AlertView = (Labels, Labels);
+type AlertView = (Labels, Annotations);
 
 fn check_alerts(case: &AlertTest, groups: &[GroupState]) -> Option<String> {
     let mut got: Vec<AlertView> = groups
@@ -330,7 +332,7 @@ fn check_alerts(case: &AlertTest, groups: &[GroupState]) -> Option<String> {
         .map(|a| {
             let mut labels = a.exp_labels.clone();
             labels.insert("alertname".into(), case.alertname.clone());
-            (Labels::from_pairs(labels), Labels::from_pairs(a.exp_annotations.clone()))
+            (Labels::from_pairs(labels), a.exp_annotations.clone())
         })
         .collect();
     got.sort();
@@ -339,7 +341,14 @@ fn check_alerts(case: &AlertTest, groups: &[GroupState]) -> Option<String> {
         return None;
     }
     let show = |alerts: &[AlertView]| {
-        let items: Vec<String> = alerts.iter().map(|(l, a)| format!("{{Labels:{l} Annotations:{a}}}")).collect();
+        let items: Vec<String> = alerts
+            .iter()
+            .map(|(l, a)| {
+                let mut annotations = String::new();
+                let _ = write_notation(&mut annotations, a.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                format!("{{Labels:{l} Annotations:{annotations}}}")
+            })
+            .collect();
         format!("[{}]", items.join(", "))
     };
     Some(format!(

@@ -32,6 +32,7 @@ const ALERT_RULES: &str = r#"groups:
         annotations:
           summary: "{{ $labels.job }} error ratio {{ $value | humanizePercentage }}"
           description: "{{ if gt $value 0.9 }}almost everything{{ else }}most requests{{ end }} failing on {{ $externalLabels.source }}"
+          runbook: "{{ if false }}never{{ end }}"
 "#;
 
 /// A rule group only Pyrite gets: upstream 2.42 predates `query_offset`, which lets the rule
@@ -229,6 +230,9 @@ fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
     }
     assert_eq!(annotations[0]["description"], "most requests failing on pyrite");
     assert_eq!(annotations[1]["description"], "most requests failing on prometheus");
+    // An annotation that expands to "" is kept, as upstream keeps it.
+    assert_eq!(annotations[0]["runbook"], annotations[1]["runbook"]);
+    assert_eq!(annotations[0]["runbook"], "");
     // The summary is the alert's value, as of the same evaluation.
     let (_, pyrite_alerts) = http_get(&format!("{}/api/v1/alerts", pyrite.url)).unwrap();
     let alert = &json(&pyrite_alerts)["data"]["alerts"][0];
@@ -256,6 +260,7 @@ fn an_incident_fires_and_resolves_the_same_alert_on_pyrite_and_on_upstream() {
     .expect("the webhook received Pyrite's firing alert");
     assert_eq!(fired[0]["labels"]["severity"], "page");
     assert!(fired[0]["annotations"]["summary"].as_str().unwrap().starts_with("loadgen error ratio "));
+    assert_eq!(fired[0]["annotations"]["runbook"], "", "{}", fired[0]);
     assert!(fired[0]["generatorURL"].as_str().unwrap().contains("/graph?g0.expr="), "{}", fired[0]);
     assert!(
         !webhook_alerts(&received, "prometheus", "firing").is_empty() || {
@@ -592,4 +597,60 @@ fn the_generator_url_opens_the_alerts_expression_in_the_ui() {
     b.wait("the graph", Duration::from_secs(10), || (!b.find_all("#graph path.series").is_empty()).then_some(()));
     assert_eq!(active(), "tab-graph");
     assert_eq!(pyrite.url, external);
+}
+
+#[test]
+fn the_rules_api_filters_and_pages_as_upstream_3() {
+    let rules = TempDir::new("rules");
+    let file = rules.0.join("rules.yml");
+    std::fs::write(
+        &file,
+        "groups:\n  - name: a\n    limit: -1\n    rules:\n      - alert: Page\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: ''}\n      - record: r:a\n        expr: vector(1)\n  - name: b\n    rules:\n      - alert: Ticket\n        expr: vector(1)\n        labels: {severity: ticket}\n  - name: c\n    rules:\n      - record: r:c\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(format!("rule_files: ['{}']\n", file.display())),
+        ..Default::default()
+    });
+    let names = |data: &Value| -> Vec<String> {
+        data["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap().to_string()).collect()
+    };
+    let all = pyrite.data("/api/v1/rules");
+    assert_eq!(names(&all), ["a", "b", "c"]);
+    // A negative limit is no limit, shown as written.
+    assert_eq!(all["groups"][0]["limit"], -1);
+    assert_eq!(all["groups"][0]["rules"][0]["annotations"]["summary"], "");
+    assert!(all.get("groupNextToken").is_none(), "{all}");
+
+    // Pages of two groups: the token names the next page's first group.
+    let first = pyrite.data("/api/v1/rules?group_limit=2");
+    assert_eq!(names(&first), ["a", "b"]);
+    let token = first["groupNextToken"].as_str().expect("a next token").to_string();
+    assert_eq!(token.len(), 64, "upstream's hex SHA-256: {token}");
+    let second = pyrite.data(&format!("/api/v1/rules?group_limit=2&group_next_token={token}"));
+    assert_eq!(names(&second), ["c"]);
+    assert!(second.get("groupNextToken").is_none(), "{second}");
+
+    // `match[]` selects rules by their labels; `type` and `exclude_alerts` are read as Go reads them.
+    let paged = pyrite.data("/api/v1/rules?match[]={severity=\"page\"}");
+    assert_eq!(names(&paged), ["a"]);
+    assert_eq!(paged["groups"][0]["rules"].as_array().unwrap().len(), 1);
+    let either = pyrite.data("/api/v1/rules?match[]={severity=\"page\"}&match[]={severity=\"ticket\"}");
+    assert_eq!(names(&either), ["a", "b"]);
+    assert_eq!(names(&pyrite.data("/api/v1/rules?type=RECORD&exclude_alerts=T")), ["a", "c"]);
+
+    for (query, error) in [
+        ("group_next_token=x", "group_limit needs to be present in order to paginate over the groups"),
+        ("group_limit=0", "group_limit needs to be greater than 0"),
+        ("group_limit=x", "group_limit needs to be a valid number: strconv.ParseInt: parsing \"x\": invalid syntax"),
+        ("group_limit=1&group_next_token=nope", "invalid group_next_token 'nope'. were rule groups changed?"),
+        ("match[]={}", "match[] must contain at least one non-empty matcher"),
+        ("type=both", "invalid parameter \"type\": not supported value \"both\""),
+        ("exclude_alerts=yes", "strconv.ParseBool: parsing \"yes\": invalid syntax"),
+    ] {
+        let (status, body) = pyrite.get(&format!("/api/v1/rules?{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(json(&body)["errorType"], "bad_data", "{query}: {body}");
+        assert!(json(&body)["error"].as_str().unwrap().contains(error), "{query}: {body}");
+    }
 }

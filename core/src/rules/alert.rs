@@ -2,7 +2,7 @@
 //! *pending*, *firing* once it has matched for `for`, *inactive* (resolved) when it stops
 //! matching — kept firing for `keep_firing_for`, reported resolved for 15 minutes, then forgotten.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::labels::Labels;
 
@@ -26,11 +26,15 @@ impl AlertState {
     }
 }
 
+/// An alert's annotations by name, templates expanded. Unlike labels, an annotation that expands
+/// to "" is kept, as upstream shows and sends it.
+pub type Annotations = BTreeMap<String, String>;
+
 /// One alert: a label set the rule's expression returned. Times are Unix ms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub labels: Labels,
-    pub annotations: Labels,
+    pub annotations: Annotations,
     pub state: AlertState,
     pub value: f64,
     pub active_at: i64,
@@ -65,7 +69,7 @@ pub struct ActiveAlerts {
 /// One evaluation's match: the alert's labels and annotations (templates expanded) and value.
 pub struct Match {
     pub labels: Labels,
-    pub annotations: Labels,
+    pub annotations: Annotations,
     pub value: f64,
 }
 
@@ -159,7 +163,7 @@ mod tests {
     use super::*;
 
     fn matching(v: f64) -> Vec<Match> {
-        vec![Match { labels: Labels::from_pairs([("alertname", "A")]), annotations: Labels::default(), value: v }]
+        vec![Match { labels: Labels::from_pairs([("alertname", "A")]), annotations: Annotations::new(), value: v }]
     }
 
     fn state(alerts: &ActiveAlerts) -> Option<AlertState> {

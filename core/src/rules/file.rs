@@ -36,8 +36,9 @@ pub struct RuleFile {
 pub struct RuleGroup {
     pub name: String,
     pub interval: Option<Duration>,
+    /// Series or alerts a rule may produce; 0 or less for no limit, as upstream.
     #[serde(default)]
-    pub limit: u64,
+    pub limit: i64,
     pub query_offset: Option<Duration>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

@@ -76,7 +76,7 @@ pub struct GroupStatus {
     pub name: String,
     pub file: String,
     pub interval: i64,
-    pub limit: usize,
+    pub limit: i64,
     pub last_evaluation: Option<i64>,
     pub evaluation_seconds: f64,
     pub rules: Vec<RuleStatus>,
@@ -149,7 +149,8 @@ pub struct GroupState {
     /// ms.
     pub interval: i64,
     pub query_offset: i64,
-    pub limit: usize,
+    /// As configured: 0 or less for no limit.
+    pub limit: i64,
     pub labels: Labels,
     pub rules: Vec<RuleState>,
     pub last_evaluation: Option<i64>,
@@ -199,7 +200,7 @@ impl GroupState {
             file: file.to_string(),
             interval: group.interval.map_or(defaults.interval, |d| d.millis()).max(1),
             query_offset: group.query_offset.map_or(defaults.query_offset, |d| d.millis()),
-            limit: group.limit as usize,
+            limit: group.limit,
             labels: group_labels,
             rules,
             last_evaluation: None,
@@ -300,7 +301,7 @@ impl GroupState {
         let context = EvalContext {
             t,
             at: t - self.query_offset,
-            limit: self.limit,
+            limit: usize::try_from(self.limit).unwrap_or(0),
             restored: self.restored,
             interval: self.interval,
             labels: &self.labels,
@@ -557,7 +558,7 @@ fn evaluate_alerting(
         };
         let expanded: Vec<(String, String)> =
             rule.templates.labels.iter().map(|(k, c)| (k.clone(), expand(c))).collect();
-        let annotations = Labels::from_pairs(rule.templates.annotations.iter().map(|(k, c)| (k.clone(), expand(c))));
+        let annotations = rule.templates.annotations.iter().map(|(k, c)| (k.clone(), expand(c))).collect();
         let alert_labels = with_labels(
             &labels.without_metric_name(),
             expanded.into_iter().chain([("alertname".to_string(), name.clone())]),

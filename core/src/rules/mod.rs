@@ -8,7 +8,7 @@ mod file;
 mod group;
 pub mod template;
 
-pub use alert::{Alert, AlertState};
+pub use alert::{Alert, AlertState, Annotations};
 pub use error::RuleError;
 pub use file::{Rule, RuleFile, RuleFileError, RuleGroup};
 pub use group::{

@@ -396,7 +396,7 @@ pub async fn series(State(s): State<ApiState>, params: Params) -> ApiResult {
 
 /// The `match[]` selectors of the label names and values endpoints, which upstream refuses
 /// without naming the parameter.
-fn metadata_selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(super) fn metadata_selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     selectors(params, EmptySelectors::Refused).map_err(|e| ApiError::bad_data(e.to_string()))
 }
 

@@ -1,12 +1,14 @@
 //! `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/alertmanagers` in upstream's shapes: rule
 //! groups with their rules' health, timings and alerts (filtered by `type`, `rule_name[]`,
-//! `rule_group[]`, `file[]`, `exclude_alerts`), the active alerts, and where alerts are sent.
+//! `rule_group[]`, `file[]`, `match[]`, `exclude_alerts`, paged by `group_limit` and
+//! `group_next_token`), the active alerts, and where alerts are sent.
 
 use std::collections::HashSet;
 
 use axum::extract::State;
 use axum::response::Response;
 use pyrite_core::calendar::rfc3339;
+use pyrite_core::labels::Matcher;
 use pyrite_core::rules::{Alert, AlertState, GroupStatus, RuleStatus};
 use serde_json::{json, Value};
 
@@ -81,44 +83,110 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     out
 }
 
+/// Go's `strconv.ParseBool` after lower-casing, as upstream reads `exclude_alerts`.
+fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "0" | "f" | "false" => Ok(false),
+        "1" | "t" | "true" => Ok(true),
+        _ => Err(ApiError::bad_param(
+            key,
+            format!("error converting {key}: strconv.ParseBool: parsing {value:?}: invalid syntax"),
+        )),
+    }
+}
+
+/// `group_limit` and `group_next_token`: how many groups a page holds, and the token of the
+/// group it starts at, as upstream checks them.
+fn page(params: &Params) -> Result<Option<(usize, Option<&str>)>, ApiError> {
+    let token = params.get("group_next_token").filter(|t| !t.is_empty());
+    let Some(limit) = params.get("group_limit").filter(|l| !l.is_empty()) else {
+        return match token {
+            Some(_) => Err(ApiError::bad_param(
+                "group_next_token",
+                "group_limit needs to be present in order to paginate over the groups",
+            )),
+            None => Ok(None),
+        };
+    };
+    let n: i32 = limit.parse().map_err(|e: std::num::ParseIntError| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        ApiError::bad_param(
+            "group_limit",
+            format!("group_limit needs to be a valid number: strconv.ParseInt: parsing {limit:?}: {why}"),
+        )
+    })?;
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => Ok(Some((n, token))),
+        _ => Err(ApiError::bad_param("group_limit", "group_limit needs to be greater than 0")),
+    }
+}
+
+/// The token that names a group for paging: upstream's hex SHA-256 of `file;name`, so a client
+/// may page over either server alike.
+fn group_token(g: &GroupStatus) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{};{}", g.file, g.name).as_bytes());
+    crate::sigv4::sign::hex(digest.as_ref())
+}
+
+/// Whether one of the `match[]` selectors takes the rule's labels (none given: every rule).
+fn rule_matches(sets: &[Vec<Matcher>], rule: &RuleStatus) -> bool {
+    let labels = &rule.rule.labels;
+    sets.is_empty()
+        || sets.iter().any(|set| set.iter().all(|m| m.matches(labels.get(&m.name).map_or("", String::as_str))))
+}
+
 /// `/api/v1/rules`.
 pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
     // Upstream parses the form before reading it, so a multipart body goes unread.
     let params = params.without_multipart().map_err(ApiError::bad_data)?;
-    let kind = params.get("type").unwrap_or("");
-    if !["", "alert", "record"].contains(&kind) {
-        return Err(ApiError::bad_param("type", format!("invalid rule type {kind:?}")));
+    let sets = super::api::metadata_selectors(&params)?;
+    let kind = params.get("type").unwrap_or("").to_ascii_lowercase();
+    if !["", "alert", "record"].contains(&kind.as_str()) {
+        return Err(ApiError::bad_param("type", format!("not supported value {kind:?}")));
     }
-    let exclude_alerts = match params.get("exclude_alerts").unwrap_or("false") {
-        "true" | "1" => true,
-        "false" | "0" | "" => false,
-        other => return Err(ApiError::bad_param("exclude_alerts", format!("invalid boolean {other:?}"))),
-    };
+    let exclude_alerts = parse_bool("exclude_alerts", params.get("exclude_alerts").unwrap_or(""))?;
+    let page = page(&params)?;
     // Sets: a request may name up to `MAX_PARAMS` of each, and every rule is looked up.
     let set = |key| params.all(key).into_iter().collect::<HashSet<&str>>();
     let (names, groups, files) = (set("rule_name[]"), set("rule_group[]"), set("file[]"));
-    let filtered = !kind.is_empty() || !names.is_empty() || !groups.is_empty() || !files.is_empty();
     let wanted = |g: &GroupStatus| {
         (groups.is_empty() || groups.contains(g.name.as_str())) && (files.is_empty() || files.contains(g.file.as_str()))
     };
+    let mut start = page.and_then(|(_, token)| token);
     let mut out = Vec::new();
+    let mut next_token = None;
     for g in s.ctx.rules.statuses().iter() {
+        if let Some(token) = start {
+            if group_token(g) != token {
+                continue;
+            }
+            start = None;
+        }
         if !wanted(g) {
             continue;
         }
         let rules: Vec<Value> = g
             .rules
             .iter()
-            .filter(|r| match kind {
+            .filter(|r| match kind.as_str() {
                 "alert" => r.rule.is_alerting(),
                 "record" => !r.rule.is_alerting(),
                 _ => true,
             })
             .filter(|r| names.is_empty() || names.contains(r.rule.name()))
+            .filter(|r| rule_matches(&sets, r))
             .map(|r| rule_json(r, !exclude_alerts))
             .collect();
-        if filtered && rules.is_empty() {
+        // A group all of whose rules were filtered out is left out, as upstream leaves it.
+        if rules.is_empty() {
             continue;
+        }
+        if page.is_some_and(|(limit, _)| out.len() == limit) {
+            next_token = Some(group_token(g));
+            break;
         }
         out.push(json!({
             "name": g.name,
@@ -130,7 +198,17 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
             "lastEvaluation": time_or_zero(g.last_evaluation),
         }));
     }
-    Ok(success_json(json!({ "groups": out })))
+    if let Some(token) = start {
+        return Err(ApiError::bad_param(
+            "group_next_token",
+            format!("invalid group_next_token '{token}'. were rule groups changed?"),
+        ));
+    }
+    let mut data = json!({ "groups": out });
+    if let Some(token) = next_token {
+        data["groupNextToken"] = Value::String(token);
+    }
+    Ok(success_json(data))
 }
 
 /// `/api/v1/alerts`: every pending and firing alert.
