@@ -29,6 +29,9 @@ enum Manner {
     /// Answers the first request of a connection; at the next one closes it without an answer
     /// (the race where a server closes an idle connection as a request comes).
     AnswerOnce,
+    /// Answers every request with this many more headers (a proxy's, say); Go's client takes
+    /// any number within 10 MB.
+    ManyHeaders(usize),
 }
 
 /// A metrics target on loopback that counts the connections it accepted, and those open.
@@ -82,8 +85,12 @@ fn serve(mut stream: TcpStream, manner: Manner) {
         let _ = stream.set_read_timeout(Some(idle));
     }
     let body = "# TYPE answered gauge\nanswered 1\n";
+    let extra = match manner {
+        Manner::ManyHeaders(n) => (0..n).map(|i| format!("X-Hop-{i}: {i}\r\n")).collect(),
+        _ => String::new(),
+    };
     let answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut answered = 0;
@@ -121,14 +128,16 @@ fn config(jobs: &[(&str, &str)], timeout: &str) -> String {
 }
 
 #[test]
-fn scrapes_reuse_their_connection_and_survive_servers_that_close_it() {
+fn scrapes_reuse_their_connection_and_survive_servers_that_close_it_or_send_many_headers() {
     let steady = CountingTarget::start(Manner::KeepAlive);
     let closing = CountingTarget::start(Manner::CloseIdleAfter(Duration::from_millis(300)));
     let racing = CountingTarget::start(Manner::AnswerOnce);
+    let chatty = CountingTarget::start(Manner::ManyHeaders(500));
     let jobs = [
         ("steady", steady.address.as_str()),
         ("closing", closing.address.as_str()),
         ("racing", racing.address.as_str()),
+        ("chatty", chatty.address.as_str()),
     ];
     let p = Pyrite::start(PyriteOpts {
         config: Some(config(&jobs, "1s")),

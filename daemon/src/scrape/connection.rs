@@ -140,6 +140,11 @@ impl Connections {
     }
 }
 
+/// Response headers a target may send. hyper's default of 100 failed targets behind chatty
+/// proxies, where Go's client takes any number within 10 MB; the head's bytes stay bounded by
+/// hyper's read buffer (about 400 KB), and each response allocates this many slots (32 B each).
+const MAX_RESPONSE_HEADERS: usize = 2048;
+
 /// hyper's HTTP/1.1 handshake over `io`; the connection's task runs on the shard until the
 /// connection closes or the returned [`Connection`] is dropped.
 async fn handshake<IO>(io: IO) -> Result<Connection, ScrapeError>
@@ -149,6 +154,7 @@ where
     // hyper's HTTP/1 client builder takes no timer: the whole exchange is bounded by the
     // scrape's timeout instead.
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_headers(MAX_RESPONSE_HEADERS)
         .handshake::<_, Empty<Bytes>>(io)
         .await
         .map_err(|e| ScrapeError::Http(e.to_string()))?;
