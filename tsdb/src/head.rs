@@ -58,6 +58,9 @@ use pyrite_core::histogram::{CounterResetHint, FloatHistogram};
 use pyrite_core::labels::{hash_pairs, Labels, Matcher, Projection};
 use pyrite_core::value::{Exemplar, HistogramSample, Sample, SeriesSamples};
 
+mod stats;
+pub use stats::{HeadStats, StatsReading};
+
 /// Samples per chunk before a new one is cut (as Prometheus).
 pub const CHUNK_SAMPLES: usize = 120;
 
@@ -318,34 +321,6 @@ impl MemSeries {
             out.reserve(self.open.len());
             let upto = self.open.iter().take_while(|&(t, _)| t <= maxt);
             out.extend(upto.filter(|&(t, _)| t >= mint).map(|(t, v)| Sample { t, v }));
-        }
-    }
-}
-
-/// What `/api/v1/status/tsdb` reports of a head (one shard's; [`HeadStats::merge`] adds up
-/// several).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HeadStats {
-    pub series: u64,
-    pub chunks: u64,
-    /// Oldest and newest sample times, if there are samples.
-    pub min_time: Option<i64>,
-    pub max_time: Option<i64>,
-    /// Series per label name and value.
-    pub pairs: HashMap<String, HashMap<String, u64>>,
-}
-
-impl HeadStats {
-    pub fn merge(&mut self, other: HeadStats) {
-        self.series += other.series;
-        self.chunks += other.chunks;
-        self.min_time = self.min_time.into_iter().chain(other.min_time).min();
-        self.max_time = self.max_time.max(other.max_time);
-        for (name, values) in other.pairs {
-            let mine = self.pairs.entry(name).or_default();
-            for (value, n) in values {
-                *mine.entry(value).or_default() += n;
-            }
         }
     }
 }
@@ -1056,19 +1031,6 @@ impl Head {
         self.series.values().map(MemSeries::num_chunks).sum::<usize>() + histograms
     }
 
-    /// Counts of series, chunks and label pairs, and the time range held.
-    pub fn stats(&self) -> HeadStats {
-        let mut stats =
-            HeadStats { series: self.series.len() as u64, chunks: self.num_chunks() as u64, ..HeadStats::default() };
-        stats.min_time = self.min_time();
-        stats.max_time = self.max_time();
-        for (name, value, n) in self.postings.pair_counts() {
-            let name = self.symbols.resolve(name).to_string();
-            stats.pairs.entry(name).or_default().insert(self.symbols.resolve(value).to_string(), n);
-        }
-        stats
-    }
-
     /// Drops every chunk that ends before `t` (retention, or data now in a block), and lists
     /// the series left without samples, which [`Head::forget`] then lets go (queries skip
     /// them meanwhile: they have no samples). Series that keep samples stay, and appends
@@ -1139,7 +1101,7 @@ mod tests {
     use super::*;
     use pyrite_core::labels::MatchOp;
 
-    fn up(job: &str) -> Labels {
+    pub(super) fn up(job: &str) -> Labels {
         Labels::from_pairs([("__name__", "up"), ("job", job)])
     }
 
@@ -1277,12 +1239,12 @@ mod tests {
         let (id, _) = b.get_or_create(&up("api2"));
         b.append(id, 500, 1.0).unwrap();
         b.get_or_create(&Labels::from_pairs([("__name__", "idle")]));
-        let mut stats = a.stats();
-        stats.merge(b.stats());
-        assert_eq!((stats.series, stats.chunks), (4, 3));
-        assert_eq!((stats.min_time, stats.max_time), (Some(500), Some(5000)));
-        assert_eq!(stats.pairs["__name__"]["up"], 3);
-        assert_eq!(stats.pairs["job"].len(), 3);
+        let (mut merged, _) = stats::tests::read(&a, usize::MAX);
+        merged.merge(stats::tests::read(&b, usize::MAX).0);
+        assert_eq!((merged.series, merged.chunks), (4, 3));
+        assert_eq!((merged.min_time, merged.max_time), (Some(500), Some(5000)));
+        assert_eq!(merged.pairs["__name__"]["up"], 3);
+        assert_eq!(merged.pairs["job"].len(), 3);
     }
 
     #[test]
@@ -1326,7 +1288,7 @@ mod tests {
             assert_eq!(h.num_series(), 100);
         }
         assert_eq!(h.symbols.len(), strings, "the churned pods' names were freed");
-        assert_eq!(h.stats().pairs["pod"].len(), 100);
+        assert_eq!(stats::tests::read(&h, usize::MAX).0.pairs["pod"].len(), 100);
         assert_eq!(h.candidates(&[]).iter().filter(|&id| h.has_samples_in(id, i64::MIN, i64::MAX)).count(), 100);
         assert_eq!(h.append(first[0], 200_000, 1.0), Err(AppendError::UnknownSeries));
         let (again, created) = h.get_or_create(&pod(0, 0));

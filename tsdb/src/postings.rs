@@ -123,11 +123,19 @@ impl Postings {
         (decided, takes_empty)
     }
 
-    /// Every (name, value) pair with the number of series that carry it.
-    pub fn pair_counts(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
-        self.by_name
-            .iter()
-            .flat_map(|(&name, values)| values.iter().map(move |(&value, series)| (name, value, series.len())))
+    /// The label names (symbol ids) in the index.
+    pub fn names(&self) -> Vec<u32> {
+        self.by_name.keys().copied().collect()
+    }
+
+    /// The values (symbol ids) of label `name` in the index.
+    pub fn values_of(&self, name: u32) -> Vec<u32> {
+        self.by_name.get(&name).map_or_else(Vec::new, |values| values.keys().copied().collect())
+    }
+
+    /// How many series carry the pair, if any does.
+    pub fn count(&self, name: u32, value: u32) -> Option<u64> {
+        self.by_name.get(&name)?.get(&value).map(RoaringBitmap::len)
     }
 
     /// How many (name, value) pairs the index holds, or those of `name` only.
@@ -228,8 +236,15 @@ mod tests {
         ];
         p.remove(1, &web);
         assert_eq!(p.all().iter().collect::<Vec<_>>(), vec![0]);
-        let pairs: Vec<_> = p.pair_counts().map(|(n, v, c)| (s.resolve(n), s.resolve(v), c)).collect();
+        let pairs: Vec<_> = p
+            .names()
+            .into_iter()
+            .flat_map(|n| p.values_of(n).into_iter().map(move |v| (n, v)))
+            .map(|(n, v)| (s.resolve(n), s.resolve(v), p.count(n, v)))
+            .collect();
         assert_eq!(pairs.len(), 2, "{pairs:?}");
-        assert!(pairs.iter().all(|&(_, v, c)| v != "web" && c == 1));
+        assert!(pairs.iter().all(|&(_, v, c)| v != "web" && c == Some(1)));
+        let job = s.lookup("job").unwrap();
+        assert_eq!(p.count(job, s.lookup("web").unwrap()), None);
     }
 }

@@ -76,6 +76,11 @@ impl<T> DenseById<T> {
         self.values.iter()
     }
 
+    /// The values in their order of storage, to visit a slice at a time.
+    pub fn as_slice(&self) -> &[T] {
+        &self.values
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.ids.iter().copied().zip(&self.values)
     }

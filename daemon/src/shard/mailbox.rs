@@ -97,7 +97,10 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 record_exemplars(&env, &shard, &s.head);
             }
             Request::TsdbStats { reply } => {
-                let _ = reply.send(storage.borrow().head.stats());
+                let storage = storage.clone();
+                monoio::spawn(async move {
+                    let _ = reply.send(super::slices::head_stats(&storage).await);
+                });
             }
             Request::SeriesLabels { ids, reply } => {
                 let db = storage.borrow();

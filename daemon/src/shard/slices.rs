@@ -14,6 +14,7 @@ use pyrite_tsdb::block::BlockMeta;
 use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::cut::HeadCut;
 use pyrite_tsdb::db::Db;
+use pyrite_tsdb::head::{HeadStats, StatsReading};
 use pyrite_tsdb::wal::LogWrite;
 
 use crate::threads;
@@ -101,4 +102,17 @@ pub async fn forget(storage: &RefCell<Db>, ids: &[u32]) -> usize {
         pause().await;
     }
     forgotten
+}
+
+/// The head's stats for `/api/v1/status/tsdb`, a slice of series or label pairs at a time
+/// (copying the pairs of 300,000 series held a shard for 0.3 s in one go).
+pub async fn head_stats(storage: &RefCell<Db>) -> HeadStats {
+    let mut reading = StatsReading::start(&storage.borrow().head);
+    loop {
+        let done = reading.step(&storage.borrow().head, SLICE_SERIES);
+        if done {
+            return reading.finish();
+        }
+        pause().await;
+    }
 }
