@@ -739,11 +739,33 @@ fn many_clients_waiting_for_query_slots_do_not_grow_memory() {
     still_serves(&mut p, "64 clients sharing 2 query slots");
 }
 
+/// `/-/healthy`'s longest wait while `request` runs, and `request`'s answer.
+fn health_during<T: Send>(p: &Pyrite, request: impl FnOnce() -> T + Send) -> (T, Duration) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let answer = scope.spawn(|| {
+            let answer = request();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        });
+        let mut worst = Duration::ZERO;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            assert_eq!(get(p, "/-/healthy").0, 200);
+            worst = worst.max(started.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (answer.join().unwrap(), worst)
+    })
+}
+
 /// A listing with a thousand regex selectors matches them a selector at a time between
 /// pauses: in one go, a thousand over 150,000 series held both shards (/-/healthy waited 9 to
-/// 29 s).
+/// 29 s). A query whose one selector holds 150 patterns without a shape tries them on a slice
+/// of values at a time: in one go, /-/healthy waited about 3 s, twice (the shard's light try,
+/// then the worker's read).
 #[test]
-fn a_listing_with_many_regex_selectors_does_not_hold_the_shards() {
+fn a_listing_or_query_with_many_regex_matchers_does_not_hold_the_shards() {
     let p = server(&[]);
     let now = now_ms();
     for chunk in 0..8 {
@@ -762,30 +784,30 @@ fn a_listing_with_many_regex_selectors_does_not_hold_the_shards() {
     }
     let selectors: Vec<String> = (0..1000).map(|i| format!("{{inst=~\".*{i}.*example.*\"}}")).collect();
     let form: Vec<(&str, &str)> = selectors.iter().map(|s| ("match[]", s.as_str())).collect();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let (listed, worst) = std::thread::scope(|scope| {
-        let listing = scope.spawn(|| {
-            // Some 6 s alone here, longer beside the other tests on two cores.
-            let url = format!("{}/api/v1/series", p.url);
-            let answer = pyrite_tests::http_post_form_within(&url, &form, Duration::from_secs(120));
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            answer
-        });
-        let mut worst = Duration::ZERO;
-        while !done.load(std::sync::atomic::Ordering::SeqCst) {
-            let started = Instant::now();
-            assert_eq!(get(&p, "/-/healthy").0, 200);
-            worst = worst.max(started.elapsed());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (listing.join().unwrap(), worst)
+    let (listed, worst) = health_during(&p, || {
+        // Some 6 s alone here, longer beside the other tests on two cores.
+        let url = format!("{}/api/v1/series", p.url);
+        pyrite_tests::http_post_form_within(&url, &form, Duration::from_secs(120))
     });
     let (status, body) = listed.expect("an answer");
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["data"].as_array().map(Vec::len), Some(80_000));
-    eprintln!("/-/healthy waited at most {worst:?}");
+    eprintln!("/-/healthy waited at most {worst:?} during the listing");
     // Other tests of this file run meanwhile on two cores: the bound leaves them room.
     assert!(worst < Duration::from_millis(1500), "/-/healthy waited {worst:?} during the listing");
+
+    // Each pattern matches every value (`\b` takes the shape away), so every one is tried.
+    let patterns: Vec<String> = (0..150).map(|i| format!("inst=~\"host-\\\\d+\\\\b.*|x{i}\"")).collect();
+    let query = format!("count({{__name__=\"listed\",{}}})", patterns.join(","));
+    let (answered, worst) = health_during(&p, || {
+        let url = format!("{}/api/v1/query", p.url);
+        pyrite_tests::http_post_form_within(&url, &[("query", query.as_str())], Duration::from_secs(120))
+    });
+    let (status, body) = answered.expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["data"]["result"][0]["value"][1], "80000", "{body}");
+    eprintln!("/-/healthy waited at most {worst:?} during the query");
+    assert!(worst < Duration::from_millis(1500), "/-/healthy waited {worst:?} during the query");
 }
 
 /// A target answering 200 KB of gzip that inflates to 200 MB of one series (52 million

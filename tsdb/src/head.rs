@@ -51,7 +51,7 @@ use super::exemplars::{ExemplarError, Exemplars};
 use super::histogram_series::{fits, HistogramSeries, HistogramSnapshot};
 use super::out_of_order::{Insert, OutOfOrder, Value};
 use super::overlap::forget_reset_hint;
-use super::postings::Postings;
+use super::postings::{Postings, Selecting};
 use super::series_map::{ByHash, DenseById};
 use super::symbols::{SymbolTable, Symbols};
 use pyrite_core::histogram::{CounterResetHint, FloatHistogram};
@@ -739,6 +739,16 @@ impl Head {
     /// each series up twice.
     pub fn candidates(&self, matchers: &[Matcher]) -> RoaringBitmap {
         self.postings.select(&self.symbols, matchers)
+    }
+
+    /// [`Head::candidates`] in steps of about `budget` values tried (see [`Selecting`]).
+    pub fn candidates_step(&self, selecting: &mut Selecting, budget: usize) -> Option<RoaringBitmap> {
+        selecting.step(&self.postings, &self.symbols, budget)
+    }
+
+    /// How many label values selecting with `matchers` tries one by one.
+    pub fn selection_cost(&self, matchers: &[Matcher]) -> usize {
+        self.postings.selection_cost(&self.symbols, matchers)
     }
 
     /// Series `id` and `mint` raised to the oldest valid time, if the series has chunks in the

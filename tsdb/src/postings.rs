@@ -58,69 +58,39 @@ impl Postings {
         &self.all
     }
 
-    /// The series matching all matchers (every series when there are none). A matcher that
-    /// takes "" (`!=`, most `!~`) removes the series whose value fails it from those picked so
-    /// far, in place, as upstream subtracts them: a selector of thousands of them costs
-    /// thousands of look-ups, not copies of every series. A matcher repeated counts once.
+    /// The series matching all matchers (every series when there are none), in one go; see
+    /// [`Selecting`] for the rules, and for a selection in steps.
     pub fn select(&self, symbols: &Symbols, matchers: &[Matcher]) -> RoaringBitmap {
-        // Cheap, selective matchers first: equality on a non-empty value is a single lookup.
-        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
-        ordered.sort_by_key(|m| match m.op {
-            MatchOp::Equal if !m.value.is_empty() => 0,
-            MatchOp::Regex => 1,
-            _ => 2,
-        });
-        let mut seen = HashSet::new();
-        ordered.retain(|m| seen.insert((&m.name, m.op, &m.value)));
-        let mut result: Option<RoaringBitmap> = None;
-        for m in ordered {
-            let (decided, takes_empty) = self.deciding(symbols, m);
-            let picked = match (result, takes_empty) {
-                (None, false) => decided,
-                (None, true) => &self.all - decided,
-                (Some(acc), false) => acc & decided,
-                (Some(mut acc), true) => {
-                    acc -= decided;
-                    acc
-                }
-            };
-            if picked.is_empty() {
-                return picked;
-            }
-            result = Some(picked);
-        }
-        result.unwrap_or_else(|| self.all.clone())
+        Selecting::new(matchers).step(self, symbols, usize::MAX).unwrap_or_default()
     }
 
-    /// The series whose value for `m.name` (or "" if absent) decides `m`, and whether `m`
-    /// takes "": one that does selects every series but those, one that does not only those.
-    /// Either way one union, over the values that decide.
-    fn deciding(&self, symbols: &Symbols, m: &Matcher) -> (RoaringBitmap, bool) {
+    /// How many values selecting with `matchers` would try one by one: those of each label
+    /// whose matcher neither its value nor its pattern's shape decides.
+    pub fn selection_cost(&self, symbols: &Symbols, matchers: &[Matcher]) -> usize {
+        matchers
+            .iter()
+            .filter(|m| self.at_once(symbols, m).is_none())
+            .filter_map(|m| symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n)))
+            .map(HashMap::len)
+            .sum()
+    }
+
+    /// The series whose value for `m.name` (or "" if absent) decides `m`, where the value or
+    /// the pattern's shape tells which values those are without trying each: the same ones
+    /// for `=` and `!=`, `=~` and `!~`. None when each value is to be tried.
+    fn at_once(&self, symbols: &Symbols, m: &Matcher) -> Option<RoaringBitmap> {
         let values = symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n));
         let postings_of = |v: &str| symbols.lookup(v).and_then(|v| values.and_then(|vals| vals.get(&v)));
-        let takes_empty = m.matches("");
-        // Where the value or the pattern's shape tells, the values that decide are known
-        // without trying each: the same ones for `=` and `!=`, `=~` and `!~`.
-        let decided = match (m.op, m.regex_shape()) {
+        match (m.op, m.regex_shape()) {
             (MatchOp::Equal | MatchOp::NotEqual, _) if !m.value.is_empty() => {
-                postings_of(&m.value).cloned().unwrap_or_default()
+                Some(postings_of(&m.value).cloned().unwrap_or_default())
             }
             (_, Some(Shape::OneOf(listed))) if !listed.contains(&String::new()) => {
-                listed.iter().filter_map(|v| postings_of(v)).union()
+                Some(listed.iter().filter_map(|v| postings_of(v)).union())
             }
-            (_, Some(Shape::Any)) => RoaringBitmap::new(),
-            (_, Some(Shape::NotEmpty)) => {
-                let empty = symbols.lookup("");
-                values.into_iter().flatten().filter(|&(&v, _)| Some(v) != empty).map(|(_, series)| series).union()
-            }
-            _ => values
-                .into_iter()
-                .flatten()
-                .filter(|&(&value, _)| m.matches(symbols.resolve(value)) != takes_empty)
-                .map(|(_, series)| series)
-                .union(),
-        };
-        (decided, takes_empty)
+            (_, Some(Shape::Any)) => Some(RoaringBitmap::new()),
+            _ => None,
+        }
     }
 
     /// The label names (symbol ids) in the index.
@@ -164,6 +134,121 @@ impl Postings {
             .filter(|(_, s)| !s.is_disjoint(series))
             .map(|(&value, _)| value)
             .collect()
+    }
+}
+
+/// A selection from [`Postings`] that may go in steps, so that a selector of many patterns
+/// over a label of a great many values does not hold the shard's thread while each value is
+/// tried: a step tries about `budget` values.
+///
+/// Cheap, selective matchers go first (equality on a value is one look-up). A matcher that
+/// takes "" (`!=`, most `!~`) removes the series whose value fails it from those picked so
+/// far, in place, as upstream subtracts them: a selector of thousands of them costs thousands
+/// of look-ups, not copies of every series. A matcher repeated counts once.
+///
+/// A head's postings may change between steps. The selection is then of the series its
+/// matchers saw: a series added after a matcher was tried is missed (it came after the
+/// selection began), and one removed may be in it (readers skip it).
+pub struct Selecting<'m> {
+    matchers: Vec<&'m Matcher>,
+    next: usize,
+    picked: Option<RoaringBitmap>,
+    scan: Option<Scan>,
+}
+
+/// A matcher being tried value by value.
+struct Scan {
+    /// The values (symbol ids) of its label still to try.
+    values: Vec<u32>,
+    /// The series of the values tried that decide it.
+    decided: RoaringBitmap,
+    /// Every series as the scan began, when the matcher is the first and takes "".
+    all: Option<RoaringBitmap>,
+}
+
+impl Scan {
+    fn start(postings: &Postings, symbols: &Symbols, m: &Matcher, keep_all: bool) -> Scan {
+        let values = symbols.lookup(&m.name).and_then(|n| postings.by_name.get(&n));
+        Scan {
+            values: values.map_or_else(Vec::new, |v| v.keys().copied().collect()),
+            decided: RoaringBitmap::new(),
+            all: keep_all.then(|| postings.all.clone()),
+        }
+    }
+
+    /// Tries up to `budget` more values, taking what it tried from `budget`; true once every
+    /// value was tried. A value gone meanwhile is skipped.
+    fn go_on(&mut self, postings: &Postings, symbols: &Symbols, m: &Matcher, budget: &mut usize) -> bool {
+        let takes_empty = m.matches("");
+        let values = symbols.lookup(&m.name).and_then(|n| postings.by_name.get(&n));
+        // `.+` and its negation: every value but "" decides, without running the pattern.
+        let not_empty = matches!(m.regex_shape(), Some(Shape::NotEmpty));
+        let from = self.values.len().saturating_sub(*budget);
+        *budget -= self.values.len() - from;
+        for value in self.values.drain(from..) {
+            let Some(series) = values.and_then(|v| v.get(&value)) else { continue };
+            let text = symbols.resolve(value);
+            if if not_empty { !text.is_empty() } else { m.matches(text) != takes_empty } {
+                self.decided |= series;
+            }
+        }
+        self.values.is_empty()
+    }
+}
+
+impl<'m> Selecting<'m> {
+    pub fn new(matchers: &'m [Matcher]) -> Selecting<'m> {
+        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
+        ordered.sort_by_key(|m| match m.op {
+            MatchOp::Equal if !m.value.is_empty() => 0,
+            MatchOp::Regex => 1,
+            _ => 2,
+        });
+        let mut seen = HashSet::new();
+        ordered.retain(|m| seen.insert((&m.name, m.op, &m.value)));
+        Selecting { matchers: ordered, next: 0, picked: None, scan: None }
+    }
+
+    /// Goes on for about `budget` values tried; the series picked, once done (not to be
+    /// stepped again after).
+    pub fn step(&mut self, postings: &Postings, symbols: &Symbols, mut budget: usize) -> Option<RoaringBitmap> {
+        while let Some(&m) = self.matchers.get(self.next) {
+            let takes_empty = m.matches("");
+            let at_once = if self.scan.is_none() { postings.at_once(symbols, m) } else { None };
+            let (decided, all) = match at_once {
+                Some(decided) => {
+                    budget = budget.saturating_sub(1);
+                    (decided, None)
+                }
+                None => {
+                    let first = self.picked.is_none();
+                    let scan = self.scan.get_or_insert_with(|| Scan::start(postings, symbols, m, first && takes_empty));
+                    if !scan.go_on(postings, symbols, m, &mut budget) {
+                        return None;
+                    }
+                    let Scan { decided, all, .. } = self.scan.take().expect("the scan just ended");
+                    (decided, all)
+                }
+            };
+            let picked = match (self.picked.take(), takes_empty) {
+                (None, false) => decided,
+                (None, true) => all.as_ref().unwrap_or(&postings.all) - decided,
+                (Some(acc), false) => acc & decided,
+                (Some(mut acc), true) => {
+                    acc -= decided;
+                    acc
+                }
+            };
+            self.next += 1;
+            if picked.is_empty() {
+                return Some(picked);
+            }
+            self.picked = Some(picked);
+            if budget == 0 && self.next < self.matchers.len() {
+                return None;
+            }
+        }
+        Some(self.picked.take().unwrap_or_else(|| postings.all.clone()))
     }
 }
 
@@ -225,6 +310,78 @@ mod tests {
                 assert_eq!(ids(&p, &s, std::slice::from_ref(&m)), expected, "{m}");
             }
         }
+    }
+
+    /// The selection of `ms` stepped with `budget`, and how many steps it took.
+    fn stepped(p: &Postings, s: &Symbols, ms: &[Matcher], budget: usize) -> (Vec<u32>, usize) {
+        let mut selecting = Selecting::new(ms);
+        let mut steps = 1;
+        loop {
+            match selecting.step(p, s, budget) {
+                Some(picked) => return (picked.iter().collect(), steps),
+                None => steps += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn a_selection_in_steps_picks_what_one_in_one_go_picks() {
+        let series: Vec<Vec<(String, String)>> = (0..40)
+            .map(|i| {
+                let mut labels = vec![("__name__".to_string(), format!("m{}", i % 3)), ("i".into(), format!("v{i}"))];
+                if i % 4 != 0 {
+                    labels.push(("job".into(), format!("j{}", i % 5)));
+                }
+                labels
+            })
+            .collect();
+        let pairs: Vec<Vec<(&str, &str)>> =
+            series.iter().map(|l| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+        let (s, p) = index(&pairs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let m = |n: &str, op, v: &str| Matcher::new(n, op, v).unwrap();
+        let selectors = [
+            vec![m("i", MatchOp::Regex, "v1.*")],
+            vec![m("i", MatchOp::NotRegex, "v1.*")],
+            vec![m("job", MatchOp::NotRegex, "j[12]"), m("i", MatchOp::Regex, "v[0-2].")],
+            vec![
+                m("__name__", MatchOp::Equal, "m1"),
+                m("i", MatchOp::Regex, "v.*[3-7]"),
+                m("job", MatchOp::Regex, ".+"),
+            ],
+            vec![m("job", MatchOp::NotEqual, "j1"), m("i", MatchOp::NotRegex, ".*9")],
+            vec![m("i", MatchOp::Regex, "v9.*"), m("i", MatchOp::Regex, "x.*")],
+            vec![],
+        ];
+        for ms in &selectors {
+            let whole = ids(&p, &s, ms);
+            for budget in [1, 3, 7, 1000] {
+                let (picked, steps) = stepped(&p, &s, ms, budget);
+                assert_eq!(picked, whole, "{ms:?} by {budget}");
+                if budget == 1 && ms.iter().any(|m| m.name == "i" && m.op != MatchOp::Equal) {
+                    assert!(steps >= 40, "{ms:?}: {steps} steps of one value over the 40 of `i`");
+                }
+            }
+        }
+        // `i` (40 values) and `job` (5) are tried per value, even `.+` (without its pattern); `=` is one look-up.
+        assert_eq!(p.selection_cost(&s, &selectors[3]), 40 + 5);
+    }
+
+    /// A series added while the first matcher, which takes "", is tried value by value is not
+    /// picked: its value was never tried.
+    #[test]
+    fn a_series_added_during_a_stepped_selection_is_left_out() {
+        let (mut s, mut p) = index(&[&[("job", "api")], &[("job", "web")], &[("job", "db")]]);
+        let ms = [Matcher::new("job", MatchOp::NotRegex, "w.*").unwrap()];
+        let mut selecting = Selecting::new(&ms);
+        assert_eq!(selecting.step(&p, &s, 1), None);
+        let pair = [(s.intern("job"), s.intern("wiki"))];
+        p.add(3, &pair);
+        let picked: Vec<u32> = loop {
+            if let Some(picked) = selecting.step(&p, &s, 1) {
+                break picked.iter().collect();
+            }
+        };
+        assert_eq!(picked, vec![0, 2]);
     }
 
     #[test]

@@ -34,6 +34,10 @@ const SERIES_STEPS: u64 = 4096;
 /// Samples a light evaluation may read (about a millisecond of decoding).
 const SAMPLES: u64 = 100_000;
 
+/// Label values a light evaluation's select may try one by one against patterns, over all
+/// its sources (a few milliseconds of regex matching).
+const SCAN_VALUES: usize = 10_000;
+
 /// What a `Request::Evaluate` carries.
 pub struct Evaluate {
     pub plan: Arc<Plan>,
@@ -130,6 +134,13 @@ impl Budgeted<'_> {
         labels: &Projection,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         let q = self.db.querier();
+        // Selecting must not hold the shard either: patterns tried on many values go to a
+        // worker, whose read tries them a slice at a time.
+        let cost = self.db.head.selection_cost(matchers)
+            + q.blocks_in(mint, maxt).map(|b| b.selection_cost(matchers)).sum::<usize>();
+        if cost > SCAN_VALUES {
+            return Err(self.hand_over());
+        }
         let blocks: Vec<_> = q.blocks_in(mint, maxt).map(|b| (b, b.matching(matchers))).collect();
         let head = self.db.head.candidates(matchers);
         self.spend(&self.series, head.len() + blocks.iter().map(|(_, ids)| ids.len()).sum::<u64>())?;

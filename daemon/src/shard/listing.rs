@@ -27,7 +27,7 @@ use pyrite_tsdb::db::{Db, StorageError};
 use pyrite_tsdb::head::Head;
 use roaring::RoaringBitmap;
 
-use super::select::{SliceClock, SLICE};
+use super::select::{pick, SliceClock, PICK_VALUES, SLICE};
 use crate::shards::{Selection, ShardError};
 
 /// What a listing keeps of each series it visits.
@@ -176,11 +176,11 @@ struct Sources {
 }
 
 impl Sources {
-    /// Notes what each source picks for the selectors, one selector at a time (the union of
-    /// their picks), pausing between selectors once a slice has run unless `sliced` is false:
-    /// a thousand regex selectors, each matched against a label's hundreds of thousands of
-    /// values, held the shard for 30 s in one go. `Ok(None)` if the blocks changed meanwhile;
-    /// an error once nobody waits.
+    /// Notes what each source picks for the selectors (the union of their picks), trying a
+    /// slice of label values at a time between pauses, and pausing between selectors once a
+    /// slice has run, unless `sliced` is false: a thousand regex selectors, each matched
+    /// against a label's hundreds of thousands of values, held the shard for 30 s in one go. `Ok(None)` if the blocks changed meanwhile; an error
+    /// once nobody waits.
     async fn note<T>(
         storage: &RefCell<Db>,
         selection: &Selection,
@@ -189,32 +189,37 @@ impl Sources {
     ) -> Result<Option<Sources>, Abandoned> {
         let every: &[Vec<Matcher>] = &[Vec::new()];
         let sets = if selection.matchers.is_empty() { every } else { selection.matchers.as_slice() };
-        let mut noted: Option<Sources> = None;
+        let ulids = |db: &Db| -> Vec<String> {
+            db.querier().blocks_in(selection.mint, selection.maxt).map(|b| b.meta().ulid.clone()).collect()
+        };
+        let noted = ulids(&storage.borrow());
+        let mut sources = Sources {
+            blocks: noted.into_iter().map(|ulid| (ulid, RoaringBitmap::new())).collect(),
+            head: RoaringBitmap::new(),
+        };
+        let budget = if sliced { PICK_VALUES } else { usize::MAX };
+        let go_on = || !reply.is_disconnected();
         let mut started = Instant::now();
         for set in sets {
+            // A selector whose values take less than a slice to try is picked without a pause:
+            // a thousand of them pause between them once a slice has run.
             if sliced && started.elapsed() >= SLICE {
                 super::slices::pause().await;
-                if reply.is_disconnected() {
+                if !go_on() {
                     return Err(Abandoned);
                 }
                 started = Instant::now();
             }
-            let db = storage.borrow();
-            let q = db.querier();
-            let blocks: Vec<&Block> = q.blocks_in(selection.mint, selection.maxt).collect();
-            let sources = noted.get_or_insert_with(|| Sources {
-                blocks: blocks.iter().map(|b| (b.meta().ulid.clone(), RoaringBitmap::new())).collect(),
-                head: RoaringBitmap::new(),
-            });
-            if !sources.blocks_unchanged(&db, selection) {
-                return Ok(None);
+            for (ulid, ids) in sources.blocks.iter_mut() {
+                match pick(storage, Some(ulid), set, budget, go_on).await {
+                    Some(picked) => *ids |= picked,
+                    None if go_on() => return Ok(None),
+                    None => return Err(Abandoned),
+                }
             }
-            for ((_, ids), block) in sources.blocks.iter_mut().zip(&blocks) {
-                *ids |= block.matching(set);
-            }
-            sources.head |= db.head.candidates(set);
+            sources.head |= pick(storage, None, set, budget, go_on).await.ok_or(Abandoned)?;
         }
-        Ok(noted)
+        Ok(sources.blocks_unchanged(&storage.borrow(), selection).then_some(sources))
     }
 
     fn blocks_unchanged(&self, db: &Db, selection: &Selection) -> bool {

@@ -12,7 +12,7 @@ use super::index::{self, SeriesEntry};
 use super::writer::CHUNKS_MAGIC;
 use super::{BlockChunk, BlockError, BlockMeta, Interval, Tombstones, CHUNKS_FILE, INDEX_FILE, META_FILE};
 use crate::chunk::sealed::Decoded;
-use crate::postings::Postings;
+use crate::postings::{Postings, Selecting};
 use crate::symbols::Symbols;
 use pyrite_core::labels::{Labels, Matcher};
 use pyrite_core::value::{HistogramSample, Sample, SeriesSamples};
@@ -161,6 +161,16 @@ impl Block {
     /// Series numbers matching `matchers`.
     pub fn matching(&self, matchers: &[Matcher]) -> RoaringBitmap {
         self.postings.select(&self.symbols, matchers)
+    }
+
+    /// [`Block::matching`] in steps of about `budget` values tried (see [`Selecting`]).
+    pub fn matching_step(&self, selecting: &mut Selecting, budget: usize) -> Option<RoaringBitmap> {
+        selecting.step(&self.postings, &self.symbols, budget)
+    }
+
+    /// How many label values selecting with `matchers` tries one by one.
+    pub fn selection_cost(&self, matchers: &[Matcher]) -> usize {
+        self.postings.selection_cost(&self.symbols, matchers)
     }
 
     /// Every matching series with its samples in `[mint, maxt]`, if it has any.
