@@ -64,15 +64,16 @@ impl Postings {
         Selecting::new(matchers).step(self, symbols, usize::MAX).unwrap_or_default()
     }
 
-    /// How many values selecting with `matchers` would try one by one: those of each label
-    /// whose matcher neither its value nor its pattern's shape decides.
+    /// About how many values selecting with `matchers` would try one by one against a
+    /// pattern: those of each label whose matcher neither its value nor its pattern's shape
+    /// decides; an eighth of them for `.+`, which compares each with "" instead.
     pub fn selection_cost(&self, symbols: &Symbols, matchers: &[Matcher]) -> usize {
-        matchers
-            .iter()
-            .filter(|m| self.at_once(symbols, m).is_none())
-            .filter_map(|m| symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n)))
-            .map(HashMap::len)
-            .sum()
+        let values = |m: &Matcher| symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n)).map_or(0, HashMap::len);
+        let cost = |m: &&Matcher| match m.regex_shape() {
+            Some(Shape::NotEmpty) => values(m) / 8,
+            _ => values(m),
+        };
+        matchers.iter().filter(|m| self.at_once(symbols, m).is_none()).map(|m| cost(&m)).sum()
     }
 
     /// The series whose value for `m.name` (or "" if absent) decides `m`, where the value or
@@ -182,16 +183,18 @@ impl Scan {
         let takes_empty = m.matches("");
         let values = symbols.lookup(&m.name).and_then(|n| postings.by_name.get(&n));
         // `.+` and its negation: every value but "" decides, without running the pattern.
-        let not_empty = matches!(m.regex_shape(), Some(Shape::NotEmpty));
+        let not_empty = matches!(m.regex_shape(), Some(Shape::NotEmpty)).then(|| symbols.lookup(""));
         let from = self.values.len().saturating_sub(*budget);
         *budget -= self.values.len() - from;
-        for value in self.values.drain(from..) {
-            let Some(series) = values.and_then(|v| v.get(&value)) else { continue };
-            let text = symbols.resolve(value);
-            if if not_empty { !text.is_empty() } else { m.matches(text) != takes_empty } {
-                self.decided |= series;
-            }
-        }
+        let deciding = self.values.drain(from..).filter_map(|value| {
+            let series = values.and_then(|v| v.get(&value))?;
+            let decides = match not_empty {
+                Some(empty) => Some(value) != empty,
+                None => m.matches(symbols.resolve(value)) != takes_empty,
+            };
+            decides.then_some(series)
+        });
+        self.decided |= deciding.union();
         self.values.is_empty()
     }
 }
@@ -362,8 +365,11 @@ mod tests {
                 }
             }
         }
-        // `i` (40 values) and `job` (5) are tried per value, even `.+` (without its pattern); `=` is one look-up.
-        assert_eq!(p.selection_cost(&s, &selectors[3]), 40 + 5);
+        // `i`'s 40 values are tried against the pattern; `job`'s 5 are compared with "" (`.+`),
+        // which costs an eighth; `=` is one look-up.
+        assert_eq!(p.selection_cost(&s, &selectors[3]), 40 + 5 / 8);
+        // `j[12]` is two values, looked up.
+        assert_eq!(p.selection_cost(&s, &selectors[2]), 40);
     }
 
     /// A series added while the first matcher, which takes "", is tried value by value is not
