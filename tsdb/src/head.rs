@@ -1018,12 +1018,6 @@ impl Head {
         self.series.values().filter_map(MemSeries::max_time).chain(histograms).max()
     }
 
-    /// The oldest sample time held, if any.
-    pub fn min_time(&self) -> Option<i64> {
-        let histograms = self.histograms.values().filter_map(HistogramSeries::min_time);
-        self.series.values().filter_map(MemSeries::min_time).chain(histograms).min()
-    }
-
     /// The oldest and newest sample times queries can see (none before `min_valid`), in one
     /// pass over the series; None if the head is empty.
     pub fn time_range(&self) -> Option<(i64, i64)> {

@@ -99,7 +99,11 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
             Request::TsdbStats { reply } => {
                 let storage = storage.clone();
                 monoio::spawn(async move {
-                    let _ = reply.send(super::slices::head_stats(&storage).await);
+                    // Reads only: a panic drops the reply, which fails this request.
+                    let reading = super::slices::head_stats(&storage, || !reply.is_disconnected());
+                    if let Ok(Some(stats)) = crate::panic::CatchPanic::new(reading).await {
+                        let _ = reply.send(stats);
+                    }
                 });
             }
             Request::SeriesLabels { ids, reply } => {

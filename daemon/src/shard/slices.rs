@@ -105,14 +105,18 @@ pub async fn forget(storage: &RefCell<Db>, ids: &[u32]) -> usize {
 }
 
 /// The head's stats for `/api/v1/status/tsdb`, a slice of series or label pairs at a time
-/// (copying the pairs of 300,000 series held a shard for 0.3 s in one go).
-pub async fn head_stats(storage: &RefCell<Db>) -> HeadStats {
+/// (copying the pairs of 300,000 series held a shard for 0.3 s in one go); None once `go_on`
+/// says after a pause that nobody waits.
+pub async fn head_stats(storage: &RefCell<Db>, go_on: impl Fn() -> bool) -> Option<HeadStats> {
     let mut reading = StatsReading::start(&storage.borrow().head);
     loop {
         let done = reading.step(&storage.borrow().head, SLICE_SERIES);
         if done {
-            return reading.finish();
+            return Some(reading.finish());
         }
         pause().await;
+        if !go_on() {
+            return None;
+        }
     }
 }
