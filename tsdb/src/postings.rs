@@ -65,32 +65,32 @@ impl Postings {
     }
 
     /// About how many values selecting with `matchers` would try one by one against a
-    /// pattern: those of each label whose matcher neither its value nor its pattern's shape
-    /// decides; an eighth of them for `.+`, which compares each with "" instead.
+    /// pattern: those of each label whose matcher its value or its pattern's shape does not
+    /// decide at once; an eighth of them for those that compare each with "" instead.
     pub fn selection_cost(&self, symbols: &Symbols, matchers: &[Matcher]) -> usize {
         let values = |m: &Matcher| symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n)).map_or(0, HashMap::len);
-        let cost = |m: &&Matcher| match m.regex_shape() {
-            Some(Shape::NotEmpty) => values(m) / 8,
-            _ => values(m),
-        };
-        matchers.iter().filter(|m| self.at_once(symbols, m).is_none()).map(|m| cost(&m)).sum()
+        let mut seen = HashSet::new();
+        let distinct = matchers.iter().filter(|m| seen.insert((&m.name, m.op, &m.value)));
+        distinct
+            .map(|m| match deciding(m) {
+                Deciding::Value(_) | Deciding::Listed(_) | Deciding::None => 0,
+                Deciding::NotEmpty => values(m) / 8,
+                Deciding::EachTried => values(m),
+            })
+            .sum()
     }
 
     /// The series whose value for `m.name` (or "" if absent) decides `m`, where the value or
-    /// the pattern's shape tells which values those are without trying each: the same ones
-    /// for `=` and `!=`, `=~` and `!~`. None when each value is to be tried.
+    /// the pattern's shape tells which values those are without trying each. None when each
+    /// value is to be tried.
     fn at_once(&self, symbols: &Symbols, m: &Matcher) -> Option<RoaringBitmap> {
         let values = symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n));
         let postings_of = |v: &str| symbols.lookup(v).and_then(|v| values.and_then(|vals| vals.get(&v)));
-        match (m.op, m.regex_shape()) {
-            (MatchOp::Equal | MatchOp::NotEqual, _) if !m.value.is_empty() => {
-                Some(postings_of(&m.value).cloned().unwrap_or_default())
-            }
-            (_, Some(Shape::OneOf(listed))) if !listed.contains(&String::new()) => {
-                Some(listed.iter().filter_map(|v| postings_of(v)).union())
-            }
-            (_, Some(Shape::Any)) => Some(RoaringBitmap::new()),
-            _ => None,
+        match deciding(m) {
+            Deciding::Value(v) => Some(postings_of(v).cloned().unwrap_or_default()),
+            Deciding::Listed(listed) => Some(listed.iter().filter_map(|v| postings_of(v)).union()),
+            Deciding::None => Some(RoaringBitmap::new()),
+            Deciding::NotEmpty | Deciding::EachTried => None,
         }
     }
 
@@ -138,6 +138,32 @@ impl Postings {
     }
 }
 
+/// Which values of its label decide a matcher: those that it takes if it does not take "",
+/// those it refuses if it does. The same ones for `=` and `!=`, `=~` and `!~`.
+enum Deciding<'a> {
+    /// One value (`=` and `!=` on a value).
+    Value(&'a str),
+    /// A few exact values, "" not among them (`api|web`).
+    Listed(&'a [String]),
+    /// None (`.*`).
+    None,
+    /// Every value but "" (`.+`, `=""`, `!=""`).
+    NotEmpty,
+    /// Those the pattern is tried on one by one.
+    EachTried,
+}
+
+fn deciding(m: &Matcher) -> Deciding<'_> {
+    match (m.op, m.regex_shape()) {
+        (MatchOp::Equal | MatchOp::NotEqual, _) if !m.value.is_empty() => Deciding::Value(&m.value),
+        (MatchOp::Equal | MatchOp::NotEqual, _) => Deciding::NotEmpty,
+        (_, Some(Shape::OneOf(listed))) if !listed.contains(&String::new()) => Deciding::Listed(listed),
+        (_, Some(Shape::Any)) => Deciding::None,
+        (_, Some(Shape::NotEmpty)) => Deciding::NotEmpty,
+        _ => Deciding::EachTried,
+    }
+}
+
 /// A selection from [`Postings`] that may go in steps, so that a selector of many patterns
 /// over a label of a great many values does not hold the shard's thread while each value is
 /// tried: a step tries about `budget` values.
@@ -182,8 +208,8 @@ impl Scan {
     fn go_on(&mut self, postings: &Postings, symbols: &Symbols, m: &Matcher, budget: &mut usize) -> bool {
         let takes_empty = m.matches("");
         let values = symbols.lookup(&m.name).and_then(|n| postings.by_name.get(&n));
-        // `.+` and its negation: every value but "" decides, without running the pattern.
-        let not_empty = matches!(m.regex_shape(), Some(Shape::NotEmpty)).then(|| symbols.lookup(""));
+        // Where every value but "" decides, values are told apart without running the pattern.
+        let not_empty = matches!(deciding(m), Deciding::NotEmpty).then(|| symbols.lookup(""));
         let from = self.values.len().saturating_sub(*budget);
         *budget -= self.values.len() - from;
         let deciding = self.values.drain(from..).filter_map(|value| {
@@ -212,9 +238,11 @@ impl<'m> Selecting<'m> {
         Selecting { matchers: ordered, next: 0, picked: None, scan: None }
     }
 
-    /// Goes on for about `budget` values tried; the series picked, once done (not to be
-    /// stepped again after).
-    pub fn step(&mut self, postings: &Postings, symbols: &Symbols, mut budget: usize) -> Option<RoaringBitmap> {
+    /// Goes on for about `budget` (at least one) values tried; the series picked, once done
+    /// (not to be stepped again after).
+    pub fn step(&mut self, postings: &Postings, symbols: &Symbols, budget: usize) -> Option<RoaringBitmap> {
+        debug_assert!(self.next <= self.matchers.len(), "a selection stepped after it was done");
+        let mut budget = budget.max(1);
         while let Some(&m) = self.matchers.get(self.next) {
             let takes_empty = m.matches("");
             let at_once = if self.scan.is_none() { postings.at_once(symbols, m) } else { None };
@@ -244,6 +272,7 @@ impl<'m> Selecting<'m> {
             };
             self.next += 1;
             if picked.is_empty() {
+                self.next = self.matchers.len() + 1;
                 return Some(picked);
             }
             self.picked = Some(picked);
@@ -251,6 +280,7 @@ impl<'m> Selecting<'m> {
                 return None;
             }
         }
+        self.next = self.matchers.len() + 1;
         Some(self.picked.take().unwrap_or_else(|| postings.all.clone()))
     }
 }

@@ -3,7 +3,9 @@
 //! A head stores each distinct string once and refers to it by a `u32` id, so a million series
 //! that share `job="node"` pay for that string once. Each string counts the series that use
 //! it; when the head forgets the last of them the string is freed and its id may be handed out
-//! again (nothing outside the head holds symbol ids).
+//! again. Readers that hold symbol ids across pauses (a selection or a `status/tsdb` reading
+//! in steps) look each up in the postings again before resolving it, so a freed id is skipped
+//! and a reused one names a pair that exists.
 
 use std::collections::HashMap;
 use std::sync::Arc;

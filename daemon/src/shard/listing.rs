@@ -4,9 +4,10 @@
 //!
 //! A listing is a task on the shard's runtime. It notes the series that any `match[]`
 //! selector picks in each block that overlaps the range and in the head (postings look-ups,
-//! their union, a selector at a time between pauses), then visits them a slice at a time, as a query's read does
-//! ([`super::select`]), and keeps what it lists of each: its label set if it has samples in the
-//! range, or its label names, or its value of one label. A head series gone meanwhile
+//! their union, patterns tried on a slice of label values at a time between pauses), then
+//! visits them a slice at a time, as a query's read does ([`super::select`]), and keeps what
+//! it lists of each: its label set if it has samples in the range, or its label names, or its
+//! value of one label. A head series gone meanwhile
 //! (garbage-collected) is skipped. If the set of blocks changed between slices (the head cut
 //! into a new block, blocks compacted or deleted), what was visited may miss series, so the
 //! listing starts over; the last attempt visits everything in one go.

@@ -2,7 +2,8 @@
 //! never holds the shard's thread for long.
 //!
 //! The read runs as a task on the shard's runtime. It first notes the matching series of each
-//! block that overlaps the range and of the head, then reads them series by series, holding the
+//! block that overlaps the range and of the head, trying patterns on a slice of label values
+//! at a time between pauses ([`pick`]), then reads them series by series, holding the
 //! borrow of the [`Db`] for at most [`SLICE`] at a time and letting the runtime serve appends,
 //! scrapes, HTTP and other queries in between. Between slices it asks the query's interrupt
 //! (deadline, gone client) and whether anyone still waits, and stops if not.
@@ -87,24 +88,30 @@ struct Sources {
 
 impl Sources {
     /// Notes what each source picks, trying [`PICK_VALUES`] label values at a time between
-    /// pauses: a selector of a hundred patterns tried on each of a label's 75,000 values held
-    /// the shard for 3.5 s in one go.
-    async fn note(storage: &RefCell<Db>, s: &Select) -> Result<Sources, Stop> {
+    /// pauses unless `sliced` is false: a selector of a hundred patterns tried on each of a
+    /// label's 75,000 values held the shard for 3.5 s in one go.
+    async fn note(storage: &RefCell<Db>, s: &Select, sliced: bool) -> Result<Sources, Stop> {
+        let budget = if sliced { PICK_VALUES } else { usize::MAX };
         let go_on = || pause_check(s).is_ok();
         let noted: Vec<String> =
             storage.borrow().querier().blocks_in(s.mint, s.maxt).map(|b| b.meta().ulid.clone()).collect();
         let mut blocks = Vec::with_capacity(noted.len());
         for ulid in noted {
-            let Some(ids) = pick(storage, Some(&ulid), &s.matchers, PICK_VALUES, go_on).await else {
+            let Some(ids) = pick(storage, Some(&ulid), &s.matchers, budget, go_on).await else {
                 pause_check(s)?;
                 return Err(Stop::BlocksChanged);
             };
             blocks.push((ulid, ids.iter().collect()));
         }
-        let Some(head) = pick(storage, None, &s.matchers, PICK_VALUES, go_on).await else {
+        let Some(head) = pick(storage, None, &s.matchers, budget, go_on).await else {
             return Err(pause_check(s).err().unwrap_or_else(stopped_waiting).into());
         };
-        Ok(Sources { blocks, head: head.iter().collect() })
+        let sources = Sources { blocks, head: head.iter().collect() };
+        // A block that came meanwhile is read from the start.
+        match sources.blocks_unchanged(&storage.borrow(), s) {
+            true => Ok(sources),
+            false => Err(Stop::BlocksChanged),
+        }
     }
 
     /// Whether `db` serves the same blocks in the range as when these were noted.
@@ -134,9 +141,10 @@ fn damaged(e: BlockError) -> EvalError {
 /// the blocks change before anything was sent, and fails with [`EvalError::StorageChanged`]
 /// for the asker to start over if they change after.
 async fn read(storage: &RefCell<Db>, s: &Select) -> Result<(), EvalError> {
-    for _ in 0..=MAX_READ_RESTARTS {
+    for attempt in 0..=MAX_READ_RESTARTS {
         s.interrupt.check()?;
-        let sources = match Sources::note(storage, s).await {
+        // The last attempt notes in one go, so that the blocks cannot change meanwhile.
+        let sources = match Sources::note(storage, s, attempt < MAX_READ_RESTARTS).await {
             Ok(sources) => sources,
             Err(Stop::BlocksChanged) => continue,
             Err(Stop::Failed(e)) => return Err(e),
