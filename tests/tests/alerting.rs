@@ -605,7 +605,7 @@ fn the_rules_api_filters_and_pages_as_upstream_3() {
     let file = rules.0.join("rules.yml");
     std::fs::write(
         &file,
-        "groups:\n  - name: a\n    limit: -1\n    rules:\n      - alert: Page\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: ''}\n      - record: r:a\n        expr: vector(1)\n  - name: b\n    rules:\n      - alert: Ticket\n        expr: vector(1)\n        labels: {severity: ticket}\n  - name: c\n    rules:\n      - record: r:c\n        expr: vector(1)\n",
+        "groups:\n  - name: b\n    rules:\n      - alert: Ticket\n        expr: vector(1)\n        labels: {severity: ticket}\n  - name: a\n    limit: -1\n    rules:\n      - alert: Page\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: ''}\n      - record: r:a\n        expr: vector(1)\n  - name: c\n    labels: {team: t}\n    rules:\n      - record: r:c\n        expr: vector(1)\n",
     )
     .unwrap();
     let pyrite = Pyrite::start(PyriteOpts {
@@ -615,8 +615,10 @@ fn the_rules_api_filters_and_pages_as_upstream_3() {
     let names = |data: &Value| -> Vec<String> {
         data["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap().to_string()).collect()
     };
+    // Sorted by file and name, as upstream lists (and pages) them.
     let all = pyrite.data("/api/v1/rules");
     assert_eq!(names(&all), ["a", "b", "c"]);
+    assert_eq!(all["groups"][2]["rules"][0]["labels"]["team"], "t", "a group's labels are the rules'");
     // A negative limit is no limit, shown as written.
     assert_eq!(all["groups"][0]["limit"], -1);
     assert_eq!(all["groups"][0]["rules"][0]["annotations"]["summary"], "");
@@ -637,7 +639,11 @@ fn the_rules_api_filters_and_pages_as_upstream_3() {
     assert_eq!(paged["groups"][0]["rules"].as_array().unwrap().len(), 1);
     let either = pyrite.data("/api/v1/rules?match[]={severity=\"page\"}&match[]={severity=\"ticket\"}");
     assert_eq!(names(&either), ["a", "b"]);
+    assert_eq!(names(&pyrite.data("/api/v1/rules?match[]={team=\"t\"}")), ["c"]);
     assert_eq!(names(&pyrite.data("/api/v1/rules?type=RECORD&exclude_alerts=T")), ["a", "c"]);
+    let without_alerts = pyrite.data("/api/v1/rules?type=alert&exclude_alerts=1");
+    let rule = without_alerts["groups"][0]["rules"][0].as_object().unwrap().clone();
+    assert_eq!(rule.get("alerts"), Some(&Value::Null), "null, as upstream's nil slice: {rule:?}");
 
     for (query, error) in [
         ("group_next_token=x", "group_limit needs to be present in order to paginate over the groups"),
@@ -646,7 +652,7 @@ fn the_rules_api_filters_and_pages_as_upstream_3() {
         ("group_limit=1&group_next_token=nope", "invalid group_next_token 'nope'. were rule groups changed?"),
         ("match[]={}", "match[] must contain at least one non-empty matcher"),
         ("type=both", "invalid parameter \"type\": not supported value \"both\""),
-        ("exclude_alerts=yes", "strconv.ParseBool: parsing \"yes\": invalid syntax"),
+        ("exclude_alerts=YES", "strconv.ParseBool: parsing \"yes\": invalid syntax"),
     ] {
         let (status, body) = pyrite.get(&format!("/api/v1/rules?{query}"));
         assert_eq!(status, 400, "{query}: {body}");

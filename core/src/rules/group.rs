@@ -5,7 +5,7 @@
 //! Storage is behind [`RuleStorage`], so the server (its shards) and `pyrite test rules` (an
 //! in-memory engine) run the same evaluation.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -60,6 +60,8 @@ impl Health {
 #[derive(Debug, Clone)]
 pub struct RuleStatus {
     pub rule: Rule,
+    /// The rule's labels over its group's, as upstream shows them and `match[]` reads them.
+    pub labels: BTreeMap<String, String>,
     /// The expression as Pyrite prints it.
     pub query: String,
     pub health: Health,
@@ -216,6 +218,7 @@ impl GroupState {
             .iter()
             .map(|r| RuleStatus {
                 rule: r.rule.clone(),
+                labels: rule_labels(&r.rule, &self.labels).into_iter().collect(),
                 query: r.expr.to_string(),
                 health: r.health,
                 last_error: r.last_error.as_ref().map(ToString::to_string),

@@ -58,7 +58,7 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     let mut out = json!({
         "name": r.name(),
         "query": rule.query,
-        "labels": json!(&r.labels),
+        "labels": json!(&rule.labels),
         "health": rule.health.as_str(),
         "evaluationTime": rule.evaluation_seconds,
         "lastEvaluation": time_or_zero(rule.last_evaluation),
@@ -77,15 +77,18 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
     out["duration"] = json!(seconds(r.for_.map_or(0, |d| d.millis())));
     out["keepFiringFor"] = json!(seconds(r.keep_firing_for.map_or(0, |d| d.millis())));
     out["annotations"] = json!(&r.annotations);
-    if with_alerts {
-        out["alerts"] = Value::Array(alerts.iter().map(alert_json).collect());
-    }
+    // Left out, they are null, as upstream's nil slice.
+    out["alerts"] = match with_alerts {
+        true => Value::Array(alerts.iter().map(alert_json).collect()),
+        false => Value::Null,
+    };
     out
 }
 
 /// Go's `strconv.ParseBool` after lower-casing, as upstream reads `exclude_alerts`.
 fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
-    match value.to_ascii_lowercase().as_str() {
+    let value = value.to_ascii_lowercase();
+    match value.as_str() {
         "" | "0" | "f" | "false" => Ok(false),
         "1" | "t" | "true" => Ok(true),
         _ => Err(ApiError::bad_param(
@@ -131,9 +134,10 @@ fn group_token(g: &GroupStatus) -> String {
     crate::sigv4::sign::hex(digest.as_ref())
 }
 
-/// Whether one of the `match[]` selectors takes the rule's labels (none given: every rule).
+/// Whether one of the `match[]` selectors takes the rule's labels, its group's included (none
+/// given: every rule).
 fn rule_matches(sets: &[Vec<Matcher>], rule: &RuleStatus) -> bool {
-    let labels = &rule.rule.labels;
+    let labels = &rule.labels;
     sets.is_empty()
         || sets.iter().any(|set| set.iter().all(|m| m.matches(labels.get(&m.name).map_or("", String::as_str))))
 }
@@ -158,7 +162,11 @@ pub async fn rules(State(s): State<ApiState>, params: Params) -> ApiResult {
     let mut start = page.and_then(|(_, token)| token);
     let mut out = Vec::new();
     let mut next_token = None;
-    for g in s.ctx.rules.statuses().iter() {
+    // By file, then name, as upstream lists them (and pages over them).
+    let statuses = s.ctx.rules.statuses();
+    let mut sorted: Vec<&GroupStatus> = statuses.iter().collect();
+    sorted.sort_by(|a, b| (&a.file, &a.name).cmp(&(&b.file, &b.name)));
+    for g in sorted {
         if let Some(token) = start {
             if group_token(g) != token {
                 continue;

@@ -64,13 +64,9 @@ pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Respon
             .collect();
         data.insert("droppedTargets".into(), Value::Array(shown));
         let config = s.ctx.config.current();
-        let mut counts: BTreeMap<&str, u64> = config
-            .scrape_configs
-            .iter()
-            .map(|sc| sc.job_name.as_str())
-            .filter(|name| pool.is_none_or(|p| p == *name))
-            .map(|name| (name, 0))
-            .collect();
+        // Every pool's, whatever `scrapePool` asks, as upstream counts them.
+        let mut counts: BTreeMap<&str, u64> =
+            config.scrape_configs.iter().map(|sc| (sc.job_name.as_str(), 0)).collect();
         for d in dropped.iter() {
             counts.entry(d.scrape_pool.as_str()).and_modify(|n| *n += 1);
         }

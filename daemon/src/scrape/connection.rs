@@ -142,7 +142,8 @@ impl Connections {
 
 /// Response headers a target may send. hyper's default of 100 failed targets behind chatty
 /// proxies, where Go's client takes any number within 10 MB; the head's bytes stay bounded by
-/// hyper's read buffer (about 400 KB), and each response allocates this many slots (32 B each).
+/// hyper's read buffer (about 400 KB), and each parse of a response head allocates this many
+/// slots twice (64 B a slot, 128 KB).
 const MAX_RESPONSE_HEADERS: usize = 2048;
 
 /// hyper's HTTP/1.1 handshake over `io`; the connection's task runs on the shard until the
