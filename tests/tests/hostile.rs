@@ -848,3 +848,39 @@ fn a_gzip_bomb_target_does_not_hold_its_shard() {
     assert!(worst < Duration::from_millis(1500), "/-/healthy waited {worst:?} while the bomb was scraped");
     still_serves(&mut p, "scraping a gzip bomb");
 }
+
+/// A request body sent a byte per TCP segment is copied as it comes: kept as the frames it
+/// came in, each held about 4 KB of the connection's read buffer (1.2 GB for 300 KB sent).
+#[test]
+fn a_body_sent_a_byte_at_a_time_costs_what_it_sends() {
+    use std::io::Write;
+    let mut p = server(&[]);
+    let before = p.process.peak_rss_bytes();
+    let address = p.url.trim_start_matches("http://").to_string();
+    let sent: usize = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let address = address.clone();
+                scope.spawn(move || {
+                    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let head = "POST /api/v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\n";
+                    stream.write_all(head.as_bytes()).unwrap();
+                    let mut sent = 0;
+                    while sent < 20_000 && stream.write_all(b"x").is_ok() {
+                        sent += 1;
+                        // One segment per byte: the server reads each on its own.
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    sent
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).sum()
+    });
+    assert_eq!(sent, 40_000, "the server closed a connection before its body was sent");
+    let grown = p.process.peak_rss_bytes().saturating_sub(before);
+    eprintln!("peak RSS grew by {} MB for {sent} bytes sent", grown >> 20);
+    assert!(grown < 40 << 20, "peak RSS grew by {} MB for {sent} bytes sent", grown >> 20);
+    still_serves(&mut p, "bodies sent a byte at a time");
+}

@@ -171,10 +171,12 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
     /// Reads the query string and, for a form POST, PUT or PATCH, the body.
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
         let (method, headers) = (req.method().clone(), req.headers().clone());
-        let body = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_data(e.body_text()))?;
+        let body = super::collect_body(req.into_body(), super::MAX_FORM_BYTES)
+            .await
+            .map_err(|e| ApiError::bad_data(e.message))?;
         Ok(Params::from_request(&method, query.as_deref(), &headers, &body))
     }
 }
