@@ -85,7 +85,16 @@ impl Client {
             request = request.set(name, value);
         }
         match request.send_bytes(body) {
-            Ok(_) => Outcome::Stored,
+            Ok(answer) if (200..300).contains(&answer.status()) => Outcome::Stored,
+            // A 307 or 308 to a POST: the HTTP client does not send the body again, so nothing
+            // was stored (it was counted as sent); kept and retried, the error says why.
+            Ok(answer) => Outcome::Retry {
+                after: None,
+                why: format!(
+                    "server returned HTTP status {} (a redirect the request's body is not sent to)",
+                    answer.status()
+                ),
+            },
             Err(ureq::Error::Status(code, answer)) => {
                 let after = answer.header("Retry-After").and_then(retry_after);
                 // Bytes, not a string: the cut may fall inside a character, which would lose the
@@ -110,10 +119,12 @@ impl Client {
 /// queue for good (nor overflow the clock).
 const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
 
-/// A `Retry-After` header's delay: seconds, at most [`RETRY_AFTER_CEILING`] (an HTTP date is
-/// not honoured; the backoff applies).
+/// A `Retry-After` header's delay: seconds, at most [`RETRY_AFTER_CEILING`]. Zero, as upstream
+/// reads it, is no delay named, and so is an HTTP date (not honoured): the backoff applies.
+/// Taken as "now", a receiver answering `Retry-After: 0` got 5,500 requests a second.
 fn retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s).min(RETRY_AFTER_CEILING))
+    let seconds = value.trim().parse::<u64>().ok().filter(|&s| s > 0)?;
+    Some(Duration::from_secs(seconds).min(RETRY_AFTER_CEILING))
 }
 
 #[cfg(test)]
@@ -125,5 +136,6 @@ mod tests {
         assert_eq!(retry_after(" 30 "), Some(Duration::from_secs(30)));
         assert_eq!(retry_after("18446744073709551615"), Some(RETRY_AFTER_CEILING));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after("0"), None);
     }
 }
