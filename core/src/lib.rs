@@ -31,5 +31,6 @@ pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod series_notation;
+pub mod strconv;
 pub mod value;
 pub mod value_regex;

@@ -69,9 +69,9 @@ impl Postings {
     /// decide at once; an eighth of them for those that compare each with "" instead.
     pub fn selection_cost(&self, symbols: &Symbols, matchers: &[Matcher]) -> usize {
         let values = |m: &Matcher| symbols.lookup(&m.name).and_then(|n| self.by_name.get(&n)).map_or(0, HashMap::len);
-        let mut seen = HashSet::new();
-        let distinct = matchers.iter().filter(|m| seen.insert((&m.name, m.op, &m.value)));
-        distinct
+        Selecting::new(matchers)
+            .matchers
+            .into_iter()
             .map(|m| match deciding(m) {
                 Deciding::Value(_) | Deciding::Listed(_) | Deciding::None => 0,
                 Deciding::NotEmpty => values(m) / 8,
@@ -195,9 +195,8 @@ struct Scan {
 
 impl Scan {
     fn start(postings: &Postings, symbols: &Symbols, m: &Matcher, keep_all: bool) -> Scan {
-        let values = symbols.lookup(&m.name).and_then(|n| postings.by_name.get(&n));
         Scan {
-            values: values.map_or_else(Vec::new, |v| v.keys().copied().collect()),
+            values: symbols.lookup(&m.name).map_or_else(Vec::new, |n| postings.values_of(n)),
             decided: RoaringBitmap::new(),
             all: keep_all.then(|| postings.all.clone()),
         }

@@ -109,22 +109,13 @@ const SCRAPE_NATIVE: &str = "__scrape_native_histograms__";
 const ALWAYS_SCRAPE_CLASSIC: &str = "__always_scrape_classic_histograms__";
 const CONVERT_TO_NHCB: &str = "__convert_classic_histograms_to_nhcb__";
 
-/// A boolean label as Go's `strconv.ParseBool` reads it.
-fn parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// The target's histogram options from its relabeled `labels` (an option whose label
 /// relabeling emptied is its scrape config's); an error naming a label that is no boolean, in
 /// upstream's words.
 fn histogram_options(sc: &ScrapeConfig, labels: &Labels) -> Result<HistogramOptions, String> {
     let option = |name: &str, what: &str, default: bool| match labels.get(name) {
         "" => Ok(default),
-        value => parse_bool(value)
+        value => crate::strconv::parse_bool(value)
             .ok_or_else(|| format!("error parsing {what}: strconv.ParseBool: parsing {value:?}: invalid syntax")),
     };
     let histograms = &sc.histograms;

@@ -342,14 +342,9 @@ pub async fn snapshot(State(s): State<ApiState>, params: Params) -> ApiResult {
     require_admin(&s)?;
     let skip_head = match params.get("skip_head") {
         None | Some("") => false,
-        // Go's `strconv.ParseBool`.
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
-        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
-        Some(v) => {
-            return Err(ApiError::bad_data(format!(
-                "unable to parse boolean 'skip_head' argument: invalid syntax {v:?}"
-            )))
-        }
+        Some(v) => pyrite_core::strconv::parse_bool(v).ok_or_else(|| {
+            ApiError::bad_data(format!("unable to parse boolean 'skip_head' argument: invalid syntax {v:?}"))
+        })?,
     };
     let now = now_ms();
     let name = format!(

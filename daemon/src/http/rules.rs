@@ -88,14 +88,15 @@ fn rule_json(rule: &RuleStatus, with_alerts: bool) -> Value {
 /// Go's `strconv.ParseBool` after lower-casing, as upstream reads `exclude_alerts`.
 fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
     let value = value.to_ascii_lowercase();
-    match value.as_str() {
-        "" | "0" | "f" | "false" => Ok(false),
-        "1" | "t" | "true" => Ok(true),
-        _ => Err(ApiError::bad_param(
+    if value.is_empty() {
+        return Ok(false);
+    }
+    pyrite_core::strconv::parse_bool(&value).ok_or_else(|| {
+        ApiError::bad_param(
             key,
             format!("error converting {key}: strconv.ParseBool: parsing {value:?}: invalid syntax"),
-        )),
-    }
+        )
+    })
 }
 
 /// `group_limit` and `group_next_token`: how many groups a page holds, and the token of the
