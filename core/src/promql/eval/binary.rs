@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::range_histograms::Note;
 use super::{EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{FloatHistogram, HistogramError};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{hash_pairs, Labels, METRIC_NAME};
 use crate::promql::ast::{BinaryModifiers, BinaryOp, Grouping, MatchOn};
 
 /// The value of `l op r`, and whether a comparison holds (always true for arithmetic).
@@ -213,7 +213,7 @@ pub(super) fn apply(
         )),
         (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(ev, op, m, v, &s, false))),
         (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(ev, op, m, v, &s, true))),
-        (Value::Vector(l), Value::Vector(r)) if op.is_set() => Ok(Value::Vector(set_operation(op, m, l, r, steps))),
+        (Value::Vector(l), Value::Vector(r)) if op.is_set() => set_operation(ev, op, m, l, r, steps).map(Value::Vector),
         (Value::Vector(l), Value::Vector(r)) => vector_vector(ev, op, m, l, r, steps).map(Value::Vector),
         (l, r) => {
             Err(EvalError::Execution(format!("binary operation between {} and {}", l.type_name(), r.type_name())))
@@ -264,56 +264,95 @@ fn vector_scalar(
         .collect()
 }
 
-/// The labels series are matched on.
-fn signature(labels: &Labels, matching: &Option<MatchOn>) -> Labels {
+/// Whether label `name` is one that series are matched on.
+fn in_signature(name: &str, matching: &Option<MatchOn>) -> bool {
     match matching {
-        Some(MatchOn::On(on)) => labels.filtered(|n| on.iter().any(|o| o == n)),
-        Some(MatchOn::Ignoring(ign)) => labels.filtered(|n| n != METRIC_NAME && !ign.iter().any(|i| i == n)),
-        None => labels.without_metric_name(),
+        Some(MatchOn::On(on)) => on.iter().any(|o| o == name),
+        Some(MatchOn::Ignoring(ign)) => name != METRIC_NAME && !ign.iter().any(|i| i == name),
+        None => name != METRIC_NAME,
     }
 }
 
-/// `and`, `or`, `unless`, evaluated per step; floats and histograms alike.
+/// The labels series are matched on.
+fn signature(labels: &Labels, matching: &Option<MatchOn>) -> Labels {
+    labels.filtered(|n| in_signature(n, matching))
+}
+
+/// Numbers the signatures of `series`: equal ids for equal signatures, ids from 0 up to the
+/// count returned. Each signature is hashed where it lies, without a copy; series whose hashes
+/// are equal are told apart by comparing their signatures.
+fn signature_ids<'a>(series: impl Iterator<Item = &'a Labels>, matching: &Option<MatchOn>) -> (Vec<usize>, usize) {
+    let part = |labels: &'a Labels| labels.iter().filter(|l| in_signature(&l.name, matching));
+    // The first series of each id, the first id of each hash, and the next id of the same hash.
+    let mut firsts: Vec<&Labels> = Vec::new();
+    let mut by_hash: HashMap<u64, usize> = HashMap::new();
+    let mut next_of_hash: Vec<Option<usize>> = Vec::new();
+    let ids = series
+        .map(|labels| {
+            let hash = hash_pairs(part(labels).map(|l| (l.name.as_str(), l.value.as_str())));
+            let mut last = None;
+            let mut candidate = by_hash.get(&hash).copied();
+            while let Some(id) = candidate {
+                if part(firsts[id]).eq(part(labels)) {
+                    return id;
+                }
+                (last, candidate) = (Some(id), next_of_hash[id]);
+            }
+            let id = firsts.len();
+            firsts.push(labels);
+            next_of_hash.push(None);
+            match last {
+                Some(last) => next_of_hash[last] = Some(id),
+                None => drop(by_hash.insert(hash, id)),
+            }
+            id
+        })
+        .collect();
+    (ids, firsts.len())
+}
+
+/// `and`, `or`, `unless`, evaluated per step; floats and histograms alike. Each signature
+/// becomes a small id once, so that a step compares ids instead of hashing label sets; and
+/// series are masked in place: `or` keeps its left-hand side whole (a chain of a hundred `or`s
+/// does not rebuild what it has gathered at every link) and adds each right-hand series at
+/// the steps where no left-hand series has its signature; `and` and `unless` keep the
+/// left-hand side at the steps where a right-hand series has (or has not) its signature.
 fn set_operation(
+    ev: &Evaluator,
     op: BinaryOp,
     m: &BinaryModifiers,
-    lhs: Vec<StepSeries>,
-    rhs: Vec<StepSeries>,
+    mut lhs: Vec<StepSeries>,
+    mut rhs: Vec<StepSeries>,
     steps: usize,
-) -> Vec<StepSeries> {
-    let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
-    let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, &m.matching)).collect();
-    let present_at = |series: &[StepSeries], sigs: &[Labels], i: usize| -> HashSet<Labels> {
-        series.iter().zip(sigs).filter(|(s, _)| has_value(s, i)).map(|(_, sig)| sig.clone()).collect()
+) -> Result<Vec<StepSeries>, EvalError> {
+    let (mut lsig, count) = signature_ids(lhs.iter().chain(&rhs).map(|s| &s.labels), &m.matching);
+    let rsig = lsig.split_off(lhs.len());
+    let mut present = vec![false; count];
+    let work = lhs.len() + rhs.len();
+    let (masked, masked_sig, by, by_sig, keep_matched) = match op {
+        BinaryOp::Or => (&mut rhs, &rsig, &lhs, &lsig, false),
+        BinaryOp::And => (&mut lhs, &lsig, &rhs, &rsig, true),
+        _ => (&mut lhs, &lsig, &rhs, &rsig, false),
     };
-    let mut out: Vec<Vec<Option<Operand>>> = vec![vec![None; steps]; lhs.len()];
-    // `or`: right-hand series at the steps where no left-hand series matches them.
-    let mut extra: Vec<Vec<Option<Operand>>> = vec![vec![None; steps]; if op == BinaryOp::Or { rhs.len() } else { 0 }];
     for i in 0..steps {
-        let right = present_at(&rhs, &rsig, i);
-        for (j, s) in lhs.iter().enumerate() {
-            let Some(v) = operand(s, i) else { continue };
-            let matched = right.contains(&lsig[j]);
-            let keep = match op {
-                BinaryOp::And => matched,
-                BinaryOp::Unless => !matched,
-                _ => true,
-            };
-            if keep {
-                out[j][i] = Some(v);
-            }
-        }
-        if op == BinaryOp::Or {
-            let left = present_at(&lhs, &lsig, i);
-            for (j, s) in rhs.iter().enumerate() {
-                if !left.contains(&rsig[j]) {
-                    extra[j][i] = operand(s, i);
+        ev.interrupt(work)?;
+        let there = by.iter().zip(by_sig).filter(|(s, _)| has_value(s, i));
+        there.clone().for_each(|(_, &sig)| present[sig] = true);
+        for (s, &sig) in masked.iter_mut().zip(masked_sig) {
+            if present[sig] != keep_matched {
+                s.values[i] = None;
+                if let Some(h) = s.histograms.get_mut(i) {
+                    *h = None;
                 }
             }
         }
+        there.for_each(|(_, &sig)| present[sig] = false);
     }
-    let labels = lhs.into_iter().chain(rhs.into_iter().take(extra.len())).map(|s| s.labels);
-    labels.zip(out.into_iter().chain(extra)).map(|(l, o)| series_of(l, o)).filter(StepSeries::has_values).collect()
+    if op == BinaryOp::Or {
+        lhs.append(&mut rhs);
+    }
+    lhs.retain(StepSeries::has_values);
+    Ok(lhs)
 }
 
 /// Whether series `s` has a value (of either type) at step `i`.
@@ -356,6 +395,7 @@ fn vector_vector(
     let one_sig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, &m.matching)).collect();
     let mut out: HashMap<Labels, Vec<Option<Operand>>> = HashMap::new();
     for i in 0..steps {
+        ev.interrupt(one.len() + many.len())?;
         let mut one_by_sig: HashMap<&Labels, usize> = HashMap::new();
         for (j, s) in one.iter().enumerate() {
             if !has_value(s, i) {

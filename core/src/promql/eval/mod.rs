@@ -742,7 +742,10 @@ impl Plan {
             .fragments
             .iter()
             .zip(per_fragment)
-            .map(|(fragment, outs)| merge(fragment, outs, &fragment_params(params, &fragment.frames), &mut annotations))
+            .map(|(fragment, outs)| {
+                self.limits.interrupt.check()?;
+                merge(fragment, outs, &fragment_params(params, &fragment.frames), &mut annotations)
+            })
             .collect::<Result<_, _>>()?;
         if samples > self.limits.max_samples {
             return Err(EvalError::TooManySamples);

@@ -688,3 +688,26 @@ fn a_range_functions_points_count_against_the_limit_in_a_range_query() {
     assert_eq!(run("rate(c[5m])", range, 286), Err(EvalError::TooManySamples));
     assert_eq!(run("rate(c[5m])", EvalParams::instant(20_000, 300_000), 2), Ok(2));
 }
+
+#[test]
+fn the_coordinators_binary_operations_stop_at_the_interrupt() {
+    let series = counters();
+    let params = EvalParams::instant(3_000_000, 300_000);
+    let queries = [
+        "http_requests_total or http_requests_total offset 1m",
+        "http_requests_total / ignoring(job) http_requests_total offset 1m",
+    ];
+    for query in queries {
+        let heads = heads(&series, 2);
+        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
+        let outputs: Vec<Vec<FragmentOutput>> =
+            heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits).unwrap()).collect();
+        // The deadline passes once the coordinator has begun (its first look is at its start):
+        // the operation over the shards' series must look again and stop.
+        let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = looks.clone();
+        let late = Interrupt::new(move || counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1);
+        p.limits = Limits::new(1_000_000, late);
+        assert_eq!(p.finish(&params, outputs).unwrap_err(), EvalError::Timeout("query execution".into()), "{query}");
+    }
+}
