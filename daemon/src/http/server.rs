@@ -106,17 +106,24 @@ pub fn parse_listen_address(address: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--web.listen-address {address:?} resolves to nothing"))
 }
 
+/// First and longest waits before accepting again after a failed accept.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MOST: Duration = Duration::from_secs(1);
+
 /// Serves connections from `listener` until the process ends.
 pub async fn serve(listener: monoio::net::TcpListener, router: Router, settings: Arc<Settings>) {
     loop {
         let slot = settings.connections.acquire().await;
+        // Out of file descriptors and the like: back off from 5 ms to a second, as Go's server
+        // does, so that a lasting shortage logs once a second rather than spinning or flooding.
+        let mut backoff = ACCEPT_BACKOFF_FIRST;
         let stream = loop {
             match listener.accept().await {
                 Ok((stream, _)) => break stream,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    monoio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MOST);
                 }
             }
         };
