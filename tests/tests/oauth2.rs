@@ -1,5 +1,5 @@
-//! `oauth2` (client credentials) on the real binary: a `remote_read` store on loopback that
-//! answers only with the bearer token its token endpoint handed out. The token request is
+//! `oauth2` (client credentials) on the real binary: a `remote_read` store and a scrape target
+//! on loopback that answer only with the bearer token their token endpoint handed out. The token request is
 //! Go's (`grant_type`, `scope`, `endpoint_params`, the client id and secret as basic auth,
 //! URL-escaped); the token is reused until 10 s before it expires, then renewed; a rotated
 //! secret file asks for a new one; a refused secret is the store's warning on the answer.
@@ -25,6 +25,8 @@ struct Seen {
     token_requests: Vec<(String, String)>,
     /// Authorization of each read request.
     reads: Vec<String>,
+    /// Authorization of each scrape.
+    scrapes: Vec<String>,
     /// The tokens handed out.
     issued: Vec<String>,
 }
@@ -63,8 +65,9 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &[u8]) {
     let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
 }
 
-/// A token endpoint (`/token`, accepting client `pyrite client` with secret `s3cret`) and a
-/// remote-read store (`/api/v1/read`, answering `oauth_remote 42` to the tokens handed out).
+/// A token endpoint (`/token`, accepting client `pyrite client` with secret `s3cret`), a
+/// remote-read store (`/api/v1/read`, answering `oauth_remote 42` to the tokens handed out)
+/// and a scrape target (`/metrics`, exposing `oauth_scraped 7` to them).
 fn stand_in() -> (String, Arc<Mutex<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -98,6 +101,13 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
             let answer = format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{TOKEN_SECONDS}}}"#);
             seen.issued.push(token);
             respond(&mut writer, "200 OK", "Content-Type: application/json\r\n", answer.as_bytes());
+        } else if path == "/metrics" {
+            seen.scrapes.push(header("authorization"));
+            let token = header("authorization").strip_prefix("Bearer ").map(String::from).unwrap_or_default();
+            match seen.issued.contains(&token) {
+                true => respond(&mut writer, "200 OK", "Content-Type: text/plain\r\n", b"oauth_scraped 7\n"),
+                false => respond(&mut writer, "401 Unauthorized", "", b"wrong token"),
+            }
         } else {
             seen.reads.push(header("authorization"));
             let token = header("authorization").strip_prefix("Bearer ").map(String::from).unwrap_or_default();
@@ -188,4 +198,50 @@ fn remote_read_sends_the_oauth2_token_and_renews_it() {
     }
     std::fs::write(&secret, "s3cret").expect("rotate secret back");
     assert_eq!(value(&p).as_deref(), Some("42"));
+}
+
+#[test]
+fn a_scrape_sends_the_oauth2_token_and_a_refused_one_marks_the_target_down() {
+    let (url, seen) = stand_in();
+    let dir = TempDir::new("oauth2-scrape");
+    let secret = dir.0.join("client-secret");
+    std::fs::write(&secret, "s3cret").expect("write secret");
+    let target = url.trim_start_matches("http://");
+    let config = format!(
+        "scrape_configs:
+  - job_name: guarded
+    scrape_interval: 500ms
+    scrape_timeout: 400ms
+    oauth2: {{client_id: pyrite client, client_secret_file: {}, token_url: {url}/token}}
+    static_configs: [{{targets: ['{target}']}}]
+",
+        secret.display()
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..Default::default() });
+    let value = |query: &str| {
+        let (status, body) = p.get(&format!("/api/v1/query?query={query}"));
+        assert_eq!(status, 200, "{body}");
+        pyrite_tests::json(&body)["data"]["result"][0]["value"][1].as_str().map(String::from)
+    };
+    let scraped = pyrite_tests::eventually(Duration::from_secs(10), || value("oauth_scraped"));
+    assert_eq!(scraped.as_deref(), Some("7"), "scrapes seen: {:?}", seen.lock().expect("lock").scrapes);
+    std::thread::sleep(Duration::from_millis(1200));
+    {
+        let seen = seen.lock().expect("lock");
+        assert!(seen.scrapes.len() >= 3, "{:?}", seen.scrapes);
+        assert!(seen.scrapes.iter().all(|a| a.starts_with("Bearer tok-")), "{:?}", seen.scrapes);
+        // Fresh for 2 s (12 s less the 10 s margin): a scrape every 500 ms shares a token.
+        assert!(seen.token_requests.len() < seen.scrapes.len(), "{} tokens", seen.token_requests.len());
+    }
+
+    // A secret the endpoint refuses: the target is down, with the endpoint's error.
+    std::fs::write(&secret, "wrong").expect("rotate secret");
+    let error = pyrite_tests::eventually(Duration::from_secs(10), || {
+        let (_, body) = p.get("/api/v1/targets");
+        let targets = pyrite_tests::json(&body);
+        let target = &targets["data"]["activeTargets"][0];
+        (target["health"] == "down").then(|| target["lastError"].as_str().unwrap_or_default().to_string())
+    });
+    assert!(error.as_deref().is_some_and(|e| e.contains("invalid_client")), "{error:?}");
+    assert_eq!(value("up").as_deref(), Some("0"));
 }

@@ -82,9 +82,8 @@ pub struct HttpClientConfig {
     pub tls: TlsConfig,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
-    /// Where an `oauth2` client is allowed (not in scrape configs yet), its token is the
-    /// `Authorization`; the caller fetches it ([`HttpClientConfig::authorization_header`] does
-    /// not).
+    /// An `oauth2` client's token is the `Authorization`; the caller fetches it
+    /// ([`HttpClientConfig::authorization_header`] does not).
     pub oauth2: Option<OAuth2>,
     /// An HTTP proxy (`http://[user:password@]host:port`): plain requests go to it in absolute
     /// form, TLS ones through a `CONNECT` tunnel.

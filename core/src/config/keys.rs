@@ -73,6 +73,7 @@ const SCRAPE: Section = Section {
         "dns_sd_configs",
         "basic_auth",
         "authorization",
+        "oauth2",
         "follow_redirects",
         "enable_http2",
         "tls_config",
@@ -101,7 +102,6 @@ const SCRAPE: Section = Section {
         // HTTP client options
         "bearer_token",
         "bearer_token_file",
-        "oauth2",
         "no_proxy",
         "proxy_from_environment",
         "proxy_connect_header",

@@ -343,8 +343,7 @@ struct RawScrapeConfig {
     native_histogram_min_bucket_factor: Option<f64>,
 }
 
-/// The HTTP client keys of a scrape config, an Alertmanager set or a remote store (`oauth2`
-/// is refused in scrape configs by `keys::check`).
+/// The HTTP client keys of a scrape config, an Alertmanager set or a remote store.
 #[derive(Deserialize, Default)]
 struct RawHttpClient {
     basic_auth: Option<BasicAuth>,
@@ -816,7 +815,7 @@ mod tests {
             ("/etc/rules/*.yml", "/am")
         );
         let e = Config::parse("scrape_configs:\n  - job_name: a\n    oauth2: {}\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: scrape_configs[0].oauth2: key is valid in Prometheus but not supported by Pyrite yet");
+        assert_eq!(e, "p.yml: scrape_configs[0].oauth2.client_id: oauth2 client_id must be configured");
         let e = Config::parse(
             "scrape_configs:\n  - job_name: a\n    relabel_configs: [{action: hashmod, target_label: x}]\n",
             "p.yml",

@@ -7,7 +7,7 @@
 //! Tokens are cached per configuration and client secret, in one process-wide table, until
 //! 10 s before they expire (Go's `expiryDelta`); a token without `expires_in` is kept until
 //! the configuration or the secret changes. Every thread that sends with the same
-//! configuration (remote read workers, the notifier, remote write senders) shares one token,
+//! configuration (remote read workers, the notifier, remote write senders, scrapes) shares one token,
 //! and while one of them fetches it, the others wait for its answer instead of asking too.
 
 use std::collections::HashMap;
@@ -85,16 +85,7 @@ static TOKENS: Mutex<Option<HashMap<Key, Arc<Mutex<Entry>>>>> = Mutex::new(None)
 /// one asked for within `timeout`.
 pub fn authorization(config: &OAuth2, timeout: Duration) -> Result<String, OAuth2Error> {
     let secret = config.client_secret(&crate::files::read_text)?;
-    let entry = {
-        let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
-        let tokens = tokens.get_or_insert_with(HashMap::new);
-        // Forget the tokens of configurations no one is asking for that have expired.
-        let now = Instant::now();
-        tokens.retain(|_, e| {
-            Arc::strong_count(e) > 1 || e.try_lock().is_ok_and(|e| e.token.as_ref().is_some_and(|t| t.fresh(now)))
-        });
-        tokens.entry((config.clone(), secret.clone())).or_default().clone()
-    };
+    let entry = entry(config, &secret);
     // Held while fetching: the other threads wanting this token wait for it.
     let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(token) = entry.token.as_ref().filter(|t| t.fresh(Instant::now())) {
@@ -114,6 +105,28 @@ pub fn authorization(config: &OAuth2, timeout: Duration) -> Result<String, OAuth
     };
     entry.token = Some(token.clone());
     Ok(token.authorization)
+}
+
+/// The `Authorization` header value of `config`'s cached token if it is fresh, without
+/// waiting: for a caller that must not block (a scrape), which fetches a token on a thread of
+/// its own otherwise.
+pub fn cached(config: &OAuth2) -> Result<Option<String>, OAuth2Error> {
+    let secret = config.client_secret(&crate::files::read_text)?;
+    let entry = entry(config, &secret);
+    let Ok(entry) = entry.try_lock() else { return Ok(None) };
+    Ok(entry.token.as_ref().filter(|t| t.fresh(Instant::now())).map(|t| t.authorization.clone()))
+}
+
+/// The table's entry for `config` with `secret`, made if there is none.
+fn entry(config: &OAuth2, secret: &str) -> Arc<Mutex<Entry>> {
+    let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+    let tokens = tokens.get_or_insert_with(HashMap::new);
+    // Forget the tokens of configurations no one is asking for that have expired.
+    let now = Instant::now();
+    tokens.retain(|_, e| {
+        Arc::strong_count(e) > 1 || e.try_lock().is_ok_and(|e| e.token.as_ref().is_some_and(|t| t.fresh(now)))
+    });
+    tokens.entry((config.clone(), secret.to_string())).or_default().clone()
 }
 
 /// Asks the token endpoint for a token.
@@ -180,10 +193,15 @@ fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -
     Ok(Token { authorization: format!("{kind} {token}"), expires: expiry(answer.expires_in, Instant::now()) })
 }
 
-/// When a token given at `now` with `expires_in` seconds expires: never without a positive
-/// lifetime, nor with one past what the clock can hold.
-fn expiry(expires_in: Option<u64>, now: Instant) -> Option<Instant> {
-    expires_in.filter(|&s| s > 0).and_then(|s| now.checked_add(Duration::from_secs(s)))
+/// When a token given at `now` with `expires_in` seconds expires: never without a lifetime (or
+/// with 0, or one past what the clock can hold); already with a negative one, as Go reads it
+/// (such a token is asked for again at every request).
+fn expiry(expires_in: Option<i64>, now: Instant) -> Option<Instant> {
+    match expires_in? {
+        0 => None,
+        s if s < 0 => Some(now),
+        s => now.checked_add(Duration::from_secs(s.unsigned_abs())),
+    }
 }
 
 /// The fields of a token answer that matter.
@@ -192,15 +210,15 @@ struct Answer {
     access_token: Option<String>,
     token_type: Option<String>,
     #[serde(default, deserialize_with = "seconds")]
-    expires_in: Option<u64>,
+    expires_in: Option<i64>,
     error: Option<String>,
     error_description: Option<String>,
 }
 
 /// `expires_in` as a number or, as some servers send it, a string of one.
-fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => Ok(n.as_u64()),
+        serde_json::Value::Number(n) => Ok(n.as_i64()),
         serde_json::Value::String(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
         _ => Ok(None),
     }
@@ -257,6 +275,8 @@ mod tests {
         let now = Instant::now();
         assert_eq!(expiry(Some(60), now), Some(now + Duration::from_secs(60)));
         assert_eq!(expiry(Some(0), now), None);
-        assert_eq!(expiry(Some(u64::MAX), now), None);
+        assert_eq!(expiry(Some(i64::MAX), now), None);
+        assert_eq!(expiry(Some(-5), now), Some(now));
+        assert!(!Token { authorization: String::new(), expires: expiry(Some(-5), now) }.fresh(now));
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper::header;
-use pyrite_core::config::HttpClientConfig;
+use pyrite_core::config::{HttpClientConfig, OAuth2};
 use pyrite_core::exposition::Format;
 use pyrite_core::scrape::Target;
 use rustls::pki_types::ServerName;
@@ -29,6 +29,7 @@ use super::connection::{Connections, Dial, Route};
 use super::names::Names;
 use super::tls;
 use crate::dns::Resolver;
+use crate::http_client::oauth2;
 
 /// Largest scrape body accepted, compressed or not.
 const MAX_BODY_BYTES: usize = 256 << 20;
@@ -63,6 +64,9 @@ pub enum ScrapeError {
     Secret(#[from] pyrite_core::config::SecretError),
     #[error("TLS: {0}")]
     Tls(String),
+    /// No `oauth2` token could be had.
+    #[error(transparent)]
+    OAuth2(#[from] crate::http_client::oauth2::OAuth2Error),
 }
 
 /// What one request got: a body in its format, or a redirect to follow.
@@ -132,11 +136,28 @@ impl ScrapeClient {
     }
 }
 
+/// The `Authorization` of an `oauth2` scrape config: its cached token, or one fetched within
+/// `timeout` on a thread of its own (the token endpoint may be slow; the shard may not wait).
+async fn oauth2_authorization(config: &OAuth2, timeout: Duration) -> Result<String, ScrapeError> {
+    if let Some(token) = oauth2::cached(config)? {
+        return Ok(token);
+    }
+    let config = config.clone();
+    let thread = std::thread::Builder::new().name("oauth2-token".into());
+    crate::threads::off_shard(thread, move || oauth2::authorization(&config, timeout))
+        .await
+        .map_err(|e| ScrapeError::Http(e.to_string()))?
+        .map_err(ScrapeError::OAuth2)
+}
+
 impl Ask {
     /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
     /// Go's client, credentials go only to the target's own host.
     async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(Body, Format), ScrapeError> {
-        let authorization = self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?;
+        let authorization = match &self.http.oauth2 {
+            Some(config) => Some(oauth2_authorization(config, timeout).await?),
+            None => self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?,
+        };
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
