@@ -36,10 +36,14 @@ pub enum Action {
 pub struct RawRule {
     #[serde(default)]
     pub source_labels: Vec<String>,
+    #[serde(default, deserialize_with = "crate::config::scalar::optional")]
     pub separator: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::scalar::optional")]
     pub target_label: Option<String>,
+    #[serde(default, deserialize_with = "crate::config::scalar::optional")]
     pub regex: Option<String>,
     pub modulus: Option<u64>,
+    #[serde(default, deserialize_with = "crate::config::scalar::optional")]
     pub replacement: Option<String>,
     pub action: Option<Action>,
 }

@@ -14,6 +14,7 @@ mod protocols;
 mod remote_read;
 mod remote_write;
 mod render;
+pub(crate) mod scalar;
 mod size;
 mod web;
 pub mod yaml;
@@ -206,7 +207,7 @@ fn valid_sd_file(pattern: &str) -> bool {
 pub struct StaticConfig {
     #[serde(default)]
     pub targets: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -254,7 +255,7 @@ struct RawGlobal {
     scrape_timeout: Option<Duration>,
     evaluation_interval: Option<Duration>,
     rule_query_offset: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     external_labels: BTreeMap<String, String>,
     #[serde(flatten)]
     limits: RawLimits,
@@ -313,6 +314,7 @@ impl RawLimits {
 
 #[derive(Deserialize)]
 struct RawScrapeConfig {
+    #[serde(deserialize_with = "scalar::string")]
     job_name: String,
     scrape_interval: Option<Duration>,
     scrape_timeout: Option<Duration>,
@@ -776,6 +778,29 @@ mod tests {
         );
         let text = "scrape_configs:\n  - job_name: a\n    dns_sd_configs: [{names: [x], refresh_interval: 0s}]\n";
         assert!(Config::parse(text, "p.yml").is_err());
+    }
+
+    #[test]
+    fn string_fields_take_numbers_and_booleans_as_go_reads_them() {
+        let text = "global: {external_labels: {replica: 1}}
+scrape_configs:
+  - job_name: 123
+    relabel_configs: [{target_label: shard, replacement: 2}]
+    static_configs: [{targets: ['a:1'], labels: {rack: 7, canary: true, ratio: 0.5}}]
+remote_write: [{url: 'http://w/', name: 429}]
+";
+        let c = Config::parse(text, "p.yml").unwrap();
+        assert_eq!(c.global.external_labels.get("replica"), "1");
+        let sc = &c.scrape_configs[0];
+        assert_eq!(sc.job_name, "123");
+        let labels = &sc.static_configs[0].labels;
+        assert_eq!([&labels["rack"], &labels["canary"], &labels["ratio"]], ["7", "true", "0.5"]);
+        assert_eq!(c.remote_write[0].name, "429");
+        let relabeled = crate::relabel::relabel(&sc.relabel_configs, &Labels::from_pairs([("a", "b")]));
+        assert_eq!(relabeled.map(|l| l.get("shard").to_string()).as_deref(), Some("2"));
+        // Numbers stay numbers where they are numbers.
+        let e = Config::parse("global: {sample_limit: many}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: global: invalid type: string \"many\", expected u64");
     }
 
     #[test]

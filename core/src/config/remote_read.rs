@@ -33,7 +33,7 @@ pub struct RemoteReadConfig {
 pub(super) struct RawRemoteRead {
     #[serde(default)]
     url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::string")]
     name: String,
     remote_timeout: Option<Duration>,
     #[serde(default)]

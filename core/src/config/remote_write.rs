@@ -127,7 +127,7 @@ impl RemoteWriteConfig {
 pub(super) struct RawRemoteWrite {
     #[serde(default)]
     url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::string")]
     name: String,
     remote_timeout: Option<Duration>,
     #[serde(default)]
