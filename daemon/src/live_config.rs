@@ -148,9 +148,13 @@ impl LiveConfig {
 /// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
 /// glob); the first file that is not valid fails them all.
 pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, RuleFile)> = Vec::new();
     for path in patterns.iter().flat_map(|p| rule_file_paths(p)) {
         let name = path.display().to_string();
+        // A file two patterns name is loaded once: upstream keys groups by file and name.
+        if out.iter().any(|(loaded, _)| *loaded == name) {
+            continue;
+        }
         let text = crate::files::read_text(&path).map_err(|error| RuleLoadError::Read { path: path.clone(), error })?;
         out.push((name.clone(), RuleFile::parse(&text, &name, options)?));
     }
@@ -161,4 +165,20 @@ pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec
 /// file, as upstream's glob: the server skips it, `pyrite check config` reports it).
 pub fn rule_file_paths(pattern: &str) -> Vec<PathBuf> {
     crate::files::expand_glob(pattern).into_iter().filter(|p| Path::new(p).exists()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_file_two_patterns_name_is_loaded_once() {
+        let dir = std::env::temp_dir().join(format!("pyrite-rule-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yml"), "groups: [{name: g, rules: [{record: r, expr: '1'}]}]\n").unwrap();
+        let patterns = [dir.join("a.yml"), dir.join("*.yml")].map(|p| p.display().to_string());
+        let loaded = load_rule_files(&patterns, ParseOptions::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(loaded.unwrap().len(), 1);
+    }
 }
