@@ -174,6 +174,45 @@ fn a_refusing_receiver_has_its_samples_counted_as_failed() {
     assert_eq!(metric(&pyrite, "prometheus_remote_storage_samples_total", "refusing"), 0.0);
 }
 
+/// A receiver behind a redirect (an ingress sending `http` to `https` with a 308, or a path
+/// moved with a 307): the request is sent again, body included, where the redirect points.
+/// The HTTP client alone does not send a POST's body to a 307 or 308.
+#[test]
+fn a_redirected_request_is_sent_again_with_its_body() {
+    let receiver = Pyrite::start(PyriteOpts::default());
+    let redirector = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let redirector_address = redirector.local_addr().expect("address");
+    let location = format!("{}/api/v1/write", receiver.url);
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for (i, stream) in redirector.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let status = if i % 2 == 0 { "307 Temporary Redirect" } else { "308 Permanent Redirect" };
+            let answer =
+                format!("HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: redirected\n    static_configs: [{{targets: ['{}']}}]\n\
+         remote_write:\n  - {{url: 'http://{redirector_address}/w', name: moved, queue_config: {{batch_send_deadline: 1s}}}}\n",
+        receiver.url.trim_start_matches("http://"),
+    );
+    let pyrite = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    let arrived = eventually(Duration::from_secs(30), || {
+        let (_, body) = receiver.get("/api/v1/query?query=count(up%7Bjob%3D%22redirected%22%7D)");
+        pyrite_tests::json(&body)["data"]["result"][0]["value"][1].as_str().map(String::from)
+    });
+    assert_eq!(arrived.as_deref(), Some("1"), "the receiver got no sample through the redirect");
+    assert!(metric(&pyrite, "prometheus_remote_storage_samples_total", "moved") > 0.0);
+    assert_eq!(metric(&pyrite, "prometheus_remote_storage_samples_failed_total", "moved"), 0.0);
+}
+
 /// Pyrite scraping a load of 2,000 series every second with a receiver that is stopped for a
 /// minute and a half, while Pyrite itself restarts cleanly (its shutdown snapshot would delete the
 /// log segments not yet sent) and snapshots its head every 20 s: when the receiver is back,
