@@ -67,7 +67,8 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &[u8]) {
 
 /// A token endpoint (`/token`, accepting client `pyrite client` with secret `s3cret`), a
 /// remote-read store (`/api/v1/read`, answering `oauth_remote 42` to the tokens handed out)
-/// and a scrape target (`/metrics`, exposing `oauth_scraped 7` to them).
+/// and a scrape target (`/metrics`, exposing `oauth_scraped 7` to them); `/token-slow` takes
+/// 2 s to refuse any client.
 fn stand_in() -> (String, Arc<Mutex<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -88,6 +89,11 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
     let mut reader = BufReader::new(stream);
     while let Some(Request { path, headers, body }) = read_request(&mut reader) {
         let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        if path == "/token-slow" {
+            std::thread::sleep(Duration::from_secs(2));
+            respond(&mut writer, "401 Unauthorized", "", b"slow and refusing");
+            continue;
+        }
         let mut seen = seen.lock().expect("lock");
         if path == "/token" {
             seen.token_requests.push((header("authorization"), String::from_utf8_lossy(&body).into_owned()));
@@ -244,4 +250,33 @@ fn a_scrape_sends_the_oauth2_token_and_a_refused_one_marks_the_target_down() {
     });
     assert!(error.as_deref().is_some_and(|e| e.contains("invalid_client")), "{error:?}");
     assert_eq!(value("up").as_deref(), Some("0"));
+}
+
+/// Forty targets scraped twice a second with a token endpoint that takes 2 s to refuse: one
+/// scrape at a time fetches (on a thread of its own), the others wait for it and get its error.
+/// A thread per scrape waiting for the endpoint would add about 80 threads a second.
+#[test]
+fn a_slow_token_endpoint_costs_one_thread_not_one_per_scrape() {
+    let (url, _seen) = stand_in();
+    let target = url.trim_start_matches("http://");
+    let jobs: String = (0..40)
+        .map(|i| {
+            format!(
+                "  - job_name: j{i}
+    scrape_interval: 500ms
+    scrape_timeout: 400ms
+    oauth2: {{client_id: c, client_secret: s, token_url: {url}/token-slow}}
+    static_configs: [{{targets: ['{target}']}}]
+"
+            )
+        })
+        .collect();
+    let p = Pyrite::start(PyriteOpts { config: Some(format!("scrape_configs:\n{jobs}")), ..Default::default() });
+    let before = p.process.threads();
+    std::thread::sleep(Duration::from_secs(4));
+    let after = p.process.threads();
+    assert!(after <= before + 3, "threads {before} -> {after}");
+    let (_, body) = p.get("/api/v1/query?query=count(up==0)");
+    let down = pyrite_tests::json(&body)["data"]["result"][0]["value"][1].as_str().map(String::from);
+    assert_eq!(down.as_deref(), Some("40"), "{body}");
 }

@@ -7,10 +7,15 @@
 //! Tokens are cached per configuration and client secret, in one process-wide table, until
 //! 10 s before they expire (Go's `expiryDelta`); a token without `expires_in` is kept until
 //! the configuration or the secret changes. Every thread that sends with the same
-//! configuration (remote read workers, the notifier, remote write senders, scrapes) shares one token,
-//! and while one of them fetches it, the others wait for its answer instead of asking too.
+//! configuration (remote read workers, the notifier, remote write senders, scrapes) shares one
+//! token, and while one of them fetches it, the others wait for its answer instead of asking
+//! too; a failed fetch is the answer of the callers that waited for it, and the next caller
+//! asks again (as Go does at every request while it has no token). Scrapes, which must not
+//! block their shard, fetch on a thread of their own, one at a time per configuration
+//! ([`Slot::lookup`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,63 +75,125 @@ enum Credentials {
     Form,
 }
 
-/// One configuration's token, and how its endpoint takes the credentials once known.
+/// One configuration's token, how its endpoint takes the credentials once known, and how its
+/// last fetch failed.
 #[derive(Default)]
 struct Entry {
     token: Option<Token>,
     style: Option<Credentials>,
+    failure: Option<(Instant, String)>,
+}
+
+/// A configuration's entry, held while a token is fetched (the threads wanting it wait for it),
+/// and whether a caller that must not block has claimed the next fetch.
+#[derive(Default)]
+pub struct Slot {
+    entry: Mutex<Entry>,
+    claimed: AtomicBool,
 }
 
 type Key = (OAuth2, String);
 
-static TOKENS: Mutex<Option<HashMap<Key, Arc<Mutex<Entry>>>>> = Mutex::new(None);
+static TOKENS: Mutex<Option<HashMap<Key, Arc<Slot>>>> = Mutex::new(None);
 
 /// The `Authorization` header value for a request with `config`: its cached token, or a new
 /// one asked for within `timeout`.
 pub fn authorization(config: &OAuth2, timeout: Duration) -> Result<String, OAuth2Error> {
     let secret = config.client_secret(&crate::files::read_text)?;
-    let entry = entry(config, &secret);
-    // Held while fetching: the other threads wanting this token wait for it.
-    let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(token) = entry.token.as_ref().filter(|t| t.fresh(Instant::now())) {
-        return Ok(token.authorization.clone());
-    }
-    let token = match entry.style {
-        Some(style) => fetch(config, &secret, style, timeout)?,
-        None => {
-            let (token, style) = match fetch(config, &secret, Credentials::BasicAuth, timeout) {
-                Ok(token) => (token, Credentials::BasicAuth),
-                Err(e) if e.refused() => (fetch(config, &secret, Credentials::Form, timeout)?, Credentials::Form),
-                Err(e) => return Err(e),
-            };
-            entry.style = Some(style);
-            token
-        }
-    };
-    entry.token = Some(token.clone());
-    Ok(token.authorization)
+    slot(config, &secret).authorization(config, &secret, timeout)
 }
 
-/// The `Authorization` header value of `config`'s cached token if it is fresh, without
-/// waiting: for a caller that must not block (a scrape), which fetches a token on a thread of
-/// its own otherwise.
-pub fn cached(config: &OAuth2) -> Result<Option<String>, OAuth2Error> {
+/// `config`'s slot and client secret, for a caller that must not block ([`Slot::lookup`]).
+pub fn slot_of(config: &OAuth2) -> Result<(Arc<Slot>, String), OAuth2Error> {
     let secret = config.client_secret(&crate::files::read_text)?;
-    let entry = entry(config, &secret);
-    let Ok(entry) = entry.try_lock() else { return Ok(None) };
-    Ok(entry.token.as_ref().filter(|t| t.fresh(Instant::now())).map(|t| t.authorization.clone()))
+    Ok((slot(config, &secret), secret))
 }
 
-/// The table's entry for `config` with `secret`, made if there is none.
-fn entry(config: &OAuth2, secret: &str) -> Arc<Mutex<Entry>> {
+/// The table's slot for `config` with `secret`, made if there is none.
+fn slot(config: &OAuth2, secret: &str) -> Arc<Slot> {
     let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
     let tokens = tokens.get_or_insert_with(HashMap::new);
     // Forget the tokens of configurations no one is asking for that have expired.
     let now = Instant::now();
-    tokens.retain(|_, e| {
-        Arc::strong_count(e) > 1 || e.try_lock().is_ok_and(|e| e.token.as_ref().is_some_and(|t| t.fresh(now)))
+    tokens.retain(|_, s| {
+        Arc::strong_count(s) > 1 || s.entry.try_lock().is_ok_and(|e| e.token.as_ref().is_some_and(|t| t.fresh(now)))
     });
     tokens.entry((config.clone(), secret.to_string())).or_default().clone()
+}
+
+/// What a caller that must not block finds in a slot.
+pub enum Lookup {
+    /// A fresh token's `Authorization`.
+    Token(String),
+    /// A fetch that ended after the caller began looking failed so.
+    Failed(String),
+    /// Another fetch is under way: look again shortly.
+    Wait,
+    /// This caller fetches, on a thread of its own; the others wait until the claim is dropped.
+    Fetch(Claim),
+}
+
+/// The claim to a slot's next fetch, released when dropped (also when the thread meant to fetch
+/// could not start).
+pub struct Claim(Arc<Slot>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.claimed.store(false, Ordering::Release);
+    }
+}
+
+impl Slot {
+    /// The token, fetched within `timeout` unless a fresh one is cached; a failure is kept for
+    /// the callers waiting on this fetch.
+    pub fn authorization(&self, config: &OAuth2, secret: &str, timeout: Duration) -> Result<String, OAuth2Error> {
+        let mut entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(token) = entry.token.as_ref().filter(|t| t.fresh(Instant::now())) {
+            return Ok(token.authorization.clone());
+        }
+        let fetched = match entry.style {
+            Some(style) => fetch(config, secret, style, timeout).map(|token| (token, style)),
+            None => match fetch(config, secret, Credentials::BasicAuth, timeout) {
+                Ok(token) => Ok((token, Credentials::BasicAuth)),
+                Err(e) if e.refused() => {
+                    fetch(config, secret, Credentials::Form, timeout).map(|token| (token, Credentials::Form))
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match fetched {
+            Ok((token, style)) => {
+                entry.style = Some(style);
+                entry.token = Some(token.clone());
+                entry.failure = None;
+                Ok(token.authorization)
+            }
+            Err(e) => {
+                entry.failure = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Without waiting (a scrape on its shard): the fresh token, the failure of a fetch that
+    /// ended after `since`, or whether to wait for another caller's fetch or to fetch. At most
+    /// one such caller fetches at a time, so a token endpoint that hangs or refuses costs one
+    /// thread per configuration, not one per scrape.
+    pub fn lookup(self: &Arc<Self>, since: Instant) -> Lookup {
+        let Ok(entry) = self.entry.try_lock() else { return Lookup::Wait };
+        if let Some(token) = entry.token.as_ref().filter(|t| t.fresh(Instant::now())) {
+            return Lookup::Token(token.authorization.clone());
+        }
+        let claimed = self.claimed.load(Ordering::Acquire);
+        match &entry.failure {
+            Some((at, why)) if *at > since && !claimed => return Lookup::Failed(why.clone()),
+            _ => {}
+        }
+        match self.claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Lookup::Fetch(Claim(self.clone())),
+            Err(_) => Lookup::Wait,
+        }
+    }
 }
 
 /// Asks the token endpoint for a token.

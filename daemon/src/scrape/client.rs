@@ -29,7 +29,7 @@ use super::connection::{Connections, Dial, Route};
 use super::names::Names;
 use super::tls;
 use crate::dns::Resolver;
-use crate::http_client::oauth2;
+use crate::http_client::oauth2::{self, Lookup};
 
 /// Largest scrape body accepted, compressed or not.
 const MAX_BODY_BYTES: usize = 256 << 20;
@@ -136,23 +136,39 @@ impl ScrapeClient {
     }
 }
 
-/// The `Authorization` of an `oauth2` scrape config: its cached token, or one fetched within
-/// `timeout` on a thread of its own (the token endpoint may be slow; the shard may not wait).
+/// The `Authorization` of an `oauth2` scrape config: the cached token; or one fetched on a
+/// thread of its own (the token endpoint may be slow; the shard may not wait), by this scrape
+/// or, while another scrape fetches, by that one. The scrape's timeout bounds the wait.
 async fn oauth2_authorization(config: &OAuth2, timeout: Duration) -> Result<String, ScrapeError> {
-    if let Some(token) = oauth2::cached(config)? {
-        return Ok(token);
+    let (slot, secret) = oauth2::slot_of(config)?;
+    let since = std::time::Instant::now();
+    loop {
+        match slot.lookup(since) {
+            Lookup::Token(token) => return Ok(token),
+            Lookup::Failed(why) => return Err(ScrapeError::Http(why)),
+            Lookup::Wait => monoio::time::sleep(OAUTH2_WAIT_STEP).await,
+            Lookup::Fetch(claim) => {
+                let (slot, config) = (slot.clone(), config.clone());
+                let fetch = move || {
+                    let _claim = claim;
+                    slot.authorization(&config, &secret, timeout)
+                };
+                return crate::threads::off_shard(crate::threads::named("oauth2-token"), fetch)
+                    .await
+                    .map_err(|e| ScrapeError::Http(e.to_string()))?
+                    .map_err(ScrapeError::OAuth2);
+            }
+        }
     }
-    let config = config.clone();
-    let thread = std::thread::Builder::new().name("oauth2-token".into());
-    crate::threads::off_shard(thread, move || oauth2::authorization(&config, timeout))
-        .await
-        .map_err(|e| ScrapeError::Http(e.to_string()))?
-        .map_err(ScrapeError::OAuth2)
 }
 
+/// How often a scrape waiting for another's token fetch looks again.
+const OAUTH2_WAIT_STEP: Duration = Duration::from_millis(50);
+
 impl Ask {
-    /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer. As
-    /// Go's client, credentials go only to the target's own host.
+    /// Follows redirects (when the config allows, up to [`MAX_REDIRECTS`]) to the answer.
+    /// Credentials go only to the target's own host: stricter than upstream, whose client adds
+    /// them to every request, wherever a redirect points.
     async fn fetch(&self, connections: &mut Connections, timeout: Duration) -> Result<(Body, Format), ScrapeError> {
         let authorization = match &self.http.oauth2 {
             Some(config) => Some(oauth2_authorization(config, timeout).await?),
