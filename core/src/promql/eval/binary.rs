@@ -351,7 +351,13 @@ fn set_operation(
     if op == BinaryOp::Or {
         lhs.append(&mut rhs);
     }
-    lhs.retain(StepSeries::has_values);
+    // A series masked to floats alone holds no histogram vector, as the evaluator expects.
+    lhs.retain_mut(|s| {
+        if s.histograms.iter().all(Option::is_none) {
+            s.histograms.clear();
+        }
+        s.has_values()
+    });
     Ok(lhs)
 }
 

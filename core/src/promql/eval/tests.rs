@@ -690,24 +690,22 @@ fn a_range_functions_points_count_against_the_limit_in_a_range_query() {
 }
 
 #[test]
-fn the_coordinators_binary_operations_stop_at_the_interrupt() {
-    let series = counters();
+fn binary_operations_between_vectors_stop_at_the_interrupt() {
+    use crate::promql::ast::{BinaryModifiers, BinaryOp};
     let params = EvalParams::instant(3_000_000, 300_000);
-    let queries = [
-        "http_requests_total or http_requests_total offset 1m",
-        "http_requests_total / ignoring(job) http_requests_total offset 1m",
-    ];
-    for query in queries {
-        let heads = heads(&series, 2);
-        let mut p = plan(&parse(query).unwrap(), &params).unwrap();
-        let outputs: Vec<Vec<FragmentOutput>> =
-            heads.iter().map(|h| evaluate_fragments(&p, &params, h, &p.limits).unwrap()).collect();
-        // The deadline passes once the coordinator has begun (its first look is at its start):
-        // the operation over the shards' series must look again and stop.
+    let series = |n: usize| -> Value {
+        Value::Vector((0..n).map(|i| StepSeries::floats(lbl(&[("i", &i.to_string())]), vec![Some(1.0)])).collect())
+    };
+    for op in [BinaryOp::Or, BinaryOp::And, BinaryOp::Unless, BinaryOp::Add] {
+        // The deadline passes once the evaluator has begun (its first look is at its start):
+        // the operation must look again and stop.
         let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = looks.clone();
         let late = Interrupt::new(move || counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1);
-        p.limits = Limits::new(1_000_000, late);
-        assert_eq!(p.finish(&params, outputs).unwrap_err(), EvalError::Timeout("query execution".into()), "{query}");
+        let limits = Limits::new(1_000_000, late);
+        let ev = Evaluator::new(&params, None, &[], &limits).unwrap();
+        let m = BinaryModifiers::default();
+        let answer = binary::apply(&ev, op, &m, series(3), series(3), 1);
+        assert_eq!(answer.unwrap_err(), EvalError::Timeout("query execution".into()), "{op:?}");
     }
 }
