@@ -106,7 +106,13 @@ pub fn parse_listen_address(address: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--web.listen-address {address:?} resolves to nothing"))
 }
 
-/// First and longest waits before accepting again after a failed accept.
+/// Whether an accept failed for want of file descriptors or memory, which waiting may cure.
+fn out_of_resources(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// First and longest waits before accepting again after an accept that failed for want of
+/// resources.
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MOST: Duration = Duration::from_secs(1);
 
@@ -115,15 +121,22 @@ pub async fn serve(listener: monoio::net::TcpListener, router: Router, settings:
     loop {
         let slot = settings.connections.acquire().await;
         // Out of file descriptors and the like: back off from 5 ms to a second, as Go's server
-        // does, so that a lasting shortage logs once a second rather than spinning or flooding.
+        // does, so that a lasting shortage logs about once a second rather than spinning or
+        // flooding.
         let mut backoff = ACCEPT_BACKOFF_FIRST;
         let stream = loop {
             match listener.accept().await {
                 Ok((stream, _)) => break stream,
-                Err(e) => {
+                Err(e) if out_of_resources(&e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
                     monoio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MOST);
+                }
+                // A connection that went before it was accepted, and the like: the next one
+                // (after a millisecond, lest an error that lasts make the loop spin).
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
         };
