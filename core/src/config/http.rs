@@ -11,8 +11,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
+    #[serde(default, deserialize_with = "super::scalar::optional")]
     pub username: Option<String>,
     pub username_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "super::scalar::optional")]
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
 }
@@ -22,6 +24,7 @@ pub struct BasicAuth {
 pub struct Authorization {
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "super::scalar::optional")]
     pub credentials: Option<String>,
     pub credentials_file: Option<PathBuf>,
 }
@@ -46,8 +49,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2 {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::string")]
     pub client_id: String,
+    #[serde(default, deserialize_with = "super::scalar::optional")]
     pub client_secret: Option<String>,
     /// Read at each request; a changed secret asks for a new token, as upstream.
     pub client_secret_file: Option<PathBuf>,
@@ -56,7 +60,7 @@ pub struct OAuth2 {
     #[serde(default)]
     pub token_url: String,
     /// Extra form parameters of the token request.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::map")]
     pub endpoint_params: BTreeMap<String, String>,
     /// How the token endpoint is reached (not the target's settings).
     #[serde(default, rename = "tls_config")]

@@ -786,16 +786,20 @@ mod tests {
 scrape_configs:
   - job_name: 123
     relabel_configs: [{target_label: shard, replacement: 2}]
-    static_configs: [{targets: ['a:1'], labels: {rack: 7, canary: true, ratio: 0.5}}]
-remote_write: [{url: 'http://w/', name: 429}]
+    static_configs: [{targets: ['a:1'], labels: {rack: 7, canary: true, version: 1.0, ratio: 0.50, none: ~}}]
+remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_auth: {username: 123456, password: 7}}]
 ";
         let c = Config::parse(text, "p.yml").unwrap();
         assert_eq!(c.global.external_labels.get("replica"), "1");
         let sc = &c.scrape_configs[0];
         assert_eq!(sc.job_name, "123");
         let labels = &sc.static_configs[0].labels;
-        assert_eq!([&labels["rack"], &labels["canary"], &labels["ratio"]], ["7", "true", "0.5"]);
-        assert_eq!(c.remote_write[0].name, "429");
+        let values = ["rack", "canary", "version", "ratio", "none"].map(|name| labels[name].as_str());
+        assert_eq!(values, ["7", "true", "1.0", "0.5", ""]);
+        let rw = &c.remote_write[0];
+        assert_eq!((rw.name.as_str(), rw.headers["X-Scope-OrgID"].as_str()), ("429", "1"));
+        let auth = rw.http.basic_auth.as_ref().unwrap();
+        assert_eq!((auth.username.as_deref(), auth.password.as_deref()), (Some("123456"), Some("7")));
         let relabeled = crate::relabel::relabel(&sc.relabel_configs, &Labels::from_pairs([("a", "b")]));
         assert_eq!(relabeled.map(|l| l.get("shard").to_string()).as_deref(), Some("2"));
         // Numbers stay numbers where they are numbers.

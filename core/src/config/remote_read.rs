@@ -36,7 +36,7 @@ pub(super) struct RawRemoteRead {
     #[serde(default, deserialize_with = "super::scalar::string")]
     name: String,
     remote_timeout: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::map")]
     headers: BTreeMap<String, String>,
     #[serde(default)]
     read_recent: bool,

@@ -130,7 +130,7 @@ pub(super) struct RawRemoteWrite {
     #[serde(default, deserialize_with = "super::scalar::string")]
     name: String,
     remote_timeout: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar::map")]
     headers: BTreeMap<String, String>,
     #[serde(default)]
     write_relabel_configs: Vec<RawRule>,

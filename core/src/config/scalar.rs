@@ -1,12 +1,14 @@
 //! String fields that take any plain YAML scalar, as Go's YAML fills them: `replica: 1`,
-//! `canary: true`, `replacement: 1`, `name: 429`, where serde refuses a number or a boolean
-//! for a `String`. The fields upstream's configurations are seen to hold such values in
-//! (label maps, relabeling, job and queue names) read through these functions with
+//! `canary: true`, `replacement: 1`, `name: 429`, `X-Scope-OrgID: 1`, `username: 123456`,
+//! where serde refuses a number or a boolean for a `String`. The fields upstream's
+//! configurations are seen to hold such values in (label maps, relabeling, job and queue names,
+//! headers, credentials) read through these functions with
 //! `#[serde(deserialize_with)]`. Each reads its value with `deserialize_any`, so that it works
 //! inside a flattened section too, whose values serde holds before it reads them.
 //!
-//! Go keeps the scalar's text (`01` stays `01`); the parsed number is written back as Rust
-//! writes it (`1`).
+//! Go keeps the scalar's text. The configuration is parsed before it is typed, so a number is
+//! written back from its value: integers alike, a float with its fraction (`1.0` stays `1.0`,
+//! `2.50` is `2.5`, `1e3` is `1000.0`); an empty scalar (`~`) is "", as in Go.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,6 +62,9 @@ impl Visitor<'_> for TextVisitor {
         Ok(v.to_string())
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-        Ok(v.to_string())
+        Ok(format!("{v:?}"))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
     }
 }
