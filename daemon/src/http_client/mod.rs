@@ -1,7 +1,7 @@
 //! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
 //! `authorization`, `oauth2` ([`oauth2`]), `tls_config`, `proxy_url`, `follow_redirects`), for
-//! the notifier, remote read and write, and `pyrite query`: a ureq agent with the scrape
-//! client's rustls configuration (`scrape::tls::client_config`) for `https` URLs, made per
+//! the notifier, remote read and write, and `pyrite query`: a ureq agent with the rustls
+//! configuration that scrapes use too ([`tls::client_config`]) for `https` URLs, made per
 //! request ([`request`]) or kept by a sender that reuses its connections ([`Client`]).
 //!
 //! ureq verifies a server's certificate for the host of the URL. To honour
@@ -11,6 +11,7 @@
 //! are looked up by Pyrite's own resolver ([`crate::dns::socket_addrs`]), not the C library's.
 
 pub mod oauth2;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq:
         .resolver(|netloc: &str| crate::dns::socket_addrs(netloc));
     let mut url = url.to_string();
     if let Some(rest) = url.strip_prefix("https://") {
-        agent = agent.tls_config(crate::scrape::tls::client_config(&http.tls)?);
+        agent = agent.tls_config(tls::client_config(&http.tls)?);
         if let Some(name) = &http.tls.server_name {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             let (userinfo, authority) = match authority.rsplit_once('@') {

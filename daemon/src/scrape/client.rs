@@ -27,9 +27,9 @@ use thiserror::Error;
 
 use super::connection::{Connections, Dial, Route};
 use super::names::Names;
-use super::tls;
 use crate::dns::Resolver;
 use crate::http_client::oauth2::{self, Lookup};
+use crate::http_client::tls;
 
 /// Largest scrape body accepted, compressed or not.
 const MAX_BODY_BYTES: usize = 256 << 20;

@@ -8,7 +8,6 @@ mod client;
 mod connection;
 mod manager;
 mod names;
-pub mod tls;
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};

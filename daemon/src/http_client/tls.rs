@@ -1,6 +1,7 @@
-//! TLS for `https` targets: a rustls client configuration (ring) from a scrape config's
-//! `tls_config` — the CA bundle to trust (default the system's), a client certificate for
-//! servers that ask for one, the name to verify, and `insecure_skip_verify`.
+//! TLS for outbound `https` (scrape targets, and this module's HTTP clients): a rustls client
+//! configuration (ring) from a `tls_config` — the CA bundle to trust (default the system's), a
+//! client certificate for servers that ask for one, the name to verify, and
+//! `insecure_skip_verify`.
 //!
 //! The system's CAs are found as Go finds them (so as upstream does): the file named by
 //! `SSL_CERT_FILE`, else the first bundle of [`SYSTEM_CA_FILES`] that exists. Where there is
