@@ -6,7 +6,7 @@
 //! into 0/1, which also drops the name. Vector/vector operations match series per step on
 //! their signature: all labels but the name, or only `on(...)`, or all but `ignoring(...)`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::range_histograms::Note;
@@ -397,52 +397,103 @@ fn vector_vector(
     let right_is_many = matches!(m.group, Some(Grouping::Right(_)));
     let (many, one) = if right_is_many { (&rhs, &lhs) } else { (&lhs, &rhs) };
     let one_side = if right_is_many { "left" } else { "right" };
-    let many_sig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, &m.matching)).collect();
-    let one_sig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, &m.matching)).collect();
-    let mut out: HashMap<Labels, Vec<Option<Operand>>> = HashMap::new();
+    let (mut many_sig, count) = signature_ids(many.iter().chain(one).map(|s| &s.labels), &m.matching);
+    let one_sig = many_sig.split_off(many.len());
+    let mut results = Results::new(many.len());
+    // Per step: the one-side series of each signature, and whether a many-side series matched it.
+    let mut one_at: Vec<Option<usize>> = vec![None; count];
+    let mut matched: Vec<bool> = vec![false; count];
     for i in 0..steps {
         ev.interrupt(one.len() + many.len())?;
-        let mut one_by_sig: HashMap<&Labels, usize> = HashMap::new();
-        for (j, s) in one.iter().enumerate() {
-            if !has_value(s, i) {
-                continue;
-            }
-            if let Some(&prev) = one_by_sig.get(&one_sig[j]) {
+        for (k, s) in one.iter().enumerate().filter(|(_, s)| has_value(s, i)) {
+            if let Some(prev) = one_at[one_sig[k]].replace(k) {
                 return Err(EvalError::Execution(format!(
                     "found duplicate series for the match group {} on the {one_side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    one_sig[j], one[prev].labels, s.labels
+                    signature(&s.labels, &m.matching), one[prev].labels, s.labels
                 )));
             }
-            one_by_sig.insert(&one_sig[j], j);
         }
-        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (j, s) in many.iter().enumerate() {
+            let sig = many_sig[j];
             let Some(v) = operand(s, i) else { continue };
-            let Some(&k) = one_by_sig.get(&many_sig[j]) else { continue };
-            let w = operand(&one[k], i).expect("present at this step");
-            let (l, r) = if right_is_many { (&w, &v) } else { (&v, &w) };
-            let labels = result_labels(&s.labels, &one[k].labels, op, m);
-            let seen = matched.entry(&many_sig[j]).or_default();
-            if m.group.is_none() {
-                if !seen.is_empty() {
-                    return Err(EvalError::Execution(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                            .into(),
-                    ));
-                }
-            } else if seen.contains(&labels) {
+            let Some(k) = one_at[sig] else { continue };
+            if m.group.is_none() && std::mem::replace(&mut matched[sig], true) {
+                return Err(EvalError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
+                ));
+            }
+            let slot = results.slot(j, k, || result_labels(&s.labels, &one[k].labels, op, m), steps);
+            if m.group.is_some() && results.seen[slot].replace((i, sig)) == Some((i, sig)) {
                 return Err(EvalError::Execution(
                     "multiple matches for labels: grouping labels must ensure unique matches".into(),
                 ));
             }
-            seen.insert(labels.clone());
+            let w = operand(&one[k], i).expect("present at this step");
+            let (l, r) = if right_is_many { (&w, &v) } else { (&v, &w) };
             let Some(value) = element(ev, op, m, l, r, l) else { continue };
-            let slot = &mut out.entry(labels).or_insert_with(|| vec![None; steps])[i];
-            if slot.is_some() {
+            let operand = &mut results.operands[slot][i];
+            if operand.is_some() {
                 return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
             }
-            *slot = Some(value);
+            *operand = Some(value);
+        }
+        one_sig.iter().for_each(|&sig| (one_at[sig], matched[sig]) = (None, false));
+    }
+    Ok(results.into_series())
+}
+
+/// The result series of a vector matching, each made once: a many-side series keeps its result
+/// series while it matches the same one-side series (always, without `group_*`), so label sets
+/// are built once a pairing, not at every step.
+struct Results {
+    labels: Vec<Labels>,
+    operands: Vec<Vec<Option<Operand>>>,
+    /// The step and signature that last wrote each result (`group_*` matching's check).
+    seen: Vec<Option<(usize, usize)>>,
+    index: HashMap<Labels, usize>,
+    /// Each many-side series' last pairing: the one-side series and the result it made.
+    paired: Vec<Option<(usize, usize)>>,
+}
+
+impl Results {
+    /// Results for `many` many-side series.
+    fn new(many: usize) -> Self {
+        Results {
+            labels: Vec::new(),
+            operands: Vec::new(),
+            seen: Vec::new(),
+            index: HashMap::new(),
+            paired: vec![None; many],
         }
     }
-    Ok(out.into_iter().map(|(labels, operands)| series_of(labels, operands)).collect())
+
+    /// The result of many-side series `j` paired with one-side series `k`, whose labels are
+    /// `labels()`.
+    fn slot(&mut self, j: usize, k: usize, labels: impl FnOnce() -> Labels, steps: usize) -> usize {
+        if let Some((paired, slot)) = self.paired[j] {
+            if paired == k {
+                return slot;
+            }
+        }
+        let labels = labels();
+        let slot = match self.index.get(&labels) {
+            Some(&slot) => slot,
+            None => {
+                self.index.insert(labels.clone(), self.labels.len());
+                self.labels.push(labels);
+                self.operands.push(vec![None; steps]);
+                self.seen.push(None);
+                self.labels.len() - 1
+            }
+        };
+        self.paired[j] = Some((k, slot));
+        slot
+    }
+
+    /// The results with a value at some step.
+    fn into_series(self) -> Vec<StepSeries> {
+        let series = self.labels.into_iter().zip(self.operands).map(|(labels, operands)| series_of(labels, operands));
+        series.filter(StepSeries::has_values).collect()
+    }
 }
