@@ -29,17 +29,18 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Label values are GET-only upstream; everything else is sent as a POST form.
+    let none = |_: &str| Ok(Vec::new());
     let sent = if path.contains("/label/") {
         let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
-        http_client::request(&http, "GET", &format!("{url}?{query}"), TIMEOUT).map_err(anyhow::Error::msg)?.call()
+        http_client::send(&http, "GET", &format!("{url}?{query}"), TIMEOUT, &none, http_client::Payload::Empty)
     } else {
-        http_client::request(&http, "POST", &url, TIMEOUT).map_err(anyhow::Error::msg)?.send_form(&form)
+        http_client::send(&http, "POST", &url, TIMEOUT, &none, http_client::Payload::Form(&form))
     };
-    let (status, answer) = match sent {
-        Ok(r) => (r.status(), r.into_string()?),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string()?),
+    let answer = match sent {
+        Ok(answer) => answer,
         Err(e) => bail!("query error: {e}"),
     };
+    let (status, answer) = (answer.status(), answer.into_string()?);
     // Not an API answer (e.g. 401 from authentication): say what the server said.
     if status >= 400 && serde_json::from_str::<Value>(&answer).is_err() {
         bail!("query error: server returned HTTP status {status}: {}", answer.trim());

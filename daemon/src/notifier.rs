@@ -169,12 +169,12 @@ fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
 }
 
 fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
-    let request = crate::http_client::request(&set.http, "POST", url, set.timeout.as_std())?
-        .set("Content-Type", "application/json");
-    match request.send_string(body) {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, _)) => Err(format!("bad response status {code}")),
-        Err(e) => Err(e.to_string()),
+    use crate::http_client::{send, Payload};
+    let headers = |_: &str| Ok(vec![("Content-Type".to_string(), "application/json".to_string())]);
+    let answer = send(&set.http, "POST", url, set.timeout.as_std(), &headers, Payload::Text(body))?;
+    match answer.status() {
+        200..=299 => Ok(()),
+        code => Err(format!("bad response status {code}")),
     }
 }
 

@@ -884,3 +884,48 @@ fn a_body_sent_a_byte_at_a_time_costs_what_it_sends() {
     assert!(grown < 40 << 20, "peak RSS grew by {} MB for {sent} bytes sent", grown >> 20);
     still_serves(&mut p, "bodies sent a byte at a time");
 }
+
+/// Outbound peers (an HTTP service discovery endpoint, an Alertmanager, a remote-write
+/// receiver and a remote-read store) that answer every request with a redirect to a URL
+/// without a host (`file:///etc/passwd`): the HTTP client panicked following it, and the panic
+/// ended the process. Such a redirect is an error of that peer, as Go's "unsupported protocol
+/// scheme" is.
+#[test]
+fn peers_redirecting_to_a_url_without_a_host_are_errors_not_crashes() {
+    use std::io::{BufRead, Write};
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = peer.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in peer.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let answer =
+                "HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let dir = pyrite_tests::TempDir::new("redirect-peers");
+    let rules = dir.0.join("rules.yml");
+    std::fs::write(&rules, "groups: [{name: g, interval: 500ms, rules: [{alert: Always, expr: vector(1)}]}]\n")
+        .expect("rules");
+    let config = format!(
+        "global: {{scrape_interval: 500ms, evaluation_interval: 500ms}}
+rule_files: ['{}']
+alerting: {{alertmanagers: [{{static_configs: [{{targets: ['{address}']}}]}}]}}
+scrape_configs: [{{job_name: sd, http_sd_configs: [{{url: 'http://{address}/sd', refresh_interval: 1s}}]}}]
+remote_write: [{{url: 'http://{address}/write', queue_config: {{batch_send_deadline: 500ms}}}}]
+remote_read: [{{url: 'http://{address}/read', read_recent: true}}]
+",
+        rules.display()
+    );
+    let mut p = server_with_config(&config);
+    std::thread::sleep(Duration::from_secs(3));
+    still_serves(&mut p, "3 s of peers redirecting to file:///etc/passwd");
+    let (status, body) = get(&p, "/api/v1/query?query=kept&time=9");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("unsupported protocol scheme"), "remote read's warning: {body}");
+}

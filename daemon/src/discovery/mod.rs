@@ -150,10 +150,13 @@ fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
 /// often it is made, as upstream's does.
 fn fetch(url: &str, every: Duration) -> Result<Vec<TargetGroup>, String> {
     let timeout = every.min(Duration::from_secs(30));
-    let response = crate::http_client::request(&Default::default(), "GET", url, timeout)?
-        .set("X-Prometheus-Refresh-Interval-Seconds", &every.as_secs_f64().to_string())
-        .call()
-        .map_err(|e| format!("{url}: {e}"))?;
+    use crate::http_client::{send, Payload};
+    let headers = |_: &str| Ok(vec![("X-Prometheus-Refresh-Interval-Seconds".into(), every.as_secs_f64().to_string())]);
+    let response =
+        send(&Default::default(), "GET", url, timeout, &headers, Payload::Empty).map_err(|e| format!("{url}: {e}"))?;
+    if response.status() != 200 {
+        return Err(format!("{url}: server returned HTTP status {}", response.status()));
+    }
     let content_type = response.header("Content-Type").unwrap_or_default().trim().to_string();
     if !is_json(&content_type) {
         return Err(format!("{url}: unsupported content type {content_type:?}"));

@@ -35,16 +35,92 @@ pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Durati
 /// An agent for one URL, kept to reuse its connections.
 pub struct Client {
     agent: ureq::Agent,
-    /// The URL as the agent asks for it (see the module docs on `server_name`).
+    /// The URL as given, and as the agent asks for it (see the module docs on `server_name`).
+    origin: String,
     url: String,
     timeout: Duration,
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Text(&'a str),
+    Form(&'a [(&'a str, &'a str)]),
+}
+
+/// A request's headers for the URL it goes to (a redirect's too): a signature is per URL.
+pub type HeadersFor<'a> = dyn Fn(&str) -> Result<Vec<(String, String)>, String> + 'a;
+
+/// The most redirects one request follows, as Go's client.
+const MAX_REDIRECTS: usize = 10;
+
+/// Sends `method` with `payload` to `url` ([`Client::send`]), with an agent made for it.
+pub fn send(
+    http: &HttpClientConfig,
+    method: &str,
+    url: &str,
+    timeout: Duration,
+    headers: &HeadersFor,
+    payload: Payload,
+) -> Result<ureq::Response, String> {
+    Client::new(http, url, timeout)?.send(http, method, headers, payload)
 }
 
 impl Client {
     /// An agent for `url` with `http`'s settings; each request times out after `timeout`.
     pub fn new(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<Client, String> {
-        let (agent, url) = agent(http, url, timeout)?;
-        Ok(Client { agent, url, timeout })
+        let (agent, asked) = agent(http, url, timeout)?;
+        Ok(Client { agent, origin: url.to_string(), url: asked, timeout })
+    }
+
+    /// Sends `method` with `payload`, `http`'s credentials and `headers(url)` (per URL: a
+    /// signature) to the URL, following redirects as Go's client does when `follow_redirects`
+    /// allows: a 301, 302 or 303 as a GET without the payload, a 307 or 308 with it, only to
+    /// `http` and `https` URLs, at most [`MAX_REDIRECTS`] times. The answer, whatever its
+    /// status; an error only when there is none. ureq follows no redirect itself: it panicked
+    /// on a `Location` without a host (`file:///etc/passwd`), and it drops a POST's body.
+    pub fn send(
+        &self,
+        http: &HttpClientConfig,
+        method: &str,
+        headers: &HeadersFor,
+        payload: Payload,
+    ) -> Result<ureq::Response, String> {
+        let (mut url, mut method, mut payload) = (self.origin.clone(), method.to_string(), payload);
+        let mut hop: Option<Client> = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = hop.as_ref().unwrap_or(self).request(http, &method)?;
+            for (name, value) in headers(&url)? {
+                request = request.set(&name, &value);
+            }
+            let sent = match payload {
+                Payload::Empty => request.call(),
+                Payload::Bytes(bytes) => request.send_bytes(bytes),
+                Payload::Text(text) => request.send_string(text),
+                Payload::Form(form) => request.send_form(form),
+            };
+            let answer = match sent {
+                Ok(answer) | Err(ureq::Error::Status(_, answer)) => answer,
+                Err(e) => return Err(e.to_string()),
+            };
+            let status = answer.status();
+            let Some(location) = answer.header("Location").filter(|_| http.follow_redirects) else { return Ok(answer) };
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                return Ok(answer);
+            }
+            let next = redirect_target(&url, location)?;
+            if !matches!(status, 307 | 308) {
+                if method != "HEAD" {
+                    method = "GET".to_string();
+                }
+                payload = Payload::Empty;
+            }
+            hop = Some(Client::new(http, &next, self.timeout)?);
+            url = next;
+        }
+        Err(format!("stopped after {MAX_REDIRECTS} redirects"))
     }
 
     /// A request to the URL with `http`'s credentials (secret files are read now; an `oauth2`
@@ -62,10 +138,23 @@ impl Client {
     }
 }
 
+/// Where a redirect from `url` to `location` (absolute, or relative to `url`) goes: an `http`
+/// or `https` URL, as Go's client follows.
+fn redirect_target(url: &str, location: &str) -> Result<String, String> {
+    let next = url::Url::parse(url)
+        .and_then(|u| u.join(location))
+        .map_err(|e| format!("invalid redirect {location:?}: {e}"))?;
+    match next.scheme() {
+        "http" | "https" if next.host_str().is_some_and(|h| !h.is_empty()) => Ok(next.into()),
+        scheme => Err(format!("redirect to {location:?}: unsupported protocol scheme {scheme:?}")),
+    }
+}
+
 fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq::Agent, String), String> {
     let mut agent = ureq::AgentBuilder::new()
         .timeout(timeout)
-        .redirects(if http.follow_redirects { 10 } else { 0 })
+        // Redirects are followed by `Client::send`, not by ureq.
+        .redirects(0)
         .resolver(|netloc: &str| crate::dns::socket_addrs(netloc));
     let mut url = url.to_string();
     if let Some(rest) = url.strip_prefix("https://") {

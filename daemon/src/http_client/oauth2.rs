@@ -213,11 +213,11 @@ fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -
     }
     let url = config.token_url.as_str();
     let failed = |error: String| OAuth2Error::Request { url: url.into(), error };
-    let mut request = super::request(&config.token_client(), "POST", url, timeout).map_err(failed)?;
+    let mut headers = Vec::new();
     match style {
         Credentials::BasicAuth => {
             let escape = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            request = request.set("Authorization", &basic_credentials(&escape(&config.client_id), &escape(secret)));
+            headers.push(("Authorization".to_string(), basic_credentials(&escape(&config.client_id), &escape(secret))));
         }
         Credentials::Form => {
             if !config.client_id.is_empty() {
@@ -228,10 +228,9 @@ fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -
             }
         }
     }
-    let response = match request.send_form(&form) {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(e) => return Err(failed(e.to_string())),
-    };
+    let for_url = |_: &str| Ok(headers.clone());
+    let response = super::send(&config.token_client(), "POST", url, timeout, &for_url, super::Payload::Form(&form))
+        .map_err(failed)?;
     let status = response.status();
     let media = response.content_type().to_ascii_lowercase();
     let mut body = Vec::new();

@@ -232,22 +232,24 @@ fn with_external_matchers(matchers: &[Matcher], external: &Labels) -> (Vec<Match
 
 /// Sends a compressed `ReadRequest` to the store and gives its answer's body, within `timeout`.
 fn post(remote: &RemoteReadConfig, body: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
-    let mut request = crate::http_client::request(&remote.http, "POST", &remote.url, timeout)?
-        .set("Content-Encoding", "snappy")
-        .set("Content-Type", "application/x-protobuf")
-        .set("User-Agent", concat!("Pyrite/", env!("CARGO_PKG_VERSION")))
-        .set("X-Prometheus-Remote-Read-Version", "0.1.0");
-    for (name, value) in &remote.headers {
-        request = request.set(name, value);
-    }
-    let response = match request.send_bytes(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            return Err(format!("remote server {} returned HTTP status {code}: {}", remote.url, text.trim()));
-        }
-        Err(e) => return Err(format!("error sending request: {e}")),
+    use crate::http_client::{send, Payload};
+    let headers = |_: &str| {
+        let fixed = [
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+            ("User-Agent", concat!("Pyrite/", env!("CARGO_PKG_VERSION"))),
+            ("X-Prometheus-Remote-Read-Version", "0.1.0"),
+        ];
+        let fixed = fixed.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+        Ok(fixed.chain(remote.headers.iter().map(|(n, v)| (n.clone(), v.clone()))).collect())
     };
+    let response = send(&remote.http, "POST", &remote.url, timeout, &headers, Payload::Bytes(body))
+        .map_err(|e| format!("error sending request: {e}"))?;
+    if !(200..300).contains(&response.status()) {
+        let code = response.status();
+        let text = response.into_string().unwrap_or_default();
+        return Err(format!("remote server {} returned HTTP status {code}: {}", remote.url, text.trim()));
+    }
     let mut out = Vec::new();
     response
         .into_reader()

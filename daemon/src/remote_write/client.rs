@@ -59,8 +59,8 @@ impl Client {
         Ok(Client { http, config: config.clone(), signer })
     }
 
-    /// POSTs one snappy-compressed request body, following a 307 or 308 with the body (as Go's
-    /// client does, credentials and signature included) when `follow_redirects` allows.
+    /// POSTs one snappy-compressed request body (redirects followed by [`http_client::Client::send`],
+    /// a 307 or 308 with the body, credentials and a signature for its URL).
     pub fn send(&self, body: &[u8]) -> Outcome {
         let (content_type, version) = match self.config.protobuf_message {
             WriteMessage::V1 => ("application/x-protobuf".to_string(), "0.1.0"),
@@ -73,63 +73,24 @@ impl Client {
             ("X-Prometheus-Remote-Write-Version".into(), version.into()),
         ];
         headers.extend(self.config.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut url = self.config.url.clone();
-        for _ in 0..=MAX_REDIRECTS {
-            let answer = match self.post(&url, &headers, body) {
-                Ok(answer) => answer,
-                Err(outcome) => return outcome,
-            };
-            let follow = self.config.http.follow_redirects;
-            match answer {
-                Ok(answer) if follow && matches!(answer.status(), 307 | 308) => {
-                    match answer.header("Location").and_then(|to| resolve(&url, to)) {
-                        Some(next) => url = next,
-                        None => {
-                            let why =
-                                format!("server returned HTTP status {} without a valid Location", answer.status());
-                            return Outcome::Refused { why };
-                        }
-                    }
-                }
-                Ok(answer) if (200..300).contains(&answer.status()) => return Outcome::Stored,
-                Err(ureq::Error::Status(code, answer)) => return self.failed(code, answer),
-                // Another 3xx (or a redirect not to be followed): not stored, and no retry
-                // would store it, as upstream classifies it.
-                Ok(answer) => {
-                    return Outcome::Refused { why: format!("server returned HTTP status {}", answer.status()) }
-                }
-                Err(e) => return Outcome::Retry { after: None, why: e.to_string() },
+        // Signed for each URL the request goes to, as upstream's round tripper signs each hop.
+        let for_url = |url: &str| -> Result<Vec<(String, String)>, String> {
+            let mut all = headers.clone();
+            if let Some(signer) = &self.signer {
+                all.extend(signer.sign("POST", url, &headers, body).map_err(|e| format!("sigv4: {e}"))?);
             }
-        }
-        Outcome::Retry { after: None, why: format!("stopped after {MAX_REDIRECTS} redirects") }
-    }
-
-    /// One POST of `body` to `url` (the queue's, or one it was redirected to), with the
-    /// queue's credentials and, for SigV4, a signature for that URL.
-    fn post(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Result<ureq::Response, ureq::Error>, Outcome> {
-        let request = match url == self.config.url {
-            true => self.http.request(&self.config.http, "POST"),
-            false => http_client::request(&self.config.http, "POST", url, self.config.remote_timeout.as_std()),
+            Ok(all)
         };
-        let mut request = request.map_err(|why| Outcome::Retry { after: None, why })?;
-        let mut headers = headers.to_vec();
-        if let Some(signer) = &self.signer {
-            let signed = signer.sign("POST", url, &headers, body);
-            headers.extend(signed.map_err(|e| Outcome::Retry { after: None, why: format!("sigv4: {e}") })?);
+        match self.http.send(&self.config.http, "POST", &for_url, http_client::Payload::Bytes(body)) {
+            Ok(answer) if (200..300).contains(&answer.status()) => Outcome::Stored,
+            Ok(answer) => self.failed(answer.status(), answer),
+            Err(why) => Outcome::Retry { after: None, why },
         }
-        for (name, value) in &headers {
-            request = request.set(name, value);
-        }
-        Ok(request.send_bytes(body))
     }
 
-    /// What an error status means: 5xx, and 429 with `retry_on_http_429`, are worth retrying
-    /// (after `Retry-After` if named); any other refuses the request for good.
+    /// What a status other than 2xx means: 5xx, and 429 with `retry_on_http_429`, are worth
+    /// retrying (after `Retry-After` if named); any other (a redirect not followed too) refuses
+    /// the request for good, as upstream classifies it.
     fn failed(&self, code: u16, answer: ureq::Response) -> Outcome {
         let after = answer.header("Retry-After").and_then(retry_after);
         // Bytes, not a string: the cut may fall inside a character, which would lose the whole
@@ -144,14 +105,6 @@ impl Client {
             false => Outcome::Refused { why },
         }
     }
-}
-
-/// Redirects followed at most for one request, as Go's client.
-const MAX_REDIRECTS: usize = 10;
-
-/// `location` (absolute, or relative to `url`) as an absolute URL.
-fn resolve(url: &str, location: &str) -> Option<String> {
-    url::Url::parse(url).ok()?.join(location).ok().map(String::from)
 }
 
 /// The longest a `Retry-After` header makes a queue wait: a receiver's answer must not stall a
