@@ -1,7 +1,8 @@
 //! A full disk: Pyrite's data directory on a 4 MiB tmpfs (mounted by the test, which the test
 //! script runs as root). When the write-ahead log cannot be written, remote writes are answered
 //! 500 (so senders retry), the failure is counted and logged, queries keep answering from what
-//! is stored, and writing resumes as soon as space returns; nothing acknowledged is lost.
+//! is stored, and writing resumes as soon as space returns; nothing acknowledged is lost, not
+//! even a retry of the refused request, which the head takes as duplicates.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -110,6 +111,16 @@ fn a_full_disk_fails_writes_cleanly_and_writing_resumes_when_space_returns() {
     // which are in memory (only their durability failed).
     assert_eq!(count(&p, t0), (acknowledged + 1) * 200);
 
+    // While the disk stays full, a retry is refused too: its samples are in memory already
+    // (the head takes them as duplicates) but the refused write's records are not on disk.
+    assert_eq!(status_of(&p.url, &request(refused_at, t0)).0, 500, "a retry on a full disk");
+    let segments = || std::fs::read_dir(data.join("wal/0")).map_or(0, |d| d.count());
+    let before = segments();
+    for _ in 0..20 {
+        status_of(&p.url, &request(refused_at, t0));
+    }
+    assert_eq!(segments(), before, "failed writes leave no new files in the log");
+
     // Space returns: the same request goes through, and so do later ones.
     std::fs::remove_file(&filler).expect("remove filler");
     let (status, body) = status_of(&p.url, &request(refused_at, t0));
@@ -123,7 +134,7 @@ fn a_full_disk_fails_writes_cleanly_and_writing_resumes_when_space_returns() {
     drop(p);
     std::thread::sleep(Duration::from_millis(100));
     let p = Pyrite::start(opts);
-    assert!(count(&p, t0) >= (acknowledged + 20) * 200, "{} samples after restart", count(&p, t0));
+    assert_eq!(count(&p, t0), (acknowledged + 20) * 200, "samples after restart");
 }
 
 /// Free bytes on the filesystem holding `path`.

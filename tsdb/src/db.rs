@@ -568,12 +568,10 @@ impl Db {
             out_of_order_histograms: &out_of_order_histograms,
             exemplars: &self.exemplars,
         };
-        // After a failed write, the rest of the batch is not logged either: it could name
-        // series whose creation the failed write held.
-        if reply.storage_error.is_none() {
-            if let Err(e) = self.wal.log(&batch) {
-                reply.storage_error = Some(StorageError::Wal(e));
-            }
+        // After a failed write the rest of the batch is logged too: the log keeps its records
+        // after the failed ones, for its next write.
+        if let Err(e) = self.wal.log(&batch) {
+            reply.storage_error.get_or_insert(StorageError::Wal(e));
         }
         self.accepted.clear();
         self.accepted_out_of_order.clear();

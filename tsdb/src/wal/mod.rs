@@ -17,8 +17,10 @@
 //! * At shutdown the whole head is written as a snapshot (chunks records) covering every
 //!   segment so far, which are then deleted: the next start loads chunks instead of replaying
 //!   samples. A replay loads the snapshot, then a newer checkpoint, then the segments after.
-//! * After a failed write (disk full), the next write starts a new segment, so a frame cut in
-//!   half is never followed by more frames in the same file.
+//! * After a failed write (disk full) the segment is cut back to its last whole frame (or, if
+//!   that fails, the next write starts a new segment), so a frame cut in half is never followed
+//!   by more frames in the same file; the failed write's records stay in memory and go first in
+//!   the next write, so that what a later write acknowledges never misses them.
 //! * A reader following the log (the remote-write sender, [`follow`]) holds on to the segments
 //!   it has not read yet through a [`LogFollowers`]: a checkpoint or snapshot then leaves them on
 //!   disk (a replay skips them, they are older than its base), and [`Wal::release_held`] deletes
@@ -114,9 +116,12 @@ pub struct Wal {
     newest: Option<i64>,
     /// Written since the last fsync.
     dirty: bool,
-    /// A write failed: continue in a new segment.
+    /// A write failed: the segment may end in a torn record, to be cut before the next write.
     broken: bool,
-    buf: Vec<u8>,
+    /// Records not on disk yet: the next write's, after those of writes that failed (kept in
+    /// order, and written by the next write), and the newest sample time among them.
+    unwritten: Vec<u8>,
+    unwritten_newest: Option<i64>,
     followers: LogFollowers,
 }
 
@@ -407,7 +412,8 @@ impl Wal {
             newest: None,
             dirty: false,
             broken: false,
-            buf: Vec::new(),
+            unwritten: Vec::new(),
+            unwritten_newest: None,
             followers: LogFollowers::default(),
         };
         Ok((wal, replayer.stats))
@@ -454,7 +460,9 @@ impl Wal {
     /// histograms and exemplars the head accepted from it, in one write.
     pub fn log(&mut self, batch: &Batch) -> io::Result<()> {
         if batch.is_empty() {
-            return Ok(());
+            // Nothing new (a retry the head took as duplicates), but what an earlier, failed
+            // write left must be on disk before the batch is acknowledged.
+            return self.write_unwritten();
         }
         let compress = self.options.compress;
         self.write(batch.newest(), |buf| {
@@ -534,20 +542,41 @@ impl Wal {
         Ok(released)
     }
 
-    /// Writes what `encode` puts in the buffer with one `write(2)`, rotating first if the
-    /// segment is full or a write failed.
+    /// Writes what `encode` puts in the buffer with one `write(2)`, after the records of writes
+    /// that failed, rotating first if the segment is full.
     fn write(&mut self, newest: Option<i64>, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
-        if self.broken || self.written >= self.options.segment_size {
+        encode(&mut self.unwritten);
+        self.unwritten_newest = self.unwritten_newest.max(newest);
+        self.write_unwritten()
+    }
+
+    /// Writes the records that are not on disk yet, if any. After a failed write (disk full)
+    /// the segment is cut back to its last whole record, and the records wait in memory for
+    /// the next write: a batch is acknowledged only once it and every batch before it are
+    /// written. (Before, a failed batch's samples stayed in the head unlogged, and a sender's
+    /// retry of it, all duplicates, was acknowledged with nothing to log: a crash then lost
+    /// it. A new segment after each failed write also left one empty file per failure.)
+    fn write_unwritten(&mut self) -> io::Result<()> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        if self.broken {
+            match self.file.set_len(self.written) {
+                Ok(()) => self.broken = false,
+                Err(_) => self.rotate()?,
+            }
+        }
+        if self.written >= self.options.segment_size {
             self.rotate()?;
         }
-        self.buf.clear();
-        encode(&mut self.buf);
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = self.file.write_all(&self.unwritten) {
             self.broken = true;
             return Err(e);
         }
-        self.written += self.buf.len() as u64;
+        self.written += self.unwritten.len() as u64;
+        self.unwritten.clear();
         self.dirty = true;
+        let newest = self.unwritten_newest.take();
         self.newest = self.newest.max(newest);
         if let Some(t) = newest {
             self.followers.logged(t);
@@ -860,6 +889,34 @@ mod tests {
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
         assert_eq!((replayed.series, replayed.samples, replayed.orphaned), (50, 2000, 0));
         assert!(replayed.damage.is_empty());
+        assert_eq!(dump(&again), dump(&head));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_writes_records_go_first_in_the_next_write() {
+        let dir = temp_dir("failed-write");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, WalOptions { segment_size: 1 << 20, ..OPTIONS }, &mut head).unwrap();
+        fill(&mut wal, &mut head, 3, 0, 2);
+        // The segment cannot be written (as on a full disk; tests/disk_full.rs has a real
+        // one): the write fails, and its records wait.
+        let segment = dir.join(segment_name(wal.index));
+        let writable = std::mem::replace(&mut wal.file, File::open(&segment).unwrap());
+        let batch: Vec<(u32, i64, f64)> = (0..3).map(|id| (id, 2000, 2.0)).collect();
+        for &(id, t, v) in &batch {
+            head.append(id, t, v).unwrap();
+        }
+        assert!(wal.log(&Batch { samples: &batch, ..Batch::default() }).is_err());
+        // The disk has room again: a write with nothing new (a retry the head took as
+        // duplicates) writes them, in the same segment.
+        wal.file = writable;
+        wal.log(&Batch::default()).unwrap();
+        drop(wal);
+        assert_eq!(list(&dir).unwrap().segments.len(), 1, "no segment per failed write");
+        let mut again = Head::new();
+        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
+        assert_eq!((replayed.samples, replayed.damage.len()), (9, 0));
         assert_eq!(dump(&again), dump(&head));
         let _ = fs::remove_dir_all(&dir);
     }
