@@ -5,7 +5,8 @@
 //! whenever they change. Targets appear and vanish without a restart; a vanished target's series go stale.
 //!
 //! A source that fails keeps its last good groups (as upstream does), with a warning and a
-//! counted failure.
+//! counted failure; for files, each file that cannot be read keeps its own, and the others are
+//! read on.
 //!
 //! Files are read on the thread itself. A URL or a name is looked up on a thread of its own,
 //! one look-up of a source at a time, so that a URL that answers slowly (up to its 30 s
@@ -125,25 +126,42 @@ fn sources(config: &Config) -> Vec<Source> {
     out
 }
 
-/// Every group of the files matching `patterns`, each with `__meta_filepath`. A missing file
-/// holds no groups; a malformed one is an error.
-fn read_files(patterns: &[String]) -> Result<Vec<TargetGroup>, String> {
-    let mut groups = Vec::new();
+/// Every group of the files matching `patterns`, each with `__meta_filepath`, and why each
+/// file that could not be read failed. Such a file keeps its groups in `last`, as upstream
+/// keeps a file's last good groups, and the other files are read on: one half-written file (or
+/// a dangling symlink) left its job without any target. A missing file holds no groups.
+fn read_files(patterns: &[String], last: &[TargetGroup]) -> (Vec<TargetGroup>, Vec<String>) {
+    let (mut groups, mut errors) = (Vec::new(), Vec::new());
     for file in patterns.iter().flat_map(|p| crate::files::expand_glob(p)) {
-        let text = match crate::files::read_text(&file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", file.display())),
-        };
         let name = file.display().to_string();
-        let json = name.to_ascii_lowercase().ends_with(".json");
-        let found = parse_groups(&text, json, &name).map_err(|e| format!("{name}: {e}"))?;
-        groups.extend(found.into_iter().map(|mut g| {
-            g.labels.insert("__meta_filepath".into(), name.clone());
-            g
-        }));
+        match read_file(&file, &name) {
+            Ok(found) => groups.extend(found),
+            Err(error) => {
+                errors.push(format!("{name}: {error}"));
+                let of_file = |g: &&TargetGroup| g.labels.get("__meta_filepath") == Some(&name);
+                groups.extend(last.iter().filter(of_file).cloned());
+            }
+        }
     }
-    Ok(groups)
+    (groups, errors)
+}
+
+/// The groups of one file (`name`), each with `__meta_filepath`; none if it does not exist.
+fn read_file(file: &Path, name: &str) -> Result<Vec<TargetGroup>, String> {
+    let text = match crate::files::read_text(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let json = name.to_ascii_lowercase().ends_with(".json");
+    let found = parse_groups(&text, json, name)?;
+    Ok(found
+        .into_iter()
+        .map(|mut g| {
+            g.labels.insert("__meta_filepath".into(), name.to_string());
+            g
+        })
+        .collect())
 }
 
 /// The groups an `http_sd_configs` URL answers, each with `__meta_url`; the request says how
@@ -310,7 +328,8 @@ fn look_up(env: &DiscoveryThread, kind: &SourceKind, every: Duration, found: flu
     let (kind, dns_server, answer) = (kind.clone(), env.dns_server, found.clone());
     let started = crate::threads::named("sd-look-up").spawn(move || {
         let groups = match &kind {
-            SourceKind::Files(patterns) => read_files(patterns),
+            // Files are read on the discovery thread itself; read here, they would keep nothing.
+            SourceKind::Files(patterns) => Ok(read_files(patterns, &[]).0),
             SourceKind::Http(url) => fetch(url, every),
             SourceKind::Dns { names, kind, port } => dns::discover(dns_server, names, *kind, *port),
         };
@@ -398,8 +417,13 @@ pub fn run(env: DiscoveryThread) {
         for (i, source) in sources.iter_mut().enumerate().filter(|(_, s)| s.due <= now && !s.looking_up) {
             source.due = now + source.every;
             if let SourceKind::Files(patterns) = &source.kind {
-                let (first, groups) = (!source.answered, read_files(patterns));
-                let new = take(&env, source, groups);
+                let (groups, errors) = read_files(patterns, &source.last);
+                for error in errors {
+                    env.metrics.sd_file_read_errors.inc();
+                    tracing::warn!(owner = ?source.owner, %error, "cannot read a file_sd file; keeping its last targets");
+                }
+                let first = !source.answered;
+                let new = take(&env, source, Ok(groups));
                 (changed, urgent) = (changed | new, urgent | (first && new));
             } else {
                 source.looking_up = true;
