@@ -93,6 +93,15 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 /// [`parse_timestamp`] before the clamp, in ms as wide as Go's times reach (Unix seconds in an
 /// i64), for checks upstream makes on the times as given (a range query's resolution).
 pub fn parse_timestamp_unclamped(s: &str) -> Option<i128> {
+    // Upstream's boundary times, as client_golang's API client sends them for an open range:
+    // RFC 3339 with more than four year digits, which upstream takes only as these two.
+    match s {
+        "-292273086-05-16T16:47:06Z" => return Some(i128::from(i64::MIN / 1000 + 62_135_596_801) * 1000),
+        "292277025-08-18T07:12:54.999999999Z" => {
+            return Some(i128::from(i64::MAX / 1000 - 62_135_596_801) * 1000 + 999)
+        }
+        _ => {}
+    }
     if let Ok(secs) = s.parse::<f64>() {
         let ms = (secs * 1000.0).round();
         // The cast saturates.
@@ -162,6 +171,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstreams_boundary_times_are_the_earliest_and_latest() {
+        assert_eq!(parse_timestamp("-292273086-05-16T16:47:06Z"), Some(MIN_TIME));
+        assert_eq!(parse_timestamp("292277025-08-18T07:12:54.999999999Z"), Some(MAX_TIME));
+        assert_eq!(parse_timestamp("-292273086-05-16T16:47:07Z"), None);
+    }
 
     #[test]
     fn api_times_parse_as_go_reads_them() {
