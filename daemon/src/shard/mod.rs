@@ -26,7 +26,7 @@ use pyrite_tsdb::db::{Db, Dirs};
 use crate::metrics::Metrics;
 use crate::shards::Shards;
 use pyrite_core::config::Duration;
-use pyrite_tsdb::wal::WalOptions;
+use pyrite_tsdb::wal::{segment_name, WalOptions};
 
 /// What every shard thread shares: the storage settings from the command line, the metrics,
 /// and the shards' handles (readiness and replay counts are kept there).
@@ -115,13 +115,17 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
             tracing::warn!(shard = index, file = %file.display(), offset, bytes_lost, "write-ahead log {what}");
         }
     }
+    for &(first, last) in &replayed.missing {
+        tracing::error!(shard = index, first = %segment_name(first), last = %segment_name(last), "write-ahead log segments missing: what they held is lost");
+    }
     if replayed.orphaned > 0 {
         tracing::warn!(shard = index, samples = replayed.orphaned, "samples of series lost to log damage were dropped");
     }
     let shard = crate::metrics::shard_label(index);
     let m = &env.metrics;
-    m.wal_corruptions.inc_by(replayed.damage.len() as u64);
-    env.shards.replay().corruptions.fetch_add(replayed.damage.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let corruptions = (replayed.damage.len() + replayed.missing.len()) as u64;
+    m.wal_corruptions.inc_by(corruptions);
+    env.shards.replay().corruptions.fetch_add(corruptions, std::sync::atomic::Ordering::Relaxed);
     env.shards.replay().segments.fetch_add(replayed.segments as u64, std::sync::atomic::Ordering::Relaxed);
     m.head_series.set(&shard, storage.head.num_series() as i64);
     m.exemplars.record(&shard, storage.head.exemplars().stats());

@@ -97,6 +97,9 @@ pub struct Replayed {
     pub orphaned: usize,
     /// Every damaged stretch, by file.
     pub damage: Vec<(PathBuf, Damage)>,
+    /// Segments missing between two that were replayed (first and last number of each gap):
+    /// what they held is lost. Upstream refuses to start; a replay goes on without them.
+    pub missing: Vec<(u64, u64)>,
 }
 
 pub struct Wal {
@@ -390,6 +393,7 @@ impl Wal {
         let base = checkpoint.or(snapshot.map(|(s, _)| s));
         let mut finished = BTreeMap::new();
         let live: Vec<u64> = segments.iter().copied().filter(|&i| base.is_none_or(|b| i > b)).collect();
+        replayer.stats.missing = live.windows(2).filter(|w| w[1] > w[0] + 1).map(|w| (w[0] + 1, w[1] - 1)).collect();
         for (n, &i) in live.iter().enumerate() {
             let path = dir.join(segment_name(i));
             let (newest, valid_len, torn) = replayer.file(&path)?;
@@ -918,6 +922,20 @@ mod tests {
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
         assert_eq!((replayed.samples, replayed.damage.len()), (9, 0));
         assert_eq!(dump(&again), dump(&head));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_segment_is_reported() {
+        let dir = temp_dir("gap");
+        let mut head = Head::new();
+        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
+        fill(&mut wal, &mut head, 50, 0, 40);
+        drop(wal);
+        let segments = list(&dir).unwrap().segments;
+        fs::remove_file(dir.join(segment_name(segments[2]))).unwrap();
+        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut Head::new()).unwrap();
+        assert_eq!(replayed.missing, [(segments[2], segments[2])]);
         let _ = fs::remove_dir_all(&dir);
     }
 
