@@ -230,7 +230,7 @@ impl Replayer<'_> {
     /// Replays one file; returns its newest sample time, the length of its intact prefix, and
     /// whether it ends in a torn frame.
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
-        let buf = fs::read(path)?;
+        let buf = fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let mut newest = None;
         let scan = scan_frames(&buf, |record| self.apply(record, &mut newest));
         self.stats.segments += 1;
@@ -368,11 +368,13 @@ impl Wal {
     /// Opens the log in `dir` (creating it), replays it into `head`, and starts a new segment.
     pub fn open(dir: &Path, options: WalOptions, head: &mut Head) -> io::Result<(Wal, Replayed)> {
         fs::create_dir_all(dir)?;
-        // A checkpoint or snapshot cut short by a crash never got its final name.
+        // A checkpoint or snapshot cut short by a crash never got its final name (a directory:
+        // upstream's temporary checkpoint, in a log it wrote).
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_file(path)?;
+                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                removed.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             }
         }
         let listing = list(dir)?;
