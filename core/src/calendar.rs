@@ -177,6 +177,9 @@ mod tests {
         assert_eq!(parse_timestamp("-292273086-05-16T16:47:06Z"), Some(MIN_TIME));
         assert_eq!(parse_timestamp("292277025-08-18T07:12:54.999999999Z"), Some(MAX_TIME));
         assert_eq!(parse_timestamp("-292273086-05-16T16:47:07Z"), None);
+        // Go's MinTime and MaxTime, before the clamp.
+        assert_eq!(parse_timestamp_unclamped("-292273086-05-16T16:47:06Z"), Some(-9_223_309_901_257_974_000));
+        assert_eq!(parse_timestamp_unclamped("292277025-08-18T07:12:54.999999999Z"), Some(9_223_309_901_257_974_999));
     }
 
     #[test]

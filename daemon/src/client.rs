@@ -29,7 +29,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Label values are GET-only upstream; everything else is sent as a POST form.
-    let none = |_: &str| Ok(Vec::new());
+    let none = |_: &str, _: &str| Ok(Vec::new());
     let sent = if path.contains("/label/") {
         let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
         http_client::send(&http, "GET", &format!("{url}?{query}"), TIMEOUT, &none, http_client::Payload::Empty)

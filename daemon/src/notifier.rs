@@ -170,7 +170,7 @@ fn body(batch: &[Notification], set: &AlertmanagerConfig) -> Option<String> {
 
 fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
     use crate::http_client::{send, Payload};
-    let headers = |_: &str| Ok(vec![("Content-Type".to_string(), "application/json".to_string())]);
+    let headers = |_: &str, _: &str| Ok(vec![("Content-Type".to_string(), "application/json".to_string())]);
     let answer = send(&set.http, "POST", url, set.timeout.as_std(), &headers, Payload::Text(body))?;
     match answer.status() {
         200..=299 => Ok(()),

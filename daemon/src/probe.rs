@@ -44,12 +44,13 @@ pub fn run(probe: Probe, args: &ProbeArgs) -> anyhow::Result<String> {
         Some(url) => given_url(url, probe)?,
         None => derived_url(&args.server, probe)?,
     };
-    let request = http_client::request(&http, "GET", &url, args.timeout.as_std()).map_err(anyhow::Error::msg)?;
-    match request.call() {
-        Ok(response) => Ok(response.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, _)) => anyhow::bail!("{url}: HTTP status {code}"),
-        // ureq names the URL.
-        Err(e) => anyhow::bail!("{e}"),
+    let none = |_: &str, _: &str| Ok(Vec::new());
+    let answer = http_client::send(&http, "GET", &url, args.timeout.as_std(), &none, http_client::Payload::Empty)
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    // Redirects followed, as promtool follows them; then only a 200 is health.
+    match answer.status() {
+        200 => Ok(answer.into_string().unwrap_or_default()),
+        code => anyhow::bail!("{url}: HTTP status {code}"),
     }
 }
 

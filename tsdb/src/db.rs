@@ -305,7 +305,7 @@ impl Db {
 
     /// Forgets those of `ids` that still have no samples (upstream's head garbage collection)
     /// and logs which went, for readers following the log. Returns how many went, and whether
-    /// that was logged (if not, only such a reader misses it: it keeps their labels longer).
+    /// that was logged (if not, the record waits for the log's next write).
     pub fn forget_series(&mut self, ids: &[u32]) -> (usize, io::Result<()>) {
         let forgotten = self.head.forget(ids);
         let logged = self.wal.log_forgotten(&forgotten);
@@ -583,8 +583,19 @@ impl Db {
         self.created.clear();
     }
 
+    /// A batch's answer while the log cannot write what an earlier write left (the disk is
+    /// still full): refused whole, the head left as it is, so that what waits in memory for the
+    /// log is one batch, not every batch until space returns (upstream rolls a batch back).
+    fn held_back(&mut self) -> Option<AppendReply> {
+        let e = self.wal.write_unwritten().err()?;
+        Some(AppendReply { storage_error: Some(StorageError::Wal(e)), ..AppendReply::default() })
+    }
+
     /// Appends a scrape batch.
     pub fn append(&mut self, batch: ShardBatch) -> AppendReply {
+        if let Some(refused) = self.held_back() {
+            return refused;
+        }
         let mut reply = AppendReply::default();
         for (labels, t, v) in batch.new {
             let id = self.series_id(&labels);
@@ -623,6 +634,9 @@ impl Db {
 
     /// Appends remote-written series.
     pub fn write(&mut self, series: Vec<WriteSeries>) -> AppendReply {
+        if let Some(refused) = self.held_back() {
+            return refused;
+        }
         let mut reply = AppendReply::default();
         for ws in series {
             // Exemplars alone do not make a series (upstream refuses them for unknown series).

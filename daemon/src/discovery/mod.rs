@@ -132,7 +132,14 @@ fn sources(config: &Config) -> Vec<Source> {
 /// a dangling symlink) left its job without any target. A missing file holds no groups.
 fn read_files(patterns: &[String], last: &[TargetGroup]) -> (Vec<TargetGroup>, Vec<String>) {
     let (mut groups, mut errors) = (Vec::new(), Vec::new());
+    // A file two patterns name is read once, as upstream keys groups by file.
+    let mut files: Vec<PathBuf> = Vec::new();
     for file in patterns.iter().flat_map(|p| crate::files::expand_glob(p)) {
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    for file in files {
         let name = file.display().to_string();
         match read_file(&file, &name) {
             Ok(found) => groups.extend(found),
@@ -146,11 +153,12 @@ fn read_files(patterns: &[String], last: &[TargetGroup]) -> (Vec<TargetGroup>, V
     (groups, errors)
 }
 
-/// The groups of one file (`name`), each with `__meta_filepath`; none if it does not exist.
+/// The groups of one file (`name`), each with `__meta_filepath`; none if it does not exist
+/// (a dangling symlink exists: it fails, as it does upstream, and keeps its last groups).
 fn read_file(file: &Path, name: &str) -> Result<Vec<TargetGroup>, String> {
     let text = match crate::files::read_text(file) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.symlink_metadata().is_err() => return Ok(Vec::new()),
         Err(e) => return Err(e.to_string()),
     };
     let json = name.to_ascii_lowercase().ends_with(".json");
@@ -169,7 +177,8 @@ fn read_file(file: &Path, name: &str) -> Result<Vec<TargetGroup>, String> {
 fn fetch(url: &str, every: Duration) -> Result<Vec<TargetGroup>, String> {
     let timeout = every.min(Duration::from_secs(30));
     use crate::http_client::{send, Payload};
-    let headers = |_: &str| Ok(vec![("X-Prometheus-Refresh-Interval-Seconds".into(), every.as_secs_f64().to_string())]);
+    let headers =
+        |_: &str, _: &str| Ok(vec![("X-Prometheus-Refresh-Interval-Seconds".into(), every.as_secs_f64().to_string())]);
     let response =
         send(&Default::default(), "GET", url, timeout, &headers, Payload::Empty).map_err(|e| format!("{url}: {e}"))?;
     if response.status() != 200 {

@@ -1,8 +1,10 @@
 //! Blocking HTTP requests with a Prometheus HTTP client configuration (`basic_auth`,
 //! `authorization`, `oauth2` ([`oauth2`]), `tls_config`, `proxy_url`, `follow_redirects`), for
-//! the notifier, remote read and write, and `pyrite query`: a ureq agent with the rustls
-//! configuration that scrapes use too ([`tls::client_config`]) for `https` URLs, made per
-//! request ([`request`]) or kept by a sender that reuses its connections ([`Client`]).
+//! the notifier, service discovery, remote read and write, and `pyrite query`: a ureq agent
+//! with the rustls configuration that scrapes use too ([`tls::client_config`]) for `https`
+//! URLs, made per request ([`send`]) or kept by a sender that reuses its connections
+//! ([`Client`]). Redirects are followed by [`Client::send`], not by ureq; a bare [`request`]
+//! follows none.
 //!
 //! ureq verifies a server's certificate for the host of the URL. To honour
 //! `tls_config.server_name`, the request goes to that name and a resolver maps it to the URL's
@@ -27,7 +29,8 @@ pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientC
 }
 
 /// A request for `method` and `url` with `http`'s settings and credentials (secret files are
-/// read now; an `oauth2` token is fetched within `timeout` unless one is cached).
+/// read now; an `oauth2` token is fetched within `timeout` unless one is cached), which follows
+/// no redirect: for AWS's credential endpoints, which do not redirect.
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
     Client::new(http, url, timeout)?.request(http, method)
 }
@@ -50,8 +53,10 @@ pub enum Payload<'a> {
     Form(&'a [(&'a str, &'a str)]),
 }
 
-/// A request's headers for the URL it goes to (a redirect's too): a signature is per URL.
-pub type HeadersFor<'a> = dyn Fn(&str) -> Result<Vec<(String, String)>, String> + 'a;
+/// A request's headers for the URL it goes to and the method it is sent with (a redirect's
+/// too): a signature is per URL and method, and credentials of the caller's own may be meant
+/// for one host only.
+pub type HeadersFor<'a> = dyn Fn(&str, &str) -> Result<Vec<(String, String)>, String> + 'a;
 
 /// The most redirects one request follows, as Go's client.
 const MAX_REDIRECTS: usize = 10;
@@ -90,9 +95,9 @@ impl Client {
     ) -> Result<ureq::Response, String> {
         let (mut url, mut method, mut payload) = (self.origin.clone(), method.to_string(), payload);
         let mut hop: Option<Client> = None;
-        for _ in 0..=MAX_REDIRECTS {
+        for _ in 0..MAX_REDIRECTS {
             let mut request = hop.as_ref().unwrap_or(self).request(http, &method)?;
-            for (name, value) in headers(&url)? {
+            for (name, value) in headers(&url, &method)? {
                 request = request.set(&name, &value);
             }
             let sent = match payload {
@@ -106,7 +111,9 @@ impl Client {
                 Err(e) => return Err(e.to_string()),
             };
             let status = answer.status();
-            let Some(location) = answer.header("Location").filter(|_| http.follow_redirects) else { return Ok(answer) };
+            // As Go's client: without a Location, the redirect is the answer.
+            let location = answer.header("Location").filter(|l| http.follow_redirects && !l.is_empty());
+            let Some(location) = location else { return Ok(answer) };
             if !matches!(status, 301 | 302 | 303 | 307 | 308) {
                 return Ok(answer);
             }

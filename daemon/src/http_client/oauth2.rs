@@ -228,7 +228,10 @@ fn fetch(config: &OAuth2, secret: &str, style: Credentials, timeout: Duration) -
             }
         }
     }
-    let for_url = |_: &str| Ok(headers.clone());
+    // The client's credentials go to the token endpoint's host only, as Go's client keeps
+    // them from a redirect elsewhere.
+    let host = |u: &str| url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_string));
+    let for_url = |to: &str, _: &str| Ok(if host(to) == host(url) { headers.clone() } else { Vec::new() });
     let response = super::send(&config.token_client(), "POST", url, timeout, &for_url, super::Payload::Form(&form))
         .map_err(failed)?;
     let status = response.status();

@@ -233,7 +233,7 @@ fn with_external_matchers(matchers: &[Matcher], external: &Labels) -> (Vec<Match
 /// Sends a compressed `ReadRequest` to the store and gives its answer's body, within `timeout`.
 fn post(remote: &RemoteReadConfig, body: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
     use crate::http_client::{send, Payload};
-    let headers = |_: &str| {
+    let headers = |_: &str, _: &str| {
         let fixed = [
             ("Content-Encoding", "snappy"),
             ("Content-Type", "application/x-protobuf"),

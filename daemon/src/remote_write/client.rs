@@ -73,11 +73,13 @@ impl Client {
             ("X-Prometheus-Remote-Write-Version".into(), version.into()),
         ];
         headers.extend(self.config.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // Signed for each URL the request goes to, as upstream's round tripper signs each hop.
-        let for_url = |url: &str| -> Result<Vec<(String, String)>, String> {
+        // Signed for each URL and method the request goes with, as upstream's round tripper
+        // signs each hop (a 303 is followed as a GET without the body).
+        let for_url = |url: &str, method: &str| -> Result<Vec<(String, String)>, String> {
             let mut all = headers.clone();
             if let Some(signer) = &self.signer {
-                all.extend(signer.sign("POST", url, &headers, body).map_err(|e| format!("sigv4: {e}"))?);
+                let sent: &[u8] = if method == "POST" { body } else { &[] };
+                all.extend(signer.sign(method, url, &headers, sent).map_err(|e| format!("sigv4: {e}"))?);
             }
             Ok(all)
         };

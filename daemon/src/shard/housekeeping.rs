@@ -121,7 +121,8 @@ async fn truncate_agent_log(
     segment_started
 }
 
-/// Writes the head as a snapshot; on failure the log stays complete, so nothing is lost.
+/// Writes the head as a snapshot; on failure the log still holds everything acknowledged, so
+/// nothing acknowledged is lost.
 async fn snapshot(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let started = Instant::now();
     let begun = storage.borrow_mut().begin_snapshot();

@@ -48,7 +48,8 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                         seconds = started.elapsed().as_secs_f64(),
                         "head snapshot written"
                     ),
-                    // The log is still complete; the next start replays it.
+                    // The log holds everything acknowledged (a write the disk refused was not);
+                    // the next start replays it.
                     Err(e) => tracing::error!(shard = index, error = %e, "cannot write the head snapshot at shutdown"),
                 }
                 let _ = reply.send(());

@@ -434,6 +434,10 @@ impl Wal {
 
     /// Finishes the current segment (fsynced) and starts the next.
     fn rotate(&mut self) -> io::Result<()> {
+        // A torn tail left by a failed write is cut off rather than finished with the segment.
+        if self.broken && self.file.set_len(self.written).is_ok() {
+            self.broken = false;
+        }
         if !self.broken {
             self.file.sync_data()?;
         }
@@ -562,17 +566,15 @@ impl Wal {
     /// written. (Before, a failed batch's samples stayed in the head unlogged, and a sender's
     /// retry of it, all duplicates, was acknowledged with nothing to log: a crash then lost
     /// it. A new segment after each failed write also left one empty file per failure.)
-    fn write_unwritten(&mut self) -> io::Result<()> {
+    pub fn write_unwritten(&mut self) -> io::Result<()> {
         if self.unwritten.is_empty() {
             return Ok(());
         }
-        if self.broken {
-            match self.file.set_len(self.written) {
-                Ok(()) => self.broken = false,
-                Err(_) => self.rotate()?,
-            }
+        // A torn tail is cut off; if that fails too, the write goes to a new segment.
+        if self.broken && self.file.set_len(self.written).is_ok() {
+            self.broken = false;
         }
-        if self.written >= self.options.segment_size {
+        if self.broken || self.written >= self.options.segment_size {
             self.rotate()?;
         }
         if let Err(e) = self.file.write_all(&self.unwritten) {
@@ -648,6 +650,9 @@ impl Wal {
     /// Syncs the log and starts a snapshot of the head covering every segment written so far;
     /// writing continues in a new segment.
     pub fn begin_snapshot(&mut self, head: &Head) -> io::Result<LogWrite> {
+        // Records a failed write left go before the snapshot, which pictures their effect:
+        // replayed after it, a deletion and a sample could apply in the wrong order.
+        self.write_unwritten()?;
         // Rotating fsyncs the segment it finishes.
         self.rotate()?;
         LogWrite::begin(self, LogKind::Snapshot, self.index - 1, head)

@@ -423,7 +423,7 @@ fn vector_vector(
                         .into(),
                 ));
             }
-            let slot = results.slot(j, k, || result_labels(&s.labels, &one[k].labels, op, m), steps);
+            let slot = results.slot(j, k, || result_labels(&s.labels, &one[k].labels, op, m));
             if m.group.is_some() && results.seen[slot].replace((i, sig)) == Some((i, sig)) {
                 return Err(EvalError::Execution(
                     "multiple matches for labels: grouping labels must ensure unique matches".into(),
@@ -432,7 +432,12 @@ fn vector_vector(
             let w = operand(&one[k], i).expect("present at this step");
             let (l, r) = if right_is_many { (&w, &v) } else { (&v, &w) };
             let Some(value) = element(ev, op, m, l, r, l) else { continue };
-            let operand = &mut results.operands[slot][i];
+            let operands = &mut results.operands[slot];
+            if operands.is_empty() {
+                // Made with the first value: a pairing a comparison filters out takes nothing.
+                *operands = vec![None; steps];
+            }
+            let operand = &mut operands[i];
             if operand.is_some() {
                 return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
             }
@@ -470,7 +475,7 @@ impl Results {
 
     /// The result of many-side series `j` paired with one-side series `k`, whose labels are
     /// `labels()`.
-    fn slot(&mut self, j: usize, k: usize, labels: impl FnOnce() -> Labels, steps: usize) -> usize {
+    fn slot(&mut self, j: usize, k: usize, labels: impl FnOnce() -> Labels) -> usize {
         if let Some((paired, slot)) = self.paired[j] {
             if paired == k {
                 return slot;
@@ -482,7 +487,7 @@ impl Results {
             None => {
                 self.index.insert(labels.clone(), self.labels.len());
                 self.labels.push(labels);
-                self.operands.push(vec![None; steps]);
+                self.operands.push(Vec::new());
                 self.seen.push(None);
                 self.labels.len() - 1
             }
