@@ -55,22 +55,27 @@ pub fn check_shard_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
     let wal = dir.join("wal");
     fs::create_dir_all(&wal).with_context(|| format!("cannot create {}", wal.display()))?;
     let record = wal.join("shards");
-    match fs::read_to_string(&record) {
-        Ok(text) => {
-            let written: usize = text
-                .trim()
-                .parse()
-                .with_context(|| format!("{} does not hold a shard count: {:?}", record.display(), text.trim()))?;
-            if written != shards {
-                bail!(
-                    "the data in {} was written by {written} shards; start with --shards={written} \
-                     (changing the shard count of existing data is not supported yet)",
-                    dir.display()
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let recorded = match fs::read_to_string(&record) {
+        // Empty: a crash came between creating the record and writing it.
+        Ok(text) if text.trim().is_empty() => None,
+        Ok(text) => Some(
+            text.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .with_context(|| format!("{} does not hold a shard count: {:?}", record.display(), text.trim()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", record.display())),
+    };
+    match recorded {
+        Some(written) if written != shards => bail!(
+            "the data in {} was written by {written} shards; start with --shards={written} \
+             (changing the shard count of existing data is not supported yet)",
+            dir.display()
+        ),
+        Some(_) => Ok(()),
+        None => {
             // Without the record (lost, or deleted by hand), the shards' directories tell.
             if let Some(found) = shard_dirs(dir).filter(|&found| found != shards) {
                 bail!(
@@ -80,9 +85,12 @@ pub fn check_shard_layout(dir: &Path, shards: usize) -> anyhow::Result<()> {
                     record.display()
                 );
             }
-            fs::write(&record, format!("{shards}\n")).with_context(|| format!("cannot write {}", record.display()))
+            // Written beside and renamed, so that a crash leaves the record whole or absent.
+            let written = wal.join("shards.tmp");
+            fs::write(&written, format!("{shards}\n"))
+                .and_then(|()| fs::rename(&written, &record))
+                .with_context(|| format!("cannot write {}", record.display()))
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", record.display())),
     }
 }
 
@@ -95,4 +103,27 @@ fn shard_dirs(dir: &Path) -> Option<usize> {
         dirs.filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
     };
     numbered("wal").into_iter().chain(numbered("blocks")).max().map(|highest| highest.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_shard_record_is_written_again_and_a_wrong_one_refused() {
+        let dir = std::env::temp_dir().join(format!("pyrite-datadir-{}", std::process::id()));
+        let record = dir.join("wal/shards");
+        check_shard_layout(&dir, 2).unwrap();
+        assert_eq!(fs::read_to_string(&record).unwrap(), "2\n");
+        // A crash between creating the record and writing it.
+        fs::write(&record, "").unwrap();
+        check_shard_layout(&dir, 2).unwrap();
+        assert_eq!(fs::read_to_string(&record).unwrap(), "2\n");
+        let refused = check_shard_layout(&dir, 3).unwrap_err().to_string();
+        assert!(refused.contains("start with --shards=2"), "{refused}");
+        fs::write(&record, "0\n").unwrap();
+        let refused = check_shard_layout(&dir, 2).unwrap_err().to_string();
+        assert!(refused.contains("does not hold a shard count"), "{refused}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
