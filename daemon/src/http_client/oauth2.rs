@@ -99,11 +99,11 @@ static TOKENS: Mutex<Option<HashMap<Key, Arc<Slot>>>> = Mutex::new(None);
 /// The `Authorization` header value for a request with `config`: its cached token, or a new
 /// one asked for within `timeout`.
 pub fn authorization(config: &OAuth2, timeout: Duration) -> Result<String, OAuth2Error> {
-    let secret = config.client_secret(&crate::files::read_text)?;
-    slot(config, &secret).authorization(config, &secret, timeout)
+    let (slot, secret) = slot_of(config)?;
+    slot.authorization(config, &secret, timeout)
 }
 
-/// `config`'s slot and client secret, for a caller that must not block ([`Slot::lookup`]).
+/// `config`'s slot and client secret (read now).
 pub fn slot_of(config: &OAuth2) -> Result<(Arc<Slot>, String), OAuth2Error> {
     let secret = config.client_secret(&crate::files::read_text)?;
     Ok((slot(config, &secret), secret))

@@ -85,7 +85,7 @@ impl Client {
         };
         match self.http.send(&self.config.http, "POST", &for_url, http_client::Payload::Bytes(body)) {
             Ok(answer) if (200..300).contains(&answer.status()) => Outcome::Stored,
-            Ok(answer) => self.failed(answer.status(), answer),
+            Ok(answer) => self.failed(answer),
             Err(why) => Outcome::Retry { after: None, why },
         }
     }
@@ -93,7 +93,8 @@ impl Client {
     /// What a status other than 2xx means: 5xx, and 429 with `retry_on_http_429`, are worth
     /// retrying (after `Retry-After` if named); any other (a redirect not followed too) refuses
     /// the request for good, as upstream classifies it.
-    fn failed(&self, code: u16, answer: ureq::Response) -> Outcome {
+    fn failed(&self, answer: ureq::Response) -> Outcome {
+        let code = answer.status();
         let after = answer.header("Retry-After").and_then(retry_after);
         // Bytes, not a string: the cut may fall inside a character, which would lose the whole
         // text.

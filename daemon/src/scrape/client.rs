@@ -66,7 +66,7 @@ pub enum ScrapeError {
     Tls(String),
     /// No `oauth2` token could be had.
     #[error(transparent)]
-    OAuth2(#[from] crate::http_client::oauth2::OAuth2Error),
+    OAuth2(#[from] oauth2::OAuth2Error),
 }
 
 /// What one request got: a body in its format, or a redirect to follow.

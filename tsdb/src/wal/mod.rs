@@ -218,6 +218,11 @@ pub fn list(dir: &Path) -> io::Result<Listing> {
     Ok(l)
 }
 
+/// `e` with the path of the log entry it is about in its message.
+fn naming(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// Applies replayed records to the head, mapping the log's series ids onto the head's.
 struct Replayer<'a> {
     head: &'a mut Head,
@@ -230,7 +235,7 @@ impl Replayer<'_> {
     /// Replays one file; returns its newest sample time, the length of its intact prefix, and
     /// whether it ends in a torn frame.
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
-        let buf = fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let buf = fs::read(path).map_err(|e| naming(path, e))?;
         let mut newest = None;
         let scan = scan_frames(&buf, |record| self.apply(record, &mut newest));
         self.stats.segments += 1;
@@ -374,7 +379,7 @@ impl Wal {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
                 let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-                removed.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                removed.map_err(|e| naming(path.as_path(), e))?;
             }
         }
         let listing = list(dir)?;
@@ -432,12 +437,18 @@ impl Wal {
         Ok(file)
     }
 
-    /// Finishes the current segment (fsynced) and starts the next.
-    fn rotate(&mut self) -> io::Result<()> {
-        // A torn tail left by a failed write is cut off rather than finished with the segment.
+    /// After a failed write, cuts the segment back to its last whole frame; it stays broken if
+    /// that fails too.
+    fn cut_torn_tail(&mut self) {
         if self.broken && self.file.set_len(self.written).is_ok() {
             self.broken = false;
         }
+    }
+
+    /// Finishes the current segment (fsynced) and starts the next.
+    fn rotate(&mut self) -> io::Result<()> {
+        // A torn tail left by a failed write is cut off rather than finished with the segment.
+        self.cut_torn_tail();
         if !self.broken {
             self.file.sync_data()?;
         }
@@ -571,9 +582,7 @@ impl Wal {
             return Ok(());
         }
         // A torn tail is cut off; if that fails too, the write goes to a new segment.
-        if self.broken && self.file.set_len(self.written).is_ok() {
-            self.broken = false;
-        }
+        self.cut_torn_tail();
         if self.broken || self.written >= self.options.segment_size {
             self.rotate()?;
         }
