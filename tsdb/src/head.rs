@@ -374,6 +374,9 @@ pub struct Head {
     /// The newest in-order sample time appended (or the newest block's end): the out-of-order
     /// window is counted back from it.
     newest: i64,
+    /// No sample held is older (i64::MAX before the first): with `newest` and `min_valid`, the
+    /// times the head may answer for, as upstream's head range.
+    oldest: i64,
     /// Native-histogram chunks of the series that have any, beside their float chunks (never
     /// empty: a series whose histogram chunks all went is removed).
     histograms: ById<u32, HistogramSeries>,
@@ -413,6 +416,7 @@ impl Head {
             exemplars: Exemplars::default(),
             out_of_order: OutOfOrder::default(),
             newest: i64::MIN,
+            oldest: i64::MAX,
             histograms: ById::default(),
         }
     }
@@ -565,6 +569,7 @@ impl Head {
                 s.last_t = t;
                 s.last_v = v.to_bits();
                 self.newest = self.newest.max(t);
+                self.oldest = self.oldest.min(t);
                 return Ok(Appended::InOrder);
             }
         }
@@ -594,7 +599,10 @@ impl Head {
             }
             return Ok(match self.out_of_order.insert(id, t, v) {
                 Insert::Conflict => Appended::Dropped,
-                Insert::New | Insert::Again => Appended::OutOfOrder,
+                Insert::New | Insert::Again => {
+                    self.oldest = self.oldest.min(t);
+                    Appended::OutOfOrder
+                }
             });
         }
         Err(if t < self.append_floor { AppendError::OutOfBounds } else { AppendError::OutOfOrder })
@@ -618,7 +626,11 @@ impl Head {
     /// Keeps `(t, v)` as an out-of-order sample of series `id`, whatever the window (a replay
     /// of what was accepted as one); false if there is no such series or it holds one at `t`.
     pub fn insert_out_of_order(&mut self, id: u32, t: i64, v: Value) -> bool {
-        self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v) == Insert::New
+        let kept = self.series.contains(id) && self.keeps_samples && self.out_of_order.insert(id, t, v) == Insert::New;
+        if kept {
+            self.oldest = self.oldest.min(t);
+        }
+        kept
     }
 
     /// Appends a native-histogram sample to series `id`: as a float, it must be newer than
@@ -668,6 +680,7 @@ impl Head {
         s.last_t = t;
         s.last_v = HISTOGRAM_LAST_V;
         self.newest = self.newest.max(t);
+        self.oldest = self.oldest.min(t);
         if self.keeps_samples {
             self.histograms.entry(id).or_default().push(&mut self.store, t, &h, self.block_range);
         }
@@ -725,6 +738,25 @@ impl Head {
     pub fn label_pairs(&self, id: u32) -> Option<impl Iterator<Item = (&str, &str)>> {
         let series = self.series.get(id)?;
         Some(series.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))))
+    }
+
+    /// Whether the head may hold samples in `[mint, maxt]`: whether it overlaps the range from
+    /// its oldest sample (or the newest block's end, if later) to its newest. Samples leaving
+    /// the head do not narrow it, as upstream's head range.
+    pub fn may_hold(&self, mint: i64, maxt: i64) -> bool {
+        self.oldest.max(self.min_valid) <= maxt && self.newest >= mint && self.oldest <= self.newest
+    }
+
+    /// The label names on the series `ids`, from the postings, if that looks at no more than
+    /// `most` postings lists (see [`Postings::label_names_among`]).
+    pub fn label_names_among(&self, ids: &RoaringBitmap, most: usize) -> Option<Vec<&str>> {
+        self.postings.label_names_among(&self.symbols, ids, most)
+    }
+
+    /// The values of `name` on the series `ids`, from the postings, as
+    /// [`Head::label_names_among`].
+    pub fn label_values_among(&self, name: &str, ids: &RoaringBitmap, most: usize) -> Option<Vec<&str>> {
+        self.postings.label_values_among(&self.symbols, name, ids, most)
     }
 
     /// Whether series `id` has a sample of either type in `[mint, maxt]`, in order or not.
@@ -980,6 +1012,7 @@ impl Head {
             return false;
         };
         self.newest = self.newest.max(hs.max_time().unwrap_or(i64::MIN));
+        self.oldest = self.oldest.min(hs.min_time().unwrap_or(i64::MAX));
         if !hs.is_empty() {
             self.histograms.insert(id, hs);
         }
@@ -1008,6 +1041,7 @@ impl Head {
             s.open_end = (open.min_time().div_euclid(self.block_range) + 1).saturating_mul(self.block_range);
             (s.open, s.last_t, s.last_v) = (open, snapshot.last_t, snapshot.last_v);
             self.newest = self.newest.max(snapshot.last_t);
+            self.oldest = self.oldest.min(s.min_time().unwrap_or(i64::MAX));
         }
         Some(id)
     }

@@ -117,24 +117,50 @@ impl Postings {
         }
     }
 
-    /// The label names (symbol ids) carried by at least one series in `series`.
-    pub fn label_names(&self, series: &RoaringBitmap) -> Vec<u32> {
-        self.by_name
-            .iter()
-            .filter(|(_, values)| values.values().any(|s| !s.is_disjoint(series)))
-            .map(|(&name, _)| name)
-            .collect()
+    /// The label names carried by at least one series of `series` (series of this index), if
+    /// finding them looks at no more than `most` postings lists; else None (a name with a value
+    /// per series makes that as long as reading each series' labels). When `series` is every
+    /// series, they are the index's names, and `most` bounds how many.
+    pub fn label_names_among<'s>(
+        &self,
+        symbols: &'s Symbols,
+        series: &RoaringBitmap,
+        most: usize,
+    ) -> Option<Vec<&'s str>> {
+        let resolve = |ids: Vec<u32>| ids.into_iter().map(|n| symbols.resolve(n)).collect();
+        if self.all.is_subset(series) {
+            return (self.by_name.len() <= most).then(|| resolve(self.names()));
+        }
+        let mut looked = 0;
+        let mut names = Vec::new();
+        for (&name, values) in &self.by_name {
+            for ids in values.values() {
+                looked += 1;
+                if looked > most {
+                    return None;
+                }
+                if !ids.is_disjoint(series) {
+                    names.push(name);
+                    break;
+                }
+            }
+        }
+        Some(resolve(names))
     }
 
-    /// The values (symbol ids) of `name` among `series`.
-    pub fn label_values(&self, name: u32, series: &RoaringBitmap) -> Vec<u32> {
-        self.by_name
-            .get(&name)
-            .into_iter()
-            .flatten()
-            .filter(|(_, s)| !s.is_disjoint(series))
-            .map(|(&value, _)| value)
-            .collect()
+    /// The values of label `name` among `series` (series of this index), if `name` has at most
+    /// `most` values; else None, as [`Postings::label_names_among`].
+    pub fn label_values_among<'s>(
+        &self,
+        symbols: &'s Symbols,
+        name: &str,
+        series: &RoaringBitmap,
+        most: usize,
+    ) -> Option<Vec<&'s str>> {
+        let Some(values) = symbols.lookup(name).and_then(|n| self.by_name.get(&n)) else { return Some(Vec::new()) };
+        let every = self.all.is_subset(series);
+        let among = values.iter().filter(|(_, ids)| every || !ids.is_disjoint(series));
+        (values.len() <= most).then(|| among.map(|(&value, _)| symbols.resolve(value)).collect())
     }
 }
 
@@ -300,6 +326,26 @@ mod tests {
 
     fn ids(p: &Postings, s: &Symbols, ms: &[Matcher]) -> Vec<u32> {
         p.select(s, ms).iter().collect()
+    }
+
+    /// Names and values among every series come from the index's keys, among some from the
+    /// postings lists that hold one of them; past the lists allowed to look at, None.
+    #[test]
+    fn label_names_and_values_among_series_from_the_postings_within_a_bound() {
+        let (s, p) = index(&[&[("a", "1"), ("b", "x")], &[("a", "2")], &[("a", "3"), ("c", "y")]]);
+        fn sorted(listed: Option<Vec<&str>>) -> Option<String> {
+            listed.map(|mut v| (v.sort(), v.join(",")).1)
+        }
+        let every: RoaringBitmap = (0..3).collect();
+        let some: RoaringBitmap = [1, 2].into_iter().collect();
+        assert_eq!(sorted(p.label_names_among(&s, &every, 3)), Some("a,b,c".into()));
+        assert_eq!(p.label_names_among(&s, &every, 2), None, "three names");
+        assert_eq!(sorted(p.label_names_among(&s, &some, 5)), Some("a,c".into()));
+        assert_eq!(p.label_names_among(&s, &some, 2), None, "a's first value, then b's and c's lists");
+        assert_eq!(sorted(p.label_values_among(&s, "a", &some, 3)), Some("2,3".into()));
+        assert_eq!(sorted(p.label_values_among(&s, "a", &every, 3)), Some("1,2,3".into()));
+        assert_eq!(p.label_values_among(&s, "a", &some, 2), None, "a has three values");
+        assert_eq!(p.label_values_among(&s, "nope", &some, 0), Some(Vec::new()));
     }
 
     #[test]

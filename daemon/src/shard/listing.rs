@@ -37,11 +37,15 @@ pub trait Keep {
     /// Makes room for about `series` items before the visit (growing a set of a million by
     /// rehashing it would hold the shard as long as listing it did).
     fn reserve(&mut self, _series: usize) {}
-    /// Keeps what it lists of head series `id`, which has samples in `[mint, maxt]`.
-    fn keep_head(&mut self, head: &Head, id: u32);
+    /// Keeps what it lists of head series `id`, for a listing of `[mint, maxt]`.
+    fn keep_head(&mut self, head: &Head, id: u32, mint: i64, maxt: i64);
     /// Keeps what it lists of the series `ids` of `block` at once, from its postings, if it
     /// can; else false, and they are visited one by one.
     fn keep_block_whole(&mut self, _block: &Block, _ids: &RoaringBitmap) -> bool {
+        false
+    }
+    /// The same for the head's series `ids`.
+    fn keep_head_whole(&mut self, _head: &Head, _ids: &RoaringBitmap) -> bool {
         false
     }
     /// Keeps what it lists of series `id` of `block` (not asked of blocks kept whole).
@@ -61,8 +65,10 @@ impl Keep for SeriesLabels {
     fn reserve(&mut self, series: usize) {
         self.0.reserve(series);
     }
-    fn keep_head(&mut self, head: &Head, id: u32) {
-        self.0.extend(head.labels(id));
+    fn keep_head(&mut self, head: &Head, id: u32, mint: i64, maxt: i64) {
+        if head.has_samples_in(id, mint, maxt) {
+            self.0.extend(head.labels(id));
+        }
     }
     fn keep_block(&mut self, block: &Block, id: u32, mint: i64, maxt: i64) -> Result<(), BlockError> {
         self.0.extend(block.series_labels(id, mint, maxt)?);
@@ -77,8 +83,8 @@ impl Keep for SeriesLabels {
 /// rehashing, once or twice, past that).
 const MOST_RESERVED: usize = 1 << 21;
 
-/// Most (name, value) pairs of a block's postings looked at in one slice to list its label
-/// names or values; past them, its series' labels are read one by one in slices.
+/// Most postings lists of a source looked at in one slice to list its label names or values;
+/// past them, its series' labels are read one by one in slices.
 const MOST_PAIRS_AT_ONCE: usize = 16_384;
 
 /// Distinct strings, each allocated once however many series carry it.
@@ -91,20 +97,28 @@ impl Distinct {
             self.0.insert(s.to_string());
         }
     }
+
+    /// Adds `listed`, if a source could list them at once; whether it could.
+    fn add_all(&mut self, listed: Option<Vec<&str>>) -> bool {
+        listed.inspect(|all| all.iter().for_each(|s| self.add(s))).is_some()
+    }
 }
 
-/// The label names the series carry.
+/// The label names the series carry. Like upstream, it lists those of every series a source
+/// holds that overlaps the range, the head as a block, whatever the series' own samples' times.
 #[derive(Default)]
 pub struct LabelNames(Distinct);
 
 impl Keep for LabelNames {
     type Item = String;
-    fn keep_head(&mut self, head: &Head, id: u32) {
+    fn keep_head(&mut self, head: &Head, id: u32, _: i64, _: i64) {
         head.label_pairs(id).into_iter().flatten().for_each(|(name, _)| self.0.add(name));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        let names = block.label_names_among(ids, MOST_PAIRS_AT_ONCE);
-        names.inspect(|names| names.iter().for_each(|name| self.0.add(name))).is_some()
+        self.0.add_all(block.label_names_among(ids, MOST_PAIRS_AT_ONCE))
+    }
+    fn keep_head_whole(&mut self, head: &Head, ids: &RoaringBitmap) -> bool {
+        self.0.add_all(head.label_names_among(ids, MOST_PAIRS_AT_ONCE))
     }
     fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
         block.labels_of(id)?.iter().for_each(|l| self.0.add(&l.name));
@@ -115,7 +129,7 @@ impl Keep for LabelNames {
     }
 }
 
-/// The values the series have for one label name.
+/// The values the series have for one label name, listed as [`LabelNames`] are.
 pub struct LabelValues {
     name: String,
     values: Distinct,
@@ -129,13 +143,15 @@ impl LabelValues {
 
 impl Keep for LabelValues {
     type Item = String;
-    fn keep_head(&mut self, head: &Head, id: u32) {
+    fn keep_head(&mut self, head: &Head, id: u32, _: i64, _: i64) {
         let value = head.label_pairs(id).into_iter().flatten().find(|(name, _)| *name == self.name);
         value.into_iter().for_each(|(_, value)| self.values.add(value));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        let values = block.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE);
-        values.inspect(|values| values.iter().for_each(|value| self.values.add(value))).is_some()
+        self.values.add_all(block.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE))
+    }
+    fn keep_head_whole(&mut self, head: &Head, ids: &RoaringBitmap) -> bool {
+        self.values.add_all(head.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE))
     }
     fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
         let labels = block.labels_of(id)?;
@@ -218,7 +234,9 @@ impl Sources {
                     None => return Err(Abandoned),
                 }
             }
-            sources.head |= pick(storage, None, set, budget, go_on).await.ok_or(Abandoned)?;
+            if storage.borrow().head.may_hold(selection.mint, selection.maxt) {
+                sources.head |= pick(storage, None, set, budget, go_on).await.ok_or(Abandoned)?;
+            }
         }
         Ok(sources.blocks_unchanged(&storage.borrow(), selection).then_some(sources))
     }
@@ -270,8 +288,9 @@ enum Visit {
 }
 
 /// Visits every series `sources` noted, in slices unless `sliced` is false, each source from
-/// a slice of its own; the last slice checks that the blocks are those noted, on the same
-/// turn. Visited in one go, nothing can change meanwhile: that visit is done.
+/// slices of its own, or at once from its postings when `kept` can; the last slice checks that
+/// the blocks are those noted, on the same turn. Visited in one go, nothing can change
+/// meanwhile: that visit is done.
 async fn visit<T>(
     storage: &RefCell<Db>,
     selection: &Selection,
@@ -281,58 +300,51 @@ async fn visit<T>(
     reply: &flume::Sender<T>,
 ) -> Result<Visit, BlockError> {
     let (mint, maxt) = (selection.mint, selection.maxt);
-    let block_ids = sources.blocks.iter().enumerate().flat_map(|(i, (_, ids))| ids.iter().map(move |id| (Some(i), id)));
-    let mut ids = block_ids.chain(sources.head.iter().map(|id| (None, id))).peekable();
-    // The last block offered to be kept whole.
-    let mut offered = None;
-    loop {
-        {
-            let db = storage.borrow();
-            let mut clock = SliceClock::start();
-            // The block being visited, found once a slice.
-            let mut current: Option<(usize, &Block)> = None;
-            // The source of the series visited last: each starts on a new slice.
-            let mut source = None;
-            while !sliced || clock.goes_on() {
-                let Some(&(block, id)) = ids.peek() else { break };
-                if sliced && source.is_some_and(|s| s != block) {
-                    break;
-                }
-                (source, _) = (Some(block), ids.next());
-                clock.read(1);
-                let Some(i) = block else {
-                    if db.head.has_samples_in(id, mint, maxt) {
-                        kept.keep_head(&db.head, id);
-                    }
-                    continue;
+    // Blocks by their place in `sources.blocks`, then the head (None).
+    let order: Vec<Option<usize>> = (0..sources.blocks.len()).map(Some).chain([None]).collect();
+    for (k, &source) in order.iter().enumerate() {
+        let ids = source.map_or(&sources.head, |i| &sources.blocks[i].1);
+        let mut rest = ids.iter().peekable();
+        let (mut offered, mut done) = (false, rest.peek().is_none());
+        while !done {
+            {
+                let db = storage.borrow();
+                let block = match source {
+                    Some(i) => match db.blocks.list().iter().find(|b| b.meta().ulid == sources.blocks[i].0) {
+                        Some(block) => Some(block),
+                        None => return Ok(Visit::BlocksChanged),
+                    },
+                    None => None,
                 };
-                if current.is_none_or(|(at, _)| at != i) {
-                    let ulid = &sources.blocks[i].0;
-                    let Some(found) = db.blocks.list().iter().find(|b| b.meta().ulid == *ulid) else {
-                        return Ok(Visit::BlocksChanged);
+                let whole = !offered
+                    && match block {
+                        Some(block) => kept.keep_block_whole(block, ids),
+                        None => kept.keep_head_whole(&db.head, ids),
                     };
-                    current = Some((i, found));
-                }
-                let Some((_, block)) = current else { continue };
-                if offered != Some(i) {
-                    offered = Some(i);
-                    if kept.keep_block_whole(block, &sources.blocks[i].1) {
-                        while ids.next_if(|&(b, _)| b == Some(i)).is_some() {}
-                        continue;
+                offered = true;
+                let mut clock = SliceClock::start();
+                while !whole && (!sliced || clock.goes_on()) {
+                    let Some(id) = rest.next() else { break };
+                    clock.read(1);
+                    match block {
+                        Some(block) => kept.keep_block(block, id, mint, maxt)?,
+                        None => kept.keep_head(&db.head, id, mint, maxt),
                     }
                 }
-                kept.keep_block(block, id, mint, maxt)?;
+                done = whole || rest.peek().is_none();
+                if done && k + 1 == order.len() {
+                    let unchanged = !sliced || sources.blocks_unchanged(&db, selection);
+                    return Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged });
+                }
             }
-            if ids.peek().is_none() {
-                let unchanged = !sliced || sources.blocks_unchanged(&db, selection);
-                return Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged });
+            super::slices::pause().await;
+            if reply.is_disconnected() {
+                return Ok(Visit::Abandoned);
             }
-        }
-        super::slices::pause().await;
-        if reply.is_disconnected() {
-            return Ok(Visit::Abandoned);
         }
     }
+    let unchanged = !sliced || sources.blocks_unchanged(&storage.borrow(), selection);
+    Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged })
 }
 
 #[cfg(test)]
@@ -412,9 +424,14 @@ mod tests {
         let names = vec!["__name__".to_string(), "i".into(), "job".into()];
         let is = |r: std::ops::Range<usize>| sorted(r.map(|i| i.to_string()).collect::<Vec<_>>());
         assert_eq!(run(&selection(vec![job("a"), job("b")], 0, 5000)), (6, names.clone(), is(0..6)));
-        // Series c has no sample after 1.1 s: the head lists only those with samples in range.
+        // Series c has no sample after 1.1 s: the series listing leaves it out, while label names
+        // and values are those of every series of a source that overlaps the range, as upstream
+        // lists them (the head's postings at once without match[]).
         let late = selection(vec![job("b"), job("c")], 1500, 5000);
-        assert_eq!(run(&late), (3, names, is(3..6)));
+        assert_eq!(run(&late), (3, names.clone(), is(3..8)));
+        assert_eq!(run(&selection(Vec::new(), 1500, 5000)), (3, names, is(3..8)));
+        // The head holds nothing after 1.9 s.
+        assert_eq!(run(&selection(Vec::new(), 2000, 5000)), (0, Vec::new(), Vec::new()));
         assert_eq!(run(&selection(vec![job("none")], 0, 5000)), (0, Vec::new(), Vec::new()));
         let _ = std::fs::remove_dir_all(&dir);
     }

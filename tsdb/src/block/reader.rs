@@ -205,19 +205,16 @@ impl Block {
     }
 
     /// Label names on the series `ids` (numbers [`Block::matching`] gave), from the postings,
-    /// if they hold at most `most_pairs` (name, value) pairs to look at; else None (a name with
-    /// a value per series makes that as long as reading each series' labels). Label names
-    /// and values are listed for the whole block that overlaps a range, as upstream lists them.
-    pub fn label_names_among(&self, ids: &RoaringBitmap, most_pairs: usize) -> Option<Vec<&str>> {
-        (self.postings.num_pairs(None) <= most_pairs)
-            .then(|| self.postings.label_names(ids).into_iter().map(|n| self.symbols.resolve(n)).collect())
+    /// if that looks at no more than `most` postings lists (see
+    /// [`Postings::label_names_among`]). Label names and values are listed for the whole block
+    /// that overlaps a range, as upstream lists them.
+    pub fn label_names_among(&self, ids: &RoaringBitmap, most: usize) -> Option<Vec<&str>> {
+        self.postings.label_names_among(&self.symbols, ids, most)
     }
 
     /// Values of `name` on the series `ids`, from the postings, as [`Block::label_names_among`].
-    pub fn label_values_among(&self, name: &str, ids: &RoaringBitmap, most_pairs: usize) -> Option<Vec<&str>> {
-        let Some(name_id) = self.symbols.lookup(name) else { return Some(Vec::new()) };
-        (self.postings.num_pairs(Some(name_id)) <= most_pairs)
-            .then(|| self.postings.label_values(name_id, ids).into_iter().map(|v| self.symbols.resolve(v)).collect())
+    pub fn label_values_among(&self, name: &str, ids: &RoaringBitmap, most: usize) -> Option<Vec<&str>> {
+        self.postings.label_values_among(&self.symbols, name, ids, most)
     }
 
     /// The label set of series `id`, whatever its chunks' times (label names and values are
