@@ -461,12 +461,18 @@ impl Config {
     }
 }
 
+/// A duration given in the file: `0s` is none given, as upstream reads its intervals and
+/// timeouts (a zero there takes the default).
+fn given(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| d.millis() != 0)
+}
+
 impl RawConfig {
     fn validate(self, file: &str) -> Result<Config, ConfigError> {
         let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
-        let scrape_interval = self.global.scrape_interval.unwrap_or(Duration::from_secs(60));
-        let mut scrape_timeout = self.global.scrape_timeout.unwrap_or(Duration::from_secs(10));
-        if self.global.scrape_timeout.is_none() && scrape_timeout > scrape_interval {
+        let scrape_interval = given(self.global.scrape_interval).unwrap_or(Duration::from_secs(60));
+        let mut scrape_timeout = given(self.global.scrape_timeout).unwrap_or(Duration::from_secs(10));
+        if given(self.global.scrape_timeout).is_none() && scrape_timeout > scrape_interval {
             scrape_timeout = scrape_interval;
         }
         if scrape_timeout > scrape_interval {
@@ -479,7 +485,7 @@ impl RawConfig {
         let global = GlobalConfig {
             scrape_interval,
             scrape_timeout,
-            evaluation_interval: self.global.evaluation_interval.unwrap_or(Duration::from_secs(60)),
+            evaluation_interval: given(self.global.evaluation_interval).unwrap_or(Duration::from_secs(60)),
             rule_query_offset: self.global.rule_query_offset.unwrap_or_default(),
             external_labels: Labels::from_pairs(self.global.external_labels),
             limits: self.global.limits.over(ScrapeLimits::default()),
@@ -503,8 +509,8 @@ impl RawConfig {
                     format!("found multiple scrape configs with job name {:?}", sc.job_name),
                 ));
             }
-            let interval = sc.scrape_interval.unwrap_or(global.scrape_interval);
-            let timeout = match sc.scrape_timeout {
+            let interval = given(sc.scrape_interval).unwrap_or(global.scrape_interval);
+            let timeout = match given(sc.scrape_timeout) {
                 Some(t) => t,
                 None => global.scrape_timeout.min(interval),
             };
@@ -747,6 +753,16 @@ mod tests {
         assert_eq!(sc.metrics_path, "/metrics");
         assert_eq!(sc.static_configs[0].labels["env"], "prod");
         assert_eq!(c.global.evaluation_interval, Duration::from_secs(60));
+    }
+
+    /// A zero interval or timeout is one not given, as upstream reads them.
+    #[test]
+    fn zero_intervals_and_timeouts_take_the_defaults() {
+        let text = "global:\n  scrape_interval: 0s\n  scrape_timeout: 0s\n  evaluation_interval: 0s\nscrape_configs:\n  - job_name: a\n    scrape_interval: 0s\n    scrape_timeout: 0s\n";
+        let c = Config::parse(text, "p.yml").unwrap();
+        assert_eq!(c.global.evaluation_interval, Duration::from_secs(60));
+        let sc = &c.scrape_configs[0];
+        assert_eq!((sc.scrape_interval, sc.scrape_timeout), (Duration::from_secs(60), Duration::from_secs(10)));
     }
 
     #[test]

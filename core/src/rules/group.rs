@@ -200,7 +200,8 @@ impl GroupState {
             batches: dependency::batches(&rules),
             name: group.name.clone(),
             file: file.to_string(),
-            interval: group.interval.map_or(defaults.interval, |d| d.millis()).max(1),
+            // A group's `interval: 0s` is unset, as upstream reads it.
+            interval: group.interval.map(|d| d.millis()).filter(|&ms| ms != 0).unwrap_or(defaults.interval).max(1),
             query_offset: group.query_offset.map_or(defaults.query_offset, |d| d.millis()),
             limit: group.limit,
             labels: group_labels,
@@ -589,4 +590,20 @@ fn evaluate_alerting(
         samples.push((for_state, SampleValue::Float((alert.active_at / 1000) as f64)));
     }
     Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleFile;
+
+    /// `interval: 0s` is an interval not given, as upstream reads it, not one of a millisecond.
+    #[test]
+    fn a_group_interval_of_zero_takes_the_evaluation_interval() {
+        let text = "groups:\n  - name: g\n    interval: 0s\n    rules: [{record: a, expr: '1'}]\n";
+        let file = RuleFile::parse(text, "f.yml", ParseOptions::default()).unwrap();
+        let defaults = GroupDefaults { interval: 15_000, query_offset: 0 };
+        let group = GroupState::new(&file.groups[0], "f.yml", defaults, ParseOptions::default()).unwrap();
+        assert_eq!(group.interval, 15_000);
+    }
 }
