@@ -181,26 +181,41 @@ fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
 /// The most threads one batch is sent from.
 const MAX_SENDERS: usize = 16;
 
-/// Sends `batch` to one Alertmanager, as its set configures, and counts the outcome.
+/// Sends `batch` to one Alertmanager, as its set configures, and counts it as upstream does:
+/// every alert of every attempt as sent, those of a failed one as errors too, and the time
+/// each attempt took.
 fn send_batch(metrics: &Metrics, batch: &[Notification], config: &Config, am: &Alertmanager) {
     let Some(set) = config.alerting.alertmanagers.get(am.set) else { return };
     let Some(body) = body(batch, set) else { return };
     let count = batch.len() as u64;
     let labels = vec![("alertmanager", am.url.clone())];
-    match post(&am.url, &body, set) {
-        Ok(()) => metrics.notifications_sent.get_or_create(&labels).inc_by(count),
-        Err(error) => {
-            tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
-            metrics.notifications_errors.get_or_create(&labels).inc_by(count)
-        }
-    };
+    let started = std::time::Instant::now();
+    if let Err(error) = post(&am.url, &body, set) {
+        tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
+        metrics.notifications_errors.get_or_create(&labels).inc_by(count);
+    }
+    metrics.notifications_latency.observe(&labels, started.elapsed().as_secs_f64());
+    metrics.notifications_sent.get_or_create(&labels).inc_by(count);
+}
+
+/// Makes each Alertmanager's counts exist from its discovery on, at 0 as upstream's: an
+/// Alertmanager that never answers shows in `errors / sent` from its first attempt.
+fn count_from_zero(metrics: &Metrics, active: &[Alertmanager]) {
+    for am in active {
+        let labels = vec![("alertmanager", am.url.clone())];
+        drop(metrics.notifications_sent.get_or_create(&labels));
+        drop(metrics.notifications_errors.get_or_create(&labels));
+        metrics.notifications_latency.touch(&labels);
+    }
 }
 
 /// The notifier thread's loop; runs until the process ends.
 pub fn run(notifier: Arc<Notifier>) {
     loop {
         let _ = notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
-        notifier.metrics.alertmanagers_discovered.set(notifier.alertmanagers().0.len() as i64);
+        let (discovered, _) = notifier.alertmanagers();
+        notifier.metrics.alertmanagers_discovered.set(discovered.len() as i64);
+        count_from_zero(&notifier.metrics, &discovered);
         loop {
             let (batch, left) = notifier.take_batch();
             notifier.metrics.notification_queue_length.set(left as i64);

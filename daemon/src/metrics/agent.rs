@@ -38,18 +38,18 @@ impl Metrics {
         );
         r.register(
             "prometheus_agent_out_of_order_samples",
-            "Total number of out of order samples ingestion failed attempts.",
+            "Total number of out of order samples ingestion failed attempts",
             self.out_of_order.all.clone(),
         );
-        r.register("prometheus_agent_corruptions", "Total number of WAL corruptions.", self.wal_corruptions.clone());
+        r.register("prometheus_agent_corruptions", "Total number of WAL corruptions", self.wal_corruptions.clone());
         r.register(
             "prometheus_agent_checkpoint_creations",
-            "Total number of checkpoint creations attempted.",
+            "Total number of checkpoint creations attempted",
             self.agent.checkpoints.clone(),
         );
         r.register(
             "prometheus_agent_checkpoint_creations_failed",
-            "Total number of checkpoint creations that failed.",
+            "Total number of checkpoint creations that failed",
             self.agent.checkpoints_failed.clone(),
         );
     }

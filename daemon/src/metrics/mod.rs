@@ -154,6 +154,7 @@ pub struct Metrics {
     pub remote: remote::RemoteStorageMetrics,
     pub notifications_sent: Family<Labels, Counter>,
     pub notifications_errors: Family<Labels, Counter>,
+    pub notifications_latency: SummaryFamily,
     pub notifications_dropped: Counter,
     pub notification_queue_length: Gauge,
     pub notification_queue_capacity: Gauge,
@@ -208,43 +209,35 @@ impl RuleGroupMetrics {
         let m = self;
         registry.register(
             "prometheus_rule_group_iterations",
-            "The total number of scheduled rule group evaluations, whether executed or missed.",
+            "The total number of scheduled rule group evaluations, whether executed or missed",
             m.iterations.clone(),
         );
         registry.register(
             "prometheus_rule_group_iterations_missed",
-            "The total number of rule group evaluations missed due to slow rule group evaluation.",
+            "The total number of rule group evaluations missed due to slow rule group evaluation",
             m.iterations_missed.clone(),
         );
-        registry.register(
-            "prometheus_rule_evaluations",
-            "The total number of rule evaluations.",
-            m.evaluations.clone(),
-        );
+        registry.register("prometheus_rule_evaluations", "The total number of rule evaluations", m.evaluations.clone());
         registry.register(
             "prometheus_rule_evaluation_failures",
-            "The total number of rule evaluation failures.",
+            "The total number of rule evaluation failures",
             m.evaluation_failures.clone(),
         );
-        registry.register(
-            "prometheus_rule_group_interval_seconds",
-            "The interval of a rule group.",
-            m.interval.clone(),
-        );
+        registry.register("prometheus_rule_group_interval_seconds", "The interval of a rule group", m.interval.clone());
         registry.register(
             "prometheus_rule_group_last_evaluation_timestamp_seconds",
-            "The timestamp of the last rule group evaluation in seconds.",
+            "The timestamp of the last rule group evaluation in seconds",
             m.last_evaluation.clone(),
         );
         registry.register(
             "prometheus_rule_group_last_duration_seconds",
-            "The duration of the last rule group evaluation.",
+            "The duration of the last rule group evaluation",
             m.last_duration.clone(),
         );
-        registry.register("prometheus_rule_group_rules", "The number of rules.", m.rules.clone());
+        registry.register("prometheus_rule_group_rules", "The number of rules", m.rules.clone());
         registry.register(
             "prometheus_rule_group_last_evaluation_samples",
-            "The number of samples returned during the last rule group evaluation.",
+            "The number of samples returned during the last rule group evaluation",
             m.last_samples.clone(),
         );
     }
@@ -362,6 +355,11 @@ impl Metrics {
             remote: remote::RemoteStorageMetrics::new(),
             notifications_sent: Family::default(),
             notifications_errors: Family::default(),
+            notifications_latency: SummaryFamily::new(
+                "prometheus_notifications_latency_seconds",
+                "Latency quantiles for sending alert notifications.",
+                MEDIAN_90_99,
+            ),
             notifications_dropped: Counter::default(),
             notification_queue_length: Gauge::default(),
             notification_queue_capacity: Gauge::default(),
@@ -392,27 +390,27 @@ impl Metrics {
         let m = self;
         r.register(
             "prometheus_tsdb_head_samples_appended",
-            "Total number of appended samples.",
+            "Total number of appended samples",
             m.samples_appended.types.clone(),
         );
         r.register(
             "prometheus_tsdb_out_of_order_samples",
-            "Total number of out of order samples ingestion failed attempts due to out of order being disabled.",
+            "Total number of out of order samples ingestion failed attempts due to out of order being disabled",
             m.out_of_order.types.clone(),
         );
         r.register(
             "prometheus_tsdb_out_of_bound_samples",
-            "Total number of out of bound samples ingestion failed attempts with out of order support disabled.",
+            "Total number of out of bound samples ingestion failed attempts with out of order support disabled",
             m.out_of_bounds.types.clone(),
         );
         r.register(
             "prometheus_tsdb_too_old_samples",
-            "Total number of out of order samples ingestion failed attempts with out of support enabled, but sample outside of time window.",
+            "Total number of out of order samples ingestion failed attempts with out of support enabled, but sample outside of time window",
             m.too_old.types.clone(),
         );
         r.register(
             "prometheus_tsdb_head_out_of_order_samples_appended",
-            "Total number of appended out of order samples.",
+            "Total number of appended out of order samples",
             m.out_of_order_appended.types.clone(),
         );
         r.register(
@@ -432,7 +430,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_head_series",
-            "Total number of series in the head block.",
+            "Total number of series in the head block",
             m.head_series.total.clone(),
         );
         r.register("pyrite_head_series", "Series in the head, per shard", m.head_series.shards.clone());
@@ -448,7 +446,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_head_chunks",
-            "Total number of chunks in the head block.",
+            "Total number of chunks in the head block",
             m.head_chunks.total.clone(),
         );
         r.register(
@@ -463,27 +461,27 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_head_truncations",
-            "Total number of head truncations attempted.",
+            "Total number of head truncations attempted",
             m.head_truncations.clone(),
         );
-        r.register("prometheus_tsdb_head_min_time", "Minimum time bound of the head block.", m.head_min_time.clone());
-        r.register("prometheus_tsdb_head_max_time", "Maximum timestamp of the head block.", m.head_max_time.clone());
+        r.register("prometheus_tsdb_head_min_time", "Minimum time bound of the head block", m.head_min_time.clone());
+        r.register("prometheus_tsdb_head_max_time", "Maximum timestamp of the head block", m.head_max_time.clone());
         r.register(
             "prometheus_tsdb_head_min_time_seconds",
-            "Minimum time bound of the head block.",
+            "Minimum time bound of the head block",
             m.head_min_time_seconds.clone(),
         );
         r.register(
             "prometheus_tsdb_head_max_time_seconds",
-            "Maximum timestamp of the head block.",
+            "Maximum timestamp of the head block",
             m.head_max_time_seconds.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_writes_failed",
-            "Total number of write log writes that failed.",
+            "Total number of write log writes that failed",
             m.wal_writes_failed.clone(),
         );
-        r.register("prometheus_tsdb_wal_corruptions", "Total number of WAL corruptions.", m.wal_corruptions.clone());
+        r.register("prometheus_tsdb_wal_corruptions", "Total number of WAL corruptions", m.wal_corruptions.clone());
         r.register(
             "pyrite_head_snapshots",
             "Head snapshots written while running (--storage.tsdb.head-snapshot-interval)",
@@ -491,7 +489,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_compactions",
-            "Total number of compactions that were executed for the partition.",
+            "Total number of compactions that were executed for the partition",
             m.compactions.clone(),
         );
         r.register(
@@ -501,12 +499,12 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_compactions_triggered",
-            "Total number of triggered compactions for the partition.",
+            "Total number of triggered compactions for the partition",
             m.compactions_triggered.clone(),
         );
         r.register(
             "prometheus_tsdb_compactions_failed",
-            "Total number of compactions that failed for the partition.",
+            "Total number of compactions that failed for the partition",
             m.compactions_failed.clone(),
         );
         r.register(
@@ -516,12 +514,12 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_reloads",
-            "Number of times the database reloaded block data from disk.",
+            "Number of times the database reloaded block data from disk",
             m.reloads.clone(),
         );
         r.register(
             "prometheus_tsdb_reloads_failures",
-            "Number of times the database failed to reloadBlocks block data from disk.",
+            "Number of times the database failed to reloadBlocks block data from disk",
             m.reloads_failures.clone(),
         );
         r.register(
@@ -537,7 +535,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_storage_blocks_bytes",
-            "The number of bytes that are currently used for local storage by all blocks.",
+            "The number of bytes that are currently used for local storage by all blocks",
             m.blocks_bytes.total.clone(),
         );
         r.register(
@@ -547,12 +545,12 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_time_retentions",
-            "The number of times that blocks were deleted because the maximum time limit was exceeded.",
+            "The number of times that blocks were deleted because the maximum time limit was exceeded",
             m.time_retentions.clone(),
         );
         r.register(
             "prometheus_tsdb_size_retentions",
-            "The number of times that blocks were deleted because the maximum number of bytes was exceeded.",
+            "The number of times that blocks were deleted because the maximum number of bytes was exceeded",
             m.size_retentions.clone(),
         );
         r.register(
@@ -562,7 +560,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_tsdb_retention_limit_seconds",
-            "How long to retain samples in storage.",
+            "How long to retain samples in storage",
             m.retention_limit_seconds.clone(),
         );
         r.register("pyrite_runtime_driver", "The I/O driver each shard runs (1 for the one in use)", m.driver.clone());
@@ -578,57 +576,57 @@ impl Metrics {
         );
         r.register(
             "prometheus_target_scrape_pool_targets",
-            "Current number of targets in this scrape pool.",
+            "Current number of targets in this scrape pool",
             m.pool_targets.clone(),
         );
         r.register(
             "prometheus_target_scrapes_exceeded_sample_limit",
-            "Total number of scrapes that hit the sample limit and were rejected.",
+            "Total number of scrapes that hit the sample limit and were rejected",
             m.exceeded_sample_limit.clone(),
         );
         r.register(
             "prometheus_target_scrape_pool_exceeded_label_limits",
-            "Total number of times scrape pools hit the label limits, during sync or config reload.",
+            "Total number of times scrape pools hit the label limits, during sync or config reload",
             m.exceeded_label_limits.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_out_of_order",
-            "Total number of samples rejected due to not being out of the expected order.",
+            "Total number of samples rejected due to not being out of the expected order",
             m.scrape_out_of_order.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_duplicate_timestamp",
-            "Total number of samples rejected due to duplicate timestamps but different values.",
+            "Total number of samples rejected due to duplicate timestamps but different values",
             m.scrape_duplicate_timestamp.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_out_of_bounds",
-            "Total number of samples rejected due to timestamp falling outside of the time bounds.",
+            "Total number of samples rejected due to timestamp falling outside of the time bounds",
             m.scrape_out_of_bounds.clone(),
         );
         r.register(
             "prometheus_sd_discovered_targets",
-            "Current number of discovered targets.",
+            "Current number of discovered targets",
             m.discovered_targets.clone(),
         );
         r.register(
             "prometheus_sd_updates",
-            "Total number of update events sent to the SD consumers.",
+            "Total number of update events sent to the SD consumers",
             m.sd_updates.clone(),
         );
         r.register(
             "prometheus_sd_file_read_errors",
-            "The number of File-SD read errors.",
+            "The number of File-SD read errors",
             m.sd_file_read_errors.clone(),
         );
         r.register(
             "prometheus_sd_http_failures",
-            "Number of HTTP service discovery refresh failures.",
+            "Number of HTTP service discovery refresh failures",
             m.sd_http_failures.clone(),
         );
         r.register(
             "prometheus_sd_dns_lookup_failures",
-            "The number of DNS-SD lookup failures.",
+            "The number of DNS-SD lookup failures",
             m.sd_dns_lookup_failures.clone(),
         );
     }
@@ -637,29 +635,29 @@ impl Metrics {
         let m = self;
         r.register(
             "prometheus_engine_queries",
-            "The current number of queries being executed or waiting.",
+            "The current number of queries being executed or waiting",
             m.queries_running.clone(),
         );
         r.register(
             "prometheus_engine_queries_concurrent_max",
-            "The max number of concurrent queries.",
+            "The max number of concurrent queries",
             m.queries_concurrent_max.clone(),
         );
         r.register("pyrite_queries", "PromQL queries from the HTTP API, by result", m.queries.clone());
-        r.register("prometheus_http_requests", "Counter of HTTP requests.", m.http_requests.clone());
+        r.register("prometheus_http_requests", "Counter of HTTP requests", m.http_requests.clone());
         r.register(
             "prometheus_http_request_duration_seconds",
-            "Histogram of latencies for HTTP requests.",
+            "Histogram of latencies for HTTP requests",
             m.http_request_duration.clone(),
         );
         r.register(
             "prometheus_config_last_reload_successful",
-            "Whether the last configuration reload attempt was successful.",
+            "Whether the last configuration reload attempt was successful",
             m.config_reload_successful.clone(),
         );
         r.register(
             "prometheus_config_last_reload_success_timestamp_seconds",
-            "Timestamp of the last successful configuration reload.",
+            "Timestamp of the last successful configuration reload",
             m.config_reload_success_time.clone(),
         );
         r.register(
@@ -667,30 +665,30 @@ impl Metrics {
             "Panics that failed one request (answered 500 or as a query error) instead of the process",
             crate::panic::recovered().clone(),
         );
-        r.register("prometheus_notifications_sent", "Total number of alerts sent.", m.notifications_sent.clone());
+        r.register("prometheus_notifications_sent", "Total number of alerts sent", m.notifications_sent.clone());
         r.register(
             "prometheus_notifications_errors",
-            "Total number of sent alerts affected by errors.",
+            "Total number of sent alerts affected by errors",
             m.notifications_errors.clone(),
         );
         r.register(
             "prometheus_notifications_dropped",
-            "Total number of alerts dropped due to errors when sending to Alertmanager.",
+            "Total number of alerts dropped due to errors when sending to Alertmanager",
             m.notifications_dropped.clone(),
         );
         r.register(
             "prometheus_notifications_queue_length",
-            "The number of alert notifications in the queue.",
+            "The number of alert notifications in the queue",
             m.notification_queue_length.clone(),
         );
         r.register(
             "prometheus_notifications_queue_capacity",
-            "The capacity of the alert notifications queue.",
+            "The capacity of the alert notifications queue",
             m.notification_queue_capacity.clone(),
         );
         r.register(
             "prometheus_notifications_alertmanagers_discovered",
-            "The number of alertmanagers discovered and active.",
+            "The number of alertmanagers discovered and active",
             m.alertmanagers_discovered.clone(),
         );
         let build = Family::<Labels, Gauge>::default();
@@ -704,7 +702,7 @@ impl Metrics {
             .set(1);
         r.register(
             "prometheus_build_info",
-            "A metric with a constant '1' value labeled by version, revision, branch, and goversion from which prometheus was built.",
+            "A metric with a constant '1' value labeled by version, revision, branch, and goversion from which prometheus was built",
             build,
         );
     }
@@ -751,11 +749,23 @@ impl Metrics {
             &self.query_duration,
             &self.rule_groups.duration,
             &self.rule_groups.rule_duration,
+            &self.notifications_latency,
         ];
         encode_registry(&mut out, &self.registry)
             .and_then(|()| summaries.iter().try_for_each(|s| s.encode(&mut out)))
             .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Help texts end in one full stop, as upstream's: the registry adds it to each.
+    #[test]
+    fn help_texts_end_in_one_full_stop() {
+        let text = super::Metrics::new().encode();
+        let doubled: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP") && l.ends_with("..")).collect();
+        assert!(doubled.is_empty(), "{doubled:?}");
     }
 }

@@ -112,42 +112,42 @@ impl RemoteStorageMetrics {
     pub(super) fn register(&self, r: &mut Registry) {
         let m = self;
         let counters: [(&str, &str, &Family<Labels, Counter>); 10] = [
-            ("prometheus_remote_storage_samples", "Total number of samples sent to remote storage.", &m.samples),
+            ("prometheus_remote_storage_samples", "Total number of samples sent to remote storage", &m.samples),
             (
                 "prometheus_remote_storage_samples_failed",
-                "Total number of samples which failed on send to remote storage, non-recoverable errors.",
+                "Total number of samples which failed on send to remote storage, non-recoverable errors",
                 &m.samples_failed,
             ),
             (
                 "prometheus_remote_storage_samples_retried",
-                "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.",
+                "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable",
                 &m.samples_retried,
             ),
             (
                 "prometheus_remote_storage_samples_dropped",
-                "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID.",
+                "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID",
                 &m.samples_dropped,
             ),
-            ("prometheus_remote_storage_histograms", "Total number of histograms sent to remote storage.", &m.histograms),
+            ("prometheus_remote_storage_histograms", "Total number of histograms sent to remote storage", &m.histograms),
             (
                 "prometheus_remote_storage_histograms_failed",
-                "Total number of histograms which failed on send to remote storage, non-recoverable errors.",
+                "Total number of histograms which failed on send to remote storage, non-recoverable errors",
                 &m.histograms_failed,
             ),
             (
                 "prometheus_remote_storage_histograms_retried",
-                "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable.",
+                "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable",
                 &m.histograms_retried,
             ),
-            ("prometheus_remote_storage_exemplars", "Total number of exemplars sent to remote storage.", &m.exemplars),
+            ("prometheus_remote_storage_exemplars", "Total number of exemplars sent to remote storage", &m.exemplars),
             (
                 "prometheus_remote_storage_exemplars_failed",
-                "Total number of exemplars which failed on send to remote storage, non-recoverable errors.",
+                "Total number of exemplars which failed on send to remote storage, non-recoverable errors",
                 &m.exemplars_failed,
             ),
             (
                 "prometheus_remote_storage_bytes",
-                "The total number of bytes of data (not metadata) sent by the queue after compression.",
+                "The total number of bytes of data (not metadata) sent by the queue after compression",
                 &m.bytes,
             ),
         ];
@@ -157,37 +157,37 @@ impl RemoteStorageMetrics {
         let gauges: [(&str, &str, &Family<Labels, Gauge>); 7] = [
             (
                 "prometheus_remote_storage_samples_pending",
-                "The number of samples pending in the queues shards to be sent to the remote storage.",
+                "The number of samples pending in the queues shards to be sent to the remote storage",
                 &m.samples_pending,
             ),
             (
                 "prometheus_remote_storage_histograms_pending",
-                "The number of histograms pending in the queues shards to be sent to the remote storage.",
+                "The number of histograms pending in the queues shards to be sent to the remote storage",
                 &m.histograms_pending,
             ),
             (
                 "prometheus_remote_storage_shards",
-                "The number of shards used for parallel sending to the remote storage.",
+                "The number of shards used for parallel sending to the remote storage",
                 &m.shards,
             ),
             (
                 "prometheus_remote_storage_shards_min",
-                "The minimum number of shards that the queue is allowed to run.",
+                "The minimum number of shards that the queue is allowed to run",
                 &m.shards_min,
             ),
             (
                 "prometheus_remote_storage_shards_max",
-                "The maximum number of shards that the queue is allowed to run.",
+                "The maximum number of shards that the queue is allowed to run",
                 &m.shards_max,
             ),
             (
                 "prometheus_remote_storage_shard_capacity",
-                "The capacity of each shard of the queue used for parallel sending to the remote storage.",
+                "The capacity of each shard of the queue used for parallel sending to the remote storage",
                 &m.shard_capacity,
             ),
             (
                 "prometheus_remote_storage_max_samples_per_send",
-                "The maximum number of samples to be sent, in a single request, to the remote storage.",
+                "The maximum number of samples to be sent, in a single request, to the remote storage",
                 &m.max_samples_per_send,
             ),
         ];
@@ -196,32 +196,32 @@ impl RemoteStorageMetrics {
         }
         r.register(
             "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
-            "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.",
+            "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch",
             m.highest_sent.clone(),
         );
         r.register(
             "prometheus_remote_storage_shards_desired",
-            "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.",
+            "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out",
             m.shards_desired.clone(),
         );
         r.register(
             "prometheus_remote_storage_sent_batch_duration_seconds",
-            "Duration of send calls to the remote storage.",
+            "Duration of send calls to the remote storage",
             m.sent_batch_duration.clone(),
         );
         r.register(
             "prometheus_remote_storage_highest_timestamp_in_seconds",
-            "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
+            "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch",
             m.highest_timestamp.clone(),
         );
         r.register(
             "prometheus_remote_storage_samples_in",
-            "Samples in to remote storage, compare to samples out for queue managers.",
+            "Samples in to remote storage, compare to samples out for queue managers",
             m.samples_in.clone(),
         );
         r.register(
             "prometheus_wal_watcher_current_segment",
-            "Current segment the WAL watcher is reading records from.",
+            "Current segment the WAL watcher is reading records from",
             m.watcher_segment.clone(),
         );
     }
