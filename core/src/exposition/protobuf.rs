@@ -265,7 +265,8 @@ fn wrong_type(what: &str, tag: u32) -> Failure {
 /// How a float in an `le` or `quantile` label is written: Go's shortest `%g`, with `.0`
 /// added to integers (upstream's `FormatOpenMetricsFloat`).
 pub fn openmetrics_float(v: f64) -> String {
-    let s = go_float(v, None);
+    // -0 is 0 (upstream compares with 0 first).
+    let s = go_float(if v == 0.0 { 0.0 } else { v }, None);
     if !v.is_finite() || s.contains(['.', 'e']) {
         s
     } else {

@@ -2,9 +2,11 @@
 //! annotations, through the `gotmpl` crate, with Prometheus's variables (`$labels`,
 //! `$externalLabels`, `$externalURL`, `$value`) and functions (`humanize*`, `query`, `first`, …).
 //!
-//! Two Go behaviours gotmpl does not share are restored with a final `goPrint` stage added to
-//! every printing action: a float prints as Go's `%v` (`1e+06`, not `1000000`), and a missing
-//! label prints empty (Prometheus runs templates with `missingkey=zero` on string maps).
+//! Two Go behaviours gotmpl does not share are restored by rewriting the parsed template: a
+//! final `goPrint` stage added to every printing action prints a float as Go's `%v` (`1e+06`,
+//! not `1000000`), and a `goZero` stage after every field chain and `index` call makes a
+//! missing label "" (Prometheus's label maps are `map[string]string`, whose missing keys are ""
+//! everywhere, in comparisons and function arguments too, where gotmpl's untyped maps give nil).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -20,6 +22,8 @@ use crate::calendar::go_utc;
 use crate::config::Duration;
 use crate::labels::Labels;
 use crate::rules::RuleError;
+
+mod printf;
 
 /// What a template sees: the alert's labels and value, the server's external labels and URL.
 pub struct TemplateData<'a> {
@@ -171,28 +175,83 @@ const GO_BUILTINS: [&str; 19] = [
     "ge", "gt", "le", "lt", "ne",
 ];
 
-/// Adds the `goPrint` stage to every action that prints, and reports each function called.
+/// Adds the `goPrint` stage to every action that prints and the `goZero` stages, and reports
+/// each function called.
 fn rewrite(list: &mut ListNode, called: &mut dyn FnMut(&str)) {
     for node in &mut list.nodes {
         match node {
             Node::Action(action) => {
                 visit_pipe(&action.pipe, called);
+                zero_missing(&mut action.pipe);
                 if action.pipe.decl.is_empty() {
-                    let pos = action.pos;
-                    let print = CommandNode { pos, args: vec![Expr::Identifier(pos, SmolStr::new("goPrint"))] };
-                    action.pipe.commands.push(print);
+                    action.pipe.commands.push(stage(action.pos, "goPrint"));
                 }
             }
             Node::List(inner) => rewrite(inner, called),
             Node::If(b) | Node::Range(b) | Node::With(b) => {
                 visit_pipe(&b.pipe, called);
+                zero_missing(&mut b.pipe);
                 rewrite(&mut b.body, called);
                 if let Some(e) = &mut b.else_body {
                     rewrite(e, called);
                 }
             }
+            Node::Template(t) => {
+                if let Some(pipe) = &mut t.pipe {
+                    visit_pipe(pipe, called);
+                    zero_missing(pipe);
+                }
+            }
             _ => {}
         }
+    }
+}
+
+/// A pipeline stage calling `function` on what the stage before gave.
+fn stage(pos: gotmpl::parse::Pos, function: &str) -> CommandNode {
+    CommandNode { pos, args: vec![Expr::Identifier(pos, SmolStr::new(function))] }
+}
+
+/// Follows every field chain in `pipe` (`$labels.x`, `.Labels.x`, `(…).x`) and every `index`
+/// call with a `goZero` stage, in nested pipelines too.
+fn zero_missing(pipe: &mut PipeNode) {
+    let mut commands = Vec::with_capacity(pipe.commands.len());
+    for mut command in std::mem::take(&mut pipe.commands) {
+        let calls = matches!(command.args.first(), Some(Expr::Identifier(..)));
+        let indexes = matches!(command.args.first(), Some(Expr::Identifier(_, f)) if f == "index");
+        let (pos, alone) = (command.pos, command.args.len() == 1);
+        for (i, arg) in command.args.iter_mut().enumerate() {
+            // A chain first among several arguments would be a method call: left as it is.
+            zero_missing_in(arg, i > 0 || alone);
+        }
+        commands.push(command);
+        if indexes || (alone && !calls) {
+            commands.push(stage(pos, "goZero"));
+        }
+    }
+    pipe.commands = commands;
+}
+
+/// [`zero_missing`] on an argument: nested pipelines, and a chain, wrapped as `(chain | goZero)`
+/// if it is an argument (`wrap`) rather than its command's only word, which gets its stage after.
+fn zero_missing_in(arg: &mut Expr, wrap: bool) {
+    let chain = match arg {
+        Expr::Pipe(_, inner) => {
+            zero_missing(inner);
+            false
+        }
+        Expr::Chain(_, inner, _) => {
+            zero_missing_in(inner, false);
+            true
+        }
+        Expr::Field(_, fields) | Expr::Variable(_, _, fields) => !fields.is_empty(),
+        _ => false,
+    };
+    if chain && wrap {
+        let pos = arg.pos();
+        let inner = std::mem::replace(arg, Expr::Nil(pos));
+        let commands = vec![CommandNode { pos, args: vec![inner] }, stage(pos, "goZero")];
+        *arg = Expr::Pipe(pos, PipeNode { pos, decl: Vec::new(), commands, is_assign: false });
     }
 }
 
@@ -318,6 +377,16 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
             Arc::new(|args: &[Value]| {
                 Ok(match args.last() {
                     Some(Value::Float(f)) => Value::String(key(&go_float(*f, None))),
+                    Some(Value::Nil) | None => Value::String(key("")),
+                    Some(other) => other.clone(),
+                })
+            }),
+        ),
+        ("printf", Arc::new(printf::printf)),
+        (
+            "goZero",
+            Arc::new(|args: &[Value]| {
+                Ok(match args.last() {
                     Some(Value::Nil) | None => Value::String(key("")),
                     Some(other) => other.clone(),
                 })
@@ -608,7 +677,7 @@ pub fn go_float(v: f64, precision: Option<usize>) -> String {
         Some(p) if (p as i32) > nd && nd >= dp => nd,
         Some(p) => p.max(1) as i32,
     };
-    let sign = if v.is_sign_negative() && v != 0.0 { "-" } else { "" };
+    let sign = if v.is_sign_negative() { "-" } else { "" };
     let x = dp - 1;
     if x < -4 || x >= eprec {
         let frac = &digits[1..];
@@ -741,6 +810,42 @@ mod tests {
             run("{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0.0),
             "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0"
         );
+    }
+
+    /// A missing label is "" wherever Go reads it, as in Prometheus's `map[string]string`.
+    #[test]
+    fn a_missing_label_is_the_empty_string_in_comparisons_and_arguments() {
+        assert_eq!(run("{{ if ne $labels.missing \"\" }}has{{ else }}none{{ end }}", 0.0), "none");
+        assert_eq!(run("{{ if eq .Labels.missing \"\" }}none{{ end }}", 0.0), "none");
+        assert_eq!(run("{{ printf \"%s is down\" $labels.missing }}", 0.0), " is down");
+        assert_eq!(run("{{ len $labels.missing }} {{ $labels.missing | len }}", 0.0), "0 0");
+        assert_eq!(run("{{ index $labels \"missing\" | printf \"%q\" }}", 0.0), "\"\"");
+        assert_eq!(
+            run("{{ html (index $labels \"missing\") }}|{{ $x := $labels.missing }}{{ printf \"%q\" $x }}", 0.0),
+            "|\"\""
+        );
+        assert_eq!(run("{{ with $labels.job }}{{ . }}{{ end }} {{ printf \"%s\" $labels.job }}", 0.0), "node node");
+        assert_eq!(
+            run("{{ define \"t\" }}[{{ .missing | printf \"%s\" }}]{{ end }}{{ template \"t\" $labels }}", 0.0),
+            "[]"
+        );
+    }
+
+    /// `printf` formats floats as Go's `fmt`: `%v` is `%g`, infinities and NaN in Go's words.
+    #[test]
+    fn printf_formats_floats_as_go() {
+        assert_eq!(run("{{ printf \"%.2f\" $value }}", f64::INFINITY), "+Inf");
+        assert_eq!(run("{{ printf \"%.2f|%e|%g\" $value $value $value }}", f64::NEG_INFINITY), "-Inf|-Inf|-Inf");
+        assert_eq!(run("{{ printf \"%.2f %+v\" $value $value }}", f64::NAN), "NaN +NaN");
+        assert_eq!(run("{{ printf \"%v %v %v\" 1e21 1e12 5e-324 }}", 0.0), "1e+21 1e+12 5e-324");
+        assert_eq!(run("{{ printf \"%v\" $value }}", -1234567.891), "-1.234567891e+06");
+        assert_eq!(
+            run("{{ printf \"[%8.2f|%-6v|%+v|%06v|% v]\" $value 1.5 1.5 -1.5 2.0 }}", f64::INFINITY),
+            "[    +Inf|1.5   |+1.5|-001.5| 2]"
+        );
+        assert_eq!(run("{{ printf \"%d %s %5.1f %.3v %%\" 3 \"x\" 2.5 3.14159 }}", 0.0), "3 x   2.5 3.14 %");
+        assert_eq!(run("{{ printf \"%[2]d %[1]s\" \"x\" 3 }}", 0.0), "3 x");
+        assert_eq!(run("{{ $value }} {{ printf \"%v\" $value }}", -0.0), "-0 -0");
     }
 
     #[test]
