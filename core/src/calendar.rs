@@ -68,6 +68,40 @@ pub fn go_utc(t_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}{fraction} +0000 UTC")
 }
 
+/// `ns` nanoseconds as Go prints a `time.Duration`: `1h2m3.5s`, `1m0s`, `1.5ms`, `100ns`, `0s`
+/// (scrape pools' `interval` label, templates' `toDuration`).
+pub fn go_duration(ns: i64) -> String {
+    let u = ns.unsigned_abs();
+    // The whole part of u / 10^digits, and its fraction without trailing zeros.
+    let split = |digits: u32| {
+        let (whole, part) = (u / 10u64.pow(digits), u % 10u64.pow(digits));
+        let width = digits as usize;
+        let fraction =
+            if part == 0 { String::new() } else { format!(".{part:0width$}").trim_end_matches('0').to_string() };
+        (whole, fraction)
+    };
+    let text = match u {
+        0 => return "0s".into(),
+        1..1_000 => format!("{u}ns"),
+        1_000..1_000_000 => format!("{}{}µs", split(3).0, split(3).1),
+        1_000_000..1_000_000_000 => format!("{}{}ms", split(6).0, split(6).1),
+        _ => {
+            let (seconds, fraction) = split(9);
+            let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+            match (h, seconds / 60) {
+                (0, 0) => format!("{s}{fraction}s"),
+                (0, _) => format!("{m}m{s}{fraction}s"),
+                _ => format!("{h}h{m}m{s}{fraction}s"),
+            }
+        }
+    };
+    if ns < 0 {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
 /// Days in `month` of `year` (proleptic Gregorian).
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
@@ -171,6 +205,18 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Durations as Go's `time.Duration.String` spells them.
+    #[test]
+    fn durations_are_spelled_as_go_spells_them() {
+        let ms = |ms: i64| go_duration(ms * 1_000_000);
+        let spelled: Vec<String> =
+            [500, 1000, 1500, 15_000, 60_000, 90_000, 3_600_000, 3_723_500, -61_000].map(ms).into();
+        let go = ["500ms", "1s", "1.5s", "15s", "1m0s", "1m30s", "1h0m0s", "1h2m3.5s", "-1m1s"];
+        assert_eq!(spelled, go);
+        let small: Vec<String> = [0, 100, 1_500, 1_000_001, 999_999_999].map(go_duration).into();
+        assert_eq!(small, ["0s", "100ns", "1.5µs", "1.000001ms", "999.999999ms"]);
+    }
 
     #[test]
     fn upstreams_boundary_times_are_the_earliest_and_latest() {

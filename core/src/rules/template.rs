@@ -340,9 +340,16 @@ fn label_of(sample: &Value, name: &str) -> Value {
 }
 
 fn one_float(name: &'static str, f: impl Fn(f64) -> String + Send + Sync + 'static) -> ValueFunc {
+    one_float_or_error(name, move |v| Ok(f(v)))
+}
+
+fn one_float_or_error(
+    name: &'static str,
+    f: impl Fn(f64) -> gotmpl::Result<String> + Send + Sync + 'static,
+) -> ValueFunc {
     Arc::new(move |args: &[Value]| {
         arity(name, args, 1)?;
-        Ok(Value::String(key(&f(float_arg(&args[0])?))))
+        Ok(Value::String(key(&f(float_arg(&args[0])?)?)))
     })
 }
 
@@ -490,8 +497,11 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
         ("humanize1024", one_float("humanize1024", humanize1024)),
         ("humanizeDuration", one_float("humanizeDuration", humanize_duration)),
         ("humanizePercentage", one_float("humanizePercentage", |v| format!("{}%", go_float(v * 100.0, Some(4))))),
-        ("humanizeTimestamp", one_float("humanizeTimestamp", humanize_timestamp)),
-        ("toTime", one_float("toTime", humanize_timestamp)),
+        ("humanizeTimestamp", one_float_or_error("humanizeTimestamp", humanize_timestamp)),
+        ("toTime", one_float_or_error("toTime", float_to_time)),
+        // Go's `time.Duration(v * time.Second)`, printed.
+        ("toDuration", one_float("toDuration", |v| crate::calendar::go_duration((v * 1e9) as i64))),
+        ("urlQueryEscape", one_string("urlQueryEscape", query_escape)),
         ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(lock(&now)?.t_ms as f64 / 1000.0)))),
         (
             "pathPrefix",
@@ -574,11 +584,38 @@ fn humanize_duration(v: f64) -> String {
 
 /// Upstream goes through nanoseconds in an `int64` and truncates to milliseconds, so
 /// `1700000000.25` prints as `…:20.249`; the same steps give the same digits.
-fn humanize_timestamp(v: f64) -> String {
-    if !v.is_finite() {
-        return g4(v);
+/// `v` seconds as a time, NaN and infinities as numbers.
+fn humanize_timestamp(v: f64) -> gotmpl::Result<String> {
+    match v.is_finite() {
+        true => float_to_time(v),
+        false => Ok(g4(v)),
     }
-    go_utc((v * 1e9) as i64 / 1_000_000)
+}
+
+/// `v` seconds as a time at Go's nanosecond resolution, or upstream's error (`floatToTime`).
+fn float_to_time(v: f64) -> gotmpl::Result<String> {
+    if !v.is_finite() {
+        return Err(fail("value is NaN or Inf"));
+    }
+    let ns = v * 1e9;
+    if ns >= i64::MAX as f64 || ns < i64::MIN as f64 {
+        let v = go_float(v, None);
+        return Err(fail(format!("{v} cannot be represented as a nanoseconds timestamp since it overflows int64")));
+    }
+    Ok(go_utc(ns as i64 / 1_000_000))
+}
+
+/// Go's `url.QueryEscape`: all but letters, digits and `-_.~` escaped, a space as `+`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Go's ordering of two basic values (`lt`): numbers of one kind, or strings; a NaN is never
@@ -846,6 +883,22 @@ mod tests {
         assert_eq!(run("{{ printf \"%d %s %5.1f %.3v %%\" 3 \"x\" 2.5 3.14159 }}", 0.0), "3 x   2.5 3.14 %");
         assert_eq!(run("{{ printf \"%[2]d %[1]s\" \"x\" 3 }}", 0.0), "3 x");
         assert_eq!(run("{{ $value }} {{ printf \"%v\" $value }}", -0.0), "-0 -0");
+    }
+
+    /// Upstream 3.x's `toDuration` and `urlQueryEscape`, and its errors for times that are no
+    /// times.
+    #[test]
+    fn durations_escapes_and_times_out_of_range() {
+        assert_eq!(run("{{ toDuration 3723.5 }} {{ $value | toDuration }}", -0.25), "1h2m3.5s -250ms");
+        assert_eq!(run("{{ urlQueryEscape \"a b*~/é\" }}", 0.0), "a+b%2A~%2F%C3%A9");
+        assert_eq!(run("{{ toTime 1.5 }}", 0.0), "1970-01-01 00:00:01.5 +0000 UTC");
+        assert_eq!(run("{{ humanizeTimestamp $value }}", f64::NAN), "NaN");
+        assert!(run("{{ toTime $value }}", f64::NAN).ends_with("value is NaN or Inf"));
+        let huge = run("{{ humanizeTimestamp 1e12 }}", 0.0);
+        assert!(
+            huge.ends_with("1e+12 cannot be represented as a nanoseconds timestamp since it overflows int64"),
+            "{huge}"
+        );
     }
 
     #[test]
