@@ -25,12 +25,20 @@ pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     Option::<Text>::deserialize(d).map(|t| t.map(|t| t.0))
 }
 
-/// A map of strings (label names to values), each value any plain scalar as text.
+/// A map of strings (label names to values, user names to hashes), each key and value any
+/// plain scalar as text.
 pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    BTreeMap::<String, Text>::deserialize(d).map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
+    optional_map(d).map(Option::unwrap_or_default)
+}
+
+/// An optional [`map`] (null or left out: None).
+pub fn optional_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let map = Option::<BTreeMap<Text, Text>>::deserialize(d)?;
+    Ok(map.map(|m| m.into_iter().map(|(k, v)| (k.0, v.0)).collect()))
 }
 
 /// A plain scalar's text.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Text(String);
 
 impl<'de> Deserialize<'de> for Text {

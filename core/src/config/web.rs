@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{scalar, ConfigError};
 
 /// A parsed, checked web configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +188,7 @@ const UNSUPPORTED: [(&str, &str); 2] = [("", "rate_limit"), ("tls_server_config"
 struct RawWebConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
+    #[serde(default, deserialize_with = "scalar::optional_map")]
     basic_auth_users: Option<BTreeMap<String, String>>,
 }
 
@@ -212,6 +213,7 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     http2: Option<bool>,
+    #[serde(default, deserialize_with = "scalar::optional_map")]
     headers: Option<BTreeMap<String, String>>,
 }
 
@@ -429,6 +431,13 @@ mod tests {
         assert!(!c.http2);
         assert_eq!(c.headers, [("X-Frame-Options".to_string(), "deny".to_string())]);
         assert_eq!(c.basic_auth_users["alice"], HASH);
+    }
+
+    /// A user name Go's YAML reads as a number is a name, as upstream takes it.
+    #[test]
+    fn numeric_user_names_are_names() {
+        let c = WebConfig::parse(&format!("basic_auth_users:\n  123: {HASH}\n  true: {HASH}\n"), "web.yml").unwrap();
+        assert_eq!(c.basic_auth_users.keys().collect::<Vec<_>>(), ["123", "true"]);
     }
 
     #[test]
