@@ -475,8 +475,8 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
         ),
         ("safeHtml", one_string("safeHtml", str::to_string)),
         ("title", one_string("title", title)),
-        ("toUpper", one_string("toUpper", str::to_uppercase)),
-        ("toLower", one_string("toLower", str::to_lowercase)),
+        ("toUpper", one_string("toUpper", go_upper)),
+        ("toLower", one_string("toLower", go_lower)),
         ("stripPort", one_string("stripPort", strip_port)),
         ("stripDomain", one_string("stripDomain", strip_domain)),
         ("graphLink", one_string("graphLink", link(0))),
@@ -584,6 +584,26 @@ fn humanize_duration(v: f64) -> String {
 
 /// Upstream goes through nanoseconds in an `int64` and truncates to milliseconds, so
 /// `1700000000.25` prints as `…:20.249`; the same steps give the same digits.
+/// Go's `strings.ToUpper`: each character's single-character upper case, if it has one (`ß`
+/// stays `ß`, where Rust's full mapping writes `SS`).
+fn go_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower`: each character's single-character lower case (`İ` is `i`, where
+/// Rust's full mapping adds a combining dot).
+fn go_lower(s: &str) -> String {
+    s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect()
+}
+
 /// `v` seconds as a time, NaN and infinities as numbers.
 fn humanize_timestamp(v: f64) -> gotmpl::Result<String> {
     match v.is_finite() {
@@ -890,6 +910,7 @@ mod tests {
     #[test]
     fn durations_escapes_and_times_out_of_range() {
         assert_eq!(run("{{ toDuration 3723.5 }} {{ $value | toDuration }}", -0.25), "1h2m3.5s -250ms");
+        assert_eq!(run("{{ toUpper \"straße ﬁx\" }} {{ toLower \"İSTANBUL\" }}", 0.0), "STRAßE ﬁX istanbul");
         assert_eq!(run("{{ urlQueryEscape \"a b*~/é\" }}", 0.0), "a+b%2A~%2F%C3%A9");
         assert_eq!(run("{{ toTime 1.5 }}", 0.0), "1970-01-01 00:00:01.5 +0000 UTC");
         assert_eq!(run("{{ humanizeTimestamp $value }}", f64::NAN), "NaN");
