@@ -94,9 +94,16 @@ struct Source {
     answered: bool,
 }
 
+/// Files are read on the discovery thread, between look-ups; the others are looked up on
+/// threads of their own.
 #[derive(Clone, PartialEq)]
 enum SourceKind {
     Files(Vec<String>),
+    Remote(Remote),
+}
+
+#[derive(Clone, PartialEq)]
+enum Remote {
     Http(String),
     Dns { names: Vec<String>, kind: RecordType, port: u16 },
 }
@@ -105,11 +112,12 @@ fn sources(config: &Config) -> Vec<Source> {
     let mut out = Vec::new();
     let mut add = |owner: Owner, files: &[FileSdConfig], urls: &[HttpSdConfig], names: &[DnsSdConfig]| {
         let files = files.iter().map(|f| (SourceKind::Files(f.files.clone()), f.refresh_interval));
-        let urls = urls.iter().map(|h| (SourceKind::Http(h.url.clone()), h.refresh_interval));
+        let urls = urls.iter().map(|h| (SourceKind::Remote(Remote::Http(h.url.clone())), h.refresh_interval));
         let names = names.iter().map(|d| {
             // The configuration was validated: the type is known.
             let kind = RecordType::parse(&d.kind).unwrap_or(RecordType::Srv);
-            (SourceKind::Dns { names: d.names.clone(), kind, port: d.port.unwrap_or(0) }, d.refresh_interval)
+            let names = Remote::Dns { names: d.names.clone(), kind, port: d.port.unwrap_or(0) };
+            (SourceKind::Remote(names), d.refresh_interval)
         });
         for (kind, every) in files.chain(urls).chain(names) {
             let (owner, every, due) = (owner.clone(), every.as_std(), Instant::now());
@@ -247,7 +255,7 @@ impl Watcher {
             .iter()
             .filter_map(|s| match &s.kind {
                 SourceKind::Files(patterns) => Some(patterns),
-                SourceKind::Http(_) | SourceKind::Dns { .. } => None,
+                SourceKind::Remote(_) => None,
             })
             .flatten()
             .map(|p| {
@@ -331,17 +339,20 @@ pub struct DiscoveryThread {
 /// configuration starts a new one, and answers for the old are dropped).
 type Found = (u64, usize, Result<Vec<TargetGroup>, String>);
 
-/// Reads or looks up a source on a thread of its own, which sends what it found to `found`
-/// for the source at `at`.
-fn look_up(env: &DiscoveryThread, kind: &SourceKind, every: Duration, found: flume::Sender<Found>, at: (u64, usize)) {
-    let (kind, dns_server, answer) = (kind.clone(), env.dns_server, found.clone());
+/// Looks up a source on a thread of its own, which counts a failure as upstream's metric of
+/// its kind and sends what it found to `found` for the source at `at`.
+fn look_up(env: &DiscoveryThread, remote: &Remote, every: Duration, found: flume::Sender<Found>, at: (u64, usize)) {
+    let (remote, dns_server, answer, metrics) = (remote.clone(), env.dns_server, found.clone(), env.metrics.clone());
     let started = crate::threads::named("sd-look-up").spawn(move || {
-        let groups = match &kind {
-            // Files are read on the discovery thread itself; read here, they would keep nothing.
-            SourceKind::Files(patterns) => Ok(read_files(patterns, &[]).0),
-            SourceKind::Http(url) => fetch(url, every),
-            SourceKind::Dns { names, kind, port } => dns::discover(dns_server, names, *kind, *port),
+        let (groups, failures) = match &remote {
+            Remote::Http(url) => (fetch(url, every), &metrics.sd_http_failures),
+            Remote::Dns { names, kind, port } => {
+                (dns::discover(dns_server, names, *kind, *port), &metrics.sd_dns_lookup_failures)
+            }
         };
+        if groups.is_err() {
+            failures.inc();
+        }
         let _ = answer.send((at.0, at.1, groups));
     });
     if let Err(e) = started {
@@ -351,25 +362,13 @@ fn look_up(env: &DiscoveryThread, kind: &SourceKind, every: Duration, found: flu
 }
 
 /// Takes what a source's read or look-up found; true if its groups changed.
-fn take(env: &DiscoveryThread, source: &mut Source, found: Result<Vec<TargetGroup>, String>) -> bool {
+fn take(source: &mut Source, groups: Vec<TargetGroup>) -> bool {
     source.answered = true;
-    match found {
-        Ok(groups) if groups != source.last => {
-            source.last = groups;
-            true
-        }
-        Ok(_) => false,
-        Err(error) => {
-            let failures = match &source.kind {
-                SourceKind::Files(_) => &env.metrics.sd_file_read_errors,
-                SourceKind::Http(_) => &env.metrics.sd_http_failures,
-                SourceKind::Dns { .. } => &env.metrics.sd_dns_lookup_failures,
-            };
-            failures.inc();
-            tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
-            false
-        }
+    let changed = groups != source.last;
+    if changed {
+        source.last = groups;
     }
+    changed
 }
 
 /// Publishes every source's groups, by job and by Alertmanager set.
@@ -425,25 +424,35 @@ pub fn run(env: DiscoveryThread) {
         let now = Instant::now();
         for (i, source) in sources.iter_mut().enumerate().filter(|(_, s)| s.due <= now && !s.looking_up) {
             source.due = now + source.every;
-            if let SourceKind::Files(patterns) = &source.kind {
-                let (groups, errors) = read_files(patterns, &source.last);
-                for error in errors {
-                    env.metrics.sd_file_read_errors.inc();
-                    tracing::warn!(owner = ?source.owner, %error, "cannot read a file_sd file; keeping its last targets");
+            match &source.kind {
+                SourceKind::Files(patterns) => {
+                    let (groups, errors) = read_files(patterns, &source.last);
+                    for error in errors {
+                        env.metrics.sd_file_read_errors.inc();
+                        tracing::warn!(owner = ?source.owner, %error, "cannot read a file_sd file; keeping its last targets");
+                    }
+                    let first = !source.answered;
+                    let new = take(source, groups);
+                    (changed, urgent) = (changed | new, urgent | (first && new));
                 }
-                let first = !source.answered;
-                let new = take(&env, source, Ok(groups));
-                (changed, urgent) = (changed | new, urgent | (first && new));
-            } else {
-                source.looking_up = true;
-                look_up(&env, &source.kind, source.every, found_tx.clone(), (generation, i));
+                SourceKind::Remote(remote) => {
+                    look_up(&env, remote, source.every, found_tx.clone(), (generation, i));
+                    source.looking_up = true;
+                }
             }
         }
         for (of, i, groups) in found.try_iter() {
             if let Some(source) = sources.get_mut(i).filter(|_| of == generation) {
                 source.looking_up = false;
                 let first = !source.answered;
-                let new = take(&env, source, groups);
+                let new = match groups {
+                    Ok(groups) => take(source, groups),
+                    Err(error) => {
+                        source.answered = true;
+                        tracing::warn!(owner = ?source.owner, %error, "service discovery failed; keeping the last targets");
+                        false
+                    }
+                };
                 (changed, urgent) = (changed | new, urgent | (first && new));
             }
         }
