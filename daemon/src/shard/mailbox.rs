@@ -192,7 +192,11 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
     }
     if let Some(e) = &r.storage_error {
         m.wal_writes_failed.inc();
-        tracing::error!(error = %e, "appended samples are not durable");
+        match r.appended {
+            // Held back whole while an earlier write waits for the log.
+            0 => tracing::error!(error = %e, "samples refused: the write-ahead log cannot be written"),
+            _ => tracing::error!(error = %e, "appended samples are not durable"),
+        }
     }
 }
 
