@@ -6,7 +6,7 @@
 //! `alert_relabel_configs` when sent. A full queue drops its oldest alerts and counts them; a
 //! failed post is counted and not retried (firing alerts are sent again every resend delay).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -181,41 +181,54 @@ fn post(url: &str, body: &str, set: &AlertmanagerConfig) -> Result<(), String> {
 /// The most threads one batch is sent from.
 const MAX_SENDERS: usize = 16;
 
-/// Sends `batch` to one Alertmanager, as its set configures, and counts it as upstream does:
-/// every alert of every attempt as sent, those of a failed one as errors too, and the time
-/// each attempt took.
+/// Sends `batch` to one Alertmanager, as its set configures, and counts it as upstream 3.x
+/// does: the alerts of a failed attempt as errors; those of one that succeeded as sent, with
+/// the time it took.
 fn send_batch(metrics: &Metrics, batch: &[Notification], config: &Config, am: &Alertmanager) {
     let Some(set) = config.alerting.alertmanagers.get(am.set) else { return };
     let Some(body) = body(batch, set) else { return };
     let count = batch.len() as u64;
     let labels = vec![("alertmanager", am.url.clone())];
     let started = std::time::Instant::now();
-    if let Err(error) = post(&am.url, &body, set) {
-        tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
-        metrics.notifications_errors.get_or_create(&labels).inc_by(count);
+    match post(&am.url, &body, set) {
+        Ok(()) => {
+            metrics.notifications_latency.observe(&labels, started.elapsed().as_secs_f64());
+            metrics.notifications_sent.get_or_create(&labels).inc_by(count);
+        }
+        Err(error) => {
+            tracing::warn!(alertmanager = am.url.as_str(), %error, count, "error sending alerts");
+            metrics.notifications_errors.get_or_create(&labels).inc_by(count);
+        }
     }
-    metrics.notifications_latency.observe(&labels, started.elapsed().as_secs_f64());
-    metrics.notifications_sent.get_or_create(&labels).inc_by(count);
 }
 
-/// Makes each Alertmanager's counts exist from its discovery on, at 0 as upstream's: an
-/// Alertmanager that never answers shows in `errors / sent` from its first attempt.
-fn count_from_zero(metrics: &Metrics, active: &[Alertmanager]) {
-    for am in active {
-        let labels = vec![("alertmanager", am.url.clone())];
+/// Follows the Alertmanagers discovered (`known`: those of the last call): a new one's counts
+/// exist from then on at 0, as upstream's, so that the mixin's `errors / sent` of one that
+/// never answers is +Inf rather than nothing; a gone one's series go, as upstream's.
+fn follow(metrics: &Metrics, known: &mut BTreeSet<String>, discovered: &[Alertmanager]) {
+    let now: BTreeSet<String> = discovered.iter().map(|am| am.url.clone()).collect();
+    for url in now.difference(known) {
+        let labels = vec![("alertmanager", url.clone())];
         drop(metrics.notifications_sent.get_or_create(&labels));
         drop(metrics.notifications_errors.get_or_create(&labels));
-        metrics.notifications_latency.touch(&labels);
     }
+    for url in known.difference(&now) {
+        let labels = vec![("alertmanager", url.clone())];
+        metrics.notifications_sent.remove(&labels);
+        metrics.notifications_errors.remove(&labels);
+    }
+    metrics.notifications_latency.retain(|labels| labels.iter().all(|(_, url)| now.contains(url)));
+    *known = now;
 }
 
 /// The notifier thread's loop; runs until the process ends.
 pub fn run(notifier: Arc<Notifier>) {
+    let mut known = BTreeSet::new();
     loop {
         let _ = notifier.wake.1.recv_timeout(std::time::Duration::from_secs(1));
         let (discovered, _) = notifier.alertmanagers();
         notifier.metrics.alertmanagers_discovered.set(discovered.len() as i64);
-        count_from_zero(&notifier.metrics, &discovered);
+        follow(&notifier.metrics, &mut known, &discovered);
         loop {
             let (batch, left) = notifier.take_batch();
             notifier.metrics.notification_queue_length.set(left as i64);

@@ -741,10 +741,12 @@ impl Head {
     }
 
     /// Whether the head may hold samples in `[mint, maxt]`: whether it overlaps the range from
-    /// its oldest sample (or the newest block's end, if later) to its newest. Samples leaving
-    /// the head do not narrow it, as upstream's head range.
+    /// its oldest sample (or the newest block's end, if later and no out-of-order sample waits
+    /// for a block: those before it are read too) to its newest. Samples leaving the head do
+    /// not narrow it, as upstream's head range.
     pub fn may_hold(&self, mint: i64, maxt: i64) -> bool {
-        self.oldest.max(self.min_valid) <= maxt && self.newest >= mint && self.oldest <= self.newest
+        let from = if self.out_of_order.is_empty() { self.oldest.max(self.min_valid) } else { self.oldest };
+        from <= maxt && self.newest >= mint && self.oldest <= self.newest
     }
 
     /// The label names on the series `ids`, from the postings, if that looks at no more than
@@ -1251,6 +1253,25 @@ mod tests {
         // Appends before min_valid within the window go apart too.
         assert_eq!(h.append(id, 6_500, -1.0), Ok(Appended::OutOfOrder));
         assert_eq!(h.drop_out_of_order_before(7_000), Vec::<u32>::new(), "in-order samples remain");
+    }
+
+    /// The times listings take the head for: its oldest to its newest sample, from the newest
+    /// block's end unless out-of-order samples before it wait for a block.
+    #[test]
+    fn the_head_may_hold_samples_from_its_oldest_to_its_newest() {
+        let mut h = Head::new();
+        assert!(!h.may_hold(i64::MIN, i64::MAX), "an empty head holds none");
+        let (id, _) = h.get_or_create(&up("api"));
+        for k in 2..10 {
+            h.append(id, k * 1000, 1.0).unwrap();
+        }
+        assert!(h.may_hold(9_000, 20_000) && h.may_hold(0, 2_000));
+        assert!(!h.may_hold(0, 1_999) && !h.may_hold(9_001, 20_000));
+        h.set_min_valid(7_000);
+        assert!(!h.may_hold(0, 6_999), "before the block's end: the block's");
+        h.set_out_of_order_window(5_000);
+        assert_eq!(h.append(id, 5_500, -1.0), Ok(Appended::OutOfOrder));
+        assert!(h.may_hold(5_000, 6_000), "an out-of-order sample waits there");
     }
 
     #[test]

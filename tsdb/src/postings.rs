@@ -109,14 +109,6 @@ impl Postings {
         self.by_name.get(&name)?.get(&value).map(RoaringBitmap::len)
     }
 
-    /// How many (name, value) pairs the index holds, or those of `name` only.
-    pub fn num_pairs(&self, name: Option<u32>) -> usize {
-        match name {
-            Some(name) => self.by_name.get(&name).map_or(0, HashMap::len),
-            None => self.by_name.values().map(HashMap::len).sum(),
-        }
-    }
-
     /// The label names carried by at least one series of `series` (series of this index), if
     /// finding them looks at no more than `most` postings lists; else None (a name with a value
     /// per series makes that as long as reading each series' labels). When `series` is every

@@ -222,7 +222,7 @@ fn zero_missing(pipe: &mut PipeNode) {
         let (pos, alone) = (command.pos, command.args.len() == 1);
         for (i, arg) in command.args.iter_mut().enumerate() {
             // A chain first among several arguments would be a method call: left as it is.
-            zero_missing_in(arg, i > 0 || alone);
+            zero_missing_in(arg, i > 0);
         }
         commands.push(command);
         if indexes || (alone && !calls) {
@@ -368,7 +368,8 @@ fn lock(state: &Mutex<CallState>) -> gotmpl::Result<std::sync::MutexGuard<'_, Ca
     state.lock().map_err(|_| fail("template state poisoned"))
 }
 
-/// Prometheus's template functions (upstream's `template.go`), plus `goPrint`; the time, the
+/// Prometheus's template functions (upstream's `template.go`), plus `goPrint` and `goZero`
+/// (see the module's doc) and `printf` as Go's; the time, the
 /// external URL and the way to query come from `state`.
 fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
     let (now, url, path) = (state.clone(), state.clone(), state.clone());
@@ -582,16 +583,20 @@ fn humanize_duration(v: f64) -> String {
     }
 }
 
-/// Upstream goes through nanoseconds in an `int64` and truncates to milliseconds, so
-/// `1700000000.25` prints as `…:20.249`; the same steps give the same digits.
-/// Go's `strings.ToUpper`: each character's single-character upper case, if it has one (`ß`
-/// stays `ß`, where Rust's full mapping writes `SS`).
+/// Go's `strings.ToUpper`: each character's simple upper case. Rust gives the full one: where
+/// that is one character it is the simple one; where it is several (`ß` is `SS`), there is
+/// none, and the character stays, but for Greek letters with ypogegrammeni (`ᾳ`), whose simple
+/// upper case is the letter with prosgegrammeni (`ᾼ`).
 fn go_upper(s: &str) -> String {
     s.chars()
         .map(|c| {
             let mut upper = c.to_uppercase();
-            match (upper.next(), upper.next()) {
-                (Some(u), None) => u,
+            match (upper.next(), upper.next(), u32::from(c)) {
+                (Some(u), None, _) => u,
+                (_, _, 0x1F80..=0x1F87 | 0x1F90..=0x1F97 | 0x1FA0..=0x1FA7) => {
+                    char::from_u32(u32::from(c) + 8).unwrap_or(c)
+                }
+                (_, _, 0x1FB3 | 0x1FC3 | 0x1FF3) => char::from_u32(u32::from(c) + 9).unwrap_or(c),
                 _ => c,
             }
         })
@@ -604,7 +609,9 @@ fn go_lower(s: &str) -> String {
     s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect()
 }
 
-/// `v` seconds as a time, NaN and infinities as numbers.
+/// `v` seconds as a time, NaN and infinities as numbers. Upstream goes through nanoseconds in
+/// an `int64` and truncates to milliseconds, so `1700000000.25` prints as `…:20.249`; the same
+/// steps give the same digits.
 fn humanize_timestamp(v: f64) -> gotmpl::Result<String> {
     match v.is_finite() {
         true => float_to_time(v),
@@ -903,6 +910,11 @@ mod tests {
         assert_eq!(run("{{ printf \"%d %s %5.1f %.3v %%\" 3 \"x\" 2.5 3.14159 }}", 0.0), "3 x   2.5 3.14 %");
         assert_eq!(run("{{ printf \"%[2]d %[1]s\" \"x\" 3 }}", 0.0), "3 x");
         assert_eq!(run("{{ $value }} {{ printf \"%v\" $value }}", -0.0), "-0 -0");
+        // Widths and precisions past 65,535 are clamped, as gotmpl's: no gigabyte, no panic.
+        assert_eq!(run("{{ printf \"%99999999999v\" $value }}", 1.5).len(), 65_535);
+        assert!(
+            run("{{ printf \"%.70000v|%99999999999999999999.99999999999999v\" $value $value }}", 1.5).len() < 140_000
+        );
     }
 
     /// Upstream 3.x's `toDuration` and `urlQueryEscape`, and its errors for times that are no
@@ -910,7 +922,7 @@ mod tests {
     #[test]
     fn durations_escapes_and_times_out_of_range() {
         assert_eq!(run("{{ toDuration 3723.5 }} {{ $value | toDuration }}", -0.25), "1h2m3.5s -250ms");
-        assert_eq!(run("{{ toUpper \"straße ﬁx\" }} {{ toLower \"İSTANBUL\" }}", 0.0), "STRAßE ﬁX istanbul");
+        assert_eq!(run("{{ toUpper \"straße ﬁx ᾳ ᾀ\" }} {{ toLower \"İSTANBUL\" }}", 0.0), "STRAßE ﬁX ᾼ ᾈ istanbul");
         assert_eq!(run("{{ urlQueryEscape \"a b*~/é\" }}", 0.0), "a+b%2A~%2F%C3%A9");
         assert_eq!(run("{{ toTime 1.5 }}", 0.0), "1970-01-01 00:00:01.5 +0000 UTC");
         assert_eq!(run("{{ humanizeTimestamp $value }}", f64::NAN), "NaN");

@@ -764,8 +764,9 @@ mod tests {
     /// Help texts end in one full stop, as upstream's: the registry adds it to each.
     #[test]
     fn help_texts_end_in_one_full_stop() {
-        let text = super::Metrics::new().encode();
-        let doubled: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP") && l.ends_with("..")).collect();
-        assert!(doubled.is_empty(), "{doubled:?}");
+        for text in [super::Metrics::new().encode(), super::Metrics::for_agent().encode()] {
+            let doubled: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP") && l.ends_with("..")).collect();
+            assert!(doubled.is_empty(), "{doubled:?}");
+        }
     }
 }

@@ -3,18 +3,20 @@
 //! over 600k head series held it for 0.8 s in one go).
 //!
 //! A listing is a task on the shard's runtime. It notes the series that any `match[]`
-//! selector picks in each block that overlaps the range and in the head (postings look-ups,
-//! their union, patterns tried on a slice of label values at a time between pauses), then
-//! visits them a slice at a time, as a query's read does ([`super::select`]), and keeps what
-//! it lists of each: its label set if it has samples in the range, or its label names, or its
-//! value of one label. A head series gone meanwhile
-//! (garbage-collected) is skipped. If the set of blocks changed between slices (the head cut
-//! into a new block, blocks compacted or deleted), what was visited may miss series, so the
-//! listing starts over; the last attempt visits everything in one go.
+//! selector picks in each block that overlaps the range and in the head, if the head may hold
+//! samples in it (postings look-ups, their union, patterns tried on a slice of label values at
+//! a time between pauses). Label names and values then come from each source's postings at once
+//! where that looks at few enough lists ([`MOST_LISTS_AT_ONCE`]); otherwise, and for `series`,
+//! the series are visited a slice at a time, as a query's read does ([`super::select`]), keeping
+//! of each its label set if it has samples in the range, or its label names, or its value of
+//! one label. A head series gone meanwhile (garbage-collected) is skipped. If the set of
+//! blocks changed between slices (the head cut into a new block, blocks compacted or deleted),
+//! what was visited may miss series, so the listing starts over; the last attempt visits
+//! everything in one go.
 //!
-//! Label names and values are listed for a block's series whatever their chunks' times, as
-//! upstream lists them per block. Answers hold an item once per source at most and in no
-//! order: the API merges the shards' answers into one sorted set.
+//! Label names and values are listed for every series of a source whatever their own samples'
+//! times, the head's as a block's, as upstream lists them. Answers hold an item once per source
+//! at most and in no order: the API merges the shards' answers into one sorted set.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -85,7 +87,7 @@ const MOST_RESERVED: usize = 1 << 21;
 
 /// Most postings lists of a source looked at in one slice to list its label names or values;
 /// past them, its series' labels are read one by one in slices.
-const MOST_PAIRS_AT_ONCE: usize = 16_384;
+const MOST_LISTS_AT_ONCE: usize = 16_384;
 
 /// Distinct strings, each allocated once however many series carry it.
 #[derive(Default)]
@@ -115,10 +117,10 @@ impl Keep for LabelNames {
         head.label_pairs(id).into_iter().flatten().for_each(|(name, _)| self.0.add(name));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        self.0.add_all(block.label_names_among(ids, MOST_PAIRS_AT_ONCE))
+        self.0.add_all(block.label_names_among(ids, MOST_LISTS_AT_ONCE))
     }
     fn keep_head_whole(&mut self, head: &Head, ids: &RoaringBitmap) -> bool {
-        self.0.add_all(head.label_names_among(ids, MOST_PAIRS_AT_ONCE))
+        self.0.add_all(head.label_names_among(ids, MOST_LISTS_AT_ONCE))
     }
     fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
         block.labels_of(id)?.iter().for_each(|l| self.0.add(&l.name));
@@ -148,10 +150,10 @@ impl Keep for LabelValues {
         value.into_iter().for_each(|(_, value)| self.values.add(value));
     }
     fn keep_block_whole(&mut self, block: &Block, ids: &RoaringBitmap) -> bool {
-        self.values.add_all(block.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE))
+        self.values.add_all(block.label_values_among(&self.name, ids, MOST_LISTS_AT_ONCE))
     }
     fn keep_head_whole(&mut self, head: &Head, ids: &RoaringBitmap) -> bool {
-        self.values.add_all(head.label_values_among(&self.name, ids, MOST_PAIRS_AT_ONCE))
+        self.values.add_all(head.label_values_among(&self.name, ids, MOST_LISTS_AT_ONCE))
     }
     fn keep_block(&mut self, block: &Block, id: u32, _: i64, _: i64) -> Result<(), BlockError> {
         let labels = block.labels_of(id)?;
@@ -316,13 +318,13 @@ async fn visit<T>(
                     },
                     None => None,
                 };
+                let mut clock = SliceClock::start();
                 let whole = !offered
                     && match block {
                         Some(block) => kept.keep_block_whole(block, ids),
                         None => kept.keep_head_whole(&db.head, ids),
                     };
                 offered = true;
-                let mut clock = SliceClock::start();
                 while !whole && (!sliced || clock.goes_on()) {
                     let Some(id) = rest.next() else { break };
                     clock.read(1);
@@ -337,9 +339,12 @@ async fn visit<T>(
                     return Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged });
                 }
             }
-            super::slices::pause().await;
-            if reply.is_disconnected() {
-                return Ok(Visit::Abandoned);
+            // Unsliced, a source is visited in one go and the next follows on the same turn.
+            if sliced {
+                super::slices::pause().await;
+                if reply.is_disconnected() {
+                    return Ok(Visit::Abandoned);
+                }
             }
         }
     }
@@ -400,6 +405,29 @@ mod tests {
         });
         let jobs: Vec<&str> = sorted(listed.iter().map(|l| l.get("job")).collect());
         assert_eq!((sorted(listed.clone()).len(), jobs), (11, vec!["filler", "new", "old"]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The last attempt notes and visits in one turn, blocks and head: nothing can change
+    /// meanwhile, so it needs no check that the blocks stayed.
+    #[test]
+    fn an_unsliced_listing_is_done_in_one_turn() {
+        let (storage, dir) = open("listing-unsliced");
+        storage.borrow_mut().write(samples(0..5, "old", 0, 900));
+        storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
+        assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
+        let (reply, _answers) = flume::unbounded::<()>();
+        let all = selection(Vec::new(), 0, 5000);
+        let mut kept = SeriesLabels::default();
+        runtime().block_on(async {
+            let mut note = std::pin::pin!(Sources::note(&storage, &all, false, &reply));
+            let noted = std::future::poll_fn(|cx| Poll::Ready(note.as_mut().poll(cx))).await;
+            let Poll::Ready(Ok(Some(sources))) = noted else { panic!("noted in one turn") };
+            let mut visit = std::pin::pin!(visit(&storage, &all, &sources, &mut kept, false, &reply));
+            let visited = std::future::poll_fn(|cx| Poll::Ready(visit.as_mut().poll(cx))).await;
+            assert!(matches!(visited, Poll::Ready(Ok(Visit::Done))), "visited in one turn");
+        });
+        assert_eq!(kept.into_items().len(), 10);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

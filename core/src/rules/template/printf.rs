@@ -120,13 +120,17 @@ fn floats_formatted(format: &str, args: &[Value]) -> Option<(String, Vec<Value>)
 
 type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
 
-/// The number the digits next in `chars` write (0 if none).
+/// The most a width or precision is taken as, as gotmpl clamps them: a template's
+/// `%999999999v` must not allocate a gigabyte, and Rust's formatter panics past it.
+const MOST_WIDTH: usize = u16::MAX as usize;
+
+/// The number the digits next in `chars` write (0 if none), at most [`MOST_WIDTH`].
 fn digits(chars: &mut Chars) -> usize {
     let mut n: usize = 0;
     while let Some((_, d)) = chars.next_if(|(_, d)| d.is_ascii_digit()) {
         n = n.saturating_mul(10).saturating_add(d as usize - '0' as usize);
     }
-    n
+    n.min(MOST_WIDTH)
 }
 
 /// `f` under a float directive as Go's `fmt` writes it: `%g` for a finite one (`%v`), signs
