@@ -42,7 +42,13 @@ impl ConcurrentEvals {
                     .stack_size(crate::STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _slot = slot;
-                        lock(eval).run(&mut ShardStorage::new(shards, queries), &Instant::now);
+                        // A panic fails this rule's round, as the group's thread catches its own.
+                        let ran = crate::panic::catch(|| {
+                            lock(eval).run(&mut ShardStorage::new(shards, queries), &Instant::now)
+                        });
+                        if let Err(panic) = ran {
+                            tracing::error!(%panic, "rule evaluation panicked; this round is skipped");
+                        }
                     });
                 if let Err(e) = started {
                     // A system out of threads (a process limit): the rule runs here instead.

@@ -134,12 +134,19 @@ fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
         metrics.iterations_missed.get_or_create(label).inc_by(waited as u64);
         *t += waited * g.interval;
     }
-    let due = match &env.concurrent_evals {
+    // Alert templates run a third-party engine over labels scraped from outside: a panic there
+    // (or in the evaluator) fails this round of the group, not the process, which would meet
+    // the same data again after a restart. The group keeps the state it had reached.
+    let evaluated = crate::panic::catch(|| match &env.concurrent_evals {
         Some(concurrent) => {
             g.evaluate_in_batches(*t, settings, &Instant::now, true, &mut |batch| concurrent.run(batch, storage))
         }
         None => g.evaluate(*t, storage, settings, &Instant::now),
-    };
+    });
+    let due = evaluated.unwrap_or_else(|panic| {
+        tracing::error!(group = %g.name, %panic, "rule group evaluation panicked; this round is skipped");
+        Vec::new()
+    });
     if !g.restored {
         let a = &env.alerting;
         g.restore_for_state(now_ms(), storage, a.for_outage_tolerance, a.for_grace_period);
