@@ -4,9 +4,12 @@
 //! A handler runs on its connection's shard, which also serves that shard's other connections
 //! (`/-/healthy` among them), scrapes and reads. Rendering a million series took that shard for
 //! more than a second. Work of more than [`ON_SHARD`] units (series, step slots or samples) runs
-//! on an `http-answer` thread instead, at most [`THREADS`] at once; when all are busy it runs
-//! on the shard as before, so that finished results never queue up in memory waiting for one.
-//! A panic in it fails that request, as one in a handler does (`crate::panic`).
+//! on an `http-answer` thread instead, at most [`THREADS`] at once; when all are busy it waits
+//! for one, the shard serving on meanwhile. (It used to run on the shard then, which held
+//! `/-/healthy` for 3 s under eight concurrent federations.) What waits holds the result it
+//! will render, as each concurrent request holds its own in upstream's server; the connections
+//! are bounded (`--web.max-connections`). A panic in it fails that request, as one in a handler
+//! does (`crate::panic`).
 
 use std::sync::LazyLock;
 
@@ -30,11 +33,13 @@ pub enum Unprepared {
     Panicked,
 }
 
-/// `work`, weighing `units`, done on a thread of its own when it is heavy and one is free,
-/// else on the shard.
+/// `work`, weighing `units`: on the shard when it is light, else on a thread of its own once
+/// one is free.
 pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Unprepared> {
-    let slot = if units > ON_SHARD { SLOTS.try_acquire() } else { None };
-    let Some(slot) = slot else { return Ok(work()) };
+    if units <= ON_SHARD {
+        return Ok(work());
+    }
+    let slot = SLOTS.acquire().await;
     // The slot goes with the thread: a request dropped meanwhile does not free it early.
     let prepared = off_shard(named("http-answer"), move || {
         let _slot = slot;
