@@ -274,6 +274,31 @@ fn a_query_whose_client_went_away_stops_working() {
     );
 }
 
+/// `curl -g 'host/api/v1/query?query=up{job="a"}'` sends its quotes raw, as other clients send
+/// `<`, `#` or non-ASCII bytes: read as Go's server reads them, not refused with a bare 400.
+#[test]
+fn raw_targets_and_half_closed_requests_are_answered() {
+    use std::io::{Read, Write};
+    let p = server(&[]);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    let query = "label_replace(vector(1)<2,\"to\",\"ü#\",\"\",\"\")";
+    let request = format!("GET /api/v1/query?query={query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"to\":\"ü#\""), "{answer}");
+    // A client that shuts its side once it has sent the request is answered, as by Go's server.
+    for _ in 0..5 {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        client.write_all(b"GET /api/v1/query?query=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "half-closed: {answer:?}");
+    }
+}
+
 #[test]
 fn api_errors_are_json_and_do_not_echo_megabytes() {
     let mut p = server(&[]);

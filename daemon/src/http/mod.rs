@@ -21,6 +21,7 @@ mod instrument;
 mod lifecycle;
 pub mod params;
 pub mod prefix;
+mod raw_target;
 pub mod remote_read;
 mod remote_write;
 mod response;

@@ -29,6 +29,7 @@ use tower_service::Service;
 use super::auth::Authenticator;
 use super::client_gone::ClientSocket;
 use super::deadline::{Deadline, DeadlineIo, RestartOnDrop};
+use super::raw_target::RawTarget;
 use super::response::ApiError;
 use super::tls;
 use super::web_config::WebConfigFile;
@@ -163,7 +164,9 @@ async fn connection(
     let deadline = Deadline::start(settings.read_timeout);
     let builder = {
         let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(MonoioTimer).header_read_timeout(header_timeout);
+        // A client that shuts its side after the request still gets the answer, as from Go's
+        // server (hyper's default closes at the end of input, often before answering).
+        b.timer(MonoioTimer).header_read_timeout(header_timeout).half_close(true);
         b
     };
     let service = hyper::service::service_fn({
@@ -176,11 +179,12 @@ async fn connection(
     match tls {
         Some(config) => {
             let stream = tls::accept(config, stream, header_timeout).await?;
-            builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service).await?
+            builder.serve_connection(DeadlineIo::new(RawTarget::new(MonoioIo::new(stream)), deadline), service).await?
         }
         None => {
             // The socket stays open until the client has had time to read the last answer.
-            let io = builder.serve_connection(DeadlineIo::new(MonoioIo::new(stream), deadline), service);
+            let io =
+                builder.serve_connection(DeadlineIo::new(RawTarget::new(MonoioIo::new(stream)), deadline), service);
             let parts = io.without_shutdown().await?;
             linger(socket).await;
             drop(parts);
