@@ -4,7 +4,7 @@
 //! arithmetic are the first line. This module is the second. Work that only *reads* shared
 //! state on behalf of one request — an HTTP handler, a query's fragments on a query worker or
 //! (light ones) on a shard, a query's read of a shard, a query's coordination, a shard's answer to a series, labels or
-//! federation request, a large HTTP answer prepared on a thread of its own, a rule group's
+//! federation request, a large HTTP answer prepared on a thread of its own, a rule's
 //! evaluation (which writes only through the shards' mailboxes; its alert templates run a
 //! third-party engine over scraped labels) — runs inside
 //! [`catch`] or [`CatchPanic`]: if it panics, that request fails

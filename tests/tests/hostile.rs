@@ -277,7 +277,7 @@ fn a_query_whose_client_went_away_stops_working() {
 /// `curl -g 'host/api/v1/query?query=up{job="a"}'` sends its quotes raw, as other clients send
 /// `<`, `#` or non-ASCII bytes: read as Go's server reads them, not refused with a bare 400.
 #[test]
-fn raw_targets_and_half_closed_requests_are_answered() {
+fn raw_quotes_and_non_ascii_in_a_request_target_are_read() {
     use std::io::{Read, Write};
     let p = server(&[]);
     let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
@@ -288,15 +288,6 @@ fn raw_targets_and_half_closed_requests_are_answered() {
     client.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"to\":\"ü#\""), "{answer}");
-    // A client that shuts its side once it has sent the request is answered, as by Go's server.
-    for _ in 0..5 {
-        let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
-        client.write_all(b"GET /api/v1/query?query=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        client.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "half-closed: {answer:?}");
-    }
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub enum RuleError {
     /// The results could not be written.
     #[error("{0}")]
     Storage(Arc<dyn std::error::Error + Send + Sync>),
+    /// The evaluation panicked (the caller caught it).
+    #[error("evaluation failed unexpectedly: {0}")]
+    Panicked(String),
 }
 
 impl RuleError {

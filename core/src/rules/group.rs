@@ -444,6 +444,15 @@ impl RuleEval<'_> {
         rule.last_evaluation = Some(c.t);
         rule.evaluation_seconds = clock().saturating_duration_since(rule_started).as_secs_f64();
     }
+
+    /// Records that [`RuleEval::run`] panicked with `message` (a caller that catches panics
+    /// calls it): the rule's health is an error, and it sends no alert this round.
+    pub fn fail(&mut self, message: String) {
+        self.rule.health = Health::Err;
+        self.rule.last_error = Some(RuleError::Panicked(message));
+        self.due.clear();
+        self.rule.last_evaluation = Some(self.context.t);
+    }
 }
 
 /// A recording rule's result: each series' float or native histogram.

@@ -97,14 +97,19 @@ impl Compiled {
     pub fn expand(&self, data: &TemplateData, t_ms: i64, query: &QueryFn) -> Result<String, TemplateError> {
         let value = data_value(data);
         {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = lock(&self.state);
             state.t_ms = t_ms;
             data.external_url.clone_into(&mut state.external_url);
         }
-        let outer = QUERY.with(|q| q.replace(Some(query.clone())));
-        let result = self.execute(&value);
-        QUERY.with(|q| q.replace(outer));
-        result
+        /// Puts the outer expansion's [`QueryFn`] back, even if this one unwinds.
+        struct Restore(Option<QueryFn>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                QUERY.with(|q| q.replace(self.0.take()));
+            }
+        }
+        let _restore = Restore(QUERY.with(|q| q.replace(Some(query.clone()))));
+        self.execute(&value)
     }
 
     fn execute(&self, data: &Value) -> Result<String, TemplateError> {
@@ -364,8 +369,10 @@ fn compile(pattern: &str) -> gotmpl::Result<Regex> {
     crate::re2::unanchored(pattern).map_err(|e| fail(format!("error parsing regexp: {e}")))
 }
 
-fn lock(state: &Mutex<CallState>) -> gotmpl::Result<std::sync::MutexGuard<'_, CallState>> {
-    state.lock().map_err(|_| fail("template state poisoned"))
+/// The state of an expansion (a panic in another, caught by the caller, leaves it usable: it is
+/// set whole before each expansion).
+fn lock(state: &Mutex<CallState>) -> std::sync::MutexGuard<'_, CallState> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Prometheus's template functions (upstream's `template.go`), plus `goPrint` and `goZero`
@@ -503,17 +510,17 @@ fn functions(state: &Arc<Mutex<CallState>>) -> Vec<(&'static str, ValueFunc)> {
         // Go's `time.Duration(v * time.Second)`, printed.
         ("toDuration", one_float("toDuration", |v| crate::calendar::go_duration((v * 1e9) as i64))),
         ("urlQueryEscape", one_string("urlQueryEscape", query_escape)),
-        ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(lock(&now)?.t_ms as f64 / 1000.0)))),
+        ("now", Arc::new(move |_: &[Value]| Ok(Value::Float(lock(&now).t_ms as f64 / 1000.0)))),
         (
             "pathPrefix",
             Arc::new(move |_: &[Value]| {
-                let state = lock(&path)?;
+                let state = lock(&path);
                 // Go's URL.Path: empty when the URL has no path.
                 let url = url::Url::parse(&state.external_url).ok();
                 Ok(Value::String(key(url.as_ref().map_or("", |u| u.path().trim_end_matches('/')))))
             }),
         ),
-        ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&lock(&url)?.external_url))))),
+        ("externalURL", Arc::new(move |_: &[Value]| Ok(Value::String(key(&lock(&url).external_url))))),
     ]
 }
 

@@ -34,11 +34,16 @@ pub struct RawTarget<I> {
     /// Rewritten bytes not handed over yet, from `sent` on.
     pending: Vec<u8>,
     sent: usize,
+    /// What a read before the end of the target lands in.
+    space: Vec<u8>,
 }
+
+/// The most read at once before the end of the target.
+const READ: usize = 8192;
 
 impl<I> RawTarget<I> {
     pub fn new(inner: I) -> Self {
-        RawTarget { inner, at: At::Method(0), pending: Vec::new(), sent: 0 }
+        RawTarget { inner, at: At::Method(0), pending: Vec::new(), sent: 0, space: Vec::new() }
     }
 }
 
@@ -74,12 +79,16 @@ fn rewrite(mut at: At, read: &[u8], out: &mut Vec<u8>) -> At {
 impl<I: Read + Unpin> Read for RawTarget<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         if this.sent == this.pending.len() {
             if this.at == At::Done {
+                (this.pending, this.sent, this.space) = (Vec::new(), 0, Vec::new());
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let mut space = vec![0u8; buf.remaining().clamp(1, 8192)];
-            let mut read = ReadBuf::new(&mut space);
+            this.space.resize(READ, 0);
+            let mut read = ReadBuf::new(&mut this.space[..buf.remaining().min(READ)]);
             match Pin::new(&mut this.inner).poll_read(cx, read.unfilled()) {
                 Poll::Ready(Ok(())) => {}
                 other => return other,

@@ -164,9 +164,7 @@ async fn connection(
     let deadline = Deadline::start(settings.read_timeout);
     let builder = {
         let mut b = hyper::server::conn::http1::Builder::new();
-        // A client that shuts its side after the request still gets the answer, as from Go's
-        // server (hyper's default closes at the end of input, often before answering).
-        b.timer(MonoioTimer).header_read_timeout(header_timeout).half_close(true);
+        b.timer(MonoioTimer).header_read_timeout(header_timeout);
         b
     };
     let service = hyper::service::service_fn({

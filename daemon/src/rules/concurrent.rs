@@ -3,11 +3,11 @@
 //! `--rules.max-concurrent-evals` is free, else on the group's worker, as upstream does.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use pyrite_core::rules::RuleEval;
 
 use super::storage::ShardStorage;
+use super::workers::run_caught;
 use crate::query::ServerExecutor;
 use crate::shards::Shards;
 use crate::slots::Slots;
@@ -31,7 +31,7 @@ impl ConcurrentEvals {
         let evals: Vec<Mutex<&mut RuleEval<'_>>> = batch.iter_mut().map(Mutex::new).collect();
         std::thread::scope(|scope| {
             for eval in &evals {
-                let run_here = |storage: &mut ShardStorage| lock(eval).run(storage, &Instant::now);
+                let run_here = |storage: &mut ShardStorage| run_caught(&mut lock(eval), storage);
                 let Some(slot) = (!alone).then(|| self.slots.try_acquire()).flatten() else {
                     run_here(storage);
                     continue;
@@ -42,13 +42,7 @@ impl ConcurrentEvals {
                     .stack_size(crate::STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _slot = slot;
-                        // A panic fails this rule's round, as the group's thread catches its own.
-                        let ran = crate::panic::catch(|| {
-                            lock(eval).run(&mut ShardStorage::new(shards, queries), &Instant::now)
-                        });
-                        if let Err(panic) = ran {
-                            tracing::error!(%panic, "rule evaluation panicked; this round is skipped");
-                        }
+                        run_caught(&mut lock(eval), &mut ShardStorage::new(shards, queries));
                     });
                 if let Err(e) = started {
                     // A system out of threads (a process limit): the rule runs here instead.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pyrite_core::rules::{GroupState, RuleSettings};
+use pyrite_core::rules::{GroupState, RuleEval, RuleSettings};
 
 use super::storage::ShardStorage;
 use super::RulesThread;
@@ -109,6 +109,16 @@ impl Pool {
     }
 }
 
+/// Evaluates one rule. Alert templates run a third-party engine over labels scraped from
+/// outside: a panic there (or in the evaluator) fails this rule's round, not the process,
+/// which would meet the same data again after a restart.
+pub(super) fn run_caught(rule: &mut RuleEval<'_>, storage: &mut ShardStorage) {
+    if let Err(panic) = crate::panic::catch(|| rule.run(storage, &Instant::now)) {
+        tracing::error!(%panic, "rule evaluation panicked; its round is skipped");
+        rule.fail(panic);
+    }
+}
+
 /// A worker's loop: each due group evaluated and handed back.
 fn work(env: &RulesThread, due: &flume::Receiver<Group>, evaluated: &flume::Sender<Group>) {
     let mut storage = ShardStorage::new(env.shards.clone(), env.queries.clone());
@@ -134,19 +144,14 @@ fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
         metrics.iterations_missed.get_or_create(label).inc_by(waited as u64);
         *t += waited * g.interval;
     }
-    // Alert templates run a third-party engine over labels scraped from outside: a panic there
-    // (or in the evaluator) fails this round of the group, not the process, which would meet
-    // the same data again after a restart. The group keeps the state it had reached.
-    let evaluated = crate::panic::catch(|| match &env.concurrent_evals {
+    let due = match &env.concurrent_evals {
         Some(concurrent) => {
             g.evaluate_in_batches(*t, settings, &Instant::now, true, &mut |batch| concurrent.run(batch, storage))
         }
-        None => g.evaluate(*t, storage, settings, &Instant::now),
-    });
-    let due = evaluated.unwrap_or_else(|panic| {
-        tracing::error!(group = %g.name, %panic, "rule group evaluation panicked; this round is skipped");
-        Vec::new()
-    });
+        None => g.evaluate_in_batches(*t, settings, &Instant::now, false, &mut |batch| {
+            batch.iter_mut().for_each(|rule| run_caught(rule, storage))
+        }),
+    };
     if !g.restored {
         let a = &env.alerting;
         g.restore_for_state(now_ms(), storage, a.for_outage_tolerance, a.for_grace_period);
