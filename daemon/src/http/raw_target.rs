@@ -1,8 +1,10 @@
 //! A connection's first request target as Go's server reads it: `curl -g
-//! 'host:9090/api/v1/query?query=up{job="node"}'` sends the quotes raw, as do other clients
-//! with `<`, `>`, `` ` ``, `#` or non-ASCII bytes. Go takes them; hyper's parser refuses the
-//! request with a bare 400. [`RawTarget`] percent-encodes those bytes in the first request
-//! line of a connection before hyper reads it, which the handlers decode as Go's do.
+//! 'host:9090/api/v1/query?query=up{job="node"}'` sends the quotes raw, as other clients send
+//! `<`, `>` or `` ` ``. Go takes them; hyper's parser refuses the request with a bare 400. A raw
+//! `#` hyper takes as the start of a fragment and drops what follows; Go keeps it. [`RawTarget`]
+//! percent-encodes those bytes in the first request line of a connection before hyper reads it,
+//! which the handlers decode as Go's do. Non-ASCII bytes hyper takes as they are (valid UTF-8)
+//! and are left so.
 //!
 //! Only the first line: knowing where a later request starts would mean framing bodies beside
 //! hyper, and a wrong guess would rewrite a body. Clients that send raw targets (a shell's
@@ -47,9 +49,9 @@ impl<I> RawTarget<I> {
     }
 }
 
-/// Whether `b` in a request target is one Go takes and hyper refuses.
+/// Whether `b` in a request target is one Go takes and hyper refuses or cuts at.
 fn refused(b: u8) -> bool {
-    matches!(b, b'"' | b'<' | b'>' | b'`' | b'#') || b >= 0x80
+    matches!(b, b'"' | b'<' | b'>' | b'`' | b'#')
 }
 
 /// Appends `read` to `out`, the first line's target percent-encoded where hyper would refuse
@@ -123,11 +125,11 @@ mod tests {
     fn the_first_target_is_encoded_and_nothing_else() {
         let request = "GET /api/v1/query?query=up{job=\"a\"}<1#ü HTTP/1.1\r\nX: \"q\"\r\n\r\nGET /x?\"\r\n";
         let whole = rewritten(&[request.as_bytes()]);
-        let target = "/api/v1/query?query=up{job=%22a%22}%3C1%23%C3%BC";
+        let target = "/api/v1/query?query=up{job=%22a%22}%3C1%23ü";
         assert_eq!(whole, format!("GET {target} HTTP/1.1\r\nX: \"q\"\r\n\r\nGET /x?\"\r\n"));
         let split: Vec<&[u8]> = request.as_bytes().chunks(3).collect();
         assert_eq!(rewritten(&split), whole);
-        assert_eq!(rewritten(&[b"GET /a#b\xff HTTP/1.1\r\n"]), "GET /a%23b%FF HTTP/1.1\r\n");
+        assert_eq!(rewritten(&[b"GET /a#`b HTTP/1.1\r\n"]), "GET /a%23%60b HTTP/1.1\r\n");
     }
 
     /// A line that is no request line passes as it is.
