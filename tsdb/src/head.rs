@@ -568,8 +568,7 @@ impl Head {
                 }
                 s.last_t = t;
                 s.last_v = v.to_bits();
-                self.newest = self.newest.max(t);
-                self.oldest = self.oldest.min(t);
+                self.holds(t, t);
                 return Ok(Appended::InOrder);
             }
         }
@@ -679,8 +678,7 @@ impl Head {
         }
         s.last_t = t;
         s.last_v = HISTOGRAM_LAST_V;
-        self.newest = self.newest.max(t);
-        self.oldest = self.oldest.min(t);
+        self.holds(t, t);
         if self.keeps_samples {
             self.histograms.entry(id).or_default().push(&mut self.store, t, &h, self.block_range);
         }
@@ -738,6 +736,12 @@ impl Head {
     pub fn label_pairs(&self, id: u32) -> Option<impl Iterator<Item = (&str, &str)>> {
         let series = self.series.get(id)?;
         Some(series.labels.iter().map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v))))
+    }
+
+    /// Widens the times the head holds in order to take in samples from `oldest` to `newest`.
+    fn holds(&mut self, oldest: i64, newest: i64) {
+        self.oldest = self.oldest.min(oldest);
+        self.newest = self.newest.max(newest);
     }
 
     /// Whether the head may hold samples in `[mint, maxt]`: whether it overlaps the range from
@@ -1013,8 +1017,7 @@ impl Head {
         let Some(hs) = HistogramSeries::restore(&mut self.store, snapshot, self.block_range, last_t) else {
             return false;
         };
-        self.newest = self.newest.max(hs.max_time().unwrap_or(i64::MIN));
-        self.oldest = self.oldest.min(hs.min_time().unwrap_or(i64::MAX));
+        self.holds(hs.min_time().unwrap_or(i64::MAX), hs.max_time().unwrap_or(i64::MIN));
         if !hs.is_empty() {
             self.histograms.insert(id, hs);
         }
@@ -1042,8 +1045,8 @@ impl Head {
             }
             s.open_end = (open.min_time().div_euclid(self.block_range) + 1).saturating_mul(self.block_range);
             (s.open, s.last_t, s.last_v) = (open, snapshot.last_t, snapshot.last_v);
-            self.newest = self.newest.max(snapshot.last_t);
-            self.oldest = self.oldest.min(s.min_time().unwrap_or(i64::MAX));
+            let first = s.min_time().unwrap_or(i64::MAX);
+            self.holds(first, snapshot.last_t);
         }
         Some(id)
     }

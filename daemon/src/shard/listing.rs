@@ -305,6 +305,7 @@ async fn visit<T>(
     // Blocks by their place in `sources.blocks`, then the head (None).
     let order: Vec<Option<usize>> = (0..sources.blocks.len()).map(Some).chain([None]).collect();
     for (k, &source) in order.iter().enumerate() {
+        let last = k + 1 == order.len();
         let ids = source.map_or(&sources.head, |i| &sources.blocks[i].1);
         let mut rest = ids.iter().peekable();
         let (mut offered, mut done) = (false, rest.peek().is_none());
@@ -334,13 +335,10 @@ async fn visit<T>(
                     }
                 }
                 done = whole || rest.peek().is_none();
-                if done && k + 1 == order.len() {
-                    let unchanged = !sliced || sources.blocks_unchanged(&db, selection);
-                    return Ok(if unchanged { Visit::Done } else { Visit::BlocksChanged });
-                }
             }
-            // Unsliced, a source is visited in one go and the next follows on the same turn.
-            if sliced {
+            // Unsliced, a source is visited in one go and the next follows on the same turn; the
+            // last slice of all is checked below, on its turn too.
+            if sliced && !(done && last) {
                 super::slices::pause().await;
                 if reply.is_disconnected() {
                     return Ok(Visit::Abandoned);
