@@ -314,7 +314,9 @@ impl MemSeries {
                 // In time order: the range is one run, of known length.
                 let from = decoded.partition_point(|&(t, _)| t < mint);
                 let to = decoded.partition_point(|&(t, _)| t <= maxt);
-                out.extend(decoded[from..to].iter().map(|&(t, v)| Sample { t, v }));
+                // (A crafted snapshot could hold times out of order: no slice past its end.)
+                let run = decoded.get(from..to).unwrap_or_default();
+                out.extend(run.iter().map(|&(t, v)| Sample { t, v }));
             }
         }
         if self.open_overlaps(mint, maxt) {

@@ -77,8 +77,12 @@ impl XorChunk {
 
     /// The chunk a state describes; None if the state is not one a chunk can be in.
     pub fn from_state(s: XorState) -> Option<XorChunk> {
-        let plausible =
-            (s.leading <= 31 || s.leading == 0xff) && s.trailing <= 64 && (s.count == 0) == s.bytes.is_empty();
+        // A window of leading and trailing zeros leaves at least one bit of the value (0xff: none yet).
+        let window = match s.leading {
+            0xff => s.trailing <= 64,
+            leading => leading <= 31 && u16::from(leading) + u16::from(s.trailing) < 64,
+        };
+        let plausible = window && (s.count == 0) == s.bytes.is_empty();
         Some(XorChunk {
             bits: plausible.then(|| BitWriter::from_parts(s.bytes, s.free)).flatten()?,
             count: s.count,
@@ -339,6 +343,9 @@ mod tests {
         assert!(XorChunk::from_state(XorState { free: 9, ..original.state() }).is_none());
         assert!(XorChunk::from_state(XorState { count: 0, ..original.state() }).is_none());
         assert!(XorChunk::from_state(XorChunk::new().state()).is_some(), "an empty chunk");
+        // A window that leaves no bit of the value (appending would shift by 64 or more).
+        assert!(XorChunk::from_state(XorState { leading: 31, trailing: 64, ..original.state() }).is_none());
+        assert!(XorChunk::from_state(XorState { leading: 0, trailing: 64, ..original.state() }).is_none());
     }
 
     #[test]

@@ -541,6 +541,11 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
 fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
     let decompressed;
     let payload = if kind & SNAPPY != 0 {
+        // Snappy spends at least 3 bytes on 64: a frame claiming more than 22 times its size is
+        // damage, and decoding it would first allocate what it claims.
+        if snap::raw::decompress_len(body).ok()? > body.len().saturating_mul(22) {
+            return None;
+        }
         decompressed = snap::raw::Decoder::new().decompress_vec(body).ok()?;
         decompressed.as_slice()
     } else {
@@ -800,6 +805,24 @@ mod tests {
         assert_eq!(frames.damage, vec![Damage { offset: good, skipped: buf.len() - good, at_end: false }]);
         // Generous for a debug build on a loaded machine; before, this took hours.
         assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    }
+
+    /// A frame whose snappy header claims 4 GiB in a few bytes: damage, refused before the
+    /// decoder allocates what it claims.
+    #[test]
+    fn a_snappy_length_past_what_the_body_can_hold_is_damage() {
+        let mut body = Vec::new();
+        put_varint(&mut body, u32::MAX as u64);
+        body.extend_from_slice(&[0; 8]);
+        assert_eq!(decode_body(SAMPLES | SNAPPY, &body), None);
+        let (mut buf, _) = log(true);
+        let good = buf.len();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[SAMPLES | SNAPPY]), &body);
+        buf.push(SAMPLES | SNAPPY);
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf.extend_from_slice(&body);
+        assert_eq!(read_frames(&buf).damage, vec![Damage { offset: good, skipped: buf.len() - good, at_end: true }]);
     }
 
     #[test]
