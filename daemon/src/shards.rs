@@ -311,7 +311,10 @@ impl Shards {
         timeout: Duration,
     ) -> Result<Vec<SeriesSamples>, EvalError> {
         let deadline = Instant::now() + timeout.min(Duration::from_secs(86_400));
-        let interrupt = Interrupt::new(move || Instant::now() > deadline);
+        let interrupt = Interrupt::new(move || match Instant::now() > deadline {
+            true => Err(EvalError::Timeout("query execution".into())),
+            false => Ok(()),
+        });
         let answers = self
             .ask_all(|reply| Request::Select {
                 matchers: matchers.to_vec(),

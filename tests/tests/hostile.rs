@@ -290,6 +290,43 @@ fn raw_quotes_and_non_ascii_in_a_request_target_are_read() {
     assert!(answer.contains("\"to\":\"ü#\""), "{answer}");
 }
 
+/// `nc -N`, `printf … | nc -q 1` and scripts shut their sending side once the request is out:
+/// they get their answer, as from Go's server (before, hyper took the end-of-file for a client
+/// gone and dropped the answer, most times).
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    use std::io::{Read, Write};
+    let p = server(&[]);
+    let ask = |request: &str| {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer);
+        answer
+    };
+    let status = |answer: &str| answer.split(' ').nth(1).unwrap_or_default().to_string();
+    for path in ["/-/healthy", "/metrics", "/api/v1/labels", "/federate?match[]=up", "/api/v1/status/buildinfo"] {
+        for version in ["HTTP/1.1\r\nHost: x", "HTTP/1.0"] {
+            for _ in 0..5 {
+                let answer = ask(&format!("GET {path} {version}\r\n\r\n"));
+                assert_eq!(status(&answer), "200", "{path} {version}: {answer:.200}");
+            }
+        }
+    }
+    // A query notices the closed side, as upstream's cancelled context: its answer, or 499
+    // `canceled` as upstream 3.x answers then.
+    for _ in 0..5 {
+        let answer = ask("GET /api/v1/query?query=1 HTTP/1.0\r\n\r\n");
+        let canceled = status(&answer) == "499" && answer.contains(r#""errorType":"canceled""#);
+        assert!(status(&answer) == "200" || canceled, "{answer:.300}");
+    }
+    // Two requests sent together, then the end: two answers.
+    let answer = ask("GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\nGET /-/ready HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+}
+
 #[test]
 fn api_errors_are_json_and_do_not_echo_megabytes() {
     let mut p = server(&[]);

@@ -186,8 +186,15 @@ impl<F: Fanout> Executor<F> {
         self.fanout.observe(QueryStage::Queue, admitted.saturating_duration_since(planned));
         let timeout = timeout.map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
         let deadline = F::now().checked_add(timeout);
-        let interrupt =
-            Interrupt::new(move || cancelled.is_set() || deadline.is_some_and(|deadline| F::now() >= deadline));
+        let interrupt = Interrupt::new(move || {
+            if cancelled.is_set() {
+                Err(EvalError::Canceled("query execution".into()))
+            } else if deadline.is_some_and(|deadline| F::now() >= deadline) {
+                Err(EvalError::Timeout("query execution".into()))
+            } else {
+                Ok(())
+            }
+        });
         plan.limits = Limits::new(self.limits.max_samples, interrupt).with_batch_slots(self.limits.batch_slots);
         let plan = Arc::new(plan);
         let result = match self.fanout.fragments(&plan, params, deadline).await {

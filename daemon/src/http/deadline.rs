@@ -5,8 +5,8 @@
 //! previous response) until the handler has answered; while a response is being written it is
 //! stopped, so a long download is not cut. A read on the connection past the deadline fails,
 //! and hyper closes the connection. The deadline lives in the connection's I/O wrapper
-//! ([`DeadlineIo`]); the service stops the clock when a response is ready and
-//! [`RestartOnDrop`], around the response body, starts it again when hyper has sent it.
+//! ([`DeadlineIo`]); the service stops the clock when a response is ready and starts it again
+//! when hyper has sent it (`server::WhenSent`, around the response body).
 
 use std::cell::Cell;
 use std::future::Future as _;
@@ -16,8 +16,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 use hyper::rt::{Read, ReadBufCursor};
 
 /// The read deadline of one connection, shared by its I/O and its service.
@@ -88,9 +86,10 @@ impl<I: Read + Unpin> Read for DeadlineIo<I> {
 }
 
 /// Implements hyper's `Write` for an I/O wrapper `$io<I>` that changes its reads only: its writes
-/// go to its `inner` as they are.
+/// go to its `inner` as they are. With `$after_flush`, that method of the wrapper sees each
+/// flush's outcome.
 macro_rules! write_through {
-    ($io:ident) => {
+    ($io:ident $(, $after_flush:ident)?) => {
         impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for $io<I> {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
@@ -104,7 +103,10 @@ macro_rules! write_through {
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+                let this = self.get_mut();
+                let flushed = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+                $(this.$after_flush(&flushed);)?
+                flushed
             }
 
             fn poll_shutdown(
@@ -131,38 +133,3 @@ macro_rules! write_through {
 pub(super) use write_through;
 
 write_through!(DeadlineIo);
-
-/// A response body that restarts its connection's [`Deadline`] once hyper is done with it.
-pub struct RestartOnDrop<B> {
-    inner: B,
-    deadline: Deadline,
-}
-
-impl<B> RestartOnDrop<B> {
-    pub fn new(inner: B, deadline: Deadline) -> Self {
-        RestartOnDrop { inner, deadline }
-    }
-}
-
-impl<B> Drop for RestartOnDrop<B> {
-    fn drop(&mut self) {
-        self.deadline.restart();
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for RestartOnDrop<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}

@@ -16,6 +16,7 @@ mod compress;
 mod cors;
 mod deadline;
 mod federate;
+mod half_close;
 mod heavy;
 mod instrument;
 mod lifecycle;

@@ -71,6 +71,7 @@ impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         let (kind, status) = match e {
             EvalError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            EvalError::Canceled(_) => ("canceled", CLIENT_CLOSED_REQUEST),
             EvalError::DamagedBlock { .. } | EvalError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             EvalError::Unsupported(_)
             | EvalError::Execution(_)
@@ -84,6 +85,12 @@ impl From<EvalError> for ApiError {
 /// Longest error message an answer carries: messages quote the request's parameters, and a
 /// client that sent a megabyte of them does not get it echoed back.
 const MAX_ERROR_BYTES: usize = 4096;
+
+/// Upstream's status for a query whose client closed the connection (nginx's 499).
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a status code"),
+};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

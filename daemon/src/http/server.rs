@@ -8,11 +8,15 @@
 //! upstream's limited listener makes them wait. Each connection then gets the TLS configuration
 //! in force (`--web.config.file`) and the `--web.read-timeout` deadline, and each request the
 //! basic-auth users and response headers in force. hyper gets monoio's timer, without which it would silently
-//! drop its header-read timeout and let slow clients hold connections open.
+//! drop its header-read timeout and let slow clients hold connections open. A connection's I/O
+//! is wrapped three times ([`Turn::io`]): raw bytes in the first request line, a client's
+//! half close, and the read deadline.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,7 +24,8 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use monoio::io::IntoPollIo;
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
 use socket2::{Domain, Socket, Type};
@@ -28,7 +33,8 @@ use tower_service::Service;
 
 use super::auth::Authenticator;
 use super::client_gone::ClientSocket;
-use super::deadline::{Deadline, DeadlineIo, RestartOnDrop};
+use super::deadline::{Deadline, DeadlineIo};
+use super::half_close::{Answering, HalfCloseIo};
 use super::raw_target::RawTarget;
 use super::response::ApiError;
 use super::tls;
@@ -161,29 +167,28 @@ async fn connection(
     let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
     let socket = ClientSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let stream = stream.into_poll_io()?;
-    let deadline = Deadline::start(settings.read_timeout);
+    let turn = Turn { deadline: Deadline::start(settings.read_timeout), answering: Answering::default() };
     let builder = {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(MonoioTimer).header_read_timeout(header_timeout);
         b
     };
     let service = hyper::service::service_fn({
-        let deadline = deadline.clone();
+        let turn = turn.clone();
         move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(socket);
-            respond(request, router.clone(), settings.clone(), deadline.clone())
+            turn.answering.start();
+            respond(request, router.clone(), settings.clone(), turn.clone())
         }
     });
     match tls {
         Some(config) => {
             let stream = tls::accept(config, stream, header_timeout).await?;
-            builder.serve_connection(DeadlineIo::new(RawTarget::new(MonoioIo::new(stream)), deadline), service).await?
+            builder.serve_connection(turn.io(stream), service).await?
         }
         None => {
             // The socket stays open until the client has had time to read the last answer.
-            let io =
-                builder.serve_connection(DeadlineIo::new(RawTarget::new(MonoioIo::new(stream)), deadline), service);
-            let parts = io.without_shutdown().await?;
+            let parts = builder.serve_connection(turn.io(stream), service).without_shutdown().await?;
             linger(socket).await;
             drop(parts);
         }
@@ -227,8 +232,8 @@ async fn respond(
     request: Request<Incoming>,
     mut router: Router,
     settings: Arc<Settings>,
-    deadline: Deadline,
-) -> Result<Response<RestartOnDrop<Body>>, Infallible> {
+    turn: Turn,
+) -> Result<Response<WhenSent<Body>>, Infallible> {
     let web = settings.web.as_ref().map(|(file, auth)| (file.current(), auth));
     let authorized = match &web {
         Some((web, auth)) if !web.users.is_empty() => {
@@ -242,8 +247,56 @@ async fn respond(
         response.headers_mut().insert(name, value.clone());
     }
     // The request has been read: the clock starts again once the response is sent.
-    deadline.stop();
-    Ok(response.map(|body| RestartOnDrop::new(body, deadline)))
+    turn.deadline.stop();
+    Ok(response.map(|body| WhenSent { inner: body, turn }))
+}
+
+/// What a connection's service tells its I/O about the request it answers.
+#[derive(Clone)]
+struct Turn {
+    deadline: Deadline,
+    answering: Answering,
+}
+
+impl Turn {
+    /// The I/O hyper serves the connection over: the first request line's raw bytes are
+    /// percent-encoded, a half-closing client's end-of-file waits for its answer, and reads end
+    /// at the read deadline.
+    fn io<S>(&self, stream: S) -> DeadlineIo<HalfCloseIo<RawTarget<MonoioIo<S>>>> {
+        let io = HalfCloseIo::new(RawTarget::new(MonoioIo::new(stream)), self.answering.clone());
+        DeadlineIo::new(io, self.deadline.clone())
+    }
+}
+
+/// A response body that tells its connection when hyper is done with it: the read deadline
+/// starts again, and the answer is no longer under way.
+pub struct WhenSent<B> {
+    inner: B,
+    turn: Turn,
+}
+
+impl<B> Drop for WhenSent<B> {
+    fn drop(&mut self) {
+        self.turn.deadline.restart();
+        self.turn.answering.end();
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for WhenSent<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The router's answer; a handler that panics gets 500 and the server serves on.

@@ -76,9 +76,9 @@ pub fn serve(db: &Db, evaluate: Evaluate) {
         };
         if spent > SLICE {
             over_time.store(true, Ordering::Relaxed);
-            return true;
+            return Err(EvalError::Timeout("the shard's slice".into()));
         }
-        query.check().is_err()
+        query.check()
     }));
     let all = || evaluate_fragments(&plan, &params, &source, &limits);
     let out = crate::panic::catch(all).unwrap_or_else(|panic| Err(EvalError::Internal(panic)));

@@ -49,6 +49,9 @@ pub enum EvalError {
     /// The query ran past its deadline (`timeout`).
     #[error("query timed out in {0}")]
     Timeout(String),
+    /// The client that asked for the query closed its side of the connection (`canceled`).
+    #[error("query was canceled in {0}")]
+    Canceled(String),
     /// The query would load more samples than `--query.max-samples` allows (`execution`).
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
@@ -70,23 +73,21 @@ pub enum EvalError {
 
 /// How the caller stops a running evaluation: past its deadline, or when the client has gone.
 /// The core has no clock, so the caller supplies the test; evaluation asks it between series
-/// and between nodes, and stops with [`EvalError::Timeout`] once it says so. Cloning shares the
-/// test, so every shard's fragments of one query stop together.
+/// and between nodes, and stops with the error it gives ([`EvalError::Timeout`],
+/// [`EvalError::Canceled`]). Cloning shares the test, so every shard's fragments of one query
+/// stop together.
 #[derive(Clone, Default)]
-pub struct Interrupt(Option<std::sync::Arc<dyn Fn() -> bool + Send + Sync>>);
+pub struct Interrupt(Option<std::sync::Arc<dyn Fn() -> Result<(), EvalError> + Send + Sync>>);
 
 impl Interrupt {
-    /// An interrupt that fires once `stop` returns true.
-    pub fn new(stop: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+    /// An interrupt that fires once `stop` returns an error.
+    pub fn new(stop: impl Fn() -> Result<(), EvalError> + Send + Sync + 'static) -> Self {
         Interrupt(Some(std::sync::Arc::new(stop)))
     }
 
-    /// `Err(Timeout)` once the evaluation must stop.
+    /// The error to stop with, once the evaluation must stop.
     pub fn check(&self) -> Result<(), EvalError> {
-        match &self.0 {
-            Some(stop) if stop() => Err(EvalError::Timeout("query execution".into())),
-            _ => Ok(()),
-        }
+        self.0.as_ref().map_or(Ok(()), |stop| stop())
     }
 }
 

@@ -701,7 +701,10 @@ fn binary_operations_between_vectors_stop_at_the_interrupt() {
         // the operation must look again and stop.
         let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = looks.clone();
-        let late = Interrupt::new(move || counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1);
+        let late = Interrupt::new(move || match counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+            0 => Ok(()),
+            _ => Err(EvalError::Timeout("query execution".into())),
+        });
         let limits = Limits::new(1_000_000, late);
         let ev = Evaluator::new(&params, None, &[], &limits).unwrap();
         let m = BinaryModifiers::default();
