@@ -327,6 +327,33 @@ fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
 }
 
+/// A request that declares a body of 2^63 bytes and sends a few is answered at once, as Go's
+/// server answers it, not after `--web.read-timeout` of waiting for bytes that never come: a
+/// GET's body is not read (Go's `ParseForm` leaves it), and a declared length past a limit is
+/// refused before reading.
+#[test]
+fn a_huge_declared_body_is_answered_at_once() {
+    use std::io::{Read, Write};
+    let p = server(&[]);
+    let huge = "Content-Length: 9223372036854775808\r\nConnection: close";
+    for (request, expected) in [
+        (format!("GET /api/v1/query?query=1 HTTP/1.1\r\nHost: x\r\n{huge}\r\n\r\nhello"), "200"),
+        (format!("POST /api/v1/write HTTP/1.1\r\nHost: x\r\n{huge}\r\n\r\nhello"), "413"),
+        (
+            format!("POST /api/v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{huge}\r\n\r\nquery=1"),
+            "400",
+        ),
+    ] {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        let mut answer = [0; 12];
+        let read = client.read_exact(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok() && answer.ends_with(expected), "{request:.40}: {read:?} {answer}");
+    }
+}
+
 #[test]
 fn api_errors_are_json_and_do_not_echo_megabytes() {
     let mut p = server(&[]);

@@ -164,6 +164,11 @@ pub(super) async fn collect_body(mut body: axum::body::Body, limit: usize) -> Re
         too_large,
         message: format!("Failed to buffer the request body: {why}"),
     };
+    // A declared length past the limit is refused at once, not after waiting for its bytes (a
+    // client may declare 2^63 and send a few).
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(failed(&"length limit exceeded", true));
+    }
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| failed(&e, false))?;

@@ -170,13 +170,17 @@ impl Params {
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
-    /// Reads the query string and, for a form POST, PUT or PATCH, the body.
+    /// Reads the query string and, for a form POST, PUT or PATCH, the body; any other body is
+    /// not read, as Go's `ParseForm` leaves it.
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
         let (method, headers) = (req.method().clone(), req.headers().clone());
-        let body = super::collect_body(req.into_body(), super::MAX_FORM_BYTES)
-            .await
-            .map_err(|e| ApiError::bad_data(e.message))?;
+        let body = match BodyForm::of(&method, &headers) {
+            Some(_) => super::collect_body(req.into_body(), super::MAX_FORM_BYTES)
+                .await
+                .map_err(|e| ApiError::bad_data(e.message))?,
+            None => Bytes::new(),
+        };
         Ok(Params::from_request(&method, query.as_deref(), &headers, &body))
     }
 }
