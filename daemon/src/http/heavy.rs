@@ -4,12 +4,14 @@
 //! A handler runs on its connection's shard, which also serves that shard's other connections
 //! (`/-/healthy` among them), scrapes and reads. Rendering a million series took that shard for
 //! more than a second. Work of more than [`ON_SHARD`] units (series, step slots or samples) runs
-//! on an `http-answer` thread instead, at most [`THREADS`] at once; when all are busy it waits
-//! for one, the shard serving on meanwhile. (It used to run on the shard then, which held
-//! `/-/healthy` for 3 s under eight concurrent federations.) What waits holds the result it
-//! will render, as each concurrent request holds its own in upstream's server; the connections
-//! are bounded (`--web.max-connections`). A panic in it fails that request, as one in a handler
-//! does (`crate::panic`).
+//! on an `http-answer` thread instead; when all are busy it waits for one, the shard serving on
+//! meanwhile. (It used to run on the shard then, which held `/-/healthy` for 3 s under eight
+//! concurrent federations.) Medium work (up to [`MEDIUM`] units, tens of milliseconds: a
+//! dashboard panel's range query) has threads of its own, so that it never waits behind
+//! seconds of federation or remote read. What waits holds the result it will render, as each
+//! concurrent request holds its own in upstream's server; the connections are bounded
+//! (`--web.max-connections`). A panic in it fails that request, as one in a handler does
+//! (`crate::panic`).
 
 use std::sync::LazyLock;
 
@@ -19,10 +21,12 @@ use crate::threads::{named, off_shard};
 /// The most units of work done on the shard when a thread is free: a few milliseconds.
 const ON_SHARD: usize = 8_192;
 
-/// The most `http-answer` threads at once.
-const THREADS: usize = 4;
+/// The most units of a medium answer.
+const MEDIUM: usize = 131_072;
 
-static SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(THREADS));
+/// The most `http-answer` threads at once for medium answers, and for larger ones.
+static MEDIUM_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(2));
+static LARGE_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(4));
 
 /// The answer could not be prepared off the shard.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,7 @@ pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Sen
     if units <= ON_SHARD {
         return Ok(work());
     }
-    let slot = SLOTS.acquire().await;
+    let slot = if units <= MEDIUM { &MEDIUM_SLOTS } else { &LARGE_SLOTS }.acquire().await;
     // The slot goes with the thread: a request dropped meanwhile does not free it early.
     let prepared = off_shard(named("http-answer"), move || {
         let _slot = slot;
@@ -50,4 +54,19 @@ pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Sen
         tracing::error!(panic, "preparing an HTTP answer panicked; answered 500");
         Unprepared::Panicked
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While every thread for large answers is busy, a medium answer does not wait for one.
+    #[test]
+    fn a_medium_answer_does_not_wait_behind_large_ones() {
+        let busy: Vec<_> = std::iter::from_fn(|| LARGE_SLOTS.try_acquire()).collect();
+        assert!(!busy.is_empty() && LARGE_SLOTS.try_acquire().is_none());
+        let medium = async { monoio::time::timeout(std::time::Duration::from_secs(20), run(MEDIUM, || 7)).await };
+        let answer = crate::runtime::block_on(crate::runtime::Driver::Epoll, medium).unwrap();
+        assert_eq!(answer.expect("answered without waiting").unwrap(), 7);
+    }
 }
