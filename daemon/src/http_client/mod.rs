@@ -15,7 +15,7 @@
 pub mod oauth2;
 pub mod tls;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyrite_core::config::HttpClientConfig;
 
@@ -83,8 +83,9 @@ impl Client {
     /// Sends `method` with `payload`, `http`'s credentials and `headers(url)` (per URL: a
     /// signature) to the URL, following redirects as Go's client does when `follow_redirects`
     /// allows: a 301, 302 or 303 as a GET without the payload, a 307 or 308 with it, only to
-    /// `http` and `https` URLs, at most [`MAX_REDIRECTS`] times. The answer, whatever its
-    /// status; an error only when there is none. ureq follows no redirect itself: it panicked
+    /// `http` and `https` URLs, at most [`MAX_REDIRECTS`] times, all within the client's timeout
+    /// (as Go's `Client.Timeout` bounds the whole chain). The answer, whatever its status; an
+    /// error only when there is none. ureq follows no redirect itself: it panicked
     /// on a `Location` without a host (`file:///etc/passwd`), and it drops a POST's body.
     pub fn send(
         &self,
@@ -94,6 +95,7 @@ impl Client {
         payload: Payload,
     ) -> Result<ureq::Response, String> {
         let (mut url, mut method, mut payload) = (self.origin.clone(), method.to_string(), payload);
+        let deadline = Instant::now().checked_add(self.timeout);
         let mut hop: Option<Client> = None;
         for _ in 0..MAX_REDIRECTS {
             let mut request = hop.as_ref().unwrap_or(self).request(http, &method)?;
@@ -124,7 +126,11 @@ impl Client {
                 }
                 payload = Payload::Empty;
             }
-            hop = Some(Client::new(http, &next, self.timeout)?);
+            let left = deadline.map_or(self.timeout, |deadline| deadline.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Err(format!("redirects took longer than the timeout ({:?})", self.timeout));
+            }
+            hop = Some(Client::new(http, &next, left)?);
             url = next;
         }
         Err(format!("stopped after {MAX_REDIRECTS} redirects"))
@@ -189,4 +195,36 @@ fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq:
         agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
     }
     Ok((agent.build(), url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A server whose every answer, after 300 ms, redirects to the next path: the chain stops at
+    /// the client's timeout of 1 s, not after ten hops of a fresh second each.
+    #[test]
+    fn a_chain_of_slow_redirects_shares_one_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/0", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = [0; 4096];
+                let _ = stream.read(&mut request);
+                std::thread::sleep(Duration::from_millis(300));
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: /{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    i + 1
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        let http = HttpClientConfig::default();
+        let client = Client::new(&http, &url, Duration::from_secs(1)).unwrap();
+        let error = client.send(&http, "GET", &|_, _| Ok(Vec::new()), Payload::Empty).unwrap_err();
+        // Before: "stopped after 10 redirects", 3 s later.
+        assert!(error.contains("timed out") || error.contains("longer than the timeout"), "{error}");
+    }
 }
