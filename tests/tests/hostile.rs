@@ -354,6 +354,28 @@ fn a_huge_declared_body_is_answered_at_once() {
     }
 }
 
+/// `Host` headers Go's server refuses before any handler are refused as it refuses them.
+#[test]
+fn requests_without_one_valid_host_are_refused_as_go_refuses_them() {
+    use std::io::{Read, Write};
+    let p = server(&[]);
+    for (headers, expected) in [
+        ("GET /-/healthy HTTP/1.1\r\n", "HTTP/1.1 400 Bad Request"),
+        ("GET /-/healthy HTTP/1.1\r\nHost: a\r\nHost: b\r\n", "400 Bad Request: too many Host headers"),
+        ("GET /-/healthy HTTP/1.1\r\nHost: a b/c\r\n", "400 Bad Request: malformed Host header"),
+        ("GET /-/healthy HTTP/1.1\r\n", "400 Bad Request: missing required Host header"),
+        ("GET /-/healthy HTTP/1.0\r\n", "Pyrite Server is Healthy."),
+        ("GET /-/healthy HTTP/1.1\r\nHost: [::1]:9090\r\nConnection: close\r\n", "Pyrite Server is Healthy."),
+    ] {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client.write_all(format!("{headers}\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer);
+        assert!(answer.contains(expected), "{headers:?}: {answer}");
+    }
+}
+
 #[test]
 fn api_errors_are_json_and_do_not_echo_megabytes() {
     let mut p = server(&[]);

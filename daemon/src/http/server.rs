@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use bytes::Bytes;
@@ -234,6 +234,10 @@ async fn respond(
     settings: Arc<Settings>,
     turn: Turn,
 ) -> Result<Response<WhenSent<Body>>, Infallible> {
+    if let Some(problem) = host_problem(&request) {
+        turn.deadline.stop();
+        return Ok(bad_request(problem).map(|body| WhenSent { inner: body, turn }));
+    }
     let web = settings.web.as_ref().map(|(file, auth)| (file.current(), auth));
     let authorized = match &web {
         Some((web, auth)) if !web.users.is_empty() => {
@@ -308,6 +312,35 @@ async fn answer(router: &mut Router, request: Request<Incoming>) -> Response<Bod
             ApiError::internal("internal error: the request handler failed").into_response()
         }
     }
+}
+
+/// What Go's server finds wrong with a request's `Host` headers, which it refuses before any
+/// handler: none on HTTP/1.1, more than one, or one with a byte no host name or address holds.
+fn host_problem(request: &Request<Incoming>) -> Option<&'static str> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("too many Host headers"),
+        (None, _) if request.version() >= axum::http::Version::HTTP_11 && request.method() != Method::CONNECT => {
+            Some("missing required Host header")
+        }
+        (Some(host), None)
+            if !host.as_bytes().iter().all(|&b| b.is_ascii_alphanumeric() || b"!$%&'()*+,-.:;=[]_~".contains(&b)) =>
+        {
+            Some("malformed Host header")
+        }
+        _ => None,
+    }
+}
+
+/// Go's server's answer to a request it cannot read: 400 with the reason, and the connection
+/// closed.
+fn bad_request(problem: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("400 Bad Request: {problem}")));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Upstream's answer to missing or wrong credentials.
