@@ -327,6 +327,38 @@ fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
 }
 
+/// A client that half-closes while its answer comes and reads the rest after a while gets all
+/// of it: the grace after its end-of-file bounds the handler's work, not the sending (a review
+/// had a 13 MB answer cut at 10 MB).
+#[test]
+fn a_half_closed_client_that_reads_late_gets_the_whole_answer() {
+    use std::io::{Read, Write};
+    let p = server(&[]);
+    // A hundred series at 11,000 steps, 14 MB of JSON: more than the kernel's buffers take (4 MB
+    // here) while the client does not read, so hyper holds the rest past the grace.
+    let copies: Vec<String> =
+        (0..10).map(|c| format!("label_replace(last_over_time(kept[1y]), \"c\", \"{c}\", \"\", \"\")")).collect();
+    let query = encode(&copies.join(" or "));
+    let request = format!("GET /api/v1/query_range?query={query}&start=0&end=10999&step=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    client.write_all(request.as_bytes()).unwrap();
+    // Once the answer comes (a query still running would notice the closed side and stop).
+    let mut answer = vec![0];
+    client.read_exact(&mut answer).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    let _ = client.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an answer");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!("content-length: {}", body.len())),
+        "{head}: {} bytes",
+        body.len()
+    );
+    assert!(body.len() > 10_000_000 && body.ends_with("]}]}}"), "{} bytes: {body:.300}", body.len());
+}
+
 /// A request that declares a body of 2^63 bytes and sends a few is answered at once, as Go's
 /// server answers it, not after `--web.read-timeout` of waiting for bytes that never come: a
 /// GET's body is not read (Go's `ParseForm` leaves it), and a declared length past a limit is

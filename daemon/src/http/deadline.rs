@@ -5,8 +5,8 @@
 //! previous response) until the handler has answered; while a response is being written it is
 //! stopped, so a long download is not cut. A read on the connection past the deadline fails,
 //! and hyper closes the connection. The deadline lives in the connection's I/O wrapper
-//! ([`DeadlineIo`]); the service stops the clock when a response is ready and starts it again
-//! when hyper has sent it (`server::WhenSent`, around the response body).
+//! ([`DeadlineIo`]); the connection's answer in progress stops the clock when a response is
+//! ready and starts it again once hyper has flushed all of it ([`super::half_close`]).
 
 use std::cell::Cell;
 use std::future::Future as _;

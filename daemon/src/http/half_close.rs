@@ -4,12 +4,20 @@
 //! While a request is answered, hyper goes on reading the connection and takes an end-of-file
 //! as a client gone: it drops the answer. [`HalfCloseIo`] holds such an end-of-file back while
 //! its connection's [`Answering`] says an answer is under way, and lets hyper see it once that
-//! answer is sent and flushed (the connection then closes after it), or after [`GRACE`] (hyper
-//! then drops the answer as it did at once before, so work for a client that has gone for good
-//! ends within the grace). hyper's own half-close mode is not used: it stops reading during an
-//! answer altogether, so neither a gone client nor `--web.read-timeout` would end a handler. A
-//! query notices the closed side at once through its socket probe ([`super::client_gone`]) and
-//! answers 503, as upstream cancels a request's context when its read meets an end-of-file.
+//! answer is sent and flushed (the connection then closes after it). While the handler still
+//! works, the end-of-file waits at most [`GRACE`]; then hyper drops the answer as it did at once
+//! before, so work for a client that has gone for good ends within the grace. Once the answer
+//! is being sent there is no grace: a client that has gone fails the writes. (hyper's own
+//! half-close mode is not used: it stops reading during an answer altogether, so neither a gone
+//! client nor `--web.read-timeout` would end a handler.) A query notices the closed side at once
+//! through its socket probe ([`super::client_gone`]) and answers 499, as upstream 3.x cancels
+//! a request's context when its read meets an end-of-file.
+//!
+//! TLS reports a peer's end-of-file without `close_notify` as an error, `UnexpectedEof`: it is
+//! held the same way.
+//!
+//! The answer's progress also runs the read clock ([`Deadline`]): stopped when the answer is
+//! ready, started again once it has been flushed, so a long download is not cut.
 
 use std::cell::Cell;
 use std::future::Future as _;
@@ -21,27 +29,54 @@ use std::time::Duration;
 
 use hyper::rt::{Read, ReadBuf, ReadBufCursor};
 
-/// How long an answer may take once its client has shut its sending side.
+use super::deadline::Deadline;
+
+/// How long a handler may go on once its client has shut its sending side.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-/// Whether a connection's service is answering a request: from taking it until hyper has taken
-/// all of its answer. Shared by the connection's service and its I/O.
-#[derive(Clone, Default)]
-pub struct Answering(Rc<Cell<bool>>);
+/// Where a connection's answer stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// No request under way: waiting for one.
+    Idle,
+    /// The service took a request; its handler works.
+    Working,
+    /// The answer is ready and hyper writes it.
+    Sending,
+    /// hyper has taken the whole answer; its last bytes may wait to be flushed.
+    Sent,
+}
+
+/// A connection's answer under way, shared by its service and its I/O, and its read clock.
+#[derive(Clone)]
+pub struct Answering {
+    phase: Rc<Cell<Phase>>,
+    deadline: Deadline,
+}
 
 impl Answering {
+    pub fn new(deadline: Deadline) -> Self {
+        Answering { phase: Rc::new(Cell::new(Phase::Idle)), deadline }
+    }
+
     /// The service took a request.
     pub fn start(&self) {
-        self.0.set(true);
+        self.phase.set(Phase::Working);
+    }
+
+    /// The answer is ready: the request has been read, so the read clock stops while it is sent.
+    pub fn ready(&self) {
+        self.deadline.stop();
+        self.phase.set(Phase::Sending);
     }
 
     /// hyper has taken the whole answer (its body is dropped).
-    pub fn end(&self) {
-        self.0.set(false);
+    pub fn taken(&self) {
+        self.phase.set(Phase::Sent);
     }
 
-    fn active(&self) -> bool {
-        self.0.get()
+    fn phase(&self) -> Phase {
+        self.phase.get()
     }
 }
 
@@ -51,24 +86,22 @@ pub struct HalfCloseIo<I> {
     answering: Answering,
     /// Since the client's end-of-file came during an answer: the grace's timer.
     held: Option<Pin<Box<monoio::time::Sleep>>>,
-    /// No answer has been under way since the I/O last flushed all it had written.
-    flushed_idle: bool,
     /// The read holding an end-of-file back, woken when the answer has been flushed.
     reader: Option<Waker>,
 }
 
 impl<I> HalfCloseIo<I> {
     pub fn new(inner: I, answering: Answering) -> Self {
-        HalfCloseIo { inner, answering, held: None, flushed_idle: true, reader: None }
+        HalfCloseIo { inner, answering, held: None, reader: None }
     }
 
-    /// Once an answer has ended and its last bytes are flushed, wakes the read holding the
-    /// end-of-file: hyper is idle by then and closes the connection.
+    /// Once an answer hyper has taken is flushed, the connection waits for the next request:
+    /// the read clock starts again, and a read holding an end-of-file is woken (hyper is idle
+    /// by then and closes the connection).
     fn after_flush(&mut self, flushed: &Poll<io::Result<()>>) {
-        if self.answering.active() {
-            self.flushed_idle = false;
-        } else if matches!(flushed, Poll::Ready(Ok(()))) && !self.flushed_idle {
-            self.flushed_idle = true;
+        if self.answering.phase() == Phase::Sent && matches!(flushed, Poll::Ready(Ok(()))) {
+            self.answering.phase.set(Phase::Idle);
+            self.answering.deadline.restart();
             if let Some(reader) = self.reader.take() {
                 reader.wake();
             }
@@ -80,9 +113,12 @@ impl<I: Read + Unpin> Read for HalfCloseIo<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(grace) = &mut this.held {
-            // Given to hyper once no answer is under way and all written is flushed, or when
-            // the grace is over.
-            if (!this.answering.active() && this.flushed_idle) || grace.as_mut().poll(cx).is_ready() {
+            let release = match this.answering.phase() {
+                Phase::Idle => true,
+                Phase::Working => grace.as_mut().poll(cx).is_ready(),
+                Phase::Sending | Phase::Sent => false,
+            };
+            if release {
                 return Poll::Ready(Ok(()));
             }
             this.reader = Some(cx.waker().clone());
@@ -91,26 +127,28 @@ impl<I: Read + Unpin> Read for HalfCloseIo<I> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if this.answering.active() {
-            this.flushed_idle = false;
-        }
         // SAFETY: the inner read only writes initialised bytes into the unfilled part and
         // reports how many in `read`; exactly those are marked filled.
         let read = unsafe {
             let mut read = ReadBuf::uninit(buf.as_mut());
             match Pin::new(&mut this.inner).poll_read(cx, read.unfilled()) {
                 Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {}
                 other => return other,
             }
             let n = read.filled().len();
             buf.advance(n);
             n
         };
-        if read == 0 && !this.flushed_idle {
-            this.held = Some(Box::pin(monoio::time::sleep(GRACE)));
-            return Pin::new(this).poll_read(cx, buf);
+        if read > 0 {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        if this.answering.phase() == Phase::Idle {
+            // Between requests: the client is done, as far as reading goes.
+            return Poll::Ready(Ok(()));
+        }
+        this.held = Some(Box::pin(monoio::time::sleep(GRACE)));
+        Pin::new(this).poll_read(cx, buf)
     }
 }
 

@@ -99,7 +99,13 @@ impl IntoResponse for ApiError {
         body.push_str(",\"error\":");
         json_str(&mut body, &excerpt(&self.message, MAX_ERROR_BYTES));
         body.push('}');
-        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response =
+            (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.status == CLIENT_CLOSED_REQUEST {
+            // Go's status line for a code without a name (hyper would write `<none>`).
+            response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"status code 499"));
+        }
+        response
     }
 }
 

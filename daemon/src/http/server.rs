@@ -9,7 +9,7 @@
 //! in force (`--web.config.file`) and the `--web.read-timeout` deadline, and each request the
 //! basic-auth users and response headers in force. hyper gets monoio's timer, without which it would silently
 //! drop its header-read timeout and let slow clients hold connections open. A connection's I/O
-//! is wrapped three times ([`Turn::io`]): raw bytes in the first request line, a client's
+//! is wrapped three times ([`connection_io`]): raw bytes in the first request line, a client's
 //! half close, and the read deadline.
 
 use std::convert::Infallible;
@@ -167,28 +167,30 @@ async fn connection(
     let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
     let socket = ClientSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let stream = stream.into_poll_io()?;
-    let turn = Turn { deadline: Deadline::start(settings.read_timeout), answering: Answering::default() };
+    let deadline = Deadline::start(settings.read_timeout);
+    let answering = Answering::new(deadline.clone());
     let builder = {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(MonoioTimer).header_read_timeout(header_timeout);
         b
     };
     let service = hyper::service::service_fn({
-        let turn = turn.clone();
+        let answering = answering.clone();
         move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(socket);
-            turn.answering.start();
-            respond(request, router.clone(), settings.clone(), turn.clone())
+            answering.start();
+            respond(request, router.clone(), settings.clone(), answering.clone())
         }
     });
     match tls {
         Some(config) => {
             let stream = tls::accept(config, stream, header_timeout).await?;
-            builder.serve_connection(turn.io(stream), service).await?
+            builder.serve_connection(connection_io(stream, &answering, &deadline), service).await?
         }
         None => {
             // The socket stays open until the client has had time to read the last answer.
-            let parts = builder.serve_connection(turn.io(stream), service).without_shutdown().await?;
+            let io = connection_io(stream, &answering, &deadline);
+            let parts = builder.serve_connection(io, service).without_shutdown().await?;
             linger(socket).await;
             drop(parts);
         }
@@ -232,11 +234,11 @@ async fn respond(
     request: Request<Incoming>,
     mut router: Router,
     settings: Arc<Settings>,
-    turn: Turn,
+    answering: Answering,
 ) -> Result<Response<WhenSent<Body>>, Infallible> {
     if let Some(problem) = host_problem(&request) {
-        turn.deadline.stop();
-        return Ok(bad_request(problem).map(|body| WhenSent { inner: body, turn }));
+        answering.ready();
+        return Ok(bad_request(problem).map(|body| WhenSent { inner: body, answering }));
     }
     let web = settings.web.as_ref().map(|(file, auth)| (file.current(), auth));
     let authorized = match &web {
@@ -250,39 +252,31 @@ async fn respond(
     for (name, value) in web.iter().flat_map(|(w, _)| &w.headers) {
         response.headers_mut().insert(name, value.clone());
     }
-    // The request has been read: the clock starts again once the response is sent.
-    turn.deadline.stop();
-    Ok(response.map(|body| WhenSent { inner: body, turn }))
+    answering.ready();
+    Ok(response.map(|body| WhenSent { inner: body, answering }))
 }
 
-/// What a connection's service tells its I/O about the request it answers.
-#[derive(Clone)]
-struct Turn {
-    deadline: Deadline,
-    answering: Answering,
+/// The I/O hyper serves a connection over: the first request line's raw bytes are
+/// percent-encoded, a half-closing client's end-of-file waits for its answer, and reads end at
+/// the read deadline.
+fn connection_io<S>(
+    stream: S,
+    answering: &Answering,
+    deadline: &Deadline,
+) -> DeadlineIo<HalfCloseIo<RawTarget<MonoioIo<S>>>> {
+    let io = HalfCloseIo::new(RawTarget::new(MonoioIo::new(stream)), answering.clone());
+    DeadlineIo::new(io, deadline.clone())
 }
 
-impl Turn {
-    /// The I/O hyper serves the connection over: the first request line's raw bytes are
-    /// percent-encoded, a half-closing client's end-of-file waits for its answer, and reads end
-    /// at the read deadline.
-    fn io<S>(&self, stream: S) -> DeadlineIo<HalfCloseIo<RawTarget<MonoioIo<S>>>> {
-        let io = HalfCloseIo::new(RawTarget::new(MonoioIo::new(stream)), self.answering.clone());
-        DeadlineIo::new(io, self.deadline.clone())
-    }
-}
-
-/// A response body that tells its connection when hyper is done with it: the read deadline
-/// starts again, and the answer is no longer under way.
+/// A response body that tells its connection when hyper has taken all of it.
 pub struct WhenSent<B> {
     inner: B,
-    turn: Turn,
+    answering: Answering,
 }
 
 impl<B> Drop for WhenSent<B> {
     fn drop(&mut self) {
-        self.turn.deadline.restart();
-        self.turn.answering.end();
+        self.answering.taken();
     }
 }
 
