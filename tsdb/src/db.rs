@@ -262,7 +262,8 @@ impl Db {
     }
 
     /// Lets the log's segments go that only readers following it hold, once written before
-    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`); returns how many went.
+    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`, the server's bound on unsent
+    /// segments); returns how many went.
     pub fn release_held_log(&mut self, cutoff: i64) -> io::Result<usize> {
         self.wal.release_held(cutoff, None)
     }

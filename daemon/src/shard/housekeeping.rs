@@ -330,10 +330,24 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
 /// Applies retention, lets the log go as far as it allows, and updates the storage gauges.
 /// Upstream applies retention when it reloads its blocks: each pass counts as a reload, and a
 /// retention counts when it deleted something.
+/// The longest a log segment is kept for a remote-write queue that has not sent it, when the
+/// retention is longer: upstream's agent's default `--storage.agent.retention.max-time`. A
+/// receiver away for longer loses what is older (upstream's server loses what its queues have
+/// not sent after about two hours); before, the log kept it for the whole retention, and a
+/// receiver down for days filled the disk at some five bytes a sample (red team H).
+const UNSENT_LOG_MOST: Duration = Duration::from_secs(4 * 3600);
+
+/// Before when unsent log segments go at `now`, if that is later than the retention's `cutoff`
+/// (which already lets them go).
+fn unsent_log_cutoff(now: i64, cutoff: i64) -> Option<i64> {
+    Some(now.saturating_sub(UNSENT_LOG_MOST.as_millis() as i64)).filter(|&unsent| unsent > cutoff)
+}
+
 async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
-    let cutoff = crate::clock::now_ms() - env.retention.millis();
+    let now = crate::clock::now_ms();
+    let cutoff = now - env.retention.millis();
     let retained = storage.borrow_mut().apply_retention(cutoff, env.retention_size_per_shard);
     match retained {
         Ok(r) => {
@@ -360,6 +374,17 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             tracing::warn!(shard = index, error = %e, "retention could not delete old data")
         }
     }
+    if let Some(unsent_cutoff) = unsent_log_cutoff(now, cutoff) {
+        match storage.borrow_mut().release_held_log(unsent_cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                shard = index,
+                segments = n,
+                "write-ahead log segments a remote-write queue had not sent for 4 hours deleted"
+            ),
+            Err(e) => tracing::warn!(shard = index, error = %e, "cannot delete unsent write-ahead log segments"),
+        }
+    }
     let s = storage.borrow();
     if let Some(e) = &s.head.store().last_error {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
@@ -369,4 +394,18 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     m.set_head_range(index, s.head.time_range());
     m.blocks_loaded.set(&shard, s.blocks.list().len() as i64);
     m.blocks_bytes.set(&shard, s.blocks.size() as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsent_log_segments_go_after_four_hours_or_the_shorter_retention() {
+        let (now, hour) = (1_800_000_000_000, 3_600_000);
+        // The default 15 d retention would keep them for days: 4 hours.
+        assert_eq!(unsent_log_cutoff(now, now - 15 * 24 * hour), Some(now - 4 * hour));
+        // A retention of an hour lets them go sooner by itself.
+        assert_eq!(unsent_log_cutoff(now, now - hour), None);
+    }
 }
