@@ -227,7 +227,7 @@ fn report(queue: &str, shard: usize, trouble: &[Trouble]) {
                 shard,
                 from,
                 to,
-                "write-ahead log segments were deleted before remote write read them (retention); their samples are not sent"
+                "write-ahead log segments were deleted before remote write read them (retention, or unsent for 4 hours); their samples are not sent"
             ),
             Trouble::Damage { segment, offset, bytes } => {
                 tracing::warn!(queue, shard, segment, offset, bytes, "damaged write-ahead log skipped by remote write")

@@ -211,6 +211,11 @@ impl Follower {
         self.buf.clear();
         self.start = 0;
         self.file = None;
+        // Segments after this one deleted while it was read (retention, or the bound on unsent
+        // segments): reported as when the reader finds one missing on opening it.
+        if next > self.pos.segment + 1 {
+            trouble.push(Trouble::Gap { from: self.pos.segment + 1, to: next });
+        }
         self.pos = Position { segment: next, offset: 0 };
         Ok(true)
     }
@@ -331,9 +336,13 @@ mod tests {
         append(&dir, 3, &samples(20, 5));
         let (got, trouble) = read_all(&mut f, Limit::Bytes(1 << 20));
         assert_eq!(got, (10..15).chain(20..25).collect::<Vec<_>>());
+        // Segments 1 and 2 are missing after the one being read: deleted meanwhile.
         assert_eq!(
             trouble,
-            vec![Trouble::Damage { segment: 0, offset: bad as u64, bytes: samples(5, 5).len() as u64 }]
+            vec![
+                Trouble::Damage { segment: 0, offset: bad as u64, bytes: samples(5, 5).len() as u64 },
+                Trouble::Gap { from: 1, to: 3 }
+            ]
         );
         // Segments 4 and 5 written and 4 deleted before the reader got there.
         append(&dir, 4, &samples(30, 5));
