@@ -262,8 +262,7 @@ impl Db {
     }
 
     /// Lets the log's segments go that only readers following it hold, once written before
-    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`, the server's bound on unsent
-    /// segments); returns how many went.
+    /// `cutoff` (agent mode's `--storage.agent.retention.max-time`); returns how many went.
     pub fn release_held_log(&mut self, cutoff: i64) -> io::Result<usize> {
         self.wal.release_held(cutoff, None)
     }
@@ -674,11 +673,13 @@ impl Db {
     /// Applies retention: blocks entirely older than `cutoff` go, then, while the data on disk
     /// is over `budget` bytes, the oldest blocks; the head drops what is older than the cutoff,
     /// or than the oldest log segments' newest sample if the log alone is over the budget.
-    /// The log's segments before [`Retained::log_cutoff`] can then go (a checkpoint).
-    pub fn apply_retention(&mut self, mut cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
+    /// The log's segments before [`Retained::log_cutoff`] can then go (a checkpoint). Segments
+    /// kept only for a remote-write queue go once last written before `held_cutoff` or
+    /// `cutoff`, whichever is later.
+    pub fn apply_retention(&mut self, mut cutoff: i64, held_cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
         let mut r = Retained { blocks_by_time: self.blocks.delete_before(cutoff)?, ..Retained::default() };
         let log_budget = budget.map(|b| b.saturating_sub(self.blocks.size()));
-        r.held_segments = self.wal.release_held(cutoff, log_budget)?;
+        r.held_segments = self.wal.release_held(cutoff.max(held_cutoff), log_budget)?;
         if let Some(budget) = budget {
             while self.disk_bytes()? > budget && self.blocks.delete_oldest()? {
                 r.blocks_by_size += 1;
@@ -908,7 +909,7 @@ mod tests {
             histograms: Vec::new(),
         };
         assert_eq!(db.write(vec![late]).appended_out_of_order, 1);
-        let r = db.apply_retention(RANGE, None).unwrap();
+        let r = db.apply_retention(RANGE, RANGE, None).unwrap();
         assert!(r.unlogged.is_none());
         assert!(db.head.out_of_order().is_empty());
         drop(db);

@@ -1,6 +1,7 @@
 //! A shard's periodic storage work: cutting the head into blocks, compacting blocks,
 //! retention by time and size, log checkpoints, and head snapshots (so that a crash replays
-//! only the log written since the last one). It runs every minute, or every quarter block range
+//! only the log written since the last one). Log segments a remote-write queue has not sent
+//! stay, for at most [`UNSENT_LOG_MOST`] or the retention. It runs every minute, or every quarter block range
 //! if that is shorter, as a task on the shard's thread (the head is not shared).
 //!
 //! None of it holds the shard for long: see [`super::slices`].
@@ -327,28 +328,28 @@ async fn compact(index: usize, storage: &RefCell<Db>, env: &ShardEnv, ranges: &[
     }
 }
 
+/// How long a log segment is kept for a remote-write queue that has not sent it, at most:
+/// upstream's agent's default `--storage.agent.retention.max-time`. A segment last written
+/// longer ago goes (the queue logs the gap), as before only past the retention: a receiver
+/// down for days filled the disk with the log, at some five bytes a sample (red team H).
+/// Upstream's server loses what its queues have not sent after about two hours.
+const UNSENT_LOG_MOST: Duration = Duration::from_secs(4 * 3600);
+
+/// Before when log segments kept for an unsent queue go, at `now`.
+fn unsent_log_cutoff(now: i64) -> i64 {
+    now.saturating_sub(UNSENT_LOG_MOST.as_millis() as i64)
+}
+
 /// Applies retention, lets the log go as far as it allows, and updates the storage gauges.
 /// Upstream applies retention when it reloads its blocks: each pass counts as a reload, and a
 /// retention counts when it deleted something.
-/// The longest a log segment is kept for a remote-write queue that has not sent it, when the
-/// retention is longer: upstream's agent's default `--storage.agent.retention.max-time`. A
-/// receiver away for longer loses what is older (upstream's server loses what its queues have
-/// not sent after about two hours); before, the log kept it for the whole retention, and a
-/// receiver down for days filled the disk at some five bytes a sample (red team H).
-const UNSENT_LOG_MOST: Duration = Duration::from_secs(4 * 3600);
-
-/// Before when unsent log segments go at `now`, if that is later than the retention's `cutoff`
-/// (which already lets them go).
-fn unsent_log_cutoff(now: i64, cutoff: i64) -> Option<i64> {
-    Some(now.saturating_sub(UNSENT_LOG_MOST.as_millis() as i64)).filter(|&unsent| unsent > cutoff)
-}
-
 async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
     let now = crate::clock::now_ms();
     let cutoff = now - env.retention.millis();
-    let retained = storage.borrow_mut().apply_retention(cutoff, env.retention_size_per_shard);
+    let budget = env.retention_size_per_shard;
+    let retained = storage.borrow_mut().apply_retention(cutoff, unsent_log_cutoff(now), budget);
     match retained {
         Ok(r) => {
             if let Some(e) = r.unlogged {
@@ -374,17 +375,6 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             tracing::warn!(shard = index, error = %e, "retention could not delete old data")
         }
     }
-    if let Some(unsent_cutoff) = unsent_log_cutoff(now, cutoff) {
-        match storage.borrow_mut().release_held_log(unsent_cutoff) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                shard = index,
-                segments = n,
-                "write-ahead log segments a remote-write queue had not sent for 4 hours deleted"
-            ),
-            Err(e) => tracing::warn!(shard = index, error = %e, "cannot delete unsent write-ahead log segments"),
-        }
-    }
     let s = storage.borrow();
     if let Some(e) = &s.head.store().last_error {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");
@@ -401,11 +391,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unsent_log_segments_go_after_four_hours_or_the_shorter_retention() {
+    fn unsent_log_segments_go_four_hours_after_their_last_write() {
         let (now, hour) = (1_800_000_000_000, 3_600_000);
-        // The default 15 d retention would keep them for days: 4 hours.
-        assert_eq!(unsent_log_cutoff(now, now - 15 * 24 * hour), Some(now - 4 * hour));
-        // A retention of an hour lets them go sooner by itself.
-        assert_eq!(unsent_log_cutoff(now, now - hour), None);
+        assert_eq!(unsent_log_cutoff(now), now - 4 * hour);
     }
 }
