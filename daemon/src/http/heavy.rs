@@ -7,8 +7,9 @@
 //! on an `http-answer` thread instead; when all are busy it waits for one, the shard serving on
 //! meanwhile. (It used to run on the shard then, which held `/-/healthy` for 3 s under eight
 //! concurrent federations.) Medium work (up to [`MEDIUM`] units, tens of milliseconds: a
-//! dashboard panel's range query) has threads of its own, so that it never waits behind
-//! seconds of federation or remote read. What waits holds the result it will render, as each
+//! dashboard panel's range query) takes any free thread, and when all [`THREADS`] are busy has
+//! [`MEDIUM_THREADS`] more of its own, so that it never waits behind seconds of federation or
+//! remote read. What waits holds the result it will render, as each
 //! concurrent request holds its own in upstream's server; the connections are bounded
 //! (`--web.max-connections`). A panic in it fails that request, as one in a handler does
 //! (`crate::panic`).
@@ -24,9 +25,12 @@ const ON_SHARD: usize = 8_192;
 /// The most units of a medium answer.
 const MEDIUM: usize = 131_072;
 
-/// The most `http-answer` threads at once for medium answers, and for larger ones.
-static MEDIUM_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(2));
-static LARGE_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(4));
+/// The most `http-answer` threads at once for medium answers alone, and for any answer.
+const MEDIUM_THREADS: usize = 2;
+const THREADS: usize = 4;
+
+static MEDIUM_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(MEDIUM_THREADS));
+static SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(THREADS));
 
 /// The answer could not be prepared off the shard.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +47,14 @@ pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Sen
     if units <= ON_SHARD {
         return Ok(work());
     }
-    let slot = if units <= MEDIUM { &MEDIUM_SLOTS } else { &LARGE_SLOTS }.acquire().await;
+    // Medium work takes any free thread, and waits only for its own.
+    let slot = match units <= MEDIUM {
+        true => match SLOTS.try_acquire() {
+            Some(slot) => slot,
+            None => MEDIUM_SLOTS.acquire().await,
+        },
+        false => SLOTS.acquire().await,
+    };
     // The slot goes with the thread: a request dropped meanwhile does not free it early.
     let prepared = off_shard(named("http-answer"), move || {
         let _slot = slot;
@@ -63,8 +74,8 @@ mod tests {
     /// While every thread for large answers is busy, a medium answer does not wait for one.
     #[test]
     fn a_medium_answer_does_not_wait_behind_large_ones() {
-        let busy: Vec<_> = std::iter::from_fn(|| LARGE_SLOTS.try_acquire()).collect();
-        assert!(!busy.is_empty() && LARGE_SLOTS.try_acquire().is_none());
+        let busy: Vec<_> = std::iter::from_fn(|| SLOTS.try_acquire()).collect();
+        assert!(!busy.is_empty() && SLOTS.try_acquire().is_none());
         let medium = async { monoio::time::timeout(std::time::Duration::from_secs(20), run(MEDIUM, || 7)).await };
         let answer = crate::runtime::block_on(crate::runtime::Driver::Epoll, medium).unwrap();
         assert_eq!(answer.expect("answered without waiting").unwrap(), 7);
