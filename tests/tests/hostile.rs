@@ -359,17 +359,18 @@ fn a_half_closed_client_that_reads_late_gets_the_whole_answer() {
     assert!(body.len() > 10_000_000 && body.ends_with("]}]}}"), "{} bytes: {body:.300}", body.len());
 }
 
-/// A request that declares a body of 2^63 bytes and sends a few is answered at once, as Go's
-/// server answers it, not after `--web.read-timeout` of waiting for bytes that never come: a
-/// GET's body is not read (Go's `ParseForm` leaves it), and a declared length past a limit is
-/// refused before reading.
+/// A request that declares a body of 2^63 − 1 bytes and sends a few is answered at once, not
+/// after `--web.read-timeout` of waiting for bytes that never come: a GET's body is not read
+/// (Go's `ParseForm` leaves it), and a declared length past a limit is refused before reading.
+/// One of 2^63 gets Go's bare 400 (hyper took it).
 #[test]
 fn a_huge_declared_body_is_answered_at_once() {
     use std::io::{Read, Write};
     let p = server(&[]);
-    let huge = "Content-Length: 9223372036854775808\r\nConnection: close";
+    let huge = "Content-Length: 9223372036854775807\r\nConnection: close";
     for (request, expected) in [
         (format!("GET /api/v1/query?query=1 HTTP/1.1\r\nHost: x\r\n{huge}\r\n\r\nhello"), "200"),
+        ("GET /api/v1/query?query=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775808\r\n\r\nhello".to_string(), "400"),
         (format!("POST /api/v1/write HTTP/1.1\r\nHost: x\r\n{huge}\r\n\r\nhello"), "413"),
         (
             format!("POST /api/v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{huge}\r\n\r\nquery=1"),

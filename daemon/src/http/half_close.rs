@@ -25,7 +25,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::rt::{Read, ReadBuf, ReadBufCursor};
 
@@ -51,17 +51,20 @@ enum Phase {
 #[derive(Clone)]
 pub struct Answering {
     phase: Rc<Cell<Phase>>,
+    /// Requests the service has taken: each handler gets a grace of its own.
+    taken: Rc<Cell<u64>>,
     deadline: Deadline,
 }
 
 impl Answering {
     pub fn new(deadline: Deadline) -> Self {
-        Answering { phase: Rc::new(Cell::new(Phase::Idle)), deadline }
+        Answering { phase: Rc::new(Cell::new(Phase::Idle)), taken: Rc::default(), deadline }
     }
 
     /// The service took a request.
     pub fn start(&self) {
         self.phase.set(Phase::Working);
+        self.taken.set(self.taken.get() + 1);
     }
 
     /// The answer is ready: the request has been read, so the read clock stops while it is sent.
@@ -71,8 +74,19 @@ impl Answering {
     }
 
     /// hyper has taken the whole answer (its body is dropped).
-    pub fn taken(&self) {
+    pub fn sent(&self) {
         self.phase.set(Phase::Sent);
+    }
+
+    /// The I/O flushed everything: once the answer is sent, the connection waits for the next
+    /// request, and the read clock starts again. True if that happened now.
+    fn flushed(&self) -> bool {
+        let done = self.phase.get() == Phase::Sent;
+        if done {
+            self.phase.set(Phase::Idle);
+            self.deadline.restart();
+        }
+        done
     }
 
     fn phase(&self) -> Phase {
@@ -84,8 +98,9 @@ impl Answering {
 pub struct HalfCloseIo<I> {
     inner: I,
     answering: Answering,
-    /// Since the client's end-of-file came during an answer: the grace's timer.
-    held: Option<Pin<Box<monoio::time::Sleep>>>,
+    /// Since the client's end-of-file came during an answer: the grace's timer, and the request
+    /// it runs for.
+    held: Option<(Pin<Box<monoio::time::Sleep>>, u64)>,
     /// The read holding an end-of-file back, woken when the answer has been flushed.
     reader: Option<Waker>,
 }
@@ -99,9 +114,7 @@ impl<I> HalfCloseIo<I> {
     /// the read clock starts again, and a read holding an end-of-file is woken (hyper is idle
     /// by then and closes the connection).
     fn after_flush(&mut self, flushed: &Poll<io::Result<()>>) {
-        if self.answering.phase() == Phase::Sent && matches!(flushed, Poll::Ready(Ok(()))) {
-            self.answering.phase.set(Phase::Idle);
-            self.answering.deadline.restart();
+        if matches!(flushed, Poll::Ready(Ok(()))) && self.answering.flushed() {
             if let Some(reader) = self.reader.take() {
                 reader.wake();
             }
@@ -112,10 +125,17 @@ impl<I> HalfCloseIo<I> {
 impl<I: Read + Unpin> Read for HalfCloseIo<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(grace) = &mut this.held {
+        if let Some((grace, request)) = &mut this.held {
             let release = match this.answering.phase() {
                 Phase::Idle => true,
-                Phase::Working => grace.as_mut().poll(cx).is_ready(),
+                Phase::Working => {
+                    // A request sent with the one before it (pipelined) has a grace of its own.
+                    if *request != this.answering.taken.get() {
+                        *request = this.answering.taken.get();
+                        grace.as_mut().reset((Instant::now() + GRACE).into());
+                    }
+                    grace.as_mut().poll(cx).is_ready()
+                }
                 Phase::Sending | Phase::Sent => false,
             };
             if release {
@@ -147,7 +167,7 @@ impl<I: Read + Unpin> Read for HalfCloseIo<I> {
             // Between requests: the client is done, as far as reading goes.
             return Poll::Ready(Ok(()));
         }
-        this.held = Some(Box::pin(monoio::time::sleep(GRACE)));
+        this.held = Some((Box::pin(monoio::time::sleep(GRACE)), this.answering.taken.get()));
         Pin::new(this).poll_read(cx, buf)
     }
 }

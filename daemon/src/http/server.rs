@@ -236,7 +236,7 @@ async fn respond(
     settings: Arc<Settings>,
     answering: Answering,
 ) -> Result<Response<WhenSent<Body>>, Infallible> {
-    if let Some(problem) = host_problem(&request) {
+    if let Some(problem) = unreadable(&request) {
         answering.ready();
         return Ok(bad_request(problem).map(|body| WhenSent { inner: body, answering }));
     }
@@ -276,7 +276,7 @@ pub struct WhenSent<B> {
 
 impl<B> Drop for WhenSent<B> {
     fn drop(&mut self) {
-        self.answering.taken();
+        self.answering.sent();
     }
 }
 
@@ -308,11 +308,12 @@ async fn answer(router: &mut Router, request: Request<Incoming>) -> Response<Bod
     }
 }
 
-/// What Go's server finds wrong with a request's `Host` headers, which it refuses before any
-/// handler: none on HTTP/1.1, more than one, or one with a byte no host name or address holds.
-fn host_problem(request: &Request<Incoming>) -> Option<&'static str> {
+/// What Go's server refuses in a request before any handler, with the reason it gives if any:
+/// `Host` headers (none on HTTP/1.1, more than one, or one with a byte no host name or address
+/// holds), and a `Content-Length` past 2^63 − 1 (hyper takes up to 2^64 − 1).
+fn unreadable(request: &Request<Incoming>) -> Option<Option<&'static str>> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
+    let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Some("too many Host headers"),
         (None, _) if request.version() >= axum::http::Version::HTTP_11 && request.method() != Method::CONNECT => {
             Some("missing required Host header")
@@ -323,13 +324,22 @@ fn host_problem(request: &Request<Incoming>) -> Option<&'static str> {
             Some("malformed Host header")
         }
         _ => None,
+    };
+    let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match host {
+        Some(reason) => Some(Some(reason)),
+        None => length.is_some_and(|length| length > i64::MAX as u64).then_some(None),
     }
 }
 
-/// Go's server's answer to a request it cannot read: 400 with the reason, and the connection
-/// closed.
-fn bad_request(problem: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(format!("400 Bad Request: {problem}")));
+/// Go's server's answer to a request it cannot read: 400 with the reason, if any, and the
+/// connection closed.
+fn bad_request(reason: Option<&str>) -> Response<Body> {
+    let body = match reason {
+        Some(reason) => format!("400 Bad Request: {reason}"),
+        None => "400 Bad Request".to_string(),
+    };
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::BAD_REQUEST;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
