@@ -9,10 +9,9 @@
 //! concurrent federations.) Medium work (up to [`MEDIUM`] units, tens of milliseconds: a
 //! dashboard panel's range query) takes any free thread, and when all [`THREADS`] are busy has
 //! [`MEDIUM_THREADS`] more of its own, so that it never waits behind seconds of federation or
-//! remote read. What waits holds the result it will render, as each
-//! concurrent request holds its own in upstream's server; the connections are bounded
-//! (`--web.max-connections`). A panic in it fails that request, as one in a handler does
-//! (`crate::panic`).
+//! remote read. What waits holds the result it will render, as each concurrent request holds
+//! its own in upstream's server; the connections are bounded (`--web.max-connections`). A
+//! panic in it fails that request, as one in a handler does (`crate::panic`).
 
 use std::sync::LazyLock;
 
@@ -25,9 +24,11 @@ const ON_SHARD: usize = 8_192;
 /// The most units of a medium answer.
 const MEDIUM: usize = 131_072;
 
-/// The most `http-answer` threads at once for medium answers alone, and for any answer.
-const MEDIUM_THREADS: usize = 2;
+/// The most `http-answer` threads at once for any answer.
 const THREADS: usize = 4;
+
+/// The most `http-answer` threads at once for medium answers alone, beside those.
+const MEDIUM_THREADS: usize = 2;
 
 static MEDIUM_SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(MEDIUM_THREADS));
 static SLOTS: LazyLock<Slots> = LazyLock::new(|| Slots::new(THREADS));
@@ -71,7 +72,7 @@ pub async fn run<T: Send + 'static>(units: usize, work: impl FnOnce() -> T + Sen
 mod tests {
     use super::*;
 
-    /// While every thread for large answers is busy, a medium answer does not wait for one.
+    /// While every shared thread is busy (large answers), a medium answer does not wait for one.
     #[test]
     fn a_medium_answer_does_not_wait_behind_large_ones() {
         let busy: Vec<_> = std::iter::from_fn(|| SLOTS.try_acquire()).collect();

@@ -1,8 +1,9 @@
 //! A shard's periodic storage work: cutting the head into blocks, compacting blocks,
 //! retention by time and size, log checkpoints, and head snapshots (so that a crash replays
 //! only the log written since the last one). Log segments a remote-write queue has not sent
-//! stay, for at most [`UNSENT_LOG_MOST`] or the retention. It runs every minute, or every quarter block range
-//! if that is shorter, as a task on the shard's thread (the head is not shared).
+//! stay, for at most [`UNSENT_LOG_MOST`] or the retention. It runs every minute, or every
+//! quarter block range if that is shorter, as a task on the shard's thread (the head is not
+//! shared).
 //!
 //! None of it holds the shard for long: see [`super::slices`].
 //!
