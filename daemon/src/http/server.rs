@@ -325,10 +325,11 @@ fn unreadable(request: &Request<Incoming>) -> Option<Option<&'static str>> {
         }
         _ => None,
     };
-    let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // hyper's parse of `Content-Length`: the body's exact size.
+    let length = HttpBody::size_hint(request.body()).lower();
     match host {
         Some(reason) => Some(Some(reason)),
-        None => length.is_some_and(|length| length > i64::MAX as u64).then_some(None),
+        None => (length > i64::MAX as u64).then_some(None),
     }
 }
 
