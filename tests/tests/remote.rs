@@ -204,6 +204,47 @@ fn hostile_remote_write_2_bodies_get_400() {
     assert_eq!(p.query("ok", Some(1.0))[0]["value"][1], "1");
 }
 
+/// As upstream 3.x's receivers: names outside the legacy set are stored, PromQL selects and
+/// groups by them quoted, and `/federate` writes them as the scraper's `escaping` asks.
+#[test]
+fn utf8_names_are_stored_and_federated_as_the_scraper_asks() {
+    use pyrite_core::labels::Labels;
+    use pyrite_core::remote::{encode_write_request, WriteSeries};
+    use pyrite_core::value::Sample;
+    let p = server(2, &[]);
+    let t = now_ms() - 10_000;
+    let series: Vec<WriteSeries> = ["api", "db"]
+        .iter()
+        .map(|service| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "http.server.duration"), ("service.name", service)]),
+            samples: vec![Sample { t, v: 2.0 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    assert_eq!(p.remote_write(encode_write_request(&series)).0, 204);
+    let result = p.query(r#"sum by ("service.name") ({"http.server.duration"})"#, None);
+    let mut got: Vec<String> =
+        result.as_array().unwrap().iter().map(|s| s["metric"]["service.name"].to_string()).collect();
+    got.sort();
+    assert_eq!(got, [r#""api""#, r#""db""#], "{result}");
+    let federate = |accept: &str| {
+        let url = format!("{}/federate?match[]=%7B__name__%3D~%22http.%2A%22%7D", p.url);
+        let answer = ureq::get(&url).set("Accept", accept).call().expect("federate");
+        let content_type = answer.header("Content-Type").unwrap_or_default().to_string();
+        (content_type, answer.into_string().unwrap())
+    };
+    let (content_type, body) = federate("text/plain;version=0.0.4");
+    assert!(content_type.ends_with("escaping=underscores"), "{content_type}");
+    assert!(body.contains(&format!("http_server_duration{{service_name=\"api\",instance=\"\"}} 2 {t}\n")), "{body}");
+    let (_, body) = federate("text/plain;version=0.0.4;escaping=allow-utf-8");
+    assert!(body.starts_with("# TYPE \"http.server.duration\" untyped\n"), "{body}");
+    assert!(
+        body.contains(&format!("{{\"http.server.duration\",\"service.name\"=\"db\",instance=\"\"}} 2 {t}\n")),
+        "{body}"
+    );
+}
+
 /// Milliseconds since the epoch.
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use pyrite_core::exposition::{
-    parse_series, write_protobuf, write_text, Entry, HistogramOptions, Latest, ProtobufParser, TextParser,
+    parse_series, write_protobuf, write_text, Entry, Escaping, HistogramOptions, Labelling, Latest, ProtobufParser,
+    TextParser,
 };
 use pyrite_core::histogram::{CounterResetHint, FloatHistogram, Span};
 use pyrite_core::labels::Labels;
@@ -341,7 +342,7 @@ fn written_exposition_text_parses_back() {
             .collect();
         samples.sort_by(|a, b| a.0.metric_name().cmp(b.0.metric_name()));
         let written: Vec<Latest> = samples.iter().map(|(l, t, v)| (l.clone(), *t, SampleValue::Float(*v))).collect();
-        let text = write_text(&written);
+        let text = write_text(&written, &Labelling::new(Escaping::Underscores, &Labels::default()));
         let parsed: Vec<(Labels, i64, f64)> = TextParser::new(&text)
             .filter_map(|e| match e.unwrap_or_else(|e| panic!("{e}\n{text}")) {
                 Entry::Sample { series, value, timestamp, .. } => {
@@ -380,7 +381,7 @@ fn written_exposition_protobuf_parses_back() {
             })
             .collect();
         samples.sort_by(|a, b| a.0.metric_name().cmp(b.0.metric_name()));
-        let body = write_protobuf(&samples);
+        let body = write_protobuf(&samples, &Labelling::new(Escaping::Underscores, &Labels::default()));
         let mut parser = ProtobufParser::new(&body, HistogramOptions { native: true, ..HistogramOptions::default() });
         let mut parsed: Vec<Latest> = Vec::new();
         while let Some(entry) = parser.next() {

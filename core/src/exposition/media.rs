@@ -12,6 +12,8 @@
 //! The other way round, [`Negotiated`] is the format `/federate` answers in, from a request's
 //! `Accept` header.
 
+use super::escaping::Escaping;
+
 /// The exposition format of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -72,14 +74,13 @@ impl Format {
 /// header of hundreds of kilobytes costs no more than a short one.
 ///
 /// An `escaping` parameter (`allow-utf-8`, `underscores`, `dots` or `values`; another is
-/// ignored) of any clause up to the winning one is echoed in the content type, else upstream's
-/// default, `underscores`. It changes nothing in the body: Pyrite stores only names of the
-/// legacy character set, which no scheme escapes.
+/// ignored) of any clause up to the winning one is echoed in the content type and writes the
+/// body's names ([`Escaping`]), else upstream's default, `underscores`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
     /// [`Format::Text`] or [`Format::Protobuf`].
     pub format: Format,
-    escaping: &'static str,
+    pub escaping: Escaping,
 }
 
 /// Most clauses of an `Accept` header read; a scraper sends a handful.
@@ -147,11 +148,9 @@ impl Negotiated {
         let mut clauses: Vec<Clause<'_>> =
             accept.split(',').take(MAX_ACCEPT_CLAUSES).filter_map(Clause::parse).collect();
         clauses.sort_by(|a, b| b.q.total_cmp(&a.q));
-        let mut escaping = "underscores";
+        let mut escaping = Escaping::Underscores;
         for clause in &clauses {
-            if let Some(known) =
-                ["allow-utf-8", "underscores", "dots", "values"].into_iter().find(|&e| e == clause.escaping)
-            {
+            if let Some(known) = Escaping::ALL.into_iter().find(|e| e.name() == clause.escaping) {
                 escaping = known;
             }
             if let Some(format) = clause.format() {
@@ -167,7 +166,7 @@ impl Negotiated {
             Format::Protobuf => super::protobuf::CONTENT_TYPE,
             _ => TEXT_CONTENT_TYPE,
         };
-        format!("{media}; escaping={}", self.escaping)
+        format!("{media}; escaping={}", self.escaping.name())
     }
 }
 

@@ -5,9 +5,10 @@
 //! ([`media`]); every parser yields the same [`Entry`] values ([`entry`]). Classic histograms
 //! become native histograms with custom buckets in [`nhcb`]. `/federate` writes the text
 //! format ([`writer`]) or the protobuf format ([`protobuf_writer`]), as the request's `Accept`
-//! negotiates ([`media::Negotiated`]).
+//! negotiates ([`media::Negotiated`]), names escaped as it asks ([`escaping`]).
 
 pub mod entry;
+pub mod escaping;
 pub mod media;
 pub mod nhcb;
 pub mod protobuf;
@@ -18,8 +19,9 @@ pub mod text;
 pub mod writer;
 
 pub use entry::{Entry, HistogramOptions, MetricType, ScrapedExemplar};
+pub use escaping::Escaping;
 pub use media::{Format, Negotiated};
 pub use protobuf::{ProtobufError, ProtobufParser};
 pub use protobuf_writer::write_protobuf;
 pub use text::{parse_series, ParseError, TextParser};
-pub use writer::{write_text, Latest};
+pub use writer::{write_text, Labelling, Latest};

@@ -27,21 +27,22 @@ use prost::Message;
 
 use super::nhcb::cumulative_buckets;
 use super::protobuf::{Bucket, Histogram, Metric, MetricFamily, Untyped};
-use super::writer::{family_type, same_family, Latest};
+use super::writer::{family_type, same_family, Labelling, Latest};
 use crate::histogram::{FloatHistogram, Span};
 use crate::remote::histogram::{exact, BucketSpan, IntegerCounts};
-use crate::remote::read::wire_labels;
+use crate::remote::Label;
 use crate::value::SampleValue;
 
-/// Writes samples as a body of the delimited protobuf format (see the module doc).
-pub fn write_protobuf(samples: &[Latest]) -> Vec<u8> {
+/// Writes samples as a body of the delimited protobuf format (see the module doc), labels as
+/// `labelling` says.
+pub fn write_protobuf(samples: &[Latest], labelling: &Labelling) -> Vec<u8> {
     let mut out = Vec::new();
     for family in samples.chunk_by(same_family) {
         let (labels, _, value) = &family[0];
         let message = MetricFamily {
-            name: labels.metric_name().to_string(),
+            name: labelling.escaping.escape(labels.metric_name()).into_owned(),
             r#type: family_type(value) as i32,
-            metric: family.iter().map(metric).collect(),
+            metric: family.iter().map(|sample| metric(sample, labelling)).collect(),
             ..MetricFamily::default()
         };
         // Writing to a Vec cannot fail.
@@ -50,8 +51,12 @@ pub fn write_protobuf(samples: &[Latest]) -> Vec<u8> {
     out
 }
 
-fn metric((labels, t, value): &Latest) -> Metric {
-    let mut m = Metric { label: wire_labels(&labels.without_metric_name()), timestamp_ms: *t, ..Metric::default() };
+fn metric((labels, t, value): &Latest, labelling: &Labelling) -> Metric {
+    let label = labelling
+        .pairs(labels)
+        .map(|(name, value)| Label { name: name.into_owned(), value: value.to_string() })
+        .collect();
+    let mut m = Metric { label, timestamp_ms: *t, ..Metric::default() };
     match value {
         SampleValue::Float(v) => m.untyped = Some(Untyped { value: *v }),
         SampleValue::Histogram(h) if h.uses_custom_buckets() => m.histogram = Some(classic(h)),
@@ -120,9 +125,15 @@ mod tests {
 
     use super::*;
     use crate::exposition::protobuf::WireType;
+    use crate::exposition::Escaping;
     use crate::exposition::{parse_series, Entry, HistogramOptions, MetricType, ProtobufParser};
     use crate::histogram::{CounterResetHint, CUSTOM_BUCKETS_SCHEMA};
     use crate::labels::Labels;
+
+    /// Upstream's default escaping, no external labels.
+    fn underscores() -> Labelling {
+        Labelling::new(Escaping::Underscores, &Labels::default())
+    }
 
     fn sample(name: &str, foo: &str, t: i64, value: SampleValue) -> Latest {
         (Labels::from_pairs([("__name__", name), ("foo", foo)]), t, value)
@@ -199,7 +210,7 @@ mod tests {
             sample("c", "gauge", 4000, histogram(gauge(exponential(1.0)))),
             sample("c", "gauge custom", 5000, histogram(gauge(custom(2.0)))),
         ];
-        let (types, read) = read_back(&write_protobuf(&written));
+        let (types, read) = read_back(&write_protobuf(&written, &underscores()));
         assert_eq!(types, [MetricType::Untyped, MetricType::Histogram, MetricType::GaugeHistogram]);
         assert_eq!(read.len(), written.len());
         for (got, want) in read.iter().zip(&written) {
@@ -216,12 +227,13 @@ mod tests {
             sample("b", "integer counts", 2000, histogram(exponential(3.0))),
             sample("b", "custom", 3000, histogram(custom(1.0))),
         ];
-        let mut body = &write_protobuf(&written)[..];
+        let mut body = &write_protobuf(&written, &underscores())[..];
         let family = MetricFamily::decode_length_delimited(&mut body).unwrap();
         assert!(body.is_empty(), "one family");
         assert_eq!((family.name.as_str(), family.r#type), ("b", WireType::Histogram as i32));
         let (native, custom) = (&family.metric[0], &family.metric[1]);
-        assert_eq!(native.label, wire_labels(&Labels::from_pairs([("foo", "integer counts")])));
+        let label = |name: &str, value: &str| Label { name: name.into(), value: value.into() };
+        assert_eq!(native.label, [label("foo", "integer counts"), label("instance", "")]);
         assert_eq!(native.timestamp_ms, 2000);
         // Whole counts go as float counts too, as upstream sends them.
         let h = native.histogram.as_ref().unwrap();
@@ -242,11 +254,11 @@ mod tests {
     #[test]
     fn a_histogram_without_observations_goes_as_the_integer_one_it_reads_back_as() {
         let written = [sample("b", "idle", 1000, histogram(exponential(0.0)))];
-        let mut body = &write_protobuf(&written)[..];
+        let mut body = &write_protobuf(&written, &underscores())[..];
         let h = MetricFamily::decode_length_delimited(&mut body).unwrap().metric[0].histogram.clone().unwrap();
         assert_eq!((h.positive_delta.len(), h.negative_delta.len(), h.positive_count.len()), (4, 1, 0));
         // It reads back (the parser leaves the empty buckets out).
-        let (_, read) = read_back(&write_protobuf(&written));
+        let (_, read) = read_back(&write_protobuf(&written, &underscores()));
         let [(_, 1000, SampleValue::Histogram(h))] = &read[..] else { panic!("{read:?}") };
         assert_eq!((h.count, h.zero_count, h.sum, h.schema), (0.0, 0.0, 39.4, 1));
         assert!(h.positive_buckets.iter().chain(&h.negative_buckets).all(|&b| b == 0.0));
@@ -266,10 +278,30 @@ mod tests {
         };
         let mut written: Vec<Latest> = (0..7).map(|i| sample("m", &i.to_string(), 1000, value(i))).collect();
         written.push(sample("m", "7", 1000, histogram(gauge(exponential(1.0)))));
-        let (types, read) = read_back(&write_protobuf(&written));
+        let (types, read) = read_back(&write_protobuf(&written, &underscores()));
         use MetricType::{GaugeHistogram, Histogram as H, Untyped};
         assert_eq!(types, [Untyped, H, Untyped, H, GaugeHistogram]);
         assert_eq!(read, written);
-        assert!(write_protobuf(&[]).is_empty());
+        assert!(write_protobuf(&[], &underscores()).is_empty());
+    }
+
+    #[test]
+    fn names_outside_the_legacy_set_are_escaped_as_negotiated() {
+        let labels = Labels::from_pairs([("__name__", "http.server.duration"), ("service.name", "api"), ("code", "2")]);
+        let written = [(labels, 1000, SampleValue::Float(1.0))];
+        let names = |escaping| {
+            let body = write_protobuf(&written, &Labelling::new(escaping, &Labels::default()));
+            let family = MetricFamily::decode_length_delimited(&body[..]).unwrap();
+            let labels: Vec<String> =
+                family.metric[0].label.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+            (family.name, labels)
+        };
+        let want = |name: &str, label: &str| {
+            (name.to_string(), vec!["code=2".into(), format!("{label}=api"), "instance=".into()])
+        };
+        assert_eq!(names(Escaping::AllowUtf8), want("http.server.duration", "service.name"));
+        assert_eq!(names(Escaping::Underscores), want("http_server_duration", "service_name"));
+        assert_eq!(names(Escaping::Dots), want("http_dot_server_dot_duration", "service_dot_name"));
+        assert_eq!(names(Escaping::Values), want("U__http_2e_server_2e_duration", "U__service_2e_name"));
     }
 }

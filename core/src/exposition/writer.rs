@@ -14,9 +14,12 @@
 //! bound with its cumulative count (`le` last among the labels, formatted as Go's `%g`), the
 //! `le="+Inf"` one with the count, then `_sum` and `_count`.
 
+use std::borrow::Cow;
+
+use super::escaping::Escaping;
 use super::nhcb::cumulative_buckets;
 use super::protobuf::WireType;
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{is_valid_metric_name, Labels, METRIC_NAME};
 use crate::rules::template::go_float;
 use crate::value::{format_value, SampleValue};
 
@@ -24,6 +27,36 @@ use crate::value::{format_value, SampleValue};
 /// them), time (ms) and value. Written in the order given, which must keep each name's samples
 /// together (sorted by name).
 pub type Latest = (Labels, i64, SampleValue);
+
+/// How `/federate` writes a sample's labels, as upstream's federation: the series' own labels
+/// in their sorted order, then the external labels it lacks, sorted, with `instance=""` among
+/// them unless an external `instance` is configured (upstream's way to keep a series without
+/// an instance from taking the federation target's in a scraper with `honor_labels`); every
+/// name as the scraper's `escaping` asks.
+#[derive(Debug, Clone)]
+pub struct Labelling {
+    pub escaping: Escaping,
+    external: Vec<(String, String)>,
+}
+
+impl Labelling {
+    pub fn new(escaping: Escaping, external: &Labels) -> Labelling {
+        let mut external: Vec<(String, String)> = external.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+        if external.iter().all(|(name, _)| name != "instance") {
+            external.push(("instance".into(), String::new()));
+            external.sort();
+        }
+        Labelling { escaping, external }
+    }
+
+    /// The labels written for a series, its name aside (see the type's doc).
+    pub(super) fn pairs<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> {
+        let own = labels.iter().filter(|l| l.name != METRIC_NAME).map(|l| (l.name.as_str(), l.value.as_str()));
+        let lacking = self.external.iter().filter(|(name, _)| labels.get(name).is_empty());
+        own.chain(lacking.map(|(name, value)| (name.as_str(), value.as_str())))
+            .map(|(name, value)| (self.escaping.escape(name), value))
+    }
+}
 
 /// The type of the family a sample goes under.
 pub(super) fn family_type(value: &SampleValue) -> WireType {
@@ -51,25 +84,52 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// Appends a metric or label name as the text format writes it: as it is if it is of the
+/// legacy metric-name set, else quoted, escaped as a value is (only `allow-utf-8` leaves such
+/// names to write).
+fn write_name(out: &mut String, name: &str) {
+    if is_valid_metric_name(name) {
+        out.push_str(name);
+    } else {
+        out.push('"');
+        escape_into(out, name);
+        out.push('"');
+    }
+}
+
 /// Appends a series' label set as the text format writes it after the name:
 /// `{l1="v1",...}` in the order given, values escaped; nothing for no labels.
 pub(super) fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    let mut first = true;
+    write_series(out, "", labels);
+}
+
+/// Appends a series' name and label set as the text format writes them: `name{l1="v1",...}`,
+/// labels in the order given; a name outside the legacy set goes first inside the braces,
+/// quoted, as 3.x writes it: `{"a.b",l1="v1"}`.
+fn write_series<'a, N: AsRef<str>>(out: &mut String, name: &str, labels: impl IntoIterator<Item = (N, &'a str)>) {
+    let quoted = !name.is_empty() && !is_valid_metric_name(name);
+    if quoted {
+        out.push('{');
+    }
+    if !name.is_empty() {
+        write_name(out, name);
+    }
+    let mut open = quoted;
     for (name, value) in labels {
-        out.push(if std::mem::take(&mut first) { '{' } else { ',' });
-        out.push_str(name);
+        out.push(if std::mem::replace(&mut open, true) { ',' } else { '{' });
+        write_name(out, name.as_ref());
         out.push_str("=\"");
         escape_into(out, value);
         out.push('"');
     }
-    if !first {
+    if open {
         out.push('}');
     }
 }
 
-/// Writes samples in the text format (see the module doc): each family under its `# TYPE`
-/// line, then per float a `name{labels} value timestamp` line, labels in their sorted order.
-pub fn write_text(samples: &[Latest]) -> String {
+/// Writes samples in the text format (see the module doc), labels as `labelling` says: each
+/// family under its `# TYPE` line, then per float a `name{labels} value timestamp` line.
+pub fn write_text(samples: &[Latest], labelling: &Labelling) -> String {
     let written: Vec<&Latest> = samples
         .iter()
         .filter(|(_, _, value)| !matches!(value, SampleValue::Histogram(h) if !h.uses_custom_buckets()))
@@ -77,18 +137,20 @@ pub fn write_text(samples: &[Latest]) -> String {
     let mut out = String::new();
     for family in written.chunk_by(|a, b| same_family(a, b)) {
         let (labels, _, value) = family[0];
+        let name = labelling.escaping.escape(labels.metric_name());
         out.push_str("# TYPE ");
-        out.push_str(labels.metric_name());
+        write_name(&mut out, &name);
         out.push_str(if matches!(value, SampleValue::Float(_)) { " untyped\n" } else { " histogram\n" });
         for (labels, t, value) in family {
+            let line = Line { name: &name, labels, labelling, t: *t };
             match value {
-                SampleValue::Float(v) => write_line(&mut out, labels, "", None, *v, *t),
+                SampleValue::Float(v) => line.write(&mut out, "", None, *v),
                 SampleValue::Histogram(h) => {
                     for (le, count) in cumulative_buckets(h).chain([(f64::INFINITY, h.count)]) {
-                        write_line(&mut out, labels, "_bucket", Some(&go_float(le, None)), count, *t);
+                        line.write(&mut out, "_bucket", Some(&go_float(le, None)), count);
                     }
-                    write_line(&mut out, labels, "_sum", None, h.sum, *t);
-                    write_line(&mut out, labels, "_count", None, h.count, *t);
+                    line.write(&mut out, "_sum", None, h.sum);
+                    line.write(&mut out, "_count", None, h.count);
                 }
             }
         }
@@ -96,18 +158,27 @@ pub fn write_text(samples: &[Latest]) -> String {
     out
 }
 
-/// One sample line: the series' name with `suffix`, its labels and then `le` if given, the
-/// value and the time.
-fn write_line(out: &mut String, labels: &Labels, suffix: &str, le: Option<&str>, value: f64, t: i64) {
-    out.push_str(labels.metric_name());
-    out.push_str(suffix);
-    let pairs = labels.iter().filter(|l| l.name != METRIC_NAME).map(|l| (l.name.as_str(), l.value.as_str()));
-    write_labels(out, pairs.chain(le.map(|le| ("le", le))));
-    out.push(' ');
-    out.push_str(&format_value(value));
-    out.push(' ');
-    out.push_str(&t.to_string());
-    out.push('\n');
+/// What the sample lines of one series share: its family's name as written, its labels and
+/// how they are written, its time.
+struct Line<'a> {
+    name: &'a str,
+    labels: &'a Labels,
+    labelling: &'a Labelling,
+    t: i64,
+}
+
+impl Line<'_> {
+    /// One sample line: the name with `suffix`, the labels and then `le` if given, the value
+    /// and the time.
+    fn write(&self, out: &mut String, suffix: &str, le: Option<&str>, value: f64) {
+        let pairs = self.labelling.pairs(self.labels).chain(le.map(|le| (Cow::Borrowed("le"), le)));
+        write_series(out, &format!("{}{suffix}", self.name), pairs);
+        out.push(' ');
+        out.push_str(&format_value(value));
+        out.push(' ');
+        out.push_str(&self.t.to_string());
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +189,11 @@ mod tests {
     use crate::exposition::{Entry, TextParser};
     use crate::histogram::{CounterResetHint, FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA};
 
+    /// No external labels: each series lacking an instance gets `instance=""`.
+    fn labelling(escaping: Escaping) -> Labelling {
+        Labelling::new(escaping, &Labels::default())
+    }
+
     #[test]
     fn written_text_parses_back_to_the_same_samples() {
         let samples = vec![
@@ -126,7 +202,7 @@ mod tests {
             (Labels::from_pairs([("__name__", "b")]), 3000, -0.25),
         ];
         let written: Vec<Latest> = samples.iter().map(|(l, t, v)| (l.clone(), *t, SampleValue::Float(*v))).collect();
-        let text = write_text(&written);
+        let text = write_text(&written, &labelling(Escaping::Underscores));
         assert_eq!(text.matches("# TYPE").count(), 2, "{text}");
         let parsed: Vec<_> = TextParser::new(&text)
             .filter_map(|e| match e.unwrap() {
@@ -171,21 +247,75 @@ mod tests {
         // The exponential histograms split no family and make none; the gauge histogram with
         // custom buckets starts one of its own, which the text format calls a histogram too.
         let want = r#"# TYPE a untyped
-a{x="1"} 1.5 1000
-a{x="3"} 2 1000
+a{x="1",instance=""} 1.5 1000
+a{x="3",instance=""} 2 1000
 # TYPE b histogram
-b_bucket{x="1",le="0.1"} 1 2000
-b_bucket{x="1",le="1e+06"} 1 2000
-b_bucket{x="1",le="+Inf"} 4 2000
-b_sum{x="1"} 2.5 2000
-b_count{x="1"} 4 2000
+b_bucket{x="1",instance="",le="0.1"} 1 2000
+b_bucket{x="1",instance="",le="1e+06"} 1 2000
+b_bucket{x="1",instance="",le="+Inf"} 4 2000
+b_sum{x="1",instance=""} 2.5 2000
+b_count{x="1",instance=""} 4 2000
 # TYPE b histogram
-b_bucket{x="2",le="0.1"} 1 2000
-b_bucket{x="2",le="1e+06"} 1 2000
-b_bucket{x="2",le="+Inf"} 4 2000
-b_sum{x="2"} 2.5 2000
-b_count{x="2"} 4 2000
+b_bucket{x="2",instance="",le="0.1"} 1 2000
+b_bucket{x="2",instance="",le="1e+06"} 1 2000
+b_bucket{x="2",instance="",le="+Inf"} 4 2000
+b_sum{x="2",instance=""} 2.5 2000
+b_count{x="2",instance=""} 4 2000
 "#;
-        assert_eq!(write_text(&samples), want);
+        assert_eq!(write_text(&samples, &labelling(Escaping::Underscores)), want);
+    }
+
+    #[test]
+    fn names_outside_the_legacy_set_are_escaped_or_quoted_as_negotiated() {
+        let float =
+            |pairs: &[(&str, &str)], v: f64| (Labels::from_pairs(pairs.iter().copied()), 1000, SampleValue::Float(v));
+        let custom = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 1.0,
+            positive_spans: vec![Span { offset: 0, length: 1 }],
+            positive_buckets: vec![1.0],
+            custom_values: vec![0.5],
+            ..FloatHistogram::default()
+        };
+        let samples = [
+            float(&[("__name__", "a.b"), ("x_y", "1"), ("c.d", "q\"")], 1.0),
+            float(&[("__name__", "a.b")], 2.0),
+            (Labels::from_pairs([("__name__", "h.x")]), 1000, SampleValue::Histogram(Arc::new(custom))),
+        ];
+        let utf8 = r#"# TYPE "a.b" untyped
+{"a.b","c.d"="q\"",x_y="1",instance=""} 1 1000
+{"a.b",instance=""} 2 1000
+# TYPE "h.x" histogram
+{"h.x_bucket",instance="",le="0.5"} 1 1000
+{"h.x_bucket",instance="",le="+Inf"} 1 1000
+{"h.x_sum",instance=""} 0 1000
+{"h.x_count",instance=""} 1 1000
+"#;
+        assert_eq!(write_text(&samples, &labelling(Escaping::AllowUtf8)), utf8);
+        let dots = write_text(&samples, &labelling(Escaping::Dots));
+        assert!(
+            dots.starts_with("# TYPE a_dot_b untyped\na_dot_b{c_dot_d=\"q\\\"\",x_y=\"1\",instance=\"\"} 1 1000\n"),
+            "{dots}"
+        );
+        assert!(dots.contains("\nh_dot_x_bucket{instance=\"\",le=\"0.5\"} 1 1000\n"), "{dots}");
+    }
+
+    /// As upstream: the series' own labels, then the external ones it lacks, sorted; an
+    /// external `instance` stands in for the empty one.
+    #[test]
+    fn external_labels_follow_the_series_own() {
+        let samples = [
+            (Labels::from_pairs([("__name__", "a"), ("z", "1")]), 1000, SampleValue::Float(1.0)),
+            (Labels::from_pairs([("__name__", "a"), ("dc", "us"), ("instance", "i:1")]), 1000, SampleValue::Float(2.0)),
+        ];
+        let external = Labels::from_pairs([("dc", "eu"), ("region", "x")]);
+        let text = write_text(&samples, &Labelling::new(Escaping::Underscores, &external));
+        assert_eq!(
+            text,
+            "# TYPE a untyped\na{z=\"1\",dc=\"eu\",instance=\"\",region=\"x\"} 1 1000\na{dc=\"us\",instance=\"i:1\",region=\"x\"} 2 1000\n"
+        );
+        let external = Labels::from_pairs([("instance", "fed")]);
+        let text = write_text(&samples[..1], &Labelling::new(Escaping::Underscores, &external));
+        assert_eq!(text, "# TYPE a untyped\na{z=\"1\",instance=\"fed\"} 1 1000\n");
     }
 }

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use self::histogram::{wire_histograms, Histogram, HistogramBudget};
 use crate::excerpt::excerpt;
-use crate::labels::{is_valid_label_name, sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
+use crate::labels::{sorted_names, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::protowire::{Fields, Payload, WireError};
 use crate::value::{exemplar_label_chars, Exemplar, HistogramSample, Sample, EXEMPLAR_MAX_LABEL_CHARS};
 
@@ -246,11 +246,13 @@ fn decode_series(
     Ok(Decoded::Series(WriteSeries { labels, samples, exemplars, histograms }))
 }
 
-/// A label name of the legacy character set, the only one Pyrite stores.
+/// A label name as upstream 3.x's receivers take it (`model.UTF8Validation`, whatever
+/// `metric_name_validation_scheme` says): any name that is not empty, the protobuf decoder
+/// having checked it is UTF-8. `/federate` escapes such names as its scraper asks.
 fn check_label_name(name: &str) -> Result<(), String> {
-    match is_valid_label_name(name) {
-        true => Ok(()),
-        false => Err(format!("invalid label name {:?}", excerpt(name, QUOTED_NAME_BYTES))),
+    match name.is_empty() {
+        false => Ok(()),
+        true => Err("empty label name".into()),
     }
 }
 
@@ -426,7 +428,7 @@ mod tests {
             histograms: vec![],
         };
         let many = vec![exemplar(&[], 1); 100_000];
-        let bad = vec![exemplar(&[("trace_id", &long)], 1), exemplar(&[("0bad", "v")], 2), exemplar(&[("t", "ok")], 3)];
+        let bad = vec![exemplar(&[("trace_id", &long)], 1), exemplar(&[("", "v")], 2), exemplar(&[("t", "ok")], 3)];
         let huge = vec![exemplar(&[("t", &"y".repeat(4000))], 4)];
         let alone = vec![exemplar(&[], 5), exemplar(&[], 6)];
         let request = WriteRequest { timeseries: vec![ts(2, many), ts(3, bad), ts(0, huge), ts(0, alone)] };
@@ -461,8 +463,8 @@ mod tests {
         (decoded.invalid, decoded.first_invalid.unwrap_or_default())
     }
 
-    /// As upstream's receiver: a series with invalid labels is skipped and the others are kept,
-    /// and a label with an empty value is no label.
+    /// As upstream 3.x's receiver: a series with invalid labels is skipped and the others are
+    /// kept, a label with an empty value is no label, and names need not be of the legacy set.
     #[test]
     fn series_with_invalid_labels_are_skipped_and_empty_values_dropped() {
         let ts = |pairs: &[(&str, &str)]| TimeSeries {
@@ -474,20 +476,24 @@ mod tests {
         let request = WriteRequest {
             timeseries: vec![
                 ts(&[("__name__", "a")]),
-                ts(&[("__name__", "b"), ("\u{e4}-b.c", "x")]),
+                ts(&[("__name__", "b"), ("", "x")]),
                 ts(&[("__name__", "c"), ("s", "")]),
                 ts(&[("__name__", "d"), ("a", "1"), ("a", "2")]),
                 ts(&[("__name__", "")]),
                 ts(&[("__name__", "e"), ("a", "1"), ("a", "")]),
                 ts(&[(&"x".repeat(1000), "y")]),
+                ts(&[("__name__", "http.server.duration"), ("\u{e4}-b.c", "x")]),
             ],
         };
         let decoded = decode_write_request(&compressed(&request), 1 << 20).unwrap();
-        let names: Vec<String> = decoded.series.iter().map(|s| s.labels.to_string()).collect();
-        assert_eq!(names, ["{__name__=\"a\"}", "{__name__=\"c\"}"]);
-        assert_eq!(skipped(decoded), (5, "series 1: invalid label name \"\u{e4}-b.c\"".into()));
+        let names: Vec<&str> = decoded.series.iter().map(|s| s.labels.metric_name()).collect();
+        assert_eq!(names, ["a", "c", "http.server.duration"]);
+        assert_eq!(decoded.series[2].labels.get("\u{e4}-b.c"), "x");
+        assert_eq!(skipped(decoded), (5, "series 1: empty label name".into()));
         // A long name is quoted in part.
-        let long = WriteRequest { timeseries: vec![ts(&[("__name__", "x"), (&"-".repeat(1000), "y")])] };
+        let long = WriteRequest {
+            timeseries: vec![ts(&[("__name__", "x"), (&"-".repeat(1000), "y"), (&"-".repeat(1000), "z")])],
+        };
         let why = skipped(decode_write_request(&compressed(&long), 1 << 20).unwrap()).1;
         assert!(why.len() < 200 && why.ends_with("... (872 more bytes)\""), "{why}");
     }

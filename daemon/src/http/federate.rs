@@ -6,15 +6,19 @@
 //! which only the protobuf format carries, and both write those with custom buckets as classic
 //! histograms ([`pyrite_core::exposition::writer`]). Samples older than the lookback delta are
 //! left out, staleness markers too (the formats cannot carry them), each sample keeps its own
-//! timestamp, external labels are added to series that lack them, and a series without a name
-//! is skipped. The scraping side decides with `honor_labels` whose `job` and `instance` win.
+//! timestamp, external labels are added after a series' own where it lacks them (with
+//! `instance=""` unless one is configured, see [`Labelling`]), a series without a name
+//! is skipped, and names outside the legacy character set (which remote write stores) are
+//! escaped as the `Accept` header's `escaping` asks, `underscores` by default
+//! ([`pyrite_core::exposition::escaping`]). The scraping side decides with `honor_labels`
+//! whose `job` and `instance` win.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use pyrite_core::exposition::{write_protobuf, write_text, Format, Latest, Negotiated};
+use pyrite_core::exposition::{write_protobuf, write_text, Format, Labelling, Latest, Negotiated};
 use pyrite_core::labels::Labels;
 use pyrite_core::value::SampleValue;
 
@@ -38,14 +42,14 @@ async fn newest_samples(State(s): State<ApiState>, headers: HeaderMap, params: P
     // Go reads the header's bytes as they are; only ASCII tokens matter to the negotiation.
     let accept = headers.get(header::ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes())).unwrap_or_default();
     let negotiated = Negotiated::from_accept(&accept);
+    let labelling = Labelling::new(negotiated.escaping, &s.ctx.config.current().global.external_labels);
     if matchers.is_empty() {
         // Upstream answers an empty page; nothing is selected without a selector.
-        return Ok(answer(negotiated, &[]));
+        return Ok(answer(negotiated, &labelling, &[]));
     }
     let maxt = now_ms();
     let limits = s.ctx.queries.limits();
     let mint = maxt - limits.lookback_delta;
-    let external = s.ctx.config.current().global.external_labels.clone();
     let mut selected = Vec::with_capacity(matchers.len());
     let mut samples_left = limits.max_samples;
     for selector in matchers {
@@ -62,22 +66,21 @@ async fn newest_samples(State(s): State<ApiState>, headers: HeaderMap, params: P
         let mut latest: BTreeMap<(String, Labels), (i64, SampleValue)> = BTreeMap::new();
         for series in selected.into_iter().flatten() {
             let Some((t, value)) = series.newest().filter(|(_, v)| !v.is_stale()) else { continue };
-            let labels = series.labels.with_external(&external);
-            let name = labels.metric_name().to_string();
+            let name = series.labels.metric_name().to_string();
             if !name.is_empty() {
-                latest.insert((name, labels), (t, value));
+                latest.insert((name, series.labels), (t, value));
             }
         }
         let flat: Vec<Latest> = latest.into_iter().map(|((_, labels), (t, value))| (labels, t, value)).collect();
-        answer(negotiated, &flat)
+        answer(negotiated, &labelling, &flat)
     })
     .await?)
 }
 
-fn answer(negotiated: Negotiated, samples: &[Latest]) -> Response {
+fn answer(negotiated: Negotiated, labelling: &Labelling, samples: &[Latest]) -> Response {
     let body = match negotiated.format {
-        Format::Protobuf => write_protobuf(samples),
-        _ => write_text(samples).into_bytes(),
+        Format::Protobuf => write_protobuf(samples, labelling),
+        _ => write_text(samples, labelling).into_bytes(),
     };
     ([(header::CONTENT_TYPE, negotiated.content_type())], body).into_response()
 }

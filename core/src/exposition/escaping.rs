@@ -1,0 +1,99 @@
+//! How `/federate` writes a metric or label name outside the legacy character set, which
+//! remote write may store (upstream 3.x's receivers take any UTF-8 name): as the answer's
+//! negotiated `escaping` says, upstream's `model.EscapeMetricFamily` and `EscapeName`. A name
+//! of the legacy metric-name set (`[a-zA-Z_:][a-zA-Z0-9_:]*`, label names included) is written
+//! as it is by every scheme; `allow-utf-8` writes any name as it is, quoted in the text format.
+
+use std::borrow::Cow;
+
+use crate::labels::is_valid_metric_name;
+
+/// An `escaping` a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escaping {
+    /// `allow-utf-8`: names as they are.
+    AllowUtf8,
+    /// `underscores`, upstream's default: each character outside the set becomes `_`.
+    Underscores,
+    /// `dots`: `.` becomes `_dot_`, `_` becomes `__`, another character outside the set `__`.
+    Dots,
+    /// `values`: `U__`, then `_` as `__` and each character outside the set as `_<hex>_`.
+    Values,
+}
+
+impl Escaping {
+    /// Every scheme, as an `Accept` header names them.
+    pub const ALL: [Escaping; 4] = [Escaping::AllowUtf8, Escaping::Underscores, Escaping::Dots, Escaping::Values];
+
+    /// Its name in a media type's `escaping` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Escaping::AllowUtf8 => "allow-utf-8",
+            Escaping::Underscores => "underscores",
+            Escaping::Dots => "dots",
+            Escaping::Values => "values",
+        }
+    }
+
+    /// `name` as this scheme writes it (see the module doc).
+    pub fn escape(self, name: &str) -> Cow<'_, str> {
+        if self == Escaping::AllowUtf8 || is_valid_metric_name(name) {
+            return Cow::Borrowed(name);
+        }
+        // Go's `isValidLegacyRune`: a digit is valid past the first byte.
+        let valid =
+            |i: usize, c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || (c.is_ascii_digit() && i > 0);
+        let mut out = String::with_capacity(name.len() + 8);
+        if self == Escaping::Values {
+            out.push_str("U__");
+        }
+        for (i, c) in name.char_indices() {
+            match (self, c) {
+                (Escaping::Dots | Escaping::Values, '_') => out.push_str("__"),
+                (Escaping::Dots, '.') => out.push_str("_dot_"),
+                (_, c) if valid(i, c) => out.push(c),
+                (Escaping::Underscores, _) => out.push('_'),
+                (Escaping::Dots, _) => out.push_str("__"),
+                (_, c) => out.push_str(&format!("_{:x}_", u32::from(c))),
+            }
+        }
+        Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_names_are_kept_by_every_scheme() {
+        for escaping in Escaping::ALL {
+            for name in ["http_requests_total", "a:b", "_x9"] {
+                assert_eq!(escaping.escape(name), name, "{escaping:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_names_are_escaped_as_upstream_escapes_them() {
+        let cases = [
+            ("a.b_c-d", ["a.b_c-d", "a_b_c_d", "a_dot_b__c__d", "U__a_2e_b__c_2d_d"]),
+            ("9lives", ["9lives", "_lives", "__lives", "U___39_lives"]),
+            ("température", ["température", "temp_rature", "temp__rature", "U__temp_e9_rature"]),
+            (
+                "http.server.duration",
+                [
+                    "http.server.duration",
+                    "http_server_duration",
+                    "http_dot_server_dot_duration",
+                    "U__http_2e_server_2e_duration",
+                ],
+            ),
+        ];
+        for (name, want) in cases {
+            for (escaping, want) in Escaping::ALL.into_iter().zip(want) {
+                assert_eq!(escaping.escape(name), want, "{name} with {escaping:?}");
+            }
+        }
+    }
+}
