@@ -888,6 +888,18 @@ fn go_rune(c: char) -> String {
 mod tests {
     use super::*;
 
+    /// An aggregation that fails inside is not read again as a function call: with nested ones
+    /// failing at the innermost, each level read its content twice (2^depth), and a 327-byte
+    /// query took seconds (found by the promql_eval fuzz target), 40 levels forever.
+    #[test]
+    fn a_failing_nested_aggregation_is_read_once() {
+        let query = format!("{}x +{}", "topk(1, ".repeat(40), ")".repeat(40));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(parse(&query).map(|_| ()).map_err(|e| e.message)));
+        let outcome = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("parsed within 20 s");
+        assert!(outcome.as_ref().is_err_and(|m| m.contains("unexpected")), "{outcome:?}");
+    }
+
     /// Parses and prints back; the printer is canonical PromQL.
     fn round(q: &str) -> String {
         parse_with(q, ParseOptions::all()).map(|e| e.to_string()).unwrap_or_else(|e| panic!("{q}: {e}"))
