@@ -58,6 +58,35 @@ pub struct Label {
     pub value: String,
 }
 
+/// A label as a write request holds it, its bytes not yet read as UTF-8: a series with a name
+/// or value that is not UTF-8 is skipped, as upstream 3.x's receiver skips it (its decoder
+/// takes any bytes and its validation refuses the series), not the whole request.
+#[derive(Clone, PartialEq, Message)]
+struct RawLabel {
+    #[prost(bytes = "vec", tag = "1")]
+    name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+impl RawLabel {
+    /// The label, if its name and value are UTF-8.
+    fn checked(self) -> Option<Label> {
+        Some(Label { name: String::from_utf8(self.name).ok()?, value: String::from_utf8(self.value).ok()? })
+    }
+}
+
+/// An exemplar as a write request holds it (see [`RawLabel`]).
+#[derive(Clone, PartialEq, Message)]
+struct RawExemplar {
+    #[prost(message, repeated, tag = "1")]
+    labels: Vec<RawLabel>,
+    #[prost(double, tag = "2")]
+    value: f64,
+    #[prost(int64, tag = "3")]
+    timestamp: i64,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct WireSample {
     #[prost(double, tag = "1")]
@@ -205,7 +234,9 @@ fn decode_series(
     for field in Fields::new(raw) {
         match field? {
             (1, Payload::Bytes(bytes)) => {
-                let l = Label::decode(bytes)?;
+                let Some(l) = RawLabel::decode(bytes)?.checked() else {
+                    return Ok(Decoded::InvalidLabels("a label name or value is not UTF-8".into()));
+                };
                 if let Err(why) = check_label_name(&l.name) {
                     return Ok(Decoded::InvalidLabels(why));
                 }
@@ -222,8 +253,12 @@ fn decode_series(
             (3, Payload::Bytes(bytes)) if *exemplar_budget == 0 || bytes.len() > MAX_EXEMPLAR_BYTES => {}
             (3, Payload::Bytes(bytes)) => {
                 *exemplar_budget -= 1;
-                let e = WireExemplar::decode(bytes)?;
-                let pairs = e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                let e = RawExemplar::decode(bytes)?;
+                // An exemplar with a label that is not UTF-8 is dropped, the series kept.
+                let Some(labels) = e.labels.into_iter().map(RawLabel::checked).collect::<Option<Vec<Label>>>() else {
+                    continue;
+                };
+                let pairs = labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
                 exemplars.extend(checked_exemplar(pairs, e.value, e.timestamp));
             }
             (4, Payload::Bytes(bytes)) => {
@@ -461,6 +496,39 @@ mod tests {
     /// How many series were skipped for their labels, and why the first was.
     fn skipped(decoded: DecodedV1) -> (usize, String) {
         (decoded.invalid, decoded.first_invalid.unwrap_or_default())
+    }
+
+    /// As upstream 3.x's receiver, whose decoder takes any bytes: a series with a label that is
+    /// not UTF-8 is skipped (it made the whole request a 400), an exemplar with one dropped.
+    #[test]
+    fn labels_that_are_not_utf8_skip_their_series_not_the_request() {
+        #[derive(Clone, PartialEq, Message)]
+        struct RawSeries {
+            #[prost(message, repeated, tag = "1")]
+            labels: Vec<RawLabel>,
+            #[prost(message, repeated, tag = "2")]
+            samples: Vec<WireSample>,
+            #[prost(message, repeated, tag = "3")]
+            exemplars: Vec<RawExemplar>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        struct RawRequest {
+            #[prost(message, repeated, tag = "1")]
+            timeseries: Vec<RawSeries>,
+        }
+        let label = |name: &[u8], value: &[u8]| RawLabel { name: name.to_vec(), value: value.to_vec() };
+        let series = |value: &[u8], exemplar: &[u8]| RawSeries {
+            labels: vec![label(b"__name__", b"x"), label(b"v", value)],
+            samples: vec![WireSample { value: 1.0, timestamp: 1 }],
+            exemplars: vec![RawExemplar { labels: vec![label(b"trace_id", exemplar)], value: 1.0, timestamp: 1 }],
+        };
+        let request =
+            RawRequest { timeseries: vec![series(b"a", b"t1"), series(b"b\xff", b"t2"), series(b"c", b"\xc3\x28")] };
+        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).unwrap();
+        let decoded = decode_write_request(&body, 1 << 20).unwrap();
+        let kept: Vec<(&str, usize)> = decoded.series.iter().map(|s| (s.labels.get("v"), s.exemplars.len())).collect();
+        assert_eq!(kept, [("a", 1), ("c", 0)]);
+        assert_eq!(skipped(decoded), (1, "series 1: a label name or value is not UTF-8".into()));
     }
 
     /// As upstream 3.x's receiver: a series with invalid labels is skipped and the others are
