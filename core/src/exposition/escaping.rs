@@ -1,12 +1,17 @@
 //! How `/federate` writes a metric or label name outside the legacy character set, which
 //! remote write may store (upstream 3.x's receivers take any UTF-8 name): as the answer's
-//! negotiated `escaping` says, upstream's `model.EscapeMetricFamily` and `EscapeName`. A name
-//! of the legacy metric-name set (`[a-zA-Z_:][a-zA-Z0-9_:]*`, label names included) is written
-//! as it is by every scheme; `allow-utf-8` writes any name as it is, quoted in the text format.
+//! negotiated `escaping` says, upstream's `model.EscapeMetricFamily` and `EscapeName`. A metric
+//! name of the legacy set (`[a-zA-Z_:][a-zA-Z0-9_:]*`) and a label name of the legacy label-name
+//! set (`[a-zA-Z_][a-zA-Z0-9_]*`) are written as they are by every scheme; `allow-utf-8` writes
+//! any name as it is, quoted in the text format.
+//!
+//! One difference, deliberate: upstream checks label names against the metric-name set too, so
+//! it writes a label `a:b` as it is, which no scraper reads (prometheus/prometheus#18380);
+//! Pyrite escapes the `:` of a label name (or quotes the name, with `allow-utf-8`).
 
 use std::borrow::Cow;
 
-use crate::labels::is_valid_metric_name;
+use crate::labels::{is_valid_label_name, is_valid_metric_name};
 
 /// An `escaping` a scraper may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +40,26 @@ impl Escaping {
         }
     }
 
-    /// `name` as this scheme writes it (see the module doc).
+    /// A metric name as this scheme writes it (see the module doc).
     pub fn escape(self, name: &str) -> Cow<'_, str> {
-        if self == Escaping::AllowUtf8 || is_valid_metric_name(name) {
+        self.escape_as(name, true)
+    }
+
+    /// A label name as this scheme writes it: a `:` is escaped too (see the module doc).
+    pub fn escape_label(self, name: &str) -> Cow<'_, str> {
+        self.escape_as(name, false)
+    }
+
+    /// `name` escaped, `:` kept if `colon`; borrowed exactly when it is unchanged.
+    fn escape_as(self, name: &str, colon: bool) -> Cow<'_, str> {
+        let legacy = if colon { is_valid_metric_name(name) } else { is_valid_label_name(name) };
+        if self == Escaping::AllowUtf8 || legacy {
             return Cow::Borrowed(name);
         }
         // Go's `isValidLegacyRune`: a digit is valid past the first byte.
-        let valid =
-            |i: usize, c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || (c.is_ascii_digit() && i > 0);
+        let valid = |i: usize, c: char| {
+            c.is_ascii_alphabetic() || c == '_' || (colon && c == ':') || (c.is_ascii_digit() && i > 0)
+        };
         let mut out = String::with_capacity(name.len() + 8);
         if self == Escaping::Values {
             out.push_str("U__");
@@ -71,6 +88,16 @@ mod tests {
             for name in ["http_requests_total", "a:b", "_x9"] {
                 assert_eq!(escaping.escape(name), name, "{escaping:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_colon_is_escaped_in_label_names_only() {
+        let want = ["a:b", "a_b", "a__b", "U__a_3a_b"];
+        for (escaping, want) in Escaping::ALL.into_iter().zip(want) {
+            assert_eq!(escaping.escape("a:b"), "a:b");
+            assert_eq!(escaping.escape_label("a:b"), want, "{escaping:?}");
+            assert_eq!(escaping.escape_label("c.d"), escaping.escape("c.d"));
         }
     }
 

@@ -54,6 +54,7 @@ pub fn write_protobuf(samples: &[Latest], labelling: &Labelling) -> Vec<u8> {
 fn metric((labels, t, value): &Latest, labelling: &Labelling) -> Metric {
     let label = labelling
         .pairs(labels)
+        .into_iter()
         .map(|(name, value)| Label { name: name.into_owned(), value: value.to_string() })
         .collect();
     let mut m = Metric { label, timestamp_ms: *t, ..Metric::default() };

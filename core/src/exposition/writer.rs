@@ -15,13 +15,14 @@
 //! `le="+Inf"` one with the count, then `_sum` and `_count`.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use super::escaping::Escaping;
 use super::nhcb::cumulative_buckets;
 use super::protobuf::WireType;
-use crate::labels::{is_valid_metric_name, Labels, METRIC_NAME};
+use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels, METRIC_NAME};
 use crate::rules::template::go_float;
-use crate::value::{format_value, SampleValue};
+use crate::value::SampleValue;
 
 /// One series' newest sample as `/federate` writes it: its labels (the metric name among
 /// them), time (ms) and value. Written in the order given, which must keep each name's samples
@@ -49,12 +50,27 @@ impl Labelling {
         Labelling { escaping, external }
     }
 
-    /// The labels written for a series, its name aside (see the type's doc).
-    pub(super) fn pairs<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> {
+    /// The labels written for a series, its name aside (see the type's doc). A name escaped
+    /// onto one the series already writes (`c.d` and `c_d` with `underscores`, or onto
+    /// `__name__`) is left out, the label of that very name kept: upstream writes both, and no
+    /// scraper reads a label twice.
+    pub(super) fn pairs<'a>(&'a self, labels: &'a Labels) -> Vec<(Cow<'a, str>, &'a str)> {
         let own = labels.iter().filter(|l| l.name != METRIC_NAME).map(|l| (l.name.as_str(), l.value.as_str()));
         let lacking = self.external.iter().filter(|(name, _)| labels.get(name).is_empty());
-        own.chain(lacking.map(|(name, value)| (name.as_str(), value.as_str())))
-            .map(|(name, value)| (self.escaping.escape(name), value))
+        let mut pairs: Vec<(Cow<'a, str>, &'a str)> = own
+            .chain(lacking.map(|(name, value)| (name.as_str(), value.as_str())))
+            .map(|(name, value)| (self.escaping.escape_label(name), value))
+            .collect();
+        if pairs.iter().any(|(name, _)| matches!(name, Cow::Owned(_))) {
+            let mut taken: HashSet<String> = pairs
+                .iter()
+                .filter(|(name, _)| matches!(name, Cow::Borrowed(_)))
+                .map(|(name, _)| name.to_string())
+                .chain([METRIC_NAME.to_string()])
+                .collect();
+            pairs.retain(|(name, _)| matches!(name, Cow::Borrowed(_)) || taken.insert(name.to_string()));
+        }
+        pairs
     }
 }
 
@@ -84,11 +100,11 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
-/// Appends a metric or label name as the text format writes it: as it is if it is of the
-/// legacy metric-name set, else quoted, escaped as a value is (only `allow-utf-8` leaves such
-/// names to write).
-fn write_name(out: &mut String, name: &str) {
-    if is_valid_metric_name(name) {
+/// Appends a metric name (`legacy` is [`is_valid_metric_name`]) or a label name (`legacy` is
+/// [`is_valid_label_name`]) as the text format writes it: as it is if it is of its legacy
+/// set, else quoted, escaped as a value is (only `allow-utf-8` leaves such names to write).
+fn write_name(out: &mut String, name: &str, legacy: fn(&str) -> bool) {
+    if legacy(name) {
         out.push_str(name);
     } else {
         out.push('"');
@@ -112,12 +128,12 @@ fn write_series<'a, N: AsRef<str>>(out: &mut String, name: &str, labels: impl In
         out.push('{');
     }
     if !name.is_empty() {
-        write_name(out, name);
+        write_name(out, name, is_valid_metric_name);
     }
     let mut open = quoted;
     for (name, value) in labels {
         out.push(if std::mem::replace(&mut open, true) { ',' } else { '{' });
-        write_name(out, name.as_ref());
+        write_name(out, name.as_ref(), is_valid_label_name);
         out.push_str("=\"");
         escape_into(out, value);
         out.push('"');
@@ -139,7 +155,7 @@ pub fn write_text(samples: &[Latest], labelling: &Labelling) -> String {
         let (labels, _, value) = family[0];
         let name = labelling.escaping.escape(labels.metric_name());
         out.push_str("# TYPE ");
-        write_name(&mut out, &name);
+        write_name(&mut out, &name, is_valid_metric_name);
         out.push_str(if matches!(value, SampleValue::Float(_)) { " untyped\n" } else { " histogram\n" });
         for (labels, t, value) in family {
             let line = Line { name: &name, labels, labelling, t: *t };
@@ -171,10 +187,15 @@ impl Line<'_> {
     /// One sample line: the name with `suffix`, the labels and then `le` if given, the value
     /// and the time.
     fn write(&self, out: &mut String, suffix: &str, le: Option<&str>, value: f64) {
-        let pairs = self.labelling.pairs(self.labels).chain(le.map(|le| (Cow::Borrowed("le"), le)));
+        let pairs = self.labelling.pairs(self.labels).into_iter().chain(le.map(|le| (Cow::Borrowed("le"), le)));
         write_series(out, &format!("{}{suffix}", self.name), pairs);
         out.push(' ');
-        out.push_str(&format_value(value));
+        // As upstream's writer (`writeFloat`): Go's shortest `%g` (`1e+06`, not `1000000`), and
+        // 0 for -0.
+        match value == 0.0 {
+            true => out.push('0'),
+            false => out.push_str(&go_float(value, None)),
+        }
         out.push(' ');
         out.push_str(&self.t.to_string());
         out.push('\n');
@@ -317,5 +338,34 @@ b_count{x="2",instance=""} 4 2000
         let external = Labels::from_pairs([("instance", "fed")]);
         let text = write_text(&samples[..1], &Labelling::new(Escaping::Underscores, &external));
         assert_eq!(text, "# TYPE a untyped\na{z=\"1\",instance=\"fed\"} 1 1000\n");
+    }
+
+    /// Upstream writes `c_d` twice and `a:b` bare, which no scraper reads: the label named
+    /// `c_d` keeps its name, the escaped one is left out, and a label's `:` is escaped.
+    #[test]
+    fn escaped_label_names_never_collide_and_a_colon_is_escaped() {
+        let labels =
+            Labels::from_pairs([("__name__", "m"), ("c.d", "1"), ("c_d", "2"), ("a:b", "3"), ("__name_.", "4")]);
+        let samples = [(labels, 1000, SampleValue::Float(1.0))];
+        let text = |escaping| write_text(&samples, &labelling(escaping));
+        assert_eq!(text(Escaping::Underscores), "# TYPE m untyped\nm{a_b=\"3\",c_d=\"2\",instance=\"\"} 1 1000\n");
+        assert_eq!(
+            text(Escaping::AllowUtf8),
+            "# TYPE m untyped\nm{\"__name_.\"=\"4\",\"a:b\"=\"3\",\"c.d\"=\"1\",c_d=\"2\",instance=\"\"} 1 1000\n"
+        );
+    }
+
+    #[test]
+    fn values_are_written_as_go_writes_them() {
+        let samples: Vec<Latest> = [1e6, 5e-324, 123_456_789.0, -0.25, -0.0]
+            .into_iter()
+            .map(|v| (Labels::from_pairs([("__name__", "v"), ("instance", "i")]), 1, SampleValue::Float(v)))
+            .collect();
+        let lines: Vec<String> = write_text(&samples, &labelling(Escaping::Underscores))
+            .lines()
+            .skip(1)
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(lines, ["1e+06", "5e-324", "1.23456789e+08", "-0.25", "0"]);
     }
 }
