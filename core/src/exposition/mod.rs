@@ -23,5 +23,5 @@ pub use escaping::Escaping;
 pub use media::{Format, Negotiated};
 pub use protobuf::{ProtobufError, ProtobufParser};
 pub use protobuf_writer::write_protobuf;
-pub use text::{parse_series, ParseError, TextParser};
+pub use text::{parse_series, parse_series_pairs, ParseError, TextParser};
 pub use writer::{write_text, Labelling, Latest};

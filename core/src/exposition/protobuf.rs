@@ -845,10 +845,9 @@ impl<'a> ProtobufParser<'a> {
                     if !is_valid_label_name(n) || n == METRIC_NAME {
                         return Err(format!("invalid label name {n:?} in a metric of {name}"));
                     }
-                    // An empty value is no label at all.
-                    if !v.is_empty() {
-                        self.labels.push((n, v));
-                    }
+                    // Kept in the series text, empty value or not, as the text format keeps
+                    // it: `honor_labels` reads `instance=""` (see `parse_series_pairs`).
+                    self.labels.push((n, v));
                 }
                 (6, Payload::Varint(t)) => self.timestamp = (t != 0).then_some(t as i64),
                 (tag, Payload::Bytes(m)) if tag == wanted => message = m,
@@ -1100,7 +1099,9 @@ mod tests {
             "temperature -2.5",
             "HELP odd ",
             "TYPE odd Untyped",
-            "odd inf",
+            // An empty value stays in the series text, as the text format keeps it there
+            // (`honor_labels` reads it); its labels have no `x`.
+            r#"odd{x=""} inf"#,
             "HELP rpc ",
             "TYPE rpc Summary",
             r#"rpc_count{job="j"} 4"#,

@@ -379,6 +379,13 @@ fn unescape(s: &str, quotes: bool) -> Result<String, String> {
 /// Parses the raw series text of a sample line into its labels, the metric name included as
 /// `__name__`. Rejects invalid names, duplicate label names and malformed quoting.
 pub fn parse_series(series: &str) -> Result<Labels, String> {
+    parse_series_pairs(series).map(Labels::from_pairs)
+}
+
+/// [`parse_series`]'s labels as written, the metric name first, those with an empty value
+/// kept: a scrape with `honor_labels` reads `instance=""` as the target's `instance` unset, as
+/// upstream reads it (federation writes it so).
+pub fn parse_series_pairs(series: &str) -> Result<Vec<(String, String)>, String> {
     let (name, rest) = match series.find('{') {
         Some(i) => (series[..i].trim_end_matches([' ', '\t']), &series[i..]),
         None => (series, ""),
@@ -420,7 +427,7 @@ pub fn parse_series(series: &str) -> Result<Labels, String> {
     if let (_, Some(name)) = crate::labels::sorted_names(pairs.iter().map(|(n, _)| n.as_str())) {
         return Err(format!("duplicate label name {}", quoted(name)));
     }
-    Ok(Labels::from_pairs(pairs))
+    Ok(pairs)
 }
 
 /// Index of the first unescaped `"` in `s`.

@@ -33,7 +33,7 @@ use super::limits::{check_label_limits, HistogramLimits};
 use crate::config::ScrapeLimits;
 use crate::exposition::nhcb::TextNhcb;
 use crate::exposition::{
-    parse_series, Entry, Format, HistogramOptions, MetricType, ParseError, ProtobufError, ProtobufParser,
+    parse_series_pairs, Entry, Format, HistogramOptions, MetricType, ParseError, ProtobufError, ProtobufParser,
     ScrapedExemplar, TextParser,
 };
 use crate::histogram::FloatHistogram;
@@ -351,24 +351,25 @@ impl TargetIngest {
         }
     }
 
-    /// Final labels of a scraped series: scraped labels merged with the target's. Without
-    /// `honor_labels`, a clashing scraped label is kept as `exported_<name>`; with it, the
-    /// scraped value wins.
-    fn merge_labels(&self, scraped: Labels) -> Labels {
+    /// Final labels of a scraped series: scraped labels (as written, empty values included)
+    /// merged with the target's. Without `honor_labels`, a clashing scraped label is kept as
+    /// `exported_<name>`; with it, the scraped value wins, an empty one too: a federated
+    /// `instance=""` leaves the series without an instance, as upstream (`lset.Has`). Labels
+    /// with an empty value are then no labels.
+    fn merge_labels(&self, scraped: Vec<(String, String)>) -> Labels {
+        let honor = self.options.honor_labels;
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
-        for l in scraped.iter() {
-            let clashes = !self.target_labels.get(&l.name).is_empty();
-            if clashes && !self.options.honor_labels {
-                pairs.push((format!("exported_{}", l.name), l.value.clone()));
-            } else {
-                pairs.push((l.name.clone(), l.value.clone()));
+        for t in self.target_labels.iter() {
+            if !(honor && scraped.iter().any(|(name, _)| *name == t.name)) {
+                pairs.push((t.name.clone(), t.value.clone()));
             }
         }
-        for t in self.target_labels.iter() {
-            if self.options.honor_labels && !scraped.get(&t.name).is_empty() {
-                continue;
+        for (name, value) in scraped {
+            if !honor && !self.target_labels.get(&name).is_empty() {
+                pairs.push((format!("exported_{name}"), value));
+            } else {
+                pairs.push((name, value));
             }
-            pairs.push((t.name.clone(), t.value.clone()));
         }
         Labels::from_pairs(pairs)
     }
@@ -472,8 +473,8 @@ impl TargetIngest {
             }
             None => {
                 s.fresh.insert(series.into());
-                let labels = parse_series(series).map_err(Refusal::Series)?;
-                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
+                let scraped = parse_series_pairs(series).map_err(Refusal::Series)?;
+                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     self.cache.insert(series.into(), CacheEntry::new(None, s.generation, false));
                     return Ok(());
                 };
@@ -614,8 +615,8 @@ impl TargetIngest {
             for (key, id, explicit_timestamp) in forgotten {
                 self.cache.remove(&key);
                 // The key parsed and passed relabeling when it was first seen.
-                let Ok(labels) = parse_series(&key) else { continue };
-                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(labels)) else {
+                let Ok(scraped) = parse_series_pairs(&key) else { continue };
+                let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     continue;
                 };
                 let batch = &mut out.batches[*shard];
@@ -796,6 +797,37 @@ mod tests {
         let mut honor = TargetIngest::new(Labels::from_pairs([("job", "app")]), options, 1);
         let i = scrape(&mut honor, "a{job=\"inner\"} 1\n", 1000);
         assert_eq!(i.batches[0].new[0].0.to_string(), r#"{__name__="a", job="inner"}"#);
+    }
+
+    /// As upstream: with `honor_labels`, a scraped `instance=""` (what federation writes for a
+    /// series without one) unsets the target's instance; without it, the target's stays.
+    #[test]
+    fn an_empty_scraped_label_unsets_the_targets_with_honor_labels() {
+        use crate::exposition::protobuf::{encode, Metric, MetricFamily, Untyped, WireType};
+        use crate::remote::Label;
+        let target = Labels::from_pairs([("job", "fed"), ("instance", "leaf:9090")]);
+        let body = "a{instance=\"\",x=\"1\"} 1\n";
+        let label = |name: &str, value: &str| Label { name: name.into(), value: value.into() };
+        let protobuf = encode(&[MetricFamily {
+            name: "a".into(),
+            r#type: WireType::Untyped as i32,
+            metric: vec![Metric {
+                label: vec![label("instance", ""), label("x", "1")],
+                untyped: Some(Untyped { value: 1.0 }),
+                ..Metric::default()
+            }],
+            ..MetricFamily::default()
+        }]);
+        for honor_labels in [true, false] {
+            let options = IngestOptions { honor_labels, honor_timestamps: true, ..IngestOptions::default() };
+            for (body, format) in [(body.as_bytes(), Format::Text), (&protobuf[..], Format::Protobuf)] {
+                let mut ti = TargetIngest::new(target.clone(), options.clone(), 1);
+                let i = scrape_as(&mut ti, body, format, 1000);
+                let want = if honor_labels { "" } else { "leaf:9090" };
+                assert_eq!(i.batches[0].new[0].0.get("instance"), want, "{format:?}, honor_labels {honor_labels}");
+                assert_eq!(i.batches[0].new[0].0.get("x"), "1");
+            }
+        }
     }
 
     #[test]
