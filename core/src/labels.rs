@@ -216,6 +216,14 @@ pub fn is_valid_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Whether `s` may name a label PromQL makes (`label_replace`, `label_join`, `count_values`):
+/// any name that is not empty, as upstream checks these with `model.UTF8Validation` whatever
+/// the configured scheme. A PromQL byte escape that is not UTF-8 (`"\xff"`) reads as U+FFFD,
+/// so a name holding U+FFFD is refused, as upstream refuses those bytes.
+pub fn is_valid_utf8_label_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('\u{FFFD}')
+}
+
 /// Whether `s` is a valid legacy metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();

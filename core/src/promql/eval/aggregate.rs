@@ -15,7 +15,7 @@ use super::range_functions::{check_quantile, quantile};
 use super::range_histograms::{compensated_mean, compensated_sum, Note};
 use super::{nan_last, Annotations, EvalError, Evaluator, StepSeries, Value};
 use crate::histogram::{CounterResetHint, FloatHistogram, Span};
-use crate::labels::{is_valid_label_name, Labels, METRIC_NAME};
+use crate::labels::{is_valid_utf8_label_name, Labels, METRIC_NAME};
 use crate::promql::ast::{AggregateGrouping, AggregateOp};
 use crate::rules::template::go_float;
 use crate::value::format_value;
@@ -579,7 +579,7 @@ fn count_values(
     series: Vec<StepSeries>,
     steps: usize,
 ) -> Result<Vec<StepSeries>, EvalError> {
-    if !is_valid_label_name(label) {
+    if !is_valid_utf8_label_name(label) {
         return Err(EvalError::Execution(format!("invalid label name {label:?}")));
     }
     let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();

@@ -10,7 +10,7 @@ use super::range_functions;
 use super::{nan_last, selector, EvalError, Evaluator, StepSeries, Value};
 use crate::calendar::{civil_from_days, days_from_civil};
 use crate::histogram::{self, FloatHistogram, StatsInfo};
-use crate::labels::{is_valid_label_name, Labels, MAX_SERIES_LABEL_BYTES};
+use crate::labels::{is_valid_utf8_label_name, Labels, MAX_SERIES_LABEL_BYTES};
 use crate::promql::ast::CallPositions;
 use crate::promql::functions::{Function, Kind};
 use crate::promql::plan::Node;
@@ -322,7 +322,7 @@ pub(super) fn call(
         "histogram_quantiles" => {
             let series = ev.eval(&args[0])?.into_vector()?;
             let label = string_arg(ev, &args[1])?;
-            if !is_valid_label_name(&label) {
+            if !is_valid_utf8_label_name(&label) {
                 return Err(EvalError::Execution(format!("invalid label name {label:?}")));
             }
             if let Some(s) = series.iter().find(|s| !s.labels.get(&label).is_empty()) {
@@ -416,7 +416,7 @@ fn label_replace(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalE
     let pattern = string_arg(ev, &args[4])?;
     let re = crate::re2::anchored(&pattern)
         .map_err(|e| EvalError::Execution(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
-    if !is_valid_label_name(&dst) {
+    if !is_valid_utf8_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
     // Each `$` of the replacement expands to at most the whole source value.
@@ -448,7 +448,10 @@ fn label_join(ev: &Evaluator, args: &[Node]) -> Result<Vec<StepSeries>, EvalErro
     let dst = string_arg(ev, &args[1])?;
     let sep = string_arg(ev, &args[2])?;
     let srcs: Vec<String> = args[3..].iter().map(|a| string_arg(ev, a)).collect::<Result<_, _>>()?;
-    if !is_valid_label_name(&dst) {
+    if let Some(src) = srcs.iter().find(|src| !is_valid_utf8_label_name(src)) {
+        return Err(EvalError::Execution(format!("invalid source label name in label_join(): {src}")));
+    }
+    if !is_valid_utf8_label_name(&dst) {
         return Err(EvalError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
     series

@@ -485,6 +485,22 @@ fn label_functions_refuse_values_of_more_than_1_mib_before_making_them() {
     assert!(err.unwrap_err().to_string().contains("label_join(): the label value would be longer"));
 }
 
+/// As upstream (`model.UTF8Validation`): a label PromQL makes may have any UTF-8 name, which
+/// remote write stores too; an empty name or bytes that are not UTF-8 (`"\xff"`) are refused.
+#[test]
+fn label_functions_make_utf8_names() {
+    let at = EvalParams::instant(0, 300_000);
+    let shown = |q: &str| format!("{:?}", run(&heads(&[], 1), q, at).unwrap());
+    assert!(shown(r#"label_replace(vector(1), "service.name", "api", "", "")"#).contains(r#""service.name""#));
+    let joined = shown(r#"label_join(label_replace(vector(1), "c.d", "v", "", ""), "a b", "-", "c.d")"#);
+    assert!(joined.contains(r#"name: "a b", value: "v""#), "{joined}");
+    assert!(shown(r#"count_values("val.ue", vector(1))"#).contains(r#""val.ue""#));
+    let refused = |q: &str| run(&heads(&[], 1), q, at).unwrap_err().to_string();
+    assert!(refused(r#"label_replace(vector(1), "\xff", "", "", "")"#).contains("invalid destination label name"));
+    assert!(refused(r#"label_join(vector(1), "d", "-", "")"#).contains("invalid source label name in label_join(): "));
+    assert!(refused(r#"count_values("", vector(1))"#).contains("invalid label name"));
+}
+
 /// Stepping through a series' windows gives each step's window as a look-up would, with
 /// windows that skip samples, hold none, or end at one time (under `@`).
 #[test]
