@@ -3,7 +3,7 @@
 //! negotiated `escaping` says, upstream's `model.EscapeMetricFamily` and `EscapeName`. A metric
 //! name of the legacy set (`[a-zA-Z_:][a-zA-Z0-9_:]*`) and a label name of the legacy label-name
 //! set (`[a-zA-Z_][a-zA-Z0-9_]*`) are written as they are by every scheme; `allow-utf-8` writes
-//! any name as it is, quoted in the text format.
+//! any name as it is, one outside its set quoted in the text format.
 //!
 //! One difference, deliberate: upstream checks label names against the metric-name set too, so
 //! it writes a label `a:b` as it is, which no scraper reads (prometheus/prometheus#18380);

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt::Write;
 
 use super::escaping::Escaping;
 use super::nhcb::cumulative_buckets;
@@ -114,21 +115,30 @@ fn write_name(out: &mut String, name: &str, legacy: fn(&str) -> bool) {
 }
 
 /// Appends a series' label set as the text format writes it after the name:
-/// `{l1="v1",...}` in the order given, values escaped; nothing for no labels.
+/// `{l1="v1",...}` in the order given, values escaped (and a name outside the legacy
+/// label-name set quoted); nothing for no labels.
 pub(super) fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    write_series(out, "", labels);
+    write_series(out, ("", ""), labels);
 }
 
-/// Appends a series' name and label set as the text format writes them: `name{l1="v1",...}`,
-/// labels in the order given; a name outside the legacy set goes first inside the braces,
-/// quoted, as 3.x writes it: `{"a.b",l1="v1"}`.
-fn write_series<'a, N: AsRef<str>>(out: &mut String, name: &str, labels: impl IntoIterator<Item = (N, &'a str)>) {
+/// Appends a series' name (a family's name and a suffix of legacy characters, `_bucket`) and
+/// label set as the text format writes them: `name{l1="v1",...}`, labels in the order given; a
+/// name outside the legacy set goes first inside the braces, quoted, as 3.x writes it:
+/// `{"a.b",l1="v1"}`.
+fn write_series<'a, N: AsRef<str>>(
+    out: &mut String,
+    (name, suffix): (&str, &str),
+    labels: impl IntoIterator<Item = (N, &'a str)>,
+) {
     let quoted = !name.is_empty() && !is_valid_metric_name(name);
     if quoted {
-        out.push('{');
-    }
-    if !name.is_empty() {
-        write_name(out, name, is_valid_metric_name);
+        out.push_str("{\"");
+        escape_into(out, name);
+        out.push_str(suffix);
+        out.push('"');
+    } else {
+        out.push_str(name);
+        out.push_str(suffix);
     }
     let mut open = quoted;
     for (name, value) in labels {
@@ -158,7 +168,7 @@ pub fn write_text(samples: &[Latest], labelling: &Labelling) -> String {
         write_name(&mut out, &name, is_valid_metric_name);
         out.push_str(if matches!(value, SampleValue::Float(_)) { " untyped\n" } else { " histogram\n" });
         for (labels, t, value) in family {
-            let line = Line { name: &name, labels, labelling, t: *t };
+            let line = Line { name: &name, pairs: labelling.pairs(labels), t: *t };
             match value {
                 SampleValue::Float(v) => line.write(&mut out, "", None, *v),
                 SampleValue::Histogram(h) => {
@@ -174,12 +184,11 @@ pub fn write_text(samples: &[Latest], labelling: &Labelling) -> String {
     out
 }
 
-/// What the sample lines of one series share: its family's name as written, its labels and
-/// how they are written, its time.
+/// What the sample lines of one series share: its family's name as written, its labels as
+/// written, its time.
 struct Line<'a> {
     name: &'a str,
-    labels: &'a Labels,
-    labelling: &'a Labelling,
+    pairs: Vec<(Cow<'a, str>, &'a str)>,
     t: i64,
 }
 
@@ -187,18 +196,25 @@ impl Line<'_> {
     /// One sample line: the name with `suffix`, the labels and then `le` if given, the value
     /// and the time.
     fn write(&self, out: &mut String, suffix: &str, le: Option<&str>, value: f64) {
-        let pairs = self.labelling.pairs(self.labels).into_iter().chain(le.map(|le| (Cow::Borrowed("le"), le)));
-        write_series(out, &format!("{}{suffix}", self.name), pairs);
+        let pairs = self.pairs.iter().map(|(name, value)| (&**name, *value)).chain(le.map(|le| ("le", le)));
+        write_series(out, (self.name, suffix), pairs);
         out.push(' ');
-        // As upstream's writer (`writeFloat`): Go's shortest `%g` (`1e+06`, not `1000000`), and
-        // 0 for -0.
-        match value == 0.0 {
-            true => out.push('0'),
-            false => out.push_str(&go_float(value, None)),
-        }
-        out.push(' ');
-        out.push_str(&self.t.to_string());
-        out.push('\n');
+        write_value(out, value);
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, " {}", self.t);
+    }
+}
+
+/// A sample value as upstream's writer writes it (`writeFloat`): Go's shortest `%g` (`1e+06`,
+/// not `1000000`), and 0 for -0. Between 1e-4 and 1e6 that is the shortest decimal, Rust's own
+/// form, written without the round trip through Go's.
+fn write_value(out: &mut String, value: f64) {
+    if value == 0.0 {
+        out.push('0');
+    } else if (1e-4..1e6).contains(&value.abs()) {
+        let _ = write!(out, "{value}");
+    } else {
+        out.push_str(&go_float(value, None));
     }
 }
 
@@ -357,7 +373,7 @@ b_count{x="2",instance=""} 4 2000
 
     #[test]
     fn values_are_written_as_go_writes_them() {
-        let samples: Vec<Latest> = [1e6, 5e-324, 123_456_789.0, -0.25, -0.0]
+        let samples: Vec<Latest> = [1e6, 5e-324, 123_456_789.0, -0.25, -0.0, 1e-4, 999_999.5, 9.5e-5]
             .into_iter()
             .map(|v| (Labels::from_pairs([("__name__", "v"), ("instance", "i")]), 1, SampleValue::Float(v)))
             .collect();
@@ -366,6 +382,6 @@ b_count{x="2",instance=""} 4 2000
             .skip(1)
             .map(|l| l.split(' ').nth(1).unwrap().to_string())
             .collect();
-        assert_eq!(lines, ["1e+06", "5e-324", "1.23456789e+08", "-0.25", "0"]);
+        assert_eq!(lines, ["1e+06", "5e-324", "1.23456789e+08", "-0.25", "0", "0.0001", "999999.5", "9.5e-05"]);
     }
 }

@@ -889,7 +889,7 @@ mod tests {
     use super::*;
 
     /// An aggregation that fails inside is not read again as a function call: with nested ones
-    /// failing at the innermost, each level read its content twice (2^depth), and a 327-byte
+    /// failing at the innermost, each level read its content twice (2^depth), and a 325-byte
     /// query took seconds (found by the promql_eval fuzz target), 40 levels forever.
     #[test]
     fn a_failing_nested_aggregation_is_read_once() {
