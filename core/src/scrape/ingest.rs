@@ -354,9 +354,11 @@ impl TargetIngest {
     /// Final labels of a scraped series: scraped labels (as written, empty values included)
     /// merged with the target's. Without `honor_labels`, a clashing scraped label is kept as
     /// `exported_<name>`; with it, the scraped value wins, an empty one too: a federated
-    /// `instance=""` leaves the series without an instance, as upstream (`lset.Has`). Labels
-    /// with an empty value are then no labels.
-    fn merge_labels(&self, scraped: Vec<(String, String)>) -> Labels {
+    /// `instance=""` leaves the series without an instance, as upstream (`lset.Has`). A scraped
+    /// label with an empty value is no label otherwise, so it neither clashes nor overwrites a
+    /// scraped `exported_<name>`, and the scraped labels go in their sorted order, so that a
+    /// renamed label wins over a scraped one of its new name whatever the body's order.
+    fn merge_labels(&self, mut scraped: Vec<(String, String)>) -> Labels {
         let honor = self.options.honor_labels;
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
         for t in self.target_labels.iter() {
@@ -364,6 +366,8 @@ impl TargetIngest {
                 pairs.push((t.name.clone(), t.value.clone()));
             }
         }
+        scraped.retain(|(_, value)| !value.is_empty());
+        scraped.sort_unstable();
         for (name, value) in scraped {
             if !honor && !self.target_labels.get(&name).is_empty() {
                 pairs.push((format!("exported_{name}"), value));
@@ -827,6 +831,21 @@ mod tests {
                 assert_eq!(i.batches[0].new[0].0.get("instance"), want, "{format:?}, honor_labels {honor_labels}");
                 assert_eq!(i.batches[0].new[0].0.get("x"), "1");
             }
+        }
+        // Without it, a scraped empty label neither clashes nor overwrites a scraped
+        // `exported_instance`, written before or after it.
+        let options = IngestOptions { honor_timestamps: true, ..IngestOptions::default() };
+        for body in ["b{exported_instance=\"e\",instance=\"\"} 1\n", "b{instance=\"\",exported_instance=\"e\"} 1\n"] {
+            let mut ti = TargetIngest::new(target.clone(), options.clone(), 1);
+            let i = scrape(&mut ti, body, 1000);
+            let labels = &i.batches[0].new[0].0;
+            assert_eq!((labels.get("exported_instance"), labels.get("instance")), ("e", "leaf:9090"), "{body}");
+        }
+        // A renamed label wins over a scraped one of its new name, in either order, as before.
+        for body in ["c{instance=\"a\",exported_instance=\"b\"} 1\n", "c{exported_instance=\"b\",instance=\"a\"} 1\n"] {
+            let mut ti = TargetIngest::new(target.clone(), options.clone(), 1);
+            let i = scrape(&mut ti, body, 1000);
+            assert_eq!(i.batches[0].new[0].0.get("exported_instance"), "a", "{body}");
         }
     }
 
