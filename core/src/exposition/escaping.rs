@@ -10,6 +10,7 @@
 //! Pyrite escapes the `:` of a label name (or quotes the name, with `allow-utf-8`).
 
 use std::borrow::Cow;
+use std::fmt::Write;
 
 use crate::labels::{is_valid_label_name, is_valid_metric_name};
 
@@ -71,7 +72,10 @@ impl Escaping {
                 (_, c) if valid(i, c) => out.push(c),
                 (Escaping::Underscores, _) => out.push('_'),
                 (Escaping::Dots, _) => out.push_str("__"),
-                (_, c) => out.push_str(&format!("_{:x}_", u32::from(c))),
+                (_, c) => {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "_{:x}_", u32::from(c));
+                }
             }
         }
         Cow::Owned(out)

@@ -360,14 +360,17 @@ impl TargetIngest {
     /// renamed label wins over a scraped one of its new name whatever the body's order.
     fn merge_labels(&self, mut scraped: Vec<(String, String)>) -> Labels {
         let honor = self.options.honor_labels;
+        // Sorted by name (the parser refused a name twice), so each target label is looked up
+        // by binary search: a hostile series may hold thousands of labels.
+        scraped.sort_unstable();
+        let scraped_has = |name: &str| scraped.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok();
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
         for t in self.target_labels.iter() {
-            if !(honor && scraped.iter().any(|(name, _)| *name == t.name)) {
+            if !(honor && scraped_has(&t.name)) {
                 pairs.push((t.name.clone(), t.value.clone()));
             }
         }
         scraped.retain(|(_, value)| !value.is_empty());
-        scraped.sort_unstable();
         for (name, value) in scraped {
             if !honor && !self.target_labels.get(&name).is_empty() {
                 pairs.push((format!("exported_{name}"), value));
