@@ -483,8 +483,7 @@ impl Builder {
         let mut op = None;
         let mut grouping = AggregateGrouping::By(Vec::new());
         let mut args: Vec<Expr> = Vec::new();
-        let mut arg_starts: Vec<usize> = Vec::new();
-        let mut args_pair = None;
+        let mut arg_pairs: Vec<Pair<Rule>> = Vec::new();
         for p in pair.clone().into_inner() {
             match p.as_rule() {
                 Rule::agg_op => op = AggregateOp::parse(p.as_str()),
@@ -499,17 +498,19 @@ impl Builder {
                     };
                 }
                 Rule::agg_args => {
-                    args_pair = Some(p.clone());
                     for a in p.into_inner() {
-                        arg_starts.push(a.as_span().start());
-                        args.push(self.expr(a)?);
+                        args.push(self.expr(a.clone())?);
+                        arg_pairs.push(a);
                     }
                 }
                 other => unreachable!("not part of an aggregation: {other:?}"),
             }
         }
         let op = op.expect("agg_op only matches known aggregations");
-        let args_pair = args_pair.expect("aggregations have arguments");
+        // As upstream: a wrong count points at the aggregation, a wrong type at the argument.
+        if args.is_empty() {
+            return Err(error_at(&pair, "no arguments for aggregate expression provided"));
+        }
         if matches!(op, AggregateOp::Limitk | AggregateOp::LimitRatio) && !self.options.experimental_functions {
             return Err(error_at(
                 &pair,
@@ -522,7 +523,7 @@ impl Builder {
         let expected = if op.param_type().is_some() { 2 } else { 1 };
         if args.len() != expected {
             return Err(error_at(
-                &args_pair,
+                &pair,
                 format!(
                     "wrong number of arguments for aggregate expression provided, expected {expected}, got {}",
                     args.len()
@@ -530,9 +531,10 @@ impl Builder {
             ));
         }
         let expr = args.pop().expect("arity checked above");
+        let expr_pair = arg_pairs.last().expect("arity checked above");
         if expr.value_type() != ValueType::Vector {
             return Err(error_at(
-                &args_pair,
+                expr_pair,
                 format!("expected type instant vector in aggregation expression, got {}", expr.value_type()),
             ));
         }
@@ -540,13 +542,13 @@ impl Builder {
         if let (Some(p), Some(t)) = (&param, op.param_type()) {
             if p.value_type() != t {
                 return Err(error_at(
-                    &args_pair,
+                    &arg_pairs[0],
                     format!("expected type {t} in aggregation parameter, got {}", p.value_type()),
                 ));
             }
         }
-        let param_pos = if param.is_some() { arg_starts[0] } else { 0 };
-        let expr_pos = arg_starts.last().copied().unwrap_or(0);
+        let param_pos = if param.is_some() { arg_pairs[0].as_span().start() } else { 0 };
+        let expr_pos = expr_pair.as_span().start();
         Ok(Expr::Aggregate { op, expr: Box::new(expr), param: param.map(Box::new), grouping, param_pos, expr_pos })
     }
 
@@ -1178,6 +1180,21 @@ mod tests {
             err("topk(foo)").message,
             "wrong number of arguments for aggregate expression provided, expected 2, got 1"
         );
+        // Upstream's positions: a wrong count at the aggregation, a wrong type at the argument.
+        let at = |q: &str| {
+            let e = err(q);
+            (e.column, e.message)
+        };
+        assert_eq!(at("count_values by (a) ()"), (1, "no arguments for aggregate expression provided".into()));
+        assert_eq!(
+            at("sum without (a) (x, y)"),
+            (1, "wrong number of arguments for aggregate expression provided, expected 1, got 2".into())
+        );
+        assert_eq!(
+            at("sum by (a) ( 1)"),
+            (14, "expected type instant vector in aggregation expression, got scalar".into())
+        );
+        assert_eq!(at("topk( x, x)"), (7, "expected type scalar in aggregation parameter, got instant vector".into()));
         assert_eq!(err("{}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("{a=\"\"}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("foo{__name__=\"bar\"}").message, "metric name must not be set twice: \"foo\" or \"bar\"");
