@@ -184,8 +184,9 @@ impl fmt::Display for Labels {
     }
 }
 
-/// Prometheus's notation for name/value pairs, `{a="1", b="2"}`: a label set's, and an alert's
-/// annotations' in promtool's messages.
+/// Prometheus's notation for name/value pairs, `{a="1", "b.c"="2"}`: a label set's, and an
+/// alert's annotations' in promtool's messages. As upstream 3.x's `Labels.String`, a name outside
+/// the legacy set is quoted, and values are quoted as Go quotes them.
 pub fn write_notation<'a>(
     out: &mut impl fmt::Write,
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -195,7 +196,7 @@ pub fn write_notation<'a>(
         if i > 0 {
             out.write_str(", ")?;
         }
-        write!(out, "{name}={value:?}")?;
+        write!(out, "{}={}", written_name(name), go_quote(value))?;
     }
     out.write_str("}")
 }
@@ -313,12 +314,16 @@ impl fmt::Display for Matcher {
     /// As PromQL reads it back: a name that is not a legacy label name is quoted (3.x), the
     /// value quoted as Go's `strconv.Quote` does.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if is_valid_label_name(&self.name) {
-            f.write_str(&self.name)?;
-        } else {
-            f.write_str(&go_quote(&self.name))?;
-        }
-        write!(f, "{}{}", self.op, go_quote(&self.value))
+        write!(f, "{}{}{}", written_name(&self.name), self.op, go_quote(&self.value))
+    }
+}
+
+/// A label name as PromQL reads it back and upstream 3.x writes it: bare in the legacy set,
+/// quoted outside it.
+pub fn written_name(name: &str) -> std::borrow::Cow<'_, str> {
+    match is_valid_label_name(name) {
+        true => name.into(),
+        false => go_quote(name).into(),
     }
 }
 
@@ -362,6 +367,8 @@ mod tests {
     fn labels_are_sorted_deduplicated_and_drop_empty_values() {
         let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
         assert_eq!(l.to_string(), r#"{a="3", b="2"}"#);
+        let odd = Labels::from_pairs([("service.name", "a\u{1}\"b"), ("x", "\u{2028}")]);
+        assert_eq!(odd.to_string(), r#"{"service.name"="a\x01\"b", x="\u2028"}"#);
         assert_eq!(l.get("c"), "");
         assert_eq!(l.get("b"), "2");
     }

@@ -7,6 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
 use pyrite_tests::webdriver::{Browser, ENTER, TAB};
 use pyrite_tests::{json, Loadgen, Pyrite, PyriteOpts, TempDir};
 use serde_json::json;
@@ -51,6 +54,17 @@ fn the_ui_queries_graphs_and_shows_targets_in_chromium() {
         count.as_array().is_some_and(|r| r.len() == 2 && r.iter().all(at_least_four)).then_some(())
     });
     assert!(scraped.is_some(), "two targets scraped four times: {}", pyrite.query("count_over_time(up[1m])", None));
+    // A name PromQL takes only quoted, as OpenTelemetry sends them.
+    let dotted = WriteSeries {
+        labels: Labels::from_pairs([("__name__", "http.server.duration".to_string())]),
+        samples: vec![Sample {
+            t: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+            v: 1.0,
+        }],
+        exemplars: Vec::new(),
+        histograms: Vec::new(),
+    };
+    assert_eq!(pyrite.remote_write(encode_write_request(&[dotted])).0, 204);
     let b = Browser::start();
 
     // The bare prefix leads to the query page.
@@ -67,6 +81,21 @@ fn the_ui_queries_graphs_and_shows_targets_in_chromium() {
     assert_eq!(b.text(&options[0]), "loadgen_http_requests_total");
     b.type_into(&expr, TAB);
     assert_eq!(b.script("return document.getElementById('expr').value", json!([])), "loadgen_http_requests_total");
+
+    // Such a name is written quoted, as a selector or inside a string already opened.
+    for (typed, written) in
+        [("http.ser", r#"{"http.server.duration"}"#), (r#"{"http.ser"#, r#"{"http.server.duration"#)]
+    {
+        b.script("document.getElementById('expr').value = ''", json!([]));
+        b.type_into(&expr, typed);
+        b.wait("a completion", Duration::from_secs(10), || (!b.find_all(".completions li").is_empty()).then_some(()));
+        b.type_into(&expr, TAB);
+        assert_eq!(b.script("return document.getElementById('expr').value", json!([])), written, "{typed}");
+    }
+    b.type_into(&expr, "\"}");
+    b.type_into(&expr, ENTER);
+    let row = b.wait("the quoted name's row", Duration::from_secs(10), || b.find_all("#output tbody tr").pop());
+    assert!(b.text(&row).starts_with(r#"{"http.server.duration"}"#), "{}", b.text(&row));
 
     // A table row per target for `up`.
     b.script("document.getElementById('expr').value = ''", json!([]));

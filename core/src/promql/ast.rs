@@ -454,10 +454,7 @@ fn write_labels(f: &mut fmt::Formatter<'_>, labels: &[String]) -> fmt::Result {
         if i > 0 {
             f.write_str(", ")?;
         }
-        match crate::labels::is_valid_label_name(l) {
-            true => f.write_str(l)?,
-            false => f.write_str(&crate::labels::go_quote(l))?,
-        }
+        f.write_str(&crate::labels::written_name(l))?;
     }
     f.write_str(")")
 }

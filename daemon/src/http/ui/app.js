@@ -71,10 +71,18 @@ function formatDuration(ms) {
   return out || "0s";
 }
 
+/** Whether PromQL takes `name` bare; other names (UTF-8, as 3.x) are written quoted. */
+const bare = name => /^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name);
+
+/** A series as PromQL writes it: `name{a="1"}`, or `{"a.b", "c.d"="1"}` for names it quotes. */
 function labelsText(metric) {
-  const name = metric.__name__ || "";
+  let name = metric.__name__ || "";
   const pairs = Object.keys(metric).filter(k => k !== "__name__").sort()
-    .map(k => `${k}=${JSON.stringify(metric[k])}`);
+    .map(k => `${bare(k) ? k : JSON.stringify(k)}=${JSON.stringify(metric[k])}`);
+  if (name && !bare(name)) {
+    pairs.unshift(JSON.stringify(name));
+    name = "";
+  }
   return pairs.length ? `${name}{${pairs.join(", ")}}` : (name || "{}");
 }
 
@@ -124,17 +132,27 @@ async function loadMetricNames() {
 /** Completion of the metric name being typed in `textarea`, shown in `list`. */
 function attachCompletion(textarea, list, onExecute) {
   let items = [], selected = 0, complete = false;
+  // The word typed so far; dots too, as names from OpenTelemetry have them.
   const wordBefore = () => {
     const before = textarea.value.slice(0, textarea.selectionStart);
-    const m = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(before);
+    const m = /[a-zA-Z_:][a-zA-Z0-9_:.]*$/.exec(before);
     return m ? m[0] : "";
+  };
+  // What choosing `name` writes: the name itself if PromQL takes it bare, its escaped text inside
+  // a string the user opened, else a selector quoting it (`{"http.server.duration"}`), as 3.x.
+  const insertion = (name, inString) => {
+    if (bare(name)) return name;
+    const quoted = JSON.stringify(name);
+    return inString ? quoted.slice(1, -1) : `{${quoted}}`;
   };
   const close = () => { items = []; list.hidden = true; list.replaceChildren(); };
   const accept = i => {
     const word = wordBefore();
     const pos = textarea.selectionStart;
-    textarea.value = textarea.value.slice(0, pos - word.length) + items[i] + textarea.value.slice(pos);
-    const caret = pos - word.length + items[i].length;
+    const start = pos - word.length;
+    const text = insertion(items[i], textarea.value[start - 1] === '"');
+    textarea.value = textarea.value.slice(0, start) + text + textarea.value.slice(pos);
+    const caret = start + text.length;
     textarea.setSelectionRange(caret, caret);
     close();
     textarea.focus();
@@ -151,11 +169,12 @@ function attachCompletion(textarea, list, onExecute) {
     const word = wordBefore();
     if (!word) return close();
     const names = await loadMetricNames();
-    const starts = names.filter(n => n.startsWith(word) && n !== word);
+    // A whole name typed bare that PromQL cannot take bare stays offered, to be quoted.
+    const starts = names.filter(n => n.startsWith(word) && (n !== word || !bare(n)));
     const contains = names.filter(n => !n.startsWith(word) && n.includes(word));
     items = starts.concat(contains).slice(0, 20);
     // A whole metric name already typed: Enter runs the query, only Tab completes further.
-    complete = names.includes(word);
+    complete = bare(word) && names.includes(word);
     selected = 0;
     render();
   });
