@@ -419,11 +419,18 @@ fn remote_read_answers_samples_and_frames_with_external_labels() {
         [("a", 400), ("b", 400), ("c", 400)].iter().map(|(j, n)| (j.to_string(), *n)).collect();
     assert_eq!(chunks_per_job, expected);
     assert_eq!(frames.len(), 3 * 4, "400 samples are 4 chunks of at most 120");
-    // A response type Pyrite does not serve; a query without matchers; not a request at all.
-    let (status, _, _) = remote_read(&p, &ReadRequest { accepted_response_types: vec![7], ..streamed.clone() });
+    // A response type Pyrite does not serve: 400. A query without matchers selects nothing, as
+    // upstream's (200); the other queries are answered.
+    let (status, _, _) = remote_read(&p, &ReadRequest { accepted_response_types: vec![7], ..streamed });
     assert_eq!(status, 400);
-    let (status, _, _) = remote_read(&p, &ReadRequest { queries: vec![query(vec![], 0)], ..streamed });
-    assert_eq!(status, 400);
+    let unmatched = ReadRequest {
+        queries: vec![query(vec![], 0), query(vec![eq("job", "a")], 0)],
+        accepted_response_types: vec![SAMPLES],
+    };
+    let (status, _, body) = remote_read(&p, &unmatched);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let results = decode_read_response(&body, 1 << 30).expect("a ReadResponse").results;
+    assert_eq!(results.iter().map(|r| r.timeseries.len()).collect::<Vec<_>>(), [0, 1]);
     let garbage = ureq::post(&format!("{}/api/v1/read", p.url)).send_bytes(b"\xff\xff\xff not snappy");
     assert!(matches!(garbage, Err(ureq::Error::Status(400, _))));
 }
