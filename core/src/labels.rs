@@ -225,6 +225,53 @@ pub fn is_valid_utf8_label_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\u{FFFD}')
 }
 
+/// Which metric and label names a scrape takes, and its relabeling makes
+/// (`metric_name_validation_scheme`): any UTF-8 name that is not empty (`utf8`, upstream 3.x's
+/// default), or the legacy character sets only (`legacy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NameValidation {
+    #[default]
+    Utf8,
+    Legacy,
+}
+
+impl NameValidation {
+    /// The scheme a configuration names.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "utf8" => Ok(NameValidation::Utf8),
+            "legacy" => Ok(NameValidation::Legacy),
+            other => Err(format!(
+                "unknown name validation method specified, must be either 'legacy' or 'utf8', got {other:?}"
+            )),
+        }
+    }
+
+    /// Its name in a configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameValidation::Utf8 => "utf8",
+            NameValidation::Legacy => "legacy",
+        }
+    }
+
+    /// Whether this scheme takes `name` as a label name.
+    pub fn label_name(self, name: &str) -> bool {
+        match self {
+            NameValidation::Utf8 => is_valid_utf8_label_name(name),
+            NameValidation::Legacy => is_valid_label_name(name),
+        }
+    }
+
+    /// Whether this scheme takes `name` as a metric name.
+    pub fn metric_name(self, name: &str) -> bool {
+        match self {
+            NameValidation::Utf8 => is_valid_utf8_label_name(name),
+            NameValidation::Legacy => is_valid_metric_name(name),
+        }
+    }
+}
+
 /// Whether `s` is a valid legacy metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();

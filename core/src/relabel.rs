@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::labels::{is_valid_label_name, Labels};
+use crate::labels::{Labels, NameValidation};
 
 /// The relabeling actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -60,6 +60,8 @@ pub struct Rule {
     modulus: u64,
     replacement: String,
     action: Action,
+    /// The label names it may make (its config's `metric_name_validation_scheme`).
+    names: NameValidation,
 }
 
 impl PartialEq for Rule {
@@ -71,6 +73,7 @@ impl PartialEq for Rule {
             && self.modulus == other.modulus
             && self.replacement == other.replacement
             && self.action == other.action
+            && self.names == other.names
     }
 }
 
@@ -83,8 +86,9 @@ fn is_valid_replace_target(s: &str) -> bool {
 }
 
 impl RawRule {
-    /// Validates the rule as upstream does; the error says what is wrong.
-    pub fn build(self) -> Result<Rule, String> {
+    /// Validates the rule as upstream does, for a config whose names are `names`; the error
+    /// says what is wrong.
+    pub fn build(self, names: NameValidation) -> Result<Rule, String> {
         let action = self.action.unwrap_or(Action::Replace);
         let name = action.name();
         let regex_text = self.regex.clone().unwrap_or_else(|| "(.*)".to_string());
@@ -103,13 +107,19 @@ impl RawRule {
         if needs_target && target.is_empty() {
             return Err(format!("relabel configuration for {name} action requires 'target_label' value"));
         }
-        if action == Action::Replace && !is_valid_replace_target(&target) {
+        // Under `legacy`, a target with `$1` or `${name}` in it must make a legacy name; under
+        // `utf8` any target that is not empty may.
+        let replace_target = match names {
+            NameValidation::Legacy => is_valid_replace_target(&target),
+            NameValidation::Utf8 => names.label_name(&target),
+        };
+        if action == Action::Replace && !replace_target {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));
         }
         if matches!(
             action,
             Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual | Action::HashMod
-        ) && !is_valid_label_name(&target)
+        ) && !names.label_name(&target)
         {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));
         }
@@ -143,6 +153,7 @@ impl RawRule {
             modulus: self.modulus.unwrap_or(0),
             replacement: self.replacement.unwrap_or_else(|| "$1".to_string()),
             action,
+            names,
         })
     }
 }
@@ -222,7 +233,7 @@ impl Rule {
                 let Some(caps) = self.regex.captures(&v) else { return true };
                 let mut target = String::new();
                 crate::re2::expand(&caps, &self.target_label, &mut target);
-                if !is_valid_label_name(&target) {
+                if !self.names.label_name(&target) {
                     return true;
                 }
                 let mut out = String::new();
@@ -268,7 +279,7 @@ mod tests {
     use super::*;
 
     fn rule(yaml: &str) -> Rule {
-        serde_norway::from_str::<RawRule>(yaml).unwrap().build().unwrap()
+        serde_norway::from_str::<RawRule>(yaml).unwrap().build(NameValidation::Legacy).unwrap()
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -334,12 +345,24 @@ mod tests {
 
     #[test]
     fn invalid_rules_are_refused_with_upstreams_reasons() {
-        let err = |yaml: &str| serde_norway::from_str::<RawRule>(yaml).unwrap().build().unwrap_err();
+        let err =
+            |yaml: &str| serde_norway::from_str::<RawRule>(yaml).unwrap().build(NameValidation::Legacy).unwrap_err();
         assert!(err("action: replace\nregex: a").contains("requires 'target_label'"));
         assert!(err("regex: '('\ntarget_label: a").contains("invalid regex"));
         assert!(err("action: hashmod\ntarget_label: a").contains("non-zero modulus"));
         assert!(err("action: labeldrop\nregex: a\ntarget_label: b").contains("requires only 'regex'"));
         assert!(err("action: lowercase\ntarget_label: '1a'").contains("invalid 'target_label'"));
+        assert!(err("source_labels: [a]\ntarget_label: 'service.name'").contains("invalid 'target_label'"));
         assert!(serde_norway::from_str::<RawRule>("action: explode").is_err());
+    }
+
+    #[test]
+    fn under_utf8_names_a_rule_makes_any_label_name() {
+        let rule = |yaml: &str| serde_norway::from_str::<RawRule>(yaml).unwrap().build(NameValidation::Utf8);
+        let dotted = rule("source_labels: [a]\ntarget_label: 'service.name'").unwrap();
+        assert_eq!(relabel(&[dotted], &labels(&[("a", "x")])).unwrap().get("service.name"), "x");
+        let expanded = rule("source_labels: [a]\nregex: '(.*)'\ntarget_label: 'k8s.$1'").unwrap();
+        assert_eq!(relabel(&[expanded], &labels(&[("a", "pod")])).unwrap().get("k8s.pod"), "pod");
+        assert!(rule("action: lowercase\ntarget_label: '1a'").is_ok());
     }
 }

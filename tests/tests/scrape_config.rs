@@ -423,6 +423,66 @@ fn openmetrics_is_negotiated_and_parsed_as_prometheus_does() {
     assert_eq!(meta(&pyrite.url)["job_seconds"][0]["unit"], "seconds");
 }
 
+/// An exporter of OpenTelemetry-style names that escapes them as client_golang does: quoted in
+/// the text format 1.0.0 when the scraper's `Accept` asks for `escaping=allow-utf-8` (always on
+/// `/quoted`), else with underscores.
+fn utf8_exporter() -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let (first, headers) = request_head(&stream);
+            let quoted = first.contains("/quoted") || header(&headers, "accept").contains("escaping=allow-utf-8");
+            let body = match quoted {
+                true => {
+                    "# TYPE \"http.server.duration\" gauge\n{\"http.server.duration\",\"service.name\"=\"api\"} 0.25\n"
+                }
+                false => "# TYPE http_server_duration gauge\nhttp_server_duration{service_name=\"api\"} 0.25\n",
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=1.0.0; escaping={}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                if quoted { "allow-utf-8" } else { "underscores" },
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+#[test]
+fn names_outside_the_legacy_set_are_scraped_as_the_validation_scheme_says() {
+    let exporter = utf8_exporter();
+    let job = |name: &str, extra: &str| {
+        format!("  - job_name: {name}\n    static_configs: [{{targets: ['{exporter}']}}]\n{extra}")
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+        job("utf8", ""),
+        job("legacy", "    metric_name_validation_scheme: legacy\n"),
+        job("ignored", "    metric_name_validation_scheme: legacy\n    metrics_path: /quoted\n"),
+    );
+    let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
+    let health = eventually(Duration::from_secs(15), || {
+        let health = target_health(&p);
+        health.iter().all(|(_, h, _)| h != "unknown").then_some(health)
+    })
+    .expect("every target scraped");
+    // utf8 (upstream 3.x's default) asks for the names as they are and takes them quoted.
+    let utf8 = p.query(r#"{"http.server.duration", job="utf8"}"#, None);
+    assert_eq!(utf8[0]["metric"]["service.name"], "api", "{utf8}");
+    assert_eq!(utf8[0]["value"][1], "0.25");
+    // legacy asks for underscores; a target that sends quoted names anyway fails its scrape.
+    let legacy = p.query(r#"http_server_duration{job="legacy"}"#, None);
+    assert_eq!(legacy[0]["metric"]["service_name"], "api", "{legacy}");
+    let ignored = health.iter().find(|(pool, _, _)| pool == "ignored").unwrap();
+    assert_eq!(ignored.1, "down", "{health:?}");
+    assert!(ignored.2.contains(r#"invalid metric name in comment: "http.server.duration""#), "{health:?}");
+    let metadata = p.data("/api/v1/metadata?metric=http.server.duration");
+    assert_eq!(metadata["http.server.duration"][0]["type"], "gauge", "{metadata}");
+}
+
 /// A forward HTTP proxy on loopback: absolute-form requests are passed on, `CONNECT` opens a
 /// tunnel. Each request's first line and `Proxy-Authorization` are recorded.
 fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{build_rules, ConfigError, Discovery, Duration, HttpClientConfig, Invalid, RawHttpClient};
+use crate::labels::NameValidation;
 use crate::relabel::{RawRule, Rule};
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -58,9 +59,15 @@ struct RawAlertmanager {
 }
 
 impl RawAlerting {
-    pub(super) fn validate(self, dir: &Path, invalid: Invalid) -> Result<AlertingConfig, ConfigError> {
+    pub(super) fn validate(
+        self,
+        dir: &Path,
+        names: NameValidation,
+        invalid: Invalid,
+    ) -> Result<AlertingConfig, ConfigError> {
         let top = |key: &str| format!("alerting.{key}");
-        let alert_relabel_configs = build_rules(self.alert_relabel_configs, "alert_relabel_configs", &top, invalid)?;
+        let alert_relabel_configs =
+            build_rules(self.alert_relabel_configs, names, "alert_relabel_configs", &top, invalid)?;
         let mut alertmanagers = Vec::new();
         for (i, am) in self.alertmanagers.into_iter().enumerate() {
             let at = |key: &str| format!("alerting.alertmanagers[{i}].{key}");
@@ -89,8 +96,14 @@ impl RawAlerting {
                 api_version,
                 http,
                 discovery,
-                relabel_configs: build_rules(am.relabel_configs, "relabel_configs", &at, invalid)?,
-                alert_relabel_configs: build_rules(am.alert_relabel_configs, "alert_relabel_configs", &at, invalid)?,
+                relabel_configs: build_rules(am.relabel_configs, names, "relabel_configs", &at, invalid)?,
+                alert_relabel_configs: build_rules(
+                    am.alert_relabel_configs,
+                    names,
+                    "alert_relabel_configs",
+                    &at,
+                    invalid,
+                )?,
             });
         }
         Ok(AlertingConfig { alert_relabel_configs, alertmanagers })

@@ -43,15 +43,10 @@ const GLOBAL: Section = Section {
         "scrape_native_histograms",
         "always_scrape_classic_histograms",
         "convert_classic_histograms_to_nhcb",
-    ],
-    upstream_only: &[
-        "query_log_file",
-        "scrape_failure_log_file",
-        "keep_dropped_targets",
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
-        "extra_scrape_metrics",
     ],
+    upstream_only: &["query_log_file", "scrape_failure_log_file", "keep_dropped_targets", "extra_scrape_metrics"],
 };
 
 const SCRAPE: Section = Section {
@@ -91,12 +86,12 @@ const SCRAPE: Section = Section {
         "convert_classic_histograms_to_nhcb",
         "native_histogram_bucket_limit",
         "native_histogram_min_bucket_factor",
+        "metric_name_validation_scheme",
+        "metric_name_escaping_scheme",
     ],
     upstream_only: &[
         "enable_compression",
         "keep_dropped_targets",
-        "metric_name_validation_scheme",
-        "metric_name_escaping_scheme",
         "scrape_failure_log_file",
         "extra_scrape_metrics",
         // HTTP client options

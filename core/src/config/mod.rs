@@ -35,7 +35,8 @@ pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWrite
 pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
-use crate::labels::{is_valid_label_name, Labels};
+use crate::exposition::Escaping;
+use crate::labels::{is_valid_label_name, Labels, NameValidation};
 use crate::relabel::{RawRule, Rule};
 
 /// A configuration file that could not be used. `path` is the key path inside the file.
@@ -88,6 +89,88 @@ pub struct GlobalConfig {
     pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
     /// The defaults of the scrape configs' histogram keys.
     pub histograms: HistogramKeys,
+    /// `metric_name_validation_scheme` and `metric_name_escaping_scheme`, the scrape configs'
+    /// defaults; the scheme also governs the alerting and remote-write relabel configs.
+    pub names: NameSchemes,
+}
+
+/// Which names scrapes take and how they ask targets to escape others, as upstream 3.x:
+/// `utf8` and `allow-utf-8` by default, `underscores` under `legacy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameSchemes {
+    pub validation: NameValidation,
+    pub escaping: Escaping,
+}
+
+impl Default for NameSchemes {
+    fn default() -> Self {
+        NameSchemes { validation: NameValidation::Utf8, escaping: Escaping::AllowUtf8 }
+    }
+}
+
+/// An escaping scheme by its name, or upstream's error (`whose`: "global" or "scrape config").
+fn escaping_named(name: &str, whose: &str) -> Result<Escaping, String> {
+    Escaping::ALL.into_iter().find(|e| e.name() == name).ok_or_else(|| {
+        format!(
+            "unknown {whose} name escaping method specified, must be one of 'allow-utf-8', 'underscores', 'dots', or 'values', got {name:?}"
+        )
+    })
+}
+
+/// The escaping a validation scheme calls for when none is set.
+fn default_escaping(validation: NameValidation) -> Escaping {
+    match validation {
+        NameValidation::Utf8 => Escaping::AllowUtf8,
+        NameValidation::Legacy => Escaping::Underscores,
+    }
+}
+
+/// The two keys, in `global` and in each scrape config.
+#[derive(Deserialize, Default)]
+struct RawNameSchemes {
+    metric_name_validation_scheme: Option<String>,
+    metric_name_escaping_scheme: Option<String>,
+}
+
+impl RawNameSchemes {
+    /// The validation scheme set, if any (an empty one is none, as upstream reads it); the
+    /// error names the key.
+    fn validation(&self) -> Result<Option<NameValidation>, (&'static str, String)> {
+        match self.metric_name_validation_scheme.as_deref() {
+            None | Some("") => Ok(None),
+            Some(name) => NameValidation::parse(name).map(Some).map_err(|m| ("metric_name_validation_scheme", m)),
+        }
+    }
+
+    /// `global`'s schemes.
+    fn global(&self) -> Result<NameSchemes, (&'static str, String)> {
+        let validation = self.validation()?.unwrap_or(NameValidation::Utf8);
+        let escaping = match self.metric_name_escaping_scheme.as_deref() {
+            None | Some("") => default_escaping(validation),
+            Some(name) => escaping_named(name, "global").map_err(|m| ("metric_name_escaping_scheme", m))?,
+        };
+        Ok(NameSchemes { validation, escaping })
+    }
+
+    /// A scrape config's schemes, as upstream infers them: an unset validation is the global
+    /// one, and an unset escaping the global one if the validation is inherited too, else the
+    /// one its own validation calls for; `allow-utf-8` wants `utf8`.
+    fn scrape(&self, global: NameSchemes) -> Result<NameSchemes, (&'static str, String)> {
+        let own = self.validation()?;
+        let validation = own.unwrap_or(global.validation);
+        let escaping = match (self.metric_name_escaping_scheme.as_deref(), own) {
+            (None | Some(""), None) => global.escaping,
+            (None | Some(""), Some(v)) => default_escaping(v),
+            (Some(name), _) => escaping_named(name, "scrape config").map_err(|m| ("metric_name_escaping_scheme", m))?,
+        };
+        if escaping == Escaping::AllowUtf8 && validation != NameValidation::Utf8 {
+            return Err((
+                "metric_name_escaping_scheme",
+                "utf8 metric names requested but validation scheme is not set to UTF8".into(),
+            ));
+        }
+        Ok(NameSchemes { validation, escaping })
+    }
 }
 
 /// `scrape_native_histograms`, `always_scrape_classic_histograms` and
@@ -138,6 +221,8 @@ pub struct ScrapeConfig {
     /// How to read an answer whose `Content-Type` names no format Prometheus parses.
     pub fallback_scrape_protocol: Option<ScrapeProtocol>,
     pub histograms: HistogramKeys,
+    /// The metric and label names its scrapes take, and the escaping they ask for.
+    pub names: NameSchemes,
     /// `native_histogram_bucket_limit`: 0 for none.
     pub native_histogram_bucket_limit: u64,
     /// `native_histogram_min_bucket_factor`: 0 for none.
@@ -262,6 +347,8 @@ struct RawGlobal {
     scrape_protocols: Option<Vec<String>>,
     #[serde(flatten)]
     histograms: RawHistogramKeys,
+    #[serde(flatten)]
+    names: RawNameSchemes,
 }
 
 /// The histogram keys, in `global` and in each scrape config.
@@ -341,6 +428,8 @@ struct RawScrapeConfig {
     fallback_scrape_protocol: Option<String>,
     #[serde(flatten)]
     histograms: RawHistogramKeys,
+    #[serde(flatten)]
+    names: RawNameSchemes,
     native_histogram_bucket_limit: Option<u64>,
     native_histogram_min_bucket_factor: Option<f64>,
 }
@@ -384,11 +473,15 @@ impl RawHttpClient {
 /// Relabeling rules under `key`, each checked; errors name `key[index]`.
 fn build_rules(
     raw: Vec<RawRule>,
+    names: NameValidation,
     key: &str,
     at: &dyn Fn(&str) -> String,
     invalid: Invalid,
 ) -> Result<Vec<Rule>, ConfigError> {
-    raw.into_iter().enumerate().map(|(j, r)| r.build().map_err(|m| invalid(at(&format!("{key}[{j}]")), m))).collect()
+    raw.into_iter()
+        .enumerate()
+        .map(|(j, r)| r.build(names).map_err(|m| invalid(at(&format!("{key}[{j}]")), m)))
+        .collect()
 }
 
 /// The YAML of `text` (an empty file is an empty mapping); `file` names it in errors.
@@ -496,6 +589,7 @@ impl RawConfig {
                 .transpose()
                 .map_err(|m| invalid("global.scrape_protocols".into(), m))?,
             histograms: self.global.histograms.over(HistogramKeys::default()),
+            names: self.global.names.global().map_err(|(key, m)| invalid(format!("global.{key}"), m))?,
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
@@ -541,6 +635,7 @@ impl RawConfig {
             sd.validate(dir, &at, &invalid)?;
             let http = sc.http.build(dir, &at, &invalid)?;
             let histograms = sc.histograms.over(global.histograms);
+            let names = sc.names.scrape(global.names).map_err(|(key, m)| invalid(at(key), m))?;
             // As upstream: the job's list, else the global one, else the default its
             // `scrape_native_histograms` calls for.
             let scrape_protocols = match (sc.scrape_protocols, &global.scrape_protocols) {
@@ -566,9 +661,10 @@ impl RawConfig {
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
                 track_timestamps_staleness: sc.track_timestamps_staleness,
                 params: sc.params,
-                relabel_configs: build_rules(sc.relabel_configs, "relabel_configs", &at, &invalid)?,
+                relabel_configs: build_rules(sc.relabel_configs, names.validation, "relabel_configs", &at, &invalid)?,
                 metric_relabel_configs: build_rules(
                     sc.metric_relabel_configs,
+                    names.validation,
                     "metric_relabel_configs",
                     &at,
                     &invalid,
@@ -577,6 +673,7 @@ impl RawConfig {
                 scrape_protocols,
                 fallback_scrape_protocol,
                 histograms,
+                names,
                 native_histogram_bucket_limit: sc.native_histogram_bucket_limit.unwrap_or(0),
                 native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor.unwrap_or(0.0),
                 static_configs: sd.static_configs,
@@ -593,8 +690,9 @@ impl RawConfig {
             .iter()
             .map(|p| if std::path::Path::new(p).is_relative() { dir.join(p).display().to_string() } else { p.clone() })
             .collect();
-        let alerting = self.alerting.validate(dir, &invalid)?;
-        let remote_write = remote_write::validate(self.remote_write, dir, &invalid)?;
+        let names = global.names.validation;
+        let alerting = self.alerting.validate(dir, names, &invalid)?;
+        let remote_write = remote_write::validate(self.remote_write, dir, names, &invalid)?;
         let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
         let max_exemplars =
             self.storage.exemplars.map(|e| e.max_exemplars.map_or(DEFAULT_MAX_EXEMPLARS, |n| n.max(0) as usize));
@@ -921,6 +1019,38 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
             Config::parse("scrape_configs:\n  - {job_name: a, fallback_scrape_protocol: PrometheusText0.0.4}\n", "p")
                 .unwrap();
         assert_eq!(c.scrape_configs[0].fallback_scrape_protocol, Some(ScrapeProtocol::PrometheusText0_0_4));
+    }
+
+    #[test]
+    fn name_schemes_are_inferred_as_upstream_infers_them() {
+        let schemes = |text: &str| -> Vec<(NameValidation, Escaping)> {
+            let c = Config::parse(text, "p").unwrap();
+            c.scrape_configs.iter().map(|sc| (sc.names.validation, sc.names.escaping)).collect()
+        };
+        use {Escaping::*, NameValidation::*};
+        assert_eq!(schemes("scrape_configs:\n  - job_name: a\n"), [(Utf8, AllowUtf8)]);
+        // A legacy scrape config under a utf8 global escapes with underscores, not the global's
+        // allow-utf-8; an inherited legacy scheme inherits the global escaping.
+        let text = "global: {metric_name_validation_scheme: legacy, metric_name_escaping_scheme: dots}\n\
+                    scrape_configs:\n  - job_name: a\n  - {job_name: b, metric_name_validation_scheme: utf8}\n\
+                    \x20 - {job_name: c, metric_name_validation_scheme: legacy}\n  - {job_name: d, metric_name_escaping_scheme: values}\n";
+        assert_eq!(schemes(text), [(Legacy, Dots), (Utf8, AllowUtf8), (Legacy, Underscores), (Legacy, Values)]);
+        let err = |text: &str| Config::parse(text, "p").unwrap_err().to_string();
+        assert_eq!(
+            err("scrape_configs:\n  - {job_name: a, metric_name_validation_scheme: legacy, metric_name_escaping_scheme: allow-utf-8}\n"),
+            "p: scrape_configs[0].metric_name_escaping_scheme: utf8 metric names requested but validation scheme is not set to UTF8"
+        );
+        assert!(err("global: {metric_name_escaping_scheme: quoted}\n")
+            .starts_with("p: global.metric_name_escaping_scheme: unknown global name escaping method specified"));
+        assert!(err("scrape_configs:\n  - {job_name: a, metric_name_validation_scheme: UTF8}\n")
+            .starts_with("p: scrape_configs[0].metric_name_validation_scheme: unknown name validation method"));
+        // The scheme decides which names relabeling may make.
+        let dotted = "relabel_configs: [{source_labels: [a], target_label: service.name}]";
+        assert!(Config::parse(&format!("scrape_configs:\n  - {{job_name: a, {dotted}}}\n"), "p").is_ok());
+        assert!(err(&format!(
+            "scrape_configs:\n  - {{job_name: a, metric_name_validation_scheme: legacy, {dotted}}}\n"
+        ))
+        .contains("is invalid 'target_label'"));
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! target for, most wanted first, and the `Accept` header upstream builds from them
 //! (`acceptHeader` in `scrape/scrape.go`), with its defaults and its checks.
 //!
-//! Pyrite reads metric and label names of the legacy character set only (upstream's
-//! `metric_name_validation_scheme: legacy`), so the text formats that can carry other names
-//! are asked for with `escaping=underscores`, as upstream asks for them under that scheme: a
-//! target then writes such names with underscores instead of quoting them.
+//! The text formats that can carry names outside the legacy character set (text 1.0.0 and
+//! OpenMetrics 1.0.0) are asked for with the scrape config's `metric_name_escaping_scheme`:
+//! `escaping=allow-utf-8` (upstream 3.x's default) has a target write such names as they are,
+//! quoted; `underscores` (the default under `metric_name_validation_scheme: legacy`), `dots` or
+//! `values` have it escape them.
 
-use crate::exposition::Format;
+use crate::exposition::{Escaping, Format};
 
 /// One protocol `scrape_protocols` may list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +19,6 @@ pub enum ScrapeProtocol {
     PrometheusText1_0_0,
     PrometheusText0_0_4,
 }
-
-/// The escaping a scrape asks for, with the text formats that take it (see the module doc).
-const ESCAPING: &str = "escaping=underscores";
 
 impl ScrapeProtocol {
     /// Every protocol, in the order of upstream's error message (sorted by name).
@@ -69,15 +67,19 @@ impl ScrapeProtocol {
         })
     }
 
-    /// What it stands for in an `Accept` header, without its weight.
-    fn media_type(self) -> String {
+    /// What it stands for in an `Accept` header, without its weight, asking for `escaping`
+    /// where the format takes it (see the module doc).
+    fn media_type(self, escaping: Escaping) -> String {
+        let escaping = escaping.name();
         match self {
             ScrapeProtocol::PrometheusProto => {
                 "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited".into()
             }
-            ScrapeProtocol::OpenMetricsText1_0_0 => format!("application/openmetrics-text;version=1.0.0;{ESCAPING}"),
+            ScrapeProtocol::OpenMetricsText1_0_0 => {
+                format!("application/openmetrics-text;version=1.0.0;escaping={escaping}")
+            }
             ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1".into(),
-            ScrapeProtocol::PrometheusText1_0_0 => format!("text/plain;version=1.0.0;{ESCAPING}"),
+            ScrapeProtocol::PrometheusText1_0_0 => format!("text/plain;version=1.0.0;escaping={escaping}"),
             ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4".into(),
         }
     }
@@ -115,11 +117,11 @@ pub fn parse_protocols(names: &[String]) -> Result<Vec<ScrapeProtocol>, String> 
 /// The `Accept` header for `protocols`, weighted in order as upstream weighs them: the first
 /// gets `q=0.6` (one more tenth than there are protocols), each next one a tenth less, and
 /// `*/*` the last tenth.
-pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
+pub fn accept_header(protocols: &[ScrapeProtocol], escaping: Escaping) -> String {
     let mut weight = ScrapeProtocol::ALL.len() + 1;
     let mut parts = Vec::with_capacity(protocols.len() + 1);
     for p in protocols {
-        parts.push(format!("{};q=0.{weight}", p.media_type()));
+        parts.push(format!("{};q=0.{weight}", p.media_type(escaping)));
         weight = weight.saturating_sub(1);
     }
     parts.push(format!("*/*;q=0.{weight}"));
@@ -130,25 +132,28 @@ pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
 mod tests {
     use super::*;
 
-    /// Upstream 3.x's headers for its default lists, with the escaping Pyrite asks for.
+    /// Upstream 3.x's headers for its default lists and escapings.
     #[test]
     fn accept_headers_are_upstreams() {
         assert_eq!(
-            accept_header(&ScrapeProtocol::DEFAULT),
-            "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,\
+            accept_header(&ScrapeProtocol::DEFAULT, Escaping::AllowUtf8),
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
              application/openmetrics-text;version=0.0.1;q=0.5,\
-             text/plain;version=1.0.0;escaping=underscores;q=0.4,\
+             text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
              text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
         );
         assert_eq!(
-            accept_header(&ScrapeProtocol::PROTO_FIRST),
+            accept_header(&ScrapeProtocol::PROTO_FIRST, Escaping::Underscores),
             "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,\
              application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.5,\
              application/openmetrics-text;version=0.0.1;q=0.4,\
              text/plain;version=1.0.0;escaping=underscores;q=0.3,\
              text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
         );
-        assert_eq!(accept_header(&[ScrapeProtocol::PrometheusText0_0_4]), "text/plain;version=0.0.4;q=0.6,*/*;q=0.5");
+        assert_eq!(
+            accept_header(&[ScrapeProtocol::PrometheusText0_0_4], Escaping::Dots),
+            "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+        );
     }
 
     #[test]

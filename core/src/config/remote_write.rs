@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{build_rules, check_http_url, headers, ConfigError, Duration, HttpClientConfig, Invalid, RawHttpClient};
+use crate::labels::NameValidation;
 use crate::relabel::{RawRule, Rule};
 
 /// The protobuf message a `remote_write` entry sends (`protobuf_message`): the receiver's
@@ -214,6 +215,7 @@ const MAX_ENTRIES: usize = 256;
 pub(super) fn validate(
     raw: Vec<RawRemoteWrite>,
     dir: &Path,
+    names: NameValidation,
     invalid: Invalid,
 ) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
     if raw.len() > MAX_ENTRIES {
@@ -228,7 +230,8 @@ pub(super) fn validate(
             return Err(invalid(at("url"), "url for remote_write is empty".into()));
         }
         check_http_url(&rw.url).map_err(|m| invalid(at("url"), m))?;
-        let write_relabel_configs = build_rules(rw.write_relabel_configs, "write_relabel_configs", &at, invalid)?;
+        let write_relabel_configs =
+            build_rules(rw.write_relabel_configs, names, "write_relabel_configs", &at, invalid)?;
         headers::check(&rw.headers).map_err(|m| invalid(at("headers"), m))?;
         let protobuf_message = match rw.protobuf_message.as_deref() {
             None => ProtobufMessage::V1,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HistogramKeys, HttpClientConfig, HttpSdConfig, OAuth2,
-    RemoteReadConfig, RemoteWriteConfig, ScrapeConfig, ScrapeLimits, ScrapeProtocol, StaticConfig, TlsConfig,
+    AlertmanagerConfig, Config, DnsSdConfig, FileSdConfig, HistogramKeys, HttpClientConfig, HttpSdConfig, NameSchemes,
+    OAuth2, RemoteReadConfig, RemoteWriteConfig, ScrapeConfig, ScrapeLimits, ScrapeProtocol, StaticConfig, TlsConfig,
 };
 use crate::labels::Labels;
 
@@ -45,6 +45,15 @@ fn histogram_keys(h: &HistogramKeys) -> [(&'static str, Value); 3] {
     ]
 }
 
+/// `metric_name_validation_scheme` and `metric_name_escaping_scheme`, as upstream 3.x writes
+/// them out.
+fn name_keys(n: &NameSchemes) -> [(&'static str, Value); 2] {
+    [
+        ("metric_name_validation_scheme", n.validation.name().into()),
+        ("metric_name_escaping_scheme", n.escaping.name().into()),
+    ]
+}
+
 fn scrape_config(sc: &ScrapeConfig) -> Value {
     let mut out = map([
         ("job_name", sc.job_name.as_str().into()),
@@ -69,6 +78,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         m.insert("fallback_scrape_protocol".into(), p.name().into());
     }
     m.extend(histogram_keys(&sc.histograms).map(|(k, v)| (Value::from(k), v)));
+    m.extend(name_keys(&sc.names).map(|(k, v)| (Value::from(k), v)));
     http_client(m, &sc.http);
     if !sc.params.is_empty() {
         let params = sc
@@ -341,6 +351,7 @@ impl Config {
                 m.insert("scrape_protocols".into(), protocols(p));
             }
             m.extend(histogram_keys(&g.histograms).map(|(k, v)| (Value::from(k), v)));
+            m.extend(name_keys(&g.names).map(|(k, v)| (Value::from(k), v)));
             m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
             if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));
@@ -404,7 +415,7 @@ mod tests {
 
     #[test]
     fn scrape_protocols_and_histogram_keys_render_and_parse_back() {
-        let text = "global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n  - job_name: native\n    scrape_native_histograms: true\n    fallback_scrape_protocol: PrometheusText0.0.4\n    native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n  - job_name: plain\n";
+        let text = "global:\n  convert_classic_histograms_to_nhcb: true\n  metric_name_validation_scheme: legacy\nscrape_configs:\n  - job_name: native\n    metric_name_escaping_scheme: dots\n    scrape_native_histograms: true\n    fallback_scrape_protocol: PrometheusText0.0.4\n    native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n  - job_name: plain\n";
         let config = Config::parse(text, "p.yml").unwrap();
         let yaml = config.to_yaml();
         assert!(

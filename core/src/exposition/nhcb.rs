@@ -18,7 +18,7 @@
 
 use super::entry::{Entry, HistogramOptions, MetricType, ScrapedExemplar};
 use super::text::{parse_float, parse_series, ParseError, TextParser};
-use super::writer::write_labels;
+use super::writer::write_series;
 use std::collections::BTreeMap;
 
 use crate::histogram::{CounterResetHint, FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA, MAX_BUCKETS};
@@ -281,14 +281,20 @@ impl<'a> TextNhcb<'a> {
     /// number is an ordinary series, as upstream takes it.
     fn classic_line(&self, series: &'a str) -> Result<Option<(&'a str, Labels, ClassicLine)>, String> {
         let Some(family) = self.histogram_family else { return Ok(None) };
-        let name = series.split('{').next().unwrap_or(series).trim_end_matches([' ', '\t']);
+        let bare = series.split('{').next().unwrap_or(series).trim_end_matches([' ', '\t']);
+        // A name outside the legacy set is quoted inside the braces.
+        let quoted = if bare.is_empty() { Some(parse_series(series)?) } else { None };
+        let name = quoted.as_ref().map_or(bare, |labels| labels.get(METRIC_NAME));
         let suffix = match name.strip_prefix(family) {
             Some("_bucket") => "_bucket",
             Some("_count") => "_count",
             Some("_sum") => "_sum",
             _ => return Ok(None),
         };
-        let labels = parse_series(series)?;
+        let labels = match quoted {
+            Some(labels) => labels,
+            None => parse_series(series)?,
+        };
         let line = match suffix {
             "_bucket" => match parse_float(labels.get("le")).filter(|le| !le.is_nan()) {
                 Some(le) => ClassicLine::Bucket(le),
@@ -309,8 +315,11 @@ impl<'a> TextNhcb<'a> {
             return;
         }
         self.series.clear();
-        self.series.push_str(group.family);
-        write_labels(&mut self.series, group.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        write_series(
+            &mut self.series,
+            (group.family, ""),
+            group.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         self.ready = Some((histogram, group.exemplars, group.timestamp));
     }
 }

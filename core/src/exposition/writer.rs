@@ -114,18 +114,11 @@ fn write_name(out: &mut String, name: &str, legacy: fn(&str) -> bool) {
     }
 }
 
-/// Appends a series' label set as the text format writes it after the name:
-/// `{l1="v1",...}` in the order given, values escaped (and a name outside the legacy
-/// label-name set quoted); nothing for no labels.
-pub(super) fn write_labels<'a>(out: &mut String, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    write_series(out, ("", ""), labels);
-}
-
 /// Appends a series' name (a family's name and a suffix of legacy characters, `_bucket`) and
 /// label set as the text format writes them: `name{l1="v1",...}`, labels in the order given; a
 /// name outside the legacy set goes first inside the braces, quoted, as 3.x writes it:
 /// `{"a.b",l1="v1"}`.
-fn write_series<'a, N: AsRef<str>>(
+pub(super) fn write_series<'a, N: AsRef<str>>(
     out: &mut String,
     (name, suffix): (&str, &str),
     labels: impl IntoIterator<Item = (N, &'a str)>,

@@ -37,7 +37,7 @@ use crate::exposition::{
     ScrapedExemplar, TextParser,
 };
 use crate::histogram::FloatHistogram;
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{Labels, NameValidation, METRIC_NAME};
 use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
 use crate::value::{stale_nan, Exemplar, HistogramSample};
@@ -223,6 +223,8 @@ pub struct IngestOptions {
     pub limits: ScrapeLimits,
     pub histograms: HistogramOptions,
     pub histogram_limits: HistogramLimits,
+    /// The metric and label names taken (`metric_name_validation_scheme`).
+    pub names: NameValidation,
 }
 
 impl IngestOptions {
@@ -235,6 +237,7 @@ impl IngestOptions {
             limits: target.limits,
             histograms: target.histograms,
             histogram_limits: target.histogram_limits,
+            names: target.names,
         }
     }
 }
@@ -396,7 +399,7 @@ impl TargetIngest {
         let body = body.as_ref();
         let histograms = self.options.histograms;
         if format == Format::Protobuf {
-            let mut parser = ProtobufParser::new(body, histograms);
+            let mut parser = ProtobufParser::new(body, histograms).with_names(self.options.names);
             while let Some(entry) = parser.next() {
                 if let Err(refusal) = self.take(&mut scrape, entry?, t) {
                     return Err(match refusal {
@@ -411,7 +414,7 @@ impl TargetIngest {
                 Refusal::Series(message) => ParseError::new(line, message).into(),
                 Refusal::Labels(e) => e,
             };
-            let parser = TextParser::with_format(text, format);
+            let parser = TextParser::with_format(text, format).with_names(self.options.names);
             if histograms.convert_to_nhcb {
                 let mut parser = TextNhcb::new(parser, histograms);
                 while let Some(entry) = parser.next() {
@@ -480,7 +483,7 @@ impl TargetIngest {
             }
             None => {
                 s.fresh.insert(series.into());
-                let scraped = parse_series_pairs(series).map_err(Refusal::Series)?;
+                let scraped = parse_series_pairs(series, self.options.names).map_err(Refusal::Series)?;
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     self.cache.insert(series.into(), CacheEntry::new(None, s.generation, false));
                     return Ok(());
@@ -622,7 +625,7 @@ impl TargetIngest {
             for (key, id, explicit_timestamp) in forgotten {
                 self.cache.remove(&key);
                 // The key parsed and passed relabeling when it was first seen.
-                let Ok(scraped) = parse_series_pairs(&key) else { continue };
+                let Ok(scraped) = parse_series_pairs(&key, self.options.names) else { continue };
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     continue;
                 };
@@ -876,7 +879,7 @@ mod tests {
 
     fn rules(yaml: &str) -> Vec<Rule> {
         let raw: Vec<crate::relabel::RawRule> = serde_norway::from_str(yaml).unwrap();
-        raw.into_iter().map(|r| r.build().unwrap()).collect()
+        raw.into_iter().map(|r| r.build(NameValidation::Utf8).unwrap()).collect()
     }
 
     #[test]

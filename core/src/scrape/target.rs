@@ -16,7 +16,7 @@ use super::limits::HistogramLimits;
 use crate::config::{accept_header, Config, Duration, HttpClientConfig, ScrapeConfig, ScrapeLimits};
 use crate::discovery::TargetGroup;
 use crate::exposition::{Format, HistogramOptions};
-use crate::labels::Labels;
+use crate::labels::{Labels, NameValidation};
 use crate::relabel::{relabel, Rule};
 
 /// One endpoint to scrape, with everything the scrape loop needs.
@@ -41,6 +41,8 @@ pub struct Target {
     /// How its histograms are taken, and their limits.
     pub histograms: HistogramOptions,
     pub histogram_limits: HistogramLimits,
+    /// The metric and label names its scrapes take (`metric_name_validation_scheme`).
+    pub names: NameValidation,
     pub http: HttpClientConfig,
     pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
@@ -216,10 +218,11 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         honor_timestamps: sc.honor_timestamps,
         track_timestamps_staleness: sc.track_timestamps_staleness,
         limits: sc.limits,
-        accept: accept_header(&sc.scrape_protocols),
+        accept: accept_header(&sc.scrape_protocols, sc.names.escaping),
         fallback_format: sc.fallback_scrape_protocol.map(|p| p.format()),
         histograms,
         histogram_limits: HistogramLimits::new(sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor),
+        names: sc.names.validation,
         http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         scrape_pool: sc.job_name.clone(),
