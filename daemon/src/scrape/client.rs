@@ -322,7 +322,8 @@ async fn drained(body: Incoming) -> bool {
 }
 
 /// Gzip bodies from this many bytes on are inflated off the shard: deflate inflates at most
-/// about a thousand times, so a smaller one is at most 16 MiB, tens of milliseconds.
+/// about a thousand times ([`MAX_INFLATION`]), so a smaller one is at most 16 MiB, tens of
+/// milliseconds.
 pub const INFLATED_OFF_SHARD: usize = 16 << 10;
 
 /// A scraped body: plain, or gzip still to inflate (within `limit`).
@@ -349,14 +350,18 @@ impl Body {
     }
 }
 
+/// Deflate's largest ratio: a byte of it inflates to at most about this many.
+const MAX_INFLATION: usize = 1032;
+
 /// `body` inflated, at most `limit` bytes, into a buffer first sized by the size the gzip trailer
-/// gives (a hint only: a hostile one is held to `limit`, and a lie costs only regrowth).
+/// gives (a hint only: a hostile one is held to what the body could inflate to and to `limit`,
+/// and a lie costs only regrowth).
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ScrapeError> {
     let trailer_size = match body {
         [.., a, b, c, d] if body.len() >= 18 => u32::from_le_bytes([*a, *b, *c, *d]) as usize,
         _ => 0,
     };
-    let mut out = with_room_for(trailer_size.min(limit));
+    let mut out = with_room_for(trailer_size.min(body.len().saturating_mul(MAX_INFLATION)).min(limit));
     let mut decoder = flate2::read::GzDecoder::new(body);
     let mut chunk = vec![0; 64 << 10];
     loop {
