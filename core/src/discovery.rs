@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::labels::is_valid_label_name;
+use crate::labels::NameValidation;
 
 /// Targets sharing labels, from one source (a file, a URL, a DNS name).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -38,7 +38,8 @@ pub fn parse_groups(text: &str, json: bool, source: &str) -> Result<Vec<TargetGr
         crate::config::yaml::from_str(text).map_err(|e| e.to_string())?
     };
     for (i, g) in groups.iter_mut().enumerate() {
-        if let Some(bad) = g.labels.keys().find(|n| !is_valid_label_name(n)) {
+        // A `model.LabelSet`'s names, which upstream 3.x takes as `utf8`.
+        if let Some(bad) = g.labels.keys().find(|n| !NameValidation::Utf8.label_name(n)) {
             return Err(format!("group {i}: invalid label name {bad:?}"));
         }
         if let Some(empty) = g.targets.iter().position(String::is_empty) {
@@ -73,7 +74,12 @@ mod tests {
         assert_eq!(g[1].source, "f.yml:1");
         let json = r#"[{"targets": ["a:1"], "labels": {"zone": "eu"}}]"#;
         assert_eq!(parse_groups(json, true, "f.json").unwrap()[0].targets, vec!["a:1"]);
-        assert!(parse_groups("- targets: [a]\n  labels: {'1x': y}\n", false, "f")
+        // Names as upstream 3.x's `model.LabelSet` takes them: any but the empty one.
+        assert_eq!(
+            parse_groups("- targets: [a]\n  labels: {'service.name': y}\n", false, "f").unwrap()[0].labels.len(),
+            1
+        );
+        assert!(parse_groups("- targets: [a]\n  labels: {'': y}\n", false, "f")
             .unwrap_err()
             .contains("invalid label name"));
         assert!(parse_groups("- target: [a]\n", false, "f").is_err());

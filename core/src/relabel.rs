@@ -107,14 +107,18 @@ impl RawRule {
         if needs_target && target.is_empty() {
             return Err(format!("relabel configuration for {name} action requires 'target_label' value"));
         }
-        // Under `legacy`, a target with `$1` or `${name}` in it must make a legacy name; under
-        // `utf8` any target that is not empty may.
-        let replace_target = match names {
-            NameValidation::Legacy => is_valid_replace_target(&target),
-            NameValidation::Utf8 => names.label_name(&target),
+        // Under `legacy`, a name with `$1` or `${name}` in it must make a legacy name; under
+        // `utf8` any name that is not empty may.
+        let makes_names = |made: &str| match names {
+            NameValidation::Legacy => is_valid_replace_target(made),
+            NameValidation::Utf8 => names.label_name(made),
         };
-        if action == Action::Replace && !replace_target {
+        if action == Action::Replace && !makes_names(&target) {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));
+        }
+        let replacement = self.replacement.as_deref().unwrap_or("$1");
+        if action == Action::LabelMap && !makes_names(replacement) {
+            return Err(format!("{replacement:?} is invalid 'replacement' for {name} action"));
         }
         if matches!(
             action,
@@ -353,6 +357,8 @@ mod tests {
         assert!(err("action: labeldrop\nregex: a\ntarget_label: b").contains("requires only 'regex'"));
         assert!(err("action: lowercase\ntarget_label: '1a'").contains("invalid 'target_label'"));
         assert!(err("source_labels: [a]\ntarget_label: 'service.name'").contains("invalid 'target_label'"));
+        assert!(err("action: labelmap\nregex: 'a_(.*)'\nreplacement: ''").contains("invalid 'replacement'"));
+        assert!(err("action: labelmap\nregex: 'a_(.*)'\nreplacement: 'x.$1'").contains("invalid 'replacement'"));
         assert!(serde_norway::from_str::<RawRule>("action: explode").is_err());
     }
 
@@ -364,5 +370,7 @@ mod tests {
         let expanded = rule("source_labels: [a]\nregex: '(.*)'\ntarget_label: 'k8s.$1'").unwrap();
         assert_eq!(relabel(&[expanded], &labels(&[("a", "pod")])).unwrap().get("k8s.pod"), "pod");
         assert!(rule("action: lowercase\ntarget_label: '1a'").is_ok());
+        assert!(rule("action: labelmap\nregex: 'a_(.*)'\nreplacement: 'x.$1'").is_ok());
+        assert!(rule("action: labelmap\nregex: 'a_(.*)'\nreplacement: ''").is_err());
     }
 }

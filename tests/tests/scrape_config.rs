@@ -458,10 +458,18 @@ fn names_outside_the_legacy_set_are_scraped_as_the_validation_scheme_says() {
         format!("  - job_name: {name}\n    static_configs: [{{targets: ['{exporter}']}}]\n{extra}")
     };
     let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}{}",
         job("utf8", ""),
         job("legacy", "    metric_name_validation_scheme: legacy\n"),
         job("ignored", "    metric_name_validation_scheme: legacy\n    metrics_path: /quoted\n"),
+        // Metric relabeling may make such a series one the scheme takes, as upstream judges the
+        // names after it.
+        job(
+            "renamed",
+            "    metric_name_validation_scheme: legacy\n    metrics_path: /quoted\n    metric_relabel_configs:\n\
+             \x20     - {source_labels: [__name__], regex: http.server.duration, target_label: __name__, replacement: http_server_duration_seconds}\n\
+             \x20     - {action: labeldrop, regex: service.name}\n"
+        ),
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
     let health = eventually(Duration::from_secs(15), || {
@@ -478,7 +486,12 @@ fn names_outside_the_legacy_set_are_scraped_as_the_validation_scheme_says() {
     assert_eq!(legacy[0]["metric"]["service_name"], "api", "{legacy}");
     let ignored = health.iter().find(|(pool, _, _)| pool == "ignored").unwrap();
     assert_eq!(ignored.1, "down", "{health:?}");
-    assert!(ignored.2.contains(r#"invalid metric name in comment: "http.server.duration""#), "{health:?}");
+    let refused = format!(
+        r#"invalid metric name or label names: {{__name__="http.server.duration", instance="{exporter}", job="ignored", "service.name"="api"}}"#
+    );
+    assert_eq!(ignored.2, refused, "{health:?}");
+    let renamed = p.query(r#"http_server_duration_seconds{job="renamed"}"#, None);
+    assert_eq!(renamed[0]["value"][1], "0.25", "{renamed} {health:?}");
     let metadata = p.data("/api/v1/metadata?metric=http.server.duration");
     assert_eq!(metadata["http.server.duration"][0]["type"], "gauge", "{metadata}");
 }

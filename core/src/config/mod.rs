@@ -36,7 +36,7 @@ pub use size::ByteSize;
 pub use web::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion, WebConfig};
 
 use crate::exposition::Escaping;
-use crate::labels::{is_valid_label_name, Labels, NameValidation};
+use crate::labels::{Labels, NameValidation};
 use crate::relabel::{RawRule, Rule};
 
 /// A configuration file that could not be used. `path` is the key path inside the file.
@@ -574,7 +574,8 @@ impl RawConfig {
                 "global scrape timeout greater than scrape interval".into(),
             ));
         }
-        check_label_names(&self.global.external_labels, "global.external_labels", &invalid)?;
+        let names = self.global.names.global().map_err(|(key, m)| invalid(format!("global.{key}"), m))?;
+        check_label_names(&self.global.external_labels, names.validation, "global.external_labels", &invalid)?;
         let global = GlobalConfig {
             scrape_interval,
             scrape_timeout,
@@ -589,7 +590,7 @@ impl RawConfig {
                 .transpose()
                 .map_err(|m| invalid("global.scrape_protocols".into(), m))?,
             histograms: self.global.histograms.over(HistogramKeys::default()),
-            names: self.global.names.global().map_err(|(key, m)| invalid(format!("global.{key}"), m))?,
+            names,
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
@@ -690,9 +691,8 @@ impl RawConfig {
             .iter()
             .map(|p| if std::path::Path::new(p).is_relative() { dir.join(p).display().to_string() } else { p.clone() })
             .collect();
-        let names = global.names.validation;
-        let alerting = self.alerting.validate(dir, names, &invalid)?;
-        let remote_write = remote_write::validate(self.remote_write, dir, names, &invalid)?;
+        let alerting = self.alerting.validate(dir, names.validation, &invalid)?;
+        let remote_write = remote_write::validate(self.remote_write, dir, names.validation, &invalid)?;
         let remote_read = remote_read::validate(self.remote_read, dir, &invalid)?;
         let max_exemplars =
             self.storage.exemplars.map(|e| e.max_exemplars.map_or(DEFAULT_MAX_EXEMPLARS, |n| n.max(0) as usize));
@@ -740,7 +740,7 @@ impl Discovery {
             for t in &st.targets {
                 validate_target(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
             }
-            check_label_names(&st.labels, &format!("{here}.labels"), invalid)?;
+            check_label_names(&st.labels, NameValidation::Utf8, &format!("{here}.labels"), invalid)?;
         }
         for pattern in self.file_sd_configs.iter_mut().flat_map(|f| f.files.iter_mut()) {
             if std::path::Path::new(pattern.as_str()).is_relative() {
@@ -800,12 +800,15 @@ fn check_http_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// That `names` takes every label name of `labels` (upstream reads a static group's labels as
+/// a `model.LabelSet`, whose names 3.x takes as `utf8`).
 fn check_label_names(
     labels: &BTreeMap<String, String>,
+    names: NameValidation,
     path: &str,
     invalid: &dyn Fn(String, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
-    match labels.keys().find(|n| !is_valid_label_name(n)) {
+    match labels.keys().find(|n| !names.label_name(n)) {
         Some(bad) => Err(invalid(path.into(), format!("{bad:?} is not a valid label name"))),
         None => Ok(()),
     }

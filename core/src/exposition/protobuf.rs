@@ -33,8 +33,9 @@
 //!
 //! A sample's `series` is the cache key of its series: `name{label="value",...}` with the
 //! labels sorted and values escaped as the text format escapes them, so it is the same at
-//! every scrape and [`super::parse_series`] reads it back. Names are checked as Pyrite stores
-//! them (the legacy character set), every scrape, so that no two label sets render the same.
+//! every scrape and [`super::parse_series`] reads it back: a name outside the legacy set is
+//! written quoted, as the text format writes it, so that no two label sets render the same. An
+//! empty name is refused; which others a scrape keeps is its scheme's to say.
 
 use prost::Message;
 use thiserror::Error;
@@ -44,7 +45,7 @@ use super::nhcb::ClassicBuckets;
 use super::writer::write_series;
 use crate::excerpt::excerpt;
 use crate::histogram::{check_size, FloatHistogram};
-use crate::labels::{NameValidation, METRIC_NAME};
+use crate::labels::METRIC_NAME;
 use crate::protowire::{count_doubles, count_varints, doubles, unzigzag, varints, Delimited, Fields, Payload};
 use crate::remote::histogram::{self as remote, Count, ZeroCount};
 use crate::remote::{checked_exemplar, Label, MAX_EXEMPLAR_BYTES, MAX_LABELS_PER_SERIES};
@@ -678,8 +679,6 @@ pub struct ProtobufParser<'a> {
     series: String,
     float_labels: FloatLabels,
     failed: bool,
-    /// The metric and label names taken.
-    names: NameValidation,
 }
 
 impl<'a> ProtobufParser<'a> {
@@ -698,13 +697,7 @@ impl<'a> ProtobufParser<'a> {
             series: String::new(),
             float_labels: FloatLabels::default(),
             failed: false,
-            names: NameValidation::Utf8,
         }
-    }
-
-    /// The parser, taking the metric and label names `names` takes (any UTF-8 name by default).
-    pub fn with_names(self, names: NameValidation) -> Self {
-        ProtobufParser { names, ..self }
     }
 
     /// The 1-based number of the metric family (message) last read.
@@ -800,7 +793,7 @@ impl<'a> ProtobufParser<'a> {
                 Some(p) => p.string().ok_or_else(|| format!("{what} is not a UTF-8 string")),
             };
             let name = text(name, "metric name")?;
-            if !self.names.metric_name(name) {
+            if name.is_empty() {
                 return Err(format!("invalid metric name {name:?}"));
             }
             let help = text(help, &format!("help of metric {name:?}"))?;
@@ -848,7 +841,7 @@ impl<'a> ProtobufParser<'a> {
                         return Err(format!("a metric of {name} has more than {MAX_LABELS} labels"));
                     }
                     let (n, v) = label_pair(pair)?;
-                    if !self.names.label_name(n) || n == METRIC_NAME {
+                    if n.is_empty() || n == METRIC_NAME {
                         return Err(format!("invalid label name {n:?} in a metric of {name}"));
                     }
                     // Kept in the series text, empty value or not, as the text format keeps
@@ -1368,19 +1361,15 @@ mod tests {
         assert!(error(&framed(&[0x0a, 0x01, b'a', 0x18, 0x09, 0x22, 0x00]))
             .ends_with("unknown metric type for metric \"a\": 9"));
         assert!(error(&framed(&[0x0a, 0x01, b'a', 0x20, 0x00])).contains("wrong wire type"));
-        // Names outside the legacy set: taken under `utf8` (the default), refused under `legacy`.
-        let legacy_error = |body: &[u8]| {
-            let mut parser = ProtobufParser::new(body, NATIVE).with_names(NameValidation::Legacy);
-            std::iter::from_fn(|| parser.next().map(|e| e.map(|_| ()))).find_map(Result::err).unwrap().to_string()
-        };
+        // Names outside the legacy set are read (the scrape's scheme decides on them), an
+        // empty one is refused.
         let dashed = framed(&[0x0a, 0x02, b'a', b'-', 0x22, 0x00]);
-        assert!(legacy_error(&dashed).contains("invalid metric name \"a-\""));
         assert_eq!(entries(&dashed, NATIVE).unwrap()[2], "{\"a-\"} 0");
+        assert!(error(&framed(&[0x0a, 0x00, 0x22, 0x00])).contains("invalid metric name \"\""));
         let with_labels = |labels: &[(&str, &str)]| encode(&[family("a", WireType::Gauge, vec![metric(labels)])]);
         assert!(error(&with_labels(&[("x", "1"), ("x", "2")])).contains("duplicate label name \"x\""));
         assert!(error(&with_labels(&[("__name__", "b")])).contains("invalid label name \"__name__\""));
         assert!(error(&with_labels(&[("", "1")])).contains("invalid label name \"\""));
-        assert!(legacy_error(&with_labels(&[("a b", "1")])).contains("invalid label name \"a b\""));
         assert_eq!(entries(&with_labels(&[("a b", "1")]), NATIVE).unwrap()[2], "a{\"a b\"=\"1\"} 0");
         let mut le = metric(&[("le", "1")]);
         le.histogram = Some(histogram(false));

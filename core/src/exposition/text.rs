@@ -23,7 +23,7 @@ use super::entry::{Entry, MetricType, ScrapedExemplar};
 use super::media::Format;
 use super::scan::find3;
 use crate::excerpt::excerpt;
-use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels, NameValidation};
+use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
 use crate::value::{exemplar_label_chars, EXEMPLAR_MAX_LABEL_CHARS};
 
 /// Longest parse error message kept.
@@ -77,8 +77,6 @@ pub struct TextParser<'a> {
     format: Format,
     /// OpenMetrics: whether `# EOF` was seen.
     ended: bool,
-    /// The names `# HELP`, `# TYPE` and `# UNIT` may give.
-    names: NameValidation,
 }
 
 impl<'a> TextParser<'a> {
@@ -87,13 +85,7 @@ impl<'a> TextParser<'a> {
     }
 
     pub fn with_format(body: &'a str, format: Format) -> Self {
-        TextParser { rest: body, line: 0, format, ended: false, names: NameValidation::Utf8 }
-    }
-
-    /// The parser, taking the metric names `names` takes in its comments (any UTF-8 name by
-    /// default).
-    pub fn with_names(self, names: NameValidation) -> Self {
-        TextParser { names, ..self }
+        TextParser { rest: body, line: 0, format, ended: false }
     }
 
     /// The 1-based number of the line last returned.
@@ -197,11 +189,9 @@ impl<'a> TextParser<'a> {
             return Ok(None); // an ordinary comment
         }
         let rest = rest.trim_start_matches([' ', '\t']);
-        let (metric, text, was_quoted) = comment_name(rest).map_err(|m| self.error(m))?;
-        let valid = if was_quoted { self.names.metric_name(metric) } else { is_valid_metric_name(metric) };
-        if !valid {
-            return Err(self.error(format!("invalid metric name in comment: {}", quoted(metric))));
-        }
+        let Some((metric, text)) = comment_name(rest).map_err(|m| self.error(m))? else {
+            return Ok(None);
+        };
         match keyword {
             "HELP" => {
                 let text = unescape(text, false).map_err(|m| self.error(m))?;
@@ -388,22 +378,23 @@ fn unescape(s: &str, quotes: bool) -> Result<String, String> {
 /// Parses the raw series text of a sample line into its labels, the metric name included as
 /// `__name__`. Rejects invalid names, duplicate label names and malformed quoting.
 pub fn parse_series(series: &str) -> Result<Labels, String> {
-    parse_series_pairs(series, NameValidation::Utf8).map(Labels::from_pairs)
+    parse_series_pairs(series).map(Labels::from_pairs)
 }
 
 /// [`parse_series`]'s labels as written, the metric name first, those with an empty value
 /// kept: a scrape with `honor_labels` reads `instance=""` as the target's `instance` unset, as
-/// upstream reads it (federation writes it so). Names are those `names` takes; as upstream 3.x
-/// reads them, a name may be quoted (`m{"service.name"="a"}`), and a metric name may be a
-/// quoted string of its own inside the braces (`{"http.server.duration",code="200"}`).
-pub fn parse_series_pairs(series: &str, names: NameValidation) -> Result<Vec<(String, String)>, String> {
+/// upstream reads it (federation writes it so). As upstream 3.x's lexer reads them, a name may
+/// be quoted (`m{"service.name"="a"}`), and a metric name may be a quoted string of its own
+/// inside the braces (`{"http.server.duration",code="200"}`); a bare name is of the legacy set.
+/// Which names a scrape keeps is its scheme's to say, after metric relabeling
+/// ([`crate::labels::NameValidation`]).
+pub fn parse_series_pairs(series: &str) -> Result<Vec<(String, String)>, String> {
     const BLANKS: [char; 2] = [' ', '\t'];
     let (bare_name, rest) = match series.find('{') {
         Some(i) => (series[..i].trim_end_matches(BLANKS), &series[i..]),
         None => (series, ""),
     };
-    // A bare name is of the legacy set whatever the scheme, as upstream's lexer reads one; a
-    // quoted name is any the scheme takes.
+    // A bare name is of the legacy set, as upstream's lexer reads one; a quoted name is any.
     if !bare_name.is_empty() && !is_valid_metric_name(bare_name) {
         return Err(format!("invalid metric name {}", quoted(bare_name)));
     }
@@ -421,7 +412,7 @@ pub fn parse_series_pairs(series: &str, names: NameValidation) -> Result<Vec<(St
                     let close =
                         closing_quote(body).ok_or_else(|| format!("unterminated quoted name in {}", quoted(cursor)))?;
                     let lname = unescape(&body[..close], true)?;
-                    let valid = names.label_name(&lname);
+                    let valid = !lname.is_empty();
                     (lname, body[close + 1..].trim_start_matches(BLANKS), valid)
                 }
                 None => {
@@ -439,8 +430,8 @@ pub fn parse_series_pairs(series: &str, names: NameValidation) -> Result<Vec<(St
                     if name.is_some() {
                         return Err(format!("metric name set twice, the second time as {}", quoted(&lname)));
                     }
-                    if !names.metric_name(&lname) {
-                        return Err(format!("invalid metric name {}", quoted(&lname)));
+                    if lname.is_empty() {
+                        return Err("invalid metric name \"\"".into());
                     }
                     name = Some(lname);
                     cursor = after.strip_prefix(',').unwrap_or(after).trim_start_matches(BLANKS);
@@ -476,24 +467,35 @@ pub fn parse_series_pairs(series: &str, names: NameValidation) -> Result<Vec<(St
     Ok(pairs)
 }
 
-/// The metric name a `# HELP`, `# TYPE` or `# UNIT` line names (quoted or not, as upstream 3.x
-/// reads it), the text after it, and whether it was quoted. A quoted name is taken as written:
-/// one with an escape is refused, as a metric name with a quote or a backslash in it is.
-fn comment_name(rest: &str) -> Result<(&str, &str, bool), String> {
+/// The metric name a `# HELP`, `# TYPE` or `# UNIT` line names and the text after it, as
+/// upstream 3.x's lexer reads it: a bare name of the legacy set, or any name quoted. None for a
+/// quoted name with an escape in it (`"a\"b"`, which the entries cannot lend): the line is
+/// skipped, the family's samples are still taken.
+fn comment_name(rest: &str) -> Result<Option<(&str, &str)>, String> {
     let Some(body) = rest.strip_prefix('"') else {
         let (name, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-        return Ok((name, text, false));
+        if !is_valid_metric_name(name) {
+            return Err(format!("invalid metric name in comment: {}", quoted(name)));
+        }
+        return Ok(Some((name, text)));
     };
     let close = closing_quote(body).ok_or_else(|| format!("unterminated quoted metric name in {}", quoted(rest)))?;
     let (name, after) = (&body[..close], &body[close + 1..]);
-    if name.contains('\\') {
-        return Err(format!("unsupported escape in the quoted metric name {}", quoted(name)));
+    let text = match after.strip_prefix([' ', '\t']) {
+        Some(text) => text,
+        None if after.is_empty() => "",
+        None => {
+            return Err(format!(
+                "expected a blank after the quoted metric name {}, got {}",
+                quoted(name),
+                quoted(after)
+            ))
+        }
+    };
+    if name.is_empty() {
+        return Err("invalid metric name in comment: \"\"".into());
     }
-    match after.strip_prefix([' ', '\t']) {
-        Some(text) => Ok((name, text, true)),
-        None if after.is_empty() => Ok((name, "", true)),
-        None => Err(format!("expected a blank after the quoted metric name {}, got {}", quoted(name), quoted(after))),
-    }
+    Ok((!name.contains('\\')).then_some((name, text)))
 }
 
 /// Index of the first unescaped `"` in `s`.
@@ -596,8 +598,7 @@ mod tests {
 
     #[test]
     fn quoted_names_are_read_as_upstream_3x_reads_them() {
-        let pairs = |series: &str, names| parse_series_pairs(series, names);
-        let utf8 = |series: &str| pairs(series, NameValidation::Utf8);
+        let utf8 = parse_series_pairs;
         let owned = |p: &[(&str, &str)]| p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
         // Upstream's own line (promparse_test.go), the name inside the braces, anywhere there.
         assert_eq!(
@@ -606,29 +607,25 @@ mod tests {
         );
         assert_eq!(utf8(r#"{ q="1" , "a\"b" }"#), Ok(owned(&[("__name__", "a\"b"), ("q", "1")])));
         assert_eq!(utf8(r#"m{"my.label"="v"}"#), Ok(owned(&[("__name__", "m"), ("my.label", "v")])));
-        // Under `legacy`, a quoted name must be a legacy one.
-        assert_eq!(
-            pairs(r#"{"legacy_name",a="1"}"#, NameValidation::Legacy),
-            Ok(owned(&[("__name__", "legacy_name"), ("a", "1")]))
-        );
-        assert_eq!(pairs(r#"{"a.b"}"#, NameValidation::Legacy), Err(r#"invalid metric name "a.b""#.into()));
-        assert_eq!(pairs(r#"m{"a.b"="1"}"#, NameValidation::Legacy), Err(r#"invalid label name "a.b""#.into()));
-        // A bare name is a legacy one under either scheme; one name only; a name at all.
+        assert_eq!(utf8(r#"{"legacy_name",a="1"}"#), Ok(owned(&[("__name__", "legacy_name"), ("a", "1")])));
+        // A bare name is a legacy one; one name only; a name at all.
         assert_eq!(utf8(r#"a{1b="x"}"#), Err(r#"invalid label name "1b""#.into()));
         assert_eq!(utf8("a.b"), Err(r#"invalid metric name "a.b""#.into()));
         assert!(utf8(r#"a{"b"}"#).unwrap_err().starts_with("metric name set twice"));
         assert!(utf8(r#"{"a","b"}"#).unwrap_err().starts_with("metric name set twice"));
         assert_eq!(utf8(r#"{a="1"}"#), Err(r#"invalid metric name """#.into()));
         assert_eq!(utf8(r#"{""}"#), Err(r#"invalid metric name """#.into()));
+        assert_eq!(utf8(r#"m{""="1"}"#), Err(r#"invalid label name """#.into()));
         assert!(utf8(r#"{"a" "b"}"#).unwrap_err().starts_with("expected '=' after label name"));
-        // Comments name quoted metrics too.
+        // Comments name quoted metrics too; one with an escape is skipped, its samples kept.
         let body = "# HELP \"a.b\" Some help\n# TYPE \"a.b\" counter\n{\"a.b\"} 1\n";
         let entries: Vec<_> = TextParser::new(body).map(Result::unwrap).collect();
         assert!(matches!(entries[0], Entry::Help { metric: "a.b", ref text } if text == "Some help"));
         assert!(matches!(entries[1], Entry::Type { metric: "a.b", kind: MetricType::Counter }));
-        let legacy = TextParser::new(body).with_names(NameValidation::Legacy).next().unwrap();
-        assert!(legacy.unwrap_err().message.contains("invalid metric name in comment"));
-        assert!(TextParser::new("# TYPE \"a\\\"b\" counter\n").next().unwrap().is_err());
+        let escaped: Vec<_> = TextParser::new("# TYPE \"a\\\"b\" counter\n{\"a\\\"b\"} 1\n").collect();
+        assert!(matches!(escaped[..], [Ok(Entry::Sample { .. })]), "{escaped:?}");
+        assert!(TextParser::new("# TYPE \"\" counter\n").next().unwrap().is_err());
+        assert!(TextParser::new("# TYPE a.b counter\n").next().unwrap().is_err());
     }
 
     #[test]

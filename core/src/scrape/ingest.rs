@@ -251,6 +251,9 @@ pub enum IngestError {
     Protobuf(#[from] ProtobufError),
     #[error("sample limit exceeded")]
     SampleLimit,
+    /// Upstream's words; the series' labels after relabeling.
+    #[error("invalid metric name or label names: {0}")]
+    InvalidNames(String),
     /// A native histogram over `native_histogram_bucket_limit` even at its coarsest.
     #[error("histogram bucket limit exceeded")]
     BucketLimit,
@@ -399,7 +402,7 @@ impl TargetIngest {
         let body = body.as_ref();
         let histograms = self.options.histograms;
         if format == Format::Protobuf {
-            let mut parser = ProtobufParser::new(body, histograms).with_names(self.options.names);
+            let mut parser = ProtobufParser::new(body, histograms);
             while let Some(entry) = parser.next() {
                 if let Err(refusal) = self.take(&mut scrape, entry?, t) {
                     return Err(match refusal {
@@ -414,7 +417,7 @@ impl TargetIngest {
                 Refusal::Series(message) => ParseError::new(line, message).into(),
                 Refusal::Labels(e) => e,
             };
-            let parser = TextParser::with_format(text, format).with_names(self.options.names);
+            let parser = TextParser::with_format(text, format);
             if histograms.convert_to_nhcb {
                 let mut parser = TextNhcb::new(parser, histograms);
                 while let Some(entry) = parser.next() {
@@ -483,7 +486,7 @@ impl TargetIngest {
             }
             None => {
                 s.fresh.insert(series.into());
-                let scraped = parse_series_pairs(series, self.options.names).map_err(Refusal::Series)?;
+                let scraped = parse_series_pairs(series).map_err(Refusal::Series)?;
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     self.cache.insert(series.into(), CacheEntry::new(None, s.generation, false));
                     return Ok(());
@@ -491,6 +494,10 @@ impl TargetIngest {
                 // As upstream, a series relabeled to no name fails the scrape: the mistake shows.
                 if labels.get(METRIC_NAME).is_empty() {
                     return Err(Refusal::Labels(IngestError::NoMetricName));
+                }
+                // The scheme judges the names once relabeling is done, as upstream's does.
+                if !self.options.names.labels(&labels) {
+                    return Err(Refusal::Labels(IngestError::InvalidNames(labels.to_string())));
                 }
                 check_label_limits(&labels, &self.options.limits)
                     .map_err(|e| Refusal::Labels(IngestError::LabelLimit(e)))?;
@@ -625,7 +632,7 @@ impl TargetIngest {
             for (key, id, explicit_timestamp) in forgotten {
                 self.cache.remove(&key);
                 // The key parsed and passed relabeling when it was first seen.
-                let Ok(scraped) = parse_series_pairs(&key, self.options.names) else { continue };
+                let Ok(scraped) = parse_series_pairs(&key) else { continue };
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     continue;
                 };

@@ -282,7 +282,10 @@ impl Ask {
 /// never copied. Collecting its frames and joining them held a 200 MiB body three times over,
 /// past a 512 MB container's memory (red team J).
 async fn read_body(mut body: Incoming, length: usize, limit: usize) -> Result<Vec<u8>, ScrapeError> {
-    let mut out = with_room_for(length.min(limit));
+    if length > limit {
+        return Err(ScrapeError::TooLarge);
+    }
+    let mut out = with_room_for(length);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ScrapeError::Http(e.to_string()))?;
         if let Ok(data) = frame.into_data() {

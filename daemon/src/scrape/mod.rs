@@ -208,7 +208,11 @@ fn refused(ctx: &ScrapeSink, error: IngestError) -> String {
         IngestError::LabelLimit(_) => {
             ctx.metrics.exceeded_label_limits.inc();
         }
-        IngestError::Parse(_) | IngestError::Protobuf(_) | IngestError::BucketLimit | IngestError::NoMetricName => {}
+        IngestError::Parse(_)
+        | IngestError::Protobuf(_)
+        | IngestError::BucketLimit
+        | IngestError::NoMetricName
+        | IngestError::InvalidNames(_) => {}
     }
     error.to_string()
 }

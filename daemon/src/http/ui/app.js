@@ -71,14 +71,16 @@ function formatDuration(ms) {
   return out || "0s";
 }
 
-/** Whether PromQL takes `name` bare; other names (UTF-8, as 3.x) are written quoted. */
+/** Whether PromQL takes a metric name bare; other names (UTF-8, as 3.x) are written quoted. */
 const bare = name => /^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name);
+/** The same for a label name, which takes no colon. */
+const bareLabel = name => /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name);
 
 /** A series as PromQL writes it: `name{a="1"}`, or `{"a.b", "c.d"="1"}` for names it quotes. */
 function labelsText(metric) {
   let name = metric.__name__ || "";
   const pairs = Object.keys(metric).filter(k => k !== "__name__").sort()
-    .map(k => `${bare(k) ? k : JSON.stringify(k)}=${JSON.stringify(metric[k])}`);
+    .map(k => `${bareLabel(k) ? k : JSON.stringify(k)}=${JSON.stringify(metric[k])}`);
   if (name && !bare(name)) {
     pairs.unshift(JSON.stringify(name));
     name = "";
