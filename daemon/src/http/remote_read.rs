@@ -15,9 +15,9 @@
 //!
 //! Either answer holds at most `--storage.remote.read-sample-limit` samples over all its queries
 //! (400 beyond). Upstream bounds only sampled answers, since it sends streamed ones frame by
-//! frame; Pyrite builds a streamed answer whole before sending it, so the limit is what bounds
-//! its memory (about 1 GB at the default 50M; found by a red-team pass, where 90,000 queries in
-//! one 175 KB request grew the process past 2 GB).
+//! frame; Pyrite builds a streamed answer whole before sending it (each query's frames as soon as
+//! its series are read), so the limit is what bounds its memory (found by a red-team pass, where
+//! 90,000 queries in one 175 KB request grew the process past 2 GB).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -104,9 +104,13 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     };
     let external = s.ctx.config.current().global.external_labels.clone();
     let limits = &s.ctx.remote_read;
+    let max_bytes = limits.max_bytes_in_frame;
+    let unprepared = |e: heavy::Unprepared| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    // A streamed answer's frames so far; a sampled answer's series of each query.
+    let mut frames = Vec::new();
     let mut selected = Vec::with_capacity(request.queries.len());
     let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
-    for query in &request.queries {
+    for (index, query) in request.queries.iter().enumerate() {
         let matchers = pyrite_core::re2::for_request(|| query_matchers(query, &external)).map_err(bad_request)?;
         // No matchers select nothing, as upstream's storage selects nothing for them.
         if matchers.is_empty() {
@@ -117,29 +121,46 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
         for one in &series {
             samples_left = samples_left.checked_sub(one.weight()).ok_or_else(|| over_limit(s))?;
         }
-        selected.push(series);
+        if streamed {
+            // Encoded as soon as read: only one query's samples are held decoded at a time, next
+            // to the frames (a few bytes a sample), not every query's (red team K: eight queries
+            // of 5M samples each took 850 MB).
+            let units = series.iter().map(SeriesSamples::weight).sum();
+            let external = external.clone();
+            frames = heavy::run(units, move || stream_query(series, index as i64, &external, max_bytes, frames))
+                .await
+                .map_err(unprepared)?;
+        } else {
+            selected.push(series);
+        }
     }
-    let max_bytes = limits.max_bytes_in_frame;
+    if streamed {
+        let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+        return Ok(([(header::CONTENT_TYPE, content_type)], frames).into_response());
+    }
     let units = selected.iter().flatten().map(SeriesSamples::weight).sum();
-    heavy::run(units, move || encode(selected, streamed, &external, max_bytes))
-        .await
-        .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    heavy::run(units, move || sampled_answer(selected, &external)).await.map_err(unprepared)
 }
 
-/// The answer to each query's `selected` series: upstream's chunks in frames of at most
-/// `max_bytes` when `streamed`, else one snappy-compressed `ReadResponse` of samples.
-fn encode(selected: Vec<Vec<SeriesSamples>>, streamed: bool, external: &Labels, max_bytes: usize) -> Response {
-    if streamed {
-        let mut frames = Vec::new();
-        for (index, series) in selected.into_iter().enumerate() {
-            for SeriesSamples { labels, samples, histograms } in series {
-                let labels = labels.with_external(external);
-                stream_series(&labels, &samples, &histograms, index as i64, max_bytes, &mut frames);
-            }
-        }
-        let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
-        return ([(header::CONTENT_TYPE, content_type)], frames).into_response();
+/// `frames` with the frames of one query's `series` appended: upstream's chunks in frames of at
+/// most `max_bytes`.
+fn stream_query(
+    series: Vec<SeriesSamples>,
+    query_index: i64,
+    external: &Labels,
+    max_bytes: usize,
+    mut frames: Vec<u8>,
+) -> Vec<u8> {
+    for SeriesSamples { labels, samples, histograms } in series {
+        let labels = labels.with_external(external);
+        stream_series(&labels, &samples, &histograms, query_index, max_bytes, &mut frames);
     }
+    frames
+}
+
+/// The answer to each query's `selected` series as one snappy-compressed `ReadResponse` of
+/// samples.
+fn sampled_answer(selected: Vec<Vec<SeriesSamples>>, external: &Labels) -> Response {
     let results = selected
         .into_iter()
         .map(|series| {
