@@ -4,6 +4,10 @@
 
 use std::borrow::Cow;
 
+/// Longest message about refused outside input kept (a scrape's parse error, a target's last
+/// error): it quotes what it refuses.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
 /// `text` cut to at most `max_bytes` (at a character boundary), saying how much was left out.
 pub fn excerpt(text: &str, max_bytes: usize) -> Cow<'_, str> {
     if text.len() <= max_bytes {

@@ -424,6 +424,20 @@ mod tests {
     }
 
     #[test]
+    fn name_schemes_take_what_upstream_takes() {
+        let dotted = Labels::from_pairs([("__name__", "a.b"), ("c", "1")]);
+        let colon = Labels::from_pairs([("__name__", "a:b"), ("c:d", "1")]);
+        let legacy = Labels::from_pairs([("__name__", "a:b"), ("c", "\u{fffd}")]);
+        let utf8 = NameValidation::Utf8;
+        assert!(utf8.labels(&dotted) && utf8.labels(&colon) && utf8.labels(&legacy));
+        assert!(utf8.label_name("\u{fffd}") && !utf8.label_name(""));
+        let strict = NameValidation::Legacy;
+        assert!(!strict.labels(&dotted), "a metric name with a dot");
+        assert!(!strict.labels(&colon), "a label name with a colon");
+        assert!(strict.labels(&legacy), "a metric name with a colon, any value");
+    }
+
+    #[test]
     fn labels_serialize_as_an_object() {
         let l = Labels::from_pairs([("job", "api"), ("__name__", "up")]);
         assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"__name__":"up","job":"api"}"#);

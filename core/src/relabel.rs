@@ -131,8 +131,13 @@ impl RawRule {
         let custom_separator = self.separator.as_deref().is_some_and(|s| s != ";");
         let custom_replacement = self.replacement.as_deref().is_some_and(|r| r != "$1");
         let custom_modulus = self.modulus.is_some_and(|m| m != 0);
+        if matches!(action, Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual)
+            && custom_replacement
+        {
+            return Err(format!("'replacement' can not be set for {name} action"));
+        }
         if matches!(action, Action::KeepEqual | Action::DropEqual)
-            && (regex_text != "(.*)" || custom_modulus || custom_separator || custom_replacement)
+            && (regex_text != "(.*)" || custom_modulus || custom_separator)
         {
             return Err(format!("{name} action requires only 'source_labels' and `target_label`, and no other fields"));
         }
@@ -358,6 +363,10 @@ mod tests {
         assert!(err("action: lowercase\ntarget_label: '1a'").contains("invalid 'target_label'"));
         assert!(err("source_labels: [a]\ntarget_label: 'service.name'").contains("invalid 'target_label'"));
         assert!(err("action: labelmap\nregex: 'a_(.*)'\nreplacement: ''").contains("invalid 'replacement'"));
+        assert_eq!(
+            err("action: uppercase\nsource_labels: [a]\ntarget_label: b\nreplacement: x"),
+            "'replacement' can not be set for uppercase action"
+        );
         assert!(err("action: labelmap\nregex: 'a_(.*)'\nreplacement: 'x.$1'").contains("invalid 'replacement'"));
         assert!(serde_norway::from_str::<RawRule>("action: explode").is_err());
     }

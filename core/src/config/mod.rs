@@ -1047,6 +1047,10 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
             .starts_with("p: global.metric_name_escaping_scheme: unknown global name escaping method specified"));
         assert!(err("scrape_configs:\n  - {job_name: a, metric_name_validation_scheme: UTF8}\n")
             .starts_with("p: scrape_configs[0].metric_name_validation_scheme: unknown name validation method"));
+        // external_labels follow the global scheme.
+        assert!(Config::parse("global: {external_labels: {service.name: a}}\n", "p").is_ok());
+        assert!(err("global: {metric_name_validation_scheme: legacy, external_labels: {service.name: a}}\n")
+            .contains("\"service.name\" is not a valid label name"));
         // The scheme decides which names relabeling may make.
         let dotted = "relabel_configs: [{source_labels: [a], target_label: service.name}]";
         assert!(Config::parse(&format!("scrape_configs:\n  - {{job_name: a, {dotted}}}\n"), "p").is_ok());

@@ -43,7 +43,7 @@ use thiserror::Error;
 use super::entry::{Entry, HistogramOptions, MetricType, ScrapedExemplar};
 use super::nhcb::ClassicBuckets;
 use super::writer::write_series;
-use crate::excerpt::excerpt;
+use crate::excerpt::{excerpt, MAX_MESSAGE_BYTES};
 use crate::histogram::{check_size, FloatHistogram};
 use crate::labels::METRIC_NAME;
 use crate::protowire::{count_doubles, count_varints, doubles, unzigzag, varints, Delimited, Fields, Payload};
@@ -246,9 +246,6 @@ pub struct ProtobufError {
     pub family: usize,
     pub message: String,
 }
-
-/// Longest error message kept: it may quote a name from the body.
-const MAX_MESSAGE_BYTES: usize = 1024;
 
 impl ProtobufError {
     pub fn new(family: usize, message: &str) -> ProtobufError {

@@ -22,12 +22,9 @@ use thiserror::Error;
 use super::entry::{Entry, MetricType, ScrapedExemplar};
 use super::media::Format;
 use super::scan::find3;
-use crate::excerpt::excerpt;
+use crate::excerpt::{excerpt, MAX_MESSAGE_BYTES};
 use crate::labels::{is_valid_label_name, is_valid_metric_name, Labels};
 use crate::value::{exemplar_label_chars, EXEMPLAR_MAX_LABEL_CHARS};
-
-/// Longest parse error message kept.
-const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// A parse error, with the 1-based line it was found on.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -189,28 +186,28 @@ impl<'a> TextParser<'a> {
             return Ok(None); // an ordinary comment
         }
         let rest = rest.trim_start_matches([' ', '\t']);
-        let Some((metric, text)) = comment_name(rest).map_err(|m| self.error(m))? else {
-            return Ok(None);
-        };
-        match keyword {
+        let (metric, text, escaped) = comment_name(rest).map_err(|m| self.error(m))?;
+        let entry = match keyword {
             "HELP" => {
                 let text = unescape(text, false).map_err(|m| self.error(m))?;
-                Ok(Some(Entry::Help { metric, text }))
+                Entry::Help { metric, text }
             }
             "UNIT" => {
                 let unit = text.trim_matches([' ', '\t']);
                 if !unit.is_empty() && !metric.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_')) {
                     return Err(self.error(format!("unit {} not a suffix of metric {}", quoted(unit), quoted(metric))));
                 }
-                Ok(Some(Entry::Unit { metric, unit }))
+                Entry::Unit { metric, unit }
             }
             _ => {
                 let kind_text = text.trim_matches([' ', '\t']);
                 let kind = MetricType::parse(kind_text, self.format)
                     .ok_or_else(|| self.error(format!("unknown metric type {}", quoted(kind_text))))?;
-                Ok(Some(Entry::Type { metric, kind }))
+                Entry::Type { metric, kind }
             }
-        }
+        };
+        // A name with an escape in it cannot be lent as written: the line, checked, is skipped.
+        Ok((!escaped).then_some(entry))
     }
 }
 
@@ -467,17 +464,16 @@ pub fn parse_series_pairs(series: &str) -> Result<Vec<(String, String)>, String>
     Ok(pairs)
 }
 
-/// The metric name a `# HELP`, `# TYPE` or `# UNIT` line names and the text after it, as
-/// upstream 3.x's lexer reads it: a bare name of the legacy set, or any name quoted. None for a
-/// quoted name with an escape in it (`"a\"b"`, which the entries cannot lend): the line is
-/// skipped, the family's samples are still taken.
-fn comment_name(rest: &str) -> Result<Option<(&str, &str)>, String> {
+/// The metric name a `# HELP`, `# TYPE` or `# UNIT` line names, the text after it, and whether
+/// the name holds an escape (`"a\"b"`, written as it stands here), as upstream 3.x's lexer reads
+/// it: a bare name of the legacy set, or any name quoted.
+fn comment_name(rest: &str) -> Result<(&str, &str, bool), String> {
     let Some(body) = rest.strip_prefix('"') else {
         let (name, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
         if !is_valid_metric_name(name) {
             return Err(format!("invalid metric name in comment: {}", quoted(name)));
         }
-        return Ok(Some((name, text)));
+        return Ok((name, text, false));
     };
     let close = closing_quote(body).ok_or_else(|| format!("unterminated quoted metric name in {}", quoted(rest)))?;
     let (name, after) = (&body[..close], &body[close + 1..]);
@@ -495,7 +491,7 @@ fn comment_name(rest: &str) -> Result<Option<(&str, &str)>, String> {
     if name.is_empty() {
         return Err("invalid metric name in comment: \"\"".into());
     }
-    Ok((!name.contains('\\')).then_some((name, text)))
+    Ok((name, text, name.contains('\\')))
 }
 
 /// Index of the first unescaped `"` in `s`.
@@ -624,6 +620,7 @@ mod tests {
         assert!(matches!(entries[1], Entry::Type { metric: "a.b", kind: MetricType::Counter }));
         let escaped: Vec<_> = TextParser::new("# TYPE \"a\\\"b\" counter\n{\"a\\\"b\"} 1\n").collect();
         assert!(matches!(escaped[..], [Ok(Entry::Sample { .. })]), "{escaped:?}");
+        assert!(TextParser::new("# TYPE \"a\\\"b\" bogus\n").next().unwrap().is_err(), "checked, then skipped");
         assert!(TextParser::new("# TYPE \"\" counter\n").next().unwrap().is_err());
         assert!(TextParser::new("# TYPE a.b counter\n").next().unwrap().is_err());
     }

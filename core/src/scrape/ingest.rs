@@ -24,13 +24,14 @@
 //! A body that fails to parse stores nothing: [`TargetIngest::ingest`] returns the error before
 //! any batch leaves, and the caller reports the scrape as failed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use thiserror::Error;
 
 use super::limits::{check_label_limits, HistogramLimits};
 use crate::config::ScrapeLimits;
+use crate::excerpt::{excerpt, MAX_MESSAGE_BYTES};
 use crate::exposition::nhcb::TextNhcb;
 use crate::exposition::{
     parse_series_pairs, Entry, Format, HistogramOptions, MetricType, ParseError, ProtobufError, ProtobufParser,
@@ -358,33 +359,44 @@ impl TargetIngest {
     }
 
     /// Final labels of a scraped series: scraped labels (as written, empty values included)
-    /// merged with the target's. Without `honor_labels`, a clashing scraped label is kept as
-    /// `exported_<name>`; with it, the scraped value wins, an empty one too: a federated
-    /// `instance=""` leaves the series without an instance, as upstream (`lset.Has`). A scraped
-    /// label with an empty value is no label otherwise, so it neither clashes nor overwrites a
-    /// scraped `exported_<name>`, and the scraped labels go in their sorted order, so that a
-    /// renamed label wins over a scraped one of its new name whatever the body's order.
+    /// merged with the target's, as upstream's `mutateSampleLabels`. With `honor_labels` the
+    /// scraped value wins, an empty one too: a federated `instance=""` leaves the series without
+    /// an instance (`lset.Has`). Without it the target's labels win, and each scraped value they
+    /// displace is kept under `exported_`, prefixed again until the name is free
+    /// (`exported_exported_instance` when the series also has an `exported_instance`), shorter
+    /// names first. A scraped label with an empty value is no label otherwise.
     fn merge_labels(&self, mut scraped: Vec<(String, String)>) -> Labels {
-        let honor = self.options.honor_labels;
-        // Sorted by name (the parser refused a name twice), so each target label is looked up
-        // by binary search: a hostile series may hold thousands of labels.
-        scraped.sort_unstable();
-        let scraped_has = |name: &str| scraped.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok();
-        let mut pairs: Vec<(String, String)> = Vec::with_capacity(scraped.len() + self.target_labels.len());
+        if self.options.honor_labels {
+            // Sorted by name (the parser refused a name twice), so each target label is looked
+            // up by binary search: a hostile series may hold thousands of labels.
+            scraped.sort_unstable();
+            let scraped_has = |name: &str| scraped.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok();
+            let kept: Vec<(String, String)> = self
+                .target_labels
+                .iter()
+                .filter(|t| !scraped_has(&t.name))
+                .map(|t| (t.name.clone(), t.value.clone()))
+                .collect();
+            scraped.retain(|(_, value)| !value.is_empty());
+            scraped.extend(kept);
+            return Labels::from_pairs(scraped);
+        }
+        let mut merged: BTreeMap<String, String> = scraped.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let mut displaced: Vec<(String, String)> = Vec::new();
         for t in self.target_labels.iter() {
-            if !(honor && scraped_has(&t.name)) {
-                pairs.push((t.name.clone(), t.value.clone()));
+            if let Some(value) = merged.insert(t.name.clone(), t.value.clone()) {
+                displaced.push((t.name.clone(), value));
             }
         }
-        scraped.retain(|(_, value)| !value.is_empty());
-        for (name, value) in scraped {
-            if !honor && !self.target_labels.get(&name).is_empty() {
-                pairs.push((format!("exported_{name}"), value));
-            } else {
-                pairs.push((name, value));
+        displaced.sort_by_key(|(name, _)| name.len());
+        for (name, value) in displaced {
+            let mut exported = format!("exported_{name}");
+            while merged.contains_key(&exported) {
+                exported.insert_str(0, "exported_");
             }
+            merged.insert(exported, value);
         }
-        Labels::from_pairs(pairs)
+        Labels::from_pairs(merged)
     }
 
     /// Turns a scraped body in `format` at time `t` into batches. On a parse error or a limit
@@ -497,7 +509,8 @@ impl TargetIngest {
                 }
                 // The scheme judges the names once relabeling is done, as upstream's does.
                 if !self.options.names.labels(&labels) {
-                    return Err(Refusal::Labels(IngestError::InvalidNames(labels.to_string())));
+                    let shown = excerpt(&labels.to_string(), MAX_MESSAGE_BYTES).into_owned();
+                    return Err(Refusal::Labels(IngestError::InvalidNames(shown)));
                 }
                 check_label_limits(&labels, &self.options.limits)
                     .map_err(|e| Refusal::Labels(IngestError::LabelLimit(e)))?;
@@ -631,7 +644,8 @@ impl TargetIngest {
                 .collect();
             for (key, id, explicit_timestamp) in forgotten {
                 self.cache.remove(&key);
-                // The key parsed and passed relabeling when it was first seen.
+                // The key parsed and passed relabeling, the name scheme and the label limits
+                // when it was first seen, under these same options.
                 let Ok(scraped) = parse_series_pairs(&key) else { continue };
                 let Some(labels) = relabel(&self.options.metric_relabel_configs, &self.merge_labels(scraped)) else {
                     continue;
@@ -854,11 +868,15 @@ mod tests {
             let labels = &i.batches[0].new[0].0;
             assert_eq!((labels.get("exported_instance"), labels.get("instance")), ("e", "leaf:9090"), "{body}");
         }
-        // A renamed label wins over a scraped one of its new name, in either order, as before.
+        // A displaced label does not take the name of a scraped one: it is prefixed again, as
+        // upstream's resolveConflictingExposedLabels, in either order.
         for body in ["c{instance=\"a\",exported_instance=\"b\"} 1\n", "c{exported_instance=\"b\",instance=\"a\"} 1\n"] {
             let mut ti = TargetIngest::new(target.clone(), options.clone(), 1);
             let i = scrape(&mut ti, body, 1000);
-            assert_eq!(i.batches[0].new[0].0.get("exported_instance"), "a", "{body}");
+            let labels = &i.batches[0].new[0].0;
+            let got =
+                (labels.get("instance"), labels.get("exported_instance"), labels.get("exported_exported_instance"));
+            assert_eq!(got, ("leaf:9090", "b", "a"), "{body}");
         }
     }
 
@@ -913,6 +931,36 @@ mod tests {
         });
         let e = nameless.ingest("a 1\n", Format::Text, 1000).unwrap_err();
         assert_eq!(e.to_string(), "missing metric name (__name__ label)");
+    }
+
+    #[test]
+    fn the_name_scheme_judges_names_after_metric_relabeling() {
+        let legacy = |yaml: &str| {
+            with(IngestOptions {
+                metric_relabel_configs: rules(yaml),
+                names: NameValidation::Legacy,
+                ..IngestOptions::default()
+            })
+        };
+        let body = "{\"a.b\",\"c.d\"=\"1\"} 1\n";
+        // Refused as upstream words it, the whole series shown (cut to a kilobyte).
+        let e = legacy("[]").ingest(body, Format::Text, 1000).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid metric name or label names: {__name__="a.b", "c.d"="1", instance="h:1", job="app"}"#
+        );
+        let long = format!("{{\"a.b\",x=\"{}\"}} 1\n", "y".repeat(1 << 20));
+        assert!(legacy("[]").ingest(&long, Format::Text, 1000).unwrap_err().to_string().len() < 2048);
+        // Relabeling may make the series one the scheme takes, or drop it.
+        let renamed =
+            "[{source_labels: [__name__], target_label: __name__, replacement: a_b}, {regex: c.d, action: labeldrop}]";
+        let i = scrape(&mut legacy(renamed), body, 1000);
+        let new: Vec<_> = i.batches.iter().flat_map(|b| b.new.clone()).collect();
+        assert_eq!(new[0].0.to_string(), r#"{__name__="a_b", instance="h:1", job="app"}"#);
+        let dropped = scrape(&mut legacy("[{source_labels: [__name__], regex: a.b, action: drop}]"), body, 1000);
+        assert_eq!((dropped.counts.samples, dropped.counts.kept), (1, 0));
+        // utf8, the default, takes them.
+        assert!(with(IngestOptions::default()).ingest(body, Format::Text, 1000).is_ok());
     }
 
     #[test]

@@ -108,6 +108,7 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
     let unprepared = |e: heavy::Unprepared| ReadError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     // A streamed answer's frames so far; a sampled answer's series of each query.
     let mut frames = Vec::new();
+    let mut encoded = 0;
     let mut selected = Vec::with_capacity(request.queries.len());
     let mut samples_left = if limits.sample_limit == 0 { usize::MAX } else { limits.sample_limit };
     for (index, query) in request.queries.iter().enumerate() {
@@ -125,9 +126,10 @@ async fn answer(s: &ApiState, body: &[u8]) -> Result<Response, ReadError> {
             // Encoded as soon as read: only one query's samples are held decoded at a time, next
             // to the frames (a few bytes a sample), not every query's (red team K: eight queries
             // of 5M samples each took 850 MB).
-            let units = series.iter().map(SeriesSamples::weight).sum();
+            // Sized by all that the answer has read so far: many small queries leave the shard too.
+            encoded += series.iter().map(SeriesSamples::weight).sum::<usize>();
             let external = external.clone();
-            frames = heavy::run(units, move || stream_query(series, index as i64, &external, max_bytes, frames))
+            frames = heavy::run(encoded, move || stream_query(series, index as i64, &external, max_bytes, frames))
                 .await
                 .map_err(unprepared)?;
         } else {
