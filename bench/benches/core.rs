@@ -316,7 +316,7 @@ fn rules(c: &mut Criterion) {
             .unwrap();
     }
     let text = "groups:\n  - name: g\n    rules:\n      - alert: HighErrors\n        expr: errors_ratio > 0.05\n        for: 5m\n        annotations:\n          summary: '{{ $labels.instance }} at {{ $value | humanizePercentage }}'\n";
-    let file = RuleFile::parse(text, "r.yml", Default::default()).unwrap();
+    let file = RuleFile::parse(text, "r.yml", Default::default(), Default::default()).unwrap();
     let mut group = GroupState::new(
         &file.groups[0],
         "r.yml",

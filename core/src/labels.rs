@@ -264,13 +264,20 @@ impl NameValidation {
         }
     }
 
+    /// Whether this scheme takes `name` as a metric name.
+    pub fn metric_name(self, name: &str) -> bool {
+        match self {
+            NameValidation::Utf8 => !name.is_empty(),
+            NameValidation::Legacy => is_valid_metric_name(name),
+        }
+    }
+
     /// Whether this scheme takes `labels`' metric name and label names (upstream's
     /// `Labels.IsValid`).
     pub fn labels(self, labels: &Labels) -> bool {
-        labels.iter().all(|l| match (self, l.name.as_str()) {
-            (NameValidation::Legacy, METRIC_NAME) => is_valid_metric_name(&l.value),
-            (_, METRIC_NAME) => !l.value.is_empty(),
-            (_, name) => self.label_name(name),
+        labels.iter().all(|l| match l.name.as_str() {
+            METRIC_NAME => self.metric_name(&l.value),
+            name => self.label_name(name),
         })
     }
 }

@@ -1,59 +1,122 @@
 //! `pyrite check config|rules|web-config FILE...`: validate configuration, rule and web
 //! configuration files as `promtool check` does, printing its lines and exiting 1 if any file is
-//! invalid. `check config` checks the rule files a configuration names too, as promtool does,
+//! invalid (3 if only lints failed it, under `--lint-fatal`). `check config` checks the rule files a configuration names too, as promtool does,
 //! since the server refuses to start on an invalid one.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use pyrite_core::config::Config;
+use pyrite_core::labels::NameValidation;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::RuleFile;
 
-/// Checks each file with `check` (text, name → the success line, or the failure); prints
-/// promtool's report and returns whether every file is valid.
-fn check_files(files: &[PathBuf], mut check: impl FnMut(&str, &str) -> Result<String, String>) -> bool {
-    let mut all_valid = true;
+/// What a check found, worst last, as promtool's exit code tells it: 0 when valid (lint
+/// findings are printed but pass), 3 when lint findings fail it (`--lint-fatal`), 1 when a file
+/// is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Valid,
+    Linted,
+    Invalid,
+}
+
+impl From<Verdict> for ExitCode {
+    fn from(verdict: Verdict) -> ExitCode {
+        ExitCode::from(match verdict {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Linted => 3,
+        })
+    }
+}
+
+/// The lints of rule files (promtool's `--lint` and `--lint-fatal`): `duplicate-rules` is the
+/// only one, and the default.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleLint {
+    pub duplicate_rules: bool,
+    pub fatal: bool,
+}
+
+impl RuleLint {
+    /// The lints a comma-separated `--lint` names (`all`, `duplicate-rules`, `none`); an
+    /// unknown one is warned about and skipped, as promtool does.
+    pub fn parse(options: &str, fatal: bool) -> RuleLint {
+        let mut lint = RuleLint { duplicate_rules: false, fatal };
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "all" | "duplicate-rules" => lint.duplicate_rules = true,
+                "none" => {}
+                other => println!("WARNING: unknown lint option: {other:?}"),
+            }
+        }
+        lint
+    }
+
+    /// What a lint finding makes of a check.
+    fn verdict(self) -> Verdict {
+        if self.fatal {
+            Verdict::Linted
+        } else {
+            Verdict::Valid
+        }
+    }
+}
+
+impl Default for RuleLint {
+    fn default() -> Self {
+        RuleLint { duplicate_rules: true, fatal: false }
+    }
+}
+
+/// Checks each file with `check` (text, name → the success line, or what the failure makes of
+/// the check and its report); prints promtool's report and returns the worst verdict.
+fn check_files(files: &[PathBuf], mut check: impl FnMut(&str, &str) -> Result<String, (Verdict, String)>) -> Verdict {
+    let mut worst = Verdict::Valid;
     for file in files {
         let name = file.display().to_string();
         println!("Checking {name}");
         match crate::files::read_text(file)
-            .map_err(|e| format!("  FAILED: {name}: {e}"))
+            .map_err(|e| (Verdict::Invalid, format!("  FAILED: {name}: {e}")))
             .and_then(|text| check(&text, &name))
         {
             Ok(success) => println!("{success}"),
-            Err(failure) => {
+            Err((verdict, failure)) => {
                 eprintln!("{failure}");
-                all_valid = false;
+                worst = worst.max(verdict);
             }
         }
         println!();
     }
-    all_valid
+    worst
 }
 
 /// As `promtool check config`: each file, then the rule files its `rule_files` name (resolved
-/// against the file's directory), each as `check rules` checks it. With `agent`, as
-/// `promtool check config --agent`: fields agent mode refuses fail the file.
-pub fn config_files(files: &[PathBuf], agent: bool) -> bool {
-    let mut all_valid = true;
+/// against the file's directory), each as `check rules` checks it with its default lint. With
+/// `agent`, as `promtool check config --agent`: fields agent mode refuses fail the file.
+pub fn config_files(files: &[PathBuf], agent: bool) -> Verdict {
+    let invalid = |e: String| (Verdict::Invalid, format!("  FAILED: {e}"));
+    let mut worst = Verdict::Valid;
     for file in files {
         let mut rules = Vec::new();
-        all_valid &= check_files(std::slice::from_ref(file), |text, name| {
-            let config = Config::parse(text, name).map_err(|e| format!("  FAILED: {e}"))?;
+        worst = worst.max(check_files(std::slice::from_ref(file), |text, name| {
+            let config = Config::parse(text, name).map_err(|e| invalid(e.to_string()))?;
             if agent {
-                config.check_agent(name).map_err(|e| format!("  FAILED: {e}"))?;
+                config.check_agent(name).map_err(|e| invalid(e.to_string()))?;
             }
-            rules = named_rule_files(&config.rule_files).map_err(|e| format!("  FAILED: {e}"))?;
+            rules = named_rule_files(&config.rule_files).map_err(invalid)?;
             let found = match rules.len() {
                 0 => String::new(),
                 n => format!("  SUCCESS: {n} rule files found\n"),
             };
             let jobs = config.scrape_configs.len();
             Ok(format!("{found} SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)"))
-        });
-        all_valid &= rule_files(&rules);
+        }));
+        worst = worst.max(rule_files(&rules, RuleLint::default()));
     }
-    all_valid
+    worst
 }
 
 /// The rule files `patterns` name now, as promtool finds them: a pattern without `*` names a
@@ -70,25 +133,44 @@ fn named_rule_files(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-pub fn rule_files(files: &[PathBuf]) -> bool {
-    check_files(files, |text, name| match RuleFile::parse(text, name, ParseOptions::default()) {
-        Ok(rules) => Ok(format!("  SUCCESS: {} rules found", rules.rule_count())),
-        Err(e) => Err(format!("  FAILED:\n{e}")),
+/// As `promtool check rules`: each file's names judged by `utf8`, as promtool does whatever a
+/// server's configuration says, then `lint`.
+pub fn rule_files(files: &[PathBuf], lint: RuleLint) -> Verdict {
+    check_files(files, |text, name| {
+        let rules = RuleFile::parse(text, name, ParseOptions::default(), NameValidation::Utf8)
+            .map_err(|e| (Verdict::Invalid, format!("  FAILED:\n{e}")))?;
+        let duplicates = if lint.duplicate_rules { rules.duplicates() } else { Vec::new() };
+        if !duplicates.is_empty() {
+            return Err((lint.verdict(), format!("  FAILED:\nlint error {}", duplicates_report(&duplicates))));
+        }
+        Ok(format!("  SUCCESS: {} rules found", rules.rule_count()))
     })
+}
+
+/// promtool's report of duplicate rules.
+fn duplicates_report(duplicates: &[(&str, BTreeMap<&str, &str>)]) -> String {
+    let mut report = format!("{} duplicate rule(s) found.\n", duplicates.len());
+    for (name, labels) in duplicates {
+        report.push_str(&format!("Metric: {name}\nLabel(s):\n"));
+        for (label, value) in labels {
+            report.push_str(&format!("\t{label}: {value}\n"));
+        }
+    }
+    report + "Might cause inconsistency while recording expressions"
 }
 
 /// As `promtool check web-config`: one line per file on stderr; certificates and keys are
 /// loaded too.
-pub fn web_config_files(files: &[PathBuf]) -> bool {
-    let mut all_valid = true;
+pub fn web_config_files(files: &[PathBuf]) -> Verdict {
+    let mut worst = Verdict::Valid;
     for file in files {
         match crate::http::web_config::WebConfigFile::load(file) {
             Ok(_) => eprintln!("{} SUCCESS", file.display()),
             Err(e) => {
                 eprintln!("{} FAILED: {e}", file.display());
-                all_valid = false;
+                worst = Verdict::Invalid;
             }
         }
     }
-    all_valid
+    worst
 }

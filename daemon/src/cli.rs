@@ -91,6 +91,12 @@ pub enum CheckCommand {
     Rules {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Lints to run, comma-separated: all, duplicate-rules, none.
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Makes lint findings exit with 3.
+        #[arg(long)]
+        lint_fatal: bool,
     },
     /// Validates web configuration files (--web.config.file), certificates included.
     WebConfig {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pyrite_core::config::{Config, ConfigError};
+use pyrite_core::labels::NameValidation;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::{RuleFile, RuleFileError};
 
@@ -54,7 +55,8 @@ impl ConfigSource {
     /// Reads and checks the configuration and its rule files.
     pub fn load(&self, options: ParseOptions) -> Result<Loaded, LoadError> {
         let config = self.load_config()?;
-        let rules = load_rule_files(&config.rule_files, options).map_err(LoadError::Rules)?;
+        let rules =
+            load_rule_files(&config.rule_files, options, config.global.names.validation).map_err(LoadError::Rules)?;
         Ok(Loaded { config, rules })
     }
 
@@ -146,8 +148,13 @@ impl LiveConfig {
 }
 
 /// Reads the files that `patterns` name (a pattern naming no file names none, as upstream's
-/// glob); the first file that is not valid fails them all.
-pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
+/// glob), their names judged by `names` (the global scheme); the first file that is not valid
+/// fails them all.
+pub fn load_rule_files(
+    patterns: &[String],
+    options: ParseOptions,
+    names: NameValidation,
+) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
     let mut out: Vec<(String, RuleFile)> = Vec::new();
     for path in patterns.iter().flat_map(|p| rule_file_paths(p)) {
         let name = path.display().to_string();
@@ -156,7 +163,7 @@ pub fn load_rule_files(patterns: &[String], options: ParseOptions) -> Result<Vec
             continue;
         }
         let text = crate::files::read_text(&path).map_err(|error| RuleLoadError::Read { path: path.clone(), error })?;
-        out.push((name.clone(), RuleFile::parse(&text, &name, options)?));
+        out.push((name.clone(), RuleFile::parse(&text, &name, options, names)?));
     }
     Ok(out)
 }
@@ -177,7 +184,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.yml"), "groups: [{name: g, rules: [{record: r, expr: '1'}]}]\n").unwrap();
         let patterns = [dir.join("a.yml"), dir.join("*.yml")].map(|p| p.display().to_string());
-        let loaded = load_rule_files(&patterns, ParseOptions::default());
+        let loaded = load_rule_files(&patterns, ParseOptions::default(), NameValidation::Utf8);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(loaded.unwrap().len(), 1);
     }

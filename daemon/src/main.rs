@@ -104,12 +104,14 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
         Some(Command::Explain { query }) => explain(&query),
         Some(Command::Query(q)) => client::run(q),
         Some(Command::Check(check)) => {
-            let valid = match check {
+            return match check {
                 cli::CheckCommand::Config { files, agent } => check::config_files(&files, agent),
-                cli::CheckCommand::Rules { files } => check::rule_files(&files),
+                cli::CheckCommand::Rules { files, lint, lint_fatal } => {
+                    check::rule_files(&files, check::RuleLint::parse(&lint, lint_fatal))
+                }
                 cli::CheckCommand::WebConfig { files } => check::web_config_files(&files),
-            };
-            return if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            }
+            .into();
         }
         Some(Command::Health(args)) => probe_main(probe::Probe::Healthy, &args),
         Some(Command::Ready(args)) => probe_main(probe::Probe::Ready, &args),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use pyrite_core::config::Duration;
 use pyrite_core::histogram::{parse_histogram, FloatHistogram};
-use pyrite_core::labels::{write_notation, Labels};
+use pyrite_core::labels::{write_notation, Labels, NameValidation};
 use pyrite_core::promql::{parse_with, Expr, ParseOptions, QueryLimits, Value};
 use pyrite_core::rules::{
     Annotations, GroupDefaults, GroupState, InstantQuery, RuleError, RuleFile, RuleSettings, RuleStorage,
@@ -147,7 +147,8 @@ fn run_file(file: &Path, run: &Regex, options: &Options) -> Result<(), Vec<Strin
             let name = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| vec![format!("    {name}: {e}")])?;
             let text = if options.ignore_unknown_fields { RuleFile::without_unknown_fields(&text) } else { text };
-            let parsed = RuleFile::parse(&text, &name, parse_options()).map_err(|e| vec![format!("    {e}")])?;
+            let parsed = RuleFile::parse(&text, &name, parse_options(), NameValidation::Utf8)
+                .map_err(|e| vec![format!("    {e}")])?;
             rule_files.push((name, parsed));
         }
     }

@@ -2,9 +2,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pyrite_core::labels::NameValidation;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::RuleFile;
 
 fuzz_target!(|text: &str| {
-    let _ = RuleFile::parse(text, "rules.yml", ParseOptions::default());
+    let _ = RuleFile::parse(text, "rules.yml", ParseOptions::default(), NameValidation::Utf8);
 });

@@ -344,8 +344,8 @@ fn bad_rule_files_are_refused_at_reload_and_the_old_rules_stay() {
             format!("{name}: group \"g\", rule 1, \"r\": could not parse expression: "),
         ),
         (
-            "groups:\n  - name: g\n    rules:\n      - {record: r, expr: up}\n      - {record: r, expr: up}\n",
-            format!("{name}: group \"g\", rule 2, \"r\": duplicate rule"),
+            "groups:\n  - name: g\n    rules:\n      - {record: 'r{a=\"b\"}', expr: up}\n",
+            format!("{name}: group \"g\", rule 1, \"r{{a=\\\"b\\\"}}\": braces present in the recording rule name"),
         ),
         (
             "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        annotations: {summary: '{{ $labels.instance '}\n",
@@ -371,6 +371,41 @@ fn bad_rule_files_are_refused_at_reload_and_the_old_rules_stay() {
         (1, Some("HighErrorRate"), Some("alerting"))
     );
     assert_eq!(pyrite.data("/api/v1/rules?rule_group[]=nothing")["groups"], Value::Array(vec![]));
+}
+
+/// As upstream 3.x: rule names and labels are judged by the global name validation scheme
+/// (`utf8` unless set), and rules that share a name and labels load (promtool lints them).
+#[test]
+fn rule_names_follow_the_global_scheme_and_duplicate_rules_load() {
+    let rules = TempDir::new("rules");
+    let file = rules.0.join("rules.yml");
+    let text = "groups:\n  - name: g\n    labels: {team.name: a}\n    rules:\n      - {record: 'job:http.requests:sum', expr: vector(2)}\n      - {record: 'job:http.requests:sum', expr: vector(2)}\n";
+    std::fs::write(&file, text).unwrap();
+    let config = |scheme: &str| {
+        format!(
+            "global:\n  evaluation_interval: 1s\n  metric_name_validation_scheme: {scheme}\nrule_files: ['{}']\n",
+            file.display()
+        )
+    };
+    let pyrite = Pyrite::start(PyriteOpts {
+        config: Some(config("utf8")),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..Default::default()
+    });
+    assert_eq!(pyrite.data("/api/v1/rules")["groups"][0]["rules"].as_array().map(Vec::len), Some(2));
+    let written = eventually(Duration::from_secs(10), || {
+        let result = pyrite.query(r#"{"job:http.requests:sum"}"#, None);
+        result.as_array().filter(|r| !r.is_empty()).cloned()
+    })
+    .expect("the recording rule writes its series");
+    assert_eq!(written[0]["metric"]["team.name"], "a", "{written:?}");
+    assert_eq!(written[0]["value"][1], "2");
+    let config_file = pyrite.data_dir.parent().expect("the data directory's parent").join("prometheus.yml");
+    std::fs::write(&config_file, config("legacy")).unwrap();
+    let r = ureq::post(&format!("{}/-/reload", pyrite.url)).call();
+    let Err(ureq::Error::Status(500, response)) = r else { panic!("legacy names were not refused: {r:?}") };
+    let body = response.into_string().unwrap();
+    assert!(body.contains("group \"g\": invalid label name: team.name"), "{body}");
 }
 
 #[test]

@@ -142,7 +142,8 @@ fn invalid_configs_are_refused_naming_file_and_key() {
     let bad_rules = rules.0.join("rules.yml");
     std::fs::write(&bad_rules, "groups:\n  - name: g\n    rules:\n      - record: 'not a name'\n        expr: up\n")
         .unwrap();
-    let rule_config = format!("rule_files: ['{}']\n", bad_rules.display());
+    let rule_config =
+        format!("global: {{metric_name_validation_scheme: legacy}}\nrule_files: ['{}']\n", bad_rules.display());
     let rule_error = format!(
         "error loading rules: {}: group \"g\", rule 1, \"not a name\": invalid recording rule name",
         bad_rules.display()

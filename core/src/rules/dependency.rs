@@ -107,6 +107,7 @@ fn selectors<'a>(expr: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::labels::NameValidation;
     use crate::promql::ParseOptions;
     use crate::rules::{GroupDefaults, GroupState, RuleFile};
 
@@ -116,7 +117,7 @@ mod tests {
         for (kind, name, expr) in rules {
             text.push_str(&format!("      - {kind}: {name}\n        expr: '{expr}'\n"));
         }
-        let file = RuleFile::parse(&text, "f.yml", ParseOptions::default()).unwrap();
+        let file = RuleFile::parse(&text, "f.yml", ParseOptions::default(), NameValidation::Utf8).unwrap();
         let defaults = GroupDefaults { interval: 1000, query_offset: 0 };
         let group = GroupState::new(&file.groups[0], "f.yml", defaults, ParseOptions::default()).unwrap();
         super::batches(&group.rules)

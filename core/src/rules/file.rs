@@ -1,15 +1,14 @@
 //! Rule files: recording and alerting rule groups as upstream's `rulefmt` reads and checks
 //! them, templates included.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 use thiserror::Error;
 
 use super::template;
 use crate::config::{yaml, Duration};
-use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use crate::labels::NameValidation;
 use crate::promql::{parse_with, ParseOptions};
 
 /// A rule file that cannot be used: the file, and where in it, and why.
@@ -72,8 +71,8 @@ impl Rule {
         self.record.as_deref().or(self.alert.as_deref()).unwrap_or("")
     }
 
-    /// Upstream's checks of one rule; the reason if it fails.
-    fn check(&self, options: ParseOptions) -> Result<(), String> {
+    /// Upstream's checks of one rule, its names judged by `names`; the reason if it fails.
+    fn check(&self, options: ParseOptions, names: NameValidation) -> Result<(), String> {
         match (&self.record, &self.alert) {
             (Some(_), Some(_)) => return Err("only one of 'record' and 'alert' must be set".into()),
             (None, None) => return Err("one of 'record' or 'alert' must be set".into()),
@@ -93,14 +92,18 @@ impl Rule {
             if self.keep_firing_for.is_some() {
                 return Err("invalid field 'keep_firing_for' in recording rule".into());
             }
-            if !is_valid_metric_name(record) {
+            if !names.metric_name(record) {
                 return Err(format!("invalid recording rule name: {record}"));
             }
+            // A valid UTF-8 name, but most likely an expression written in the wrong field.
+            if record.contains(['{', '}']) {
+                return Err(format!("braces present in the recording rule name; should it be in expr?: {record}"));
+            }
         }
-        if let Some(bad) = self.labels.keys().find(|k| !is_valid_label_name(k) || *k == "__name__") {
+        if let Some(bad) = invalid_label_name(&self.labels, names) {
             return Err(format!("invalid label name: {bad}"));
         }
-        if let Some(bad) = self.annotations.keys().find(|k| !is_valid_label_name(k)) {
+        if let Some(bad) = self.annotations.keys().find(|k| !names.label_name(k)) {
             return Err(format!("invalid annotation name: {bad}"));
         }
         if let Some(alert) = &self.alert {
@@ -116,41 +119,34 @@ impl Rule {
 }
 
 impl RuleFile {
-    /// Parses and checks a rule file; `file` names it in errors.
-    pub fn parse(text: &str, file: &str, options: ParseOptions) -> Result<RuleFile, RuleFileError> {
+    /// Parses and checks a rule file; `file` names it in errors. Record names, label and
+    /// annotation names are judged by `names`: the configuration's global scheme in the server,
+    /// `utf8` in promtool's commands, as upstream.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        options: ParseOptions,
+        names: NameValidation,
+    ) -> Result<RuleFile, RuleFileError> {
         let parsed: RuleFile = if text.trim().is_empty() {
             RuleFile { groups: Vec::new() }
         } else {
             yaml::from_str(text).map_err(|e| RuleFileError::Yaml { file: file.into(), message: e.to_string() })?
         };
-        // Sets, not scans: a file of 200,000 rules took minutes to check pair by pair.
-        let mut names: HashSet<&str> = HashSet::new();
+        let mut group_names: HashSet<&str> = HashSet::new();
         for group in &parsed.groups {
             let group_error = |message: String| RuleFileError::Group { file: file.into(), message };
             if group.name.is_empty() {
                 return Err(group_error("Groupname must not be empty".into()));
             }
-            if !names.insert(&group.name) {
+            if !group_names.insert(&group.name) {
                 return Err(group_error(format!("groupname: {:?} is repeated in the same file", group.name)));
             }
-            if let Some(bad) = group.labels.keys().find(|k| !is_valid_label_name(k) || *k == "__name__") {
+            if let Some(bad) = invalid_label_name(&group.labels, names) {
                 return Err(group_error(format!("group {:?}: invalid label name: {bad}", group.name)));
             }
-            let mut firsts: HashMap<(&str, &BTreeMap<String, String>), usize> = HashMap::new();
             for (i, rule) in group.rules.iter().enumerate() {
-                let duplicate = match firsts.entry((rule.name(), &rule.labels)) {
-                    Entry::Occupied(first) => Some(*first.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(i);
-                        None
-                    }
-                };
-                let checked = match duplicate {
-                    // Two rules writing (or alerting on) the same series cannot both be right.
-                    Some(first) => Err(format!("duplicate rule: same name and labels as rule {}", first + 1)),
-                    None => rule.check(options),
-                };
-                checked.map_err(|message| RuleFileError::Rule {
+                rule.check(options, names).map_err(|message| RuleFileError::Rule {
                     file: file.into(),
                     group: group.name.clone(),
                     index: i + 1,
@@ -182,9 +178,39 @@ impl RuleFile {
         serde_norway::to_string(&doc).unwrap_or_else(|_| text.to_string())
     }
 
+    /// The rules, across groups, that share their name and labels (the group's merged with
+    /// the rule's) with another, each once, sorted: promtool's `duplicate-rules` lint. The
+    /// server loads them, as upstream does: the second to write a sample at a timestamp is
+    /// refused as a duplicate.
+    pub fn duplicates(&self) -> Vec<(&str, BTreeMap<&str, &str>)> {
+        let mut all: Vec<(&str, BTreeMap<&str, &str>)> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(move |r| (g, r)))
+            .map(|(g, r)| {
+                let labels = g.labels.iter().chain(&r.labels).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                (r.name(), labels)
+            })
+            .collect();
+        all.sort();
+        let mut duplicates: Vec<(&str, BTreeMap<&str, &str>)> = Vec::new();
+        for pair in all.windows(2) {
+            if pair[0] == pair[1] && duplicates.last() != Some(&pair[1]) {
+                duplicates.push(pair[1].clone());
+            }
+        }
+        duplicates
+    }
+
     pub fn rule_count(&self) -> usize {
         self.groups.iter().map(|g| g.rules.len()).sum()
     }
+}
+
+/// The first of `labels`' names that `names` refuses, or that is `__name__` (a rule's labels
+/// cannot rename what it writes).
+fn invalid_label_name(labels: &BTreeMap<String, String>, names: NameValidation) -> Option<&String> {
+    labels.keys().find(|k| !names.label_name(k) || *k == "__name__")
 }
 
 #[cfg(test)]
@@ -192,7 +218,11 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<RuleFile, String> {
-        RuleFile::parse(text, "r.yml", ParseOptions::default()).map_err(|e| e.to_string())
+        check_under(text, NameValidation::Utf8)
+    }
+
+    fn check_under(text: &str, names: NameValidation) -> Result<RuleFile, String> {
+        RuleFile::parse(text, "r.yml", ParseOptions::default(), names).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -213,9 +243,9 @@ mod tests {
         assert!(rule("{alert: A, record: b, expr: up}").contains("only one of 'record' and 'alert'"));
         assert!(rule("{expr: up}").contains("one of 'record' or 'alert' must be set"));
         assert!(rule("{alert: A}").contains("field 'expr' must be set"));
-        assert!(rule("{record: 'bad name', expr: up}").contains("invalid recording rule name"));
+        assert!(rule("{record: 'a{b=\"c\"}', expr: up}").contains("braces present in the recording rule name"));
         assert!(rule("{record: a, expr: up, for: 1m}").contains("invalid field 'for'"));
-        assert!(rule("{alert: A, expr: up, labels: {'1x': y}}").contains("invalid label name: 1x"));
+        assert!(rule("{alert: A, expr: up, labels: {__name__: y}}").contains("invalid label name: __name__"));
         assert!(rule("{alert: A, expr: up, unknown: 1}").contains("unknown field"));
         let template = rule("{alert: A, expr: up, annotations: {summary: '{{ $value | humanise }}'}}");
         assert!(
@@ -223,17 +253,34 @@ mod tests {
                 .contains(r#"annotation "summary": error parsing template __alert_A: function "humanise" not defined"#),
             "{template}"
         );
-        let twice = check(
-            "groups:\n  - name: g\n    rules:\n      - {record: a, expr: up}\n      - {record: a, expr: up * 2}\n",
-        );
-        assert_eq!(
-            twice.unwrap_err(),
-            r#"r.yml: group "g", rule 2, "a": duplicate rule: same name and labels as rule 1"#
-        );
-        let severities = "groups:\n  - name: g\n    rules:\n      - {alert: A, expr: up > 1, labels: {severity: warn}}\n      - {alert: A, expr: up > 2, labels: {severity: page}}\n";
-        assert!(check(severities).is_ok(), "the same alert at two severities is a common, valid pattern");
         let repeated = check("groups:\n  - {name: g, rules: []}\n  - {name: g, rules: []}\n").unwrap_err();
         assert_eq!(repeated, r#"r.yml: groupname: "g" is repeated in the same file"#);
         assert!(check("groups: [").unwrap_err().starts_with("r.yml: "));
+    }
+
+    #[test]
+    fn names_are_judged_by_the_scheme_given() {
+        let file =
+            |body: &str| format!("groups:\n  - name: g\n    labels: {{'team.name': a}}\n    rules:\n      - {body}\n");
+        let dotted = file("{record: 'job:http.requests:rate5m', expr: up, labels: {'1x': y}}");
+        assert!(check(&dotted).is_ok(), "utf8, upstream 3.x's default, takes any name");
+        let legacy = check_under(&dotted, NameValidation::Legacy).unwrap_err();
+        assert!(legacy.contains("group \"g\": invalid label name: team.name"), "{legacy}");
+        let legacy = |body: &str| {
+            check_under(&format!("groups:\n  - name: g\n    rules:\n      - {body}\n"), NameValidation::Legacy)
+        };
+        assert!(legacy("{record: 'a.b', expr: up}").unwrap_err().contains("invalid recording rule name: a.b"));
+        assert!(legacy("{record: a, expr: up, labels: {'1x': y}}").unwrap_err().contains("invalid label name: 1x"));
+        let annotation = legacy("{alert: A, expr: up, annotations: {'a-b': y}}").unwrap_err();
+        assert!(annotation.contains("invalid annotation name: a-b"), "{annotation}");
+        assert!(legacy("{record: 'a:b_c', expr: up, labels: {x: y}}").is_ok());
+    }
+
+    #[test]
+    fn duplicates_are_found_across_groups_with_merged_labels() {
+        let text = "groups:\n  - name: g\n    labels: {team: a}\n    rules:\n      - {record: r, expr: up}\n      - {record: r, expr: up * 2}\n      - {record: r, expr: up * 3}\n      - {alert: A, expr: up > 1, labels: {severity: warn}}\n  - name: h\n    rules:\n      - {record: r, expr: up, labels: {team: a}}\n      - {alert: A, expr: up > 2, labels: {severity: page}}\n";
+        let file = check(text).expect("the server loads duplicates, as upstream");
+        let team_a = BTreeMap::from([("team", "a")]);
+        assert_eq!(file.duplicates(), vec![("r", team_a)], "each duplicate once; other severities differ");
     }
 }

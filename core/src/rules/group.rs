@@ -604,13 +604,14 @@ fn evaluate_alerting(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::NameValidation;
     use crate::rules::RuleFile;
 
     /// `interval: 0s` is an interval not given, as upstream reads it, not one of a millisecond.
     #[test]
     fn a_group_interval_of_zero_takes_the_evaluation_interval() {
         let text = "groups:\n  - name: g\n    interval: 0s\n    rules: [{record: a, expr: '1'}]\n";
-        let file = RuleFile::parse(text, "f.yml", ParseOptions::default()).unwrap();
+        let file = RuleFile::parse(text, "f.yml", ParseOptions::default(), NameValidation::Utf8).unwrap();
         let defaults = GroupDefaults { interval: 15_000, query_offset: 0 };
         let group = GroupState::new(&file.groups[0], "f.yml", defaults, ParseOptions::default()).unwrap();
         assert_eq!(group.interval, 15_000);
