@@ -32,6 +32,10 @@ enum Manner {
     /// Answers every request with this many more headers (a proxy's, say); Go's client takes
     /// any number within 10 MB.
     ManyHeaders(usize),
+    /// Sends this many `100 Continue` answers before each answer.
+    Informational(usize),
+    /// Sends `100 Continue` answers as fast as the connection takes them, for at most 30 s.
+    EndlessInformational,
 }
 
 /// A metrics target on loopback that counts the connections it accepted, and those open.
@@ -95,6 +99,17 @@ fn serve(mut stream: TcpStream, manner: Manner) {
     );
     let mut answered = 0;
     while read_request(&mut stream) {
+        let informational = "HTTP/1.1 100 Continue\r\n\r\n";
+        match manner {
+            Manner::Informational(n) if stream.write_all(informational.repeat(n).as_bytes()).is_err() => return,
+            Manner::EndlessInformational => {
+                let burst = informational.repeat(1000);
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_secs(30) && stream.write_all(burst.as_bytes()).is_ok() {}
+                return;
+            }
+            _ => {}
+        }
         if answered == 1 && matches!(manner, Manner::AnswerOnce) {
             return;
         }
@@ -286,4 +301,34 @@ fn a_failing_target_is_logged_at_debug_only_and_shown_in_the_targets_api() {
     let stderr = stderr_after_three_scrapes("warn,pyrite::scrape=debug");
     let failures = stderr.lines().filter(|l| l.contains("scrape failed") && l.contains(&address)).count();
     assert!(failures >= 3, "{stderr}");
+}
+
+/// A target that answers `100 Continue` without end fails its scrape at once, as upstream's
+/// ("too many 1xx informational responses": Go's client takes five), and holds up nothing on
+/// its shard: before, it held the shard's thread for as long as it kept sending, so the
+/// scrapes beside it, queries and `/-/healthy` all waited.
+#[test]
+fn endless_informational_answers_fail_the_scrape_and_hold_up_nothing() {
+    let endless = CountingTarget::start(Manner::EndlessInformational);
+    let five = CountingTarget::start(Manner::Informational(5));
+    let healthy = CountingTarget::start(Manner::KeepAlive);
+    let jobs =
+        [("endless", endless.address.as_str()), ("five", five.address.as_str()), ("healthy", healthy.address.as_str())];
+    let p = Pyrite::start(PyriteOpts { config: Some(config(&jobs, "1s")), shards: Some(1), ..Default::default() });
+    let failed = eventually(Duration::from_secs(10), || {
+        let t = target(&p, &endless.address);
+        (t["health"] == "down").then_some(t)
+    })
+    .expect("the endless target goes down");
+    assert!(failed["lastError"].as_str().unwrap_or("").contains("too many 1xx informational responses"), "{failed}");
+    std::thread::sleep(Duration::from_secs(6));
+    for (instance, want) in [(&healthy.address, 1.0), (&five.address, 1.0), (&endless.address, 0.0)] {
+        let ups = up_samples(&p, instance, "6s");
+        assert!(ups.len() >= 5 && ups.iter().all(|&(_, up)| up == want), "{instance}: {ups:?}");
+        let gaps = ups.windows(2).map(|w| w[1].0 - w[0].0);
+        assert!(gaps.clone().all(|gap| gap < 1.5), "{instance} kept its 1 s schedule: {ups:?}");
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(p.get("/-/healthy").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 }

@@ -14,10 +14,19 @@
 //! on a fresh connection, and the scrape does not fail for it. TLS connections are kept the same
 //! way, and a new one resumes the session of the last (rustls keeps the tickets per client
 //! configuration, which lives as long as the target).
+//!
+//! An answer may be preceded by at most [`MOST_INFORMATIONAL`] informational (1xx) answers, as
+//! Go's client allows: hyper skips them in a loop that yields only when the socket has nothing
+//! to read, so a target sending `100 Continue` without end held the shard's thread (every
+//! other scrape, query and health check on it, and the scrape's own timeout) for as long as it
+//! kept sending.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -54,7 +63,71 @@ pub struct Dial<'a> {
 /// task, which closes the socket.
 pub struct Connection {
     sender: SendRequest<Empty<Bytes>>,
+    /// Informational answers to the request under way, counted by hyper's callback and checked
+    /// by the connection's reads ([`CountedIo`]).
+    informational: Arc<AtomicUsize>,
     _close: flume::Sender<()>,
+}
+
+impl Connection {
+    /// Sends `request`, its informational answers counted afresh.
+    async fn send(&mut self, mut request: Request<Empty<Bytes>>) -> hyper::Result<Response<Incoming>> {
+        self.informational.store(0, Ordering::Relaxed);
+        let counted = self.informational.clone();
+        hyper::ext::on_informational(&mut request, move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        self.sender.send_request(request).await
+    }
+}
+
+/// Informational answers allowed before a request's answer: Go's `max1xxResponses`.
+const MOST_INFORMATIONAL: usize = 5;
+
+/// A connection's stream, whose reads fail once the request under way has had more than
+/// [`MOST_INFORMATIONAL`] informational answers.
+struct CountedIo<IO> {
+    io: IO,
+    informational: Arc<AtomicUsize>,
+}
+
+impl<IO: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.informational.load(Ordering::Relaxed) > MOST_INFORMATIONAL {
+            return Poll::Ready(Err(std::io::Error::other("too many 1xx informational responses")));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
 }
 
 /// A target's connections, and the addresses of the names they go to.
@@ -85,13 +158,13 @@ impl Connections {
         }
         if let Some(mut kept) = self.kept.remove(route) {
             if !kept.sender.is_closed() && kept.sender.ready().await.is_ok() {
-                if let Ok(response) = kept.sender.send_request(build()?).await {
+                if let Ok(response) = kept.send(build()?).await {
                     return Ok((response, kept));
                 }
             }
         }
         let mut fresh = self.open(route, dial).await?;
-        let response = fresh.sender.send_request(build()?).await.map_err(|e| ScrapeError::Http(e.to_string()))?;
+        let response = fresh.send(build()?).await.map_err(http_error)?;
         Ok((response, fresh))
     }
 
@@ -154,11 +227,12 @@ where
 {
     // hyper's HTTP/1 client builder takes no timer: the whole exchange is bounded by the
     // scrape's timeout instead.
+    let informational = Arc::new(AtomicUsize::new(0));
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(MAX_RESPONSE_HEADERS)
-        .handshake::<_, Empty<Bytes>>(io)
+        .handshake::<_, Empty<Bytes>>(CountedIo { io, informational: informational.clone() })
         .await
-        .map_err(|e| ScrapeError::Http(e.to_string()))?;
+        .map_err(http_error)?;
     let (close, closed) = flume::bounded::<()>(1);
     monoio::spawn(async move {
         monoio::select! {
@@ -166,7 +240,15 @@ where
             _ = closed.recv_async() => {}
         }
     });
-    Ok(Connection { sender, _close: close })
+    Ok(Connection { sender, informational, _close: close })
+}
+
+/// hyper's error with what caused it (an error of the stream is only its cause).
+fn http_error(e: hyper::Error) -> ScrapeError {
+    match std::error::Error::source(&e) {
+        Some(cause) => ScrapeError::Http(format!("{e}: {cause}")),
+        None => ScrapeError::Http(e.to_string()),
+    }
 }
 
 /// `host` and port of `address` (`host:port`, `[v6]:port`, or a host alone, which takes
