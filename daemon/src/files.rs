@@ -1,30 +1,41 @@
-//! Reading the text files an operator names: the configuration, rule files, file_sd files,
-//! and the glob patterns that name them.
+//! Reading the files an operator names: the configuration, rule files, file_sd files, the web
+//! configuration and the certificates and keys they name, and the glob patterns that name them.
 //!
-//! Such a file can be anything a path can point at. Only regular files are read, and at most
-//! [`MAX_FILE_BYTES`] of one: a file_sd path that is a symlink to `/dev/zero` would otherwise be
-//! read until memory ran out, and a FIFO would block the reading thread for ever.
+//! Such a file can be anything a path can point at, and can be replaced by anything while the
+//! server runs. Only regular files are read, and at most [`MAX_FILE_BYTES`] of one: a file_sd
+//! path that is a symlink to `/dev/zero` would otherwise be read until memory ran out. The file
+//! is opened without blocking and checked once open, so a FIFO put in its place is refused
+//! rather than waited on for ever (which held every shard when the web configuration was
+//! re-read on a request), and a file whose reads would block (`/proc/kmsg`) fails instead of
+//! holding the reading thread.
 
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Largest file read; far beyond any configuration or target list (250,000 targets in a file_sd
 /// JSON file take about 20 MiB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
-/// The text of the regular file at `path` (symlinks followed). Errors name what is wrong, not
+/// The bytes of the regular file at `path` (symlinks followed). Errors name what is wrong, not
 /// the path: callers add it.
-pub fn read_text(path: &Path) -> io::Result<String> {
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
+pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    let mut text = String::new();
-    let read = std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    let mut bytes = Vec::new();
+    let read = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     if read as u64 > MAX_FILE_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// The text of the regular file at `path`, as [`read_bytes`] reads it.
+pub fn read_text(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
 /// The files a pattern names now, as Go's `filepath.Glob` (upstream's `rule_files` and
@@ -66,6 +77,11 @@ mod tests {
         let plain = dir.join("targets.yml");
         std::fs::write(&plain, "- targets: ['a:1']\n").unwrap();
         assert_eq!(read_text(&plain).unwrap(), "- targets: ['a:1']\n");
+        let fifo = dir.join("fifo.yml");
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_text(&fifo).unwrap_err().to_string(), "not a regular file", "refused, not waited on");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -168,10 +168,12 @@ pub fn load_rule_files(
     Ok(out)
 }
 
-/// The existing files a `rule_files` pattern names (a file that does not exist is no rule
-/// file, as upstream's glob: the server skips it, `pyrite check config` reports it).
+/// The files a `rule_files` pattern names (a path that does not exist is no rule file, as
+/// upstream's glob: the server skips it, `pyrite check config` reports it). A symlink is named
+/// even if it leads nowhere or in a loop, as Go's `Lstat`-based glob names it, so that reading
+/// it fails the load rather than dropping its rules without a word.
 pub fn rule_file_paths(pattern: &str) -> Vec<PathBuf> {
-    crate::files::expand_glob(pattern).into_iter().filter(|p| Path::new(p).exists()).collect()
+    crate::files::expand_glob(pattern).into_iter().filter(|p| Path::new(p).symlink_metadata().is_ok()).collect()
 }
 
 #[cfg(test)]
@@ -187,5 +189,18 @@ mod tests {
         let loaded = load_rule_files(&patterns, ParseOptions::default(), NameValidation::Utf8);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(loaded.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_dangling_symlink_a_glob_names_fails_the_load() {
+        let dir = std::env::temp_dir().join(format!("pyrite-rule-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ok.yml"), "groups: []\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("gone.yml")).unwrap();
+        let pattern = [dir.join("*.yml").display().to_string()];
+        let loaded = load_rule_files(&pattern, ParseOptions::default(), NameValidation::Utf8);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = loaded.map(|files| files.len()).unwrap_err().to_string();
+        assert!(error.contains("gone.yml: No such file or directory"), "{error}");
     }
 }

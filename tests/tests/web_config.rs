@@ -267,6 +267,13 @@ fn tls_and_basic_auth_guard_every_route_and_edits_apply_without_restart() {
     std::thread::sleep(Duration::from_millis(200));
     let still = curl(&["--cacert", &ca, "-u", "bob:hunter2", &url("/-/healthy")]).expect("an answer");
     assert_eq!(still.status, 200, "TLS is not switched off while running");
+    // A FIFO put in the file's place is refused, not waited on: opening it held every shard.
+    std::fs::remove_file(&s.web_config).unwrap();
+    let path = std::ffi::CString::new(s.web_config.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let through = curl(&["--max-time", "3", "--cacert", &ca, "-u", "bob:hunter2", &url("/-/healthy")]);
+    assert_eq!(through.map(|a| a.status), Ok(200), "the last good configuration stays in force");
     let plain = curl(&[&url("/-/healthy").replace("https://", "http://")]);
     assert!(plain.as_ref().map_or(true, |a| a.status != 200), "still no plain HTTP: {plain:?}");
 }

@@ -55,8 +55,12 @@ fn key_and_origin(pem: &Pem, name: &str) -> (String, String) {
 fn certificates(pem: &Pem, name: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let (key, origin) = key_and_origin(pem, name);
     let certs: Result<Vec<_>, _> = match pem {
-        Pem::File(path) => CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect()),
-        Pem::Inline(text) => CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
+        Pem::File(path) => crate::files::read_bytes(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| e.to_string())),
+        Pem::Inline(text) => {
+            CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<_, _>>().map_err(|e| e.to_string())
+        }
     };
     let certs = certs.map_err(|e| TlsError::new(&key, format!("unable to load {origin}: {e}")))?;
     if certs.is_empty() {
@@ -68,8 +72,10 @@ fn certificates(pem: &Pem, name: &str) -> Result<Vec<CertificateDer<'static>>, T
 fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
     let (key, origin) = key_and_origin(pem, "key");
     match pem {
-        Pem::File(path) => PrivateKeyDer::from_pem_file(path),
-        Pem::Inline(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()),
+        Pem::File(path) => crate::files::read_bytes(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string())),
+        Pem::Inline(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| e.to_string()),
     }
     .map_err(|e| TlsError::new(key, format!("unable to load {origin}: {e}")))
 }

@@ -123,7 +123,7 @@ impl WebConfigFile {
 /// files it came from.
 fn read(path: &Path) -> Result<(ActiveWebConfig, Vec<PathBuf>), WebConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read { file: file.clone(), error })?;
+    let text = crate::files::read_text(path).map_err(|error| WebConfigError::Read { file: file.clone(), error })?;
     let config = WebConfig::parse(&text, &file)?;
     let mut files = vec![path.to_path_buf()];
     let tls = match &config.tls {

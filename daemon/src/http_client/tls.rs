@@ -50,9 +50,13 @@ static SYSTEM_ROOTS: std::sync::LazyLock<Result<Arc<RootCertStore>, String>> = s
 
 /// The CAs in the PEM file `file`.
 fn load_cas(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_file_iter(file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
+    pem_certificates(file).map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
+}
+
+/// The certificates in the PEM file `file`.
+fn pem_certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = crate::files::read_bytes(file).map_err(|e| e.to_string())?;
+    CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
 }
 
 /// The client configuration for `tls`; the error names the file and the problem.
@@ -78,10 +82,11 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = builder.with_root_certificates(roots);
     let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            let chain = pem_certificates(cert)
                 .map_err(|e| format!("unable to load client certificate {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
+            let key = crate::files::read_bytes(key)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
                 .map_err(|e| format!("unable to load client key {}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("unusable client certificate: {e}"))?
         }
