@@ -5,8 +5,9 @@
 //! `.tmp` before it is removed) and then to the in-memory list, so a crash at any point leaves
 //! a directory a start can make sense of: `.tmp` directories are deleted, and a block that a
 //! newer block lists as its parent is deleted (a compaction finished but its inputs were not
-//! removed yet). A block that cannot be read is refused with its reason and left on disk; the
-//! others are served. A block that a query finds damaged (a chunk whose checksum fails) is set
+//! removed yet). A block that cannot be read, whose `meta.json` names another block, or that
+//! ends more than a day past the clock is refused with its reason and left on disk; the others
+//! are served. A block that a query finds damaged (a chunk whose checksum fails) is set
 //! aside: no longer served, its directory renamed `<ulid>.damaged`.
 
 use std::collections::HashSet;
@@ -19,6 +20,16 @@ use pyrite_core::labels::Matcher;
 
 /// Suffix of a block set aside because reading it found damage.
 pub const DAMAGED_SUFFIX: &str = ".damaged";
+
+/// How far past this machine's clock a block may end. The head takes no sample older than the
+/// newest block's end and its log's replay skips them, so a block ending far in the future (a
+/// damaged or edited `meta.json`) silently refused every new sample and hid the head's data.
+const FUTURE_SLACK_MS: i64 = 24 * 3600 * 1000;
+
+/// This machine's clock, in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 pub struct Blocks {
     dir: PathBuf,
@@ -70,8 +81,17 @@ impl Blocks {
         entries
             .retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX) && !p.to_string_lossy().ends_with(DAMAGED_SUFFIX));
         let mut refused = Vec::new();
+        let latest_end = now_ms().saturating_add(FUTURE_SLACK_MS);
         for path in entries {
             match Block::open(&path) {
+                Ok(b) if b.meta().max_time > latest_end => {
+                    let reason = format!(
+                        "meta.json: maxTime {} is more than a day past this machine's clock; served, it would \
+                         refuse every newer sample and the log's replay",
+                        b.meta().max_time
+                    );
+                    refused.push((path.clone(), BlockError::new(&path, reason)));
+                }
                 Ok(b) => list.push(b),
                 Err(e) => refused.push((path, e)),
             }

@@ -52,7 +52,7 @@ pub struct BlockError {
 }
 
 impl BlockError {
-    fn new(dir: impl Into<PathBuf>, reason: impl Into<String>) -> BlockError {
+    pub(crate) fn new(dir: impl Into<PathBuf>, reason: impl Into<String>) -> BlockError {
         BlockError { dir: dir.into(), reason: reason.into() }
     }
 

@@ -42,6 +42,11 @@ fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
     if meta.version != 1 || meta.min_time >= meta.max_time {
         return Err(err(format!("meta.json: unsupported version {} or empty time range", meta.version)));
     }
+    // A block is named by its ULID: one whose meta names another (a copy, an edit) would be
+    // taken for that block by compactions, parents and deletions.
+    if dir.file_name().is_none_or(|name| *name != *meta.ulid) {
+        return Err(err(format!("meta.json: ulid {:?} is not the block directory's name", meta.ulid)));
+    }
     Ok(meta)
 }
 

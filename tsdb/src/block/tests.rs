@@ -149,6 +149,36 @@ fn damaged_blocks_are_refused_or_reported_not_panics() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A meta.json naming another block, or ending far past the clock, is refused and left on disk:
+/// served, the first hid one of the two blocks, and the second made the head refuse every new
+/// sample and skip its log's replay, without a word (red team L).
+#[test]
+fn blocks_whose_meta_names_another_or_ends_in_the_future_are_refused() {
+    let dir = temp_dir("hostile-meta");
+    let head = head();
+    let paths = [cut(&head, &dir, 0, 2 * H), cut(&head, &dir, 2 * H, 4 * H)].map(|b| b.dir().to_path_buf());
+    let meta = |path: &std::path::Path| fs::read_to_string(path.join(META_FILE)).unwrap();
+    let (first, second) = (meta(&paths[0]), meta(&paths[1]));
+    let ulid = |path: &std::path::Path| path.file_name().unwrap().to_string_lossy().into_owned();
+    fs::write(paths[0].join(META_FILE), first.replace(&ulid(&paths[0]), &ulid(&paths[1]))).unwrap();
+    let err = Block::open(&paths[0]).err().expect("a meta naming another block is refused");
+    assert!(err.to_string().contains("is not the block directory's name"), "{err}");
+    fs::write(paths[0].join(META_FILE), &first).unwrap();
+    let far = second.replace(&format!("\"maxTime\": {}", 4 * H), &format!("\"maxTime\": {}", i64::MAX));
+    assert_ne!(far, second, "{second}");
+    fs::write(paths[1].join(META_FILE), far).unwrap();
+    let (blocks, opened) = crate::blocks::Blocks::open(&dir).unwrap();
+    assert_eq!(blocks.list().len(), 1);
+    assert_eq!(blocks.max_time(), Some(2 * H), "the head may still take samples after the good block");
+    assert!(
+        opened.refused[0].to_string().contains("more than a day past this machine's clock"),
+        "{:?}",
+        opened.refused
+    );
+    assert!(paths[1].exists(), "left on disk");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn ulids_sort_by_time_and_differ() {
     let (a, b) = (new_ulid(1_700_000_000_000), new_ulid(1_700_000_000_001));
