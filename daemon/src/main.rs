@@ -9,6 +9,7 @@
 //! the other shards. The main thread then only waits for signals: SIGHUP reloads the
 //! configuration, SIGINT and SIGTERM shut down.
 
+mod allocator;
 mod check;
 mod cli;
 mod client;
@@ -36,13 +37,6 @@ mod sigv4;
 mod slots;
 mod test_rules;
 mod threads;
-
-/// mimalloc rather than glibc's malloc: with a query's short-lived buffers freed on other
-/// threads than the shards', glibc's per-thread arenas kept them as resident memory
-/// (`bench/RESULTS.md`, issue 19). Built without transparent huge pages (the `no_thp`
-/// feature): partly used 2 MiB pages per thread more than doubled an idle server's RSS.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -211,6 +205,7 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 
 fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: libc::sigset_t) -> anyhow::Result<()> {
     init_logging(&flags)?;
+    allocator::start_purging().context("cannot start the allocator's purge thread")?;
     let http_settings = Arc::new(http_settings(&flags)?);
     let tls = http_settings.web.as_ref().is_some_and(|(file, _)| file.tls());
     let web =
