@@ -303,15 +303,22 @@ fn with_room_for(size: usize) -> Vec<u8> {
     out
 }
 
+/// Up to this capacity, a body of unknown length grows by doubling; past it, it is given room up
+/// to the limit at once (address space, resident only as written). Each doubling copies the body
+/// and frees the old buffer, which the allocator holds for a while: an endless chunked body
+/// refused at the 256 MiB limit peaked at 720 MiB.
+const DOUBLED_UP_TO: usize = 16 << 20;
+
 /// Appends `data` to `out` unless that takes it past `limit`, growing it by doubling as a `Vec`
-/// does but never past `limit`: a body just over the limit would otherwise double the buffer it
-/// is refused from.
+/// does (then to the limit, past [`DOUBLED_UP_TO`]) but never past `limit`: a body just over the
+/// limit would otherwise double the buffer it is refused from.
 fn append_within(out: &mut Vec<u8>, data: &[u8], limit: usize) -> Result<(), ScrapeError> {
     if data.len() > limit - out.len() {
         return Err(ScrapeError::TooLarge);
     }
     let needed = out.len() + data.len();
-    if needed > out.capacity() {
+    if needed > out.capacity() && (out.capacity() < DOUBLED_UP_TO || out.try_reserve_exact(limit - out.len()).is_err())
+    {
         let grown = out.capacity().saturating_mul(2).clamp(needed, limit);
         out.reserve_exact(grown - out.len());
     }
@@ -398,6 +405,13 @@ mod tests {
         assert!(matches!(append_within(&mut out, &[1; 101], 1000), Err(ScrapeError::TooLarge)));
         append_within(&mut out, &[1; 100], 1000).unwrap();
         assert_eq!((out.len(), out.capacity()), (1000, 1000), "doubling stops at the limit");
+        let limit = 256 << 20;
+        let mut big = Vec::new();
+        let chunk = vec![1; 1 << 20];
+        while big.len() <= DOUBLED_UP_TO {
+            append_within(&mut big, &chunk, limit).unwrap();
+        }
+        assert_eq!(big.capacity(), limit, "past DOUBLED_UP_TO, room to the limit at once");
     }
 
     #[test]
