@@ -332,10 +332,22 @@ fn check_label_set<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Resul
     Ok(())
 }
 
+/// The size a snappy block's header claims, if it could be true: snappy spends at least 3 bytes
+/// on 64, so a block claiming more than 22 times its own size is damaged or hostile, and
+/// decoding it would first allocate what it claims (a 12-byte remote-read answer claiming 1 GB
+/// took 1 GB).
+pub fn snappy_decoded_len(block: &[u8]) -> Result<usize, String> {
+    let size = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+    if size > block.len().saturating_mul(22) {
+        return Err(format!("corrupt input: {} bytes claim to decode to {size}", block.len()));
+    }
+    Ok(size)
+}
+
 /// A snappy body decompressed, refused before decompressing if it says it is larger than
 /// `max_decoded`.
 fn decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, RemoteError> {
-    let size = snap::raw::decompress_len(body).map_err(|e| RemoteError::Snappy(e.to_string()))?;
+    let size = snappy_decoded_len(body).map_err(RemoteError::Snappy)?;
     if size > max_decoded {
         return Err(RemoteError::TooLarge { size, limit: max_decoded });
     }
@@ -366,6 +378,16 @@ pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snappy_header_claiming_more_than_snappy_can_encode_is_refused_unread() {
+        // A varint of 1,000,000,000, then a literal of one byte: 7 bytes claiming 1 GB.
+        let block = [0x80, 0x94, 0xeb, 0xdc, 0x03, 0x00, b'a'];
+        let refused = decode_write_request(&block, usize::MAX).unwrap_err().to_string();
+        assert!(refused.contains("corrupt input: 7 bytes claim to decode to 1000000000"), "{refused}");
+        let honest = snap::raw::Encoder::new().compress_vec(&[0; 64 << 10]).unwrap();
+        assert_eq!(snappy_decoded_len(&honest), Ok(64 << 10), "{} bytes", honest.len());
+    }
 
     fn series() -> Vec<WriteSeries> {
         vec![WriteSeries {

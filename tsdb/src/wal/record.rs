@@ -541,11 +541,8 @@ pub fn read_frame(buf: &[u8], pos: usize) -> Frame {
 fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
     let decompressed;
     let payload = if kind & SNAPPY != 0 {
-        // Snappy spends at least 3 bytes on 64: a frame claiming more than 22 times its size is
-        // damage, and decoding it would first allocate what it claims.
-        if snap::raw::decompress_len(body).ok()? > body.len().saturating_mul(22) {
-            return None;
-        }
+        // A frame claiming more than snappy can encode in its size is damage.
+        pyrite_core::remote::snappy_decoded_len(body).ok()?;
         decompressed = snap::raw::Decoder::new().decompress_vec(body).ok()?;
         decompressed.as_slice()
     } else {
