@@ -23,18 +23,58 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 extern "C" {
+    /// mimalloc's `mi_thread_init`: sets up the calling thread's heap (idempotent).
+    fn mi_thread_init();
     /// mimalloc's `mi_collect`: frees what the calling thread's heap no longer uses and, with
-    /// `force`, purges every arena's free memory now rather than when its delay expires.
+    /// `force`, purges every arena's free memory now rather than when its delay expires. It
+    /// returns at once on a thread whose heap was never set up.
     fn mi_collect(force: bool);
+}
+
+/// Hands every arena's free memory back to the system now, from any thread.
+fn purge() {
+    // SAFETY: both may be called from any thread at any time: the first sets up this thread's
+    // heap (without which the second does nothing), the second collects that heap and takes a
+    // guard of its own to purge the shared arenas.
+    unsafe {
+        mi_thread_init();
+        mi_collect(true);
+    }
 }
 
 /// Starts the thread that purges freed memory every [`PURGE_EVERY`].
 pub fn start_purging() -> std::io::Result<()> {
     crate::threads::named("allocator-purge").spawn(|| loop {
         std::thread::sleep(PURGE_EVERY);
-        // SAFETY: mi_collect may be called from any thread at any time; it collects only the
-        // calling thread's heap and takes a lock of its own to purge the shared arenas.
-        unsafe { mi_collect(true) };
+        purge();
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Resident bytes of this process.
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split(' ').nth(1).unwrap().parse().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+    }
+
+    /// Memory a thread frees is given back by a purge from a thread that allocated nothing.
+    #[test]
+    fn a_purge_from_a_fresh_thread_gives_freed_memory_back() {
+        const SIZE: usize = 256 << 20;
+        let full = std::thread::spawn(|| {
+            let touched = vec![1u8; SIZE];
+            let full = resident();
+            drop(std::hint::black_box(touched));
+            full
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(super::purge).join().unwrap();
+        let after = resident();
+        assert!(after + SIZE / 2 < full, "resident {full} with the buffer, {after} after the purge");
+    }
 }
