@@ -3,11 +3,12 @@
 //!
 //! Such a file can be anything a path can point at, and can be replaced by anything while the
 //! server runs. Only regular files are read, and at most [`MAX_FILE_BYTES`] of one: a file_sd
-//! path that is a symlink to `/dev/zero` would otherwise be read until memory ran out. The file
-//! is opened without blocking and checked once open, so a FIFO put in its place is refused
-//! rather than waited on for ever (which held every shard when the web configuration was
-//! re-read on a request), and a file whose reads would block (`/proc/kmsg`) fails instead of
-//! holding the reading thread.
+//! path that is a symlink to `/dev/zero` would otherwise be read until memory ran out. A path is
+//! checked before it is opened, then opened without blocking and checked again, so a FIFO put
+//! in its place between the two is refused rather than waited on for ever (which held every
+//! shard when the web configuration was re-read on a request). A `/proc` file passes for a
+//! regular one: one whose reads would block (`/proc/kmsg`) fails instead of holding the
+//! reading thread, though reading it drains what it holds.
 
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -20,9 +21,15 @@ pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// The bytes of the regular file at `path` (symlinks followed). Errors name what is wrong, not
 /// the path: callers add it.
 pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    // Checked before opening too: opening a device can act (a watchdog arms, a tape rewinds).
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(not_regular());
     }
     let mut bytes = Vec::new();
     let read = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;

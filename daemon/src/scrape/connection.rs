@@ -16,10 +16,11 @@
 //! configuration, which lives as long as the target).
 //!
 //! An answer may be preceded by at most [`MOST_INFORMATIONAL`] informational (1xx) answers, as
-//! Go's client allows: hyper skips them in a loop that yields only when the socket has nothing
-//! to read, so a target sending `100 Continue` without end held the shard's thread (every
-//! other scrape, query and health check on it, and the scrape's own timeout) for as long as it
-//! kept sending.
+//! Go's client allowed before Go 1.24 (Prometheus 2.42 fails such a scrape with the same
+//! words; 3.x's client takes any number until the scrape times out). hyper skips them in a loop
+//! that yields only when the socket has nothing to read, so a target sending `100 Continue`
+//! without end held the shard's thread (every other scrape, query and health check on it, and
+//! the scrape's own timeout) for as long as it kept sending.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,18 +71,28 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Sends `request`, its informational answers counted afresh.
-    async fn send(&mut self, mut request: Request<Empty<Bytes>>) -> hyper::Result<Response<Incoming>> {
+    /// Sends `request`, its informational answers counted afresh: more than
+    /// [`MOST_INFORMATIONAL`] fail it, whether they stopped the reads ([`CountedIo`]) or came
+    /// in the same read as the answer.
+    async fn send(&mut self, mut request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ScrapeError> {
         self.informational.store(0, Ordering::Relaxed);
         let counted = self.informational.clone();
         hyper::ext::on_informational(&mut request, move |_| {
             counted.fetch_add(1, Ordering::Relaxed);
         });
-        self.sender.send_request(request).await
+        let response = self.sender.send_request(request).await.map_err(http_error)?;
+        match self.informational.load(Ordering::Relaxed) > MOST_INFORMATIONAL {
+            true => Err(ScrapeError::Http(TOO_MANY_INFORMATIONAL.into())),
+            false => Ok(response),
+        }
     }
 }
 
-/// Informational answers allowed before a request's answer: Go's `max1xxResponses`.
+/// Go's words for more than [`MOST_INFORMATIONAL`] informational answers.
+const TOO_MANY_INFORMATIONAL: &str = "too many 1xx informational responses";
+
+/// Informational answers allowed before a request's answer: Go's `max1xxResponses` (before
+/// Go 1.24).
 const MOST_INFORMATIONAL: usize = 5;
 
 /// A connection's stream, whose reads fail once the request under way has had more than
@@ -98,7 +109,7 @@ impl<IO: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<IO> {
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         if self.informational.load(Ordering::Relaxed) > MOST_INFORMATIONAL {
-            return Poll::Ready(Err(std::io::Error::other("too many 1xx informational responses")));
+            return Poll::Ready(Err(std::io::Error::other(TOO_MANY_INFORMATIONAL)));
         }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
@@ -164,7 +175,7 @@ impl Connections {
             }
         }
         let mut fresh = self.open(route, dial).await?;
-        let response = fresh.send(build()?).await.map_err(http_error)?;
+        let response = fresh.send(build()?).await?;
         Ok((response, fresh))
     }
 
