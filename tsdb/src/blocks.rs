@@ -26,11 +26,6 @@ pub const DAMAGED_SUFFIX: &str = ".damaged";
 /// damaged or edited `meta.json`) silently refused every new sample and hid the head's data.
 const FUTURE_SLACK_MS: i64 = 24 * 3600 * 1000;
 
-/// This machine's clock, in milliseconds since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 pub struct Blocks {
     dir: PathBuf,
     /// Sorted by min time.
@@ -66,8 +61,8 @@ impl Blocks {
         Blocks { dir: PathBuf::new(), list: Vec::new(), compacting: false, failed: HashSet::new() }
     }
 
-    /// Opens every block in `dir` (created if missing).
-    pub fn open(dir: &Path) -> io::Result<(Blocks, Opened)> {
+    /// Opens every block in `dir` (created if missing); `now_ms` is the clock's time.
+    pub fn open(dir: &Path, now_ms: i64) -> io::Result<(Blocks, Opened)> {
         fs::create_dir_all(dir)?;
         let mut opened = Opened::default();
         let mut list = Vec::new();
@@ -81,7 +76,7 @@ impl Blocks {
         entries
             .retain(|p| !p.to_string_lossy().ends_with(TMP_SUFFIX) && !p.to_string_lossy().ends_with(DAMAGED_SUFFIX));
         let mut refused = Vec::new();
-        let latest_end = now_ms().saturating_add(FUTURE_SLACK_MS);
+        let latest_end = now_ms.saturating_add(FUTURE_SLACK_MS);
         for path in entries {
             match Block::open(&path) {
                 Ok(b) if b.meta().max_time > latest_end => {

@@ -204,16 +204,18 @@ impl Db {
         }
     }
 
-    /// Opens the shard's blocks in `dirs.blocks` and its log in `dirs.wal`, and replays the
-    /// log into a new head whose chunks are cut at multiples of `block_range` and sealed into
-    /// mapped files in `dirs.chunks`, and which keeps at most `max_exemplars` exemplars.
+    /// Opens the shard's blocks in `dirs.blocks` (judged against the clock's `now_ms`) and its
+    /// log in `dirs.wal`, and replays the log into a new head whose chunks are cut at multiples
+    /// of `block_range` and sealed into mapped files in `dirs.chunks`, and which keeps at most
+    /// `max_exemplars` exemplars.
     pub fn open(
         dirs: &Dirs,
         options: WalOptions,
         block_range: i64,
         max_exemplars: usize,
+        now_ms: i64,
     ) -> io::Result<(Db, Replayed, Opened)> {
-        let (blocks, opened) = Blocks::open(&dirs.blocks).map_err(|e| naming(&dirs.blocks, e))?;
+        let (blocks, opened) = Blocks::open(&dirs.blocks, now_ms).map_err(|e| naming(&dirs.blocks, e))?;
         let store = ChunkStore::mapped(&dirs.chunks).map_err(|e| naming(&dirs.chunks, e))?;
         let mut head = Head::with_store(block_range, store);
         head.set_exemplar_capacity(max_exemplars);
@@ -771,7 +773,7 @@ mod tests {
     }
 
     fn open(dirs: &Dirs) -> Db {
-        Db::open(dirs, OPTIONS, RANGE, 0).unwrap().0
+        Db::open(dirs, OPTIONS, RANGE, 0, i64::MAX).unwrap().0
     }
 
     /// Twenty pods of generation `gen` and ten steady series, one sample a second in
@@ -1149,7 +1151,7 @@ mod tests {
     #[test]
     fn exemplars_survive_restarts() {
         let dirs = dirs("exemplars");
-        let open = |dirs: &Dirs| Db::open(dirs, OPTIONS, RANGE, 100).unwrap().0;
+        let open = |dirs: &Dirs| Db::open(dirs, OPTIONS, RANGE, 100, i64::MAX).unwrap().0;
         let trace = |t: i64| Exemplar {
             labels: Labels::from_pairs([("trace_id", format!("t{t}"))]),
             value: 1.0,

@@ -204,7 +204,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pyrite-light-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let options = WalOptions { compress: false, segment_size: 1 << 20 };
-        let (mut db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, 7_200_000, 0).expect("open a Db");
+        let (mut db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, 7_200_000, 0, i64::MAX).expect("open a Db");
         db.write(
             (0..n)
                 .map(|i| WriteSeries {

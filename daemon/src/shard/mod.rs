@@ -89,7 +89,7 @@ fn open_storage(index: usize, env: &ShardEnv) -> Db {
     let opening = match env.agent {
         Some(_) => Db::open_agent(&dirs.wal, env.wal, env.head.max_exemplars)
             .map(|(db, replayed)| (db, replayed, Default::default())),
-        None => Db::open(&dirs, env.wal, env.block_range, env.head.max_exemplars),
+        None => Db::open(&dirs, env.wal, env.block_range, env.head.max_exemplars, crate::clock::now_ms()),
     };
     let (mut storage, replayed, opened) = opening.unwrap_or_else(|e| {
         tracing::error!(shard = index, data = %env.storage_path.display(), error = %e, "cannot open the storage");

@@ -18,6 +18,6 @@ pub fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDrive
 pub fn open(name: &str) -> (RefCell<Db>, PathBuf) {
     let dir = std::env::temp_dir().join(format!("pyrite-shard-test-{name}-{}", std::process::id()));
     let options = WalOptions { compress: false, segment_size: 1 << 20 };
-    let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0).expect("open a Db");
+    let (db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, RANGE, 0, i64::MAX).expect("open a Db");
     (RefCell::new(db), dir)
 }

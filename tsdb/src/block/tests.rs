@@ -167,7 +167,7 @@ fn blocks_whose_meta_names_another_or_ends_in_the_future_are_refused() {
     let far = second.replace(&format!("\"maxTime\": {}", 4 * H), &format!("\"maxTime\": {}", i64::MAX));
     assert_ne!(far, second, "{second}");
     fs::write(paths[1].join(META_FILE), far).unwrap();
-    let (blocks, opened) = crate::blocks::Blocks::open(&dir).unwrap();
+    let (blocks, opened) = crate::blocks::Blocks::open(&dir, 8 * H).unwrap();
     assert_eq!(blocks.list().len(), 1);
     assert_eq!(blocks.max_time(), Some(2 * H), "the head may still take samples after the good block");
     assert!(
@@ -207,7 +207,7 @@ fn blocks_a_compaction_failed_on_are_not_planned_again() {
     let dir = temp_dir("failed-plan");
     let head = head();
     let _ = [cut(&head, &dir, 0, 2 * H), cut(&head, &dir, 2 * H, 4 * H), cut(&head, &dir, 4 * H, 6 * H)];
-    let (mut blocks, _) = crate::blocks::Blocks::open(&dir).unwrap();
+    let (mut blocks, _) = crate::blocks::Blocks::open(&dir, i64::MAX).unwrap();
     let plan = blocks.plan(&ranges(2 * H, 18 * H)).expect("the 6h window is covered");
     assert_eq!(plan.len(), 3);
     // The middle block failed: its range is not selected, and the blocks around it are not
