@@ -37,6 +37,12 @@ pub fn optional_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<S
     Ok(map.map(|m| m.into_iter().map(|(k, v)| (k.0, v.0)).collect()))
 }
 
+/// A value, or its default where the file gives null (`rules:` with nothing after it), as Go's
+/// YAML leaves a field it reads null from at its zero value.
+pub fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// A plain scalar's text.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Text(String);

@@ -1,6 +1,7 @@
 //! The one way Pyrite reads YAML (configuration, rule files, file_sd, rule unit tests):
 //! serde_norway (the maintained fork of the deprecated serde_yaml 0.9: same API, same libyaml
-//! port, same messages) after a check of how deeply flow collections nest.
+//! port, same messages) after a check of how deeply flow collections nest. Only the first
+//! document of a file is read, as Go's `yaml.Unmarshal` reads it.
 //!
 //! libyaml's scanner takes time quadratic in the nesting of flow collections (`[[[[…`): 200 KB
 //! of `[` cost a minute of CPU before serde_norway's own limit of 128 levels refused the
@@ -51,7 +52,17 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     if text.contains('&') && text.contains('*') {
         check_expansion(text)?;
     }
-    Ok(serde_norway::from_str(text)?)
+    match first_document(text) {
+        Some(first) => Ok(T::deserialize(first)?),
+        None => Ok(serde_norway::from_str(text)?),
+    }
+}
+
+/// The first document of `text`, which is all Go's `yaml.Unmarshal` reads (upstream's
+/// configuration, rule files and file_sd): a file may go on with `---` and more. None if it
+/// holds none.
+fn first_document(text: &str) -> Option<serde_norway::Deserializer<'_>> {
+    serde_norway::Deserializer::from_str(text).next()
 }
 
 /// Walks `text` as serde_norway expands its aliases, counting the bytes of its scalars and
@@ -59,7 +70,8 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
 fn check_expansion(text: &str) -> Result<(), YamlError> {
     let limit = MAX_EXPANDED.saturating_add(text.len().saturating_mul(PER_BYTE));
     let left = Cell::new(limit);
-    match Weigh(&left).deserialize(serde_norway::Deserializer::from_str(text)) {
+    let Some(first) = first_document(text) else { return Ok(()) };
+    match Weigh(&left).deserialize(first) {
         Ok(()) => Ok(()),
         Err(_) if left.get() == 0 => Err(YamlError::ExcessiveAliasing(limit)),
         // The parser's own error, which the parse proper would give as well: the walk takes
@@ -235,6 +247,14 @@ fn skip_quoted(b: &[u8], start: usize, line: &mut usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As Go's `yaml.Unmarshal`, which upstream's configuration and rule files go through.
+    #[test]
+    fn only_the_first_document_is_read() {
+        let first: std::collections::BTreeMap<String, u32> = from_str("a: 1\n---\nb: [\n").unwrap();
+        assert_eq!(first, [("a".to_string(), 1)].into());
+        assert!(from_str::<std::collections::BTreeMap<String, u32>>("a: [\n---\nb: 2\n").is_err());
+    }
 
     /// An anchored megabyte named by thousands of aliases is refused before it is copied for
     /// each (red team: 2.6 GB, then the process aborted); a few aliases are fine.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::template;
-use crate::config::{yaml, Duration};
+use crate::config::{scalar, yaml, Duration};
 use crate::labels::NameValidation;
 use crate::promql::{parse_with, ParseOptions};
 
@@ -26,7 +26,7 @@ pub enum RuleFileError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::or_default")]
     pub groups: Vec<RuleGroup>,
 }
 
@@ -39,9 +39,9 @@ pub struct RuleGroup {
     #[serde(default)]
     pub limit: i64,
     pub query_offset: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::or_default")]
     pub rules: Vec<Rule>,
 }
 
@@ -55,9 +55,9 @@ pub struct Rule {
     #[serde(rename = "for")]
     pub for_: Option<Duration>,
     pub keep_firing_for: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar::map")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -274,6 +274,15 @@ mod tests {
         let annotation = legacy("{alert: A, expr: up, annotations: {'a-b': y}}").unwrap_err();
         assert!(annotation.contains("invalid annotation name: a-b"), "{annotation}");
         assert!(legacy("{record: 'a:b_c', expr: up, labels: {x: y}}").is_ok());
+    }
+
+    /// As Go's YAML leaves a field it reads null from empty, and reads any scalar as text.
+    #[test]
+    fn null_lists_and_maps_are_empty_and_scalar_labels_are_text() {
+        assert_eq!(check("groups:\n").unwrap().groups.len(), 0);
+        let file = check("groups:\n  - name: g\n    rules:\n  - name: h\n    labels:\n    rules:\n      - {alert: A, expr: up, labels: {code: 500}, annotations: null}\n").unwrap();
+        assert_eq!(file.rule_count(), 1);
+        assert_eq!(file.groups[1].rules[0].labels.get("code").map(String::as_str), Some("500"));
     }
 
     #[test]
