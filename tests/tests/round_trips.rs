@@ -228,7 +228,7 @@ fn wal_records_round_trip() {
         wal::encode_out_of_order_histograms(&mut log, &logged[..logged.len() / 2], compress);
         wal::encode_histogram_chunks(&mut log, [(hid, &histogram_snapshot)], compress);
         let mut records = Vec::new();
-        let scan = wal::scan_frames(&log, |r| records.push(r));
+        let scan = wal::scan_frames(&log[..], log.len(), |r| records.push(r)).unwrap();
         assert!(scan.damage.is_empty() && scan.valid_len == log.len());
 
         let (mut got_series, mut got_samples, mut got_deleted, mut got_chunks) = (vec![], vec![], vec![], vec![]);

@@ -233,24 +233,15 @@ struct Replayer<'a> {
 
 impl Replayer<'_> {
     /// Replays one file; returns its newest sample time, the length of its intact prefix, and
-    /// whether it ends in a torn frame.
-    ///
-    /// The file is mapped, not read: its pages are the page cache's, which the kernel takes
-    /// back under pressure, where a copy on the heap made a segment grown to 3 GiB (zeros after
-    /// a torn write, a wrong preallocation) a 2.5 GB peak at every start, an OOM kill in a
-    /// container each time.
+    /// whether it ends in a torn frame. The file is read through a window (a segment grown to
+    /// 3 GiB of zeros after a torn write took 2.5 GB at every start when read whole).
     fn file(&mut self, path: &Path) -> io::Result<(Option<i64>, usize, bool)> {
         let file = File::open(path).map_err(|e| naming(path, e))?;
-        // SAFETY: the data directory is locked against other instances, and nothing in this one
-        // writes a file while it is replayed (writing starts in a fresh segment after); the
-        // mapping is dropped before a torn tail is cut off.
-        let buf = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| naming(path, e))?;
-        // Pages behind the scan may go at once.
-        let _ = buf.advise(memmap2::Advice::Sequential);
+        let len = file.metadata().map_err(|e| naming(path, e))?.len() as usize;
         let mut newest = None;
-        let scan = scan_frames(&buf, |record| self.apply(record, &mut newest));
+        let scan = scan_frames(file, len, |record| self.apply(record, &mut newest)).map_err(|e| naming(path, e))?;
         self.stats.segments += 1;
-        self.stats.bytes += buf.len() as u64;
+        self.stats.bytes += len as u64;
         let torn = scan.damage.last().is_some_and(|d| d.at_end);
         self.stats.damage.extend(scan.damage.into_iter().map(|d| (path.to_path_buf(), d)));
         Ok((newest, scan.valid_len, torn))

@@ -38,9 +38,13 @@
 //!   exemplars the head kept, logged after the samples of their batch (and in checkpoints and
 //!   snapshots after their series).
 //!
-//! [`scan_frames`] never fails: it returns every intact record, and where it met damage it
-//! skips to the next frame that checks out, reporting what it skipped. A torn tail (the last
-//! frame cut short by a crash) is the common case and loses nothing that was acknowledged.
+//! [`scan_frames`] fails only if its file cannot be read: it returns every intact record, and
+//! where it met damage it skips to the next frame that checks out, reporting what it skipped. A
+//! torn tail (the last frame cut short by a crash) is the common case and loses nothing that
+//! was acknowledged. It reads through a window of [`WINDOW`] bytes, so a file of any size (a
+//! segment grown to gigabytes of zeros after a torn write) takes no more memory than that.
+
+use std::io::{self, Read};
 
 use crate::chunk::histogram::{decode_one, encode_one};
 use crate::chunk::XorState;
@@ -570,40 +574,98 @@ fn decode_body(kind: u8, body: &[u8]) -> Option<Record> {
 const RESYNC_BYTES_PER_BYTE: usize = 16;
 const MIN_RESYNC_BYTES: usize = 256 << 20;
 
-/// Hands every intact record of `buf` to `on_record`, in order, as it decodes them (a replay
-/// never holds a whole file's records at once), skipping over damage (see the module docs):
-/// each damaged stretch ends where the next whole frame checks out. Once the resync budget is
-/// spent, the rest of the file is skipped as damage that is not a torn tail (it may hold good
-/// frames, so it is never truncated).
-pub fn scan_frames(buf: &[u8], mut on_record: impl FnMut(Record)) -> Scan {
+/// Bytes of a file a scan holds at once: several frames of the largest size.
+const WINDOW: usize = 4 * (HEADER + MAX_PAYLOAD);
+
+/// A window over what a reader reads: the bytes from `base` on.
+struct Window<R> {
+    reader: R,
+    buf: Vec<u8>,
+    base: usize,
+    ended: bool,
+}
+
+impl<R: Read> Window<R> {
+    /// The bytes from `pos` on (not before the window's start): a whole frame's worth at least,
+    /// unless the input ends first; empty at its end.
+    fn from(&mut self, pos: usize) -> io::Result<&[u8]> {
+        let offset = pos - self.base;
+        if !self.ended && self.buf.len() < offset + HEADER + MAX_PAYLOAD {
+            let kept = offset.min(self.buf.len());
+            self.buf.drain(..kept);
+            self.base += kept;
+            while !self.ended && self.buf.len() < WINDOW {
+                let start = self.buf.len();
+                self.buf.resize(WINDOW, 0);
+                let read = loop {
+                    match self.reader.read(&mut self.buf[start..]) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        read => break read,
+                    }
+                };
+                self.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+                self.ended = read? == 0;
+            }
+        }
+        Ok(self.buf.get(pos - self.base..).unwrap_or_default())
+    }
+}
+
+/// Hands every intact record of the file `reader` reads (`len` bytes long, as its metadata
+/// says) to `on_record`, in order, as it decodes them (a replay never holds a whole file's
+/// records at once), skipping over damage (see the module docs): each damaged stretch ends
+/// where the next whole frame checks out. Once the resync budget is spent, the rest of the file
+/// is skipped as damage that is not a torn tail (it may hold good frames, so it is never
+/// truncated). Fails only if the file cannot be read.
+pub fn scan_frames(reader: impl Read, len: usize, mut on_record: impl FnMut(Record)) -> io::Result<Scan> {
+    let mut window = Window { reader, buf: Vec::new(), base: 0, ended: false };
     let mut scan = Scan::default();
     let mut pos = 0;
-    let mut resync_budget = buf.len().saturating_mul(RESYNC_BYTES_PER_BYTE).max(MIN_RESYNC_BYTES);
-    while pos < buf.len() {
-        if let Some((record, end)) = frame_at(buf, pos) {
+    let mut resync_budget = len.saturating_mul(RESYNC_BYTES_PER_BYTE).max(MIN_RESYNC_BYTES);
+    loop {
+        let here = window.from(pos)?;
+        if here.is_empty() {
+            break;
+        }
+        if let Some((record, end)) = frame_at(here, 0) {
             on_record(record);
-            scan.valid_len = end;
-            pos = end;
+            pos += end;
+            scan.valid_len = pos;
             continue;
         }
         // Damage: find the next offset where a whole frame checks out.
-        let (mut resume, mut gave_up) = (None, false);
-        for p in pos + 1..buf.len() {
-            let Some(left) = resync_budget.checked_sub(checked_len(buf, p)) else {
+        let (mut resume, mut gave_up, mut p) = (None, false, pos + 1);
+        loop {
+            let here = window.from(p)?;
+            if here.is_empty() {
+                break;
+            }
+            let Some(left) = resync_budget.checked_sub(checked_len(here, 0)) else {
                 gave_up = true;
                 break;
             };
             resync_budget = left;
-            if frame_at(buf, p).is_some() {
+            if frame_at(here, 0).is_some() {
                 resume = Some(p);
                 break;
             }
+            p += 1;
         }
-        let end = resume.unwrap_or(buf.len());
+        let end = match resume {
+            Some(p) => p,
+            // The rest of the file, read to its end.
+            None => {
+                let mut end = p;
+                while !window.from(end)?.is_empty() {
+                    end = window.base + window.buf.len();
+                }
+                end
+            }
+        };
         scan.damage.push(Damage { offset: pos, skipped: end - pos, at_end: resume.is_none() && !gave_up });
         pos = end;
     }
-    scan
+    Ok(scan)
 }
 
 #[cfg(test)]
@@ -614,7 +676,7 @@ mod tests {
     /// Every record of `buf`, and what the scan found.
     fn read_frames(buf: &[u8]) -> Frames {
         let mut records = Vec::new();
-        let scan = scan_frames(buf, |r| records.push(r));
+        let scan = scan_frames(buf, buf.len(), |r| records.push(r)).unwrap();
         Frames { records, damage: scan.damage, valid_len: scan.valid_len }
     }
 
@@ -703,6 +765,46 @@ mod tests {
             assert!(frames.damage[0].at_end);
             assert_eq!(frames.valid_len + frames.damage[0].skipped, cut);
         }
+    }
+
+    /// A reader that hands out at most 100,000 bytes a read, so that frames straddle them.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.0.len()).min(100_000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// A file several windows long, damaged in its second window and torn at its end, scans
+    /// as its records say, whatever sizes its reads come in.
+    #[test]
+    fn a_file_longer_than_the_window_is_scanned_through_it() {
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        while buf.len() < 3 * WINDOW {
+            let start = buf.len();
+            let samples: Vec<(u32, i64, f64)> = (0..50_000).map(|i| (i % 7, i as i64, i as f64)).collect();
+            encode_samples(&mut buf, &samples, false);
+            frames.push(start);
+        }
+        let damaged = *frames.iter().find(|&&f| f > WINDOW + WINDOW / 2).unwrap();
+        buf[damaged + HEADER + 100] ^= 0x01;
+        let whole = buf.len();
+        buf.truncate(whole - 3);
+        let mut records = 0;
+        let scan = scan_frames(Trickle(&buf), buf.len(), |_| records += 1).unwrap();
+        assert_eq!(records, frames.len() - 2, "all but the damaged and the torn one");
+        assert_eq!(scan.damage.len(), 2, "{:?}", scan.damage);
+        assert_eq!((scan.damage[0].offset, scan.damage[0].at_end), (damaged, false));
+        let next = frames[frames.iter().position(|&f| f == damaged).unwrap() + 1];
+        assert_eq!(scan.damage[0].skipped, next - damaged);
+        assert!(scan.damage[1].at_end);
+        assert_eq!(scan.valid_len, *frames.last().unwrap());
+        assert_eq!(scan.valid_len + scan.damage[1].skipped, buf.len());
     }
 
     #[test]
