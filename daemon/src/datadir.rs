@@ -34,12 +34,12 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            bail!(
-                "data directory {} is in use by another process (pid {}): {} is locked",
-                dir.display(),
-                holder.trim(),
-                path.display()
-            );
+            // A Pyrite holding the lock wrote its pid in it; another program may not have.
+            let pid = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            bail!("data directory {} is in use by another process{pid}: {} is locked", dir.display(), path.display());
         }
         Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
