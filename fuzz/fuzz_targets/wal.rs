@@ -97,6 +97,6 @@ fuzz_target!(|bytes: &[u8]| {
     let mut head = Head::new();
     head.set_exemplar_capacity(16);
     head.set_out_of_order_window(3_600_000);
-    scan_frames(&log, |record| replay(&mut head, record));
+    scan_frames(&log[..], log.len(), |record| replay(&mut head, record)).expect("a slice reads");
     head.select(&[], i64::MIN, i64::MAX, &Projection::All);
 });
