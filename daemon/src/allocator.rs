@@ -62,19 +62,24 @@ mod tests {
     }
 
     /// Memory a thread frees is given back by a purge from a thread that allocated nothing.
+    /// Tried three times: the process's other tests allocate beside it.
     #[test]
     fn a_purge_from_a_fresh_thread_gives_freed_memory_back() {
         const SIZE: usize = 256 << 20;
-        let full = std::thread::spawn(|| {
-            let touched = vec![1u8; SIZE];
-            let full = resident();
-            drop(std::hint::black_box(touched));
-            full
-        })
-        .join()
-        .unwrap();
-        std::thread::spawn(super::purge).join().unwrap();
-        let after = resident();
-        assert!(after + SIZE / 2 < full, "resident {full} with the buffer, {after} after the purge");
+        let attempt = || {
+            let full = std::thread::spawn(|| {
+                let touched = vec![1u8; SIZE];
+                let full = resident();
+                drop(std::hint::black_box(touched));
+                full
+            })
+            .join()
+            .unwrap();
+            std::thread::spawn(super::purge).join().unwrap();
+            (full, resident())
+        };
+        let tries: Vec<(usize, usize)> = (0..3).map(|_| attempt()).collect();
+        let given_back = |&(full, after): &(usize, usize)| after + SIZE / 2 < full;
+        assert!(tries.iter().any(given_back), "resident with the buffer, then after the purge: {tries:?}");
     }
 }

@@ -39,7 +39,7 @@ pub struct RuleGroup {
     #[serde(default)]
     pub limit: i64,
     pub query_offset: Option<Duration>,
-    #[serde(default, deserialize_with = "scalar::map")]
+    #[serde(default, deserialize_with = "scalar::or_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "scalar::or_default")]
     pub rules: Vec<Rule>,
@@ -55,9 +55,9 @@ pub struct Rule {
     #[serde(rename = "for")]
     pub for_: Option<Duration>,
     pub keep_firing_for: Option<Duration>,
-    #[serde(default, deserialize_with = "scalar::map")]
+    #[serde(default, deserialize_with = "scalar::or_default")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "scalar::map")]
+    #[serde(default, deserialize_with = "scalar::or_default")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -276,13 +276,12 @@ mod tests {
         assert!(legacy("{record: 'a:b_c', expr: up, labels: {x: y}}").is_ok());
     }
 
-    /// As Go's YAML leaves a field it reads null from empty, and reads any scalar as text.
+    /// As Go's YAML leaves a field it reads null from empty.
     #[test]
-    fn null_lists_and_maps_are_empty_and_scalar_labels_are_text() {
+    fn null_lists_and_maps_are_empty() {
         assert_eq!(check("groups:\n").unwrap().groups.len(), 0);
-        let file = check("groups:\n  - name: g\n    rules:\n  - name: h\n    labels:\n    rules:\n      - {alert: A, expr: up, labels: {code: 500}, annotations: null}\n").unwrap();
+        let file = check("groups:\n  - name: g\n    rules:\n  - name: h\n    labels:\n    rules:\n      - {alert: A, expr: up, labels: null, annotations: null}\n").unwrap();
         assert_eq!(file.rule_count(), 1);
-        assert_eq!(file.groups[1].rules[0].labels.get("code").map(String::as_str), Some("500"));
     }
 
     #[test]

@@ -169,8 +169,13 @@ impl Connections {
         }
         if let Some(mut kept) = self.kept.remove(route) {
             if !kept.sender.is_closed() && kept.sender.ready().await.is_ok() {
-                if let Ok(response) = kept.send(build()?).await {
-                    return Ok((response, kept));
+                match kept.send(build()?).await {
+                    Ok(response) => return Ok((response, kept)),
+                    // Answers came: the target's fault, not a connection closed while idle.
+                    Err(ScrapeError::Http(e)) if e.contains(TOO_MANY_INFORMATIONAL) => {
+                        return Err(ScrapeError::Http(e))
+                    }
+                    Err(_) => {}
                 }
             }
         }

@@ -44,7 +44,7 @@ fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
     }
     // A block is named by its ULID: one whose meta names another (a copy, an edit) would be
     // taken for that block by compactions, parents and deletions.
-    if dir.file_name().and_then(|n| n.to_str()).is_none_or(|name| !name.eq_ignore_ascii_case(&meta.ulid)) {
+    if dir.file_name().is_none_or(|name| *name != *meta.ulid) {
         return Err(err(format!("meta.json: ulid {:?} is not the block directory's name", meta.ulid)));
     }
     Ok(meta)
