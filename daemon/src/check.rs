@@ -1,7 +1,8 @@
 //! `pyrite check config|rules|web-config FILE...`: validate configuration, rule and web
 //! configuration files as `promtool check` does, printing its lines and exiting 1 if any file is
-//! invalid (3 if only lints failed it, under `--lint-fatal`). `check config` checks the rule files a configuration names too, as promtool does,
-//! since the server refuses to start on an invalid one.
+//! invalid (3 if only lints failed it, under `--lint-fatal`). `check config` checks the rule
+//! files a configuration names too, as promtool does, since the server refuses to start on an
+//! invalid one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -14,6 +14,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 /// Largest file read; far beyond any configuration or target list (250,000 targets in a file_sd
 /// JSON file take about 20 MiB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -37,6 +40,21 @@ pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
     Ok(bytes)
+}
+
+/// The certificates in PEM text.
+pub fn certificates_in(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// The certificates in the PEM file at `path`, as [`read_bytes`] reads it.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    certificates_in(&read_bytes(path).map_err(|e| e.to_string())?)
+}
+
+/// The private key in the PEM file at `path`, as [`read_bytes`] reads it.
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(&read_bytes(path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
 }
 
 /// The text of the regular file at `path`, as [`read_bytes`] reads it.

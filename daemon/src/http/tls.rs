@@ -54,13 +54,9 @@ fn key_and_origin(pem: &Pem, name: &str) -> (String, String) {
 /// Every certificate in `pem`, given under `name`.
 fn certificates(pem: &Pem, name: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let (key, origin) = key_and_origin(pem, name);
-    let certs: Result<Vec<_>, _> = match pem {
-        Pem::File(path) => crate::files::read_bytes(path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|e| e.to_string())),
-        Pem::Inline(text) => {
-            CertificateDer::pem_slice_iter(text.as_bytes()).collect::<Result<_, _>>().map_err(|e| e.to_string())
-        }
+    let certs = match pem {
+        Pem::File(path) => crate::files::read_certificates(path),
+        Pem::Inline(text) => crate::files::certificates_in(text.as_bytes()),
     };
     let certs = certs.map_err(|e| TlsError::new(&key, format!("unable to load {origin}: {e}")))?;
     if certs.is_empty() {
@@ -72,9 +68,7 @@ fn certificates(pem: &Pem, name: &str) -> Result<Vec<CertificateDer<'static>>, T
 fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
     let (key, origin) = key_and_origin(pem, "key");
     match pem {
-        Pem::File(path) => crate::files::read_bytes(path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string())),
+        Pem::File(path) => crate::files::read_private_key(path),
         Pem::Inline(text) => PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| e.to_string()),
     }
     .map_err(|e| TlsError::new(key, format!("unable to load {origin}: {e}")))

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use pyrite_core::config::TlsConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Where Linux distributions keep the bundle of trusted CAs, in the order Go looks.
@@ -50,13 +49,7 @@ static SYSTEM_ROOTS: std::sync::LazyLock<Result<Arc<RootCertStore>, String>> = s
 
 /// The CAs in the PEM file `file`.
 fn load_cas(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    pem_certificates(file).map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
-}
-
-/// The certificates in the PEM file `file`.
-fn pem_certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = crate::files::read_bytes(file).map_err(|e| e.to_string())?;
-    CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    crate::files::read_certificates(file).map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
 }
 
 /// The client configuration for `tls`; the error names the file and the problem.
@@ -82,11 +75,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = builder.with_root_certificates(roots);
     let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = pem_certificates(cert)
+            let chain = crate::files::read_certificates(cert)
                 .map_err(|e| format!("unable to load client certificate {}: {e}", cert.display()))?;
-            let key = crate::files::read_bytes(key)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
+            let key = crate::files::read_private_key(key)
                 .map_err(|e| format!("unable to load client key {}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("unusable client certificate: {e}"))?
         }
