@@ -230,14 +230,16 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `openssl req`'s arguments for a new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 /// A CA, a server certificate for localhost and 127.0.0.1, and a client certificate, in `dir`.
 fn certificates(dir: &std::path::Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     openssl(
         dir,
         &[
             &["req", "-x509"][..],
-            &ec,
+            &EC_KEY,
             &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=pyrite-test-ca"],
         ]
         .concat(),
@@ -248,7 +250,10 @@ fn certificates(dir: &std::path::Path) {
     for who in ["server", "client"] {
         let (key, csr, crt, ext) =
             (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"));
-        openssl(dir, &[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat());
+        openssl(
+            dir,
+            &[&["req"][..], &EC_KEY, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat(),
+        );
         openssl(
             dir,
             &[
@@ -272,8 +277,9 @@ fn certificates(dir: &std::path::Path) {
     }
 }
 
-/// An HTTPS exporter on loopback that wants a client certificate signed by the test CA.
-fn tls_exporter(dir: &std::path::Path) -> String {
+/// An HTTPS exporter on loopback serving `name`.crt: with `client_auth`, it wants a client
+/// certificate signed by the test CA.
+fn tls_exporter(dir: &std::path::Path, name: &str, client_auth: bool) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::io::{Read, Write};
@@ -283,10 +289,15 @@ fn tls_exporter(dir: &std::path::Path) -> String {
     for cert in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
-    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("server.crt")).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let verifier = match client_auth {
+        true => rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap(),
+        false => rustls::server::WebPkiClientVerifier::no_client_auth(),
+    };
+    let chain: Vec<_> =
+        CertificateDer::pem_file_iter(dir.join(format!("{name}.crt"))).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -322,8 +333,14 @@ fn tls_exporter(dir: &std::path::Path) -> String {
 fn https_targets_with_client_certificates() {
     let dir = pyrite_tests::TempDir::new("tls");
     certificates(&dir.0);
-    let exporter = tls_exporter(&dir.0);
+    let exporter = tls_exporter(&dir.0, "server", true);
     let port = exporter.rsplit_once(':').unwrap().1;
+    // Self-signed and marked as a CA, as `openssl req -x509` makes them: trusted as its own
+    // `ca_file`, as Go trusts it.
+    let subject_names = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+    let self_signed = ["-keyout", "self.key", "-out", "self.crt", "-days", "2", "-subj", "/CN=self", "-addext"];
+    openssl(&dir.0, &[&["req", "-x509"][..], &EC_KEY, &self_signed, &[subject_names]].concat());
+    let self_signed_exporter = tls_exporter(&dir.0, "self", false);
     let d = dir.0.display();
     let config = format!(
         r#"global:
@@ -349,6 +366,18 @@ scrape_configs:
     scheme: https
     tls_config: {{cert_file: {d}/client.crt, key_file: {d}/client.key}}
     static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: self_signed
+    scheme: https
+    tls_config: {{ca_file: {d}/self.crt}}
+    static_configs: [{{targets: ['{self_signed_exporter}']}}]
+  - job_name: self_signed_other_name
+    scheme: https
+    tls_config: {{ca_file: {d}/self.crt, server_name: example.com}}
+    static_configs: [{{targets: ['{self_signed_exporter}']}}]
+  - job_name: self_signed_untrusted
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.crt}}
+    static_configs: [{{targets: ['{self_signed_exporter}']}}]
 "#
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
@@ -357,13 +386,17 @@ scrape_configs:
     assert!(settled.is_some(), "{:?}", target_health(&p));
     let h = target_health(&p);
     let by_pool = |pool: &str| h.iter().find(|(p, _, _)| p == pool).cloned().unwrap();
-    for pool in ["mutual", "by_name", "insecure"] {
+    for pool in ["mutual", "by_name", "insecure", "self_signed"] {
         assert_eq!(by_pool(pool).1, "up", "{:?}", by_pool(pool));
     }
     assert_eq!(by_pool("no_client_cert").1, "down");
     let unknown = by_pool("unknown_ca");
     assert!(unknown.1 == "down" && unknown.2.contains("UnknownIssuer"), "{unknown:?}");
-    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(3));
+    let other_name = by_pool("self_signed_other_name");
+    assert!(other_name.1 == "down" && other_name.2.contains("not valid for name"), "{other_name:?}");
+    let untrusted = by_pool("self_signed_untrusted");
+    assert!(untrusted.1 == "down" && untrusted.2.contains("CaUsedAsEndEntity"), "{untrusted:?}");
+    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(4));
 }
 
 /// An exporter that answers OpenMetrics when asked for it (with a unit, `_created`, an
@@ -546,7 +579,7 @@ fn scrapes_go_through_an_http_proxy() {
     let exporter = guarded_exporter(&[""]);
     let dir = pyrite_tests::TempDir::new("proxy-tls");
     certificates(&dir.0);
-    let tls = tls_exporter(&dir.0);
+    let tls = tls_exporter(&dir.0, "server", true);
     let d = dir.0.display();
     let config = format!(
         r#"global:

@@ -7,15 +7,22 @@
 //! `SSL_CERT_FILE`, else the first bundle of [`SYSTEM_CA_FILES`] that exists. Where there is
 //! none (a `FROM scratch` image), the Mozilla roots compiled into the binary are trusted. They
 //! are read once, as Go reads them, and shared by every target.
+//!
+//! A certificate that is itself one of the `ca_file`'s is trusted as it is, as Go trusts it:
+//! `openssl req -x509` makes a self-signed certificate marked as a CA, and operators give it as
+//! its own target's `ca_file`. webpki refuses a CA as a server's certificate
+//! ([`TrustedAsIs`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyrite_core::config::TlsConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 /// Where Linux distributions keep the bundle of trusted CAs, in the order Go looks.
 const SYSTEM_CA_FILES: [&str; 6] = [
@@ -58,21 +65,14 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let roots = match &tls.ca_file {
+    let builder = match &tls.ca_file {
         Some(ca_file) => {
-            let mut roots = RootCertStore::empty();
-            let (_, rejected) = roots.add_parsable_certificates(load_cas(ca_file)?);
-            if roots.is_empty() {
-                return Err(format!(
-                    "unable to use CA file {}: no usable certificate ({rejected} rejected)",
-                    ca_file.display()
-                ));
-            }
-            Arc::new(roots)
+            let verifier = TrustedAsIs::new(load_cas(ca_file)?, provider.clone())
+                .map_err(|e| format!("unable to use CA file {}: {e}", ca_file.display()))?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
-        None => SYSTEM_ROOTS.clone()?,
+        None => builder.with_root_certificates(SYSTEM_ROOTS.clone()?),
     };
-    let builder = builder.with_root_certificates(roots);
     let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             let chain = crate::files::read_certificates(cert)
@@ -96,6 +96,78 @@ pub fn server_name(tls: &TlsConfig, address: &str) -> Result<ServerName<'static>
         None => address.rsplit_once(':').map_or(address, |(h, _)| h).trim_start_matches('[').trim_end_matches(']'),
     };
     ServerName::try_from(host.to_string()).map_err(|e| format!("invalid server name {host:?}: {e}"))
+}
+
+/// The `ca_file`'s CAs as webpki checks them, and the certificate that is itself one of them
+/// trusted as it is, as Go's `x509.Verify` trusts it (a chain of the root alone).
+///
+/// webpki checks a certificate's validity dates before it looks at its basic constraints: a
+/// refusal for a CA used as a server's certificate means the dates were good. What is left to
+/// check is the name. (Go would also refuse such a certificate whose extended key usages leave out
+/// server authentication; webpki's check of them comes later, so here it is not made.)
+#[derive(Debug)]
+struct TrustedAsIs {
+    webpki: Arc<WebPkiServerVerifier>,
+    cas: Vec<CertificateDer<'static>>,
+}
+
+impl TrustedAsIs {
+    /// The verifier trusting `cas`; an error when none of them can be used.
+    fn new(cas: Vec<CertificateDer<'static>>, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        let (_, rejected) = roots.add_parsable_certificates(cas.iter().cloned());
+        if roots.is_empty() {
+            return Err(format!("no usable certificate ({rejected} rejected)"));
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TrustedAsIs { webpki, cas })
+    }
+}
+
+impl ServerCertVerifier for TrustedAsIs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(refusal))))
+                if matches!(refusal.downcast_ref(), Some(webpki::Error::CaUsedAsEndEntity))
+                    && self.cas.iter().any(|ca| ca.as_ref() == end_entity.as_ref()) =>
+            {
+                rustls::client::verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// `insecure_skip_verify`: any certificate is accepted (signatures still checked for form).
@@ -134,5 +206,68 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    /// Self-signed, marked as a CA (as `openssl req -x509` makes them), for `localhost` and
+    /// 127.0.0.1, valid from 2026-12-07 09:52:57 to 2126-11-13 09:52:57 UTC.
+    const SELF_SIGNED: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBpDCCAUmgAwIBAgIUWSkR8GFES/hCM5FC7ELUiavsHUowCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNc2VsZi1zaWduZWQtYTAgFw0yNjEyMDcwOTUyNTdaGA8yMTI2
+MTExMzA5NTI1N1owGDEWMBQGA1UEAwwNc2VsZi1zaWduZWQtYTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABIzV95d85GeNPI1iHxz2HZX9woK2XdceCa6+AHhreqHh
+7nl51whQs4O8MragMsAXeYH0qMRdy/sIdQHpTQB2yBSjbzBtMB0GA1UdDgQWBBRU
+kknjVjS5ybkKfV6bKnKsO1HKTjAfBgNVHSMEGDAWgBRUkknjVjS5ybkKfV6bKnKs
+O1HKTjAPBgNVHRMBAf8EBTADAQH/MBoGA1UdEQQTMBGCCWxvY2FsaG9zdIcEfwAA
+ATAKBggqhkjOPQQDAgNJADBGAiEA7u4dBFUbQz3E3KtfwQ/lPg3NiVTIZAHo3m6a
+wya1wYUCIQDzV4wUBSoSj5xmb3OG/CXUrw1dupbe4pP5vB2EuZrRWA==
+-----END CERTIFICATE-----
+";
+
+    /// Another like it (`self-signed-b`), not trusted below.
+    const OTHER_SELF_SIGNED: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBozCCAUmgAwIBAgIUS1u2IW0nj1HpOW3dcTQoTKcmCykwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNc2VsZi1zaWduZWQtYjAgFw0yNjEyMDcwOTUyNTdaGA8yMTI2
+MTExMzA5NTI1N1owGDEWMBQGA1UEAwwNc2VsZi1zaWduZWQtYjBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABFHrd9fj84EPA7ShhazoMwyaK0qlmnIPnOyHJagn5z/P
+QjY0g5j3AZKgB1UmVh7TxLaBO2Z73BlnSB4j3mFoai+jbzBtMB0GA1UdDgQWBBQl
++efzpHT768fl6Cas+ojTIoRmLzAfBgNVHSMEGDAWgBQl+efzpHT768fl6Cas+ojT
+IoRmLzAPBgNVHRMBAf8EBTADAQH/MBoGA1UdEQQTMBGCCWxvY2FsaG9zdIcEfwAA
+ATAKBggqhkjOPQQDAgNIADBFAiAEHORFjLgovRDqXgCJ5NtqcTmXRvIPB0wOCWz1
+o3A9/gIhAJ0J+bErc34VFpX+i9dY15MVyubA6QTZF4NGYpfPUHwq
+-----END CERTIFICATE-----
+";
+
+    fn certificate(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    /// Verifies `pem` for `name` at `unix_seconds`, trusting [`SELF_SIGNED`] only.
+    fn verify(pem: &str, name: &str, unix_seconds: u64) -> Result<ServerCertVerified, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = TrustedAsIs::new(vec![certificate(SELF_SIGNED)], provider).unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_seconds));
+        verifier.verify_server_cert(&certificate(pem), &[], &name, &[], now)
+    }
+
+    #[test]
+    fn a_trusted_ca_is_taken_as_its_own_servers_certificate_while_valid_for_the_name() {
+        let (issued, not_after) = (1_796_637_177, 4_950_237_177);
+        for name in ["localhost", "127.0.0.1"] {
+            assert!(verify(SELF_SIGNED, name, issued + 60).is_ok(), "{name}");
+        }
+        let refusal = |pem, name, at| verify(pem, name, at).unwrap_err().to_string();
+        assert!(refusal(SELF_SIGNED, "example.com", issued + 60).contains("not valid for name"));
+        assert!(refusal(SELF_SIGNED, "localhost", not_after + 60).contains("expired"));
+        assert!(refusal(SELF_SIGNED, "localhost", issued - 60).contains("not valid yet"));
+        assert!(refusal(OTHER_SELF_SIGNED, "localhost", issued + 60).contains("CaUsedAsEndEntity"));
     }
 }
