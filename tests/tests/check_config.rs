@@ -154,3 +154,20 @@ fn remote_write_entries_are_checked_as_promtool_checks_them() {
         ours.2
     );
 }
+
+#[test]
+fn static_targets_are_checked_as_promtool_checks_them() {
+    let dir = TempDir::new("check-targets");
+    let run = |targets: &str| {
+        let text = format!("scrape_configs: [{{job_name: a, static_configs: [{{targets: {targets}}}]}}]\n");
+        std::fs::write(dir.0.join("prometheus.yml"), text).unwrap();
+        (check(&bin("pyrite"), &dir.0), check(Path::new("promtool"), &dir.0))
+    };
+    // A port may be left out (the scheme's is taken); one that is no port fails the scrape.
+    let (ours, theirs) = run("[localhost, '[::1]', 'h:99999', 'h:9100']");
+    assert_eq!((ours.0, theirs.0), (Some(0), Some(0)), "{ours:?}\n{theirs:?}");
+    let (ours, theirs) = run("['http://h:1/metrics']");
+    assert_eq!((ours.0, theirs.0), (Some(1), Some(1)), "{ours:?}\n{theirs:?}");
+    let message = "\"http://h:1/metrics\" is not a valid hostname";
+    assert!(ours.2.contains(message) && theirs.2.contains(message), "{ours:?}\n{theirs:?}");
+}

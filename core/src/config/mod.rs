@@ -738,7 +738,7 @@ impl Discovery {
         for (j, st) in self.static_configs.iter().enumerate() {
             let here = at(&format!("static_configs[{j}]"));
             for t in &st.targets {
-                validate_target(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
+                check_target_address(t).map_err(|m| invalid(format!("{here}.targets"), m))?;
             }
             check_label_names(&st.labels, NameValidation::Utf8, &format!("{here}.labels"), invalid)?;
         }
@@ -814,16 +814,14 @@ fn check_label_names(
     }
 }
 
-/// A static target is `host:port` (an IPv6 host in brackets), with no scheme or path.
-fn validate_target(t: &str) -> Result<(), String> {
-    if t.contains('/') {
-        return Err(format!("{t:?} is not a valid hostname: it must be host:port, without scheme or path"));
+/// A target's address is a host, with a port or not (`host:port`, `[v6]:port`), as upstream's
+/// `CheckTargetAddress` takes it: anything but a scheme or path. A port left out is the
+/// scheme's; one that is no port fails the scrape.
+pub fn check_target_address(address: &str) -> Result<(), String> {
+    match address.contains('/') {
+        true => Err(format!("{address:?} is not a valid hostname")),
+        false => Ok(()),
     }
-    let (host, port) = t.rsplit_once(':').ok_or_else(|| format!("target {t:?} has no port"))?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("target {t:?} must be host:port with a port number"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

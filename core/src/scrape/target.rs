@@ -163,6 +163,27 @@ fn discovered_labels(sc: &ScrapeConfig, address: &str, group_labels: &BTreeMap<S
     Labels::from_pairs(labels)
 }
 
+/// A relabeled target's interval and timeout, refused in upstream's words where either is no
+/// duration or zero, or the timeout is the longer.
+fn scrape_interval_and_timeout(labels: &Labels) -> Result<(Duration, Duration), String> {
+    let duration = |name: &str, what: &str| {
+        let text = labels.get(name);
+        match Duration::parse(text) {
+            Ok(d) if d.millis() == 0 => Err(format!("scrape {what} cannot be 0")),
+            Ok(d) => Ok((d, text)),
+            Err(e) => Err(format!("error parsing scrape {what}: {e}")),
+        }
+    };
+    let (interval, interval_text) = duration("__scrape_interval__", "interval")?;
+    let (timeout, timeout_text) = duration("__scrape_timeout__", "timeout")?;
+    if timeout > interval {
+        return Err(format!(
+            "scrape timeout cannot be greater than scrape interval ({timeout_text:?} > {interval_text:?})"
+        ));
+    }
+    Ok((interval, timeout))
+}
+
 /// Relabels a discovered target and builds what its scrape loop needs.
 fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
     let Some(labels) = relabel(&sc.relabel_configs, &discovered) else {
@@ -172,13 +193,12 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
     if address.is_empty() {
         return Resolution::Invalid(format!("{discovered}: no address"));
     }
-    let duration = |name: &str| {
-        Duration::parse(labels.get(name)).map_err(|e| format!("{discovered}: {name} {:?}: {e}", labels.get(name)))
-    };
-    let (interval, timeout) = match (duration("__scrape_interval__"), duration("__scrape_timeout__")) {
-        (Ok(i), Ok(t)) if i.millis() > 0 && t <= i => (i, t),
-        (Ok(_), Ok(_)) => return Resolution::Invalid(format!("{discovered}: scrape timeout greater than interval")),
-        (Err(e), _) | (_, Err(e)) => return Resolution::Invalid(e),
+    if let Err(e) = crate::config::check_target_address(&address) {
+        return Resolution::Invalid(format!("{discovered}: {e}"));
+    }
+    let (interval, timeout) = match scrape_interval_and_timeout(&labels) {
+        Ok(both) => both,
+        Err(e) => return Resolution::Invalid(format!("{discovered}: {e}")),
     };
     let histograms = match histogram_options(sc, &labels) {
         Ok(options) => options,
@@ -207,10 +227,15 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
     if labels.get("instance").is_empty() {
         kept.push(("instance".into(), address.clone()));
     }
+    // As Go's URL: a path is joined to the host with a slash.
+    let metrics_path = match labels.get("__metrics_path__") {
+        path if path.starts_with('/') => path.to_string(),
+        path => format!("/{path}"),
+    };
     Resolution::Active(Box::new(Target {
         address,
         scheme,
-        metrics_path: labels.get("__metrics_path__").to_string(),
+        metrics_path,
         params,
         interval,
         timeout,
@@ -360,6 +385,39 @@ mod tests {
         assert_eq!(s.active[0].interval, Duration::from_secs(5));
         assert_eq!(s.active[1].interval, Duration::from_secs(60));
         assert_eq!(s.invalid.len(), 1, "{:?}", s.invalid);
+    }
+
+    #[test]
+    fn discovered_targets_upstream_refuses_are_refused_and_paths_get_their_slash() {
+        let config =
+            Config::parse("scrape_configs:\n  - job_name: f\n    static_configs: [{targets: [localhost]}]\n", "p")
+                .unwrap();
+        let group = |address: &str, label: &str, value: &str| crate::discovery::TargetGroup {
+            targets: vec![address.into()],
+            labels: BTreeMap::from([(label.to_string(), value.to_string())]),
+            source: String::new(),
+        };
+        let groups = vec![
+            group("a:1", "__scrape_timeout__", "0s"),
+            group("b:1", "__scrape_interval__", "0s"),
+            group("c:1", "__scrape_timeout__", "2m"),
+            group("http://d:1/x", "env", "prod"),
+            group("e:1", "__metrics_path__", "probe"),
+            group("f:1", "__metrics_path__", ""),
+        ];
+        let s = targets_from_config(&config, &BTreeMap::from([("f".to_string(), groups)]));
+        let urls: Vec<String> = s.active.iter().map(Target::url).collect();
+        assert_eq!(urls, ["http://localhost/metrics", "http://e:1/probe", "http://f:1/"]);
+        let reasons: Vec<&str> = s.invalid.iter().map(|r| r.rsplit_once("}: ").unwrap().1).collect();
+        assert_eq!(
+            reasons,
+            [
+                "scrape timeout cannot be 0",
+                "scrape interval cannot be 0",
+                "scrape timeout cannot be greater than scrape interval (\"2m\" > \"1m\")",
+                "\"http://d:1/x\" is not a valid hostname",
+            ]
+        );
     }
 
     #[test]

@@ -89,11 +89,15 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The name the server's certificate must carry: `server_name`, or the target's host.
+/// The name the server's certificate must carry: `server_name`, or the host of the target's
+/// address (`host`, `host:port`, `[v6]`, `[v6]:port`).
 pub fn server_name(tls: &TlsConfig, address: &str) -> Result<ServerName<'static>, String> {
     let host = match &tls.server_name {
         Some(name) => name.as_str(),
-        None => address.rsplit_once(':').map_or(address, |(h, _)| h).trim_start_matches('[').trim_end_matches(']'),
+        None => match address.strip_prefix('[') {
+            Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(host, _)| host),
+            None => address.split_once(':').map_or(address, |(host, _)| host),
+        },
     };
     ServerName::try_from(host.to_string()).map_err(|e| format!("invalid server name {host:?}: {e}"))
 }
@@ -256,6 +260,16 @@ o3A9/gIhAJ0J+bErc34VFpX+i9dY15MVyubA6QTZF4NGYpfPUHwq
         let name = ServerName::try_from(name.to_string()).unwrap();
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_seconds));
         verifier.verify_server_cert(&certificate(pem), &[], &name, &[], now)
+    }
+
+    #[test]
+    fn the_name_to_verify_is_the_addresss_host() {
+        let name = |address| server_name(&TlsConfig::default(), address).unwrap().to_str().into_owned();
+        for (address, host) in
+            [("h:1", "h"), ("h", "h"), ("[::1]:9", "::1"), ("[::1]", "::1"), ("10.0.0.1", "10.0.0.1")]
+        {
+            assert_eq!(name(address), host, "{address}");
+        }
     }
 
     #[test]
