@@ -206,6 +206,12 @@ scrape_configs:
     follow_redirects: false
     authorization: {{credentials: s3cret}}
     static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: legacy_bearer
+    bearer_token_file: {dir}/token
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: legacy_inline_bearer
+    bearer_token: s3cret
+    static_configs: [{{targets: ['{exporter}']}}]
 "#,
         dir = dir.0.display()
     );
@@ -214,14 +220,19 @@ scrape_configs:
         eventually(Duration::from_secs(10), || target_health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
     assert!(settled.is_some(), "{:?}", target_health(&p));
     let h = target_health(&p);
-    assert_eq!(h[0], ("basic".into(), "up".into(), String::new()));
-    assert_eq!(h[1], ("bearer".into(), "up".into(), String::new()), "token read from its file, redirect followed");
-    assert_eq!(h[2].1, "down");
-    assert!(h[2].2.contains("follow_redirects"), "{h:?}");
-    assert_eq!(h[3], ("wrong".into(), "down".into(), "server returned HTTP status 401 Unauthorized".into()));
+    let of =
+        |pool: &str| h.iter().find(|(p, _, _)| p == pool).map(|(_, health, error)| (health.as_str(), error.as_str()));
+    assert_eq!(of("basic"), Some(("up", "")));
+    assert_eq!(of("bearer"), Some(("up", "")), "token read from its file, redirect followed");
+    assert!(of("no_redirects").is_some_and(|(health, error)| health == "down" && error.contains("follow_redirects")));
+    assert_eq!(of("wrong"), Some(("down", "server returned HTTP status 401 Unauthorized")));
+    // The keys `authorization` replaced, still read by upstream 3.x.
+    assert_eq!(of("legacy_bearer"), Some(("up", "")), "{h:?}");
+    assert_eq!(of("legacy_inline_bearer"), Some(("up", "")), "{h:?}");
     // The secrets do not show in the configuration the API serves.
     let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("password: <secret>") && !shown.contains("nope"), "{shown}");
+    assert!(!shown.contains("credentials: s3cret") && shown.contains("type: Bearer"), "{shown}");
 }
 
 /// Runs openssl; panics with its output on failure.

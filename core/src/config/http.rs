@@ -310,9 +310,35 @@ mod tests {
         assert_eq!(c.basic_auth.unwrap().password_file, Some("/etc/pyrite/pw".into()));
         let e = |text: &str| HttpClientConfig::parse(text, "h.yml").unwrap_err().to_string();
         assert_eq!(
-            e("bearer_token: x\n"),
-            "h.yml: bearer_token: key is valid in Prometheus but not supported by Pyrite yet"
+            e("http_headers: {}\n"),
+            "h.yml: http_headers: key is valid in Prometheus but not supported by Pyrite yet"
         );
+        // The keys `authorization` replaced, as upstream 3.x still reads them.
+        let bearer = |text| HttpClientConfig::parse(text, "/etc/h.yml").unwrap().authorization.unwrap();
+        let token = bearer("bearer_token: t0k\n");
+        assert_eq!((token.kind, token.credentials.as_deref(), token.credentials_file), (None, Some("t0k"), None));
+        assert_eq!(bearer("bearer_token_file: token\n").credentials_file, Some("/etc/token".into()));
+        assert_eq!(
+            HttpClientConfig::parse("bearer_token: ''\n", "h.yml").unwrap().authorization,
+            None,
+            "empty is none"
+        );
+        for (text, message) in [
+            (
+                "bearer_token: a\nbearer_token_file: b\n",
+                "bearer_token: at most one of bearer_token & bearer_token_file",
+            ),
+            (
+                "bearer_token: a\nbasic_auth: {username: u}\n",
+                "bearer_token: at most one of basic_auth, oauth2, bearer_token",
+            ),
+            (
+                "bearer_token_file: a\nauthorization: {credentials: c}\n",
+                "authorization: authorization is not compatible",
+            ),
+        ] {
+            assert!(e(text).starts_with(&format!("h.yml: {message}")), "{text}: {}", e(text));
+        }
         assert_eq!(e("tls_config:\n  ca_fil: x\n"), "h.yml: tls_config.ca_fil: unknown key");
         let text = "oauth2:\n  client_id: c\n  client_secret_file: secret\n  token_url: https://idp/token\n  tls_config: {ca_file: idp.crt}\n";
         let o = HttpClientConfig::parse(text, "/etc/pyrite/http.yml").unwrap().oauth2.unwrap();

@@ -20,6 +20,7 @@ mod web;
 pub mod yaml;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -439,6 +440,11 @@ struct RawScrapeConfig {
 struct RawHttpClient {
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
+    /// The keys `authorization` replaced, still read by upstream 3.x: a token, or a file
+    /// holding one, sent as `Bearer`.
+    #[serde(default, deserialize_with = "scalar::optional")]
+    bearer_token: Option<String>,
+    bearer_token_file: Option<PathBuf>,
     oauth2: Option<OAuth2>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
@@ -448,6 +454,29 @@ struct RawHttpClient {
 }
 
 impl RawHttpClient {
+    /// The `authorization` section, or the one `bearer_token` or `bearer_token_file` stand for,
+    /// as upstream reads them (an empty one is none); an error names the key in upstream's words.
+    fn bearer_authorization(&self) -> Result<Option<Authorization>, (&'static str, &'static str)> {
+        let token = self.bearer_token.clone().filter(|t| !t.is_empty());
+        let file = self.bearer_token_file.clone().filter(|f| !f.as_os_str().is_empty());
+        if token.is_none() && file.is_none() {
+            return Ok(self.authorization.clone());
+        }
+        if token.is_some() && file.is_some() {
+            return Err(("bearer_token", "at most one of bearer_token & bearer_token_file must be configured"));
+        }
+        if self.basic_auth.is_some() || self.oauth2.is_some() {
+            return Err((
+                "bearer_token",
+                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
+            ));
+        }
+        if self.authorization.is_some() {
+            return Err(("authorization", "authorization is not compatible with bearer_token & bearer_token_file"));
+        }
+        Ok(Some(Authorization { kind: None, credentials: token, credentials_file: file }))
+    }
+
     /// Checked, with upstream's defaults and file paths made relative to `dir`.
     fn build(
         self,
@@ -455,10 +484,11 @@ impl RawHttpClient {
         at: &dyn Fn(&str) -> String,
         invalid: Invalid,
     ) -> Result<HttpClientConfig, ConfigError> {
+        let authorization = self.bearer_authorization().map_err(|(key, message)| invalid(at(key), message.into()))?;
         let mut http = HttpClientConfig {
             tls: self.tls_config,
             basic_auth: self.basic_auth,
-            authorization: self.authorization,
+            authorization,
             oauth2: self.oauth2,
             proxy_url: self.proxy_url,
             follow_redirects: self.follow_redirects.unwrap_or(true),
