@@ -1,14 +1,15 @@
 //! `pyrite check config|rules|web-config FILE...`: validate configuration, rule and web
 //! configuration files as `promtool check` does, printing its lines and exiting 1 if any file is
-//! invalid (3 if only lints failed it, under `--lint-fatal`). `check config` checks the rule
-//! files a configuration names too, as promtool does, since the server refuses to start on an
-//! invalid one.
+//! invalid (3 if only lints failed it, under `--lint-fatal`). `check config` checks the files a
+//! configuration names too, as promtool does: rule files, since the server refuses to start on an
+//! invalid one, credentials and certificates, and discovery files with the targets they hold.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pyrite_core::config::Config;
+use pyrite_core::discovery::TargetGroup;
 use pyrite_core::labels::NameValidation;
 use pyrite_core::promql::ParseOptions;
 use pyrite_core::rules::RuleFile;
@@ -66,12 +67,6 @@ impl RuleLint {
     }
 }
 
-impl Default for RuleLint {
-    fn default() -> Self {
-        RuleLint { duplicate_rules: true, fatal: false }
-    }
-}
-
 /// Checks each file with `check` (text, name → the success line, or what the failure makes of
 /// the check and its report); prints promtool's report and returns the worst verdict.
 fn check_files(files: &[PathBuf], mut check: impl FnMut(&str, &str) -> Result<String, (Verdict, String)>) -> Verdict {
@@ -94,30 +89,103 @@ fn check_files(files: &[PathBuf], mut check: impl FnMut(&str, &str) -> Result<St
     worst
 }
 
-/// As `promtool check config`: each file, then the rule files its `rule_files` name (resolved
-/// against the file's directory), each as `check rules` checks it with its default lint. With
-/// `agent`, as `promtool check config --agent`: fields agent mode refuses fail the file.
-pub fn config_files(files: &[PathBuf], agent: bool) -> Verdict {
+/// How `check config` checks, as promtool's flags say.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigCheck {
+    /// `--agent`: fields agent mode refuses fail the file.
+    pub agent: bool,
+    /// `--syntax-only`: the file alone, not the files it names.
+    pub syntax_only: bool,
+    /// `--lint`, `--lint-fatal`: the lints of the rule files it names.
+    pub lint: RuleLint,
+}
+
+/// As `promtool check config`: each file; then, unless `syntax_only`, the files it names (see
+/// [`named_files`]) and the rule files its `rule_files` name (resolved against the file's
+/// directory), each as `check rules` checks it with `lint`.
+pub fn config_files(files: &[PathBuf], options: ConfigCheck) -> Verdict {
     let invalid = |e: String| (Verdict::Invalid, format!("  FAILED: {e}"));
     let mut worst = Verdict::Valid;
     for file in files {
         let mut rules = Vec::new();
         worst = worst.max(check_files(std::slice::from_ref(file), |text, name| {
             let config = Config::parse(text, name).map_err(|e| invalid(e.to_string()))?;
-            if agent {
+            if options.agent {
                 config.check_agent(name).map_err(|e| invalid(e.to_string()))?;
             }
+            let jobs = config.scrape_configs.len();
+            let syntax = format!(" SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)");
+            if options.syntax_only {
+                return Ok(syntax);
+            }
             rules = named_rule_files(&config.rule_files).map_err(invalid)?;
+            let warnings = named_files(&config).map_err(invalid)?;
             let found = match rules.len() {
                 0 => String::new(),
                 n => format!("  SUCCESS: {n} rule files found\n"),
             };
-            let jobs = config.scrape_configs.len();
-            Ok(format!("{found} SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)"))
+            Ok(format!("{warnings}{found}{syntax}"))
         }));
-        worst = worst.max(rule_files(&rules, RuleLint::default()));
+        worst = worst.max(rule_files(&rules, options.lint));
     }
     worst
+}
+
+/// The other files a configuration names, checked as promtool checks them: each scrape
+/// config's credentials and client certificate files exist; the `file_sd_configs` files of
+/// scrape configs and Alertmanagers read as discovery reads them; and every static and file
+/// target survives its scrape config's relabeling. A file pattern matching nothing is a
+/// warning, returned as the lines to print.
+fn named_files(config: &Config) -> Result<String, String> {
+    let exists = |what: &str, file: Option<&PathBuf>| match file.map(std::fs::metadata) {
+        Some(Err(e)) => Err(format!("error checking {what} {:?}: {e}", file.unwrap_or(&PathBuf::new()).display())),
+        _ => Ok(()),
+    };
+    let mut warnings = String::new();
+    let mut discovered = BTreeMap::new();
+    for sc in &config.scrape_configs {
+        let credentials = sc.http.authorization.as_ref().and_then(|a| a.credentials_file.as_ref());
+        exists("authorization credentials or bearer token file", credentials)?;
+        exists("client cert file", sc.http.tls.cert_file.as_ref())?;
+        exists("client key file", sc.http.tls.key_file.as_ref())?;
+        let whose = format!("scrape job {:?}", sc.job_name);
+        let groups = file_sd_groups(sc.file_sd_configs.iter().flat_map(|f| &f.files), &whose, &mut warnings)?;
+        discovered.insert(sc.job_name.clone(), groups);
+    }
+    for am in &config.alerting.alertmanagers {
+        file_sd_groups(
+            am.discovery.file_sd_configs.iter().flat_map(|f| &f.files),
+            "alertmanager config",
+            &mut warnings,
+        )?;
+    }
+    match pyrite_core::scrape::targets_from_config(config, &discovered).invalid.into_iter().next() {
+        Some(target) => Err(target),
+        None => Ok(warnings),
+    }
+}
+
+/// The target groups of the files `patterns` match; a pattern matching none adds a warning
+/// naming `whose` patterns they are.
+fn file_sd_groups<'a>(
+    patterns: impl Iterator<Item = &'a String>,
+    whose: &str,
+    warnings: &mut String,
+) -> Result<Vec<TargetGroup>, String> {
+    let mut groups = Vec::new();
+    for pattern in patterns {
+        let files: Vec<PathBuf> =
+            crate::files::expand_glob(pattern).into_iter().filter(|f| f.symlink_metadata().is_ok()).collect();
+        if files.is_empty() {
+            warnings.push_str(&format!("  WARNING: file {pattern:?} for file_sd in {whose} does not exist\n"));
+        }
+        for file in files {
+            let found = crate::discovery::read_file(&file, &file.display().to_string())
+                .map_err(|e| format!("checking SD file {pattern:?}: {e}"))?;
+            groups.extend(found);
+        }
+    }
+    Ok(groups)
 }
 
 /// The rule files `patterns` name now, as promtool finds them: a pattern without `*` names a

@@ -85,6 +85,16 @@ pub enum CheckCommand {
         /// Check for agent mode: `rule_files`, `alerting` and `remote_read` are refused.
         #[arg(long)]
         agent: bool,
+        /// Check the files' syntax only, not the rule, credential, certificate and discovery
+        /// files they name.
+        #[arg(long)]
+        syntax_only: bool,
+        /// Lints of the rule files named, comma-separated: all, duplicate-rules, none.
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Makes lint findings exit with 3.
+        #[arg(long)]
+        lint_fatal: bool,
     },
     /// Validates rule files: exit 0 if all are valid, 1 otherwise, naming the file, the group,
     /// the rule and the problem.

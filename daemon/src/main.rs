@@ -99,7 +99,10 @@ fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) 
         Some(Command::Query(q)) => client::run(q),
         Some(Command::Check(check)) => {
             return match check {
-                cli::CheckCommand::Config { files, agent } => check::config_files(&files, agent),
+                cli::CheckCommand::Config { files, agent, syntax_only, lint, lint_fatal } => {
+                    let lint = check::RuleLint::parse(&lint, lint_fatal);
+                    check::config_files(&files, check::ConfigCheck { agent, syntax_only, lint })
+                }
                 cli::CheckCommand::Rules { files, lint, lint_fatal } => {
                     check::rule_files(&files, check::RuleLint::parse(&lint, lint_fatal))
                 }

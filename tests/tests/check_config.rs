@@ -171,3 +171,52 @@ fn static_targets_are_checked_as_promtool_checks_them() {
     let message = "\"http://h:1/metrics\" is not a valid hostname";
     assert!(ours.2.contains(message) && theirs.2.contains(message), "{ours:?}\n{theirs:?}");
 }
+
+#[test]
+fn named_files_lints_and_syntax_only_are_checked_as_promtool_checks_them() {
+    let dir = TempDir::new("check-named-files");
+    std::fs::create_dir_all(dir.0.join("rules")).unwrap();
+    let duplicated = "groups:\n  - name: g\n    rules:\n      - {record: a, expr: up}\n      - {record: a, expr: up}\n";
+    std::fs::write(dir.0.join("rules/dup.yml"), duplicated).unwrap();
+    std::fs::write(dir.0.join("good_sd.yml"), "- targets: ['b:1']\n").unwrap();
+    std::fs::write(dir.0.join("zero_timeout_sd.yml"), "- targets: ['a:1']\n  labels: {__scrape_timeout__: 0s}\n")
+        .unwrap();
+    std::fs::write(dir.0.join("broken_sd.yml"), "not: [yaml\n").unwrap();
+    let job = |keys: &str| format!("scrape_configs: [{{job_name: a, {keys}}}]\n");
+    let cases: Vec<(String, &[&str], i32, &str)> = vec![
+        // Lints of the rule files named: printed, fatal only under --lint-fatal.
+        ("rule_files: [rules/dup.yml]\n".into(), &[], 0, "lint error 1 duplicate rule(s) found."),
+        ("rule_files: [rules/dup.yml]\n".into(), &["--lint-fatal"], 3, "lint error 1 duplicate rule(s) found."),
+        ("rule_files: [rules/dup.yml]\n".into(), &["--lint=none", "--lint-fatal"], 0, ""),
+        // --syntax-only looks at no file the configuration names.
+        ("rule_files: [rules/missing.yml]\n".into(), &["--syntax-only"], 0, ""),
+        (job("bearer_token_file: /nonexistent/token"), &["--syntax-only"], 0, ""),
+        // Files named must exist; discovery files must parse and their targets survive relabeling.
+        (job("bearer_token_file: /nonexistent/token"), &[], 1, "error checking authorization credentials or bearer token file \"/nonexistent/token\""),
+        (job("authorization: {credentials_file: /nonexistent/c}"), &[], 1, "error checking authorization credentials"),
+        (job("tls_config: {cert_file: /nonexistent/c, key_file: /nonexistent/k}"), &[], 1, "error checking client cert file \"/nonexistent/c\""),
+        (job("file_sd_configs: [{files: [good_sd.yml, 'nowhere/*.yml']}]"), &[], 0, "  WARNING: file \"nowhere/*.yml\" for file_sd in scrape job \"a\" does not exist"),
+        (job("file_sd_configs: [{files: [zero_timeout_sd.yml]}]"), &[], 1, "scrape timeout cannot be 0"),
+        (job("file_sd_configs: [{files: [broken_sd.yml]}]"), &[], 1, "checking SD file \"broken_sd.yml\""),
+        (job("relabel_configs: [{target_label: __scrape_interval__, replacement: 0s}], static_configs: [{targets: ['x:1']}]"), &[], 1, "scrape interval cannot be 0"),
+        ("alerting: {alertmanagers: [{file_sd_configs: [{files: ['am*.yml']}]}]}\n".into(), &[], 0, "  WARNING: file \"am*.yml\" for file_sd in alertmanager config does not exist"),
+    ];
+    for (config, flags, code, said) in cases {
+        std::fs::write(dir.0.join("prometheus.yml"), &config).unwrap();
+        let run = |program: &Path| {
+            let out = Command::new(program)
+                .args(["check", "config"])
+                .args(flags)
+                .arg("prometheus.yml")
+                .current_dir(&dir.0)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), text)
+        };
+        let (ours, theirs) = (run(&bin("pyrite")), run(Path::new("promtool")));
+        let case = format!("{config}{flags:?}\npyrite: {ours:?}\npromtool: {theirs:?}");
+        assert_eq!((ours.0, theirs.0), (Some(code), Some(code)), "{case}");
+        assert!(ours.1.contains(said) && theirs.1.contains(said), "{case}");
+    }
+}

@@ -163,7 +163,8 @@ fn read_files(patterns: &[String], last: &[TargetGroup]) -> (Vec<TargetGroup>, V
 
 /// The groups of one file (`name`), each with `__meta_filepath`; none if it does not exist
 /// (a dangling symlink exists: it fails, as it does upstream, and keeps its last groups).
-fn read_file(file: &Path, name: &str) -> Result<Vec<TargetGroup>, String> {
+/// `pyrite check config` reads them the same way.
+pub fn read_file(file: &Path, name: &str) -> Result<Vec<TargetGroup>, String> {
     let text = match crate::files::read_text(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.symlink_metadata().is_err() => return Ok(Vec::new()),
