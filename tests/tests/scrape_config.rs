@@ -155,7 +155,7 @@ fn target_health(p: &Pyrite) -> Vec<(String, String, String)> {
 }
 
 /// A loopback exporter that wants `Authorization: <expected>`, and redirects `/old` to
-/// `/metrics`.
+/// `/metrics`. Its series `guarded_ok` says what `Accept-Encoding` the scrape asked for.
 fn guarded_exporter(expected: &'static [&'static str]) -> String {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -168,7 +168,7 @@ fn guarded_exporter(expected: &'static [&'static str]) -> String {
             let answer = if path == "/old" {
                 "HTTP/1.1 302 Found\r\nLocation: /metrics\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
             } else if expected.contains(&authorization.as_str()) {
-                let body = "guarded_ok 1\n";
+                let body = format!("guarded_ok{{accept_encoding={:?}}} 1\n", header(&headers, "accept-encoding"));
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
             } else {
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
@@ -212,6 +212,10 @@ scrape_configs:
   - job_name: legacy_inline_bearer
     bearer_token: s3cret
     static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: uncompressed
+    enable_compression: false
+    bearer_token: s3cret
+    static_configs: [{{targets: ['{exporter}']}}]
 "#,
         dir = dir.0.display()
     );
@@ -229,6 +233,11 @@ scrape_configs:
     // The keys `authorization` replaced, still read by upstream 3.x.
     assert_eq!(of("legacy_bearer"), Some(("up", "")), "{h:?}");
     assert_eq!(of("legacy_inline_bearer"), Some(("up", "")), "{h:?}");
+    // `enable_compression: false` asks for a plain body, as upstream.
+    for (job, encoding) in [("basic", "gzip"), ("uncompressed", "identity")] {
+        let asked = p.query(&format!("guarded_ok{{job=\"{job}\"}}"), None);
+        assert_eq!(asked[0]["metric"]["accept_encoding"], encoding, "{job}: {asked}");
+    }
     // The secrets do not show in the configuration the API serves.
     let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("password: <secret>") && !shown.contains("nope"), "{shown}");

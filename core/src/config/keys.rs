@@ -59,6 +59,7 @@ const SCRAPE: Section = Section {
         "honor_labels",
         "honor_timestamps",
         "track_timestamps_staleness",
+        "enable_compression",
         "params",
         "relabel_configs",
         "metric_relabel_configs",
@@ -92,7 +93,6 @@ const SCRAPE: Section = Section {
         "metric_name_escaping_scheme",
     ],
     upstream_only: &[
-        "enable_compression",
         "keep_dropped_targets",
         "scrape_failure_log_file",
         "extra_scrape_metrics",

@@ -213,6 +213,8 @@ pub struct ScrapeConfig {
     pub honor_timestamps: bool,
     /// Series exposed with their own timestamps get staleness markers too when they vanish.
     pub track_timestamps_staleness: bool,
+    /// Ask for gzip bodies (`Accept-Encoding: gzip`), else for plain ones (`identity`).
+    pub enable_compression: bool,
     /// URL query parameters of every scrape.
     pub params: BTreeMap<String, Vec<String>>,
     pub relabel_configs: Vec<Rule>,
@@ -413,6 +415,7 @@ struct RawScrapeConfig {
     honor_timestamps: Option<bool>,
     #[serde(default)]
     track_timestamps_staleness: bool,
+    enable_compression: Option<bool>,
     #[serde(default)]
     params: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -691,6 +694,7 @@ impl RawConfig {
                 honor_labels: sc.honor_labels,
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
                 track_timestamps_staleness: sc.track_timestamps_staleness,
+                enable_compression: sc.enable_compression.unwrap_or(true),
                 params: sc.params,
                 relabel_configs: build_rules(sc.relabel_configs, names.validation, "relabel_configs", &at, &invalid)?,
                 metric_relabel_configs: build_rules(

@@ -64,6 +64,7 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         ("scrape_timeout", sc.scrape_timeout.to_string().into()),
         ("metrics_path", sc.metrics_path.as_str().into()),
         ("scheme", sc.scheme.as_str().into()),
+        ("enable_compression", sc.enable_compression.into()),
     ]);
     let Value::Mapping(m) = &mut out else { return out };
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));

@@ -36,6 +36,8 @@ pub struct Target {
     pub limits: ScrapeLimits,
     /// The `Accept` header of its scrapes, from `scrape_protocols`.
     pub accept: String,
+    /// The `Accept-Encoding` header of its scrapes, from `enable_compression`.
+    pub accept_encoding: &'static str,
     /// How to read an answer whose `Content-Type` names no format (`fallback_scrape_protocol`).
     pub fallback_format: Option<Format>,
     /// How its histograms are taken, and their limits.
@@ -244,6 +246,7 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         track_timestamps_staleness: sc.track_timestamps_staleness,
         limits: sc.limits,
         accept: accept_header(&sc.scrape_protocols, sc.names.escaping),
+        accept_encoding: if sc.enable_compression { "gzip" } else { "identity" },
         fallback_format: sc.fallback_scrape_protocol.map(|p| p.format()),
         histograms,
         histogram_limits: HistogramLimits::new(sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor),

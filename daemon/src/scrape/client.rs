@@ -1,8 +1,8 @@
 //! The scrape HTTP client: hyper 1.x over the shard's monoio runtime.
 //!
 //! One GET per scrape, over the target's kept connection (`connection.rs`; TLS for `https`),
-//! with upstream's headers (`Accept`
-//! from `scrape_protocols`, `Accept-Encoding: gzip`, `X-Prometheus-Scrape-Timeout-Seconds`,
+//! with upstream's headers (`Accept` from `scrape_protocols`, `Accept-Encoding: gzip`, or
+//! `identity` under `enable_compression: false`, `X-Prometheus-Scrape-Timeout-Seconds`,
 //! `Authorization`), redirects followed, the whole exchange bounded by the scrape timeout and
 //! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
 //! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
@@ -89,6 +89,8 @@ struct Ask {
     http: HttpClientConfig,
     /// The `Accept` header, from the config's `scrape_protocols`.
     accept: String,
+    /// The `Accept-Encoding` header, from the config's `enable_compression`.
+    accept_encoding: &'static str,
     /// The format of an answer whose `Content-Type` names none (`fallback_scrape_protocol`).
     fallback: Option<Format>,
     /// `http://` or `https://`: where a redirect may lead.
@@ -113,6 +115,7 @@ impl ScrapeClient {
         let ask = Ask {
             http: target.http.clone(),
             accept: target.accept.clone(),
+            accept_encoding: target.accept_encoding,
             fallback: target.fallback_format,
             scheme_prefix: format!("{}://", target.scheme),
             tls,
@@ -230,7 +233,7 @@ impl Ask {
             let mut request = hyper::Request::get(target.as_str())
                 .header(header::HOST, address)
                 .header(header::ACCEPT, &self.accept)
-                .header(header::ACCEPT_ENCODING, "gzip")
+                .header(header::ACCEPT_ENCODING, self.accept_encoding)
                 .header(header::USER_AGENT, &self.user_agent)
                 .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()));
             if let Some(value) = authorization {
