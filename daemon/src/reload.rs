@@ -83,8 +83,8 @@ impl Reloader {
         for pool in set.active.iter().map(|t| &t.scrape_pool) {
             jobs.entry(pool.clone()).or_default().0 += 1;
         }
-        for pool in set.dropped.iter().map(|t| &t.scrape_pool) {
-            jobs.entry(pool.clone()).or_default().1 += 1;
+        for (pool, dropped) in &set.dropped_counts {
+            jobs.entry(pool.clone()).or_default().1 += *dropped as i64;
         }
         let applied = self.scrape.apply(set);
         let took = started.elapsed().as_secs_f64();

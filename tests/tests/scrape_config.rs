@@ -114,6 +114,31 @@ fn relabeling_and_limits_match_prometheus_on_a_node_exporter() {
     assert_eq!(pyrite.query("up{job=\"limited\"}", None)[0]["value"][1], "0");
 }
 
+#[test]
+fn keep_dropped_targets_bounds_the_dropped_targets_kept_not_their_count() {
+    let config = r#"global:
+  keep_dropped_targets: 2
+scrape_configs:
+  - job_name: few
+    relabel_configs: [{source_labels: [__address__], regex: 'drop.*', action: drop}]
+    static_configs: [{targets: ['drop-a:1', 'drop-b:1', 'drop-c:1', 'drop-d:1']}]
+  - job_name: all
+    keep_dropped_targets: 0
+    relabel_configs: [{source_labels: [__address__], regex: 'drop.*', action: drop}]
+    static_configs: [{targets: ['drop-e:1', 'drop-f:1', 'drop-g:1']}]
+"#;
+    let p = Pyrite::start(PyriteOpts { config: Some(config.into()), ..PyriteOpts::default() });
+    let t = targets(&p.url);
+    let kept: Vec<&str> = t["droppedTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["discoveredLabels"]["__address__"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["drop-a:1", "drop-b:1", "drop-e:1", "drop-f:1", "drop-g:1"], "{t}");
+    assert_eq!(t["droppedTargetCounts"], serde_json::json!({"all": 3, "few": 4}), "{t}");
+}
+
 /// The request line and header lines (with their line ends) of a request on `stream`.
 fn request_head(stream: &std::net::TcpStream) -> (String, Vec<String>) {
     use std::io::{BufRead, BufReader};

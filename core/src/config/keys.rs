@@ -39,6 +39,7 @@ const GLOBAL: Section = Section {
         "label_name_length_limit",
         "label_value_length_limit",
         "target_limit",
+        "keep_dropped_targets",
         "scrape_protocols",
         "scrape_native_histograms",
         "always_scrape_classic_histograms",
@@ -46,7 +47,7 @@ const GLOBAL: Section = Section {
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
     ],
-    upstream_only: &["query_log_file", "scrape_failure_log_file", "keep_dropped_targets", "extra_scrape_metrics"],
+    upstream_only: &["query_log_file", "scrape_failure_log_file", "extra_scrape_metrics"],
 };
 
 const SCRAPE: Section = Section {
@@ -82,6 +83,7 @@ const SCRAPE: Section = Section {
         "label_name_length_limit",
         "label_value_length_limit",
         "target_limit",
+        "keep_dropped_targets",
         "scrape_protocols",
         "fallback_scrape_protocol",
         "scrape_native_histograms",
@@ -93,7 +95,6 @@ const SCRAPE: Section = Section {
         "metric_name_escaping_scheme",
     ],
     upstream_only: &[
-        "keep_dropped_targets",
         "scrape_failure_log_file",
         "extra_scrape_metrics",
         // HTTP client options

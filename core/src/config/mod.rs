@@ -197,6 +197,9 @@ pub struct ScrapeLimits {
     pub label_value_length_limit: u64,
     /// More targets (after relabeling) than this fails every target of the config.
     pub target_limit: u64,
+    /// At most this many of the targets relabeling dropped are kept for `/api/v1/targets`
+    /// (all are counted).
+    pub keep_dropped_targets: u64,
     /// A larger (uncompressed) body fails the scrape.
     pub body_size_limit: ByteSize,
 }
@@ -385,6 +388,7 @@ struct RawLimits {
     label_name_length_limit: Option<u64>,
     label_value_length_limit: Option<u64>,
     target_limit: Option<u64>,
+    keep_dropped_targets: Option<u64>,
     body_size_limit: Option<ByteSize>,
 }
 
@@ -397,6 +401,7 @@ impl RawLimits {
             label_name_length_limit: self.label_name_length_limit.unwrap_or(base.label_name_length_limit),
             label_value_length_limit: self.label_value_length_limit.unwrap_or(base.label_value_length_limit),
             target_limit: self.target_limit.unwrap_or(base.target_limit),
+            keep_dropped_targets: self.keep_dropped_targets.unwrap_or(base.keep_dropped_targets),
             body_size_limit: self.body_size_limit.unwrap_or(base.body_size_limit),
         }
     }

@@ -21,7 +21,7 @@ fn labels(l: &Labels) -> Value {
 }
 
 /// The limit keys and their values, in upstream's order.
-fn limits(l: &ScrapeLimits) -> [(&'static str, Value); 6] {
+fn limits(l: &ScrapeLimits) -> [(&'static str, Value); 7] {
     [
         ("body_size_limit", l.body_size_limit.to_string().into()),
         ("sample_limit", l.sample_limit.into()),
@@ -29,6 +29,7 @@ fn limits(l: &ScrapeLimits) -> [(&'static str, Value); 6] {
         ("label_name_length_limit", l.label_name_length_limit.into()),
         ("label_value_length_limit", l.label_value_length_limit.into()),
         ("target_limit", l.target_limit.into()),
+        ("keep_dropped_targets", l.keep_dropped_targets.into()),
     ]
 }
 

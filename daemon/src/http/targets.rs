@@ -58,19 +58,14 @@ pub async fn targets(State(s): State<ApiState>, params: Params) -> Result<Respon
     if matches!(state.as_str(), "" | "any" | "dropped") {
         let dropped = s.ctx.scrape.dropped();
         let shown: Vec<Value> = dropped
+            .kept
             .iter()
             .filter(|d| pool.is_none_or(|p| d.scrape_pool == p))
             .map(|d| json!({ "discoveredLabels": &d.discovered, "scrapePool": d.scrape_pool }))
             .collect();
         data.insert("droppedTargets".into(), Value::Array(shown));
-        let config = s.ctx.config.current();
         // Every pool's, whatever `scrapePool` asks, as upstream counts them.
-        let mut counts: BTreeMap<&str, u64> =
-            config.scrape_configs.iter().map(|sc| (sc.job_name.as_str(), 0)).collect();
-        for d in dropped.iter() {
-            counts.entry(d.scrape_pool.as_str()).and_modify(|n| *n += 1);
-        }
-        data.insert("droppedTargetCounts".into(), json!(counts));
+        data.insert("droppedTargetCounts".into(), json!(dropped.counts));
     }
     Ok(success_json(Value::Object(data)))
 }

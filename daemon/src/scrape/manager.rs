@@ -5,7 +5,7 @@
 //! one starts on the shard with the fewest targets (targets stay balanced and never move); a
 //! removed one is told to stop, and marks its series stale as it goes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyrite_core::scrape::{DroppedTarget, MetricMetadata, Target, TargetSet};
@@ -76,7 +76,7 @@ impl ActiveTarget {
 pub struct ScrapeManager {
     sink: ScrapeSink,
     active: Mutex<Vec<Arc<ActiveTarget>>>,
-    dropped: Mutex<Arc<[DroppedTarget]>>,
+    dropped: Mutex<Arc<Dropped>>,
 }
 
 /// What an [`ScrapeManager::apply`] did, for the log.
@@ -85,6 +85,14 @@ pub struct Applied {
     pub kept: usize,
     pub started: usize,
     pub stopped: usize,
+}
+
+/// The targets relabeling dropped: those kept (`keep_dropped_targets`), and how many each
+/// scrape pool dropped.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    pub kept: Vec<DroppedTarget>,
+    pub counts: BTreeMap<String, u64>,
 }
 
 impl ScrapeManager {
@@ -98,8 +106,9 @@ impl ScrapeManager {
         lock(&self.active).clone()
     }
 
-    /// The targets relabeling dropped, with their discovered labels.
-    pub fn dropped(&self) -> Arc<[DroppedTarget]> {
+    /// The targets relabeling dropped that are kept, with their discovered labels, and how
+    /// many each pool dropped.
+    pub fn dropped(&self) -> Arc<Dropped> {
         lock(&self.dropped).clone()
     }
 
@@ -110,7 +119,7 @@ impl ScrapeManager {
         for reason in &set.invalid {
             tracing::warn!(%reason, "target skipped");
         }
-        *lock(&self.dropped) = set.dropped.into();
+        *lock(&self.dropped) = Arc::new(Dropped { kept: set.dropped, counts: set.dropped_counts });
         let targets = set.active;
         let mut active = lock(&self.active);
         let mut previous: Vec<Option<Arc<ActiveTarget>>> = active.drain(..).map(Some).collect();
