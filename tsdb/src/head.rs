@@ -444,6 +444,12 @@ impl Head {
         &self.store
     }
 
+    /// Tries files again for sealed chunks, if they fell back to memory
+    /// ([`ChunkStore::retry_files`]).
+    pub fn retry_chunk_files(&mut self) {
+        self.store.retry_files();
+    }
+
     /// Samples before `t` are in blocks from now on (it never moves back).
     pub fn set_min_valid(&mut self, t: i64) {
         self.min_valid = self.min_valid.max(t);

@@ -376,6 +376,7 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             tracing::warn!(shard = index, error = %e, "retention could not delete old data")
         }
     }
+    storage.borrow_mut().head.retry_chunk_files();
     let s = storage.borrow();
     if let Some(e) = &s.head.store().last_error {
         tracing::warn!(shard = index, error = e.as_str(), "sealed head chunks are kept in anonymous memory");

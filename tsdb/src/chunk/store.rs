@@ -7,7 +7,8 @@
 //! snapshot rebuild every chunk after a restart, so a store starts by deleting whatever its
 //! directory holds. Each segment is allocated in full with `posix_fallocate` before it is
 //! mapped, so a full disk shows up as an error at allocation (and the store falls back to
-//! anonymous memory) rather than as a SIGBUS when a page is first written. A store without a
+//! anonymous memory, trying files again at each housekeeping pass) rather than as a SIGBUS when
+//! a page is first written. A store without a
 //! directory (tests, tools) uses anonymous memory throughout.
 //!
 //! A chunk is stored as `[length u16 LE][bytes]` and named by a [`ChunkRef`]: segment number
@@ -137,22 +138,42 @@ impl ChunkStore {
         self.dir.as_ref().map(|d| d.join(format!("{n:08}")))
     }
 
+    /// A new segment to write to: a mapped file, or memory when there is no directory or the
+    /// file cannot be made ([`ChunkStore::last_error`] says why).
     fn new_segment(&mut self) -> u32 {
+        let backing = match self.segment_path(self.next).map(|p| self.map(&p)) {
+            Some(Some(map)) => Backing::Mapped(map),
+            Some(None) | None => Backing::Memory(vec![0; SEGMENT_BYTES]),
+        };
+        self.add_segment(backing)
+    }
+
+    fn add_segment(&mut self, backing: Backing) -> u32 {
         let n = self.next;
         self.next += 1;
-        let backing = match self.segment_path(n).map(|p| map_segment(&p)) {
-            Some(Ok(map)) => {
-                self.last_error = None;
-                Backing::Mapped(map)
-            }
-            Some(Err(e)) => {
-                self.last_error = Some(format!("cannot map a head chunk segment, using memory: {e}"));
-                Backing::Memory(vec![0; SEGMENT_BYTES])
-            }
-            None => Backing::Memory(vec![0; SEGMENT_BYTES]),
-        };
         self.segments.insert(n, Segment { backing, used: 0, max_t: i64::MIN });
         n
+    }
+
+    /// Maps a new segment file at `path`, keeping in [`ChunkStore::last_error`] why it could
+    /// not be made.
+    fn map(&mut self, path: &Path) -> Option<MmapMut> {
+        let mapped = map_segment(path);
+        self.last_error = mapped.as_ref().err().map(|e| format!("cannot map a head chunk segment, using memory: {e}"));
+        mapped.ok()
+    }
+
+    /// When the segment being written fell back to memory, tries a file again (the disk may
+    /// have room now): chunks then go to the new file, and the memory segment goes when its
+    /// chunks do. Without it, a store written slowly stayed in memory for the days its memory
+    /// segment took to fill.
+    pub fn retry_files(&mut self) {
+        let in_memory = self.segments.last_key_value().is_some_and(|(_, s)| matches!(s.backing, Backing::Memory(_)));
+        if let Some(path) = self.segment_path(self.next).filter(|_| in_memory) {
+            if let Some(map) = self.map(&path) {
+                self.add_segment(Backing::Mapped(map));
+            }
+        }
     }
 
     /// Stores a chunk whose newest sample is at `max_t`.
@@ -263,6 +284,30 @@ mod tests {
         assert_eq!(held, mapped, "every segment is a mapped file");
         let files = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(files, held, "released segments' files are deleted, leftovers cleared");
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_that_fell_back_to_memory_takes_files_again_once_it_can() {
+        let dir = std::env::temp_dir().join(format!("pyrite-store-retry-{}", std::process::id()));
+        let mut store = ChunkStore::mapped(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let early = store.push(b"early", 1);
+        assert_eq!(store.segments(), (1, 0), "no directory: memory");
+        store.retry_files();
+        assert_eq!(store.segments(), (1, 0), "still no directory");
+        assert!(store.last_error.as_deref().is_some_and(|e| e.contains("No such file")), "{:?}", store.last_error);
+        std::fs::create_dir_all(&dir).unwrap();
+        store.retry_files();
+        assert_eq!((store.segments(), store.last_error.as_deref()), ((2, 1), None));
+        let late = store.push(b"late", 2);
+        assert_eq!((store.get(early), store.get(late)), (&b"early"[..], &b"late"[..]));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "written to a file");
+        store.release_before(2);
+        assert_eq!(store.segments(), (1, 1), "the memory segment goes with its chunks");
+        store.retry_files();
+        assert_eq!(store.segments(), (1, 1), "a store on files stays as it is");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
