@@ -126,7 +126,8 @@ pub fn config_files(files: &[PathBuf], options: ConfigCheck) -> Verdict {
             };
             Ok(format!("{warnings}{found}{syntax}"))
         }));
-        worst = worst.max(rule_files(&rules, options.lint));
+        // promtool prints each error of these with `Println("    ", error)`.
+        worst = worst.max(check_rule_files(&rules, options.lint, "     "));
     }
     worst
 }
@@ -205,12 +206,18 @@ fn named_rule_files(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
 /// As `promtool check rules`: each file's names judged by `utf8`, as promtool does whatever a
 /// server's configuration says, then `lint`.
 pub fn rule_files(files: &[PathBuf], lint: RuleLint) -> Verdict {
+    check_rule_files(files, lint, "")
+}
+
+/// [`rule_files`], each error report starting with `error_prefix`.
+fn check_rule_files(files: &[PathBuf], lint: RuleLint, error_prefix: &str) -> Verdict {
     check_files(files, |text, name| {
         let rules = RuleFile::parse(text, name, ParseOptions::default(), NameValidation::Utf8)
-            .map_err(|e| (Verdict::Invalid, format!("  FAILED:\n{e}")))?;
+            .map_err(|e| (Verdict::Invalid, format!("  FAILED:\n{error_prefix}{e}")))?;
         let duplicates = if lint.duplicate_rules { rules.duplicates() } else { Vec::new() };
         if !duplicates.is_empty() {
-            return Err((lint.verdict(), format!("  FAILED:\nlint error {}", duplicates_report(&duplicates))));
+            let report = duplicates_report(&duplicates);
+            return Err((lint.verdict(), format!("  FAILED:\n{error_prefix}lint error {report}")));
         }
         Ok(format!("  SUCCESS: {} rules found", rules.rule_count()))
     })

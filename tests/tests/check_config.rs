@@ -61,7 +61,7 @@ fn check_config_checks_the_rule_files_it_names_as_promtool_does() {
     let (code, stdout, stderr) = compare("['rules/*.yml']");
     assert_eq!(code, Some(1));
     assert!(stdout.contains("Checking rules/broken.bad.yml\n"), "{stdout}");
-    assert!(stderr.contains("  FAILED:\nrules/broken.bad.yml: group \"g\", rule 1, \"job:up:sum\""), "{stderr}");
+    assert!(stderr.contains("  FAILED:\n     rules/broken.bad.yml: group \"g\", rule 1, \"job:up:sum\""), "{stderr}");
 
     // A rule file named outright must exist, with promtool's message.
     let (code, _, stderr) = compare("[rules/good.yml, rules/missing.yml]");
@@ -185,8 +185,8 @@ fn named_files_lints_and_syntax_only_are_checked_as_promtool_checks_them() {
     let job = |keys: &str| format!("scrape_configs: [{{job_name: a, {keys}}}]\n");
     let cases: Vec<(String, &[&str], i32, &str)> = vec![
         // Lints of the rule files named: printed, fatal only under --lint-fatal.
-        ("rule_files: [rules/dup.yml]\n".into(), &[], 0, "lint error 1 duplicate rule(s) found."),
-        ("rule_files: [rules/dup.yml]\n".into(), &["--lint-fatal"], 3, "lint error 1 duplicate rule(s) found."),
+        ("rule_files: [rules/dup.yml]\n".into(), &[], 0, "  FAILED:\n     lint error 1 duplicate rule(s) found."),
+        ("rule_files: [rules/dup.yml]\n".into(), &["--lint-fatal"], 3, "  FAILED:\n     lint error 1 duplicate rule(s) found."),
         ("rule_files: [rules/dup.yml]\n".into(), &["--lint=none", "--lint-fatal"], 0, ""),
         // --syntax-only looks at no file the configuration names.
         ("rule_files: [rules/missing.yml]\n".into(), &["--syntax-only"], 0, ""),
