@@ -26,6 +26,7 @@ mod notifier;
 mod panic;
 mod probe;
 mod query;
+mod query_log;
 mod reload;
 mod remote_write;
 mod rules;

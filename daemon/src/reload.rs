@@ -45,6 +45,7 @@ impl Reloader {
     /// start-up).
     pub fn apply_initial(&self) -> Result<(), String> {
         let config = self.config.current();
+        crate::query_log::configure(config.global.query_log_file.as_deref())?;
         self.remote_write.apply(&config)?;
         self.apply_targets(&config);
         self.apply_rules(&config, &self.config.take_initial_rules())?;
@@ -114,6 +115,11 @@ impl Reloader {
                 return Err(format!("{e:#}"));
             }
         };
+        if let Err(e) = crate::query_log::configure(config.global.query_log_file.as_deref()) {
+            live.record(&self.metrics, false);
+            tracing::error!(error = %e, "query log refused; the previous configuration stays in force");
+            return Err(e);
+        }
         if let Err(e) = self.apply_rules(&config, &rules) {
             live.record(&self.metrics, false);
             tracing::error!(error = %e, "rules refused; the previous configuration stays in force");

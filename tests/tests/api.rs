@@ -289,3 +289,90 @@ fn answers_are_compressed_as_the_client_accepts_them_as_upstream() {
     let (encoding, body) = get_encoded(&p, "/federate?match[]=none", "gzip");
     assert_eq!((encoding.as_str(), body.len()), ("", 0));
 }
+
+/// The query log's lines of `file`, parsed; those of rule groups or of the API only.
+fn logged(file: &std::path::Path, of_rules: bool) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"));
+    lines.filter(|l| l.get("ruleGroup").is_some() == of_rules).collect()
+}
+
+/// The keys of a logged line, nested ones as `outer.inner`, without the ones Pyrite leaves out.
+fn keys(line: &serde_json::Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (key, value) in line.as_object().unwrap() {
+        match value.as_object() {
+            Some(inner) if key != "stats" => keys.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+            _ => keys.push(key.clone()),
+        }
+    }
+    keys.retain(|k| k != "spanID");
+    keys
+}
+
+#[test]
+fn queries_are_logged_to_the_query_log_file_as_upstream_logs_them() {
+    let dir = pyrite_tests::TempDir::new("query-log");
+    std::fs::write(
+        dir.0.join("rules.yml"),
+        "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - {record: x, expr: vector(1)}\n",
+    )
+    .unwrap();
+    let config = |log: &str| {
+        format!(
+            "global:\n  query_log_file: {}\nrule_files: [{}]\n",
+            dir.0.join(log).display(),
+            dir.0.join("rules.yml").display()
+        )
+    };
+    let upstream = pyrite_tests::Upstream::start_configured(&config("upstream.log"), &[]);
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config("pyrite.log")),
+        extra_args: vec!["--web.enable-lifecycle".into()],
+        ..Default::default()
+    });
+    for base in [&p.url, &upstream.url] {
+        for path in [
+            "/api/v1/query?query=up",
+            "/api/v1/query_range?query=up&start=1&end=100&step=10",
+            "/api/v1/query?query=sum(",
+        ] {
+            pyrite_tests::http_get(&format!("{base}{path}")).unwrap();
+        }
+    }
+    let (ours, theirs) = (dir.0.join("pyrite.log"), dir.0.join("upstream.log"));
+    let both_ruled = pyrite_tests::eventually(std::time::Duration::from_secs(10), || {
+        (!logged(&ours, true).is_empty() && !logged(&theirs, true).is_empty()).then_some(())
+    });
+    assert!(both_ruled.is_some(), "rule evaluations logged");
+    // The same lines: the two queries that ran (not the one that did not parse), and the rule's.
+    let (api, upstream_api) = (logged(&ours, false), logged(&theirs, false));
+    assert_eq!(api.len(), 2, "{api:?}");
+    assert_eq!(api.iter().map(keys).collect::<Vec<_>>(), upstream_api.iter().map(keys).collect::<Vec<_>>());
+    for (line, upstream_line) in api.iter().zip(&upstream_api) {
+        assert_eq!(line["httpRequest"], upstream_line["httpRequest"]);
+        assert_eq!(line["params"]["query"], upstream_line["params"]["query"]);
+        assert_eq!(line["params"]["step"], upstream_line["params"]["step"]);
+    }
+    assert_eq!(
+        api[1]["params"],
+        json!({"query": "up", "start": "1970-01-01T00:00:01.000Z", "end": "1970-01-01T00:01:40.000Z", "step": 10})
+    );
+    let (rule, upstream_rule) = (&logged(&ours, true)[0], &logged(&theirs, true)[0]);
+    assert_eq!(keys(rule), keys(upstream_rule));
+    assert_eq!(rule["ruleGroup"]["name"], "g");
+    assert_eq!(rule["params"]["query"], upstream_rule["params"]["query"]);
+
+    // A reload opens the file again (a rotated log is followed); one that cannot be opened is
+    // refused, and the log in use stays.
+    std::fs::rename(&ours, dir.0.join("pyrite.log.1")).unwrap();
+    let config_file = p.data_dir.parent().unwrap().join("prometheus.yml");
+    assert_eq!(pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap().0, 200);
+    pyrite_tests::http_get(&format!("{}/api/v1/query?query=after_rotation", p.url)).unwrap();
+    assert!(logged(&ours, false).iter().any(|l| l["params"]["query"] == "after_rotation"));
+    std::fs::write(&config_file, config("missing-dir/pyrite.log")).unwrap();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert!(status == 500 && body.contains("cannot open the query log file"), "{status} {body}");
+    pyrite_tests::http_get(&format!("{}/api/v1/query?query=after_refusal", p.url)).unwrap();
+    assert!(logged(&ours, false).iter().any(|l| l["params"]["query"] == "after_refusal"));
+}

@@ -33,6 +33,7 @@ const GLOBAL: Section = Section {
         "evaluation_interval",
         "rule_query_offset",
         "external_labels",
+        "query_log_file",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -47,7 +48,7 @@ const GLOBAL: Section = Section {
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
     ],
-    upstream_only: &["query_log_file", "scrape_failure_log_file", "extra_scrape_metrics"],
+    upstream_only: &["scrape_failure_log_file", "extra_scrape_metrics"],
 };
 
 const SCRAPE: Section = Section {

@@ -93,6 +93,9 @@ pub struct GlobalConfig {
     /// `metric_name_validation_scheme` and `metric_name_escaping_scheme`, the scrape configs'
     /// defaults; the scheme also governs the alerting and remote-write relabel configs.
     pub names: NameSchemes,
+    /// Where every query evaluated is logged, one JSON line each; relative to the
+    /// configuration file's directory.
+    pub query_log_file: Option<PathBuf>,
 }
 
 /// Which names scrapes take and how they ask targets to escape others, as upstream 3.x:
@@ -355,6 +358,7 @@ struct RawGlobal {
     histograms: RawHistogramKeys,
     #[serde(flatten)]
     names: RawNameSchemes,
+    query_log_file: Option<PathBuf>,
 }
 
 /// The histogram keys, in `global` and in each scrape config.
@@ -601,6 +605,7 @@ fn given(d: Option<Duration>) -> Option<Duration> {
 impl RawConfig {
     fn validate(self, file: &str) -> Result<Config, ConfigError> {
         let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
+        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
         let scrape_interval = given(self.global.scrape_interval).unwrap_or(Duration::from_secs(60));
         let mut scrape_timeout = given(self.global.scrape_timeout).unwrap_or(Duration::from_secs(10));
         if given(self.global.scrape_timeout).is_none() && scrape_timeout > scrape_interval {
@@ -629,6 +634,7 @@ impl RawConfig {
                 .map_err(|m| invalid("global.scrape_protocols".into(), m))?,
             histograms: self.global.histograms.over(HistogramKeys::default()),
             names,
+            query_log_file: self.global.query_log_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f)),
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
@@ -669,7 +675,6 @@ impl RawConfig {
             if !metrics_path.starts_with('/') {
                 return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
             }
-            let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
             let mut sd = sc.discovery;
             sd.validate(dir, &at, &invalid)?;
             let http = sc.http.build(dir, &at, &invalid)?;

@@ -355,6 +355,9 @@ impl Config {
             m.extend(histogram_keys(&g.histograms).map(|(k, v)| (Value::from(k), v)));
             m.extend(name_keys(&g.names).map(|(k, v)| (Value::from(k), v)));
             m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
+            if let Some(file) = &g.query_log_file {
+                m.insert("query_log_file".into(), file.display().to_string().into());
+            }
             if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));
             }

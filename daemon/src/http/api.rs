@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::Extension;
 use pyrite_core::calendar::{clamp_time, MAX_TIME, MIN_TIME};
 use pyrite_core::labels::Matcher;
 use pyrite_core::promql::{self, CancelOnDrop, EvalParams, Expr, StepSeries, ValueType};
@@ -16,8 +15,10 @@ use super::params::Params;
 use super::response::{
     instant_result, labels_object, range_result, success_annotated, success_json, success_warned, ApiError, ApiResult,
 };
+use super::server::ClientAddress;
 use super::ApiState;
 use crate::clock::now_ms;
+use crate::query_log;
 use crate::shards::{Request, Selection, ShardError};
 
 /// Upstream's cap on points per series in a range query.
@@ -127,9 +128,31 @@ fn truncate(value: &mut promql::Value, limit: usize) -> bool {
 
 /// Runs a query and renders its result with `render`, its annotations, the limit's warning and,
 /// if asked for, timing statistics.
+/// Who asked for a query, and how: for cancelling it when the client goes, and for the query
+/// log.
+pub struct Asker {
+    socket: Option<ClientSocket>,
+    address: Option<std::net::IpAddr>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Asker {
+            socket: parts.extensions.get::<ClientSocket>().copied(),
+            address: parts.extensions.get::<ClientAddress>().map(|a| a.0),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+        })
+    }
+}
+
 async fn run_query(
     s: &ApiState,
-    client: Option<ClientSocket>,
+    request: Asker,
     params: &Params,
     expr: &Expr,
     eval: EvalParams,
@@ -137,23 +160,26 @@ async fn run_query(
 ) -> ApiResult {
     let options = QueryOptions::of(s, params)?;
     let eval = EvalParams { lookback: options.lookback, ..eval };
-    let started = std::time::Instant::now();
-    let mut result = evaluate(s, client, expr, eval, options.timeout).await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let extra = if truncate(&mut result.value, options.limit) { vec![TRUNCATED.to_string()] } else { Vec::new() };
-    let stats = options.stats.then(|| {
-        serde_json::json!({
-            "timings": {
-                "evalTotalTime": elapsed,
-                "resultSortTime": 0.0,
-                "queryPreparationTime": 0.0,
-                "innerEvalTime": elapsed,
-                "execQueueTime": 0.0,
-                "execTotalTime": elapsed,
-            }
-        })
-    });
     let query = params.get("query").unwrap_or("").to_string();
+    let started = std::time::Instant::now();
+    let evaluated = evaluate(s, request.socket, expr, eval, options.timeout).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    query_log::log(query_log::Logged {
+        query: &query,
+        start: eval.start,
+        end: eval.end,
+        step: eval.step,
+        seconds: elapsed,
+        error: evaluated.as_ref().err().map(|e| e.message()),
+        origin: query_log::Origin::Http {
+            client_ip: request.address,
+            method: request.method.as_str(),
+            path: request.uri.path(),
+        },
+    });
+    let mut result = evaluated?;
+    let extra = if truncate(&mut result.value, options.limit) { vec![TRUNCATED.to_string()] } else { Vec::new() };
+    let stats = options.stats.then(|| serde_json::json!({ "timings": query_log::timings(elapsed) }));
     Ok(heavy::run(result.value.slots(), move || {
         let mut data = render(&result.value);
         if let Some(timings) = stats {
@@ -166,18 +192,13 @@ async fn run_query(
     .await?)
 }
 
-pub async fn query(State(s): State<ApiState>, client: Option<Extension<ClientSocket>>, params: Params) -> ApiResult {
+pub async fn query(State(s): State<ApiState>, asker: Asker, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     let t = params.time_or("time", now_ms())?;
-    let client = client.map(|Extension(socket)| socket);
-    run_query(&s, client, &params, &expr, s.ctx.queries.instant(t), move |v| instant_result(v, t)).await
+    run_query(&s, asker, &params, &expr, s.ctx.queries.instant(t), move |v| instant_result(v, t)).await
 }
 
-pub async fn query_range(
-    State(s): State<ApiState>,
-    client: Option<Extension<ClientSocket>>,
-    params: Params,
-) -> ApiResult {
+pub async fn query_range(State(s): State<ApiState>, asker: Asker, params: Params) -> ApiResult {
     let expr = parse_query(&s, &params)?;
     // Checked as given; clamped only for evaluation.
     let start = params.time_unclamped("start")?;
@@ -203,8 +224,7 @@ pub async fn query_range(
         )));
     }
     let eval = EvalParams { start, end, step, lookback: s.ctx.queries.limits().lookback_delta };
-    let client = client.map(|Extension(socket)| socket);
-    run_query(&s, client, &params, &expr, eval, move |v| range_result(v, |i| eval.ts(i))).await
+    run_query(&s, asker, &params, &expr, eval, move |v| range_result(v, |i| eval.ts(i))).await
 }
 
 /// The most distinct `match[]` selectors a request may give (upstream has no limit): each is

@@ -33,6 +33,11 @@ impl From<crate::shards::ShardError> for ApiError {
 }
 
 impl ApiError {
+    /// What the error says, as the API's `error` field.
+    pub fn message(&self) -> String {
+        self.message.clone()
+    }
+
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError { kind: "bad_data", status: StatusCode::BAD_REQUEST, message: message.into() }
     }

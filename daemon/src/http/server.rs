@@ -157,6 +157,10 @@ pub async fn serve(listener: monoio::net::TcpListener, router: Router, settings:
     }
 }
 
+/// The address a request came from (a request extension, when the socket knows its peer).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// One connection: TLS if configured, then HTTP/1.1 until the client or a timeout closes it.
 async fn connection(
     stream: monoio::net::TcpStream,
@@ -166,6 +170,7 @@ async fn connection(
     let tls = settings.web.as_ref().and_then(|(file, _)| file.current().tls.clone());
     let header_timeout = HEADER_READ_TIMEOUT.min(settings.read_timeout);
     let socket = ClientSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    let address = stream.peer_addr().ok().map(|peer| ClientAddress(peer.ip()));
     let stream = stream.into_poll_io()?;
     let deadline = Deadline::start(settings.read_timeout);
     let answering = Answering::new(deadline.clone());
@@ -178,6 +183,9 @@ async fn connection(
         let answering = answering.clone();
         move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(socket);
+            if let Some(address) = address {
+                request.extensions_mut().insert(address);
+            }
             answering.start();
             respond(request, router.clone(), settings.clone(), answering.clone())
         }

@@ -36,13 +36,15 @@ impl ConcurrentEvals {
                     run_here(storage);
                     continue;
                 };
-                let (shards, queries) = (self.shards.clone(), self.queries.clone());
+                let (shards, queries, group) = (self.shards.clone(), self.queries.clone(), storage.group());
                 let started = std::thread::Builder::new()
                     .name("rule".into())
                     .stack_size(crate::STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _slot = slot;
-                        run_caught(&mut lock(eval), &mut ShardStorage::new(shards, queries));
+                        let mut storage = ShardStorage::new(shards, queries);
+                        storage.evaluating(group);
+                        run_caught(&mut lock(eval), &mut storage);
                     });
                 if let Err(e) = started {
                     // A system out of threads (a process limit): the rule runs here instead.

@@ -137,6 +137,7 @@ fn work(env: &RulesThread, due: &flume::Receiver<Group>, evaluated: &flume::Send
 /// through, and one that overran its interval at once after, as upstream's group loop does.
 fn evaluate(env: &RulesThread, storage: &mut ShardStorage, group: &mut Group) {
     let Group { state: g, settings, label, t, .. } = group;
+    storage.evaluating((g.file.clone(), g.name.clone()));
     let metrics = &env.metrics.rule_groups;
     let waited = (now_ms() - *t) / g.interval;
     if waited > 0 {

@@ -1,0 +1,152 @@
+//! `global.query_log_file`: every query the server evaluates, from the API and from rule
+//! groups, logged once it ends as one JSON line, in Prometheus 2.42's form (keys sorted):
+//! `params` (`query`, `start`, `end`, `step` in whole seconds), `stats.timings`, `ts`, the
+//! `error` of a query that failed, and where it came from: `httpRequest` (`clientIP`, `method`,
+//! `path`) or `ruleGroup` (`file`, `name`). Queries refused before they ran (a parse error, a bad
+//! parameter) are not logged, as upstream.
+//!
+//! The file is opened again at each configuration load, so that a rotated log is followed after
+//! a reload, as upstream's; a file that cannot be opened refuses the configuration. It is one
+//! sink for the whole process, as the tracing subscriber is: a static, written with one
+//! `write(2)` per line under a lock (`O_APPEND`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+/// The open query log, if the configuration names one.
+static QUERY_LOG: Mutex<Option<File>> = Mutex::new(None);
+
+/// Opens `file` as the query log (again, if it already was), or closes it for `None`; on error
+/// the log in use stays.
+pub fn configure(file: Option<&Path>) -> Result<(), String> {
+    let opened = match file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    *QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = opened;
+    Ok(())
+}
+
+/// Whether queries are logged.
+pub fn enabled() -> bool {
+    QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+}
+
+/// Where a query came from.
+pub enum Origin<'a> {
+    Http { client_ip: Option<std::net::IpAddr>, method: &'a str, path: &'a str },
+    Rule { file: &'a str, group: &'a str },
+}
+
+/// One query that ran.
+pub struct Logged<'a> {
+    pub query: &'a str,
+    /// Unix ms; the same for an instant query.
+    pub start: i64,
+    pub end: i64,
+    /// ms; 0 for an instant query.
+    pub step: i64,
+    pub seconds: f64,
+    pub error: Option<String>,
+    pub origin: Origin<'a>,
+}
+
+/// The stats' `timings` of a query that took `seconds`, as the API's `stats` shows them: the
+/// evaluation's time is all of it.
+pub fn timings(seconds: f64) -> serde_json::Value {
+    json!({
+        "evalTotalTime": seconds,
+        "resultSortTime": 0.0,
+        "queryPreparationTime": 0.0,
+        "innerEvalTime": seconds,
+        "execQueueTime": 0.0,
+        "execTotalTime": seconds,
+    })
+}
+
+/// Logs `query` if there is a query log; a failed write is reported, and the query is not.
+pub fn log(query: Logged<'_>) {
+    let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(file) = log.as_mut() else { return };
+    let mut line = line(&query, crate::clock::now_ms()).to_string();
+    line.push('\n');
+    if let Err(e) = file.write_all(line.as_bytes()) {
+        tracing::warn!(error = %e, "cannot write to the query log file");
+    }
+}
+
+/// The JSON object logged for `query` at `now` (Unix ms).
+fn line(query: &Logged<'_>, now: i64) -> serde_json::Value {
+    use pyrite_core::calendar::rfc3339;
+    let mut line = json!({
+        "params": {
+            "query": query.query,
+            "start": rfc3339(query.start),
+            "end": rfc3339(query.end),
+            "step": query.step / 1000,
+        },
+        "stats": { "timings": timings(query.seconds) },
+        "ts": rfc3339(now),
+    });
+    let (key, origin) = match &query.origin {
+        Origin::Http { client_ip, method, path } => (
+            "httpRequest",
+            json!({ "clientIP": client_ip.map(|ip| ip.to_string()).unwrap_or_default(), "method": method, "path": path }),
+        ),
+        Origin::Rule { file, group } => ("ruleGroup", json!({ "file": file, "name": group })),
+    };
+    line[key] = origin;
+    if let Some(error) = &query.error {
+        line["error"] = error.as_str().into();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_upstreams_with_their_origin() {
+        let range = Logged {
+            query: "rate(x[5m])",
+            start: 1_000,
+            end: 100_000,
+            step: 10_000,
+            seconds: 0.25,
+            error: None,
+            origin: Origin::Http { client_ip: Some([127, 0, 0, 1].into()), method: "GET", path: "/api/v1/query_range" },
+        };
+        assert_eq!(
+            line(&range, 1_796_637_177_123).to_string(),
+            concat!(
+                r#"{"httpRequest":{"clientIP":"127.0.0.1","method":"GET","path":"/api/v1/query_range"},"#,
+                r#""params":{"end":"1970-01-01T00:01:40.000Z","query":"rate(x[5m])","start":"1970-01-01T00:00:01.000Z","step":10},"#,
+                r#""stats":{"timings":{"evalTotalTime":0.25,"execQueueTime":0.0,"execTotalTime":0.25,"innerEvalTime":0.25,"#,
+                r#""queryPreparationTime":0.0,"resultSortTime":0.0}},"ts":"2026-12-07T09:52:57.123Z"}"#
+            )
+        );
+        let rule = Logged {
+            query: "vector(1)",
+            start: 0,
+            end: 0,
+            step: 0,
+            seconds: 0.0,
+            error: Some("query timed out".into()),
+            origin: Origin::Rule { file: "r.yml", group: "g" },
+        };
+        let rule = line(&rule, 0);
+        assert_eq!(rule["ruleGroup"], json!({"file": "r.yml", "name": "g"}));
+        assert_eq!((rule["error"].as_str(), rule.get("httpRequest")), (Some("query timed out"), None));
+    }
+}
