@@ -176,6 +176,8 @@ pub struct PyriteOpts {
     pub data_dir: Option<PathBuf>,
     /// Agent mode: `--agent`, the data directory as `--storage.agent.path`.
     pub agent: bool,
+    /// Environment variables set for the process.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running pyrite server.
@@ -220,6 +222,7 @@ impl Pyrite {
             cmd.arg(format!("--runtime.driver={d}"));
         }
         cmd.args(&opts.extra_args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(block) = opts.seccomp {
             let filter = seccomp::Filter::new(block);
             // SAFETY: the closure runs between fork and exec and only makes two prctl system

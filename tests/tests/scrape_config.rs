@@ -591,8 +591,11 @@ fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String 
                 let mut parts = first.split(' ');
                 let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 let mut client = client;
+                // Every host is this machine: names that resolve nowhere stand for remote targets.
+                let on_loopback =
+                    |address: &str| format!("127.0.0.1:{}", address.rsplit_once(':').map_or("80", |(_, p)| p));
                 if method == "CONNECT" {
-                    let Ok(upstream) = TcpStream::connect(target) else { return };
+                    let Ok(upstream) = TcpStream::connect(on_loopback(target)) else { return };
                     let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
                     let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                     std::thread::spawn(move || std::io::copy(&mut u2, &mut c2));
@@ -602,7 +605,7 @@ fn forward_proxy(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String 
                 }
                 let Some(rest) = target.strip_prefix("http://") else { return };
                 let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let Ok(mut upstream) = TcpStream::connect(host) else { return };
+                let Ok(mut upstream) = TcpStream::connect(on_loopback(host)) else { return };
                 let mut request = format!("{method} {path} HTTP/1.1\r\n");
                 headers
                     .iter()
@@ -650,6 +653,56 @@ scrape_configs:
     assert!(seen.iter().any(|s| s.starts_with(&format!("CONNECT {tls} HTTP/1.1"))), "{seen:?}");
     let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("proxy_url: http://<secret>@") && !shown.contains("pw@"), "{shown}");
+}
+
+#[test]
+fn proxies_from_the_environment_and_no_proxy_lists_are_taken_as_go_takes_them() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = forward_proxy(seen.clone());
+    let exporter = guarded_exporter(&[""]);
+    let port = exporter.rsplit_once(':').unwrap().1;
+    // `.invalid` names resolve nowhere: a target named so is only reached through the proxy.
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: from_environment
+    proxy_from_environment: true
+    static_configs: [{{targets: ['remote.invalid:{port}']}}]
+  - job_name: environment_no_proxy
+    proxy_from_environment: true
+    static_configs: [{{targets: ['skipped.invalid:{port}']}}]
+  - job_name: environment_loopback
+    proxy_from_environment: true
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: listed_elsewhere
+    proxy_url: http://{proxy}
+    no_proxy: other.invalid,10.0.0.0/8
+    static_configs: [{{targets: ['listed.invalid:{port}']}}]
+  - job_name: listed
+    proxy_url: http://{proxy}
+    no_proxy: other.invalid,.bypassed.invalid
+    static_configs: [{{targets: ['host.bypassed.invalid:{port}']}}]
+"#
+    );
+    let env = vec![("HTTP_PROXY".to_string(), proxy.clone()), ("no_proxy".to_string(), "skipped.invalid".to_string())];
+    let p = Pyrite::start(PyriteOpts { config: Some(config), env, ..PyriteOpts::default() });
+    let settled =
+        eventually(Duration::from_secs(10), || target_health(&p).iter().all(|(_, h, _)| h != "unknown").then_some(()));
+    assert!(settled.is_some(), "{:?}", target_health(&p));
+    let h = target_health(&p);
+    let of = |pool: &str| h.iter().find(|(p, _, _)| p == pool).map(|(_, health, _)| health.as_str());
+    // Through the proxy: the environment's, and proxy_url for a host no_proxy does not list.
+    assert_eq!((of("from_environment"), of("listed_elsewhere")), (Some("up"), Some("up")), "{h:?}");
+    // Around it: a host NO_PROXY or no_proxy lists (so looked up here, and not found), and
+    // loopback, which Go never sends through an environment's proxy.
+    assert_eq!((of("environment_no_proxy"), of("listed")), (Some("down"), Some("down")), "{h:?}");
+    assert_eq!(of("environment_loopback"), Some("up"));
+    let seen = seen.lock().unwrap().clone();
+    let through = |host: &str| seen.iter().any(|s| s.starts_with(&format!("GET http://{host}/metrics ")));
+    assert!(through(&format!("remote.invalid:{port}")) && through(&format!("listed.invalid:{port}")), "{seen:?}");
+    assert!(!through(&format!("skipped.invalid:{port}")) && !through(&exporter), "{seen:?}");
+    assert!(!through(&format!("host.bypassed.invalid:{port}")), "{seen:?}");
 }
 
 #[test]

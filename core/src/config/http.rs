@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use super::proxy::{EnvironmentProxies, NoProxy};
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
@@ -92,6 +94,10 @@ pub struct HttpClientConfig {
     /// An HTTP proxy (`http://[user:password@]host:port`): plain requests go to it in absolute
     /// form, TLS ones through a `CONNECT` tunnel.
     pub proxy_url: Option<String>,
+    /// The hosts requests reach without `proxy_url` ([`NoProxy`]).
+    pub no_proxy: Option<String>,
+    /// The proxy is the environment's ([`EnvironmentProxies`]).
+    pub proxy_from_environment: bool,
     /// Follow 3xx answers (up to 10), as upstream's default.
     pub follow_redirects: bool,
     /// Accepted for compatibility; scrapes speak HTTP/1.1.
@@ -106,6 +112,8 @@ impl Default for HttpClientConfig {
             authorization: None,
             oauth2: None,
             proxy_url: None,
+            no_proxy: None,
+            proxy_from_environment: false,
             follow_redirects: true,
             enable_http2: true,
         }
@@ -161,9 +169,26 @@ fn check_tls(tls: &TlsConfig) -> Result<(), String> {
 }
 
 impl HttpClientConfig {
-    /// The proxy's `host:port`, and its `Proxy-Authorization` value if it has credentials.
-    pub fn proxy(&self) -> Option<(String, Option<String>)> {
-        let url = url::Url::parse(self.proxy_url.as_deref()?).ok().filter(|u| u.scheme() == "http")?;
+    /// The URL of the proxy a request to `host` and `port` goes through, over TLS or not:
+    /// `proxy_url` unless `no_proxy` names the host, or the environment's.
+    pub fn proxy_url_for<'a>(
+        &'a self,
+        https: bool,
+        host: &str,
+        port: u16,
+        environment: &'a EnvironmentProxies,
+    ) -> Option<&'a str> {
+        if self.proxy_from_environment {
+            return environment.for_request(https, host, port);
+        }
+        let bypassed = self.no_proxy.as_deref().is_some_and(|list| NoProxy::parse(list).bypasses(host, port));
+        self.proxy_url.as_deref().filter(|_| !bypassed)
+    }
+
+    /// The `host:port` of the proxy at `proxy_url` (an `http://` URL), and its
+    /// `Proxy-Authorization` value if it has credentials.
+    pub fn proxy_address(proxy_url: &str) -> Option<(String, Option<String>)> {
+        let url = url::Url::parse(proxy_url).ok().filter(|u| u.scheme() == "http")?;
         let host = format!("{}:{}", url.host_str()?, url.port_or_known_default()?);
         let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
         let (user, password) = (decode(url.username()), decode(url.password().unwrap_or("")));
@@ -188,6 +213,21 @@ impl HttpClientConfig {
             }
         }
         check_proxy(&self.proxy_url).map_err(|m| ("proxy_url", m))?;
+        if self.no_proxy.is_some() && self.proxy_url.is_none() {
+            return Err(("no_proxy", "if no_proxy is configured, proxy_url must also be configured".into()));
+        }
+        if self.proxy_from_environment && self.proxy_url.is_some() {
+            return Err((
+                "proxy_from_environment",
+                "if proxy_from_environment is configured, proxy_url must not be configured".into(),
+            ));
+        }
+        if self.proxy_from_environment && self.no_proxy.is_some() {
+            return Err((
+                "proxy_from_environment",
+                "if proxy_from_environment is configured, no_proxy must not be configured".into(),
+            ));
+        }
         check_tls(&self.tls).map_err(|m| ("tls_config", m))?;
         if let Some(a) = &self.authorization {
             if self.basic_auth.is_some() || self.oauth2.is_some() {
@@ -350,18 +390,39 @@ mod tests {
             "h.yml: oauth2: at most one of basic_auth, oauth2 & authorization must be configured"
         );
         assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
+        // The proxy keys, refused together as upstream refuses them.
+        for (text, message) in [
+            ("no_proxy: a\n", "no_proxy: if no_proxy is configured, proxy_url must also be configured"),
+            (
+                "proxy_from_environment: true\nproxy_url: http://p:1\n",
+                "proxy_from_environment: if proxy_from_environment is configured, proxy_url must not be configured",
+            ),
+        ] {
+            assert_eq!(e(text), format!("h.yml: {message}"));
+        }
+        let c = HttpClientConfig::parse("proxy_url: http://p:3128\nno_proxy: skip.me\n", "h.yml").unwrap();
+        let none = EnvironmentProxies::default();
+        assert_eq!(c.proxy_url_for(false, "target", 80, &none), Some("http://p:3128"));
+        assert_eq!(c.proxy_url_for(false, "skip.me", 80, &none), None);
+        assert_eq!(
+            c.proxy_url_for(false, "localhost", 80, &none),
+            None,
+            "with no_proxy, loopback goes direct as in Go"
+        );
     }
 
     #[test]
     fn proxy_urls_are_read_as_urls() {
-        let proxy = |url: &str| HttpClientConfig { proxy_url: Some(url.into()), ..HttpClientConfig::default() };
-        assert_eq!(proxy("http://squid:3128/").proxy(), Some(("squid:3128".into(), None)));
-        assert_eq!(proxy("http://[::1]:3128").proxy(), Some(("[::1]:3128".into(), None)));
-        assert_eq!(proxy("http://squid").proxy(), Some(("squid:80".into(), None)));
+        let address = HttpClientConfig::proxy_address;
+        assert_eq!(address("http://squid:3128/"), Some(("squid:3128".into(), None)));
+        assert_eq!(address("http://[::1]:3128"), Some(("[::1]:3128".into(), None)));
+        assert_eq!(address("http://squid"), Some(("squid:80".into(), None)));
+        assert_eq!(address("https://squid:3128"), None, "only http:// proxies");
         // Credentials are percent-decoded, as Go's url package decodes them.
-        let (host, auth) = proxy("http://u%40corp:p%3Aw@squid:3128").proxy().unwrap();
+        let (host, auth) = address("http://u%40corp:p%3Aw@squid:3128").unwrap();
         assert_eq!((host.as_str(), auth), ("squid:3128", Some(basic_credentials("u@corp", "p:w"))));
-        assert_eq!(proxy("http://u@squid:3128").proxy().unwrap().1, Some(basic_credentials("u", "")));
+        assert_eq!(address("http://u@squid:3128").unwrap().1, Some(basic_credentials("u", "")));
+        let proxy = |url: &str| HttpClientConfig { proxy_url: Some(url.into()), ..HttpClientConfig::default() };
         for (bad, why) in [
             ("https://squid:3128", "only http:// proxies"),
             ("squid:3128", "only http:// proxies"),

@@ -78,6 +78,8 @@ const SCRAPE: Section = Section {
         "enable_http2",
         "tls_config",
         "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -99,8 +101,6 @@ const SCRAPE: Section = Section {
         "scrape_failure_log_file",
         "extra_scrape_metrics",
         // HTTP client options
-        "no_proxy",
-        "proxy_from_environment",
         "proxy_connect_header",
         "http_headers",
         // service discovery
@@ -155,13 +155,13 @@ const ALERTMANAGER: Section = Section {
         "oauth2",
         "tls_config",
         "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
         "follow_redirects",
         "enable_http2",
     ],
     upstream_only: &[
         "sigv4",
-        "no_proxy",
-        "proxy_from_environment",
         "proxy_connect_header",
         "http_headers",
         "kubernetes_sd_configs",
@@ -187,16 +187,12 @@ const REMOTE_READ: Section = Section {
         "oauth2",
         "tls_config",
         "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
         "follow_redirects",
         "enable_http2",
     ],
-    upstream_only: &[
-        "chunked_read_limit",
-        "no_proxy",
-        "proxy_from_environment",
-        "proxy_connect_header",
-        "http_headers",
-    ],
+    upstream_only: &["chunked_read_limit", "proxy_connect_header", "http_headers"],
 };
 
 const REMOTE_WRITE: Section = Section {
@@ -220,17 +216,12 @@ const REMOTE_WRITE: Section = Section {
         "oauth2",
         "tls_config",
         "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
         "follow_redirects",
         "enable_http2",
     ],
-    upstream_only: &[
-        "azuread",
-        "google_iam",
-        "no_proxy",
-        "proxy_from_environment",
-        "proxy_connect_header",
-        "http_headers",
-    ],
+    upstream_only: &["azuread", "google_iam", "proxy_connect_header", "http_headers"],
 };
 
 const QUEUE: Section = Section {
@@ -330,8 +321,10 @@ const HTTP_CLIENT: Section = Section {
         "enable_http2",
         "tls_config",
         "proxy_url",
+        "no_proxy",
+        "proxy_from_environment",
     ],
-    upstream_only: &["no_proxy", "proxy_from_environment", "proxy_connect_header", "http_headers"],
+    upstream_only: &["proxy_connect_header", "http_headers"],
 };
 
 /// Scrape config keys Prometheus 2.x knew that 3.x renamed (and no longer accepts), with the

@@ -11,6 +11,7 @@ mod headers;
 mod http;
 mod keys;
 mod protocols;
+mod proxy;
 mod remote_read;
 mod remote_write;
 mod render;
@@ -31,6 +32,7 @@ pub use http::{
     basic_credentials, Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig,
 };
 pub use protocols::{accept_header, ScrapeProtocol};
+pub use proxy::EnvironmentProxies;
 pub use remote_read::RemoteReadConfig;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig, SigV4Config};
 pub use size::ByteSize;
@@ -461,6 +463,10 @@ struct RawHttpClient {
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
     proxy_url: Option<String>,
+    #[serde(default, deserialize_with = "scalar::optional")]
+    no_proxy: Option<String>,
+    #[serde(default)]
+    proxy_from_environment: bool,
     #[serde(default)]
     tls_config: TlsConfig,
 }
@@ -503,6 +509,8 @@ impl RawHttpClient {
             authorization,
             oauth2: self.oauth2,
             proxy_url: self.proxy_url,
+            no_proxy: self.no_proxy.filter(|n| !n.is_empty()),
+            proxy_from_environment: self.proxy_from_environment,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),
         };

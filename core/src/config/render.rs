@@ -178,6 +178,12 @@ fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
     if let Some(proxy) = &http.proxy_url {
         m.insert("proxy_url".into(), proxy_url(proxy));
     }
+    if let Some(no_proxy) = &http.no_proxy {
+        m.insert("no_proxy".into(), no_proxy.as_str().into());
+    }
+    if http.proxy_from_environment {
+        m.insert("proxy_from_environment".into(), true.into());
+    }
 }
 
 /// The target sources of a scrape config or Alertmanager set.

@@ -17,7 +17,7 @@ pub mod tls;
 
 use std::time::{Duration, Instant};
 
-use pyrite_core::config::HttpClientConfig;
+use pyrite_core::config::{EnvironmentProxies, HttpClientConfig};
 
 /// The HTTP client file of `--http.config.file` (promtool's format), or the defaults without one.
 pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientConfig> {
@@ -163,12 +163,29 @@ fn redirect_target(url: &str, location: &str) -> Result<String, String> {
     }
 }
 
+/// The proxies the environment names (`proxy_from_environment`), read once as Go reads them.
+pub static ENVIRONMENT_PROXIES: std::sync::LazyLock<EnvironmentProxies> = std::sync::LazyLock::new(|| {
+    let proxies = EnvironmentProxies::from_vars(|name| std::env::var(name).ok());
+    for proxy in &proxies.unsupported {
+        tracing::warn!(
+            proxy,
+            "only http:// proxies are supported: requests the environment sends to this one go direct"
+        );
+    }
+    proxies
+});
+
 fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq::Agent, String), String> {
     let mut agent = ureq::AgentBuilder::new()
         .timeout(timeout)
         // Redirects are followed by `Client::send`, not by ureq.
         .redirects(0)
         .resolver(|netloc: &str| crate::dns::socket_addrs(netloc));
+    // Chosen by the URL's own host, before a `server_name` stands in for it below.
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let (host, port) = (parsed.host_str().unwrap_or(""), parsed.port_or_known_default().unwrap_or(0));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let proxy = http.proxy_url_for(parsed.scheme() == "https", host, port, &ENVIRONMENT_PROXIES);
     let mut url = url.to_string();
     if let Some(rest) = url.strip_prefix("https://") {
         agent = agent.tls_config(tls::client_config(&http.tls)?);
@@ -191,7 +208,7 @@ fn agent(http: &HttpClientConfig, url: &str, timeout: Duration) -> Result<(ureq:
             });
         }
     }
-    if let Some(proxy) = &http.proxy_url {
+    if let Some(proxy) = proxy {
         agent = agent.proxy(ureq::Proxy::new(proxy).map_err(|e| e.to_string())?);
     }
     Ok((agent.build(), url))

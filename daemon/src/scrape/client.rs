@@ -25,7 +25,7 @@ use pyrite_core::scrape::Target;
 use rustls::pki_types::ServerName;
 use thiserror::Error;
 
-use super::connection::{Connections, Dial, Route};
+use super::connection::{split_host_port, Connections, Dial, Route};
 use super::names::Names;
 use crate::dns::Resolver;
 use crate::http_client::oauth2::{self, Lookup};
@@ -215,7 +215,10 @@ impl Ask {
             Some(Ok(tls)) => Some(tls),
             Some(Err(e)) => return Err(ScrapeError::Tls(e.clone())),
         };
-        let proxy = self.http.proxy();
+        let (host, port) = split_host_port(address, if tls.is_some() { 443 } else { 80 })?;
+        let environment = &crate::http_client::ENVIRONMENT_PROXIES;
+        let proxy = self.http.proxy_url_for(tls.is_some(), host, port, environment);
+        let proxy = proxy.and_then(HttpClientConfig::proxy_address);
         let proxy_authorization = proxy.as_ref().and_then(|(_, auth)| auth.as_deref());
         let (route, target, header_proxy_authorization) = match &proxy {
             None => (Route { peer: address.to_string(), tunnel: None, tls: tls.is_some() }, path.to_string(), None),

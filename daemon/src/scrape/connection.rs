@@ -269,7 +269,7 @@ fn http_error(e: hyper::Error) -> ScrapeError {
 
 /// `host` and port of `address` (`host:port`, `[v6]:port`, or a host alone, which takes
 /// `default_port`); IPv6 brackets removed.
-fn split_host_port(address: &str, default_port: u16) -> Result<(&str, u16), ScrapeError> {
+pub(super) fn split_host_port(address: &str, default_port: u16) -> Result<(&str, u16), ScrapeError> {
     let invalid = || ScrapeError::Address(address.to_string());
     let (host, port) = match address.strip_prefix('[') {
         Some(rest) => {
