@@ -534,12 +534,35 @@ fn build_rules(
         .collect()
 }
 
-/// The YAML of `text` (an empty file is an empty mapping); `file` names it in errors.
+/// The YAML of `text` (an empty file, or one of comments only, is an empty mapping), a key
+/// whose value is null taken as absent; `file` names it in errors.
 fn yaml(text: &str, file: &str) -> Result<serde_norway::Value, ConfigError> {
     if text.trim().is_empty() {
         return Ok(serde_norway::Value::Mapping(Default::default()));
     }
-    yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })
+    let mut value: serde_norway::Value =
+        yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?;
+    if value.is_null() {
+        value = serde_norway::Value::Mapping(Default::default());
+    }
+    nulls_as_absent(&mut value);
+    Ok(value)
+}
+
+/// Drops every mapping entry whose value is null, as Go's YAML decoder leaves such a field at
+/// its zero value: upstream's own example configuration has `targets:` with its one entry
+/// commented out. (Go's zero of a boolean whose default is true, `honor_timestamps: ~`, is
+/// false; here it keeps its default.)
+fn nulls_as_absent(value: &mut serde_norway::Value) {
+    match value {
+        serde_norway::Value::Mapping(entries) => {
+            entries.retain(|_, v| !v.is_null());
+            entries.values_mut().for_each(nulls_as_absent);
+        }
+        serde_norway::Value::Sequence(items) => items.iter_mut().for_each(nulls_as_absent),
+        serde_norway::Value::Tagged(tagged) => nulls_as_absent(&mut tagged.value),
+        _ => {}
+    }
 }
 
 /// Typed deserialization whose errors carry the key path.
@@ -961,8 +984,10 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
         let sc = &c.scrape_configs[0];
         assert_eq!(sc.job_name, "123");
         let labels = &sc.static_configs[0].labels;
-        let values = ["rack", "canary", "version", "ratio", "none"].map(|name| labels[name].as_str());
-        assert_eq!(values, ["7", "true", "1.0", "0.5", ""]);
+        let values = ["rack", "canary", "version", "ratio"].map(|name| labels[name].as_str());
+        assert_eq!(values, ["7", "true", "1.0", "0.5"]);
+        // Null is absent, which a label set cannot tell from Go's "".
+        assert_eq!(labels.get("none"), None);
         let rw = &c.remote_write[0];
         assert_eq!((rw.name.as_str(), rw.headers["X-Scope-OrgID"].as_str()), ("429", "1"));
         let auth = rw.http.basic_auth.as_ref().unwrap();
@@ -972,6 +997,26 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
         // Numbers stay numbers where they are numbers.
         let e = Config::parse("global: {sample_limit: many}\n", "p.yml").unwrap_err().to_string();
         assert_eq!(e, "p.yml: global: invalid type: string \"many\", expected u64");
+    }
+
+    /// Upstream's own example (`documentation/examples/prometheus.yml`): its Alertmanager's
+    /// `targets` and its `rule_files` hold only comments.
+    #[test]
+    fn null_values_are_absent_ones_as_upstreams_example_has_them() {
+        let example = concat!(
+            "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n",
+            "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets:\n          # - alertmanager:9093\n",
+            "rule_files:\n  # - \"first_rules.yml\"\n",
+            "scrape_configs:\n  - job_name: \"prometheus\"\n    static_configs:\n      - targets: [\"localhost:9090\"]\n",
+            "        labels:\n          app: \"prometheus\"\n    scrape_native_histograms: true\n",
+            "    relabel_configs:\n    kubernetes_sd_configs:\n",
+        );
+        let c = Config::parse(example, "prometheus.yml").unwrap();
+        assert!(c.alerting.alertmanagers[0].discovery.static_configs[0].targets.is_empty());
+        assert!(c.rule_files.is_empty() && c.scrape_configs[0].relabel_configs.is_empty());
+        assert_eq!(Config::parse("# comments only\n", "p.yml").unwrap().scrape_configs.len(), 0);
+        let e = Config::parse("scrape_configs: [{job_name: a, outscale_sd_configs: [{}]}]\n", "p.yml").unwrap_err();
+        assert!(e.to_string().ends_with("not supported by Pyrite yet"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! Go keeps the scalar's text. The configuration is parsed before it is typed, so a number is
 //! written back from its value: integers alike, a float with its fraction (`1.0` stays `1.0`,
-//! `2.50` is `2.5`, `1e3` is `1000.0`); an empty scalar (`~`) is "", as in Go.
+//! `2.50` is `2.5`, `1e3` is `1000.0`); an empty scalar (`~`) is "", as in Go. (In a
+//! configuration file, a key whose value is null is taken as absent before these read it.)
 
 use std::collections::BTreeMap;
 use std::fmt;
