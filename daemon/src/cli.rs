@@ -419,10 +419,11 @@ pub struct ServerFlags {
 }
 
 /// The `--enable-feature` options Pyrite knows; others are warned about and ignored.
-pub const FEATURES: [&str; 5] = [
+pub const FEATURES: [&str; 6] = [
     "agent",
     "concurrent-rule-eval",
     "exemplar-storage",
+    "extra-scrape-metrics",
     "promql-experimental-functions",
     "promql-extended-range-selectors",
 ];

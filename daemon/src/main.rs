@@ -276,6 +276,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         future_window,
         resolver,
         timestamp_tolerance: flags.adjust_timestamps.then(|| flags.timestamp_tolerance.as_std()),
+        extra_scrape_metrics: flags.feature("extra-scrape-metrics"),
     }));
     let discovery = Arc::new(Discovery::default());
     let notifier = Arc::new(Notifier::new(

@@ -115,6 +115,61 @@ fn relabeling_and_limits_match_prometheus_on_a_node_exporter() {
 }
 
 #[test]
+fn extra_scrape_metrics_are_reported_as_prometheus_reports_them() {
+    let exporter = guarded_exporter(&[""]);
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: limited
+    scrape_timeout: 800ms
+    sample_limit: 500
+    static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: too_large
+    body_size_limit: 10B
+    static_configs: [{{targets: ['{exporter}']}}]
+"#
+    );
+    let feature = "--enable-feature=extra-scrape-metrics";
+    let upstream = Upstream::start_configured(&config, &[feature]);
+    let p = Pyrite::start(PyriteOpts {
+        config: Some(config.clone()),
+        extra_args: vec![feature.into()],
+        ..PyriteOpts::default()
+    });
+    let extra = ["scrape_timeout_seconds", "scrape_sample_limit", "scrape_body_size_bytes"];
+    let reported = |base: &str| -> Option<Vec<String>> {
+        let query = format!("{{__name__=~\"{}\"}}", extra.join("|"));
+        let (_, body) = http_get(&format!("{base}/api/v1/query?query={}", pyrite_tests::encode(&query))).ok()?;
+        let mut found: Vec<String> = json(&body)["data"]["result"]
+            .as_array()?
+            .iter()
+            .map(|s| format!("{} {} {}", s["metric"]["job"], s["metric"]["__name__"], s["value"][1]))
+            .collect();
+        found.sort();
+        (found.len() == 6).then_some(found)
+    };
+    let ours = eventually(Duration::from_secs(10), || reported(&p.url)).expect("Pyrite's extra report series");
+    let theirs = eventually(Duration::from_secs(10), || reported(&upstream.url)).expect("Prometheus's");
+    assert_eq!(ours, theirs);
+    assert!(ours.contains(&r#""too_large" "scrape_body_size_bytes" "-1""#.to_string()), "{ours:?}");
+    assert!(ours.contains(&r#""limited" "scrape_timeout_seconds" "0.8""#.to_string()), "{ours:?}");
+
+    // Per scrape config, as upstream 3.x: off for one job even under the flag.
+    let config = config.replace("    sample_limit: 500\n", "    sample_limit: 500\n    extra_scrape_metrics: false\n");
+    let off =
+        Pyrite::start(PyriteOpts { config: Some(config), extra_args: vec![feature.into()], ..PyriteOpts::default() });
+    let scraped = eventually(Duration::from_secs(10), || {
+        let up = off.query("up", None);
+        (up.as_array()?.len() == 2).then_some(())
+    });
+    assert!(scraped.is_some());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(off.query("scrape_sample_limit{job=\"limited\"}", None), serde_json::json!([]));
+    assert_eq!(off.query("scrape_sample_limit{job=\"too_large\"}", None)[0]["value"][1], "0");
+}
+
+#[test]
 fn keep_dropped_targets_bounds_the_dropped_targets_kept_not_their_count() {
     let config = r#"global:
   keep_dropped_targets: 2

@@ -34,6 +34,7 @@ const GLOBAL: Section = Section {
         "rule_query_offset",
         "external_labels",
         "query_log_file",
+        "extra_scrape_metrics",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -48,7 +49,7 @@ const GLOBAL: Section = Section {
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
     ],
-    upstream_only: &["scrape_failure_log_file", "extra_scrape_metrics"],
+    upstream_only: &["scrape_failure_log_file"],
 };
 
 const SCRAPE: Section = Section {
@@ -62,6 +63,7 @@ const SCRAPE: Section = Section {
         "honor_timestamps",
         "track_timestamps_staleness",
         "enable_compression",
+        "extra_scrape_metrics",
         "params",
         "relabel_configs",
         "metric_relabel_configs",
@@ -99,7 +101,6 @@ const SCRAPE: Section = Section {
     ],
     upstream_only: &[
         "scrape_failure_log_file",
-        "extra_scrape_metrics",
         // HTTP client options
         "proxy_connect_header",
         "http_headers",

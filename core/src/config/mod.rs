@@ -98,6 +98,9 @@ pub struct GlobalConfig {
     /// Where every query evaluated is logged, one JSON line each; relative to the
     /// configuration file's directory.
     pub query_log_file: Option<PathBuf>,
+    /// `extra_scrape_metrics`, the scrape configs' default; unset, the server's
+    /// (`--enable-feature=extra-scrape-metrics`).
+    pub extra_scrape_metrics: Option<bool>,
 }
 
 /// Which names scrapes take and how they ask targets to escape others, as upstream 3.x:
@@ -223,6 +226,9 @@ pub struct ScrapeConfig {
     pub track_timestamps_staleness: bool,
     /// Ask for gzip bodies (`Accept-Encoding: gzip`), else for plain ones (`identity`).
     pub enable_compression: bool,
+    /// Report `scrape_timeout_seconds`, `scrape_sample_limit` and `scrape_body_size_bytes`
+    /// too; unset, the server's default (`--enable-feature=extra-scrape-metrics`).
+    pub extra_scrape_metrics: Option<bool>,
     /// URL query parameters of every scrape.
     pub params: BTreeMap<String, Vec<String>>,
     pub relabel_configs: Vec<Rule>,
@@ -361,6 +367,7 @@ struct RawGlobal {
     #[serde(flatten)]
     names: RawNameSchemes,
     query_log_file: Option<PathBuf>,
+    extra_scrape_metrics: Option<bool>,
 }
 
 /// The histogram keys, in `global` and in each scrape config.
@@ -427,6 +434,7 @@ struct RawScrapeConfig {
     #[serde(default)]
     track_timestamps_staleness: bool,
     enable_compression: Option<bool>,
+    extra_scrape_metrics: Option<bool>,
     #[serde(default)]
     params: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -666,6 +674,7 @@ impl RawConfig {
             histograms: self.global.histograms.over(HistogramKeys::default()),
             names,
             query_log_file: self.global.query_log_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f)),
+            extra_scrape_metrics: self.global.extra_scrape_metrics,
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
@@ -736,6 +745,7 @@ impl RawConfig {
                 honor_timestamps: sc.honor_timestamps.unwrap_or(true),
                 track_timestamps_staleness: sc.track_timestamps_staleness,
                 enable_compression: sc.enable_compression.unwrap_or(true),
+                extra_scrape_metrics: sc.extra_scrape_metrics.or(global.extra_scrape_metrics),
                 params: sc.params,
                 relabel_configs: build_rules(sc.relabel_configs, names.validation, "relabel_configs", &at, &invalid)?,
                 metric_relabel_configs: build_rules(

@@ -68,6 +68,9 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
         ("enable_compression", sc.enable_compression.into()),
     ]);
     let Value::Mapping(m) = &mut out else { return out };
+    if let Some(extra) = sc.extra_scrape_metrics {
+        m.insert("extra_scrape_metrics".into(), extra.into());
+    }
     m.extend(limits(&sc.limits).map(|(k, v)| (Value::from(k), v)));
     if sc.native_histogram_bucket_limit > 0 {
         m.insert("native_histogram_bucket_limit".into(), sc.native_histogram_bucket_limit.into());
@@ -361,6 +364,9 @@ impl Config {
             m.extend(histogram_keys(&g.histograms).map(|(k, v)| (Value::from(k), v)));
             m.extend(name_keys(&g.names).map(|(k, v)| (Value::from(k), v)));
             m.extend(limits(&g.limits).map(|(k, v)| (Value::from(k), v)));
+            if let Some(extra) = g.extra_scrape_metrics {
+                m.insert("extra_scrape_metrics".into(), extra.into());
+            }
             if let Some(file) = &g.query_log_file {
                 m.insert("query_log_file".into(), file.display().to_string().into());
             }

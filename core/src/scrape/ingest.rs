@@ -43,14 +43,21 @@ use crate::relabel::{relabel, Rule};
 use crate::scrape::Target;
 use crate::value::{stale_nan, Exemplar, HistogramSample};
 
-/// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills.
-const REPORT_SERIES: [&str; 5] = [
+/// The series every scrape adds about itself, in the order [`TargetIngest::add_report`] fills;
+/// the last three only with `extra_scrape_metrics`.
+const REPORT_SERIES: [&str; 8] = [
     "up",
     "scrape_duration_seconds",
     "scrape_samples_scraped",
     "scrape_samples_post_metric_relabeling",
     "scrape_series_added",
+    "scrape_timeout_seconds",
+    "scrape_sample_limit",
+    "scrape_body_size_bytes",
 ];
+
+/// How many of [`REPORT_SERIES`] every scrape adds.
+const ALWAYS_REPORTED: usize = 5;
 
 /// A series known to its owner shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,11 +233,19 @@ pub struct IngestOptions {
     pub histogram_limits: HistogramLimits,
     /// The metric and label names taken (`metric_name_validation_scheme`).
     pub names: NameValidation,
+    /// The report series of `extra_scrape_metrics` are added too.
+    pub extra_metrics: bool,
+    /// The target's scrape timeout, for `scrape_timeout_seconds`.
+    pub timeout_seconds: f64,
 }
 
 impl IngestOptions {
+    /// The target's options; `extra_metrics` is the caller's to set (the target's may defer
+    /// to the server's default).
     pub fn of(target: &Target) -> Self {
         IngestOptions {
+            extra_metrics: false,
+            timeout_seconds: target.timeout.millis() as f64 / 1000.0,
             honor_labels: target.honor_labels,
             honor_timestamps: target.honor_timestamps,
             track_timestamps_staleness: target.track_timestamps_staleness,
@@ -665,8 +680,9 @@ impl TargetIngest {
     }
 
     /// Adds the report series (`up`, `scrape_duration_seconds`, ...) for this scrape to `ingest`.
-    /// The counts come from `ingest` (zero for a failed scrape).
-    pub fn add_report(&self, ingest: &mut Ingest, t: i64, up: bool, duration_seconds: f64) {
+    /// The counts come from `ingest` (zero for a failed scrape); `body_bytes` is the body's
+    /// size as upstream reports it (`scrape_body_size_bytes`).
+    pub fn add_report(&self, ingest: &mut Ingest, t: i64, up: bool, duration_seconds: f64, body_bytes: i64) {
         let counts = ingest.counts;
         let values = [
             if up { 1.0 } else { 0.0 },
@@ -674,9 +690,21 @@ impl TargetIngest {
             counts.samples as f64,
             counts.kept as f64,
             counts.new_series as f64,
+            self.options.timeout_seconds,
+            self.options.limits.sample_limit as f64,
+            body_bytes as f64,
         ];
-        for (name, v) in REPORT_SERIES.into_iter().zip(values) {
+        for (name, v) in REPORT_SERIES.into_iter().zip(values).take(self.reported()) {
             self.push_report(ingest, name, t, v);
+        }
+    }
+
+    /// How many of [`REPORT_SERIES`] this target's scrapes add.
+    fn reported(&self) -> usize {
+        if self.options.extra_metrics {
+            REPORT_SERIES.len()
+        } else {
+            ALWAYS_REPORTED
         }
     }
 
@@ -684,7 +712,7 @@ impl TargetIngest {
     /// markers for every series of its last scrape and for its report series.
     pub fn ingest_end(&mut self, t: i64) -> Ingest {
         let mut out = self.ingest_failure(t);
-        for name in REPORT_SERIES {
+        for name in REPORT_SERIES.into_iter().take(self.reported()) {
             self.push_report(&mut out, name, t, stale_nan());
         }
         out
@@ -1001,7 +1029,7 @@ mod tests {
     fn report_series_carry_target_labels_and_the_scrape_counts() {
         let mut ti = target();
         let mut i = ti.ingest("a 1\nb 2\na 3\n", Format::Text, 1000).unwrap();
-        ti.add_report(&mut i, 1000, true, 0.5);
+        ti.add_report(&mut i, 1000, true, 0.5, 12);
         let value = |name: &str| -> Vec<(String, f64)> {
             i.batches
                 .iter()
@@ -1014,8 +1042,9 @@ mod tests {
         assert_eq!(value("scrape_samples_scraped")[0].1, 3.0);
         assert_eq!(value("scrape_series_added")[0].1, 2.0);
         assert_eq!(value("scrape_duration_seconds")[0].1, 0.5);
+        assert!(value("scrape_body_size_bytes").is_empty(), "only with extra_scrape_metrics");
         let mut failed = ti.ingest_failure(2000);
-        ti.add_report(&mut failed, 2000, false, 0.1);
+        ti.add_report(&mut failed, 2000, false, 0.1, -1);
         let up: Vec<f64> = failed
             .batches
             .iter()
@@ -1024,6 +1053,23 @@ mod tests {
             .map(|n| n.2)
             .collect();
         assert_eq!(up, vec![0.0]);
+    }
+
+    #[test]
+    fn extra_scrape_metrics_report_the_timeout_the_sample_limit_and_the_body_size() {
+        let limits = ScrapeLimits { sample_limit: 500, ..ScrapeLimits::default() };
+        let options = IngestOptions { extra_metrics: true, timeout_seconds: 2.5, limits, ..IngestOptions::default() };
+        let mut ti = TargetIngest::new(Labels::from_pairs([("job", "app")]), options, 1);
+        let mut i = ti.ingest("a 1\n", Format::Text, 1000).unwrap();
+        ti.add_report(&mut i, 1000, true, 0.1, 4);
+        let reported: Vec<(&str, f64)> = i.batches[0].new.iter().map(|n| (n.0.metric_name(), n.2)).skip(1).collect();
+        let extra = &reported[ALWAYS_REPORTED..];
+        assert_eq!(
+            extra,
+            [("scrape_timeout_seconds", 2.5), ("scrape_sample_limit", 500.0), ("scrape_body_size_bytes", 4.0)]
+        );
+        let ended = ti.ingest_end(2000);
+        assert_eq!(ended.batches[0].new.len(), REPORT_SERIES.len(), "every report series goes stale");
     }
 
     #[test]
@@ -1053,7 +1099,7 @@ mod tests {
         let end = ti.ingest_end(2000);
         assert_eq!(all_known(&end).len(), 2);
         let report: Vec<_> = end.batches.iter().flat_map(|b| b.new.clone()).collect();
-        assert_eq!(report.len(), REPORT_SERIES.len());
+        assert_eq!(report.len(), ALWAYS_REPORTED);
         assert!(report.iter().all(|(_, t, v)| *t == 2000 && is_stale_nan(*v)));
     }
 
@@ -1145,7 +1191,7 @@ mod tests {
     fn new_histograms_answer_after_new_floats() {
         let mut ti = native_target(HistogramLimits::default());
         let mut i = ti.ingest(&protobuf_body(1, true), Format::Protobuf, 1000).unwrap();
-        ti.add_report(&mut i, 1000, true, 0.1);
+        ti.add_report(&mut i, 1000, true, 0.1, 0);
         let mut order = Vec::new();
         for (shard, batch, keys) in i.into_shards() {
             assert_eq!(keys.len(), batch.new.len() + batch.new_histograms.len());

@@ -38,6 +38,8 @@ pub struct Target {
     pub accept: String,
     /// The `Accept-Encoding` header of its scrapes, from `enable_compression`.
     pub accept_encoding: &'static str,
+    /// `extra_scrape_metrics`; unset, the server's default.
+    pub extra_scrape_metrics: Option<bool>,
     /// How to read an answer whose `Content-Type` names no format (`fallback_scrape_protocol`).
     pub fallback_format: Option<Format>,
     /// How its histograms are taken, and their limits.
@@ -250,6 +252,7 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         limits: sc.limits,
         accept: accept_header(&sc.scrape_protocols, sc.names.escaping),
         accept_encoding: if sc.enable_compression { "gzip" } else { "identity" },
+        extra_scrape_metrics: sc.extra_scrape_metrics,
         fallback_format: sc.fallback_scrape_protocol.map(|p| p.format()),
         histograms,
         histogram_limits: HistogramLimits::new(sc.native_histogram_bucket_limit, sc.native_histogram_min_bucket_factor),

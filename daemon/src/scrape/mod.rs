@@ -37,6 +37,8 @@ pub struct ScrapeSink {
     pub future_window: i64,
     pub resolver: Resolver,
     pub timestamp_tolerance: Option<Duration>,
+    /// `--enable-feature=extra-scrape-metrics`: the default of `extra_scrape_metrics`.
+    pub extra_scrape_metrics: bool,
 }
 
 /// A target's schedule on the wall clock, on which a scrape's timestamp is put when its timer
@@ -88,7 +90,9 @@ fn start_offset(target: &Target) -> Duration {
 /// Scrapes `active` on its schedule until it is removed; then marks its series stale.
 pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
     let target = &active.target;
-    let mut ingest = TargetIngest::new(target.labels.clone(), IngestOptions::of(target), ctx.shards.len());
+    let mut options = IngestOptions::of(target);
+    options.extra_metrics = target.extra_scrape_metrics.unwrap_or(ctx.extra_scrape_metrics);
+    let mut ingest = TargetIngest::new(target.labels.clone(), options, ctx.shards.len());
     let mut client = client::ScrapeClient::new(target, ctx.resolver.clone());
     let interval = target.interval.as_std();
     let begun = Instant::now();
@@ -107,11 +111,11 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         if let Some(last) = last_start.replace(started) {
             ctx.metrics.interval_length.observe(&interval_label, started.duration_since(last).as_secs_f64());
         }
-        let result = match &target.refused {
-            Some(reason) => Err(reason.clone()),
+        let (result, body_size) = match &target.refused {
+            Some(reason) => (Err(reason.clone()), 0),
             None => match client.fetch(target.timeout.as_std()).await {
                 Ok((body, format)) => parse(&ctx, &mut ingest, body, format, t).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => (Err(e.to_string()), body_size_of_failure(&e)),
             },
         };
         let duration = started.elapsed().as_secs_f64();
@@ -130,7 +134,7 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
         }
         let outcome = if up { "success" } else { "failure" };
         ctx.metrics.scrapes.get_or_create(&vec![("result", outcome.to_string())]).inc();
-        ingest.add_report(&mut batches, t, up, duration);
+        ingest.add_report(&mut batches, t, up, duration, body_size);
         let not_stored = deliver(&ctx, &mut ingest, batches).await;
         // The target is up, but the operator sees why some of its samples are missing.
         let last_error = match not_stored {
@@ -180,23 +184,46 @@ async fn parse(
     body: client::Body,
     format: Format,
     t: i64,
-) -> Result<Ingest, String> {
+) -> (Result<Ingest, String>, BodySize) {
     if let Some(plain) = body.plain().filter(|b| b.len() < PARSED_OFF_SHARD) {
-        return ingest.ingest(plain, format, t).map_err(|e| refused(ctx, e));
+        return (ingest.ingest(plain, format, t).map_err(|e| refused(ctx, e)), plain.len() as BodySize);
     }
     let turn = PARSING.acquire().await;
     let mut taken = std::mem::replace(ingest, ingest.anew());
     let parsed = off_shard(named("scrape-parse"), move || {
         let _turn = turn;
         crate::panic::catch(move || {
-            let parsed = body.inflate().map(|plain| taken.ingest(&plain, format, t));
+            let parsed = body.inflate().map(|plain| (taken.ingest(&plain, format, t), plain.len() as BodySize));
             (taken, parsed)
         })
     })
     .await;
-    let (back, parsed) = parsed.map_err(|e| e.to_string())?.map_err(|panic| format!("parsing panicked: {panic}"))?;
+    let (back, parsed) = match parsed {
+        Ok(Ok(done)) => done,
+        Ok(Err(panic)) => return (Err(format!("parsing panicked: {panic}")), 0),
+        Err(e) => return (Err(e.to_string()), 0),
+    };
     *ingest = back;
-    parsed.map_err(|e| e.to_string())?.map_err(|e| refused(ctx, e))
+    match parsed {
+        Ok((ingested, size)) => (ingested.map_err(|e| refused(ctx, e)), size),
+        Err(e) => {
+            let size = body_size_of_failure(&e);
+            (Err(e.to_string()), size)
+        }
+    }
+}
+
+/// `scrape_body_size_bytes`: the body's size once inflated (even when its samples were then
+/// refused), as upstream reports it.
+type BodySize = i64;
+
+/// The body size of a scrape that failed with `e`, as upstream reports it: -1 for a body over
+/// the size limit, else 0.
+fn body_size_of_failure(e: &client::ScrapeError) -> BodySize {
+    match e {
+        client::ScrapeError::TooLarge => -1,
+        _ => 0,
+    }
 }
 
 /// Counts a body refused for a limit, as upstream does; the error for the target's status.
