@@ -13,9 +13,22 @@ struct Section {
 }
 
 const TOP: Section = Section {
-    supported: &["global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read", "storage"],
-    upstream_only: &["scrape_config_files", "tracing", "otlp", "runtime"],
+    supported: &[
+        "global",
+        "scrape_configs",
+        "rule_files",
+        "alerting",
+        "remote_write",
+        "remote_read",
+        "storage",
+        "runtime",
+    ],
+    upstream_only: &["scrape_config_files", "tracing", "otlp"],
 };
+
+/// `runtime`: Go's garbage collector's target (`gogc`), read and checked for a configuration
+/// Prometheus 3.x runs to load; Pyrite has no garbage collector to tune.
+const RUNTIME: Section = Section { supported: &["gogc"], upstream_only: &[] };
 
 const STORAGE: Section = Section { supported: &["exemplars", "tsdb"], upstream_only: &[] };
 
@@ -368,6 +381,9 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
     check_mapping(root, &TOP, "", file)?;
     if let Some(global) = root.get("global") {
         check_mapping(global, &GLOBAL, "global", file)?;
+    }
+    if let Some(runtime) = root.get("runtime") {
+        check_mapping(runtime, &RUNTIME, "runtime", file)?;
     }
     if let Some(storage) = root.get("storage") {
         check_mapping(storage, &STORAGE, "storage", file)?;

@@ -330,6 +330,15 @@ struct RawConfig {
     remote_read: Vec<remote_read::RawRemoteRead>,
     #[serde(default)]
     storage: RawStorage,
+    /// Checked and not used: Go's garbage collector's target.
+    #[serde(default, rename = "runtime")]
+    _runtime: RawRuntime,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRuntime {
+    #[serde(rename = "gogc")]
+    _gogc: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1025,6 +1034,9 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
         assert!(c.alerting.alertmanagers[0].discovery.static_configs[0].targets.is_empty());
         assert!(c.rule_files.is_empty() && c.scrape_configs[0].relabel_configs.is_empty());
         assert_eq!(Config::parse("# comments only\n", "p.yml").unwrap().scrape_configs.len(), 0);
+        // Go's garbage collector's target, without effect here, checked as upstream 3.x does.
+        assert!(Config::parse("runtime: {gogc: 75}\n", "p.yml").is_ok());
+        assert!(Config::parse("runtime: {gogc: lots}\n", "p.yml").is_err());
         let e = Config::parse("scrape_configs: [{job_name: a, outscale_sd_configs: [{}]}]\n", "p.yml").unwrap_err();
         assert!(e.to_string().ends_with("not supported by Pyrite yet"), "{e}");
     }
