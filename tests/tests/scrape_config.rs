@@ -380,6 +380,16 @@ fn certificates(dir: &std::path::Path) {
 /// An HTTPS exporter on loopback serving `name`.crt: with `client_auth`, it wants a client
 /// certificate signed by the test CA.
 fn tls_exporter(dir: &std::path::Path, name: &str, client_auth: bool) -> String {
+    tls_exporter_of(dir, name, client_auth, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`tls_exporter`] speaking only `versions`.
+fn tls_exporter_of(
+    dir: &std::path::Path,
+    name: &str,
+    client_auth: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::io::{Read, Write};
@@ -399,7 +409,7 @@ fn tls_exporter(dir: &std::path::Path, name: &str, client_auth: bool) -> String 
         CertificateDer::pem_file_iter(dir.join(format!("{name}.crt"))).unwrap().map(Result::unwrap).collect();
     let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
@@ -441,6 +451,7 @@ fn https_targets_with_client_certificates() {
     let self_signed = ["-keyout", "self.key", "-out", "self.crt", "-days", "2", "-subj", "/CN=self", "-addext"];
     openssl(&dir.0, &[&["req", "-x509"][..], &EC_KEY, &self_signed, &[subject_names]].concat());
     let self_signed_exporter = tls_exporter(&dir.0, "self", false);
+    let tls12_exporter = tls_exporter_of(&dir.0, "self", false, &[&rustls::version::TLS12]);
     let d = dir.0.display();
     let config = format!(
         r#"global:
@@ -478,6 +489,14 @@ scrape_configs:
     scheme: https
     tls_config: {{ca_file: {d}/ca.crt}}
     static_configs: [{{targets: ['{self_signed_exporter}']}}]
+  - job_name: up_to_tls12
+    scheme: https
+    tls_config: {{ca_file: {d}/self.crt, max_version: TLS12}}
+    static_configs: [{{targets: ['{tls12_exporter}']}}]
+  - job_name: tls13_only
+    scheme: https
+    tls_config: {{ca_file: {d}/self.crt, min_version: TLS13}}
+    static_configs: [{{targets: ['{tls12_exporter}']}}]
 "#
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
@@ -486,7 +505,7 @@ scrape_configs:
     assert!(settled.is_some(), "{:?}", target_health(&p));
     let h = target_health(&p);
     let by_pool = |pool: &str| h.iter().find(|(p, _, _)| p == pool).cloned().unwrap();
-    for pool in ["mutual", "by_name", "insecure", "self_signed"] {
+    for pool in ["mutual", "by_name", "insecure", "self_signed", "up_to_tls12"] {
         assert_eq!(by_pool(pool).1, "up", "{:?}", by_pool(pool));
     }
     assert_eq!(by_pool("no_client_cert").1, "down");
@@ -496,7 +515,9 @@ scrape_configs:
     assert!(other_name.1 == "down" && other_name.2.contains("not valid for name"), "{other_name:?}");
     let untrusted = by_pool("self_signed_untrusted");
     assert!(untrusted.1 == "down" && untrusted.2.contains("CaUsedAsEndEntity"), "{untrusted:?}");
-    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(4));
+    let tls13_only = by_pool("tls13_only");
+    assert!(tls13_only.1 == "down" && tls13_only.2.contains("ProtocolVersion"), "{tls13_only:?}");
+    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(5));
 }
 
 /// An exporter that answers OpenMetrics when asked for it (with a unit, `_created`, an

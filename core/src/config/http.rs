@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::proxy::{EnvironmentProxies, NoProxy};
+use super::TlsVersion;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +45,17 @@ pub struct TlsConfig {
     pub server_name: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The versions offered: at least TLS 1.2 (upstream's default minimum), at most `max_version`.
+    #[serde(default, deserialize_with = "tls_version")]
+    pub min_version: Option<TlsVersion>,
+    #[serde(default, deserialize_with = "tls_version")]
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A TLS version by Go's name (`TLS12`, `TLS13`).
+fn tls_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsVersion>, D::Error> {
+    let name = Option::<String>::deserialize(d)?;
+    name.map(|n| TlsVersion::parse(&n).map_err(serde::de::Error::custom)).transpose()
 }
 
 /// `oauth2`: the OAuth 2.0 client-credentials grant (upstream's `config.OAuth2`, Go's
@@ -164,6 +176,14 @@ fn check_proxy(proxy: &Option<String>) -> Result<(), String> {
 fn check_tls(tls: &TlsConfig) -> Result<(), String> {
     if tls.cert_file.is_some() != tls.key_file.is_some() {
         return Err("client cert file and client key file must both be specified".into());
+    }
+    if let (Some(min), Some(max)) = (tls.min_version, tls.max_version) {
+        if min > max {
+            return Err(
+                "tls_config.max_version must be greater than or equal to tls_config.min_version if both are specified"
+                    .into(),
+            );
+        }
     }
     Ok(())
 }
@@ -390,6 +410,10 @@ mod tests {
             "h.yml: oauth2: at most one of basic_auth, oauth2 & authorization must be configured"
         );
         assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
+        let tls = HttpClientConfig::parse("tls_config: {min_version: TLS13}\n", "h.yml").unwrap().tls;
+        assert_eq!((tls.min_version, tls.max_version), (Some(TlsVersion::Tls13), None));
+        assert!(e("tls_config: {min_version: TLS11}\n").contains("TLS11 is not supported by Pyrite"));
+        assert!(e("tls_config: {min_version: TLS13, max_version: TLS12}\n").contains("max_version must be greater"));
         // The proxy keys, refused together as upstream refuses them.
         for (text, message) in [
             ("no_proxy: a\n", "no_proxy: if no_proxy is configured, proxy_url must also be configured"),

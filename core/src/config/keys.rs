@@ -306,8 +306,16 @@ const BASIC_AUTH: Section =
 const AUTHORIZATION: Section = Section { supported: &["type", "credentials", "credentials_file"], upstream_only: &[] };
 
 const TLS: Section = Section {
-    supported: &["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"],
-    upstream_only: &["ca", "cert", "key", "ca_ref", "cert_ref", "key_ref", "min_version", "max_version"],
+    supported: &[
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "server_name",
+        "insecure_skip_verify",
+        "min_version",
+        "max_version",
+    ],
+    upstream_only: &["ca", "cert", "key", "ca_ref", "cert_ref", "key_ref"],
 };
 
 const DNS_SD: Section = Section { supported: &["names", "type", "port", "refresh_interval"], upstream_only: &[] };

@@ -135,6 +135,8 @@ fn tls_config(t: &TlsConfig) -> Value {
         ("key_file", path(&t.key_file)),
         ("server_name", t.server_name.as_deref().map(Value::from)),
         ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),
+        ("min_version", t.min_version.map(|v| v.name().into())),
+        ("max_version", t.max_version.map(|v| v.name().into())),
     ])
 }
 

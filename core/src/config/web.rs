@@ -93,14 +93,23 @@ impl ClientAuth {
 }
 
 /// The TLS versions rustls implements, ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TlsVersion {
     Tls12,
     Tls13,
 }
 
 impl TlsVersion {
-    fn parse(name: &str) -> Result<TlsVersion, String> {
+    /// Go's name of the version.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLS12",
+            TlsVersion::Tls13 => "TLS13",
+        }
+    }
+
+    /// Go's name of a version (`TLS12`); TLS10 and TLS11 are refused, as rustls has neither.
+    pub(super) fn parse(name: &str) -> Result<TlsVersion, String> {
         match name {
             "TLS12" => Ok(TlsVersion::Tls12),
             "TLS13" => Ok(TlsVersion::Tls13),

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
-use pyrite_core::config::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig, TlsVersion};
+use pyrite_core::config::{CipherSuite, ClientAuth, Curve, Pem, TlsServerConfig};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -112,12 +112,7 @@ fn provider(tls: &TlsServerConfig) -> CryptoProvider {
 /// The rustls server configuration for `tls`, with certificate, key and client CAs read now.
 pub fn server_config(tls: &TlsServerConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(provider(tls));
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [(TlsVersion::Tls12, &rustls::version::TLS12), (TlsVersion::Tls13, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (tls.min_version..=tls.max_version).contains(v))
-            .map(|(_, v)| v)
-            .collect();
+    let versions = crate::http_client::tls::protocol_versions(tls.min_version, tls.max_version);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| TlsError::new("min_version", e))?;

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pyrite_core::config::TlsConfig;
+use pyrite_core::config::{TlsConfig, TlsVersion};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -59,11 +59,22 @@ fn load_cas(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     crate::files::read_certificates(file).map_err(|e| format!("unable to load CA file {}: {e}", file.display()))
 }
 
+/// rustls's versions from `min` to `max`: the client's and the server's.
+pub fn protocol_versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    [(TlsVersion::Tls12, &rustls::version::TLS12), (TlsVersion::Tls13, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, v)| v)
+        .collect()
+}
+
 /// The client configuration for `tls`; the error names the file and the problem.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions =
+        protocol_versions(tls.min_version.unwrap_or(TlsVersion::Tls12), tls.max_version.unwrap_or(TlsVersion::Tls13));
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
     let builder = match &tls.ca_file {
         Some(ca_file) => {
