@@ -421,14 +421,40 @@ impl RangeVector {
     /// counts them: per series the largest window, summed (an upper bound of any one step's).
     /// A histogram counts as its size does (see [`histogram_samples`]).
     pub fn peak_samples(&self) -> usize {
-        let floats = |s| self.windows(s).map(<[Sample]>::len).max().unwrap_or(0);
-        let histograms = |s| {
-            self.histogram_windows(s)
-                .map(|w| w.iter().map(|x| histogram_samples(&x.h)).sum::<usize>())
-                .max()
-                .unwrap_or(0)
+        let floats = |s: &SeriesSamples| self.most_in_a_window(&s.samples, |x| x.t, |lo, hi| hi - lo);
+        let histograms = |s: &SeriesSamples| {
+            let mut sizes = Vec::with_capacity(s.histograms.len() + 1);
+            sizes.push(0);
+            for x in &s.histograms {
+                sizes.push(sizes[sizes.len() - 1] + histogram_samples(&x.h));
+            }
+            self.most_in_a_window(&s.histograms, |x| x.t, |lo, hi| sizes[hi] - sizes[lo])
         };
         self.series.iter().map(|s| floats(s) + if s.histograms.is_empty() { 0 } else { histograms(s) }).sum()
+    }
+
+    /// The largest `weight` (of the samples between two indexes) of `samples`, in time order,
+    /// in any step's window. Window edges never move back, so a window gains samples only at
+    /// the first step that reaches each one: only those steps are weighed, a binary search
+    /// each, whatever the number of steps (a subquery's frame can have millions, and walking
+    /// them all held a shard for seconds).
+    fn most_in_a_window<T>(&self, samples: &[T], time: fn(&T) -> i64, weight: impl Fn(usize, usize) -> usize) -> usize {
+        let mut most = 0;
+        let mut weighed = None;
+        for x in samples {
+            let step = self.ends.partition_point(|&end| self.bounds(end).1 < time(x));
+            if step == self.ends.len() {
+                break; // this sample and the later ones are past every window
+            }
+            if weighed.replace(step) == Some(step) {
+                continue;
+            }
+            let (after, up_to) = self.bounds(self.ends[step]);
+            let lo = samples.partition_point(|y| time(y) <= after);
+            let hi = samples.partition_point(|y| time(y) <= up_to);
+            most = most.max(weight(lo, hi.max(lo)));
+        }
+        most
     }
 
     /// The samples each series has in the first step's window (an instant query's result).

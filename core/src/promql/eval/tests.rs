@@ -517,6 +517,32 @@ fn windows_in_step_order_are_the_windows_of_each_step() {
     }
 }
 
+/// The peak a range vector is charged is the largest window any step sees, as stepping
+/// through every window finds it, with windows that skip samples, overlap, hold none, or end
+/// at one time, with and without a reach past the window; and over a frame of a million steps
+/// (found with a binary search per sample: walking the steps held a shard for seconds).
+#[test]
+fn peak_samples_are_the_largest_window_of_any_step() {
+    let times = [0, 10, 11, 30, 31, 32, 33, 75, 90, 91, 92, 93, 150];
+    let series = SeriesSamples::floats(Labels::default(), times.iter().map(|&t| Sample { t, v: 1.0 }).collect());
+    let reaches = [None, Some(Reach { extension: Extension::Anchored, lookback: 20 })];
+    for (range, ends) in [
+        (15, vec![-5, 0, 10, 20, 30, 40, 50, 80, 100]),
+        (1, vec![31, 31, 31]),
+        (100, vec![10, 90]),
+        (5, (0..200).step_by(3).collect()),
+        (40, vec![200, 300]),
+    ] {
+        for reach in reaches {
+            let r = RangeVector { series: vec![series.clone()], range, ends: ends.clone(), reach };
+            let stepped = (0..r.ends.len()).map(|i| r.window(&series, i).len()).max().unwrap_or(0);
+            assert_eq!(r.peak_samples(), stepped, "range {range}, ends {ends:?}, {reach:?}");
+        }
+    }
+    let many = RangeVector { series: vec![series; 1000], range: 20, ends: (0..1_000_000).collect(), reach: None };
+    assert_eq!(many.peak_samples(), 1000 * 5);
+}
+
 /// A trim operator between a float series and a number is upstream's info and no result,
 /// on the float fast path of vector-scalar operations as elsewhere (it once reached an
 /// `unreachable!`).
