@@ -246,11 +246,16 @@ fn grammar_parse(rule: Rule, input: &str) -> Result<Pair<'_, Rule>> {
 pub fn parse_metric_selector(input: &str) -> Result<Vec<Matcher>> {
     let selector = grammar_parse(Rule::metric_selector, input)?;
     let pair = selector.into_inner().next().expect("a metric selector holds a vector selector");
-    Ok(Builder { options: ParseOptions::default() }.selector_unchecked(pair)?.matchers)
+    Ok(Builder { options: ParseOptions::default() }.selector_unchecked(pair)?.0.matchers)
 }
 
 struct Builder {
     options: ParseOptions,
+}
+
+/// Upstream's error for a selector naming its metric twice.
+fn named_twice_error(at: &Pair<Rule>, first: &str, second: &str) -> ParseError {
+    error_at(at, format!("metric name must not be set twice: {first:?} or {second:?}"))
 }
 
 impl Builder {
@@ -586,38 +591,41 @@ impl Builder {
         let mut inner = arg.clone().into_inner();
         match (inner.next(), inner.next()) {
             (Some(p), None) if p.as_rule() == Rule::vector_selector => {
-                Ok(Expr::VectorSelector(self.selector_unchecked(p)?))
+                let (vs, named_twice) = self.selector_unchecked(p.clone())?;
+                match named_twice {
+                    Some((first, second)) => Err(named_twice_error(&p, &first, &second)),
+                    None => Ok(Expr::VectorSelector(vs)),
+                }
             }
             _ => Err(error_at(&arg, "expected label selectors as the second argument to info function")),
         }
     }
 
     fn selector(&self, pair: Pair<Rule>) -> Result<Expr> {
-        let vs = self.selector_unchecked(pair.clone())?;
+        let (vs, named_twice) = self.selector_unchecked(pair.clone())?;
+        if let Some((first, second)) = named_twice {
+            return Err(named_twice_error(&pair, &first, &second));
+        }
         if vs.matchers.iter().all(|m| m.matches("")) {
             return Err(error_at(&pair, "vector selector must contain at least one non-empty matcher"));
         }
         Ok(Expr::VectorSelector(vs))
     }
 
-    fn selector_unchecked(&self, pair: Pair<Rule>) -> Result<VectorSelector> {
-        let mut name: Option<String> = None;
+    /// A selector's matchers, a name given as `name{...}` or `{"name", ...}` first, and the
+    /// first two names if the name is set twice: a query refuses that ([`Builder::selector`]);
+    /// a `match[]` takes every matcher, as upstream's `ParseMetricSelector` skips the check.
+    fn selector_unchecked(&self, pair: Pair<Rule>) -> Result<(VectorSelector, Option<(String, String)>)> {
+        let mut names: Vec<String> = Vec::new();
         let mut matchers: Vec<Matcher> = Vec::new();
         for p in pair.clone().into_inner() {
             match p.as_rule() {
-                Rule::metric_name => name = Some(p.as_str().to_string()),
+                Rule::metric_name => names.push(p.as_str().to_string()),
                 Rule::label_matchers => {
                     for item in p.into_inner() {
                         match item.as_rule() {
                             Rule::quoted_metric_name => {
-                                let n = unquote(&item.into_inner().next().expect("a quoted name holds a string"))?;
-                                if let Some(prev) = &name {
-                                    return Err(error_at(
-                                        &pair,
-                                        format!("metric name must not be set twice: {prev:?} or {n:?}"),
-                                    ));
-                                }
-                                name = Some(n);
+                                names.push(unquote(&item.into_inner().next().expect("a quoted name holds a string"))?)
                             }
                             Rule::label_matcher => matchers.push(self.matcher(item)?),
                             other => unreachable!("not a matcher: {other:?}"),
@@ -627,14 +635,17 @@ impl Builder {
                 other => unreachable!("not part of a selector: {other:?}"),
             }
         }
-        if let Some(n) = &name {
-            if let Some(m) = matchers.iter().find(|m| m.name == METRIC_NAME) {
-                return Err(error_at(&pair, format!("metric name must not be set twice: {n:?} or {:?}", m.value)));
+        let name = names.first().cloned();
+        let named_twice = match (&name, names.get(1)) {
+            (Some(first), Some(second)) => Some((first.clone(), second.clone())),
+            (Some(first), None) => {
+                matchers.iter().find(|m| m.name == METRIC_NAME).map(|m| (first.clone(), m.value.clone()))
             }
-            matchers.insert(0, Matcher::equal(METRIC_NAME, n.clone()));
-        }
+            (None, _) => None,
+        };
+        matchers.splice(0..0, names.into_iter().map(|n| Matcher::equal(METRIC_NAME, n)));
         let pos = pair.as_span().start();
-        Ok(VectorSelector {
+        let selector = VectorSelector {
             name,
             matchers,
             offset: 0,
@@ -643,7 +654,8 @@ impl Builder {
             stats_only: false,
             extension: None,
             pos,
-        })
+        };
+        Ok((selector, named_twice))
     }
 
     fn matcher(&self, pair: Pair<Rule>) -> Result<Matcher> {
@@ -1198,6 +1210,14 @@ mod tests {
         assert_eq!(err("{}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("{a=\"\"}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("foo{__name__=\"bar\"}").message, "metric name must not be set twice: \"foo\" or \"bar\"");
+        assert!(err(r#"{"foo", "bar"}"#).message.starts_with("metric name must not be set twice"));
+        // A `match[]` takes them all, as upstream's ParseMetricSelector skips the check.
+        let names = |m: Vec<Matcher>| m.into_iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(parse_metric_selector(r#"up{__name__!~"x"}"#).unwrap()),
+            [r#"__name__="up""#, r#"__name__!~"x""#]
+        );
+        assert_eq!(names(parse_metric_selector(r#"{"a", "b"}"#).unwrap()), [r#"__name__="a""#, r#"__name__="b""#]);
         assert_eq!(err("1 > 2").message, "comparisons between scalars must use BOOL modifier");
         assert_eq!(err("a + bool b").message, "bool modifier can only be used on comparison operators");
         assert_eq!(err("1 and foo").message, "set operator \"and\" not allowed in binary scalar expression");
