@@ -136,7 +136,7 @@ pub fn parse_timestamp_unclamped(s: &str) -> Option<i128> {
         }
         _ => {}
     }
-    if let Ok(secs) = s.parse::<f64>() {
+    if let Some(secs) = crate::strconv::parse_float(s) {
         let ms = (secs * 1000.0).round();
         // The cast saturates.
         return ms.is_finite().then_some(ms as i128);

@@ -251,7 +251,7 @@ pub enum DurationParamError {
 
 /// Seconds (float) or a Prometheus duration, to ms, bounded as upstream's API bounds them.
 pub fn parse_duration(s: &str) -> Result<i64, DurationParamError> {
-    if let Ok(secs) = s.parse::<f64>() {
+    if let Some(secs) = pyrite_core::strconv::parse_float(s) {
         // Go turns NaN into an undefined int64; it is refused here. Infinities overflow.
         if secs.is_nan() {
             return Err(DurationParamError::Invalid(s.to_string()));
@@ -319,6 +319,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("15"), Ok(15_000));
         assert_eq!(parse_duration("0.5"), Ok(500));
+        assert_eq!(parse_duration("1_0"), Ok(10_000), "Go's digit separators");
         assert_eq!(parse_duration("1m30s"), Ok(90_000));
         assert_eq!(parse_duration("x"), Err(DurationParamError::Invalid("x".into())));
     }
