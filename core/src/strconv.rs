@@ -70,8 +70,9 @@ fn hex_float(s: &str) -> Option<f64> {
         value = value * 16.0 + f64::from(c.to_digit(16)?);
     }
     let mut scale = exponent.checked_sub(4 * i32::try_from(fraction.len()).ok()?)?;
-    // Scaled in steps a power of two can hold, so that subnormals (`0x1p-1074`) survive.
-    while scale != 0 {
+    // Scaled in steps a power of two can hold, so that subnormals (`0x1p-1074`) survive; once
+    // the value is zero or infinite it stays so (`0x1p-2147483648` would loop two million times).
+    while scale != 0 && value != 0.0 && value.is_finite() {
         let step = scale.clamp(-1000, 1000);
         value *= 2f64.powi(step);
         scale -= step;
@@ -93,6 +94,8 @@ mod tests {
             ("-0X1.8p1", -3.0),
             ("0x_1p4", 16.0),
             ("0x1p-1074", f64::from_bits(1)),
+            ("0x1p-2147483648", 0.0),
+            ("0x1p2147483647", f64::INFINITY),
             ("+Inf", f64::INFINITY),
             ("1e3", 1000.0),
             (".5", 0.5),
