@@ -8,11 +8,13 @@
 //! The file is opened again at each configuration load, so that a rotated log is followed after
 //! a reload, as upstream's; a file that cannot be opened refuses the configuration. It is one
 //! sink for the whole process, as the tracing subscriber is: a static, written with one
-//! `write(2)` per line under a lock (`O_APPEND`).
+//! `write(2)` per line under a lock (`O_APPEND`), synchronously as upstream writes it; a query
+//! does not take the lock when there is no log.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -20,26 +22,31 @@ use serde_json::json;
 /// The open query log, if the configuration names one.
 static QUERY_LOG: Mutex<Option<File>> = Mutex::new(None);
 
-/// Opens `file` as the query log (again, if it already was), or closes it for `None`; on error
-/// the log in use stays.
-pub fn configure(file: Option<&Path>) -> Result<(), String> {
-    let opened = match file {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    *QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = opened;
-    Ok(())
+/// Whether [`QUERY_LOG`] holds a file: read by every query without the lock.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The query log a configuration names, opened (`None` for none), to [`install`] once the rest
+/// of the configuration is taken: a configuration refused later keeps the log in use.
+pub fn open(file: Option<&Path>) -> Result<Option<File>, String> {
+    let Some(path) = file else { return Ok(None) };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Some)
+        .map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))
+}
+
+/// Makes `file` the query log (closing the one in use).
+pub fn install(file: Option<File>) {
+    let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    ENABLED.store(file.is_some(), Ordering::Relaxed);
+    *log = file;
 }
 
 /// Whether queries are logged.
 pub fn enabled() -> bool {
-    QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+    ENABLED.load(Ordering::Relaxed)
 }
 
 /// Where a query came from.
@@ -76,6 +83,9 @@ pub fn timings(seconds: f64) -> serde_json::Value {
 
 /// Logs `query` if there is a query log; a failed write is reported, and the query is not.
 pub fn log(query: Logged<'_>) {
+    if !enabled() {
+        return;
+    }
     let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let Some(file) = log.as_mut() else { return };
     let mut line = line(&query, crate::clock::now_ms()).to_string();

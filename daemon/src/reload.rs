@@ -45,7 +45,7 @@ impl Reloader {
     /// start-up).
     pub fn apply_initial(&self) -> Result<(), String> {
         let config = self.config.current();
-        crate::query_log::configure(config.global.query_log_file.as_deref())?;
+        crate::query_log::install(crate::query_log::open(config.global.query_log_file.as_deref())?);
         self.remote_write.apply(&config)?;
         self.apply_targets(&config);
         self.apply_rules(&config, &self.config.take_initial_rules())?;
@@ -115,11 +115,14 @@ impl Reloader {
                 return Err(format!("{e:#}"));
             }
         };
-        if let Err(e) = crate::query_log::configure(config.global.query_log_file.as_deref()) {
-            live.record(&self.metrics, false);
-            tracing::error!(error = %e, "query log refused; the previous configuration stays in force");
-            return Err(e);
-        }
+        let query_log = match crate::query_log::open(config.global.query_log_file.as_deref()) {
+            Ok(file) => file,
+            Err(e) => {
+                live.record(&self.metrics, false);
+                tracing::error!(error = %e, "query log refused; the previous configuration stays in force");
+                return Err(e);
+            }
+        };
         if let Err(e) = self.apply_rules(&config, &rules) {
             live.record(&self.metrics, false);
             tracing::error!(error = %e, "rules refused; the previous configuration stays in force");
@@ -130,6 +133,7 @@ impl Reloader {
             tracing::error!(error = %e, "remote write refused; the previous configuration stays in force");
             return Err(e);
         }
+        crate::query_log::install(query_log);
         let config = Arc::new(config);
         live.replace(config.clone());
         let settings = HeadSettings::of(&config, self.exemplar_storage, self.shards.len());
