@@ -612,15 +612,20 @@ impl Builder {
         Ok(Expr::VectorSelector(vs))
     }
 
-    /// A selector's matchers, a name given as `name{...}` or `{"name", ...}` first, and the
-    /// first two names if the name is set twice: a query refuses that ([`Builder::selector`]);
+    /// A selector's matchers, a name given as `name{...}` or `{"name", ...}` first, and the two
+    /// names if a name outside the braces is set again inside them: a query refuses that
+    /// ([`Builder::selector`]), as upstream's `checkAST` does (`{"a", __name__="b"}` is allowed);
     /// a `match[]` takes every matcher, as upstream's `ParseMetricSelector` skips the check.
     fn selector_unchecked(&self, pair: Pair<Rule>) -> Result<(VectorSelector, Option<(String, String)>)> {
         let mut names: Vec<String> = Vec::new();
+        let mut outside = false;
         let mut matchers: Vec<Matcher> = Vec::new();
         for p in pair.clone().into_inner() {
             match p.as_rule() {
-                Rule::metric_name => names.push(p.as_str().to_string()),
+                Rule::metric_name => {
+                    names.push(p.as_str().to_string());
+                    outside = true;
+                }
                 Rule::label_matchers => {
                     for item in p.into_inner() {
                         match item.as_rule() {
@@ -635,13 +640,18 @@ impl Builder {
                 other => unreachable!("not part of a selector: {other:?}"),
             }
         }
-        let name = names.first().cloned();
-        let named_twice = match (&name, names.get(1)) {
-            (Some(first), Some(second)) => Some((first.clone(), second.clone())),
-            (Some(first), None) => {
+        let named_twice = match (outside, names.first(), names.get(1)) {
+            (true, Some(first), Some(second)) => Some((first.clone(), second.clone())),
+            (true, Some(first), None) => {
                 matchers.iter().find(|m| m.name == METRIC_NAME).map(|m| (first.clone(), m.value.clone()))
             }
-            (None, _) => None,
+            _ => None,
+        };
+        // The selector's name only when nothing else matches on the name: it is printed in
+        // place of its matcher.
+        let name = match names.as_slice() {
+            [only] if !matchers.iter().any(|m| m.name == METRIC_NAME) => Some(only.clone()),
+            _ => None,
         };
         matchers.splice(0..0, names.into_iter().map(|n| Matcher::equal(METRIC_NAME, n)));
         let pos = pair.as_span().start();
@@ -1210,7 +1220,9 @@ mod tests {
         assert_eq!(err("{}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("{a=\"\"}").message, "vector selector must contain at least one non-empty matcher");
         assert_eq!(err("foo{__name__=\"bar\"}").message, "metric name must not be set twice: \"foo\" or \"bar\"");
-        assert!(err(r#"{"foo", "bar"}"#).message.starts_with("metric name must not be set twice"));
+        assert!(err(r#"foo{"bar"}"#).message.starts_with("metric name must not be set twice"));
+        // Names inside the braces only are matchers like any other, as upstream's.
+        assert!(parse(r#"{"foo", "bar"}"#).is_ok() && parse(r#"{"bar", __name__="baz"}"#).is_ok());
         // A `match[]` takes them all, as upstream's ParseMetricSelector skips the check.
         let names = |m: Vec<Matcher>| m.into_iter().map(|m| m.to_string()).collect::<Vec<_>>();
         assert_eq!(
