@@ -372,7 +372,10 @@ fn check_mapping(value: &Value, section: &Section, path: &str, file: &str) -> Re
     for key in map.keys() {
         let Some(key) = key.as_str() else { continue };
         let at = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-        if section.supported.contains(&key) {
+        // A key upstream knows, left empty, asks for nothing (its value is dropped as null).
+        if section.supported.contains(&key)
+            || (section.upstream_only.contains(&key) && map.get(key).is_some_and(Value::is_null))
+        {
             continue;
         }
         return Err(if section.upstream_only.contains(&key) {

@@ -415,16 +415,18 @@ struct RawLimits {
 }
 
 impl RawLimits {
-    /// These limits, each defaulting to `base`'s.
+    /// These limits, each defaulting to `base`'s where it is left out or 0, as upstream takes a
+    /// scrape config's 0 as the global value.
     fn over(&self, base: ScrapeLimits) -> ScrapeLimits {
+        let or = |limit: Option<u64>, base: u64| limit.filter(|&n| n != 0).unwrap_or(base);
         ScrapeLimits {
-            sample_limit: self.sample_limit.unwrap_or(base.sample_limit),
-            label_limit: self.label_limit.unwrap_or(base.label_limit),
-            label_name_length_limit: self.label_name_length_limit.unwrap_or(base.label_name_length_limit),
-            label_value_length_limit: self.label_value_length_limit.unwrap_or(base.label_value_length_limit),
-            target_limit: self.target_limit.unwrap_or(base.target_limit),
-            keep_dropped_targets: self.keep_dropped_targets.unwrap_or(base.keep_dropped_targets),
-            body_size_limit: self.body_size_limit.unwrap_or(base.body_size_limit),
+            sample_limit: or(self.sample_limit, base.sample_limit),
+            label_limit: or(self.label_limit, base.label_limit),
+            label_name_length_limit: or(self.label_name_length_limit, base.label_name_length_limit),
+            label_value_length_limit: or(self.label_value_length_limit, base.label_value_length_limit),
+            target_limit: or(self.target_limit, base.target_limit),
+            keep_dropped_targets: or(self.keep_dropped_targets, base.keep_dropped_targets),
+            body_size_limit: self.body_size_limit.filter(|b| b.0 != 0).unwrap_or(base.body_size_limit),
         }
     }
 }
@@ -551,25 +553,24 @@ fn build_rules(
         .collect()
 }
 
-/// The YAML of `text` (an empty file, or one of comments only, is an empty mapping), a key
-/// whose value is null taken as absent; `file` names it in errors.
+/// The YAML of `text` (an empty file, or one of comments only, is an empty mapping); `file`
+/// names it in errors.
 fn yaml(text: &str, file: &str) -> Result<serde_norway::Value, ConfigError> {
     if text.trim().is_empty() {
         return Ok(serde_norway::Value::Mapping(Default::default()));
     }
-    let mut value: serde_norway::Value =
+    let value: serde_norway::Value =
         yaml::from_str(text).map_err(|e| ConfigError::Yaml { file: file.into(), message: e.to_string() })?;
-    if value.is_null() {
-        value = serde_norway::Value::Mapping(Default::default());
-    }
-    nulls_as_absent(&mut value);
-    Ok(value)
+    Ok(if value.is_null() { serde_norway::Value::Mapping(Default::default()) } else { value })
 }
 
-/// Drops every mapping entry whose value is null, as Go's YAML decoder leaves such a field at
-/// its zero value: upstream's own example configuration has `targets:` with its one entry
-/// commented out. (Go's zero of a boolean whose default is true, `honor_timestamps: ~`, is
-/// false; here it keeps its default.)
+/// Drops every mapping entry whose value is null, once its key has been checked: Go's YAML
+/// decoder gives such a field its zero value, and upstream's own example configuration has
+/// `targets:` with its one entry commented out. For lists, maps, strings and numbers whose
+/// zero means "unset" that is the same; where the zero is not the default, the default is kept
+/// here and Go takes the zero: a boolean defaulting to true (`honor_timestamps: ~` is false in
+/// Go), and a relabel rule's `replacement`, `separator` and `regex` (Go: empty) or `action`
+/// (Go refuses the rule).
 fn nulls_as_absent(value: &mut serde_norway::Value) {
     match value {
         serde_norway::Value::Mapping(entries) => {
@@ -596,8 +597,9 @@ impl HttpClientConfig {
     /// `basic_auth`, `authorization`, `oauth2`, `tls_config`, `proxy_url`, `follow_redirects`,
     /// `enable_http2`, checked as in a scrape config, paths relative to `file`'s directory.
     pub fn parse(text: &str, file: &str) -> Result<HttpClientConfig, ConfigError> {
-        let value = yaml(text, file)?;
+        let mut value = yaml(text, file)?;
         keys::check_http_client(&value, file)?;
+        nulls_as_absent(&mut value);
         let raw: RawHttpClient = typed(value, file)?;
         let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
         let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
@@ -610,8 +612,9 @@ impl Config {
     /// Relative paths in it (secret files, `file_sd_configs` files) are taken relative to the
     /// directory of `file`.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let value = yaml(text, file)?;
+        let mut value = yaml(text, file)?;
         keys::check(&value, file)?;
+        nulls_as_absent(&mut value);
         let raw: RawConfig = typed(value, file)?;
         raw.validate(file)
     }
@@ -1039,6 +1042,9 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
         assert!(Config::parse("runtime: {gogc: lots}\n", "p.yml").is_err());
         let e = Config::parse("scrape_configs: [{job_name: a, outscale_sd_configs: [{}]}]\n", "p.yml").unwrap_err();
         assert!(e.to_string().ends_with("not supported by Pyrite yet"), "{e}");
+        // A misspelt key is refused even with nothing after it, as Go's strict decoder does.
+        let e = Config::parse("global:\n  scrape_intervall:\n", "p.yml").unwrap_err();
+        assert_eq!(e.to_string(), "p.yml: global.scrape_intervall: unknown key");
     }
 
     #[test]
