@@ -33,10 +33,15 @@ impl NoProxy {
             }
             let (host, port) = split_port(&entry);
             if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-                no.ips.push((ip, port));
+                no.ips.push((ip.to_canonical(), port));
                 continue;
             }
-            let host = host.strip_prefix('*').unwrap_or(host);
+            // `*.example.com` is `.example.com`; a `*` elsewhere is part of the name (and matches
+            // no host), as in Go.
+            let host = match host.strip_prefix("*.") {
+                Some(domain) => format!(".{domain}"),
+                None => host.to_string(),
+            };
             match host.strip_prefix('.') {
                 Some(domain) if !domain.is_empty() => no.domains.push((format!(".{domain}"), false, port)),
                 Some(_) => {}
@@ -50,7 +55,8 @@ impl NoProxy {
     /// goes around the proxy.
     pub fn bypasses(&self, host: &str, port: u16) -> bool {
         let host = host.to_ascii_lowercase();
-        let ip = host.parse::<IpAddr>().ok();
+        // An IPv4 address mapped into IPv6 is the IPv4 address, as Go compares them.
+        let ip = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
         if host == "localhost" || ip.is_some_and(|ip| ip.is_loopback()) || self.everything {
             return true;
         }
@@ -71,7 +77,7 @@ impl NoProxy {
 /// `a.b.c.d/n` or `v6/n`.
 fn parse_range(entry: &str) -> Option<(IpAddr, u8)> {
     let (network, bits) = entry.split_once('/')?;
-    let network: IpAddr = network.parse().ok()?;
+    let network: IpAddr = network.parse::<IpAddr>().ok()?.to_canonical();
     let bits: u8 = bits.parse().ok()?;
     let most = if network.is_ipv4() { 32 } else { 128 };
     (bits <= most).then_some((network, bits))
@@ -92,6 +98,8 @@ fn split_port(entry: &str) -> (&str, Option<u16>) {
         return (entry, None);
     }
     match entry.rsplit_once(':') {
+        // An empty port is any port, as Go's `SplitHostPort` gives it.
+        Some((host, "")) if !host.is_empty() => (host, None),
         Some((host, port)) if !host.is_empty() => match port.parse() {
             Ok(port) => (host, Some(port)),
             Err(_) => (entry, None),
@@ -113,7 +121,9 @@ pub struct EnvironmentProxies {
 impl EnvironmentProxies {
     /// From the environment variables `var` gives.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> EnvironmentProxies {
-        let either = |name: &str| var(name).or_else(|| var(&name.to_ascii_lowercase())).filter(|v| !v.is_empty());
+        // An empty variable counts as unset, so that the lower-case one is read (Go's `getEnvAny`).
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        let either = |name: &str| set(name).or_else(|| set(&name.to_ascii_lowercase()));
         let with_scheme = |proxy: String| if proxy.contains("://") { proxy } else { format!("http://{proxy}") };
         let (http, https) = (either("HTTP_PROXY").map(with_scheme), either("HTTPS_PROXY").map(with_scheme));
         let unsupported =
@@ -163,6 +173,10 @@ mod tests {
             assert_eq!(no.bypasses(host, port), bypasses, "{host}:{port}");
         }
         assert!(NoProxy::parse("*").bypasses("anything", 1));
+        let odd = NoProxy::parse("*corp.com, ::ffff:10.1.2.3, 172.16.0.0/12, any.port:");
+        assert!(!odd.bypasses("corp.com", 80) && !odd.bypasses("x.corp.com", 80), "only `*.` is a wildcard");
+        assert!(odd.bypasses("10.1.2.3", 80) && odd.bypasses("::ffff:172.16.5.5", 80), "mapped IPv4 is IPv4");
+        assert!(odd.bypasses("::ffff:127.0.0.1", 80) && odd.bypasses("any.port", 1234));
         assert!(!NoProxy::parse("").bypasses("example.com", 80));
     }
 
@@ -179,6 +193,8 @@ mod tests {
         assert_eq!(env.for_request(false, "127.0.0.1", 80), None);
         let upper_first = vars(&[("HTTP_PROXY", "http://upper:1"), ("http_proxy", "http://lower:1")]);
         assert_eq!(upper_first.for_request(false, "t", 1), Some("http://upper:1"));
+        let empty_upper = vars(&[("HTTP_PROXY", ""), ("http_proxy", "http://lower:1")]);
+        assert_eq!(empty_upper.for_request(false, "t", 1), Some("http://lower:1"));
         assert_eq!(vars(&[]).for_request(false, "t", 1), None);
         let socks = vars(&[("HTTPS_PROXY", "socks5://s:1080")]);
         assert_eq!(
