@@ -116,6 +116,8 @@ pub fn config_files(files: &[PathBuf], options: ConfigCheck) -> Verdict {
             let jobs = config.scrape_configs.len();
             let syntax = format!(" SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)");
             if options.syntax_only {
+                // promtool checks static targets even then.
+                targets_survive_relabeling(&config, &BTreeMap::new()).map_err(invalid)?;
                 return Ok(syntax);
             }
             rules = named_rule_files(&config.rule_files).map_err(invalid)?;
@@ -160,9 +162,16 @@ fn named_files(config: &Config) -> Result<String, String> {
             &mut warnings,
         )?;
     }
-    match pyrite_core::scrape::targets_from_config(config, &discovered).invalid.into_iter().next() {
+    targets_survive_relabeling(config, &discovered)?;
+    Ok(warnings)
+}
+
+/// Every static target of `config`, and every target of the groups `discovered` by job,
+/// survives its scrape config's relabeling; else the first that does not, and why.
+fn targets_survive_relabeling(config: &Config, discovered: &BTreeMap<String, Vec<TargetGroup>>) -> Result<(), String> {
+    match pyrite_core::scrape::targets_from_config(config, discovered).invalid.into_iter().next() {
         Some(target) => Err(target),
-        None => Ok(warnings),
+        None => Ok(()),
     }
 }
 

@@ -187,10 +187,12 @@ fn named_files_lints_and_syntax_only_are_checked_as_promtool_checks_them() {
         // Lints of the rule files named: printed, fatal only under --lint-fatal.
         ("rule_files: [rules/dup.yml]\n".into(), &[], 0, "  FAILED:\n     lint error 1 duplicate rule(s) found."),
         ("rule_files: [rules/dup.yml]\n".into(), &["--lint-fatal"], 3, "  FAILED:\n     lint error 1 duplicate rule(s) found."),
-        ("rule_files: [rules/dup.yml]\n".into(), &["--lint=none", "--lint-fatal"], 0, ""),
+        ("rule_files: [rules/dup.yml]\n".into(), &["--lint=none", "--lint-fatal"], 0, "  SUCCESS: 2 rules found"),
         // --syntax-only looks at no file the configuration names.
-        ("rule_files: [rules/missing.yml]\n".into(), &["--syntax-only"], 0, ""),
-        (job("bearer_token_file: /nonexistent/token"), &["--syntax-only"], 0, ""),
+        ("rule_files: [rules/missing.yml]\n".into(), &["--syntax-only"], 0, " SUCCESS: prometheus.yml is valid"),
+        (job("bearer_token_file: /nonexistent/token"), &["--syntax-only"], 0, " SUCCESS: prometheus.yml is valid"),
+        // Static targets are checked all the same.
+        (job("relabel_configs: [{target_label: __scrape_timeout__, replacement: 0s}], static_configs: [{targets: ['x:1']}]"), &["--syntax-only"], 1, "scrape timeout cannot be 0"),
         // Files named must exist; discovery files must parse and their targets survive relabeling.
         (job("bearer_token_file: /nonexistent/token"), &[], 1, "error checking authorization credentials or bearer token file \"/nonexistent/token\""),
         (job("authorization: {credentials_file: /nonexistent/c}"), &[], 1, "error checking authorization credentials"),

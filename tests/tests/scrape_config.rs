@@ -177,10 +177,14 @@ scrape_configs:
   - job_name: few
     relabel_configs: [{source_labels: [__address__], regex: 'drop.*', action: drop}]
     static_configs: [{targets: ['drop-a:1', 'drop-b:1', 'drop-c:1', 'drop-d:1']}]
-  - job_name: all
-    keep_dropped_targets: 0
+  - job_name: more
+    keep_dropped_targets: 5
     relabel_configs: [{source_labels: [__address__], regex: 'drop.*', action: drop}]
     static_configs: [{targets: ['drop-e:1', 'drop-f:1', 'drop-g:1']}]
+  - job_name: zero
+    keep_dropped_targets: 0
+    relabel_configs: [{source_labels: [__address__], regex: 'drop.*', action: drop}]
+    static_configs: [{targets: ['drop-h:1', 'drop-i:1', 'drop-j:1']}]
 "#;
     let p = Pyrite::start(PyriteOpts { config: Some(config.into()), ..PyriteOpts::default() });
     let t = targets(&p.url);
@@ -190,8 +194,9 @@ scrape_configs:
         .iter()
         .map(|d| d["discoveredLabels"]["__address__"].as_str().unwrap())
         .collect();
-    assert_eq!(kept, ["drop-a:1", "drop-b:1", "drop-e:1", "drop-f:1", "drop-g:1"], "{t}");
-    assert_eq!(t["droppedTargetCounts"], serde_json::json!({"all": 3, "few": 4}), "{t}");
+    // A job's 0 is global's value, as upstream reads it.
+    assert_eq!(kept, ["drop-a:1", "drop-b:1", "drop-e:1", "drop-f:1", "drop-g:1", "drop-h:1", "drop-i:1"], "{t}");
+    assert_eq!(t["droppedTargetCounts"], serde_json::json!({"few": 4, "more": 3, "zero": 3}), "{t}");
 }
 
 /// The request line and header lines (with their line ends) of a request on `stream`.
