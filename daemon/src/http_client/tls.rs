@@ -118,8 +118,7 @@ pub fn server_name(tls: &TlsConfig, address: &str) -> Result<ServerName<'static>
 ///
 /// webpki checks a certificate's validity dates before it looks at its basic constraints: a
 /// refusal for a CA used as a server's certificate means the dates were good. What is left to
-/// check is the name. (Go would also refuse such a certificate whose extended key usages leave out
-/// server authentication; webpki's check of them comes later, so here it is not made.)
+/// check is the name, and the extended key usages, which Go checks too ([`allows_server_auth`]).
 #[derive(Debug)]
 struct TrustedAsIs {
     webpki: Arc<WebPkiServerVerifier>,
@@ -156,6 +155,9 @@ impl ServerCertVerifier for TrustedAsIs {
                     && self.cas.iter().any(|ca| ca.as_ref() == end_entity.as_ref()) =>
             {
                 rustls::client::verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                if !allows_server_auth(end_entity.as_ref()) {
+                    return Err(rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose));
+                }
                 Ok(ServerCertVerified::assertion())
             }
             verdict => verdict,
@@ -183,6 +185,82 @@ impl ServerCertVerifier for TrustedAsIs {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// Whether the certificate `der` may serve TLS by its extended key usages, as Go's
+/// `x509.Verify` judges a chain of one trusted root: any purpose when it lists none, else only
+/// if it lists server authentication or any purpose. A certificate that cannot be read is not
+/// (webpki read it already, so that does not happen).
+fn allows_server_auth(der: &[u8]) -> bool {
+    /// 2.5.29.37, and the purposes 1.3.6.1.5.5.7.3.1 (server authentication) and 2.5.29.37.0.
+    const EXTENDED_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+    const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+    const ANY_PURPOSE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+    let usages = || -> Option<Option<Vec<&[u8]>>> {
+        let (_, certificate, _) = der_element(der)?;
+        let (_, mut tbs, _) = der_element(certificate)?;
+        // The extensions are the TBS certificate's field tagged [3].
+        let extensions = loop {
+            let (tag, content, rest) = der_element(tbs)?;
+            if tag == 0xa3 {
+                break der_element(content)?.1;
+            }
+            if rest.is_empty() {
+                return Some(None);
+            }
+            tbs = rest;
+        };
+        let mut rest = extensions;
+        while !rest.is_empty() {
+            let (_, extension, after) = der_element(rest)?;
+            rest = after;
+            let (_, id, mut fields) = der_element(extension)?;
+            if id != EXTENDED_KEY_USAGE {
+                continue;
+            }
+            // An optional BOOLEAN (critical), then the value: an OCTET STRING holding a
+            // SEQUENCE of purposes.
+            let value = loop {
+                let (tag, content, after) = der_element(fields)?;
+                if tag == 0x04 {
+                    break content;
+                }
+                fields = after;
+            };
+            let (_, mut purposes, _) = der_element(value)?;
+            let mut listed = Vec::new();
+            while !purposes.is_empty() {
+                let (_, purpose, after) = der_element(purposes)?;
+                listed.push(purpose);
+                purposes = after;
+            }
+            return Some(Some(listed));
+        }
+        Some(None)
+    };
+    match usages() {
+        Some(None) => true,
+        Some(Some(listed)) => listed.iter().any(|&p| p == SERVER_AUTH || p == ANY_PURPOSE),
+        None => false,
+    }
+}
+
+/// The first DER element of `input`: its tag, its content and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = match first {
+        short @ 0..=0x7f => (usize::from(short), rest),
+        long => {
+            let bytes = usize::from(long & 0x7f);
+            if bytes == 0 || bytes > 4 || rest.len() < bytes {
+                return None;
+            }
+            let length = rest[..bytes].iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+            (length, &rest[bytes..])
+        }
+    };
+    (length <= rest.len()).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
 /// `insecure_skip_verify`: any certificate is accepted (signatures still checked for form).
@@ -260,14 +338,55 @@ o3A9/gIhAJ0J+bErc34VFpX+i9dY15MVyubA6QTZF4NGYpfPUHwq
 -----END CERTIFICATE-----
 ";
 
+    /// Self-signed CAs for `localhost` from 2026-12-07 11:35:46 UTC for a hundred years, whose
+    /// extended key usages are client authentication only, and server authentication.
+    const CLIENT_AUTH_ONLY: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBtDCCAVqgAwIBAgIUJr7830zKrYS2Ut3spZ2753aZSe4wCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZWt1LWNsaWVudEF1dGgwIBcNMjYxMjA3MTEzNTQ2WhgPMjEy
+NjExMTMxMTM1NDZaMBkxFzAVBgNVBAMMDmVrdS1jbGllbnRBdXRoMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEwUuZ5WIV6EPGhvibwUBeUSycxY/pPdDQ58T42qeV
+O4wA4Gh+Vb6SDTRF0ZV9nUIjlesrIW91cF9ZtiMZkmSU5KN+MHwwHQYDVR0OBBYE
+FAVVkGhonN8/J8KGGKLT1vkcSLn0MB8GA1UdIwQYMBaAFAVVkGhonN8/J8KGGKLT
+1vkcSLn0MA8GA1UdEwEB/wQFMAMBAf8wFAYDVR0RBA0wC4IJbG9jYWxob3N0MBMG
+A1UdJQQMMAoGCCsGAQUFBwMCMAoGCCqGSM49BAMCA0gAMEUCIQCvdW/F2gn2TbPr
+ScjCtczWU13zUejpzJ7OavD3J1Jx/wIgdKaM0GUaggQDTGxrAVTKfcx1PeZHCEok
+QNdlg4TkZLM=
+-----END CERTIFICATE-----
+";
+    const SERVER_AUTH: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBszCCAVqgAwIBAgIUWSB7lxVOhtHHAghR8id0+sckGyMwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZWt1LXNlcnZlckF1dGgwIBcNMjYxMjA3MTEzNTQ2WhgPMjEy
+NjExMTMxMTM1NDZaMBkxFzAVBgNVBAMMDmVrdS1zZXJ2ZXJBdXRoMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAETYX97JstaUjEFLl9ByBDeb+1JWVRQY9N2yKlQ0HM
+1NYQ20hBhIQpLfnW8sDzqsfD493kJWEBv6SajrCFFPBQfKN+MHwwHQYDVR0OBBYE
+FJhW4NrqlZXqSr5YXvCt4+bbj8CBMB8GA1UdIwQYMBaAFJhW4NrqlZXqSr5YXvCt
+4+bbj8CBMA8GA1UdEwEB/wQFMAMBAf8wFAYDVR0RBA0wC4IJbG9jYWxob3N0MBMG
+A1UdJQQMMAoGCCsGAQUFBwMBMAoGCCqGSM49BAMCA0cAMEQCIC9T8tjXiqhn0SK/
+00Ub2MvTKU813YuGlgb8wOlztyurAiBviDsDc3l0oP2HhNaQcCDuCZdG7lT7foCo
+2xM84PYGjA==
+-----END CERTIFICATE-----
+";
+
     fn certificate(pem: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
     }
 
     /// Verifies `pem` for `name` at `unix_seconds`, trusting [`SELF_SIGNED`] only.
     fn verify(pem: &str, name: &str, unix_seconds: u64) -> Result<ServerCertVerified, rustls::Error> {
+        verify_trusting(SELF_SIGNED, pem, name, unix_seconds)
+    }
+
+    /// Verifies `pem` for `name` at `unix_seconds`, trusting `ca` only.
+    fn verify_trusting(
+        ca: &str,
+        pem: &str,
+        name: &str,
+        unix_seconds: u64,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = TrustedAsIs::new(vec![certificate(SELF_SIGNED)], provider).unwrap();
+        let verifier = TrustedAsIs::new(vec![certificate(ca)], provider).unwrap();
         let name = ServerName::try_from(name.to_string()).unwrap();
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_seconds));
         verifier.verify_server_cert(&certificate(pem), &[], &name, &[], now)
@@ -294,5 +413,10 @@ o3A9/gIhAJ0J+bErc34VFpX+i9dY15MVyubA6QTZF4NGYpfPUHwq
         assert!(refusal(SELF_SIGNED, "localhost", not_after + 60).contains("expired"));
         assert!(refusal(SELF_SIGNED, "localhost", issued - 60).contains("not valid yet"));
         assert!(refusal(OTHER_SELF_SIGNED, "localhost", issued + 60).contains("CaUsedAsEndEntity"));
+        // Its extended key usages must allow a server, as Go checks them.
+        let at = 1_796_650_000;
+        assert!(verify_trusting(SERVER_AUTH, SERVER_AUTH, "localhost", at).is_ok());
+        let refused = verify_trusting(CLIENT_AUTH_ONLY, CLIENT_AUTH_ONLY, "localhost", at).unwrap_err();
+        assert_eq!(refused, rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose));
     }
 }
