@@ -106,8 +106,8 @@ pub struct HttpClientConfig {
     /// An HTTP proxy (`http://[user:password@]host:port`): plain requests go to it in absolute
     /// form, TLS ones through a `CONNECT` tunnel.
     pub proxy_url: Option<String>,
-    /// The hosts requests reach without `proxy_url` ([`NoProxy`]).
-    pub no_proxy: Option<String>,
+    /// The hosts requests reach without `proxy_url`, parsed once.
+    pub no_proxy: Option<NoProxy>,
     /// The proxy is the environment's ([`EnvironmentProxies`]).
     pub proxy_from_environment: bool,
     /// Follow 3xx answers (up to 10), as upstream's default.
@@ -201,7 +201,7 @@ impl HttpClientConfig {
         if self.proxy_from_environment {
             return environment.for_request(https, host, port);
         }
-        let bypassed = self.no_proxy.as_deref().is_some_and(|list| NoProxy::parse(list).bypasses(host, port));
+        let bypassed = self.no_proxy.as_ref().is_some_and(|list| list.bypasses(host, port));
         self.proxy_url.as_deref().filter(|_| !bypassed)
     }
 

@@ -32,7 +32,7 @@ pub use http::{
     basic_credentials, Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig,
 };
 pub use protocols::{accept_header, ScrapeProtocol};
-pub use proxy::EnvironmentProxies;
+pub use proxy::{EnvironmentProxies, NoProxy};
 pub use remote_read::RemoteReadConfig;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig, SigV4Config};
 pub use size::ByteSize;
@@ -528,7 +528,7 @@ impl RawHttpClient {
             authorization,
             oauth2: self.oauth2,
             proxy_url: self.proxy_url,
-            no_proxy: self.no_proxy.filter(|n| !n.is_empty()),
+            no_proxy: self.no_proxy.filter(|n| !n.is_empty()).map(|list| NoProxy::parse(&list)),
             proxy_from_environment: self.proxy_from_environment,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),

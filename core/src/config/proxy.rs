@@ -12,6 +12,8 @@ use std::net::IpAddr;
 /// its subdomains only), each but a range with an optional port.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NoProxy {
+    /// The list as written, for the configuration the API shows.
+    text: String,
     everything: bool,
     ips: Vec<(IpAddr, Option<u16>)>,
     ranges: Vec<(IpAddr, u8)>,
@@ -21,7 +23,7 @@ pub struct NoProxy {
 
 impl NoProxy {
     pub fn parse(list: &str) -> NoProxy {
-        let mut no = NoProxy::default();
+        let mut no = NoProxy { text: list.to_string(), ..NoProxy::default() };
         for entry in list.split(',').map(|e| e.trim().to_ascii_lowercase()).filter(|e| !e.is_empty()) {
             if entry == "*" {
                 no.everything = true;
@@ -49,6 +51,11 @@ impl NoProxy {
             }
         }
         no
+    }
+
+    /// The list as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Whether a request to `host` (a name or an address, IPv6 without brackets) and `port`
