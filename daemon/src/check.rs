@@ -140,9 +140,11 @@ pub fn config_files(files: &[PathBuf], options: ConfigCheck) -> Verdict {
 /// target survives its scrape config's relabeling. A file pattern matching nothing is a
 /// warning, returned as the lines to print.
 fn named_files(config: &Config) -> Result<String, String> {
-    let exists = |what: &str, file: Option<&PathBuf>| match file.map(std::fs::metadata) {
-        Some(Err(e)) => Err(format!("error checking {what} {:?}: {e}", file.unwrap_or(&PathBuf::new()).display())),
-        _ => Ok(()),
+    let exists = |what: &str, file: Option<&PathBuf>| match file {
+        Some(path) => {
+            std::fs::metadata(path).map(drop).map_err(|e| format!("error checking {what} {:?}: {e}", path.display()))
+        }
+        None => Ok(()),
     };
     let mut warnings = String::new();
     let mut discovered = BTreeMap::new();
