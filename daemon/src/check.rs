@@ -109,9 +109,13 @@ pub fn config_files(files: &[PathBuf], options: ConfigCheck) -> Verdict {
     for file in files {
         let mut rules = Vec::new();
         worst = worst.max(check_files(std::slice::from_ref(file), |text, name| {
-            let config = Config::parse(text, name).map_err(|e| invalid(e.to_string()))?;
+            let mut config = Config::parse(text, name).map_err(|e| invalid(e.to_string()))?;
             if options.agent {
                 config.check_agent(name).map_err(|e| invalid(e.to_string()))?;
+            }
+            if !options.syntax_only {
+                crate::live_config::include_scrape_config_files(&mut config)
+                    .map_err(|e| invalid(format!("error loading scrape configs: {e}")))?;
             }
             let jobs = config.scrape_configs.len();
             let syntax = format!(" SUCCESS: {name} is valid prometheus config file syntax ({jobs} scrape configs)");
@@ -205,7 +209,7 @@ fn file_sd_groups<'a>(
 fn named_rule_files(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for pattern in patterns {
-        let found = crate::live_config::rule_file_paths(pattern);
+        let found = crate::live_config::named_paths(pattern);
         if found.is_empty() && !pattern.contains('*') {
             return Err(format!("{pattern:?} does not point to an existing file"));
         }

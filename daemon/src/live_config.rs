@@ -74,12 +74,25 @@ impl ConfigSource {
                 "the embedded default configuration".into(),
             ),
         };
-        let config = Config::parse(&text, &name)?;
+        let mut config = Config::parse(&text, &name)?;
         if self.agent {
             config.check_agent(&name)?;
         }
+        include_scrape_config_files(&mut config)?;
         Ok(config)
     }
+}
+
+/// Reads the files `config`'s `scrape_config_files` name, pattern by pattern, and adds their
+/// scrape configs to it.
+pub fn include_scrape_config_files(config: &mut Config) -> Result<(), LoadError> {
+    for pattern in config.scrape_config_files.clone() {
+        for path in named_paths(&pattern) {
+            let text = crate::files::read_text(&path).map_err(|error| LoadError::Read { path: path.clone(), error })?;
+            config.include_scrape_configs(&text, &path.display().to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// The configuration in force and how the last reload went.
@@ -156,7 +169,7 @@ pub fn load_rule_files(
     names: NameValidation,
 ) -> Result<Vec<(String, RuleFile)>, RuleLoadError> {
     let mut out: Vec<(String, RuleFile)> = Vec::new();
-    for path in patterns.iter().flat_map(|p| rule_file_paths(p)) {
+    for path in patterns.iter().flat_map(|p| named_paths(p)) {
         let name = path.display().to_string();
         // A file two patterns name is loaded once: upstream keys groups by file and name.
         if out.iter().any(|(loaded, _)| *loaded == name) {
@@ -168,11 +181,12 @@ pub fn load_rule_files(
     Ok(out)
 }
 
-/// The files a `rule_files` pattern names (a path that does not exist is no rule file, as
-/// upstream's glob: the server skips it, `pyrite check config` reports it). A symlink is named
+/// The files a `rule_files` or `scrape_config_files` pattern names (a path that does not exist
+/// names no file, as upstream's glob: the server skips it, `pyrite check config` reports a rule
+/// file missing). A symlink is named
 /// even if it leads nowhere or in a loop, as Go's `Lstat`-based glob names it, so that reading
 /// it fails the load rather than dropping its rules without a word.
-pub fn rule_file_paths(pattern: &str) -> Vec<PathBuf> {
+pub fn named_paths(pattern: &str) -> Vec<PathBuf> {
     crate::files::expand_glob(pattern).into_iter().filter(|p| Path::new(p).symlink_metadata().is_ok()).collect()
 }
 

@@ -288,3 +288,44 @@ fn a_reload_keeps_the_targets_of_an_unchanged_url() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `scrape_config_files`: the jobs of the files a pattern names are scraped with the global
+/// defaults; a reload reads the files again, and one that repeats a job name fails the reload
+/// and keeps the jobs in force. `/api/v1/status/config` shows the main file's jobs only, as
+/// upstream.
+#[test]
+fn scrape_config_files_are_read_at_start_and_at_each_reload() {
+    let loadgen = Loadgen::start(2, 5);
+    let [a, b] = [&loadgen.targets[0], &loadgen.targets[1]];
+    let dir = TempDir::new("scrape-config-files");
+    std::fs::create_dir_all(dir.0.join("jobs")).unwrap();
+    let job = |name: &str, target: &str| {
+        format!("scrape_configs:\n  - job_name: {name}\n    static_configs: [{{targets: ['{target}']}}]\n")
+    };
+    std::fs::write(dir.0.join("jobs/a.yml"), job("a", a)).unwrap();
+    let config = dir.0.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1s\nscrape_config_files: ['jobs/*.yml']\n").unwrap();
+    let args = vec![format!("--config.file={}", config.display()), "--web.enable-lifecycle".to_string()];
+    let p = Pyrite::start(PyriteOpts { extra_args: args, ..PyriteOpts::default() });
+    wait_for_instances(&p, &[a], "the included file's target");
+    let t = &active(&p)[0];
+    assert_eq!((t["labels"]["job"].as_str(), t["scrapeInterval"].as_str()), (Some("a"), Some("1s")));
+
+    std::fs::write(dir.0.join("jobs/b.yml"), job("b", b)).unwrap();
+    let (status, _) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 200);
+    wait_for_instances(&p, &[a, b], "a second file at the reload");
+
+    std::fs::write(dir.0.join("jobs/c.yml"), job("a", "127.0.0.1:1")).unwrap();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("found multiple scrape configs with job name \"a\", first found in"), "{body}");
+    assert_eq!(p.metric("prometheus_config_last_reload_successful"), 0.0);
+    let mut both = vec![a.to_string(), b.to_string()];
+    both.sort();
+    assert_eq!(up_instances(&p), both, "the jobs in force are kept");
+
+    let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap_or_default().to_string();
+    assert!(shown.contains("scrape_config_files:") && shown.contains("jobs/*.yml"), "{shown}");
+    assert!(!shown.contains("job_name"), "the included jobs are not the main file's: {shown}");
+}

@@ -22,9 +22,13 @@ const TOP: Section = Section {
         "remote_read",
         "storage",
         "runtime",
+        "scrape_config_files",
     ],
-    upstream_only: &["scrape_config_files", "tracing", "otlp"],
+    upstream_only: &["tracing", "otlp"],
 };
+
+/// A file `scrape_config_files` names.
+const SCRAPE_CONFIG_FILE: Section = Section { supported: &["scrape_configs"], upstream_only: &[] };
 
 /// `runtime`: Go's garbage collector's target (`gogc`), read and checked for a configuration
 /// Prometheus 3.x runs to load; Pyrite has no garbage collector to tune.
@@ -405,18 +409,7 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
             check_mapping(tsdb, &TSDB, "storage.tsdb", file)?;
         }
     }
-    let mut clients: Vec<(&Value, String)> = Vec::new();
-    if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {
-        for (i, sc) in scs.iter().enumerate() {
-            let path = format!("scrape_configs[{i}]");
-            if let Some((old, new)) = RENAMED_SCRAPE_KEYS.iter().find(|(old, _)| sc.get(old).is_some()) {
-                let message = format!("renamed to {new} in Prometheus 3.0");
-                return Err(ConfigError::Invalid { file: file.into(), path: format!("{path}.{old}"), message });
-            }
-            check_mapping(sc, &SCRAPE, &path, file)?;
-            clients.push((sc, path));
-        }
-    }
+    let mut clients = scrape_configs(root, file)?;
     if let Some(alerting) = root.get("alerting") {
         check_mapping(alerting, &ALERTING, "alerting", file)?;
         if let Some(Value::Sequence(ams)) = alerting.get("alertmanagers") {
@@ -447,6 +440,36 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         }
     }
     // Each scrape config, Alertmanager set and remote store: its HTTP client and target sources.
+    check_clients(clients, file)
+}
+
+/// Refuses any key outside what Pyrite implements in a file `scrape_config_files` names.
+pub(super) fn check_scrape_config_file(root: &Value, file: &str) -> Result<(), ConfigError> {
+    check_mapping(root, &SCRAPE_CONFIG_FILE, "", file)?;
+    check_clients(scrape_configs(root, file)?, file)
+}
+
+/// Checks the keys of each of `root`'s scrape configs; returns them with their paths, for
+/// [`check_clients`].
+fn scrape_configs<'a>(root: &'a Value, file: &str) -> Result<Vec<(&'a Value, String)>, ConfigError> {
+    let mut clients = Vec::new();
+    if let Some(Value::Sequence(scs)) = root.get("scrape_configs") {
+        for (i, sc) in scs.iter().enumerate() {
+            let path = format!("scrape_configs[{i}]");
+            if let Some((old, new)) = RENAMED_SCRAPE_KEYS.iter().find(|(old, _)| sc.get(old).is_some()) {
+                let message = format!("renamed to {new} in Prometheus 3.0");
+                return Err(ConfigError::Invalid { file: file.into(), path: format!("{path}.{old}"), message });
+            }
+            check_mapping(sc, &SCRAPE, &path, file)?;
+            clients.push((sc, path));
+        }
+    }
+    Ok(clients)
+}
+
+/// The HTTP client and target sources of each scrape config, Alertmanager set and remote
+/// store, at its path.
+fn check_clients(clients: Vec<(&Value, String)>, file: &str) -> Result<(), ConfigError> {
     for (sc, path) in clients {
         check_client_sections(sc, &path, file)?;
         for (key, section) in [

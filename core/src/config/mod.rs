@@ -61,7 +61,13 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub global: GlobalConfig,
+    /// The main file's scrape configs, then those of its `scrape_config_files`
+    /// ([`Config::include_scrape_configs`]).
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// `scrape_config_files`: patterns (the last element may be a glob) of files holding more
+    /// `scrape_configs`, relative to the config file's directory. The files are read by whoever
+    /// loads the configuration, at start and at every reload, as upstream.
+    pub scrape_config_files: Vec<String>,
     /// Rule file patterns (the last element may be a glob), relative to the config file's directory.
     pub rule_files: Vec<String>,
     pub alerting: AlertingConfig,
@@ -249,6 +255,8 @@ pub struct ScrapeConfig {
     pub file_sd_configs: Vec<FileSdConfig>,
     pub http_sd_configs: Vec<HttpSdConfig>,
     pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// The `scrape_config_files` file that defined it; none for the main file.
+    pub defined_in: Option<String>,
 }
 
 /// `dns_sd_configs`: names looked up every `refresh_interval`; SRV records give host and
@@ -320,6 +328,8 @@ struct RawConfig {
     global: RawGlobal,
     #[serde(default)]
     scrape_configs: Vec<RawScrapeConfig>,
+    #[serde(default)]
+    scrape_config_files: Vec<String>,
     #[serde(default)]
     rule_files: Vec<String>,
     #[serde(default)]
@@ -618,6 +628,45 @@ impl Config {
         let raw: RawConfig = typed(value, file)?;
         raw.validate(file)
     }
+
+    /// Adds the scrape configs of `file` (its `text`), one of the files `scrape_config_files`
+    /// names, as upstream reads them: a file of `scrape_configs` alone, each taking the global
+    /// defaults, with relative paths taken relative to the file's own directory, and every job
+    /// name unique across the main file and all of these.
+    pub fn include_scrape_configs(&mut self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let mut value = yaml(text, file)?;
+        keys::check_scrape_config_file(&value, file)?;
+        nulls_as_absent(&mut value);
+        let raw: RawScrapeConfigFile = typed(value, file)?;
+        let invalid = |path: String, message: String| ConfigError::Invalid { file: file.into(), path, message };
+        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+        for (i, sc) in raw.scrape_configs.into_iter().enumerate() {
+            let at = |key: &str| format!("scrape_configs[{i}].{key}");
+            let mut sc = sc.validate(&self.global, dir, &at, &invalid)?;
+            if let Some(first) = self.scrape_configs.iter().find(|c| c.job_name == sc.job_name) {
+                let place = first.defined_in.as_ref().map_or_else(|| "main config file".into(), |f| format!("{f:?}"));
+                let message =
+                    format!("found multiple scrape configs with job name {:?}, first found in {place}", sc.job_name);
+                return Err(invalid(at("job_name"), message));
+            }
+            sc.defined_in = Some(file.into());
+            self.scrape_configs.push(sc);
+        }
+        Ok(())
+    }
+}
+
+/// A file `scrape_config_files` names.
+#[derive(Deserialize)]
+struct RawScrapeConfigFile {
+    #[serde(default)]
+    scrape_configs: Vec<RawScrapeConfig>,
+}
+
+/// Upstream's check of a `rule_files` or `scrape_config_files` entry: a `*` only in its last
+/// path element.
+fn valid_file_pattern(pattern: &str) -> bool {
+    pattern.split_once('*').is_none_or(|(_, after)| !after.contains('/'))
 }
 
 impl Config {
@@ -691,98 +740,31 @@ impl RawConfig {
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
         for (i, sc) in self.scrape_configs.into_iter().enumerate() {
             let at = |key: &str| format!("scrape_configs[{i}].{key}");
-            if sc.job_name.is_empty() {
-                return Err(invalid(at("job_name"), "job_name is empty".into()));
-            }
             if scrape_configs.iter().any(|c| c.job_name == sc.job_name) {
                 return Err(invalid(
                     at("job_name"),
                     format!("found multiple scrape configs with job name {:?}", sc.job_name),
                 ));
             }
-            let interval = given(sc.scrape_interval).unwrap_or(global.scrape_interval);
-            let timeout = match given(sc.scrape_timeout) {
-                Some(t) => t,
-                None => global.scrape_timeout.min(interval),
-            };
-            if timeout > interval {
-                return Err(invalid(
-                    at("scrape_timeout"),
-                    format!(
-                        "scrape timeout greater than scrape interval for scrape config with job name {:?}",
-                        sc.job_name
-                    ),
-                ));
-            }
-            if interval.millis() <= 0 {
-                return Err(invalid(at("scrape_interval"), "scrape interval must be positive".into()));
-            }
-            let scheme = sc.scheme.unwrap_or_else(|| "http".into());
-            match scheme.as_str() {
-                "http" => {}
-                "https" => {}
-                other => return Err(invalid(at("scheme"), format!("unknown scheme {other:?}, must be http or https"))),
-            }
-            let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
-            if !metrics_path.starts_with('/') {
-                return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
-            }
-            let mut sd = sc.discovery;
-            sd.validate(dir, &at, &invalid)?;
-            let http = sc.http.build(dir, &at, &invalid)?;
-            let histograms = sc.histograms.over(global.histograms);
-            let names = sc.names.scrape(global.names).map_err(|(key, m)| invalid(at(key), m))?;
-            // As upstream: the job's list, else the global one, else the default its
-            // `scrape_native_histograms` calls for.
-            let scrape_protocols = match (sc.scrape_protocols, &global.scrape_protocols) {
-                (Some(names), _) => {
-                    protocols::parse_protocols(&names).map_err(|m| invalid(at("scrape_protocols"), m))?
-                }
-                (None, Some(global)) => global.clone(),
-                (None, None) if histograms.scrape_native_histograms => ScrapeProtocol::PROTO_FIRST.to_vec(),
-                (None, None) => ScrapeProtocol::DEFAULT.to_vec(),
-            };
-            let fallback_scrape_protocol = sc
-                .fallback_scrape_protocol
-                .map(|name| ScrapeProtocol::parse(&name))
-                .transpose()
-                .map_err(|m| invalid(at("fallback_scrape_protocol"), m))?;
-
-            scrape_configs.push(ScrapeConfig {
-                scrape_interval: interval,
-                scrape_timeout: timeout,
-                metrics_path,
-                scheme,
-                honor_labels: sc.honor_labels,
-                honor_timestamps: sc.honor_timestamps.unwrap_or(true),
-                track_timestamps_staleness: sc.track_timestamps_staleness,
-                enable_compression: sc.enable_compression.unwrap_or(true),
-                extra_scrape_metrics: sc.extra_scrape_metrics.or(global.extra_scrape_metrics),
-                params: sc.params,
-                relabel_configs: build_rules(sc.relabel_configs, names.validation, "relabel_configs", &at, &invalid)?,
-                metric_relabel_configs: build_rules(
-                    sc.metric_relabel_configs,
-                    names.validation,
-                    "metric_relabel_configs",
-                    &at,
-                    &invalid,
-                )?,
-                limits: sc.limits.over(global.limits),
-                scrape_protocols,
-                fallback_scrape_protocol,
-                histograms,
-                names,
-                native_histogram_bucket_limit: sc.native_histogram_bucket_limit.unwrap_or(0),
-                native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor.unwrap_or(0.0),
-                static_configs: sd.static_configs,
-                http,
-                file_sd_configs: sd.file_sd_configs,
-                http_sd_configs: sd.http_sd_configs,
-                dns_sd_configs: sd.dns_sd_configs,
-                job_name: sc.job_name,
-            });
+            scrape_configs.push(sc.validate(&global, dir, &at, &invalid)?);
         }
-        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+        let scrape_config_files = self
+            .scrape_config_files
+            .iter()
+            .enumerate()
+            .map(|(i, pattern)| match valid_file_pattern(pattern) {
+                true => Ok(dir.join(pattern).display().to_string()),
+                false => {
+                    let message = format!("invalid scrape config file path {pattern:?}");
+                    Err(invalid(format!("scrape_config_files[{i}]"), message))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        for (i, pattern) in self.rule_files.iter().enumerate() {
+            if !valid_file_pattern(pattern) {
+                return Err(invalid(format!("rule_files[{i}]"), format!("invalid rule file path {pattern:?}")));
+            }
+        }
         let rule_files = self
             .rule_files
             .iter()
@@ -797,12 +779,110 @@ impl RawConfig {
         Ok(Config {
             global,
             scrape_configs,
+            scrape_config_files,
             rule_files,
             alerting,
             remote_write,
             remote_read,
             max_exemplars,
             out_of_order_window,
+        })
+    }
+}
+
+impl RawScrapeConfig {
+    /// Upstream's checks of one scrape config, with `global`'s defaults for what it leaves
+    /// out; relative paths in it are taken relative to `dir`, `at` gives a key's path.
+    fn validate(
+        self,
+        global: &GlobalConfig,
+        dir: &std::path::Path,
+        at: &dyn Fn(&str) -> String,
+        invalid: Invalid,
+    ) -> Result<ScrapeConfig, ConfigError> {
+        let sc = self;
+        if sc.job_name.is_empty() {
+            return Err(invalid(at("job_name"), "job_name is empty".into()));
+        }
+        let interval = given(sc.scrape_interval).unwrap_or(global.scrape_interval);
+        let timeout = match given(sc.scrape_timeout) {
+            Some(t) => t,
+            None => global.scrape_timeout.min(interval),
+        };
+        if timeout > interval {
+            return Err(invalid(
+                at("scrape_timeout"),
+                format!(
+                    "scrape timeout greater than scrape interval for scrape config with job name {:?}",
+                    sc.job_name
+                ),
+            ));
+        }
+        if interval.millis() <= 0 {
+            return Err(invalid(at("scrape_interval"), "scrape interval must be positive".into()));
+        }
+        let scheme = sc.scheme.unwrap_or_else(|| "http".into());
+        match scheme.as_str() {
+            "http" => {}
+            "https" => {}
+            other => return Err(invalid(at("scheme"), format!("unknown scheme {other:?}, must be http or https"))),
+        }
+        let metrics_path = sc.metrics_path.unwrap_or_else(|| "/metrics".into());
+        if !metrics_path.starts_with('/') {
+            return Err(invalid(at("metrics_path"), format!("metrics_path {metrics_path:?} must start with '/'")));
+        }
+        let mut sd = sc.discovery;
+        sd.validate(dir, &at, &invalid)?;
+        let http = sc.http.build(dir, &at, &invalid)?;
+        let histograms = sc.histograms.over(global.histograms);
+        let names = sc.names.scrape(global.names).map_err(|(key, m)| invalid(at(key), m))?;
+        // As upstream: the job's list, else the global one, else the default its
+        // `scrape_native_histograms` calls for.
+        let scrape_protocols = match (sc.scrape_protocols, &global.scrape_protocols) {
+            (Some(names), _) => protocols::parse_protocols(&names).map_err(|m| invalid(at("scrape_protocols"), m))?,
+            (None, Some(global)) => global.clone(),
+            (None, None) if histograms.scrape_native_histograms => ScrapeProtocol::PROTO_FIRST.to_vec(),
+            (None, None) => ScrapeProtocol::DEFAULT.to_vec(),
+        };
+        let fallback_scrape_protocol = sc
+            .fallback_scrape_protocol
+            .map(|name| ScrapeProtocol::parse(&name))
+            .transpose()
+            .map_err(|m| invalid(at("fallback_scrape_protocol"), m))?;
+
+        Ok(ScrapeConfig {
+            scrape_interval: interval,
+            scrape_timeout: timeout,
+            metrics_path,
+            scheme,
+            honor_labels: sc.honor_labels,
+            honor_timestamps: sc.honor_timestamps.unwrap_or(true),
+            track_timestamps_staleness: sc.track_timestamps_staleness,
+            enable_compression: sc.enable_compression.unwrap_or(true),
+            extra_scrape_metrics: sc.extra_scrape_metrics.or(global.extra_scrape_metrics),
+            params: sc.params,
+            relabel_configs: build_rules(sc.relabel_configs, names.validation, "relabel_configs", &at, &invalid)?,
+            metric_relabel_configs: build_rules(
+                sc.metric_relabel_configs,
+                names.validation,
+                "metric_relabel_configs",
+                &at,
+                &invalid,
+            )?,
+            limits: sc.limits.over(global.limits),
+            scrape_protocols,
+            fallback_scrape_protocol,
+            histograms,
+            names,
+            native_histogram_bucket_limit: sc.native_histogram_bucket_limit.unwrap_or(0),
+            native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor.unwrap_or(0.0),
+            static_configs: sd.static_configs,
+            http,
+            file_sd_configs: sd.file_sd_configs,
+            http_sd_configs: sd.http_sd_configs,
+            dns_sd_configs: sd.dns_sd_configs,
+            job_name: sc.job_name,
+            defined_in: None,
         })
     }
 }
@@ -1208,5 +1288,42 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
     #[test]
     fn empty_file_is_valid() {
         assert!(Config::parse("", "p.yml").unwrap().scrape_configs.is_empty());
+    }
+
+    #[test]
+    fn included_scrape_configs_take_the_global_defaults_and_their_own_directory() {
+        let main = "global: {scrape_interval: 7s, sample_limit: 9}\nscrape_config_files: [jobs/*.yml, /etc/x.yml]\nscrape_configs: [{job_name: main}]\n";
+        let mut c = Config::parse(main, "/etc/p/p.yml").unwrap();
+        assert_eq!(c.scrape_config_files, ["/etc/p/jobs/*.yml", "/etc/x.yml"]);
+        let job = "scrape_configs:\n  - job_name: node\n    file_sd_configs: [{files: [t.json]}]\n";
+        c.include_scrape_configs(job, "/etc/p/jobs/n.yml").unwrap();
+        let node = &c.scrape_configs[1];
+        assert_eq!((node.scrape_interval, node.limits.sample_limit), (Duration::from_secs(7), 9));
+        assert_eq!(node.file_sd_configs[0].files, ["/etc/p/jobs/t.json"]);
+        assert_eq!(node.defined_in.as_deref(), Some("/etc/p/jobs/n.yml"));
+        let yaml = c.to_yaml();
+        assert!(yaml.contains("job_name: main") && !yaml.contains("job_name: node"), "{yaml}");
+
+        let twice =
+            |file: &str| c.clone().include_scrape_configs(&format!("scrape_configs: [{{job_name: {file}}}]"), "b.yml");
+        let e = twice("main").unwrap_err().to_string();
+        assert_eq!(e, "b.yml: scrape_configs[0].job_name: found multiple scrape configs with job name \"main\", first found in main config file");
+        let e = twice("node").unwrap_err().to_string();
+        assert!(e.ends_with("first found in \"/etc/p/jobs/n.yml\""), "{e}");
+        let e = c.clone().include_scrape_configs("global: {}\n", "b.yml").unwrap_err().to_string();
+        assert_eq!(e, "b.yml: global: unknown key");
+        let e = c.include_scrape_configs("scrape_configs: [{job_name: x, vultr_sd_configs: []}]", "b.yml").unwrap_err();
+        assert!(e.to_string().ends_with("not supported by Pyrite yet"), "{e}");
+    }
+
+    #[test]
+    fn file_patterns_take_a_star_in_their_last_element_only() {
+        let e = |text: &str| Config::parse(text, "p.yml").unwrap_err().to_string();
+        assert_eq!(
+            e("scrape_config_files: ['a/*/*']"),
+            "p.yml: scrape_config_files[0]: invalid scrape config file path \"a/*/*\""
+        );
+        assert_eq!(e("rule_files: [ok.yml, '*/r.yml']"), "p.yml: rule_files[1]: invalid rule file path \"*/r.yml\"");
+        assert!(Config::parse("rule_files: ['a/b*c*.yml']\nscrape_config_files: ['*']", "p.yml").is_ok());
     }
 }

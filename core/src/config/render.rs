@@ -377,10 +377,16 @@ impl Config {
             }
         }
         let mut root = map([("global", global)]);
-        if !self.scrape_configs.is_empty() {
-            if let Value::Mapping(m) = &mut root {
-                let configs = self.scrape_configs.iter().map(scrape_config).collect();
+        if let Value::Mapping(m) = &mut root {
+            // As upstream, the main file's: those of `scrape_config_files` are not shown.
+            let configs: Vec<Value> =
+                self.scrape_configs.iter().filter(|sc| sc.defined_in.is_none()).map(scrape_config).collect();
+            if !configs.is_empty() {
                 m.insert("scrape_configs".into(), Value::Sequence(configs));
+            }
+            if !self.scrape_config_files.is_empty() {
+                let files = self.scrape_config_files.iter().map(|f| Value::from(f.as_str())).collect();
+                m.insert("scrape_config_files".into(), Value::Sequence(files));
             }
         }
         if let Value::Mapping(m) = &mut root {
