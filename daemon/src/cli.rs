@@ -307,8 +307,10 @@ pub struct ServerFlags {
         action = clap::ArgAction::Set
     )]
     pub no_lockfile: bool,
-    /// How long to keep samples; blocks entirely older are deleted.
-    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration)]
+    /// How long to keep samples; blocks entirely older are deleted. Unset (0), 15 days unless
+    /// `--storage.tsdb.retention.size` is set, as upstream; the configuration's
+    /// `storage.tsdb.retention` replaces both flags (see `crate::retention`).
+    #[arg(long = "storage.tsdb.retention.time", default_value = "0s", value_parser = duration)]
     pub retention_time: Duration,
     /// The most bytes the data directory may hold, 0 for no limit; beyond it the oldest blocks
     /// go first. Counts blocks, the write-ahead log and the head snapshot.

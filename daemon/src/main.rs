@@ -29,6 +29,7 @@ mod query;
 mod query_log;
 mod reload;
 mod remote_write;
+mod retention;
 mod rules;
 mod runtime;
 mod scrape;
@@ -53,6 +54,7 @@ use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::reload::Reloader;
 use crate::remote_write::RemoteWriters;
+use crate::retention::{LiveRetention, Retention};
 use crate::rules::{AlertingFlags, ConcurrentEvals, RuleManager, RulesThread};
 use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
@@ -92,6 +94,9 @@ fn main() -> ExitCode {
 /// ([`pyrite_core::promql::depth::MAX_DEPTH`]) with a wide margin. Only the pages a thread
 /// touches are ever committed.
 pub const STACK_SIZE: usize = 64 << 20;
+
+/// Upstream's bound on the range compaction merges blocks into by default (31 days).
+const MAX_BLOCK_RANGE_MS: i64 = 31 * 24 * 3600 * 1000;
 
 fn run(cli: Cli, signals: Option<libc::sigset_t>, flags: Vec<(String, String)>) -> ExitCode {
     let result = match cli.command {
@@ -252,7 +257,11 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let shards = Shards::new(senders);
     let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
-    metrics.set_retention(flags.retention_time.millis(), flags.retention_size.0);
+    let retention_flags = Retention::of_flags(flags.retention_time, flags.retention_size);
+    let retention =
+        Retention::in_force(&loaded.config, retention_flags, &storage.path).map_err(|e| anyhow::anyhow!(e))?;
+    metrics.set_retention(retention.time_ms, retention.bytes);
+    let live_retention = Arc::new(LiveRetention::new(retention));
     let config = Arc::new(LiveConfig::new(source, loaded));
     let head_settings = HeadSettings::of(&config.current(), flags.exemplar_storage(), shard_count);
     let limits = QueryLimits {
@@ -301,6 +310,9 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         parse: flags.parse_options(),
         shards: shards.clone(),
         exemplar_storage: flags.exemplar_storage(),
+        retention: live_retention.clone(),
+        retention_flags,
+        storage_path: storage.path.clone(),
     });
     // Queued in the mailboxes; each shard starts its targets' loops once it runs.
     reloader.apply_initial().map_err(|e| anyhow::anyhow!(e))?;
@@ -342,8 +354,6 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
             move || notifier::run(notifier)
         })?;
     }
-    let retention_size_per_shard =
-        (flags.retention_size.0 > 0).then(|| flags.retention_size.0 / shard_count.max(1) as u64);
     let api = Arc::new(http::Api {
         shards: shards.clone(),
         queries,
@@ -369,8 +379,7 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
         parse_options: flags.parse_options(),
         storage_path: storage.path.clone(),
         agent: storage.agent.is_some(),
-        retention: flags.retention_time,
-        retention_size_per_shard,
+        retention: live_retention.clone(),
         future_window,
         started: clock::now_ms(),
     });
@@ -385,12 +394,14 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
             .then(|| flags.head_snapshot_interval.millis()),
         block_range: flags.min_block_duration.millis().max(1),
         max_block_range: flags.max_block_duration.map_or_else(
-            // Upstream's default: a tenth of the retention, at most 31 days.
-            || (flags.retention_time.millis() / 10).min(31 * 24 * 3600 * 1000),
+            // Upstream's default: a tenth of the retention time, at most 31 days.
+            || match retention.time_ms / 10 {
+                0 => MAX_BLOCK_RANGE_MS,
+                tenth => tenth.min(MAX_BLOCK_RANGE_MS),
+            },
             |d| d.millis(),
         ),
-        retention: flags.retention_time,
-        retention_size_per_shard,
+        retention: live_retention,
         future_window,
         log_followers,
         agent: storage.agent,

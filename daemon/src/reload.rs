@@ -20,6 +20,7 @@ use crate::discovery::Discovery;
 use crate::live_config::{LiveConfig, Loaded};
 use crate::metrics::Metrics;
 use crate::remote_write::RemoteWriters;
+use crate::retention::{LiveRetention, Retention};
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
 use crate::shards::{HeadSettings, Request, Shards};
@@ -38,6 +39,11 @@ pub struct Reloader {
     pub shards: Shards,
     /// `--enable-feature=exemplar-storage` (or agent mode).
     pub exemplar_storage: bool,
+    /// The retention in force, the flags' one (which the configuration may replace), and
+    /// the data directory (whose file system a percentage is of).
+    pub retention: Arc<LiveRetention>,
+    pub retention_flags: Retention,
+    pub storage_path: std::path::PathBuf,
 }
 
 impl Reloader {
@@ -123,6 +129,14 @@ impl Reloader {
                 return Err(e);
             }
         };
+        let retention = match Retention::in_force(&config, self.retention_flags, &self.storage_path) {
+            Ok(r) => r,
+            Err(e) => {
+                live.record(&self.metrics, false);
+                tracing::error!(error = %e, "retention refused; the previous configuration stays in force");
+                return Err(e);
+            }
+        };
         if let Err(e) = self.apply_rules(&config, &rules) {
             live.record(&self.metrics, false);
             tracing::error!(error = %e, "rules refused; the previous configuration stays in force");
@@ -138,6 +152,10 @@ impl Reloader {
         live.replace(config.clone());
         let settings = HeadSettings::of(&config, self.exemplar_storage, self.shards.len());
         self.shards.tell_all(|| Request::HeadSettings(settings));
+        if self.retention.set(retention) {
+            self.metrics.set_retention(retention.time_ms, retention.bytes);
+            tracing::info!(retention = %retention.describe(), "TSDB retention updated");
+        }
         let applied = self.apply_targets(&config);
         live.record(&self.metrics, true);
         self.discovery.reconfigure();

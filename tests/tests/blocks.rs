@@ -307,6 +307,8 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     let data = dir.0.join("data");
     let t0 = (now_ms() - 600_000) / 1000 * 1000;
     let p = start(&data, &["--storage.tsdb.retention.size=64KB"]);
+    // A size alone sets no time limit, as upstream.
+    assert_eq!(p.data("/api/v1/status/runtimeinfo")["storageRetention"], "64KiB");
     write_all(&p, t0);
     // The first deletions may be the log's oldest segments (the head still holds their
     // samples); blocks go once the head has been cut, which a loaded machine may delay.
@@ -317,6 +319,37 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     let oldest = stored(&p, 0, t0).first().map(|s| s.0);
     assert!(trimmed.is_some(), "size retention did not delete the oldest data: oldest {oldest:?}");
     assert_eq!(stored(&p, 0, t0).last(), expected(0, t0, None).last(), "the newest data stays");
+}
+
+/// `storage.tsdb.retention` in the configuration replaces the flags, and a reload changes it
+/// (upstream 3.x): a day kept at start, then 30 s after a reload, which deletes what is older.
+#[test]
+fn the_configurations_retention_replaces_the_flags_and_a_reload_changes_it() {
+    let retention = |time: &str| format!("storage:\n  tsdb:\n    retention: {{time: {time}}}\n");
+    let t0 = (now_ms() - 60_000) / 1000 * 1000;
+    let args = ["--storage.tsdb.min-block-duration=2s", "--web.enable-lifecycle", "--storage.tsdb.retention.time=2h"];
+    let p = Pyrite::start(PyriteOpts {
+        shards: Some(2),
+        config: Some(retention("1d")),
+        extra_args: args.map(String::from).to_vec(),
+        ..Default::default()
+    });
+    let config = p.data_dir.with_file_name("prometheus.yml");
+    assert_eq!(p.data("/api/v1/status/runtimeinfo")["storageRetention"], "1d");
+    assert_eq!(p.metric("prometheus_tsdb_retention_limit_seconds"), 86400.0);
+    write_all(&p, t0);
+    assert_eq!(stored(&p, 0, t0).first().map(|s| s.0), Some(t0));
+
+    std::fs::write(&config, retention("30s")).unwrap();
+    let (status, body) = http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(p.metric("prometheus_tsdb_retention_limit_seconds"), 30.0);
+    assert_eq!(p.data("/api/v1/status/runtimeinfo")["storageRetention"], "30s");
+    let gone = eventually(Duration::from_secs(30), || {
+        let oldest = stored(&p, 0, t0).first().map(|s| s.0);
+        (oldest.is_none_or(|t| t > t0 + 20_000)).then_some(())
+    });
+    assert!(gone.is_some(), "data past the reloaded retention stayed: {:?}", stored(&p, 0, t0).first());
 }
 
 #[test]

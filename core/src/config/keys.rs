@@ -37,9 +37,11 @@ const RUNTIME: Section = Section { supported: &["gogc"], upstream_only: &[] };
 const STORAGE: Section = Section { supported: &["exemplars", "tsdb"], upstream_only: &[] };
 
 const TSDB: Section = Section {
-    supported: &["out_of_order_time_window"],
-    upstream_only: &["stale_series_compaction_threshold", "chunk_encoding", "retention"],
+    supported: &["out_of_order_time_window", "retention"],
+    upstream_only: &["stale_series_compaction_threshold", "chunk_encoding"],
 };
+
+const RETENTION: Section = Section { supported: &["time", "size", "percentage"], upstream_only: &[] };
 
 const EXEMPLARS: Section = Section { supported: &["max_exemplars"], upstream_only: &[] };
 
@@ -407,6 +409,9 @@ pub(super) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
         }
         if let Some(tsdb) = storage.get("tsdb") {
             check_mapping(tsdb, &TSDB, "storage.tsdb", file)?;
+            if let Some(retention) = tsdb.get("retention") {
+                check_mapping(retention, &RETENTION, "storage.tsdb.retention", file)?;
+            }
         }
     }
     let mut clients = scrape_configs(root, file)?;

@@ -79,6 +79,18 @@ pub struct Config {
     /// `storage.tsdb.out_of_order_time_window`: how far behind the newest sample an
     /// out-of-order sample is still accepted (0: none, the default).
     pub out_of_order_window: Duration,
+    /// `storage.tsdb.retention`, if the section is given.
+    pub retention: Option<Retention>,
+}
+
+/// `storage.tsdb.retention` (upstream 3.x): when given, it replaces the retention flags
+/// whole; a limit left out is 0, no limit of that kind, as upstream reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub time: Duration,
+    pub size: ByteSize,
+    /// Of the data directory's file system, 0 to 100; when not 0 it replaces `size`.
+    pub percentage: f64,
 }
 
 /// Upstream's `storage.exemplars.max_exemplars` when exemplar storage is on.
@@ -361,6 +373,14 @@ struct RawStorage {
 #[derive(Deserialize, Default)]
 struct RawTsdb {
     out_of_order_time_window: Option<Duration>,
+    retention: Option<RawRetention>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRetention {
+    time: Option<Duration>,
+    size: Option<ByteSize>,
+    percentage: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -776,6 +796,15 @@ impl RawConfig {
         let max_exemplars =
             self.storage.exemplars.map(|e| e.max_exemplars.map_or(DEFAULT_MAX_EXEMPLARS, |n| n.max(0) as usize));
         let out_of_order_window = self.storage.tsdb.out_of_order_time_window.unwrap_or_default();
+        let retention = self.storage.tsdb.retention.map(|r| Retention {
+            time: r.time.unwrap_or_default(),
+            size: r.size.unwrap_or_default(),
+            percentage: r.percentage.unwrap_or_default(),
+        });
+        if let Some(p) = retention.map(|r| r.percentage).filter(|p| !(0.0..=100.0).contains(p)) {
+            let message = format!("'storage.tsdb.retention.percentage' must be in the range [0, 100], got {p}");
+            return Err(invalid("storage.tsdb.retention.percentage".into(), message));
+        }
         Ok(Config {
             global,
             scrape_configs,
@@ -786,6 +815,7 @@ impl RawConfig {
             remote_read,
             max_exemplars,
             out_of_order_window,
+            retention,
         })
     }
 }
@@ -1129,8 +1159,20 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Config::parse("storage: {tsdb: {retention: {}}}\n", "p.yml").unwrap_err().to_string();
-        assert_eq!(e, "p.yml: storage.tsdb.retention: key is valid in Prometheus but not supported by Pyrite yet");
+        let e = Config::parse("storage: {tsdb: {chunk_encoding: {}}}\n", "p.yml").unwrap_err().to_string();
+        assert_eq!(e, "p.yml: storage.tsdb.chunk_encoding: key is valid in Prometheus but not supported by Pyrite yet");
+        let retention = |text: &str| Config::parse(text, "p.yml").map(|c| c.retention).map_err(|e| e.to_string());
+        assert_eq!(retention("storage: {tsdb: {}}\n"), Ok(None));
+        let r = Retention { time: Duration::default(), size: ByteSize(10 << 30), percentage: 0.0 };
+        assert_eq!(retention("storage: {tsdb: {retention: {size: 10GB}}}\n"), Ok(Some(r)));
+        let r = Retention { time: Duration::from_secs(3600), size: ByteSize(0), percentage: 0.5 };
+        assert_eq!(retention("storage: {tsdb: {retention: {time: 1h, percentage: 0.5}}}\n"), Ok(Some(r)));
+        assert_eq!(
+            retention("storage: {tsdb: {retention: {percentage: 101}}}\n"),
+            Err("p.yml: storage.tsdb.retention.percentage: 'storage.tsdb.retention.percentage' must be in the range [0, 100], got 101".into())
+        );
+        let e = retention("storage: {tsdb: {retention: {tme: 1h}}}\n").unwrap_err();
+        assert_eq!(e, "p.yml: storage.tsdb.retention.tme: unknown key");
         let window = |text: &str| Config::parse(text, "p.yml").unwrap().out_of_order_window;
         assert_eq!(window("storage: {tsdb: {out_of_order_time_window: 30m}}\n"), Duration::from_secs(1800));
         assert_eq!(window("storage: {tsdb: {}}\n"), Duration::default());

@@ -54,7 +54,6 @@ use crate::rules::RuleManager;
 use crate::scrape::ScrapeManager;
 use crate::shards::Shards;
 use prefix::WebPaths;
-use pyrite_core::config::Duration;
 use pyrite_core::promql::ParseOptions;
 
 /// What the handlers answer from: handles to the subsystems they serve, and the API's settings.
@@ -91,9 +90,8 @@ pub struct Api {
     pub storage_path: std::path::PathBuf,
     /// Agent mode: local storage, rules and alerts are not served.
     pub agent: bool,
-    /// `--storage.tsdb.retention.time`, and `.size` divided among the shards (status API).
-    pub retention: Duration,
-    pub retention_size_per_shard: Option<u64>,
+    /// The retention in force (status API).
+    pub retention: Arc<crate::retention::LiveRetention>,
     /// How far past the clock a remote-written sample may be (ms).
     pub future_window: i64,
     /// Unix ms at start-up.

@@ -39,10 +39,7 @@ fn thread_count() -> u64 {
 pub async fn runtimeinfo(State(s): State<ApiState>) -> Response {
     let ctx = &s.ctx;
     let (reload_ok, last_config) = ctx.config.last_reload();
-    let mut retention = ctx.retention.to_string();
-    if let Some(per_shard) = ctx.retention_size_per_shard {
-        retention.push_str(&format!(" or {}MiB", (per_shard * ctx.shards.len() as u64) >> 20));
-    }
+    let retention = ctx.retention.get().describe();
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
     success_json(json!({
         "startTime": rfc3339(ctx.started),

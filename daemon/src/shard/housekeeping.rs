@@ -181,7 +181,7 @@ async fn cut(index: usize, storage: &RefCell<Db>, env: &ShardEnv) -> bool {
     for _ in 0..MAX_CUTS_PER_PASS {
         let now = crate::clock::now_ms();
         let started = Instant::now();
-        let due = storage.borrow().due_cut(env.block_range, now.saturating_sub(env.retention.millis()));
+        let due = storage.borrow().due_cut(env.block_range, env.retention.get().cutoff(now));
         let result = match due {
             None => return moved,
             Some(Due::Drop { before }) => {
@@ -348,8 +348,8 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
     let shard = shard_label(index);
     let m = &env.metrics;
     let now = crate::clock::now_ms();
-    let cutoff = now - env.retention.millis();
-    let budget = env.retention_size_per_shard;
+    let retention = env.retention.get();
+    let (cutoff, budget) = (retention.cutoff(now), retention.bytes_per_shard(env.shards.len()));
     let retained = storage.borrow_mut().apply_retention(cutoff, unsent_log_cutoff(now), budget);
     match retained {
         Ok(r) => {

@@ -25,7 +25,6 @@ use pyrite_tsdb::db::{Db, Dirs};
 
 use crate::metrics::Metrics;
 use crate::shards::Shards;
-use pyrite_core::config::Duration;
 use pyrite_tsdb::wal::{segment_name, WalOptions};
 
 /// What every shard thread shares: the storage settings from the command line, the metrics,
@@ -44,9 +43,8 @@ pub struct ShardEnv {
     pub block_range: i64,
     /// `--storage.tsdb.max-block-duration` in ms: compaction builds blocks up to this range.
     pub max_block_range: i64,
-    pub retention: Duration,
-    /// `--storage.tsdb.retention.size` divided among the shards (each keeps its own log).
-    pub retention_size_per_shard: Option<u64>,
+    /// The retention in force; each shard keeps its share of the size.
+    pub retention: Arc<crate::retention::LiveRetention>,
     /// How far past the clock a sample may be (ms), `--storage.tsdb.too-far-in-future.time-window`.
     pub future_window: i64,
     /// Per shard, the log segments the remote-write queues still need.
