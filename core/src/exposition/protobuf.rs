@@ -499,9 +499,12 @@ impl HistogramScan {
     }
 
     /// Whether the native parts are float counts (upstream's test: a float count or zero count
-    /// above 0), not integer deltas.
+    /// above 0), not integer deltas. A NaN count is a float histogram's too (upstream takes it
+    /// for an integer one, whose missing deltas then fail the scrape): a float histogram whose
+    /// count is NaN, federated, would otherwise fail the scrape of every series beside it.
     fn is_float(&self) -> bool {
-        self.count_float > 0.0 || self.zero_count_float > 0.0
+        let given = |c: f64| c > 0.0 || c.is_nan();
+        given(self.count_float) || given(self.zero_count_float)
     }
 }
 
@@ -1226,6 +1229,32 @@ mod tests {
             floats,
             [r#"queue_count{no="span"}"#, r#"queue_sum{no="span"}"#, r#"queue_bucket{le="+Inf",no="span"}"#]
         );
+    }
+
+    /// A float histogram whose count is NaN (as `/federate` writes one) is read as a float
+    /// histogram, not as an integer one without deltas (red team P).
+    #[test]
+    fn a_nan_count_is_a_float_histograms() {
+        let nan = Histogram {
+            sample_count_float: f64::NAN,
+            schema: 0,
+            positive_span: vec![span(0, 1)],
+            positive_count: vec![1.0],
+            ..Histogram::default()
+        };
+        let mut m = metric(&[]);
+        m.histogram = Some(nan);
+        let body = encode(&[family("h", WireType::Histogram, vec![m])]);
+        let mut parser = ProtobufParser::new(&body, NATIVE);
+        let h = loop {
+            match parser.next() {
+                Some(Ok(Entry::Histogram { histogram, .. })) => break *histogram,
+                Some(entry) => assert!(entry.is_ok(), "{entry:?}"),
+                None => panic!("no histogram"),
+            }
+        };
+        assert!(h.count.is_nan());
+        assert_eq!(h.positive_buckets, [1.0]);
     }
 
     #[test]

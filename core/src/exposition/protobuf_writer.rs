@@ -70,6 +70,12 @@ fn metric((labels, t, value): &Latest, labelling: &Labelling) -> Metric {
 /// observations as an integer one, see the module doc).
 fn native(h: &FloatHistogram) -> Histogram {
     let spans = |spans: &[Span]| spans.iter().map(BucketSpan::from).collect();
+    // Without spans a reader takes it for a classic histogram unless its zero threshold or
+    // integer zero count is above 0: a no-op span says it is native, as client libraries add.
+    let positive_span = match h.positive_spans.is_empty() && h.negative_spans.is_empty() {
+        true => vec![BucketSpan { offset: 0, length: 0 }],
+        false => spans(&h.positive_spans),
+    };
     let empty = h.count == 0.0 && h.zero_count == 0.0;
     if let Some(counts) = empty.then(|| IntegerCounts::of(h)).flatten() {
         return Histogram {
@@ -78,7 +84,7 @@ fn native(h: &FloatHistogram) -> Histogram {
             zero_threshold: h.zero_threshold,
             negative_span: spans(&h.negative_spans),
             negative_delta: counts.negative_deltas,
-            positive_span: spans(&h.positive_spans),
+            positive_span,
             positive_delta: counts.positive_deltas,
             ..Histogram::default()
         };
@@ -91,7 +97,7 @@ fn native(h: &FloatHistogram) -> Histogram {
         zero_count_float: h.zero_count,
         negative_span: spans(&h.negative_spans),
         negative_count: h.negative_buckets.clone(),
-        positive_span: spans(&h.positive_spans),
+        positive_span,
         positive_count: h.positive_buckets.clone(),
         ..Histogram::default()
     }
@@ -210,9 +216,20 @@ mod tests {
             sample("b", "custom float", 3000, histogram(custom(0.25))),
             sample("c", "gauge", 4000, histogram(gauge(exponential(1.0)))),
             sample("c", "gauge custom", 5000, histogram(gauge(custom(2.0)))),
+            // Without spans, native only by their no-op span (red team P).
+            sample("d", "empty", 6000, histogram(FloatHistogram::default())),
+            sample(
+                "d",
+                "zero bucket only",
+                6000,
+                histogram(FloatHistogram { count: 2.5, zero_count: 2.5, ..Default::default() }),
+            ),
         ];
         let (types, read) = read_back(&write_protobuf(&written, &underscores()));
-        assert_eq!(types, [MetricType::Untyped, MetricType::Histogram, MetricType::GaugeHistogram]);
+        assert_eq!(
+            types,
+            [MetricType::Untyped, MetricType::Histogram, MetricType::GaugeHistogram, MetricType::Histogram]
+        );
         assert_eq!(read.len(), written.len());
         for (got, want) in read.iter().zip(&written) {
             match (&got.2, &want.2) {

@@ -69,10 +69,12 @@ impl FloatHistogram {
             } else {
                 indexed(spans, buckets).collect()
             };
-            // Their buckets inside our (possibly wider) zero bucket are already in its count.
+            // Their buckets inside our (possibly wider) zero bucket are already in its count. A
+            // zero bucket of width 0 holds no bucket, even one whose bound underflows to 0
+            // (index near i32::MIN), which would otherwise never be cancelled by a subtraction.
             let inside = pairs
                 .iter()
-                .take_while(|(i, _)| is_exponential(schema) && bucket_bound(*i, schema) <= threshold)
+                .take_while(|(i, _)| is_exponential(schema) && threshold > 0.0 && bucket_bound(*i, schema) <= threshold)
                 .count();
             pairs[inside..].iter().map(|&(i, c)| (i, c * sign)).collect()
         };

@@ -866,3 +866,20 @@ fn averages_and_deviations() {
     assert!(close(stddev(&h("{{schema:2 count:4 sum:10 buckets:[1 0 0 0 1 0 0 1 1]}}")), 1.0787993180043811));
     assert!(close(stddev(&h("{{schema:0 count:10 sum:-100 z_bucket:0 n_buckets:[0 0 0 0 10]}}")), 1.3137084989848));
 }
+
+/// A bucket whose upper bound underflows to 0 (index near `i32::MIN`) is no zero-bucket
+/// bucket when the zero bucket has width 0: subtracting it cancels it (red team P).
+#[test]
+fn a_bucket_at_the_lowest_index_cancels_out() {
+    for (schema, side) in [(0, true), (8, true), (-4, false)] {
+        let one: Side = (&[(i32::MIN, 1)], &[1.0]);
+        let none: Side = (&[], &[]);
+        let (pos, neg) = if side { (one, none) } else { (none, one) };
+        let x = exp(schema, 0.0, 0.0, 1.0, 1.0, pos, neg);
+        let mut d = x.clone();
+        d.sub(&x).unwrap();
+        d.compact(0);
+        assert!(d.positive_buckets.is_empty() && d.negative_buckets.is_empty(), "schema {schema}: {d}");
+        assert_eq!(d.count, 0.0);
+    }
+}
