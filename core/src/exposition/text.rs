@@ -149,24 +149,33 @@ impl<'a> TextParser<'a> {
         Ok(Some(Entry::Sample { series, value, timestamp, exemplar }))
     }
 
-    /// An exemplar: `{labels} value [timestamp]`; None if its labels pass 128 UTF-8 characters,
-    /// as upstream's storage refuses it and keeps the scrape.
+    /// An exemplar: `{labels} value [timestamp]`. None (the sample kept, as upstream keeps the
+    /// scrape) if its labels pass 128 UTF-8 characters, which upstream's storage refuses, or if
+    /// its timestamp is finite but past what milliseconds in an i64 hold, which upstream
+    /// wraps to a meaningless time. A label given twice takes its last value, as 2.42 does.
     fn exemplar(&self, text: &str) -> Result<Option<ScrapedExemplar>, ParseError> {
         let end = series_end(text).map_err(|m| self.error(format!("invalid exemplar: {m}")))?;
         if !text.starts_with('{') {
             return Err(self.error("invalid exemplar: expected '{'"));
         }
-        let labels = parse_series(&format!("exemplar{}", &text[..end]))
+        let labels = series_pairs(&format!("exemplar{}", &text[..end]))
+            .map(Labels::from_pairs)
             .map_err(|m| self.error(format!("invalid exemplar labels: {m}")))?
             .into_without_metric_name();
         let mut fields = text[end..].split(' ').filter(|f| !f.is_empty());
         let value = fields.next().ok_or_else(|| self.error("invalid exemplar: no value"))?;
         let value =
             parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {}", quoted(value))))?;
-        let timestamp = fields
-            .next()
-            .map(|ts| seconds_to_ms(ts).ok_or_else(|| self.error(format!("invalid exemplar timestamp {}", quoted(ts)))))
-            .transpose()?;
+        let timestamp = match fields.next() {
+            None => None,
+            Some(ts) => match parse_float(ts).filter(|s| s.is_finite()) {
+                None => return Err(self.error(format!("invalid exemplar timestamp {}", quoted(ts)))),
+                Some(_) => match seconds_to_ms(ts) {
+                    None => return Ok(None),
+                    t => t,
+                },
+            },
+        };
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {} after exemplar", quoted(extra))));
         }
@@ -386,6 +395,16 @@ pub fn parse_series(series: &str) -> Result<Labels, String> {
 /// Which names a scrape keeps is its scheme's to say, after metric relabeling
 /// ([`crate::labels::NameValidation`]).
 pub fn parse_series_pairs(series: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = series_pairs(series)?;
+    // Not compared pairwise: a line of 100,000 labels once took seconds every scrape.
+    if let (_, Some(name)) = crate::labels::sorted_names(pairs.iter().map(|(n, _)| n.as_str())) {
+        return Err(format!("duplicate label name {}", quoted(name)));
+    }
+    Ok(pairs)
+}
+
+/// [`parse_series_pairs`] without its check that no name is given twice.
+fn series_pairs(series: &str) -> Result<Vec<(String, String)>, String> {
     const BLANKS: [char; 2] = [' ', '\t'];
     let (bare_name, rest) = match series.find('{') {
         Some(i) => (series[..i].trim_end_matches(BLANKS), &series[i..]),
@@ -457,10 +476,6 @@ pub fn parse_series_pairs(series: &str) -> Result<Vec<(String, String)>, String>
     }
     let name = name.ok_or_else(|| "invalid metric name \"\"".to_string())?;
     pairs.insert(0, ("__name__".to_string(), name));
-    // Not compared pairwise: a line of 100,000 labels once took seconds every scrape.
-    if let (_, Some(name)) = crate::labels::sorted_names(pairs.iter().map(|(n, _)| n.as_str())) {
-        return Err(format!("duplicate label name {}", quoted(name)));
-    }
     Ok(pairs)
 }
 
@@ -697,6 +712,18 @@ mod tests {
         let body = format!("a_total 1 # {{t=\"{}\"}} 2\n# EOF\n", "x".repeat(130));
         let long = openmetrics(&body).unwrap();
         assert!(matches!(&long[0], Entry::Sample { value: 1.0, exemplar: None, .. }), "{long:?}");
+        // So is one stamped past what an i64 of milliseconds holds (red team P); a NaN stamp
+        // fails the scrape, as upstream.
+        for ts in ["1e300", "-1e18"] {
+            let body = format!("a_total 1 # {{t=\"1\"}} 2 {ts}\n# EOF\n");
+            let far = openmetrics(&body).unwrap();
+            assert!(matches!(&far[0], Entry::Sample { value: 1.0, exemplar: None, .. }), "{far:?}");
+        }
+        assert!(openmetrics("a_total 1 # {t=\"1\"} 2 NaN\n# EOF\n").is_err());
+        // A label given twice takes its last value, as 2.42 keeps it.
+        let twice = openmetrics("a_total 1 # {t=\"1\",t=\"2\"} 2\n# EOF\n").unwrap();
+        let Entry::Sample { exemplar: Some(x), .. } = &twice[0] else { panic!("{twice:?}") };
+        assert_eq!(x.labels, Labels::from_pairs([("t", "2")]));
         assert!(entries.contains(&Entry::Unit { metric: "http_requests", unit: "requests" }));
         assert!(entries.contains(&Entry::Type { metric: "door", kind: MetricType::StateSet }));
     }
