@@ -83,12 +83,17 @@ impl Retention {
 /// The size of the file system holding `path`.
 fn file_system_bytes(path: &Path) -> std::io::Result<u64> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    // SAFETY: a valid NUL-terminated path and a zeroed statvfs the call fills in.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+    // SAFETY: statvfs is plain data, valid zeroed; the call fills it in from a valid
+    // NUL-terminated path.
+    let (stat, status) = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        let status = libc::statvfs(c_path.as_ptr(), &mut stat);
+        (stat, status)
+    };
+    if status != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let total = u64::from(stat.f_blocks).saturating_mul(u64::from(stat.f_frsize));
+    let total = stat.f_blocks.saturating_mul(stat.f_frsize);
     match total {
         0 => Err(std::io::Error::other("the file system reports no size")),
         n => Ok(n),

@@ -253,7 +253,8 @@ fn guarded_exporter(expected: &'static [&'static str]) -> String {
             let answer = if path == "/old" {
                 "HTTP/1.1 302 Found\r\nLocation: /metrics\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
             } else if expected.contains(&authorization.as_str()) {
-                let body = format!("guarded_ok{{accept_encoding={:?}}} 1\n", header(&headers, "accept-encoding"));
+                let (encoding, tenant) = (header(&headers, "accept-encoding"), header(&headers, "x-scope-orgid"));
+                let body = format!("guarded_ok{{accept_encoding={encoding:?},tenant={tenant:?}}} 1\n");
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
             } else {
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
@@ -272,6 +273,7 @@ fn basic_auth_bearer_tokens_and_redirects() {
     let dir = pyrite_tests::TempDir::new("auth");
     std::fs::write(dir.0.join("password"), "p\n").unwrap();
     std::fs::write(dir.0.join("token"), "s3cret\n").unwrap();
+    std::fs::write(dir.0.join("tenant"), "t1\n").unwrap();
     let config = format!(
         r#"global:
   scrape_interval: 1s
@@ -301,6 +303,11 @@ scrape_configs:
     enable_compression: false
     bearer_token: s3cret
     static_configs: [{{targets: ['{exporter}']}}]
+  - job_name: headers
+    bearer_token: s3cret
+    http_headers:
+      X-Scope-OrgID: {{values: [a], secrets: [hidden], files: [{dir}/tenant]}}
+    static_configs: [{{targets: ['{exporter}']}}]
 "#,
         dir = dir.0.display()
     );
@@ -323,9 +330,13 @@ scrape_configs:
         let asked = p.query(&format!("guarded_ok{{job=\"{job}\"}}"), None);
         assert_eq!(asked[0]["metric"]["accept_encoding"], encoding, "{job}: {asked}");
     }
+    // `http_headers` (upstream 3.x): values, secrets and a file's trimmed content.
+    let asked = p.query("guarded_ok{job=\"headers\"}", None);
+    assert_eq!(asked[0]["metric"]["tenant"], "a, hidden, t1", "{asked}");
     // The secrets do not show in the configuration the API serves.
     let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("password: <secret>") && !shown.contains("nope"), "{shown}");
+    assert!(shown.contains("X-Scope-OrgID") && !shown.contains("hidden"), "{shown}");
     assert!(!shown.contains("credentials: s3cret") && shown.contains("type: Bearer"), "{shown}");
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use super::headers::HttpHeader;
 use super::proxy::{EnvironmentProxies, NoProxy};
 use super::TlsVersion;
 
@@ -114,6 +115,8 @@ pub struct HttpClientConfig {
     pub follow_redirects: bool,
     /// Accepted for compatibility; scrapes speak HTTP/1.1.
     pub enable_http2: bool,
+    /// `http_headers`: more headers, by name ([`HttpClientConfig::extra_headers`]).
+    pub http_headers: BTreeMap<String, HttpHeader>,
 }
 
 impl Default for HttpClientConfig {
@@ -128,6 +131,7 @@ impl Default for HttpClientConfig {
             proxy_from_environment: false,
             follow_redirects: true,
             enable_http2: true,
+            http_headers: BTreeMap::new(),
         }
     }
 }
@@ -249,6 +253,7 @@ impl HttpClientConfig {
             ));
         }
         check_tls(&self.tls).map_err(|m| ("tls_config", m))?;
+        super::headers::check_http_headers(&self.http_headers).map_err(|m| ("http_headers", m))?;
         if let Some(a) = &self.authorization {
             if self.basic_auth.is_some() || self.oauth2.is_some() {
                 return Err((
@@ -315,6 +320,30 @@ impl HttpClientConfig {
             resolve_tls(&mut o.tls);
         }
         resolve_tls(&mut self.tls);
+        for file in self.http_headers.values_mut().flat_map(|h| h.files.iter_mut()) {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+    }
+
+    /// The `http_headers` a request carries, by name: values, secrets and the trimmed content
+    /// of files read now by `read` (as upstream reads them at every request), joined with
+    /// `, ` as the values of one header field. A file that cannot be read fails the request,
+    /// as upstream.
+    pub fn extra_headers(&self, read: ReadSecret) -> Result<Vec<(String, String)>, SecretError> {
+        let mut out = Vec::with_capacity(self.http_headers.len());
+        for (name, h) in &self.http_headers {
+            let mut values: Vec<String> = h.values.iter().chain(&h.secrets).cloned().collect();
+            for path in &h.files {
+                let text = read(path).map_err(|error| SecretError { path: path.clone(), error })?;
+                values.push(text.trim().to_string());
+            }
+            if !values.is_empty() {
+                out.push((name.clone(), values.join(", ")));
+            }
+        }
+        Ok(out)
     }
 
     /// The `Authorization` header a request carries, if any, with secret files read now by
@@ -370,9 +399,17 @@ mod tests {
         assert_eq!(c.basic_auth.unwrap().password_file, Some("/etc/pyrite/pw".into()));
         let e = |text: &str| HttpClientConfig::parse(text, "h.yml").unwrap_err().to_string();
         assert_eq!(
-            e("http_headers: {}\n"),
-            "h.yml: http_headers: key is valid in Prometheus but not supported by Pyrite yet"
+            e("proxy_connect_header: {}\n"),
+            "h.yml: proxy_connect_header: key is valid in Prometheus but not supported by Pyrite yet"
         );
+        assert_eq!(
+            e("http_headers: {user-agent: {values: [x]}}\n"),
+            "h.yml: http_headers: setting header \"User-Agent\" is not allowed"
+        );
+        assert!(e("http_headers: {X-A: {value: [x]}}\n")
+            .starts_with("h.yml: http_headers.X-A.value: unknown field `value`"));
+        let c = HttpClientConfig::parse("http_headers: {X-A: {files: [a], secrets: [s]}}\n", "/etc/h.yml").unwrap();
+        assert_eq!(c.http_headers["X-A"].files, [PathBuf::from("/etc/a")]);
         // The keys `authorization` replaced, as upstream 3.x still reads them.
         let bearer = |text| HttpClientConfig::parse(text, "/etc/h.yml").unwrap().authorization.unwrap();
         let token = bearer("bearer_token: t0k\n");

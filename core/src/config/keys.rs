@@ -101,6 +101,7 @@ const SCRAPE: Section = Section {
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
+        "http_headers",
         "body_size_limit",
         "sample_limit",
         "label_limit",
@@ -122,7 +123,6 @@ const SCRAPE: Section = Section {
         "scrape_failure_log_file",
         // HTTP client options
         "proxy_connect_header",
-        "http_headers",
         // service discovery
         "kubernetes_sd_configs",
         "consul_sd_configs",
@@ -183,13 +183,13 @@ const ALERTMANAGER: Section = Section {
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
+        "http_headers",
         "follow_redirects",
         "enable_http2",
     ],
     upstream_only: &[
         "sigv4",
         "proxy_connect_header",
-        "http_headers",
         "kubernetes_sd_configs",
         "consul_sd_configs",
         "ec2_sd_configs",
@@ -221,10 +221,11 @@ const REMOTE_READ: Section = Section {
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
+        "http_headers",
         "follow_redirects",
         "enable_http2",
     ],
-    upstream_only: &["chunked_read_limit", "proxy_connect_header", "http_headers"],
+    upstream_only: &["chunked_read_limit", "proxy_connect_header"],
 };
 
 const REMOTE_WRITE: Section = Section {
@@ -250,10 +251,11 @@ const REMOTE_WRITE: Section = Section {
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
+        "http_headers",
         "follow_redirects",
         "enable_http2",
     ],
-    upstream_only: &["azuread", "google_iam", "proxy_connect_header", "http_headers"],
+    upstream_only: &["azuread", "google_iam", "proxy_connect_header"],
 };
 
 const QUEUE: Section = Section {
@@ -363,8 +365,9 @@ const HTTP_CLIENT: Section = Section {
         "proxy_url",
         "no_proxy",
         "proxy_from_environment",
+        "http_headers",
     ],
-    upstream_only: &["proxy_connect_header", "http_headers"],
+    upstream_only: &["proxy_connect_header"],
 };
 
 /// Scrape config keys Prometheus 2.x knew that 3.x renamed (and no longer accepts), with the

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
+pub use headers::HttpHeader;
 pub use http::{
     basic_credentials, Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig,
 };
@@ -518,6 +519,8 @@ struct RawHttpClient {
     proxy_from_environment: bool,
     #[serde(default)]
     tls_config: TlsConfig,
+    #[serde(default)]
+    http_headers: BTreeMap<String, HttpHeader>,
 }
 
 impl RawHttpClient {
@@ -562,6 +565,7 @@ impl RawHttpClient {
             proxy_from_environment: self.proxy_from_environment,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             enable_http2: self.enable_http2.unwrap_or(true),
+            http_headers: self.http_headers,
         };
         http.validate().map_err(|(key, message)| invalid(at(key), message))?;
         http.resolve_paths(dir);

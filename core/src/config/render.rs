@@ -189,6 +189,18 @@ fn http_client(m: &mut Mapping, http: &HttpClientConfig) {
     if http.proxy_from_environment {
         m.insert("proxy_from_environment".into(), true.into());
     }
+    if !http.http_headers.is_empty() {
+        let headers = http.http_headers.iter().map(|(name, h)| {
+            let list = |items: Vec<Value>| (!items.is_empty()).then_some(Value::Sequence(items));
+            let fields = vec![
+                ("values", list(h.values.iter().map(|v| Value::from(v.as_str())).collect())),
+                ("secrets", list(h.secrets.iter().map(|_| Value::from("<secret>")).collect())),
+                ("files", list(h.files.iter().map(|f| Value::from(f.display().to_string())).collect())),
+            ];
+            (Value::from(name.as_str()), present(fields))
+        });
+        m.insert("http_headers".into(), Value::Mapping(headers.collect()));
+    }
 }
 
 /// The target sources of a scrape config or Alertmanager set.

@@ -147,6 +147,9 @@ impl Client {
             let token = oauth2::authorization(config, self.timeout).map_err(|e| e.to_string())?;
             request = request.set("Authorization", &token);
         }
+        for (name, value) in http.extra_headers(&crate::files::read_text).map_err(|e| e.to_string())? {
+            request = request.set(&name, &value);
+        }
         Ok(request)
     }
 }
@@ -243,5 +246,38 @@ mod tests {
         let error = client.send(&http, "GET", &|_, _| Ok(Vec::new()), Payload::Empty).unwrap_err();
         // Before: "stopped after 10 redirects", 3 s later.
         assert!(error.contains("timed out") || error.contains("longer than the timeout"), "{error}");
+    }
+
+    /// `http_headers` go with every request: values, secrets and a file read at each request.
+    #[test]
+    fn http_headers_are_sent_with_a_file_read_at_each_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (seen, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = [0; 4096];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let _ = seen.send(String::from_utf8_lossy(&request[..n]).to_ascii_lowercase());
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            }
+        });
+        let dir = std::env::temp_dir().join(format!("pyrite-http-headers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tenant"), "t1\n").unwrap();
+        let text = "http_headers: {X-Scope-OrgID: {values: [a], secrets: [b], files: [tenant]}}\n";
+        let http = HttpClientConfig::parse(text, &dir.join("http.yml").display().to_string()).unwrap();
+        let client = Client::new(&http, &url, Duration::from_secs(5)).unwrap();
+        for tenant in ["t1", "t2"] {
+            std::fs::write(dir.join("tenant"), format!("{tenant}\n")).unwrap();
+            client.send(&http, "GET", &|_, _| Ok(Vec::new()), Payload::Empty).unwrap();
+            let request = received.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(request.contains(&format!("x-scope-orgid: a, b, {tenant}\r\n")), "{request}");
+        }
+        std::fs::remove_file(dir.join("tenant")).unwrap();
+        let error = client.send(&http, "GET", &|_, _| Ok(Vec::new()), Payload::Empty).unwrap_err();
+        assert!(error.contains("unable to read") && error.contains("tenant"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! One GET per scrape, over the target's kept connection (`connection.rs`; TLS for `https`),
 //! with upstream's headers (`Accept` from `scrape_protocols`, `Accept-Encoding: gzip`, or
 //! `identity` under `enable_compression: false`, `X-Prometheus-Scrape-Timeout-Seconds`,
-//! `Authorization`), redirects followed, the whole exchange bounded by the scrape timeout and
+//! `Authorization`, and the `http_headers` of its config), redirects followed, the whole exchange bounded by the scrape timeout and
 //! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
 //! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
 //! `fallback_scrape_protocol` for one that names none Prometheus parses (see
@@ -177,11 +177,12 @@ impl Ask {
             Some(config) => Some(oauth2_authorization(config, timeout).await?),
             None => self.http.authorization_header(&crate::files::read_text).map_err(ScrapeError::Secret)?,
         };
+        let extra = self.http.extra_headers(&crate::files::read_text).map_err(ScrapeError::Secret)?;
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
             let credentials = authorization.as_deref().filter(|_| host(&address) == host(&self.address));
-            match self.exchange(connections, &address, &path, credentials, timeout).await? {
+            match self.exchange(connections, &address, &path, credentials, &extra, timeout).await? {
                 Answer::Body(body, format) => return Ok((body, format)),
                 Answer::Redirect(location) if self.http.follow_redirects => {
                     (address, path) = match location.strip_prefix(self.scheme_prefix.as_str()) {
@@ -208,6 +209,7 @@ impl Ask {
         address: &str,
         path: &str,
         authorization: Option<&str>,
+        extra: &[(String, String)],
         timeout: Duration,
     ) -> Result<Answer, ScrapeError> {
         let tls = match &self.tls {
@@ -244,6 +246,9 @@ impl Ask {
             }
             if let Some(value) = header_proxy_authorization {
                 request = request.header(header::PROXY_AUTHORIZATION, value);
+            }
+            for (name, value) in extra {
+                request = request.header(name.as_str(), value.as_str());
             }
             request.body(Empty::<Bytes>::new()).map_err(|e| ScrapeError::Http(e.to_string()))
         };
