@@ -52,9 +52,14 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     certificates_in(&read_bytes(path).map_err(|e| e.to_string())?)
 }
 
+/// The private key in PEM text.
+pub fn private_key_in(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())
+}
+
 /// The private key in the PEM file at `path`, as [`read_bytes`] reads it.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(&read_bytes(path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    private_key_in(&read_bytes(path).map_err(|e| e.to_string())?)
 }
 
 /// The text of the regular file at `path`, as [`read_bytes`] reads it.

@@ -469,6 +469,15 @@ fn https_targets_with_client_certificates() {
     let self_signed_exporter = tls_exporter(&dir.0, "self", false);
     let tls12_exporter = tls_exporter_of(&dir.0, "self", false, &[&rustls::version::TLS12]);
     let d = dir.0.display();
+    // The same files' PEM text in the configuration itself (`ca`, `cert`, `key`).
+    let inline: String = [("ca", "ca.crt"), ("cert", "client.crt"), ("key", "client.key")]
+        .iter()
+        .map(|(key, file)| {
+            let pem = std::fs::read_to_string(dir.0.join(file)).unwrap();
+            let lines: String = pem.lines().map(|l| format!("        {l}\n")).collect();
+            format!("      {key}: |\n{lines}")
+        })
+        .collect();
     let config = format!(
         r#"global:
   scrape_interval: 1s
@@ -513,6 +522,10 @@ scrape_configs:
     scheme: https
     tls_config: {{ca_file: {d}/self.crt, min_version: TLS13}}
     static_configs: [{{targets: ['{tls12_exporter}']}}]
+  - job_name: inline
+    scheme: https
+    tls_config:
+{inline}    static_configs: [{{targets: ['{exporter}']}}]
 "#
     );
     let p = Pyrite::start(PyriteOpts { config: Some(config), ..PyriteOpts::default() });
@@ -521,9 +534,11 @@ scrape_configs:
     assert!(settled.is_some(), "{:?}", target_health(&p));
     let h = target_health(&p);
     let by_pool = |pool: &str| h.iter().find(|(p, _, _)| p == pool).cloned().unwrap();
-    for pool in ["mutual", "by_name", "insecure", "self_signed", "up_to_tls12"] {
+    for pool in ["mutual", "by_name", "insecure", "self_signed", "up_to_tls12", "inline"] {
         assert_eq!(by_pool(pool).1, "up", "{:?}", by_pool(pool));
     }
+    let shown = p.data("/api/v1/status/config")["yaml"].as_str().unwrap().to_string();
+    assert!(shown.contains("key: <secret>") && !shown.contains("PRIVATE KEY"), "{shown}");
     assert_eq!(by_pool("no_client_cert").1, "down");
     let unknown = by_pool("unknown_ca");
     assert!(unknown.1 == "down" && unknown.2.contains("UnknownIssuer"), "{unknown:?}");
@@ -533,7 +548,7 @@ scrape_configs:
     assert!(untrusted.1 == "down" && untrusted.2.contains("CaUsedAsEndEntity"), "{untrusted:?}");
     let tls13_only = by_pool("tls13_only");
     assert!(tls13_only.1 == "down" && tls13_only.2.contains("ProtocolVersion"), "{tls13_only:?}");
-    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(5));
+    assert_eq!(p.query("tls_ok", None).as_array().map(Vec::len), Some(6));
 }
 
 /// An exporter that answers OpenMetrics when asked for it (with a unit, `_created`, an

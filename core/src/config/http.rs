@@ -38,10 +38,21 @@ pub struct Authorization {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The CA bundle that signs the server's certificate; default the system's.
+    #[serde(default, deserialize_with = "non_empty")]
     pub ca_file: Option<PathBuf>,
     /// A client certificate and key, for servers that want one.
+    #[serde(default, deserialize_with = "non_empty")]
     pub cert_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "non_empty")]
     pub key_file: Option<PathBuf>,
+    /// The same as PEM text in the file itself (upstream's `ca`, `cert`, `key`; the key is a
+    /// secret). Empty, these and the paths are unset, as upstream reads them.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub ca: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub cert: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub key: Option<String>,
     /// The name to verify the server's certificate for; default the target's host.
     pub server_name: Option<String>,
     #[serde(default)]
@@ -51,6 +62,11 @@ pub struct TlsConfig {
     pub min_version: Option<TlsVersion>,
     #[serde(default, deserialize_with = "tls_version")]
     pub max_version: Option<TlsVersion>,
+}
+
+/// A string or path, none when empty.
+fn non_empty<'de, D: serde::Deserializer<'de>, T: From<String>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()).map(T::from))
 }
 
 /// A TLS version by Go's name (`TLS12`, `TLS13`).
@@ -177,9 +193,23 @@ fn check_proxy(proxy: &Option<String>) -> Result<(), String> {
     Ok(())
 }
 
+/// Upstream's checks of a `tls_config`, with its messages.
 fn check_tls(tls: &TlsConfig) -> Result<(), String> {
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        return Err("client cert file and client key file must both be specified".into());
+    if tls.ca.is_some() && tls.ca_file.is_some() {
+        return Err("at most one of ca, ca_file & ca_ref must be configured".into());
+    }
+    if tls.cert.is_some() && tls.cert_file.is_some() {
+        return Err("at most one of cert, cert_file & cert_ref must be configured".into());
+    }
+    if tls.key.is_some() && tls.key_file.is_some() {
+        return Err("at most one of key and key_file must be configured".into());
+    }
+    let (cert, key) = (tls.cert.is_some() || tls.cert_file.is_some(), tls.key.is_some() || tls.key_file.is_some());
+    if cert && !key {
+        return Err("exactly one of key or key_file must be configured when a client certificate is configured".into());
+    }
+    if key && !cert {
+        return Err("exactly one of cert or cert_file must be configured when a client key is configured".into());
     }
     if let (Some(min), Some(max)) = (tls.min_version, tls.max_version) {
         if min > max {
@@ -408,6 +438,21 @@ mod tests {
         );
         assert!(e("http_headers: {X-A: {value: [x]}}\n")
             .starts_with("h.yml: http_headers.X-A.value: unknown field `value`"));
+        // Inline TLS material, checked as upstream checks it.
+        let c = HttpClientConfig::parse("tls_config: {ca: x, cert: y, key: z, ca_file: ''}\n", "h.yml").unwrap();
+        assert_eq!((c.tls.ca.as_deref(), c.tls.ca_file), (Some("x"), None));
+        for (text, message) in [
+            ("{ca: x, ca_file: f}", "at most one of ca, ca_file & ca_ref must be configured"),
+            ("{cert: x, cert_file: f, key: k}", "at most one of cert, cert_file & cert_ref must be configured"),
+            ("{cert: x, key: k, key_file: f}", "at most one of key and key_file must be configured"),
+            (
+                "{cert_file: f}",
+                "exactly one of key or key_file must be configured when a client certificate is configured",
+            ),
+            ("{key: k}", "exactly one of cert or cert_file must be configured when a client key is configured"),
+        ] {
+            assert_eq!(e(&format!("tls_config: {text}\n")), format!("h.yml: tls_config: {message}"));
+        }
         let c = HttpClientConfig::parse("http_headers: {X-A: {files: [a], secrets: [s]}}\n", "/etc/h.yml").unwrap();
         assert_eq!(c.http_headers["X-A"].files, [PathBuf::from("/etc/a")]);
         // The keys `authorization` replaced, as upstream 3.x still reads them.
@@ -446,7 +491,6 @@ mod tests {
             e("oauth2: {client_id: c, token_url: 'http://t/'}\nbasic_auth: {username: u}\n"),
             "h.yml: oauth2: at most one of basic_auth, oauth2 & authorization must be configured"
         );
-        assert!(e("tls_config:\n  cert_file: x\n").contains("h.yml: tls_config: client cert file and client key"));
         let tls = HttpClientConfig::parse("tls_config: {min_version: TLS13}\n", "h.yml").unwrap().tls;
         assert_eq!((tls.min_version, tls.max_version), (Some(TlsVersion::Tls13), None));
         assert!(e("tls_config: {min_version: TLS11}\n").contains("TLS11 is not supported by Pyrite"));

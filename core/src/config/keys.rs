@@ -315,15 +315,18 @@ const AUTHORIZATION: Section = Section { supported: &["type", "credentials", "cr
 
 const TLS: Section = Section {
     supported: &[
+        "ca",
         "ca_file",
+        "cert",
         "cert_file",
+        "key",
         "key_file",
         "server_name",
         "insecure_skip_verify",
         "min_version",
         "max_version",
     ],
-    upstream_only: &["ca", "cert", "key", "ca_ref", "cert_ref", "key_ref"],
+    upstream_only: &["ca_ref", "cert_ref", "key_ref"],
 };
 
 const DNS_SD: Section = Section { supported: &["names", "type", "port", "refresh_interval"], upstream_only: &[] };

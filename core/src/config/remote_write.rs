@@ -535,8 +535,8 @@ mod tests {
                 "remote_write[0].oauth2.client_secret_ref: key is valid in Prometheus but not supported by Pyrite yet",
             ),
             (
-                "remote_write: [{url: 'http://a/', oauth2: {client_id: c, token_url: 'http://t/', tls_config: {ca: x}}}]",
-                "remote_write[0].oauth2.tls_config.ca: key is valid in Prometheus but not supported by Pyrite yet",
+                "remote_write: [{url: 'http://a/', oauth2: {client_id: c, token_url: 'http://t/', tls_config: {ca_ref: x}}}]",
+                "remote_write[0].oauth2.tls_config.ca_ref: key is valid in Prometheus but not supported by Pyrite yet",
             ),
         ];
         for (text, message) in cases {

@@ -130,8 +130,11 @@ fn proxy_url(proxy: &str) -> Value {
 
 fn tls_config(t: &TlsConfig) -> Value {
     present(vec![
+        ("ca", t.ca.as_deref().map(Value::from)),
         ("ca_file", path(&t.ca_file)),
+        ("cert", t.cert.as_deref().map(Value::from)),
         ("cert_file", path(&t.cert_file)),
+        ("key", secret(&t.key)),
         ("key_file", path(&t.key_file)),
         ("server_name", t.server_name.as_deref().map(Value::from)),
         ("insecure_skip_verify", Some(Value::from(t.insecure_skip_verify))),

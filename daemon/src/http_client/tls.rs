@@ -1,7 +1,7 @@
 //! TLS for outbound `https` (scrape targets, and this module's HTTP clients): a rustls client
 //! configuration (ring) from a `tls_config` — the CA bundle to trust (default the system's), a
-//! client certificate for servers that ask for one, the name to verify, and
-//! `insecure_skip_verify`.
+//! client certificate for servers that ask for one, each from a file or inline PEM, the name to
+//! verify, and `insecure_skip_verify`.
 //!
 //! The system's CAs are found as Go finds them (so as upstream does): the file named by
 //! `SSL_CERT_FILE`, else the first bundle of [`SYSTEM_CA_FILES`] that exists. Where there is
@@ -76,20 +76,44 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
-    let builder = match &tls.ca_file {
-        Some(ca_file) => {
-            let verifier = TrustedAsIs::new(load_cas(ca_file)?, provider.clone())
-                .map_err(|e| format!("unable to use CA file {}: {e}", ca_file.display()))?;
+    let cas = match (&tls.ca, &tls.ca_file) {
+        (Some(pem), _) => Some((crate::files::certificates_in(pem.as_bytes()), "the inline CA".to_string())),
+        (None, Some(file)) => Some((Ok(load_cas(file)?), format!("CA file {}", file.display()))),
+        (None, None) => None,
+    };
+    let builder = match cas {
+        Some((cas, what)) => {
+            let verifier = cas
+                .and_then(|cas| TrustedAsIs::new(cas, provider.clone()))
+                .map_err(|e| format!("unable to use {what}: {e}"))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
         None => builder.with_root_certificates(SYSTEM_ROOTS.clone()?),
     };
-    let mut config = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = crate::files::read_certificates(cert)
-                .map_err(|e| format!("unable to load client certificate {}: {e}", cert.display()))?;
-            let key = crate::files::read_private_key(key)
-                .map_err(|e| format!("unable to load client key {}: {e}", key.display()))?;
+    let chain = match (&tls.cert, &tls.cert_file) {
+        (Some(pem), _) => Some(
+            crate::files::certificates_in(pem.as_bytes())
+                .map_err(|e| format!("unable to load the inline client certificate: {e}"))?,
+        ),
+        (None, Some(file)) => Some(
+            crate::files::read_certificates(file)
+                .map_err(|e| format!("unable to load client certificate {}: {e}", file.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let key = match (&tls.key, &tls.key_file) {
+        (Some(pem), _) => Some(
+            crate::files::private_key_in(pem.as_bytes())
+                .map_err(|e| format!("unable to load the inline client key: {e}"))?,
+        ),
+        (None, Some(file)) => Some(
+            crate::files::read_private_key(file)
+                .map_err(|e| format!("unable to load client key {}: {e}", file.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let mut config = match (chain, key) {
+        (Some(chain), Some(key)) => {
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("unusable client certificate: {e}"))?
         }
         _ => builder.with_no_client_auth(),
