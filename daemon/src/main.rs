@@ -33,6 +33,7 @@ mod retention;
 mod rules;
 mod runtime;
 mod scrape;
+mod scrape_failure_log;
 mod shard;
 mod shards;
 mod sigv4;

@@ -52,6 +52,7 @@ impl Reloader {
     pub fn apply_initial(&self) -> Result<(), String> {
         let config = self.config.current();
         crate::query_log::install(crate::query_log::open(config.global.query_log_file.as_deref())?);
+        crate::scrape_failure_log::install(crate::scrape_failure_log::open(&config)?);
         self.remote_write.apply(&config)?;
         self.apply_targets(&config);
         self.apply_rules(&config, &self.config.take_initial_rules())?;
@@ -121,11 +122,13 @@ impl Reloader {
                 return Err(format!("{e:#}"));
             }
         };
-        let query_log = match crate::query_log::open(config.global.query_log_file.as_deref()) {
-            Ok(file) => file,
+        let logs = crate::query_log::open(config.global.query_log_file.as_deref())
+            .and_then(|query_log| Ok((query_log, crate::scrape_failure_log::open(&config)?)));
+        let (query_log, failure_logs) = match logs {
+            Ok(files) => files,
             Err(e) => {
                 live.record(&self.metrics, false);
-                tracing::error!(error = %e, "query log refused; the previous configuration stays in force");
+                tracing::error!(error = %e, "log file refused; the previous configuration stays in force");
                 return Err(e);
             }
         };
@@ -148,6 +151,7 @@ impl Reloader {
             return Err(e);
         }
         crate::query_log::install(query_log);
+        crate::scrape_failure_log::install(failure_logs);
         let config = Arc::new(config);
         live.replace(config.clone());
         let settings = HeadSettings::of(&config, self.exemplar_storage, self.shards.len());

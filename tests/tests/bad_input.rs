@@ -150,8 +150,8 @@ fn invalid_configs_are_refused_naming_file_and_key() {
     );
     for (config, expected) in [
         (
-            "storage: {tsdb: {retention: {time: 1d}}}\n",
-            "prometheus.yml: storage.tsdb.retention: key is valid in Prometheus but not supported by Pyrite yet",
+            "storage: {tsdb: {chunk_encoding: {floats: xor}}}\n",
+            "prometheus.yml: storage.tsdb.chunk_encoding: key is valid in Prometheus but not supported by Pyrite yet",
         ),
         (rule_config.as_str(), rule_error.as_str()),
         (

@@ -886,3 +886,56 @@ fn scrape_timestamps_are_moved_onto_the_schedule_within_the_tolerance() {
     let off_schedule: Vec<i64> = times.iter().map(|t| t - times[0]).filter(|d| d % 1000 != 0).collect();
     assert!(off_schedule.len() <= 1, "scrape times off the 1s schedule by {off_schedule:?} ms: {times:?}");
 }
+
+/// `scrape_failure_log_file` (upstream 3.x): each failed scrape is one JSON line in its job's
+/// file (its own, else `global`'s), a scrape that succeeds none; a reload opens the files
+/// anew (a rotated log is followed), and one that cannot be opened refuses the configuration.
+#[test]
+fn failed_scrapes_are_logged_to_their_jobs_file() {
+    let alive = pyrite_tests::fake_target(Some("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok 1\n"));
+    let config = format!(
+        r#"global: {{scrape_interval: 1s, scrape_failure_log_file: all.log}}
+scrape_configs:
+  - job_name: dead
+    static_configs: [{{targets: ['127.0.0.1:1']}}]
+  - job_name: own
+    scrape_failure_log_file: own.log
+    static_configs: [{{targets: ['127.0.0.1:1']}}]
+  - job_name: alive
+    static_configs: [{{targets: ['{alive}']}}]
+"#
+    );
+    let args = vec!["--web.enable-lifecycle".to_string()];
+    let p = Pyrite::start(PyriteOpts { config: Some(config.clone()), extra_args: args, ..PyriteOpts::default() });
+    let dir = p.data_dir.parent().unwrap().to_path_buf();
+    let jobs_in = |file: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let logged = json(line);
+                assert_eq!(logged["level"], "ERROR", "{line}");
+                assert_eq!(logged["target"], "http://127.0.0.1:1/metrics", "{line}");
+                assert!(!logged["msg"].as_str().unwrap_or("").is_empty(), "{line}");
+                logged["job_name"].as_str().unwrap_or("").to_string()
+            })
+            .collect()
+    };
+    let logged = eventually(Duration::from_secs(10), || {
+        (jobs_in("all.log").len() >= 2 && !jobs_in("own.log").is_empty()).then_some(())
+    });
+    assert!(logged.is_some(), "all: {:?}, own: {:?}", jobs_in("all.log"), jobs_in("own.log"));
+    assert!(jobs_in("all.log").iter().all(|job| job == "dead"), "{:?}", jobs_in("all.log"));
+    assert!(jobs_in("own.log").iter().all(|job| job == "own"), "{:?}", jobs_in("own.log"));
+
+    std::fs::rename(dir.join("all.log"), dir.join("all.log.1")).unwrap();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let followed = eventually(Duration::from_secs(10), || (!jobs_in("all.log").is_empty()).then_some(()));
+    assert!(followed.is_some(), "the rotated log was not followed after the reload");
+
+    let config_file = p.data_dir.with_file_name("prometheus.yml");
+    std::fs::write(&config_file, config.replace("all.log", "/nonexistent/all.log")).unwrap();
+    let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("cannot open the scrape failure log file /nonexistent/all.log"), "{body}");
+}

@@ -53,6 +53,7 @@ const GLOBAL: Section = Section {
         "rule_query_offset",
         "external_labels",
         "query_log_file",
+        "scrape_failure_log_file",
         "extra_scrape_metrics",
         "body_size_limit",
         "sample_limit",
@@ -68,7 +69,7 @@ const GLOBAL: Section = Section {
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
     ],
-    upstream_only: &["scrape_failure_log_file"],
+    upstream_only: &[],
 };
 
 const SCRAPE: Section = Section {
@@ -118,9 +119,9 @@ const SCRAPE: Section = Section {
         "native_histogram_min_bucket_factor",
         "metric_name_validation_scheme",
         "metric_name_escaping_scheme",
+        "scrape_failure_log_file",
     ],
     upstream_only: &[
-        "scrape_failure_log_file",
         // HTTP client options
         "proxy_connect_header",
         // service discovery

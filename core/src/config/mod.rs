@@ -117,6 +117,9 @@ pub struct GlobalConfig {
     /// Where every query evaluated is logged, one JSON line each; relative to the
     /// configuration file's directory.
     pub query_log_file: Option<PathBuf>,
+    /// `scrape_failure_log_file`, the scrape configs' default; relative to the configuration
+    /// file's directory.
+    pub scrape_failure_log_file: Option<PathBuf>,
     /// `extra_scrape_metrics`, the scrape configs' default; unset, the server's
     /// (`--enable-feature=extra-scrape-metrics`).
     pub extra_scrape_metrics: Option<bool>,
@@ -263,6 +266,8 @@ pub struct ScrapeConfig {
     pub native_histogram_bucket_limit: u64,
     /// `native_histogram_min_bucket_factor`: 0 for none.
     pub native_histogram_min_bucket_factor: f64,
+    /// Where its failed scrapes are logged (`scrape_failure_log_file`, else `global`'s).
+    pub scrape_failure_log_file: Option<PathBuf>,
     pub http: HttpClientConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
@@ -407,6 +412,7 @@ struct RawGlobal {
     #[serde(flatten)]
     names: RawNameSchemes,
     query_log_file: Option<PathBuf>,
+    scrape_failure_log_file: Option<PathBuf>,
     extra_scrape_metrics: Option<bool>,
 }
 
@@ -497,6 +503,7 @@ struct RawScrapeConfig {
     names: RawNameSchemes,
     native_histogram_bucket_limit: Option<u64>,
     native_histogram_min_bucket_factor: Option<f64>,
+    scrape_failure_log_file: Option<PathBuf>,
 }
 
 /// The HTTP client keys of a scrape config, an Alertmanager set or a remote store.
@@ -720,6 +727,11 @@ impl Config {
     }
 }
 
+/// A file named in the configuration, relative to its directory `dir`; empty is none.
+fn file_in(dir: &std::path::Path, file: Option<PathBuf>) -> Option<PathBuf> {
+    file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f))
+}
+
 /// A duration given in the file: `0s` is none given, as upstream reads its intervals and
 /// timeouts (a zero there takes the default).
 fn given(d: Option<Duration>) -> Option<Duration> {
@@ -758,7 +770,8 @@ impl RawConfig {
                 .map_err(|m| invalid("global.scrape_protocols".into(), m))?,
             histograms: self.global.histograms.over(HistogramKeys::default()),
             names,
-            query_log_file: self.global.query_log_file.filter(|f| !f.as_os_str().is_empty()).map(|f| dir.join(f)),
+            query_log_file: file_in(dir, self.global.query_log_file),
+            scrape_failure_log_file: file_in(dir, self.global.scrape_failure_log_file),
             extra_scrape_metrics: self.global.extra_scrape_metrics,
         };
         let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
@@ -910,6 +923,8 @@ impl RawScrapeConfig {
             names,
             native_histogram_bucket_limit: sc.native_histogram_bucket_limit.unwrap_or(0),
             native_histogram_min_bucket_factor: sc.native_histogram_min_bucket_factor.unwrap_or(0.0),
+            scrape_failure_log_file: file_in(dir, sc.scrape_failure_log_file)
+                .or_else(|| global.scrape_failure_log_file.clone()),
             static_configs: sd.static_configs,
             http,
             file_sd_configs: sd.file_sd_configs,

@@ -78,6 +78,9 @@ fn scrape_config(sc: &ScrapeConfig) -> Value {
     if sc.native_histogram_min_bucket_factor != 0.0 {
         m.insert("native_histogram_min_bucket_factor".into(), sc.native_histogram_min_bucket_factor.into());
     }
+    if let Some(file) = &sc.scrape_failure_log_file {
+        m.insert("scrape_failure_log_file".into(), file.display().to_string().into());
+    }
     m.insert("scrape_protocols".into(), protocols(&sc.scrape_protocols));
     if let Some(p) = sc.fallback_scrape_protocol {
         m.insert("fallback_scrape_protocol".into(), p.name().into());
@@ -384,8 +387,12 @@ impl Config {
             if let Some(extra) = g.extra_scrape_metrics {
                 m.insert("extra_scrape_metrics".into(), extra.into());
             }
-            if let Some(file) = &g.query_log_file {
-                m.insert("query_log_file".into(), file.display().to_string().into());
+            for (key, file) in
+                [("query_log_file", &g.query_log_file), ("scrape_failure_log_file", &g.scrape_failure_log_file)]
+            {
+                if let Some(file) = file {
+                    m.insert(key.into(), file.display().to_string().into());
+                }
             }
             if !g.external_labels.is_empty() {
                 m.insert("external_labels".into(), labels(&g.external_labels));

@@ -51,6 +51,8 @@ pub struct Target {
     pub metric_relabel_configs: Vec<Rule>,
     /// The `job_name` of the scrape config it comes from.
     pub scrape_pool: String,
+    /// Where its failed scrapes are logged (`scrape_failure_log_file`).
+    pub scrape_failure_log_file: Option<std::path::PathBuf>,
     /// The labels every series of this target gets: `job`, `instance` and the rest that
     /// relabeling left.
     pub labels: Labels,
@@ -260,6 +262,7 @@ fn resolve(sc: &ScrapeConfig, discovered: Labels) -> Resolution {
         http: sc.http.clone(),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         scrape_pool: sc.job_name.clone(),
+        scrape_failure_log_file: sc.scrape_failure_log_file.clone(),
         labels: Labels::from_pairs(kept),
         discovered,
         refused: None,

@@ -115,7 +115,13 @@ pub async fn run_target(active: Arc<ActiveTarget>, ctx: ScrapeSink) {
             Some(reason) => (Err(reason.clone()), 0),
             None => match client.fetch(target.timeout.as_std()).await {
                 Ok((body, format)) => parse(&ctx, &mut ingest, body, format, t).await,
-                Err(e) => (Err(e.to_string()), body_size_of_failure(&e)),
+                Err(e) => {
+                    let error = e.to_string();
+                    if let Some(path) = &target.scrape_failure_log_file {
+                        crate::scrape_failure_log::log(path, target.job(), &target.url(), &error);
+                    }
+                    (Err(error), body_size_of_failure(&e))
+                }
             },
         };
         let duration = started.elapsed().as_secs_f64();
