@@ -310,8 +310,8 @@ fn retention_deletes_whole_blocks_by_time_and_by_size() {
     // A size alone sets no time limit, as upstream.
     assert_eq!(p.data("/api/v1/status/runtimeinfo")["storageRetention"], "64KiB");
     write_all(&p, t0);
-    // The first deletions may be the log's oldest segments (the head still holds their
-    // samples); blocks go once the head has been cut, which a loaded machine may delay.
+    // Only blocks go (the head keeps what is within the time limit, as upstream's), once the
+    // head has been cut, which a loaded machine may delay.
     let trimmed = eventually(Duration::from_secs(30), || {
         let oldest = stored(&p, 0, t0).first().map(|s| s.0);
         (p.metric("prometheus_tsdb_size_retentions_total") > 0.0 && oldest > Some(t0)).then_some(())

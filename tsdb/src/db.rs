@@ -673,24 +673,21 @@ impl Db {
     }
 
     /// Applies retention: blocks entirely older than `cutoff` go, then, while the data on disk
-    /// is over `budget` bytes, the oldest blocks; the head drops what is older than the cutoff,
-    /// or than the oldest log segments' newest sample if the log alone is over the budget.
-    /// The log's segments before [`Retained::log_cutoff`] can then go (a checkpoint). Segments
-    /// kept only for a remote-write queue go once last written before `held_cutoff` or
-    /// `cutoff`, whichever is later.
-    pub fn apply_retention(&mut self, mut cutoff: i64, held_cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
+    /// is over `budget` bytes, the oldest blocks, and the head drops what is older than the
+    /// cutoff. As upstream, the size budget deletes only blocks: the log counts towards it, but
+    /// the head's data inside the time limit stays even when the log alone is over it (cutting
+    /// the head by the log's oldest segments dropped acknowledged samples, and a restart brought
+    /// back some of them from the segments left: red team Q). The log's segments before
+    /// [`Retained::log_cutoff`] can then go (a checkpoint). Segments kept only for a remote-write
+    /// queue go once last written before `held_cutoff` or `cutoff`, whichever is later, or to
+    /// keep the log within what the budget leaves it.
+    pub fn apply_retention(&mut self, cutoff: i64, held_cutoff: i64, budget: Option<u64>) -> io::Result<Retained> {
         let mut r = Retained { blocks_by_time: self.blocks.delete_before(cutoff)?, ..Retained::default() };
         let log_budget = budget.map(|b| b.saturating_sub(self.blocks.size()));
         r.held_segments = self.wal.release_held(cutoff.max(held_cutoff), log_budget)?;
         if let Some(budget) = budget {
             while self.disk_bytes()? > budget && self.blocks.delete_oldest()? {
                 r.blocks_by_size += 1;
-            }
-            if let Some(by_size) = self.wal.size_cutoff(budget.saturating_sub(self.blocks.size()))? {
-                if by_size > cutoff {
-                    r.log_by_size = true;
-                    cutoff = by_size;
-                }
             }
         }
         let mut truncated = self.head.truncate_before(cutoff);
@@ -709,8 +706,6 @@ impl Db {
 pub struct Retained {
     pub blocks_by_time: usize,
     pub blocks_by_size: usize,
-    /// The log alone was over the size budget: its oldest data went.
-    pub log_by_size: bool,
     /// Log segments deleted that were kept only for the remote-write sender.
     pub held_segments: usize,
     pub chunks: usize,
@@ -918,6 +913,28 @@ mod tests {
         // Without a record of their going, the log's replay would bring them back.
         let db = open(&dirs);
         assert!(db.head.out_of_order().is_empty(), "past retention, not brought back");
+        let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
+    }
+
+    /// A size budget the log alone is over deletes no head data, live or after a replay, as
+    /// upstream's size retention deletes only blocks (red team Q: the head was cut by the log's
+    /// oldest segments, and a restart brought some of the samples back).
+    #[test]
+    fn a_log_over_the_size_budget_keeps_the_heads_samples() {
+        let dirs = dirs("size-budget");
+        let mut db = open(&dirs);
+        for k in 0..4 {
+            write(&mut db, 0, k * 2_000, (k + 1) * 2_000);
+            assert!(db.next_log_segment().unwrap());
+        }
+        let before = (count(&db, "pod"), count(&db, "steady"));
+        assert!(db.disk_bytes().unwrap() > 1, "the log is over a budget of 1 byte");
+        let r = db.apply_retention(i64::MIN, i64::MIN, Some(1)).unwrap();
+        assert_eq!((r.blocks_by_size, r.log_cutoff), (0, i64::MIN));
+        assert_eq!((count(&db, "pod"), count(&db, "steady")), before, "live");
+        drop(db);
+        let db = open(&dirs);
+        assert_eq!((count(&db, "pod"), count(&db, "steady")), before, "replayed");
         let _ = fs::remove_dir_all(dirs.wal.parent().unwrap().parent().unwrap());
     }
 

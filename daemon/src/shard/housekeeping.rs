@@ -359,13 +359,12 @@ async fn retain(index: usize, storage: &RefCell<Db>, env: &ShardEnv) {
             forget(index, storage, env, &r.emptied).await;
             m.reloads.inc();
             m.time_retentions.inc_by(u64::from(r.blocks_by_time > 0));
-            m.size_retentions.inc_by(u64::from(r.blocks_by_size > 0 || r.log_by_size));
-            if r.blocks_by_time + r.blocks_by_size > 0 || r.log_by_size {
+            m.size_retentions.inc_by(u64::from(r.blocks_by_size > 0));
+            if r.blocks_by_time + r.blocks_by_size > 0 {
                 tracing::info!(
                     shard = index,
                     blocks_by_time = r.blocks_by_time,
                     blocks_by_size = r.blocks_by_size,
-                    log_by_size = r.log_by_size,
                     "retention deleted the oldest data"
                 );
             }

@@ -621,22 +621,6 @@ impl Wal {
         Ok(total)
     }
 
-    /// The cutoff time that brings the log under `budget` bytes by dropping its oldest
-    /// finished segments (see [`Wal::drop_before`]), if it is over budget. A snapshot is only
-    /// replaced by the next one, so it cannot shrink before then.
-    pub fn size_cutoff(&self, budget: u64) -> io::Result<Option<i64>> {
-        let mut over = self.disk_bytes()?.saturating_sub(budget);
-        let mut cutoff = None;
-        for (&i, newest) in &self.finished {
-            if over == 0 {
-                break;
-            }
-            over = over.saturating_sub(fs::metadata(self.dir.join(segment_name(i)))?.len());
-            cutoff = cutoff.max(Some(newest.map_or(i64::MIN, |t| t.saturating_add(1))));
-        }
-        Ok(cutoff)
-    }
-
     /// Deletes the finished segments whose samples are all older than `cutoff`, after writing
     /// a checkpoint of every series in `head` so that the newer segments' samples keep their
     /// series, and the snapshot once all its samples are older too. Returns how many segments
@@ -1058,26 +1042,6 @@ mod tests {
         assert_eq!(replayed.orphaned, 0);
         let recent = dump(&again).into_iter().filter(|(l, _)| l.metric_name() == "m").count();
         assert_eq!(recent, 10, "the snapshot's series and samples are all back");
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_size_budget_names_the_cutoff_that_drops_enough_old_segments() {
-        let dir = temp_dir("size");
-        let mut head = Head::new();
-        let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
-        fill(&mut wal, &mut head, 20, 0, 60);
-        let before = wal.disk_bytes().unwrap();
-        assert_eq!(wal.size_cutoff(before).unwrap(), None, "within budget");
-        let budget = before / 2;
-        let cutoff = wal.size_cutoff(budget).unwrap().expect("over budget");
-        head.truncate_before(cutoff);
-        wal.drop_before(cutoff, &head).unwrap();
-        assert!(wal.disk_bytes().unwrap() <= budget + 1024, "{} > {budget}", wal.disk_bytes().unwrap());
-        drop(wal);
-        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut Head::new()).unwrap();
-        assert_eq!(replayed.orphaned, 0);
-        assert!(replayed.samples > 0 && replayed.samples < 20 * 60, "{}", replayed.samples);
         let _ = fs::remove_dir_all(&dir);
     }
 
