@@ -28,7 +28,7 @@ use thiserror::Error;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::Duration;
-pub use headers::HttpHeader;
+pub use headers::{for_another_host, HttpHeader};
 pub use http::{
     basic_credentials, Authorization, BasicAuth, HttpClientConfig, OAuth2, ReadSecret, SecretError, TlsConfig,
 };
@@ -700,6 +700,49 @@ fn valid_file_pattern(pattern: &str) -> bool {
     pattern.split_once('*').is_none_or(|(_, after)| !after.contains('/'))
 }
 
+/// Whether Go's `filepath.Glob` reads `pattern`: every `[` closed after at least one range,
+/// each range's ends present (an unescaped `-` or `]` cannot be one), and no `\` at the end.
+/// Upstream refuses a configuration whose `rule_files` or `scrape_config_files` pattern it
+/// cannot read ("syntax error in pattern"), where the glob crate reads no file.
+fn go_glob_syntax(pattern: &str) -> bool {
+    let mut chars = pattern.chars().peekable();
+    // Go's `getEsc`: one end of a range, `\` escaping the next character.
+    let end = |chars: &mut std::iter::Peekable<std::str::Chars>| match chars.next() {
+        Some('-' | ']') | None => None,
+        Some('\\') => chars.next(),
+        c => c,
+    };
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if chars.next().is_none() {
+                return false;
+            }
+        } else if c == '[' {
+            chars.next_if_eq(&'^');
+            let mut ranges = 0;
+            while ranges == 0 || chars.next_if_eq(&']').is_none() {
+                if end(&mut chars).is_none() || (chars.next_if_eq(&'-').is_some() && end(&mut chars).is_none()) {
+                    return false;
+                }
+                ranges += 1;
+            }
+        }
+    }
+    true
+}
+
+/// Why Pyrite cannot read a `rule_files` or `scrape_config_files` pattern Go reads, if it
+/// cannot: the glob crate that finds the files has no `\` escapes and takes `[!` for a negated
+/// class, where Go takes the `!` literally. Refused rather than read differently.
+fn unreadable_glob(pattern: &str) -> Option<&'static str> {
+    if pattern.contains('\\') {
+        return Some("backslash escapes in file patterns are not supported by Pyrite");
+    }
+    pattern
+        .contains("[!")
+        .then_some("a '!' first in a character class is not supported by Pyrite (Go reads it literally; put it later)")
+}
+
 impl Config {
     /// The exemplars each of `shards` keeps: `storage.exemplars.max_exemplars` (upstream's
     /// default without it) split evenly, when exemplar storage is `on`; else none.
@@ -789,17 +832,28 @@ impl RawConfig {
             .scrape_config_files
             .iter()
             .enumerate()
-            .map(|(i, pattern)| match valid_file_pattern(pattern) {
-                true => Ok(dir.join(pattern).display().to_string()),
-                false => {
-                    let message = format!("invalid scrape config file path {pattern:?}");
-                    Err(invalid(format!("scrape_config_files[{i}]"), message))
-                }
+            .map(|(i, pattern)| {
+                let message = match (valid_file_pattern(pattern), go_glob_syntax(pattern), unreadable_glob(pattern)) {
+                    (true, true, None) => return Ok(dir.join(pattern).display().to_string()),
+                    (false, _, _) => format!("invalid scrape config file path {pattern:?}"),
+                    (true, false, _) => {
+                        format!("error retrieving scrape config files for {pattern:?}: syntax error in pattern")
+                    }
+                    (true, true, Some(why)) => format!("{pattern:?}: {why}"),
+                };
+                Err(invalid(format!("scrape_config_files[{i}]"), message))
             })
             .collect::<Result<_, _>>()?;
         for (i, pattern) in self.rule_files.iter().enumerate() {
             if !valid_file_pattern(pattern) {
                 return Err(invalid(format!("rule_files[{i}]"), format!("invalid rule file path {pattern:?}")));
+            }
+            if !go_glob_syntax(pattern) {
+                let message = format!("error retrieving rule files for {pattern:?}: syntax error in pattern");
+                return Err(invalid(format!("rule_files[{i}]"), message));
+            }
+            if let Some(why) = unreadable_glob(pattern) {
+                return Err(invalid(format!("rule_files[{i}]"), format!("{pattern:?}: {why}")));
             }
         }
         let rule_files = self
@@ -1386,5 +1440,21 @@ remote_write: [{url: 'http://w/', name: 429, headers: {X-Scope-OrgID: 1}, basic_
         );
         assert_eq!(e("rule_files: [ok.yml, '*/r.yml']"), "p.yml: rule_files[1]: invalid rule file path \"*/r.yml\"");
         assert!(Config::parse("rule_files: ['a/b*c*.yml']\nscrape_config_files: ['*']", "p.yml").is_ok());
+        // As Go's glob reads them: a malformed pattern is refused, not taken as naming no file.
+        for bad in ["sc/[.yml", "sc/a.yml\\", "sc/[a-].yml", "sc/[].yml", "sc/[]a].yml"] {
+            let e = e(&format!("scrape_config_files: ['{bad}']"));
+            assert!(e.ends_with("syntax error in pattern"), "{bad}: {e}");
+        }
+        for good in ["sc/[a-z]*.yml", "sc/[^a].yml", "sc/[z-a].yml", "sc/[!a].yml", "sc/\\[.yml", "sc/[\\]].yml"] {
+            assert!(go_glob_syntax(good), "{good}");
+        }
+        // What Go reads but the glob crate would read otherwise is refused, not misread.
+        for unreadable in ["sc/[!a].yml", "sc/\\[.yml"] {
+            let e = e(&format!("scrape_config_files: ['{unreadable}']"));
+            assert!(e.contains("not supported by Pyrite"), "{unreadable}: {e}");
+        }
+        assert!(Config::parse("rule_files: ['r/[a!].yml', 'r/[^a].yml']", "p.yml").is_ok());
+        let e = e("rule_files: ['r/[.yml']");
+        assert_eq!(e, "p.yml: rule_files[0]: error retrieving rule files for \"r/[.yml\": syntax error in pattern");
     }
 }
