@@ -55,7 +55,7 @@ use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::reload::Reloader;
 use crate::remote_write::RemoteWriters;
-use crate::retention::{LiveRetention, Retention};
+use crate::retention::{Limits, LiveRetention};
 use crate::rules::{AlertingFlags, ConcurrentEvals, RuleManager, RulesThread};
 use crate::scrape::{ScrapeManager, ScrapeSink};
 use crate::shard::{ShardEnv, ShardStart};
@@ -258,9 +258,8 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::unbounded()).unzip();
     let shards = Shards::new(senders);
     let metrics = Arc::new(if storage.agent.is_some() { Metrics::for_agent() } else { Metrics::new() });
-    let retention_flags = Retention::of_flags(flags.retention_time, flags.retention_size);
-    let retention =
-        Retention::in_force(&loaded.config, retention_flags, &storage.path).map_err(|e| anyhow::anyhow!(e))?;
+    let retention_flags = Limits::of_flags(flags.retention_time, flags.retention_size);
+    let retention = Limits::in_force(&loaded.config, retention_flags, &storage.path).map_err(|e| anyhow::anyhow!(e))?;
     metrics.set_retention(retention.time_ms, retention.bytes);
     let live_retention = Arc::new(LiveRetention::new(retention));
     let config = Arc::new(LiveConfig::new(source, loaded));

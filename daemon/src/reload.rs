@@ -20,7 +20,7 @@ use crate::discovery::Discovery;
 use crate::live_config::{LiveConfig, Loaded};
 use crate::metrics::Metrics;
 use crate::remote_write::RemoteWriters;
-use crate::retention::{LiveRetention, Retention};
+use crate::retention::{Limits, LiveRetention};
 use crate::rules::RuleManager;
 use crate::scrape::{Applied, ScrapeManager};
 use crate::shards::{HeadSettings, Request, Shards};
@@ -42,7 +42,7 @@ pub struct Reloader {
     /// The retention in force, the flags' one (which the configuration may replace), and
     /// the data directory (whose file system a percentage is of).
     pub retention: Arc<LiveRetention>,
-    pub retention_flags: Retention,
+    pub retention_flags: Limits,
     pub storage_path: std::path::PathBuf,
 }
 
@@ -132,7 +132,7 @@ impl Reloader {
                 return Err(e);
             }
         };
-        let retention = match Retention::in_force(&config, self.retention_flags, &self.storage_path) {
+        let retention = match Limits::in_force(&config, self.retention_flags, &self.storage_path) {
             Ok(r) => r,
             Err(e) => {
                 live.record(&self.metrics, false);
