@@ -71,6 +71,14 @@ pub(super) fn check_http_headers(headers: &BTreeMap<String, HttpHeader>) -> Resu
     Ok(())
 }
 
+/// `headers` without the cookies, for a redirect to another host: upstream's client strips
+/// `Cookie` and `Cookie2` there (its `sensitiveHeadersStripRT`), the only ones `http_headers`
+/// may set that it strips.
+pub fn for_another_host(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    let cookie = |name: &str| name.eq_ignore_ascii_case("cookie") || name.eq_ignore_ascii_case("cookie2");
+    headers.into_iter().filter(|(name, _)| !cookie(name)).collect()
+}
+
 /// Upstream's check of a `headers` map, with its messages.
 pub(super) fn check(headers: &BTreeMap<String, String>) -> Result<(), String> {
     for name in headers.keys() {
@@ -100,5 +108,7 @@ mod tests {
             refused("X-PROMETHEUS-SCRAPE-TIMEOUT-SECONDS"),
             "setting header \"X-Prometheus-Scrape-Timeout-Seconds\" is not allowed"
         );
+        let sent = vec![("cookie".to_string(), "a".to_string()), ("X-A".to_string(), "b".to_string())];
+        assert_eq!(for_another_host(sent), [("X-A".to_string(), "b".to_string())]);
     }
 }

@@ -32,7 +32,7 @@ pub fn config_file(path: Option<&std::path::Path>) -> anyhow::Result<HttpClientC
 /// read now; an `oauth2` token is fetched within `timeout` unless one is cached), which follows
 /// no redirect: for AWS's credential endpoints, which do not redirect.
 pub fn request(http: &HttpClientConfig, method: &str, url: &str, timeout: Duration) -> Result<ureq::Request, String> {
-    Client::new(http, url, timeout)?.request(http, method)
+    Client::new(http, url, timeout)?.request(http, method, true)
 }
 
 /// An agent for one URL, kept to reuse its connections.
@@ -98,7 +98,9 @@ impl Client {
         let deadline = Instant::now().checked_add(self.timeout);
         let mut hop: Option<Client> = None;
         for _ in 0..MAX_REDIRECTS {
-            let mut request = hop.as_ref().unwrap_or(self).request(http, &method)?;
+            let same_host = url::Url::parse(&url).ok().map(|u| u.origin())
+                == url::Url::parse(&self.origin).ok().map(|u| u.origin());
+            let mut request = hop.as_ref().unwrap_or(self).request(http, &method, same_host)?;
             for (name, value) in headers(&url, &method)? {
                 request = request.set(&name, &value);
             }
@@ -137,8 +139,9 @@ impl Client {
     }
 
     /// A request to the URL with `http`'s credentials (secret files are read now; an `oauth2`
-    /// token is fetched within the timeout unless one is cached).
-    pub fn request(&self, http: &HttpClientConfig, method: &str) -> Result<ureq::Request, String> {
+    /// token is fetched within the timeout unless one is cached) and `http_headers`, without
+    /// their cookies unless it goes to the `same_host` as the first request.
+    pub fn request(&self, http: &HttpClientConfig, method: &str, same_host: bool) -> Result<ureq::Request, String> {
         let mut request = self.agent.request(method, &self.url);
         if let Some(value) = http.authorization_header(&crate::files::read_text).map_err(|e| e.to_string())? {
             request = request.set("Authorization", &value);
@@ -147,7 +150,11 @@ impl Client {
             let token = oauth2::authorization(config, self.timeout).map_err(|e| e.to_string())?;
             request = request.set("Authorization", &token);
         }
-        for (name, value) in http.extra_headers(&crate::files::read_text).map_err(|e| e.to_string())? {
+        let mut extra = http.extra_headers(&crate::files::read_text).map_err(|e| e.to_string())?;
+        if !same_host {
+            extra = pyrite_core::config::for_another_host(extra);
+        }
+        for (name, value) in extra {
             request = request.set(&name, &value);
         }
         Ok(request)

@@ -181,8 +181,13 @@ impl Ask {
         let host = |address: &str| address.rsplit_once(':').map_or(address, |(h, _)| h).to_string();
         let (mut address, mut path) = (self.address.clone(), self.path.clone());
         for _ in 0..=MAX_REDIRECTS {
-            let credentials = authorization.as_deref().filter(|_| host(&address) == host(&self.address));
-            match self.exchange(connections, &address, &path, credentials, &extra, timeout).await? {
+            let same_host = host(&address) == host(&self.address);
+            let credentials = authorization.as_deref().filter(|_| same_host);
+            let headers = match same_host {
+                true => extra.clone(),
+                false => pyrite_core::config::for_another_host(extra.clone()),
+            };
+            match self.exchange(connections, &address, &path, credentials, &headers, timeout).await? {
                 Answer::Body(body, format) => return Ok((body, format)),
                 Answer::Redirect(location) if self.http.follow_redirects => {
                     (address, path) = match location.strip_prefix(self.scheme_prefix.as_str()) {
