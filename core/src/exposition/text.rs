@@ -166,19 +166,18 @@ impl<'a> TextParser<'a> {
         let value = fields.next().ok_or_else(|| self.error("invalid exemplar: no value"))?;
         let value =
             parse_float(value).ok_or_else(|| self.error(format!("invalid exemplar value {}", quoted(value))))?;
+        // None: a time past what i64 milliseconds hold, whose exemplar is dropped.
         let timestamp = match fields.next() {
-            None => None,
+            None => Some(None),
             Some(ts) => match parse_float(ts).filter(|s| s.is_finite()) {
                 None => return Err(self.error(format!("invalid exemplar timestamp {}", quoted(ts)))),
-                Some(_) => match seconds_to_ms(ts) {
-                    None => return Ok(None),
-                    t => t,
-                },
+                Some(seconds) => seconds_in_ms(seconds).map(Some),
             },
         };
         if let Some(extra) = fields.next() {
             return Err(self.error(format!("unexpected {} after exemplar", quoted(extra))));
         }
+        let Some(timestamp) = timestamp else { return Ok(None) };
         let fits = exemplar_label_chars(&labels) <= EXEMPLAR_MAX_LABEL_CHARS;
         Ok(fits.then_some(ScrapedExemplar { labels, value, timestamp }))
     }
@@ -252,7 +251,11 @@ impl<'a> Iterator for TextParser<'a> {
 
 /// An OpenMetrics timestamp (seconds, possibly fractional) in milliseconds.
 fn seconds_to_ms(text: &str) -> Option<i64> {
-    let seconds = parse_float(text).filter(|s| s.is_finite())?;
+    seconds_in_ms(parse_float(text).filter(|s| s.is_finite())?)
+}
+
+/// Finite `seconds` in whole milliseconds, if an i64 holds them.
+fn seconds_in_ms(seconds: f64) -> Option<i64> {
     let ms = (seconds * 1000.0).round();
     (ms.abs() < 9.2e18).then_some(ms as i64)
 }
@@ -720,6 +723,7 @@ mod tests {
             assert!(matches!(&far[0], Entry::Sample { value: 1.0, exemplar: None, .. }), "{far:?}");
         }
         assert!(openmetrics("a_total 1 # {t=\"1\"} 2 NaN\n# EOF\n").is_err());
+        assert!(openmetrics("a_total 1 # {t=\"1\"} 2 1e300 junk\n# EOF\n").is_err(), "what follows is checked");
         // A label given twice takes its last value, as 2.42 keeps it.
         let twice = openmetrics("a_total 1 # {t=\"1\",t=\"2\"} 2\n# EOF\n").unwrap();
         let Entry::Sample { exemplar: Some(x), .. } = &twice[0] else { panic!("{twice:?}") };
