@@ -29,10 +29,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// of the configuration is taken: a configuration refused later keeps the log in use.
 pub fn open(file: Option<&Path>) -> Result<Option<File>, String> {
     let Some(path) = file else { return Ok(None) };
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    crate::files::open_append(path)
         .map(Some)
         .map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))
 }

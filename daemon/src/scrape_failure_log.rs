@@ -29,10 +29,7 @@ pub fn open(config: &Config) -> Result<BTreeMap<PathBuf, File>, String> {
         if files.contains_key(path) {
             continue;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let file = crate::files::open_append(path)
             .map_err(|e| format!("cannot open the scrape failure log file {}: {e}", path.display()))?;
         files.insert(path.clone(), file);
     }
