@@ -76,44 +76,18 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
-    let cas = match (&tls.ca, &tls.ca_file) {
-        (Some(pem), _) => Some((crate::files::certificates_in(pem.as_bytes()), "the inline CA".to_string())),
-        (None, Some(file)) => Some((Ok(load_cas(file)?), format!("CA file {}", file.display()))),
-        (None, None) => None,
-    };
-    let builder = match cas {
-        Some((cas, what)) => {
-            let verifier = cas
-                .and_then(|cas| TrustedAsIs::new(cas, provider.clone()))
-                .map_err(|e| format!("unable to use {what}: {e}"))?;
+    let builder = match pem(&tls.ca, &tls.ca_file, "CA", crate::files::certificates_in)? {
+        Some((cas, named)) => {
+            let verifier =
+                TrustedAsIs::new(cas, provider.clone()).map_err(|e| format!("unable to use {named}: {e}"))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
         None => builder.with_root_certificates(SYSTEM_ROOTS.clone()?),
     };
-    let chain = match (&tls.cert, &tls.cert_file) {
-        (Some(pem), _) => Some(
-            crate::files::certificates_in(pem.as_bytes())
-                .map_err(|e| format!("unable to load the inline client certificate: {e}"))?,
-        ),
-        (None, Some(file)) => Some(
-            crate::files::read_certificates(file)
-                .map_err(|e| format!("unable to load client certificate {}: {e}", file.display()))?,
-        ),
-        (None, None) => None,
-    };
-    let key = match (&tls.key, &tls.key_file) {
-        (Some(pem), _) => Some(
-            crate::files::private_key_in(pem.as_bytes())
-                .map_err(|e| format!("unable to load the inline client key: {e}"))?,
-        ),
-        (None, Some(file)) => Some(
-            crate::files::read_private_key(file)
-                .map_err(|e| format!("unable to load client key {}: {e}", file.display()))?,
-        ),
-        (None, None) => None,
-    };
+    let chain = pem(&tls.cert, &tls.cert_file, "client certificate", crate::files::certificates_in)?;
+    let key = pem(&tls.key, &tls.key_file, "client key", crate::files::private_key_in)?;
     let mut config = match (chain, key) {
-        (Some(chain), Some(key)) => {
+        (Some((chain, _)), Some((key, _))) => {
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("unusable client certificate: {e}"))?
         }
         _ => builder.with_no_client_auth(),
@@ -122,6 +96,26 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
         config.dangerous().set_certificate_verifier(Arc::new(NoVerification(provider)));
     }
     Ok(Arc::new(config))
+}
+
+/// PEM given inline or in a file, parsed by `parse`, with the words that name it in errors
+/// (`the inline client key`, `client key file /etc/k.pem`); none if neither is given.
+fn pem<T>(
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<Option<(T, String)>, String> {
+    let (bytes, named) = match (inline, file) {
+        (Some(pem), _) => (pem.as_bytes().to_vec(), format!("the inline {what}")),
+        (None, Some(file)) => {
+            let named = format!("{what} file {}", file.display());
+            (crate::files::read_bytes(file).map_err(|e| format!("unable to load {named}: {e}"))?, named)
+        }
+        (None, None) => return Ok(None),
+    };
+    let parsed = parse(&bytes).map_err(|e| format!("unable to load {named}: {e}"))?;
+    Ok(Some((parsed, named)))
 }
 
 /// The name the server's certificate must carry: `server_name`, or the host of the target's
