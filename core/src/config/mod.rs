@@ -694,6 +694,22 @@ struct RawScrapeConfigFile {
     scrape_configs: Vec<RawScrapeConfig>,
 }
 
+/// The checks of a `rule_files` or `scrape_config_files` entry (`what`: `rule file` or
+/// `scrape config file`), with upstream's messages: its shape, Go's glob syntax, and what
+/// Pyrite's glob cannot read as Go does.
+fn check_file_pattern(pattern: &str, what: &str) -> Result<(), String> {
+    if !valid_file_pattern(pattern) {
+        return Err(format!("invalid {what} path {pattern:?}"));
+    }
+    if !go_glob_syntax(pattern) {
+        return Err(format!("error retrieving {what}s for {pattern:?}: syntax error in pattern"));
+    }
+    match unreadable_glob(pattern) {
+        Some(why) => Err(format!("{pattern:?}: {why}")),
+        None => Ok(()),
+    }
+}
+
 /// Upstream's check of a `rule_files` or `scrape_config_files` entry: a `*` only in its last
 /// path element.
 fn valid_file_pattern(pattern: &str) -> bool {
@@ -833,28 +849,13 @@ impl RawConfig {
             .iter()
             .enumerate()
             .map(|(i, pattern)| {
-                let message = match (valid_file_pattern(pattern), go_glob_syntax(pattern), unreadable_glob(pattern)) {
-                    (true, true, None) => return Ok(dir.join(pattern).display().to_string()),
-                    (false, _, _) => format!("invalid scrape config file path {pattern:?}"),
-                    (true, false, _) => {
-                        format!("error retrieving scrape config files for {pattern:?}: syntax error in pattern")
-                    }
-                    (true, true, Some(why)) => format!("{pattern:?}: {why}"),
-                };
-                Err(invalid(format!("scrape_config_files[{i}]"), message))
+                check_file_pattern(pattern, "scrape config file")
+                    .map(|()| dir.join(pattern).display().to_string())
+                    .map_err(|m| invalid(format!("scrape_config_files[{i}]"), m))
             })
             .collect::<Result<_, _>>()?;
         for (i, pattern) in self.rule_files.iter().enumerate() {
-            if !valid_file_pattern(pattern) {
-                return Err(invalid(format!("rule_files[{i}]"), format!("invalid rule file path {pattern:?}")));
-            }
-            if !go_glob_syntax(pattern) {
-                let message = format!("error retrieving rule files for {pattern:?}: syntax error in pattern");
-                return Err(invalid(format!("rule_files[{i}]"), message));
-            }
-            if let Some(why) = unreadable_glob(pattern) {
-                return Err(invalid(format!("rule_files[{i}]"), format!("{pattern:?}: {why}")));
-            }
+            check_file_pattern(pattern, "rule file").map_err(|m| invalid(format!("rule_files[{i}]"), m))?;
         }
         let rule_files = self
             .rule_files
