@@ -97,9 +97,9 @@ impl Client {
         let (mut url, mut method, mut payload) = (self.origin.clone(), method.to_string(), payload);
         let deadline = Instant::now().checked_add(self.timeout);
         let mut hop: Option<Client> = None;
+        let origin = url::Url::parse(&self.origin).ok().map(|u| u.origin());
         for _ in 0..MAX_REDIRECTS {
-            let same_host = url::Url::parse(&url).ok().map(|u| u.origin())
-                == url::Url::parse(&self.origin).ok().map(|u| u.origin());
+            let same_host = url::Url::parse(&url).ok().map(|u| u.origin()) == origin;
             let mut request = hop.as_ref().unwrap_or(self).request(http, &method, same_host)?;
             for (name, value) in headers(&url, &method)? {
                 request = request.set(&name, &value);

@@ -3,8 +3,9 @@
 //! One GET per scrape, over the target's kept connection (`connection.rs`; TLS for `https`),
 //! with upstream's headers (`Accept` from `scrape_protocols`, `Accept-Encoding: gzip`, or
 //! `identity` under `enable_compression: false`, `X-Prometheus-Scrape-Timeout-Seconds`,
-//! `Authorization`, and the `http_headers` of its config), redirects followed, the whole exchange bounded by the scrape timeout and
-//! the body by `body_size_limit` or [`MAX_BODY_BYTES`] (after decompression too). The answer's
+//! `Authorization`, and the `http_headers` of its config), redirects followed, the whole
+//! exchange bounded by the scrape timeout and the body by `body_size_limit` or
+//! [`MAX_BODY_BYTES`] (after decompression too). The answer's
 //! `Content-Type` says which format the body is in (text, OpenMetrics or protobuf), with
 //! `fallback_scrape_protocol` for one that names none Prometheus parses (see
 //! `pyrite_core::exposition::media`); the body goes to the ingest as bytes. A gzip body of
@@ -184,8 +185,8 @@ impl Ask {
             let same_host = host(&address) == host(&self.address);
             let credentials = authorization.as_deref().filter(|_| same_host);
             let headers = match same_host {
-                true => extra.clone(),
-                false => pyrite_core::config::for_another_host(extra.clone()),
+                true => std::borrow::Cow::Borrowed(&extra),
+                false => std::borrow::Cow::Owned(pyrite_core::config::for_another_host(extra.clone())),
             };
             match self.exchange(connections, &address, &path, credentials, &headers, timeout).await? {
                 Answer::Body(body, format) => return Ok((body, format)),
