@@ -1,31 +1,33 @@
-//! Where a head keeps its sealed chunks: fixed-size segment files mapped into memory, so that
-//! the head's anonymous memory holds only labels, postings, open chunks and a 24-byte
-//! reference per sealed chunk, and the kernel may write sealed chunks out and drop them from
-//! memory under pressure (they are file-backed pages, not swap).
+//! Where a head keeps its sealed chunks: fixed-size segments, written in anonymous memory and,
+//! once full, written out to a file and mapped from it, so that the head's anonymous memory
+//! holds only labels, postings, open chunks, the segment being filled and a 24-byte reference
+//! per sealed chunk, and the kernel may drop sealed chunks from memory under pressure (they are
+//! file-backed pages, not swap).
 //!
 //! The files are scratch space, not a durability mechanism: the write-ahead log and the head
 //! snapshot rebuild every chunk after a restart, so a store starts by deleting whatever its
-//! directory holds. Each segment is allocated in full with `posix_fallocate` before it is
-//! mapped, so a full disk shows up as an error at allocation (and the store falls back to
-//! anonymous memory, trying files again at each housekeeping pass) rather than as a SIGBUS when
-//! a page is first written. A store without a
-//! directory (tests, tools) uses anonymous memory throughout.
+//! directory holds. Files are written and deleted by a thread of the store's own ([`Files`]),
+//! never by the head's: a stalled disk (`fsfreeze`) then holds up only that thread, and the
+//! full segments wait in memory (before, sealing a chunk into a mapped page blocked the shard
+//! on the frozen disk's page fault, and with it every query and health check it served). A
+//! segment the disk refuses (full) stays in memory and is tried again at each housekeeping
+//! pass ([`ChunkStore::retry_files`]); [`ChunkStore::last_error`] says why. A store without a
+//! directory (tests, tools) uses memory throughout.
 //!
 //! A chunk is stored as `[length u16 LE][bytes]` and named by a [`ChunkRef`]: segment number
 //! and offset. Segments are freed whole, once the head has dropped every chunk in them. Each
 //! time the head truncates (after a cut, and at every retention pass, whether or not it
-//! dropped a chunk), the pages of the segments it keeps leave the process's resident set too
-//! (`MADV_DONTNEED`; the page cache keeps them, written or not, and a later read maps them
-//! back): otherwise every page written or read stays resident until its whole segment is
-//! freed, and a small head's resident memory climbs for the hours a segment takes to fill.
+//! dropped a chunk), the pages of the mapped segments it keeps leave the process's resident
+//! set too (`MADV_DONTNEED`; the page cache keeps them, and a later read maps them back):
+//! otherwise every page read stays resident until its whole segment is freed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::fd::AsRawFd;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
-use memmap2::MmapMut;
+use memmap2::Mmap;
 
 /// Bytes per segment.
 const SEGMENT_BYTES: usize = 16 << 20;
@@ -53,22 +55,20 @@ impl ChunkRef {
 }
 
 enum Backing {
-    Mapped(MmapMut),
-    Memory(Vec<u8>),
+    /// Being filled.
+    Filling(Vec<u8>),
+    /// Full, in memory until its file is written (shared with the thread writing it).
+    Full(Arc<Vec<u8>>),
+    /// Full, mapped from its file.
+    Mapped(Mmap),
 }
 
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
+            Backing::Filling(v) => v,
+            Backing::Full(v) => v,
             Backing::Mapped(m) => m,
-            Backing::Memory(v) => v,
-        }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match self {
-            Backing::Mapped(m) => m,
-            Backing::Memory(v) => v,
         }
     }
 }
@@ -80,12 +80,68 @@ struct Segment {
     max_t: i64,
 }
 
+/// What the store's file thread is asked to do, in order.
+enum FileOp {
+    /// Write a full segment to its file and map it.
+    Write { segment: u32, path: PathBuf, bytes: Arc<Vec<u8>> },
+    /// Delete a segment's file (its chunks are all dropped).
+    Remove(PathBuf),
+}
+
+/// The store's file thread: it writes full segments out and deletes released ones, and
+/// answers each write with the mapping or the error.
+struct Files {
+    ops: mpsc::Sender<FileOp>,
+    written: mpsc::Receiver<(u32, io::Result<Mmap>)>,
+    /// Segments handed over and not answered yet.
+    pending: usize,
+}
+
+impl Files {
+    fn start() -> io::Result<Files> {
+        let (ops, todo) = mpsc::channel();
+        let (done, written) = mpsc::channel();
+        std::thread::Builder::new().name("chunk-files".to_string()).spawn(move || {
+            for op in todo {
+                match op {
+                    FileOp::Write { segment, path, bytes } => {
+                        if done.send((segment, write_segment(&path, &bytes))).is_err() {
+                            return;
+                        }
+                    }
+                    FileOp::Remove(path) => {
+                        let _ = fs::remove_file(path);
+                    }
+                }
+            }
+        })?;
+        Ok(Files { ops, written, pending: 0 })
+    }
+}
+
+/// Writes `bytes` to a new file at `path` and maps it; no file is left if it fails.
+fn write_segment(path: &Path, bytes: &[u8]) -> io::Result<Mmap> {
+    let created = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path);
+    let written = created.and_then(|mut file| {
+        file.write_all(bytes)?;
+        // SAFETY: the file was created by this store in its private directory under the
+        // locked data directory, written in full above, and is never written or truncated
+        // again; it is deleted only after the store has dropped this mapping.
+        unsafe { Mmap::map(&file) }
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
 /// A head's sealed chunks.
 pub struct ChunkStore {
     dir: Option<PathBuf>,
+    files: Option<Files>,
     segments: BTreeMap<u32, Segment>,
     next: u32,
-    /// Why the last file segment could not be made (the store uses memory meanwhile).
+    /// Why the last segment could not be written to a file (it stays in memory meanwhile).
     pub last_error: Option<String>,
     /// Buffers for sealing a chunk (its samples, its encoding), reused from seal to seal.
     scratch: (Vec<(i64, f64)>, Vec<u8>),
@@ -103,76 +159,85 @@ impl Default for ChunkStore {
     }
 }
 
-/// Creates a segment file of `SEGMENT_BYTES`, allocated on disk, and maps it.
-fn map_segment(path: &Path) -> io::Result<MmapMut> {
-    let file: File = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-    // SAFETY: posix_fallocate on a file descriptor this function owns, for a length that fits
-    // in off_t; it only reserves blocks.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, SEGMENT_BYTES as libc::off_t) };
-    if rc != 0 {
-        let _ = fs::remove_file(path);
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    // SAFETY: the file was created by this store in its private directory under the locked
-    // data directory; nothing else maps or writes it, and it is never truncated while mapped
-    // (a segment is unmapped before its file is deleted). Exercised by the store's tests.
-    unsafe { MmapMut::map_mut(&file) }
-}
-
 impl ChunkStore {
     /// A store in anonymous memory.
     pub fn in_memory() -> ChunkStore {
-        ChunkStore { dir: None, segments: BTreeMap::new(), next: 0, last_error: None, scratch: Default::default() }
+        ChunkStore {
+            dir: None,
+            files: None,
+            segments: BTreeMap::new(),
+            next: 0,
+            last_error: None,
+            scratch: Default::default(),
+        }
     }
 
-    /// A store of mapped files in `dir`, which is emptied first.
+    /// A store whose full segments go to files in `dir`, which is emptied first.
     pub fn mapped(dir: &Path) -> io::Result<ChunkStore> {
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }
         fs::create_dir_all(dir)?;
-        Ok(ChunkStore { dir: Some(dir.to_path_buf()), ..ChunkStore::in_memory() })
+        Ok(ChunkStore { dir: Some(dir.to_path_buf()), files: Some(Files::start()?), ..ChunkStore::in_memory() })
     }
 
     fn segment_path(&self, n: u32) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{n:08}")))
     }
 
-    /// A new segment to write to: a mapped file, or memory when there is no directory or the
-    /// file cannot be made ([`ChunkStore::last_error`] says why).
-    fn new_segment(&mut self) -> u32 {
-        let backing = match self.segment_path(self.next).map(|p| self.map(&p)) {
-            Some(Some(map)) => Backing::Mapped(map),
-            Some(None) | None => Backing::Memory(vec![0; SEGMENT_BYTES]),
-        };
-        self.add_segment(backing)
-    }
-
-    fn add_segment(&mut self, backing: Backing) -> u32 {
-        let n = self.next;
-        self.next += 1;
-        self.segments.insert(n, Segment { backing, used: 0, max_t: i64::MIN });
-        n
-    }
-
-    /// Maps a new segment file at `path`, keeping in [`ChunkStore::last_error`] why it could
-    /// not be made.
-    fn map(&mut self, path: &Path) -> Option<MmapMut> {
-        let mapped = map_segment(path);
-        self.last_error = mapped.as_ref().err().map(|e| format!("cannot map a head chunk segment, using memory: {e}"));
-        mapped.ok()
-    }
-
-    /// When the segment being written fell back to memory, tries a file again (the disk may
-    /// have room now): chunks then go to the new file, and the memory segment goes when its
-    /// chunks do. Without it, a store written slowly stayed in memory for the days its memory
-    /// segment took to fill.
-    pub fn retry_files(&mut self) {
-        let in_memory = self.segments.last_key_value().is_some_and(|(_, s)| matches!(s.backing, Backing::Memory(_)));
-        if let Some(path) = self.segment_path(self.next).filter(|_| in_memory) {
-            if let Some(map) = self.map(&path) {
-                self.add_segment(Backing::Mapped(map));
+    /// Hands segment `n`, full, to the file thread.
+    fn write_out(&mut self, n: u32) {
+        let Some(path) = self.segment_path(n) else { return };
+        let (Some(files), Some(segment)) = (&mut self.files, self.segments.get_mut(&n)) else { return };
+        let bytes = match std::mem::replace(&mut segment.backing, Backing::Filling(Vec::new())) {
+            Backing::Filling(mut v) => {
+                v.truncate(segment.used);
+                Arc::new(v)
             }
+            Backing::Full(v) => v,
+            mapped @ Backing::Mapped(_) => {
+                segment.backing = mapped;
+                return;
+            }
+        };
+        segment.backing = Backing::Full(bytes.clone());
+        if files.ops.send(FileOp::Write { segment: n, path, bytes }).is_ok() {
+            files.pending += 1;
+        }
+    }
+
+    /// Takes the mappings of the segments the file thread has written since the last call.
+    fn take_written(&mut self) {
+        let Some(files) = &mut self.files else { return };
+        while let Ok((n, written)) = files.written.try_recv() {
+            files.pending -= 1;
+            match written {
+                Ok(map) => {
+                    self.last_error = None;
+                    // A segment released meanwhile is unmapped here; its file is deleted.
+                    if let Some(segment) = self.segments.get_mut(&n) {
+                        segment.backing = Backing::Mapped(map);
+                    }
+                }
+                Err(e) => {
+                    self.last_error = Some(format!("cannot write a head chunk segment, keeping it in memory: {e}"))
+                }
+            }
+        }
+    }
+
+    /// Hands the file thread again the full segments it could not write (the disk may have
+    /// room now). Without it, a store written slowly kept in memory for days what a full disk
+    /// once refused.
+    pub fn retry_files(&mut self) {
+        self.take_written();
+        if self.files.as_ref().is_some_and(|f| f.pending > 0) {
+            return;
+        }
+        let unwritten: Vec<u32> =
+            self.segments.iter().filter(|(_, s)| matches!(s.backing, Backing::Full(_))).map(|(&n, _)| n).collect();
+        for n in unwritten {
+            self.write_out(n);
         }
     }
 
@@ -181,14 +246,24 @@ impl ChunkStore {
         let need = 2 + chunk.len();
         assert!(chunk.len() <= MAX_CHUNK_BYTES, "a packed chunk is at most a few KiB");
         let n = match self.segments.last_key_value() {
-            Some((&n, s)) if s.used + need <= SEGMENT_BYTES => n,
-            _ => self.new_segment(),
+            Some((&n, s)) if matches!(s.backing, Backing::Filling(_)) && s.used + need <= SEGMENT_BYTES => n,
+            last => {
+                if let Some((&full, _)) = last {
+                    self.write_out(full);
+                    self.take_written();
+                }
+                let n = self.next;
+                self.next += 1;
+                let backing = Backing::Filling(Vec::with_capacity(SEGMENT_BYTES));
+                self.segments.insert(n, Segment { backing, used: 0, max_t: i64::MIN });
+                n
+            }
         };
         let s = self.segments.get_mut(&n).expect("the segment exists");
+        let Backing::Filling(bytes) = &mut s.backing else { unreachable!("the last segment is being filled") };
         let at = s.used;
-        let bytes = s.backing.bytes_mut();
-        bytes[at..at + 2].copy_from_slice(&(chunk.len() as u16).to_le_bytes());
-        bytes[at + 2..at + need].copy_from_slice(chunk);
+        bytes.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(chunk);
         s.used += need;
         s.max_t = s.max_t.max(max_t);
         ChunkRef::new(n, at as u32)
@@ -206,25 +281,26 @@ impl ChunkStore {
     }
 
     /// Frees the segments whose chunks all end before `t` (the head has dropped them),
-    /// except the one being written, and unmaps the pages of those that stay.
+    /// except the one being filled, and unmaps the pages of those that stay.
     pub fn release_before(&mut self, t: i64) {
+        self.take_written();
         let current = self.segments.last_key_value().map(|(&n, _)| n);
         let doomed: Vec<u32> =
             self.segments.iter().filter(|&(&n, s)| Some(n) != current && s.max_t < t).map(|(&n, _)| n).collect();
         for n in doomed {
             let segment = self.segments.remove(&n);
-            // Unmapped before the file goes.
+            // Unmapped before the file goes (one still being written is deleted after it).
             drop(segment);
-            if let Some(path) = self.segment_path(n) {
-                let _ = fs::remove_file(path);
+            if let (Some(files), Some(path)) = (&self.files, self.segment_path(n)) {
+                let _ = files.ops.send(FileOp::Remove(path));
             }
         }
         for s in self.segments.values() {
             if let Backing::Mapped(map) = &s.backing {
-                // SAFETY: the mapping is a shared mapping of a file (`map_segment`), for which
-                // MADV_DONTNEED only unmaps pages: their contents, written or not, stay in the
-                // page cache and the file, and the next access maps them back. No reference
-                // into the mapping is held across this call (`&mut self`).
+                // SAFETY: the mapping is a read-only shared mapping of a file (`write_segment`),
+                // for which MADV_DONTNEED only unmaps pages: their contents stay in the page
+                // cache and the file, and the next access maps them back. No reference into the
+                // mapping is held across this call (`&mut self`).
                 let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
             }
         }
@@ -243,9 +319,14 @@ impl ChunkStore {
         at
     }
 
-    /// Segments held, and how many of them are mapped files.
+    /// Segments held, and how many of them are mapped files, once the file thread has
+    /// answered every segment handed to it.
     #[cfg(test)]
-    fn segments(&self) -> (usize, usize) {
+    fn segments(&mut self) -> (usize, usize) {
+        while self.files.as_ref().is_some_and(|f| f.pending > 0) {
+            self.take_written();
+            std::thread::yield_now();
+        }
         let mapped = self.segments.values().filter(|s| matches!(s.backing, Backing::Mapped(_))).count();
         (self.segments.len(), mapped)
     }
@@ -254,6 +335,19 @@ impl ChunkStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The files in `dir` once there are `expected` (the file thread deletes released
+    /// segments' files after the store lets them go), or after a second.
+    fn files_in(dir: &Path, expected: usize) -> usize {
+        let count = || std::fs::read_dir(dir).unwrap().count();
+        for _ in 0..100 {
+            if count() == expected {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        count()
+    }
 
     fn exercise(mut store: ChunkStore) -> ChunkStore {
         let chunk = |i: usize| vec![(i % 251) as u8; 100 + i % 900];
@@ -279,35 +373,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pyrite-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("leftover"), b"x").unwrap();
-        let store = exercise(ChunkStore::mapped(&dir).unwrap());
+        let mut store = exercise(ChunkStore::mapped(&dir).unwrap());
         let (held, mapped) = store.segments();
-        assert_eq!(held, mapped, "every segment is a mapped file");
-        let files = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(files, held, "released segments' files are deleted, leftovers cleared");
+        assert_eq!(held, mapped + 1, "every full segment is a mapped file");
+        assert_eq!(files_in(&dir, mapped), mapped, "released segments' files are deleted, leftovers cleared");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_store_that_fell_back_to_memory_takes_files_again_once_it_can() {
+    fn a_segment_the_disk_refused_stays_in_memory_and_goes_to_a_file_once_it_can() {
         let dir = std::env::temp_dir().join(format!("pyrite-store-retry-{}", std::process::id()));
         let mut store = ChunkStore::mapped(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        let early = store.push(b"early", 1);
-        assert_eq!(store.segments(), (1, 0), "no directory: memory");
-        store.retry_files();
-        assert_eq!(store.segments(), (1, 0), "still no directory");
+        let chunk = vec![3u8; 60_000];
+        let refs: Vec<ChunkRef> = (0..300).map(|i| store.push(&chunk, i)).collect();
+        assert_eq!(store.segments(), (2, 0), "no directory: the full segment stays in memory");
         assert!(store.last_error.as_deref().is_some_and(|e| e.contains("No such file")), "{:?}", store.last_error);
+        store.retry_files();
+        assert_eq!(store.segments(), (2, 0), "still no directory");
         std::fs::create_dir_all(&dir).unwrap();
         store.retry_files();
         assert_eq!((store.segments(), store.last_error.as_deref()), ((2, 1), None));
-        let late = store.push(b"late", 2);
-        assert_eq!((store.get(early), store.get(late)), (&b"early"[..], &b"late"[..]));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "written to a file");
-        store.release_before(2);
-        assert_eq!(store.segments(), (1, 1), "the memory segment goes with its chunks");
-        store.retry_files();
-        assert_eq!(store.segments(), (1, 1), "a store on files stays as it is");
+        assert!(refs.iter().all(|&r| store.get(r) == chunk.as_slice()), "every chunk reads back");
+        store.release_before(300);
+        assert_eq!(store.segments(), (1, 0), "the full segment goes, the one being filled stays");
+        assert_eq!(files_in(&dir, 0), 0, "its file is deleted");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -336,8 +428,10 @@ mod tests {
         let mut store = ChunkStore::mapped(&dir).unwrap();
         let chunk = vec![7u8; 1000];
         let refs: Vec<ChunkRef> = (0..20_000).map(|i| store.push(&chunk, i)).collect();
-        let written = resident_under(&dir);
-        assert!(written >= 16 << 20, "{written} bytes resident after writing 20 MB");
+        store.segments();
+        assert!(refs.iter().all(|&r| store.get(r) == chunk.as_slice()), "every chunk reads back");
+        let read = resident_under(&dir);
+        assert!(read >= 15 << 20, "{read} bytes resident after reading 16 MiB of files");
         store.release_before(0);
         let after = resident_under(&dir);
         assert!(after < 1 << 20, "{after} bytes still resident after the release");
