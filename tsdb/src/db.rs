@@ -23,10 +23,14 @@ use pyrite_core::scrape::{BatchSeries, ShardBatch};
 use pyrite_core::value::{Exemplar, HistogramSample};
 
 use crate::blocks::{Blocks, CutError, Opened};
-use crate::wal::{Batch, LogFollowers, LogWrite, LogWritten, Replayed, Wal, WalOptions};
+use crate::wal::{Batch, LogFollowers, LogWrite, LogWritten, Logged, Replayed, Wal, WalOptions};
 
 /// Most blocks one housekeeping pass cuts (one is due per block range in steady state).
 pub const MAX_CUTS_PER_PASS: usize = 4;
+
+/// How far the log may fall behind a disk that does not answer (bytes handed to its writer,
+/// not written) before batches are refused: a few minutes of a million series' appends.
+const LOG_BACKLOG_MOST: u64 = 64 << 20;
 
 /// The outcome of an append batch.
 #[derive(Debug, Default)]
@@ -225,7 +229,7 @@ impl Db {
         }
         let (mut wal, replayed) = Wal::open(&dirs.wal, options, &mut head).map_err(|e| naming(&dirs.wal, e))?;
         // Series the log names whose samples are all in blocks now.
-        wal.log_forgotten(&head.forget_empty_series())?;
+        wal.log_forgotten(&head.forget_empty_series()).wait()?;
         Ok((Db::with(head, blocks, wal), replayed, opened))
     }
 
@@ -245,7 +249,7 @@ impl Db {
 
     /// Agent mode's garbage collection: forgets the series whose last sample is older than
     /// `cutoff` (logged, as [`Db::forget_series`]). Returns how many went.
-    pub fn forget_inactive(&mut self, cutoff: i64) -> (usize, io::Result<()>) {
+    pub fn forget_inactive(&mut self, cutoff: i64) -> (usize, Logged) {
         let inactive = self.head.inactive_before(cutoff);
         self.forget_series(&inactive)
     }
@@ -253,7 +257,7 @@ impl Db {
     /// Finishes the log's current segment if anything was written to it, so that a checkpoint
     /// can let it go (agent mode, where segments fill slowly and blocks never free them); true
     /// if a new segment was started.
-    pub fn next_log_segment(&mut self) -> io::Result<bool> {
+    pub fn next_log_segment(&mut self) -> bool {
         self.wal.next_segment()
     }
 
@@ -306,9 +310,9 @@ impl Db {
     }
 
     /// Forgets those of `ids` that still have no samples (upstream's head garbage collection)
-    /// and logs which went, for readers following the log. Returns how many went, and whether
-    /// that was logged (if not, the record waits for the log's next write).
-    pub fn forget_series(&mut self, ids: &[u32]) -> (usize, io::Result<()>) {
+    /// and logs which went, for readers following the log. Returns how many went, and when
+    /// that is logged (if the write fails, the record waits for the log's next write).
+    pub fn forget_series(&mut self, ids: &[u32]) -> (usize, Logged) {
         let forgotten = self.head.forget(ids);
         let logged = self.wal.log_forgotten(&forgotten);
         (forgotten.len(), logged)
@@ -388,12 +392,12 @@ impl Db {
             };
             let (removed, logged) = self.forget_series(&forgotten.0.emptied);
             cut.series_removed += removed;
-            logged?;
+            logged.wait()?;
             let flushed = self.flush_out_of_order(now_ms)?;
             cut.blocks.extend(flushed.blocks);
             let (removed, logged) = self.forget_series(&flushed.emptied);
             cut.series_removed += removed;
-            logged?;
+            logged.wait()?;
             self.wal.drop_before(self.log_cutoff(forgotten.1), &self.head)?;
         }
         Ok(cut)
@@ -443,7 +447,7 @@ impl Db {
             flushed.blocks.push(meta);
         }
         flushed.emptied = self.head.drop_out_of_order_before(floor);
-        flushed.unlogged = self.wal.log_out_of_order_written(floor).err();
+        flushed.logged = self.wal.log_out_of_order_written(floor);
         Ok(flushed)
     }
 
@@ -454,12 +458,13 @@ impl Db {
     }
 
     /// Deletes the samples of matching series in `[mint, maxt]`: tombstones in the blocks,
-    /// re-encoded chunks in the head, and a log record so that a replay deletes them again.
-    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<(), StorageError> {
+    /// re-encoded chunks in the head, and a log record so that a replay deletes them again
+    /// (returned: the deletion is durable once it is logged).
+    pub fn delete(&mut self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Logged, StorageError> {
         self.blocks.delete(matchers, mint, maxt)?;
         let ids = self.head.delete(matchers, mint, maxt);
         let records: Vec<(u32, i64, i64)> = ids.into_iter().map(|id| (id, mint, maxt)).collect();
-        self.wal.log_deletions(&records).map_err(StorageError::Wal)
+        Ok(self.wal.log_deletions(&records))
     }
 
     /// Starts a copy of the shard's data in `dir` for a backup (the admin snapshot): its
@@ -519,7 +524,8 @@ impl Db {
             && !self.histogram_ids.is_empty()
             && self.histogram_ids.contains(&id)
         {
-            self.log_pending(reply);
+            // The batch's last write answers for this one too: the log writes in order.
+            drop(self.log_pending(reply));
         }
         match result {
             Err(AppendError::UnknownSeries) => reply.unknown.push((id, t, v)),
@@ -558,7 +564,7 @@ impl Db {
     }
 
     /// Logs what the batch created and accepted since the last time, and forgets it.
-    fn log_pending(&mut self, reply: &mut AppendReply) {
+    fn log_pending(&mut self, reply: &mut AppendReply) -> Logged {
         let created: Vec<(u32, &Labels)> = self.created.iter().map(|(id, l)| (*id, l)).collect();
         let (histograms, out_of_order_histograms) =
             (borrowed(&self.accepted_histograms), borrowed(&self.accepted_out_of_order_histograms));
@@ -570,11 +576,7 @@ impl Db {
             out_of_order_histograms: &out_of_order_histograms,
             exemplars: &self.exemplars,
         };
-        // After a failed write the rest of the batch is logged too: the log keeps its records
-        // after the failed ones, for its next write.
-        if let Err(e) = self.wal.log(&batch) {
-            reply.storage_error.get_or_insert(StorageError::Wal(e));
-        }
+        let logged = self.wal.log(&batch);
         self.accepted.clear();
         self.accepted_out_of_order.clear();
         self.accepted_histograms.clear();
@@ -583,18 +585,28 @@ impl Db {
         self.histogram_ids.clear();
         reply.created += self.created.len();
         self.created.clear();
+        logged
     }
 
     /// A batch's answer while the log cannot write what an earlier write left (the disk is
-    /// still full): refused whole, the head left as it is, so that what waits in memory for the
-    /// log is one batch, not every batch until space returns (upstream rolls a batch back).
-    fn held_back(&mut self) -> Option<AppendReply> {
-        let e = self.wal.write_unwritten().err()?;
-        Some(AppendReply { storage_error: Some(StorageError::Wal(e)), ..AppendReply::default() })
+    /// still full), or has fallen [`LOG_BACKLOG_MOST`] behind a disk that does not answer:
+    /// refused whole, the head left as it is, so that what waits in memory for the log is
+    /// bounded, not every batch until the disk comes back (upstream rolls a batch back).
+    fn held_back(&self) -> Option<(AppendReply, Logged)> {
+        let behind = self.wal.backlog();
+        let e = self.wal.failing().or_else(|| {
+            let mib = behind >> 20;
+            (behind > LOG_BACKLOG_MOST)
+                .then(|| io::Error::other(format!("{mib} MiB wait for a disk that does not answer")))
+        })?;
+        Some((
+            AppendReply { storage_error: Some(StorageError::Wal(e)), ..AppendReply::default() },
+            Logged::ready(Ok(())),
+        ))
     }
 
-    /// Appends a scrape batch.
-    pub fn append(&mut self, batch: ShardBatch) -> AppendReply {
+    /// Appends a scrape batch; the answer holds once it is logged.
+    pub fn append(&mut self, batch: ShardBatch) -> (AppendReply, Logged) {
         if let Some(refused) = self.held_back() {
             return refused;
         }
@@ -630,12 +642,12 @@ impl Db {
                 self.add_exemplar(&mut reply, id, e);
             }
         }
-        self.log_pending(&mut reply);
-        reply
+        let logged = self.log_pending(&mut reply);
+        (reply, logged)
     }
 
-    /// Appends remote-written series.
-    pub fn write(&mut self, series: Vec<WriteSeries>) -> AppendReply {
+    /// Appends remote-written series; the answer holds once it is logged.
+    pub fn write(&mut self, series: Vec<WriteSeries>) -> (AppendReply, Logged) {
         if let Some(refused) = self.held_back() {
             return refused;
         }
@@ -657,12 +669,12 @@ impl Db {
                 self.add_exemplar(&mut reply, id, e);
             }
         }
-        self.log_pending(&mut reply);
-        reply
+        let logged = self.log_pending(&mut reply);
+        (reply, logged)
     }
 
     /// Makes everything logged so far durable.
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self) -> Logged {
         self.wal.sync()
     }
 
@@ -694,7 +706,7 @@ impl Db {
         if self.head.out_of_order().min_time().is_some_and(|t| t < cutoff) {
             truncated.emptied.extend(self.head.drop_out_of_order_before(cutoff));
             // As for those written to blocks: a replay must not bring them back.
-            r.unlogged = self.wal.log_out_of_order_written(cutoff).err();
+            r.logged = self.wal.log_out_of_order_written(cutoff);
         }
         (r.chunks, r.emptied, r.log_cutoff) = (truncated.chunks, truncated.emptied, cutoff);
         Ok(r)
@@ -713,9 +725,9 @@ pub struct Retained {
     pub emptied: Vec<u32>,
     /// The log's segments whose samples are all older than this are no longer needed.
     pub log_cutoff: i64,
-    /// Why the log does not say that out-of-order samples past retention went, if they did and
-    /// it does not: a replay would bring them back until the next pass.
-    pub unlogged: Option<io::Error>,
+    /// When the log says that out-of-order samples past retention went, if they did (until
+    /// then, a replay would bring them back until the next pass).
+    pub logged: Logged,
 }
 
 /// Accepted histograms as the log's batch takes them.
@@ -729,8 +741,8 @@ pub struct Flushed {
     pub blocks: Vec<BlockMeta>,
     /// Series left without samples, for [`Db::forget_series`].
     pub emptied: Vec<u32>,
-    /// Why the log does not say so, if it does not: a replay would write them again.
-    pub unlogged: Option<io::Error>,
+    /// When the log says so (until then, a replay would write them again).
+    pub logged: Logged,
 }
 
 /// What the head's oldest data needs ([`Db::due_cut`]).
@@ -767,6 +779,12 @@ mod tests {
         Dirs::of_shard(&dir, 0)
     }
 
+    /// An append's answer, once it is logged.
+    fn acked((reply, logged): (AppendReply, Logged)) -> AppendReply {
+        logged.wait().expect("logged");
+        reply
+    }
+
     fn open(dirs: &Dirs) -> Db {
         Db::open(dirs, OPTIONS, RANGE, 0, i64::MAX).unwrap().0
     }
@@ -779,15 +797,17 @@ mod tests {
         let pods = (0..20).map(|i| series("pod", format!("{gen}-{i}")));
         let names = pods.chain((0..10).map(|i| series("steady", i.to_string())));
         let samples: Vec<Sample> = (from / 1000..to / 1000).map(|s| Sample { t: s * 1000, v: s as f64 }).collect();
-        let reply = db.write(
-            names
-                .map(|labels| WriteSeries {
-                    labels,
-                    samples: samples.clone(),
-                    exemplars: Vec::new(),
-                    histograms: Vec::new(),
-                })
-                .collect(),
+        let reply = acked(
+            db.write(
+                names
+                    .map(|labels| WriteSeries {
+                        labels,
+                        samples: samples.clone(),
+                        exemplars: Vec::new(),
+                        histograms: Vec::new(),
+                    })
+                    .collect(),
+            ),
         );
         assert_eq!(reply.appended, 30 * samples.len());
     }
@@ -811,9 +831,9 @@ mod tests {
             let labels = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
             vec![WriteSeries { labels, samples: vec![Sample { t, v }], exemplars: Vec::new(), histograms: Vec::new() }]
         };
-        assert_eq!(db.write(up(0, 1.0)).out_of_order, 1, "order is still checked");
-        assert_eq!(db.write(up(1_000, 9.0)).duplicates, 1);
-        assert!(db.next_log_segment().unwrap());
+        assert_eq!(acked(db.write(up(0, 1.0))).out_of_order, 1, "order is still checked");
+        assert_eq!(acked(db.write(up(1_000, 9.0))).duplicates, 1);
+        assert!(db.next_log_segment());
         write(&mut db, 0, 2_000, 5_000);
         drop(db);
         // A restart keeps every replayed series, though none has a chunk.
@@ -822,11 +842,11 @@ mod tests {
         write(&mut db, 1, 5_000, 8_000);
         // The first generation's pods were last appended at 4 s.
         let (forgotten, logged) = db.forget_inactive(5_000);
-        logged.unwrap();
+        logged.wait().unwrap();
         assert_eq!((forgotten, db.head.num_series()), (20, 30));
         // The log is truncated: the first segment goes; the second, kept, still holds the
         // forgotten pods' samples, which a replay passes over without calling them damage.
-        assert!(db.next_log_segment().unwrap());
+        assert!(db.next_log_segment());
         assert_eq!(db.wal.drop_before(2_000, &db.head).unwrap(), 1);
         drop(db);
         let (db, replayed) = Db::open_agent(&dirs.wal, options, 0).unwrap();
@@ -841,12 +861,12 @@ mod tests {
         write(&mut db, 0, 0, 3 * RANGE);
         let steady = Labels::from_pairs([("__name__", "steady"), ("x", "0")]);
         let late = |db: &mut Db, t: i64, v: f64| {
-            db.write(vec![WriteSeries {
+            acked(db.write(vec![WriteSeries {
                 labels: steady.clone(),
                 samples: vec![Sample { t, v }],
                 exemplars: Vec::new(),
                 histograms: Vec::new(),
-            }])
+            }]))
         };
         assert_eq!(late(&mut db, 9_500, -1.0).out_of_order, 1, "no window: refused");
         // The newest sample is at 29 s: a window of 20 s reaches back to 9 s.
@@ -905,9 +925,9 @@ mod tests {
             exemplars: Vec::new(),
             histograms: Vec::new(),
         };
-        assert_eq!(db.write(vec![late]).appended_out_of_order, 1);
+        assert_eq!(acked(db.write(vec![late])).appended_out_of_order, 1);
         let r = db.apply_retention(RANGE, RANGE, None).unwrap();
-        assert!(r.unlogged.is_none());
+        r.logged.wait().unwrap();
         assert!(db.head.out_of_order().is_empty());
         drop(db);
         // Without a record of their going, the log's replay would bring them back.
@@ -925,7 +945,7 @@ mod tests {
         let mut db = open(&dirs);
         for k in 0..4 {
             write(&mut db, 0, k * 2_000, (k + 1) * 2_000);
-            assert!(db.next_log_segment().unwrap());
+            assert!(db.next_log_segment());
         }
         let before = (count(&db, "pod"), count(&db, "steady"));
         assert!(db.disk_bytes().unwrap() > 1, "the log is over a budget of 1 byte");
@@ -979,7 +999,7 @@ mod tests {
     fn histograms_survive_the_log_snapshots_blocks_deletion_and_compaction() {
         let dirs = dirs("histograms");
         let mut db = open(&dirs);
-        let reply = db.write(vec![histogram_series(0, 3 * RANGE)]);
+        let reply = acked(db.write(vec![histogram_series(0, 3 * RANGE)]));
         assert_eq!((reply.appended, reply.refused()), (30, 0));
         write(&mut db, 0, 0, 3 * RANGE);
         // The head found the hints: none for the first, a reset at 25 s, none otherwise.
@@ -994,7 +1014,7 @@ mod tests {
             })
             .collect();
         assert_eq!(histograms(&db), expected);
-        let late = db.write(vec![histogram_series(1000, 2000)]);
+        let late = acked(db.write(vec![histogram_series(1000, 2000)]));
         assert_eq!(late.out_of_order, 1, "histograms are refused out of order");
         // Replayed from the log, then loaded from a snapshot.
         drop(db);
@@ -1004,7 +1024,11 @@ mod tests {
         drop(db);
         let mut db = open(&dirs);
         assert_eq!(histograms(&db), expected);
-        assert_eq!(db.write(vec![histogram_series(30_000, 31_000)]).appended, 1, "appends go on after a snapshot");
+        assert_eq!(
+            acked(db.write(vec![histogram_series(30_000, 31_000)])).appended,
+            1,
+            "appends go on after a snapshot"
+        );
         // Two ranges go to blocks, one histogram chunk each.
         let cut = db.cut_blocks(RANGE, 0, i64::MIN).unwrap();
         assert_eq!(cut.blocks.len(), 2);
@@ -1015,7 +1039,7 @@ mod tests {
         assert_eq!(histograms(&db), expected);
         // A deletion in a block, then the blocks merged with it applied.
         let m = Matcher::new("__name__", MatchOp::Equal, "latency").unwrap();
-        db.delete(&[m], 3_000, 4_000).unwrap();
+        db.delete(&[m], 3_000, 4_000).unwrap().wait().unwrap();
         expected.retain(|(t, _)| !(3_000..=4_000).contains(t));
         assert_eq!(histograms(&db), expected);
         let inputs = db.blocks.plan(&[RANGE, 2 * RANGE]).expect("two blocks make a compaction");
@@ -1038,19 +1062,19 @@ mod tests {
             series.histograms = ks.map(|k| HistogramSample { t: k * 1000, h: Arc::new(histogram(k)) }).collect();
             vec![series]
         };
-        assert_eq!(db.write(at(&mut (0..30).step_by(2))).appended, 15);
-        assert_eq!(db.write(at(&mut [13].into_iter())).out_of_order, 1, "no window: refused");
+        assert_eq!(acked(db.write(at(&mut (0..30).step_by(2)))).appended, 15);
+        assert_eq!(acked(db.write(at(&mut [13].into_iter()))).out_of_order, 1, "no window: refused");
         // The newest sample is at 28 s: a window of 20 s reaches back to 8 s.
         db.head.set_out_of_order_window(2 * RANGE);
-        let r = db.write(at(&mut (0..10).rev().map(|i| 9 + 2 * i)));
+        let r = acked(db.write(at(&mut (0..10).rev().map(|i| 9 + 2 * i))));
         assert_eq!((r.appended, r.histograms.appended, r.appended_out_of_order), (10, 10, 10));
-        assert_eq!(db.write(at(&mut [7].into_iter())).too_old, 1);
-        let again = db.write(at(&mut [13].into_iter()));
+        assert_eq!(acked(db.write(at(&mut [7].into_iter()))).too_old, 1);
+        let again = acked(db.write(at(&mut [13].into_iter())));
         assert_eq!((again.appended, again.refused()), (1, 0), "the same histogram again is a retry");
-        let other = db.write(vec![WriteSeries {
+        let other = acked(db.write(vec![WriteSeries {
             histograms: vec![HistogramSample { t: 15_000, h: Arc::new(histogram(1)) }],
             ..histogram_series(0, 0)
-        }]);
+        }]));
         assert_eq!((other.appended, other.refused()), (0, 0), "another at a time held apart is dropped");
         // Every time once, in order; those taken out of order with no hint (found when read).
         let read = |db: &Db| -> Vec<(i64, f64, CounterResetHint)> {
@@ -1091,7 +1115,7 @@ mod tests {
             samples: vec![Sample { t: 2_000, v: 2.0 }, Sample { t: 3_000, v: 3.0 }],
             ..histogram_series(0, 0)
         };
-        assert_eq!(db.write(vec![histogram_series(0, 2_000), floats]).appended, 4);
+        assert_eq!(acked(db.write(vec![histogram_series(0, 2_000), floats])).appended, 4);
         let read = |db: &Db| {
             let m = Matcher::new("__name__", MatchOp::Equal, "latency").unwrap();
             let got = db.querier().select(&[m], i64::MIN, i64::MAX).unwrap();
@@ -1116,8 +1140,8 @@ mod tests {
             exemplars: Vec::new(),
             histograms: Vec::new(),
         };
-        assert_eq!(db.write(vec![series(0), series(1)]).created, 2);
-        assert_eq!(db.write(vec![series(1), series(2)]).created, 1);
+        assert_eq!(acked(db.write(vec![series(0), series(1)])).created, 2);
+        assert_eq!(acked(db.write(vec![series(1), series(2)])).created, 1);
     }
 
     #[test]
@@ -1184,15 +1208,15 @@ mod tests {
         let mut db = open(&dirs);
         let batch = |t: i64| vec![series("a", vec![Sample { t, v: 1.0 }], vec![trace(t)])];
         for t in [1000, 2000] {
-            assert_eq!(db.write(batch(t)).exemplars, 1);
+            assert_eq!(acked(db.write(batch(t))).exemplars, 1);
         }
-        assert_eq!(db.write(batch(2000)).exemplars, 0, "a duplicate");
-        assert_eq!(db.write(vec![series("none", vec![], vec![trace(5)])]).exemplars, 0);
+        assert_eq!(acked(db.write(batch(2000))).exemplars, 0, "a duplicate");
+        assert_eq!(acked(db.write(vec![series("none", vec![], vec![trace(5)])])).exemplars, 0);
         drop(db);
         let mut db = open(&dirs);
         assert_eq!(exemplars_of(&db, "a"), [(1000, 1.0), (2000, 1.0)]);
         assert_eq!(db.head.num_series(), 1);
-        db.write(batch(3000));
+        acked(db.write(batch(3000)));
         let mut checkpoint = db.begin_checkpoint(i64::MAX).unwrap().expect("segments to let go");
         while !checkpoint.is_written() {
             checkpoint.write(&db.head, 10).unwrap();

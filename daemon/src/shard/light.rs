@@ -205,7 +205,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let options = WalOptions { compress: false, segment_size: 1 << 20 };
         let (mut db, _, _) = Db::open(&Dirs::of_shard(&dir, 0), options, 7_200_000, 0, i64::MAX).expect("open a Db");
-        db.write(
+        let _ = db.write(
             (0..n)
                 .map(|i| WriteSeries {
                     labels: Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]),

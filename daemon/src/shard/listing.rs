@@ -387,8 +387,8 @@ mod tests {
     #[test]
     fn a_listing_across_a_block_cut_starts_over_and_misses_nothing() {
         let (storage, dir) = open("listing-cut");
-        storage.borrow_mut().write(samples(0..5, "old", 0, 900));
-        storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
+        let _ = storage.borrow_mut().write(samples(0..5, "old", 0, 900));
+        let _ = storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
         let (reply, _answers) = flume::unbounded::<()>();
         let all = selection(Vec::new(), 0, 5000);
@@ -397,7 +397,7 @@ mod tests {
             let first = std::future::poll_fn(|cx| Poll::Ready(listing.as_mut().poll(cx))).await;
             assert!(first.is_pending(), "the listing pauses after the block");
             // The head's series move into a block of their own before they were visited.
-            storage.borrow_mut().write(samples(10..11, "filler", 1000, 3000));
+            let _ = storage.borrow_mut().write(samples(10..11, "filler", 1000, 3000));
             assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
             listing.await.expect("listed").expect("an answer")
         });
@@ -411,8 +411,8 @@ mod tests {
     #[test]
     fn an_unsliced_listing_is_done_in_one_turn() {
         let (storage, dir) = open("listing-unsliced");
-        storage.borrow_mut().write(samples(0..5, "old", 0, 900));
-        storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
+        let _ = storage.borrow_mut().write(samples(0..5, "old", 0, 900));
+        let _ = storage.borrow_mut().write(samples(5..10, "new", 1000, 1900));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
         let (reply, _answers) = flume::unbounded::<()>();
         let all = selection(Vec::new(), 0, 5000);
@@ -434,9 +434,9 @@ mod tests {
     #[test]
     fn listings_unite_the_selectors_over_block_and_head() {
         let (storage, dir) = open("listing-kinds");
-        storage.borrow_mut().write(samples(0..3, "a", 0, 900));
-        storage.borrow_mut().write(samples(3..6, "b", 1000, 1900));
-        storage.borrow_mut().write(samples(6..8, "c", 1000, 1100));
+        let _ = storage.borrow_mut().write(samples(0..3, "a", 0, 900));
+        let _ = storage.borrow_mut().write(samples(3..6, "b", 1000, 1900));
+        let _ = storage.borrow_mut().write(samples(6..8, "c", 1000, 1100));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
         let job = |v: &str| vec![Matcher::new("job", MatchOp::Equal, v).expect("matcher")];
         let (reply, _answers) = flume::unbounded::<()>();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pyrite_tsdb::blocks::CutError;
 use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
+use pyrite_tsdb::wal::Logged;
 
 use super::light::Evaluate;
 use super::listing::{self, LabelNames, LabelValues, SeriesLabels};
@@ -61,19 +62,19 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let mut s = storage.borrow_mut();
                 s.head.set_max_valid(crate::clock::now_ms().saturating_add(env.future_window));
                 env.metrics.head_active_appenders.inc();
-                let r = s.append(batch);
+                let (r, logged) = s.append(batch);
                 env.metrics.head_active_appenders.dec();
                 record_append(&env, &shard, &s.head, &r);
-                let _ = reply.send(r);
+                answer_once_logged(r, logged, reply, env.metrics.clone());
             }
             Request::Write { series, reply } => {
                 let mut s = storage.borrow_mut();
                 s.head.set_max_valid(crate::clock::now_ms().saturating_add(env.future_window));
                 env.metrics.head_active_appenders.inc();
-                let r = s.write(series);
+                let (r, logged) = s.write(series);
                 env.metrics.head_active_appenders.dec();
                 record_append(&env, &shard, &s.head, &r);
-                let _ = reply.send(r);
+                answer_once_logged(r, logged, reply, env.metrics.clone());
             }
             Request::Select { matchers, mint, maxt, newest, labels, max_samples, batch, interrupt, reply } => {
                 let select = Select { matchers, mint, maxt, newest, labels, max_samples, batch, interrupt, reply };
@@ -124,8 +125,11 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 let storage = storage.clone();
                 monoio::spawn(async move {
                     blocks_idle(&storage).await;
-                    let mut s = storage.borrow_mut();
-                    let _ = reply.send(matchers.iter().try_for_each(|m| s.delete(m, mint, maxt)).map_err(Into::into));
+                    let deleted: Result<Vec<Logged>, StorageError> = {
+                        let mut s = storage.borrow_mut();
+                        matchers.iter().map(|m| s.delete(m, mint, maxt)).collect()
+                    };
+                    let _ = reply.send(logged_all(deleted).await.map_err(Into::into));
                 });
             }
             Request::Snapshot { dir, skip_head, reply } => {
@@ -170,6 +174,26 @@ async fn blocks_idle(storage: &RefCell<Db>) {
     }
 }
 
+/// Answers an append once the log has it, from a task of its own: the shard goes on meanwhile
+/// (a stalled disk holds up only the appends waiting for it).
+fn answer_once_logged(mut r: AppendReply, logged: Logged, reply: flume::Sender<AppendReply>, metrics: Arc<Metrics>) {
+    monoio::spawn(async move {
+        if let Err(e) = logged.await {
+            r.storage_error.get_or_insert(StorageError::Wal(e));
+        }
+        record_log_failure(&metrics, &r);
+        let _ = reply.send(r);
+    });
+}
+
+/// Waits until every write in `deleted` is logged.
+async fn logged_all(deleted: Result<Vec<Logged>, StorageError>) -> Result<(), StorageError> {
+    for logged in deleted? {
+        logged.await.map_err(StorageError::Wal)?;
+    }
+    Ok(())
+}
+
 fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendReply) {
     let m = &env.metrics;
     // The reply's counts are of both types, the histograms' a part of them.
@@ -190,6 +214,10 @@ fn record_append(env: &ShardEnv, shard: &MetricLabels, head: &Head, r: &AppendRe
         m.exemplars.out_of_order.inc_by(r.exemplars_out_of_order as u64);
         record_exemplars(env, shard, head);
     }
+}
+
+/// Counts and logs an append the write-ahead log refused.
+fn record_log_failure(m: &Metrics, r: &AppendReply) {
     if let Some(e) = &r.storage_error {
         m.wal_writes_failed.inc();
         match r.appended {
@@ -210,7 +238,8 @@ pub async fn sync_loop(storage: Rc<RefCell<Db>>, interval: std::time::Duration, 
     loop {
         monoio::time::sleep(interval).await;
         let started = std::time::Instant::now();
-        let synced = storage.borrow_mut().sync();
+        let sync = storage.borrow_mut().sync();
+        let synced = sync.await;
         metrics.wal_fsync_duration.observe(&vec![], started.elapsed().as_secs_f64());
         if let Err(e) = synced {
             tracing::error!(error = %e, "cannot sync the write-ahead log");

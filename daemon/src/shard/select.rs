@@ -420,7 +420,7 @@ mod tests {
     #[test]
     fn a_read_across_a_block_cut_starts_over_and_misses_nothing() {
         let (storage, dir) = open("cut");
-        storage.borrow_mut().write(samples(0, 2000));
+        let _ = storage.borrow_mut().write(samples(0, 2000));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
 
         let (select, answers) = everything(usize::MAX, 1);
@@ -428,7 +428,7 @@ mod tests {
             let mut read = std::pin::pin!(read(&storage, &select));
             let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
             assert!(first.is_pending(), "the read pauses after its first block");
-            storage.borrow_mut().write(samples(2100, 2600));
+            let _ = storage.borrow_mut().write(samples(2100, 2600));
             assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
             read.await.expect("read")
         });
@@ -449,9 +449,9 @@ mod tests {
     #[test]
     fn a_read_past_its_samples_stops() {
         let (storage, dir) = open("limit");
-        storage.borrow_mut().write(samples(0, 2000));
+        let _ = storage.borrow_mut().write(samples(0, 2000));
         assert_eq!(storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.len(), 1);
-        storage.borrow_mut().write(samples(2100, 2600));
+        let _ = storage.borrow_mut().write(samples(2100, 2600));
         // Five series of 27 samples, in a block and the head.
         let read_at_most = |n| runtime().block_on(read(&storage, &everything(n, usize::MAX).0));
         assert!(read_at_most(135).is_ok());
@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn a_read_of_the_head_alone_comes_in_batches() {
         let (storage, dir) = open("batches");
-        storage.borrow_mut().write(samples(0, 2000));
+        let _ = storage.borrow_mut().write(samples(0, 2000));
         let (select, answers) = everything(usize::MAX, 2);
         runtime().block_on(read(&storage, &select)).expect("read");
         let answers = received(&answers);
@@ -482,13 +482,13 @@ mod tests {
     #[test]
     fn a_block_cut_after_a_batch_went_out_fails_the_read_for_the_asker_to_retry() {
         let (storage, dir) = open("batch-cut");
-        storage.borrow_mut().write(samples(0, 2000));
+        let _ = storage.borrow_mut().write(samples(0, 2000));
         let (select, answers) = everything(usize::MAX, 2);
         let out = runtime().block_on(async {
             let mut read = std::pin::pin!(read(&storage, &select));
             let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
             assert!(first.is_pending(), "the read pauses after its first batch");
-            storage.borrow_mut().write(samples(2100, 2600));
+            let _ = storage.borrow_mut().write(samples(2100, 2600));
             assert!(!storage.borrow_mut().cut_blocks(RANGE, 0, i64::MIN).expect("cut").blocks.is_empty());
             read.await
         });

@@ -95,7 +95,7 @@ pub async fn forget(storage: &RefCell<Db>, ids: &[u32]) -> usize {
     let mut forgotten = 0;
     for slice in ids.chunks(SLICE_SERIES) {
         let (n, logged) = storage.borrow_mut().forget_series(slice);
-        if let Err(e) = logged {
+        if let Err(e) = logged.await {
             tracing::warn!(error = %e, "cannot log forgotten series; the remote-write sender keeps their labels");
         }
         forgotten += n;

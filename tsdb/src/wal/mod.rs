@@ -1,10 +1,11 @@
 //! A shard's write-ahead log on disk: numbered segment files under `<data>/wal/<shard>/`, the
 //! frames of [`crate::wal`].
 //!
-//! * Every append batch is written (one `write(2)`) before it is acknowledged, so a process
-//!   crash loses nothing acknowledged. Segments are fsynced when they are full, on
-//!   `--storage.tsdb.wal-fsync-interval` if set, and at shutdown; a power loss can lose what
-//!   was written since the last fsync.
+//! * Every append batch is written before it is acknowledged, so a process crash loses nothing
+//!   acknowledged. The writing is done by a thread of the log's own ([`writer`]): a stalled
+//!   disk holds up the appends waiting for it, not the shard. Segments are fsynced when they
+//!   are full, on `--storage.tsdb.wal-fsync-interval` if set, and at shutdown; a power loss can
+//!   lose what was written since the last fsync.
 //! * At start the checkpoint and the segments after it are replayed into the head, in order;
 //!   a torn tail is truncated, damage in the middle is skipped, and both are logged with the
 //!   bytes lost. Writing then continues in a fresh segment.
@@ -17,10 +18,10 @@
 //! * At shutdown the whole head is written as a snapshot (chunks records) covering every
 //!   segment so far, which are then deleted: the next start loads chunks instead of replaying
 //!   samples. A replay loads the snapshot, then a newer checkpoint, then the segments after.
-//! * After a failed write (disk full) the segment is cut back to its last whole frame (or, if
-//!   that fails, the next write starts a new segment), so a frame cut in half is never followed
-//!   by more frames in the same file; the failed write's records stay in memory and go first in
-//!   the next write, so that what a later write acknowledges never misses them.
+//! * After a failed write (disk full) the segment is cut back to its last whole frame, so a
+//!   frame cut in half is never followed by more frames in the same file; the failed write's
+//!   records stay in memory and go first in the next write, so that what a later write
+//!   acknowledges never misses them.
 //! * A reader following the log (the remote-write sender, [`follow`]) holds on to the segments
 //!   it has not read yet through a [`LogFollowers`]: a checkpoint or snapshot then leaves them on
 //!   disk (a replay skips them, they are older than its base), and [`Wal::release_held`] deletes
@@ -28,6 +29,7 @@
 
 pub mod follow;
 pub mod record;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -46,6 +48,8 @@ use record::{
     encode_out_of_order_histograms, encode_out_of_order_written, encode_samples, encode_series, encode_tombstones,
     scan_frames, Damage, Record,
 };
+use writer::LogWriter;
+pub use writer::Logged;
 
 /// How the log is written.
 #[derive(Debug, Clone, Copy)]
@@ -105,9 +109,10 @@ pub struct Replayed {
 pub struct Wal {
     dir: PathBuf,
     options: WalOptions,
-    file: File,
+    writer: LogWriter,
     /// Number of the segment being written.
     index: u64,
+    /// Bytes handed to the writer for it.
     written: u64,
     /// Newest sample time of every finished segment (none: no samples).
     finished: BTreeMap<u64, Option<i64>>,
@@ -117,14 +122,6 @@ pub struct Wal {
     /// backfilled samples than the snapshot).
     snapshot: Option<(u64, Option<i64>)>,
     newest: Option<i64>,
-    /// Written since the last fsync.
-    dirty: bool,
-    /// A write failed: the segment may end in a torn record, to be cut before the next write.
-    broken: bool,
-    /// Records not on disk yet: the next write's, after those of writes that failed (kept in
-    /// order, and written by the next write), and the newest sample time among them.
-    unwritten: Vec<u8>,
-    unwritten_newest: Option<i64>,
     followers: LogFollowers,
 }
 
@@ -175,6 +172,13 @@ impl LogFollowers {
     fn logged(&self, t: i64) {
         self.0.newest_logged.fetch_max(t, Ordering::Relaxed);
     }
+}
+
+/// Creates segment `index` in `dir`, its name durable.
+fn create_segment(dir: &Path, index: u64) -> io::Result<File> {
+    let file = OpenOptions::new().create(true).append(true).open(dir.join(segment_name(index)))?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
 }
 
 /// The file name of segment `index`.
@@ -413,64 +417,48 @@ impl Wal {
             finished.insert(i, newest);
         }
         let index = segments.last().map_or(0, |i| i + 1).max(base.map_or(0, |b| b + 1));
-        let file = Self::create_segment(dir, index)?;
+        let writer = LogWriter::start(dir.to_path_buf(), create_segment(dir, index)?)?;
         let wal = Wal {
             dir: dir.to_path_buf(),
             options,
-            file,
+            writer,
             index,
             written: 0,
             finished,
             snapshot,
             newest: None,
-            dirty: false,
-            broken: false,
-            unwritten: Vec::new(),
-            unwritten_newest: None,
             followers: LogFollowers::default(),
         };
         Ok((wal, replayer.stats))
     }
 
-    fn create_segment(dir: &Path, index: u64) -> io::Result<File> {
-        let file = OpenOptions::new().create(true).append(true).open(dir.join(segment_name(index)))?;
-        // Make the new file's name durable too.
-        File::open(dir)?.sync_all()?;
-        Ok(file)
-    }
-
-    /// After a failed write, cuts the segment back to its last whole frame; it stays broken if
-    /// that fails too.
-    fn cut_torn_tail(&mut self) {
-        if self.broken && self.file.set_len(self.written).is_ok() {
-            self.broken = false;
-        }
-    }
-
-    /// Finishes the current segment (fsynced) and starts the next.
-    fn rotate(&mut self) -> io::Result<()> {
-        // A torn tail left by a failed write is cut off rather than finished with the segment.
-        self.cut_torn_tail();
-        if !self.broken {
-            self.file.sync_data()?;
-        }
-        let next = Self::create_segment(&self.dir, self.index + 1)?;
+    /// Finishes the current segment (the writer fsyncs it) and starts the next.
+    fn rotate(&mut self) {
+        self.writer.rotate(self.index + 1);
         self.finished.insert(self.index, self.newest.take());
-        self.file = next;
         self.index += 1;
         self.written = 0;
-        self.dirty = false;
-        self.broken = false;
-        Ok(())
     }
 
     /// Finishes the current segment and starts the next, unless nothing was written to it;
     /// true if it did.
-    pub fn next_segment(&mut self) -> io::Result<bool> {
-        if self.written == 0 && !self.broken {
-            return Ok(false);
+    pub fn next_segment(&mut self) -> bool {
+        let used = self.written > 0;
+        if used {
+            self.rotate();
         }
-        self.rotate().map(|()| true)
+        used
+    }
+
+    /// Why the disk refuses the log's writes, while it does; new batches are then refused
+    /// rather than queued.
+    pub fn failing(&self) -> Option<io::Error> {
+        self.writer.failing()
+    }
+
+    /// Bytes handed to the writer and not on disk yet.
+    pub fn backlog(&self) -> u64 {
+        self.writer.backlog()
     }
 
     /// Whether a reader following the log still needs a finished segment (it is behind the
@@ -480,12 +468,12 @@ impl Wal {
     }
 
     /// Logs the series created by a batch and the samples (in order and out of order),
-    /// histograms and exemplars the head accepted from it, in one write.
-    pub fn log(&mut self, batch: &Batch) -> io::Result<()> {
+    /// histograms and exemplars the head accepted from it, in one write. An empty batch (a
+    /// retry the head took as duplicates) is logged once everything before it is: what an
+    /// earlier, failed write left must be on disk before the retry is acknowledged.
+    pub fn log(&mut self, batch: &Batch) -> Logged {
         if batch.is_empty() {
-            // Nothing new (a retry the head took as duplicates), but what an earlier, failed
-            // write left must be on disk before the batch is acknowledged.
-            return self.write_unwritten();
+            return self.writer.write(Vec::new());
         }
         let compress = self.options.compress;
         self.write(batch.newest(), |buf| {
@@ -511,25 +499,25 @@ impl Wal {
     }
 
     /// Logs deletions (series id, first and last deleted time).
-    pub fn log_deletions(&mut self, deleted: &[(u32, i64, i64)]) -> io::Result<()> {
+    pub fn log_deletions(&mut self, deleted: &[(u32, i64, i64)]) -> Logged {
         if deleted.is_empty() {
-            return Ok(());
+            return Logged::ready(Ok(()));
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_tombstones(buf, deleted, compress))
     }
 
     /// Logs that the head forgot these series (see [`record`]).
-    pub fn log_forgotten(&mut self, ids: &[u32]) -> io::Result<()> {
+    pub fn log_forgotten(&mut self, ids: &[u32]) -> Logged {
         if ids.is_empty() {
-            return Ok(());
+            return Logged::ready(Ok(()));
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_forgotten(buf, ids, compress))
     }
 
     /// Logs that the head's out-of-order samples before `before` were written to blocks.
-    pub fn log_out_of_order_written(&mut self, before: i64) -> io::Result<()> {
+    pub fn log_out_of_order_written(&mut self, before: i64) -> Logged {
         self.write(None, |buf| encode_out_of_order_written(buf, before))
     }
 
@@ -565,51 +553,25 @@ impl Wal {
         Ok(released)
     }
 
-    /// Writes what `encode` puts in the buffer with one `write(2)`, after the records of writes
-    /// that failed, rotating first if the segment is full.
-    fn write(&mut self, newest: Option<i64>, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
-        encode(&mut self.unwritten);
-        self.unwritten_newest = self.unwritten_newest.max(newest);
-        self.write_unwritten()
-    }
-
-    /// Writes the records that are not on disk yet, if any. After a failed write (disk full)
-    /// the segment is cut back to its last whole record, and the records wait in memory for
-    /// the next write: a batch is acknowledged only once it and every batch before it are
-    /// written. (Before, a failed batch's samples stayed in the head unlogged, and a sender's
-    /// retry of it, all duplicates, was acknowledged with nothing to log: a crash then lost
-    /// it. A new segment after each failed write also left one empty file per failure.)
-    pub fn write_unwritten(&mut self) -> io::Result<()> {
-        if self.unwritten.is_empty() {
-            return Ok(());
+    /// Hands what `encode` puts in a buffer to the writer, for the current segment, which is
+    /// finished first if full. Nothing encoded: logged once everything before it is.
+    fn write(&mut self, newest: Option<i64>, encode: impl FnOnce(&mut Vec<u8>)) -> Logged {
+        let mut bytes = Vec::new();
+        encode(&mut bytes);
+        if !bytes.is_empty() && self.written >= self.options.segment_size {
+            self.rotate();
         }
-        // A torn tail is cut off; if that fails too, the write goes to a new segment.
-        self.cut_torn_tail();
-        if self.broken || self.written >= self.options.segment_size {
-            self.rotate()?;
-        }
-        if let Err(e) = self.file.write_all(&self.unwritten) {
-            self.broken = true;
-            return Err(e);
-        }
-        self.written += self.unwritten.len() as u64;
-        self.unwritten.clear();
-        self.dirty = true;
-        let newest = self.unwritten_newest.take();
+        self.written += bytes.len() as u64;
         self.newest = self.newest.max(newest);
         if let Some(t) = newest {
             self.followers.logged(t);
         }
-        Ok(())
+        self.writer.write(bytes)
     }
 
-    /// Flushes what was written to stable storage.
-    pub fn sync(&mut self) -> io::Result<()> {
-        if self.dirty && !self.broken {
-            self.file.sync_data()?;
-            self.dirty = false;
-        }
-        Ok(())
+    /// Makes what was handed to the writer so far durable.
+    pub fn sync(&mut self) -> Logged {
+        self.writer.sync()
     }
 
     /// Bytes the log takes on disk: segments, checkpoints and snapshots.
@@ -645,11 +607,10 @@ impl Wal {
     /// Syncs the log and starts a snapshot of the head covering every segment written so far;
     /// writing continues in a new segment.
     pub fn begin_snapshot(&mut self, head: &Head) -> io::Result<LogWrite> {
-        // Records a failed write left go before the snapshot, which pictures their effect:
-        // replayed after it, a deletion and a sample could apply in the wrong order.
-        self.write_unwritten()?;
-        // Rotating fsyncs the segment it finishes.
-        self.rotate()?;
+        // Records handed to the writer go to the segments it covers, before the snapshot's
+        // segment is finished (a replay after it could apply a deletion and a sample in the
+        // wrong order); finishing it fsyncs it.
+        self.rotate();
         LogWrite::begin(self, LogKind::Snapshot, self.index - 1, head)
     }
 
@@ -704,7 +665,9 @@ impl Wal {
     pub fn snapshot(&mut self, head: &Head) -> io::Result<()> {
         let mut snapshot = self.begin_snapshot(head)?;
         snapshot.write(head, usize::MAX)?;
-        self.complete(snapshot.finish()?, head).map(drop)
+        self.complete(snapshot.finish()?, head)?;
+        // The writer has started the new segment, and synced what it had (at shutdown, all).
+        self.writer.sync().wait()
     }
 }
 
@@ -862,13 +825,13 @@ mod tests {
             })
             .collect();
         let refs: Vec<(u32, &Labels)> = new.iter().map(|(id, l)| (*id, l)).collect();
-        wal.log(&Batch { new_series: &refs, ..Batch::default() }).unwrap();
+        wal.log(&Batch { new_series: &refs, ..Batch::default() }).wait().unwrap();
         for k in from..from + samples {
             let batch: Vec<(u32, i64, f64)> = ids.iter().map(|&id| (id, k * 1000, k as f64)).collect();
             for &(id, t, v) in &batch {
                 head.append(id, t, v).unwrap();
             }
-            wal.log(&Batch { samples: &batch, ..Batch::default() }).unwrap();
+            wal.log(&Batch { samples: &batch, ..Batch::default() }).wait().unwrap();
         }
     }
 
@@ -895,34 +858,6 @@ mod tests {
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
         assert_eq!((replayed.series, replayed.samples, replayed.orphaned), (50, 2000, 0));
         assert!(replayed.damage.is_empty());
-        assert_eq!(dump(&again), dump(&head));
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_failed_writes_records_go_first_in_the_next_write() {
-        let dir = temp_dir("failed-write");
-        let mut head = Head::new();
-        let (mut wal, _) = Wal::open(&dir, WalOptions { segment_size: 1 << 20, ..OPTIONS }, &mut head).unwrap();
-        fill(&mut wal, &mut head, 3, 0, 2);
-        // The segment cannot be written (as on a full disk; tests/disk_full.rs has a real
-        // one): the write fails, and its records wait.
-        let segment = dir.join(segment_name(wal.index));
-        let writable = std::mem::replace(&mut wal.file, File::open(&segment).unwrap());
-        let batch: Vec<(u32, i64, f64)> = (0..3).map(|id| (id, 2000, 2.0)).collect();
-        for &(id, t, v) in &batch {
-            head.append(id, t, v).unwrap();
-        }
-        assert!(wal.log(&Batch { samples: &batch, ..Batch::default() }).is_err());
-        // The disk has room again: a write with nothing new (a retry the head took as
-        // duplicates) writes them, in the same segment.
-        wal.file = writable;
-        wal.log(&Batch::default()).unwrap();
-        drop(wal);
-        assert_eq!(list(&dir).unwrap().segments.len(), 1, "no segment per failed write");
-        let mut again = Head::new();
-        let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();
-        assert_eq!((replayed.samples, replayed.damage.len()), (9, 0));
         assert_eq!(dump(&again), dump(&head));
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1027,12 +962,12 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         let old = Labels::from_pairs([("__name__", "old")]);
         let (id, _) = head.get_or_create(&old);
-        wal.log(&Batch { new_series: &[(id, &old)], ..Batch::default() }).unwrap();
+        wal.log(&Batch { new_series: &[(id, &old)], ..Batch::default() }).wait().unwrap();
         for k in 0..200 {
             head.append(id, k * 1000, 1.0).unwrap();
-            wal.log(&Batch { samples: &[(id, k * 1000, 1.0)], ..Batch::default() }).unwrap();
+            wal.log(&Batch { samples: &[(id, k * 1000, 1.0)], ..Batch::default() }).wait().unwrap();
         }
-        wal.rotate().unwrap();
+        wal.rotate();
         head.truncate_before(500_000);
         assert!(wal.drop_before(500_000, &head).unwrap() > 0, "the backfilled segments go");
         assert_eq!(list(&dir).unwrap().snapshots.len(), 1, "the snapshot's samples are newer: it stays");
@@ -1051,7 +986,7 @@ mod tests {
         let mut head = Head::new();
         let (mut wal, _) = Wal::open(&dir, OPTIONS, &mut head).unwrap();
         // Samples of a series whose record went with an older segment (it was forgotten).
-        wal.log(&Batch { samples: &[(7, 1000, 1.0)], ..Batch::default() }).unwrap();
+        wal.log(&Batch { samples: &[(7, 1000, 1.0)], ..Batch::default() }).wait().unwrap();
         drop(wal);
         let mut again = Head::new();
         let (_, replayed) = Wal::open(&dir, OPTIONS, &mut again).unwrap();

@@ -1,0 +1,156 @@
+//! A stalled disk: Pyrite's data directory on a small ext4 file system (a loop device, mounted
+//! by the test, which the test script runs as root), frozen with `fsfreeze` as a hung volume
+//! or a snapshotting backup would. While it is frozen, health checks, readiness, queries and
+//! `/metrics` answer at once; a remote write waits (it is acknowledged only once logged, as
+//! upstream's); once the disk thaws it is acknowledged, and a crash after that loses nothing.
+//! Before the log had a writer thread of its own, the shard threads blocked in `write(2)` and
+//! every request waited for the thaw.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pyrite_core::labels::Labels;
+use pyrite_core::remote::{encode_write_request, WriteSeries};
+use pyrite_core::value::Sample;
+use pyrite_tests::{http_get_within, Pyrite, PyriteOpts, TempDir};
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An ext4 file system on a loop device over a file, unmounted (and thawed) when dropped.
+struct LoopFs {
+    dir: TempDir,
+}
+
+impl LoopFs {
+    fn mount() -> LoopFs {
+        let dir = TempDir::new("loop-fs");
+        let image = dir.0.join("image");
+        let mnt = dir.0.join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        std::fs::File::create(&image).and_then(|f| f.set_len(64 << 20)).expect("image file");
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        // This test needs root and a loop device (scripts/test runs as root).
+        run("mount", &["-o", "loop", image.to_str().unwrap(), mnt.to_str().unwrap()]);
+        LoopFs { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.0.join("mnt")
+    }
+
+    /// Freezes the file system until the guard is dropped (before the server is, when a check
+    /// fails: a process blocked on a frozen disk cannot exit).
+    fn freeze(&self) -> Frozen {
+        let mnt = self.path();
+        run("fsfreeze", &["-f", mnt.to_str().unwrap()]);
+        Frozen(mnt)
+    }
+}
+
+struct Frozen(PathBuf);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let mnt = self.path();
+        let _ = Command::new("fsfreeze").arg("-u").arg(&mnt).output();
+        let _ = Command::new("umount").arg(&mnt).status();
+    }
+}
+
+/// Request `k`: one sample for each of 100 series, at second `k` after `t0`.
+fn request(k: i64, t0: i64) -> Vec<u8> {
+    let series: Vec<WriteSeries> = (0..100)
+        .map(|i| WriteSeries {
+            labels: Labels::from_pairs([("__name__", "stall_total".to_string()), ("series", i.to_string())]),
+            samples: vec![Sample { t: t0 + k * 1000, v: k as f64 }],
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        })
+        .collect();
+    encode_write_request(&series)
+}
+
+fn samples(p: &Pyrite) -> f64 {
+    let result = p.query("sum(count_over_time(stall_total[1h]))", None);
+    result[0]["value"][1].as_str().expect("a sum").parse().expect("a number")
+}
+
+/// How long a GET of `path` takes, asserting it answers 200 within five seconds.
+fn answers(p: &Pyrite, path: &str) -> Duration {
+    let started = Instant::now();
+    let (status, body) = http_get_within(&format!("{}{path}", p.url), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{path} did not answer while the disk was frozen: {e}"));
+    assert_eq!(status, 200, "{path}: {body}");
+    started.elapsed()
+}
+
+fn data_dir(fs: &LoopFs) -> PathBuf {
+    fs.path().join("data")
+}
+
+fn remote_write(url: &str, body: Vec<u8>) -> (u16, String) {
+    pyrite_tests::remote_write_to(url, &body)
+}
+
+#[test]
+fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
+    if !Path::new("/dev/loop-control").exists() {
+        eprintln!("SKIPPED: this machine has no loop devices");
+        return;
+    }
+    let fs = LoopFs::mount();
+    let opts = PyriteOpts {
+        shards: Some(2),
+        data_dir: Some(data_dir(&fs)),
+        config: Some("global:\n  scrape_interval: 1h\n".into()),
+        ..Default::default()
+    };
+    let p = Pyrite::start(opts.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let t0 = (now - 600_000) / 1000 * 1000;
+    for k in 0..30 {
+        assert_eq!(remote_write(&p.url, request(k, t0)).0, 204);
+    }
+    assert_eq!(samples(&p), 3000.0);
+
+    let frozen = fs.freeze();
+    let (done, answered) = mpsc::channel();
+    let url = p.url.clone();
+    let writer = std::thread::spawn(move || {
+        let status = remote_write(&url, request(30, t0)).0;
+        let _ = done.send(status);
+    });
+    // The write waits for the log; everything else answers at once.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        for path in ["/-/healthy", "/-/ready", "/api/v1/query?query=count(stall_total)", "/metrics"] {
+            slowest = slowest.max(answers(&p, path));
+        }
+    }
+    assert!(slowest < Duration::from_secs(2), "the slowest answer took {slowest:?} while the disk was frozen");
+    assert!(answered.try_recv().is_err(), "a write was acknowledged before the disk took it");
+    drop(frozen);
+
+    let status = answered.recv_timeout(Duration::from_secs(30)).expect("the write is answered once the disk thaws");
+    assert_eq!(status, 204);
+    writer.join().unwrap();
+    assert_eq!(samples(&p), 3100.0);
+
+    // After a crash, the write acknowledged after the thaw is back.
+    p.process.signal(libc::SIGKILL);
+    drop(p);
+    let p = Pyrite::start(opts);
+    assert_eq!(samples(&p), 3100.0, "samples after a restart");
+}
