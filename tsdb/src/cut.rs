@@ -49,6 +49,11 @@ impl HeadCut {
         Ok(())
     }
 
+    /// Bytes written and not on disk yet (the shard pauses while the disk is behind).
+    pub fn waiting(&self) -> u64 {
+        self.writer.waiting()
+    }
+
     /// Whether every series' chunks are written.
     pub fn is_written(&self) -> bool {
         self.pending.is_empty()

@@ -359,7 +359,7 @@ impl Db {
         self.wal.begin_checkpoint(self.log_cutoff(cutoff), &self.head)
     }
 
-    /// Syncs the log and starts a head snapshot covering it.
+    /// Starts a head snapshot covering the log so far.
     pub fn begin_snapshot(&mut self) -> io::Result<LogWrite> {
         self.wal.begin_snapshot(&self.head)
     }
@@ -599,10 +599,7 @@ impl Db {
             (behind > LOG_BACKLOG_MOST)
                 .then(|| io::Error::other(format!("{mib} MiB wait for a disk that does not answer")))
         })?;
-        Some((
-            AppendReply { storage_error: Some(StorageError::Wal(e)), ..AppendReply::default() },
-            Logged::ready(Ok(())),
-        ))
+        Some((AppendReply { storage_error: Some(StorageError::Wal(e)), ..AppendReply::default() }, Logged::default()))
     }
 
     /// Appends a scrape batch; the answer holds once it is logged.
@@ -678,7 +675,7 @@ impl Db {
         self.wal.sync()
     }
 
-    /// Syncs the log and writes the head as a snapshot, so that the next start loads it and
+    /// Writes the head as a snapshot, so that the next start loads it and
     /// replays only what is logged after it.
     pub fn snapshot(&mut self) -> io::Result<()> {
         self.wal.snapshot(&self.head)

@@ -1,8 +1,9 @@
 //! # pyrite-tsdb
 //!
 //! Pyrite's storage engine, one [`db::Db`] per shard, with a synchronous API: the shard's
-//! thread calls it and decides when (timers, mailbox); nothing here spawns, sleeps or reads a
-//! clock — times are passed in.
+//! thread calls it and decides when (timers, mailbox); nothing here sleeps or reads a clock —
+//! times are passed in. The only threads it starts write its files ([`wal::writer`], the
+//! chunk store's, [`queued_file`]), so that the shard's thread never waits for the disk.
 //!
 //! * [`head::Head`] keeps recent series in memory: interned labels, [`postings`], and
 //!   compressed [`chunk`]s (full chunks sealed into a memory-mapped [`chunk::store`]); a
@@ -34,6 +35,7 @@ pub mod out_of_order;
 pub mod overlap;
 pub mod postings;
 pub mod querier;
+pub mod queued_file;
 mod series_map;
 pub mod symbols;
 pub mod wal;

@@ -23,6 +23,11 @@ use crate::threads;
 /// of copying.
 pub const SLICE_SERIES: usize = 2000;
 
+/// Bytes of a block or checkpoint written and not on disk yet past which the next slice waits:
+/// the files are written by threads of their own (`pyrite_tsdb::queued_file`), and a stalled
+/// disk must not make the shard queue the whole head in memory.
+const QUEUED_MOST: u64 = 8 << 20;
+
 /// How long the shard may go without firing its timers while tasks pause.
 const TIMERS_EVERY: Duration = Duration::from_millis(10);
 
@@ -41,6 +46,14 @@ pub async fn pause() {
     } else {
         monoio::time::sleep(Duration::from_millis(1)).await;
         TIMERS_FIRED.set(Instant::now());
+    }
+}
+
+/// Pauses, and then while `behind` says a file's writer is behind the disk.
+async fn pause_while(behind: impl Fn() -> bool) {
+    pause().await;
+    while behind() {
+        monoio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -70,7 +83,7 @@ pub async fn write_block<T: Send + 'static>(
 ) -> Result<T, CutError> {
     while !job.is_written() {
         job.write(&storage.borrow().head, SLICE_SERIES)?;
-        pause().await;
+        pause_while(|| job.waiting() > QUEUED_MOST).await;
     }
     threads::off_shard(threads::named("cut"), move || {
         let (meta, path) = job.finish()?;
@@ -84,7 +97,7 @@ pub async fn write_block<T: Send + 'static>(
 pub async fn write_log(storage: &RefCell<Db>, mut job: LogWrite) -> std::io::Result<usize> {
     while !job.is_written() {
         job.write(&storage.borrow().head, SLICE_SERIES)?;
-        pause().await;
+        pause_while(|| job.waiting() > QUEUED_MOST).await;
     }
     let written = threads::off_shard(threads::named("log-sync"), move || job.finish()).await??;
     storage.borrow_mut().complete_log_write(written)

@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use roaring::RoaringBitmap;
 
 use super::index::{self, ChunkRef, SeriesEntry};
 use super::{BlockChunk, BlockMeta, BlockStats, Compaction, CHUNKS_FILE, INDEX_FILE, META_FILE, TMP_SUFFIX};
+use crate::queued_file::QueuedFile;
 use crate::symbols::SymbolTable;
 
 /// Magic at the start of a `chunks` file.
@@ -24,7 +25,8 @@ pub struct BlockWriter {
     parent: PathBuf,
     ulid: String,
     tmp: PathBuf,
-    chunks: BufWriter<File>,
+    /// Written by a thread of its own: a head cut feeds it from the shard's thread.
+    chunks: QueuedFile,
     offset: u64,
     /// Labels as the caller's symbol ids until `finish` renumbers them.
     series: Vec<SeriesEntry>,
@@ -37,17 +39,19 @@ pub struct BlockWriter {
 impl Drop for BlockWriter {
     fn drop(&mut self) {
         if !self.done {
+            // After the chunks' thread has stopped, which would make the directory again.
+            let _ = self.chunks.finish();
             let _ = fs::remove_dir_all(&self.tmp);
         }
     }
 }
 
 impl BlockWriter {
-    /// Starts a block named `ulid` under `parent`.
+    /// Starts a block named `ulid` under `parent` (its directory is made by the thread that
+    /// writes its chunks).
     pub fn create(parent: &Path, ulid: String) -> io::Result<BlockWriter> {
         let tmp = parent.join(format!("{ulid}{TMP_SUFFIX}"));
-        fs::create_dir_all(&tmp)?;
-        let mut chunks = BufWriter::with_capacity(1 << 20, File::create(tmp.join(CHUNKS_FILE))?);
+        let mut chunks = QueuedFile::create(tmp.join(CHUNKS_FILE))?;
         chunks.write_all(CHUNKS_MAGIC)?;
         Ok(BlockWriter {
             parent: parent.to_path_buf(),
@@ -87,6 +91,11 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Chunk bytes written and not on disk yet.
+    pub fn waiting(&self) -> u64 {
+        self.chunks.waiting()
+    }
+
     /// Writes the index (its strings from `symbols`, which must hold every id given to
     /// [`BlockWriter::add`]) and `meta.json`, syncs everything and renames the block into
     /// place. Returns its meta and directory.
@@ -97,8 +106,7 @@ impl BlockWriter {
         max_time: i64,
         compaction: Compaction,
     ) -> io::Result<(BlockMeta, PathBuf)> {
-        self.chunks.flush()?;
-        self.chunks.get_ref().sync_all()?;
+        self.chunks.finish()?.sync_all()?;
         // The index numbers strings in sorted order, so sorting by the new ids sorts by labels.
         let mut used: Vec<u32> = self.series.iter().flat_map(|s| s.labels.iter().flat_map(|&(n, v)| [n, v])).collect();
         used.sort_unstable();

@@ -91,23 +91,35 @@ enum FileOp {
 /// The store's file thread: it writes full segments out and deletes released ones, and
 /// answers each write with the mapping or the error.
 struct Files {
-    ops: mpsc::Sender<FileOp>,
+    /// None once dropped: the thread then does what it was asked and stops.
+    ops: Option<mpsc::Sender<FileOp>>,
     written: mpsc::Receiver<(u32, io::Result<Mmap>)>,
     /// Segments handed over and not answered yet.
     pending: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Waits for the thread: a store opened again on the same directory must not find the old
+/// one's writes and deletions still under way.
+impl Drop for Files {
+    fn drop(&mut self) {
+        self.ops = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Files {
     fn start() -> io::Result<Files> {
         let (ops, todo) = mpsc::channel();
         let (done, written) = mpsc::channel();
-        std::thread::Builder::new().name("chunk-files".to_string()).spawn(move || {
+        let thread = std::thread::Builder::new().name("chunk-files".to_string()).spawn(move || {
             for op in todo {
                 match op {
                     FileOp::Write { segment, path, bytes } => {
-                        if done.send((segment, write_segment(&path, &bytes))).is_err() {
-                            return;
-                        }
+                        // The store may be gone: its mapping is then dropped here.
+                        let _ = done.send((segment, write_segment(&path, &bytes)));
                     }
                     FileOp::Remove(path) => {
                         let _ = fs::remove_file(path);
@@ -115,7 +127,7 @@ impl Files {
                 }
             }
         })?;
-        Ok(Files { ops, written, pending: 0 })
+        Ok(Files { ops: Some(ops), written, pending: 0, thread: Some(thread) })
     }
 }
 
@@ -126,7 +138,9 @@ fn write_segment(path: &Path, bytes: &[u8]) -> io::Result<Mmap> {
         file.write_all(bytes)?;
         // SAFETY: the file was created by this store in its private directory under the
         // locked data directory, written in full above, and is never written or truncated
-        // again; it is deleted only after the store has dropped this mapping.
+        // again. It is deleted once the store has released its segment, which may be before
+        // the store has taken this mapping (a release while the write was under way): a
+        // deleted file's mapping stays valid until it is dropped.
         unsafe { Mmap::map(&file) }
     });
     if written.is_err() {
@@ -190,10 +204,7 @@ impl ChunkStore {
         let Some(path) = self.segment_path(n) else { return };
         let (Some(files), Some(segment)) = (&mut self.files, self.segments.get_mut(&n)) else { return };
         let bytes = match std::mem::replace(&mut segment.backing, Backing::Filling(Vec::new())) {
-            Backing::Filling(mut v) => {
-                v.truncate(segment.used);
-                Arc::new(v)
-            }
+            Backing::Filling(v) => Arc::new(v),
             Backing::Full(v) => v,
             mapped @ Backing::Mapped(_) => {
                 segment.backing = mapped;
@@ -201,14 +212,14 @@ impl ChunkStore {
             }
         };
         segment.backing = Backing::Full(bytes.clone());
-        if files.ops.send(FileOp::Write { segment: n, path, bytes }).is_ok() {
+        if files.ops.as_ref().is_some_and(|ops| ops.send(FileOp::Write { segment: n, path, bytes }).is_ok()) {
             files.pending += 1;
         }
     }
 
     /// Takes the mappings of the segments the file thread has written since the last call.
     fn take_written(&mut self) {
-        let Some(files) = &mut self.files else { return };
+        let Some(files) = self.files.as_mut().filter(|f| f.pending > 0) else { return };
         while let Ok((n, written)) = files.written.try_recv() {
             files.pending -= 1;
             match written {
@@ -243,6 +254,8 @@ impl ChunkStore {
 
     /// Stores a chunk whose newest sample is at `max_t`.
     pub fn push(&mut self, chunk: &[u8], max_t: i64) -> ChunkRef {
+        // Full segments written since leave memory for their mapping.
+        self.take_written();
         let need = 2 + chunk.len();
         assert!(chunk.len() <= MAX_CHUNK_BYTES, "a packed chunk is at most a few KiB");
         let n = match self.segments.last_key_value() {
@@ -250,7 +263,6 @@ impl ChunkStore {
             last => {
                 if let Some((&full, _)) = last {
                     self.write_out(full);
-                    self.take_written();
                 }
                 let n = self.next;
                 self.next += 1;
@@ -291,8 +303,8 @@ impl ChunkStore {
             let segment = self.segments.remove(&n);
             // Unmapped before the file goes (one still being written is deleted after it).
             drop(segment);
-            if let (Some(files), Some(path)) = (&self.files, self.segment_path(n)) {
-                let _ = files.ops.send(FileOp::Remove(path));
+            if let (Some(ops), Some(path)) = (self.files.as_ref().and_then(|f| f.ops.as_ref()), self.segment_path(n)) {
+                let _ = ops.send(FileOp::Remove(path));
             }
         }
         for s in self.segments.values() {

@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use crate::head::Head;
 use crate::out_of_order::Value;
+use crate::queued_file::QueuedFile;
 use pyrite_core::histogram::FloatHistogram;
 use pyrite_core::labels::Labels;
 use pyrite_core::value::Exemplar;
@@ -501,7 +502,7 @@ impl Wal {
     /// Logs deletions (series id, first and last deleted time).
     pub fn log_deletions(&mut self, deleted: &[(u32, i64, i64)]) -> Logged {
         if deleted.is_empty() {
-            return Logged::ready(Ok(()));
+            return Logged::default();
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_tombstones(buf, deleted, compress))
@@ -510,7 +511,7 @@ impl Wal {
     /// Logs that the head forgot these series (see [`record`]).
     pub fn log_forgotten(&mut self, ids: &[u32]) -> Logged {
         if ids.is_empty() {
-            return Logged::ready(Ok(()));
+            return Logged::default();
         }
         let compress = self.options.compress;
         self.write(None, |buf| encode_forgotten(buf, ids, compress))
@@ -604,8 +605,8 @@ impl Wal {
         LogWrite::begin(self, LogKind::Checkpoint { cutoff }, last, head).map(Some)
     }
 
-    /// Syncs the log and starts a snapshot of the head covering every segment written so far;
-    /// writing continues in a new segment.
+    /// Starts a snapshot of the head covering every segment written so far; writing
+    /// continues in a new segment (the writer fsyncs the one it finishes).
     pub fn begin_snapshot(&mut self, head: &Head) -> io::Result<LogWrite> {
         // Records handed to the writer go to the segments it covers, before the snapshot's
         // segment is finished (a replay after it could apply a deletion and a sample in the
@@ -649,8 +650,9 @@ impl Wal {
             if i < hold {
                 fs::remove_file(self.dir.join(segment_name(i)))?;
             }
-            self.finished.remove(&i);
         }
+        // Whether or not the writer has made their files yet.
+        self.finished = self.finished.split_off(&(index + 1));
         for c in listing.checkpoints.into_iter().filter(|&c| c < index || (snapshot && c == index)) {
             fs::remove_file(self.dir.join(checkpoint_name(c)))?;
         }
@@ -666,8 +668,11 @@ impl Wal {
         let mut snapshot = self.begin_snapshot(head)?;
         snapshot.write(head, usize::MAX)?;
         self.complete(snapshot.finish()?, head)?;
-        // The writer has started the new segment, and synced what it had (at shutdown, all).
-        self.writer.sync().wait()
+        // Once the writer has caught up (at shutdown, its queue holds nothing the snapshot does
+        // not), so that the files are as the snapshot left them. Its fsync of the new segment
+        // cannot lose anything: nothing was appended since.
+        let _ = self.writer.sync().wait();
+        Ok(())
     }
 }
 
@@ -692,7 +697,8 @@ pub struct LogWrite {
     index: u64,
     compress: bool,
     pending: Vec<u32>,
-    out: io::BufWriter<File>,
+    /// Written by a thread of its own: the shard's thread feeds it.
+    out: QueuedFile,
     buf: Vec<u8>,
 }
 
@@ -704,14 +710,14 @@ pub struct LogWritten {
 
 impl LogWrite {
     fn begin(wal: &Wal, kind: LogKind, index: u64, head: &Head) -> io::Result<LogWrite> {
-        let file = File::create(wal.dir.join(format!("{}.tmp", Self::name(kind, index))))?;
+        let out = QueuedFile::create(wal.dir.join(format!("{}.tmp", Self::name(kind, index))))?;
         Ok(LogWrite {
             dir: wal.dir.clone(),
             kind,
             index,
             compress: wal.options.compress,
             pending: head.ids(),
-            out: io::BufWriter::with_capacity(1 << 20, file),
+            out,
             buf: Vec::new(),
         })
     }
@@ -777,6 +783,11 @@ impl LogWrite {
         Ok(())
     }
 
+    /// Bytes written and not on disk yet (the shard pauses while the disk is behind).
+    pub fn waiting(&self) -> u64 {
+        self.out.waiting()
+    }
+
     /// Whether every series is written.
     pub fn is_written(&self) -> bool {
         self.pending.is_empty()
@@ -785,10 +796,9 @@ impl LogWrite {
     /// Flushes, fsyncs and renames the file into place (any thread; call once
     /// [`LogWrite::is_written`]). Dropped before this, it leaves a `.tmp` file that the next
     /// start removes.
-    pub fn finish(self) -> io::Result<LogWritten> {
+    pub fn finish(mut self) -> io::Result<LogWritten> {
         let name = Self::name(self.kind, self.index);
-        let file = self.out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
+        self.out.finish()?.sync_all()?;
         fs::rename(self.dir.join(format!("{name}.tmp")), self.dir.join(&name))?;
         File::open(&self.dir)?.sync_all()?;
         Ok(LogWritten { kind: self.kind, index: self.index })

@@ -59,13 +59,6 @@ impl Logged {
         (Logged(slot.clone()), Completion(Some(slot)))
     }
 
-    /// A write already answered.
-    pub fn ready(result: io::Result<()>) -> Logged {
-        let (logged, completion) = Logged::pending();
-        completion.complete(result);
-        logged
-    }
-
     /// Blocks until the write is answered.
     pub fn wait(self) -> io::Result<()> {
         let mut state = lock(&self.0.state);
@@ -81,7 +74,9 @@ impl Logged {
 /// Nothing to log: logged.
 impl Default for Logged {
     fn default() -> Self {
-        Logged::ready(Ok(()))
+        let (logged, completion) = Logged::pending();
+        completion.complete(Ok(()));
+        logged
     }
 }
 
@@ -251,8 +246,7 @@ impl Segment {
                 left.extend(queue.ops.drain(..));
                 queue.stopping
             };
-            let result = self.apply(&mut left, shared);
-            *lock(&shared.failing) = result.err();
+            self.apply(&mut left, shared);
             if stopping {
                 // Once more at most: a disk that refuses now is left with what it holds.
                 if self.dirty {
@@ -263,9 +257,10 @@ impl Segment {
         }
     }
 
-    /// Carries out `ops` in order; on an error, the failed operation and those after it stay in
-    /// `ops`.
-    fn apply(&mut self, ops: &mut VecDeque<Op>, shared: &Shared) -> io::Result<()> {
+    /// Carries out `ops` in order; when a write or a segment change fails, it and the
+    /// operations after it stay in `ops`, and [`LogWriter::failing`] says why until one
+    /// succeeds. A failed fsync is answered to its asker only: what it had to sync is written.
+    fn apply(&mut self, ops: &mut VecDeque<Op>, shared: &Shared) {
         let mut waiting = Vec::new();
         while let Some(op) = ops.pop_front() {
             match op {
@@ -279,39 +274,49 @@ impl Segment {
                     if matches!(ops.front(), Some(Op::Write { .. })) {
                         continue;
                     }
-                    self.write_carried(waiting.drain(..), shared)?;
+                    if self.write_carried(waiting.drain(..), shared).is_err() {
+                        return;
+                    }
                 }
                 Op::Rotate { index } => {
-                    if let Err(e) = self.write_carried(None, shared).and_then(|()| self.rotate(index)) {
+                    if self.write_carried(None, shared).is_err() {
                         ops.push_front(Op::Rotate { index });
-                        return Err(e);
+                        return;
+                    }
+                    let rotated = self.rotate(index);
+                    let failed = rotated.is_err();
+                    *lock(&shared.failing) = rotated.err();
+                    if failed {
+                        ops.push_front(Op::Rotate { index });
+                        return;
                     }
                 }
-                Op::Sync { done } => {
-                    let synced = self.write_carried(None, shared).and_then(|()| self.sync());
-                    let failed = synced.as_ref().err().map(copy);
-                    done.complete(synced);
-                    if let Some(e) = failed {
-                        return Err(e);
+                Op::Sync { done } => match self.write_carried(None, shared) {
+                    Ok(()) => done.complete(self.sync()),
+                    Err(e) => {
+                        done.complete(Err(e));
+                        return;
                     }
-                }
+                },
             }
         }
-        // What a failed write left, tried again.
-        self.write_carried(None, shared)
+        // What a failed write left, tried again (and the failure cleared once it is written).
+        let _ = self.write_carried(None, shared);
     }
 
     /// Writes the carried bytes with one `write(2)` and answers `waiting` (an empty write
     /// answers once those before it are written).
     fn write_carried(&mut self, waiting: impl IntoIterator<Item = Completion>, shared: &Shared) -> io::Result<()> {
         let result = self.write_out();
-        if result.is_ok() {
-            shared.backlog.fetch_sub(self.carried.len() as u64, Ordering::Relaxed);
-            self.carried.clear();
+        if !self.carried.is_empty() {
+            if result.is_ok() {
+                shared.backlog.fetch_sub(self.carried.len() as u64, Ordering::Relaxed);
+                self.carried.clear();
+            }
+            // Told before the waiting appends are answered: a batch sent after a refused one
+            // must find the log failing.
+            *lock(&shared.failing) = result.as_ref().err().map(copy);
         }
-        // Told before the waiting appends are answered: a batch sent after a refused one must
-        // find the log failing.
-        *lock(&shared.failing) = result.as_ref().err().map(copy);
         for done in waiting {
             done.complete(result.as_ref().map(|_| ()).map_err(copy));
         }
@@ -379,6 +384,31 @@ mod tests {
         let expected: Vec<u8> = (0..100u8).flat_map(|i| [i; 3]).collect();
         assert_eq!(std::fs::read(dir.join("00000000")).unwrap(), expected);
         assert_eq!(std::fs::read(dir.join("00000001")).unwrap(), b"next");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_change_the_disk_refuses_waits_and_the_bytes_behind_it_land_in_the_new_segment() {
+        let dir = temp_dir("rotate");
+        let writer = LogWriter::start(dir.clone(), super::super::create_segment(&dir, 0).unwrap()).unwrap();
+        writer.write(b"first".to_vec()).wait().unwrap();
+        // The directory is away: the next segment cannot be made.
+        let away = dir.with_extension("away");
+        std::fs::rename(&dir, &away).unwrap();
+        writer.rotate(1);
+        let second = writer.write(b"second".to_vec());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while writer.failing().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(writer.failing().is_some(), "the shard is told");
+        assert_eq!(writer.backlog(), 6, "the bytes behind the segment change wait");
+        // It is back: within a retry, the segment is made and the bytes land in it.
+        std::fs::rename(&away, &dir).unwrap();
+        second.wait().unwrap();
+        assert!(writer.failing().is_none());
+        assert_eq!(std::fs::read(dir.join("00000000")).unwrap(), b"first");
+        assert_eq!(std::fs::read(dir.join("00000001")).unwrap(), b"second");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
