@@ -1,8 +1,9 @@
 //! A stalled disk: Pyrite's data directory on a small ext4 file system (a loop device, mounted
 //! by the test, which the test script runs as root), frozen with `fsfreeze` as a hung volume
 //! or a snapshotting backup would. While it is frozen, health checks, readiness, queries and
-//! `/metrics` answer at once; a remote write waits (it is acknowledged only once logged, as
-//! upstream's); once the disk thaws it is acknowledged, and a crash after that loses nothing.
+//! `/metrics` answer at once; a remote write and an admin snapshot wait (the write is
+//! acknowledged only once logged, as upstream's); once the disk thaws both are answered, and a
+//! crash after that loses nothing.
 //! Before the log had a writer thread of its own, the shard threads blocked in `write(2)` and
 //! every request waited for the thaw.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use pyrite_core::labels::Labels;
 use pyrite_core::remote::{encode_write_request, WriteSeries};
 use pyrite_core::value::Sample;
-use pyrite_tests::{http_get_within, Pyrite, PyriteOpts, TempDir};
+use pyrite_tests::{http_get_within, http_post_form, Pyrite, PyriteOpts, TempDir};
 
 fn run(program: &str, args: &[&str]) {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
@@ -114,6 +115,7 @@ fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
         shards: Some(2),
         data_dir: Some(data_dir(&fs)),
         config: Some("global:\n  scrape_interval: 1h\n".into()),
+        extra_args: vec!["--web.enable-admin-api".into()],
         ..Default::default()
     };
     let p = Pyrite::start(opts.clone());
@@ -131,7 +133,14 @@ fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
         let status = remote_write(&url, request(30, t0)).0;
         let _ = done.send(status);
     });
-    // The write waits for the log; everything else answers at once.
+    // An admin snapshot links the blocks on the shard's thread: it waits for the disk.
+    let (snapshot_done, snapshot_answered) = mpsc::channel();
+    let url = p.url.clone();
+    let snapshot = std::thread::spawn(move || {
+        let answer = http_post_form(&format!("{url}/api/v1/admin/tsdb/snapshot"), &[]);
+        let _ = snapshot_done.send(answer.map(|(status, _)| status));
+    });
+    // The write and the snapshot wait for the disk; everything else answers at once.
     std::thread::sleep(Duration::from_secs(2));
     let mut slowest = Duration::ZERO;
     for _ in 0..3 {
@@ -141,12 +150,16 @@ fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
     }
     assert!(slowest < Duration::from_secs(2), "the slowest answer took {slowest:?} while the disk was frozen");
     assert!(answered.try_recv().is_err(), "a write was acknowledged before the disk took it");
+    assert!(snapshot_answered.try_recv().is_err(), "a snapshot was answered on a frozen disk");
     drop(frozen);
 
     let status = answered.recv_timeout(Duration::from_secs(30)).expect("the write is answered once the disk thaws");
     assert_eq!(status, 204);
     writer.join().unwrap();
     assert_eq!(samples(&p), 3100.0);
+    let snapshot_status = snapshot_answered.recv_timeout(Duration::from_secs(30)).expect("the snapshot is answered");
+    assert_eq!(snapshot_status, Ok(200));
+    snapshot.join().unwrap();
 
     // After a crash, the write acknowledged after the thaw is back.
     p.process.signal(libc::SIGKILL);

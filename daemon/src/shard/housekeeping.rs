@@ -26,6 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::disk_probe::DiskProbe;
 use super::slices::{self, write_log};
 use super::ShardEnv;
 use crate::metrics::shard_label;
@@ -39,70 +40,13 @@ pub fn interval(block_range: i64) -> Duration {
     Duration::from_millis((block_range / 4).clamp(1000, 60_000) as u64)
 }
 
-/// How long a pass waits for the disk to answer ([`DiskProbe`]) before it waits for the next.
-const DISK_ANSWERS_WITHIN: Duration = Duration::from_secs(5);
-
-/// Whether the shard's disk answers a write: a file created and deleted in its log directory,
-/// off the shard. A pass's writes (a block, a checkpoint, deletions) are made on the shard's
-/// thread, so one begun on a stalled disk (`fsfreeze`, a hung network volume) would hold the
-/// shard, and every query and health check it serves, until the disk came back; the pass
-/// waits instead. A disk that answers with an error (full, read-only) answers: retention must
-/// still run to free space.
-struct DiskProbe {
-    path: std::path::PathBuf,
-    /// A probe has not returned yet (the disk still holds its thread).
-    waiting: Arc<std::sync::atomic::AtomicBool>,
-    /// The pass that found the disk stalled, to log once per stall.
-    stalled_since: Option<Instant>,
-}
-
-impl DiskProbe {
-    fn new(index: usize, env: &ShardEnv) -> DiskProbe {
-        // A `.tmp` file: a start removes it from the log directory if a crash left it.
-        let path = pyrite_tsdb::db::Dirs::of_shard(&env.storage_path, index).wal.join("disk-probe.tmp");
-        DiskProbe { path, waiting: Arc::default(), stalled_since: None }
-    }
-
-    async fn answers(&mut self, index: usize) -> bool {
-        use std::sync::atomic::Ordering;
-        let answered = !self.waiting.swap(true, Ordering::AcqRel) && {
-            let (path, waiting) = (self.path.clone(), self.waiting.clone());
-            let probe = crate::threads::off_shard(crate::threads::named("disk-probe"), move || {
-                let _ = std::fs::File::create(&path).and_then(|_| std::fs::remove_file(&path));
-                waiting.store(false, Ordering::Release);
-            });
-            match monoio::time::timeout(DISK_ANSWERS_WITHIN, probe).await {
-                Ok(Ok(())) => true,
-                // No thread to probe with: the pass goes on, as it did before probes.
-                Ok(Err(_)) => {
-                    self.waiting.store(false, Ordering::Release);
-                    true
-                }
-                Err(_) => false,
-            }
-        };
-        match (answered, self.stalled_since) {
-            (false, None) => {
-                tracing::warn!(shard = index, "the disk does not answer: storage housekeeping waits until it does");
-                self.stalled_since = Some(Instant::now());
-            }
-            (true, Some(since)) => {
-                tracing::info!(shard = index, seconds = since.elapsed().as_secs_f64(), "the disk answers again");
-                self.stalled_since = None;
-            }
-            _ => {}
-        }
-        answered
-    }
-}
-
-pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
+/// Each pass, if the disk answers ([`DiskProbe`]): its file work is done on the shard's thread.
+pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>, disk: Rc<DiskProbe>) {
     let ranges = pyrite_tsdb::block::ranges(env.block_range, env.max_block_range);
     let mut last_snapshot = crate::clock::now_ms();
-    let mut disk = DiskProbe::new(index, &env);
     loop {
         monoio::time::sleep(interval(env.block_range)).await;
-        if !disk.answers(index).await {
+        if !disk.answers().await {
             continue;
         }
         env.metrics.compactions_triggered.inc();
@@ -120,13 +64,18 @@ pub async fn run(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
 }
 
 /// Agent mode's housekeeping (see the module docs).
-pub async fn run_agent(index: usize, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>, agent: super::AgentStorage) {
+pub async fn run_agent(
+    index: usize,
+    storage: Rc<RefCell<Db>>,
+    env: Arc<ShardEnv>,
+    agent: super::AgentStorage,
+    disk: Rc<DiskProbe>,
+) {
     // The log's current segment was started when the shard opened it.
     let mut segment_started = crate::clock::now_ms();
-    let mut disk = DiskProbe::new(index, &env);
     loop {
         monoio::time::sleep(agent.truncate_every).await;
-        if !disk.answers(index).await {
+        if !disk.answers().await {
             continue;
         }
         segment_started = truncate_agent_log(index, &storage, &env, agent, segment_started).await;

@@ -10,6 +10,7 @@ use pyrite_tsdb::db::{AppendReply, Db, StorageError};
 use pyrite_tsdb::head::Head;
 use pyrite_tsdb::wal::Logged;
 
+use super::disk_probe::DiskProbe;
 use super::light::Evaluate;
 use super::listing::{self, LabelNames, LabelValues, SeriesLabels};
 use super::select::Select;
@@ -21,7 +22,13 @@ use crate::shards::{Message, Request, Selection, ShardError};
 const MESSAGES_IN_A_ROW: usize = 16;
 
 /// Applies requests to the storage until every sender is gone or the process shuts down.
-pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<RefCell<Db>>, env: Arc<ShardEnv>) {
+pub async fn serve(
+    index: usize,
+    mailbox: flume::Receiver<Message>,
+    storage: Rc<RefCell<Db>>,
+    env: Arc<ShardEnv>,
+    disk: Rc<DiskProbe>,
+) {
     let shard = shard_label(index);
     let mut in_a_row = 0;
     loop {
@@ -122,8 +129,10 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 monoio::spawn(listing::serve(storage.clone(), selection, move || LabelValues::of(name.clone()), reply));
             }
             Request::Delete { selection: Selection { matchers, mint, maxt }, reply } => {
-                let storage = storage.clone();
+                let (storage, disk) = (storage.clone(), disk.clone());
                 monoio::spawn(async move {
+                    // Tombstones are written on the shard's thread.
+                    disk.until_answers().await;
                     blocks_idle(&storage).await;
                     let deleted: Result<Vec<Logged>, StorageError> = {
                         let mut s = storage.borrow_mut();
@@ -133,15 +142,18 @@ pub async fn serve(index: usize, mailbox: flume::Receiver<Message>, storage: Rc<
                 });
             }
             Request::Snapshot { dir, skip_head, reply } => {
-                let storage = storage.clone();
+                let (storage, disk) = (storage.clone(), disk.clone());
                 monoio::spawn(async move {
+                    // The blocks are linked on the shard's thread.
+                    disk.until_answers().await;
                     let _ =
                         reply.send(backup(&storage, &dir, skip_head).await.map_err(|e| StorageError::from(e).into()));
                 });
             }
             Request::CleanTombstones { reply } => {
-                let storage = storage.clone();
+                let (storage, disk) = (storage.clone(), disk.clone());
                 monoio::spawn(async move {
+                    disk.until_answers().await;
                     blocks_idle(&storage).await;
                     let mut s = storage.borrow_mut();
                     let cleaned = s.blocks.clean_tombstones(crate::clock::now_ms());

@@ -8,6 +8,7 @@
 //! evaluated on the query workers, in slices between which the rest runs; light queries it
 //! evaluates itself, within a budget of about one slice ([`light`]).
 
+mod disk_probe;
 mod housekeeping;
 pub mod light;
 mod listing;
@@ -160,13 +161,16 @@ pub async fn run(start: ShardStart, env: Arc<ShardEnv>) {
         }
         Err(e) => tracing::error!(shard = start.index, error = %e, "cannot serve HTTP on this shard"),
     }
+    let disk = Rc::new(disk_probe::DiskProbe::new(start.index, &env));
     match env.agent {
-        Some(agent) => monoio::spawn(housekeeping::run_agent(start.index, storage.clone(), env.clone(), agent)),
-        None => monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone())),
+        Some(agent) => {
+            monoio::spawn(housekeeping::run_agent(start.index, storage.clone(), env.clone(), agent, disk.clone()))
+        }
+        None => monoio::spawn(housekeeping::run(start.index, storage.clone(), env.clone(), disk.clone())),
     };
     if let Some(interval) = env.wal_fsync_interval {
         monoio::spawn(mailbox::sync_loop(storage.clone(), interval, env.metrics.clone()));
     }
     env.shards.mark_ready();
-    mailbox::serve(start.index, start.mailbox, storage, env).await;
+    mailbox::serve(start.index, start.mailbox, storage, env, disk).await;
 }
