@@ -42,12 +42,6 @@ pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `path` opened to append lines to, created if missing: the query log and the scrape failure
-/// logs.
-pub fn open_append(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
-}
-
 /// The certificates in PEM text.
 pub fn certificates_in(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| e.to_string())

@@ -20,6 +20,7 @@ mod dns;
 mod files;
 mod http;
 mod http_client;
+mod line_log;
 mod live_config;
 mod metrics;
 mod notifier;

@@ -7,35 +7,33 @@
 //!
 //! The file is opened again at each configuration load, so that a rotated log is followed after
 //! a reload, as upstream's; a file that cannot be opened refuses the configuration. It is one
-//! sink for the whole process, as the tracing subscriber is: a static, written with one
-//! `write(2)` per line under a lock (`O_APPEND`), synchronously as upstream writes it; a query
-//! does not take the lock when there is no log.
+//! sink for the whole process, as the tracing subscriber is: a static [`LineLog`], whose thread
+//! writes each line (a query on a shard's thread never waits for the disk); a query does not
+//! take its lock when there is no log.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde_json::json;
 
+use crate::line_log::LineLog;
+
 /// The open query log, if the configuration names one.
-static QUERY_LOG: Mutex<Option<File>> = Mutex::new(None);
+static QUERY_LOG: Mutex<Option<LineLog>> = Mutex::new(None);
 
 /// Whether [`QUERY_LOG`] holds a file: read by every query without the lock.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// The query log a configuration names, opened (`None` for none), to [`install`] once the rest
 /// of the configuration is taken: a configuration refused later keeps the log in use.
-pub fn open(file: Option<&Path>) -> Result<Option<File>, String> {
+pub fn open(file: Option<&Path>) -> Result<Option<LineLog>, String> {
     let Some(path) = file else { return Ok(None) };
-    crate::files::open_append(path)
-        .map(Some)
-        .map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))
+    LineLog::open(path).map(Some).map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))
 }
 
 /// Makes `file` the query log (closing the one in use).
-pub fn install(file: Option<File>) {
+pub fn install(file: Option<LineLog>) {
     let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     ENABLED.store(file.is_some(), Ordering::Relaxed);
     *log = file;
@@ -78,17 +76,15 @@ pub fn timings(seconds: f64) -> serde_json::Value {
     })
 }
 
-/// Logs `query` if there is a query log; a failed write is reported, and the query is not.
+/// Logs `query` if there is a query log; a failed write is reported by the log's thread.
 pub fn log(query: Logged<'_>) {
     if !enabled() {
         return;
     }
-    let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(file) = log.as_mut() else { return };
     let mut line = line(&query, crate::clock::now_ms()).to_string();
     line.push('\n');
-    if let Err(e) = file.write_all(line.as_bytes()) {
-        tracing::warn!(error = %e, "cannot write to the query log file");
+    if let Some(log) = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+        log.append(line);
     }
 }
 

@@ -5,31 +5,31 @@
 //! URL). A body that does not parse is not logged, as upstream logs only the fetch's errors.
 //!
 //! The files are opened again at each configuration load, so that a rotated log is followed
-//! after a reload, as upstream's; one that cannot be opened refuses the configuration. Lines
-//! are written under one lock with one `write(2)` each (`O_APPEND`), on the shard of the
-//! scrape, as the query log is written ([`crate::query_log`]).
+//! after a reload, as upstream's; one that cannot be opened refuses the configuration. Each is
+//! a [`LineLog`], whose thread writes the lines, as the query log's ([`crate::query_log`]): a
+//! scrape on a shard's thread never waits for the disk.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use pyrite_core::config::Config;
 use serde_json::json;
 
+use crate::line_log::LineLog;
+
 /// The open failure logs, by path.
-static LOGS: Mutex<BTreeMap<PathBuf, File>> = Mutex::new(BTreeMap::new());
+static LOGS: Mutex<BTreeMap<PathBuf, LineLog>> = Mutex::new(BTreeMap::new());
 
 /// Every failure log `config`'s scrape configs name, opened, to [`install`] once the rest of the
 /// configuration is taken: a configuration refused later keeps the logs in use.
-pub fn open(config: &Config) -> Result<BTreeMap<PathBuf, File>, String> {
+pub fn open(config: &Config) -> Result<BTreeMap<PathBuf, LineLog>, String> {
     let mut files = BTreeMap::new();
     for path in config.scrape_configs.iter().filter_map(|sc| sc.scrape_failure_log_file.as_ref()) {
         if files.contains_key(path) {
             continue;
         }
-        let file = crate::files::open_append(path)
+        let file = LineLog::open(path)
             .map_err(|e| format!("cannot open the scrape failure log file {}: {e}", path.display()))?;
         files.insert(path.clone(), file);
     }
@@ -37,20 +37,18 @@ pub fn open(config: &Config) -> Result<BTreeMap<PathBuf, File>, String> {
 }
 
 /// Makes `files` the failure logs (closing those in use).
-pub fn install(files: BTreeMap<PathBuf, File>) {
+pub fn install(files: BTreeMap<PathBuf, LineLog>) {
     *LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = files;
 }
 
 /// Logs that the scrape of `target` (its URL) of `job` failed with `error` to `path`, if that
-/// log is open; a failed write is reported, and the failure is not.
+/// log is open; a failed write is reported by the log's thread.
 pub fn log(path: &Path, job: &str, target: &str, error: &str) {
-    let mut logs = LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(file) = logs.get_mut(path) else { return };
+    let logs = LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(file) = logs.get(path) else { return };
     let mut line = line(crate::clock::now_ms(), job, target, error).to_string();
     line.push('\n');
-    if let Err(e) = file.write_all(line.as_bytes()) {
-        tracing::warn!(file = %path.display(), error = %e, "cannot write to the scrape failure log file");
-    }
+    file.append(line);
 }
 
 /// The JSON object logged at `now` (Unix ms).
@@ -79,14 +77,22 @@ mod tests {
         install(files);
         log(&dir.join("b.log"), "b", "http://h:1/metrics", "connection refused");
         log(&dir.join("unknown.log"), "x", "http://h:1/metrics", "not logged");
-        let written = std::fs::read_to_string(dir.join("b.log")).unwrap();
+        // Installing none drops the logs: their threads write what they hold, then stop.
+        install(BTreeMap::new());
+        let read = || std::fs::read_to_string(dir.join("b.log")).unwrap();
+        for _ in 0..200 {
+            if read().ends_with('\n') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let written = read();
         let logged: serde_json::Value = serde_json::from_str(written.trim_end()).unwrap();
         assert_eq!((logged["msg"].as_str(), logged["job_name"].as_str()), (Some("connection refused"), Some("b")));
         assert_eq!((logged["level"].as_str(), logged["target"].as_str()), (Some("ERROR"), Some("http://h:1/metrics")));
         assert!(written.ends_with("}\n") && written.lines().count() == 1, "{written}");
-        install(BTreeMap::new());
         std::fs::remove_dir_all(&dir).unwrap();
-        let e = open(&config).unwrap_err();
+        let Err(e) = open(&config) else { panic!("a log in a missing directory is refused") };
         assert!(e.starts_with("cannot open the scrape failure log file"), "{e}");
     }
 }

@@ -342,9 +342,10 @@ fn queries_are_logged_to_the_query_log_file_as_upstream_logs_them() {
     }
     let (ours, theirs) = (dir.0.join("pyrite.log"), dir.0.join("upstream.log"));
     let both_ruled = pyrite_tests::eventually(std::time::Duration::from_secs(10), || {
-        (!logged(&ours, true).is_empty() && !logged(&theirs, true).is_empty()).then_some(())
+        let api_logged = logged(&ours, false).len() >= 2;
+        (api_logged && !logged(&ours, true).is_empty() && !logged(&theirs, true).is_empty()).then_some(())
     });
-    assert!(both_ruled.is_some(), "rule evaluations logged");
+    assert!(both_ruled.is_some(), "the API's queries and the rule evaluations logged");
     // The same lines: the two queries that ran (not the one that did not parse), and the rule's.
     let (api, upstream_api) = (logged(&ours, false), logged(&theirs, false));
     assert_eq!(api.len(), 2, "{api:?}");
@@ -369,10 +370,17 @@ fn queries_are_logged_to_the_query_log_file_as_upstream_logs_them() {
     let config_file = p.data_dir.parent().unwrap().join("prometheus.yml");
     assert_eq!(pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap().0, 200);
     pyrite_tests::http_get(&format!("{}/api/v1/query?query=after_rotation", p.url)).unwrap();
-    assert!(logged(&ours, false).iter().any(|l| l["params"]["query"] == "after_rotation"));
+    // The log's lines are written by a thread of its own.
+    let logged_as = |query: &str| {
+        pyrite_tests::eventually(std::time::Duration::from_secs(5), || {
+            logged(&ours, false).iter().any(|l| l["params"]["query"] == query).then_some(())
+        })
+        .is_some()
+    };
+    assert!(logged_as("after_rotation"));
     std::fs::write(&config_file, config("missing-dir/pyrite.log")).unwrap();
     let (status, body) = pyrite_tests::http_post_form(&format!("{}/-/reload", p.url), &[]).unwrap();
     assert!(status == 500 && body.contains("cannot open the query log file"), "{status} {body}");
     pyrite_tests::http_get(&format!("{}/api/v1/query?query=after_refusal", p.url)).unwrap();
-    assert!(logged(&ours, false).iter().any(|l| l["params"]["query"] == "after_refusal"));
+    assert!(logged_as("after_refusal"));
 }

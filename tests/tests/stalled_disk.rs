@@ -1,9 +1,9 @@
 //! A stalled disk: Pyrite's data directory on a small ext4 file system (a loop device, mounted
 //! by the test, which the test script runs as root), frozen with `fsfreeze` as a hung volume
 //! or a snapshotting backup would. While it is frozen, health checks, readiness, queries and
-//! `/metrics` answer at once; a remote write and an admin snapshot wait (the write is
-//! acknowledged only once logged, as upstream's); once the disk thaws both are answered, and a
-//! crash after that loses nothing.
+//! `/metrics` answer at once (queries too are logged to a query log on the frozen disk); a
+//! remote write and an admin snapshot wait (the write is acknowledged only once logged, as
+//! upstream's); once the disk thaws both are answered, and a crash after that loses nothing.
 //! Before the log had a writer thread of its own, the shard threads blocked in `write(2)` and
 //! every request waited for the thaw.
 
@@ -111,10 +111,11 @@ fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
         return;
     }
     let fs = LoopFs::mount();
+    let query_log = fs.path().join("queries.log");
     let opts = PyriteOpts {
         shards: Some(2),
         data_dir: Some(data_dir(&fs)),
-        config: Some("global:\n  scrape_interval: 1h\n".into()),
+        config: Some(format!("global:\n  scrape_interval: 1h\n  query_log_file: {}\n", query_log.display())),
         extra_args: vec!["--web.enable-admin-api".into()],
         ..Default::default()
     };
@@ -160,6 +161,12 @@ fn a_frozen_disk_holds_up_only_the_writes_waiting_for_it() {
     let snapshot_status = snapshot_answered.recv_timeout(Duration::from_secs(30)).expect("the snapshot is answered");
     assert_eq!(snapshot_status, Ok(200));
     snapshot.join().unwrap();
+    // The queries asked while the disk was frozen are in the query log once it thaws.
+    let logged = pyrite_tests::eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&query_log).unwrap_or_default();
+        (text.matches("count(stall_total)").count() >= 3).then_some(())
+    });
+    assert!(logged.is_some(), "the queries asked during the freeze are logged after it");
 
     // After a crash, the write acknowledged after the thaw is back.
     p.process.signal(libc::SIGKILL);

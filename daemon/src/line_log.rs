@@ -1,0 +1,54 @@
+//! A log file that lines are appended to by a thread of its own: the query log and the scrape
+//! failure logs. A query or a scrape runs on a shard's thread, which serves HTTP too; written
+//! there, one line on a stalled disk (`fsfreeze`) held the shard, and every query and health
+//! check it served, until the disk came back. Each line is one `write(2)` (`O_APPEND`), in the
+//! order given; while [`LINES_WAITING_MOST`] wait for a disk that does not take them, new ones
+//! are dropped, and the drop is logged once.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::Arc;
+
+/// Lines that may wait for the disk.
+const LINES_WAITING_MOST: usize = 10_000;
+
+pub struct LineLog {
+    lines: mpsc::SyncSender<String>,
+    /// Lines are being dropped (logged when it starts).
+    dropping: Arc<AtomicBool>,
+    shown: String,
+}
+
+impl LineLog {
+    /// Opens `path` to append to (creating it), on the calling thread: a file that cannot be
+    /// opened refuses the configuration naming it.
+    pub fn open(path: &Path) -> io::Result<LineLog> {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let (lines, todo) = mpsc::sync_channel::<String>(LINES_WAITING_MOST);
+        let dropping = Arc::new(AtomicBool::new(false));
+        let shown = path.display().to_string();
+        crate::threads::named("line-log").spawn({
+            let (shown, dropping) = (shown.clone(), dropping.clone());
+            move || {
+                for line in todo {
+                    if let Err(e) = file.write_all(line.as_bytes()) {
+                        tracing::warn!(file = %shown, error = %e, "cannot write to the log file");
+                    }
+                    dropping.store(false, Ordering::Relaxed);
+                }
+            }
+        })?;
+        Ok(LineLog { lines, dropping, shown })
+    }
+
+    /// Appends `line`, which ends in a newline.
+    pub fn append(&self, line: String) {
+        if let Err(TrySendError::Full(_)) = self.lines.try_send(line) {
+            if !self.dropping.swap(true, Ordering::Relaxed) {
+                tracing::warn!(file = %self.shown, waiting = LINES_WAITING_MOST, "the disk does not take the log file's lines: new ones are dropped until it does");
+            }
+        }
+    }
+}
