@@ -3,7 +3,8 @@
 //! there, one line on a stalled disk (`fsfreeze`) held the shard, and every query and health
 //! check it served, until the disk came back. Each line is one `write(2)` (`O_APPEND`), in the
 //! order given; while [`LINES_WAITING_MOST`] wait for a disk that does not take them, new ones
-//! are dropped, and the drop is logged once.
+//! are dropped, and the drop is logged once. A log that is let go (a reload's, or the exit's)
+//! has its thread write what waits first, for [`FLUSH_WITHIN`] at most.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -14,8 +15,13 @@ use std::sync::Arc;
 /// Lines that may wait for the disk.
 const LINES_WAITING_MOST: usize = 10_000;
 
+/// How long letting a log go waits for its thread to write what waits.
+const FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct LineLog {
     lines: mpsc::SyncSender<String>,
+    /// Disconnected once the thread has stopped.
+    stopped: mpsc::Receiver<()>,
     /// Lines are being dropped (logged when it starts).
     dropping: Arc<AtomicBool>,
     shown: String,
@@ -27,28 +33,45 @@ impl LineLog {
     pub fn open(path: &Path) -> io::Result<LineLog> {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         let (lines, todo) = mpsc::sync_channel::<String>(LINES_WAITING_MOST);
+        let (running, stopped) = mpsc::channel::<()>();
         let dropping = Arc::new(AtomicBool::new(false));
         let shown = path.display().to_string();
         crate::threads::named("line-log").spawn({
             let (shown, dropping) = (shown.clone(), dropping.clone());
             move || {
-                for line in todo {
+                let _running = running;
+                let mut write = |line: String| {
                     if let Err(e) = file.write_all(line.as_bytes()) {
                         tracing::warn!(file = %shown, error = %e, "cannot write to the log file");
                     }
+                };
+                while let Ok(line) = todo.recv() {
+                    write(line);
+                    while let Ok(line) = todo.try_recv() {
+                        write(line);
+                    }
+                    // Nothing waits now: a drop from here on is a new one.
                     dropping.store(false, Ordering::Relaxed);
                 }
             }
         })?;
-        Ok(LineLog { lines, dropping, shown })
+        Ok(LineLog { lines, stopped, dropping, shown })
     }
 
-    /// Appends `line`, which ends in a newline.
+    /// Appends `line`, which ends in a newline (from any thread: it never waits).
     pub fn append(&self, line: String) {
         if let Err(TrySendError::Full(_)) = self.lines.try_send(line) {
             if !self.dropping.swap(true, Ordering::Relaxed) {
                 tracing::warn!(file = %self.shown, waiting = LINES_WAITING_MOST, "the disk does not take the log file's lines: new ones are dropped until it does");
             }
         }
+    }
+}
+
+impl Drop for LineLog {
+    fn drop(&mut self) {
+        // Closing the channel stops the thread once it has written what waits.
+        drop(std::mem::replace(&mut self.lines, mpsc::sync_channel(0).0));
+        let _ = self.stopped.recv_timeout(FLUSH_WITHIN);
     }
 }

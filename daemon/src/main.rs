@@ -448,6 +448,9 @@ fn run_server(flags: ServerFlags, flag_values: Vec<(String, String)>, signals: l
     }
     remote_write.stop_all();
     shut_down(&shards);
+    // The logs' lines still waiting are written.
+    query_log::install(None);
+    scrape_failure_log::install(Default::default());
     tracing::info!("exiting");
     Ok(())
 }

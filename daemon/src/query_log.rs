@@ -32,11 +32,14 @@ pub fn open(file: Option<&Path>) -> Result<Option<LineLog>, String> {
     LineLog::open(path).map(Some).map_err(|e| format!("cannot open the query log file {}: {e}", path.display()))
 }
 
-/// Makes `file` the query log (closing the one in use).
+/// Makes `file` the query log; the one in use is let go (its lines written) outside the lock,
+/// which queries take.
 pub fn install(file: Option<LineLog>) {
     let mut log = QUERY_LOG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     ENABLED.store(file.is_some(), Ordering::Relaxed);
-    *log = file;
+    let old = std::mem::replace(&mut *log, file);
+    drop(log);
+    drop(old);
 }
 
 /// Whether queries are logged.

@@ -1,9 +1,9 @@
 //! # pyrite-tsdb
 //!
 //! Pyrite's storage engine, one [`db::Db`] per shard, with a synchronous API: the shard's
-//! thread calls it and decides when (timers, mailbox); nothing here sleeps or reads a clock —
-//! times are passed in. The only threads it starts write its files ([`wal::writer`], the
-//! chunk store's, [`queued_file`]), so that the shard's thread never waits for the disk.
+//! thread calls it and decides when (timers, mailbox); nothing here reads a clock — times are
+//! passed in. The only threads it starts write its files ([`wal::writer`], the chunk store's,
+//! [`queued_file`]), so that the shard's thread does not wait for the disk.
 //!
 //! * [`head::Head`] keeps recent series in memory: interned labels, [`postings`], and
 //!   compressed [`chunk`]s (full chunks sealed into a memory-mapped [`chunk::store`]); a

@@ -1,10 +1,12 @@
 //! A file written by a thread of its own, for the long writes a shard's thread makes a slice at
 //! a time (a block cut from the head, a checkpoint, a snapshot): the writes fill a buffer that
 //! is handed to the thread each [`HAND_OVER_BYTES`], and the file (and its directory) is
-//! created there too, so the shard never blocks on a stalled disk. [`QueuedFile::waiting`]
+//! created there too, so the shard does not wait for a stalled disk. [`QueuedFile::waiting`]
 //! tells the writer how far the disk is behind, to pause between slices rather than queue the
-//! whole head (a writer that does not, one that may block, waits past [`QUEUED_MOST`]);
-//! [`QueuedFile::finish`], on a thread that may block, waits for the rest.
+//! whole head; a writer that does not (one that may block: a compaction, the shutdown's
+//! snapshot) waits in its write past [`QUEUED_MOST`], and so would a shard's slice of more than
+//! 56 MiB. [`QueuedFile::finish`], on a thread that may block, waits for the rest, and so does
+//! dropping an unfinished file.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -25,8 +27,18 @@ pub struct QueuedFile {
     thread: Option<JoinHandle<io::Result<File>>>,
     /// Bytes handed over and not written yet.
     waiting: Arc<AtomicU64>,
-    /// A write failed: later writes fail at once, and [`QueuedFile::finish`] says why.
-    failed: Arc<AtomicBool>,
+    /// The thread stopped (a write failed, it panicked, or the file is finished): later writes
+    /// fail at once, nothing is waiting any more, and [`QueuedFile::finish`] says why.
+    stopped: Arc<AtomicBool>,
+}
+
+/// Sets its flag when dropped: however the file's thread ends.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl QueuedFile {
@@ -34,11 +46,12 @@ impl QueuedFile {
     pub fn create(path: PathBuf) -> io::Result<QueuedFile> {
         let (ops, todo) = mpsc::channel::<Vec<u8>>();
         let waiting = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new().name("file-writer".to_string()).spawn({
-            let (waiting, failed) = (waiting.clone(), failed.clone());
+            let (waiting, stopped) = (waiting.clone(), SetOnDrop(stopped.clone()));
             move || {
-                let written = (|| {
+                let _stopped = stopped;
+                (|| {
                     if let Some(dir) = path.parent() {
                         fs::create_dir_all(dir)?;
                     }
@@ -48,27 +61,29 @@ impl QueuedFile {
                         waiting.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
                     }
                     Ok(file)
-                })();
-                failed.store(written.is_err(), Ordering::Release);
-                written
+                })()
             }
         })?;
-        Ok(QueuedFile { buf: Vec::new(), ops: Some(ops), thread: Some(thread), waiting, failed })
+        Ok(QueuedFile { buf: Vec::new(), ops: Some(ops), thread: Some(thread), waiting, stopped })
     }
 
-    /// Bytes written and not on disk yet.
+    /// Bytes written and not on disk yet; none once the thread stopped (a failed write: the
+    /// next write or [`QueuedFile::finish`] says why).
     pub fn waiting(&self) -> u64 {
-        self.waiting.load(Ordering::Relaxed) + self.buf.len() as u64
+        match self.stopped.load(Ordering::Acquire) {
+            true => 0,
+            false => self.waiting.load(Ordering::Relaxed) + self.buf.len() as u64,
+        }
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
-        if self.failed.load(Ordering::Acquire) {
+        if self.stopped.load(Ordering::Acquire) {
             return Err(io::Error::other("an earlier write to the file failed"));
         }
         if self.buf.is_empty() {
             return Ok(());
         }
-        while self.waiting.load(Ordering::Relaxed) > QUEUED_MOST && !self.failed.load(Ordering::Acquire) {
+        while self.waiting.load(Ordering::Relaxed) > QUEUED_MOST && !self.stopped.load(Ordering::Acquire) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let bytes = std::mem::take(&mut self.buf);
@@ -128,8 +143,19 @@ mod tests {
         }
         file.finish().unwrap();
         assert_eq!(fs::read(&path).unwrap(), expected, "the directory made, every byte in order");
-        // A file that cannot be created: the error comes back at the end.
+        // A file that cannot be created (a full disk, here a file where its directory would
+        // be): nothing counts as waiting once the thread stopped, so a writer pausing for the
+        // disk goes on, and its next write fails; the error comes back at the end.
         let mut blocked = QueuedFile::create(path.join("under-a-file")).unwrap();
+        let _ = blocked.write_all(&expected);
+        for _ in 0..200 {
+            if blocked.waiting() == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(blocked.waiting(), 0, "a stopped writer holds nothing back");
+        assert!(blocked.write_all(&expected).is_err());
         assert!(blocked.finish().is_err());
         let _ = fs::remove_dir_all(&dir);
     }

@@ -22,6 +22,8 @@ pub struct DiskProbe {
     path: PathBuf,
     /// A probe has not returned yet (the disk still holds its thread): no second one starts.
     waiting: Arc<AtomicBool>,
+    /// When the last probe started.
+    started: Cell<Instant>,
     /// When the disk was found stalled, to log once per stall.
     stalled_since: Cell<Option<Instant>>,
 }
@@ -30,27 +32,33 @@ impl DiskProbe {
     pub fn new(index: usize, env: &ShardEnv) -> DiskProbe {
         // A `.tmp` file: a start removes it from the log directory if a crash left it.
         let path = pyrite_tsdb::db::Dirs::of_shard(&env.storage_path, index).wal.join("disk-probe.tmp");
-        DiskProbe { index, path, waiting: Arc::default(), stalled_since: Cell::new(None) }
+        let (waiting, started, stalled_since) = (Arc::default(), Cell::new(Instant::now()), Cell::new(None));
+        DiskProbe { index, path, waiting, started, stalled_since }
     }
 
-    /// Whether the disk answers now (at once false while an earlier probe is still held).
+    /// Whether the disk answers: the answer of a probe started now, or of the one under way
+    /// (housekeeping and admin requests share it), once it comes or its time is up.
     pub async fn answers(&self) -> bool {
-        let answered = !self.waiting.swap(true, Ordering::AcqRel) && {
+        if !self.waiting.swap(true, Ordering::AcqRel) {
+            self.started.set(Instant::now());
             let (path, waiting) = (self.path.clone(), self.waiting.clone());
-            let probe = crate::threads::off_shard(crate::threads::named("disk-probe"), move || {
+            let spawned = crate::threads::named("disk-probe").spawn(move || {
                 let _ = std::fs::File::create(&path).and_then(|_| std::fs::remove_file(&path));
                 waiting.store(false, Ordering::Release);
             });
-            match monoio::time::timeout(ANSWERS_WITHIN, probe).await {
-                Ok(Ok(())) => true,
+            if spawned.is_err() {
                 // No thread to probe with: the work goes on, as it did before probes.
-                Ok(Err(_)) => {
-                    self.waiting.store(false, Ordering::Release);
-                    true
-                }
-                Err(_) => false,
+                self.waiting.store(false, Ordering::Release);
             }
-        };
+        }
+        let mut answered = true;
+        while self.waiting.load(Ordering::Acquire) {
+            if self.started.get().elapsed() >= ANSWERS_WITHIN {
+                answered = false;
+                break;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
         match (answered, self.stalled_since.get()) {
             (false, None) => {
                 tracing::warn!(

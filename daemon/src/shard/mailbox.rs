@@ -131,9 +131,9 @@ pub async fn serve(
             Request::Delete { selection: Selection { matchers, mint, maxt }, reply } => {
                 let (storage, disk) = (storage.clone(), disk.clone());
                 monoio::spawn(async move {
+                    blocks_idle(&storage).await;
                     // Tombstones are written on the shard's thread.
                     disk.until_answers().await;
-                    blocks_idle(&storage).await;
                     let deleted: Result<Vec<Logged>, StorageError> = {
                         let mut s = storage.borrow_mut();
                         matchers.iter().map(|m| s.delete(m, mint, maxt)).collect()
@@ -153,8 +153,8 @@ pub async fn serve(
             Request::CleanTombstones { reply } => {
                 let (storage, disk) = (storage.clone(), disk.clone());
                 monoio::spawn(async move {
-                    disk.until_answers().await;
                     blocks_idle(&storage).await;
+                    disk.until_answers().await;
                     let mut s = storage.borrow_mut();
                     let cleaned = s.blocks.clean_tombstones(crate::clock::now_ms());
                     let _ = reply.send(

@@ -669,12 +669,16 @@ impl Wal {
         snapshot.write(head, usize::MAX)?;
         self.complete(snapshot.finish()?, head)?;
         // Once the writer has caught up (at shutdown, its queue holds nothing the snapshot does
-        // not), so that the files are as the snapshot left them. Its fsync of the new segment
-        // cannot lose anything: nothing was appended since.
-        let _ = self.writer.sync().wait();
+        // not), so that the files are as the snapshot left them; for a few seconds at most, as
+        // a disk that refuses the new segment would be retried for ever. Its fsync cannot lose
+        // anything: nothing was appended since.
+        let _ = self.writer.sync().wait_within(SNAPSHOT_CATCH_UP);
         Ok(())
     }
 }
+
+/// How long a snapshot waits for the log's writer to catch up after it.
+const SNAPSHOT_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which base file a [`LogWrite`] makes.
 #[derive(Debug, Clone, Copy)]

@@ -69,6 +69,19 @@ impl Logged {
             state = self.0.ready.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
+
+    /// Blocks until the write is answered, for at most `limit`; None if it was not.
+    pub fn wait_within(self, limit: Duration) -> Option<io::Result<()>> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut state = lock(&self.0.state);
+        loop {
+            if let Some(result) = state.0.take() {
+                return Some(result);
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            state = self.0.ready.wait_timeout(state, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+    }
 }
 
 /// Nothing to log: logged.
@@ -142,7 +155,7 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Why the last write failed, while none has succeeded since.
+    /// Why the last write or segment change failed, while none has succeeded since.
     failing: Mutex<Option<io::Error>>,
     /// Bytes handed over and not on disk yet.
     backlog: AtomicU64,
@@ -193,7 +206,7 @@ impl LogWriter {
         logged
     }
 
-    /// Why the last write failed, if none has succeeded since.
+    /// Why the last write or segment change failed, if none has succeeded since.
     pub fn failing(&self) -> Option<io::Error> {
         lock(&self.shared.failing).as_ref().map(copy)
     }
